@@ -1,0 +1,6 @@
+/* `payguard vse ...` verbs: thin wrappers over the vse library. */
+#include "cli.h"
+
+const struct pg_cmd pg_cli_vse[] = {
+	{NULL, NULL, NULL, NULL},
+};

@@ -1,0 +1,189 @@
+/*
+ * payguard: one binary, `payguard <area> <verb> [options]`. This file holds
+ * the table of areas and the dispatcher; verbs live in cmd_<area>.c.
+ */
+#include "cli.h"
+#include "payguard/error.h"
+#include "payguard/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PAYGUARD_VERSION "0.1.0"
+
+/* Order is the order `payguard --help` lists them in. */
+static const struct pg_area areas[] = {
+	{"se", "secure-element links, simulated SEs and the protocol converter", pg_cli_se},
+	{"vse", "virtual secure elements and their hypervisor", pg_cli_vse},
+	{"seos", "the device-side SE operating system", pg_cli_seos},
+	{"nfcswitch", "NFC switch routing reader commands to SEs by AID", pg_cli_nfcswitch},
+	{"image", "VM image inventory, advisories and offline upgrade", pg_cli_image},
+	{"load", "VM load collection and two-level k-means estimation", pg_cli_load},
+	{"pos", "relocation monitoring of mobile POS terminals", pg_cli_pos},
+	{"demo", "the end-to-end demonstration (the README's main job)", pg_cli_demo},
+};
+
+static void
+print_main_help(FILE *f)
+{
+	fprintf(f, "usage: payguard [--log-level LEVEL] <area> <verb> [options]\n"
+		   "       payguard <area> <verb> --help\n\n"
+		   "Global options (before the area):\n"
+		   "  --log-level LEVEL  error, warn (default), info, debug or trace\n"
+		   "  --version          print the version\n\nAreas:\n");
+	for (size_t i = 0; i < sizeof(areas) / sizeof(areas[0]); i++) {
+		int any = 0;
+
+		for (const struct pg_cmd *c = areas[i].cmds; c->verb; c++)
+			any = 1;
+		if (any)
+			fprintf(f, "  %-10s %s\n", areas[i].name, areas[i].summary);
+	}
+	fprintf(f, "\nExit codes: 0 ok, 1 failed, 2 usage, 3 input rejected, 4 not found, "
+		   "5 denied.\n");
+}
+
+static void
+print_area_help(FILE *f, const struct pg_area *a)
+{
+	fprintf(f, "usage: payguard %s <verb> [options]\n\n%s.\n\nVerbs:\n", a->name, a->summary);
+	for (const struct pg_cmd *c = a->cmds; c->verb; c++)
+		fprintf(f, "  %-12s %s\n", c->verb, c->summary);
+}
+
+int
+pg_cli_exit_code(int rc)
+{
+	switch (rc) {
+	case 0:
+		return PG_EXIT_OK;
+	case PG_EUSAGE:
+		return PG_EXIT_USAGE;
+	case PG_EFORMAT:
+	case PG_ETRUNC:
+	case PG_ETOOBIG:
+	case PG_ECORRUPT:
+	case PG_EINVAL:
+	case PG_ERANGE:
+		return PG_EXIT_INPUT;
+	case PG_ENOENT:
+		return PG_EXIT_NOTFOUND;
+	case PG_EAUTH:
+	case PG_EPERM:
+		return PG_EXIT_DENIED;
+	default:
+		return rc > 0 ? rc : PG_EXIT_FAIL;
+	}
+}
+
+int
+pg_cli_fail(int rc, const char *fmt, ...)
+{
+	va_list ap;
+	const char *detail = pg_last_error();
+
+	fputs("payguard: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, ": %s\n", detail[0] ? detail : pg_strerror(rc));
+	return pg_cli_exit_code(rc);
+}
+
+int
+pg_cli_usage(const char *argv0, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", argv0);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n(see '%s --help')\n", argv0);
+	return PG_EXIT_USAGE;
+}
+
+int
+pg_cli_print_json(json_t *v)
+{
+	int rc;
+
+	if (!v)
+		return pg_cli_fail(PG_ENOMEM, "json output");
+	rc = json_dumpf(v, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+	json_decref(v);
+	fputc('\n', stdout);
+	return rc == 0 ? PG_EXIT_OK : PG_EXIT_FAIL;
+}
+
+static int
+wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			return 0;
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return 1;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const struct pg_area *area = NULL;
+	const struct pg_cmd *cmd = NULL;
+	const char *env = getenv("PAYGUARD_LOG");
+	char argv0[128];
+	int i = 1;
+
+	if (env && pg_log_parse_level(env) >= 0)
+		pg_log_set_level(pg_log_parse_level(env));
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			print_main_help(stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("payguard %s\n", PAYGUARD_VERSION);
+			return 0;
+		} else if (strcmp(argv[i], "--log-level") == 0 && i + 1 < argc) {
+			int lv = pg_log_parse_level(argv[++i]);
+
+			if (lv < 0)
+				return pg_cli_usage("payguard", "unknown log level '%s'", argv[i]);
+			pg_log_set_level(lv);
+		} else {
+			return pg_cli_usage("payguard", "unknown option '%s'", argv[i]);
+		}
+	}
+	if (i >= argc) {
+		print_main_help(stderr);
+		return PG_EXIT_USAGE;
+	}
+	for (size_t a = 0; a < sizeof(areas) / sizeof(areas[0]); a++)
+		if (strcmp(areas[a].name, argv[i]) == 0)
+			area = &areas[a];
+	if (!area)
+		return pg_cli_usage("payguard", "unknown area '%s'", argv[i]);
+	i++;
+	if (i >= argc || strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+		print_area_help(i >= argc ? stderr : stdout, area);
+		return i >= argc ? PG_EXIT_USAGE : 0;
+	}
+	for (cmd = area->cmds; cmd->verb; cmd++)
+		if (strcmp(cmd->verb, argv[i]) == 0)
+			break;
+	if (!cmd->verb) {
+		snprintf(argv0, sizeof(argv0), "payguard %s", area->name);
+		return pg_cli_usage(argv0, "unknown verb '%s'", argv[i]);
+	}
+	snprintf(argv0, sizeof(argv0), "payguard %s %s", area->name, cmd->verb);
+	argv[i] = argv0;
+	if (wants_help(argc - i, argv + i)) {
+		printf("usage: %s %s\n", argv0, cmd->usage ? cmd->usage : "");
+		return 0;
+	}
+	return cmd->fn(argc - i, argv + i);
+}

@@ -1,0 +1,192 @@
+/* SQLite store helper: open, per-area migrations, transactions, error mapping. */
+#include "payguard/store.h"
+#include "payguard/error.h"
+#include "payguard/fs.h"
+#include "payguard/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int
+pg_store_fail(struct pg_store *st, int sqlite_rc, const char *what)
+{
+	const char *msg = st && st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(sqlite_rc);
+	int code = (sqlite_rc == SQLITE_BUSY || sqlite_rc == SQLITE_LOCKED) ? PG_EBUSY : PG_ESTORE;
+
+	return pg_error(code, "store", "%s: %s (sqlite %d)", what, msg, sqlite_rc);
+}
+
+int
+pg_store_open(struct pg_store *st, const char *path)
+{
+	int rc;
+
+	st->db = NULL;
+	st->path = strdup(path);
+	if (!st->path)
+		return PG_ENOMEM;
+	rc = sqlite3_open_v2(path, &st->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		rc = pg_store_fail(st, rc, path);
+		pg_store_close(st);
+		return rc;
+	}
+	sqlite3_busy_timeout(st->db, 10000);
+	rc = pg_store_exec(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+			       "PRAGMA foreign_keys=ON;"
+			       "CREATE TABLE IF NOT EXISTS pg_schema(area TEXT PRIMARY KEY,"
+			       " version INTEGER NOT NULL);");
+	if (rc < 0)
+		pg_store_close(st);
+	return rc;
+}
+
+void
+pg_store_close(struct pg_store *st)
+{
+	if (!st)
+		return;
+	if (st->db)
+		sqlite3_close_v2(st->db);
+	st->db = NULL;
+	free(st->path);
+	st->path = NULL;
+}
+
+int
+pg_store_exec(struct pg_store *st, const char *sql)
+{
+	char *err = NULL;
+	int rc = sqlite3_exec(st->db, sql, NULL, NULL, &err);
+
+	if (rc != SQLITE_OK) {
+		int code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? PG_EBUSY : PG_ESTORE;
+
+		pg_error(code, "store", "%s (sqlite %d)", err ? err : sqlite3_errstr(rc), rc);
+		sqlite3_free(err);
+		return code;
+	}
+	return 0;
+}
+
+int
+pg_store_begin(struct pg_store *st)
+{
+	return pg_store_exec(st, "BEGIN IMMEDIATE");
+}
+
+int
+pg_store_commit(struct pg_store *st)
+{
+	return pg_store_exec(st, "COMMIT");
+}
+
+int
+pg_store_rollback(struct pg_store *st)
+{
+	return pg_store_exec(st, "ROLLBACK");
+}
+
+int
+pg_store_version(struct pg_store *st, const char *area)
+{
+	sqlite3_stmt *s = NULL;
+	int rc, v = 0;
+
+	rc = sqlite3_prepare_v2(st->db, "SELECT version FROM pg_schema WHERE area=?", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return pg_store_fail(st, rc, "schema version");
+	sqlite3_bind_text(s, 1, area, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		v = sqlite3_column_int(s, 0);
+	else if (rc != SQLITE_DONE)
+		v = pg_store_fail(st, rc, "schema version");
+	sqlite3_finalize(s);
+	return v;
+}
+
+int
+pg_store_migrate(struct pg_store *st, const char *area, const struct pg_migration *m, size_t n)
+{
+	sqlite3_stmt *s = NULL;
+	int rc, have;
+
+	rc = pg_store_begin(st);
+	if (rc < 0)
+		return rc;
+	have = pg_store_version(st, area);
+	if (have < 0) {
+		rc = have;
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (m[i].version <= have)
+			continue;
+		rc = pg_store_exec(st, m[i].sql);
+		if (rc < 0) {
+			pg_err("store", "migration %s/%d failed: %s", area, m[i].version,
+			       pg_last_error());
+			goto fail;
+		}
+		have = m[i].version;
+	}
+	rc = sqlite3_prepare_v2(st->db, "INSERT INTO pg_schema(area,version) VALUES(?,?)"
+					" ON CONFLICT(area) DO UPDATE SET version=excluded.version",
+				-1, &s, NULL);
+	if (rc != SQLITE_OK) {
+		rc = pg_store_fail(st, rc, "record schema version");
+		goto fail;
+	}
+	sqlite3_bind_text(s, 1, area, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 2, have);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		rc = pg_store_fail(st, rc, "record schema version");
+		goto fail;
+	}
+	return pg_store_commit(st);
+fail:
+	pg_store_rollback(st);
+	return rc;
+}
+
+int
+pg_data_dir(char *out, size_t outlen)
+{
+	const char *d = getenv("PAYGUARD_DATA_DIR");
+	const char *x = getenv("XDG_DATA_HOME");
+	const char *h = getenv("HOME");
+	int n;
+
+	if (d && *d)
+		n = snprintf(out, outlen, "%s", d);
+	else if (x && *x)
+		n = snprintf(out, outlen, "%s/payguard", x);
+	else if (h && *h)
+		n = snprintf(out, outlen, "%s/.local/share/payguard", h);
+	else
+		n = snprintf(out, outlen, "./payguard-data");
+	if (n < 0 || (size_t)n >= outlen)
+		return pg_error(PG_ETOOBIG, "store", "data directory path too long");
+	return pg_mkdir_p(out, 0700);
+}
+
+int
+pg_store_open_default(struct pg_store *st, const char *path)
+{
+	char dir[4096], db[4200];
+	int rc;
+
+	if (path && *path)
+		return pg_store_open(st, path);
+	rc = pg_data_dir(dir, sizeof(dir));
+	if (rc < 0)
+		return rc;
+	snprintf(db, sizeof(db), "%s/payguard.db", dir);
+	return pg_store_open(st, db);
+}
