@@ -33,11 +33,11 @@ struct pg_area {
 /* Exit codes, documented in docs/cli.md. */
 enum {
 	PG_EXIT_OK = 0,
-	PG_EXIT_FAIL = 1,    /* the operation failed */
-	PG_EXIT_USAGE = 2,   /* bad command line */
-	PG_EXIT_INPUT = 3,   /* input rejected: malformed, truncated, too big */
-	PG_EXIT_NOTFOUND = 4,/* a named thing does not exist */
-	PG_EXIT_DENIED = 5,  /* authentication or access control refused */
+	PG_EXIT_FAIL = 1,     /* the operation failed */
+	PG_EXIT_USAGE = 2,    /* bad command line */
+	PG_EXIT_INPUT = 3,    /* input rejected: malformed, truncated, too big */
+	PG_EXIT_NOTFOUND = 4, /* a named thing does not exist */
+	PG_EXIT_DENIED = 5,   /* authentication or access control refused */
 };
 
 /* Maps a PG_E... code to an exit code. */
