@@ -21,6 +21,7 @@ done
 set +e
 "$pg" nosuch >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown area must exit 2"
 "$pg" --bogus >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown option must exit 2"
-"$pg" demo nosuch 2>&1 | grep -q "unknown verb 'nosuch'" || fail "unknown verb message"
-"$pg" demo nosuch >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown verb must exit 2"
+msg=$("$pg" demo nosuch 2>&1); rc=$?
+[ $rc -eq 2 ] || fail "unknown verb must exit 2"
+grep -q "unknown verb 'nosuch'" <<<"$msg" || fail "unknown verb message"
 echo "checked --help on $verbs verbs"
