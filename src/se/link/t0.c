@@ -67,7 +67,6 @@ tpdu(struct t0_host *h, const uint8_t hdr[5], const uint8_t *out, size_t outlen,
 				return pg_error(PG_ETIMEDOUT, "t0", "card sends only NULL bytes");
 			continue;
 		}
-		nulls = 0;
 		if (is_sw1(pb)) {
 			rc = pg_stream_read(h->s, &sw2, 1, h->timeout_ms);
 			if (rc < 0)
@@ -96,6 +95,10 @@ tpdu(struct t0_host *h, const uint8_t hdr[5], const uint8_t *out, size_t outlen,
 								done, inlen);
 				}
 			}
+			/* An ACK with nothing left to move is a NULL in disguise: bounded too. */
+			if (n == 0 && ++nulls > MAX_NULLS)
+				return pg_error(PG_EPROTO, "t0",
+						"card keeps ACKing with no data left");
 			done += n;
 			continue;
 		}

@@ -41,32 +41,26 @@ pg_t1_lrc(const uint8_t *p, size_t n)
 	return x;
 }
 
-/* Reflected CRC-CCITT table (polynomial 0x1021 bit-reversed: 0x8408), built once. */
-static uint16_t crc_table[256];
-static int crc_ready;
-
-static void
-crc_init(void)
-{
-	for (unsigned i = 0; i < 256; i++) {
-		uint16_t c = (uint16_t)i;
-
-		for (int k = 0; k < 8; k++)
-			c = (c & 1) ? (uint16_t)((c >> 1) ^ 0x8408) : (uint16_t)(c >> 1);
-		crc_table[i] = c;
-	}
-	crc_ready = 1;
-}
+/*
+ * Reflected x^16 + x^12 + x^5 + 1 (8408) four bits at a time: a 16-entry
+ * constant table, so nothing is initialised at run time (threads share it).
+ */
+static const uint16_t crc_nibble[16] = {
+    0x0000, 0x1081, 0x2102, 0x3183, 0x4204, 0x5285, 0x6306, 0x7387,
+    0x8408, 0x9489, 0xA50A, 0xB58B, 0xC60C, 0xD68D, 0xE70E, 0xF78F,
+};
 
 uint16_t
 pg_t1_crc(const uint8_t *p, size_t n)
 {
 	uint16_t v = 0xFFFF;
 
-	if (!crc_ready)
-		crc_init();
-	while (n--)
-		v = (uint16_t)((v >> 8) ^ crc_table[(v ^ *p++) & 0xFF]);
+	while (n--) {
+		uint8_t x = *p++;
+
+		v = (uint16_t)((v >> 4) ^ crc_nibble[(v ^ x) & 0x0F]);
+		v = (uint16_t)((v >> 4) ^ crc_nibble[(v ^ (x >> 4)) & 0x0F]);
+	}
 	return v;
 }
 
