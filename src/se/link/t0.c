@@ -221,8 +221,17 @@ t0_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapdu
 	default:
 		rc = PG_EINVAL;
 	}
-	if (rc < 0)
+	if (rc < 0) {
+		/*
+		 * T=0 has no resynchronisation: after a time-out or a bad procedure
+		 * byte the card may still wait for data or send some. The next
+		 * command starts with a reset (7816-3 10.3.3: the interface device
+		 * deactivates or resets), which puts both sides back in step.
+		 */
+		if (rc != PG_ETOOBIG)
+			h->powered = 0;
 		return rc;
+	}
 	pg_put_be16(rapdu + rn, sw);
 	*rlen = rn + 2;
 	return 0;

@@ -114,6 +114,16 @@ test_memory(void **state)
 	rn = sizeof(rbuf);
 	assert_int_equal(pg_link_transmit(l, cbuf, n, rbuf, &rn), PG_EINVAL);
 	assert_int_equal(tc.executed, 5);
+	/*
+	 * A case-2 command to an instruction the card takes as incoming (echo):
+	 * the card waits for data, the host for data; the host times out, and the
+	 * next command starts with a reset that puts both back in step.
+	 */
+	n = mk(0x00, TC_INS_ECHO, 0, 0, NULL, 0, 4);
+	rn = sizeof(rbuf);
+	assert_int_equal(pg_link_transmit(l, cbuf, n, rbuf, &rn), PG_ETIMEDOUT);
+	run_cases(l, &tc);
+	assert_int_equal(tc.executed, 10);
 	pg_link_close(l);
 }
 
