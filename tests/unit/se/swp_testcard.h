@@ -122,14 +122,16 @@ tc_card(struct tcard *t)
 
 /* ---- tap stream: records packets (first bytes) and drops chosen ones ---- */
 
-#define TAP_MAX 4096
+#define TAP_MAX (1u << 18)
 struct tap {
 	struct pg_stream base;
 	struct pg_stream *inner;
 	int owns;
+	int keep; /* destroy leaves the struct for the test to read (then free()) */
 	size_t count;
 	uint8_t head[TAP_MAX][4]; /* first bytes of each DATA packet */
 	size_t len[TAP_MAX];
+	uint8_t last[4];    /* first bytes of the last DATA packet */
 	const size_t *drop; /* packet indexes (0-based, DATA only) to drop; ends at (size_t)-1 */
 };
 
@@ -142,6 +144,8 @@ tap_write(struct pg_stream *s, int type, const uint8_t *p, size_t n)
 	if (type != PG_PKT_DATA)
 		return t->inner->ops->write(t->inner, type, p, n);
 	i = t->count++;
+	memset(t->last, 0, 4);
+	memcpy(t->last, p, n < 4 ? n : 4);
 	if (i < TAP_MAX) {
 		memset(t->head[i], 0, 4);
 		memcpy(t->head[i], p, n < 4 ? n : 4);
@@ -174,7 +178,9 @@ tap_destroy(struct pg_stream *s)
 
 	if (t->owns)
 		pg_stream_free(t->inner);
-	free(t);
+	t->inner = NULL;
+	if (!t->keep)
+		free(t);
 }
 
 static const struct pg_stream_ops tap_ops = {
