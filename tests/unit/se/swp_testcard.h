@@ -29,6 +29,7 @@ struct tcard {
 	uint64_t resets;
 	uint32_t last_sum; /* sum of the last case-3 data field */
 	int mute;	   /* answer nothing (negative code) */
+	int absent;	   /* no card in the slot (atr returns PG_ENOCARD) */
 };
 
 static const uint8_t tc_atr[] = {0x3B, 0x88, 0x80, 0x01, 'p',  'g', '-',
@@ -37,7 +38,8 @@ static const uint8_t tc_atr[] = {0x3B, 0x88, 0x80, 0x01, 'p',  'g', '-',
 static int
 tc_atr_fn(void *ctx, uint8_t *atr, size_t *len)
 {
-	(void)ctx;
+	if (((struct tcard *)ctx)->absent)
+		return PG_ENOCARD;
 	memcpy(atr, tc_atr, sizeof(tc_atr));
 	*len = sizeof(tc_atr);
 	return 0;
