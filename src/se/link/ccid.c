@@ -201,13 +201,18 @@ host_send(struct ccid_host *h, uint8_t type, const uint8_t *d, size_t n, uint8_t
  * Reads the answer to our last message: skips answers to older bSeq values,
  * waits again on time extension; checks type and dwLength.
  */
+#define CCID_MAX_WAITS 10000 /* time extensions + stale answers tolerated per command */
+
 static int
 host_recv(struct ccid_host *h, uint8_t want_type, struct ccid_msg *m, const char *what)
 {
-	for (;;) {
+	for (int waits = 0;; waits++) {
 		size_t len;
 		int rc = pg_stream_read_full(h->s, h->buf, CCID_HDR, h->timeout_ms);
 
+		if (waits > CCID_MAX_WAITS)
+			return pg_error(PG_ETIMEDOUT, "ccid", "%s: reader keeps asking for time",
+					what);
 		if (rc < 0)
 			return rc == PG_ETIMEDOUT ? pg_error(PG_ETIMEDOUT, "ccid",
 							     "%s: no answer from the reader", what)

@@ -467,6 +467,10 @@ next_chunk:
 		}
 		if (b.ns != h->nr_exp) {
 			/* A repeat of a block we already have: acknowledge again. */
+			if (++errors > h->retries) {
+				h->up = 0;
+				return pg_error(PG_ELINK, "gp-t1", "card keeps repeating a block");
+			}
 			rc = host_send(h, (uint8_t)(GP_PCB_R | (h->nr_exp ? GP_PCB_R_NR : 0)), NULL,
 				       0);
 			if (rc < 0)

@@ -91,7 +91,7 @@ static int
 host_request(struct swp_host *h, uint8_t pipe, uint8_t hdr, const uint8_t *data, size_t len,
 	     int type, int instr)
 {
-	int errors = 0, rc;
+	int errors = 0, idle = 0, rc;
 
 	h->tx.active = 0;
 	h->have_msg = 0;
@@ -136,7 +136,9 @@ host_request(struct swp_host *h, uint8_t pipe, uint8_t hdr, const uint8_t *data,
 			return pg_error(PG_ELINK, "swp", "card reset the SHDLC link");
 		}
 		if (r & (SHDLC_RX_NEW | SHDLC_RX_ACK))
-			errors = 0;
+			errors = idle = 0;
+		else if (++idle > 16 * (h->retries + 1))
+			goto fail; /* only frames that move nothing forward: a babbling peer */
 		if ((r & SHDLC_RX_GAP) && !h->e.rej_sent) {
 			h->e.rej_sent = 1;
 			if ((rc = shdlc_send_s(&h->e, SHDLC_S_REJ)) < 0)
