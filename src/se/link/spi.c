@@ -381,12 +381,27 @@ gp_power_on(struct pg_link *l, uint8_t *atr, size_t *atrlen)
 	return 0;
 }
 
+/* 7816-3 11.6.3.4 / GP: after the retries, resynchronise; the command may not have run. */
+static int
+host_give_up(struct gp_host *h, const char *why)
+{
+	int rc = host_resynch(h);
+
+	if (rc < 0) {
+		h->up = 0;
+		return pg_error(PG_ELINK, "gp-t1", "%s after %d attempts; resynchronisation failed",
+				why, h->retries);
+	}
+	return pg_error(PG_ERESYNC, "gp-t1",
+			"%s: link resynchronised, the command may need re-sending", why);
+}
+
 static int
 gp_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapdu, size_t *rlen)
 {
 	struct gp_host *h = (struct gp_host *)l;
 	size_t off = 0, chunk = 0, got = 0;
-	int errors = 0, sending = 1, more = 0, rc, resynced = 0;
+	int errors = 0, sending = 1, more = 0, rc;
 	struct gp_block b;
 
 	if (!h->up)
@@ -403,18 +418,8 @@ next_chunk:
 		if (rc == PG_ECLOSED || rc == PG_EIO)
 			return rc;
 		if (rc < 0) {
-			if (++errors > h->retries) {
-				/* 7816-3 11.6.3.4 / GP: resynchronise once, then give up. */
-				if (resynced || (rc = host_resynch(h)) < 0) {
-					h->up = 0;
-					return pg_error(PG_ELINK, "gp-t1",
-							"no valid block after %d attempts",
-							h->retries);
-				}
-				return pg_error(PG_ERESYNC, "gp-t1",
-						"link resynchronised; the command may need "
-						"re-sending");
-			}
+			if (++errors > h->retries)
+				return host_give_up(h, "no valid block");
 			rc = host_send(h,
 				       (uint8_t)(GP_PCB_R | (h->nr_exp ? GP_PCB_R_NR : 0) |
 						 (rc == PG_ECORRUPT ? 1 : 2)),
@@ -450,10 +455,8 @@ next_chunk:
 				errors = 0;
 				goto next_chunk;
 			}
-			if (++errors > h->retries) {
-				h->up = 0;
-				return pg_error(PG_ELINK, "gp-t1", "card keeps rejecting blocks");
-			}
+			if (++errors > h->retries)
+				return host_give_up(h, "card keeps asking for our block");
 			/* The card asks again for what it expects: our last block. */
 			rc = pg_stream_write(h->s, h->tx, h->txlen);
 			if (rc < 0)
@@ -467,10 +470,8 @@ next_chunk:
 		}
 		if (b.ns != h->nr_exp) {
 			/* A repeat of a block we already have: acknowledge again. */
-			if (++errors > h->retries) {
-				h->up = 0;
-				return pg_error(PG_ELINK, "gp-t1", "card keeps repeating a block");
-			}
+			if (++errors > h->retries)
+				return host_give_up(h, "card keeps repeating a block");
 			rc = host_send(h, (uint8_t)(GP_PCB_R | (h->nr_exp ? GP_PCB_R_NR : 0)), NULL,
 				       0);
 			if (rc < 0)

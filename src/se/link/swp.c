@@ -131,7 +131,10 @@ host_request(struct swp_host *h, uint8_t pipe, uint8_t hdr, const uint8_t *data,
 				goto fail;
 			continue;
 		}
-		if (r & (SHDLC_RX_RSET | SHDLC_RX_UA)) {
+		if (r & SHDLC_RX_UA)
+			continue; /* a late answer to a repeated RSET: the card reset before our
+				     I-frames */
+		if (r & SHDLC_RX_RSET) {
 			h->connected = 0;
 			return pg_error(PG_ELINK, "swp", "card reset the SHDLC link");
 		}

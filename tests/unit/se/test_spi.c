@@ -244,6 +244,57 @@ test_recovery(void **state)
 }
 
 static void
+test_resync(void **state)
+{
+	struct tcard t = {0};
+	struct pg_card card = tc_card(&t);
+	struct pg_link *l = NULL;
+	struct tap *ht, *ct;
+	struct pg_link_params p = {.retries = 2};
+	uint8_t atr[PG_ATR_MAX], f[16], r[16];
+	size_t atrlen = sizeof(atr), clen, rlen = sizeof(rapdu);
+
+	(void)state;
+	assert_int_equal(tc_open_tapped(&l, &pg_link_spi_ops, &card, &p, &ht, &ct, NULL, NULL), 0);
+	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
+	/* A mute card: R-blocks, then S(RESYNCH request/response), then PG_ERESYNC. */
+	t.mute = 1;
+	clen = tc_build(capdu, PG_APDU_CASE4S, 16, 16);
+	assert_int_equal(pg_link_transmit(l, capdu, clen, rapdu, &rlen), PG_ERESYNC);
+	assert_int_equal(ht->last[1], 0xC0);
+	assert_int_equal(ct->last[1], 0xE0);
+	/* After the resynchronisation both ends start again at N(S) = 0 and work. */
+	t.mute = 0;
+	rlen = sizeof(rapdu);
+	assert_int_equal(pg_link_transmit(l, capdu, clen, rapdu, &rlen), 0);
+	assert_int_equal(rlen, 18);
+	assert_int_equal(ht->last[1] & 0xC0, 0x00);
+	pg_link_close(l);
+	/* Raw S(ABORT) and a block with a bad CRC to a card role. */
+	{
+		struct pg_link_card *c = NULL;
+		struct pg_stream *s = NULL;
+		size_t n;
+
+		assert_int_equal(pg_link_i2c_ops.card_open(&c, &card, NULL), 0);
+		assert_int_equal(pg_stream_memory_pair(&s, pg_link_card_packet, c,
+						       (void (*)(void *))pg_link_card_close),
+				 0);
+		n = frame(f, 0x5A, 0xC2, NULL, 0);
+		assert_int_equal(pg_stream_write(s, f, n), 0);
+		assert_int_equal(pg_stream_read_full(s, r, 6, 0), 0);
+		assert_memory_equal(r, "\xA5\xE2\x00\x00", 4);
+		n = frame(f, 0x5A, 0x00, (const uint8_t *)"\x00\x10\x00\x00", 4);
+		f[5] ^= 0x01;
+		assert_int_equal(pg_stream_write(s, f, n), 0);
+		assert_int_equal(pg_stream_read_full(s, r, 6, 0), 0);
+		assert_memory_equal(r, "\xA5\x81\x00\x00", 4); /* R(0), CRC error */
+		assert_int_equal(pg_be16(r + 4), shdlc_crc(r, 4));
+		pg_stream_free(s);
+	}
+}
+
+static void
 test_faults(void **state)
 {
 	struct tcard t = {0};
@@ -306,8 +357,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_blocks),	  cmocka_unit_test(test_memory),
 	    cmocka_unit_test(test_plid_mismatch), cmocka_unit_test(test_wtx),
-	    cmocka_unit_test(test_recovery),	  cmocka_unit_test(test_faults),
-	    cmocka_unit_test(test_socketpair),
+	    cmocka_unit_test(test_recovery),	  cmocka_unit_test(test_resync),
+	    cmocka_unit_test(test_faults),	  cmocka_unit_test(test_socketpair),
 	};
 
 	pg_log_set_level(PG_LOG_WARN);

@@ -17,6 +17,7 @@
 #include "se/link/shdlc.h"
 #include "swp_testcard.h"
 
+#include "payguard/buf.h"
 #include "payguard/hex.h"
 #include "payguard/log.h"
 
@@ -142,6 +143,145 @@ test_hcp_fragments(void **state)
 	assert_int_equal(m.type, HCP_TYPE_CMD);
 	assert_int_equal(m.instr, ANY_OPEN_PIPE);
 	assert_int_equal(m.len, 0);
+}
+
+/* Raw frames to a card role: U/S/I-frames built here, answers decoded. */
+static void
+raw_send(struct pg_stream *s, uint8_t ctrl, const uint8_t *info, size_t n)
+{
+	uint8_t f[SHDLC_MAX_FRAME];
+
+	assert_int_equal(pg_stream_write(s, f, shdlc_encode(f, ctrl, info, n)), 0);
+}
+
+static int
+raw_recv(struct pg_stream *s, struct shdlc_frame *d, uint8_t *buf)
+{
+	if (pg_stream_read(s, buf, 1, 0) != 1)
+		return -1;
+	assert_int_equal(pg_stream_read_full(s, buf + 1, buf[0], 0), 0);
+	return shdlc_decode(d, buf, (size_t)buf[0] + 1);
+}
+
+/* One HCP message in one I-frame; returns the card's answer message. */
+static void
+raw_msg(struct pg_stream *s, int *ns, int *nr, uint8_t pipe, uint8_t hdr, const uint8_t *d,
+	size_t n, uint8_t *type, uint8_t *instr, uint8_t *data, size_t *dlen)
+{
+	uint8_t pkt[SHDLC_MAX_INFO], buf[SHDLC_MAX_FRAME];
+	struct shdlc_frame f;
+
+	pkt[0] = (uint8_t)(HCP_CB | pipe);
+	pkt[1] = hdr;
+	if (n)
+		memcpy(pkt + 2, d, n);
+	raw_send(s, (uint8_t)(0x80 | *ns << 3 | *nr), pkt, n + 2);
+	*ns = (*ns + 1) & 7;
+	assert_int_equal(raw_recv(s, &f, buf), 0);
+	assert_int_equal(f.kind, SHDLC_I);
+	assert_int_equal(f.nr, *ns); /* our frame acknowledged */
+	assert_int_equal(f.ns, *nr);
+	*nr = (*nr + 1) & 7;
+	assert_int_equal(f.info[0], HCP_CB | pipe);
+	*type = f.info[1] >> 6;
+	*instr = f.info[1] & 0x3F;
+	*dlen = f.len - 2;
+	memcpy(data, f.info + 2, *dlen);
+}
+
+static void
+test_card_raw(void **state)
+{
+	struct tcard t = {0};
+	struct pg_card card = tc_card(&t);
+	struct pg_link_card *c = NULL;
+	struct pg_stream *s = NULL;
+	struct shdlc_frame f;
+	uint8_t buf[SHDLC_MAX_FRAME], type, instr, data[40];
+	size_t dlen;
+	int ns = 0, nr = 0;
+
+	(void)state;
+	assert_int_equal(pg_link_swp_ops.card_open(&c, &card, NULL), 0);
+	assert_int_equal(
+	    pg_stream_memory_pair(&s, pg_link_card_packet, c, (void (*)(void *))pg_link_card_close),
+	    0);
+	/* Frames before RSET are ignored. */
+	raw_send(s, 0x80, (const uint8_t *)"\x81\x03", 2);
+	assert_int_equal(raw_recv(s, &f, buf), -1);
+	/* RSET asking for SREJ: the card proposes its own parameters (window 4, no SREJ). */
+	raw_send(s, 0xF9, (const uint8_t *)"\x04\x01", 2);
+	assert_int_equal(raw_recv(s, &f, buf), 0);
+	assert_int_equal(f.kind, SHDLC_U);
+	assert_int_equal(f.type, SHDLC_U_RSET);
+	assert_int_equal(f.len, 1);
+	assert_int_equal(f.info[0], 4);
+	/* RSET with no payload = window 4 (102 613 default): UA. */
+	raw_send(s, 0xF9, NULL, 0);
+	assert_int_equal(raw_recv(s, &f, buf), 0);
+	assert_int_equal(f.type, SHDLC_U_UA);
+	/* Admin commands before the admin pipe is open: ANY_E_PIPE_NOT_OPENED. */
+	raw_msg(s, &ns, &nr, HCI_PIPE_ADMIN, HCP_HDR(HCP_TYPE_CMD, ADM_NOTIFY_PIPE_CREATED),
+		(const uint8_t *)"\x01\x31\x02\x30\x05", 5, &type, &instr, data, &dlen);
+	assert_int_equal(type, HCP_TYPE_RSP);
+	assert_int_equal(instr, ANY_E_PIPE_NOT_OPENED);
+	raw_msg(s, &ns, &nr, HCI_PIPE_ADMIN, HCP_HDR(HCP_TYPE_CMD, ANY_OPEN_PIPE), NULL, 0, &type,
+		&instr, data, &dlen);
+	assert_int_equal(instr, ANY_OK);
+	/* A pipe to a gate the card does not have: ANY_E_NOK; to the APDU gate: ANY_OK. */
+	raw_msg(s, &ns, &nr, HCI_PIPE_ADMIN, HCP_HDR(HCP_TYPE_CMD, ADM_NOTIFY_PIPE_CREATED),
+		(const uint8_t *)"\x01\x31\x02\x13\x05", 5, &type, &instr, data, &dlen);
+	assert_int_equal(instr, ANY_E_NOK);
+	raw_msg(s, &ns, &nr, HCI_PIPE_ADMIN, HCP_HDR(HCP_TYPE_CMD, ADM_NOTIFY_PIPE_CREATED),
+		(const uint8_t *)"\x01\x31\x02\x30\x05", 5, &type, &instr, data, &dlen);
+	assert_int_equal(instr, ANY_OK);
+	raw_msg(s, &ns, &nr, HCI_PIPE_ADMIN, HCP_HDR(HCP_TYPE_CMD, ADM_CREATE_PIPE),
+		(const uint8_t *)"\x31\x02\x30", 3, &type, &instr, data, &dlen);
+	assert_int_equal(instr, ANY_E_CMD_NOT_SUPPORTED);
+	/* APDU pipe 05: closed until ANY_OPEN_PIPE; registry read-only. */
+	raw_msg(s, &ns, &nr, 5, HCP_HDR(HCP_TYPE_CMD, ANY_GET_PARAMETER), (const uint8_t *)"\x01",
+		1, &type, &instr, data, &dlen);
+	assert_int_equal(instr, ANY_E_PIPE_NOT_OPENED);
+	raw_msg(s, &ns, &nr, 5, HCP_HDR(HCP_TYPE_CMD, ANY_OPEN_PIPE), NULL, 0, &type, &instr, data,
+		&dlen);
+	assert_int_equal(instr, ANY_OK);
+	raw_msg(s, &ns, &nr, 5, HCP_HDR(HCP_TYPE_CMD, ANY_GET_PARAMETER), (const uint8_t *)"\x02",
+		1, &type, &instr, data, &dlen);
+	assert_int_equal(instr, ANY_OK);
+	assert_int_equal(dlen, 2);
+	assert_int_equal(pg_be16(data), 1000);
+	raw_msg(s, &ns, &nr, 5, HCP_HDR(HCP_TYPE_CMD, ANY_GET_PARAMETER), (const uint8_t *)"\x09",
+		1, &type, &instr, data, &dlen);
+	assert_int_equal(instr, ANY_E_REG_PAR_UNKNOWN);
+	raw_msg(s, &ns, &nr, 5, HCP_HDR(HCP_TYPE_CMD, ANY_SET_PARAMETER),
+		(const uint8_t *)"\x01\x00\x10", 3, &type, &instr, data, &dlen);
+	assert_int_equal(instr, ANY_E_REG_ACCESS_DENIED);
+	/* EVT_C-APDU: SELECT-like case 4 echo -> EVT_R-APDU. */
+	raw_msg(s, &ns, &nr, 5, HCP_HDR(HCP_TYPE_EVT, EVT_C_APDU),
+		(const uint8_t *)"\x00\x10\x00\x00\x02\xAB\xCD\x00", 8, &type, &instr, data, &dlen);
+	assert_int_equal(type, HCP_TYPE_EVT);
+	assert_int_equal(instr, EVT_R_APDU);
+	assert_int_equal(dlen, 4);
+	assert_memory_equal(data, "\xAB\xCD\x90\x00", 4);
+	/* EVT_ABORT -> EVT_ATR with the ATR. */
+	raw_msg(s, &ns, &nr, 5, HCP_HDR(HCP_TYPE_EVT, EVT_ABORT), NULL, 0, &type, &instr, data,
+		&dlen);
+	assert_int_equal(instr, EVT_ATR);
+	assert_int_equal(dlen, sizeof(tc_atr));
+	/* A duplicate I-frame (the host timed out): the card resends, does not run it twice. */
+	{
+		uint64_t before = t.executed;
+		uint8_t pkt[12] = {HCP_CB | 5, HCP_HDR(HCP_TYPE_EVT, EVT_C_APDU), 0, 0x10, 0, 0, 0};
+
+		raw_msg(s, &ns, &nr, 5, pkt[1], pkt + 2, 4, &type, &instr, data, &dlen);
+		assert_int_equal(t.executed, before + 1);
+		raw_send(s, (uint8_t)(0x80 | ((ns - 1) & 7) << 3 | ((nr - 1) & 7)), pkt, 6);
+		assert_int_equal(raw_recv(s, &f, buf), 0);
+		assert_int_equal(f.kind, SHDLC_I);
+		assert_int_equal(f.ns, (nr - 1) & 7);
+		assert_int_equal(t.executed, before + 1);
+	}
+	pg_stream_free(s);
 }
 
 /* Runs cases 1-4 short and extended, up to the longest APDUs SWP carries. */
@@ -528,6 +668,7 @@ main(void)
 	    cmocka_unit_test(test_crc),
 	    cmocka_unit_test(test_control_codes),
 	    cmocka_unit_test(test_hcp_fragments),
+	    cmocka_unit_test(test_card_raw),
 	    cmocka_unit_test(test_memory_cases),
 	    cmocka_unit_test(test_windows),
 	    cmocka_unit_test(test_window_acks),
