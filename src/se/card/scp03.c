@@ -954,7 +954,8 @@ pg_scp03_card_wrap(struct pg_scp03 *s, const uint8_t *data, size_t n, uint16_t s
 	if (s->state != ST_OPEN || !s->last_wrapped || !(s->sl & PG_SCP03_SL_RMAC)) {
 		if (n + 2 > cap)
 			return PG_ETOOBIG;
-		memmove(out, data, n);
+		if (n)
+			memmove(out, data, n);
 		return sw_out(out, cap, n, sw);
 	}
 	s->last_wrapped = 0;
@@ -966,9 +967,10 @@ pg_scp03_card_wrap(struct pg_scp03 *s, const uint8_t *data, size_t n, uint16_t s
 		dlen = (n / 16 + 1) * 16;
 	if (dlen + ml + 2 > cap)
 		return PG_ETOOBIG;
-	if (data < out + cap && out < data + n)
+	if (n && data < out + cap && out < data + n)
 		return pg_error(PG_EINVAL, SUBSYS, "wrap buffers overlap");
-	memcpy(out, data, n);
+	if (n)
+		memcpy(out, data, n);
 	if (dlen != n) {
 		pad_m2(out, n);
 		rc = enc_icv(s, 1, icv);

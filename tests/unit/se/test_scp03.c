@@ -37,7 +37,7 @@
 
 #define BIG 70000
 
-static uint8_t b1[BIG], b2[BIG], b3[BIG];
+static uint8_t b1[BIG], b2[BIG], b3[BIG], b4[BIG];
 
 static size_t
 hx(uint8_t *out, const char *s)
@@ -215,12 +215,592 @@ test_pysim_host(void **state)
 	}
 }
 
+/* ----------------------------------------------------- card test glue */
+
+static const char *isdr_aid = "A0000005591010FFFFFFFF8900000100";
+
+/* A stand-in for the card runtime: SCP03 in front of a tiny command handler. */
+struct tcard {
+	struct pg_scp03_card cfg;
+	struct pg_scp03 s;
+};
+
+static uint8_t cplain[BIG], cdata[BIG];
+
+/*
+ * INS E0 echoes: data = header of the plain command || its data reversed;
+ * P1 01 answers 6A80 (with data, which R-MAC levels must drop), P1 02 a
+ * warning 6310 with data. INS D8 is PUT KEY.
+ */
+static int
+card_xchg(struct tcard *c, const uint8_t *cmd, size_t n, uint8_t *resp, size_t cap)
+{
+	struct pg_capdu a;
+	uint16_t sw = 0x9000;
+	size_t dn = 0;
+	int r;
+
+	if (n >= 2 && (cmd[0] & 0x80) && (cmd[1] == 0x50 || cmd[1] == 0x82))
+		return pg_scp03_card_process(&c->s, &c->cfg, cmd, n, resp, cap);
+	r = pg_scp03_card_unwrap(&c->s, cmd, n, cplain, sizeof(cplain), &sw);
+	if (r < 0) {
+		resp[0] = (uint8_t)(sw >> 8);
+		resp[1] = (uint8_t)sw;
+		return 2;
+	}
+	assert_int_equal(pg_capdu_parse(&a, cplain, (size_t)r), 0);
+	if (a.ins == 0xD8) {
+		r = pg_scp03_card_put_key(&c->cfg, cplain, (size_t)r, cdata, sizeof(cdata));
+		assert_true(r >= 2);
+		dn = (size_t)r - 2;
+		sw = pg_rapdu_sw(cdata, (size_t)r);
+	} else {
+		memcpy(cdata, cplain, 4);
+		for (size_t i = 0; i < a.lc; i++)
+			cdata[4 + i] = a.data[a.lc - 1 - i];
+		dn = 4 + a.lc;
+		if (a.p1 == 1)
+			sw = 0x6A80;
+		else if (a.p1 == 2)
+			sw = 0x6310;
+	}
+	return pg_scp03_card_wrap(&c->s, cdata, dn, sw, resp, cap);
+}
+
+static void
+card_init(struct tcard *c, const struct pg_scp03_keys *k, uint8_t i_param)
+{
+	memset(c, 0, sizeof(*c));
+	c->cfg.keys = *k;
+	c->cfg.i_param = i_param;
+	memcpy(c->cfg.div_data, "\x11\x22\x33\x44\x55\x66\x77\x88\x99\xAA", 10);
+	c->cfg.aid_len = hx(c->cfg.aid, isdr_aid);
+}
+
+static void
+rand_keys(struct pg_scp03_keys *k, size_t len, uint8_t kvn, unsigned seed)
+{
+	memset(k, 0, sizeof(*k));
+	for (size_t i = 0; i < len; i++) {
+		seed = seed * 1103515245u + 12345u;
+		k->enc[i] = (uint8_t)(seed >> 16);
+		k->mac[i] = (uint8_t)(seed >> 8);
+		k->dek[i] = (uint8_t)(seed >> 24);
+	}
+	k->len = len;
+	k->kvn = kvn;
+}
+
+/* INITIALIZE UPDATE + EXTERNAL AUTHENTICATE through the card; returns the EA's SW. */
+static uint16_t
+host_open(struct pg_scp03 *h, struct tcard *c, const struct pg_scp03_keys *k, uint8_t sl,
+	  size_t chlen)
+{
+	uint8_t cmd[64], rsp[128];
+	int n, r;
+
+	n = pg_scp03_host_init_update(h, k->kvn, NULL, chlen, cmd, sizeof(cmd));
+	assert_int_equal(n, 6 + (int)chlen);
+	r = card_xchg(c, cmd, (size_t)n, rsp, sizeof(rsp));
+	n = pg_scp03_host_auth(h, k, rsp, (size_t)r, sl, cmd, sizeof(cmd));
+	if (n < 0)
+		return 0;
+	r = card_xchg(c, cmd, (size_t)n, rsp, sizeof(rsp));
+	assert_int_equal(r, 2);
+	pg_scp03_host_auth_done(h, rsp, 2);
+	return pg_rapdu_sw(rsp, 2);
+}
+
+/* Wraps, exchanges, unwraps; returns the plain response length in b3. */
+static int
+host_cmd(struct pg_scp03 *h, struct tcard *c, const uint8_t *cmd, size_t n)
+{
+	int w, r;
+
+	w = pg_scp03_host_wrap(h, cmd, n, b1, BIG);
+	assert_true(w > 0);
+	r = card_xchg(c, b1, (size_t)w, b2, BIG);
+	assert_true(r >= 2);
+	return pg_scp03_host_unwrap(h, b2, (size_t)r, b3, BIG);
+}
+
+/* ----------------------------------------------- card role on the vectors */
+
+static void
+test_pysim_card(void **state)
+{
+	(void)state;
+	for (size_t t = 0; t < sizeof(vecs) / sizeof(vecs[0]); t++) {
+		const struct vec *v = &vecs[t];
+		const char *cases[4] = {v->c1, v->c2, v->c3, v->c4};
+		struct pg_scp03_keys k;
+		struct tcard c;
+		uint8_t exp[256];
+		uint16_t sw;
+		size_t n, en;
+		int r;
+
+		vec_keys(v, &k);
+		card_init(&c, &k, 0x70);
+		memset(c.cfg.div_data, 0, 10);
+		en = hx(exp, v->iu_rsp);
+		c.cfg.seq = exp[en - 1] - 1u; /* the card increments before use */
+		exp[en++] = 0x90;
+		exp[en++] = 0x00;
+		n = hx(b1, v->iu_cmd);
+		r = card_xchg(&c, b1, n, b2, BIG);
+		assert_int_equal(r, (int)en);
+		assert_memory_equal(b2, exp, en);
+		assert_int_equal(c.cfg.seq, exp[en - 3]);
+		n = hx(b1, v->ea_cmd);
+		r = card_xchg(&c, b1, n, b2, BIG);
+		assert_hex(b2, r, "9000");
+		assert_true(pg_scp03_is_open(&c.s));
+		n = hx(b1, v->eid_cmd);
+		r = pg_scp03_card_unwrap(&c.s, b1, n, b2, BIG, &sw);
+		assert_hex(b2, r, plain_eid_cmd);
+		n = hx(b1, plain_eid_rsp);
+		r = pg_scp03_card_wrap(&c.s, b1, n - 2, 0x9000, b2, BIG);
+		assert_int_equal(r, (int)hx(b3, v->eid_rsp) + 2);
+		assert_memory_equal(b2, b3, (size_t)r - 2);
+		for (int i = 0; i < 4; i++) {
+			n = hx(b1, cases[i]);
+			r = pg_scp03_card_unwrap(&c.s, b1, n, b2, BIG, &sw);
+			assert_hex(b2, r, plain_cases[i]);
+			assert_int_equal(pg_scp03_card_wrap(&c.s, NULL, 0, 0x9000, b2, BIG) >= 2,
+					 1);
+		}
+		pg_scp03_close(&c.s);
+	}
+}
+
+/* ------------------------------------------------------------ end to end */
+
+static void
+run_session(size_t klen, uint8_t sl, size_t chlen, uint8_t i_param)
+{
+	static const size_t lens[] = {0, 1, 15, 16, 17, 31, 32, 200, 239, 240, 255, 256, 300, 4000};
+	struct pg_scp03_keys k;
+	struct pg_scp03 h = {0};
+	struct tcard c;
+	uint8_t cmd[5000];
+	int r;
+
+	rand_keys(&k, klen, 0x30, (unsigned)(klen * 131 + sl * 7 + chlen));
+	card_init(&c, &k, i_param);
+	assert_int_equal(host_open(&h, &c, &k, sl, chlen), 0x9000);
+	assert_true(pg_scp03_is_open(&h));
+	assert_true(pg_scp03_is_open(&c.s));
+	for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+		for (int le = 0; le < 2; le++) {
+			size_t dl = lens[li], n = 4;
+			struct pg_capdu a = {.cla = 0x80, .ins = 0xE0, .p1 = 0, .p2 = (uint8_t)li};
+
+			for (size_t i = 0; i < dl; i++)
+				cmd[5000 - 1 - i] = (uint8_t)(i * 7 + li);
+			a.data = cmd + 5000 - dl;
+			a.lc = dl;
+			a.has_le = le;
+			a.le = le ? 256 : 0;
+			n = (size_t)pg_capdu_encode(&a, 0, b4, BIG);
+			r = host_cmd(&h, &c, b4, n);
+			assert_int_equal(r, (int)(4 + dl + 2));
+			assert_memory_equal(b3, "\x80\xE0\x00", 3);
+			for (size_t i = 0; i < dl; i++)
+				assert_int_equal(b3[4 + i], a.data[dl - 1 - i]);
+			assert_int_equal(pg_rapdu_sw(b3, (size_t)r), 0x9000);
+		}
+	}
+	/* An error status word: R-MAC levels return it bare (Amd D 6.2.5). */
+	r = host_cmd(&h, &c, (const uint8_t *)"\x80\xE0\x01\x00\x02\xAA\xBB", 7);
+	if (sl & PG_SCP03_SL_RMAC)
+		assert_hex(b3, r, "6A80");
+	else
+		assert_hex(b3, r, "80E00100BBAA6A80");
+	/* A warning keeps its data and its protection. */
+	r = host_cmd(&h, &c, (const uint8_t *)"\x80\xE0\x02\x00\x02\xAA\xBB", 7);
+	assert_hex(b3, r, "80E00200BBAA6310");
+	/* Logical channel 5 (further interindustry class): SM is CLA b6. */
+	r = host_cmd(&h, &c, (const uint8_t *)"\x41\xE0\x00\x00\x01\x5A", 6);
+	assert_hex(b3, r, "41E000005A9000");
+	assert_true(pg_scp03_is_open(&h));
+	pg_scp03_close(&h);
+	pg_scp03_close(&c.s);
+}
+
+static void
+test_e2e_levels(void **state)
+{
+	static const uint8_t sls[] = {0x00, 0x01, 0x03, 0x11, 0x13, 0x33};
+
+	(void)state;
+	for (size_t kl = 16; kl <= 32; kl += 8)
+		for (size_t i = 0; i < sizeof(sls); i++) {
+			run_session(kl, sls[i], 8, 0x70);  /* S8, pseudo-random challenge */
+			run_session(kl, sls[i], 8, 0x60);  /* S8, random challenge */
+			run_session(kl, sls[i], 16, 0x71); /* S16 */
+		}
+}
+
+static void
+test_level_not_supported(void **state)
+{
+	struct pg_scp03_keys k;
+	struct pg_scp03 h = {0};
+	struct tcard c;
+
+	(void)state;
+	rand_keys(&k, 16, 0x30, 1);
+	card_init(&c, &k, 0x10); /* no R-MAC, no R-ENC */
+	assert_int_equal(host_open(&h, &c, &k, 0x11, 8), 0);
+	assert_false(pg_scp03_is_open(&h));
+	assert_int_equal(host_open(&h, &c, &k, 0x03, 8), 0x9000);
+}
+
+/* ------------------------------------------------------------- refusals */
+
+static void
+test_wrong_host_cryptogram(void **state)
+{
+	struct pg_scp03_keys k, wrong;
+	struct pg_scp03 h = {0};
+	struct tcard c;
+	uint8_t cmd[64], rsp[64];
+	int n, r;
+
+	(void)state;
+	rand_keys(&k, 16, 0x30, 2);
+	card_init(&c, &k, 0x70);
+	n = pg_scp03_host_init_update(&h, 0x30, NULL, 8, cmd, sizeof(cmd));
+	r = card_xchg(&c, cmd, (size_t)n, rsp, sizeof(rsp));
+	n = pg_scp03_host_auth(&h, &k, rsp, (size_t)r, 0x03, cmd, sizeof(cmd));
+	assert_int_equal(n, 21);
+	cmd[5] ^= 0x01; /* host cryptogram */
+	r = card_xchg(&c, cmd, (size_t)n, rsp, sizeof(rsp));
+	assert_hex(rsp, r, "6300");
+	assert_false(pg_scp03_is_open(&c.s));
+	assert_int_equal(pg_scp03_host_auth_done(&h, rsp, 2), PG_EAUTH);
+	assert_false(pg_scp03_is_open(&h));
+	/* Nothing secured gets through afterwards. */
+	r = card_xchg(&c, (const uint8_t *)"\x84\xE0\x00\x00\x08\x01\x02\x03\x04\x05\x06\x07\x08",
+		      13, rsp, sizeof(rsp));
+	assert_hex(rsp, r, "6982");
+	/* A host with the wrong keys rejects the card's cryptogram itself. */
+	rand_keys(&wrong, 16, 0x30, 3);
+	assert_int_equal(host_open(&h, &c, &wrong, 0x03, 8), 0);
+	assert_false(pg_scp03_is_open(&h));
+	/* A bad C-MAC on EXTERNAL AUTHENTICATE (right cryptogram) is 6982. */
+	n = pg_scp03_host_init_update(&h, 0x30, NULL, 8, cmd, sizeof(cmd));
+	r = card_xchg(&c, cmd, (size_t)n, rsp, sizeof(rsp));
+	n = pg_scp03_host_auth(&h, &k, rsp, (size_t)r, 0x03, cmd, sizeof(cmd));
+	cmd[n - 1] ^= 0x80;
+	r = card_xchg(&c, cmd, (size_t)n, rsp, sizeof(rsp));
+	assert_hex(rsp, r, "6982");
+	assert_false(pg_scp03_is_open(&c.s));
+}
+
+static void
+test_replayed_external_authenticate(void **state)
+{
+	struct pg_scp03_keys k;
+	struct pg_scp03 h = {0};
+	struct tcard c;
+	uint8_t iu[64], ea[64], rsp[64];
+	int n, en, r;
+
+	(void)state;
+	rand_keys(&k, 16, 0x30, 4);
+	card_init(&c, &k, 0x70);
+	/* EXTERNAL AUTHENTICATE with no INITIALIZE UPDATE before it. */
+	r = card_xchg(&c,
+		      (const uint8_t *)"\x84\x82\x03\x00\x10"
+				       "0123456789abcdef",
+		      21, rsp, sizeof(rsp));
+	assert_hex(rsp, r, "6985");
+	n = pg_scp03_host_init_update(&h, 0x30, NULL, 8, iu, sizeof(iu));
+	r = card_xchg(&c, iu, (size_t)n, rsp, sizeof(rsp));
+	en = pg_scp03_host_auth(&h, &k, rsp, (size_t)r, 0x03, ea, sizeof(ea));
+	r = card_xchg(&c, ea, (size_t)en, rsp, sizeof(rsp));
+	assert_hex(rsp, r, "9000");
+	assert_int_equal(pg_scp03_host_auth_done(&h, rsp, 2), 0);
+	/* The same EXTERNAL AUTHENTICATE again, in the open session. */
+	r = card_xchg(&c, ea, (size_t)en, rsp, sizeof(rsp));
+	assert_hex(rsp, r, "6985");
+	/* The session survives the replay attempt. */
+	r = host_cmd(&h, &c, (const uint8_t *)"\x80\xE0\x00\x00\x01\x42", 6);
+	assert_hex(b3, r, "80E00000429000");
+	/* Replayed into a new session: INITIALIZE UPDATE, then the old EA. */
+	r = card_xchg(&c, iu, (size_t)n, rsp, sizeof(rsp));
+	assert_int_equal(pg_rapdu_sw(rsp, (size_t)r), 0x9000);
+	r = card_xchg(&c, ea, (size_t)en, rsp, sizeof(rsp));
+	assert_hex(rsp, r, "6300"); /* new card challenge: the old cryptogram is stale */
+	/* EA not directly after INITIALIZE UPDATE. */
+	n = pg_scp03_host_init_update(&h, 0x30, NULL, 8, iu, sizeof(iu));
+	r = card_xchg(&c, iu, (size_t)n, rsp, sizeof(rsp));
+	en = pg_scp03_host_auth(&h, &k, rsp, (size_t)r, 0x03, ea, sizeof(ea));
+	assert_true(en > 0);
+	r = card_xchg(&c, (const uint8_t *)"\x80\xE0\x00\x00", 4, rsp, sizeof(rsp));
+	r = card_xchg(&c, ea, (size_t)en, rsp, sizeof(rsp));
+	assert_hex(rsp, r, "6985");
+	assert_false(pg_scp03_is_open(&c.s));
+}
+
+static void
+test_bad_cmac(void **state)
+{
+	struct pg_scp03_keys k;
+	struct pg_scp03 h = {0}, saved;
+	struct tcard c;
+	int w, r;
+
+	(void)state;
+	rand_keys(&k, 24, 0x30, 5);
+	card_init(&c, &k, 0x70);
+	assert_int_equal(host_open(&h, &c, &k, 0x13, 8), 0x9000);
+	saved = h;
+	w = pg_scp03_host_wrap(&h, (const uint8_t *)"\x80\xE0\x00\x00\x03\x01\x02\x03", 8, b1, BIG);
+	b1[w - 1] ^= 0x01;
+	r = card_xchg(&c, b1, (size_t)w, b2, BIG);
+	assert_hex(b2, r, "6982");
+	assert_false(pg_scp03_is_open(&c.s));
+	/* The host sees 6982 and closes its side as the card did. */
+	r = pg_scp03_host_unwrap(&h, b2, 2, b3, BIG);
+	assert_hex(b3, r, "6982");
+	assert_false(pg_scp03_is_open(&h));
+	/* A correctly MACed command is now refused too: the session is gone. */
+	w = pg_scp03_host_wrap(&saved, (const uint8_t *)"\x80\xE0\x00\x00", 4, b1, BIG);
+	r = card_xchg(&c, b1, (size_t)w, b2, BIG);
+	assert_hex(b2, r, "6982");
+	/* A plain command inside a C-MAC session closes it. */
+	assert_int_equal(host_open(&h, &c, &k, 0x01, 8), 0x9000);
+	r = card_xchg(&c, (const uint8_t *)"\x80\xE0\x00\x00", 4, b2, BIG);
+	assert_hex(b2, r, "6982");
+	assert_false(pg_scp03_is_open(&c.s));
+	/* A tampered response: bad R-MAC, the host refuses and closes. */
+	assert_int_equal(host_open(&h, &c, &k, 0x33, 8), 0x9000);
+	w = pg_scp03_host_wrap(&h, (const uint8_t *)"\x80\xE0\x00\x00\x01\x07", 6, b1, BIG);
+	r = card_xchg(&c, b1, (size_t)w, b2, BIG);
+	b2[0] ^= 0x04;
+	assert_int_equal(pg_scp03_host_unwrap(&h, b2, (size_t)r, b3, BIG), PG_EAUTH);
+	assert_false(pg_scp03_is_open(&h));
+}
+
+/* ---------------------------------------------------------------- PUT KEY */
+
+static void
+rotate(size_t old_len, size_t new_len)
+{
+	struct pg_scp03_keys k1, k2;
+	struct pg_scp03 h = {0};
+	struct tcard c;
+	uint8_t cmd[256];
+	int n, r;
+
+	rand_keys(&k1, old_len, 0x30, 6);
+	rand_keys(&k2, new_len, 0x31, 7);
+	card_init(&c, &k1, 0x70);
+	assert_int_equal(host_open(&h, &c, &k1, 0x33, 8), 0x9000);
+	n = pg_scp03_put_key_build(k1.dek, k1.len, 0x30, &k2, cmd, sizeof(cmd));
+	assert_int_equal(n, (int)(6 + 3 * (3 + (new_len + 15) / 16 * 16 + 4) + 1));
+	assert_memory_equal(cmd, "\x80\xD8\x30\x81", 4);
+	assert_int_equal(cmd[5], 0x31);
+	assert_int_equal(cmd[6], 0x88);
+	assert_int_equal(cmd[8], new_len);
+	r = host_cmd(&h, &c, cmd, (size_t)n);
+	assert_int_equal(r, 12);
+	assert_int_equal(pg_rapdu_sw(b3, 12), 0x9000);
+	assert_int_equal(pg_scp03_put_key_check(&k2, b3, 10), 0);
+	assert_int_equal(pg_scp03_put_key_check(&k1, b3, 10) < 0, 1);
+	assert_int_equal(c.cfg.keys.kvn, 0x31);
+	assert_int_equal(c.cfg.keys.len, new_len);
+	assert_true(pg_ct_equal(c.cfg.keys.enc, k2.enc, new_len));
+	assert_true(pg_ct_equal(c.cfg.keys.mac, k2.mac, new_len));
+	assert_true(pg_ct_equal(c.cfg.keys.dek, k2.dek, new_len));
+	/* The new key set opens sessions; the old version number is gone. */
+	assert_int_equal(host_open(&h, &c, &k2, 0x33, 8), 0x9000);
+	r = host_cmd(&h, &c, (const uint8_t *)"\x80\xE0\x00\x00\x01\x09", 6);
+	assert_hex(b3, r, "80E00000099000");
+	assert_int_equal(host_open(&h, &c, &k1, 0x03, 8), 0);
+	n = pg_scp03_host_init_update(&h, 0x30, NULL, 8, cmd, sizeof(cmd));
+	r = card_xchg(&c, cmd, (size_t)n, b2, BIG);
+	assert_hex(b2, r, "6A88");
+	pg_scp03_close(&h);
+}
+
+static void
+test_put_key_rotation(void **state)
+{
+	(void)state;
+	rotate(16, 16);
+	rotate(16, 24); /* padded key block (GP 2.3 table 11-70) */
+	rotate(32, 32);
+	rotate(24, 16);
+}
+
+static void
+test_put_key_refusals(void **state)
+{
+	struct pg_scp03_keys k1, k2, out;
+	struct pg_scp03 h = {0};
+	struct tcard c;
+	uint8_t cmd[256], alt[256];
+	int n, r;
+
+	(void)state;
+	rand_keys(&k1, 16, 0x30, 8);
+	rand_keys(&k2, 16, 0x31, 9);
+	card_init(&c, &k1, 0x70);
+	n = pg_scp03_put_key_build(k1.dek, 16, 0x30, &k2, cmd, sizeof(cmd));
+	/* Plain parser: round trip, then each corruption refused. */
+	assert_int_equal(pg_scp03_put_key_parse(k1.dek, 16, cmd + 5, (size_t)n - 6, &out), 0);
+	assert_true(pg_ct_equal(out.mac, k2.mac, 16));
+	assert_int_equal(out.kvn, 0x31);
+	assert_int_equal(pg_scp03_put_key_parse(k2.dek, 16, cmd + 5, (size_t)n - 6, &out),
+			 PG_EAUTH); /* wrong DEK: KCV mismatch */
+	memcpy(alt, cmd, (size_t)n);
+	alt[5 + 1 + 2 + 1 + 16 + 1] ^= 1; /* first KCV */
+	assert_int_equal(pg_scp03_put_key_parse(k1.dek, 16, alt + 5, (size_t)n - 6, &out),
+			 PG_EAUTH);
+	assert_int_equal(pg_scp03_put_key_parse(k1.dek, 16, cmd + 5, (size_t)n - 7, &out) < 0, 1);
+	/* GP 2.3 table 11-71 form: no clear-length byte for a whole-block key. */
+	{
+		size_t o = 0, i = 5;
+
+		alt[o++] = cmd[i++];
+		for (int kx = 0; kx < 3; kx++) {
+			alt[o++] = 0x88;
+			alt[o++] = 16;
+			i += 3;
+			memcpy(alt + o, cmd + i, 16 + 4);
+			o += 20;
+			i += 20;
+		}
+		assert_int_equal(pg_scp03_put_key_parse(k1.dek, 16, alt, o, &out), 0);
+		assert_true(pg_ct_equal(out.dek, k2.dek, 16));
+	}
+	/* Through the card: a bad KCV is 6A80, the keys stay. */
+	assert_int_equal(host_open(&h, &c, &k1, 0x03, 8), 0x9000);
+	memcpy(alt, cmd, (size_t)n);
+	alt[n - 2] ^= 0x10; /* last KCV byte */
+	r = host_cmd(&h, &c, alt, (size_t)n);
+	assert_hex(b3, r, "6A80");
+	assert_int_equal(c.cfg.keys.kvn, 0x30);
+	/* Replacing a version the card does not have: 6A88. */
+	alt[2] = 0x22;
+	memcpy(alt + 3, cmd + 3, (size_t)n - 3);
+	r = host_cmd(&h, &c, alt, (size_t)n);
+	assert_hex(b3, r, "6A88");
+	assert_true(pg_ct_equal(c.cfg.keys.enc, k1.enc, 16));
+}
+
+/* ------------------------------------------------- diversification etc. */
+
+static void
+test_diversify(void **state)
+{
+	struct pg_scp03_keys a, b, m;
+	struct pg_scp03_iu_resp ir;
+	struct pg_scp03 h = {0};
+	struct tcard c;
+	uint8_t cmd[64], rsp[64];
+	const uint8_t cin1[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+	const uint8_t cin2[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 11};
+	int n, r;
+
+	(void)state;
+	rand_keys(&m, 32, 0, 10);
+	assert_int_equal(pg_scp03_diversify(m.enc, 32, cin1, 10, 0x30, &a), 0);
+	assert_int_equal(pg_scp03_diversify(m.enc, 32, cin2, 10, 0x30, &b), 0);
+	assert_int_equal(a.len, 32);
+	assert_false(pg_ct_equal(a.enc, b.enc, 32));
+	assert_false(pg_ct_equal(a.enc, a.mac, 32));
+	assert_false(pg_ct_equal(a.mac, a.dek, 32));
+	assert_int_equal(pg_scp03_diversify(m.enc, 32, cin1, 10, 0x30, &b), 0);
+	assert_memory_equal(&a, &b, sizeof(a));
+	assert_int_equal(pg_scp03_diversify(m.enc, 32, cin1, 0, 0x30, &b), PG_EINVAL);
+	assert_int_equal(pg_scp03_diversify(m.enc, 20, cin1, 10, 0x30, &b), PG_EINVAL);
+	/* Issue 7's flow: the host learns the card's data from INITIALIZE UPDATE. */
+	card_init(&c, &a, 0x70);
+	memcpy(c.cfg.div_data, cin1, 10);
+	n = pg_scp03_host_init_update(&h, 0x30, NULL, 8, cmd, sizeof(cmd));
+	r = card_xchg(&c, cmd, (size_t)n, rsp, sizeof(rsp));
+	assert_int_equal(pg_scp03_parse_iu_response(&ir, rsp, (size_t)r - 2), 0);
+	assert_memory_equal(ir.div_data, cin1, 10);
+	assert_int_equal(ir.kvn, 0x30);
+	assert_int_equal(ir.seq, 1);
+	assert_int_equal(pg_scp03_diversify(m.enc, 32, ir.div_data, 10, ir.kvn, &b), 0);
+	n = pg_scp03_host_auth(&h, &b, rsp, (size_t)r, 0x33, cmd, sizeof(cmd));
+	r = card_xchg(&c, cmd, (size_t)n, rsp, sizeof(rsp));
+	assert_int_equal(pg_scp03_host_auth_done(&h, rsp, (size_t)r), 0);
+	pg_memzero(&b, sizeof(b));
+}
+
+static void
+test_sequence_counter_and_parser(void **state)
+{
+	struct pg_scp03_keys k;
+	struct pg_scp03_iu_resp ir;
+	struct pg_scp03 h = {0};
+	struct tcard c;
+	uint8_t cmd[64], rsp[64];
+	int n, r;
+
+	(void)state;
+	rand_keys(&k, 16, 0x30, 11);
+	card_init(&c, &k, 0x70);
+	c.cfg.seq = 0xFFFFFE;
+	n = pg_scp03_host_init_update(&h, 0, NULL, 8, cmd, sizeof(cmd));
+	r = card_xchg(&c, cmd, (size_t)n, rsp, sizeof(rsp));
+	assert_int_equal(r, 34);
+	assert_memory_equal(rsp + 29, "\xFF\xFF\xFF\x90\x00", 5);
+	assert_int_equal(c.cfg.seq, 0xFFFFFF);
+	r = card_xchg(&c, cmd, (size_t)n, rsp, sizeof(rsp));
+	assert_hex(rsp, r, "6985"); /* counter exhausted */
+	/* Random challenges: no counter in the response, and it does not move. */
+	c.cfg.i_param = 0x60;
+	r = card_xchg(&c, cmd, (size_t)n, rsp, sizeof(rsp));
+	assert_int_equal(r, 31);
+	assert_int_equal(pg_scp03_parse_iu_response(&ir, rsp, 29), 0);
+	assert_false(ir.has_seq);
+	/* Parser refusals. */
+	assert_int_equal(pg_scp03_parse_iu_response(&ir, rsp, 12), PG_ETRUNC);
+	assert_int_equal(pg_scp03_parse_iu_response(&ir, rsp, 30), PG_EFORMAT);
+	rsp[11] = 0x02;
+	assert_int_equal(pg_scp03_parse_iu_response(&ir, rsp, 29), PG_EFORMAT);
+	/* Wrong P2, wrong Lc, SM on INITIALIZE UPDATE. */
+	r = card_xchg(&c,
+		      (const uint8_t *)"\x80\x50\x00\x01\x08"
+				       "ABCDEFGH\x00",
+		      14, rsp, 64);
+	assert_hex(rsp, r, "6A86");
+	r = card_xchg(&c,
+		      (const uint8_t *)"\x80\x50\x00\x00\x07"
+				       "ABCDEFG\x00",
+		      13, rsp, 64);
+	assert_hex(rsp, r, "6700");
+	r = card_xchg(&c,
+		      (const uint8_t *)"\x80\x50\x00\x00\x10"
+				       "ABCDEFGHABCDEFGH\x00",
+		      22, rsp, 64);
+	assert_hex(rsp, r, "6700"); /* S16 asked of an S8-only card */
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_session_keys_vector),
 	    cmocka_unit_test(test_pysim_host),
+	    cmocka_unit_test(test_pysim_card),
+	    cmocka_unit_test(test_e2e_levels),
+	    cmocka_unit_test(test_level_not_supported),
+	    cmocka_unit_test(test_wrong_host_cryptogram),
+	    cmocka_unit_test(test_replayed_external_authenticate),
+	    cmocka_unit_test(test_bad_cmac),
+	    cmocka_unit_test(test_put_key_rotation),
+	    cmocka_unit_test(test_put_key_refusals),
+	    cmocka_unit_test(test_diversify),
+	    cmocka_unit_test(test_sequence_counter_and_parser),
 	};
 
 	pg_log_set_level(PG_LOG_ERROR);
