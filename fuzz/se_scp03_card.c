@@ -41,7 +41,7 @@ card(struct pg_scp03 *s, struct pg_scp03_card *cfg, const uint8_t *cmd, size_t n
 	if (pg_capdu_parse(&a, plain, (size_t)r) != 0)
 		abort(); /* the unwrapped command must be a well-formed APDU */
 	if (a.ins == 0xD8) {
-		r = pg_scp03_card_put_key(cfg, plain, (size_t)r, out, sizeof(out));
+		r = pg_scp03_card_put_key(s, cfg, plain, (size_t)r, out, sizeof(out));
 		if (r < 2)
 			abort();
 		return pg_scp03_card_wrap(s, out, (size_t)r - 2, pg_rapdu_sw(out, (size_t)r), rsp,
@@ -105,6 +105,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!pg_scp03_is_open(&hs) || !pg_scp03_is_open(&cs))
 			break;
 		if (len >= 2 && (c[0] & 0x80) && (c[1] == 0x50 || c[1] == 0x82))
+			continue;
+		/* A CLA that already claims secure messaging is not ours to send. */
+		if (len >= 1 && (c[0] & ((c[0] & 0xC0) == 0x40 ? 0x20 : 0x04)))
 			continue;
 		n = pg_scp03_host_wrap(&hs, c, len, wrapped, sizeof(wrapped));
 		if (n < 0)

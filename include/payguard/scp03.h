@@ -148,13 +148,14 @@ int pg_scp03_card_unwrap(struct pg_scp03 *s, const uint8_t *capdu, size_t n, uin
 int pg_scp03_card_wrap(struct pg_scp03 *s, const uint8_t *data, size_t n, uint16_t sw, uint8_t *out,
 		       size_t cap);
 /*
- * Handles a plain (already unwrapped) PUT KEY for the SCP03 key set: checks
- * P1 (current kvn or 0), decrypts the keys with the current K-DEK, checks the
- * KCVs, replaces card->keys (the caller persists them) and writes the
- * response (kvn || 3 KCVs || 9000, or a bare error SW). Returns its length.
+ * Handles a PUT KEY for the SCP03 key set that pg_scp03_card_unwrap just
+ * unwrapped on session s (6982 unless it came C-MACed in an open session):
+ * checks P1 (current kvn or 0), decrypts the keys with the current K-DEK,
+ * checks the KCVs, replaces card->keys (the caller persists them) and writes
+ * the response (kvn || 3 KCVs || 9000, or a bare error SW). Returns its length.
  */
-int pg_scp03_card_put_key(struct pg_scp03_card *card, const uint8_t *capdu, size_t n, uint8_t *resp,
-			  size_t cap);
+int pg_scp03_card_put_key(const struct pg_scp03 *s, struct pg_scp03_card *card,
+			  const uint8_t *capdu, size_t n, uint8_t *resp, size_t cap);
 
 /* True when mutual authentication completed on this channel. */
 int pg_scp03_is_open(const struct pg_scp03 *s);

@@ -45,13 +45,18 @@ enum {
 
 /* ---------------------------------------------------------------- crypto */
 
+/* Fetched once: EVP_*_fetch per APDU would dominate the cost of a short command. */
 static EVP_MAC *cmac_alg;
-static pthread_once_t cmac_once = PTHREAD_ONCE_INIT;
+static EVP_CIPHER *cbc_alg[3]; /* AES-128/192/256-CBC */
+static pthread_once_t alg_once = PTHREAD_ONCE_INIT;
 
 static void
-cmac_fetch(void)
+alg_fetch(void)
 {
 	cmac_alg = EVP_MAC_fetch(NULL, "CMAC", NULL);
+	cbc_alg[0] = EVP_CIPHER_fetch(NULL, "AES-128-CBC", NULL);
+	cbc_alg[1] = EVP_CIPHER_fetch(NULL, "AES-192-CBC", NULL);
+	cbc_alg[2] = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
 }
 
 static const char *
@@ -88,7 +93,7 @@ cmac(const uint8_t *key, size_t key_len, const struct part *parts, int nparts, u
 	size_t outl = 0;
 	int rc = PG_ECRYPTO;
 
-	pthread_once(&cmac_once, cmac_fetch);
+	pthread_once(&alg_once, alg_fetch);
 	if (!cmac_alg || !aes_cbc_name(key_len))
 		return pg_error(PG_ECRYPTO, SUBSYS, "AES-CMAC not available");
 	ctx = EVP_MAC_CTX_new(cmac_alg);
@@ -119,14 +124,15 @@ aes_cbc(const uint8_t *key, size_t key_len, const uint8_t *iv, const uint8_t *in
 {
 	static const uint8_t zero[16];
 	EVP_CIPHER_CTX *ctx = NULL;
-	EVP_CIPHER *c = NULL;
+	const EVP_CIPHER *c;
 	int l1 = 0, l2 = 0, rc = PG_ECRYPTO;
 
 	if (n % 16 || n > 0x7FFFFFF0 || !aes_cbc_name(key_len))
 		return pg_error(PG_EINVAL, SUBSYS, "AES-CBC over %zu bytes", n);
 	if (n == 0)
 		return 0;
-	c = EVP_CIPHER_fetch(NULL, aes_cbc_name(key_len), NULL);
+	pthread_once(&alg_once, alg_fetch);
+	c = cbc_alg[(key_len - 16) / 8];
 	ctx = EVP_CIPHER_CTX_new();
 	if (!c || !ctx || !EVP_CipherInit_ex2(ctx, c, key, iv ? iv : zero, enc, NULL))
 		goto out;
@@ -137,7 +143,6 @@ aes_cbc(const uint8_t *key, size_t key_len, const uint8_t *iv, const uint8_t *in
 		rc = 0;
 out:
 	EVP_CIPHER_CTX_free(ctx);
-	EVP_CIPHER_free(c);
 	if (rc)
 		pg_error(rc, SUBSYS, "AES-CBC failed");
 	return rc;
@@ -1134,8 +1139,8 @@ pg_scp03_put_key_check(const struct pg_scp03_keys *nk, const uint8_t *data, size
 }
 
 int
-pg_scp03_card_put_key(struct pg_scp03_card *card, const uint8_t *capdu, size_t n, uint8_t *resp,
-		      size_t cap)
+pg_scp03_card_put_key(const struct pg_scp03 *s, struct pg_scp03_card *card, const uint8_t *capdu,
+		      size_t n, uint8_t *resp, size_t cap)
 {
 	struct pg_scp03_keys nk;
 	struct pg_capdu c;
@@ -1144,6 +1149,9 @@ pg_scp03_card_put_key(struct pg_scp03_card *card, const uint8_t *capdu, size_t n
 
 	if (cap < 12)
 		return PG_ETOOBIG;
+	/* Keys change only inside an authenticated, C-MACed secure channel. */
+	if (s->state != ST_OPEN || !s->last_wrapped || !(s->sl & PG_SCP03_SL_CMAC))
+		return sw_out(resp, cap, 0, PG_SW_SECURITY_STATUS);
 	if (pg_capdu_parse(&c, capdu, n) < 0 || c.ins != INS_PUT_KEY)
 		return sw_out(resp, cap, 0, PG_SW_WRONG_LENGTH);
 	/* The whole SCP03 key set at once: key identifier 1 with b8 (more keys). */

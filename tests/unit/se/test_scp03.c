@@ -250,7 +250,7 @@ card_xchg(struct tcard *c, const uint8_t *cmd, size_t n, uint8_t *resp, size_t c
 	}
 	assert_int_equal(pg_capdu_parse(&a, cplain, (size_t)r), 0);
 	if (a.ins == 0xD8) {
-		r = pg_scp03_card_put_key(&c->cfg, cplain, (size_t)r, cdata, sizeof(cdata));
+		r = pg_scp03_card_put_key(&c->s, &c->cfg, cplain, (size_t)r, cdata, sizeof(cdata));
 		assert_true(r >= 2);
 		dn = (size_t)r - 2;
 		sw = pg_rapdu_sw(cdata, (size_t)r);
@@ -678,6 +678,13 @@ test_put_key_refusals(void **state)
 		assert_int_equal(pg_scp03_put_key_parse(k1.dek, 16, alt, o, &out), 0);
 		assert_true(pg_ct_equal(out.dek, k2.dek, 16));
 	}
+	/* Outside a secure channel, or in one without C-MAC, keys do not change. */
+	r = card_xchg(&c, cmd, (size_t)n, b2, BIG);
+	assert_hex(b2, r, "6982");
+	assert_int_equal(host_open(&h, &c, &k1, 0x00, 8), 0x9000);
+	r = host_cmd(&h, &c, cmd, (size_t)n);
+	assert_hex(b3, r, "6982");
+	assert_int_equal(c.cfg.keys.kvn, 0x30);
 	/* Through the card: a bad KCV is 6A80, the keys stay. */
 	assert_int_equal(host_open(&h, &c, &k1, 0x03, 8), 0x9000);
 	memcpy(alt, cmd, (size_t)n);
