@@ -911,39 +911,37 @@ pg_scp03_card_unwrap(struct pg_scp03 *s, const uint8_t *capdu, size_t n, uint8_t
 		return pg_error(PG_EAUTH, SUBSYS, "C-MAC does not verify; session closed");
 	}
 	memcpy(s->chain, mac, 16);
-	ext = is_ext(&c);
 	hdr[0] = (uint8_t)(c.cla & ~cla_sm_bit(c.cla));
 	hdr[1] = c.ins;
 	hdr[2] = c.p1;
 	hdr[3] = c.p2;
-	/* Worst case the plain command is as long as the wrapped one. */
-	if (head_len(dlen, ext, &c) + dlen > cap) {
+	/* The data goes after the longest header; it moves once its length is known. */
+	if (7 + dlen + 3 > cap) {
 		*sw = PG_SW_UNKNOWN;
 		return PG_ETOOBIG;
 	}
 	plain = (int)dlen;
-	o = put_head(out, hdr, dlen, ext); /* provisional Lc; rewritten below */
 	if ((s->sl & PG_SCP03_SL_CDEC) && dlen) {
 		rc = dlen % 16 ? PG_EFORMAT : enc_icv(s, 0, icv);
 		if (!rc)
-			rc = aes_cbc(s->s_enc, s->key_len, icv, c.data, dlen, out + o, 0);
-		plain = rc ? rc : unpad_m2(out + o, dlen);
+			rc = aes_cbc(s->s_enc, s->key_len, icv, c.data, dlen, out + 7, 0);
+		plain = rc ? rc : unpad_m2(out + 7, dlen);
 		if (plain < 0) {
-			pg_memzero(out, o + dlen);
+			pg_memzero(out, 7 + dlen);
 			pg_scp03_close(s);
 			*sw = PG_SW_SECURITY_STATUS;
 			return pg_error(PG_EAUTH, SUBSYS, "C-DECRYPTION data malformed");
 		}
 	} else if (dlen) {
-		memcpy(out + o, c.data, dlen);
+		memcpy(out + 7, c.data, dlen);
 	}
-	if ((size_t)plain != dlen) {
-		/* Lc shrank: rewrite the header (a zero Lc drops the field). */
-		size_t o2 = put_head(out, hdr, (size_t)plain, ext);
-
-		memmove(out + o2, out + o, (size_t)plain);
-		o = o2;
-	}
+	/*
+	 * The plain command takes the shortest form that holds it: the MAC and
+	 * padding may have pushed the wrapped one into extended length.
+	 */
+	ext = (size_t)plain > 255 || (c.has_le && c.le > 256);
+	o = put_head(out, hdr, (size_t)plain, ext);
+	memmove(out + o, out + 7, (size_t)plain);
 	s->last_wrapped = 1;
 	return (int)put_le(out, o + (size_t)plain, &c, (size_t)plain, ext);
 }

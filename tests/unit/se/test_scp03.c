@@ -457,6 +457,34 @@ test_level_not_supported(void **state)
 	assert_int_equal(host_open(&h, &c, &k, 0x03, 8), 0x9000);
 }
 
+static void
+test_extended_only_on_the_wire(void **state)
+{
+	struct pg_scp03_keys k;
+	struct pg_scp03 h = {0};
+	struct tcard c;
+	uint8_t cmd[300];
+	uint16_t sw;
+	int w, r;
+
+	(void)state;
+	rand_keys(&k, 16, 0x30, 12);
+	card_init(&c, &k, 0x70);
+	assert_int_equal(host_open(&h, &c, &k, 0x03, 8), 0x9000);
+	memcpy(cmd, "\x80\xE2\x00\x00\xF0", 5);
+	memset(cmd + 5, 0x5A, 240);
+	cmd[245] = 0x00;
+	/* 240 bytes pad to 256, plus the C-MAC: only extended length carries it. */
+	w = pg_scp03_host_wrap(&h, cmd, 246, b1, BIG);
+	assert_int_equal(w, 7 + 256 + 8 + 2);
+	assert_memory_equal(b1, "\x84\xE2\x00\x00\x00\x01\x08", 7);
+	assert_memory_equal(b1 + w - 2, "\x01\x00", 2); /* Ne 256 in extended form */
+	/* The card hands on the short form the host started with. */
+	r = pg_scp03_card_unwrap(&c.s, b1, (size_t)w, b2, BIG, &sw);
+	assert_int_equal(r, 246);
+	assert_memory_equal(b2, cmd, 246);
+}
+
 /* ------------------------------------------------------------- refusals */
 
 static void
@@ -801,6 +829,7 @@ main(void)
 	    cmocka_unit_test(test_pysim_card),
 	    cmocka_unit_test(test_e2e_levels),
 	    cmocka_unit_test(test_level_not_supported),
+	    cmocka_unit_test(test_extended_only_on_the_wire),
 	    cmocka_unit_test(test_wrong_host_cryptogram),
 	    cmocka_unit_test(test_replayed_external_authenticate),
 	    cmocka_unit_test(test_bad_cmac),
