@@ -120,7 +120,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (len >= 2 && (c[0] & 0x80) && (c[1] == 0x50 || c[1] == 0x82))
 			continue;
 		/* A CLA that already claims secure messaging is not ours to send. */
-		if (len >= 1 && (c[0] & ((c[0] & 0xC0) == 0x40 ? 0x20 : 0x04)))
+		if (len >= 1 && (c[0] & ((c[0] & 0x40) ? 0x20 : 0x04)))
 			continue;
 		n = pg_scp03_host_wrap(&hs, c, len, wrapped, sizeof(wrapped));
 		if (n < 0)

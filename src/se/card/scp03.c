@@ -328,11 +328,15 @@ pg_scp03_close(struct pg_scp03 *s)
 
 /* ------------------------------------------------------------- APDU layout */
 
-/* Secure messaging indication in CLA: b3 for GP/first interindustry, b6 for further. */
+/*
+ * Secure messaging indication in CLA (ISO 7816-4 5.4.1, GP 2.3 11.1.4): b3
+ * in the first classes (00-0F, GP 80-8F), b6 in the further classes (40-7F,
+ * GP C0-FF), which logical channels 4-19 use.
+ */
 static uint8_t
 cla_sm_bit(uint8_t cla)
 {
-	return (cla & 0xC0) == 0x40 ? 0x20 : 0x04;
+	return (cla & 0x40) ? 0x20 : 0x04;
 }
 
 /*
@@ -576,9 +580,8 @@ pg_scp03_host_wrap(struct pg_scp03 *s, const uint8_t *capdu, size_t n, uint8_t *
 		memmove(out, capdu, n);
 		return (int)n;
 	}
-	if (c.cla & cla_sm_bit(c.cla))
-		return pg_error(PG_EINVAL, SUBSYS, "CLA %02X already signals secure messaging",
-				c.cla);
+	if ((c.cla & cla_sm_bit(c.cla)) || (c.cla | cla_sm_bit(c.cla)) == 0xFF)
+		return pg_error(PG_EINVAL, SUBSYS, "CLA %02X cannot take secure messaging", c.cla);
 	ml = mac_len(s);
 	dlen = c.lc;
 	if ((s->sl & PG_SCP03_SL_CDEC) && dlen)

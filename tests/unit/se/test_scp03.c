@@ -376,6 +376,12 @@ test_pysim_card(void **state)
 
 /* ------------------------------------------------------------ end to end */
 
+static size_t
+mac_bytes(size_t chlen)
+{
+	return chlen == 16 ? 16 : 8;
+}
+
 static void
 run_session(size_t klen, uint8_t sl, size_t chlen, uint8_t i_param)
 {
@@ -423,6 +429,19 @@ run_session(size_t klen, uint8_t sl, size_t chlen, uint8_t i_param)
 	/* Logical channel 5 (further interindustry class): SM is CLA b6. */
 	r = host_cmd(&h, &c, (const uint8_t *)"\x41\xE0\x00\x00\x01\x5A", 6);
 	assert_hex(b3, r, "41E000005A9000");
+	if (sl) {
+		/* GP further class (channel 5): C1 goes out as E1 and comes back as C1. */
+		r = pg_scp03_host_wrap(&h, (const uint8_t *)"\xC1\xE0\x00\x00", 4, b1, BIG);
+		assert_int_equal(r, (int)(5 + mac_bytes(chlen)));
+		assert_int_equal(b1[0], 0xE1);
+		r = card_xchg(&c, b1, (size_t)r, b2, BIG);
+		r = pg_scp03_host_unwrap(&h, b2, (size_t)r, b3, BIG);
+		assert_hex(b3, r, "C1E000009000");
+		/* DF would become FF: refused. */
+		assert_int_equal(
+		    pg_scp03_host_wrap(&h, (const uint8_t *)"\xDF\xE0\x00\x00", 4, b1, BIG),
+		    PG_EINVAL);
+	}
 	assert_true(pg_scp03_is_open(&h));
 	pg_scp03_close(&h);
 	pg_scp03_close(&c.s);
