@@ -117,6 +117,7 @@ int pg_scp03_host_wrap(struct pg_scp03 *s, const uint8_t *capdu, size_t n, uint8
 /*
  * Checks and strips R-MAC / R-ENCRYPTION of a response (data + SW). Returns
  * the plain length (data + SW). PG_EAUTH (session closed) on a bad R-MAC.
+ * out may be rapdu itself.
  */
 int pg_scp03_host_unwrap(struct pg_scp03 *s, const uint8_t *rapdu, size_t n, uint8_t *out,
 			 size_t cap);
