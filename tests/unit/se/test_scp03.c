@@ -502,6 +502,13 @@ test_extended_only_on_the_wire(void **state)
 	r = pg_scp03_card_unwrap(&c.s, b1, (size_t)w, b2, BIG, &sw);
 	assert_int_equal(r, 246);
 	assert_memory_equal(b2, cmd, 246);
+	/* The host strips R-MAC and R-ENCRYPTION in place. */
+	assert_int_equal(host_open(&h, &c, &k, 0x33, 8), 0x9000);
+	w = pg_scp03_host_wrap(&h, (const uint8_t *)"\x80\xE0\x00\x00\x02\x01\x02", 7, b1, BIG);
+	r = card_xchg(&c, b1, (size_t)w, b2, BIG);
+	assert_int_equal(r, 16 + 8 + 2);
+	r = pg_scp03_host_unwrap(&h, b2, (size_t)r, b2, BIG);
+	assert_hex(b2, r, "80E0000002019000");
 }
 
 /* ------------------------------------------------------------- refusals */
