@@ -70,4 +70,12 @@ int pg_card_rt_cplc(const struct pg_card_rt *rt, uint8_t *out, size_t outlen);
 /* The default simulated SE: runtime + ISD + test applet. */
 int pg_card_sim_new(struct pg_card_rt **out, uint32_t serial, const uint8_t *atr, size_t atr_len);
 
+/*
+ * Serves `card` through link driver `ops`'s card role on a listening socket:
+ * accepts a host, serves it until it disconnects (pg_stream_serve_fd), and
+ * repeats max_conns times (0: forever). Used by `payguard se sim --listen`.
+ */
+int pg_card_serve_listener(int listen_fd, const struct pg_link_ops *ops, const struct pg_card *card,
+			   const struct pg_link_params *p, int max_conns);
+
 #endif

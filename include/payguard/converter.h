@@ -23,6 +23,7 @@
 #include "payguard/link.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #define PG_CONV_NAME_MAX 32
@@ -112,5 +113,24 @@ struct pg_conv_iface_info {
 int pg_conv_iface(struct pg_conv *c, int i, struct pg_conv_iface_info *info);
 /* Number of channels ever opened (ids 1..n). */
 int pg_conv_channel_count(struct pg_conv *c);
+
+/* Prints one event as a line (or a few) of a readable transcript. */
+void pg_conv_print_event(FILE *f, const struct pg_conv_event *ev);
+/* A trace callback for pg_conv_set_trace(): arg is a FILE *; serialises lines. */
+void pg_conv_trace_file(void *arg, const struct pg_conv_event *ev);
+
+/*
+ * The demonstration (`payguard se demo`): a simulated SE for every link type
+ * in the driver table that has a card role, each served on its own UNIX
+ * socket by a thread, plus PC/SC through pcscd and vpcd when a "Virtual PCD"
+ * reader is present; all attached to one converter; channels between them
+ * carry SELECT, ECHO, GET COUNTER and CPLC reads, printed as a transcript.
+ */
+struct pg_se_demo_opts {
+	int pcsc;	       /* -1: when pcscd has a vpcd reader, 0: never, 1: required */
+	const char *vpcd_addr; /* default tcp:127.0.0.1:35963 */
+	const char *reader;    /* default "Virtual PCD 00 00" */
+};
+int pg_se_demo(FILE *out, const struct pg_se_demo_opts *o);
 
 #endif

@@ -14,9 +14,11 @@
 /*
  * Connects to vpcd at `addr` ("tcp:127.0.0.1:35963"), retrying for up to
  * connect_timeout_ms while it is not listening yet, and serves `card` until
- * vpcd closes the connection (returns 0) or a protocol error.
+ * vpcd closes the connection (returns 0), *stop becomes non-zero (checked
+ * every 100 ms; stop may be NULL) or a protocol error.
  */
-int pg_vpcd_serve(const char *addr, const struct pg_card *card, int connect_timeout_ms);
+int pg_vpcd_serve(const char *addr, const struct pg_card *card, int connect_timeout_ms,
+		  const int *stop);
 
 /* Calls fn for each reader pcscd lists; returns the count or a negative code. */
 int pg_pcsc_list_readers(void (*fn)(void *arg, const char *reader), void *arg);

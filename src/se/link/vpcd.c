@@ -19,6 +19,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -113,7 +114,8 @@ vpcd_card_packet(struct pg_link_card *lc, int type, const uint8_t *data, size_t 
 		 struct pg_stream *out)
 {
 	struct vpcd_card *c = (struct vpcd_card *)lc;
-	size_t rlen = sizeof(c->r);
+	/* vpcd's 2-byte length caps an answer at 65535 bytes: a card asked for more says 6700. */
+	size_t rlen = PG_VPCD_MAX_ANSWER;
 	int rc;
 
 	/* Line events of payguard's own streams map onto vpcd's controls. */
@@ -166,7 +168,7 @@ const struct pg_link_ops pg_link_vpcd_ops = {
     .name = "vpcd",
     .type = PG_LINK_VPCD,
     .max_capdu = PG_VPCD_MAX_MSG,
-    .max_rapdu = PG_APDU_MAX_R,
+    .max_rapdu = PG_VPCD_MAX_ANSWER,
     .card_open = vpcd_card_open,
     .card_packet = vpcd_card_packet,
     .card_close = vpcd_card_close,
@@ -281,7 +283,7 @@ vpcd_connect(const char *addr, int timeout_ms)
 }
 
 int
-pg_vpcd_serve(const char *addr, const struct pg_card *card, int connect_timeout_ms)
+pg_vpcd_serve(const char *addr, const struct pg_card *card, int connect_timeout_ms, const int *stop)
 {
 	struct pg_link_card *lc = NULL;
 	struct pg_vpcd_rx *rx = NULL;
@@ -299,8 +301,17 @@ pg_vpcd_serve(const char *addr, const struct pg_card *card, int connect_timeout_
 	out.fd = fd;
 	pg_info("vpcd", "card connected to vpcd at %s", addr);
 	for (;;) {
-		ssize_t r = recv(fd, buf, sizeof(buf), 0);
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		ssize_t r;
 		size_t off = 0;
+
+		if (stop && __atomic_load_n(stop, __ATOMIC_ACQUIRE)) {
+			rc = 0;
+			goto out;
+		}
+		if (poll(&pfd, 1, 100) == 0)
+			continue;
+		r = recv(fd, buf, sizeof(buf), 0);
 
 		if (r < 0 && errno == EINTR)
 			continue;

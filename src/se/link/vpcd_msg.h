@@ -17,8 +17,10 @@ enum {
 	PG_VPCD_CTRL_ATR = 0x04,
 };
 
-/* Largest message payload accepted: an extended C-APDU. */
-#define PG_VPCD_MAX_MSG 65544u
+/* Largest message payload: the 2-byte length field's limit. */
+#define PG_VPCD_MAX_MSG 65535u
+/* Largest answer the 2-byte length can carry. */
+#define PG_VPCD_MAX_ANSWER 65535u
 
 /* Reassembles messages from a byte stream; fixed buffer, no allocation. */
 struct pg_vpcd_rx {
