@@ -57,6 +57,9 @@ int pg_table_add(struct pg_table *t, const char *const *cells);
 void pg_table_print(struct pg_table *t);
 void pg_table_free(struct pg_table *t);
 
+/* Finds a verb in an area's table (NULL if absent); used by `demo run`. */
+const struct pg_cmd *pg_cli_find(const char *area, const char *verb);
+
 /* Areas, one table each (src/cli/cmd_<area>.c). */
 extern const struct pg_cmd pg_cli_se[];
 extern const struct pg_cmd pg_cli_vse[];

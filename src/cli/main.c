@@ -25,6 +25,19 @@ static const struct pg_area areas[] = {
     {"demo", "the end-to-end demonstration (the README's main job)", pg_cli_demo},
 };
 
+const struct pg_cmd *
+pg_cli_find(const char *area, const char *verb)
+{
+	for (size_t i = 0; i < sizeof(areas) / sizeof(areas[0]); i++) {
+		if (strcmp(areas[i].name, area) != 0)
+			continue;
+		for (const struct pg_cmd *c = areas[i].cmds; c->verb; c++)
+			if (strcmp(c->verb, verb) == 0)
+				return c;
+	}
+	return NULL;
+}
+
 static void
 print_main_help(FILE *f)
 {
