@@ -564,7 +564,7 @@ cmd_se_demo(int argc, char **argv)
 
 const struct pg_cmd pg_cli_se[] = {
     {"sim", cmd_se_sim, "run a simulated SE on a link's card role",
-     "usage: payguard se sim --link TYPE (--listen ADDR | --connect ADDR) [options]\n"
+     "--link TYPE (--listen ADDR | --connect ADDR) [options]\n"
      "  --link TYPE      card-role driver (see `payguard se links`)\n"
      "  --listen ADDR    serve hosts on unix:PATH or tcp:HOST:PORT, one at a time\n"
      "  --connect ADDR   vpcd only: dial vpcd (tcp:127.0.0.1:35963 = reader slot 0)\n"
@@ -572,15 +572,15 @@ const struct pg_cmd pg_cli_se[] = {
      "  --atr HEX        answer to reset (default: T=0/T=1 ATR with TCK)\n"
      "  --once           stop after the first host (or vpcd session) ends\n"},
     {"transmit", cmd_se_transmit, "send APDUs over a host link and print the exchange",
-     "usage: payguard se transmit --link TYPE --addr ADDR [--json] APDU...\n"
+     "--link TYPE --addr ADDR [--json] APDU...\n"
      "  --link TYPE   host-role driver (t0, t1, swp, spi, i2c, ccid, pcsc)\n"
      "  --addr ADDR   unix:PATH or tcp:HOST:PORT; for pcsc a reader name or index\n"
      "  --json        print the ATR and each exchange as JSON\n"
      "  APDU          command APDU in hex (spaces allowed inside one argument)\n"},
     {"links", cmd_se_links, "list the link drivers and their roles",
-     "usage: payguard se links [--json]\n"},
+     "[--json]\n"},
     {"converter", cmd_se_converter, "run the protocol converter over a management script",
-     "usage: payguard se converter --iface NAME=LINK:ADDR --iface ... [--script FILE] "
+     "--iface NAME=LINK:ADDR --iface ... [--script FILE] "
      "[--keep-going]\n"
      "  --iface NAME=LINK:ADDR  bind an interface: ADDR is unix:PATH, tcp:HOST:PORT,\n"
      "                          a PC/SC reader (LINK pcsc) or 'sim' (in-process SE)\n"
@@ -589,7 +589,7 @@ const struct pg_cmd pg_cli_se[] = {
      "                          probe | list\n"
      "  --keep-going            do not stop at the first failed command\n"},
     {"demo", cmd_se_demo, "simulated SEs of every link type talking through the converter",
-     "usage: payguard se demo [--pcsc auto|yes|no] [--vpcd ADDR] [--reader NAME]\n"
+     "[--pcsc auto|yes|no] [--vpcd ADDR] [--reader NAME]\n"
      "  --pcsc     include PC/SC via pcscd + vpcd: when present (auto), required, never\n"
      "  --vpcd     vpcd address (default tcp:127.0.0.1:35963)\n"
      "  --reader   PC/SC reader of that vpcd slot (default \"Virtual PCD 00 00\")\n"},

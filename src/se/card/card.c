@@ -346,7 +346,11 @@ rt_process(void *ctx, const uint8_t *capdu, size_t clen, uint8_t *rapdu, size_t 
 	rt->counter++;
 	if (pg_capdu_parse(&c, capdu, clen) < 0) {
 		/* A malformed length field is the card's "wrong length", not a mute card. */
-		*rlen = put_sw(rapdu, 0, clen >= 4 ? PG_SW_WRONG_LENGTH : PG_SW_UNKNOWN);
+		uint16_t bad = clen < 4		  ? PG_SW_UNKNOWN
+			       : capdu[0] == 0xFF ? PG_SW_CLA_NOT_SUPPORTED
+						  : PG_SW_WRONG_LENGTH;
+
+		*rlen = put_sw(rapdu, 0, bad);
 		return 0;
 	}
 	chn = cla_channel(c.cla);
