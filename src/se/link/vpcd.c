@@ -271,8 +271,8 @@ vpcd_connect(const char *addr, int timeout_ms)
 		fd = -1;
 		/* pcscd loads the vpcd driver when it starts: wait for its port to open. */
 		if (rc != ECONNREFUSED || waited >= timeout_ms) {
-			rc = pg_error(PG_ECLOSED, "vpcd", "cannot connect to vpcd at '%s': %s",
-				      addr, strerror(rc));
+			rc = pg_error(PG_ELINK, "vpcd", "cannot connect to vpcd at '%s': %s", addr,
+				      strerror(rc));
 			break;
 		}
 		usleep(50000);
