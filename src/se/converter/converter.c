@@ -32,6 +32,7 @@ struct iface {
 	uint8_t atr[PG_ATR_MAX];
 	size_t atr_len;
 	uint64_t apdus;
+	uint32_t mine; /* logical channels this converter opened on the SE (bit n) */
 };
 
 struct chan {
@@ -120,12 +121,11 @@ iface_dead(struct iface *f)
  * marks the interface failed for every channel that uses it.
  */
 static int
-iface_xfer(struct pg_conv *c, struct iface *f, const uint8_t *capdu, size_t clen, uint8_t *rapdu,
-	   size_t *rlen)
+xfer_locked(struct pg_conv *c, struct iface *f, const uint8_t *capdu, size_t clen, uint8_t *rapdu,
+	    size_t *rlen)
 {
 	int rc;
 
-	pthread_mutex_lock(&f->lock);
 	if (f->state) {
 		rc = iface_dead(f);
 		goto out;
@@ -149,6 +149,17 @@ iface_xfer(struct pg_conv *c, struct iface *f, const uint8_t *capdu, size_t clen
 	}
 	f->apdus++;
 out:
+	return rc;
+}
+
+static int
+iface_xfer(struct pg_conv *c, struct iface *f, const uint8_t *capdu, size_t clen, uint8_t *rapdu,
+	   size_t *rlen)
+{
+	int rc;
+
+	pthread_mutex_lock(&f->lock);
+	rc = xfer_locked(c, f, capdu, clen, rapdu, rlen);
 	pthread_mutex_unlock(&f->lock);
 	return rc;
 }
@@ -168,36 +179,57 @@ cla_with(uint8_t cla, int n)
 	return v < 0 ? v : (v | (cla & 0x80));
 }
 
-/* MANAGE CHANNEL open on f, from its logical channel `from`; returns the new channel. */
+/*
+ * MANAGE CHANNEL open on f, from its logical channel `from`; returns the new
+ * channel. The converter names the number itself (P2 = n, case 1) rather than
+ * letting the card choose (P2 = 00, case 2): a case-2 command cannot cross
+ * T=0 unless the card knows INS 70 sends data, and case 1 crosses every link.
+ * A number someone else opened (6985) is skipped.
+ */
 static int
 mc_open(struct pg_conv *c, struct iface *f, int from, int chan_id)
 {
-	uint8_t cmd[5] = {0x00, 0x70, 0x00, 0x00, 0x01}, r[8];
-	size_t rl = sizeof(r);
-	uint16_t sw;
-	int rc;
+	uint8_t cmd[4] = {0x00, 0x70, 0x00, 0x00}, r[8];
+	uint16_t sw = PG_SW_FUNC_NOT_SUPPORTED;
+	int rc, n;
 
 	cmd[0] = (uint8_t)pg_cla_set_channel(0x00, from);
-	rc = iface_xfer(c, f, cmd, sizeof(cmd), r, &rl);
-	if (rc < 0)
-		return rc;
-	sw = pg_rapdu_sw(r, rl);
-	{
-		struct pg_conv_event ev = {.kind = PG_CONV_EV_INTERNAL,
-					   .chan = chan_id,
-					   .to = f->name,
-					   .link = f->link_name,
-					   .sent = cmd,
-					   .slen = sizeof(cmd),
-					   .rapdu = r,
-					   .rlen = rl};
-		emit(c, &ev);
+	pthread_mutex_lock(&f->lock);
+	for (n = 1; n < NCH; n++) {
+		size_t rl = sizeof(r);
+
+		if (f->mine & (1u << n))
+			continue;
+		cmd[3] = (uint8_t)n;
+		rc = xfer_locked(c, f, cmd, sizeof(cmd), r, &rl);
+		if (rc < 0) {
+			pthread_mutex_unlock(&f->lock);
+			return rc;
+		}
+		sw = pg_rapdu_sw(r, rl);
+		{
+			struct pg_conv_event ev = {.kind = PG_CONV_EV_INTERNAL,
+						   .chan = chan_id,
+						   .to = f->name,
+						   .link = f->link_name,
+						   .sent = cmd,
+						   .slen = sizeof(cmd),
+						   .rapdu = r,
+						   .rlen = rl};
+			emit(c, &ev);
+		}
+		if (sw == PG_SW_OK) {
+			f->mine |= 1u << n;
+			pthread_mutex_unlock(&f->lock);
+			return n;
+		}
+		if (sw != PG_SW_CONDITIONS)
+			break; /* no channel left (6A81), or channels not supported at all */
 	}
-	if (sw != PG_SW_OK || rl != 3 || r[0] == 0 || r[0] >= NCH)
-		return pg_error(PG_ENOCHAN, "converter",
-				"SE '%s' refused to open a logical channel: %04X (%s)", f->name, sw,
-				pg_sw_meaning(sw));
-	return r[0];
+	pthread_mutex_unlock(&f->lock);
+	return pg_error(PG_ENOCHAN, "converter",
+			"SE '%s' refused to open a logical channel: %04X (%s)", f->name, sw,
+			pg_sw_meaning(sw));
 }
 
 /* MANAGE CHANNEL close of logical channel n on f (best effort when ending). */
@@ -206,17 +238,21 @@ mc_close(struct pg_conv *c, struct iface *f, int n, int chan_id)
 {
 	uint8_t cmd[4] = {0x00, 0x70, 0x80, (uint8_t)n}, r[8];
 	size_t rl = sizeof(r);
-	int rc = iface_xfer(c, f, cmd, sizeof(cmd), r, &rl);
+	int rc;
 	struct pg_conv_event ev = {.kind = PG_CONV_EV_INTERNAL,
 				   .chan = chan_id,
 				   .to = f->name,
 				   .link = f->link_name,
 				   .sent = cmd,
 				   .slen = sizeof(cmd),
-				   .rapdu = r,
-				   .rlen = rc < 0 ? 0 : rl,
-				   .rc = rc};
+				   .rapdu = r};
 
+	pthread_mutex_lock(&f->lock);
+	rc = xfer_locked(c, f, cmd, sizeof(cmd), r, &rl);
+	f->mine &= ~(1u << n); /* closed, or gone with the card's state */
+	pthread_mutex_unlock(&f->lock);
+	ev.rc = rc;
+	ev.rlen = rc < 0 ? 0 : rl;
 	emit(c, &ev);
 	if (rc < 0)
 		return rc;
