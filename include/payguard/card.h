@@ -25,7 +25,7 @@ extern const uint8_t pg_card_isd_aid[8];
 extern const uint8_t pg_card_test_aid[10];
 
 /* Test applet instructions (any class byte; channel taken from CLA). */
-#define PG_TEST_INS_ECHO    0x10 /* case 4: returns the data; case 2: Ne pattern bytes */
+#define PG_TEST_INS_ECHO    0x10 /* returns the data (cases 3/4); case 2: Ne pattern bytes */
 #define PG_TEST_INS_COUNTER 0x12 /* returns the 8-byte big-endian command counter */
 
 struct pg_card_rt;

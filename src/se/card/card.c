@@ -299,8 +299,12 @@ test_process(struct pg_card_rt *rt, void *state, int channel, const struct pg_ca
 	switch (c->ins) {
 	case PG_TEST_INS_ECHO:
 		if (c->lc > 0) {
-			/* Case 4 echoes (at most Ne bytes); case 3 only acknowledges. */
-			size_t n = c->has_le ? (c->lc < c->le ? c->lc : c->le) : 0;
+			/*
+			 * Echo the data (at most Ne when Le is present). Without Le too:
+			 * T=0 carries case 4 as case 3 + GET RESPONSE (ISO/IEC 7816-3
+			 * 12.2.4), so a card cannot tell the two apart.
+			 */
+			size_t n = c->has_le && c->le < c->lc ? c->le : c->lc;
 
 			if (n > cap)
 				return PG_ETOOBIG;

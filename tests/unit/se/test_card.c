@@ -139,12 +139,14 @@ test_echo_counter(void **state)
 
 	(void)state;
 	assert_int_equal(tx(SELECT_TEST), 0x9000);
-	/* Case 4 echoes, case 3 acknowledges only, case 2 returns Ne pattern bytes. */
+	/* Cases 3 and 4 echo (T=0 cannot tell them apart), case 2 returns Ne pattern bytes. */
 	assert_int_equal(tx("8010000004DEADBEEF00"), 0x9000);
 	assert_int_equal(rl, 6);
 	assert_memory_equal(r, "\xDE\xAD\xBE\xEF", 4);
 	assert_int_equal(tx("8010000003010203"), 0x9000);
-	assert_int_equal(rl, 2);
+	assert_int_equal(rl, 5);
+	assert_int_equal(tx("801000000301020302"), 0x9000); /* Ne = 2 < Nc */
+	assert_int_equal(rl, 4);
 	assert_int_equal(tx("8010000005"), 0x9000);
 	assert_int_equal(rl, 7);
 	assert_memory_equal(r, "\x00\x01\x02\x03\x04", 5);

@@ -67,10 +67,15 @@ exchange(struct worker *w, int i)
 	size_t rl = sizeof(r);
 	int rc;
 
-	if (i < 2)
-		return pg_conv_transmit(conv, w->ch, side, sel, sizeof(sel), r, &rl) < 0
-			   ? -1
-			   : (pg_rapdu_sw(r, rl) == 0x9000 ? 0 : 1);
+	if (i < 2) {
+		rc = pg_conv_transmit(conv, w->ch, side, sel, sizeof(sel), r, &rl);
+		if (rc < 0)
+			snprintf(w->detail, sizeof(w->detail), "SELECT: %s", pg_last_error());
+		else if (pg_rapdu_sw(r, rl) != 0x9000)
+			snprintf(w->detail, sizeof(w->detail), "SELECT: SW %04X",
+				 pg_rapdu_sw(r, rl));
+		return rc < 0 ? -1 : (pg_rapdu_sw(r, rl) == 0x9000 ? 0 : 1);
+	}
 	/* A 16-byte ECHO (the benchmark's command), data unique per channel and step. */
 	memcpy(c, "\x80\x10\x00\x00\x10", 5);
 	for (int k = 0; k < 16; k++)
@@ -82,7 +87,11 @@ exchange(struct worker *w, int i)
 		snprintf(w->detail, sizeof(w->detail), "%s", pg_last_error());
 		return -1;
 	}
-	return rl == 18 && memcmp(r, c + 5, 16) == 0 && pg_rapdu_sw(r, rl) == 0x9000 ? 0 : 1;
+	if (rl == 18 && memcmp(r, c + 5, 16) == 0 && pg_rapdu_sw(r, rl) == 0x9000)
+		return 0;
+	snprintf(w->detail, sizeof(w->detail), "ECHO %d: %zu bytes, SW %04X", i, rl,
+		 pg_rapdu_sw(r, rl));
+	return 1;
 }
 
 static void *
@@ -180,6 +189,11 @@ test_accept(void **state)
 		assert_int_equal(pthread_create(&t[i], NULL, work, &w[i]), 0);
 	/* Phase 1 runs on every channel concurrently. */
 	pthread_barrier_wait(&barrier);
+	for (int i = 0; i < nch; i++) {
+		if (w[i].ok1 != PHASE)
+			fprintf(stderr, "channel %d %s -> %s: %d of %d, %s\n", w[i].ch,
+				names[w[i].a], names[w[i].b], w[i].ok1, PHASE, w[i].detail);
+	}
 	for (int i = 0; i < nch; i++)
 		assert_int_equal(w[i].ok1, PHASE);
 	/* Kill one SE mid-channel; the management module's probe notices at once. */
@@ -222,8 +236,8 @@ test_accept(void **state)
 		struct worker x = {.ch = pg_conv_open(conv, names[a], names[b])};
 
 		assert_true(x.ch > 0);
-		assert_int_equal(exchange(&x, 0), 0);
-		assert_int_equal(exchange(&x, 5), 0);
+		for (int i = 0; i < 6; i++) /* SELECT on both sides, then ECHOes both ways */
+			assert_int_equal(exchange(&x, i), 0);
 	}
 	fprintf(stderr,
 		"converter acceptance: %d interfaces, %d channels, SE '%s' killed, %d closed\n",
