@@ -18,7 +18,7 @@ for l in $links; do
 	sim_pids+=($!)
 	out=$("$pg" se transmit --link "$l" --addr "unix:$sock" --json \
 		00A404000AF070617967756172640100 8010000010000102030405060708090A0B0C0D0E0F00 \
-		00A4040000 80CA9F7F00 0070000001 01A404000AF070617967756172640100 8112000008) ||
+		00A4040000 80CA9F7F00 00700001 01A404000AF070617967756172640100 8112000008) ||
 		{ cat "$work/sim-$l.log" >&2; fail "$l: se transmit"; }
 	/usr/bin/python3 - "$l" "$out" <<'PY' || fail "$l: wrong answers"
 import json, sys
@@ -28,7 +28,7 @@ assert sw == [0x9000] * 7, (link, sw)
 r = [bytes.fromhex(e["rapdu"]) for e in d["exchanges"]]
 assert r[1][:16] == bytes(range(16)), link
 assert r[3][:3] == b"\x9f\x7f\x2a" and r[3][15:19] == b"\x00\x00\xc0\xde", link
-assert r[4][0] == 1, link
+assert r[4] == b"\x90\x00", link  # case 1 open: T=0 carries it, no data
 assert int.from_bytes(r[6][:8], "big") == 7, (link, r[6].hex())
 print("%s: ATR %s, 7 exchanges ok" % (link, d["atr"]))
 PY
