@@ -93,25 +93,23 @@ demo_send(struct pg_conv *conv, int ch, enum pg_conv_side side, const char *hex)
 	return pg_conv_transmit(conv, ch, side, c, (size_t)n, r, &rl);
 }
 
-/* The conversation on one channel: select the test applet, echo, counter, CPLC on a 2nd channel. */
+/* One side's conversation: test applet, echo, the peer's CPLC on a 2nd channel, counter. */
 static int
 converse(struct pg_conv *conv, int ch, enum pg_conv_side side)
 {
 	static const char *const script[] = {
-	    "00A404000AF07061796775617264 0100",	    /* SELECT test applet */
+	    "00A404000AF070617967756172640100",		    /* SELECT test applet */
 	    "8010000010000102030405060708090A0B0C0D0E0F00", /* ECHO 16 bytes */
 	    "0070000001",				    /* MANAGE CHANNEL open -> 1 */
-	    "81CA9F7F00",				    /* GET DATA CPLC on channel 1 (ISD) */
+	    "01A4040008A00000015100000000",		    /* SELECT the ISD on channel 1 */
+	    "81CA9F7F00",				    /* GET DATA CPLC on channel 1 */
 	    "00708001",					    /* MANAGE CHANNEL close 1 */
 	    "8012000008",				    /* GET COUNTER */
 	};
 	int rc;
 
 	for (size_t i = 0; i < sizeof(script) / sizeof(script[0]); i++) {
-		/* The close above carries a stray Le: use the case-1 form instead. */
-		const char *cmd = i == 4 ? "00708001" : script[i];
-
-		rc = demo_send(conv, ch, side, cmd);
+		rc = demo_send(conv, ch, side, script[i]);
 		if (rc < 0)
 			return rc;
 	}
