@@ -55,5 +55,7 @@ print("%.2f" % statistics.median(runs))
 PY
 )
 ours=$(awk '$1 == "pcsc" {print $3}' "$work/ours")
-printf '%-6s %-22s %10.2f %12.0f\n' pyscard "pcscd+vpcd (peer)" "$peer" "$(echo "1000000 / $peer" | bc -l)"
-echo "PC/SC through pcscd+vpcd: payguard ${ours} us/APDU, pyscard ${peer} us/APDU, ratio (pyscard/payguard) $(echo "$peer / $ours" | bc -l | cut -c1-5)"
+awk -v p="$peer" -v o="$ours" 'BEGIN {
+	printf "%-6s %-22s %10.2f %12.0f\n", "pyscard", "pcscd+vpcd (peer)", p, 1e6 / p
+	printf "PC/SC through pcscd+vpcd: payguard %.2f us/APDU, pyscard %.2f us/APDU, ratio pyscard/payguard %.2f\n", o, p, p / o
+}' 

@@ -33,6 +33,7 @@ struct iface {
 	size_t atr_len;
 	uint64_t apdus;
 	uint32_t mine; /* logical channels this converter opened on the SE (bit n) */
+	int removed;   /* detached by management */
 };
 
 struct chan {
@@ -344,6 +345,14 @@ pg_conv_attach(struct pg_conv *c, const char *name, struct pg_link *l)
 		goto fail;
 	}
 	pthread_mutex_lock(&c->lock);
+	for (int i = 0; i < c->nifs; i++) {
+		if (strcmp(c->ifs[i]->name, name) == 0) { /* attached meanwhile by another thread */
+			pthread_mutex_unlock(&c->lock);
+			rc =
+			    pg_error(PG_EEXIST, "converter", "interface '%s' already exists", name);
+			goto fail;
+		}
+	}
 	if (c->nifs == c->capifs) {
 		int ncap = c->capifs ? 2 * c->capifs : 8;
 		struct iface **n = realloc(c->ifs, (size_t)ncap * sizeof(*n));
@@ -403,12 +412,17 @@ pg_conv_detach(struct pg_conv *c, const char *name)
 	if (!f)
 		return pg_error(PG_ENOENT, "converter", "no interface '%s'", name);
 	pthread_mutex_lock(&f->lock);
-	if (f->state == PG_ENOCARD) {
+	if (f->removed) {
 		pthread_mutex_unlock(&f->lock);
 		return pg_error(PG_ENOENT, "converter", "interface '%s' already removed", name);
 	}
-	snprintf(f->why, sizeof(f->why), "SE '%s' on link %s was removed", f->name, f->link_name);
-	__atomic_store_n(&f->state, PG_ENOCARD, __ATOMIC_RELEASE);
+	/* A failed SE keeps its failure as the reason: other threads may be reading it. */
+	if (!f->state) {
+		snprintf(f->why, sizeof(f->why), "SE '%s' on link %s was removed", f->name,
+			 f->link_name);
+		__atomic_store_n(&f->state, PG_ENOCARD, __ATOMIC_RELEASE);
+	}
+	f->removed = 1;
 	pg_link_close(f->link);
 	f->link = NULL;
 	pthread_mutex_unlock(&f->lock);
@@ -725,7 +739,7 @@ pg_conv_iface(struct pg_conv *c, int i, struct pg_conv_iface_info *info)
 	info->link = f->link_name;
 	memcpy(info->atr, f->atr, f->atr_len);
 	info->atr_len = f->atr_len;
-	info->state = f->state;
+	info->state = f->removed ? PG_ENOCARD : f->state;
 	info->apdus = f->apdus;
 	pthread_mutex_unlock(&f->lock);
 	return 0;
