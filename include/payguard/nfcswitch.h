@@ -91,6 +91,12 @@ int pg_nfcsw_attach(struct pg_nfcsw *sw, const char *name, struct pg_link *link,
 int pg_nfcsw_detach(struct pg_nfcsw *sw, const char *name);
 /* Re-reads an SE's applications (after INSTALL/DELETE); NULL name: every SE. */
 int pg_nfcsw_refresh(struct pg_nfcsw *sw, const char *name);
+/*
+ * Periodic refresh (GET STATUS again) of every SE in a background thread,
+ * every period_ms (>= 100); picks up INSTALL/DELETE done behind the switch's
+ * back. pg_nfcsw_free() stops it.
+ */
+int pg_nfcsw_start_refresh(struct pg_nfcsw *sw, int period_ms);
 /* The SE's link (to send it commands directly, e.g. in benchmarks); NULL if absent. */
 struct pg_link *pg_nfcsw_link(struct pg_nfcsw *sw, const char *name);
 /* Slot of an SE by name, or PG_ENOENT. */

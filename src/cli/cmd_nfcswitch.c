@@ -179,14 +179,13 @@ cmd_routes(int argc, char **argv)
 static int
 cmd_serve(int argc, char **argv)
 {
-	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-					     {"listen", required_argument, NULL, 'L'},
-					     {"vpcd", required_argument, NULL, 'v'},
-					     {"once", no_argument, NULL, '1'},
-					     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},	  {"listen", required_argument, NULL, 'L'},
+	    {"vpcd", required_argument, NULL, 'v'},	  {"once", no_argument, NULL, '1'},
+	    {"refresh-ms", required_argument, NULL, 'r'}, {NULL, 0, NULL, 0}};
 	const char *config = NULL, *listen_addr = NULL, *vpcd = NULL;
 	struct pg_nfcsw *sw = NULL;
-	int once = 0, o, rc, fd;
+	int once = 0, o, rc, fd, refresh_ms = 0;
 
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
@@ -202,6 +201,11 @@ cmd_serve(int argc, char **argv)
 		case '1':
 			once = 1;
 			break;
+		case 'r':
+			refresh_ms = atoi(optarg);
+			if (refresh_ms < 100)
+				return pg_cli_usage(argv[0], "--refresh-ms must be >= 100");
+			break;
 		default:
 			return PG_EXIT_USAGE;
 		}
@@ -213,6 +217,10 @@ cmd_serve(int argc, char **argv)
 				    "give exactly one of --listen ADDR or --vpcd HOST:PORT");
 	if ((rc = load_config(argv[0], config, &sw, 3000)) != 0)
 		return rc;
+	if (refresh_ms && (rc = pg_nfcsw_start_refresh(sw, refresh_ms)) < 0) {
+		pg_nfcsw_free(sw);
+		return pg_cli_fail(rc, "refresh");
+	}
 	if (vpcd) {
 		fprintf(stderr, "payguard: NFC switch as a contactless card, dialing vpcd at %s\n",
 			vpcd);
@@ -488,9 +496,11 @@ cmd_sim(int argc, char **argv)
 const struct pg_cmd pg_cli_nfcswitch[] = {
     {"serve", cmd_serve, "serve the switch's slave port (SWP card RF gates) or a vpcd reader",
      "usage: payguard nfcswitch serve --config FILE (--listen ADDR | --vpcd HOST:PORT) [--once]\n"
+     "                                [--refresh-ms N]\n"
      "  Attaches the SEs of the routing configuration FILE and serves the switch\n"
      "  toward an NFC controller (SHDLC + HCI card RF gates) on ADDR\n"
-     "  (unix:/path or tcp:host:port), or as a contactless card in vpcd.\n"},
+     "  (unix:/path or tcp:host:port), or as a contactless card in vpcd.\n"
+     "  --refresh-ms: re-read every SE's applications (GET STATUS) every N ms.\n"},
     {"routes", cmd_routes, "print the routing table of a configuration",
      "usage: payguard nfcswitch routes --config FILE [--json]\n"
      "  Attaches the configured SEs, fills the registry (GET STATUS or probing)\n"

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const uint8_t ppse_name[14] = {'2', 'P', 'A', 'Y', '.', 'S', 'Y',
 				      'S', '.', 'D', 'D', 'F', '0', '1'};
@@ -67,6 +68,9 @@ struct pg_nfcsw {
 	int sess_has_app;
 	struct route sess_app;
 	struct pg_card card;
+	pthread_t refresher;
+	int refresh_ms, refresh_running;
+	volatile int refresh_stop;
 	uint8_t cmd[5 + PG_NFCSW_AID_MAX + 1];
 };
 
@@ -614,8 +618,15 @@ pg_nfcsw_detach(struct pg_nfcsw *sw, const char *name)
 	return 0;
 }
 
-int
-pg_nfcsw_refresh(struct pg_nfcsw *sw, const char *name)
+static void session_end(struct pg_nfcsw *sw);
+
+/*
+ * Refreshing sends SELECT ISD / GET STATUS / SELECT PPSE, which changes the
+ * SE's selection: the periodic refresh (skip_busy) leaves the SE of the
+ * reader's current session alone until the session ends.
+ */
+static int
+refresh(struct pg_nfcsw *sw, const char *name, int skip_busy)
 {
 	int rc = 0, any = 0;
 
@@ -626,6 +637,10 @@ pg_nfcsw_refresh(struct pg_nfcsw *sw, const char *name)
 		if (!sw->se[i].used || !sw->se[i].link || (name && strcmp(sw->se[i].name, name)))
 			continue;
 		any = 1;
+		if (skip_busy && sw->sess == i)
+			continue;
+		if (sw->sess == i)
+			session_end(sw); /* its selection is gone: the reader must SELECT again */
 		r = fill_se(sw, i);
 		if (r < 0 && rc == 0)
 			rc = r;
@@ -634,6 +649,12 @@ pg_nfcsw_refresh(struct pg_nfcsw *sw, const char *name)
 	if (name && !any)
 		return pg_error(PG_ENOENT, "nfcswitch", "no SE '%s' with a link", name);
 	return rc;
+}
+
+int
+pg_nfcsw_refresh(struct pg_nfcsw *sw, const char *name)
+{
+	return refresh(sw, name, 0);
 }
 
 struct pg_link *
@@ -1017,11 +1038,48 @@ pg_nfcsw_new(struct pg_nfcsw **out)
 	return 0;
 }
 
+static void *
+refresh_main(void *arg)
+{
+	struct pg_nfcsw *sw = arg;
+
+	while (!sw->refresh_stop) {
+		for (int waited = 0; waited < sw->refresh_ms && !sw->refresh_stop; waited += 50) {
+			struct timespec ts = {0, 50 * 1000 * 1000};
+
+			nanosleep(&ts, NULL);
+		}
+		if (!sw->refresh_stop)
+			refresh(sw, NULL, 1);
+	}
+	return NULL;
+}
+
+int
+pg_nfcsw_start_refresh(struct pg_nfcsw *sw, int period_ms)
+{
+	if (period_ms < 100)
+		return pg_error(PG_EINVAL, "nfcswitch", "refresh period %d ms (at least 100)",
+				period_ms);
+	if (sw->refresh_running)
+		return pg_error(PG_ESTATE, "nfcswitch", "refresh already running");
+	sw->refresh_ms = period_ms;
+	sw->refresh_stop = 0;
+	if (pthread_create(&sw->refresher, NULL, refresh_main, sw))
+		return pg_error(PG_ESYS, "nfcswitch", "cannot start the refresh thread");
+	sw->refresh_running = 1;
+	return 0;
+}
+
 void
 pg_nfcsw_free(struct pg_nfcsw *sw)
 {
 	if (!sw)
 		return;
+	if (sw->refresh_running) {
+		sw->refresh_stop = 1;
+		pthread_join(sw->refresher, NULL);
+	}
 	for (int i = 0; i < PG_NFCSW_MAX_SES; i++)
 		if (sw->se[i].used)
 			pg_link_close(sw->se[i].link);

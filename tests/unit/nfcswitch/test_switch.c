@@ -21,6 +21,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define NSE 4
 static const char *const se_names[NSE] = {"uicc", "ese", "sd", "usb"};
@@ -320,6 +321,33 @@ test_install_delete(void **state)
 }
 
 static void
+test_periodic_refresh(void **state)
+{
+	struct fx *f = *state;
+	struct pg_nfcsw_app app;
+	int found = 0;
+
+	/* Installed behind the switch's back; the refresh thread finds it. */
+	assert_int_equal(pg_nfcsw_demo_se_install(f->se[2], PG_NFCSW_APPLET_PAYMENT, VISA2,
+						  sizeof(VISA2), "VISA 2", 4),
+			 0);
+	assert_int_equal(pg_nfcsw_route(f->sw, VISA2, sizeof(VISA2), 0, &app), PG_ENOENT);
+	assert_int_equal(pg_nfcsw_start_refresh(f->sw, 50), PG_EINVAL);
+	assert_int_equal(pg_nfcsw_start_refresh(f->sw, 100), 0);
+	assert_int_equal(pg_nfcsw_start_refresh(f->sw, 100), PG_ESTATE);
+	for (int i = 0; i < 100 && !found; i++) {
+		struct timespec ts = {0, 20 * 1000 * 1000};
+
+		nanosleep(&ts, NULL);
+		found = pg_nfcsw_route(f->sw, VISA2, sizeof(VISA2), 0, &app) == 2;
+	}
+	assert_true(found);
+	/* Transactions run while the thread keeps refreshing. */
+	full_transaction(f, VISA2, sizeof(VISA2), 2);
+	full_transaction(f, MC, sizeof(MC), 0);
+}
+
+static void
 test_detach_mid_transaction(void **state)
 {
 	struct fx *f = *state;
@@ -438,6 +466,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_default_route, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_install_delete, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_detach_mid_transaction, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_periodic_refresh, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_conflict_and_partial, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_slave_stats, setup, teardown),
 	};
