@@ -117,7 +117,8 @@ reg_sort(struct pg_nfcsw *sw)
 	if (!sw->dirty)
 		return;
 	sort_policy = sw->policy;
-	qsort(sw->r, sw->n, sizeof(*sw->r), route_cmp);
+	if (sw->n) /* qsort's base may not be NULL, even for 0 elements */
+		qsort(sw->r, sw->n, sizeof(*sw->r), route_cmp);
 	while (i < sw->n) {
 		size_t j = i + 1;
 		int live = routable(sw, &sw->r[i]);
