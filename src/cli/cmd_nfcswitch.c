@@ -495,25 +495,25 @@ cmd_sim(int argc, char **argv)
 
 const struct pg_cmd pg_cli_nfcswitch[] = {
     {"serve", cmd_serve, "serve the switch's slave port (SWP card RF gates) or a vpcd reader",
-     "usage: payguard nfcswitch serve --config FILE (--listen ADDR | --vpcd HOST:PORT) [--once]\n"
-     "                                [--refresh-ms N]\n"
+     "--config FILE (--listen ADDR | --vpcd HOST:PORT) [--once]\n"
+     "  [--refresh-ms N]\n"
      "  Attaches the SEs of the routing configuration FILE and serves the switch\n"
      "  toward an NFC controller (SHDLC + HCI card RF gates) on ADDR\n"
      "  (unix:/path or tcp:host:port), or as a contactless card in vpcd.\n"
      "  --refresh-ms: re-read every SE's applications (GET STATUS) every N ms.\n"},
     {"routes", cmd_routes, "print the routing table of a configuration",
-     "usage: payguard nfcswitch routes --config FILE [--json]\n"
+     "--config FILE [--json]\n"
      "  Attaches the configured SEs, fills the registry (GET STATUS or probing)\n"
      "  and prints the SEs and every application with its route.\n"},
     {"simulate", cmd_simulate, "play a contactless reader through a simulated NFC controller",
-     "usage: payguard nfcswitch simulate --connect ADDR --script FILE|- [--json]\n"
+     "--connect ADDR --script FILE|- [--json]\n"
      "  Script lines: 'field on', 'field off', 'apdu HEX [SW]' (SW: expected\n"
      "  status word); exits non-zero when a status word differs.\n"},
     {"demo", cmd_demo, "three SEs on three links, full contactless transactions",
-     "usage: payguard nfcswitch demo [--json]\n"},
+     "[--json]\n"},
     {"sim", cmd_sim, "a demo SE with payment/transit applets on a link's card role",
-     "usage: payguard nfcswitch sim --link NAME --listen ADDR [--app KIND:AID[:LABEL[:PRIO]]]...\n"
-     "                              [--serial N] [--no-ppse] [--once]\n"
+     "--link NAME --listen ADDR [--app KIND:AID[:LABEL[:PRIO]]]...\n"
+     "  [--serial N] [--no-ppse] [--once]\n"
      "  KIND is payment or transit.\n"},
     {NULL, NULL, NULL, NULL},
 };
