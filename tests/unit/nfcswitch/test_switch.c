@@ -429,6 +429,39 @@ test_conflict_and_partial(void **state)
 	assert_int_equal(txh(f, "00B2010C00"), 0x9000);
 }
 
+/* An SE without GET STATUS (the plain simulated SE of issue 2): probing of configured AIDs. */
+static void
+test_probe_fallback(void **state)
+{
+	struct fx *f = *state;
+	struct pg_card_rt *rt = NULL;
+	struct pg_link *l = NULL;
+	struct pg_nfcsw_se_info ses[PG_NFCSW_MAX_SES];
+	size_t n = 0;
+	static const uint8_t absent[] = {0xF0, 0x00, 0x00, 0x00, 0x42};
+
+	assert_int_equal(pg_card_sim_new(&rt, 0x77, NULL, 0), 0);
+	assert_int_equal(pg_nfcsw_expect(f->sw, "plain", pg_card_test_aid, sizeof(pg_card_test_aid),
+					 5, "TEST", 0),
+			 0);
+	assert_int_equal(pg_nfcsw_expect(f->sw, "plain", absent, sizeof(absent), 5, NULL, 0), 0);
+	assert_int_equal(pg_link_open_memory(&l, pg_link_find("t0"), pg_card_rt_card(rt), NULL), 0);
+	assert_int_equal(pg_nfcsw_attach(f->sw, "plain", l, "memory", 5), NSE);
+	assert_int_equal(pg_nfcsw_ses(f->sw, ses, PG_NFCSW_MAX_SES, &n), 0);
+	assert_int_equal(n, NSE + 1);
+	assert_string_equal(ses[NSE].name, "plain");
+	assert_string_equal(ses[NSE].source, "probe");
+	assert_string_equal(ses[NSE].link, "t0");
+	assert_int_equal(ses[NSE].apps, 1); /* the absent AID was not registered */
+	assert_int_equal(select_aid(f, pg_card_test_aid, sizeof(pg_card_test_aid), 0), 0x9000);
+	assert_string_equal(pg_nfcsw_session_se(f->sw), "plain");
+	assert_int_equal(txh(f, "8010000003ABCDEF00"), 0x9000); /* ECHO through T=0 */
+	assert_int_equal(f->rl, 5);
+	assert_int_equal(select_aid(f, absent, sizeof(absent), 0), 0x6A82);
+	assert_int_equal(pg_nfcsw_detach(f->sw, "plain"), 0);
+	pg_card_rt_free(rt);
+}
+
 static void
 test_slave_stats(void **state)
 {
@@ -468,6 +501,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_detach_mid_transaction, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_periodic_refresh, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_conflict_and_partial, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_probe_fallback, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_slave_stats, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
