@@ -402,8 +402,10 @@ fill_get_status(struct pg_nfcsw *sw, int idx, uint8_t *r)
 		rl = RAPDU_MAX;
 		if ((rc = se_cmd(s, gs, sizeof(gs), r, &rl, &st)) < 0)
 			return rc;
-		if (st == PG_SW_NOT_FOUND && round == 0)
-			return 0; /* no applications */
+		if ((st == PG_SW_NOT_FOUND || st == PG_SW_REF_DATA_NOT_FOUND) && round == 0) {
+			s->source = "get-status";
+			return 0; /* GP 2.3 11.4.5: no application matches */
+		}
 		if (st != PG_SW_OK && st != 0x6310) {
 			pg_debug("nfcswitch", "SE '%s': GET STATUS answered %04X", s->name, st);
 			return round ? 0 : PG_ENOTSUP;

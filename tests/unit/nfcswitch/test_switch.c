@@ -460,6 +460,21 @@ test_probe_fallback(void **state)
 	assert_int_equal(select_aid(f, absent, sizeof(absent), 0), 0x6A82);
 	assert_int_equal(pg_nfcsw_detach(f->sw, "plain"), 0);
 	pg_card_rt_free(rt);
+	/* An SE whose GET STATUS lists nothing (6A82/6A88): registry from GET STATUS, empty. */
+	{
+		struct pg_nfcsw_demo_se *empty = NULL;
+
+		assert_int_equal(pg_nfcsw_demo_se_new(&empty, 0x99, 0), 0);
+		assert_int_equal(pg_link_open_memory(&l, pg_link_find("i2c"),
+						     pg_nfcsw_demo_se_card(empty), NULL),
+				 0);
+		assert_int_equal(pg_nfcsw_attach(f->sw, "empty", l, "memory", 7), NSE);
+		assert_int_equal(pg_nfcsw_ses(f->sw, ses, PG_NFCSW_MAX_SES, &n), 0);
+		assert_string_equal(ses[NSE].source, "get-status");
+		assert_int_equal(ses[NSE].apps, 0);
+		assert_int_equal(pg_nfcsw_detach(f->sw, "empty"), 0);
+		pg_nfcsw_demo_se_free(empty);
+	}
 }
 
 static void
