@@ -316,7 +316,8 @@ get_status(struct pg_nfcsw_demo_se *d, const struct pg_capdu *c, uint8_t *r, siz
 	if (rc >= 0 && b.len > cap)
 		rc = PG_ETOOBIG;
 	if (rc >= 0) {
-		memcpy(r, b.data, b.len);
+		if (b.len) /* an empty buffer has no data pointer */
+			memcpy(r, b.data, b.len);
 		*len = b.len;
 	}
 	pg_buf_release(&b);
