@@ -47,6 +47,8 @@ get_cell(const uint8_t *v, struct pg_cell_obs *c, const char *what)
 	if (c->mcc < 1 || c->mcc > 999 || c->mnc > 999)
 		return pg_error(PG_EFORMAT, "celltlv", "%s: MCC %u / MNC %u out of range", what,
 				c->mcc, c->mnc);
+	if (c->cid >= 1ULL << 40) /* NR cell identities are 36 bits */
+		return pg_error(PG_EFORMAT, "celltlv", "%s: cell id out of range", what);
 	if (c->signal > 0)
 		return pg_error(PG_EFORMAT, "celltlv", "%s: signal %d dBm is positive", what,
 				c->signal);
@@ -189,7 +191,7 @@ cell_from_json(json_t *o, struct pg_cell_obs *c, int serving)
 	if (pg_radio_parse(radio, strlen(radio)) < 0)
 		return pg_error(PG_EFORMAT, "celltlv", "radio '%s' unknown", radio);
 	if (mcc < 1 || mcc > 999 || mnc < 0 || mnc > 999 || area < 0 || area > 0xffffffffLL ||
-	    cid < 0 || signal > 0 || signal < -128 || ta < 0 || ta > 0xffff)
+	    cid < 0 || cid >= 1LL << 40 || signal > 0 || signal < -128 || ta < 0 || ta > 0xffff)
 		return pg_error(PG_EFORMAT, "celltlv", "cell JSON: value out of range");
 	c->radio = (uint8_t)pg_radio_parse(radio, strlen(radio));
 	c->mcc = (uint16_t)mcc;
