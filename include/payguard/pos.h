@@ -90,6 +90,8 @@ struct pg_estimate {
 	int cells_used;
 };
 const char *pg_confidence_name(int c);
+/* Starts loading the index entries a report will need (a hint; no effect on results). */
+void pg_cells_prefetch(const struct pg_cells *c, const struct pg_cell_report *r);
 /* Signal-weighted position from the known cells; LOW-confidence area fallback. */
 int pg_cells_estimate(const struct pg_cells *c, const struct pg_cell_report *r,
 		      struct pg_estimate *e);

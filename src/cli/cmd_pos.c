@@ -69,7 +69,7 @@ parse_long(const char *argv0, const char *what, const char *s, long lo, long hi,
 static int
 common_opt(struct common *c, const char *argv0, int opt, const char *arg, int *err)
 {
-	long v;
+	long v = 0;
 
 	*err = 0;
 	switch (opt) {
@@ -679,7 +679,7 @@ cmd_pos_serve(int argc, char **argv)
 	struct pg_store st = {0};
 	struct pg_pos_engine *e = NULL;
 	const char *sync = "normal";
-	long v;
+	long v = 0;
 	int rc, ex;
 
 	common_init(&c, "bin2");
@@ -1078,7 +1078,7 @@ alert_transition(int argc, char **argv, const char *state)
 	struct common c;
 	const char *note = NULL;
 	struct pg_store st = {0};
-	long id;
+	long id = 0;
 	int rc;
 
 	common_init(&c, "none");

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,8 +293,11 @@ out:
 
 /* ---- in-memory index ---- */
 
+/* The position sits in the slot so a lookup touches one cache line. */
 struct cell_slot {
 	uint64_t k1, k2;
+	double lat, lon;
+	float range;
 	uint32_t idx; /* into recs, +1; 0 = empty */
 };
 
@@ -366,8 +370,8 @@ area_find(const struct pg_cells *c, uint64_t k)
 	return area_slot((struct pg_cells *)c, k, 0);
 }
 
-const struct pg_cell_rec *
-pg_cells_find(const struct pg_cells *c, const struct pg_cell_obs *id)
+static const struct cell_slot *
+slot_find(const struct pg_cells *c, const struct pg_cell_obs *id)
 {
 	uint64_t k1 = key_area(id), k2 = id->cid;
 	size_t i = mix64(k1 ^ mix64(k2)) & c->mask;
@@ -378,8 +382,16 @@ pg_cells_find(const struct pg_cells *c, const struct pg_cell_obs *id)
 		if (!s->idx)
 			return NULL;
 		if (s->k1 == k1 && s->k2 == k2)
-			return &c->recs[s->idx - 1];
+			return s;
 	}
+}
+
+const struct pg_cell_rec *
+pg_cells_find(const struct pg_cells *c, const struct pg_cell_obs *id)
+{
+	const struct cell_slot *s = slot_find(c, id);
+
+	return s ? &c->recs[s->idx - 1] : NULL;
 }
 
 int
@@ -472,7 +484,8 @@ pg_cells_load(struct pg_store *st, struct pg_cells **out)
 
 		while (c->slots[j].idx)
 			j = (j + 1) & c->mask;
-		c->slots[j] = (struct cell_slot){k1, k2, (uint32_t)i + 1};
+		c->slots[j] =
+		    (struct cell_slot){k1, k2, r->lat, r->lon, (float)r->range, (uint32_t)i + 1};
 		a = area_slot(c, k1, 1);
 		if (!a->n)
 			nareas++;
@@ -511,13 +524,38 @@ pg_confidence_name(int c)
 	return c >= 0 && c <= PG_CONF_HIGH ? n[c] : "?";
 }
 
-/* Linear received power relative to -140 dBm; an unreported signal counts as -95 dBm. */
-static double
+/* Linear received power relative to -140 dBm; an unreported signal counts as -95 dBm.
+ * A table of the 129 possible values, since this runs for every reported cell. */
+static double weights[129];
+static pthread_once_t weights_once = PTHREAD_ONCE_INIT;
+
+static void
+weights_init(void)
+{
+	for (int i = 0; i <= 128; i++)
+		weights[i] = pow(10.0, ((i == 0 ? -95.0 : -(double)i) + 140.0) / 10.0);
+}
+
+static inline double
 weight(int8_t dbm)
 {
-	double s = dbm == PG_SIGNAL_NONE ? -95.0 : (double)dbm;
+	return weights[dbm > 0 ? 0 : -(int)dbm];
+}
 
-	return pow(10.0, (s + 140.0) / 10.0);
+/*
+ * Distance for the accuracy spread: cells seen together are a few km apart, so
+ * the equirectangular form (error far below a metre there) replaces haversine;
+ * past 1 degree apart it falls back to haversine.
+ */
+static inline double
+near_distance_m(double lat1, double lon1, double lat2, double lon2, double coslat)
+{
+	double dlat = lat2 - lat1, dlon = lon2 - lon1;
+
+	if (fabs(dlat) > 1 || fabs(dlon) > 1)
+		return pg_geo_distance_m(lat1, lon1, lat2, lon2);
+	dlon *= coslat;
+	return EARTH_R_M * DEG * sqrt(dlat * dlat + dlon * dlon);
 }
 
 /* Radius implied by the timing advance: one step is 553.5 m in GSM, 78.12 m in LTE/NR. */
@@ -533,23 +571,37 @@ ta_radius(const struct pg_cell_obs *c)
 	return -1;
 }
 
+void
+pg_cells_prefetch(const struct pg_cells *c, const struct pg_cell_report *r)
+{
+	if (!c)
+		return;
+	__builtin_prefetch(
+	    &c->slots[mix64(key_area(&r->serving) ^ mix64(r->serving.cid)) & c->mask]);
+	for (int i = 0; i < r->nneigh; i++)
+		__builtin_prefetch(
+		    &c->slots[mix64(key_area(&r->neigh[i]) ^ mix64(r->neigh[i].cid)) & c->mask]);
+}
+
 int
 pg_cells_estimate(const struct pg_cells *c, const struct pg_cell_report *r, struct pg_estimate *e)
 {
-	const struct pg_cell_rec *known[1 + PG_CELL_MAX_NEIGH];
-	double w[1 + PG_CELL_MAX_NEIGH], sw = 0, slat = 0, slon = 0, acc = 0, lon0 = 0;
+	const struct cell_slot *known[1 + PG_CELL_MAX_NEIGH], *serving;
+	double w[1 + PG_CELL_MAX_NEIGH], sw = 0, slat = 0, slon = 0, acc = 0, lon0, coslat;
 	int n = 0;
 
 	memset(e, 0, sizeof(*e));
 	if (!c)
 		return 0;
-	known[0] = pg_cells_find(c, &r->serving);
-	if (known[0]) {
+	pthread_once(&weights_once, weights_init);
+	serving = slot_find(c, &r->serving);
+	if (serving) {
+		known[n] = serving;
 		w[n++] = weight(r->serving.signal);
 		e->confidence = PG_CONF_HIGH;
 	}
 	for (int i = 0; i < r->nneigh; i++) {
-		const struct pg_cell_rec *k = pg_cells_find(c, &r->neigh[i]);
+		const struct cell_slot *k = slot_find(c, &r->neigh[i]);
 
 		if (k) {
 			known[n] = k;
@@ -588,16 +640,17 @@ pg_cells_estimate(const struct pg_cells *c, const struct pg_cell_report *r, stru
 		e->lon -= 360;
 	else if (e->lon < -180)
 		e->lon += 360;
+	coslat = cos(e->lat * DEG);
 	for (int i = 0; i < n; i++)
-		acc += w[i] * (known[i]->range +
-			       pg_geo_distance_m(e->lat, e->lon, known[i]->lat, known[i]->lon));
+		acc += w[i] * (known[i]->range + near_distance_m(e->lat, e->lon, known[i]->lat,
+								 known[i]->lon, coslat));
 	e->acc_m = acc / sw;
-	if (e->confidence == PG_CONF_HIGH) {
+	if (serving) {
 		double tr = ta_radius(&r->serving);
 
 		if (tr >= 0) {
-			double lim =
-			    tr + pg_geo_distance_m(e->lat, e->lon, known[0]->lat, known[0]->lon);
+			double lim = tr + near_distance_m(e->lat, e->lon, serving->lat,
+							  serving->lon, coslat);
 			if (lim < e->acc_m)
 				e->acc_m = lim;
 		}

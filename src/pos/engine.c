@@ -105,22 +105,23 @@ term_of(struct pg_pos_engine *e, const struct pg_merchant_rec *m)
 	return &e->terms[pg_merchants_index(e->merchants, m)];
 }
 
-/* Adds k strikes at time t; returns how many fall inside the window ending at t. */
-static unsigned
-strike(struct term_state *s, int64_t t, unsigned k, int64_t window)
+/*
+ * Adds k strikes at time t and says whether the n-th most recent strike is
+ * still inside the window ending at t (n <= RING), i.e. whether n strikes fall
+ * in the window. O(1): this runs for every moved transaction.
+ */
+static int
+strike(struct term_state *s, int64_t t, unsigned k, unsigned n, int64_t window)
 {
-	unsigned n = 0;
-
 	for (unsigned i = 0; i < k && i < RING; i++) {
 		s->strikes[s->head] = t;
 		s->head = (uint8_t)((s->head + 1) % RING);
 		if (s->count < RING)
 			s->count++;
 	}
-	for (unsigned i = 0; i < s->count; i++)
-		if (s->strikes[(s->head + RING - 1 - i) % RING] > t - window)
-			n++;
-	return n;
+	if (s->count < n)
+		return 0;
+	return s->strikes[(s->head + RING - n) % RING] > t - window;
 }
 
 static int
@@ -174,7 +175,7 @@ reload_windows(struct pg_pos_engine *e, int64_t now)
 		if (m)
 			strike(term_of(e, m), sqlite3_column_int64(q, 1),
 			       why && strcmp(why, "country") == 0 ? e->pol.mcc_strikes : 1,
-			       e->pol.window_ms);
+			       e->pol.alert_n, e->pol.window_ms);
 	}
 	sqlite3_finalize(q);
 	return rc == SQLITE_DONE ? 0 : pg_store_fail(e->st, rc, "read windows");
@@ -293,7 +294,7 @@ pg_pos_engine_check(struct pg_pos_engine *e, const struct pg_iso_msg *req, int64
 	struct record *r = NULL;
 	size_t tl = 0, ml = 0, cl = 0;
 	const uint8_t *tid = NULL, *mid, *cell;
-	int have_cell = 0;
+	int have_cell = 0, tlv_rc = PG_ENOENT;
 
 	memset(res, 0, sizeof(*res));
 	memcpy(res->rc, "00", 3);
@@ -301,6 +302,13 @@ pg_pos_engine_check(struct pg_pos_engine *e, const struct pg_iso_msg *req, int64
 		res->decision = PG_DEC_FORMAT;
 		memcpy(res->rc, "30", 3);
 		goto record;
+	}
+	/* decode the cells first so their cache misses overlap the merchant lookup */
+	if (pg_iso_has(req, e->pol.cell_field)) {
+		cell = pg_iso_get(req, e->pol.cell_field, &cl);
+		tlv_rc = pg_celltlv_decode(cell, cl, &cr);
+		if (tlv_rc == 0)
+			pg_cells_prefetch(e->cells, &cr);
 	}
 	tid = pg_iso_get(req, 41, &tl);
 	m = pg_merchants_find(e->merchants, (const char *)tid, tl);
@@ -319,8 +327,7 @@ pg_pos_engine_check(struct pg_pos_engine *e, const struct pg_iso_msg *req, int64
 		res->reason = PG_RSN_NO_TLV;
 		goto record;
 	}
-	cell = pg_iso_get(req, e->pol.cell_field, &cl);
-	if (pg_celltlv_decode(cell, cl, &cr) < 0) {
+	if (tlv_rc < 0) {
 		res->decision = PG_DEC_FORMAT;
 		memcpy(res->rc, "30", 3);
 		goto record;
@@ -345,11 +352,9 @@ pg_pos_engine_check(struct pg_pos_engine *e, const struct pg_iso_msg *req, int64
 		res->decision = PG_DEC_IN_PLACE;
 	}
 	if (res->decision == PG_DEC_MOVED) {
-		unsigned n = strike(term_of(e, m), now_ms,
+		res->alert = strike(term_of(e, m), now_ms,
 				    res->reason == PG_RSN_COUNTRY ? e->pol.mcc_strikes : 1,
-				    e->pol.window_ms);
-
-		res->alert = n >= e->pol.alert_n;
+				    e->pol.alert_n, e->pol.window_ms);
 		if (e->pol.decline_moved)
 			memcpy(res->rc, e->pol.decline_code, 3);
 	}

@@ -279,6 +279,30 @@ char_ok(int type, uint8_t c)
 	}
 }
 
+/* Index of the first character not allowed in type, or n when all are fine. */
+static size_t
+first_bad_char(int type, const uint8_t *v, size_t n)
+{
+	size_t i = 0;
+
+	switch (type) { /* one loop per type: the check runs on every byte received */
+	case N:
+		while (i < n && v[i] >= '0' && v[i] <= '9')
+			i++;
+		return i;
+	case S:
+		while (i < n && v[i] >= 0x20 && v[i] <= 0x7e)
+			i++;
+		return i;
+	case B:
+		return n;
+	default:
+		while (i < n && char_ok(type, v[i]))
+			i++;
+		return i;
+	}
+}
+
 static const char *
 type_name(int type)
 {
@@ -374,7 +398,30 @@ unpack_field(const struct pg_iso_dialect *d, struct rd *r, int f, struct pg_iso_
 		/* n: right-justified, pad nibble first; z: left-justified, pad F last */
 		size_t skip = (len & 1) && fd->type == N ? 1 : 0;
 
-		for (size_t i = 0; i < len; i++) {
+		size_t i = 0;
+
+		/* fast path: whole bytes of two decimal digits */
+		if (fd->type == N) {
+			size_t b0 = skip;
+
+			if (skip) {
+				unsigned v = s[0] & 15;
+
+				if (v > 9)
+					goto slow;
+				dst[i++] = (uint8_t)('0' + v);
+			}
+			for (size_t k = b0; i < len; k++) {
+				unsigned hi = s[k] >> 4, lo = s[k] & 15;
+
+				if (hi > 9 || lo > 9)
+					goto slow;
+				dst[i++] = (uint8_t)('0' + hi);
+				dst[i++] = (uint8_t)('0' + lo);
+			}
+		}
+	slow:
+		for (; i < len; i++) {
 			size_t nib = i + skip;
 			unsigned v = (s[nib / 2] >> ((nib & 1) ? 0 : 4)) & 15;
 
@@ -395,15 +442,14 @@ unpack_field(const struct pg_iso_dialect *d, struct rd *r, int f, struct pg_iso_
 						"field %d: bad pad nibble 0x%X", f, pad);
 		}
 	} else {
+		size_t bad;
+
 		memcpy(dst, r->p + r->pos, len);
-		if (fd->type != B) {
-			for (size_t i = 0; i < len; i++)
-				if (!char_ok(fd->type, dst[i]))
-					return pg_error(PG_EFORMAT, "iso8583",
-							"field %d: byte 0x%02X at %zu not allowed "
-							"in type %s",
-							f, dst[i], i + 1, type_name(fd->type));
-		}
+		bad = first_bad_char(fd->type, dst, len);
+		if (bad < len)
+			return pg_error(PG_EFORMAT, "iso8583",
+					"field %d: byte 0x%02X at %zu not allowed in type %s", f,
+					dst[bad], bad + 1, type_name(fd->type));
 	}
 	r->pos += bytes;
 	m->off[f] = (uint16_t)m->used;
@@ -457,7 +503,7 @@ pg_iso_unpack(const struct pg_iso_dialect *d, const uint8_t *p, size_t n, struct
 {
 	struct rd r = {p, n, 0};
 	uint8_t bm[16] = {0};
-	unsigned mti;
+	unsigned mti = 0;
 	int rc, nbits = 64;
 
 	pg_iso_msg_init(m);
@@ -468,7 +514,9 @@ pg_iso_unpack(const struct pg_iso_dialect *d, const uint8_t *p, size_t n, struct
 	}
 	if (rc < 0)
 		return rc;
-	snprintf(m->mti, sizeof(m->mti), "%04u", mti);
+	for (int i = 3; i >= 0; i--, mti /= 10) /* no snprintf: this runs per message */
+		m->mti[i] = (char)('0' + mti % 10);
+	m->mti[4] = 0;
 	rc = read_bitmap(d, &r, bm, "primary bitmap");
 	if (rc < 0)
 		return rc;
@@ -478,13 +526,21 @@ pg_iso_unpack(const struct pg_iso_dialect *d, const uint8_t *p, size_t n, struct
 			return rc;
 		nbits = 128;
 	}
-	for (int f = 2; f <= nbits; f++) {
-		if (!(bm[(f - 1) >> 3] & (0x80 >> ((f - 1) & 7))))
-			continue;
-		m->present[f >> 3] |= (uint8_t)(1u << (f & 7));
-		rc = unpack_field(d, &r, f, m);
-		if (rc < 0)
-			return rc;
+	/* visit set bits only: bit 1 is the secondary-bitmap flag, not a field */
+	for (int w = 0; w < nbits / 64; w++) {
+		uint64_t word = pg_be64(bm + 8 * w);
+
+		if (w == 0)
+			word &= ~(1ULL << 63);
+		while (word) {
+			int f = 64 * w + __builtin_clzll(word) + 1;
+
+			word &= ~(1ULL << (64 - (f - 64 * w)));
+			m->present[f >> 3] |= (uint8_t)(1u << (f & 7));
+			rc = unpack_field(d, &r, f, m);
+			if (rc < 0)
+				return rc;
+		}
 	}
 	if (r.pos != n)
 		return pg_error(PG_EFORMAT, "iso8583", "%zu bytes after the last field", n - r.pos);
