@@ -160,6 +160,8 @@ int pg_pos_engine_respond(struct pg_pos_engine *e, const struct pg_iso_msg *req,
 /* Group commit: writes every queued record and alert in one transaction. */
 int pg_pos_engine_commit(struct pg_pos_engine *e);
 size_t pg_pos_engine_pending(const struct pg_pos_engine *e);
+/* The store the engine records into (NULL after detach). */
+struct pg_store *pg_pos_engine_store(struct pg_pos_engine *e);
 /* From now on decide without recording (dry runs, benchmarks). */
 void pg_pos_engine_detach_store(struct pg_pos_engine *e);
 
@@ -179,6 +181,7 @@ struct pg_pos_server_cfg {
 	size_t max_msg;
 	int idle_ms, frame_ms; /* idle connection cut; a frame must complete within frame_ms */
 	int max_conns;
+	int commit_us;	    /* how long a group-commit batch may stay open (0 = commit each pass) */
 	volatile int *stop; /* set non-zero to stop */
 	int bound_port;	    /* out: the port actually bound */
 	volatile int ready; /* out: set once listening */

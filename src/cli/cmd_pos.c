@@ -673,6 +673,7 @@ cmd_pos_serve(int argc, char **argv)
 					     {"frame-ms", required_argument, NULL, 'F'},
 					     {"max-conns", required_argument, NULL, 'c'},
 					     {"sync", required_argument, NULL, 's'},
+					     {"commit-us", required_argument, NULL, 'C'},
 					     {0}};
 	struct common c;
 	struct pg_pos_server_cfg cfg = {0};
@@ -685,6 +686,7 @@ cmd_pos_serve(int argc, char **argv)
 	common_init(&c, "bin2");
 	cfg.host = "127.0.0.1";
 	cfg.port = 8583;
+	cfg.commit_us = 500;
 	for (int opt; (opt = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
 		int err;
 
@@ -725,6 +727,11 @@ cmd_pos_serve(int argc, char **argv)
 			if ((err = parse_long(argv[0], "--max-conns", optarg, 1, 100000, &v)))
 				return err;
 			cfg.max_conns = (int)v;
+			break;
+		case 'C':
+			if ((err = parse_long(argv[0], "--commit-us", optarg, 0, 100000, &v)))
+				return err;
+			cfg.commit_us = (int)v;
 			break;
 		case 's':
 			if (strcmp(optarg, "normal") && strcmp(optarg, "full"))

@@ -256,6 +256,12 @@ pg_pos_engine_free(struct pg_pos_engine *e)
 	free(e);
 }
 
+struct pg_store *
+pg_pos_engine_store(struct pg_pos_engine *e)
+{
+	return e->st;
+}
+
 void
 pg_pos_engine_detach_store(struct pg_pos_engine *e)
 {
