@@ -1146,28 +1146,28 @@ cmd_pos_demo(int argc, char **argv)
 
 const struct pg_cmd pg_cli_pos[] = {
     {"cells", cmd_pos_cells, "import an OpenCellID CSV file into the cell database",
-     "usage: payguard pos cells import FILE [--db PATH] [--json]\n"
+     "import FILE [--db PATH] [--json]\n"
      "  FILE  OpenCellID CSV (header radio,mcc,net,area,cell,...; '-' for stdin)\n"},
     {"merchants", cmd_pos_merchants, "import the merchant/terminal registry (CSV)",
-     "usage: payguard pos merchants import FILE [--db PATH] [--json]\n"
+     "import FILE [--db PATH] [--json]\n"
      "  FILE  CSV terminal_id,merchant_id,lat,lon,uncertainty_m,limit_m,mcc,name\n"},
     {"decode", cmd_pos_decode, "print every field of an ISO 8583 message",
-     "usage: payguard pos decode [options] (HEX | --file FILE)\n" CODEC_USAGE
+     "[options] (HEX | --file FILE)\n" CODEC_USAGE
      "  --file FILE        read the (framed) message from FILE ('-' for stdin)\n"
      "  --json             print JSON (npm iso_8583 field keys, plus \"cell\")\n"},
     {"encode", cmd_pos_encode, "build an ISO 8583 message from JSON",
-     "usage: payguard pos encode [options] JSON_FILE|-\n" CODEC_USAGE
+     "[options] JSON_FILE|-\n" CODEC_USAGE
      "  --out FILE         write the bytes to FILE instead of printing hex\n"
      "  --json             print {\"hex\", \"length\"}\n"},
     {"check", cmd_pos_check, "replay a file of messages through the policy (batch)",
-     "usage: payguard pos check [options] FILE\n" CODEC_USAGE
+     "[options] FILE\n" CODEC_USAGE
      "  --hex              FILE holds one hex message per line (no framing)\n"
      "  --dry-run          record nothing\n"
      "  --summary          print only the totals\n"
      "  --db PATH          the store\n"
      "  --json             print JSON\n" POLICY_USAGE},
     {"serve", cmd_pos_serve, "serve terminal traffic over TCP (0100/0200/0800)",
-     "usage: payguard pos serve [options]\n" CODEC_USAGE
+     "[options]\n" CODEC_USAGE
      "  --host ADDR        IPv4 address to listen on (127.0.0.1)\n"
      "  --port N           TCP port (8583; 0 = any free port)\n"
      "  --port-file FILE   write the bound port to FILE\n"
@@ -1178,11 +1178,11 @@ const struct pg_cmd pg_cli_pos[] = {
      "  --sync MODE        normal (survives a process kill) or full (power loss)\n"
      "  --db PATH          the store\n" POLICY_USAGE},
     {"send", cmd_pos_send, "send JSON messages to a server and print the answers",
-     "usage: payguard pos send [options] FILE\n" CODEC_USAGE
+     "[options] FILE\n" CODEC_USAGE
      "  --host ADDR --port N --timeout-ms N\n"
      "  FILE               one JSON message per line ('-' for stdin)\n"},
     {"load", cmd_pos_load, "load generator: connections, throughput, latency",
-     "usage: payguard pos load [options] FILE\n" CODEC_USAGE "  --host ADDR --port N\n"
+     "[options] FILE\n" CODEC_USAGE "  --host ADDR --port N\n"
      "  --conns N          connections, one request in flight on each (64)\n"
      "  --duration-ms N    how long to send (3000)\n"
      "  --log FILE         write tid|stan|rc|decision for every answer\n"
@@ -1190,14 +1190,14 @@ const struct pg_cmd pg_cli_pos[] = {
      "  --json             print JSON\n"
      "  FILE               JSON message templates, one per line\n"},
     {"alerts", cmd_pos_alerts, "list relocation alerts",
-     "usage: payguard pos alerts [--state open|acknowledged|closed] [--limit N] [--db PATH] "
+     "[--state open|acknowledged|closed] [--limit N] [--db PATH] "
      "[--json]\n"},
     {"ack", cmd_pos_ack, "acknowledge an open alert",
-     "usage: payguard pos ack ID [--note TEXT] [--db PATH] [--json]\n"},
+     "ID [--note TEXT] [--db PATH] [--json]\n"},
     {"close", cmd_pos_close, "close an alert",
-     "usage: payguard pos close ID [--note TEXT] [--db PATH] [--json]\n"},
+     "ID [--note TEXT] [--db PATH] [--json]\n"},
     {"demo", cmd_pos_demo, "import sample data, serve, drive five terminals, print decisions",
-     "usage: payguard pos demo [--db PATH]\n"
+     "[--db PATH]\n"
      "  --db PATH          store to use (default: a temporary directory)\n"},
     {NULL, NULL, NULL, NULL},
 };
