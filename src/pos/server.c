@@ -229,9 +229,11 @@ conn_read(struct server *s, struct conn *c, uint64_t now)
 			}
 			if (rc == 0)
 				break;
-			handle_message(s, c,
-				       s->cfg->framing.tpdu ? c->in.data + pos + hdr - 5 : NULL,
-				       c->in.data + pos + hdr, body, now);
+			rc = handle_message(
+			    s, c, s->cfg->framing.tpdu ? c->in.data + pos + hdr - 5 : NULL,
+			    c->in.data + pos + hdr, body, now);
+			if (rc < 0 && !c->dead) /* the answer could not be queued */
+				conn_close(s, c, pg_last_error());
 			pos += hdr + body;
 			if (s->cfg->framing.kind == PG_FRAME_NONE)
 				break;
