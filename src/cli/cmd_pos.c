@@ -533,6 +533,9 @@ cmd_pos_check(int argc, char **argv)
 
 				rc = line ? pg_hex_decode(msgbuf, PG_ISO_MAX_MSG, line) : PG_ENOMEM;
 				free(line);
+				if (rc < 0)
+					rc = pg_error(rc, "check", "line is not a hex message (%s)",
+						      pg_strerror(rc));
 			}
 			pos = e2 + 1;
 			if (rc == 0)
@@ -1167,8 +1170,7 @@ const struct pg_cmd pg_cli_pos[] = {
      "  --db PATH          the store\n"
      "  --json             print JSON\n" POLICY_USAGE},
     {"serve", cmd_pos_serve, "serve terminal traffic over TCP (0100/0200/0800)",
-     "[options]\n" CODEC_USAGE
-     "  --host ADDR        IPv4 address to listen on (127.0.0.1)\n"
+     "[options]\n" CODEC_USAGE "  --host ADDR        IPv4 address to listen on (127.0.0.1)\n"
      "  --port N           TCP port (8583; 0 = any free port)\n"
      "  --port-file FILE   write the bound port to FILE\n"
      "  --max-msg N        largest message accepted (8192)\n"
@@ -1178,8 +1180,7 @@ const struct pg_cmd pg_cli_pos[] = {
      "  --sync MODE        normal (survives a process kill) or full (power loss)\n"
      "  --db PATH          the store\n" POLICY_USAGE},
     {"send", cmd_pos_send, "send JSON messages to a server and print the answers",
-     "[options] FILE\n" CODEC_USAGE
-     "  --host ADDR --port N --timeout-ms N\n"
+     "[options] FILE\n" CODEC_USAGE "  --host ADDR --port N --timeout-ms N\n"
      "  FILE               one JSON message per line ('-' for stdin)\n"},
     {"load", cmd_pos_load, "load generator: connections, throughput, latency",
      "[options] FILE\n" CODEC_USAGE "  --host ADDR --port N\n"
@@ -1192,10 +1193,8 @@ const struct pg_cmd pg_cli_pos[] = {
     {"alerts", cmd_pos_alerts, "list relocation alerts",
      "[--state open|acknowledged|closed] [--limit N] [--db PATH] "
      "[--json]\n"},
-    {"ack", cmd_pos_ack, "acknowledge an open alert",
-     "ID [--note TEXT] [--db PATH] [--json]\n"},
-    {"close", cmd_pos_close, "close an alert",
-     "ID [--note TEXT] [--db PATH] [--json]\n"},
+    {"ack", cmd_pos_ack, "acknowledge an open alert", "ID [--note TEXT] [--db PATH] [--json]\n"},
+    {"close", cmd_pos_close, "close an alert", "ID [--note TEXT] [--db PATH] [--json]\n"},
     {"demo", cmd_pos_demo, "import sample data, serve, drive five terminals, print decisions",
      "[--db PATH]\n"
      "  --db PATH          store to use (default: a temporary directory)\n"},
