@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Options most verbs share; each verb lists the ones it takes in its usage. */
 struct common {
@@ -1124,14 +1125,28 @@ cmd_pos_close(int argc, char **argv)
 static int
 cmd_pos_demo(int argc, char **argv)
 {
-	static const struct option opts[] = {COMMON_OPTS, {0}};
+	static const struct option opts[] = {COMMON_OPTS, {"keep", no_argument, NULL, 'k'}, {0}};
 	struct common c;
-	int rc;
+	char dir[512], path[600];
+	int keep = 0, rc;
 
 	common_init(&c, "bin2");
-	PARSE_COMMON(&c, argc, argv, );
+	PARSE_COMMON(&c, argc, argv, case 'k' : keep = 1; break;);
 	if (argc != optind)
 		return pg_cli_usage(argv[0], "no arguments expected");
+	if (keep && !c.db) {
+		/* a fresh demo store in the configured data directory, kept for inspection */
+		rc = pg_data_dir(dir, sizeof(dir));
+		if (rc < 0)
+			return pg_cli_fail(rc, "data directory");
+		snprintf(path, sizeof(path), "%s/pos-demo.db-wal", dir);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/pos-demo.db-shm", dir);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/pos-demo.db", dir);
+		unlink(path);
+		c.db = path;
+	}
 	rc = pg_pos_demo(c.db, stdout);
 	return rc < 0 ? pg_cli_fail(rc, "demo") : PG_EXIT_OK;
 }
@@ -1196,7 +1211,8 @@ const struct pg_cmd pg_cli_pos[] = {
     {"ack", cmd_pos_ack, "acknowledge an open alert", "ID [--note TEXT] [--db PATH] [--json]\n"},
     {"close", cmd_pos_close, "close an alert", "ID [--note TEXT] [--db PATH] [--json]\n"},
     {"demo", cmd_pos_demo, "import sample data, serve, drive five terminals, print decisions",
-     "[--db PATH]\n"
-     "  --db PATH          store to use (default: a temporary directory)\n"},
+     "[--keep | --db PATH]\n"
+     "  --keep             use a fresh pos-demo.db in the data directory and keep it\n"
+     "  --db PATH          store to use (default: a temporary directory, removed)\n"},
     {NULL, NULL, NULL, NULL},
 };
