@@ -81,6 +81,13 @@ for r in 1 2 3; do
 done
 kill "$srv"; wait "$srv" || true; srv=""
 stored=$(sqlite3 "$db" "SELECT count(*) FROM pos_txn")
+# the same with an fsync per group commit (--sync full: survives power loss)
+rm -f "$work/port"
+$pg --log-level warn pos serve --port 0 --port-file "$work/port" --db "$db" --sync full 2>>"$work/server.log" &
+srv=$!
+for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.1; done
+$pg pos load --port "$(cat "$work/port")" --conns 64 --duration-ms 5000 --json "$work/tpl.jsonl" >"$work/loadfull.json"
+kill "$srv"; wait "$srv" || true; srv=""
 
 /usr/bin/python3 - "$work" "$peer" "$stored" <<'PY'
 import json, sys, statistics
@@ -99,6 +106,8 @@ print("  server, 64 connections, loopback, group commit:          %12.0f tx/s (t
       % (tps, med["p50_us"], med["p99_us"], ", ".join("%.0f" % l["tps"] for l in loads)))
 print("    every answered transaction stored: %d answered, %d rows; server CPU %.1f us per transaction (%.0f tx per CPU-s)"
       % (answered, stored, 1000.0 * cpu_ms / answered, answered / (cpu_ms / 1000.0)))
+full = json.load(open(work + "/loadfull.json"))
+print("    with --sync full (fsync per batch): %.0f tx/s, p50 %.0f us, p99 %.0f us" % (full["tps"], full["p50_us"], full["p99_us"]))
 print("  decode, same messages (npm iso_8583 layout, %.0f bytes):" % ours["avg_peer_msg_bytes"])
 print("    payguard  %12.0f msg/CPU-s" % ours["decode_per_s_median"])
 print("    iso_8583  %12.0f msg/CPU-s   (/usr/bin/node, %d messages)" % (peer["decode_per_s_median"], peer["messages"]))
