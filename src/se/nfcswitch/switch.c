@@ -424,6 +424,8 @@ fill_get_status(struct pg_nfcsw *sw, int idx, uint8_t *r)
 				continue;
 			if (pg_tlv_find(&l, t.val, t.len, 0x9F70, 0) == 1 && l.len >= 1)
 				lc = l.val[0];
+			if (a.len == sizeof(ppse_name) && !memcmp(a.val, ppse_name, a.len))
+				continue; /* the switch answers PPSE itself (combined directory) */
 			x = find_expect(sw, s->name, a.val, a.len);
 			rc = reg_add(sw, idx, a.val, a.len, lc, x ? x->prio : 0,
 				     x ? x->label : NULL, x ? x->flags : 0);
