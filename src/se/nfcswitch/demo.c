@@ -76,51 +76,125 @@ check_ok(struct demo *d, const char *what, const uint8_t *r, size_t rl)
 	return PG_EPROTO;
 }
 
-/* One full transaction on the application `aid`; the SE holding it must see three commands. */
+/* Terminal data the reader puts in PDOL/CDOL answers (EMV Book 3 5.4, data object lists). */
+static void
+dol_value(uint32_t tag, uint8_t *out, size_t len)
+{
+	static const struct {
+		uint32_t tag;
+		uint8_t v[6];
+		size_t n;
+	} term[] = {
+	    {0x9F66, {0x36, 0x00, 0x40, 0x00}, 4},	       /* TTQ: EMV mode, online capable */
+	    {0x9F02, {0x00, 0x00, 0x00, 0x00, 0x12, 0x50}, 6}, /* amount 12.50 */
+	    {0x9F37, {0xA1, 0xB2, 0xC3, 0xD4}, 4},	       /* unpredictable number */
+	    {0x5F2A, {0x09, 0x78}, 2},			       /* EUR */
+	    {0x9F1A, {0x02, 0x50}, 2},			       /* France */
+	    {0x9A, {0x26, 0x11, 0x25}, 3},		       /* 2026-11-25 */
+	    {0x9C, {0x00}, 1},				       /* purchase */
+	};
+
+	memset(out, 0, len);
+	for (size_t i = 0; i < sizeof(term) / sizeof(term[0]); i++)
+		if (term[i].tag == tag)
+			memcpy(out, term[i].v, term[i].n < len ? term[i].n : len);
+}
+
+/* Fills a data object list (tag, length pairs) into out; returns the length or -1. */
+static int
+dol_fill(const uint8_t *dol, size_t n, uint8_t *out, size_t cap)
+{
+	size_t off = 0, w = 0;
+
+	while (off < n) {
+		uint32_t tag = dol[off++];
+		size_t len;
+
+		if ((tag & 0x1F) == 0x1F) {
+			while (off < n && (dol[off] & 0x80))
+				tag = tag << 8 | dol[off++];
+			if (off >= n)
+				return -1;
+			tag = tag << 8 | dol[off++];
+		}
+		if (off >= n)
+			return -1;
+		len = dol[off++];
+		if (w + len > cap)
+			return -1;
+		dol_value(tag, out + w, len);
+		w += len;
+	}
+	return (int)w;
+}
+
+static int
+step(struct demo *d, const char *what, const uint8_t *c, size_t n, uint8_t *r, size_t *rl)
+{
+	int rc;
+
+	*rl = 512;
+	if ((rc = exchange(d, what, c, n, r, rl)) < 0)
+		return rc;
+	return check_ok(d, what, r, *rl) < 0 ? 1 : 0;
+}
+
+/*
+ * One full transaction on the application `aid`, as a reader kernel does it:
+ * the GPO carries the FCI's PDOL data, the GENERATE AC the record's CDOL1
+ * data. The SE holding the application must see three commands.
+ */
 static int
 transaction(struct demo *d, const uint8_t *aid, size_t alen, const char *expect_se, int *se_idx)
 {
 	static const uint8_t ppse[] = {0x00, 0xA4, 0x04, 0x00, 0x0E, '2', 'P', 'A', 'Y', '.',
 				       'S',  'Y',  'S',	 '.',  'D',  'D', 'F', '0', '1', 0x00};
-	static const uint8_t gpo[] = {0x80, 0xA8, 0x00, 0x00, 0x02, 0x83, 0x00, 0x00};
 	static const uint8_t rr[] = {0x00, 0xB2, 0x01, 0x0C, 0x00};
-	uint8_t genac[] = {0x80, 0xAE, 0x80, 0x00, 0x0A, 0x00, 0x00, 0x00,
-			   0x00, 0x12, 0x50, 0xA1, 0xB2, 0xC3, 0xD4, 0x00};
+	uint8_t gpo[5 + 2 + 200 + 1] = {0x80, 0xA8, 0x00, 0x00};
+	uint8_t genac[5 + 200 + 1] = {0x80, 0xAE, 0x80, 0x00};
 	uint8_t sel[32], r[512];
-	size_t rl;
 	uint64_t before = pg_nfcsw_demo_se_txns(d->se[*se_idx]);
-	int rc;
+	struct pg_tlv t;
+	size_t rl;
+	int rc, k;
 
 	if ((rc = pg_nfcsw_clf_field_on(d->clf)) < 0)
 		return rc;
-	rl = sizeof(r);
-	if ((rc = exchange(d, "SELECT PPSE", ppse, sizeof(ppse), r, &rl)) < 0)
-		return rc;
-	check_ok(d, "SELECT PPSE", r, rl);
+	if ((rc = step(d, "SELECT PPSE", ppse, sizeof(ppse), r, &rl)) != 0)
+		goto off;
 	sel[0] = 0x00, sel[1] = 0xA4, sel[2] = 0x04, sel[3] = 0x00, sel[4] = (uint8_t)alen;
 	memcpy(sel + 5, aid, alen);
 	sel[5 + alen] = 0x00;
-	const struct {
-		const char *what;
-		const uint8_t *c;
-		size_t n;
-	} steps[] = {{"SELECT AID", sel, 6 + alen},
-		     {"GPO", gpo, sizeof(gpo)},
-		     {"READ RECORD", rr, sizeof(rr)},
-		     {"GENERATE AC", genac, sizeof(genac)}};
-	for (size_t i = 0; i < 4; i++) {
-		rl = sizeof(r);
-		if ((rc = exchange(d, steps[i].what, steps[i].c, steps[i].n, r, &rl)) < 0)
-			return rc;
-		if (check_ok(d, steps[i].what, r, rl) < 0)
-			break;
-		if (i == 0 && strcmp(pg_nfcsw_session_se(d->sw), expect_se)) {
-			d->failures++;
-			if (d->out)
-				fprintf(d->out, "  !! routed to '%s', expected '%s'\n",
-					pg_nfcsw_session_se(d->sw), expect_se);
-		}
+	if ((rc = step(d, "SELECT AID", sel, 6 + alen, r, &rl)) != 0)
+		goto off;
+	if (strcmp(pg_nfcsw_session_se(d->sw), expect_se)) {
+		d->failures++;
+		if (d->out)
+			fprintf(d->out, "  !! routed to '%s', expected '%s'\n",
+				pg_nfcsw_session_se(d->sw), expect_se);
 	}
+	k = pg_tlv_find(&t, r, rl - 2, 0x9F38, 1) == 1 ? dol_fill(t.val, t.len, gpo + 7, 200) : 0;
+	if (k < 0)
+		k = 0;
+	gpo[4] = (uint8_t)(k + 2), gpo[5] = 0x83, gpo[6] = (uint8_t)k;
+	gpo[7 + k] = 0x00;
+	if ((rc = step(d, "GPO", gpo, 8 + (size_t)k, r, &rl)) != 0)
+		goto off;
+	if ((rc = step(d, "READ RECORD", rr, sizeof(rr), r, &rl)) != 0)
+		goto off;
+	k = pg_tlv_find(&t, r, rl - 2, 0x8C, 1) == 1 ? dol_fill(t.val, t.len, genac + 5, 200) : -1;
+	if (k <= 0) {
+		d->failures++;
+		if (d->out)
+			fprintf(d->out, "  !! no usable CDOL1 in the record\n");
+		goto off;
+	}
+	genac[4] = (uint8_t)k;
+	genac[5 + k] = 0x00;
+	rc = step(d, "GENERATE AC", genac, 6 + (size_t)k, r, &rl);
+off:
+	if (rc < 0)
+		return rc;
 	if (pg_nfcsw_demo_se_txns(d->se[*se_idx]) != before + 3) {
 		d->failures++;
 		if (d->out)

@@ -99,7 +99,8 @@ applet_process(struct pg_card_rt *rt, void *state, int channel, const struct pg_
 	if (c->cla == 0x80 && c->ins == 0xA8) { /* GET PROCESSING OPTIONS */
 		uint8_t aip[2] = {0x19, 0x80}, afl[4] = {0x08, 0x01, 0x01, 0x00};
 
-		if (c->lc < 2 || c->data[0] != 0x83) {
+		if (c->lc < 2 || c->data[0] != 0x83 || c->data[1] != c->lc - 2 ||
+		    (c->data[1] != 0 && c->data[1] != 14)) { /* empty or the PDOL's 4 + 6 + 4 */
 			*rlen = 0;
 			*sw = PG_SW_WRONG_DATA;
 			return 0;
@@ -224,6 +225,8 @@ find(struct pg_nfcsw_demo_se *d, const uint8_t *aid, size_t len)
 static int
 app_fci(const struct dapplet *a, uint8_t *r, size_t cap, size_t *len)
 {
+	/* PDOL: terminal transaction qualifiers, amount, unpredictable number. */
+	static const uint8_t pdol[] = {0x9F, 0x66, 0x04, 0x9F, 0x02, 0x06, 0x9F, 0x37, 0x04};
 	struct pg_buf b = PG_BUF_INIT(128);
 	size_t m6f, ma5;
 	int rc;
@@ -232,8 +235,9 @@ app_fci(const struct dapplet *a, uint8_t *r, size_t cap, size_t *len)
 	    (rc = pg_tlv_append(&b, 0x84, a->aid, a->len)) < 0 ||
 	    (rc = pg_tlv_open(&b, 0xA5, &ma5)) < 0 ||
 	    (rc = pg_tlv_append(&b, 0x50, a->label, strlen(a->label))) < 0 ||
-	    (rc = pg_tlv_append(&b, 0x87, &a->prio, 1)) < 0 || (rc = pg_tlv_close(&b, ma5)) < 0 ||
-	    (rc = pg_tlv_close(&b, m6f)) < 0)
+	    (rc = pg_tlv_append(&b, 0x87, &a->prio, 1)) < 0 ||
+	    (rc = pg_tlv_append(&b, 0x9F38, pdol, sizeof(pdol))) < 0 ||
+	    (rc = pg_tlv_close(&b, ma5)) < 0 || (rc = pg_tlv_close(&b, m6f)) < 0)
 		goto out;
 	if (b.len > cap) {
 		rc = PG_ETOOBIG;
