@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
 export PAYGUARD_DATA_DIR=${PAYGUARD_DATA_DIR:-$PWD/build/demo-data}
-exec build/payguard demo run "$@"
+exec build/src/payguard demo run "$@"
