@@ -1,0 +1,518 @@
+/*
+ * The k-means kernels for one element type, included twice by kmeans.c with
+ * T = double / float and SFX = f64 / f32 (a C template). Distances are taken
+ * directly as sum((x - c)^2), not by the ||x||^2 - 2x.c + ||c||^2 expansion,
+ * so near-ties are decided as exactly as the type allows.
+ */
+#define KM_CAT2(a, b) a##_##b
+#define KM_CAT(a, b)  KM_CAT2(a, b)
+#define FN(name)      KM_CAT(name, SFX)
+
+/* Squared distance of one point to one center, d values, in T. */
+static inline T
+FN(sqdist)(const T *restrict x, const T *restrict c, size_t d)
+{
+	T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+	size_t j = 0;
+
+	/* Eight lanes so the compiler may vectorise without reassociating. */
+	for (; j + 8 <= d; j += 8)
+		for (size_t l = 0; l < 8; l++) {
+			T t = x[j + l] - c[j + l];
+			acc[l] += t * t;
+		}
+	for (size_t l = 0; j < d; j++, l++) {
+		T t = x[j] - c[j];
+		acc[l] += t * t;
+	}
+	return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/*
+ * Nearest and second-nearest center of nb <= KM_B points. For small d the
+ * block is transposed so that the inner loop runs over points (vectorises);
+ * ties go to the lower center index, as numpy's argmin.
+ */
+KM_CLONES static void
+FN(nearest_block)(const T *restrict x, size_t nb, size_t d, const T *restrict c, size_t k,
+		  int32_t *restrict best, T *restrict bestd, T *restrict secd)
+{
+	if (d <= KM_SMALL_D) {
+		T xt[KM_SMALL_D * KM_B];
+		T bd[KM_B], sd[KM_B];
+		int32_t bl[KM_B];
+
+		for (size_t j = 0; j < d; j++)
+			for (size_t i = 0; i < KM_B; i++)
+				xt[j * KM_B + i] = i < nb ? x[i * d + j] : 0;
+		for (size_t i = 0; i < KM_B; i++) {
+			bd[i] = (T)INFINITY;
+			sd[i] = (T)INFINITY;
+			bl[i] = 0;
+		}
+		for (size_t ci = 0; ci < k; ci++) {
+			T acc[KM_B];
+			const T *cc = c + ci * d;
+
+			for (size_t i = 0; i < KM_B; i++)
+				acc[i] = 0;
+			for (size_t j = 0; j < d; j++) {
+				T cj = cc[j];
+				for (size_t i = 0; i < KM_B; i++) {
+					T t = xt[j * KM_B + i] - cj;
+					acc[i] += t * t;
+				}
+			}
+			for (size_t i = 0; i < KM_B; i++) {
+				T a = acc[i];
+				int lt = a < bd[i];
+				sd[i] = lt ? bd[i] : (a < sd[i] ? a : sd[i]);
+				bl[i] = lt ? (int32_t)ci : bl[i];
+				bd[i] = lt ? a : bd[i];
+			}
+		}
+		for (size_t i = 0; i < nb; i++) {
+			best[i] = bl[i];
+			bestd[i] = bd[i];
+			secd[i] = sd[i];
+		}
+		return;
+	}
+	for (size_t i = 0; i < nb; i++) {
+		T b = (T)INFINITY, s = (T)INFINITY;
+		int32_t bi = 0;
+
+		for (size_t ci = 0; ci < k; ci++) {
+			T a = FN(sqdist)(x + i * d, c + ci * d, d);
+			if (a < b) {
+				s = b;
+				b = a;
+				bi = (int32_t)ci;
+			} else if (a < s) {
+				s = a;
+			}
+		}
+		best[i] = bi;
+		bestd[i] = b;
+		secd[i] = s;
+	}
+}
+
+struct FN(km) {
+	const T *x;
+	size_t n, d, k;
+	T *c;		 /* current centers, k x d */
+	int32_t *labels; /* n */
+	double *ub, *lb; /* Hamerly bounds (distances, not squared) */
+	double *half;	 /* Hamerly: half the distance to the nearest other center */
+	double *shift;	 /* how far each center moved in the last update */
+	double max1, max2;
+	size_t imax1;
+	double *part;	 /* per chunk: k*d sums then k counts */
+	size_t *changed; /* per chunk */
+	int mode;	 /* KM_FULL, KM_HAMERLY, KM_ESTEP (assign only) */
+};
+
+/* One chunk of one iteration: assign, then add to this chunk's partial sums. */
+static void
+FN(chunk)(void *arg, size_t ci)
+{
+	struct FN(km) *m = arg;
+	size_t d = m->d, k = m->k;
+	size_t lo = ci * KM_CHUNK, hi = lo + KM_CHUNK < m->n ? lo + KM_CHUNK : m->n;
+	double *ps = m->part ? m->part + ci * k * (d + 1) : NULL;
+	size_t changed = 0;
+	int32_t bl[KM_B];
+	T bd[KM_B], sd[KM_B];
+
+	if (m->mode != KM_HAMERLY) {
+		for (size_t i = lo; i < hi; i += KM_B) {
+			size_t nb = hi - i < KM_B ? hi - i : KM_B;
+
+			FN(nearest_block)(m->x + i * d, nb, d, m->c, k, bl, bd, sd);
+			for (size_t b = 0; b < nb; b++) {
+				changed += m->labels[i + b] != bl[b];
+				m->labels[i + b] = bl[b];
+				if (m->ub) {
+					m->ub[i + b] = sqrt((double)bd[b]);
+					m->lb[i + b] = sqrt((double)sd[b]);
+				}
+			}
+		}
+	} else {
+		for (size_t i = lo; i < hi; i++) {
+			int32_t a = m->labels[i];
+			double u = m->ub[i] + m->shift[a];
+			double l = m->lb[i] - ((size_t)a == m->imax1 ? m->max2 : m->max1);
+			double bound = m->half[a] > l ? m->half[a] : l;
+
+			if (u > bound) {
+				u = sqrt((double)FN(sqdist)(m->x + i * d, m->c + (size_t)a * d, d));
+				if (u > bound) {
+					FN(nearest_block)(m->x + i * d, 1, d, m->c, k, bl, bd, sd);
+					if (bl[0] != a) {
+						changed++;
+						m->labels[i] = bl[0];
+					}
+					u = sqrt((double)bd[0]);
+					l = sqrt((double)sd[0]);
+				}
+			}
+			m->ub[i] = u;
+			m->lb[i] = l;
+		}
+	}
+	m->changed[ci] = changed;
+	if (!ps)
+		return;
+	memset(ps, 0, k * (d + 1) * sizeof(*ps));
+	for (size_t i = lo; i < hi; i++) {
+		const T *xi = m->x + i * d;
+		double *s = ps + (size_t)m->labels[i] * d;
+
+		for (size_t j = 0; j < d; j++)
+			s[j] += (double)xi[j];
+		ps[k * d + (size_t)m->labels[i]] += 1.0;
+	}
+}
+
+static double
+FN(mean_variance)(const T *x, size_t n, size_t d)
+{
+	double tot = 0;
+
+	for (size_t j = 0; j < d; j++) {
+		double mean = 0, var = 0;
+
+		for (size_t i = 0; i < n; i++)
+			mean += (double)x[i * d + j];
+		mean /= (double)n;
+		for (size_t i = 0; i < n; i++) {
+			double t = (double)x[i * d + j] - mean;
+			var += t * t;
+		}
+		tot += var / (double)n;
+	}
+	return tot / (double)d;
+}
+
+static int
+FN(check_finite)(const T *x, size_t nd)
+{
+	for (size_t i = 0; i < nd; i++)
+		if (!isfinite((double)x[i]))
+			return pg_error(PG_EINVAL, "kmeans", "value %zu (row %zu) is not finite", i,
+					i);
+	return 0;
+}
+
+/* Greedy k-means++: each new center is the best of 2 + log(k) sampled candidates. */
+static int
+FN(plusplus)(const T *x, size_t n, size_t d, size_t k, struct km_rng *rng, double *centers)
+{
+	size_t trials = 2 + (size_t)log((double)k);
+	double *closest = malloc(n * sizeof(double));
+	double *cum = malloc(n * sizeof(double));
+	double *cand = malloc(trials * n * sizeof(double));
+	size_t *ids = malloc(trials * sizeof(size_t));
+	double pot = 0;
+	size_t first;
+	int rc = 0;
+
+	if (!closest || !cum || !cand || !ids) {
+		rc = pg_error(PG_ENOMEM, "kmeans", "k-means++ work space for %zu rows", n);
+		goto out;
+	}
+	first = km_rng_below(rng, n);
+	for (size_t j = 0; j < d; j++)
+		centers[j] = (double)x[first * d + j];
+	for (size_t i = 0; i < n; i++) {
+		closest[i] = (double)FN(sqdist)(x + i * d, x + first * d, d);
+		pot += closest[i];
+	}
+	for (size_t c = 1; c < k; c++) {
+		double acc = 0, best_pot = INFINITY;
+		size_t best = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			acc += closest[i];
+			cum[i] = acc;
+		}
+		for (size_t t = 0; t < trials; t++) {
+			double r = km_rng_double(rng) * pot;
+			size_t lo = 0,
+			       hi = n; /* first index with cum[i] >= r (searchsorted left) */
+
+			while (lo < hi) {
+				size_t mid = lo + (hi - lo) / 2;
+				if (cum[mid] < r)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			ids[t] = lo < n ? lo : n - 1;
+		}
+		for (size_t t = 0; t < trials; t++) {
+			double *dt = cand + t * n, tp = 0;
+			const T *cx = x + ids[t] * d;
+
+			for (size_t i = 0; i < n; i++) {
+				double v = (double)FN(sqdist)(x + i * d, cx, d);
+				dt[i] = v < closest[i] ? v : closest[i];
+				tp += dt[i];
+			}
+			if (tp < best_pot) {
+				best_pot = tp;
+				best = t;
+			}
+		}
+		pot = best_pot;
+		memcpy(closest, cand + best * n, n * sizeof(double));
+		for (size_t j = 0; j < d; j++)
+			centers[c * d + j] = (double)x[ids[best] * d + j];
+	}
+out:
+	free(closest);
+	free(cum);
+	free(cand);
+	free(ids);
+	return rc;
+}
+
+/* Moves each empty cluster onto the point farthest from its (old) center. */
+static int
+FN(relocate)(struct FN(km) * m, double *sums, double *cnt, size_t nempty)
+{
+	size_t n = m->n, d = m->d, k = m->k;
+	size_t *far = calloc(nempty, sizeof(size_t));
+	double *fard = malloc(nempty * sizeof(double));
+	size_t nf = 0, e = 0;
+
+	if (!far || !fard) {
+		free(far);
+		free(fard);
+		return pg_error(PG_ENOMEM, "kmeans", "relocation work space");
+	}
+	/* Keep the nempty largest distances, descending, ties to the lower index. */
+	for (size_t i = 0; i < n; i++) {
+		double v = (double)FN(sqdist)(m->x + i * d, m->c + (size_t)m->labels[i] * d, d);
+		size_t pos = nf;
+
+		while (pos > 0 && fard[pos - 1] < v)
+			pos--;
+		if (pos >= nempty)
+			continue;
+		if (nf < nempty)
+			nf++;
+		memmove(far + pos + 1, far + pos, (nf - 1 - pos) * sizeof(size_t));
+		memmove(fard + pos + 1, fard + pos, (nf - 1 - pos) * sizeof(double));
+		far[pos] = i;
+		fard[pos] = v;
+	}
+	for (size_t c = 0; c < k && e < nf; c++) {
+		if (cnt[c] != 0)
+			continue;
+		size_t p = far[e++], old = (size_t)m->labels[p];
+
+		for (size_t j = 0; j < d; j++) {
+			sums[old * d + j] -= (double)m->x[p * d + j];
+			sums[c * d + j] = (double)m->x[p * d + j];
+		}
+		cnt[old] -= 1;
+		cnt[c] = 1;
+	}
+	free(far);
+	free(fard);
+	return (int)e;
+}
+
+/* One run from given initial centers; sklearn's convergence rules. */
+static int
+FN(single)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, const double *init,
+	   double tol_abs, int32_t *labels, double *centers, struct pg_kmeans_info *info)
+{
+	struct FN(km) m = {.x = x, .n = n, .d = d, .k = p->k, .labels = labels};
+	size_t k = p->k, nchunks = (n + KM_CHUNK - 1) / KM_CHUNK;
+	size_t nthreads = p->n_threads > 0 ? (size_t)p->n_threads : 1;
+	double *sums = NULL, *cnt;
+	int strict = 0, rc = 0, relocated = 0, it;
+	int hamerly = p->algo == PG_KMEANS_HAMERLY;
+
+	m.c = malloc(k * d * sizeof(T));
+	sums = malloc(k * (d + 1) * sizeof(double));
+	m.part = malloc(nchunks * k * (d + 1) * sizeof(double));
+	m.changed = malloc(nchunks * sizeof(size_t));
+	m.shift = calloc(k, sizeof(double));
+	m.half = calloc(k, sizeof(double));
+	if (hamerly) {
+		m.ub = malloc(n * sizeof(double));
+		m.lb = malloc(n * sizeof(double));
+	}
+	if (!m.c || !sums || !m.part || !m.changed || !m.shift || !m.half ||
+	    (hamerly && (!m.ub || !m.lb))) {
+		rc = pg_error(PG_ENOMEM, "kmeans", "work space for %zu rows", n);
+		goto out;
+	}
+	cnt = sums + k * d;
+	for (size_t i = 0; i < k * d; i++)
+		m.c[i] = (T)init[i];
+	for (size_t i = 0; i < n; i++)
+		labels[i] = -1;
+	for (it = 0; it < p->max_iter; it++) {
+		size_t changed = 0;
+		double shift_tot = 0;
+		size_t nempty = 0;
+
+		m.mode = hamerly && it > 0 ? KM_HAMERLY : KM_FULL;
+		km_parallel(FN(chunk), &m, nchunks, nthreads);
+		memset(sums, 0, k * (d + 1) * sizeof(double));
+		for (size_t ci = 0; ci < nchunks; ci++) {
+			const double *ps = m.part + ci * k * (d + 1);
+			for (size_t j = 0; j < k * (d + 1); j++)
+				sums[j] += ps[j];
+			changed += m.changed[ci];
+		}
+		for (size_t c = 0; c < k; c++)
+			nempty += cnt[c] == 0;
+		if (nempty) {
+			rc = FN(relocate)(&m, sums, cnt, nempty);
+			if (rc < 0)
+				goto out;
+			relocated += rc;
+			rc = 0;
+		}
+		for (size_t c = 0; c < k; c++) {
+			double sh = 0;
+			for (size_t j = 0; j < d; j++) {
+				double v =
+				    cnt[c] > 0 ? sums[c * d + j] / cnt[c] : (double)m.c[c * d + j];
+				double t = v - (double)m.c[c * d + j];
+				sh += t * t;
+				m.c[c * d + j] = (T)v;
+			}
+			m.shift[c] = sqrt(sh);
+			shift_tot += sh;
+		}
+		if (changed == 0) {
+			strict = 1;
+			it++;
+			break;
+		}
+		if (shift_tot <= tol_abs) {
+			it++;
+			break;
+		}
+		if (hamerly) {
+			m.max1 = m.max2 = 0;
+			m.imax1 = 0;
+			for (size_t c = 0; c < k; c++) {
+				double dmin = INFINITY;
+				if (m.shift[c] > m.max1) {
+					m.max2 = m.max1;
+					m.max1 = m.shift[c];
+					m.imax1 = c;
+				} else if (m.shift[c] > m.max2) {
+					m.max2 = m.shift[c];
+				}
+				for (size_t o = 0; o < k; o++) {
+					if (o == c)
+						continue;
+					double dd =
+					    sqrt((double)FN(sqdist)(m.c + c * d, m.c + o * d, d));
+					dmin = dd < dmin ? dd : dmin;
+				}
+				m.half[c] = k > 1 ? dmin / 2 : INFINITY;
+			}
+		}
+	}
+	if (!strict) {
+		/* Labels must match the returned centers: one more assignment. */
+		double *keep = m.part;
+		m.part = NULL;
+		m.mode = KM_ESTEP;
+		double *ub = m.ub, *lb = m.lb;
+		m.ub = m.lb = NULL;
+		km_parallel(FN(chunk), &m, nchunks, nthreads);
+		m.part = keep;
+		m.ub = ub;
+		m.lb = lb;
+	}
+	info->inertia = 0;
+	for (size_t i = 0; i < n; i++)
+		info->inertia += (double)FN(sqdist)(x + i * d, m.c + (size_t)labels[i] * d, d);
+	info->n_iter = it;
+	info->relocated = relocated;
+	for (size_t i = 0; i < k * d; i++)
+		centers[i] = (double)m.c[i];
+out:
+	free(m.c);
+	free(sums);
+	free(m.part);
+	free(m.changed);
+	free(m.shift);
+	free(m.half);
+	free(m.ub);
+	free(m.lb);
+	return rc;
+}
+
+static int
+FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_t *labels,
+	double *centers, struct pg_kmeans_info *info)
+{
+	size_t k = p->k;
+	int n_init = p->init ? 1 : (p->n_init > 0 ? p->n_init : 1);
+	double tol_abs;
+	int32_t *lab = NULL;
+	double *init = NULL, *cen = NULL;
+	struct km_rng rng;
+	int rc;
+
+	rc = FN(check_finite)(x, n * d);
+	if (rc < 0)
+		return rc;
+	tol_abs = p->tol > 0 ? FN(mean_variance)(x, n, d) * p->tol : 0;
+	km_rng_seed(&rng, p->seed);
+	lab = malloc(n * sizeof(int32_t));
+	init = malloc(k * d * sizeof(double));
+	cen = malloc(k * d * sizeof(double));
+	if (!lab || !init || !cen) {
+		rc = pg_error(PG_ENOMEM, "kmeans", "work space for %zu rows", n);
+		goto out;
+	}
+	info->inertia = INFINITY;
+	for (int r = 0; r < n_init; r++) {
+		struct pg_kmeans_info ri;
+
+		if (p->init) {
+			memcpy(init, p->init, k * d * sizeof(double));
+			for (size_t i = 0; i < k * d; i++)
+				if (!isfinite(init[i]))
+					rc = pg_error(PG_EINVAL, "kmeans",
+						      "initial center value %zu is not finite", i);
+			if (rc < 0)
+				goto out;
+		} else {
+			rc = FN(plusplus)(x, n, d, k, &rng, init);
+			if (rc < 0)
+				goto out;
+		}
+		rc = FN(single)(x, n, d, p, init, tol_abs, lab, cen, &ri);
+		if (rc < 0)
+			goto out;
+		if (ri.inertia < info->inertia) {
+			*info = ri;
+			memcpy(labels, lab, n * sizeof(int32_t));
+			memcpy(centers, cen, k * d * sizeof(double));
+		}
+	}
+out:
+	free(lab);
+	free(init);
+	free(cen);
+	return rc;
+}
+
+#undef FN
+#undef KM_CAT
+#undef KM_CAT2
