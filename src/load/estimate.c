@@ -89,7 +89,7 @@ pg_load_characteristic(const double *f, size_t n, size_t k1, double peak_share, 
 			if (share >= peak_share && v > peak)
 				peak = v;
 		}
-		out[j] = 0.5 * mean + 0.5 * peak;
+		out[j] = 0.25 * mean + 0.75 * peak;
 	}
 out:
 	free(lab);
