@@ -725,6 +725,7 @@ cmd_load_collect(int argc, char **argv)
 		}
 		pg_store_begin(&st);
 		rc = ops->poll(src, collect_cb, &cc);
+		last = rc;
 		if (rc < 0) {
 			pg_store_rollback(&st);
 			ret = pg_cli_fail(rc, "load collect '%s'", spec);
@@ -734,7 +735,6 @@ cmd_load_collect(int argc, char **argv)
 			ret = pg_cli_fail(rc, "load collect: store");
 			break;
 		}
-		last = rc;
 		if (!json)
 			fprintf(stderr, "poll %zu/%zu: %d samples\n", polls + 1, count, last);
 	}
