@@ -9,6 +9,7 @@
 #include "payguard/log.h"
 
 #include <cairo.h>
+#include <fontconfig/fontconfig.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -129,5 +130,8 @@ done:
 	free(out.data);
 	cairo_destroy(cr);
 	cairo_surface_destroy(sf);
+	/* Drop cairo's and fontconfig's caches: a plot is drawn once per run. */
+	cairo_debug_reset_static_data();
+	FcFini();
 	return rc;
 }
