@@ -23,7 +23,7 @@ enum { KM_FULL, KM_HAMERLY, KM_ESTEP };
 /* x86-64 builds carry an AVX2 copy of the hot kernel, picked at load time. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
     !defined(__SANITIZE_ADDRESS__)
-#define KM_CLONES __attribute__((target_clones("avx2", "default")))
+#define KM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define KM_CLONES
 #endif
@@ -129,16 +129,20 @@ km_parallel(void (*fn)(void *, size_t), void *arg, size_t nchunks, size_t nthrea
 		pthread_join(th[t], NULL);
 }
 
-#define T   double
-#define SFX f64
+#define T     double
+#define ITYPE int64_t
+#define SFX   f64
 #include "kmeans_impl.h"
 #undef T
+#undef ITYPE
 #undef SFX
 
-#define T   float
-#define SFX f32
+#define T     float
+#define ITYPE int32_t
+#define SFX   f32
 #include "kmeans_impl.h"
 #undef T
+#undef ITYPE
 #undef SFX
 
 void
@@ -197,8 +201,8 @@ pg_kmeans_plusplus(const void *x, int dtype, size_t n, size_t d, size_t k, uint6
 		return rc;
 	km_rng_seed(&rng, seed);
 	if (dtype == PG_KMEANS_F64)
-		return plusplus_f64(x, n, d, k, &rng, centers);
-	return plusplus_f32(x, n, d, k, &rng, centers);
+		return plusplus_alone_f64(x, n, d, k, &rng, centers);
+	return plusplus_alone_f32(x, n, d, k, &rng, centers);
 }
 
 int

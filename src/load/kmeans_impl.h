@@ -29,55 +29,91 @@ FN(sqdist)(const T *restrict x, const T *restrict c, size_t d)
 }
 
 /*
- * Nearest and second-nearest center of nb <= KM_B points. For small d the
- * block is transposed so that the inner loop runs over points (vectorises);
- * ties go to the lower center index, as numpy's argmin.
+ * Nearest and second-nearest center of one block of KM_B points stored
+ * transposed (xt[j * KM_B + i] is value j of point i), so the inner loop runs
+ * over points and vectorises. D is a compile-time constant at the call sites
+ * below, which lets the compiler unroll the common small dimensions.
+ * Ties go to the lower center index, as numpy's argmin.
  */
-KM_CLONES static void
-FN(nearest_block)(const T *restrict x, size_t nb, size_t d, const T *restrict c, size_t k,
-		  int32_t *restrict best, T *restrict bestd, T *restrict secd)
+/* One native AVX-512 register of T (GCC splits it on narrower targets). */
+typedef T FN(vec) __attribute__((vector_size(64)));
+typedef ITYPE FN(ivec) __attribute__((vector_size(64)));
+#define KM_L (64 / sizeof(T))
+
+/* a where mask is set, else b (GCC vector extensions; C has no vector ?:). */
+static inline __attribute__((always_inline)) FN(vec) FN(blend)(FN(ivec) mask, FN(vec) a, FN(vec) b)
 {
-	if (d <= KM_SMALL_D) {
-		T xt[KM_SMALL_D * KM_B];
-		T bd[KM_B], sd[KM_B];
-		int32_t bl[KM_B];
+	return (FN(vec))(((FN(ivec))a & mask) | ((FN(ivec))b & ~mask));
+}
 
-		for (size_t j = 0; j < d; j++)
-			for (size_t i = 0; i < KM_B; i++)
-				xt[j * KM_B + i] = i < nb ? x[i * d + j] : 0;
-		for (size_t i = 0; i < KM_B; i++) {
-			bd[i] = (T)INFINITY;
-			sd[i] = (T)INFINITY;
-			bl[i] = 0;
-		}
+static inline __attribute__((always_inline)) void
+FN(soa_body)(const T *restrict xt, size_t D, const T *restrict c, size_t k, int32_t *restrict bl,
+	     T *restrict bd, T *restrict sd)
+{
+	/* Explicit vectors: the compiler's own vectoriser shuffled too much here. */
+	for (size_t h = 0; h < KM_B / KM_L; h++) {
+		const T *xh = xt + h * KM_L;
+		FN(vec) best = (FN(vec)){0} + (T)INFINITY, second = best, lab = {0};
+		T labs[KM_L];
+
 		for (size_t ci = 0; ci < k; ci++) {
-			T acc[KM_B];
-			const T *cc = c + ci * d;
+			FN(vec) acc = {0};
+			FN(ivec) lt, lt2;
+			const T *cc = c + ci * D;
 
-			for (size_t i = 0; i < KM_B; i++)
-				acc[i] = 0;
-			for (size_t j = 0; j < d; j++) {
-				T cj = cc[j];
-				for (size_t i = 0; i < KM_B; i++) {
-					T t = xt[j * KM_B + i] - cj;
-					acc[i] += t * t;
-				}
+			for (size_t j = 0; j < D; j++) {
+				FN(vec) xv, t;
+				memcpy(&xv, xh + j * KM_B, sizeof(xv));
+				t = xv - cc[j];
+				acc += t * t;
 			}
-			for (size_t i = 0; i < KM_B; i++) {
-				T a = acc[i];
-				int lt = a < bd[i];
-				sd[i] = lt ? bd[i] : (a < sd[i] ? a : sd[i]);
-				bl[i] = lt ? (int32_t)ci : bl[i];
-				bd[i] = lt ? a : bd[i];
-			}
+			lt = acc < best;
+			lt2 = acc < second;
+			second = FN(blend)(lt, best, FN(blend)(lt2, acc, second));
+			best = FN(blend)(lt, acc, best);
+			lab = FN(blend)(lt, (FN(vec)){0} + (T)ci, lab);
 		}
-		for (size_t i = 0; i < nb; i++) {
-			best[i] = bl[i];
-			bestd[i] = bd[i];
-			secd[i] = sd[i];
-		}
-		return;
+		memcpy(bd + h * KM_L, &best, sizeof(best));
+		memcpy(sd + h * KM_L, &second, sizeof(second));
+		memcpy(labs, &lab, sizeof(lab));
+		for (size_t i = 0; i < KM_L; i++)
+			bl[h * KM_L + i] = (int32_t)labs[i];
 	}
+}
+
+KM_CLONES static void
+FN(nearest_soa)(const T *restrict xt, size_t d, const T *restrict c, size_t k, int32_t *restrict bl,
+		T *restrict bd, T *restrict sd)
+{
+	switch (d) {
+	case 1:
+		FN(soa_body)(xt, 1, c, k, bl, bd, sd);
+		break;
+	case 2:
+		FN(soa_body)(xt, 2, c, k, bl, bd, sd);
+		break;
+	case 3:
+		FN(soa_body)(xt, 3, c, k, bl, bd, sd);
+		break;
+	case 4:
+		FN(soa_body)(xt, 4, c, k, bl, bd, sd);
+		break;
+	case 8:
+		FN(soa_body)(xt, 8, c, k, bl, bd, sd);
+		break;
+	case 16:
+		FN(soa_body)(xt, 16, c, k, bl, bd, sd);
+		break;
+	default:
+		FN(soa_body)(xt, d, c, k, bl, bd, sd);
+	}
+}
+
+/* The same for nb row-major points (large d, or one point for Hamerly). */
+KM_CLONES static void
+FN(nearest_rows)(const T *restrict x, size_t nb, size_t d, const T *restrict c, size_t k,
+		 int32_t *restrict best, T *restrict bestd, T *restrict secd)
+{
 	for (size_t i = 0; i < nb; i++) {
 		T b = (T)INFINITY, s = (T)INFINITY;
 		int32_t bi = 0;
@@ -98,8 +134,25 @@ FN(nearest_block)(const T *restrict x, size_t nb, size_t d, const T *restrict c,
 	}
 }
 
+/* Copies the rows into blocks of KM_B transposed points (zero padded). */
+static void
+FN(transpose)(const T *x, size_t n, size_t d, T *xt)
+{
+	size_t nblocks = (n + KM_B - 1) / KM_B;
+
+	for (size_t b = 0; b < nblocks; b++) {
+		T *blk = xt + b * d * KM_B;
+		for (size_t i = 0; i < KM_B; i++) {
+			size_t r = b * KM_B + i;
+			for (size_t j = 0; j < d; j++)
+				blk[j * KM_B + i] = r < n ? x[r * d + j] : 0;
+		}
+	}
+}
+
 struct FN(km) {
 	const T *x;
+	const T *xt; /* blocks of KM_B transposed points, when d <= KM_SMALL_D */
 	size_t n, d, k;
 	T *c;		 /* current centers, k x d */
 	int32_t *labels; /* n */
@@ -112,6 +165,21 @@ struct FN(km) {
 	size_t *changed; /* per chunk */
 	int mode;	 /* KM_FULL, KM_HAMERLY, KM_ESTEP (assign only) */
 };
+
+/* Adds rows lo..hi to their cluster's sums (D constant at the common call). */
+static inline __attribute__((always_inline)) void
+FN(accumulate)(const T *restrict x, const int32_t *restrict labels, size_t lo, size_t hi, size_t D,
+	       size_t k, double *restrict ps)
+{
+	for (size_t i = lo; i < hi; i++) {
+		const T *xi = x + i * D;
+		double *s = ps + (size_t)labels[i] * D;
+
+		for (size_t j = 0; j < D; j++)
+			s[j] += (double)xi[j];
+		ps[k * D + (size_t)labels[i]] += 1.0;
+	}
+}
 
 /* One chunk of one iteration: assign, then add to this chunk's partial sums. */
 static void
@@ -129,7 +197,11 @@ FN(chunk)(void *arg, size_t ci)
 		for (size_t i = lo; i < hi; i += KM_B) {
 			size_t nb = hi - i < KM_B ? hi - i : KM_B;
 
-			FN(nearest_block)(m->x + i * d, nb, d, m->c, k, bl, bd, sd);
+			if (m->xt)
+				FN(nearest_soa)
+				(m->xt + (i / KM_B) * d * KM_B, d, m->c, k, bl, bd, sd);
+			else
+				FN(nearest_rows)(m->x + i * d, nb, d, m->c, k, bl, bd, sd);
 			for (size_t b = 0; b < nb; b++) {
 				changed += m->labels[i + b] != bl[b];
 				m->labels[i + b] = bl[b];
@@ -149,7 +221,7 @@ FN(chunk)(void *arg, size_t ci)
 			if (u > bound) {
 				u = sqrt((double)FN(sqdist)(m->x + i * d, m->c + (size_t)a * d, d));
 				if (u > bound) {
-					FN(nearest_block)(m->x + i * d, 1, d, m->c, k, bl, bd, sd);
+					FN(nearest_rows)(m->x + i * d, 1, d, m->c, k, bl, bd, sd);
 					if (bl[0] != a) {
 						changed++;
 						m->labels[i] = bl[0];
@@ -166,70 +238,146 @@ FN(chunk)(void *arg, size_t ci)
 	if (!ps)
 		return;
 	memset(ps, 0, k * (d + 1) * sizeof(*ps));
-	for (size_t i = lo; i < hi; i++) {
-		const T *xi = m->x + i * d;
-		double *s = ps + (size_t)m->labels[i] * d;
-
-		for (size_t j = 0; j < d; j++)
-			s[j] += (double)xi[j];
-		ps[k * d + (size_t)m->labels[i]] += 1.0;
-	}
+	if (d == 4)
+		FN(accumulate)(m->x, m->labels, lo, hi, 4, k, ps);
+	else
+		FN(accumulate)(m->x, m->labels, lo, hi, d, k, ps);
 }
 
-static double
-FN(mean_variance)(const T *x, size_t n, size_t d)
+/* Squared distances of all points (transposed blocks) to one point p. */
+static inline __attribute__((always_inline)) void
+FN(dist_body)(const T *restrict xt, size_t nblocks, size_t D, const T *restrict p, T *restrict out)
 {
-	double tot = 0;
+	for (size_t b = 0; b < nblocks * (KM_B / KM_L); b++) {
+		const T *xh = xt + (b / (KM_B / KM_L)) * D * KM_B + (b % (KM_B / KM_L)) * KM_L;
+		FN(vec) acc = {0};
 
-	for (size_t j = 0; j < d; j++) {
-		double mean = 0, var = 0;
-
-		for (size_t i = 0; i < n; i++)
-			mean += (double)x[i * d + j];
-		mean /= (double)n;
-		for (size_t i = 0; i < n; i++) {
-			double t = (double)x[i * d + j] - mean;
-			var += t * t;
+		for (size_t j = 0; j < D; j++) {
+			FN(vec) xv, t;
+			memcpy(&xv, xh + j * KM_B, sizeof(xv));
+			t = xv - p[j];
+			acc += t * t;
 		}
-		tot += var / (double)n;
+		memcpy(out + b * KM_L, &acc, sizeof(acc));
 	}
-	return tot / (double)d;
 }
 
-static int
-FN(check_finite)(const T *x, size_t nd)
+KM_CLONES static void
+FN(dist_soa)(const T *restrict xt, size_t nblocks, size_t d, const T *restrict p, T *restrict out)
 {
-	for (size_t i = 0; i < nd; i++)
-		if (!isfinite((double)x[i]))
-			return pg_error(PG_EINVAL, "kmeans", "value %zu (row %zu) is not finite", i,
-					i);
+	switch (d) {
+	case 2:
+		FN(dist_body)(xt, nblocks, 2, p, out);
+		break;
+	case 3:
+		FN(dist_body)(xt, nblocks, 3, p, out);
+		break;
+	case 4:
+		FN(dist_body)(xt, nblocks, 4, p, out);
+		break;
+	default:
+		FN(dist_body)(xt, nblocks, d, p, out);
+	}
+}
+
+/* Distances of every point to point `row`, in double; vectorised when xt exists. */
+static void
+FN(dist_all)(const T *x, const T *xt, T *tmp, size_t n, size_t d, size_t row, double *out)
+{
+	if (xt) {
+		FN(dist_soa)(xt, (n + KM_B - 1) / KM_B, d, x + row * d, tmp);
+		for (size_t i = 0; i < n; i++)
+			out[i] = (double)tmp[i];
+	} else {
+		for (size_t i = 0; i < n; i++)
+			out[i] = (double)FN(sqdist)(x + i * d, x + row * d, d);
+	}
+}
+
+/* The transposed copy used by the small-d kernels, or NULL for large d. */
+static int
+FN(make_xt)(const T *x, size_t n, size_t d, T **xt)
+{
+	*xt = NULL;
+	if (d > KM_SMALL_D)
+		return 0;
+	*xt = malloc(((n + KM_B - 1) / KM_B) * KM_B * d * sizeof(T));
+	if (!*xt)
+		return pg_error(PG_ENOMEM, "kmeans", "work space for %zu rows", n);
+	FN(transpose)(x, n, d, *xt);
 	return 0;
+}
+
+/*
+ * Mean over features of the (population) variance, as numpy's var: two
+ * passes over the rows, also refusing NaN and infinity on the way.
+ */
+static int
+FN(mean_variance)(const T *x, size_t n, size_t d, double *out)
+{
+	double *mean = calloc(d, sizeof(double)), *var = calloc(d, sizeof(double)), tot = 0;
+	int rc = 0;
+
+	if (!mean || !var) {
+		rc = pg_error(PG_ENOMEM, "kmeans", "variance of %zu columns", d);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < d; j++)
+			mean[j] += (double)x[i * d + j];
+	for (size_t j = 0; j < d; j++) {
+		if (!isfinite(mean[j])) {
+			for (size_t i = 0; i < n; i++)
+				if (!isfinite((double)x[i * d + j])) {
+					rc = pg_error(PG_EINVAL, "kmeans",
+						      "value in row %zu, column %zu is not finite",
+						      i, j);
+					goto out;
+				}
+			rc = pg_error(PG_ERANGE, "kmeans", "column %zu overflows", j);
+			goto out;
+		}
+		mean[j] /= (double)n;
+	}
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < d; j++) {
+			double t = (double)x[i * d + j] - mean[j];
+			var[j] += t * t;
+		}
+	for (size_t j = 0; j < d; j++)
+		tot += var[j] / (double)n;
+	*out = tot / (double)d;
+out:
+	free(mean);
+	free(var);
+	return rc;
 }
 
 /* Greedy k-means++: each new center is the best of 2 + log(k) sampled candidates. */
 static int
-FN(plusplus)(const T *x, size_t n, size_t d, size_t k, struct km_rng *rng, double *centers)
+FN(plusplus)(const T *x, const T *xt, size_t n, size_t d, size_t k, struct km_rng *rng,
+	     double *centers)
 {
 	size_t trials = 2 + (size_t)log((double)k);
 	double *closest = malloc(n * sizeof(double));
 	double *cum = malloc(n * sizeof(double));
 	double *cand = malloc(trials * n * sizeof(double));
 	size_t *ids = malloc(trials * sizeof(size_t));
+	T *tmp = malloc(((n + KM_B - 1) / KM_B) * KM_B * sizeof(T));
 	double pot = 0;
 	size_t first;
 	int rc = 0;
 
-	if (!closest || !cum || !cand || !ids) {
+	if (!closest || !cum || !cand || !ids || !tmp) {
 		rc = pg_error(PG_ENOMEM, "kmeans", "k-means++ work space for %zu rows", n);
 		goto out;
 	}
 	first = km_rng_below(rng, n);
 	for (size_t j = 0; j < d; j++)
 		centers[j] = (double)x[first * d + j];
-	for (size_t i = 0; i < n; i++) {
-		closest[i] = (double)FN(sqdist)(x + i * d, x + first * d, d);
+	FN(dist_all)(x, xt, tmp, n, d, first, closest);
+	for (size_t i = 0; i < n; i++)
 		pot += closest[i];
-	}
 	for (size_t c = 1; c < k; c++) {
 		double acc = 0, best_pot = INFINITY;
 		size_t best = 0;
@@ -254,11 +402,10 @@ FN(plusplus)(const T *x, size_t n, size_t d, size_t k, struct km_rng *rng, doubl
 		}
 		for (size_t t = 0; t < trials; t++) {
 			double *dt = cand + t * n, tp = 0;
-			const T *cx = x + ids[t] * d;
 
+			FN(dist_all)(x, xt, tmp, n, d, ids[t], dt);
 			for (size_t i = 0; i < n; i++) {
-				double v = (double)FN(sqdist)(x + i * d, cx, d);
-				dt[i] = v < closest[i] ? v : closest[i];
+				dt[i] = dt[i] < closest[i] ? dt[i] : closest[i];
 				tp += dt[i];
 			}
 			if (tp < best_pot) {
@@ -276,6 +423,7 @@ out:
 	free(cum);
 	free(cand);
 	free(ids);
+	free(tmp);
 	return rc;
 }
 
@@ -328,8 +476,9 @@ FN(relocate)(struct FN(km) * m, double *sums, double *cnt, size_t nempty)
 
 /* One run from given initial centers; sklearn's convergence rules. */
 static int
-FN(single)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, const double *init,
-	   double tol_abs, int32_t *labels, double *centers, struct pg_kmeans_info *info)
+FN(single)(const T *x, const T *xt, size_t n, size_t d, const struct pg_kmeans_params *p,
+	   const double *init, double tol_abs, int32_t *labels, double *centers,
+	   struct pg_kmeans_info *info)
 {
 	struct FN(km) m = {.x = x, .n = n, .d = d, .k = p->k, .labels = labels};
 	size_t k = p->k, nchunks = (n + KM_CHUNK - 1) / KM_CHUNK;
@@ -338,6 +487,7 @@ FN(single)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, con
 	int strict = 0, rc = 0, relocated = 0, it;
 	int hamerly = p->algo == PG_KMEANS_HAMERLY;
 
+	m.xt = xt;
 	m.c = malloc(k * d * sizeof(T));
 	sums = malloc(k * (d + 1) * sizeof(double));
 	m.part = malloc(nchunks * k * (d + 1) * sizeof(double));
@@ -462,16 +612,17 @@ FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_
 {
 	size_t k = p->k;
 	int n_init = p->init ? 1 : (p->n_init > 0 ? p->n_init : 1);
-	double tol_abs;
+	double tol_abs = 0;
 	int32_t *lab = NULL;
 	double *init = NULL, *cen = NULL;
+	T *xt = NULL;
 	struct km_rng rng;
 	int rc;
 
-	rc = FN(check_finite)(x, n * d);
+	rc = FN(mean_variance)(x, n, d, &tol_abs);
 	if (rc < 0)
 		return rc;
-	tol_abs = p->tol > 0 ? FN(mean_variance)(x, n, d) * p->tol : 0;
+	tol_abs = p->tol > 0 ? tol_abs * p->tol : 0;
 	km_rng_seed(&rng, p->seed);
 	lab = malloc(n * sizeof(int32_t));
 	init = malloc(k * d * sizeof(double));
@@ -480,6 +631,9 @@ FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_
 		rc = pg_error(PG_ENOMEM, "kmeans", "work space for %zu rows", n);
 		goto out;
 	}
+	rc = FN(make_xt)(x, n, d, &xt);
+	if (rc < 0)
+		goto out;
 	info->inertia = INFINITY;
 	for (int r = 0; r < n_init; r++) {
 		struct pg_kmeans_info ri;
@@ -493,11 +647,11 @@ FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_
 			if (rc < 0)
 				goto out;
 		} else {
-			rc = FN(plusplus)(x, n, d, k, &rng, init);
+			rc = FN(plusplus)(x, xt, n, d, k, &rng, init);
 			if (rc < 0)
 				goto out;
 		}
-		rc = FN(single)(x, n, d, p, init, tol_abs, lab, cen, &ri);
+		rc = FN(single)(x, xt, n, d, p, init, tol_abs, lab, cen, &ri);
 		if (rc < 0)
 			goto out;
 		if (ri.inertia < info->inertia) {
@@ -507,12 +661,27 @@ FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_
 		}
 	}
 out:
+	free(xt);
 	free(lab);
 	free(init);
 	free(cen);
 	return rc;
 }
 
+/* k-means++ alone (pg_kmeans_plusplus). */
+static int
+FN(plusplus_alone)(const T *x, size_t n, size_t d, size_t k, struct km_rng *rng, double *centers)
+{
+	T *xt;
+	int rc = FN(make_xt)(x, n, d, &xt);
+
+	if (rc == 0)
+		rc = FN(plusplus)(x, xt, n, d, k, rng, centers);
+	free(xt);
+	return rc;
+}
+
 #undef FN
+#undef KM_L
 #undef KM_CAT
 #undef KM_CAT2
