@@ -200,6 +200,9 @@ load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out)
 				return pg_error(PG_EFORMAT, "load",
 						"%s:%zu: column '%s' is negative", name, lineno,
 						cols[i]);
+		if (v[0] < 0 || v[0] > 9e15)
+			return pg_error(PG_EFORMAT, "load", "%s:%zu: timestamp %.17g out of range",
+					name, lineno, v[0]);
 		/* The published files carry seconds despite the "[ms]" header. */
 		s.ts_ms = v[0] < 1e11 ? (int64_t)(v[0] * 1000.0) : (int64_t)v[0];
 		s.v[PG_LOAD_CPU] = v[4];
