@@ -379,8 +379,13 @@ feed_estimator(struct pg_load_est *e, const char *spec, struct rejected **rej, s
 
 			if (rc == PG_ENOMEM)
 				goto out;
-			fprintf(stderr, "payguard: load estimate: skipped VM '%s': %s\n",
-				s.vm[0] ? s.vm : "?", pg_last_error());
+			/* The detail usually names the VM (or its file) already. */
+			if (s.vm[0] && strstr(pg_last_error(), s.vm))
+				fprintf(stderr, "payguard: load estimate: skipped: %s\n",
+					pg_last_error());
+			else
+				fprintf(stderr, "payguard: load estimate: skipped VM '%s': %s\n",
+					s.vm[0] ? s.vm : "?", pg_last_error());
 			r = realloc(*rej, (*nrej + 1) * sizeof(**rej));
 			if (!r) {
 				rc = pg_error(PG_ENOMEM, "load", "rejected list");
