@@ -17,6 +17,8 @@
 #define KM_CHUNK   4096
 #define KM_B	   16
 #define KM_SMALL_D 16
+#define KM_VBYTES  32  /* bytes per explicit vector */
+#define KM_ACC_MAX 256 /* k * d up to which sums use vector lanes (16 KB of stack) */
 
 enum { KM_FULL, KM_HAMERLY, KM_ESTEP };
 

@@ -35,10 +35,10 @@ FN(sqdist)(const T *restrict x, const T *restrict c, size_t d)
  * below, which lets the compiler unroll the common small dimensions.
  * Ties go to the lower center index, as numpy's argmin.
  */
-/* One native AVX-512 register of T (GCC splits it on narrower targets). */
-typedef T FN(vec) __attribute__((vector_size(64)));
-typedef ITYPE FN(ivec) __attribute__((vector_size(64)));
-#define KM_L (64 / sizeof(T))
+/* One AVX2 register of T: native on AVX2 and AVX-512, two halves on SSE2. */
+typedef T FN(vec) __attribute__((vector_size(KM_VBYTES)));
+typedef ITYPE FN(ivec) __attribute__((vector_size(KM_VBYTES)));
+#define KM_L (KM_VBYTES / sizeof(T))
 
 /* a where mask is set, else b (GCC vector extensions; C has no vector ?:). */
 static inline __attribute__((always_inline)) FN(vec) FN(blend)(FN(ivec) mask, FN(vec) a, FN(vec) b)
@@ -106,6 +106,47 @@ FN(nearest_soa)(const T *restrict xt, size_t d, const T *restrict c, size_t k, i
 		break;
 	default:
 		FN(soa_body)(xt, d, c, k, bl, bd, sd);
+	}
+}
+
+/*
+ * Adds a block's points to per-cluster lane sums (acc[c * D + j], vectors of
+ * T) under a label mask; the lanes are reduced into double once per chunk.
+ * Labels past nb (padding) are -1 and match no cluster.
+ */
+static inline __attribute__((always_inline)) void
+FN(accum_body)(const T *restrict xt, const int32_t *restrict lab, size_t nb, size_t D, size_t k,
+	       FN(vec) *restrict acc)
+{
+	for (size_t h = 0; h < KM_B / KM_L; h++) {
+		T lf[KM_L];
+		FN(vec) lv, xv[KM_SMALL_D];
+
+		for (size_t i = 0; i < KM_L; i++)
+			lf[i] = h * KM_L + i < nb ? (T)lab[h * KM_L + i] : (T)-1;
+		memcpy(&lv, lf, sizeof(lv));
+		for (size_t j = 0; j < D; j++)
+			memcpy(&xv[j], xt + j * KM_B + h * KM_L, sizeof(xv[j]));
+		for (size_t c = 0; c < k; c++) {
+			FN(ivec) mask = lv == (T)c;
+			for (size_t j = 0; j < D; j++)
+				acc[c * D + j] += (FN(vec))((FN(ivec))xv[j] & mask);
+		}
+	}
+}
+
+KM_CLONES static void
+FN(accum_soa)(const T *restrict xt, const int32_t *restrict lab, size_t n, size_t d, size_t k,
+	      FN(vec) *restrict acc)
+{
+	for (size_t i = 0; i < n; i += KM_B) {
+		size_t nb = n - i < KM_B ? n - i : KM_B;
+		const T *blk = xt + (i / KM_B) * d * KM_B;
+
+		if (d == 4)
+			FN(accum_body)(blk, lab + i, nb, 4, k, acc);
+		else
+			FN(accum_body)(blk, lab + i, nb, d, k, acc);
 	}
 }
 
@@ -199,9 +240,8 @@ FN(chunk)(void *arg, size_t ci)
 
 			if (m->xt)
 				FN(nearest_soa)
-				(m->xt + (i / KM_B) * d * KM_B, d, m->c, k, bl, bd, sd);
-			else
-				FN(nearest_rows)(m->x + i * d, nb, d, m->c, k, bl, bd, sd);
+			(m->xt + (i / KM_B) * d * KM_B, d, m->c, k, bl, bd, sd);
+			else FN(nearest_rows)(m->x + i * d, nb, d, m->c, k, bl, bd, sd);
 			for (size_t b = 0; b < nb; b++) {
 				changed += m->labels[i + b] != bl[b];
 				m->labels[i + b] = bl[b];
@@ -238,10 +278,27 @@ FN(chunk)(void *arg, size_t ci)
 	if (!ps)
 		return;
 	memset(ps, 0, k * (d + 1) * sizeof(*ps));
-	if (d == 4)
+	if (m->xt && k * d <= KM_ACC_MAX) {
+		/* Vector lane sums over the chunk, then one reduction into double. */
+		FN(vec) acc[KM_ACC_MAX];
+
+		memset(acc, 0, k * d * sizeof(acc[0]));
+		FN(accum_soa)(m->xt + (lo / KM_B) * d * KM_B, m->labels + lo, hi - lo, d, k, acc);
+		for (size_t c = 0; c < k * d; c++) {
+			T lanes[KM_L];
+			double sum = 0;
+			memcpy(lanes, &acc[c], sizeof(lanes));
+			for (size_t l = 0; l < KM_L; l++)
+				sum += (double)lanes[l];
+			ps[c] = sum;
+		}
+		for (size_t i = lo; i < hi; i++)
+			ps[k * d + (size_t)m->labels[i]] += 1.0;
+	} else if (d == 4) {
 		FN(accumulate)(m->x, m->labels, lo, hi, 4, k, ps);
-	else
+	} else {
 		FN(accumulate)(m->x, m->labels, lo, hi, d, k, ps);
+	}
 }
 
 /* Squared distances of all points (transposed blocks) to one point p. */
