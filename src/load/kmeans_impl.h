@@ -52,19 +52,20 @@ FN(soa_body)(const T *restrict xt, size_t D, const T *restrict c, size_t k, int3
 {
 	/* Explicit vectors: the compiler's own vectoriser shuffled too much here. */
 	for (size_t h = 0; h < KM_B / KM_L; h++) {
-		const T *xh = xt + h * KM_L;
 		FN(vec) best = (FN(vec)){0} + (T)INFINITY, second = best, lab = {0};
+		FN(vec) xv[KM_SMALL_D];
 		T labs[KM_L];
 
+		/* Loaded once per block; registers when D is a constant. */
+		for (size_t j = 0; j < D; j++)
+			memcpy(&xv[j], xt + j * KM_B + h * KM_L, sizeof(xv[j]));
 		for (size_t ci = 0; ci < k; ci++) {
 			FN(vec) acc = {0};
 			FN(ivec) lt, lt2;
 			const T *cc = c + ci * D;
 
 			for (size_t j = 0; j < D; j++) {
-				FN(vec) xv, t;
-				memcpy(&xv, xh + j * KM_B, sizeof(xv));
-				t = xv - cc[j];
+				FN(vec) t = xv[j] - cc[j];
 				acc += t * t;
 			}
 			lt = acc < best;
@@ -114,17 +115,18 @@ FN(nearest_soa)(const T *restrict xt, size_t d, const T *restrict c, size_t k, i
  * T) under a label mask; the lanes are reduced into double once per chunk.
  * Labels past nb (padding) are -1 and match no cluster.
  */
+typedef int32_t FN(lvec) __attribute__((vector_size(KM_L * sizeof(int32_t))));
+
 static inline __attribute__((always_inline)) void
-FN(accum_body)(const T *restrict xt, const int32_t *restrict lab, size_t nb, size_t D, size_t k,
+FN(accum_body)(const T *restrict xt, const int32_t *restrict lab, size_t D, size_t k,
 	       FN(vec) *restrict acc)
 {
 	for (size_t h = 0; h < KM_B / KM_L; h++) {
-		T lf[KM_L];
+		FN(lvec) li;
 		FN(vec) lv, xv[KM_SMALL_D];
 
-		for (size_t i = 0; i < KM_L; i++)
-			lf[i] = h * KM_L + i < nb ? (T)lab[h * KM_L + i] : (T)-1;
-		memcpy(&lv, lf, sizeof(lv));
+		memcpy(&li, lab + h * KM_L, sizeof(li));
+		lv = __builtin_convertvector(li, FN(vec));
 		for (size_t j = 0; j < D; j++)
 			memcpy(&xv[j], xt + j * KM_B + h * KM_L, sizeof(xv[j]));
 		for (size_t c = 0; c < k; c++) {
@@ -140,13 +142,20 @@ FN(accum_soa)(const T *restrict xt, const int32_t *restrict lab, size_t n, size_
 	      FN(vec) *restrict acc)
 {
 	for (size_t i = 0; i < n; i += KM_B) {
-		size_t nb = n - i < KM_B ? n - i : KM_B;
 		const T *blk = xt + (i / KM_B) * d * KM_B;
+		const int32_t *l = lab + i;
+		int32_t pad[KM_B];
 
+		if (n - i < KM_B) {
+			/* The last, partial block: padding points match no cluster. */
+			for (size_t b = 0; b < KM_B; b++)
+				pad[b] = i + b < n ? lab[i + b] : -1;
+			l = pad;
+		}
 		if (d == 4)
-			FN(accum_body)(blk, lab + i, nb, 4, k, acc);
+			FN(accum_body)(blk, l, 4, k, acc);
 		else
-			FN(accum_body)(blk, lab + i, nb, d, k, acc);
+			FN(accum_body)(blk, l, d, k, acc);
 	}
 }
 
@@ -238,10 +247,12 @@ FN(chunk)(void *arg, size_t ci)
 		for (size_t i = lo; i < hi; i += KM_B) {
 			size_t nb = hi - i < KM_B ? hi - i : KM_B;
 
-			if (m->xt)
+			if (m->xt) {
 				FN(nearest_soa)
-			(m->xt + (i / KM_B) * d * KM_B, d, m->c, k, bl, bd, sd);
-			else FN(nearest_rows)(m->x + i * d, nb, d, m->c, k, bl, bd, sd);
+				(m->xt + (i / KM_B) * d * KM_B, d, m->c, k, bl, bd, sd);
+			} else {
+				FN(nearest_rows)(m->x + i * d, nb, d, m->c, k, bl, bd, sd);
+			}
 			for (size_t b = 0; b < nb; b++) {
 				changed += m->labels[i + b] != bl[b];
 				m->labels[i + b] = bl[b];
