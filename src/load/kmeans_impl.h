@@ -57,14 +57,15 @@ FN(soa_body)(const T *restrict xt, size_t D, const T *restrict c, size_t k, int3
 		T labs[KM_L];
 
 		/* Loaded once per block; registers when D is a constant. */
-		for (size_t j = 0; j < D; j++)
-			memcpy(&xv[j], xt + j * KM_B + h * KM_L, sizeof(xv[j]));
+		_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
+		    memcpy(&xv[j], xt + j * KM_B + h * KM_L, sizeof(xv[j]));
 		for (size_t ci = 0; ci < k; ci++) {
 			FN(vec) acc = {0};
 			FN(ivec) lt, lt2;
 			const T *cc = c + ci * D;
 
-			for (size_t j = 0; j < D; j++) {
+			_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
+			{
 				FN(vec) t = xv[j] - cc[j];
 				acc += t * t;
 			}
@@ -127,12 +128,12 @@ FN(accum_body)(const T *restrict xt, const int32_t *restrict lab, size_t D, size
 
 		memcpy(&li, lab + h * KM_L, sizeof(li));
 		lv = __builtin_convertvector(li, FN(vec));
-		for (size_t j = 0; j < D; j++)
-			memcpy(&xv[j], xt + j * KM_B + h * KM_L, sizeof(xv[j]));
+		_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
+		    memcpy(&xv[j], xt + j * KM_B + h * KM_L, sizeof(xv[j]));
 		for (size_t c = 0; c < k; c++) {
 			FN(ivec) mask = lv == (T)c;
-			for (size_t j = 0; j < D; j++)
-				acc[c * D + j] += (FN(vec))((FN(ivec))xv[j] & mask);
+			_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++) acc[c * D + j] +=
+			    (FN(vec))((FN(ivec))xv[j] & mask);
 		}
 	}
 }
@@ -225,8 +226,7 @@ FN(accumulate)(const T *restrict x, const int32_t *restrict labels, size_t lo, s
 		const T *xi = x + i * D;
 		double *s = ps + (size_t)labels[i] * D;
 
-		for (size_t j = 0; j < D; j++)
-			s[j] += (double)xi[j];
+		_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++) s[j] += (double)xi[j];
 		ps[k * D + (size_t)labels[i]] += 1.0;
 	}
 }
@@ -320,7 +320,8 @@ FN(dist_body)(const T *restrict xt, size_t nblocks, size_t D, const T *restrict 
 		const T *xh = xt + (b / (KM_B / KM_L)) * D * KM_B + (b % (KM_B / KM_L)) * KM_L;
 		FN(vec) acc = {0};
 
-		for (size_t j = 0; j < D; j++) {
+		_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
+		{
 			FN(vec) xv, t;
 			memcpy(&xv, xh + j * KM_B, sizeof(xv));
 			t = xv - p[j];
