@@ -150,10 +150,11 @@ bench_twolevel(char **av)
 		const float *src = feat + v * ns * 4;
 		for (size_t i = 0; i < ns * 4; i++)
 			f[i] = src[i];
-		pg_kmeans_plusplus(f, PG_KMEANS_F64, ns, 4, k1, p.seed + v, init1 + v * k1 * 4);
+		/* The estimator's first level is float32 (docs/load.md). */
+		pg_kmeans_plusplus(src, PG_KMEANS_F32, ns, 4, k1, p.seed + v, init1 + v * k1 * 4);
 		pg_kmeans_params_init(&kp, k1);
 		kp.init = init1 + v * k1 * 4;
-		pg_kmeans_fit(f, PG_KMEANS_F64, ns, 4, &kp, lab, c1, &info);
+		pg_kmeans_fit(src, PG_KMEANS_F32, ns, 4, &kp, lab, c1, &info);
 		inertia1 += info.inertia;
 		memcpy(chars + v * 4, pg_load_est_vm(e, v)->feat, 4 * sizeof(double));
 	}

@@ -130,7 +130,7 @@ def _sk_init(path, vms, samples):
 
 def _sk_vm(args):
     v, init = args
-    X = np.asarray(_feat[v], dtype=np.float64)
+    X = np.asarray(_feat[v])  # float32, as payguard's first level
     km = KMeans(n_clusters=init.shape[0], init=init, n_init=1, algorithm="lloyd", tol=1e-4,
                 max_iter=300).fit(X)
     share = np.bincount(km.labels_, minlength=init.shape[0]) / X.shape[0]

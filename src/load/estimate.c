@@ -57,9 +57,13 @@ pg_load_features(const struct pg_load_sample *s, double f[PG_LOAD_NFEAT])
 	f[3] = net > 0 ? net / (net + NET_REF) : 0;
 }
 
-int
-pg_load_characteristic(const double *f, size_t n, size_t k1, double peak_share, uint64_t seed,
-		       double out[PG_LOAD_NFEAT])
+/*
+ * The first level runs in float32: features live in [0, 1] and seven digits
+ * are far more than their noise, while float32 vectors hold twice the points.
+ */
+static int
+characteristic_f32(const float *f, size_t n, size_t k1, double peak_share, uint64_t seed,
+		   double out[PG_LOAD_NFEAT])
 {
 	struct pg_kmeans_params p;
 	struct pg_kmeans_info info;
@@ -74,7 +78,7 @@ pg_load_characteristic(const double *f, size_t n, size_t k1, double peak_share, 
 	}
 	pg_kmeans_params_init(&p, k1);
 	p.seed = seed;
-	rc = pg_kmeans_fit(f, PG_KMEANS_F64, n, PG_LOAD_NFEAT, &p, lab, c, &info);
+	rc = pg_kmeans_fit(f, PG_KMEANS_F32, n, PG_LOAD_NFEAT, &p, lab, c, &info);
 	if (rc < 0)
 		goto out;
 	for (size_t i = 0; i < n; i++)
@@ -98,6 +102,22 @@ out:
 	return rc;
 }
 
+int
+pg_load_characteristic(const double *f, size_t n, size_t k1, double peak_share, uint64_t seed,
+		       double out[PG_LOAD_NFEAT])
+{
+	float *ff = malloc(n * PG_LOAD_NFEAT * sizeof(float));
+	int rc;
+
+	if (!ff)
+		return pg_error(PG_ENOMEM, "load", "first level work space");
+	for (size_t i = 0; i < n * PG_LOAD_NFEAT; i++)
+		ff[i] = (float)f[i];
+	rc = characteristic_f32(ff, n, k1, peak_share, seed, out);
+	free(ff);
+	return rc;
+}
+
 double
 pg_load_value(const double feat[PG_LOAD_NFEAT])
 {
@@ -112,7 +132,7 @@ pg_load_value(const double feat[PG_LOAD_NFEAT])
 }
 
 struct pending {
-	double *f; /* n x NFEAT */
+	float *f; /* n x NFEAT */
 	size_t n;
 	size_t vm; /* index into e->vms */
 };
@@ -181,8 +201,8 @@ batch_main(void *arg)
 		struct pg_load_vm *vm = &e->vms[b->vm];
 
 		/* Seeded per VM so the result does not depend on batching or threads. */
-		e->batch_rc[i] = pg_load_characteristic(b->f, b->n, e->p.k1, e->p.peak_share,
-							e->p.seed + b->vm, vm->feat);
+		e->batch_rc[i] = characteristic_f32(b->f, b->n, e->p.k1, e->p.peak_share,
+						    e->p.seed + b->vm, vm->feat);
 		if (e->batch_rc[i] < 0)
 			snprintf(e->batch_err[i], sizeof(e->batch_err[i]), "%s", pg_last_error());
 		vm->load = pg_load_value(vm->feat);
@@ -248,10 +268,11 @@ pg_load_est_add_features(struct pg_load_est *e, const char *vm, const double *f,
 		e->cap = ncap;
 	}
 	b = &e->batch[e->nbatch];
-	b->f = malloc(n * PG_LOAD_NFEAT * sizeof(double));
+	b->f = malloc(n * PG_LOAD_NFEAT * sizeof(float));
 	if (!b->f)
 		return pg_error(PG_ENOMEM, "load", "VM '%s': %zu samples", vm, n);
-	memcpy(b->f, f, n * PG_LOAD_NFEAT * sizeof(double));
+	for (size_t i = 0; i < n * PG_LOAD_NFEAT; i++)
+		b->f[i] = (float)f[i];
 	b->n = n;
 	b->vm = e->nvms;
 	memset(&e->vms[e->nvms], 0, sizeof(e->vms[0]));

@@ -47,8 +47,8 @@ static inline __attribute__((always_inline)) FN(vec) FN(blend)(FN(ivec) mask, FN
 }
 
 static inline __attribute__((always_inline)) void
-FN(soa_body)(const T *restrict xt, size_t D, const T *restrict c, size_t k, int32_t *restrict bl,
-	     T *restrict bd, T *restrict sd)
+FN(soa_body)(const T *restrict xt, size_t D, const FN(vec) *restrict cv, size_t k,
+	     int32_t *restrict bl, T *restrict bd, T *restrict sd, int want_second)
 {
 	/* Explicit vectors: the compiler's own vectoriser shuffled too much here. */
 	for (size_t h = 0; h < KM_B / KM_L; h++) {
@@ -62,7 +62,7 @@ FN(soa_body)(const T *restrict xt, size_t D, const T *restrict c, size_t k, int3
 		for (size_t ci = 0; ci < k; ci++) {
 			FN(vec) acc = {0};
 			FN(ivec) lt, lt2;
-			const T *cc = c + ci * D;
+			const FN(vec) *cc = cv + ci * D;
 
 			_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
 			{
@@ -70,13 +70,17 @@ FN(soa_body)(const T *restrict xt, size_t D, const T *restrict c, size_t k, int3
 				acc += t * t;
 			}
 			lt = acc < best;
-			lt2 = acc < second;
-			second = FN(blend)(lt, best, FN(blend)(lt2, acc, second));
+			/* Lloyd needs no second-nearest: only Hamerly's bounds do. */
+			if (want_second) {
+				lt2 = acc < second;
+				second = FN(blend)(lt, best, FN(blend)(lt2, acc, second));
+			}
 			best = FN(blend)(lt, acc, best);
 			lab = FN(blend)(lt, (FN(vec)){0} + (T)ci, lab);
 		}
 		memcpy(bd + h * KM_L, &best, sizeof(best));
-		memcpy(sd + h * KM_L, &second, sizeof(second));
+		if (want_second)
+			memcpy(sd + h * KM_L, &second, sizeof(second));
 		memcpy(labs, &lab, sizeof(lab));
 		for (size_t i = 0; i < KM_L; i++)
 			bl[h * KM_L + i] = (int32_t)labs[i];
@@ -84,31 +88,33 @@ FN(soa_body)(const T *restrict xt, size_t D, const T *restrict c, size_t k, int3
 }
 
 KM_CLONES static void
-FN(nearest_soa)(const T *restrict xt, size_t d, const T *restrict c, size_t k, int32_t *restrict bl,
-		T *restrict bd, T *restrict sd)
+FN(nearest_soa)(const T *restrict xt, size_t d, const FN(vec) *restrict c, size_t k,
+		int32_t *restrict bl, T *restrict bd, T *restrict sd, int want_second)
 {
+	/* Constant D and want_second at each call: the compiler specialises. */
+#define KM_SOA(D)                                                                                  \
+	(want_second ? FN(soa_body)(xt, D, c, k, bl, bd, sd, 1)                                    \
+		     : FN(soa_body)(xt, D, c, k, bl, bd, sd, 0))
 	switch (d) {
-	case 1:
-		FN(soa_body)(xt, 1, c, k, bl, bd, sd);
-		break;
 	case 2:
-		FN(soa_body)(xt, 2, c, k, bl, bd, sd);
+		KM_SOA(2);
 		break;
 	case 3:
-		FN(soa_body)(xt, 3, c, k, bl, bd, sd);
+		KM_SOA(3);
 		break;
 	case 4:
-		FN(soa_body)(xt, 4, c, k, bl, bd, sd);
+		KM_SOA(4);
 		break;
 	case 8:
-		FN(soa_body)(xt, 8, c, k, bl, bd, sd);
+		KM_SOA(8);
 		break;
 	case 16:
-		FN(soa_body)(xt, 16, c, k, bl, bd, sd);
+		KM_SOA(16);
 		break;
 	default:
-		FN(soa_body)(xt, d, c, k, bl, bd, sd);
+		KM_SOA(d);
 	}
+#undef KM_SOA
 }
 
 /*
@@ -120,7 +126,7 @@ typedef int32_t FN(lvec) __attribute__((vector_size(KM_L * sizeof(int32_t))));
 
 static inline __attribute__((always_inline)) void
 FN(accum_body)(const T *restrict xt, const int32_t *restrict lab, size_t D, size_t k,
-	       FN(vec) *restrict acc)
+	       FN(vec) *restrict acc, FN(ivec) *restrict cnt)
 {
 	for (size_t h = 0; h < KM_B / KM_L; h++) {
 		FN(lvec) li;
@@ -132,6 +138,7 @@ FN(accum_body)(const T *restrict xt, const int32_t *restrict lab, size_t D, size
 		    memcpy(&xv[j], xt + j * KM_B + h * KM_L, sizeof(xv[j]));
 		for (size_t c = 0; c < k; c++) {
 			FN(ivec) mask = lv == (T)c;
+			cnt[c] -= mask; /* a set mask lane is -1 */
 			_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++) acc[c * D + j] +=
 			    (FN(vec))((FN(ivec))xv[j] & mask);
 		}
@@ -140,7 +147,7 @@ FN(accum_body)(const T *restrict xt, const int32_t *restrict lab, size_t D, size
 
 KM_CLONES static void
 FN(accum_soa)(const T *restrict xt, const int32_t *restrict lab, size_t n, size_t d, size_t k,
-	      FN(vec) *restrict acc)
+	      FN(vec) *restrict acc, FN(ivec) *restrict cnt)
 {
 	for (size_t i = 0; i < n; i += KM_B) {
 		const T *blk = xt + (i / KM_B) * d * KM_B;
@@ -154,9 +161,9 @@ FN(accum_soa)(const T *restrict xt, const int32_t *restrict lab, size_t n, size_
 			l = pad;
 		}
 		if (d == 4)
-			FN(accum_body)(blk, l, 4, k, acc);
+			FN(accum_body)(blk, l, 4, k, acc, cnt);
 		else
-			FN(accum_body)(blk, l, d, k, acc);
+			FN(accum_body)(blk, l, d, k, acc, cnt);
 	}
 }
 
@@ -206,6 +213,7 @@ struct FN(km) {
 	const T *xt; /* blocks of KM_B transposed points, when d <= KM_SMALL_D */
 	size_t n, d, k;
 	T *c;		 /* current centers, k x d */
+	FN(vec) * cv;	 /* the same, each value splatted over a vector (with xt) */
 	int32_t *labels; /* n */
 	double *ub, *lb; /* Hamerly bounds (distances, not squared) */
 	double *half;	 /* Hamerly: half the distance to the nearest other center */
@@ -249,7 +257,8 @@ FN(chunk)(void *arg, size_t ci)
 
 			if (m->xt) {
 				FN(nearest_soa)
-				(m->xt + (i / KM_B) * d * KM_B, d, m->c, k, bl, bd, sd);
+				(m->xt + (i / KM_B) * d * KM_B, d, m->cv, k, bl, bd, sd,
+				 m->ub != NULL);
 			} else {
 				FN(nearest_rows)(m->x + i * d, nb, d, m->c, k, bl, bd, sd);
 			}
@@ -289,12 +298,15 @@ FN(chunk)(void *arg, size_t ci)
 	if (!ps)
 		return;
 	memset(ps, 0, k * (d + 1) * sizeof(*ps));
-	if (m->xt && k * d <= KM_ACC_MAX) {
+	if (m->xt && k * d <= KM_ACC_MAX && k <= KM_ACC_MAX / 4) {
 		/* Vector lane sums over the chunk, then one reduction into double. */
 		FN(vec) acc[KM_ACC_MAX];
+		FN(ivec) cnt[KM_ACC_MAX / 4];
 
 		memset(acc, 0, k * d * sizeof(acc[0]));
-		FN(accum_soa)(m->xt + (lo / KM_B) * d * KM_B, m->labels + lo, hi - lo, d, k, acc);
+		memset(cnt, 0, k * sizeof(cnt[0]));
+		FN(accum_soa)
+		(m->xt + (lo / KM_B) * d * KM_B, m->labels + lo, hi - lo, d, k, acc, cnt);
 		for (size_t c = 0; c < k * d; c++) {
 			T lanes[KM_L];
 			double sum = 0;
@@ -303,8 +315,14 @@ FN(chunk)(void *arg, size_t ci)
 				sum += (double)lanes[l];
 			ps[c] = sum;
 		}
-		for (size_t i = lo; i < hi; i++)
-			ps[k * d + (size_t)m->labels[i]] += 1.0;
+		for (size_t c = 0; c < k; c++) {
+			ITYPE lanes[KM_L];
+			double sum = 0;
+			memcpy(lanes, &cnt[c], sizeof(lanes));
+			for (size_t l = 0; l < KM_L; l++)
+				sum += (double)lanes[l];
+			ps[k * d + c] = sum;
+		}
 	} else if (d == 4) {
 		FN(accumulate)(m->x, m->labels, lo, hi, 4, k, ps);
 	} else {
@@ -543,6 +561,16 @@ FN(relocate)(struct FN(km) * m, double *sums, double *cnt, size_t nempty)
 	return (int)e;
 }
 
+/* Refreshes the splatted centers the vector kernels read. */
+static void
+FN(splat)(struct FN(km) * m)
+{
+	if (!m->cv)
+		return;
+	for (size_t i = 0; i < m->k * m->d; i++)
+		m->cv[i] = (FN(vec)){0} + m->c[i];
+}
+
 /* One run from given initial centers; sklearn's convergence rules. */
 static int
 FN(single)(const T *x, const T *xt, size_t n, size_t d, const struct pg_kmeans_params *p,
@@ -557,6 +585,13 @@ FN(single)(const T *x, const T *xt, size_t n, size_t d, const struct pg_kmeans_p
 	int hamerly = p->algo == PG_KMEANS_HAMERLY;
 
 	m.xt = xt;
+	if (xt) {
+		m.cv = aligned_alloc(KM_VBYTES, k * d * sizeof(FN(vec)));
+		if (!m.cv) {
+			rc = pg_error(PG_ENOMEM, "kmeans", "work space for %zu centers", k);
+			goto out;
+		}
+	}
 	m.c = malloc(k * d * sizeof(T));
 	sums = malloc(k * (d + 1) * sizeof(double));
 	m.part = malloc(nchunks * k * (d + 1) * sizeof(double));
@@ -575,6 +610,7 @@ FN(single)(const T *x, const T *xt, size_t n, size_t d, const struct pg_kmeans_p
 	cnt = sums + k * d;
 	for (size_t i = 0; i < k * d; i++)
 		m.c[i] = (T)init[i];
+	FN(splat)(&m);
 	for (size_t i = 0; i < n; i++)
 		labels[i] = -1;
 	for (it = 0; it < p->max_iter; it++) {
@@ -612,6 +648,7 @@ FN(single)(const T *x, const T *xt, size_t n, size_t d, const struct pg_kmeans_p
 			m.shift[c] = sqrt(sh);
 			shift_tot += sh;
 		}
+		FN(splat)(&m);
 		if (changed == 0) {
 			strict = 1;
 			it++;
@@ -664,6 +701,7 @@ FN(single)(const T *x, const T *xt, size_t n, size_t d, const struct pg_kmeans_p
 	for (size_t i = 0; i < k * d; i++)
 		centers[i] = (double)m.c[i];
 out:
+	free(m.cv);
 	free(m.c);
 	free(sums);
 	free(m.part);
