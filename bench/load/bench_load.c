@@ -198,7 +198,17 @@ bench_stream(char **av)
 	}
 	if (pg_load_est_finish(e) < 0)
 		return 1;
-	getrusage(RUSAGE_SELF, &ru);
+	/* VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the parent. */
+	ru.ru_maxrss = 0;
+	{
+		FILE *st = fopen("/proc/self/status", "r");
+		char line[256];
+		while (st && fgets(line, sizeof(line), st))
+			if (strncmp(line, "VmHWM:", 6) == 0)
+				ru.ru_maxrss = strtol(line + 6, NULL, 10);
+		if (st)
+			fclose(st);
+	}
 	printf("{\"seconds\": %.3f, \"generator_seconds\": %.3f, \"peak_rss_mb\": %.1f, \"types\": "
 	       "%zu}\n",
 	       (double)(pg_mono_ns() - t0) / 1e9, gen, (double)ru.ru_maxrss / 1024.0,
