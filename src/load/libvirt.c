@@ -18,19 +18,10 @@
 
 #define LV_MAX_DEVS 32
 
-struct lv_counters {
-	char name[128];
-	uint64_t t_ns;
-	double cpu_ns, rd, wr, rx, tx; /* cumulative */
-	double mem_pct;
-	unsigned nvcpu;
-	int seen;
-};
-
 struct lv_state {
 	virConnectPtr conn;
 	char *uri;
-	struct lv_counters *prev;
+	struct load_lv_counters *prev;
 	size_t nprev, cap;
 	int bulk_logged;
 };
@@ -107,7 +98,7 @@ xml_targets(const char *xml, const char *elem, char devs[][64], size_t max)
 
 /* Fills what the bulk call left out, with the per-call functions. */
 static void
-lv_fallback(virDomainPtr dom, struct lv_counters *c, int need_cpu, int need_mem, int need_blk,
+lv_fallback(virDomainPtr dom, struct load_lv_counters *c, int need_cpu, int need_mem, int need_blk,
 	    int need_net)
 {
 	virDomainInfo info;
@@ -198,11 +189,11 @@ suffix(const char *field, const char *prefix, const char *tail)
 }
 
 /* Reads one bulk record; sets which groups were present. */
-static void
-lv_record(const virDomainStatsRecord *r, struct lv_counters *c, int *has_cpu, int *has_mem,
-	  int *has_blk, int *has_net)
+void
+load_lv_record(const virDomainStatsRecord *r, struct load_lv_counters *c, int *has_cpu,
+	       int *has_mem, int *has_blk, int *has_net)
 {
-	double cur = 0, max = 0, rss = -1;
+	double cur = 0, max = 0, rss = -1, avail = 0, unused = -1;
 
 	for (int i = 0; i < r->nparams; i++) {
 		const virTypedParameter *p = &r->params[i];
@@ -218,6 +209,10 @@ lv_record(const virDomainStatsRecord *r, struct lv_counters *c, int *has_cpu, in
 			max = param_num(p);
 		} else if (strcmp(p->field, "balloon.rss") == 0) {
 			rss = param_num(p);
+		} else if (strcmp(p->field, "balloon.available") == 0) {
+			avail = param_num(p);
+		} else if (strcmp(p->field, "balloon.unused") == 0) {
+			unused = param_num(p);
 		} else if (strcmp(p->field, "block.count") == 0) {
 			*has_blk = 1;
 		} else if (suffix(p->field, "block.", ".rd.bytes")) {
@@ -232,7 +227,11 @@ lv_record(const virDomainStatsRecord *r, struct lv_counters *c, int *has_cpu, in
 			c->tx += param_num(p);
 		}
 	}
-	if (cur > 0 && rss >= 0) {
+	/* Guest view first (needs the guest's balloon driver), then host RSS. */
+	if (avail > 0 && unused >= 0) {
+		c->mem_pct = 100.0 * (avail - unused) / avail;
+		*has_mem = 1;
+	} else if (cur > 0 && rss >= 0) {
 		c->mem_pct = 100.0 * rss / cur;
 		*has_mem = 1;
 	} else if (max > 0 && cur > 0) {
@@ -241,7 +240,7 @@ lv_record(const virDomainStatsRecord *r, struct lv_counters *c, int *has_cpu, in
 	}
 }
 
-static struct lv_counters *
+static struct load_lv_counters *
 lv_prev(struct lv_state *s, const char *name)
 {
 	for (size_t i = 0; i < s->nprev; i++)
@@ -265,7 +264,7 @@ lv_poll(void *state, pg_load_sample_cb cb, void *ctx)
 	unsigned groups = VIR_DOMAIN_STATS_STATE | VIR_DOMAIN_STATS_CPU_TOTAL |
 			  VIR_DOMAIN_STATS_BALLOON | VIR_DOMAIN_STATS_VCPU |
 			  VIR_DOMAIN_STATS_INTERFACE | VIR_DOMAIN_STATS_BLOCK;
-	struct lv_counters *now = NULL;
+	struct load_lv_counters *now = NULL;
 	int nrec, reported = 0, rc = 0, fallbacks = 0;
 	uint64_t t = pg_mono_ns();
 	int64_t wall = pg_wall_ms();
@@ -281,14 +280,14 @@ lv_poll(void *state, pg_load_sample_cb cb, void *ctx)
 		goto out;
 	}
 	for (int i = 0; i < nrec; i++) {
-		struct lv_counters *c = &now[i], *p;
+		struct load_lv_counters *c = &now[i], *p;
 		int has_cpu = 0, has_mem = 0, has_blk = 0, has_net = 0;
 		const char *name = virDomainGetName(recs[i]->dom);
 
 		load_set_name(c->name, name ? name : "?", strlen(name ? name : "?"));
 		c->t_ns = t;
 		c->nvcpu = 0;
-		lv_record(recs[i], c, &has_cpu, &has_mem, &has_blk, &has_net);
+		load_lv_record(recs[i], c, &has_cpu, &has_mem, &has_blk, &has_net);
 		if (!has_cpu || !has_mem || !has_blk || !has_net) {
 			fallbacks++;
 			lv_fallback(recs[i]->dom, c, !has_cpu, !has_mem, !has_blk, !has_net);

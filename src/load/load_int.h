@@ -29,6 +29,20 @@ void load_csv_reader_init(struct load_csv_reader *r, FILE *f, const char *name);
 void load_csv_reader_release(struct load_csv_reader *r);
 int load_csv_next(struct load_csv_reader *r, struct pg_load_series *out);
 
+/* libvirt: one domain's cumulative counters, and the bulk-record reader. */
+struct load_lv_counters {
+	char name[128];
+	uint64_t t_ns;
+	double cpu_ns, rd, wr, rx, tx; /* cumulative */
+	double mem_pct;
+	unsigned nvcpu;
+	int seen;
+};
+struct _virDomainStatsRecord;
+/* Reads one virConnectGetAllDomainStats record; says which groups it held. */
+void load_lv_record(const struct _virDomainStatsRecord *r, struct load_lv_counters *c, int *has_cpu,
+		    int *has_mem, int *has_blk, int *has_net);
+
 /* Strict number: the whole field, finite. */
 int load_parse_double(const char *s, double *v);
 /* Copies a VM name, keeping printable ASCII only. */

@@ -1,7 +1,8 @@
 /*
  * Collector parsers on exact inputs: Bitbrains GWA-T-12 lines, our plain CSV
  * with bad rows (the error names file and line, the next VM still comes),
- * the Prometheus query_range parser, the numeric matrix reader, and the
+ * the Prometheus query_range parser, the numeric matrix reader, the reader
+ * of libvirt bulk-stats records (the test driver leaves them empty), and the
  * cgroup v2 collector on a cgroup tree laid out in a temporary folder.
  */
 #include <setjmp.h>
@@ -11,6 +12,7 @@
 #include <cmocka.h>
 
 #include "load/load_int.h"
+#include <libvirt/libvirt.h>
 #include "payguard/error.h"
 #include "payguard/load.h"
 #include "payguard/log.h"
@@ -230,13 +232,69 @@ test_cgroup_tree(void **state)
 	assert_int_equal(system(d), 0);
 }
 
+static virTypedParameter
+tp_ull(const char *field, unsigned long long v)
+{
+	virTypedParameter p;
+
+	memset(&p, 0, sizeof(p));
+	snprintf(p.field, sizeof(p.field), "%s", field);
+	p.type = VIR_TYPED_PARAM_ULLONG;
+	p.value.ul = v;
+	return p;
+}
+
+static void
+test_libvirt_bulk_record(void **state)
+{
+	virTypedParameter ps[16];
+	virDomainStatsRecord r = {NULL, ps, 0};
+	struct load_lv_counters c;
+	int cpu = 0, mem = 0, blk = 0, net = 0;
+
+	(void)state;
+	/* As qemu fills them for GetAllDomainStats (libvirt's documented field names). */
+	ps[r.nparams++] = tp_ull("state.state", 1);
+	ps[r.nparams++] = tp_ull("cpu.time", 5000000000ULL);
+	ps[r.nparams++] = tp_ull("vcpu.current", 2);
+	ps[r.nparams++] = tp_ull("balloon.current", 1048576);
+	ps[r.nparams++] = tp_ull("balloon.maximum", 2097152);
+	ps[r.nparams++] = tp_ull("balloon.rss", 524288);
+	ps[r.nparams++] = tp_ull("block.count", 2);
+	ps[r.nparams++] = tp_ull("block.0.rd.bytes", 1000);
+	ps[r.nparams++] = tp_ull("block.0.wr.bytes", 2000);
+	ps[r.nparams++] = tp_ull("block.1.rd.bytes", 500);
+	ps[r.nparams++] = tp_ull("block.1.rd.reqs", 99999); /* not bytes: ignored */
+	ps[r.nparams++] = tp_ull("net.count", 1);
+	ps[r.nparams++] = tp_ull("net.0.rx.bytes", 300);
+	ps[r.nparams++] = tp_ull("net.0.tx.bytes", 400);
+	memset(&c, 0, sizeof(c));
+	load_lv_record(&r, &c, &cpu, &mem, &blk, &net);
+	assert_true(cpu && mem && blk && net);
+	assert_true(c.cpu_ns == 5e9 && c.nvcpu == 2);
+	assert_true(c.rd == 1500 && c.wr == 2000 && c.rx == 300 && c.tx == 400);
+	assert_true(fabs(c.mem_pct - 50.0) < 1e-9); /* rss / current */
+	/* With the guest's own figures, those win: (available - unused) / available. */
+	ps[r.nparams++] = tp_ull("balloon.available", 1000000);
+	ps[r.nparams++] = tp_ull("balloon.unused", 250000);
+	memset(&c, 0, sizeof(c));
+	load_lv_record(&r, &c, &cpu, &mem, &blk, &net);
+	assert_true(fabs(c.mem_pct - 75.0) < 1e-9);
+	/* Only the state group (what Debian 12's test driver returns): nothing found. */
+	r.nparams = 1;
+	memset(&c, 0, sizeof(c));
+	cpu = mem = blk = net = 0;
+	load_lv_record(&r, &c, &cpu, &mem, &blk, &net);
+	assert_true(!cpu && !mem && !blk && !net);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_bitbrains),	cmocka_unit_test(test_plain_csv),
 	    cmocka_unit_test(test_prom_parse),	cmocka_unit_test(test_matrix),
-	    cmocka_unit_test(test_cgroup_tree),
+	    cmocka_unit_test(test_cgroup_tree), cmocka_unit_test(test_libvirt_bulk_record),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
