@@ -14,21 +14,25 @@
 #include <string.h>
 
 /* Chunk of rows whose partial sums are kept apart: fixes the reduction order. */
-#define KM_CHUNK   4096
-#define KM_B	   16
-#define KM_SMALL_D 16
-#define KM_VBYTES  32  /* bytes per explicit vector */
-#define KM_ACC_MAX 256 /* k * d up to which sums use vector lanes (16 KB of stack) */
+#define KM_CHUNK	 4096
+#define KM_B		 16
+#define KM_AVX512_VBYTES 64
+#define KM_SMALL_D	 16
+#define KM_ACC_MAX	 256 /* k * d up to which sums use vector lanes (16 KB of stack) */
 
 enum { KM_FULL, KM_HAMERLY, KM_ESTEP };
 
-/* x86-64 builds carry an AVX2 copy of the hot kernel, picked at load time. */
+/*
+ * x86-64 GCC builds compile the whole engine three times: AVX-512 (64-byte
+ * vectors), AVX2 + FMA (32-byte) and baseline (16-byte), and pick one by CPU features at run time.
+ * (target_clones would not do: it cannot ask for AVX2 and FMA together, and its arch= clones test
+ * CPU models, which this machine's virtual CPU does not report.)
+ */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
     !defined(__SANITIZE_ADDRESS__)
-#define KM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define KM_CLONES
+#define KM_MULTI 1
 #endif
+#define KM_CLONES
 
 /* xoshiro256** seeded by splitmix64: small, fast, reproducible everywhere. */
 struct km_rng {
@@ -131,9 +135,11 @@ km_parallel(void (*fn)(void *, size_t), void *arg, size_t nchunks, size_t nthrea
 		pthread_join(th[t], NULL);
 }
 
-#define T     double
-#define ITYPE int64_t
-#define SFX   f64
+/* Baseline: 16-byte vectors, what SSE2 (and any target) holds natively. */
+#define KM_VBYTES 16
+#define T	  double
+#define ITYPE	  int64_t
+#define SFX	  f64
 #include "kmeans_impl.h"
 #undef T
 #undef ITYPE
@@ -146,6 +152,94 @@ km_parallel(void (*fn)(void *, size_t), void *arg, size_t nchunks, size_t nthrea
 #undef T
 #undef ITYPE
 #undef SFX
+#undef KM_VBYTES
+
+#ifdef KM_MULTI
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define KM_VBYTES 32
+#define T	  double
+#define ITYPE	  int64_t
+#define SFX	  f64_avx2
+#include "kmeans_impl.h"
+#undef T
+#undef ITYPE
+#undef SFX
+#define T     float
+#define ITYPE int32_t
+#define SFX   f32_avx2
+#include "kmeans_impl.h"
+#undef T
+#undef ITYPE
+#undef SFX
+#undef KM_VBYTES
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx2,fma")
+#define KM_VBYTES KM_AVX512_VBYTES
+#define T	  double
+#define ITYPE	  int64_t
+#define SFX	  f64_avx512
+#include "kmeans_impl.h"
+#undef T
+#undef ITYPE
+#undef SFX
+#define T     float
+#define ITYPE int32_t
+#define SFX   f32_avx512
+#include "kmeans_impl.h"
+#undef T
+#undef ITYPE
+#undef SFX
+#undef KM_VBYTES
+#pragma GCC pop_options
+#endif
+
+/* 2: AVX-512 + FMA, 1: AVX2 + FMA, 0: baseline. Decided once. */
+static int km_isa_level;
+static pthread_once_t km_isa_once = PTHREAD_ONCE_INIT;
+
+static void
+km_isa_init(void)
+{
+#ifdef KM_MULTI
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+	    __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma"))
+		km_isa_level = 2;
+	else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		km_isa_level = 1;
+#endif
+	/* A lower level may be forced, to compare variants (tests, benchmarks). */
+	if (getenv("PAYGUARD_KMEANS_ISA")) {
+		int v = atoi(getenv("PAYGUARD_KMEANS_ISA"));
+		if (v >= 0 && v < km_isa_level)
+			km_isa_level = v;
+	}
+}
+
+static int
+km_isa(void)
+{
+	pthread_once(&km_isa_once, km_isa_init);
+	return km_isa_level;
+}
+
+/* Calls the variant for this CPU. */
+#ifdef KM_MULTI
+#define KM_DISPATCH(fn, ...)                                                                       \
+	do {                                                                                       \
+		int isa_ = km_isa();                                                               \
+		if (isa_ == 2)                                                                     \
+			return fn##_avx512(__VA_ARGS__);                                           \
+		if (isa_ == 1)                                                                     \
+			return fn##_avx2(__VA_ARGS__);                                             \
+		return fn(__VA_ARGS__);                                                            \
+	} while (0)
+#else
+#define KM_DISPATCH(fn, ...) return fn(__VA_ARGS__)
+#endif
 
 void
 pg_kmeans_params_init(struct pg_kmeans_params *p, size_t k)
@@ -188,8 +282,8 @@ pg_kmeans_fit(const void *x, int dtype, size_t n, size_t d, const struct pg_kmea
 	if (!info)
 		info = &tmp;
 	if (dtype == PG_KMEANS_F64)
-		return fit_f64(x, n, d, p, labels, centers, info);
-	return fit_f32(x, n, d, p, labels, centers, info);
+		KM_DISPATCH(fit_f64, x, n, d, p, labels, centers, info);
+	KM_DISPATCH(fit_f32, x, n, d, p, labels, centers, info);
 }
 
 int
@@ -203,8 +297,8 @@ pg_kmeans_plusplus(const void *x, int dtype, size_t n, size_t d, size_t k, uint6
 		return rc;
 	km_rng_seed(&rng, seed);
 	if (dtype == PG_KMEANS_F64)
-		return plusplus_alone_f64(x, n, d, k, &rng, centers);
-	return plusplus_alone_f32(x, n, d, k, &rng, centers);
+		KM_DISPATCH(plusplus_alone_f64, x, n, d, k, &rng, centers);
+	KM_DISPATCH(plusplus_alone_f32, x, n, d, k, &rng, centers);
 }
 
 int
