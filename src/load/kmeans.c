@@ -196,6 +196,7 @@ km_parallel(void (*fn)(void *, size_t), void *arg, size_t nchunks, size_t nthrea
 #pragma GCC pop_options
 #endif
 
+#ifdef KM_MULTI
 /* 2: AVX-512 + FMA, 1: AVX2 + FMA, 0: baseline. Decided once. */
 static int km_isa_level;
 static pthread_once_t km_isa_once = PTHREAD_ONCE_INIT;
@@ -203,14 +204,12 @@ static pthread_once_t km_isa_once = PTHREAD_ONCE_INIT;
 static void
 km_isa_init(void)
 {
-#ifdef KM_MULTI
 	__builtin_cpu_init();
 	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
 	    __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma"))
 		km_isa_level = 2;
 	else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
 		km_isa_level = 1;
-#endif
 	/* A lower level may be forced, to compare variants (tests, benchmarks). */
 	if (getenv("PAYGUARD_KMEANS_ISA")) {
 		int v = atoi(getenv("PAYGUARD_KMEANS_ISA"));
@@ -225,6 +224,7 @@ km_isa(void)
 	pthread_once(&km_isa_once, km_isa_init);
 	return km_isa_level;
 }
+#endif
 
 /* Calls the variant for this CPU. */
 #ifdef KM_MULTI
