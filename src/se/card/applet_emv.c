@@ -178,9 +178,9 @@ pay_select(struct gp_inst *in, int chn, struct pg_buf *b)
 }
 
 static uint16_t
-out(const struct pg_buf *b, uint8_t *resp, size_t *rlen)
+out(const struct pg_buf *b, uint8_t *resp, size_t *rlen, size_t cap)
 {
-	if (b->len > *rlen) {
+	if (b->len > cap) {
 		*rlen = 0;
 		return PG_SW_WRONG_LENGTH;
 	}
@@ -196,7 +196,7 @@ gpo(struct gp_inst *in, const struct pg_capdu *c, uint8_t *resp, size_t *rlen)
 	struct pay_v *v = (struct pay_v *)in->v;
 	struct pg_buf b = PG_BUF_INIT(64);
 	uint8_t afl[8];
-	size_t m, an = 0;
+	size_t m, an = 0, cap = *rlen;
 	unsigned atc;
 	uint16_t sw;
 
@@ -223,7 +223,7 @@ gpo(struct gp_inst *in, const struct pg_capdu *c, uint8_t *resp, size_t *rlen)
 	    pg_tlv_append(&b, 0x94, afl, an) < 0 || pg_tlv_close(&b, m) < 0)
 		sw = PG_SW_UNKNOWN;
 	else
-		sw = out(&b, resp, rlen);
+		sw = out(&b, resp, rlen, cap);
 	pg_buf_release(&b);
 	return sw;
 }
@@ -232,6 +232,7 @@ static uint16_t
 read_record(struct gp_inst *in, const struct pg_capdu *c, uint8_t *resp, size_t *rlen)
 {
 	struct pay_p *p = (struct pay_p *)in->p;
+	size_t cap = *rlen;
 	int s;
 
 	*rlen = 0;
@@ -240,7 +241,7 @@ read_record(struct gp_inst *in, const struct pg_capdu *c, uint8_t *resp, size_t 
 	s = rec_slot(c->p2 >> 3, c->p1);
 	if (s < 0 || !p->rec_len[s])
 		return PG_SW_RECORD_NOT_FOUND;
-	if (p->rec_len[s] > *rlen)
+	if (p->rec_len[s] > cap)
 		return PG_SW_WRONG_LENGTH;
 	memcpy(resp, p->rec[s], p->rec_len[s]);
 	*rlen = p->rec_len[s];
@@ -256,7 +257,7 @@ generate_ac(struct gp_inst *in, const struct pg_capdu *c, uint8_t *resp, size_t 
 	uint8_t iad[7] = {0x06, 0x01, 0x50, 0x03, 0x00, 0x00, 0x00};
 	uint8_t msg[CDOL1_LEN + 2 + 2 + sizeof(iad)];
 	struct pg_buf b = PG_BUF_INIT(64);
-	size_t m;
+	size_t m, cap = *rlen;
 	uint16_t sw;
 
 	*rlen = 0;
@@ -286,7 +287,7 @@ generate_ac(struct gp_inst *in, const struct pg_capdu *c, uint8_t *resp, size_t 
 	    pg_tlv_append(&b, 0x9F10, iad, sizeof(iad)) < 0 || pg_tlv_close(&b, m) < 0)
 		sw = PG_SW_UNKNOWN;
 	else
-		sw = out(&b, resp, rlen);
+		sw = out(&b, resp, rlen, cap);
 done:
 	pg_memzero(sk, sizeof(sk));
 	pg_memzero(mac, sizeof(mac));

@@ -485,7 +485,9 @@ after_select(struct pg_gp_card *g, int chn, const struct pg_capdu *c, uint8_t *r
 	if (!a || a->process != inst_process || !((struct gp_inst *)a->state)->cls->select)
 		return n;
 	sw = ((struct gp_inst *)a->state)->cls->select(a->state, chn, &b);
-	if ((c->p2 & 0x0C) == 0x0C || sw != PG_SW_OK) {
+	if (sw == PG_SW_OK && b.len == 0) {
+		/* no FCI of its own: the runtime's stands */
+	} else if ((c->p2 & 0x0C) == 0x0C || sw != PG_SW_OK) {
 		n = put_sw(r, 0, sw);
 	} else if (b.len + 2 > cap) {
 		n = put_sw(r, 0, PG_SW_WRONG_LENGTH);
