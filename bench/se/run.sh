@@ -23,7 +23,7 @@ pcscd_check
 pcscd -f >"$work/pcscd.log" 2>&1 & # no -a: APDU logging would be timed too
 pcscd_pid=$!
 pcscd_ready "$pcscd_pid"
-build/payguard se sim --link vpcd --connect tcp:127.0.0.1:35963 --once >"$work/sim.log" 2>&1 &
+build/src/payguard se sim --link vpcd --connect tcp:127.0.0.1:35963 --once >"$work/sim.log" 2>&1 &
 sim_pid=$!
 reader="Virtual PCD 00 00"
 for _ in $(seq 1 100); do
