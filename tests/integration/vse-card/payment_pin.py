@@ -114,20 +114,29 @@ print("pyscard: payment flow ok: AID %s PAN %s ATC %d ARQC %s" %
 # ---- PIN and key store ----
 _, sw = tx("00A4040007F0504750494E0100")
 check(sw == 0x9000, "SELECT PIN applet")
+def sign_and_check(pub):
+    msg = b"payguard " + phase.encode()
+    sig, sw = tx(bytes([0, 0x2A, 0x9E, 0x9A, len(msg)]) + msg + b"\x00")
+    check(sw == 0x9000, "SIGN %04X" % sw)
+    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), pub[5:70])
+    key.verify(sig, msg, ec.ECDSA(hashes.SHA256()))  # raises if wrong
+    print("pyscard: PIN flow ok: ECDSA P-256 signature verified (%d bytes)" % len(sig))
+
+
 if phase == "first":
     _, sw = tx("0020008008249999FFFFFFFFFF")
     check(sw == 0x63C2, "wrong PIN %04X" % sw)
     _, sw = tx("0020008000")
     check(sw == 0x63C2, "retry counter %04X" % sw)
+    _, sw = tx("002A9E9A0568656C6C6F00")
+    check(sw == 0x6982, "SIGN before VERIFY must be refused: %04X" % sw)
     _, sw = tx("0020008008241234FFFFFFFFFF")
     check(sw == 0x9000, "VERIFY %04X" % sw)
     pub, sw = tx("0046800000")
     check(sw == 0x9000 and pub[:5] == bytes.fromhex("7F49438641"), "GENERATE KEY %04X" % sw)
-    _, sw = tx("0020008008249999FFFFFFFFFF")  # leaves the counter at 2 for the restart
+    sign_and_check(pub)
+    _, sw = tx("0020008008249999FFFFFFFFFF")  # leaves 2 tries for the restart
     check(sw == 0x63C2, "wrong PIN again %04X" % sw)
-    _, sw = tx("0020008008241234FFFFFFFFFF")
-    _, sw = tx("0020008008249999FFFFFFFFFF")
-    check(sw == 0x63C2, "counter %04X" % sw)
 else:
     _, sw = tx("0020008000")
     check(sw == 0x63C2, "try counter after restart %04X" % sw)
@@ -135,9 +144,4 @@ else:
     check(sw == 0x9000, "VERIFY %04X" % sw)
     pub, sw = tx("0046810000")
     check(sw == 0x9000, "public key after restart %04X" % sw)
-msg = b"payguard " + phase.encode()
-sig, sw = tx(bytes([0, 0x2A, 0x9E, 0x9A, len(msg)]) + msg + b"\x00")
-check(sw == 0x9000, "SIGN %04X" % sw)
-key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), pub[5:70])
-key.verify(sig, msg, ec.ECDSA(hashes.SHA256()))  # raises if wrong
-print("pyscard: PIN flow ok: ECDSA P-256 signature verified (%d bytes)" % len(sig))
+    sign_and_check(pub)
