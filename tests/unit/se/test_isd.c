@@ -335,7 +335,7 @@ test_get_status_continuation_and_get_response(void **st)
 
 	(void)st;
 	gt_default_keys(&k);
-	assert_int_equal(gt_open_scp(&t, &k, 0x03, 0), 0);
+	assert_int_equal(gt_open_scp(&t, &k, 0x33, 0), 0); /* 6310 goes out R-MACed and R-ENCed */
 	/* Ten more payment instances with long AIDs: 13 entries do not fit one response. */
 	for (int i = 0; i < 10; i++) {
 		snprintf(apdu, sizeof(apdu),
@@ -562,6 +562,60 @@ test_persistent_file(void **st)
 	close(fd);
 }
 
+/* Every security level of Amendment D end to end through the ISD, and the refusals. */
+static void
+test_scp03_levels_and_refusals(void **st)
+{
+	static const uint8_t levels[] = {0x00, 0x01, 0x03, 0x11, 0x13, 0x33};
+	struct gt t;
+	struct pg_gp_card *g = mk(&t, apps3, 3);
+	struct pg_scp03_keys k, bad;
+	uint8_t a[300], r[300], ea[300];
+	size_t rn;
+	int n, ean;
+
+	(void)st;
+	gt_default_keys(&k);
+	for (size_t i = 0; i < sizeof(levels); i++) {
+		uint16_t want = levels[i] & 0x01 ? PG_SW_OK : PG_SW_SECURITY_STATUS;
+
+		assert_int_equal(gt_open_scp(&t, &k, levels[i], 0), 0);
+		gt_sexpect(&t,
+			   "80E60C001C06F050474C460306F050474D440307F0504750494E09010002C9000000",
+			   want);
+		if (want == PG_SW_OK)
+			gt_sexpect(&t, "80E40000094F07F0504750494E0900", PG_SW_OK);
+	}
+	/* Wrong host cryptogram (other keys on the host side): 6300, no session. */
+	bad = k;
+	bad.mac[0] ^= 1;
+	assert_int_not_equal(gt_open_scp(&t, &bad, 0x01, 0), 0);
+	/* A replayed EXTERNAL AUTHENTICATE: 6985, and the open session is not touched. */
+	memset(&t.s, 0, sizeof(t.s));
+	n = pg_scp03_host_init_update(&t.s, 0x30, NULL, 8, a, sizeof(a));
+	rn = sizeof(r);
+	assert_int_equal(t.card->process(t.card->ctx, a, (size_t)n, r, &rn), 0);
+	ean = pg_scp03_host_auth(&t.s, &k, r, rn, 0x01, ea, sizeof(ea));
+	assert_true(ean > 0);
+	rn = sizeof(r);
+	assert_int_equal(t.card->process(t.card->ctx, ea, (size_t)ean, r, &rn), 0);
+	assert_int_equal(pg_scp03_host_auth_done(&t.s, r, rn), 0);
+	rn = sizeof(r);
+	assert_int_equal(t.card->process(t.card->ctx, ea, (size_t)ean, r, &rn), 0);
+	assert_int_equal(pg_rapdu_sw(r, rn), PG_SW_CONDITIONS);
+	gt_sexpect(&t, "80F28002024F0000", PG_SW_OK);
+	/* A bad C-MAC: 6982 and the session is closed on the card. */
+	n = pg_hex_decode(a, sizeof(a), "80F28002024F0000");
+	n = pg_scp03_host_wrap(&t.s, a, (size_t)n, ea, sizeof(ea));
+	ea[n - 2] ^= 0x01; /* the last byte before Le is the MAC's */
+	rn = sizeof(r);
+	assert_int_equal(t.card->process(t.card->ctx, ea, (size_t)n, r, &rn), 0);
+	assert_int_equal(pg_rapdu_sw(r, rn), PG_SW_SECURITY_STATUS);
+	assert_int_equal(gt_open_scp(&t, &k, 0x01, 0), 0); /* a new session works */
+	gt_sexpect(&t, "80F28002024F0000", PG_SW_OK);
+	pg_gp_card_free(g);
+}
+
 int
 main(void)
 {
@@ -574,6 +628,7 @@ main(void)
 	    cmocka_unit_test(test_personalise_and_life_cycle),
 	    cmocka_unit_test(test_get_status_continuation_and_get_response),
 	    cmocka_unit_test(test_put_key),
+	    cmocka_unit_test(test_scp03_levels_and_refusals),
 	    cmocka_unit_test(test_arena_exhausted),
 	    cmocka_unit_test(test_persistent_file),
 	};
