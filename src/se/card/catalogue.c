@@ -117,10 +117,13 @@ params_parse(struct gp_install *o)
 int
 gp_install_parse(uint8_t p1, const uint8_t *d, size_t n, struct gp_install *o)
 {
-	const uint8_t *p = d, *end = d + n;
+	const uint8_t *p, *end;
 	int rc;
 
 	memset(o, 0, sizeof(*o));
+	if (!d || n == 0)
+		return PG_ETRUNC; /* an APDU without data has no data pointer at all */
+	p = d, end = d + n;
 	if (p1 & 0x04) { /* for install (and make selectable) */
 		if ((rc = lv(&p, end, 5, PG_AID_MAX, &o->elf, &o->elf_len)) < 0 ||
 		    (rc = lv(&p, end, 5, PG_AID_MAX, &o->mod, &o->mod_len)) < 0 ||
