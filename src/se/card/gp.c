@@ -562,6 +562,9 @@ gp_process(void *ctx, const uint8_t *capdu, size_t clen, uint8_t *rapdu, size_t 
 			rl = put_sw(g->resp, 0, GP_SW_MEMFAIL);
 		rc = pg_scp03_card_wrap(&g->scp[chn], g->resp, rl - 2, pg_rapdu_sw(g->resp, rl),
 					rapdu, cap);
+		/* Secured commands carry key blocks and personalisation secrets: no copies linger. */
+		pg_memzero(g->plain, g->cur_len);
+		pg_memzero(g->resp, rl);
 		if (rc < 0)
 			return rc;
 		n = (size_t)rc;
