@@ -22,6 +22,7 @@ static const struct pg_area areas[] = {
     {"image", "VM image inventory, advisories and offline upgrade", pg_cli_image},
     {"load", "VM load collection and two-level k-means estimation", pg_cli_load},
     {"pos", "relocation monitoring of mobile POS terminals", pg_cli_pos},
+    {"serve", "the daemon: supervised services, HTTP API and dashboard", pg_cli_serve},
     {"demo", "the end-to-end demonstration (the README's main job)", pg_cli_demo},
 };
 

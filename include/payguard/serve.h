@@ -1,0 +1,40 @@
+/*
+ * `payguard serve` (issue 9): one daemon that supervises the services of the
+ * other areas as worker processes and serves their data as a JSON HTTP API
+ * (libmicrohttpd) with Prometheus metrics. Layout: docs/serve.md, docs/api.md.
+ */
+#ifndef PAYGUARD_SERVE_H
+#define PAYGUARD_SERVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PG_SERVE_DEFAULT_PORT 8470
+#define PG_SERVE_MAX_BODY     4096 /* request bodies larger than this get 413 */
+
+struct pg_serve_cfg {
+	const char *data_dir; /* NULL: pg_data_dir() */
+	const char *host;     /* IPv4 address to bind; NULL: 127.0.0.1 */
+	int port;	      /* 0: any free port */
+	const char *port_file;
+	const char *token; /* Bearer token; required when host is not loopback */
+	int demo;	   /* start the demo traffic generator and demo data */
+	int load_period_ms;
+	const char *self_exe; /* the payguard binary workers are started from */
+};
+
+/* Runs the daemon until SIGTERM/SIGINT; returns 0 after a clean stop. */
+int pg_serve_run(const struct pg_serve_cfg *cfg);
+
+/* Runs one worker (called in the child process the supervisor started). */
+int pg_serve_worker(const char *name, const char *data_dir, int demo, int load_period_ms);
+
+/* A validated POST /api/pos/alerts/{id} body: {"action": "...", "note": "..."}. */
+struct pg_serve_alert_action {
+	char state[16]; /* "acknowledged" or "closed" */
+	char note[256];
+};
+/* Parses and validates a body; PG_ETOOBIG, PG_EFORMAT or PG_EINVAL with a detail. */
+int pg_serve_parse_alert_action(const char *body, size_t len, struct pg_serve_alert_action *a);
+
+#endif

@@ -1,0 +1,162 @@
+/* `payguard serve ...` verbs: the daemon (issue 9) and its internal worker entry. */
+#include "cli.h"
+#include "payguard/error.h"
+#include "payguard/fs.h"
+#include "payguard/log.h"
+#include "payguard/serve.h"
+
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { O_DATA = 1000, O_LISTEN, O_PORT, O_PORT_FILE, O_TOKEN_FILE, O_DEMO, O_LOAD_PERIOD, O_NAME };
+
+static int
+parse_int(const char *s, int lo, int hi, int *out)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+
+	if (!s[0] || *end || v < lo || v > hi)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+static int
+cmd_serve_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"data", required_argument, NULL, O_DATA},
+	    {"listen", required_argument, NULL, O_LISTEN},
+	    {"port", required_argument, NULL, O_PORT},
+	    {"port-file", required_argument, NULL, O_PORT_FILE},
+	    {"token-file", required_argument, NULL, O_TOKEN_FILE},
+	    {"demo", no_argument, NULL, O_DEMO},
+	    {"load-period-ms", required_argument, NULL, O_LOAD_PERIOD},
+	    {0},
+	};
+	struct pg_serve_cfg cfg = {.port = PG_SERVE_DEFAULT_PORT, .load_period_ms = 5000};
+	char exe[PATH_MAX], token[256];
+	ssize_t n;
+	int c, rc;
+
+	token[0] = 0;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case O_DATA:
+			cfg.data_dir = optarg;
+			break;
+		case O_LISTEN:
+			cfg.host = optarg;
+			break;
+		case O_PORT:
+			if (parse_int(optarg, 0, 65535, &cfg.port) < 0)
+				return pg_cli_usage(argv[0], "--port takes 0..65535");
+			break;
+		case O_PORT_FILE:
+			cfg.port_file = optarg;
+			break;
+		case O_TOKEN_FILE: {
+			uint8_t *data = NULL;
+			size_t len = 0;
+
+			rc = pg_read_file(optarg, sizeof(token) - 1, &data, &len);
+			if (rc < 0)
+				return pg_cli_fail(rc, "token file '%s'", optarg);
+			while (len && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+				len--;
+			memcpy(token, data, len);
+			token[len] = 0;
+			free(data);
+			if (len < 16 || strlen(token) != len)
+				return pg_cli_usage(argv[0],
+						    "the token must be 16..255 bytes, no NUL");
+			break;
+		}
+		case O_DEMO:
+			cfg.demo = 1;
+			break;
+		case O_LOAD_PERIOD:
+			if (parse_int(optarg, 100, 3600000, &cfg.load_period_ms) < 0)
+				return pg_cli_usage(argv[0], "--load-period-ms takes 100..3600000");
+			break;
+		default:
+			return PG_EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[optind]);
+	if (token[0])
+		cfg.token = token;
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return pg_cli_fail(PG_ESYS, "cannot find the payguard binary");
+	exe[n] = 0;
+	cfg.self_exe = exe;
+	rc = pg_serve_run(&cfg);
+	if (rc < 0)
+		return pg_cli_fail(rc, "serve");
+	return PG_EXIT_OK;
+}
+
+static int
+cmd_serve_worker(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"name", required_argument, NULL, O_NAME},
+	    {"data", required_argument, NULL, O_DATA},
+	    {"demo", no_argument, NULL, O_DEMO},
+	    {"load-period-ms", required_argument, NULL, O_LOAD_PERIOD},
+	    {0},
+	};
+	const char *name = NULL, *data = NULL;
+	int c, rc, demo = 0, period = 5000;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case O_NAME:
+			name = optarg;
+			break;
+		case O_DATA:
+			data = optarg;
+			break;
+		case O_DEMO:
+			demo = 1;
+			break;
+		case O_LOAD_PERIOD:
+			if (parse_int(optarg, 100, 3600000, &period) < 0)
+				return pg_cli_usage(argv[0], "--load-period-ms takes 100..3600000");
+			break;
+		default:
+			return PG_EXIT_USAGE;
+		}
+	}
+	if (!name || !data)
+		return pg_cli_usage(argv[0], "--name and --data are required");
+	rc = pg_serve_worker(name, data, demo, period);
+	if (rc < 0)
+		return pg_cli_fail(rc, "worker %s", name);
+	return PG_EXIT_OK;
+}
+
+const struct pg_cmd pg_cli_serve[] = {
+    {"run", cmd_serve_run, "run the daemon: supervised services, HTTP API, metrics, dashboard",
+     "[--data DIR] [--listen IPV4] [--port N] [--port-file FILE] [--token-file FILE] [--demo] "
+     "[--load-period-ms MS]\n\n"
+     "  --data DIR          data directory (default $PAYGUARD_DATA_DIR, else "
+     "~/.local/share/payguard)\n"
+     "  --listen IPV4       address to bind (default 127.0.0.1; any other needs --token-file)\n"
+     "  --port N            HTTP port (default 8470; 0 = any free port)\n"
+     "  --port-file FILE    write the bound port to FILE\n"
+     "  --token-file FILE   require 'Authorization: Bearer <token>' (token: first line of FILE)\n"
+     "  --demo              fill POS and load with live generated data\n"
+     "  --load-period-ms MS how often the load service estimates (default 5000)\n"
+     "SIGTERM or SIGINT stops every service cleanly."},
+    {"worker", cmd_serve_worker, "internal: one supervised service (started by 'serve run')",
+     "--name pos|pos-traffic|load --data DIR [--demo] [--load-period-ms MS]"},
+    {NULL, NULL, NULL, NULL},
+};

@@ -1,0 +1,700 @@
+/*
+ * The serve HTTP API over libmicrohttpd: JSON resources of the POS and load
+ * services, alert actions, Prometheus text metrics at /metrics, and the
+ * static dashboard page. Every route is in docs/api.md. Requests are
+ * authenticated (Bearer token, compared in constant time) when a token is
+ * set; bodies are bounded by PG_SERVE_MAX_BODY and validated before use.
+ */
+#include "payguard/clock.h"
+#include "payguard/error.h"
+#include "payguard/link.h"
+#include "payguard/log.h"
+#include "payguard/mem.h"
+#include "payguard/pos.h"
+#include "payguard/serve.h"
+#include "serve_int.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <openssl/sha.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern const char pg_serve_dashboard_html[];
+
+/* Per-request state: the body gathered so far. */
+struct req {
+	char body[PG_SERVE_MAX_BODY];
+	size_t len;
+	int too_big;
+};
+
+struct reply {
+	int status;
+	char *text; /* malloc'd */
+	const char *ctype;
+};
+
+static void
+reply_json(struct reply *r, int status, json_t *v)
+{
+	r->status = status;
+	r->ctype = "application/json";
+	r->text = v ? json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+	json_decref(v);
+	if (!r->text) {
+		r->status = 500;
+		r->text = strdup("{\"error\":{\"status\":500,\"message\":\"out of memory\"}}");
+	}
+}
+
+static void reply_error(struct reply *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+reply_error(struct reply *r, int status, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	reply_json(r, status,
+		   json_pack("{s:{s:i,s:s}}", "error", "status", status, "message", msg));
+}
+
+static int
+status_of(int rc)
+{
+	switch (rc) {
+	case PG_ENOENT:
+		return 404;
+	case PG_ESTATE:
+	case PG_EEXIST:
+		return 409;
+	case PG_EINVAL:
+	case PG_EFORMAT:
+	case PG_ERANGE:
+		return 400;
+	case PG_ETOOBIG:
+		return 413;
+	case PG_EBUSY:
+		return 503;
+	default:
+		return 500;
+	}
+}
+
+static void
+reply_rc(struct reply *r, int rc)
+{
+	const char *d = pg_last_error();
+
+	reply_error(r, status_of(rc), "%s", d[0] ? d : pg_strerror(rc));
+}
+
+/* ---- helpers over the store ---- */
+
+static int64_t
+count_sql(struct pg_store *st, const char *sql)
+{
+	sqlite3_stmt *q = NULL;
+	int64_t n = 0;
+
+	if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) == SQLITE_OK &&
+	    sqlite3_step(q) == SQLITE_ROW)
+		n = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	return n;
+}
+
+static json_t *
+col_json(sqlite3_stmt *q, int i)
+{
+	switch (sqlite3_column_type(q, i)) {
+	case SQLITE_INTEGER:
+		return json_integer(sqlite3_column_int64(q, i));
+	case SQLITE_FLOAT:
+		return json_real(sqlite3_column_double(q, i));
+	case SQLITE_TEXT:
+		return json_string((const char *)sqlite3_column_text(q, i));
+	default:
+		return json_null();
+	}
+}
+
+/* Runs a query and returns its rows as objects keyed by column name. */
+static int
+rows_json(struct pg_store *st, const char *sql, json_t **out)
+{
+	sqlite3_stmt *q = NULL;
+	json_t *a = json_array();
+	int src;
+
+	src = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL);
+	if (src != SQLITE_OK) {
+		json_decref(a);
+		return pg_store_fail(st, src, "query");
+	}
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		json_t *o = json_object();
+
+		for (int i = 0; i < sqlite3_column_count(q); i++)
+			json_object_set_new(o, sqlite3_column_name(q, i), col_json(q, i));
+		json_array_append_new(a, o);
+	}
+	sqlite3_finalize(q);
+	if (src != SQLITE_DONE) {
+		json_decref(a);
+		return pg_store_fail(st, src, "query");
+	}
+	*out = a;
+	return 0;
+}
+
+/* The newest load estimate's column ("vms" or "types") as JSON. */
+static int
+load_latest(struct pg_store *st, const char *col, json_t **out)
+{
+	sqlite3_stmt *q = NULL;
+	char sql[128];
+	int rc = 0;
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT at_ms, silhouette, %s FROM serve_load ORDER BY id DESC LIMIT 1", col);
+	if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) != SQLITE_OK)
+		return pg_store_fail(st, sqlite3_errcode(st->db), "load estimate");
+	if (sqlite3_step(q) == SQLITE_ROW) {
+		json_t *v = json_loads((const char *)sqlite3_column_text(q, 2), 0, NULL);
+
+		*out =
+		    json_pack("{s:I,s:f,s:o}", "at_ms", (json_int_t)sqlite3_column_int64(q, 0),
+			      "silhouette", sqlite3_column_double(q, 1), col, v ? v : json_array());
+	} else {
+		rc = pg_error(PG_ENOENT, "serve",
+			      "no load estimate yet (the load service runs one "
+			      "every period)");
+	}
+	sqlite3_finalize(q);
+	return rc;
+}
+
+static int
+load_history(struct pg_store *st, const char *vm, json_t **out)
+{
+	sqlite3_stmt *q = NULL;
+	json_t *a = json_array();
+
+	if (sqlite3_prepare_v2(
+		st->db,
+		"SELECT at_ms, vms FROM (SELECT id, at_ms, vms FROM serve_load ORDER "
+		"BY id DESC LIMIT 100) ORDER BY id",
+		-1, &q, NULL) != SQLITE_OK) {
+		json_decref(a);
+		return pg_store_fail(st, sqlite3_errcode(st->db), "load history");
+	}
+	while (sqlite3_step(q) == SQLITE_ROW) {
+		json_t *vms = json_loads((const char *)sqlite3_column_text(q, 1), 0, NULL), *v;
+		size_t i;
+
+		json_array_foreach(vms, i, v)
+		{
+			if (strcmp(json_string_value(json_object_get(v, "name")) ?: "", vm) == 0) {
+				json_array_append_new(
+				    a, json_pack("{s:I,s:O,s:O}", "at_ms",
+						 (json_int_t)sqlite3_column_int64(q, 0), "load",
+						 json_object_get(v, "load"), "type",
+						 json_object_get(v, "type")));
+				break;
+			}
+		}
+		json_decref(vms);
+	}
+	sqlite3_finalize(q);
+	if (json_array_size(a) == 0) {
+		json_decref(a);
+		return pg_error(PG_ENOENT, "serve", "no VM named '%.64s' in the recent estimates",
+				vm);
+	}
+	*out = json_pack("{s:s,s:o}", "vm", vm, "history", a);
+	return 0;
+}
+
+static json_t *
+find_alert(struct pg_store *st, int64_t id)
+{
+	json_t *all = pg_pos_alerts_list(st, NULL, 100000), *a, *hit = NULL;
+	size_t i;
+
+	json_array_foreach(all, i, a)
+	{
+		if (json_integer_value(json_object_get(a, "id")) == id) {
+			hit = json_incref(a);
+			break;
+		}
+	}
+	json_decref(all);
+	return hit;
+}
+
+static json_t *
+services_json(struct pg_serve_state *s)
+{
+	json_t *a = json_array();
+
+	pthread_mutex_lock(&s->mu);
+	for (int i = 0; i < s->nsvc; i++) {
+		const struct pg_serve_svc *w = &s->svc[i];
+
+		json_array_append_new(a, json_pack("{s:s,s:s,s:i,s:I,s:I,s:s}", "name", w->name,
+						   "state", w->state, "pid", (int)w->pid,
+						   "restarts", (json_int_t)w->restarts,
+						   "started_ms", (json_int_t)w->started_ms,
+						   "last_exit", w->last_exit));
+	}
+	pthread_mutex_unlock(&s->mu);
+	return a;
+}
+
+static json_t *
+links_json(void)
+{
+	static const char *const types[] = {"contact", "contactless", "embedded", "usb", "host"};
+	json_t *a = json_array();
+
+	for (size_t i = 0; pg_link_drivers[i]; i++) {
+		const struct pg_link_ops *o = pg_link_drivers[i];
+
+		(void)types;
+		json_array_append_new(
+		    a, json_pack("{s:s,s:i,s:I,s:I,s:b,s:b}", "name", o->name, "type", (int)o->type,
+				 "max_capdu", (json_int_t)o->max_capdu, "max_rapdu",
+				 (json_int_t)o->max_rapdu, "host", o->host_open != NULL, "card",
+				 o->card_open != NULL));
+	}
+	return a;
+}
+
+/* ---- metrics ---- */
+
+struct mbuf {
+	char *p;
+	size_t len, cap;
+};
+
+static void mprintf(struct mbuf *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+mprintf(struct mbuf *m, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (!m->p)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(m->p + m->len, m->cap - m->len, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= m->cap - m->len) {
+		char *np = realloc(m->p, m->cap * 2 + (size_t)n);
+
+		if (!np) {
+			free(m->p);
+			m->p = NULL;
+			return;
+		}
+		m->p = np;
+		m->cap = m->cap * 2 + (size_t)n;
+		va_start(ap, fmt);
+		vsnprintf(m->p + m->len, m->cap - m->len, fmt, ap);
+		va_end(ap);
+	}
+	m->len += (size_t)n;
+}
+
+static void
+metrics(struct pg_serve_state *s, struct reply *r)
+{
+	static const char *const cls[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+	static const char *const decs[] = {"in_place", "moved", "undetermined", "unregistered",
+					   "format"};
+	static const char *const states[] = {"open", "acknowledged", "closed"};
+	struct pg_store *st = &s->api_st;
+	struct mbuf m = {malloc(4096), 0, 4096};
+	char sql[160];
+
+	mprintf(&m, "# HELP payguard_http_requests_total HTTP requests answered, by status class.\n"
+		    "# TYPE payguard_http_requests_total counter\n");
+	for (int i = 0; i < 5; i++)
+		mprintf(&m, "payguard_http_requests_total{code=\"%s\"} %llu\n", cls[i],
+			(unsigned long long)s->req[i + 1]);
+	mprintf(&m,
+		"# HELP payguard_pos_transactions_total POS transactions decided and recorded.\n"
+		"# TYPE payguard_pos_transactions_total counter\n"
+		"payguard_pos_transactions_total %lld\n",
+		(long long)count_sql(st, "SELECT count(*) FROM pos_txn"));
+	mprintf(&m, "# HELP payguard_pos_decisions_total POS decisions by kind.\n"
+		    "# TYPE payguard_pos_decisions_total counter\n");
+	for (size_t i = 0; i < sizeof(decs) / sizeof(decs[0]); i++) {
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM pos_txn WHERE decision='%s'",
+			 decs[i]);
+		mprintf(&m, "payguard_pos_decisions_total{decision=\"%s\"} %lld\n", decs[i],
+			(long long)count_sql(st, sql));
+	}
+	mprintf(
+	    &m,
+	    "# HELP payguard_pos_alerts POS alerts by state.\n# TYPE payguard_pos_alerts gauge\n");
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM pos_alerts WHERE state='%s'",
+			 states[i]);
+		mprintf(&m, "payguard_pos_alerts{state=\"%s\"} %lld\n", states[i],
+			(long long)count_sql(st, sql));
+	}
+	mprintf(&m,
+		"# HELP payguard_load_estimates_total Two-level k-means estimates made.\n"
+		"# TYPE payguard_load_estimates_total counter\n"
+		"payguard_load_estimates_total %lld\n",
+		(long long)count_sql(st, "SELECT coalesce(max(id), 0) FROM serve_load"));
+	mprintf(&m, "# HELP payguard_service_restarts_total Worker restarts by the supervisor.\n"
+		    "# TYPE payguard_service_restarts_total counter\n");
+	pthread_mutex_lock(&s->mu);
+	for (int i = 0; i < s->nsvc; i++)
+		mprintf(&m, "payguard_service_restarts_total{service=\"%s\"} %u\n", s->svc[i].name,
+			s->svc[i].restarts);
+	mprintf(&m, "# HELP payguard_service_up 1 when the worker process is running.\n"
+		    "# TYPE payguard_service_up gauge\n");
+	for (int i = 0; i < s->nsvc; i++)
+		mprintf(&m, "payguard_service_up{service=\"%s\"} %d\n", s->svc[i].name,
+			s->svc[i].pid > 0);
+	pthread_mutex_unlock(&s->mu);
+	if (!m.p) {
+		reply_error(r, 500, "out of memory");
+		return;
+	}
+	r->status = 200;
+	r->ctype = "text/plain; version=0.0.4";
+	r->text = m.p;
+}
+
+/* ---- routing ---- */
+
+static int
+token_ok(struct pg_serve_state *s, struct MHD_Connection *c)
+{
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	unsigned char want[SHA256_DIGEST_LENGTH], got[SHA256_DIGEST_LENGTH];
+
+	if (!s->token)
+		return 1;
+	if (!h || strncmp(h, "Bearer ", 7) != 0)
+		return 0;
+	/* hash both sides so the comparison takes the same time whatever the lengths */
+	SHA256((const unsigned char *)s->token, strlen(s->token), want);
+	SHA256((const unsigned char *)h + 7, strlen(h + 7), got);
+	return pg_ct_equal(want, got, sizeof(want));
+}
+
+/* Parses "/api/pos/alerts/<id>"; 1 with *id on a match. */
+static int
+alert_path(const char *url, int64_t *id)
+{
+	const char *p = "/api/pos/alerts/";
+	char *end;
+	long long v;
+
+	if (strncmp(url, p, strlen(p)) != 0)
+		return 0;
+	url += strlen(p);
+	if (*url < '0' || *url > '9' || strlen(url) > 18)
+		return -1;
+	v = strtoll(url, &end, 10);
+	if (*end)
+		return -1;
+	*id = v;
+	return 1;
+}
+
+static void
+route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const char *method,
+      struct req *rq, struct reply *r)
+{
+	struct pg_store *st = &s->api_st;
+	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+	int post = strcmp(method, "POST") == 0;
+	json_t *v = NULL;
+	int64_t id;
+	int ap, rc;
+
+	pg_clear_error();
+	if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) {
+		if (!get)
+			return reply_error(r, 405, "method %s not allowed on %s", method, url);
+		r->status = 200;
+		r->ctype = "text/html; charset=utf-8";
+		r->text = strdup(pg_serve_dashboard_html);
+		return;
+	}
+	if (strcmp(url, "/metrics") == 0) {
+		if (!get)
+			return reply_error(r, 405, "method %s not allowed on %s", method, url);
+		return metrics(s, r);
+	}
+	ap = alert_path(url, &id);
+	if (ap < 0)
+		return reply_error(r, 404, "alert id must be a decimal number");
+	if (ap > 0) {
+		if (post) {
+			struct pg_serve_alert_action act;
+
+			if (rq->too_big)
+				return reply_error(r, 413, "request body larger than %d bytes",
+						   PG_SERVE_MAX_BODY);
+			rc = pg_serve_parse_alert_action(rq->body, rq->len, &act);
+			if (rc == 0)
+				rc = pg_pos_alert_set_state(st, id, act.state,
+							    act.note[0] ? act.note : NULL);
+			if (rc < 0)
+				return reply_rc(r, rc);
+		} else if (!get) {
+			return reply_error(r, 405, "method %s not allowed on %s", method, url);
+		}
+		v = find_alert(st, id);
+		if (!v)
+			return reply_error(r, 404, "no alert %lld", (long long)id);
+		return reply_json(r, 200, v);
+	}
+	static const struct {
+		const char *path;
+		int what;
+	} gets[] = {
+	    {"/api", 0},
+	    {"/api/health", 1},
+	    {"/api/services", 2},
+	    {"/api/pos/terminals", 3},
+	    {"/api/pos/alerts", 4},
+	    {"/api/load/vms", 5},
+	    {"/api/load/types", 6},
+	    {"/api/load/history", 7},
+	    {"/api/se/links", 8},
+	};
+	for (size_t i = 0; i < sizeof(gets) / sizeof(gets[0]); i++) {
+		const char *q;
+
+		if (strcmp(url, gets[i].path) != 0)
+			continue;
+		if (!get)
+			return reply_error(r, 405, "method %s not allowed on %s", method, url);
+		rc = 0;
+		switch (gets[i].what) {
+		case 0:
+			v = json_pack("{s:[s,s,s,s,s,s,s,s,s,s,s]}", "routes", "GET /api",
+				      "GET /api/health", "GET /api/services",
+				      "GET /api/pos/terminals", "GET /api/pos/alerts",
+				      "GET|POST /api/pos/alerts/{id}", "GET /api/load/vms",
+				      "GET /api/load/types", "GET /api/load/history?vm=NAME",
+				      "GET /api/se/links", "GET /metrics");
+			break;
+		case 1:
+			v = json_pack("{s:s,s:I,s:s}", "status", "ok", "uptime_ms",
+				      (json_int_t)(pg_wall_ms() - s->started_ms), "data_dir",
+				      s->data_dir);
+			break;
+		case 2:
+			v = services_json(s);
+			break;
+		case 3:
+			rc = rows_json(
+			    st,
+			    "SELECT t.tid AS terminal, t.mid AS merchant, m.name, m.lat, m.lon,"
+			    " m.limit_m, coalesce(x.n, 0) AS transactions,"
+			    " coalesce(x.moved, 0) AS moved, x.last_ts,"
+			    " (SELECT decision FROM pos_txn WHERE tid=t.tid ORDER BY id DESC LIMIT "
+			    "1)"
+			    " AS last_decision,"
+			    " (SELECT est_lat FROM pos_txn WHERE tid=t.tid ORDER BY id DESC LIMIT "
+			    "1)"
+			    " AS est_lat,"
+			    " (SELECT est_lon FROM pos_txn WHERE tid=t.tid ORDER BY id DESC LIMIT "
+			    "1)"
+			    " AS est_lon,"
+			    " (SELECT acc_m FROM pos_txn WHERE tid=t.tid ORDER BY id DESC LIMIT 1)"
+			    " AS acc_m"
+			    " FROM pos_terminals t JOIN pos_merchants m ON m.mid=t.mid"
+			    " LEFT JOIN (SELECT tid, count(*) AS n, sum(decision='moved') AS moved,"
+			    " max(ts) AS last_ts FROM pos_txn GROUP BY tid) x ON x.tid=t.tid"
+			    " ORDER BY t.tid",
+			    &v);
+			break;
+		case 4: {
+			const char *state =
+			    MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
+			const char *lim =
+			    MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+			long limit = 100;
+
+			if (state && strcmp(state, "open") && strcmp(state, "acknowledged") &&
+			    strcmp(state, "closed"))
+				return reply_error(r, 400,
+						   "state must be open, acknowledged or closed");
+			if (lim) {
+				char *end;
+
+				limit = strtol(lim, &end, 10);
+				if (*end || limit < 1 || limit > 10000)
+					return reply_error(r, 400, "limit must be 1..10000");
+			}
+			v = pg_pos_alerts_list(st, state, (int)limit);
+			if (!v)
+				rc = PG_ESTORE;
+			break;
+		}
+		case 5:
+			rc = load_latest(st, "vms", &v);
+			break;
+		case 6:
+			rc = load_latest(st, "types", &v);
+			break;
+		case 7:
+			q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "vm");
+			if (!q || !q[0] || strlen(q) > 127)
+				return reply_error(r, 400,
+						   "query parameter vm (1..127 bytes) is required");
+			rc = load_history(st, q, &v);
+			break;
+		case 8:
+			v = links_json();
+			break;
+		}
+		if (rc < 0)
+			return reply_rc(r, rc);
+		return reply_json(r, 200, v);
+	}
+	reply_error(r, 404, "no route %s %.200s", method, url);
+}
+
+static enum MHD_Result
+handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+	const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+	struct pg_serve_state *s = cls;
+	struct req *rq = *con_cls;
+	struct reply r = {0};
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	(void)version;
+	if (!rq) {
+		rq = calloc(1, sizeof(*rq));
+		if (!rq)
+			return MHD_NO;
+		*con_cls = rq;
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		/* keep at most the limit; the rest is read and dropped, then 413 */
+		if (rq->too_big || *upload_data_size > sizeof(rq->body) - rq->len)
+			rq->too_big = 1;
+		else
+			memcpy(rq->body + rq->len, upload_data, *upload_data_size),
+			    rq->len += *upload_data_size;
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (!token_ok(s, c)) {
+		reply_error(&r, 401, "missing or wrong bearer token");
+	} else {
+		route(s, c, url, method, rq, &r);
+	}
+	if (!r.text) {
+		reply_error(&r, 500, "out of memory");
+		if (!r.text)
+			return MHD_NO;
+	}
+	resp = MHD_create_response_from_buffer(strlen(r.text), r.text, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(r.text);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", r.ctype);
+	MHD_add_response_header(resp, "Cache-Control", "no-store");
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	if (r.status == 401)
+		MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+	ret = MHD_queue_response(c, (unsigned)r.status, resp);
+	MHD_destroy_response(resp);
+	if (r.status >= 100 && r.status < 600)
+		s->req[r.status / 100]++;
+	s->req_total++;
+	return ret;
+}
+
+static void
+completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t)
+{
+	(void)cls;
+	(void)c;
+	(void)t;
+	free(*con_cls);
+	*con_cls = NULL;
+}
+
+static void
+mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[256];
+
+	(void)cls;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	pg_warn("serve", "http: %s", msg);
+}
+
+int
+pg_serve_api_start(struct pg_serve_state *s, const char *host, int port, int *bound,
+		   struct MHD_Daemon **out)
+{
+	struct sockaddr_in sin;
+	const union MHD_DaemonInfo *info;
+	struct MHD_Daemon *d;
+	int rc;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	if (port < 0 || port > 65535 || inet_pton(AF_INET, host, &sin.sin_addr) != 1)
+		return pg_error(PG_EINVAL, "serve",
+				"listen address '%s' port %d: expected an IPv4 "
+				"address and a port 0..65535",
+				host, port);
+	rc = pg_store_open(&s->api_st, s->dbpath);
+	if (rc < 0)
+		return rc;
+	/* one internal thread answers every request in turn: the API's store
+	 * connection is used by that thread only */
+	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port,
+			     NULL, NULL, handler, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+			     MHD_OPTION_SOCK_ADDR, &sin, MHD_OPTION_NOTIFY_COMPLETED, completed,
+			     NULL, MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT,
+			     30u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
+			     MHD_OPTION_END);
+	if (!d) {
+		pg_store_close(&s->api_st);
+		return pg_error(PG_ESYS, "serve", "cannot listen on %s:%d", host, port);
+	}
+	info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+	*bound = info ? info->port : port;
+	*out = d;
+	return 0;
+}
+
+void
+pg_serve_api_stop(struct MHD_Daemon *d)
+{
+	MHD_stop_daemon(d);
+}

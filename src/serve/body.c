@@ -1,0 +1,74 @@
+/*
+ * Request bodies of the serve API: bounded, parsed with jansson, validated
+ * field by field before anything acts on them (docs/api.md lists the fields).
+ */
+#include "payguard/error.h"
+#include "payguard/log.h"
+#include "payguard/serve.h"
+
+#include <jansson.h>
+#include <string.h>
+
+int
+pg_serve_parse_alert_action(const char *body, size_t len, struct pg_serve_alert_action *a)
+{
+	json_error_t jerr;
+	json_t *o = NULL, *v;
+	const char *action, *note = "";
+	const char *key;
+	int rc = 0;
+
+	memset(a, 0, sizeof(*a));
+	if (len > PG_SERVE_MAX_BODY)
+		return pg_error(PG_ETOOBIG, "serve", "body of %zu bytes (limit %d)", len,
+				PG_SERVE_MAX_BODY);
+	if (len == 0)
+		return pg_error(PG_EFORMAT, "serve", "empty body, expected a JSON object");
+	o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!o)
+		return pg_error(PG_EFORMAT, "serve", "malformed JSON at line %d column %d: %s",
+				jerr.line, jerr.column, jerr.text);
+	if (!json_is_object(o)) {
+		rc = pg_error(PG_EFORMAT, "serve", "body must be a JSON object");
+		goto out;
+	}
+	json_object_foreach(o, key, v)
+	{
+		if (strcmp(key, "action") != 0 && strcmp(key, "note") != 0) {
+			rc = pg_error(PG_EINVAL, "serve", "unknown field '%.40s'", key);
+			goto out;
+		}
+	}
+	v = json_object_get(o, "action");
+	if (!json_is_string(v)) {
+		rc = pg_error(PG_EINVAL, "serve", "field 'action' (a string) is required");
+		goto out;
+	}
+	action = json_string_value(v);
+	if (strcmp(action, "acknowledge") == 0) {
+		strcpy(a->state, "acknowledged");
+	} else if (strcmp(action, "close") == 0) {
+		strcpy(a->state, "closed");
+	} else {
+		rc = pg_error(PG_EINVAL, "serve", "action must be 'acknowledge' or 'close'");
+		goto out;
+	}
+	v = json_object_get(o, "note");
+	if (v) {
+		if (!json_is_string(v)) {
+			rc = pg_error(PG_EINVAL, "serve", "field 'note' must be a string");
+			goto out;
+		}
+		note = json_string_value(v);
+		if (json_string_length(v) >= sizeof(a->note) ||
+		    strlen(note) != json_string_length(v)) {
+			rc = pg_error(PG_EINVAL, "serve", "note longer than %zu bytes or with NUL",
+				      sizeof(a->note) - 1);
+			goto out;
+		}
+		memcpy(a->note, note, strlen(note) + 1);
+	}
+out:
+	json_decref(o);
+	return rc;
+}

@@ -1,0 +1,305 @@
+/*
+ * The `payguard serve` supervisor: starts each service as a worker process
+ * (the payguard binary re-executed as `serve worker --name N`), restarts one
+ * that dies with exponential back-off, serves the API, and on SIGTERM stops
+ * the API, then the workers (SIGTERM, SIGKILL after 5 s).
+ */
+#include "payguard/clock.h"
+#include "payguard/error.h"
+#include "payguard/fs.h"
+#include "payguard/log.h"
+#include "payguard/pos.h"
+#include "payguard/serve.h"
+#include "serve_int.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
+#define STABLE_MS      30000 /* a worker up this long gets its back-off reset */
+
+static volatile sig_atomic_t d_stop;
+
+static void
+on_term(int sig)
+{
+	(void)sig;
+	d_stop = 1;
+}
+
+static const struct pg_migration serve_migrations[] = {
+    {1, "CREATE TABLE serve_load(id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL,"
+	" silhouette REAL, vms TEXT NOT NULL, types TEXT NOT NULL);"
+	"CREATE TABLE serve_events(id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL,"
+	" service TEXT NOT NULL, event TEXT NOT NULL, detail TEXT);"},
+};
+
+int
+pg_serve_migrate(struct pg_store *st)
+{
+	return pg_store_migrate(st, "serve", serve_migrations,
+				sizeof(serve_migrations) / sizeof(serve_migrations[0]));
+}
+
+static void
+record_event(struct pg_serve_state *s, const char *svc, const char *event, const char *detail)
+{
+	sqlite3_stmt *q = NULL;
+
+	if (sqlite3_prepare_v2(s->st.db,
+			       "INSERT INTO serve_events(at_ms, service, event, detail) "
+			       "VALUES(?,?,?,?)",
+			       -1, &q, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(q, 1, pg_wall_ms());
+		sqlite3_bind_text(q, 2, svc, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 3, event, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 4, detail, -1, SQLITE_STATIC);
+		if (sqlite3_step(q) != SQLITE_DONE)
+			pg_warn("serve", "cannot record event: %s", sqlite3_errmsg(s->st.db));
+	}
+	sqlite3_finalize(q);
+}
+
+struct run_opts {
+	const char *exe;
+	int demo, load_period_ms;
+};
+
+static int
+start_worker(struct pg_serve_state *s, struct pg_serve_svc *w, const struct run_opts *o)
+{
+	char period[16];
+	pid_t pid;
+
+	snprintf(period, sizeof(period), "%d", o->load_period_ms);
+	pid = fork();
+	if (pid < 0)
+		return pg_error(PG_ESYS, "serve", "fork: %s", strerror(errno));
+	if (pid == 0) {
+		char *argv[] = {(char *)o->exe,
+				"serve",
+				"worker",
+				"--name",
+				w->name,
+				"--data",
+				s->data_dir,
+				"--load-period-ms",
+				period,
+				o->demo ? "--demo" : NULL,
+				NULL};
+		sigset_t none;
+
+		/* the worker goes when the supervisor goes, even on SIGKILL */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execv(o->exe, argv);
+		_exit(127);
+	}
+	pthread_mutex_lock(&s->mu);
+	w->pid = pid;
+	w->state = "running";
+	w->started_ms = pg_wall_ms();
+	w->started_mono = pg_mono_ms();
+	pthread_mutex_unlock(&s->mu);
+	pg_info("serve", "started %s (pid %d)", w->name, (int)pid);
+	return 0;
+}
+
+/* Reaps dead workers and schedules their restart. */
+static void
+reap(struct pg_serve_state *s)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (int i = 0; i < s->nsvc; i++) {
+			struct pg_serve_svc *w = &s->svc[i];
+			char how[48];
+			uint64_t now = pg_mono_ms();
+
+			if (w->pid != pid)
+				continue;
+			if (WIFSIGNALED(status))
+				snprintf(how, sizeof(how), "killed by signal %d", WTERMSIG(status));
+			else
+				snprintf(how, sizeof(how), "exited with status %d",
+					 WEXITSTATUS(status));
+			pthread_mutex_lock(&s->mu);
+			if (now - w->started_mono >= STABLE_MS)
+				w->backoff_ms = BACKOFF_MIN_MS;
+			w->pid = 0;
+			w->state = "backoff";
+			w->next_start_mono = now + w->backoff_ms;
+			snprintf(w->last_exit, sizeof(w->last_exit), "%s", how);
+			pthread_mutex_unlock(&s->mu);
+			pg_warn("serve", "%s (pid %d) %s; restart in %u ms", w->name, (int)pid, how,
+				w->backoff_ms);
+			record_event(s, w->name, "exit", how);
+			w->backoff_ms =
+			    w->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : w->backoff_ms * 2;
+		}
+	}
+}
+
+static void
+stop_workers(struct pg_serve_state *s)
+{
+	uint64_t t0 = pg_mono_ms();
+	int left;
+
+	for (int i = 0; i < s->nsvc; i++)
+		if (s->svc[i].pid > 0)
+			kill(s->svc[i].pid, SIGTERM);
+	do {
+		int status;
+
+		left = 0;
+		for (int i = 0; i < s->nsvc; i++) {
+			struct pg_serve_svc *w = &s->svc[i];
+
+			if (w->pid > 0 && waitpid(w->pid, &status, WNOHANG) == w->pid) {
+				pthread_mutex_lock(&s->mu);
+				w->pid = 0;
+				w->state = "stopped";
+				pthread_mutex_unlock(&s->mu);
+			}
+			left += w->pid > 0;
+		}
+		if (left)
+			usleep(20 * 1000);
+	} while (left && pg_mono_ms() - t0 < 5000);
+	for (int i = 0; i < s->nsvc; i++) {
+		if (s->svc[i].pid > 0) {
+			pg_warn("serve", "%s did not stop in 5 s: SIGKILL", s->svc[i].name);
+			kill(s->svc[i].pid, SIGKILL);
+			waitpid(s->svc[i].pid, NULL, 0);
+			s->svc[i].pid = 0;
+			s->svc[i].state = "stopped";
+		}
+	}
+}
+
+static int
+is_loopback(const char *host)
+{
+	return strncmp(host, "127.", 4) == 0;
+}
+
+int
+pg_serve_run(const struct pg_serve_cfg *cfg)
+{
+	struct pg_serve_state *s = calloc(1, sizeof(*s));
+	struct MHD_Daemon *api = NULL;
+	struct run_opts o = {cfg->self_exe, cfg->demo, cfg->load_period_ms};
+	const char *host = cfg->host ? cfg->host : "127.0.0.1";
+	const char *names[] = {"pos", "load", "pos-traffic"};
+	struct sigaction sa, old_term, old_int;
+	char runpath[600];
+	int rc, bound = 0, nsvc = cfg->demo ? 3 : 2, sig_set = 0;
+
+	if (!s)
+		return PG_ENOMEM;
+	pthread_mutex_init(&s->mu, NULL);
+	if (!is_loopback(host) && (!cfg->token || !cfg->token[0])) {
+		rc = pg_error(PG_EPERM, "serve",
+			      "binding to %s (not loopback) requires a token (--token-file)", host);
+		goto out;
+	}
+	if (cfg->token && cfg->token[0])
+		s->token = cfg->token;
+	if (cfg->data_dir)
+		snprintf(s->data_dir, sizeof(s->data_dir), "%s", cfg->data_dir);
+	else if ((rc = pg_data_dir(s->data_dir, sizeof(s->data_dir))) < 0)
+		goto out;
+	snprintf(runpath, sizeof(runpath), "%s/run", s->data_dir);
+	rc = pg_mkdir_p(runpath, 0700);
+	if (rc < 0)
+		goto out;
+	snprintf(s->dbpath, sizeof(s->dbpath), "%s/payguard.db", s->data_dir);
+	rc = pg_store_open(&s->st, s->dbpath);
+	if (rc == 0)
+		rc = pg_serve_migrate(&s->st);
+	if (rc == 0) /* the API reads the POS tables before the pos worker is up */
+		rc = pg_pos_migrate(&s->st);
+	if (rc < 0)
+		goto out;
+	s->started_ms = pg_wall_ms();
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_term;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, &old_term);
+	sigaction(SIGINT, &sa, &old_int);
+	sig_set = 1;
+	s->nsvc = nsvc;
+	for (int i = 0; i < nsvc; i++) {
+		snprintf(s->svc[i].name, sizeof(s->svc[i].name), "%s", names[i]);
+		s->svc[i].state = "stopped";
+		s->svc[i].backoff_ms = BACKOFF_MIN_MS;
+	}
+	for (int i = 0; i < nsvc; i++)
+		if ((rc = start_worker(s, &s->svc[i], &o)) < 0)
+			goto out;
+	rc = pg_serve_api_start(s, host, cfg->port, &bound, &api);
+	if (rc < 0)
+		goto out;
+	if (cfg->port_file) {
+		char txt[16];
+		int n = snprintf(txt, sizeof(txt), "%d\n", bound);
+
+		rc = pg_write_file_atomic(cfg->port_file, txt, (size_t)n, 0644);
+		if (rc < 0)
+			goto out;
+	}
+	printf("payguard serve: API and dashboard on http://%s:%d/ (data in %s)\n", host, bound,
+	       s->data_dir);
+	fflush(stdout);
+	record_event(s, "serve", "start", host);
+	while (!d_stop) {
+		uint64_t now;
+
+		reap(s);
+		now = pg_mono_ms();
+		for (int i = 0; i < s->nsvc && !d_stop; i++) {
+			struct pg_serve_svc *w = &s->svc[i];
+
+			if (w->pid == 0 && strcmp(w->state, "backoff") == 0 &&
+			    now >= w->next_start_mono) {
+				if (start_worker(s, w, &o) == 0) {
+					pthread_mutex_lock(&s->mu);
+					w->restarts++;
+					pthread_mutex_unlock(&s->mu);
+					record_event(s, w->name, "restart", w->last_exit);
+				} else {
+					w->next_start_mono = now + w->backoff_ms;
+				}
+			}
+		}
+		usleep(50 * 1000);
+	}
+	pg_info("serve", "stopping");
+	rc = 0;
+out:
+	if (api)
+		pg_serve_api_stop(api);
+	pg_store_close(&s->api_st);
+	stop_workers(s);
+	if (s->st.db)
+		record_event(s, "serve", "stop", rc ? pg_strerror(rc) : "clean");
+	pg_store_close(&s->st);
+	if (sig_set) {
+		sigaction(SIGTERM, &old_term, NULL);
+		sigaction(SIGINT, &old_int, NULL);
+	}
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+	return rc;
+}

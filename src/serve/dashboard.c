@@ -1,0 +1,42 @@
+/*
+ * The dashboard page the daemon serves at "/": one static HTML page with
+ * inline script and no external resources (works with no internet access).
+ * It polls the JSON API; a first slice of issue 9's dashboard.
+ */
+const char pg_serve_dashboard_html[] =
+    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+    "<title>payguard</title><style>"
+    "body{font-family:sans-serif;margin:1em;background:#fafafa}"
+    "table{border-collapse:collapse;margin-bottom:1em}"
+    "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}"
+    "th{background:#eee}.open{color:#b00}h2{margin-bottom:.3em}"
+    "</style></head><body><h1>payguard</h1>"
+    "<h2>Services</h2><table id=\"svc\"></table>"
+    "<h2>POS alerts</h2><table id=\"alerts\"></table>"
+    "<h2>POS terminals</h2><table id=\"terms\"></table>"
+    "<h2>Load: VM types</h2><table id=\"types\"></table>"
+    "<h2>Load: VMs</h2><table id=\"vms\"></table>"
+    "<script>\n"
+    "function esc(s){return String(s).replace(/[&<>\"']/g,c=>'&#'+c.charCodeAt(0)+';');}\n"
+    "function table(id,rows,cols,extra){var t=document.getElementById(id);"
+    "var h='<tr>'+cols.map(c=>'<th>'+esc(c)+'</th>').join('')+(extra?'<th></th>':'')+'</tr>';"
+    "rows.forEach(r=>{h+='<tr>'+cols.map(c=>{var v=r[c];if(typeof v==='number')"
+    "v=Math.round(v*100)/100;if(v&&typeof v==='object')v=JSON.stringify(v);"
+    "return '<td>'+esc(v==null?'-':v)+'</td>';}).join('')+(extra?'<td>'+extra(r)+'</td>':'')"
+    "+'</tr>';});t.innerHTML=h;}\n"
+    "async function get(p){var r=await fetch(p);return r.ok?r.json():null;}\n"
+    "async function act(id,a){await fetch('/api/pos/alerts/'+id,{method:'POST',"
+    "headers:{'Content-Type':'application/json'},body:JSON.stringify({action:a})});refresh();}\n"
+    "async function refresh(){var s=await get('/api/services');if(s)table('svc',s,"
+    "['name','state','pid','restarts','last_exit']);"
+    "var a=await get('/api/pos/alerts');if(a)table('alerts',a,['id','terminal','state',"
+    "'reason','transactions'],r=>r.state==='closed'?'':(r.state==='open'?"
+    "'<button onclick=\"act('+r.id+',\\'acknowledge\\')\">acknowledge</button>':'')+"
+    "'<button onclick=\"act('+r.id+',\\'close\\')\">close</button>');"
+    "var t=await get('/api/pos/terminals');if(t)table('terms',t,['terminal','name',"
+    "'transactions','moved','last_decision','est_lat','est_lon','acc_m']);"
+    "var ty=await get('/api/load/types');if(ty)table('types',ty.types,['id','name','count',"
+    "'mean_load']);var v=await get('/api/load/vms');if(v)table('vms',v.vms,['name','type',"
+    "'load','samples']);}\n"
+    "refresh();setInterval(refresh,3000);\n"
+    "</script></body></html>\n";

@@ -1,0 +1,399 @@
+/*
+ * The worker processes `payguard serve` supervises: "pos" (the POS
+ * relocation server of seed 4 on the shared store), "pos-traffic" (demo:
+ * terminals of which some move) and "load" (periodic two-level k-means
+ * estimation over a generated VM fleet, seed 3). Each runs until SIGTERM.
+ */
+#include "payguard/clock.h"
+#include "payguard/error.h"
+#include "payguard/fs.h"
+#include "payguard/load.h"
+#include "payguard/log.h"
+#include "payguard/pos.h"
+#include "payguard/serve.h"
+#include "serve_int.h"
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t w_stop;
+
+static void
+on_term(int sig)
+{
+	(void)sig;
+	w_stop = 1;
+}
+
+static void
+install_term(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_term;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+}
+
+/* Sleeps up to ms, waking early on SIGTERM. */
+static void
+nap(int ms)
+{
+	for (int i = 0; i < ms / 50 && !w_stop; i++)
+		usleep(50 * 1000);
+}
+
+/* ---- demo POS data: eight Berlin merchants, cells at each, some cells far away ---- */
+
+struct demo_merchant {
+	const char *name;
+	double lat, lon;
+};
+static const struct demo_merchant merchants[] = {
+    {"Cafe Mitte", 52.5200, 13.4050},	    {"Taxi 17", 52.5163, 13.3777},
+    {"Food truck", 52.5076, 13.3904},	    {"Market stall", 52.4990, 13.4180},
+    {"Courier", 52.5300, 13.4150},	    {"Kiosk Wedding", 52.5500, 13.3600},
+    {"Bakery Neukoelln", 52.4810, 13.4350}, {"Flower shop", 52.5450, 13.4130},
+};
+#define NMERCH (sizeof(merchants) / sizeof(merchants[0]))
+
+int
+pg_serve_demo_pos_data(struct pg_store *st, const char *dir)
+{
+	char cpath[600], mpath[600];
+	struct pg_import_stats is;
+	FILE *f;
+	int rc;
+
+	snprintf(cpath, sizeof(cpath), "%s/demo-cells.csv", dir);
+	snprintf(mpath, sizeof(mpath), "%s/demo-merchants.csv", dir);
+	f = fopen(cpath, "w");
+	if (!f)
+		return pg_error(PG_EIO, "serve", "cannot write '%s'", cpath);
+	fprintf(f, "radio,mcc,net,area,cell,unit,lon,lat,range,samples,changeable,created,"
+		   "updated,averageSignal\n");
+	for (size_t i = 0; i < NMERCH; i++)
+		fprintf(f, "LTE,262,1,1001,%zu,,%.4f,%.4f,400,30,1,1459692000,1700000000,-80\n",
+			20001 + i, merchants[i].lon, merchants[i].lat);
+	/* Potsdam (about 25 km), Frankfurt (Oder) (about 80 km), Szczecin (Poland) */
+	fprintf(f, "LTE,262,1,1201,30001,,13.0645,52.3906,800,30,1,1459692000,1700000000,-85\n"
+		   "LTE,262,1,1301,30002,,14.5506,52.3471,1000,30,1,1459692000,1700000000,-85\n"
+		   "LTE,260,2,5001,77001,,14.5528,53.4285,1000,50,1,1459692000,1700000000,-80\n");
+	if (fclose(f) != 0)
+		return pg_error(PG_EIO, "serve", "cannot write '%s'", cpath);
+	f = fopen(mpath, "w");
+	if (!f)
+		return pg_error(PG_EIO, "serve", "cannot write '%s'", mpath);
+	fprintf(f, "terminal_id,merchant_id,lat,lon,uncertainty_m,limit_m,mcc,name\n");
+	for (size_t i = 0; i < NMERCH; i++)
+		fprintf(f, "T%07zu,M%014zu,%.4f,%.4f,50,1500,262,%s\n", i + 1, i + 1,
+			merchants[i].lat, merchants[i].lon, merchants[i].name);
+	if (fclose(f) != 0)
+		return pg_error(PG_EIO, "serve", "cannot write '%s'", mpath);
+	rc = pg_cells_import(st, cpath, &is);
+	if (rc == 0)
+		rc = pg_merchants_import(st, mpath, &is);
+	unlink(cpath);
+	unlink(mpath);
+	return rc;
+}
+
+static int
+worker_pos(const char *dir, const char *dbpath, int demo)
+{
+	struct pg_store st = {0};
+	struct pg_pos_engine *e = NULL;
+	struct pg_pos_policy pol;
+	struct pg_pos_server_cfg cfg;
+	char portfile[600];
+	int rc;
+
+	rc = pg_store_open(&st, dbpath);
+	if (rc < 0)
+		return rc;
+	rc = pg_pos_migrate(&st);
+	if (rc == 0 && demo)
+		rc = pg_serve_demo_pos_data(&st, dir);
+	if (rc < 0)
+		goto out;
+	pg_pos_policy_default(&pol);
+	rc = pg_pos_engine_open(&e, &st, &pol);
+	if (rc < 0)
+		goto out;
+	snprintf(portfile, sizeof(portfile), "%s/run/pos.port", dir);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.host = "127.0.0.1";
+	cfg.port = 0;
+	cfg.port_file = portfile;
+	cfg.dialect = pg_iso_dialect_builtin("binary");
+	cfg.framing.kind = PG_FRAME_BIN2;
+	cfg.commit_us = 2000;
+	rc = pg_pos_serve(&cfg, e); /* stops on SIGTERM and commits what is queued */
+out:
+	pg_pos_engine_free(e);
+	pg_store_close(&st);
+	return rc;
+}
+
+/* Reads the POS port the pos worker published; 0 if not (yet) there. */
+static int
+read_pos_port(const char *dir)
+{
+	char path[600];
+	uint8_t *data = NULL;
+	size_t len = 0;
+	int port = 0;
+
+	snprintf(path, sizeof(path), "%s/run/pos.port", dir);
+	if (pg_read_file(path, 32, &data, &len) == 0) {
+		char tmp[33];
+
+		memcpy(tmp, data, len);
+		tmp[len] = 0;
+		port = atoi(tmp);
+	}
+	free(data);
+	return port > 0 && port < 65536 ? port : 0;
+}
+
+static int
+build_txn(struct pg_iso_msg *m, size_t term, uint32_t n, uint64_t serving, int foreign)
+{
+	struct pg_cell_report r;
+	struct pg_buf b = PG_BUF_INIT(256);
+	char stan[8], f7[16], tid[16], mid[24];
+	int rc;
+
+	memset(&r, 0, sizeof(r));
+	if (foreign)
+		r.serving =
+		    (struct pg_cell_obs){PG_RADIO_LTE, 260, 2, 5001, 77001, -75, PG_TA_NONE};
+	else
+		r.serving =
+		    (struct pg_cell_obs){PG_RADIO_LTE,
+					 262,
+					 1,
+					 serving >= 30001 ? (serving == 30001 ? 1201 : 1301) : 1001,
+					 serving,
+					 -72,
+					 PG_TA_NONE};
+	snprintf(stan, sizeof(stan), "%06u", n % 1000000u);
+	snprintf(f7, sizeof(f7), "1125%06u", n % 1000000u);
+	snprintf(tid, sizeof(tid), "T%07zu", term + 1);
+	snprintf(mid, sizeof(mid), "M%014zu", term + 1);
+	pg_iso_msg_init(m);
+	pg_iso_set_mti(m, "0200");
+	pg_iso_set_str(m, 2, "4761739001010119");
+	pg_iso_set_str(m, 3, "000000");
+	pg_iso_set_str(m, 4, "000000001250");
+	pg_iso_set_str(m, 7, f7);
+	pg_iso_set_str(m, 11, stan);
+	pg_iso_set_str(m, 22, "071");
+	pg_iso_set_str(m, 41, tid);
+	pg_iso_set_str(m, 42, mid);
+	pg_iso_set_str(m, 49, "978");
+	rc = pg_celltlv_encode(&r, &b);
+	if (rc == 0)
+		rc = pg_iso_set(m, 62, b.data, b.len);
+	pg_buf_release(&b);
+	return rc;
+}
+
+/* Demo terminals: 2 ("Taxi 17") drives to Potsdam and back, 5 ("Courier")
+ * sometimes to Frankfurt (Oder), 8 now and then reports a Polish cell. */
+static int
+worker_pos_traffic(const char *dir)
+{
+	const struct pg_iso_dialect *d = pg_iso_dialect_builtin("binary");
+	struct pg_iso_framing fr = {.kind = PG_FRAME_BIN2};
+	struct pg_pos_client cl = {.fd = -1};
+	struct pg_iso_msg *req = malloc(sizeof(*req)), *resp = malloc(sizeof(*resp));
+	uint32_t n = (uint32_t)(pg_wall_ms() % 100000), rnd = (uint32_t)getpid() * 2654435761u;
+	int connected = 0;
+
+	if (!req || !resp) {
+		free(req);
+		free(resp);
+		return PG_ENOMEM;
+	}
+	while (!w_stop) {
+		size_t term = n % NMERCH;
+		uint64_t cell = 20001 + term;
+		int foreign = 0, port;
+
+		if (!connected) {
+			port = read_pos_port(dir);
+			if (!port || pg_pos_client_connect(&cl, "127.0.0.1", port, d, &fr) < 0) {
+				nap(500);
+				continue;
+			}
+			connected = 1;
+		}
+		rnd = rnd * 1103515245u + 12345u;
+		if (term == 1 && (rnd >> 16) % 100 < 40)
+			cell = 30001;
+		else if (term == 4 && (rnd >> 16) % 100 < 15)
+			cell = 30002;
+		else if (term == 7 && (rnd >> 16) % 100 < 3)
+			foreign = 1;
+		if (build_txn(req, term, ++n, cell, foreign) < 0 ||
+		    pg_pos_client_exchange(&cl, req, resp, 5000) < 0) {
+			pg_pos_client_close(&cl);
+			cl.fd = -1;
+			connected = 0;
+			nap(500);
+			continue;
+		}
+		nap(100);
+	}
+	pg_pos_client_close(&cl);
+	free(req);
+	free(resp);
+	return 0;
+}
+
+/* ---- load: a generated fleet, a sliding window of a day, estimated every period ---- */
+
+#define FLEET_N	      48
+#define FLEET_SAMPLES 1440 /* one day at one per minute */
+#define FLEET_WINDOW  240  /* four hours per estimate */
+
+static json_t *
+est_to_json(const struct pg_load_est *e, json_t **types_out)
+{
+	json_t *vms = json_array(), *types = json_array();
+
+	for (size_t i = 0; i < pg_load_est_count(e); i++) {
+		const struct pg_load_vm *v = pg_load_est_vm(e, i);
+
+		json_array_append_new(
+		    vms, json_pack("{s:s,s:i,s:f,s:I,s:[f,f,f,f]}", "name", v->name, "type",
+				   v->type, "load", v->load, "samples", (json_int_t)v->nsamples,
+				   "features", v->feat[0], v->feat[1], v->feat[2], v->feat[3]));
+	}
+	for (size_t i = 0; i < pg_load_est_ntypes(e); i++) {
+		const struct pg_load_type *t = pg_load_est_type(e, i);
+
+		json_array_append_new(types,
+				      json_pack("{s:i,s:s,s:I,s:f,s:[f,f,f,f]}", "id", (int)i,
+						"name", t->name, "count", (json_int_t)t->count,
+						"mean_load", t->mean_load, "center", t->center[0],
+						t->center[1], t->center[2], t->center[3]));
+	}
+	*types_out = types;
+	return vms;
+}
+
+static int
+store_estimate(struct pg_store *st, const struct pg_load_est *e)
+{
+	json_t *types = NULL, *vms = est_to_json(e, &types);
+	char *vs = json_dumps(vms, JSON_COMPACT), *ts = json_dumps(types, JSON_COMPACT);
+	sqlite3_stmt *s = NULL;
+	int rc = 0, src;
+
+	if (!vs || !ts) {
+		rc = PG_ENOMEM;
+		goto out;
+	}
+	src = sqlite3_prepare_v2(
+	    st->db, "INSERT INTO serve_load(at_ms, silhouette, vms, types) VALUES(?,?,?,?)", -1, &s,
+	    NULL);
+	if (src != SQLITE_OK) {
+		rc = pg_store_fail(st, src, "insert estimate");
+		goto out;
+	}
+	sqlite3_bind_int64(s, 1, pg_wall_ms());
+	sqlite3_bind_double(s, 2, pg_load_est_silhouette(e));
+	sqlite3_bind_text(s, 3, vs, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, ts, -1, SQLITE_STATIC);
+	src = sqlite3_step(s);
+	if (src != SQLITE_DONE) {
+		rc = pg_store_fail(st, src, "insert estimate");
+		goto out;
+	}
+	/* keep the last 200 estimates: enough for each VM's load over time */
+	rc = pg_store_exec(
+	    st, "DELETE FROM serve_load WHERE id <= (SELECT max(id) FROM serve_load) - 200");
+out:
+	sqlite3_finalize(s);
+	free(vs);
+	free(ts);
+	json_decref(vms);
+	json_decref(types);
+	return rc;
+}
+
+static int
+worker_load(const char *dbpath, int period_ms)
+{
+	struct pg_load_series *fleet = calloc(FLEET_N, sizeof(*fleet));
+	struct pg_store st = {0};
+	struct pg_load_params p;
+	size_t off = 0;
+	int rc;
+
+	if (!fleet)
+		return PG_ENOMEM;
+	rc = pg_store_open(&st, dbpath);
+	if (rc == 0)
+		rc = pg_serve_migrate(&st);
+	for (size_t i = 0; rc == 0 && i < FLEET_N; i++) {
+		int type;
+		double heavy;
+
+		pg_load_series_init(&fleet[i], FLEET_SAMPLES);
+		rc = pg_load_gen_vm(42, i, FLEET_SAMPLES, &fleet[i], &type, &heavy);
+	}
+	pg_load_params_init(&p);
+	p.n_threads = 1;
+	while (rc == 0 && !w_stop) {
+		struct pg_load_est *e = NULL;
+
+		rc = pg_load_est_new(&e, &p);
+		for (size_t i = 0; rc == 0 && i < FLEET_N; i++) {
+			struct pg_load_series view = fleet[i];
+
+			/* the window slides through the day: each estimate sees new samples */
+			view.s = fleet[i].s + off;
+			view.n = FLEET_WINDOW;
+			view.cap = view.max = FLEET_WINDOW;
+			rc = pg_load_est_add(e, &view);
+		}
+		if (rc == 0)
+			rc = pg_load_est_finish(e);
+		if (rc == 0)
+			rc = store_estimate(&st, e);
+		pg_load_est_free(e);
+		off = (off + 20) % (FLEET_SAMPLES - FLEET_WINDOW);
+		nap(period_ms);
+	}
+	for (size_t i = 0; i < FLEET_N; i++)
+		pg_load_series_release(&fleet[i]);
+	free(fleet);
+	pg_store_close(&st);
+	return rc;
+}
+
+int
+pg_serve_worker(const char *name, const char *data_dir, int demo, int load_period_ms)
+{
+	char dbpath[600];
+
+	install_term();
+	pg_log_set_tag(name);
+	snprintf(dbpath, sizeof(dbpath), "%s/payguard.db", data_dir);
+	if (strcmp(name, "pos") == 0)
+		return worker_pos(data_dir, dbpath, demo);
+	if (strcmp(name, "pos-traffic") == 0)
+		return worker_pos_traffic(data_dir);
+	if (strcmp(name, "load") == 0)
+		return worker_load(dbpath, load_period_ms > 0 ? load_period_ms : 5000);
+	return pg_error(PG_ENOENT, "serve", "no worker named '%s'", name);
+}
