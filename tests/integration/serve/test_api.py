@@ -1,0 +1,129 @@
+"""API tests of `payguard serve run --demo` (issue 9): every route, the
+alert actions and their state machine, malformed and oversized bodies,
+unknown routes and methods, /metrics, and a clean SIGTERM stop."""
+import sys
+
+from serveutil import Daemon, alive
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def main():
+    d = Daemon()
+    try:
+        s, v = d.get("/api")
+        check(s == 200 and "GET /metrics" in v["routes"], v)
+        s, v = d.get("/api/health")
+        check(s == 200 and v["status"] == "ok" and v["data_dir"] == d.dir, v)
+        s, svcs = d.get("/api/services")
+        check(s == 200 and sorted(x["name"] for x in svcs) == ["load", "pos", "pos-traffic"], svcs)
+        check(all(x["state"] == "running" and x["pid"] > 0 for x in svcs), svcs)
+
+        # live data: transactions flow, the taxi that drives to Potsdam raises an alert
+        d.wait("POS transactions", lambda: (d.metric("payguard_pos_transactions_total") or 0) > 20)
+        alerts = d.wait("an open POS alert", lambda: d.get("/api/pos/alerts?state=open")[1], 90)
+        a = alerts[0]
+        check(a["state"] == "open" and a["terminal"].startswith("T"), a)
+
+        s, terms = d.get("/api/pos/terminals")
+        check(s == 200 and len(terms) == 8, terms)
+        check(sum(t["transactions"] for t in terms) > 0, terms)
+        taxi = [t for t in terms if t["name"] == "Taxi 17"][0]
+        check(taxi["moved"] > 0, taxi)
+
+        s, v = d.get("/api/pos/alerts")
+        check(s == 200 and any(x["id"] == a["id"] for x in v), v)
+        s, v = d.get("/api/pos/alerts?state=bogus")
+        check(s == 400 and "state" in v["error"]["message"], v)
+        s, v = d.get("/api/pos/alerts?limit=0")
+        check(s == 400, v)
+        s, v = d.get("/api/pos/alerts/%d" % a["id"])
+        check(s == 200 and v["id"] == a["id"], v)
+        s, v = d.get("/api/pos/alerts/99999999")
+        check(s == 404 and v["error"]["status"] == 404, v)
+        s, v = d.get("/api/pos/alerts/abc")
+        check(s == 404, v)
+
+        path = "/api/pos/alerts/%d" % a["id"]
+        # bad bodies first: nothing may change
+        for body, code, word in [
+            (b'{"action": "acknowledge"', 400, "malformed JSON"),
+            (b'not json at all', 400, "malformed JSON"),
+            (b'', 400, "empty"),
+            (b'["acknowledge"]', 400, "object"),
+            (b'{"action": "delete"}', 400, "action"),
+            (b'{"action": 7}', 400, "action"),
+            (b'{"action": "close", "extra": 1}', 400, "unknown field"),
+            (b'{"action": "close", "note": 5}', 400, "note"),
+            (b'{"action": "close", "note": "' + b"x" * 300 + b'"}', 400, "note"),
+            (b'{"action": "close", "action": "close"}', 400, "malformed JSON"),
+            (b'{"action": "close", "note": "' + b"y" * 100000 + b'"}', 413, "larger"),
+        ]:
+            s, v = d.request("POST", path, body)
+            check(s == code and word in v["error"]["message"], (body[:60], s, v))
+        s, v = d.get(path)
+        check(v["state"] == "open", v)
+
+        s, v = d.request("POST", path, {"action": "acknowledge", "note": "driver called"})
+        check(s == 200 and v["state"] == "acknowledged", v)
+        s, v = d.request("POST", path, {"action": "acknowledge"})
+        check(s == 409 and "already" in v["error"]["message"], v)
+        s, v = d.request("POST", path, {"action": "close"})
+        check(s == 200 and v["state"] == "closed", v)
+        s, v = d.request("POST", "/api/pos/alerts/99999999", {"action": "close"})
+        check(s == 404, v)
+
+        # load: the estimator's latest output and one VM's history
+        d.wait("two load estimates", lambda: (d.metric("payguard_load_estimates_total") or 0) >= 2)
+        s, v = d.get("/api/load/vms")
+        check(s == 200 and len(v["vms"]) == 48, v)
+        vm = v["vms"][0]
+        check(0 <= vm["load"] <= 100 and vm["samples"] == 240, vm)
+        s, t = d.get("/api/load/types")
+        check(s == 200 and 2 <= len(t["types"]) <= 10, t)
+        check(sum(x["count"] for x in t["types"]) == 48, t)
+        check(all(0 <= x["type"] < len(t["types"]) for x in v["vms"]), v)
+        s, h = d.get("/api/load/history?vm=" + vm["name"])
+        check(s == 200 and len(h["history"]) >= 2, h)
+        s, h = d.get("/api/load/history")
+        check(s == 400, h)
+        s, h = d.get("/api/load/history?vm=no-such-vm")
+        check(s == 404, h)
+
+        s, v = d.get("/api/se/links")
+        check(s == 200 and {"t0", "t1", "swp"} <= {x["name"] for x in v}, v)
+
+        # unknown routes and methods
+        for p in ["/nope", "/api/", "/api/pos", "/api/pos/alerts/1/x", "/metrics/x"]:
+            s, v = d.get(p)
+            check(s == 404 and v["error"]["status"] == 404, (p, s, v))
+        s, v = d.request("POST", "/api/health", {"a": 1})
+        check(s == 405, v)
+        s, v = d.request("DELETE", path)
+        check(s == 405, v)
+
+        text = d.metrics_text()
+        for name in ["payguard_http_requests_total{code=\"4xx\"}", "payguard_pos_transactions_total",
+                     "payguard_pos_decisions_total{decision=\"moved\"}",
+                     "payguard_load_estimates_total", "payguard_service_restarts_total{service=\"pos\"}"]:
+            check(name in text, name)
+        check(d.metric("payguard_pos_transactions_total") > 20, text)
+
+        s, ct, html = d.request("GET", "/", raw=True)
+        check(s == 200 and ct.startswith("text/html") and b"/api/pos/alerts" in html, ct)
+        check(b"http://" not in html and b"https://" not in html, "dashboard loads nothing external")
+
+        pids = [x["pid"] for x in d.get("/api/services")[1]]
+        rc = d.stop()
+        check(rc == 0, "exit code %s: %s" % (rc, d.log()[-2000:]))
+        check(not any(alive(p) for p in pids), "a worker outlived the daemon")
+        print("serve API: ok")
+    finally:
+        d.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
