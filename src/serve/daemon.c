@@ -238,6 +238,7 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, &old_term);
 	sigaction(SIGINT, &sa, &old_int);
+	signal(SIGPIPE, SIG_IGN); /* a client that hangs up must not kill the daemon */
 	sig_set = 1;
 	s->nsvc = nsvc;
 	for (int i = 0; i < nsvc; i++) {

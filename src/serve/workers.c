@@ -39,6 +39,8 @@ install_term(void)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	/* a peer that went away (the pos worker restarting) is an error, not death */
+	signal(SIGPIPE, SIG_IGN);
 }
 
 /* Sleeps up to ms, waking early on SIGTERM. */

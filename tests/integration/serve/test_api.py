@@ -120,6 +120,7 @@ def main():
         rc = d.stop()
         check(rc == 0, "exit code %s: %s" % (rc, d.log()[-2000:]))
         check(not any(alive(p) for p in pids), "a worker outlived the daemon")
+        check("did not stop" not in d.log(), "every worker stops on SIGTERM: " + d.log()[-2000:])
         print("serve API: ok")
     finally:
         d.cleanup()
