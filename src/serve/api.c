@@ -264,13 +264,11 @@ services_json(struct pg_serve_state *s)
 static json_t *
 links_json(void)
 {
-	static const char *const types[] = {"contact", "contactless", "embedded", "usb", "host"};
 	json_t *a = json_array();
 
 	for (size_t i = 0; pg_link_drivers[i]; i++) {
 		const struct pg_link_ops *o = pg_link_drivers[i];
 
-		(void)types;
 		json_array_append_new(
 		    a, json_pack("{s:s,s:i,s:I,s:I,s:b,s:b}", "name", o->name, "type", (int)o->type,
 				 "max_capdu", (json_int_t)o->max_capdu, "max_rapdu",
