@@ -21,7 +21,35 @@ struct pg_serve_cfg {
 	int demo;	   /* start the demo traffic generator and demo data */
 	int load_period_ms;
 	const char *self_exe; /* the payguard binary workers are started from */
+	/* the configuration file re-read on SIGHUP (NULL: none), and the keys the
+	 * command line set (PG_SERVE_KEY_... bits), which the file never overrides */
+	const char *config_path;
+	unsigned cli_keys;
 };
+
+/* The configuration file (JSON object; docs/serve.md lists keys and defaults). */
+enum {
+	PG_SERVE_KEY_LISTEN = 1u << 0,
+	PG_SERVE_KEY_PORT = 1u << 1,
+	PG_SERVE_KEY_TOKEN_FILE = 1u << 2,
+	PG_SERVE_KEY_DEMO = 1u << 3,
+	PG_SERVE_KEY_LOAD_PERIOD = 1u << 4,
+	PG_SERVE_KEY_LOG_LEVEL = 1u << 5,
+};
+#define PG_SERVE_MAX_CONF 65536
+struct pg_serve_conf {
+	char listen[64];
+	int port;
+	char token_file[512];
+	int demo;
+	int load_period_ms;
+	int log_level; /* -1: leave as is */
+	unsigned keys; /* PG_SERVE_KEY_... bits present in the file */
+};
+void pg_serve_conf_default(struct pg_serve_conf *c);
+/* Parses a file's bytes over c (keys absent keep their value); PG_EFORMAT/PG_EINVAL. */
+int pg_serve_conf_parse(const char *text, size_t len, struct pg_serve_conf *c);
+int pg_serve_conf_load(const char *path, struct pg_serve_conf *c);
 
 /* Runs the daemon until SIGTERM/SIGINT; returns 0 after a clean stop. */
 int pg_serve_run(const struct pg_serve_cfg *cfg);

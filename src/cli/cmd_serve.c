@@ -4,6 +4,7 @@
 #include "payguard/fs.h"
 #include "payguard/log.h"
 #include "payguard/serve.h"
+#include "payguard/store.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -12,7 +13,17 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { O_DATA = 1000, O_LISTEN, O_PORT, O_PORT_FILE, O_TOKEN_FILE, O_DEMO, O_LOAD_PERIOD, O_NAME };
+enum {
+	O_CONFIG = 999,
+	O_DATA = 1000,
+	O_LISTEN,
+	O_PORT,
+	O_PORT_FILE,
+	O_TOKEN_FILE,
+	O_DEMO,
+	O_LOAD_PERIOD,
+	O_NAME
+};
 
 static int
 parse_int(const char *s, int lo, int hi, int *out)
@@ -30,6 +41,7 @@ static int
 cmd_serve_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
+	    {"config", required_argument, NULL, O_CONFIG},
 	    {"data", required_argument, NULL, O_DATA},
 	    {"listen", required_argument, NULL, O_LISTEN},
 	    {"port", required_argument, NULL, O_PORT},
@@ -40,22 +52,29 @@ cmd_serve_run(int argc, char **argv)
 	    {0},
 	};
 	struct pg_serve_cfg cfg = {.port = PG_SERVE_DEFAULT_PORT, .load_period_ms = 5000};
-	char exe[PATH_MAX], token[256];
+	struct pg_serve_conf conf;
+	char exe[PATH_MAX], token[256], datadir[512], confpath[600];
+	const char *config = NULL, *token_file = NULL;
 	ssize_t n;
 	int c, rc;
 
 	token[0] = 0;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
+		case O_CONFIG:
+			config = optarg;
+			break;
 		case O_DATA:
 			cfg.data_dir = optarg;
 			break;
 		case O_LISTEN:
 			cfg.host = optarg;
+			cfg.cli_keys |= PG_SERVE_KEY_LISTEN;
 			break;
 		case O_PORT:
 			if (parse_int(optarg, 0, 65535, &cfg.port) < 0)
 				return pg_cli_usage(argv[0], "--port takes 0..65535");
+			cfg.cli_keys |= PG_SERVE_KEY_PORT;
 			break;
 		case O_PORT_FILE:
 			cfg.port_file = optarg;
@@ -90,8 +109,51 @@ cmd_serve_run(int argc, char **argv)
 	}
 	if (optind < argc)
 		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[optind]);
-	if (token[0])
+	/* the configuration file: --config, else <data dir>/serve.json when it exists */
+	pg_serve_conf_default(&conf);
+	if (!config) {
+		if (cfg.data_dir)
+			snprintf(datadir, sizeof(datadir), "%s", cfg.data_dir);
+		else if ((rc = pg_data_dir(datadir, sizeof(datadir))) < 0)
+			return pg_cli_fail(rc, "data directory");
+		snprintf(confpath, sizeof(confpath), "%s/serve.json", datadir);
+		if (access(confpath, F_OK) == 0)
+			config = confpath;
+	}
+	if (config) {
+		rc = pg_serve_conf_load(config, &conf);
+		if (rc < 0)
+			return pg_cli_fail(rc, "configuration");
+		cfg.config_path = config;
+		if (conf.keys & PG_SERVE_KEY_LOG_LEVEL)
+			pg_log_set_level(conf.log_level);
+	}
+	if (!(cfg.cli_keys & PG_SERVE_KEY_LISTEN) && (conf.keys & PG_SERVE_KEY_LISTEN))
+		cfg.host = conf.listen;
+	if (!(cfg.cli_keys & PG_SERVE_KEY_PORT) && (conf.keys & PG_SERVE_KEY_PORT))
+		cfg.port = conf.port;
+	if (!(cfg.cli_keys & PG_SERVE_KEY_DEMO) && (conf.keys & PG_SERVE_KEY_DEMO))
+		cfg.demo = conf.demo;
+	if (!(cfg.cli_keys & PG_SERVE_KEY_LOAD_PERIOD) && (conf.keys & PG_SERVE_KEY_LOAD_PERIOD))
+		cfg.load_period_ms = conf.load_period_ms;
+	if (!token_file && (conf.keys & PG_SERVE_KEY_TOKEN_FILE))
+		token_file = conf.token_file;
+	if (token_file) {
+		uint8_t *data = NULL;
+		size_t len = 0;
+
+		rc = pg_read_file(token_file, sizeof(token) - 1, &data, &len);
+		if (rc < 0)
+			return pg_cli_fail(rc, "token file '%s'", token_file);
+		while (len && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+			len--;
+		memcpy(token, data, len);
+		token[len] = 0;
+		free(data);
+		if (len < 16 || strlen(token) != len)
+			return pg_cli_usage(argv[0], "the token must be 16..255 bytes, no NUL");
 		cfg.token = token;
+	}
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n <= 0)
 		return pg_cli_fail(PG_ESYS, "cannot find the payguard binary");
@@ -145,8 +207,11 @@ cmd_serve_worker(int argc, char **argv)
 
 const struct pg_cmd pg_cli_serve[] = {
     {"run", cmd_serve_run, "run the daemon: supervised services, HTTP API, metrics, dashboard",
-     "[--data DIR] [--listen IPV4] [--port N] [--port-file FILE] [--token-file FILE] [--demo] "
+     "[--config FILE] [--data DIR] [--listen IPV4] [--port N] [--port-file FILE] [--token-file "
+     "FILE] [--demo] "
      "[--load-period-ms MS]\n\n"
+     "  --config FILE       JSON configuration file, re-read on SIGHUP (default "
+     "DIR/serve.json if present)\n"
      "  --data DIR          data directory (default $PAYGUARD_DATA_DIR, else "
      "~/.local/share/payguard)\n"
      "  --listen IPV4       address to bind (default 127.0.0.1; any other needs --token-file)\n"
@@ -155,7 +220,8 @@ const struct pg_cmd pg_cli_serve[] = {
      "  --token-file FILE   require 'Authorization: Bearer <token>' (token: first line of FILE)\n"
      "  --demo              fill POS and load with live generated data\n"
      "  --load-period-ms MS how often the load service estimates (default 5000)\n"
-     "SIGTERM or SIGINT stops every service cleanly."},
+     "Options on the command line win over the file. SIGTERM or SIGINT stops every service "
+     "cleanly; SIGHUP reloads the file."},
     {"worker", cmd_serve_worker, "internal: one supervised service (started by 'serve run')",
      "--name pos|pos-traffic|load --data DIR [--demo] [--load-period-ms MS]"},
     {NULL, NULL, NULL, NULL},

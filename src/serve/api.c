@@ -500,9 +500,12 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 				      "GET /api/se/links", "GET /metrics");
 			break;
 		case 1:
-			v = json_pack("{s:s,s:I,s:s}", "status", "ok", "uptime_ms",
+			pthread_mutex_lock(&s->mu);
+			v = json_pack("{s:s,s:I,s:s,s:i,s:i}", "status", "ok", "uptime_ms",
 				      (json_int_t)(pg_wall_ms() - s->started_ms), "data_dir",
-				      s->data_dir);
+				      s->data_dir, "load_period_ms", s->load_period_ms, "reloads",
+				      (int)s->reloads);
+			pthread_mutex_unlock(&s->mu);
 			break;
 		case 2:
 			v = services_json(s);

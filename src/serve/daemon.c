@@ -25,7 +25,14 @@
 #define BACKOFF_MAX_MS 30000
 #define STABLE_MS      30000 /* a worker up this long gets its back-off reset */
 
-static volatile sig_atomic_t d_stop;
+static volatile sig_atomic_t d_stop, d_reload;
+
+static void
+on_hup(int sig)
+{
+	(void)sig;
+	d_reload = 1;
+}
 
 static void
 on_term(int sig)
@@ -134,6 +141,18 @@ reap(struct pg_serve_state *s)
 				snprintf(how, sizeof(how), "exited with status %d",
 					 WEXITSTATUS(status));
 			pthread_mutex_lock(&s->mu);
+			if (w->reloading) {
+				/* stopped by us to take a new configuration: no back-off, no count
+				 */
+				w->reloading = 0;
+				w->pid = 0;
+				w->state = "backoff";
+				w->next_start_mono = now;
+				w->reload_start = 1;
+				pthread_mutex_unlock(&s->mu);
+				pg_info("serve", "%s stopped for a reload", w->name);
+				continue;
+			}
 			if (now - w->started_mono >= STABLE_MS)
 				w->backoff_ms = BACKOFF_MIN_MS;
 			w->pid = 0;
@@ -188,6 +207,56 @@ stop_workers(struct pg_serve_state *s)
 	}
 }
 
+/* SIGHUP: re-reads the configuration file; what a running daemon can take
+ * (load_period_ms, log_level) applies now, the rest at the next start. */
+static void
+reload(struct pg_serve_state *s, const struct pg_serve_cfg *cfg, struct run_opts *o)
+{
+	struct pg_serve_conf c;
+	int rc;
+
+	if (!cfg->config_path) {
+		pg_warn("serve", "SIGHUP: no configuration file to reload");
+		return;
+	}
+	pg_serve_conf_default(&c);
+	rc = pg_serve_conf_load(cfg->config_path, &c);
+	if (rc < 0) {
+		pg_err("serve", "SIGHUP: configuration kept: %s", pg_last_error());
+		record_event(s, "serve", "reload-failed", pg_last_error());
+		return;
+	}
+	if ((c.keys & PG_SERVE_KEY_LOG_LEVEL) && !(cfg->cli_keys & PG_SERVE_KEY_LOG_LEVEL))
+		pg_log_set_level(c.log_level);
+	if ((c.keys & (PG_SERVE_KEY_LISTEN | PG_SERVE_KEY_PORT | PG_SERVE_KEY_TOKEN_FILE |
+		       PG_SERVE_KEY_DEMO)) &&
+	    !(cfg->cli_keys & PG_SERVE_KEY_LISTEN))
+		pg_warn("serve",
+			"SIGHUP: listen, port, token_file and demo take effect at the next "
+			"start");
+	if (!(cfg->cli_keys & PG_SERVE_KEY_LOAD_PERIOD)) {
+		int period = (c.keys & PG_SERVE_KEY_LOAD_PERIOD) ? c.load_period_ms : 5000;
+
+		if (period != o->load_period_ms) {
+			o->load_period_ms = period;
+			pthread_mutex_lock(&s->mu);
+			s->load_period_ms = period;
+			for (int i = 0; i < s->nsvc; i++) {
+				if (strcmp(s->svc[i].name, "load") == 0 && s->svc[i].pid > 0) {
+					s->svc[i].reloading = 1;
+					kill(s->svc[i].pid, SIGTERM);
+				}
+			}
+			pthread_mutex_unlock(&s->mu);
+		}
+	}
+	pthread_mutex_lock(&s->mu);
+	s->reloads++;
+	pthread_mutex_unlock(&s->mu);
+	pg_info("serve", "SIGHUP: configuration reloaded from %s", cfg->config_path);
+	record_event(s, "serve", "reload", cfg->config_path);
+}
+
 static int
 is_loopback(const char *host)
 {
@@ -202,7 +271,7 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 	struct run_opts o = {cfg->self_exe, cfg->demo, cfg->load_period_ms};
 	const char *host = cfg->host ? cfg->host : "127.0.0.1";
 	const char *names[] = {"pos", "load", "pos-traffic"};
-	struct sigaction sa, old_term, old_int;
+	struct sigaction sa, old_term, old_int, old_hup;
 	char runpath[600];
 	int rc, bound = 0, nsvc = cfg->demo ? 3 : 2, sig_set = 0;
 
@@ -233,11 +302,14 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 	if (rc < 0)
 		goto out;
 	s->started_ms = pg_wall_ms();
+	s->load_period_ms = cfg->load_period_ms;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_term;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, &old_term);
 	sigaction(SIGINT, &sa, &old_int);
+	sa.sa_handler = on_hup;
+	sigaction(SIGHUP, &sa, &old_hup);
 	signal(SIGPIPE, SIG_IGN); /* a client that hangs up must not kill the daemon */
 	sig_set = 1;
 	s->nsvc = nsvc;
@@ -267,6 +339,10 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 	while (!d_stop) {
 		uint64_t now;
 
+		if (d_reload) {
+			d_reload = 0;
+			reload(s, cfg, &o);
+		}
 		reap(s);
 		now = pg_mono_ms();
 		for (int i = 0; i < s->nsvc && !d_stop; i++) {
@@ -274,11 +350,17 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 
 			if (w->pid == 0 && strcmp(w->state, "backoff") == 0 &&
 			    now >= w->next_start_mono) {
+				int planned = w->reload_start;
+
 				if (start_worker(s, w, &o) == 0) {
-					pthread_mutex_lock(&s->mu);
-					w->restarts++;
-					pthread_mutex_unlock(&s->mu);
-					record_event(s, w->name, "restart", w->last_exit);
+					w->reload_start = 0;
+					if (!planned) {
+						pthread_mutex_lock(&s->mu);
+						w->restarts++;
+						pthread_mutex_unlock(&s->mu);
+					}
+					record_event(s, w->name, planned ? "reload" : "restart",
+						     planned ? "configuration" : w->last_exit);
 				} else {
 					w->next_start_mono = now + w->backoff_ms;
 				}
@@ -299,6 +381,7 @@ out:
 	if (sig_set) {
 		sigaction(SIGTERM, &old_term, NULL);
 		sigaction(SIGINT, &old_int, NULL);
+		sigaction(SIGHUP, &old_hup, NULL);
 	}
 	pthread_mutex_destroy(&s->mu);
 	free(s);

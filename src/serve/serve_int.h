@@ -23,6 +23,8 @@ struct pg_serve_svc {
 	uint64_t started_mono, next_start_mono;
 	unsigned backoff_ms;
 	char last_exit[48];
+	int reloading;	  /* stopped on purpose for a reload: restart now, not counted */
+	int reload_start; /* the next start is that planned one */
 };
 
 struct pg_serve_state {
@@ -32,6 +34,8 @@ struct pg_serve_state {
 	char data_dir[512], dbpath[600];
 	const char *token; /* NULL: no token required */
 	int64_t started_ms;
+	int load_period_ms; /* current, after reloads */
+	unsigned reloads;
 	struct pg_store st;	/* the supervisor's connection */
 	struct pg_store api_st; /* the API thread's own connection */
 	/* request counters by status class (2xx .. 5xx), API thread only */

@@ -15,11 +15,16 @@ PAYGUARD = os.environ.get("PAYGUARD", "payguard")
 
 
 class Daemon:
-    def __init__(self, *extra, demo=True, period_ms=500):
+    def __init__(self, *extra, demo=True, period_ms=500, conf=None):
         self.dir = tempfile.mkdtemp(prefix="pg-serve-test-")
+        if conf is not None:
+            with open(os.path.join(self.dir, "serve.json"), "w") as f:
+                f.write(conf if isinstance(conf, str) else json.dumps(conf))
         self.portfile = os.path.join(self.dir, "http.port")
         args = [PAYGUARD, "serve", "run", "--data", self.dir, "--port", "0",
-                "--port-file", self.portfile, "--load-period-ms", str(period_ms)]
+                "--port-file", self.portfile]
+        if period_ms is not None:
+            args += ["--load-period-ms", str(period_ms)]
         if demo:
             args.append("--demo")
         args += list(extra)

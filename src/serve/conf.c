@@ -1,0 +1,135 @@
+/*
+ * The serve configuration file: one JSON object, every key optional with the
+ * default of docs/serve.md; unknown keys and wrong types are refused so a
+ * typo never silently falls back to a default.
+ */
+#include "payguard/error.h"
+#include "payguard/fs.h"
+#include "payguard/log.h"
+#include "payguard/serve.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void
+pg_serve_conf_default(struct pg_serve_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	strcpy(c->listen, "127.0.0.1");
+	c->port = PG_SERVE_DEFAULT_PORT;
+	c->load_period_ms = 5000;
+	c->log_level = -1;
+}
+
+static int
+get_int(json_t *v, const char *key, long lo, long hi, int *out)
+{
+	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+		return pg_error(PG_EINVAL, "serve", "config key '%s' must be an integer %ld..%ld",
+				key, lo, hi);
+	*out = (int)json_integer_value(v);
+	return 0;
+}
+
+static int
+get_str(json_t *v, const char *key, char *out, size_t cap)
+{
+	if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) >= cap ||
+	    strlen(json_string_value(v)) != json_string_length(v))
+		return pg_error(PG_EINVAL, "serve",
+				"config key '%s' must be a string of 1..%zu bytes", key, cap - 1);
+	memcpy(out, json_string_value(v), json_string_length(v) + 1);
+	return 0;
+}
+
+int
+pg_serve_conf_parse(const char *text, size_t len, struct pg_serve_conf *c)
+{
+	struct pg_serve_conf n = *c;
+	json_error_t jerr;
+	json_t *o, *v;
+	const char *key;
+	int rc = 0;
+
+	if (len > PG_SERVE_MAX_CONF)
+		return pg_error(PG_ETOOBIG, "serve", "config of %zu bytes (limit %d)", len,
+				PG_SERVE_MAX_CONF);
+	o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!o)
+		return pg_error(PG_EFORMAT, "serve",
+				"config: malformed JSON at line %d column %d: %s", jerr.line,
+				jerr.column, jerr.text);
+	if (!json_is_object(o)) {
+		rc = pg_error(PG_EFORMAT, "serve", "config must be a JSON object");
+		goto out;
+	}
+	n.keys = 0;
+	json_object_foreach(o, key, v)
+	{
+		if (strcmp(key, "listen") == 0) {
+			struct in_addr a;
+
+			rc = get_str(v, key, n.listen, sizeof(n.listen));
+			if (rc == 0 && inet_pton(AF_INET, n.listen, &a) != 1)
+				rc = pg_error(PG_EINVAL, "serve",
+					      "config 'listen' must be an IPv4 address");
+			n.keys |= PG_SERVE_KEY_LISTEN;
+		} else if (strcmp(key, "port") == 0) {
+			rc = get_int(v, key, 0, 65535, &n.port);
+			n.keys |= PG_SERVE_KEY_PORT;
+		} else if (strcmp(key, "token_file") == 0) {
+			rc = get_str(v, key, n.token_file, sizeof(n.token_file));
+			n.keys |= PG_SERVE_KEY_TOKEN_FILE;
+		} else if (strcmp(key, "demo") == 0) {
+			if (!json_is_boolean(v))
+				rc = pg_error(PG_EINVAL, "serve",
+					      "config key 'demo' must be true or false");
+			n.demo = json_is_true(v);
+			n.keys |= PG_SERVE_KEY_DEMO;
+		} else if (strcmp(key, "load_period_ms") == 0) {
+			rc = get_int(v, key, 100, 3600000, &n.load_period_ms);
+			n.keys |= PG_SERVE_KEY_LOAD_PERIOD;
+		} else if (strcmp(key, "log_level") == 0) {
+			char lv[16];
+
+			rc = get_str(v, key, lv, sizeof(lv));
+			if (rc == 0 && (n.log_level = pg_log_parse_level(lv)) < 0)
+				rc = pg_error(
+				    PG_EINVAL, "serve",
+				    "config 'log_level': error, warn, info, debug or trace");
+			n.keys |= PG_SERVE_KEY_LOG_LEVEL;
+		} else {
+			rc = pg_error(PG_EINVAL, "serve", "config: unknown key '%.40s'", key);
+		}
+		if (rc < 0)
+			goto out;
+	}
+	*c = n;
+out:
+	json_decref(o);
+	return rc;
+}
+
+int
+pg_serve_conf_load(const char *path, struct pg_serve_conf *c)
+{
+	uint8_t *data = NULL;
+	size_t len = 0;
+	int rc;
+
+	rc = pg_read_file(path, PG_SERVE_MAX_CONF, &data, &len);
+	if (rc < 0)
+		return rc;
+	rc = pg_serve_conf_parse((const char *)data, len, c);
+	if (rc < 0) {
+		char why[256];
+
+		snprintf(why, sizeof(why), "%s", pg_last_error()); /* pg_error writes over it */
+		pg_error(rc, "serve", "%s: %s", path, why);
+	}
+	free(data);
+	return rc;
+}
