@@ -79,29 +79,18 @@ cmd_serve_run(int argc, char **argv)
 		case O_PORT_FILE:
 			cfg.port_file = optarg;
 			break;
-		case O_TOKEN_FILE: {
-			uint8_t *data = NULL;
-			size_t len = 0;
-
-			rc = pg_read_file(optarg, sizeof(token) - 1, &data, &len);
-			if (rc < 0)
-				return pg_cli_fail(rc, "token file '%s'", optarg);
-			while (len && (data[len - 1] == '\n' || data[len - 1] == '\r'))
-				len--;
-			memcpy(token, data, len);
-			token[len] = 0;
-			free(data);
-			if (len < 16 || strlen(token) != len)
-				return pg_cli_usage(argv[0],
-						    "the token must be 16..255 bytes, no NUL");
+		case O_TOKEN_FILE:
+			token_file = optarg;
+			cfg.cli_keys |= PG_SERVE_KEY_TOKEN_FILE;
 			break;
-		}
 		case O_DEMO:
 			cfg.demo = 1;
+			cfg.cli_keys |= PG_SERVE_KEY_DEMO;
 			break;
 		case O_LOAD_PERIOD:
 			if (parse_int(optarg, 100, 3600000, &cfg.load_period_ms) < 0)
 				return pg_cli_usage(argv[0], "--load-period-ms takes 100..3600000");
+			cfg.cli_keys |= PG_SERVE_KEY_LOAD_PERIOD;
 			break;
 		default:
 			return PG_EXIT_USAGE;

@@ -184,6 +184,32 @@ load_latest(struct pg_store *st, const char *col, json_t **out)
 	return rc;
 }
 
+/* The nfcswitch worker's newest snapshot (SEs, routing table, counters). */
+static int
+nfcsw_latest(struct pg_store *st, json_t **out)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = 0;
+
+	if (sqlite3_prepare_v2(st->db, "SELECT at_ms, snapshot FROM serve_nfcsw WHERE id = 1", -1,
+			       &q, NULL) != SQLITE_OK)
+		return pg_store_fail(st, sqlite3_errcode(st->db), "nfcswitch snapshot");
+	if (sqlite3_step(q) == SQLITE_ROW) {
+		json_t *v = json_loads((const char *)sqlite3_column_text(q, 1), 0, NULL);
+
+		if (v) {
+			json_object_set_new(v, "at_ms", json_integer(sqlite3_column_int64(q, 0)));
+			*out = v;
+		} else {
+			rc = pg_error(PG_ECORRUPT, "serve", "nfcswitch snapshot is not JSON");
+		}
+	} else {
+		rc = pg_error(PG_ENOENT, "serve", "the nfcswitch service has not reported yet");
+	}
+	sqlite3_finalize(q);
+	return rc;
+}
+
 static int
 load_history(struct pg_store *st, const char *vm, json_t **out)
 {
@@ -360,6 +386,26 @@ metrics(struct pg_serve_state *s, struct reply *r)
 		"# TYPE payguard_load_estimates_total counter\n"
 		"payguard_load_estimates_total %lld\n",
 		(long long)count_sql(st, "SELECT coalesce(max(id), 0) FROM serve_load"));
+	{
+		json_t *snap = NULL, *se;
+		size_t i;
+
+		mprintf(&m, "# HELP payguard_se_apdus_total APDUs the NFC switch sent to each SE.\n"
+			    "# TYPE payguard_se_apdus_total counter\n");
+		if (nfcsw_latest(st, &snap) == 0) {
+			json_array_foreach(json_object_get(snap, "ses"), i, se)
+			    mprintf(&m, "payguard_se_apdus_total{se=\"%s\"} %lld\n",
+				    json_string_value(json_object_get(se, "name")),
+				    (long long)json_integer_value(json_object_get(se, "apdus")));
+			mprintf(&m,
+				"# HELP payguard_nfcsw_selects_total SELECTs routed by the NFC "
+				"switch.\n"
+				"# TYPE payguard_nfcsw_selects_total counter\n"
+				"payguard_nfcsw_selects_total %lld\n",
+				(long long)json_integer_value(json_object_get(snap, "selects")));
+		}
+		json_decref(snap);
+	}
 	mprintf(&m, "# HELP payguard_service_restarts_total Worker restarts by the supervisor.\n"
 		    "# TYPE payguard_service_restarts_total counter\n");
 	pthread_mutex_lock(&s->mu);
@@ -398,6 +444,24 @@ token_ok(struct pg_serve_state *s, struct MHD_Connection *c)
 	SHA256((const unsigned char *)h + 7, strlen(h + 7), got);
 	return pg_ct_equal(want, got, sizeof(want));
 }
+
+/* Every route, for GET /api (docs/api.md has one section each). */
+static const char *const route_list[] = {
+    "GET /",
+    "GET /api",
+    "GET /api/health",
+    "GET /api/services",
+    "GET /api/pos/terminals",
+    "GET /api/pos/alerts",
+    "GET|POST /api/pos/alerts/{id}",
+    "GET /api/load/vms",
+    "GET /api/load/types",
+    "GET /api/load/history?vm=NAME",
+    "GET /api/se/links",
+    "GET /api/se/ses",
+    "GET /api/se/routes",
+    "GET /metrics",
+};
 
 /* Parses "/api/pos/alerts/<id>"; 1 with *id on a match. */
 static int
@@ -481,6 +545,8 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 	    {"/api/load/types", 6},
 	    {"/api/load/history", 7},
 	    {"/api/se/links", 8},
+	    {"/api/se/ses", 9},
+	    {"/api/se/routes", 10},
 	};
 	for (size_t i = 0; i < sizeof(gets) / sizeof(gets[0]); i++) {
 		const char *q;
@@ -492,12 +558,10 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 		rc = 0;
 		switch (gets[i].what) {
 		case 0:
-			v = json_pack("{s:[s,s,s,s,s,s,s,s,s,s,s]}", "routes", "GET /api",
-				      "GET /api/health", "GET /api/services",
-				      "GET /api/pos/terminals", "GET /api/pos/alerts",
-				      "GET|POST /api/pos/alerts/{id}", "GET /api/load/vms",
-				      "GET /api/load/types", "GET /api/load/history?vm=NAME",
-				      "GET /api/se/links", "GET /metrics");
+			v = json_array();
+			for (size_t k = 0; k < sizeof(route_list) / sizeof(route_list[0]); k++)
+				json_array_append_new(v, json_string(route_list[k]));
+			v = json_pack("{s:o}", "routes", v);
 			break;
 		case 1:
 			pthread_mutex_lock(&s->mu);
@@ -572,6 +636,21 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 		case 8:
 			v = links_json();
 			break;
+		case 9:
+		case 10: {
+			json_t *snap = NULL;
+
+			rc = nfcsw_latest(st, &snap);
+			if (rc == 0)
+				v = json_pack(
+				    "{s:I,s:s,s:O}", "at_ms",
+				    json_integer_value(json_object_get(snap, "at_ms")), "policy",
+				    json_string_value(json_object_get(snap, "policy")) ?: "",
+				    gets[i].what == 9 ? "ses" : "routes",
+				    json_object_get(snap, gets[i].what == 9 ? "ses" : "routes"));
+			json_decref(snap);
+			break;
+		}
 		}
 		if (rc < 0)
 			return reply_rc(r, rc);

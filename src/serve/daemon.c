@@ -46,6 +46,8 @@ static const struct pg_migration serve_migrations[] = {
 	" silhouette REAL, vms TEXT NOT NULL, types TEXT NOT NULL);"
 	"CREATE TABLE serve_events(id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL,"
 	" service TEXT NOT NULL, event TEXT NOT NULL, detail TEXT);"},
+    {2, "CREATE TABLE serve_nfcsw(id INTEGER PRIMARY KEY CHECK(id = 1),"
+	" at_ms INTEGER NOT NULL, snapshot TEXT NOT NULL);"},
 };
 
 int
@@ -270,10 +272,10 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 	struct MHD_Daemon *api = NULL;
 	struct run_opts o = {cfg->self_exe, cfg->demo, cfg->load_period_ms};
 	const char *host = cfg->host ? cfg->host : "127.0.0.1";
-	const char *names[] = {"pos", "load", "pos-traffic"};
+	const char *names[] = {"pos", "load", "nfcswitch", "pos-traffic"};
 	struct sigaction sa, old_term, old_int, old_hup;
 	char runpath[600];
-	int rc, bound = 0, nsvc = cfg->demo ? 3 : 2, sig_set = 0;
+	int rc, bound = 0, nsvc = cfg->demo ? 4 : 3, sig_set = 0;
 
 	if (!s)
 		return PG_ENOMEM;

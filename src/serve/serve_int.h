@@ -11,7 +11,7 @@ int pg_serve_demo_pos_data(struct pg_store *st, const char *dir);
 #include <stdint.h>
 #include <sys/types.h>
 
-#define PG_SERVE_MAX_SVC 4
+#define PG_SERVE_MAX_SVC 8
 
 /* One supervised worker process. */
 struct pg_serve_svc {

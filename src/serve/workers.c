@@ -7,7 +7,10 @@
 #include "payguard/clock.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
+#include "payguard/hex.h"
+#include "payguard/link.h"
 #include "payguard/load.h"
+#include "payguard/nfcswitch.h"
 #include "payguard/log.h"
 #include "payguard/pos.h"
 #include "payguard/serve.h"
@@ -383,6 +386,157 @@ worker_load(const char *dbpath, int period_ms)
 	return rc;
 }
 
+/* ---- nfcswitch: three demo SEs on SWP, SPI and T=1 links behind the switch ---- */
+
+static const struct {
+	const char *se, *aid_hex, *label;
+	enum pg_nfcsw_applet_kind kind;
+	uint8_t prio;
+} nfc_apps[] = {
+    {"uicc", "A0000000041010", "MASTERCARD", PG_NFCSW_APPLET_PAYMENT, 2},
+    {"uicc", "F0504754524E5301", "METRO PASS", PG_NFCSW_APPLET_TRANSIT, 0},
+    {"ese", "A0000000031010", "VISA DEBIT", PG_NFCSW_APPLET_PAYMENT, 1},
+    {"ese", "F0504754524E5302", "RAIL CARD", PG_NFCSW_APPLET_TRANSIT, 0},
+    {"sd", "A0000000651010", "JCB", PG_NFCSW_APPLET_PAYMENT, 3},
+};
+static const struct {
+	const char *name, *link;
+	int prio;
+} nfc_ses[] = {{"uicc", "swp", 2}, {"ese", "spi", 1}, {"sd", "t1", 3}};
+#define NFC_NSE (sizeof(nfc_ses) / sizeof(nfc_ses[0]))
+
+/* The switch's SEs and routing table as JSON (served as /api/se/ses and /api/se/routes). */
+static json_t *
+nfcsw_snapshot(struct pg_nfcsw *sw, uint64_t selects, uint64_t ok)
+{
+	struct pg_nfcsw_se_info info[8];
+	struct pg_nfcsw_app *apps = NULL;
+	size_t nse = 0, napps = 0;
+	json_t *ses = json_array(), *routes = json_array();
+
+	if (pg_nfcsw_ses(sw, info, 8, &nse) == 0) {
+		for (size_t i = 0; i < nse; i++)
+			json_array_append_new(
+			    ses, json_pack("{s:s,s:s,s:s,s:s,s:i,s:i,s:s,s:I}", "name",
+					   info[i].name, "link", info[i].link, "addr", info[i].addr,
+					   "state", info[i].state ? info[i].state : "", "priority",
+					   info[i].priority, "apps", info[i].apps, "source",
+					   info[i].source ? info[i].source : "", "apdus",
+					   (json_int_t)info[i].apdus));
+	}
+	if (pg_nfcsw_apps(sw, &apps, &napps) == 0) {
+		for (size_t i = 0; i < napps; i++) {
+			char h[2 * PG_NFCSW_AID_MAX + 1];
+
+			pg_hex_encode_upper(h, apps[i].aid, apps[i].aid_len, 0);
+			json_array_append_new(
+			    routes, json_pack("{s:s,s:s,s:i,s:s,s:b,s:i}", "aid", h, "se",
+					      pg_nfcsw_se_name(sw, apps[i].se), "priority",
+					      apps[i].priority, "label", apps[i].label, "payment",
+					      (apps[i].flags & PG_NFCSW_APP_PAYMENT) != 0,
+					      "lifecycle", apps[i].lifecycle));
+		}
+	}
+	free(apps);
+	return json_pack("{s:s,s:o,s:o,s:I,s:I}", "policy",
+			 pg_nfcsw_policy_name(pg_nfcsw_policy(sw)), "ses", ses, "routes", routes,
+			 "selects", (json_int_t)selects, "selects_ok", (json_int_t)ok);
+}
+
+static int
+store_nfcsw(struct pg_store *st, json_t *snap)
+{
+	char *text = json_dumps(snap, JSON_COMPACT);
+	sqlite3_stmt *q = NULL;
+	int rc = 0, src;
+
+	if (!text)
+		return PG_ENOMEM;
+	src = sqlite3_prepare_v2(
+	    st->db, "INSERT OR REPLACE INTO serve_nfcsw(id, at_ms, snapshot) VALUES(1,?,?)", -1, &q,
+	    NULL);
+	if (src == SQLITE_OK) {
+		sqlite3_bind_int64(q, 1, pg_wall_ms());
+		sqlite3_bind_text(q, 2, text, -1, SQLITE_STATIC);
+		src = sqlite3_step(q);
+	}
+	if (src != SQLITE_DONE)
+		rc = pg_store_fail(st, src, "nfcswitch snapshot");
+	sqlite3_finalize(q);
+	free(text);
+	return rc;
+}
+
+static int
+worker_nfcswitch(const char *dbpath)
+{
+	struct pg_nfcsw_demo_se *se[NFC_NSE] = {0};
+	struct pg_nfcsw *sw = NULL;
+	struct pg_store st = {0};
+	uint64_t selects = 0, ok = 0;
+	int rc;
+
+	rc = pg_store_open(&st, dbpath);
+	if (rc == 0)
+		rc = pg_serve_migrate(&st);
+	if (rc == 0)
+		rc = pg_nfcsw_new(&sw);
+	for (size_t i = 0; rc == 0 && i < NFC_NSE; i++) {
+		struct pg_link *l = NULL;
+
+		rc = pg_nfcsw_demo_se_new(&se[i], 0x1000u + (uint32_t)i, i != 2);
+		for (size_t k = 0; rc == 0 && k < sizeof(nfc_apps) / sizeof(nfc_apps[0]); k++) {
+			uint8_t aid[16];
+			int n = pg_hex_decode(aid, sizeof(aid), nfc_apps[k].aid_hex);
+
+			if (strcmp(nfc_apps[k].se, nfc_ses[i].name) != 0)
+				continue;
+			rc = n < 0
+				 ? n
+				 : pg_nfcsw_demo_se_install(se[i], nfc_apps[k].kind, aid, (size_t)n,
+							    nfc_apps[k].label, nfc_apps[k].prio);
+			/* the SE without a PPSE: its payment application is configured */
+			if (rc == 0 && i == 2 && nfc_apps[k].kind == PG_NFCSW_APPLET_PAYMENT)
+				rc = pg_nfcsw_expect(sw, "sd", aid, (size_t)n, nfc_apps[k].prio,
+						     nfc_apps[k].label, PG_NFCSW_APP_PAYMENT);
+		}
+		if (rc == 0)
+			rc = pg_link_open_memory(&l, pg_link_find(nfc_ses[i].link),
+						 pg_nfcsw_demo_se_card(se[i]), NULL);
+		if (rc == 0)
+			rc = pg_nfcsw_attach(sw, nfc_ses[i].name, l, "memory", nfc_ses[i].prio);
+		if (rc > 0)
+			rc = 0;
+	}
+	/* a reader taps now and then: SELECT each application in turn */
+	for (unsigned t = 0; rc == 0 && !w_stop; t++) {
+		size_t k = t % (sizeof(nfc_apps) / sizeof(nfc_apps[0]));
+		uint8_t capdu[32] = {0x00, 0xA4, 0x04, 0x00}, rapdu[300];
+		size_t rlen = sizeof(rapdu);
+		int n = pg_hex_decode(capdu + 5, 16, nfc_apps[k].aid_hex);
+		json_t *snap;
+
+		if (n > 0) {
+			capdu[4] = (uint8_t)n;
+			capdu[5 + n] = 0x00;
+			if (pg_nfcsw_process(sw, capdu, 6 + (size_t)n, rapdu, &rlen) == 0 &&
+			    rlen >= 2 && rapdu[rlen - 2] == 0x90 && rapdu[rlen - 1] == 0x00)
+				ok++;
+			selects++;
+			pg_nfcsw_field_off(sw);
+		}
+		snap = nfcsw_snapshot(sw, selects, ok);
+		rc = snap ? store_nfcsw(&st, snap) : PG_ENOMEM;
+		json_decref(snap);
+		nap(1000);
+	}
+	pg_nfcsw_free(sw);
+	for (size_t i = 0; i < NFC_NSE; i++)
+		pg_nfcsw_demo_se_free(se[i]);
+	pg_store_close(&st);
+	return rc;
+}
+
 int
 pg_serve_worker(const char *name, const char *data_dir, int demo, int load_period_ms)
 {
@@ -395,6 +549,8 @@ pg_serve_worker(const char *name, const char *data_dir, int demo, int load_perio
 		return worker_pos(data_dir, dbpath, demo);
 	if (strcmp(name, "pos-traffic") == 0)
 		return worker_pos_traffic(data_dir);
+	if (strcmp(name, "nfcswitch") == 0)
+		return worker_nfcswitch(dbpath);
 	if (strcmp(name, "load") == 0)
 		return worker_load(dbpath, load_period_ms > 0 ? load_period_ms : 5000);
 	return pg_error(PG_ENOENT, "serve", "no worker named '%s'", name);

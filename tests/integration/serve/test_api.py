@@ -19,7 +19,7 @@ def main():
         s, v = d.get("/api/health")
         check(s == 200 and v["status"] == "ok" and v["data_dir"] == d.dir, v)
         s, svcs = d.get("/api/services")
-        check(s == 200 and sorted(x["name"] for x in svcs) == ["load", "pos", "pos-traffic"], svcs)
+        check(s == 200 and sorted(x["name"] for x in svcs) == ["load", "nfcswitch", "pos", "pos-traffic"], svcs)
         check(all(x["state"] == "running" and x["pid"] > 0 for x in svcs), svcs)
 
         # live data: transactions flow, the taxi that drives to Potsdam raises an alert
@@ -31,8 +31,10 @@ def main():
         s, terms = d.get("/api/pos/terminals")
         check(s == 200 and len(terms) == 8, terms)
         check(sum(t["transactions"] for t in terms) > 0, terms)
-        taxi = [t for t in terms if t["name"] == "Taxi 17"][0]
-        check(taxi["moved"] > 0, taxi)
+        # the taxi drives to Potsdam in about 40 % of its transactions
+        taxi = d.wait("the taxi to move", lambda: [t for t in d.get("/api/pos/terminals")[1]
+                                                  if t["name"] == "Taxi 17" and t["moved"] > 0], 60)[0]
+        check(taxi["terminal"] == "T0000002", taxi)
 
         s, v = d.get("/api/pos/alerts")
         check(s == 200 and any(x["id"] == a["id"] for x in v), v)
@@ -96,8 +98,25 @@ def main():
         s, v = d.get("/api/se/links")
         check(s == 200 and {"t0", "t1", "swp"} <= {x["name"] for x in v}, v)
 
+        # SEs behind the NFC switch and its routing table, with live APDU counts
+        d.wait("the nfcswitch snapshot", lambda: d.get("/api/se/ses")[0] == 200, 30)
+        s, v = d.get("/api/se/ses")
+        check(s == 200 and {x["name"]: x["link"] for x in v["ses"]} ==
+              {"uicc": "swp", "ese": "spi", "sd": "t1"}, v)
+        check(all(x["state"] == "up" and x["apdus"] > 0 for x in v["ses"]), v)
+        s, v = d.get("/api/se/routes")
+        check(s == 200 and v["policy"] == "priority", v)
+        routes = {x["aid"]: x["se"] for x in v["routes"]}
+        check(routes.get("A0000000031010") == "ese" and routes.get("A0000000041010") == "uicc"
+              and routes.get("A0000000651010") == "sd", routes)
+        sel0 = d.metric("payguard_nfcsw_selects_total")
+        d.wait("more SELECTs through the switch",
+               lambda: d.metric("payguard_nfcsw_selects_total") > sel0, 10)
+
         # unknown routes and methods
-        for p in ["/nope", "/api/", "/api/pos", "/api/pos/alerts/1/x", "/metrics/x"]:
+        s, v = d.get("/api")
+        check(len(v["routes"]) == 14, v)
+        for p in ["/nope", "/api/", "/api/pos", "/api/se", "/api/pos/alerts/1/x", "/metrics/x"]:
             s, v = d.get(p)
             check(s == 404 and v["error"]["status"] == 404, (p, s, v))
         s, v = d.request("POST", "/api/health", {"a": 1})
@@ -108,7 +127,8 @@ def main():
         text = d.metrics_text()
         for name in ["payguard_http_requests_total{code=\"4xx\"}", "payguard_pos_transactions_total",
                      "payguard_pos_decisions_total{decision=\"moved\"}",
-                     "payguard_load_estimates_total", "payguard_service_restarts_total{service=\"pos\"}"]:
+                     "payguard_load_estimates_total", "payguard_service_restarts_total{service=\"pos\"}",
+                     "payguard_se_apdus_total{se=\"uicc\"}"]:
             check(name in text, name)
         check(d.metric("payguard_pos_transactions_total") > 20, text)
 

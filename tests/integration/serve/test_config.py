@@ -30,6 +30,17 @@ def main():
             check(r.returncode == 3 and word in r.stderr and "serve.json" in r.stderr,
                   (text, r.returncode, r.stderr))
 
+    # the command line wins over the file, at start and on SIGHUP
+    d = Daemon(period_ms=700, conf={"load_period_ms": 60000}, demo=False)
+    try:
+        check(d.get("/api/health")[1]["load_period_ms"] == 700, "--load-period-ms wins")
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait("the reload", lambda: d.get("/api/health")[1]["reloads"] == 1, 20)
+        check(d.get("/api/health")[1]["load_period_ms"] == 700, "still the command line's")
+        check(d.stop() == 0, "clean stop")
+    finally:
+        d.cleanup()
+
     d = Daemon(period_ms=None, conf={"load_period_ms": 60000, "demo": True})
     try:
         s, h = d.get("/api/health")
