@@ -725,6 +725,8 @@ completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestT
 	*con_cls = NULL;
 }
 
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
