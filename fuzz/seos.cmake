@@ -1,0 +1,2 @@
+# SE OS (issue 7): the ARA-M access-rule parser and the client protocol decoder.
+pg_fuzzer(seos_ara SOURCES ${CMAKE_CURRENT_LIST_DIR}/seos_ara.c LIBS pg_se)
