@@ -91,4 +91,147 @@ int pg_ara_decide(const struct pg_ara_rules *r, const uint8_t *aid, size_t aid_l
 /* Checks one C-APDU against an access decision: 0 or PG_EPERM. */
 int pg_ara_check_apdu(const struct pg_ara_access *a, const uint8_t *capdu, size_t n);
 
+/* ---------------- connection configuration (what the cache holds) ---------------- */
+
+#define PG_SEOS_MAX_APPS 32
+#define PG_SEOS_ID_LEN	 10 /* CPLC IC fabricator | IC type | IC serial | IC batch */
+
+/* The ISD's GET DATA tags the connect flow reads (GP 2.3 H.4; DF50 is payguard's). */
+#define PG_SEOS_TAG_IIN		   0x0042
+#define PG_SEOS_TAG_CIN		   0x0045
+#define PG_SEOS_TAG_CPLC	   0x9F7F
+#define PG_SEOS_TAG_CONFIG_VERSION 0xDF50 /* 4 bytes, bumped when apps or rules change */
+
+struct pg_seos_app {
+	uint8_t aid[16];
+	size_t aid_len;
+	uint8_t life_cycle; /* GP 2.3 11.1.1: 03 installed, 07 selectable, 0F personalized ... */
+	uint8_t priv[3];
+};
+
+struct pg_seos_config {
+	uint32_t version; /* the SE's configuration version (GET DATA DF50) */
+	char link[8];	  /* link driver name */
+	uint16_t ifsc, ifsd;
+	uint8_t window;	  /* SHDLC sliding window (SWP) */
+	uint8_t ext_len;  /* extended-length APDUs supported */
+	uint8_t channels; /* logical channels (basic included) */
+	uint8_t iin[16], cin[16];
+	size_t iin_len, cin_len;
+	struct pg_seos_app app[PG_SEOS_MAX_APPS];
+	size_t napps;
+	uint8_t *ara; /* ARA-M GET DATA [All] data (FF40 ...), malloc'd; NULL if no ARA-M */
+	size_t ara_len;
+};
+
+void pg_seos_config_release(struct pg_seos_config *c);
+/* Serialises / parses a configuration (BER-TLV, private template E0). */
+int pg_seos_config_encode(const struct pg_seos_config *c, uint8_t **out, size_t *len);
+int pg_seos_config_decode(struct pg_seos_config *c, const uint8_t *p, size_t n);
+
+/* ---------------- key store ---------------- */
+
+/*
+ * A text file, one entry a line ('#' comments): "se <id hex> <kvn> <enc> <mac> <dek>"
+ * gives one SE's static keys; "master <kvn> <key>" a master key that
+ * pg_scp03_diversify() turns into an SE's keys with the SE identity as data.
+ */
+struct pg_seos_keystore;
+int pg_seos_keystore_load(struct pg_seos_keystore **out, const char *path);
+int pg_seos_keystore_parse(struct pg_seos_keystore **out, const char *text);
+void pg_seos_keystore_free(struct pg_seos_keystore *ks);
+/* The keys for an SE identity: its own entry, else the diversified master; PG_ENOENT. */
+int pg_seos_keystore_find(const struct pg_seos_keystore *ks, const uint8_t id[PG_SEOS_ID_LEN],
+			  struct pg_scp03_keys *out);
+
+/* ---------------- the SE OS: SE list, cache, connect flow ---------------- */
+
+enum pg_seos_state {
+	PG_SEOS_ATTACHED = 0,
+	PG_SEOS_AUTHENTICATED,
+	PG_SEOS_REJECTED,
+	PG_SEOS_DETACHED,
+};
+const char *pg_seos_state_name(int state);
+
+struct pg_seos;
+
+/*
+ * Opens the SE OS over the store at db (NULL: the default database) and its
+ * device key file key_path (NULL: "<data dir>/seos-device.key"; created with
+ * 32 random bytes, mode 0600, if missing; refused if group/other may read it).
+ * ks is borrowed and may be NULL (every SE is then rejected).
+ */
+int pg_seos_open(struct pg_seos **out, const char *db, const char *key_path,
+		 const struct pg_seos_keystore *ks);
+void pg_seos_close(struct pg_seos *os);
+struct pg_store *pg_seos_store(struct pg_seos *os);
+
+/* What one connection establishment did. */
+struct pg_seos_conn {
+	uint8_t id[PG_SEOS_ID_LEN];
+	char id_hex[2 * PG_SEOS_ID_LEN + 1];
+	uint8_t atr[PG_ATR_MAX];
+	size_t atr_len;
+	int state;	  /* enum pg_seos_state */
+	char reason[160]; /* why rejected/unreachable (empty if authenticated) */
+	int cache;	  /* 1 hit, 0 miss (read from the SE), -1 not reached */
+	int refresh_why;  /* 0 none, 1 no record, 2 version changed, 3 MAC mismatch */
+	uint64_t apdus;	  /* APDUs this establishment sent */
+	struct pg_seos_config cfg;
+};
+
+/*
+ * The seed's flow for an SE that has just attached as `name` over host link l
+ * (borrowed): power on, identify (CPLC), SCP03 mutual authentication with
+ * the key store's keys, then the configuration from the cache when its
+ * record for (identity, version) verifies, else read from the SE (GET DATA,
+ * GET STATUS, ARA-M) and stored. The SE list row for `name` is written in
+ * every case. Returns 0 when authenticated; PG_EAUTH (rejected) or the link's
+ * error (unreachable), with conn->reason set. Release conn->cfg afterwards.
+ */
+int pg_seos_connect(struct pg_seos *os, const char *name, const char *addr, struct pg_link *l,
+		    struct pg_seos_conn *conn);
+/* Marks `name` detached in the SE list. */
+int pg_seos_detach(struct pg_seos *os, const char *name, const char *reason);
+
+/* One SE list row. */
+struct pg_seos_entry {
+	char name[64], id_hex[2 * PG_SEOS_ID_LEN + 1], link[16], addr[256],
+	    atr_hex[2 * PG_ATR_MAX + 1];
+	int state;
+	char reason[160];
+	uint32_t version;
+	size_t napps;
+};
+/* Calls fn for each SE list row (by name); stops and returns fn's negative value. */
+int pg_seos_list(struct pg_seos *os, int (*fn)(void *arg, const struct pg_seos_entry *e),
+		 void *arg);
+
+/* ---------------- the test card (until the VSE ISD serves all of this) ---------------- */
+
+/*
+ * A simulated SE with what the connect flow needs: the card runtime with its
+ * test applet, an ISD extended with SCP03 (card role), GET DATA IIN/CIN/DF50
+ * and GET STATUS, an ARA-M applet serving `rules` (FF40 data), and a second
+ * applet (AID A0000000041010, echo).
+ */
+struct pg_seos_testcard_cfg {
+	uint32_t serial;
+	struct pg_scp03_keys keys;
+	uint32_t version;
+	const uint8_t *rules; /* NULL: a default rule set allowing everyone everything */
+	size_t rules_len;
+};
+struct pg_seos_testcard;
+int pg_seos_testcard_new(struct pg_seos_testcard **out, const struct pg_seos_testcard_cfg *cfg);
+void pg_seos_testcard_free(struct pg_seos_testcard *tc);
+const struct pg_card *pg_seos_testcard_card(struct pg_seos_testcard *tc);
+void pg_seos_testcard_set_version(struct pg_seos_testcard *tc, uint32_t version);
+void pg_seos_testcard_set_keys(struct pg_seos_testcard *tc, const struct pg_scp03_keys *k);
+/* The SE identity the card reports (CPLC fields), for diversification. */
+void pg_seos_testcard_id(const struct pg_seos_testcard *tc, uint8_t id[PG_SEOS_ID_LEN]);
+/* Commands the card answered so far. */
+uint64_t pg_seos_testcard_apdus(const struct pg_seos_testcard *tc);
+
 #endif
