@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* ---------------- ARA-M access rules (GP SE Access Control v1.1) ---------------- */
 
@@ -207,6 +208,30 @@ struct pg_seos_entry {
 /* Calls fn for each SE list row (by name); stops and returns fn's negative value. */
 int pg_seos_list(struct pg_seos *os, int (*fn)(void *arg, const struct pg_seos_entry *e),
 		 void *arg);
+
+/* ---------------- the daemon (`payguard seos serve`) ---------------- */
+
+struct pg_seos_serve_opts {
+	const char *sock;  /* UNIX socket for clients */
+	const char *watch; /* directory of endpoint files "<name>.se" (NULL: none) */
+	int pcsc;	   /* follow PC/SC reader events */
+	const char *db, *devkey;
+	const struct pg_seos_keystore *ks;
+	volatile int *stop;	  /* set non-zero to stop */
+	void (*ready)(void *arg); /* called once listening (may be NULL) */
+	void *ready_arg;
+};
+struct pg_seos_server;
+int pg_seos_serve_new(struct pg_seos_server **out, const struct pg_seos_serve_opts *o);
+/* Runs until *o->stop; then ends every session and waits for the clients. */
+int pg_seos_serve_run(struct pg_seos_server *s);
+void pg_seos_serve_free(struct pg_seos_server *s);
+/* Attaches an SE by hand (what an endpoint file does): runs the connect flow. */
+int pg_seos_serve_attach(struct pg_seos_server *s, const char *name, const char *link,
+			 const char *addr);
+
+/* The demonstration (`payguard seos demo`), printed to out. */
+int pg_seos_demo(FILE *out);
 
 /* ---------------- the test card (until the VSE ISD serves all of this) ---------------- */
 
