@@ -281,8 +281,12 @@ pg_seos_keystore_parse(struct pg_seos_keystore **out, const char *text)
 	*out = ks;
 	ks = NULL;
 	goto out;
-bad:
-	pg_error(rc, SUBSYS, "keystore line %d: %s", lineno, pg_last_error());
+bad : {
+	char why[512];
+
+	snprintf(why, sizeof(why), "%s", pg_last_error());
+	pg_error(rc, SUBSYS, "keystore line %d: %s", lineno, why);
+}
 out:
 	if (copy) {
 		pg_memzero(copy, strlen(copy));

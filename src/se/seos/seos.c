@@ -658,7 +658,10 @@ pg_seos_connect(struct pg_seos *os, const char *name, const char *addr, struct p
 	}
 	n = pg_scp03_host_auth(&f->s, &keys, f->r, f->rl, PG_SCP03_SL_CMAC, f->w, sizeof(f->w));
 	if (n < 0) {
-		rc = pg_error(PG_EAUTH, SUBSYS, "SCP03: %s", pg_last_error());
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", pg_last_error());
+		rc = pg_error(PG_EAUTH, SUBSYS, "%s", why);
 		goto fail;
 	}
 	rc = xmit(f, f->w, (size_t)n);

@@ -513,11 +513,14 @@ op_open_channel(struct client *c, const struct pg_seos_req *q)
 	} else {
 		rc = pg_ara_decide(&e->rules, q->aid, q->aid_len, &c->id, &acc);
 		if (rc < 0) {
+			char why[512];
+
+			snprintf(why, sizeof(why), "%s", pg_last_error());
 			pg_hex_encode(h1, c->id.sha1, 20);
 			rc = pg_error(PG_EPERM, SUBSYS,
 				      "access denied to %s on SE '%s' for client %s (SHA-1 %s): %s",
 				      q->aid_len ? "the application" : "the default application",
-				      e->name, c->idtext, h1, pg_last_error());
+				      e->name, c->idtext, h1, why);
 		}
 	}
 	if (rc == 0 && !q->logical) {
