@@ -247,7 +247,7 @@ pg_seos_keystore_parse(struct pg_seos_keystore **out, const char *text)
 		} else if (nw == 6 && strcmp(w[0], "se") == 0 && sscanf(w[2], "%x", &kvn) == 1 &&
 			   kvn <= 0xFF) {
 			struct ks_entry *ne = realloc(ks->e, (ks->n + 1) * sizeof(*ne)), *e;
-			size_t l1, l2, l3;
+			size_t l1 = 0, l2 = 0, l3 = 0;
 
 			if (!ne) {
 				rc = PG_ENOMEM;
