@@ -57,6 +57,7 @@ struct srv {
 	pthread_mutex_t mu; /* slots' metadata */
 	struct se se[MAX_SE];
 	int nclients;
+	int cfd[MAX_CLIENTS]; /* connected clients' sockets (-1 free), shut down on stop */
 	pthread_cond_t idle;
 	volatile int *stop;
 };
@@ -753,9 +754,12 @@ client_thread(void *arg)
 	for (int i = 0; i < MAX_CH; i++)
 		if (c->ch[i].used)
 			close_channel(c, i);
+	pthread_mutex_lock(&s->mu);
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		if (s->cfd[i] == c->fd)
+			s->cfd[i] = -1;
 	close(c->fd);
 	free(c);
-	pthread_mutex_lock(&s->mu);
 	s->nclients--;
 	pthread_cond_broadcast(&s->idle);
 	pthread_mutex_unlock(&s->mu);
@@ -804,6 +808,8 @@ pg_seos_serve_new(struct pg_seos_server **out, const struct pg_seos_serve_opts *
 	s->stop = o->stop;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->idle, NULL);
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		s->cfd[i] = -1;
 	rc = pg_seos_open(&s->os, o->db, o->devkey, o->ks);
 	if (rc < 0) {
 		free(s);
@@ -865,13 +871,21 @@ pg_seos_serve_run(struct pg_seos_server *srv)
 				continue;
 			}
 			s->nclients++;
+			for (int i = 0; i < MAX_CLIENTS; i++)
+				if (s->cfd[i] < 0) {
+					s->cfd[i] = cfd;
+					break;
+				}
 			pthread_mutex_unlock(&s->mu);
 			c->s = s;
 			c->fd = cfd;
 			if (pthread_create(&t, NULL, client_thread, c) != 0) {
-				close(cfd);
 				free(c);
 				pthread_mutex_lock(&s->mu);
+				for (int i = 0; i < MAX_CLIENTS; i++)
+					if (s->cfd[i] == cfd)
+						s->cfd[i] = -1;
+				close(cfd);
 				s->nclients--;
 				pthread_mutex_unlock(&s->mu);
 				continue;
@@ -891,6 +905,9 @@ out:
 	for (int i = 0; i < MAX_SE; i++)
 		if (s->se[i].used && s->se[i].l)
 			drop_link(&s->se[i], PG_SEOS_DETACHED, "SE OS stopped");
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		if (s->cfd[i] >= 0)
+			shutdown(s->cfd[i], SHUT_RDWR);
 	while (s->nclients > 0)
 		pthread_cond_wait(&s->idle, &s->mu);
 	pthread_mutex_unlock(&s->mu);

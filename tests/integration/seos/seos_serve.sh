@@ -20,10 +20,17 @@ log=$work/seos.log
 mkdir -p "$watch"
 printf 'master 30 %s\n' "$MK" >"$work/keys"
 serve_pid=""
-stop_serve() {
-	if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; fi
+stop_serve() { # stops the daemon; it must exit 0 with no sanitizer report
+	local st=0
+	if [ -n "$serve_pid" ]; then
+		kill "$serve_pid" 2>/dev/null || true
+		wait "$serve_pid" 2>/dev/null || st=$?
+		serve_pid=""
+		[ $st = 0 ] || { tail -30 "$log" >&2; echo "seos serve exited with $st" >&2; return 1; }
+		! grep -q "Sanitizer" "$log" || { grep -A20 Sanitizer "$log" >&2; return 1; }
+	fi
 }
-trap 'stop_serve; cleanup' EXIT
+trap 'stop_serve || true; cleanup' EXIT
 
 sim() { # sim NAME LINK SERIAL [extra args]
 	local name=$1 link=$2 serial=$3; shift 3
@@ -173,9 +180,9 @@ loadse=(ese-t1 uicc-swp); [ "$nopcsc" = 1 ] || loadse+=("$VSE")
 [ "$(state_of uicc-swp)" = authenticated ] || fail "uicc-swp affected by the detach"
 
 # --- PC/SC card removal: the vpcd card goes away, reader event detaches it ---
-if [ "$nopcsc" = 1 ]; then stop_serve; fail "incomplete: PC/SC parts skipped (SEOS_IT_NO_PCSC)"; fi
+if [ "$nopcsc" = 1 ]; then stop_serve || fail "daemon shutdown"; fail "incomplete: PC/SC parts skipped (SEOS_IT_NO_PCSC)"; fi
 kill "${sim_pids[4]}" 2>/dev/null || true
 wait_state "$VSE" detached
 echo "pcsc SE removed from its reader -> detached"
-stop_serve
+stop_serve || fail "daemon shutdown"
 echo "PASS"
