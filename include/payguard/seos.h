@@ -193,6 +193,9 @@ struct pg_seos_conn {
  */
 int pg_seos_connect(struct pg_seos *os, const char *name, const char *addr, struct pg_link *l,
 		    struct pg_seos_conn *conn);
+/* Records an SE that never reached the connect flow (unreachable) in the SE list. */
+int pg_seos_mark(struct pg_seos *os, const char *name, const char *link, const char *addr,
+		 int state, const char *reason);
 /* Marks `name` detached in the SE list. */
 int pg_seos_detach(struct pg_seos *os, const char *name, const char *reason);
 

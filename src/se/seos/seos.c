@@ -184,6 +184,24 @@ list_put(struct pg_seos *os, const char *name, const char *link, const char *add
 }
 
 int
+pg_seos_mark(struct pg_seos *os, const char *name, const char *link, const char *addr, int state,
+	     const char *reason)
+{
+	struct pg_seos_conn c;
+	int rc;
+
+	memset(&c, 0, sizeof(c));
+	c.state = state;
+	snprintf(c.reason, sizeof(c.reason), "unreachable: %s", reason ? reason : "");
+	pthread_mutex_lock(&os->mu);
+	rc = list_put(os, name, link, addr, &c);
+	pthread_mutex_unlock(&os->mu);
+	pg_warn(SUBSYS, "SE '%s' (%s at %s) %s: %s", name, link, addr, pg_seos_state_name(state),
+		c.reason);
+	return rc;
+}
+
+int
 pg_seos_detach(struct pg_seos *os, const char *name, const char *reason)
 {
 	sqlite3_stmt *s = NULL;

@@ -132,12 +132,15 @@ pg_seos_serve_attach(struct pg_seos_server *srv, const char *name, const char *l
 	struct pg_stream *st = NULL;
 	struct pg_link *l = NULL;
 	struct pg_seos_conn conn;
+	char why[200];
 	struct se *e;
 	int rc;
 
 	if (!ops || !ops->host_open)
 		return pg_error(PG_ENOTSUP, SUBSYS, "SE '%s': no host driver for link '%s'", name,
 				link);
+	memset(&conn, 0, sizeof(conn));
+	conn.reason[0] = '\0';
 	se_detach(s, name, "re-attached");
 	if (ops->type != PG_LINK_PCSC) {
 		rc = pg_stream_connect(&st, addr, 2000);
@@ -155,6 +158,9 @@ pg_seos_serve_attach(struct pg_seos_server *srv, const char *name, const char *l
 	}
 	rc = pg_seos_connect(s->os, name, addr, l, &conn);
 record:
+	snprintf(why, sizeof(why), "%s", pg_last_error()[0] ? pg_last_error() : pg_strerror(rc));
+	if (rc < 0 && !conn.reason[0])
+		(void)pg_seos_mark(s->os, name, link, addr, PG_SEOS_REJECTED, why);
 	pthread_mutex_lock(&s->mu);
 	e = find_se(s, name);
 	if (!e)
@@ -190,16 +196,10 @@ record:
 		pg_link_close(l);
 		e->l = NULL;
 		e->state = PG_SEOS_REJECTED;
-		snprintf(e->reason, sizeof(e->reason), "%s",
-			 l || st ? conn.reason : pg_last_error());
-		if (!l) {
-			struct pg_seos_conn c0;
-
-			memset(&c0, 0, sizeof(c0));
-			c0.state = PG_SEOS_REJECTED;
-			snprintf(c0.reason, sizeof(c0.reason), "unreachable: %s", e->reason);
-			snprintf(e->reason, sizeof(e->reason), "%s", c0.reason);
-		}
+		if (conn.reason[0])
+			snprintf(e->reason, sizeof(e->reason), "%s", conn.reason);
+		else
+			snprintf(e->reason, sizeof(e->reason), "unreachable: %s", why);
 	}
 	pthread_mutex_unlock(&s->mu);
 	return rc;
@@ -321,8 +321,16 @@ pcsc_thread(void *arg)
 		}
 		rs[nr].szReader = "\\\\?PnP?\\Notification";
 		rs[nr].dwCurrentState = nr << 16;
-		if (SCardGetStatusChange(ctx, 500, rs, nr + 1) != SCARD_S_SUCCESS)
-			continue;
+		{
+			LONG rv = SCardGetStatusChange(ctx, 500, rs, nr + 1);
+
+			if (rv == SCARD_E_TIMEOUT)
+				continue;
+			if (rv != SCARD_S_SUCCESS) {
+				usleep(200000); /* pcscd restarting, reader list changing */
+				continue;
+			}
+		}
 		for (i = 0; i < nr; i++) {
 			int now = (rs[i].dwEventState & SCARD_STATE_PRESENT) != 0;
 			char se_name[140];

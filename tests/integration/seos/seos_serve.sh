@@ -101,10 +101,12 @@ endpoint ese-t1 t1
 endpoint uicc-swp swp
 endpoint ese-spi spi
 endpoint bad-keys t1
+endpoint nobody t1 # no SE listens there: unreachable
 VSE="pcsc:$READER"
 [ "$nopcsc" = 1 ] && VSE=uicc-swp
 for se in ese-t1 uicc-swp ese-spi "$VSE"; do wait_state "$se" authenticated; done
 wait_state bad-keys rejected
+wait_state nobody rejected
 echo "four SEs authenticated (t1, swp, spi, pcsc/vpcd); bad-keys rejected"
 
 # --- wrong keys: reason in the log and in the SE list; unreachable for clients ---
@@ -122,6 +124,9 @@ b = rows["bad-keys"]
 assert b["state"] == "rejected" and "authentication failed" in b["reason"], b
 print("SE list:", ", ".join(f'{n}={r["state"]}' for n, r in sorted(rows.items())))
 print("bad-keys reason:", b["reason"])
+u = rows["nobody"]
+assert u["state"] == "rejected" and "unreachable" in u["reason"], u
+print("nobody reason:", u["reason"])
 PY
 if out=$("$pg" seos transmit --socket "$sock" --reader bad-keys --aid "$ECHO" 80010000020102 2>&1); then
 	fail "a rejected SE answered a client"
