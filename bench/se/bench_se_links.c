@@ -145,15 +145,17 @@ main(int argc, char **argv)
 	pg_log_set_level(PG_LOG_ERROR);
 	if (pg_card_sim_new(&rt, 0xBE4C0001u, NULL, 0) < 0)
 		return 1;
-	printf("16-byte ECHO (case 4), median of %d runs\n", RUNS);
-	printf("%-6s %-22s %10s %12s\n", "link", "path", "us/APDU", "APDUs/s");
+	if (n > 0) {
+		printf("16-byte ECHO (case 4), median of %d runs\n", RUNS);
+		printf("%-6s %-22s %10s %12s\n", "link", "path", "us/APDU", "APDUs/s");
+	}
 	for (int i = 0; i < PG_LINK_COUNT; i++) {
 		const struct pg_link_ops *ops = pg_link_drivers[i];
 		struct pg_link *l = NULL;
 		double us;
 
-		if (!ops || !ops->host_open || !ops->card_open)
-			continue;
+		if (!ops || !ops->host_open || !ops->card_open || n <= 0)
+			continue; /* --n 0: PC/SC only */
 		rc = pg_link_open_memory(&l, ops, pg_card_rt_card(rt), NULL);
 		if (rc == 0)
 			rc = measure(l, n, &us);

@@ -21,6 +21,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 void
@@ -205,7 +206,9 @@ vpcd_out_write(struct pg_stream *s, int type, const uint8_t *p, size_t n)
 {
 	struct vpcd_out *o = (struct vpcd_out *)s;
 	uint8_t hdr[2];
-	int rc;
+	struct iovec iov[2];
+	struct msghdr mh;
+	ssize_t w;
 
 	if (type != PG_PKT_DATA)
 		return 0;
@@ -213,8 +216,27 @@ vpcd_out_write(struct pg_stream *s, int type, const uint8_t *p, size_t n)
 		return pg_error(PG_ETOOBIG, "vpcd", "answer of %zu bytes", n);
 	hdr[0] = (uint8_t)(n >> 8);
 	hdr[1] = (uint8_t)n;
-	rc = send_all(o->fd, hdr, 2);
-	return rc < 0 ? rc : send_all(o->fd, p, n);
+	/* Length and payload in one segment: two small writes would meet Nagle on the way. */
+	iov[0].iov_base = hdr;
+	iov[0].iov_len = 2;
+	iov[1].iov_base = (void *)p;
+	iov[1].iov_len = n;
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = iov;
+	mh.msg_iovlen = 2;
+	do
+		w = sendmsg(o->fd, &mh, MSG_NOSIGNAL);
+	while (w < 0 && errno == EINTR);
+	if (w < 0)
+		return errno == EPIPE || errno == ECONNRESET
+			   ? PG_ECLOSED
+			   : pg_error(PG_EIO, "vpcd", "send: %s", strerror(errno));
+	if ((size_t)w < 2) {
+		int rc = send_all(o->fd, hdr + w, 2 - (size_t)w);
+
+		return rc < 0 ? rc : send_all(o->fd, p, n);
+	}
+	return (size_t)w < 2 + n ? send_all(o->fd, p + (w - 2), n - (size_t)(w - 2)) : 0;
 }
 
 static int
@@ -289,7 +311,7 @@ pg_vpcd_serve(const char *addr, const struct pg_card *card, int connect_timeout_
 	struct pg_vpcd_rx *rx = NULL;
 	struct vpcd_out out = {.base.ops = &vpcd_out_ops, .fd = -1};
 	uint8_t buf[4096];
-	int rc, fd = -1;
+	int rc, fd = -1, one = 1;
 
 	rx = malloc(sizeof(*rx));
 	if (!rx)
@@ -312,6 +334,12 @@ pg_vpcd_serve(const char *addr, const struct pg_card *card, int connect_timeout_
 		if (poll(&pfd, 1, 100) == 0)
 			continue;
 		r = recv(fd, buf, sizeof(buf), 0);
+		/*
+		 * vpcd writes a message's length and its payload in two sends; with
+		 * Nagle on its side the payload waits for our ACK of the length, and
+		 * a delayed ACK costs 40 ms per APDU. Acknowledge at once instead.
+		 */
+		setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
 
 		if (r < 0 && errno == EINTR)
 			continue;
