@@ -84,10 +84,13 @@ SIM_MK=000102030405060708090A0B0C0D0E0F sim bad-keys t1 5
 # SEOS_IT_NO_PCSC=1 is for debugging while another pcscd holds the machine's
 # socket: the run then ends in FAIL (incomplete), never in PASS.
 nopcsc=${SEOS_IT_NO_PCSC:-0}
-[ "$nopcsc" = 1 ] || start_pcscd
-[ "$nopcsc" = 1 ] || "$pg" seos sim --link vpcd --connect tcp:127.0.0.1:35963 --master "$MK" --serial 4 \
-	>"$work/sim-vpcd.log" 2>&1 &
-sim_pids+=($!)
+if [ "$nopcsc" != 1 ]; then
+	start_pcscd
+	"$pg" seos sim --link vpcd --connect tcp:127.0.0.1:35963 --master "$MK" --serial 4 \
+		>"$work/sim-vpcd.log" 2>&1 &
+	vpcd_sim=$!
+	sim_pids+=($vpcd_sim)
+fi
 
 # --- the daemon; SEs attach while it runs ---
 "$pg" --log-level info seos serve --socket "$sock" --watch "$watch" --keys "$work/keys" \
@@ -186,7 +189,7 @@ loadse=(ese-t1 uicc-swp); [ "$nopcsc" = 1 ] || loadse+=("$VSE")
 
 # --- PC/SC card removal: the vpcd card goes away, reader event detaches it ---
 if [ "$nopcsc" = 1 ]; then stop_serve || fail "daemon shutdown"; fail "incomplete: PC/SC parts skipped (SEOS_IT_NO_PCSC)"; fi
-kill "${sim_pids[4]}" 2>/dev/null || true
+kill "$vpcd_sim" 2>/dev/null || true
 wait_state "$VSE" detached
 echo "pcsc SE removed from its reader -> detached"
 stop_serve || fail "daemon shutdown"
