@@ -72,7 +72,7 @@ out:
 static int
 decode_app(struct pg_seos_app *a, const uint8_t *p, size_t n)
 {
-	int have = 0;
+	int have = 0, seen = 0;
 
 	while (n) {
 		struct pg_tlv t;
@@ -80,7 +80,13 @@ decode_app(struct pg_seos_app *a, const uint8_t *p, size_t n)
 
 		if (k <= 0)
 			return k < 0 ? k : 0;
-		if (t.tag == 0x4F && t.len <= sizeof(a->aid)) {
+		/* Each field once: a repeated field would make the record ambiguous. */
+		int bit = t.tag == 0x4F ? 1 : t.tag == 0x9F70 ? 2 : t.tag == 0xC5 ? 4 : 0;
+
+		if (bit && (seen & bit))
+			return pg_error(PG_EFORMAT, SUBSYS, "config: repeated field %X", t.tag);
+		seen |= bit;
+		if (t.tag == 0x4F && t.len >= 5 && t.len <= sizeof(a->aid)) {
 			memcpy(a->aid, t.val, t.len);
 			a->aid_len = t.len;
 			have = 1;
@@ -102,6 +108,7 @@ int
 pg_seos_config_decode(struct pg_seos_config *c, const uint8_t *p, size_t n)
 {
 	struct pg_tlv top;
+	unsigned seen = 0;
 	int k, rc;
 
 	memset(c, 0, sizeof(*c));
@@ -120,6 +127,11 @@ pg_seos_config_decode(struct pg_seos_config *c, const uint8_t *p, size_t n)
 		}
 		if (k == 0)
 			break;
+		if (t.tag >= 0x80 && t.tag <= 0x86) {
+			if (seen & (1u << (t.tag - 0x80)))
+				goto bad;
+			seen |= 1u << (t.tag - 0x80);
+		}
 		switch (t.tag) {
 		case 0x80:
 			if (t.len != 4)
