@@ -6,6 +6,8 @@
  * the same link: a test SE served by the link's card role on a UNIX socket
  * in another thread. Prints medians of N runs each, interleaved, and the ratio.
  *   bench_seos_connect [N] [link...]   (default 200; t1 swp spi)
+ * The link "pcsc:READER" uses a test SE already served behind pcscd (run.sh
+ * starts pcscd and `payguard seos sim --link vpcd`, serial 0x4242).
  */
 #include "payguard/card.h"
 #include "payguard/error.h"
@@ -66,8 +68,10 @@ once(struct pg_seos *os, struct sim *s, const char *addr, int miss, double *us, 
 
 	if (miss && pg_store_exec(pg_seos_store(os), "DELETE FROM seos_cache") < 0)
 		return -1;
-	if ((rc = pg_stream_connect(&st, addr, 2000)) < 0 ||
-	    (rc = s->ops->host_open(&l, st, addr, NULL)) < 0)
+	st = NULL;
+	if (s->ops->type != PG_LINK_PCSC && (rc = pg_stream_connect(&st, addr, 2000)) < 0)
+		return rc;
+	if ((rc = s->ops->host_open(&l, st, addr, NULL)) < 0)
 		return rc;
 	t0 = now_us();
 	rc = pg_seos_connect(os, "bench", addr, l, &c);
@@ -106,47 +110,54 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s\n", pg_last_error());
 		return 1;
 	}
-	printf(
-	    "connection establishment, median of %d each (interleaved), test SE on a UNIX socket\n",
-	    n);
+	printf("connection establishment, median of %d each (interleaved), test SE on a UNIX "
+	       "socket (pcsc: behind pcscd + vpcd)\n",
+	       n);
 	printf("%-5s %12s %6s %12s %6s %8s\n", "link", "miss (us)", "APDUs", "hit (us)", "APDUs",
 	       "miss/hit");
 	for (int li = 0; li < nlinks && rc == 0; li++) {
 		struct pg_seos_testcard_cfg cfg = {.serial = 0x4242, .version = 3};
-		struct sim s = {.ops = pg_link_find(links[li])};
+		int pcsc = strncmp(links[li], "pcsc:", 5) == 0;
+		struct sim s = {.ops = pg_link_find(pcsc ? "pcsc" : links[li]), .fd = -1};
 		double *miss = calloc((size_t)n, sizeof(double)),
 		       *hit = calloc((size_t)n, sizeof(double));
 		uint64_t am = 0, ah = 0;
 		uint8_t id[PG_SEOS_ID_LEN];
 		pthread_t t;
 
-		if (!s.ops || !s.ops->card_open || !miss || !hit) {
+		if (!s.ops || (!pcsc && !s.ops->card_open) || !miss || !hit) {
 			fprintf(stderr, "link %s unavailable\n", links[li]);
 			rc = 1;
 			break;
 		}
-		pg_seos_testcard_new(&s.tc, &cfg);
-		pg_seos_testcard_id(s.tc, id);
-		pg_scp03_diversify(m, 16, id, sizeof(id), 0x30, &cfg.keys);
-		pg_seos_testcard_set_keys(s.tc, &cfg.keys);
-		snprintf(addr, sizeof(addr), "unix:%s/%s.sock", dir, links[li]);
-		s.fd = pg_stream_listen(addr);
-		pthread_create(&t, NULL, serve, &s);
+		if (pcsc) {
+			snprintf(addr, sizeof(addr), "%s", links[li] + 5);
+		} else {
+			pg_seos_testcard_new(&s.tc, &cfg);
+			pg_seos_testcard_id(s.tc, id);
+			pg_scp03_diversify(m, 16, id, sizeof(id), 0x30, &cfg.keys);
+			pg_seos_testcard_set_keys(s.tc, &cfg.keys);
+			snprintf(addr, sizeof(addr), "unix:%s/%s.sock", dir, links[li]);
+			s.fd = pg_stream_listen(addr);
+			pthread_create(&t, NULL, serve, &s);
+		}
 		for (int i = 0; i < n && rc == 0; i++) {
 			rc = once(os, &s, addr, 1, &miss[i], &am);
 			if (rc == 0)
 				rc = once(os, &s, addr, 0, &hit[i], &ah);
 		}
-		shutdown(s.fd, SHUT_RDWR);
-		close(s.fd);
-		pthread_join(t, NULL);
-		pg_seos_testcard_free(s.tc);
+		if (!pcsc) {
+			shutdown(s.fd, SHUT_RDWR);
+			close(s.fd);
+			pthread_join(t, NULL);
+			pg_seos_testcard_free(s.tc);
+		}
 		if (rc == 0) {
 			qsort(miss, (size_t)n, sizeof(double), cmp);
 			qsort(hit, (size_t)n, sizeof(double), cmp);
-			printf("%-5s %12.1f %6llu %12.1f %6llu %7.2fx\n", links[li], miss[n / 2],
-			       (unsigned long long)am, hit[n / 2], (unsigned long long)ah,
-			       miss[n / 2] / hit[n / 2]);
+			printf("%-5s %12.1f %6llu %12.1f %6llu %7.2fx\n", pcsc ? "pcsc" : links[li],
+			       miss[n / 2], (unsigned long long)am, hit[n / 2],
+			       (unsigned long long)ah, miss[n / 2] / hit[n / 2]);
 		} else {
 			fprintf(stderr, "%s: %s\n", links[li], pg_last_error());
 		}
