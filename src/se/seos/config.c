@@ -78,8 +78,10 @@ decode_app(struct pg_seos_app *a, const uint8_t *p, size_t n)
 		struct pg_tlv t;
 		int k = pg_tlv_next(&t, p, n);
 
-		if (k <= 0)
-			return k < 0 ? k : 0;
+		if (k < 0)
+			return k;
+		if (k == 0)
+			break;
 		/* Each field once: a repeated field would make the record ambiguous. */
 		int bit = t.tag == 0x4F ? 1 : t.tag == 0x9F70 ? 2 : t.tag == 0xC5 ? 4 : 0;
 
