@@ -295,7 +295,7 @@ pcsc_thread(void *arg)
 	struct srv *s = arg;
 	SCARDCONTEXT ctx;
 	SCARD_READERSTATE rs[17];
-	char names[16][128];
+	char names[16][128] = {{0}};
 	int present[16] = {0};
 	DWORD nr = 0;
 
@@ -307,12 +307,37 @@ pcsc_thread(void *arg)
 		char *list = NULL;
 		DWORD len = SCARD_AUTOALLOCATE, i = 0;
 
-		/* Re-list readers each round: readers come and go too. */
+		/* Re-list readers each round (readers come and go too); keep each
+		 * reader's last known presence by name, not by position. */
+		char prev[16][128];
+		int prev_present[16];
+		DWORD np = nr;
+
+		memcpy(prev, names, sizeof(prev));
+		memcpy(prev_present, present, sizeof(prev_present));
 		nr = 0;
 		if (SCardListReaders(ctx, NULL, (LPSTR)&list, &len) == SCARD_S_SUCCESS) {
-			for (const char *p = list; *p && nr < 16; p += strlen(p) + 1)
-				snprintf(names[nr++], sizeof(names[0]), "%s", p);
+			for (const char *p = list; *p && nr < 16; p += strlen(p) + 1) {
+				snprintf(names[nr], sizeof(names[0]), "%s", p);
+				present[nr] = 0;
+				for (DWORD k = 0; k < np; k++)
+					if (strcmp(prev[k], names[nr]) == 0)
+						present[nr] = prev_present[k];
+				nr++;
+			}
 			SCardFreeMemory(ctx, list);
+		}
+		/* A reader that disappeared with a card in it: its SE is gone. */
+		for (DWORD k = 0; k < np; k++) {
+			int still = 0;
+			char se_name[140];
+
+			for (DWORD j = 0; j < nr; j++)
+				still |= strcmp(prev[k], names[j]) == 0;
+			if (!still && prev_present[k]) {
+				snprintf(se_name, sizeof(se_name), "pcsc:%s", prev[k]);
+				se_detach(s, se_name, "reader removed");
+			}
 		}
 		memset(rs, 0, sizeof(rs));
 		for (i = 0; i < nr; i++) {
