@@ -32,8 +32,9 @@ pcscd_check() {
 		die "vpcd is not installed (apt-get install vsmartcard-vpcd)"
 	grep -qs libifdvpcd /etc/reader.conf.d/* ||
 		die "no vpcd entry in /etc/reader.conf.d (reinstall vsmartcard-vpcd)"
-	# Another pcscd (a demo, another run) owns the one socket: wait for it.
-	for _ in $(seq 1 60); do
+	# Another pcscd (a demo, another run, another user of this machine) owns the one
+	# socket: wait up to 2 minutes for it to go.
+	for _ in $(seq 1 240); do
 		[ -n "$(live_pcscd)" ] || break
 		sleep 0.5
 	done

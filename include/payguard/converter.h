@@ -93,8 +93,10 @@ int pg_conv_close(struct pg_conv *c, int chan);
 /*
  * Sends a C-APDU issued on side `from` of channel `chan` to the SE on the
  * other side; returns its R-APDU (capacity *rlen in, length out). Status
- * words are data (0 return); a negative return means the channel cannot
- * carry the command (ended, closed, link failed).
+ * words are data (0 return); a negative return means the command did not
+ * reach the SE: the channel ended or was closed (PG_ELINK, PG_ENOCARD,
+ * PG_ECLOSED), or the link refused or lost only this command (PG_EINVAL too
+ * long for the link, PG_ERESYNC link recovered) and the channel stays open.
  */
 int pg_conv_transmit(struct pg_conv *c, int chan, enum pg_conv_side from, const uint8_t *capdu,
 		     size_t clen, uint8_t *rapdu, size_t *rlen);

@@ -132,6 +132,16 @@ xfer_locked(struct pg_conv *c, struct iface *f, const uint8_t *capdu, size_t cle
 		goto out;
 	}
 	rc = pg_link_transmit(f->link, capdu, clen, rapdu, rlen);
+	if (rc == PG_ERESYNC || rc == PG_EINVAL) {
+		/*
+		 * The link recovered (T=1 resynchronisation) or refused this command
+		 * (too long for it): the SE is still there. Only this command fails;
+		 * re-sending it is the issuer's choice, as it may have run once.
+		 */
+		rc = pg_error(rc, "converter", "SE '%s' on link %s: %s", f->name, f->link_name,
+			      pg_last_error());
+		goto out;
+	}
 	if (rc < 0) {
 		const char *d = pg_last_error();
 		struct pg_conv_event ev = {
@@ -700,6 +710,13 @@ pg_conv_transmit(struct pg_conv *c, int id, enum pg_conv_side from, const uint8_
 	ev.sent = sent;
 	ev.slen = clen;
 	rc = iface_xfer(c, target, sent, clen, rapdu, rlen);
+	if (rc < 0 && !__atomic_load_n(&target->state, __ATOMIC_ACQUIRE)) {
+		/* The SE is still there (link recovered or refused this command). */
+		ev.rc = rc;
+		ev.detail = pg_last_error();
+		emit(c, &ev);
+		goto out;
+	}
 	if (rc < 0) {
 		/* This channel ends now; the SE's other channels see the failed interface. */
 		end_chan(c, ch, target);

@@ -49,6 +49,10 @@ loop_transmit(struct pg_link *l, const uint8_t *c, size_t cl, uint8_t *r, size_t
 {
 	struct loop_link *k = (struct loop_link *)l;
 
+	if (__atomic_load_n(k->dead, __ATOMIC_ACQUIRE) == 2) {
+		__atomic_store_n(k->dead, 0, __ATOMIC_RELEASE); /* one lost command, then fine */
+		return pg_error(PG_ERESYNC, "loop", "link resynchronised");
+	}
 	if (__atomic_load_n(k->dead, __ATOMIC_ACQUIRE))
 		return pg_error(PG_ECLOSED, "loop", "peer closed the connection");
 	return k->card->process(k->card->ctx, c, cl, r, rl);
@@ -175,6 +179,12 @@ test_mapping(void **state)
 	assert_int_equal(rc, PG_EFORMAT);
 	tx(ab, PG_CONV_A, "00A4040005A0", &rc);
 	assert_true(rc < 0);
+	/* A link that recovers loses one command; the channel and the SE stay. */
+	__atomic_store_n(&dead[1], 2, __ATOMIC_RELEASE);
+	tx(ab, PG_CONV_A, "8012000008", &rc);
+	assert_int_equal(rc, PG_ERESYNC);
+	assert_int_equal(pg_conv_channel_state(conv, ab), 0);
+	assert_int_equal(tx(ab, PG_CONV_A, "8012000008", &rc), 0x9000);
 	assert_int_equal(pg_conv_open(conv, "a", "a"), PG_EINVAL);
 	assert_int_equal(pg_conv_open(conv, "a", "zz"), PG_ENOENT);
 }
