@@ -177,7 +177,8 @@ struct pg_seos_conn {
 	int state;	  /* enum pg_seos_state */
 	char reason[160]; /* why rejected/unreachable (empty if authenticated) */
 	int cache;	  /* 1 hit, 0 miss (read from the SE), -1 not reached */
-	int refresh_why;  /* 0 none, 1 no record, 2 version changed, 3 MAC mismatch */
+	int refresh_why;  /* 0 none, 1 no record, 2 version changed, 3 MAC mismatch,
+			     4 the SE reports no version (always read) */
 	uint64_t apdus;	  /* APDUs this establishment sent */
 	struct pg_seos_config cfg;
 };
@@ -250,6 +251,7 @@ struct pg_seos_testcard_cfg {
 	uint32_t version;
 	const uint8_t *rules; /* NULL: a default rule set allowing everyone everything */
 	size_t rules_len;
+	int no_version; /* answer GET DATA DF50 with 6A88, as a plain GP ISD would */
 };
 struct pg_seos_testcard;
 int pg_seos_testcard_new(struct pg_seos_testcard **out, const struct pg_seos_testcard_cfg *cfg);

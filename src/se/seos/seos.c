@@ -695,18 +695,28 @@ pg_seos_connect(struct pg_seos *os, const char *name, const char *addr, struct p
 	/* Configuration: the version decides between the cache and a fresh read. */
 	stage = 2;
 	rc = get_data(f, PG_SEOS_TAG_CONFIG_VERSION, 1, &v, &vl);
-	if (rc < 0)
+	if (rc == PG_ENOENT) {
+		/*
+		 * An SE without the version object (e.g. an ISD that only knows
+		 * GlobalPlatform's objects) cannot say whether a record is current:
+		 * it is always read, never served from the cache.
+		 */
+		version = 0;
+		conn->refresh_why = 4;
+		rc = 0;
+	} else if (rc < 0) {
 		goto fail;
-	if (vl != 4) {
+	} else if (vl != 4) {
 		rc = pg_error(PG_EPROTO, SUBSYS, "configuration version of %zu bytes", vl);
 		goto fail;
+	} else {
+		version = pg_be32(v);
+		pthread_mutex_lock(&os->mu);
+		rc = cache_get(os, conn->id_hex, version, &conn->cfg, &conn->refresh_why);
+		pthread_mutex_unlock(&os->mu);
+		if (rc < 0)
+			goto fail;
 	}
-	version = pg_be32(v);
-	pthread_mutex_lock(&os->mu);
-	rc = cache_get(os, conn->id_hex, version, &conn->cfg, &conn->refresh_why);
-	pthread_mutex_unlock(&os->mu);
-	if (rc < 0)
-		goto fail;
 	if (rc == 1) {
 		conn->cache = 1;
 	} else {

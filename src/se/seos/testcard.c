@@ -33,6 +33,7 @@ struct pg_seos_testcard {
 	struct pg_scp03 s;
 	struct pg_scp03_card sd;
 	uint32_t version;
+	int no_version;
 	uint8_t *rules;
 	size_t rules_len, next_off;
 	uint8_t refresh[8];
@@ -200,6 +201,11 @@ isd_ext(struct pg_seos_testcard *tc, const struct pg_capdu *c, int secured, uint
 		*sw = PG_SW_OK;
 		return 1;
 	}
+	if (c->ins == 0xCA && tag == PG_SEOS_TAG_CONFIG_VERSION && tc->no_version) {
+		*rlen = 0;
+		*sw = PG_SW_REF_DATA_NOT_FOUND;
+		return 1;
+	}
 	if (c->ins == 0xCA && tag == PG_SEOS_TAG_CONFIG_VERSION) {
 		resp[0] = 0xDF;
 		resp[1] = 0x50;
@@ -353,6 +359,7 @@ pg_seos_testcard_new(struct pg_seos_testcard **out, const struct pg_seos_testcar
 	memset(tc->refresh, 0, sizeof(tc->refresh));
 	tc->refresh[7] = (uint8_t)cfg->version;
 	tc->version = cfg->version;
+	tc->no_version = cfg->no_version;
 	tc->sd.keys = cfg->keys;
 	tc->sd.i_param = 0x70;
 	pg_seos_testcard_id(tc, tc->sd.div_data);

@@ -239,6 +239,40 @@ test_wrong_keys_rejected(void **state)
 	assert_int_equal(pg_seos_keystore_parse(&ks, "foo\n"), PG_EFORMAT);
 }
 
+/* An SE without the version object is read every time: no stale record can be served. */
+static void
+test_no_version_always_read(void **state)
+{
+	struct pg_seos_keystore *ks;
+	struct pg_seos *os;
+	struct pg_seos_testcard_cfg cfg = {.serial = 0x77, .version = 1, .no_version = 1};
+	struct pg_seos_testcard *tc;
+	struct pg_seos_conn c;
+	struct pg_scp03_keys k;
+	uint8_t id[PG_SEOS_ID_LEN], m[16];
+	char text[128];
+
+	(void)state;
+	snprintf(text, sizeof(text), "master 30 %s\n", master_hex);
+	assert_int_equal(pg_seos_keystore_parse(&ks, text), 0);
+	assert_int_equal(pg_seos_open(&os, db, keyp, ks), 0);
+	assert_int_equal(pg_seos_testcard_new(&tc, &cfg), 0);
+	pg_seos_testcard_id(tc, id);
+	assert_int_equal(pg_hex_decode(m, sizeof(m), master_hex), 16);
+	assert_int_equal(pg_scp03_diversify(m, 16, id, sizeof(id), 0x30, &k), 0);
+	pg_seos_testcard_set_keys(tc, &k);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(connect(os, tc, "unversioned", &c), 0);
+		assert_int_equal(c.cache, 0);
+		assert_int_equal(c.refresh_why, 4);
+		assert_int_equal(c.cfg.napps, 3);
+		pg_seos_config_release(&c.cfg);
+	}
+	pg_seos_testcard_free(tc);
+	pg_seos_close(os);
+	pg_seos_keystore_free(ks);
+}
+
 static void
 test_device_key_mode(void **state)
 {
@@ -260,6 +294,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_miss_hit_version_tamper, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_keys_rejected, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_no_version_always_read, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_device_key_mode, setup, teardown),
 	};
 	pg_log_set_level(PG_LOG_ERROR);
