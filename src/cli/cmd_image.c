@@ -1,6 +1,360 @@
-/* `payguard image ...` verbs: thin wrappers over the image library. */
+/* `payguard image ...` verbs: thin wrappers over the image library (seed 1). */
 #include "cli.h"
 
+#include "payguard/error.h"
+#include "payguard/image.h"
+#include "payguard/log.h"
+#include "payguard/store.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int pg_image_demo(const char *workdir, int keep);
+
+enum {
+	OPT_JSON = 1000,
+	OPT_DB,
+	OPT_DEB,
+	OPT_REPO,
+	OPT_FIX,
+	OPT_OUTPUT,
+	OPT_MAX,
+	OPT_KEEP,
+	OPT_DIR
+};
+
+struct common {
+	int json;
+	const char *db;
+};
+
+static int
+open_store(struct pg_store *st, const struct common *c)
+{
+	int rc = pg_store_open_default(st, c->db);
+
+	if (rc < 0)
+		return rc;
+	rc = pg_image_db_open(st);
+	if (rc < 0)
+		pg_store_close(st);
+	return rc;
+}
+
+static const char *
+jstr(json_t *o, const char *k)
+{
+	json_t *v = json_object_get(o, k);
+	static char num[4][32];
+	static int slot;
+
+	if (json_is_integer(v)) {
+		slot = (slot + 1) % 4;
+		snprintf(num[slot], sizeof(num[slot]), "%lld", (long long)json_integer_value(v));
+		return num[slot];
+	}
+	return json_string_value(v);
+}
+
+static void
+print_rows(json_t *rows, size_t ncols, const char *const *headers, const char *const *keys)
+{
+	struct pg_table *t = pg_table_new(ncols, headers);
+	size_t i;
+	json_t *r;
+
+	if (!t)
+		return;
+	json_array_foreach(rows, i, r)
+	{
+		const char *cells[16];
+
+		for (size_t c = 0; c < ncols && c < 16; c++)
+			cells[c] = jstr(r, keys[c]);
+		pg_table_add(t, cells);
+	}
+	pg_table_print(t);
+	pg_table_free(t);
+}
+
+/* Parses the options every verb shares; returns optind or -1 after usage. */
+static int
+parse_common(int argc, char **argv, struct common *c, const char *extra_short,
+	     const struct option *extra, int (*on_extra)(int, const char *, void *), void *ctx)
+{
+	struct option opts[16];
+	size_t n = 0;
+	int o;
+
+	memset(c, 0, sizeof(*c));
+	opts[n++] = (struct option){"json", no_argument, NULL, OPT_JSON};
+	opts[n++] = (struct option){"db", required_argument, NULL, OPT_DB};
+	for (const struct option *e = extra; e && e->name && n < 15; e++)
+		opts[n++] = *e;
+	opts[n] = (struct option){NULL, 0, NULL, 0};
+	optind = 1;
+	while ((o = getopt_long(argc, argv, extra_short ? extra_short : "", opts, NULL)) != -1) {
+		if (o == OPT_JSON)
+			c->json = 1;
+		else if (o == OPT_DB)
+			c->db = optarg;
+		else if (on_extra && on_extra(o, optarg, ctx) == 0)
+			continue;
+		else
+			return -1;
+	}
+	return optind;
+}
+
+static int
+cmd_image_scan(int argc, char **argv)
+{
+	struct common c;
+	struct pg_store st;
+	json_t *all = json_array();
+	int first, rc, worst = 0;
+
+	first = parse_common(argc, argv, &c, NULL, NULL, NULL, NULL);
+	if (first < 0)
+		return pg_cli_usage(argv[0], "bad option");
+	if (first >= argc)
+		return pg_cli_usage(argv[0], "give at least one image file or directory");
+	rc = open_store(&st, &c);
+	if (rc < 0)
+		return pg_cli_fail(rc, "store");
+	for (int i = first; i < argc; i++) {
+		struct stat sb;
+		json_t *res = NULL;
+
+		if (stat(argv[i], &sb) == 0 && S_ISDIR(sb.st_mode)) {
+			rc = pg_image_scan_dir(&st, argv[i], &res);
+			if (rc < 0) {
+				worst = pg_cli_fail(rc, "scan '%s'", argv[i]);
+				continue;
+			}
+			json_array_extend(all, res);
+			json_decref(res);
+			continue;
+		}
+		fprintf(stderr, "scanning %s ...\n", argv[i]);
+		rc = pg_image_scan(&st, argv[i], &res);
+		if (rc < 0) {
+			worst = pg_cli_fail(rc, "scan '%s'", argv[i]);
+			continue;
+		}
+		json_array_append_new(all, res);
+	}
+	pg_store_close(&st);
+	if (c.json) {
+		pg_cli_print_json(all);
+	} else {
+		static const char *h[] = {"ID", "PATH", "FORMAT", "OS", "PACKAGES", "RESULT"};
+		static const char *k[] = {"id", "path", "format", "os", "packages", "error"};
+
+		print_rows(all, 6, h, k);
+		json_decref(all);
+	}
+	return worst;
+}
+
+static volatile sig_atomic_t watch_stop;
+
+static void
+on_sigint(int sig)
+{
+	(void)sig;
+	watch_stop = 1;
+}
+
+static int
+watch_opt(int o, const char *arg, void *ctx)
+{
+	if (o != OPT_MAX)
+		return -1;
+	*(unsigned *)ctx = (unsigned)strtoul(arg, NULL, 10);
+	return 0;
+}
+
+static int
+cmd_image_watch(int argc, char **argv)
+{
+	static const struct option extra[] = {{"max-events", required_argument, NULL, OPT_MAX},
+					      {NULL, 0, NULL, 0}};
+	struct common c;
+	struct pg_store st;
+	unsigned max = 0;
+	int first, rc;
+
+	first = parse_common(argc, argv, &c, NULL, extra, watch_opt, &max);
+	if (first < 0 || first != argc - 1)
+		return pg_cli_usage(argv[0], "give one directory");
+	rc = open_store(&st, &c);
+	if (rc < 0)
+		return pg_cli_fail(rc, "store");
+	signal(SIGINT, on_sigint);
+	signal(SIGTERM, on_sigint);
+	rc = pg_image_watch(&st, argv[first], max, (volatile int *)&watch_stop);
+	pg_store_close(&st);
+	return rc < 0 ? pg_cli_fail(rc, "watch '%s'", argv[first]) : 0;
+}
+
+static int
+cmd_image_list(int argc, char **argv)
+{
+	struct common c;
+	struct pg_store st;
+	json_t *rows = NULL;
+	int rc;
+
+	if (parse_common(argc, argv, &c, NULL, NULL, NULL, NULL) != argc)
+		return pg_cli_usage(argv[0], "no arguments expected");
+	rc = open_store(&st, &c);
+	if (rc < 0)
+		return pg_cli_fail(rc, "store");
+	rc = pg_image_list(&st, &rows);
+	pg_store_close(&st);
+	if (rc < 0)
+		return pg_cli_fail(rc, "list");
+	if (c.json)
+		return pg_cli_print_json(rows);
+	{
+		static const char *h[] = {"ID", "PATH", "FORMAT", "SIZE", "OS", "PKGS", "SHA256"};
+		static const char *k[] = {"id",	       "path",	   "format", "virtual_size",
+					  "os_pretty", "packages", "sha256"};
+
+		print_rows(rows, 7, h, k);
+	}
+	json_decref(rows);
+	return 0;
+}
+
+static int
+cmd_image_show(int argc, char **argv)
+{
+	struct common c;
+	struct pg_store st;
+	json_t *img = NULL;
+	int first, rc;
+
+	first = parse_common(argc, argv, &c, NULL, NULL, NULL, NULL);
+	if (first < 0 || first != argc - 1)
+		return pg_cli_usage(argv[0], "give one image (id, path or sha256 prefix)");
+	rc = open_store(&st, &c);
+	if (rc < 0)
+		return pg_cli_fail(rc, "store");
+	rc = pg_image_show(&st, argv[first], &img);
+	pg_store_close(&st);
+	if (rc < 0)
+		return pg_cli_fail(rc, "show '%s'", argv[first]);
+	if (c.json)
+		return pg_cli_print_json(img);
+	printf("image %s (id %s)\n  format %s v%s, virtual size %s bytes, file %s bytes\n"
+	       "  sha256 %s\n  partition table %s\n  os %s\n",
+	       jstr(img, "path"), jstr(img, "id"), jstr(img, "format"), jstr(img, "format_version"),
+	       jstr(img, "virtual_size"), jstr(img, "file_size"), jstr(img, "sha256"),
+	       jstr(img, "ptable"), jstr(img, "os_pretty") ? jstr(img, "os_pretty") : "-");
+	{
+		static const char *h[] = {"PART", "START", "SIZE", "TYPE", "FS", "ROOT"};
+		static const char *k[] = {"idx", "start", "size", "type", "fs", "is_root"};
+
+		print_rows(json_object_get(img, "partitions"), 6, h, k);
+	}
+	if (json_array_size(json_object_get(img, "kernels"))) {
+		static const char *h[] = {"PART", "KERNEL", "VERSION"};
+		static const char *k[] = {"part_idx", "path", "version"};
+
+		print_rows(json_object_get(img, "kernels"), 3, h, k);
+	}
+	{
+		static const char *h[] = {"PACKAGE", "VERSION", "ARCH", "SOURCE", "STATUS"};
+		static const char *k[] = {"name", "version", "arch", "source", "status"};
+
+		print_rows(json_object_get(img, "packages"), 5, h, k);
+	}
+	json_decref(img);
+	return 0;
+}
+
+static int
+cmd_image_advisories(int argc, char **argv)
+{
+	struct common c;
+	struct pg_store st;
+	int first, rc, worst = 0;
+	size_t total = 0;
+
+	first = parse_common(argc, argv, &c, NULL, NULL, NULL, NULL);
+	if (first < 0 || first >= argc || strcmp(argv[first], "import") != 0 || first + 1 >= argc)
+		return pg_cli_usage(argv[0], "usage: advisories import FILE...");
+	rc = open_store(&st, &c);
+	if (rc < 0)
+		return pg_cli_fail(rc, "store");
+	for (int i = first + 1; i < argc; i++) {
+		size_t n = 0;
+
+		rc = pg_image_advisories_import(&st, argv[i], &n);
+		if (rc < 0)
+			worst = pg_cli_fail(rc, "import '%s'", argv[i]);
+		total += n;
+	}
+	pg_store_close(&st);
+	if (c.json)
+		pg_cli_print_json(json_pack("{s:I}", "imported", (json_int_t)total));
+	else
+		printf("imported %zu advisories\n", total);
+	return worst;
+}
+
+static int
+cmd_image_findings(int argc, char **argv)
+{
+	struct common c;
+	struct pg_store st;
+	json_t *rows = NULL;
+	int first, rc;
+
+	first = parse_common(argc, argv, &c, NULL, NULL, NULL, NULL);
+	if (first < 0 || argc - first > 1)
+		return pg_cli_usage(argv[0], "give at most one image");
+	rc = open_store(&st, &c);
+	if (rc < 0)
+		return pg_cli_fail(rc, "store");
+	rc = pg_image_findings(&st, first < argc ? argv[first] : NULL, &rows);
+	pg_store_close(&st);
+	if (rc < 0)
+		return pg_cli_fail(rc, "findings");
+	if (c.json)
+		return pg_cli_print_json(rows);
+	{
+		static const char *h[] = {"IMAGE",  "PACKAGE",	"INSTALLED",
+					  "SOURCE", "ADVISORY", "FIXED"};
+		static const char *k[] = {"image_id", "package",  "version",
+					  "source",   "advisory", "fixed"};
+
+		print_rows(rows, 6, h, k);
+	}
+	json_decref(rows);
+	return 0;
+}
+
 const struct pg_cmd pg_cli_image[] = {
-	{NULL, NULL, NULL, NULL},
+    {"scan", cmd_image_scan, "inspect images (files or directory stores) and store their inventory",
+     "usage: payguard image scan [--json] [--db FILE] PATH...\n"
+     "  PATH is a raw or qcow2 image (detected by content) or a directory of them.\n"},
+    {"watch", cmd_image_watch, "scan a directory, then new and changed images as they appear",
+     "usage: payguard image watch [--db FILE] [--max-events N] DIR\n"},
+    {"list", cmd_image_list, "list stored images",
+     "usage: payguard image list [--json] [--db FILE]\n"},
+    {"show", cmd_image_show, "show one image's partitions, OS, kernels and packages",
+     "usage: payguard image show [--json] [--db FILE] IMAGE\n"
+     "  IMAGE is an id, a path or a sha256 prefix (8+ hex digits).\n"},
+    {"advisories", cmd_image_advisories, "import OSV advisories (Debian ecosystems)",
+     "usage: payguard image advisories [--json] [--db FILE] import FILE...\n"},
+    {"findings", cmd_image_findings, "vulnerable packages per image with the fixed version",
+     "usage: payguard image findings [--json] [--db FILE] [IMAGE]\n"},
+    {NULL, NULL, NULL, NULL},
 };
