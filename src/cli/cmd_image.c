@@ -341,6 +341,231 @@ cmd_image_findings(int argc, char **argv)
 	return 0;
 }
 
+struct upgrade_ctx {
+	const char *debs[256];
+	size_t ndebs;
+	struct pg_upgrade_opts o;
+	int bad;
+};
+
+static int
+upgrade_opt(int o, const char *arg, void *vctx)
+{
+	struct upgrade_ctx *c = vctx;
+
+	switch (o) {
+	case OPT_DEB:
+		if (c->ndebs >= 256) {
+			c->bad = 1;
+			return -1;
+		}
+		c->debs[c->ndebs++] = arg;
+		return 0;
+	case OPT_REPO:
+		c->o.repo = arg;
+		return 0;
+	case OPT_FIX:
+		c->o.fix = 1;
+		return 0;
+	case OPT_OUTPUT:
+		c->o.output = arg;
+		return 0;
+	}
+	return -1;
+}
+
+static int
+cmd_image_upgrade(int argc, char **argv)
+{
+	static const struct option extra[] = {{"deb", required_argument, NULL, OPT_DEB},
+					      {"repo", required_argument, NULL, OPT_REPO},
+					      {"fix", no_argument, NULL, OPT_FIX},
+					      {"output", required_argument, NULL, OPT_OUTPUT},
+					      {NULL, 0, NULL, 0}};
+	struct upgrade_ctx u;
+	struct common c;
+	struct pg_store st;
+	json_t *res = NULL;
+	int first, rc;
+
+	memset(&u, 0, sizeof(u));
+	first = parse_common(argc, argv, &c, NULL, extra, upgrade_opt, &u);
+	if (first < 0 || first != argc - 1)
+		return pg_cli_usage(argv[0],
+				    "give one image and --deb FILE... or --fix --repo DIR");
+	/* remaining positional .deb files are accepted after the image too */
+	if (!u.o.fix && u.ndebs == 0)
+		return pg_cli_usage(argv[0], "give --deb FILE (repeatable) or --fix --repo DIR");
+	if (u.o.fix && !u.o.repo)
+		return pg_cli_usage(argv[0], "--fix needs --repo DIR");
+	u.o.image = argv[first];
+	u.o.debs = u.debs;
+	u.o.ndebs = u.ndebs;
+	rc = open_store(&st, &c);
+	if (rc < 0)
+		return pg_cli_fail(rc, "store");
+	rc = pg_image_upgrade(&st, &u.o, &res);
+	pg_store_close(&st);
+	if (rc < 0)
+		return pg_cli_fail(rc, "upgrade '%s'", argv[first]);
+	if (c.json)
+		return pg_cli_print_json(res);
+	printf("job %s: overlay %s (backing file %s)\n", jstr(res, "job"), jstr(res, "overlay"),
+	       jstr(res, "image"));
+	{
+		static const char *h[] = {"PACKAGE", "FROM",	"TO",	    "STATE",
+					  "FILES",   "REMOVED", "KEPT-CONF"};
+		static const char *k[] = {"package", "from",	      "to", "state", "files",
+					  "removed", "conffiles_kept"};
+
+		print_rows(json_object_get(res, "packages"), 7, h, k);
+	}
+	if (json_integer_value(json_object_get(res, "first_boot")))
+		printf("first boot: payguard-firstboot.service runs dpkg --configure -a\n");
+	json_decref(res);
+	return 0;
+}
+
+static int
+cmd_image_jobs(int argc, char **argv)
+{
+	struct common c;
+	struct pg_store st;
+	json_t *rows = NULL;
+	int rc;
+
+	if (parse_common(argc, argv, &c, NULL, NULL, NULL, NULL) != argc)
+		return pg_cli_usage(argv[0], "no arguments expected");
+	rc = open_store(&st, &c);
+	if (rc < 0)
+		return pg_cli_fail(rc, "store");
+	rc = pg_image_jobs(&st, &rows);
+	pg_store_close(&st);
+	if (rc < 0)
+		return pg_cli_fail(rc, "jobs");
+	if (c.json)
+		return pg_cli_print_json(rows);
+	{
+		static const char *h[] = {"JOB",     "IMAGE",	"KIND",	   "STATE",
+					  "OVERLAY", "STARTED", "FINISHED"};
+		static const char *k[] = {"id",	     "image_path", "kind",	 "state",
+					  "overlay", "started_at", "finished_at"};
+
+		print_rows(rows, 7, h, k);
+	}
+	json_decref(rows);
+	return 0;
+}
+
+static int
+out_opt(int o, const char *arg, void *ctx)
+{
+	if (o != OPT_OUTPUT)
+		return -1;
+	*(const char **)ctx = arg;
+	return 0;
+}
+
+static int
+cmd_image_commit(int argc, char **argv)
+{
+	static const struct option extra[] = {{"output", required_argument, NULL, OPT_OUTPUT},
+					      {NULL, 0, NULL, 0}};
+	struct common c;
+	struct pg_store st;
+	const char *output = NULL;
+	json_t *res = NULL;
+	int first, rc;
+
+	first = parse_common(argc, argv, &c, NULL, extra, out_opt, &output);
+	if (first < 0 || first != argc - 1 || !output)
+		return pg_cli_usage(argv[0], "give one job id and --output FILE");
+	rc = open_store(&st, &c);
+	if (rc < 0)
+		return pg_cli_fail(rc, "store");
+	rc = pg_image_commit(&st, strtoll(argv[first], NULL, 10), output, &res);
+	pg_store_close(&st);
+	if (rc < 0)
+		return pg_cli_fail(rc, "commit job %s", argv[first]);
+	if (c.json)
+		return pg_cli_print_json(res);
+	printf("job %s committed to %s (%s bytes of data)\n", argv[first], output,
+	       jstr(res, "bytes_written"));
+	json_decref(res);
+	return 0;
+}
+
+static int
+cmd_image_rollback(int argc, char **argv)
+{
+	struct common c;
+	struct pg_store st;
+	int first, rc;
+
+	first = parse_common(argc, argv, &c, NULL, NULL, NULL, NULL);
+	if (first < 0 || first != argc - 1)
+		return pg_cli_usage(argv[0], "give one job id");
+	rc = open_store(&st, &c);
+	if (rc < 0)
+		return pg_cli_fail(rc, "store");
+	rc = pg_image_rollback(&st, strtoll(argv[first], NULL, 10));
+	pg_store_close(&st);
+	if (rc < 0)
+		return pg_cli_fail(rc, "rollback job %s", argv[first]);
+	printf("job %s rolled back: overlay removed, original untouched\n", argv[first]);
+	return 0;
+}
+
+/* Compares pairs: "A B" per stdin line with --stdin, prints -1/0/1. */
+static int
+cmd_image_vercmp(int argc, char **argv)
+{
+	if (argc == 3) {
+		int r = pg_debver_cmp(argv[1], argv[2]);
+
+		printf("%d\n", r < 0 ? -1 : r > 0);
+		return 0;
+	}
+	if (argc == 2 && strcmp(argv[1], "--stdin") == 0) {
+		char line[1024], a[512], b[512];
+
+		while (fgets(line, sizeof(line), stdin)) {
+			int r;
+
+			if (sscanf(line, "%511s %511s", a, b) != 2)
+				continue;
+			r = pg_debver_cmp(a, b);
+			printf("%d\n", r < 0 ? -1 : r > 0);
+		}
+		return 0;
+	}
+	return pg_cli_usage(argv[0], "give two versions, or --stdin");
+}
+
+static int
+demo_opt(int o, const char *arg, void *ctx)
+{
+	if (o != OPT_DIR)
+		return -1;
+	*(const char **)ctx = arg;
+	return 0;
+}
+
+static int
+cmd_image_demo(int argc, char **argv)
+{
+	static const struct option extra[] = {{"dir", required_argument, NULL, OPT_DIR},
+					      {NULL, 0, NULL, 0}};
+	struct common c;
+	const char *dir = NULL;
+	int rc;
+
+	if (parse_common(argc, argv, &c, NULL, extra, demo_opt, &dir) != argc)
+		return pg_cli_usage(argv[0], "no arguments expected");
+	rc = pg_image_demo(dir, dir != NULL);
+	return rc < 0 ? pg_cli_fail(rc, "image demo") : 0;
+}
+
 const struct pg_cmd pg_cli_image[] = {
     {"scan", cmd_image_scan, "inspect images (files or directory stores) and store their inventory",
      "usage: payguard image scan [--json] [--db FILE] PATH...\n"
@@ -356,5 +581,23 @@ const struct pg_cmd pg_cli_image[] = {
      "usage: payguard image advisories [--json] [--db FILE] import FILE...\n"},
     {"findings", cmd_image_findings, "vulnerable packages per image with the fixed version",
      "usage: payguard image findings [--json] [--db FILE] [IMAGE]\n"},
+    {"upgrade", cmd_image_upgrade, "upgrade an image offline into a qcow2 overlay",
+     "usage: payguard image upgrade [--json] [--db FILE] [--output OVERLAY]\n"
+     "                              (--deb FILE.deb ... | --fix --repo DIR) IMAGE\n"
+     "  The original is never written: the result is a qcow2 overlay whose backing\n"
+     "  file is the original (default under the data dir). Packages with maintainer\n"
+     "  scripts stay 'unpacked' and a first-boot unit runs dpkg --configure -a.\n"},
+    {"jobs", cmd_image_jobs, "list upgrade jobs and their states",
+     "usage: payguard image jobs [--json] [--db FILE]\n"},
+    {"commit", cmd_image_commit, "merge a job's overlay into a new standalone raw image",
+     "usage: payguard image commit [--json] [--db FILE] --output FILE JOB\n"},
+    {"rollback", cmd_image_rollback, "drop a job's overlay",
+     "usage: payguard image rollback [--db FILE] JOB\n"},
+    {"vercmp", cmd_image_vercmp, "compare Debian versions (-1, 0, 1)",
+     "usage: payguard image vercmp A B | payguard image vercmp --stdin  (lines 'A B')\n"},
+    {"demo", cmd_image_demo, "build a tiny image, scan, match an advisory, upgrade offline",
+     "usage: payguard image demo [--dir DIR]\n"
+     "  Needs no network: the image, the advisory and the .deb are generated.\n"
+     "  With --dir the files are kept there; otherwise a temporary folder is used.\n"},
     {NULL, NULL, NULL, NULL},
 };

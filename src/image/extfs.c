@@ -227,20 +227,23 @@ pg_extfs_open(struct pg_bdev *d, uint64_t off, uint64_t len, int rw, ext2_filsys
 	return 0;
 }
 
-void
+int
 pg_extfs_close(ext2_filsys fs)
 {
 	struct window *w;
+	errcode_t e;
 
 	if (!fs)
-		return;
+		return 0;
 	w = fs->priv_data;
-	ext2fs_close_free(&fs);
+	/* Writes back superblock, group descriptors and bitmaps if dirty. */
+	e = ext2fs_close_free(&fs);
 	if (w) {
 		pthread_mutex_lock(&windows_lock);
 		w->d = NULL;
 		pthread_mutex_unlock(&windows_lock);
 	}
+	return e ? pg_extfs_fail(e, "close filesystem") : 0;
 }
 
 const char *

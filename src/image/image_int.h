@@ -105,7 +105,7 @@ int pg_ptable_read(struct pg_bdev *d, struct pg_ptable *pt);
  * ext2fs_open2() with pg_bdev_io_manager. */
 extern io_manager pg_bdev_io_manager;
 int pg_extfs_open(struct pg_bdev *d, uint64_t off, uint64_t len, int rw, ext2_filsys *out);
-void pg_extfs_close(ext2_filsys fs);
+int pg_extfs_close(ext2_filsys fs);
 /* Maps an errcode_t to a PG_E code with a detail. */
 int pg_extfs_fail(errcode_t err, const char *what);
 /* Filesystem type at a window by its magic: "ext2", "ext3", "ext4", "xfs",
