@@ -35,5 +35,6 @@ PY
 import json, sys
 d = json.load(sys.stdin)
 assert len(d["chain"]) == 1 and d["chain"][0]["format"] == "qcow2", d["chain"]' || fail "chain"
-"$PAYGUARD" image list | grep -q "disk.qcow2" || fail "list"
+"$PAYGUARD" image list >"$work/list" || fail "list"
+grep -q "disk.qcow2" "$work/list" || fail "list"
 echo "inventory: $(wc -l <"$work/want") packages match dpkg-query on raw, qcow2, compressed qcow2 and a backing chain"

@@ -18,10 +18,21 @@ ROOT=$(bash "$PG_SOURCE_DIR/scripts/image-rootfs.sh" "$PG_BUILD_DIR/image-cache"
 make_gpt_image() {
 	local root=$1 out=$2 mb=${3:-600}
 	mkfs.ext4 -q -F -L root -d "$root" "$out.fs" "${mb}M"
+	pack_gpt "$out.fs" "$out" "$mb"
+}
+# pack_gpt FS.img OUT.img MB: puts a filesystem image into a GPT disk.
+pack_gpt() {
+	local fs=$1 out=$2 mb=$3
 	truncate -s $((mb + 100))M "$out"
 	printf 'label: gpt\nstart=2048, size=%d, type=L, name=root\n' $((mb * 2048)) | sfdisk -q "$out"
-	dd if="$out.fs" of="$out" bs=1M seek=1 conv=sparse,notrunc status=none
-	rm -f "$out.fs"
+	dd if="$fs" of="$out" bs=1M seek=1 conv=sparse,notrunc status=none
+	rm -f "$fs"
+}
+# extract_fs DISK(any format) OUT.fs MB: the partition at 1 MiB as a file.
+extract_fs() {
+	qemu-img convert -O raw "$1" "$2.full"
+	dd if="$2.full" of="$2" bs=1M skip=1 count="$3" conv=sparse status=none
+	rm -f "$2.full"
 }
 
 # inventory_tsv ID: the stored packages as dpkg-query prints them below.
