@@ -407,11 +407,11 @@ pg_image_advisories_import(struct pg_store *st, const char *path, size_t *count)
 	*count = 0;
 	rc = pg_read_file(path, 256u << 20, &data, &len);
 	if (rc < 0)
-		return pg_error(rc, "osv", "cannot read '%s': %s", path, pg_last_error());
+		return pg_error_ctx(rc, "osv", "cannot read '%s'", path);
 	rc = pg_osv_parse((const char *)data, len, &v, &n);
 	free(data);
 	if (rc < 0)
-		return pg_error(rc, "osv", "'%s': %s", path, pg_last_error());
+		return pg_error_ctx(rc, "osv", "'%s'", path);
 	pg_now_iso(now, sizeof(now));
 	PG_TRY_GOTO(pg_store_begin(st), out, "osv", "begin");
 	for (size_t i = 0; i < n; i++) {

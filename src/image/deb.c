@@ -370,6 +370,6 @@ pg_deb_read(const char *path, struct pg_deb *d)
 	rc = pg_deb_read_mem(data, len, d);
 	free(data);
 	if (rc < 0)
-		return pg_error(rc, "deb", "'%s': %s", path, pg_last_error());
+		return pg_error_ctx(rc, "deb", "'%s'", path);
 	return 0;
 }

@@ -387,8 +387,7 @@ pg_inspect_bdev(struct pg_bdev *d, json_t *inv)
 			if (rc < 0) {
 				/* A corrupt filesystem is recorded and fails the scan:
 				 * an inventory must not silently miss its root. */
-				pg_error(rc, "image", "partition %d: %s", p->index,
-					 pg_last_error());
+				pg_error_ctx(rc, "image", "partition %d", p->index);
 				goto out;
 			}
 			json_object_set_new(jp, "supported", json_true());

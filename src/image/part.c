@@ -226,8 +226,7 @@ pg_ptable_read(struct pg_bdev *d, struct pg_ptable *pt)
 			snprintf(first, sizeof(first), "%s", pg_last_error());
 			rc = gpt_try(d, ss, d->size / ss - 1, pt, "backup");
 			if (rc < 0)
-				return pg_error(PG_ECORRUPT, "gpt", "corrupt GPT: %s; %s", first,
-						pg_last_error());
+				return pg_error_ctx(PG_ECORRUPT, "gpt", "corrupt GPT: %s", first);
 			pg_warn("gpt", "primary GPT damaged (%s); using the backup", first);
 		}
 		return 0;

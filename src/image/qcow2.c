@@ -481,7 +481,7 @@ pg_qcow2_open_fd(int fd, const char *path, int depth, char chain[][4096], struct
 	PG_TRY_GOTO(pread_all(fd, hdr, hn, 0), fail, "qcow2", "header");
 	rc = pg_qcow2_parse_header(hdr, hn, q->filesize, &q->h);
 	if (rc < 0) {
-		pg_error(rc, "qcow2", "'%s': %s", path, pg_last_error());
+		pg_error_ctx(rc, "qcow2", "'%s'", path);
 		goto fail;
 	}
 	q->cs = 1u << q->h.cluster_bits;
@@ -521,7 +521,7 @@ pg_qcow2_open_fd(int fd, const char *path, int depth, char chain[][4096], struct
 		rc = pg_bdev_open_depth(full, depth + 1, chain,
 					q->h.backing_fmt[0] ? q->h.backing_fmt : NULL, &q->backing);
 		if (rc < 0) {
-			pg_error(rc, "qcow2", "backing file of '%s': %s", path, pg_last_error());
+			pg_error_ctx(rc, "qcow2", "backing file of '%s'", path);
 			goto fail;
 		}
 		d->depth = q->backing->depth + 1;

@@ -887,7 +887,7 @@ upgrade_fs(struct up *u, struct pg_bdev *ov, uint64_t off, uint64_t len, struct 
 	}
 	rc = pg_extfs_read(u->fs, STATUS_PATH, MAX_STATUS, &status, &slen);
 	if (rc < 0) {
-		pg_error(rc, "upgrade", "no dpkg database in the image: %s", pg_last_error());
+		pg_error_ctx(rc, "upgrade", "no dpkg database in the image");
 		goto out;
 	}
 	PG_TRY_GOTO(pg_deb822_parse((char *)status, slen, &st), out, "upgrade", "status");
