@@ -23,9 +23,19 @@ struct window {
 static struct window windows[MAX_WINDOWS];
 static pthread_mutex_t windows_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static pthread_once_t err_once = PTHREAD_ONCE_INIT;
+
+/* com_err needs libext2fs's message table registered once. */
+static void
+init_errors(void)
+{
+	initialize_ext2_error_table();
+}
+
 int
 pg_extfs_fail(errcode_t err, const char *what)
 {
+	pthread_once(&err_once, init_errors);
 	int code = PG_EIO;
 
 	switch (err) {
@@ -201,6 +211,7 @@ pg_extfs_open(struct pg_bdev *d, uint64_t off, uint64_t len, int rw, ext2_filsys
 	errcode_t e;
 
 	*out = NULL;
+	pthread_once(&err_once, init_errors);
 	pthread_mutex_lock(&windows_lock);
 	for (int i = 0; i < MAX_WINDOWS; i++) {
 		if (!windows[i].d) {

@@ -402,6 +402,51 @@ qcow2_read(struct pg_bdev *d, uint64_t off, void *vbuf, size_t len)
 	return 0;
 }
 
+/* Every allocated L2 table and data cluster must lie inside the file: a
+ * truncated copy is refused at open, not discovered halfway through a read. */
+static int
+validate_tables(struct qcow2 *q)
+{
+	uint32_t x = 62 - (q->h.cluster_bits - 8);
+
+	for (uint32_t i = 0; i < q->h.l1_size; i++) {
+		uint64_t l2off = q->l1[i] & QCOW2_OFF_MASK, *tab;
+		int rc;
+
+		if (!l2off)
+			continue;
+		rc = l2_get(q, l2off, &tab);
+		if (rc < 0)
+			return rc;
+		for (uint32_t j = 0; j < q->l2n; j++) {
+			uint64_t e = tab[j], host;
+
+			if (e & QCOW2_OFLAG_COMPRESSED) {
+				host = e & ((1ULL << x) - 1);
+				if (host >= q->filesize)
+					return pg_error(PG_ECORRUPT, "qcow2",
+							"compressed cluster at %llu is past the "
+							"end of the file "
+							"(%llu bytes): truncated image?",
+							(unsigned long long)host,
+							(unsigned long long)q->filesize);
+				continue;
+			}
+			host = e & QCOW2_OFF_MASK;
+			if (!host)
+				continue;
+			if (host % q->cs || host > q->filesize || q->cs > q->filesize - host)
+				return pg_error(PG_ECORRUPT, "qcow2",
+						"data cluster at %llu is past the end of the file "
+						"(%llu bytes): "
+						"truncated image?",
+						(unsigned long long)host,
+						(unsigned long long)q->filesize);
+		}
+	}
+	return 0;
+}
+
 static void
 qcow2_close(struct pg_bdev *d)
 {
@@ -481,7 +526,8 @@ pg_qcow2_open_fd(int fd, const char *path, int depth, char chain[][4096], struct
 	PG_TRY_GOTO(pread_all(fd, hdr, hn, 0), fail, "qcow2", "header");
 	rc = pg_qcow2_parse_header(hdr, hn, q->filesize, &q->h);
 	if (rc < 0) {
-		pg_error_ctx(rc, "qcow2", "'%s'", path);
+		if (depth > 0)
+			pg_error_ctx(rc, "qcow2", "'%s'", path);
 		goto fail;
 	}
 	q->cs = 1u << q->h.cluster_bits;
@@ -499,6 +545,12 @@ pg_qcow2_open_fd(int fd, const char *path, int depth, char chain[][4096], struct
 			    "qcow2", "L1");
 		for (uint32_t i = 0; i < q->h.l1_size; i++)
 			q->l1[i] = pg_be64((uint8_t *)&q->l1[i]);
+		rc = validate_tables(q);
+		if (rc < 0) {
+			if (depth > 0)
+				pg_error_ctx(rc, "qcow2", "'%s'", path);
+			goto fail;
+		}
 	}
 	if (q->h.backing_off && chain) {
 		char name[1024], full[4096 + 1024];
