@@ -63,6 +63,9 @@ static const struct pg_migration migrations[] = {
 	" log TEXT NOT NULL DEFAULT '', result TEXT);"},
     /* v2: findings join on source names; keep that lookup indexed. */
     {2, "CREATE INDEX image_package_source ON image_package(source);"},
+    /* v3: the inode joins size and mtime in deciding whether a stored
+     * hash still describes the file. */
+    {3, "ALTER TABLE image ADD COLUMN file_ino INTEGER;"},
 };
 
 static void
@@ -218,13 +221,14 @@ pg_image_save(struct pg_store *st, json_t *inv, sqlite3_int64 *id_out)
 		st,
 		"INSERT INTO image(path, format, format_version, virtual_size, file_size,"
 		" sha256, chain, ptable, disk_guid, os_id, os_version_id, os_pretty,"
-		" mtime_ns, scanned_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
-		json_pack("[s,s,O,O,O,s?,s?,s?,s?,s?,s?,s?,O,s]", jstr(inv, "path"),
+		" mtime_ns, scanned_at, file_ino)"
+		" VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
+		json_pack("[s,s,O,O,O,s?,s?,s?,s?,s?,s?,s?,O,s,O]", jstr(inv, "path"),
 			  jstr(inv, "format"), json_object_get(inv, "format_version"),
 			  json_object_get(inv, "virtual_size"), json_object_get(inv, "file_size"),
 			  jstr(inv, "sha256"), chain, jstr(pt, "scheme"), jstr(pt, "disk_guid"),
 			  jstr(os, "ID"), jstr(os, "VERSION_ID"), jstr(os, "PRETTY_NAME"),
-			  json_object_get(inv, "mtime_ns"), now),
+			  json_object_get(inv, "mtime_ns"), now, json_object_get(inv, "file_ino")),
 		&id),
 	    fail, "image", "insert image");
 	for (size_t i = 0; i < json_array_size(parts); i++) {

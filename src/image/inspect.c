@@ -23,8 +23,8 @@
 #define STATUS_MAX     (64u << 20)
 
 /* SHA-256 of the file's bytes; holes are fed as zeros without reading. */
-static int
-hash_file(const char *path, char out[65])
+int
+pg_hash_file(const char *path, char out[65])
 {
 	static const uint8_t zero[1 << 16];
 	EVP_MD_CTX *ctx = NULL;
@@ -433,6 +433,7 @@ pg_inspect_path(const char *path, int with_hash, json_t **out)
 		rc = PG_ENOMEM;
 		goto out;
 	}
+	json_object_set_new(inv, "file_ino", json_integer((json_int_t)sb.st_ino));
 	json_object_set_new(
 	    inv, "mtime_ns",
 	    json_integer((json_int_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec));
@@ -443,7 +444,7 @@ pg_inspect_path(const char *path, int with_hash, json_t **out)
 	json_object_set_new(inv, "chain", chain);
 	PG_TRY_GOTO(pg_inspect_bdev(d, inv), out, "image", "inspect");
 	if (with_hash) {
-		PG_TRY_GOTO(hash_file(real, hash), out, "image", "hash");
+		PG_TRY_GOTO(pg_hash_file(real, hash), out, "image", "hash");
 		json_object_set_new(inv, "sha256", json_string(hash));
 	}
 	if (!json_object_get(inv, "packages"))

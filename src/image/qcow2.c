@@ -366,7 +366,7 @@ qcow2_read(struct pg_bdev *d, uint64_t off, void *vbuf, size_t len)
 			entry = tab[l2i];
 		}
 		if (entry & QCOW2_OFLAG_COMPRESSED) {
-			uint8_t *cl;
+			uint8_t *cl = NULL;
 
 			rc = read_compressed(
 			    q, entry & ~(QCOW2_OFLAG_COPIED | QCOW2_OFLAG_COMPRESSED), &cl);
