@@ -45,6 +45,20 @@ f = json.load(open(sys.argv[1]))
 got = sorted((x["package"], x["advisory"]) for x in f)
 want = [("demo-tool", "DEBIAN-DEMO-2026-0001"), ("libdemo1", "DEBIAN-TEST-2")]
 assert got == want, got' "$work/f3" || fail "range matching"
+# --fix --repo: picks the .deb that reaches the fixed version
+mkdir "$work/repo"; cp "$work/demo/demo-tool_1.0-2_amd64.deb" "$work/repo/"
+echo "not a package" >"$work/repo/broken.deb"
+"$PAYGUARD" image upgrade --db "$db" --json --fix --repo "$work/repo" --output "$work/fix.qcow2" 1 >"$work/fix.json" 2>/dev/null \
+	|| fail "upgrade --fix"
+grep -q '"to": "1.0-2"' "$work/fix.json" || fail "--fix picked the wrong package"
+qemu-img check "$work/fix.qcow2" >/dev/null || fail "qemu-img check (--fix)"
+"$PAYGUARD" image scan --db "$db" --json "$work/fix.qcow2" >"$work/fixscan.json" || fail "scan --fix overlay"
+fid=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["id"])' "$work/fixscan.json")
+"$PAYGUARD" image findings --db "$db" --json "$fid" >"$work/f4"
+grep -q "DEBIAN-DEMO-2026-0001" "$work/f4" && fail "--fix overlay still affected"
+mkdir "$work/emptyrepo"
+if "$PAYGUARD" image upgrade --db "$db" --fix --repo "$work/emptyrepo" 1 2>"$work/e"; then fail "--fix with nothing to apply"; fi
+grep -q "fixes a finding" "$work/e" || fail "--fix message"
 # bad advisories are refused whole
 echo '{"affected": []}' >"$work/bad.json"
 if "$PAYGUARD" image advisories import --db "$db" "$work/bad.json" 2>"$work/e"; then fail "bad OSV accepted"; fi
