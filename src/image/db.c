@@ -213,24 +213,47 @@ pg_image_save(struct pg_store *st, json_t *inv, sqlite3_int64 *id_out)
 	pg_now_iso(now, sizeof(now));
 	chain = json_dumps(json_object_get(inv, "chain"), JSON_COMPACT);
 	PG_TRY_GOTO(pg_store_begin(st), out, "image", "begin");
-	PG_TRY_GOTO(pg_db_run(st, "DELETE FROM image WHERE path = ?1",
-			      json_pack("[s]", jstr(inv, "path")), NULL),
-		    fail, "image", "delete");
+	/* Upsert: an image keeps its id across rescans, so jobs stay linked. */
 	PG_TRY_GOTO(
 	    pg_db_run(
 		st,
 		"INSERT INTO image(path, format, format_version, virtual_size, file_size,"
 		" sha256, chain, ptable, disk_guid, os_id, os_version_id, os_pretty,"
 		" mtime_ns, scanned_at, file_ino)"
-		" VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
+		" VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
+		" ON CONFLICT(path) DO UPDATE SET format = excluded.format,"
+		" format_version = excluded.format_version, virtual_size = excluded.virtual_size,"
+		" file_size = excluded.file_size, sha256 = excluded.sha256, chain = excluded.chain,"
+		" ptable = excluded.ptable, disk_guid = excluded.disk_guid, os_id = excluded.os_id,"
+		" os_version_id = excluded.os_version_id, os_pretty = excluded.os_pretty,"
+		" mtime_ns = excluded.mtime_ns, scanned_at = excluded.scanned_at,"
+		" file_ino = excluded.file_ino",
 		json_pack("[s,s,O,O,O,s?,s?,s?,s?,s?,s?,s?,O,s,O]", jstr(inv, "path"),
 			  jstr(inv, "format"), json_object_get(inv, "format_version"),
 			  json_object_get(inv, "virtual_size"), json_object_get(inv, "file_size"),
 			  jstr(inv, "sha256"), chain, jstr(pt, "scheme"), jstr(pt, "disk_guid"),
 			  jstr(os, "ID"), jstr(os, "VERSION_ID"), jstr(os, "PRETTY_NAME"),
 			  json_object_get(inv, "mtime_ns"), now, json_object_get(inv, "file_ino")),
-		&id),
+		NULL),
 	    fail, "image", "insert image");
+	{
+		json_t *rows = NULL;
+
+		PG_TRY_GOTO(pg_db_query(st, "SELECT id FROM image WHERE path = ?1",
+					json_pack("[s]", jstr(inv, "path")), &rows),
+			    fail, "image", "image id");
+		id = json_integer_value(json_object_get(json_array_get(rows, 0), "id"));
+		json_decref(rows);
+	}
+	PG_TRY_GOTO(pg_db_run(st, "DELETE FROM image_partition WHERE image_id = ?1",
+			      json_pack("[I]", (json_int_t)id), NULL),
+		    fail, "image", "delete");
+	PG_TRY_GOTO(pg_db_run(st, "DELETE FROM image_kernel WHERE image_id = ?1",
+			      json_pack("[I]", (json_int_t)id), NULL),
+		    fail, "image", "delete");
+	PG_TRY_GOTO(pg_db_run(st, "DELETE FROM image_package WHERE image_id = ?1",
+			      json_pack("[I]", (json_int_t)id), NULL),
+		    fail, "image", "delete");
 	for (size_t i = 0; i < json_array_size(parts); i++) {
 		json_t *p = json_array_get(parts, i), *k = json_object_get(p, "kernels");
 
