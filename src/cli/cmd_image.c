@@ -390,10 +390,12 @@ cmd_image_upgrade(int argc, char **argv)
 
 	memset(&u, 0, sizeof(u));
 	first = parse_common(argc, argv, &c, NULL, extra, upgrade_opt, &u);
-	if (first < 0 || first != argc - 1)
+	if (first < 0 || first >= argc)
 		return pg_cli_usage(argv[0],
 				    "give one image and --deb FILE... or --fix --repo DIR");
-	/* remaining positional .deb files are accepted after the image too */
+	/* `--deb a.deb b.deb`: getopt leaves b.deb positional, after the image */
+	for (int i = first + 1; i < argc && u.ndebs < 256; i++)
+		u.debs[u.ndebs++] = argv[i];
 	if (!u.o.fix && u.ndebs == 0)
 		return pg_cli_usage(argv[0], "give --deb FILE (repeatable) or --fix --repo DIR");
 	if (u.o.fix && !u.o.repo)
