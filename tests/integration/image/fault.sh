@@ -57,4 +57,4 @@ print(jobs[0]["state"] if jobs else "none")' "$work/jobs.json" "$ov")
 	esac
 	rm -f "$ov"
 done
-echo "fault: $trials SIGKILL trials ($killed killed mid-run, $finished finished first; full run ${full_ms} ms): original intact, no half-written overlay reported"
+echo "fault: $trials SIGKILL trials ($killed killed mid-run, $finished ended as done jobs; fastest full run ${full_ms} ms): original intact, no half-written overlay reported"
