@@ -260,7 +260,8 @@ pg_extfs_close(ext2_filsys fs)
 const char *
 pg_fs_sniff(struct pg_bdev *d, uint64_t off, uint64_t len)
 {
-	static uint8_t b[0x10050];
+	/* per thread: scans may run in several threads of one server */
+	static _Thread_local uint8_t b[0x10050];
 	size_t n = sizeof(b);
 
 	if (len < n)

@@ -42,6 +42,8 @@ struct up {
 	int unpacked; /* packages left for first boot */
 };
 
+static void ulog(struct up *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static void
 ulog(struct up *u, const char *fmt, ...)
 {
