@@ -19,7 +19,10 @@ struct pg_buf {
 	size_t max;
 };
 
-#define PG_BUF_INIT(maxlen) {NULL, 0, 0, (maxlen)}
+#define PG_BUF_INIT(maxlen)                                                                        \
+	{                                                                                          \
+		NULL, 0, 0, (maxlen)                                                               \
+	}
 
 void pg_buf_init(struct pg_buf *b, size_t max);
 /* Frees the contents; the buffer is left empty and reusable. NULL is fine. */

@@ -32,7 +32,7 @@
 	X(PG_EUSAGE, -21, "bad command-line usage")                                                \
 	X(PG_ECORRUPT, -22, "data corrupt")                                                        \
 	X(PG_EINTR, -23, "interrupted")                                                            \
-	/* secure elements (codec, link, converter, card, vse, seos, nfcswitch): -100 .. -299 */  \
+	/* secure elements (codec, link, converter, card, vse, seos, nfcswitch): -100 .. -299 */   \
 	X(PG_EPROTO, -100, "protocol error")                                                       \
 	X(PG_ELINK, -101, "link failure")                                                          \
 	X(PG_ENOCARD, -102, "no card present")                                                     \

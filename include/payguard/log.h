@@ -26,8 +26,9 @@ int pg_log_parse_level(const char *name);
 void pg_log_set_tag(const char *tag);
 
 void pg_log_write(int level, const char *subsys, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-void pg_log_vwrite(int level, const char *subsys, const char *fmt, va_list ap);
+    __attribute__((format(printf, 3, 4)));
+void pg_log_vwrite(int level, const char *subsys, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 
 #define pg_log(level, subsys, ...)                                                                 \
 	do {                                                                                       \
@@ -46,7 +47,8 @@ void pg_log_vwrite(int level, const char *subsys, const char *fmt, va_list ap);
  * command prints to the user), logs it at debug level and returns the code,
  * so callers write `return pg_error(PG_EFORMAT, "tlv", "length %zu past end", n);`.
  */
-int pg_error(int code, const char *subsys, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int pg_error(int code, const char *subsys, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* The detail of this thread's last pg_error(), "" if none. Never NULL. */
 const char *pg_last_error(void);

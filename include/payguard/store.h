@@ -17,7 +17,7 @@ struct pg_store {
 };
 
 struct pg_migration {
-	int version;     /* 1, 2, 3 ... in order */
+	int version;	 /* 1, 2, 3 ... in order */
 	const char *sql; /* one or more statements, run in one transaction */
 };
 

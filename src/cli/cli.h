@@ -33,11 +33,11 @@ struct pg_area {
 /* Exit codes, documented in docs/cli.md. */
 enum {
 	PG_EXIT_OK = 0,
-	PG_EXIT_FAIL = 1,    /* the operation failed */
-	PG_EXIT_USAGE = 2,   /* bad command line */
-	PG_EXIT_INPUT = 3,   /* input rejected: malformed, truncated, too big */
-	PG_EXIT_NOTFOUND = 4,/* a named thing does not exist */
-	PG_EXIT_DENIED = 5,  /* authentication or access control refused */
+	PG_EXIT_FAIL = 1,     /* the operation failed */
+	PG_EXIT_USAGE = 2,    /* bad command line */
+	PG_EXIT_INPUT = 3,    /* input rejected: malformed, truncated, too big */
+	PG_EXIT_NOTFOUND = 4, /* a named thing does not exist */
+	PG_EXIT_DENIED = 5,   /* authentication or access control refused */
 };
 
 /* Maps a PG_E... code to an exit code. */
@@ -56,6 +56,9 @@ struct pg_table *pg_table_new(size_t ncols, const char *const *headers);
 int pg_table_add(struct pg_table *t, const char *const *cells);
 void pg_table_print(struct pg_table *t);
 void pg_table_free(struct pg_table *t);
+
+/* Finds a verb in an area's table (NULL if absent); used by `demo run`. */
+const struct pg_cmd *pg_cli_find(const char *area, const char *verb);
 
 /* Areas, one table each (src/cli/cmd_<area>.c). */
 extern const struct pg_cmd pg_cli_se[];

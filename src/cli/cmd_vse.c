@@ -2,5 +2,5 @@
 #include "cli.h"
 
 const struct pg_cmd pg_cli_vse[] = {
-	{NULL, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL},
 };

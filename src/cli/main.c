@@ -15,15 +15,28 @@
 
 /* Order is the order `payguard --help` lists them in. */
 static const struct pg_area areas[] = {
-	{"se", "secure-element links, simulated SEs and the protocol converter", pg_cli_se},
-	{"vse", "virtual secure elements and their hypervisor", pg_cli_vse},
-	{"seos", "the device-side SE operating system", pg_cli_seos},
-	{"nfcswitch", "NFC switch routing reader commands to SEs by AID", pg_cli_nfcswitch},
-	{"image", "VM image inventory, advisories and offline upgrade", pg_cli_image},
-	{"load", "VM load collection and two-level k-means estimation", pg_cli_load},
-	{"pos", "relocation monitoring of mobile POS terminals", pg_cli_pos},
-	{"demo", "the end-to-end demonstration (the README's main job)", pg_cli_demo},
+    {"se", "secure-element links, simulated SEs and the protocol converter", pg_cli_se},
+    {"vse", "virtual secure elements and their hypervisor", pg_cli_vse},
+    {"seos", "the device-side SE operating system", pg_cli_seos},
+    {"nfcswitch", "NFC switch routing reader commands to SEs by AID", pg_cli_nfcswitch},
+    {"image", "VM image inventory, advisories and offline upgrade", pg_cli_image},
+    {"load", "VM load collection and two-level k-means estimation", pg_cli_load},
+    {"pos", "relocation monitoring of mobile POS terminals", pg_cli_pos},
+    {"demo", "the end-to-end demonstration (the README's main job)", pg_cli_demo},
 };
+
+const struct pg_cmd *
+pg_cli_find(const char *area, const char *verb)
+{
+	for (size_t i = 0; i < sizeof(areas) / sizeof(areas[0]); i++) {
+		if (strcmp(areas[i].name, area) != 0)
+			continue;
+		for (const struct pg_cmd *c = areas[i].cmds; c->verb; c++)
+			if (strcmp(c->verb, verb) == 0)
+				return c;
+	}
+	return NULL;
+}
 
 static void
 print_main_help(FILE *f)

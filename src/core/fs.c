@@ -96,11 +96,11 @@ pg_read_file(const char *path, size_t max, uint8_t **data, size_t *len)
 	*len = 0;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return pg_error(errno == ENOENT ? PG_ENOENT : PG_ESYS, "fs", "unable to open '%s': %s",
-				path, strerror(errno));
+		return pg_error(errno == ENOENT ? PG_ENOENT : PG_ESYS, "fs",
+				"unable to open '%s': %s", path, strerror(errno));
 	cap = (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (size_t)sb.st_size < max)
-		      ? (size_t)sb.st_size + 1
-		      : 4096;
+		  ? (size_t)sb.st_size + 1
+		  : 4096;
 	for (;;) {
 		ssize_t r;
 
@@ -134,7 +134,8 @@ pg_read_file(const char *path, size_t max, uint8_t **data, size_t *len)
 		if (n > max) {
 			free(p);
 			close(fd);
-			return pg_error(PG_ETOOBIG, "fs", "'%s' is larger than %zu bytes", path, max);
+			return pg_error(PG_ETOOBIG, "fs", "'%s' is larger than %zu bytes", path,
+					max);
 		}
 	}
 	close(fd);

@@ -51,9 +51,10 @@ pg_log_vwrite(int level, const char *subsys, const char *fmt, va_list ap)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ %s%s%s %s: ",
-			      ts.tv_nsec / 1000000, log_tag[0] ? log_tag : "", log_tag[0] ? " " : "",
-			      level_names[level], subsys ? subsys : "-");
+	n +=
+	    (size_t)snprintf(line + n, sizeof(line) - n,
+			     ".%03ldZ %s%s%s %s: ", ts.tv_nsec / 1000000, log_tag[0] ? log_tag : "",
+			     log_tag[0] ? " " : "", level_names[level], subsys ? subsys : "-");
 	if (n < sizeof(line))
 		vsnprintf(line + n, sizeof(line) - n, fmt, ap);
 	/* One write per line so lines from several processes do not interleave. */

@@ -28,7 +28,8 @@ pg_store_open(struct pg_store *st, const char *path)
 	if (!st->path)
 		return PG_ENOMEM;
 	rc = sqlite3_open_v2(path, &st->db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+			     NULL);
 	if (rc != SQLITE_OK) {
 		rc = pg_store_fail(st, rc, path);
 		pg_store_close(st);
@@ -134,8 +135,9 @@ pg_store_migrate(struct pg_store *st, const char *area, const struct pg_migratio
 		}
 		have = m[i].version;
 	}
-	rc = sqlite3_prepare_v2(st->db, "INSERT INTO pg_schema(area,version) VALUES(?,?)"
-					" ON CONFLICT(area) DO UPDATE SET version=excluded.version",
+	rc = sqlite3_prepare_v2(st->db,
+				"INSERT INTO pg_schema(area,version) VALUES(?,?)"
+				" ON CONFLICT(area) DO UPDATE SET version=excluded.version",
 				-1, &s, NULL);
 	if (rc != SQLITE_OK) {
 		rc = pg_store_fail(st, rc, "record schema version");

@@ -95,8 +95,8 @@ test_files_and_store(void **state)
 	uint8_t *data;
 	size_t len;
 	static const struct pg_migration m[] = {
-		{1, "CREATE TABLE t(a INTEGER);"},
-		{2, "ALTER TABLE t ADD COLUMN b TEXT;"},
+	    {1, "CREATE TABLE t(a INTEGER);"},
+	    {2, "ALTER TABLE t ADD COLUMN b TEXT;"},
 	};
 
 	(void)state;
@@ -133,9 +133,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_errors),	   cmocka_unit_test(test_buf_limit),
-		cmocka_unit_test(test_buf_printf), cmocka_unit_test(test_hex),
-		cmocka_unit_test(test_ct_equal),   cmocka_unit_test(test_files_and_store),
+	    cmocka_unit_test(test_errors),     cmocka_unit_test(test_buf_limit),
+	    cmocka_unit_test(test_buf_printf), cmocka_unit_test(test_hex),
+	    cmocka_unit_test(test_ct_equal),   cmocka_unit_test(test_files_and_store),
 	};
 	pg_log_set_level(PG_LOG_ERROR);
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,797 @@
+/*
+ * ISO/IEC 7816-3:2006 clause 11, T=1 half-duplex block protocol: host role
+ * (interface device) and card role over a pg_stream. I-blocks with N(S) and
+ * chaining both ways, R-blocks, S-blocks (RESYNCH, IFS, ABORT, WTX), LRC/CRC,
+ * IFSD negotiation after the ATR and the error recovery rules of 11.6.
+ * Exactly-once: the card keeps the last block it sent and its sequence
+ * state, so a lost or corrupted frame is answered by resending, never by
+ * executing a command again.
+ */
+#include "atr.h"
+#include "drivers.h"
+#include "t1_proto.h"
+
+#include "payguard/buf.h"
+#include "payguard/clock.h"
+#include "payguard/error.h"
+#include "payguard/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PCB_R	  0x80
+#define PCB_S	  0xC0
+#define PCB_S_RSP 0x20
+#define PCB_M	  0x20
+
+#define DEFAULT_TIMEOUT_MS 1000
+#define DEFAULT_RETRIES	   3
+#define DEFAULT_IFS	   32
+#define MAX_WTX_PER_APDU   1000 /* a card asking for more time forever is a dead card */
+
+/* ---- blocks ---- */
+
+uint8_t
+pg_t1_lrc(const uint8_t *p, size_t n)
+{
+	uint8_t x = 0;
+
+	while (n--)
+		x ^= *p++;
+	return x;
+}
+
+/*
+ * Reflected x^16 + x^12 + x^5 + 1 (8408) four bits at a time: a 16-entry
+ * constant table, so nothing is initialised at run time (threads share it).
+ */
+static const uint16_t crc_nibble[16] = {
+    0x0000, 0x1081, 0x2102, 0x3183, 0x4204, 0x5285, 0x6306, 0x7387,
+    0x8408, 0x9489, 0xA50A, 0xB58B, 0xC60C, 0xD68D, 0xE70E, 0xF78F,
+};
+
+uint16_t
+pg_t1_crc(const uint8_t *p, size_t n)
+{
+	uint16_t v = 0xFFFF;
+
+	while (n--) {
+		uint8_t x = *p++;
+
+		v = (uint16_t)((v >> 4) ^ crc_nibble[(v ^ x) & 0x0F]);
+		v = (uint16_t)((v >> 4) ^ crc_nibble[(v ^ (x >> 4)) & 0x0F]);
+	}
+	return v;
+}
+
+size_t
+pg_t1_encode(uint8_t *out, uint8_t nad, uint8_t pcb, const uint8_t *inf, size_t len, int crc)
+{
+	out[0] = nad;
+	out[1] = pcb;
+	out[2] = (uint8_t)len;
+	if (len)
+		memcpy(out + 3, inf, len);
+	if (crc) {
+		pg_put_be16(out + 3 + len, pg_t1_crc(out, 3 + len));
+		return 5 + len;
+	}
+	out[3 + len] = pg_t1_lrc(out, 3 + len);
+	return 4 + len;
+}
+
+int
+pg_t1_decode(struct t1_block *b, const uint8_t *f, size_t n, int crc)
+{
+	size_t edc = crc ? 2 : 1, len;
+
+	memset(b, 0, sizeof(*b));
+	if (n < 3 + edc)
+		return PG_EFORMAT;
+	len = f[2];
+	if (len == 255 || n != 3 + len + edc)
+		return PG_EFORMAT;
+	if (crc ? pg_be16(f + 3 + len) != pg_t1_crc(f, 3 + len) : pg_t1_lrc(f, 4 + len) != 0)
+		return PG_ECORRUPT;
+	b->nad = f[0];
+	b->pcb = f[1];
+	b->inf = f + 3;
+	b->len = len;
+	if (!(b->pcb & 0x80)) {
+		/* I-block: b7 N(S), b6 M, b5..b1 reserved (0). */
+		if (b->pcb & 0x1F)
+			return PG_EFORMAT;
+		b->kind = T1_I;
+		b->ns = (b->pcb >> 6) & 1;
+		b->m = (b->pcb >> 5) & 1;
+		return 0;
+	}
+	if ((b->pcb & 0xC0) == PCB_R) {
+		/* R-block: b5 N(R), b4..b1 0 / 1 / 2; b6 reserved; no information field. */
+		b->kind = T1_R;
+		b->nr = (b->pcb >> 4) & 1;
+		b->err = b->pcb & 0x0F;
+		if ((b->pcb & 0x20) || b->err > 2 || len != 0)
+			return PG_EFORMAT;
+		return 0;
+	}
+	b->kind = T1_S;
+	b->resp = (b->pcb & PCB_S_RSP) != 0;
+	b->stype = b->pcb & 0x1F;
+	switch (b->stype) {
+	case T1_S_RESYNCH:
+	case T1_S_ABORT:
+		return len == 0 ? 0 : PG_EFORMAT;
+	case T1_S_IFS:
+		/* IFS values 00 and FF are reserved. */
+		return (len == 1 && b->inf[0] != 0 && b->inf[0] != 0xFF) ? 0 : PG_EFORMAT;
+	case T1_S_WTX:
+		return (len == 1 && b->inf[0] != 0) ? 0 : PG_EFORMAT;
+	default:
+		return PG_EFORMAT; /* VPP error (4) is not used by contact-less-power cards */
+	}
+}
+
+static void
+params_defaults(struct pg_link_params *d, const struct pg_link_params *p)
+{
+	memset(d, 0, sizeof(*d));
+	if (p)
+		*d = *p;
+	if (d->timeout_ms <= 0)
+		d->timeout_ms = DEFAULT_TIMEOUT_MS;
+	if (d->retries <= 0)
+		d->retries = DEFAULT_RETRIES;
+	if (d->ifsc == 0)
+		d->ifsc = DEFAULT_IFS;
+	if (d->ifsd == 0)
+		d->ifsd = T1_MAX_INF;
+	if (d->ifsc > T1_MAX_INF)
+		d->ifsc = T1_MAX_INF;
+	if (d->ifsd > T1_MAX_INF)
+		d->ifsd = T1_MAX_INF;
+}
+
+/* ---- host role (interface device) ---- */
+
+struct t1_host {
+	struct pg_link base;
+	struct pg_stream *s;
+	struct pg_link_params p;
+	int powered, crc;
+	uint16_t ifsc, ifsd, atr_ifsc;
+	int ns;		/* N(S) of our current / next I-block */
+	int nr;		/* N(S) we expect in the card's next I-block */
+	int wtx;	/* multiplier for the next wait only (0 = none) */
+	uint8_t last_r; /* PCB of the last block sent if it was an R-block, else 0 */
+	uint64_t retransmits, resyncs;
+	uint8_t tx[T1_MAX_BLOCK], rx[T1_MAX_BLOCK];
+};
+
+static int
+host_send(struct t1_host *h, uint8_t pcb, const uint8_t *inf, size_t len)
+{
+	size_t n = pg_t1_encode(h->tx, 0x00, pcb, inf, len, h->crc);
+
+	h->last_r = (pcb & 0xC0) == PCB_R ? pcb : 0;
+	return pg_stream_write(h->s, h->tx, n);
+}
+
+/*
+ * Receives one block. Returns 0, PG_ETIMEDOUT / PG_ECORRUPT / PG_EFORMAT
+ * (an invalid block: recoverable), or PG_ECLOSED / PG_EIO (fatal).
+ */
+static int
+host_recv(struct t1_host *h, struct t1_block *b)
+{
+	int tmo = h->p.timeout_ms * (h->wtx ? h->wtx : 1);
+	size_t edc = h->crc ? 2 : 1, len;
+	int rc;
+
+	h->wtx = 0;
+	rc = pg_stream_read_full(h->s, h->rx, 3, tmo);
+	if (rc < 0)
+		goto bad;
+	len = h->rx[2];
+	if (len == 255) {
+		rc = PG_EFORMAT;
+		goto bad;
+	}
+	rc = pg_stream_read_full(h->s, h->rx + 3, len + edc, tmo);
+	if (rc < 0)
+		goto bad;
+	rc = pg_t1_decode(b, h->rx, 3 + len + edc, h->crc);
+	if (rc == 0)
+		return 0;
+bad:
+	if (rc == PG_ECLOSED || rc == PG_EIO)
+		return rc;
+	/* Drop the rest of a damaged frame so the next read starts on a boundary. */
+	pg_stream_flush(h->s);
+	return rc;
+}
+
+static int
+is_fatal(int rc)
+{
+	return rc == PG_ECLOSED || rc == PG_EIO || rc == PG_ENOMEM;
+}
+
+/*
+ * One S(request)/S(response) exchange (IFS, RESYNCH), resending the request
+ * on a missing or invalid answer (rule 7.3). Answers WTX on the way.
+ */
+static int
+host_s_exchange(struct t1_host *h, int stype, uint8_t val)
+{
+	uint8_t inf[1] = {val};
+	size_t len = stype == T1_S_IFS ? 1 : 0;
+	int rc;
+
+	for (int tries = 0; tries <= h->p.retries; tries++) {
+		struct t1_block b;
+
+		pg_stream_flush(h->s);
+		rc = host_send(h, (uint8_t)(PCB_S | stype), inf, len);
+		if (rc < 0)
+			return rc;
+		rc = host_recv(h, &b);
+		if (is_fatal(rc))
+			return rc;
+		if (rc == 0 && b.kind == T1_S && b.resp && b.stype == stype &&
+		    (stype != T1_S_IFS || b.inf[0] == val))
+			return 0;
+	}
+	return pg_error(PG_ELINK, "t1", "no S(%s response) after %d attempts",
+			stype == T1_S_IFS ? "IFS" : "RESYNCH", h->p.retries + 1);
+}
+
+static int
+host_negotiate_ifsd(struct t1_host *h)
+{
+	int rc = host_s_exchange(h, T1_S_IFS, (uint8_t)h->p.ifsd);
+
+	if (rc == 0)
+		h->ifsd = h->p.ifsd;
+	return rc;
+}
+
+/* Rule 6.4 / 7.4: S(RESYNCH), then back to the initial state and IFSD again. */
+static int
+host_resync(struct t1_host *h)
+{
+	int rc;
+
+	h->resyncs++;
+	rc = host_s_exchange(h, T1_S_RESYNCH, 0);
+	if (rc < 0) {
+		/* 7.4.3: without a resynchronisation the card needs a new reset. */
+		h->powered = 0;
+		return rc;
+	}
+	h->ns = h->nr = 0;
+	h->ifsc = h->atr_ifsc;
+	h->ifsd = DEFAULT_IFS;
+	rc = host_negotiate_ifsd(h);
+	if (rc < 0)
+		h->powered = 0;
+	return rc;
+}
+
+static int
+t1_power_on(struct pg_link *l, uint8_t *atr, size_t *atrlen)
+{
+	struct t1_host *h = (struct t1_host *)l;
+	uint8_t buf[PG_ATR_MAX];
+	struct pg_atr a;
+	size_t have = 0;
+	int need = 2, rc;
+
+	h->powered = 0;
+	pg_stream_flush(h->s);
+	rc = pg_stream_event(h->s, PG_PKT_RESET);
+	if (rc < 0)
+		return rc;
+	/* The ATR carries its own length: read until pg_atr_length() is satisfied. */
+	while ((size_t)need > have) {
+		rc = pg_stream_read_full(h->s, buf + have, (size_t)need - have, h->p.timeout_ms);
+		if (rc < 0)
+			return pg_error(rc == PG_ETIMEDOUT ? PG_ENOCARD : rc, "t1",
+					"no complete ATR after %zu bytes", have);
+		have = (size_t)need;
+		need = pg_atr_length(buf, have);
+		if (need < 0)
+			return need;
+	}
+	rc = pg_atr_parse(&a, buf, have);
+	if (rc < 0)
+		return rc;
+	if (!(a.protocols & 2))
+		return pg_error(PG_EPROTO, "t1", "the card's ATR does not offer T=1");
+	if (atr) {
+		if (*atrlen < have)
+			return PG_ETOOBIG;
+		memcpy(atr, buf, have);
+		*atrlen = have;
+	}
+	h->crc = a.crc;
+	h->ifsc = h->atr_ifsc = a.ifsc;
+	h->ifsd = DEFAULT_IFS;
+	h->ns = h->nr = 0;
+	h->wtx = 0;
+	/* Rule 1: the first block after the ATR; tell the card our IFSD. */
+	rc = host_negotiate_ifsd(h);
+	if (rc < 0)
+		return rc;
+	h->powered = 1;
+	return 0;
+}
+
+/* Copies response bytes, counting past the caller's capacity. */
+static void
+rsp_append(uint8_t *r, size_t cap, size_t *rn, const uint8_t *p, size_t n)
+{
+	if (*rn + n <= cap)
+		memcpy(r + *rn, p, n);
+	*rn += n;
+}
+
+static int
+t1_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapdu, size_t *rlen)
+{
+	struct t1_host *h = (struct t1_host *)l;
+	size_t off = 0, chunk, rn = 0, cap = *rlen;
+	int m, acked = 0, wtx_count = 0, rc;
+	/*
+	 * Two bounds (7.4): `bad` counts invalid blocks or time-outs in a row
+	 * (any valid block resets it); `resent` counts retransmissions of the
+	 * current block the card asked for (progress resets it).
+	 */
+	int bad = 0, resent = 0;
+	/* And whatever a confused card does, a block without progress is bounded too. */
+	int stall = 0;
+
+	if (!h->powered) {
+		rc = t1_power_on(l, NULL, NULL);
+		if (rc < 0)
+			return rc;
+	}
+	/* Bytes left over from an earlier exchange (a late duplicate) are stale. */
+	pg_stream_flush(h->s);
+	chunk = clen < h->ifsc ? clen : h->ifsc;
+	m = clen > chunk;
+	rc = host_send(h, (uint8_t)(h->ns << 6 | (m ? PCB_M : 0)), capdu, chunk);
+	if (rc < 0)
+		return rc;
+	for (;;) {
+		struct t1_block b;
+		int err = 2;
+
+		if (++stall > 4 * (h->p.retries + 1) + wtx_count)
+			goto resync;
+		rc = host_recv(h, &b);
+		if (is_fatal(rc))
+			return rc;
+		if (rc == PG_ECORRUPT)
+			err = 1;
+		if (rc < 0)
+			goto invalid;
+		bad = 0;
+		switch (b.kind) {
+		case T1_I:
+			/* While we chain, the card must acknowledge with R-blocks. */
+			if (m || b.ns != h->nr || b.len > h->ifsd)
+				goto invalid;
+			if (!acked) {
+				/* The card's I-block acknowledges our last one (rule 2). */
+				h->ns ^= 1;
+				acked = 1;
+			}
+			h->nr ^= 1;
+			resent = stall = 0;
+			rsp_append(rapdu, cap, &rn, b.inf, b.len);
+			if (rn > PG_APDU_MAX_R) {
+				/* A chain longer than any R-APDU: stop it (rule 9). */
+				(void)host_s_exchange(h, T1_S_ABORT, 0);
+				return pg_error(PG_EPROTO, "t1",
+						"card response chain exceeds %u bytes",
+						PG_APDU_MAX_R);
+			}
+			if (b.m) {
+				/* Rule 5: acknowledge a chained block with R(N(R) = next N(S)). */
+				rc = host_send(h, (uint8_t)(PCB_R | h->nr << 4), NULL, 0);
+				if (rc < 0)
+					return rc;
+				continue;
+			}
+			*rlen = rn;
+			if (rn > cap)
+				return pg_error(PG_ETOOBIG, "t1",
+						"R-APDU of %zu bytes, room for %zu", rn, cap);
+			return 0;
+		case T1_R:
+			if (acked)
+				goto invalid; /* our R-ack got lost or damaged: resend it below */
+			if (b.nr == h->ns) {
+				/* Rules 7.1/7.5: the card asks for our I-block again. */
+				if (++resent > h->p.retries)
+					goto resync;
+				h->retransmits++;
+				rc = host_send(h, (uint8_t)(h->ns << 6 | (m ? PCB_M : 0)),
+					       capdu + off, chunk);
+				if (rc < 0)
+					return rc;
+				continue;
+			}
+			if (!m)
+				goto invalid;
+			/* Rule 5: the chained block is acknowledged; send the next one. */
+			h->ns ^= 1;
+			off += chunk;
+			chunk = clen - off < h->ifsc ? clen - off : h->ifsc;
+			m = clen - off > chunk;
+			resent = stall = 0;
+			rc = host_send(h, (uint8_t)(h->ns << 6 | (m ? PCB_M : 0)), capdu + off,
+				       chunk);
+			if (rc < 0)
+				return rc;
+			continue;
+		case T1_S:
+			if (b.resp)
+				goto invalid;
+			if (b.stype == T1_S_WTX) {
+				/* Rule 3: grant the waiting time extension for the next block only.
+				 */
+				if (++wtx_count > MAX_WTX_PER_APDU)
+					return pg_error(PG_ETIMEDOUT, "t1",
+							"card keeps asking for more time");
+				rc = host_send(h, PCB_S | PCB_S_RSP | T1_S_WTX, b.inf, 1);
+				if (rc < 0)
+					return rc;
+				h->wtx = b.inf[0];
+				continue;
+			}
+			if (b.stype == T1_S_IFS) {
+				/* The card announces a new IFSC (rule 4). */
+				h->ifsc = b.inf[0] > T1_MAX_INF ? T1_MAX_INF : b.inf[0];
+				rc = host_send(h, PCB_S | PCB_S_RSP | T1_S_IFS, b.inf, 1);
+				if (rc < 0)
+					return rc;
+				continue;
+			}
+			if (b.stype == T1_S_ABORT) {
+				rc = host_send(h, PCB_S | PCB_S_RSP | T1_S_ABORT, NULL, 0);
+				if (rc < 0)
+					return rc;
+				/* Both sides drop the chain; the sequence numbers stand. */
+				if (!acked)
+					h->ns ^= 1;
+				return pg_error(PG_EPROTO, "t1", "the card aborted the chain");
+			}
+			goto invalid;
+		}
+	invalid:
+		/*
+		 * Rule 7.1: an invalid block or a time-out after an I- or S-block is
+		 * answered by an R-block asking for the I-block we expect, its low
+		 * bits saying EDC (1) or other error (2, time-outs too). Rule 7.2:
+		 * after an R-block, the same R-block is sent again. After `retries`
+		 * failures in a row, resynchronise (7.4).
+		 */
+		if (++bad > h->p.retries)
+			goto resync;
+		h->retransmits++;
+		rc = host_send(h, h->last_r ? h->last_r : (uint8_t)(PCB_R | h->nr << 4 | err), NULL,
+			       0);
+		if (rc < 0)
+			return rc;
+	}
+resync:
+	rc = host_resync(h);
+	if (rc < 0)
+		return pg_error(PG_ELINK, "t1", "link lost: no answer to S(RESYNCH request)");
+	return pg_error(PG_ERESYNC, "t1", "resynchronised after %d failed exchanges",
+			h->p.retries + 1);
+}
+
+static void
+t1_host_close(struct pg_link *l)
+{
+	struct t1_host *h = (struct t1_host *)l;
+
+	if (!h)
+		return;
+	pg_stream_free(h->s);
+	free(h);
+}
+
+static int
+t1_host_open(struct pg_link **out, struct pg_stream *s, const char *addr,
+	     const struct pg_link_params *p)
+{
+	struct t1_host *h;
+
+	(void)addr;
+	*out = NULL;
+	if (!s)
+		return pg_error(PG_EINVAL, "t1", "the T=1 host needs a stream");
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		pg_stream_free(s);
+		return PG_ENOMEM;
+	}
+	h->base.ops = &pg_link_t1_ops;
+	h->s = s;
+	params_defaults(&h->p, p);
+	h->ifsc = h->atr_ifsc = DEFAULT_IFS;
+	h->ifsd = DEFAULT_IFS;
+	*out = &h->base;
+	return 0;
+}
+
+/* ---- card role ---- */
+
+struct t1_card {
+	struct pg_link_card base;
+	struct pg_card card;
+	struct pg_link_params p;
+	uint8_t atr[PG_ATR_MAX];
+	size_t atrlen;
+	uint16_t ifsc, ifsd;
+	int ns; /* N(S) of the card's next new I-block */
+	int nr; /* N(S) expected in the host's next I-block */
+	/* Command being received (chained), and response being sent. */
+	uint8_t *cbuf, *rbuf;
+	size_t clen, rlen, roff, rchunk;
+	int out_active, out_m, out_ns; /* current response block */
+	int wtx_pending;
+	/* Last block sent, resent on a repeated I-block or an R-block (rule 7). */
+	uint8_t last[T1_MAX_BLOCK];
+	size_t lastlen;
+	int last_is_sreq;
+	uint8_t frame[T1_MAX_BLOCK];
+};
+
+static int
+card_send(struct t1_card *c, struct pg_stream *out, uint8_t pcb, const uint8_t *inf, size_t len,
+	  int keep)
+{
+	uint8_t *f = keep ? c->last : c->frame;
+	size_t n = pg_t1_encode(f, 0x00, pcb, inf, len, c->p.crc);
+
+	if (keep) {
+		c->lastlen = n;
+		c->last_is_sreq = (pcb & 0xE0) == PCB_S;
+	}
+	return pg_stream_write(out, f, n);
+}
+
+static int
+card_resend_last(struct t1_card *c, struct pg_stream *out)
+{
+	if (!c->lastlen)
+		return card_send(c, out, (uint8_t)(PCB_R | c->nr << 4), NULL, 0, 0);
+	return pg_stream_write(out, c->last, c->lastlen);
+}
+
+static void
+card_state_reset(struct t1_card *c)
+{
+	c->ns = c->nr = 0;
+	c->clen = c->rlen = c->roff = c->rchunk = 0;
+	c->out_active = c->out_m = c->wtx_pending = 0;
+	c->ifsd = DEFAULT_IFS;
+	c->lastlen = 0;
+	c->last_is_sreq = 0;
+}
+
+/* Sends the response block starting at roff. */
+static int
+card_send_chunk(struct t1_card *c, struct pg_stream *out)
+{
+	size_t left = c->rlen - c->roff;
+
+	c->rchunk = left < c->ifsd ? left : c->ifsd;
+	c->out_m = left > c->rchunk;
+	c->out_ns = c->ns;
+	c->ns ^= 1;
+	c->out_active = 1;
+	return card_send(c, out, (uint8_t)(c->out_ns << 6 | (c->out_m ? PCB_M : 0)),
+			 c->rbuf + c->roff, c->rchunk, 1);
+}
+
+static int
+card_execute(struct t1_card *c, struct pg_stream *out)
+{
+	size_t rl = PG_APDU_MAX_R;
+	uint64_t t0 = pg_mono_ms(), took;
+	int rc;
+
+	rc = c->card.process(c->card.ctx, c->cbuf, c->clen, c->rbuf, &rl);
+	c->clen = 0;
+	if (rc < 0)
+		return rc; /* card mute: the host recovers or resynchronises */
+	c->base.apdus++;
+	if (rl < 2 || rl > PG_APDU_MAX_R)
+		return pg_error(PG_EPROTO, "t1", "card application gave %zu response bytes", rl);
+	c->rlen = rl;
+	c->roff = 0;
+	took = pg_mono_ms() - t0;
+	if (took * 2 > (uint64_t)c->p.timeout_ms) {
+		/*
+		 * The command ran past half the block waiting time: ask for a
+		 * waiting time extension before answering (rule 3), as a card
+		 * that needs more time does.
+		 */
+		uint64_t mult = took / (uint64_t)c->p.timeout_ms + 2;
+		uint8_t v = (uint8_t)(mult > 255 ? 255 : mult);
+
+		c->wtx_pending = 1;
+		c->out_active = 0;
+		return card_send(c, out, PCB_S | T1_S_WTX, &v, 1, 1);
+	}
+	return card_send_chunk(c, out);
+}
+
+static int
+card_on_block(struct t1_card *c, const struct t1_block *b, struct pg_stream *out)
+{
+	uint8_t v;
+
+	switch (b->kind) {
+	case T1_I:
+		if ((c->out_active && c->out_m) || c->wtx_pending) {
+			/* We are chaining or waiting for S(WTX response): a repeat gets the
+			 * last block again, anything else is an error. */
+			if (b->ns != c->nr)
+				return card_resend_last(c, out);
+			return card_send(c, out, (uint8_t)(PCB_R | c->nr << 4 | 2), NULL, 0, 0);
+		}
+		if (b->ns != c->nr)
+			return card_resend_last(c, out); /* repeated block: never re-execute */
+		if (b->len > c->ifsc || c->clen + b->len > PG_APDU_MAX_C)
+			return card_send(c, out, (uint8_t)(PCB_R | c->nr << 4 | 2), NULL, 0, 0);
+		c->nr ^= 1;
+		c->out_active = 0;
+		memcpy(c->cbuf + c->clen, b->inf, b->len);
+		c->clen += b->len;
+		if (b->m)
+			return card_send(c, out, (uint8_t)(PCB_R | c->nr << 4), NULL, 0, 1);
+		return card_execute(c, out);
+	case T1_R:
+		if (c->out_active && c->out_m && b->nr != c->out_ns) {
+			/* Rule 5: the host acknowledged our chained block. */
+			c->roff += c->rchunk;
+			return card_send_chunk(c, out);
+		}
+		if (c->out_active && b->nr == c->out_ns)
+			return card_send(c, out, /* rule 7.5: our I-block got lost; send it again */
+					 (uint8_t)(c->out_ns << 6 | (c->out_m ? PCB_M : 0)),
+					 c->rbuf + c->roff, c->rchunk, 1);
+		if (c->last_is_sreq)
+			return card_resend_last(c, out); /* our S(WTX request) got lost */
+		/* Ask for the I-block we expect. */
+		return card_send(c, out, (uint8_t)(PCB_R | c->nr << 4), NULL, 0, 1);
+	case T1_S:
+		if (b->resp) {
+			if (b->stype == T1_S_WTX && c->wtx_pending) {
+				c->wtx_pending = 0;
+				return card_send_chunk(c, out);
+			}
+			return card_send(c, out, (uint8_t)(PCB_R | c->nr << 4 | 2), NULL, 0, 0);
+		}
+		switch (b->stype) {
+		case T1_S_RESYNCH:
+			card_state_reset(c);
+			return card_send(c, out, PCB_S | PCB_S_RSP | T1_S_RESYNCH, NULL, 0, 1);
+		case T1_S_IFS:
+			v = b->inf[0];
+			c->ifsd = v > T1_MAX_INF ? T1_MAX_INF : v;
+			return card_send(c, out, PCB_S | PCB_S_RSP | T1_S_IFS, &v, 1, 1);
+		case T1_S_ABORT:
+			c->clen = 0;
+			c->out_active = c->out_m = c->wtx_pending = 0;
+			return card_send(c, out, PCB_S | PCB_S_RSP | T1_S_ABORT, NULL, 0, 1);
+		default:
+			return card_send(c, out, (uint8_t)(PCB_R | c->nr << 4 | 2), NULL, 0, 0);
+		}
+	}
+	return 0;
+}
+
+static int
+t1_card_packet(struct pg_link_card *lc, int type, const uint8_t *data, size_t n,
+	       struct pg_stream *out)
+{
+	struct t1_card *c = (struct t1_card *)lc;
+	struct t1_block b;
+	int rc;
+
+	if (type == PG_PKT_RESET || type == PG_PKT_POWER_OFF) {
+		card_state_reset(c);
+		if (c->card.reset)
+			c->card.reset(c->card.ctx);
+		return type == PG_PKT_RESET ? pg_stream_write(out, c->atr, c->atrlen) : 0;
+	}
+	if (type != PG_PKT_DATA)
+		return 0;
+	/* One frame per packet: a packet that is not exactly one block is invalid. */
+	rc = pg_t1_decode(&b, data, n, c->p.crc);
+	if (rc < 0)
+		return card_send(c, out,
+				 (uint8_t)(PCB_R | c->nr << 4 | (rc == PG_ECORRUPT ? 1 : 2)), NULL,
+				 0, 0);
+	return card_on_block(c, &b, out);
+}
+
+static void
+t1_card_close(struct pg_link_card *lc)
+{
+	struct t1_card *c = (struct t1_card *)lc;
+
+	if (!c)
+		return;
+	free(c->cbuf);
+	free(c->rbuf);
+	free(c);
+}
+
+static int
+t1_card_open(struct pg_link_card **out, const struct pg_card *card, const struct pg_link_params *p)
+{
+	static const uint8_t dflt_hist[] = {'p', 'a', 'y', 'g', 'u', 'a', 'r', 'd'};
+	struct t1_card *c;
+	uint8_t catr[PG_ATR_MAX];
+	size_t catrlen = sizeof(catr);
+	const uint8_t *hist = dflt_hist;
+	size_t hlen = sizeof(dflt_hist);
+	struct pg_atr a;
+	int rc;
+
+	*out = NULL;
+	if (!card || !card->process)
+		return pg_error(PG_EINVAL, "t1", "the T=1 card role needs a card");
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return PG_ENOMEM;
+	c->base.ops = &pg_link_t1_ops;
+	c->card = *card;
+	params_defaults(&c->p, p);
+	c->ifsc = c->p.ifsc;
+	c->cbuf = malloc(PG_APDU_MAX_C);
+	c->rbuf = malloc(PG_APDU_MAX_R);
+	if (!c->cbuf || !c->rbuf) {
+		rc = PG_ENOMEM;
+		goto fail;
+	}
+	/* Keep the card's historical bytes; the interface bytes announce T=1 as configured. */
+	if (card->atr && card->atr(card->ctx, catr, &catrlen) == 0 &&
+	    pg_atr_parse(&a, catr, catrlen) == 0) {
+		hist = a.hist;
+		hlen = a.hist_len;
+	}
+	rc = pg_atr_build(c->atr, sizeof(c->atr), 1, c->ifsc, 4, 5, c->p.crc, hist, hlen);
+	if (rc < 0)
+		goto fail;
+	c->atrlen = (size_t)rc;
+	card_state_reset(c);
+	*out = &c->base;
+	return 0;
+fail:
+	t1_card_close(&c->base);
+	return rc;
+}
+
+const struct pg_link_ops pg_link_t1_ops = {
+    .name = "t1",
+    .type = PG_LINK_T1,
+    .max_capdu = PG_APDU_MAX_C,
+    .max_rapdu = PG_APDU_MAX_R,
+    .host_open = t1_host_open,
+    .power_on = t1_power_on,
+    .transmit = t1_transmit,
+    .host_close = t1_host_close,
+    .card_open = t1_card_open,
+    .card_packet = t1_card_packet,
+    .card_close = t1_card_close,
+};

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Every area and every verb answers --help with exit 0 and a usage line;
+# unknown areas, verbs and options exit 2 with a message on stderr.
+set -euo pipefail
+pg=${PAYGUARD:?}
+fail() { echo "FAIL: $*"; exit 1; }
+
+"$pg" --help | grep -q '^usage: payguard' || fail "payguard --help"
+areas=$("$pg" --help | awk '/^Areas:/{a=1;next} a && /^  [a-z]/{print $1}')
+[ -n "$areas" ] || fail "no areas listed"
+verbs=0
+for a in $areas; do
+	"$pg" "$a" --help | grep -q "^usage: payguard $a" || fail "$a --help"
+	for v in $("$pg" "$a" --help | awk '/^Verbs:/{x=1;next} x && /^  [a-z]/{print $1}'); do
+		out=$("$pg" "$a" "$v" --help) || fail "$a $v --help exit $?"
+		grep -q "^usage: payguard $a $v" <<<"$out" || fail "$a $v --help: no usage line"
+		verbs=$((verbs + 1))
+	done
+done
+[ "$verbs" -gt 0 ] || fail "no verbs found"
+set +e
+"$pg" nosuch >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown area must exit 2"
+"$pg" --bogus >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown option must exit 2"
+msg=$("$pg" demo nosuch 2>&1); rc=$?
+[ $rc -eq 2 ] || fail "unknown verb must exit 2"
+grep -q "unknown verb 'nosuch'" <<<"$msg" || fail "unknown verb message"
+echo "checked --help on $verbs verbs"
