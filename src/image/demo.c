@@ -398,7 +398,11 @@ pg_image_demo(const char *workdir, int keep)
 		printf("   the original image is unchanged and still has %zu finding(s)\n",
 		       json_array_size(rows));
 	}
-	printf("done in %.1f s; store %s\n", now_s() - t0, db);
+	if (keep)
+		printf("done in %.1f s; files and store (%s) kept in %s\n", now_s() - t0, db, dir);
+	else
+		printf("done in %.1f s (temporary files removed; --dir DIR keeps them)\n",
+		       now_s() - t0);
 	rc = 0;
 out:
 	json_decref(sum);
