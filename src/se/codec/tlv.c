@@ -1,6 +1,8 @@
 /*
  * BER-TLV per ISO/IEC 7816-4:2020 clause 6.3 (tags of up to 4 bytes, lengths
- * in 1-5 bytes) with a depth limit for constructed objects.
+ * in 1-5 bytes) with a depth limit for constructed objects. Only '00' is
+ * skipped as padding: 7816-4 also allows 'FF', but GlobalPlatform uses FF as
+ * the first byte of real tags (FF40 access rules, FF60...), which matter more.
  */
 #include "payguard/tlv.h"
 #include "payguard/error.h"
@@ -15,7 +17,7 @@ pg_tlv_next(struct pg_tlv *t, const uint8_t *p, size_t n)
 	uint32_t tag;
 
 	memset(t, 0, sizeof(*t));
-	while (i < n && (p[i] == 0x00 || p[i] == 0xFF))
+	while (i < n && p[i] == 0x00)
 		i++;
 	if (i == n)
 		return 0;

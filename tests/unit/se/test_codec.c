@@ -166,6 +166,12 @@ test_tlv(void **state)
 	assert_int_equal(pg_tlv_next(&t, b, n), 5);
 	assert_int_equal(t.tag, 0x9F7F);
 	assert_false(t.constructed);
+	/* GP SEAC: FF40 is a tag, not padding; 00 bytes before it are. */
+	n = (size_t)hex(b, "0000FF4006E204E1024F00");
+	assert_int_equal(pg_tlv_next(&t, b, n), (int)n);
+	assert_int_equal(t.tag, 0xFF40);
+	assert_true(t.constructed);
+	assert_int_equal(pg_tlv_find(&t, b, n, 0x4F, 1), 1);
 	/* Indefinite length and over-long tags are refused. */
 	n = (size_t)hex(b, "308000");
 	assert_int_equal(pg_tlv_next(&t, b, n), PG_EFORMAT);

@@ -1,0 +1,275 @@
+/*
+ * Block devices: format detection by content and the raw driver. A device
+ * is an ops table (read, write, close) so the partition reader, the
+ * libext2fs adapter and the overlay writer do not care what is underneath.
+ */
+#include "image_int.h"
+
+#include "payguard/error.h"
+#include "payguard/log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int
+pg_error_ctx(int code, const char *subsys, const char *fmt, ...)
+{
+	char old[1024], pre[1024];
+	va_list ap;
+
+	snprintf(old, sizeof(old), "%s", pg_last_error());
+	va_start(ap, fmt);
+	vsnprintf(pre, sizeof(pre), fmt, ap);
+	va_end(ap);
+	return pg_error(code, subsys, "%s: %s", pre, old[0] ? old : pg_strerror(code));
+}
+
+struct raw {
+	int fd;
+};
+
+static int
+raw_read(struct pg_bdev *d, uint64_t off, void *buf, size_t len)
+{
+	struct raw *r = d->priv;
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = pread(r->fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return pg_error(PG_EIO, "image", "read at %llu: %s",
+					(unsigned long long)off, strerror(errno));
+		if (n == 0) {
+			/* A raw file shorter than its stat size cannot happen; past
+			 * the end reads as zeros like a sparse tail. */
+			memset(p, 0, len);
+			return 0;
+		}
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void
+raw_close(struct pg_bdev *d)
+{
+	struct raw *r = d->priv;
+
+	if (r)
+		close(r->fd);
+	free(r);
+	free(d->path);
+	free(d);
+}
+
+static const struct pg_bdev_ops raw_ops = {
+    .read = raw_read,
+    .write = NULL,
+    .close = raw_close,
+};
+
+static int
+has_ext_magic(const uint8_t *h, size_t n)
+{
+	return n >= 1024 + 58 && h[1024 + 56] == 0x53 && h[1024 + 57] == 0xEF;
+}
+
+const char *
+pg_image_sniff(const uint8_t *h, size_t n, uint64_t filesize)
+{
+	if (n >= 4 && memcmp(h, "QFI\xfb", 4) == 0)
+		return "qcow2";
+	if (n >= 4 && memcmp(h, "KDMV", 4) == 0)
+		return "VMDK sparse image";
+	if (n >= 21 && memcmp(h, "# Disk DescriptorFile", 21) == 0)
+		return "VMDK descriptor";
+	if (n >= 0x44 && h[0x40] == 0x7f && h[0x41] == 0x10 && h[0x42] == 0xda && h[0x43] == 0xbe)
+		return "VirtualBox VDI image";
+	if (n >= 8 && memcmp(h, "vhdxfile", 8) == 0)
+		return "VHDX image";
+	if (n >= 8 && memcmp(h, "conectix", 8) == 0)
+		return "VHD image";
+	if (n >= 4 && memcmp(h, "QED\0", 4) == 0)
+		return "QED image";
+	if (n >= 3 && memcmp(h, "QFI", 3) == 0)
+		return "qcow version 1 image";
+	if (n >= 2 && h[0] == 0x1f && h[1] == 0x8b)
+		return "gzip-compressed data";
+	if (n >= 6 && memcmp(h,
+			     "\xfd"
+			     "7zXZ",
+			     6) == 0)
+		return "xz-compressed data";
+	if (n >= 4 && memcmp(h, "\x28\xb5\x2f\xfd", 4) == 0)
+		return "zstd-compressed data";
+	if (n >= 3 && memcmp(h, "BZh", 3) == 0)
+		return "bzip2-compressed data";
+	if (n >= 4 && memcmp(h, "PK\x03\x04", 4) == 0)
+		return "zip archive";
+	if (n >= 8 && memcmp(h, "!<arch>\n", 8) == 0)
+		return "ar archive (a .deb?)";
+	if (n >= 262 && memcmp(h + 257, "ustar", 5) == 0)
+		return "tar archive";
+	if (n >= 0x8006 && memcmp(h + 0x8001, "CD001", 5) == 0)
+		return "ISO 9660 image";
+	if (n >= 4 && memcmp(h,
+			     "\x7f"
+			     "ELF",
+			     4) == 0)
+		return "ELF executable";
+	if (filesize < 512)
+		return "a file too small to be a disk image";
+	/* Raw: a partition table or a filesystem starts the disk. */
+	if (n >= 512 && h[510] == 0x55 && h[511] == 0xAA)
+		return "raw";
+	if (n >= 520 && memcmp(h + 512, "EFI PART", 8) == 0)
+		return "raw";
+	if (has_ext_magic(h, n))
+		return "raw";
+	if (n >= 4 && memcmp(h, "XFSB", 4) == 0)
+		return "raw";
+	if (n >= 0x10048 && memcmp(h + 0x10040, "_BHRfS_M", 8) == 0)
+		return "raw";
+	return "unrecognised content (no qcow2 header, partition table or filesystem)";
+}
+
+int
+pg_bdev_read(struct pg_bdev *d, uint64_t off, void *buf, size_t len)
+{
+	if (off > d->size || len > d->size - off)
+		return pg_error(PG_ERANGE, "image", "read of %zu bytes at %llu past the end (%llu)",
+				len, (unsigned long long)off, (unsigned long long)d->size);
+	return d->ops->read(d, off, buf, len);
+}
+
+int
+pg_bdev_write(struct pg_bdev *d, uint64_t off, const void *buf, size_t len)
+{
+	if (!d->ops->write)
+		return pg_error(PG_EPERM, "image", "device is read-only");
+	if (off > d->size || len > d->size - off)
+		return pg_error(PG_ERANGE, "image", "write past the end of the device");
+	return d->ops->write(d, off, buf, len);
+}
+
+void
+pg_bdev_close(struct pg_bdev *d)
+{
+	if (d)
+		d->ops->close(d);
+}
+
+#define SNIFF_LEN (0x10048 + 8)
+
+int
+pg_raw_from_fd(int fd, uint64_t size, struct pg_bdev **out)
+{
+	struct pg_bdev *d = calloc(1, sizeof(*d));
+	struct raw *r = calloc(1, sizeof(*r));
+
+	if (!d || !r) {
+		free(d);
+		free(r);
+		return PG_ENOMEM;
+	}
+	r->fd = fd;
+	d->ops = &raw_ops;
+	d->priv = r;
+	d->size = size;
+	strcpy(d->fmt, "raw");
+	*out = d;
+	return 0;
+}
+
+int
+pg_bdev_open_depth(const char *path, int depth, char chain[][4096], const char *force_fmt,
+		   struct pg_bdev **out)
+{
+	uint8_t *head = NULL;
+	struct stat sb;
+	const char *what;
+	ssize_t n;
+	int fd, rc = 0;
+
+	*out = NULL;
+	if (depth >= PG_BDEV_MAX_CHAIN)
+		return pg_error(PG_EFORMAT, "image", "backing chain deeper than %d at '%s'",
+				PG_BDEV_MAX_CHAIN, path);
+	if (!realpath(path, chain[depth]))
+		return pg_error(errno == ENOENT ? PG_ENOENT : PG_EIO, "image", "'%s': %s", path,
+				strerror(errno));
+	for (int i = 0; i < depth; i++)
+		if (strcmp(chain[i], chain[depth]) == 0)
+			return pg_error(PG_EFORMAT, "image",
+					"backing chain loop: '%s' is its own backing file",
+					chain[depth]);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return pg_error(errno == ENOENT ? PG_ENOENT : PG_EIO, "image",
+				"cannot open '%s': %s", path, strerror(errno));
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		rc = pg_error(PG_EINVAL, "image", "'%s' is not a regular file", path);
+		goto fail;
+	}
+	head = calloc(1, SNIFF_LEN);
+	if (!head) {
+		rc = PG_ENOMEM;
+		goto fail;
+	}
+	n = pread(fd, head, SNIFF_LEN, 0);
+	if (n < 0) {
+		rc = pg_error(PG_EIO, "image", "read '%s': %s", path, strerror(errno));
+		goto fail;
+	}
+	what = pg_image_sniff(head, (size_t)n, (uint64_t)sb.st_size);
+	/* A qcow2 backing-format extension saying "raw" wins over sniffing:
+	 * a blank raw disk has no signature to find. */
+	if (force_fmt && strcmp(force_fmt, "raw") == 0 && strcmp(what, "qcow2") != 0)
+		what = "raw";
+	free(head);
+	head = NULL;
+	if (strcmp(what, "qcow2") == 0) {
+		rc = pg_qcow2_open_fd(fd, path, depth, chain, out);
+		if (rc == 0)
+			(*out)->path = strdup(chain[depth]);
+		return rc;
+	}
+	if (strcmp(what, "raw") == 0) {
+		rc = pg_raw_from_fd(fd, (uint64_t)sb.st_size, out);
+		if (rc < 0)
+			goto fail;
+		(*out)->path = strdup(chain[depth]);
+		return 0;
+	}
+	rc =
+	    pg_error(PG_EFORMAT, "image", "'%s' is not a raw or qcow2 image: found %s", path, what);
+fail:
+	free(head);
+	close(fd);
+	return rc;
+}
+
+int
+pg_bdev_open(const char *path, struct pg_bdev **out)
+{
+	char(*chain)[4096] = calloc(PG_BDEV_MAX_CHAIN, 4096);
+	int rc;
+
+	if (!chain)
+		return PG_ENOMEM;
+	rc = pg_bdev_open_depth(path, 0, chain, NULL, out);
+	free(chain);
+	return rc;
+}

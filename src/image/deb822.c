@@ -1,0 +1,254 @@
+/*
+ * deb822 paragraphs as dpkg writes them (/var/lib/dpkg/status, DEBIAN/control):
+ * "Field: value" lines, continuation lines starting with a space or tab,
+ * paragraphs separated by empty lines. Parsing keeps every field so a status
+ * file can be rewritten with one paragraph changed and the rest untouched.
+ */
+#include "image_int.h"
+
+#include "payguard/buf.h"
+#include "payguard/error.h"
+#include "payguard/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_FIELDS 256
+
+void
+pg_para_free(struct pg_para *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n; i++) {
+		free(p->kv[i].key);
+		free(p->kv[i].val);
+	}
+	free(p->kv);
+	p->kv = NULL;
+	p->n = 0;
+}
+
+void
+pg_deb822_free(struct pg_deb822 *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; i < d->n; i++)
+		pg_para_free(&d->p[i]);
+	free(d->p);
+	d->p = NULL;
+	d->n = 0;
+}
+
+const char *
+pg_para_get(const struct pg_para *p, const char *key)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (strcasecmp(p->kv[i].key, key) == 0)
+			return p->kv[i].val;
+	return NULL;
+}
+
+void
+pg_para_del(struct pg_para *p, const char *key)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		if (strcasecmp(p->kv[i].key, key) == 0) {
+			free(p->kv[i].key);
+			free(p->kv[i].val);
+			memmove(&p->kv[i], &p->kv[i + 1], (p->n - i - 1) * sizeof(p->kv[0]));
+			p->n--;
+			return;
+		}
+	}
+}
+
+static int
+para_add(struct pg_para *p, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	struct pg_kv *kv;
+
+	if (p->n >= MAX_FIELDS)
+		return pg_error(PG_ETOOBIG, "deb822", "more than %d fields in a paragraph",
+				MAX_FIELDS);
+	kv = realloc(p->kv, (p->n + 1) * sizeof(*kv));
+	if (!kv)
+		return PG_ENOMEM;
+	p->kv = kv;
+	kv[p->n].key = strndup(key, klen);
+	kv[p->n].val = strndup(val, vlen);
+	if (!kv[p->n].key || !kv[p->n].val) {
+		free(kv[p->n].key);
+		free(kv[p->n].val);
+		return PG_ENOMEM;
+	}
+	p->n++;
+	return 0;
+}
+
+int
+pg_para_set(struct pg_para *p, const char *key, const char *val)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		if (strcasecmp(p->kv[i].key, key) == 0) {
+			char *v = strdup(val);
+
+			if (!v)
+				return PG_ENOMEM;
+			free(p->kv[i].val);
+			p->kv[i].val = v;
+			return 0;
+		}
+	}
+	return para_add(p, key, strlen(key), val, strlen(val));
+}
+
+int
+pg_para_dup(const struct pg_para *src, struct pg_para *dst)
+{
+	dst->kv = NULL;
+	dst->n = 0;
+	for (size_t i = 0; i < src->n; i++) {
+		int rc = para_add(dst, src->kv[i].key, strlen(src->kv[i].key), src->kv[i].val,
+				  strlen(src->kv[i].val));
+		if (rc < 0) {
+			pg_para_free(dst);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static int
+deb822_push(struct pg_deb822 *d, struct pg_para *cur)
+{
+	struct pg_para *np;
+
+	if (cur->n == 0)
+		return 0;
+	np = realloc(d->p, (d->n + 1) * sizeof(*np));
+	if (!np)
+		return PG_ENOMEM;
+	d->p = np;
+	d->p[d->n++] = *cur;
+	cur->kv = NULL;
+	cur->n = 0;
+	return 0;
+}
+
+int
+pg_deb822_parse(const char *text, size_t len, struct pg_deb822 *out)
+{
+	struct pg_para cur = {NULL, 0};
+	struct pg_buf val = PG_BUF_INIT(PG_DEB822_MAX);
+	const char *p = text, *end = text + len;
+	const char *key = NULL;
+	size_t klen = 0, lineno = 0;
+	int rc = 0;
+
+	out->p = NULL;
+	out->n = 0;
+	if (len > PG_DEB822_MAX)
+		return pg_error(PG_ETOOBIG, "deb822", "input of %zu bytes is over the limit", len);
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *le = nl ? nl : end;
+		size_t ll = (size_t)(le - p);
+		int blank = 1;
+
+		lineno++;
+		if (memchr(p, '\0', ll)) {
+			rc = pg_error(PG_EFORMAT, "deb822", "NUL byte on line %zu", lineno);
+			goto out;
+		}
+		for (size_t i = 0; i < ll; i++)
+			if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
+				blank = 0;
+		if (blank) {
+			if (key) {
+				PG_TRY_GOTO(para_add(&cur, key, klen,
+						     (char *)val.data ? (char *)val.data : "",
+						     val.len),
+					    out, "deb822", "field");
+				key = NULL;
+			}
+			PG_TRY_GOTO(deb822_push(out, &cur), out, "deb822", "paragraph");
+		} else if (p[0] == ' ' || p[0] == '\t') {
+			if (!key) {
+				rc = pg_error(PG_EFORMAT, "deb822",
+					      "continuation line %zu outside a field", lineno);
+				goto out;
+			}
+			PG_TRY_GOTO(pg_buf_append_byte(&val, '\n'), out, "deb822", "value");
+			PG_TRY_GOTO(pg_buf_append(&val, p, ll), out, "deb822", "value");
+		} else if (p[0] == '#') {
+			/* comment lines are allowed in control files */
+		} else {
+			const char *colon = memchr(p, ':', ll);
+			const char *v;
+
+			if (key) {
+				PG_TRY_GOTO(para_add(&cur, key, klen,
+						     val.data ? (char *)val.data : "", val.len),
+					    out, "deb822", "field");
+				key = NULL;
+			}
+			if (!colon || colon == p) {
+				rc = pg_error(PG_EFORMAT, "deb822",
+					      "line %zu is not 'Field: value'", lineno);
+				goto out;
+			}
+			key = p;
+			klen = (size_t)(colon - p);
+			v = colon + 1;
+			while (v < le && (*v == ' ' || *v == '\t'))
+				v++;
+			pg_buf_reset(&val);
+			PG_TRY_GOTO(pg_buf_append(&val, v, (size_t)(le - v)), out, "deb822",
+				    "value");
+			while (val.len &&
+			       (val.data[val.len - 1] == ' ' || val.data[val.len - 1] == '\t' ||
+				val.data[val.len - 1] == '\r'))
+				val.len--;
+		}
+		p = nl ? nl + 1 : end;
+	}
+	if (key)
+		PG_TRY_GOTO(para_add(&cur, key, klen, val.data ? (char *)val.data : "", val.len),
+			    out, "deb822", "field");
+	PG_TRY_GOTO(deb822_push(out, &cur), out, "deb822", "paragraph");
+out:
+	pg_para_free(&cur);
+	pg_buf_release(&val);
+	if (rc < 0)
+		pg_deb822_free(out);
+	return rc;
+}
+
+int
+pg_deb822_write(const struct pg_deb822 *d, char **out, size_t *len)
+{
+	struct pg_buf b = PG_BUF_INIT(PG_DEB822_MAX * 2);
+	int rc = 0;
+
+	for (size_t i = 0; i < d->n; i++) {
+		for (size_t j = 0; j < d->p[i].n; j++) {
+			const struct pg_kv *kv = &d->p[i].kv[j];
+
+			PG_TRY_GOTO(pg_buf_printf(&b, "%s:%s%s\n", kv->key,
+						  kv->val[0] == '\n' || !kv->val[0] ? "" : " ",
+						  kv->val),
+				    fail, "deb822", "write");
+		}
+		PG_TRY_GOTO(pg_buf_append_byte(&b, '\n'), fail, "deb822", "write");
+	}
+	PG_TRY_GOTO(pg_buf_append_byte(&b, '\0'), fail, "deb822", "write");
+	*out = (char *)b.data;
+	*len = b.len - 1;
+	return 0;
+fail:
+	pg_buf_release(&b);
+	return rc;
+}

@@ -1,0 +1,1335 @@
+/*
+ * Offline upgrade (seed 1, "upgrade the images offline based on the stored
+ * information"): a qcow2 overlay whose backing file is the untouched
+ * original; .deb contents unpacked into its ext4 through libext2fs; the dpkg
+ * database (status, info/<pkg>.list/.md5sums/.conffiles, scripts) updated
+ * as dpkg would; packages with maintainer scripts left "unpacked" for a
+ * first-boot `dpkg --configure -a`. Every upgrade is a job in the store.
+ */
+#include "image_int.h"
+#include "imagedb.h"
+#include "inspect.h"
+
+#include "payguard/buf.h"
+#include "payguard/error.h"
+#include "payguard/fs.h"
+#include "payguard/log.h"
+#include "payguard/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define INFO	    "var/lib/dpkg/info"
+#define STATUS_PATH "var/lib/dpkg/status"
+#define MAX_STATUS  (64u << 20)
+#define MAX_LIST    (16u << 20)
+
+struct up {
+	ext2_filsys fs;
+	struct pg_buf log;
+	uint32_t now;
+	int unpacked; /* packages left for first boot */
+};
+
+static void ulog(struct up *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+ulog(struct up *u, const char *fmt, ...)
+{
+	va_list ap;
+	char line[1024];
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "upgrade: %s\n", line);
+	pg_buf_printf(&u->log, "%s\n", line);
+}
+
+static void
+md5_hex(const uint8_t *data, size_t len, char out[33])
+{
+	uint8_t md[EVP_MAX_MD_SIZE];
+	unsigned n = 0;
+
+	EVP_Digest(data, len, md, &n, EVP_md5(), NULL);
+	for (unsigned i = 0; i < 16; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static void
+split_path(const char *path, char *dir, size_t dl, char *base, size_t bl)
+{
+	const char *s = strrchr(path, '/');
+
+	if (!s) {
+		snprintf(dir, dl, "%s", "");
+		snprintf(base, bl, "%s", path);
+	} else {
+		snprintf(dir, dl, "%.*s", (int)(s - path), path);
+		snprintf(base, bl, "%s", s + 1);
+	}
+}
+
+static void
+set_owner(struct ext2_inode *in, unsigned uid, unsigned gid)
+{
+	in->i_uid = (uint16_t)uid;
+	in->osd2.linux2.l_i_uid_high = (uint16_t)(uid >> 16);
+	in->i_gid = (uint16_t)gid;
+	in->osd2.linux2.l_i_gid_high = (uint16_t)(gid >> 16);
+}
+
+/* Retries a directory-entry insert after growing a full directory. */
+#define WITH_DIR_SPACE(fs, dir, call)                                                              \
+	({                                                                                         \
+		errcode_t e_ = (call);                                                             \
+		if (e_ == EXT2_ET_DIR_NO_SPACE) {                                                  \
+			e_ = ext2fs_expand_dir((fs), (dir));                                       \
+			if (!e_)                                                                   \
+				e_ = (call);                                                       \
+		}                                                                                  \
+		e_;                                                                                \
+	})
+
+static int
+do_mkdir(struct up *u, ext2_ino_t parent, const char *name, unsigned mode, unsigned uid,
+	 unsigned gid, uint32_t mtime, ext2_ino_t *out)
+{
+	struct ext2_inode in;
+	errcode_t e;
+
+	e = WITH_DIR_SPACE(u->fs, parent, ext2fs_mkdir(u->fs, parent, 0, name));
+	if (e)
+		return pg_extfs_fail(e, name);
+	e = ext2fs_lookup(u->fs, parent, name, (int)strlen(name), NULL, out);
+	if (!e)
+		e = ext2fs_read_inode(u->fs, *out, &in);
+	if (e)
+		return pg_extfs_fail(e, name);
+	in.i_mode = (uint16_t)(LINUX_S_IFDIR | (mode & 07777));
+	set_owner(&in, uid, gid);
+	in.i_mtime = in.i_atime = mtime;
+	in.i_ctime = u->now;
+	e = ext2fs_write_inode(u->fs, *out, &in);
+	return e ? pg_extfs_fail(e, name) : 0;
+}
+
+/* Walks dir components inside the image, following symlinks (absolute ones
+ * from the image root) as dpkg does for parent directories; creates missing
+ * ones when create is set. */
+static int
+walk_dir(struct up *u, const char *path, int create, ext2_ino_t *out)
+{
+	ext2_ino_t cur = EXT2_ROOT_INO;
+	const char *p = path;
+	char comp[256];
+	int rc;
+
+	while (*p) {
+		const char *e = strchr(p, '/');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		struct ext2_inode in;
+		ext2_ino_t ino;
+		errcode_t err;
+
+		if (n == 0 || n >= sizeof(comp)) {
+			if (n)
+				return pg_error(PG_EINVAL, "upgrade",
+						"path component too long in '%s'", path);
+			p++;
+			continue;
+		}
+		memcpy(comp, p, n);
+		comp[n] = 0;
+		if (!strcmp(comp, ".") || !strcmp(comp, ".."))
+			return pg_error(PG_EINVAL, "upgrade", "'%s' is not a clean path", path);
+		err = ext2fs_lookup(u->fs, cur, comp, (int)n, NULL, &ino);
+		if (err == EXT2_ET_FILE_NOT_FOUND) {
+			if (!create)
+				return PG_ENOENT;
+			rc = do_mkdir(u, cur, comp, 0755, 0, 0, u->now, &ino);
+			if (rc < 0)
+				return rc;
+		} else if (err) {
+			return pg_extfs_fail(err, path);
+		}
+		err = ext2fs_read_inode(u->fs, ino, &in);
+		if (err)
+			return pg_extfs_fail(err, path);
+		if (LINUX_S_ISLNK(in.i_mode)) {
+			ext2_ino_t res;
+
+			err = ext2fs_follow_link(u->fs, EXT2_ROOT_INO, cur, ino, &res);
+			if (err == EXT2_ET_FILE_NOT_FOUND)
+				return pg_error(PG_ENOENT, "upgrade",
+						"dangling symlink '%s' in '%s'", comp, path);
+			if (err)
+				return pg_extfs_fail(err, path);
+			ino = res;
+			err = ext2fs_read_inode(u->fs, ino, &in);
+			if (err)
+				return pg_extfs_fail(err, path);
+		}
+		if (!LINUX_S_ISDIR(in.i_mode))
+			return pg_error(PG_EEXIST, "upgrade", "'%s' in '%s' is not a directory",
+					comp, path);
+		cur = ino;
+		p += n;
+	}
+	*out = cur;
+	return 0;
+}
+
+/* Drops one link; frees blocks, xattr block and inode at zero links. */
+static int
+drop_link(struct up *u, ext2_ino_t ino)
+{
+	struct ext2_inode in;
+	errcode_t e;
+	blk64_t acl;
+
+	e = ext2fs_read_inode(u->fs, ino, &in);
+	if (e)
+		return pg_extfs_fail(e, "inode");
+	if (in.i_links_count > 1) {
+		in.i_links_count--;
+		in.i_ctime = u->now;
+		e = ext2fs_write_inode(u->fs, ino, &in);
+		return e ? pg_extfs_fail(e, "inode") : 0;
+	}
+	if ((in.i_flags & EXT4_INLINE_DATA_FL) || ext2fs_inode_has_valid_blocks2(u->fs, &in)) {
+		e = ext2fs_punch(u->fs, ino, &in, NULL, 0, ~0ULL);
+		if (e)
+			return pg_extfs_fail(e, "free blocks");
+	}
+	acl = ext2fs_file_acl_block(u->fs, &in);
+	if (acl) {
+		__u32 cnt = 0;
+
+		e = ext2fs_adjust_ea_refcount3(u->fs, acl, NULL, -1, &cnt, ino);
+		if (e)
+			return pg_extfs_fail(e, "xattr block");
+		if (cnt == 0)
+			ext2fs_block_alloc_stats2(u->fs, acl, -1);
+		ext2fs_file_acl_block_set(u->fs, &in, 0);
+	}
+	in.i_links_count = 0;
+	in.i_dtime = u->now;
+	e = ext2fs_write_inode(u->fs, ino, &in);
+	if (e)
+		return pg_extfs_fail(e, "inode");
+	ext2fs_inode_alloc_stats2(u->fs, ino, -1, LINUX_S_ISDIR(in.i_mode));
+	return 0;
+}
+
+/* Removes a non-directory entry if present; 1 if something was removed. */
+static int
+remove_name(struct up *u, ext2_ino_t dir, const char *name)
+{
+	struct ext2_inode in;
+	ext2_ino_t ino;
+	errcode_t e;
+
+	e = ext2fs_lookup(u->fs, dir, name, (int)strlen(name), NULL, &ino);
+	if (e == EXT2_ET_FILE_NOT_FOUND)
+		return 0;
+	if (e)
+		return pg_extfs_fail(e, name);
+	e = ext2fs_read_inode(u->fs, ino, &in);
+	if (e)
+		return pg_extfs_fail(e, name);
+	if (LINUX_S_ISDIR(in.i_mode))
+		return pg_error(PG_EEXIST, "upgrade", "'%s' is a directory in the image", name);
+	e = ext2fs_unlink(u->fs, dir, name, ino, 0);
+	if (e)
+		return pg_extfs_fail(e, name);
+	int rc = drop_link(u, ino);
+	return rc < 0 ? rc : 1;
+}
+
+static int
+create_file(struct up *u, ext2_ino_t dir, const char *name, const uint8_t *data, size_t size,
+	    unsigned mode, unsigned uid, unsigned gid, uint32_t mtime)
+{
+	struct ext2_inode in;
+	ext2_file_t f = NULL;
+	ext2_ino_t ino;
+	errcode_t e;
+	size_t done = 0;
+
+	e = ext2fs_new_inode(u->fs, dir, LINUX_S_IFREG | 0644, NULL, &ino);
+	if (e)
+		return pg_extfs_fail(e, name);
+	e = WITH_DIR_SPACE(u->fs, dir, ext2fs_link(u->fs, dir, name, ino, EXT2_FT_REG_FILE));
+	if (e)
+		return pg_extfs_fail(e, name);
+	ext2fs_inode_alloc_stats2(u->fs, ino, +1, 0);
+	memset(&in, 0, sizeof(in));
+	in.i_mode = (uint16_t)(LINUX_S_IFREG | (mode & 07777));
+	set_owner(&in, uid, gid);
+	in.i_atime = in.i_mtime = mtime;
+	in.i_ctime = u->now;
+	in.i_links_count = 1;
+	if (ext2fs_has_feature_inline_data(u->fs->super)) {
+		in.i_flags |= EXT4_INLINE_DATA_FL;
+	} else if (ext2fs_has_feature_extents(u->fs->super)) {
+		ext2_extent_handle_t h;
+
+		/* Opening an extent handle on an inode without extents puts an
+		 * empty extent header in i_block and sets EXT4_EXTENTS_FL. */
+		e = ext2fs_extent_open2(u->fs, ino, &in, &h);
+		if (e)
+			return pg_extfs_fail(e, name);
+		ext2fs_extent_free(h);
+	}
+	e = ext2fs_write_new_inode(u->fs, ino, &in);
+	if (e)
+		return pg_extfs_fail(e, name);
+	if (in.i_flags & EXT4_INLINE_DATA_FL) {
+		e = ext2fs_inline_data_init(u->fs, ino);
+		if (e)
+			return pg_extfs_fail(e, name);
+	}
+	e = ext2fs_file_open(u->fs, ino, EXT2_FILE_WRITE, &f);
+	if (e)
+		return pg_extfs_fail(e, name);
+	while (done < size) {
+		unsigned got = 0;
+		size_t chunk = size - done > (1u << 30) ? (1u << 30) : size - done;
+
+		e = ext2fs_file_write(f, data + done, (unsigned)chunk, &got);
+		if (e || got == 0)
+			break;
+		done += got;
+	}
+	if (!e)
+		e = ext2fs_file_close(f);
+	else
+		ext2fs_file_close(f);
+	if (e)
+		return pg_extfs_fail(e, name);
+	/* ext2fs_file_close wrote size and blocks; put our times back. */
+	e = ext2fs_read_inode(u->fs, ino, &in);
+	if (!e) {
+		in.i_atime = in.i_mtime = mtime;
+		e = ext2fs_write_inode(u->fs, ino, &in);
+	}
+	return e ? pg_extfs_fail(e, name) : 0;
+}
+
+static int
+write_path(struct up *u, const char *path, const uint8_t *data, size_t len, unsigned mode)
+{
+	char dir[4096], base[256];
+	ext2_ino_t d;
+	int rc;
+
+	split_path(path, dir, sizeof(dir), base, sizeof(base));
+	rc = walk_dir(u, dir, 1, &d);
+	if (rc < 0)
+		return rc;
+	rc = remove_name(u, d, base);
+	if (rc < 0)
+		return rc;
+	return create_file(u, d, base, data, len, mode, 0, 0, u->now);
+}
+
+static int
+unlink_path(struct up *u, const char *path)
+{
+	char dir[4096], base[256];
+	ext2_ino_t d;
+	int rc;
+
+	split_path(path, dir, sizeof(dir), base, sizeof(base));
+	rc = walk_dir(u, dir, 0, &d);
+	if (rc == PG_ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	return remove_name(u, d, base);
+}
+
+/* Reads a file inside the image without following its final symlink. */
+static int
+read_nofollow(struct up *u, ext2_ino_t dir, const char *name, uint8_t **data, size_t *len)
+{
+	struct ext2_inode in;
+	ext2_ino_t ino;
+	ext2_file_t f;
+	errcode_t e;
+	uint64_t size;
+	unsigned got;
+
+	*data = NULL;
+	*len = 0;
+	e = ext2fs_lookup(u->fs, dir, name, (int)strlen(name), NULL, &ino);
+	if (e)
+		return PG_ENOENT;
+	e = ext2fs_read_inode(u->fs, ino, &in);
+	if (e)
+		return pg_extfs_fail(e, name);
+	if (!LINUX_S_ISREG(in.i_mode))
+		return PG_EINVAL;
+	size = EXT2_I_SIZE(&in);
+	if (size > PG_DEB_MAX)
+		return PG_ETOOBIG;
+	*data = malloc((size_t)size + 1);
+	if (!*data)
+		return PG_ENOMEM;
+	e = ext2fs_file_open(u->fs, ino, 0, &f);
+	if (!e) {
+		size_t have = 0;
+
+		while (have < size &&
+		       !(e = ext2fs_file_read(f, *data + have, (unsigned)(size - have), &got)) &&
+		       got)
+			have += got;
+		ext2fs_file_close(f);
+		*len = have;
+	}
+	if (e) {
+		free(*data);
+		*data = NULL;
+		return pg_extfs_fail(e, name);
+	}
+	return 0;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Value of "path md5" in a Conffiles field, or NULL. */
+static const char *
+conffile_md5(const char *field, const char *path, char out[64])
+{
+	const char *p = field;
+	size_t pl = strlen(path);
+
+	while (p && *p) {
+		while (*p == '\n' || *p == ' ')
+			p++;
+		if (strncmp(p, path, pl) == 0 && p[pl] == ' ') {
+			const char *m = p + pl + 1;
+			size_t n = strcspn(m, " \n");
+
+			if (n >= 64)
+				return NULL;
+			memcpy(out, m, n);
+			out[n] = 0;
+			return out;
+		}
+		p = strchr(p, '\n');
+	}
+	return NULL;
+}
+
+static int
+is_new_conffile(const struct pg_deb *deb, const char *path)
+{
+	const char *p = deb->conffiles;
+	size_t pl = strlen(path);
+
+	while (p && *p) {
+		while (*p == '\n' || *p == ' ')
+			p++;
+		if (strncmp(p, path, pl) == 0 && (p[pl] == '\n' || p[pl] == 0 || p[pl] == ' '))
+			return 1;
+		p = strchr(p, '\n');
+	}
+	return 0;
+}
+
+static int
+has_scripts(const struct pg_deb *deb)
+{
+	for (int i = 0; i < deb->nscripts; i++)
+		if (!strcmp(deb->scripts[i].name, "preinst") ||
+		    !strcmp(deb->scripts[i].name, "postinst") ||
+		    !strcmp(deb->scripts[i].name, "prerm") ||
+		    !strcmp(deb->scripts[i].name, "postrm"))
+			return 1;
+	return 0;
+}
+
+struct owned {
+	struct up *u;
+	const char *self, *path;
+	int found;
+	ext2_ino_t dir;
+};
+
+static int
+owned_cb(ext2_ino_t d, int entry, struct ext2_dir_entry *de, int off, int bs, char *buf, void *priv)
+{
+	struct owned *c = priv;
+	int nl = ext2fs_dirent_name_len(de);
+	char name[256], needle[4200];
+	uint8_t *data = NULL;
+	size_t len = 0;
+
+	memcpy(name, de->name, (size_t)nl);
+	name[nl] = 0;
+	if (nl < 6 || strcmp(name + nl - 5, ".list") != 0)
+		return 0;
+	if ((size_t)(nl - 5) == strlen(c->self) && strncmp(name, c->self, (size_t)(nl - 5)) == 0)
+		return 0;
+	if (read_nofollow(c->u, c->dir, name, &data, &len) < 0)
+		return 0;
+	data[len] = 0;
+	snprintf(needle, sizeof(needle), "%s\n", c->path);
+	for (char *p = (char *)data; (p = strstr(p, needle)); p++) {
+		if (p == (char *)data || p[-1] == '\n') {
+			c->found = 1;
+			break;
+		}
+	}
+	free(data);
+	return c->found ? DIRENT_ABORT : 0;
+}
+
+/* Is path listed by another package's info/<pkg>.list? Only asked for the
+ * few files an upgrade drops, so a plain scan is fine. */
+static int
+owned_elsewhere(struct up *u, const char *self, const char *path)
+{
+	struct owned c = {u, self, path, 0, 0};
+
+	if (walk_dir(u, INFO, 0, &c.dir) < 0)
+		return 0;
+	ext2fs_dir_iterate2(u->fs, c.dir, 0, NULL, owned_cb, &c);
+	return c.found;
+}
+
+static const char *const script_names[] = {"preinst", "postinst",  "prerm",    "postrm",
+					   "config",  "templates", "triggers", "shlibs"};
+
+/* Unpacks one package into the filesystem and updates its dpkg records. */
+static int
+apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *report)
+{
+	const char *name = pg_para_get(&deb->control, "Package");
+	const char *ver = pg_para_get(&deb->control, "Version");
+	const char *arch = pg_para_get(&deb->control, "Architecture");
+	struct pg_buf list = PG_BUF_INIT(MAX_LIST), md5s = PG_BUF_INIT(MAX_LIST);
+	struct pg_buf conf = PG_BUF_INIT(MAX_LIST);
+	struct pg_para np = {NULL, 0};
+	struct pg_para *old = NULL;
+	char prefix[300], ipath[400], **newpaths = NULL, *old_version = NULL;
+	uint8_t *oldlist = NULL;
+	size_t oldlen = 0, kept = 0, removed = 0;
+	const char *oldconf = NULL;
+	int rc = 0, scripts = has_scripts(deb);
+
+	for (size_t i = 0; i < st->n; i++) {
+		const char *pn = pg_para_get(&st->p[i], "Package");
+		const char *pa = pg_para_get(&st->p[i], "Architecture");
+
+		if (pn && !strcmp(pn, name) &&
+		    (!pa || !strcmp(pa, arch) || !strcmp(pa, "all") || !strcmp(arch, "all"))) {
+			old = &st->p[i];
+			break;
+		}
+	}
+	if (old) {
+		const char *ov = pg_para_get(old, "Version");
+
+		old_version = ov ? strdup(ov) : NULL;
+		oldconf = pg_para_get(old, "Conffiles");
+	}
+	/* Multi-Arch: same packages keep their records as <name>:<arch>. */
+	snprintf(prefix, sizeof(prefix), "%s:%s", name, arch);
+	snprintf(ipath, sizeof(ipath), INFO "/%s.list", prefix);
+	{
+		ext2_ino_t idir;
+
+		if (walk_dir(u, INFO, 1, &idir) == 0) {
+			char ln[320];
+
+			snprintf(ln, sizeof(ln), "%s.list", prefix);
+			if (read_nofollow(u, idir, ln, &oldlist, &oldlen) < 0) {
+				snprintf(prefix, sizeof(prefix), "%s", name);
+				snprintf(ln, sizeof(ln), "%s.list", prefix);
+				read_nofollow(u, idir, ln, &oldlist, &oldlen);
+			}
+		}
+	}
+	ulog(u, "%s %s: %s -> %s (%zu files%s)", old ? "upgrading" : "installing", name,
+	     old_version ? old_version : "none", ver, deb->nfiles,
+	     scripts ? ", maintainer scripts: left unpacked for first boot" : "");
+	newpaths = calloc(deb->nfiles + 1, sizeof(char *));
+	if (!newpaths) {
+		rc = PG_ENOMEM;
+		goto out;
+	}
+	PG_TRY_GOTO(pg_buf_printf(&list, "/.\n"), out, "upgrade", "list");
+	for (size_t i = 0; i < deb->nfiles; i++) {
+		const struct pg_deb_file *f = &deb->files[i];
+		char dir[4096], base[256], full[4200];
+		ext2_ino_t d;
+
+		snprintf(full, sizeof(full), "/%s", f->path);
+		newpaths[i] = f->path;
+		PG_TRY_GOTO(pg_buf_printf(&list, "%s\n", full), out, "upgrade", "list");
+		if (f->type == 'd') {
+			PG_TRY_GOTO(walk_dir(u, f->path, 1, &d), out, "upgrade", f->path);
+			continue;
+		}
+		split_path(f->path, dir, sizeof(dir), base, sizeof(base));
+		PG_TRY_GOTO(walk_dir(u, dir, 1, &d), out, "upgrade", f->path);
+		if (f->type == 'f') {
+			char newmd5[33], oldmd5[64], *target = base, dist[300];
+			int conffile = is_new_conffile(deb, full);
+
+			md5_hex(f->data, f->size, newmd5);
+			if (conffile) {
+				uint8_t *cur = NULL;
+				size_t clen = 0;
+
+				PG_TRY_GOTO(pg_buf_printf(&conf, "\n %s %s", full, newmd5), out,
+					    "upgrade", "conffiles");
+				if (read_nofollow(u, d, base, &cur, &clen) == 0) {
+					char curmd5[33];
+
+					md5_hex(cur, clen, curmd5);
+					free(cur);
+					/* Changed locally (differs from what the old package
+					 * shipped and from the new one): keep it, put the new
+					 * one beside it as dpkg does. */
+					if (strcmp(curmd5, newmd5) != 0 &&
+					    (!conffile_md5(oldconf, full, oldmd5) ||
+					     strcmp(curmd5, oldmd5) != 0)) {
+						snprintf(dist, sizeof(dist), "%s.dpkg-dist", base);
+						target = dist;
+						kept++;
+						ulog(u,
+						     "  %s changed locally: kept, new version in "
+						     "%s.dpkg-dist",
+						     full, full);
+					}
+				}
+			} else {
+				PG_TRY_GOTO(pg_buf_printf(&md5s, "%s  %s\n", newmd5, f->path), out,
+					    "upgrade", "md5sums");
+			}
+			PG_TRY_GOTO(remove_name(u, d, target), out, "upgrade", f->path);
+			PG_TRY_GOTO(create_file(u, d, target, f->data, f->size, f->mode, f->uid,
+						f->gid, (uint32_t)f->mtime),
+				    out, "upgrade", f->path);
+		} else if (f->type == 'l') {
+			errcode_t e;
+
+			PG_TRY_GOTO(remove_name(u, d, base), out, "upgrade", f->path);
+			e = WITH_DIR_SPACE(u->fs, d, ext2fs_symlink(u->fs, d, 0, base, f->target));
+			if (e) {
+				rc = pg_extfs_fail(e, f->path);
+				goto out;
+			}
+		} else if (f->type == 'h') {
+			char tdir[4096], tbase[256];
+			struct ext2_inode in;
+			ext2_ino_t td, ti;
+			errcode_t e;
+
+			split_path(f->target, tdir, sizeof(tdir), tbase, sizeof(tbase));
+			PG_TRY_GOTO(walk_dir(u, tdir, 0, &td), out, "upgrade", f->target);
+			e = ext2fs_lookup(u->fs, td, tbase, (int)strlen(tbase), NULL, &ti);
+			if (!e)
+				e = ext2fs_read_inode(u->fs, ti, &in);
+			if (e) {
+				rc = pg_extfs_fail(e, f->target);
+				goto out;
+			}
+			if (!LINUX_S_ISREG(in.i_mode)) {
+				rc = pg_error(PG_EFORMAT, "upgrade", "hard link '%s' to a non-file",
+					      f->path);
+				goto out;
+			}
+			PG_TRY_GOTO(remove_name(u, d, base), out, "upgrade", f->path);
+			e = ext2fs_read_inode(u->fs, ti, &in);
+			if (!e)
+				e = WITH_DIR_SPACE(
+				    u->fs, d, ext2fs_link(u->fs, d, base, ti, EXT2_FT_REG_FILE));
+			if (!e) {
+				in.i_links_count++;
+				e = ext2fs_write_inode(u->fs, ti, &in);
+			}
+			if (e) {
+				rc = pg_extfs_fail(e, f->path);
+				goto out;
+			}
+			{
+				/* hard-linked regular files are in md5sums too */
+				uint8_t *data = NULL;
+				size_t len = 0;
+				char m[33];
+
+				if (read_nofollow(u, d, base, &data, &len) == 0) {
+					md5_hex(data, len, m);
+					free(data);
+					if (!is_new_conffile(deb, full))
+						pg_buf_printf(&md5s, "%s  %s\n", m, f->path);
+				}
+			}
+		}
+	}
+	/* Files the old version shipped and the new one does not. */
+	qsort(newpaths, deb->nfiles, sizeof(char *), cmp_str);
+	for (char *p = (char *)oldlist; p && p < (char *)oldlist + oldlen;) {
+		char *nl = memchr(p, '\n', (size_t)((char *)oldlist + oldlen - p));
+		char path[4096], clean[4096], tmp[64];
+		const char *key;
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+
+		if (n && n < sizeof(path)) {
+			memcpy(path, p, n);
+			path[n] = 0;
+			key = clean;
+			if (pg_path_clean(path + (path[0] == '/'), clean, sizeof(clean)) == 0 &&
+			    clean[0] &&
+			    !bsearch(&key, newpaths, deb->nfiles, sizeof(char *), cmp_str) &&
+			    !conffile_md5(oldconf, path, tmp) &&
+			    !owned_elsewhere(u, prefix, path)) {
+				char dir[4096], base[256];
+				ext2_ino_t d;
+				ext2_ino_t ino;
+				struct ext2_inode in;
+
+				split_path(clean, dir, sizeof(dir), base, sizeof(base));
+				if (walk_dir(u, dir, 0, &d) == 0 &&
+				    !ext2fs_lookup(u->fs, d, base, (int)strlen(base), NULL, &ino) &&
+				    !ext2fs_read_inode(u->fs, ino, &in) &&
+				    !LINUX_S_ISDIR(in.i_mode)) {
+					PG_TRY_GOTO(remove_name(u, d, base), out, "upgrade", path);
+					removed++;
+				}
+			}
+		}
+		p = nl ? nl + 1 : NULL;
+	}
+	/* info/<pkg>.* */
+	snprintf(ipath, sizeof(ipath), INFO "/%s.list", prefix);
+	PG_TRY_GOTO(write_path(u, ipath, list.data, list.len, 0644), out, "upgrade", "list");
+	snprintf(ipath, sizeof(ipath), INFO "/%s.md5sums", prefix);
+	PG_TRY_GOTO(write_path(u, ipath, md5s.data ? md5s.data : (uint8_t *)"", md5s.len, 0644),
+		    out, "upgrade", "md5sums");
+	snprintf(ipath, sizeof(ipath), INFO "/%s.conffiles", prefix);
+	if (deb->conffiles && deb->conffiles[0])
+		PG_TRY_GOTO(write_path(u, ipath, (const uint8_t *)deb->conffiles,
+				       strlen(deb->conffiles), 0644),
+			    out, "upgrade", "conffiles");
+	else
+		PG_TRY_GOTO(unlink_path(u, ipath), out, "upgrade", "conffiles");
+	for (size_t k = 0; k < sizeof(script_names) / sizeof(script_names[0]); k++) {
+		int found = -1;
+
+		for (int i = 0; i < deb->nscripts; i++)
+			if (!strcmp(deb->scripts[i].name, script_names[k]))
+				found = i;
+		snprintf(ipath, sizeof(ipath), INFO "/%s.%s", prefix, script_names[k]);
+		if (found >= 0)
+			PG_TRY_GOTO(write_path(u, ipath, deb->scripts[found].data,
+					       deb->scripts[found].len, k < 5 ? 0755 : 0644),
+				    out, "upgrade", "script");
+		else
+			PG_TRY_GOTO(unlink_path(u, ipath), out, "upgrade", "script");
+	}
+	/* The status paragraph: control fields, our Status, Conffiles. */
+	PG_TRY_GOTO(pg_para_set(&np, "Package", name), out, "upgrade", "status");
+	PG_TRY_GOTO(
+	    pg_para_set(&np, "Status", scripts ? "install ok unpacked" : "install ok installed"),
+	    out, "upgrade", "status");
+	for (size_t i = 0; i < deb->control.n; i++) {
+		const struct pg_kv *kv = &deb->control.kv[i];
+
+		if (!strcasecmp(kv->key, "Package") || !strcasecmp(kv->key, "Description"))
+			continue;
+		PG_TRY_GOTO(pg_para_set(&np, kv->key, kv->val), out, "upgrade", "status");
+		if (!strcasecmp(kv->key, "Version") && scripts && old_version && old &&
+		    pg_para_get(old, "Status") && strstr(pg_para_get(old, "Status"), " installed"))
+			PG_TRY_GOTO(pg_para_set(&np, "Config-Version", old_version), out, "upgrade",
+				    "status");
+	}
+	if (conf.len) {
+		PG_TRY_GOTO(pg_buf_append_byte(&conf, 0), out, "upgrade", "conffiles");
+		PG_TRY_GOTO(pg_para_set(&np, "Conffiles", (char *)conf.data), out, "upgrade",
+			    "status");
+	}
+	if (pg_para_get(&deb->control, "Description"))
+		PG_TRY_GOTO(
+		    pg_para_set(&np, "Description", pg_para_get(&deb->control, "Description")), out,
+		    "upgrade", "status");
+	if (old) {
+		pg_para_free(old);
+		*old = np;
+	} else {
+		struct pg_para *nps = realloc(st->p, (st->n + 1) * sizeof(*nps));
+
+		if (!nps) {
+			rc = PG_ENOMEM;
+			goto out;
+		}
+		st->p = nps;
+		st->p[st->n++] = np;
+	}
+	np.kv = NULL;
+	np.n = 0;
+	if (scripts)
+		u->unpacked++;
+	json_array_append_new(
+	    report, json_pack("{s:s, s:s?, s:s, s:s, s:I, s:I, s:I}", "package", name, "from",
+			      old_version, "to", ver, "state", scripts ? "unpacked" : "installed",
+			      "files", (json_int_t)deb->nfiles, "removed", (json_int_t)removed,
+			      "conffiles_kept", (json_int_t)kept));
+out:
+	pg_para_free(&np);
+	pg_buf_release(&list);
+	pg_buf_release(&md5s);
+	pg_buf_release(&conf);
+	free(newpaths);
+	free(oldlist);
+	free(old_version);
+	return rc;
+}
+
+static const char firstboot_unit[] =
+    "# Written by payguard's offline upgrade: finishes packages that were\n"
+    "# unpacked into this image while it was switched off.\n"
+    "[Unit]\n"
+    "Description=Configure packages upgraded offline (dpkg --configure -a)\n"
+    "ConditionPathExists=/var/lib/payguard/firstboot\n"
+    "After=local-fs.target\n"
+    "Before=multi-user.target\n"
+    "\n"
+    "[Service]\n"
+    "Type=oneshot\n"
+    "Environment=DEBIAN_FRONTEND=noninteractive\n"
+    "ExecStart=/usr/bin/dpkg --configure -a\n"
+    "ExecStartPost=/bin/rm -f /var/lib/payguard/firstboot\n"
+    "\n"
+    "[Install]\n"
+    "WantedBy=multi-user.target\n";
+
+static int
+install_firstboot(struct up *u)
+{
+	ext2_ino_t d;
+	errcode_t e;
+	int rc;
+
+	rc = write_path(u, "etc/systemd/system/payguard-firstboot.service",
+			(const uint8_t *)firstboot_unit, strlen(firstboot_unit), 0644);
+	if (rc < 0)
+		return rc;
+	rc = write_path(u, "var/lib/payguard/firstboot", (const uint8_t *)"", 0, 0644);
+	if (rc < 0)
+		return rc;
+	rc = walk_dir(u, "etc/systemd/system/multi-user.target.wants", 1, &d);
+	if (rc < 0)
+		return rc;
+	rc = remove_name(u, d, "payguard-firstboot.service");
+	if (rc < 0)
+		return rc;
+	e = WITH_DIR_SPACE(u->fs, d,
+			   ext2fs_symlink(u->fs, d, 0, "payguard-firstboot.service",
+					  "/etc/systemd/system/payguard-firstboot.service"));
+	if (e)
+		return pg_extfs_fail(e, "first-boot unit");
+	ulog(u, "first-boot unit payguard-firstboot.service installed (dpkg --configure -a)");
+	return 0;
+}
+
+/* Applies debs to the filesystem at [off, off+len) of the overlay. */
+static int
+upgrade_fs(struct up *u, struct pg_bdev *ov, uint64_t off, uint64_t len, struct pg_deb *debs,
+	   size_t ndebs, json_t *report)
+{
+	struct pg_deb822 st = {NULL, 0};
+	uint8_t *status = NULL;
+	size_t slen = 0;
+	char *out = NULL;
+	size_t olen = 0;
+	errcode_t e;
+	int rc;
+
+	rc = pg_extfs_open(ov, off, len, 1, &u->fs);
+	if (rc < 0)
+		return rc;
+	if (ext2fs_has_feature_journal_needs_recovery(u->fs->super)) {
+		rc = pg_error(
+		    PG_ESTATE, "upgrade",
+		    "the ext4 journal needs recovery (image copied from a running machine): "
+		    "refusing to write around it; boot it once or run e2fsck on a copy");
+		goto out;
+	}
+	if (u->fs->super->s_state & EXT2_ERROR_FS) {
+		rc = pg_error(PG_ECORRUPT, "upgrade",
+			      "filesystem is marked as having errors; run e2fsck first");
+		goto out;
+	}
+	e = ext2fs_read_bitmaps(u->fs);
+	if (e) {
+		rc = pg_extfs_fail(e, "bitmaps");
+		goto out;
+	}
+	rc = pg_extfs_read(u->fs, STATUS_PATH, MAX_STATUS, &status, &slen);
+	if (rc < 0) {
+		pg_error_ctx(rc, "upgrade", "no dpkg database in the image");
+		goto out;
+	}
+	PG_TRY_GOTO(pg_deb822_parse((char *)status, slen, &st), out, "upgrade", "status");
+	for (size_t i = 0; i < ndebs; i++)
+		PG_TRY_GOTO(apply_deb(u, &st, &debs[i], report), out, "upgrade", "package");
+	PG_TRY_GOTO(pg_deb822_write(&st, &out, &olen), out, "upgrade", "status");
+	PG_TRY_GOTO(write_path(u, "var/lib/dpkg/status-old", status, slen, 0644), out, "upgrade",
+		    "status-old");
+	PG_TRY_GOTO(write_path(u, STATUS_PATH, (uint8_t *)out, olen, 0644), out, "upgrade",
+		    "status");
+	if (u->unpacked)
+		PG_TRY_GOTO(install_firstboot(u), out, "upgrade", "firstboot");
+	rc = pg_extfs_close(u->fs);
+	u->fs = NULL;
+out:
+	if (u->fs)
+		pg_extfs_close(u->fs);
+	u->fs = NULL;
+	pg_deb822_free(&st);
+	free(status);
+	free(out);
+	return rc;
+}
+
+static int
+job_finish(struct pg_store *st, sqlite3_int64 job, const char *state, struct pg_buf *log,
+	   json_t *result)
+{
+	char now[32], *res = result ? json_dumps(result, JSON_COMPACT) : NULL;
+	int rc;
+
+	pg_now_iso(now, sizeof(now));
+	rc = pg_db_run(st,
+		       "UPDATE image_job SET state = ?1, finished_at = ?2, log = log || ?3,"
+		       " result = ?4 WHERE id = ?5",
+		       json_pack("[s,s,s#,s?,I]", state, now, log->data ? (char *)log->data : "",
+				 (int)log->len, res, (json_int_t)job),
+		       NULL);
+	free(res);
+	return rc;
+}
+
+static int
+root_partition(struct pg_store *st, sqlite3_int64 id, uint64_t *off, uint64_t *len)
+{
+	json_t *rows = NULL;
+	int rc = pg_db_query(
+	    st,
+	    "SELECT start, size FROM image_partition WHERE image_id = ?1 AND is_root = 1"
+	    " AND supported = 1 ORDER BY idx LIMIT 1",
+	    json_pack("[I]", (json_int_t)id), &rows);
+
+	if (rc < 0)
+		return rc;
+	if (json_array_size(rows) != 1) {
+		json_decref(rows);
+		return pg_error(PG_ENOTSUP, "upgrade",
+				"image has no ext2/3/4 root filesystem with a dpkg database");
+	}
+	*off = (uint64_t)json_integer_value(json_object_get(json_array_get(rows, 0), "start"));
+	*len = (uint64_t)json_integer_value(json_object_get(json_array_get(rows, 0), "size"));
+	json_decref(rows);
+	return 0;
+}
+
+/* --fix: the newest .deb in repo for each package with a finding, if it
+ * reaches the fixed version. */
+static int
+pick_fixes(struct pg_store *st, const char *ref, const char *repo, char ***paths, size_t *n)
+{
+	json_t *f = NULL;
+	DIR *dh = NULL;
+	struct dirent *de;
+	int rc;
+
+	*paths = NULL;
+	*n = 0;
+	rc = pg_image_findings(st, ref, &f);
+	if (rc < 0)
+		return rc;
+	dh = opendir(repo);
+	if (!dh) {
+		json_decref(f);
+		return pg_error(PG_ENOENT, "upgrade", "repo '%s': %s", repo, strerror(errno));
+	}
+	while ((de = readdir(dh))) {
+		size_t l = strlen(de->d_name);
+		char path[4096];
+		struct pg_deb deb;
+		const char *name, *ver, *src;
+		char sname[256], sver[256];
+
+		if (l < 5 || strcmp(de->d_name + l - 4, ".deb") != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", repo, de->d_name);
+		if (pg_deb_read(path, &deb) < 0) {
+			pg_warn("upgrade", "skipping %s: %s", path, pg_last_error());
+			continue;
+		}
+		name = pg_para_get(&deb.control, "Package");
+		ver = pg_para_get(&deb.control, "Version");
+		src = pg_para_get(&deb.control, "Source");
+		snprintf(sname, sizeof(sname), "%s", src ? src : name);
+		sname[strcspn(sname, " (")] = 0;
+		snprintf(sver, sizeof(sver), "%s", ver);
+		if (src && strchr(src, '(')) {
+			snprintf(sver, sizeof(sver), "%s", strchr(src, '(') + 1);
+			sver[strcspn(sver, ")")] = 0;
+		}
+		for (size_t i = 0; i < json_array_size(f); i++) {
+			json_t *r = json_array_get(f, i);
+			const char *fixed = json_string_value(json_object_get(r, "fixed"));
+
+			if (strcmp(json_string_value(json_object_get(r, "package")), name) == 0 &&
+			    fixed && pg_debver_cmp(sver, fixed) >= 0) {
+				char **np = realloc(*paths, (*n + 1) * sizeof(char *));
+
+				if (np) {
+					*paths = np;
+					(*paths)[(*n)++] = strdup(path);
+				}
+				break;
+			}
+		}
+		pg_deb_free(&deb);
+	}
+	closedir(dh);
+	json_decref(f);
+	if (*n == 0)
+		return pg_error(PG_ENOENT, "upgrade",
+				"no package in '%s' fixes a finding of this image", repo);
+	return 0;
+}
+
+int
+pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **result)
+{
+	struct up u;
+	struct pg_deb *debs = NULL;
+	struct pg_bdev *base = NULL, *ov = NULL;
+	sqlite3_int64 id = 0, job = 0;
+	char *img = NULL, out[4200], partial[4300], now[32], **fixes = NULL;
+	const char *const *debpaths = o->debs;
+	size_t ndebs = o->ndebs, nfix = 0;
+	uint64_t off = 0, len = 0;
+	json_t *report = json_array(), *res = NULL;
+	int rc, created = 0;
+
+	*result = NULL;
+	memset(&u, 0, sizeof(u));
+	pg_buf_init(&u.log, 4u << 20);
+	u.now = (uint32_t)time(NULL);
+	rc = pg_image_resolve(st, o->image, &id, &img);
+	if (rc == PG_ENOENT && access(o->image, R_OK) == 0) {
+		/* not collected yet: collect it now */
+		PG_TRY_GOTO(pg_image_scan(st, o->image, NULL), out, "upgrade", "scan");
+		rc = pg_image_resolve(st, o->image, &id, &img);
+	}
+	if (rc < 0)
+		goto out;
+	if (o->fix) {
+		if (!o->repo) {
+			rc = pg_error(PG_EUSAGE, "upgrade", "--fix needs --repo DIR");
+			goto out;
+		}
+		PG_TRY_GOTO(pick_fixes(st, o->image, o->repo, &fixes, &nfix), out, "upgrade",
+			    "fix");
+		debpaths = (const char *const *)fixes;
+		ndebs = nfix;
+	}
+	if (ndebs == 0) {
+		rc = pg_error(PG_EUSAGE, "upgrade", "no packages given");
+		goto out;
+	}
+	/* Every package is read and checked before anything is written. */
+	debs = calloc(ndebs, sizeof(*debs));
+	if (!debs) {
+		rc = PG_ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < ndebs; i++)
+		PG_TRY_GOTO(pg_deb_read(debpaths[i], &debs[i]), out, "upgrade", debpaths[i]);
+	PG_TRY_GOTO(root_partition(st, id, &off, &len), out, "upgrade", "root");
+	pg_now_iso(now, sizeof(now));
+	PG_TRY_GOTO(
+	    pg_db_run(st,
+		      "INSERT INTO image_job(image_id, image_path, kind, state, pid, started_at)"
+		      " VALUES(?1, ?2, 'upgrade', 'running', ?3, ?4)",
+		      json_pack("[I,s,i,s]", (json_int_t)id, img, (int)getpid(), now), &job),
+	    out, "upgrade", "job");
+	if (o->output) {
+		snprintf(out, sizeof(out), "%s", o->output);
+	} else {
+		char dd[4096], b[4096];
+
+		PG_TRY_GOTO(pg_data_dir(dd, sizeof(dd)), fail, "upgrade", "data dir");
+		snprintf(b, sizeof(b), "%s/overlays", dd);
+		PG_TRY_GOTO(pg_mkdir_p(b, 0700), fail, "upgrade", "overlays dir");
+		snprintf(out, sizeof(out), "%s/image%lld-job%lld.qcow2", b, (long long)id,
+			 (long long)job);
+	}
+	if (access(out, F_OK) == 0) {
+		rc = pg_error(PG_EEXIST, "upgrade", "'%s' already exists", out);
+		goto fail;
+	}
+	snprintf(partial, sizeof(partial), "%s.partial", out);
+	unlink(partial); /* a leftover of an interrupted run of this job id */
+	PG_TRY_GOTO(pg_db_run(st, "UPDATE image_job SET overlay = ?1 WHERE id = ?2",
+			      json_pack("[s,I]", out, (json_int_t)job), NULL),
+		    fail, "upgrade", "job");
+	ulog(&u, "job %lld: image %s, overlay %s", (long long)job, img, out);
+	PG_TRY_GOTO(pg_bdev_open(img, &base), fail, "upgrade", "open image");
+	{
+		const char *fmt = base->fmt;
+		char fmtc[8];
+
+		snprintf(fmtc, sizeof(fmtc), "%s", fmt);
+		rc = pg_qcow2_overlay_create(partial, img, fmtc, base, &ov);
+		base = NULL; /* owned by the overlay now, even on failure */
+		if (rc < 0)
+			goto fail;
+		created = 1;
+	}
+	PG_TRY_GOTO(upgrade_fs(&u, ov, off, len, debs, ndebs, report), fail, "upgrade", "unpack");
+	PG_TRY_GOTO(pg_qcow2_overlay_finish(ov), fail, "upgrade", "finish overlay");
+	pg_bdev_close(ov);
+	ov = NULL;
+	/* The overlay gets its final name only once complete and synced. */
+	if (rename(partial, out) < 0) {
+		rc = pg_error(PG_EIO, "upgrade", "rename: %s", strerror(errno));
+		goto fail;
+	}
+	{
+		char dirc[4200];
+		int dfd;
+
+		snprintf(dirc, sizeof(dirc), "%s", out);
+		dfd = open(dirname(dirc), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+	}
+	created = 0;
+	ulog(&u, "done: %zu package(s), %d left for first boot", ndebs, u.unpacked);
+	res = json_pack("{s:I, s:I, s:s, s:s, s:O, s:i}", "job", (json_int_t)job, "image_id",
+			(json_int_t)id, "image", img, "overlay", out, "packages", report,
+			"first_boot", u.unpacked);
+	PG_TRY_GOTO(job_finish(st, job, "done", &u.log, res), fail, "upgrade", "job");
+	*result = res;
+	res = NULL;
+	rc = 0;
+	goto out;
+fail : {
+	char msg[1024];
+
+	snprintf(msg, sizeof(msg), "%s", pg_last_error()[0] ? pg_last_error() : pg_strerror(rc));
+	ulog(&u, "failed: %s", msg);
+	if (job)
+		job_finish(st, job, "failed", &u.log, NULL);
+	pg_error(rc, "upgrade", "%s", msg);
+}
+out:
+	pg_bdev_close(ov);
+	pg_bdev_close(base);
+	if (created) {
+		unlink(partial);
+		unlink(out);
+	}
+	if (debs)
+		for (size_t i = 0; i < ndebs; i++)
+			pg_deb_free(&debs[i]);
+	free(debs);
+	for (size_t i = 0; i < nfix; i++)
+		free(fixes[i]);
+	free(fixes);
+	free(img);
+	json_decref(report);
+	json_decref(res);
+	pg_buf_release(&u.log);
+	return rc;
+}
+
+int
+pg_image_jobs(struct pg_store *st, json_t **out)
+{
+	json_t *rows = NULL;
+	size_t i;
+	json_t *r;
+	int rc;
+
+	/* A job still "running" whose process is gone was interrupted: its
+	 * half-written overlay never got its final name; drop the leftover. */
+	rc = pg_db_query(st, "SELECT id, pid, overlay FROM image_job WHERE state = 'running'", NULL,
+			 &rows);
+	if (rc < 0)
+		return rc;
+	json_array_foreach(rows, i, r)
+	{
+		pid_t pid = (pid_t)json_integer_value(json_object_get(r, "pid"));
+
+		if (pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH))
+			continue;
+		if (json_string_value(json_object_get(r, "overlay"))) {
+			char partial[4300];
+
+			snprintf(partial, sizeof(partial), "%s.partial",
+				 json_string_value(json_object_get(r, "overlay")));
+			unlink(partial);
+		}
+		pg_db_run(st, "UPDATE image_job SET state = 'interrupted' WHERE id = ?1",
+			  json_pack("[O]", json_object_get(r, "id")), NULL);
+	}
+	json_decref(rows);
+	return pg_db_query(st,
+			   "SELECT id, image_id, image_path, kind, state, overlay, started_at,"
+			   " finished_at, result, log FROM image_job ORDER BY id",
+			   NULL, out);
+}
+
+static int
+job_get(struct pg_store *st, int64_t job, json_t **row)
+{
+	json_t *rows = NULL;
+	int rc =
+	    pg_db_query(st, "SELECT id, state, overlay, image_path FROM image_job WHERE id = ?1",
+			json_pack("[I]", (json_int_t)job), &rows);
+
+	if (rc < 0)
+		return rc;
+	if (json_array_size(rows) != 1) {
+		json_decref(rows);
+		return pg_error(PG_ENOENT, "image", "no job %lld", (long long)job);
+	}
+	*row = json_incref(json_array_get(rows, 0));
+	json_decref(rows);
+	return 0;
+}
+
+int
+pg_image_commit(struct pg_store *st, int64_t job, const char *output, json_t **result)
+{
+	json_t *row = NULL;
+	struct pg_bdev *d = NULL;
+	uint8_t *buf = NULL;
+	char partial[4300];
+	int fd = -1, rc;
+	uint64_t written = 0;
+
+	*result = NULL;
+	rc = job_get(st, job, &row);
+	if (rc < 0)
+		return rc;
+	if (strcmp(json_string_value(json_object_get(row, "state")), "done") != 0) {
+		rc = pg_error(PG_ESTATE, "image", "job %lld is %s, not done", (long long)job,
+			      json_string_value(json_object_get(row, "state")));
+		goto out;
+	}
+	if (access(output, F_OK) == 0) {
+		rc = pg_error(PG_EEXIST, "image", "'%s' already exists", output);
+		goto out;
+	}
+	PG_TRY_GOTO(pg_bdev_open(json_string_value(json_object_get(row, "overlay")), &d), out,
+		    "image", "overlay");
+	snprintf(partial, sizeof(partial), "%s.partial", output);
+	fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	buf = malloc(1 << 20);
+	if (fd < 0 || !buf) {
+		rc = pg_error(PG_EIO, "image", "create '%s': %s", partial, strerror(errno));
+		goto out;
+	}
+	/* A standalone raw image: all-zero megabytes stay holes. */
+	for (uint64_t off = 0; off < d->size; off += 1 << 20) {
+		size_t n = d->size - off < (1u << 20) ? (size_t)(d->size - off) : (1u << 20);
+		int zero = 1;
+
+		PG_TRY_GOTO(pg_bdev_read(d, off, buf, n), out, "image", "read overlay");
+		for (size_t i = 0; i < n && zero; i += 8)
+			zero = (i + 8 <= n) ? (*(uint64_t *)(void *)(buf + i) == 0) : !buf[i];
+		if (zero)
+			continue;
+		if (pwrite(fd, buf, n, (off_t)off) != (ssize_t)n) {
+			rc = pg_error(PG_EIO, "image", "write '%s': %s", partial, strerror(errno));
+			goto out;
+		}
+		written += n;
+	}
+	if (ftruncate(fd, (off_t)d->size) < 0 || fsync(fd) < 0 || rename(partial, output) < 0) {
+		rc = pg_error(PG_EIO, "image", "finish '%s': %s", output, strerror(errno));
+		goto out;
+	}
+	close(fd);
+	fd = -1;
+	PG_TRY_GOTO(pg_db_run(st,
+			      "UPDATE image_job SET state = 'committed', result = json_set(result,"
+			      " '$.committed', ?1) WHERE id = ?2",
+			      json_pack("[s,I]", output, (json_int_t)job), NULL),
+		    out, "image", "job");
+	*result =
+	    json_pack("{s:I, s:s, s:I, s:I}", "job", (json_int_t)job, "output", output,
+		      "virtual_size", (json_int_t)d->size, "bytes_written", (json_int_t)written);
+out:
+	if (fd >= 0) {
+		close(fd);
+		unlink(partial);
+	}
+	free(buf);
+	pg_bdev_close(d);
+	json_decref(row);
+	return rc;
+}
+
+int
+pg_image_rollback(struct pg_store *st, int64_t job)
+{
+	json_t *row = NULL;
+	const char *state, *ov;
+	int rc = job_get(st, job, &row);
+
+	if (rc < 0)
+		return rc;
+	state = json_string_value(json_object_get(row, "state"));
+	ov = json_string_value(json_object_get(row, "overlay"));
+	if (!strcmp(state, "running")) {
+		rc = pg_error(PG_ESTATE, "image", "job %lld is still running", (long long)job);
+		goto out;
+	}
+	if (ov) {
+		char partial[4300];
+
+		snprintf(partial, sizeof(partial), "%s.partial", ov);
+		unlink(partial);
+		if (unlink(ov) < 0 && errno != ENOENT) {
+			rc = pg_error(PG_EIO, "image", "remove '%s': %s", ov, strerror(errno));
+			goto out;
+		}
+	}
+	rc = pg_db_run(st, "UPDATE image_job SET state = 'rolledback' WHERE id = ?1",
+		       json_pack("[I]", (json_int_t)job), NULL);
+out:
+	json_decref(row);
+	return rc;
+}

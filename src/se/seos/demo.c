@@ -1,0 +1,242 @@
+/*
+ * `payguard seos demo`: the SE OS end to end in one process (issue 7): three
+ * test SEs on different links (T=1, SWP, SPI) served on UNIX sockets, each
+ * authenticated with SCP03 twice (cache miss, then hit), then the daemon
+ * attaches them from endpoint files and a client transmits through it.
+ */
+#include "payguard/card.h"
+#include "payguard/error.h"
+#include "payguard/hex.h"
+#include "payguard/log.h"
+#include "payguard/seos.h"
+#include "payguard/seos_client.h"
+#include "payguard/stream.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char master_hex[] = "404142434445464748494A4B4C4D4E4F";
+
+struct sim {
+	const char *name, *link;
+	char addr[160];
+	struct pg_seos_testcard *tc;
+	int fd;
+	pthread_t t;
+};
+
+static void *
+sim_thread(void *arg)
+{
+	struct sim *m = arg;
+
+	(void)pg_card_serve_listener(m->fd, pg_link_find(m->link), pg_seos_testcard_card(m->tc),
+				     NULL, 0);
+	return NULL;
+}
+
+struct srv_run {
+	struct pg_seos_server *srv;
+	pthread_t t;
+};
+
+static void *
+srv_thread(void *arg)
+{
+	struct srv_run *r = arg;
+
+	(void)pg_seos_serve_run(r->srv);
+	return NULL;
+}
+
+static int
+print_row(void *arg, const struct pg_seos_entry *e)
+{
+	fprintf(arg, "  %-10s %-5s %s  %-13s v%u  %zu apps\n", e->name, e->link, e->id_hex,
+		pg_seos_state_name(e->state), e->version, e->napps);
+	return 0;
+}
+
+int
+pg_seos_demo(FILE *out)
+{
+	struct sim sims[3] = {{.name = "ese-t1", .link = "t1"},
+			      {.name = "uicc-swp", .link = "swp"},
+			      {.name = "ese-spi", .link = "spi"}};
+	char dir[64], path[256], sock[200], db[200], kp[200], watch[200];
+	struct pg_seos_keystore *ks = NULL;
+	struct pg_seos *os = NULL;
+	struct srv_run run = {0};
+	struct pg_seos_serve_opts so = {0};
+	volatile int stop = 0;
+	uint8_t m[16];
+	int rc = 0, nsims = 0;
+
+	snprintf(dir, sizeof(dir), "/tmp/pg-seos-demo-XXXXXX");
+	if (!mkdtemp(dir))
+		return pg_error(PG_ESYS, "seos", "mkdtemp failed");
+	snprintf(db, sizeof(db), "%s/payguard.db", dir);
+	snprintf(kp, sizeof(kp), "%s/device.key", dir);
+	snprintf(sock, sizeof(sock), "%s/seos.sock", dir);
+	snprintf(watch, sizeof(watch), "%s/endpoints", dir);
+	snprintf(path, sizeof(path), "master 30 %s\n", master_hex);
+	if ((rc = pg_seos_keystore_parse(&ks, path)) < 0)
+		goto out;
+	pg_hex_decode(m, sizeof(m), master_hex);
+
+	fprintf(out, "== 1. three simulated SEs, each on its own link and UNIX socket\n");
+	for (int i = 0; i < 3; i++) {
+		struct pg_seos_testcard_cfg cfg = {.serial = 0x1001u + (uint32_t)i, .version = 1};
+		struct sim *s = &sims[i];
+		uint8_t id[PG_SEOS_ID_LEN];
+
+		if ((rc = pg_seos_testcard_new(&s->tc, &cfg)) < 0)
+			goto out;
+		pg_seos_testcard_id(s->tc, id);
+		if ((rc = pg_scp03_diversify(m, 16, id, sizeof(id), 0x30, &cfg.keys)) < 0)
+			goto out;
+		pg_seos_testcard_set_keys(s->tc, &cfg.keys);
+		snprintf(s->addr, sizeof(s->addr), "unix:%s/%s.sock", dir, s->name);
+		s->fd = pg_stream_listen(s->addr);
+		if (s->fd < 0) {
+			rc = s->fd;
+			goto out;
+		}
+		pthread_create(&s->t, NULL, sim_thread, s);
+		nsims++;
+		fprintf(out, "  %-10s link %-4s at %s\n", s->name, s->link, s->addr);
+	}
+
+	fprintf(out, "\n== 2. connection establishment: SCP03 authentication, then the cache\n");
+	if ((rc = pg_seos_open(&os, db, kp, ks)) < 0)
+		goto out;
+	for (int i = 0; i < 3; i++) {
+		for (int round = 0; round < 2; round++) {
+			const struct pg_link_ops *ops = pg_link_find(sims[i].link);
+			struct pg_stream *st;
+			struct pg_link *l;
+			struct pg_seos_conn c;
+			struct timespec a, b;
+
+			if ((rc = pg_stream_connect(&st, sims[i].addr, 2000)) < 0 ||
+			    (rc = ops->host_open(&l, st, sims[i].addr, NULL)) < 0)
+				goto out;
+			clock_gettime(CLOCK_MONOTONIC, &a);
+			rc = pg_seos_connect(os, sims[i].name, sims[i].addr, l, &c);
+			clock_gettime(CLOCK_MONOTONIC, &b);
+			pg_link_close(l);
+			if (rc < 0)
+				goto out;
+			fprintf(out, "  %-10s id %s  %-13s cache %-4s %2llu APDUs  %.2f ms\n",
+				sims[i].name, c.id_hex, pg_seos_state_name(c.state),
+				c.cache ? "hit" : "miss", (unsigned long long)c.apdus,
+				(double)(b.tv_sec - a.tv_sec) * 1e3 +
+				    (double)(b.tv_nsec - a.tv_nsec) / 1e6);
+			pg_seos_config_release(&c.cfg);
+		}
+	}
+	pg_seos_close(os);
+	os = NULL;
+
+	fprintf(out, "\n== 3. the daemon attaches them from endpoint files in %s\n", watch);
+	snprintf(path, sizeof(path), "mkdir -p '%s'", watch);
+	if (system(path) != 0) {
+		rc = pg_error(PG_ESYS, "seos", "cannot create %s", watch);
+		goto out;
+	}
+	so.sock = sock;
+	so.watch = watch;
+	so.db = db;
+	so.devkey = kp;
+	so.ks = ks;
+	so.stop = (volatile int *)&stop;
+	if ((rc = pg_seos_serve_new(&run.srv, &so)) < 0)
+		goto out;
+	pthread_create(&run.t, NULL, srv_thread, &run);
+	for (int i = 0; i < 3; i++) {
+		char tmp[300], body[300];
+		FILE *f;
+
+		snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", watch, sims[i].name);
+		snprintf(path, sizeof(path), "%s/%s.se", watch, sims[i].name);
+		snprintf(body, sizeof(body), "link=%s\naddr=%s\nkind=sim\n", sims[i].link,
+			 sims[i].addr);
+		f = fopen(tmp, "w");
+		if (!f)
+			continue;
+		fputs(body, f);
+		fclose(f);
+		rename(tmp, path);
+	}
+	{
+		struct pg_seos_client *c = NULL;
+		struct pg_seos_reader r[8];
+		size_t n = 0, auth = 0;
+		static const uint8_t echo_aid[] = {0xA0, 0x00, 0x00, 0x00, 0x04, 0x10, 0x10};
+		uint8_t apdu[] = {0x80, 0x01, 0x00, 0x00, 0x05, 'h', 'e', 'l', 'l', 'o', 0x00};
+		uint8_t resp[64];
+		size_t rl = sizeof(resp);
+		uint32_t sess, ch;
+		char hex[140];
+
+		for (int tries = 0; tries < 100 && auth < 3; tries++) {
+			usleep(50000);
+			pg_seos_client_close(c);
+			c = NULL;
+			if (pg_seos_client_connect(&c, sock, "demo-wallet") < 0 ||
+			    pg_seos_client_readers(c, r, 8, &n) < 0)
+				continue;
+			auth = 0;
+			for (size_t i = 0; i < n; i++)
+				auth += r[i].state == PG_SEOS_AUTHENTICATED;
+		}
+		if (!c || auth < 3) {
+			pg_seos_client_close(c);
+			rc = pg_error(PG_ETIMEDOUT, "seos", "the daemon did not attach the 3 SEs");
+			goto stop;
+		}
+		if ((rc = pg_seos_open(&os, db, kp, ks)) < 0)
+			goto stop;
+		fprintf(out, "\n== 4. the SE list in the store\n");
+		(void)pg_seos_list(os, print_row, out);
+		fprintf(out, "\n== 5. a client (Open Mobile API calls over %s)\n", sock);
+		rc = pg_seos_client_open_session(c, "uicc-swp", &sess);
+		if (rc == 0)
+			rc = pg_seos_client_open_channel(c, sess, 1, echo_aid, sizeof(echo_aid), 0,
+							 &ch, NULL, NULL);
+		if (rc == 0)
+			rc = pg_seos_client_transmit(c, ch, apdu, sizeof(apdu), resp, &rl);
+		if (rc == 0) {
+			pg_hex_encode_upper(hex, apdu, sizeof(apdu), 1);
+			fprintf(out, "  uicc-swp logical channel, app A0000000041010\n  > %s\n",
+				hex);
+			pg_hex_encode_upper(hex, resp, rl, 1);
+			fprintf(out, "  < %s\n", hex);
+			(void)pg_seos_client_close_channel(c, ch);
+		}
+		pg_seos_client_close(c);
+	}
+stop:
+	stop = 1;
+	pthread_join(run.t, NULL);
+	pg_seos_serve_free(run.srv);
+out:
+	for (int i = 0; i < nsims; i++) {
+		shutdown(sims[i].fd, SHUT_RDWR);
+		close(sims[i].fd);
+		pthread_join(sims[i].t, NULL);
+	}
+	for (int i = 0; i < 3; i++)
+		pg_seos_testcard_free(sims[i].tc);
+	pg_seos_close(os);
+	pg_seos_keystore_free(ks);
+	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
+	if (system(path) != 0)
+		pg_warn("seos", "could not remove %s", dir);
+	return rc;
+}
