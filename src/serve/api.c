@@ -7,6 +7,7 @@
  */
 #include "payguard/clock.h"
 #include "payguard/error.h"
+#include "payguard/image.h"
 #include "payguard/link.h"
 #include "payguard/log.h"
 #include "payguard/mem.h"
@@ -460,6 +461,9 @@ static const char *const route_list[] = {
     "GET /api/se/links",
     "GET /api/se/ses",
     "GET /api/se/routes",
+    "GET /api/images",
+    "GET /api/images/findings",
+    "GET /api/images/jobs",
     "GET /metrics",
 };
 
@@ -547,6 +551,9 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 	    {"/api/se/links", 8},
 	    {"/api/se/ses", 9},
 	    {"/api/se/routes", 10},
+	    {"/api/images", 11},
+	    {"/api/images/findings", 12},
+	    {"/api/images/jobs", 13},
 	};
 	for (size_t i = 0; i < sizeof(gets) / sizeof(gets[0]); i++) {
 		const char *q;
@@ -635,6 +642,15 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 			break;
 		case 8:
 			v = links_json();
+			break;
+		case 11:
+			rc = pg_image_list(st, &v);
+			break;
+		case 12:
+			rc = pg_image_findings(st, NULL, &v);
+			break;
+		case 13:
+			rc = pg_image_jobs(st, &v);
 			break;
 		case 9:
 		case 10: {
@@ -755,8 +771,12 @@ pg_serve_api_start(struct pg_serve_state *s, const char *host, int port, int *bo
 				"address and a port 0..65535",
 				host, port);
 	rc = pg_store_open(&s->api_st, s->dbpath);
-	if (rc < 0)
+	if (rc == 0) /* registers the SQL function debver_cmp the findings query needs */
+		rc = pg_image_db_open(&s->api_st);
+	if (rc < 0) {
+		pg_store_close(&s->api_st);
 		return rc;
+	}
 	/* one internal thread answers every request in turn: the API's store
 	 * connection is used by that thread only */
 	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port,

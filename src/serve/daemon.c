@@ -7,6 +7,7 @@
 #include "payguard/clock.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
+#include "payguard/image.h"
 #include "payguard/log.h"
 #include "payguard/pos.h"
 #include "payguard/serve.h"
@@ -272,10 +273,10 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 	struct MHD_Daemon *api = NULL;
 	struct run_opts o = {cfg->self_exe, cfg->demo, cfg->load_period_ms};
 	const char *host = cfg->host ? cfg->host : "127.0.0.1";
-	const char *names[] = {"pos", "load", "nfcswitch", "pos-traffic"};
+	const char *names[] = {"pos", "load", "nfcswitch", "image", "pos-traffic"};
 	struct sigaction sa, old_term, old_int, old_hup;
 	char runpath[600];
-	int rc, bound = 0, nsvc = cfg->demo ? 4 : 3, sig_set = 0;
+	int rc, bound = 0, nsvc = cfg->demo ? 5 : 4, sig_set = 0;
 
 	if (!s)
 		return PG_ENOMEM;
@@ -299,8 +300,10 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 	rc = pg_store_open(&s->st, s->dbpath);
 	if (rc == 0)
 		rc = pg_serve_migrate(&s->st);
-	if (rc == 0) /* the API reads the POS tables before the pos worker is up */
+	if (rc == 0) /* the API reads these tables before the workers are up */
 		rc = pg_pos_migrate(&s->st);
+	if (rc == 0)
+		rc = pg_image_db_open(&s->st);
 	if (rc < 0)
 		goto out;
 	s->started_ms = pg_wall_ms();

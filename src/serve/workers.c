@@ -8,6 +8,7 @@
 #include "payguard/error.h"
 #include "payguard/fs.h"
 #include "payguard/hex.h"
+#include "payguard/image.h"
 #include "payguard/link.h"
 #include "payguard/load.h"
 #include "payguard/nfcswitch.h"
@@ -537,6 +538,54 @@ worker_nfcswitch(const char *dbpath)
 	return rc;
 }
 
+/* the image area's demo builder (src/image/demo.c; not in its public header) */
+int pg_image_demo(const char *workdir, int keep);
+
+/* ---- image: watch DIR/images; with --demo first a generated image and advisory ---- */
+
+static int
+worker_image(const char *dir, const char *dbpath, int demo)
+{
+	char imgdir[600], demodir[600], path[700];
+	struct pg_store st = {0};
+	json_t *sum = NULL;
+	size_t nadv = 0;
+	int rc;
+
+	snprintf(imgdir, sizeof(imgdir), "%s/images", dir);
+	rc = pg_mkdir_p(imgdir, 0700);
+	if (rc == 0)
+		rc = pg_store_open(&st, dbpath);
+	if (rc == 0)
+		rc = pg_image_db_open(&st);
+	if (rc == 0 && demo) {
+		/* the image area's own demo builds a tiny ext4 disk with a dpkg
+		 * database (mkfs.ext4 -d), an OSV advisory and a fixed .deb, no
+		 * download; its chatter goes to /dev/null, the results to our store */
+		snprintf(demodir, sizeof(demodir), "%s/image-demo", dir);
+		snprintf(path, sizeof(path), "%s/demo-disk.img", demodir);
+		if (access(path, F_OK) != 0) {
+			fflush(stdout);
+			if (!freopen("/dev/null", "w", stdout))
+				return pg_error(PG_EIO, "serve", "cannot silence the image demo");
+			rc = pg_image_demo(demodir, 1);
+		}
+		if (rc == 0) {
+			snprintf(path, sizeof(path), "%s/DEBIAN-DEMO-2026-0001.json", demodir);
+			rc = pg_image_advisories_import(&st, path, &nadv);
+		}
+		if (rc == 0) {
+			snprintf(path, sizeof(path), "%s/demo-disk.img", demodir);
+			rc = pg_image_scan(&st, path, &sum);
+			json_decref(sum);
+		}
+	}
+	if (rc == 0) /* scans what is there, then each image copied or moved in */
+		rc = pg_image_watch(&st, imgdir, 0, (volatile int *)&w_stop);
+	pg_store_close(&st);
+	return rc;
+}
+
 int
 pg_serve_worker(const char *name, const char *data_dir, int demo, int load_period_ms)
 {
@@ -549,6 +598,8 @@ pg_serve_worker(const char *name, const char *data_dir, int demo, int load_perio
 		return worker_pos(data_dir, dbpath, demo);
 	if (strcmp(name, "pos-traffic") == 0)
 		return worker_pos_traffic(data_dir);
+	if (strcmp(name, "image") == 0)
+		return worker_image(data_dir, dbpath, demo);
 	if (strcmp(name, "nfcswitch") == 0)
 		return worker_nfcswitch(dbpath);
 	if (strcmp(name, "load") == 0)

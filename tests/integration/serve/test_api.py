@@ -19,7 +19,8 @@ def main():
         s, v = d.get("/api/health")
         check(s == 200 and v["status"] == "ok" and v["data_dir"] == d.dir, v)
         s, svcs = d.get("/api/services")
-        check(s == 200 and sorted(x["name"] for x in svcs) == ["load", "nfcswitch", "pos", "pos-traffic"], svcs)
+        check(s == 200 and sorted(x["name"] for x in svcs) ==
+              ["image", "load", "nfcswitch", "pos", "pos-traffic"], svcs)
         check(all(x["state"] == "running" and x["pid"] > 0 for x in svcs), svcs)
 
         # live data: transactions flow, the taxi that drives to Potsdam raises an alert
@@ -113,10 +114,18 @@ def main():
         d.wait("more SELECTs through the switch",
                lambda: d.metric("payguard_nfcsw_selects_total") > sel0, 10)
 
+        # images: the generated demo disk scanned into the store, its finding
+        imgs = d.wait("the demo image in the inventory", lambda: d.get("/api/images")[1], 90)
+        check(any(i["path"].endswith("/image-demo/demo-disk.img") for i in imgs), imgs)
+        s, f = d.get("/api/images/findings")
+        check(s == 200 and any(x["advisory"] == "DEBIAN-DEMO-2026-0001" for x in f), f)
+        s, j = d.get("/api/images/jobs")
+        check(s == 200 and isinstance(j, list), j)
+
         # unknown routes and methods
         s, v = d.get("/api")
-        check(len(v["routes"]) == 14, v)
-        for p in ["/nope", "/api/", "/api/pos", "/api/se", "/api/pos/alerts/1/x", "/metrics/x"]:
+        check(len(v["routes"]) == 17, v)
+        for p in ["/nope", "/api/", "/api/pos", "/api/se", "/api/images/1", "/api/pos/alerts/1/x", "/metrics/x"]:
             s, v = d.get(p)
             check(s == 404 and v["error"]["status"] == 404, (p, s, v))
         s, v = d.request("POST", "/api/health", {"a": 1})
