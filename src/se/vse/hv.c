@@ -461,6 +461,8 @@ op_create(struct hv *h, struct pg_vse_request *req, json_t **resp)
 		v->req.cin[6] = (uint8_t)(v->id >> 8), v->req.cin[7] = (uint8_t)v->id;
 		v->req.has_cin = 1;
 	}
+	if (rc == 0)
+		rc = pg_vse_request_resolve_keys(&v->req); /* in memory only, for the KCVs */
 	if (rc == 0) {
 		json_t *cj = pg_vse_request_to_json(&v->req, 1);
 		char *cs = cj ? json_dumps(cj, JSON_COMPACT) : NULL;
@@ -648,6 +650,8 @@ load_all(struct hv *h)
 			continue;
 		}
 		json_decref(j);
+		if (pg_vse_request_resolve_keys(&v->req) < 0)
+			pg_warn("vse", "stored VSE '%s': keys not resolved", v->req.name);
 		v->id = sqlite3_column_int(s, 0);
 		v->want_run = strcmp((const char *)sqlite3_column_text(s, 2), "running") == 0;
 		v->restarts = sqlite3_column_int(s, 3);
