@@ -18,7 +18,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <openssl/crypto.h>
 #include <poll.h>
 #include <seccomp.h>
 #include <stdio.h>
@@ -41,40 +40,6 @@
 #define CFG_FD	  3
 #define LINK_FD	  4
 #define STATUS_FD 5
-
-static struct pg_arena *crypto_arena;
-
-/* OpenSSL's allocations (SCP03's CMAC and AES contexts) come from the arena too. */
-static void *
-arena_malloc(size_t n, const char *f, int l)
-{
-	(void)f, (void)l;
-	return pg_arena_alloc(crypto_arena, n);
-}
-static void
-arena_free(void *p, const char *f, int l)
-{
-	(void)f, (void)l;
-	pg_arena_release(crypto_arena, p);
-}
-static void *
-arena_realloc(void *p, size_t n, const char *f, int l)
-{
-	void *q;
-
-	(void)f, (void)l;
-	if (!p)
-		return pg_arena_alloc(crypto_arena, n);
-	q = pg_arena_alloc(crypto_arena, n);
-	if (q) {
-		/* The old block's payload size is in its header (arena.c: size incl. 16). */
-		size_t old = *(size_t *)((uint8_t *)p - 16) - 16;
-
-		memcpy(q, p, old < n ? old : n);
-		pg_arena_release(crypto_arena, p);
-	}
-	return q;
-}
 
 static int
 read_config(json_t **out)
@@ -265,7 +230,6 @@ pg_vse_run_one(void)
 	}
 	snprintf(tag, sizeof(tag), "vse[%s]", req->name);
 	pg_log_set_tag(tag);
-	PG_TRY_GOTO(pg_vse_request_resolve_keys(req), fail, "vse", "keys");
 	ops = pg_link_find(req->expose.link);
 	if (!ops || !ops->card_open) {
 		rc = pg_error(PG_ENOTSUP, "vse", "link '%s' has no card role in this build",
@@ -274,9 +238,12 @@ pg_vse_run_one(void)
 	}
 	/* The address space: one arena of the requested size, guard pages on both sides. */
 	PG_TRY_GOTO(pg_arena_new(&arena, (size_t)req->arena_size), fail, "vse", "arena");
-	crypto_arena = arena;
-	if (!CRYPTO_set_mem_functions(arena_malloc, arena_realloc, arena_free))
-		pg_debug("vse", "OpenSSL allocated before set-up; its heap stays libc's");
+	/*
+	 * OpenSSL keeps its own heap (its provider tables alone outgrow a small
+	 * arena); the keys are diversified here, before seccomp, so its
+	 * one-time initialisation happens during set-up. RLIMIT_AS bounds it.
+	 */
+	PG_TRY_GOTO(pg_vse_request_resolve_keys(req), fail, "vse", "keys");
 	snprintf(path, sizeof(path), "%s/pmem", dir);
 	pmem = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (pmem < 0) {
