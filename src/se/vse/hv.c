@@ -30,6 +30,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <netinet/in.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -157,6 +158,37 @@ open_link(struct hv *h, struct vse *v)
 }
 
 /*
+ * vpcd exposure: vsmartcard's vpcd (inside pcscd) listens on 35963 + slot; the
+ * card side connects. The hypervisor connects and hands the socket to the VSE,
+ * which therefore never needs socket() or connect() under its filter.
+ */
+static int
+vpcd_connect(struct vse *v)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return pg_error(PG_ESYS, "vse", "socket: %s", strerror(errno));
+	sa.sin_port = htons((uint16_t)(35963 + v->req.expose.vpcd_slot));
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		int e = errno;
+
+		close(fd);
+		return pg_error(PG_ELINK, "vse",
+				"vpcd slot %d (127.0.0.1:%d): %s; is pcscd with vsmartcard-vpcd "
+				"running?",
+				v->req.expose.vpcd_slot, 35963 + v->req.expose.vpcd_slot,
+				strerror(e));
+	}
+	v->link_fd = fd;
+	snprintf(v->link_addr, sizeof(v->link_addr), "vpcd:127.0.0.1:%d",
+		 35963 + v->req.expose.vpcd_slot);
+	return 0;
+}
+
+/*
  * fork + exec of `payguard vse run-one`: the configuration (keys included)
  * goes through a pipe, never argv or the environment; the child says "ready"
  * once its seccomp filter is loaded, or "error <why>".
@@ -170,11 +202,15 @@ spawn(struct hv *h, struct vse *v, int wait_ready)
 	size_t got = 0;
 	pid_t pid;
 
-	if (strcmp(v->req.expose.link, "vpcd") == 0)
-		return pg_error(PG_ENOTSUP, "vse",
-				"vpcd exposure needs the vpcd card driver (se-pcsc), not in this "
-				"build yet");
-	PG_TRY_GOTO(open_link(h, v), out, "vse", "link");
+	if (strcmp(v->req.expose.link, "vpcd") == 0) {
+		const struct pg_link_ops *ops = pg_link_find("vpcd");
+
+		if (!ops || !ops->card_open)
+			return pg_error(PG_ENOTSUP, "vse", "this build has no vpcd card driver");
+		PG_TRY_GOTO(vpcd_connect(v), out, "vse", "vpcd");
+	} else {
+		PG_TRY_GOTO(open_link(h, v), out, "vse", "link");
+	}
 	PG_TRY_GOTO(vse_dir(h, v, d, sizeof(d)), out, "vse", "dir");
 	c = json_pack("{s:o, s:i, s:s}", "vse", pg_vse_request_to_json(&v->req, 1), "serial", v->id,
 		      "dir", d);
@@ -251,6 +287,10 @@ spawn(struct hv *h, struct vse *v, int wait_ready)
 			      strncmp(buf, "error ", 6) == 0 ? buf + 6 : buf);
 	}
 out:
+	if (strcmp(v->req.expose.link, "vpcd") == 0 && v->link_fd >= 0) {
+		close(v->link_fd); /* the connection belongs to the VSE; a new one per start */
+		v->link_fd = -1;
+	}
 	if (s) {
 		pg_memzero(s, strlen(s));
 		free(s);

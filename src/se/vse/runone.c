@@ -201,6 +201,100 @@ status(const char *msg)
 		pg_debug("vse", "status pipe: %s", strerror(errno));
 }
 
+/*
+ * vpcd exposure: the hypervisor connected to vsmartcard's vpcd (pcscd's
+ * virtual reader) and handed the socket over as fd 4. vpcd frames every
+ * message as a 2-byte big-endian length and the payload; the vpcd driver's
+ * card role (src/se/link/vpcd.c) interprets them, this loop only frames.
+ */
+struct vpcd_out {
+	struct pg_stream base;
+	int fd;
+};
+
+static int
+send_full(int fd, const uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return PG_ECLOSED;
+		p += w, n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int
+recv_full(int fd, uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t r = recv(fd, p, n, 0);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return PG_ECLOSED;
+		p += r, n -= (size_t)r;
+	}
+	return 0;
+}
+
+static int
+vpcd_out_write(struct pg_stream *s, int type, const uint8_t *p, size_t n)
+{
+	struct vpcd_out *o = (struct vpcd_out *)s;
+	uint8_t hdr[2] = {(uint8_t)(n >> 8), (uint8_t)n};
+
+	if (type != PG_PKT_DATA)
+		return 0;
+	if (n > 0xFFFF)
+		return PG_ETOOBIG;
+	return send_full(o->fd, hdr, 2) < 0 ? PG_ECLOSED : send_full(o->fd, p, n);
+}
+static int
+vpcd_out_read(struct pg_stream *s, uint8_t *p, size_t n, int timeout_ms)
+{
+	(void)s, (void)p, (void)n, (void)timeout_ms;
+	return PG_ENOTSUP;
+}
+static void
+vpcd_out_destroy(struct pg_stream *s)
+{
+	(void)s;
+}
+static const struct pg_stream_ops vpcd_out_ops = {
+    .write = vpcd_out_write, .read = vpcd_out_read, .destroy = vpcd_out_destroy};
+
+static int
+serve_vpcd(const struct pg_link_ops *ops, const struct pg_card *card, uint8_t *buf)
+{
+	struct vpcd_out out = {.base.ops = &vpcd_out_ops, .fd = LINK_FD};
+	struct pg_link_card *lc = NULL;
+	int rc = ops->card_open(&lc, card, NULL);
+
+	if (rc < 0)
+		return rc;
+	for (;;) {
+		uint8_t hdr[2];
+		size_t n;
+
+		if (recv_full(LINK_FD, hdr, 2) < 0)
+			break;
+		n = (size_t)(hdr[0] << 8 | hdr[1]);
+		if (n == 0 || recv_full(LINK_FD, buf, n) < 0)
+			break;
+		rc = ops->card_packet(lc, PG_PKT_DATA, buf, n, &out.base);
+		if (rc == PG_ECLOSED)
+			break;
+	}
+	ops->card_close(lc);
+	pg_info("vse", "vpcd closed the connection");
+	return 0;
+}
+
 int
 pg_vse_run_one(void)
 {
@@ -211,6 +305,7 @@ pg_vse_run_one(void)
 	json_t *cfg = NULL;
 	const char *dir;
 	char path[4096], tag[64];
+	uint8_t *vpcd_buf = NULL;
 	uint32_t serial;
 	int pmem = -1, rc;
 
@@ -251,6 +346,10 @@ pg_vse_run_one(void)
 		goto fail;
 	}
 	PG_TRY_GOTO(pg_vse_card_new(&card, req, serial, arena, pmem), fail, "vse", "card");
+	if (strcmp(ops->name, "vpcd") == 0 && !(vpcd_buf = malloc(65536))) {
+		rc = PG_ENOMEM;
+		goto fail;
+	}
 	PG_TRY_GOTO(set_limits(req->pmem_size), fail, "vse", "limits");
 	pg_memzero(req, sizeof(*req)); /* the card holds its own copy of the keys */
 	json_decref(cfg);
@@ -259,6 +358,10 @@ pg_vse_run_one(void)
 	PG_TRY_GOTO(load_seccomp(), fail, "vse", "seccomp");
 	status("ready\n");
 	close(STATUS_FD);
+	if (strcmp(ops->name, "vpcd") == 0) {
+		/* One connection to pcscd's reader; when it ends the hypervisor reconnects. */
+		_exit(serve_vpcd(ops, pg_vse_card_card(card), vpcd_buf) < 0 ? 1 : 0);
+	}
 	/* Serve one host at a time, as a card in a reader does; the card's state persists. */
 	for (;;) {
 		struct pg_link_card *lc = NULL;
@@ -299,5 +402,6 @@ fail:
 	if (pmem >= 0)
 		close(pmem);
 	pg_arena_free(arena);
+	free(vpcd_buf);
 	return rc;
 }
