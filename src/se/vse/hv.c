@@ -31,6 +31,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -181,6 +182,11 @@ vpcd_connect(struct vse *v)
 				"running?",
 				v->req.expose.vpcd_slot, 35963 + v->req.expose.vpcd_slot,
 				strerror(e));
+	}
+	{
+		int one = 1; /* small request/answer messages: no Nagle delay */
+
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 	v->link_fd = fd;
 	snprintf(v->link_addr, sizeof(v->link_addr), "vpcd:127.0.0.1:%d",

@@ -27,6 +27,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -247,12 +248,29 @@ vpcd_out_write(struct pg_stream *s, int type, const uint8_t *p, size_t n)
 {
 	struct vpcd_out *o = (struct vpcd_out *)s;
 	uint8_t hdr[2] = {(uint8_t)(n >> 8), (uint8_t)n};
+	struct iovec iov[2] = {{hdr, 2}, {(void *)p, n}};
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+	ssize_t w;
 
 	if (type != PG_PKT_DATA)
 		return 0;
 	if (n > 0xFFFF)
 		return PG_ETOOBIG;
-	return send_full(o->fd, hdr, 2) < 0 ? PG_ECLOSED : send_full(o->fd, p, n);
+	/* Header and payload in one segment: vpcd reads them as one message. */
+	do
+		w = sendmsg(o->fd, &mh, MSG_NOSIGNAL);
+	while (w < 0 && errno == EINTR);
+	if (w < 0)
+		return PG_ECLOSED;
+	/* A short send (rare): the rest in order, header first. */
+	if ((size_t)w < 2) {
+		if (send_full(o->fd, hdr + w, 2 - (size_t)w) < 0)
+			return PG_ECLOSED;
+		w = 2;
+	}
+	if (send_full(o->fd, p + (w - 2), n - (size_t)(w - 2)) < 0)
+		return PG_ECLOSED;
+	return 0;
 }
 static int
 vpcd_out_read(struct pg_stream *s, uint8_t *p, size_t n, int timeout_ms)
