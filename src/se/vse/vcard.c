@@ -346,7 +346,8 @@ select_aid(struct pg_vse_card *c, const struct pg_capdu *a, uint8_t *r, size_t *
 		size_t n = 0;
 
 		/* Full or partial AID (ISO 7816-4 first occurrence). */
-		if (a->lc > table[i].len || memcmp(a->data, table[i].aid, a->lc) != 0)
+		/* No AID at all selects the ISD (GP 2.3 11.9.2.2: the default selection). */
+		if (a->lc > table[i].len || (a->lc && memcmp(a->data, table[i].aid, a->lc) != 0))
 			continue;
 		c->selected = table[i].sel;
 		if (c->selected != SEL_ISD)
@@ -506,7 +507,8 @@ dispatch(struct pg_vse_card *c, const struct pg_capdu *a, uint8_t *r, size_t *rl
 #endif
 	if (c->selected == SEL_TEST) {
 		if (a->ins == 0x10) {
-			memcpy(r, a->data, a->lc);
+			if (a->lc)
+				memcpy(r, a->data, a->lc);
 			return sw(r, rlen, a->lc, 0x9000);
 		}
 		if (a->ins == 0x12) {
