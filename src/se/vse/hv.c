@@ -243,8 +243,10 @@ spawn(struct hv *h, struct vse *v, int wait_ready)
 
 		if (a < 0 || b < 0 || cc < 0 || dup2(a, 3) < 0 || dup2(b, 4) < 0 || dup2(cc, 5) < 0)
 			_exit(126);
-		for (int fd = 6; fd < 1024; fd++)
-			close(fd);
+		/* Nothing else of the hypervisor's (store, other VSEs' sockets) crosses exec. */
+		if (close_range(6, ~0u, 0) != 0)
+			for (int fd = 6; fd < 65536; fd++)
+				close(fd);
 		prctl(PR_SET_PDEATHSIG, SIGKILL); /* no VSE outlives its hypervisor */
 		signal(SIGPIPE, SIG_DFL);
 		execv(h->exe, argv);
