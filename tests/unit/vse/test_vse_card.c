@@ -211,66 +211,84 @@ test_pmem_limit_and_persistence(void **state)
 }
 
 /*
- * Tear safety of the persistent image: a child commits value i+1 over i while
- * the parent kills it at a seeded random moment; the next incarnation must
- * read exactly i or i+1.
+ * Tear safety of the persistent image: a child commits 1, 2, 3 ... (each
+ * STORE DATA acknowledged on a pipe after its 9000) until the parent kills it
+ * at a seeded random moment, 1000 times. The next incarnation must hold the
+ * last acknowledged value or the one in flight, never anything else.
  */
 static void
 test_torn_commits(void **state)
 {
 	struct rig g;
-	uint32_t seed = 12345;
+	uint32_t seed = 12345, cur = 0;
 	int olds = 0, news = 0;
 
 	(void)state;
 	rig_open(&g, 256 * 1024, 64 * 1024, 1);
 	assert_int_equal(tx(&g, "00A4040008A000000151000000", NULL, NULL), 0x9000);
+	/* 30 neighbours of 250 bytes make each commit two 4 KiB writes long. */
 	assert_int_equal(tx(&g, "80E200000701010400000000", NULL, NULL), 0x9000);
+	for (int i = 0; i < 30; i++) {
+		char cmd[2 * 260 + 1];
+		int k = snprintf(cmd, sizeof(cmd), "80E20000FD%04XFA", 0x0300 + i);
+
+		for (int b = 0; b < 0xFA; b++)
+			k += snprintf(cmd + k, sizeof(cmd) - (size_t)k, "%02X", b);
+		assert_int_equal(tx(&g, cmd, NULL, NULL), 0x9000);
+	}
 	rig_close(&g, 0);
-	for (uint32_t i = 0; i < 200; i++) {
+	for (int it = 0; it < 1000; it++) {
 		uint8_t r[300];
 		size_t n;
-		uint32_t v;
-		int status;
+		uint32_t v, acked = cur, a;
+		int status, pfd[2];
 		pid_t pid;
 
 		seed = seed * 1103515245u + 12345u;
+		assert_int_equal(pipe(pfd), 0);
 		pid = fork();
 		assert_true(pid >= 0);
 		if (pid == 0) {
-			char cmd[64];
-
+			close(pfd[0]);
 			rig_open(&g, 256 * 1024, 64 * 1024, 0);
 			tx(&g, "00A4040008A000000151000000", NULL, NULL);
-			/* A big neighbour DGI makes the commit long enough to be torn. */
-			snprintf(cmd, sizeof(cmd), "80E200000701010400%06X", i + 1);
-			tx(&g, cmd, NULL, NULL);
-			_exit(0);
+			for (uint32_t x = cur + 1;; x++) {
+				char cmd[64];
+
+				snprintf(cmd, sizeof(cmd), "80E200000701010400%06X", x & 0xFFFFFF);
+				if (tx(&g, cmd, NULL, NULL) != 0x9000)
+					_exit(1);
+				if (write(pfd[1], &x, sizeof(x)) != sizeof(x))
+					_exit(1);
+			}
 		}
-		usleep((seed >> 16) % 3000);
+		close(pfd[1]);
+		usleep((seed >> 16) % 4000);
 		kill(pid, SIGKILL);
 		waitpid(pid, &status, 0);
+		while (read(pfd[0], &a, sizeof(a)) == sizeof(a))
+			acked = a;
+		close(pfd[0]);
 		rig_open(&g, 256 * 1024, 64 * 1024, 0);
 		assert_int_equal(tx(&g, "00A4040008A000000151000000", NULL, NULL), 0x9000);
 		assert_int_equal(tx(&g, "80CA010100", r, &n), 0x9000);
 		assert_int_equal(n, 4);
 		v = (uint32_t)r[0] << 24 | (uint32_t)r[1] << 16 | (uint32_t)r[2] << 8 | r[3];
-		if (v == i)
+		if (v == acked)
 			olds++;
-		else if (v == i + 1)
-			news++;
+		else if (v == acked + 1)
+			news++; /* committed, killed before it could acknowledge */
 		else
-			fail_msg("iteration %u: image holds %u", i, v);
-		/* Carry on from whatever survived, so the next round starts from it. */
-		if (v == i) {
-			char cmd[64];
-
-			snprintf(cmd, sizeof(cmd), "80E200000701010400%06X", i + 1);
-			assert_int_equal(tx(&g, cmd, NULL, NULL), 0x9000);
-		}
+			fail_msg("kill %d: image holds %u, last acknowledged %u", it, v, acked);
+		/* The neighbours are intact too. */
+		assert_int_equal(tx(&g, "80CA031D00", r, &n), 0x9000);
+		assert_int_equal(n, 0xFA);
+		assert_int_equal(r[0xF9], 0xF9);
+		cur = v;
 		rig_close(&g, 0);
 	}
-	print_message("torn commits: %d old, %d new (of 200)\n", olds, news);
+	print_message("1000 kills: %d at the acknowledged value, %d one past it (final %u)\n", olds,
+		      news, cur);
 	unlink(g.path);
 }
 
