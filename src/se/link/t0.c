@@ -332,12 +332,12 @@ struct t0_card {
 };
 
 /*
- * A T=0 card must know from INS alone whether data flows in or out (10.3.2).
- * These interindustry / GlobalPlatform / GSM instructions send data; every
- * other instruction receives P3 bytes (P3 = 00: none).
+ * A T=0 card must know from the header alone whether data flows in or out
+ * (10.3.2). These interindustry / GlobalPlatform / GSM instructions send data;
+ * every other instruction receives P3 bytes (P3 = 00: none).
  */
 static int
-ins_is_outgoing(uint8_t ins)
+ins_is_outgoing(uint8_t cla, uint8_t ins)
 {
 	switch (ins) {
 	case 0xB0: /* READ BINARY */
@@ -348,9 +348,11 @@ ins_is_outgoing(uint8_t ins)
 	case 0xCA: /* GET DATA */
 	case 0xCB:
 	case 0x84: /* GET CHALLENGE */
+	case 0x70: /* MANAGE CHANNEL (open: Le = 01; close has P3 = 00 and no data) */
 	case 0x12: /* GET ENVELOPE / the simulated SE's counter */
-	case 0xF2: /* GSM 11.11 STATUS */
 		return 1;
+	case 0xF2: /* GSM 11.11 STATUS; GlobalPlatform GET STATUS (80 F2) takes data */
+		return cla == 0xA0;
 	default:
 		return 0;
 	}
@@ -449,7 +451,7 @@ card_on_header(struct t0_card *c, struct pg_stream *out)
 		return card_serve(c, out, ins, c->rlen);
 	}
 	c->pending = c->reissue = 0;
-	if (ins_is_outgoing(ins)) {
+	if (ins_is_outgoing(h[0], ins)) {
 		/* Case 2: P3 is Le ('00' = 256). */
 		size_t le = p3 ? p3 : 256;
 

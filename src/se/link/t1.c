@@ -160,9 +160,10 @@ struct t1_host {
 	struct pg_link_params p;
 	int powered, crc;
 	uint16_t ifsc, ifsd, atr_ifsc;
-	int ns;	 /* N(S) of our current / next I-block */
-	int nr;	 /* N(S) we expect in the card's next I-block */
-	int wtx; /* multiplier for the next wait only (0 = none) */
+	int ns;		/* N(S) of our current / next I-block */
+	int nr;		/* N(S) we expect in the card's next I-block */
+	int wtx;	/* multiplier for the next wait only (0 = none) */
+	uint8_t last_r; /* PCB of the last block sent if it was an R-block, else 0 */
 	uint64_t retransmits, resyncs;
 	uint8_t tx[T1_MAX_BLOCK], rx[T1_MAX_BLOCK];
 };
@@ -172,6 +173,7 @@ host_send(struct t1_host *h, uint8_t pcb, const uint8_t *inf, size_t len)
 {
 	size_t n = pg_t1_encode(h->tx, 0x00, pcb, inf, len, h->crc);
 
+	h->last_r = (pcb & 0xC0) == PCB_R ? pcb : 0;
 	return pg_stream_write(h->s, h->tx, n);
 }
 
@@ -470,14 +472,17 @@ t1_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapdu
 		}
 	invalid:
 		/*
-		 * Rules 7.1/7.2: an invalid block or a time-out is answered by an
-		 * R-block asking for the I-block we expect; after `retries` failures
-		 * in a row, resynchronise (7.4).
+		 * Rule 7.1: an invalid block or a time-out after an I- or S-block is
+		 * answered by an R-block asking for the I-block we expect, its low
+		 * bits saying EDC (1) or other error (2, time-outs too). Rule 7.2:
+		 * after an R-block, the same R-block is sent again. After `retries`
+		 * failures in a row, resynchronise (7.4).
 		 */
 		if (++bad > h->p.retries)
 			goto resync;
 		h->retransmits++;
-		rc = host_send(h, (uint8_t)(PCB_R | h->nr << 4 | err), NULL, 0);
+		rc = host_send(h, h->last_r ? h->last_r : (uint8_t)(PCB_R | h->nr << 4 | err), NULL,
+			       0);
 		if (rc < 0)
 			return rc;
 	}

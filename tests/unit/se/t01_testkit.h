@@ -24,11 +24,12 @@
 
 /* ---- the test card ---- */
 
-#define TC_INS_ECHO  0x10 /* returns the command data */
-#define TC_INS_SEQ   0x20 /* data: 8-byte sequence number, must grow; returns it + count */
-#define TC_INS_SW    0x30 /* returns no data and SW = P1 P2 */
-#define TC_INS_STORE 0x40 /* takes data, returns 9000 only */
-#define TC_INS_GETN  0xCA /* returns P1P2 bytes (0000 = 65536) of a pattern: outgoing */
+#define TC_INS_ECHO	      0x10 /* returns the command data */
+#define TC_INS_SEQ	      0x20 /* data: 8-byte sequence number, must grow; returns it + count */
+#define TC_INS_SW	      0x30 /* returns no data and SW = P1 P2 */
+#define TC_INS_STORE	      0x40 /* takes data, returns 9000 only */
+#define TC_INS_GETN	      0xCA /* returns P1P2 bytes (0000 = 65536) of a pattern: outgoing */
+#define TC_INS_MANAGE_CHANNEL 0x70 /* P1 00: open, returns channel 1; P1 80: close */
 
 struct tcard {
 	uint64_t executed; /* every command the application ran */
@@ -100,6 +101,12 @@ tc_process(void *ctx, const uint8_t *capdu, size_t clen, uint8_t *r, size_t *rle
 		sw = (uint16_t)(c.p1 << 8 | c.p2);
 		break;
 	case TC_INS_STORE:
+		break;
+	case TC_INS_MANAGE_CHANNEL:
+		if (c.p1 == 0x00) {
+			r[0] = 0x01;
+			n = 1;
+		}
 		break;
 	case TC_INS_GETN:
 		n = (size_t)(c.p1 << 8 | c.p2);

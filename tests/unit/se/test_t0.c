@@ -248,6 +248,33 @@ test_get_response_paths(void **state)
 }
 
 static void
+test_manage_channel(void **state)
+{
+	struct tcard tc = {0};
+	struct pg_card card;
+	struct pg_link *l = NULL;
+	struct trace t = {0};
+	int from;
+	size_t n, rn;
+
+	(void)state;
+	/* 7816-4 MANAGE CHANNEL open is case 2 (Le 01), close is case 1: both over T=0. */
+	from = open_traced(&l, &tc, &card, &t, NULL);
+	n = mk(0x00, TC_INS_MANAGE_CHANNEL, 0x00, 0x00, NULL, 0, 1);
+	rn = xmit(l, n);
+	assert_int_equal(rn, 3);
+	assert_memory_equal(rbuf, "\x01\x90\x00", 3);
+	n = mk(0x00, TC_INS_MANAGE_CHANNEL, 0x80, 0x01, NULL, 0, 0);
+	rn = xmit(l, n);
+	assert_int_equal(pg_rapdu_sw(rbuf, rn), 0x9000);
+	expect(&t, from,
+	       (const char *const[]){"> 0070000001", "< 70019000", "> 0070800100", "< 9000", NULL},
+	       "MANAGE CHANNEL open and close");
+	assert_int_equal(tc.executed, 2);
+	pg_link_close(l);
+}
+
+static void
 test_null_bytes(void **state)
 {
 	struct tcard tc = {.sleep_ms = 60};
@@ -372,6 +399,7 @@ main(void)
 	    cmocka_unit_test(test_tpdus),
 	    cmocka_unit_test(test_get_response_paths),
 	    cmocka_unit_test(test_null_bytes),
+	    cmocka_unit_test(test_manage_channel),
 	    cmocka_unit_test(test_socketpair),
 	    cmocka_unit_test(test_scripted_card),
 	};
