@@ -248,6 +248,9 @@ spawn(struct hv *h, struct vse *v, int wait_ready)
 			for (int fd = 6; fd < 65536; fd++)
 				close(fd);
 		prctl(PR_SET_PDEATHSIG, SIGKILL); /* no VSE outlives its hypervisor */
+		setpgid(
+		    0,
+		    0); /* a terminal's ^C or a group kill reaches the hypervisor, not each VSE */
 		signal(SIGPIPE, SIG_DFL);
 		execv(h->exe, argv);
 		_exit(127);
