@@ -144,7 +144,7 @@ out:
 }
 
 /*
- * PC/SC phase (PG_VSE_BENCH_PCSC=N, run.sh starts pcscd with N/2 vpcd entries):
+ * PC/SC phase (PG_VSE_BENCH_PCSC=N, run.sh starts pcscd with Debian's vpcd entry):
  * N VSEs exposed on vpcd slots 0..N-1, SELECT ISD + `per` GET DATA CPLC to each
  * through pcscd (SCardTransmit), one reader at a time.
  */
@@ -270,6 +270,18 @@ main(int argc, char **argv)
 		    (int)json_integer_value(json_object_get(json_object_get(resp, "vse"), "pid"));
 		json_decref(resp);
 		created++;
+	}
+	{
+		/* The manager's list of all of them (an answer far above the 64 KiB request cap).
+		 */
+		json_t *resp = NULL;
+
+		if (pg_vse_api_call(sock, json_pack("{s:s}", "op", "list"), &resp, 30000) < 0 ||
+		    (int)json_array_size(json_object_get(resp, "vses")) != created) {
+			fprintf(stderr, "list: %s\n", pg_last_error());
+			fails++;
+		}
+		json_decref(resp);
 	}
 	/* APDUs to every VSE over its link socket (SELECT ISD, then GET DATA CPLC). */
 	t0 = pg_mono_ns();

@@ -26,7 +26,8 @@
 #define PG_VSE_PMEM_MIN	       4096u
 #define PG_VSE_PMEM_MAX	       (16u * 1024u * 1024u)
 #define PG_VSE_ADDR_MAX	       100
-#define PG_VSE_API_MAX	       65536u /* largest socket-API message (JSON bytes) */
+#define PG_VSE_API_MAX	       65536u		     /* largest socket-API request (JSON bytes) */
+#define PG_VSE_API_ANSWER_MAX  (16u * 1024u * 1024u) /* largest answer (a list of 1024 VSEs) */
 #define PG_VSE_MAX_VSES	       1024
 #define PG_VSE_VPCD_SLOTS      16 /* pcscd lists at most 16 vpcd readers */
 

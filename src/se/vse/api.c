@@ -49,7 +49,7 @@ io_full(int fd, uint8_t *p, size_t n, int timeout_ms, int wr)
 }
 
 int
-pg_vse__send_json(int fd, json_t *j, int timeout_ms)
+pg_vse__send_json(int fd, json_t *j, size_t max, int timeout_ms)
 {
 	char *s = json_dumps(j, JSON_COMPACT);
 	uint8_t hdr[4];
@@ -59,7 +59,7 @@ pg_vse__send_json(int fd, json_t *j, int timeout_ms)
 	if (!s)
 		return PG_ENOMEM;
 	n = strlen(s);
-	if (n > PG_VSE_API_MAX) {
+	if (n > max) {
 		free(s);
 		return pg_error(PG_ETOOBIG, "vse", "api: message of %zu bytes", n);
 	}
@@ -73,7 +73,7 @@ pg_vse__send_json(int fd, json_t *j, int timeout_ms)
 }
 
 int
-pg_vse__recv_msg(int fd, char **out, size_t *len, int timeout_ms)
+pg_vse__recv_msg(int fd, char **out, size_t *len, size_t max, int timeout_ms)
 {
 	uint8_t hdr[4];
 	size_t n;
@@ -85,9 +85,8 @@ pg_vse__recv_msg(int fd, char **out, size_t *len, int timeout_ms)
 	if (rc < 0)
 		return rc;
 	n = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3];
-	if (n > PG_VSE_API_MAX)
-		return pg_error(PG_ETOOBIG, "vse", "api: message of %zu bytes (max %u)", n,
-				PG_VSE_API_MAX);
+	if (n > max)
+		return pg_error(PG_ETOOBIG, "vse", "api: message of %zu bytes (max %zu)", n, max);
 	b = malloc(n + 1);
 	if (!b)
 		return PG_ENOMEM;
@@ -177,8 +176,9 @@ pg_vse_api_call(const char *sock, json_t *req, json_t **resp, int timeout_ms)
 			      sock, strerror(errno));
 		goto out;
 	}
-	PG_TRY_GOTO(pg_vse__send_json(fd, req, timeout_ms), out, "vse", "send");
-	PG_TRY_GOTO(pg_vse__recv_msg(fd, &msg, &n, timeout_ms), out, "vse", "receive");
+	PG_TRY_GOTO(pg_vse__send_json(fd, req, PG_VSE_API_MAX, timeout_ms), out, "vse", "send");
+	PG_TRY_GOTO(pg_vse__recv_msg(fd, &msg, &n, PG_VSE_API_ANSWER_MAX, timeout_ms), out, "vse",
+		    "receive");
 	j = json_loadb(msg, n, 0, &err);
 	if (!j || !json_is_object(j)) {
 		rc = pg_error(PG_EPROTO, "vse", "hypervisor answer is not a JSON object");

@@ -639,7 +639,7 @@ handle_client(struct hv *h, int fd)
 		close(fd);
 		return;
 	}
-	rc = pg_vse__recv_msg(fd, &msg, &n, 5000);
+	rc = pg_vse__recv_msg(fd, &msg, &n, PG_VSE_API_MAX, 5000);
 	if (rc == 0)
 		rc = pg_vse_api_decode(r, (const uint8_t *)msg, n);
 	if (rc == 0) {
@@ -663,7 +663,7 @@ handle_client(struct hv *h, int fd)
 		json_decref(resp);
 		resp = pg_vse__error_json(rc);
 	}
-	if (resp && pg_vse__send_json(fd, resp, 5000) < 0)
+	if (resp && pg_vse__send_json(fd, resp, PG_VSE_API_ANSWER_MAX, 5000) < 0)
 		pg_debug("vse", "api: answer not delivered");
 	json_decref(resp);
 	if (msg) {

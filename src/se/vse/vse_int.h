@@ -14,10 +14,10 @@
 extern const uint8_t pg_vse_isd_aid[8];
 extern const uint8_t pg_vse_test_aid[10];
 
-/* One message: 4-byte big-endian length, then that many JSON bytes (<= PG_VSE_API_MAX). */
-int pg_vse__send_json(int fd, json_t *j, int timeout_ms);
-/* Reads one message into a malloc'd NUL-terminated buffer. */
-int pg_vse__recv_msg(int fd, char **out, size_t *len, int timeout_ms);
+/* One message: 4-byte big-endian length, then that many JSON bytes (at most max). */
+int pg_vse__send_json(int fd, json_t *j, size_t max, int timeout_ms);
+/* Reads one message of at most max bytes into a malloc'd NUL-terminated buffer. */
+int pg_vse__recv_msg(int fd, char **out, size_t *len, size_t max, int timeout_ms);
 /* {"ok":false,"error":NAME,"message":...} for a code and the current detail. */
 json_t *pg_vse__error_json(int rc);
 
