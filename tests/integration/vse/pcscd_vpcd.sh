@@ -72,8 +72,12 @@ pid1=$(field p1 pid)
 kill -9 "$pid0"
 wait_restarted p0 "$pid0"
 wait_card 0
-out=$(opensc-tool -r "$(reader_idx 0)" -s 00A4040008A00000015100000000 -s 80CADF0100 2>&1) ||
-	fail "opensc-tool after restart: $out"
+# pcscd notices the removal and the re-insertion by polling: retry until it settles
+for _ in $(seq 1 50); do
+	out=$(opensc-tool -r "$(reader_idx 0)" -s 00A4040008A00000015100000000 -s 80CADF0100 2>&1) &&
+		break
+	sleep 0.2
+done
 grep -q "C0 FF EE" <<<"$out" || fail "persistent memory lost over a restart: $out"
 [ "$(field p1 pid)" = "$pid1" ] || fail "p1 was disturbed"
 
