@@ -1,0 +1,230 @@
+/*
+ * Relocation monitoring of mobile POS terminals (seed 4, "monitoring for
+ * out-of-bounds mobile POS terminals"): the terminal reports its serving and
+ * neighbouring cells with each transaction (TLV in field 62); the server
+ * locates those cells (OpenCellID data), compares with the merchant's
+ * registered location and flags terminals that moved. Layout: docs/pos.md.
+ */
+#ifndef PAYGUARD_POS_H
+#define PAYGUARD_POS_H
+
+#include "payguard/buf.h"
+#include "payguard/pos_iso8583.h"
+#include "payguard/store.h"
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- cell TLV (field 62) ---- */
+
+enum pg_radio { PG_RADIO_GSM, PG_RADIO_UMTS, PG_RADIO_LTE, PG_RADIO_NR, PG_RADIO_CDMA, PG_RADIO_N };
+#define PG_CELL_MAX_NEIGH 6
+#define PG_SIGNAL_NONE	  0	 /* signal strength not reported */
+#define PG_TA_NONE	  0xffff /* timing advance not reported */
+
+struct pg_cell_obs {
+	uint8_t radio;
+	uint16_t mcc, mnc;
+	uint32_t area; /* LAC or TAC */
+	uint64_t cid;
+	int8_t signal; /* dBm, PG_SIGNAL_NONE when absent */
+	uint16_t ta;   /* serving cell only */
+};
+
+struct pg_cell_report {
+	struct pg_cell_obs serving;
+	int nneigh;
+	struct pg_cell_obs neigh[PG_CELL_MAX_NEIGH];
+};
+
+const char *pg_radio_name(int radio);
+int pg_radio_parse(const char *s, size_t n);
+int pg_celltlv_decode(const uint8_t *p, size_t n, struct pg_cell_report *r);
+int pg_celltlv_encode(const struct pg_cell_report *r, struct pg_buf *out);
+json_t *pg_celltlv_to_json(const struct pg_cell_report *r);
+int pg_celltlv_from_json(json_t *o, struct pg_cell_report *r);
+
+/* A message from/to JSON with the cell TLV as a "cell" object (see docs/pos.md). */
+int pg_pos_msg_from_json(const struct pg_iso_dialect *d, json_t *o, int cell_field,
+			 struct pg_iso_msg *m);
+json_t *pg_pos_msg_to_json(const struct pg_iso_dialect *d, const struct pg_iso_msg *m,
+			   int cell_field);
+
+/* ---- cell database (OpenCellID CSV) ---- */
+
+struct pg_cell_rec {
+	struct pg_cell_obs id;
+	double lat, lon;
+	uint32_t range; /* metres */
+	uint32_t samples;
+	int32_t avg_signal; /* dBm; 0 when unknown */
+	int64_t created, updated;
+	int32_t unit;
+	uint8_t changeable;
+};
+
+/* Parses one data row (no line end). PG_EFORMAT with a detail on a bad row. */
+int pg_cells_parse_row(const char *line, size_t len, struct pg_cell_rec *rec);
+
+struct pg_import_stats {
+	uint64_t rows, imported, bad;
+	uint64_t first_bad_line[5];
+	char first_bad_reason[5][96];
+};
+/* Imports an OpenCellID CSV file into the store (rows replace equal keys). */
+int pg_cells_import(struct pg_store *st, const char *path, struct pg_import_stats *stats);
+
+struct pg_cells; /* in-memory index of cells and location areas */
+int pg_cells_load(struct pg_store *st, struct pg_cells **out);
+int pg_cells_count(const struct pg_cells *c);
+void pg_cells_free(struct pg_cells *c);
+/* Looks up one cell; NULL when unknown. */
+const struct pg_cell_rec *pg_cells_find(const struct pg_cells *c, const struct pg_cell_obs *id);
+
+enum pg_confidence { PG_CONF_NONE, PG_CONF_LOW, PG_CONF_MEDIUM, PG_CONF_HIGH };
+struct pg_estimate {
+	double lat, lon, acc_m;
+	int confidence; /* HIGH: serving cell known; MEDIUM: neighbours only; LOW: area */
+	int cells_used;
+};
+const char *pg_confidence_name(int c);
+/* Starts loading the index entries a report will need (a hint; no effect on results). */
+void pg_cells_prefetch(const struct pg_cells *c, const struct pg_cell_report *r);
+/* Signal-weighted position from the known cells; LOW-confidence area fallback. */
+int pg_cells_estimate(const struct pg_cells *c, const struct pg_cell_report *r,
+		      struct pg_estimate *e);
+
+/* Great-circle distance in metres (haversine, mean Earth radius). */
+double pg_geo_distance_m(double lat1, double lon1, double lat2, double lon2);
+
+/* ---- merchant registry ---- */
+
+struct pg_merchant_rec {
+	char tid[9];  /* field 41 */
+	char mid[16]; /* field 42 */
+	double lat, lon;
+	double unc_m, limit_m;
+	uint16_t mcc; /* country the merchant trades in */
+	char name[41];
+};
+/* CSV: terminal_id,merchant_id,lat,lon,uncertainty_m,limit_m,mcc,name */
+int pg_merchants_parse_row(const char *line, size_t len, struct pg_merchant_rec *rec);
+int pg_merchants_import(struct pg_store *st, const char *path, struct pg_import_stats *stats);
+
+/* ---- engine: policy, per-terminal windows, recorded decisions, alerts ---- */
+
+enum pg_decision {
+	PG_DEC_IN_PLACE,
+	PG_DEC_MOVED,
+	PG_DEC_UNDETERMINED,
+	PG_DEC_UNREGISTERED,
+	PG_DEC_FORMAT,
+};
+enum pg_reason { PG_RSN_NONE, PG_RSN_DISTANCE, PG_RSN_COUNTRY, PG_RSN_NO_CELL, PG_RSN_NO_TLV };
+const char *pg_decision_name(int d);
+const char *pg_reason_name(int r);
+
+struct pg_pos_policy {
+	unsigned alert_n;     /* moved transactions within the window that raise an alert */
+	int64_t window_ms;    /* the window */
+	unsigned mcc_strikes; /* a country mismatch counts this many (default alert_n) */
+	int decline_moved;    /* 0: approve and flag; 1: decline with decline_code */
+	char decline_code[3];
+	int cell_field; /* the private field that carries the TLV (62) */
+};
+void pg_pos_policy_default(struct pg_pos_policy *p);
+
+struct pg_pos_result {
+	int decision, reason, alert;
+	double distance_m, excess_m;
+	struct pg_estimate est;
+	char rc[3]; /* response code (field 39) */
+};
+
+struct pg_pos_engine;
+/* st may be NULL (dry run: nothing recorded). Loads cells and merchants from st. */
+int pg_pos_engine_open(struct pg_pos_engine **out, struct pg_store *st,
+		       const struct pg_pos_policy *pol);
+/* Same, with indexes already loaded (the engine takes ownership of cells). */
+int pg_pos_engine_open_with(struct pg_pos_engine **out, struct pg_store *st,
+			    const struct pg_pos_policy *pol, struct pg_cells *cells);
+void pg_pos_engine_free(struct pg_pos_engine *e);
+/* Decides one 0100/0200 request and queues its record for the next commit. */
+int pg_pos_engine_check(struct pg_pos_engine *e, const struct pg_iso_msg *req, int64_t now_ms,
+			struct pg_pos_result *res);
+/* Builds the response to any request (0100/0200/0800 and others). */
+int pg_pos_engine_respond(struct pg_pos_engine *e, const struct pg_iso_msg *req,
+			  const struct pg_pos_result *res, struct pg_iso_msg *resp);
+/* Group commit: writes every queued record and alert in one transaction. */
+int pg_pos_engine_commit(struct pg_pos_engine *e);
+size_t pg_pos_engine_pending(const struct pg_pos_engine *e);
+/* The store the engine records into (NULL after detach). */
+struct pg_store *pg_pos_engine_store(struct pg_pos_engine *e);
+/* From now on decide without recording (dry runs, benchmarks). */
+void pg_pos_engine_detach_store(struct pg_pos_engine *e);
+
+/* Alerts life cycle: open -> acknowledged -> closed (or open -> closed). */
+int pg_pos_alert_set_state(struct pg_store *st, int64_t id, const char *state, const char *note);
+json_t *pg_pos_alerts_list(struct pg_store *st, const char *state_or_null, int limit);
+int pg_pos_migrate(struct pg_store *st);
+
+/* ---- server ---- */
+
+struct pg_pos_server_cfg {
+	const char *host; /* "127.0.0.1" by default */
+	int port;	  /* 0: any free port */
+	const char *port_file;
+	const struct pg_iso_dialect *dialect;
+	struct pg_iso_framing framing;
+	size_t max_msg;
+	int idle_ms, frame_ms; /* idle connection cut; a frame must complete within frame_ms */
+	int max_conns;
+	int commit_us;	    /* how long a group-commit batch may stay open (0 = commit each pass) */
+	volatile int *stop; /* set non-zero to stop */
+	int bound_port;	    /* out: the port actually bound */
+	volatile int ready; /* out: set once listening */
+};
+/* Runs the event loop until *stop (or SIGINT/SIGTERM when stop is NULL). */
+int pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e);
+
+/* The demonstration: sample cells and merchants, a server on loopback, five
+ * terminals (stay, 2 km, 50 km, unknown cell, foreign MCC); db NULL = temp dir. */
+int pg_pos_demo(const char *db, FILE *out);
+
+/* ---- terminal side: a blocking client and a load generator ---- */
+
+struct pg_pos_client {
+	int fd;
+	const struct pg_iso_dialect *d;
+	struct pg_iso_framing fr;
+	struct pg_buf in, out;
+};
+int pg_pos_client_connect(struct pg_pos_client *c, const char *host, int port,
+			  const struct pg_iso_dialect *d, const struct pg_iso_framing *fr);
+int pg_pos_client_send_raw(struct pg_pos_client *c, const uint8_t *p, size_t n);
+int pg_pos_client_recv(struct pg_pos_client *c, struct pg_iso_msg *resp, int timeout_ms);
+int pg_pos_client_exchange(struct pg_pos_client *c, const struct pg_iso_msg *req,
+			   struct pg_iso_msg *resp, int timeout_ms);
+void pg_pos_client_close(struct pg_pos_client *c);
+
+struct pg_pos_load_cfg {
+	const char *host;
+	int port;
+	const struct pg_iso_dialect *dialect;
+	struct pg_iso_framing framing;
+	int conns;
+	int duration_ms;
+	struct pg_iso_msg **templates; /* each with a 6-digit field 11, rewritten per request */
+	int ntemplates;
+	uint64_t stan_base;
+	FILE *log; /* "tid|stan|rc|decision" per answer, or NULL */
+};
+struct pg_pos_load_stats {
+	uint64_t sent, answered, errors;
+	double seconds, tps, p50_us, p99_us;
+};
+int pg_pos_load(const struct pg_pos_load_cfg *cfg, struct pg_pos_load_stats *st);
+
+#endif

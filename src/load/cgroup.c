@@ -1,0 +1,220 @@
+/*
+ * cgroup v2 collector (seed 3 on a host without libvirt): every child cgroup
+ * of a parent (as systemd's machine.slice holds one per VM) is one VM. Reads
+ * cpu.stat usage_usec, cpu.max, memory.current, memory.max and io.stat, per
+ * the kernel's cgroup-v2 documentation; cgroups have no network counters, so
+ * network stays 0.
+ */
+#include "load_int.h"
+#include "payguard/clock.h"
+#include "payguard/error.h"
+#include "payguard/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CG_FILE_MAX 65536
+
+struct cg_prev {
+	char name[128];
+	uint64_t t_ns;
+	double usage_us, rbytes, wbytes;
+};
+
+struct cg_state {
+	char *parent;
+	struct cg_prev *prev;
+	size_t nprev;
+};
+
+/* Reads a small control file into buf (NUL-terminated); 0 or PG_ENOENT. */
+static int
+cg_read(const char *dir, const char *file, char *buf, size_t cap)
+{
+	char path[4096];
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	f = fopen(path, "r");
+	if (!f)
+		return PG_ENOENT;
+	n = fread(buf, 1, cap - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	return 0;
+}
+
+static double
+cg_key(const char *text, const char *key)
+{
+	const char *p = text;
+	size_t l = strlen(key);
+
+	while ((p = strstr(p, key))) {
+		if ((p == text || p[-1] == '\n' || p[-1] == ' ') && p[l] == ' ')
+			return strtod(p + l + 1, NULL);
+		p += l;
+	}
+	return 0;
+}
+
+static double
+cg_memtotal(void)
+{
+	char buf[4096];
+	if (cg_read("/proc", "meminfo", buf, sizeof(buf)) < 0)
+		return 0;
+	return cg_key(buf, "MemTotal:") * 1024;
+}
+
+static int
+cg_open(const char *arg, void **state)
+{
+	struct cg_state *s;
+	struct stat st;
+
+	if (stat(arg, &st) != 0 || !S_ISDIR(st.st_mode))
+		return pg_error(PG_ENOENT, "load", "cgroup '%s': not a folder", arg);
+	s = calloc(1, sizeof(*s));
+	if (!s || !(s->parent = strdup(arg))) {
+		free(s);
+		return pg_error(PG_ENOMEM, "load", "cgroup state");
+	}
+	*state = s;
+	return 0;
+}
+
+static void
+cg_close(void *state)
+{
+	struct cg_state *s = state;
+
+	if (!s)
+		return;
+	free(s->parent);
+	free(s->prev);
+	free(s);
+}
+
+static int
+cg_poll(void *state, pg_load_sample_cb cb, void *ctx)
+{
+	struct cg_state *s = state;
+	DIR *d = opendir(s->parent);
+	struct dirent *de;
+	struct cg_prev *now = NULL;
+	size_t n = 0, cap = 0;
+	int reported = 0, rc = 0;
+	uint64_t t = pg_mono_ns();
+	int64_t wall = pg_wall_ms();
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	char *buf = malloc(CG_FILE_MAX);
+
+	if (!d || !buf) {
+		rc = pg_error(d ? PG_ENOMEM : PG_ENOENT, "load", "cgroup '%s': %s", s->parent,
+			      d ? "out of memory" : strerror(errno));
+		goto out;
+	}
+	while ((de = readdir(d))) {
+		char dir[4096];
+		struct stat st;
+		struct cg_prev *c, *p = NULL;
+		double cores = ncpu > 0 ? (double)ncpu : 1, mem = 0, memmax = 0;
+		const char *line;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(dir, sizeof(dir), "%s/%s", s->parent, de->d_name);
+		if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+			continue;
+		if (cg_read(dir, "cpu.stat", buf, CG_FILE_MAX) < 0)
+			continue; /* not a cgroup (or no cpu controller) */
+		if (n == cap) {
+			struct cg_prev *q = realloc(now, (cap ? cap * 2 : 64) * sizeof(*q));
+			if (!q) {
+				rc = pg_error(PG_ENOMEM, "load", "cgroup list");
+				goto out;
+			}
+			now = q;
+			cap = cap ? cap * 2 : 64;
+		}
+		c = &now[n++];
+		memset(c, 0, sizeof(*c));
+		load_set_name(c->name, de->d_name, strlen(de->d_name));
+		c->t_ns = t;
+		c->usage_us = cg_key(buf, "usage_usec");
+		if (cg_read(dir, "cpu.max", buf, CG_FILE_MAX) == 0 && strncmp(buf, "max", 3) != 0) {
+			double quota = 0, period = 0;
+			if (sscanf(buf, "%lf %lf", &quota, &period) == 2 && period > 0 && quota > 0)
+				cores = quota / period;
+		}
+		if (cg_read(dir, "memory.current", buf, CG_FILE_MAX) == 0)
+			mem = strtod(buf, NULL);
+		if (cg_read(dir, "memory.max", buf, CG_FILE_MAX) == 0 &&
+		    strncmp(buf, "max", 3) != 0)
+			memmax = strtod(buf, NULL);
+		if (memmax <= 0)
+			memmax = cg_memtotal();
+		if (cg_read(dir, "io.stat", buf, CG_FILE_MAX) == 0) {
+			/* One line per device: "MAJ:MIN rbytes=.. wbytes=.. rios=.. ..." */
+			for (line = buf; line && *line;) {
+				const char *r = strstr(line, "rbytes="),
+					   *w = strstr(line, "wbytes=");
+				const char *eol = strchr(line, '\n');
+				if (r && (!eol || r < eol))
+					c->rbytes += strtod(r + 7, NULL);
+				if (w && (!eol || w < eol))
+					c->wbytes += strtod(w + 7, NULL);
+				line = eol ? eol + 1 : NULL;
+			}
+		}
+		for (size_t i = 0; i < s->nprev; i++)
+			if (strcmp(s->prev[i].name, c->name) == 0)
+				p = &s->prev[i];
+		if (p && t > p->t_ns) {
+			struct pg_load_sample x;
+			double secs = (double)(t - p->t_ns) / 1e9;
+
+			memset(&x, 0, sizeof(x));
+			x.ts_ms = wall;
+			x.v[PG_LOAD_CPU] =
+			    c->usage_us >= p->usage_us
+				? 100.0 * (c->usage_us - p->usage_us) / 1e6 / secs / cores
+				: 0;
+			x.v[PG_LOAD_MEM] = memmax > 0 ? 100.0 * mem / memmax : 0;
+			x.v[PG_LOAD_DISK_RD] =
+			    c->rbytes >= p->rbytes ? (c->rbytes - p->rbytes) / 1024 / secs : 0;
+			x.v[PG_LOAD_DISK_WR] =
+			    c->wbytes >= p->wbytes ? (c->wbytes - p->wbytes) / 1024 / secs : 0;
+			rc = cb(ctx, c->name, &x);
+			if (rc < 0)
+				goto out;
+			reported++;
+		}
+	}
+	free(s->prev);
+	s->prev = now;
+	s->nprev = n;
+	now = NULL;
+	rc = reported;
+out:
+	if (d)
+		closedir(d);
+	free(now);
+	free(buf);
+	return rc;
+}
+
+const struct pg_load_ops pg_load_cgroup_ops = {
+    .name = "cgroup",
+    .help = "cgroup:DIR       live: every child cgroup v2 of DIR is one VM "
+	    "(e.g. /sys/fs/cgroup/machine.slice)",
+    .open = cg_open,
+    .poll = cg_poll,
+    .close = cg_close,
+};

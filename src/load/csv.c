@@ -1,0 +1,679 @@
+/*
+ * Trace collectors: the Bitbrains GWA-T-12 VM traces (one `;`-separated file
+ * per VM, 11 columns) and our plain CSV (many VMs per file, rows grouped by
+ * VM), plus the numeric matrix reader behind `payguard load kmeans`.
+ * Every bad field is reported with its file and line; a rejected VM does not
+ * stop the others.
+ */
+#include "load_int.h"
+#include "payguard/error.h"
+#include "payguard/log.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define BB_COLS	   11
+#define CSV_COLS   8
+#define MATRIX_MAX (1u << 30) /* bytes of a matrix file */
+
+void
+pg_load_series_init(struct pg_load_series *s, size_t max)
+{
+	memset(s, 0, sizeof(*s));
+	s->max = max ? max : PG_LOAD_MAX_SAMPLES;
+}
+
+void
+pg_load_series_release(struct pg_load_series *s)
+{
+	if (!s)
+		return;
+	free(s->s);
+	s->s = NULL;
+	s->n = s->cap = 0;
+}
+
+void
+pg_load_series_reset(struct pg_load_series *s)
+{
+	s->n = 0;
+	s->vm[0] = 0;
+}
+
+int
+pg_load_series_push(struct pg_load_series *s, const struct pg_load_sample *x)
+{
+	if (s->n == s->cap) {
+		size_t ncap = s->cap ? s->cap * 2 : 256;
+		struct pg_load_sample *p;
+
+		if (s->n >= s->max)
+			return pg_error(PG_ETOOBIG, "load", "%s: more than %zu samples", s->vm,
+					s->max);
+		if (ncap > s->max)
+			ncap = s->max;
+		p = realloc(s->s, ncap * sizeof(*p));
+		if (!p)
+			return pg_error(PG_ENOMEM, "load", "%s: %zu samples", s->vm, ncap);
+		s->s = p;
+		s->cap = ncap;
+	}
+	s->s[s->n++] = *x;
+	return 0;
+}
+
+int
+load_parse_double(const char *s, double *v)
+{
+	char *end;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (!*s)
+		return PG_EFORMAT;
+	errno = 0;
+	*v = strtod(s, &end);
+	while (*end == ' ' || *end == '\t' || *end == '\r')
+		end++;
+	if (*end || end == s || errno == ERANGE || !isfinite(*v))
+		return PG_EFORMAT;
+	return 0;
+}
+
+void
+load_set_name(char dst[128], const char *src, size_t len)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < len && j < 127; i++)
+		if (isprint((unsigned char)src[i]))
+			dst[j++] = src[i];
+	dst[j] = 0;
+}
+
+/* Reads one line into buf (without the newline); 1 ok, 0 at EOF, <0 too long. */
+static int
+read_line(FILE *f, char *buf, size_t cap)
+{
+	size_t n = 0;
+	int c;
+
+	while ((c = getc(f)) != EOF && c != '\n') {
+		if (n + 1 >= cap) {
+			while ((c = getc(f)) != EOF && c != '\n')
+				;
+			return PG_ETOOBIG;
+		}
+		buf[n++] = (char)c;
+	}
+	if (c == EOF && n == 0)
+		return 0;
+	if (n && buf[n - 1] == '\r')
+		n--;
+	buf[n] = 0;
+	return 1;
+}
+
+/* Splits at sep in place; returns the field count (at most max). */
+static size_t
+split(char *line, char sep, char **fields, size_t max)
+{
+	size_t n = 0;
+	char *p = line;
+
+	for (;;) {
+		char *e = strchr(p, sep);
+
+		if (n < max)
+			fields[n] = p;
+		n++;
+		if (!e)
+			break;
+		*e = 0;
+		p = e + 1;
+	}
+	return n;
+}
+
+static int
+blank(const char *s)
+{
+	for (; *s; s++)
+		if (!isspace((unsigned char)*s))
+			return 0;
+	return 1;
+}
+
+int
+load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out)
+{
+	static const char *const cols[BB_COLS] = {"Timestamp [ms]",
+						  "CPU cores",
+						  "CPU capacity provisioned [MHZ]",
+						  "CPU usage [MHZ]",
+						  "CPU usage [%]",
+						  "Memory capacity provisioned [KB]",
+						  "Memory usage [KB]",
+						  "Disk read throughput [KB/s]",
+						  "Disk write throughput [KB/s]",
+						  "Network received throughput [KB/s]",
+						  "Network transmitted throughput [KB/s]"};
+	char line[LOAD_LINE_MAX];
+	char *fld[BB_COLS + 1];
+	size_t lineno = 0;
+	int rc;
+
+	out->n = 0;
+	while ((rc = read_line(f, line, sizeof(line))) > 0) {
+		double v[BB_COLS];
+		struct pg_load_sample s;
+		size_t nf;
+
+		lineno++;
+		if (blank(line))
+			continue;
+		nf = split(line, ';', fld, BB_COLS + 1);
+		if (nf != BB_COLS)
+			return pg_error(PG_EFORMAT, "load", "%s:%zu: %zu fields, expected %d", name,
+					lineno, nf, BB_COLS);
+		if (lineno == 1 && !isdigit((unsigned char)fld[0][strspn(fld[0], " \t")])) {
+			/* The header: check the first column names what we expect. */
+			const char *h = fld[0] + strspn(fld[0], " \t");
+			if (strncmp(h, cols[0], strlen(cols[0])) != 0)
+				return pg_error(PG_EFORMAT, "load",
+						"%s:1: header does not start with '%s'", name,
+						cols[0]);
+			continue;
+		}
+		for (size_t i = 0; i < BB_COLS; i++)
+			if (load_parse_double(fld[i], &v[i]) < 0)
+				return pg_error(PG_EFORMAT, "load",
+						"%s:%zu: column '%s' is not a finite number", name,
+						lineno, cols[i]);
+		for (size_t i = 1; i < BB_COLS; i++)
+			if (v[i] < 0)
+				return pg_error(PG_EFORMAT, "load",
+						"%s:%zu: column '%s' is negative", name, lineno,
+						cols[i]);
+		if (v[0] < 0 || v[0] > 9e15)
+			return pg_error(PG_EFORMAT, "load", "%s:%zu: timestamp %.17g out of range",
+					name, lineno, v[0]);
+		/* The published files carry seconds despite the "[ms]" header. */
+		s.ts_ms = v[0] < 1e11 ? (int64_t)(v[0] * 1000.0) : (int64_t)v[0];
+		s.v[PG_LOAD_CPU] = v[4];
+		s.v[PG_LOAD_MEM] = v[5] > 0 ? 100.0 * v[6] / v[5] : 0;
+		s.v[PG_LOAD_DISK_RD] = v[7];
+		s.v[PG_LOAD_DISK_WR] = v[8];
+		s.v[PG_LOAD_NET_RX] = v[9];
+		s.v[PG_LOAD_NET_TX] = v[10];
+		rc = pg_load_series_push(out, &s);
+		if (rc < 0)
+			return pg_error(rc, "load", "%s:%zu: %s", name, lineno, pg_last_error());
+	}
+	if (rc < 0)
+		return pg_error(rc, "load", "%s:%zu: line longer than %d bytes", name, lineno + 1,
+				LOAD_LINE_MAX);
+	if (ferror(f))
+		return pg_error(PG_EIO, "load", "%s: read error", name);
+	return 0;
+}
+
+/* ---- Bitbrains collector: a folder of <vm>.csv files, or one file ---- */
+
+struct bb_state {
+	char *dir;
+	char **files;
+	size_t nfiles, next;
+};
+
+static void
+bb_close(void *st)
+{
+	struct bb_state *b = st;
+
+	if (!b)
+		return;
+	for (size_t i = 0; i < b->nfiles; i++)
+		free(b->files[i]);
+	free(b->files);
+	free(b->dir);
+	free(b);
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	const char *x = *(char *const *)a, *y = *(char *const *)b;
+	size_t lx = strlen(x), ly = strlen(y);
+
+	/* Numeric names (1.csv, 2.csv, 10.csv) sort by number, as published. */
+	if (lx != ly && isdigit((unsigned char)x[0]) && isdigit((unsigned char)y[0]))
+		return lx < ly ? -1 : 1;
+	return strcmp(x, y);
+}
+
+static int
+bb_open(const char *arg, void **state)
+{
+	struct bb_state *b = calloc(1, sizeof(*b));
+	struct stat st;
+	DIR *d = NULL;
+	struct dirent *de;
+	size_t cap = 0;
+	int rc = 0;
+
+	if (!b)
+		return pg_error(PG_ENOMEM, "load", "bitbrains state");
+	if (stat(arg, &st) != 0) {
+		rc = pg_error(PG_ENOENT, "load", "'%s': %s", arg, strerror(errno));
+		goto out;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		b->files = calloc(1, sizeof(char *));
+		if (!b->files || !(b->files[0] = strdup(arg))) {
+			rc = pg_error(PG_ENOMEM, "load", "bitbrains state");
+			goto out;
+		}
+		b->nfiles = 1;
+		goto out;
+	}
+	b->dir = strdup(arg);
+	d = opendir(arg);
+	if (!b->dir || !d) {
+		rc = pg_error(d ? PG_ENOMEM : PG_ENOENT, "load", "'%s': cannot read folder", arg);
+		goto out;
+	}
+	while ((de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+
+		if (l < 5 || strcmp(de->d_name + l - 4, ".csv") != 0)
+			continue;
+		if (b->nfiles == cap) {
+			char **p = realloc(b->files, (cap ? cap * 2 : 64) * sizeof(char *));
+			if (!p) {
+				rc = pg_error(PG_ENOMEM, "load", "file list");
+				goto out;
+			}
+			b->files = p;
+			cap = cap ? cap * 2 : 64;
+		}
+		if (asprintf(&b->files[b->nfiles], "%s/%s", arg, de->d_name) < 0) {
+			rc = pg_error(PG_ENOMEM, "load", "file list");
+			goto out;
+		}
+		b->nfiles++;
+	}
+	if (b->nfiles == 0) {
+		rc = pg_error(PG_ENOENT, "load", "'%s': no .csv files", arg);
+		goto out;
+	}
+	qsort(b->files, b->nfiles, sizeof(char *), cmp_str);
+out:
+	if (d)
+		closedir(d);
+	if (rc < 0) {
+		bb_close(b);
+		return rc;
+	}
+	*state = b;
+	return 0;
+}
+
+static int
+bb_next(void *st, struct pg_load_series *out)
+{
+	struct bb_state *b = st;
+	const char *path, *base, *dot;
+	FILE *f;
+	int rc;
+
+	if (b->next >= b->nfiles)
+		return 0;
+	path = b->files[b->next++];
+	base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	dot = strrchr(base, '.');
+	pg_load_series_reset(out);
+	load_set_name(out->vm, base, dot ? (size_t)(dot - base) : strlen(base));
+	f = fopen(path, "r");
+	if (!f)
+		return pg_error(PG_ENOENT, "load", "'%s': %s", path, strerror(errno));
+	rc = load_bitbrains_read(f, path, out);
+	fclose(f);
+	return rc < 0 ? rc : 1;
+}
+
+const struct pg_load_ops pg_load_bitbrains_ops = {
+    .name = "bitbrains",
+    .help = "bitbrains:PATH   Bitbrains GWA-T-12 traces: a folder of <vm>.csv files or one file",
+    .open = bb_open,
+    .next = bb_next,
+    .close = bb_close,
+};
+
+/* ---- our plain CSV ---- */
+
+static const char csv_header[] = "vm,timestamp_ms,cpu_pct,mem_pct,disk_read_kbps,disk_write_kbps,"
+				 "net_rx_kbps,net_tx_kbps";
+
+void
+load_csv_reader_init(struct load_csv_reader *r, FILE *f, const char *name)
+{
+	memset(r, 0, sizeof(*r));
+	r->f = f;
+	r->name = name;
+}
+
+void
+load_csv_reader_release(struct load_csv_reader *r)
+{
+	free(r->pending);
+	r->pending = NULL;
+}
+
+/* Parses one row into vm name and sample. */
+static int
+csv_row(struct load_csv_reader *r, char *line, size_t lineno, char vm[128],
+	struct pg_load_sample *s)
+{
+	char *fld[CSV_COLS + 1];
+	size_t nf = split(line, ',', fld, CSV_COLS + 1);
+	double v;
+
+	if (nf != CSV_COLS)
+		return pg_error(PG_EFORMAT, "load", "%s:%zu: %zu fields, expected %d", r->name,
+				lineno, nf, CSV_COLS);
+	load_set_name(vm, fld[0], strlen(fld[0]));
+	if (!vm[0])
+		return pg_error(PG_EFORMAT, "load", "%s:%zu: empty vm name", r->name, lineno);
+	if (load_parse_double(fld[1], &v) < 0 || v < 0 || v > 9.2e18)
+		return pg_error(PG_EFORMAT, "load", "%s:%zu: bad timestamp_ms", r->name, lineno);
+	s->ts_ms = (int64_t)v;
+	for (size_t i = 0; i < PG_LOAD_NMETRICS; i++) {
+		if (load_parse_double(fld[2 + i], &s->v[i]) < 0)
+			return pg_error(PG_EFORMAT, "load",
+					"%s:%zu: field %zu is not a finite number", r->name, lineno,
+					i + 3);
+		if (s->v[i] < 0)
+			return pg_error(PG_EFORMAT, "load", "%s:%zu: field %zu is negative",
+					r->name, lineno, i + 3);
+	}
+	return 0;
+}
+
+int
+load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
+{
+	char line[LOAD_LINE_MAX], raw[LOAD_LINE_MAX];
+	char vm[128];
+	struct pg_load_sample s;
+	int rc, err = 0;
+
+	pg_load_series_reset(out);
+	for (;;) {
+		size_t lineno;
+		char *comma;
+
+		if (r->pending) {
+			snprintf(line, sizeof(line), "%s", r->pending);
+			free(r->pending);
+			r->pending = NULL;
+			lineno = r->pending_line;
+		} else {
+			if (r->eof)
+				break;
+			rc = read_line(r->f, line, sizeof(line));
+			lineno = ++r->line;
+			if (rc == 0) {
+				r->eof = 1;
+				break;
+			}
+			if (rc < 0) {
+				if (!err)
+					err = pg_error(PG_ETOOBIG, "load",
+						       "%s:%zu: line longer than %d bytes", r->name,
+						       lineno, LOAD_LINE_MAX);
+				if (!out->vm[0])
+					snprintf(out->vm, sizeof(out->vm), "?");
+				continue;
+			}
+			if (blank(line))
+				continue;
+			if (!r->header_done) {
+				r->header_done = 1;
+				if (strncmp(line, "vm,", 3) == 0) {
+					if (strcmp(line, csv_header) != 0) {
+						r->eof = 1;
+						return pg_error(PG_EFORMAT, "load",
+								"%s:1: header is not '%s'", r->name,
+								csv_header);
+					}
+					continue;
+				}
+			}
+		}
+		/* The first field names the VM even when the rest of the row is bad. */
+		memcpy(raw, line, sizeof(raw));
+		comma = strchr(line, ',');
+		load_set_name(vm, line, comma ? (size_t)(comma - line) : strlen(line));
+		if (out->vm[0] && strcmp(vm, out->vm) != 0) {
+			r->pending = strdup(raw);
+			r->pending_line = lineno;
+			if (!r->pending)
+				return pg_error(PG_ENOMEM, "load", "%s:%zu", r->name, lineno);
+			break;
+		}
+		if (!out->vm[0])
+			snprintf(out->vm, sizeof(out->vm), "%s", vm);
+		if (err)
+			continue; /* the VM is rejected; skip the rest of its rows */
+		rc = csv_row(r, line, lineno, vm, &s);
+		if (rc == 0)
+			rc = pg_load_series_push(out, &s);
+		if (rc < 0)
+			err = rc;
+	}
+	if (err)
+		return err;
+	return out->vm[0] ? 1 : 0;
+}
+
+struct csv_state {
+	FILE *f;
+	char *path;
+	struct load_csv_reader r;
+};
+
+static int
+csv_open(const char *arg, void **state)
+{
+	struct csv_state *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return pg_error(PG_ENOMEM, "load", "csv state");
+	c->path = strdup(arg);
+	c->f = strcmp(arg, "-") == 0 ? stdin : fopen(arg, "r");
+	if (!c->path || !c->f) {
+		int rc = pg_error(PG_ENOENT, "load", "'%s': %s", arg, strerror(errno));
+		free(c->path);
+		free(c);
+		return rc;
+	}
+	load_csv_reader_init(&c->r, c->f, c->path);
+	*state = c;
+	return 0;
+}
+
+static int
+csv_next(void *st, struct pg_load_series *out)
+{
+	struct csv_state *c = st;
+
+	return load_csv_next(&c->r, out);
+}
+
+static void
+csv_close(void *st)
+{
+	struct csv_state *c = st;
+
+	if (!c)
+		return;
+	load_csv_reader_release(&c->r);
+	if (c->f && c->f != stdin)
+		fclose(c->f);
+	free(c->path);
+	free(c);
+}
+
+const struct pg_load_ops pg_load_csv_ops = {
+    .name = "csv",
+    .help = "csv:FILE         plain CSV (vm,timestamp_ms,cpu_pct,mem_pct,disk_read_kbps,"
+	    "disk_write_kbps,net_rx_kbps,net_tx_kbps); '-' is stdin",
+    .open = csv_open,
+    .next = csv_next,
+    .close = csv_close,
+};
+
+int
+pg_load_csv_write(void *file, const struct pg_load_series *s, int header)
+{
+	FILE *f = file;
+
+	if (header && fprintf(f, "%s\n", csv_header) < 0)
+		return pg_error(PG_EIO, "load", "write error");
+	for (size_t i = 0; i < s->n; i++) {
+		const double *v = s->s[i].v;
+		if (fprintf(f, "%s,%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n", s->vm,
+			    (long long)s->s[i].ts_ms, v[0], v[1], v[2], v[3], v[4], v[5]) < 0)
+			return pg_error(PG_EIO, "load", "write error");
+	}
+	return 0;
+}
+
+/* ---- numeric matrix (payguard load kmeans) ---- */
+
+int
+pg_load_parse_matrix(const char *text, size_t len, const char *name, double **x, size_t *n,
+		     size_t *d)
+{
+	size_t rows = 0, cols = 0, cap = 0, lineno = 0;
+	double *m = NULL;
+	const char *p = text, *end = text + len;
+	int rc = 0;
+
+	while (p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		size_t l = eol ? (size_t)(eol - p) : (size_t)(end - p);
+		char line[LOAD_LINE_MAX * 4];
+		char *fld[1024];
+		size_t nf;
+
+		lineno++;
+		if (l >= sizeof(line)) {
+			rc = pg_error(PG_ETOOBIG, "load", "%s:%zu: line too long", name, lineno);
+			goto out;
+		}
+		memcpy(line, p, l);
+		line[l] = 0;
+		p = eol ? eol + 1 : end;
+		if (memchr(line, 0, l)) {
+			rc = pg_error(PG_EFORMAT, "load", "%s:%zu: NUL byte", name, lineno);
+			goto out;
+		}
+		if (l && line[l - 1] == '\r')
+			line[l - 1] = 0;
+		if (blank(line))
+			continue;
+		nf = split(line, ',', fld, 1024);
+		if (nf > 1024) {
+			rc = pg_error(PG_ETOOBIG, "load", "%s:%zu: more than 1024 columns", name,
+				      lineno);
+			goto out;
+		}
+		if (rows == 0 && cols == 0) {
+			double v;
+			cols = nf;
+			if (load_parse_double(fld[0], &v) < 0)
+				continue; /* a header line */
+		}
+		if (nf != cols) {
+			rc = pg_error(PG_EFORMAT, "load", "%s:%zu: %zu fields, expected %zu", name,
+				      lineno, nf, cols);
+			goto out;
+		}
+		if ((rows + 1) * cols > cap) {
+			size_t ncap = cap ? cap * 2 : cols * 1024;
+			double *q = realloc(m, ncap * sizeof(double));
+			if (!q) {
+				rc = pg_error(PG_ENOMEM, "load", "%s: matrix", name);
+				goto out;
+			}
+			m = q;
+			cap = ncap;
+		}
+		for (size_t j = 0; j < cols; j++)
+			if (load_parse_double(fld[j], &m[rows * cols + j]) < 0) {
+				rc = pg_error(PG_EFORMAT, "load",
+					      "%s:%zu: field %zu is not a finite number", name,
+					      lineno, j + 1);
+				goto out;
+			}
+		rows++;
+	}
+	if (rows == 0) {
+		rc = pg_error(PG_EFORMAT, "load", "%s: no data rows", name);
+		goto out;
+	}
+	*x = m;
+	*n = rows;
+	*d = cols;
+	m = NULL;
+out:
+	free(m);
+	return rc;
+}
+
+int
+pg_load_read_matrix(const char *path, double **x, size_t *n, size_t *d)
+{
+	FILE *f = fopen(path, "r");
+	char *text = NULL;
+	size_t len = 0, cap = 0;
+	int rc;
+
+	if (!f)
+		return pg_error(PG_ENOENT, "load", "'%s': %s", path, strerror(errno));
+	for (;;) {
+		size_t got;
+		if (len == cap) {
+			char *q;
+			if (cap >= MATRIX_MAX) {
+				rc = pg_error(PG_ETOOBIG, "load", "'%s': larger than %u bytes",
+					      path, MATRIX_MAX);
+				goto out;
+			}
+			q = realloc(text, cap ? cap * 2 : 1 << 16);
+			if (!q) {
+				rc = pg_error(PG_ENOMEM, "load", "'%s'", path);
+				goto out;
+			}
+			text = q;
+			cap = cap ? cap * 2 : 1 << 16;
+		}
+		got = fread(text + len, 1, cap - len, f);
+		len += got;
+		if (got == 0)
+			break;
+	}
+	rc = pg_load_parse_matrix(text, len, path, x, n, d);
+out:
+	free(text);
+	fclose(f);
+	return rc;
+}

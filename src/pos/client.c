@@ -1,0 +1,325 @@
+/*
+ * Terminal side of the seed-4 link: a blocking client for tools and the demo,
+ * and an epoll load generator (many connections, one request in flight on
+ * each) that measures throughput and latency and can log every answer.
+ */
+#include "payguard/clock.h"
+#include "payguard/error.h"
+#include "payguard/log.h"
+#include "payguard/pos.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int
+tcp_connect(const char *host, int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	int fd, one = 1;
+
+	if (inet_pton(AF_INET, host ? host : "127.0.0.1", &a.sin_addr) != 1)
+		return pg_error(PG_EINVAL, "pos-client", "address '%s' is not IPv4", host);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return pg_error(PG_ESYS, "pos-client", "socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		int e = errno;
+
+		close(fd);
+		return pg_error(PG_ECLOSED, "pos-client", "connect %s:%d: %s",
+				host ? host : "127.0.0.1", port, strerror(e));
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
+int
+pg_pos_client_connect(struct pg_pos_client *c, const char *host, int port,
+		      const struct pg_iso_dialect *d, const struct pg_iso_framing *fr)
+{
+	int fd = tcp_connect(host, port);
+
+	if (fd < 0)
+		return fd;
+	c->fd = fd;
+	c->d = d;
+	c->fr = *fr;
+	pg_buf_init(&c->in, PG_ISO_MAX_MSG + 16);
+	pg_buf_init(&c->out, PG_ISO_MAX_MSG + 16);
+	return 0;
+}
+
+void
+pg_pos_client_close(struct pg_pos_client *c)
+{
+	if (!c)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	pg_buf_release(&c->in);
+	pg_buf_release(&c->out);
+}
+
+int
+pg_pos_client_send_raw(struct pg_pos_client *c, const uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return pg_error(PG_ECLOSED, "pos-client", "send: %s", strerror(errno));
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int
+pg_pos_client_recv(struct pg_pos_client *c, struct pg_iso_msg *resp, int timeout_ms)
+{
+	uint64_t deadline = pg_mono_ms() + (uint64_t)timeout_ms;
+
+	for (;;) {
+		size_t hdr, body;
+		int rc = pg_iso_frame_find(&c->fr, c->in.data ? c->in.data : (const uint8_t *)"",
+					   c->in.len, PG_ISO_MAX_MSG, &hdr, &body);
+		struct pollfd p = {.fd = c->fd, .events = POLLIN};
+		uint64_t now;
+		ssize_t r;
+
+		if (rc < 0)
+			return rc;
+		if (rc == 1 && c->fr.kind != PG_FRAME_NONE) {
+			rc = pg_iso_unpack(c->d, c->in.data + hdr, body, resp);
+			pg_buf_consume(&c->in, hdr + body);
+			return rc;
+		}
+		now = pg_mono_ms();
+		if (now >= deadline)
+			return pg_error(PG_ETIMEDOUT, "pos-client", "no response in %d ms",
+					timeout_ms);
+		if (poll(&p, 1, (int)(deadline - now)) <= 0)
+			continue;
+		rc = pg_buf_reserve(&c->in, 4096);
+		if (rc < 0)
+			return rc;
+		r = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+		if (r <= 0)
+			return pg_error(PG_ECLOSED, "pos-client", "server closed the connection");
+		c->in.len += (size_t)r;
+	}
+}
+
+int
+pg_pos_client_exchange(struct pg_pos_client *c, const struct pg_iso_msg *req,
+		       struct pg_iso_msg *resp, int timeout_ms)
+{
+	struct pg_buf body = PG_BUF_INIT(PG_ISO_ARENA);
+	int rc;
+
+	pg_buf_reset(&c->out);
+	rc = pg_iso_pack(c->d, req, &body);
+	if (rc == 0)
+		rc = pg_iso_frame_wrap(&c->fr, NULL, body.data, body.len, &c->out);
+	pg_buf_release(&body);
+	if (rc == 0)
+		rc = pg_pos_client_send_raw(c, c->out.data, c->out.len);
+	if (rc == 0)
+		rc = pg_pos_client_recv(c, resp, timeout_ms);
+	return rc;
+}
+
+/* ---- load generator ---- */
+
+struct lconn {
+	int fd;
+	uint64_t sent_ns;
+	struct pg_buf in;
+	char stan[7];
+};
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int
+load_send(const struct pg_pos_load_cfg *cfg, struct pg_iso_msg *m, struct lconn *c,
+	  uint64_t *counter, struct pg_buf *body, struct pg_buf *frame)
+{
+	int rc;
+
+	snprintf(c->stan, sizeof(c->stan), "%06llu", (unsigned long long)(*counter % 1000000));
+	(*counter)++;
+	/* templates carry a 6-digit field 11; it is rewritten in place */
+	if (!pg_iso_has(m, 11) || m->len[11] != 6)
+		return PG_EINVAL;
+	memcpy(m->arena + m->off[11], c->stan, 6);
+	rc = 0;
+	pg_buf_reset(body);
+	pg_buf_reset(frame);
+	if (rc == 0)
+		rc = pg_iso_pack(cfg->dialect, m, body);
+	if (rc == 0)
+		rc = pg_iso_frame_wrap(&cfg->framing, NULL, body->data, body->len, frame);
+	if (rc < 0)
+		return rc;
+	c->sent_ns = pg_mono_ns();
+	/* a request is small; the socket buffer takes it whole or the peer is gone */
+	if (send(c->fd, frame->data, frame->len, MSG_NOSIGNAL) != (ssize_t)frame->len)
+		return PG_ECLOSED;
+	return 0;
+}
+
+int
+pg_pos_load(const struct pg_pos_load_cfg *cfg, struct pg_pos_load_stats *st)
+{
+	struct lconn *cs = calloc((size_t)cfg->conns, sizeof(*cs));
+	struct pg_iso_msg *m = malloc(sizeof(*m));
+	struct pg_buf body = PG_BUF_INIT(PG_ISO_ARENA), frame = PG_BUF_INIT(PG_ISO_ARENA);
+	size_t maxlat = 1u << 23, nlat = 0;
+	uint32_t *lat = malloc(maxlat * sizeof(*lat));
+	uint64_t counter = cfg->stan_base, t0, end;
+	int ep = epoll_create1(EPOLL_CLOEXEC), rc = 0, live = 0;
+	struct epoll_event evs[256];
+
+	memset(st, 0, sizeof(*st));
+	if (!cs || !m || !lat || ep < 0 || cfg->ntemplates < 1) {
+		rc = PG_ENOMEM;
+		goto out;
+	}
+	for (int i = 0; i < cfg->conns; i++) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+		int fd = tcp_connect(cfg->host, cfg->port);
+
+		if (fd < 0) {
+			rc = fd;
+			goto out;
+		}
+		cs[i].fd = fd;
+		pg_buf_init(&cs[i].in, PG_ISO_MAX_MSG + 16);
+		epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+		live++;
+	}
+	t0 = pg_mono_ns();
+	end = t0 + (uint64_t)cfg->duration_ms * 1000000ull;
+	for (int i = 0; i < cfg->conns; i++) {
+		if (load_send(cfg, cfg->templates[i % cfg->ntemplates], &cs[i], &counter, &body,
+			      &frame) < 0) {
+			st->errors++;
+			close(cs[i].fd);
+			cs[i].fd = -1;
+			live--;
+		} else {
+			st->sent++;
+		}
+	}
+	while (live > 0) {
+		int n = epoll_wait(ep, evs, 256, 1000);
+
+		if (n == 0 && pg_mono_ns() > end + 5000000000ull)
+			break; /* five seconds past the end with answers outstanding */
+		for (int k = 0; k < n; k++) {
+			int i = (int)evs[k].data.u32;
+			struct lconn *c = &cs[i];
+			size_t hdr, blen;
+			ssize_t r;
+
+			if (c->fd < 0)
+				continue;
+			if (pg_buf_reserve(&c->in, 4096) < 0)
+				r = -1;
+			else
+				r = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+			if (r <= 0) {
+				if (r < 0 && errno == EINTR)
+					continue;
+				st->errors++;
+				close(c->fd);
+				c->fd = -1;
+				live--;
+				continue;
+			}
+			c->in.len += (size_t)r;
+			rc = pg_iso_frame_find(&cfg->framing, c->in.data, c->in.len, PG_ISO_MAX_MSG,
+					       &hdr, &blen);
+			if (rc == 0)
+				continue;
+			if (rc == 1)
+				rc = pg_iso_unpack(cfg->dialect, c->in.data + hdr, blen, m);
+			if (rc < 0) {
+				st->errors++;
+				close(c->fd);
+				c->fd = -1;
+				live--;
+				rc = 0;
+				continue;
+			}
+			pg_buf_consume(&c->in, hdr + blen);
+			if (nlat < maxlat)
+				lat[nlat++] = (uint32_t)((pg_mono_ns() - c->sent_ns) / 1000);
+			st->answered++;
+			if (cfg->log) {
+				char tid[16] = "-", stan[8] = "-", rcode[4] = "-", dec[32] = "-";
+
+				pg_iso_get_str(cfg->dialect, m, 41, tid, sizeof(tid));
+				pg_iso_get_str(cfg->dialect, m, 11, stan, sizeof(stan));
+				pg_iso_get_str(cfg->dialect, m, 39, rcode, sizeof(rcode));
+				pg_iso_get_str(cfg->dialect, m, 44, dec, sizeof(dec));
+				fprintf(cfg->log, "%s|%s|%s|%s\n", tid, stan, rcode, dec);
+				fflush(cfg->log);
+			}
+			if (pg_mono_ns() >= end) {
+				close(c->fd);
+				c->fd = -1;
+				live--;
+				continue;
+			}
+			if (load_send(cfg, cfg->templates[i % cfg->ntemplates], c, &counter, &body,
+				      &frame) < 0) {
+				st->errors++;
+				close(c->fd);
+				c->fd = -1;
+				live--;
+			} else {
+				st->sent++;
+			}
+		}
+	}
+	st->seconds = (double)(pg_mono_ns() - t0) / 1e9;
+	st->tps = st->seconds > 0 ? (double)st->answered / st->seconds : 0;
+	if (nlat) {
+		qsort(lat, nlat, sizeof(*lat), cmp_u32);
+		st->p50_us = lat[nlat / 2];
+		st->p99_us = lat[(size_t)((double)nlat * 0.99)];
+	}
+out:
+	for (int i = 0; cs && i < cfg->conns; i++) {
+		if (cs[i].fd > 0)
+			close(cs[i].fd);
+		pg_buf_release(&cs[i].in);
+	}
+	if (ep >= 0)
+		close(ep);
+	pg_buf_release(&body);
+	pg_buf_release(&frame);
+	free(cs);
+	free(m);
+	free(lat);
+	return rc;
+}

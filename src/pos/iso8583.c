@@ -1,0 +1,745 @@
+/*
+ * ISO 8583:1987 codec: built-in field table, the binary (BCD) and ASCII
+ * dialects, strict unpack and validating pack. Seed 4: the terminal's
+ * transaction message carries its identity (fields 41/42) and cell data (62).
+ */
+#include "payguard/pos_iso8583.h"
+#include "payguard/error.h"
+#include "payguard/hex.h"
+#include "payguard/log.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define N  PG_ISO_N
+#define A  PG_ISO_A
+#define AN PG_ISO_AN
+#define S  PG_ISO_ANS
+#define B  PG_ISO_B
+#define Z  PG_ISO_Z
+#define FX PG_ISO_FIXED
+#define L2 PG_ISO_LL
+#define L3 PG_ISO_LLL
+
+/* ISO 8583:1987 data elements. x+n fields are kept as ans (sign letter + digits). */
+static const struct {
+	uint8_t type, lenkind;
+	uint16_t max;
+	const char *name;
+} iso87[129] = {
+    [2] = {N, L2, 19, "Primary account number"},
+    [3] = {N, FX, 6, "Processing code"},
+    [4] = {N, FX, 12, "Amount, transaction"},
+    [5] = {N, FX, 12, "Amount, settlement"},
+    [6] = {N, FX, 12, "Amount, cardholder billing"},
+    [7] = {N, FX, 10, "Transmission date and time"},
+    [8] = {N, FX, 8, "Amount, cardholder billing fee"},
+    [9] = {N, FX, 8, "Conversion rate, settlement"},
+    [10] = {N, FX, 8, "Conversion rate, cardholder billing"},
+    [11] = {N, FX, 6, "System trace audit number"},
+    [12] = {N, FX, 6, "Time, local transaction"},
+    [13] = {N, FX, 4, "Date, local transaction"},
+    [14] = {N, FX, 4, "Date, expiration"},
+    [15] = {N, FX, 4, "Date, settlement"},
+    [16] = {N, FX, 4, "Date, conversion"},
+    [17] = {N, FX, 4, "Date, capture"},
+    [18] = {N, FX, 4, "Merchant type"},
+    [19] = {N, FX, 3, "Acquiring institution country code"},
+    [20] = {N, FX, 3, "PAN extended, country code"},
+    [21] = {N, FX, 3, "Forwarding institution country code"},
+    [22] = {N, FX, 3, "Point of service entry mode"},
+    [23] = {N, FX, 3, "Card sequence number"},
+    [24] = {N, FX, 3, "Network international identifier"},
+    [25] = {N, FX, 2, "Point of service condition code"},
+    [26] = {N, FX, 2, "Point of service capture code"},
+    [27] = {N, FX, 1, "Authorizing identification response length"},
+    [28] = {S, FX, 9, "Amount, transaction fee"},
+    [29] = {S, FX, 9, "Amount, settlement fee"},
+    [30] = {S, FX, 9, "Amount, transaction processing fee"},
+    [31] = {S, FX, 9, "Amount, settlement processing fee"},
+    [32] = {N, L2, 11, "Acquiring institution identification code"},
+    [33] = {N, L2, 11, "Forwarding institution identification code"},
+    [34] = {S, L2, 28, "Primary account number, extended"},
+    [35] = {Z, L2, 37, "Track 2 data"},
+    [36] = {N, L3, 104, "Track 3 data"},
+    [37] = {AN, FX, 12, "Retrieval reference number"},
+    [38] = {AN, FX, 6, "Authorization identification response"},
+    [39] = {AN, FX, 2, "Response code"},
+    [40] = {AN, FX, 3, "Service restriction code"},
+    [41] = {S, FX, 8, "Card acceptor terminal identification"},
+    [42] = {S, FX, 15, "Card acceptor identification code"},
+    [43] = {S, FX, 40, "Card acceptor name/location"},
+    [44] = {S, L2, 25, "Additional response data"},
+    [45] = {S, L2, 76, "Track 1 data"},
+    [46] = {S, L3, 999, "Additional data - ISO"},
+    [47] = {S, L3, 999, "Additional data - national"},
+    [48] = {S, L3, 999, "Additional data - private"},
+    [49] = {AN, FX, 3, "Currency code, transaction"},
+    [50] = {AN, FX, 3, "Currency code, settlement"},
+    [51] = {AN, FX, 3, "Currency code, cardholder billing"},
+    [52] = {B, FX, 8, "Personal identification number data"},
+    [53] = {N, FX, 16, "Security related control information"},
+    [54] = {AN, L3, 120, "Additional amounts"},
+    [55] = {S, L3, 999, "Reserved ISO"},
+    [56] = {S, L3, 999, "Reserved ISO"},
+    [57] = {S, L3, 999, "Reserved national"},
+    [58] = {S, L3, 999, "Reserved national"},
+    [59] = {S, L3, 999, "Reserved national"},
+    [60] = {S, L3, 999, "Reserved national"},
+    [61] = {S, L3, 999, "Reserved private"},
+    [62] = {B, L3, 999, "Reserved private: cell information TLV"},
+    [63] = {S, L3, 999, "Reserved private"},
+    [64] = {B, FX, 8, "Message authentication code"},
+    [65] = {B, FX, 1, "Bitmap, extended"},
+    [66] = {N, FX, 1, "Settlement code"},
+    [67] = {N, FX, 2, "Extended payment code"},
+    [68] = {N, FX, 3, "Receiving institution country code"},
+    [69] = {N, FX, 3, "Settlement institution country code"},
+    [70] = {N, FX, 3, "Network management information code"},
+    [71] = {N, FX, 4, "Message number"},
+    [72] = {N, FX, 4, "Message number, last"},
+    [73] = {N, FX, 6, "Date, action"},
+    [74] = {N, FX, 10, "Credits, number"},
+    [75] = {N, FX, 10, "Credits, reversal number"},
+    [76] = {N, FX, 10, "Debits, number"},
+    [77] = {N, FX, 10, "Debits, reversal number"},
+    [78] = {N, FX, 10, "Transfer, number"},
+    [79] = {N, FX, 10, "Transfer, reversal number"},
+    [80] = {N, FX, 10, "Inquiries, number"},
+    [81] = {N, FX, 10, "Authorizations, number"},
+    [82] = {N, FX, 12, "Credits, processing fee amount"},
+    [83] = {N, FX, 12, "Credits, transaction fee amount"},
+    [84] = {N, FX, 12, "Debits, processing fee amount"},
+    [85] = {N, FX, 12, "Debits, transaction fee amount"},
+    [86] = {N, FX, 16, "Credits, amount"},
+    [87] = {N, FX, 16, "Credits, reversal amount"},
+    [88] = {N, FX, 16, "Debits, amount"},
+    [89] = {N, FX, 16, "Debits, reversal amount"},
+    [90] = {N, FX, 42, "Original data elements"},
+    [91] = {AN, FX, 1, "File update code"},
+    [92] = {AN, FX, 2, "File security code"},
+    [93] = {AN, FX, 5, "Response indicator"},
+    [94] = {AN, FX, 7, "Service indicator"},
+    [95] = {AN, FX, 42, "Replacement amounts"},
+    [96] = {B, FX, 8, "Message security code"},
+    [97] = {S, FX, 17, "Amount, net settlement"},
+    [98] = {S, FX, 25, "Payee"},
+    [99] = {N, L2, 11, "Settlement institution identification code"},
+    [100] = {N, L2, 11, "Receiving institution identification code"},
+    [101] = {S, L2, 17, "File name"},
+    [102] = {S, L2, 28, "Account identification 1"},
+    [103] = {S, L2, 28, "Account identification 2"},
+    [104] = {S, L3, 100, "Transaction description"},
+    [128] = {B, FX, 8, "Message authentication code"},
+};
+
+static struct pg_iso_dialect builtin_binary, builtin_ascii;
+static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;
+
+static void
+fill_iso87(struct pg_iso_dialect *d)
+{
+	for (int i = 0; i <= 128; i++) {
+		struct pg_iso_fdef *f = &d->f[i];
+
+		if (i >= 2 && iso87[i].name) {
+			f->type = iso87[i].type;
+			f->lenkind = iso87[i].lenkind;
+			f->max = iso87[i].max;
+			snprintf(f->name, sizeof(f->name), "%s", iso87[i].name);
+		} else if (i >= 105 && i <= 127) {
+			f->type = S;
+			f->lenkind = L3;
+			f->max = 999;
+			snprintf(f->name, sizeof(f->name), "%s",
+				 i <= 111   ? "Reserved ISO"
+				 : i <= 119 ? "Reserved national"
+					    : "Reserved private");
+		} else {
+			f->lenkind = PG_ISO_UNUSED;
+		}
+	}
+}
+
+static void
+builtin_init(void)
+{
+	fill_iso87(&builtin_binary);
+	snprintf(builtin_binary.name, sizeof(builtin_binary.name), "binary");
+	builtin_binary.mti_enc = builtin_binary.num_enc = builtin_binary.len_enc = PG_ISO_ENC_BCD;
+	builtin_binary.bitmap_enc = PG_ISO_BM_BINARY;
+	fill_iso87(&builtin_ascii);
+	snprintf(builtin_ascii.name, sizeof(builtin_ascii.name), "ascii");
+	builtin_ascii.mti_enc = builtin_ascii.num_enc = builtin_ascii.len_enc = PG_ISO_ENC_ASCII;
+	builtin_ascii.bitmap_enc = PG_ISO_BM_HEX;
+}
+
+const struct pg_iso_dialect *
+pg_iso_dialect_builtin(const char *name)
+{
+	pthread_once(&builtin_once, builtin_init);
+	if (strcmp(name, "binary") == 0)
+		return &builtin_binary;
+	if (strcmp(name, "ascii") == 0)
+		return &builtin_ascii;
+	return NULL;
+}
+
+/* ---- messages ---- */
+
+void
+pg_iso_msg_init(struct pg_iso_msg *m)
+{
+	memset(m->mti, 0, sizeof(m->mti));
+	memset(m->present, 0, sizeof(m->present));
+	m->used = 0;
+}
+
+int
+pg_iso_set(struct pg_iso_msg *m, int f, const void *v, size_t len)
+{
+	if (f < 2 || f > 128)
+		return pg_error(PG_EINVAL, "iso8583", "field %d: no such data element", f);
+	if (len > 0xffff || m->used + len > sizeof(m->arena))
+		return pg_error(PG_ETOOBIG, "iso8583", "field %d: message too large", f);
+	memcpy(m->arena + m->used, v, len);
+	m->off[f] = (uint16_t)m->used;
+	m->len[f] = (uint16_t)len;
+	m->used += len;
+	m->present[f >> 3] |= (uint8_t)(1u << (f & 7));
+	return 0;
+}
+
+int
+pg_iso_set_str(struct pg_iso_msg *m, int f, const char *s)
+{
+	return pg_iso_set(m, f, s, strlen(s));
+}
+
+void
+pg_iso_unset(struct pg_iso_msg *m, int f)
+{
+	if (f >= 1 && f <= 128)
+		m->present[f >> 3] &= (uint8_t) ~(1u << (f & 7));
+}
+
+int
+pg_iso_set_mti(struct pg_iso_msg *m, const char *mti)
+{
+	if (strlen(mti) != 4 || strspn(mti, "0123456789") != 4)
+		return pg_error(PG_EFORMAT, "iso8583", "MTI '%s' is not 4 digits", mti);
+	memcpy(m->mti, mti, 5);
+	return 0;
+}
+
+int
+pg_iso_get_str(const struct pg_iso_dialect *d, const struct pg_iso_msg *m, int f, char *out,
+	       size_t outlen)
+{
+	size_t n;
+	const uint8_t *v;
+
+	if (!pg_iso_has(m, f))
+		return PG_ENOENT;
+	v = pg_iso_get(m, f, &n);
+	if (d->f[f].type == B) {
+		if (outlen < 2 * n + 1)
+			return PG_ETOOBIG;
+		pg_hex_encode_upper(out, v, n, 0);
+		return 0;
+	}
+	if (outlen < n + 1)
+		return PG_ETOOBIG;
+	memcpy(out, v, n);
+	out[n] = 0;
+	return 0;
+}
+
+/* ---- character classes ---- */
+
+static int
+char_ok(int type, uint8_t c)
+{
+	switch (type) {
+	case N:
+		return c >= '0' && c <= '9';
+	case Z:
+		return (c >= '0' && c <= '9') || c == '=' || c == 'D';
+	case A:
+		return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == ' ';
+	case AN:
+		return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		       c == ' ';
+	case S:
+		return c >= 0x20 && c <= 0x7e;
+	default:
+		return 1;
+	}
+}
+
+/* Index of the first character not allowed in type, or n when all are fine. */
+static size_t
+first_bad_char(int type, const uint8_t *v, size_t n)
+{
+	size_t i = 0;
+
+	switch (type) { /* one loop per type: the check runs on every byte received */
+	case N:
+		while (i < n && v[i] >= '0' && v[i] <= '9')
+			i++;
+		return i;
+	case S:
+		while (i < n && v[i] >= 0x20 && v[i] <= 0x7e)
+			i++;
+		return i;
+	case B:
+		return n;
+	default:
+		while (i < n && char_ok(type, v[i]))
+			i++;
+		return i;
+	}
+}
+
+static const char *
+type_name(int type)
+{
+	static const char *const names[] = {"n", "a", "an", "ans", "b", "z"};
+	return type <= Z ? names[type] : "?";
+}
+
+/* ---- unpack ---- */
+
+struct rd {
+	const uint8_t *p;
+	size_t n, pos;
+};
+
+static int
+need(struct rd *r, size_t k, int f, const char *what)
+{
+	if (r->n - r->pos < k)
+		return pg_error(PG_ETRUNC, "iso8583", "field %d: %s truncated (need %zu, have %zu)",
+				f, what, k, r->n - r->pos);
+	return 0;
+}
+
+/* Reads `digits` BCD or ASCII decimal digits as a number. */
+static int
+read_number(struct rd *r, int enc, int digits, int f, const char *what, unsigned *val)
+{
+	unsigned v = 0;
+	size_t bytes = enc == PG_ISO_ENC_BCD ? (size_t)(digits + 1) / 2 : (size_t)digits;
+	int rc = need(r, bytes, f, what);
+
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < bytes; i++) {
+		uint8_t c = r->p[r->pos + i];
+
+		if (enc == PG_ISO_ENC_BCD) {
+			unsigned hi = c >> 4, lo = c & 15;
+
+			if (hi > 9 || lo > 9)
+				return pg_error(PG_EFORMAT, "iso8583",
+						"field %d: %s byte 0x%02X is not BCD", f, what, c);
+			if ((digits & 1) && i == 0 && hi != 0)
+				return pg_error(PG_EFORMAT, "iso8583",
+						"field %d: %s pad nibble not 0", f, what);
+			v = v * 100 + hi * 10 + lo;
+		} else {
+			if (c < '0' || c > '9')
+				return pg_error(PG_EFORMAT, "iso8583",
+						"field %d: %s has non-digit 0x%02X", f, what, c);
+			v = v * 10 + (c - '0');
+		}
+	}
+	r->pos += bytes;
+	*val = v;
+	return 0;
+}
+
+static int
+unpack_field(const struct pg_iso_dialect *d, struct rd *r, int f, struct pg_iso_msg *m)
+{
+	const struct pg_iso_fdef *fd = &d->f[f];
+	unsigned len = fd->max;
+	size_t bytes;
+	int rc, bcd;
+	uint8_t *dst;
+
+	if (fd->lenkind == PG_ISO_UNUSED)
+		return pg_error(PG_EFORMAT, "iso8583",
+				"field %d: present in bitmap but not defined", f);
+	if (fd->lenkind != PG_ISO_FIXED) {
+		int ld = fd->lenkind == PG_ISO_LL ? 2 : 3;
+
+		if (d->len_enc == PG_ISO_ENC_BCD && ld == 3)
+			ld = 4; /* LLL in BCD takes two bytes, the first nibble 0 */
+		rc = read_number(r, d->len_enc, ld, f, "length", &len);
+		if (rc < 0)
+			return rc;
+		if (len > fd->max)
+			return pg_error(PG_EFORMAT, "iso8583",
+					"field %d: length %u exceeds maximum %u", f, len, fd->max);
+	}
+	bcd = (fd->type == N || fd->type == Z) && d->num_enc == PG_ISO_ENC_BCD;
+	bytes = bcd ? (len + 1) / 2 : len;
+	rc = need(r, bytes, f, "value");
+	if (rc < 0)
+		return rc;
+	if (m->used + len > sizeof(m->arena))
+		return pg_error(PG_ETOOBIG, "iso8583", "field %d: message too large", f);
+	dst = m->arena + m->used;
+	if (bcd) {
+		const uint8_t *s = r->p + r->pos;
+		/* n: right-justified, pad nibble first; z: left-justified, pad F last */
+		size_t skip = (len & 1) && fd->type == N ? 1 : 0;
+
+		size_t i = 0;
+
+		/* fast path: whole bytes of two decimal digits */
+		if (fd->type == N) {
+			size_t b0 = skip;
+
+			if (skip) {
+				unsigned v = s[0] & 15;
+
+				if (v > 9)
+					goto slow;
+				dst[i++] = (uint8_t)('0' + v);
+			}
+			for (size_t k = b0; i < len; k++) {
+				unsigned hi = s[k] >> 4, lo = s[k] & 15;
+
+				if (hi > 9 || lo > 9)
+					goto slow;
+				dst[i++] = (uint8_t)('0' + hi);
+				dst[i++] = (uint8_t)('0' + lo);
+			}
+		}
+	slow:
+		for (; i < len; i++) {
+			size_t nib = i + skip;
+			unsigned v = (s[nib / 2] >> ((nib & 1) ? 0 : 4)) & 15;
+
+			if (v <= 9)
+				dst[i] = (uint8_t)('0' + v);
+			else if (v == 0xD && fd->type == Z)
+				dst[i] = 'D';
+			else
+				return pg_error(PG_EFORMAT, "iso8583",
+						"field %d: nibble 0x%X at digit %zu is not a digit",
+						f, v, i + 1);
+		}
+		if (len & 1) {
+			unsigned pad = fd->type == N ? s[0] >> 4 : s[bytes - 1] & 15;
+
+			if (pad != (fd->type == N ? 0u : 0xFu))
+				return pg_error(PG_EFORMAT, "iso8583",
+						"field %d: bad pad nibble 0x%X", f, pad);
+		}
+	} else {
+		size_t bad;
+
+		memcpy(dst, r->p + r->pos, len);
+		bad = first_bad_char(fd->type, dst, len);
+		if (bad < len)
+			return pg_error(PG_EFORMAT, "iso8583",
+					"field %d: byte 0x%02X at %zu not allowed in type %s", f,
+					dst[bad], bad + 1, type_name(fd->type));
+	}
+	r->pos += bytes;
+	m->off[f] = (uint16_t)m->used;
+	m->len[f] = (uint16_t)len;
+	m->used += len;
+	return 0;
+}
+
+static int
+hexval(uint8_t c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+static int
+read_bitmap(const struct pg_iso_dialect *d, struct rd *r, uint8_t out[8], const char *which)
+{
+	int rc;
+
+	if (d->bitmap_enc == PG_ISO_BM_BINARY) {
+		rc = need(r, 8, 1, which);
+		if (rc < 0)
+			return rc;
+		memcpy(out, r->p + r->pos, 8);
+		r->pos += 8;
+		return 0;
+	}
+	rc = need(r, 16, 1, which);
+	if (rc < 0)
+		return rc;
+	for (int i = 0; i < 8; i++) {
+		int hi = hexval(r->p[r->pos + 2 * i]), lo = hexval(r->p[r->pos + 2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return pg_error(PG_EFORMAT, "iso8583", "field 1: %s has a non-hex digit",
+					which);
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	r->pos += 16;
+	return 0;
+}
+
+int
+pg_iso_unpack(const struct pg_iso_dialect *d, const uint8_t *p, size_t n, struct pg_iso_msg *m)
+{
+	struct rd r = {p, n, 0};
+	uint8_t bm[16] = {0};
+	unsigned mti = 0;
+	int rc, nbits = 64;
+
+	pg_iso_msg_init(m);
+	if (d->mti_enc == PG_ISO_ENC_BCD) {
+		rc = read_number(&r, PG_ISO_ENC_BCD, 4, 0, "MTI", &mti);
+	} else {
+		rc = read_number(&r, PG_ISO_ENC_ASCII, 4, 0, "MTI", &mti);
+	}
+	if (rc < 0)
+		return rc;
+	for (int i = 3; i >= 0; i--, mti /= 10) /* no snprintf: this runs per message */
+		m->mti[i] = (char)('0' + mti % 10);
+	m->mti[4] = 0;
+	rc = read_bitmap(d, &r, bm, "primary bitmap");
+	if (rc < 0)
+		return rc;
+	if (bm[0] & 0x80) {
+		rc = read_bitmap(d, &r, bm + 8, "secondary bitmap");
+		if (rc < 0)
+			return rc;
+		nbits = 128;
+	}
+	/* visit set bits only: bit 1 is the secondary-bitmap flag, not a field */
+	for (int w = 0; w < nbits / 64; w++) {
+		uint64_t word = pg_be64(bm + 8 * w);
+
+		if (w == 0)
+			word &= ~(1ULL << 63);
+		while (word) {
+			int f = 64 * w + __builtin_clzll(word) + 1;
+
+			word &= ~(1ULL << (64 - (f - 64 * w)));
+			m->present[f >> 3] |= (uint8_t)(1u << (f & 7));
+			rc = unpack_field(d, &r, f, m);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	if (r.pos != n)
+		return pg_error(PG_EFORMAT, "iso8583", "%zu bytes after the last field", n - r.pos);
+	return 0;
+}
+
+/* ---- pack ---- */
+
+static int
+put_number(struct pg_buf *out, int enc, int digits, unsigned v)
+{
+	char tmp[8];
+	uint8_t b[4];
+
+	snprintf(tmp, sizeof(tmp), "%0*u", digits, v);
+	if (enc == PG_ISO_ENC_ASCII)
+		return pg_buf_append(out, tmp, (size_t)digits);
+	for (int i = 0; i < (digits + 1) / 2; i++) {
+		int a = digits & 1 ? (i == 0 ? 0 : tmp[2 * i - 1] - '0') : tmp[2 * i] - '0';
+		int c = digits & 1 ? tmp[2 * i] - '0' : tmp[2 * i + 1] - '0';
+
+		b[i] = (uint8_t)(a << 4 | c);
+	}
+	return pg_buf_append(out, b, (size_t)(digits + 1) / 2);
+}
+
+static int
+pack_field(const struct pg_iso_dialect *d, const struct pg_iso_msg *m, int f, struct pg_buf *out)
+{
+	const struct pg_iso_fdef *fd = &d->f[f];
+	size_t len;
+	const uint8_t *v = pg_iso_get(m, f, &len);
+	int rc, bcd;
+
+	if (fd->lenkind == PG_ISO_UNUSED)
+		return pg_error(PG_EINVAL, "iso8583", "field %d: not defined in dialect '%s'", f,
+				d->name);
+	if (fd->lenkind == PG_ISO_FIXED ? len != fd->max : len > fd->max)
+		return pg_error(PG_EINVAL, "iso8583", "field %d: length %zu, %s %u", f, len,
+				fd->lenkind == PG_ISO_FIXED ? "fixed length is" : "maximum is",
+				fd->max);
+	if (fd->type != B)
+		for (size_t i = 0; i < len; i++)
+			if (!char_ok(fd->type, v[i]))
+				return pg_error(PG_EINVAL, "iso8583",
+						"field %d: character 0x%02X at %zu not allowed in "
+						"type %s",
+						f, v[i], i + 1, type_name(fd->type));
+	if (fd->lenkind != PG_ISO_FIXED) {
+		int ld = fd->lenkind == PG_ISO_LL ? 2 : 3;
+
+		if (d->len_enc == PG_ISO_ENC_BCD && ld == 3)
+			ld = 4;
+		rc = put_number(out, d->len_enc, ld, (unsigned)len);
+		if (rc < 0)
+			return rc;
+	}
+	bcd = (fd->type == N || fd->type == Z) && d->num_enc == PG_ISO_ENC_BCD;
+	if (!bcd)
+		return pg_buf_append(out, v, len);
+	{
+		size_t bytes = (len + 1) / 2, skip = (len & 1) && fd->type == N ? 1 : 0;
+		uint8_t *dst;
+
+		rc = pg_buf_reserve(out, bytes);
+		if (rc < 0)
+			return rc;
+		dst = out->data + out->len;
+		memset(dst, 0, bytes);
+		if ((len & 1) && fd->type == Z)
+			dst[bytes - 1] = 0x0F;
+		for (size_t i = 0; i < len; i++) {
+			size_t nib = i + skip;
+			unsigned c = v[i] == 'D' || v[i] == '=' ? 0xD : (unsigned)(v[i] - '0');
+
+			dst[nib / 2] |= (uint8_t)(c << ((nib & 1) ? 0 : 4));
+		}
+		out->len += bytes;
+	}
+	return 0;
+}
+
+int
+pg_iso_pack(const struct pg_iso_dialect *d, const struct pg_iso_msg *m, struct pg_buf *out)
+{
+	uint8_t bm[16] = {0};
+	int rc, nbits = 64;
+	size_t start = out->len;
+
+	if (strlen(m->mti) != 4 || strspn(m->mti, "0123456789") != 4)
+		return pg_error(PG_EINVAL, "iso8583", "MTI missing or not 4 digits");
+	for (int f = 2; f <= 128; f++)
+		if (pg_iso_has(m, f)) {
+			bm[(f - 1) >> 3] |= (uint8_t)(0x80 >> ((f - 1) & 7));
+			if (f > 64)
+				nbits = 128;
+		}
+	if (nbits == 128)
+		bm[0] |= 0x80;
+	rc = put_number(out, d->mti_enc, 4, (unsigned)strtoul(m->mti, NULL, 10));
+	for (int i = 0; rc == 0 && i < nbits / 64; i++) {
+		if (d->bitmap_enc == PG_ISO_BM_BINARY) {
+			rc = pg_buf_append(out, bm + 8 * i, 8);
+		} else {
+			char hex[17];
+
+			pg_hex_encode_upper(hex, bm + 8 * i, 8, 0);
+			rc = pg_buf_append(out, hex, 16);
+		}
+	}
+	for (int f = 2; rc == 0 && f <= nbits; f++)
+		if (pg_iso_has(m, f))
+			rc = pack_field(d, m, f, out);
+	if (rc < 0)
+		out->len = start;
+	return rc;
+}
+
+/* ---- JSON ---- */
+
+json_t *
+pg_iso_to_json(const struct pg_iso_dialect *d, const struct pg_iso_msg *m)
+{
+	json_t *o = json_object();
+	char key[8];
+
+	if (!o)
+		return NULL;
+	json_object_set_new(o, "0", json_string(m->mti));
+	for (int f = 2; f <= 128; f++) {
+		size_t n;
+		const uint8_t *v;
+
+		if (!pg_iso_has(m, f))
+			continue;
+		v = pg_iso_get(m, f, &n);
+		snprintf(key, sizeof(key), "%d", f);
+		if (d->f[f].type == B) {
+			char *hex = malloc(2 * n + 1);
+
+			if (!hex)
+				goto fail;
+			pg_hex_encode_upper(hex, v, n, 0);
+			json_object_set_new(o, key, json_string(hex));
+			free(hex);
+		} else {
+			json_object_set_new(o, key, json_stringn((const char *)v, n));
+		}
+	}
+	return o;
+fail:
+	json_decref(o);
+	return NULL;
+}
+
+int
+pg_iso_from_json(const struct pg_iso_dialect *d, json_t *obj, struct pg_iso_msg *m)
+{
+	const char *key;
+	json_t *val;
+	int rc;
+
+	if (!json_is_object(obj))
+		return pg_error(PG_EFORMAT, "iso8583", "message JSON must be an object");
+	pg_iso_msg_init(m);
+	json_object_foreach(obj, key, val)
+	{
+		char *end;
+		long f = strtol(key, &end, 10);
+		const char *s;
+
+		if (*end || end == key)
+			continue;
+		if (f < 0 || f > 128 || f == 1)
+			return pg_error(PG_EFORMAT, "iso8583", "key '%s' is not a data element",
+					key);
+		if (!json_is_string(val))
+			return pg_error(PG_EFORMAT, "iso8583", "field %ld: value must be a string",
+					f);
+		s = json_string_value(val);
+		if (f == 0) {
+			rc = pg_iso_set_mti(m, s);
+		} else if (d->f[f].type == B) {
+			size_t hl = strlen(s);
+			uint8_t tmp[PG_ISO_MAX_MSG];
+
+			if (hl / 2 > sizeof(tmp))
+				return pg_error(PG_ETOOBIG, "iso8583", "field %ld: too long", f);
+			rc = pg_hex_decode(tmp, sizeof(tmp), s);
+			if (rc < 0)
+				return pg_error(PG_EFORMAT, "iso8583", "field %ld: bad hex", f);
+			rc = pg_iso_set(m, (int)f, tmp, (size_t)rc);
+		} else {
+			rc = pg_iso_set(m, (int)f, s, json_string_length(val));
+		}
+		if (rc < 0)
+			return rc;
+	}
+	if (!m->mti[0])
+		return pg_error(PG_EFORMAT, "iso8583", "message JSON lacks the MTI (key \"0\")");
+	return 0;
+}

@@ -1,0 +1,319 @@
+/*
+ * Merchant registry: terminal ID (field 41) -> merchant ID (field 42) ->
+ * registered location, its uncertainty and the merchant's distance limit
+ * (seed 4: "the registered location of the merchant behind the terminal").
+ */
+#include "pos_internal.h"
+
+#include "payguard/error.h"
+#include "payguard/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char header[] = "terminal_id,merchant_id,lat,lon,uncertainty_m,limit_m,mcc,name";
+
+/* Copies an ans identifier right-padded with spaces to width (fields 41/42 are fixed). */
+static int
+ident(const char *s, size_t n, char *out, size_t width)
+{
+	if (n == 0 || n > width)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < 0x20 || s[i] > 0x7e)
+			return -1;
+	memcpy(out, s, n);
+	memset(out + n, ' ', width - n);
+	out[width] = 0;
+	return 0;
+}
+
+static int
+num(const char *s, size_t n, double lo, double hi, double *out)
+{
+	char tmp[40];
+	char *end;
+
+	if (n == 0 || n >= sizeof(tmp))
+		return -1;
+	memcpy(tmp, s, n);
+	tmp[n] = 0;
+	if (strspn(tmp, "0123456789.-+eE") != n)
+		return -1;
+	errno = 0;
+	*out = strtod(tmp, &end);
+	if (*end || errno || !(*out >= lo && *out <= hi))
+		return -1;
+	return 0;
+}
+
+int
+pg_merchants_parse_row(const char *line, size_t len, struct pg_merchant_rec *rec)
+{
+	const char *f[8];
+	size_t fl[8], nf = 0, start = 0;
+	double mcc;
+	static const char *const names[] = {"terminal_id",   "merchant_id", "lat", "lon",
+					    "uncertainty_m", "limit_m",	    "mcc", "name"};
+
+	/* the name is last and may contain commas */
+	for (size_t i = 0; i <= len && nf < 8; i++) {
+		if (i == len || (line[i] == ',' && nf < 7)) {
+			f[nf] = line + start;
+			fl[nf++] = i - start;
+			start = i + 1;
+		}
+	}
+	if (nf != 8)
+		return pg_error(PG_EFORMAT, "merchants", "%zu fields, expected 8", nf);
+	memset(rec, 0, sizeof(*rec));
+	if (ident(f[0], fl[0], rec->tid, 8) < 0)
+		return pg_error(PG_EFORMAT, "merchants", "field '%s' must be 1-8 printable chars",
+				names[0]);
+	if (ident(f[1], fl[1], rec->mid, 15) < 0)
+		return pg_error(PG_EFORMAT, "merchants", "field '%s' must be 1-15 printable chars",
+				names[1]);
+	if (num(f[2], fl[2], -90, 90, &rec->lat) < 0 || num(f[3], fl[3], -180, 180, &rec->lon) < 0)
+		return pg_error(PG_EFORMAT, "merchants", "lat/lon invalid");
+	if (num(f[4], fl[4], 0, 1e6, &rec->unc_m) < 0)
+		return pg_error(PG_EFORMAT, "merchants", "field '%s' invalid", names[4]);
+	if (num(f[5], fl[5], 1, 2e7, &rec->limit_m) < 0)
+		return pg_error(PG_EFORMAT, "merchants", "field '%s' invalid", names[5]);
+	if (num(f[6], fl[6], 1, 999, &mcc) < 0 || mcc != (int)mcc)
+		return pg_error(PG_EFORMAT, "merchants", "field '%s' invalid", names[6]);
+	rec->mcc = (uint16_t)mcc;
+	if (fl[7] >= sizeof(rec->name))
+		return pg_error(PG_EFORMAT, "merchants", "name longer than %zu",
+				sizeof(rec->name) - 1);
+	for (size_t i = 0; i < fl[7]; i++)
+		if ((unsigned char)f[7][i] < 0x20)
+			return pg_error(PG_EFORMAT, "merchants", "control character in name");
+	memcpy(rec->name, f[7], fl[7]);
+	return 0;
+}
+
+struct merch_import {
+	struct pg_store *st;
+	sqlite3_stmt *m, *t;
+};
+
+static int
+merch_row(void *ctx, const char *line, size_t len)
+{
+	struct merch_import *mi = ctx;
+	struct pg_merchant_rec r;
+	int rc = pg_merchants_parse_row(line, len, &r);
+
+	if (rc < 0)
+		return rc;
+	sqlite3_reset(mi->m);
+	sqlite3_bind_text(mi->m, 1, r.mid, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_double(mi->m, 2, r.lat);
+	sqlite3_bind_double(mi->m, 3, r.lon);
+	sqlite3_bind_double(mi->m, 4, r.unc_m);
+	sqlite3_bind_double(mi->m, 5, r.limit_m);
+	sqlite3_bind_int(mi->m, 6, r.mcc);
+	sqlite3_bind_text(mi->m, 7, r.name, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(mi->m);
+	if (rc != SQLITE_DONE)
+		return pg_store_fail(mi->st, rc, "insert merchant");
+	sqlite3_reset(mi->t);
+	sqlite3_bind_text(mi->t, 1, r.tid, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(mi->t, 2, r.mid, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(mi->t);
+	if (rc != SQLITE_DONE)
+		return pg_store_fail(mi->st, rc, "insert terminal");
+	return 0;
+}
+
+int
+pg_merchants_import(struct pg_store *st, const char *path, struct pg_import_stats *stats)
+{
+	struct merch_import mi = {st, NULL, NULL};
+	int rc;
+
+	memset(stats, 0, sizeof(*stats));
+	rc = pg_pos_migrate(st);
+	if (rc < 0)
+		return rc;
+	if (sqlite3_prepare_v2(
+		st->db,
+		"INSERT INTO pos_merchants(mid,lat,lon,unc_m,limit_m,mcc,name) "
+		"VALUES(?,?,?,?,?,?,?) ON CONFLICT(mid) DO UPDATE SET lat=excluded.lat,"
+		"lon=excluded.lon,unc_m=excluded.unc_m,limit_m=excluded.limit_m,"
+		"mcc=excluded.mcc,name=excluded.name",
+		-1, &mi.m, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO pos_terminals(tid,mid) VALUES(?,?)",
+			       -1, &mi.t, NULL) != SQLITE_OK) {
+		rc = pg_store_fail(st, sqlite3_errcode(st->db), "prepare merchant insert");
+		goto out;
+	}
+	rc = pg_store_begin(st);
+	if (rc < 0)
+		goto out;
+	rc = pg_pos_csv_foreach(path, header, stats, merch_row, &mi);
+	if (rc < 0) {
+		pg_store_rollback(st);
+		goto out;
+	}
+	rc = pg_store_commit(st);
+out:
+	sqlite3_finalize(mi.m);
+	sqlite3_finalize(mi.t);
+	return rc;
+}
+
+/* ---- index ---- */
+
+struct pg_merchants {
+	struct pg_merchant_rec *recs;
+	size_t n;
+	uint64_t *keys;
+	uint32_t *idx; /* +1; 0 = empty */
+	size_t mask;
+};
+
+uint64_t
+pg_pos_tid_key(const char *tid, size_t len)
+{
+	uint64_t k = 0;
+
+	for (size_t i = 0; i < 8; i++)
+		k = k << 8 | (uint8_t)(i < len ? tid[i] : ' ');
+	return k;
+}
+
+static inline size_t
+hslot(uint64_t k, size_t mask)
+{
+	k ^= k >> 33;
+	k *= 0xff51afd7ed558ccdULL;
+	k ^= k >> 33;
+	return (size_t)k & mask;
+}
+
+const struct pg_merchant_rec *
+pg_merchants_find(const struct pg_merchants *m, const char *tid, size_t len)
+{
+	uint64_t k;
+	size_t i;
+
+	if (!m || len > 8)
+		return NULL;
+	k = pg_pos_tid_key(tid, len);
+	for (i = hslot(k, m->mask);; i = (i + 1) & m->mask) {
+		if (!m->idx[i])
+			return NULL;
+		if (m->keys[i] == k)
+			return &m->recs[m->idx[i] - 1];
+	}
+}
+
+void
+pg_merchants_free(struct pg_merchants *m)
+{
+	if (!m)
+		return;
+	free(m->recs);
+	free(m->keys);
+	free(m->idx);
+	free(m);
+}
+
+int
+pg_merchants_load(struct pg_store *st, struct pg_merchants **out)
+{
+	struct pg_merchants *m = calloc(1, sizeof(*m));
+	sqlite3_stmt *q = NULL;
+	size_t cap = 256, size = 16;
+	int rc;
+
+	*out = NULL;
+	if (!m)
+		return PG_ENOMEM;
+	m->recs = malloc(cap * sizeof(*m->recs));
+	if (!m->recs) {
+		rc = PG_ENOMEM;
+		goto fail;
+	}
+	rc = pg_pos_migrate(st);
+	if (rc < 0)
+		goto fail;
+	rc =
+	    sqlite3_prepare_v2(st->db,
+			       "SELECT t.tid,m.mid,m.lat,m.lon,m.unc_m,m.limit_m,m.mcc,m.name FROM "
+			       "pos_terminals t JOIN pos_merchants m ON m.mid=t.mid",
+			       -1, &q, NULL);
+	if (rc != SQLITE_OK) {
+		rc = pg_store_fail(st, rc, "select merchants");
+		goto fail;
+	}
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		struct pg_merchant_rec *r;
+
+		if (m->n == cap) {
+			struct pg_merchant_rec *nr = realloc(m->recs, 2 * cap * sizeof(*nr));
+
+			if (!nr) {
+				rc = PG_ENOMEM;
+				goto fail;
+			}
+			m->recs = nr;
+			cap *= 2;
+		}
+		r = &m->recs[m->n++];
+		memset(r, 0, sizeof(*r));
+		snprintf(r->tid, sizeof(r->tid), "%s", (const char *)sqlite3_column_text(q, 0));
+		snprintf(r->mid, sizeof(r->mid), "%s", (const char *)sqlite3_column_text(q, 1));
+		r->lat = sqlite3_column_double(q, 2);
+		r->lon = sqlite3_column_double(q, 3);
+		r->unc_m = sqlite3_column_double(q, 4);
+		r->limit_m = sqlite3_column_double(q, 5);
+		r->mcc = (uint16_t)sqlite3_column_int(q, 6);
+		snprintf(r->name, sizeof(r->name), "%s", (const char *)sqlite3_column_text(q, 7));
+	}
+	if (rc != SQLITE_DONE) {
+		rc = pg_store_fail(st, rc, "read merchants");
+		goto fail;
+	}
+	while (size < 2 * m->n)
+		size <<= 1;
+	m->mask = size - 1;
+	m->keys = calloc(size, sizeof(*m->keys));
+	m->idx = calloc(size, sizeof(*m->idx));
+	if (!m->keys || !m->idx) {
+		rc = PG_ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < m->n; i++) {
+		uint64_t k = pg_pos_tid_key(m->recs[i].tid, strlen(m->recs[i].tid));
+		size_t j = hslot(k, m->mask);
+
+		while (m->idx[j])
+			j = (j + 1) & m->mask;
+		m->keys[j] = k;
+		m->idx[j] = (uint32_t)i + 1;
+	}
+	sqlite3_finalize(q);
+	pg_info("merchants", "%zu terminals loaded", m->n);
+	*out = m;
+	return 0;
+fail:
+	sqlite3_finalize(q);
+	pg_merchants_free(m);
+	return rc;
+}
+
+size_t
+pg_merchants_n(const struct pg_merchants *m)
+{
+	return m ? m->n : 0;
+}
+
+size_t
+pg_merchants_index(const struct pg_merchants *m, const struct pg_merchant_rec *r)
+{
+	return (size_t)(r - m->recs);
+}

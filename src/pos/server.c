@@ -1,0 +1,505 @@
+/*
+ * The terminal-facing TCP server of seed 4: one epoll event loop, many
+ * connections, framed ISO 8583 in, 0110/0210/0810 out. Group commit: every
+ * request decided in one loop pass is written in one transaction, and only
+ * then are the responses released, so an answered transaction is stored.
+ */
+#include "payguard/clock.h"
+#include "payguard/error.h"
+#include "payguard/fs.h"
+#include "payguard/log.h"
+#include "payguard/pos.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define OUT_MAX (4u << 20) /* a client that stops reading is cut past this */
+
+struct conn {
+	int fd;
+	int want_out; /* EPOLLOUT registered */
+	int dead;
+	uint64_t last_ms, frame_start_ms;
+	struct pg_buf in, out;
+	char peer[48];
+};
+
+struct server {
+	struct pg_pos_server_cfg *cfg;
+	struct pg_pos_engine *e;
+	int ep, lfd;
+	struct conn **conns;
+	size_t nconns;
+	struct pg_iso_msg req, resp;
+	struct pg_buf body;
+	uint64_t served, rejected;
+};
+
+static volatile sig_atomic_t sig_stop;
+
+/*
+ * WAL checkpoints move committed pages into the database file and fsync it;
+ * done inline they stall the event loop (and every answer) for milliseconds.
+ * A thread with its own connection checkpoints passively instead, which never
+ * blocks the writer; the server's connection turns automatic checkpoints off.
+ */
+struct checkpointer {
+	pthread_t th;
+	char *path;
+	volatile int stop;
+	int running;
+};
+
+static void *
+checkpoint_main(void *p)
+{
+	struct checkpointer *cp = p;
+	sqlite3 *db = NULL;
+
+	if (sqlite3_open_v2(cp->path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		pg_warn("pos-server", "checkpointer: cannot open '%s'", cp->path);
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, 1000);
+	while (!cp->stop) {
+		int logn = 0, done = 0;
+
+		usleep(200000);
+		sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &logn, &done);
+	}
+	sqlite3_close(db);
+	return NULL;
+}
+
+static void
+on_signal(int s)
+{
+	(void)s;
+	sig_stop = 1;
+}
+
+static void
+conn_close(struct server *s, struct conn *c, const char *why)
+{
+	if (why)
+		pg_warn("pos-server", "%s: %s; connection closed", c->peer, why);
+	c->dead = 1;
+}
+
+static void
+conn_free(struct server *s, size_t i)
+{
+	struct conn *c = s->conns[i];
+
+	epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	pg_buf_release(&c->in);
+	pg_buf_release(&c->out);
+	free(c);
+	s->conns[i] = s->conns[--s->nconns];
+}
+
+/* Builds a format-error response when the MTI at least reads as a request. */
+static int
+format_error_reply(struct server *s, const uint8_t *body, size_t n, struct pg_iso_msg *resp)
+{
+	const struct pg_iso_dialect *d = s->cfg->dialect;
+	char mti[5];
+
+	if (d->mti_enc == PG_ISO_ENC_ASCII) {
+		if (n < 4)
+			return -1;
+		memcpy(mti, body, 4);
+	} else {
+		if (n < 2)
+			return -1;
+		snprintf(mti, sizeof(mti), "%02X%02X", body[0], body[1]);
+	}
+	mti[4] = 0;
+	if (strspn(mti, "0123456789") != 4 || (mti[2] - '0') % 2)
+		return -1;
+	mti[2] = (char)(mti[2] + 1);
+	pg_iso_msg_init(resp);
+	pg_iso_set_mti(resp, mti);
+	pg_iso_set_str(resp, 39, "30");
+	pg_iso_set_str(resp, 44, "FORMAT_ERROR");
+	return 0;
+}
+
+static int
+reply(struct server *s, struct conn *c, const uint8_t *tpdu, struct pg_iso_msg *resp)
+{
+	uint8_t t[5];
+	int rc;
+
+	pg_buf_reset(&s->body);
+	rc = pg_iso_pack(s->cfg->dialect, resp, &s->body);
+	if (rc < 0)
+		return rc;
+	if (tpdu) { /* answer to the sender: swap destination and source */
+		t[0] = tpdu[0];
+		memcpy(t + 1, tpdu + 3, 2);
+		memcpy(t + 3, tpdu + 1, 2);
+	}
+	return pg_iso_frame_wrap(&s->cfg->framing, tpdu ? t : NULL, s->body.data, s->body.len,
+				 &c->out);
+}
+
+static int
+handle_message(struct server *s, struct conn *c, const uint8_t *tpdu, const uint8_t *body, size_t n,
+	       uint64_t now)
+{
+	struct pg_pos_result res;
+	int rc = pg_iso_unpack(s->cfg->dialect, body, n, &s->req);
+
+	if (rc < 0) {
+		s->rejected++;
+		pg_warn("pos-server", "%s: message rejected: %s", c->peer, pg_last_error());
+		if (format_error_reply(s, body, n, &s->resp) < 0) {
+			conn_close(s, c, "unreadable MTI");
+			return PG_EFORMAT;
+		}
+		return reply(s, c, tpdu, &s->resp);
+	}
+	if ((s->req.mti[1] == '1' || s->req.mti[1] == '2') && s->req.mti[2] == '0') {
+		rc = pg_pos_engine_check(s->e, &s->req, (int64_t)pg_wall_ms(), &res);
+		if (rc < 0)
+			return rc;
+		rc = pg_pos_engine_respond(s->e, &s->req, &res, &s->resp);
+	} else {
+		rc = pg_pos_engine_respond(s->e, &s->req, NULL, &s->resp);
+		if (rc == 0 && s->req.mti[1] != '8')
+			rc = pg_iso_set_str(&s->resp, 39, "12"); /* invalid transaction */
+	}
+	if (rc < 0) {
+		s->rejected++;
+		conn_close(s, c, pg_last_error());
+		return rc;
+	}
+	s->served++;
+	(void)now;
+	return reply(s, c, tpdu, &s->resp);
+}
+
+static void
+conn_read(struct server *s, struct conn *c, uint64_t now)
+{
+	for (;;) {
+		ssize_t r;
+		size_t hdr, body, pos = 0;
+		int rc = pg_buf_reserve(
+		    &c->in, 4096 < c->in.max - c->in.len ? 4096 : c->in.max - c->in.len);
+
+		if (rc < 0 || c->in.cap == c->in.len) {
+			conn_close(s, c, "input buffer full");
+			return;
+		}
+		r = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (r <= 0) {
+			if (c->in.len)
+				pg_warn("pos-server",
+					"%s: closed with %zu bytes of a partial frame", c->peer,
+					c->in.len);
+			conn_close(s, c, NULL);
+			return;
+		}
+		c->in.len += (size_t)r;
+		c->last_ms = now;
+		while (!c->dead) {
+			rc = pg_iso_frame_find(&s->cfg->framing, c->in.data + pos, c->in.len - pos,
+					       s->cfg->max_msg, &hdr, &body);
+			if (rc < 0) {
+				s->rejected++;
+				conn_close(s, c, pg_last_error());
+				return;
+			}
+			if (rc == 0)
+				break;
+			rc = handle_message(
+			    s, c, s->cfg->framing.tpdu ? c->in.data + pos + hdr - 5 : NULL,
+			    c->in.data + pos + hdr, body, now);
+			if (rc < 0 && !c->dead) /* the answer could not be queued */
+				conn_close(s, c, pg_last_error());
+			pos += hdr + body;
+			if (s->cfg->framing.kind == PG_FRAME_NONE)
+				break;
+		}
+		pg_buf_consume(&c->in, pos);
+		c->frame_start_ms =
+		    c->in.len ? (pos || !c->frame_start_ms ? now : c->frame_start_ms) : 0;
+		if (c->dead)
+			return;
+	}
+}
+
+static void
+conn_flush(struct server *s, struct conn *c)
+{
+	while (c->out.len && !c->dead) {
+		ssize_t w = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN)
+			break;
+		if (w <= 0) {
+			conn_close(s, c, "write failed");
+			return;
+		}
+		pg_buf_consume(&c->out, (size_t)w);
+	}
+	if (c->dead)
+		return;
+	if (c->out.len && !c->want_out) {
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+
+		epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev);
+		c->want_out = 1;
+	} else if (!c->out.len && c->want_out) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+
+		epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev);
+		c->want_out = 0;
+	}
+}
+
+static void
+do_accept(struct server *s, uint64_t now)
+{
+	for (;;) {
+		struct sockaddr_in a;
+		socklen_t al = sizeof(a);
+		int fd = accept4(s->lfd, (struct sockaddr *)&a, &al, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct conn *c, **nc;
+		struct epoll_event ev;
+		int one = 1;
+
+		if (fd < 0)
+			return;
+		if ((int)s->nconns >= s->cfg->max_conns) {
+			pg_warn("pos-server", "connection limit %d reached; refusing",
+				s->cfg->max_conns);
+			close(fd);
+			continue;
+		}
+		c = calloc(1, sizeof(*c));
+		nc = realloc(s->conns, (s->nconns + 1) * sizeof(*nc));
+		if (!c || !nc) {
+			free(c);
+			if (nc)
+				s->conns = nc;
+			close(fd);
+			continue;
+		}
+		s->conns = nc;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c->fd = fd;
+		c->last_ms = now;
+		pg_buf_init(&c->in, s->cfg->max_msg + 16);
+		pg_buf_init(&c->out, OUT_MAX);
+		snprintf(c->peer, sizeof(c->peer), "%s:%u", inet_ntoa(a.sin_addr),
+			 ntohs(a.sin_port));
+		ev.events = EPOLLIN;
+		ev.data.ptr = c;
+		if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		s->conns[s->nconns++] = c;
+		pg_debug("pos-server", "%s: connected", c->peer);
+	}
+}
+
+static int
+listen_on(struct server *s)
+{
+	struct pg_pos_server_cfg *cfg = s->cfg;
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cfg->port)};
+	socklen_t al = sizeof(a);
+	int one = 1;
+
+	if (inet_pton(AF_INET, cfg->host ? cfg->host : "127.0.0.1", &a.sin_addr) != 1)
+		return pg_error(PG_EINVAL, "pos-server", "address '%s' is not IPv4", cfg->host);
+	s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s->lfd < 0)
+		return pg_error(PG_ESYS, "pos-server", "socket: %s", strerror(errno));
+	setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(s->lfd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(s->lfd, 1024) < 0)
+		return pg_error(PG_ESYS, "pos-server", "bind %s:%d: %s",
+				cfg->host ? cfg->host : "127.0.0.1", cfg->port, strerror(errno));
+	getsockname(s->lfd, (struct sockaddr *)&a, &al);
+	cfg->bound_port = ntohs(a.sin_port);
+	if (cfg->port_file) {
+		char txt[16];
+		int n = snprintf(txt, sizeof(txt), "%d\n", cfg->bound_port);
+		int rc = pg_write_file_atomic(cfg->port_file, txt, (size_t)n, 0644);
+
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int
+pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
+{
+	struct server *s = calloc(1, sizeof(*s));
+	struct epoll_event ev, evs[256];
+	uint64_t last_sweep = 0;
+	struct checkpointer cp = {0};
+	int batch_open = 0;
+	uint64_t batch_since = 0;
+	struct pg_store *st = pg_pos_engine_store(e);
+	int rc;
+
+	if (!s)
+		return PG_ENOMEM;
+	s->cfg = cfg;
+	s->e = e;
+	s->lfd = -1;
+	s->ep = -1;
+	pg_buf_init(&s->body, PG_ISO_ARENA);
+	if (!cfg->max_msg)
+		cfg->max_msg = PG_ISO_MAX_MSG;
+	if (!cfg->max_conns)
+		cfg->max_conns = 4096;
+	if (cfg->idle_ms <= 0)
+		cfg->idle_ms = 60000;
+	if (cfg->frame_ms <= 0)
+		cfg->frame_ms = 5000;
+	if (cfg->commit_us < 0)
+		cfg->commit_us = 0;
+	if (!cfg->stop) {
+		signal(SIGINT, on_signal);
+		signal(SIGTERM, on_signal);
+	}
+	signal(SIGPIPE, SIG_IGN);
+	rc = listen_on(s);
+	if (rc < 0)
+		goto out;
+	if (st && st->path) {
+		cp.path = st->path;
+		if (pg_store_exec(st, "PRAGMA wal_autocheckpoint=0") == 0 &&
+		    pthread_create(&cp.th, NULL, checkpoint_main, &cp) == 0)
+			cp.running = 1;
+		else
+			pg_store_exec(st, "PRAGMA wal_autocheckpoint=1000");
+	}
+	s->ep = epoll_create1(EPOLL_CLOEXEC);
+	ev.events = EPOLLIN;
+	ev.data.ptr = NULL;
+	if (s->ep < 0 || epoll_ctl(s->ep, EPOLL_CTL_ADD, s->lfd, &ev) < 0) {
+		rc = pg_error(PG_ESYS, "pos-server", "epoll: %s", strerror(errno));
+		goto out;
+	}
+	pg_info("pos-server", "listening on %s:%d", cfg->host ? cfg->host : "127.0.0.1",
+		cfg->bound_port);
+	cfg->ready = 1;
+	while (!(cfg->stop ? *cfg->stop : sig_stop)) {
+		/* while a batch is open, only take what is already there: never sleep */
+		int n = epoll_wait(s->ep, evs, 256, batch_open ? 0 : 50);
+		uint64_t now = pg_mono_ms();
+
+		if (n < 0 && errno != EINTR) {
+			rc = pg_error(PG_ESYS, "pos-server", "epoll_wait: %s", strerror(errno));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			struct conn *c = evs[i].data.ptr;
+
+			if (!c) {
+				do_accept(s, now);
+				continue;
+			}
+			if (c->dead)
+				continue;
+			if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+				conn_read(s, c, now);
+		}
+		/*
+		 * Group commit: requests decided in this pass join the open batch; the
+		 * batch is written in one transaction as soon as no more input is ready,
+		 * or it is commit_us old, or it holds 512 requests; only then are its
+		 * responses released. Gathering what is already queued costs no idle
+		 * time, and bigger batches write fewer WAL pages per transaction.
+		 */
+		if (pg_pos_engine_pending(e) && !batch_open) {
+			batch_open = 1;
+			batch_since = pg_mono_ns() / 1000;
+		}
+		if (batch_open && n > 0 && pg_pos_engine_pending(e) < 512 &&
+		    pg_mono_ns() / 1000 - batch_since < (uint64_t)cfg->commit_us)
+			continue;
+		batch_open = 0;
+		if (pg_pos_engine_pending(e)) {
+			rc = pg_pos_engine_commit(e);
+			if (rc < 0) {
+				pg_err("pos-server", "commit failed: %s; dropping %zu connections",
+				       pg_last_error(), s->nconns);
+				for (size_t i = 0; i < s->nconns; i++)
+					if (s->conns[i]->out.len)
+						conn_close(s, s->conns[i], "store unavailable");
+			}
+		}
+		for (size_t i = 0; i < s->nconns; i++) {
+			struct conn *c = s->conns[i];
+
+			if (!c->dead && c->out.len)
+				conn_flush(s, c);
+			if (!c->dead && c->out.len >= OUT_MAX / 2)
+				conn_close(s, c, "client does not read its responses");
+		}
+		if (now - last_sweep >= 100) {
+			last_sweep = now;
+			for (size_t i = 0; i < s->nconns; i++) {
+				struct conn *c = s->conns[i];
+
+				if (c->dead)
+					continue;
+				if (c->frame_start_ms &&
+				    now - c->frame_start_ms > (uint64_t)cfg->frame_ms)
+					conn_close(s, c,
+						   "frame not completed in time (slow sender)");
+				else if (now - c->last_ms > (uint64_t)cfg->idle_ms)
+					conn_close(s, c, "idle");
+			}
+		}
+		for (size_t i = s->nconns; i-- > 0;)
+			if (s->conns[i]->dead)
+				conn_free(s, i);
+	}
+	rc = pg_pos_engine_commit(e);
+	pg_info("pos-server", "stopped: %llu answered, %llu rejected",
+		(unsigned long long)s->served, (unsigned long long)s->rejected);
+out:
+	if (cp.running) {
+		cp.stop = 1;
+		pthread_join(cp.th, NULL);
+		pg_store_exec(st, "PRAGMA wal_autocheckpoint=1000");
+	}
+	while (s->nconns)
+		conn_free(s, s->nconns - 1);
+	free(s->conns);
+	if (s->ep >= 0)
+		close(s->ep);
+	if (s->lfd >= 0)
+		close(s->lfd);
+	pg_buf_release(&s->body);
+	free(s);
+	return rc;
+}

@@ -1,0 +1,272 @@
+/*
+ * The SE demonstration (seed 7 end to end): one simulated SE per link type
+ * in the driver table, each on its own socket (or in pcscd through vpcd),
+ * joined by the converter; channels carry real APDUs between SEs of
+ * different types and the converter's transcript shows each exchange.
+ */
+#include "payguard/card.h"
+#include "payguard/converter.h"
+#include "payguard/error.h"
+#include "payguard/hex.h"
+#include "payguard/log.h"
+#include "payguard/se_pcsc.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_SIMS 16
+
+struct sim {
+	const struct pg_link_ops *ops;
+	struct pg_card_rt *rt;
+	pthread_t thread;
+	int started;
+	int listen_fd;
+	char addr[160];
+	/* vpcd only */
+	const char *vpcd_addr;
+	int stop;
+	int rc;
+};
+
+static void *
+socket_sim_main(void *arg)
+{
+	struct sim *s = arg;
+
+	s->rc = pg_card_serve_listener(s->listen_fd, s->ops, pg_card_rt_card(s->rt), NULL, 1);
+	return NULL;
+}
+
+static void *
+vpcd_sim_main(void *arg)
+{
+	struct sim *s = arg;
+
+	s->rc = pg_vpcd_serve(s->vpcd_addr, pg_card_rt_card(s->rt), 3000, &s->stop);
+	return NULL;
+}
+
+struct reader_hit {
+	const char *want;
+	int found;
+};
+
+static void
+reader_cb(void *arg, const char *name)
+{
+	struct reader_hit *h = arg;
+
+	if (strcmp(name, h->want) == 0)
+		h->found = 1;
+}
+
+/* Attaches the PC/SC interface once vpcd has reported the card to pcscd. */
+static int
+attach_pcsc(struct pg_conv *conv, const char *reader)
+{
+	const struct pg_link_ops *ops = pg_link_find("pcsc");
+	int rc = PG_ENOCARD;
+
+	for (int i = 0; i < 50; i++) {
+		rc = pg_conv_attach_addr(conv, "pcsc", ops, reader, NULL);
+		if (rc != PG_ENOCARD && rc != PG_EPCSC)
+			break;
+		usleep(100000);
+	}
+	return rc;
+}
+
+static int
+demo_send(struct pg_conv *conv, int ch, enum pg_conv_side side, const char *hex)
+{
+	uint8_t c[300], r[300];
+	size_t rl = sizeof(r);
+	int n = pg_hex_decode(c, sizeof(c), hex);
+
+	if (n < 0)
+		return n;
+	return pg_conv_transmit(conv, ch, side, c, (size_t)n, r, &rl);
+}
+
+/* One side's conversation: test applet, echo, the peer's CPLC on a 2nd channel, counter. */
+static int
+converse(struct pg_conv *conv, int ch, enum pg_conv_side side)
+{
+	static const char *const script[] = {
+	    "00A404000AF070617967756172640100",		    /* SELECT test applet */
+	    "8010000010000102030405060708090A0B0C0D0E0F00", /* ECHO 16 bytes */
+	    "0070000001",				    /* MANAGE CHANNEL open -> 1 */
+	    "01A4040008A00000015100000000",		    /* SELECT the ISD on channel 1 */
+	    "81CA9F7F00",				    /* GET DATA CPLC on channel 1 */
+	    "00708001",					    /* MANAGE CHANNEL close 1 */
+	    "8012000008",				    /* GET COUNTER */
+	};
+	int rc;
+
+	for (size_t i = 0; i < sizeof(script) / sizeof(script[0]); i++) {
+		rc = demo_send(conv, ch, side, script[i]);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int
+pg_se_demo(FILE *out, const struct pg_se_demo_opts *o)
+{
+	struct sim sims[MAX_SIMS];
+	struct pg_conv *conv = NULL;
+	char dir[] = "/tmp/pg-se-demo-XXXXXX";
+	int nsims = 0, rc, nifs = 0, ch;
+	const char *vpcd_addr = o && o->vpcd_addr ? o->vpcd_addr : "tcp:127.0.0.1:35963";
+	const char *reader = o && o->reader ? o->reader : "Virtual PCD 00 00";
+	int want_pcsc = o ? o->pcsc : -1;
+	struct pg_conv_iface_info info;
+
+	memset(sims, 0, sizeof(sims));
+	if (!mkdtemp(dir))
+		return pg_error(PG_ESYS, "demo", "cannot create a temporary directory");
+	PG_TRY_GOTO(pg_conv_new(&conv), out, "demo", "converter");
+	pg_conv_set_trace(conv, pg_conv_trace_file, out);
+	fprintf(out, "== payguard SE demo: one simulated SE per link type, joined by the "
+		     "converter ==\n");
+	/* Every driver with both roles: a card on a UNIX socket, a host link in the converter. */
+	for (int i = 0; i < PG_LINK_COUNT; i++) {
+		const struct pg_link_ops *ops = pg_link_drivers[i];
+		struct sim *s = &sims[nsims];
+
+		if (!ops || !ops->card_open || !ops->host_open)
+			continue;
+		s->ops = ops;
+		PG_TRY_GOTO(pg_card_sim_new(&s->rt, 0x50470000u + (uint32_t)i, NULL, 0), out,
+			    "demo", "card");
+		nsims++;
+		snprintf(s->addr, sizeof(s->addr), "unix:%s/%s.sock", dir, ops->name);
+		rc = pg_stream_listen(s->addr);
+		if (rc < 0)
+			goto out;
+		s->listen_fd = rc;
+		if (pthread_create(&s->thread, NULL, socket_sim_main, s) != 0) {
+			close(s->listen_fd);
+			rc = pg_error(PG_ESYS, "demo", "cannot start a thread");
+			goto out;
+		}
+		s->started = 1;
+		PG_TRY_GOTO(pg_conv_attach_addr(conv, ops->name, ops, s->addr, NULL), out, "demo",
+			    "attach");
+		nifs++;
+	}
+	/* PC/SC: a card plugged into pcscd through vpcd, reached with libpcsclite. */
+	if (want_pcsc != 0 && pg_link_find("pcsc") && pg_link_find("vpcd")) {
+		struct reader_hit hit = {.want = reader};
+		int n = pg_pcsc_list_readers(reader_cb, &hit);
+
+		if (n >= 0 && hit.found) {
+			struct sim *s = &sims[nsims];
+
+			s->ops = pg_link_find("vpcd");
+			s->vpcd_addr = vpcd_addr;
+			s->listen_fd = -1;
+			PG_TRY_GOTO(pg_card_sim_new(&s->rt, 0x50470099u, NULL, 0), out, "demo",
+				    "card");
+			nsims++;
+			if (pthread_create(&s->thread, NULL, vpcd_sim_main, s) != 0) {
+				rc = pg_error(PG_ESYS, "demo", "cannot start a thread");
+				goto out;
+			}
+			s->started = 1;
+			PG_TRY_GOTO(attach_pcsc(conv, reader), out, "demo", "attach pcsc");
+			nifs++;
+		} else if (want_pcsc == 1) {
+			rc = pg_error(PG_ENOENT, "demo",
+				      "PC/SC reader '%s' not found (is pcscd running with vpcd?)",
+				      reader);
+			goto out;
+		} else {
+			fprintf(out,
+				"note     pcsc/vpcd not in this run: no '%s' reader in pcscd "
+				"(start pcscd with scripts/se-pcscd.sh start)\n",
+				reader);
+		}
+	}
+	if (nifs < 2) {
+		rc = pg_error(PG_ENOENT, "demo", "only %d link type(s) available; need two", nifs);
+		goto out;
+	}
+	/* A ring of channels: each SE talks to the next one, then the last to the first. */
+	for (int i = 0; i < nifs; i++) {
+		struct pg_conv_iface_info a, b;
+
+		pg_conv_iface(conv, i, &a);
+		pg_conv_iface(conv, (i + 1) % nifs, &b);
+		ch = pg_conv_open(conv, a.name, b.name);
+		if (ch < 0) {
+			rc = ch;
+			goto out;
+		}
+		PG_TRY_GOTO(converse(conv, ch, PG_CONV_A), out, "demo", "A->B");
+		PG_TRY_GOTO(converse(conv, ch, PG_CONV_B), out, "demo", "B->A");
+		if (i + 1 < nifs)
+			PG_TRY_GOTO(pg_conv_close(conv, ch), out, "demo", "close");
+	}
+	/* Removal: the last channel stays open, its first SE is removed mid-channel. */
+	pg_conv_iface(conv, nifs - 1, &info);
+	fprintf(out, "== removing SE '%s' while channel %d is open ==\n", info.name, ch);
+	PG_TRY_GOTO(pg_conv_detach(conv, info.name), out, "demo", "detach");
+	rc = demo_send(conv, ch, PG_CONV_B, "8012000008");
+	fprintf(out, "  ch %-3d now refuses commands: %s\n", ch,
+		rc < 0 ? pg_last_error() : "(unexpectedly still open)");
+	if (rc >= 0) {
+		rc = pg_error(PG_ESTATE, "demo", "channel survived its SE's removal");
+		goto out;
+	}
+	if (nifs >= 3) {
+		struct pg_conv_iface_info a, b;
+
+		fprintf(out, "== the other SEs go on ==\n");
+		pg_conv_iface(conv, 0, &a);
+		pg_conv_iface(conv, 1, &b);
+		ch = pg_conv_open(conv, a.name, b.name);
+		if (ch < 0) {
+			rc = ch;
+			goto out;
+		}
+		PG_TRY_GOTO(demo_send(conv, ch, PG_CONV_A, "00A404000AF0706179677561726401 00"),
+			    out, "demo", "select");
+		PG_TRY_GOTO(demo_send(conv, ch, PG_CONV_A, "8012000008"), out, "demo", "counter");
+		PG_TRY_GOTO(pg_conv_close(conv, ch), out, "demo", "close");
+	}
+	fprintf(out, "== summary ==\n");
+	for (int i = 0; pg_conv_iface(conv, i, &info) == 0; i++)
+		fprintf(out, "  %-8s %-5s %6llu APDUs  %s\n", info.name, info.link,
+			(unsigned long long)info.apdus,
+			info.state == 0		   ? "live"
+			: info.state == PG_ENOCARD ? "removed"
+						   : "failed");
+	rc = 0;
+out:
+	pg_conv_free(conv); /* closes every host link: the socket sims see EOF and return */
+	for (int i = 0; i < nsims; i++) {
+		struct sim *s = &sims[i];
+
+		if (s->started) {
+			/* Wakes a sim still waiting in accept() (its host never came). */
+			if (s->listen_fd > 0)
+				shutdown(s->listen_fd, SHUT_RDWR);
+			__atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
+			pthread_join(s->thread, NULL);
+		}
+		if (s->listen_fd > 0)
+			close(s->listen_fd);
+		if (s->addr[0])
+			unlink(s->addr + 5);
+		pg_card_rt_free(s->rt);
+	}
+	rmdir(dir);
+	return rc;
+}

@@ -1,0 +1,190 @@
+/*
+ * Unit tests of the k-means engine (payguard/kmeans.h): Lloyd and Hamerly
+ * agree, float32 follows float64, bad input is refused, empty clusters are
+ * relocated, results do not depend on the thread count. The comparison with
+ * scikit-learn is tests/integration/load/sklearn_compare.py.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "payguard/error.h"
+#include "payguard/kmeans.h"
+#include "payguard/log.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Four Gaussian-ish blobs in d dimensions from a fixed LCG. */
+static double *
+blobs(size_t n, size_t d, uint64_t seed)
+{
+	double *x = malloc(n * d * sizeof(double));
+	uint64_t s = seed;
+
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < d; j++) {
+			double u = 0;
+			for (int r = 0; r < 4; r++) {
+				s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+				u += (double)(s >> 11) * 0x1.0p-53;
+			}
+			x[i * d + j] = (double)((i % 4) * 3 * (j % 2 ? 1 : -1)) + (u - 2);
+		}
+	return x;
+}
+
+static void
+test_lloyd_hamerly_agree(void **state)
+{
+	size_t n = 20000, d = 5, k = 6;
+	double *x = blobs(n, d, 1), c1[6 * 5], c2[6 * 5];
+	int32_t *l1 = malloc(n * sizeof(int32_t)), *l2 = malloc(n * sizeof(int32_t));
+	struct pg_kmeans_params p;
+	struct pg_kmeans_info i1, i2;
+
+	(void)state;
+	pg_kmeans_params_init(&p, k);
+	p.seed = 3;
+	p.n_init = 2;
+	assert_int_equal(pg_kmeans_fit(x, PG_KMEANS_F64, n, d, &p, l1, c1, &i1), 0);
+	p.algo = PG_KMEANS_HAMERLY;
+	p.n_threads = 2;
+	assert_int_equal(pg_kmeans_fit(x, PG_KMEANS_F64, n, d, &p, l2, c2, &i2), 0);
+	assert_memory_equal(l1, l2, n * sizeof(int32_t));
+	assert_true(fabs(i1.inertia - i2.inertia) <= 1e-9 * i1.inertia);
+	assert_int_equal(i1.n_iter, i2.n_iter);
+	for (size_t i = 0; i < k * d; i++)
+		assert_true(fabs(c1[i] - c2[i]) <= 1e-9 * (fabs(c1[i]) + 1));
+	free(x);
+	free(l1);
+	free(l2);
+}
+
+static void
+test_float32(void **state)
+{
+	size_t n = 10000, d = 3, k = 4;
+	double *x = blobs(n, d, 2), c1[12], c2[12];
+	float *xf = malloc(n * d * sizeof(float));
+	int32_t *l1 = malloc(n * sizeof(int32_t)), *l2 = malloc(n * sizeof(int32_t));
+	struct pg_kmeans_params p;
+	struct pg_kmeans_info i1, i2;
+	size_t same = 0;
+
+	(void)state;
+	for (size_t i = 0; i < n * d; i++)
+		xf[i] = (float)x[i];
+	pg_kmeans_params_init(&p, k);
+	p.seed = 9;
+	assert_int_equal(pg_kmeans_fit(x, PG_KMEANS_F64, n, d, &p, l1, c1, &i1), 0);
+	assert_int_equal(pg_kmeans_fit(xf, PG_KMEANS_F32, n, d, &p, l2, c2, &i2), 0);
+	for (size_t i = 0; i < n; i++)
+		same += l1[i] == l2[i];
+	assert_true(same >= n * 99 / 100);
+	assert_true(fabs(i1.inertia - i2.inertia) <= 1e-3 * i1.inertia);
+	free(x);
+	free(xf);
+	free(l1);
+	free(l2);
+}
+
+static void
+test_bad_input(void **state)
+{
+	double x[8] = {1, 2, 3, 4, 5, NAN, 7, 8}, c[4];
+	int32_t l[4];
+	struct pg_kmeans_params p;
+
+	(void)state;
+	pg_kmeans_params_init(&p, 2);
+	assert_int_equal(pg_kmeans_fit(x, PG_KMEANS_F64, 4, 2, &p, l, c, NULL), PG_EINVAL);
+	assert_non_null(strstr(pg_last_error(), "not finite"));
+	x[5] = 6;
+	p.k = 5;
+	assert_int_equal(pg_kmeans_fit(x, PG_KMEANS_F64, 4, 2, &p, l, c, NULL), PG_EINVAL);
+	p.k = 0;
+	assert_int_equal(pg_kmeans_fit(x, PG_KMEANS_F64, 4, 2, &p, l, c, NULL), PG_EINVAL);
+	p.k = 2;
+	assert_int_equal(pg_kmeans_fit(x, PG_KMEANS_F64, 4, 2, &p, l, c, NULL), 0);
+}
+
+static void
+test_relocation(void **state)
+{
+	/* The third initial center is far from every point: its cluster starts empty. */
+	double x[12] = {0, 0, 0.1, 0, 0, 0.1, 5, 5, 5.1, 5, 5, 5.1};
+	double init[6] = {0, 0, 5, 5, 100, 100}, c[6];
+	int32_t l[6];
+	struct pg_kmeans_params p;
+	struct pg_kmeans_info info;
+	int used[3] = {0};
+
+	(void)state;
+	for (int algo = 0; algo < 2; algo++) {
+		pg_kmeans_params_init(&p, 3);
+		p.init = init;
+		p.algo = algo;
+		assert_int_equal(pg_kmeans_fit(x, PG_KMEANS_F64, 6, 2, &p, l, c, &info), 0);
+		assert_true(info.relocated >= 1);
+		memset(used, 0, sizeof(used));
+		for (int i = 0; i < 6; i++)
+			used[l[i]] = 1;
+		assert_true(used[0] && used[1] && used[2]);
+		assert_true(c[4] < 10 && c[5] < 10);
+	}
+}
+
+static void
+test_threads_deterministic(void **state)
+{
+	size_t n = 50000, d = 4, k = 8;
+	double *x = blobs(n, d, 4), c1[32], c2[32];
+	int32_t *l1 = malloc(n * sizeof(int32_t)), *l2 = malloc(n * sizeof(int32_t));
+	struct pg_kmeans_params p;
+	struct pg_kmeans_info i1, i2;
+
+	(void)state;
+	pg_kmeans_params_init(&p, k);
+	p.seed = 11;
+	p.algo = PG_KMEANS_HAMERLY;
+	assert_int_equal(pg_kmeans_fit(x, PG_KMEANS_F64, n, d, &p, l1, c1, &i1), 0);
+	p.n_threads = 2;
+	assert_int_equal(pg_kmeans_fit(x, PG_KMEANS_F64, n, d, &p, l2, c2, &i2), 0);
+	assert_memory_equal(l1, l2, n * sizeof(int32_t));
+	assert_memory_equal(c1, c2, sizeof(c1));
+	assert_true(i1.inertia == i2.inertia);
+	free(x);
+	free(l1);
+	free(l2);
+}
+
+static void
+test_silhouette(void **state)
+{
+	double x[8] = {0, 0, 0, 1, 10, 10, 10, 11}, s;
+	int32_t good[4] = {0, 0, 1, 1}, bad[4] = {0, 1, 0, 1};
+
+	(void)state;
+	assert_int_equal(pg_kmeans_silhouette(x, 4, 2, good, 2, &s), 0);
+	assert_true(s > 0.9);
+	assert_int_equal(pg_kmeans_silhouette(x, 4, 2, bad, 2, &s), 0);
+	assert_true(s < 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_lloyd_hamerly_agree),
+	    cmocka_unit_test(test_float32),
+	    cmocka_unit_test(test_bad_input),
+	    cmocka_unit_test(test_relocation),
+	    cmocka_unit_test(test_threads_deterministic),
+	    cmocka_unit_test(test_silhouette),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
