@@ -52,12 +52,21 @@ struct pg_card_config {
 	size_t atr_len;
 	uint32_t serial;  /* IC serial number in the CPLC */
 	int max_channels; /* 1..20 (0: 20) */
+	/* Issue 3 hooks (card_gp.h); all optional. */
+	const struct pg_applet *isd; /* the issuer security domain (NULL: built-in CPLC-only ISD) */
+	void *(*alloc)(void *actx, size_t n); /* zeroed memory for the runtime; NULL: calloc */
+	void (*release)(void *actx, void *p);
+	void *actx;
 };
 
 int pg_card_rt_new(struct pg_card_rt **out, const struct pg_card_config *cfg);
 void pg_card_rt_free(struct pg_card_rt *rt);
 /* Adds an applet (copied) to the table; PG_EEXIST for a duplicate AID, PG_ERANGE if full. */
 int pg_card_rt_add_applet(struct pg_card_rt *rt, const struct pg_applet *a);
+/* Removes the applet with this AID (deselected on every channel); PG_ENOENT if absent. */
+int pg_card_rt_remove_applet(struct pg_card_rt *rt, const uint8_t *aid, size_t aid_len);
+/* The applet selected on an open channel, or NULL (no selection / channel closed). */
+const struct pg_applet *pg_card_rt_selected(const struct pg_card_rt *rt, int channel);
 /* The struct pg_card view for link drivers (valid while rt lives). */
 const struct pg_card *pg_card_rt_card(struct pg_card_rt *rt);
 /* Commands executed since creation (every C-APDU the runtime answered). */

@@ -43,7 +43,10 @@ struct pg_card_rt {
 	struct channel ch[PG_CARD_MAX_CHANNELS];
 	struct pg_applet applets[PG_CARD_MAX_APPLETS];
 	int napplets;
-	int isd; /* index of the ISD, the default-selected application */
+	int isd;	  /* index of the ISD, the default-selected application */
+	int custom_alloc; /* from cfg->alloc: handed back to cfg->release */
+	void (*release)(void *actx, void *p);
+	void *actx;
 };
 
 static int
@@ -417,9 +420,15 @@ pg_card_rt_new(struct pg_card_rt **out, const struct pg_card_config *cfg)
 	if (cfg->max_channels < 0 || cfg->max_channels > PG_CARD_MAX_CHANNELS)
 		return pg_error(PG_EINVAL, "card", "max channels must be 1..%d",
 				PG_CARD_MAX_CHANNELS);
-	rt = calloc(1, sizeof(*rt));
+	/* The one allocation of the runtime: from the host's allocator (a VSE's arena) if given. */
+	rt = cfg->alloc ? cfg->alloc(cfg->actx, sizeof(*rt)) : calloc(1, sizeof(*rt));
 	if (!rt)
 		return PG_ENOMEM;
+	if (cfg->alloc)
+		memset(rt, 0, sizeof(*rt));
+	rt->custom_alloc = cfg->alloc != NULL;
+	rt->release = cfg->release;
+	rt->actx = cfg->actx;
 	if (cfg->atr) {
 		memcpy(rt->atr, cfg->atr, cfg->atr_len);
 		rt->atr_len = cfg->atr_len;
@@ -439,9 +448,9 @@ pg_card_rt_new(struct pg_card_rt **out, const struct pg_card_config *cfg)
 	rt->card.process = rt_process;
 	rt->card.reset = rt_reset;
 	memcpy(isd.aid, pg_card_isd_aid, sizeof(pg_card_isd_aid));
-	rc = pg_card_rt_add_applet(rt, &isd);
+	rc = pg_card_rt_add_applet(rt, cfg->isd ? cfg->isd : &isd);
 	if (rc < 0) {
-		free(rt);
+		pg_card_rt_free(rt);
 		return rc;
 	}
 	rt->isd = 0;
@@ -453,7 +462,46 @@ pg_card_rt_new(struct pg_card_rt **out, const struct pg_card_config *cfg)
 void
 pg_card_rt_free(struct pg_card_rt *rt)
 {
-	free(rt);
+	if (!rt)
+		return;
+	if (!rt->custom_alloc)
+		free(rt);
+	else if (rt->release)
+		rt->release(rt->actx, rt);
+}
+
+int
+pg_card_rt_remove_applet(struct pg_card_rt *rt, const uint8_t *aid, size_t aid_len)
+{
+	int i;
+
+	for (i = 0; i < rt->napplets; i++)
+		if (rt->applets[i].aid_len == aid_len &&
+		    memcmp(rt->applets[i].aid, aid, aid_len) == 0)
+			break;
+	if (i == rt->napplets || i == rt->isd)
+		return PG_ENOENT;
+	memmove(&rt->applets[i], &rt->applets[i + 1],
+		(size_t)(rt->napplets - i - 1) * sizeof(rt->applets[0]));
+	rt->napplets--;
+	if (rt->isd > i)
+		rt->isd--;
+	for (int c = 0; c < PG_CARD_MAX_CHANNELS; c++) {
+		if (rt->ch[c].selected == i)
+			rt->ch[c].selected = NO_APPLET;
+		else if (rt->ch[c].selected > i)
+			rt->ch[c].selected--;
+	}
+	return 0;
+}
+
+const struct pg_applet *
+pg_card_rt_selected(const struct pg_card_rt *rt, int channel)
+{
+	if (channel < 0 || channel >= rt->max_channels || !rt->ch[channel].open ||
+	    rt->ch[channel].selected == NO_APPLET)
+		return NULL;
+	return &rt->applets[rt->ch[channel].selected];
 }
 
 const struct pg_card *
