@@ -20,7 +20,7 @@
 #include <cmocka.h>
 
 #ifndef ARENA_KIB
-#define ARENA_KIB 56
+#define ARENA_KIB 52
 #endif
 
 #include "unit/se/gp_test.h"
