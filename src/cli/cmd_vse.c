@@ -10,6 +10,8 @@
 #include "payguard/hex.h"
 #include "payguard/link.h"
 #include "payguard/log.h"
+#include "payguard/mem.h"
+#include "payguard/scp03.h"
 #include "payguard/stream.h"
 #include "payguard/vse.h"
 
@@ -387,35 +389,165 @@ out:
 	return rc;
 }
 
+/* Sends one plain C-APDU, wrapped when a session is open; writes the plain R-APDU. */
+static int
+exchange(struct pg_link *l, struct pg_scp03 *sc, const uint8_t *c, size_t n, uint8_t *r, size_t *rl)
+{
+	uint8_t w[261 + 64]; /* a short APDU and its C-MAC (and padding) */
+	size_t cap = *rl;
+	int wn, rc;
+
+	if (!pg_scp03_is_open(sc))
+		return pg_link_transmit(l, c, n, r, rl);
+	if (n > 261)
+		return pg_error(PG_ETOOBIG, "vse", "APDU too long for a secured exchange");
+	wn = pg_scp03_host_wrap(sc, c, n, w, sizeof(w));
+	if (wn < 0)
+		return wn;
+	rc = pg_link_transmit(l, w, (size_t)wn, r, rl);
+	if (rc < 0)
+		return rc;
+	rc = pg_scp03_host_unwrap(sc, r, *rl, r, cap);
+	if (rc < 0)
+		return rc;
+	*rl = (size_t)rc;
+	return 0;
+}
+
+/*
+ * Opens an SCP03 session (C-MAC) with the ISD: keys explicit, or diversified
+ * from the master by the CIN the card reports (GET DATA 45), as the
+ * hypervisor did when it created the VSE.
+ */
+static int
+open_scp03(struct pg_link *l, struct pg_scp03 *sc, const char *master, const char *keys, int kvn)
+{
+	static const uint8_t sel[] = {0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0x00,
+				      0x00, 0x01, 0x51, 0x00, 0x00, 0x00, 0x00};
+	static const uint8_t cin[] = {0x00, 0xCA, 0x00, 0x45, 0x00};
+	struct pg_scp03_keys k = {0};
+	uint8_t r[300], a[300], m[32];
+	size_t rl = sizeof(r);
+	int rc, n;
+
+	PG_TRY_GOTO(pg_link_transmit(l, sel, sizeof(sel), r, &rl), out, "vse", "select ISD");
+	if (master) {
+		n = pg_hex_decode(m, sizeof(m), master);
+		if (n != 16 && n != 24 && n != 32) {
+			rc = pg_error(PG_EINVAL, "vse",
+				      "--master must be 16, 24 or 32 bytes of hex");
+			goto out;
+		}
+		rl = sizeof(r);
+		PG_TRY_GOTO(pg_link_transmit(l, cin, sizeof(cin), r, &rl), out, "vse", "CIN");
+		if (rl != 12 || r[0] != 0x45 || r[1] != 8) {
+			rc =
+			    pg_error(PG_EPROTO, "vse", "the card reports no CIN to diversify from");
+			goto out;
+		}
+		PG_TRY_GOTO(pg_scp03_diversify(m, (size_t)n, r + 2, 8, (uint8_t)kvn, &k), out,
+			    "vse", "diversify");
+	} else {
+		char buf[200], *save = NULL, *t;
+		uint8_t *dst[3] = {k.enc, k.mac, k.dek};
+		int len = -1;
+
+		snprintf(buf, sizeof(buf), "%s", keys);
+		t = strtok_r(buf, ":", &save);
+		for (int i = 0; i < 3; i++, t = strtok_r(NULL, ":", &save)) {
+			n = t ? pg_hex_decode(dst[i], 32, t) : -1;
+			if ((n != 16 && n != 24 && n != 32) || (len >= 0 && n != len)) {
+				rc = pg_error(PG_EINVAL, "vse",
+					      "--keys must be ENC:MAC:DEK, AES keys of "
+					      "one length");
+				goto out;
+			}
+			len = n;
+		}
+		k.len = (size_t)len;
+		k.kvn = (uint8_t)kvn;
+	}
+	memset(sc, 0, sizeof(*sc));
+	n = pg_scp03_host_init_update(sc, k.kvn, NULL, 8, a, sizeof(a));
+	rl = sizeof(r);
+	PG_TRY_GOTO(n < 0 ? n : pg_link_transmit(l, a, (size_t)n, r, &rl), out, "vse", "IU");
+	n = pg_scp03_host_auth(sc, &k, r, rl, PG_SCP03_SL_CMAC, a, sizeof(a));
+	rl = sizeof(r);
+	PG_TRY_GOTO(n < 0 ? n : pg_link_transmit(l, a, (size_t)n, r, &rl), out, "vse", "EA");
+	rc = pg_scp03_host_auth_done(sc, r, rl);
+	if (rc < 0)
+		rc = pg_error(PG_EAUTH, "vse", "EXTERNAL AUTHENTICATE refused (wrong keys?)");
+out:
+	pg_memzero(&k, sizeof(k));
+	pg_memzero(m, sizeof(m));
+	return rc;
+}
+
 static int
 cmd_vse_apdu(int argc, char **argv)
 {
-	const char *sock = NULL;
+	static const struct option opts[] = {{"socket", required_argument, NULL, 'S'},
+					     {"json", no_argument, NULL, 'j'},
+					     {"scp03", no_argument, NULL, 's'},
+					     {"master", required_argument, NULL, 'm'},
+					     {"keys", required_argument, NULL, 'k'},
+					     {"kvn", required_argument, NULL, 'v'},
+					     {NULL, 0, NULL, 0}};
+	const char *sock = NULL, *master = NULL, *keys = NULL;
 	struct pg_link *l = NULL;
+	struct pg_scp03 sc = {0};
 	uint8_t atr[PG_ATR_MAX], *capdu = NULL, *rapdu = NULL;
 	char hex[3 * 64 + 1];
-	json_t *out = json_array();
+	json_t *out = NULL;
 	size_t atrlen;
-	int json = 0, rc;
+	int json = 0, rc, c, scp = 0, kvn = 0x30;
 
-	if ((rc = common_opts(argc, argv, &sock, &json)))
-		return rc;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'S':
+			sock = optarg;
+			break;
+		case 'j':
+			json = 1;
+			break;
+		case 's':
+			scp = 1;
+			break;
+		case 'm':
+			master = optarg;
+			break;
+		case 'k':
+			keys = optarg;
+			break;
+		case 'v':
+			kvn = (int)strtol(optarg, NULL, 0);
+			break;
+		default:
+			return pg_cli_usage(argv[0], "unknown option");
+		}
+	}
 	if (optind + 2 > argc)
 		return pg_cli_usage(argv[0], "expected a VSE name and at least one APDU (hex)");
+	if (scp && !master == !keys)
+		return pg_cli_usage(argv[0], "--scp03 needs --master HEX or --keys ENC:MAC:DEK");
 	rc = host_connect(sock, argv[optind], &l, atr, &atrlen);
-	if (rc < 0) {
-		json_decref(out);
+	if (rc < 0)
 		return pg_cli_fail(rc, "vse apdu '%s'", argv[optind]);
-	}
+	out = json_array();
 	capdu = malloc(PG_APDU_MAX_C);
 	rapdu = malloc(PG_APDU_MAX_R);
-	if (!capdu || !rapdu) {
+	if (!capdu || !rapdu || !out) {
 		rc = PG_ENOMEM;
 		goto out;
 	}
 	pg_hex_encode_upper(hex, atr, atrlen, 0);
 	if (!json)
 		printf("ATR %s\n", hex);
+	if (scp) {
+		PG_TRY_GOTO(open_scp03(l, &sc, master, keys, kvn), out, "vse", "scp03");
+		if (!json)
+			printf("SCP03 session open (C-MAC)\n");
+	}
 	for (int i = optind + 1; i < argc; i++) {
 		int n = pg_hex_decode(capdu, PG_APDU_MAX_C, argv[i]);
 		size_t rl = PG_APDU_MAX_R;
@@ -426,7 +558,7 @@ cmd_vse_apdu(int argc, char **argv)
 				      argv[i]);
 			goto out;
 		}
-		rc = pg_link_transmit(l, capdu, (size_t)n, rapdu, &rl);
+		rc = exchange(l, &sc, capdu, (size_t)n, rapdu, &rl);
 		if (rc < 0)
 			goto out;
 		rh = malloc(2 * rl + 1);
@@ -446,6 +578,7 @@ cmd_vse_apdu(int argc, char **argv)
 	}
 	rc = 0;
 out:
+	pg_scp03_close(&sc);
 	free(capdu);
 	free(rapdu);
 	pg_link_close(l);
@@ -615,8 +748,9 @@ const struct pg_cmd pg_cli_vse[] = {
      "NAME [--socket PATH] [--json]"},
     {"destroy", cmd_vse_destroy, "stop a VSE and delete it with its persistent memory",
      "NAME [--socket PATH] [--json]"},
-    {"apdu", cmd_vse_apdu, "send command APDUs to a VSE over its link",
-     "NAME APDU-HEX... [--socket PATH] [--json]"},
+    {"apdu", cmd_vse_apdu, "send command APDUs to a VSE over its link (optionally in SCP03)",
+     "NAME APDU-HEX... [--scp03 (--master HEX | --keys ENC:MAC:DEK) [--kvn N]] [--socket PATH] "
+     "[--json]"},
     {"demo", cmd_vse_demo, "three VSEs on three links: create, SELECT, GET DATA, stop", ""},
     {"run-one", cmd_vse_run_one, "(internal) one VSE process, exec'd by the hypervisor", ""},
     {NULL, NULL, NULL, NULL},
