@@ -35,7 +35,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(r.keys.enc, 0x40, 16);
 	memset(r.keys.mac, 0x41, 16);
 	memset(r.keys.dek, 0x42, 16);
-	if (ftruncate(fd, 2 * (32 + 8192)) != 0 || pg_arena_new(&a, r.arena_size) != 0 ||
+	if (ftruncate(fd, 2 * (64 + 8192)) != 0 || pg_arena_new(&a, r.arena_size) != 0 ||
 	    pg_vse_card_new(&c, &r, 1, a, fd) != 0)
 		goto out;
 	card = pg_vse_card_card(c);

@@ -106,7 +106,7 @@ inprocess_rate(const char *link, int n)
 	r.arena_size = ARENA;
 	r.pmem_size = 16384;
 	r.keys.len = 16;
-	if (fd < 0 || ftruncate(fd, 2 * (32 + 16384)) != 0 || pg_arena_new(&a, ARENA) != 0 ||
+	if (fd < 0 || ftruncate(fd, 2 * (64 + 16384)) != 0 || pg_arena_new(&a, ARENA) != 0 ||
 	    pg_vse_card_new(&c, &r, 1, a, fd) != 0)
 		goto out;
 	if (link) {

@@ -21,10 +21,10 @@
 #define PG_VSE_NAME_MAX	       32 /* [a-z0-9][a-z0-9_-]*: no path characters */
 #define PG_VSE_MAX_APPLETS     8
 #define PG_VSE_APPLET_NAME_MAX 16
-#define PG_VSE_ARENA_MIN       (64u * 1024u)
+#define PG_VSE_ARENA_MIN       (32u * 1024u) /* the GP card needs ~50 KiB: smaller fails at start */
 #define PG_VSE_ARENA_MAX       (256u * 1024u * 1024u)
 #define PG_VSE_PMEM_MIN	       4096u
-#define PG_VSE_PMEM_MAX	       (16u * 1024u * 1024u)
+#define PG_VSE_PMEM_MAX	       (1024u * 1024u) /* PG_NVM_MAX, the card image's limit */
 #define PG_VSE_ADDR_MAX	       100
 #define PG_VSE_API_MAX	       65536u		     /* largest socket-API request (JSON bytes) */
 #define PG_VSE_API_ANSWER_MAX  (16u * 1024u * 1024u) /* largest answer (a list of 1024 VSEs) */
@@ -119,9 +119,9 @@ int pg_vse_serve(const struct pg_vse_hv_opts *o);
 int pg_vse_run_one(void);
 
 /*
- * The VSE's card (GlobalPlatform ISD + catalogue applets) over an arena and
- * a persistent-memory file; exposed for the tests, the fuzzers and the
- * in-process benchmark.
+ * The VSE's card: the card runtime's GP card (include/payguard/card_gp.h)
+ * with its allocations in the arena and its image on pmem_fd (a file made by
+ * pg_vse_pmem_create). Exposed for the tests, the fuzzers and the benchmark.
  */
 struct pg_vse_card;
 struct pg_arena;

@@ -4,6 +4,7 @@
  * and the socket API's message decoder. Everything here parses outside bytes:
  * fuzz/vse_request.c drives pg_vse_api_decode().
  */
+#include "payguard/card_gp.h"
 #include "payguard/error.h"
 #include "payguard/hex.h"
 #include "payguard/log.h"
@@ -14,21 +15,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const catalogue[] = {"test"};
-
+/* The catalogue is the card runtime's (src/se/card/catalogue.c). */
 int
 pg_vse_applet_known(const char *name)
 {
-	for (size_t i = 0; i < sizeof(catalogue) / sizeof(catalogue[0]); i++)
-		if (strcmp(catalogue[i], name) == 0)
-			return 1;
-	return 0;
+	return pg_gp_catalogue_known(name);
 }
 
 const char *
 pg_vse_catalogue(void)
 {
-	return "test";
+	return pg_gp_catalogue_names();
 }
 
 int

@@ -1,6 +1,6 @@
 /*
  * Private to src/se/vse: the socket API's framing shared by the hypervisor
- * and the manager, and the card's AIDs.
+ * and the manager.
  */
 #ifndef PG_VSE_INT_H
 #define PG_VSE_INT_H
@@ -10,9 +10,6 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
-
-extern const uint8_t pg_vse_isd_aid[8];
-extern const uint8_t pg_vse_test_aid[10];
 
 /* One message: 4-byte big-endian length, then that many JSON bytes (at most max). */
 int pg_vse__send_json(int fd, json_t *j, size_t max, int timeout_ms);

@@ -7,6 +7,10 @@ export PAYGUARD_DATA_DIR=$work/data
 hv_pid=""
 MASTER=000102030405060708090A0B0C0D0E0F
 SEL_ISD=00A4040008A000000151000000
+# INSTALL [for install and make selectable] of a PIN instance F0 "PGPIN" <NNNN>
+# (the card runtime's catalogue), and SELECT of it
+install_pin() { echo "80E60C001D06F050474C460306F050474D440308F0504750494E${1}010002C9000000"; }
+select_pin() { echo "00A4040008F0504750494E${1}00"; }
 
 fail() {
 	echo "FAIL: $*" >&2

@@ -15,9 +15,10 @@ start_hv
 
 "$pg" vse create --name a --arena 256K --pmem 16K --applet test --master $MASTER --link t1 >/dev/null
 "$pg" vse create --name b --arena 256K --pmem 16K --applet test --master $MASTER --link swp >/dev/null
-"$pg" vse create --name c --arena 64K --pmem 1M --master $MASTER --link ccid >/dev/null
-[ "$(sw a $SEL_ISD 80E2000005AA0102A1A2)" = 9000 ] || fail "store into a"
-[ "$(sw b $SEL_ISD 80E2000005BB0102B1B2)" = 9000 ] || fail "store into b"
+"$pg" vse create --name c --arena 52K --pmem 16K --master $MASTER --link ccid >/dev/null
+[ "$(sw a --scp03 --master $MASTER "$(install_pin 000A)")" = 9000 ] || fail "install into a"
+[ "$(sw b --scp03 --master $MASTER "$(install_pin 000B)")" = 9000 ] || fail "install into b"
+[ "$(sw a "$(select_pin 000B)")" = 6A82 ] || fail "a sees b's applet"
 pid_b=$(field b pid)
 
 hexpath() { printf '%s' "$1" | od -v -An -tx1 | tr -d ' \n'; }
@@ -38,27 +39,31 @@ if [ "$(id -u)" = 0 ]; then
 	[ "$uid_a" != 0 ] && [ "$uid_a" != "$uid_b" ] || fail "VSE uids $uid_a / $uid_b"
 fi
 
-# 2. arena exhaustion in c: 6A84, and c keeps running under the same pid
+# 2. arena exhaustion in c (52 KiB: the card and two PIN instances): INSTALLs in
+#    one SCP03 session until 6A84, and c keeps running under the same pid
 pid_c=$(field c pid)
-last=""
-for i in $(seq 1 400); do
-	data=$(printf '%04X' $i)FA$(head -c 250 /dev/zero | od -v -An -tx1 | tr -d ' \n')
-	last=$(sw c $SEL_ISD 80E20000FD"$data")
-	[ "$last" = 9000 ] || break
-done
-[ "$last" = 6A84 ] || fail "arena exhaustion answered '$last' after $i DGIs, want 6A84"
+apdus=()
+for i in $(seq 1 12); do apdus+=("$(install_pin "$(printf '%04X' "$i")")"); done
+"$pg" vse apdu c --scp03 --master $MASTER "${apdus[@]}" >"$work/c.txt" || fail "installs into c"
+n_ok=$(grep -c '^< 009000$' "$work/c.txt" || true)
+grep -q '^< 6A84$' "$work/c.txt" || { cat "$work/c.txt" >&2; fail "no 6A84 from a full arena"; }
 [ "$(field c pid)" = "$pid_c" ] && [ "$(field c restarts)" = 0 ] || fail "c crashed on a full arena"
 [ "$(sw c $SEL_ISD 80CA9F7F00)" = 9000 ] || fail "c no longer answers after 6A84"
-echo "arena of 64K full after $((i - 1)) DGIs of 250 bytes: 6A84"
+# The same request with a 256K arena installs more: it was the arena that ran out.
+"$pg" vse create --name c2 --arena 256K --pmem 16K --master $MASTER --link ccid >/dev/null
+"$pg" vse apdu c2 --scp03 --master $MASTER "${apdus[@]}" >"$work/c2.txt" || fail "installs into c2"
+n_ok2=$(grep -c '^< 009000$' "$work/c2.txt" || true)
+[ "$n_ok2" -gt "$n_ok" ] || fail "a 256K arena installed $n_ok2, the 52K one $n_ok: not the arena's limit"
+echo "arena of 52K full after $n_ok PIN instances: 6A84 (256K: $n_ok2)"
 
 # 3. a forbidden syscall kills only a; the hypervisor restarts it, memory intact
 pid_a=$(field a pid)
 "$pg" vse apdu a 80EE020000 >/dev/null 2>&1 && fail "a answered after a forbidden syscall"
 wait_restarted a "$pid_a"
 grep -q "signal 31" <<<"$(field a last_exit)" || fail "a ended by '$(field a last_exit)', want SIGSYS"
-[ "$(resp a $SEL_ISD 80CAAA0100)" = A1A29000 ] || fail "a lost its persistent memory"
+[ "$(sw a "$(select_pin 000A)")" = 9000 ] || fail "a lost its persistent memory"
 [ "$(field b pid)" = "$pid_b" ] && [ "$(field b restarts)" = 0 ] || fail "b was disturbed"
-[ "$(resp b $SEL_ISD 80CABB0100)" = B1B29000 ] || fail "b lost its data"
+[ "$(sw b "$(select_pin 000B)")" = 9000 ] || fail "b lost its data"
 
 # 4. a write into the guard page before the arena: a dies, is restarted
 pid_a=$(field a pid)
@@ -69,7 +74,7 @@ wait_restarted a "$pid_a"
 pid_a=$(field a pid)
 kill -9 "$pid_a"
 wait_restarted a "$pid_a"
-[ "$(resp a $SEL_ISD 80CAAA0100)" = A1A29000 ] || fail "a lost its persistent memory after SIGKILL"
+[ "$(sw a "$(select_pin 000A)")" = 9000 ] || fail "a lost its persistent memory after SIGKILL"
 [ "$(field b pid)" = "$pid_b" ] || fail "b was disturbed"
 
 # 6. the test instructions do nothing without PAYGUARD_VSE_TEST_HOOKS=1

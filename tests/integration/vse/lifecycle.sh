@@ -35,13 +35,17 @@ k1=$(field v-t0 request | grep -o "kcv_enc[^,]*")
 k2=$(field v-t1 request | grep -o "kcv_enc[^,]*")
 [ -n "$k1" ] && [ "$k1" != "$k2" ] || fail "diversified keys equal across VSEs ($k1 / $k2)"
 
-# Persistent memory across stop/start
-[ "$(sw v-t1 $SEL_ISD 80E2000006DF0103C0FFEE)" = 9000 ] || fail "STORE DATA"
+# Persistent memory across stop/start: an applet installed in an SCP03 session
+# (keys diversified from the master by the VSE's CIN) is still there after.
+[ "$(sw v-t1 "$(select_pin 0001)")" = 6A82 ] || fail "instance exists before INSTALL"
+[ "$(sw v-t1 --scp03 --master $MASTER "$(install_pin 0001)")" = 9000 ] || fail "INSTALL"
+"$pg" vse apdu v-t1 --scp03 --master 0F0E0D0C0B0A09080706050403020100 $SEL_ISD >/dev/null 2>&1 &&
+	fail "SCP03 opened with the wrong master key"
 "$pg" vse stop v-t1 >/dev/null
 [ "$(field v-t1 state)" = stopped ] || fail "stop"
 "$pg" vse apdu v-t1 $SEL_ISD >/dev/null 2>&1 && fail "a stopped VSE answered"
 "$pg" vse start v-t1 >/dev/null
-[ "$(resp v-t1 $SEL_ISD 80CADF0100)" = C0FFEE9000 ] || fail "persistent memory lost over stop/start"
+[ "$(sw v-t1 "$(select_pin 0001)")" = 9000 ] || fail "persistent memory lost over stop/start"
 
 # Validation before acting: exit 3 for bad input, nothing created
 set +e
@@ -72,7 +76,7 @@ PY
 stop_hv
 start_hv
 for _ in $(seq 1 50); do [ "$(field v-t1 state)" = running ] && break; sleep 0.1; done
-[ "$(resp v-t1 $SEL_ISD 80CADF0100)" = C0FFEE9000 ] || fail "VSE not resumed with its memory"
+[ "$(sw v-t1 "$(select_pin 0001)")" = 9000 ] || fail "VSE not resumed with its memory"
 
 # destroy removes state, files and the row
 "$pg" vse destroy v-t1 >/dev/null

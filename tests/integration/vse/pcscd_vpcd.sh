@@ -41,7 +41,7 @@ wait_card() {
 	fail "no card in 'Virtual PCD 00 0$1'"
 }
 
-"$pg" vse create --name p0 --master $MASTER --link vpcd --slot 0 --applet test >/dev/null ||
+"$pg" vse create --name p0 --master $MASTER --link vpcd --slot 0 --applet ppse --applet payment >/dev/null ||
 	fail "create on vpcd slot 0"
 "$pg" vse create --name p1 --master $MASTER --link vpcd --slot 1 >/dev/null ||
 	fail "create on vpcd slot 1"
@@ -57,12 +57,14 @@ timeout 20 pcsc_scan -n -t 3 >"$work/scan.txt" 2>&1 || true
 	fail "pcsc_scan did not show both VSE ATRs"
 }
 
-# opensc-tool: SELECT ISD, GET DATA CPLC (IC serial = the VSE id), STORE DATA, GET DATA
+# opensc-tool: SELECT ISD, GET DATA CPLC (IC serial = the VSE id), SELECT PPSE
 idx=$(reader_idx 0)
 out=$(opensc-tool -r "$idx" -s 00A4040008A00000015100000000 -s 80CA9F7F00 \
-	-s 80E2000006DF0103C0FFEE -s 80CADF0100 2>&1) || fail "opensc-tool: $out"
+	-s 00A404000E325041592E5359532E444446303100 2>&1) || fail "opensc-tool: $out"
 echo "$out"
-[ "$(grep -c 'SW1=0x90, SW2=0x00' <<<"$out")" -eq 4 ] || fail "opensc-tool: not all 9000"
+[ "$(grep -c 'SW1=0x90, SW2=0x00' <<<"$out")" -eq 3 ] || fail "opensc-tool: not all 9000"
+# payguard's PC/SC host opens SCP03 through pcscd and installs an applet
+[ "$(sw p0 --scp03 --master $MASTER "$(install_pin 0007)")" = 9000 ] || fail "INSTALL over PC/SC"
 grep -q "9F 7F 2A" <<<"$out" || fail "opensc-tool: no CPLC"
 grep -q "SW: 9F 7F 2A .* 00 00 00 01 " "$work/pcscd.log" || fail "CPLC without the VSE's serial"
 
@@ -74,11 +76,10 @@ wait_restarted p0 "$pid0"
 wait_card 0
 # pcscd notices the removal and the re-insertion by polling: retry until it settles
 for _ in $(seq 1 50); do
-	out=$(opensc-tool -r "$(reader_idx 0)" -s 00A4040008A00000015100000000 -s 80CADF0100 2>&1) &&
-		break
+	out=$(opensc-tool -r "$(reader_idx 0)" -s "$(select_pin 0007)" 2>&1) && break
 	sleep 0.2
 done
-grep -q "C0 FF EE" <<<"$out" || fail "persistent memory lost over a restart: $out"
+grep -q "SW1=0x90, SW2=0x00" <<<"$out" || fail "persistent memory lost over a restart: $out"
 [ "$(field p1 pid)" = "$pid1" ] || fail "p1 was disturbed"
 
 "$pg" vse destroy p0 >/dev/null
