@@ -67,6 +67,7 @@ struct vse {
 
 struct hv {
 	char dir[PATH_MAX], vdir[PATH_MAX], sock[PATH_MAX], exe[PATH_MAX];
+	char vse_exe[PATH_MAX]; /* payguard-vse beside exe, when built ("" if not) */
 	struct pg_store st;
 	struct vse *v[PG_VSE_MAX_VSES];
 	int nv;
@@ -240,6 +241,7 @@ spawn(struct hv *h, struct vse *v, int wait_ready)
 		    b = fcntl(v->link_fd, F_DUPFD_CLOEXEC, 100),
 		    cc = fcntl(st[1], F_DUPFD_CLOEXEC, 100);
 		char *argv[] = {"payguard", "vse", "run-one", v->req.name, NULL};
+		char *argv_small[] = {"payguard-vse", v->req.name, NULL};
 
 		if (a < 0 || b < 0 || cc < 0 || dup2(a, 3) < 0 || dup2(b, 4) < 0 || dup2(cc, 5) < 0)
 			_exit(126);
@@ -252,6 +254,8 @@ spawn(struct hv *h, struct vse *v, int wait_ready)
 		    0,
 		    0); /* a terminal's ^C or a group kill reaches the hypervisor, not each VSE */
 		signal(SIGPIPE, SIG_DFL);
+		if (h->vse_exe[0])
+			execv(h->vse_exe, argv_small);
 		execv(h->exe, argv);
 		_exit(127);
 	}
@@ -781,6 +785,19 @@ pg_vse_serve(const struct pg_vse_hv_opts *o)
 			goto out;
 		}
 		h->exe[k] = '\0';
+	}
+	{
+		/* Prefer the small VSE image beside the binary; else `payguard vse run-one`. */
+		char *slash = strrchr(h->exe, '/');
+
+		if (slash &&
+		    (size_t)(slash - h->exe) + sizeof("/payguard-vse") < sizeof(h->vse_exe)) {
+			memcpy(h->vse_exe, h->exe, (size_t)(slash - h->exe));
+			strcpy(h->vse_exe + (slash - h->exe), "/payguard-vse");
+			if (access(h->vse_exe, X_OK) != 0)
+				h->vse_exe[0] = '\0';
+		}
+		pg_info("vse", "VSE image: %s", h->vse_exe[0] ? h->vse_exe : h->exe);
 	}
 	PG_TRY_GOTO(pg_mkdir_p(h->vdir, 0700), out, "vse", "mkdir");
 	{

@@ -58,6 +58,7 @@ pg_vse_pmem_create(const char *path, uint64_t pmem_size)
 	return rc;
 }
 
+#ifdef PG_VSE_TEST_HOOKS
 static int
 sw_only(uint8_t *r, size_t *rlen, size_t n, uint16_t sw)
 {
@@ -67,7 +68,6 @@ sw_only(uint8_t *r, size_t *rlen, size_t n, uint16_t sw)
 	return 0;
 }
 
-#ifdef PG_VSE_TEST_HOOKS
 /*
  * Test-only instructions (CLA 80 INS EE), compiled only into test builds
  * (BUILD_TESTING) and honoured only when PAYGUARD_VSE_TEST_HOOKS=1 was set
