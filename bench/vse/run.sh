@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
-cmake --build build -j2 --target payguard vse_bench >&2
+cmake --build build -j2 --target payguard payguard-vse vse_bench >&2
 ulimit -n 4096
 pcscd_pid=""
 conf=$(mktemp -d /tmp/pg-vse-bench-readers.XXXXXX)
