@@ -1,7 +1,7 @@
 /*
- * Fuzzes the VSE card's command processing (seed 6): a sequence of C-APDUs
- * (each prefixed by a 2-byte length) from the link, STORE DATA DGI payloads
- * included, against a small arena and persistent memory in a memfd. Every
+ * Fuzzes the VSE's card (seed 6: vse-card's GP card with its allocations in
+ * a 64 KiB VSE arena and its image in a memfd): a sequence of C-APDUs, each
+ * prefixed by a 2-byte length, as a host on the link sends them. Every
  * command must get a well-formed R-APDU; the arena must never be exceeded.
  */
 #include "payguard/arena.h"
