@@ -4,8 +4,11 @@
 # scripts/se-pcscd.sh; RESOURCE_LOCK pcscd), creates VSEs with
 # `payguard vse create --link vpcd`, and checks that pcsc_scan sees their
 # ATRs, that opensc-tool selects the ISD and reads the CPLC (with the VSE's
-# serial), and that a VSE killed from outside comes back in its reader with
-# its persistent memory. Fails (never skips) when a peer is missing.
+# serial), that python3-pyscard runs the payment and PIN flows (vse-card's
+# script), that payguard installs an applet over SCP03 through pcscd, and
+# that a VSE killed from outside comes back in its reader with its persistent
+# memory (the applet, the ATC, the PIN try counter). Fails (never skips) when
+# a peer is missing.
 . "$(dirname "$0")/common.sh"
 src=${PG_SOURCE_DIR:?}
 pcscd_pid=""
@@ -41,7 +44,8 @@ wait_card() {
 	fail "no card in 'Virtual PCD 00 0$1'"
 }
 
-"$pg" vse create --name p0 --master $MASTER --link vpcd --slot 0 --applet ppse --applet payment >/dev/null ||
+"$pg" vse create --name p0 --master $MASTER --link vpcd --slot 0 --applet ppse --applet payment \
+	--applet pin >/dev/null ||
 	fail "create on vpcd slot 0"
 "$pg" vse create --name p1 --master $MASTER --link vpcd --slot 1 >/dev/null ||
 	fail "create on vpcd slot 1"
@@ -63,6 +67,10 @@ out=$(opensc-tool -r "$idx" -s 00A4040008A00000015100000000 -s 80CA9F7F00 \
 	-s 00A404000E325041592E5359532E444446303100 2>&1) || fail "opensc-tool: $out"
 echo "$out"
 [ "$(grep -c 'SW1=0x90, SW2=0x00' <<<"$out")" -eq 3 ] || fail "opensc-tool: not all 9000"
+# python3-pyscard (vse-card's terminal script): the payment flow (SELECT PPSE,
+# SELECT AID, GPO, READ RECORD, GENERATE AC) and the PIN flow on the VSE
+/usr/bin/python3 "$src/tests/integration/vse-card/payment_pin.py" "Virtual PCD 00 00" first ||
+	fail "pyscard payment + PIN flow on the VSE"
 # payguard's PC/SC host opens SCP03 through pcscd and installs an applet
 [ "$(sw p0 --scp03 --master $MASTER "$(install_pin 0007)")" = 9000 ] || fail "INSTALL over PC/SC"
 grep -q "9F 7F 2A" <<<"$out" || fail "opensc-tool: no CPLC"
@@ -80,6 +88,9 @@ for _ in $(seq 1 50); do
 	sleep 0.2
 done
 grep -q "SW1=0x90, SW2=0x00" <<<"$out" || fail "persistent memory lost over a restart: $out"
+# ... and the ATC and PIN try counter persisted across the crash
+/usr/bin/python3 "$src/tests/integration/vse-card/payment_pin.py" "Virtual PCD 00 00" second ||
+	fail "pyscard flow after the restart"
 [ "$(field p1 pid)" = "$pid1" ] || fail "p1 was disturbed"
 
 "$pg" vse destroy p0 >/dev/null
