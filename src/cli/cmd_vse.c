@@ -1,6 +1,757 @@
-/* `payguard vse ...` verbs: thin wrappers over the vse library. */
+/*
+ * `payguard vse ...` verbs (seed 6): `serve` runs the hypervisor, `create`,
+ * `list`, `show`, `start`, `stop`, `destroy` are the secure element manager
+ * talking to it over its socket API, `apdu` is a host that talks to a VSE on
+ * its link, `demo` shows three VSEs on three links. Thin wrappers over pg_vse.
+ */
 #include "cli.h"
+#include "payguard/clock.h"
+#include "payguard/error.h"
+#include "payguard/hex.h"
+#include "payguard/link.h"
+#include "payguard/log.h"
+#include "payguard/mem.h"
+#include "payguard/scp03.h"
+#include "payguard/stream.h"
+#include "payguard/vse.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define API_TIMEOUT_MS 15000
+
+static int
+cmd_vse_serve(int argc, char **argv)
+{
+	static const struct option opts[] = {{"data-dir", required_argument, NULL, 'd'},
+					     {NULL, 0, NULL, 0}};
+	struct pg_vse_hv_opts o = {.ready_fd = -1};
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'd')
+			o.data_dir = optarg;
+		else
+			return pg_cli_usage(argv[0], "unknown option");
+	}
+	rc = pg_vse_serve(&o);
+	return rc < 0 ? pg_cli_fail(rc, "vse serve") : PG_EXIT_OK;
+}
+
+static int
+cmd_vse_run_one(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	return pg_vse_run_one() < 0 ? PG_EXIT_FAIL : PG_EXIT_OK;
+}
+
+static void
+print_vse_table(json_t *arr)
+{
+	static const char *const hdr[] = {"NAME",  "STATE", "PID",	"LINK",
+					  "ARENA", "PMEM",  "RESTARTS", "ADDRESS"};
+	struct pg_table *t = pg_table_new(8, hdr);
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(arr, i, v)
+	{
+		json_t *r = json_object_get(v, "request");
+		char pid[16] = "-", arena[24], pmem[24], rs[16];
+		const char *cells[8];
+
+		if (json_is_integer(json_object_get(v, "pid")))
+			snprintf(pid, sizeof(pid), "%lld",
+				 (long long)json_integer_value(json_object_get(v, "pid")));
+		snprintf(arena, sizeof(arena), "%lldK",
+			 (long long)json_integer_value(json_object_get(r, "arena")) / 1024);
+		snprintf(pmem, sizeof(pmem), "%lldK",
+			 (long long)json_integer_value(json_object_get(r, "pmem")) / 1024);
+		snprintf(rs, sizeof(rs), "%lld",
+			 (long long)json_integer_value(json_object_get(v, "restarts")));
+		cells[0] = json_string_value(json_object_get(v, "name"));
+		cells[1] = json_string_value(json_object_get(v, "state"));
+		cells[2] = pid;
+		cells[3] = json_string_value(json_object_get(json_object_get(r, "expose"), "link"));
+		cells[4] = arena;
+		cells[5] = pmem;
+		cells[6] = rs;
+		cells[7] = json_string_value(json_object_get(v, "address"));
+		pg_table_add(t, cells);
+	}
+	pg_table_print(t);
+	pg_table_free(t);
+}
+
+static int
+call(const char *sock, json_t *req, json_t **resp, const char *what)
+{
+	int rc = pg_vse_api_call(sock, req, resp, API_TIMEOUT_MS);
+
+	return rc < 0 ? pg_cli_fail(rc, "%s", what) : 0;
+}
+
+static int
+cmd_vse_create(int argc, char **argv)
+{
+	static const struct option opts[] = {{"name", required_argument, NULL, 'n'},
+					     {"arena", required_argument, NULL, 'a'},
+					     {"pmem", required_argument, NULL, 'p'},
+					     {"applet", required_argument, NULL, 'A'},
+					     {"master", required_argument, NULL, 'm'},
+					     {"keys", required_argument, NULL, 'k'},
+					     {"kvn", required_argument, NULL, 'v'},
+					     {"cin", required_argument, NULL, 'c'},
+					     {"link", required_argument, NULL, 'l'},
+					     {"listen", required_argument, NULL, 'L'},
+					     {"slot", required_argument, NULL, 's'},
+					     {"request", required_argument, NULL, 'r'},
+					     {"socket", required_argument, NULL, 'S'},
+					     {"json", no_argument, NULL, 'j'},
+					     {NULL, 0, NULL, 0}};
+	json_t *vse = json_object(), *apps = json_array(), *keys = json_object(),
+	       *ex = json_object(), *resp = NULL, *arr;
+	const char *sock = NULL, *reqfile = NULL;
+	int c, json = 0, rc;
+
+	json_object_set_new(vse, "arena", json_string("256K"));
+	json_object_set_new(vse, "pmem", json_string("64K"));
+	json_object_set_new(ex, "link", json_string("t1"));
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			json_object_set_new(vse, "name", json_string(optarg));
+			break;
+		case 'a':
+			json_object_set_new(vse, "arena", json_string(optarg));
+			break;
+		case 'p':
+			json_object_set_new(vse, "pmem", json_string(optarg));
+			break;
+		case 'A':
+			json_array_append_new(apps, json_string(optarg));
+			break;
+		case 'm':
+			json_object_set_new(keys, "master", json_string(optarg));
+			break;
+		case 'k': {
+			/* ENC:MAC:DEK */
+			char *dup = strdup(optarg), *save = NULL;
+			const char *nm[3] = {"enc", "mac", "dek"};
+			char *tok = dup ? strtok_r(dup, ":", &save) : NULL;
+
+			for (int i = 0; i < 3 && tok; i++, tok = strtok_r(NULL, ":", &save))
+				json_object_set_new(keys, nm[i], json_string(tok));
+			free(dup);
+			break;
+		}
+		case 'v':
+			json_object_set_new(keys, "kvn", json_integer(strtol(optarg, NULL, 0)));
+			break;
+		case 'c':
+			json_object_set_new(vse, "cin", json_string(optarg));
+			break;
+		case 'l':
+			json_object_set_new(ex, "link", json_string(optarg));
+			break;
+		case 'L':
+			json_object_set_new(ex, "listen", json_string(optarg));
+			break;
+		case 's':
+			json_object_set_new(ex, "slot", json_integer(strtol(optarg, NULL, 10)));
+			break;
+		case 'r':
+			reqfile = optarg;
+			break;
+		case 'S':
+			sock = optarg;
+			break;
+		case 'j':
+			json = 1;
+			break;
+		default:
+			json_decref(vse), json_decref(apps), json_decref(keys), json_decref(ex);
+			return pg_cli_usage(argv[0], "unknown option");
+		}
+	}
+	if (reqfile) {
+		json_error_t err;
+
+		json_decref(vse), json_decref(apps), json_decref(keys), json_decref(ex);
+		vse = json_load_file(reqfile, JSON_REJECT_DUPLICATES, &err);
+		if (!vse)
+			return pg_cli_fail(PG_EFORMAT, "request '%s': line %d: %s", reqfile,
+					   err.line, err.text);
+	} else {
+		json_object_set_new(vse, "applets", apps);
+		json_object_set_new(vse, "keys", keys);
+		json_object_set_new(vse, "expose", ex);
+	}
+	{
+		/* Validate here too, so a bad request fails before reaching the daemon. */
+		struct pg_vse_request *r = calloc(1, sizeof(*r));
+
+		rc = r ? pg_vse_request_from_json(r, vse) : PG_ENOMEM;
+		free(r);
+		if (rc < 0) {
+			json_decref(vse);
+			return pg_cli_fail(rc, "vse create");
+		}
+	}
+	rc = call(sock, json_pack("{s:s, s:o}", "op", "create", "vse", vse), &resp, "vse create");
+	if (rc)
+		return rc;
+	if (json)
+		return pg_cli_print_json(json_incref(json_object_get(resp, "vse"))) |
+		       (json_decref(resp), 0);
+	arr = json_array();
+	json_array_append(arr, json_object_get(resp, "vse"));
+	print_vse_table(arr);
+	json_decref(arr);
+	json_decref(resp);
+	return PG_EXIT_OK;
+}
+
+static int
+common_opts(int argc, char **argv, const char **sock, int *json)
+{
+	static const struct option opts[] = {{"socket", required_argument, NULL, 'S'},
+					     {"json", no_argument, NULL, 'j'},
+					     {NULL, 0, NULL, 0}};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'S')
+			*sock = optarg;
+		else if (c == 'j')
+			*json = 1;
+		else
+			return pg_cli_usage(argv[0], "unknown option");
+	}
+	return 0;
+}
+
+static int
+cmd_vse_list(int argc, char **argv)
+{
+	const char *sock = NULL;
+	json_t *resp = NULL;
+	int json = 0, rc;
+
+	if ((rc = common_opts(argc, argv, &sock, &json)))
+		return rc;
+	if (optind != argc)
+		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[optind]);
+	if ((rc = call(sock, json_pack("{s:s}", "op", "list"), &resp, "vse list")))
+		return rc;
+	if (json) {
+		rc = pg_cli_print_json(json_incref(json_object_get(resp, "vses")));
+	} else {
+		print_vse_table(json_object_get(resp, "vses"));
+		rc = PG_EXIT_OK;
+	}
+	json_decref(resp);
+	return rc;
+}
+
+static int
+named(int argc, char **argv, const char *op)
+{
+	const char *sock = NULL;
+	json_t *resp = NULL, *v;
+	int json = 0, rc;
+
+	if ((rc = common_opts(argc, argv, &sock, &json)))
+		return rc;
+	if (optind + 1 != argc)
+		return pg_cli_usage(argv[0], "expected one VSE name");
+	if (!pg_vse_name_ok(argv[optind]))
+		return pg_cli_fail(pg_error(PG_EINVAL, "vse", "bad VSE name '%s'", argv[optind]),
+				   "vse %s", op);
+	rc = call(sock, json_pack("{s:s, s:s}", "op", op, "name", argv[optind]), &resp, op);
+	if (rc)
+		return rc;
+	v = json_object_get(resp, "vse");
+	if (json) {
+		rc = pg_cli_print_json(json_incref(v ? v : resp));
+	} else if (v && strcmp(op, "show") == 0) {
+		char *s = json_dumps(v, JSON_INDENT(2));
+
+		printf("%s\n", s ? s : "");
+		free(s);
+		rc = PG_EXIT_OK;
+	} else if (v) {
+		json_t *arr = json_array();
+
+		json_array_append(arr, v);
+		print_vse_table(arr);
+		json_decref(arr);
+		rc = PG_EXIT_OK;
+	} else {
+		printf("%s: %s\n", op, argv[optind]);
+		rc = PG_EXIT_OK;
+	}
+	json_decref(resp);
+	return rc;
+}
+
+static int
+cmd_vse_show(int argc, char **argv)
+{
+	return named(argc, argv, "show");
+}
+static int
+cmd_vse_start(int argc, char **argv)
+{
+	return named(argc, argv, "start");
+}
+static int
+cmd_vse_stop(int argc, char **argv)
+{
+	return named(argc, argv, "stop");
+}
+static int
+cmd_vse_destroy(int argc, char **argv)
+{
+	return named(argc, argv, "destroy");
+}
+
+/* Opens a host link to a VSE's exposure (its address from `show`) and powers it on. */
+static int
+host_connect(const char *sock, const char *name, struct pg_link **out, uint8_t *atr, size_t *atrlen)
+{
+	json_t *resp = NULL, *v;
+	const struct pg_link_ops *ops;
+	struct pg_stream *s = NULL;
+	const char *addr, *link;
+	int rc;
+
+	rc = pg_vse_api_call(sock, json_pack("{s:s, s:s}", "op", "show", "name", name), &resp,
+			     API_TIMEOUT_MS);
+	if (rc < 0)
+		return rc;
+	v = json_object_get(resp, "vse");
+	addr = json_string_value(json_object_get(v, "address"));
+	link = json_string_value(
+	    json_object_get(json_object_get(json_object_get(v, "request"), "expose"), "link"));
+	ops = link ? pg_link_find(link) : NULL;
+	if (addr && strncmp(addr, "vpcd slot ", 10) == 0) {
+		/* Through pcscd: Debian's vpcd entry names its readers "Virtual PCD 00 0<slot>". */
+		int slot = atoi(addr + 10);
+		char reader[64];
+		uint64_t end = pg_mono_ms() + 5000;
+
+		ops = pg_link_find("pcsc");
+		if (!ops || slot > 1) {
+			rc = pg_error(PG_ENOTSUP, "vse",
+				      "VSE '%s' is on vpcd slot %d: reach it with a PC/SC client",
+				      name, slot);
+			goto out;
+		}
+		snprintf(reader, sizeof(reader), "Virtual PCD 00 %02d", slot);
+		/* pcscd notices a new card by polling: retry while it is not there yet. */
+		do {
+			rc = ops->host_open(out, NULL, reader, NULL);
+			if (rc == 0)
+				break;
+			usleep(100000);
+		} while (pg_mono_ms() < end);
+		if (rc < 0)
+			goto out;
+		*atrlen = PG_ATR_MAX;
+		rc = pg_link_power_on(*out, atr, atrlen);
+		if (rc < 0) {
+			pg_link_close(*out);
+			*out = NULL;
+		}
+		goto out;
+	}
+	if (!addr || !ops || !ops->host_open) {
+		rc = pg_error(PG_ENOTSUP, "vse", "VSE '%s' has no host-reachable link", name);
+		goto out;
+	}
+	PG_TRY_GOTO(pg_stream_connect(&s, addr, 5000), out, "vse", "connect");
+	PG_TRY_GOTO(ops->host_open(out, s, NULL, NULL), out, "vse", "host open");
+	*atrlen = PG_ATR_MAX;
+	rc = pg_link_power_on(*out, atr, atrlen);
+	if (rc < 0) {
+		pg_link_close(*out);
+		*out = NULL;
+	}
+out:
+	json_decref(resp);
+	return rc;
+}
+
+/* Sends one plain C-APDU, wrapped when a session is open; writes the plain R-APDU. */
+static int
+exchange(struct pg_link *l, struct pg_scp03 *sc, const uint8_t *c, size_t n, uint8_t *r, size_t *rl)
+{
+	uint8_t w[261 + 64]; /* a short APDU and its C-MAC (and padding) */
+	size_t cap = *rl;
+	int wn, rc;
+
+	if (!pg_scp03_is_open(sc))
+		return pg_link_transmit(l, c, n, r, rl);
+	if (n > 261)
+		return pg_error(PG_ETOOBIG, "vse", "APDU too long for a secured exchange");
+	wn = pg_scp03_host_wrap(sc, c, n, w, sizeof(w));
+	if (wn < 0)
+		return wn;
+	rc = pg_link_transmit(l, w, (size_t)wn, r, rl);
+	if (rc < 0)
+		return rc;
+	rc = pg_scp03_host_unwrap(sc, r, *rl, r, cap);
+	if (rc < 0)
+		return rc;
+	*rl = (size_t)rc;
+	return 0;
+}
+
+/*
+ * Opens an SCP03 session (C-MAC) with the ISD: keys explicit, or diversified
+ * from the master by the CIN the card reports (GET DATA 45), as the
+ * hypervisor did when it created the VSE.
+ */
+static int
+open_scp03(struct pg_link *l, struct pg_scp03 *sc, const char *master, const char *keys, int kvn)
+{
+	static const uint8_t sel[] = {0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0x00,
+				      0x00, 0x01, 0x51, 0x00, 0x00, 0x00, 0x00};
+	static const uint8_t cin[] = {0x00, 0xCA, 0x00, 0x45, 0x00};
+	struct pg_scp03_keys k = {0};
+	uint8_t r[300], a[300], m[32];
+	size_t rl = sizeof(r);
+	int rc, n;
+
+	PG_TRY_GOTO(pg_link_transmit(l, sel, sizeof(sel), r, &rl), out, "vse", "select ISD");
+	if (master) {
+		n = pg_hex_decode(m, sizeof(m), master);
+		if (n != 16 && n != 24 && n != 32) {
+			rc = pg_error(PG_EINVAL, "vse",
+				      "--master must be 16, 24 or 32 bytes of hex");
+			goto out;
+		}
+		rl = sizeof(r);
+		PG_TRY_GOTO(pg_link_transmit(l, cin, sizeof(cin), r, &rl), out, "vse", "CIN");
+		if (rl != 12 || r[0] != 0x45 || r[1] != 8) {
+			rc =
+			    pg_error(PG_EPROTO, "vse", "the card reports no CIN to diversify from");
+			goto out;
+		}
+		PG_TRY_GOTO(pg_scp03_diversify(m, (size_t)n, r + 2, 8, (uint8_t)kvn, &k), out,
+			    "vse", "diversify");
+	} else {
+		char buf[200], *save = NULL, *t;
+		uint8_t *dst[3] = {k.enc, k.mac, k.dek};
+		int len = -1;
+
+		snprintf(buf, sizeof(buf), "%s", keys);
+		t = strtok_r(buf, ":", &save);
+		for (int i = 0; i < 3; i++, t = strtok_r(NULL, ":", &save)) {
+			n = t ? pg_hex_decode(dst[i], 32, t) : -1;
+			if ((n != 16 && n != 24 && n != 32) || (len >= 0 && n != len)) {
+				rc = pg_error(PG_EINVAL, "vse",
+					      "--keys must be ENC:MAC:DEK, AES keys of "
+					      "one length");
+				goto out;
+			}
+			len = n;
+		}
+		k.len = (size_t)len;
+		k.kvn = (uint8_t)kvn;
+	}
+	memset(sc, 0, sizeof(*sc));
+	n = pg_scp03_host_init_update(sc, k.kvn, NULL, 8, a, sizeof(a));
+	rl = sizeof(r);
+	PG_TRY_GOTO(n < 0 ? n : pg_link_transmit(l, a, (size_t)n, r, &rl), out, "vse", "IU");
+	n = pg_scp03_host_auth(sc, &k, r, rl, PG_SCP03_SL_CMAC, a, sizeof(a));
+	rl = sizeof(r);
+	PG_TRY_GOTO(n < 0 ? n : pg_link_transmit(l, a, (size_t)n, r, &rl), out, "vse", "EA");
+	rc = pg_scp03_host_auth_done(sc, r, rl);
+	if (rc < 0)
+		rc = pg_error(PG_EAUTH, "vse", "EXTERNAL AUTHENTICATE refused (wrong keys?)");
+out:
+	pg_memzero(&k, sizeof(k));
+	pg_memzero(m, sizeof(m));
+	return rc;
+}
+
+static int
+cmd_vse_apdu(int argc, char **argv)
+{
+	static const struct option opts[] = {{"socket", required_argument, NULL, 'S'},
+					     {"json", no_argument, NULL, 'j'},
+					     {"scp03", no_argument, NULL, 's'},
+					     {"master", required_argument, NULL, 'm'},
+					     {"keys", required_argument, NULL, 'k'},
+					     {"kvn", required_argument, NULL, 'v'},
+					     {NULL, 0, NULL, 0}};
+	const char *sock = NULL, *master = NULL, *keys = NULL;
+	struct pg_link *l = NULL;
+	struct pg_scp03 sc = {0};
+	uint8_t atr[PG_ATR_MAX], *capdu = NULL, *rapdu = NULL;
+	char hex[3 * 64 + 1];
+	json_t *out = NULL;
+	size_t atrlen;
+	int json = 0, rc, c, scp = 0, kvn = 0x30;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'S':
+			sock = optarg;
+			break;
+		case 'j':
+			json = 1;
+			break;
+		case 's':
+			scp = 1;
+			break;
+		case 'm':
+			master = optarg;
+			break;
+		case 'k':
+			keys = optarg;
+			break;
+		case 'v':
+			kvn = (int)strtol(optarg, NULL, 0);
+			break;
+		default:
+			return pg_cli_usage(argv[0], "unknown option");
+		}
+	}
+	if (optind + 2 > argc)
+		return pg_cli_usage(argv[0], "expected a VSE name and at least one APDU (hex)");
+	if (scp && !master == !keys)
+		return pg_cli_usage(argv[0], "--scp03 needs --master HEX or --keys ENC:MAC:DEK");
+	rc = host_connect(sock, argv[optind], &l, atr, &atrlen);
+	if (rc < 0)
+		return pg_cli_fail(rc, "vse apdu '%s'", argv[optind]);
+	out = json_array();
+	capdu = malloc(PG_APDU_MAX_C);
+	rapdu = malloc(PG_APDU_MAX_R);
+	if (!capdu || !rapdu || !out) {
+		rc = PG_ENOMEM;
+		goto out;
+	}
+	pg_hex_encode_upper(hex, atr, atrlen, 0);
+	if (!json)
+		printf("ATR %s\n", hex);
+	if (scp) {
+		PG_TRY_GOTO(open_scp03(l, &sc, master, keys, kvn), out, "vse", "scp03");
+		if (!json)
+			printf("SCP03 session open (C-MAC)\n");
+	}
+	for (int i = optind + 1; i < argc; i++) {
+		int n = pg_hex_decode(capdu, PG_APDU_MAX_C, argv[i]);
+		size_t rl = PG_APDU_MAX_R;
+		char *rh, *ch;
+
+		if (n < 4) {
+			rc = pg_error(PG_EFORMAT, "vse", "APDU '%.40s' is not hex of >= 4 bytes",
+				      argv[i]);
+			goto out;
+		}
+		rc = exchange(l, &sc, capdu, (size_t)n, rapdu, &rl);
+		if (rc < 0)
+			goto out;
+		rh = malloc(2 * rl + 1);
+		ch = malloc(2 * (size_t)n + 1);
+		if (rh && ch) {
+			pg_hex_encode_upper(rh, rapdu, rl, 0);
+			pg_hex_encode_upper(ch, capdu, (size_t)n, 0);
+			if (json)
+				json_array_append_new(out,
+						      json_pack("{s:s, s:s, s:s+}", "c", ch, "r",
+								rh, "sw", rh + 2 * rl - 4, ""));
+			else
+				printf("> %s\n< %s\n", ch, rh);
+		}
+		free(rh);
+		free(ch);
+	}
+	rc = 0;
+out:
+	pg_scp03_close(&sc);
+	free(capdu);
+	free(rapdu);
+	pg_link_close(l);
+	if (rc < 0) {
+		json_decref(out);
+		return pg_cli_fail(rc, "vse apdu");
+	}
+	if (json)
+		return pg_cli_print_json(json_pack("{s:s, s:o}", "atr", hex, "apdus", out));
+	json_decref(out);
+	return PG_EXIT_OK;
+}
+
+/* Creates demo VSE `name` on `link` (vpcd: slot 1); returns 0 or the error. */
+static int
+demo_create(const char *sock, const char *name, const char *link)
+{
+	json_t *ex = strcmp(link, "vpcd") == 0 ? json_pack("{s:s, s:i}", "link", link, "slot", 1)
+					       : json_pack("{s:s}", "link", link);
+	json_t *resp = NULL;
+	int rc = pg_vse_api_call(sock,
+				 json_pack("{s:s, s:{s:s, s:s, s:s, s:[s], s:{s:s}, s:o}}", "op",
+					   "create", "vse", "name", name, "arena", "256K", "pmem",
+					   "16K", "applets", "test", "keys", "master",
+					   "000102030405060708090A0B0C0D0E0F", "expose", ex),
+				 &resp, API_TIMEOUT_MS);
+
+	json_decref(resp);
+	return rc;
+}
+
+/*
+ * `payguard vse demo`: a hypervisor (a child process, its own data directory
+ * under /tmp), three VSEs on three links (T=1 and SWP on UNIX sockets, and a
+ * vpcd reader in pcscd when one runs, else CCID),
+ * SELECT ISD and GET DATA CPLC to each, a summary, then everything stopped.
+ */
+static int
+cmd_vse_demo(int argc, char **argv)
+{
+	const char *links[3] = {"t1", "swp", "vpcd"};
+	char dir[] = "/tmp/payguard-vse-demo-XXXXXX", sock[128];
+	static const uint8_t sel[] = {0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0x00,
+				      0x00, 0x01, 0x51, 0x00, 0x00, 0x00, 0x00};
+	static const uint8_t cplc[] = {0x80, 0xCA, 0x9F, 0x7F, 0x00};
+	int ready[2], rc = 0, failed = 0;
+	pid_t hv;
+	char b;
+
+	(void)argc;
+	(void)argv;
+	if (!mkdtemp(dir) || pipe(ready) != 0)
+		return pg_cli_fail(PG_ESYS, "vse demo: temporary directory");
+	snprintf(sock, sizeof(sock), "%s/vse/hv.sock", dir);
+	hv = fork();
+	if (hv == 0) {
+		struct pg_vse_hv_opts o = {.data_dir = dir, .ready_fd = ready[1]};
+
+		close(ready[0]);
+		_exit(pg_vse_serve(&o) < 0 ? 1 : 0);
+	}
+	close(ready[1]);
+	if (hv < 0 || read(ready[0], &b, 1) != 1) {
+		close(ready[0]);
+		return pg_cli_fail(PG_ESTATE, "vse demo: hypervisor did not start");
+	}
+	close(ready[0]);
+	printf("hypervisor pid %d, data directory %s\n\n", (int)hv, dir);
+	printf("%-6s %-5s %-8s %-12s %-10s %-6s %-10s %s\n", "VSE", "LINK", "PID", "CREATE",
+	       "SELECT", "CPLC", "IC SERIAL", "ATR");
+	for (int i = 0; i < 3; i++) {
+		char name[16], hex[2 * PG_ATR_MAX + 1], serial[9] = "-";
+		struct pg_link *l = NULL;
+		uint8_t atr[PG_ATR_MAX], r[300];
+		size_t atrlen = 0, rl;
+		uint16_t sw1 = 0, sw2 = 0;
+		uint64_t t0 = pg_mono_ns();
+		double ms;
+
+		snprintf(name, sizeof(name), "demo%d", i + 1);
+		rc = demo_create(sock, name, links[i]);
+		if (rc < 0 && strcmp(links[i], "vpcd") == 0) {
+			/* No pcscd + vpcd here (scripts/demo.sh starts them): CCID instead. */
+			printf("(vpcd slot 1 not reachable: %s; demo3 uses CCID)\n",
+			       pg_last_error());
+			links[i] = "ccid";
+			t0 = pg_mono_ns();
+			rc = demo_create(sock, name, links[i]);
+		}
+		ms = (double)(pg_mono_ns() - t0) / 1e6;
+		if (rc == 0)
+			rc = host_connect(sock, name, &l, atr, &atrlen);
+		if (rc == 0) {
+			rl = sizeof(r);
+			rc = pg_link_transmit(l, sel, sizeof(sel), r, &rl);
+			sw1 = rc == 0 && rl >= 2 ? (uint16_t)(r[rl - 2] << 8 | r[rl - 1]) : 0;
+		}
+		if (rc == 0) {
+			rl = sizeof(r);
+			rc = pg_link_transmit(l, cplc, sizeof(cplc), r, &rl);
+			sw2 = rc == 0 && rl >= 2 ? (uint16_t)(r[rl - 2] << 8 | r[rl - 1]) : 0;
+			if (sw2 == 0x9000 && rl >= 3 + 16 + 2)
+				pg_hex_encode_upper(serial, r + 3 + 12, 4, 0);
+		}
+		pg_link_close(l);
+		pg_hex_encode_upper(hex, atr, atrlen, 0);
+		if (rc < 0) {
+			failed++;
+			printf("%-6s %-5s failed: %s\n", name, links[i],
+			       pg_last_error()[0] ? pg_last_error() : pg_strerror(rc));
+			continue;
+		}
+		{
+			json_t *s = NULL;
+			char pid[16] = "-";
+
+			if (pg_vse_api_call(sock,
+					    json_pack("{s:s, s:s}", "op", "show", "name", name), &s,
+					    API_TIMEOUT_MS) == 0)
+				snprintf(pid, sizeof(pid), "%lld",
+					 (long long)json_integer_value(
+					     json_object_get(json_object_get(s, "vse"), "pid")));
+			json_decref(s);
+			printf("%-6s %-5s %-8s %7.1f ms   %04X       %04X   %-10s %s\n", name,
+			       links[i], pid, ms, sw1, sw2, serial, hex);
+		}
+		if (sw1 != 0x9000 || sw2 != 0x9000)
+			failed++;
+	}
+	for (int i = 0; i < 3; i++) {
+		char name[16];
+		json_t *resp = NULL;
+
+		snprintf(name, sizeof(name), "demo%d", i + 1);
+		if (pg_vse_api_call(sock, json_pack("{s:s, s:s}", "op", "destroy", "name", name),
+				    &resp, API_TIMEOUT_MS) == 0)
+			printf("\nstopped and destroyed %s", name);
+		json_decref(resp);
+	}
+	printf("\n");
+	kill(hv, SIGTERM);
+	waitpid(hv, NULL, 0);
+	{
+		char cmd[128];
+
+		/* The demo's own temporary directory (mkdtemp above), nothing else. */
+		snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", dir);
+		if (system(cmd) != 0)
+			pg_warn("vse", "could not remove %s", dir);
+	}
+	printf("%s\n", failed ? "vse demo: FAILED" : "vse demo: 3 VSEs on 3 links answered 9000");
+	return failed ? PG_EXIT_FAIL : PG_EXIT_OK;
+}
 
 const struct pg_cmd pg_cli_vse[] = {
+    {"serve", cmd_vse_serve, "run the hypervisor (socket API in the data directory)",
+     "[--data-dir DIR]"},
+    {"create", cmd_vse_create, "create a VSE from a request (options or --request FILE.json)",
+     "--name NAME [--arena SIZE] [--pmem SIZE] [--applet NAME]... (--master HEX | --keys "
+     "ENC:MAC:DEK) [--kvn N] [--cin HEX] [--link t0|t1|swp|spi|i2c|ccid|vpcd] [--listen "
+     "tcp:127.0.0.1:PORT] [--slot N] [--request FILE.json] [--socket PATH] [--json]"},
+    {"list", cmd_vse_list, "list VSEs", "[--socket PATH] [--json]"},
+    {"show", cmd_vse_show, "show one VSE (configuration without keys, state, memory)",
+     "NAME [--socket PATH] [--json]"},
+    {"start", cmd_vse_start, "start a stopped VSE", "NAME [--socket PATH] [--json]"},
+    {"stop", cmd_vse_stop, "stop a VSE (its persistent memory is kept)",
+     "NAME [--socket PATH] [--json]"},
+    {"destroy", cmd_vse_destroy, "stop a VSE and delete it with its persistent memory",
+     "NAME [--socket PATH] [--json]"},
+    {"apdu", cmd_vse_apdu, "send command APDUs to a VSE over its link (optionally in SCP03)",
+     "NAME APDU-HEX... [--scp03 (--master HEX | --keys ENC:MAC:DEK) [--kvn N]] [--socket PATH] "
+     "[--json]"},
+    {"demo", cmd_vse_demo, "three VSEs on three links: create, SELECT, GET DATA, stop", ""},
+    {"run-one", cmd_vse_run_one, "(internal) one VSE process, exec'd by the hypervisor", ""},
     {NULL, NULL, NULL, NULL},
 };

@@ -1,0 +1,896 @@
+/*
+ * The hypervisor (seed 6's virtual machine monitor): `payguard vse serve`.
+ * It takes the SEM's requests on a UNIX socket (mode 0600) in the data
+ * directory, keeps every VSE's configuration and state in the SQLite store
+ * (area "vse"), and gives each VSE its own address space: a process exec'd as
+ * `payguard vse run-one` (runone.c) holding one arena of the requested size.
+ * It supervises them: a VSE that dies for any reason while it should run is
+ * restarted with exponential back-off, its persistent memory untouched, the
+ * others undisturbed. One thread, one poll loop; SIGCHLD arrives via a pipe.
+ */
+#include "vse_int.h"
+
+#include "payguard/clock.h"
+#include "payguard/error.h"
+#include "payguard/fs.h"
+#include "payguard/log.h"
+#include "payguard/mem.h"
+#include "payguard/store.h"
+#include "payguard/stream.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define READY_MS    5000
+#define BACKOFF_MIN 100
+#define BACKOFF_MAX 5000
+#define STABLE_MS   10000 /* a VSE that ran this long starts its back-off again */
+
+static const struct pg_migration migrations[] = {
+    {1, "CREATE TABLE vse_instance ("
+	"  id INTEGER PRIMARY KEY,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  config TEXT NOT NULL," /* the request, keys included: the store is 0600 under 0700 */
+	"  state TEXT NOT NULL CHECK (state IN ('running','stopped')),"
+	"  restarts INTEGER NOT NULL DEFAULT 0,"
+	"  last_exit TEXT,"
+	"  created_ms INTEGER NOT NULL,"
+	"  updated_ms INTEGER NOT NULL);"},
+};
+
+struct vse {
+	int id;
+	struct pg_vse_request req;
+	int want_run;
+	pid_t pid;
+	int link_fd; /* listening socket kept across restarts */
+	char link_addr[PG_VSE_ADDR_MAX + 16];
+	int restarts, fails;
+	uint64_t next_start_ms, started_ms;
+	char last_exit[64];
+};
+
+struct hv {
+	char dir[PATH_MAX], vdir[PATH_MAX], sock[PATH_MAX], exe[PATH_MAX];
+	char vse_exe[PATH_MAX]; /* payguard-vse beside exe, when built ("" if not) */
+	struct pg_store st;
+	struct vse *v[PG_VSE_MAX_VSES];
+	int nv;
+	int lfd;
+};
+
+static int sig_pipe[2] = {-1, -1};
+static volatile sig_atomic_t got_term;
+
+static void
+on_signal(int sig)
+{
+	int e = errno;
+	char c = (char)sig;
+
+	if (sig != SIGCHLD)
+		got_term = 1;
+	if (write(sig_pipe[1], &c, 1) < 0) {
+		/* full pipe: a wake-up is already pending */
+	}
+	errno = e;
+}
+
+static struct vse *
+find(struct hv *h, const char *name)
+{
+	for (int i = 0; i < h->nv; i++)
+		if (strcmp(h->v[i]->req.name, name) == 0)
+			return h->v[i];
+	return NULL;
+}
+
+static int
+vse_dir(struct hv *h, const struct vse *v, char *out, size_t n)
+{
+	if ((size_t)snprintf(out, n, "%s/%s", h->vdir, v->req.name) >= n)
+		return pg_error(PG_ETOOBIG, "vse", "path too long");
+	return 0;
+}
+
+static int
+db_update(struct hv *h, const struct vse *v)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(h->st.db,
+				"UPDATE vse_instance SET state=?, restarts=?, last_exit=?, "
+				"updated_ms=? WHERE id=?",
+				-1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return pg_store_fail(&h->st, rc, "prepare update");
+	sqlite3_bind_text(s, 1, v->want_run ? "running" : "stopped", -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 2, v->restarts);
+	sqlite3_bind_text(s, 3, v->last_exit[0] ? v->last_exit : NULL, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, pg_wall_ms());
+	sqlite3_bind_int(s, 5, v->id);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : pg_store_fail(&h->st, rc, "update vse");
+}
+
+/* The link's listening socket: a UNIX socket in the VSE's directory, or loopback TCP. */
+static int
+open_link(struct hv *h, struct vse *v)
+{
+	char d[PATH_MAX];
+	mode_t old;
+	int rc;
+
+	if (v->link_fd >= 0 || strcmp(v->req.expose.link, "vpcd") == 0)
+		return 0;
+	if (v->req.expose.listen[0]) {
+		snprintf(v->link_addr, sizeof(v->link_addr), "%s", v->req.expose.listen);
+	} else {
+		if ((rc = vse_dir(h, v, d, sizeof(d))) < 0)
+			return rc;
+		if ((size_t)snprintf(v->link_addr, sizeof(v->link_addr), "unix:%s/link.sock", d) >=
+		    sizeof(v->link_addr))
+			return pg_error(
+			    PG_ETOOBIG, "vse",
+			    "'%s/link.sock' is too long for a UNIX socket; use a shorter "
+			    "data directory or tcp",
+			    d);
+	}
+	old = umask(077); /* socket file 0600: only this user may talk to the card */
+	v->link_fd = pg_stream_listen(v->link_addr);
+	umask(old);
+	return v->link_fd < 0 ? v->link_fd : 0;
+}
+
+/*
+ * vpcd exposure: vsmartcard's vpcd (inside pcscd) listens on 35963 + slot; the
+ * card side connects. The hypervisor connects and hands the socket to the VSE,
+ * which therefore never needs socket() or connect() under its filter.
+ */
+static int
+vpcd_connect(struct vse *v)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return pg_error(PG_ESYS, "vse", "socket: %s", strerror(errno));
+	sa.sin_port = htons((uint16_t)(35963 + v->req.expose.vpcd_slot));
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		int e = errno;
+
+		close(fd);
+		return pg_error(PG_ELINK, "vse",
+				"vpcd slot %d (127.0.0.1:%d): %s; is pcscd with vsmartcard-vpcd "
+				"running?",
+				v->req.expose.vpcd_slot, 35963 + v->req.expose.vpcd_slot,
+				strerror(e));
+	}
+	{
+		int one = 1; /* small request/answer messages: no Nagle delay */
+
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	v->link_fd = fd;
+	snprintf(v->link_addr, sizeof(v->link_addr), "vpcd:127.0.0.1:%d",
+		 35963 + v->req.expose.vpcd_slot);
+	return 0;
+}
+
+/*
+ * fork + exec of `payguard vse run-one`: the configuration (keys included)
+ * goes through a pipe, never argv or the environment; the child says "ready"
+ * once its seccomp filter is loaded, or "error <why>".
+ */
+static int
+spawn(struct hv *h, struct vse *v, int wait_ready)
+{
+	int cfg[2] = {-1, -1}, st[2] = {-1, -1}, rc = 0;
+	json_t *c = NULL;
+	char *s = NULL, d[PATH_MAX], buf[320];
+	size_t got = 0;
+	pid_t pid;
+
+	if (strcmp(v->req.expose.link, "vpcd") == 0) {
+		const struct pg_link_ops *ops = pg_link_find("vpcd");
+
+		if (!ops || !ops->card_open)
+			return pg_error(PG_ENOTSUP, "vse", "this build has no vpcd card driver");
+		PG_TRY_GOTO(vpcd_connect(v), out, "vse", "vpcd");
+	} else {
+		PG_TRY_GOTO(open_link(h, v), out, "vse", "link");
+	}
+	PG_TRY_GOTO(vse_dir(h, v, d, sizeof(d)), out, "vse", "dir");
+	c = json_pack("{s:o, s:i, s:s}", "vse", pg_vse_request_to_json(&v->req, 1), "serial", v->id,
+		      "dir", d);
+	s = c ? json_dumps(c, JSON_COMPACT) : NULL;
+	if (!s) {
+		rc = PG_ENOMEM;
+		goto out;
+	}
+	if (pipe2(cfg, O_CLOEXEC) != 0 || pipe2(st, O_CLOEXEC) != 0) {
+		rc = pg_error(PG_ESYS, "vse", "pipe: %s", strerror(errno));
+		goto out;
+	}
+	pid = fork();
+	if (pid < 0) {
+		rc = pg_error(PG_ESYS, "vse", "fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid == 0) {
+		/* Child: fds 3, 4, 5 as run-one expects; moved high first so dup2 never aliases. */
+		int a = fcntl(cfg[0], F_DUPFD_CLOEXEC, 100),
+		    b = fcntl(v->link_fd, F_DUPFD_CLOEXEC, 100),
+		    cc = fcntl(st[1], F_DUPFD_CLOEXEC, 100);
+		char *argv[] = {"payguard", "vse", "run-one", v->req.name, NULL};
+		char *argv_small[] = {"payguard-vse", v->req.name, NULL};
+
+		if (a < 0 || b < 0 || cc < 0 || dup2(a, 3) < 0 || dup2(b, 4) < 0 || dup2(cc, 5) < 0)
+			_exit(126);
+		/* Nothing else of the hypervisor's (store, other VSEs' sockets) crosses exec. */
+		if (close_range(6, ~0u, 0) != 0)
+			for (int fd = 6; fd < 65536; fd++)
+				close(fd);
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* no VSE outlives its hypervisor */
+		setpgid(
+		    0,
+		    0); /* a terminal's ^C or a group kill reaches the hypervisor, not each VSE */
+		signal(SIGPIPE, SIG_DFL);
+		if (h->vse_exe[0])
+			execv(h->vse_exe, argv_small);
+		execv(h->exe, argv);
+		_exit(127);
+	}
+	close(cfg[0]), cfg[0] = -1;
+	close(st[1]), st[1] = -1;
+	if (write(cfg[1], s, strlen(s)) != (ssize_t)strlen(s))
+		pg_warn("vse", "config pipe to %s: %s", v->req.name, strerror(errno));
+	close(cfg[1]), cfg[1] = -1;
+	v->pid = pid;
+	v->started_ms = pg_mono_ms();
+	if (!wait_ready)
+		goto out;
+	/* Wait for "ready\n" or "error ...\n" (EOF: it died during set-up). */
+	for (uint64_t end = pg_mono_ms() + READY_MS; got < sizeof(buf) - 1;) {
+		struct pollfd p = {.fd = st[0], .events = POLLIN};
+		uint64_t now = pg_mono_ms();
+		ssize_t k;
+
+		if (now >= end) {
+			rc = pg_error(PG_ETIMEDOUT, "vse", "VSE '%s' not ready within %d ms",
+				      v->req.name, READY_MS);
+			break;
+		}
+		if (poll(&p, 1, (int)(end - now)) <= 0)
+			continue;
+		k = read(st[0], buf + got, sizeof(buf) - 1 - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			rc = pg_error(PG_ESTATE, "vse", "VSE '%s' died during set-up", v->req.name);
+			break;
+		}
+		got += (size_t)k;
+		buf[got] = '\0';
+		if (strchr(buf, '\n'))
+			break;
+	}
+	if (rc == 0 && strncmp(buf, "ready", 5) != 0) {
+		char *nl = strchr(buf, '\n');
+
+		if (nl)
+			*nl = '\0';
+		rc = pg_error(PG_ESTATE, "vse", "VSE '%s' set-up failed: %s", v->req.name,
+			      strncmp(buf, "error ", 6) == 0 ? buf + 6 : buf);
+	}
+out:
+	if (strcmp(v->req.expose.link, "vpcd") == 0 && v->link_fd >= 0) {
+		close(v->link_fd); /* the connection belongs to the VSE; a new one per start */
+		v->link_fd = -1;
+	}
+	if (s) {
+		pg_memzero(s, strlen(s));
+		free(s);
+	}
+	json_decref(c);
+	for (int i = 0; i < 2; i++) {
+		if (cfg[i] >= 0)
+			close(cfg[i]);
+		if (st[i] >= 0)
+			close(st[i]);
+	}
+	return rc;
+}
+
+static void
+stop_child(struct vse *v)
+{
+	int status;
+
+	if (v->pid <= 0)
+		return;
+	kill(v->pid, SIGTERM);
+	for (int i = 0; i < 200; i++) {
+		if (waitpid(v->pid, &status, WNOHANG) == v->pid) {
+			v->pid = 0;
+			return;
+		}
+		usleep(10000);
+	}
+	kill(v->pid, SIGKILL);
+	waitpid(v->pid, &status, 0);
+	v->pid = 0;
+}
+
+static void
+reap(struct hv *h)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (int i = 0; i < h->nv; i++) {
+			struct vse *v = h->v[i];
+			uint64_t ran;
+			int delay;
+
+			if (v->pid != pid)
+				continue;
+			v->pid = 0;
+			if (WIFSIGNALED(status))
+				snprintf(v->last_exit, sizeof(v->last_exit), "signal %d (%s)",
+					 WTERMSIG(status), strsignal(WTERMSIG(status)));
+			else
+				snprintf(v->last_exit, sizeof(v->last_exit), "exit %d",
+					 WEXITSTATUS(status));
+			if (!v->want_run)
+				break;
+			ran = pg_mono_ms() - v->started_ms;
+			if (ran > STABLE_MS)
+				v->fails = 0;
+			delay = BACKOFF_MIN << (v->fails < 6 ? v->fails : 6);
+			if (delay > BACKOFF_MAX)
+				delay = BACKOFF_MAX;
+			v->fails++;
+			v->restarts++;
+			v->next_start_ms = pg_mono_ms() + (uint64_t)delay;
+			pg_warn("vse", "VSE '%s' (pid %d) ended: %s; restart %d in %d ms",
+				v->req.name, (int)pid, v->last_exit, v->restarts, delay);
+			db_update(h, v);
+			break;
+		}
+	}
+}
+
+static json_t *
+vse_json(struct hv *h, const struct vse *v)
+{
+	json_t *j = json_object();
+	char path[64];
+	FILE *f;
+
+	json_object_set_new(j, "id", json_integer(v->id));
+	json_object_set_new(j, "name", json_string(v->req.name));
+	json_object_set_new(
+	    j, "state",
+	    json_string(v->want_run ? (v->pid > 0 ? "running" : "restarting") : "stopped"));
+	json_object_set_new(j, "pid", v->pid > 0 ? json_integer(v->pid) : json_null());
+	json_object_set_new(j, "restarts", json_integer(v->restarts));
+	json_object_set_new(j, "last_exit",
+			    v->last_exit[0] ? json_string(v->last_exit) : json_null());
+	if (strcmp(v->req.expose.link, "vpcd") == 0)
+		json_object_set_new(j, "address",
+				    json_sprintf("vpcd slot %d", v->req.expose.vpcd_slot));
+	else
+		json_object_set_new(j, "address",
+				    v->link_addr[0] ? json_string(v->link_addr) : json_null());
+	json_object_set_new(j, "request", pg_vse_request_to_json(&v->req, 0));
+	/* Resident memory of the VSE process (pages from statm). */
+	snprintf(path, sizeof(path), "/proc/%d/statm", (int)v->pid);
+	if (v->pid > 0 && (f = fopen(path, "r"))) {
+		unsigned long size, res;
+
+		if (fscanf(f, "%lu %lu", &size, &res) == 2)
+			json_object_set_new(
+			    j, "rss_kib",
+			    json_integer((json_int_t)res * (sysconf(_SC_PAGESIZE) / 1024)));
+		fclose(f);
+	}
+	(void)h;
+	return j;
+}
+
+static int
+db_insert(struct hv *h, struct vse *v)
+{
+	json_t *cj = pg_vse_request_to_json(&v->req, 1);
+	char *cs = cj ? json_dumps(cj, JSON_COMPACT) : NULL;
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	json_decref(cj);
+	if (!cs)
+		return PG_ENOMEM;
+	rc = sqlite3_prepare_v2(
+	    h->st.db,
+	    "INSERT INTO vse_instance(name, config, state, created_ms, updated_ms) "
+	    "VALUES (?, ?, 'running', ?, ?)",
+	    -1, &s, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(s, 1, v->req.name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, cs, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, pg_wall_ms());
+		sqlite3_bind_int64(s, 4, pg_wall_ms());
+		rc = sqlite3_step(s);
+	}
+	sqlite3_finalize(s);
+	pg_memzero(cs, strlen(cs));
+	free(cs);
+	if (rc != SQLITE_DONE)
+		return pg_store_fail(&h->st, rc, "insert vse");
+	v->id = (int)sqlite3_last_insert_rowid(h->st.db);
+	return 0;
+}
+
+static int
+rm_tree_one(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char p[PATH_MAX];
+
+	if (!d)
+		return errno == ENOENT ? 0 : PG_EIO;
+	while ((e = readdir(d))) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		unlink(p);
+	}
+	closedir(d);
+	return rmdir(dir) == 0 ? 0
+			       : pg_error(PG_EIO, "vse", "rmdir '%s': %s", dir, strerror(errno));
+}
+
+static void
+vse_free(struct vse *v)
+{
+	if (!v)
+		return;
+	if (v->link_fd >= 0)
+		close(v->link_fd);
+	pg_memzero(v, sizeof(*v));
+	free(v);
+}
+
+static int
+op_create(struct hv *h, struct pg_vse_request *req, json_t **resp)
+{
+	struct vse *v = NULL;
+	char d[PATH_MAX], pm[PATH_MAX + 8];
+	int rc;
+
+	if (find(h, req->name))
+		return pg_error(PG_EEXIST, "vse", "a VSE named '%s' exists", req->name);
+	if (h->nv >= PG_VSE_MAX_VSES)
+		return pg_error(PG_ERANGE, "vse", "at most %d VSEs", PG_VSE_MAX_VSES);
+	for (int i = 0; i < h->nv; i++) {
+		const struct pg_vse_expose *a = &h->v[i]->req.expose, *b = &req->expose;
+
+		if ((strcmp(a->link, "vpcd") == 0 && strcmp(b->link, "vpcd") == 0 &&
+		     a->vpcd_slot == b->vpcd_slot) ||
+		    (a->listen[0] && strcmp(a->listen, b->listen) == 0))
+			return pg_error(PG_EBUSY, "vse", "exposure already used by VSE '%s'",
+					h->v[i]->req.name);
+	}
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return PG_ENOMEM;
+	v->req = *req;
+	v->link_fd = -1;
+	v->want_run = 1;
+	PG_TRY_GOTO(pg_store_begin(&h->st), fail, "vse", "begin");
+	rc = db_insert(h, v);
+	if (rc == 0 && !v->req.has_cin) {
+		/* CIN "PGVS" || id: unique per VSE, and what diversified keys derive from. */
+		memcpy(v->req.cin, "PGVS", 4);
+		v->req.cin[4] = (uint8_t)(v->id >> 24), v->req.cin[5] = (uint8_t)(v->id >> 16);
+		v->req.cin[6] = (uint8_t)(v->id >> 8), v->req.cin[7] = (uint8_t)v->id;
+		v->req.has_cin = 1;
+	}
+	if (rc == 0)
+		rc = pg_vse_request_resolve_keys(&v->req); /* in memory only, for the KCVs */
+	if (rc == 0) {
+		json_t *cj = pg_vse_request_to_json(&v->req, 1);
+		char *cs = cj ? json_dumps(cj, JSON_COMPACT) : NULL;
+		sqlite3_stmt *s = NULL;
+
+		json_decref(cj);
+		rc = cs ? sqlite3_prepare_v2(
+			      h->st.db, "UPDATE vse_instance SET config=? WHERE id=?", -1, &s, NULL)
+			: SQLITE_NOMEM;
+		if (rc == SQLITE_OK) {
+			sqlite3_bind_text(s, 1, cs, -1, SQLITE_STATIC);
+			sqlite3_bind_int(s, 2, v->id);
+			rc = sqlite3_step(s) == SQLITE_DONE ? 0
+							    : pg_store_fail(&h->st, rc, "config");
+		} else {
+			rc = pg_store_fail(&h->st, rc, "config");
+		}
+		sqlite3_finalize(s);
+		if (cs) {
+			pg_memzero(cs, strlen(cs));
+			free(cs);
+		}
+	}
+	if (rc < 0) {
+		pg_store_rollback(&h->st);
+		goto fail;
+	}
+	/* Keys are resolved only in memory and in the VSE; the store keeps the master. */
+	PG_TRY_GOTO(vse_dir(h, v, d, sizeof(d)), rollback, "vse", "dir");
+	if (mkdir(d, 0700) != 0 && errno != EEXIST) {
+		rc = pg_error(PG_EIO, "vse", "mkdir '%s': %s", d, strerror(errno));
+		goto rollback;
+	}
+	snprintf(pm, sizeof(pm), "%s/pmem", d);
+	PG_TRY_GOTO(pg_vse_pmem_create(pm, v->req.pmem_size), rollback, "vse", "pmem");
+	PG_TRY_GOTO(spawn(h, v, 1), rollback, "vse", "spawn");
+	PG_TRY_GOTO(pg_store_commit(&h->st), rollback, "vse", "commit");
+	h->v[h->nv++] = v;
+	*resp = json_pack("{s:b, s:o}", "ok", 1, "vse", vse_json(h, v));
+	pg_info("vse", "created VSE '%s' (pid %d, %s)", v->req.name, (int)v->pid, v->link_addr);
+	return 0;
+rollback:
+	stop_child(v);
+	pg_store_rollback(&h->st);
+	if (vse_dir(h, v, d, sizeof(d)) == 0)
+		rm_tree_one(d);
+fail:
+	vse_free(v);
+	return rc;
+}
+
+static int
+op_named(struct hv *h, int op, const char *name, json_t **resp)
+{
+	struct vse *v = find(h, name);
+	char d[PATH_MAX];
+	int rc = 0;
+
+	if (!v)
+		return pg_error(PG_ENOENT, "vse", "no VSE named '%s'", name);
+	switch (op) {
+	case PG_VSE_OP_SHOW:
+		break;
+	case PG_VSE_OP_START:
+		if (!v->want_run) {
+			v->want_run = 1;
+			v->fails = 0;
+			rc = spawn(h, v, 1);
+			if (rc < 0) {
+				v->want_run = 0;
+				stop_child(v);
+				return rc;
+			}
+			db_update(h, v);
+		}
+		break;
+	case PG_VSE_OP_STOP:
+		v->want_run = 0;
+		stop_child(v);
+		db_update(h, v);
+		break;
+	case PG_VSE_OP_DESTROY: {
+		sqlite3_stmt *s = NULL;
+
+		v->want_run = 0;
+		stop_child(v);
+		rc = sqlite3_prepare_v2(h->st.db, "DELETE FROM vse_instance WHERE id=?", -1, &s,
+					NULL);
+		if (rc == SQLITE_OK) {
+			sqlite3_bind_int(s, 1, v->id);
+			rc = sqlite3_step(s);
+		}
+		sqlite3_finalize(s);
+		if (rc != SQLITE_DONE)
+			return pg_store_fail(&h->st, rc, "delete vse");
+		if (vse_dir(h, v, d, sizeof(d)) == 0)
+			rm_tree_one(d);
+		for (int i = 0; i < h->nv; i++)
+			if (h->v[i] == v) {
+				h->v[i] = h->v[--h->nv];
+				break;
+			}
+		*resp = json_pack("{s:b, s:s}", "ok", 1, "destroyed", name);
+		vse_free(v);
+		return 0;
+	}
+	}
+	*resp = json_pack("{s:b, s:o}", "ok", 1, "vse", vse_json(h, v));
+	return 0;
+}
+
+static void
+handle_client(struct hv *h, int fd)
+{
+	struct pg_vse_api_req *r = calloc(1, sizeof(*r));
+	json_t *resp = NULL;
+	char *msg = NULL;
+	size_t n;
+	int rc;
+
+	pg_clear_error();
+	if (!r) {
+		close(fd);
+		return;
+	}
+	rc = pg_vse__recv_msg(fd, &msg, &n, PG_VSE_API_MAX, 5000);
+	if (rc == 0)
+		rc = pg_vse_api_decode(r, (const uint8_t *)msg, n);
+	if (rc == 0) {
+		switch (r->op) {
+		case PG_VSE_OP_CREATE:
+			rc = op_create(h, &r->vse, &resp);
+			break;
+		case PG_VSE_OP_LIST: {
+			json_t *a = json_array();
+
+			for (int i = 0; i < h->nv; i++)
+				json_array_append_new(a, vse_json(h, h->v[i]));
+			resp = json_pack("{s:b, s:o}", "ok", 1, "vses", a);
+			break;
+		}
+		default:
+			rc = op_named(h, r->op, r->name, &resp);
+		}
+	}
+	if (rc < 0) {
+		json_decref(resp);
+		resp = pg_vse__error_json(rc);
+	}
+	if (resp && pg_vse__send_json(fd, resp, PG_VSE_API_ANSWER_MAX, 5000) < 0)
+		pg_debug("vse", "api: answer not delivered");
+	json_decref(resp);
+	if (msg) {
+		pg_memzero(msg, n);
+		free(msg);
+	}
+	pg_memzero(r, sizeof(*r));
+	free(r);
+	close(fd);
+}
+
+/* Brings back the VSEs the store knows (a restarted hypervisor resumes them). */
+static int
+load_all(struct hv *h)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(h->st.db,
+				"SELECT id, config, state, restarts, last_exit FROM vse_instance "
+				"ORDER BY id",
+				-1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return pg_store_fail(&h->st, rc, "select");
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW && h->nv < PG_VSE_MAX_VSES) {
+		struct vse *v = calloc(1, sizeof(*v));
+		json_error_t err;
+		json_t *j = json_loads((const char *)sqlite3_column_text(s, 1), 0, &err);
+
+		if (!v || !j || pg_vse_request_from_json(&v->req, j) < 0) {
+			pg_warn("vse", "stored VSE %d unreadable: %s", sqlite3_column_int(s, 0),
+				pg_last_error());
+			json_decref(j);
+			free(v);
+			continue;
+		}
+		json_decref(j);
+		if (pg_vse_request_resolve_keys(&v->req) < 0)
+			pg_warn("vse", "stored VSE '%s': keys not resolved", v->req.name);
+		v->id = sqlite3_column_int(s, 0);
+		v->want_run = strcmp((const char *)sqlite3_column_text(s, 2), "running") == 0;
+		v->restarts = sqlite3_column_int(s, 3);
+		if (sqlite3_column_text(s, 4))
+			snprintf(v->last_exit, sizeof(v->last_exit), "%s",
+				 (const char *)sqlite3_column_text(s, 4));
+		v->link_fd = -1;
+		v->next_start_ms = pg_mono_ms();
+		h->v[h->nv++] = v;
+	}
+	sqlite3_finalize(s);
+	return 0;
+}
+
+static int
+hv_listen(struct hv *h)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	mode_t old;
+	int fd;
+
+	if (strlen(h->sock) >= sizeof(sa.sun_path))
+		return pg_error(PG_ETOOBIG, "vse", "socket path '%s' too long", h->sock);
+	strcpy(sa.sun_path, h->sock);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return pg_error(PG_ESYS, "vse", "socket: %s", strerror(errno));
+	/* A live hypervisor answers on the socket; a stale file is replaced. */
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		close(fd);
+		return pg_error(PG_EBUSY, "vse", "a hypervisor already serves '%s'", h->sock);
+	}
+	close(fd);
+	unlink(h->sock);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return pg_error(PG_ESYS, "vse", "socket: %s", strerror(errno));
+	old = umask(077);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || chmod(h->sock, 0600) != 0 ||
+	    listen(fd, 64) != 0) {
+		int e = errno;
+
+		umask(old);
+		close(fd);
+		return pg_error(PG_ESYS, "vse", "listen on '%s': %s", h->sock, strerror(e));
+	}
+	umask(old);
+	h->lfd = fd;
+	return 0;
+}
+
+int
+pg_vse_serve(const struct pg_vse_hv_opts *o)
+{
+	struct hv *h = calloc(1, sizeof(*h));
+	struct sigaction sa = {0}, old_chld, old_term, old_int, old_pipe;
+	int rc, have_sigs = 0;
+
+	if (!h)
+		return PG_ENOMEM;
+	h->lfd = -1;
+	if (o->data_dir)
+		snprintf(h->dir, sizeof(h->dir), "%s", o->data_dir);
+	else if ((rc = pg_data_dir(h->dir, sizeof(h->dir))) < 0)
+		goto out;
+	snprintf(h->vdir, sizeof(h->vdir), "%s/vse", h->dir);
+	snprintf(h->sock, sizeof(h->sock), "%s/hv.sock", h->vdir);
+	if (o->exe) {
+		snprintf(h->exe, sizeof(h->exe), "%s", o->exe);
+	} else {
+		ssize_t k = readlink("/proc/self/exe", h->exe, sizeof(h->exe) - 1);
+
+		if (k <= 0) {
+			rc = pg_error(PG_ESYS, "vse", "readlink /proc/self/exe: %s",
+				      strerror(errno));
+			goto out;
+		}
+		h->exe[k] = '\0';
+	}
+	{
+		/* Prefer the small VSE image beside the binary; else `payguard vse run-one`. */
+		char *slash = strrchr(h->exe, '/');
+
+		if (slash &&
+		    (size_t)(slash - h->exe) + sizeof("/payguard-vse") < sizeof(h->vse_exe)) {
+			memcpy(h->vse_exe, h->exe, (size_t)(slash - h->exe));
+			strcpy(h->vse_exe + (slash - h->exe), "/payguard-vse");
+			if (access(h->vse_exe, X_OK) != 0)
+				h->vse_exe[0] = '\0';
+		}
+		pg_info("vse", "VSE image: %s", h->vse_exe[0] ? h->vse_exe : h->exe);
+	}
+	PG_TRY_GOTO(pg_mkdir_p(h->vdir, 0700), out, "vse", "mkdir");
+	{
+		char db[PATH_MAX + 16];
+
+		snprintf(db, sizeof(db), "%s/payguard.db", h->dir);
+		PG_TRY_GOTO(pg_store_open(&h->st, db), out, "vse", "store");
+	}
+	PG_TRY_GOTO(
+	    pg_store_migrate(&h->st, "vse", migrations, sizeof(migrations) / sizeof(migrations[0])),
+	    out, "vse", "migrate");
+	PG_TRY_GOTO(hv_listen(h), out, "vse", "listen");
+	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+		rc = pg_error(PG_ESYS, "vse", "pipe: %s", strerror(errno));
+		goto out;
+	}
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGCHLD, &sa, &old_chld);
+	sigaction(SIGTERM, &sa, &old_term);
+	sigaction(SIGINT, &sa, &old_int);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, &old_pipe);
+	have_sigs = 1;
+	got_term = 0;
+	PG_TRY_GOTO(load_all(h), out, "vse", "load");
+	pg_info("vse", "hypervisor listening on %s (%d VSEs known)", h->sock, h->nv);
+	if (o->ready_fd >= 0 && write(o->ready_fd, "ready\n", 6) != 6)
+		pg_debug("vse", "ready fd: %s", strerror(errno));
+	while (!got_term && !(o->stop && *o->stop)) {
+		struct pollfd p[2] = {{.fd = h->lfd, .events = POLLIN},
+				      {.fd = sig_pipe[0], .events = POLLIN}};
+		uint64_t now = pg_mono_ms();
+		int timeout = 1000;
+
+		for (int i = 0; i < h->nv; i++) {
+			struct vse *v = h->v[i];
+
+			if (!v->want_run || v->pid > 0)
+				continue;
+			if (v->next_start_ms <= now) {
+				if (spawn(h, v, 1) < 0) {
+					pg_warn("vse", "restart of '%s' failed: %s", v->req.name,
+						pg_last_error());
+					stop_child(v);
+					v->fails++;
+					v->next_start_ms = now + BACKOFF_MAX;
+				}
+				now = pg_mono_ms();
+			} else if ((int)(v->next_start_ms - now) < timeout) {
+				timeout = (int)(v->next_start_ms - now);
+			}
+		}
+		if (poll(p, 2, timeout) < 0 && errno != EINTR) {
+			rc = pg_error(PG_ESYS, "vse", "poll: %s", strerror(errno));
+			goto out;
+		}
+		if (p[1].revents & POLLIN) {
+			char buf[64];
+
+			while (read(sig_pipe[0], buf, sizeof(buf)) > 0)
+				;
+		}
+		reap(h);
+		if (p[0].revents & POLLIN) {
+			int c = accept4(h->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+			if (c >= 0)
+				handle_client(h, c);
+		}
+	}
+	rc = 0;
+out:
+	if (h->lfd >= 0) {
+		close(h->lfd);
+		unlink(h->sock);
+	}
+	for (int i = 0; i < h->nv; i++) {
+		stop_child(h->v[i]);
+		vse_free(h->v[i]);
+	}
+	if (have_sigs) {
+		sigaction(SIGCHLD, &old_chld, NULL);
+		sigaction(SIGTERM, &old_term, NULL);
+		sigaction(SIGINT, &old_int, NULL);
+		sigaction(SIGPIPE, &old_pipe, NULL);
+	}
+	for (int i = 0; i < 2; i++)
+		if (sig_pipe[i] >= 0)
+			close(sig_pipe[i]), sig_pipe[i] = -1;
+	if (h->st.db)
+		pg_store_close(&h->st);
+	free(h);
+	return rc;
+}
