@@ -65,4 +65,7 @@ struct pg_serve_alert_action {
 /* Parses and validates a body; PG_ETOOBIG, PG_EFORMAT or PG_EINVAL with a detail. */
 int pg_serve_parse_alert_action(const char *body, size_t len, struct pg_serve_alert_action *a);
 
+/* A validated POST /api/vses/{name} body: {"action": "start" | "stop" | "destroy"}. */
+int pg_serve_parse_vse_action(const char *body, size_t len, char action[16]);
+
 #endif

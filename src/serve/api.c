@@ -13,6 +13,7 @@
 #include "payguard/mem.h"
 #include "payguard/pos.h"
 #include "payguard/serve.h"
+#include "payguard/vse.h"
 #include "serve_int.h"
 
 #include <arpa/inet.h>
@@ -461,6 +462,8 @@ static const char *const route_list[] = {
     "GET /api/se/links",
     "GET /api/se/ses",
     "GET /api/se/routes",
+    "GET|POST /api/vses",
+    "POST /api/vses/{name}",
     "GET /api/images",
     "GET /api/images/findings",
     "GET /api/images/jobs",
@@ -487,6 +490,39 @@ alert_path(const char *url, int64_t *id)
 	return 1;
 }
 
+/* Forwards one request to the VSE hypervisor after validating it there-side
+ * rules here first (pg_vse_api_decode), so nothing malformed reaches it. */
+static void
+vse_call(struct pg_serve_state *s, json_t *req, int ok_status, struct reply *r)
+{
+	struct pg_vse_api_req dec;
+	char sock[600], *text = json_dumps(req, JSON_COMPACT);
+	json_t *resp = NULL;
+	int rc;
+
+	if (!text) {
+		json_decref(req);
+		return reply_error(r, 500, "out of memory");
+	}
+	rc = pg_vse_api_decode(&dec, (const uint8_t *)text, strlen(text));
+	free(text);
+	if (rc < 0) {
+		json_decref(req);
+		return reply_rc(r, rc);
+	}
+	snprintf(sock, sizeof(sock), "%s/vse/hv.sock", s->data_dir);
+	rc = pg_vse_api_call(sock, req, &resp, 5000);
+	if (rc < 0) {
+		const char *d = pg_last_error();
+
+		if (rc == PG_ECLOSED || rc == PG_ESYS || rc == PG_EIO || rc == PG_ETIMEDOUT)
+			return reply_error(r, 503, "VSE hypervisor: %s",
+					   d[0] ? d : pg_strerror(rc));
+		return reply_rc(r, rc);
+	}
+	reply_json(r, ok_status, resp);
+}
+
 static void
 route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const char *method,
       struct req *rq, struct reply *r)
@@ -511,6 +547,44 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 		if (!get)
 			return reply_error(r, 405, "method %s not allowed on %s", method, url);
 		return metrics(s, r);
+	}
+	if (strcmp(url, "/api/vses") == 0) {
+		if (get)
+			return vse_call(s, json_pack("{s:s}", "op", "list"), 200, r);
+		if (!post)
+			return reply_error(r, 405, "method %s not allowed on %s", method, url);
+		if (rq->too_big)
+			return reply_error(r, 413, "request body larger than %d bytes",
+					   PG_SERVE_MAX_BODY);
+		{
+			json_error_t jerr;
+			json_t *b = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &jerr);
+
+			if (!b)
+				return reply_error(r, 400,
+						   "malformed JSON at line %d column %d: %s",
+						   jerr.line, jerr.column, jerr.text);
+			if (!json_is_object(b)) {
+				json_decref(b);
+				return reply_error(r, 400,
+						   "body must be a JSON object (a VSE request)");
+			}
+			return vse_call(s, json_pack("{s:s,s:o}", "op", "create", "vse", b), 201,
+					r);
+		}
+	}
+	if (strncmp(url, "/api/vses/", 10) == 0) {
+		char action[16];
+
+		if (!post)
+			return reply_error(r, 405, "method %s not allowed on %s", method, url);
+		if (rq->too_big)
+			return reply_error(r, 413, "request body larger than %d bytes",
+					   PG_SERVE_MAX_BODY);
+		rc = pg_serve_parse_vse_action(rq->body, rq->len, action);
+		if (rc < 0)
+			return reply_rc(r, rc);
+		return vse_call(s, json_pack("{s:s,s:s}", "op", action, "name", url + 10), 200, r);
 	}
 	ap = alert_path(url, &id);
 	if (ap < 0)

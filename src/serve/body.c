@@ -72,3 +72,34 @@ out:
 	json_decref(o);
 	return rc;
 }
+
+int
+pg_serve_parse_vse_action(const char *body, size_t len, char action[16])
+{
+	json_error_t jerr;
+	json_t *o, *v;
+	int rc = 0;
+
+	action[0] = 0;
+	if (len > PG_SERVE_MAX_BODY)
+		return pg_error(PG_ETOOBIG, "serve", "body of %zu bytes (limit %d)", len,
+				PG_SERVE_MAX_BODY);
+	o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!o)
+		return pg_error(PG_EFORMAT, "serve", "malformed JSON at line %d column %d: %s",
+				jerr.line, jerr.column, jerr.text);
+	v = json_object_get(o, "action");
+	if (!json_is_object(o) || json_object_size(o) != 1 || !json_is_string(v)) {
+		rc = pg_error(PG_EINVAL, "serve",
+			      "body must be {\"action\": \"start\"|\"stop\"|"
+			      "\"destroy\"}");
+	} else if (strcmp(json_string_value(v), "start") != 0 &&
+		   strcmp(json_string_value(v), "stop") != 0 &&
+		   strcmp(json_string_value(v), "destroy") != 0) {
+		rc = pg_error(PG_EINVAL, "serve", "action must be 'start', 'stop' or 'destroy'");
+	} else {
+		strcpy(action, json_string_value(v));
+	}
+	json_decref(o);
+	return rc;
+}

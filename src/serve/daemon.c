@@ -273,10 +273,10 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 	struct MHD_Daemon *api = NULL;
 	struct run_opts o = {cfg->self_exe, cfg->demo, cfg->load_period_ms};
 	const char *host = cfg->host ? cfg->host : "127.0.0.1";
-	const char *names[] = {"pos", "load", "nfcswitch", "image", "pos-traffic"};
+	const char *names[] = {"pos", "load", "nfcswitch", "image", "vse", "pos-traffic"};
 	struct sigaction sa, old_term, old_int, old_hup;
 	char runpath[600];
-	int rc, bound = 0, nsvc = cfg->demo ? 5 : 4, sig_set = 0;
+	int rc, bound = 0, nsvc = cfg->demo ? 6 : 5, sig_set = 0;
 
 	if (!s)
 		return PG_ENOMEM;

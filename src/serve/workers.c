@@ -15,6 +15,7 @@
 #include "payguard/log.h"
 #include "payguard/pos.h"
 #include "payguard/serve.h"
+#include "payguard/vse.h"
 #include "serve_int.h"
 
 #include <jansson.h>
@@ -538,6 +539,17 @@ worker_nfcswitch(const char *dbpath)
 	return rc;
 }
 
+/* ---- vse: the VSE hypervisor (socket DIR/vse/hv.sock), driven through the API ---- */
+
+static int
+worker_vse(const char *dir)
+{
+	struct pg_vse_hv_opts o = {.data_dir = dir, .exe = NULL, .ready_fd = -1};
+
+	o.stop = (const volatile int *)&w_stop;
+	return pg_vse_serve(&o);
+}
+
 /* the image area's demo builder (src/image/demo.c; not in its public header) */
 int pg_image_demo(const char *workdir, int keep);
 
@@ -598,6 +610,8 @@ pg_serve_worker(const char *name, const char *data_dir, int demo, int load_perio
 		return worker_pos(data_dir, dbpath, demo);
 	if (strcmp(name, "pos-traffic") == 0)
 		return worker_pos_traffic(data_dir);
+	if (strcmp(name, "vse") == 0)
+		return worker_vse(data_dir);
 	if (strcmp(name, "image") == 0)
 		return worker_image(data_dir, dbpath, demo);
 	if (strcmp(name, "nfcswitch") == 0)

@@ -1,6 +1,7 @@
 """API tests of `payguard serve run --demo` (issue 9): every route, the
 alert actions and their state machine, malformed and oversized bodies,
 unknown routes and methods, /metrics, and a clean SIGTERM stop."""
+import json
 import sys
 
 from serveutil import Daemon, alive
@@ -20,7 +21,7 @@ def main():
         check(s == 200 and v["status"] == "ok" and v["data_dir"] == d.dir, v)
         s, svcs = d.get("/api/services")
         check(s == 200 and sorted(x["name"] for x in svcs) ==
-              ["image", "load", "nfcswitch", "pos", "pos-traffic"], svcs)
+              ["image", "load", "nfcswitch", "pos", "pos-traffic", "vse"], svcs)
         check(all(x["state"] == "running" and x["pid"] > 0 for x in svcs), svcs)
 
         # live data: transactions flow, the taxi that drives to Potsdam raises an alert
@@ -122,9 +123,43 @@ def main():
         s, j = d.get("/api/images/jobs")
         check(s == 200 and isinstance(j, list), j)
 
+        # VSEs through the hypervisor: create, list, stop, start, destroy
+        req = {"name": "pay-1", "arena": "256K", "pmem": "64K", "applets": ["test"],
+               "keys": {"master": "000102030405060708090A0B0C0D0E0F", "kvn": 48},
+               "expose": {"link": "t1"}}
+        d.wait("the VSE hypervisor", lambda: d.get("/api/vses")[0] == 200, 30)
+        s, v = d.request("POST", "/api/vses", req)
+        check(s == 201 and v["vse"]["name"] == "pay-1" and v["vse"]["state"] == "running", v)
+        check(alive(v["vse"]["pid"]), "the VSE process runs")
+        s, v = d.request("POST", "/api/vses", req)
+        check(s == 409, (s, v))
+        s, v = d.get("/api/vses")
+        check(s == 200 and [x["name"] for x in v["vses"]] == ["pay-1"], v)
+        check("master" not in json.dumps(v), "no key material in answers")
+        for body, code in [({"name": "../x", "arena": "256K", "pmem": "64K", "applets": ["test"]}, 400),
+                           (b'{"name": ', 400), (b'[]', 400),
+                           (dict(req, name="big", arena="1G"), 400)]:
+            s, v = d.request("POST", "/api/vses", body)
+            check(s == code and "error" in v, (body, s, v))
+        s, v = d.request("POST", "/api/vses/pay-1", {"action": "stop"})
+        check(s == 200 and v["vse"]["state"] == "stopped", v)
+        s, v = d.request("POST", "/api/vses/pay-1", {"action": "start"})
+        check(s == 200 and v["vse"]["state"] == "running", v)
+        for body in [{"action": "explode"}, {"action": "stop", "x": 1}, b'nope']:
+            s, v = d.request("POST", "/api/vses/pay-1", body)
+            check(s == 400, (body, s, v))
+        s, v = d.request("POST", "/api/vses/nope", {"action": "stop"})
+        check(s == 404, v)
+        s, v = d.request("POST", "/api/vses/pay-1", {"action": "destroy"})
+        check(s == 200, v)
+        s, v = d.get("/api/vses")
+        check(v["vses"] == [], v)
+        s, v = d.get("/api/vses/pay-1")
+        check(s == 405, v)
+
         # unknown routes and methods
         s, v = d.get("/api")
-        check(len(v["routes"]) == 17, v)
+        check(len(v["routes"]) == 19, v)
         for p in ["/nope", "/api/", "/api/pos", "/api/se", "/api/images/1", "/api/pos/alerts/1/x", "/metrics/x"]:
             s, v = d.get(p)
             check(s == 404 and v["error"]["status"] == 404, (p, s, v))
