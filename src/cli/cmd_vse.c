@@ -420,7 +420,8 @@ exchange(struct pg_link *l, struct pg_scp03 *sc, const uint8_t *c, size_t n, uin
  * hypervisor did when it created the VSE.
  */
 static int
-open_scp03(struct pg_link *l, struct pg_scp03 *sc, const char *master, const char *keys, int kvn)
+open_scp03(struct pg_link *l, struct pg_scp03 *sc, const char *master, const char *keys, int kvn,
+	   int level)
 {
 	static const uint8_t sel[] = {0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0x00,
 				      0x00, 0x01, 0x51, 0x00, 0x00, 0x00, 0x00};
@@ -471,7 +472,7 @@ open_scp03(struct pg_link *l, struct pg_scp03 *sc, const char *master, const cha
 	n = pg_scp03_host_init_update(sc, k.kvn, NULL, 8, a, sizeof(a));
 	rl = sizeof(r);
 	PG_TRY_GOTO(n < 0 ? n : pg_link_transmit(l, a, (size_t)n, r, &rl), out, "vse", "IU");
-	n = pg_scp03_host_auth(sc, &k, r, rl, PG_SCP03_SL_CMAC, a, sizeof(a));
+	n = pg_scp03_host_auth(sc, &k, r, rl, (uint8_t)level, a, sizeof(a));
 	rl = sizeof(r);
 	PG_TRY_GOTO(n < 0 ? n : pg_link_transmit(l, a, (size_t)n, r, &rl), out, "vse", "EA");
 	rc = pg_scp03_host_auth_done(sc, r, rl);
@@ -486,13 +487,11 @@ out:
 static int
 cmd_vse_apdu(int argc, char **argv)
 {
-	static const struct option opts[] = {{"socket", required_argument, NULL, 'S'},
-					     {"json", no_argument, NULL, 'j'},
-					     {"scp03", no_argument, NULL, 's'},
-					     {"master", required_argument, NULL, 'm'},
-					     {"keys", required_argument, NULL, 'k'},
-					     {"kvn", required_argument, NULL, 'v'},
-					     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+	    {"socket", required_argument, NULL, 'S'}, {"json", no_argument, NULL, 'j'},
+	    {"scp03", no_argument, NULL, 's'},	      {"master", required_argument, NULL, 'm'},
+	    {"keys", required_argument, NULL, 'k'},   {"kvn", required_argument, NULL, 'v'},
+	    {"level", required_argument, NULL, 'l'},  {NULL, 0, NULL, 0}};
 	const char *sock = NULL, *master = NULL, *keys = NULL;
 	struct pg_link *l = NULL;
 	struct pg_scp03 sc = {0};
@@ -500,7 +499,7 @@ cmd_vse_apdu(int argc, char **argv)
 	char hex[3 * 64 + 1];
 	json_t *out = NULL;
 	size_t atrlen;
-	int json = 0, rc, c, scp = 0, kvn = 0x30;
+	int json = 0, rc, c, scp = 0, kvn = 0x30, level = PG_SCP03_SL_CMAC;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -521,6 +520,14 @@ cmd_vse_apdu(int argc, char **argv)
 			break;
 		case 'v':
 			kvn = (int)strtol(optarg, NULL, 0);
+			break;
+		case 'l':
+			/* Security levels of GP Amd D 7.1.2.2: 01, 03, 11, 13, 33. */
+			level = (int)strtol(optarg, NULL, 16);
+			if (level != 0x01 && level != 0x03 && level != 0x11 && level != 0x13 &&
+			    level != 0x33)
+				return pg_cli_usage(argv[0],
+						    "--level takes 01, 03, 11, 13 or 33 (hex)");
 			break;
 		default:
 			return pg_cli_usage(argv[0], "unknown option");
@@ -544,9 +551,9 @@ cmd_vse_apdu(int argc, char **argv)
 	if (!json)
 		printf("ATR %s\n", hex);
 	if (scp) {
-		PG_TRY_GOTO(open_scp03(l, &sc, master, keys, kvn), out, "vse", "scp03");
+		PG_TRY_GOTO(open_scp03(l, &sc, master, keys, kvn, level), out, "vse", "scp03");
 		if (!json)
-			printf("SCP03 session open (C-MAC)\n");
+			printf("SCP03 session open (security level %02X)\n", level);
 	}
 	for (int i = optind + 1; i < argc; i++) {
 		int n = pg_hex_decode(capdu, PG_APDU_MAX_C, argv[i]);
@@ -749,8 +756,14 @@ const struct pg_cmd pg_cli_vse[] = {
     {"destroy", cmd_vse_destroy, "stop a VSE and delete it with its persistent memory",
      "NAME [--socket PATH] [--json]"},
     {"apdu", cmd_vse_apdu, "send command APDUs to a VSE over its link (optionally in SCP03)",
-     "NAME APDU-HEX... [--scp03 (--master HEX | --keys ENC:MAC:DEK) [--kvn N]] [--socket PATH] "
-     "[--json]"},
+     "NAME APDU-HEX... [--scp03 (--master HEX | --keys ENC:MAC:DEK) [--kvn N] [--level L]] "
+     "[--socket PATH] [--json]\n\n"
+     "  --scp03      open a GlobalPlatform SCP03 session with the ISD first\n"
+     "  --master HEX diversify the keys from this master key by the card's CIN\n"
+     "  --keys E:M:D explicit AES keys\n"
+     "  --kvn N      key version number (default 0x30)\n"
+     "  --level L    security level, hex: 01 C-MAC (default), 03 C-MAC+C-DECRYPTION,\n"
+     "               11 C-MAC+R-MAC, 13, 33 all four\n"},
     {"demo", cmd_vse_demo, "three VSEs on three links: create, SELECT, GET DATA, stop", ""},
     {"run-one", cmd_vse_run_one, "(internal) one VSE process, exec'd by the hypervisor", ""},
     {NULL, NULL, NULL, NULL},

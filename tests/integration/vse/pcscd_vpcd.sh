@@ -73,6 +73,19 @@ echo "$out"
 	fail "pyscard payment + PIN flow on the VSE"
 # payguard's PC/SC host opens SCP03 through pcscd and installs an applet
 [ "$(sw p0 --scp03 --master $MASTER "$(install_pin 0007)")" = 9000 ] || fail "INSTALL over PC/SC"
+# an authenticated SCP03 session at every security level through pcscd: GET
+# STATUS (applications) must give the same data whatever protects it
+plain=""
+for level in 01 03 11 13 33; do
+	r=$(resp p0 --scp03 --master $MASTER --level $level 80F24002024F00) ||
+		fail "SCP03 level $level over PC/SC"
+	[ "${r: -4}" = 9000 ] || fail "GET STATUS at level $level: $r"
+	[ -n "$plain" ] || plain=$r
+	[ "$r" = "$plain" ] || fail "level $level unwrapped to other data: $r vs $plain"
+done
+# a wrong master key is refused over PC/SC too
+"$pg" vse apdu p0 --scp03 --master FFEEDDCCBBAA99887766554433221100 --level 33 80CA9F7F00 \
+	>/dev/null 2>&1 && fail "wrong keys opened a session"
 grep -q "9F 7F 2A" <<<"$out" || fail "opensc-tool: no CPLC"
 grep -q "SW: 9F 7F 2A .* 00 00 00 01 " "$work/pcscd.log" || fail "CPLC without the VSE's serial"
 
