@@ -23,6 +23,12 @@ struct pg_migration {
 
 /* Opens (creating if needed) with WAL, foreign keys and a busy timeout. */
 int pg_store_open(struct pg_store *st, const char *path);
+/*
+ * The same with another SQLite threading mode (SQLITE_OPEN_NOMUTEX for a
+ * connection only ever used by one thread); an empty path opens the default
+ * database as pg_store_open_default does.
+ */
+int pg_store_open_flags(struct pg_store *st, const char *path_or_null, int mutex_flags);
 void pg_store_close(struct pg_store *st);
 /* Applies the area's migrations above its recorded version, atomically. */
 int pg_store_migrate(struct pg_store *st, const char *area, const struct pg_migration *m, size_t n);

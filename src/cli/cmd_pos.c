@@ -752,7 +752,10 @@ cmd_pos_serve(int argc, char **argv)
 		return pg_cli_usage(argv[0], "the server needs a length-prefixed framing");
 	cfg.dialect = &c.dialect;
 	cfg.framing = c.framing;
-	rc = open_store(&st, c.db);
+	/* the event loop is the connection's only user (the checkpointer opens its own) */
+	rc = pg_store_open_flags(&st, c.db, SQLITE_OPEN_NOMUTEX);
+	if (rc == 0)
+		rc = pg_pos_migrate(&st);
 	if (rc == 0)
 		rc = pg_store_exec(&st, strcmp(sync, "full") == 0 ? "PRAGMA synchronous=FULL"
 								  : "PRAGMA synchronous=NORMAL");

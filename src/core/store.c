@@ -18,8 +18,31 @@ pg_store_fail(struct pg_store *st, int sqlite_rc, const char *what)
 	return pg_error(code, "store", "%s: %s (sqlite %d)", what, msg, sqlite_rc);
 }
 
+static int open_path(struct pg_store *st, const char *path, int mutex_flags);
+
 int
 pg_store_open(struct pg_store *st, const char *path)
+{
+	return open_path(st, path, SQLITE_OPEN_FULLMUTEX);
+}
+
+int
+pg_store_open_flags(struct pg_store *st, const char *path, int mutex_flags)
+{
+	char dir[4096], db[4200];
+	int rc;
+
+	if (path && *path)
+		return open_path(st, path, mutex_flags);
+	rc = pg_data_dir(dir, sizeof(dir));
+	if (rc < 0)
+		return rc;
+	snprintf(db, sizeof(db), "%s/payguard.db", dir);
+	return open_path(st, db, mutex_flags);
+}
+
+static int
+open_path(struct pg_store *st, const char *path, int mutex_flags)
 {
 	int rc;
 
@@ -28,8 +51,7 @@ pg_store_open(struct pg_store *st, const char *path)
 	if (!st->path)
 		return PG_ENOMEM;
 	rc = sqlite3_open_v2(path, &st->db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-			     NULL);
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | mutex_flags, NULL);
 	if (rc != SQLITE_OK) {
 		rc = pg_store_fail(st, rc, path);
 		pg_store_close(st);

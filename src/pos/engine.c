@@ -423,8 +423,14 @@ pg_pos_engine_respond(struct pg_pos_engine *e, const struct pg_iso_msg *req,
 		return pg_iso_set_str(resp, 39, "00");
 	rc = pg_iso_set(resp, 39, res->rc, 2);
 	if (rc == 0) {
-		snprintf(text, sizeof(text), "%s%s", pg_decision_name(res->decision),
-			 res->alert ? " alert" : "");
+		const char *dn = pg_decision_name(res->decision);
+		size_t dl = strlen(dn);
+
+		/* no snprintf: this runs for every answer */
+		if (dl > sizeof(text) - 7)
+			dl = sizeof(text) - 7;
+		memcpy(text, dn, dl);
+		memcpy(text + dl, res->alert ? " alert" : "", res->alert ? 7 : 1);
 		for (char *p = text; *p; p++)
 			if (*p >= 'a' && *p <= 'z')
 				*p = (char)(*p - 32);

@@ -555,7 +555,12 @@ put_number(struct pg_buf *out, int enc, int digits, unsigned v)
 	char tmp[8];
 	uint8_t b[4];
 
-	snprintf(tmp, sizeof(tmp), "%0*u", digits, v);
+	if (digits < 1 || digits > 7)
+		return PG_EINVAL;
+	/* no snprintf: this runs for every variable-length field of every message */
+	tmp[digits] = 0;
+	for (int i = digits - 1; i >= 0; i--, v /= 10)
+		tmp[i] = (char)('0' + v % 10);
 	if (enc == PG_ISO_ENC_ASCII)
 		return pg_buf_append(out, tmp, (size_t)digits);
 	for (int i = 0; i < (digits + 1) / 2; i++) {

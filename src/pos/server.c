@@ -198,7 +198,7 @@ conn_read(struct server *s, struct conn *c, uint64_t now)
 {
 	for (;;) {
 		ssize_t r;
-		size_t hdr, body, pos = 0;
+		size_t hdr, body, pos = 0, avail;
 		int rc = pg_buf_reserve(
 		    &c->in, 4096 < c->in.max - c->in.len ? 4096 : c->in.max - c->in.len);
 
@@ -206,7 +206,8 @@ conn_read(struct server *s, struct conn *c, uint64_t now)
 			conn_close(s, c, "input buffer full");
 			return;
 		}
-		r = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+		avail = c->in.cap - c->in.len;
+		r = read(c->fd, c->in.data + c->in.len, avail);
 		if (r < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
 		if (r <= 0) {
@@ -241,7 +242,12 @@ conn_read(struct server *s, struct conn *c, uint64_t now)
 		pg_buf_consume(&c->in, pos);
 		c->frame_start_ms =
 		    c->in.len ? (pos || !c->frame_start_ms ? now : c->frame_start_ms) : 0;
-		if (c->dead)
+		/*
+		 * A short read drained the socket: the epoll registration is level-
+		 * triggered, so more bytes wake us again; reading on until EAGAIN
+		 * would cost one empty read() per request.
+		 */
+		if (c->dead || (size_t)r < avail)
 			return;
 	}
 }
