@@ -88,9 +88,10 @@ test_get_status(void **st)
 	gt_expect(&t, "80F24002034F01AA00", PG_SW_REF_DATA_NOT_FOUND);
 	/* Load files, and load files with modules. */
 	gt_expect(&t, "80F22002024F0000", PG_SW_OK);
-	assert_int_equal(t.n, 4 * (2 + 8 + 4 + 10));
+	assert_int_equal(t.n, 5 * (2 + 8 + 4 + 10));
 	gt_data(&t, "E3164F06F050474C46019F700101CC08" ISD "E3164F06F050474C46029F700101CC08" ISD
-		    "E3164F06F050474C46039F700101CC08" ISD "E3164F06F050474C46049F700101CC08" ISD);
+		    "E3164F06F050474C46039F700101CC08" ISD "E3164F06F050474C46049F700101CC08" ISD
+		    "E3164F06F050474C46059F700101CC08" ISD);
 	gt_expect(&t, "80F21002024F0000", PG_SW_OK);
 	assert_int_equal(t.r[1], 0x1E);
 	assert_memory_equal(t.r + 24, "\x84\x06\xF0PGMD\x01", 8);
