@@ -85,6 +85,7 @@ struct pg_gp_card {
 	uint8_t iin[8], cin[8];
 	size_t iin_len, cin_len;
 	struct pg_scp03_card scc;
+	uint32_t cfg_version; /* GET DATA DF50: bumped by every content/rule change */
 	struct gp_inst *inst[GP_MAX_INST];
 	int ninst;
 	/* transient */
@@ -116,6 +117,8 @@ void gp_free(struct pg_gp_card *g, void *p, size_t n); /* wipes, then releases *
 /* Commits now (mid-command, e.g. a PIN try counter before the comparison); 0 or < 0. */
 int gp_commit(struct pg_gp_card *g);
 void gp_dirty(struct pg_gp_card *g);
+/* The card's configuration (applications, life cycles, personalised data) changed. */
+void gp_config_changed(struct pg_gp_card *g);
 /* Brings the runtime's applet table in line with the life cycles. */
 int gp_sync_table(struct pg_gp_card *g);
 struct gp_inst *gp_find_inst(struct pg_gp_card *g, const uint8_t *aid, size_t n);
