@@ -214,5 +214,16 @@ if [ "$nopcsc" = 1 ]; then stop_serve || fail "daemon shutdown"; fail "incomplet
 "$pg" vse stop seos-vse >/dev/null || fail "vse stop"
 wait_state "$VSE" detached
 echo "VSE stopped by the hypervisor -> card gone from its reader -> detached"
+# Started again: same CIN, same keys, same configuration version (GET DATA
+# DF50 of the VSE's ISD, kept in its persistent memory) -> a cache hit.
+[ "$(count_log "SE 'pcsc:$READER' .* from the SE, 11 APDUs")" = 1 ] || { cat "$log"; fail "first attach of the VSE was not one full read"; }
+"$pg" vse start seos-vse >/dev/null || fail "vse start"
+wait_log "SE 'pcsc:$READER' .* from the cache, 6 APDUs" 1
+wait_state "$VSE" authenticated
+r=$("$pg" seos transmit --socket "$sock" --app anyone --reader "$VSE" --aid F0706179677561726401 8010000002BEEF00)
+[ "$r" = BEEF9000 ] || fail "VSE echo after restart: '$r'"
+echo "VSE restarted -> re-attached from the cache (DF50 unchanged), reachable"
+"$pg" vse stop seos-vse >/dev/null || fail "vse stop"
+wait_state "$VSE" detached
 stop_serve || fail "daemon shutdown"
 echo "PASS"
