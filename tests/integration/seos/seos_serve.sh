@@ -91,7 +91,7 @@ if [ "$nopcsc" != 1 ]; then
 	start_pcscd
 	# The VSE hypervisor, with its own data directory; the VSE dials vpcd slot 0.
 	export PAYGUARD_DATA_DIR=$work/vse-data
-	"$pg" vse serve >"$work/hv.log" 2>&1 &
+	"$pg" vse serve --announce "$watch" >"$work/hv.log" 2>&1 &
 	sim_pids+=($!)
 	for _ in $(seq 1 100); do "$pg" vse list >/dev/null 2>&1 && break; sleep 0.1; done
 	"$pg" vse list >/dev/null || { cat "$work/hv.log" >&2; fail "vse serve did not start"; }
@@ -115,6 +115,15 @@ endpoint bad-keys t1
 endpoint nobody t1 # no SE listens there: unreachable
 VSE="pcsc:$READER"
 [ "$nopcsc" = 1 ] && VSE=uicc-swp
+if [ "$nopcsc" != 1 ]; then
+	# A second VSE exposed on a T=1 socket: the hypervisor announces it in
+	# the watched directory (vse serve --announce), seos attaches it by name.
+	"$pg" vse create --name vse-t1 --master "$MK" --link t1 --applet aram --applet test \
+		>>"$work/vse-create.log" 2>&1 || { cat "$work/vse-create.log" "$work/hv.log" >&2; fail "vse create vse-t1"; }
+	grep -q '^kind=vse$' "$watch/vse-t1.se" || fail "no announcement of vse-t1: $(cat "$watch/vse-t1.se" 2>&1)"
+	grep -q '^link=t1$' "$watch/vse-t1.se" || fail "announcement of vse-t1: wrong link"
+	wait_state vse-t1 authenticated
+fi
 for se in ese-t1 uicc-swp ese-spi "$VSE"; do wait_state "$se" authenticated; done
 wait_state bad-keys rejected
 wait_state nobody rejected
@@ -139,6 +148,9 @@ assert len(names) == 4 or sys.argv[2] == "1", "the pcsc SE is missing"
 for n in names:
     assert rows[n]["state"] == "authenticated" and rows[n]["apps"] == 3, rows[n]
 assert {rows[n]["link"] for n in rows} >= {"t1", "swp", "spi"}
+if sys.argv[2] != "1":
+    v = rows["vse-t1"]  # the announced socket VSE: ARA-M + test applet
+    assert v["state"] == "authenticated" and v["apps"] == 2 and v["link"] == "t1", v
 b = rows["bad-keys"]
 assert b["state"] == "rejected" and "authentication failed" in b["reason"], b
 print("SE list:", ", ".join(f'{n}={r["state"]}' for n, r in sorted(rows.items())))
@@ -160,10 +172,12 @@ done
 if [ "$nopcsc" != 1 ]; then
 	# The VSE's catalogue test applet (F0 "payguard" 01, ECHO = INS 10) through
 	# seos's client API; the VSE's ARA-M has no stored rules: default ALWAYS.
-	r=$("$pg" seos transmit --socket "$sock" --app anyone --reader "$VSE" --aid F0706179677561726401 8010000003A1B2C300)
-	[ "$r" = A1B2C39000 ] || fail "VSE echo: '$r'"
+	for se in "$VSE" vse-t1; do
+		r=$("$pg" seos transmit --socket "$sock" --app anyone --reader "$se" --aid F0706179677561726401 8010000003A1B2C300)
+		[ "$r" = A1B2C39000 ] || fail "$se echo: '$r'"
+	done
 fi
-echo "client API: echo through t1, swp and the VSE (pcsc)"
+echo "client API: echo through t1, swp, the VSE on pcsc and the VSE on a t1 socket"
 
 # --- access control (ARA-M rules of ese-spi) ---
 r=$("$pg" seos transmit --socket "$sock" --app wallet --reader ese-spi --aid "$ECHO" 8001000002CAFE00)
@@ -211,6 +225,10 @@ loadse=(ese-t1 uicc-swp)
 
 # --- PC/SC card removal: the vpcd card goes away, reader event detaches it ---
 if [ "$nopcsc" = 1 ]; then stop_serve || fail "daemon shutdown"; fail "incomplete: PC/SC parts skipped (SEOS_IT_NO_PCSC)"; fi
+"$pg" vse stop vse-t1 >/dev/null || fail "vse stop vse-t1"
+[ ! -e "$watch/vse-t1.se" ] || fail "announcement of the stopped vse-t1 not removed"
+wait_state vse-t1 detached
+echo "socket VSE stopped -> announcement removed -> detached"
 "$pg" vse stop seos-vse >/dev/null || fail "vse stop"
 wait_state "$VSE" detached
 echo "VSE stopped by the hypervisor -> card gone from its reader -> detached"
