@@ -18,9 +18,9 @@
 static struct pg_gp_card *
 fz_card(struct pg_nvm *nvm)
 {
-	static const char *const apps[] = {"ppse", "payment", "pin", "test"};
+	static const char *const apps[] = {"ppse", "payment", "pin", "test", "aram"};
 	struct pg_gp_config cfg = {
-	    .serial = 1, .applets = apps, .n_applets = 4, .nvm = nvm, .nvm_capacity = 8192};
+	    .serial = 1, .applets = apps, .n_applets = 5, .nvm = nvm, .nvm_capacity = 8192};
 	struct pg_gp_card *g = NULL;
 
 	pg_log_set_level(-1); /* quiet: refusals are expected */

@@ -135,7 +135,10 @@ int pg_seos_config_decode(struct pg_seos_config *c, const uint8_t *p, size_t n);
 /*
  * A text file, one entry a line ('#' comments): "se <id hex> <kvn> <enc> <mac> <dek>"
  * gives one SE's static keys; "master <kvn> <key>" a master key that
- * pg_scp03_diversify() turns into an SE's keys with the SE identity as data.
+ * pg_scp03_diversify() turns into an SE's keys with the SE identity as data;
+ * "master-cin <kvn> <key> <cin-prefix hex>" one diversified by the SE's CIN
+ * instead (read with GET DATA 45 before authentication) for SEs whose CIN
+ * starts with the prefix, as the VSE hypervisor derives its VSEs' keys.
  */
 struct pg_seos_keystore;
 int pg_seos_keystore_load(struct pg_seos_keystore **out, const char *path);
@@ -144,6 +147,11 @@ void pg_seos_keystore_free(struct pg_seos_keystore *ks);
 /* The keys for an SE identity: its own entry, else the diversified master; PG_ENOENT. */
 int pg_seos_keystore_find(const struct pg_seos_keystore *ks, const uint8_t id[PG_SEOS_ID_LEN],
 			  struct pg_scp03_keys *out);
+/* The same, with the SE's CIN (read in clear) for the "master-cin" entry; cin may be NULL. */
+int pg_seos_keystore_find_cin(const struct pg_seos_keystore *ks, const uint8_t id[PG_SEOS_ID_LEN],
+			      const uint8_t *cin, size_t cin_len, struct pg_scp03_keys *out);
+/* 1 if the store has a "master-cin" entry (the CIN must then be read first). */
+int pg_seos_keystore_wants_cin(const struct pg_seos_keystore *ks);
 
 /* ---------------- the SE OS: SE list, cache, connect flow ---------------- */
 

@@ -112,6 +112,13 @@ struct pg_vse_hv_opts {
 	const char *exe;      /* the payguard binary to exec for each VSE (NULL: /proc/self/exe) */
 	const volatile int *stop; /* the loop ends when *stop becomes non-zero (may be NULL) */
 	int ready_fd;		  /* >= 0: "ready\n" is written there once the socket listens */
+	/*
+	 * Non-NULL: a directory where each running socket-exposed VSE is announced
+	 * to the SE OS (`payguard seos serve --watch DIR`) as NAME.se with lines
+	 * link=, addr=, kind=vse; written (atomically) when it starts, removed when
+	 * it stops. vpcd VSEs are not announced: the SE OS sees them through PC/SC.
+	 */
+	const char *announce_dir;
 };
 /* `payguard vse serve`: the hypervisor daemon (socket API, supervision). */
 int pg_vse_serve(const struct pg_vse_hv_opts *o);

@@ -30,16 +30,22 @@ static int
 cmd_vse_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {{"data-dir", required_argument, NULL, 'd'},
+					     {"announce", required_argument, NULL, 'a'},
 					     {NULL, 0, NULL, 0}};
 	struct pg_vse_hv_opts o = {.ready_fd = -1};
+	struct stat st;
 	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (c == 'd')
 			o.data_dir = optarg;
+		else if (c == 'a')
+			o.announce_dir = optarg;
 		else
 			return pg_cli_usage(argv[0], "unknown option");
 	}
+	if (o.announce_dir && (stat(o.announce_dir, &st) != 0 || !S_ISDIR(st.st_mode)))
+		return pg_cli_usage(argv[0], "--announce needs an existing directory");
 	rc = pg_vse_serve(&o);
 	return rc < 0 ? pg_cli_fail(rc, "vse serve") : PG_EXIT_OK;
 }
@@ -742,7 +748,9 @@ cmd_vse_demo(int argc, char **argv)
 
 const struct pg_cmd pg_cli_vse[] = {
     {"serve", cmd_vse_serve, "run the hypervisor (socket API in the data directory)",
-     "[--data-dir DIR]"},
+     "[--data-dir DIR] [--announce DIR]\n\n"
+     "  --announce DIR  announce each running socket-exposed VSE to an SE OS\n"
+     "                  (`payguard seos serve --watch DIR`) as DIR/NAME.se\n"},
     {"create", cmd_vse_create, "create a VSE from a request (options or --request FILE.json)",
      "--name NAME [--arena SIZE] [--pmem SIZE] [--applet NAME]... (--master HEX | --keys "
      "ENC:MAC:DEK) [--kvn N] [--cin HEX] [--link t0|t1|swp|spi|i2c|ccid|vpcd] [--listen "

@@ -12,7 +12,7 @@
 #include <string.h>
 
 static const struct gp_class *const classes[] = {&gp_class_ppse, &gp_class_pay, &gp_class_pin,
-						 &gp_class_test};
+						 &gp_class_test, &gp_class_aram};
 #define NCLASSES ((int)(sizeof(classes) / sizeof(classes[0])))
 
 const struct gp_class *
@@ -57,7 +57,7 @@ gp_class_at(int i)
 const char *
 pg_gp_catalogue_names(void)
 {
-	return "ppse, payment, pin, test";
+	return "ppse, payment, pin, test, aram";
 }
 
 int

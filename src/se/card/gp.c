@@ -17,7 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define IMG_MAGIC "PGC1"
+#define IMG_MAGIC    "PGC2"
+#define IMG_MAGIC_V1 "PGC1" /* read only: no configuration version (taken as 1) */
 
 static const uint8_t test_keys[16] = {0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47,
 				      0x48, 0x49, 0x4A, 0x4B, 0x4C, 0x4D, 0x4E, 0x4F};
@@ -230,7 +231,7 @@ gp_install(struct pg_gp_card *g, const struct gp_class *cls, const uint8_t *aid,
 		inst_free(g, in);
 		return PG_SW_NOT_ENOUGH_MEMORY;
 	}
-	gp_dirty(g);
+	gp_config_changed(g);
 	return PG_SW_OK;
 }
 
@@ -246,7 +247,7 @@ gp_delete_inst(struct pg_gp_card *g, struct gp_inst *in)
 	memmove(&g->inst[i], &g->inst[i + 1], (size_t)(g->ninst - i - 1) * sizeof(g->inst[0]));
 	g->ninst--;
 	inst_free(g, in);
-	gp_dirty(g);
+	gp_config_changed(g);
 }
 
 static void
@@ -259,14 +260,15 @@ inst_free_all(struct pg_gp_card *g)
 /* ---- the persistent image ---- */
 
 /*
- * "PGC1" card-lc(1) seq(4) kvn(1) klen(1) K-ENC K-MAC K-DEK iin-len(1) IIN
+ * "PGC2" card-lc(1) seq(4) cfg-version(4) kvn(1) klen(1) K-ENC K-MAC K-DEK iin-len(1) IIN
  * cin-len(1) CIN n(1), then per instance: class(1) aid-len(1) AID lc(1)
  * privileges(3) state-len(2) state. Canonical: equal states, equal bytes.
  */
 static int
 image_build(struct pg_gp_card *g, uint8_t *out, size_t cap)
 {
-	size_t k = g->scc.keys.len, n = 4 + 1 + 4 + 2 + 3 * k + 1 + g->iin_len + 1 + g->cin_len + 1;
+	size_t k = g->scc.keys.len,
+	       n = 4 + 1 + 4 + 4 + 2 + 3 * k + 1 + g->iin_len + 1 + g->cin_len + 1;
 	uint8_t *p = out;
 
 	for (int i = 0; i < g->ninst; i++)
@@ -277,6 +279,8 @@ image_build(struct pg_gp_card *g, uint8_t *out, size_t cap)
 	*p++ = g->card_lc;
 	*p++ = (uint8_t)(g->scc.seq >> 24), *p++ = (uint8_t)(g->scc.seq >> 16);
 	*p++ = (uint8_t)(g->scc.seq >> 8), *p++ = (uint8_t)g->scc.seq;
+	*p++ = (uint8_t)(g->cfg_version >> 24), *p++ = (uint8_t)(g->cfg_version >> 16);
+	*p++ = (uint8_t)(g->cfg_version >> 8), *p++ = (uint8_t)g->cfg_version;
 	*p++ = g->scc.keys.kvn;
 	*p++ = (uint8_t)k;
 	memcpy(p, g->scc.keys.enc, k), p += k;
@@ -313,16 +317,24 @@ image_apply(struct pg_gp_card *g, const uint8_t *img, size_t n)
 {
 	const uint8_t *p = img, *end = img + n;
 	size_t k;
-	int cnt;
+	int cnt, v1;
 
 	inst_free_all(g);
 	NEED(4 + 1 + 4 + 2);
-	if (memcmp(p, IMG_MAGIC, 4) != 0)
+	v1 = memcmp(p, IMG_MAGIC_V1, 4) == 0;
+	if (!v1 && memcmp(p, IMG_MAGIC, 4) != 0)
 		goto bad;
 	p += 4;
 	g->card_lc = *p++;
 	g->scc.seq = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 	p += 4;
+	g->cfg_version = 1;
+	if (!v1) {
+		NEED(4 + 2);
+		g->cfg_version =
+		    (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+		p += 4;
+	}
 	g->scc.keys.kvn = *p++;
 	k = *p++;
 	if (k != 16 && k != 24 && k != 32)
@@ -387,6 +399,15 @@ bad:
 void
 gp_dirty(struct pg_gp_card *g)
 {
+	g->dirty = 1;
+}
+
+void
+gp_config_changed(struct pg_gp_card *g)
+{
+	g->cfg_version++; /* 2^32 changes before it wraps: no card lives that long */
+	if (g->cfg_version == 0)
+		g->cfg_version = 1;
 	g->dirty = 1;
 }
 
@@ -562,7 +583,8 @@ gp_process(void *ctx, const uint8_t *capdu, size_t clen, uint8_t *rapdu, size_t 
 			rl = put_sw(g->resp, 0, GP_SW_MEMFAIL);
 		rc = pg_scp03_card_wrap(&g->scp[chn], g->resp, rl - 2, pg_rapdu_sw(g->resp, rl),
 					rapdu, cap);
-		/* Secured commands carry key blocks and personalisation secrets: no copies linger. */
+		/* Secured commands carry key blocks and personalisation secrets: no copies linger.
+		 */
 		pg_memzero(g->plain, g->cur_len);
 		pg_memzero(g->resp, rl);
 		if (rc < 0)

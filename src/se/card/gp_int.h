@@ -85,6 +85,7 @@ struct pg_gp_card {
 	uint8_t iin[8], cin[8];
 	size_t iin_len, cin_len;
 	struct pg_scp03_card scc;
+	uint32_t cfg_version; /* GET DATA DF50: bumped by every content/rule change */
 	struct gp_inst *inst[GP_MAX_INST];
 	int ninst;
 	/* transient */
@@ -116,6 +117,8 @@ void gp_free(struct pg_gp_card *g, void *p, size_t n); /* wipes, then releases *
 /* Commits now (mid-command, e.g. a PIN try counter before the comparison); 0 or < 0. */
 int gp_commit(struct pg_gp_card *g);
 void gp_dirty(struct pg_gp_card *g);
+/* The card's configuration (applications, life cycles, personalised data) changed. */
+void gp_config_changed(struct pg_gp_card *g);
 /* Brings the runtime's applet table in line with the life cycles. */
 int gp_sync_table(struct pg_gp_card *g);
 struct gp_inst *gp_find_inst(struct pg_gp_card *g, const uint8_t *aid, size_t n);
@@ -158,7 +161,8 @@ struct gp_dgi {
 int gp_dgi_next(struct gp_dgi *out, const uint8_t *d, size_t n);
 
 /* applets */
-extern const struct gp_class gp_class_ppse, gp_class_pay, gp_class_pin, gp_class_test;
+extern const struct gp_class gp_class_ppse, gp_class_pay, gp_class_pin, gp_class_test,
+    gp_class_aram;
 /* PPSE: FCI listing the payment instances (applet_ppse.c uses this iterator). */
 int gp_pay_fci_entry(const struct gp_inst *in, struct pg_buf *b);
 

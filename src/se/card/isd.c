@@ -89,6 +89,13 @@ get_data(struct pg_gp_card *g, const struct pg_capdu *c, uint8_t *resp, size_t *
 		rc = pg_tlv_append(&b, tag, v, n);
 		break;
 	}
+	case 0xDF50: { /* configuration version (payguard convention, read by the SE OS) */
+		uint8_t v[4] = {(uint8_t)(g->cfg_version >> 24), (uint8_t)(g->cfg_version >> 16),
+				(uint8_t)(g->cfg_version >> 8), (uint8_t)g->cfg_version};
+
+		rc = pg_tlv_append(&b, 0xDF50, v, 4);
+		break;
+	}
 	case 0x00C1: { /* sequence counter of the default key version (3 bytes) */
 		uint8_t s[3] = {(uint8_t)(g->scc.seq >> 16), (uint8_t)(g->scc.seq >> 8),
 				(uint8_t)g->scc.seq};
@@ -281,7 +288,7 @@ store_data(struct pg_gp_card *g, int chn, const struct pg_capdu *c, size_t *rlen
 		g->perso_len[chn] = 0;
 		g->perso_block[chn] = 0;
 	}
-	gp_dirty(g);
+	gp_config_changed(g); /* rules, IIN/CIN or applet data: an SE OS must re-read */
 	return PG_SW_OK;
 }
 
@@ -350,7 +357,7 @@ set_status(struct pg_gp_card *g, const struct pg_capdu *c)
 	}
 	if (gp_sync_table(g) < 0)
 		return PG_SW_NOT_ENOUGH_MEMORY;
-	gp_dirty(g);
+	gp_config_changed(g); /* life cycles are part of GET STATUS */
 	return PG_SW_OK;
 }
 

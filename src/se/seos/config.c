@@ -212,6 +212,13 @@ struct pg_seos_keystore {
 	uint8_t master[32];
 	size_t master_len;
 	uint8_t master_kvn;
+	/* "master-cin": for SEs whose CIN starts with the prefix, diversified by CIN */
+	int has_cmaster;
+	uint8_t cmaster[32];
+	size_t cmaster_len;
+	uint8_t cmaster_kvn;
+	uint8_t cprefix[16];
+	size_t cprefix_len;
 };
 
 static int
@@ -258,6 +265,20 @@ pg_seos_keystore_parse(struct pg_seos_keystore **out, const char *text)
 				goto bad;
 			ks->has_master = 1;
 			ks->master_kvn = (uint8_t)kvn;
+		} else if (nw == 4 && strcmp(w[0], "master-cin") == 0 &&
+			   sscanf(w[1], "%x", &kvn) == 1 && kvn <= 0xFF) {
+			int pl = pg_hex_decode(ks->cprefix, sizeof(ks->cprefix), w[3]);
+
+			if ((rc = hex_key(w[2], ks->cmaster, &ks->cmaster_len)) < 0)
+				goto bad;
+			if (pl < 0) {
+				rc = pg_error(PG_EFORMAT, SUBSYS,
+					      "keystore: CIN prefix must be 0..16 bytes of hex");
+				goto bad;
+			}
+			ks->cprefix_len = (size_t)pl;
+			ks->has_cmaster = 1;
+			ks->cmaster_kvn = (uint8_t)kvn;
 		} else if (nw == 6 && strcmp(w[0], "se") == 0 && sscanf(w[2], "%x", &kvn) == 1 &&
 			   kvn <= 0xFF) {
 			struct ks_entry *ne = realloc(ks->e, (ks->n + 1) * sizeof(*ne)), *e;
@@ -351,8 +372,21 @@ pg_seos_keystore_free(struct pg_seos_keystore *ks)
 }
 
 int
+pg_seos_keystore_wants_cin(const struct pg_seos_keystore *ks)
+{
+	return ks && ks->has_cmaster;
+}
+
+int
 pg_seos_keystore_find(const struct pg_seos_keystore *ks, const uint8_t id[PG_SEOS_ID_LEN],
 		      struct pg_scp03_keys *out)
+{
+	return pg_seos_keystore_find_cin(ks, id, NULL, 0, out);
+}
+
+int
+pg_seos_keystore_find_cin(const struct pg_seos_keystore *ks, const uint8_t id[PG_SEOS_ID_LEN],
+			  const uint8_t *cin, size_t cin_len, struct pg_scp03_keys *out)
 {
 	if (!ks)
 		return pg_error(PG_ENOENT, SUBSYS, "no key store");
@@ -361,6 +395,10 @@ pg_seos_keystore_find(const struct pg_seos_keystore *ks, const uint8_t id[PG_SEO
 			*out = ks->e[i].keys;
 			return 0;
 		}
+	if (ks->has_cmaster && cin && cin_len >= ks->cprefix_len &&
+	    memcmp(cin, ks->cprefix, ks->cprefix_len) == 0)
+		return pg_scp03_diversify(ks->cmaster, ks->cmaster_len, cin, cin_len,
+					  ks->cmaster_kvn, out);
 	if (ks->has_master)
 		return pg_scp03_diversify(ks->master, ks->master_len, id, PG_SEOS_ID_LEN,
 					  ks->master_kvn, out);

@@ -657,7 +657,19 @@ pg_seos_connect(struct pg_seos *os, const char *name, const char *addr, struct p
 
 	/* Secure authentication: SCP03 mutual authentication, C-MAC level. */
 	stage = 1;
-	rc = pg_seos_keystore_find(os->ks, conn->id, &keys);
+	if (pg_seos_keystore_wants_cin(os->ks)) {
+		/* A master diversified by CIN (the VSE hypervisor's way): read it in clear. */
+		uint8_t cin[16];
+		size_t cl = 0;
+
+		if (get_data(f, PG_SEOS_TAG_CIN, 0, &v, &vl) == 0 && vl <= sizeof(cin)) {
+			memcpy(cin, v, vl);
+			cl = vl;
+		}
+		rc = pg_seos_keystore_find_cin(os->ks, conn->id, cin, cl, &keys);
+	} else {
+		rc = pg_seos_keystore_find(os->ks, conn->id, &keys);
+	}
 	if (rc < 0)
 		goto fail;
 	n = pg_scp03_host_init_update(&f->s, keys.kvn, NULL, 8, f->w, sizeof(f->w));

@@ -72,7 +72,38 @@ struct hv {
 	struct vse *v[PG_VSE_MAX_VSES];
 	int nv;
 	int lfd;
+	char announce[PATH_MAX]; /* "" : no announcements to an SE OS */
 };
+
+/*
+ * The SE OS contract (docs/se-seos.md, Detection): NAME.se in its watched
+ * directory attaches the SE, removing it detaches. Only for socket links; a
+ * vpcd VSE reaches the SE OS through pcscd's reader events.
+ */
+static void
+announce(struct hv *h, const struct vse *v, int on)
+{
+	char path[PATH_MAX + 80], text[PG_VSE_ADDR_MAX + 96];
+	int n;
+
+	if (!h->announce[0] || strcmp(v->req.expose.link, "vpcd") == 0)
+		return;
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s.se", h->announce, v->req.name) >=
+	    sizeof(path))
+		return;
+	if (!on) {
+		if (unlink(path) != 0 && errno != ENOENT)
+			pg_warn("vse", "cannot remove announcement '%s': %s", path,
+				strerror(errno));
+		return;
+	}
+	n = snprintf(text, sizeof(text), "link=%s\naddr=%s\nkind=vse\n", v->req.expose.link,
+		     v->link_addr);
+	if (n < 0 || (size_t)n >= sizeof(text) ||
+	    pg_write_file_atomic(path, text, (size_t)n, 0644) < 0)
+		pg_warn("vse", "cannot announce VSE '%s' in '%s': %s", v->req.name, h->announce,
+			pg_last_error());
+}
 
 static int sig_pipe[2] = {-1, -1};
 static volatile sig_atomic_t got_term;
@@ -556,6 +587,7 @@ op_create(struct hv *h, struct pg_vse_request *req, json_t **resp)
 	PG_TRY_GOTO(spawn(h, v, 1), rollback, "vse", "spawn");
 	PG_TRY_GOTO(pg_store_commit(&h->st), rollback, "vse", "commit");
 	h->v[h->nv++] = v;
+	announce(h, v, 1);
 	*resp = json_pack("{s:b, s:o}", "ok", 1, "vse", vse_json(h, v));
 	pg_info("vse", "created VSE '%s' (pid %d, %s)", v->req.name, (int)v->pid, v->link_addr);
 	return 0;
@@ -591,11 +623,13 @@ op_named(struct hv *h, int op, const char *name, json_t **resp)
 				stop_child(v);
 				return rc;
 			}
+			announce(h, v, 1);
 			db_update(h, v);
 		}
 		break;
 	case PG_VSE_OP_STOP:
 		v->want_run = 0;
+		announce(h, v, 0);
 		stop_child(v);
 		db_update(h, v);
 		break;
@@ -603,6 +637,7 @@ op_named(struct hv *h, int op, const char *name, json_t **resp)
 		sqlite3_stmt *s = NULL;
 
 		v->want_run = 0;
+		announce(h, v, 0);
 		stop_child(v);
 		rc = sqlite3_prepare_v2(h->st.db, "DELETE FROM vse_instance WHERE id=?", -1, &s,
 					NULL);
@@ -768,6 +803,11 @@ pg_vse_serve(const struct pg_vse_hv_opts *o)
 	if (!h)
 		return PG_ENOMEM;
 	h->lfd = -1;
+	if (o->announce_dir && (size_t)snprintf(h->announce, sizeof(h->announce), "%s",
+						o->announce_dir) >= sizeof(h->announce)) {
+		rc = pg_error(PG_ERANGE, "vse", "--announce: path too long");
+		goto out;
+	}
 	if (o->data_dir)
 		snprintf(h->dir, sizeof(h->dir), "%s", o->data_dir);
 	else if ((rc = pg_data_dir(h->dir, sizeof(h->dir))) < 0)
@@ -846,6 +886,8 @@ pg_vse_serve(const struct pg_vse_hv_opts *o)
 					stop_child(v);
 					v->fails++;
 					v->next_start_ms = now + BACKOFF_MAX;
+				} else {
+					announce(h, v, 1); /* rewritten: the SE OS re-attaches */
 				}
 				now = pg_mono_ms();
 			} else if ((int)(v->next_start_ms - now) < timeout) {
@@ -877,6 +919,7 @@ out:
 		unlink(h->sock);
 	}
 	for (int i = 0; i < h->nv; i++) {
+		announce(h, h->v[i], 0);
 		stop_child(h->v[i]);
 		vse_free(h->v[i]);
 	}

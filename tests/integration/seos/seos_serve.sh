@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # SE OS integration test (issue 7), against real peers: `payguard seos serve`
 # with four SEs of different link types attached while it runs (T=1 card,
-# SWP UICC, SPI eSE as test SEs on UNIX sockets via endpoint files, and an SE
-# through pcscd + vpcd found by PC/SC reader events), plus one with wrong keys.
+# SWP UICC, SPI eSE as test SEs on UNIX sockets via endpoint files, and a
+# real VSE -- `payguard vse serve` + `vse create --link vpcd` with the GP
+# card's ARA-M, test and PPSE applets -- through pcscd + vpcd, found by PC/SC
+# reader events and authenticated with the same master diversified by its
+# CIN), plus one with wrong keys.
 # Checks: SE list and readers, SCP03 rejection with its reason, cache miss ->
 # hit -> version bump -> tampered record, ARA-M refusal and APDU filter, 32
 # concurrent clients x 1000 APDUs with no cross-delivery, detach mid-session.
@@ -18,7 +21,7 @@ db=$work/pg.db
 dk=$work/device.key
 log=$work/seos.log
 mkdir -p "$watch"
-printf 'master 30 %s\n' "$MK" >"$work/keys"
+printf 'master 30 %s\nmaster-cin 30 %s 50475653\n' "$MK" "$MK" >"$work/keys"
 serve_pid=""
 stop_serve() { # stops the daemon; it must exit 0 with no sanitizer report
 	local st=0
@@ -77,7 +80,7 @@ PY
 )
 
 # --- the SEs' peers: three test SEs on sockets, one behind pcscd + vpcd, one with wrong keys ---
-sim ese-t1 t1 1
+sim ese-t1 t1 11 # not 1: the first VSE's CPLC serial is 1 too
 sim uicc-swp swp 2
 sim ese-spi spi 3 --rules "$rules"
 SIM_MK=000102030405060708090A0B0C0D0E0F sim bad-keys t1 5
@@ -86,10 +89,15 @@ SIM_MK=000102030405060708090A0B0C0D0E0F sim bad-keys t1 5
 nopcsc=${SEOS_IT_NO_PCSC:-0}
 if [ "$nopcsc" != 1 ]; then
 	start_pcscd
-	"$pg" seos sim --link vpcd --connect tcp:127.0.0.1:35963 --master "$MK" --serial 4 \
-		>"$work/sim-vpcd.log" 2>&1 &
-	vpcd_sim=$!
-	sim_pids+=($vpcd_sim)
+	# The VSE hypervisor, with its own data directory; the VSE dials vpcd slot 0.
+	export PAYGUARD_DATA_DIR=$work/vse-data
+	"$pg" vse serve --announce "$watch" >"$work/hv.log" 2>&1 &
+	sim_pids+=($!)
+	for _ in $(seq 1 100); do "$pg" vse list >/dev/null 2>&1 && break; sleep 0.1; done
+	"$pg" vse list >/dev/null || { cat "$work/hv.log" >&2; fail "vse serve did not start"; }
+	"$pg" vse create --name seos-vse --master "$MK" --link vpcd --slot 0 \
+		--applet aram --applet test --applet ppse >"$work/vse-create.log" 2>&1 ||
+		{ cat "$work/vse-create.log" "$work/hv.log" >&2; fail "vse create"; }
 fi
 
 # --- the daemon; SEs attach while it runs ---
@@ -107,10 +115,27 @@ endpoint bad-keys t1
 endpoint nobody t1 # no SE listens there: unreachable
 VSE="pcsc:$READER"
 [ "$nopcsc" = 1 ] && VSE=uicc-swp
+if [ "$nopcsc" != 1 ]; then
+	# A second VSE exposed on a T=1 socket: the hypervisor announces it in
+	# the watched directory (vse serve --announce), seos attaches it by name.
+	"$pg" vse create --name vse-t1 --master "$MK" --link t1 --applet aram --applet test \
+		>>"$work/vse-create.log" 2>&1 || { cat "$work/vse-create.log" "$work/hv.log" >&2; fail "vse create vse-t1"; }
+	grep -q '^kind=vse$' "$watch/vse-t1.se" || fail "no announcement of vse-t1: $(cat "$watch/vse-t1.se" 2>&1)"
+	grep -q '^link=t1$' "$watch/vse-t1.se" || fail "announcement of vse-t1: wrong link"
+	wait_state vse-t1 authenticated
+fi
 for se in ese-t1 uicc-swp ese-spi "$VSE"; do wait_state "$se" authenticated; done
 wait_state bad-keys rejected
 wait_state nobody rejected
-echo "four SEs authenticated (t1, swp, spi, pcsc/vpcd); bad-keys rejected"
+echo "four SEs authenticated (t1, swp, spi, VSE via pcsc/vpcd); bad-keys rejected"
+if [ "$nopcsc" != 1 ]; then
+	# It is the VSE (CIN "PGVS" || id, its ATR), authenticated with CIN-diversified keys.
+	grep -q "SE 'pcsc:$READER' (pcsc, id .*) authenticated" "$log" || { cat "$log"; fail "no VSE authentication in the log"; }
+	"$pg" vse show seos-vse --json | /usr/bin/python3 -c '
+import json, sys
+v = json.load(sys.stdin)
+assert v["state"] == "running", v' || fail "the VSE is not running under the hypervisor"
+fi
 
 # --- wrong keys: reason in the log and in the SE list; unreachable for clients ---
 grep -q "SE 'bad-keys' .* rejected: authentication failed" "$log" || { cat "$log"; fail "no rejection reason in the log"; }
@@ -123,6 +148,9 @@ assert len(names) == 4 or sys.argv[2] == "1", "the pcsc SE is missing"
 for n in names:
     assert rows[n]["state"] == "authenticated" and rows[n]["apps"] == 3, rows[n]
 assert {rows[n]["link"] for n in rows} >= {"t1", "swp", "spi"}
+if sys.argv[2] != "1":
+    v = rows["vse-t1"]  # the announced socket VSE: ARA-M + test applet
+    assert v["state"] == "authenticated" and v["apps"] == 2 and v["link"] == "t1", v
 b = rows["bad-keys"]
 assert b["state"] == "rejected" and "authentication failed" in b["reason"], b
 print("SE list:", ", ".join(f'{n}={r["state"]}' for n, r in sorted(rows.items())))
@@ -137,11 +165,19 @@ fi
 echo "$out" | grep -q "rejected" || fail "rejected SE: unclear error: $out"
 
 # --- reachable through the client API ---
-for se in ese-t1 uicc-swp "$VSE"; do
+for se in ese-t1 uicc-swp; do
 	r=$("$pg" seos transmit --socket "$sock" --reader "$se" --aid "$ECHO" 8001000003A1B2C300)
 	[ "$r" = A1B2C39000 ] || fail "$se echo: '$r'"
 done
-echo "client API: echo through t1, swp and pcsc SEs"
+if [ "$nopcsc" != 1 ]; then
+	# The VSE's catalogue test applet (F0 "payguard" 01, ECHO = INS 10) through
+	# seos's client API; the VSE's ARA-M has no stored rules: default ALWAYS.
+	for se in "$VSE" vse-t1; do
+		r=$("$pg" seos transmit --socket "$sock" --app anyone --reader "$se" --aid F0706179677561726401 8010000003A1B2C300)
+		[ "$r" = A1B2C39000 ] || fail "$se echo: '$r'"
+	done
+fi
+echo "client API: echo through t1, swp, the VSE on pcsc and the VSE on a t1 socket"
 
 # --- access control (ARA-M rules of ese-spi) ---
 r=$("$pg" seos transmit --socket "$sock" --app wallet --reader ese-spi --aid "$ECHO" 8001000002CAFE00)
@@ -158,27 +194,27 @@ set -e
 echo "filtered APDU: $out"
 
 # --- cache: miss on first attach, hit on re-attach, version bump, tampered record ---
-[ "$(count_log "SE 'ese-t1' .* from the SE, 10 APDUs")" = 1 ] || { cat "$log"; fail "first attach of ese-t1 was not a miss"; }
+[ "$(count_log "SE 'ese-t1' .* from the SE, 11 APDUs")" = 1 ] || { cat "$log"; fail "first attach of ese-t1 was not a miss"; }
 endpoint ese-t1 t1
-wait_log "SE 'ese-t1' .* from the cache, 5 APDUs" 1
-echo "ese-t1: miss 10 APDUs, then hit 5 APDUs"
+wait_log "SE 'ese-t1' .* from the cache, 6 APDUs" 1
+echo "ese-t1: miss 11 APDUs, then hit 6 APDUs (GET DATA CIN first: the key store has a master-cin entry)"
 kill "$simpid_ese_t1"; wait "$simpid_ese_t1" 2>/dev/null || true
 rm -f "$work/ese-t1.sock"
-sim ese-t1 t1 1 --version 2
+sim ese-t1 t1 11 --version 2
 endpoint ese-t1 t1
-wait_log "SE 'ese-t1' .* configuration v2 from the SE, 10 APDUs" 1
+wait_log "SE 'ese-t1' .* configuration v2 from the SE, 11 APDUs" 1
 echo "ese-t1: version 2 -> fresh read"
 sqlite3 "$db" "UPDATE seos_cache SET config = substr(config,1,12) || x'EE' || substr(config,14) WHERE id = (SELECT id FROM seos_se WHERE name='ese-t1')"
 endpoint ese-t1 t1
 wait_log "fails its MAC" 1
-wait_log "SE 'ese-t1' .* configuration v2 from the SE, 10 APDUs" 2
+wait_log "SE 'ese-t1' .* configuration v2 from the SE, 11 APDUs" 2
 endpoint ese-t1 t1
-wait_log "SE 'ese-t1' .* configuration v2 from the cache, 5 APDUs" 1
+wait_log "SE 'ese-t1' .* configuration v2 from the cache, 6 APDUs" 1
 echo "ese-t1: tampered record detected and refreshed, then a hit again"
 wait_state ese-t1 authenticated
 
 # --- 32 concurrent clients x 1000 APDUs, responses to the right client only ---
-loadse=(ese-t1 uicc-swp); [ "$nopcsc" = 1 ] || loadse+=("$VSE")
+loadse=(ese-t1 uicc-swp)
 "$clients" load "$sock" "$ECHO" 32 1000 "${loadse[@]}" || { tail -20 "$log"; fail "concurrent clients"; }
 
 # --- detach mid-session: only that SE's sessions end ---
@@ -189,8 +225,23 @@ loadse=(ese-t1 uicc-swp); [ "$nopcsc" = 1 ] || loadse+=("$VSE")
 
 # --- PC/SC card removal: the vpcd card goes away, reader event detaches it ---
 if [ "$nopcsc" = 1 ]; then stop_serve || fail "daemon shutdown"; fail "incomplete: PC/SC parts skipped (SEOS_IT_NO_PCSC)"; fi
-kill "$vpcd_sim" 2>/dev/null || true
+"$pg" vse stop vse-t1 >/dev/null || fail "vse stop vse-t1"
+[ ! -e "$watch/vse-t1.se" ] || fail "announcement of the stopped vse-t1 not removed"
+wait_state vse-t1 detached
+echo "socket VSE stopped -> announcement removed -> detached"
+"$pg" vse stop seos-vse >/dev/null || fail "vse stop"
 wait_state "$VSE" detached
-echo "pcsc SE removed from its reader -> detached"
+echo "VSE stopped by the hypervisor -> card gone from its reader -> detached"
+# Started again: same CIN, same keys, same configuration version (GET DATA
+# DF50 of the VSE's ISD, kept in its persistent memory) -> a cache hit.
+[ "$(count_log "SE 'pcsc:$READER' .* from the SE, 11 APDUs")" = 1 ] || { cat "$log"; fail "first attach of the VSE was not one full read"; }
+"$pg" vse start seos-vse >/dev/null || fail "vse start"
+wait_log "SE 'pcsc:$READER' .* from the cache, 6 APDUs" 1
+wait_state "$VSE" authenticated
+r=$("$pg" seos transmit --socket "$sock" --app anyone --reader "$VSE" --aid F0706179677561726401 8010000002BEEF00)
+[ "$r" = BEEF9000 ] || fail "VSE echo after restart: '$r'"
+echo "VSE restarted -> re-attached from the cache (DF50 unchanged), reachable"
+"$pg" vse stop seos-vse >/dev/null || fail "vse stop"
+wait_state "$VSE" detached
 stop_serve || fail "daemon shutdown"
 echo "PASS"

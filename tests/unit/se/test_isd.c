@@ -88,9 +88,10 @@ test_get_status(void **st)
 	gt_expect(&t, "80F24002034F01AA00", PG_SW_REF_DATA_NOT_FOUND);
 	/* Load files, and load files with modules. */
 	gt_expect(&t, "80F22002024F0000", PG_SW_OK);
-	assert_int_equal(t.n, 4 * (2 + 8 + 4 + 10));
+	assert_int_equal(t.n, 5 * (2 + 8 + 4 + 10));
 	gt_data(&t, "E3164F06F050474C46019F700101CC08" ISD "E3164F06F050474C46029F700101CC08" ISD
-		    "E3164F06F050474C46039F700101CC08" ISD "E3164F06F050474C46049F700101CC08" ISD);
+		    "E3164F06F050474C46039F700101CC08" ISD "E3164F06F050474C46049F700101CC08" ISD
+		    "E3164F06F050474C46059F700101CC08" ISD);
 	gt_expect(&t, "80F21002024F0000", PG_SW_OK);
 	assert_int_equal(t.r[1], 0x1E);
 	assert_memory_equal(t.r + 24, "\x84\x06\xF0PGMD\x01", 8);
@@ -616,6 +617,66 @@ test_scp03_levels_and_refusals(void **st)
 	pg_gp_card_free(g);
 }
 
+/* GET DATA DF50: the configuration version, bumped by INSTALL, DELETE, STORE
+ * DATA and SET STATUS (not by refused commands), persistent across power cycles. */
+static uint32_t
+cfg_version(struct gt *t)
+{
+	gt_expect(t, "80CADF5000", PG_SW_OK);
+	assert_int_equal(t->n, 7);
+	assert_memory_equal(t->r, "\xDF\x50\x04", 3);
+	return (uint32_t)t->r[3] << 24 | (uint32_t)t->r[4] << 16 | (uint32_t)t->r[5] << 8 | t->r[6];
+}
+
+static void
+test_config_version(void **st)
+{
+	struct pg_gp_config cfg = {.serial = 5, .applets = apps3, .n_applets = 3};
+	struct pg_nvm *nvm = NULL;
+	struct pg_gp_card *g = NULL;
+	struct pg_scp03_keys k;
+	struct gt t;
+	uint32_t v0, v;
+
+	(void)st;
+	assert_int_equal(pg_nvm_open_memory(&nvm, 16384), 0);
+	cfg.nvm = nvm;
+	assert_int_equal(pg_gp_card_new(&g, &cfg), 0);
+	memset(&t, 0, sizeof(t));
+	t.card = pg_gp_card_card(g);
+	v0 = cfg_version(&t);
+	assert_true(v0 >= 1);
+	gt_default_keys(&k);
+	assert_int_equal(gt_open_scp(&t, &k, 0x01, 0), 0);
+	gt_sexpect(&t,
+		   "80E60C001C06F050474C460306F050474D440307F0504750494E020100"
+		   "02C90000"
+		   "00",
+		   PG_SW_OK);
+	gt_sexpect(&t, "80CADF5000", PG_SW_OK);
+	v = (uint32_t)t.r[3] << 24 | (uint32_t)t.r[4] << 16 | (uint32_t)t.r[5] << 8 | t.r[6];
+	assert_int_equal(v, v0 + 1);
+	/* A refused INSTALL (the AID exists) changes nothing. */
+	gt_sexpect(&t,
+		   "80E60C001C06F050474C460306F050474D440307F0504750494E020100"
+		   "02C90000"
+		   "00",
+		   0x6A89);
+	gt_sexpect(&t, "80E40000094F07F0504750494E0200", PG_SW_OK); /* DELETE */
+	gt_sexpect(&t, "80CADF5000", PG_SW_OK);
+	v = (uint32_t)t.r[3] << 24 | (uint32_t)t.r[4] << 16 | (uint32_t)t.r[5] << 8 | t.r[6];
+	assert_int_equal(v, v0 + 2);
+	gt_sexpect(&t, "80E2880006004203010203", PG_SW_OK); /* STORE DATA: IIN */
+	/* The version survives a power cycle. */
+	pg_gp_card_free(g);
+	assert_int_equal(pg_gp_card_new(&g, &cfg), 0);
+	memset(&t, 0, sizeof(t));
+	t.card = pg_gp_card_card(g);
+	assert_int_equal(cfg_version(&t), v0 + 3);
+	pg_gp_card_free(g);
+	pg_nvm_close(nvm);
+}
+
 int
 main(void)
 {
@@ -631,6 +692,7 @@ main(void)
 	    cmocka_unit_test(test_scp03_levels_and_refusals),
 	    cmocka_unit_test(test_arena_exhausted),
 	    cmocka_unit_test(test_persistent_file),
+	    cmocka_unit_test(test_config_version),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

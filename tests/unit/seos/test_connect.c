@@ -239,6 +239,49 @@ test_wrong_keys_rejected(void **state)
 	assert_int_equal(pg_seos_keystore_parse(&ks, "foo\n"), PG_EFORMAT);
 }
 
+/* "master-cin": SEs whose CIN has the prefix get keys diversified by CIN (VSEs). */
+static void
+test_keystore_master_cin(void **state)
+{
+	struct pg_seos_keystore *ks;
+	struct pg_scp03_keys k, want;
+	uint8_t id[PG_SEOS_ID_LEN] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, m[16], m2[16];
+	static const uint8_t cin[8] = {'P', 'G', 'V', 'S', 0, 0, 0, 7};
+	static const uint8_t other[8] = {'X', 'G', 'V', 'S', 0, 0, 0, 7};
+	char text[256];
+
+	(void)state;
+	assert_int_equal(pg_hex_decode(m, 16, master_hex), 16);
+	assert_int_equal(pg_hex_decode(m2, 16, "000102030405060708090A0B0C0D0E0F"), 16);
+	snprintf(text, sizeof(text), "master 30 %s\nmaster-cin 30 %s 50475653\n", master_hex,
+		 "000102030405060708090A0B0C0D0E0F");
+	assert_int_equal(pg_seos_keystore_parse(&ks, text), 0);
+	assert_int_equal(pg_seos_keystore_wants_cin(ks), 1);
+	/* CIN with the prefix: the CIN master, CIN as diversification data. */
+	assert_int_equal(pg_seos_keystore_find_cin(ks, id, cin, sizeof(cin), &k), 0);
+	assert_int_equal(pg_scp03_diversify(m2, 16, cin, sizeof(cin), 0x30, &want), 0);
+	assert_memory_equal(k.enc, want.enc, 16);
+	assert_memory_equal(k.mac, want.mac, 16);
+	assert_memory_equal(k.dek, want.dek, 16);
+	/* Other CIN, or none: the identity master as before. */
+	assert_int_equal(pg_scp03_diversify(m, 16, id, sizeof(id), 0x30, &want), 0);
+	assert_int_equal(pg_seos_keystore_find_cin(ks, id, other, sizeof(other), &k), 0);
+	assert_memory_equal(k.enc, want.enc, 16);
+	assert_int_equal(pg_seos_keystore_find(ks, id, &k), 0);
+	assert_memory_equal(k.mac, want.mac, 16);
+	pg_seos_keystore_free(ks);
+	/* Only the CIN master: an SE outside the prefix has no keys. */
+	assert_int_equal(pg_seos_keystore_parse(&ks, "master-cin 30 "
+						     "000102030405060708090A0B0C0D0E0F 5047\n"),
+			 0);
+	assert_int_equal(pg_seos_keystore_find_cin(ks, id, other, sizeof(other), &k), PG_ENOENT);
+	pg_seos_keystore_free(ks);
+	assert_int_equal(pg_seos_keystore_parse(&ks, "master-cin 30 0011 50\n"), PG_EFORMAT);
+	assert_int_equal(pg_seos_keystore_parse(&ks, "master-cin 30 "
+						     "000102030405060708090A0B0C0D0E0F ZZ\n"),
+			 PG_EFORMAT);
+}
+
 /* An SE without the version object is read every time: no stale record can be served. */
 static void
 test_no_version_always_read(void **state)
@@ -294,6 +337,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_miss_hit_version_tamper, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_keys_rejected, setup, teardown),
+	    cmocka_unit_test(test_keystore_master_cin),
 	    cmocka_unit_test_setup_teardown(test_no_version_always_read, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_device_key_mode, setup, teardown),
 	};
