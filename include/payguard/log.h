@@ -28,7 +28,7 @@ void pg_log_set_tag(const char *tag);
 void pg_log_write(int level, const char *subsys, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void pg_log_vwrite(int level, const char *subsys, const char *fmt, va_list ap)
-	__attribute__((format(printf, 3, 0)));
+    __attribute__((format(printf, 3, 0)));
 
 #define pg_log(level, subsys, ...)                                                                 \
 	do {                                                                                       \

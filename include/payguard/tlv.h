@@ -23,8 +23,8 @@ struct pg_tlv {
 
 /*
  * Reads one TLV at p[0..n). Skips leading 00 padding bytes (7816-4 allows
- * them between objects; FF is read as a tag byte, as GlobalPlatform's FF40). Returns bytes consumed (> 0), 0 at
- * the end of input (only padding left), or PG_EFORMAT/PG_ETRUNC.
+ * them between objects; FF is read as a tag byte, as GlobalPlatform's FF40). Returns bytes consumed
+ * (> 0), 0 at the end of input (only padding left), or PG_EFORMAT/PG_ETRUNC.
  */
 int pg_tlv_next(struct pg_tlv *t, const uint8_t *p, size_t n);
 /*

@@ -509,8 +509,7 @@ const struct pg_cmd pg_cli_nfcswitch[] = {
      "--connect ADDR --script FILE|- [--json]\n"
      "  Script lines: 'field on', 'field off', 'apdu HEX [SW]' (SW: expected\n"
      "  status word); exits non-zero when a status word differs.\n"},
-    {"demo", cmd_demo, "three SEs on three links, full contactless transactions",
-     "[--json]\n"},
+    {"demo", cmd_demo, "three SEs on three links, full contactless transactions", "[--json]\n"},
     {"sim", cmd_sim, "a demo SE with payment/transit applets on a link's card role",
      "--link NAME --listen ADDR [--app KIND:AID[:LABEL[:PRIO]]]...\n"
      "  [--serial N] [--no-ppse] [--once]\n"

@@ -577,8 +577,7 @@ const struct pg_cmd pg_cli_se[] = {
      "  --addr ADDR   unix:PATH or tcp:HOST:PORT; for pcsc a reader name or index\n"
      "  --json        print the ATR and each exchange as JSON\n"
      "  APDU          command APDU in hex (spaces allowed inside one argument)\n"},
-    {"links", cmd_se_links, "list the link drivers and their roles",
-     "[--json]\n"},
+    {"links", cmd_se_links, "list the link drivers and their roles", "[--json]\n"},
     {"converter", cmd_se_converter, "run the protocol converter over a management script",
      "--iface NAME=LINK:ADDR --iface ... [--script FILE] "
      "[--keep-going]\n"
