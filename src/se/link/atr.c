@@ -186,3 +186,22 @@ pg_atr_build(uint8_t *out, size_t cap, int proto, uint16_t ifsc, int bwi, int cw
 	out[i++] = x;
 	return (int)i;
 }
+
+int
+pg_atr_build_for_card(uint8_t *out, size_t cap, const struct pg_card *card, int proto,
+		      uint16_t ifsc, int bwi, int cwi, int crc)
+{
+	static const uint8_t dflt_hist[] = {'p', 'a', 'y', 'g', 'u', 'a', 'r', 'd'};
+	uint8_t catr[PG_ATR_MAX];
+	size_t catrlen = sizeof(catr);
+	const uint8_t *hist = dflt_hist;
+	size_t hlen = sizeof(dflt_hist);
+	struct pg_atr a;
+
+	if (card->atr && card->atr(card->ctx, catr, &catrlen) == 0 &&
+	    pg_atr_parse(&a, catr, catrlen) == 0) {
+		hist = a.hist;
+		hlen = a.hist_len;
+	}
+	return pg_atr_build(out, cap, proto, ifsc, bwi, cwi, crc, hist, hlen);
+}

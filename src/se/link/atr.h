@@ -50,4 +50,13 @@ int pg_atr_parse(struct pg_atr *a, const uint8_t *p, size_t n);
 int pg_atr_build(uint8_t *out, size_t cap, int proto, uint16_t ifsc, int bwi, int cwi, int crc,
 		 const uint8_t *hist, size_t hist_len);
 
+struct pg_card;
+/*
+ * pg_atr_build() for a card role: keeps the historical bytes of the card's
+ * own ATR (or "payguard" when it has none that parses) and lets the link
+ * announce its protocol in the interface bytes.
+ */
+int pg_atr_build_for_card(uint8_t *out, size_t cap, const struct pg_card *card, int proto,
+			  uint16_t ifsc, int bwi, int cwi, int crc);
+
 #endif

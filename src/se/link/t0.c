@@ -580,13 +580,7 @@ t0_card_close(struct pg_link_card *lc)
 static int
 t0_card_open(struct pg_link_card **out, const struct pg_card *card, const struct pg_link_params *p)
 {
-	static const uint8_t dflt_hist[] = {'p', 'a', 'y', 'g', 'u', 'a', 'r', 'd'};
 	struct t0_card *c;
-	uint8_t catr[PG_ATR_MAX];
-	size_t catrlen = sizeof(catr);
-	const uint8_t *hist = dflt_hist;
-	size_t hlen = sizeof(dflt_hist);
-	struct pg_atr a;
 	int rc;
 
 	*out = NULL;
@@ -604,12 +598,7 @@ t0_card_open(struct pg_link_card **out, const struct pg_card *card, const struct
 		goto fail;
 	}
 	/* The card's historical bytes in an ATR that offers T=0 only. */
-	if (card->atr && card->atr(card->ctx, catr, &catrlen) == 0 &&
-	    pg_atr_parse(&a, catr, catrlen) == 0) {
-		hist = a.hist;
-		hlen = a.hist_len;
-	}
-	rc = pg_atr_build(c->atr, sizeof(c->atr), 0, 32, 4, 13, 0, hist, hlen);
+	rc = pg_atr_build_for_card(c->atr, sizeof(c->atr), card, 0, 32, 4, 13, 0);
 	if (rc < 0)
 		goto fail;
 	c->atrlen = (size_t)rc;

@@ -739,13 +739,7 @@ t1_card_close(struct pg_link_card *lc)
 static int
 t1_card_open(struct pg_link_card **out, const struct pg_card *card, const struct pg_link_params *p)
 {
-	static const uint8_t dflt_hist[] = {'p', 'a', 'y', 'g', 'u', 'a', 'r', 'd'};
 	struct t1_card *c;
-	uint8_t catr[PG_ATR_MAX];
-	size_t catrlen = sizeof(catr);
-	const uint8_t *hist = dflt_hist;
-	size_t hlen = sizeof(dflt_hist);
-	struct pg_atr a;
 	int rc;
 
 	*out = NULL;
@@ -765,12 +759,7 @@ t1_card_open(struct pg_link_card **out, const struct pg_card *card, const struct
 		goto fail;
 	}
 	/* Keep the card's historical bytes; the interface bytes announce T=1 as configured. */
-	if (card->atr && card->atr(card->ctx, catr, &catrlen) == 0 &&
-	    pg_atr_parse(&a, catr, catrlen) == 0) {
-		hist = a.hist;
-		hlen = a.hist_len;
-	}
-	rc = pg_atr_build(c->atr, sizeof(c->atr), 1, c->ifsc, 4, 5, c->p.crc, hist, hlen);
+	rc = pg_atr_build_for_card(c->atr, sizeof(c->atr), card, 1, c->ifsc, 4, 5, c->p.crc);
 	if (rc < 0)
 		goto fail;
 	c->atrlen = (size_t)rc;
