@@ -7,6 +7,12 @@
 int pg_serve_migrate(struct pg_store *st);
 int pg_serve_demo_pos_data(struct pg_store *st, const char *dir);
 
+#include <stddef.h>
+
+/* The dashboard's embedded files (dashboard.c): 0 and the file for a URL
+ * ("/", "/se", "/se.html", "/static/app.js", ...), else PG_ENOENT. */
+int pg_serve_static(const char *url, const char **ctype, const unsigned char **data, size_t *len);
+
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
