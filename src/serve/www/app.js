@@ -22,7 +22,7 @@ const PG = (() => {
 	function el(tag, attrs, ...kids) {
 		const e = document.createElement(tag);
 		setAttrs(e, attrs);
-		for (const k of kids.flat()) {
+		for (const k of kids.flat(Infinity)) {
 			if (k === null || k === undefined || k === false)
 				continue;
 			e.append(k instanceof Node ? k : document.createTextNode(String(k)));
@@ -32,7 +32,7 @@ const PG = (() => {
 	function svg(tag, attrs, ...kids) {
 		const e = document.createElementNS(SVGNS, tag);
 		setAttrs(e, attrs);
-		for (const k of kids.flat()) {
+		for (const k of kids.flat(Infinity)) {
 			if (k === null || k === undefined || k === false)
 				continue;
 			e.append(k instanceof Node ? k : document.createTextNode(String(k)));
@@ -165,7 +165,7 @@ const PG = (() => {
 				for (const c of cols) {
 					const v = c.k ? r[c.k] : undefined;
 					const out = c.f ? c.f(v, r) : cell(v);
-					const td = el('td', {class: [c.num ? 'num' : '', c.cls || ''].join(' ').trim() || null, 'data-col': c.k || null});
+					const td = el('td', {class: [c.num ? 'num' : '', c.wrap ? 'wrap' : '', c.cls || ''].join(' ').trim() || null, 'data-col': c.k || null});
 					td.append(out instanceof Node ? out : document.createTextNode(out === null || out === undefined ? '–' : String(out)));
 					tr.append(td);
 				}
