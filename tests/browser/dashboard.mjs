@@ -244,6 +244,8 @@ try {
 		ok(await waitRows(page, 't-seos', 15000), 'se: SE OS table shows /api/seos/ses');
 	else
 		ok(await until(() => page.$eval('#err-seos', (e) => e.classList.contains('show')), 10000), `se: /api/seos/ses answers ${seosApi.status}, and the page says so visibly`);
+	if ((await api(base, '/api/vses')).body.vses.length === 0)
+		ok(await until(() => page.$eval('#t-vses tbody tr.empty', (e) => /no VSEs yet/.test(e.textContent)), 10000), 'se: the empty VSE table says so ("no VSEs yet" row)');
 	const vname = 'web-' + process.pid;
 	await page.fill('#vse-name', vname);
 	await page.selectOption('#vse-link', 'spi');
