@@ -192,7 +192,7 @@ const PG = (() => {
 			for (const k of Object.keys(r))
 				if (!keys.includes(k))
 					keys.push(k);
-		table(id, rows, keys.length ? keys.map((k) => ({k, t: k})) : [{k: 'x', t: ' '}], {key: (r) => r.name || r.id || ''});
+		table(id, rows, keys.length ? keys.map((k) => ({k, t: k, f: k === 'state' ? badge : undefined})) : [{k: 'x', t: ' '}], {key: (r) => r.name || r.id || ''});
 	}
 
 	/* ---- formatting ---- */
