@@ -11,3 +11,12 @@ SUDO=""
 $SUDO apt-get update -q
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -q --no-install-recommends $pkgs
+# The dashboard's browser test (tests/browser, issue 9): playwright-core at
+# the version pinned in package-lock.json; it drives the Debian chromium
+# installed above, so no browser is downloaded.
+if command -v npm >/dev/null; then
+	(cd "$here/../tests/browser" && npm ci --no-audit --no-fund)
+else
+	echo "setup.sh: npm not found; the serve_browser test needs it (tests/browser)" >&2
+	exit 1
+fi

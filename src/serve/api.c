@@ -28,8 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern const char pg_serve_dashboard_html[];
-
 /* Per-request state: the body gathered so far. */
 struct req {
 	char body[PG_SERVE_MAX_BODY];
@@ -730,13 +728,22 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 	int ap, rc, sub;
 
 	pg_clear_error();
-	if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) {
-		if (!get)
-			return reply_error(r, 405, "method %s not allowed on %s", method, url);
-		r->status = 200;
-		r->ctype = "text/html; charset=utf-8";
-		r->text = strdup(pg_serve_dashboard_html);
-		return;
+	{ /* the dashboard's pages and files (dashboard.c, src/serve/www) */
+		const unsigned char *data;
+		size_t len;
+
+		if (pg_serve_static(url, &r->ctype, &data, &len) == 0) {
+			if (!get)
+				return reply_error(r, 405, "method %s not allowed on %s", method,
+						   url);
+			r->text = malloc(len + 1);
+			if (!r->text)
+				return reply_error(r, 500, "out of memory");
+			memcpy(r->text, data, len);
+			r->text[len] = '\0';
+			r->status = 200;
+			return;
+		}
 	}
 	if (strcmp(url, "/metrics") == 0) {
 		if (!get)

@@ -1,82 +1,46 @@
 /*
- * The dashboard page the daemon serves at "/": one static HTML page with
- * inline script and inline SVG plots, no external resources (works with no
- * internet access). It polls the JSON API every 3 s; a first slice of
- * issue 9's dashboard.
+ * The dashboard (issue 9): the static pages of src/serve/www, embedded into
+ * the binary at build time (www_embed.cmake), looked up by URL. No external
+ * resources, so the dashboard works with no internet access.
  */
-const char pg_serve_dashboard_html[] =
-    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-    "<title>payguard</title><style>"
-    "body{font-family:sans-serif;margin:1em;background:#fafafa}"
-    "table{border-collapse:collapse;margin-bottom:1em}"
-    "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}"
-    "th{background:#eee}h2{margin-bottom:.3em}svg{background:#fff;border:1px solid #ccc}"
-    ".row{display:flex;gap:2em;flex-wrap:wrap}"
-    "</style></head><body><h1>payguard</h1>"
-    "<h2>Services</h2><table id=\"svc\"></table>"
-    "<h2>POS alerts</h2><table id=\"alerts\"></table>"
-    "<div class=\"row\"><div><h2>POS terminals</h2><table id=\"terms\"></table></div>"
-    "<div><h2>Merchants (blue) and estimated positions (red, accuracy circles)</h2>"
-    "<div id=\"posplot\"></div></div></div>"
-    "<div class=\"row\"><div><h2>Load: VM types</h2><table id=\"types\"></table></div>"
-    "<div><h2>Load: VMs (x: cpu+memory, y: disk+network, colour: type)</h2>"
-    "<div id=\"loadplot\"></div></div></div>"
-    "<div class=\"row\"><div><h2>Secure elements</h2><table id=\"ses\"></table></div>"
-    "<div><h2>NFC switch routing table</h2><table id=\"routes\"></table></div></div>"
-    "<div class=\"row\"><div><h2>Images</h2><table id=\"images\"></table></div>"
-    "<div><h2>Image findings</h2><table id=\"findings\"></table></div>"
-    "<div><h2>Upgrade jobs</h2><table id=\"jobs\"></table></div></div>"
-    "<script>\n"
-    "var COL=['#1f77b4','#ff7f0e','#2ca02c','#d62728','#9467bd','#8c564b','#e377c2','#7f7f7f'];\n"
-    "function esc(s){return String(s).replace(/[&<>\"']/g,c=>'&#'+c.charCodeAt(0)+';');}\n"
-    "function table(id,rows,cols,extra){var t=document.getElementById(id);"
-    "var h='<tr>'+cols.map(c=>'<th>'+esc(c)+'</th>').join('')+(extra?'<th></th>':'')+'</tr>';"
-    "rows.forEach(r=>{h+='<tr>'+cols.map(c=>{var v=r[c];if(typeof v==='number')"
-    "v=Math.round(v*100)/100;if(v&&typeof v==='object')v=JSON.stringify(v);"
-    "return '<td>'+esc(v==null?'-':v)+'</td>';}).join('')+(extra?'<td>'+extra(r)+'</td>':'')"
-    "+'</tr>';});t.innerHTML=h;}\n"
-    "async function get(p){var r=await fetch(p);return r.ok?r.json():null;}\n"
-    "async function act(id,a){await fetch('/api/pos/alerts/'+id,{method:'POST',"
-    "headers:{'Content-Type':'application/json'},body:JSON.stringify({action:a})});refresh();}\n"
-    /* positions: equirectangular around the merchants' centre, metres per pixel fitted */
-    "function posplot(ts){var W=420,H=320,p=[];ts.forEach(t=>{p.push([t.lat,t.lon]);"
-    "if(t.est_lat!=null)p.push([t.est_lat,t.est_lon]);});if(!p.length)return;"
-    "var la=p.map(x=>x[0]),lo=p.map(x=>x[1]),c0=(Math.min(...la)+Math.max(...la))/2,"
-    "c1=(Math.min(...lo)+Math.max(...lo))/2,k=Math.cos(c0*Math.PI/180),"
-    "sp=Math.max((Math.max(...la)-Math.min(...la))*111320,(Math.max(...lo)-Math.min(...lo))"
-    "*111320*k,2000)*1.3,mpp=sp/Math.min(W,H);"
-    "function xy(a,b){return [W/2+(b-c1)*111320*k/mpp,H/2-(a-c0)*111320/mpp];}"
-    "var s='<svg width=\"'+W+'\" height=\"'+H+'\">';ts.forEach(t=>{var m=xy(t.lat,t.lon);"
-    "s+='<circle cx=\"'+m[0]+'\" cy=\"'+m[1]+'\" r=\"4\" fill=\"#1f77b4\"><title>'+esc(t.name)"
-    "+'</title></circle>';if(t.est_lat!=null){var e=xy(t.est_lat,t.est_lon);"
-    "s+='<circle cx=\"'+e[0]+'\" cy=\"'+e[1]+'\" r=\"'+Math.max(2,t.acc_m/mpp)+'\" fill=\"none\""
-    " stroke=\"#d62728\"/><circle cx=\"'+e[0]+'\" cy=\"'+e[1]+'\" r=\"2\" fill=\"#d62728\">"
-    "<title>'+esc(t.terminal+' '+t.last_decision)+'</title></circle>';"
-    "s+='<line x1=\"'+m[0]+'\" y1=\"'+m[1]+'\" x2=\"'+e[0]+'\" y2=\"'+e[1]+'\" "
-    "stroke=\"#aaa\"/>';}});s+='<text x=\"4\" y=\"'+(H-4)+'\" font-size=\"11\">'"
-    "+Math.round(mpp*100)+' m per 100 px</text></svg>';"
-    "document.getElementById('posplot').innerHTML=s;}\n"
-    "function loadplot(vms){var W=420,H=320,s='<svg width=\"'+W+'\" height=\"'+H+'\">';"
-    "vms.forEach(v=>{var x=(v.features[0]+v.features[1])/2,y=(v.features[2]+v.features[3])/2;"
-    "s+='<circle cx=\"'+(20+x*(W-40))+'\" cy=\"'+(H-20-y*(H-40))+'\" r=\"4\" fill=\"'"
-    "+COL[v.type%COL.length]+'\"><title>'+esc(v.name+' load '+Math.round(v.load))"
-    "+'</title></circle>';});s+='</svg>';document.getElementById('loadplot').innerHTML=s;}\n"
-    "async function refresh(){var s=await get('/api/services');if(s)table('svc',s,"
-    "['name','state','pid','restarts','last_exit']);"
-    "var a=await get('/api/pos/alerts');if(a)table('alerts',a,['id','terminal','state',"
-    "'reason','transactions','evidence'],r=>r.state==='closed'?'':(r.state==='open'?"
-    "'<button onclick=\"act('+r.id+',\\'acknowledge\\')\">acknowledge</button>':'')+"
-    "'<button onclick=\"act('+r.id+',\\'close\\')\">close</button>');"
-    "var t=await get('/api/pos/terminals');if(t){table('terms',t,['terminal','name',"
-    "'transactions','moved','last_decision','acc_m']);posplot(t);}"
-    "var ty=await get('/api/load/types');if(ty)table('types',ty.types,['id','name','count',"
-    "'mean_load']);var v=await get('/api/load/vms');if(v)loadplot(v.vms);"
-    "var se=await get('/api/se/ses');if(se)table('ses',se.ses,['name','link','state',"
-    "'priority','apps','apdus']);var ro=await get('/api/se/routes');if(ro)table('routes',"
-    "ro.routes,['aid','se','priority','label','payment']);"
-    "var im=await get('/api/images');if(im)table('images',im,['id','path','format','os_pretty',"
-    "'packages']);var fi=await get('/api/images/findings');if(fi)table('findings',fi,"
-    "['image_id','package','version','advisory','fixed']);var jo=await get('/api/images/jobs');"
-    "if(jo)table('jobs',jo,['id','image_id','state','output']);}\n"
-    "refresh();setInterval(refresh,3000);\n"
-    "</script></body></html>\n";
+#include <string.h>
+
+#include "payguard/error.h"
+#include "serve_int.h"
+#include "www.h"
+
+/*
+ * "/" and "/index.html" are the overview; "/se" and "/se.html" a page;
+ * "/static/app.js" a shared file. Anything else is PG_ENOENT (the API
+ * answers 404).
+ */
+int
+pg_serve_static(const char *url, const char **ctype, const unsigned char **data, size_t *len)
+{
+	char want[64];
+	size_t n = strlen(url);
+
+	if (n >= sizeof(want))
+		return PG_ENOENT;
+	memcpy(want, url, n + 1);
+	if (strcmp(want, "/index.html") == 0 || strcmp(want, "/index") == 0) {
+		strcpy(want, "/");
+	} else if (strncmp(want, "/static/", 8) != 0 && n > 5 &&
+		   strcmp(want + n - 5, ".html") == 0) {
+		want[n - 5] = '\0';
+	}
+	for (size_t i = 0; i < pg_www_nfiles; i++) {
+		const struct pg_www_file *f = &pg_www_files[i];
+
+		if (strcmp(f->url, want) != 0)
+			continue;
+		if (ctype)
+			*ctype = f->ctype;
+		if (data)
+			*data = f->data;
+		if (len)
+			*len = f->len;
+		return 0;
+	}
+	return PG_ENOENT;
+}

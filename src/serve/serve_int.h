@@ -24,6 +24,10 @@ int pg_serve_worker_seos(const char *dir, const char *dbpath, int demo, const vo
 int pg_serve_worker_upgrade(const char *dir, const char *dbpath, int64_t job,
 			    const volatile int *stop);
 
+/* The dashboard's embedded files (dashboard.c): 0 and the file for a URL
+ * ("/", "/se", "/se.html", "/static/app.js", ...), else PG_ENOENT. */
+int pg_serve_static(const char *url, const char **ctype, const unsigned char **data, size_t *len);
+
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>

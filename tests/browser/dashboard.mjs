@@ -1,0 +1,340 @@
+// Browser test of the payguard dashboard (issue 9): starts `payguard serve run
+// --demo` on a free loopback port, drives Debian's chromium headless through
+// playwright-core, opens every page, checks each shows live data from its
+// area, acknowledges a POS alert, creates a VSE and starts an image upgrade
+// from the pages, and saves a full-page screenshot of every page to
+// $PG_BUILD_DIR/artifacts/browser/. Fails (never skips) when playwright-core
+// or chromium is missing: scripts/setup.sh installs both.
+import {spawn} from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const CHROMIUM = process.env.PG_CHROMIUM || '/usr/bin/chromium';
+const PAYGUARD = process.env.PAYGUARD;
+const BUILD = process.env.PG_BUILD_DIR || process.cwd();
+const SHOTS = path.join(BUILD, 'artifacts', 'browser');
+const TOTAL_MS = 225000; // the whole test, daemon start to stop (< 4 min)
+const t0 = Date.now();
+
+let failures = 0;
+let checks = 0;
+function log(...a) {
+	console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s]`, ...a);
+}
+function ok(cond, what, detail) {
+	checks++;
+	if (cond) {
+		log('ok  ', what);
+	} else {
+		failures++;
+		log('FAIL', what, detail === undefined ? '' : '-- ' + detail);
+	}
+	return cond;
+}
+class Fatal extends Error {}
+function must(cond, what, detail) {
+	if (!ok(cond, what, detail))
+		throw new Fatal(what);
+}
+
+// ---- preconditions: all of them fail the test, none skips it ----
+if (!PAYGUARD) {
+	console.error('FAIL: PAYGUARD (the payguard binary) is not set; run through ctest');
+	process.exit(1);
+}
+let chromium;
+try {
+	({chromium} = await import('playwright-core'));
+} catch (e) {
+	console.error('FAIL: playwright-core is not installed (' + e.message + '): run scripts/setup.sh, which runs npm ci in tests/browser');
+	process.exit(1);
+}
+if (!fs.existsSync(CHROMIUM)) {
+	console.error(`FAIL: ${CHROMIUM} is missing: install Debian's chromium (scripts/packages/serve.txt, scripts/setup.sh)`);
+	process.exit(1);
+}
+
+// ---- the daemon ----
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pg-browser-'));
+const portFile = path.join(dir, 'http.port');
+const logFile = path.join(dir, 'daemon.log');
+const out = fs.openSync(logFile, 'w');
+const daemon = spawn(PAYGUARD, ['serve', 'run', '--demo', '--data', dir, '--port', '0', '--port-file', portFile, '--load-period-ms', '1000'],
+	{stdio: ['ignore', out, out]});
+let exited = null;
+daemon.on('exit', (code, sig) => {
+	exited = {code, sig};
+});
+let browser = null;
+
+async function stopDaemon() {
+	if (exited)
+		return exited;
+	daemon.kill('SIGTERM');
+	const end = Date.now() + 15000;
+	while (!exited && Date.now() < end)
+		await sleep(100);
+	if (!exited) {
+		log('daemon did not stop on SIGTERM: SIGKILL');
+		daemon.kill('SIGKILL');
+		while (!exited)
+			await sleep(50);
+		failures++;
+	}
+	return exited;
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+function daemonLog() {
+	try {
+		return fs.readFileSync(logFile, 'utf8').slice(-3000);
+	} catch (e) {
+		return '';
+	}
+}
+// A hard bound on the whole run: whatever hangs, the daemon goes.
+const watchdog = setTimeout(async () => {
+	log(`FAIL: the test ran longer than ${TOTAL_MS / 1000} s`);
+	if (browser)
+		browser.close().catch(() => {});
+	await stopDaemon();
+	process.exit(1);
+}, TOTAL_MS);
+
+/* Polls fn (in node) until it returns a truthy value; null on timeout. */
+async function until(fn, ms, every = 250) {
+	const end = Date.now() + ms;
+	for (;;) {
+		let v = null;
+		try {
+			v = await fn();
+		} catch (e) {
+			v = null;
+		}
+		if (v)
+			return v;
+		if (Date.now() > end)
+			return null;
+		await sleep(every);
+	}
+}
+
+async function api(base, p, init) {
+	const r = await fetch(base + p, init);
+	return {status: r.status, body: await r.json()};
+}
+
+/* Rows of a table rendered by app.js: [{key, cells: {col: text}}]; "no data yet" rows excluded. */
+async function rows(page, id) {
+	return page.$$eval(`#${id} tbody tr[data-key]`, (trs) => trs.map((tr) => {
+		const cells = {};
+		for (const td of tr.querySelectorAll('td'))
+			if (td.dataset.col && !(td.dataset.col in cells))
+				cells[td.dataset.col] = td.textContent.trim();
+		return {key: tr.dataset.key, cells};
+	}));
+}
+async function waitRows(page, id, ms, pred) {
+	return until(async () => {
+		const r = await rows(page, id);
+		return r.length > 0 && (!pred || pred(r)) ? r : null;
+	}, ms);
+}
+async function visibleErrors(page) {
+	return page.$$eval('.err.show', (es) => es.map((e) => e.id + ': ' + e.textContent));
+}
+async function shot(page, name) {
+	const f = path.join(SHOTS, name + '.png');
+	await page.screenshot({path: f, fullPage: true});
+	log('     screenshot', f);
+}
+
+let code = 1;
+try {
+	fs.mkdirSync(SHOTS, {recursive: true});
+	const port = await until(() => {
+		if (exited)
+			throw new Fatal('daemon exited early');
+		return fs.existsSync(portFile) && Number(fs.readFileSync(portFile, 'utf8')) > 0 ? Number(fs.readFileSync(portFile, 'utf8')) : null;
+	}, 30000, 50);
+	must(port, 'daemon publishes its HTTP port', daemonLog());
+	const base = `http://127.0.0.1:${port}`;
+	log('daemon on', base, 'data', dir);
+	// readiness: every service running and the load estimator's first estimate
+	must(await until(async () => {
+		const s = await api(base, '/api/services');
+		const v = await api(base, '/api/load/vms');
+		return s.status === 200 && s.body.length > 0 && s.body.every((x) => x.state === 'running') && v.status === 200;
+	}, 60000), 'daemon ready: all services running, first load estimate made', daemonLog());
+
+	browser = await chromium.launch({executablePath: CHROMIUM, args: ['--no-sandbox']});
+	log('chromium', browser.version());
+	const ctx = await browser.newContext({viewport: {width: 1280, height: 860}});
+	const page = await ctx.newPage();
+	const pageErrors = [];
+	page.on('pageerror', (e) => pageErrors.push(e.message));
+	page.on('dialog', (d) => d.accept());
+	const external = [];
+	page.on('request', (r) => {
+		if (!r.url().startsWith(base) && !r.url().startsWith('data:'))
+			external.push(r.url());
+	});
+	const open = async (p, title) => {
+		log(`---- ${p}`);
+		const r = await page.goto(base + p);
+		ok(r && r.status() === 200, `GET ${p} answers 200`, r && r.status());
+		ok((await page.title()).includes(title), `${p} has title "${title}"`, await page.title());
+		ok(await page.$$eval('#nav a', (as) => as.length === 6), `${p} has the nav bar with 6 pages`);
+	};
+
+	// ---- overview ----
+	await open('/', 'overview');
+	must(await until(async () => {
+		const t = (id) => page.$eval('#' + id, (e) => e.textContent.trim());
+		const run = Number(await t('sum-svc-running')), tot = Number(await t('sum-svc-total'));
+		return run > 0 && run === tot && Number(await t('sum-load-vms')) > 0 && Number(await t('sum-pos-terms')) > 0 &&
+			Number(await t('sum-img-images')) > 0 && /^\d+ \/ \d+$/.test(await t('sum-se-up')) && Number((await t('sum-pos-tx')).replace(/,/g, '')) > 0;
+	}, 30000), 'overview: every card shows live numbers (services all running, SEs, images, VMs, POS transactions)');
+	ok((await rows(page, 't-svc')).length >= 5, 'overview: services table lists the services');
+	ok((await visibleErrors(page)).length === 0, 'overview: no error shown', await visibleErrors(page));
+	await shot(page, 'index');
+
+	// ---- health ----
+	await open('/health', 'health');
+	const svc = await waitRows(page, 't-svc', 15000);
+	ok(svc && svc.length >= 5 && svc.every((r) => r.cells.state === 'running'), 'health: every service is "running"', JSON.stringify(svc && svc.map((r) => r.key + '=' + r.cells.state)));
+	ok(svc && svc.every((r) => Number(r.cells.pid) > 0), 'health: every service shows its pid');
+	ok(await until(() => page.$eval('#health dd[data-key="status"]', (e) => e.textContent === 'ok'), 10000), 'health: /api/health status ok');
+	const met = await waitRows(page, 't-metrics', 15000, (r) => r.some((x) => x.key === 'payguard_pos_transactions_total' && Number(x.cells.value.replace(/,/g, '')) > 0));
+	ok(met, 'health: counters from /metrics include payguard_pos_transactions_total > 0');
+	ok((await visibleErrors(page)).length === 0, 'health: no error shown', await visibleErrors(page));
+	await shot(page, 'health');
+
+	// ---- load ----
+	await open('/load', 'load');
+	const nvms = await until(() => page.$$eval('#scatter-svg circle.vm', (c) => c.length), 15000);
+	ok(nvms > 0, `load: scatter plot has ${nvms} VM circles`);
+	const vmsApi = (await api(base, '/api/load/vms')).body.vms.length;
+	ok(nvms === vmsApi, `load: one circle per VM of /api/load/vms (${vmsApi})`);
+	const ntypes = (await api(base, '/api/load/types')).body.types.length;
+	ok(await page.$$eval('#legend [data-type]', (l) => l.length) === ntypes, `load: legend names the ${ntypes} types`);
+	ok(await page.$$eval('#scatter-svg circle.vm', (cs) => new Set(cs.map((c) => c.getAttribute('fill'))).size) > 1, 'load: VMs are coloured by type (more than one colour)');
+	ok(await until(() => page.$$eval('#history-svg circle', (c) => c.length), 15000), 'load: the load-over-time chart has points');
+	const target = await page.$$eval('#scatter-svg circle.vm', (cs) => cs[cs.length - 1].dataset.vm);
+	await page.click(`#scatter-svg circle.vm[data-vm="${target}"]`);
+	ok(await until(async () => (await page.$eval('#vm-pick', (s) => s.value)) === target &&
+		(await page.$eval('#vm-info', (e) => e.textContent)).includes(target) &&
+		(await page.$$eval('#history-svg circle', (c) => c.length)) > 0, 10000), `load: clicking VM ${target} shows its history`);
+	const other = (await api(base, '/api/load/vms')).body.vms[0].name;
+	await page.selectOption('#vm-pick', other);
+	ok(await until(async () => (await page.$eval('#vm-info', (e) => e.textContent)).includes(other), 10000), `load: choosing ${other} in the select box shows its history`);
+	ok((await visibleErrors(page)).length === 0, 'load: no error shown', await visibleErrors(page));
+	await shot(page, 'load');
+
+	// ---- secure elements ----
+	await open('/se', 'secure elements');
+	const ses = await waitRows(page, 't-ses', 15000);
+	ok(ses && ses.length >= 3 && ses.every((r) => r.cells.state === 'up'), 'se: SE list shows the switch\'s SEs, all "up"', JSON.stringify(ses));
+	const routes = await waitRows(page, 't-routes', 15000);
+	ok(routes && routes.length > 0, `se: routing table has ${routes && routes.length} AIDs`);
+	const apdus = await waitRows(page, 't-apdus', 15000);
+	ok(apdus && apdus.length > 0 && apdus.every((r) => /^[0-9A-F]+$/i.test(r.cells.capdu)), `se: APDU log has ${apdus && apdus.length} exchanges`);
+	const seosApi = await fetch(base + '/api/seos/ses');
+	if (seosApi.status === 200)
+		ok(await waitRows(page, 't-seos', 15000), 'se: SE OS table shows /api/seos/ses');
+	else
+		ok(await until(() => page.$eval('#err-seos', (e) => e.classList.contains('show')), 10000), `se: /api/seos/ses answers ${seosApi.status}, and the page says so visibly`);
+	if ((await api(base, '/api/vses')).body.vses.length === 0)
+		ok(await until(() => page.$eval('#t-vses tbody tr.empty', (e) => /no VSEs yet/.test(e.textContent)), 10000), 'se: the empty VSE table says so ("no VSEs yet" row)');
+	const vname = 'web-' + process.pid;
+	await page.fill('#vse-name', vname);
+	await page.selectOption('#vse-link', 'spi');
+	await page.click('#vse-create');
+	const vrow = await waitRows(page, 't-vses', 30000, (r) => r.some((x) => x.key === vname && x.cells.state === 'running'));
+	ok(vrow, `se: VSE ${vname} created from the form shows up "running"`, await page.$eval('#vse-msg', (e) => e.textContent));
+	const vapi = (await api(base, '/api/vses')).body.vses.find((v) => v.name === vname);
+	ok(vapi && vapi.request.expose.link === 'spi', `se: the hypervisor has ${vname} with link spi`);
+	await page.click(`#t-vses tr[data-key="${vname}"] button[data-testid="vse-stop"]`);
+	ok(await waitRows(page, 't-vses', 20000, (r) => r.some((x) => x.key === vname && x.cells.state === 'stopped')), `se: Stop turns ${vname} "stopped"`);
+	await page.click(`#t-vses tr[data-key="${vname}"] button[data-testid="vse-start"]`);
+	ok(await waitRows(page, 't-vses', 20000, (r) => r.some((x) => x.key === vname && x.cells.state === 'running')), `se: Start turns ${vname} "running" again`);
+	ok((await visibleErrors(page)).filter((e) => !e.startsWith('err-seos')).length === 0, 'se: no error shown', await visibleErrors(page));
+	await shot(page, 'se');
+
+	// ---- images ----
+	await open('/images', 'images');
+	const imgs = await waitRows(page, 't-images', 15000);
+	ok(imgs && imgs.length > 0, `images: inventory lists ${imgs && imgs.length} image(s)`);
+	ok(await waitRows(page, 't-findings', 15000), 'images: findings table lists the advisory\'s findings');
+	const pkgs = await waitRows(page, 't-packages', 15000);
+	ok(pkgs && pkgs.length > 0, `images: packages of the chosen image (${pkgs && pkgs.length})`);
+	const before = new Set((await api(base, '/api/images/jobs')).body.map((j) => j.id));
+	const imgId = imgs[0].key;
+	await page.click(`#t-images tr[data-key="${imgId}"] button[data-testid="upgrade"]`);
+	const newJob = await waitRows(page, 't-jobs', 20000, (r) => r.some((x) => !before.has(Number(x.key))));
+	ok(newJob, `images: "Upgrade (fix findings)" of image ${imgId} adds a job to the table`, await page.$eval('#up-msg', (e) => e.textContent));
+	if (newJob) {
+		const jid = newJob.find((x) => !before.has(Number(x.key))).key;
+		const seen = new Set();
+		const end = await until(async () => {
+			const r = (await rows(page, 't-jobs')).find((x) => x.key === jid);
+			if (!r)
+				return null;
+			if (!seen.has(r.cells.state)) {
+				seen.add(r.cells.state);
+				log(`     job ${jid}: ${r.cells.state} ${r.cells.progress || ''}`);
+			}
+			return ['done', 'failed', 'interrupted'].includes(r.cells.state) ? r : null;
+		}, 90000, 300);
+		ok(end && end.cells.state === 'done', `images: job ${jid} reaches "done" in the page`, end && JSON.stringify(end.cells));
+		ok(end && /100%/.test(end.cells.progress), `images: its progress bar shows 100%`, end && end.cells.progress);
+	}
+	ok((await visibleErrors(page)).length === 0, 'images: no error shown', await visibleErrors(page));
+	await shot(page, 'images');
+
+	// ---- POS ----
+	await open('/pos', 'POS');
+	const terms = await waitRows(page, 't-terms', 15000);
+	ok(terms && terms.length > 0 && terms.some((r) => Number(r.cells.transactions) > 0), `pos: terminals table lists ${terms && terms.length} terminals with transactions`);
+	const merch = await page.$$eval('#pos-svg circle[data-kind="merchant"]', (c) => c.length);
+	const acc = await page.$$eval('#pos-svg circle[data-kind="accuracy"]', (c) => c.length);
+	ok(merch > 0 && merch === terms.length, `pos: plot has ${merch} merchant circles`);
+	ok(acc > 0, `pos: plot has ${acc} accuracy circles of estimated positions`);
+	log('     waiting (up to 90 s) for an open alert');
+	const openRow = await waitRows(page, 't-alerts', 90000, (r) => r.some((x) => x.cells.state === 'open'));
+	must(openRow, 'pos: an alert opens and shows "open" with its evidence');
+	const alert = openRow.find((x) => x.cells.state === 'open');
+	ok(/km from the merchant/.test(alert.cells.evidence), `pos: alert ${alert.key} shows its evidence`, alert.cells.evidence);
+	ok(await page.$$eval('#pos-svg circle[data-kind="alert"]', (c) => c.length) > 0 || await until(() => page.$$eval('#pos-svg circle[data-kind="alert"]', (c) => c.length), 6000), 'pos: the plot shows the alerts\' estimated positions');
+	await page.click(`#t-alerts tr[data-key="${alert.key}"] button[data-testid="ack"]`);
+	ok(await waitRows(page, 't-alerts', 15000, (r) => r.some((x) => x.key === alert.key && x.cells.state === 'acknowledged')), `pos: Acknowledge turns alert ${alert.key} "acknowledged" in the page`);
+	const a = await api(base, '/api/pos/alerts/' + alert.key);
+	ok(a.status === 200 && a.body.state === 'acknowledged', `pos: the API has alert ${alert.key} acknowledged`, JSON.stringify(a.body).slice(0, 200));
+	ok((await visibleErrors(page)).length === 0, 'pos: no error shown', await visibleErrors(page));
+	await shot(page, 'pos');
+
+	// ---- errors show visibly: an unknown route on a page ----
+	await page.evaluate(() => PG.get('/api/nope').catch((e) => PG.showErr('alerts', e)));
+	ok(await page.$eval('#err-alerts', (e) => e.classList.contains('show') && /404/.test(e.textContent)), 'errors: a failing fetch shows its status and message');
+
+	ok(pageErrors.length === 0, 'no JavaScript error on any page', pageErrors.join(' | '));
+	ok(external.length === 0, 'no request leaves the daemon (works offline)', external.join(' '));
+	code = failures ? 1 : 0;
+} catch (e) {
+	if (!(e instanceof Fatal))
+		log('FAIL', e.stack || e.message);
+	code = 1;
+} finally {
+	clearTimeout(watchdog);
+	if (browser)
+		await browser.close().catch(() => {});
+	const st = await stopDaemon();
+	if (!ok(st.code === 0, 'daemon stops cleanly on SIGTERM', JSON.stringify(st)))
+		code = 1;
+	if (code)
+		console.log('---- daemon log (tail)\n' + daemonLog());
+	fs.closeSync(out);
+	fs.rmSync(dir, {recursive: true, force: true});
+	log(`${checks} checks, ${failures} failed: ${code ? 'FAIL' : 'PASS'}`);
+	process.exit(code);
+}
