@@ -37,19 +37,58 @@ int pg_image_advisories_import(struct pg_store *st, const char *path, size_t *co
 /* ref NULL: every image. */
 int pg_image_findings(struct pg_store *st, const char *ref, json_t **out);
 
+/* The installed packages of one image as stored by the last scan: an array
+ * of {name, version, arch, source, source_version, status} ordered by name
+ * then arch. PG_ENOENT for an unknown image. */
+int pg_image_packages(struct pg_store *st, const char *ref, json_t **out);
+
 struct pg_upgrade_opts {
-	const char *image;	 /* ref as for show, or a path */
+	const char *image;	 /* ref as for show, or a path; NULL with job: its image */
 	const char *const *debs; /* .deb files */
 	size_t ndebs;
 	const char *repo;   /* with fix: folder of .deb files */
 	int fix;	    /* pick debs from repo that fix findings */
 	const char *output; /* overlay path; default under data dir */
+	/* > 0: run this job made by pg_image_job_queue (it must be 'queued'
+	 * and, when image is set, for that image; else PG_ESTATE) instead of
+	 * recording a new one. */
+	int64_t job;
+	/* Called with 0.0 once the job runs, then with the fraction of bytes
+	 * unpacked at most every ~200 ms (kept below 1.0), and 1.0 when done;
+	 * never decreasing. The same value is stored in the job's progress.
+	 * Runs in the caller's thread; may set *stop. NULL: none. */
+	void (*progress)(void *arg, double frac);
+	void *progress_arg;
+	/* Checked between packages, between files and every MiB of a file:
+	 * once *stop is non-zero the upgrade drops its partial overlay, records
+	 * the job 'interrupted' and returns PG_EINTR. The original image is
+	 * never written in any case. NULL: not stoppable. */
+	const volatile int *stop;
 };
+/* Upgrades an image offline into a new qcow2 overlay (see docs/image.md).
+ * *result: {job, image_id, image, overlay, packages: [...], first_boot}. */
 int pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **result);
+/* Records an upgrade job in state 'queued' for an image (ref as for show;
+ * PG_ENOENT if unknown) and returns its id, for a runner that calls
+ * pg_image_upgrade with opts.job = *job. A queued job no runner took within
+ * 60 s is shown 'interrupted' by pg_image_jobs. */
+int pg_image_job_queue(struct pg_store *st, const char *ref, int64_t *job);
+/* Every job: {id, image_id, image_path, kind, state, progress, overlay,
+ * started_at, finished_at, result, log}. state is queued, running, done,
+ * failed, interrupted, committed or rolledback; running jobs whose process
+ * is gone and stale queued jobs are marked interrupted first. */
 int pg_image_jobs(struct pg_store *st, json_t **out);
 /* Merges a finished job's overlay into a new standalone raw image. */
 int pg_image_commit(struct pg_store *st, int64_t job, const char *output, json_t **result);
 /* Drops a job's overlay. */
 int pg_image_rollback(struct pg_store *st, int64_t job);
+
+/* The seed-1 flow end to end (`payguard image demo`): builds a tiny
+ * Debian-like image with a dpkg database (mkfs.ext4 -d, no network), scans
+ * it into a store in workdir, imports a generated OSV advisory, builds the
+ * fixing .deb with dpkg-deb and upgrades the image into an overlay; prints
+ * each step on stdout. workdir NULL: a temporary folder. keep 0: workdir
+ * is removed at the end. Needs mkfs.ext4 and dpkg-deb on PATH. */
+int pg_image_demo(const char *workdir, int keep);
 
 #endif

@@ -56,6 +56,8 @@ int pg_serve_run(const struct pg_serve_cfg *cfg);
 
 /* Runs one worker (called in the child process the supervisor started). */
 int pg_serve_worker(const char *name, const char *data_dir, int demo, int load_period_ms);
+/* Runs queued image upgrade job `job` (the one-shot worker the API starts). */
+int pg_serve_run_upgrade(const char *data_dir, int64_t job);
 
 /* A validated POST /api/pos/alerts/{id} body: {"action": "...", "note": "..."}. */
 struct pg_serve_alert_action {
@@ -64,6 +66,18 @@ struct pg_serve_alert_action {
 };
 /* Parses and validates a body; PG_ETOOBIG, PG_EFORMAT or PG_EINVAL with a detail. */
 int pg_serve_parse_alert_action(const char *body, size_t len, struct pg_serve_alert_action *a);
+
+/* A validated POST /api/images/{id}/upgrade body: {"fix": true} (the packages of the
+ * data directory's repo/ that fix the image's findings) or {"packages": [names]}
+ * (.deb file names in repo/, never paths). */
+#define PG_SERVE_MAX_DEBS 8
+#define PG_SERVE_DEB_NAME 128
+struct pg_serve_upgrade_req {
+	int fix;
+	size_t ndebs;
+	char debs[PG_SERVE_MAX_DEBS][PG_SERVE_DEB_NAME];
+};
+int pg_serve_parse_upgrade(const char *body, size_t len, struct pg_serve_upgrade_req *u);
 
 /* A validated POST /api/vses/{name} body: {"action": "start" | "stop" | "destroy"}. */
 int pg_serve_parse_vse_action(const char *body, size_t len, char action[16]);

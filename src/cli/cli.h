@@ -28,6 +28,8 @@ struct pg_area {
 	const char *name;
 	const char *summary;
 	const struct pg_cmd *cmds; /* ends with a row whose verb is NULL */
+	/* the verb run when options (or nothing) follow the area: `payguard serve --demo` */
+	const char *default_verb;
 };
 
 /* Exit codes, documented in docs/cli.md. */

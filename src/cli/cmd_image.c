@@ -13,8 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-int pg_image_demo(const char *workdir, int keep);
-
 enum {
 	OPT_JSON = 1000,
 	OPT_DB,
@@ -24,7 +22,8 @@ enum {
 	OPT_OUTPUT,
 	OPT_MAX,
 	OPT_KEEP,
-	OPT_DIR
+	OPT_DIR,
+	OPT_JOB
 };
 
 struct common {
@@ -370,8 +369,29 @@ upgrade_opt(int o, const char *arg, void *vctx)
 	case OPT_OUTPUT:
 		c->o.output = arg;
 		return 0;
+	case OPT_JOB: {
+		char *end;
+
+		c->o.job = strtoll(arg, &end, 10);
+		if (*arg && !*end && c->o.job > 0)
+			return 0;
+		c->bad = 1;
+		return -1;
+	}
 	}
 	return -1;
+}
+
+/* Progress on stderr: one line per tenth, so logs stay short. */
+static void
+upgrade_progress(void *arg, double frac)
+{
+	int *last = arg, tenth = (int)(frac * 10.0 + 1e-9);
+
+	if (tenth == *last)
+		return;
+	*last = tenth;
+	fprintf(stderr, "upgrade: %3.0f%%\n", frac * 100.0);
 }
 
 static int
@@ -381,35 +401,45 @@ cmd_image_upgrade(int argc, char **argv)
 					      {"repo", required_argument, NULL, OPT_REPO},
 					      {"fix", no_argument, NULL, OPT_FIX},
 					      {"output", required_argument, NULL, OPT_OUTPUT},
+					      {"job", required_argument, NULL, OPT_JOB},
 					      {NULL, 0, NULL, 0}};
 	struct upgrade_ctx u;
 	struct common c;
 	struct pg_store st;
 	json_t *res = NULL;
-	int first, rc;
+	int first, rc, last = -1;
 
 	memset(&u, 0, sizeof(u));
 	first = parse_common(argc, argv, &c, NULL, extra, upgrade_opt, &u);
-	if (first < 0 || first >= argc)
-		return pg_cli_usage(argv[0],
-				    "give one image and --deb FILE... or --fix --repo DIR");
-	/* `--deb a.deb b.deb`: getopt leaves b.deb positional, after the image */
+	if (first < 0 || u.bad || (first >= argc && u.o.job <= 0))
+		return pg_cli_usage(argv[0], "give one image (or --job ID) and --deb FILE... or "
+					     "--fix --repo DIR");
+	/* `--deb a.deb b.deb`: getopt leaves b.deb positional, after the image;
+	 * with --job the image may be left out, and a positional .deb is one */
+	if (first < argc && u.o.job > 0 && strstr(argv[first], ".deb"))
+		first--;
 	for (int i = first + 1; i < argc && u.ndebs < 256; i++)
 		u.debs[u.ndebs++] = argv[i];
 	if (!u.o.fix && u.ndebs == 0)
 		return pg_cli_usage(argv[0], "give --deb FILE (repeatable) or --fix --repo DIR");
 	if (u.o.fix && !u.o.repo)
 		return pg_cli_usage(argv[0], "--fix needs --repo DIR");
-	u.o.image = argv[first];
+	u.o.image = first < argc ? argv[first] : NULL;
 	u.o.debs = u.debs;
 	u.o.ndebs = u.ndebs;
+	u.o.progress = upgrade_progress;
+	u.o.progress_arg = &last;
+	u.o.stop = (const volatile int *)&watch_stop;
 	rc = open_store(&st, &c);
 	if (rc < 0)
 		return pg_cli_fail(rc, "store");
+	/* Ctrl-C or SIGTERM: the upgrade stops cleanly, the job says so. */
+	signal(SIGINT, on_sigint);
+	signal(SIGTERM, on_sigint);
 	rc = pg_image_upgrade(&st, &u.o, &res);
 	pg_store_close(&st);
 	if (rc < 0)
-		return pg_cli_fail(rc, "upgrade '%s'", argv[first]);
+		return pg_cli_fail(rc, "upgrade '%s'", u.o.image ? u.o.image : "(queued job)");
 	if (c.json)
 		return pg_cli_print_json(res);
 	printf("job %s: overlay %s (backing file %s)\n", jstr(res, "job"), jstr(res, "overlay"),
@@ -448,14 +478,52 @@ cmd_image_jobs(int argc, char **argv)
 	if (c.json)
 		return pg_cli_print_json(rows);
 	{
-		static const char *h[] = {"JOB",     "IMAGE",	"KIND",	   "STATE",
-					  "OVERLAY", "STARTED", "FINISHED"};
-		static const char *k[] = {"id",	     "image_path", "kind",	 "state",
-					  "overlay", "started_at", "finished_at"};
+		static const char *h[] = {"JOB",      "IMAGE",	 "KIND",    "STATE",
+					  "PROGRESS", "OVERLAY", "STARTED", "FINISHED"};
+		static const char *k[] = {"id",		"image_path",	"kind",
+					  "state",	"progress_pct", "overlay",
+					  "started_at", "finished_at"};
+		size_t i;
+		json_t *r;
 
-		print_rows(rows, 7, h, k);
+		json_array_foreach(rows, i, r)
+		{
+			json_t *p = json_object_get(r, "progress");
+			char pct[16] = "-";
+
+			if (json_is_number(p))
+				snprintf(pct, sizeof(pct), "%.0f%%", json_number_value(p) * 100.0);
+			json_object_set_new(r, "progress_pct", json_string(pct));
+		}
+		print_rows(rows, 8, h, k);
 	}
 	json_decref(rows);
+	return 0;
+}
+
+static int
+cmd_image_queue(int argc, char **argv)
+{
+	struct common c;
+	struct pg_store st;
+	int64_t job = 0;
+	int first, rc;
+
+	first = parse_common(argc, argv, &c, NULL, NULL, NULL, NULL);
+	if (first < 0 || first != argc - 1)
+		return pg_cli_usage(argv[0], "give one image");
+	rc = open_store(&st, &c);
+	if (rc < 0)
+		return pg_cli_fail(rc, "store");
+	rc = pg_image_job_queue(&st, argv[first], &job);
+	pg_store_close(&st);
+	if (rc < 0)
+		return pg_cli_fail(rc, "queue '%s'", argv[first]);
+	if (c.json)
+		return pg_cli_print_json(
+		    json_pack("{s:I, s:s}", "job", (json_int_t)job, "state", "queued"));
+	printf("job %lld queued; run it with: payguard image upgrade --job %lld --deb FILE...\n",
+	       (long long)job, (long long)job);
 	return 0;
 }
 
@@ -584,12 +652,16 @@ const struct pg_cmd pg_cli_image[] = {
     {"findings", cmd_image_findings, "vulnerable packages per image with the fixed version",
      "usage: payguard image findings [--json] [--db FILE] [IMAGE]\n"},
     {"upgrade", cmd_image_upgrade, "upgrade an image offline into a qcow2 overlay",
-     "usage: payguard image upgrade [--json] [--db FILE] [--output OVERLAY]\n"
-     "                              (--deb FILE.deb ... | --fix --repo DIR) IMAGE\n"
+     "usage: payguard image upgrade [--json] [--db FILE] [--output OVERLAY] [--job ID]\n"
+     "                              (--deb FILE.deb ... | --fix --repo DIR) [IMAGE]\n"
      "  The original is never written: the result is a qcow2 overlay whose backing\n"
      "  file is the original (default under the data dir). Packages with maintainer\n"
-     "  scripts stay 'unpacked' and a first-boot unit runs dpkg --configure -a.\n"},
-    {"jobs", cmd_image_jobs, "list upgrade jobs and their states",
+     "  scripts stay 'unpacked' and a first-boot unit runs dpkg --configure -a.\n"
+     "  --job ID runs a job made by `image queue` (IMAGE may then be left out).\n"
+     "  Progress goes to stderr; SIGINT/SIGTERM stop it cleanly (job 'interrupted').\n"},
+    {"queue", cmd_image_queue, "record an upgrade job for an image, to be run with --job",
+     "usage: payguard image queue [--json] [--db FILE] IMAGE\n"},
+    {"jobs", cmd_image_jobs, "list upgrade jobs with their states and progress",
      "usage: payguard image jobs [--json] [--db FILE]\n"},
     {"commit", cmd_image_commit, "merge a job's overlay into a new standalone raw image",
      "usage: payguard image commit [--json] [--db FILE] --output FILE JOB\n"},

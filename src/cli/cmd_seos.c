@@ -492,7 +492,7 @@ const struct pg_cmd pg_cli_seos[] = {
     {"whoami", cmd_seos_whoami, "show the identity (and hashes for ARA-M rules) the daemon sees",
      "payguard seos whoami [--socket PATH] [--app NAME]\n"},
     {"transmit", cmd_seos_transmit, "open a session and channel, send APDUs, print responses",
-     "payguard seos transmit --reader NAME [--aid HEX] [--basic] [--p2 HEX] [--socket PATH]\n"
+     "--reader NAME [--aid HEX] [--basic] [--p2 HEX] [--socket PATH]\n"
      "                       [--app NAME] APDU...\n"
      "  --aid    application to select (default: the default application)\n"
      "  --basic  use the basic channel (default: a logical channel)\n"

@@ -22,7 +22,8 @@ enum {
 	O_TOKEN_FILE,
 	O_DEMO,
 	O_LOAD_PERIOD,
-	O_NAME
+	O_NAME,
+	O_JOB
 };
 
 static int
@@ -162,10 +163,11 @@ cmd_serve_worker(int argc, char **argv)
 	    {"data", required_argument, NULL, O_DATA},
 	    {"demo", no_argument, NULL, O_DEMO},
 	    {"load-period-ms", required_argument, NULL, O_LOAD_PERIOD},
+	    {"job", required_argument, NULL, O_JOB},
 	    {0},
 	};
 	const char *name = NULL, *data = NULL;
-	int c, rc, demo = 0, period = 5000;
+	int c, rc, demo = 0, period = 5000, job = 0;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -182,13 +184,23 @@ cmd_serve_worker(int argc, char **argv)
 			if (parse_int(optarg, 100, 3600000, &period) < 0)
 				return pg_cli_usage(argv[0], "--load-period-ms takes 100..3600000");
 			break;
+		case O_JOB:
+			if (parse_int(optarg, 1, INT_MAX, &job) < 0)
+				return pg_cli_usage(argv[0], "--job takes a job number");
+			break;
 		default:
 			return PG_EXIT_USAGE;
 		}
 	}
 	if (!name || !data)
 		return pg_cli_usage(argv[0], "--name and --data are required");
-	rc = pg_serve_worker(name, data, demo, period);
+	if (strcmp(name, "upgrade") == 0) {
+		if (!job)
+			return pg_cli_usage(argv[0], "--name upgrade needs --job N");
+		rc = pg_serve_run_upgrade(data, job);
+	} else {
+		rc = pg_serve_worker(name, data, demo, period);
+	}
 	if (rc < 0)
 		return pg_cli_fail(rc, "worker %s", name);
 	return PG_EXIT_OK;
@@ -212,6 +224,7 @@ const struct pg_cmd pg_cli_serve[] = {
      "Options on the command line win over the file. SIGTERM or SIGINT stops every service "
      "cleanly; SIGHUP reloads the file."},
     {"worker", cmd_serve_worker, "internal: one supervised service (started by 'serve run')",
-     "--name pos|pos-traffic|load --data DIR [--demo] [--load-period-ms MS]"},
+     "--name pos|pos-traffic|load|nfcswitch|image|vse|seos --data DIR [--demo] "
+     "[--load-period-ms MS]\n       --name upgrade --job N --data DIR"},
     {NULL, NULL, NULL, NULL},
 };

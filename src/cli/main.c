@@ -15,15 +15,15 @@
 
 /* Order is the order `payguard --help` lists them in. */
 static const struct pg_area areas[] = {
-    {"se", "secure-element links, simulated SEs and the protocol converter", pg_cli_se},
-    {"vse", "virtual secure elements and their hypervisor", pg_cli_vse},
-    {"seos", "the device-side SE operating system", pg_cli_seos},
-    {"nfcswitch", "NFC switch routing reader commands to SEs by AID", pg_cli_nfcswitch},
-    {"image", "VM image inventory, advisories and offline upgrade", pg_cli_image},
-    {"load", "VM load collection and two-level k-means estimation", pg_cli_load},
-    {"pos", "relocation monitoring of mobile POS terminals", pg_cli_pos},
-    {"serve", "the daemon: supervised services, HTTP API and dashboard", pg_cli_serve},
-    {"demo", "the end-to-end demonstration (the README's main job)", pg_cli_demo},
+    {"se", "secure-element links, simulated SEs and the protocol converter", pg_cli_se, NULL},
+    {"vse", "virtual secure elements and their hypervisor", pg_cli_vse, NULL},
+    {"seos", "the device-side SE operating system", pg_cli_seos, NULL},
+    {"nfcswitch", "NFC switch routing reader commands to SEs by AID", pg_cli_nfcswitch, NULL},
+    {"image", "VM image inventory, advisories and offline upgrade", pg_cli_image, NULL},
+    {"load", "VM load collection and two-level k-means estimation", pg_cli_load, NULL},
+    {"pos", "relocation monitoring of mobile POS terminals", pg_cli_pos, NULL},
+    {"serve", "the daemon: supervised services, HTTP API and dashboard", pg_cli_serve, "run"},
+    {"demo", "the end-to-end demonstration (the README's main job)", pg_cli_demo, NULL},
 };
 
 const struct pg_cmd *
@@ -62,7 +62,11 @@ print_main_help(FILE *f)
 static void
 print_area_help(FILE *f, const struct pg_area *a)
 {
-	fprintf(f, "usage: payguard %s <verb> [options]\n\n%s.\n\nVerbs:\n", a->name, a->summary);
+	fprintf(f, "usage: payguard %s <verb> [options]\n\n%s.\n", a->name, a->summary);
+	if (a->default_verb)
+		fprintf(f, "\n'payguard %s [options]' runs 'payguard %s %s [options]'.\n", a->name,
+			a->name, a->default_verb);
+	fprintf(f, "\nVerbs:\n");
 	for (const struct pg_cmd *c = a->cmds; c->verb; c++)
 		fprintf(f, "  %-12s %s\n", c->verb, c->summary);
 }
@@ -182,6 +186,16 @@ main(int argc, char **argv)
 	if (!area)
 		return pg_cli_usage("payguard", "unknown area '%s'", argv[i]);
 	i++;
+	if (area->default_verb &&
+	    (i >= argc ||
+	     (argv[i][0] == '-' && strcmp(argv[i], "--help") != 0 && strcmp(argv[i], "-h") != 0))) {
+		/* the area's verb is implied: argv[i-1] (the area's name) becomes its slot */
+		for (cmd = area->cmds; cmd->verb; cmd++)
+			if (strcmp(cmd->verb, area->default_verb) == 0)
+				break;
+		i--;
+		goto run;
+	}
 	if (i >= argc || strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 		print_area_help(i >= argc ? stderr : stdout, area);
 		return i >= argc ? PG_EXIT_USAGE : 0;
@@ -193,6 +207,7 @@ main(int argc, char **argv)
 		snprintf(argv0, sizeof(argv0), "payguard %s", area->name);
 		return pg_cli_usage(argv0, "unknown verb '%s'", argv[i]);
 	}
+run:
 	snprintf(argv0, sizeof(argv0), "payguard %s %s", area->name, cmd->verb);
 	argv[i] = argv0;
 	if (wants_help(argc - i, argv + i)) {

@@ -66,6 +66,9 @@ static const struct pg_migration migrations[] = {
     /* v3: the inode joins size and mtime in deciding whether a stored
      * hash still describes the file. */
     {3, "ALTER TABLE image ADD COLUMN file_ino INTEGER;"},
+    /* v4: upgrade jobs report how far they are (0..1 of the bytes to
+     * unpack), for a daemon's job list; NULL for jobs from before. */
+    {4, "ALTER TABLE image_job ADD COLUMN progress REAL;"},
 };
 
 static void
@@ -125,6 +128,8 @@ pg_db_run(struct pg_store *st, const char *sql, json_t *args, sqlite3_int64 *row
 			sqlite3_bind_int64(s, col, json_integer_value(v));
 		else if (json_is_boolean(v))
 			sqlite3_bind_int(s, col, json_is_true(v));
+		else if (json_is_real(v))
+			sqlite3_bind_double(s, col, json_real_value(v));
 		else
 			sqlite3_bind_null(s, col);
 	}
@@ -177,6 +182,10 @@ pg_db_query(struct pg_store *st, const char *sql, json_t *args, json_t **out)
 				break;
 			case SQLITE_NULL:
 				json_object_set_new(row, name, json_null());
+				break;
+			case SQLITE_FLOAT:
+				json_object_set_new(row, name,
+						    json_real(sqlite3_column_double(s, c)));
 				break;
 			default:
 				json_object_set_new(
@@ -374,6 +383,29 @@ pg_image_list(struct pg_store *st, json_t **out)
 	    NULL, out);
 }
 
+/* The dpkg packages stored for one image, by name then architecture. */
+static int
+packages_of(struct pg_store *st, sqlite3_int64 id, json_t **out)
+{
+	return pg_db_query(st,
+			   "SELECT name, version, arch, source, source_version, status"
+			   " FROM image_package WHERE image_id = ?1 ORDER BY name, arch",
+			   json_pack("[I]", (json_int_t)id), out);
+}
+
+int
+pg_image_packages(struct pg_store *st, const char *ref, json_t **out)
+{
+	sqlite3_int64 id;
+	int rc;
+
+	*out = NULL;
+	rc = pg_image_resolve(st, ref, &id, NULL);
+	if (rc < 0)
+		return rc;
+	return packages_of(st, id, out);
+}
+
 int
 pg_image_show(struct pg_store *st, const char *ref, json_t **out)
 {
@@ -408,11 +440,7 @@ pg_image_show(struct pg_store *st, const char *ref, json_t **out)
 				json_pack("[I]", (json_int_t)id), &v),
 		    fail, "image", "kernels");
 	json_object_set_new(img, "kernels", v);
-	PG_TRY_GOTO(pg_db_query(st,
-				"SELECT name, version, arch, source, source_version, status"
-				" FROM image_package WHERE image_id = ?1 ORDER BY name, arch",
-				json_pack("[I]", (json_int_t)id), &v),
-		    fail, "image", "packages");
+	PG_TRY_GOTO(packages_of(st, id, &v), fail, "image", "packages");
 	json_object_set_new(img, "packages", v);
 	*out = img;
 	return 0;

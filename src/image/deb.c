@@ -3,6 +3,9 @@
  * and data.tar.{gz,xz,zst,bz2,}; the tar members are read with libarchive.
  * Every member path is normalised and refused if it is absolute or climbs
  * out with "..", so nothing in a package can name a place outside the root.
+ * Packages are read from their file with pread and streamed: the first pass
+ * keeps metadata and MD5s only, unpacking streams data.tar a second time,
+ * so memory stays bounded whatever the size of the files inside.
  */
 #include "image_int.h"
 
@@ -12,13 +15,20 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_MEMBERS 16
 #define MAX_FILES   200000
 #define CONTROL_MAX (16u << 20)
+#define TAR_CHUNK   (256u << 10) /* bytes pread per libarchive callback */
+#define DATA_CHUNK  (1u << 20)	 /* bytes hashed per step */
 
 int
 pg_path_clean(const char *in, char *out, size_t outlen)
@@ -65,10 +75,146 @@ pg_deb_free(struct pg_deb *d)
 	for (size_t i = 0; i < d->nfiles; i++) {
 		free(d->files[i].path);
 		free(d->files[i].target);
-		free(d->files[i].data);
 	}
 	free(d->files);
+	if (d->own_fd)
+		close(d->fd);
 	memset(d, 0, sizeof(*d));
+}
+
+/* Where a package's bytes are: caller memory (fuzzing, tests) or an open
+ * file read with pread, so a package is never loaded whole. */
+struct src {
+	const uint8_t *mem;
+	int fd;
+	uint64_t size;
+};
+
+static int
+src_read(const struct src *s, uint64_t off, void *buf, size_t n)
+{
+	size_t have = 0;
+
+	if (off > s->size || n > s->size - off)
+		return PG_ETRUNC;
+	if (s->mem) {
+		memcpy(buf, s->mem + off, n);
+		return 0;
+	}
+	while (have < n) {
+		ssize_t r = pread(s->fd, (uint8_t *)buf + have, n - have, (off_t)(off + have));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return pg_error(PG_EIO, "deb", "read: %s", r < 0 ? strerror(errno) : "EOF");
+		have += (size_t)r;
+	}
+	return 0;
+}
+
+/* One tar member of the ar archive, read by libarchive through callbacks
+ * that pread a window of the package file. */
+struct tar_cb {
+	struct src s;
+	uint64_t off, end;
+	uint8_t buf[TAR_CHUNK];
+};
+
+static la_ssize_t
+tar_read_cb(struct archive *a, void *ud, const void **out)
+{
+	struct tar_cb *c = ud;
+	size_t n = c->end - c->off < TAR_CHUNK ? (size_t)(c->end - c->off) : TAR_CHUNK;
+	ssize_t r;
+
+	if (n == 0)
+		return 0;
+	do
+		r = pread(c->s.fd, c->buf, n, (off_t)c->off);
+	while (r < 0 && errno == EINTR);
+	if (r < 0) {
+		archive_set_error(a, errno, "read: %s", strerror(errno));
+		return -1;
+	}
+	if (r == 0) {
+		archive_set_error(a, EIO, "package file shrank while being read");
+		return -1;
+	}
+	c->off += (uint64_t)r;
+	*out = c->buf;
+	return r;
+}
+
+static la_int64_t
+tar_skip_cb(struct archive *a, void *ud, la_int64_t req)
+{
+	struct tar_cb *c = ud;
+	uint64_t left = c->end - c->off;
+
+	(void)a;
+	if (req <= 0)
+		return 0;
+	if ((uint64_t)req > left)
+		req = (la_int64_t)left;
+	c->off += (uint64_t)req;
+	return req;
+}
+
+struct tar {
+	struct archive *a;
+	struct tar_cb *cb;
+};
+
+static void
+tar_close(struct tar *t)
+{
+	if (t->a)
+		archive_read_free(t->a);
+	free(t->cb);
+	t->a = NULL;
+	t->cb = NULL;
+}
+
+static int
+tar_open(const struct src *s, uint64_t off, uint64_t n, struct tar *t)
+{
+	int r;
+
+	t->cb = NULL;
+	t->a = archive_read_new();
+	if (!t->a)
+		return PG_ENOMEM;
+	archive_read_support_filter_gzip(t->a);
+	archive_read_support_filter_xz(t->a);
+	archive_read_support_filter_zstd(t->a);
+	archive_read_support_filter_bzip2(t->a);
+	archive_read_support_filter_lzma(t->a);
+	archive_read_support_format_tar(t->a);
+	archive_read_support_format_gnutar(t->a);
+	if (s->mem) {
+		r = archive_read_open_memory(t->a, s->mem + off, (size_t)n);
+	} else {
+		t->cb = malloc(sizeof(*t->cb));
+		if (!t->cb) {
+			tar_close(t);
+			return PG_ENOMEM;
+		}
+		t->cb->s = *s;
+		t->cb->off = off;
+		t->cb->end = off + n;
+		archive_read_set_read_callback(t->a, tar_read_cb);
+		archive_read_set_skip_callback(t->a, tar_skip_cb);
+		archive_read_set_callback_data(t->a, t->cb);
+		r = archive_read_open1(t->a);
+	}
+	if (r != ARCHIVE_OK) {
+		pg_error(PG_EFORMAT, "deb", "tar member: %s",
+			 archive_error_string(t->a) ? archive_error_string(t->a) : "unreadable");
+		tar_close(t);
+		return PG_EFORMAT;
+	}
+	return 0;
 }
 
 static int
@@ -101,39 +247,17 @@ read_entry_data(struct archive *a, struct archive_entry *e, size_t max, uint8_t 
 	return 0;
 }
 
-static struct archive *
-tar_open(const uint8_t *data, size_t n)
-{
-	struct archive *a = archive_read_new();
-
-	if (!a)
-		return NULL;
-	archive_read_support_filter_gzip(a);
-	archive_read_support_filter_xz(a);
-	archive_read_support_filter_zstd(a);
-	archive_read_support_filter_bzip2(a);
-	archive_read_support_filter_lzma(a);
-	archive_read_support_format_tar(a);
-	archive_read_support_format_gnutar(a);
-	if (archive_read_open_memory(a, data, n) != ARCHIVE_OK) {
-		pg_error(PG_EFORMAT, "deb", "tar member: %s",
-			 archive_error_string(a) ? archive_error_string(a) : "unreadable");
-		archive_read_free(a);
-		return NULL;
-	}
-	return a;
-}
-
 static int
-read_control(const uint8_t *data, size_t n, struct pg_deb *d)
+read_control(const struct src *s, uint64_t off, uint64_t n, struct pg_deb *d)
 {
-	struct archive *a = tar_open(data, n);
+	struct tar t;
 	struct archive_entry *e;
-	int r, rc = 0;
+	int r, rc;
 
-	if (!a)
-		return PG_EFORMAT;
-	while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+	rc = tar_open(s, off, n, &t);
+	if (rc < 0)
+		return rc;
+	while ((r = archive_read_next_header(t.a, &e)) == ARCHIVE_OK) {
 		char name[256];
 		uint8_t *buf = NULL;
 		size_t len = 0;
@@ -143,7 +267,8 @@ read_control(const uint8_t *data, size_t n, struct pg_deb *d)
 		rc = pg_path_clean(archive_entry_pathname(e), name, sizeof(name));
 		if (rc < 0)
 			goto out;
-		PG_TRY_GOTO(read_entry_data(a, e, CONTROL_MAX, &buf, &len), out, "deb", "control");
+		PG_TRY_GOTO(read_entry_data(t.a, e, CONTROL_MAX, &buf, &len), out, "deb",
+			    "control");
 		if (strcmp(name, "control") == 0) {
 			struct pg_deb822 c;
 
@@ -185,24 +310,68 @@ read_control(const uint8_t *data, size_t n, struct pg_deb *d)
 		}
 	}
 	if (r != ARCHIVE_EOF)
-		rc = pg_error(PG_EFORMAT, "deb", "control.tar: %s",
-			      archive_error_string(a) ? archive_error_string(a) : "bad archive");
+		rc =
+		    pg_error(PG_EFORMAT, "deb", "control.tar: %s",
+			     archive_error_string(t.a) ? archive_error_string(t.a) : "bad archive");
 out:
-	archive_read_free(a);
+	tar_close(&t);
 	return rc;
 }
 
-static int
-read_data(const uint8_t *data, size_t n, struct pg_deb *d)
+static void
+md5_final_hex(EVP_MD_CTX *m, char out[33])
 {
-	struct archive *a = tar_open(data, n);
-	struct archive_entry *e;
-	size_t total = 0;
-	int r, rc = 0;
+	uint8_t md[EVP_MAX_MD_SIZE];
+	unsigned n = 0;
 
-	if (!a)
-		return PG_EFORMAT;
-	while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+	EVP_DigestFinal_ex(m, md, &n);
+	for (unsigned i = 0; i < 16 && i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* Streams one regular member's bytes through MD5 in fixed-size chunks, so
+ * a file of any size costs one chunk of memory. */
+static int
+hash_entry(struct archive *a, struct archive_entry *e, uint8_t *chunk, EVP_MD_CTX *m, char out[33])
+{
+	uint64_t want = (uint64_t)archive_entry_size(e), have = 0;
+	la_ssize_t n;
+
+	if (EVP_DigestInit_ex(m, EVP_md5(), NULL) != 1)
+		return pg_error(PG_EIO, "deb", "md5 init");
+	while ((n = archive_read_data(a, chunk, DATA_CHUNK)) > 0) {
+		EVP_DigestUpdate(m, chunk, (size_t)n);
+		have += (uint64_t)n;
+	}
+	if (n < 0 || have != want)
+		return pg_error(PG_ETRUNC, "deb", "member '%s' truncated: %s",
+				archive_entry_pathname(e),
+				archive_error_string(a) ? archive_error_string(a) : "short read");
+	md5_final_hex(m, out);
+	return 0;
+}
+
+/* First pass over data.tar: every entry's metadata, size and MD5 are
+ * checked and kept; the bytes themselves are streamed again at unpack time
+ * (pg_deb_data_*), so nothing the size of a file is held in memory. */
+static int
+read_data(const struct src *s, uint64_t off, uint64_t n, struct pg_deb *d)
+{
+	struct tar t;
+	struct archive_entry *e;
+	uint8_t *chunk = malloc(DATA_CHUNK);
+	EVP_MD_CTX *m = EVP_MD_CTX_new();
+	int r, rc;
+
+	if (!chunk || !m) {
+		free(chunk);
+		EVP_MD_CTX_free(m);
+		return PG_ENOMEM;
+	}
+	rc = tar_open(s, off, n, &t);
+	if (rc < 0)
+		goto out;
+	while ((r = archive_read_next_header(t.a, &e)) == ARCHIVE_OK) {
 		char path[4096];
 		struct pg_deb_file *f, *nf;
 		unsigned ft = archive_entry_filetype(e);
@@ -244,9 +413,9 @@ read_data(const uint8_t *data, size_t n, struct pg_deb *d)
 		} else if (ft == AE_IFDIR) {
 			f->type = 'd';
 		} else if (ft == AE_IFLNK) {
-			const char *t = archive_entry_symlink(e);
+			const char *tg = archive_entry_symlink(e);
 
-			if (!t || !*t || strlen(t) > 4095) {
+			if (!tg || !*tg || strlen(tg) > 4095) {
 				rc = pg_error(PG_EFORMAT, "deb", "symlink '%s' without a target",
 					      path);
 				goto out;
@@ -254,12 +423,20 @@ read_data(const uint8_t *data, size_t n, struct pg_deb *d)
 			/* Symlink targets stay as written: they are resolved inside
 			 * the image's filesystem only, never on the host. */
 			f->type = 'l';
-			f->target = strdup(t);
+			f->target = strdup(tg);
 		} else if (ft == AE_IFREG) {
+			int64_t sz = archive_entry_size(e);
+
 			f->type = 'f';
-			PG_TRY_GOTO(read_entry_data(a, e, PG_DEB_MAX - total, &f->data, &f->size),
-				    out, "deb", "data");
-			total += f->size;
+			if (sz < 0 || (uint64_t)sz > PG_DEB_MAX_UNPACKED - d->unpacked) {
+				rc = pg_error(PG_ETOOBIG, "deb",
+					      "'%s': package unpacks to more than %llu GiB", path,
+					      (unsigned long long)(PG_DEB_MAX_UNPACKED >> 30));
+				goto out;
+			}
+			f->size = (size_t)sz;
+			PG_TRY_GOTO(hash_entry(t.a, e, chunk, m, f->md5), out, "deb", "data");
+			d->unpacked += f->size;
 		} else {
 			rc = pg_error(PG_ENOTSUP, "deb", "'%s' is a device, fifo or socket", path);
 			goto out;
@@ -270,30 +447,36 @@ read_data(const uint8_t *data, size_t n, struct pg_deb *d)
 		}
 	}
 	if (r != ARCHIVE_EOF)
-		rc = pg_error(PG_EFORMAT, "deb", "data.tar: %s",
-			      archive_error_string(a) ? archive_error_string(a) : "bad archive");
+		rc =
+		    pg_error(PG_EFORMAT, "deb", "data.tar: %s",
+			     archive_error_string(t.a) ? archive_error_string(t.a) : "bad archive");
 out:
-	archive_read_free(a);
+	tar_close(&t);
+	free(chunk);
+	EVP_MD_CTX_free(m);
 	return rc;
 }
 
-int
-pg_deb_read_mem(const uint8_t *data, size_t n, struct pg_deb *d)
+/* Walks the ar archive (deb(5)): debian-binary first, then control.tar.*
+ * and data.tar.*, each read from s without copying the package. */
+static int
+read_ar(const struct src *s, struct pg_deb *d)
 {
-	size_t off = 8;
+	uint64_t off = 8;
 	int have_control = 0, have_data = 0, members = 0, rc = 0;
+	uint8_t h[64];
 
-	memset(d, 0, sizeof(*d));
-	if (n < 8 || memcmp(data, "!<arch>\n", 8) != 0)
+	if (s->size < 8 || src_read(s, 0, h, 8) < 0 || memcmp(h, "!<arch>\n", 8) != 0)
 		return pg_error(PG_EFORMAT, "deb", "not a Debian package: no ar archive signature");
-	while (off + 60 <= n) {
-		const uint8_t *h = data + off;
+	while (off + 60 <= s->size) {
 		char name[17], szs[11], *end;
 		unsigned long long sz;
 		size_t nl;
 
+		PG_TRY_GOTO(src_read(s, off, h, 60), fail, "deb", "ar header");
 		if (h[58] != '`' || h[59] != '\n') {
-			rc = pg_error(PG_EFORMAT, "deb", "bad ar member header at %zu", off);
+			rc = pg_error(PG_EFORMAT, "deb", "bad ar member header at %llu",
+				      (unsigned long long)off);
 			goto fail;
 		}
 		memcpy(name, h, 16);
@@ -303,7 +486,7 @@ pg_deb_read_mem(const uint8_t *data, size_t n, struct pg_deb *d)
 		memcpy(szs, h + 48, 10);
 		szs[10] = 0;
 		sz = strtoull(szs, &end, 10);
-		if (end == szs || sz > n - off - 60) {
+		if (end == szs || sz > s->size - off - 60) {
 			rc = pg_error(PG_ETRUNC, "deb", "ar member '%s' runs past the end", name);
 			goto fail;
 		}
@@ -311,24 +494,27 @@ pg_deb_read_mem(const uint8_t *data, size_t n, struct pg_deb *d)
 			rc = pg_error(PG_EFORMAT, "deb", "too many ar members");
 			goto fail;
 		}
-		if (members == 1 && strcmp(name, "debian-binary") != 0) {
-			rc = pg_error(PG_EFORMAT, "deb", "first member is '%s', not debian-binary",
-				      name);
-			goto fail;
-		}
-		if (members == 1 && (sz < 4 || memcmp(h + 60, "2.", 2) != 0)) {
-			rc = pg_error(PG_ENOTSUP, "deb", "unsupported deb format version");
-			goto fail;
+		if (members == 1) {
+			if (strcmp(name, "debian-binary") != 0) {
+				rc = pg_error(PG_EFORMAT, "deb",
+					      "first member is '%s', not debian-binary", name);
+				goto fail;
+			}
+			if (sz < 4 || src_read(s, off + 60, h, 2) < 0 || memcmp(h, "2.", 2) != 0) {
+				rc = pg_error(PG_ENOTSUP, "deb", "unsupported deb format version");
+				goto fail;
+			}
 		}
 		if (strncmp(name, "control.tar", 11) == 0) {
-			PG_TRY_GOTO(read_control(h + 60, (size_t)sz, d), fail, "deb",
-				    "control.tar");
+			PG_TRY_GOTO(read_control(s, off + 60, sz, d), fail, "deb", "control.tar");
 			have_control = 1;
-		} else if (strncmp(name, "data.tar", 8) == 0) {
-			PG_TRY_GOTO(read_data(h + 60, (size_t)sz, d), fail, "deb", "data.tar");
+		} else if (strncmp(name, "data.tar", 8) == 0 && !have_data) {
+			PG_TRY_GOTO(read_data(s, off + 60, sz, d), fail, "deb", "data.tar");
+			d->data_off = off + 60;
+			d->data_len = sz;
 			have_data = 1;
 		}
-		off += 60 + (size_t)sz + (sz & 1);
+		off += 60 + sz + (sz & 1);
 	}
 	if (!have_control || !have_data) {
 		rc = pg_error(PG_EFORMAT, "deb", "package lacks %s",
@@ -352,24 +538,153 @@ pg_deb_read_mem(const uint8_t *data, size_t n, struct pg_deb *d)
 		}
 	return 0;
 fail:
-	pg_deb_free(d);
+	return rc;
+}
+
+int
+pg_deb_read_mem(const uint8_t *data, size_t n, struct pg_deb *d)
+{
+	struct src s = {data, -1, n};
+	int rc;
+
+	memset(d, 0, sizeof(*d));
+	d->fd = -1;
+	d->mem = data;
+	d->memlen = n;
+	rc = read_ar(&s, d);
+	if (rc < 0)
+		pg_deb_free(d);
 	return rc;
 }
 
 int
 pg_deb_read(const char *path, struct pg_deb *d)
 {
-	uint8_t *data = NULL;
-	size_t len = 0;
-	int rc;
+	struct stat sb;
+	struct src s;
+	int fd, rc;
 
 	memset(d, 0, sizeof(*d));
-	rc = pg_read_file(path, PG_DEB_MAX, &data, &len);
-	if (rc < 0)
-		return pg_error(rc, "deb", "cannot read '%s'", path);
-	rc = pg_deb_read_mem(data, len, d);
-	free(data);
-	if (rc < 0)
+	d->fd = -1;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return pg_error(errno == ENOENT ? PG_ENOENT : PG_EIO, "deb", "cannot read '%s': %s",
+				path, strerror(errno));
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		close(fd);
+		return pg_error(PG_EINVAL, "deb", "'%s' is not a regular file", path);
+	}
+	/* The fd stays open: unpacking streams data.tar again from the same
+	 * file, and checks each file's MD5 against this first pass. */
+	d->fd = fd;
+	d->own_fd = 1;
+	s = (struct src){NULL, fd, (uint64_t)sb.st_size};
+	rc = read_ar(&s, d);
+	if (rc < 0) {
+		pg_deb_free(d);
 		return pg_error_ctx(rc, "deb", "'%s'", path);
+	}
 	return 0;
+}
+
+/* ---- second pass: streaming one file's bytes at unpack time ---- */
+struct pg_deb_data {
+	const struct pg_deb *d;
+	struct tar t;
+	const struct pg_deb_file *cur;
+	uint64_t left;
+	EVP_MD_CTX *m;
+};
+
+int
+pg_deb_data_open(const struct pg_deb *d, struct pg_deb_data **out)
+{
+	struct pg_deb_data *s = calloc(1, sizeof(*s));
+	struct src src = {d->mem, d->fd, d->mem ? d->memlen : d->data_off + d->data_len};
+	int rc;
+
+	*out = NULL;
+	if (!s)
+		return PG_ENOMEM;
+	s->d = d;
+	s->m = EVP_MD_CTX_new();
+	if (!s->m) {
+		free(s);
+		return PG_ENOMEM;
+	}
+	rc = tar_open(&src, d->data_off, d->data_len, &s->t);
+	if (rc < 0) {
+		EVP_MD_CTX_free(s->m);
+		free(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+int
+pg_deb_data_file(struct pg_deb_data *s, const struct pg_deb_file *f)
+{
+	struct archive_entry *e;
+	int r;
+
+	/* Files come in archive order, so this only moves forward. */
+	while ((r = archive_read_next_header(s->t.a, &e)) == ARCHIVE_OK) {
+		char path[4096];
+
+		if (archive_entry_filetype(e) != AE_IFREG || archive_entry_hardlink(e) ||
+		    pg_path_clean(archive_entry_pathname(e), path, sizeof(path)) < 0 ||
+		    strcmp(path, f->path) != 0)
+			continue;
+		if (archive_entry_size(e) != (int64_t)f->size)
+			break;
+		s->cur = f;
+		s->left = f->size;
+		EVP_DigestInit_ex(s->m, EVP_md5(), NULL);
+		return 0;
+	}
+	return pg_error(PG_ECORRUPT, "deb", "'%s' changed in the package since it was checked",
+			f->path);
+}
+
+int
+pg_deb_data_read(struct pg_deb_data *s, uint8_t *buf, size_t n, size_t *got)
+{
+	la_ssize_t r;
+
+	*got = 0;
+	if (!s->cur)
+		return pg_error(PG_EINVAL, "deb", "no file selected");
+	if (s->left == 0)
+		return 0;
+	if (n > s->left)
+		n = (size_t)s->left;
+	r = archive_read_data(s->t.a, buf, n);
+	if (r <= 0)
+		return pg_error(PG_ETRUNC, "deb", "'%s' truncated: %s", s->cur->path,
+				archive_error_string(s->t.a) ? archive_error_string(s->t.a)
+							     : "short read");
+	EVP_DigestUpdate(s->m, buf, (size_t)r);
+	s->left -= (uint64_t)r;
+	*got = (size_t)r;
+	if (s->left == 0) {
+		char md5[33];
+
+		md5_final_hex(s->m, md5);
+		if (strcmp(md5, s->cur->md5) != 0)
+			return pg_error(PG_ECORRUPT, "deb",
+					"'%s' changed in the package since it was checked",
+					s->cur->path);
+	}
+	return 0;
+}
+
+void
+pg_deb_data_close(struct pg_deb_data *s)
+{
+	if (!s)
+		return;
+	tar_close(&s->t);
+	EVP_MD_CTX_free(s->m);
+	free(s);
 }

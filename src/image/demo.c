@@ -27,8 +27,6 @@
 
 extern char **environ;
 
-int pg_image_demo(const char *workdir, int keep);
-
 static int
 run(char *const argv[], const char *stdin_text)
 {
@@ -370,7 +368,8 @@ pg_image_demo(const char *workdir, int keep)
 	printf("5. built %s with dpkg-deb --build\n", deb);
 	{
 		const char *debs[1] = {deb};
-		struct pg_upgrade_opts o = {"1", debs, 1, NULL, 0, overlay};
+		struct pg_upgrade_opts o = {
+		    .image = "1", .debs = debs, .ndebs = 1, .output = overlay};
 		json_t *pk;
 
 		fflush(stdout);

@@ -153,8 +153,8 @@ struct pg_deb_file {
 	unsigned uid, gid;
 	int64_t mtime;
 	char *target; /* symlink target or hard-link source path */
-	uint8_t *data;
-	size_t size;
+	size_t size;  /* regular files: bytes (streamed, see pg_deb_data_*) */
+	char md5[33]; /* regular files: MD5 of the contents, hex */
 };
 struct pg_deb {
 	struct pg_para control;
@@ -168,11 +168,30 @@ struct pg_deb {
 	int nscripts;
 	struct pg_deb_file *files;
 	size_t nfiles;
+	uint64_t unpacked; /* sum of regular file sizes */
+	/* where data.tar is, for the streaming second pass */
+	int fd, own_fd;	    /* pg_deb_read: the package file, kept open */
+	const uint8_t *mem; /* pg_deb_read_mem: borrowed, must outlive this */
+	size_t memlen;
+	uint64_t data_off, data_len;
 };
-#define PG_DEB_MAX (512u << 20)
+/* Sum of the regular files of one package; the image's free space is the
+ * practical limit, this one only refuses absurd headers. */
+#define PG_DEB_MAX_UNPACKED (64ULL << 30)
+/* Reads control.tar fully and data.tar's metadata, sizes and MD5s; the
+ * bytes of data.tar are streamed again with pg_deb_data_*. */
 int pg_deb_read_mem(const uint8_t *data, size_t n, struct pg_deb *out);
 int pg_deb_read(const char *path, struct pg_deb *out);
 void pg_deb_free(struct pg_deb *d);
+/* Second pass over data.tar: select a regular file of d->files (in archive
+ * order) and read its bytes in chunks; the MD5 of what was read is checked
+ * against the first pass (PG_ECORRUPT if the package changed). */
+struct pg_deb_data;
+int pg_deb_data_open(const struct pg_deb *d, struct pg_deb_data **out);
+int pg_deb_data_file(struct pg_deb_data *s, const struct pg_deb_file *f);
+/* *got 0: the file is complete. */
+int pg_deb_data_read(struct pg_deb_data *s, uint8_t *buf, size_t n, size_t *got);
+void pg_deb_data_close(struct pg_deb_data *s);
 /* Normalises an archive member path; PG_EFORMAT if it escapes. */
 int pg_path_clean(const char *in, char *out, size_t outlen);
 

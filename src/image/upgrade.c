@@ -4,13 +4,16 @@
  * original; .deb contents unpacked into its ext4 through libext2fs; the dpkg
  * database (status, info/<pkg>.list/.md5sums/.conffiles, scripts) updated
  * as dpkg would; packages with maintainer scripts left "unpacked" for a
- * first-boot `dpkg --configure -a`. Every upgrade is a job in the store.
+ * first-boot `dpkg --configure -a`. Every upgrade is a job in the store,
+ * with its progress (bytes unpacked of the total) and a stop flag checked
+ * between files and every MiB, so a daemon can watch and interrupt it.
  */
 #include "image_int.h"
 #include "imagedb.h"
 #include "inspect.h"
 
 #include "payguard/buf.h"
+#include "payguard/clock.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
 #include "payguard/log.h"
@@ -34,12 +37,25 @@
 #define STATUS_PATH "var/lib/dpkg/status"
 #define MAX_STATUS  (64u << 20)
 #define MAX_LIST    (16u << 20)
+#define MAX_READ    (64u << 20) /* files read back from the image (conffiles, lists) */
+#define CHUNK	    (1u << 20)	/* bytes written between stop checks */
+#define TICK_MS	    200		/* progress stored at most this often */
+#define QUEUE_GRACE 60		/* seconds a queued job may wait for its runner */
 
 struct up {
 	ext2_filsys fs;
 	struct pg_buf log;
 	uint32_t now;
 	int unpacked; /* packages left for first boot */
+	/* progress and stop */
+	struct pg_store *st;
+	sqlite3_int64 job;
+	const struct pg_upgrade_opts *o;
+	uint64_t total, done;
+	uint64_t last_ms;
+	double last_frac;
+	uint8_t *chunk;		  /* CHUNK bytes */
+	struct pg_deb_data *data; /* the package being unpacked */
 };
 
 static void ulog(struct up *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -55,6 +71,43 @@ ulog(struct up *u, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "upgrade: %s\n", line);
 	pg_buf_printf(&u->log, "%s\n", line);
+}
+
+/* Stores and reports progress: forced at 0, then at most every TICK_MS.
+ * 1.0 is kept for "done" (job_finish), so unpacking tops out below it. */
+static void
+tick(struct up *u, int force)
+{
+	uint64_t now = pg_mono_ms();
+	double frac;
+
+	if (!force && now - u->last_ms < TICK_MS)
+		return;
+	frac = u->total ? (double)u->done / (double)u->total : 0.0;
+	if (frac > 0.99)
+		frac = 0.99;
+	if (frac < u->last_frac)
+		frac = u->last_frac;
+	u->last_ms = now;
+	u->last_frac = frac;
+	/* A progress row that cannot be written (store busy) does not fail
+	 * the upgrade; the next tick tries again. */
+	if (u->job && pg_db_run(u->st, "UPDATE image_job SET progress = ?1 WHERE id = ?2",
+				json_pack("[f,I]", frac, (json_int_t)u->job), NULL) < 0)
+		pg_debug("upgrade", "progress not stored: %s", pg_last_error());
+	if (u->o && u->o->progress)
+		u->o->progress(u->o->progress_arg, frac);
+}
+
+static int
+check_stop(struct up *u)
+{
+	if (!u->o || !u->o->stop || !*u->o->stop)
+		return 0;
+	return pg_error(PG_EINTR, "upgrade",
+			"stopped on request after %llu of %llu bytes; the overlay is dropped and "
+			"the original image is untouched",
+			(unsigned long long)u->done, (unsigned long long)u->total);
 }
 
 static void
@@ -259,10 +312,14 @@ remove_name(struct up *u, ext2_ino_t dir, const char *name)
 	return rc < 0 ? rc : 1;
 }
 
+/* Creates a regular file from data (dpkg records) or, when data is NULL,
+ * from the package stream u->data (counted as progress, stop checked every
+ * CHUNK bytes). */
 static int
 create_file(struct up *u, ext2_ino_t dir, const char *name, const uint8_t *data, size_t size,
 	    unsigned mode, unsigned uid, unsigned gid, uint32_t mtime)
 {
+	int rc = 0;
 	struct ext2_inode in;
 	ext2_file_t f = NULL;
 	ext2_ino_t ino;
@@ -305,19 +362,42 @@ create_file(struct up *u, ext2_ino_t dir, const char *name, const uint8_t *data,
 	e = ext2fs_file_open(u->fs, ino, EXT2_FILE_WRITE, &f);
 	if (e)
 		return pg_extfs_fail(e, name);
-	while (done < size) {
-		unsigned got = 0;
-		size_t chunk = size - done > (1u << 30) ? (1u << 30) : size - done;
+	while (done < size && !e && rc == 0) {
+		const uint8_t *p = data ? data + done : u->chunk;
+		size_t n = size - done > CHUNK ? CHUNK : size - done, w = 0;
 
-		e = ext2fs_file_write(f, data + done, (unsigned)chunk, &got);
-		if (e || got == 0)
-			break;
-		done += got;
+		if (!data) {
+			rc = check_stop(u);
+			if (rc == 0)
+				rc = pg_deb_data_read(u->data, u->chunk, n, &n);
+			if (rc == 0 && n == 0)
+				rc = pg_error(PG_ETRUNC, "upgrade",
+					      "'%s': package data ended early", name);
+			if (rc < 0)
+				break;
+		}
+		while (w < n) {
+			unsigned got = 0;
+
+			e = ext2fs_file_write(f, p + w, (unsigned)(n - w), &got);
+			if (e || got == 0)
+				break;
+			w += got;
+		}
+		if (w < n && !e)
+			e = EXT2_ET_SHORT_WRITE;
+		done += w;
+		if (!data) {
+			u->done += w;
+			tick(u, 0);
+		}
 	}
-	if (!e)
+	if (!e && rc == 0)
 		e = ext2fs_file_close(f);
 	else
 		ext2fs_file_close(f);
+	if (rc < 0)
+		return rc;
 	if (e)
 		return pg_extfs_fail(e, name);
 	/* ext2fs_file_close wrote size and blocks; put our times back. */
@@ -384,7 +464,7 @@ read_nofollow(struct up *u, ext2_ino_t dir, const char *name, uint8_t **data, si
 	if (!LINUX_S_ISREG(in.i_mode))
 		return PG_EINVAL;
 	size = EXT2_I_SIZE(&in);
-	if (size > PG_DEB_MAX)
+	if (size > MAX_READ)
 		return PG_ETOOBIG;
 	*data = malloc((size_t)size + 1);
 	if (!*data)
@@ -577,12 +657,15 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 		rc = PG_ENOMEM;
 		goto out;
 	}
+	PG_TRY_GOTO(pg_deb_data_open(deb, &u->data), out, "upgrade", "package data");
 	PG_TRY_GOTO(pg_buf_printf(&list, "/.\n"), out, "upgrade", "list");
 	for (size_t i = 0; i < deb->nfiles; i++) {
 		const struct pg_deb_file *f = &deb->files[i];
 		char dir[4096], base[256], full[4200];
 		ext2_ino_t d;
 
+		PG_TRY_GOTO(check_stop(u), out, "upgrade", "stop");
+		tick(u, 0);
 		snprintf(full, sizeof(full), "/%s", f->path);
 		newpaths[i] = f->path;
 		PG_TRY_GOTO(pg_buf_printf(&list, "%s\n", full), out, "upgrade", "list");
@@ -596,7 +679,7 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 			char newmd5[33], oldmd5[64], *target = base, dist[300];
 			int conffile = is_new_conffile(deb, full);
 
-			md5_hex(f->data, f->size, newmd5);
+			snprintf(newmd5, sizeof(newmd5), "%s", f->md5);
 			if (conffile) {
 				uint8_t *cur = NULL;
 				size_t clen = 0;
@@ -628,7 +711,8 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 					    "upgrade", "md5sums");
 			}
 			PG_TRY_GOTO(remove_name(u, d, target), out, "upgrade", f->path);
-			PG_TRY_GOTO(create_file(u, d, target, f->data, f->size, f->mode, f->uid,
+			PG_TRY_GOTO(pg_deb_data_file(u->data, f), out, "upgrade", f->path);
+			PG_TRY_GOTO(create_file(u, d, target, NULL, f->size, f->mode, f->uid,
 						f->gid, (uint32_t)f->mtime),
 				    out, "upgrade", f->path);
 		} else if (f->type == 'l') {
@@ -674,17 +758,16 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 				goto out;
 			}
 			{
-				/* hard-linked regular files are in md5sums too */
-				uint8_t *data = NULL;
-				size_t len = 0;
-				char m[33];
+				/* hard-linked regular files are in md5sums too; tar
+				 * links name an earlier member of the same package */
+				const char *m = NULL;
 
-				if (read_nofollow(u, d, base, &data, &len) == 0) {
-					md5_hex(data, len, m);
-					free(data);
-					if (!is_new_conffile(deb, full))
-						pg_buf_printf(&md5s, "%s  %s\n", m, f->path);
-				}
+				for (size_t j = 0; j < i && !m; j++)
+					if (deb->files[j].type == 'f' &&
+					    !strcmp(deb->files[j].path, f->target))
+						m = deb->files[j].md5;
+				if (m && !is_new_conffile(deb, full))
+					pg_buf_printf(&md5s, "%s  %s\n", m, f->path);
 			}
 		}
 	}
@@ -797,6 +880,8 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 			      "files", (json_int_t)deb->nfiles, "removed", (json_int_t)removed,
 			      "conffiles_kept", (json_int_t)kept));
 out:
+	pg_deb_data_close(u->data);
+	u->data = NULL;
 	pg_para_free(&np);
 	pg_buf_release(&list);
 	pg_buf_release(&md5s);
@@ -924,7 +1009,8 @@ job_finish(struct pg_store *st, sqlite3_int64 job, const char *state, struct pg_
 	pg_now_iso(now, sizeof(now));
 	rc = pg_db_run(st,
 		       "UPDATE image_job SET state = ?1, finished_at = ?2, log = log || ?3,"
-		       " result = ?4 WHERE id = ?5",
+		       " result = ?4, progress = CASE WHEN ?1 = 'done' THEN 1.0 ELSE progress END"
+		       " WHERE id = ?5",
 		       json_pack("[s,s,s#,s?,I]", state, now, log->data ? (char *)log->data : "",
 				 (int)log->len, res, (json_int_t)job),
 		       NULL);
@@ -1025,61 +1111,163 @@ pick_fixes(struct pg_store *st, const char *ref, const char *repo, char ***paths
 }
 
 int
+pg_image_job_queue(struct pg_store *st, const char *ref, int64_t *job)
+{
+	sqlite3_int64 id = 0, jid = 0;
+	char *img = NULL, now[32];
+	int rc;
+
+	*job = 0;
+	if (!ref || !*ref)
+		return pg_error(PG_EINVAL, "upgrade", "no image given");
+	rc = pg_image_resolve(st, ref, &id, &img);
+	if (rc < 0)
+		return rc;
+	pg_now_iso(now, sizeof(now));
+	rc = pg_db_run(
+	    st,
+	    "INSERT INTO image_job(image_id, image_path, kind, state, started_at, progress)"
+	    " VALUES(?1, ?2, 'upgrade', 'queued', ?3, 0.0)",
+	    json_pack("[I,s,s]", (json_int_t)id, img, now), &jid);
+	free(img);
+	if (rc < 0)
+		return rc;
+	*job = jid;
+	return 0;
+}
+
+/* Takes a queued job for this process; a job in another state or of
+ * another image is refused and left as it is. */
+static int
+job_claim(struct pg_store *st, int64_t job, sqlite3_int64 *image_id)
+{
+	json_t *rows = NULL, *r;
+	const char *state;
+	int rc = pg_db_query(st, "SELECT state, image_id FROM image_job WHERE id = ?1",
+			     json_pack("[I]", (json_int_t)job), &rows);
+
+	if (rc < 0)
+		return rc;
+	r = json_array_get(rows, 0);
+	if (!r) {
+		rc = pg_error(PG_ENOENT, "upgrade", "no job %lld", (long long)job);
+		goto out;
+	}
+	state = json_string_value(json_object_get(r, "state"));
+	if (strcmp(state, "queued") != 0) {
+		rc = pg_error(PG_ESTATE, "upgrade", "job %lld is %s, not queued", (long long)job,
+			      state);
+		goto out;
+	}
+	if (*image_id > 0 && json_integer_value(json_object_get(r, "image_id")) != *image_id) {
+		rc = pg_error(PG_ESTATE, "upgrade", "job %lld was queued for image %lld, not %lld",
+			      (long long)job,
+			      (long long)json_integer_value(json_object_get(r, "image_id")),
+			      (long long)*image_id);
+		goto out;
+	}
+	*image_id = json_integer_value(json_object_get(r, "image_id"));
+	rc = pg_db_run(st,
+		       "UPDATE image_job SET state = 'running', pid = ?1, progress = 0.0"
+		       " WHERE id = ?2 AND state = 'queued'",
+		       json_pack("[i,I]", (int)getpid(), (json_int_t)job), NULL);
+	if (rc == 0 && sqlite3_changes(st->db) != 1)
+		rc = pg_error(PG_ESTATE, "upgrade", "job %lld was taken by another runner",
+			      (long long)job);
+out:
+	json_decref(rows);
+	return rc;
+}
+
+int
 pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **result)
 {
 	struct up u;
 	struct pg_deb *debs = NULL;
 	struct pg_bdev *base = NULL, *ov = NULL;
 	sqlite3_int64 id = 0, job = 0;
-	char *img = NULL, out[4200], partial[4300], now[32], **fixes = NULL;
+	char *img = NULL, out[4200], partial[4300], now[32], **fixes = NULL, ref[4096];
 	const char *const *debpaths = o->debs;
 	size_t ndebs = o->ndebs, nfix = 0;
 	uint64_t off = 0, len = 0;
 	json_t *report = json_array(), *res = NULL;
-	int rc, created = 0;
+	int rc, created = 0, have_partial = 0;
 
 	*result = NULL;
 	memset(&u, 0, sizeof(u));
 	pg_buf_init(&u.log, 4u << 20);
 	u.now = (uint32_t)time(NULL);
-	rc = pg_image_resolve(st, o->image, &id, &img);
-	if (rc == PG_ENOENT && access(o->image, R_OK) == 0) {
+	u.st = st;
+	u.o = o;
+	if (o->job > 0 && !o->image) {
+		/* the queued job names its image */
+		PG_TRY_GOTO(job_claim(st, o->job, &id), out, "upgrade", "job");
+		job = o->job;
+		snprintf(ref, sizeof(ref), "%lld", (long long)id);
+	} else if (!o->image) {
+		rc = pg_error(PG_EUSAGE, "upgrade", "no image given");
+		goto out;
+	} else {
+		snprintf(ref, sizeof(ref), "%s", o->image);
+	}
+	rc = pg_image_resolve(st, ref, &id, &img);
+	if (rc == PG_ENOENT && !job && o->job <= 0 && access(ref, R_OK) == 0) {
 		/* not collected yet: collect it now */
-		PG_TRY_GOTO(pg_image_scan(st, o->image, NULL), out, "upgrade", "scan");
-		rc = pg_image_resolve(st, o->image, &id, &img);
+		PG_TRY_GOTO(pg_image_scan(st, ref, NULL), out, "upgrade", "scan");
+		rc = pg_image_resolve(st, ref, &id, &img);
 	}
 	if (rc < 0)
-		goto out;
+		goto fail;
+	if (o->job > 0 && !job) {
+		/* From here on a failure is this job's: it is recorded. */
+		PG_TRY_GOTO(job_claim(st, o->job, &id), out, "upgrade", "job");
+		job = o->job;
+	}
+	u.job = job;
 	if (o->fix) {
 		if (!o->repo) {
 			rc = pg_error(PG_EUSAGE, "upgrade", "--fix needs --repo DIR");
-			goto out;
+			goto fail;
 		}
-		PG_TRY_GOTO(pick_fixes(st, o->image, o->repo, &fixes, &nfix), out, "upgrade",
-			    "fix");
+		PG_TRY_GOTO(pick_fixes(st, ref, o->repo, &fixes, &nfix), fail, "upgrade", "fix");
 		debpaths = (const char *const *)fixes;
 		ndebs = nfix;
 	}
 	if (ndebs == 0) {
 		rc = pg_error(PG_EUSAGE, "upgrade", "no packages given");
-		goto out;
+		goto fail;
 	}
 	/* Every package is read and checked before anything is written. */
 	debs = calloc(ndebs, sizeof(*debs));
 	if (!debs) {
 		rc = PG_ENOMEM;
-		goto out;
+		goto fail;
 	}
-	for (size_t i = 0; i < ndebs; i++)
-		PG_TRY_GOTO(pg_deb_read(debpaths[i], &debs[i]), out, "upgrade", debpaths[i]);
-	PG_TRY_GOTO(root_partition(st, id, &off, &len), out, "upgrade", "root");
-	pg_now_iso(now, sizeof(now));
-	PG_TRY_GOTO(
-	    pg_db_run(st,
-		      "INSERT INTO image_job(image_id, image_path, kind, state, pid, started_at)"
-		      " VALUES(?1, ?2, 'upgrade', 'running', ?3, ?4)",
-		      json_pack("[I,s,i,s]", (json_int_t)id, img, (int)getpid(), now), &job),
-	    out, "upgrade", "job");
+	for (size_t i = 0; i < ndebs; i++) {
+		PG_TRY_GOTO(check_stop(&u), fail, "upgrade", "stop");
+		PG_TRY_GOTO(pg_deb_read(debpaths[i], &debs[i]), fail, "upgrade", debpaths[i]);
+		u.total += debs[i].unpacked;
+	}
+	PG_TRY_GOTO(check_stop(&u), fail, "upgrade", "stop");
+	PG_TRY_GOTO(root_partition(st, id, &off, &len), fail, "upgrade", "root");
+	u.chunk = malloc(CHUNK);
+	if (!u.chunk) {
+		rc = PG_ENOMEM;
+		goto fail;
+	}
+	if (!job) {
+		pg_now_iso(now, sizeof(now));
+		PG_TRY_GOTO(
+		    pg_db_run(st,
+			      "INSERT INTO image_job(image_id, image_path, kind, state, pid,"
+			      " started_at, progress) VALUES(?1, ?2, 'upgrade', 'running',"
+			      " ?3, ?4, 0.0)",
+			      json_pack("[I,s,i,s]", (json_int_t)id, img, (int)getpid(), now),
+			      &job),
+		    out, "upgrade", "job");
+		u.job = job;
+	}
+	tick(&u, 1);
 	if (o->output) {
 		snprintf(out, sizeof(out), "%s", o->output);
 	} else {
@@ -1097,10 +1285,12 @@ pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **
 	}
 	snprintf(partial, sizeof(partial), "%s.partial", out);
 	unlink(partial); /* a leftover of an interrupted run of this job id */
+	have_partial = 1;
 	PG_TRY_GOTO(pg_db_run(st, "UPDATE image_job SET overlay = ?1 WHERE id = ?2",
 			      json_pack("[s,I]", out, (json_int_t)job), NULL),
 		    fail, "upgrade", "job");
-	ulog(&u, "job %lld: image %s, overlay %s", (long long)job, img, out);
+	ulog(&u, "job %lld: image %s, overlay %s, %llu bytes to unpack", (long long)job, img, out,
+	     (unsigned long long)u.total);
 	PG_TRY_GOTO(pg_bdev_open(img, &base), fail, "upgrade", "open image");
 	{
 		const char *fmt = base->fmt;
@@ -1114,6 +1304,7 @@ pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **
 		created = 1;
 	}
 	PG_TRY_GOTO(upgrade_fs(&u, ov, off, len, debs, ndebs, report), fail, "upgrade", "unpack");
+	PG_TRY_GOTO(check_stop(&u), fail, "upgrade", "stop");
 	PG_TRY_GOTO(pg_qcow2_overlay_finish(ov), fail, "upgrade", "finish overlay");
 	pg_bdev_close(ov);
 	ov = NULL;
@@ -1134,11 +1325,15 @@ pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **
 		}
 	}
 	created = 0;
-	ulog(&u, "done: %zu package(s), %d left for first boot", ndebs, u.unpacked);
+	have_partial = 0;
+	ulog(&u, "done: %zu package(s), %llu bytes, %d left for first boot", ndebs,
+	     (unsigned long long)u.total, u.unpacked);
 	res = json_pack("{s:I, s:I, s:s, s:s, s:O, s:i}", "job", (json_int_t)job, "image_id",
 			(json_int_t)id, "image", img, "overlay", out, "packages", report,
 			"first_boot", u.unpacked);
 	PG_TRY_GOTO(job_finish(st, job, "done", &u.log, res), fail, "upgrade", "job");
+	if (o->progress)
+		o->progress(o->progress_arg, 1.0);
 	*result = res;
 	res = NULL;
 	rc = 0;
@@ -1147,18 +1342,27 @@ fail : {
 	char msg[1024];
 
 	snprintf(msg, sizeof(msg), "%s", pg_last_error()[0] ? pg_last_error() : pg_strerror(rc));
-	ulog(&u, "failed: %s", msg);
-	if (job)
-		job_finish(st, job, "failed", &u.log, NULL);
+	/* The half-written overlay goes before the job says so. */
+	pg_bdev_close(ov);
+	ov = NULL;
+	if (created)
+		unlink(out);
+	if (have_partial)
+		unlink(partial);
+	created = have_partial = 0;
+	if (job) {
+		ulog(&u, "%s: %s", rc == PG_EINTR ? "interrupted" : "failed", msg);
+		job_finish(st, job, rc == PG_EINTR ? "interrupted" : "failed", &u.log, NULL);
+	}
 	pg_error(rc, "upgrade", "%s", msg);
 }
 out:
 	pg_bdev_close(ov);
 	pg_bdev_close(base);
-	if (created) {
-		unlink(partial);
+	if (created)
 		unlink(out);
-	}
+	if (created || have_partial)
+		unlink(partial);
 	if (debs)
 		for (size_t i = 0; i < ndebs; i++)
 			pg_deb_free(&debs[i]);
@@ -1167,6 +1371,7 @@ out:
 		free(fixes[i]);
 	free(fixes);
 	free(img);
+	free(u.chunk);
 	json_decref(report);
 	json_decref(res);
 	pg_buf_release(&u.log);
@@ -1179,19 +1384,27 @@ pg_image_jobs(struct pg_store *st, json_t **out)
 	json_t *rows = NULL;
 	size_t i;
 	json_t *r;
+	char now[32];
 	int rc;
 
 	/* A job still "running" whose process is gone was interrupted: its
-	 * half-written overlay never got its final name; drop the leftover. */
-	rc = pg_db_query(st, "SELECT id, pid, overlay FROM image_job WHERE state = 'running'", NULL,
-			 &rows);
+	 * half-written overlay never got its final name; drop the leftover.
+	 * A queued job nobody took within QUEUE_GRACE seconds never will. */
+	rc = pg_db_query(st,
+			 "SELECT id, state, pid, overlay FROM image_job WHERE state = 'running'"
+			 " OR (state = 'queued' AND pid IS NULL AND"
+			 "     CAST(strftime('%s', started_at) AS INTEGER) <"
+			 "     CAST(strftime('%s', 'now') AS INTEGER) - ?1)",
+			 json_pack("[i]", QUEUE_GRACE), &rows);
 	if (rc < 0)
 		return rc;
+	pg_now_iso(now, sizeof(now));
 	json_array_foreach(rows, i, r)
 	{
 		pid_t pid = (pid_t)json_integer_value(json_object_get(r, "pid"));
+		int queued = !strcmp(json_string_value(json_object_get(r, "state")), "queued");
 
-		if (pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH))
+		if (!queued && pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH))
 			continue;
 		if (json_string_value(json_object_get(r, "overlay"))) {
 			char partial[4300];
@@ -1200,13 +1413,20 @@ pg_image_jobs(struct pg_store *st, json_t **out)
 				 json_string_value(json_object_get(r, "overlay")));
 			unlink(partial);
 		}
-		pg_db_run(st, "UPDATE image_job SET state = 'interrupted' WHERE id = ?1",
-			  json_pack("[O]", json_object_get(r, "id")), NULL);
+		pg_db_run(st,
+			  "UPDATE image_job SET state = 'interrupted', finished_at = ?2,"
+			  " log = log || ?3 WHERE id = ?1 AND state = ?4",
+			  json_pack("[O,s,s,O]", json_object_get(r, "id"), now,
+				    queued ? "interrupted: queued, but no runner took it within "
+					     "60 s\n"
+					   : "interrupted: the process running the job is gone\n",
+				    json_object_get(r, "state")),
+			  NULL);
 	}
 	json_decref(rows);
 	return pg_db_query(st,
-			   "SELECT id, image_id, image_path, kind, state, overlay, started_at,"
-			   " finished_at, result, log FROM image_job ORDER BY id",
+			   "SELECT id, image_id, image_path, kind, state, progress, overlay,"
+			   " started_at, finished_at, result, log FROM image_job ORDER BY id",
 			   NULL, out);
 }
 

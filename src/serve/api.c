@@ -7,6 +7,7 @@
  */
 #include "payguard/clock.h"
 #include "payguard/error.h"
+#include "payguard/hex.h"
 #include "payguard/image.h"
 #include "payguard/link.h"
 #include "payguard/log.h"
@@ -17,6 +18,7 @@
 #include "serve_int.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -184,16 +186,17 @@ load_latest(struct pg_store *st, const char *col, json_t **out)
 	return rc;
 }
 
-/* The nfcswitch worker's newest snapshot (SEs, routing table, counters). */
+/* A worker's newest snapshot row (table serve_nfcsw or serve_seos) as JSON. */
 static int
-nfcsw_latest(struct pg_store *st, json_t **out)
+snapshot_latest(struct pg_store *st, const char *table, const char *svc, json_t **out)
 {
 	sqlite3_stmt *q = NULL;
+	char sql[96];
 	int rc = 0;
 
-	if (sqlite3_prepare_v2(st->db, "SELECT at_ms, snapshot FROM serve_nfcsw WHERE id = 1", -1,
-			       &q, NULL) != SQLITE_OK)
-		return pg_store_fail(st, sqlite3_errcode(st->db), "nfcswitch snapshot");
+	snprintf(sql, sizeof(sql), "SELECT at_ms, snapshot FROM %s WHERE id = 1", table);
+	if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) != SQLITE_OK)
+		return pg_store_fail(st, sqlite3_errcode(st->db), "snapshot");
 	if (sqlite3_step(q) == SQLITE_ROW) {
 		json_t *v = json_loads((const char *)sqlite3_column_text(q, 1), 0, NULL);
 
@@ -201,13 +204,20 @@ nfcsw_latest(struct pg_store *st, json_t **out)
 			json_object_set_new(v, "at_ms", json_integer(sqlite3_column_int64(q, 0)));
 			*out = v;
 		} else {
-			rc = pg_error(PG_ECORRUPT, "serve", "nfcswitch snapshot is not JSON");
+			rc = pg_error(PG_ECORRUPT, "serve", "%s snapshot is not JSON", svc);
 		}
 	} else {
-		rc = pg_error(PG_ENOENT, "serve", "the nfcswitch service has not reported yet");
+		rc = pg_error(PG_ENOENT, "serve", "the %s service has not reported yet", svc);
 	}
 	sqlite3_finalize(q);
 	return rc;
+}
+
+/* The nfcswitch worker's newest snapshot (SEs, routing table, counters). */
+static int
+nfcsw_latest(struct pg_store *st, json_t **out)
+{
+	return snapshot_latest(st, "serve_nfcsw", "nfcswitch", out);
 }
 
 static int
@@ -352,7 +362,7 @@ metrics(struct pg_serve_state *s, struct reply *r)
 	static const char *const states[] = {"open", "acknowledged", "closed"};
 	struct pg_store *st = &s->api_st;
 	struct mbuf m = {malloc(4096), 0, 4096};
-	char sql[160];
+	char sql[256];
 
 	mprintf(&m, "# HELP payguard_http_requests_total HTTP requests answered, by status class.\n"
 		    "# TYPE payguard_http_requests_total counter\n");
@@ -363,12 +373,16 @@ metrics(struct pg_serve_state *s, struct reply *r)
 		"# HELP payguard_pos_transactions_total POS transactions decided and recorded.\n"
 		"# TYPE payguard_pos_transactions_total counter\n"
 		"payguard_pos_transactions_total %lld\n",
-		(long long)count_sql(st, "SELECT count(*) FROM pos_txn"));
+		(long long)count_sql(st, "SELECT (SELECT count(*) FROM pos_txn) +"
+					 " (SELECT coalesce(sum(n), 0) FROM serve_pos_pruned)"));
 	mprintf(&m, "# HELP payguard_pos_decisions_total POS decisions by kind.\n"
 		    "# TYPE payguard_pos_decisions_total counter\n");
 	for (size_t i = 0; i < sizeof(decs) / sizeof(decs[0]); i++) {
-		snprintf(sql, sizeof(sql), "SELECT count(*) FROM pos_txn WHERE decision='%s'",
-			 decs[i]);
+		/* rows the retention pruned are counted in serve_pos_pruned */
+		snprintf(sql, sizeof(sql),
+			 "SELECT (SELECT count(*) FROM pos_txn WHERE decision='%s') +"
+			 " (SELECT coalesce(sum(n), 0) FROM serve_pos_pruned WHERE decision='%s')",
+			 decs[i], decs[i]);
 		mprintf(&m, "payguard_pos_decisions_total{decision=\"%s\"} %lld\n", decs[i],
 			(long long)count_sql(st, sql));
 	}
@@ -405,6 +419,43 @@ metrics(struct pg_serve_state *s, struct reply *r)
 				(long long)json_integer_value(json_object_get(snap, "selects")));
 		}
 		json_decref(snap);
+	}
+	{
+		static const char *const js[] = {"queued",	"running",   "done",	  "failed",
+						 "interrupted", "committed", "rolledback"};
+
+		mprintf(&m, "# HELP payguard_image_upgrades Image upgrade jobs by state.\n"
+			    "# TYPE payguard_image_upgrades gauge\n");
+		for (size_t i = 0; i < sizeof(js) / sizeof(js[0]); i++) {
+			snprintf(sql, sizeof(sql),
+				 "SELECT count(*) FROM image_job WHERE state='%s'", js[i]);
+			mprintf(&m, "payguard_image_upgrades{state=\"%s\"} %lld\n", js[i],
+				(long long)count_sql(st, sql));
+		}
+		mprintf(&m,
+			"# HELP payguard_images Images in the inventory.\n"
+			"# TYPE payguard_images gauge\npayguard_images %lld\n",
+			(long long)count_sql(st, "SELECT count(*) FROM image"));
+	}
+	{
+		json_t *snap = NULL;
+
+		if (snapshot_latest(st, "serve_seos", "seos", &snap) == 0) {
+			mprintf(
+			    &m,
+			    "# HELP payguard_seos_exchanges_total Wallet exchanges through the "
+			    "SE OS.\n# TYPE payguard_seos_exchanges_total counter\n"
+			    "payguard_seos_exchanges_total{result=\"ok\"} %lld\n"
+			    "payguard_seos_exchanges_total{result=\"failed\"} %lld\n"
+			    "# HELP payguard_seos_ses SEs in the SE OS's list.\n"
+			    "# TYPE payguard_seos_ses gauge\npayguard_seos_ses %zu\n",
+			    (long long)json_integer_value(json_object_get(snap, "exchanges_ok")),
+			    (long long)(json_integer_value(json_object_get(snap, "exchanges")) -
+					json_integer_value(json_object_get(snap, "exchanges_ok"))),
+			    json_array_size(json_object_get(snap, "ses")));
+		}
+		json_decref(snap);
+		pg_clear_error();
 	}
 	mprintf(&m, "# HELP payguard_service_restarts_total Worker restarts by the supervisor.\n"
 		    "# TYPE payguard_service_restarts_total counter\n");
@@ -460,11 +511,16 @@ static const char *const route_list[] = {
     "GET /api/se/links",
     "GET /api/se/ses",
     "GET /api/se/routes",
+    "GET /api/se/apdus?limit=N",
+    "GET /api/seos/ses",
     "GET|POST /api/vses",
     "POST /api/vses/{name}",
     "GET /api/images",
     "GET /api/images/findings",
     "GET /api/images/jobs",
+    "GET /api/images/{id}",
+    "GET /api/images/{id}/packages",
+    "POST /api/images/{id}/upgrade",
     "GET /metrics",
 };
 
@@ -521,6 +577,145 @@ vse_call(struct pg_serve_state *s, json_t *req, int ok_status, struct reply *r)
 	reply_json(r, ok_status, resp);
 }
 
+/* What the one-shot upgrade worker reads: the request behind queued job `job`. */
+static int
+insert_upgrade_req(struct pg_store *st, int64_t job, int64_t image_id, int fix, const char *debs)
+{
+	sqlite3_stmt *q = NULL;
+	int src;
+
+	src = sqlite3_prepare_v2(
+	    st->db, "INSERT INTO serve_upgrade(job, image_id, fix, debs) VALUES(?,?,?,?)", -1, &q,
+	    NULL);
+	if (src == SQLITE_OK) {
+		sqlite3_bind_int64(q, 1, job);
+		sqlite3_bind_int64(q, 2, image_id);
+		sqlite3_bind_int(q, 3, fix);
+		sqlite3_bind_text(q, 4, debs, -1, SQLITE_STATIC);
+		src = sqlite3_step(q);
+	}
+	sqlite3_finalize(q);
+	return src == SQLITE_DONE ? 0 : pg_store_fail(st, src, "upgrade request");
+}
+
+/* A queued job whose worker could not be started will never run: it is
+ * marked failed at once, with the reason in its log (rather than waiting for
+ * the image store to call it interrupted after 60 s). */
+static int
+fail_queued_job(struct pg_store *st, int64_t job, const char *msg)
+{
+	sqlite3_stmt *q = NULL;
+	int src;
+
+	src = sqlite3_prepare_v2(
+	    st->db,
+	    "UPDATE image_job SET state = 'failed', finished_at ="
+	    " strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), log = coalesce(log, '') || ?1"
+	    " WHERE id = ?2 AND state = 'queued'",
+	    -1, &q, NULL);
+	if (src == SQLITE_OK) {
+		sqlite3_bind_text(q, 1, msg, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(q, 2, job);
+		src = sqlite3_step(q);
+	}
+	sqlite3_finalize(q);
+	return src == SQLITE_DONE ? 0 : pg_store_fail(st, src, "job");
+}
+
+/* Parses "/api/images/<id>[/packages|/upgrade]": 1 with *id and *sub (0 none,
+ * 1 packages, 2 upgrade) on a match, 0 when the URL is not of that form. */
+static int
+image_path(const char *url, int64_t *id, int *sub)
+{
+	const char *p = "/api/images/";
+	char *end;
+	long long v;
+
+	if (strncmp(url, p, strlen(p)) != 0)
+		return 0;
+	url += strlen(p);
+	if (*url < '1' || *url > '9')
+		return 0;
+	errno = 0;
+	v = strtoll(url, &end, 10);
+	if (errno || v <= 0)
+		return 0;
+	if (!*end)
+		*sub = 0;
+	else if (strcmp(end, "/packages") == 0)
+		*sub = 1;
+	else if (strcmp(end, "/upgrade") == 0)
+		*sub = 2;
+	else
+		return 0;
+	*id = v;
+	return 1;
+}
+
+static void
+image_route(struct pg_serve_state *s, const char *url, const char *method, int64_t id, int sub,
+	    struct req *rq, struct reply *r)
+{
+	struct pg_store *st = &s->api_st;
+	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+	char ref[24];
+	json_t *v = NULL;
+	int rc;
+
+	snprintf(ref, sizeof(ref), "%lld", (long long)id);
+	if (sub < 2 && !get)
+		return reply_error(r, 405, "method %s not allowed on %s", method, url);
+	if (sub == 0) {
+		rc = pg_image_show(st, ref, &v);
+		return rc < 0 ? reply_rc(r, rc) : reply_json(r, 200, v);
+	}
+	if (sub == 1) {
+		rc = pg_image_packages(st, ref, &v);
+		return rc < 0 ? reply_rc(r, rc) : reply_json(r, 200, v);
+	}
+	if (strcmp(method, "POST") != 0)
+		return reply_error(r, 405, "method %s not allowed on %s", method, url);
+	if (rq->too_big)
+		return reply_error(r, 413, "request body larger than %d bytes", PG_SERVE_MAX_BODY);
+	{
+		struct pg_serve_upgrade_req u;
+		int64_t job = 0;
+		json_t *debs;
+		char *dtext;
+
+		rc = pg_serve_parse_upgrade(rq->body, rq->len, &u);
+		if (rc < 0)
+			return reply_rc(r, rc);
+		/* the image must exist; the job row is made before the worker starts */
+		rc = pg_image_job_queue(st, ref, &job);
+		if (rc < 0)
+			return reply_rc(r, rc);
+		debs = json_array();
+		for (size_t i = 0; i < u.ndebs; i++)
+			json_array_append_new(debs, json_string(u.debs[i]));
+		dtext = json_dumps(debs, JSON_COMPACT);
+		json_decref(debs);
+		rc = dtext ? insert_upgrade_req(st, job, id, u.fix, dtext) : PG_ENOMEM;
+		free(dtext);
+		if (rc == 0)
+			rc = pg_serve_start_upgrade(s, job);
+		if (rc < 0) {
+			const char *d = pg_last_error();
+			char msg[512];
+
+			snprintf(msg, sizeof(msg), "%s", d[0] ? d : pg_strerror(rc));
+			/* the queued job will never run: say so in it */
+			(void)fail_queued_job(st, job, msg);
+			pg_error(rc, "serve", "%s", msg);
+			return reply_rc(r, rc);
+		}
+		return reply_json(r, 202,
+				  json_pack("{s:I,s:I,s:s,s:b,s:i}", "job", (json_int_t)job,
+					    "image_id", (json_int_t)id, "state", "queued", "fix",
+					    u.fix, "packages", (int)u.ndebs));
+	}
+}
+
 static void
 route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const char *method,
       struct req *rq, struct reply *r)
@@ -530,7 +725,7 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 	int post = strcmp(method, "POST") == 0;
 	json_t *v = NULL;
 	int64_t id;
-	int ap, rc;
+	int ap, rc, sub;
 
 	pg_clear_error();
 	{ /* the dashboard's pages and files (dashboard.c, src/serve/www) */
@@ -575,6 +770,23 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 				json_decref(b);
 				return reply_error(r, 400,
 						   "body must be a JSON object (a VSE request)");
+			}
+			if (!json_object_get(b, "keys")) {
+				/* no keys given: the data directory's SE master key, diversified
+				 * by the VSE's CIN, so the SE OS worker can authenticate it */
+				uint8_t mk[16];
+				char mh[33];
+
+				rc = pg_serve_master_key(s->data_dir, mk);
+				if (rc < 0) {
+					json_decref(b);
+					return reply_rc(r, rc);
+				}
+				pg_hex_encode_upper(mh, mk, 16, 0);
+				json_object_set_new(
+				    b, "keys", json_pack("{s:s,s:i}", "master", mh, "kvn", 0x30));
+				pg_memzero(mk, sizeof(mk));
+				pg_memzero(mh, sizeof(mh));
 			}
 			return vse_call(s, json_pack("{s:s,s:o}", "op", "create", "vse", b), 201,
 					r);
@@ -635,6 +847,8 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 	    {"/api/images", 11},
 	    {"/api/images/findings", 12},
 	    {"/api/images/jobs", 13},
+	    {"/api/se/apdus", 14},
+	    {"/api/seos/ses", 15},
 	};
 	for (size_t i = 0; i < sizeof(gets) / sizeof(gets[0]); i++) {
 		const char *q;
@@ -733,6 +947,31 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 		case 13:
 			rc = pg_image_jobs(st, &v);
 			break;
+		case 14: {
+			const char *lim =
+			    MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+			long limit = 50;
+			char sql[200];
+
+			if (lim) {
+				char *end;
+
+				limit = strtol(lim, &end, 10);
+				if (*end || limit < 1 || limit > 500)
+					return reply_error(r, 400, "limit must be 1..500");
+			}
+			snprintf(sql, sizeof(sql),
+				 "SELECT id, at_ms, source, se, link, capdu, rapdu, sw, us FROM "
+				 "serve_apdu ORDER BY id DESC LIMIT %ld",
+				 limit);
+			rc = rows_json(st, sql, &v);
+			if (rc == 0)
+				v = json_pack("{s:o}", "apdus", v);
+			break;
+		}
+		case 15:
+			rc = snapshot_latest(st, "serve_seos", "seos", &v);
+			break;
 		case 9:
 		case 10: {
 			json_t *snap = NULL;
@@ -752,6 +991,10 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 		if (rc < 0)
 			return reply_rc(r, rc);
 		return reply_json(r, 200, v);
+	}
+	if (image_path(url, &id, &sub) > 0) {
+		image_route(s, url, method, id, sub, rq, r);
+		return;
 	}
 	reply_error(r, 404, "no route %s %.200s", method, url);
 }

@@ -103,3 +103,88 @@ pg_serve_parse_vse_action(const char *body, size_t len, char action[16])
 	json_decref(o);
 	return rc;
 }
+
+/* A package file name in the data directory's repo/: a plain name ending in
+ * .deb, never a path (no '/', no leading '.'), printable ASCII only. */
+static int
+deb_name_ok(const char *s, size_t n)
+{
+	if (n < 5 || n >= PG_SERVE_DEB_NAME || s[0] == '.' || strcmp(s + n - 4, ".deb") != 0)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] <= ' ' || s[i] > '~' || s[i] == '/' || s[i] == '\\')
+			return 0;
+	return 1;
+}
+
+int
+pg_serve_parse_upgrade(const char *body, size_t len, struct pg_serve_upgrade_req *u)
+{
+	json_error_t jerr;
+	json_t *o, *v;
+	const char *key;
+	int rc = 0;
+
+	memset(u, 0, sizeof(*u));
+	if (len > PG_SERVE_MAX_BODY)
+		return pg_error(PG_ETOOBIG, "serve", "body of %zu bytes (limit %d)", len,
+				PG_SERVE_MAX_BODY);
+	o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!o)
+		return pg_error(PG_EFORMAT, "serve", "malformed JSON at line %d column %d: %s",
+				jerr.line, jerr.column, jerr.text);
+	if (!json_is_object(o)) {
+		rc = pg_error(PG_EFORMAT, "serve", "body must be a JSON object");
+		goto out;
+	}
+	json_object_foreach(o, key, v)
+	{
+		if (strcmp(key, "fix") == 0) {
+			if (!json_is_boolean(v)) {
+				rc = pg_error(PG_EINVAL, "serve",
+					      "field 'fix' must be true or false");
+				goto out;
+			}
+			u->fix = json_is_true(v);
+		} else if (strcmp(key, "packages") == 0) {
+			size_t i;
+			json_t *p;
+
+			if (!json_is_array(v) || json_array_size(v) == 0 ||
+			    json_array_size(v) > PG_SERVE_MAX_DEBS) {
+				rc = pg_error(PG_EINVAL, "serve",
+					      "field 'packages' must be an array of 1..%d .deb "
+					      "file names",
+					      PG_SERVE_MAX_DEBS);
+				goto out;
+			}
+			json_array_foreach(v, i, p)
+			{
+				if (!json_is_string(p) ||
+				    strlen(json_string_value(p)) != json_string_length(p) ||
+				    !deb_name_ok(json_string_value(p), json_string_length(p))) {
+					rc = pg_error(
+					    PG_EINVAL, "serve",
+					    "packages[%zu] must be a .deb file name in the "
+					    "repository (no path)",
+					    i);
+					goto out;
+				}
+				memcpy(u->debs[i], json_string_value(p), json_string_length(p) + 1);
+			}
+			u->ndebs = json_array_size(v);
+		} else {
+			rc = pg_error(PG_EINVAL, "serve", "unknown field '%.40s'", key);
+			goto out;
+		}
+	}
+	if (u->fix == (u->ndebs > 0))
+		rc = pg_error(PG_EINVAL, "serve",
+			      "give either {\"fix\": true} or {\"packages\": [...]}, not both or "
+			      "neither");
+out:
+	if (rc < 0)
+		memset(u, 0, sizeof(*u));
+	json_decref(o);
+	return rc;
+}

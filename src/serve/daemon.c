@@ -9,6 +9,7 @@
 #include "payguard/fs.h"
 #include "payguard/image.h"
 #include "payguard/log.h"
+#include "payguard/mem.h"
 #include "payguard/pos.h"
 #include "payguard/serve.h"
 #include "serve_int.h"
@@ -49,6 +50,14 @@ static const struct pg_migration serve_migrations[] = {
 	" service TEXT NOT NULL, event TEXT NOT NULL, detail TEXT);"},
     {2, "CREATE TABLE serve_nfcsw(id INTEGER PRIMARY KEY CHECK(id = 1),"
 	" at_ms INTEGER NOT NULL, snapshot TEXT NOT NULL);"},
+    {3, "CREATE TABLE serve_apdu(id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL,"
+	" source TEXT NOT NULL, se TEXT NOT NULL, link TEXT, capdu TEXT NOT NULL,"
+	" rapdu TEXT NOT NULL, sw TEXT, us INTEGER);"
+	"CREATE TABLE serve_seos(id INTEGER PRIMARY KEY CHECK(id = 1),"
+	" at_ms INTEGER NOT NULL, snapshot TEXT NOT NULL);"
+	"CREATE TABLE serve_upgrade(job INTEGER PRIMARY KEY, image_id INTEGER NOT NULL,"
+	" fix INTEGER NOT NULL, debs TEXT NOT NULL, pid INTEGER);"
+	"CREATE TABLE serve_pos_pruned(decision TEXT PRIMARY KEY, n INTEGER NOT NULL);"},
 };
 
 int
@@ -75,6 +84,40 @@ record_event(struct pg_serve_state *s, const char *svc, const char *event, const
 			pg_warn("serve", "cannot record event: %s", sqlite3_errmsg(s->st.db));
 	}
 	sqlite3_finalize(q);
+}
+
+/*
+ * Retention of pos_txn under steady traffic: rows beyond the newest
+ * PG_SERVE_POS_KEEP that no alert cites are deleted, their decisions added
+ * to serve_pos_pruned first (same transaction), so the /metrics counters
+ * never go down.
+ */
+#define PG_SERVE_POS_KEEP 100000
+#define PG_XSTR(x)	  #x
+#define PG_STR(x)	  PG_XSTR(x)
+
+static void
+prune_pos(struct pg_serve_state *s)
+{
+	static const char sql[] =
+	    "BEGIN IMMEDIATE;"
+	    "CREATE TEMP TABLE IF NOT EXISTS prune_cut(id INTEGER);"
+	    "DELETE FROM prune_cut;"
+	    "INSERT INTO prune_cut SELECT max(id) - " PG_STR(
+		PG_SERVE_POS_KEEP) " FROM pos_txn;"
+				   "INSERT INTO serve_pos_pruned(decision, n)"
+				   " SELECT coalesce(decision, ''), count(*) FROM pos_txn"
+				   " WHERE id <= (SELECT id FROM prune_cut) AND alert_id IS NULL "
+				   "GROUP BY 1"
+				   " ON CONFLICT(decision) DO UPDATE SET n = n + excluded.n;"
+				   "DELETE FROM pos_txn WHERE id <= (SELECT id FROM prune_cut) AND "
+				   "alert_id IS NULL;"
+				   "COMMIT;";
+
+	if (pg_store_exec(&s->st, sql) < 0) {
+		pg_warn("serve", "pos_txn retention: %s", pg_last_error());
+		(void)pg_store_exec(&s->st, "ROLLBACK");
+	}
 }
 
 struct run_opts {
@@ -123,6 +166,64 @@ start_worker(struct pg_serve_state *s, struct pg_serve_svc *w, const struct run_
 	return 0;
 }
 
+int
+pg_serve_start_upgrade(struct pg_serve_state *s, int64_t job)
+{
+	char jobs[24];
+	int slot = -1;
+	pid_t pid;
+
+	pthread_mutex_lock(&s->mu);
+	for (int i = 0; i < PG_SERVE_MAX_TASKS && slot < 0; i++)
+		if (s->task[i] == 0)
+			slot = i;
+	if (slot >= 0)
+		s->task[slot] = -1; /* taken while we fork */
+	pthread_mutex_unlock(&s->mu);
+	if (slot < 0)
+		return pg_error(PG_EBUSY, "serve", "%d upgrades are running; try again later",
+				PG_SERVE_MAX_TASKS);
+	snprintf(jobs, sizeof(jobs), "%lld", (long long)job);
+	pid = fork();
+	if (pid == 0) {
+		char *argv[] = {(char *)s->exe, "serve", "worker", "--name",	"upgrade",
+				"--job",	jobs,	 "--data", s->data_dir, NULL};
+		sigset_t none;
+
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execv(s->exe, argv);
+		_exit(127);
+	}
+	pthread_mutex_lock(&s->mu);
+	s->task[slot] = pid > 0 ? pid : 0;
+	s->task_job[slot] = job;
+	pthread_mutex_unlock(&s->mu);
+	if (pid < 0)
+		return pg_error(PG_ESYS, "serve", "fork: %s", strerror(errno));
+	pg_info("serve", "upgrade job %lld started (pid %d)", (long long)job, (int)pid);
+	return 0;
+}
+
+/* A one-shot task that ended: its slot is free again. 1 if pid was one. */
+static int
+reap_task(struct pg_serve_state *s, pid_t pid, int status)
+{
+	for (int i = 0; i < PG_SERVE_MAX_TASKS; i++) {
+		if (s->task[i] != pid)
+			continue;
+		pthread_mutex_lock(&s->mu);
+		s->task[i] = 0;
+		pthread_mutex_unlock(&s->mu);
+		pg_info("serve", "upgrade job %lld %s", (long long)s->task_job[i],
+			WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "finished"
+								      : "ended with an error");
+		return 1;
+	}
+	return 0;
+}
+
 /* Reaps dead workers and schedules their restart. */
 static void
 reap(struct pg_serve_state *s)
@@ -131,6 +232,8 @@ reap(struct pg_serve_state *s)
 	pid_t pid;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (reap_task(s, pid, status))
+			continue;
 		for (int i = 0; i < s->nsvc; i++) {
 			struct pg_serve_svc *w = &s->svc[i];
 			char how[48];
@@ -181,6 +284,12 @@ stop_workers(struct pg_serve_state *s)
 	for (int i = 0; i < s->nsvc; i++)
 		if (s->svc[i].pid > 0)
 			kill(s->svc[i].pid, SIGTERM);
+	/* a running upgrade marks its job interrupted and drops its partial overlay */
+	pthread_mutex_lock(&s->mu);
+	for (int i = 0; i < PG_SERVE_MAX_TASKS; i++)
+		if (s->task[i] > 0)
+			kill(s->task[i], SIGTERM);
+	pthread_mutex_unlock(&s->mu);
 	do {
 		int status;
 
@@ -196,6 +305,11 @@ stop_workers(struct pg_serve_state *s)
 			}
 			left += w->pid > 0;
 		}
+		for (int i = 0; i < PG_SERVE_MAX_TASKS; i++) {
+			if (s->task[i] > 0 && waitpid(s->task[i], &status, WNOHANG) == s->task[i])
+				s->task[i] = 0;
+			left += s->task[i] > 0;
+		}
 		if (left)
 			usleep(20 * 1000);
 	} while (left && pg_mono_ms() - t0 < 5000);
@@ -206,6 +320,15 @@ stop_workers(struct pg_serve_state *s)
 			waitpid(s->svc[i].pid, NULL, 0);
 			s->svc[i].pid = 0;
 			s->svc[i].state = "stopped";
+		}
+	}
+	for (int i = 0; i < PG_SERVE_MAX_TASKS; i++) {
+		if (s->task[i] > 0) {
+			pg_warn("serve", "upgrade job %lld did not stop in 5 s: SIGKILL",
+				(long long)s->task_job[i]);
+			kill(s->task[i], SIGKILL);
+			waitpid(s->task[i], NULL, 0);
+			s->task[i] = 0;
 		}
 	}
 }
@@ -273,14 +396,15 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 	struct MHD_Daemon *api = NULL;
 	struct run_opts o = {cfg->self_exe, cfg->demo, cfg->load_period_ms};
 	const char *host = cfg->host ? cfg->host : "127.0.0.1";
-	const char *names[] = {"pos", "load", "nfcswitch", "image", "vse", "pos-traffic"};
+	const char *names[] = {"pos", "load", "nfcswitch", "image", "vse", "seos", "pos-traffic"};
 	struct sigaction sa, old_term, old_int, old_hup;
 	char runpath[600];
-	int rc, bound = 0, nsvc = cfg->demo ? 6 : 5, sig_set = 0;
+	int rc, bound = 0, nsvc = cfg->demo ? 7 : 6, sig_set = 0;
 
 	if (!s)
 		return PG_ENOMEM;
 	pthread_mutex_init(&s->mu, NULL);
+	s->exe = cfg->self_exe;
 	if (!is_loopback(host) && (!cfg->token || !cfg->token[0])) {
 		rc = pg_error(PG_EPERM, "serve",
 			      "binding to %s (not loopback) requires a token (--token-file)", host);
@@ -296,6 +420,15 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 	rc = pg_mkdir_p(runpath, 0700);
 	if (rc < 0)
 		goto out;
+	{
+		/* made here, before any worker reads it, so there is one writer */
+		uint8_t mk[16];
+
+		rc = pg_serve_master_key(s->data_dir, mk);
+		pg_memzero(mk, sizeof(mk));
+		if (rc < 0)
+			goto out;
+	}
 	snprintf(s->dbpath, sizeof(s->dbpath), "%s/payguard.db", s->data_dir);
 	rc = pg_store_open(&s->st, s->dbpath);
 	if (rc == 0)
@@ -343,6 +476,7 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 	record_event(s, "serve", "start", host);
 	while (!d_stop) {
 		uint64_t now;
+		static uint64_t last_prune;
 
 		if (d_reload) {
 			d_reload = 0;
@@ -350,6 +484,10 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 		}
 		reap(s);
 		now = pg_mono_ms();
+		if (now - last_prune >= 60000) {
+			last_prune = now;
+			prune_pos(s);
+		}
 		for (int i = 0; i < s->nsvc && !d_stop; i++) {
 			struct pg_serve_svc *w = &s->svc[i];
 

@@ -4,10 +4,25 @@
 
 #include "payguard/store.h"
 
+#include <stddef.h>
+#include <stdint.h>
+
 int pg_serve_migrate(struct pg_store *st);
 int pg_serve_demo_pos_data(struct pg_store *st, const char *dir);
 
-#include <stddef.h>
+/* The live APDU log (table serve_apdu, the last 500): data of secret-bearing
+ * commands (INITIALIZE UPDATE, EXTERNAL AUTHENTICATE, PUT KEY, ...) is not kept. */
+int pg_serve_log_apdu(struct pg_store *st, const char *source, const char *se, const char *link,
+		      const uint8_t *c, size_t cn, const uint8_t *r, size_t rn, int64_t us);
+/* The data directory's SE master key (DIR/seos/master.key, 16 random bytes, 0600,
+ * made at first use): the SE OS's key store diversifies it for simulated SEs (by SE
+ * id) and VSEs (by CIN); VSEs the API creates without keys get it. */
+int pg_serve_master_key(const char *dir, uint8_t key[16]);
+/* The "seos" worker: runs until *stop. */
+int pg_serve_worker_seos(const char *dir, const char *dbpath, int demo, const volatile int *stop);
+/* The one-shot "upgrade" worker: runs queued image job `job` (table serve_upgrade). */
+int pg_serve_worker_upgrade(const char *dir, const char *dbpath, int64_t job,
+			    const volatile int *stop);
 
 /* The dashboard's embedded files (dashboard.c): 0 and the file for a URL
  * ("/", "/se", "/se.html", "/static/app.js", ...), else PG_ENOENT. */
@@ -17,7 +32,8 @@ int pg_serve_static(const char *url, const char **ctype, const unsigned char **d
 #include <stdint.h>
 #include <sys/types.h>
 
-#define PG_SERVE_MAX_SVC 8
+#define PG_SERVE_MAX_SVC   8
+#define PG_SERVE_MAX_TASKS 2 /* upgrades running at once */
 
 /* One supervised worker process. */
 struct pg_serve_svc {
@@ -47,7 +63,14 @@ struct pg_serve_state {
 	/* request counters by status class (2xx .. 5xx), API thread only */
 	uint64_t req[6];
 	uint64_t req_total;
+	const char *exe; /* the payguard binary workers and tasks are started from */
+	/* one-shot upgrade workers the API started (guarded by mu) */
+	pid_t task[PG_SERVE_MAX_TASKS];
+	int64_t task_job[PG_SERVE_MAX_TASKS];
 };
+/* Starts the one-shot upgrade worker for queued job `job`; PG_EBUSY when
+ * PG_SERVE_MAX_TASKS are running. Called from the API thread. */
+int pg_serve_start_upgrade(struct pg_serve_state *s, int64_t job);
 
 struct MHD_Daemon;
 int pg_serve_api_start(struct pg_serve_state *s, const char *host, int port, int *bound,

@@ -13,12 +13,15 @@
 #include "payguard/load.h"
 #include "payguard/nfcswitch.h"
 #include "payguard/log.h"
+#include "payguard/mem.h"
 #include "payguard/pos.h"
 #include "payguard/serve.h"
 #include "payguard/vse.h"
 #include "serve_int.h"
 
+#include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -519,11 +522,26 @@ worker_nfcswitch(const char *dbpath)
 		json_t *snap;
 
 		if (n > 0) {
+			uint64_t t0 = pg_mono_ns();
+			int prc;
+
 			capdu[4] = (uint8_t)n;
 			capdu[5 + n] = 0x00;
-			if (pg_nfcsw_process(sw, capdu, 6 + (size_t)n, rapdu, &rlen) == 0 &&
-			    rlen >= 2 && rapdu[rlen - 2] == 0x90 && rapdu[rlen - 1] == 0x00)
+			prc = pg_nfcsw_process(sw, capdu, 6 + (size_t)n, rapdu, &rlen);
+			if (prc == 0 && rlen >= 2 && rapdu[rlen - 2] == 0x90 &&
+			    rapdu[rlen - 1] == 0x00)
 				ok++;
+			if (prc == 0) {
+				/* the SE the switch routed this SELECT to, as the log's row */
+				const char *to = pg_nfcsw_session_se(sw), *link = "";
+
+				for (size_t i = 0; to && i < NFC_NSE; i++)
+					if (strcmp(nfc_ses[i].name, to) == 0)
+						link = nfc_ses[i].link;
+				(void)pg_serve_log_apdu(&st, "nfcswitch", to ? to : "(none)", link,
+							capdu, 6 + (size_t)n, rapdu, rlen,
+							(int64_t)((pg_mono_ns() - t0) / 1000u));
+			}
 			selects++;
 			pg_nfcsw_field_off(sw);
 		}
@@ -541,57 +559,139 @@ worker_nfcswitch(const char *dbpath)
 
 /* ---- vse: the VSE hypervisor (socket DIR/vse/hv.sock), driven through the API ---- */
 
-static int
-worker_vse(const char *dir)
-{
-	struct pg_vse_hv_opts o = {.data_dir = dir, .exe = NULL, .ready_fd = -1};
+/* --demo: two VSEs on different links, created through the hypervisor's own
+ * socket API once it listens (kept across restarts: created only if absent). */
+struct vse_demo {
+	char dir[600];
+	pthread_t t;
+};
 
-	o.stop = (const volatile int *)&w_stop;
-	return pg_vse_serve(&o);
+static void *
+vse_demo_thread(void *arg)
+{
+	static const struct {
+		const char *name, *link;
+	} demo[] = {{"demo-pay", "t1"}, {"demo-transit", "swp"}};
+	struct vse_demo *d = arg;
+	char sock[640], mhex[33];
+	uint8_t master[16];
+
+	snprintf(sock, sizeof(sock), "%s/vse/hv.sock", d->dir);
+	if (pg_serve_master_key(d->dir, master) < 0)
+		return NULL;
+	pg_hex_encode_upper(mhex, master, 16, 0);
+	pg_memzero(master, sizeof(master));
+	for (size_t i = 0; i < sizeof(demo) / sizeof(demo[0]) && !w_stop; i++) {
+		for (int tries = 0; tries < 100 && !w_stop; tries++) {
+			json_t *resp = NULL;
+			json_t *req = json_pack(
+			    "{s:s,s:{s:s,s:s,s:s,s:[s,s,s,s],s:{s:s,s:i},s:{s:s}}}", "op", "create",
+			    "vse", "name", demo[i].name, "arena", "256K", "pmem", "64K", "applets",
+			    "ppse", "payment", "test", "aram", "keys", "master", mhex, "kvn", 0x30,
+			    "expose", "link", demo[i].link);
+			/* the call owns req */
+			int rc = pg_vse_api_call(sock, req, &resp, 5000);
+
+			json_decref(resp);
+			if (rc == 0 || rc == PG_EEXIST || rc == PG_EINVAL)
+				break;
+			pg_clear_error();
+			nap(200);
+		}
+	}
+	pg_memzero(mhex, sizeof(mhex));
+	return NULL;
 }
 
-/* the image area's demo builder (src/image/demo.c; not in its public header) */
-int pg_image_demo(const char *workdir, int keep);
+static int
+worker_vse(const char *dir, int demo)
+{
+	struct pg_vse_hv_opts o = {.data_dir = dir, .exe = NULL, .ready_fd = -1};
+	struct vse_demo d;
+	char announce[600];
+	int rc, started = 0;
 
-/* ---- image: watch DIR/images; with --demo first a generated image and advisory ---- */
+	/* socket-exposed VSEs are announced to the SE OS worker's endpoint folder */
+	snprintf(announce, sizeof(announce), "%s/seos/endpoints", dir);
+	rc = pg_mkdir_p(announce, 0700);
+	if (rc < 0)
+		return rc;
+	o.announce_dir = announce;
+	o.stop = (const volatile int *)&w_stop;
+	if (demo) {
+		snprintf(d.dir, sizeof(d.dir), "%s", dir);
+		started = pthread_create(&d.t, NULL, vse_demo_thread, &d) == 0;
+	}
+	rc = pg_vse_serve(&o);
+	if (started) {
+		w_stop = 1;
+		pthread_join(d.t, NULL);
+	}
+	return rc;
+}
+
+/* ---- image: watch DIR/images; with --demo first two generated disks and an advisory ---- */
+
+/* One demo disk of the image area's demo in DIR/<sub>, scanned into the store;
+ * its fixed .deb is linked into DIR/repo, the folder upgrades take packages from. */
+static int
+image_demo_disk(struct pg_store *st, const char *dir, const char *sub)
+{
+	char demodir[600], path[700], repo[700];
+	json_t *sum = NULL;
+	size_t nadv = 0;
+	int rc = 0;
+
+	snprintf(demodir, sizeof(demodir), "%s/%s", dir, sub);
+	snprintf(path, sizeof(path), "%s/demo-disk.img", demodir);
+	if (access(path, F_OK) != 0) {
+		/* its chatter goes to /dev/null, the results to our store */
+		fflush(stdout);
+		if (!freopen("/dev/null", "w", stdout))
+			return pg_error(PG_EIO, "serve", "cannot silence the image demo");
+		rc = pg_image_demo(demodir, 1);
+	}
+	if (rc == 0) {
+		snprintf(path, sizeof(path), "%s/DEBIAN-DEMO-2026-0001.json", demodir);
+		rc = pg_image_advisories_import(st, path, &nadv);
+	}
+	if (rc == 0) {
+		snprintf(path, sizeof(path), "%s/demo-tool_1.0-2_amd64.deb", demodir);
+		snprintf(repo, sizeof(repo), "%s/repo/demo-tool_1.0-2_amd64.deb", dir);
+		if (link(path, repo) < 0 && errno != EEXIST)
+			rc = pg_error(PG_EIO, "serve", "cannot link %s into the repo: %s", path,
+				      strerror(errno));
+	}
+	if (rc == 0) {
+		snprintf(path, sizeof(path), "%s/demo-disk.img", demodir);
+		rc = pg_image_scan(st, path, &sum);
+		json_decref(sum);
+	}
+	return rc;
+}
 
 static int
 worker_image(const char *dir, const char *dbpath, int demo)
 {
-	char imgdir[600], demodir[600], path[700];
+	char imgdir[600], repo[600];
 	struct pg_store st = {0};
-	json_t *sum = NULL;
-	size_t nadv = 0;
 	int rc;
 
 	snprintf(imgdir, sizeof(imgdir), "%s/images", dir);
+	snprintf(repo, sizeof(repo), "%s/repo", dir);
 	rc = pg_mkdir_p(imgdir, 0700);
+	if (rc == 0)
+		rc = pg_mkdir_p(repo, 0700);
 	if (rc == 0)
 		rc = pg_store_open(&st, dbpath);
 	if (rc == 0)
 		rc = pg_image_db_open(&st);
-	if (rc == 0 && demo) {
-		/* the image area's own demo builds a tiny ext4 disk with a dpkg
-		 * database (mkfs.ext4 -d), an OSV advisory and a fixed .deb, no
-		 * download; its chatter goes to /dev/null, the results to our store */
-		snprintf(demodir, sizeof(demodir), "%s/image-demo", dir);
-		snprintf(path, sizeof(path), "%s/demo-disk.img", demodir);
-		if (access(path, F_OK) != 0) {
-			fflush(stdout);
-			if (!freopen("/dev/null", "w", stdout))
-				return pg_error(PG_EIO, "serve", "cannot silence the image demo");
-			rc = pg_image_demo(demodir, 1);
-		}
-		if (rc == 0) {
-			snprintf(path, sizeof(path), "%s/DEBIAN-DEMO-2026-0001.json", demodir);
-			rc = pg_image_advisories_import(&st, path, &nadv);
-		}
-		if (rc == 0) {
-			snprintf(path, sizeof(path), "%s/demo-disk.img", demodir);
-			rc = pg_image_scan(&st, path, &sum);
-			json_decref(sum);
-		}
-	}
+	/* the image area's own demo builds a tiny ext4 disk with a dpkg database
+	 * (mkfs.ext4 -d), an OSV advisory and a fixed .deb, no download */
+	if (rc == 0 && demo)
+		rc = image_demo_disk(&st, dir, "image-demo");
+	if (rc == 0 && demo)
+		rc = image_demo_disk(&st, dir, "image-demo-2");
 	if (rc == 0) /* scans what is there, then each image copied or moved in */
 		rc = pg_image_watch(&st, imgdir, 0, (volatile int *)&w_stop);
 	pg_store_close(&st);
@@ -611,7 +711,9 @@ pg_serve_worker(const char *name, const char *data_dir, int demo, int load_perio
 	if (strcmp(name, "pos-traffic") == 0)
 		return worker_pos_traffic(data_dir);
 	if (strcmp(name, "vse") == 0)
-		return worker_vse(data_dir);
+		return worker_vse(data_dir, demo);
+	if (strcmp(name, "seos") == 0)
+		return pg_serve_worker_seos(data_dir, dbpath, demo, (const volatile int *)&w_stop);
 	if (strcmp(name, "image") == 0)
 		return worker_image(data_dir, dbpath, demo);
 	if (strcmp(name, "nfcswitch") == 0)
@@ -619,4 +721,15 @@ pg_serve_worker(const char *name, const char *data_dir, int demo, int load_perio
 	if (strcmp(name, "load") == 0)
 		return worker_load(dbpath, load_period_ms > 0 ? load_period_ms : 5000);
 	return pg_error(PG_ENOENT, "serve", "no worker named '%s'", name);
+}
+
+int
+pg_serve_run_upgrade(const char *data_dir, int64_t job)
+{
+	char dbpath[600];
+
+	install_term();
+	pg_log_set_tag("upgrade");
+	snprintf(dbpath, sizeof(dbpath), "%s/payguard.db", data_dir);
+	return pg_serve_worker_upgrade(data_dir, dbpath, job, (const volatile int *)&w_stop);
 }

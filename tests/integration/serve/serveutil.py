@@ -1,5 +1,5 @@
-"""Helpers for the serve integration tests (issue 9): start `payguard serve
-run` on 127.0.0.1 with a free port and its own data directory, talk to its
+"""Helpers for the serve integration tests (issue 9): start `payguard serve`
+(the README's form: the verb `run` implied) on 127.0.0.1 with a free port and its own data directory, talk to its
 HTTP API with urllib, and stop everything started here."""
 import json
 import os
@@ -21,7 +21,7 @@ class Daemon:
             with open(os.path.join(self.dir, "serve.json"), "w") as f:
                 f.write(conf if isinstance(conf, str) else json.dumps(conf))
         self.portfile = os.path.join(self.dir, "http.port")
-        args = [PAYGUARD, "serve", "run", "--data", self.dir, "--port", "0",
+        args = [PAYGUARD, "serve", "--data", self.dir, "--port", "0",
                 "--port-file", self.portfile]
         if period_ms is not None:
             args += ["--load-period-ms", str(period_ms)]

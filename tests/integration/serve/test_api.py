@@ -21,7 +21,7 @@ def main():
         check(s == 200 and v["status"] == "ok" and v["data_dir"] == d.dir, v)
         s, svcs = d.get("/api/services")
         check(s == 200 and sorted(x["name"] for x in svcs) ==
-              ["image", "load", "nfcswitch", "pos", "pos-traffic", "vse"], svcs)
+              ["image", "load", "nfcswitch", "pos", "pos-traffic", "seos", "vse"], svcs)
         check(all(x["state"] == "running" and x["pid"] > 0 for x in svcs), svcs)
 
         # live data: transactions flow, the taxi that drives to Potsdam raises an alert
@@ -127,14 +127,18 @@ def main():
         req = {"name": "pay-1", "arena": "256K", "pmem": "64K", "applets": ["test"],
                "keys": {"master": "000102030405060708090A0B0C0D0E0F", "kvn": 48},
                "expose": {"link": "t1"}}
-        d.wait("the VSE hypervisor", lambda: d.get("/api/vses")[0] == 200, 30)
+        d.wait("the VSE hypervisor and the demo's two VSEs",
+               lambda: d.get("/api/vses")[0] == 200 and
+               len(d.get("/api/vses")[1]["vses"]) == 2, 60)
         s, v = d.request("POST", "/api/vses", req)
         check(s == 201 and v["vse"]["name"] == "pay-1" and v["vse"]["state"] == "running", v)
         check(alive(v["vse"]["pid"]), "the VSE process runs")
         s, v = d.request("POST", "/api/vses", req)
         check(s == 409, (s, v))
         s, v = d.get("/api/vses")
-        check(s == 200 and [x["name"] for x in v["vses"]] == ["pay-1"], v)
+        # the demo's two VSEs and ours
+        check(s == 200 and sorted(x["name"] for x in v["vses"]) ==
+              ["demo-pay", "demo-transit", "pay-1"], v)
         check("master" not in json.dumps(v), "no key material in answers")
         for body, code in [({"name": "../x", "arena": "256K", "pmem": "64K", "applets": ["test"]}, 400),
                            (b'{"name": ', 400), (b'[]', 400),
@@ -153,14 +157,14 @@ def main():
         s, v = d.request("POST", "/api/vses/pay-1", {"action": "destroy"})
         check(s == 200, v)
         s, v = d.get("/api/vses")
-        check(v["vses"] == [], v)
+        check(sorted(x["name"] for x in v["vses"]) == ["demo-pay", "demo-transit"], v)
         s, v = d.get("/api/vses/pay-1")
         check(s == 405, v)
 
         # unknown routes and methods
         s, v = d.get("/api")
-        check(len(v["routes"]) == 19, v)
-        for p in ["/nope", "/api/", "/api/pos", "/api/se", "/api/images/1", "/api/pos/alerts/1/x", "/metrics/x"]:
+        check(len(v["routes"]) == 24, v)
+        for p in ["/nope", "/api/", "/api/pos", "/api/se", "/api/images/1/x", "/api/images/0", "/api/images/01/packages", "/api/pos/alerts/1/x", "/metrics/x"]:
             s, v = d.get(p)
             check(s == 404 and v["error"]["status"] == 404, (p, s, v))
         s, v = d.request("POST", "/api/health", {"a": 1})

@@ -68,7 +68,7 @@ def main():
         now = d.metric("payguard_pos_transactions_total")
         check(0 < got <= now, (got, now))
         r = query(port, 'sum(payguard_service_up{job="payguard"})')
-        check(r and float(r[0]["value"][1]) == 6, r)
+        check(r and float(r[0]["value"][1]) == 7, r)
         r = query(port, 'up{job="payguard"}')
         check(r and r[0]["value"][1] == "1", r)
         print("prometheus: POS transaction count %d scraped and queried (daemon now %d)" % (got, now))

@@ -1,0 +1,100 @@
+/*
+ * Image upgrades started from the API (issue 9 over seed 1, "offline updating
+ * of virtual machine images"): the API queues an image job and starts a
+ * one-shot worker process (`serve worker --name upgrade --job N`) that runs
+ * it with the image library. The upgrade writes only to a qcow2 overlay; a
+ * SIGTERM (the daemon stopping) ends it with the job marked interrupted and
+ * the original image untouched.
+ */
+#include "payguard/error.h"
+#include "payguard/fs.h"
+#include "payguard/image.h"
+#include "payguard/log.h"
+#include "payguard/serve.h"
+#include "serve_int.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int
+pg_serve_worker_upgrade(const char *dir, const char *dbpath, int64_t job, const volatile int *stop)
+{
+	char ref[32], repo[600], ovdir[600], out[700], debp[PG_SERVE_MAX_DEBS][760];
+	const char *debv[PG_SERVE_MAX_DEBS];
+	struct pg_upgrade_opts o;
+	struct pg_store st = {0};
+	sqlite3_stmt *q = NULL;
+	json_t *debs = NULL, *res = NULL;
+	int64_t image_id = 0;
+	int rc, fix = 0;
+	size_t n = 0;
+
+	rc = pg_store_open(&st, dbpath);
+	if (rc == 0)
+		rc = pg_serve_migrate(&st);
+	if (rc == 0)
+		rc = pg_image_db_open(&st);
+	if (rc < 0)
+		goto out;
+	if (sqlite3_prepare_v2(st.db,
+			       "SELECT image_id, fix, debs FROM serve_upgrade WHERE job = ?1", -1,
+			       &q, NULL) != SQLITE_OK) {
+		rc = pg_store_fail(&st, sqlite3_errcode(st.db), "upgrade request");
+		goto out;
+	}
+	sqlite3_bind_int64(q, 1, job);
+	if (sqlite3_step(q) != SQLITE_ROW) {
+		rc =
+		    pg_error(PG_ENOENT, "serve", "no upgrade request for job %lld", (long long)job);
+		goto out;
+	}
+	image_id = sqlite3_column_int64(q, 0);
+	fix = sqlite3_column_int(q, 1);
+	debs = json_loads((const char *)sqlite3_column_text(q, 2), 0, NULL);
+	sqlite3_finalize(q);
+	q = NULL;
+	snprintf(repo, sizeof(repo), "%s/repo", dir);
+	snprintf(ovdir, sizeof(ovdir), "%s/overlays", dir);
+	rc = pg_mkdir_p(ovdir, 0700);
+	if (rc < 0)
+		goto out;
+	if (json_is_array(debs)) {
+		json_t *d;
+		size_t i;
+
+		/* the names were checked by pg_serve_parse_upgrade before they were stored */
+		json_array_foreach(debs, i, d)
+		{
+			if (n == PG_SERVE_MAX_DEBS || !json_is_string(d))
+				break;
+			snprintf(debp[n], sizeof(debp[n]), "%s/%s", repo, json_string_value(d));
+			debv[n] = debp[n];
+			n++;
+		}
+	}
+	snprintf(ref, sizeof(ref), "%lld", (long long)image_id);
+	snprintf(out, sizeof(out), "%s/image%lld-job%lld.qcow2", ovdir, (long long)image_id,
+		 (long long)job);
+	memset(&o, 0, sizeof(o));
+	o.image = ref;
+	o.debs = debv;
+	o.ndebs = n;
+	o.fix = fix;
+	o.repo = repo;
+	o.output = out;
+	o.job = job;
+	o.stop = stop;
+	pg_info("serve", "upgrade job %lld of image %lld starts", (long long)job,
+		(long long)image_id);
+	rc = pg_image_upgrade(&st, &o, &res);
+	if (rc == 0)
+		pg_info("serve", "upgrade job %lld done: %s", (long long)job, out);
+out:
+	sqlite3_finalize(q);
+	json_decref(debs);
+	json_decref(res);
+	pg_store_close(&st);
+	return rc;
+}
