@@ -238,11 +238,15 @@ try {
 	const routes = await waitRows(page, 't-routes', 15000);
 	ok(routes && routes.length > 0, `se: routing table has ${routes && routes.length} AIDs`);
 	const apdus = await waitRows(page, 't-apdus', 15000);
-	ok(apdus && apdus.length > 0 && apdus.every((r) => /^[0-9A-F]+$/i.test(r.cells.capdu)), `se: APDU log has ${apdus && apdus.length} exchanges`);
+	ok(apdus && apdus.length > 0 && apdus.every((r) => /^[0-9A-F]+$/i.test(r.cells.capdu) && /^[0-9A-F]{4}$/i.test(r.cells.sw)), `se: APDU log has ${apdus && apdus.length} exchanges (C-APDU hex, SW)`);
+	if (apdus)
+		ok(await waitRows(page, 't-apdus', 15000, (r) => r[0].key !== apdus[0].key), 'se: the APDU log is live (a newer exchange appears on top)');
 	const seosApi = await fetch(base + '/api/seos/ses');
-	if (seosApi.status === 200)
-		ok(await waitRows(page, 't-seos', 15000), 'se: SE OS table shows /api/seos/ses');
-	else
+	if (seosApi.status === 200) {
+		const n = (await seosApi.json()).ses.length;
+		const so = await waitRows(page, 't-seos', 15000, (r) => r.length === n);
+		ok(so && n > 0, `se: SE OS table shows the ${n} SEs of /api/seos/ses`, JSON.stringify(so && so.map((r) => r.key + '=' + r.cells.state)));
+	} else
 		ok(await until(() => page.$eval('#err-seos', (e) => e.classList.contains('show')), 10000), `se: /api/seos/ses answers ${seosApi.status}, and the page says so visibly`);
 	if ((await api(base, '/api/vses')).body.vses.length === 0)
 		ok(await until(() => page.$eval('#t-vses tbody tr.empty', (e) => /no VSEs yet/.test(e.textContent)), 10000), 'se: the empty VSE table says so ("no VSEs yet" row)');
