@@ -205,7 +205,7 @@ try {
 	ok(svc && svc.length >= 5 && svc.every((r) => r.cells.state === 'running'), 'health: every service is "running"', JSON.stringify(svc && svc.map((r) => r.key + '=' + r.cells.state)));
 	ok(svc && svc.every((r) => Number(r.cells.pid) > 0), 'health: every service shows its pid');
 	ok(await until(() => page.$eval('#health dd[data-key="status"]', (e) => e.textContent === 'ok'), 10000), 'health: /api/health status ok');
-	const met = await waitRows(page, 't-metrics', 15000, (r) => r.some((x) => x.key === 'payguard_pos_transactions_total' && Number(x.cells.value.replace(/,/g, '')) > 0));
+	const met = await waitRows(page, 't-metrics', 15000, (r) => r.some((x) => x.key === 'payguard_pos_transactions_total' && Number(x.cells.total.replace(/,/g, '')) > 0));
 	ok(met, 'health: counters from /metrics include payguard_pos_transactions_total > 0');
 	ok((await visibleErrors(page)).length === 0, 'health: no error shown', await visibleErrors(page));
 	await shot(page, 'health');
