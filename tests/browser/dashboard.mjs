@@ -167,6 +167,21 @@ try {
 		return s.status === 200 && s.body.length > 0 && s.body.every((x) => x.state === 'running') && v.status === 200;
 	}, 60000), 'daemon ready: all services running, first load estimate made', daemonLog());
 
+	// the static files over plain HTTP: names, content types, methods
+	const files = {'/': 'text/html', '/index.html': 'text/html', '/se': 'text/html', '/se.html': 'text/html', '/images': 'text/html',
+		'/load': 'text/html', '/pos': 'text/html', '/health.html': 'text/html', '/static/app.js': 'text/javascript', '/static/app.css': 'text/css'};
+	for (const [p, ct] of Object.entries(files)) {
+		const g = await fetch(base + p);
+		const body = await g.text();
+		const h = await fetch(base + p, {method: 'HEAD'});
+		const po = await fetch(base + p, {method: 'POST', body: '{}'});
+		ok(g.status === 200 && g.headers.get('content-type').startsWith(ct) && body.length > 500 && h.status === 200 && po.status === 405 &&
+			!/(src|href)="(https?:)?\/\//.test(body), `static ${p}: GET 200 ${ct}, HEAD 200, POST 405, nothing external`,
+			`${g.status} ${g.headers.get('content-type')} HEAD ${h.status} POST ${po.status}`);
+	}
+	for (const p of ['/static/nope.js', '/app.js', '/static/index.html', '/se.htm'])
+		ok((await fetch(base + p)).status === 404, `static ${p}: 404`);
+
 	browser = await chromium.launch({executablePath: CHROMIUM, args: ['--no-sandbox']});
 	log('chromium', browser.version());
 	const ctx = await browser.newContext({viewport: {width: 1280, height: 860}});
@@ -221,7 +236,9 @@ try {
 	ok(await page.$$eval('#scatter-svg circle.vm', (cs) => new Set(cs.map((c) => c.getAttribute('fill'))).size) > 1, 'load: VMs are coloured by type (more than one colour)');
 	ok(await until(() => page.$$eval('#history-svg circle', (c) => c.length), 15000), 'load: the load-over-time chart has points');
 	const target = await page.$$eval('#scatter-svg circle.vm', (cs) => cs[cs.length - 1].dataset.vm);
-	await page.click(`#scatter-svg circle.vm[data-vm="${target}"]`);
+	// the plot is redrawn at every poll and VMs move with each estimate, so
+	// the click goes to the circle element itself rather than to coordinates
+	await page.locator(`#scatter-svg circle.vm[data-vm="${target}"]`).dispatchEvent('click');
 	ok(await until(async () => (await page.$eval('#vm-pick', (s) => s.value)) === target &&
 		(await page.$eval('#vm-info', (e) => e.textContent)).includes(target) &&
 		(await page.$$eval('#history-svg circle', (c) => c.length)) > 0, 10000), `load: clicking VM ${target} shows its history`);
