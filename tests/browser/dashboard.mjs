@@ -275,6 +275,8 @@ try {
 	ok(vrow, `se: VSE ${vname} created from the form shows up "running"`, await page.$eval('#vse-msg', (e) => e.textContent));
 	const vapi = (await api(base, '/api/vses')).body.vses.find((v) => v.name === vname);
 	ok(vapi && vapi.request.expose.link === 'spi', `se: the hypervisor has ${vname} with link spi`);
+	if (seosApi.status === 200)
+		ok(await waitRows(page, 't-seos', 30000, (r) => r.some((x) => x.key === vname && x.cells.state === 'authenticated')), `se: the SE OS table shows ${vname} "authenticated" (the SE OS took it on)`);
 	await page.click(`#t-vses tr[data-key="${vname}"] button[data-testid="vse-stop"]`);
 	ok(await waitRows(page, 't-vses', 20000, (r) => r.some((x) => x.key === vname && x.cells.state === 'stopped')), `se: Stop turns ${vname} "stopped"`);
 	await page.click(`#t-vses tr[data-key="${vname}"] button[data-testid="vse-start"]`);
