@@ -167,6 +167,21 @@ try {
 		return s.status === 200 && s.body.length > 0 && s.body.every((x) => x.state === 'running') && v.status === 200;
 	}, 60000), 'daemon ready: all services running, first load estimate made', daemonLog());
 
+	// the static files over plain HTTP: names, content types, methods
+	const files = {'/': 'text/html', '/index.html': 'text/html', '/se': 'text/html', '/se.html': 'text/html', '/images': 'text/html',
+		'/load': 'text/html', '/pos': 'text/html', '/health.html': 'text/html', '/static/app.js': 'text/javascript', '/static/app.css': 'text/css'};
+	for (const [p, ct] of Object.entries(files)) {
+		const g = await fetch(base + p);
+		const body = await g.text();
+		const h = await fetch(base + p, {method: 'HEAD'});
+		const po = await fetch(base + p, {method: 'POST', body: '{}'});
+		ok(g.status === 200 && g.headers.get('content-type').startsWith(ct) && body.length > 500 && h.status === 200 && po.status === 405 &&
+			!/(src|href)="(https?:)?\/\//.test(body), `static ${p}: GET 200 ${ct}, HEAD 200, POST 405, nothing external`,
+			`${g.status} ${g.headers.get('content-type')} HEAD ${h.status} POST ${po.status}`);
+	}
+	for (const p of ['/static/nope.js', '/app.js', '/static/index.html', '/se.htm'])
+		ok((await fetch(base + p)).status === 404, `static ${p}: 404`);
+
 	browser = await chromium.launch({executablePath: CHROMIUM, args: ['--no-sandbox']});
 	log('chromium', browser.version());
 	const ctx = await browser.newContext({viewport: {width: 1280, height: 860}});
@@ -205,7 +220,7 @@ try {
 	ok(svc && svc.length >= 5 && svc.every((r) => r.cells.state === 'running'), 'health: every service is "running"', JSON.stringify(svc && svc.map((r) => r.key + '=' + r.cells.state)));
 	ok(svc && svc.every((r) => Number(r.cells.pid) > 0), 'health: every service shows its pid');
 	ok(await until(() => page.$eval('#health dd[data-key="status"]', (e) => e.textContent === 'ok'), 10000), 'health: /api/health status ok');
-	const met = await waitRows(page, 't-metrics', 15000, (r) => r.some((x) => x.key === 'payguard_pos_transactions_total' && Number(x.cells.value.replace(/,/g, '')) > 0));
+	const met = await waitRows(page, 't-metrics', 15000, (r) => r.some((x) => x.key === 'payguard_pos_transactions_total' && Number(x.cells.total.replace(/,/g, '')) > 0));
 	ok(met, 'health: counters from /metrics include payguard_pos_transactions_total > 0');
 	ok((await visibleErrors(page)).length === 0, 'health: no error shown', await visibleErrors(page));
 	await shot(page, 'health');
@@ -221,7 +236,9 @@ try {
 	ok(await page.$$eval('#scatter-svg circle.vm', (cs) => new Set(cs.map((c) => c.getAttribute('fill'))).size) > 1, 'load: VMs are coloured by type (more than one colour)');
 	ok(await until(() => page.$$eval('#history-svg circle', (c) => c.length), 15000), 'load: the load-over-time chart has points');
 	const target = await page.$$eval('#scatter-svg circle.vm', (cs) => cs[cs.length - 1].dataset.vm);
-	await page.click(`#scatter-svg circle.vm[data-vm="${target}"]`);
+	// the plot is redrawn at every poll and VMs move with each estimate, so
+	// the click goes to the circle element itself rather than to coordinates
+	await page.locator(`#scatter-svg circle.vm[data-vm="${target}"]`).dispatchEvent('click');
 	ok(await until(async () => (await page.$eval('#vm-pick', (s) => s.value)) === target &&
 		(await page.$eval('#vm-info', (e) => e.textContent)).includes(target) &&
 		(await page.$$eval('#history-svg circle', (c) => c.length)) > 0, 10000), `load: clicking VM ${target} shows its history`);
@@ -238,11 +255,15 @@ try {
 	const routes = await waitRows(page, 't-routes', 15000);
 	ok(routes && routes.length > 0, `se: routing table has ${routes && routes.length} AIDs`);
 	const apdus = await waitRows(page, 't-apdus', 15000);
-	ok(apdus && apdus.length > 0 && apdus.every((r) => /^[0-9A-F]+$/i.test(r.cells.capdu)), `se: APDU log has ${apdus && apdus.length} exchanges`);
+	ok(apdus && apdus.length > 0 && apdus.every((r) => /^[0-9A-F]+$/i.test(r.cells.capdu) && /^[0-9A-F]{4}$/i.test(r.cells.sw)), `se: APDU log has ${apdus && apdus.length} exchanges (C-APDU hex, SW)`);
+	if (apdus)
+		ok(await waitRows(page, 't-apdus', 15000, (r) => r[0].key !== apdus[0].key), 'se: the APDU log is live (a newer exchange appears on top)');
 	const seosApi = await fetch(base + '/api/seos/ses');
-	if (seosApi.status === 200)
-		ok(await waitRows(page, 't-seos', 15000), 'se: SE OS table shows /api/seos/ses');
-	else
+	if (seosApi.status === 200) {
+		const n = (await seosApi.json()).ses.length;
+		const so = await waitRows(page, 't-seos', 15000, (r) => r.length === n);
+		ok(so && n > 0, `se: SE OS table shows the ${n} SEs of /api/seos/ses`, JSON.stringify(so && so.map((r) => r.key + '=' + r.cells.state)));
+	} else
 		ok(await until(() => page.$eval('#err-seos', (e) => e.classList.contains('show')), 10000), `se: /api/seos/ses answers ${seosApi.status}, and the page says so visibly`);
 	if ((await api(base, '/api/vses')).body.vses.length === 0)
 		ok(await until(() => page.$eval('#t-vses tbody tr.empty', (e) => /no VSEs yet/.test(e.textContent)), 10000), 'se: the empty VSE table says so ("no VSEs yet" row)');

@@ -192,12 +192,12 @@ const PG = (() => {
 			for (const k of Object.keys(r))
 				if (!keys.includes(k))
 					keys.push(k);
-		table(id, rows, keys.length ? keys.map((k) => ({k, t: k})) : [{k: 'x', t: ' '}], {key: (r) => r.name || r.id || ''});
+		table(id, rows, keys.length ? keys.map((k) => ({k, t: k, f: k === 'state' ? badge : undefined})) : [{k: 'x', t: ' '}], {key: (r) => r.name || r.id || ''});
 	}
 
 	/* ---- formatting ---- */
 	const STATE = {
-		running: 'ok', up: 'ok', ok: 'ok', done: 'ok', in_place: 'ok', healthy: 'ok',
+		running: 'ok', up: 'ok', authenticated: 'ok', ok: 'ok', done: 'ok', in_place: 'ok', healthy: 'ok',
 		backoff: 'warn', queued: 'info', acknowledged: 'info', starting: 'info', stopped: 'warn', moved: 'bad',
 		failed: 'bad', down: 'bad', open: 'bad', interrupted: 'bad', error: 'bad', closed: '',
 	};
@@ -253,6 +253,10 @@ const PG = (() => {
 	function basename(p) {
 		return String(p || '').split('/').pop();
 	}
+	/* The last two components of a path: "image-demo/demo-disk.img". */
+	function tail(p) {
+		return String(p || '').split('/').slice(-2).join('/');
+	}
 	/* Colours of the plots (load types, series). */
 	const COLOURS = ['#2457c5', '#e0892b', '#2e9e5b', '#c0352b', '#7b54c9', '#8c6239', '#d0549b', '#5d6b7e', '#1aa3b5', '#a8a82b'];
 
@@ -297,5 +301,5 @@ const PG = (() => {
 		return round; /* call to refresh now (after an action) */
 	}
 
-	return {el, svg, $, header, get, text, post, req, ApiError, showErr, clearErr, table, genericTable, cell, badge, num, time, ago, dur, bytes, mono, basename, poll, COLOURS};
+	return {el, svg, $, header, get, text, post, req, ApiError, showErr, clearErr, table, genericTable, cell, badge, num, time, ago, dur, bytes, mono, basename, tail, poll, COLOURS};
 })();
