@@ -416,7 +416,8 @@ cmd_image_upgrade(int argc, char **argv)
 					     "--fix --repo DIR");
 	/* `--deb a.deb b.deb`: getopt leaves b.deb positional, after the image;
 	 * with --job the image may be left out, and a positional .deb is one */
-	if (first < argc && u.o.job > 0 && strstr(argv[first], ".deb"))
+	if (first < argc && u.o.job > 0 && strlen(argv[first]) > 4 &&
+	    !strcmp(argv[first] + strlen(argv[first]) - 4, ".deb"))
 		first--;
 	for (int i = first + 1; i < argc && u.ndebs < 256; i++)
 		u.debs[u.ndebs++] = argv[i];

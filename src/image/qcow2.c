@@ -49,6 +49,7 @@ struct qcow2 {
 	/* writer only */
 	int writer;
 	uint64_t **l2w; /* in-memory L2 tables: host offsets, 0 = not here */
+	uint8_t *cow;	/* one cluster for copy-on-write, kept for the next write */
 	uint64_t next_free;
 	char *backing_path;
 	char backing_fmt[16];
@@ -465,6 +466,7 @@ qcow2_close(struct pg_bdev *d)
 		}
 		free(q->l1);
 		free(q->zbuf);
+		free(q->cow);
 		free(q->zin);
 		free(q->backing_path);
 		pg_bdev_close(q->backing);
@@ -626,7 +628,7 @@ qcow2_write(struct pg_bdev *d, uint64_t off, const void *vbuf, size_t len)
 {
 	struct qcow2 *q = d->priv;
 	const uint8_t *buf = vbuf;
-	uint8_t *tmp = NULL;
+	uint8_t *tmp;
 	int rc = 0;
 
 	while (len) {
@@ -650,10 +652,13 @@ qcow2_write(struct pg_bdev *d, uint64_t off, const void *vbuf, size_t len)
 			uint64_t host = q->next_free;
 
 			if (chunk != q->cs) {
-				if (!tmp && !(tmp = malloc(q->cs))) {
+				/* libext2fs writes block by block: this runs for
+				 * most new clusters, so the buffer is kept */
+				if (!q->cow && !(q->cow = malloc(q->cs))) {
 					rc = PG_ENOMEM;
 					goto out;
 				}
+				tmp = q->cow;
 				PG_TRY_GOTO(read_below(q, off - in, tmp, q->cs), out, "qcow2",
 					    "cow");
 				memcpy(tmp + in, buf, chunk);
@@ -674,7 +679,6 @@ qcow2_write(struct pg_bdev *d, uint64_t off, const void *vbuf, size_t len)
 		len -= chunk;
 	}
 out:
-	free(tmp);
 	return rc;
 }
 

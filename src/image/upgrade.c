@@ -359,6 +359,26 @@ create_file(struct up *u, ext2_ino_t dir, const char *name, const uint8_t *data,
 		if (e)
 			return pg_extfs_fail(e, name);
 	}
+	/* Package files get their blocks in one go: block-by-block allocation
+	 * in ext2fs_file_write scans the bitmaps for every block. Initialized
+	 * extents without zeroing are safe here because every block is then
+	 * written (a failure drops the whole overlay). */
+	if (!data && size > CHUNK && (in.i_flags & EXT4_EXTENTS_FL)) {
+		blk64_t nblk = (size + u->fs->blocksize - 1) / u->fs->blocksize;
+
+		e = ext2fs_fallocate(u->fs, EXT2_FALLOCATE_FORCE_INIT, ino, NULL, ~0ULL, 0, nblk);
+		if (e == EXT2_ET_BLOCK_ALLOC_FAIL)
+			return pg_error(
+			    PG_ERANGE, "upgrade",
+			    "'%s' needs %llu MiB: the image's filesystem has %llu MiB "
+			    "free",
+			    name, (unsigned long long)(size >> 20),
+			    (unsigned long long)((ext2fs_free_blocks_count(u->fs->super) *
+						  u->fs->blocksize) >>
+						 20));
+		if (e)
+			return pg_extfs_fail(e, name);
+	}
 	e = ext2fs_file_open(u->fs, ino, EXT2_FILE_WRITE, &f);
 	if (e)
 		return pg_extfs_fail(e, name);

@@ -11,7 +11,7 @@
 . "$(dirname "$0")/helpers.sh"
 tester=${1:?usage: jobs.sh IMAGE_JOBS_TEST}
 make_small_root "$work/root"
-make_gpt_image "$work/root" "$work/disk.img" 200
+make_gpt_image "$work/root" "$work/disk.img" 320
 cp --sparse=always "$work/disk.img" "$work/disk2.img"
 make_big_deb "$work/big.deb" 64 none random
 sha1=$(sha256sum <"$work/disk.img"); sha2=$(sha256sum <"$work/disk2.img")
@@ -25,7 +25,7 @@ sha1=$(sha256sum <"$work/disk.img"); sha2=$(sha256sum <"$work/disk2.img")
 check_overlay() {
 	local ov=$1
 	qemu-img check "$ov" >"$work/check" 2>&1 || { cat "$work/check"; fail "qemu-img check $ov"; }
-	extract_fs "$ov" "$work/up.fs" 200
+	extract_fs "$ov" "$work/up.fs" 320
 	e2fsck -fn "$work/up.fs" >"$work/fsck" 2>&1 || { cat "$work/fsck"; fail "e2fsck -fn $ov"; }
 	debugfs -R "dump /usr/share/bigdata/blob $work/blob.out" "$work/up.fs" >/dev/null 2>&1
 	cmp -s "$work/blob.out" "$work/big.deb.blob" || fail "big file differs in $ov"
@@ -61,7 +61,7 @@ for _ in $(seq 600); do
 import json, sys
 j = [x for x in json.load(sys.stdin) if x["overlay"] == sys.argv[1]]
 print(j[0]["state"], j[0]["progress"] if j else "")' "$work/term.qcow2" 2>/dev/null || true)
-	case $p in running\ 0.[1-9]*) seen=$p; break;; done*) break;; esac
+	case $p in running\ 0.[1-9]*) seen=$p; break;; done*|failed*) cat "$work/term.err"; break;; esac
 	sleep 0.05
 done
 [ -n "$seen" ] || fail "did not see the upgrade running past 10 % ($p)"
