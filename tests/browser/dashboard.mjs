@@ -60,7 +60,7 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pg-browser-'));
 const portFile = path.join(dir, 'http.port');
 const logFile = path.join(dir, 'daemon.log');
 const out = fs.openSync(logFile, 'w');
-const daemon = spawn(PAYGUARD, ['serve', 'run', '--demo', '--data', dir, '--port', '0', '--port-file', portFile, '--load-period-ms', '1000'],
+const daemon = spawn(PAYGUARD, ['serve', '--demo', '--data', dir, '--port', '0', '--port-file', portFile, '--load-period-ms', '1000'],
 	{stdio: ['ignore', out, out]});
 let exited = null;
 daemon.on('exit', (code, sig) => {
@@ -223,6 +223,25 @@ try {
 	const met = await waitRows(page, 't-metrics', 15000, (r) => r.some((x) => x.key === 'payguard_pos_transactions_total' && Number(x.cells.total.replace(/,/g, '')) > 0));
 	ok(met, 'health: counters from /metrics include payguard_pos_transactions_total > 0');
 	ok((await visibleErrors(page)).length === 0, 'health: no error shown', await visibleErrors(page));
+
+	// SIGKILL one worker: the supervisor restarts it and the page says so,
+	// while the other services keep answering
+	{
+		const before = (await api(base, '/api/services')).body;
+		const victim = before.find((x) => x.name === 'load');
+		const others = before.filter((x) => x.name !== 'load');
+		process.kill(victim.pid, 'SIGKILL');
+		log('     SIGKILL load worker pid', victim.pid);
+		const seen = await waitRows(page, 't-svc', 30000, (r) => r.some((x) => x.key === 'load' && x.cells.restarts === '1' &&
+			x.cells.state === 'running' && Number(x.cells.pid) !== victim.pid && /signal 9/.test(x.cells.last_exit)));
+		ok(seen, 'health: the killed load worker shows restarted (restarts 1, killed by signal 9, new pid, running)',
+			JSON.stringify((await rows(page, 't-svc')).find((x) => x.key === 'load')));
+		const after = (await api(base, '/api/services')).body;
+		ok(others.every((o) => after.find((x) => x.name === o.name).pid === o.pid && after.find((x) => x.name === o.name).restarts === 0),
+			'health: the other services were not touched');
+		const tx = (await api(base, '/api/pos/terminals')).status;
+		ok(tx === 200, 'health: the POS service answered while load restarted');
+	}
 	await shot(page, 'health');
 
 	// ---- load ----
