@@ -20,6 +20,9 @@ struct pg_serve_cfg {
 	const char *token; /* Bearer token; required when host is not loopback */
 	int demo;	   /* start the demo traffic generator and demo data */
 	int load_period_ms;
+	/* live load collector spec ("cgroup:DIR", "libvirt:URI"); NULL: the
+	 * generated fleet with --demo, else no load estimates */
+	const char *load_source;
 	const char *self_exe; /* the payguard binary workers are started from */
 	/* the configuration file re-read on SIGHUP (NULL: none), and the keys the
 	 * command line set (PG_SERVE_KEY_... bits), which the file never overrides */
@@ -35,6 +38,7 @@ enum {
 	PG_SERVE_KEY_DEMO = 1u << 3,
 	PG_SERVE_KEY_LOAD_PERIOD = 1u << 4,
 	PG_SERVE_KEY_LOG_LEVEL = 1u << 5,
+	PG_SERVE_KEY_LOAD_SOURCE = 1u << 6,
 };
 #define PG_SERVE_MAX_CONF 65536
 struct pg_serve_conf {
@@ -44,6 +48,7 @@ struct pg_serve_conf {
 	int demo;
 	int load_period_ms;
 	int log_level; /* -1: leave as is */
+	char load_source[512];
 	unsigned keys; /* PG_SERVE_KEY_... bits present in the file */
 };
 void pg_serve_conf_default(struct pg_serve_conf *c);
@@ -55,7 +60,11 @@ int pg_serve_conf_load(const char *path, struct pg_serve_conf *c);
 int pg_serve_run(const struct pg_serve_cfg *cfg);
 
 /* Runs one worker (called in the child process the supervisor started). */
-int pg_serve_worker(const char *name, const char *data_dir, int demo, int load_period_ms);
+int pg_serve_worker(const char *name, const char *data_dir, int demo, int load_period_ms,
+		    const char *load_source);
+/* 0 when spec names a live load collector (one that polls), else PG_EINVAL
+ * with a message; the daemon's load service polls it every period. */
+int pg_serve_check_load_source(const char *spec);
 /* Runs queued image upgrade job `job` (the one-shot worker the API starts). */
 int pg_serve_run_upgrade(const char *data_dir, int64_t job);
 

@@ -23,7 +23,8 @@ enum {
 	O_DEMO,
 	O_LOAD_PERIOD,
 	O_NAME,
-	O_JOB
+	O_JOB,
+	O_LOAD_SOURCE
 };
 
 static int
@@ -50,6 +51,7 @@ cmd_serve_run(int argc, char **argv)
 	    {"token-file", required_argument, NULL, O_TOKEN_FILE},
 	    {"demo", no_argument, NULL, O_DEMO},
 	    {"load-period-ms", required_argument, NULL, O_LOAD_PERIOD},
+	    {"load-source", required_argument, NULL, O_LOAD_SOURCE},
 	    {0},
 	};
 	struct pg_serve_cfg cfg = {.port = PG_SERVE_DEFAULT_PORT, .load_period_ms = 5000};
@@ -93,6 +95,12 @@ cmd_serve_run(int argc, char **argv)
 				return pg_cli_usage(argv[0], "--load-period-ms takes 100..3600000");
 			cfg.cli_keys |= PG_SERVE_KEY_LOAD_PERIOD;
 			break;
+		case O_LOAD_SOURCE:
+			if (pg_serve_check_load_source(optarg) < 0)
+				return pg_cli_usage(argv[0], "%s", pg_last_error());
+			cfg.load_source = optarg;
+			cfg.cli_keys |= PG_SERVE_KEY_LOAD_SOURCE;
+			break;
 		default:
 			return PG_EXIT_USAGE;
 		}
@@ -126,6 +134,8 @@ cmd_serve_run(int argc, char **argv)
 		cfg.demo = conf.demo;
 	if (!(cfg.cli_keys & PG_SERVE_KEY_LOAD_PERIOD) && (conf.keys & PG_SERVE_KEY_LOAD_PERIOD))
 		cfg.load_period_ms = conf.load_period_ms;
+	if (!(cfg.cli_keys & PG_SERVE_KEY_LOAD_SOURCE) && (conf.keys & PG_SERVE_KEY_LOAD_SOURCE))
+		cfg.load_source = conf.load_source;
 	if (!token_file && (conf.keys & PG_SERVE_KEY_TOKEN_FILE))
 		token_file = conf.token_file;
 	if (token_file) {
@@ -164,9 +174,10 @@ cmd_serve_worker(int argc, char **argv)
 	    {"demo", no_argument, NULL, O_DEMO},
 	    {"load-period-ms", required_argument, NULL, O_LOAD_PERIOD},
 	    {"job", required_argument, NULL, O_JOB},
+	    {"load-source", required_argument, NULL, O_LOAD_SOURCE},
 	    {0},
 	};
-	const char *name = NULL, *data = NULL;
+	const char *name = NULL, *data = NULL, *load_source = NULL;
 	int c, rc, demo = 0, period = 5000, job = 0;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -188,6 +199,9 @@ cmd_serve_worker(int argc, char **argv)
 			if (parse_int(optarg, 1, INT_MAX, &job) < 0)
 				return pg_cli_usage(argv[0], "--job takes a job number");
 			break;
+		case O_LOAD_SOURCE:
+			load_source = optarg;
+			break;
 		default:
 			return PG_EXIT_USAGE;
 		}
@@ -199,7 +213,7 @@ cmd_serve_worker(int argc, char **argv)
 			return pg_cli_usage(argv[0], "--name upgrade needs --job N");
 		rc = pg_serve_run_upgrade(data, job);
 	} else {
-		rc = pg_serve_worker(name, data, demo, period);
+		rc = pg_serve_worker(name, data, demo, period, load_source);
 	}
 	if (rc < 0)
 		return pg_cli_fail(rc, "worker %s", name);
@@ -210,7 +224,7 @@ const struct pg_cmd pg_cli_serve[] = {
     {"run", cmd_serve_run, "run the daemon: supervised services, HTTP API, metrics, dashboard",
      "[--config FILE] [--data DIR] [--listen IPV4] [--port N] [--port-file FILE] [--token-file "
      "FILE] [--demo] "
-     "[--load-period-ms MS]\n\n"
+     "[--load-period-ms MS] [--load-source SPEC]\n\n"
      "  --config FILE       JSON configuration file, re-read on SIGHUP (default "
      "DIR/serve.json if present)\n"
      "  --data DIR          data directory (default $PAYGUARD_DATA_DIR, else "
@@ -219,12 +233,14 @@ const struct pg_cmd pg_cli_serve[] = {
      "  --port N            HTTP port (default 8470; 0 = any free port)\n"
      "  --port-file FILE    write the bound port to FILE\n"
      "  --token-file FILE   require 'Authorization: Bearer <token>' (token: first line of FILE)\n"
+     "  --load-source SPEC  live load collector polled every period (cgroup:DIR, libvirt:URI,\n"
+     "                      prom:URL); without it --demo estimates a generated fleet\n"
      "  --demo              fill POS and load with live generated data\n"
      "  --load-period-ms MS how often the load service estimates (default 5000)\n"
      "Options on the command line win over the file. SIGTERM or SIGINT stops every service "
      "cleanly; SIGHUP reloads the file."},
     {"worker", cmd_serve_worker, "internal: one supervised service (started by 'serve run')",
      "--name pos|pos-traffic|load|nfcswitch|image|vse|seos --data DIR [--demo] "
-     "[--load-period-ms MS]\n       --name upgrade --job N --data DIR"},
+     "[--load-period-ms MS] [--load-source SPEC]\n       --name upgrade --job N --data DIR"},
     {NULL, NULL, NULL, NULL},
 };

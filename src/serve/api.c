@@ -179,8 +179,8 @@ load_latest(struct pg_store *st, const char *col, json_t **out)
 			      "silhouette", sqlite3_column_double(q, 1), col, v ? v : json_array());
 	} else {
 		rc = pg_error(PG_ENOENT, "serve",
-			      "no load estimate yet (the load service runs one "
-			      "every period)");
+			      "no load estimate yet (the load service makes one every period "
+			      "from its load_source, or from the generated fleet with --demo)");
 	}
 	sqlite3_finalize(q);
 	return rc;

@@ -5,6 +5,7 @@
  */
 #include "payguard/error.h"
 #include "payguard/fs.h"
+#include "payguard/load.h"
 #include "payguard/log.h"
 #include "payguard/serve.h"
 
@@ -92,6 +93,11 @@ pg_serve_conf_parse(const char *text, size_t len, struct pg_serve_conf *c)
 		} else if (strcmp(key, "load_period_ms") == 0) {
 			rc = get_int(v, key, 100, 3600000, &n.load_period_ms);
 			n.keys |= PG_SERVE_KEY_LOAD_PERIOD;
+		} else if (strcmp(key, "load_source") == 0) {
+			rc = get_str(v, key, n.load_source, sizeof(n.load_source));
+			if (rc == 0)
+				rc = pg_serve_check_load_source(n.load_source);
+			n.keys |= PG_SERVE_KEY_LOAD_SOURCE;
 		} else if (strcmp(key, "log_level") == 0) {
 			char lv[16];
 
@@ -132,4 +138,23 @@ pg_serve_conf_load(const char *path, struct pg_serve_conf *c)
 	}
 	free(data);
 	return rc;
+}
+
+int
+pg_serve_check_load_source(const char *spec)
+{
+	const struct pg_load_ops *ops = NULL;
+	const char *arg = NULL;
+
+	if (pg_load_source_lookup(spec, &ops, &arg) < 0 || !ops)
+		return pg_error(PG_EINVAL, "serve",
+				"load_source '%.100s': unknown collector (want KIND:ARG, e.g. "
+				"cgroup:/sys/fs/cgroup/machine.slice or libvirt:qemu:///system)",
+				spec);
+	if (!ops->poll)
+		return pg_error(PG_EINVAL, "serve",
+				"load_source '%.100s': '%s' is a trace, not a live collector "
+				"(import traces with 'payguard load import')",
+				spec, ops->name);
+	return 0;
 }

@@ -123,6 +123,7 @@ prune_pos(struct pg_serve_state *s)
 struct run_opts {
 	const char *exe;
 	int demo, load_period_ms;
+	char load_source[512]; /* "" none */
 };
 
 static int
@@ -136,19 +137,18 @@ start_worker(struct pg_serve_state *s, struct pg_serve_svc *w, const struct run_
 	if (pid < 0)
 		return pg_error(PG_ESYS, "serve", "fork: %s", strerror(errno));
 	if (pid == 0) {
-		char *argv[] = {(char *)o->exe,
-				"serve",
-				"worker",
-				"--name",
-				w->name,
-				"--data",
-				s->data_dir,
-				"--load-period-ms",
-				period,
-				o->demo ? "--demo" : NULL,
-				NULL};
+		char *argv[] = {
+		    (char *)o->exe,	"serve", "worker", "--name", w->name, "--data", s->data_dir,
+		    "--load-period-ms", period,	 NULL,	   NULL,     NULL,    NULL};
+		int k = 9;
 		sigset_t none;
 
+		if (o->load_source[0]) {
+			argv[k++] = "--load-source";
+			argv[k++] = (char *)o->load_source;
+		}
+		if (o->demo)
+			argv[k++] = "--demo";
 		/* the worker goes when the supervisor goes, even on SIGKILL */
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		sigemptyset(&none);
@@ -360,11 +360,21 @@ reload(struct pg_serve_state *s, const struct pg_serve_cfg *cfg, struct run_opts
 		pg_warn("serve",
 			"SIGHUP: listen, port, token_file and demo take effect at the next "
 			"start");
-	if (!(cfg->cli_keys & PG_SERVE_KEY_LOAD_PERIOD)) {
+	{
 		int period = (c.keys & PG_SERVE_KEY_LOAD_PERIOD) ? c.load_period_ms : 5000;
+		const char *src = (c.keys & PG_SERVE_KEY_LOAD_SOURCE) ? c.load_source : "";
+		int change = 0;
 
-		if (period != o->load_period_ms) {
+		if (cfg->cli_keys & PG_SERVE_KEY_LOAD_PERIOD)
+			period = o->load_period_ms;
+		if (cfg->cli_keys & PG_SERVE_KEY_LOAD_SOURCE)
+			src = o->load_source;
+		change = period != o->load_period_ms || strcmp(src, o->load_source) != 0;
+		if (change) {
+			/* the load worker restarts on purpose to take them */
 			o->load_period_ms = period;
+			if (src != o->load_source)
+				snprintf(o->load_source, sizeof(o->load_source), "%s", src);
 			pthread_mutex_lock(&s->mu);
 			s->load_period_ms = period;
 			for (int i = 0; i < s->nsvc; i++) {
@@ -394,7 +404,7 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 {
 	struct pg_serve_state *s = calloc(1, sizeof(*s));
 	struct MHD_Daemon *api = NULL;
-	struct run_opts o = {cfg->self_exe, cfg->demo, cfg->load_period_ms};
+	struct run_opts o = {cfg->self_exe, cfg->demo, cfg->load_period_ms, ""};
 	const char *host = cfg->host ? cfg->host : "127.0.0.1";
 	const char *names[] = {"pos", "load", "nfcswitch", "image", "vse", "seos", "pos-traffic"};
 	struct sigaction sa, old_term, old_int, old_hup;
@@ -405,6 +415,8 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 		return PG_ENOMEM;
 	pthread_mutex_init(&s->mu, NULL);
 	s->exe = cfg->self_exe;
+	if (cfg->load_source)
+		snprintf(o.load_source, sizeof(o.load_source), "%s", cfg->load_source);
 	if (!is_loopback(host) && (!cfg->token || !cfg->token[0])) {
 		rc = pg_error(PG_EPERM, "serve",
 			      "binding to %s (not loopback) requires a token (--token-file)", host);

@@ -698,8 +698,123 @@ worker_image(const char *dir, const char *dbpath, int demo)
 	return rc;
 }
 
+/* ---- load from a live collector: every period one poll, then an estimate ---- */
+
+#define LIVE_MAX_VMS 4096
+#define LIVE_WINDOW  FLEET_WINDOW /* samples per VM the estimate sees */
+
+struct live {
+	struct pg_store *st;
+	struct pg_load_series *vm;
+	size_t n;
+	int rc;
+};
+
+static int
+live_sample(void *ctx, const char *name, const struct pg_load_sample *x)
+{
+	struct live *l = ctx;
+	struct pg_load_series *v = NULL;
+	int rc;
+
+	for (size_t i = 0; i < l->n && !v; i++)
+		if (strcmp(l->vm[i].vm, name) == 0)
+			v = &l->vm[i];
+	if (!v) {
+		if (l->n == LIVE_MAX_VMS)
+			return 0; /* beyond the bound: not estimated (the store still has it) */
+		v = &l->vm[l->n++];
+		pg_load_series_init(v, 2 * LIVE_WINDOW);
+		snprintf(v->vm, sizeof(v->vm), "%s", name);
+	}
+	/* a sliding window: past 2 windows, the older half goes */
+	if (v->n == 2 * LIVE_WINDOW) {
+		memmove(v->s, v->s + LIVE_WINDOW, LIVE_WINDOW * sizeof(*v->s));
+		v->n = LIVE_WINDOW;
+	}
+	rc = pg_load_series_push(v, x);
+	if (rc == 0) /* a week at one sample a minute stays in the store */
+		rc = pg_load_store_put(l->st, name, x, 1, 10080);
+	return rc;
+}
+
+static int
+worker_load_live(const char *dbpath, const char *spec, int period_ms)
+{
+	const struct pg_load_ops *ops = NULL;
+	const char *arg = NULL;
+	struct pg_store st = {0};
+	struct pg_load_params p;
+	struct live l = {0};
+	void *src = NULL;
+	int rc, warned = 0;
+
+	rc = pg_serve_check_load_source(spec);
+	if (rc == 0)
+		rc = pg_load_source_lookup(spec, &ops, &arg);
+	if (rc == 0)
+		rc = pg_store_open(&st, dbpath);
+	if (rc == 0)
+		rc = pg_serve_migrate(&st);
+	if (rc == 0)
+		rc = pg_load_store_migrate(&st);
+	if (rc == 0)
+		rc = ops->open(arg, &src);
+	l.st = &st;
+	l.vm = calloc(LIVE_MAX_VMS, sizeof(*l.vm));
+	if (rc == 0 && !l.vm)
+		rc = PG_ENOMEM;
+	pg_load_params_init(&p);
+	p.n_threads = 1;
+	while (rc == 0 && !w_stop) {
+		struct pg_load_est *e = NULL;
+		size_t used = 0;
+		int prc = ops->poll(src, live_sample, &l);
+
+		if (prc < 0) {
+			/* a collector that cannot read now (a VM going away): next period */
+			pg_warn("load", "%s: %s", spec, pg_last_error());
+			pg_clear_error();
+		}
+		rc = pg_load_est_new(&e, &p);
+		for (size_t i = 0; rc == 0 && i < l.n; i++) {
+			struct pg_load_series view = l.vm[i];
+
+			if (view.n < p.k1)
+				continue; /* too few samples yet for its first level */
+			if (view.n > LIVE_WINDOW) {
+				view.s += view.n - LIVE_WINDOW;
+				view.n = view.cap = view.max = LIVE_WINDOW;
+			}
+			if (pg_load_est_add(e, &view) == 0)
+				used++;
+			else
+				pg_clear_error();
+		}
+		if (rc == 0 && used >= 2) {
+			if (pg_load_est_finish(e) == 0) {
+				rc = store_estimate(&st, e);
+			} else if (!warned) {
+				pg_warn("load", "no estimate yet from %zu VM(s): %s", used,
+					pg_last_error());
+				warned = 1;
+			}
+		}
+		pg_load_est_free(e);
+		nap(period_ms);
+	}
+	if (src)
+		ops->close(src);
+	for (size_t i = 0; l.vm && i < l.n; i++)
+		pg_load_series_release(&l.vm[i]);
+	free(l.vm);
+	pg_store_close(&st);
+	return rc;
+}
+
 int
-pg_serve_worker(const char *name, const char *data_dir, int demo, int load_period_ms)
+pg_serve_worker(const char *name, const char *data_dir, int demo, int load_period_ms,
+		const char *load_source)
 {
 	char dbpath[600];
 
@@ -718,8 +833,19 @@ pg_serve_worker(const char *name, const char *data_dir, int demo, int load_perio
 		return worker_image(data_dir, dbpath, demo);
 	if (strcmp(name, "nfcswitch") == 0)
 		return worker_nfcswitch(dbpath);
-	if (strcmp(name, "load") == 0)
-		return worker_load(dbpath, load_period_ms > 0 ? load_period_ms : 5000);
+	if (strcmp(name, "load") == 0) {
+		int period = load_period_ms > 0 ? load_period_ms : 5000;
+
+		if (load_source && load_source[0])
+			return worker_load_live(dbpath, load_source, period);
+		if (demo)
+			return worker_load(dbpath, period);
+		/* nothing to collect: the service idles, /api/load says no estimate yet */
+		pg_info("load", "no load_source configured and no --demo: idle");
+		while (!w_stop)
+			nap(1000);
+		return 0;
+	}
 	return pg_error(PG_ENOENT, "serve", "no worker named '%s'", name);
 }
 
