@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -409,7 +411,7 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 	const char *names[] = {"pos", "load", "nfcswitch", "image", "vse", "seos", "pos-traffic"};
 	struct sigaction sa, old_term, old_int, old_hup;
 	char runpath[600];
-	int rc, bound = 0, nsvc = cfg->demo ? 7 : 6, sig_set = 0;
+	int rc, bound = 0, nsvc = cfg->demo ? 7 : 6, sig_set = 0, lockfd = -1;
 
 	if (!s)
 		return PG_ENOMEM;
@@ -432,6 +434,31 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 	rc = pg_mkdir_p(runpath, 0700);
 	if (rc < 0)
 		goto out;
+	/* one daemon per data directory: a second one would share the
+	 * hypervisor's and the SE OS's sockets with the first */
+	snprintf(runpath, sizeof(runpath), "%s/run/serve.lock", s->data_dir);
+	lockfd = open(runpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lockfd < 0) {
+		rc = pg_error(PG_EIO, "serve", "cannot open %s: %s", runpath, strerror(errno));
+		goto out;
+	}
+	if (flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
+		char pid[24] = "";
+		ssize_t n = pread(lockfd, pid, sizeof(pid) - 1, 0);
+
+		pid[n > 0 ? n : 0] = 0;
+		pid[strcspn(pid, "\n")] = 0;
+		rc = pg_error(PG_EBUSY, "serve", "another payguard serve (pid %s) uses %s",
+			      pid[0] ? pid : "?", s->data_dir);
+		goto out;
+	}
+	{
+		char pid[24];
+		int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+
+		if (ftruncate(lockfd, 0) < 0 || pwrite(lockfd, pid, (size_t)n, 0) != n)
+			pg_warn("serve", "cannot write the pid to %s", runpath);
+	}
 	{
 		/* made here, before any worker reads it, so there is one writer */
 		uint8_t mk[16];
@@ -538,6 +565,8 @@ out:
 		sigaction(SIGINT, &old_int, NULL);
 		sigaction(SIGHUP, &old_hup, NULL);
 	}
+	if (lockfd >= 0)
+		close(lockfd); /* releases the lock */
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 	return rc;

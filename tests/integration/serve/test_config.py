@@ -37,6 +37,12 @@ def main():
         d.proc.send_signal(signal.SIGHUP)
         d.wait("the reload", lambda: d.get("/api/health")[1]["reloads"] == 1, 20)
         check(d.get("/api/health")[1]["load_period_ms"] == 700, "still the command line's")
+        # one daemon per data directory: a second is refused, the first goes on
+        r = subprocess.run([PAYGUARD, "serve", "--data", d.dir, "--port", "0"],
+                           capture_output=True, text=True, timeout=30)
+        check(r.returncode == 1 and "another payguard serve (pid %d)" % d.proc.pid in r.stderr,
+              (r.returncode, r.stderr))
+        check(d.get("/api/health")[0] == 200, "the first daemon still answers")
         check(d.stop() == 0, "clean stop")
     finally:
         d.cleanup()
