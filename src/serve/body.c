@@ -9,16 +9,14 @@
 #include <jansson.h>
 #include <string.h>
 
-int
-pg_serve_parse_alert_action(const char *body, size_t len, struct pg_serve_alert_action *a)
+/* The common first steps: size limit, parse (duplicate keys refused), an object. */
+static int
+load_object(const char *body, size_t len, json_t **out)
 {
 	json_error_t jerr;
-	json_t *o = NULL, *v;
-	const char *action, *note = "";
-	const char *key;
-	int rc = 0;
+	json_t *o;
 
-	memset(a, 0, sizeof(*a));
+	*out = NULL;
 	if (len > PG_SERVE_MAX_BODY)
 		return pg_error(PG_ETOOBIG, "serve", "body of %zu bytes (limit %d)", len,
 				PG_SERVE_MAX_BODY);
@@ -29,9 +27,25 @@ pg_serve_parse_alert_action(const char *body, size_t len, struct pg_serve_alert_
 		return pg_error(PG_EFORMAT, "serve", "malformed JSON at line %d column %d: %s",
 				jerr.line, jerr.column, jerr.text);
 	if (!json_is_object(o)) {
-		rc = pg_error(PG_EFORMAT, "serve", "body must be a JSON object");
-		goto out;
+		json_decref(o);
+		return pg_error(PG_EFORMAT, "serve", "body must be a JSON object");
 	}
+	*out = o;
+	return 0;
+}
+
+int
+pg_serve_parse_alert_action(const char *body, size_t len, struct pg_serve_alert_action *a)
+{
+	json_t *o = NULL, *v;
+	const char *action, *note = "";
+	const char *key;
+	int rc;
+
+	memset(a, 0, sizeof(*a));
+	rc = load_object(body, len, &o);
+	if (rc < 0)
+		return rc;
 	json_object_foreach(o, key, v)
 	{
 		if (strcmp(key, "action") != 0 && strcmp(key, "note") != 0) {
@@ -76,20 +90,15 @@ out:
 int
 pg_serve_parse_vse_action(const char *body, size_t len, char action[16])
 {
-	json_error_t jerr;
 	json_t *o, *v;
-	int rc = 0;
+	int rc;
 
 	action[0] = 0;
-	if (len > PG_SERVE_MAX_BODY)
-		return pg_error(PG_ETOOBIG, "serve", "body of %zu bytes (limit %d)", len,
-				PG_SERVE_MAX_BODY);
-	o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!o)
-		return pg_error(PG_EFORMAT, "serve", "malformed JSON at line %d column %d: %s",
-				jerr.line, jerr.column, jerr.text);
+	rc = load_object(body, len, &o);
+	if (rc < 0)
+		return rc;
 	v = json_object_get(o, "action");
-	if (!json_is_object(o) || json_object_size(o) != 1 || !json_is_string(v)) {
+	if (json_object_size(o) != 1 || !json_is_string(v)) {
 		rc = pg_error(PG_EINVAL, "serve",
 			      "body must be {\"action\": \"start\"|\"stop\"|"
 			      "\"destroy\"}");
@@ -120,23 +129,14 @@ deb_name_ok(const char *s, size_t n)
 int
 pg_serve_parse_upgrade(const char *body, size_t len, struct pg_serve_upgrade_req *u)
 {
-	json_error_t jerr;
 	json_t *o, *v;
 	const char *key;
-	int rc = 0;
+	int rc;
 
 	memset(u, 0, sizeof(*u));
-	if (len > PG_SERVE_MAX_BODY)
-		return pg_error(PG_ETOOBIG, "serve", "body of %zu bytes (limit %d)", len,
-				PG_SERVE_MAX_BODY);
-	o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!o)
-		return pg_error(PG_EFORMAT, "serve", "malformed JSON at line %d column %d: %s",
-				jerr.line, jerr.column, jerr.text);
-	if (!json_is_object(o)) {
-		rc = pg_error(PG_EFORMAT, "serve", "body must be a JSON object");
-		goto out;
-	}
+	rc = load_object(body, len, &o);
+	if (rc < 0)
+		return rc;
 	json_object_foreach(o, key, v)
 	{
 		if (strcmp(key, "fix") == 0) {

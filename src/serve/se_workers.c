@@ -208,30 +208,14 @@ store_seos(struct pg_store *st, struct pg_seos *os, uint64_t exchanges, uint64_t
 {
 	struct snap_ctx c = {json_array()};
 	json_t *snap;
-	char *text;
-	sqlite3_stmt *q = NULL;
-	int rc, src;
+	int rc;
 
 	rc = pg_seos_list(os, snap_row, &c);
 	snap = json_pack("{s:o,s:I,s:I}", "ses", c.arr, "exchanges", (json_int_t)exchanges,
 			 "exchanges_ok", (json_int_t)ok);
-	text = snap ? json_dumps(snap, JSON_COMPACT) : NULL;
+	if (rc == 0)
+		rc = snap ? pg_serve_put_snapshot(st, "serve_seos", snap) : PG_ENOMEM;
 	json_decref(snap);
-	if (rc < 0 || !text) {
-		free(text);
-		return rc < 0 ? rc : PG_ENOMEM;
-	}
-	src = sqlite3_prepare_v2(
-	    st->db, "INSERT OR REPLACE INTO serve_seos(id, at_ms, snapshot) VALUES(1,?,?)", -1, &q,
-	    NULL);
-	if (src == SQLITE_OK) {
-		sqlite3_bind_int64(q, 1, pg_wall_ms());
-		sqlite3_bind_text(q, 2, text, -1, SQLITE_STATIC);
-		src = sqlite3_step(q);
-	}
-	rc = src == SQLITE_DONE ? 0 : pg_store_fail(st, src, "seos snapshot");
-	sqlite3_finalize(q);
-	free(text);
 	return rc;
 }
 

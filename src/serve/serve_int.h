@@ -4,6 +4,7 @@
 
 #include "payguard/store.h"
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +19,8 @@ int pg_serve_log_apdu(struct pg_store *st, const char *source, const char *se, c
  * made at first use): the SE OS's key store diversifies it for simulated SEs (by SE
  * id) and VSEs (by CIN); VSEs the API creates without keys get it. */
 int pg_serve_master_key(const char *dir, uint8_t key[16]);
+/* Replaces the one row of a worker's snapshot table (serve_nfcsw, serve_seos). */
+int pg_serve_put_snapshot(struct pg_store *st, const char *table, json_t *snap);
 /* The "seos" worker: runs until *stop. */
 int pg_serve_worker_seos(const char *dir, const char *dbpath, int demo, const volatile int *stop);
 /* The one-shot "upgrade" worker: runs queued image job `job` (table serve_upgrade). */

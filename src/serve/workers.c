@@ -448,25 +448,25 @@ nfcsw_snapshot(struct pg_nfcsw *sw, uint64_t selects, uint64_t ok)
 			 "selects", (json_int_t)selects, "selects_ok", (json_int_t)ok);
 }
 
-static int
-store_nfcsw(struct pg_store *st, json_t *snap)
+int
+pg_serve_put_snapshot(struct pg_store *st, const char *table, json_t *snap)
 {
-	char *text = json_dumps(snap, JSON_COMPACT);
+	char *text = json_dumps(snap, JSON_COMPACT), sql[96];
 	sqlite3_stmt *q = NULL;
 	int rc = 0, src;
 
 	if (!text)
 		return PG_ENOMEM;
-	src = sqlite3_prepare_v2(
-	    st->db, "INSERT OR REPLACE INTO serve_nfcsw(id, at_ms, snapshot) VALUES(1,?,?)", -1, &q,
-	    NULL);
+	snprintf(sql, sizeof(sql), "INSERT OR REPLACE INTO %s(id, at_ms, snapshot) VALUES(1,?,?)",
+		 table);
+	src = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL);
 	if (src == SQLITE_OK) {
 		sqlite3_bind_int64(q, 1, pg_wall_ms());
 		sqlite3_bind_text(q, 2, text, -1, SQLITE_STATIC);
 		src = sqlite3_step(q);
 	}
 	if (src != SQLITE_DONE)
-		rc = pg_store_fail(st, src, "nfcswitch snapshot");
+		rc = pg_store_fail(st, src, table);
 	sqlite3_finalize(q);
 	free(text);
 	return rc;
@@ -546,7 +546,7 @@ worker_nfcswitch(const char *dbpath)
 			pg_nfcsw_field_off(sw);
 		}
 		snap = nfcsw_snapshot(sw, selects, ok);
-		rc = snap ? store_nfcsw(&st, snap) : PG_ENOMEM;
+		rc = snap ? pg_serve_put_snapshot(&st, "serve_nfcsw", snap) : PG_ENOMEM;
 		json_decref(snap);
 		nap(1000);
 	}
@@ -766,6 +766,7 @@ worker_load_live(const char *dbpath, const char *spec, int period_ms)
 		rc = PG_ENOMEM;
 	pg_load_params_init(&p);
 	p.n_threads = 1;
+	p.k2 = 0; /* a real fleet's number of types is not known: by silhouette, 2..8 */
 	while (rc == 0 && !w_stop) {
 		struct pg_load_est *e = NULL;
 		size_t used = 0;

@@ -3,8 +3,9 @@ load service polls the configured load_source every period and estimates
 from the samples it collected. The source here is the cgroup v2 collector on
 a cgroup tree laid out in a temporary folder (this machine may not let a
 test create real cgroups; tests/integration/load/cgroup_test.sh tests both):
-four VMs, two of them busy on CPU, one busy on disk, one idle, whose
-counters a thread advances as the kernel would. Also: a trace or unknown
+nine VMs, three busy on CPU, three reading from disk, three idle, whose
+counters a thread advances as the kernel would; the estimate must find the
+three groups. Also: a trace or unknown
 source is refused at start, and SIGHUP switches the source."""
 import json
 import os
@@ -40,23 +41,29 @@ def put(path, text):
     os.rename(path + ".new", path)
 
 
+CPU = ["vm-cpu1", "vm-cpu2", "vm-cpu3"]
+DISK = ["vm-disk1", "vm-disk2", "vm-disk3"]
+IDLE = ["vm-idle1", "vm-idle2", "vm-idle3"]
+
+
 def advance(root, stop):
-    """CPU: vm-cpu1/vm-cpu2 burn 0.8 CPU; vm-disk reads 20 MiB/s; vm-idle nothing."""
+    """CPU VMs burn 0.8 CPU; disk VMs read 20 MiB/s with a little CPU; idle ones nothing."""
     t0 = time.time()
     while not stop.is_set():
         t = time.time() - t0
-        for vm in ("vm-cpu1", "vm-cpu2"):
+        for vm in CPU:
             put(os.path.join(root, vm, "cpu.stat"), "usage_usec %d\n" % int(t * 800000))
-        put(os.path.join(root, "vm-disk", "io.stat"),
-            "8:0 rbytes=%d wbytes=0 rios=%d wios=0 dbytes=0 dios=0\n" % (int(t * 20 * (1 << 20)), int(t * 100)))
-        put(os.path.join(root, "vm-disk", "cpu.stat"), "usage_usec %d\n" % int(t * 50000))
+        for vm in DISK:
+            put(os.path.join(root, vm, "io.stat"),
+                "8:0 rbytes=%d wbytes=0 rios=%d wios=0 dbytes=0 dios=0\n" % (int(t * 20 * (1 << 20)), int(t * 100)))
+            put(os.path.join(root, vm, "cpu.stat"), "usage_usec %d\n" % int(t * 50000))
         time.sleep(0.05)
 
 
 def main():
     work = tempfile.mkdtemp(prefix="pg-serve-load-")
     root = os.path.join(work, "machine.slice")
-    vms = ["vm-cpu1", "vm-cpu2", "vm-disk", "vm-idle"]
+    vms = CPU + DISK + IDLE
     lay_out(root, vms)
     stop = threading.Event()
     th = threading.Thread(target=advance, args=(root, stop), daemon=True)
@@ -79,22 +86,22 @@ def main():
     try:
         def est():
             s, v = d.get("/api/load/vms")
-            return v if s == 200 and len(v["vms"]) == 4 and min(x["samples"] for x in v["vms"]) >= 8 else None
-        v = d.wait("an estimate over the 4 collected VMs", est, 60)
+            return v if s == 200 and len(v["vms"]) == 9 and min(x["samples"] for x in v["vms"]) >= 8 else None
+        v = d.wait("an estimate over the 9 collected VMs", est, 60)
         by = {x["name"]: x for x in v["vms"]}
         check(set(by) == set(vms), by)
-        # the two CPU-bound VMs are one type, and a different one from the idle VM
-        check(by["vm-cpu1"]["type"] == by["vm-cpu2"]["type"], by)
-        check(by["vm-cpu1"]["type"] != by["vm-idle"]["type"], by)
-        check(by["vm-cpu1"]["features"][0] > by["vm-idle"]["features"][0], by)
-        check(by["vm-disk"]["features"][2] > by["vm-idle"]["features"][2], by)
-        check(by["vm-cpu1"]["load"] > by["vm-idle"]["load"], by)
+        # the three groups are three types
+        types = [{by[x]["type"] for x in g} for g in (CPU, DISK, IDLE)]
+        check(all(len(t) == 1 for t in types) and len(set.union(*types)) == 3, by)
+        check(min(by[x]["features"][0] for x in CPU) > max(by[x]["features"][0] for x in IDLE), by)
+        check(min(by[x]["features"][2] for x in DISK) > max(by[x]["features"][2] for x in IDLE), by)
+        check(min(by[x]["load"] for x in CPU) > max(by[x]["load"] for x in IDLE), by)
         s, h = d.get("/api/load/history?vm=vm-cpu1")
         check(s == 200 and len(h["history"]) >= 1, h)
         # the samples are in the store too (load area's table)
         out = subprocess.run(["sqlite3", os.path.join(d.dir, "payguard.db"),
                               "SELECT COUNT(DISTINCT vm) FROM load_samples"], capture_output=True, text=True)
-        check(out.stdout.strip() == "4", out)
+        check(out.stdout.strip() == "9", out)
         s, v = d.get("/api/pos/terminals")
         check(s == 200 and v == [], "no demo data without --demo: %s" % v)
 
