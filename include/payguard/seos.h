@@ -272,4 +272,18 @@ void pg_seos_testcard_id(const struct pg_seos_testcard *tc, uint8_t id[PG_SEOS_I
 /* Commands the card answered so far. */
 uint64_t pg_seos_testcard_apdus(const struct pg_seos_testcard *tc);
 
+/*
+ * A test card served on unix:sock_path in the card role of `link`, in its own
+ * thread, keyed by pg_scp03_diversify(master, its SE id) with KVN 0x30 (what
+ * the key store line "master 30 <master>" derives).
+ */
+struct pg_seos_sim;
+int pg_seos_sim_start(struct pg_seos_sim **out, const char *name, const char *link, uint32_t serial,
+		      const uint8_t master[16], const char *sock_path);
+const char *pg_seos_sim_addr(const struct pg_seos_sim *s);
+/* Writes the endpoint file NAME.se (link=, addr=, kind=sim) into watch, atomically. */
+int pg_seos_sim_announce(const struct pg_seos_sim *s, const char *watch);
+/* Stops serving and frees; NULL is fine. */
+void pg_seos_sim_stop(struct pg_seos_sim *s);
+
 #endif

@@ -15,7 +15,6 @@
 #include "payguard/mem.h"
 #include "payguard/seos.h"
 #include "payguard/seos_client.h"
-#include "payguard/stream.h"
 #include "payguard/vse.h"
 #include "serve_int.h"
 
@@ -26,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -141,25 +139,6 @@ now_us(void)
 
 /* ---- seos ---- */
 
-struct sim {
-	const char *name, *link;
-	char addr[640];
-	struct pg_seos_testcard *tc;
-	int fd;
-	pthread_t t;
-	int started;
-};
-
-static void *
-sim_thread(void *arg)
-{
-	struct sim *m = arg;
-
-	(void)pg_card_serve_listener(m->fd, pg_link_find(m->link), pg_seos_testcard_card(m->tc),
-				     NULL, 0);
-	return NULL;
-}
-
 struct srv_run {
 	struct pg_seos_server *srv;
 	pthread_t t;
@@ -173,17 +152,6 @@ srv_thread(void *arg)
 
 	r->rc = pg_seos_serve_run(r->srv);
 	return NULL;
-}
-
-static int
-write_endpoint(const char *watch, const struct sim *s)
-{
-	char path[700], body[800];
-	int n;
-
-	snprintf(path, sizeof(path), "%s/%s.se", watch, s->name);
-	n = snprintf(body, sizeof(body), "link=%s\naddr=%s\nkind=sim\n", s->link, s->addr);
-	return pg_write_file_atomic(path, body, (size_t)n, 0600);
 }
 
 struct snap_ctx {
@@ -313,9 +281,10 @@ links_row(void *arg, const struct pg_seos_entry *e)
 int
 pg_serve_worker_seos(const char *dir, const char *dbpath, int demo, const volatile int *stop)
 {
-	struct sim sims[3] = {{.name = "ese-t1", .link = "t1", .fd = -1},
-			      {.name = "uicc-swp", .link = "swp", .fd = -1},
-			      {.name = "ese-spi", .link = "spi", .fd = -1}};
+	static const struct {
+		const char *name, *link;
+	} sims[3] = {{"ese-t1", "t1"}, {"uicc-swp", "swp"}, {"ese-spi", "spi"}};
+	struct pg_seos_sim *sim[3] = {0};
 	char sdir[600], watch[640], sock[640], kp[640], kstext[256], mhex[33];
 	struct pg_seos_keystore *ks = NULL;
 	struct pg_seos *os = NULL;
@@ -350,30 +319,12 @@ pg_serve_worker_seos(const char *dir, const char *dbpath, int demo, const volati
 	if (rc < 0)
 		goto out;
 	for (int i = 0; demo && i < 3; i++) {
-		struct pg_seos_testcard_cfg cfg = {.serial = 0x5E05001u + (uint32_t)i,
-						   .version = 1};
-		struct sim *s = &sims[i];
-		uint8_t id[PG_SEOS_ID_LEN];
+		char sp[700];
 
-		if ((rc = pg_seos_testcard_new(&s->tc, &cfg)) < 0)
+		snprintf(sp, sizeof(sp), "%s/sim-%s.sock", sdir, sims[i].name);
+		if ((rc = pg_seos_sim_start(&sim[i], sims[i].name, sims[i].link,
+					    0x5E05001u + (uint32_t)i, master, sp)) < 0)
 			goto out;
-		pg_seos_testcard_id(s->tc, id);
-		if ((rc = pg_scp03_diversify(master, 16, id, sizeof(id), 0x30, &cfg.keys)) < 0)
-			goto out;
-		pg_seos_testcard_set_keys(s->tc, &cfg.keys);
-		pg_memzero(&cfg.keys, sizeof(cfg.keys));
-		snprintf(s->addr, sizeof(s->addr), "unix:%s/sim-%s.sock", sdir, s->name);
-		unlink(s->addr + 5);
-		s->fd = pg_stream_listen(s->addr);
-		if (s->fd < 0) {
-			rc = s->fd;
-			goto out;
-		}
-		if (pthread_create(&s->t, NULL, sim_thread, s) != 0) {
-			rc = pg_error(PG_ESYS, "serve", "cannot start SE thread");
-			goto out;
-		}
-		s->started = 1;
 	}
 	unlink(sock);
 	so.sock = sock;
@@ -390,7 +341,7 @@ pg_serve_worker_seos(const char *dir, const char *dbpath, int demo, const volati
 	}
 	srv_started = 1;
 	for (int i = 0; demo && i < 3; i++)
-		if ((rc = write_endpoint(watch, &sims[i])) < 0)
+		if ((rc = pg_seos_sim_announce(sim[i], watch)) < 0)
 			goto out;
 	rc = pg_seos_open(&os, dbpath, kp, ks);
 	if (rc < 0)
@@ -434,16 +385,8 @@ out:
 		pthread_join(run.t, NULL);
 	}
 	pg_seos_serve_free(run.srv);
-	for (int i = 0; i < 3; i++) {
-		if (sims[i].started) {
-			shutdown(sims[i].fd, SHUT_RDWR);
-			close(sims[i].fd);
-			pthread_join(sims[i].t, NULL);
-		} else if (sims[i].fd >= 0) {
-			close(sims[i].fd);
-		}
-		pg_seos_testcard_free(sims[i].tc);
-	}
+	for (int i = 0; i < 3; i++)
+		pg_seos_sim_stop(sim[i]);
 	pg_seos_close(os);
 	pg_seos_keystore_free(ks);
 	pg_store_close(&st);

@@ -4,8 +4,8 @@
  * authenticated with SCP03 twice (cache miss, then hit), then the daemon
  * attaches them from endpoint files and a client transmits through it.
  */
-#include "payguard/card.h"
 #include "payguard/error.h"
+#include "payguard/fs.h"
 #include "payguard/hex.h"
 #include "payguard/log.h"
 #include "payguard/seos.h"
@@ -16,29 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 static const char master_hex[] = "404142434445464748494A4B4C4D4E4F";
-
-struct sim {
-	const char *name, *link;
-	char addr[160];
-	struct pg_seos_testcard *tc;
-	int fd;
-	pthread_t t;
-};
-
-static void *
-sim_thread(void *arg)
-{
-	struct sim *m = arg;
-
-	(void)pg_card_serve_listener(m->fd, pg_link_find(m->link), pg_seos_testcard_card(m->tc),
-				     NULL, 0);
-	return NULL;
-}
 
 struct srv_run {
 	struct pg_seos_server *srv;
@@ -65,9 +46,10 @@ print_row(void *arg, const struct pg_seos_entry *e)
 int
 pg_seos_demo(FILE *out)
 {
-	struct sim sims[3] = {{.name = "ese-t1", .link = "t1"},
-			      {.name = "uicc-swp", .link = "swp"},
-			      {.name = "ese-spi", .link = "spi"}};
+	static const struct {
+		const char *name, *link;
+	} sims[3] = {{"ese-t1", "t1"}, {"uicc-swp", "swp"}, {"ese-spi", "spi"}};
+	struct pg_seos_sim *sim[3] = {0};
 	char dir[64], path[256], sock[200], db[200], kp[200], watch[200];
 	struct pg_seos_keystore *ks = NULL;
 	struct pg_seos *os = NULL;
@@ -75,7 +57,7 @@ pg_seos_demo(FILE *out)
 	struct pg_seos_serve_opts so = {0};
 	volatile int stop = 0;
 	uint8_t m[16];
-	int rc = 0, nsims = 0;
+	int rc = 0;
 
 	snprintf(dir, sizeof(dir), "/tmp/pg-seos-demo-XXXXXX");
 	if (!mkdtemp(dir))
@@ -91,25 +73,14 @@ pg_seos_demo(FILE *out)
 
 	fprintf(out, "== 1. three simulated SEs, each on its own link and UNIX socket\n");
 	for (int i = 0; i < 3; i++) {
-		struct pg_seos_testcard_cfg cfg = {.serial = 0x1001u + (uint32_t)i, .version = 1};
-		struct sim *s = &sims[i];
-		uint8_t id[PG_SEOS_ID_LEN];
+		char sp[300];
 
-		if ((rc = pg_seos_testcard_new(&s->tc, &cfg)) < 0)
+		snprintf(sp, sizeof(sp), "%s/%s.sock", dir, sims[i].name);
+		if ((rc = pg_seos_sim_start(&sim[i], sims[i].name, sims[i].link,
+					    0x1001u + (uint32_t)i, m, sp)) < 0)
 			goto out;
-		pg_seos_testcard_id(s->tc, id);
-		if ((rc = pg_scp03_diversify(m, 16, id, sizeof(id), 0x30, &cfg.keys)) < 0)
-			goto out;
-		pg_seos_testcard_set_keys(s->tc, &cfg.keys);
-		snprintf(s->addr, sizeof(s->addr), "unix:%s/%s.sock", dir, s->name);
-		s->fd = pg_stream_listen(s->addr);
-		if (s->fd < 0) {
-			rc = s->fd;
-			goto out;
-		}
-		pthread_create(&s->t, NULL, sim_thread, s);
-		nsims++;
-		fprintf(out, "  %-10s link %-4s at %s\n", s->name, s->link, s->addr);
+		fprintf(out, "  %-10s link %-4s at %s\n", sims[i].name, sims[i].link,
+			pg_seos_sim_addr(sim[i]));
 	}
 
 	fprintf(out, "\n== 2. connection establishment: SCP03 authentication, then the cache\n");
@@ -123,11 +94,11 @@ pg_seos_demo(FILE *out)
 			struct pg_seos_conn c;
 			struct timespec a, b;
 
-			if ((rc = pg_stream_connect(&st, sims[i].addr, 2000)) < 0 ||
-			    (rc = ops->host_open(&l, st, sims[i].addr, NULL)) < 0)
+			if ((rc = pg_stream_connect(&st, pg_seos_sim_addr(sim[i]), 2000)) < 0 ||
+			    (rc = ops->host_open(&l, st, pg_seos_sim_addr(sim[i]), NULL)) < 0)
 				goto out;
 			clock_gettime(CLOCK_MONOTONIC, &a);
-			rc = pg_seos_connect(os, sims[i].name, sims[i].addr, l, &c);
+			rc = pg_seos_connect(os, sims[i].name, pg_seos_sim_addr(sim[i]), l, &c);
 			clock_gettime(CLOCK_MONOTONIC, &b);
 			pg_link_close(l);
 			if (rc < 0)
@@ -158,21 +129,10 @@ pg_seos_demo(FILE *out)
 	if ((rc = pg_seos_serve_new(&run.srv, &so)) < 0)
 		goto out;
 	pthread_create(&run.t, NULL, srv_thread, &run);
-	for (int i = 0; i < 3; i++) {
-		char tmp[300], body[300];
-		FILE *f;
-
-		snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", watch, sims[i].name);
-		snprintf(path, sizeof(path), "%s/%s.se", watch, sims[i].name);
-		snprintf(body, sizeof(body), "link=%s\naddr=%s\nkind=sim\n", sims[i].link,
-			 sims[i].addr);
-		f = fopen(tmp, "w");
-		if (!f)
-			continue;
-		fputs(body, f);
-		fclose(f);
-		rename(tmp, path);
-	}
+	for (int i = 0; i < 3 && rc == 0; i++)
+		rc = pg_seos_sim_announce(sim[i], watch);
+	if (rc < 0)
+		goto stop;
 	{
 		struct pg_seos_client *c = NULL;
 		struct pg_seos_reader r[8];
@@ -226,13 +186,8 @@ stop:
 	pthread_join(run.t, NULL);
 	pg_seos_serve_free(run.srv);
 out:
-	for (int i = 0; i < nsims; i++) {
-		shutdown(sims[i].fd, SHUT_RDWR);
-		close(sims[i].fd);
-		pthread_join(sims[i].t, NULL);
-	}
 	for (int i = 0; i < 3; i++)
-		pg_seos_testcard_free(sims[i].tc);
+		pg_seos_sim_stop(sim[i]);
 	pg_seos_close(os);
 	pg_seos_keystore_free(ks);
 	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
