@@ -73,6 +73,9 @@ int pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_
  * pg_image_upgrade with opts.job = *job. A queued job no runner took within
  * 60 s is shown 'interrupted' by pg_image_jobs. */
 int pg_image_job_queue(struct pg_store *st, const char *ref, int64_t *job);
+/* Marks a queued job that will never run (its runner could not start)
+ * 'failed' with why in its log; a job no longer queued is left as it is. */
+int pg_image_job_abandon(struct pg_store *st, int64_t job, const char *why);
 /* Every job: {id, image_id, image_path, kind, state, progress, overlay,
  * started_at, finished_at, result, log}. state is queued, running, done,
  * failed, interrupted, committed or rolledback; running jobs whose process

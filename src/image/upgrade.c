@@ -1156,6 +1156,18 @@ pg_image_job_queue(struct pg_store *st, const char *ref, int64_t *job)
 	return 0;
 }
 
+int
+pg_image_job_abandon(struct pg_store *st, int64_t job, const char *why)
+{
+	char now[32];
+
+	pg_now_iso(now, sizeof(now));
+	return pg_db_run(st,
+			 "UPDATE image_job SET state = 'failed', finished_at = ?1,"
+			 " log = coalesce(log, '') || ?2 WHERE id = ?3 AND state = 'queued'",
+			 json_pack("[s,s,I]", now, why, (json_int_t)job), NULL);
+}
+
 /* Takes a queued job for this process; a job in another state or of
  * another image is refused and left as it is. */
 static int

@@ -598,30 +598,6 @@ insert_upgrade_req(struct pg_store *st, int64_t job, int64_t image_id, int fix, 
 	return src == SQLITE_DONE ? 0 : pg_store_fail(st, src, "upgrade request");
 }
 
-/* A queued job whose worker could not be started will never run: it is
- * marked failed at once, with the reason in its log (rather than waiting for
- * the image store to call it interrupted after 60 s). */
-static int
-fail_queued_job(struct pg_store *st, int64_t job, const char *msg)
-{
-	sqlite3_stmt *q = NULL;
-	int src;
-
-	src = sqlite3_prepare_v2(
-	    st->db,
-	    "UPDATE image_job SET state = 'failed', finished_at ="
-	    " strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), log = coalesce(log, '') || ?1"
-	    " WHERE id = ?2 AND state = 'queued'",
-	    -1, &q, NULL);
-	if (src == SQLITE_OK) {
-		sqlite3_bind_text(q, 1, msg, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(q, 2, job);
-		src = sqlite3_step(q);
-	}
-	sqlite3_finalize(q);
-	return src == SQLITE_DONE ? 0 : pg_store_fail(st, src, "job");
-}
-
 /* Parses "/api/images/<id>[/packages|/upgrade]": 1 with *id and *sub (0 none,
  * 1 packages, 2 upgrade) on a match, 0 when the URL is not of that form. */
 static int
@@ -704,8 +680,9 @@ image_route(struct pg_serve_state *s, const char *url, const char *method, int64
 			char msg[512];
 
 			snprintf(msg, sizeof(msg), "%s", d[0] ? d : pg_strerror(rc));
-			/* the queued job will never run: say so in it */
-			(void)fail_queued_job(st, job, msg);
+			/* the queued job will never run: say so in it, now rather than
+			 * when the image store calls it interrupted after 60 s */
+			(void)pg_image_job_abandon(st, job, msg);
 			pg_error(rc, "serve", "%s", msg);
 			return reply_rc(r, rc);
 		}
