@@ -859,20 +859,13 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 			    "SELECT t.tid AS terminal, t.mid AS merchant, m.name, m.lat, m.lon,"
 			    " m.limit_m, coalesce(x.n, 0) AS transactions,"
 			    " coalesce(x.moved, 0) AS moved, x.last_ts,"
-			    " (SELECT decision FROM pos_txn WHERE tid=t.tid ORDER BY id DESC LIMIT "
-			    "1)"
-			    " AS last_decision,"
-			    " (SELECT est_lat FROM pos_txn WHERE tid=t.tid ORDER BY id DESC LIMIT "
-			    "1)"
-			    " AS est_lat,"
-			    " (SELECT est_lon FROM pos_txn WHERE tid=t.tid ORDER BY id DESC LIMIT "
-			    "1)"
-			    " AS est_lon,"
-			    " (SELECT acc_m FROM pos_txn WHERE tid=t.tid ORDER BY id DESC LIMIT 1)"
-			    " AS acc_m"
+			    " l.decision AS last_decision, l.est_lat, l.est_lon, l.acc_m"
 			    " FROM pos_terminals t JOIN pos_merchants m ON m.mid=t.mid"
 			    " LEFT JOIN (SELECT tid, count(*) AS n, sum(decision='moved') AS moved,"
-			    " max(ts) AS last_ts FROM pos_txn GROUP BY tid) x ON x.tid=t.tid"
+			    " max(ts) AS last_ts, max(id) AS last_id FROM pos_txn GROUP BY tid) x"
+			    " ON x.tid=t.tid"
+			    /* the newest transaction's fields, read once through its id */
+			    " LEFT JOIN pos_txn l ON l.id = x.last_id"
 			    " ORDER BY t.tid",
 			    &v);
 			break;

@@ -58,7 +58,7 @@ static const struct pg_migration serve_migrations[] = {
 	"CREATE TABLE serve_seos(id INTEGER PRIMARY KEY CHECK(id = 1),"
 	" at_ms INTEGER NOT NULL, snapshot TEXT NOT NULL);"
 	"CREATE TABLE serve_upgrade(job INTEGER PRIMARY KEY, image_id INTEGER NOT NULL,"
-	" fix INTEGER NOT NULL, debs TEXT NOT NULL, pid INTEGER);"
+	" fix INTEGER NOT NULL, debs TEXT NOT NULL);"
 	"CREATE TABLE serve_pos_pruned(decision TEXT PRIMARY KEY, n INTEGER NOT NULL);"},
 };
 

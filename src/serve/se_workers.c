@@ -235,15 +235,10 @@ wallet_round(struct pg_store *st, struct pg_seos_client *c, const char *reader, 
 	}
 	(void)pg_serve_log_apdu(st, "seos", reader, link, capdu, 6 + aid_len, sel, sl,
 				(int64_t)(now_us() - t0));
-	if (vse) {
-		clen = 5;
-		capdu[0] = 0x80;
-		capdu[1] = PG_TEST_INS_ECHO;
-	} else {
-		clen = 5;
-		capdu[0] = 0x80;
-		capdu[1] = 0x01;
-	}
+	/* ECHO: the GP card's test applet and the test card's echo applet differ in INS */
+	clen = 5;
+	capdu[0] = 0x80;
+	capdu[1] = vse ? PG_TEST_INS_ECHO : 0x01;
 	capdu[2] = 0x00;
 	capdu[3] = 0x00;
 	capdu[4] = 8;

@@ -707,7 +707,7 @@ struct live {
 	struct pg_store *st;
 	struct pg_load_series *vm;
 	size_t n;
-	int rc;
+	size_t next; /* collectors list VMs in the same order each poll: try here first */
 };
 
 static int
@@ -717,6 +717,8 @@ live_sample(void *ctx, const char *name, const struct pg_load_sample *x)
 	struct pg_load_series *v = NULL;
 	int rc;
 
+	if (l->next < l->n && strcmp(l->vm[l->next].vm, name) == 0)
+		v = &l->vm[l->next];
 	for (size_t i = 0; i < l->n && !v; i++)
 		if (strcmp(l->vm[i].vm, name) == 0)
 			v = &l->vm[i];
@@ -732,6 +734,7 @@ live_sample(void *ctx, const char *name, const struct pg_load_sample *x)
 		memmove(v->s, v->s + LIVE_WINDOW, LIVE_WINDOW * sizeof(*v->s));
 		v->n = LIVE_WINDOW;
 	}
+	l->next = (size_t)(v - l->vm) + 1;
 	rc = pg_load_series_push(v, x);
 	if (rc == 0) /* a week at one sample a minute stays in the store */
 		rc = pg_load_store_put(l->st, name, x, 1, 10080);
