@@ -32,6 +32,8 @@
 	X(PG_EUSAGE, -21, "bad command-line usage")                                                \
 	X(PG_ECORRUPT, -22, "data corrupt")                                                        \
 	X(PG_EINTR, -23, "interrupted")                                                            \
+	X(PG_EUNIQUE, -24, "unique constraint violated")                                           \
+	X(PG_ECONNLOST, -25, "store connection lost")                                              \
 	/* secure elements (codec, link, converter, card, vse, seos, nfcswitch): -100 .. -299 */   \
 	X(PG_EPROTO, -100, "protocol error")                                                       \
 	X(PG_ELINK, -101, "link failure")                                                          \

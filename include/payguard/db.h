@@ -1,0 +1,102 @@
+/*
+ * One store API over two engines: SQLite (the embedded default, a file) and
+ * PostgreSQL (through libpq, what several daemons share). Callers write SQL
+ * with `?` placeholders that both engines accept; the PostgreSQL driver turns
+ * them into $1..$n. Statements are prepared once per connection and cached by
+ * their text, so a caller may call pg_db_prepare() on every use.
+ *
+ * Error mapping (both engines): unique or primary-key violation ->
+ * PG_EUNIQUE; busy, locked, serialization failure or deadlock -> PG_EBUSY;
+ * connection lost -> PG_ECONNLOST (the next call reconnects and prepares its
+ * statements again); anything else -> PG_ESTORE. The engine's own message is
+ * in pg_last_error().
+ *
+ * A connection is used by one thread at a time.
+ */
+#ifndef PAYGUARD_DB_H
+#define PAYGUARD_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct pg_db;
+struct pg_db_stmt;
+
+enum pg_db_engine { PG_DB_SQLITE, PG_DB_POSTGRES };
+
+/*
+ * Opens a store by URL: a path or "sqlite:PATH" (created if missing, WAL),
+ * "postgresql://..." / "postgres://..." or a libpq keyword string
+ * ("host=/tmp dbname=x"). Creates the `pg_schema` table.
+ */
+int pg_db_open(struct pg_db **out, const char *url);
+/* Closes the connection and every statement prepared on it; NULL is fine. */
+void pg_db_free(struct pg_db *db);
+enum pg_db_engine pg_db_engine_of(const struct pg_db *db);
+/* The URL without any password, for logs. */
+const char *pg_db_name(const struct pg_db *db);
+
+/* Runs SQL that returns no rows; may hold several statements, no parameters. */
+int pg_db_exec(struct pg_db *db, const char *sql);
+
+/*
+ * Returns the connection's statement for this SQL text, preparing it on
+ * first use; its bindings are cleared and any previous result dropped. The
+ * statement belongs to the connection (never freed by the caller).
+ */
+int pg_db_prepare(struct pg_db *db, const char *sql, struct pg_db_stmt **out);
+/* Parameters are numbered from 1, as in SQLite. */
+int pg_db_bind_int64(struct pg_db_stmt *s, int i, int64_t v);
+int pg_db_bind_double(struct pg_db_stmt *s, int i, double v);
+/* len < 0: NUL-terminated. The text is copied. */
+int pg_db_bind_text(struct pg_db_stmt *s, int i, const char *v, long len);
+int pg_db_bind_blob(struct pg_db_stmt *s, int i, const void *v, size_t len);
+int pg_db_bind_null(struct pg_db_stmt *s, int i);
+
+/* Runs (first call) and moves to the next row: 1 = a row, 0 = done, < 0 error. */
+int pg_db_step(struct pg_db_stmt *s);
+/* Drops the result and keeps the bindings, ready to run again. */
+void pg_db_reset(struct pg_db_stmt *s);
+/* Rows changed by the last INSERT/UPDATE/DELETE run through this statement. */
+int64_t pg_db_changes(const struct pg_db_stmt *s);
+
+/* Columns of the current row, numbered from 0. NULL reads as 0 / "" / empty. */
+int pg_db_column_count(const struct pg_db_stmt *s);
+int pg_db_column_is_null(const struct pg_db_stmt *s, int i);
+int64_t pg_db_column_int64(const struct pg_db_stmt *s, int i);
+double pg_db_column_double(const struct pg_db_stmt *s, int i);
+/* Valid until the next step or reset; never NULL. */
+const char *pg_db_column_text(const struct pg_db_stmt *s, int i);
+const void *pg_db_column_blob(const struct pg_db_stmt *s, int i, size_t *len);
+
+int pg_db_begin(struct pg_db *db);
+int pg_db_commit(struct pg_db *db);
+int pg_db_rollback(struct pg_db *db);
+/*
+ * Runs fn in a transaction and commits; on PG_EBUSY (busy, serialization
+ * failure, deadlock) or PG_ECONNLOST it rolls back and runs fn again, up to
+ * `tries` times with a growing pause. Any other error rolls back and is
+ * returned. fn must not commit itself and must be safe to run again.
+ */
+int pg_db_transact(struct pg_db *db, int (*fn)(struct pg_db *db, void *arg), void *arg, int tries);
+
+/*
+ * One numbered schema step of an area. `sql` is used on both engines unless
+ * the engine's own variant is given (only where no common form exists).
+ */
+struct pg_db_migration {
+	int version; /* 1, 2, 3 ... in order */
+	const char *sql;
+	const char *sql_sqlite;
+	const char *sql_postgres;
+};
+/*
+ * Applies the area's steps above its recorded version, each in one
+ * transaction; several daemons migrating one PostgreSQL store at once take
+ * turns on an advisory lock, so each step runs once.
+ */
+int pg_db_migrate(struct pg_db *db, const char *area, const struct pg_db_migration *m, size_t n);
+/* Recorded schema version of an area (0 when none), or < 0 on error. */
+int pg_db_version(struct pg_db *db, const char *area);
+
+#endif

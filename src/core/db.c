@@ -1,0 +1,510 @@
+/*
+ * The store API shared by both engines (include/payguard/db.h): URL
+ * dispatch, the per-connection statement cache, typed bindings, retried
+ * transactions and per-area migrations. The engines are db_sqlite.c and
+ * db_pg.c behind the ops table of db_int.h.
+ */
+#include "db_int.h"
+
+#include "payguard/error.h"
+#include "payguard/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* a libpq keyword string starts with "keyword =" ("host=/run/pg dbname=x") */
+static int
+is_postgres_url(const char *url)
+{
+	const char *p = url, *k;
+
+	if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0)
+		return 1;
+	while (*p == ' ')
+		p++;
+	for (k = p; (*p >= 'a' && *p <= 'z') || *p == '_'; p++)
+		;
+	if (p == k)
+		return 0;
+	while (*p == ' ')
+		p++;
+	return *p == '=';
+}
+
+/* "postgresql://user:secret@host/db" -> "postgresql://user@host/db" */
+static char *
+redact(const char *url)
+{
+	const char *scheme = strstr(url, "://"), *at, *colon;
+	char *out;
+	size_t n;
+
+	if (!scheme)
+		return strdup(url);
+	at = strchr(scheme + 3, '@');
+	colon = strchr(scheme + 3, ':');
+	if (!at || !colon || colon > at)
+		return strdup(url);
+	n = (size_t)(colon - url);
+	out = malloc(n + strlen(at) + 1);
+	if (!out)
+		return NULL;
+	memcpy(out, url, n);
+	strcpy(out + n, at);
+	return out;
+}
+
+int
+pg_db_open(struct pg_db **out, const char *url)
+{
+	struct pg_db *db;
+	const char *conninfo = url;
+	int rc;
+
+	*out = NULL;
+	if (!url || !*url)
+		return pg_error(PG_EINVAL, "db", "empty store URL");
+	db = calloc(1, sizeof(*db));
+	if (!db)
+		return PG_ENOMEM;
+	if (strncmp(url, "sqlite:", 7) == 0) {
+		db->ops = &pg_db_sqlite_ops;
+		conninfo = url + 7;
+	} else if (is_postgres_url(url)) {
+		db->ops = &pg_db_postgres_ops;
+	} else {
+		db->ops = &pg_db_sqlite_ops;
+	}
+	db->name = redact(url);
+	if (!db->name) {
+		free(db);
+		return PG_ENOMEM;
+	}
+	rc = db->ops->open(db, conninfo);
+	if (rc < 0) {
+		free(db->name);
+		free(db);
+		return rc;
+	}
+	*out = db;
+	return 0;
+}
+
+static void
+param_clear(struct pg_db_param *p)
+{
+	free(p->p);
+	memset(p, 0, sizeof(*p));
+}
+
+static void
+stmt_free(struct pg_db_stmt *s)
+{
+	if (s->drv)
+		s->db->ops->finalize(s);
+	for (int i = 0; i <= PG_DB_MAX_PARAMS; i++)
+		param_clear(&s->par[i]);
+	free(s->sql);
+	free(s);
+}
+
+void
+pg_db_free(struct pg_db *db)
+{
+	struct pg_db_stmt *s, *next;
+
+	if (!db)
+		return;
+	for (s = db->stmts; s; s = next) {
+		next = s->next;
+		stmt_free(s);
+	}
+	db->ops->close(db);
+	free(db->name);
+	free(db);
+}
+
+enum pg_db_engine
+pg_db_engine_of(const struct pg_db *db)
+{
+	return db->ops->engine;
+}
+
+const char *
+pg_db_name(const struct pg_db *db)
+{
+	return db->name;
+}
+
+int
+pg_db_exec(struct pg_db *db, const char *sql)
+{
+	return db->ops->exec(db, sql);
+}
+
+int
+pg_db_count_params(const char *sql)
+{
+	int n = 0;
+
+	for (const char *p = sql; *p; p++) {
+		if (*p == '\'' || *p == '"') {
+			char q = *p;
+			/* '' inside a literal is an escaped quote: the loop re-enters */
+			while (p[1] && p[1] != q)
+				p++;
+			if (p[1])
+				p++;
+		} else if (p[0] == '-' && p[1] == '-') {
+			while (p[1] && p[1] != '\n')
+				p++;
+		} else if (p[0] == '/' && p[1] == '*') {
+			p += 2;
+			while (*p && !(p[0] == '*' && p[1] == '/'))
+				p++;
+			if (!*p)
+				break;
+			p++;
+		} else if (*p == '?') {
+			n++;
+		}
+	}
+	return n;
+}
+
+int
+pg_db_prepare(struct pg_db *db, const char *sql, struct pg_db_stmt **out)
+{
+	struct pg_db_stmt *s, **pp;
+	int rc;
+
+	*out = NULL;
+	for (pp = &db->stmts; (s = *pp); pp = &s->next) {
+		if (strcmp(s->sql, sql) == 0) {
+			/* most recently used first: hot statements are found at once */
+			*pp = s->next;
+			s->next = db->stmts;
+			db->stmts = s;
+			pg_db_reset(s);
+			for (int i = 1; i <= s->nparams; i++)
+				param_clear(&s->par[i]);
+			*out = s;
+			return 0;
+		}
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return PG_ENOMEM;
+	s->db = db;
+	s->sql = strdup(sql);
+	s->nparams = pg_db_count_params(sql);
+	if (!s->sql) {
+		free(s);
+		return PG_ENOMEM;
+	}
+	if (s->nparams > PG_DB_MAX_PARAMS) {
+		stmt_free(s);
+		return pg_error(PG_ETOOBIG, "db", "statement has more than %d parameters",
+				PG_DB_MAX_PARAMS);
+	}
+	rc = db->ops->prepare(db, s);
+	if (rc < 0) {
+		stmt_free(s);
+		return rc;
+	}
+	s->next = db->stmts;
+	db->stmts = s;
+	*out = s;
+	return 0;
+}
+
+static struct pg_db_param *
+param(struct pg_db_stmt *s, int i)
+{
+	if (i < 1 || i > s->nparams) {
+		pg_error(PG_ERANGE, "db", "parameter %d of %d", i, s->nparams);
+		return NULL;
+	}
+	if (s->running)
+		pg_db_reset(s);
+	param_clear(&s->par[i]);
+	return &s->par[i];
+}
+
+int
+pg_db_bind_int64(struct pg_db_stmt *s, int i, int64_t v)
+{
+	struct pg_db_param *p = param(s, i);
+
+	if (!p)
+		return PG_ERANGE;
+	p->type = PG_DB_T_INT64;
+	p->i = v;
+	return 0;
+}
+
+int
+pg_db_bind_double(struct pg_db_stmt *s, int i, double v)
+{
+	struct pg_db_param *p = param(s, i);
+
+	if (!p)
+		return PG_ERANGE;
+	p->type = PG_DB_T_DOUBLE;
+	p->d = v;
+	return 0;
+}
+
+static int
+bind_bytes(struct pg_db_stmt *s, int i, enum pg_db_type t, const void *v, size_t len)
+{
+	struct pg_db_param *p = param(s, i);
+
+	if (!p)
+		return PG_ERANGE;
+	p->p = malloc(len + 1);
+	if (!p->p)
+		return PG_ENOMEM;
+	if (len)
+		memcpy(p->p, v, len);
+	p->p[len] = 0;
+	p->len = len;
+	p->type = t;
+	return 0;
+}
+
+int
+pg_db_bind_text(struct pg_db_stmt *s, int i, const char *v, long len)
+{
+	if (!v)
+		return pg_db_bind_null(s, i);
+	return bind_bytes(s, i, PG_DB_T_TEXT, v, len < 0 ? strlen(v) : (size_t)len);
+}
+
+int
+pg_db_bind_blob(struct pg_db_stmt *s, int i, const void *v, size_t len)
+{
+	return bind_bytes(s, i, PG_DB_T_BLOB, v, len);
+}
+
+int
+pg_db_bind_null(struct pg_db_stmt *s, int i)
+{
+	return param(s, i) ? 0 : PG_ERANGE;
+}
+
+int
+pg_db_step(struct pg_db_stmt *s)
+{
+	int rc;
+
+	if (!s->drv) {
+		/* the connection was re-established since this was prepared */
+		rc = s->db->ops->prepare(s->db, s);
+		if (rc < 0)
+			return rc;
+	}
+	if (!s->running)
+		s->running = 1; /* the driver hands over the bindings and sets 2 */
+	return s->db->ops->step(s);
+}
+
+void
+pg_db_reset(struct pg_db_stmt *s)
+{
+	if (s->drv)
+		s->db->ops->reset(s);
+	s->running = 0;
+}
+
+int64_t
+pg_db_changes(const struct pg_db_stmt *s)
+{
+	return s->drv ? s->db->ops->changes(s) : 0;
+}
+
+int
+pg_db_column_count(const struct pg_db_stmt *s)
+{
+	return s->db->ops->column_count(s);
+}
+
+int
+pg_db_column_is_null(const struct pg_db_stmt *s, int i)
+{
+	return s->db->ops->column_is_null(s, i);
+}
+
+int64_t
+pg_db_column_int64(const struct pg_db_stmt *s, int i)
+{
+	return s->db->ops->column_int64(s, i);
+}
+
+double
+pg_db_column_double(const struct pg_db_stmt *s, int i)
+{
+	return s->db->ops->column_double(s, i);
+}
+
+const char *
+pg_db_column_text(const struct pg_db_stmt *s, int i)
+{
+	return s->db->ops->column_text(s, i);
+}
+
+const void *
+pg_db_column_blob(const struct pg_db_stmt *s, int i, size_t *len)
+{
+	return s->db->ops->column_blob(s, i, len);
+}
+
+int
+pg_db_begin(struct pg_db *db)
+{
+	return db->ops->exec(db, db->ops->begin_sql);
+}
+
+int
+pg_db_commit(struct pg_db *db)
+{
+	return db->ops->exec(db, "COMMIT");
+}
+
+int
+pg_db_rollback(struct pg_db *db)
+{
+	int rc = db->ops->exec(db, "ROLLBACK");
+
+	/* after a lost connection there is nothing to roll back */
+	return rc == PG_ECONNLOST ? 0 : rc;
+}
+
+static void
+pause_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+int
+pg_db_transact(struct pg_db *db, int (*fn)(struct pg_db *db, void *arg), void *arg, int tries)
+{
+	long wait_ms = 5;
+	int rc, result;
+
+	for (int t = 1;; t++) {
+		result = 0;
+		rc = pg_db_begin(db);
+		if (rc >= 0)
+			rc = result = fn(db, arg);
+		if (rc >= 0)
+			rc = pg_db_commit(db);
+		if (rc >= 0)
+			return result;
+		pg_db_rollback(db);
+		if ((rc != PG_EBUSY && rc != PG_ECONNLOST) || t >= tries)
+			return rc;
+		pg_debug("db", "transaction try %d: %s; retrying", t, pg_strerror(rc));
+		pause_ms(wait_ms);
+		if (wait_ms < 500)
+			wait_ms *= 2;
+	}
+}
+
+static int
+read_version(struct pg_db *db, const char *area)
+{
+	struct pg_db_stmt *s;
+	int rc;
+
+	rc = pg_db_prepare(db, "SELECT version FROM pg_schema WHERE area = ?", &s);
+	if (rc < 0)
+		return rc;
+	rc = pg_db_bind_text(s, 1, area, -1);
+	if (rc < 0)
+		return rc;
+	rc = pg_db_step(s);
+	if (rc == 1)
+		rc = (int)pg_db_column_int64(s, 0);
+	pg_db_reset(s);
+	return rc;
+}
+
+int
+pg_db_version(struct pg_db *db, const char *area)
+{
+	return read_version(db, area);
+}
+
+struct migrate_step {
+	const char *area;
+	const struct pg_db_migration *m;
+};
+
+static int
+migrate_one(struct pg_db *db, void *arg)
+{
+	struct migrate_step *ms = arg;
+	const struct pg_db_migration *m = ms->m;
+	const char *sql = m->sql;
+	struct pg_db_stmt *s;
+	int rc;
+
+	if (db->ops->migrate_lock_sql) {
+		rc = pg_db_exec(db, db->ops->migrate_lock_sql);
+		if (rc < 0)
+			return rc;
+	}
+	/* another daemon may have applied it while this one waited */
+	rc = read_version(db, ms->area);
+	if (rc < 0 || rc >= m->version)
+		return rc < 0 ? rc : 0;
+	if (db->ops->engine == PG_DB_SQLITE && m->sql_sqlite)
+		sql = m->sql_sqlite;
+	if (db->ops->engine == PG_DB_POSTGRES && m->sql_postgres)
+		sql = m->sql_postgres;
+	if (sql && *sql) {
+		rc = pg_db_exec(db, sql);
+		if (rc < 0)
+			return rc;
+	}
+	rc = pg_db_prepare(db,
+			   "INSERT INTO pg_schema(area, version) VALUES(?, ?)"
+			   " ON CONFLICT(area) DO UPDATE SET version = excluded.version",
+			   &s);
+	if (rc < 0)
+		return rc;
+	rc = pg_db_bind_text(s, 1, ms->area, -1);
+	if (rc >= 0)
+		rc = pg_db_bind_int64(s, 2, m->version);
+	if (rc >= 0)
+		rc = pg_db_step(s);
+	pg_db_reset(s);
+	return rc < 0 ? rc : 0;
+}
+
+int
+pg_db_migrate(struct pg_db *db, const char *area, const struct pg_db_migration *m, size_t n)
+{
+	int have = read_version(db, area), rc;
+
+	if (have < 0)
+		return have;
+	for (size_t i = 0; i < n; i++) {
+		struct migrate_step ms = {area, &m[i]};
+
+		if (i > 0 && m[i].version <= m[i - 1].version)
+			return pg_error(PG_EINVAL, "db", "area %s: migration %d out of order", area,
+					m[i].version);
+		if (m[i].version <= have)
+			continue;
+		rc = pg_db_transact(db, migrate_one, &ms, 5);
+		if (rc < 0)
+			return pg_error(rc, "db", "area %s: migration %d: %s", area, m[i].version,
+					pg_last_error());
+	}
+	return 0;
+}

@@ -1,0 +1,77 @@
+/*
+ * The store API's driver interface (include/payguard/db.h): one ops table
+ * per engine. Only db_sqlite.c calls sqlite3_* and only db_pg.c calls PQ*;
+ * db.c holds what both share (URL dispatch, the statement cache, retries,
+ * migrations).
+ */
+#ifndef PG_CORE_DB_INT_H
+#define PG_CORE_DB_INT_H
+
+#include "payguard/db.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum pg_db_type { PG_DB_T_NULL, PG_DB_T_INT64, PG_DB_T_DOUBLE, PG_DB_T_TEXT, PG_DB_T_BLOB };
+
+struct pg_db_ops {
+	enum pg_db_engine engine;
+	/* Connects; stores the driver's handle in db->drv. */
+	int (*open)(struct pg_db *db, const char *conninfo);
+	void (*close)(struct pg_db *db);
+	int (*exec)(struct pg_db *db, const char *sql);
+	/* Prepares s->sql (the caller's text, `?` placeholders) into s->drv. */
+	int (*prepare)(struct pg_db *db, struct pg_db_stmt *s);
+	void (*finalize)(struct pg_db_stmt *s);
+	/* Bindings are handed over at run time from s->par (1-based). */
+	int (*step)(struct pg_db_stmt *s);
+	void (*reset)(struct pg_db_stmt *s);
+	int64_t (*changes)(const struct pg_db_stmt *s);
+	int (*column_count)(const struct pg_db_stmt *s);
+	int (*column_is_null)(const struct pg_db_stmt *s, int i);
+	int64_t (*column_int64)(const struct pg_db_stmt *s, int i);
+	double (*column_double)(const struct pg_db_stmt *s, int i);
+	const char *(*column_text)(const struct pg_db_stmt *s, int i);
+	const void *(*column_blob)(const struct pg_db_stmt *s, int i, size_t *len);
+	/* "BEGIN" as the engine wants it for a writing transaction. */
+	const char *begin_sql;
+	/* SQL that serialises migrations between connections, inside a transaction. */
+	const char *migrate_lock_sql;
+};
+
+struct pg_db_param {
+	enum pg_db_type type;
+	int64_t i;
+	double d;
+	char *p; /* text (NUL-terminated) or blob, owned */
+	size_t len;
+};
+
+#define PG_DB_MAX_PARAMS 64
+
+struct pg_db_stmt {
+	struct pg_db *db;
+	char *sql;
+	void *drv;
+	int nparams; /* highest placeholder number */
+	struct pg_db_param par[PG_DB_MAX_PARAMS + 1];
+	int running; /* step has run the statement since the last reset */
+	struct pg_db_stmt *next;
+};
+
+struct pg_db {
+	const struct pg_db_ops *ops;
+	void *drv;
+	char *name;
+	struct pg_db_stmt *stmts;
+	/* bumped when the connection is re-established: statements prepare again */
+	unsigned long generation;
+};
+
+extern const struct pg_db_ops pg_db_sqlite_ops;
+extern const struct pg_db_ops pg_db_postgres_ops;
+
+/* Counts `?` placeholders outside string literals, quoted names and comments. */
+int pg_db_count_params(const char *sql);
+
+#endif

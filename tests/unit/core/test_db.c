@@ -1,0 +1,306 @@
+/*
+ * The store API (include/payguard/db.h) on both engines: the same checks run
+ * on a SQLite file and, given --postgres-url-file FILE (written by the
+ * PostgreSQL CTest fixture, tests/fixtures/postgres.sh), on a real server.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "payguard/db.h"
+#include "payguard/error.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char url[4096];
+
+static struct pg_db *
+open_clean(void)
+{
+	struct pg_db *db = NULL;
+
+	assert_int_equal(pg_db_open(&db, url), 0);
+	assert_int_equal(pg_db_exec(db, "DROP TABLE IF EXISTS t_kv; DROP TABLE IF EXISTS t_mig;"
+					"DELETE FROM pg_schema WHERE area LIKE 'test%'"),
+			 0);
+	return db;
+}
+
+static void
+test_types_round_trip(void **state)
+{
+	static const unsigned char blob[] = {0, 1, 2, 0xff, 0, '\\', 'x', 0};
+	static const double reals[] = {0.1, 52.52, 1e300, -2.5e-310, 123456789.123456789};
+	struct pg_db *db = open_clean();
+	struct pg_db_stmt *s;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(pg_db_exec(db, "CREATE TABLE t_kv(k TEXT PRIMARY KEY, i BIGINT,"
+					" d DOUBLE PRECISION, b BYTEA, n TEXT)"),
+			 0);
+	for (size_t r = 0; r < sizeof(reals) / sizeof(reals[0]); r++) {
+		char key[16];
+
+		snprintf(key, sizeof(key), "k%zu", r);
+		assert_int_equal(
+		    pg_db_prepare(db, "INSERT INTO t_kv(k, i, d, b, n) VALUES(?, ?, ?, ?, ?)", &s),
+		    0);
+		assert_int_equal(pg_db_bind_text(s, 1, key, -1), 0);
+		assert_int_equal(pg_db_bind_int64(s, 2, INT64_MIN + (int64_t)r), 0);
+		assert_int_equal(pg_db_bind_double(s, 3, reals[r]), 0);
+		assert_int_equal(pg_db_bind_blob(s, 4, blob, sizeof(blob)), 0);
+		assert_int_equal(pg_db_bind_null(s, 5), 0);
+		assert_int_equal(pg_db_step(s), 0);
+		assert_int_equal(pg_db_changes(s), 1);
+	}
+	assert_int_equal(pg_db_prepare(db, "SELECT k, i, d, b, n FROM t_kv ORDER BY k", &s), 0);
+	for (size_t r = 0; r < sizeof(reals) / sizeof(reals[0]); r++) {
+		const unsigned char *b;
+
+		assert_int_equal(pg_db_step(s), 1);
+		assert_int_equal(pg_db_column_count(s), 5);
+		assert_int_equal(pg_db_column_int64(s, 1), INT64_MIN + (int64_t)r);
+		/* exact, not close: the double travels as 17 digits */
+		assert_true(pg_db_column_double(s, 2) == reals[r]);
+		b = pg_db_column_blob(s, 3, &len);
+		assert_int_equal(len, sizeof(blob));
+		assert_memory_equal(b, blob, sizeof(blob));
+		assert_true(pg_db_column_is_null(s, 4));
+		assert_false(pg_db_column_is_null(s, 0));
+		assert_string_equal(pg_db_column_text(s, 4), "");
+	}
+	assert_int_equal(pg_db_step(s), 0);
+	pg_db_free(db);
+}
+
+static void
+test_placeholders_and_cache(void **state)
+{
+	struct pg_db *db = open_clean();
+	struct pg_db_stmt *s, *again;
+
+	(void)state;
+	/* a ? inside a literal, a quoted name or a comment is not a parameter */
+	assert_int_equal(pg_db_prepare(db, "SELECT '?''?' AS \"a?\", ? /* ? */ -- ?\n, ?", &s), 0);
+	assert_int_equal(pg_db_bind_text(s, 1, "one", -1), 0);
+	assert_int_equal(pg_db_bind_int64(s, 2, 2), 0);
+	assert_int_equal(pg_db_bind_int64(s, 3, 9), PG_ERANGE);
+	assert_int_equal(pg_db_step(s), 1);
+	assert_string_equal(pg_db_column_text(s, 0), "?'?");
+	assert_string_equal(pg_db_column_text(s, 1), "one");
+	assert_int_equal(pg_db_column_int64(s, 2), 2);
+	/* the same text is the same prepared statement, its bindings cleared */
+	assert_int_equal(pg_db_prepare(db, "SELECT '?''?' AS \"a?\", ? /* ? */ -- ?\n, ?", &again),
+			 0);
+	assert_ptr_equal(s, again);
+	assert_int_equal(pg_db_bind_text(again, 1, "two", 3), 0);
+	assert_int_equal(pg_db_bind_int64(again, 2, 3), 0);
+	assert_int_equal(pg_db_step(again), 1);
+	assert_string_equal(pg_db_column_text(again, 1), "two");
+	/* a reset keeps the bindings: the statement runs again as it was */
+	pg_db_reset(again);
+	assert_int_equal(pg_db_step(again), 1);
+	assert_int_equal(pg_db_column_int64(again, 2), 3);
+	pg_db_free(db);
+}
+
+static void
+test_unique_and_errors(void **state)
+{
+	struct pg_db *db = open_clean(), *bad = NULL;
+	struct pg_db_stmt *s;
+
+	(void)state;
+	assert_int_equal(pg_db_exec(db, "CREATE TABLE t_kv(k TEXT PRIMARY KEY, i BIGINT)"), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(pg_db_prepare(db, "INSERT INTO t_kv(k, i) VALUES(?, ?)", &s), 0);
+		assert_int_equal(pg_db_bind_text(s, 1, "same", -1), 0);
+		assert_int_equal(pg_db_bind_int64(s, 2, i), 0);
+		assert_int_equal(pg_db_step(s), i == 0 ? 0 : PG_EUNIQUE);
+	}
+	assert_int_equal(pg_db_prepare(db, "SELEKT 1", &s), PG_ESTORE);
+	assert_int_equal(pg_db_exec(db, "INSERT INTO no_such_table VALUES(1)"), PG_ESTORE);
+	/* the connection is still usable after errors */
+	assert_int_equal(pg_db_prepare(db, "SELECT count(*) FROM t_kv", &s), 0);
+	assert_int_equal(pg_db_step(s), 1);
+	assert_int_equal(pg_db_column_int64(s, 0), 1);
+	pg_db_free(db);
+	assert_int_equal(
+	    pg_db_open(&bad, "postgresql:///x?host=/nonexistent-pg-dir&connect_timeout=2"),
+	    PG_ECONNLOST);
+	assert_null(bad);
+	assert_int_equal(pg_db_open(&bad, ""), PG_EINVAL);
+}
+
+struct counter {
+	int calls, fail_first;
+};
+
+static int
+insert_row(struct pg_db *db, void *arg)
+{
+	struct counter *c = arg;
+	struct pg_db_stmt *s;
+	int rc;
+
+	c->calls++;
+	rc = pg_db_prepare(db, "INSERT INTO t_kv(k, i) VALUES('row', ?)", &s);
+	if (rc < 0)
+		return rc;
+	pg_db_bind_int64(s, 1, c->calls);
+	rc = pg_db_step(s);
+	if (rc < 0)
+		return rc;
+	/* a busy answer after the insert: the retry must not see it */
+	if (c->calls <= c->fail_first)
+		return PG_EBUSY;
+	return 7;
+}
+
+static void
+test_transact_retry(void **state)
+{
+	struct pg_db *db = open_clean();
+	struct counter c = {0, 2}, never = {0, 100};
+	struct pg_db_stmt *s;
+
+	(void)state;
+	assert_int_equal(pg_db_exec(db, "CREATE TABLE t_kv(k TEXT PRIMARY KEY, i BIGINT)"), 0);
+	assert_int_equal(pg_db_transact(db, insert_row, &c, 5), 7);
+	assert_int_equal(c.calls, 3);
+	assert_int_equal(pg_db_prepare(db, "SELECT i FROM t_kv", &s), 0);
+	assert_int_equal(pg_db_step(s), 1);
+	assert_int_equal(pg_db_column_int64(s, 0), 3);
+	assert_int_equal(pg_db_step(s), 0);
+	/* out of tries: the error comes back and nothing was kept */
+	assert_int_equal(pg_db_exec(db, "DELETE FROM t_kv"), 0);
+	assert_int_equal(pg_db_transact(db, insert_row, &never, 3), PG_EBUSY);
+	assert_int_equal(never.calls, 3);
+	assert_int_equal(pg_db_prepare(db, "SELECT count(*) FROM t_kv", &s), 0);
+	assert_int_equal(pg_db_step(s), 1);
+	assert_int_equal(pg_db_column_int64(s, 0), 0);
+	pg_db_free(db);
+}
+
+static const struct pg_db_migration steps[] = {
+    /* no IF NOT EXISTS: a second run of step 1 would fail */
+    {1, "CREATE TABLE t_mig(id INTEGER PRIMARY KEY, v TEXT)", NULL, NULL},
+    {2, NULL, "INSERT INTO t_mig(id, v) VALUES(1, 'sqlite')",
+     "INSERT INTO t_mig(id, v) VALUES(1, 'postgres')"},
+};
+
+static void *
+migrate_thread(void *arg)
+{
+	struct pg_db *db = NULL;
+	int *rc = arg;
+
+	*rc = pg_db_open(&db, url);
+	if (*rc == 0)
+		*rc = pg_db_migrate(db, "test_mig", steps, 2);
+	pg_db_free(db);
+	return NULL;
+}
+
+static void
+test_migrations(void **state)
+{
+	struct pg_db *db = open_clean();
+	struct pg_db_stmt *s;
+	pthread_t th[4];
+	int rc[4];
+
+	(void)state;
+	assert_int_equal(pg_db_version(db, "test_mig"), 0);
+	/* four daemons starting at once: every step runs exactly once */
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, migrate_thread, &rc[i]), 0);
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(rc[i], 0);
+	}
+	assert_int_equal(pg_db_version(db, "test_mig"), 2);
+	assert_int_equal(pg_db_migrate(db, "test_mig", steps, 2), 0);
+	assert_int_equal(pg_db_prepare(db, "SELECT v FROM t_mig", &s), 0);
+	assert_int_equal(pg_db_step(s), 1);
+	assert_string_equal(pg_db_column_text(s, 0),
+			    pg_db_engine_of(db) == PG_DB_POSTGRES ? "postgres" : "sqlite");
+	assert_int_equal(pg_db_step(s), 0);
+	pg_db_free(db);
+}
+
+static void
+test_connection_lost(void **state)
+{
+	struct pg_db *db = open_clean(), *admin = NULL;
+	struct pg_db_stmt *s, *k;
+	int64_t pid;
+
+	(void)state;
+	if (pg_db_engine_of(db) != PG_DB_POSTGRES) {
+		pg_db_free(db);
+		return; /* a file has no connection to lose */
+	}
+	assert_int_equal(pg_db_prepare(db, "SELECT pg_backend_pid() + ?", &s), 0);
+	assert_int_equal(pg_db_bind_int64(s, 1, 0), 0);
+	assert_int_equal(pg_db_step(s), 1);
+	pid = pg_db_column_int64(s, 0);
+	assert_int_equal(pg_db_open(&admin, url), 0);
+	assert_int_equal(pg_db_prepare(admin, "SELECT pg_terminate_backend(?)", &k), 0);
+	assert_int_equal(pg_db_bind_int64(k, 1, pid), 0);
+	assert_int_equal(pg_db_step(k), 1);
+	assert_int_equal(pg_db_column_int64(k, 0), 1);
+	pg_db_free(admin);
+	usleep(100000);
+	/* the first call sees the loss; the next one runs on a new session */
+	assert_int_equal(pg_db_prepare(db, "SELECT pg_backend_pid() + ?", &s), 0);
+	assert_int_equal(pg_db_bind_int64(s, 1, 0), 0);
+	assert_int_equal(pg_db_step(s), PG_ECONNLOST);
+	assert_int_equal(pg_db_prepare(db, "SELECT pg_backend_pid() + ?", &s), 0);
+	assert_int_equal(pg_db_bind_int64(s, 1, 0), 0);
+	assert_int_equal(pg_db_step(s), 1);
+	assert_true(pg_db_column_int64(s, 0) != pid);
+	pg_db_free(db);
+}
+
+int
+main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_types_round_trip),  cmocka_unit_test(test_placeholders_and_cache),
+	    cmocka_unit_test(test_unique_and_errors), cmocka_unit_test(test_transact_retry),
+	    cmocka_unit_test(test_migrations),	      cmocka_unit_test(test_connection_lost),
+	};
+	char dir[] = "/tmp/pg-test-db-XXXXXX";
+	int rc;
+
+	if (argc == 3 && strcmp(argv[1], "--postgres-url-file") == 0) {
+		FILE *f = fopen(argv[2], "r");
+
+		if (!f || !fgets(url, sizeof(url), f)) {
+			fprintf(stderr, "test_db: cannot read the PostgreSQL URL from %s\n",
+				argv[2]);
+			return 1;
+		}
+		fclose(f);
+		url[strcspn(url, "\n")] = 0;
+		cmocka_set_test_filter(NULL);
+		return cmocka_run_group_tests_name("db_postgres", tests, NULL, NULL);
+	}
+	if (!mkdtemp(dir))
+		return 1;
+	snprintf(url, sizeof(url), "sqlite:%s/t.db", dir);
+	rc = cmocka_run_group_tests_name("db_sqlite", tests, NULL, NULL);
+	snprintf(url, sizeof(url), "rm -rf '%s'", dir);
+	if (system(url) != 0)
+		rc = 1;
+	return rc;
+}
