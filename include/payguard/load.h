@@ -85,6 +85,11 @@ int pg_load_source_lookup(const char *spec, const struct pg_load_ops **ops, cons
 /* Samples in the store: table load_samples, newest `window` kept per VM (0: all). */
 struct pg_store;
 int pg_load_store_migrate(struct pg_store *st);
+/* The same on any store of the store API (db.h): SQLite or PostgreSQL. */
+struct pg_db;
+int pg_load_db_migrate(struct pg_db *db);
+int pg_load_db_put(struct pg_db *db, const char *vm, const struct pg_load_sample *s, size_t n,
+		   size_t window);
 int pg_load_store_put(struct pg_store *st, const char *vm, const struct pg_load_sample *s, size_t n,
 		      size_t window);
 

@@ -11,9 +11,16 @@
 #include <sqlite3.h>
 #include <stddef.h>
 
+struct pg_db;
+
 struct pg_store {
 	sqlite3 *db;
 	char *path;
+	/*
+	 * The same connection through the store API (db.h): areas moved to it
+	 * use this and share transactions with the ones not moved yet.
+	 */
+	struct pg_db *pdb;
 };
 
 struct pg_migration {

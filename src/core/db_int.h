@@ -66,10 +66,19 @@ struct pg_db {
 	struct pg_db_stmt *stmts;
 	/* bumped when the connection is re-established: statements prepare again */
 	unsigned long generation;
+	/* a SQLite handle lent by store.c: closed by its owner, not here */
+	int borrowed;
 };
 
 extern const struct pg_db_ops pg_db_sqlite_ops;
 extern const struct pg_db_ops pg_db_postgres_ops;
+
+/*
+ * Wraps a SQLite handle that a struct pg_store owns, so an area moved to the
+ * store API shares the connection (and its transactions) with areas that are
+ * not moved yet.
+ */
+int pg_db_sqlite_borrow(struct pg_db **out, void *sqlite_handle, const char *name);
 
 /* Counts `?` placeholders outside string literals, quoted names and comments. */
 int pg_db_count_params(const char *sql);

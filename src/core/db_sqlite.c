@@ -69,7 +69,8 @@ sq_open(struct pg_db *db, const char *path)
 static void
 sq_close(struct pg_db *db)
 {
-	sqlite3_close_v2(db->drv);
+	if (!db->borrowed)
+		sqlite3_close_v2(db->drv);
 	db->drv = NULL;
 }
 
@@ -197,6 +198,25 @@ sq_column_blob(const struct pg_db_stmt *s, int i, size_t *len)
 
 	*len = (size_t)sqlite3_column_bytes(s->drv, i);
 	return b ? b : "";
+}
+
+const struct pg_db_ops pg_db_sqlite_ops;
+
+int
+pg_db_sqlite_borrow(struct pg_db **out, void *handle, const char *name)
+{
+	struct pg_db *db = calloc(1, sizeof(*db));
+
+	*out = NULL;
+	if (!db || !(db->name = strdup(name))) {
+		free(db);
+		return PG_ENOMEM;
+	}
+	db->ops = &pg_db_sqlite_ops;
+	db->drv = handle;
+	db->borrowed = 1;
+	*out = db;
+	return 0;
 }
 
 const struct pg_db_ops pg_db_sqlite_ops = {

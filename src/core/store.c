@@ -1,5 +1,6 @@
 /* SQLite store helper: open, per-area migrations, transactions, error mapping. */
 #include "payguard/store.h"
+#include "db_int.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
 #include "payguard/log.h"
@@ -47,6 +48,7 @@ open_path(struct pg_store *st, const char *path, int mutex_flags)
 	int rc;
 
 	st->db = NULL;
+	st->pdb = NULL;
 	st->path = strdup(path);
 	if (!st->path)
 		return PG_ENOMEM;
@@ -58,6 +60,11 @@ open_path(struct pg_store *st, const char *path, int mutex_flags)
 		return rc;
 	}
 	sqlite3_busy_timeout(st->db, 10000);
+	rc = pg_db_sqlite_borrow(&st->pdb, st->db, path);
+	if (rc < 0) {
+		pg_store_close(st);
+		return rc;
+	}
 	rc = pg_store_exec(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 			       "PRAGMA foreign_keys=ON;"
 			       "CREATE TABLE IF NOT EXISTS pg_schema(area TEXT PRIMARY KEY,"
@@ -72,6 +79,9 @@ pg_store_close(struct pg_store *st)
 {
 	if (!st)
 		return;
+	/* statements first: SQLite closes a handle only when they are gone */
+	pg_db_free(st->pdb);
+	st->pdb = NULL;
 	if (st->db)
 		sqlite3_close_v2(st->db);
 	st->db = NULL;
