@@ -30,6 +30,8 @@ enum pg_db_engine { PG_DB_SQLITE, PG_DB_POSTGRES };
  * ("host=/tmp dbname=x"). Creates the `pg_schema` table.
  */
 int pg_db_open(struct pg_db **out, const char *url);
+/* Whether a store URL names PostgreSQL (else it is a SQLite path). */
+int pg_db_url_is_postgres(const char *url);
 /* Closes the connection and every statement prepared on it; NULL is fine. */
 void pg_db_free(struct pg_db *db);
 enum pg_db_engine pg_db_engine_of(const struct pg_db *db);

@@ -756,9 +756,16 @@ cmd_pos_serve(int argc, char **argv)
 	rc = pg_store_open_flags(&st, c.db, SQLITE_OPEN_NOMUTEX);
 	if (rc == 0)
 		rc = pg_pos_migrate(&st);
-	if (rc == 0)
+	/*
+	 * normal: a commit survives the server's kill, not a power loss; full:
+	 * both. On PostgreSQL the same promises are synchronous_commit off / on.
+	 */
+	if (rc == 0 && st.db)
 		rc = pg_store_exec(&st, strcmp(sync, "full") == 0 ? "PRAGMA synchronous=FULL"
 								  : "PRAGMA synchronous=NORMAL");
+	else if (rc == 0)
+		rc = pg_store_exec(&st, strcmp(sync, "full") == 0 ? "SET synchronous_commit = on"
+								  : "SET synchronous_commit = off");
 	if (rc == 0)
 		rc = pg_pos_engine_open(&e, &st, &c.pol);
 	if (rc < 0) {

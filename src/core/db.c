@@ -32,6 +32,12 @@ is_postgres_url(const char *url)
 	return *p == '=';
 }
 
+int
+pg_db_url_is_postgres(const char *url)
+{
+	return url && is_postgres_url(url);
+}
+
 /* "postgresql://user:secret@host/db" -> "postgresql://user@host/db" */
 static char *
 redact(const char *url)
@@ -94,8 +100,11 @@ pg_db_open(struct pg_db **out, const char *url)
 static void
 param_clear(struct pg_db_param *p)
 {
-	free(p->p);
-	memset(p, 0, sizeof(*p));
+	if (p->p != p->small)
+		free(p->p);
+	p->p = NULL;
+	p->type = PG_DB_T_NULL;
+	p->len = 0;
 }
 
 static void
@@ -263,7 +272,7 @@ bind_bytes(struct pg_db_stmt *s, int i, enum pg_db_type t, const void *v, size_t
 
 	if (!p)
 		return PG_ERANGE;
-	p->p = malloc(len + 1);
+	p->p = len < sizeof(p->small) ? p->small : malloc(len + 1);
 	if (!p->p)
 		return PG_ENOMEM;
 	if (len)

@@ -43,8 +43,10 @@ struct pg_db_param {
 	enum pg_db_type type;
 	int64_t i;
 	double d;
-	char *p; /* text (NUL-terminated) or blob, owned */
+	char *p; /* text (NUL-terminated) or blob: small[] or owned */
 	size_t len;
+	/* short texts (names, ids) need no allocation on hot paths */
+	char small[56];
 };
 
 #define PG_DB_MAX_PARAMS 64

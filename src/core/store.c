@@ -52,6 +52,13 @@ open_path(struct pg_store *st, const char *path, int mutex_flags)
 	st->path = strdup(path);
 	if (!st->path)
 		return PG_ENOMEM;
+	if (pg_db_url_is_postgres(path)) {
+		/* only areas moved to the store API (st->pdb) run on PostgreSQL */
+		rc = pg_db_open(&st->pdb, path);
+		if (rc < 0)
+			pg_store_close(st);
+		return rc;
+	}
 	rc = sqlite3_open_v2(path, &st->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | mutex_flags, NULL);
 	if (rc != SQLITE_OK) {
@@ -93,7 +100,11 @@ int
 pg_store_exec(struct pg_store *st, const char *sql)
 {
 	char *err = NULL;
-	int rc = sqlite3_exec(st->db, sql, NULL, NULL, &err);
+	int rc;
+
+	if (!st->db)
+		return pg_db_exec(st->pdb, sql);
+	rc = sqlite3_exec(st->db, sql, NULL, NULL, &err);
 
 	if (rc != SQLITE_OK) {
 		int code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? PG_EBUSY : PG_ESTORE;
@@ -108,7 +119,14 @@ pg_store_exec(struct pg_store *st, const char *sql)
 int
 pg_store_begin(struct pg_store *st)
 {
-	return pg_store_exec(st, "BEGIN IMMEDIATE");
+	return st->db ? pg_store_exec(st, "BEGIN IMMEDIATE") : pg_db_begin(st->pdb);
+}
+
+static int
+not_moved(const char *area)
+{
+	return pg_error(PG_ENOTSUP, "store",
+			"area '%s' does not run on PostgreSQL yet: give it a SQLite store", area);
 }
 
 int
@@ -129,6 +147,8 @@ pg_store_version(struct pg_store *st, const char *area)
 	sqlite3_stmt *s = NULL;
 	int rc, v = 0;
 
+	if (!st->db)
+		return pg_db_version(st->pdb, area);
 	rc = sqlite3_prepare_v2(st->db, "SELECT version FROM pg_schema WHERE area=?", -1, &s, NULL);
 	if (rc != SQLITE_OK)
 		return pg_store_fail(st, rc, "schema version");
@@ -148,6 +168,8 @@ pg_store_migrate(struct pg_store *st, const char *area, const struct pg_migratio
 	sqlite3_stmt *s = NULL;
 	int rc, have;
 
+	if (!st->db)
+		return not_moved(area);
 	rc = pg_store_begin(st);
 	if (rc < 0)
 		return rc;

@@ -5,6 +5,7 @@
  * location"). Great-circle distance lives here too.
  */
 #include "pos_internal.h"
+#include "payguard/db.h"
 
 #include "payguard/error.h"
 #include "payguard/log.h"
@@ -223,8 +224,7 @@ out:
 }
 
 struct cell_import {
-	struct pg_store *st;
-	sqlite3_stmt *ins;
+	struct pg_db *db;
 };
 
 static int
@@ -232,63 +232,64 @@ cell_row(void *ctx, const char *line, size_t len)
 {
 	struct cell_import *ci = ctx;
 	struct pg_cell_rec r;
+	struct pg_db_stmt *q;
 	int rc = pg_cells_parse_row(line, len, &r);
 
 	if (rc < 0)
 		return rc;
-	sqlite3_reset(ci->ins);
-	sqlite3_bind_int(ci->ins, 1, r.id.radio);
-	sqlite3_bind_int(ci->ins, 2, r.id.mcc);
-	sqlite3_bind_int(ci->ins, 3, r.id.mnc);
-	sqlite3_bind_int64(ci->ins, 4, r.id.area);
-	sqlite3_bind_int64(ci->ins, 5, (sqlite3_int64)r.id.cid);
+	rc = pg_db_prepare(
+	    ci->db,
+	    "INSERT INTO pos_cells(radio,mcc,net,area,cell,unit,lon,lat,range,samples,"
+	    "changeable,created,updated,avg_signal) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+	    " ON CONFLICT(radio,mcc,net,area,cell) DO UPDATE SET unit=excluded.unit,"
+	    "lon=excluded.lon,lat=excluded.lat,range=excluded.range,"
+	    "samples=excluded.samples,changeable=excluded.changeable,"
+	    "created=excluded.created,updated=excluded.updated,"
+	    "avg_signal=excluded.avg_signal",
+	    &q);
+	if (rc < 0)
+		return rc;
+	pg_db_bind_int64(q, 1, r.id.radio);
+	pg_db_bind_int64(q, 2, r.id.mcc);
+	pg_db_bind_int64(q, 3, r.id.mnc);
+	pg_db_bind_int64(q, 4, r.id.area);
+	pg_db_bind_int64(q, 5, (int64_t)r.id.cid);
 	if (r.unit >= 0)
-		sqlite3_bind_int(ci->ins, 6, r.unit);
+		pg_db_bind_int64(q, 6, r.unit);
 	else
-		sqlite3_bind_null(ci->ins, 6);
-	sqlite3_bind_double(ci->ins, 7, r.lon);
-	sqlite3_bind_double(ci->ins, 8, r.lat);
-	sqlite3_bind_int64(ci->ins, 9, r.range);
-	sqlite3_bind_int64(ci->ins, 10, r.samples);
-	sqlite3_bind_int(ci->ins, 11, r.changeable);
-	sqlite3_bind_int64(ci->ins, 12, r.created);
-	sqlite3_bind_int64(ci->ins, 13, r.updated);
-	sqlite3_bind_int(ci->ins, 14, r.avg_signal);
-	rc = sqlite3_step(ci->ins);
-	if (rc != SQLITE_DONE)
-		return pg_store_fail(ci->st, rc, "insert cell");
-	return 0;
+		pg_db_bind_null(q, 6);
+	pg_db_bind_double(q, 7, r.lon);
+	pg_db_bind_double(q, 8, r.lat);
+	pg_db_bind_int64(q, 9, r.range);
+	pg_db_bind_int64(q, 10, r.samples);
+	pg_db_bind_int64(q, 11, r.changeable);
+	pg_db_bind_int64(q, 12, r.created);
+	pg_db_bind_int64(q, 13, r.updated);
+	pg_db_bind_int64(q, 14, r.avg_signal);
+	rc = pg_db_step(q);
+	pg_db_reset(q);
+	return rc < 0 ? rc : 0;
 }
 
 int
 pg_cells_import(struct pg_store *st, const char *path, struct pg_import_stats *stats)
 {
-	struct cell_import ci = {st, NULL};
+	struct cell_import ci = {st->pdb};
 	int rc;
 
 	memset(stats, 0, sizeof(*stats));
 	rc = pg_pos_migrate(st);
 	if (rc < 0)
 		return rc;
-	rc = sqlite3_prepare_v2(st->db,
-				"INSERT OR REPLACE INTO pos_cells(radio,mcc,net,area,cell,unit,lon,"
-				"lat,range,samples,changeable,created,updated,avg_signal) VALUES"
-				"(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-				-1, &ci.ins, NULL);
-	if (rc != SQLITE_OK)
-		return pg_store_fail(st, rc, "prepare cell insert");
-	rc = pg_store_begin(st);
+	rc = pg_db_begin(ci.db);
 	if (rc < 0)
-		goto out;
+		return rc;
 	rc = pg_pos_csv_foreach(path, header, stats, cell_row, &ci);
 	if (rc < 0) {
-		pg_store_rollback(st);
-		goto out;
+		pg_db_rollback(ci.db);
+		return rc;
 	}
-	rc = pg_store_commit(st);
-out:
-	sqlite3_finalize(ci.ins);
-	return rc;
+	return pg_db_commit(ci.db);
 }
 
 /* ---- in-memory index ---- */
@@ -415,7 +416,7 @@ int
 pg_cells_load(struct pg_store *st, struct pg_cells **out)
 {
 	struct pg_cells *c = calloc(1, sizeof(*c));
-	sqlite3_stmt *q = NULL;
+	struct pg_db_stmt *q = NULL;
 	size_t cap = 1024, nareas = 0;
 	int rc;
 
@@ -430,15 +431,13 @@ pg_cells_load(struct pg_store *st, struct pg_cells **out)
 	rc = pg_pos_migrate(st);
 	if (rc < 0)
 		goto fail;
-	rc = sqlite3_prepare_v2(st->db,
-				"SELECT radio,mcc,net,area,cell,lon,lat,range,samples,avg_signal "
-				"FROM pos_cells",
-				-1, &q, NULL);
-	if (rc != SQLITE_OK) {
-		rc = pg_store_fail(st, rc, "select cells");
+	rc = pg_db_prepare(st->pdb,
+			   "SELECT radio,mcc,net,area,cell,lon,lat,range,samples,avg_signal "
+			   "FROM pos_cells",
+			   &q);
+	if (rc < 0)
 		goto fail;
-	}
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+	while ((rc = pg_db_step(q)) == 1) {
 		struct pg_cell_rec *r;
 
 		if (c->n == cap) {
@@ -453,21 +452,20 @@ pg_cells_load(struct pg_store *st, struct pg_cells **out)
 		}
 		r = &c->recs[c->n++];
 		memset(r, 0, sizeof(*r));
-		r->id.radio = (uint8_t)sqlite3_column_int(q, 0);
-		r->id.mcc = (uint16_t)sqlite3_column_int(q, 1);
-		r->id.mnc = (uint16_t)sqlite3_column_int(q, 2);
-		r->id.area = (uint32_t)sqlite3_column_int64(q, 3);
-		r->id.cid = (uint64_t)sqlite3_column_int64(q, 4);
-		r->lon = sqlite3_column_double(q, 5);
-		r->lat = sqlite3_column_double(q, 6);
-		r->range = (uint32_t)sqlite3_column_int64(q, 7);
-		r->samples = (uint32_t)sqlite3_column_int64(q, 8);
-		r->avg_signal = sqlite3_column_int(q, 9);
+		r->id.radio = (uint8_t)pg_db_column_int64(q, 0);
+		r->id.mcc = (uint16_t)pg_db_column_int64(q, 1);
+		r->id.mnc = (uint16_t)pg_db_column_int64(q, 2);
+		r->id.area = (uint32_t)pg_db_column_int64(q, 3);
+		r->id.cid = (uint64_t)pg_db_column_int64(q, 4);
+		r->lon = pg_db_column_double(q, 5);
+		r->lat = pg_db_column_double(q, 6);
+		r->range = (uint32_t)pg_db_column_int64(q, 7);
+		r->samples = (uint32_t)pg_db_column_int64(q, 8);
+		r->avg_signal = (int)pg_db_column_int64(q, 9);
 	}
-	if (rc != SQLITE_DONE) {
-		rc = pg_store_fail(st, rc, "read cells");
+	pg_db_reset(q);
+	if (rc < 0)
 		goto fail;
-	}
 	c->mask = pow2_above(c->n) - 1;
 	c->slots = calloc(c->mask + 1, sizeof(*c->slots));
 	c->amask = c->mask;
@@ -507,12 +505,12 @@ pg_cells_load(struct pg_store *st, struct pg_cells **out)
 		if (d > a->radius)
 			a->radius = d;
 	}
-	sqlite3_finalize(q);
 	pg_info("cells", "%zu cells in %zu location areas loaded", c->n, nareas);
 	*out = c;
 	return 0;
 fail:
-	sqlite3_finalize(q);
+	if (q)
+		pg_db_reset(q);
 	pg_cells_free(c);
 	return rc;
 }

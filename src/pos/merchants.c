@@ -4,6 +4,7 @@
  * (seed 4: "the registered location of the merchant behind the terminal").
  */
 #include "pos_internal.h"
+#include "payguard/db.h"
 
 #include "payguard/error.h"
 #include "payguard/log.h"
@@ -95,8 +96,7 @@ pg_merchants_parse_row(const char *line, size_t len, struct pg_merchant_rec *rec
 }
 
 struct merch_import {
-	struct pg_store *st;
-	sqlite3_stmt *m, *t;
+	struct pg_db *db;
 };
 
 static int
@@ -104,65 +104,62 @@ merch_row(void *ctx, const char *line, size_t len)
 {
 	struct merch_import *mi = ctx;
 	struct pg_merchant_rec r;
+	struct pg_db_stmt *q;
 	int rc = pg_merchants_parse_row(line, len, &r);
 
 	if (rc < 0)
 		return rc;
-	sqlite3_reset(mi->m);
-	sqlite3_bind_text(mi->m, 1, r.mid, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_double(mi->m, 2, r.lat);
-	sqlite3_bind_double(mi->m, 3, r.lon);
-	sqlite3_bind_double(mi->m, 4, r.unc_m);
-	sqlite3_bind_double(mi->m, 5, r.limit_m);
-	sqlite3_bind_int(mi->m, 6, r.mcc);
-	sqlite3_bind_text(mi->m, 7, r.name, -1, SQLITE_TRANSIENT);
-	rc = sqlite3_step(mi->m);
-	if (rc != SQLITE_DONE)
-		return pg_store_fail(mi->st, rc, "insert merchant");
-	sqlite3_reset(mi->t);
-	sqlite3_bind_text(mi->t, 1, r.tid, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(mi->t, 2, r.mid, -1, SQLITE_TRANSIENT);
-	rc = sqlite3_step(mi->t);
-	if (rc != SQLITE_DONE)
-		return pg_store_fail(mi->st, rc, "insert terminal");
-	return 0;
+	rc = pg_db_prepare(mi->db,
+			   "INSERT INTO pos_merchants(mid,lat,lon,unc_m,limit_m,mcc,name) "
+			   "VALUES(?,?,?,?,?,?,?) ON CONFLICT(mid) DO UPDATE SET lat=excluded.lat,"
+			   "lon=excluded.lon,unc_m=excluded.unc_m,limit_m=excluded.limit_m,"
+			   "mcc=excluded.mcc,name=excluded.name",
+			   &q);
+	if (rc < 0)
+		return rc;
+	pg_db_bind_text(q, 1, r.mid, -1);
+	pg_db_bind_double(q, 2, r.lat);
+	pg_db_bind_double(q, 3, r.lon);
+	pg_db_bind_double(q, 4, r.unc_m);
+	pg_db_bind_double(q, 5, r.limit_m);
+	pg_db_bind_int64(q, 6, r.mcc);
+	pg_db_bind_text(q, 7, r.name, -1);
+	rc = pg_db_step(q);
+	pg_db_reset(q);
+	if (rc < 0)
+		return rc;
+	rc = pg_db_prepare(mi->db,
+			   "INSERT INTO pos_terminals(tid,mid) VALUES(?,?)"
+			   " ON CONFLICT(tid) DO UPDATE SET mid=excluded.mid",
+			   &q);
+	if (rc < 0)
+		return rc;
+	pg_db_bind_text(q, 1, r.tid, -1);
+	pg_db_bind_text(q, 2, r.mid, -1);
+	rc = pg_db_step(q);
+	pg_db_reset(q);
+	return rc < 0 ? rc : 0;
 }
 
 int
 pg_merchants_import(struct pg_store *st, const char *path, struct pg_import_stats *stats)
 {
-	struct merch_import mi = {st, NULL, NULL};
+	struct merch_import mi = {st->pdb};
 	int rc;
 
 	memset(stats, 0, sizeof(*stats));
 	rc = pg_pos_migrate(st);
 	if (rc < 0)
 		return rc;
-	if (sqlite3_prepare_v2(
-		st->db,
-		"INSERT INTO pos_merchants(mid,lat,lon,unc_m,limit_m,mcc,name) "
-		"VALUES(?,?,?,?,?,?,?) ON CONFLICT(mid) DO UPDATE SET lat=excluded.lat,"
-		"lon=excluded.lon,unc_m=excluded.unc_m,limit_m=excluded.limit_m,"
-		"mcc=excluded.mcc,name=excluded.name",
-		-1, &mi.m, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO pos_terminals(tid,mid) VALUES(?,?)",
-			       -1, &mi.t, NULL) != SQLITE_OK) {
-		rc = pg_store_fail(st, sqlite3_errcode(st->db), "prepare merchant insert");
-		goto out;
-	}
-	rc = pg_store_begin(st);
+	rc = pg_db_begin(mi.db);
 	if (rc < 0)
-		goto out;
+		return rc;
 	rc = pg_pos_csv_foreach(path, header, stats, merch_row, &mi);
 	if (rc < 0) {
-		pg_store_rollback(st);
-		goto out;
+		pg_db_rollback(mi.db);
+		return rc;
 	}
-	rc = pg_store_commit(st);
-out:
-	sqlite3_finalize(mi.m);
-	sqlite3_finalize(mi.t);
-	return rc;
+	return pg_db_commit(mi.db);
 }
 
 /* ---- index ---- */
@@ -226,7 +223,7 @@ int
 pg_merchants_load(struct pg_store *st, struct pg_merchants **out)
 {
 	struct pg_merchants *m = calloc(1, sizeof(*m));
-	sqlite3_stmt *q = NULL;
+	struct pg_db_stmt *q = NULL;
 	size_t cap = 256, size = 16;
 	int rc;
 
@@ -241,16 +238,13 @@ pg_merchants_load(struct pg_store *st, struct pg_merchants **out)
 	rc = pg_pos_migrate(st);
 	if (rc < 0)
 		goto fail;
-	rc =
-	    sqlite3_prepare_v2(st->db,
-			       "SELECT t.tid,m.mid,m.lat,m.lon,m.unc_m,m.limit_m,m.mcc,m.name FROM "
-			       "pos_terminals t JOIN pos_merchants m ON m.mid=t.mid",
-			       -1, &q, NULL);
-	if (rc != SQLITE_OK) {
-		rc = pg_store_fail(st, rc, "select merchants");
+	rc = pg_db_prepare(st->pdb,
+			   "SELECT t.tid,m.mid,m.lat,m.lon,m.unc_m,m.limit_m,m.mcc,m.name FROM "
+			   "pos_terminals t JOIN pos_merchants m ON m.mid=t.mid",
+			   &q);
+	if (rc < 0)
 		goto fail;
-	}
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+	while ((rc = pg_db_step(q)) == 1) {
 		struct pg_merchant_rec *r;
 
 		if (m->n == cap) {
@@ -265,19 +259,18 @@ pg_merchants_load(struct pg_store *st, struct pg_merchants **out)
 		}
 		r = &m->recs[m->n++];
 		memset(r, 0, sizeof(*r));
-		snprintf(r->tid, sizeof(r->tid), "%s", (const char *)sqlite3_column_text(q, 0));
-		snprintf(r->mid, sizeof(r->mid), "%s", (const char *)sqlite3_column_text(q, 1));
-		r->lat = sqlite3_column_double(q, 2);
-		r->lon = sqlite3_column_double(q, 3);
-		r->unc_m = sqlite3_column_double(q, 4);
-		r->limit_m = sqlite3_column_double(q, 5);
-		r->mcc = (uint16_t)sqlite3_column_int(q, 6);
-		snprintf(r->name, sizeof(r->name), "%s", (const char *)sqlite3_column_text(q, 7));
+		snprintf(r->tid, sizeof(r->tid), "%s", pg_db_column_text(q, 0));
+		snprintf(r->mid, sizeof(r->mid), "%s", pg_db_column_text(q, 1));
+		r->lat = pg_db_column_double(q, 2);
+		r->lon = pg_db_column_double(q, 3);
+		r->unc_m = pg_db_column_double(q, 4);
+		r->limit_m = pg_db_column_double(q, 5);
+		r->mcc = (uint16_t)pg_db_column_int64(q, 6);
+		snprintf(r->name, sizeof(r->name), "%s", pg_db_column_text(q, 7));
 	}
-	if (rc != SQLITE_DONE) {
-		rc = pg_store_fail(st, rc, "read merchants");
+	pg_db_reset(q);
+	if (rc < 0)
 		goto fail;
-	}
 	while (size < 2 * m->n)
 		size <<= 1;
 	m->mask = size - 1;
@@ -296,12 +289,12 @@ pg_merchants_load(struct pg_store *st, struct pg_merchants **out)
 		m->keys[j] = k;
 		m->idx[j] = (uint32_t)i + 1;
 	}
-	sqlite3_finalize(q);
 	pg_info("merchants", "%zu terminals loaded", m->n);
 	*out = m;
 	return 0;
 fail:
-	sqlite3_finalize(q);
+	if (q)
+		pg_db_reset(q);
 	pg_merchants_free(m);
 	return rc;
 }

@@ -398,7 +398,8 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 	rc = listen_on(s);
 	if (rc < 0)
 		goto out;
-	if (st && st->path) {
+	/* WAL checkpoints are SQLite's; a PostgreSQL store has none to move */
+	if (st && st->path && st->db) {
 		cp.path = st->path;
 		if (pg_store_exec(st, "PRAGMA wal_autocheckpoint=0") == 0 &&
 		    pthread_create(&cp.th, NULL, checkpoint_main, &cp) == 0)

@@ -1,0 +1,100 @@
+"""POS on the PostgreSQL engine (issue 14): the same import, traffic and
+alert life cycle as test_e2e.py, once on a SQLite file and once on the
+PostgreSQL server of the CTest fixture (tests/fixtures/postgres.sh), each in
+a database of its own. Decisions, response codes, stored transactions and
+alerts must be the same on both engines; the PostgreSQL rows are read back
+with psql, the server's own client."""
+import json
+import os
+import subprocess
+import sys
+import urllib.parse
+
+from posutil import Env, check, run, scenario_message, message
+
+state = os.path.join(os.environ["PG_BUILD_DIR"], "postgres-fixture", "postgres.url")
+base_url = open(state).read().strip()
+q = urllib.parse.parse_qs(urllib.parse.urlparse(base_url).query)
+host, user = q["host"][0], q["user"][0]
+
+
+def psql(db, sql):
+    p = subprocess.run(["psql", "-X", "-A", "-t", "-F", "|", "-h", host, "-U", user, "-d", db, "-c", sql],
+                       capture_output=True, text=True, timeout=60)
+    check(p.returncode == 0, "psql %s: %s" % (sql, p.stderr))
+    return [l.split("|") for l in p.stdout.splitlines() if l]
+
+
+psql("payguard", "DROP DATABASE IF EXISTS pos_pgtest")
+psql("payguard", "CREATE DATABASE pos_pgtest")
+pg_url = "postgresql:///pos_pgtest?host=%s&user=%s" % (host, user)
+
+
+def traffic(env):
+    """Runs the scenarios; returns the answers and the alerts as the CLI lists them."""
+    c, m = env.import_sample()
+    check(c["imported"] == 7 and m["imported"] == 5, "imports on %s: %s %s" % (env.db, c, m))
+    env.start("--alert-n", "2", "--window-s", "3600", "--decline", "59")
+    answers = []
+    stan = 100
+    for name in ("stay", "move2km", "move50km", "unknown", "foreign"):
+        for _ in range(2):
+            stan += 1
+            r = env.send([scenario_message(name, stan)])[0]
+            answers.append((name, r["39"], r["44"]))
+    r = env.send([message("T0000099", None, [], 201)])[0]
+    answers.append(("unregistered", r["39"], r["44"]))
+    env.stop()
+    # a restart rebuilds the windows from the store: one more move alerts at once
+    env.start("--alert-n", "2", "--window-s", "3600", "--decline", "59")
+    r = env.send([scenario_message("move2km", 300)])[0]
+    answers.append(("move2km-after-restart", r["39"], r["44"]))
+    env.stop()
+    alerts = json.loads(run("alerts", "--db", env.db, "--json").stdout)
+    return answers, alerts
+
+
+lite = Env("pg-sqlite")
+pg = Env("pg-postgres")
+pg.db = pg_url
+try:
+    a_lite, al_lite = traffic(lite)
+    a_pg, al_pg = traffic(pg)
+    check(a_pg == a_lite, "same answers on both engines:\n%s\n%s" % (a_pg, a_lite))
+    check(("move2km", "59", "MOVED ALERT") in a_pg and a_pg[-1] == ("move2km-after-restart", "59", "MOVED ALERT"),
+          "moves alert, and the window survives a restart: %s" % a_pg)
+
+    def shape(alerts):
+        return sorted((a["terminal"], a["state"], a["reason"], a["transactions"]) for a in alerts)
+    check(shape(al_pg) == shape(al_lite) and len(al_pg) == 3, "same alerts: %s / %s" % (shape(al_pg), shape(al_lite)))
+
+    rows = psql("pos_pgtest", "SELECT stan, decision, reason, rc, alert_id IS NOT NULL FROM pos_txn ORDER BY id")
+    check(len(rows) == 12, "12 transactions stored in PostgreSQL (%d)" % len(rows))
+    by = {r[0]: r for r in rows}
+    check(by["000103"][1] == "moved" and by["000104"][4] == "t", "moves stored with their alert link")
+    check(by["000201"][1] == "unregistered" and by["000201"][3] == "03", "unregistered stored")
+    types = dict(psql("pos_pgtest", "SELECT column_name, data_type FROM information_schema.columns"
+                                    " WHERE table_name = 'pos_txn'"))
+    check(types["ts"] == "bigint" and types["est_lat"] == "double precision" and types["id"] == "bigint",
+          "64-bit times and ids, double positions: %s" % types)
+    check(psql("pos_pgtest", "SELECT version FROM pg_schema WHERE area = 'pos'") == [["1"]], "pos schema recorded")
+
+    # the alert life cycle, through the CLI, on PostgreSQL
+    aid = str(next(a["id"] for a in al_pg if a["terminal"] == "T0000002"))
+    run("ack", aid, "--db", pg_url, "--note", "called the merchant")
+    p = run("ack", aid, "--db", pg_url, check_rc=False)
+    check(p.returncode == 1 and "already" in p.stderr, "acknowledging twice is refused on PostgreSQL")
+    run("close", aid, "--db", pg_url)
+    p = run("close", "999", "--db", pg_url, check_rc=False)
+    check(p.returncode == 4, "closing an unknown alert: exit 4 (%d %s)" % (p.returncode, p.stderr))
+    check(psql("pos_pgtest", "SELECT state, note FROM pos_alerts WHERE id = %s" % aid) ==
+          [["closed", "called the merchant"]], "the alert is closed with its note")
+
+    # a store that cannot be reached is a clear error, not a crash
+    p = run("alerts", "--db", "postgresql:///x?host=/nonexistent&connect_timeout=2", check_rc=False)
+    check(p.returncode != 0 and "cannot connect" in p.stderr and p.returncode < 128,
+          "unreachable PostgreSQL: exit %d, %s" % (p.returncode, p.stderr.strip()))
+    print("pos on PostgreSQL: ok")
+finally:
+    lite.cleanup()
+    pg.cleanup()
