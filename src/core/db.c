@@ -112,8 +112,9 @@ stmt_free(struct pg_db_stmt *s)
 {
 	if (s->drv)
 		s->db->ops->finalize(s);
-	for (int i = 0; i <= PG_DB_MAX_PARAMS; i++)
+	for (int i = 0; s->par && i <= s->nparams; i++)
 		param_clear(&s->par[i]);
+	free(s->par);
 	free(s->sql);
 	free(s);
 }
@@ -213,9 +214,15 @@ pg_db_prepare(struct pg_db *db, const char *sql, struct pg_db_stmt **out)
 		return PG_ENOMEM;
 	}
 	if (s->nparams > PG_DB_MAX_PARAMS) {
+		s->nparams = 0;
 		stmt_free(s);
 		return pg_error(PG_ETOOBIG, "db", "statement has more than %d parameters",
 				PG_DB_MAX_PARAMS);
+	}
+	s->par = calloc((size_t)s->nparams + 1, sizeof(*s->par));
+	if (!s->par) {
+		stmt_free(s);
+		return PG_ENOMEM;
 	}
 	rc = db->ops->prepare(db, s);
 	if (rc < 0) {

@@ -49,15 +49,16 @@ struct pg_db_param {
 	char small[56];
 };
 
-#define PG_DB_MAX_PARAMS 64
+/* PostgreSQL's protocol limit; SQLite's default is 32766 */
+#define PG_DB_MAX_PARAMS 32766
 
 struct pg_db_stmt {
 	struct pg_db *db;
 	char *sql;
 	void *drv;
-	int nparams; /* highest placeholder number */
-	struct pg_db_param par[PG_DB_MAX_PARAMS + 1];
-	int running; /* step has run the statement since the last reset */
+	int nparams;		 /* highest placeholder number */
+	struct pg_db_param *par; /* [nparams + 1], 1-based */
+	int running;		 /* step has run the statement since the last reset */
 	struct pg_db_stmt *next;
 };
 

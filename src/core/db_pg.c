@@ -19,6 +19,10 @@
 
 struct pq_stmt {
 	char name[32];
+	/* the parameters as libpq takes them, sized once at prepare */
+	const char **values;
+	int *lengths, *formats;
+	char (*nums)[32];
 	PGresult *res;
 	int row, nrows;
 	int64_t changes;
@@ -169,7 +173,8 @@ static char *
 rewrite(const char *sql)
 {
 	size_t n = strlen(sql);
-	char *out = malloc(n * 3 + 1), *o = out;
+	/* "?" becomes at most "$32766" */
+	char *out = malloc(n * 6 + 1), *o = out;
 	int k = 0;
 
 	if (!out)
@@ -208,6 +213,18 @@ rewrite(const char *sql)
 	return out;
 }
 
+static void
+free_stmt(struct pq_stmt *ps)
+{
+	if (!ps)
+		return;
+	free(ps->values);
+	free(ps->lengths);
+	free(ps->formats);
+	free(ps->nums);
+	free(ps);
+}
+
 static int
 pq_prepare(struct pg_db *db, struct pg_db_stmt *s)
 {
@@ -229,13 +246,22 @@ pq_prepare(struct pg_db *db, struct pg_db_stmt *s)
 		free(sql);
 		return PG_ENOMEM;
 	}
+	ps->values = calloc((size_t)s->nparams + 1, sizeof(*ps->values));
+	ps->lengths = calloc((size_t)s->nparams + 1, sizeof(*ps->lengths));
+	ps->formats = calloc((size_t)s->nparams + 1, sizeof(*ps->formats));
+	ps->nums = calloc((size_t)s->nparams + 1, sizeof(*ps->nums));
+	if (!ps->values || !ps->lengths || !ps->formats || !ps->nums) {
+		free_stmt(ps);
+		free(sql);
+		return PG_ENOMEM;
+	}
 	snprintf(ps->name, sizeof(ps->name), "pg_s%lu", ++pc->next_name);
 	res = PQprepare(pc->conn, ps->name, sql, 0, NULL);
 	free(sql);
 	rc = check(db, res, "prepare");
 	PQclear(res);
 	if (rc < 0) {
-		free(ps);
+		free_stmt(ps);
 		return rc;
 	}
 	s->drv = ps;
@@ -268,7 +294,7 @@ pq_finalize(struct pg_db_stmt *s)
 {
 	/* the server-side statement lives as long as the session */
 	pq_reset(s);
-	free(s->drv);
+	free_stmt(s->drv);
 	s->drv = NULL;
 }
 
@@ -276,9 +302,9 @@ static int
 run(struct pg_db_stmt *s)
 {
 	struct pq_stmt *ps = s->drv;
-	const char *values[PG_DB_MAX_PARAMS + 1];
-	int lengths[PG_DB_MAX_PARAMS + 1], formats[PG_DB_MAX_PARAMS + 1];
-	char nums[PG_DB_MAX_PARAMS + 1][32];
+	const char **values = ps->values;
+	int *lengths = ps->lengths, *formats = ps->formats;
+	char(*nums)[32] = ps->nums;
 	int rc;
 
 	for (int i = 1; i <= s->nparams; i++) {

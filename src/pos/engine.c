@@ -20,6 +20,14 @@
 #define RING 32
 
 /*
+ * A batch is written with multi-row INSERTs of these sizes (largest first),
+ * so a PostgreSQL store sees a few round trips per group commit, not one per
+ * transaction; SQLite saves the per-statement work too.
+ */
+static const int CHUNK_ROWS[4] = {64, 16, 4, 1};
+#define TXN_COLS 20
+
+/*
  * One schema, two spellings: SQLite's rowid ids and WITHOUT ROWID tables;
  * PostgreSQL's 64-bit integers, double precision and identity ids.
  */
@@ -129,7 +137,9 @@ struct pg_pos_engine {
 	struct record *q;
 	size_t nq, capq;
 	/* the connection's statements, prepared once (db.h) */
-	struct pg_db_stmt *ins_txn, *find_alert, *upd_alert, *ins_alert, *link_txns;
+	struct pg_db_stmt *find_alert, *upd_alert, *ins_alert, *link_txns;
+	/* multi-row inserts of CHUNK_ROWS[i] transactions: one round trip each */
+	struct pg_db_stmt *ins_txn[4];
 };
 
 static struct term_state *
@@ -164,9 +174,6 @@ prepare(struct pg_pos_engine *e)
 		struct pg_db_stmt **s;
 		const char *sql;
 	} q[] = {
-	    {&e->ins_txn, "INSERT INTO pos_txn(ts,tid,mid,mti,stan,f7,decision,reason,distance_m,"
-			  "excess_m,est_lat,est_lon,acc_m,confidence,radio,mcc,mnc,area,cell,rc)"
-			  " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"},
 	    {&e->find_alert, "SELECT id FROM pos_alerts WHERE tid=? AND state!='closed' "
 			     "ORDER BY id DESC LIMIT 1"},
 	    {&e->upd_alert, "UPDATE pos_alerts SET strikes=strikes+1, updated_ms=?, evidence=?"
@@ -180,6 +187,26 @@ prepare(struct pg_pos_engine *e)
 	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
 		int rc = pg_db_prepare(e->st->pdb, q[i].sql, q[i].s);
 
+		if (rc < 0)
+			return rc;
+	}
+	for (size_t i = 0; i < sizeof(CHUNK_ROWS) / sizeof(CHUNK_ROWS[0]); i++) {
+		static const char head[] =
+		    "INSERT INTO pos_txn(ts,tid,mid,mti,stan,f7,decision,reason,distance_m,"
+		    "excess_m,est_lat,est_lon,acc_m,confidence,radio,mcc,mnc,area,cell,rc) VALUES";
+		static const char row[] = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+		size_t n = (size_t)CHUNK_ROWS[i];
+		char *sql = malloc(sizeof(head) + n * sizeof(row));
+		char *p = sql;
+		int rc;
+
+		if (!sql)
+			return PG_ENOMEM;
+		p += sprintf(p, "%s", head);
+		for (size_t k = 0; k < n; k++)
+			p += sprintf(p, "%s%s", k ? "," : "", row);
+		rc = pg_db_prepare(e->st->pdb, sql, &e->ins_txn[i]);
+		free(sql);
 		if (rc < 0)
 			return rc;
 	}
@@ -537,42 +564,62 @@ write_alert(struct pg_pos_engine *e, const struct record *r)
 	return step_done(e->upd_alert);
 }
 
-static int
-insert_txn(struct pg_pos_engine *e, const struct record *r)
+/* Binds one transaction's columns as row `k` of a multi-row insert. */
+static void
+bind_txn(struct pg_db_stmt *s, int k, const struct record *r)
 {
-	struct pg_db_stmt *s = e->ins_txn;
+	int o = k * TXN_COLS;
 
-	pg_db_bind_int64(s, 1, r->ts);
-	pg_db_bind_text(s, 2, r->tid, -1);
-	pg_db_bind_text(s, 3, r->mid, -1);
-	pg_db_bind_text(s, 4, r->mti, -1);
-	pg_db_bind_text(s, 5, r->stan, -1);
-	pg_db_bind_text(s, 6, r->f7, -1);
-	pg_db_bind_text(s, 7, pg_decision_name(r->res.decision), -1);
-	pg_db_bind_text(s, 8, pg_reason_name(r->res.reason), -1);
+	pg_db_bind_int64(s, o + 1, r->ts);
+	pg_db_bind_text(s, o + 2, r->tid, -1);
+	pg_db_bind_text(s, o + 3, r->mid, -1);
+	pg_db_bind_text(s, o + 4, r->mti, -1);
+	pg_db_bind_text(s, o + 5, r->stan, -1);
+	pg_db_bind_text(s, o + 6, r->f7, -1);
+	pg_db_bind_text(s, o + 7, pg_decision_name(r->res.decision), -1);
+	pg_db_bind_text(s, o + 8, pg_reason_name(r->res.reason), -1);
 	if (r->res.est.confidence) {
-		pg_db_bind_double(s, 9, r->res.distance_m);
-		pg_db_bind_double(s, 10, r->res.excess_m);
-		pg_db_bind_double(s, 11, r->res.est.lat);
-		pg_db_bind_double(s, 12, r->res.est.lon);
-		pg_db_bind_double(s, 13, r->res.est.acc_m);
+		pg_db_bind_double(s, o + 9, r->res.distance_m);
+		pg_db_bind_double(s, o + 10, r->res.excess_m);
+		pg_db_bind_double(s, o + 11, r->res.est.lat);
+		pg_db_bind_double(s, o + 12, r->res.est.lon);
+		pg_db_bind_double(s, o + 13, r->res.est.acc_m);
 	} else {
-		for (int k = 9; k <= 13; k++)
-			pg_db_bind_null(s, k);
+		for (int c = 9; c <= 13; c++)
+			pg_db_bind_null(s, o + c);
 	}
-	pg_db_bind_text(s, 14, pg_confidence_name(r->res.est.confidence), -1);
+	pg_db_bind_text(s, o + 14, pg_confidence_name(r->res.est.confidence), -1);
 	if (r->have_cell) {
-		pg_db_bind_int64(s, 15, r->cell.radio);
-		pg_db_bind_int64(s, 16, r->cell.mcc);
-		pg_db_bind_int64(s, 17, r->cell.mnc);
-		pg_db_bind_int64(s, 18, r->cell.area);
-		pg_db_bind_int64(s, 19, (int64_t)r->cell.cid);
+		pg_db_bind_int64(s, o + 15, r->cell.radio);
+		pg_db_bind_int64(s, o + 16, r->cell.mcc);
+		pg_db_bind_int64(s, o + 17, r->cell.mnc);
+		pg_db_bind_int64(s, o + 18, r->cell.area);
+		pg_db_bind_int64(s, o + 19, (int64_t)r->cell.cid);
 	} else {
-		for (int k = 15; k <= 19; k++)
-			pg_db_bind_null(s, k);
+		for (int c = 15; c <= 19; c++)
+			pg_db_bind_null(s, o + c);
 	}
-	pg_db_bind_text(s, 20, r->res.rc, 2);
-	return step_done(s);
+	pg_db_bind_text(s, o + 20, r->res.rc, 2);
+}
+
+/* Inserts records [from, to) with as few statements as the chunk sizes allow. */
+static int
+insert_txns(struct pg_pos_engine *e, size_t from, size_t to)
+{
+	while (from < to) {
+		size_t i = 0;
+		int rc;
+
+		while ((size_t)CHUNK_ROWS[i] > to - from)
+			i++;
+		for (int k = 0; k < CHUNK_ROWS[i]; k++)
+			bind_txn(e->ins_txn[i], k, &e->q[from + (size_t)k]);
+		rc = step_done(e->ins_txn[i]);
+		if (rc < 0)
+			return rc;
+		from += (size_t)CHUNK_ROWS[i];
+	}
+	return 0;
 }
 
 int
@@ -587,10 +634,17 @@ pg_pos_engine_commit(struct pg_pos_engine *e)
 	rc = pg_db_begin(e->st->pdb);
 	if (rc < 0)
 		goto out;
-	for (size_t i = 0; i < e->nq; i++) {
+	/*
+	 * Rows go in order; an alert is written right after its own row is in,
+	 * so it links exactly the moved rows stored before it, as row by row.
+	 */
+	for (size_t done = 0, i = 0; i < e->nq; i++) {
 		const struct record *r = &e->q[i];
 
-		rc = insert_txn(e, r);
+		if (!r->res.alert && i + 1 < e->nq)
+			continue;
+		rc = insert_txns(e, done, i + 1);
+		done = i + 1;
 		if (rc == 0 && r->res.alert)
 			rc = write_alert(e, r);
 		if (rc < 0) {

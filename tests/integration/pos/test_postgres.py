@@ -90,6 +90,25 @@ try:
     check(psql("pos_pgtest", "SELECT state, note FROM pos_alerts WHERE id = %s" % aid) ==
           [["closed", "called the merchant"]], "the alert is closed with its note")
 
+    # concurrent load: group commits of many rows (multi-row inserts of 64,
+    # 16, 4 and 1); every answered transaction is stored exactly once
+    before = int(psql("pos_pgtest", "SELECT count(*) FROM pos_txn")[0][0])
+    tpl = pg.write("tpl.jsonl", "".join(json.dumps(scenario_message(n, 1)) + "\n"
+                                        for n in ("stay", "move2km", "unknown", "foreign")))
+    pg.start("--alert-n", "2", "--decline", "59")
+    p = subprocess.run([os.environ["PAYGUARD"], "pos", "load", "--port", str(pg.port), "--conns", "32",
+                        "--duration-ms", "2000", "--json", tpl], capture_output=True, text=True, timeout=120)
+    pg.stop()
+    check(p.returncode == 0, "pos load: %s" % p.stderr)
+    load = json.loads(p.stdout)
+    after = int(psql("pos_pgtest", "SELECT count(*) FROM pos_txn")[0][0])
+    check(load["answered"] > 500 and load["errors"] == 0, "load answered %d" % load["answered"])
+    check(after - before == load["answered"], "every answered transaction stored once: %d answered, %d rows"
+          % (load["answered"], after - before))
+    open_dups = psql("pos_pgtest", "SELECT tid, reason, count(*) FROM pos_alerts WHERE state = 'open'"
+                                   " GROUP BY tid, reason HAVING count(*) > 1")
+    check(open_dups == [], "no two open alerts for one terminal and reason: %s" % open_dups)
+
     # a store that cannot be reached is a clear error, not a crash
     p = run("alerts", "--db", "postgresql:///x?host=/nonexistent&connect_timeout=2", check_rc=False)
     check(p.returncode != 0 and "cannot connect" in p.stderr and p.returncode < 128,

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Cluster benchmark, first part (issue 14): POS intake with group commit on
+# PostgreSQL beside SQLite, in one run, on this machine. The same messages
+# from `payguard pos load` (64 connections on loopback) reach `payguard pos
+# serve` on a SQLite file and on a private PostgreSQL 15 server (initdb +
+# pg_ctl in a temporary folder, UNIX socket, synchronous_commit as --sync
+# says), interleaved over REPEATS runs of SECONDS each, for --sync normal
+# and --sync full. Printed and written to bench/results/cluster-DATE.json:
+# tx/s and p50/p99 latency (medians), the server's CPU microseconds per
+# transaction, PostgreSQL's CPU microseconds and bytes of WAL per
+# transaction, the machine's load average. Every answered transaction must
+# be stored: the rows are counted afterwards.
+# Usage: bench/cluster/run.sh [REPEATS] [SECONDS]   (defaults 5, 5)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repeats=${1:-5}
+secs=${2:-5}
+bash scripts/build.sh >/dev/null 2>&1 || bash scripts/build.sh
+pg=build/src/payguard
+work=$(mktemp -d "${TMPDIR:-/tmp}/cluster-bench-XXXXXX")
+chmod 0755 "$work"
+srv=""
+cleanup() {
+	[ -n "$srv" ] && kill "$srv" 2>/dev/null && wait "$srv" 2>/dev/null
+	bash tests/fixtures/postgres.sh stop "$work/pgstate" >/dev/null 2>&1 || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+bash tests/fixtures/postgres.sh start "$work/pgstate" >/dev/null
+url=$(cat "$work/pgstate/postgres.url")
+pgdir=$(cat "$work/pgstate/postgres.dir")
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+psqlq() { psql -X -A -t -h "$pgdir" -U payguard -d payguard -c "$1"; }
+# PostgreSQL's own settings for a write-heavy load on this machine's memory
+psqlq "ALTER SYSTEM SET shared_buffers = '1GB'" >/dev/null
+psqlq "ALTER SYSTEM SET wal_buffers = '64MB'" >/dev/null
+psqlq "ALTER SYSTEM SET max_wal_size = '8GB'" >/dev/null
+psqlq "ALTER SYSTEM SET checkpoint_timeout = '30min'" >/dev/null
+bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+as_pg "$bindir/pg_ctl" -D "$pgdir/data" -w restart -l "$pgdir/server.log" >/dev/null
+
+# OpenCellID-shaped cells and one terminal per tenth site (as bench/pos)
+/usr/bin/python3 - "$work" <<'PY'
+import sys, random, json
+work = sys.argv[1]
+random.seed(7)
+tpl = []
+with open(work + "/cells.csv", "w") as f, open(work + "/merchants.csv", "w") as m:
+    f.write("radio,mcc,net,area,cell,unit,lon,lat,range,samples,changeable,created,updated,averageSignal\n")
+    m.write("terminal_id,merchant_id,lat,lon,uncertainty_m,limit_m,mcc,name\n")
+    for s in range(20000):
+        lat = 47.3 + 7.7 * random.random(); lon = 5.9 + 9.1 * random.random()
+        for k in range(3):
+            i = 3 * s + k
+            f.write("LTE,262,1,%d,%d,,%.6f,%.6f,%d,10,1,1459692000,1700000000,\n"
+                    % (1000 + s // 100, 100000 + i, lon + random.uniform(-0.003, 0.003),
+                       lat + random.uniform(-0.002, 0.002), random.randint(300, 1500)))
+        if s < 2000:
+            m.write("T%07d,M%014d,%.6f,%.6f,50,2000,262,merchant %d\n" % (s, s, lat, lon, s))
+            if s < 64:
+                tpl.append({"0": "0200", "2": "4761739001010119", "3": "000000", "4": "000000001250",
+                            "7": "1125120000", "11": "000000", "22": "071", "41": "T%07d" % s,
+                            "42": "M%014d" % s, "49": "978",
+                            "cell": {"serving": {"radio": "LTE", "mcc": 262, "mnc": 1, "area": 1000 + s // 100,
+                                                 "cid": 100000 + 3 * s, "signal": -70}, "neighbours": []}})
+with open(work + "/tpl.jsonl", "w") as t:
+    for x in tpl:
+        t.write(json.dumps(x) + "\n")
+PY
+sq="$work/bench.db"
+for db in "$sq" "$url"; do
+	$pg pos cells import "$work/cells.csv" --db "$db" --json >/dev/null
+	$pg pos merchants import "$work/merchants.csv" --db "$db" --json >/dev/null
+done
+
+cpu_of() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# CPU ticks of every process of the private PostgreSQL (postmaster and children)
+pg_cpu() {
+	local pm t=0 p
+	pm=$(head -1 "$pgdir/data/postmaster.pid")
+	for p in $pm $(pgrep -P "$pm"); do t=$((t + $(cpu_of "$p"))); done
+	echo $t
+}
+wal_lsn() { psqlq "SELECT pg_current_wal_lsn()"; }
+
+run_one() { # engine sync rep
+	local engine=$1 sync=$2 rep=$3 db=$sq out="$work/$1-$2-$3"
+	[ "$engine" = postgres ] && db=$url
+	rm -f "$work/port"
+	$pg --log-level warn pos serve --port 0 --port-file "$work/port" --db "$db" --sync "$sync" \
+		2>>"$work/server.log" &
+	srv=$!
+	for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.1; done
+	local c0 p0 l0 c1 p1 l1
+	c0=$(cpu_of $srv); p0=$(pg_cpu); l0=$(wal_lsn)
+	$pg pos load --port "$(cat "$work/port")" --conns 64 --duration-ms $((secs * 1000)) \
+		--json "$work/tpl.jsonl" >"$out.json"
+	c1=$(cpu_of $srv); p1=$(pg_cpu); l1=$(wal_lsn)
+	kill "$srv"; wait "$srv" || true; srv=""
+	local wal
+	wal=$(psqlq "SELECT pg_wal_lsn_diff('$l1', '$l0')")
+	echo "{\"cpu_ticks\": $((c1 - c0)), \"pg_cpu_ticks\": $((p1 - p0)), \"pg_wal_bytes\": $wal}" >"$out.cost"
+	echo "  $engine --sync $sync run $rep: $(cat "$out.json" | tr -d '\n' | cut -c1-120)" >&2
+}
+for rep in $(seq "$repeats"); do
+	for sync in normal full; do
+		for engine in sqlite postgres; do run_one $engine $sync $rep; done
+	done
+done
+stored_sqlite=$(sqlite3 "$sq" "SELECT count(*) FROM pos_txn")
+stored_pg=$(psqlq "SELECT count(*) FROM pos_txn")
+pgver=$(psqlq "SHOW server_version")
+mkdir -p bench/results
+/usr/bin/python3 - "$work" "$repeats" "$stored_sqlite" "$stored_pg" "$(getconf CLK_TCK)" "$pgver" "$secs" <<'PY'
+import json, os, statistics, sys, time
+work, reps, st_sq, st_pg, hz, pgver, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], int(sys.argv[7])
+load = open("/proc/loadavg").read().split()[:3]
+res = {"bench": "cluster/pos-intake", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+       "loadavg": [float(x) for x in load], "cpus": os.cpu_count(), "repeats": reps, "seconds": secs,
+       "connections": 64, "postgres": {"version": pgver, "socket": "unix", "synchronous_commit": "--sync full: on, normal: off",
+       "shared_buffers": "1GB", "wal_buffers": "64MB", "max_wal_size": "8GB"}, "runs": {}}
+answered = {"sqlite": 0, "postgres": 0}
+print("cluster bench (issue 14): POS intake, 64 connections, group commit -- medians of %d runs of %d s; load average %s"
+      % (reps, secs, " ".join(load)))
+for sync in ("normal", "full"):
+    for engine in ("sqlite", "postgres"):
+        runs = []
+        for r in range(1, reps + 1):
+            j = json.load(open("%s/%s-%s-%d.json" % (work, engine, sync, r)))
+            c = json.load(open("%s/%s-%s-%d.cost" % (work, engine, sync, r)))
+            answered[engine] += j["answered"]
+            n = max(j["answered"], 1)
+            runs.append({"tps": j["tps"], "p50_us": j["p50_us"], "p99_us": j["p99_us"], "answered": j["answered"],
+                         "server_cpu_us_per_tx": 1e6 * c["cpu_ticks"] / hz / n,
+                         "pg_cpu_us_per_tx": 1e6 * c["pg_cpu_ticks"] / hz / n if engine == "postgres" else None,
+                         "pg_wal_bytes_per_tx": c["pg_wal_bytes"] / n if engine == "postgres" else None})
+        med = lambda k: statistics.median(x[k] for x in runs)
+        s = {"tps_median": med("tps"), "p50_us_median": med("p50_us"), "p99_us_median": med("p99_us"),
+             "server_cpu_us_per_tx_median": med("server_cpu_us_per_tx"), "runs": runs}
+        line = "  %-8s --sync %-6s %9.0f tx/s  p50 %6.0f us  p99 %7.0f us  server %.1f us CPU/tx" % (
+            engine, sync, s["tps_median"], s["p50_us_median"], s["p99_us_median"], s["server_cpu_us_per_tx_median"])
+        if engine == "postgres":
+            s["pg_cpu_us_per_tx_median"] = med("pg_cpu_us_per_tx")
+            s["pg_wal_bytes_per_tx_median"] = med("pg_wal_bytes_per_tx")
+            line += "  postgres %.1f us CPU/tx, %.0f B WAL/tx" % (s["pg_cpu_us_per_tx_median"], s["pg_wal_bytes_per_tx_median"])
+        res["runs"]["%s-%s" % (engine, sync)] = s
+        print(line)
+for sync in ("normal", "full"):
+    a, b = res["runs"]["postgres-" + sync]["tps_median"], res["runs"]["sqlite-" + sync]["tps_median"]
+    print("  --sync %-6s postgres/sqlite ratio %.2f" % (sync, a / b))
+res["stored"] = {"sqlite": st_sq, "postgres": st_pg}
+res["answered"] = answered
+ok = st_sq >= answered["sqlite"] and st_pg >= answered["postgres"]
+print("  every answered transaction stored: sqlite %d answered / %d rows, postgres %d answered / %d rows: %s"
+      % (answered["sqlite"], st_sq, answered["postgres"], st_pg, "yes" if ok else "NO"))
+path = "bench/results/cluster-%s.json" % time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+json.dump(res, open(path, "w"), indent=1)
+print("  written to " + path)
+sys.exit(0 if ok else 1)
+PY
