@@ -78,6 +78,15 @@ static const struct pg_db_migration migrations[] = {
      " acc_m DOUBLE PRECISION, confidence TEXT, radio INTEGER, mcc INTEGER, mnc INTEGER,"
      " area BIGINT, cell BIGINT, rc TEXT, alert_id BIGINT REFERENCES pos_alerts(id));"
      "CREATE INDEX pos_txn_moved ON pos_txn(tid, ts) WHERE decision='moved';"},
+    /*
+     * Several servers on one store: at most one alert per terminal and reason
+     * that is not closed, held by the store itself (issue 14), not by a
+     * check-then-insert that two servers could both pass.
+     */
+    {2,
+     "CREATE UNIQUE INDEX pos_alerts_one_open ON pos_alerts(tid, reason)"
+     " WHERE state != 'closed';",
+     NULL, NULL},
 };
 
 int
@@ -178,8 +187,10 @@ prepare(struct pg_pos_engine *e)
 			     "ORDER BY id DESC LIMIT 1"},
 	    {&e->upd_alert, "UPDATE pos_alerts SET strikes=strikes+1, updated_ms=?, evidence=?"
 			    " WHERE id=?"},
-	    {&e->ins_alert, "INSERT INTO pos_alerts(tid,mid,state,reason,opened_ms,updated_ms,"
-			    "strikes,evidence) VALUES(?,?,'open',?,?,?,0,?) RETURNING id"},
+	    {&e->ins_alert,
+	     "INSERT INTO pos_alerts(tid,mid,state,reason,opened_ms,updated_ms,"
+	     "strikes,evidence) VALUES(?,?,'open',?,?,?,0,?)"
+	     " ON CONFLICT(tid, reason) WHERE state != 'closed' DO NOTHING RETURNING id"},
 	    {&e->link_txns, "UPDATE pos_txn SET alert_id=? WHERE tid=? AND decision='moved' "
 			    "AND ts>? AND alert_id IS NULL"},
 	};
@@ -520,6 +531,19 @@ step_done(struct pg_db_stmt *s)
 }
 
 static int
+find_alert(struct pg_pos_engine *e, const struct record *r, int64_t *id)
+{
+	int rc;
+
+	pg_db_bind_text(e->find_alert, 1, r->tid, -1);
+	rc = pg_db_step(e->find_alert);
+	if (rc == 1)
+		*id = pg_db_column_int64(e->find_alert, 0);
+	pg_db_reset(e->find_alert);
+	return rc < 0 ? rc : 0;
+}
+
+static int
 write_alert(struct pg_pos_engine *e, const struct record *r)
 {
 	char ev[1024];
@@ -527,11 +551,7 @@ write_alert(struct pg_pos_engine *e, const struct record *r)
 	int rc;
 
 	evidence(r, ev, sizeof(ev));
-	pg_db_bind_text(e->find_alert, 1, r->tid, -1);
-	rc = pg_db_step(e->find_alert);
-	if (rc == 1)
-		id = pg_db_column_int64(e->find_alert, 0);
-	pg_db_reset(e->find_alert);
+	rc = find_alert(e, r, &id);
 	if (rc < 0)
 		return rc;
 	if (!id) {
@@ -548,8 +568,15 @@ write_alert(struct pg_pos_engine *e, const struct record *r)
 			rc = step_done(e->ins_alert); /* runs RETURNING to its end */
 		if (rc < 0)
 			return rc;
-		pg_info("pos", "alert %lld opened for terminal '%s' (%s)", (long long)id, r->tid,
-			pg_reason_name(r->res.reason));
+		if (id)
+			pg_info("pos", "alert %lld opened for terminal '%s' (%s)", (long long)id,
+				r->tid, pg_reason_name(r->res.reason));
+		/* another server opened it first: this evidence joins that alert */
+		else if ((rc = find_alert(e, r, &id)) < 0)
+			return rc;
+		if (!id)
+			return pg_error(PG_ESTORE, "pos",
+					"alert for terminal '%s' neither opened nor found", r->tid);
 	}
 	/* the alert's evidence: every moved transaction of the window, this one included */
 	pg_db_bind_int64(e->link_txns, 1, id);
@@ -622,6 +649,47 @@ insert_txns(struct pg_pos_engine *e, size_t from, size_t to)
 	return 0;
 }
 
+struct alert_ref {
+	const char *tid;
+	size_t i;
+};
+
+/* Alerts in terminal order (then arrival): two servers on one store lock alert rows in one order.
+ */
+static int
+by_terminal(const void *a, const void *b)
+{
+	const struct alert_ref *x = a, *y = b;
+	int c = strcmp(x->tid, y->tid);
+
+	return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+static int
+write_batch(struct pg_db *db, void *arg)
+{
+	struct pg_pos_engine *e = arg;
+	struct alert_ref *order;
+	size_t n = 0;
+	int rc;
+
+	(void)db;
+	rc = insert_txns(e, 0, e->nq);
+	if (rc < 0)
+		return rc;
+	order = malloc(e->nq * sizeof(*order));
+	if (!order)
+		return PG_ENOMEM;
+	for (size_t i = 0; i < e->nq; i++)
+		if (e->q[i].res.alert)
+			order[n++] = (struct alert_ref){e->q[i].tid, i};
+	qsort(order, n, sizeof(*order), by_terminal);
+	for (size_t k = 0; k < n && rc >= 0; k++)
+		rc = write_alert(e, &e->q[order[k].i]);
+	free(order);
+	return rc < 0 ? rc : 0;
+}
+
 int
 pg_pos_engine_commit(struct pg_pos_engine *e)
 {
@@ -631,29 +699,13 @@ pg_pos_engine_commit(struct pg_pos_engine *e)
 		e->nq = 0;
 		return 0;
 	}
-	rc = pg_db_begin(e->st->pdb);
-	if (rc < 0)
-		goto out;
 	/*
-	 * Rows go in order; an alert is written right after its own row is in,
-	 * so it links exactly the moved rows stored before it, as row by row.
+	 * The whole batch is one transaction; a deadlock or serialization
+	 * failure against another server, or a lost connection, runs it again
+	 * (the records are still queued), so a terminal waits a little longer
+	 * instead of losing its answer.
 	 */
-	for (size_t done = 0, i = 0; i < e->nq; i++) {
-		const struct record *r = &e->q[i];
-
-		if (!r->res.alert && i + 1 < e->nq)
-			continue;
-		rc = insert_txns(e, done, i + 1);
-		done = i + 1;
-		if (rc == 0 && r->res.alert)
-			rc = write_alert(e, r);
-		if (rc < 0) {
-			pg_db_rollback(e->st->pdb);
-			goto out;
-		}
-	}
-	rc = pg_db_commit(e->st->pdb);
-out:
+	rc = pg_db_transact(e->st->pdb, write_batch, e, 5);
 	e->nq = 0;
 	return rc;
 }

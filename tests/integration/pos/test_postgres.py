@@ -77,7 +77,9 @@ try:
                                     " WHERE table_name = 'pos_txn'"))
     check(types["ts"] == "bigint" and types["est_lat"] == "double precision" and types["id"] == "bigint",
           "64-bit times and ids, double positions: %s" % types)
-    check(psql("pos_pgtest", "SELECT version FROM pg_schema WHERE area = 'pos'") == [["1"]], "pos schema recorded")
+    check(psql("pos_pgtest", "SELECT version FROM pg_schema WHERE area = 'pos'") == [["2"]], "pos schema recorded")
+    idx = psql("pos_pgtest", "SELECT indexdef FROM pg_indexes WHERE indexname = 'pos_alerts_one_open'")
+    check(idx and "UNIQUE" in idx[0][0], "one open alert per terminal and reason is a constraint: %s" % idx)
 
     # the alert life cycle, through the CLI, on PostgreSQL
     aid = str(next(a["id"] for a in al_pg if a["terminal"] == "T0000002"))
@@ -91,20 +93,33 @@ try:
           [["closed", "called the merchant"]], "the alert is closed with its note")
 
     # concurrent load: group commits of many rows (multi-row inserts of 64,
-    # 16, 4 and 1); every answered transaction is stored exactly once
+    # 16, 4 and 1); every answered transaction is stored exactly once, and
+    # two servers racing to open the same alerts leave one open per terminal
     before = int(psql("pos_pgtest", "SELECT count(*) FROM pos_txn")[0][0])
     tpl = pg.write("tpl.jsonl", "".join(json.dumps(scenario_message(n, 1)) + "\n"
                                         for n in ("stay", "move2km", "unknown", "foreign")))
-    pg.start("--alert-n", "2", "--decline", "59")
-    p = subprocess.run([os.environ["PAYGUARD"], "pos", "load", "--port", str(pg.port), "--conns", "32",
-                        "--duration-ms", "2000", "--json", tpl], capture_output=True, text=True, timeout=120)
-    pg.stop()
-    check(p.returncode == 0, "pos load: %s" % p.stderr)
-    load = json.loads(p.stdout)
+    # two servers on one store, as two nodes would be, same terminals on both
+    pg2 = Env("pg-postgres-2")
+    pg2.db = pg_url
+    try:
+        pg.start("--alert-n", "2", "--decline", "59")
+        pg2.start("--alert-n", "2", "--decline", "59")
+        loads = [subprocess.Popen([os.environ["PAYGUARD"], "pos", "load", "--port", str(e.port), "--conns", "16",
+                                   "--duration-ms", "2000", "--json", tpl], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for e in (pg, pg2)]
+        outs = [l.communicate(timeout=120) for l in loads]
+        pg.stop()
+        pg2.stop()
+    finally:
+        pg2.cleanup()
+    for l, (out, err) in zip(loads, outs):
+        check(l.returncode == 0, "pos load: %s" % err)
+    answered = sum(json.loads(out)["answered"] for out, _ in outs)
+    errors = sum(json.loads(out)["errors"] for out, _ in outs)
     after = int(psql("pos_pgtest", "SELECT count(*) FROM pos_txn")[0][0])
-    check(load["answered"] > 500 and load["errors"] == 0, "load answered %d" % load["answered"])
-    check(after - before == load["answered"], "every answered transaction stored once: %d answered, %d rows"
-          % (load["answered"], after - before))
+    check(answered > 500 and errors == 0, "two servers answered %d (errors %d)" % (answered, errors))
+    check(after - before == answered, "every answered transaction stored once: %d answered, %d rows"
+          % (answered, after - before))
     open_dups = psql("pos_pgtest", "SELECT tid, reason, count(*) FROM pos_alerts WHERE state = 'open'"
                                    " GROUP BY tid, reason HAVING count(*) > 1")
     check(open_dups == [], "no two open alerts for one terminal and reason: %s" % open_dups)
