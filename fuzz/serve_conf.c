@@ -23,7 +23,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (c.port < 0 || c.port > 65535 || c.load_period_ms < 100 || c.load_period_ms > 3600000 ||
 	    !memchr(c.listen, 0, sizeof(c.listen)) ||
-	    !memchr(c.token_file, 0, sizeof(c.token_file)))
+	    !memchr(c.token_file, 0, sizeof(c.token_file)) || c.nallowed_hosts < 0 ||
+	    c.nallowed_hosts > PG_SERVE_MAX_ALLOW_HOSTS)
 		abort();
+	for (int i = 0; i < c.nallowed_hosts; i++)
+		if (!memchr(c.allowed_hosts[i], 0, PG_SERVE_HOST_NAME) ||
+		    pg_serve_check_host_name(c.allowed_hosts[i]) < 0)
+			abort();
 	return 0;
 }

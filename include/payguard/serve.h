@@ -9,8 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PG_SERVE_DEFAULT_PORT 8470
-#define PG_SERVE_MAX_BODY     4096 /* request bodies larger than this get 413 */
+#define PG_SERVE_DEFAULT_PORT	 8470
+#define PG_SERVE_MAX_BODY	 4096 /* request bodies larger than this get 413 */
+#define PG_SERVE_MAX_ALLOW_HOSTS 16
+#define PG_SERVE_HOST_NAME	 256 /* an allowed host name, NUL included */
 
 struct pg_serve_cfg {
 	const char *data_dir; /* NULL: pg_data_dir() */
@@ -28,6 +30,9 @@ struct pg_serve_cfg {
 	 * command line set (PG_SERVE_KEY_... bits), which the file never overrides */
 	const char *config_path;
 	unsigned cli_keys;
+	/* host names (besides loopback) the API answers to: --allow-host / allowed_hosts */
+	const char (*allow_hosts)[PG_SERVE_HOST_NAME];
+	int nallow_hosts;
 };
 
 /* The configuration file (JSON object; docs/serve.md lists keys and defaults). */
@@ -39,6 +44,7 @@ enum {
 	PG_SERVE_KEY_LOAD_PERIOD = 1u << 4,
 	PG_SERVE_KEY_LOG_LEVEL = 1u << 5,
 	PG_SERVE_KEY_LOAD_SOURCE = 1u << 6,
+	PG_SERVE_KEY_ALLOWED_HOSTS = 1u << 7,
 };
 #define PG_SERVE_MAX_CONF 65536
 struct pg_serve_conf {
@@ -49,6 +55,8 @@ struct pg_serve_conf {
 	int load_period_ms;
 	int log_level; /* -1: leave as is */
 	char load_source[512];
+	char allowed_hosts[PG_SERVE_MAX_ALLOW_HOSTS][PG_SERVE_HOST_NAME];
+	int nallowed_hosts;
 	unsigned keys; /* PG_SERVE_KEY_... bits present in the file */
 };
 void pg_serve_conf_default(struct pg_serve_conf *c);
@@ -87,6 +95,24 @@ struct pg_serve_upgrade_req {
 	char debs[PG_SERVE_MAX_DEBS][PG_SERVE_DEB_NAME];
 };
 int pg_serve_parse_upgrade(const char *body, size_t len, struct pg_serve_upgrade_req *u);
+
+/*
+ * The API's request guard (guard.c, issue 13): the checks against cross-site
+ * requests and DNS rebinding, on the raw header values a client sent.
+ */
+/* 0 when name may be an allowed host: a DNS name or an IPv4/bracketed IPv6
+ * literal, no port; else PG_EINVAL with a message. */
+int pg_serve_check_host_name(const char *name);
+/* 1 when a Host header names this daemon: localhost, a 127.0.0.0/8 address,
+ * [::1] or local_ip (the address the connection came to; may be NULL), each
+ * with the daemon's port (no port: 80), or one of allow[] with any port. */
+int pg_serve_host_ok(const char *host, int port, const char *local_ip,
+		     const char (*allow)[PG_SERVE_HOST_NAME], int nallow);
+/* 1 when an Origin header is this daemon's own origin: http:// or https://
+ * and exactly the (already checked) Host header, nothing else. */
+int pg_serve_origin_ok(const char *origin, const char *host);
+/* 1 when a Content-Type header is application/json (parameters allowed). */
+int pg_serve_ctype_json(const char *ctype);
 
 /* A validated POST /api/vses/{name} body: {"action": "start" | "stop" | "destroy"}. */
 int pg_serve_parse_vse_action(const char *body, size_t len, char action[16]);

@@ -24,7 +24,8 @@ enum {
 	O_LOAD_PERIOD,
 	O_NAME,
 	O_JOB,
-	O_LOAD_SOURCE
+	O_LOAD_SOURCE,
+	O_ALLOW_HOST
 };
 
 static int
@@ -52,8 +53,10 @@ cmd_serve_run(int argc, char **argv)
 	    {"demo", no_argument, NULL, O_DEMO},
 	    {"load-period-ms", required_argument, NULL, O_LOAD_PERIOD},
 	    {"load-source", required_argument, NULL, O_LOAD_SOURCE},
+	    {"allow-host", required_argument, NULL, O_ALLOW_HOST},
 	    {0},
 	};
+	static char allow[PG_SERVE_MAX_ALLOW_HOSTS][PG_SERVE_HOST_NAME];
 	struct pg_serve_cfg cfg = {.port = PG_SERVE_DEFAULT_PORT, .load_period_ms = 5000};
 	struct pg_serve_conf conf;
 	char exe[PATH_MAX], token[256], datadir[512], confpath[600];
@@ -101,6 +104,16 @@ cmd_serve_run(int argc, char **argv)
 			cfg.load_source = optarg;
 			cfg.cli_keys |= PG_SERVE_KEY_LOAD_SOURCE;
 			break;
+		case O_ALLOW_HOST:
+			if (cfg.nallow_hosts == PG_SERVE_MAX_ALLOW_HOSTS)
+				return pg_cli_usage(argv[0], "at most %d --allow-host",
+						    PG_SERVE_MAX_ALLOW_HOSTS);
+			if (pg_serve_check_host_name(optarg) < 0)
+				return pg_cli_usage(argv[0], "--allow-host: %s", pg_last_error());
+			memcpy(allow[cfg.nallow_hosts++], optarg, strlen(optarg) + 1);
+			cfg.allow_hosts = allow;
+			cfg.cli_keys |= PG_SERVE_KEY_ALLOWED_HOSTS;
+			break;
 		default:
 			return PG_EXIT_USAGE;
 		}
@@ -136,6 +149,11 @@ cmd_serve_run(int argc, char **argv)
 		cfg.load_period_ms = conf.load_period_ms;
 	if (!(cfg.cli_keys & PG_SERVE_KEY_LOAD_SOURCE) && (conf.keys & PG_SERVE_KEY_LOAD_SOURCE))
 		cfg.load_source = conf.load_source;
+	if (!(cfg.cli_keys & PG_SERVE_KEY_ALLOWED_HOSTS) &&
+	    (conf.keys & PG_SERVE_KEY_ALLOWED_HOSTS)) {
+		cfg.allow_hosts = (const char(*)[PG_SERVE_HOST_NAME])conf.allowed_hosts;
+		cfg.nallow_hosts = conf.nallowed_hosts;
+	}
 	if (!token_file && (conf.keys & PG_SERVE_KEY_TOKEN_FILE))
 		token_file = conf.token_file;
 	if (token_file) {
@@ -223,7 +241,7 @@ cmd_serve_worker(int argc, char **argv)
 const struct pg_cmd pg_cli_serve[] = {
     {"run", cmd_serve_run, "run the daemon: supervised services, HTTP API, metrics, dashboard",
      "[--config FILE] [--data DIR] [--listen IPV4] [--port N] [--port-file FILE] [--token-file "
-     "FILE] [--demo] "
+     "FILE] [--allow-host NAME]... [--demo] "
      "[--load-period-ms MS] [--load-source SPEC]\n\n"
      "  --config FILE       JSON configuration file, re-read on SIGHUP (default "
      "DIR/serve.json if present)\n"
@@ -232,7 +250,10 @@ const struct pg_cmd pg_cli_serve[] = {
      "  --listen IPV4       address to bind (default 127.0.0.1; any other needs --token-file)\n"
      "  --port N            HTTP port (default 8470; 0 = any free port)\n"
      "  --port-file FILE    write the bound port to FILE\n"
-     "  --token-file FILE   require 'Authorization: Bearer <token>' (token: first line of FILE)\n"
+     "  --token-file FILE   require 'Authorization: Bearer <token>' (token: first line of FILE);\n"
+     "                      a browser logs in by opening /?token=TOKEN once (a session cookie)\n"
+     "  --allow-host NAME   also answer requests whose Host is NAME (any port), e.g. the\n"
+     "                      name a reverse proxy forwards; loopback names always (repeatable)\n"
      "  --load-source SPEC  live load collector polled every period (cgroup:DIR or\n"
      "                      libvirt:URI); without it --demo estimates a generated fleet\n"
      "  --demo              fill POS and load with live generated data\n"

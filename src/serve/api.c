@@ -22,7 +22,6 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -484,16 +483,14 @@ static int
 token_ok(struct pg_serve_state *s, struct MHD_Connection *c)
 {
 	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-	unsigned char want[SHA256_DIGEST_LENGTH], got[SHA256_DIGEST_LENGTH];
 
 	if (!s->token)
 		return 1;
+	if (pg_serve_guard_session(s, c)) /* the dashboard's cookie (guard.c) */
+		return 1;
 	if (!h || strncmp(h, "Bearer ", 7) != 0)
 		return 0;
-	/* hash both sides so the comparison takes the same time whatever the lengths */
-	SHA256((const unsigned char *)s->token, strlen(s->token), want);
-	SHA256((const unsigned char *)h + 7, strlen(h + 7), got);
-	return pg_ct_equal(want, got, sizeof(want));
+	return pg_serve_token_equal(s->token, h + 7);
 }
 
 /* Every route, for GET /api (docs/api.md has one section each). */
@@ -978,6 +975,7 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
 	struct reply r = {0};
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
+	int rc;
 
 	(void)version;
 	if (!rq) {
@@ -997,8 +995,13 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	/* Host, origin and content type, before anything acts (guard.c) */
+	if (pg_serve_guard(s, c, url, method, &rc))
+		return (enum MHD_Result)rc;
 	if (!token_ok(s, c)) {
-		reply_error(&r, 401, "missing or wrong bearer token");
+		reply_error(
+		    &r, 401,
+		    "missing or wrong bearer token (in a browser: open /?token=TOKEN once)");
 	} else {
 		route(s, c, url, method, rq, &r);
 	}
@@ -1015,6 +1018,7 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
 	MHD_add_response_header(resp, "Content-Type", r.ctype);
 	MHD_add_response_header(resp, "Cache-Control", "no-store");
 	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	pg_serve_guard_headers(resp);
 	if (r.status == 401)
 		MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
 	ret = MHD_queue_response(c, (unsigned)r.status, resp);

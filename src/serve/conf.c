@@ -84,6 +84,26 @@ pg_serve_conf_parse(const char *text, size_t len, struct pg_serve_conf *c)
 		} else if (strcmp(key, "token_file") == 0) {
 			rc = get_str(v, key, n.token_file, sizeof(n.token_file));
 			n.keys |= PG_SERVE_KEY_TOKEN_FILE;
+		} else if (strcmp(key, "allowed_hosts") == 0) {
+			size_t i;
+			json_t *h;
+
+			if (!json_is_array(v) || json_array_size(v) > PG_SERVE_MAX_ALLOW_HOSTS)
+				rc = pg_error(PG_EINVAL, "serve",
+					      "config key 'allowed_hosts' must be an array of at "
+					      "most %d host names",
+					      PG_SERVE_MAX_ALLOW_HOSTS);
+			n.nallowed_hosts = 0;
+			json_array_foreach(v, i, h)
+			{
+				if (rc < 0)
+					break;
+				rc = get_str(h, key, n.allowed_hosts[i], PG_SERVE_HOST_NAME);
+				if (rc == 0)
+					rc = pg_serve_check_host_name(n.allowed_hosts[i]);
+				n.nallowed_hosts = (int)i + 1;
+			}
+			n.keys |= PG_SERVE_KEY_ALLOWED_HOSTS;
 		} else if (strcmp(key, "demo") == 0) {
 			if (!json_is_boolean(v))
 				rc = pg_error(PG_EINVAL, "serve",

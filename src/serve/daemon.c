@@ -357,10 +357,11 @@ reload(struct pg_serve_state *s, const struct pg_serve_cfg *cfg, struct run_opts
 	if ((c.keys & PG_SERVE_KEY_LOG_LEVEL) && !(cfg->cli_keys & PG_SERVE_KEY_LOG_LEVEL))
 		pg_log_set_level(c.log_level);
 	if ((c.keys & (PG_SERVE_KEY_LISTEN | PG_SERVE_KEY_PORT | PG_SERVE_KEY_TOKEN_FILE |
-		       PG_SERVE_KEY_DEMO)) &&
+		       PG_SERVE_KEY_DEMO | PG_SERVE_KEY_ALLOWED_HOSTS)) &&
 	    !(cfg->cli_keys & PG_SERVE_KEY_LISTEN))
 		pg_warn("serve",
-			"SIGHUP: listen, port, token_file and demo take effect at the next "
+			"SIGHUP: listen, port, token_file, allowed_hosts and demo take effect "
+			"at the next "
 			"start");
 	{
 		int period = (c.keys & PG_SERVE_KEY_LOAD_PERIOD) ? c.load_period_ms : 5000;
@@ -426,6 +427,9 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 	}
 	if (cfg->token && cfg->token[0])
 		s->token = cfg->token;
+	rc = pg_serve_guard_init(s, cfg->allow_hosts, cfg->nallow_hosts);
+	if (rc < 0)
+		goto out;
 	if (cfg->data_dir)
 		snprintf(s->data_dir, sizeof(s->data_dir), "%s", cfg->data_dir);
 	else if ((rc = pg_data_dir(s->data_dir, sizeof(s->data_dir))) < 0)
@@ -567,6 +571,7 @@ out:
 	}
 	if (lockfd >= 0)
 		close(lockfd); /* releases the lock */
+	pg_serve_guard_free(s);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 	return rc;

@@ -2,6 +2,7 @@
 #ifndef PAYGUARD_SERVE_INT_H
 #define PAYGUARD_SERVE_INT_H
 
+#include "payguard/serve.h"
 #include "payguard/store.h"
 
 #include <jansson.h>
@@ -38,6 +39,22 @@ int pg_serve_static(const char *url, const char **ctype, const unsigned char **d
 #define PG_SERVE_MAX_SVC   8
 #define PG_SERVE_MAX_TASKS 2 /* upgrades running at once */
 
+/* The request guard's state (guard.c): allowed host names and the dashboard's
+ * login sessions (random ids from the token, in memory only). */
+#define PG_SERVE_SESSIONS   64
+#define PG_SERVE_SESSION_MS (12 * 3600 * 1000) /* a session lasts 12 h */
+struct pg_serve_session {
+	unsigned char id[32];
+	int64_t expires_ms; /* wall clock; 0: free slot */
+};
+struct pg_serve_guard {
+	int inited;
+	pthread_mutex_t mu; /* guards sess[] (any API thread) */
+	struct pg_serve_session sess[PG_SERVE_SESSIONS];
+	char allow[PG_SERVE_MAX_ALLOW_HOSTS][PG_SERVE_HOST_NAME];
+	int nallow;
+};
+
 /* One supervised worker process. */
 struct pg_serve_svc {
 	char name[24];
@@ -70,10 +87,30 @@ struct pg_serve_state {
 	/* one-shot upgrade workers the API started (guarded by mu) */
 	pid_t task[PG_SERVE_MAX_TASKS];
 	int64_t task_job[PG_SERVE_MAX_TASKS];
+	struct pg_serve_guard guard;
 };
 /* Starts the one-shot upgrade worker for queued job `job`; PG_EBUSY when
  * PG_SERVE_MAX_TASKS are running. Called from the API thread. */
 int pg_serve_start_upgrade(struct pg_serve_state *s, int64_t job);
+
+struct MHD_Connection;
+struct MHD_Response;
+/* guard.c: pg_serve_guard_init copies the allowed host names; _free wipes the
+ * sessions. */
+int pg_serve_guard_init(struct pg_serve_state *s, const char (*allow)[PG_SERVE_HOST_NAME],
+			int nallow);
+void pg_serve_guard_free(struct pg_serve_state *s);
+/* Run by the API's handler before it authenticates or routes a request: 0 to
+ * go on, else 1 with a reply (421 foreign Host, 403 cross-site, 415 not JSON,
+ * 303 token login) already queued and *ret its MHD result. */
+int pg_serve_guard(struct pg_serve_state *s, struct MHD_Connection *c, const char *url,
+		   const char *method, int *ret);
+/* 1 when the request carries a live dashboard session cookie (pg_session). */
+int pg_serve_guard_session(struct pg_serve_state *s, struct MHD_Connection *c);
+/* 1 when got is the token (both hashed, compared in constant time). */
+int pg_serve_token_equal(const char *token, const char *got);
+/* Adds the security headers every answer carries (CSP, framing, referrer). */
+void pg_serve_guard_headers(struct MHD_Response *resp);
 
 struct MHD_Daemon;
 int pg_serve_api_start(struct pg_serve_state *s, const char *host, int port, int *bound,

@@ -174,7 +174,7 @@ try {
 		const g = await fetch(base + p);
 		const body = await g.text();
 		const h = await fetch(base + p, {method: 'HEAD'});
-		const po = await fetch(base + p, {method: 'POST', body: '{}'});
+		const po = await fetch(base + p, {method: 'POST', headers: {'Content-Type': 'application/json'}, body: '{}'});
 		ok(g.status === 200 && g.headers.get('content-type').startsWith(ct) && body.length > 500 && h.status === 200 && po.status === 405 &&
 			!/(src|href)="(https?:)?\/\//.test(body), `static ${p}: GET 200 ${ct}, HEAD 200, POST 405, nothing external`,
 			`${g.status} ${g.headers.get('content-type')} HEAD ${h.status} POST ${po.status}`);
@@ -188,6 +188,12 @@ try {
 	const page = await ctx.newPage();
 	const pageErrors = [];
 	page.on('pageerror', (e) => pageErrors.push(e.message));
+	/* every page runs under the daemon's CSP (no 'unsafe-inline'): a violation is a bug */
+	const cspErrors = [];
+	page.on('console', (m) => {
+		if (/Content Security Policy/i.test(m.text()))
+			cspErrors.push(m.text());
+	});
 	page.on('dialog', (d) => d.accept());
 	const external = [];
 	page.on('request', (r) => {
@@ -360,6 +366,7 @@ try {
 	ok(await page.$eval('#err-alerts', (e) => e.classList.contains('show') && /404/.test(e.textContent)), 'errors: a failing fetch shows its status and message');
 
 	ok(pageErrors.length === 0, 'no JavaScript error on any page', pageErrors.join(' | '));
+	ok(cspErrors.length === 0, 'no Content-Security-Policy violation on any page', cspErrors.join(' | '));
 	ok(external.length === 0, 'no request leaves the daemon (works offline)', external.join(' '));
 	code = failures ? 1 : 0;
 } catch (e) {

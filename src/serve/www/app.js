@@ -45,6 +45,8 @@ const PG = (() => {
 				continue;
 			if (k.startsWith('on') && typeof v === 'function')
 				e.addEventListener(k.slice(2), v);
+			else if (k === 'style')
+				e.style.cssText = String(v); /* through the CSSOM: the CSP forbids style attributes */
 			else
 				e.setAttribute(k, v === true ? '' : String(v));
 		}

@@ -169,7 +169,7 @@ def main():
             check(s == 404 and v["error"]["status"] == 404, (p, s, v))
         s, v = d.request("POST", "/api/health", {"a": 1})
         check(s == 405, v)
-        s, v = d.request("DELETE", path)
+        s, v = d.request("DELETE", path, headers={"Content-Type": "application/json"})
         check(s == 405, v)
 
         text = d.metrics_text()
@@ -181,7 +181,9 @@ def main():
         check(d.metric("payguard_pos_transactions_total") > 20, text)
 
         s, ct, html = d.request("GET", "/", raw=True)
-        check(s == 200 and ct.startswith("text/html") and b"/api/pos/alerts" in html, ct)
+        check(s == 200 and ct.startswith("text/html") and b'src="/static/index.js"' in html, ct)
+        s, ct, js = d.request("GET", "/static/index.js", raw=True)
+        check(s == 200 and ct.startswith("text/javascript") and b"/api/pos/alerts" in js, ct)
         check(b"http://" not in html and b"https://" not in html, "dashboard loads nothing external")
 
         pids = [x["pid"] for x in d.get("/api/services")[1]]
