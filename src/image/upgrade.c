@@ -1504,8 +1504,16 @@ pg_image_commit(struct pg_store *st, int64_t job, const char *output, json_t **r
 		rc = pg_error(PG_EEXIST, "image", "'%s' already exists", output);
 		goto out;
 	}
-	PG_TRY_GOTO(pg_bdev_open(json_string_value(json_object_get(row, "overlay")), &d), out,
-		    "image", "overlay");
+	{
+		/* our overlay names the original by its path, in another folder */
+		char odir[4096];
+		const char *ip = json_string_value(json_object_get(row, "image_path"));
+
+		snprintf(odir, sizeof(odir), "%s", ip ? ip : "/nonexistent/x");
+		PG_TRY_GOTO(pg_bdev_open_allow(json_string_value(json_object_get(row, "overlay")),
+					       dirname(odir), &d),
+			    out, "image", "overlay");
+	}
 	snprintf(partial, sizeof(partial), "%s.partial", output);
 	fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	buf = malloc(1 << 20);
