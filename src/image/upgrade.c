@@ -1102,7 +1102,8 @@ root_partition(struct pg_store *st, sqlite3_int64 id, uint64_t *off, uint64_t *l
 		return rc;
 	if (json_array_size(rows) != 1) {
 		json_decref(rows);
-		return pg_error(PG_ENOTSUP, "upgrade",
+		/* rejected input like any other image we cannot read (exit 3) */
+		return pg_error(PG_EFORMAT, "upgrade",
 				"image has no ext2/3/4 root filesystem with a dpkg database");
 	}
 	*off = (uint64_t)json_integer_value(json_object_get(json_array_get(rows, 0), "start"));
