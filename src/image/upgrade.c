@@ -762,10 +762,11 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 						     full, full);
 					}
 				}
-			} else {
-				PG_TRY_GOTO(pg_buf_printf(&md5s, "%s  %s\n", newmd5, f->path), out,
-					    "upgrade", "md5sums");
 			}
+			/* used when the package has no md5sums member: dpkg then
+			 * lists every regular file, conffiles included */
+			PG_TRY_GOTO(pg_buf_printf(&md5s, "%s  %s\n", newmd5, f->path), out,
+				    "upgrade", "md5sums");
 			if (keep) {
 				u->done += f->size; /* skipped, still counted as done */
 				continue;
@@ -826,7 +827,7 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 					if (deb->files[j].type == 'f' &&
 					    !strcmp(deb->files[j].path, f->target))
 						m = deb->files[j].md5;
-				if (m && !is_new_conffile(deb, full))
+				if (m)
 					pg_buf_printf(&md5s, "%s  %s\n", m, f->path);
 			}
 		}
@@ -868,8 +869,16 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 	/* info/<pkg>.* */
 	snprintf(ipath, sizeof(ipath), INFO "/%s.list", prefix);
 	PG_TRY_GOTO(write_path(u, ipath, list.data, list.len, 0644), out, "upgrade", "list");
+	/* As dpkg: the package's own md5sums member as it is, else the sums
+	 * computed while unpacking. */
 	snprintf(ipath, sizeof(ipath), INFO "/%s.md5sums", prefix);
-	PG_TRY_GOTO(write_path(u, ipath, md5s.data ? md5s.data : (uint8_t *)"", md5s.len, 0644),
+	if (deb->md5sums && deb->md5sums[0])
+		PG_TRY_GOTO(
+		    write_path(u, ipath, (const uint8_t *)deb->md5sums, strlen(deb->md5sums), 0644),
+		    out, "upgrade", "md5sums");
+	else
+		PG_TRY_GOTO(
+		    write_path(u, ipath, md5s.data ? md5s.data : (uint8_t *)"", md5s.len, 0644),
 		    out, "upgrade", "md5sums");
 	snprintf(ipath, sizeof(ipath), INFO "/%s.conffiles", prefix);
 	if (deb->conffiles && deb->conffiles[0])

@@ -9,7 +9,8 @@
 #    in .dpkg-dist; not edited -> the new one; every name and content equal;
 #  - Multi-Arch: same (a fresh install, an upgrade, a package that becomes
 #    Multi-Arch: same): the info file names (<name>:<arch>.list, .md5sums,
-#    .conffiles, .shlibs, ...) and their contents;
+#    .conffiles, .shlibs, ...) and their contents (.md5sums: the package's
+#    member as it is, or computed over every file when it has none);
 #  - the status entries as dpkg-query reads them.
 set -euo pipefail
 . "$(dirname "$0")/helpers.sh"
@@ -17,7 +18,8 @@ arch=$(dpkg --print-architecture)
 
 # mkpkg NAME VERSION MULTIARCH(-|same) [CONFFILE=CONTENT]... : a .deb with
 # one library-like file, its conffiles, a shlibs file and an md5sums
-# member that leaves conffiles out (as dh_md5sums does)
+# member that leaves conffiles out (as dh_md5sums does); with NOMD5=1 no
+# md5sums member (dpkg then computes one, conffiles included)
 mkpkg() {
 	local name=$1 ver=$2 ma=$3 st; shift 3
 	st=$(mktemp -d "$work/st.XXXXXX")
@@ -38,7 +40,7 @@ mkpkg() {
 	done
 	if [ -s "$st/DEBIAN/conffiles.tmp" ]; then mv "$st/DEBIAN/conffiles.tmp" "$st/DEBIAN/conffiles"
 	else rm "$st/DEBIAN/conffiles.tmp"; fi
-	(cd "$st" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' | sort |
+	[ -n "${NOMD5:-}" ] || (cd "$st" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' | sort |
 		grep -vxF -f <(sed 's|^/||' DEBIAN/conffiles 2>/dev/null || true) | xargs -r md5sum) >"$st/DEBIAN/md5sums"
 	dpkg-deb --root-owner-group --build "$st" "$work/debs/${name}_${ver}_$arch.deb" >/dev/null
 	rm -rf "$st"
@@ -53,7 +55,7 @@ mv "$work"/debs/*.deb "$work/v1/"
 mkpkg cfgpkg 2.0 - /etc/pgtest/a.conf=a-1 /etc/pgtest/b.conf=b-2 /etc/pgtest/c.conf=c-1 /etc/pgtest/d.conf=d-2
 mkpkg libpgold1 2.0 same /etc/pgtest/old.conf=old-2
 mkpkg libpgmig1 2.0 same
-mkpkg libpgnew1 1.0 same /etc/pgtest/new.conf=new-1
+NOMD5=1 mkpkg libpgnew1 1.0 same /etc/pgtest/new.conf=new-1
 
 # the root: a Debian-like tree whose dpkg database dpkg itself wrote
 make_small_root "$work/root"
