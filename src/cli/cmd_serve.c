@@ -136,6 +136,11 @@ cmd_serve_run(int argc, char **argv)
 		cfg.load_period_ms = conf.load_period_ms;
 	if (!(cfg.cli_keys & PG_SERVE_KEY_LOAD_SOURCE) && (conf.keys & PG_SERVE_KEY_LOAD_SOURCE))
 		cfg.load_source = conf.load_source;
+	/* the image and upgrade workers inherit it (never from elsewhere) */
+	if (conf.keys & PG_SERVE_KEY_IMAGE_BACKING_DIRS)
+		setenv(PG_SERVE_BACKING_ENV, conf.image_backing_dirs, 1);
+	else
+		unsetenv(PG_SERVE_BACKING_ENV);
 	if (!token_file && (conf.keys & PG_SERVE_KEY_TOKEN_FILE))
 		token_file = conf.token_file;
 	if (token_file) {
