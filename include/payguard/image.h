@@ -18,6 +18,12 @@ int pg_debver_cmp(const char *a, const char *b);
 /* 0 when v is a syntactically valid Debian version, else PG_EFORMAT. */
 int pg_debver_check(const char *v);
 
+/* Folders, besides each image's own, where a qcow2 backing file may lie
+ * (`--backing-dir`). A backing name with a ".." component, or one that
+ * resolves (symlinks followed) anywhere else, is refused with PG_EFORMAT.
+ * Process-wide; set before opening images; n = 0 clears. */
+int pg_image_set_backing_dirs(const char *const *dirs, size_t n);
+
 /* Applies the image area's migrations and registers SQL function debver_cmp. */
 int pg_image_db_open(struct pg_store *st);
 

@@ -45,6 +45,7 @@ enum {
 	PG_SERVE_KEY_LOG_LEVEL = 1u << 5,
 	PG_SERVE_KEY_LOAD_SOURCE = 1u << 6,
 	PG_SERVE_KEY_ALLOWED_HOSTS = 1u << 7,
+	PG_SERVE_KEY_IMAGE_BACKING_DIRS = 1u << 8,
 };
 #define PG_SERVE_MAX_CONF 65536
 struct pg_serve_conf {
@@ -57,6 +58,9 @@ struct pg_serve_conf {
 	char load_source[512];
 	char allowed_hosts[PG_SERVE_MAX_ALLOW_HOSTS][PG_SERVE_HOST_NAME];
 	int nallowed_hosts;
+	/* image_backing_dirs: absolute folders where qcow2 backing files may be
+	 * read besides each image's own, '\n'-separated ("" none) */
+	char image_backing_dirs[2048];
 	unsigned keys; /* PG_SERVE_KEY_... bits present in the file */
 };
 void pg_serve_conf_default(struct pg_serve_conf *c);
@@ -73,6 +77,9 @@ int pg_serve_worker(const char *name, const char *data_dir, int demo, int load_p
 /* 0 when spec names a live load collector (one that polls), else PG_EINVAL
  * with a message; the daemon's load service polls it every period. */
 int pg_serve_check_load_source(const char *spec);
+/* The workers that open images (image, upgrade) read the configured
+ * image_backing_dirs from this environment variable, set by `serve run`. */
+#define PG_SERVE_BACKING_ENV "PAYGUARD_SERVE_IMAGE_BACKING_DIRS"
 /* Runs queued image upgrade job `job` (the one-shot worker the API starts). */
 int pg_serve_run_upgrade(const char *data_dir, int64_t job);
 

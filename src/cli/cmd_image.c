@@ -23,12 +23,15 @@ enum {
 	OPT_MAX,
 	OPT_KEEP,
 	OPT_DIR,
-	OPT_JOB
+	OPT_JOB,
+	OPT_BACKING_DIR
 };
 
 struct common {
 	int json;
 	const char *db;
+	const char *backing[64]; /* --backing-dir, repeatable */
+	size_t nbacking;
 };
 
 static int
@@ -85,14 +88,15 @@ static int
 parse_common(int argc, char **argv, struct common *c, const char *extra_short,
 	     const struct option *extra, int (*on_extra)(int, const char *, void *), void *ctx)
 {
-	struct option opts[16];
+	struct option opts[17];
 	size_t n = 0;
 	int o;
 
 	memset(c, 0, sizeof(*c));
 	opts[n++] = (struct option){"json", no_argument, NULL, OPT_JSON};
 	opts[n++] = (struct option){"db", required_argument, NULL, OPT_DB};
-	for (const struct option *e = extra; e && e->name && n < 15; e++)
+	opts[n++] = (struct option){"backing-dir", required_argument, NULL, OPT_BACKING_DIR};
+	for (const struct option *e = extra; e && e->name && n < 16; e++)
 		opts[n++] = *e;
 	opts[n] = (struct option){NULL, 0, NULL, 0};
 	optind = 1;
@@ -101,10 +105,17 @@ parse_common(int argc, char **argv, struct common *c, const char *extra_short,
 			c->json = 1;
 		else if (o == OPT_DB)
 			c->db = optarg;
+		else if (o == OPT_BACKING_DIR && c->nbacking < 64)
+			c->backing[c->nbacking++] = optarg;
 		else if (on_extra && on_extra(o, optarg, ctx) == 0)
 			continue;
 		else
 			return -1;
+	}
+	/* qcow2 backing files outside an image's folder are read only from these */
+	if (c->nbacking && pg_image_set_backing_dirs(c->backing, c->nbacking) < 0) {
+		pg_cli_fail(PG_EINVAL, "--backing-dir");
+		return -1;
 	}
 	return optind;
 }
@@ -639,21 +650,22 @@ cmd_image_demo(int argc, char **argv)
 
 const struct pg_cmd pg_cli_image[] = {
     {"scan", cmd_image_scan, "inspect images (files or directory stores) and store their inventory",
-     "usage: payguard image scan [--json] [--db FILE] PATH...\n"
-     "  PATH is a raw or qcow2 image (detected by content) or a directory of them.\n"},
+     "[--json] [--db FILE] [--backing-dir DIR]... PATH...\n"
+     "  PATH is a raw or qcow2 image (detected by content) or a directory of them.\n"
+     "  A qcow2 backing file must be in its image's folder (no '..', no symlink out)\n"
+     "  or in a --backing-dir folder (repeatable); any other is refused (exit 3).\n"},
     {"watch", cmd_image_watch, "scan a directory, then new and changed images as they appear",
-     "usage: payguard image watch [--db FILE] [--max-events N] DIR\n"},
-    {"list", cmd_image_list, "list stored images",
-     "usage: payguard image list [--json] [--db FILE]\n"},
+     "[--db FILE] [--max-events N] [--backing-dir DIR]... DIR\n"},
+    {"list", cmd_image_list, "list stored images", "[--json] [--db FILE]\n"},
     {"show", cmd_image_show, "show one image's partitions, OS, kernels and packages",
-     "usage: payguard image show [--json] [--db FILE] IMAGE\n"
+     "[--json] [--db FILE] IMAGE\n"
      "  IMAGE is an id, a path or a sha256 prefix (8+ hex digits).\n"},
     {"advisories", cmd_image_advisories, "import OSV advisories (Debian ecosystems)",
-     "usage: payguard image advisories [--json] [--db FILE] import FILE...\n"},
+     "[--json] [--db FILE] import FILE...\n"},
     {"findings", cmd_image_findings, "vulnerable packages per image with the fixed version",
-     "usage: payguard image findings [--json] [--db FILE] [IMAGE]\n"},
+     "[--json] [--db FILE] [IMAGE]\n"},
     {"upgrade", cmd_image_upgrade, "upgrade an image offline into a qcow2 overlay",
-     "usage: payguard image upgrade [--json] [--db FILE] [--output OVERLAY] [--job ID]\n"
+     "[--json] [--db FILE] [--output OVERLAY] [--job ID] [--backing-dir DIR]...\n"
      "                              (--deb FILE.deb ... | --fix --repo DIR) [IMAGE]\n"
      "  The original is never written: the result is a qcow2 overlay whose backing\n"
      "  file is the original (default under the data dir). Packages with maintainer\n"
@@ -661,17 +673,16 @@ const struct pg_cmd pg_cli_image[] = {
      "  --job ID runs a job made by `image queue` (IMAGE may then be left out).\n"
      "  Progress goes to stderr; SIGINT/SIGTERM stop it cleanly (job 'interrupted').\n"},
     {"queue", cmd_image_queue, "record an upgrade job for an image, to be run with --job",
-     "usage: payguard image queue [--json] [--db FILE] IMAGE\n"},
+     "[--json] [--db FILE] IMAGE\n"},
     {"jobs", cmd_image_jobs, "list upgrade jobs with their states and progress",
-     "usage: payguard image jobs [--json] [--db FILE]\n"},
+     "[--json] [--db FILE]\n"},
     {"commit", cmd_image_commit, "merge a job's overlay into a new standalone raw image",
-     "usage: payguard image commit [--json] [--db FILE] --output FILE JOB\n"},
-    {"rollback", cmd_image_rollback, "drop a job's overlay",
-     "usage: payguard image rollback [--db FILE] JOB\n"},
+     "[--json] [--db FILE] [--backing-dir DIR]... --output FILE JOB\n"},
+    {"rollback", cmd_image_rollback, "drop a job's overlay", "[--db FILE] JOB\n"},
     {"vercmp", cmd_image_vercmp, "compare Debian versions (-1, 0, 1)",
-     "usage: payguard image vercmp A B | payguard image vercmp --stdin  (lines 'A B')\n"},
+     "A B | payguard image vercmp --stdin  (lines 'A B')\n"},
     {"demo", cmd_image_demo, "build a tiny image, scan, match an advisory, upgrade offline",
-     "usage: payguard image demo [--dir DIR]\n"
+     "[--dir DIR]\n"
      "  Needs no network: the image, the advisory and the .deb are generated.\n"
      "  With --dir the files are kept there; otherwise a temporary folder is used.\n"},
     {NULL, NULL, NULL, NULL},

@@ -317,24 +317,55 @@ print_summary(const struct pg_load_est *e)
 	free(v);
 }
 
+/* The VMs in display order: names compared as versions (strverscmp), so
+ * numbered VMs come out numerically (vm2 before vm10), ties by input order.
+ * Returns an index array the caller frees, or NULL on ENOMEM. */
+static const struct pg_load_est *order_est;
+
+static int
+cmp_vm_order(const void *a, const void *b)
+{
+	size_t i = *(const size_t *)a, j = *(const size_t *)b;
+	int c = strverscmp(pg_load_est_vm(order_est, i)->name, pg_load_est_vm(order_est, j)->name);
+
+	return c ? c : (i > j) - (i < j);
+}
+
+static size_t *
+vm_order(const struct pg_load_est *e)
+{
+	size_t n = pg_load_est_count(e), *idx = malloc((n ? n : 1) * sizeof(size_t));
+
+	if (!idx)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		idx[i] = i;
+	order_est = e;
+	qsort(idx, n, sizeof(size_t), cmp_vm_order);
+	return idx;
+}
+
 static int
 write_csv(const struct pg_load_est *e, const char *path)
 {
 	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
+	size_t len = 0, *idx = vm_order(e);
+	FILE *f = idx ? open_memstream(&buf, &len) : NULL;
 	int rc;
 
-	if (!f)
+	if (!f) {
+		free(idx);
 		return pg_error(PG_ENOMEM, "load", "csv output");
+	}
 	fprintf(f, "vm,type,type_name,load,cpu,memory,disk,network,samples\n");
 	for (size_t i = 0; i < pg_load_est_count(e); i++) {
-		const struct pg_load_vm *v = pg_load_est_vm(e, i);
+		const struct pg_load_vm *v = pg_load_est_vm(e, idx[i]);
 		fprintf(f, "%s,%d,%s,%.3f,%.5f,%.5f,%.5f,%.5f,%zu\n", v->name, v->type,
 			pg_load_est_type(e, (size_t)v->type)->name, v->load, v->feat[0], v->feat[1],
 			v->feat[2], v->feat[3], v->nsamples);
 	}
 	fclose(f);
+	free(idx);
 	rc = pg_write_file_atomic(path, buf, len, 0644);
 	free(buf);
 	return rc;
@@ -472,9 +503,16 @@ emit_estimate(const struct pg_load_est *e, const struct est_opts *o, const struc
 		return pg_cli_fail(rc, "load estimate: --png '%s'", o->png);
 	if (o->json) {
 		json_t *root = json_object(), *vms = json_array(), *jr = json_array();
+		size_t *idx = vm_order(e);
 
+		if (!idx) {
+			json_decref(root);
+			json_decref(vms);
+			json_decref(jr);
+			return pg_cli_fail(PG_ENOMEM, "load estimate");
+		}
 		for (size_t i = 0; i < pg_load_est_count(e); i++) {
-			const struct pg_load_vm *v = pg_load_est_vm(e, i);
+			const struct pg_load_vm *v = pg_load_est_vm(e, idx[i]);
 			json_t *vo = json_object(), *f = json_object();
 
 			for (size_t j = 0; j < PG_LOAD_NFEAT; j++)
@@ -489,6 +527,7 @@ emit_estimate(const struct pg_load_est *e, const struct est_opts *o, const struc
 			json_object_set_new(vo, "samples", json_integer((json_int_t)v->nsamples));
 			json_array_append_new(vms, vo);
 		}
+		free(idx);
 		for (size_t i = 0; i < nrej; i++) {
 			json_t *r = json_object();
 			json_object_set_new(r, "vm", json_string(rej[i].vm));
@@ -508,10 +547,11 @@ emit_estimate(const struct pg_load_est *e, const struct est_opts *o, const struc
 		static const char *const hdr[] = {"vm",	    "type", "load",   "cpu",
 						  "memory", "disk", "network"};
 		struct pg_table *t = pg_table_new(7, hdr);
+		size_t *idx = vm_order(e);
 
 		printf("\n");
-		for (size_t i = 0; t && i < pg_load_est_count(e); i++) {
-			const struct pg_load_vm *v = pg_load_est_vm(e, i);
+		for (size_t i = 0; t && idx && i < pg_load_est_count(e); i++) {
+			const struct pg_load_vm *v = pg_load_est_vm(e, idx[i]);
 			char c[7][64];
 			const char *cells[7];
 
@@ -526,6 +566,7 @@ emit_estimate(const struct pg_load_est *e, const struct est_opts *o, const struc
 		}
 		pg_table_print(t);
 		pg_table_free(t);
+		free(idx);
 	}
 	print_summary(e);
 	if (nrej)
@@ -956,7 +997,7 @@ out:
 
 const struct pg_cmd pg_cli_load[] = {
     {"estimate", cmd_load_estimate, "two-level k-means load estimate of a fleet",
-     "usage: payguard load estimate --source KIND:ARG [options]\n"
+     "--source KIND:ARG [options]\n"
      "  --source KIND:ARG  bitbrains:DIR, csv:FILE, store:[DB], gen:N[,SEED[,SAMPLES]],\n"
      "                     prometheus:URL[,START,END,STEP] (see 'payguard load sources')\n"
      "  --k1 N             first-level clusters per VM (default 3)\n"
@@ -968,26 +1009,26 @@ const struct pg_cmd pg_cli_load[] = {
      "  --csv FILE         write one row per VM\n"
      "  --png FILE         write a scatter plot coloured by type\n"},
     {"import", cmd_load_import, "read traces into the store",
-     "usage: payguard load import --source KIND:ARG [--db FILE] [--window N] [--json]\n"
+     "--source KIND:ARG [--db FILE] [--window N] [--json]\n"
      "  --window N  keep the newest N samples per VM (default 10080; 0 keeps all)\n"},
     {"collect", cmd_load_collect, "sample a live source into the store",
-     "usage: payguard load collect --source KIND:ARG [--interval S] [--count N] [--db FILE]\n"
+     "--source KIND:ARG [--interval S] [--count N] [--db FILE]\n"
      "                             [--window N] [--json]\n"
      "  --source    libvirt:URI or cgroup:DIR\n"
      "  --interval  seconds between polls (default 10)\n"
      "  --count     polls, the first primes the counters (default 7)\n"
      "  --window    newest samples kept per VM (default 1440)\n"},
     {"kmeans", cmd_load_kmeans, "run the k-means engine on a CSV matrix",
-     "usage: payguard load kmeans --data FILE (--k K | --init FILE) [options]\n"
+     "--data FILE (--k K | --init FILE) [options]\n"
      "  --algorithm lloyd|hamerly   (default lloyd)\n"
      "  --n-init N --max-iter N --tol T --seed N --threads N --float32 --json\n"
      "  (scikit-learn meanings: tol is relative to the mean feature variance)\n"},
     {"generate", cmd_load_generate, "write a generated fleet with known types",
-     "usage: payguard load generate --out PATH [--format csv|bitbrains] [--vms N] [--seed N]\n"
+     "--out PATH [--format csv|bitbrains] [--vms N] [--seed N]\n"
      "                              [--samples N] [--truth FILE]\n"},
-    {"sources", cmd_load_sources, "list the collectors", "usage: payguard load sources\n"},
+    {"sources", cmd_load_sources, "list the collectors", "(no options)\n"},
     {"demo", cmd_load_demo, "estimate a generated fleet of 300 VMs (the main demo's part)",
-     "usage: payguard load demo [--vms N] [--seed N]\n"
+     "[--vms N] [--seed N]\n"
      "  prints the type table and a load summary; the plot goes to the data directory\n"},
     {NULL, NULL, NULL, NULL},
 };

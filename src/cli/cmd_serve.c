@@ -154,6 +154,11 @@ cmd_serve_run(int argc, char **argv)
 		cfg.allow_hosts = (const char(*)[PG_SERVE_HOST_NAME])conf.allowed_hosts;
 		cfg.nallow_hosts = conf.nallowed_hosts;
 	}
+	/* the image and upgrade workers inherit it (never from elsewhere) */
+	if (conf.keys & PG_SERVE_KEY_IMAGE_BACKING_DIRS)
+		setenv(PG_SERVE_BACKING_ENV, conf.image_backing_dirs, 1);
+	else
+		unsetenv(PG_SERVE_BACKING_ENV);
 	if (!token_file && (conf.keys & PG_SERVE_KEY_TOKEN_FILE))
 		token_file = conf.token_file;
 	if (token_file) {

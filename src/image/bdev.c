@@ -12,10 +12,13 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 int
@@ -193,32 +196,18 @@ pg_raw_from_fd(int fd, uint64_t size, struct pg_bdev **out)
 	return 0;
 }
 
-int
-pg_bdev_open_depth(const char *path, int depth, char chain[][4096], const char *force_fmt,
-		   struct pg_bdev **out)
+/* Format detection and the driver for an open fd (owned from now on);
+ * chain[depth] is the file's resolved name. */
+static int
+bdev_from_fd(int fd, const char *path, int depth, char chain[][4096], const char *force_fmt,
+	     struct pg_bdev **out)
 {
 	uint8_t *head = NULL;
 	struct stat sb;
 	const char *what;
 	ssize_t n;
-	int fd, rc = 0;
+	int rc = 0;
 
-	*out = NULL;
-	if (depth >= PG_BDEV_MAX_CHAIN)
-		return pg_error(PG_EFORMAT, "image", "backing chain deeper than %d at '%s'",
-				PG_BDEV_MAX_CHAIN, path);
-	if (!realpath(path, chain[depth]))
-		return pg_error(errno == ENOENT ? PG_ENOENT : PG_EIO, "image", "'%s': %s", path,
-				strerror(errno));
-	for (int i = 0; i < depth; i++)
-		if (strcmp(chain[i], chain[depth]) == 0)
-			return pg_error(PG_EFORMAT, "image",
-					"backing chain loop: '%s' is its own backing file",
-					chain[depth]);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return pg_error(errno == ENOENT ? PG_ENOENT : PG_EIO, "image",
-				"cannot open '%s': %s", path, strerror(errno));
 	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
 		rc = pg_error(PG_EINVAL, "image", "'%s' is not a regular file", path);
 		goto fail;
@@ -258,6 +247,190 @@ pg_bdev_open_depth(const char *path, int depth, char chain[][4096], const char *
 fail:
 	free(head);
 	close(fd);
+	return rc;
+}
+
+static int
+chain_check(int depth, char chain[][4096])
+{
+	for (int i = 0; i < depth; i++)
+		if (strcmp(chain[i], chain[depth]) == 0)
+			return pg_error(PG_EFORMAT, "image",
+					"backing chain loop: '%s' is its own backing file",
+					chain[depth]);
+	return 0;
+}
+
+int
+pg_bdev_open_depth(const char *path, int depth, char chain[][4096], const char *force_fmt,
+		   struct pg_bdev **out)
+{
+	int fd, rc;
+
+	*out = NULL;
+	if (depth >= PG_BDEV_MAX_CHAIN)
+		return pg_error(PG_EFORMAT, "image", "backing chain deeper than %d at '%s'",
+				PG_BDEV_MAX_CHAIN, path);
+	if (!realpath(path, chain[depth]))
+		return pg_error(errno == ENOENT ? PG_ENOENT : PG_EIO, "image", "'%s': %s", path,
+				strerror(errno));
+	rc = chain_check(depth, chain);
+	if (rc < 0)
+		return rc;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return pg_error(errno == ENOENT ? PG_ENOENT : PG_EIO, "image",
+				"cannot open '%s': %s", path, strerror(errno));
+	return bdev_from_fd(fd, path, depth, chain, force_fmt, out);
+}
+
+/* ---- where backing files may be (issue 13: a qcow2 naming /etc/shadow) ---- */
+
+static char **backing_dirs; /* resolved; set once by the CLI before any open */
+static size_t nbacking_dirs;
+static _Thread_local const char *extra_dir; /* pg_bdev_open_allow's folder */
+
+int
+pg_image_set_backing_dirs(const char *const *dirs, size_t n)
+{
+	char **v = NULL, real[PATH_MAX];
+	struct stat sb;
+	int rc = 0;
+
+	if (n && !(v = calloc(n, sizeof(*v))))
+		return PG_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (!realpath(dirs[i], real) || stat(real, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+			rc = pg_error(PG_EINVAL, "image", "backing folder '%s': %s", dirs[i],
+				      errno ? strerror(errno) : "not a directory");
+			goto fail;
+		}
+		if (!(v[i] = strdup(real))) {
+			rc = PG_ENOMEM;
+			goto fail;
+		}
+	}
+	for (size_t i = 0; i < nbacking_dirs; i++)
+		free(backing_dirs[i]);
+	free(backing_dirs);
+	backing_dirs = v;
+	nbacking_dirs = n;
+	return 0;
+fail:
+	for (size_t i = 0; i < n && v; i++)
+		free(v[i]);
+	free(v);
+	return rc;
+}
+
+/* real (resolved) lies strictly inside dir (resolved). */
+static int
+path_under(const char *real, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	if (n == 1 && dir[0] == '/')
+		return real[1] != 0;
+	return strncmp(real, dir, n) == 0 && real[n] == '/';
+}
+
+static int
+has_dotdot(const char *name)
+{
+	for (const char *p = name; (p = strstr(p, "..")); p += 2)
+		if ((p == name || p[-1] == '/') && (p[2] == 0 || p[2] == '/'))
+			return 1;
+	return 0;
+}
+
+/* Opens a resolved name refusing any symlink on the way: the name was
+ * checked symlink-free, so one there now is a swap after the check.
+ * openat2(RESOLVE_NO_SYMLINKS) where the kernel has it, O_NOFOLLOW on the
+ * last component otherwise. */
+static int
+open_resolved(const char *real)
+{
+	struct open_how how = {.flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_NO_SYMLINKS};
+	long fd = syscall(SYS_openat2, AT_FDCWD, real, &how, sizeof(how));
+
+	if (fd < 0 && (errno == ENOSYS || errno == EPERM || errno == E2BIG))
+		fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	return (int)fd;
+}
+
+int
+pg_bdev_open_backing(const char *name, int depth, char chain[][4096], const char *force_fmt,
+		     struct pg_bdev **out)
+{
+	char dir[4096], full[4096 + 1100];
+	const char *img = chain[depth];
+	int allowed, fd, rc;
+
+	*out = NULL;
+	if (depth + 1 >= PG_BDEV_MAX_CHAIN)
+		return pg_error(PG_EFORMAT, "image", "backing chain deeper than %d at '%s'",
+				PG_BDEV_MAX_CHAIN, name);
+	{
+		char tmp[4096];
+
+		snprintf(tmp, sizeof(tmp), "%s", img);
+		snprintf(dir, sizeof(dir), "%s", dirname(tmp));
+	}
+	/* Relative names are relative to the image's folder (as QEMU reads them). */
+	if (name[0] == '/')
+		snprintf(full, sizeof(full), "%s", name);
+	else
+		snprintf(full, sizeof(full), "%s/%s", dir, name);
+	if (has_dotdot(name) && !nbacking_dirs && !extra_dir)
+		goto dotdot; /* refused without asking the filesystem */
+	if (!realpath(full, chain[depth + 1]))
+		return pg_error(errno == ENOENT ? PG_ENOENT : PG_EIO, "image",
+				"backing file '%s': %s", name, strerror(errno));
+	/* The image's own folder, with no ".." on the way (even one that comes
+	 * back); a folder named by the operator, however it is reached. */
+	allowed = !has_dotdot(name) && path_under(chain[depth + 1], dir);
+	if (!allowed && extra_dir)
+		allowed = path_under(chain[depth + 1], extra_dir);
+	for (size_t i = 0; !allowed && i < nbacking_dirs; i++)
+		allowed = path_under(chain[depth + 1], backing_dirs[i]);
+	if (!allowed && has_dotdot(name))
+		goto dotdot;
+	if (!allowed)
+		return pg_error(PG_EFORMAT, "image",
+				"backing file '%s' is '%s', outside the image's folder '%s': "
+				"refused (name a folder with --backing-dir to allow it)",
+				name, chain[depth + 1], dir);
+	rc = chain_check(depth + 1, chain);
+	if (rc < 0)
+		return rc;
+	fd = open_resolved(chain[depth + 1]);
+	if (fd < 0)
+		return pg_error(errno == ENOENT	 ? PG_ENOENT
+				: errno == ELOOP ? PG_EFORMAT
+						 : PG_EIO,
+				"image", "cannot open backing file '%s': %s", chain[depth + 1],
+				errno == ELOOP ? "a symlink appeared after the check"
+					       : strerror(errno));
+	return bdev_from_fd(fd, chain[depth + 1], depth + 1, chain, force_fmt, out);
+dotdot:
+	return pg_error(PG_EFORMAT, "image",
+			"backing file name '%s' climbs out with '..': refused "
+			"(backing files must be in the image's folder or a --backing-dir)",
+			name);
+}
+
+int
+pg_bdev_open_allow(const char *path, const char *folder, struct pg_bdev **out)
+{
+	char real[PATH_MAX];
+	int rc;
+
+	if (!realpath(folder, real))
+		return pg_error(errno == ENOENT ? PG_ENOENT : PG_EIO, "image", "'%s': %s", folder,
+				strerror(errno));
+	extra_dir = real;
+	rc = pg_bdev_open(path, out);
+	extra_dir = NULL;
 	return rc;
 }
 

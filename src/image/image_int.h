@@ -49,6 +49,15 @@ const char *pg_image_sniff(const uint8_t *head, size_t n, uint64_t filesize);
 int pg_bdev_open(const char *path, struct pg_bdev **out);
 int pg_bdev_open_depth(const char *path, int depth, char chain[][4096], const char *force_fmt,
 		       struct pg_bdev **out);
+/* Opens the backing file `name` of the image chain[depth] at depth + 1:
+ * relative to the image's folder; refused (PG_EFORMAT) when it has a ".."
+ * component or resolves (symlinks followed) outside the image's folder,
+ * the folders of pg_image_set_backing_dirs and pg_bdev_open_allow's one. */
+int pg_bdev_open_backing(const char *name, int depth, char chain[][4096], const char *force_fmt,
+			 struct pg_bdev **out);
+/* pg_bdev_open that also accepts backing files in `folder` (an overlay we
+ * wrote, whose backing file is the original image elsewhere). */
+int pg_bdev_open_allow(const char *path, const char *folder, struct pg_bdev **out);
 int pg_raw_from_fd(int fd, uint64_t size, struct pg_bdev **out);
 int pg_bdev_read(struct pg_bdev *d, uint64_t off, void *buf, size_t len);
 int pg_bdev_write(struct pg_bdev *d, uint64_t off, const void *buf, size_t len);

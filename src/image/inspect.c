@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -334,12 +335,60 @@ inspect_ext(ext2_filsys fs, json_t *part, json_t *inv)
 	}
 }
 
+/* Partition types that hold a Linux filesystem: MBR 0x83 and the GPT
+ * "Linux filesystem data" and Discoverable Partitions (root, /usr, /home,
+ * /srv, /var, /tmp) type GUIDs. */
+static int
+is_linux_type(const char *type)
+{
+	static const char *const guids[] = {
+	    "0FC63DAF-8483-4772-8E79-3D69D8477DE4", /* Linux filesystem data */
+	    "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", /* root x86-64 */
+	    "44479540-F297-41B2-9AF7-D131D5F0458A", /* root x86 */
+	    "B921B045-1DF0-41C3-AF44-4C6F280D3FAE", /* root arm64 */
+	    "69DAD710-2CE4-4E3C-B16C-21A1D49ABED3", /* root arm */
+	    "8484680C-9521-48C6-9C11-B0720656F69E", /* /usr x86-64 */
+	    "933AC7E1-2EB4-4F13-B844-0E14E2AEF915", /* /home */
+	    "3B8F8425-20E0-4F3B-907F-1A25A76F98E8", /* /srv */
+	    "4D21B016-B534-45C2-A9FB-5C16E091FD2D", /* /var */
+	    "7EC6F557-3BC5-4ACA-B293-16EF5DF639D1", /* /tmp */
+	};
+
+	if (!strcmp(type, "0x83"))
+		return 1;
+	for (size_t i = 0; i < sizeof(guids) / sizeof(guids[0]); i++)
+		if (!strcasecmp(type, guids[i]))
+			return 1;
+	return 0;
+}
+
+/* The first 64 KiB of a partition are all zeros: never formatted, not a
+ * damaged filesystem (whose superblock fields around the magic remain). */
+static int
+part_blank(struct pg_bdev *d, const struct pg_part *p)
+{
+	uint8_t buf[4096];
+	uint64_t n = p->size < 65536 ? p->size : 65536;
+
+	for (uint64_t off = 0; off < n; off += sizeof(buf)) {
+		size_t len = n - off < sizeof(buf) ? (size_t)(n - off) : sizeof(buf);
+
+		if (p->start + off + len > d->size || pg_bdev_read(d, p->start + off, buf, len) < 0)
+			return 0;
+		for (size_t i = 0; i < len; i++)
+			if (buf[i])
+				return 0;
+	}
+	return 1;
+}
+
 int
 pg_inspect_bdev(struct pg_bdev *d, json_t *inv)
 {
 	struct pg_ptable *pt = calloc(1, sizeof(*pt));
 	json_t *parts = json_array();
-	int rc;
+	int rc, unreadable = 0;
+	char unreadable_type[40] = "";
 
 	if (!pt || !parts) {
 		free(pt);
@@ -380,6 +429,22 @@ pg_inspect_bdev(struct pg_bdev *d, json_t *inv)
 			goto out;
 		}
 		json_array_append_new(parts, jp);
+		/* A Linux partition with content but no filesystem we know: a
+		 * damaged superblock must not pass as "nothing here". */
+		if (!fst && is_linux_type(p->type) && !part_blank(d, p)) {
+			json_object_set_new(jp, "fs", json_string("unreadable"));
+			json_object_set_new(jp, "supported", json_false());
+			json_object_set_new(
+			    jp, "note",
+			    json_string(
+				"Linux partition with no readable filesystem "
+				"(superblock damaged or a filesystem payguard does not know)"));
+			if (!unreadable) {
+				unreadable = p->index;
+				snprintf(unreadable_type, sizeof(unreadable_type), "%s", p->type);
+			}
+			continue;
+		}
 		if (fst && (!strcmp(fst, "ext2") || !strcmp(fst, "ext3") || !strcmp(fst, "ext4"))) {
 			ext2_filsys fs = NULL;
 
@@ -401,6 +466,20 @@ pg_inspect_bdev(struct pg_bdev *d, json_t *inv)
 				    json_sprintf("%s filesystems are not supported", fst));
 		}
 	}
+	if (unreadable && !json_object_get(inv, "os")) {
+		/* as the same damage on a disk without a partition table is */
+		rc = pg_error(PG_ECORRUPT, "image",
+			      "partition %d is a Linux partition (type %s) but holds no readable "
+			      "filesystem (superblock damaged?), and no other partition holds a "
+			      "readable root: refused",
+			      unreadable, unreadable_type);
+		goto out;
+	}
+	if (unreadable)
+		pg_warn("image",
+			"partition %d is a Linux partition with no readable filesystem; "
+			"inventoried from the readable root",
+			unreadable);
 	json_object_set(inv, "partitions", parts);
 	rc = 0;
 out:

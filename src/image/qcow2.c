@@ -555,7 +555,7 @@ pg_qcow2_open_fd(int fd, const char *path, int depth, char chain[][4096], struct
 		}
 	}
 	if (q->h.backing_off && chain) {
-		char name[1024], full[4096 + 1024];
+		char name[1024];
 
 		memcpy(name, hdr + q->h.backing_off, q->h.backing_len);
 		name[q->h.backing_len] = 0;
@@ -563,17 +563,9 @@ pg_qcow2_open_fd(int fd, const char *path, int depth, char chain[][4096], struct
 			rc = pg_error(PG_ECORRUPT, "qcow2", "NUL in backing file name");
 			goto fail;
 		}
-		if (name[0] == '/') {
-			snprintf(full, sizeof(full), "%s", name);
-		} else {
-			/* Relative backing names are relative to this image's folder. */
-			char dir[4096];
-
-			snprintf(dir, sizeof(dir), "%s", chain[depth]);
-			snprintf(full, sizeof(full), "%s/%s", dirname(dir), name);
-		}
-		rc = pg_bdev_open_depth(full, depth + 1, chain,
-					q->h.backing_fmt[0] ? q->h.backing_fmt : NULL, &q->backing);
+		/* confined to the image's folder or a --backing-dir */
+		rc = pg_bdev_open_backing(
+		    name, depth, chain, q->h.backing_fmt[0] ? q->h.backing_fmt : NULL, &q->backing);
 		if (rc < 0) {
 			pg_error_ctx(rc, "qcow2", "backing file of '%s'", path);
 			goto fail;

@@ -630,7 +630,7 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 	struct pg_buf conf = PG_BUF_INIT(MAX_LIST);
 	struct pg_para np = {NULL, 0};
 	struct pg_para *old = NULL;
-	char prefix[300], ipath[400], **newpaths = NULL, *old_version = NULL;
+	char prefix[300], oldprefix[300], ipath[400], **newpaths = NULL, *old_version = NULL;
 	uint8_t *oldlist = NULL;
 	size_t oldlen = 0, kept = 0, removed = 0;
 	const char *oldconf = NULL;
@@ -652,20 +652,41 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 		old_version = ov ? strdup(ov) : NULL;
 		oldconf = pg_para_get(old, "Conffiles");
 	}
-	/* Multi-Arch: same packages keep their records as <name>:<arch>. */
-	snprintf(prefix, sizeof(prefix), "%s:%s", name, arch);
-	snprintf(ipath, sizeof(ipath), INFO "/%s.list", prefix);
+	/* dpkg's info file names (pkg_infodb_get_file): <name>:<arch>.* for a
+	 * Multi-Arch: same package once the database is in format 1 (the
+	 * info/format file), <name>.* otherwise. The old version's records may
+	 * be under the other name (Multi-Arch changed, or an older database):
+	 * they are read there and moved. */
 	{
+		const char *ma = pg_para_get(&deb->control, "Multi-Arch");
+		int same = ma && !strcasecmp(ma, "same"), fmt = 0;
+		uint8_t *fdata = NULL;
+		size_t flen = 0;
 		ext2_ino_t idir;
 
+		if (walk_dir(u, INFO, 0, &idir) == 0 &&
+		    read_nofollow(u, idir, "format", &fdata, &flen) == 0) {
+			fdata[flen] = 0;
+			fmt = atoi((char *)fdata);
+			free(fdata);
+		}
+		if (same && fmt >= 1)
+			snprintf(prefix, sizeof(prefix), "%s:%s", name, arch);
+		else
+			snprintf(prefix, sizeof(prefix), "%s", name);
+		snprintf(oldprefix, sizeof(oldprefix), "%s", prefix);
 		if (walk_dir(u, INFO, 1, &idir) == 0) {
 			char ln[320];
 
 			snprintf(ln, sizeof(ln), "%s.list", prefix);
 			if (read_nofollow(u, idir, ln, &oldlist, &oldlen) < 0) {
-				snprintf(prefix, sizeof(prefix), "%s", name);
-				snprintf(ln, sizeof(ln), "%s.list", prefix);
-				read_nofollow(u, idir, ln, &oldlist, &oldlen);
+				if (strchr(prefix, ':'))
+					snprintf(oldprefix, sizeof(oldprefix), "%s", name);
+				else
+					snprintf(oldprefix, sizeof(oldprefix), "%s:%s", name, arch);
+				snprintf(ln, sizeof(ln), "%s.list", oldprefix);
+				if (read_nofollow(u, idir, ln, &oldlist, &oldlen) < 0)
+					snprintf(oldprefix, sizeof(oldprefix), "%s", prefix);
 			}
 		}
 	}
@@ -696,8 +717,8 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 		split_path(f->path, dir, sizeof(dir), base, sizeof(base));
 		PG_TRY_GOTO(walk_dir(u, dir, 1, &d), out, "upgrade", f->path);
 		if (f->type == 'f') {
-			char newmd5[33], oldmd5[64], *target = base, dist[300];
-			int conffile = is_new_conffile(deb, full);
+			char newmd5[33], oldmd5[64], *target = base, dist_name[300];
+			int conffile = is_new_conffile(deb, full), keep = 0;
 
 			snprintf(newmd5, sizeof(newmd5), "%s", f->md5);
 			if (conffile) {
@@ -708,17 +729,32 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 					    "upgrade", "conffiles");
 				if (read_nofollow(u, d, base, &cur, &clen) == 0) {
 					char curmd5[33];
+					const char *om = conffile_md5(oldconf, full, oldmd5);
+					int user, dist;
 
 					md5_hex(cur, clen, curmd5);
 					free(cur);
-					/* Changed locally (differs from what the old package
-					 * shipped and from the new one): keep it, put the new
-					 * one beside it as dpkg does. */
-					if (strcmp(curmd5, newmd5) != 0 &&
-					    (!conffile_md5(oldconf, full, oldmd5) ||
-					     strcmp(curmd5, oldmd5) != 0)) {
-						snprintf(dist, sizeof(dist), "%s.dpkg-dist", base);
-						target = dist;
+					/* dpkg's rule (configure.c, conffoptcells): edited
+					 * by the user = differs from what the old package
+					 * shipped; by the distribution = the new package
+					 * ships something else than the old. No old record
+					 * (a new conffile) counts as both. */
+					user = !om || strcmp(curmd5, om) != 0;
+					dist = !om || strcmp(newmd5, om) != 0;
+					if (strcmp(curmd5, newmd5) != 0 && user && !dist) {
+						/* keep it silently: nothing beside it */
+						keep = 1;
+						kept++;
+						ulog(u,
+						     "  %s changed locally, unchanged by the "
+						     "package: kept",
+						     full);
+					} else if (strcmp(curmd5, newmd5) != 0 && user) {
+						/* --force-confold: keep it, the new one
+						 * beside it */
+						snprintf(dist_name, sizeof(dist_name),
+							 "%s.dpkg-dist", base);
+						target = dist_name;
 						kept++;
 						ulog(u,
 						     "  %s changed locally: kept, new version in "
@@ -726,9 +762,14 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 						     full, full);
 					}
 				}
-			} else {
-				PG_TRY_GOTO(pg_buf_printf(&md5s, "%s  %s\n", newmd5, f->path), out,
-					    "upgrade", "md5sums");
+			}
+			/* used when the package has no md5sums member: dpkg then
+			 * lists every regular file, conffiles included */
+			PG_TRY_GOTO(pg_buf_printf(&md5s, "%s  %s\n", newmd5, f->path), out,
+				    "upgrade", "md5sums");
+			if (keep) {
+				u->done += f->size; /* skipped, still counted as done */
+				continue;
 			}
 			PG_TRY_GOTO(remove_name(u, d, target), out, "upgrade", f->path);
 			PG_TRY_GOTO(pg_deb_data_file(u->data, f), out, "upgrade", f->path);
@@ -786,7 +827,7 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 					if (deb->files[j].type == 'f' &&
 					    !strcmp(deb->files[j].path, f->target))
 						m = deb->files[j].md5;
-				if (m && !is_new_conffile(deb, full))
+				if (m)
 					pg_buf_printf(&md5s, "%s  %s\n", m, f->path);
 			}
 		}
@@ -807,7 +848,7 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 			    clean[0] &&
 			    !bsearch(&key, newpaths, deb->nfiles, sizeof(char *), cmp_str) &&
 			    !conffile_md5(oldconf, path, tmp) &&
-			    !owned_elsewhere(u, prefix, path)) {
+			    !owned_elsewhere(u, oldprefix, path)) {
 				char dir[4096], base[256];
 				ext2_ino_t d;
 				ext2_ino_t ino;
@@ -828,8 +869,16 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 	/* info/<pkg>.* */
 	snprintf(ipath, sizeof(ipath), INFO "/%s.list", prefix);
 	PG_TRY_GOTO(write_path(u, ipath, list.data, list.len, 0644), out, "upgrade", "list");
+	/* As dpkg: the package's own md5sums member as it is, else the sums
+	 * computed while unpacking. */
 	snprintf(ipath, sizeof(ipath), INFO "/%s.md5sums", prefix);
-	PG_TRY_GOTO(write_path(u, ipath, md5s.data ? md5s.data : (uint8_t *)"", md5s.len, 0644),
+	if (deb->md5sums && deb->md5sums[0])
+		PG_TRY_GOTO(
+		    write_path(u, ipath, (const uint8_t *)deb->md5sums, strlen(deb->md5sums), 0644),
+		    out, "upgrade", "md5sums");
+	else
+		PG_TRY_GOTO(
+		    write_path(u, ipath, md5s.data ? md5s.data : (uint8_t *)"", md5s.len, 0644),
 		    out, "upgrade", "md5sums");
 	snprintf(ipath, sizeof(ipath), INFO "/%s.conffiles", prefix);
 	if (deb->conffiles && deb->conffiles[0])
@@ -851,6 +900,16 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 				    out, "upgrade", "script");
 		else
 			PG_TRY_GOTO(unlink_path(u, ipath), out, "upgrade", "script");
+	}
+	if (strcmp(oldprefix, prefix) != 0) {
+		static const char *const exts[] = {"list",    "md5sums",  "conffiles", "symbols",
+						   "shlibs",  "triggers", "templates", "config",
+						   "preinst", "postinst", "prerm",     "postrm"};
+
+		for (size_t k = 0; k < sizeof(exts) / sizeof(exts[0]); k++) {
+			snprintf(ipath, sizeof(ipath), INFO "/%s.%s", oldprefix, exts[k]);
+			PG_TRY_GOTO(unlink_path(u, ipath), out, "upgrade", "old info file");
+		}
 	}
 	/* The status paragraph: control fields, our Status, Conffiles. */
 	PG_TRY_GOTO(pg_para_set(&np, "Package", name), out, "upgrade", "status");
@@ -1052,7 +1111,8 @@ root_partition(struct pg_store *st, sqlite3_int64 id, uint64_t *off, uint64_t *l
 		return rc;
 	if (json_array_size(rows) != 1) {
 		json_decref(rows);
-		return pg_error(PG_ENOTSUP, "upgrade",
+		/* rejected input like any other image we cannot read (exit 3) */
+		return pg_error(PG_EFORMAT, "upgrade",
 				"image has no ext2/3/4 root filesystem with a dpkg database");
 	}
 	*off = (uint64_t)json_integer_value(json_object_get(json_array_get(rows, 0), "start"));
@@ -1504,8 +1564,16 @@ pg_image_commit(struct pg_store *st, int64_t job, const char *output, json_t **r
 		rc = pg_error(PG_EEXIST, "image", "'%s' already exists", output);
 		goto out;
 	}
-	PG_TRY_GOTO(pg_bdev_open(json_string_value(json_object_get(row, "overlay")), &d), out,
-		    "image", "overlay");
+	{
+		/* our overlay names the original by its path, in another folder */
+		char odir[4096];
+		const char *ip = json_string_value(json_object_get(row, "image_path"));
+
+		snprintf(odir, sizeof(odir), "%s", ip ? ip : "/nonexistent/x");
+		PG_TRY_GOTO(pg_bdev_open_allow(json_string_value(json_object_get(row, "overlay")),
+					       dirname(odir), &d),
+			    out, "image", "overlay");
+	}
 	snprintf(partial, sizeof(partial), "%s.partial", output);
 	fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	buf = malloc(1 << 20);

@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <jansson.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,40 @@ get_str(json_t *v, const char *key, char *out, size_t cap)
 		return pg_error(PG_EINVAL, "serve",
 				"config key '%s' must be a string of 1..%zu bytes", key, cap - 1);
 	memcpy(out, json_string_value(v), json_string_length(v) + 1);
+	return 0;
+}
+
+/* image_backing_dirs: an array of absolute paths of existing folders. */
+static int
+get_dirs(json_t *v, const char *key, char *out, size_t cap)
+{
+	size_t i, used = 0;
+	json_t *e;
+
+	if (!json_is_array(v) || json_array_size(v) > 16)
+		return pg_error(PG_EINVAL, "serve",
+				"config key '%s' must be an array of at most 16 folder paths", key);
+	out[0] = 0;
+	json_array_foreach(v, i, e)
+	{
+		const char *p = json_string_value(e);
+		struct stat sb;
+		size_t n = p ? strlen(p) : 0;
+
+		if (!p || n != json_string_length(e) || p[0] != '/' || strchr(p, '\n'))
+			return pg_error(PG_EINVAL, "serve",
+					"config key '%s': entry %zu must be an absolute path", key,
+					i + 1);
+		if (stat(p, &sb) < 0 || !S_ISDIR(sb.st_mode))
+			return pg_error(PG_EINVAL, "serve",
+					"config key '%s': '%.200s' is not a folder", key, p);
+		if (used + n + 2 > cap)
+			return pg_error(PG_EINVAL, "serve", "config key '%s' is too long", key);
+		if (used)
+			out[used++] = '\n';
+		memcpy(out + used, p, n + 1);
+		used += n;
+	}
 	return 0;
 }
 
@@ -118,6 +153,9 @@ pg_serve_conf_parse(const char *text, size_t len, struct pg_serve_conf *c)
 			if (rc == 0)
 				rc = pg_serve_check_load_source(n.load_source);
 			n.keys |= PG_SERVE_KEY_LOAD_SOURCE;
+		} else if (strcmp(key, "image_backing_dirs") == 0) {
+			rc = get_dirs(v, key, n.image_backing_dirs, sizeof(n.image_backing_dirs));
+			n.keys |= PG_SERVE_KEY_IMAGE_BACKING_DIRS;
 		} else if (strcmp(key, "log_level") == 0) {
 			char lv[16];
 

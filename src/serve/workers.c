@@ -670,6 +670,23 @@ image_demo_disk(struct pg_store *st, const char *dir, const char *sub)
 	return rc;
 }
 
+/* The configured image_backing_dirs (serve.json), exported by `serve run`. */
+static int
+image_backing_from_env(void)
+{
+	const char *env = getenv(PG_SERVE_BACKING_ENV);
+	char buf[2048], *save = NULL;
+	const char *dirs[16];
+	size_t n = 0;
+
+	if (!env || !env[0])
+		return 0;
+	snprintf(buf, sizeof(buf), "%s", env);
+	for (char *t = strtok_r(buf, "\n", &save); t && n < 16; t = strtok_r(NULL, "\n", &save))
+		dirs[n++] = t;
+	return pg_image_set_backing_dirs(dirs, n);
+}
+
 static int
 worker_image(const char *dir, const char *dbpath, int demo)
 {
@@ -682,6 +699,8 @@ worker_image(const char *dir, const char *dbpath, int demo)
 	rc = pg_mkdir_p(imgdir, 0700);
 	if (rc == 0)
 		rc = pg_mkdir_p(repo, 0700);
+	if (rc == 0)
+		rc = image_backing_from_env();
 	if (rc == 0)
 		rc = pg_store_open(&st, dbpath);
 	if (rc == 0)
@@ -861,5 +880,7 @@ pg_serve_run_upgrade(const char *data_dir, int64_t job)
 	install_term();
 	pg_log_set_tag("upgrade");
 	snprintf(dbpath, sizeof(dbpath), "%s/payguard.db", data_dir);
+	if (image_backing_from_env() < 0)
+		return PG_EINVAL;
 	return pg_serve_worker_upgrade(data_dir, dbpath, job, (const volatile int *)&w_stop);
 }

@@ -14,6 +14,8 @@ for a in $areas; do
 	for v in $("$pg" "$a" --help | awk '/^Verbs:/{x=1;next} x && /^  [a-z]/{print $1}'); do
 		out=$("$pg" "$a" "$v" --help) || fail "$a $v --help exit $?"
 		grep -q "^usage: payguard $a $v" <<<"$out" || fail "$a $v --help: no usage line"
+		# the usage line is printed once (issue 13: `load *`, `image scan` said it twice)
+		[ "$(grep -o 'usage:' <<<"$out" | wc -l)" = 1 ] || fail "$a $v --help: 'usage:' more than once"
 		verbs=$((verbs + 1))
 	done
 done
