@@ -235,11 +235,14 @@ add_sample(struct load_trace *t, const char *file, size_t line, const char *vm,
 	rc = vm_get(t, vm, &s);
 	if (rc == PG_EFORMAT)
 		return pg_error(PG_EFORMAT, "load", "%s:%zu: empty VM id", file, line);
-	if (rc < 0)
-		return pg_error(rc, "load", "%s:%zu: %s", file, line, pg_last_error());
-	rc = pg_load_series_push(s, x);
-	if (rc < 0)
-		return pg_error(rc, "load", "%s:%zu: %s", file, line, pg_last_error());
+	if (rc == 0)
+		rc = pg_load_series_push(s, x);
+	if (rc < 0) {
+		char why[256]; /* pg_error must not read the buffer it writes */
+
+		snprintf(why, sizeof(why), "%s", pg_last_error());
+		return pg_error(rc, "load", "%s:%zu: %s", file, line, why);
+	}
 	t->points++;
 	return 0;
 }
@@ -642,7 +645,8 @@ load_trace_finish(struct load_trace *t)
 	free(t->index);
 	t->index = NULL;
 	t->icap = 0;
-	qsort(t->vm, t->n, sizeof(*t->vm), cmp_vm);
+	if (t->n)
+		qsort(t->vm, t->n, sizeof(*t->vm), cmp_vm);
 	return 0;
 }
 
