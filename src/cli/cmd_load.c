@@ -717,7 +717,7 @@ cmd_load_collect(int argc, char **argv)
 		return pg_cli_usage(argv[0], "'%s' is a trace: use 'payguard load import'", spec);
 	if ((rc = pg_store_open_default(&st, db)) < 0 || (rc = pg_load_store_migrate(&st)) < 0)
 		return pg_cli_fail(rc, "load collect: store");
-	if ((rc = ops->open(arg, &src)) < 0) {
+	if ((rc = (ops->open_live ? ops->open_live : ops->open)(arg, &src)) < 0) {
 		pg_store_close(&st);
 		return pg_cli_fail(rc, "load collect '%s'", spec);
 	}
