@@ -468,7 +468,7 @@ emit_estimate(const struct pg_load_est *e, const struct est_opts *o, const struc
 
 	if (o->csv && (rc = write_csv(e, o->csv)) < 0)
 		return pg_cli_fail(rc, "load estimate: --csv '%s'", o->csv);
-	if (o->png && (rc = pg_load_plot_png(e, o->png)) < 0)
+	if (o->png && (rc = pg_load_plot(e, o->png)) < 0)
 		return pg_cli_fail(rc, "load estimate: --png '%s'", o->png);
 	if (o->json) {
 		json_t *root = json_object(), *vms = json_array(), *jr = json_array();
@@ -966,7 +966,7 @@ const struct pg_cmd pg_cli_load[] = {
      "  --vms              also print one row per VM\n"
      "  --json             JSON output (types, VMs, rejected VMs)\n"
      "  --csv FILE         write one row per VM\n"
-     "  --png FILE         write a scatter plot coloured by type\n"},
+     "  --png FILE         write the scatter plot of the types (SVG if FILE ends .svg)\n"},
     {"import", cmd_load_import, "read traces into the store",
      "usage: payguard load import --source KIND:ARG [--db FILE] [--window N] [--json]\n"
      "  --window N  keep the newest N samples per VM (default 10080; 0 keeps all)\n"},

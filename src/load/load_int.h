@@ -78,6 +78,17 @@ load_pct(double v)
 /* systemd unit name to VM name: machine-qemu\x2d1\x2dweb.scope -> qemu-1-web. */
 void load_cgroup_name(const char *unit, char out[128]);
 
+/* Geometry of the load plot (src/load/plot.c), shared with its test. */
+#define LOAD_PLOT_W	      1060
+#define LOAD_PLOT_H	      700
+#define LOAD_PLOT_ML	      90 /* frame: left, right, top, bottom margins */
+#define LOAD_PLOT_MR	      370
+#define LOAD_PLOT_MT	      50
+#define LOAD_PLOT_MB	      80
+#define LOAD_PLOT_PAD	      8.0 /* inside the frame: a marker at 0 or 1 stays inside */
+#define LOAD_PLOT_LEGEND_X    (LOAD_PLOT_W - LOAD_PLOT_MR + 34)
+#define LOAD_PLOT_LEGEND_Y(t) (LOAD_PLOT_MT + 38 + 26.0 * (double)(t)) /* text baseline */
+
 /* Strict number: the whole field, finite. */
 int load_parse_double(const char *s, double *v);
 /* Copies a VM name, keeping printable ASCII only. */
