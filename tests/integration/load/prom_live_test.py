@@ -12,7 +12,9 @@ libvirt defaults.
    period; its estimate must put the three behaviours in three types
    (adjusted Rand index, scikit-learn, printed and >= 0.9).
 3. Prometheus stopped: the daemon keeps running and logs that Prometheus is
-   down, naming the URL; `load collect` fails with the same clear error."""
+   down, naming the URL; `load collect` fails with the same clear error.
+Before all that: a daemon whose prometheus load_source has a bad key or a
+metric name that is not one refuses to start, naming the key."""
 import http.server
 import json
 import os
@@ -91,6 +93,16 @@ class Exporter(http.server.BaseHTTPRequestHandler):
 def main():
     prom = shutil.which("prometheus")
     check(prom is not None, "prometheus missing: run scripts/setup.sh")
+    for bad, word in [("prometheus:http://127.0.0.1:1,nosuch=1", "unknown key 'nosuch'"),
+                      ('prometheus:http://127.0.0.1:1,cpu=up{job="x"}', "is not a metric name")]:
+        d0 = tempfile.mkdtemp(prefix="pg-prom-bad-")
+        with open(os.path.join(d0, "serve.json"), "w") as f:
+            json.dump({"load_source": bad}, f)
+        r = subprocess.run([PAYGUARD, "serve", "--data", d0, "--port", "0"], capture_output=True,
+                           text=True, timeout=30)
+        shutil.rmtree(d0, ignore_errors=True)
+        check(r.returncode == 3 and word in r.stderr and "load_source" in r.stderr,
+              (bad, r.returncode, r.stderr))
     work = tempfile.mkdtemp(prefix="pg-prom-live-")
     exp = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Exporter)
     threading.Thread(target=exp.serve_forever, daemon=True).start()
