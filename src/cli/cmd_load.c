@@ -957,7 +957,8 @@ out:
 const struct pg_cmd pg_cli_load[] = {
     {"estimate", cmd_load_estimate, "two-level k-means load estimate of a fleet",
      "usage: payguard load estimate --source KIND:ARG [options]\n"
-     "  --source KIND:ARG  bitbrains:DIR, csv:FILE, store:[DB], gen:N[,SEED[,SAMPLES]],\n"
+     "  --source KIND:ARG  bitbrains:DIR, azure:PATH, alibaba:FILE, google2011:PATH[,job],\n"
+     "                     csv:FILE, store:[DB], gen:N[,SEED[,SAMPLES]],\n"
      "                     prometheus:URL[,START,END,STEP] (see 'payguard load sources')\n"
      "  --k1 N             first-level clusters per VM (default 3)\n"
      "  --k2 N|auto        fleet types (default 5; auto: best silhouette over 2..8)\n"
@@ -973,7 +974,7 @@ const struct pg_cmd pg_cli_load[] = {
     {"collect", cmd_load_collect, "sample a live source into the store",
      "usage: payguard load collect --source KIND:ARG [--interval S] [--count N] [--db FILE]\n"
      "                             [--window N] [--json]\n"
-     "  --source    libvirt:URI or cgroup:DIR\n"
+     "  --source    libvirt:URI, cgroup:DIR or prometheus:URL[,KEY=VALUE...]\n"
      "  --interval  seconds between polls (default 10)\n"
      "  --count     polls, the first primes the counters (default 7)\n"
      "  --window    newest samples kept per VM (default 1440)\n"},
