@@ -29,6 +29,7 @@ struct pg_load_sample {
 /* One VM's series. Invariant: n <= cap <= max; the owner frees with _release. */
 struct pg_load_series {
 	char vm[128];
+	char info[64]; /* what the trace says of the VM besides samples ("" if nothing) */
 	struct pg_load_sample *s;
 	size_t n, cap, max;
 };
@@ -155,6 +156,7 @@ void pg_load_features(const struct pg_load_sample *s, double f[PG_LOAD_NFEAT]);
 
 struct pg_load_vm {
 	char name[128];
+	char info[64]; /* the series' info: e.g. Azure's "Interactive, 2 cores, 4 GB" */
 	double feat[PG_LOAD_NFEAT]; /* the first characteristic value */
 	size_t nsamples;
 	int type;    /* second-level cluster */

@@ -480,6 +480,8 @@ emit_estimate(const struct pg_load_est *e, const struct est_opts *o, const struc
 			for (size_t j = 0; j < PG_LOAD_NFEAT; j++)
 				json_object_set_new(f, feat_names[j], json_real(v->feat[j]));
 			json_object_set_new(vo, "vm", json_string(v->name));
+			if (v->info[0]) /* what the trace says of the VM (Azure's vmtable) */
+				json_object_set_new(vo, "info", json_string(v->info));
 			json_object_set_new(vo, "type", json_integer(v->type));
 			json_object_set_new(
 			    vo, "type_name",

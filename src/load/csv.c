@@ -43,6 +43,7 @@ pg_load_series_reset(struct pg_load_series *s)
 {
 	s->n = 0;
 	s->vm[0] = 0;
+	s->info[0] = 0;
 }
 
 int

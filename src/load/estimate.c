@@ -287,6 +287,7 @@ int
 pg_load_est_add(struct pg_load_est *e, const struct pg_load_series *s)
 {
 	double *f;
+	size_t before;
 	int rc;
 
 	if (s->n < e->p.k1)
@@ -297,7 +298,10 @@ pg_load_est_add(struct pg_load_est *e, const struct pg_load_series *s)
 		return pg_error(PG_ENOMEM, "load", "VM '%s': %zu samples", s->vm, s->n);
 	for (size_t i = 0; i < s->n; i++)
 		pg_load_features(&s->s[i], f + i * PG_LOAD_NFEAT);
+	before = e->nvms;
 	rc = pg_load_est_add_features(e, s->vm, f, s->n);
+	if (e->nvms > before) /* added (its batch may have run already) */
+		memcpy(e->vms[before].info, s->info, sizeof(s->info));
 	free(f);
 	return rc;
 }

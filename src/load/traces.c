@@ -48,7 +48,7 @@ struct load_trace {
 	size_t points;
 	size_t next;
 	/* vmtable (azure): categories seen */
-	size_t table_rows, cat_interactive, cat_delay, cat_unknown;
+	size_t table_rows, table_matched, cat_interactive, cat_delay, cat_unknown;
 };
 
 /* ---- field helpers ---- */
@@ -183,6 +183,26 @@ index_grow(struct load_trace *t)
 	return 0;
 }
 
+/* The series of VM name, or NULL. */
+static struct pg_load_series *
+vm_find(struct load_trace *t, const char *name)
+{
+	char clean[128];
+	size_t h;
+
+	if (!t->icap)
+		return NULL;
+	load_set_name(clean, name, strlen(name));
+	h = hash_name(clean) & (t->icap - 1);
+	while (t->index[h]) {
+		struct trace_vm *v = &t->vm[t->index[h] - 1];
+		if (strcmp(v->s.vm, clean) == 0)
+			return &v->s;
+		h = (h + 1) & (t->icap - 1);
+	}
+	return NULL;
+}
+
 /* The series of VM name, made on first use. */
 static int
 vm_get(struct load_trace *t, const char *name, struct pg_load_series **out)
@@ -299,12 +319,17 @@ static const struct col vmtable_cols[] = {{1, "vmid"},		 {2, "subscriptionid"},
 					  {9, "vmcategory"},	 {10, "vmcorecountbucket"},
 					  {11, "vmmemorybucket"}};
 
-/* vmtable.csv: checked and counted by category (the trace has no memory use). */
+/*
+ * vmtable.csv, read after the readings: checked, counted by category, and a
+ * VM with readings gets "category, N cores, M GB" as its info (the buckets as
+ * published, e.g. ">24"). A table row without readings keeps no memory.
+ */
 static int
 row_vmtable(struct load_trace *t, char *line, const char *file, size_t lineno)
 {
 	char *f[TRACE_MAX_COLS];
 	size_t nf = split_fields(line, ',', f, TRACE_MAX_COLS);
+	struct pg_load_series *s;
 	double v;
 	int rc;
 
@@ -323,6 +348,14 @@ row_vmtable(struct load_trace *t, char *line, const char *file, size_t lineno)
 		return bad_field(file, lineno, &vmtable_cols[8], f[8],
 				 "is not Interactive, Delay-insensitive or Unknown");
 	t->table_rows++;
+	if ((s = vm_find(t, f[0])) != NULL) {
+		char cores[128], mem[128];
+
+		load_set_name(cores, f[9], strlen(f[9]));
+		load_set_name(mem, f[10], strlen(f[10]));
+		snprintf(s->info, sizeof(s->info), "%s, %.12s cores, %.12s GB", f[8], cores, mem);
+		t->table_matched++;
+	}
 	return 0;
 }
 
@@ -693,6 +726,7 @@ trace_next(void *state, struct pg_load_series *out)
 	s = &t->vm[t->next++].s;
 	pg_load_series_release(out);
 	memcpy(out->vm, s->vm, sizeof(out->vm));
+	memcpy(out->info, s->info, sizeof(out->info));
 	out->s = s->s;
 	out->n = s->n;
 	out->cap = s->cap;
@@ -828,15 +862,17 @@ azure_open(const char *arg, void **state)
 			      arg);
 	if (rc == 0)
 		rc = list_files(arg, "vmtable", &table, &ntable);
-	for (size_t i = 0; rc == 0 && i < ntable; i++)
-		rc = read_file(t, LOAD_TRACE_AZURE_VMTABLE, table[i]);
 	for (size_t i = 0; rc == 0 && i < nfiles; i++)
 		rc = read_file(t, LOAD_TRACE_AZURE, files[i]);
+	/* The table after the readings: only VMs with readings keep its facts. */
+	for (size_t i = 0; rc == 0 && i < ntable; i++)
+		rc = read_file(t, LOAD_TRACE_AZURE_VMTABLE, table[i]);
 	if (rc == 0 && t->table_rows)
 		pg_info("load",
-			"vmtable: %zu VMs (Interactive %zu, Delay-insensitive %zu, "
-			"Unknown %zu)",
-			t->table_rows, t->cat_interactive, t->cat_delay, t->cat_unknown);
+			"vmtable: %zu VMs (Interactive %zu, Delay-insensitive %zu, Unknown %zu), "
+			"%zu of the %zu with readings",
+			t->table_rows, t->cat_interactive, t->cat_delay, t->cat_unknown,
+			t->table_matched, t->n);
 	free_list(files, nfiles);
 	free_list(table, ntable);
 	return open_done(t, rc, state);
