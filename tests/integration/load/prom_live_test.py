@@ -15,7 +15,9 @@ instance per VM, for the node preset.
 3. Prometheus stopped: the daemon keeps running and logs that Prometheus is
    down, naming the URL; `load collect` fails with the same clear error.
 Before all that: a daemon whose prometheus load_source has a bad key or a
-metric name that is not one refuses to start, naming the key."""
+metric name that is not one refuses to start, naming the key; and against a
+stand-in server that answers 503 twice, a request is retried (an HTTP 5xx
+or a refused connection is, a 400 is not)."""
 import http.server
 import json
 import os
@@ -125,6 +127,58 @@ def exposition():
     return ("\n".join(out) + "\n").encode()
 
 
+class Flaky(http.server.BaseHTTPRequestHandler):
+    """query_range stand-in: the first `fail` requests get `code`, then a matrix."""
+    hits = 0
+    fail = 0
+    code = 503
+
+    def do_GET(self):
+        Flaky.hits += 1
+        if Flaky.hits <= Flaky.fail:
+            body = json.dumps({"status": "error", "errorType": "bad_data",
+                               "error": "stand-in says %d" % Flaky.code}).encode()
+            self.send_response(Flaky.code)
+        else:
+            t0 = 1700000000
+            body = json.dumps({"status": "success", "data": {"resultType": "matrix", "result": [
+                {"metric": {"domain": "vm-%d" % i}, "values": [[t0 + 60 * k, "%d" % (10 * i + k)]
+                                                              for k in range(5)]}
+                for i in range(2)]}}).encode()
+            self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+def retries():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    base = "prometheus:http://127.0.0.1:%d,1700000000,1700000240,60" % srv.server_address[1]
+    d = tempfile.mkdtemp(prefix="pg-prom-flaky-")
+    try:
+        def run(spec, fail, code):
+            Flaky.hits, Flaky.fail, Flaky.code = 0, fail, code
+            return subprocess.run([PAYGUARD, "load", "import", "--source", spec, "--db",
+                                   os.path.join(d, "x.db")], capture_output=True, text=True, timeout=60)
+        r = run(base + ",retries=2", 2, 503)  # two 503s, then six queries answered
+        check(r.returncode == 0 and Flaky.hits == 8, (r.returncode, r.stderr, Flaky.hits))
+        r = run(base + ",retries=1", 2, 503)  # one retry is not enough
+        check(r.returncode != 0 and Flaky.hits == 2 and "2 attempts" in r.stderr and "HTTP 503" in r.stderr,
+              (r.returncode, r.stderr, Flaky.hits))
+        r = run(base + ",retries=2", 1, 400)  # a bad query is not retried
+        check(r.returncode != 0 and Flaky.hits == 1 and "HTTP 400" in r.stderr and "stand-in says 400" in r.stderr,
+              (r.returncode, r.stderr, Flaky.hits))
+        print("retries: ok (%s)" % r.stderr.strip())
+    finally:
+        srv.shutdown()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 class Exporter(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path != "/metrics":
@@ -154,6 +208,7 @@ def main():
         shutil.rmtree(d0, ignore_errors=True)
         check(r.returncode == 3 and word in r.stderr and "load_source" in r.stderr,
               (bad, r.returncode, r.stderr))
+    retries()
     work = tempfile.mkdtemp(prefix="pg-prom-live-")
     exp = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Exporter)
     threading.Thread(target=exp.serve_forever, daemon=True).start()
