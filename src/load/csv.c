@@ -597,9 +597,28 @@ load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 			snprintf(out->vm, sizeof(out->vm), "%s", vm);
 		if (err)
 			continue; /* the VM is rejected; skip the rest of its rows */
+		if (!r->rows_ok) {
+			/* A file in another layout: one error for the file, not one per VM. */
+			size_t nf = 1;
+
+			for (const char *p = line; (p = strchr(p, ',')); p++)
+				nf++;
+			if (nf != CSV_COLS) {
+				r->eof = 1;
+				free(r->pending);
+				r->pending = NULL;
+				return pg_error(
+				    PG_EFORMAT, "load",
+				    "%s:%zu: %zu fields, expected %d (%s): not our plain "
+				    "CSV",
+				    r->name, lineno, nf, CSV_COLS, csv_header);
+			}
+		}
 		rc = csv_row(r, line, lineno, vm, &s);
 		if (rc == 0)
 			rc = pg_load_series_push(out, &s);
+		if (rc == 0)
+			r->rows_ok++;
 		if (rc < 0)
 			err = rc;
 	}

@@ -28,6 +28,7 @@ struct load_csv_reader {
 	size_t pending_line;
 	int header_done;
 	int eof;
+	size_t rows_ok; /* rows read well: before the first, a wrong layout stops the file */
 };
 void load_csv_reader_init(struct load_csv_reader *r, FILE *f, const char *name);
 void load_csv_reader_release(struct load_csv_reader *r);

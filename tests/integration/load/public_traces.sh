@@ -101,6 +101,13 @@ cat "$tmp/e"
 test "$(grep -c '2 fields, expected 11' "$tmp/e")" -eq 1
 grep -q "2013-7/1.csv:1: 2 fields, expected 11" "$tmp/e"
 
+# Our plain CSV given a file in another layout: one error for the file (it
+# was one per VM name its first column happened to hold, here 12).
+if "$PAYGUARD" load estimate --source "csv:$T/azure/vm_cpu_readings-file-1-of-195.csv" 2> "$tmp/e"; then exit 1; fi
+cat "$tmp/e"
+test "$(grep -c 'fields, expected 8' "$tmp/e")" -eq 1
+grep -q "vm_cpu_readings-file-1-of-195.csv:1: 5 fields, expected 8 (vm,timestamp_ms,.*): not our plain CSV" "$tmp/e"
+
 # Import: every sample in the store, VM names as published.
 "$PAYGUARD" load import --source "google2011:$T/google2011/task_usage,job" --json > "$tmp/imp.json"
 test "$(sqlite3 "$tmp/data/payguard.db" "SELECT COUNT(*) FROM load_samples")" -eq 108
