@@ -29,6 +29,7 @@ struct pg_load_sample {
 /* One VM's series. Invariant: n <= cap <= max; the owner frees with _release. */
 struct pg_load_series {
 	char vm[128];
+	char info[64]; /* what the trace says of the VM besides samples ("" if nothing) */
 	struct pg_load_sample *s;
 	size_t n, cap, max;
 };
@@ -45,14 +46,20 @@ int pg_load_series_push(struct pg_load_series *s, const struct pg_load_sample *x
 typedef int (*pg_load_sample_cb)(void *ctx, const char *vm, const struct pg_load_sample *s);
 
 /*
- * A collector. A source is either a trace (next() yields VMs one by one) or
- * live (poll() takes one sample of every VM now); the other slot is NULL.
+ * A collector. A source is a trace (next() yields VMs one by one), live
+ * (poll() takes one sample of every VM now), or both (prometheus); a slot a
+ * source does not have is NULL.
  */
 struct pg_load_ops {
 	const char *name; /* the prefix of a source spec: "bitbrains:DIR" */
 	const char *help;
 	/* Opens the source named by arg (the spec after "name:"). */
 	int (*open)(const char *arg, void **state);
+	/*
+	 * Sources that are both a trace and live (prometheus): opens for poll()
+	 * without reading a trace now. NULL: open() serves poll() too.
+	 */
+	int (*open_live)(const char *arg, void **state);
 	/*
 	 * Trace sources: fills out with the next VM. Returns 1 for a VM, 0 at
 	 * the end, or a negative code for a VM that was rejected: the detail
@@ -62,7 +69,9 @@ struct pg_load_ops {
 	int (*next)(void *state, struct pg_load_series *out);
 	/*
 	 * Live sources: one sample of every VM, as rates since the previous
-	 * poll (the first poll only primes the counters and reports nothing).
+	 * poll (the first poll only primes the counters and reports nothing;
+	 * prometheus, whose rates the server computes, reports from the first
+	 * poll and may report several samples of a VM).
 	 * Returns the number of samples reported. May be NULL.
 	 */
 	int (*poll)(void *state, pg_load_sample_cb cb, void *ctx);
@@ -70,13 +79,16 @@ struct pg_load_ops {
 };
 
 /* The collectors, in the order `payguard load --help` lists them. */
-extern const struct pg_load_ops pg_load_bitbrains_ops; /* DIR of <vm>.csv files, or one file */
-extern const struct pg_load_ops pg_load_csv_ops;       /* our plain CSV, many VMs per file */
-extern const struct pg_load_ops pg_load_libvirt_ops;   /* libvirt URI */
-extern const struct pg_load_ops pg_load_prom_ops;      /* Prometheus base URL + range */
-extern const struct pg_load_ops pg_load_cgroup_ops;    /* parent cgroup v2 folder */
-extern const struct pg_load_ops pg_load_gen_ops;       /* generated fleet "N[,seed]" */
-extern const struct pg_load_ops pg_load_store_ops;     /* samples in the store */
+extern const struct pg_load_ops pg_load_bitbrains_ops;	/* DIR of <vm>.csv files, or one file */
+extern const struct pg_load_ops pg_load_csv_ops;	/* our plain CSV, many VMs per file */
+extern const struct pg_load_ops pg_load_azure_ops;	/* Azure Public Dataset v1/v2 */
+extern const struct pg_load_ops pg_load_alibaba_ops;	/* Alibaba cluster-trace-v2018 */
+extern const struct pg_load_ops pg_load_google2011_ops; /* Google cluster-data 2011 task_usage */
+extern const struct pg_load_ops pg_load_libvirt_ops;	/* libvirt URI */
+extern const struct pg_load_ops pg_load_prom_ops;	/* Prometheus base URL + range */
+extern const struct pg_load_ops pg_load_cgroup_ops;	/* parent cgroup v2 folder */
+extern const struct pg_load_ops pg_load_gen_ops;	/* generated fleet "N[,seed]" */
+extern const struct pg_load_ops pg_load_store_ops;	/* samples in the store */
 extern const struct pg_load_ops *const pg_load_sources[];
 
 /* Finds the ops for "name:arg"; *arg points into spec. PG_ENOENT if unknown. */
@@ -149,6 +161,7 @@ void pg_load_features(const struct pg_load_sample *s, double f[PG_LOAD_NFEAT]);
 
 struct pg_load_vm {
 	char name[128];
+	char info[64]; /* the series' info: e.g. Azure's "Interactive, 2 cores, 4 GB" */
 	double feat[PG_LOAD_NFEAT]; /* the first characteristic value */
 	size_t nsamples;
 	int type;    /* second-level cluster */
@@ -189,7 +202,12 @@ int pg_load_characteristic(const double *f, size_t n, size_t k1, double peak_sha
 			   double out[PG_LOAD_NFEAT]);
 double pg_load_value(const double feat[PG_LOAD_NFEAT]);
 
-/* PNG scatter plot of the VMs (x = CPU+memory, y = disk+network), by type. */
+/*
+ * Scatter plot of the VMs (x = max(CPU, memory) in %, y = the I/O scale),
+ * a marker shape and a behaviour colour per type: SVG when path ends in
+ * ".svg", PNG otherwise. pg_load_plot_png is the same function.
+ */
+int pg_load_plot(const struct pg_load_est *e, const char *path);
 int pg_load_plot_png(const struct pg_load_est *e, const char *path);
 
 /* Adjusted Rand index and Spearman rank correlation (tests and demo). */

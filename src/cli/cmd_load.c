@@ -499,7 +499,7 @@ emit_estimate(const struct pg_load_est *e, const struct est_opts *o, const struc
 
 	if (o->csv && (rc = write_csv(e, o->csv)) < 0)
 		return pg_cli_fail(rc, "load estimate: --csv '%s'", o->csv);
-	if (o->png && (rc = pg_load_plot_png(e, o->png)) < 0)
+	if (o->png && (rc = pg_load_plot(e, o->png)) < 0)
 		return pg_cli_fail(rc, "load estimate: --png '%s'", o->png);
 	if (o->json) {
 		json_t *root = json_object(), *vms = json_array(), *jr = json_array();
@@ -518,6 +518,8 @@ emit_estimate(const struct pg_load_est *e, const struct est_opts *o, const struc
 			for (size_t j = 0; j < PG_LOAD_NFEAT; j++)
 				json_object_set_new(f, feat_names[j], json_real(v->feat[j]));
 			json_object_set_new(vo, "vm", json_string(v->name));
+			if (v->info[0]) /* what the trace says of the VM (Azure's vmtable) */
+				json_object_set_new(vo, "info", json_string(v->info));
 			json_object_set_new(vo, "type", json_integer(v->type));
 			json_object_set_new(
 			    vo, "type_name",
@@ -758,7 +760,7 @@ cmd_load_collect(int argc, char **argv)
 		return pg_cli_usage(argv[0], "'%s' is a trace: use 'payguard load import'", spec);
 	if ((rc = pg_store_open_default(&st, db)) < 0 || (rc = pg_load_store_migrate(&st)) < 0)
 		return pg_cli_fail(rc, "load collect: store");
-	if ((rc = ops->open(arg, &src)) < 0) {
+	if ((rc = (ops->open_live ? ops->open_live : ops->open)(arg, &src)) < 0) {
 		pg_store_close(&st);
 		return pg_cli_fail(rc, "load collect '%s'", spec);
 	}
@@ -998,7 +1000,8 @@ out:
 const struct pg_cmd pg_cli_load[] = {
     {"estimate", cmd_load_estimate, "two-level k-means load estimate of a fleet",
      "--source KIND:ARG [options]\n"
-     "  --source KIND:ARG  bitbrains:DIR, csv:FILE, store:[DB], gen:N[,SEED[,SAMPLES]],\n"
+     "  --source KIND:ARG  bitbrains:DIR, azure:PATH, alibaba:FILE, google2011:PATH[,job],\n"
+     "                     csv:FILE, store:[DB], gen:N[,SEED[,SAMPLES]],\n"
      "                     prometheus:URL[,START,END,STEP] (see 'payguard load sources')\n"
      "  --k1 N             first-level clusters per VM (default 3)\n"
      "  --k2 N|auto        fleet types (default 5; auto: best silhouette over 2..8)\n"
@@ -1007,14 +1010,14 @@ const struct pg_cmd pg_cli_load[] = {
      "  --vms              also print one row per VM\n"
      "  --json             JSON output (types, VMs, rejected VMs)\n"
      "  --csv FILE         write one row per VM\n"
-     "  --png FILE         write a scatter plot coloured by type\n"},
+     "  --png FILE         write the scatter plot of the types (SVG if FILE ends .svg)\n"},
     {"import", cmd_load_import, "read traces into the store",
      "--source KIND:ARG [--db FILE] [--window N] [--json]\n"
      "  --window N  keep the newest N samples per VM (default 10080; 0 keeps all)\n"},
     {"collect", cmd_load_collect, "sample a live source into the store",
      "--source KIND:ARG [--interval S] [--count N] [--db FILE]\n"
      "                             [--window N] [--json]\n"
-     "  --source    libvirt:URI or cgroup:DIR\n"
+     "  --source    libvirt:URI, cgroup:DIR or prometheus:URL[,KEY=VALUE...]\n"
      "  --interval  seconds between polls (default 10)\n"
      "  --count     polls, the first primes the counters (default 7)\n"
      "  --window    newest samples kept per VM (default 1440)\n"},

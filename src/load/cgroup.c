@@ -3,19 +3,27 @@
  * of a parent (as systemd's machine.slice holds one per VM) is one VM. Reads
  * cpu.stat usage_usec, cpu.max, memory.current, memory.max and io.stat, per
  * the kernel's cgroup-v2 documentation; cgroups have no network counters, so
- * network stays 0.
+ * network stays 0. A cgroup v1 hierarchy is refused at open (its files are
+ * others), systemd's escaped unit names are shown as the VM's name
+ * (machine-qemu\x2d1\x2dweb.scope is qemu-1-web), and a parent with no child
+ * cgroups is warned about once.
  */
 #include "load_int.h"
 #include "payguard/clock.h"
 #include "payguard/error.h"
 #include "payguard/log.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
+
+#define CG_V1_MAGIC 0x27e0eb   /* CGROUP_SUPER_MAGIC (linux/magic.h) */
+#define CG_V2_MAGIC 0x63677270 /* CGROUP2_SUPER_MAGIC */
 
 #define CG_FILE_MAX 65536
 
@@ -27,6 +35,7 @@ struct cg_prev {
 
 struct cg_state {
 	char *parent;
+	int warned_empty;
 	struct cg_prev *prev;
 	size_t nprev;
 };
@@ -72,6 +81,71 @@ cg_memtotal(void)
 	return cg_key(buf, "MemTotal:") * 1024;
 }
 
+/*
+ * systemd's unit name of a VM as its name: the type suffix and the
+ * "machine-" prefix go, and \xNN escapes become their byte
+ * (systemd.unit(5), "String escaping").
+ */
+void
+load_cgroup_name(const char *unit, char out[128])
+{
+	char tmp[256];
+	size_t l = strlen(unit), j = 0;
+	static const char *const suffixes[] = {".scope", ".service", ".slice"};
+
+	for (size_t i = 0; i < 3; i++) {
+		size_t m = strlen(suffixes[i]);
+		if (l > m && strcmp(unit + l - m, suffixes[i]) == 0) {
+			l -= m;
+			break;
+		}
+	}
+	if (l > 8 && strncmp(unit, "machine-", 8) == 0) {
+		unit += 8;
+		l -= 8;
+	}
+	for (size_t i = 0; i < l && j < sizeof(tmp) - 1; i++) {
+		unsigned v;
+
+		if (unit[i] == '\\' && i + 3 < l && unit[i + 1] == 'x' &&
+		    isxdigit((unsigned char)unit[i + 2]) && isxdigit((unsigned char)unit[i + 3]) &&
+		    sscanf(unit + i + 2, "%2x", &v) == 1) {
+			tmp[j++] = (char)v;
+			i += 3;
+			continue;
+		}
+		tmp[j++] = unit[i];
+	}
+	load_set_name(out, tmp, j);
+}
+
+/* A cgroup v1 hierarchy (its mount, or the files v1 controllers make). */
+static int
+cg_is_v1(const char *dir)
+{
+	static const char *const v1_files[] = {"tasks", "cpuacct.usage", "cpu.cfs_quota_us",
+					       "memory.usage_in_bytes"};
+	struct statfs fs;
+	char path[4096];
+
+	if (statfs(dir, &fs) == 0) {
+		if ((unsigned long)fs.f_type == CG_V2_MAGIC)
+			return 0;
+		if ((unsigned long)fs.f_type == CG_V1_MAGIC)
+			return 1;
+	}
+	/* Not a cgroup file system (a copy, a test tree): judge by its files. */
+	snprintf(path, sizeof(path), "%s/cgroup.controllers", dir);
+	if (access(path, F_OK) == 0)
+		return 0;
+	for (size_t i = 0; i < sizeof(v1_files) / sizeof(v1_files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, v1_files[i]);
+		if (access(path, F_OK) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 static int
 cg_open(const char *arg, void **state)
 {
@@ -80,6 +154,12 @@ cg_open(const char *arg, void **state)
 
 	if (stat(arg, &st) != 0 || !S_ISDIR(st.st_mode))
 		return pg_error(PG_ENOENT, "load", "cgroup '%s': not a folder", arg);
+	if (cg_is_v1(arg))
+		return pg_error(PG_EINVAL, "load",
+				"cgroup '%s' is a cgroup v1 hierarchy: payguard reads cgroup v2 "
+				"only (boot with systemd.unified_cgroup_hierarchy=1, or give the "
+				"v2 folder, e.g. /sys/fs/cgroup/machine.slice)",
+				arg);
 	s = calloc(1, sizeof(*s));
 	if (!s || !(s->parent = strdup(arg))) {
 		free(s);
@@ -145,7 +225,7 @@ cg_poll(void *state, pg_load_sample_cb cb, void *ctx)
 		}
 		c = &now[n++];
 		memset(c, 0, sizeof(*c));
-		load_set_name(c->name, de->d_name, strlen(de->d_name));
+		load_cgroup_name(de->d_name, c->name);
 		c->t_ns = t;
 		c->usage_us = cg_key(buf, "usage_usec");
 		if (cg_read(dir, "cpu.max", buf, CG_FILE_MAX) == 0 && strncmp(buf, "max", 3) != 0) {
@@ -183,10 +263,10 @@ cg_poll(void *state, pg_load_sample_cb cb, void *ctx)
 			memset(&x, 0, sizeof(x));
 			x.ts_ms = wall;
 			x.v[PG_LOAD_CPU] =
-			    c->usage_us >= p->usage_us
-				? 100.0 * (c->usage_us - p->usage_us) / 1e6 / secs / cores
-				: 0;
-			x.v[PG_LOAD_MEM] = memmax > 0 ? 100.0 * mem / memmax : 0;
+			    load_pct(c->usage_us >= p->usage_us
+					 ? 100.0 * (c->usage_us - p->usage_us) / 1e6 / secs / cores
+					 : 0);
+			x.v[PG_LOAD_MEM] = load_pct(memmax > 0 ? 100.0 * mem / memmax : 0);
 			x.v[PG_LOAD_DISK_RD] =
 			    c->rbytes >= p->rbytes ? (c->rbytes - p->rbytes) / 1024 / secs : 0;
 			x.v[PG_LOAD_DISK_WR] =
@@ -196,6 +276,13 @@ cg_poll(void *state, pg_load_sample_cb cb, void *ctx)
 				goto out;
 			reported++;
 		}
+	}
+	if (n == 0 && !s->warned_empty) {
+		pg_warn("load",
+			"cgroup '%s': no child cgroups with cpu.stat: nothing to collect (give the "
+			"parent of the VMs' cgroups, e.g. /sys/fs/cgroup/machine.slice)",
+			s->parent);
+		s->warned_empty = 1;
 	}
 	free(s->prev);
 	s->prev = now;

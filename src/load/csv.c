@@ -43,6 +43,7 @@ pg_load_series_reset(struct pg_load_series *s)
 {
 	s->n = 0;
 	s->vm[0] = 0;
+	s->info[0] = 0;
 }
 
 int
@@ -168,7 +169,7 @@ load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out)
 	size_t lineno = 0;
 	int rc;
 
-	out->n = 0;
+	/* Appends: a VM's month files are read one after the other. */
 	while ((rc = read_line(f, line, sizeof(line))) > 0) {
 		double v[BB_COLS];
 		struct pg_load_sample s;
@@ -205,8 +206,11 @@ load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out)
 					name, lineno, v[0]);
 		/* The published files carry seconds despite the "[ms]" header. */
 		s.ts_ms = v[0] < 1e11 ? (int64_t)(v[0] * 1000.0) : (int64_t)v[0];
-		s.v[PG_LOAD_CPU] = v[4];
+		/* Shares above 100 % (a busy VM past its provisioned MHz) are clipped here. */
+		s.v[PG_LOAD_CPU] = v[4] > 100 ? 100 : v[4];
 		s.v[PG_LOAD_MEM] = v[5] > 0 ? 100.0 * v[6] / v[5] : 0;
+		if (s.v[PG_LOAD_MEM] > 100)
+			s.v[PG_LOAD_MEM] = 100;
 		s.v[PG_LOAD_DISK_RD] = v[7];
 		s.v[PG_LOAD_DISK_WR] = v[8];
 		s.v[PG_LOAD_NET_RX] = v[9];
@@ -223,12 +227,19 @@ load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out)
 	return 0;
 }
 
-/* ---- Bitbrains collector: a folder of <vm>.csv files, or one file ---- */
+/* ---- Bitbrains collector: a folder of <vm>.csv files, one file, or the
+ * parent of month folders (rnd/2013-7/1.csv, rnd/2013-8/1.csv, ...), where
+ * one VM's months are read in order into one series ---- */
+
+struct bb_file {
+	char *path;
+	char vm[128];
+	size_t month; /* index of its month folder in time order; 0 without */
+};
 
 struct bb_state {
-	char *dir;
-	char **files;
-	size_t nfiles, next;
+	struct bb_file *files;
+	size_t nfiles, cap, next;
 };
 
 static void
@@ -239,22 +250,145 @@ bb_close(void *st)
 	if (!b)
 		return;
 	for (size_t i = 0; i < b->nfiles; i++)
-		free(b->files[i]);
+		free(b->files[i].path);
 	free(b->files);
-	free(b->dir);
 	free(b);
+}
+
+/* Numeric names (1.csv, 2.csv, 10.csv; 2013-7, 2013-10) sort by number. */
+static int
+cmp_name(const char *x, const char *y)
+{
+	while (*x && *y) {
+		if (isdigit((unsigned char)*x) && isdigit((unsigned char)*y)) {
+			size_t lx = strspn(x, "0123456789"), ly = strspn(y, "0123456789");
+			int c;
+
+			if (lx != ly)
+				return lx < ly ? -1 : 1;
+			if ((c = strncmp(x, y, lx)) != 0)
+				return c;
+			x += lx;
+			y += ly;
+			continue;
+		}
+		if (*x != *y)
+			return (unsigned char)*x < (unsigned char)*y ? -1 : 1;
+		x++;
+		y++;
+	}
+	return *x ? 1 : *y ? -1 : 0;
 }
 
 static int
 cmp_str(const void *a, const void *b)
 {
-	const char *x = *(char *const *)a, *y = *(char *const *)b;
-	size_t lx = strlen(x), ly = strlen(y);
+	return cmp_name(*(char *const *)a, *(char *const *)b);
+}
 
-	/* Numeric names (1.csv, 2.csv, 10.csv) sort by number, as published. */
-	if (lx != ly && isdigit((unsigned char)x[0]) && isdigit((unsigned char)y[0]))
-		return lx < ly ? -1 : 1;
-	return strcmp(x, y);
+static int
+cmp_file(const void *a, const void *b)
+{
+	const struct bb_file *x = a, *y = b;
+	int c = cmp_name(x->vm, y->vm);
+
+	if (c)
+		return c;
+	return x->month < y->month ? -1 : x->month > y->month;
+}
+
+static int
+bb_add(struct bb_state *b, const char *dir, const char *name, size_t month)
+{
+	const char *dot = strrchr(name, '.');
+	struct bb_file *f;
+
+	if (b->nfiles == b->cap) {
+		size_t ncap = b->cap ? b->cap * 2 : 64;
+		struct bb_file *p = realloc(b->files, ncap * sizeof(*p));
+		if (!p)
+			return pg_error(PG_ENOMEM, "load", "file list");
+		b->files = p;
+		b->cap = ncap;
+	}
+	f = &b->files[b->nfiles];
+	if (dir ? asprintf(&f->path, "%s/%s", dir, name) < 0 : !(f->path = strdup(name)))
+		return pg_error(PG_ENOMEM, "load", "file list");
+	name = strrchr(f->path, '/') ? strrchr(f->path, '/') + 1 : f->path;
+	dot = strrchr(name, '.');
+	load_set_name(f->vm, name, dot ? (size_t)(dot - name) : strlen(name));
+	f->month = month;
+	b->nfiles++;
+	return 0;
+}
+
+/* The .csv files of dir; their count in *n. */
+static int
+bb_scan(struct bb_state *b, const char *dir, size_t month, size_t *n)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int rc = 0;
+
+	*n = 0;
+	if (!d)
+		return pg_error(PG_ENOENT, "load", "'%s': cannot read folder", dir);
+	while (rc == 0 && (de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+
+		if (l < 5 || strcmp(de->d_name + l - 4, ".csv") != 0)
+			continue;
+		rc = bb_add(b, dir, de->d_name, month);
+		(*n)++;
+	}
+	closedir(d);
+	return rc;
+}
+
+/* Subfolders of dir, sorted by name (months: 2013-7 < 2013-8 < 2013-10). */
+static int
+bb_subdirs(const char *dir, char ***out, size_t *n)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char **v = NULL;
+	size_t cap = 0;
+	int rc = 0;
+
+	*n = 0;
+	if (!d)
+		return pg_error(PG_ENOENT, "load", "'%s': cannot read folder", dir);
+	while (rc == 0 && (de = readdir(d))) {
+		char *p;
+		struct stat st;
+
+		if (de->d_name[0] == '.')
+			continue;
+		if (asprintf(&p, "%s/%s", dir, de->d_name) < 0) {
+			rc = pg_error(PG_ENOMEM, "load", "folder list");
+			break;
+		}
+		if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
+			free(p);
+			continue;
+		}
+		if (*n == cap) {
+			char **q = realloc(v, (cap ? cap * 2 : 16) * sizeof(*q));
+			if (!q) {
+				free(p);
+				rc = pg_error(PG_ENOMEM, "load", "folder list");
+				break;
+			}
+			v = q;
+			cap = cap ? cap * 2 : 16;
+		}
+		v[(*n)++] = p;
+	}
+	closedir(d);
+	if (*n)
+		qsort(v, *n, sizeof(*v), cmp_str);
+	*out = v;
+	return rc;
 }
 
 static int
@@ -262,9 +396,8 @@ bb_open(const char *arg, void **state)
 {
 	struct bb_state *b = calloc(1, sizeof(*b));
 	struct stat st;
-	DIR *d = NULL;
-	struct dirent *de;
-	size_t cap = 0;
+	char **months = NULL;
+	size_t nmonths = 0, n = 0;
 	int rc = 0;
 
 	if (!b)
@@ -274,48 +407,29 @@ bb_open(const char *arg, void **state)
 		goto out;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		b->files = calloc(1, sizeof(char *));
-		if (!b->files || !(b->files[0] = strdup(arg))) {
-			rc = pg_error(PG_ENOMEM, "load", "bitbrains state");
-			goto out;
-		}
-		b->nfiles = 1;
+		rc = bb_add(b, NULL, arg, 0);
 		goto out;
 	}
-	b->dir = strdup(arg);
-	d = opendir(arg);
-	if (!b->dir || !d) {
-		rc = pg_error(d ? PG_ENOMEM : PG_ENOENT, "load", "'%s': cannot read folder", arg);
-		goto out;
+	rc = bb_scan(b, arg, 0, &n);
+	if (rc == 0 && n == 0) {
+		/* The parent of month folders. */
+		rc = bb_subdirs(arg, &months, &nmonths);
+		for (size_t i = 0; rc == 0 && i < nmonths; i++)
+			rc = bb_scan(b, months[i], i, &n);
 	}
-	while ((de = readdir(d))) {
-		size_t l = strlen(de->d_name);
-
-		if (l < 5 || strcmp(de->d_name + l - 4, ".csv") != 0)
-			continue;
-		if (b->nfiles == cap) {
-			char **p = realloc(b->files, (cap ? cap * 2 : 64) * sizeof(char *));
-			if (!p) {
-				rc = pg_error(PG_ENOMEM, "load", "file list");
-				goto out;
-			}
-			b->files = p;
-			cap = cap ? cap * 2 : 64;
-		}
-		if (asprintf(&b->files[b->nfiles], "%s/%s", arg, de->d_name) < 0) {
-			rc = pg_error(PG_ENOMEM, "load", "file list");
-			goto out;
-		}
-		b->nfiles++;
-	}
-	if (b->nfiles == 0) {
-		rc = pg_error(PG_ENOENT, "load", "'%s': no .csv files", arg);
-		goto out;
-	}
-	qsort(b->files, b->nfiles, sizeof(char *), cmp_str);
+	if (rc == 0 && b->nfiles == 0)
+		rc = pg_error(PG_ENOENT, "load",
+			      "'%s': no .csv files, nor month folders (2013-7/...) holding them",
+			      arg);
+	if (rc == 0)
+		qsort(b->files, b->nfiles, sizeof(*b->files), cmp_file);
+	if (rc == 0 && nmonths)
+		pg_info("load", "bitbrains '%s': %zu month folders, %zu files", arg, nmonths,
+			b->nfiles);
 out:
-	if (d)
-		closedir(d);
+	for (size_t i = 0; i < nmonths; i++)
+		free(months[i]);
+	free(months);
 	if (rc < 0) {
 		bb_close(b);
 		return rc;
@@ -324,33 +438,40 @@ out:
 	return 0;
 }
 
+/* One VM: every month's file of it, appended in month order. */
 static int
 bb_next(void *st, struct pg_load_series *out)
 {
 	struct bb_state *b = st;
-	const char *path, *base, *dot;
-	FILE *f;
-	int rc;
+	size_t first;
+	int rc = 0;
 
 	if (b->next >= b->nfiles)
 		return 0;
-	path = b->files[b->next++];
-	base = strrchr(path, '/');
-	base = base ? base + 1 : path;
-	dot = strrchr(base, '.');
 	pg_load_series_reset(out);
-	load_set_name(out->vm, base, dot ? (size_t)(dot - base) : strlen(base));
-	f = fopen(path, "r");
-	if (!f)
-		return pg_error(PG_ENOENT, "load", "'%s': %s", path, strerror(errno));
-	rc = load_bitbrains_read(f, path, out);
-	fclose(f);
+	first = b->next;
+	snprintf(out->vm, sizeof(out->vm), "%s", b->files[first].vm);
+	for (; b->next < b->nfiles && strcmp(b->files[b->next].vm, out->vm) == 0; b->next++) {
+		const char *path = b->files[b->next].path;
+		FILE *f;
+
+		if (rc < 0)
+			continue; /* the VM is rejected: skip its other months */
+		f = fopen(path, "r");
+		if (!f) {
+			rc = pg_error(PG_ENOENT, "load", "'%s': %s", path, strerror(errno));
+			continue;
+		}
+		rc = load_bitbrains_read(f, path, out);
+		fclose(f);
+	}
 	return rc < 0 ? rc : 1;
 }
 
 const struct pg_load_ops pg_load_bitbrains_ops = {
     .name = "bitbrains",
-    .help = "bitbrains:PATH   Bitbrains GWA-T-12 traces: a folder of <vm>.csv files or one file",
+    .help = "bitbrains:PATH   Bitbrains GWA-T-12 traces: a folder of <vm>.csv files, one file, "
+	    "or the parent of month folders (rnd/2013-7/...)",
     .open = bb_open,
     .next = bb_next,
     .close = bb_close,
@@ -403,6 +524,10 @@ csv_row(struct load_csv_reader *r, char *line, size_t lineno, char vm[128],
 			return pg_error(PG_EFORMAT, "load", "%s:%zu: field %zu is negative",
 					r->name, lineno, i + 3);
 	}
+	/* CPU and memory are shares: above 100 % is clipped where it is read. */
+	for (size_t i = PG_LOAD_CPU; i <= PG_LOAD_MEM; i++)
+		if (s->v[i] > 100)
+			s->v[i] = 100;
 	return 0;
 }
 
@@ -472,9 +597,28 @@ load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 			snprintf(out->vm, sizeof(out->vm), "%s", vm);
 		if (err)
 			continue; /* the VM is rejected; skip the rest of its rows */
+		if (!r->rows_ok) {
+			/* A file in another layout: one error for the file, not one per VM. */
+			size_t nf = 1;
+
+			for (const char *p = line; (p = strchr(p, ',')); p++)
+				nf++;
+			if (nf != CSV_COLS) {
+				r->eof = 1;
+				free(r->pending);
+				r->pending = NULL;
+				return pg_error(
+				    PG_EFORMAT, "load",
+				    "%s:%zu: %zu fields, expected %d (%s): not our plain "
+				    "CSV",
+				    r->name, lineno, nf, CSV_COLS, csv_header);
+			}
+		}
 		rc = csv_row(r, line, lineno, vm, &s);
 		if (rc == 0)
 			rc = pg_load_series_push(out, &s);
+		if (rc == 0)
+			r->rows_ok++;
 		if (rc < 0)
 			err = rc;
 	}

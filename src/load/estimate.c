@@ -5,6 +5,7 @@
  * characteristic values, giving each VM a type and a load value.
  * docs/load.md gives the formulas and why.
  */
+#include "load_int.h"
 #include "payguard/error.h"
 #include "payguard/kmeans.h"
 #include "payguard/load.h"
@@ -16,11 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DISK_REF  20480.0 /* KB/s of disk traffic that maps to 0.5 */
-#define NET_REF	  12800.0 /* KB/s of network traffic (~100 Mbit/s) that maps to 0.5 */
-#define BATCH	  64	  /* VMs held at once before their first level runs */
-#define SIL_MAX	  2000	  /* VMs the silhouette is computed on */
-#define LIGHT_MAX 0.2	  /* a type whose center stays below this everywhere is light */
+#define BATCH	  64   /* VMs held at once before their first level runs */
+#define SIL_MAX	  2000 /* VMs the silhouette is computed on */
+#define LIGHT_MAX 0.2  /* a type whose center stays below this everywhere is light */
 
 static const char *const feat_names[PG_LOAD_NFEAT] = {"cpu", "memory", "disk", "network"};
 
@@ -53,8 +52,8 @@ pg_load_features(const struct pg_load_sample *s, double f[PG_LOAD_NFEAT])
 	f[0] = clamp01(s->v[PG_LOAD_CPU] / 100.0);
 	f[1] = clamp01(s->v[PG_LOAD_MEM] / 100.0);
 	/* Throughputs have no ceiling: x / (x + ref) maps them onto [0, 1). */
-	f[2] = disk > 0 ? disk / (disk + DISK_REF) : 0;
-	f[3] = net > 0 ? net / (net + NET_REF) : 0;
+	f[2] = disk > 0 ? disk / (disk + LOAD_DISK_REF) : 0;
+	f[3] = net > 0 ? net / (net + LOAD_NET_REF) : 0;
 }
 
 /*
@@ -288,6 +287,7 @@ int
 pg_load_est_add(struct pg_load_est *e, const struct pg_load_series *s)
 {
 	double *f;
+	size_t before;
 	int rc;
 
 	if (s->n < e->p.k1)
@@ -298,7 +298,10 @@ pg_load_est_add(struct pg_load_est *e, const struct pg_load_series *s)
 		return pg_error(PG_ENOMEM, "load", "VM '%s': %zu samples", s->vm, s->n);
 	for (size_t i = 0; i < s->n; i++)
 		pg_load_features(&s->s[i], f + i * PG_LOAD_NFEAT);
+	before = e->nvms;
 	rc = pg_load_est_add_features(e, s->vm, f, s->n);
+	if (e->nvms > before) /* added (its batch may have run already) */
+		memcpy(e->vms[before].info, s->info, sizeof(s->info));
 	free(f);
 	return rc;
 }

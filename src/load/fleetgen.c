@@ -5,6 +5,7 @@
  * part way through the day, overlapping secondary loads and noise, so that a
  * naive method (k-means on per-VM means or maxima) does not recover the types.
  */
+#include "load_int.h"
 #include "payguard/error.h"
 #include "payguard/load.h"
 #include "payguard/log.h"
@@ -15,8 +16,6 @@
 #include <string.h>
 
 #define GEN_T0_MS 1795478400000LL /* 2026-11-25T00:00:00Z */
-#define DISK_REF  20480.0	  /* KB/s at which the disk feature is 0.5 */
-#define NET_REF	  12800.0	  /* KB/s at which the network feature is 0.5 */
 
 struct gen_rng {
 	uint64_t s;
@@ -127,8 +126,8 @@ pg_load_gen_vm(uint64_t seed, size_t idx, size_t samples, struct pg_load_series 
 		s.v[PG_LOAD_CPU] = 100 * lvl[0];
 		s.v[PG_LOAD_MEM] = 100 * lvl[1];
 		{
-			double disk = DISK_REF * lvl[2] / (1 - lvl[2]);
-			double net = NET_REF * lvl[3] / (1 - lvl[3]);
+			double disk = LOAD_DISK_REF * lvl[2] / (1 - lvl[2]);
+			double net = LOAD_NET_REF * lvl[3] / (1 - lvl[3]);
 			double rd = gen_u(&r, 0.2, 0.8), rx = gen_u(&r, 0.3, 0.7);
 			s.v[PG_LOAD_DISK_RD] = disk * rd;
 			s.v[PG_LOAD_DISK_WR] = disk * (1 - rd);

@@ -13,8 +13,10 @@
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define LV_MAX_DEVS 32
 
@@ -40,6 +42,15 @@ lv_open(const char *arg, void **state)
 
 	if (!s)
 		return pg_error(PG_ENOMEM, "load", "libvirt state");
+	/* The test driver's node XML: say plainly when the file is not there. */
+	if (arg && strncmp(arg, "test://", 7) == 0 && arg[7] == '/' &&
+	    strcmp(arg, "test:///default") != 0 && access(arg + 7, R_OK) != 0) {
+		int rc = pg_error(
+		    PG_ENOENT, "load", "libvirt '%s': node XML file '%s' not found%s%s", arg,
+		    arg + 7, errno == ENOENT ? "" : ": ", errno == ENOENT ? "" : strerror(errno));
+		free(s);
+		return rc;
+	}
 	virSetErrorFunc(NULL, lv_quiet);
 	s->uri = strdup(arg);
 	s->conn = virConnectOpenReadOnly(arg && *arg ? arg : NULL);
@@ -302,8 +313,8 @@ lv_poll(void *state, pg_load_sample_cb cb, void *ctx)
 
 			x.ts_ms = wall;
 			x.v[PG_LOAD_CPU] =
-			    100.0 * rate(c->cpu_ns, p->cpu_ns, secs) / 1e9 / c->nvcpu;
-			x.v[PG_LOAD_MEM] = c->mem_pct;
+			    load_pct(100.0 * rate(c->cpu_ns, p->cpu_ns, secs) / 1e9 / c->nvcpu);
+			x.v[PG_LOAD_MEM] = load_pct(c->mem_pct);
 			x.v[PG_LOAD_DISK_RD] = rate(c->rd, p->rd, secs) / 1024;
 			x.v[PG_LOAD_DISK_WR] = rate(c->wr, p->wr, secs) / 1024;
 			x.v[PG_LOAD_NET_RX] = rate(c->rx, p->rx, secs) / 1024;

@@ -12,6 +12,10 @@
 
 #define LOAD_LINE_MAX 4096 /* longest trace line accepted */
 
+/* Throughputs whose feature is 0.5 (docs/load.md, "Features"). */
+#define LOAD_DISK_REF 20480.0 /* KB/s of disk traffic */
+#define LOAD_NET_REF  12800.0 /* KB/s of network traffic (~100 Mbit/s) */
+
 /* Reads one Bitbrains GWA-T-12 file (one VM). name is used in errors. */
 int load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out);
 
@@ -24,6 +28,7 @@ struct load_csv_reader {
 	size_t pending_line;
 	int header_done;
 	int eof;
+	size_t rows_ok; /* rows read well: before the first, a wrong layout stops the file */
 };
 void load_csv_reader_init(struct load_csv_reader *r, FILE *f, const char *name);
 void load_csv_reader_release(struct load_csv_reader *r);
@@ -42,6 +47,48 @@ struct _virDomainStatsRecord;
 /* Reads one virConnectGetAllDomainStats record; says which groups it held. */
 void load_lv_record(const struct _virDomainStatsRecord *r, struct load_lv_counters *c, int *has_cpu,
 		    int *has_mem, int *has_blk, int *has_net);
+
+/*
+ * The public traces whose rows are not grouped by VM (src/load/traces.c):
+ * lines are fed in, then _finish sorts each VM's samples. Exposed for the
+ * fuzz harness.
+ */
+enum load_trace_kind {
+	LOAD_TRACE_AZURE,	   /* vm_cpu_readings-file-*.csv */
+	LOAD_TRACE_AZURE_VMTABLE,  /* vmtable.csv */
+	LOAD_TRACE_ALI_MACHINE,	   /* machine_usage.csv */
+	LOAD_TRACE_ALI_CONTAINER,  /* container_usage.csv */
+	LOAD_TRACE_GOOGLE_MACHINE, /* task_usage, per machine */
+	LOAD_TRACE_GOOGLE_JOB,	   /* task_usage, per job */
+};
+struct load_trace;
+struct load_trace *load_trace_new(enum load_trace_kind kind);
+void load_trace_free(struct load_trace *t);
+int load_trace_feed(struct load_trace *t, enum load_trace_kind kind, const char *buf, size_t len,
+		    const char *file);
+int load_trace_finish(struct load_trace *t);
+size_t load_trace_count(const struct load_trace *t);
+
+/* CPU and memory shares: above 100 % is clipped where a collector reads it. */
+static inline double
+load_pct(double v)
+{
+	return v > 100 ? 100 : v;
+}
+
+/* systemd unit name to VM name: machine-qemu\x2d1\x2dweb.scope -> qemu-1-web. */
+void load_cgroup_name(const char *unit, char out[128]);
+
+/* Geometry of the load plot (src/load/plot.c), shared with its test. */
+#define LOAD_PLOT_W	      1060
+#define LOAD_PLOT_H	      700
+#define LOAD_PLOT_ML	      90 /* frame: left, right, top, bottom margins */
+#define LOAD_PLOT_MR	      370
+#define LOAD_PLOT_MT	      50
+#define LOAD_PLOT_MB	      80
+#define LOAD_PLOT_PAD	      8.0 /* inside the frame: a marker at 0 or 1 stays inside */
+#define LOAD_PLOT_LEGEND_X    (LOAD_PLOT_W - LOAD_PLOT_MR + 34)
+#define LOAD_PLOT_LEGEND_Y(t) (LOAD_PLOT_MT + 38 + 26.0 * (double)(t)) /* text baseline */
 
 /* Strict number: the whole field, finite. */
 int load_parse_double(const char *s, double *v);

@@ -11,8 +11,17 @@
 
 /* Order: trace sources first, then live ones; `--help` lists them so. */
 const struct pg_load_ops *const pg_load_sources[] = {
-    &pg_load_bitbrains_ops, &pg_load_csv_ops,	  &pg_load_store_ops,  &pg_load_gen_ops,
-    &pg_load_prom_ops,	    &pg_load_libvirt_ops, &pg_load_cgroup_ops, NULL,
+    &pg_load_bitbrains_ops,
+    &pg_load_azure_ops,
+    &pg_load_alibaba_ops,
+    &pg_load_google2011_ops,
+    &pg_load_csv_ops,
+    &pg_load_store_ops,
+    &pg_load_gen_ops,
+    &pg_load_prom_ops,
+    &pg_load_libvirt_ops,
+    &pg_load_cgroup_ops,
+    NULL,
 };
 
 int

@@ -207,12 +207,24 @@ pg_serve_check_load_source(const char *spec)
 	if (pg_load_source_lookup(spec, &ops, &arg) < 0 || !ops)
 		return pg_error(PG_EINVAL, "serve",
 				"load_source '%.100s': unknown collector (want KIND:ARG, e.g. "
-				"cgroup:/sys/fs/cgroup/machine.slice or libvirt:qemu:///system)",
+				"cgroup:/sys/fs/cgroup/machine.slice, libvirt:qemu:///system or "
+				"prometheus:http://127.0.0.1:9090)",
 				spec);
 	if (!ops->poll)
 		return pg_error(PG_EINVAL, "serve",
 				"load_source '%.100s': '%s' is a trace, not a live collector "
 				"(import traces with 'payguard load import')",
 				spec, ops->name);
+	if (ops->open_live) {
+		/* Such a source (prometheus) opens without I/O: check its spec now. */
+		void *st = NULL;
+		char why[256];
+
+		if (ops->open_live(arg, &st) < 0) {
+			snprintf(why, sizeof(why), "%s", pg_last_error());
+			return pg_error(PG_EINVAL, "serve", "load_source '%.100s': %s", spec, why);
+		}
+		ops->close(st);
+	}
 	return 0;
 }

@@ -781,7 +781,7 @@ worker_load_live(const char *dbpath, const char *spec, int period_ms)
 	if (rc == 0)
 		rc = pg_load_store_migrate(&st);
 	if (rc == 0)
-		rc = ops->open(arg, &src);
+		rc = (ops->open_live ? ops->open_live : ops->open)(arg, &src);
 	l.st = &st;
 	l.vm = calloc(LIVE_MAX_VMS, sizeof(*l.vm));
 	if (rc == 0 && !l.vm)

@@ -46,4 +46,10 @@ if "$PAYGUARD" load collect --source "libvirt:qemu+tcp://127.0.0.1:1/system" --c
 	--interval 0.1 2> "$tmp/e1"; then exit 1; fi
 cat "$tmp/e1"
 grep -q "libvirt 'qemu+tcp://127.0.0.1:1/system'" "$tmp/e1"
+# The test driver's node XML file missing: "not found", naming the file
+# (libvirt itself only says it failed to open it).
+if "$PAYGUARD" load collect --source "libvirt:test://$tmp/no-such-node.xml" --count 2 \
+	--interval 0.1 2> "$tmp/e2"; then exit 1; fi
+cat "$tmp/e2"
+grep -q "node XML file '$tmp/no-such-node.xml' not found" "$tmp/e2"
 echo "libvirt collector: ok"

@@ -2,8 +2,10 @@
  * Collector parsers on exact inputs: Bitbrains GWA-T-12 lines, our plain CSV
  * with bad rows (the error names file and line, the next VM still comes),
  * the Prometheus query_range parser, the numeric matrix reader, the reader
- * of libvirt bulk-stats records (the test driver leaves them empty), and the
- * cgroup v2 collector on a cgroup tree laid out in a temporary folder.
+ * of libvirt bulk-stats records (the test driver leaves them empty), the
+ * cgroup v2 collector on a cgroup tree laid out in a temporary folder (names
+ * unescaped, CPU clipped, v1 refused), the public trace readers' errors and
+ * Google sums, and the Prometheus source's spec.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -210,6 +212,11 @@ test_cgroup_tree(void **state)
 
 	(void)state;
 	assert_non_null(mkdtemp(root));
+	snprintf(d, sizeof(d), "%s/machine-qemu\\x2d1\\x2dweb.scope", root);
+	assert_int_equal(mkdir(d, 0755), 0);
+	/* a VM burning 4 cores' worth on 1: clipped to 100 % where it is read */
+	put(d, "cpu.stat", "usage_usec 0\n");
+	put(d, "cpu.max", "100000 100000\n");
 	snprintf(d, sizeof(d), "%s/vm-a.scope", root);
 	assert_int_equal(mkdir(d, 0755), 0);
 	put(d, "cpu.stat", "usage_usec 1000000\nuser_usec 600000\nsystem_usec 400000\n");
@@ -222,14 +229,171 @@ test_cgroup_tree(void **state)
 	usleep(200000);
 	put(d, "cpu.stat", "usage_usec 1200000\n");
 	put(d, "io.stat", "8:0 rbytes=2097152 wbytes=4096 rios=20 wios=1 dbytes=0 dios=0\n");
-	assert_int_equal(pg_load_cgroup_ops.poll(st, cg_cb, &a), 1);
+	{
+		char q[4096];
+		snprintf(q, sizeof(q), "%s/machine-qemu\\x2d1\\x2dweb.scope", root);
+		put(q, "cpu.stat", "usage_usec 800000\n");
+	}
+	assert_int_equal(pg_load_cgroup_ops.poll(st, cg_cb, &a), 2);
 	pg_load_cgroup_ops.close(st);
-	assert_string_equal(a.vm[0], "vm-a.scope");
-	/* 0.2 s of CPU over ~0.2 s on 2 cores: about 50%. */
-	assert_true(a.cpu[0] > 20 && a.cpu[0] < 55);
-	assert_true(a.rd[0] > 1000 && a.rd[0] < 5200);
+	for (int i = 0; i < 2; i++) {
+		if (strcmp(a.vm[i], "vm-a") == 0) {
+			/* 0.2 s of CPU over ~0.2 s on 2 cores: about 50%. */
+			assert_true(a.cpu[i] > 20 && a.cpu[i] < 55);
+			assert_true(a.rd[i] > 1000 && a.rd[i] < 5200);
+		} else {
+			assert_string_equal(a.vm[i], "qemu-1-web");
+			assert_true(a.cpu[i] == 100.0);
+		}
+	}
+	assert_true(strcmp(a.vm[0], "vm-a") == 0 || strcmp(a.vm[1], "vm-a") == 0);
 	snprintf(d, sizeof(d), "rm -rf '%s'", root);
 	assert_int_equal(system(d), 0);
+}
+
+static void
+test_cgroup_names(void **state)
+{
+	char out[128];
+
+	(void)state;
+	load_cgroup_name("machine-qemu\\x2d1\\x2dweb.scope", out);
+	assert_string_equal(out, "qemu-1-web");
+	load_cgroup_name("machine-lxc\\x2d42\\x2ddb\\x2ebig.scope", out);
+	assert_string_equal(out, "lxc-42-db.big");
+	load_cgroup_name("vm-b", out);
+	assert_string_equal(out, "vm-b");
+	load_cgroup_name("x\\x2", out); /* a cut escape stays as it is */
+	assert_string_equal(out, "x\\x2");
+	load_cgroup_name("a\\x00b.service", out); /* a NUL byte is not kept */
+	assert_string_equal(out, "ab");
+}
+
+static void
+test_cgroup_v1_refused(void **state)
+{
+	char root[] = "/tmp/pg-cgroup1-XXXXXX", cmd[4200];
+	void *st = NULL;
+
+	(void)state;
+	assert_non_null(mkdtemp(root));
+	put(root, "tasks", "");
+	put(root, "cpuacct.usage", "12345\n");
+	assert_int_equal(pg_load_cgroup_ops.open(root, &st), PG_EINVAL);
+	assert_non_null(strstr(pg_last_error(), "cgroup v1"));
+	put(root, "cgroup.controllers", "cpu io memory\n"); /* a v2 folder says so */
+	assert_int_equal(pg_load_cgroup_ops.open(root, &st), 0);
+	pg_load_cgroup_ops.close(st);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	assert_int_equal(system(cmd), 0);
+}
+
+static int
+feed(enum load_trace_kind k, const char *text, struct load_trace **out)
+{
+	struct load_trace *t = load_trace_new(k);
+	int rc;
+
+	assert_non_null(t);
+	rc = load_trace_feed(t, k, text, strlen(text), "f.csv");
+	if (rc == 0)
+		rc = load_trace_finish(t);
+	if (out)
+		*out = t;
+	else
+		load_trace_free(t);
+	return rc;
+}
+
+static void
+test_public_traces(void **state)
+{
+	struct load_trace *t;
+	struct pg_load_series s;
+
+	(void)state;
+	/* Azure: column and line of a bad field; more than 100 % clipped. */
+	assert_int_equal(feed(LOAD_TRACE_AZURE, "0,vmA,1,2,1.5\n300,vmA,1,2,x\n", NULL),
+			 PG_EFORMAT);
+	assert_non_null(
+	    strstr(pg_last_error(), "f.csv:2: column 5 (avg cpu): 'x' is not a number"));
+	assert_int_equal(feed(LOAD_TRACE_AZURE, "0,vmA,1,2\n", NULL), PG_EFORMAT);
+	assert_non_null(strstr(pg_last_error(), "f.csv:1: 4 columns, but an Azure"));
+	assert_int_equal(feed(LOAD_TRACE_AZURE, "300,vmA,1,2,250\n0,vmA,1,2,20\n0,vmB,0,0,0\n", &t),
+			 0);
+	assert_int_equal(load_trace_count(t), 2);
+	pg_load_series_init(&s, 0);
+	assert_int_equal(pg_load_azure_ops.next(t, &s), 1);
+	assert_string_equal(s.vm, "vmA");
+	assert_int_equal(s.n, 2);
+	assert_true(s.s[0].ts_ms == 0 && s.s[0].v[PG_LOAD_CPU] == 20); /* sorted by time */
+	assert_true(s.s[1].ts_ms == 300000 && s.s[1].v[PG_LOAD_CPU] == 100);
+	assert_int_equal(pg_load_azure_ops.next(t, &s), 1);
+	assert_string_equal(s.vm, "vmB");
+	assert_int_equal(pg_load_azure_ops.next(t, &s), 0);
+	load_trace_free(t);
+	/* vmtable: the category must be one of the published three. */
+	assert_int_equal(feed(LOAD_TRACE_AZURE_VMTABLE, "v,s,d,0,300,9,5,8,Batch,2,4\n", NULL),
+			 PG_EFORMAT);
+	assert_non_null(strstr(pg_last_error(), "column 9 (vmcategory)"));
+	/* Alibaba: gaps skip the row; disk -1 is "abnormal", taken as 0. */
+	assert_int_equal(feed(LOAD_TRACE_ALI_MACHINE, "m_1,10,,,,,,,\nm_1,20,50,60,,,0,0,-1\n", &t),
+			 0);
+	assert_int_equal(pg_load_alibaba_ops.next(t, &s), 1);
+	assert_int_equal(s.n, 1);
+	assert_true(s.s[0].v[PG_LOAD_CPU] == 50 && s.s[0].v[PG_LOAD_DISK_RD] == 0);
+	load_trace_free(t);
+	assert_int_equal(feed(LOAD_TRACE_ALI_CONTAINER, "c_1,m_1,10,50,60,1,1,1,0,0,2\n", NULL), 0);
+	/* Google: two tasks of one machine add up, a half window counts half. */
+	{
+		const char *rows =
+		    "600000000,900000000,7,0,42,0.25,0.1,0,0,0,0,0.02,0,0,0,,,0,0,0\n"
+		    "600000000,900000000,7,1,42,0.25,0.1,0,0,0,0,0.02,0,0,0,,,0,0,0\n"
+		    "600000000,750000000,8,0,42,0.5,0.1,0,0,0,0,,0,0,0,,,0,0,0\n";
+
+		assert_int_equal(feed(LOAD_TRACE_GOOGLE_MACHINE, rows, &t), 0);
+		assert_int_equal(pg_load_google2011_ops.next(t, &s), 1);
+		assert_string_equal(s.vm, "42");
+		assert_int_equal(s.n, 1);
+		assert_true(fabs(s.s[0].v[PG_LOAD_CPU] - 75) < 1e-9);
+		assert_true(fabs(s.s[0].v[PG_LOAD_MEM] - 25) < 1e-9);
+		load_trace_free(t);
+		assert_int_equal(feed(LOAD_TRACE_GOOGLE_JOB, rows, &t), 0);
+		assert_int_equal(load_trace_count(t), 2);
+		assert_int_equal(pg_load_google2011_ops.next(t, &s), 1);
+		assert_string_equal(s.vm, "7");
+		assert_true(fabs(s.s[0].v[PG_LOAD_CPU] - 50) < 1e-9);
+		load_trace_free(t);
+	}
+	assert_int_equal(feed(LOAD_TRACE_GOOGLE_MACHINE,
+			      "900,600,7,0,42,0.25,0.1,0,0,0,0,0,0,0,0,,,0,0,0\n", NULL),
+			 PG_EFORMAT);
+	assert_non_null(strstr(pg_last_error(), "column 2 (end time)"));
+	pg_load_series_release(&s);
+}
+
+static void
+test_prom_spec(void **state)
+{
+	void *st = NULL;
+
+	(void)state;
+	assert_int_equal(pg_load_prom_ops.open_live("http://127.0.0.1:9", &st), 0);
+	pg_load_prom_ops.close(st);
+	assert_int_equal(pg_load_prom_ops.open_live("http://h:9090/,exporter=node,cpu=my_cpu_total,"
+						    "label=vm,step=5,window=30,timeout=2,retries=0",
+						    &st),
+			 0);
+	pg_load_prom_ops.close(st);
+	/* Metric and label names are checked: nothing but a name reaches PromQL. */
+	assert_int_equal(pg_load_prom_ops.open_live("http://h,cpu=x{a=\"b\"}", &st), PG_EINVAL);
+	assert_int_equal(pg_load_prom_ops.open_live("http://h,label=a-b", &st), PG_EINVAL);
+	assert_int_equal(pg_load_prom_ops.open_live("http://h,exporter=snmp", &st), PG_EINVAL);
+	assert_int_equal(pg_load_prom_ops.open_live("http://h,retries=99", &st), PG_EINVAL);
+	assert_int_equal(pg_load_prom_ops.open_live("http://h,nosuch=1", &st), PG_EINVAL);
+	assert_non_null(strstr(pg_last_error(), "unknown key 'nosuch'"));
+	assert_int_equal(pg_load_prom_ops.open_live("http://h,1,2", &st), PG_EINVAL);
+	assert_int_equal(pg_load_prom_ops.open_live("ftp://h", &st), PG_EINVAL);
 }
 
 static virTypedParameter
@@ -292,9 +456,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_bitbrains),	cmocka_unit_test(test_plain_csv),
-	    cmocka_unit_test(test_prom_parse),	cmocka_unit_test(test_matrix),
-	    cmocka_unit_test(test_cgroup_tree), cmocka_unit_test(test_libvirt_bulk_record),
+	    cmocka_unit_test(test_bitbrains),	  cmocka_unit_test(test_plain_csv),
+	    cmocka_unit_test(test_prom_parse),	  cmocka_unit_test(test_matrix),
+	    cmocka_unit_test(test_cgroup_tree),	  cmocka_unit_test(test_libvirt_bulk_record),
+	    cmocka_unit_test(test_cgroup_names),  cmocka_unit_test(test_cgroup_v1_refused),
+	    cmocka_unit_test(test_public_traces), cmocka_unit_test(test_prom_spec),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
