@@ -150,7 +150,7 @@ int
 pg_debtracker_parse_json(json_t *root, struct pg_osv **out, size_t *count)
 {
 	json_t *map = json_object(), *cves, *cve;
-	struct pg_osv *all = NULL, *v;
+	struct pg_osv *all = NULL, *v = NULL;
 	size_t n = 0, cap = 0;
 	const char *pkg, *id;
 	int rc = 0;
