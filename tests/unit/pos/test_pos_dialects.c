@@ -158,6 +158,61 @@ test_jpos_public_0800(void **state)
 	free(m);
 }
 
+/*
+ * jPOS's own documentation (jpos.org, "ISOUtil: Byte Manipulation Helpers"):
+ * ISOUtil.str2bcd("123", false) -> 12 30, the right-padded BCD that IFB_LLNUM
+ * with pad=false writes; jpos-iso87b's field 2 does the same.
+ */
+static void
+test_jpos_doc_str2bcd(void **state)
+{
+	static struct pg_iso_dialect d;
+	struct pg_iso_msg *m = msg_new();
+	struct pg_buf out = PG_BUF_INIT(256);
+
+	(void)state;
+	load(&d, "jpos-iso87b");
+	pg_iso_set_mti(m, "0100");
+	pg_iso_set_str(m, 2, "123");
+	assert_int_equal(pg_iso_pack(&d, m, &out), 0);
+	assert_int_equal(out.len, 2 + 8 + 3);
+	assert_memory_equal(out.data + 10, "\x03\x12\x30", 3);
+	pg_buf_release(&out);
+	free(m);
+}
+
+/*
+ * A published message with ASCII fields and a binary bitmap: the 0800 David
+ * Bergert posted to the jPOS users group ("Analysis of the HEXDUMP OUTPUT",
+ * June 2009; fields 7, 11, 37, 70). It reads in npm-iso8583, the same layout.
+ */
+static void
+test_npm_public_0800(void **state)
+{
+	static struct pg_iso_dialect d;
+	size_t n;
+	uint8_t *b = unhex("30383030 8220000008000000 0400000000000000 30353239323034373338"
+			   " 343033353638 393134393230343033353638 303631",
+			   &n);
+	struct pg_iso_msg *m = msg_new();
+	struct pg_buf out = PG_BUF_INIT(256);
+
+	(void)state;
+	load(&d, "npm-iso8583");
+	assert_int_equal(pg_iso_unpack(&d, b, n, m), 0);
+	assert_string_equal(m->mti, "0800");
+	assert_field(&d, m, 7, "0529204738");
+	assert_field(&d, m, 11, "403568");
+	assert_field(&d, m, 37, "914920403568");
+	assert_field(&d, m, 70, "061");
+	assert_int_equal(pg_iso_pack(&d, m, &out), 0);
+	assert_int_equal(out.len, n);
+	assert_memory_equal(out.data, b, n);
+	pg_buf_release(&out);
+	free(b);
+	free(m);
+}
+
 /* npm iso_8583's default table: 37/38 anp, 53 48 bytes, 58 n..11, 62 ans, 64 4 bytes. */
 static void
 test_npm_layout(void **state)
@@ -329,9 +384,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_jpos_iso87b),	 cmocka_unit_test(test_jpos_public_0800),
-	    cmocka_unit_test(test_npm_layout),	 cmocka_unit_test(test_iso93),
-	    cmocka_unit_test(test_fielddef_new),
+	    cmocka_unit_test(test_jpos_iso87b),	    cmocka_unit_test(test_jpos_public_0800),
+	    cmocka_unit_test(test_npm_layout),	    cmocka_unit_test(test_iso93),
+	    cmocka_unit_test(test_fielddef_new),    cmocka_unit_test(test_jpos_doc_str2bcd),
+	    cmocka_unit_test(test_npm_public_0800),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
