@@ -82,6 +82,32 @@ wait "$hv" 2>/dev/null || true
 grep -q "VSE image: /usr/libexec/payguard/payguard-vse" "$work/hv.log" \
 	|| { cat "$work/hv.log"; fail "the hypervisor did not find the installed VSE image"; }
 echo "ok: /usr/bin/payguard finds /usr/libexec/payguard/payguard-vse"
+# the installed daemon, as the unit starts it (without the sandbox, which
+# needs systemd as PID 1): every worker re-executes /usr/bin/payguard and
+# runs, the dashboard answers, SIGTERM stops it cleanly
+/usr/bin/payguard serve run --data "$work/srv" --port 0 --port-file "$work/port" >"$work/serve.log" 2>&1 &
+srv=$!
+ok=0
+for _ in $(seq 100); do
+	if [ -s "$work/port" ] && curl -sf "http://127.0.0.1:$(cat "$work/port")/api/services" >"$work/svc.json" 2>/dev/null &&
+		/usr/bin/python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+names = {x["name"] for x in s}
+sys.exit(0 if {"pos", "image", "vse", "seos"} <= names and all(x["state"] == "running" for x in s) else 1)' "$work/svc.json"; then
+		ok=1
+		break
+	fi
+	sleep 0.2
+done
+[ "$ok" = 1 ] || { cat "$work/serve.log" "$work/svc.json" 2>/dev/null; kill "$srv"; fail "installed daemon: services not running"; }
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(cat "$work/port")/")" = 200 ] \
+	|| { kill "$srv"; fail "installed daemon: dashboard"; }
+kill -TERM "$srv"
+rc=0
+wait "$srv" || rc=$?
+[ "$rc" = 0 ] || { cat "$work/serve.log"; fail "installed daemon: exit $rc after SIGTERM"; }
+echo "ok: installed daemon ran its services and stopped on SIGTERM"
 # the unit: present, not enabled or started by the package, and verified
 [ -f /lib/systemd/system/payguard.service ] || fail "unit not installed"
 systemd-analyze verify /lib/systemd/system/payguard.service >"$work/verify" 2>&1 \
