@@ -1,6 +1,8 @@
 /*
  * Fuzzes the ISO 8583 decoder (seed 4 terminal messages): byte 0 picks the
- * dialect and framing, the rest is the wire. A message that decodes must
+ * dialect (bits 5-7: 0-1 binary/ascii by bit 0, 2-7 iso93, iso93-binary, the
+ * shipped jpos-iso87b and npm-iso8583, binary, ascii) and framing, the rest is
+ * the wire. A message that decodes must
  * re-encode to the same bytes and decode to the same fields.
  */
 #include "payguard/pos.h"
@@ -14,14 +16,30 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct pg_iso_msg m, m2;
+	static struct pg_iso_dialect jpos, npm;
+	static int loaded;
 	const struct pg_iso_dialect *d;
+	static const struct pg_iso_dialect *const pick[6] = {NULL, NULL, &jpos, &npm, NULL, NULL};
+	static const char *const names[6] = {"iso93", "iso93-binary", NULL,
+					     NULL,    "binary",	      "ascii"};
 	struct pg_iso_framing fr = {0};
 	struct pg_buf out = PG_BUF_INIT(PG_ISO_ARENA);
 	size_t hdr, body;
 
 	if (size < 1)
 		return 0;
-	d = pg_iso_dialect_builtin(data[0] & 1 ? "ascii" : "binary");
+	if (!loaded) {
+		if (pg_iso_dialect_load(&jpos, "jpos-iso87b") ||
+		    pg_iso_dialect_load(&npm, "npm-iso8583"))
+			abort();
+		loaded = 1;
+	}
+	if ((data[0] >> 5) < 2)
+		d = pg_iso_dialect_builtin(data[0] & 1 ? "ascii" : "binary");
+	else if (pick[(data[0] >> 5) - 2])
+		d = pick[(data[0] >> 5) - 2];
+	else
+		d = pg_iso_dialect_builtin(names[(data[0] >> 5) - 2]);
 	fr.kind = (uint8_t)(((data[0] >> 1) & 7) % 5);
 	fr.tpdu = fr.kind != PG_FRAME_NONE && (data[0] & 0x10);
 	data++;

@@ -40,6 +40,13 @@ int pg_image_list(struct pg_store *st, json_t **out);
 /* ref: numeric id, path or sha256 prefix. */
 int pg_image_show(struct pg_store *st, const char *ref, json_t **out);
 int pg_image_advisories_import(struct pg_store *st, const char *path, size_t *count);
+/*
+ * The same with the file's format named: "auto" (NULL: OSV when the JSON is an
+ * array or has "id", else the Debian Security Tracker's), "osv",
+ * "debian-tracker".
+ */
+int pg_image_advisories_import_fmt(struct pg_store *st, const char *path, const char *format,
+				   size_t *count);
 /* ref NULL: every image. */
 int pg_image_findings(struct pg_store *st, const char *ref, json_t **out);
 

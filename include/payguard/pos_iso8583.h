@@ -15,7 +15,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum pg_iso_type { PG_ISO_N, PG_ISO_A, PG_ISO_AN, PG_ISO_ANS, PG_ISO_B, PG_ISO_Z };
+/*
+ * XN is x+n: a sign letter (C credit, D debit) then digits; the digits are BCD
+ * in a BCD dialect, the sign always one ASCII byte (jPOS IFB_AMOUNT). ANP is
+ * an plus the pad characters '*' and '#' (npm iso_8583's fields 37 and 38).
+ */
+enum pg_iso_type {
+	PG_ISO_N,
+	PG_ISO_A,
+	PG_ISO_AN,
+	PG_ISO_ANS,
+	PG_ISO_B,
+	PG_ISO_Z,
+	PG_ISO_XN,
+	PG_ISO_ANP,
+	PG_ISO_NTYPES
+};
+/*
+ * Where an odd number of BCD digits puts its pad nibble: DEFAULT is the usual
+ * one (n right-justified after a leading 0, z left-justified before a
+ * trailing F); RIGHT0 / RIGHTF left-justify the digits and pad at the end
+ * with 0 / F (jPOS IFB_LLNUM with pad=false is RIGHT0).
+ */
+enum pg_iso_pad { PG_ISO_PAD_DEFAULT, PG_ISO_PAD_LEFT0, PG_ISO_PAD_RIGHT0, PG_ISO_PAD_RIGHTF };
 enum pg_iso_lenkind { PG_ISO_FIXED, PG_ISO_LL, PG_ISO_LLL, PG_ISO_UNUSED };
 enum pg_iso_enc { PG_ISO_ENC_BCD, PG_ISO_ENC_ASCII };
 enum pg_iso_bm { PG_ISO_BM_BINARY, PG_ISO_BM_HEX };
@@ -27,23 +49,37 @@ struct pg_iso_fdef {
 	uint8_t type;	 /* enum pg_iso_type */
 	uint8_t lenkind; /* enum pg_iso_lenkind; UNUSED = not defined */
 	uint16_t max;	 /* fixed length or maximum: digits (n, z), chars, or bytes (b) */
+	uint8_t pad;	 /* enum pg_iso_pad: BCD n/z/x+n with an odd digit count */
 	char name[44];
 };
 
 struct pg_iso_dialect {
 	char name[32];
 	uint8_t mti_enc, num_enc, len_enc, bitmap_enc;
+	char mti_version; /* '0' (1987), '1' (1993): the MTI's first digit must be it; 0 any */
 	struct pg_iso_fdef f[129]; /* f[2..128]; f[0] and f[1] unused */
 };
 
-/* Built-in dialects by name ("binary", "ascii"); NULL if unknown. */
+/*
+ * Built-in dialects by name: "binary", "ascii" (ISO 8583:1987 table),
+ * "iso93", "iso93-binary" (ISO 8583:1993 table, MTI 1xxx); NULL if unknown.
+ */
 const struct pg_iso_dialect *pg_iso_dialect_builtin(const char *name);
+/*
+ * The definition-file text of a dialect shipped with payguard (src/pos/dialects/
+ * NAME.def, compiled in: "jpos-iso87b", "npm-iso8583"); NULL if unknown.
+ */
+const char *pg_iso_dialect_shipped(const char *name);
+/* Every name --dialect takes, space-separated (built-in, then shipped). */
+const char *pg_iso_dialect_names(void);
+/* The definition-file name of a type ("n", "x+n", ...). */
+const char *pg_iso_type_name(int type);
 /*
  * Parses a field-definition file (format in docs/pos.md) into d.
  * PG_EFORMAT with a detail naming the line on any error.
  */
 int pg_iso_dialect_parse(struct pg_iso_dialect *d, const char *text, size_t len);
-/* A built-in name or, failing that, a definition file path. */
+/* A built-in name, a shipped name or, failing those, a definition file path. */
 int pg_iso_dialect_load(struct pg_iso_dialect *d, const char *name_or_path);
 
 /* A message: presence bitmap plus canonical values in an arena. */

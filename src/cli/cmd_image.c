@@ -290,23 +290,37 @@ cmd_image_show(int argc, char **argv)
 }
 
 static int
+on_adv_format(int o, const char *arg, void *ctx)
+{
+	if (o != 'f' ||
+	    (strcmp(arg, "auto") && strcmp(arg, "osv") && strcmp(arg, "debian-tracker")))
+		return -1;
+	*(const char **)ctx = arg;
+	return 0;
+}
+
+static int
 cmd_image_advisories(int argc, char **argv)
 {
+	static const struct option fmt_opt[] = {{"format", required_argument, NULL, 'f'},
+						{NULL, 0, NULL, 0}};
 	struct common c;
 	struct pg_store st;
 	int first, rc, worst = 0;
 	size_t total = 0;
+	const char *format = "auto";
 
-	first = parse_common(argc, argv, &c, NULL, NULL, NULL, NULL);
+	first = parse_common(argc, argv, &c, NULL, fmt_opt, on_adv_format, &format);
 	if (first < 0 || first >= argc || strcmp(argv[first], "import") != 0 || first + 1 >= argc)
-		return pg_cli_usage(argv[0], "usage: advisories import FILE...");
+		return pg_cli_usage(argv[0], "usage: advisories [--format auto|osv|debian-tracker] "
+					     "import FILE...");
 	rc = open_store(&st, &c);
 	if (rc < 0)
 		return pg_cli_fail(rc, "store");
 	for (int i = first + 1; i < argc; i++) {
 		size_t n = 0;
 
-		rc = pg_image_advisories_import(&st, argv[i], &n);
+		rc = pg_image_advisories_import_fmt(&st, argv[i], format, &n);
 		if (rc < 0)
 			worst = pg_cli_fail(rc, "import '%s'", argv[i]);
 		total += n;
@@ -660,8 +674,11 @@ const struct pg_cmd pg_cli_image[] = {
     {"show", cmd_image_show, "show one image's partitions, OS, kernels and packages",
      "[--json] [--db FILE] IMAGE\n"
      "  IMAGE is an id, a path or a sha256 prefix (8+ hex digits).\n"},
-    {"advisories", cmd_image_advisories, "import OSV advisories (Debian ecosystems)",
-     "[--json] [--db FILE] import FILE...\n"},
+    {"advisories", cmd_image_advisories,
+     "import advisories: OSV (Debian ecosystems) or the Debian Security Tracker JSON",
+     "[--json] [--db FILE] [--format F] import FILE...\n"
+     "  --format F  auto (default: OSV when the JSON is an array or has \"id\", else the\n"
+     "              tracker's), osv, or debian-tracker (the feed debsecan reads)\n"},
     {"findings", cmd_image_findings, "vulnerable packages per image with the fixed version",
      "[--json] [--db FILE] [IMAGE]\n"},
     {"upgrade", cmd_image_upgrade, "upgrade an image offline into a qcow2 overlay",

@@ -291,7 +291,6 @@ cmd_pos_decode(int argc, char **argv)
 		ex = pg_cli_print_json(o);
 	} else {
 		static const char *const hd[] = {"field", "name", "type", "value"};
-		static const char *const tn[] = {"n", "a", "an", "ans", "b", "z"};
 		struct pg_table *t = pg_table_new(4, hd);
 		char *val = malloc(2 * PG_ISO_ARENA + 1);
 		char num[8], typ[16];
@@ -316,7 +315,7 @@ cmd_pos_decode(int argc, char **argv)
 				continue;
 			pg_iso_get_str(&c.dialect, m, f, val, 2 * PG_ISO_ARENA + 1);
 			snprintf(num, sizeof(num), "%d", f);
-			snprintf(typ, sizeof(typ), "%s %s%u", tn[fd->type],
+			snprintf(typ, sizeof(typ), "%s %s%u", pg_iso_type_name(fd->type),
 				 fd->lenkind == PG_ISO_FIXED ? ""
 				 : fd->lenkind == PG_ISO_LL  ? ".."
 							     : "...",
@@ -1169,7 +1168,8 @@ cmd_pos_demo(int argc, char **argv)
 	"flag)\n"                                                                                  \
 	"  --cell-field N     the field carrying the cell TLV (62)\n"
 #define CODEC_USAGE                                                                                \
-	"  --dialect D        binary (default), ascii, or a field-definition file\n"               \
+	"  --dialect D        binary (default), ascii, iso93, iso93-binary (ISO 8583:1993),\n"     \
+	"                     jpos-iso87b, npm-iso8583, or a field-definition file\n"              \
 	"  --framing F        bin2, bcd2, ascii4, bin4 or none, each optionally +tpdu\n"
 
 const struct pg_cmd pg_cli_pos[] = {

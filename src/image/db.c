@@ -452,6 +452,14 @@ fail:
 int
 pg_image_advisories_import(struct pg_store *st, const char *path, size_t *count)
 {
+	return pg_image_advisories_import_fmt(st, path, "auto", count);
+}
+
+int
+pg_image_advisories_import_fmt(struct pg_store *st, const char *path, const char *format,
+			       size_t *count)
+{
+	const char *found = "osv";
 	struct pg_osv *v = NULL;
 	size_t n = 0;
 	uint8_t *data = NULL;
@@ -463,10 +471,10 @@ pg_image_advisories_import(struct pg_store *st, const char *path, size_t *count)
 	rc = pg_read_file(path, 256u << 20, &data, &len);
 	if (rc < 0)
 		return pg_error_ctx(rc, "osv", "cannot read '%s'", path);
-	rc = pg_osv_parse((const char *)data, len, &v, &n);
+	rc = pg_advisories_parse((const char *)data, len, format, &v, &n, &found);
 	free(data);
 	if (rc < 0)
-		return pg_error_ctx(rc, "osv", "'%s'", path);
+		return pg_error_ctx(rc, found, "'%s'", path);
 	pg_now_iso(now, sizeof(now));
 	PG_TRY_GOTO(pg_store_begin(st), out, "osv", "begin");
 	for (size_t i = 0; i < n; i++) {

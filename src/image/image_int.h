@@ -220,5 +220,11 @@ struct pg_osv {
 };
 int pg_osv_parse(const char *text, size_t len, struct pg_osv **out, size_t *n);
 void pg_osv_free(struct pg_osv *v, size_t n);
+/* Debian Security Tracker JSON (dsa_tracker.c) as the same advisories. */
+int pg_debtracker_parse(const char *text, size_t len, struct pg_osv **out, size_t *n);
+int pg_debtracker_parse_json(json_t *root, struct pg_osv **out, size_t *n);
+/* format "auto" (or NULL), "osv" or "debian-tracker"; *found names what was read. */
+int pg_advisories_parse(const char *text, size_t len, const char *format, struct pg_osv **out,
+			size_t *n, const char **found);
 
 #endif

@@ -172,10 +172,8 @@ pg_iso_frame_wrap(const struct pg_iso_framing *fr, const uint8_t tpdu[5], const 
 static int
 parse_type(const char *s, uint8_t *t)
 {
-	static const char *const names[] = {"n", "a", "an", "ans", "b", "z"};
-
-	for (int i = 0; i < 6; i++)
-		if (strcmp(s, names[i]) == 0) {
+	for (int i = 0; i < PG_ISO_NTYPES; i++)
+		if (strcmp(s, pg_iso_type_name(i)) == 0) {
 			*t = (uint8_t)i;
 			return 0;
 		}
@@ -196,7 +194,20 @@ parse_lenkind(const char *s, uint8_t *k)
 	return 0;
 }
 
-/* Splits a line into at most 6 tokens; a double-quoted token may hold spaces. */
+static int
+parse_pad(const char *s, uint8_t *pad)
+{
+	static const char *const names[] = {"default", "left0", "right0", "rightF"};
+
+	for (int i = 0; i < 4; i++)
+		if (strcmp(s, names[i]) == 0) {
+			*pad = (uint8_t)i;
+			return 0;
+		}
+	return -1;
+}
+
+/* Splits a line into at most max tokens; a double-quoted token may hold spaces. */
 static int
 tokenize(char *line, char **tok, int max)
 {
@@ -243,7 +254,7 @@ pg_iso_dialect_parse(struct pg_iso_dialect *d, const char *text, size_t len)
 	snprintf(d->name, sizeof(d->name), "custom");
 	while (pos < len) {
 		size_t e = pos, ll;
-		char *tok[6];
+		char *tok[7];
 		int nt;
 
 		while (e < len && text[e] != '\n')
@@ -260,7 +271,7 @@ pg_iso_dialect_parse(struct pg_iso_dialect *d, const char *text, size_t len)
 		pos = e + 1;
 		if (memchr(line, 0, ll))
 			return pg_error(PG_EFORMAT, "fielddef", "line %d: NUL byte", lineno);
-		nt = tokenize(line, tok, 6);
+		nt = tokenize(line, tok, 7);
 		if (nt < 0)
 			return pg_error(PG_EFORMAT, "fielddef",
 					"line %d: bad quoting or extra words", lineno);
@@ -273,16 +284,18 @@ pg_iso_dialect_parse(struct pg_iso_dialect *d, const char *text, size_t len)
 
 			if (nt < 5)
 				return pg_error(PG_EFORMAT, "fielddef",
-						"line %d: field NUM TYPE LENKIND MAX [\"NAME\"]",
+						"line %d: field NUM TYPE LENKIND MAX [pad=P] "
+						"[\"NAME\"]",
 						lineno);
 			f = strtol(tok[1], &end, 10);
 			if (*end || f < 2 || f > 128)
 				return pg_error(PG_EFORMAT, "fielddef",
 						"line %d: field '%s' not 2..128", lineno, tok[1]);
 			if (parse_type(tok[2], &fd.type) < 0)
-				return pg_error(PG_EFORMAT, "fielddef",
-						"line %d: type '%s' (n, a, an, ans, b, z)", lineno,
-						tok[2]);
+				return pg_error(
+				    PG_EFORMAT, "fielddef",
+				    "line %d: type '%s' (n, a, an, ans, b, z, x+n, anp)", lineno,
+				    tok[2]);
 			if (parse_lenkind(tok[3], &fd.lenkind) < 0)
 				return pg_error(PG_EFORMAT, "fielddef",
 						"line %d: length '%s' (fixed, llvar, lllvar)",
@@ -293,7 +306,21 @@ pg_iso_dialect_parse(struct pg_iso_dialect *d, const char *text, size_t len)
 						"line %d: maximum '%s' out of range", lineno,
 						tok[4]);
 			fd.max = (uint16_t)max;
-			snprintf(fd.name, sizeof(fd.name), "%s", nt > 5 ? tok[5] : "");
+			for (int t = 5; t < nt; t++) {
+				if (strncmp(tok[t], "pad=", 4) == 0) {
+					if (parse_pad(tok[t] + 4, &fd.pad) < 0)
+						return pg_error(PG_EFORMAT, "fielddef",
+								"line %d: pad '%s' (default, "
+								"left0, right0, rightF)",
+								lineno, tok[t] + 4);
+				} else if (t == nt - 1) {
+					snprintf(fd.name, sizeof(fd.name), "%s", tok[t]);
+				} else {
+					return pg_error(PG_EFORMAT, "fielddef",
+							"line %d: '%s' before the name", lineno,
+							tok[t]);
+				}
+			}
 			d->f[f] = fd;
 			based = 1;
 			continue;
@@ -304,14 +331,33 @@ pg_iso_dialect_parse(struct pg_iso_dialect *d, const char *text, size_t len)
 		if (strcmp(tok[0], "dialect") == 0) {
 			snprintf(d->name, sizeof(d->name), "%s", tok[1]);
 			continue;
+		} else if (strcmp(tok[0], "drop") == 0) {
+			char *end;
+			long f = strtol(tok[1], &end, 10);
+
+			if (*end || f < 2 || f > 128)
+				return pg_error(PG_EFORMAT, "fielddef",
+						"line %d: drop '%s' not 2..128", lineno, tok[1]);
+			memset(&d->f[f], 0, sizeof(d->f[f]));
+			d->f[f].lenkind = PG_ISO_UNUSED;
+		} else if (strcmp(tok[0], "version") == 0) {
+			if (strcmp(tok[1], "any") == 0)
+				d->mti_version = 0;
+			else if (strlen(tok[1]) == 1 && tok[1][0] >= '0' && tok[1][0] <= '9')
+				d->mti_version = tok[1][0];
+			else
+				return pg_error(PG_EFORMAT, "fielddef",
+						"line %d: version is a digit or any", lineno);
 		} else if (strcmp(tok[0], "base") == 0) {
 			const struct pg_iso_dialect *b = pg_iso_dialect_builtin(tok[1]);
 			char name[32];
 
 			if (!b || based)
-				return pg_error(
-				    PG_EFORMAT, "fielddef",
-				    "line %d: base must be binary or ascii, once, first", lineno);
+				return pg_error(PG_EFORMAT, "fielddef",
+						"line %d: base must be binary, ascii, iso93 or "
+						"iso93-binary, once, "
+						"first",
+						lineno);
 			memcpy(name, d->name, sizeof(name));
 			*d = *b;
 			memcpy(d->name, name, sizeof(name));
@@ -361,11 +407,15 @@ pg_iso_dialect_load(struct pg_iso_dialect *d, const char *name_or_path)
 		*d = *b;
 		return 0;
 	}
+	if (pg_iso_dialect_shipped(name_or_path)) {
+		const char *t = pg_iso_dialect_shipped(name_or_path);
+
+		return pg_iso_dialect_parse(d, t, strlen(t));
+	}
 	rc = pg_read_file(name_or_path, 1 << 20, &text, &len);
 	if (rc < 0)
-		return pg_error(rc, "fielddef",
-				"dialect '%s' is neither built in nor a readable file",
-				name_or_path);
+		return pg_error(rc, "fielddef", "dialect '%s' is not one of %s nor a readable file",
+				name_or_path, pg_iso_dialect_names());
 	rc = pg_iso_dialect_parse(d, (const char *)text, len);
 	free(text);
 	return rc;

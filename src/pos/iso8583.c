@@ -1,7 +1,9 @@
 /*
- * ISO 8583:1987 codec: built-in field table, the binary (BCD) and ASCII
- * dialects, strict unpack and validating pack. Seed 4: the terminal's
- * transaction message carries its identity (fields 41/42) and cell data (62).
+ * ISO 8583 codec: built-in ISO 8583:1987 and ISO 8583:1993 field tables, the
+ * binary (BCD) and ASCII dialects of each, strict unpack and validating pack.
+ * Seed 4: the terminal's transaction message carries its identity (fields
+ * 41/42) and cell data (62). The 1993 table follows ISO 8583:1993's data
+ * elements as jPOS's ISO93A/ISO93B packagers lay them out.
  */
 #include "payguard/pos_iso8583.h"
 #include "payguard/error.h"
@@ -22,6 +24,8 @@
 #define FX PG_ISO_FIXED
 #define L2 PG_ISO_LL
 #define L3 PG_ISO_LLL
+#define XN PG_ISO_XN
+#define NP PG_ISO_ANP
 
 /* ISO 8583:1987 data elements. x+n fields are kept as ans (sign letter + digits). */
 static const struct {
@@ -135,7 +139,125 @@ static const struct {
     [128] = {B, FX, 8, "Message authentication code"},
 };
 
-static struct pg_iso_dialect builtin_binary, builtin_ascii;
+/* ISO 8583:1993 data elements (MTI 1xxx). */
+static const struct {
+	uint8_t type, lenkind;
+	uint16_t max;
+	const char *name;
+} iso93[129] = {
+    [2] = {N, L2, 19, "Primary account number"},
+    [3] = {N, FX, 6, "Processing code"},
+    [4] = {N, FX, 12, "Amount, transaction"},
+    [5] = {N, FX, 12, "Amount, reconciliation"},
+    [6] = {N, FX, 12, "Amount, cardholder billing"},
+    [7] = {N, FX, 10, "Date and time, transmission"},
+    [8] = {N, FX, 8, "Amount, cardholder billing fee"},
+    [9] = {N, FX, 8, "Conversion rate, reconciliation"},
+    [10] = {N, FX, 8, "Conversion rate, cardholder billing"},
+    [11] = {N, FX, 6, "Systems trace audit number"},
+    [12] = {N, FX, 12, "Date and time, local transaction"},
+    [13] = {N, FX, 4, "Date, effective"},
+    [14] = {N, FX, 4, "Date, expiration"},
+    [15] = {N, FX, 6, "Date, settlement"},
+    [16] = {N, FX, 4, "Date, conversion"},
+    [17] = {N, FX, 4, "Date, capture"},
+    [18] = {N, FX, 4, "Merchant type"},
+    [19] = {N, FX, 3, "Country code, acquiring institution"},
+    [20] = {N, FX, 3, "Country code, primary account number"},
+    [21] = {N, FX, 3, "Country code, forwarding institution"},
+    [22] = {AN, FX, 12, "Point of service data code"},
+    [23] = {N, FX, 3, "Card sequence number"},
+    [24] = {N, FX, 3, "Function code"},
+    [25] = {N, FX, 4, "Message reason code"},
+    [26] = {N, FX, 4, "Card acceptor business code"},
+    [27] = {N, FX, 1, "Approval code length"},
+    [28] = {N, FX, 6, "Date, reconciliation"},
+    [29] = {N, FX, 3, "Reconciliation indicator"},
+    [30] = {N, FX, 24, "Amounts, original"},
+    [31] = {S, L2, 99, "Acquirer reference data"},
+    [32] = {N, L2, 11, "Acquiring institution identification code"},
+    [33] = {N, L2, 11, "Forwarding institution identification code"},
+    [34] = {S, L2, 28, "Primary account number, extended"},
+    [35] = {Z, L2, 37, "Track 2 data"},
+    [36] = {Z, L3, 104, "Track 3 data"},
+    [37] = {NP, FX, 12, "Retrieval reference number"},
+    [38] = {NP, FX, 6, "Approval code"},
+    [39] = {N, FX, 3, "Action code"},
+    [40] = {N, FX, 3, "Service code"},
+    [41] = {S, FX, 8, "Card acceptor terminal identification"},
+    [42] = {S, FX, 15, "Card acceptor identification code"},
+    [43] = {S, L2, 99, "Card acceptor name/location"},
+    [44] = {S, L2, 99, "Additional response data"},
+    [45] = {S, L2, 76, "Track 1 data"},
+    [46] = {S, L3, 204, "Amounts, fees"},
+    [47] = {S, L3, 999, "Additional data - national"},
+    [48] = {S, L3, 999, "Additional data - private"},
+    [49] = {AN, FX, 3, "Currency code, transaction"},
+    [50] = {AN, FX, 3, "Currency code, reconciliation"},
+    [51] = {AN, FX, 3, "Currency code, cardholder billing"},
+    [52] = {B, FX, 8, "Personal identification number data"},
+    [53] = {B, L2, 48, "Security related control information"},
+    [54] = {S, L3, 120, "Amounts, additional"},
+    [55] = {B, L3, 255, "Integrated circuit card system related data"},
+    [56] = {N, L2, 35, "Original data elements"},
+    [57] = {N, FX, 3, "Authorization life cycle code"},
+    [58] = {N, L2, 11, "Authorizing agent institution id code"},
+    [59] = {S, L3, 999, "Transport data"},
+    [60] = {S, L3, 999, "Reserved national"},
+    [61] = {S, L3, 999, "Reserved national"},
+    [62] = {S, L3, 999, "Reserved private"},
+    [63] = {S, L3, 999, "Reserved private"},
+    [64] = {B, FX, 8, "Message authentication code"},
+    [65] = {B, FX, 8, "Reserved ISO"},
+    [66] = {S, L3, 204, "Amounts, original fees"},
+    [67] = {N, FX, 2, "Extended payment data"},
+    [68] = {N, FX, 3, "Country code, receiving institution"},
+    [69] = {N, FX, 3, "Country code, settlement institution"},
+    [70] = {N, FX, 3, "Country code, authorizing agent institution"},
+    [71] = {N, FX, 8, "Message number"},
+    [72] = {S, L3, 999, "Data record"},
+    [73] = {N, FX, 6, "Date, action"},
+    [74] = {N, FX, 10, "Credits, number"},
+    [75] = {N, FX, 10, "Credits, reversal number"},
+    [76] = {N, FX, 10, "Debits, number"},
+    [77] = {N, FX, 10, "Debits, reversal number"},
+    [78] = {N, FX, 10, "Transfer, number"},
+    [79] = {N, FX, 10, "Transfer, reversal number"},
+    [80] = {N, FX, 10, "Inquiries, number"},
+    [81] = {N, FX, 10, "Authorizations, number"},
+    [82] = {N, FX, 10, "Inquiries, reversal number"},
+    [83] = {N, FX, 10, "Payments, number"},
+    [84] = {N, FX, 10, "Payments, reversal number"},
+    [85] = {N, FX, 10, "Fee collections, number"},
+    [86] = {N, FX, 16, "Credits, amount"},
+    [87] = {N, FX, 16, "Credits, reversal amount"},
+    [88] = {N, FX, 16, "Debits, amount"},
+    [89] = {N, FX, 16, "Debits, reversal amount"},
+    [90] = {N, FX, 10, "Authorizations, reversal number"},
+    [91] = {N, FX, 3, "Country code, transaction destination"},
+    [92] = {N, FX, 3, "Country code, transaction originator"},
+    [93] = {N, L2, 11, "Transaction destination institution id"},
+    [94] = {N, L2, 11, "Transaction originator institution id"},
+    [95] = {S, L2, 99, "Card issuer reference data"},
+    [96] = {B, L3, 999, "Key management data"},
+    [97] = {XN, FX, 17, "Amount, net reconciliation"},
+    [98] = {S, FX, 25, "Payee"},
+    [99] = {AN, L2, 11, "Settlement institution id code"},
+    [100] = {N, L2, 11, "Receiving institution id code"},
+    [101] = {S, L2, 17, "File name"},
+    [102] = {S, L2, 28, "Account identification 1"},
+    [103] = {S, L2, 28, "Account identification 2"},
+    [104] = {S, L3, 100, "Transaction description"},
+    [105] = {N, FX, 16, "Credits, chargeback amount"},
+    [106] = {N, FX, 16, "Debits, chargeback amount"},
+    [107] = {N, FX, 10, "Credits, chargeback number"},
+    [108] = {N, FX, 10, "Debits, chargeback number"},
+    [109] = {S, L2, 84, "Credits, fee amounts"},
+    [110] = {S, L2, 84, "Debits, fee amounts"},
+    [128] = {B, FX, 8, "Message authentication code"},
+};
+
+static struct pg_iso_dialect builtin_binary, builtin_ascii, builtin_93a, builtin_93b;
 static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;
 
 static void
@@ -164,6 +286,35 @@ fill_iso87(struct pg_iso_dialect *d)
 }
 
 static void
+fill_iso93(struct pg_iso_dialect *d, int binary)
+{
+	for (int i = 0; i <= 128; i++) {
+		struct pg_iso_fdef *f = &d->f[i];
+
+		if (i >= 2 && iso93[i].name) {
+			f->type = iso93[i].type;
+			f->lenkind = iso93[i].lenkind;
+			f->max = iso93[i].max;
+			snprintf(f->name, sizeof(f->name), "%s", iso93[i].name);
+			/* jPOS's ISO93BPackager: LLNUM digits left-justified, 0 pad at the end */
+			if (binary && f->type == N && f->lenkind == L2)
+				f->pad = PG_ISO_PAD_RIGHT0;
+		} else if (i >= 111 && i <= 127) {
+			f->type = S;
+			f->lenkind = L3;
+			f->max = 999;
+			snprintf(f->name, sizeof(f->name), "%s",
+				 i <= 115   ? "Reserved ISO"
+				 : i <= 122 ? "Reserved national"
+					    : "Reserved private");
+		} else {
+			f->lenkind = PG_ISO_UNUSED;
+		}
+	}
+	d->mti_version = '1';
+}
+
+static void
 builtin_init(void)
 {
 	fill_iso87(&builtin_binary);
@@ -174,6 +325,14 @@ builtin_init(void)
 	snprintf(builtin_ascii.name, sizeof(builtin_ascii.name), "ascii");
 	builtin_ascii.mti_enc = builtin_ascii.num_enc = builtin_ascii.len_enc = PG_ISO_ENC_ASCII;
 	builtin_ascii.bitmap_enc = PG_ISO_BM_HEX;
+	fill_iso93(&builtin_93a, 0);
+	snprintf(builtin_93a.name, sizeof(builtin_93a.name), "iso93");
+	builtin_93a.mti_enc = builtin_93a.num_enc = builtin_93a.len_enc = PG_ISO_ENC_ASCII;
+	builtin_93a.bitmap_enc = PG_ISO_BM_HEX;
+	fill_iso93(&builtin_93b, 1);
+	snprintf(builtin_93b.name, sizeof(builtin_93b.name), "iso93-binary");
+	builtin_93b.mti_enc = builtin_93b.num_enc = builtin_93b.len_enc = PG_ISO_ENC_BCD;
+	builtin_93b.bitmap_enc = PG_ISO_BM_BINARY;
 }
 
 const struct pg_iso_dialect *
@@ -184,6 +343,10 @@ pg_iso_dialect_builtin(const char *name)
 		return &builtin_binary;
 	if (strcmp(name, "ascii") == 0)
 		return &builtin_ascii;
+	if (strcmp(name, "iso93") == 0)
+		return &builtin_93a;
+	if (strcmp(name, "iso93-binary") == 0)
+		return &builtin_93b;
 	return NULL;
 }
 
@@ -274,9 +437,27 @@ char_ok(int type, uint8_t c)
 		       c == ' ';
 	case S:
 		return c >= 0x20 && c <= 0x7e;
+	case NP:
+		return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		       c == ' ' || c == '*' || c == '#';
 	default:
 		return 1;
 	}
+}
+
+/* x+n: C or D, then digits only */
+static size_t
+first_bad_xn(const uint8_t *v, size_t n)
+{
+	size_t i = 1;
+
+	if (n == 0)
+		return 0;
+	if (v[0] != 'C' && v[0] != 'D')
+		return 0;
+	while (i < n && v[i] >= '0' && v[i] <= '9')
+		i++;
+	return i;
 }
 
 /* Index of the first character not allowed in type, or n when all are fine. */
@@ -296,6 +477,8 @@ first_bad_char(int type, const uint8_t *v, size_t n)
 		return i;
 	case B:
 		return n;
+	case XN:
+		return first_bad_xn(v, n);
 	default:
 		while (i < n && char_ok(type, v[i]))
 			i++;
@@ -303,12 +486,13 @@ first_bad_char(int type, const uint8_t *v, size_t n)
 	}
 }
 
-static const char *
-type_name(int type)
+const char *
+pg_iso_type_name(int type)
 {
-	static const char *const names[] = {"n", "a", "an", "ans", "b", "z"};
-	return type <= Z ? names[type] : "?";
+	static const char *const names[] = {"n", "a", "an", "ans", "b", "z", "x+n", "anp"};
+	return type >= 0 && type < PG_ISO_NTYPES ? names[type] : "?";
 }
+#define type_name pg_iso_type_name
 
 /* ---- unpack ---- */
 
@@ -361,6 +545,102 @@ read_number(struct rd *r, int enc, int digits, int f, const char *what, unsigned
 	return 0;
 }
 
+/*
+ * Where an odd digit count puts its pad nibble, and which value the pad has:
+ * *lj = 1 when the digits are left-justified (pad nibble last).
+ */
+static unsigned
+bcd_pad(int type, int pad, int *lj)
+{
+	switch (pad) {
+	case PG_ISO_PAD_LEFT0:
+		*lj = 0;
+		return 0;
+	case PG_ISO_PAD_RIGHT0:
+		*lj = 1;
+		return 0;
+	case PG_ISO_PAD_RIGHTF:
+		*lj = 1;
+		return 0xF;
+	default:
+		*lj = type == Z; /* n: right-justified after a 0 nibble; z: trailing F */
+		return type == Z ? 0xF : 0;
+	}
+}
+
+/* len BCD digits at s (type n or z) to ASCII digits at dst. */
+static int
+bcd_unpack(const uint8_t *s, size_t len, int type, int pad, uint8_t *dst, int f)
+{
+	int lj;
+	unsigned padv = bcd_pad(type, pad, &lj);
+	size_t skip = (len & 1) && !lj ? 1 : 0, bytes = (len + 1) / 2, i = 0;
+
+	/* fast path: whole bytes of two decimal digits */
+	if (type == N && !lj) {
+		if (skip) {
+			unsigned v = s[0] & 15;
+
+			if (v > 9)
+				goto slow;
+			dst[i++] = (uint8_t)('0' + v);
+		}
+		for (size_t k = skip; i < len; k++) {
+			unsigned hi = s[k] >> 4, lo = s[k] & 15;
+
+			if (hi > 9 || lo > 9)
+				goto slow;
+			dst[i++] = (uint8_t)('0' + hi);
+			dst[i++] = (uint8_t)('0' + lo);
+		}
+	}
+slow:
+	for (; i < len; i++) {
+		size_t nib = i + skip;
+		unsigned v = (s[nib / 2] >> ((nib & 1) ? 0 : 4)) & 15;
+
+		if (v <= 9)
+			dst[i] = (uint8_t)('0' + v);
+		else if (v == 0xD && type == Z)
+			dst[i] = 'D';
+		else
+			return pg_error(PG_EFORMAT, "iso8583",
+					"field %d: nibble 0x%X at digit %zu is not a digit", f, v,
+					i + 1);
+	}
+	if (len & 1) {
+		unsigned got = lj ? s[bytes - 1] & 15 : s[0] >> 4;
+
+		if (got != padv)
+			return pg_error(PG_EFORMAT, "iso8583", "field %d: bad pad nibble 0x%X", f,
+					got);
+	}
+	return 0;
+}
+
+/* len ASCII digits (z: also D or =) at v to BCD at dst ((len + 1) / 2 bytes). */
+static void
+bcd_pack(const uint8_t *v, size_t len, int type, int pad, uint8_t *dst)
+{
+	int lj;
+	unsigned padv = bcd_pad(type, pad, &lj);
+	size_t bytes = (len + 1) / 2, skip = (len & 1) && !lj ? 1 : 0;
+
+	memset(dst, 0, bytes);
+	if (len & 1) {
+		if (lj)
+			dst[bytes - 1] = (uint8_t)padv;
+		else
+			dst[0] = (uint8_t)(padv << 4);
+	}
+	for (size_t i = 0; i < len; i++) {
+		size_t nib = i + skip;
+		unsigned c = v[i] == 'D' || v[i] == '=' ? 0xD : (unsigned)(v[i] - '0');
+
+		dst[nib / 2] |= (uint8_t)(c << ((nib & 1) ? 0 : 4));
+	}
+}
+
 static int
 unpack_field(const struct pg_iso_dialect *d, struct rd *r, int f, struct pg_iso_msg *m)
 {
@@ -385,62 +665,29 @@ unpack_field(const struct pg_iso_dialect *d, struct rd *r, int f, struct pg_iso_
 			return pg_error(PG_EFORMAT, "iso8583",
 					"field %d: length %u exceeds maximum %u", f, len, fd->max);
 	}
-	bcd = (fd->type == N || fd->type == Z) && d->num_enc == PG_ISO_ENC_BCD;
-	bytes = bcd ? (len + 1) / 2 : len;
+	bcd = (fd->type == N || fd->type == Z || fd->type == XN) && d->num_enc == PG_ISO_ENC_BCD;
+	/* x+n in BCD: one ASCII sign byte, then the digits */
+	bytes = !bcd ? len : fd->type == XN ? (len ? 1 + len / 2 : 0) : (len + 1) / 2;
 	rc = need(r, bytes, f, "value");
 	if (rc < 0)
 		return rc;
 	if (m->used + len > sizeof(m->arena))
 		return pg_error(PG_ETOOBIG, "iso8583", "field %d: message too large", f);
 	dst = m->arena + m->used;
-	if (bcd) {
-		const uint8_t *s = r->p + r->pos;
-		/* n: right-justified, pad nibble first; z: left-justified, pad F last */
-		size_t skip = (len & 1) && fd->type == N ? 1 : 0;
+	if (bcd && fd->type == XN && len) {
+		uint8_t sign = r->p[r->pos];
 
-		size_t i = 0;
-
-		/* fast path: whole bytes of two decimal digits */
-		if (fd->type == N) {
-			size_t b0 = skip;
-
-			if (skip) {
-				unsigned v = s[0] & 15;
-
-				if (v > 9)
-					goto slow;
-				dst[i++] = (uint8_t)('0' + v);
-			}
-			for (size_t k = b0; i < len; k++) {
-				unsigned hi = s[k] >> 4, lo = s[k] & 15;
-
-				if (hi > 9 || lo > 9)
-					goto slow;
-				dst[i++] = (uint8_t)('0' + hi);
-				dst[i++] = (uint8_t)('0' + lo);
-			}
-		}
-	slow:
-		for (; i < len; i++) {
-			size_t nib = i + skip;
-			unsigned v = (s[nib / 2] >> ((nib & 1) ? 0 : 4)) & 15;
-
-			if (v <= 9)
-				dst[i] = (uint8_t)('0' + v);
-			else if (v == 0xD && fd->type == Z)
-				dst[i] = 'D';
-			else
-				return pg_error(PG_EFORMAT, "iso8583",
-						"field %d: nibble 0x%X at digit %zu is not a digit",
-						f, v, i + 1);
-		}
-		if (len & 1) {
-			unsigned pad = fd->type == N ? s[0] >> 4 : s[bytes - 1] & 15;
-
-			if (pad != (fd->type == N ? 0u : 0xFu))
-				return pg_error(PG_EFORMAT, "iso8583",
-						"field %d: bad pad nibble 0x%X", f, pad);
-		}
+		if (sign != 'C' && sign != 'D')
+			return pg_error(PG_EFORMAT, "iso8583",
+					"field %d: sign byte 0x%02X is not C or D", f, sign);
+		dst[0] = sign;
+		rc = bcd_unpack(r->p + r->pos + 1, len - 1, N, fd->pad, dst + 1, f);
+		if (rc < 0)
+			return rc;
+	} else if (bcd) {
+		rc = bcd_unpack(r->p + r->pos, len, fd->type, fd->pad, dst, f);
+		if (rc < 0)
+			return rc;
 	} else {
 		size_t bad;
 
@@ -517,6 +764,10 @@ pg_iso_unpack(const struct pg_iso_dialect *d, const uint8_t *p, size_t n, struct
 	for (int i = 3; i >= 0; i--, mti /= 10) /* no snprintf: this runs per message */
 		m->mti[i] = (char)('0' + mti % 10);
 	m->mti[4] = 0;
+	if (d->mti_version && m->mti[0] != d->mti_version)
+		return pg_error(PG_EFORMAT, "iso8583",
+				"MTI %s: dialect '%s' takes version %c messages (%cxxx)", m->mti,
+				d->name, d->mti_version, d->mti_version);
 	rc = read_bitmap(d, &r, bm, "primary bitmap");
 	if (rc < 0)
 		return rc;
@@ -587,7 +838,11 @@ pack_field(const struct pg_iso_dialect *d, const struct pg_iso_msg *m, int f, st
 		return pg_error(PG_EINVAL, "iso8583", "field %d: length %zu, %s %u", f, len,
 				fd->lenkind == PG_ISO_FIXED ? "fixed length is" : "maximum is",
 				fd->max);
-	if (fd->type != B)
+	if (fd->type == XN && first_bad_xn(v, len) < len)
+		return pg_error(PG_EINVAL, "iso8583",
+				"field %d: x+n needs C or D then digits (character %zu)", f,
+				first_bad_xn(v, len) + 1);
+	if (fd->type != B && fd->type != XN)
 		for (size_t i = 0; i < len; i++)
 			if (!char_ok(fd->type, v[i]))
 				return pg_error(PG_EINVAL, "iso8583",
@@ -603,26 +858,21 @@ pack_field(const struct pg_iso_dialect *d, const struct pg_iso_msg *m, int f, st
 		if (rc < 0)
 			return rc;
 	}
-	bcd = (fd->type == N || fd->type == Z) && d->num_enc == PG_ISO_ENC_BCD;
+	bcd = (fd->type == N || fd->type == Z || fd->type == XN) && d->num_enc == PG_ISO_ENC_BCD;
 	if (!bcd)
 		return pg_buf_append(out, v, len);
 	{
-		size_t bytes = (len + 1) / 2, skip = (len & 1) && fd->type == N ? 1 : 0;
+		int xn = fd->type == XN && len > 0;
+		size_t nd = xn ? len - 1 : len, bytes = (nd + 1) / 2 + (size_t)xn;
 		uint8_t *dst;
 
 		rc = pg_buf_reserve(out, bytes);
 		if (rc < 0)
 			return rc;
 		dst = out->data + out->len;
-		memset(dst, 0, bytes);
-		if ((len & 1) && fd->type == Z)
-			dst[bytes - 1] = 0x0F;
-		for (size_t i = 0; i < len; i++) {
-			size_t nib = i + skip;
-			unsigned c = v[i] == 'D' || v[i] == '=' ? 0xD : (unsigned)(v[i] - '0');
-
-			dst[nib / 2] |= (uint8_t)(c << ((nib & 1) ? 0 : 4));
-		}
+		if (xn)
+			*dst++ = v[0];
+		bcd_pack(v + xn, nd, xn ? N : fd->type, fd->pad, dst);
 		out->len += bytes;
 	}
 	return 0;
@@ -637,6 +887,10 @@ pg_iso_pack(const struct pg_iso_dialect *d, const struct pg_iso_msg *m, struct p
 
 	if (strlen(m->mti) != 4 || strspn(m->mti, "0123456789") != 4)
 		return pg_error(PG_EINVAL, "iso8583", "MTI missing or not 4 digits");
+	if (d->mti_version && m->mti[0] != d->mti_version)
+		return pg_error(PG_EINVAL, "iso8583",
+				"MTI %s: dialect '%s' takes version %c messages (%cxxx)", m->mti,
+				d->name, d->mti_version, d->mti_version);
 	for (int f = 2; f <= 128; f++)
 		if (pg_iso_has(m, f)) {
 			bm[(f - 1) >> 3] |= (uint8_t)(0x80 >> ((f - 1) & 7));

@@ -67,7 +67,7 @@ struct vse {
 
 struct hv {
 	char dir[PATH_MAX], vdir[PATH_MAX], sock[PATH_MAX], exe[PATH_MAX];
-	char vse_exe[PATH_MAX]; /* payguard-vse beside exe, when built ("" if not) */
+	char vse_exe[PATH_MAX]; /* payguard-vse beside exe or in libexec ("" if neither) */
 	struct pg_store st;
 	struct vse *v[PG_VSE_MAX_VSES];
 	int nv;
@@ -837,6 +837,11 @@ pg_vse_serve(const struct pg_vse_hv_opts *o)
 			if (access(h->vse_exe, X_OK) != 0)
 				h->vse_exe[0] = '\0';
 		}
+#ifdef PG_VSE_LIBEXEC
+		/* installed (Debian package): /usr/libexec/payguard/payguard-vse */
+		if (!h->vse_exe[0] && access(PG_VSE_LIBEXEC, X_OK) == 0)
+			snprintf(h->vse_exe, sizeof(h->vse_exe), "%s", PG_VSE_LIBEXEC);
+#endif
 		pg_info("vse", "VSE image: %s", h->vse_exe[0] ? h->vse_exe : h->exe);
 	}
 	PG_TRY_GOTO(pg_mkdir_p(h->vdir, 0700), out, "vse", "mkdir");
