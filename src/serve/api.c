@@ -5,6 +5,7 @@
  * authenticated (Bearer token, compared in constant time) when a token is
  * set; bodies are bounded by PG_SERVE_MAX_BODY and validated before use.
  */
+#include "payguard/json.h"
 #include "payguard/clock.h"
 #include "payguard/error.h"
 #include "payguard/hex.h"
@@ -46,7 +47,7 @@ reply_json(struct reply *r, int status, json_t *v)
 {
 	r->status = status;
 	r->ctype = "application/json";
-	r->text = v ? json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+	r->text = v ? pg_json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
 	json_decref(v);
 	if (!r->text) {
 		r->status = 500;
@@ -550,7 +551,7 @@ static void
 vse_call(struct pg_serve_state *s, json_t *req, int ok_status, struct reply *r)
 {
 	struct pg_vse_api_req dec;
-	char sock[600], *text = json_dumps(req, JSON_COMPACT);
+	char sock[600], *text = pg_json_dumps(req, JSON_COMPACT);
 	json_t *resp = NULL;
 	int rc;
 
@@ -669,7 +670,7 @@ image_route(struct pg_serve_state *s, const char *url, const char *method, int64
 		debs = json_array();
 		for (size_t i = 0; i < u.ndebs; i++)
 			json_array_append_new(debs, json_string(u.debs[i]));
-		dtext = json_dumps(debs, JSON_COMPACT);
+		dtext = pg_json_dumps(debs, JSON_COMPACT);
 		json_decref(debs);
 		rc = dtext ? insert_upgrade_req(st, job, id, u.fix, dtext) : PG_ENOMEM;
 		free(dtext);
