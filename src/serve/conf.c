@@ -8,12 +8,14 @@
 #include "payguard/load.h"
 #include "payguard/log.h"
 #include "payguard/serve.h"
+#include "serve_int.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 void
 pg_serve_conf_default(struct pg_serve_conf *c)
@@ -71,12 +73,16 @@ pg_serve_conf_parse(const char *text, size_t len, struct pg_serve_conf *c)
 	json_object_foreach(o, key, v)
 	{
 		if (strcmp(key, "listen") == 0) {
-			struct in_addr a;
+			struct sockaddr_storage ss;
+			unsigned sl;
+			int lo;
 
 			rc = get_str(v, key, n.listen, sizeof(n.listen));
-			if (rc == 0 && inet_pton(AF_INET, n.listen, &a) != 1)
-				rc = pg_error(PG_EINVAL, "serve",
-					      "config 'listen' must be an IPv4 address");
+			if (rc == 0 && pg_serve_parse_listen(n.listen, &ss, &sl, &lo) < 0)
+				rc = pg_error(
+				    PG_EINVAL, "serve",
+				    "config 'listen' must be localhost, an IPv4 or an IPv6 "
+				    "address");
 			n.keys |= PG_SERVE_KEY_LISTEN;
 		} else if (strcmp(key, "port") == 0) {
 			rc = get_int(v, key, 0, 65535, &n.port);
