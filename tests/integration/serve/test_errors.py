@@ -168,7 +168,7 @@ def port_in_use():
         r = subprocess.run([PAYGUARD, "serve", "--data", data, "--port", str(port), "--demo"],
                            capture_output=True, text=True, timeout=60)
         took = time.monotonic() - t0
-        check(r.returncode != 0, (r.returncode, r.stdout, r.stderr))
+        check(r.returncode == 1, (r.returncode, r.stdout, r.stderr))
         check("127.0.0.1 port %d" % port in r.stderr and "in use" in r.stderr, r.stderr)
         check(took < 10, "failed at once (%.1f s)" % took)
         check(not os.path.exists(os.path.join(data, "run")), os.listdir(data))
