@@ -1410,45 +1410,6 @@ completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestT
 /* ---- listening ---- */
 
 int
-pg_serve_parse_listen(const char *host, struct sockaddr_storage *ss, unsigned *len, int *loopback)
-{
-	struct sockaddr_in *sin = (struct sockaddr_in *)(void *)ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)(void *)ss;
-	char h[64];
-	size_t n = strlen(host);
-
-	memset(ss, 0, sizeof(*ss));
-	if (strcmp(host, "localhost") == 0)
-		host = "127.0.0.1"; /* loopback, never a name service's answer */
-	if (n >= 2 && n - 2 < sizeof(h) && host[0] == '[' && host[n - 1] == ']') {
-		memcpy(h, host + 1, n - 2);
-		h[n - 2] = 0;
-	} else if (n < sizeof(h)) {
-		memcpy(h, host, n + 1);
-	} else {
-		h[0] = 0;
-	}
-	if (h[0] && inet_pton(AF_INET, h, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		*len = sizeof(*sin);
-		*loopback = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
-		return 0;
-	}
-	if (h[0] && inet_pton(AF_INET6, h, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		*len = sizeof(*sin6);
-		*loopback =
-		    IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr) ||
-		    (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) && sin6->sin6_addr.s6_addr[12] == 127);
-		return 0;
-	}
-	return pg_error(PG_EINVAL, "serve",
-			"listen address '%.64s': expected localhost, an IPv4 address or an IPv6 "
-			"address (::1)",
-			host);
-}
-
-int
 pg_serve_listen(const char *host, int port, int *fd_out, int *bound, int *loopback)
 {
 	struct sockaddr_storage ss;
