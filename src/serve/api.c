@@ -9,8 +9,10 @@
  * threads answers; a request takes one of as many store connections (SQLite
  * connections are never shared between threads), so a slow call (the VSE
  * hypervisor, 5 s at most) holds its own thread only. Connections are limited
- * per client address and in all, idle ones close after API_TIMEOUT_S, refused
- * ones are logged at most once per REFUSED_LOG_S with a count, and /metrics
+ * per client address and in all, idle ones close after API_TIMEOUT_S, ones
+ * whose request head is API_HEAD_S overdue are cut (pg_serve_api_tick),
+ * refused and cut ones are logged at most once per REFUSED_LOG_S with a
+ * count, and /metrics
  * reads the store's counts from a cache refreshed at most once a second.
  */
 #include "payguard/json.h"
@@ -42,7 +44,8 @@
 
 #define API_PER_IP_LIMIT 128   /* connections from one client address */
 #define API_CONN_LIMIT	 512   /* connections in all */
-#define API_TIMEOUT_S	 10    /* an idle connection (or one trickling headers) closes */
+#define API_TIMEOUT_S	 10    /* an idle connection closes */
+#define API_HEAD_S	 15    /* a request head not complete by then: connection cut */
 #define API_MAX_URI	 4096  /* longer request targets get 414 */
 #define API_MAX_HEADERS	 16384 /* more header bytes get 431 */
 #define REFUSED_LOG_S	 10    /* at most one log line per kind this often */
@@ -53,6 +56,15 @@ struct ipcount {
 	unsigned char addr[16];
 	int fam;
 	unsigned n;
+};
+
+/* One open connection: its client address, socket, and since when the
+ * daemon waits for its next request head (0: a request is being answered). */
+struct conn_key {
+	unsigned char addr[16];
+	int fam, fd;
+	uint64_t head_since_ms;
+	struct conn_key *prev, *next;
 };
 
 /* A rate-limited kind of log line: counted always, written once per period. */
@@ -69,12 +81,14 @@ struct pg_serve_api {
 	pthread_cond_t pool_cv;
 	struct pg_store st[PG_SERVE_API_THREADS];
 	int busy[PG_SERVE_API_THREADS];
-	/* open connections by client address */
+	/* open connections by client address, and the list of them (ip_mu) */
 	pthread_mutex_t ip_mu;
 	struct ipcount ips[API_CONN_LIMIT + 2 * PG_SERVE_API_THREADS];
-	/* refused connections [0] and other libmicrohttpd messages [1] */
+	struct conn_key *conns;
+	uint64_t swept_ms;
+	/* refused connections, cut slow heads, other libmicrohttpd messages */
 	pthread_mutex_t log_mu;
-	struct ratelog logs[2];
+	struct ratelog logs[3];
 	/* the store part of /metrics */
 	pthread_mutex_t m_mu;
 	char *m_text;
@@ -1114,7 +1128,7 @@ store_put(struct pg_serve_api *a, struct pg_store *st)
 
 /* ---- rate-limited logging ---- */
 
-enum { LOG_REFUSED, LOG_HTTP };
+enum { LOG_REFUSED, LOG_HTTP, LOG_SLOW };
 
 /* Counts one event of a kind and writes a line for it at most once per
  * REFUSED_LOG_S, with how many there were since the last line. */
@@ -1145,6 +1159,11 @@ ratelog(struct pg_serve_api *a, int kind, const char *msg, int flush)
 			"%d per client address, %d in all); last: %s",
 			(unsigned long long)n, REFUSED_LOG_S, API_PER_IP_LIMIT, API_CONN_LIMIT,
 			text);
+	else if (kind == LOG_SLOW)
+		pg_warn("serve",
+			"http: closed %llu connection(s) that had not sent a whole request head in "
+			"%d s (at most one such line per %d s); last: %s",
+			(unsigned long long)n, API_HEAD_S, REFUSED_LOG_S, text);
 	else
 		pg_warn("serve", "http: %s (%llu such message(s); at most one line per %d s)", text,
 			(unsigned long long)n, REFUSED_LOG_S);
@@ -1227,11 +1246,6 @@ accept_policy(void *cls, const struct sockaddr *sa, socklen_t len)
 	return MHD_YES;
 }
 
-struct conn_key {
-	unsigned char addr[16];
-	int fam;
-};
-
 /* Counts the open connections of each client address (started .. closed). */
 static void
 notify_conn(void *cls, struct MHD_Connection *c, void **socket_context,
@@ -1243,6 +1257,8 @@ notify_conn(void *cls, struct MHD_Connection *c, void **socket_context,
 	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
 		const union MHD_ConnectionInfo *ci =
 		    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		const union MHD_ConnectionInfo *fi =
+		    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 		struct ipcount *e;
 
 		k = calloc(1, sizeof(*k));
@@ -1250,26 +1266,92 @@ notify_conn(void *cls, struct MHD_Connection *c, void **socket_context,
 			free(k);
 			return;
 		}
+		k->fd = fi ? fi->connect_fd : -1;
+		k->head_since_ms = pg_mono_ms();
 		pthread_mutex_lock(&a->ip_mu);
 		e = ip_find(a, k->addr, k->fam, 1);
 		if (e)
 			e->n++;
 		else
 			k->fam = 0; /* table full: not counted */
+		k->next = a->conns;
+		if (a->conns)
+			a->conns->prev = k;
+		a->conns = k;
 		pthread_mutex_unlock(&a->ip_mu);
 		*socket_context = k;
 	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED && k) {
+		/* libmicrohttpd closes the socket after this: once k is off the
+		 * list, the sweep below never touches its descriptor again */
+		pthread_mutex_lock(&a->ip_mu);
 		if (k->fam) {
-			struct ipcount *e;
+			struct ipcount *e = ip_find(a, k->addr, k->fam, 0);
 
-			pthread_mutex_lock(&a->ip_mu);
-			e = ip_find(a, k->addr, k->fam, 0);
 			if (e)
 				e->n--;
-			pthread_mutex_unlock(&a->ip_mu);
 		}
+		if (k->prev)
+			k->prev->next = k->next;
+		else
+			a->conns = k->next;
+		if (k->next)
+			k->next->prev = k->prev;
+		pthread_mutex_unlock(&a->ip_mu);
 		free(k);
 		*socket_context = NULL;
+	}
+}
+
+/* Marks the connection of c as answering a request (0) or waiting for the
+ * next request head (now). */
+static void
+head_wait(struct pg_serve_api *a, struct MHD_Connection *c, int waiting)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct conn_key *k = ci ? ci->socket_context : NULL;
+
+	if (!k)
+		return;
+	pthread_mutex_lock(&a->ip_mu);
+	k->head_since_ms = waiting ? pg_mono_ms() : 0;
+	pthread_mutex_unlock(&a->ip_mu);
+}
+
+/*
+ * Cuts connections that have not completed a request head API_HEAD_S after
+ * they opened or answered their last request: the idle timeout alone lets a
+ * client that sends one header line a second hold a connection for ever.
+ * shutdown() makes libmicrohttpd's own thread see the end and close it.
+ */
+void
+pg_serve_api_tick(struct pg_serve_api *a)
+{
+	uint64_t now = pg_mono_ms();
+	char ip[INET6_ADDRSTRLEN] = "?", msg[120];
+	unsigned cut = 0;
+
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->ip_mu);
+	if (now - a->swept_ms < 1000) {
+		pthread_mutex_unlock(&a->ip_mu);
+		return;
+	}
+	a->swept_ms = now;
+	for (struct conn_key *k = a->conns; k; k = k->next) {
+		if (k->fd >= 0 && k->head_since_ms && now - k->head_since_ms > API_HEAD_S * 1000) {
+			shutdown(k->fd, SHUT_RDWR);
+			k->head_since_ms = 0; /* once */
+			if (k->fam)
+				inet_ntop(k->fam, k->addr, ip, sizeof(ip));
+			cut++;
+		}
+	}
+	pthread_mutex_unlock(&a->ip_mu);
+	for (unsigned i = 0; i < cut; i++) {
+		snprintf(msg, sizeof(msg), "from %s", ip);
+		ratelog(a, LOG_SLOW, msg, 0);
 	}
 }
 
@@ -1350,6 +1432,7 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
 	}
 	if (!rq->started) {
 		rq->started = 1;
+		head_wait(a, c, 0); /* the head is complete */
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
@@ -1400,9 +1483,8 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
 static void
 completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t)
 {
-	(void)cls;
-	(void)c;
 	(void)t;
+	head_wait(cls, c, 1); /* the next request's head, if any, is due from now */
 	free(*con_cls);
 	*con_cls = NULL;
 }
@@ -1476,7 +1558,7 @@ pg_serve_api_start(struct pg_serve_state *s, int listen_fd, struct pg_serve_api 
 		    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG, 0,
 		    accept_policy, a, handler, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
 		    MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
-		    (unsigned)PG_SERVE_API_THREADS, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+		    (unsigned)PG_SERVE_API_THREADS, MHD_OPTION_NOTIFY_COMPLETED, completed, a,
 		    MHD_OPTION_NOTIFY_CONNECTION, notify_conn, a, MHD_OPTION_URI_LOG_CALLBACK,
 		    uri_log, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONN_LIMIT,
 		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_TIMEOUT_S,
@@ -1505,6 +1587,7 @@ pg_serve_api_stop(struct pg_serve_api *a)
 		return;
 	MHD_stop_daemon(a->d);
 	ratelog(a, LOG_REFUSED, NULL, 1);
+	ratelog(a, LOG_SLOW, NULL, 1);
 	ratelog(a, LOG_HTTP, NULL, 1);
 	for (int i = 0; i < PG_SERVE_API_THREADS; i++)
 		pg_store_close(&a->st[i]);

@@ -527,6 +527,7 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 			reload(s, cfg, &o);
 		}
 		reap(s);
+		pg_serve_api_tick(api);
 		now = pg_mono_ms();
 		if (now - last_prune >= 60000) {
 			last_prune = now;

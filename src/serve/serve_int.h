@@ -92,5 +92,8 @@ int pg_serve_listen(const char *host, int port, int *fd, int *bound, int *loopba
 struct pg_serve_api;
 int pg_serve_api_start(struct pg_serve_state *s, int listen_fd, struct pg_serve_api **out);
 void pg_serve_api_stop(struct pg_serve_api *a);
+/* Called by the supervisor loop: cuts connections whose request head is
+ * overdue (API_HEAD_S in api.c); does its work at most once a second. */
+void pg_serve_api_tick(struct pg_serve_api *a);
 
 #endif

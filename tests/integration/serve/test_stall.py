@@ -6,7 +6,8 @@
 - one client address gets at most 128 connections: more are refused, the
   refusals are logged rate-limited with a count, and another address
   (127.0.0.2) is still answered;
-- a connection that sends nothing is closed after the 10 s idle timeout;
+- a connection that sends nothing is closed after the 10 s idle timeout, and
+  one that trickles header lines (never idle) once its head is 15 s overdue;
 - while the VSE hypervisor hangs (its worker SIGSTOPped), calls to it wait for
   their timeout but /api/health answers at once, and more than half the API's
   threads never wait for it at the same time (the rest get 503 at once);
@@ -50,15 +51,16 @@ def health(port, source="127.0.0.1", timeout=5):
 
 
 class SlowHeaders:
-    def __init__(self, port, n):
-        self.socks, self.stop = [], threading.Event()
+    def __init__(self, port, n, source="127.0.0.1"):
+        self.socks, self.stop, self.source = [], threading.Event(), source
         self.add(port, n)
         self.t = threading.Thread(target=self.trickle, daemon=True)
         self.t.start()
 
     def add(self, port, n):
         for _ in range(n):
-            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s = socket.create_connection(("127.0.0.1", port), timeout=5,
+                                         source_address=(self.source, 0))
             s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             self.socks.append(s)
 
@@ -96,6 +98,9 @@ def main():
     d = Daemon()
     try:
         check(health(d.port) is not None, "health before the load")
+        # from another address: trickling heads, cut once 15 s overdue
+        trick = SlowHeaders(d.port, 16, "127.0.0.3")
+        t_trick = time.monotonic()
 
         # 64 slow-header connections: health still answered
         sh = SlowHeaders(d.port, 64)
@@ -131,6 +136,13 @@ def main():
         waited = time.monotonic() - t0
         s.close()
         check(got == b"" and waited < 15, "silent connection closed after %.1f s (%r)" % (waited, got))
+        check(trick.closed_by_server() == 0 or time.monotonic() - t_trick > 15,
+              "trickling heads cut before their time")
+        time.sleep(max(0, t_trick + 19 - time.monotonic()))
+        cut = trick.closed_by_server()
+        trick.close()
+        check(cut == 16, "trickling heads cut after 15 s: %d of 16" % cut)
+        d.wait("the cut logged", lambda: "had not sent a whole request head" in d.log(), 15)
 
         # a hung hypervisor
         s, svcs = d.get("/api/services")
