@@ -1,5 +1,6 @@
 /* `payguard pos ...` verbs: thin wrappers over the pos library (seed 4). */
 #include "cli.h"
+#include "payguard/json.h"
 #include "payguard/clock.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
@@ -331,7 +332,7 @@ cmd_pos_decode(int argc, char **argv)
 		free(val);
 		cell = pg_pos_msg_to_json(&c.dialect, m, c.pol.cell_field);
 		if (json_object_get(cell, "cell")) {
-			char *s = json_dumps(json_object_get(cell, "cell"), JSON_COMPACT);
+			char *s = pg_json_dumps(json_object_get(cell, "cell"), JSON_COMPACT);
 
 			printf("cell information (field %d): %s\n", c.pol.cell_field, s ? s : "");
 			free(s);
@@ -902,7 +903,7 @@ cmd_pos_send(int argc, char **argv)
 		if (rc < 0)
 			break;
 		o = pg_pos_msg_to_json(&c.dialect, resp, c.pol.cell_field);
-		s = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+		s = o ? pg_json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 		printf("%s\n", s ? s : "{}");
 		fflush(stdout);
 		free(s);

@@ -245,14 +245,15 @@ cmd_serve_worker(int argc, char **argv)
 
 const struct pg_cmd pg_cli_serve[] = {
     {"run", cmd_serve_run, "run the daemon: supervised services, HTTP API, metrics, dashboard",
-     "[--config FILE] [--data DIR] [--listen IPV4] [--port N] [--port-file FILE] [--token-file "
+     "[--config FILE] [--data DIR] [--listen ADDR] [--port N] [--port-file FILE] [--token-file "
      "FILE] [--allow-host NAME]... [--demo] "
      "[--load-period-ms MS] [--load-source SPEC]\n\n"
      "  --config FILE       JSON configuration file, re-read on SIGHUP (default "
      "DIR/serve.json if present)\n"
      "  --data DIR          data directory (default $PAYGUARD_DATA_DIR, else "
      "~/.local/share/payguard)\n"
-     "  --listen IPV4       address to bind (default 127.0.0.1; any other needs --token-file)\n"
+     "  --listen ADDR       address to bind: localhost, an IPv4 or IPv6 address (default\n"
+     "                      127.0.0.1; one not loopback needs --token-file)\n"
      "  --port N            HTTP port (default 8470; 0 = any free port)\n"
      "  --port-file FILE    write the bound port to FILE\n"
      "  --token-file FILE   require 'Authorization: Bearer <token>' (token: first line of FILE);\n"

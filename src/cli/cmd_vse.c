@@ -5,6 +5,7 @@
  * its link, `demo` shows three VSEs on three links. Thin wrappers over pg_vse.
  */
 #include "cli.h"
+#include "payguard/json.h"
 #include "payguard/clock.h"
 #include "payguard/error.h"
 #include "payguard/hex.h"
@@ -287,7 +288,7 @@ named(int argc, char **argv, const char *op)
 	if (json) {
 		rc = pg_cli_print_json(json_incref(v ? v : resp));
 	} else if (v && strcmp(op, "show") == 0) {
-		char *s = json_dumps(v, JSON_INDENT(2));
+		char *s = pg_json_dumps(v, JSON_INDENT(2));
 
 		printf("%s\n", s ? s : "");
 		free(s);

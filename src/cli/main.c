@@ -3,6 +3,7 @@
  * the table of areas and the dispatcher; verbs live in cmd_<area>.c.
  */
 #include "cli.h"
+#include "payguard/json.h"
 #include "payguard/error.h"
 #include "payguard/log.h"
 
@@ -130,7 +131,7 @@ pg_cli_print_json(json_t *v)
 
 	if (!v)
 		return pg_cli_fail(PG_ENOMEM, "json output");
-	rc = json_dumpf(v, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+	rc = pg_json_dumpf(v, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
 	json_decref(v);
 	fputc('\n', stdout);
 	return rc == 0 ? PG_EXIT_OK : PG_EXIT_FAIL;

@@ -8,6 +8,7 @@
 #include "imagedb.h"
 #include "inspect.h"
 
+#include "payguard/json.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
 #include "payguard/log.h"
@@ -220,7 +221,7 @@ pg_image_save(struct pg_store *st, json_t *inv, sqlite3_int64 *id_out)
 	int rc;
 
 	pg_now_iso(now, sizeof(now));
-	chain = json_dumps(json_object_get(inv, "chain"), JSON_COMPACT);
+	chain = pg_json_dumps(json_object_get(inv, "chain"), JSON_COMPACT);
 	PG_TRY_GOTO(pg_store_begin(st), out, "image", "begin");
 	/* Upsert: an image keeps its id across rescans, so jobs stay linked. */
 	PG_TRY_GOTO(

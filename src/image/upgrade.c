@@ -12,6 +12,7 @@
 #include "imagedb.h"
 #include "inspect.h"
 
+#include "payguard/json.h"
 #include "payguard/buf.h"
 #include "payguard/clock.h"
 #include "payguard/error.h"
@@ -1082,7 +1083,7 @@ static int
 job_finish(struct pg_store *st, sqlite3_int64 job, const char *state, struct pg_buf *log,
 	   json_t *result)
 {
-	char now[32], *res = result ? json_dumps(result, JSON_COMPACT) : NULL;
+	char now[32], *res = result ? pg_json_dumps(result, JSON_COMPACT) : NULL;
 	int rc;
 
 	pg_now_iso(now, sizeof(now));

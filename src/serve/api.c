@@ -4,7 +4,18 @@
  * static dashboard page. Every route is in docs/api.md. Requests are
  * authenticated (Bearer token, compared in constant time) when a token is
  * set; bodies are bounded by PG_SERVE_MAX_BODY and validated before use.
+ *
+ * Threads (issue 13, item 7): libmicrohttpd's pool of PG_SERVE_API_THREADS
+ * threads answers; a request takes one of as many store connections (SQLite
+ * connections are never shared between threads), so a slow call (the VSE
+ * hypervisor, 5 s at most) holds its own thread only. Connections are limited
+ * per client address and in all, idle ones close after API_TIMEOUT_S, ones
+ * whose request head is API_HEAD_S overdue are cut (pg_serve_api_tick),
+ * refused and cut ones are logged at most once per REFUSED_LOG_S with a
+ * count, and /metrics
+ * reads the store's counts from a cache refreshed at most once a second.
  */
+#include "payguard/json.h"
 #include "payguard/clock.h"
 #include "payguard/error.h"
 #include "payguard/hex.h"
@@ -19,6 +30,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -26,18 +38,77 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define API_PER_IP_LIMIT 128   /* connections from one client address */
+#define API_CONN_LIMIT	 512   /* connections in all */
+#define API_TIMEOUT_S	 10    /* an idle connection closes */
+#define API_HEAD_S	 15    /* a request head not complete by then: connection cut */
+#define API_MAX_URI	 4096  /* longer request targets get 414 */
+#define API_MAX_HEADERS	 16384 /* more header bytes get 431 */
+#define REFUSED_LOG_S	 10    /* at most one log line per kind this often */
+#define METRICS_CACHE_MS 1000  /* the store's counts in /metrics are at most this old */
+
+/* One client address with open connections (for the per-client limit). */
+struct ipcount {
+	unsigned char addr[16];
+	int fam;
+	unsigned n;
+};
+
+/* One open connection: its client address, socket, and since when the
+ * daemon waits for its next request head (0: a request is being answered). */
+struct conn_key {
+	unsigned char addr[16];
+	int fam, fd;
+	uint64_t head_since_ms;
+	struct conn_key *prev, *next;
+};
+
+/* A rate-limited kind of log line: counted always, written once per period. */
+struct ratelog {
+	uint64_t count, last_ms;
+	char last[200];
+};
+
+struct pg_serve_api {
+	struct pg_serve_state *s;
+	struct MHD_Daemon *d;
+	/* the store connections, one per request at a time */
+	pthread_mutex_t pool_mu;
+	pthread_cond_t pool_cv;
+	struct pg_store st[PG_SERVE_API_THREADS];
+	int busy[PG_SERVE_API_THREADS];
+	/* open connections by client address, and the list of them (ip_mu) */
+	pthread_mutex_t ip_mu;
+	struct ipcount ips[API_CONN_LIMIT + 2 * PG_SERVE_API_THREADS];
+	struct conn_key *conns;
+	uint64_t swept_ms;
+	/* refused connections, cut slow heads, other libmicrohttpd messages */
+	pthread_mutex_t log_mu;
+	struct ratelog logs[3];
+	/* the store part of /metrics */
+	pthread_mutex_t m_mu;
+	char *m_text;
+	uint64_t m_at_ms;
+};
 
 /* Per-request state: the body gathered so far. */
 struct req {
 	char body[PG_SERVE_MAX_BODY];
 	size_t len;
 	int too_big;
+	int started;	/* the handler has seen this request's headers */
+	int uri_nul;	/* the raw request target has %00 */
+	size_t uri_len; /* the raw request target's length */
 };
 
 struct reply {
 	int status;
 	char *text; /* malloc'd */
 	const char *ctype;
+	const char *allow; /* for 405: the methods the resource takes */
 };
 
 static void
@@ -45,7 +116,7 @@ reply_json(struct reply *r, int status, json_t *v)
 {
 	r->status = status;
 	r->ctype = "application/json";
-	r->text = v ? json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+	r->text = v ? pg_json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
 	json_decref(v);
 	if (!r->text) {
 		r->status = 500;
@@ -68,6 +139,16 @@ reply_error(struct reply *r, int status, const char *fmt, ...)
 	reply_json(r, status,
 		   json_pack("{s:{s:i,s:s}}", "error", "status", status, "message", msg));
 }
+
+/* 405 with the methods the resource takes in Allow (RFC 9110, 15.5.6). */
+static void
+reply_405(struct reply *r, const char *method, const char *url, const char *allow)
+{
+	reply_error(r, 405, "method %.32s not allowed on %.200s (allowed: %s)", method, url, allow);
+	r->allow = allow;
+}
+
+#define GET_ONLY "GET, HEAD"
 
 static int
 status_of(int rc)
@@ -352,22 +433,16 @@ mprintf(struct mbuf *m, const char *fmt, ...)
 	m->len += (size_t)n;
 }
 
-static void
-metrics(struct pg_serve_state *s, struct reply *r)
+/* The part of /metrics counted in the store (the expensive part). */
+static char *
+metrics_store(struct pg_store *st)
 {
-	static const char *const cls[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 	static const char *const decs[] = {"in_place", "moved", "undetermined", "unregistered",
 					   "format"};
 	static const char *const states[] = {"open", "acknowledged", "closed"};
-	struct pg_store *st = &s->api_st;
 	struct mbuf m = {malloc(4096), 0, 4096};
 	char sql[256];
 
-	mprintf(&m, "# HELP payguard_http_requests_total HTTP requests answered, by status class.\n"
-		    "# TYPE payguard_http_requests_total counter\n");
-	for (int i = 0; i < 5; i++)
-		mprintf(&m, "payguard_http_requests_total{code=\"%s\"} %llu\n", cls[i],
-			(unsigned long long)s->req[i + 1]);
 	mprintf(&m,
 		"# HELP payguard_pos_transactions_total POS transactions decided and recorded.\n"
 		"# TYPE payguard_pos_transactions_total counter\n"
@@ -456,9 +531,51 @@ metrics(struct pg_serve_state *s, struct reply *r)
 		json_decref(snap);
 		pg_clear_error();
 	}
+	return m.p;
+}
+
+/*
+ * GET /metrics: the request counters and services read now, the store's counts
+ * from a cache at most METRICS_CACHE_MS old. One scrape refreshes it; scrapes
+ * meanwhile take the previous text instead of waiting (or counting again).
+ */
+static void
+metrics(struct pg_serve_api *a, struct pg_store *st, struct reply *r)
+{
+	static const char *const cls[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+	struct pg_serve_state *s = a->s;
+	struct mbuf m = {malloc(4096), 0, 4096};
+	uint64_t now = pg_mono_ms();
+	int locked = 0;
+
+	if (pthread_mutex_trylock(&a->m_mu) == 0)
+		locked = 1;
+	else if (!__atomic_load_n(&a->m_text, __ATOMIC_ACQUIRE))
+		locked = pthread_mutex_lock(&a->m_mu) == 0; /* the first one: wait for it */
+	if (locked) {
+		if (!a->m_text || now - a->m_at_ms >= METRICS_CACHE_MS) {
+			char *t = metrics_store(st);
+
+			if (t) {
+				pthread_mutex_lock(&s->mu); /* guards the swap against readers */
+				free(a->m_text);
+				__atomic_store_n(&a->m_text, t, __ATOMIC_RELEASE);
+				a->m_at_ms = now;
+				pthread_mutex_unlock(&s->mu);
+			}
+		}
+		pthread_mutex_unlock(&a->m_mu);
+	}
+	mprintf(&m, "# HELP payguard_http_requests_total HTTP requests answered, by status class.\n"
+		    "# TYPE payguard_http_requests_total counter\n");
+	for (int i = 0; i < 5; i++)
+		mprintf(&m, "payguard_http_requests_total{code=\"%s\"} %llu\n", cls[i],
+			(unsigned long long)__atomic_load_n(&s->req[i + 1], __ATOMIC_RELAXED));
+	pthread_mutex_lock(&s->mu);
+	if (a->m_text)
+		mprintf(&m, "%s", a->m_text);
 	mprintf(&m, "# HELP payguard_service_restarts_total Worker restarts by the supervisor.\n"
 		    "# TYPE payguard_service_restarts_total counter\n");
-	pthread_mutex_lock(&s->mu);
 	for (int i = 0; i < s->nsvc; i++)
 		mprintf(&m, "payguard_service_restarts_total{service=\"%s\"} %u\n", s->svc[i].name,
 			s->svc[i].restarts);
@@ -541,13 +658,16 @@ alert_path(const char *url, int64_t *id)
 	return 1;
 }
 
+#define VSE_CALL_TIMEOUT_MS 5000
+static int vse_calls; /* hypervisor calls in flight */
+
 /* Forwards one request to the VSE hypervisor after validating it there-side
  * rules here first (pg_vse_api_decode), so nothing malformed reaches it. */
 static void
 vse_call(struct pg_serve_state *s, json_t *req, int ok_status, struct reply *r)
 {
 	struct pg_vse_api_req dec;
-	char sock[600], *text = json_dumps(req, JSON_COMPACT);
+	char sock[600], *text = pg_json_dumps(req, JSON_COMPACT);
 	json_t *resp = NULL;
 	int rc;
 
@@ -562,7 +682,18 @@ vse_call(struct pg_serve_state *s, json_t *req, int ok_status, struct reply *r)
 		return reply_rc(r, rc);
 	}
 	snprintf(sock, sizeof(sock), "%s/vse/hv.sock", s->data_dir);
-	rc = pg_vse_api_call(sock, req, &resp, 5000);
+	/* a hung hypervisor holds each caller's thread until the timeout: never
+	 * more than half of the pool, so the rest of the API keeps answering */
+	if (__atomic_add_fetch(&vse_calls, 1, __ATOMIC_ACQ_REL) > PG_SERVE_API_THREADS / 2) {
+		__atomic_sub_fetch(&vse_calls, 1, __ATOMIC_ACQ_REL);
+		json_decref(req);
+		return reply_error(r, 503,
+				   "VSE hypervisor: %d calls are waiting for it already; try again "
+				   "later",
+				   PG_SERVE_API_THREADS / 2);
+	}
+	rc = pg_vse_api_call(sock, req, &resp, VSE_CALL_TIMEOUT_MS);
+	__atomic_sub_fetch(&vse_calls, 1, __ATOMIC_ACQ_REL);
 	if (rc < 0) {
 		const char *d = pg_last_error();
 
@@ -626,10 +757,9 @@ image_path(const char *url, int64_t *id, int *sub)
 }
 
 static void
-image_route(struct pg_serve_state *s, const char *url, const char *method, int64_t id, int sub,
-	    struct req *rq, struct reply *r)
+image_route(struct pg_serve_state *s, struct pg_store *st, const char *url, const char *method,
+	    int64_t id, int sub, struct req *rq, struct reply *r)
 {
-	struct pg_store *st = &s->api_st;
 	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 	char ref[24];
 	json_t *v = NULL;
@@ -637,7 +767,7 @@ image_route(struct pg_serve_state *s, const char *url, const char *method, int64
 
 	snprintf(ref, sizeof(ref), "%lld", (long long)id);
 	if (sub < 2 && !get)
-		return reply_error(r, 405, "method %s not allowed on %s", method, url);
+		return reply_405(r, method, url, GET_ONLY);
 	if (sub == 0) {
 		rc = pg_image_show(st, ref, &v);
 		return rc < 0 ? reply_rc(r, rc) : reply_json(r, 200, v);
@@ -647,7 +777,7 @@ image_route(struct pg_serve_state *s, const char *url, const char *method, int64
 		return rc < 0 ? reply_rc(r, rc) : reply_json(r, 200, v);
 	}
 	if (strcmp(method, "POST") != 0)
-		return reply_error(r, 405, "method %s not allowed on %s", method, url);
+		return reply_405(r, method, url, "POST");
 	if (rq->too_big)
 		return reply_error(r, 413, "request body larger than %d bytes", PG_SERVE_MAX_BODY);
 	{
@@ -666,7 +796,7 @@ image_route(struct pg_serve_state *s, const char *url, const char *method, int64
 		debs = json_array();
 		for (size_t i = 0; i < u.ndebs; i++)
 			json_array_append_new(debs, json_string(u.debs[i]));
-		dtext = json_dumps(debs, JSON_COMPACT);
+		dtext = pg_json_dumps(debs, JSON_COMPACT);
 		json_decref(debs);
 		rc = dtext ? insert_upgrade_req(st, job, id, u.fix, dtext) : PG_ENOMEM;
 		free(dtext);
@@ -691,10 +821,10 @@ image_route(struct pg_serve_state *s, const char *url, const char *method, int64
 }
 
 static void
-route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const char *method,
-      struct req *rq, struct reply *r)
+route(struct pg_serve_api *a, struct pg_store *st, struct MHD_Connection *c, const char *url,
+      const char *method, struct req *rq, struct reply *r)
 {
-	struct pg_store *st = &s->api_st;
+	struct pg_serve_state *s = a->s;
 	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 	int post = strcmp(method, "POST") == 0;
 	json_t *v = NULL;
@@ -708,8 +838,7 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 
 		if (pg_serve_static(url, &r->ctype, &data, &len) == 0) {
 			if (!get)
-				return reply_error(r, 405, "method %s not allowed on %s", method,
-						   url);
+				return reply_405(r, method, url, GET_ONLY);
 			r->text = malloc(len + 1);
 			if (!r->text)
 				return reply_error(r, 500, "out of memory");
@@ -721,14 +850,14 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 	}
 	if (strcmp(url, "/metrics") == 0) {
 		if (!get)
-			return reply_error(r, 405, "method %s not allowed on %s", method, url);
-		return metrics(s, r);
+			return reply_405(r, method, url, GET_ONLY);
+		return metrics(a, st, r);
 	}
 	if (strcmp(url, "/api/vses") == 0) {
 		if (get)
 			return vse_call(s, json_pack("{s:s}", "op", "list"), 200, r);
 		if (!post)
-			return reply_error(r, 405, "method %s not allowed on %s", method, url);
+			return reply_405(r, method, url, "GET, HEAD, POST");
 		if (rq->too_big)
 			return reply_error(r, 413, "request body larger than %d bytes",
 					   PG_SERVE_MAX_BODY);
@@ -770,7 +899,7 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 		char action[16];
 
 		if (!post)
-			return reply_error(r, 405, "method %s not allowed on %s", method, url);
+			return reply_405(r, method, url, "POST");
 		if (rq->too_big)
 			return reply_error(r, 413, "request body larger than %d bytes",
 					   PG_SERVE_MAX_BODY);
@@ -796,7 +925,7 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 			if (rc < 0)
 				return reply_rc(r, rc);
 		} else if (!get) {
-			return reply_error(r, 405, "method %s not allowed on %s", method, url);
+			return reply_405(r, method, url, "GET, HEAD, POST");
 		}
 		v = find_alert(st, id);
 		if (!v)
@@ -830,7 +959,7 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 		if (strcmp(url, gets[i].path) != 0)
 			continue;
 		if (!get)
-			return reply_error(r, 405, "method %s not allowed on %s", method, url);
+			return reply_405(r, method, url, GET_ONLY);
 		rc = 0;
 		switch (gets[i].what) {
 		case 0:
@@ -960,29 +1089,348 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 		return reply_json(r, 200, v);
 	}
 	if (image_path(url, &id, &sub) > 0) {
-		image_route(s, url, method, id, sub, rq, r);
+		image_route(s, st, url, method, id, sub, rq, r);
 		return;
 	}
 	reply_error(r, 404, "no route %s %.200s", method, url);
+}
+
+/* ---- the connection pool of the store ---- */
+
+static struct pg_store *
+store_get(struct pg_serve_api *a)
+{
+	pthread_mutex_lock(&a->pool_mu);
+	for (;;) {
+		for (int i = 0; i < PG_SERVE_API_THREADS; i++) {
+			if (!a->busy[i]) {
+				a->busy[i] = 1;
+				pthread_mutex_unlock(&a->pool_mu);
+				return &a->st[i];
+			}
+		}
+		/* never with one connection per pool thread; kept for safety */
+		pthread_cond_wait(&a->pool_cv, &a->pool_mu);
+	}
+}
+
+static void
+store_put(struct pg_serve_api *a, struct pg_store *st)
+{
+	pthread_mutex_lock(&a->pool_mu);
+	a->busy[st - a->st] = 0;
+	pthread_cond_signal(&a->pool_cv);
+	pthread_mutex_unlock(&a->pool_mu);
+}
+
+/* ---- rate-limited logging ---- */
+
+enum { LOG_REFUSED, LOG_HTTP, LOG_SLOW };
+
+/* Counts one event of a kind and writes a line for it at most once per
+ * REFUSED_LOG_S, with how many there were since the last line. */
+static void
+ratelog(struct pg_serve_api *a, int kind, const char *msg, int flush)
+{
+	struct ratelog *l = &a->logs[kind];
+	uint64_t now = pg_mono_ms(), n = 0;
+	char text[sizeof(l->last)];
+
+	pthread_mutex_lock(&a->log_mu);
+	if (msg) {
+		l->count++;
+		snprintf(l->last, sizeof(l->last), "%s", msg);
+	}
+	if (l->count && (flush || l->last_ms == 0 || now - l->last_ms >= REFUSED_LOG_S * 1000)) {
+		n = l->count;
+		l->count = 0;
+		l->last_ms = now;
+		memcpy(text, l->last, sizeof(text));
+	}
+	pthread_mutex_unlock(&a->log_mu);
+	if (!n)
+		return;
+	if (kind == LOG_REFUSED)
+		pg_warn("serve",
+			"http: refused %llu connection(s) (at most one such line per %d s; limits: "
+			"%d per client address, %d in all); last: %s",
+			(unsigned long long)n, REFUSED_LOG_S, API_PER_IP_LIMIT, API_CONN_LIMIT,
+			text);
+	else if (kind == LOG_SLOW)
+		pg_warn("serve",
+			"http: closed %llu connection(s) that had not sent a whole request head in "
+			"%d s (at most one such line per %d s); last: %s",
+			(unsigned long long)n, API_HEAD_S, REFUSED_LOG_S, text);
+	else
+		pg_warn("serve", "http: %s (%llu such message(s); at most one line per %d s)", text,
+			(unsigned long long)n, REFUSED_LOG_S);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+static void
+mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[200];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	msg[strcspn(msg, "\n")] = 0;
+	ratelog(cls, strstr(msg, "connection limit") ? LOG_REFUSED : LOG_HTTP, msg, 0);
+}
+
+/* ---- connections per client address ---- */
+
+static int
+addr_key(const struct sockaddr *sa, unsigned char key[16], int *fam)
+{
+	memset(key, 0, 16);
+	*fam = sa ? sa->sa_family : 0;
+	if (*fam == AF_INET)
+		memcpy(key, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+	else if (*fam == AF_INET6)
+		memcpy(key, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+	else
+		return -1;
+	return 0;
+}
+
+/* The entry of a client address (a free one when add), NULL if none; ip_mu held. */
+static struct ipcount *
+ip_find(struct pg_serve_api *a, const unsigned char key[16], int fam, int add)
+{
+	struct ipcount *free_e = NULL;
+
+	for (size_t i = 0; i < sizeof(a->ips) / sizeof(a->ips[0]); i++) {
+		struct ipcount *e = &a->ips[i];
+
+		if (e->n && e->fam == fam && memcmp(e->addr, key, 16) == 0)
+			return e;
+		if (!e->n && !free_e)
+			free_e = e;
+	}
+	if (add && free_e) {
+		memcpy(free_e->addr, key, 16);
+		free_e->fam = fam;
+	}
+	return add ? free_e : NULL;
+}
+
+/* Refuses a connection from an address that has API_PER_IP_LIMIT open. */
+static enum MHD_Result
+accept_policy(void *cls, const struct sockaddr *sa, socklen_t len)
+{
+	struct pg_serve_api *a = cls;
+	unsigned char key[16];
+	struct ipcount *e;
+	unsigned n = 0;
+	int fam;
+
+	(void)len;
+	if (addr_key(sa, key, &fam) < 0)
+		return MHD_YES;
+	pthread_mutex_lock(&a->ip_mu);
+	e = ip_find(a, key, fam, 0);
+	n = e ? e->n : 0;
+	pthread_mutex_unlock(&a->ip_mu);
+	if (n >= API_PER_IP_LIMIT) {
+		char ip[INET6_ADDRSTRLEN] = "?", msg[120];
+
+		inet_ntop(fam, key, ip, sizeof(ip));
+		snprintf(msg, sizeof(msg), "%s has %u connections open", ip, n);
+		ratelog(a, LOG_REFUSED, msg, 0);
+		return MHD_NO;
+	}
+	return MHD_YES;
+}
+
+/* Counts the open connections of each client address (started .. closed). */
+static void
+notify_conn(void *cls, struct MHD_Connection *c, void **socket_context,
+	    enum MHD_ConnectionNotificationCode code)
+{
+	struct pg_serve_api *a = cls;
+	struct conn_key *k = *socket_context;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+		    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		const union MHD_ConnectionInfo *fi =
+		    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		struct ipcount *e;
+
+		k = calloc(1, sizeof(*k));
+		if (!k || !ci || addr_key(ci->client_addr, k->addr, &k->fam) < 0) {
+			free(k);
+			return;
+		}
+		k->fd = fi ? fi->connect_fd : -1;
+		k->head_since_ms = pg_mono_ms();
+		pthread_mutex_lock(&a->ip_mu);
+		e = ip_find(a, k->addr, k->fam, 1);
+		if (e)
+			e->n++;
+		else
+			k->fam = 0; /* table full: not counted */
+		k->next = a->conns;
+		if (a->conns)
+			a->conns->prev = k;
+		a->conns = k;
+		pthread_mutex_unlock(&a->ip_mu);
+		*socket_context = k;
+	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED && k) {
+		/* libmicrohttpd closes the socket after this: once k is off the
+		 * list, the sweep below never touches its descriptor again */
+		pthread_mutex_lock(&a->ip_mu);
+		if (k->fam) {
+			struct ipcount *e = ip_find(a, k->addr, k->fam, 0);
+
+			if (e)
+				e->n--;
+		}
+		if (k->prev)
+			k->prev->next = k->next;
+		else
+			a->conns = k->next;
+		if (k->next)
+			k->next->prev = k->prev;
+		pthread_mutex_unlock(&a->ip_mu);
+		free(k);
+		*socket_context = NULL;
+	}
+}
+
+/* Marks the connection of c as answering a request (0) or waiting for the
+ * next request head (now). */
+static void
+head_wait(struct pg_serve_api *a, struct MHD_Connection *c, int waiting)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct conn_key *k = ci ? ci->socket_context : NULL;
+
+	if (!k)
+		return;
+	pthread_mutex_lock(&a->ip_mu);
+	k->head_since_ms = waiting ? pg_mono_ms() : 0;
+	pthread_mutex_unlock(&a->ip_mu);
+}
+
+/*
+ * Cuts connections that have not completed a request head API_HEAD_S after
+ * they opened or answered their last request: the idle timeout alone lets a
+ * client that sends one header line a second hold a connection for ever.
+ * shutdown() makes libmicrohttpd's own thread see the end and close it.
+ */
+void
+pg_serve_api_tick(struct pg_serve_api *a)
+{
+	uint64_t now = pg_mono_ms();
+	char ip[INET6_ADDRSTRLEN] = "?", msg[120];
+	unsigned cut = 0;
+
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->ip_mu);
+	if (now - a->swept_ms < 1000) {
+		pthread_mutex_unlock(&a->ip_mu);
+		return;
+	}
+	a->swept_ms = now;
+	for (struct conn_key *k = a->conns; k; k = k->next) {
+		if (k->fd >= 0 && k->head_since_ms && now - k->head_since_ms > API_HEAD_S * 1000) {
+			shutdown(k->fd, SHUT_RDWR);
+			k->head_since_ms = 0; /* once */
+			if (k->fam)
+				inet_ntop(k->fam, k->addr, ip, sizeof(ip));
+			cut++;
+		}
+	}
+	pthread_mutex_unlock(&a->ip_mu);
+	for (unsigned i = 0; i < cut; i++) {
+		snprintf(msg, sizeof(msg), "from %s", ip);
+		ratelog(a, LOG_SLOW, msg, 0);
+	}
+}
+
+/* ---- requests ---- */
+
+/* Sees the raw request target before libmicrohttpd decodes it (a %00 would
+ * cut the decoded one short); its return value is the request's state. */
+static void *
+uri_log(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	struct req *rq = calloc(1, sizeof(*rq));
+
+	(void)cls;
+	(void)c;
+	if (rq && uri) {
+		rq->uri_len = strlen(uri);
+		rq->uri_nul = strstr(uri, "%00") != NULL;
+	}
+	return rq;
+}
+
+static enum MHD_Result
+header_bytes(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	size_t *n = cls;
+
+	(void)kind;
+	*n += strlen(key) + (value ? strlen(value) : 0) + 4;
+	return MHD_YES;
+}
+
+/* The limits of a request the daemon enforces itself, below libmicrohttpd's
+ * own, so that the answer is JSON like every other; 0 when it is within them. */
+static int
+request_refused(struct req *rq, struct MHD_Connection *c, const char *version, struct reply *r)
+{
+	size_t hb = 0;
+
+	if (rq->uri_nul) {
+		reply_error(r, 400, "the URL contains an encoded NUL byte (%%00)");
+		return 1;
+	}
+	if (rq->uri_len > API_MAX_URI) {
+		reply_error(r, 414, "the URL is longer than %d bytes", API_MAX_URI);
+		return 1;
+	}
+	if (strcmp(version, MHD_HTTP_VERSION_1_1) != 0 &&
+	    strcmp(version, MHD_HTTP_VERSION_1_0) != 0) {
+		reply_error(r, 505, "HTTP version %.20s not supported (HTTP/1.0 and 1.1 are)",
+			    version);
+		return 1;
+	}
+	MHD_get_connection_values(c, MHD_HEADER_KIND, header_bytes, &hb);
+	if (hb > API_MAX_HEADERS) {
+		reply_error(r, 431, "the request headers are larger than %d bytes",
+			    API_MAX_HEADERS);
+		return 1;
+	}
+	return 0;
 }
 
 static enum MHD_Result
 handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 	const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
-	struct pg_serve_state *s = cls;
+	struct pg_serve_api *a = cls;
+	struct pg_serve_state *s = a->s;
 	struct req *rq = *con_cls;
 	struct reply r = {0};
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 	int rc;
 
-	(void)version;
 	if (!rq) {
 		rq = calloc(1, sizeof(*rq));
 		if (!rq)
 			return MHD_NO;
 		*con_cls = rq;
+	}
+	if (!rq->started) {
+		rq->started = 1;
+		head_wait(a, c, 0); /* the head is complete */
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
@@ -995,15 +1443,20 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
-	/* Host, origin and content type, before anything acts (guard.c) */
-	if (pg_serve_guard(s, c, url, method, &rc))
+	if (request_refused(rq, c, version, &r)) {
+		/* answered */
+	} else if (pg_serve_guard(s, c, url, method, &rc)) {
+		/* Host, origin and content type, before anything acts (guard.c) */
 		return (enum MHD_Result)rc;
-	if (!token_ok(s, c)) {
+	} else if (!token_ok(s, c)) {
 		reply_error(
 		    &r, 401,
 		    "missing or wrong bearer token (in a browser: open /?token=TOKEN once)");
 	} else {
-		route(s, c, url, method, rq, &r);
+		struct pg_store *st = store_get(a);
+
+		route(a, st, c, url, method, rq, &r);
+		store_put(a, st);
 	}
 	if (!r.text) {
 		reply_error(&r, 500, "out of memory");
@@ -1021,80 +1474,132 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
 	pg_serve_guard_headers(resp);
 	if (r.status == 401)
 		MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+	if (r.allow)
+		MHD_add_response_header(resp, "Allow", r.allow);
 	ret = MHD_queue_response(c, (unsigned)r.status, resp);
 	MHD_destroy_response(resp);
 	if (r.status >= 100 && r.status < 600)
-		s->req[r.status / 100]++;
-	s->req_total++;
+		__atomic_fetch_add(&s->req[r.status / 100], 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&s->req_total, 1, __ATOMIC_RELAXED);
 	return ret;
 }
 
 static void
 completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t)
 {
-	(void)cls;
-	(void)c;
 	(void)t;
+	head_wait(cls, c, 1); /* the next request's head, if any, is due from now */
 	free(*con_cls);
 	*con_cls = NULL;
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/* ---- listening ---- */
 
-static void
-mhd_log(void *cls, const char *fmt, va_list ap)
+int
+pg_serve_listen(const char *host, int port, int *fd_out, int *bound, int *loopback)
 {
-	char msg[256];
+	struct sockaddr_storage ss;
+	unsigned len = 0;
+	socklen_t sl = sizeof(ss);
+	int fd, one = 1, rc;
 
-	(void)cls;
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	pg_warn("serve", "http: %s", msg);
+	if (port < 0 || port > 65535)
+		return pg_error(PG_EINVAL, "serve", "port %d: expected 0..65535", port);
+	rc = pg_serve_parse_listen(host, &ss, &len, loopback);
+	if (rc < 0)
+		return rc;
+	((struct sockaddr_in *)(void *)&ss)->sin_port =
+	    htons((uint16_t)port); /* same place in both */
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return pg_error(PG_ESYS, "serve", "socket: %s", strerror(errno));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 128) < 0) {
+		int e = errno;
+
+		close(fd);
+		return pg_error(e == EADDRINUSE ? PG_EBUSY : PG_ESYS, "serve",
+				"cannot listen on %s port %d: %s%s", host, port, strerror(e),
+				e == EADDRINUSE ? " (another program has it; choose another with "
+						  "--port, or --port 0 for any free one)"
+						: "");
+	}
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		close(fd);
+		return pg_error(PG_ESYS, "serve", "getsockname: %s", strerror(errno));
+	}
+	*bound = ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
+	*fd_out = fd;
+	return 0;
 }
 
 int
-pg_serve_api_start(struct pg_serve_state *s, const char *host, int port, int *bound,
-		   struct MHD_Daemon **out)
+pg_serve_api_start(struct pg_serve_state *s, int listen_fd, struct pg_serve_api **out)
 {
-	struct sockaddr_in sin;
-	const union MHD_DaemonInfo *info;
-	struct MHD_Daemon *d;
-	int rc;
+	struct pg_serve_api *a = calloc(1, sizeof(*a));
+	int rc = 0, nst = 0;
 
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)port);
-	if (port < 0 || port > 65535 || inet_pton(AF_INET, host, &sin.sin_addr) != 1)
-		return pg_error(PG_EINVAL, "serve",
-				"listen address '%s' port %d: expected an IPv4 "
-				"address and a port 0..65535",
-				host, port);
-	rc = pg_store_open(&s->api_st, s->dbpath);
-	if (rc == 0) /* registers the SQL function debver_cmp the findings query needs */
-		rc = pg_image_db_open(&s->api_st);
+	if (!a) {
+		close(listen_fd);
+		return PG_ENOMEM;
+	}
+	a->s = s;
+	pthread_mutex_init(&a->pool_mu, NULL);
+	pthread_cond_init(&a->pool_cv, NULL);
+	pthread_mutex_init(&a->ip_mu, NULL);
+	pthread_mutex_init(&a->log_mu, NULL);
+	pthread_mutex_init(&a->m_mu, NULL);
+	/* one store connection per pool thread: a request holds one while it runs */
+	for (; nst < PG_SERVE_API_THREADS && rc == 0; nst++) {
+		rc = pg_store_open(&a->st[nst], s->dbpath);
+		if (rc == 0) /* registers the SQL function debver_cmp the findings query needs */
+			rc = pg_image_db_open(&a->st[nst]);
+	}
+	if (rc == 0) {
+		a->d = MHD_start_daemon(
+		    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG, 0,
+		    accept_policy, a, handler, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
+		    MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
+		    (unsigned)PG_SERVE_API_THREADS, MHD_OPTION_NOTIFY_COMPLETED, completed, a,
+		    MHD_OPTION_NOTIFY_CONNECTION, notify_conn, a, MHD_OPTION_URI_LOG_CALLBACK,
+		    uri_log, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONN_LIMIT,
+		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_TIMEOUT_S,
+		    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_END);
+		if (!a->d) {
+			close(listen_fd);
+			rc = pg_error(PG_ESYS, "serve", "cannot start the HTTP server");
+		}
+	} else {
+		close(listen_fd);
+	}
 	if (rc < 0) {
-		pg_store_close(&s->api_st);
+		for (int i = 0; i < nst; i++)
+			pg_store_close(&a->st[i]);
+		free(a);
 		return rc;
 	}
-	/* one internal thread answers every request in turn: the API's store
-	 * connection is used by that thread only */
-	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port,
-			     NULL, NULL, handler, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-			     MHD_OPTION_SOCK_ADDR, &sin, MHD_OPTION_NOTIFY_COMPLETED, completed,
-			     NULL, MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT,
-			     30u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
-			     MHD_OPTION_END);
-	if (!d) {
-		pg_store_close(&s->api_st);
-		return pg_error(PG_ESYS, "serve", "cannot listen on %s:%d", host, port);
-	}
-	info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-	*bound = info ? info->port : port;
-	*out = d;
+	*out = a;
 	return 0;
 }
 
 void
-pg_serve_api_stop(struct MHD_Daemon *d)
+pg_serve_api_stop(struct pg_serve_api *a)
 {
-	MHD_stop_daemon(d);
+	if (!a)
+		return;
+	MHD_stop_daemon(a->d);
+	ratelog(a, LOG_REFUSED, NULL, 1);
+	ratelog(a, LOG_SLOW, NULL, 1);
+	ratelog(a, LOG_HTTP, NULL, 1);
+	for (int i = 0; i < PG_SERVE_API_THREADS; i++)
+		pg_store_close(&a->st[i]);
+	pthread_mutex_destroy(&a->pool_mu);
+	pthread_cond_destroy(&a->pool_cv);
+	pthread_mutex_destroy(&a->ip_mu);
+	pthread_mutex_destroy(&a->log_mu);
+	pthread_mutex_destroy(&a->m_mu);
+	free(a->m_text);
+	free(a);
 }

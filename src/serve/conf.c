@@ -8,13 +8,16 @@
 #include "payguard/load.h"
 #include "payguard/log.h"
 #include "payguard/serve.h"
+#include "serve_int.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <jansson.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 void
 pg_serve_conf_default(struct pg_serve_conf *c)
@@ -106,12 +109,16 @@ pg_serve_conf_parse(const char *text, size_t len, struct pg_serve_conf *c)
 	json_object_foreach(o, key, v)
 	{
 		if (strcmp(key, "listen") == 0) {
-			struct in_addr a;
+			struct sockaddr_storage ss;
+			unsigned sl;
+			int lo;
 
 			rc = get_str(v, key, n.listen, sizeof(n.listen));
-			if (rc == 0 && inet_pton(AF_INET, n.listen, &a) != 1)
-				rc = pg_error(PG_EINVAL, "serve",
-					      "config 'listen' must be an IPv4 address");
+			if (rc == 0 && pg_serve_parse_listen(n.listen, &ss, &sl, &lo) < 0)
+				rc = pg_error(
+				    PG_EINVAL, "serve",
+				    "config 'listen' must be localhost, an IPv4 or an IPv6 "
+				    "address");
 			n.keys |= PG_SERVE_KEY_LISTEN;
 		} else if (strcmp(key, "port") == 0) {
 			rc = get_int(v, key, 0, 65535, &n.port);
@@ -227,4 +234,44 @@ pg_serve_check_load_source(const char *spec)
 		ops->close(st);
 	}
 	return 0;
+}
+
+/* The listen address forms (docs/serve.md): also what pg_serve_listen binds. */
+int
+pg_serve_parse_listen(const char *host, struct sockaddr_storage *ss, unsigned *len, int *loopback)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)(void *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)(void *)ss;
+	char h[64];
+	size_t n = strlen(host);
+
+	memset(ss, 0, sizeof(*ss));
+	if (strcmp(host, "localhost") == 0)
+		host = "127.0.0.1"; /* loopback, never a name service's answer */
+	if (n >= 2 && n - 2 < sizeof(h) && host[0] == '[' && host[n - 1] == ']') {
+		memcpy(h, host + 1, n - 2);
+		h[n - 2] = 0;
+	} else if (n < sizeof(h)) {
+		memcpy(h, host, n + 1);
+	} else {
+		h[0] = 0;
+	}
+	if (h[0] && inet_pton(AF_INET, h, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		*len = sizeof(*sin);
+		*loopback = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+		return 0;
+	}
+	if (h[0] && inet_pton(AF_INET6, h, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		*len = sizeof(*sin6);
+		*loopback =
+		    IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr) ||
+		    (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) && sin6->sin6_addr.s6_addr[12] == 127);
+		return 0;
+	}
+	return pg_error(PG_EINVAL, "serve",
+			"listen address '%.64s': expected localhost, an IPv4 address or an IPv6 "
+			"address (::1)",
+			host);
 }

@@ -396,23 +396,18 @@ reload(struct pg_serve_state *s, const struct pg_serve_cfg *cfg, struct run_opts
 	record_event(s, "serve", "reload", cfg->config_path);
 }
 
-static int
-is_loopback(const char *host)
-{
-	return strncmp(host, "127.", 4) == 0;
-}
-
 int
 pg_serve_run(const struct pg_serve_cfg *cfg)
 {
 	struct pg_serve_state *s = calloc(1, sizeof(*s));
-	struct MHD_Daemon *api = NULL;
+	struct pg_serve_api *api = NULL;
 	struct run_opts o = {cfg->self_exe, cfg->demo, cfg->load_period_ms, ""};
 	const char *host = cfg->host ? cfg->host : "127.0.0.1";
 	const char *names[] = {"pos", "load", "nfcswitch", "image", "vse", "seos", "pos-traffic"};
 	struct sigaction sa, old_term, old_int, old_hup;
 	char runpath[600];
-	int rc, bound = 0, nsvc = cfg->demo ? 7 : 6, sig_set = 0, lockfd = -1;
+	int rc, bound = 0, nsvc = cfg->demo ? 7 : 6, sig_set = 0, lockfd = -1, listen_fd = -1;
+	int loopback = 0;
 
 	if (!s)
 		return PG_ENOMEM;
@@ -420,7 +415,12 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 	s->exe = cfg->self_exe;
 	if (cfg->load_source)
 		snprintf(o.load_source, sizeof(o.load_source), "%s", cfg->load_source);
-	if (!is_loopback(host) && (!cfg->token || !cfg->token[0])) {
+	/* the port first: one in use fails here, before anything is made or
+	 * started (run/ files, workers) */
+	rc = pg_serve_listen(host, cfg->port, &listen_fd, &bound, &loopback);
+	if (rc < 0)
+		goto out;
+	if (!loopback && (!cfg->token || !cfg->token[0])) {
 		rc = pg_error(PG_EPERM, "serve",
 			      "binding to %s (not loopback) requires a token (--token-file)", host);
 		goto out;
@@ -502,7 +502,8 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 	for (int i = 0; i < nsvc; i++)
 		if ((rc = start_worker(s, &s->svc[i], &o)) < 0)
 			goto out;
-	rc = pg_serve_api_start(s, host, cfg->port, &bound, &api);
+	rc = pg_serve_api_start(s, listen_fd, &api);
+	listen_fd = -1; /* the API's now, closed by it even on failure */
 	if (rc < 0)
 		goto out;
 	if (cfg->port_file) {
@@ -513,8 +514,12 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 		if (rc < 0)
 			goto out;
 	}
-	printf("payguard serve: API and dashboard on http://%s:%d/ (data in %s)\n", host, bound,
-	       s->data_dir);
+	{
+		int brackets = strchr(host, ':') && host[0] != '['; /* an IPv6 address */
+
+		printf("payguard serve: API and dashboard on http://%s%s%s:%d/ (data in %s)\n",
+		       brackets ? "[" : "", host, brackets ? "]" : "", bound, s->data_dir);
+	}
 	fflush(stdout);
 	record_event(s, "serve", "start", host);
 	while (!d_stop) {
@@ -526,6 +531,7 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 			reload(s, cfg, &o);
 		}
 		reap(s);
+		pg_serve_api_tick(api);
 		now = pg_mono_ms();
 		if (now - last_prune >= 60000) {
 			last_prune = now;
@@ -559,7 +565,8 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 out:
 	if (api)
 		pg_serve_api_stop(api);
-	pg_store_close(&s->api_st);
+	if (listen_fd >= 0)
+		close(listen_fd);
 	stop_workers(s);
 	if (s->st.db)
 		record_event(s, "serve", "stop", rc ? pg_strerror(rc) : "clean");

@@ -78,9 +78,9 @@ struct pg_serve_state {
 	int64_t started_ms;
 	int load_period_ms; /* current, after reloads */
 	unsigned reloads;
-	struct pg_store st;	/* the supervisor's connection */
-	struct pg_store api_st; /* the API thread's own connection */
-	/* request counters by status class (2xx .. 5xx), API thread only */
+	struct pg_store st; /* the supervisor's connection */
+	/* request counters by status class (2xx .. 5xx), added to atomically by
+	 * the API's threads */
 	uint64_t req[6];
 	uint64_t req_total;
 	const char *exe; /* the payguard binary workers and tasks are started from */
@@ -112,9 +112,25 @@ int pg_serve_token_equal(const char *token, const char *got);
 /* Adds the security headers every answer carries (CSP, framing, referrer). */
 void pg_serve_guard_headers(struct MHD_Response *resp);
 
-struct MHD_Daemon;
-int pg_serve_api_start(struct pg_serve_state *s, const char *host, int port, int *bound,
-		       struct MHD_Daemon **out);
-void pg_serve_api_stop(struct MHD_Daemon *d);
+/* A listen address: "localhost" (= 127.0.0.1), an IPv4 address, or an IPv6
+ * address ("::1", optionally in brackets). 0, or PG_EINVAL with a message. */
+struct sockaddr_storage;
+int pg_serve_parse_listen(const char *host, struct sockaddr_storage *ss, unsigned *len,
+			  int *loopback);
+/* Binds and listens on host:port (close-on-exec, non-blocking), before anything
+ * else of the daemon starts: a port in use fails here with a clear message.
+ * *bound is the port (for port 0), *loopback whether the address is loopback. */
+int pg_serve_listen(const char *host, int port, int *fd, int *bound, int *loopback);
+
+/* The HTTP API (api.c): a pool of PG_SERVE_API_THREADS libmicrohttpd threads
+ * answering on the socket pg_serve_listen made, each request with a store
+ * connection of its own from a pool of as many. */
+#define PG_SERVE_API_THREADS 8
+struct pg_serve_api;
+int pg_serve_api_start(struct pg_serve_state *s, int listen_fd, struct pg_serve_api **out);
+void pg_serve_api_stop(struct pg_serve_api *a);
+/* Called by the supervisor loop: cuts connections whose request head is
+ * overdue (API_HEAD_S in api.c); does its work at most once a second. */
+void pg_serve_api_tick(struct pg_serve_api *a);
 
 #endif

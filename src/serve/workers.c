@@ -4,6 +4,7 @@
  * terminals of which some move) and "load" (periodic two-level k-means
  * estimation over a generated VM fleet, seed 3). Each runs until SIGTERM.
  */
+#include "payguard/json.h"
 #include "payguard/clock.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
@@ -304,7 +305,7 @@ static int
 store_estimate(struct pg_store *st, const struct pg_load_est *e)
 {
 	json_t *types = NULL, *vms = est_to_json(e, &types);
-	char *vs = json_dumps(vms, JSON_COMPACT), *ts = json_dumps(types, JSON_COMPACT);
+	char *vs = pg_json_dumps(vms, JSON_COMPACT), *ts = pg_json_dumps(types, JSON_COMPACT);
 	sqlite3_stmt *s = NULL;
 	int rc = 0, src;
 
@@ -451,7 +452,7 @@ nfcsw_snapshot(struct pg_nfcsw *sw, uint64_t selects, uint64_t ok)
 int
 pg_serve_put_snapshot(struct pg_store *st, const char *table, json_t *snap)
 {
-	char *text = json_dumps(snap, JSON_COMPACT), sql[96];
+	char *text = pg_json_dumps(snap, JSON_COMPACT), sql[96];
 	sqlite3_stmt *q = NULL;
 	int rc = 0, src;
 

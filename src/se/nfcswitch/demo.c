@@ -5,6 +5,7 @@
  * scripted contactless reader playing full EMV transactions (SELECT PPSE,
  * SELECT AID, GET PROCESSING OPTIONS, READ RECORD, GENERATE AC).
  */
+#include "payguard/json.h"
 #include "payguard/error.h"
 #include "payguard/hex.h"
 #include "payguard/log.h"
@@ -292,7 +293,7 @@ pg_nfcsw_demo_run(FILE *out, int json)
 		json_t *o = json_pack("{s:o,s:b}", "transcript", d.log, "ok", !d.failures);
 
 		d.log = NULL;
-		char *txt = json_dumps(o, JSON_INDENT(2));
+		char *txt = pg_json_dumps(o, JSON_INDENT(2));
 
 		if (txt)
 			fprintf(out, "%s\n", txt);

@@ -6,6 +6,7 @@
  */
 #include "vse_int.h"
 
+#include "payguard/json.h"
 #include "payguard/error.h"
 #include "payguard/log.h"
 #include "payguard/store.h"
@@ -51,7 +52,7 @@ io_full(int fd, uint8_t *p, size_t n, int timeout_ms, int wr)
 int
 pg_vse__send_json(int fd, json_t *j, size_t max, int timeout_ms)
 {
-	char *s = json_dumps(j, JSON_COMPACT);
+	char *s = pg_json_dumps(j, JSON_COMPACT);
 	uint8_t hdr[4];
 	size_t n;
 	int rc;

@@ -10,6 +10,7 @@
  */
 #include "vse_int.h"
 
+#include "payguard/json.h"
 #include "payguard/clock.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
@@ -252,7 +253,7 @@ spawn(struct hv *h, struct vse *v, int wait_ready)
 	PG_TRY_GOTO(vse_dir(h, v, d, sizeof(d)), out, "vse", "dir");
 	c = json_pack("{s:o, s:i, s:s}", "vse", pg_vse_request_to_json(&v->req, 1), "serial", v->id,
 		      "dir", d);
-	s = c ? json_dumps(c, JSON_COMPACT) : NULL;
+	s = c ? pg_json_dumps(c, JSON_COMPACT) : NULL;
 	if (!s) {
 		rc = PG_ENOMEM;
 		goto out;
@@ -453,7 +454,7 @@ static int
 db_insert(struct hv *h, struct vse *v)
 {
 	json_t *cj = pg_vse_request_to_json(&v->req, 1);
-	char *cs = cj ? json_dumps(cj, JSON_COMPACT) : NULL;
+	char *cs = cj ? pg_json_dumps(cj, JSON_COMPACT) : NULL;
 	sqlite3_stmt *s = NULL;
 	int rc;
 
@@ -551,7 +552,7 @@ op_create(struct hv *h, struct pg_vse_request *req, json_t **resp)
 		rc = pg_vse_request_resolve_keys(&v->req); /* in memory only, for the KCVs */
 	if (rc == 0) {
 		json_t *cj = pg_vse_request_to_json(&v->req, 1);
-		char *cs = cj ? json_dumps(cj, JSON_COMPACT) : NULL;
+		char *cs = cj ? pg_json_dumps(cj, JSON_COMPACT) : NULL;
 		sqlite3_stmt *s = NULL;
 
 		json_decref(cj);

@@ -21,7 +21,7 @@ def check(cond, what):
 def main():
     with tempfile.TemporaryDirectory(prefix="pg-serve-conf-") as tmp:
         for text, word in [('{"port": "80"}', "port"), ('{"colour": 1}', "unknown key"),
-                           ('{"listen": "localhost"}', "IPv4"), ('{"port": 1', "malformed"),
+                           ('{"listen": "example.org"}', "IPv4"), ('{"port": 1', "malformed"),
                            ('[]', "object"), ('{"load_period_ms": 5}', "load_period_ms")]:
             with open(os.path.join(tmp, "serve.json"), "w") as f:
                 f.write(text)
