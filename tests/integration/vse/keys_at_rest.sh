@@ -55,6 +55,15 @@ start_hv
 "$pg" vse create --name v-div --master "$MKEY" --link t1 >/dev/null || fail "create master"
 "$pg" vse create --name v-old --master "$MASTER" --link t1 >/dev/null || fail "create v-old"
 
+# a request file holds keys: refused while others can read it
+printf '{"name":"v-req","arena":"256K","pmem":"64K","keys":{"master":"%s"},"expose":{"link":"t1"}}' \
+	"$MKEY" >"$work/req.json"
+chmod 644 "$work/req.json"
+out=$("$pg" vse create --request "$work/req.json" 2>&1) && fail "vse create read a 0644 request"
+echo "$out" | grep -qF "run: chmod 600 '$work/req.json'" || fail "request message: $out"
+chmod 600 "$work/req.json"
+"$pg" vse create --request "$work/req.json" >/dev/null || fail "create from a 0600 request"
+
 # the data directory and every file made in it are private, whatever our umask was
 [ "$(stat -c %a "$data")" = 700 ] || fail "data dir mode $(stat -c %a "$data")"
 for f in "$data/kek" "$data/payguard.db"; do
