@@ -586,6 +586,13 @@ wrap_clear_rows(struct hv *h)
 		int changed = 0;
 
 		rc = j ? config_wrap(h, j, &changed) : 0; /* unreadable: load_all says so */
+		if (rc < 0 && rc != PG_ENOMEM) {
+			/* a malformed row is left as it is: load_all reports it */
+			pg_warn("vse", "stored VSE %d: keys not wrapped: %s",
+				sqlite3_column_int(s, 0), pg_last_error());
+			rc = 0;
+			changed = 0;
+		}
 		if (rc == 0 && changed && !(cs = json_dumps(j, JSON_COMPACT)))
 			rc = PG_ENOMEM;
 		json_decref(j);

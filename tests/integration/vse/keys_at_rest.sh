@@ -93,12 +93,20 @@ cfg["keys"] = {"kvn": cfg["keys"]["kvn"], "master": sys.argv[2]}
 db.execute("UPDATE vse_instance SET config=? WHERE name='v-old'", (json.dumps(cfg),))
 db.commit()
 assert sys.argv[2] in db.execute("SELECT config FROM vse_instance WHERE name='v-old'").fetchone()[0]
+# and a malformed row: left alone (reported), it must not stop the others
+bad = dict(cfg, name="v-junk", keys={"kvn": 48, "master": "not hex"})
+db.execute("INSERT INTO vse_instance(name, config, state, created_ms, updated_ms)"
+           " VALUES('v-junk', ?, 'stopped', 0, 0)", (json.dumps(bad),))
+db.commit()
 db.close()
 PY
 sqlite3 "$data/payguard.db" .dump | grep -q "$MASTER" || fail "the old-style row is not in clear"
 start_hv
 check_store "dump and raw store after migrating a clear row"
 [ "$(sw v-old --scp03 --master "$MASTER" $SEL_ISD)" = 9000 ] || fail "SCP03 after migration"
+grep -q "stored VSE [0-9]*: keys not wrapped" "$work/hv.log" || fail "malformed row not reported"
+"$pg" vse show v-junk >/dev/null 2>&1 && fail "a malformed row was loaded"
+sqlite3 "$data/payguard.db" "DELETE FROM vse_instance WHERE name='v-junk'"
 sqlite3 "$data/payguard.db" "SELECT config FROM vse_instance WHERE name='v-old'" | grep -q '"master_kw":"' ||
 	fail "the old-style row was not wrapped"
 
