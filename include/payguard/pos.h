@@ -185,6 +185,9 @@ struct pg_pos_server_cfg {
 	volatile int *stop; /* set non-zero to stop */
 	int bound_port;	    /* out: the port actually bound */
 	volatile int ready; /* out: set once listening */
+	/* called once the socket is bound and the port file written (may be NULL) */
+	void (*on_listen)(const struct pg_pos_server_cfg *cfg);
+	const void *on_listen_arg; /* for on_listen; unused by the server */
 };
 /* Runs the event loop until *stop (or SIGINT/SIGTERM when stop is NULL). */
 int pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e);

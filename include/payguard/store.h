@@ -28,7 +28,12 @@ struct pg_migration {
 	const char *sql; /* one or more statements, run in one transaction */
 };
 
-/* Opens (creating if needed) with WAL, foreign keys and a busy timeout. */
+/*
+ * Opens (creating if needed, mode 0600) with WAL, foreign keys and a busy
+ * timeout. Refuses (PG_EPERM, with the chmod to run) a store file, -wal or
+ * -shm that group or others may read or write, and one whose directory
+ * group or others may write.
+ */
 int pg_store_open(struct pg_store *st, const char *path);
 /*
  * The same with another SQLite threading mode (SQLITE_OPEN_NOMUTEX for a
@@ -51,9 +56,13 @@ int pg_store_fail(struct pg_store *st, int sqlite_rc, const char *what);
 
 /*
  * Default data directory: $PAYGUARD_DATA_DIR, else $XDG_DATA_HOME/payguard,
- * else $HOME/.local/share/payguard. Created (mode 0700) if missing.
+ * else $HOME/.local/share/payguard. Created (mode 0700) if missing, and
+ * checked as pg_data_dir_prepare() does.
  */
 int pg_data_dir(char *out, size_t outlen);
+/* Creates a data directory (0700) if missing; refuses (PG_EPERM, with the
+ * chmod to run) one that group or others may read, write or enter. */
+int pg_data_dir_prepare(const char *dir);
 /* "<data dir>/payguard.db" unless path is given. */
 int pg_store_open_default(struct pg_store *st, const char *path_or_null);
 

@@ -665,6 +665,13 @@ out:
 
 static volatile int serve_stop;
 
+static void
+announce_listen(const struct pg_pos_server_cfg *cfg)
+{
+	fprintf(stderr, "payguard: pos server on %s:%d (%s)\n", cfg->host, cfg->bound_port,
+		(const char *)cfg->on_listen_arg);
+}
+
 static int
 cmd_pos_serve(int argc, char **argv)
 {
@@ -684,6 +691,7 @@ cmd_pos_serve(int argc, char **argv)
 	struct pg_store st = {0};
 	struct pg_pos_engine *e = NULL;
 	const char *sync = "normal";
+	char what[96];
 	long v = 0;
 	int rc, ex;
 
@@ -772,8 +780,10 @@ cmd_pos_serve(int argc, char **argv)
 		pg_store_close(&st);
 		return pg_cli_fail(rc, "start");
 	}
-	fprintf(stderr, "payguard: pos server on %s:%d (%s, %s)\n", cfg.host, cfg.port,
-		c.dialect.name, c.framing_name);
+	/* the address is printed once bound: with --port 0, the port the kernel chose */
+	snprintf(what, sizeof(what), "%s, %s", c.dialect.name, c.framing_name);
+	cfg.on_listen = announce_listen;
+	cfg.on_listen_arg = what;
 	rc = pg_pos_serve(&cfg, e);
 	pg_pos_engine_free(e);
 	pg_store_close(&st);

@@ -3,6 +3,7 @@
 #include "payguard/error.h"
 #include "payguard/fs.h"
 #include "payguard/log.h"
+#include "payguard/mem.h"
 #include "payguard/serve.h"
 #include "payguard/store.h"
 
@@ -165,13 +166,17 @@ cmd_serve_run(int argc, char **argv)
 		uint8_t *data = NULL;
 		size_t len = 0;
 
-		rc = pg_read_file(token_file, sizeof(token) - 1, &data, &len);
+		/* a token others can read is no secret: refused, as ssh refuses keys */
+		rc = pg_fs_check_private(token_file, 0);
+		if (rc == 0)
+			rc = pg_read_file(token_file, sizeof(token) - 1, &data, &len);
 		if (rc < 0)
 			return pg_cli_fail(rc, "token file '%s'", token_file);
 		while (len && (data[len - 1] == '\n' || data[len - 1] == '\r'))
 			len--;
 		memcpy(token, data, len);
 		token[len] = 0;
+		pg_memzero(data, len);
 		free(data);
 		if (len < 16 || strlen(token) != len)
 			return pg_cli_usage(argv[0], "the token must be 16..255 bytes, no NUL");

@@ -8,6 +8,7 @@
 #include "payguard/json.h"
 #include "payguard/clock.h"
 #include "payguard/error.h"
+#include "payguard/fs.h"
 #include "payguard/hex.h"
 #include "payguard/link.h"
 #include "payguard/log.h"
@@ -191,6 +192,9 @@ cmd_vse_create(int argc, char **argv)
 		json_error_t err;
 
 		json_decref(vse), json_decref(apps), json_decref(keys), json_decref(ex);
+		/* the request holds the VSE's keys: refused if others can read it */
+		if ((rc = pg_fs_check_private(reqfile, 0)) < 0)
+			return pg_cli_fail(rc, "request '%s'", reqfile);
 		vse = json_load_file(reqfile, JSON_REJECT_DUPLICATES, &err);
 		if (!vse)
 			return pg_cli_fail(PG_EFORMAT, "request '%s': line %d: %s", reqfile,

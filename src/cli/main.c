@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define PAYGUARD_VERSION "0.1.0"
 
@@ -158,6 +159,9 @@ main(int argc, char **argv)
 	char argv0[128];
 	int i = 1;
 
+	/* before any file is made: the data directory, the store and its -wal,
+	 * keys and sockets are this user's alone, whatever umask we inherit */
+	umask(077);
 	if (env && pg_log_parse_level(env) >= 0)
 		pg_log_set_level(pg_log_parse_level(env));
 	for (; i < argc && argv[i][0] == '-'; i++) {

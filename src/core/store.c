@@ -1,14 +1,19 @@
-/* SQLite store helper: open, per-area migrations, transactions, error mapping. */
+/* SQLite store helper: open (refusing a store others can read or replace),
+ * per-area migrations, transactions, error mapping. */
 #include "payguard/store.h"
 #include "db_int.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
 #include "payguard/log.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int
 pg_store_fail(struct pg_store *st, int sqlite_rc, const char *what)
@@ -42,6 +47,69 @@ pg_store_open_flags(struct pg_store *st, const char *path, int mutex_flags)
 	return open_path(st, db, mutex_flags);
 }
 
+/*
+ * The store holds keys (wrapped) and everything else payguard knows: refuse
+ * one that group or others can read or write, or whose directory they can
+ * write (they could swap the file, or plant its -wal or -shm beside it).
+ * The data directory itself is held to 0700 by pg_data_dir() and the daemon;
+ * this is the check for any path, including an explicit --db FILE.
+ */
+static int
+check_store_path(const char *path)
+{
+	static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
+	char tmp[4200], dir[4200], q[4200], bad[8400] = "", f[4300];
+	struct stat sb;
+	size_t o = 0;
+	unsigned worst = 0;
+	int fd;
+
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	snprintf(dir, sizeof(dir), "%s", dirname(tmp));
+	if (stat(dir, &sb) < 0)
+		return pg_error(PG_ESYS, "store", "unable to stat '%s': %s", dir, strerror(errno));
+	if (sb.st_mode & 022) {
+		if (pg_fs_shell_quote(q, sizeof(q), dir) < 0)
+			q[0] = '\0';
+		if (sb.st_uid == geteuid() && !(sb.st_mode & S_ISVTX))
+			return pg_error(PG_EPERM, "store",
+					"permissions %04o for '%s' (the store's directory) are too "
+					"open; run: chmod go-w %s",
+					(unsigned)(sb.st_mode & 07777), dir, q);
+		return pg_error(PG_EPERM, "store",
+				"'%s' (the store's directory, mode %04o) is writable by group or "
+				"others; keep the store in a directory only you can write",
+				dir, (unsigned)(sb.st_mode & 07777));
+	}
+	/* a new store is created 0600 here, whatever the umask; SQLite gives its
+	 * -wal and -shm files the database file's mode */
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
+		snprintf(f, sizeof(f), "%s%s", path, sfx[i]);
+		if (stat(f, &sb) < 0) {
+			if (errno == ENOENT && i > 0)
+				continue;
+			return pg_error(PG_ESYS, "store", "unable to stat '%s': %s", f,
+					strerror(errno));
+		}
+		if (!S_ISREG(sb.st_mode))
+			return pg_error(PG_EINVAL, "store", "'%s' is not a regular file", f);
+		if (!(sb.st_mode & 077) || pg_fs_shell_quote(q, sizeof(q), f) < 0)
+			continue;
+		if (!worst)
+			worst = (unsigned)(sb.st_mode & 07777);
+		if (o + strlen(q) + 2 < sizeof(bad))
+			o += (size_t)snprintf(bad + o, sizeof(bad) - o, " %s", q);
+	}
+	if (worst)
+		return pg_error(PG_EPERM, "store",
+				"permissions %04o for '%s' are too open; run: chmod 600%s", worst,
+				path, bad);
+	return 0;
+}
+
 static int
 open_path(struct pg_store *st, const char *path, int mutex_flags)
 {
@@ -49,6 +117,13 @@ open_path(struct pg_store *st, const char *path, int mutex_flags)
 
 	st->db = NULL;
 	st->pdb = NULL;
+	st->path = NULL;
+	/* a PostgreSQL store has no file here: its server guards its own */
+	if (!pg_db_url_is_postgres(path)) {
+		rc = check_store_path(path);
+		if (rc < 0)
+			return rc;
+	}
 	st->path = strdup(path);
 	if (!st->path)
 		return PG_ENOMEM;
@@ -229,7 +304,15 @@ pg_data_dir(char *out, size_t outlen)
 		n = snprintf(out, outlen, "./payguard-data");
 	if (n < 0 || (size_t)n >= outlen)
 		return pg_error(PG_ETOOBIG, "store", "data directory path too long");
-	return pg_mkdir_p(out, 0700);
+	return pg_data_dir_prepare(out);
+}
+
+int
+pg_data_dir_prepare(const char *dir)
+{
+	int rc = pg_mkdir_p(dir, 0700);
+
+	return rc < 0 ? rc : pg_fs_check_private(dir, 1);
 }
 
 int

@@ -277,6 +277,7 @@ pg_image_demo(const char *workdir, int keep)
 	json_t *sum = NULL, *rows = NULL, *res = NULL;
 	double t0 = now_s(), t;
 	size_t nadv = 0;
+	mode_t old_umask;
 	int rc;
 
 	if (workdir) {
@@ -289,6 +290,11 @@ pg_image_demo(const char *workdir, int keep)
 		if (!mkdtemp(dir))
 			return pg_error(PG_EIO, "demo", "mkdtemp: %s", strerror(errno));
 	}
+	/* The generated root, disk and .deb are an OS image's contents, not
+	 * secrets: the usual 022, not payguard's 077 (dpkg-deb refuses a 0700
+	 * DEBIAN directory, and the image's files should carry normal modes).
+	 * The store is made 0600 by pg_store_open all the same. */
+	old_umask = umask(022);
 	snprintf(root, sizeof(root), "%s/root", dir);
 	snprintf(fsimg, sizeof(fsimg), "%s/root.ext4", dir);
 	snprintf(disk, sizeof(disk), "%s/demo-disk.img", dir);
@@ -404,6 +410,7 @@ pg_image_demo(const char *workdir, int keep)
 		       now_s() - t0);
 	rc = 0;
 out:
+	umask(old_umask);
 	json_decref(sum);
 	json_decref(rows);
 	json_decref(res);

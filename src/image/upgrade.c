@@ -1561,9 +1561,14 @@ pg_image_commit(struct pg_store *st, int64_t job, const char *output, json_t **r
 			      json_string_value(json_object_get(row, "state")));
 		goto out;
 	}
-	if (access(output, F_OK) == 0) {
-		rc = pg_error(PG_EEXIST, "image", "'%s' already exists", output);
-		goto out;
+	{
+		struct stat sb;
+
+		/* lstat: a dangling symlink is something there too, never followed */
+		if (lstat(output, &sb) == 0) {
+			rc = pg_error(PG_EEXIST, "image", "'%s' already exists", output);
+			goto out;
+		}
 	}
 	{
 		/* our overlay names the original by its path, in another folder */
@@ -1576,7 +1581,10 @@ pg_image_commit(struct pg_store *st, int64_t job, const char *output, json_t **r
 			    out, "image", "overlay");
 	}
 	snprintf(partial, sizeof(partial), "%s.partial", output);
-	fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* a leftover .partial goes; then the name must be new (nothing planted
+	 * there, such as a symlink, is followed or truncated) */
+	unlink(partial);
+	fd = open(partial, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	buf = malloc(1 << 20);
 	if (fd < 0 || !buf) {
 		rc = pg_error(PG_EIO, "image", "create '%s': %s", partial, strerror(errno));

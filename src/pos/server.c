@@ -56,7 +56,7 @@ static volatile sig_atomic_t sig_stop;
  */
 struct checkpointer {
 	pthread_t th;
-	char *path;
+	sqlite3 *db; /* opened before the thread starts: no thread, no turning off */
 	volatile int stop;
 	int running;
 };
@@ -65,22 +65,43 @@ static void *
 checkpoint_main(void *p)
 {
 	struct checkpointer *cp = p;
-	sqlite3 *db = NULL;
 
-	if (sqlite3_open_v2(cp->path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-		pg_warn("pos-server", "checkpointer: cannot open '%s'", cp->path);
-		sqlite3_close(db);
-		return NULL;
-	}
-	sqlite3_busy_timeout(db, 1000);
 	while (!cp->stop) {
 		int logn = 0, done = 0;
 
 		usleep(200000);
-		sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &logn, &done);
+		sqlite3_wal_checkpoint_v2(cp->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &logn, &done);
 	}
-	sqlite3_close(db);
 	return NULL;
+}
+
+/*
+ * Starts the checkpointer and only then turns the server connection's
+ * automatic checkpoints off. If its connection cannot be opened or its
+ * thread started, automatic checkpoints stay on: the WAL is bounded either way.
+ */
+static void
+checkpointer_start(struct checkpointer *cp, struct pg_store *st)
+{
+	if (sqlite3_open_v2(st->path, &cp->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+	    SQLITE_OK) {
+		pg_warn("pos-server",
+			"checkpointer: cannot open '%s' (%s); checkpoints stay automatic", st->path,
+			cp->db ? sqlite3_errmsg(cp->db) : "no memory");
+		sqlite3_close(cp->db);
+		cp->db = NULL;
+		return;
+	}
+	sqlite3_busy_timeout(cp->db, 1000);
+	if (pthread_create(&cp->th, NULL, checkpoint_main, cp) != 0) {
+		pg_warn("pos-server", "checkpointer: no thread; checkpoints stay automatic");
+		sqlite3_close(cp->db);
+		cp->db = NULL;
+		return;
+	}
+	cp->running = 1;
+	if (pg_store_exec(st, "PRAGMA wal_autocheckpoint=0") < 0)
+		pg_warn("pos-server", "checkpointer: %s", pg_last_error());
 }
 
 static void
@@ -358,6 +379,8 @@ listen_on(struct server *s)
 		if (rc < 0)
 			return rc;
 	}
+	if (cfg->on_listen)
+		cfg->on_listen(cfg);
 	return 0;
 }
 
@@ -399,14 +422,8 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 	if (rc < 0)
 		goto out;
 	/* WAL checkpoints are SQLite's; a PostgreSQL store has none to move */
-	if (st && st->path && st->db) {
-		cp.path = st->path;
-		if (pg_store_exec(st, "PRAGMA wal_autocheckpoint=0") == 0 &&
-		    pthread_create(&cp.th, NULL, checkpoint_main, &cp) == 0)
-			cp.running = 1;
-		else
-			pg_store_exec(st, "PRAGMA wal_autocheckpoint=1000");
-	}
+	if (st && st->path && st->db)
+		checkpointer_start(&cp, st);
 	s->ep = epoll_create1(EPOLL_CLOEXEC);
 	ev.events = EPOLLIN;
 	ev.data.ptr = NULL;
@@ -499,6 +516,7 @@ out:
 		pthread_join(cp.th, NULL);
 		pg_store_exec(st, "PRAGMA wal_autocheckpoint=1000");
 	}
+	sqlite3_close(cp.db);
 	while (s->nconns)
 		conn_free(s, s->nconns - 1);
 	free(s->conns);

@@ -434,6 +434,9 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 		snprintf(s->data_dir, sizeof(s->data_dir), "%s", cfg->data_dir);
 	else if ((rc = pg_data_dir(s->data_dir, sizeof(s->data_dir))) < 0)
 		goto out;
+	/* keys, the store and the sockets live here: 0700, or we do not start */
+	if (cfg->data_dir && (rc = pg_data_dir_prepare(s->data_dir)) < 0)
+		goto out;
 	snprintf(runpath, sizeof(runpath), "%s/run", s->data_dir);
 	rc = pg_mkdir_p(runpath, 0700);
 	if (rc < 0)

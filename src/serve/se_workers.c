@@ -104,7 +104,9 @@ pg_serve_master_key(const char *dir, uint8_t key[16])
 	int rc;
 
 	snprintf(path, sizeof(path), "%s/seos/master.key", dir);
-	rc = pg_read_file(path, 64, &data, &len);
+	rc = pg_fs_check_private(path, 0);
+	if (rc == 0)
+		rc = pg_read_file(path, 64, &data, &len);
 	if (rc == 0) {
 		if (len != 16) {
 			free(data);

@@ -340,6 +340,10 @@ pg_seos_keystore_load(struct pg_seos_keystore **out, const char *path)
 	int rc;
 
 	*out = NULL;
+	/* SCP03 keys: a file group or others can read is refused, as ssh does */
+	rc = pg_fs_check_private(path, 0);
+	if (rc < 0)
+		return rc;
 	rc = pg_read_file(path, 1 << 20, &data, &len);
 	if (rc < 0)
 		return pg_error(rc, SUBSYS, "cannot read key store '%s'", path);

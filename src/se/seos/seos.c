@@ -64,11 +64,8 @@ device_key(uint8_t key[32], const char *path)
 	int rc;
 
 	if (stat(path, &sb) == 0) {
-		if (sb.st_mode & 077)
-			return pg_error(PG_EPERM, SUBSYS,
-					"device key '%s' is readable by group/other (mode %o): "
-					"refusing it",
-					path, (unsigned)(sb.st_mode & 0777));
+		if ((rc = pg_fs_check_private(path, 0)) < 0)
+			return rc;
 		rc = pg_read_file(path, 64, &data, &len);
 		if (rc < 0)
 			return pg_error(rc, SUBSYS, "cannot read device key '%s'", path);

@@ -7,6 +7,8 @@
  * It supervises them: a VSE that dies for any reason while it should run is
  * restarted with exponential back-off, its persistent memory untouched, the
  * others undisturbed. One thread, one poll loop; SIGCHLD arrives via a pipe.
+ * Keys in the stored configuration are wrapped (RFC 3394) under the data
+ * directory's key-encryption key (DIR/kek, include/payguard/keywrap.h).
  */
 #include "vse_int.h"
 
@@ -14,6 +16,8 @@
 #include "payguard/clock.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
+#include "payguard/hex.h"
+#include "payguard/keywrap.h"
 #include "payguard/log.h"
 #include "payguard/mem.h"
 #include "payguard/store.h"
@@ -46,7 +50,7 @@ static const struct pg_migration migrations[] = {
     {1, "CREATE TABLE vse_instance ("
 	"  id INTEGER PRIMARY KEY,"
 	"  name TEXT NOT NULL UNIQUE,"
-	"  config TEXT NOT NULL," /* the request, keys included: the store is 0600 under 0700 */
+	"  config TEXT NOT NULL," /* the request; its keys wrapped under DIR/kek */
 	"  state TEXT NOT NULL CHECK (state IN ('running','stopped')),"
 	"  restarts INTEGER NOT NULL DEFAULT 0,"
 	"  last_exit TEXT,"
@@ -74,6 +78,7 @@ struct hv {
 	int nv;
 	int lfd;
 	char announce[PATH_MAX]; /* "" : no announcements to an SE OS */
+	uint8_t kek[PG_KEK_LEN]; /* wraps the keys kept in vse_instance.config */
 };
 
 /*
@@ -101,7 +106,7 @@ announce(struct hv *h, const struct vse *v, int on)
 	n = snprintf(text, sizeof(text), "link=%s\naddr=%s\nkind=vse\n", v->req.expose.link,
 		     v->link_addr);
 	if (n < 0 || (size_t)n >= sizeof(text) ||
-	    pg_write_file_atomic(path, text, (size_t)n, 0644) < 0)
+	    pg_write_file_atomic(path, text, (size_t)n, 0600) < 0)
 		pg_warn("vse", "cannot announce VSE '%s' in '%s': %s", v->req.name, h->announce,
 			pg_last_error());
 }
@@ -450,15 +455,185 @@ vse_json(struct hv *h, const struct vse *v)
 	return j;
 }
 
+/*
+ * Keys at rest. In a request the "keys" object holds clear hex ("master",
+ * or "enc"/"mac"/"dek"); in the store each becomes "<name>_kw": the hex of
+ * the key wrapped under h->kek (RFC 3394, 8 bytes longer than the key).
+ */
+static const char *const key_members[] = {"master", "enc", "mac", "dek"};
+
+/* Wraps every clear key member of cfg in place; *changed counts them. */
+static int
+config_wrap(const struct hv *h, json_t *cfg, int *changed)
+{
+	json_t *keys = json_object_get(cfg, "keys");
+	uint8_t raw[PG_KW_MAX_OUT], w[PG_KW_MAX_OUT];
+	char hex[2 * PG_KW_MAX_OUT + 1], name[16];
+	size_t wl;
+	int n, rc = 0;
+
+	if (!json_is_object(keys))
+		return 0;
+	for (size_t i = 0; i < sizeof(key_members) / sizeof(key_members[0]) && rc == 0; i++) {
+		const json_t *v = json_object_get(keys, key_members[i]);
+
+		if (!v)
+			continue;
+		n = json_is_string(v) ? pg_hex_decode(raw, 32, json_string_value(v)) : -1;
+		if (n < 0) {
+			rc = pg_error(PG_EFORMAT, "vse", "stored keys.%s is not hex of a key",
+				      key_members[i]);
+			break;
+		}
+		rc = pg_kw_wrap(h->kek, 0, raw, (size_t)n, w, &wl);
+		if (rc == 0) {
+			pg_hex_encode(hex, w, wl);
+			snprintf(name, sizeof(name), "%s_kw", key_members[i]);
+			if (json_object_set_new(keys, name, json_string(hex)) != 0 ||
+			    json_object_del(keys, key_members[i]) != 0)
+				rc = PG_ENOMEM;
+			(*changed)++;
+		}
+	}
+	pg_memzero(raw, sizeof(raw));
+	return rc;
+}
+
+/* The reverse, in place: "<name>_kw" members back to clear hex (in memory only). */
+static int
+config_unwrap(const struct hv *h, json_t *cfg)
+{
+	json_t *keys = json_object_get(cfg, "keys");
+	uint8_t raw[PG_KW_MAX_OUT], w[PG_KW_MAX_OUT];
+	char hex[2 * PG_KW_MAX_OUT + 1], name[16];
+	size_t rl = 0;
+	int n, rc = 0;
+
+	if (!json_is_object(keys))
+		return 0;
+	for (size_t i = 0; i < sizeof(key_members) / sizeof(key_members[0]) && rc == 0; i++) {
+		const json_t *v;
+
+		snprintf(name, sizeof(name), "%s_kw", key_members[i]);
+		if (!(v = json_object_get(keys, name)))
+			continue;
+		n = json_is_string(v) ? pg_hex_decode(w, sizeof(w), json_string_value(v)) : -1;
+		rc = n < 0 ? pg_error(PG_EFORMAT, "vse", "stored keys.%s is not hex", name)
+			   : pg_kw_unwrap(h->kek, 0, w, (size_t)n, raw, &rl);
+		if (rc == 0 && rl > 32)
+			rc = pg_error(PG_ECORRUPT, "vse", "stored keys.%s: %zu bytes", name, rl);
+		if (rc == 0) {
+			pg_hex_encode(hex, raw, rl);
+			if (json_object_set_new(keys, key_members[i], json_string(hex)) != 0 ||
+			    json_object_del(keys, name) != 0)
+				rc = PG_ENOMEM;
+			pg_memzero(hex, sizeof(hex));
+		}
+	}
+	pg_memzero(raw, sizeof(raw));
+	return rc;
+}
+
+/* The request as the store keeps it: compact JSON, keys wrapped (free with config_free). */
+static char *
+config_sealed(const struct hv *h, const struct pg_vse_request *r)
+{
+	json_t *cj = pg_vse_request_to_json(r, 1);
+	char *cs = NULL;
+	int changed = 0;
+
+	if (cj && config_wrap(h, cj, &changed) == 0)
+		cs = json_dumps(cj, JSON_COMPACT);
+	json_decref(cj);
+	return cs;
+}
+
+static void
+config_free(char *cs)
+{
+	if (cs) {
+		pg_memzero(cs, strlen(cs));
+		free(cs);
+	}
+}
+
+/*
+ * Stores written before keys were wrapped hold them in clear: wrapped in
+ * place, in one transaction, with secure_delete on so the freed pages are
+ * zeroed, then a truncating checkpoint so no clear copy stays in the WAL.
+ */
+static int
+wrap_clear_rows(struct hv *h)
+{
+	sqlite3_stmt *s = NULL, *u = NULL;
+	int rc, n = 0;
+
+	rc = pg_store_exec(&h->st, "PRAGMA secure_delete=ON");
+	if (rc < 0)
+		return rc;
+	rc = pg_store_begin(&h->st);
+	if (rc < 0)
+		return rc;
+	if (sqlite3_prepare_v2(h->st.db, "SELECT id, config FROM vse_instance", -1, &s, NULL) !=
+		SQLITE_OK ||
+	    sqlite3_prepare_v2(h->st.db, "UPDATE vse_instance SET config=? WHERE id=?", -1, &u,
+			       NULL) != SQLITE_OK) {
+		rc = pg_store_fail(&h->st, sqlite3_errcode(h->st.db), "wrap keys");
+		goto out;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		json_t *j = json_loads((const char *)sqlite3_column_text(s, 1), 0, NULL);
+		char *cs = NULL;
+		int changed = 0;
+
+		rc = j ? config_wrap(h, j, &changed) : 0; /* unreadable: load_all says so */
+		if (rc < 0 && rc != PG_ENOMEM) {
+			/* a malformed row is left as it is: load_all reports it */
+			pg_warn("vse", "stored VSE %d: keys not wrapped: %s",
+				sqlite3_column_int(s, 0), pg_last_error());
+			rc = 0;
+			changed = 0;
+		}
+		if (rc == 0 && changed && !(cs = json_dumps(j, JSON_COMPACT)))
+			rc = PG_ENOMEM;
+		json_decref(j);
+		if (rc == 0 && cs) {
+			sqlite3_bind_text(u, 1, cs, -1, SQLITE_STATIC);
+			sqlite3_bind_int(u, 2, sqlite3_column_int(s, 0));
+			rc = sqlite3_step(u) == SQLITE_DONE
+				 ? 0
+				 : pg_store_fail(&h->st, sqlite3_errcode(h->st.db), "wrap keys");
+			sqlite3_reset(u);
+			n++;
+		}
+		config_free(cs);
+		if (rc < 0)
+			goto out;
+	}
+	rc = rc == SQLITE_DONE ? 0 : pg_store_fail(&h->st, rc, "wrap keys");
+out:
+	sqlite3_finalize(s);
+	sqlite3_finalize(u);
+	if (rc < 0) {
+		pg_store_rollback(&h->st);
+		return rc;
+	}
+	rc = pg_store_commit(&h->st);
+	if (rc == 0 && n > 0) {
+		pg_info("vse",
+			"wrapped the keys of %d stored VSE(s) under the data directory's kek", n);
+		rc = pg_store_exec(&h->st, "PRAGMA wal_checkpoint(TRUNCATE)");
+	}
+	return rc;
+}
+
 static int
 db_insert(struct hv *h, struct vse *v)
 {
-	json_t *cj = pg_vse_request_to_json(&v->req, 1);
-	char *cs = cj ? pg_json_dumps(cj, JSON_COMPACT) : NULL;
+	char *cs = config_sealed(h, &v->req);
 	sqlite3_stmt *s = NULL;
 	int rc;
 
-	json_decref(cj);
 	if (!cs)
 		return PG_ENOMEM;
 	rc = sqlite3_prepare_v2(
@@ -474,8 +649,7 @@ db_insert(struct hv *h, struct vse *v)
 		rc = sqlite3_step(s);
 	}
 	sqlite3_finalize(s);
-	pg_memzero(cs, strlen(cs));
-	free(cs);
+	config_free(cs);
 	if (rc != SQLITE_DONE)
 		return pg_store_fail(&h->st, rc, "insert vse");
 	v->id = (int)sqlite3_last_insert_rowid(h->st.db);
@@ -551,11 +725,9 @@ op_create(struct hv *h, struct pg_vse_request *req, json_t **resp)
 	if (rc == 0)
 		rc = pg_vse_request_resolve_keys(&v->req); /* in memory only, for the KCVs */
 	if (rc == 0) {
-		json_t *cj = pg_vse_request_to_json(&v->req, 1);
-		char *cs = cj ? pg_json_dumps(cj, JSON_COMPACT) : NULL;
+		char *cs = config_sealed(h, &v->req);
 		sqlite3_stmt *s = NULL;
 
-		json_decref(cj);
 		rc = cs ? sqlite3_prepare_v2(
 			      h->st.db, "UPDATE vse_instance SET config=? WHERE id=?", -1, &s, NULL)
 			: SQLITE_NOMEM;
@@ -568,10 +740,7 @@ op_create(struct hv *h, struct pg_vse_request *req, json_t **resp)
 			rc = pg_store_fail(&h->st, rc, "config");
 		}
 		sqlite3_finalize(s);
-		if (cs) {
-			pg_memzero(cs, strlen(cs));
-			free(cs);
-		}
+		config_free(cs);
 	}
 	if (rc < 0) {
 		pg_store_rollback(&h->st);
@@ -733,7 +902,8 @@ load_all(struct hv *h)
 		json_error_t err;
 		json_t *j = json_loads((const char *)sqlite3_column_text(s, 1), 0, &err);
 
-		if (!v || !j || pg_vse_request_from_json(&v->req, j) < 0) {
+		if (!v || !j || config_unwrap(h, j) < 0 ||
+		    pg_vse_request_from_json(&v->req, j) < 0) {
 			pg_warn("vse", "stored VSE %d unreadable: %s", sqlite3_column_int(s, 0),
 				pg_last_error());
 			json_decref(j);
@@ -845,7 +1015,11 @@ pg_vse_serve(const struct pg_vse_hv_opts *o)
 #endif
 		pg_info("vse", "VSE image: %s", h->vse_exe[0] ? h->vse_exe : h->exe);
 	}
+	if (o->data_dir && (rc = pg_data_dir_prepare(h->dir)) < 0)
+		goto out;
 	PG_TRY_GOTO(pg_mkdir_p(h->vdir, 0700), out, "vse", "mkdir");
+	if ((rc = pg_kek_load(h->dir, h->kek)) < 0)
+		goto out;
 	{
 		char db[PATH_MAX + 16];
 
@@ -855,6 +1029,7 @@ pg_vse_serve(const struct pg_vse_hv_opts *o)
 	PG_TRY_GOTO(
 	    pg_store_migrate(&h->st, "vse", migrations, sizeof(migrations) / sizeof(migrations[0])),
 	    out, "vse", "migrate");
+	PG_TRY_GOTO(wrap_clear_rows(h), out, "vse", "wrap stored keys");
 	PG_TRY_GOTO(hv_listen(h), out, "vse", "listen");
 	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
 		rc = pg_error(PG_ESYS, "vse", "pipe: %s", strerror(errno));
@@ -940,6 +1115,7 @@ out:
 			close(sig_pipe[i]), sig_pipe[i] = -1;
 	if (h->st.db)
 		pg_store_close(&h->st);
+	pg_memzero(h->kek, sizeof(h->kek));
 	free(h);
 	return rc;
 }

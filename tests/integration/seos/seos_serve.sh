@@ -22,6 +22,14 @@ dk=$work/device.key
 log=$work/seos.log
 mkdir -p "$watch"
 printf 'master 30 %s\nmaster-cin 30 %s 50475653\n' "$MK" "$MK" >"$work/keys"
+# the key store holds SCP03 keys in clear: one others can read is refused (issue 13)
+chmod 644 "$work/keys"
+if out=$("$pg" seos serve --socket "$work/refused.sock" --keys "$work/keys" 2>&1); then
+	fail "seos serve ran with a 0644 key store"
+fi
+echo "$out" | grep -qF "permissions 0644 for '$work/keys' are too open; run: chmod 600 '$work/keys'" ||
+	fail "key store message: $out"
+chmod 600 "$work/keys"
 serve_pid=""
 stop_serve() { # stops the daemon; it must exit 0 with no sanitizer report
 	local st=0

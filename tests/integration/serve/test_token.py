@@ -25,6 +25,7 @@ def main():
         short = os.path.join(tmp, "short")
         with open(short, "w") as f:
             f.write("abc\n")
+        os.chmod(short, 0o600)
         r = subprocess.run([PAYGUARD, "serve", "run", "--data", tmp, "--token-file", short],
                            capture_output=True, text=True, timeout=30)
         check(r.returncode == 2, (r.returncode, r.stderr))
@@ -33,6 +34,13 @@ def main():
         secret = "s3cret-token-0123456789abcdef"
         with open(tok, "w") as f:
             f.write(secret + "\n")
+        # a token group or others can read is no secret: refused (exit 5), with the chmod
+        os.chmod(tok, 0o644)
+        r = subprocess.run([PAYGUARD, "serve", "run", "--data", tmp, "--port", "0",
+                            "--token-file", tok], capture_output=True, text=True, timeout=30)
+        check(r.returncode == 5 and "permissions 0644 for '%s' are too open; run: chmod 600 '%s'"
+              % (tok, tok) in r.stderr, (r.returncode, r.stderr))
+        os.chmod(tok, 0o600)
         d = Daemon("--token-file", tok, demo=False)
         try:
             for path in ["/api/health", "/api/services", "/metrics", "/nope"]:

@@ -16,9 +16,11 @@
 #include "payguard/pos.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static struct pg_iso_msg *
@@ -888,6 +890,98 @@ test_policy_and_alerts(void **state)
 	free(resp);
 }
 
+/* ---- the server's WAL checkpointer (issue 13 item 10) ---- */
+
+struct srv_thread {
+	struct pg_pos_server_cfg cfg;
+	struct pg_pos_engine *e;
+	volatile int stop;
+	int rc;
+};
+
+static void *
+srv_main(void *p)
+{
+	struct srv_thread *x = p;
+
+	x->rc = pg_pos_serve(&x->cfg, x->e);
+	return NULL;
+}
+
+static long long
+file_size(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+}
+
+/*
+ * The server turns SQLite's automatic checkpoints off because a thread of
+ * its own checkpoints instead. When that thread cannot open the database
+ * (here: the file was renamed after the server's own connection opened it),
+ * automatic checkpoints must stay on, or the WAL grows without limit.
+ */
+static void
+test_checkpointer_cannot_open(void **state)
+{
+	struct tmpstore t;
+	char moved[300], wal[300];
+	struct pg_pos_policy pol;
+	struct srv_thread x = {0};
+	struct pg_pos_client cl;
+	struct pg_iso_msg *m = msg_new(), *resp = msg_new();
+	const struct pg_cell_obs home = {PG_RADIO_LTE, 262, 1, 1001, 11001, -70, PG_TA_NONE};
+	pthread_t th;
+	long long walmax = 0;
+
+	(void)state;
+	tmp_open(&t);
+	assert_int_equal(pg_pos_migrate(&t.st), 0);
+	pg_pos_policy_default(&pol);
+	assert_int_equal(pg_pos_engine_open(&x.e, &t.st, &pol), 0);
+	snprintf(moved, sizeof(moved), "%s/moved.db", t.dir);
+	snprintf(wal, sizeof(wal), "%s-wal", t.db);
+	assert_int_equal(rename(t.db, moved), 0);
+	x.cfg.port = 0;
+	x.cfg.dialect = pg_iso_dialect_builtin("binary");
+	assert_int_equal(pg_iso_framing_parse(&x.cfg.framing, "bin2"), 0);
+	x.cfg.commit_us = 0;
+	x.cfg.stop = &x.stop;
+	assert_int_equal(pthread_create(&th, NULL, srv_main, &x), 0);
+	for (int i = 0; i < 500 && !x.cfg.ready && !x.rc; i++)
+		usleep(10000);
+	assert_true(x.cfg.ready);
+	assert_int_equal(pg_pos_client_connect(&cl, "127.0.0.1", x.cfg.bound_port, x.cfg.dialect,
+					       &x.cfg.framing),
+			 0);
+	/* each answer commits: ~1.5 pages each, far past the 1000-page automatic
+	 * checkpoint; with checkpoints off the WAL only ever grows */
+	for (int i = 0; i < 2500; i++) {
+		char stan[8];
+		long long w;
+
+		snprintf(stan, sizeof(stan), "%06d", i % 999999 + 1);
+		msg_for(m, "T0000001", "M00000000000001", stan, &home, NULL);
+		assert_int_equal(pg_pos_client_exchange(&cl, m, resp, 5000), 0);
+		if ((w = file_size(wal)) > walmax)
+			walmax = w;
+	}
+	pg_pos_client_close(&cl);
+	x.stop = 1;
+	pthread_join(th, NULL);
+	assert_int_equal(x.rc, 0);
+	/* 1000 pages of 4 KiB plus the transaction that crossed the threshold */
+	print_message("largest WAL: %lld bytes\n", walmax);
+	assert_true(walmax > 0);
+	assert_true(walmax < 1100LL * 4096);
+	pg_pos_engine_free(x.e);
+	assert_int_equal(rename(moved, t.db), 0);
+	tmp_close(&t);
+	free(m);
+	free(resp);
+}
+
 int
 main(void)
 {
@@ -904,6 +998,7 @@ main(void)
 	    cmocka_unit_test(test_cells_rows),
 	    cmocka_unit_test(test_cells_import_estimate),
 	    cmocka_unit_test(test_policy_and_alerts),
+	    cmocka_unit_test(test_checkpointer_cannot_open),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
