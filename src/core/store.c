@@ -118,6 +118,8 @@ open_path(struct pg_store *st, const char *path, int mutex_flags)
 	st->db = NULL;
 	st->pdb = NULL;
 	st->path = NULL;
+	if (strncmp(path, "sqlite:", 7) == 0) /* the store API's spelling of a path */
+		path += 7;
 	/* a PostgreSQL store has no file here: its server guards its own */
 	if (!pg_db_url_is_postgres(path)) {
 		rc = check_store_path(path);

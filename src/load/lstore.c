@@ -94,9 +94,8 @@ pg_load_store_put(struct pg_store *st, const char *vm, const struct pg_load_samp
 /* ---- the store as a trace source ---- */
 
 struct store_src {
-	struct pg_store st; /* the data directory's store, or */
-	struct pg_db *own;  /* a store named by URL */
-	struct pg_db *db;
+	struct pg_store st;
+	struct pg_db *db; /* st's connection through the store API */
 	struct pg_db_stmt *q;
 	int done, have_row;
 };
@@ -109,14 +108,9 @@ store_open(const char *arg, void **state)
 
 	if (!s)
 		return pg_error(PG_ENOMEM, "load", "store source");
-	/* a URL or path names any store; without one, the data directory's */
-	if (arg && *arg && (strstr(arg, "://") || strncmp(arg, "sqlite:", 7) == 0)) {
-		rc = pg_db_open(&s->own, arg);
-		s->db = s->own;
-	} else {
-		rc = pg_store_open_default(&s->st, arg && *arg ? arg : NULL);
-		s->db = s->st.pdb;
-	}
+	/* a path, sqlite:PATH or PostgreSQL URL; without one, the data directory's */
+	rc = pg_store_open_default(&s->st, arg && *arg ? arg : NULL);
+	s->db = s->st.pdb;
 	if (rc < 0)
 		goto fail;
 	rc = pg_load_db_migrate(s->db);
@@ -131,7 +125,6 @@ store_open(const char *arg, void **state)
 	*state = s;
 	return 0;
 fail:
-	pg_db_free(s->own);
 	pg_store_close(&s->st);
 	free(s);
 	return rc;
@@ -184,7 +177,6 @@ store_close(void *state)
 	if (!s)
 		return;
 	pg_db_reset(s->q);
-	pg_db_free(s->own);
 	pg_store_close(&s->st);
 	free(s);
 }
