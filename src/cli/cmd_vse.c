@@ -213,9 +213,13 @@ cmd_vse_create(int argc, char **argv)
 	rc = call(sock, json_pack("{s:s, s:o}", "op", "create", "vse", vse), &resp, "vse create");
 	if (rc)
 		return rc;
-	if (json)
-		return pg_cli_print_json(json_incref(json_object_get(resp, "vse"))) |
-		       (json_decref(resp), 0);
+	if (json) {
+		/* Take the reference before the response goes: "vse" lives inside it. */
+		json_t *v = json_incref(json_object_get(resp, "vse"));
+
+		json_decref(resp);
+		return pg_cli_print_json(v);
+	}
 	arr = json_array();
 	json_array_append(arr, json_object_get(resp, "vse"));
 	print_vse_table(arr);
