@@ -227,6 +227,96 @@ vpcd_connect(struct vse *v)
 }
 
 /*
+ * Each VSE process holds a POSIX write lock on its persistent-memory file for
+ * its whole life (runone.c), so a second copy can never open it. A VSE left
+ * from before (its hypervisor was killed before it could stop it) still holds
+ * that lock: F_GETLK names its pid. If /proc/<pid>/cmdline says it is this
+ * VSE's process image, it is killed and the lock awaited; a lock held by
+ * anything else is reported and the VSE not started.
+ */
+static int
+is_vse_process(pid_t pid, const char *name)
+{
+	char path[64], buf[512];
+	size_t n = 0;
+	ssize_t k;
+	int fd;
+	const char *a[4] = {0};
+	int na = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	while (n < sizeof(buf) - 1 && (k = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0)
+		n += (size_t)k;
+	close(fd);
+	buf[n] = '\0';
+	for (size_t i = 0; i < n && na < 4; i += strlen(buf + i) + 1)
+		a[na++] = buf + i;
+	if (na >= 2) {
+		const char *base = strrchr(a[0], '/') ? strrchr(a[0], '/') + 1 : a[0];
+
+		if (strcmp(base, "payguard-vse") == 0 && strcmp(a[1], name) == 0)
+			return 1;
+	}
+	return na >= 4 && strcmp(a[1], "vse") == 0 && strcmp(a[2], "run-one") == 0 &&
+	       strcmp(a[3], name) == 0;
+}
+
+/* The pid holding the VSE's pmem lock (0: none or no file yet; <0: error). */
+static pid_t
+pmem_lock_owner(struct hv *h, const struct vse *v)
+{
+	char d[PATH_MAX], path[PATH_MAX + 8];
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	int fd, rc;
+
+	if ((rc = vse_dir(h, v, d, sizeof(d))) < 0)
+		return rc;
+	snprintf(path, sizeof(path), "%s/pmem", d);
+	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return errno == ENOENT
+			   ? 0
+			   : pg_error(PG_EIO, "vse", "open '%s': %s", path, strerror(errno));
+	/* This process holds no lock on it, so closing fd releases nothing of ours. */
+	rc = fcntl(fd, F_GETLK, &fl);
+	close(fd);
+	if (rc != 0)
+		return pg_error(PG_EIO, "vse", "F_GETLK '%s': %s", path, strerror(errno));
+	return fl.l_type == F_UNLCK ? 0 : fl.l_pid;
+}
+
+static int
+reclaim(struct hv *h, const struct vse *v)
+{
+	pid_t pid = pmem_lock_owner(h, v), killed = 0;
+
+	for (int i = 0; pid != 0 && i < 300; i++) {
+		if (pid < 0)
+			return pid;
+		if (pid != killed) {
+			if (pid == v->pid || !is_vse_process(pid, v->req.name))
+				return pg_error(
+				    PG_EBUSY, "vse",
+				    "persistent memory of VSE '%s' is locked by pid %d, "
+				    "which is not a VSE left from before",
+				    v->req.name, (int)pid);
+			pg_warn("vse", "VSE '%s': stopping pid %d, left from a previous hypervisor",
+				v->req.name, (int)pid);
+			kill(pid, SIGKILL);
+			killed = pid;
+		}
+		usleep(10000);
+		pid = pmem_lock_owner(h, v);
+	}
+	return pid == 0 ? 0
+			: pg_error(PG_EBUSY, "vse", "VSE '%s': pid %d keeps its persistent memory",
+				   v->req.name, (int)pid);
+}
+
+/*
  * fork + exec of `payguard vse run-one`: the configuration (keys included)
  * goes through a pipe, never argv or the environment; the child says "ready"
  * once its seccomp filter is loaded, or "error <why>".
@@ -238,8 +328,9 @@ spawn(struct hv *h, struct vse *v, int wait_ready)
 	json_t *c = NULL;
 	char *s = NULL, d[PATH_MAX], buf[320];
 	size_t got = 0;
-	pid_t pid;
+	pid_t pid, self = getpid();
 
+	PG_TRY_GOTO(reclaim(h, v), out, "vse", "previous VSE process");
 	if (strcmp(v->req.expose.link, "vpcd") == 0) {
 		const struct pg_link_ops *ops = pg_link_find("vpcd");
 
@@ -250,8 +341,8 @@ spawn(struct hv *h, struct vse *v, int wait_ready)
 		PG_TRY_GOTO(open_link(h, v), out, "vse", "link");
 	}
 	PG_TRY_GOTO(vse_dir(h, v, d, sizeof(d)), out, "vse", "dir");
-	c = json_pack("{s:o, s:i, s:s}", "vse", pg_vse_request_to_json(&v->req, 1), "serial", v->id,
-		      "dir", d);
+	c = json_pack("{s:o, s:i, s:s, s:I}", "vse", pg_vse_request_to_json(&v->req, 1), "serial",
+		      v->id, "dir", d, "hv_pid", (json_int_t)self);
 	s = c ? json_dumps(c, JSON_COMPACT) : NULL;
 	if (!s) {
 		rc = PG_ENOMEM;
@@ -280,7 +371,14 @@ spawn(struct hv *h, struct vse *v, int wait_ready)
 		if (close_range(6, ~0u, 0) != 0)
 			for (int fd = 6; fd < 65536; fd++)
 				close(fd);
-		prctl(PR_SET_PDEATHSIG, SIGKILL); /* no VSE outlives its hypervisor */
+		/*
+		 * No VSE outlives its hypervisor. Set again by the VSE after it
+		 * changes uid (which clears it); if the hypervisor died before
+		 * this line, the signal will never come: leave now.
+		 */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != self)
+			_exit(125);
 		setpgid(
 		    0,
 		    0); /* a terminal's ^C or a group kill reaches the hypervisor, not each VSE */
@@ -751,6 +849,9 @@ load_all(struct hv *h)
 		v->link_fd = -1;
 		v->next_start_ms = pg_mono_ms();
 		h->v[h->nv++] = v;
+		/* Stopped or not, no process of it may survive a previous hypervisor. */
+		if (reclaim(h, v) < 0)
+			pg_warn("vse", "%s", pg_last_error());
 	}
 	sqlite3_finalize(s);
 	return 0;

@@ -22,6 +22,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <seccomp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,48 @@ drop_privileges(uint32_t serial)
 	if (setgroups(0, NULL) != 0 || setresgid(id, id, id) != 0 || setresuid(id, id, id) != 0)
 		return pg_error(PG_ESYS, "vse", "drop to uid %u: %s", (unsigned)id,
 				strerror(errno));
+	return 0;
+}
+
+/*
+ * The persistent memory belongs to one process: a POSIX write lock on the
+ * whole file, held until this process ends (it never opens the file again,
+ * so no close releases it early). A second copy of this VSE fails here; the
+ * hypervisor reads the owner's pid with F_GETLK to stop a copy left from
+ * before.
+ */
+static int
+lock_pmem(int fd, const char *path)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+
+	if (fcntl(fd, F_SETLK, &fl) == 0)
+		return 0;
+	if (errno == EACCES || errno == EAGAIN) {
+		struct flock q = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+
+		if (fcntl(fd, F_GETLK, &q) != 0)
+			q.l_pid = 0;
+		return pg_error(PG_EBUSY, "vse", "'%s' is in use by another VSE process (pid %d)",
+				path, (int)q.l_pid);
+	}
+	return pg_error(PG_EIO, "vse", "lock '%s': %s", path, strerror(errno));
+}
+
+/*
+ * Changing uid clears the parent-death signal the hypervisor set before exec
+ * (prctl(2)); set it again, then make sure the hypervisor did not die before
+ * that: its death would then never be signalled.
+ */
+static int
+watch_parent(pid_t hv_pid)
+{
+	if (hv_pid <= 0)
+		return 0; /* started by hand, not by a hypervisor */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+		return pg_error(PG_ESYS, "vse", "PR_SET_PDEATHSIG: %s", strerror(errno));
+	if (getppid() != hv_pid)
+		return pg_error(PG_ESTATE, "vse", "the hypervisor (pid %d) is gone", (int)hv_pid);
 	return 0;
 }
 
@@ -343,6 +386,7 @@ pg_vse_run_one(void)
 	char path[4096], tag[64];
 	uint8_t *vpcd_buf = NULL;
 	uint32_t serial;
+	pid_t hv_pid;
 	int pmem = -1, rc;
 
 	PG_TRY_GOTO(read_config(&cfg), fail, "vse", "config");
@@ -354,6 +398,7 @@ pg_vse_run_one(void)
 	PG_TRY_GOTO(pg_vse_request_from_json(req, json_object_get(cfg, "vse")), fail, "vse",
 		    "request");
 	serial = (uint32_t)json_integer_value(json_object_get(cfg, "serial"));
+	hv_pid = (pid_t)json_integer_value(json_object_get(cfg, "hv_pid"));
 	dir = json_string_value(json_object_get(cfg, "dir"));
 	if (!dir || !serial) {
 		rc = pg_error(PG_EINVAL, "vse", "config without dir or serial");
@@ -381,6 +426,7 @@ pg_vse_run_one(void)
 		rc = pg_error(PG_EIO, "vse", "open '%s': %s", path, strerror(errno));
 		goto fail;
 	}
+	PG_TRY_GOTO(lock_pmem(pmem, path), fail, "vse", "pmem lock");
 	PG_TRY_GOTO(pg_vse_card_new(&card, req, serial, arena, pmem), fail, "vse", "card");
 	if (strcmp(ops->name, "vpcd") == 0 && !(vpcd_buf = malloc(65536))) {
 		rc = PG_ENOMEM;
@@ -391,6 +437,7 @@ pg_vse_run_one(void)
 	json_decref(cfg);
 	cfg = NULL;
 	PG_TRY_GOTO(drop_privileges(serial), fail, "vse", "privileges");
+	PG_TRY_GOTO(watch_parent(hv_pid), fail, "vse", "parent");
 	PG_TRY_GOTO(load_seccomp(), fail, "vse", "seccomp");
 	status("ready\n");
 	close(STATUS_FD);
