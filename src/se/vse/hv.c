@@ -58,7 +58,9 @@ struct vse {
 	struct pg_vse_request req;
 	int want_run;
 	pid_t pid;
-	int link_fd; /* listening socket kept across restarts */
+	int link_fd;   /* listening socket kept across restarts */
+	int ctl_fd;    /* vpcd: the running VSE's control socket (asks for a new connection) */
+	int reconnect; /* vpcd: the VSE waits for a new connection to vpcd */
 	char link_addr[PG_VSE_ADDR_MAX + 16];
 	int restarts, fails;
 	uint64_t next_start_ms, started_ms;
@@ -348,7 +350,15 @@ spawn(struct hv *h, struct vse *v, int wait_ready)
 		rc = PG_ENOMEM;
 		goto out;
 	}
-	if (pipe2(cfg, O_CLOEXEC) != 0 || pipe2(st, O_CLOEXEC) != 0) {
+	/*
+	 * The status channel: a pipe, or for vpcd a SEQPACKET socket pair that
+	 * stays open as the VSE's control channel (it asks for a new connection
+	 * to vpcd there, and receives it with SCM_RIGHTS).
+	 */
+	if (pipe2(cfg, O_CLOEXEC) != 0 ||
+	    (strcmp(v->req.expose.link, "vpcd") == 0
+		 ? socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, st)
+		 : pipe2(st, O_CLOEXEC)) != 0) {
 		rc = pg_error(PG_ESYS, "vse", "pipe: %s", strerror(errno));
 		goto out;
 	}
@@ -430,6 +440,10 @@ spawn(struct hv *h, struct vse *v, int wait_ready)
 		rc = pg_error(PG_ESTATE, "vse", "VSE '%s' set-up failed: %s", v->req.name,
 			      strncmp(buf, "error ", 6) == 0 ? buf + 6 : buf);
 	}
+	if (rc == 0 && strcmp(v->req.expose.link, "vpcd") == 0) {
+		v->ctl_fd = st[0];
+		st[0] = -1;
+	}
 out:
 	if (strcmp(v->req.expose.link, "vpcd") == 0 && v->link_fd >= 0) {
 		close(v->link_fd); /* the connection belongs to the VSE; a new one per start */
@@ -450,10 +464,77 @@ out:
 }
 
 static void
+close_ctl(struct vse *v)
+{
+	if (v->ctl_fd >= 0)
+		close(v->ctl_fd);
+	v->ctl_fd = -1;
+	v->reconnect = 0;
+}
+
+/*
+ * A vpcd VSE whose connection ended (vpcd closed it, or it broke the
+ * protocol) asks for a new one instead of exiting: the hypervisor connects
+ * (the VSE may not) and passes the socket over the control channel.
+ */
+static void
+give_vpcd(struct vse *v)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct iovec iov = {.iov_base = "L", .iov_len = 1};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof(u.b)};
+	struct cmsghdr *c;
+
+	memset(&u, 0, sizeof(u));
+	if (vpcd_connect(v) < 0) {
+		pg_debug("vse", "VSE '%s': %s; trying again", v->req.name, pg_last_error());
+		return; /* still pending: retried from the loop */
+	}
+	c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &v->link_fd, sizeof(int));
+	if (sendmsg(v->ctl_fd, &mh, MSG_NOSIGNAL) != 1)
+		pg_warn("vse", "VSE '%s': new vpcd connection not passed: %s", v->req.name,
+			strerror(errno));
+	else
+		pg_info("vse", "VSE '%s': reconnected to vpcd", v->req.name);
+	close(v->link_fd);
+	v->link_fd = -1;
+	v->reconnect = 0;
+}
+
+/* A message on a VSE's control channel; EOF: it is gone (reap restarts it). */
+static void
+on_ctl(struct vse *v)
+{
+	char buf[64];
+	ssize_t k = recv(v->ctl_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+
+	if (k < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (k <= 0) {
+		close_ctl(v);
+		return;
+	}
+	buf[k] = '\0';
+	if (strncmp(buf, "reconnect", 9) == 0) {
+		v->reconnect = 1;
+		give_vpcd(v);
+	}
+}
+
+static void
 stop_child(struct vse *v)
 {
 	int status;
 
+	close_ctl(v);
 	if (v->pid <= 0)
 		return;
 	kill(v->pid, SIGTERM);
@@ -484,6 +565,7 @@ reap(struct hv *h)
 			if (v->pid != pid)
 				continue;
 			v->pid = 0;
+			close_ctl(v);
 			if (WIFSIGNALED(status))
 				snprintf(v->last_exit, sizeof(v->last_exit), "signal %d (%s)",
 					 WTERMSIG(status), strsignal(WTERMSIG(status)));
@@ -606,6 +688,7 @@ vse_free(struct vse *v)
 		return;
 	if (v->link_fd >= 0)
 		close(v->link_fd);
+	close_ctl(v);
 	pg_memzero(v, sizeof(*v));
 	free(v);
 }
@@ -635,6 +718,7 @@ op_create(struct hv *h, struct pg_vse_request *req, json_t **resp)
 		return PG_ENOMEM;
 	v->req = *req;
 	v->link_fd = -1;
+	v->ctl_fd = -1;
 	v->want_run = 1;
 	PG_TRY_GOTO(pg_store_begin(&h->st), fail, "vse", "begin");
 	rc = db_insert(h, v);
@@ -847,6 +931,7 @@ load_all(struct hv *h)
 			snprintf(v->last_exit, sizeof(v->last_exit), "%s",
 				 (const char *)sqlite3_column_text(s, 4));
 		v->link_fd = -1;
+		v->ctl_fd = -1;
 		v->next_start_ms = pg_mono_ms();
 		h->v[h->nv++] = v;
 		/* Stopped or not, no process of it may survive a previous hypervisor. */
@@ -970,14 +1055,25 @@ pg_vse_serve(const struct pg_vse_hv_opts *o)
 	if (o->ready_fd >= 0 && write(o->ready_fd, "ready\n", 6) != 6)
 		pg_debug("vse", "ready fd: %s", strerror(errno));
 	while (!got_term && !(o->stop && *o->stop)) {
-		struct pollfd p[2] = {{.fd = h->lfd, .events = POLLIN},
-				      {.fd = sig_pipe[0], .events = POLLIN}};
+		struct pollfd p[2 + PG_VSE_MAX_VSES] = {{.fd = h->lfd, .events = POLLIN},
+							{.fd = sig_pipe[0], .events = POLLIN}};
+		struct vse *pv[PG_VSE_MAX_VSES];
 		uint64_t now = pg_mono_ms();
-		int timeout = 1000;
+		int timeout = 1000, np = 2;
 
 		for (int i = 0; i < h->nv; i++) {
 			struct vse *v = h->v[i];
 
+			if (v->pid > 0 && v->ctl_fd >= 0) {
+				if (v->reconnect) {
+					give_vpcd(v); /* vpcd was not listening: again */
+					if (v->reconnect && timeout > 200)
+						timeout = 200;
+				}
+				pv[np - 2] = v;
+				p[np].fd = v->ctl_fd;
+				p[np++].events = POLLIN;
+			}
 			if (!v->want_run || v->pid > 0)
 				continue;
 			if (v->next_start_ms <= now) {
@@ -995,7 +1091,7 @@ pg_vse_serve(const struct pg_vse_hv_opts *o)
 				timeout = (int)(v->next_start_ms - now);
 			}
 		}
-		if (poll(p, 2, timeout) < 0 && errno != EINTR) {
+		if (poll(p, (nfds_t)np, timeout) < 0 && errno != EINTR) {
 			rc = pg_error(PG_ESYS, "vse", "poll: %s", strerror(errno));
 			goto out;
 		}
@@ -1005,6 +1101,9 @@ pg_vse_serve(const struct pg_vse_hv_opts *o)
 			while (read(sig_pipe[0], buf, sizeof(buf)) > 0)
 				;
 		}
+		for (int i = 2; i < np; i++)
+			if (p[i].revents && pv[i - 2]->ctl_fd == p[i].fd)
+				on_ctl(pv[i - 2]);
 		reap(h);
 		if (p[0].revents & POLLIN) {
 			int c = accept4(h->lfd, NULL, NULL, SOCK_CLOEXEC);

@@ -339,18 +339,63 @@ vpcd_out_destroy(struct pg_stream *s)
 static const struct pg_stream_ops vpcd_out_ops = {
     .write = vpcd_out_write, .read = vpcd_out_read, .destroy = vpcd_out_destroy};
 
+/*
+ * The connection ended (vpcd closed it, or it broke the framing): ask the
+ * hypervisor for a new one on the control channel (fd 5) and wait for it
+ * (SCM_RIGHTS). A VSE never exits for what its link sends; only its
+ * hypervisor's end (EOF here, or the parent-death signal) ends it.
+ */
 static int
-serve_vpcd(const struct pg_link_ops *ops, const struct pg_card *card, uint8_t *buf)
+new_vpcd_link(void)
 {
-	struct vpcd_out out = {.base.ops = &vpcd_out_ops, .fd = LINK_FD};
-	struct pg_link_card *lc = NULL;
-	int rc = ops->card_open(&lc, card, NULL), one = 1;
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} u;
+	char byte;
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof(u.b)};
+	struct cmsghdr *c;
+	ssize_t k;
+	int fd = -1;
 
-	if (rc < 0)
-		return rc;
+	status("reconnect\n");
+	do
+		k = recvmsg(STATUS_FD, &mh, MSG_CMSG_CLOEXEC);
+	while (k < 0 && errno == EINTR);
+	if (k <= 0)
+		return pg_error(PG_ECLOSED, "vse", "the hypervisor closed the control channel");
+	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	return fd >= 0 ? fd : pg_error(PG_EPROTO, "vse", "no connection from the hypervisor");
+}
+
+/* Bytes already waiting after a whole message: vpcd never sends before it has its answer. */
+static int
+more_pending(int fd)
+{
+	uint8_t b;
+
+	return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+/* One connection to pcscd's reader, until it ends or breaks vpcd's framing. */
+static void
+serve_vpcd_conn(const struct pg_link_ops *ops, const struct pg_card *card, uint8_t *buf, int fd)
+{
+	struct vpcd_out out = {.base.ops = &vpcd_out_ops, .fd = fd};
+	struct pg_link_card *lc = NULL;
+	int one = 1;
+
+	if (ops->card_open(&lc, card, NULL) < 0)
+		return;
 	for (;;) {
 		uint8_t hdr[2];
 		size_t n;
+		int rc;
 
 		/*
 		 * vpcd writes the length and the payload in two sends; unless the
@@ -358,20 +403,51 @@ serve_vpcd(const struct pg_link_ops *ops, const struct pg_card *card, uint8_t *b
 		 * delayed ACK (40 ms a message). Linux leaves quick-ACK mode by
 		 * itself, so it is set again after every read.
 		 */
-		if (recv_full(LINK_FD, hdr, 2) < 0)
+		if (recv_full(fd, hdr, 2) < 0)
 			break;
-		setsockopt(LINK_FD, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
 		n = (size_t)(hdr[0] << 8 | hdr[1]);
-		if (n == 0 || recv_full(LINK_FD, buf, n) < 0)
+		if (n == 0) {
+			pg_warn("vse", "vpcd sent an empty message; closing the connection");
 			break;
-		setsockopt(LINK_FD, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+		}
+		if (recv_full(fd, buf, n) < 0)
+			break;
+		setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+		/*
+		 * An APDU is answered before vpcd sends anything else; bytes
+		 * beyond it mean the framing is lost (vpcd's 16-bit length
+		 * wraps for an APDU over 65,535 bytes): answering would pair
+		 * answers with the wrong commands, so the connection goes.
+		 */
+		if (n > 1 && more_pending(fd)) {
+			pg_warn("vse",
+				"vpcd framing lost after a %zu-byte message (an APDU over "
+				"65,535 bytes?); closing the connection",
+				n);
+			break;
+		}
 		rc = ops->card_packet(lc, PG_PKT_DATA, buf, n, &out.base);
 		if (rc == PG_ECLOSED)
 			break;
 	}
 	ops->card_close(lc);
-	pg_info("vse", "vpcd closed the connection");
-	return 0;
+	card->reset(card->ctx); /* as a card pulled from its reader */
+}
+
+static int
+serve_vpcd(const struct pg_link_ops *ops, const struct pg_card *card, uint8_t *buf)
+{
+	int fd = LINK_FD;
+
+	for (;;) {
+		serve_vpcd_conn(ops, card, buf, fd);
+		close(fd);
+		pg_info("vse", "vpcd connection ended; asking for a new one");
+		fd = new_vpcd_link();
+		if (fd < 0)
+			return fd;
+	}
 }
 
 int
@@ -440,11 +516,11 @@ pg_vse_run_one(void)
 	PG_TRY_GOTO(watch_parent(hv_pid), fail, "vse", "parent");
 	PG_TRY_GOTO(load_seccomp(), fail, "vse", "seccomp");
 	status("ready\n");
-	close(STATUS_FD);
 	if (strcmp(ops->name, "vpcd") == 0) {
-		/* One connection to pcscd's reader; when it ends the hypervisor reconnects. */
+		/* Connections to pcscd's reader, one after another; fd 5 asks for the next. */
 		_exit(serve_vpcd(ops, pg_vse_card_card(card), vpcd_buf) < 0 ? 1 : 0);
 	}
+	close(STATUS_FD);
 	/* Serve one host at a time, as a card in a reader does; the card's state persists. */
 	for (;;) {
 		struct pg_link_card *lc = NULL;
