@@ -40,6 +40,15 @@
 #define BACKOFF_MIN 100
 #define BACKOFF_MAX 5000
 #define STABLE_MS   10000 /* a VSE that ran this long starts its back-off again */
+/*
+ * A vpcd card stays out of its reader this long before it comes back (new
+ * connection or restart). pcscd's event thread polls presence every 400 ms
+ * and only acts on changes it sees itself: a card back within one poll is
+ * never seen leaving, and if a client's SCardDisconnect failed to power it
+ * down meanwhile (SCARD_W_REMOVED_CARD), pcscd had already marked the reader
+ * empty — and it stayed "card not present" until the next real removal.
+ */
+#define VPCD_OUT_MS 1200
 
 static const struct pg_migration migrations[] = {
     {1, "CREATE TABLE vse_instance ("
@@ -61,6 +70,7 @@ struct vse {
 	int link_fd;   /* listening socket kept across restarts */
 	int ctl_fd;    /* vpcd: the running VSE's control socket (asks for a new connection) */
 	int reconnect; /* vpcd: the VSE waits for a new connection to vpcd */
+	uint64_t vpcd_back_ms; /* vpcd: no new connection before this (pg_mono_ms) */
 	char link_addr[PG_VSE_ADDR_MAX + 16];
 	int restarts, fails;
 	uint64_t next_start_ms, started_ms;
@@ -338,6 +348,8 @@ spawn(struct hv *h, struct vse *v, int wait_ready)
 
 		if (!ops || !ops->card_open)
 			return pg_error(PG_ENOTSUP, "vse", "this build has no vpcd card driver");
+		if (pg_mono_ms() < v->vpcd_back_ms) /* a `stop` + `start`: out a while first */
+			usleep((useconds_t)(v->vpcd_back_ms - pg_mono_ms()) * 1000u);
 		PG_TRY_GOTO(vpcd_connect(v), out, "vse", "vpcd");
 	} else {
 		PG_TRY_GOTO(open_link(h, v), out, "vse", "link");
@@ -490,6 +502,8 @@ give_vpcd(struct vse *v)
 	struct cmsghdr *c;
 
 	memset(&u, 0, sizeof(u));
+	if (pg_mono_ms() < v->vpcd_back_ms)
+		return; /* still pending: the card is out of the reader a while first */
 	if (vpcd_connect(v) < 0) {
 		pg_debug("vse", "VSE '%s': %s; trying again", v->req.name, pg_last_error());
 		return; /* still pending: retried from the loop */
@@ -525,7 +539,7 @@ on_ctl(struct vse *v)
 	buf[k] = '\0';
 	if (strncmp(buf, "reconnect", 9) == 0) {
 		v->reconnect = 1;
-		give_vpcd(v);
+		v->vpcd_back_ms = pg_mono_ms() + VPCD_OUT_MS;
 	}
 }
 
@@ -537,6 +551,7 @@ stop_child(struct vse *v)
 	close_ctl(v);
 	if (v->pid <= 0)
 		return;
+	v->vpcd_back_ms = pg_mono_ms() + VPCD_OUT_MS;
 	kill(v->pid, SIGTERM);
 	for (int i = 0; i < 200; i++) {
 		if (waitpid(v->pid, &status, WNOHANG) == v->pid) {
@@ -566,6 +581,7 @@ reap(struct hv *h)
 				continue;
 			v->pid = 0;
 			close_ctl(v);
+			v->vpcd_back_ms = pg_mono_ms() + VPCD_OUT_MS;
 			if (WIFSIGNALED(status))
 				snprintf(v->last_exit, sizeof(v->last_exit), "signal %d (%s)",
 					 WTERMSIG(status), strsignal(WTERMSIG(status)));
@@ -583,6 +599,8 @@ reap(struct hv *h)
 			v->fails++;
 			v->restarts++;
 			v->next_start_ms = pg_mono_ms() + (uint64_t)delay;
+			if (strcmp(v->req.expose.link, "vpcd") == 0 && delay < VPCD_OUT_MS)
+				v->next_start_ms = pg_mono_ms() + VPCD_OUT_MS;
 			pg_warn("vse", "VSE '%s' (pid %d) ended: %s; restart %d in %d ms",
 				v->req.name, (int)pid, v->last_exit, v->restarts, delay);
 			db_update(h, v);
@@ -933,6 +951,8 @@ load_all(struct hv *h)
 		v->link_fd = -1;
 		v->ctl_fd = -1;
 		v->next_start_ms = pg_mono_ms();
+		if (strcmp(v->req.expose.link, "vpcd") == 0)
+			v->next_start_ms += VPCD_OUT_MS; /* its previous run may just have ended */
 		h->v[h->nv++] = v;
 		/* Stopped or not, no process of it may survive a previous hypervisor. */
 		if (reclaim(h, v) < 0)
@@ -1066,7 +1086,8 @@ pg_vse_serve(const struct pg_vse_hv_opts *o)
 
 			if (v->pid > 0 && v->ctl_fd >= 0) {
 				if (v->reconnect) {
-					give_vpcd(v); /* vpcd was not listening: again */
+					give_vpcd(
+					    v); /* after VPCD_OUT_MS, or vpcd was not listening */
 					if (v->reconnect && timeout > 200)
 						timeout = 200;
 				}
