@@ -55,7 +55,16 @@ struct pg_vse_request {
 	uint8_t cin[8]; /* card image number (GP tag 45); all zero: assigned by the hypervisor */
 	int has_cin;
 	struct pg_vse_expose expose;
+	/*
+	 * INITIALIZE UPDATEs not followed by a successful EXTERNAL AUTHENTICATE
+	 * (each advances the persistent 24-bit SCP03 sequence counter): a token
+	 * bucket of iu_burst tokens refilled at iu_rate a second; 0 = no limit.
+	 */
+	uint32_t iu_rate, iu_burst;
 };
+#define PG_VSE_IU_RATE_DEFAULT	1
+#define PG_VSE_IU_BURST_DEFAULT 10
+#define PG_VSE_IU_MAX		1000
 
 /*
  * Builds a request from JSON (the CLI's --request file and the socket API's

@@ -122,6 +122,8 @@ cmd_vse_create(int argc, char **argv)
 					     {"request", required_argument, NULL, 'r'},
 					     {"socket", required_argument, NULL, 'S'},
 					     {"json", no_argument, NULL, 'j'},
+					     {"iu-rate", required_argument, NULL, 'R'},
+					     {"iu-burst", required_argument, NULL, 'B'},
 					     {NULL, 0, NULL, 0}};
 	json_t *vse = json_object(), *apps = json_array(), *keys = json_object(),
 	       *ex = json_object(), *resp = NULL, *arr;
@@ -174,6 +176,17 @@ cmd_vse_create(int argc, char **argv)
 		case 's':
 			json_object_set_new(ex, "slot", json_integer(strtol(optarg, NULL, 10)));
 			break;
+		case 'R':
+		case 'B': {
+			/* Not a number: passed as text, so the request check names the field. */
+			char *end = NULL;
+			long n = strtol(optarg, &end, 10);
+
+			json_object_set_new(vse, c == 'R' ? "iu_rate" : "iu_burst",
+					    end && end != optarg && !*end ? json_integer(n)
+									  : json_string(optarg));
+			break;
+		}
 		case 'r':
 			reqfile = optarg;
 			break;
@@ -218,9 +231,13 @@ cmd_vse_create(int argc, char **argv)
 	rc = call(sock, json_pack("{s:s, s:o}", "op", "create", "vse", vse), &resp, "vse create");
 	if (rc)
 		return rc;
-	if (json)
-		return pg_cli_print_json(json_incref(json_object_get(resp, "vse"))) |
-		       (json_decref(resp), 0);
+	if (json) {
+		/* Take the reference before the response goes: "vse" lives inside it. */
+		json_t *v = json_incref(json_object_get(resp, "vse"));
+
+		json_decref(resp);
+		return pg_cli_print_json(v);
+	}
 	arr = json_array();
 	json_array_append(arr, json_object_get(resp, "vse"));
 	print_vse_table(arr);
@@ -759,7 +776,11 @@ const struct pg_cmd pg_cli_vse[] = {
     {"create", cmd_vse_create, "create a VSE from a request (options or --request FILE.json)",
      "--name NAME [--arena SIZE] [--pmem SIZE] [--applet NAME]... (--master HEX | --keys "
      "ENC:MAC:DEK) [--kvn N] [--cin HEX] [--link t0|t1|swp|spi|i2c|ccid|vpcd] [--listen "
-     "tcp:127.0.0.1:PORT] [--slot N] [--request FILE.json] [--socket PATH] [--json]"},
+     "tcp:127.0.0.1:PORT] [--slot N] [--iu-rate N] [--iu-burst N] [--request FILE.json] "
+     "[--socket PATH] [--json]\n\n"
+     "  --iu-rate N   unauthenticated SCP03 INITIALIZE UPDATEs allowed a second (default 1;\n"
+     "                0: no limit); beyond it the card answers 6985, its counter untouched\n"
+     "  --iu-burst N  how many may come at once (default 10)\n"},
     {"list", cmd_vse_list, "list VSEs", "[--socket PATH] [--json]"},
     {"show", cmd_vse_show, "show one VSE (configuration without keys, state, memory)",
      "NAME [--socket PATH] [--json]"},

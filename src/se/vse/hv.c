@@ -45,6 +45,15 @@
 #define BACKOFF_MIN 100
 #define BACKOFF_MAX 5000
 #define STABLE_MS   10000 /* a VSE that ran this long starts its back-off again */
+/*
+ * A vpcd card stays out of its reader this long before it comes back (new
+ * connection or restart). pcscd's event thread polls presence every 400 ms
+ * and only acts on changes it sees itself: a card back within one poll is
+ * never seen leaving, and if a client's SCardDisconnect failed to power it
+ * down meanwhile (SCARD_W_REMOVED_CARD), pcscd had already marked the reader
+ * empty — and it stayed "card not present" until the next real removal.
+ */
+#define VPCD_OUT_MS 1200
 
 static const struct pg_migration migrations[] = {
     {1, "CREATE TABLE vse_instance ("
@@ -63,7 +72,10 @@ struct vse {
 	struct pg_vse_request req;
 	int want_run;
 	pid_t pid;
-	int link_fd; /* listening socket kept across restarts */
+	int link_fd;   /* listening socket kept across restarts */
+	int ctl_fd;    /* vpcd: the running VSE's control socket (asks for a new connection) */
+	int reconnect; /* vpcd: the VSE waits for a new connection to vpcd */
+	uint64_t vpcd_back_ms; /* vpcd: no new connection before this (pg_mono_ms) */
 	char link_addr[PG_VSE_ADDR_MAX + 16];
 	int restarts, fails;
 	uint64_t next_start_ms, started_ms;
@@ -233,6 +245,96 @@ vpcd_connect(struct vse *v)
 }
 
 /*
+ * Each VSE process holds a POSIX write lock on its persistent-memory file for
+ * its whole life (runone.c), so a second copy can never open it. A VSE left
+ * from before (its hypervisor was killed before it could stop it) still holds
+ * that lock: F_GETLK names its pid. If /proc/<pid>/cmdline says it is this
+ * VSE's process image, it is killed and the lock awaited; a lock held by
+ * anything else is reported and the VSE not started.
+ */
+static int
+is_vse_process(pid_t pid, const char *name)
+{
+	char path[64], buf[512];
+	size_t n = 0;
+	ssize_t k;
+	int fd;
+	const char *a[4] = {0};
+	int na = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	while (n < sizeof(buf) - 1 && (k = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0)
+		n += (size_t)k;
+	close(fd);
+	buf[n] = '\0';
+	for (size_t i = 0; i < n && na < 4; i += strlen(buf + i) + 1)
+		a[na++] = buf + i;
+	if (na >= 2) {
+		const char *base = strrchr(a[0], '/') ? strrchr(a[0], '/') + 1 : a[0];
+
+		if (strcmp(base, "payguard-vse") == 0 && strcmp(a[1], name) == 0)
+			return 1;
+	}
+	return na >= 4 && strcmp(a[1], "vse") == 0 && strcmp(a[2], "run-one") == 0 &&
+	       strcmp(a[3], name) == 0;
+}
+
+/* The pid holding the VSE's pmem lock (0: none or no file yet; <0: error). */
+static pid_t
+pmem_lock_owner(struct hv *h, const struct vse *v)
+{
+	char d[PATH_MAX], path[PATH_MAX + 8];
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	int fd, rc;
+
+	if ((rc = vse_dir(h, v, d, sizeof(d))) < 0)
+		return rc;
+	snprintf(path, sizeof(path), "%s/pmem", d);
+	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return errno == ENOENT
+			   ? 0
+			   : pg_error(PG_EIO, "vse", "open '%s': %s", path, strerror(errno));
+	/* This process holds no lock on it, so closing fd releases nothing of ours. */
+	rc = fcntl(fd, F_GETLK, &fl);
+	close(fd);
+	if (rc != 0)
+		return pg_error(PG_EIO, "vse", "F_GETLK '%s': %s", path, strerror(errno));
+	return fl.l_type == F_UNLCK ? 0 : fl.l_pid;
+}
+
+static int
+reclaim(struct hv *h, const struct vse *v)
+{
+	pid_t pid = pmem_lock_owner(h, v), killed = 0;
+
+	for (int i = 0; pid != 0 && i < 300; i++) {
+		if (pid < 0)
+			return pid;
+		if (pid != killed) {
+			if (pid == v->pid || !is_vse_process(pid, v->req.name))
+				return pg_error(
+				    PG_EBUSY, "vse",
+				    "persistent memory of VSE '%s' is locked by pid %d, "
+				    "which is not a VSE left from before",
+				    v->req.name, (int)pid);
+			pg_warn("vse", "VSE '%s': stopping pid %d, left from a previous hypervisor",
+				v->req.name, (int)pid);
+			kill(pid, SIGKILL);
+			killed = pid;
+		}
+		usleep(10000);
+		pid = pmem_lock_owner(h, v);
+	}
+	return pid == 0 ? 0
+			: pg_error(PG_EBUSY, "vse", "VSE '%s': pid %d keeps its persistent memory",
+				   v->req.name, (int)pid);
+}
+
+/*
  * fork + exec of `payguard vse run-one`: the configuration (keys included)
  * goes through a pipe, never argv or the environment; the child says "ready"
  * once its seccomp filter is loaded, or "error <why>".
@@ -244,26 +346,37 @@ spawn(struct hv *h, struct vse *v, int wait_ready)
 	json_t *c = NULL;
 	char *s = NULL, d[PATH_MAX], buf[320];
 	size_t got = 0;
-	pid_t pid;
+	pid_t pid, self = getpid();
 
+	PG_TRY_GOTO(reclaim(h, v), out, "vse", "previous VSE process");
 	if (strcmp(v->req.expose.link, "vpcd") == 0) {
 		const struct pg_link_ops *ops = pg_link_find("vpcd");
 
 		if (!ops || !ops->card_open)
 			return pg_error(PG_ENOTSUP, "vse", "this build has no vpcd card driver");
+		if (pg_mono_ms() < v->vpcd_back_ms) /* a `stop` + `start`: out a while first */
+			usleep((useconds_t)(v->vpcd_back_ms - pg_mono_ms()) * 1000u);
 		PG_TRY_GOTO(vpcd_connect(v), out, "vse", "vpcd");
 	} else {
 		PG_TRY_GOTO(open_link(h, v), out, "vse", "link");
 	}
 	PG_TRY_GOTO(vse_dir(h, v, d, sizeof(d)), out, "vse", "dir");
-	c = json_pack("{s:o, s:i, s:s}", "vse", pg_vse_request_to_json(&v->req, 1), "serial", v->id,
-		      "dir", d);
+	c = json_pack("{s:o, s:i, s:s, s:I}", "vse", pg_vse_request_to_json(&v->req, 1), "serial",
+		      v->id, "dir", d, "hv_pid", (json_int_t)self);
 	s = c ? pg_json_dumps(c, JSON_COMPACT) : NULL;
 	if (!s) {
 		rc = PG_ENOMEM;
 		goto out;
 	}
-	if (pipe2(cfg, O_CLOEXEC) != 0 || pipe2(st, O_CLOEXEC) != 0) {
+	/*
+	 * The status channel: a pipe, or for vpcd a SEQPACKET socket pair that
+	 * stays open as the VSE's control channel (it asks for a new connection
+	 * to vpcd there, and receives it with SCM_RIGHTS).
+	 */
+	if (pipe2(cfg, O_CLOEXEC) != 0 ||
+	    (strcmp(v->req.expose.link, "vpcd") == 0
+		 ? socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, st)
+		 : pipe2(st, O_CLOEXEC)) != 0) {
 		rc = pg_error(PG_ESYS, "vse", "pipe: %s", strerror(errno));
 		goto out;
 	}
@@ -286,7 +399,14 @@ spawn(struct hv *h, struct vse *v, int wait_ready)
 		if (close_range(6, ~0u, 0) != 0)
 			for (int fd = 6; fd < 65536; fd++)
 				close(fd);
-		prctl(PR_SET_PDEATHSIG, SIGKILL); /* no VSE outlives its hypervisor */
+		/*
+		 * No VSE outlives its hypervisor. Set again by the VSE after it
+		 * changes uid (which clears it); if the hypervisor died before
+		 * this line, the signal will never come: leave now.
+		 */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != self)
+			_exit(125);
 		setpgid(
 		    0,
 		    0); /* a terminal's ^C or a group kill reaches the hypervisor, not each VSE */
@@ -338,6 +458,10 @@ spawn(struct hv *h, struct vse *v, int wait_ready)
 		rc = pg_error(PG_ESTATE, "vse", "VSE '%s' set-up failed: %s", v->req.name,
 			      strncmp(buf, "error ", 6) == 0 ? buf + 6 : buf);
 	}
+	if (rc == 0 && strcmp(v->req.expose.link, "vpcd") == 0) {
+		v->ctl_fd = st[0];
+		st[0] = -1;
+	}
 out:
 	if (strcmp(v->req.expose.link, "vpcd") == 0 && v->link_fd >= 0) {
 		close(v->link_fd); /* the connection belongs to the VSE; a new one per start */
@@ -358,12 +482,82 @@ out:
 }
 
 static void
+close_ctl(struct vse *v)
+{
+	if (v->ctl_fd >= 0)
+		close(v->ctl_fd);
+	v->ctl_fd = -1;
+	v->reconnect = 0;
+}
+
+/*
+ * A vpcd VSE whose connection ended (vpcd closed it, or it broke the
+ * protocol) asks for a new one instead of exiting: the hypervisor connects
+ * (the VSE may not) and passes the socket over the control channel.
+ */
+static void
+give_vpcd(struct vse *v)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct iovec iov = {.iov_base = "L", .iov_len = 1};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof(u.b)};
+	struct cmsghdr *c;
+
+	memset(&u, 0, sizeof(u));
+	if (pg_mono_ms() < v->vpcd_back_ms)
+		return; /* still pending: the card is out of the reader a while first */
+	if (vpcd_connect(v) < 0) {
+		pg_debug("vse", "VSE '%s': %s; trying again", v->req.name, pg_last_error());
+		return; /* still pending: retried from the loop */
+	}
+	c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &v->link_fd, sizeof(int));
+	if (sendmsg(v->ctl_fd, &mh, MSG_NOSIGNAL) != 1)
+		pg_warn("vse", "VSE '%s': new vpcd connection not passed: %s", v->req.name,
+			strerror(errno));
+	else
+		pg_info("vse", "VSE '%s': reconnected to vpcd", v->req.name);
+	close(v->link_fd);
+	v->link_fd = -1;
+	v->reconnect = 0;
+}
+
+/* A message on a VSE's control channel; EOF: it is gone (reap restarts it). */
+static void
+on_ctl(struct vse *v)
+{
+	char buf[64];
+	ssize_t k = recv(v->ctl_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+
+	if (k < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (k <= 0) {
+		close_ctl(v);
+		return;
+	}
+	buf[k] = '\0';
+	if (strncmp(buf, "reconnect", 9) == 0) {
+		v->reconnect = 1;
+		v->vpcd_back_ms = pg_mono_ms() + VPCD_OUT_MS;
+	}
+}
+
+static void
 stop_child(struct vse *v)
 {
 	int status;
 
+	close_ctl(v);
 	if (v->pid <= 0)
 		return;
+	v->vpcd_back_ms = pg_mono_ms() + VPCD_OUT_MS;
 	kill(v->pid, SIGTERM);
 	for (int i = 0; i < 200; i++) {
 		if (waitpid(v->pid, &status, WNOHANG) == v->pid) {
@@ -392,6 +586,8 @@ reap(struct hv *h)
 			if (v->pid != pid)
 				continue;
 			v->pid = 0;
+			close_ctl(v);
+			v->vpcd_back_ms = pg_mono_ms() + VPCD_OUT_MS;
 			if (WIFSIGNALED(status))
 				snprintf(v->last_exit, sizeof(v->last_exit), "signal %d (%s)",
 					 WTERMSIG(status), strsignal(WTERMSIG(status)));
@@ -409,6 +605,8 @@ reap(struct hv *h)
 			v->fails++;
 			v->restarts++;
 			v->next_start_ms = pg_mono_ms() + (uint64_t)delay;
+			if (strcmp(v->req.expose.link, "vpcd") == 0 && delay < VPCD_OUT_MS)
+				v->next_start_ms = pg_mono_ms() + VPCD_OUT_MS;
 			pg_warn("vse", "VSE '%s' (pid %d) ended: %s; restart %d in %d ms",
 				v->req.name, (int)pid, v->last_exit, v->restarts, delay);
 			db_update(h, v);
@@ -683,6 +881,7 @@ vse_free(struct vse *v)
 		return;
 	if (v->link_fd >= 0)
 		close(v->link_fd);
+	close_ctl(v);
 	pg_memzero(v, sizeof(*v));
 	free(v);
 }
@@ -712,6 +911,7 @@ op_create(struct hv *h, struct pg_vse_request *req, json_t **resp)
 		return PG_ENOMEM;
 	v->req = *req;
 	v->link_fd = -1;
+	v->ctl_fd = -1;
 	v->want_run = 1;
 	PG_TRY_GOTO(pg_store_begin(&h->st), fail, "vse", "begin");
 	rc = db_insert(h, v);
@@ -920,8 +1120,14 @@ load_all(struct hv *h)
 			snprintf(v->last_exit, sizeof(v->last_exit), "%s",
 				 (const char *)sqlite3_column_text(s, 4));
 		v->link_fd = -1;
+		v->ctl_fd = -1;
 		v->next_start_ms = pg_mono_ms();
+		if (strcmp(v->req.expose.link, "vpcd") == 0)
+			v->next_start_ms += VPCD_OUT_MS; /* its previous run may just have ended */
 		h->v[h->nv++] = v;
+		/* Stopped or not, no process of it may survive a previous hypervisor. */
+		if (reclaim(h, v) < 0)
+			pg_warn("vse", "%s", pg_last_error());
 	}
 	sqlite3_finalize(s);
 	return 0;
@@ -1050,14 +1256,26 @@ pg_vse_serve(const struct pg_vse_hv_opts *o)
 	if (o->ready_fd >= 0 && write(o->ready_fd, "ready\n", 6) != 6)
 		pg_debug("vse", "ready fd: %s", strerror(errno));
 	while (!got_term && !(o->stop && *o->stop)) {
-		struct pollfd p[2] = {{.fd = h->lfd, .events = POLLIN},
-				      {.fd = sig_pipe[0], .events = POLLIN}};
+		struct pollfd p[2 + PG_VSE_MAX_VSES] = {{.fd = h->lfd, .events = POLLIN},
+							{.fd = sig_pipe[0], .events = POLLIN}};
+		struct vse *pv[PG_VSE_MAX_VSES];
 		uint64_t now = pg_mono_ms();
-		int timeout = 1000;
+		int timeout = 1000, np = 2;
 
 		for (int i = 0; i < h->nv; i++) {
 			struct vse *v = h->v[i];
 
+			if (v->pid > 0 && v->ctl_fd >= 0) {
+				if (v->reconnect) {
+					give_vpcd(
+					    v); /* after VPCD_OUT_MS, or vpcd was not listening */
+					if (v->reconnect && timeout > 200)
+						timeout = 200;
+				}
+				pv[np - 2] = v;
+				p[np].fd = v->ctl_fd;
+				p[np++].events = POLLIN;
+			}
 			if (!v->want_run || v->pid > 0)
 				continue;
 			if (v->next_start_ms <= now) {
@@ -1075,7 +1293,7 @@ pg_vse_serve(const struct pg_vse_hv_opts *o)
 				timeout = (int)(v->next_start_ms - now);
 			}
 		}
-		if (poll(p, 2, timeout) < 0 && errno != EINTR) {
+		if (poll(p, (nfds_t)np, timeout) < 0 && errno != EINTR) {
 			rc = pg_error(PG_ESYS, "vse", "poll: %s", strerror(errno));
 			goto out;
 		}
@@ -1085,6 +1303,9 @@ pg_vse_serve(const struct pg_vse_hv_opts *o)
 			while (read(sig_pipe[0], buf, sizeof(buf)) > 0)
 				;
 		}
+		for (int i = 2; i < np; i++)
+			if (p[i].revents && pv[i - 2]->ctl_fd == p[i].fd)
+				on_ctl(pv[i - 2]);
 		reap(h);
 		if (p[0].revents & POLLIN) {
 			int c = accept4(h->lfd, NULL, NULL, SOCK_CLOEXEC);

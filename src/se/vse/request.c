@@ -102,6 +102,24 @@ size_field(const json_t *j, const char *key, uint64_t lo, uint64_t hi, uint64_t 
 	return 0;
 }
 
+/* An optional integer lo..PG_VSE_IU_MAX (def when absent). */
+static int
+count_field(const json_t *j, const char *key, uint32_t lo, uint32_t def, uint32_t *out)
+{
+	const json_t *v = json_object_get(j, key);
+
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < lo ||
+	    json_integer_value(v) > PG_VSE_IU_MAX)
+		return pg_error(PG_EINVAL, "vse", "request: '%s' must be an integer %u..%u", key,
+				(unsigned)lo, (unsigned)PG_VSE_IU_MAX);
+	*out = (uint32_t)json_integer_value(v);
+	return 0;
+}
+
 /* Hex field into out; len must be one of the AES key lengths unless exact is set. */
 static int
 hex_field(const json_t *j, const char *key, uint8_t *out, size_t cap, size_t *len, int aes)
@@ -255,8 +273,8 @@ request_fields(struct pg_vse_request *r, const json_t *j)
 		return pg_error(PG_EFORMAT, "vse", "request must be a JSON object");
 	json_object_foreach((json_t *)j, key, v)
 	{
-		static const char *const known[] = {"name", "arena", "pmem",  "applets",
-						    "keys", "cin",   "expose"};
+		static const char *const known[] = {"name", "arena",  "pmem",	 "applets", "keys",
+						    "cin",  "expose", "iu_rate", "iu_burst"};
 		int ok = 0;
 
 		for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
@@ -312,6 +330,9 @@ request_fields(struct pg_vse_request *r, const json_t *j)
 			return pg_error(PG_EINVAL, "vse", "request: cin must be 8 bytes");
 		r->has_cin = 1;
 	}
+	if ((rc = count_field(j, "iu_rate", 0, PG_VSE_IU_RATE_DEFAULT, &r->iu_rate)) < 0 ||
+	    (rc = count_field(j, "iu_burst", 1, PG_VSE_IU_BURST_DEFAULT, &r->iu_burst)) < 0)
+		return rc;
 	return expose_field(r, j);
 }
 
@@ -360,6 +381,8 @@ pg_vse_request_to_json(const struct pg_vse_request *r, int secrets)
 	json_object_set_new(j, "name", json_string(r->name));
 	json_object_set_new(j, "arena", json_integer((json_int_t)r->arena_size));
 	json_object_set_new(j, "pmem", json_integer((json_int_t)r->pmem_size));
+	json_object_set_new(j, "iu_rate", json_integer(r->iu_rate));
+	json_object_set_new(j, "iu_burst", json_integer(r->iu_burst));
 	for (int i = 0; i < r->n_applets; i++)
 		json_array_append_new(apps, json_string(r->applets[i]));
 	json_object_set_new(j, "applets", apps);

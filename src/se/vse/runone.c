@@ -22,6 +22,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <seccomp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,48 @@ drop_privileges(uint32_t serial)
 	if (setgroups(0, NULL) != 0 || setresgid(id, id, id) != 0 || setresuid(id, id, id) != 0)
 		return pg_error(PG_ESYS, "vse", "drop to uid %u: %s", (unsigned)id,
 				strerror(errno));
+	return 0;
+}
+
+/*
+ * The persistent memory belongs to one process: a POSIX write lock on the
+ * whole file, held until this process ends (it never opens the file again,
+ * so no close releases it early). A second copy of this VSE fails here; the
+ * hypervisor reads the owner's pid with F_GETLK to stop a copy left from
+ * before.
+ */
+static int
+lock_pmem(int fd, const char *path)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+
+	if (fcntl(fd, F_SETLK, &fl) == 0)
+		return 0;
+	if (errno == EACCES || errno == EAGAIN) {
+		struct flock q = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+
+		if (fcntl(fd, F_GETLK, &q) != 0)
+			q.l_pid = 0;
+		return pg_error(PG_EBUSY, "vse", "'%s' is in use by another VSE process (pid %d)",
+				path, (int)q.l_pid);
+	}
+	return pg_error(PG_EIO, "vse", "lock '%s': %s", path, strerror(errno));
+}
+
+/*
+ * Changing uid clears the parent-death signal the hypervisor set before exec
+ * (prctl(2)); set it again, then make sure the hypervisor did not die before
+ * that: its death would then never be signalled.
+ */
+static int
+watch_parent(pid_t hv_pid)
+{
+	if (hv_pid <= 0)
+		return 0; /* started by hand, not by a hypervisor */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+		return pg_error(PG_ESYS, "vse", "PR_SET_PDEATHSIG: %s", strerror(errno));
+	if (getppid() != hv_pid)
+		return pg_error(PG_ESTATE, "vse", "the hypervisor (pid %d) is gone", (int)hv_pid);
 	return 0;
 }
 
@@ -296,18 +339,63 @@ vpcd_out_destroy(struct pg_stream *s)
 static const struct pg_stream_ops vpcd_out_ops = {
     .write = vpcd_out_write, .read = vpcd_out_read, .destroy = vpcd_out_destroy};
 
+/*
+ * The connection ended (vpcd closed it, or it broke the framing): ask the
+ * hypervisor for a new one on the control channel (fd 5) and wait for it
+ * (SCM_RIGHTS). A VSE never exits for what its link sends; only its
+ * hypervisor's end (EOF here, or the parent-death signal) ends it.
+ */
 static int
-serve_vpcd(const struct pg_link_ops *ops, const struct pg_card *card, uint8_t *buf)
+new_vpcd_link(void)
 {
-	struct vpcd_out out = {.base.ops = &vpcd_out_ops, .fd = LINK_FD};
-	struct pg_link_card *lc = NULL;
-	int rc = ops->card_open(&lc, card, NULL), one = 1;
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} u;
+	char byte;
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof(u.b)};
+	struct cmsghdr *c;
+	ssize_t k;
+	int fd = -1;
 
-	if (rc < 0)
-		return rc;
+	status("reconnect\n");
+	do
+		k = recvmsg(STATUS_FD, &mh, MSG_CMSG_CLOEXEC);
+	while (k < 0 && errno == EINTR);
+	if (k <= 0)
+		return pg_error(PG_ECLOSED, "vse", "the hypervisor closed the control channel");
+	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	return fd >= 0 ? fd : pg_error(PG_EPROTO, "vse", "no connection from the hypervisor");
+}
+
+/* Bytes already waiting after a whole message: vpcd never sends before it has its answer. */
+static int
+more_pending(int fd)
+{
+	uint8_t b;
+
+	return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+/* One connection to pcscd's reader, until it ends or breaks vpcd's framing. */
+static void
+serve_vpcd_conn(const struct pg_link_ops *ops, const struct pg_card *card, uint8_t *buf, int fd)
+{
+	struct vpcd_out out = {.base.ops = &vpcd_out_ops, .fd = fd};
+	struct pg_link_card *lc = NULL;
+	int one = 1;
+
+	if (ops->card_open(&lc, card, NULL) < 0)
+		return;
 	for (;;) {
 		uint8_t hdr[2];
 		size_t n;
+		int rc;
 
 		/*
 		 * vpcd writes the length and the payload in two sends; unless the
@@ -315,20 +403,51 @@ serve_vpcd(const struct pg_link_ops *ops, const struct pg_card *card, uint8_t *b
 		 * delayed ACK (40 ms a message). Linux leaves quick-ACK mode by
 		 * itself, so it is set again after every read.
 		 */
-		if (recv_full(LINK_FD, hdr, 2) < 0)
+		if (recv_full(fd, hdr, 2) < 0)
 			break;
-		setsockopt(LINK_FD, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
 		n = (size_t)(hdr[0] << 8 | hdr[1]);
-		if (n == 0 || recv_full(LINK_FD, buf, n) < 0)
+		if (n == 0) {
+			pg_warn("vse", "vpcd sent an empty message; closing the connection");
 			break;
-		setsockopt(LINK_FD, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+		}
+		if (recv_full(fd, buf, n) < 0)
+			break;
+		setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+		/*
+		 * An APDU is answered before vpcd sends anything else; bytes
+		 * beyond it mean the framing is lost (vpcd's 16-bit length
+		 * wraps for an APDU over 65,535 bytes): answering would pair
+		 * answers with the wrong commands, so the connection goes.
+		 */
+		if (n > 1 && more_pending(fd)) {
+			pg_warn("vse",
+				"vpcd framing lost after a %zu-byte message (an APDU over "
+				"65,535 bytes?); closing the connection",
+				n);
+			break;
+		}
 		rc = ops->card_packet(lc, PG_PKT_DATA, buf, n, &out.base);
 		if (rc == PG_ECLOSED)
 			break;
 	}
 	ops->card_close(lc);
-	pg_info("vse", "vpcd closed the connection");
-	return 0;
+	card->reset(card->ctx); /* as a card pulled from its reader */
+}
+
+static int
+serve_vpcd(const struct pg_link_ops *ops, const struct pg_card *card, uint8_t *buf)
+{
+	int fd = LINK_FD;
+
+	for (;;) {
+		serve_vpcd_conn(ops, card, buf, fd);
+		close(fd);
+		pg_info("vse", "vpcd connection ended; asking for a new one");
+		fd = new_vpcd_link();
+		if (fd < 0)
+			return fd;
+	}
 }
 
 int
@@ -343,6 +462,7 @@ pg_vse_run_one(void)
 	char path[4096], tag[64];
 	uint8_t *vpcd_buf = NULL;
 	uint32_t serial;
+	pid_t hv_pid;
 	int pmem = -1, rc;
 
 	PG_TRY_GOTO(read_config(&cfg), fail, "vse", "config");
@@ -354,6 +474,7 @@ pg_vse_run_one(void)
 	PG_TRY_GOTO(pg_vse_request_from_json(req, json_object_get(cfg, "vse")), fail, "vse",
 		    "request");
 	serial = (uint32_t)json_integer_value(json_object_get(cfg, "serial"));
+	hv_pid = (pid_t)json_integer_value(json_object_get(cfg, "hv_pid"));
 	dir = json_string_value(json_object_get(cfg, "dir"));
 	if (!dir || !serial) {
 		rc = pg_error(PG_EINVAL, "vse", "config without dir or serial");
@@ -381,6 +502,7 @@ pg_vse_run_one(void)
 		rc = pg_error(PG_EIO, "vse", "open '%s': %s", path, strerror(errno));
 		goto fail;
 	}
+	PG_TRY_GOTO(lock_pmem(pmem, path), fail, "vse", "pmem lock");
 	PG_TRY_GOTO(pg_vse_card_new(&card, req, serial, arena, pmem), fail, "vse", "card");
 	if (strcmp(ops->name, "vpcd") == 0 && !(vpcd_buf = malloc(65536))) {
 		rc = PG_ENOMEM;
@@ -391,13 +513,14 @@ pg_vse_run_one(void)
 	json_decref(cfg);
 	cfg = NULL;
 	PG_TRY_GOTO(drop_privileges(serial), fail, "vse", "privileges");
+	PG_TRY_GOTO(watch_parent(hv_pid), fail, "vse", "parent");
 	PG_TRY_GOTO(load_seccomp(), fail, "vse", "seccomp");
 	status("ready\n");
-	close(STATUS_FD);
 	if (strcmp(ops->name, "vpcd") == 0) {
-		/* One connection to pcscd's reader; when it ends the hypervisor reconnects. */
+		/* Connections to pcscd's reader, one after another; fd 5 asks for the next. */
 		_exit(serve_vpcd(ops, pg_vse_card_card(card), vpcd_buf) < 0 ? 1 : 0);
 	}
+	close(STATUS_FD);
 	/* Serve one host at a time, as a card in a reader does; the card's state persists. */
 	for (;;) {
 		struct pg_link_card *lc = NULL;

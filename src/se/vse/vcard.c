@@ -6,11 +6,15 @@
  * gets 6A84, never a crash — and its persistent memory on the file
  * descriptor the VSE opened before its seccomp filter. The ATR carries
  * "PGVSE" and the VSE's serial. Test builds add three hidden instructions.
+ * INITIALIZE UPDATEs are rate-limited here (issue 13 item 5, GP Amd D's
+ * 24-bit sequence counter; docs/se-scp03.md, Threat model).
  */
 #include "vse_int.h"
 
+#include "payguard/apdu.h"
 #include "payguard/arena.h"
 #include "payguard/card_gp.h"
+#include "payguard/clock.h"
 #include "payguard/error.h"
 #include "payguard/log.h"
 
@@ -30,7 +34,42 @@ struct pg_vse_card {
 	struct pg_nvm *nvm;
 	struct pg_arena *arena;
 	int hooks;
+	/* INITIALIZE UPDATE token bucket, in thousandths of a token; rate 0: no limit. */
+	uint32_t iu_rate, iu_burst;
+	uint64_t iu_milli, iu_last_ms;
 };
+
+/*
+ * Every INITIALIZE UPDATE advances the card's persistent 24-bit sequence
+ * counter (GP Amd D 6.2.2.1), keys or not; at FFFFFF the card refuses
+ * sessions for good. Each one (CLA 8x/Cx, INS 50) takes a token; a
+ * successful EXTERNAL AUTHENTICATE gives it back, so only unauthenticated
+ * ones are limited. Without a token the command is not executed: 6985
+ * (conditions of use not satisfied, one of GP's general error conditions),
+ * counter untouched.
+ */
+static int
+iu_take(struct pg_vse_card *c)
+{
+	uint64_t now = pg_mono_ms(), cap = (uint64_t)c->iu_burst * 1000u;
+
+	c->iu_milli += (now - c->iu_last_ms) * c->iu_rate; /* ms x tokens/s = milli-tokens */
+	if (c->iu_milli > cap)
+		c->iu_milli = cap;
+	c->iu_last_ms = now;
+	if (c->iu_milli < 1000)
+		return 0;
+	c->iu_milli -= 1000;
+	return 1;
+}
+
+static void
+iu_refund(struct pg_vse_card *c)
+{
+	uint64_t cap = (uint64_t)c->iu_burst * 1000u;
+
+	c->iu_milli = c->iu_milli + 1000 > cap ? cap : c->iu_milli + 1000;
+}
 
 static void *
 arena_alloc(void *actx, size_t n)
@@ -113,12 +152,24 @@ static int
 card_process(void *ctx, const uint8_t *capdu, size_t clen, uint8_t *rapdu, size_t *rlen)
 {
 	struct pg_vse_card *c = ctx;
+	int gp = clen >= 4 && (capdu[0] & 0x80), rc;
 
 #ifdef PG_VSE_TEST_HOOKS
 	if (c->hooks && clen >= 4 && capdu[0] == 0x80 && capdu[1] == 0xEE && *rlen >= 260)
 		return test_hook(c, capdu, clen, rapdu, rlen);
 #endif
-	return c->inner->process(c->inner->ctx, capdu, clen, rapdu, rlen);
+	if (gp && capdu[1] == 0x50 && c->iu_rate && !iu_take(c)) {
+		if (*rlen < 2)
+			return PG_ETOOBIG;
+		rapdu[0] = (uint8_t)(PG_SW_CONDITIONS >> 8), rapdu[1] = (uint8_t)PG_SW_CONDITIONS;
+		*rlen = 2;
+		return 0;
+	}
+	rc = c->inner->process(c->inner->ctx, capdu, clen, rapdu, rlen);
+	if (rc == 0 && gp && capdu[1] == 0x82 && c->iu_rate && *rlen == 2 && rapdu[0] == 0x90 &&
+	    rapdu[1] == 0x00)
+		iu_refund(c); /* the session was authenticated: its INITIALIZE UPDATE is free */
+	return rc;
 }
 
 static int
@@ -158,6 +209,10 @@ pg_vse_card_new(struct pg_vse_card **out, const struct pg_vse_request *r, uint32
 	if (!c)
 		return pg_error(PG_ENOMEM, "vse", "arena too small for the card");
 	c->arena = arena;
+	c->iu_rate = r->iu_rate;
+	c->iu_burst = r->iu_burst ? r->iu_burst : 1;
+	c->iu_milli = (uint64_t)c->iu_burst * 1000u;
+	c->iu_last_ms = pg_mono_ms();
 	rc = pg_nvm_open_fd(&c->nvm, pmem_fd, (size_t)r->pmem_size);
 	if (rc < 0)
 		goto fail;

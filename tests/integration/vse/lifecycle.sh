@@ -15,6 +15,12 @@ for l in t0 t1 swp spi i2c ccid; do
 	r=$(resp "v-$l" $SEL_ISD 80CA9F7F00)
 	[ "${#r}" = 94 ] && [ "${r: -4}" = 9000 ] || fail "CPLC over $l: $r"
 done
+# create --json prints the new VSE (issue 13 item 10: it once read the answer after freeing it)
+"$pg" vse create --name v-json --master $MASTER --link t1 --json >"$work/create.json" ||
+	fail "create --json: exit $?"
+/usr/bin/python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); assert v["name"] == "v-json" and v["state"] == "running", v' \
+	"$work/create.json" || fail "create --json printed no VSE: $(cat "$work/create.json")"
+"$pg" vse destroy v-json >/dev/null || fail "destroy v-json"
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$pg" vse create --name v-tcp --master $MASTER --link t1 --listen "tcp:127.0.0.1:$port" >/dev/null ||
 	fail "create on tcp"
