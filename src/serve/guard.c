@@ -20,6 +20,7 @@
 #include "payguard/clock.h"
 #include "payguard/error.h"
 #include "payguard/hex.h"
+#include "payguard/json.h"
 #include "payguard/log.h"
 #include "payguard/mem.h"
 #include "payguard/serve.h"
@@ -317,7 +318,7 @@ answer(struct pg_serve_state *s, struct MHD_Connection *c, int status, const cha
 	v = msg ? json_pack("{s:{s:i,s:s}}", "error", "status", status, "message", msg)
 		: json_pack("{s:s}", "location", location);
 	if (v)
-		text = json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII);
+		text = pg_json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII);
 	json_decref(v);
 	if (!text)
 		return MHD_NO;

@@ -741,7 +741,7 @@ config_sealed(const struct hv *h, const struct pg_vse_request *r)
 	int changed = 0;
 
 	if (cj && config_wrap(h, cj, &changed) == 0)
-		cs = json_dumps(cj, JSON_COMPACT);
+		cs = pg_json_dumps(cj, JSON_COMPACT);
 	json_decref(cj);
 	return cs;
 }
@@ -792,7 +792,7 @@ wrap_clear_rows(struct hv *h)
 			rc = 0;
 			changed = 0;
 		}
-		if (rc == 0 && changed && !(cs = json_dumps(j, JSON_COMPACT)))
+		if (rc == 0 && changed && !(cs = pg_json_dumps(j, JSON_COMPACT)))
 			rc = PG_ENOMEM;
 		json_decref(j);
 		if (rc == 0 && cs) {
