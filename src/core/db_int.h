@@ -83,6 +83,12 @@ extern const struct pg_db_ops pg_db_postgres_ops;
  */
 int pg_db_sqlite_borrow(struct pg_db **out, void *sqlite_handle, const char *name);
 
+/*
+ * store.c's check of a SQLite store path (private file, private directory;
+ * creates a new one 0600): both ways of opening a SQLite store use it.
+ */
+int pg_store_check_path(const char *path);
+
 /* Counts `?` placeholders outside string literals, quoted names and comments. */
 int pg_db_count_params(const char *sql);
 

@@ -45,6 +45,9 @@ sq_open(struct pg_db *db, const char *path)
 	sqlite3 *h = NULL;
 	int rc;
 
+	rc = pg_store_check_path(path);
+	if (rc < 0)
+		return rc;
 	rc = sqlite3_open_v2(
 	    path, &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {

@@ -54,8 +54,8 @@ pg_store_open_flags(struct pg_store *st, const char *path, int mutex_flags)
  * The data directory itself is held to 0700 by pg_data_dir() and the daemon;
  * this is the check for any path, including an explicit --db FILE.
  */
-static int
-check_store_path(const char *path)
+int
+pg_store_check_path(const char *path)
 {
 	static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
 	char tmp[4200], dir[4200], q[4200], bad[8400] = "", f[4300];
@@ -122,7 +122,7 @@ open_path(struct pg_store *st, const char *path, int mutex_flags)
 		path += 7;
 	/* a PostgreSQL store has no file here: its server guards its own */
 	if (!pg_db_url_is_postgres(path)) {
-		rc = check_store_path(path);
+		rc = pg_store_check_path(path);
 		if (rc < 0)
 			return rc;
 	}

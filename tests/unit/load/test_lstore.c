@@ -13,6 +13,7 @@
 #include "payguard/db.h"
 #include "payguard/error.h"
 #include "payguard/load.h"
+#include "payguard/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@ test_put_window_and_read(void **state)
 	char spec[4200];
 	struct pg_db *db = NULL;
 	void *src = NULL;
+	int rc;
 
 	(void)state;
 	assert_int_equal(pg_db_open(&db, url), 0);
@@ -51,7 +53,10 @@ test_put_window_and_read(void **state)
 
 	snprintf(spec, sizeof(spec), "store:%s", url);
 	assert_int_equal(pg_load_source_lookup(spec, &ops, &arg), 0);
-	assert_int_equal(ops->open(arg, &src), 0);
+	rc = ops->open(arg, &src);
+	if (rc < 0)
+		print_message("open %s: %s\n", arg, pg_last_error());
+	assert_int_equal(rc, 0);
 	ser.max = 1000;
 	assert_int_equal(ops->next(src, &ser), 1);
 	assert_string_equal(ser.vm, "vm-a");
