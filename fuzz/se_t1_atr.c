@@ -1,7 +1,9 @@
 /*
  * Fuzzes the ISO/IEC 7816-3 clause 8 ATR parser shared by the link drivers:
  * length discovery must agree with the strict parse, and a T=1 ATR rebuilt
- * from what was parsed must parse to the same T=1 parameters.
+ * from what was parsed must parse to the same T=1 parameters. The full check
+ * of a given ATR (pg_atr_check: `se sim --atr`, card configurations) runs on
+ * every input and accepts only what the strict parse accepts.
  */
 #include "se/link/atr.h"
 
@@ -18,8 +20,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int len, n;
 
 	len = pg_atr_length(data, size);
-	if (pg_atr_parse(&a, data, size) != 0)
+	if (pg_atr_parse(&a, data, size) != 0) {
+		if (pg_atr_check(data, size) == 0)
+			abort();
 		return 0;
+	}
+	(void)pg_atr_hist_check(a.hist, a.hist_len);
+	(void)pg_atr_check(data, size);
 	/* A parsed ATR is exactly as long as the length discovery says. */
 	if (len != (int)size || a.len != size || a.hist_len > 15)
 		abort();

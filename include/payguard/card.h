@@ -48,7 +48,7 @@ struct pg_applet {
 };
 
 struct pg_card_config {
-	const uint8_t *atr; /* NULL: the default ATR (T=0 and T=1 offered) */
+	const uint8_t *atr; /* NULL: the default ATR (T=0 and T=1 offered); else checked */
 	size_t atr_len;
 	uint32_t serial;  /* IC serial number in the CPLC */
 	int max_channels; /* 1..20 (0: 20) */
@@ -75,6 +75,16 @@ uint64_t pg_card_rt_counter(const struct pg_card_rt *rt);
 int pg_card_rt_open_channels(const struct pg_card_rt *rt);
 /* Builds the CPLC data object (9F7F 2A ...) into out (>= 45 bytes); returns its length. */
 int pg_card_rt_cplc(const struct pg_card_rt *rt, uint8_t *out, size_t outlen);
+
+/*
+ * The ATR of a card the project simulates: direct convention, T=0 and T=1
+ * offered (TD1, TD2), historical bytes of category 80 holding one COMPACT-TLV
+ * object, the card issuer's data (tag 5) = id (1..13 bytes), and TCK (ISO/IEC
+ * 7816-3 8.2, 7816-4 8.1.1). pcsc-tools' ATR_analysis parses it without
+ * complaint. Returns the length (at most PG_ATR_MAX) or PG_EINVAL.
+ * Default ATR (no cfg->atr): id "payguard".
+ */
+int pg_card_atr_build(uint8_t *out, size_t cap, const uint8_t *id, size_t idlen);
 
 /* The default simulated SE: runtime + ISD + test applet. */
 int pg_card_sim_new(struct pg_card_rt **out, uint32_t serial, const uint8_t *atr, size_t atr_len);

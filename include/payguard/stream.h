@@ -10,7 +10,8 @@
  *    packet straight to the card side's handler, whose writes queue bytes
  *    for the host end. No threads, no syscalls: this is how the in-process
  *    benchmarks and the fault-injection tests run. Reading an empty queue
- *    returns PG_ETIMEDOUT at once (virtual time: nothing more will come).
+ *    returns PG_ETIMEDOUT at once (virtual time: nothing more will come; the
+ *    virtual clock advances by the timeout, see pg_stream_memory_delay()).
  *  - fd stream (socketpair, UNIX socket, TCP): packets are sent as
  *    [type:1][length:2 big-endian][payload], so frame boundaries and line
  *    events survive the socket.
@@ -93,6 +94,16 @@ int pg_stream_memory_pair(struct pg_stream **host, pg_packet_fn card, void *card
 void pg_stream_memory_set_card_out(struct pg_stream *host, struct pg_stream *card_out);
 /* The card end of a memory pair (writes land in the host's queue). Owned by the pair. */
 struct pg_stream *pg_stream_memory_card_end(struct pg_stream *host);
+/*
+ * Virtual time of a memory pair, in ms (either end may be given). A host
+ * read on an empty queue, or on bytes not yet due, waits its whole timeout
+ * in virtual time and fails with PG_ETIMEDOUT; bytes due within the timeout
+ * advance the clock to when they are due. pg_stream_memory_delay() makes
+ * what the card has queued, and queues until the host flushes, due `ms`
+ * from now: a card handler that takes its time without a real clock.
+ */
+int pg_stream_memory_delay(struct pg_stream *s, uint32_t ms);
+uint64_t pg_stream_memory_now(struct pg_stream *s);
 
 /* Stream over a connected fd (socket or pipe pair: rfd may equal wfd). Takes the fds. */
 int pg_stream_fd(struct pg_stream **out, int rfd, int wfd);

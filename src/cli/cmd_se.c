@@ -100,7 +100,11 @@ cmd_se_sim(int argc, char **argv)
 			return pg_cli_fail(atr_len < 0 ? atr_len : PG_EINVAL, "bad --atr '%s'",
 					   atr_hex);
 	}
+	/* The card runtime checks a given ATR (TCK, interface and historical bytes) on every
+	 * link: a card never answers with an ATR a reader would call wrong. */
 	rc = pg_card_sim_new(&rt, (uint32_t)serial, atr_hex ? atr : NULL, (size_t)atr_len);
+	if (rc < 0 && atr_hex)
+		return pg_cli_fail(rc, "--atr %s refused", atr_hex);
 	if (rc < 0)
 		return pg_cli_fail(rc, "cannot create the simulated card");
 	if (connect_addr) {
@@ -569,7 +573,8 @@ const struct pg_cmd pg_cli_se[] = {
      "  --listen ADDR    serve hosts on unix:PATH or tcp:HOST:PORT, one at a time\n"
      "  --connect ADDR   vpcd only: dial vpcd (tcp:127.0.0.1:35963 = reader slot 0)\n"
      "  --serial N       IC serial number in the CPLC (default 0x50470001)\n"
-     "  --atr HEX        answer to reset (default: T=0/T=1 ATR with TCK)\n"
+     "  --atr HEX        answer to reset, checked (default: T=0/T=1 ATR, historical\n"
+     "                   bytes of category 80 with \"payguard\" as issuer's data)\n"
      "  --once           stop after the first host (or vpcd session) ends\n"},
     {"transmit", cmd_se_transmit, "send APDUs over a host link and print the exchange",
      "--link TYPE --addr ADDR [--json] APDU...\n"

@@ -51,6 +51,15 @@ pg_serve_log_apdu(struct pg_store *st, const char *source, const char *se, const
 	sqlite3_stmt *q = NULL;
 	int rc = 0, src;
 
+	/* The status word ends the whole response: read it before the log clips the bytes. */
+	if (rn >= 2) {
+		pg_hex_encode_upper(sw, r + rn - 2, 2, 0);
+		if (cn >= 5 && secret_ins(c[1])) {
+			/* the cryptogram in the answer too: only the status word stays */
+			r += rn - 2;
+			rn = 2;
+		}
+	}
 	if (cn > 300)
 		cn = 300;
 	if (rn > 300)
@@ -60,11 +69,6 @@ pg_serve_log_apdu(struct pg_store *st, const char *source, const char *se, const
 		strcat(ch, "..");
 	} else {
 		pg_hex_encode_upper(ch, c, cn, 0);
-	}
-	if (rn >= 2) {
-		pg_hex_encode_upper(sw, r + rn - 2, 2, 0);
-		if (cn >= 5 && secret_ins(c[1])) /* the cryptogram in the answer too */
-			rn = 2;
 	}
 	pg_hex_encode_upper(rh, r, rn, 0);
 	src = sqlite3_prepare_v2(

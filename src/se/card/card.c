@@ -7,6 +7,7 @@
  * nothing: links run it at hundreds of thousands of APDUs per second.
  */
 #include "payguard/card.h"
+#include "link/atr.h"
 #include "payguard/buf.h"
 #include "payguard/error.h"
 #include "payguard/log.h"
@@ -18,13 +19,8 @@
 const uint8_t pg_card_isd_aid[8] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00};
 const uint8_t pg_card_test_aid[10] = {0xF0, 'p', 'a', 'y', 'g', 'u', 'a', 'r', 'd', 0x01};
 
-/*
- * Default ATR: direct convention, TD1 offers T=0, TD2 offers T=1, historical
- * bytes with category 00 ("payguard", life cycle 01, SW 9000); TCK follows
- * because T=1 is offered (ISO/IEC 7816-3 8.2.5). TCK is computed at start.
- */
-static const uint8_t default_atr_body[] = {0x3B, 0x8C, 0x80, 0x01, 0x00, 'p',  'a',  'y',
-					   'g',	 'u',  'a',  'r',  'd',	 0x01, 0x90, 0x00};
+/* The default ATR's card issuer's data (see pg_card_atr_build). */
+static const uint8_t default_atr_id[] = {'p', 'a', 'y', 'g', 'u', 'a', 'r', 'd'};
 
 #define NO_APPLET (-1)
 
@@ -417,6 +413,9 @@ pg_card_rt_new(struct pg_card_rt **out, const struct pg_card_config *cfg)
 	*out = NULL;
 	if (cfg->atr && (cfg->atr_len < 2 || cfg->atr_len > PG_ATR_MAX))
 		return pg_error(PG_EINVAL, "card", "ATR must be 2..%u bytes", PG_ATR_MAX);
+	/* A card never answers with an ATR a reader would call wrong (issue 13 item 11). */
+	if (cfg->atr && (rc = pg_atr_check(cfg->atr, cfg->atr_len)) < 0)
+		return rc;
 	if (cfg->max_channels < 0 || cfg->max_channels > PG_CARD_MAX_CHANNELS)
 		return pg_error(PG_EINVAL, "card", "max channels must be 1..%d",
 				PG_CARD_MAX_CHANNELS);
@@ -433,13 +432,13 @@ pg_card_rt_new(struct pg_card_rt **out, const struct pg_card_config *cfg)
 		memcpy(rt->atr, cfg->atr, cfg->atr_len);
 		rt->atr_len = cfg->atr_len;
 	} else {
-		uint8_t tck = 0;
-
-		memcpy(rt->atr, default_atr_body, sizeof(default_atr_body));
-		for (size_t i = 1; i < sizeof(default_atr_body); i++)
-			tck ^= default_atr_body[i];
-		rt->atr[sizeof(default_atr_body)] = tck;
-		rt->atr_len = sizeof(default_atr_body) + 1;
+		rc = pg_card_atr_build(rt->atr, sizeof(rt->atr), default_atr_id,
+				       sizeof(default_atr_id));
+		if (rc < 0) {
+			pg_card_rt_free(rt);
+			return rc;
+		}
+		rt->atr_len = (size_t)rc;
 	}
 	rt->serial = cfg->serial;
 	rt->max_channels = cfg->max_channels ? cfg->max_channels : PG_CARD_MAX_CHANNELS;
@@ -524,6 +523,29 @@ pg_card_rt_open_channels(const struct pg_card_rt *rt)
 	for (int i = 0; i < rt->max_channels; i++)
 		n += rt->ch[i].open;
 	return n;
+}
+
+int
+pg_card_atr_build(uint8_t *out, size_t cap, const uint8_t *id, size_t idlen)
+{
+	size_t i = 0;
+	uint8_t x = 0;
+
+	if (idlen < 1 || idlen > 13 || cap < 4 + 2 + idlen + 1)
+		return pg_error(PG_EINVAL, "card", "card issuer's data of %zu bytes (1..13)",
+				idlen);
+	out[i++] = 0x3B;			  /* TS: direct convention */
+	out[i++] = (uint8_t)(0x80 | (2 + idlen)); /* T0: TD1 follows, K historical bytes */
+	out[i++] = 0x80;			  /* TD1: TD2 follows, T=0 */
+	out[i++] = 0x01;			  /* TD2: T=1 */
+	out[i++] = 0x80;			  /* category: COMPACT-TLV objects */
+	out[i++] = (uint8_t)(0x50 | idlen);	  /* tag 5, card issuer's data */
+	memcpy(out + i, id, idlen);
+	i += idlen;
+	for (size_t j = 1; j < i; j++)
+		x ^= out[j];
+	out[i++] = x; /* TCK: T=1 is offered (7816-3 8.2.5) */
+	return (int)i;
 }
 
 int

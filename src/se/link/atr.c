@@ -156,6 +156,72 @@ pg_atr_parse(struct pg_atr *a, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* COMPACT-TLV objects (7816-4 5.2.2: tag in the high nibble, length in the low) filling n bytes. */
+static int
+compact_tlv_check(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		size_t len = p[i] & 0x0F;
+
+		if (len > n - i - 1)
+			return pg_error(
+			    PG_EFORMAT, "atr",
+			    "historical byte %zu: COMPACT-TLV object %02X needs %zu bytes, "
+			    "%zu left",
+			    i + 1, p[i], len, n - i - 1);
+		i += 1 + len;
+	}
+	return 0;
+}
+
+int
+pg_atr_hist_check(const uint8_t *h, size_t n)
+{
+	if (n == 0)
+		return 0;
+	switch (h[0]) {
+	case 0x00:
+		if (n < 4)
+			return pg_error(PG_EFORMAT, "atr",
+					"category 00 historical bytes need a 3-byte status "
+					"indicator, have %zu bytes",
+					n - 1);
+		return compact_tlv_check(h + 1, n - 4);
+	case 0x80:
+		return compact_tlv_check(h + 1, n - 1);
+	case 0x10:
+		return n == 2 ? 0
+			      : pg_error(PG_EFORMAT, "atr",
+					 "category 10 takes one DIR data reference byte, not %zu",
+					 n - 1);
+	default:
+		if (h[0] > 0x80 && h[0] <= 0x8F)
+			return pg_error(PG_EFORMAT, "atr",
+					"historical bytes category %02X is reserved", h[0]);
+		return 0; /* proprietary */
+	}
+}
+
+int
+pg_atr_check(const uint8_t *p, size_t n)
+{
+	struct pg_atr a;
+	int rc, need = pg_atr_length(p, n);
+
+	if (need < 0)
+		return need;
+	if ((size_t)need != n)
+		return pg_error((size_t)need > n ? PG_ETRUNC : PG_EFORMAT, "atr",
+				"ATR of %zu bytes: its T0 and TD bytes announce %d", n, need);
+	rc = pg_atr_parse(&a, p, n);
+	if (rc < 0)
+		return rc;
+	if ((a.protocols & ~1u) && !a.has_tck)
+		return pg_error(PG_EFORMAT, "atr",
+				"no TCK, but a protocol other than T=0 is offered");
+	return pg_atr_hist_check(a.hist, a.hist_len);
+}
+
 int
 pg_atr_build(uint8_t *out, size_t cap, int proto, uint16_t ifsc, int bwi, int cwi, int crc,
 	     const uint8_t *hist, size_t hist_len)
@@ -191,7 +257,8 @@ int
 pg_atr_build_for_card(uint8_t *out, size_t cap, const struct pg_card *card, int proto,
 		      uint16_t ifsc, int bwi, int cwi, int crc)
 {
-	static const uint8_t dflt_hist[] = {'p', 'a', 'y', 'g', 'u', 'a', 'r', 'd'};
+	/* Category 80, card issuer's data (COMPACT-TLV tag 5): "payguard". */
+	static const uint8_t dflt_hist[] = {0x80, 0x58, 'p', 'a', 'y', 'g', 'u', 'a', 'r', 'd'};
 	uint8_t catr[PG_ATR_MAX];
 	size_t catrlen = sizeof(catr);
 	const uint8_t *hist = dflt_hist;

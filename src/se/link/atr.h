@@ -43,6 +43,22 @@ int pg_atr_length(const uint8_t *p, size_t n);
 int pg_atr_parse(struct pg_atr *a, const uint8_t *p, size_t n);
 
 /*
+ * The historical bytes by their category indicator (ISO/IEC 7816-4 8.1.1):
+ * 00 = COMPACT-TLV objects then a 3-byte status indicator (LCS, SW1 SW2),
+ * 80 = COMPACT-TLV objects, 10 = one DIR data reference byte, 81..8F are
+ * reserved, anything else is proprietary (accepted as is). Returns 0 or
+ * PG_EFORMAT with a detail.
+ */
+int pg_atr_hist_check(const uint8_t *h, size_t n);
+/*
+ * What an ATR the project produces or is given must be: it parses
+ * (pg_atr_parse), carries TCK when a protocol other than T=0 is offered
+ * (7816-3 8.2.5) and its historical bytes pass pg_atr_hist_check. Returns 0,
+ * PG_EFORMAT / PG_ETRUNC / PG_ECORRUPT with a detail saying what is wrong.
+ */
+int pg_atr_check(const uint8_t *p, size_t n);
+
+/*
  * Builds an ATR: proto 0 gives "3B 0K hist" (T=0 only, no TCK); proto 1 gives
  * 3B 8K 81 (T=1) TD2 with TA3 = ifsc, TB3 = bwi/cwi, TC3 = crc when set, the
  * historical bytes and TCK. Returns the length or PG_EINVAL.

@@ -68,6 +68,12 @@ struct mem_host {
 	struct pg_buf inq; /* bytes for the host to read */
 	size_t inq_off;
 	int depth; /* guards against a handler that writes back into the host */
+	/*
+	 * Virtual time (ms): a read that times out advances it by its timeout;
+	 * bytes the card delayed (pg_stream_memory_delay) are readable from
+	 * ready_at on, so a host that waits long enough advances to it.
+	 */
+	uint64_t now, ready_at;
 };
 
 static int
@@ -95,9 +101,13 @@ mem_host_read(struct pg_stream *s, uint8_t *p, size_t n, int timeout_ms)
 	struct mem_host *h = (struct mem_host *)s;
 	size_t avail = h->inq.len - h->inq_off;
 
-	(void)timeout_ms;
-	if (avail == 0)
+	if (avail == 0 || (timeout_ms >= 0 && h->ready_at > h->now + (uint64_t)timeout_ms)) {
+		if (timeout_ms > 0)
+			h->now += (uint64_t)timeout_ms;
 		return PG_ETIMEDOUT;
+	}
+	if (h->ready_at > h->now)
+		h->now = h->ready_at;
 	if (n > avail)
 		n = avail;
 	memcpy(p, h->inq.data + h->inq_off, n);
@@ -116,6 +126,7 @@ mem_host_flush(struct pg_stream *s)
 
 	h->inq.len = 0;
 	h->inq_off = 0;
+	h->ready_at = 0;
 }
 
 static void
@@ -206,6 +217,35 @@ struct pg_stream *
 pg_stream_memory_card_end(struct pg_stream *host)
 {
 	return &((struct mem_host *)host)->card_end.base;
+}
+
+static struct mem_host *
+mem_of(struct pg_stream *s)
+{
+	if (s && s->ops == &mem_host_ops)
+		return (struct mem_host *)s;
+	if (s && s->ops == &mem_card_ops)
+		return ((struct mem_card_end *)s)->host;
+	return NULL;
+}
+
+int
+pg_stream_memory_delay(struct pg_stream *s, uint32_t ms)
+{
+	struct mem_host *h = mem_of(s);
+
+	if (!h)
+		return pg_error(PG_EINVAL, "stream", "virtual time needs a memory pair");
+	h->ready_at = h->now + ms;
+	return 0;
+}
+
+uint64_t
+pg_stream_memory_now(struct pg_stream *s)
+{
+	struct mem_host *h = mem_of(s);
+
+	return h ? h->now : 0;
 }
 
 /* ---- packets over file descriptors ---- */

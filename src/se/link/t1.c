@@ -6,18 +6,25 @@
  * Exactly-once: the card keeps the last block it sent and its sequence
  * state, so a lost or corrupted frame is answered by resending, never by
  * executing a command again.
+ *
+ * This is the project's one T=1 block engine: it runs with a framing
+ * description (t1_proto.h): NAD bytes, 1- or 2-byte LEN, LRC/CRC and the
+ * rules of GlobalPlatform's SPI/I2C variant (GPC_SPE_172: S(CIP) instead of
+ * an ATR, S(SWR), S(RELEASE), 2-byte S(IFS)), which spi.c describes. A card
+ * asking for more time is granted the extension for the next block only and
+ * at most T1_MAX_WTX times per exchange, on every framing.
  */
 #include "atr.h"
 #include "drivers.h"
 #include "t1_proto.h"
 
 #include "payguard/buf.h"
-#include "payguard/clock.h"
 #include "payguard/error.h"
 #include "payguard/log.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PCB_R	  0x80
 #define PCB_S	  0xC0
@@ -27,7 +34,6 @@
 #define DEFAULT_TIMEOUT_MS 1000
 #define DEFAULT_RETRIES	   3
 #define DEFAULT_IFS	   32
-#define MAX_WTX_PER_APDU   1000 /* a card asking for more time forever is a dead card */
 
 /* ---- blocks ---- */
 
@@ -64,38 +70,106 @@ pg_t1_crc(const uint8_t *p, size_t n)
 	return v;
 }
 
+const struct t1_framing pg_t1_framing_iso = {
+    .name = "t1",
+    .ops = &pg_link_t1_ops,
+    .len_bytes = 1,
+    .crc16 = pg_t1_crc,
+    .default_ifs = DEFAULT_IFS,
+    .max_ifs = T1_MAX_INF,
+};
+
+static size_t
+hdr_len(const struct t1_framing *f)
+{
+	return 2u + f->len_bytes;
+}
+
+/* The largest block of a framing: prologue, INF of the largest IFS (or CIP), CRC. */
+static size_t
+block_cap(const struct t1_framing *f)
+{
+	size_t inf = f->max_ifs > T1_CIP_MAX ? f->max_ifs : T1_CIP_MAX;
+
+	return f->len_bytes == 1 ? T1_MAX_BLOCK : hdr_len(f) + inf + 2;
+}
+
+size_t
+pg_t1_encode_framed(const struct t1_framing *f, uint8_t *out, uint8_t nad, uint8_t pcb,
+		    const uint8_t *inf, size_t len, int crc)
+{
+	size_t h = hdr_len(f);
+
+	out[0] = nad;
+	out[1] = pcb;
+	if (f->len_bytes == 2)
+		pg_put_be16(out + 2, (uint16_t)len);
+	else
+		out[2] = (uint8_t)len;
+	if (len)
+		memcpy(out + h, inf, len);
+	if (crc || f->crc_only) {
+		pg_put_be16(out + h + len, f->crc16(out, h + len));
+		return h + len + 2;
+	}
+	out[h + len] = pg_t1_lrc(out, h + len);
+	return h + len + 1;
+}
+
 size_t
 pg_t1_encode(uint8_t *out, uint8_t nad, uint8_t pcb, const uint8_t *inf, size_t len, int crc)
 {
-	out[0] = nad;
-	out[1] = pcb;
-	out[2] = (uint8_t)len;
-	if (len)
-		memcpy(out + 3, inf, len);
-	if (crc) {
-		pg_put_be16(out + 3 + len, pg_t1_crc(out, 3 + len));
-		return 5 + len;
+	return pg_t1_encode_framed(&pg_t1_framing_iso, out, nad, pcb, inf, len, crc);
+}
+
+/* S-block INF rules of the framing (11.3.2.2; GP variant). */
+static int
+s_block_valid(const struct t1_framing *f, const struct t1_block *b)
+{
+	size_t v;
+
+	switch (b->stype) {
+	case T1_S_RESYNCH:
+	case T1_S_ABORT:
+		return b->len == 0;
+	case T1_S_IFS:
+		if (!f->gp) /* IFS values 00 and FF are reserved. */
+			return b->len == 1 && b->inf[0] != 0 && b->inf[0] != 0xFF;
+		if (b->len != 1 && b->len != 2)
+			return 0;
+		v = b->len == 1 ? b->inf[0] : pg_be16(b->inf);
+		return v >= 1 && v <= f->max_ifs;
+	case T1_S_WTX:
+		return b->len == 1 && b->inf[0] != 0;
+	case T1_S_CIP:
+		return f->gp && (b->resp ? b->len <= T1_CIP_MAX : b->len == 0);
+	case T1_S_RELEASE:
+	case T1_S_SWR:
+		return f->gp && b->len == 0;
+	default:
+		return 0; /* VPP error (4) is not used by contact-less-power cards */
 	}
-	out[3 + len] = pg_t1_lrc(out, 3 + len);
-	return 4 + len;
 }
 
 int
-pg_t1_decode(struct t1_block *b, const uint8_t *f, size_t n, int crc)
+pg_t1_decode_framed(const struct t1_framing *f, struct t1_block *b, const uint8_t *p, size_t n,
+		    int crc)
 {
-	size_t edc = crc ? 2 : 1, len;
+	size_t h = hdr_len(f), edc, len;
 
+	crc = crc || f->crc_only;
+	edc = crc ? 2 : 1;
 	memset(b, 0, sizeof(*b));
-	if (n < 3 + edc)
+	if (n < h + edc)
 		return PG_EFORMAT;
-	len = f[2];
-	if (len == 255 || n != 3 + len + edc)
+	len = f->len_bytes == 2 ? pg_be16(p + 2) : p[2];
+	if ((f->len_bytes == 1 && len == 255) || n != h + len + edc)
 		return PG_EFORMAT;
-	if (crc ? pg_be16(f + 3 + len) != pg_t1_crc(f, 3 + len) : pg_t1_lrc(f, 4 + len) != 0)
+	if (crc ? pg_be16(p + h + len) != f->crc16(p, h + len) : pg_t1_lrc(p, h + len + 1) != 0)
 		return PG_ECORRUPT;
-	b->nad = f[0];
-	b->pcb = f[1];
-	b->inf = f + 3;
+	b->nad = p[0];
+	b->pcb = p[1];
+	b->inf = p + h;
 	b->len = len;
 	if (!(b->pcb & 0x80)) {
 		/* I-block: b7 N(S), b6 M, b5..b1 reserved (0). */
@@ -118,63 +192,120 @@ pg_t1_decode(struct t1_block *b, const uint8_t *f, size_t n, int crc)
 	b->kind = T1_S;
 	b->resp = (b->pcb & PCB_S_RSP) != 0;
 	b->stype = b->pcb & 0x1F;
-	switch (b->stype) {
-	case T1_S_RESYNCH:
-	case T1_S_ABORT:
-		return len == 0 ? 0 : PG_EFORMAT;
-	case T1_S_IFS:
-		/* IFS values 00 and FF are reserved. */
-		return (len == 1 && b->inf[0] != 0 && b->inf[0] != 0xFF) ? 0 : PG_EFORMAT;
-	case T1_S_WTX:
-		return (len == 1 && b->inf[0] != 0) ? 0 : PG_EFORMAT;
-	default:
-		return PG_EFORMAT; /* VPP error (4) is not used by contact-less-power cards */
-	}
+	return s_block_valid(f, b) ? 0 : PG_EFORMAT;
 }
 
-static void
-params_defaults(struct pg_link_params *d, const struct pg_link_params *p)
+int
+pg_t1_decode(struct t1_block *b, const uint8_t *f, size_t n, int crc)
+{
+	return pg_t1_decode_framed(&pg_t1_framing_iso, b, f, n, crc);
+}
+
+/* An S(IFS) value: 1 byte, or 2 big-endian bytes in the GP variant. */
+static size_t
+ifs_value(const struct t1_block *b)
+{
+	return b->len == 1 ? b->inf[0] : pg_be16(b->inf);
+}
+
+static size_t
+ifs_encode(uint8_t inf[2], size_t v)
+{
+	if (v <= T1_MAX_INF) {
+		inf[0] = (uint8_t)v;
+		return 1;
+	}
+	pg_put_be16(inf, (uint16_t)v);
+	return 2;
+}
+
+static int
+params_defaults(struct pg_link_params *d, const struct pg_link_params *p,
+		const struct t1_framing *f)
 {
 	memset(d, 0, sizeof(*d));
 	if (p)
 		*d = *p;
+	if (f->gp && (d->ifsc > f->max_ifs || d->ifsd > f->max_ifs))
+		return pg_error(PG_EINVAL, f->name, "IFS above %zu", f->max_ifs);
 	if (d->timeout_ms <= 0)
 		d->timeout_ms = DEFAULT_TIMEOUT_MS;
 	if (d->retries <= 0)
 		d->retries = DEFAULT_RETRIES;
-	if (d->ifsc == 0)
+	/* GP host: IFSC 0 means "take the CIP's". */
+	if (d->ifsc == 0 && !f->gp)
 		d->ifsc = DEFAULT_IFS;
 	if (d->ifsd == 0)
 		d->ifsd = T1_MAX_INF;
-	if (d->ifsc > T1_MAX_INF)
-		d->ifsc = T1_MAX_INF;
-	if (d->ifsd > T1_MAX_INF)
-		d->ifsd = T1_MAX_INF;
+	if (d->ifsc > f->max_ifs)
+		d->ifsc = (uint16_t)f->max_ifs;
+	if (d->ifsd > f->max_ifs)
+		d->ifsd = (uint16_t)f->max_ifs;
+	if (f->crc_only)
+		d->crc = 1;
+	return 0;
 }
 
 /* ---- host role (interface device) ---- */
 
 struct t1_host {
 	struct pg_link base;
+	const struct t1_framing *f;
 	struct pg_stream *s;
 	struct pg_link_params p;
 	int powered, crc;
-	uint16_t ifsc, ifsd, atr_ifsc;
+	size_t ifsc, ifsd, atr_ifsc;
 	int ns;		/* N(S) of our current / next I-block */
 	int nr;		/* N(S) we expect in the card's next I-block */
 	int wtx;	/* multiplier for the next wait only (0 = none) */
 	uint8_t last_r; /* PCB of the last block sent if it was an R-block, else 0 */
 	uint64_t retransmits, resyncs;
-	uint8_t tx[T1_MAX_BLOCK], rx[T1_MAX_BLOCK];
+	size_t cap;	  /* size of tx and rx: the framing's largest block */
+	uint8_t *tx, *rx; /* last block sent; block being read */
 };
 
 static int
 host_send(struct t1_host *h, uint8_t pcb, const uint8_t *inf, size_t len)
 {
-	size_t n = pg_t1_encode(h->tx, 0x00, pcb, inf, len, h->crc);
+	size_t n = pg_t1_encode_framed(h->f, h->tx, h->f->nad_host, pcb, inf, len, h->crc);
 
 	h->last_r = (pcb & 0xC0) == PCB_R ? pcb : 0;
 	return pg_stream_write(h->s, h->tx, n);
+}
+
+/*
+ * The wait for the card's next block: the block waiting time, times the
+ * multiplier of a WTX the card asked for and we granted (rule 3: for the
+ * next block only).
+ */
+static int
+host_wait_ms(struct t1_host *h)
+{
+	long long tmo = (long long)h->p.timeout_ms * (h->wtx ? h->wtx : 1);
+
+	h->wtx = 0;
+	return tmo > 0x7FFFFFFF ? 0x7FFFFFFF : (int)tmo;
+}
+
+/* Reads the prologue; on SPI first skips the idle bytes before the card's NAD. */
+static int
+host_read_prologue(struct t1_host *h, int tmo)
+{
+	size_t hl = hdr_len(h->f);
+	int rc;
+
+	if (!h->f->max_filler)
+		return pg_stream_read_full(h->s, h->rx, hl, tmo);
+	for (int skipped = 0;; skipped++) {
+		if (skipped > h->f->max_filler)
+			return PG_EFORMAT;
+		rc = pg_stream_read(h->s, h->rx, 1, tmo);
+		if (rc < 0)
+			return rc;
+		if (h->rx[0] == h->f->nad_card)
+			break;
+	}
+	return pg_stream_read_full(h->s, h->rx + 1, hl - 1, tmo);
 }
 
 /*
@@ -184,23 +315,24 @@ host_send(struct t1_host *h, uint8_t pcb, const uint8_t *inf, size_t len)
 static int
 host_recv(struct t1_host *h, struct t1_block *b)
 {
-	int tmo = h->p.timeout_ms * (h->wtx ? h->wtx : 1);
-	size_t edc = h->crc ? 2 : 1, len;
+	int tmo = host_wait_ms(h);
+	size_t hl = hdr_len(h->f), edc = h->crc ? 2 : 1, len;
 	int rc;
 
-	h->wtx = 0;
-	rc = pg_stream_read_full(h->s, h->rx, 3, tmo);
+	rc = host_read_prologue(h, tmo);
 	if (rc < 0)
 		goto bad;
-	len = h->rx[2];
-	if (len == 255) {
+	len = h->f->len_bytes == 2 ? pg_be16(h->rx + 2) : h->rx[2];
+	if ((h->f->len_bytes == 1 && len == 255) || hl + len + edc > h->cap) {
 		rc = PG_EFORMAT;
 		goto bad;
 	}
-	rc = pg_stream_read_full(h->s, h->rx + 3, len + edc, tmo);
+	rc = pg_stream_read_full(h->s, h->rx + hl, len + edc, tmo);
 	if (rc < 0)
 		goto bad;
-	rc = pg_t1_decode(b, h->rx, 3 + len + edc, h->crc);
+	rc = pg_t1_decode_framed(h->f, b, h->rx, hl + len + edc, h->crc);
+	if (rc == 0 && h->f->check_nad && b->nad != h->f->nad_card)
+		rc = PG_EFORMAT;
 	if (rc == 0)
 		return 0;
 bad:
@@ -218,58 +350,114 @@ is_fatal(int rc)
 }
 
 /*
- * One S(request)/S(response) exchange (IFS, RESYNCH), resending the request
- * on a missing or invalid answer (rule 7.3). Answers WTX on the way.
+ * Rule 3: grants the card's S(WTX request) — the multiplier applies to the
+ * wait for the next block only — unless the card has already asked
+ * T1_MAX_WTX times in this exchange (`*count`): then it is a card that will
+ * never answer, and the caller gives up with PG_ETIMEDOUT (returned here
+ * without a message; the caller says what it gave up on).
  */
 static int
-host_s_exchange(struct t1_host *h, int stype, uint8_t val)
+host_grant_wtx(struct t1_host *h, const struct t1_block *b, int *count)
 {
-	uint8_t inf[1] = {val};
-	size_t len = stype == T1_S_IFS ? 1 : 0;
-	int rc;
+	if (++*count > T1_MAX_WTX)
+		return PG_ETIMEDOUT;
+	h->wtx = b->inf[0];
+	return host_send(h, PCB_S | PCB_S_RSP | T1_S_WTX, b->inf, 1);
+}
+
+static const char *
+s_name(int stype)
+{
+	switch (stype) {
+	case T1_S_RESYNCH:
+		return "RESYNCH";
+	case T1_S_IFS:
+		return "IFS";
+	case T1_S_ABORT:
+		return "ABORT";
+	case T1_S_CIP:
+		return "CIP";
+	case T1_S_RELEASE:
+		return "RELEASE";
+	case T1_S_SWR:
+		return "SWR";
+	default:
+		return "?";
+	}
+}
+
+/*
+ * One S(request)/S(response) exchange (IFS, RESYNCH, ABORT; CIP, SWR,
+ * RELEASE on GP links), resending the request on a missing or invalid answer
+ * (rule 7.3). Grants WTX on the way, within the cap. *b holds the response
+ * (valid until the next read).
+ */
+static int
+host_s_exchange(struct t1_host *h, int stype, const uint8_t *inf, size_t len, struct t1_block *b)
+{
+	int rc, wtx = 0;
 
 	for (int tries = 0; tries <= h->p.retries; tries++) {
-		struct t1_block b;
-
 		pg_stream_flush(h->s);
 		rc = host_send(h, (uint8_t)(PCB_S | stype), inf, len);
 		if (rc < 0)
 			return rc;
-		rc = host_recv(h, &b);
-		if (is_fatal(rc))
-			return rc;
-		if (rc == 0 && b.kind == T1_S && b.resp && b.stype == stype &&
-		    (stype != T1_S_IFS || b.inf[0] == val))
+		for (;;) {
+			rc = host_recv(h, b);
+			if (is_fatal(rc))
+				return rc;
+			if (rc < 0 || b->kind != T1_S || b->resp || b->stype != T1_S_WTX)
+				break;
+			rc = host_grant_wtx(h, b, &wtx);
+			if (rc == PG_ETIMEDOUT)
+				return pg_error(PG_ETIMEDOUT, h->f->name,
+						"no S(%s response): the card asked for more time "
+						"(S(WTX)) %d times; gave up",
+						s_name(stype), T1_MAX_WTX + 1);
+			if (rc < 0)
+				return rc;
+		}
+		if (rc == 0 && b->kind == T1_S && b->resp && b->stype == stype &&
+		    (stype != T1_S_IFS || (b->len == len && memcmp(b->inf, inf, len) == 0)))
 			return 0;
 	}
-	return pg_error(PG_ELINK, "t1", "no S(%s response) after %d attempts",
-			stype == T1_S_IFS ? "IFS" : "RESYNCH", h->p.retries + 1);
+	return pg_error(PG_ELINK, h->f->name, "no S(%s response) after %d attempts", s_name(stype),
+			h->p.retries + 1);
 }
 
 static int
 host_negotiate_ifsd(struct t1_host *h)
 {
-	int rc = host_s_exchange(h, T1_S_IFS, (uint8_t)h->p.ifsd);
+	uint8_t inf[2];
+	size_t n = ifs_encode(inf, h->p.ifsd);
+	struct t1_block b;
+	int rc = host_s_exchange(h, T1_S_IFS, inf, n, &b);
 
 	if (rc == 0)
 		h->ifsd = h->p.ifsd;
 	return rc;
 }
 
-/* Rule 6.4 / 7.4: S(RESYNCH), then back to the initial state and IFSD again. */
+/*
+ * Rule 6.4 / 7.4: S(RESYNCH), then back to the initial state and IFSD again.
+ * In the GP variant RESYNCH resets the sequence numbers only.
+ */
 static int
 host_resync(struct t1_host *h)
 {
+	struct t1_block b;
 	int rc;
 
 	h->resyncs++;
-	rc = host_s_exchange(h, T1_S_RESYNCH, 0);
+	rc = host_s_exchange(h, T1_S_RESYNCH, NULL, 0, &b);
 	if (rc < 0) {
 		/* 7.4.3: without a resynchronisation the card needs a new reset. */
 		h->powered = 0;
 		return rc;
 	}
 	h->ns = h->nr = 0;
+	if (h->f->gp)
+		return 0;
 	h->ifsc = h->atr_ifsc;
 	h->ifsd = DEFAULT_IFS;
 	rc = host_negotiate_ifsd(h);
@@ -278,21 +466,19 @@ host_resync(struct t1_host *h)
 	return rc;
 }
 
+/* ISO: reset, read the ATR (it carries its own length), take its protocol parameters. */
 static int
-t1_power_on(struct pg_link *l, uint8_t *atr, size_t *atrlen)
+host_power_on_atr(struct t1_host *h, uint8_t *atr, size_t *atrlen)
 {
-	struct t1_host *h = (struct t1_host *)l;
 	uint8_t buf[PG_ATR_MAX];
 	struct pg_atr a;
 	size_t have = 0;
 	int need = 2, rc;
 
-	h->powered = 0;
 	pg_stream_flush(h->s);
 	rc = pg_stream_event(h->s, PG_PKT_RESET);
 	if (rc < 0)
 		return rc;
-	/* The ATR carries its own length: read until pg_atr_length() is satisfied. */
 	while ((size_t)need > have) {
 		rc = pg_stream_read_full(h->s, buf + have, (size_t)need - have, h->p.timeout_ms);
 		if (rc < 0)
@@ -316,9 +502,58 @@ t1_power_on(struct pg_link *l, uint8_t *atr, size_t *atrlen)
 	}
 	h->crc = a.crc;
 	h->ifsc = h->atr_ifsc = a.ifsc;
-	h->ifsd = DEFAULT_IFS;
+	return 0;
+}
+
+/*
+ * GP: reset, S(SWR) brings both ends to N(S) = 0 with default IFS, then the
+ * CIP (the card's identity: its historical bytes are what power-on returns).
+ */
+static int
+host_power_on_cip(struct t1_host *h, uint8_t *atr, size_t *atrlen)
+{
+	struct t1_block b;
+	struct t1_ident id;
+	int rc;
+
+	rc = pg_stream_event(h->s, PG_PKT_RESET);
+	if (rc < 0)
+		return rc;
+	pg_stream_flush(h->s);
+	rc = host_s_exchange(h, T1_S_SWR, NULL, 0, &b);
+	if (rc < 0)
+		return rc;
 	h->ns = h->nr = 0;
+	rc = host_s_exchange(h, T1_S_CIP, NULL, 0, &b);
+	if (rc < 0)
+		return rc;
+	rc = h->f->cip_parse(h->f, b.inf, b.len, &id);
+	if (rc < 0)
+		return rc;
+	if (atr) {
+		if (id.hblen > *atrlen || id.hblen > PG_ATR_MAX)
+			return pg_error(PG_EPROTO, h->f->name, "CIP historical bytes of %zu bytes",
+					id.hblen);
+		memcpy(atr, id.hb, id.hblen);
+		*atrlen = id.hblen;
+	}
+	h->ifsc = h->atr_ifsc = h->p.ifsc && h->p.ifsc < id.ifsc ? h->p.ifsc : id.ifsc;
+	return 0;
+}
+
+int
+pg_t1_power_on(struct pg_link *l, uint8_t *atr, size_t *atrlen)
+{
+	struct t1_host *h = (struct t1_host *)l;
+	int rc;
+
+	h->powered = 0;
 	h->wtx = 0;
+	rc = h->f->gp ? host_power_on_cip(h, atr, atrlen) : host_power_on_atr(h, atr, atrlen);
+	if (rc < 0)
+		return rc;
+	h->ifsd = h->f->default_ifs;
+	h->ns = h->nr = 0;
 	/* Rule 1: the first block after the ATR; tell the card our IFSD. */
 	rc = host_negotiate_ifsd(h);
 	if (rc < 0)
@@ -336,10 +571,18 @@ rsp_append(uint8_t *r, size_t cap, size_t *rn, const uint8_t *p, size_t n)
 	*rn += n;
 }
 
+/* Sends our I-block with the data at off. */
 static int
-t1_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapdu, size_t *rlen)
+host_send_i(struct t1_host *h, const uint8_t *capdu, size_t off, size_t chunk, int m)
+{
+	return host_send(h, (uint8_t)(h->ns << 6 | (m ? PCB_M : 0)), capdu + off, chunk);
+}
+
+int
+pg_t1_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapdu, size_t *rlen)
 {
 	struct t1_host *h = (struct t1_host *)l;
+	const char *name = h->f->name;
 	size_t off = 0, chunk, rn = 0, cap = *rlen;
 	int m, acked = 0, wtx_count = 0, rc;
 	/*
@@ -352,15 +595,16 @@ t1_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapdu
 	int stall = 0;
 
 	if (!h->powered) {
-		rc = t1_power_on(l, NULL, NULL);
+		rc = pg_t1_power_on(l, NULL, NULL);
 		if (rc < 0)
 			return rc;
 	}
 	/* Bytes left over from an earlier exchange (a late duplicate) are stale. */
 	pg_stream_flush(h->s);
+	h->wtx = 0;
 	chunk = clen < h->ifsc ? clen : h->ifsc;
 	m = clen > chunk;
-	rc = host_send(h, (uint8_t)(h->ns << 6 | (m ? PCB_M : 0)), capdu, chunk);
+	rc = host_send_i(h, capdu, off, chunk, m);
 	if (rc < 0)
 		return rc;
 	for (;;) {
@@ -392,8 +636,8 @@ t1_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapdu
 			rsp_append(rapdu, cap, &rn, b.inf, b.len);
 			if (rn > PG_APDU_MAX_R) {
 				/* A chain longer than any R-APDU: stop it (rule 9). */
-				(void)host_s_exchange(h, T1_S_ABORT, 0);
-				return pg_error(PG_EPROTO, "t1",
+				(void)host_s_exchange(h, T1_S_ABORT, NULL, 0, &b);
+				return pg_error(PG_EPROTO, name,
 						"card response chain exceeds %u bytes",
 						PG_APDU_MAX_R);
 			}
@@ -406,7 +650,7 @@ t1_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapdu
 			}
 			*rlen = rn;
 			if (rn > cap)
-				return pg_error(PG_ETOOBIG, "t1",
+				return pg_error(PG_ETOOBIG, name,
 						"R-APDU of %zu bytes, room for %zu", rn, cap);
 			return 0;
 		case T1_R:
@@ -417,8 +661,7 @@ t1_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapdu
 				if (++resent > h->p.retries)
 					goto resync;
 				h->retransmits++;
-				rc = host_send(h, (uint8_t)(h->ns << 6 | (m ? PCB_M : 0)),
-					       capdu + off, chunk);
+				rc = host_send_i(h, capdu, off, chunk, m);
 				if (rc < 0)
 					return rc;
 				continue;
@@ -431,8 +674,7 @@ t1_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapdu
 			chunk = clen - off < h->ifsc ? clen - off : h->ifsc;
 			m = clen - off > chunk;
 			resent = stall = 0;
-			rc = host_send(h, (uint8_t)(h->ns << 6 | (m ? PCB_M : 0)), capdu + off,
-				       chunk);
+			rc = host_send_i(h, capdu, off, chunk, m);
 			if (rc < 0)
 				return rc;
 			continue;
@@ -440,21 +682,27 @@ t1_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapdu
 			if (b.resp)
 				goto invalid;
 			if (b.stype == T1_S_WTX) {
-				/* Rule 3: grant the waiting time extension for the next block only.
-				 */
-				if (++wtx_count > MAX_WTX_PER_APDU)
-					return pg_error(PG_ETIMEDOUT, "t1",
-							"card keeps asking for more time");
-				rc = host_send(h, PCB_S | PCB_S_RSP | T1_S_WTX, b.inf, 1);
+				rc = host_grant_wtx(h, &b, &wtx_count);
+				if (rc == PG_ETIMEDOUT) {
+					/* Whatever the card was doing, start both ends afresh. */
+					h->wtx = 0;
+					if (host_resync(h) < 0)
+						h->powered = 0;
+					return pg_error(PG_ETIMEDOUT, name,
+							"the card asked for more time (S(WTX)) %d "
+							"times for one command; gave up after %d",
+							T1_MAX_WTX + 1, T1_MAX_WTX);
+				}
 				if (rc < 0)
 					return rc;
-				h->wtx = b.inf[0];
 				continue;
 			}
 			if (b.stype == T1_S_IFS) {
 				/* The card announces a new IFSC (rule 4). */
-				h->ifsc = b.inf[0] > T1_MAX_INF ? T1_MAX_INF : b.inf[0];
-				rc = host_send(h, PCB_S | PCB_S_RSP | T1_S_IFS, b.inf, 1);
+				size_t v = ifs_value(&b);
+
+				h->ifsc = v > h->f->max_ifs ? h->f->max_ifs : v;
+				rc = host_send(h, PCB_S | PCB_S_RSP | T1_S_IFS, b.inf, b.len);
 				if (rc < 0)
 					return rc;
 				continue;
@@ -466,7 +714,7 @@ t1_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapdu
 				/* Both sides drop the chain; the sequence numbers stand. */
 				if (!acked)
 					h->ns ^= 1;
-				return pg_error(PG_EPROTO, "t1", "the card aborted the chain");
+				return pg_error(PG_EPROTO, name, "the card aborted the chain");
 			}
 			goto invalid;
 		}
@@ -489,55 +737,86 @@ t1_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapdu
 resync:
 	rc = host_resync(h);
 	if (rc < 0)
-		return pg_error(PG_ELINK, "t1", "link lost: no answer to S(RESYNCH request)");
-	return pg_error(PG_ERESYNC, "t1", "resynchronised after %d failed exchanges",
+		return pg_error(PG_ELINK, name, "link lost: no answer to S(RESYNCH request)");
+	return pg_error(PG_ERESYNC, name, "resynchronised after %d failed exchanges",
 			h->p.retries + 1);
 }
 
-static void
-t1_host_close(struct pg_link *l)
+void
+pg_t1_host_close(struct pg_link *l)
 {
 	struct t1_host *h = (struct t1_host *)l;
 
 	if (!h)
 		return;
+	if (h->f->gp && h->powered) {
+		/* End of APDU session: lets the SE go to power saving (best effort). */
+		struct t1_block b;
+
+		h->p.retries = 0;
+		(void)host_s_exchange(h, T1_S_RELEASE, NULL, 0, &b);
+	}
 	pg_stream_free(h->s);
+	free(h->tx);
+	free(h->rx);
 	free(h);
+}
+
+int
+pg_t1_host_open(struct pg_link **out, struct pg_stream *s, const struct pg_link_params *p,
+		const struct t1_framing *f)
+{
+	struct t1_host *h;
+	int rc;
+
+	*out = NULL;
+	if (!s)
+		return pg_error(PG_EINVAL, f->name, "the %s host needs a stream", f->name);
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		pg_stream_free(s);
+		return PG_ENOMEM;
+	}
+	h->base.ops = f->ops;
+	h->f = f;
+	h->s = s;
+	h->cap = block_cap(f);
+	h->tx = malloc(h->cap);
+	h->rx = malloc(h->cap);
+	if (!h->tx || !h->rx) {
+		pg_t1_host_close(&h->base);
+		return PG_ENOMEM;
+	}
+	rc = params_defaults(&h->p, p, f);
+	if (rc < 0) {
+		pg_t1_host_close(&h->base);
+		return rc;
+	}
+	h->crc = h->p.crc;
+	h->ifsc = h->atr_ifsc = f->default_ifs;
+	h->ifsd = f->default_ifs;
+	*out = &h->base;
+	return 0;
 }
 
 static int
 t1_host_open(struct pg_link **out, struct pg_stream *s, const char *addr,
 	     const struct pg_link_params *p)
 {
-	struct t1_host *h;
-
 	(void)addr;
-	*out = NULL;
-	if (!s)
-		return pg_error(PG_EINVAL, "t1", "the T=1 host needs a stream");
-	h = calloc(1, sizeof(*h));
-	if (!h) {
-		pg_stream_free(s);
-		return PG_ENOMEM;
-	}
-	h->base.ops = &pg_link_t1_ops;
-	h->s = s;
-	params_defaults(&h->p, p);
-	h->ifsc = h->atr_ifsc = DEFAULT_IFS;
-	h->ifsd = DEFAULT_IFS;
-	*out = &h->base;
-	return 0;
+	return pg_t1_host_open(out, s, p, &pg_t1_framing_iso);
 }
 
 /* ---- card role ---- */
 
 struct t1_card {
 	struct pg_link_card base;
+	const struct t1_framing *f;
 	struct pg_card card;
 	struct pg_link_params p;
 	uint8_t atr[PG_ATR_MAX];
 	size_t atrlen;
-	uint16_t ifsc, ifsd;
+	size_t ifsc, ifsd;
 	int ns; /* N(S) of the card's next new I-block */
 	int nr; /* N(S) expected in the host's next I-block */
 	/* Command being received (chained), and response being sent. */
@@ -546,24 +825,23 @@ struct t1_card {
 	int out_active, out_m, out_ns; /* current response block */
 	int wtx_pending;
 	/* Last block sent, resent on a repeated I-block or an R-block (rule 7). */
-	uint8_t last[T1_MAX_BLOCK];
+	uint8_t *last, *frame; /* both of the framing's largest block */
 	size_t lastlen;
 	int last_is_sreq;
-	uint8_t frame[T1_MAX_BLOCK];
 };
 
 static int
 card_send(struct t1_card *c, struct pg_stream *out, uint8_t pcb, const uint8_t *inf, size_t len,
 	  int keep)
 {
-	uint8_t *f = keep ? c->last : c->frame;
-	size_t n = pg_t1_encode(f, 0x00, pcb, inf, len, c->p.crc);
+	uint8_t *fr = keep ? c->last : c->frame;
+	size_t n = pg_t1_encode_framed(c->f, fr, c->f->nad_card, pcb, inf, len, c->p.crc);
 
 	if (keep) {
 		c->lastlen = n;
 		c->last_is_sreq = (pcb & 0xE0) == PCB_S;
 	}
-	return pg_stream_write(out, f, n);
+	return pg_stream_write(out, fr, n);
 }
 
 static int
@@ -574,13 +852,15 @@ card_resend_last(struct t1_card *c, struct pg_stream *out)
 	return pg_stream_write(out, c->last, c->lastlen);
 }
 
+/* Back to the state after a reset; `keep_ifs`: a GP RESYNCH leaves the IFS as they are. */
 static void
-card_state_reset(struct t1_card *c)
+card_state_reset(struct t1_card *c, int keep_ifs)
 {
 	c->ns = c->nr = 0;
 	c->clen = c->rlen = c->roff = c->rchunk = 0;
 	c->out_active = c->out_m = c->wtx_pending = 0;
-	c->ifsd = DEFAULT_IFS;
+	if (!keep_ifs)
+		c->ifsd = c->f->default_ifs;
 	c->lastlen = 0;
 	c->last_is_sreq = 0;
 }
@@ -600,11 +880,25 @@ card_send_chunk(struct t1_card *c, struct pg_stream *out)
 			 c->rbuf + c->roff, c->rchunk, 1);
 }
 
+/*
+ * The card's sense of elapsed time for its WTX decision: a coarse clock (a
+ * few ms resolution) is enough against a block waiting time of tens of ms or
+ * more, and costs far less per APDU than the precise one.
+ */
+static uint64_t
+coarse_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 static int
 card_execute(struct t1_card *c, struct pg_stream *out)
 {
 	size_t rl = PG_APDU_MAX_R;
-	uint64_t t0 = pg_mono_ms(), took;
+	uint64_t t0 = coarse_ms(), took;
 	int rc;
 
 	rc = c->card.process(c->card.ctx, c->cbuf, c->clen, c->rbuf, &rl);
@@ -613,10 +907,11 @@ card_execute(struct t1_card *c, struct pg_stream *out)
 		return rc; /* card mute: the host recovers or resynchronises */
 	c->base.apdus++;
 	if (rl < 2 || rl > PG_APDU_MAX_R)
-		return pg_error(PG_EPROTO, "t1", "card application gave %zu response bytes", rl);
+		return pg_error(PG_EPROTO, c->f->name, "card application gave %zu response bytes",
+				rl);
 	c->rlen = rl;
 	c->roff = 0;
-	took = pg_mono_ms() - t0;
+	took = coarse_ms() - t0;
 	if (took * 2 > (uint64_t)c->p.timeout_ms) {
 		/*
 		 * The command ran past half the block waiting time: ask for a
@@ -634,98 +929,128 @@ card_execute(struct t1_card *c, struct pg_stream *out)
 }
 
 static int
-card_on_block(struct t1_card *c, const struct t1_block *b, struct pg_stream *out)
+card_on_i(struct t1_card *c, const struct t1_block *b, struct pg_stream *out)
 {
-	uint8_t v;
-
-	switch (b->kind) {
-	case T1_I:
-		if ((c->out_active && c->out_m) || c->wtx_pending) {
-			/* We are chaining or waiting for S(WTX response): a repeat gets the
-			 * last block again, anything else is an error. */
-			if (b->ns != c->nr)
-				return card_resend_last(c, out);
-			return card_send(c, out, (uint8_t)(PCB_R | c->nr << 4 | 2), NULL, 0, 0);
-		}
+	if ((c->out_active && c->out_m) || c->wtx_pending) {
+		/* We are chaining or waiting for S(WTX response): a repeat gets the
+		 * last block again, anything else is an error. */
 		if (b->ns != c->nr)
-			return card_resend_last(c, out); /* repeated block: never re-execute */
-		if (b->len > c->ifsc || c->clen + b->len > PG_APDU_MAX_C)
-			return card_send(c, out, (uint8_t)(PCB_R | c->nr << 4 | 2), NULL, 0, 0);
-		c->nr ^= 1;
-		c->out_active = 0;
-		memcpy(c->cbuf + c->clen, b->inf, b->len);
-		c->clen += b->len;
-		if (b->m)
-			return card_send(c, out, (uint8_t)(PCB_R | c->nr << 4), NULL, 0, 1);
-		return card_execute(c, out);
-	case T1_R:
-		if (c->out_active && c->out_m && b->nr != c->out_ns) {
-			/* Rule 5: the host acknowledged our chained block. */
-			c->roff += c->rchunk;
-			return card_send_chunk(c, out);
-		}
-		if (c->out_active && b->nr == c->out_ns)
-			return card_send(c, out, /* rule 7.5: our I-block got lost; send it again */
-					 (uint8_t)(c->out_ns << 6 | (c->out_m ? PCB_M : 0)),
-					 c->rbuf + c->roff, c->rchunk, 1);
-		if (c->last_is_sreq)
-			return card_resend_last(c, out); /* our S(WTX request) got lost */
-		/* Ask for the I-block we expect. */
-		return card_send(c, out, (uint8_t)(PCB_R | c->nr << 4), NULL, 0, 1);
-	case T1_S:
-		if (b->resp) {
-			if (b->stype == T1_S_WTX && c->wtx_pending) {
-				c->wtx_pending = 0;
-				return card_send_chunk(c, out);
-			}
-			return card_send(c, out, (uint8_t)(PCB_R | c->nr << 4 | 2), NULL, 0, 0);
-		}
-		switch (b->stype) {
-		case T1_S_RESYNCH:
-			card_state_reset(c);
-			return card_send(c, out, PCB_S | PCB_S_RSP | T1_S_RESYNCH, NULL, 0, 1);
-		case T1_S_IFS:
-			v = b->inf[0];
-			c->ifsd = v > T1_MAX_INF ? T1_MAX_INF : v;
-			return card_send(c, out, PCB_S | PCB_S_RSP | T1_S_IFS, &v, 1, 1);
-		case T1_S_ABORT:
-			c->clen = 0;
-			c->out_active = c->out_m = c->wtx_pending = 0;
-			return card_send(c, out, PCB_S | PCB_S_RSP | T1_S_ABORT, NULL, 0, 1);
-		default:
-			return card_send(c, out, (uint8_t)(PCB_R | c->nr << 4 | 2), NULL, 0, 0);
-		}
+			return card_resend_last(c, out);
+		return card_send(c, out, (uint8_t)(PCB_R | c->nr << 4 | 2), NULL, 0, 0);
 	}
-	return 0;
+	if (b->ns != c->nr)
+		return card_resend_last(c, out); /* repeated block: never re-execute */
+	if (b->len > c->ifsc || c->clen + b->len > PG_APDU_MAX_C)
+		return card_send(c, out, (uint8_t)(PCB_R | c->nr << 4 | 2), NULL, 0, 0);
+	c->nr ^= 1;
+	c->out_active = 0;
+	memcpy(c->cbuf + c->clen, b->inf, b->len);
+	c->clen += b->len;
+	if (b->m)
+		return card_send(c, out, (uint8_t)(PCB_R | c->nr << 4), NULL, 0, 1);
+	return card_execute(c, out);
 }
 
 static int
-t1_card_packet(struct pg_link_card *lc, int type, const uint8_t *data, size_t n,
-	       struct pg_stream *out)
+card_on_r(struct t1_card *c, const struct t1_block *b, struct pg_stream *out)
+{
+	if (c->out_active && c->out_m && b->nr != c->out_ns) {
+		/* Rule 5: the host acknowledged our chained block. */
+		c->roff += c->rchunk;
+		return card_send_chunk(c, out);
+	}
+	if (c->out_active && b->nr == c->out_ns)
+		return card_send(c, out, /* rule 7.5: our I-block got lost; send it again */
+				 (uint8_t)(c->out_ns << 6 | (c->out_m ? PCB_M : 0)),
+				 c->rbuf + c->roff, c->rchunk, 1);
+	if (c->last_is_sreq)
+		return card_resend_last(c, out); /* our S(WTX request) got lost */
+	/* Ask for the I-block we expect. */
+	return card_send(c, out, (uint8_t)(PCB_R | c->nr << 4), NULL, 0, 1);
+}
+
+static int
+card_on_s(struct t1_card *c, const struct t1_block *b, struct pg_stream *out)
+{
+	uint8_t rsp = (uint8_t)(PCB_S | PCB_S_RSP | b->stype);
+	uint8_t cip[T1_CIP_MAX];
+	size_t v, n;
+	int rc;
+
+	if (b->resp) {
+		if (b->stype == T1_S_WTX && c->wtx_pending) {
+			c->wtx_pending = 0;
+			return card_send_chunk(c, out);
+		}
+		return card_send(c, out, (uint8_t)(PCB_R | c->nr << 4 | 2), NULL, 0, 0);
+	}
+	switch (b->stype) {
+	case T1_S_RESYNCH:
+		card_state_reset(c, c->f->gp);
+		return card_send(c, out, rsp, NULL, 0, 1);
+	case T1_S_IFS:
+		v = ifs_value(b);
+		c->ifsd = v > c->f->max_ifs ? c->f->max_ifs : v;
+		return card_send(c, out, rsp, b->inf, b->len, 1);
+	case T1_S_ABORT:
+		c->clen = 0;
+		c->out_active = c->out_m = c->wtx_pending = 0;
+		return card_send(c, out, rsp, NULL, 0, 1);
+	case T1_S_SWR:
+		card_state_reset(c, 0);
+		if (c->card.reset)
+			c->card.reset(c->card.ctx);
+		return card_send(c, out, rsp, NULL, 0, 1);
+	case T1_S_CIP:
+		rc = c->f->cip_build(c->f, &c->card, c->ifsc, cip, sizeof(cip), &n);
+		if (rc < 0)
+			return rc;
+		return card_send(c, out, rsp, cip, n, 1);
+	case T1_S_RELEASE:
+		return card_send(c, out, rsp, NULL, 0, 1);
+	default:
+		return card_send(c, out, (uint8_t)(PCB_R | c->nr << 4 | 2), NULL, 0, 0);
+	}
+}
+
+int
+pg_t1_card_packet(struct pg_link_card *lc, int type, const uint8_t *data, size_t n,
+		  struct pg_stream *out)
 {
 	struct t1_card *c = (struct t1_card *)lc;
 	struct t1_block b;
 	int rc;
 
 	if (type == PG_PKT_RESET || type == PG_PKT_POWER_OFF) {
-		card_state_reset(c);
+		card_state_reset(c, 0);
 		if (c->card.reset)
 			c->card.reset(c->card.ctx);
-		return type == PG_PKT_RESET ? pg_stream_write(out, c->atr, c->atrlen) : 0;
+		/* ISO: the ATR; the GP variant has no ATR (the CIP is asked for). */
+		return type == PG_PKT_RESET && !c->f->gp ? pg_stream_write(out, c->atr, c->atrlen)
+							 : 0;
 	}
 	if (type != PG_PKT_DATA)
 		return 0;
 	/* One frame per packet: a packet that is not exactly one block is invalid. */
-	rc = pg_t1_decode(&b, data, n, c->p.crc);
+	rc = pg_t1_decode_framed(c->f, &b, data, n, c->p.crc);
+	if (rc == 0 && c->f->check_nad && b.nad != c->f->nad_host)
+		rc = PG_EFORMAT;
 	if (rc < 0)
 		return card_send(c, out,
 				 (uint8_t)(PCB_R | c->nr << 4 | (rc == PG_ECORRUPT ? 1 : 2)), NULL,
 				 0, 0);
-	return card_on_block(c, &b, out);
+	switch (b.kind) {
+	case T1_I:
+		return card_on_i(c, &b, out);
+	case T1_R:
+		return card_on_r(c, &b, out);
+	default:
+		return card_on_s(c, &b, out);
+	}
 }
 
-static void
-t1_card_close(struct pg_link_card *lc)
+void
+pg_t1_card_close(struct pg_link_card *lc)
 {
 	struct t1_card *c = (struct t1_card *)lc;
 
@@ -733,42 +1058,61 @@ t1_card_close(struct pg_link_card *lc)
 		return;
 	free(c->cbuf);
 	free(c->rbuf);
+	free(c->last);
+	free(c->frame);
 	free(c);
+}
+
+int
+pg_t1_card_open(struct pg_link_card **out, const struct pg_card *card,
+		const struct pg_link_params *p, const struct t1_framing *f)
+{
+	struct t1_card *c;
+	size_t cap = block_cap(f);
+	int rc;
+
+	*out = NULL;
+	if (!card || !card->process)
+		return pg_error(PG_EINVAL, f->name, "the %s card role needs a card", f->name);
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return PG_ENOMEM;
+	c->base.ops = f->ops;
+	c->f = f;
+	c->card = *card;
+	rc = params_defaults(&c->p, p, f);
+	if (rc < 0)
+		goto fail;
+	c->ifsc = c->p.ifsc ? c->p.ifsc : f->default_ifs;
+	c->cbuf = malloc(PG_APDU_MAX_C);
+	c->rbuf = malloc(PG_APDU_MAX_R);
+	c->last = malloc(cap);
+	c->frame = malloc(cap);
+	if (!c->cbuf || !c->rbuf || !c->last || !c->frame) {
+		rc = PG_ENOMEM;
+		goto fail;
+	}
+	if (!f->gp) {
+		/* Keep the card's historical bytes; the interface bytes announce T=1 as
+		 * configured. */
+		rc = pg_atr_build_for_card(c->atr, sizeof(c->atr), card, 1, (uint16_t)c->ifsc, 4, 5,
+					   c->p.crc);
+		if (rc < 0)
+			goto fail;
+		c->atrlen = (size_t)rc;
+	}
+	card_state_reset(c, 0);
+	*out = &c->base;
+	return 0;
+fail:
+	pg_t1_card_close(&c->base);
+	return rc;
 }
 
 static int
 t1_card_open(struct pg_link_card **out, const struct pg_card *card, const struct pg_link_params *p)
 {
-	struct t1_card *c;
-	int rc;
-
-	*out = NULL;
-	if (!card || !card->process)
-		return pg_error(PG_EINVAL, "t1", "the T=1 card role needs a card");
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return PG_ENOMEM;
-	c->base.ops = &pg_link_t1_ops;
-	c->card = *card;
-	params_defaults(&c->p, p);
-	c->ifsc = c->p.ifsc;
-	c->cbuf = malloc(PG_APDU_MAX_C);
-	c->rbuf = malloc(PG_APDU_MAX_R);
-	if (!c->cbuf || !c->rbuf) {
-		rc = PG_ENOMEM;
-		goto fail;
-	}
-	/* Keep the card's historical bytes; the interface bytes announce T=1 as configured. */
-	rc = pg_atr_build_for_card(c->atr, sizeof(c->atr), card, 1, c->ifsc, 4, 5, c->p.crc);
-	if (rc < 0)
-		goto fail;
-	c->atrlen = (size_t)rc;
-	card_state_reset(c);
-	*out = &c->base;
-	return 0;
-fail:
-	t1_card_close(&c->base);
-	return rc;
+	return pg_t1_card_open(out, card, p, &pg_t1_framing_iso);
 }
 
 const struct pg_link_ops pg_link_t1_ops = {
@@ -777,10 +1121,10 @@ const struct pg_link_ops pg_link_t1_ops = {
     .max_capdu = PG_APDU_MAX_C,
     .max_rapdu = PG_APDU_MAX_R,
     .host_open = t1_host_open,
-    .power_on = t1_power_on,
-    .transmit = t1_transmit,
-    .host_close = t1_host_close,
+    .power_on = pg_t1_power_on,
+    .transmit = pg_t1_transmit,
+    .host_close = pg_t1_host_close,
     .card_open = t1_card_open,
-    .card_packet = t1_card_packet,
-    .card_close = t1_card_close,
+    .card_packet = pg_t1_card_packet,
+    .card_close = pg_t1_card_close,
 };

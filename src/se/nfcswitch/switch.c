@@ -7,6 +7,7 @@
  */
 #include "payguard/apdu.h"
 #include "payguard/buf.h"
+#include "payguard/card.h"
 #include "payguard/error.h"
 #include "payguard/log.h"
 #include "payguard/nfcswitch.h"
@@ -987,20 +988,22 @@ pg_nfcsw_session_se(struct pg_nfcsw *sw)
 static int
 card_atr(void *ctx, uint8_t *atr, size_t *len)
 {
-	/* ISO 14443-4 card seen through PC/SC (PC/SC part 3 ATR: 3B 8n 80 01 + historical + TCK).
+	/*
+	 * ISO 14443-4 card seen through PC/SC (PC/SC part 3 ATR: 3B 8n 80 01 +
+	 * historical bytes + TCK), the historical bytes of category 80 with
+	 * "NFCSWITCH" as card issuer's data.
 	 */
-	static const uint8_t a[] = {0x3B, 0x88, 0x80, 0x01, 'N', 'F', 'C',
-				    'S',  'W',	'I',  'T',  'C', 0x00};
-	uint8_t tck = 0;
+	static const uint8_t id[] = {'N', 'F', 'C', 'S', 'W', 'I', 'T', 'C', 'H'};
+	uint8_t a[PG_ATR_MAX];
+	int n = pg_card_atr_build(a, sizeof(a), id, sizeof(id));
 
 	(void)ctx;
-	if (*len < sizeof(a))
+	if (n < 0)
+		return n;
+	if (*len < (size_t)n)
 		return PG_ETOOBIG;
-	memcpy(atr, a, sizeof(a));
-	for (size_t i = 1; i + 1 < sizeof(a); i++)
-		tck ^= a[i];
-	atr[sizeof(a) - 1] = tck;
-	*len = sizeof(a);
+	memcpy(atr, a, (size_t)n);
+	*len = (size_t)n;
 	return 0;
 }
 

@@ -13,6 +13,8 @@
 
 #include "payguard/apdu.h"
 #include "payguard/arena.h"
+#include "payguard/buf.h"
+#include "payguard/card.h"
 #include "payguard/card_gp.h"
 #include "payguard/clock.h"
 #include "payguard/error.h"
@@ -193,18 +195,20 @@ int
 pg_vse_card_new(struct pg_vse_card **out, const struct pg_vse_request *r, uint32_t serial,
 		struct pg_arena *arena, int pmem_fd)
 {
-	/* TS T0 TD1 TD2: T=0 and T=1 offered; 10 historical bytes "PGVSE" + serial + version. */
-	uint8_t atr[] = {0x3B, 0x8A, 0x80, 0x01, 'P', 'G', 'V', 'S', 'E', 0, 0, 0, 0, 0x01, 0};
+	/* Card issuer's data in the ATR (pg_card_atr_build): "PGVSE" + serial + version. */
+	uint8_t id[] = {'P', 'G', 'V', 'S', 'E', 0, 0, 0, 0, 0x01};
+	uint8_t atr[PG_ATR_MAX];
+	int atr_len;
 	const char *apps[PG_VSE_MAX_APPLETS];
 	struct pg_gp_config cfg = {0};
 	struct pg_vse_card *c;
 	int rc;
 
 	*out = NULL;
-	atr[9] = (uint8_t)(serial >> 24), atr[10] = (uint8_t)(serial >> 16);
-	atr[11] = (uint8_t)(serial >> 8), atr[12] = (uint8_t)serial;
-	for (size_t i = 1; i < sizeof(atr) - 1; i++)
-		atr[sizeof(atr) - 1] ^= atr[i];
+	pg_put_be32(id + 5, serial);
+	atr_len = pg_card_atr_build(atr, sizeof(atr), id, sizeof(id));
+	if (atr_len < 0)
+		return atr_len;
 	c = pg_arena_calloc(arena, 1, sizeof(*c));
 	if (!c)
 		return pg_error(PG_ENOMEM, "vse", "arena too small for the card");
@@ -219,7 +223,7 @@ pg_vse_card_new(struct pg_vse_card **out, const struct pg_vse_request *r, uint32
 	for (int i = 0; i < r->n_applets; i++)
 		apps[i] = r->applets[i];
 	cfg.atr = atr;
-	cfg.atr_len = sizeof(atr);
+	cfg.atr_len = (size_t)atr_len;
 	cfg.serial = serial;
 	cfg.keys = &r->keys;
 	memcpy(cfg.cin, r->cin, sizeof(cfg.cin));

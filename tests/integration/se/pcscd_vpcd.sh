@@ -33,7 +33,7 @@ grep -q "SW: 9F 7F 2A .* 11 22 33 44 " "$work/pcscd.log" || fail "opensc-tool: C
 import json, sys
 d = json.load(open(sys.argv[1]))
 ex = d["exchanges"]
-assert d["atr"].startswith("3b8c8001"), d["atr"]
+assert d["atr"].startswith("3b8a8001"), d["atr"]
 assert [e["sw"] for e in ex] == [0x9000, 0x6700, 0x9000, 0x9000], [e["sw"] for e in ex]
 # Case 2 extended, Ne = 65533: the longest answer vpcd's 2-byte length carries.
 r = bytes.fromhex(ex[2]["rapdu"])

@@ -21,7 +21,7 @@ check(rs, "reader %r not listed by pcscd" % reader_name)
 conn = rs[0].createConnection()
 conn.connect()
 atr = conn.getATR()
-check(atr[0] == 0x3B and atr[5:13] == list(b"payguard"), "ATR %s" % bytes(atr).hex())
+check(atr[0] == 0x3B and atr[4:6] == [0x80, 0x58] and atr[6:14] == list(b"payguard"), "ATR %s" % bytes(atr).hex())
 
 
 def tx(apdu):

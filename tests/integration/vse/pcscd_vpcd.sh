@@ -30,13 +30,13 @@ pcscd_pid=$!
 pcscd_ready "$pcscd_pid"
 start_hv
 
-ATR_PREFIX="3B 8A 80 01 50 47 56 53 45"
+ATR_PREFIX="3B 8C 80 01 80 5A 50 47 56 53 45"
 reader_idx() { opensc-tool -l 2>/dev/null | awk -v r="Virtual PCD 00 0$1" 'index($0, r) {print $1; exit}'; }
 # wait_card SLOT: until opensc-tool reads an ATR in that reader
 wait_card() {
 	for _ in $(seq 1 100); do
 		idx=$(reader_idx "$1")
-		if [ -n "$idx" ] && opensc-tool -r "$idx" -a 2>/dev/null | grep -qi "3b:8a:80:01\|3B 8A 80 01"; then
+		if [ -n "$idx" ] && opensc-tool -r "$idx" -a 2>/dev/null | grep -qi "3b:8c:80:01:80:5a\|3B 8C 80 01 80 5A"; then
 			return 0
 		fi
 		sleep 0.1
