@@ -136,8 +136,12 @@ try:
     exchange(4)
 
     # the slow client is cut within the frame deadline while others are served
-    while th.is_alive():
+    # (at least one exchange here: on a loaded machine steps 1-6 can outlast
+    # the slow client, which made the count below depend on timing)
+    while True:
         exchange(5 + answers)
+        if not th.is_alive():
+            break
         time.sleep(0.3)
     th.join()
     check(slow_result.get("closed") or slow_result.get("cut_after", 99) < 10,
