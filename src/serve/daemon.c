@@ -509,6 +509,14 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 	listen_fd = -1; /* the API's now, closed by it even on failure */
 	if (rc < 0)
 		goto out;
+	/* the address first: whoever waits for the port file finds it printed */
+	{
+		int brackets = strchr(host, ':') && host[0] != '['; /* an IPv6 address */
+
+		printf("payguard serve: API and dashboard on http://%s%s%s:%d/ (data in %s)\n",
+		       brackets ? "[" : "", host, brackets ? "]" : "", bound, s->data_dir);
+	}
+	fflush(stdout);
 	if (cfg->port_file) {
 		char txt[16];
 		int n = snprintf(txt, sizeof(txt), "%d\n", bound);
@@ -517,13 +525,6 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 		if (rc < 0)
 			goto out;
 	}
-	{
-		int brackets = strchr(host, ':') && host[0] != '['; /* an IPv6 address */
-
-		printf("payguard serve: API and dashboard on http://%s%s%s:%d/ (data in %s)\n",
-		       brackets ? "[" : "", host, brackets ? "]" : "", bound, s->data_dir);
-	}
-	fflush(stdout);
 	record_event(s, "serve", "start", host);
 	while (!d_stop) {
 		uint64_t now;
