@@ -22,6 +22,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -352,8 +353,31 @@ mprintf(struct mbuf *m, const char *fmt, ...)
 	m->len += (size_t)n;
 }
 
+/* Connections open now (libmicrohttpd's count), 0 when it cannot say. */
+static unsigned
+http_conn_open(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci =
+	    c ? MHD_get_connection_info(c, MHD_CONNECTION_INFO_DAEMON) : NULL;
+	const union MHD_DaemonInfo *di =
+	    ci ? MHD_get_daemon_info(ci->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
+
+	return di ? di->num_connections : 0;
+}
+
+/* The API's connection use for /api/health (issue 17, the health page). */
+static json_t *
+http_json(struct pg_serve_state *s, struct MHD_Connection *c)
+{
+	return json_pack("{s:I,s:I,s:I,s:I,s:I}", "connections", (json_int_t)http_conn_open(c),
+			 "connection_limit", (json_int_t)s->http_conn_limit, "connections_total",
+			 (json_int_t)atomic_load(&s->http_conn_total), "refused_total",
+			 (json_int_t)atomic_load(&s->http_conn_refused), "requests_total",
+			 (json_int_t)s->req_total);
+}
+
 static void
-metrics(struct pg_serve_state *s, struct reply *r)
+metrics(struct pg_serve_state *s, struct MHD_Connection *c, struct reply *r)
 {
 	static const char *const cls[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 	static const char *const decs[] = {"in_place", "moved", "undetermined", "unregistered",
@@ -368,6 +392,21 @@ metrics(struct pg_serve_state *s, struct reply *r)
 	for (int i = 0; i < 5; i++)
 		mprintf(&m, "payguard_http_requests_total{code=\"%s\"} %llu\n", cls[i],
 			(unsigned long long)s->req[i + 1]);
+	mprintf(&m,
+		"# HELP payguard_http_connections HTTP connections open now.\n"
+		"# TYPE payguard_http_connections gauge\npayguard_http_connections %u\n"
+		"# HELP payguard_http_connection_limit Most HTTP connections served at once.\n"
+		"# TYPE payguard_http_connection_limit gauge\npayguard_http_connection_limit %u\n"
+		"# HELP payguard_http_connections_total HTTP connections accepted.\n"
+		"# TYPE payguard_http_connections_total counter\n"
+		"payguard_http_connections_total %llu\n"
+		"# HELP payguard_http_connections_refused_total HTTP connections refused at the "
+		"connection limits.\n"
+		"# TYPE payguard_http_connections_refused_total counter\n"
+		"payguard_http_connections_refused_total %llu\n",
+		http_conn_open(c), s->http_conn_limit,
+		(unsigned long long)atomic_load(&s->http_conn_total),
+		(unsigned long long)atomic_load(&s->http_conn_refused));
 	mprintf(&m,
 		"# HELP payguard_pos_transactions_total POS transactions decided and recorded.\n"
 		"# TYPE payguard_pos_transactions_total counter\n"
@@ -722,7 +761,7 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 	if (strcmp(url, "/metrics") == 0) {
 		if (!get)
 			return reply_error(r, 405, "method %s not allowed on %s", method, url);
-		return metrics(s, r);
+		return metrics(s, c, r);
 	}
 	if (strcmp(url, "/api/vses") == 0) {
 		if (get)
@@ -846,6 +885,7 @@ route(struct pg_serve_state *s, struct MHD_Connection *c, const char *url, const
 				      s->data_dir, "load_period_ms", s->load_period_ms, "reloads",
 				      (int)s->reloads);
 			pthread_mutex_unlock(&s->mu);
+			json_object_set_new(v, "http", http_json(s, c));
 			break;
 		case 2:
 			v = services_json(s);
@@ -1044,11 +1084,28 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((forma
 static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	struct pg_serve_state *s = cls;
 	char msg[256];
 
-	(void)cls;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* libmicrohttpd says this for a connection over its global or per-IP
+	 * limit, and counts it nowhere else */
+	if (s && strstr(msg, "reached connection limit"))
+		atomic_fetch_add(&s->http_conn_refused, 1);
 	pg_warn("serve", "http: %s", msg);
+}
+
+/* Counts accepted connections for /api/health and /metrics. */
+static void
+conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+	    enum MHD_ConnectionNotificationCode toe)
+{
+	struct pg_serve_state *s = cls;
+
+	(void)c;
+	(void)socket_context;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		atomic_fetch_add(&s->http_conn_total, 1);
 }
 
 int
@@ -1077,12 +1134,13 @@ pg_serve_api_start(struct pg_serve_state *s, const char *host, int port, int *bo
 	}
 	/* one internal thread answers every request in turn: the API's store
 	 * connection is used by that thread only */
-	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port,
-			     NULL, NULL, handler, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-			     MHD_OPTION_SOCK_ADDR, &sin, MHD_OPTION_NOTIFY_COMPLETED, completed,
-			     NULL, MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT,
-			     30u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
-			     MHD_OPTION_END);
+	s->http_conn_limit = 64u;
+	d = MHD_start_daemon(
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
+	    handler, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_SOCK_ADDR, &sin,
+	    MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, conn_notify,
+	    s, MHD_OPTION_CONNECTION_LIMIT, s->http_conn_limit, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_END);
 	if (!d) {
 		pg_store_close(&s->api_st);
 		return pg_error(PG_ESYS, "serve", "cannot listen on %s:%d", host, port);
