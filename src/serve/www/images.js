@@ -132,13 +132,13 @@ async function images() {
 	PG.$('find-meta').textContent = f.length + ' findings · ' + nfixed + ' fixed by a committed upgrade';
 	PG.table('t-findings', f, [
 		{k: 'image', t: 'Image', f: (v) => PG.el('span', {title: v}, PG.tail(v))},
+		{k: 'status', t: 'Status', f: (v) => PG.el('span', {'data-testid': 'finding-status', 'data-state': v.state, title: v.job ? 'job ' + v.job.id + ' installed ' + v.to + (v.job.result.committed ? ', committed to ' + v.job.result.committed : ', not committed yet') : 'no upgrade fixes it yet'},
+			PG.el('span', {class: 'badge ' + (v.state === 'fixed' ? 'ok' : v.state === 'open' ? 'bad' : 'info')}, v.state), v.job ? PG.el('span', {class: 'small'}, ' job ' + v.job.id) : null)},
 		{k: 'package', t: 'Package'},
 		{k: 'version', t: 'Installed', f: (v) => PG.mono(v)},
 		{k: 'fixed', t: 'Fixed in', f: (v) => PG.mono(v)},
 		{k: 'advisory', t: 'Advisory'},
 		{k: 'summary', t: 'Summary', wrap: true},
-		{k: 'status', t: 'Status', f: (v) => PG.el('span', {'data-testid': 'finding-status', 'data-state': v.state, title: v.job ? 'job ' + v.job.id + ' installed ' + v.to + (v.job.result.committed ? ', committed to ' + v.job.result.committed : ', not committed yet') : 'no upgrade fixes it yet'},
-			PG.el('span', {class: 'badge ' + (v.state === 'fixed' ? 'ok' : v.state === 'open' ? 'bad' : 'info')}, v.state), v.job ? PG.el('span', {class: 'small'}, ' job ' + v.job.id) : null)},
 	], {key: (r) => r.image_id + '/' + r.package + '/' + r.advisory, empty: 'no findings', cls: (r) => (r.status.state === 'fixed' ? 'fixed' : '')});
 }
 function choose(id) {

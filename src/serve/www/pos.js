@@ -286,19 +286,18 @@ function plot(ts, alerts, openBy) {
 function terminals(ts, openBy) {
 	PG.$('terms-meta').textContent = ts.length + ' terminals · ' + PG.num(ts.reduce((a, t) => a + t.transactions, 0)) + ' transactions · ' + Object.keys(openBy).length + ' with open alerts';
 	PG.table('t-terms', ts, [
-		{k: 'terminal', t: 'Merchant · terminal', f: (v) => termLink(v, 'term-link')},
+		{k: 'terminal', t: 'Terminal', f: (v, r) => PG.el('span', {title: 'merchant ' + r.merchant + ', last seen ' + PG.ago(r.last_ts)}, termLink(v, 'term-link'))},
 		{k: 'transactions', t: 'Tx', num: true},
 		{k: 'moved', t: 'Moved', num: true},
 		/* an open alert outranks the last decision: never green then */
 		{k: 'last_decision', t: 'Last', f: (v, r) => (openBy[r.terminal] ? PG.el('span', {class: 'badge bad', 'data-state': 'alert'}, 'alert open') : PG.badge(v))},
-		{k: 'open_alerts', t: 'Open alerts', num: true, f: (v, r) => {
+		{k: 'open_alerts', t: 'Alerts', num: true, f: (v, r) => {
 			const o = openBy[r.terminal];
 			if (!o)
 				return '0';
 			const g = PG.ageOf(Math.min(...o.map((a) => a.opened_ms)));
 			return PG.el('span', {class: 'age ' + g.cls, 'data-age': g.cls, title: 'the oldest waits ' + g.text}, String(o.length));
 		}},
-		{k: 'last_ts', t: 'Seen', f: PG.ago},
 	], {key: (r) => r.terminal, cls: (r) => (openBy[r.terminal] ? 'alerting alert-open ' + PG.ageOf(Math.min(...openBy[r.terminal].map((a) => a.opened_ms))).cls : '') + (sel && sel.terminals.includes(r.terminal) ? ' sel' : '')});
 }
 async function pos() {
