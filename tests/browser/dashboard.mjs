@@ -141,6 +141,18 @@ async function markers(page, sel) {
 }
 const mppOf = (page) => page.$eval('#pos-svg', (e) => Number(e.dataset.mpp));
 
+/* Runs one group of checks; an exception in it (an element the page lacks)
+ * is a failed check, and the groups after it still run. */
+async function group(name, fn) {
+	try {
+		await fn();
+	} catch (e) {
+		if (e instanceof Fatal)
+			throw e;
+		ok(false, name + ': ' + String(e.message).split('\n')[0]);
+	}
+}
+
 async function api(base, p, init) {
 	const r = await fetch(base + p, init);
 	return {status: r.status, body: await r.json()};
@@ -283,7 +295,7 @@ try {
 	// the API's connection use and refusals (issue 17): hold 20 idle
 	// connections (the page shows them in use), then more than the limit
 	// (libmicrohttpd refuses the rest), let go, and the page shows refusals
-	{
+	await group('health: connections', async () => {
 		const h0 = (await api(base, '/api/health')).body.http;
 		ok(h0 && h0.connection_limit > 0 && h0.connections >= 1 && h0.refused_total === 0, '/api/health reports http connections, their limit and no refusals yet', JSON.stringify(h0));
 		const held = await holdConnections(port, 20);
@@ -299,7 +311,7 @@ try {
 		const mt = await (await fetch(base + '/metrics')).text();
 		ok(/^payguard_http_connections_refused_total [1-9]/m.test(mt) && /^payguard_http_connections \d+/m.test(mt), '/metrics has payguard_http_connections and a non-zero payguard_http_connections_refused_total');
 		ok(await until(async () => (await visibleErrors(page)).length === 0, 15000), 'health: the page recovers once the connections are gone', await visibleErrors(page));
-	}
+	});
 	await shot(page, 'health');
 
 	// ---- load ----
@@ -358,7 +370,7 @@ try {
 	ok(await waitRows(page, 't-vses', 20000, (r) => r.some((x) => x.key === vname && x.cells.state === 'stopped')), `se: Stop turns ${vname} "stopped"`);
 	await page.click(`#t-vses tr[data-key="${vname}"] button[data-testid="vse-start"]`);
 	ok(await waitRows(page, 't-vses', 20000, (r) => r.some((x) => x.key === vname && x.cells.state === 'running')), `se: Start turns ${vname} "running" again`);
-	if (seosApi.status === 200) {
+	if (seosApi.status === 200) await group('se: failing VSE', async () => {
 		// a VSE without the test applet: every wallet exchange with it fails,
 		// and the page puts the failures on that SE, not on the others (issue 17)
 		const bad = 'noecho-' + process.pid;
@@ -381,7 +393,7 @@ try {
 		log(`     after destroy: /api/vses lists ${bad}: ${(await api(base, '/api/vses')).body.vses.filter((v) => v.name === bad).map((v) => v.state).join(',') || 'no'}; /api/seos/ses lists it: ${(await api(base, '/api/seos/ses')).body.ses.filter((v) => v.name === bad).map((v) => v.state).join(',') || 'no'}`);
 		const gone = await until(async () => !(await rows(page, 't-vses')).some((x) => x.key === bad) && !(await rows(page, 't-seos')).some((x) => x.key === bad), 30000);
 		ok(gone, `se: the destroyed VSE ${bad} leaves the VSE table and the SE OS table`, JSON.stringify({vses: (await rows(page, 't-vses')).map((x) => x.key + '=' + x.cells.state), seos: (await rows(page, 't-seos')).map((x) => x.key + '=' + x.cells.state)}));
-	}
+	});
 	ok((await visibleErrors(page)).filter((e) => !e.startsWith('err-seos')).length === 0, 'se: no error shown', await visibleErrors(page));
 	await shot(page, 'se');
 
@@ -413,27 +425,29 @@ try {
 		ok(end && end.cells.state === 'done', `images: job ${jid} reaches "done" in the page`, end && JSON.stringify(end.cells));
 		ok(end && /100%/.test(end.cells.progress), `images: its progress bar shows 100%`, end && end.cells.progress);
 		// findings the upgrade fixes: "fix ready" while it is done, "fixed" once committed (issue 17)
-		const fkeys = (await rows(page, 't-findings')).filter((x) => x.key.startsWith(imgId + '/')).map((x) => x.key);
-		const others = (await rows(page, 't-findings')).filter((x) => !x.key.startsWith(imgId + '/')).map((x) => x.key);
-		ok(fkeys.length > 0 && await waitRows(page, 't-findings', 15000, (r) => fkeys.every((k) => r.some((x) => x.key === k && /^fix ready/.test(x.cells.status)))),
-			`images: the findings of image ${imgId} show "fix ready" (job ${jid} done, not committed)`, JSON.stringify(await rows(page, 't-findings')));
-		const out = path.join(dir, 'committed-' + jid + '.img');
-		const cm = await new Promise((res) => {
-			const p = spawn(PAYGUARD, ['image', 'commit', '--db', path.join(dir, 'payguard.db'), '--output', out, String(jid)], {stdio: ['ignore', 'pipe', 'pipe']});
-			let o = '';
-			p.stdout.on('data', (d) => (o += d));
-			p.stderr.on('data', (d) => (o += d));
-			p.on('exit', (code) => res({code, o}));
+		await group('images: fixed findings', async () => {
+			const fkeys = (await rows(page, 't-findings')).filter((x) => x.key.startsWith(imgId + '/')).map((x) => x.key);
+			const others = (await rows(page, 't-findings')).filter((x) => !x.key.startsWith(imgId + '/')).map((x) => x.key);
+			ok(fkeys.length > 0 && await waitRows(page, 't-findings', 15000, (r) => fkeys.every((k) => r.some((x) => x.key === k && /^fix ready/.test(x.cells.status)))),
+				`images: the findings of image ${imgId} show "fix ready" (job ${jid} done, not committed)`, JSON.stringify(await rows(page, 't-findings')));
+			const out = path.join(dir, 'committed-' + jid + '.img');
+			const cm = await new Promise((res) => {
+				const p = spawn(PAYGUARD, ['image', 'commit', '--db', path.join(dir, 'payguard.db'), '--output', out, String(jid)], {stdio: ['ignore', 'pipe', 'pipe']});
+				let o = '';
+				p.stdout.on('data', (d) => (o += d));
+				p.stderr.on('data', (d) => (o += d));
+				p.on('exit', (code) => res({code, o}));
+			});
+			ok(cm.code === 0, `images: payguard image commit ${jid} succeeds`, cm.o);
+			const fixed = await waitRows(page, 't-findings', 15000, (r) => fkeys.every((k) => r.some((x) => x.key === k && /^fixed/.test(x.cells.status))));
+			ok(fixed && await page.$$eval('#t-findings [data-testid="finding-status"][data-state="fixed"]', (e) => e.length) >= fkeys.length,
+				`images: once committed, the findings of image ${imgId} show "fixed"`, JSON.stringify(await rows(page, 't-findings')));
+			ok(fixed && others.every((k) => fixed.some((x) => x.key === k && /^open/.test(x.cells.status))), 'images: the other images\' findings stay "open"', JSON.stringify(fixed));
+			ok(await until(async () => (await rows(page, 't-images')).some((x) => x.key === imgId && x.cells.findings === '0'), 10000),
+				`images: image ${imgId} counts no open finding any more`);
 		});
-		ok(cm.code === 0, `images: payguard image commit ${jid} succeeds`, cm.o);
-		const fixed = await waitRows(page, 't-findings', 15000, (r) => fkeys.every((k) => r.some((x) => x.key === k && /^fixed/.test(x.cells.status))));
-		ok(fixed && await page.$$eval('#t-findings [data-testid="finding-status"][data-state="fixed"]', (e) => e.length) >= fkeys.length,
-			`images: once committed, the findings of image ${imgId} show "fixed"`, JSON.stringify(await rows(page, 't-findings')));
-		ok(fixed && others.every((k) => fixed.some((x) => x.key === k && /^open/.test(x.cells.status))), 'images: the other images\' findings stay "open"', JSON.stringify(fixed));
-		ok(await until(async () => (await rows(page, 't-images')).some((x) => x.key === imgId && x.cells.findings === '0'), 10000),
-			`images: image ${imgId} counts no open finding any more`);
 	}
-	{
+	await group('images: failed upgrade', async () => {
 		// a failed upgrade shows its reason: a package that is not in the repository
 		const fr = await page.evaluate((id) => PG.post('/api/images/' + id + '/upgrade', {packages: ['nope_9.9_all.deb']}).then((r) => r.job), Number(imgs[imgs.length - 1].key));
 		const failed = await waitRows(page, 't-jobs', 60000, (r) => r.some((x) => x.key === String(fr) && x.cells.state === 'failed'));
@@ -441,7 +455,7 @@ try {
 		const job = (await api(base, '/api/images/jobs')).body.find((j) => j.id === fr);
 		ok(row && /nope_9\.9_all\.deb/.test(row.cells.result) && job && job.log.includes(row.cells.result),
 			`images: failed job ${fr} shows its reason ("${row && row.cells.result}")`, JSON.stringify({row, log: job && job.log}));
-	}
+	});
 	ok((await visibleErrors(page)).length === 0, 'images: no error shown', await visibleErrors(page));
 	await shot(page, 'images');
 
@@ -460,7 +474,7 @@ try {
 	const alert = openRow.find((x) => x.cells.state === 'open');
 	ok(/km from the merchant/.test(alert.cells.evidence), `pos: alert ${alert.key} shows its evidence`, alert.cells.evidence);
 	ok(await page.$$eval('#pos-svg circle[data-kind="alert"]', (c) => c.length) > 0 || await until(() => page.$$eval('#pos-svg circle[data-kind="alert"]', (c) => c.length), 6000), 'pos: the plot shows the alerts\' estimated positions');
-	{
+	await group('pos: the operator\'s view', async () => {
 		/* issue 17: open alerts stand out */
 		const names = Object.fromEntries((await api(base, '/api/pos/terminals')).body.map((t) => [t.terminal, t.name]));
 		const openApi = await until(async () => {
@@ -527,7 +541,7 @@ try {
 		await p2.close();
 		await page.click('[data-testid="alert-filter-clear"]');
 		ok(await waitRows(page, 't-alerts', 10000, (r) => r.some((x) => !x.cells.terminal.includes(tid)) || mine.length === (r.length)), 'pos: the × shows every terminal\'s alerts again');
-	}
+	});
 	await page.click(`#t-alerts tr[data-key="${alert.key}"] button[data-testid="ack"]`);
 	ok(await waitRows(page, 't-alerts', 15000, (r) => r.some((x) => x.key === alert.key && x.cells.state === 'acknowledged')), `pos: Acknowledge turns alert ${alert.key} "acknowledged" in the page`);
 	const a = await api(base, '/api/pos/alerts/' + alert.key);
