@@ -531,8 +531,9 @@ try {
 		const mine = (await api(base, '/api/pos/alerts?limit=10000')).body.filter((a) => a.terminal === tid).map((a) => String(a.id));
 		const fr = await waitRows(page, 't-alerts', 10000, (r) => r.every((x) => mine.includes(x.key)) && r.some((x) => x.cells.terminal.includes(tid)));
 		ok(fr && new URL(page.url()).search === '?terminal=' + tid, `pos: following it shows only ${tid}'s alerts (${fr && fr.map((x) => x.key).join(', ')})`, JSON.stringify(await rows(page, 't-alerts')));
-		const fit = await until(async () => (await page.$eval('#pos-svg', (e) => e.dataset.extent)) === 'selection' ? markers(page, `#pos-svg circle[data-kind="merchant"][data-terminal="${tid}"], #pos-svg circle[data-kind="alert"]`) : null, 10000);
-		ok(fit && fit.length > 0 && fit.filter((c) => c.terminal === tid).length === 1, `pos: the map fits terminal ${tid} (extent "selection")`);
+		const fit = await until(async () => (await page.$eval('#pos-svg', (e) => e.dataset.extent)) === 'selection' ? markers(page, [`#pos-svg circle[data-kind="merchant"][data-terminal="${tid}"]`].concat(mine.map((id) => `#pos-svg circle[data-kind="alert"][data-alert="${id}"]`)).join(', ')) : null, 10000);
+		ok(fit && fit.filter((c) => c.terminal === tid).length === 1 && fit.every((c) => c.x >= 0 && c.x <= 720 && c.y >= 0 && c.y <= 460),
+			`pos: the map fits terminal ${tid} (extent "selection": its merchant drawn on its own and its alerts inside the frame)`, JSON.stringify(fit));
 		await shot(page, 'pos-terminal');
 		/* the same link opened directly */
 		const p2 = await ctx.newPage();

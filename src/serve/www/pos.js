@@ -226,8 +226,10 @@ function plot(ts, alerts, openBy) {
 	const mp = ts.map((t) => xy(t.lat, t.lon));
 	const groups = new Map();
 	ts.forEach((t, i) => {
+		/* a selected terminal's merchant is always drawn on its own */
+		const alone = (x) => sel && !sel.group && sel.terminals.includes(ts[x].terminal);
 		for (const [seed, idx] of groups)
-			if (Math.hypot(mp[i][0] - mp[seed][0], mp[i][1] - mp[seed][1]) < CLUSTER_PX) {
+			if (!alone(i) && !alone(seed) && Math.hypot(mp[i][0] - mp[seed][0], mp[i][1] - mp[seed][1]) < CLUSTER_PX) {
 				idx.push(i);
 				return;
 			}
