@@ -238,8 +238,10 @@ function plot(ts, alerts, openBy) {
 	const merchant = (t, x, y) => {
 		s.append(PG.svg('circle', {cx: x, cy: y, r: 5, fill: '#2457c5', stroke: openBy[t.terminal] ? '#d8402f' : '#fff', 'stroke-width': openBy[t.terminal] ? 2.5 : 1.5, 'data-kind': 'merchant', 'data-terminal': t.terminal},
 			PG.svg('title', null, `${t.name} (${t.terminal}), merchant ${t.merchant}`)));
-		if (ext !== 'all' || openBy[t.terminal])
-			s.append(PG.svg('text', {x: x + 8, y: y - 6, class: 'mlabel', style: 'fill:#1d2430'}, t.name));
+		if (ext !== 'all' || openBy[t.terminal]) {
+			const right = x > W - 110; /* near the right edge: label on the left */
+			s.append(PG.svg('text', {x: right ? x - 8 : x + 8, y: y - 6, 'text-anchor': right ? 'end' : 'start', class: 'mlabel', style: 'fill:#1d2430'}, t.name));
+		}
 	};
 	let nclusters = 0;
 	for (const idx of groups.values()) {
