@@ -34,6 +34,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -433,6 +434,29 @@ mprintf(struct mbuf *m, const char *fmt, ...)
 	m->len += (size_t)n;
 }
 
+/* Connections open now over the whole thread pool (libmicrohttpd's count). */
+static unsigned
+http_conn_open(struct pg_serve_api *a)
+{
+	const union MHD_DaemonInfo *di =
+	    a->d ? MHD_get_daemon_info(a->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
+
+	return di ? di->num_connections : 0;
+}
+
+/* The API's connection use for /api/health (issue 17, the health page). */
+static json_t *
+http_json(struct pg_serve_api *a)
+{
+	struct pg_serve_state *s = a->s;
+
+	return json_pack("{s:I,s:I,s:I,s:I,s:I}", "connections", (json_int_t)http_conn_open(a),
+			 "connection_limit", (json_int_t)s->http_conn_limit, "connections_total",
+			 (json_int_t)atomic_load(&s->http_conn_total), "refused_total",
+			 (json_int_t)atomic_load(&s->http_conn_refused), "requests_total",
+			 (json_int_t)__atomic_load_n(&s->req_total, __ATOMIC_RELAXED));
+}
+
 /* The part of /metrics counted in the store (the expensive part). */
 static char *
 metrics_store(struct pg_store *st)
@@ -571,6 +595,21 @@ metrics(struct pg_serve_api *a, struct pg_store *st, struct reply *r)
 	for (int i = 0; i < 5; i++)
 		mprintf(&m, "payguard_http_requests_total{code=\"%s\"} %llu\n", cls[i],
 			(unsigned long long)__atomic_load_n(&s->req[i + 1], __ATOMIC_RELAXED));
+	mprintf(&m,
+		"# HELP payguard_http_connections HTTP connections open now.\n"
+		"# TYPE payguard_http_connections gauge\npayguard_http_connections %u\n"
+		"# HELP payguard_http_connection_limit Most HTTP connections served at once.\n"
+		"# TYPE payguard_http_connection_limit gauge\npayguard_http_connection_limit %u\n"
+		"# HELP payguard_http_connections_total HTTP connections accepted.\n"
+		"# TYPE payguard_http_connections_total counter\n"
+		"payguard_http_connections_total %llu\n"
+		"# HELP payguard_http_connections_refused_total HTTP connections refused at the "
+		"connection limits.\n"
+		"# TYPE payguard_http_connections_refused_total counter\n"
+		"payguard_http_connections_refused_total %llu\n",
+		http_conn_open(a), s->http_conn_limit,
+		(unsigned long long)atomic_load(&s->http_conn_total),
+		(unsigned long long)atomic_load(&s->http_conn_refused));
 	pthread_mutex_lock(&s->mu);
 	if (a->m_text)
 		mprintf(&m, "%s", a->m_text);
@@ -975,6 +1014,7 @@ route(struct pg_serve_api *a, struct pg_store *st, struct MHD_Connection *c, con
 				      s->data_dir, "load_period_ms", s->load_period_ms, "reloads",
 				      (int)s->reloads);
 			pthread_mutex_unlock(&s->mu);
+			json_object_set_new(v, "http", http_json(a));
 			break;
 		case 2:
 			v = services_json(s);
@@ -1175,6 +1215,10 @@ mhd_log(void *cls, const char *fmt, va_list ap)
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	msg[strcspn(msg, "\n")] = 0;
+	/* libmicrohttpd says this for a connection over its global limit and
+	 * counts it nowhere else */
+	if (strstr(msg, "connection limit"))
+		atomic_fetch_add(&((struct pg_serve_api *)cls)->s->http_conn_refused, 1);
 	ratelog(cls, strstr(msg, "connection limit") ? LOG_REFUSED : LOG_HTTP, msg, 0);
 }
 
@@ -1238,6 +1282,7 @@ accept_policy(void *cls, const struct sockaddr *sa, socklen_t len)
 		inet_ntop(fam, key, ip, sizeof(ip));
 		snprintf(msg, sizeof(msg), "%s has %u connections open", ip, n);
 		ratelog(a, LOG_REFUSED, msg, 0);
+		atomic_fetch_add(&a->s->http_conn_refused, 1);
 		return MHD_NO;
 	}
 	return MHD_YES;
@@ -1251,6 +1296,8 @@ notify_conn(void *cls, struct MHD_Connection *c, void **socket_context,
 	struct pg_serve_api *a = cls;
 	struct conn_key *k = *socket_context;
 
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) /* accepted: for /api/health, /metrics */
+		atomic_fetch_add(&a->s->http_conn_total, 1);
 	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
 		const union MHD_ConnectionInfo *ci =
 		    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -1546,6 +1593,7 @@ pg_serve_api_start(struct pg_serve_state *s, int listen_fd, struct pg_serve_api 
 		return PG_ENOMEM;
 	}
 	a->s = s;
+	s->http_conn_limit = API_CONN_LIMIT;
 	pthread_mutex_init(&a->pool_mu, NULL);
 	pthread_cond_init(&a->pool_cv, NULL);
 	pthread_mutex_init(&a->ip_mu, NULL);

@@ -160,27 +160,60 @@ srv_thread(void *arg)
 	return NULL;
 }
 
+/* Wallet exchanges per SE (issue 17: a failed exchange is attributed to its
+ * SE on the dashboard), with the last failure's message. */
+struct xstat {
+	char name[64];
+	uint64_t n, failed;
+	char last_error[160];
+};
+struct xstats {
+	struct xstat se[32];
+	int n;
+};
+
+static struct xstat *
+xstat_get(struct xstats *x, const char *name)
+{
+	for (int i = 0; i < x->n; i++)
+		if (strcmp(x->se[i].name, name) == 0)
+			return &x->se[i];
+	if (x->n == 32)
+		return NULL;
+	snprintf(x->se[x->n].name, sizeof(x->se[0].name), "%s", name);
+	return &x->se[x->n++];
+}
+
 struct snap_ctx {
 	json_t *arr;
+	struct xstats *x;
 };
 
 static int
 snap_row(void *arg, const struct pg_seos_entry *e)
 {
 	struct snap_ctx *c = arg;
+	struct xstat *xs = NULL;
 
+	for (int i = 0; i < c->x->n && !xs; i++)
+		if (strcmp(c->x->se[i].name, e->name) == 0)
+			xs = &c->x->se[i];
 	json_array_append_new(
-	    c->arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "name", e->name, "id", e->id_hex,
-			      "link", e->link, "addr", e->addr, "state",
-			      pg_seos_state_name(e->state), "reason", e->reason, "config_version",
-			      (json_int_t)e->version, "apps", (json_int_t)e->napps));
+	    c->arr,
+	    json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:s}", "name", e->name, "id",
+		      e->id_hex, "link", e->link, "addr", e->addr, "state",
+		      pg_seos_state_name(e->state), "reason", e->reason, "config_version",
+		      (json_int_t)e->version, "apps", (json_int_t)e->napps, "exchanges",
+		      (json_int_t)(xs ? xs->n : 0), "exchanges_failed",
+		      (json_int_t)(xs ? xs->failed : 0), "last_error", xs ? xs->last_error : ""));
 	return 0;
 }
 
 static int
-store_seos(struct pg_store *st, struct pg_seos *os, uint64_t exchanges, uint64_t ok)
+store_seos(struct pg_store *st, struct pg_seos *os, struct xstats *x, uint64_t exchanges,
+	   uint64_t ok)
 {
-	struct snap_ctx c = {json_array()};
+	struct snap_ctx c = {json_array(), x};
 	json_t *snap;
 	int rc;
 
@@ -294,6 +327,7 @@ pg_serve_worker_seos(const char *dir, const char *dbpath, int demo, const volati
 	struct pg_seos_serve_opts so = {0};
 	volatile int srv_stop = 0;
 	uint64_t exchanges = 0, ok = 0;
+	struct xstats xst = {.n = 0};
 	uint8_t master[16];
 	int rc, srv_started = 0;
 
@@ -366,15 +400,25 @@ pg_serve_worker_seos(const char *dir, const char *dbpath, int demo, const volati
 				for (int k = 0; k < lk.n; k++)
 					if (strcmp(lk.name[k], r[i].name) == 0)
 						link = lk.link[k];
+				struct xstat *xs = xstat_get(&xst, r[i].name);
+
 				exchanges++;
-				if (wallet_round(&st, c, r[i].name, link, n) == 0)
+				if (xs)
+					xs->n++;
+				if (wallet_round(&st, c, r[i].name, link, n) == 0) {
 					ok++;
-				else
+				} else {
+					if (xs) {
+						xs->failed++;
+						snprintf(xs->last_error, sizeof(xs->last_error),
+							 "%s", pg_last_error());
+					}
 					pg_clear_error();
+				}
 			}
 		}
 		pg_seos_client_close(c);
-		if ((rc = store_seos(&st, os, exchanges, ok)) < 0)
+		if ((rc = store_seos(&st, os, &xst, exchanges, ok)) < 0)
 			goto out;
 		for (int t = 0; t < 40 && !*stop; t++)
 			usleep(50 * 1000);

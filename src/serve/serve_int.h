@@ -88,6 +88,11 @@ struct pg_serve_state {
 	pid_t task[PG_SERVE_MAX_TASKS];
 	int64_t task_job[PG_SERVE_MAX_TASKS];
 	struct pg_serve_guard guard;
+	/* HTTP connections (api.c, issue 17): accepted since the start and refused
+	 * at the connection limits (libmicrohttpd's global or per-IP limit).
+	 * Atomic: libmicrohttpd may call its callbacks from several threads. */
+	_Atomic uint64_t http_conn_total, http_conn_refused;
+	unsigned http_conn_limit; /* MHD_OPTION_CONNECTION_LIMIT as started */
 };
 /* Starts the one-shot upgrade worker for queued job `job`; PG_EBUSY when
  * PG_SERVE_MAX_TASKS are running. Called from the API thread. */

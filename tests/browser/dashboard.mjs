@@ -7,6 +7,7 @@
 // or chromium is missing: scripts/setup.sh installs both.
 import {spawn} from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -119,6 +120,39 @@ async function until(fn, ms, every = 250) {
 	}
 }
 
+/* Opens n raw TCP connections to the daemon and keeps them (no request sent). */
+async function holdConnections(port, n) {
+	const socks = [];
+	await Promise.all(Array.from({length: n}, () => new Promise((res) => {
+		const c = net.connect(port, '127.0.0.1');
+		c.on('error', () => res());
+		c.on('connect', () => res());
+		c.on('close', () => {});
+		socks.push(c);
+	})));
+	return socks;
+}
+/* Rectangles of the SVG markers of one kind, in viewBox units. */
+async function markers(page, sel) {
+	return page.$$eval(sel, (es) => es.map((e) => {
+		const c = e.tagName === 'g' ? e.querySelector('circle') : e;
+		return {x: Number(c.getAttribute('cx')), y: Number(c.getAttribute('cy')), r: Number(c.getAttribute('r')), terminal: e.dataset.terminal, count: Number(e.dataset.count || 1), members: (e.dataset.members || '').split(' ').filter(Boolean)};
+	}));
+}
+const mppOf = (page) => page.$eval('#pos-svg', (e) => Number(e.dataset.mpp));
+
+/* Runs one group of checks; an exception in it (an element the page lacks)
+ * is a failed check, and the groups after it still run. */
+async function group(name, fn) {
+	try {
+		await fn();
+	} catch (e) {
+		if (e instanceof Fatal)
+			throw e;
+		ok(false, name + ': ' + String(e.message).split('\n')[0]);
+	}
+}
+
 async function api(base, p, init) {
 	const r = await fetch(base + p, init);
 	return {status: r.status, body: await r.json()};
@@ -217,6 +251,16 @@ try {
 			Number(await t('sum-img-images')) > 0 && /^\d+ \/ \d+$/.test(await t('sum-se-up')) && Number((await t('sum-pos-tx')).replace(/,/g, '')) > 0;
 	}, 30000), 'overview: every card shows live numbers (services all running, SEs, images, VMs, POS transactions)');
 	ok((await rows(page, 't-svc')).length >= 5, 'overview: services table lists the services');
+	{
+		/* the POS card and the POS tab count the open alerts (issue 17) */
+		const shown = await until(async () => {
+			const n = (await api(base, '/api/pos/alerts?state=open&limit=10000')).body.length;
+			const card = await page.$eval('#sum-pos-count', (e) => (e.hidden ? null : e.textContent));
+			const tab = await page.$eval('#nav-pos-count', (e) => (e.hidden ? null : e.textContent));
+			return card === String(n) && tab === String(n) ? {n} : null;
+		}, 15000);
+		ok(shown, `overview: the POS card and the POS tab show the open-alert count (${shown && shown.n})`);
+	}
 	ok((await visibleErrors(page)).length === 0, 'overview: no error shown', await visibleErrors(page));
 	await shot(page, 'index');
 
@@ -248,6 +292,26 @@ try {
 		const tx = (await api(base, '/api/pos/terminals')).status;
 		ok(tx === 200, 'health: the POS service answered while load restarted');
 	}
+	// the API's connection use and refusals (issue 17): hold 20 idle
+	// connections (the page shows them in use), then more than the limit
+	// (libmicrohttpd refuses the rest), let go, and the page shows refusals
+	await group('health: connections', async () => {
+		const h0 = (await api(base, '/api/health')).body.http;
+		ok(h0 && h0.connection_limit > 0 && h0.connections >= 1 && h0.refused_total === 0, '/api/health reports http connections, their limit and no refusals yet', JSON.stringify(h0));
+		const held = await holdConnections(port, 20);
+		const use = await until(async () => Number(await page.$eval('#http dd[data-key="connections"]', (e) => e.dataset.value)) >= 20, 15000);
+		ok(use, 'health: the page shows the held connections in use (>= 20 of the limit)', await page.$eval('#http', (e) => e.textContent));
+		const more = await holdConnections(port, h0.connection_limit + 10);
+		await sleep(1500);
+		for (const c of held.concat(more))
+			c.destroy();
+		const refused = await until(async () => Number(await page.$eval('#http dd[data-key="refused"]', (e) => e.dataset.value)) > 0, 20000);
+		const h1 = (await api(base, '/api/health')).body.http;
+		ok(refused && h1.refused_total > 0, `health: connections over the limit are counted as refused (${h1.refused_total}) and the page shows it`, await page.$eval('#http', (e) => e.textContent));
+		const mt = await (await fetch(base + '/metrics')).text();
+		ok(/^payguard_http_connections_refused_total [1-9]/m.test(mt) && /^payguard_http_connections \d+/m.test(mt), '/metrics has payguard_http_connections and a non-zero payguard_http_connections_refused_total');
+		ok(await until(async () => (await visibleErrors(page)).length === 0, 15000), 'health: the page recovers once the connections are gone', await visibleErrors(page));
+	});
 	await shot(page, 'health');
 
 	// ---- load ----
@@ -306,6 +370,30 @@ try {
 	ok(await waitRows(page, 't-vses', 20000, (r) => r.some((x) => x.key === vname && x.cells.state === 'stopped')), `se: Stop turns ${vname} "stopped"`);
 	await page.click(`#t-vses tr[data-key="${vname}"] button[data-testid="vse-start"]`);
 	ok(await waitRows(page, 't-vses', 20000, (r) => r.some((x) => x.key === vname && x.cells.state === 'running')), `se: Start turns ${vname} "running" again`);
+	if (seosApi.status === 200) await group('se: failing VSE', async () => {
+		// a VSE without the test applet: every wallet exchange with it fails,
+		// and the page puts the failures on that SE, not on the others (issue 17)
+		const bad = 'noecho-' + process.pid;
+		await page.fill('#vse-name', bad);
+		await page.selectOption('#vse-link', 't1');
+		await page.uncheck('#vse-applets input[value="test"]');
+		await page.click('#vse-create');
+		await page.check('#vse-applets input[value="test"]');
+		const fr = await waitRows(page, 't-seos', 45000, (r) => r.some((x) => x.key === bad && Number(x.cells.exchanges_failed) > 0));
+		const row = fr && fr.find((x) => x.key === bad);
+		ok(row && row.cells.last_error.length > 3 && row.cells.last_error !== '–', `se: failed exchanges are attributed to ${bad} (${row && row.cells.exchanges_failed} failed: "${row && row.cells.last_error}")`, JSON.stringify(fr));
+		ok(fr && fr.filter((x) => x.key !== bad).every((x) => x.cells.exchanges_failed === '0') && fr.some((x) => x.key !== bad && Number(x.cells.exchanges) > 0),
+			'se: the other SEs exchange without failures', JSON.stringify(fr && fr.map((x) => x.key + ' ' + x.cells.exchanges + '/' + x.cells.exchanges_failed)));
+		const snap = (await api(base, '/api/seos/ses')).body.ses.find((x) => x.name === bad);
+		ok(snap && snap.exchanges_failed > 0 && snap.last_error, '/api/seos/ses has per-SE exchanges_failed and last_error', JSON.stringify(snap));
+		await shot(page, 'se-failing');
+		// destroyed VSEs leave both tables
+		await page.click(`#t-vses tr[data-key="${bad}"] button[data-testid="vse-destroy"]`);
+		await sleep(2500);
+		log(`     after destroy: /api/vses lists ${bad}: ${(await api(base, '/api/vses')).body.vses.filter((v) => v.name === bad).map((v) => v.state).join(',') || 'no'}; /api/seos/ses lists it: ${(await api(base, '/api/seos/ses')).body.ses.filter((v) => v.name === bad).map((v) => v.state).join(',') || 'no'}`);
+		const gone = await until(async () => !(await rows(page, 't-vses')).some((x) => x.key === bad) && !(await rows(page, 't-seos')).some((x) => x.key === bad), 30000);
+		ok(gone, `se: the destroyed VSE ${bad} leaves the VSE table and the SE OS table`, JSON.stringify({vses: (await rows(page, 't-vses')).map((x) => x.key + '=' + x.cells.state), seos: (await rows(page, 't-seos')).map((x) => x.key + '=' + x.cells.state)}));
+	});
 	ok((await visibleErrors(page)).filter((e) => !e.startsWith('err-seos')).length === 0, 'se: no error shown', await visibleErrors(page));
 	await shot(page, 'se');
 
@@ -336,7 +424,38 @@ try {
 		}, 90000, 300);
 		ok(end && end.cells.state === 'done', `images: job ${jid} reaches "done" in the page`, end && JSON.stringify(end.cells));
 		ok(end && /100%/.test(end.cells.progress), `images: its progress bar shows 100%`, end && end.cells.progress);
+		// findings the upgrade fixes: "fix ready" while it is done, "fixed" once committed (issue 17)
+		await group('images: fixed findings', async () => {
+			const fkeys = (await rows(page, 't-findings')).filter((x) => x.key.startsWith(imgId + '/')).map((x) => x.key);
+			const others = (await rows(page, 't-findings')).filter((x) => !x.key.startsWith(imgId + '/')).map((x) => x.key);
+			ok(fkeys.length > 0 && await waitRows(page, 't-findings', 15000, (r) => fkeys.every((k) => r.some((x) => x.key === k && /^fix ready/.test(x.cells.status)))),
+				`images: the findings of image ${imgId} show "fix ready" (job ${jid} done, not committed)`, JSON.stringify(await rows(page, 't-findings')));
+			const out = path.join(dir, 'committed-' + jid + '.img');
+			const cm = await new Promise((res) => {
+				const p = spawn(PAYGUARD, ['image', 'commit', '--db', path.join(dir, 'payguard.db'), '--output', out, String(jid)], {stdio: ['ignore', 'pipe', 'pipe']});
+				let o = '';
+				p.stdout.on('data', (d) => (o += d));
+				p.stderr.on('data', (d) => (o += d));
+				p.on('exit', (code) => res({code, o}));
+			});
+			ok(cm.code === 0, `images: payguard image commit ${jid} succeeds`, cm.o);
+			const fixed = await waitRows(page, 't-findings', 15000, (r) => fkeys.every((k) => r.some((x) => x.key === k && /^fixed/.test(x.cells.status))));
+			ok(fixed && await page.$$eval('#t-findings [data-testid="finding-status"][data-state="fixed"]', (e) => e.length) >= fkeys.length,
+				`images: once committed, the findings of image ${imgId} show "fixed"`, JSON.stringify(await rows(page, 't-findings')));
+			ok(fixed && others.every((k) => fixed.some((x) => x.key === k && /^open/.test(x.cells.status))), 'images: the other images\' findings stay "open"', JSON.stringify(fixed));
+			ok(await until(async () => (await rows(page, 't-images')).some((x) => x.key === imgId && x.cells.findings === '0'), 10000),
+				`images: image ${imgId} counts no open finding any more`);
+		});
 	}
+	await group('images: failed upgrade', async () => {
+		// a failed upgrade shows its reason: a package that is not in the repository
+		const fr = await page.evaluate((id) => PG.post('/api/images/' + id + '/upgrade', {packages: ['nope_9.9_all.deb']}).then((r) => r.job), Number(imgs[imgs.length - 1].key));
+		const failed = await waitRows(page, 't-jobs', 60000, (r) => r.some((x) => x.key === String(fr) && x.cells.state === 'failed'));
+		const row = failed && failed.find((x) => x.key === String(fr));
+		const job = (await api(base, '/api/images/jobs')).body.find((j) => j.id === fr);
+		ok(row && /nope_9\.9_all\.deb/.test(row.cells.result) && job && job.log.includes(row.cells.result),
+			`images: failed job ${fr} shows its reason ("${row && row.cells.result}")`, JSON.stringify({row, log: job && job.log}));
+	});
 	ok((await visibleErrors(page)).length === 0, 'images: no error shown', await visibleErrors(page));
 	await shot(page, 'images');
 
@@ -345,8 +464,9 @@ try {
 	const terms = await waitRows(page, 't-terms', 15000);
 	ok(terms && terms.length > 0 && terms.some((r) => Number(r.cells.transactions) > 0), `pos: terminals table lists ${terms && terms.length} terminals with transactions`);
 	const merch = await page.$$eval('#pos-svg circle[data-kind="merchant"]', (c) => c.length);
+	const clustered = await page.$$eval('#pos-svg [data-kind="cluster"]', (c) => c.reduce((a, g) => a + Number(g.dataset.count), 0));
 	const acc = await page.$$eval('#pos-svg circle[data-kind="accuracy"]', (c) => c.length);
-	ok(merch > 0 && merch === terms.length, `pos: plot has ${merch} merchant circles`);
+	ok(merch + clustered === terms.length, `pos: plot has ${merch} merchant circles and ${clustered} merchants in groups, one per terminal`);
 	ok(acc > 0, `pos: plot has ${acc} accuracy circles of estimated positions`);
 	log('     waiting (up to 90 s) for an open alert');
 	const openRow = await waitRows(page, 't-alerts', 90000, (r) => r.some((x) => x.cells.state === 'open'));
@@ -354,12 +474,101 @@ try {
 	const alert = openRow.find((x) => x.cells.state === 'open');
 	ok(/km from the merchant/.test(alert.cells.evidence), `pos: alert ${alert.key} shows its evidence`, alert.cells.evidence);
 	ok(await page.$$eval('#pos-svg circle[data-kind="alert"]', (c) => c.length) > 0 || await until(() => page.$$eval('#pos-svg circle[data-kind="alert"]', (c) => c.length), 6000), 'pos: the plot shows the alerts\' estimated positions');
+	await group('pos: the operator\'s view', async () => {
+		/* issue 17: open alerts stand out */
+		const names = Object.fromEntries((await api(base, '/api/pos/terminals')).body.map((t) => [t.terminal, t.name]));
+		const openApi = await until(async () => {
+			const o = (await api(base, '/api/pos/alerts?state=open&limit=10000')).body;
+			return (await page.$eval('#nav-pos-count', (e) => e.textContent)) === String(o.length) ? o : null;
+		}, 15000);
+		ok(openApi && openApi.length > 0, `pos: the POS tab counts the ${openApi && openApi.length} open alerts`);
+		ok(await page.$eval('#nav-pos-count', (e) => e.classList.contains('age-new')), 'pos: the count is coloured as new (the oldest open alert is under 15 min old)', await page.$eval('#nav-pos-count', (e) => e.className));
+		const ar = await rows(page, 't-alerts');
+		ok(ar.length > 0 && ar.every((r) => {
+			const a = openApi.find((x) => String(x.id) === r.key) || {};
+			return !a.terminal || (r.cells.terminal.includes(names[a.terminal]) && r.cells.terminal.includes(a.terminal));
+		}) && ar.some((r) => openApi.some((x) => String(x.id) === r.key)), 'pos: every alert shows its merchant\'s name beside the terminal id', JSON.stringify(ar.map((r) => r.cells.terminal)));
+		ok(await page.$$eval('#t-alerts tr.alert-open .age.age-new', (e) => e.length) > 0, 'pos: open alerts\' age cells are coloured by age');
+		const openTerms = [...new Set(openApi.map((a) => a.terminal))];
+		const greens = await page.$$eval('#t-terms tbody tr', (trs, ot) => trs.filter((tr) => ot.includes(tr.dataset.key)).map((tr) => ({
+			key: tr.dataset.key, green: tr.querySelectorAll('.ok, .badge.ok').length, last: tr.querySelector('td[data-col="last_decision"]').textContent,
+			dot: (document.querySelector(`#pos-svg circle[data-kind="accuracy"][data-terminal="${tr.dataset.key}"]`) || {getAttribute: () => ''}).getAttribute('fill')})), openTerms);
+		ok(greens.length === openTerms.length && greens.every((g) => g.green === 0 && g.last === 'alert open' && g.dot !== '#2e9e5b'),
+			`pos: terminals with open alerts (${openTerms.join(', ')}) are never shown green (table or map)`, JSON.stringify(greens));
+		/* everything, then merchants only: fits, groups of close merchants */
+		await page.selectOption('#pos-zoom', 'all');
+		const cl = await until(async () => {
+			const c = await markers(page, '#pos-svg [data-kind="cluster"]');
+			return c.length ? c : null;
+		}, 10000);
+		ok(cl, `pos: at the scale of everything, close merchants are grouped (${cl && cl.map((c) => c.count).join(', ')} merchants)`);
+		const singles = await markers(page, '#pos-svg circle[data-kind="merchant"]');
+		ok(singles.every((a, i) => singles.every((b, j) => i === j || Math.hypot(a.x - b.x, a.y - b.y) >= 16)), 'pos: no two single merchant circles are closer than 16 px');
+		const mppAll = await mppOf(page);
+		await page.selectOption('#pos-zoom', 'merchants');
+		const mppMer = await until(async () => (await page.$eval('#pos-svg', (e) => e.dataset.extent)) === 'merchants' ? mppOf(page) : null, 10000);
+		const mm = await markers(page, '#pos-svg circle[data-kind="merchant"], #pos-svg [data-kind="cluster"]');
+		ok(mppMer && mppMer < mppAll && mm.every((c) => c.x >= 0 && c.x <= 720 && c.y >= 0 && c.y <= 460), `pos: "merchants only" fits the merchants (${mppMer && mppMer.toFixed(1)} m/px < ${mppAll.toFixed(1)} m/px, all in the frame)`);
+		if (cl) {
+			await page.selectOption('#pos-zoom', 'all');
+			await until(async () => (await page.$eval('#pos-svg', (e) => e.dataset.extent)) === 'all', 10000);
+			const c0 = (await markers(page, '#pos-svg [data-kind="cluster"]'))[0];
+			await page.locator(`#pos-svg [data-kind="cluster"][data-members="${c0.members.join(' ')}"]`).dispatchEvent('click');
+			const ex = await until(async () => {
+				const m = await markers(page, '#pos-svg circle[data-kind="merchant"]');
+				const mine = m.filter((x) => c0.members.includes(x.terminal));
+				return mine.length === c0.members.length ? mine : null;
+			}, 10000);
+			ok(ex && ex.every((a, i) => ex.every((b, j) => i === j || Math.hypot(a.x - b.x, a.y - b.y) >= 16)) && (await mppOf(page)) < mppAll,
+				`pos: clicking the group of ${c0.count} expands it: its merchants ${c0.members.join(', ')} drawn apart at a closer scale`, JSON.stringify(ex));
+			await shot(page, 'pos-expanded');
+		}
+		/* a terminal row links to its alerts, and the map fits that terminal */
+		const tid = openTerms[0];
+		const href = await page.$eval(`#t-terms tr[data-key="${tid}"] a[data-testid="term-link"]`, (a) => a.getAttribute('href'));
+		ok(href === '/pos?terminal=' + tid, `pos: terminal ${tid}'s row links to /pos?terminal=${tid}`, href);
+		await page.click(`#t-terms tr[data-key="${tid}"] a[data-testid="term-link"]`);
+		const mine = (await api(base, '/api/pos/alerts?limit=10000')).body.filter((a) => a.terminal === tid).map((a) => String(a.id));
+		const fr = await waitRows(page, 't-alerts', 10000, (r) => r.every((x) => mine.includes(x.key)) && r.some((x) => x.cells.terminal.includes(tid)));
+		ok(fr && new URL(page.url()).search === '?terminal=' + tid, `pos: following it shows only ${tid}'s alerts (${fr && fr.map((x) => x.key).join(', ')})`, JSON.stringify(await rows(page, 't-alerts')));
+		const fit = await until(async () => (await page.$eval('#pos-svg', (e) => e.dataset.extent)) === 'selection' ? markers(page, [`#pos-svg circle[data-kind="merchant"][data-terminal="${tid}"]`].concat(mine.map((id) => `#pos-svg circle[data-kind="alert"][data-alert="${id}"]`)).join(', ')) : null, 10000);
+		ok(fit && fit.filter((c) => c.terminal === tid).length === 1 && fit.every((c) => c.x >= 0 && c.x <= 720 && c.y >= 0 && c.y <= 460),
+			`pos: the map fits terminal ${tid} (extent "selection": its merchant drawn on its own and its alerts inside the frame)`, JSON.stringify(fit));
+		await shot(page, 'pos-terminal');
+		/* the same link opened directly */
+		const p2 = await ctx.newPage();
+		await p2.goto(base + href);
+		ok(await waitRows(p2, 't-alerts', 10000, (r) => r.every((x) => mine.includes(x.key))) && (await p2.$eval('#alert-filter', (e) => e.textContent)).includes(tid), `pos: /pos?terminal=${tid} opened directly filters the alerts to it`);
+		await p2.close();
+		await page.click('[data-testid="alert-filter-clear"]');
+		ok(await waitRows(page, 't-alerts', 10000, (r) => r.some((x) => !x.cells.terminal.includes(tid)) || mine.length === (r.length)), 'pos: the × shows every terminal\'s alerts again');
+	});
 	await page.click(`#t-alerts tr[data-key="${alert.key}"] button[data-testid="ack"]`);
 	ok(await waitRows(page, 't-alerts', 15000, (r) => r.some((x) => x.key === alert.key && x.cells.state === 'acknowledged')), `pos: Acknowledge turns alert ${alert.key} "acknowledged" in the page`);
 	const a = await api(base, '/api/pos/alerts/' + alert.key);
 	ok(a.status === 200 && a.body.state === 'acknowledged', `pos: the API has alert ${alert.key} acknowledged`, JSON.stringify(a.body).slice(0, 200));
 	ok((await visibleErrors(page)).length === 0, 'pos: no error shown', await visibleErrors(page));
 	await shot(page, 'pos');
+
+	// ---- alert age colours: the same alerts seen 30 min and 3 h later ----
+	for (const [ahead, cls] of [[30 * 60e3, 'age-old'], [3 * 3600e3, 'age-stale']]) {
+		const c2 = await browser.newContext({viewport: {width: 1280, height: 860}});
+		const p2 = await c2.newPage();
+		p2.on('pageerror', (e) => pageErrors.push(e.message));
+		await p2.clock.setFixedTime(new Date(Date.now() + ahead));
+		await p2.goto(base + '/');
+		const o = await until(async () => {
+			const open = (await api(base, '/api/pos/alerts?state=open&limit=10000')).body;
+			const b = await p2.$eval('#sum-pos-count', (e) => e.className);
+			const t = await p2.$eval('#nav-pos-count', (e) => e.className);
+			return open.length && b.includes(cls) && t.includes(cls) ? {b, t} : null;
+		}, 15000);
+		ok(o, `overview, ${ahead / 60000} min later: the POS card's and tab's counts are coloured ${cls}`, JSON.stringify(o));
+		ok(await until(() => p2.$$eval(`#t-alerts tr.alert-open.${cls} .age.${cls}`, (e) => e.length), 10000), `overview, ${ahead / 60000} min later: open alerts' rows are coloured ${cls}`);
+		if (cls === 'age-stale')
+			await shot(p2, 'index-stale');
+		await c2.close();
+	}
 
 	// ---- errors show visibly: an unknown route on a page ----
 	await page.evaluate(() => PG.get('/api/nope').catch((e) => PG.showErr('alerts', e)));

@@ -57,7 +57,8 @@ const PG = (() => {
 	function header(active) {
 		const nav = el('nav', {id: 'nav', 'data-testid': 'nav'});
 		for (const [href, label, key] of PAGES)
-			nav.append(el('a', {href, class: key === active ? 'active' : null, 'data-testid': 'nav-' + key}, label));
+			nav.append(el('a', {href, class: key === active ? 'active' : null, 'data-testid': 'nav-' + key}, label,
+				key === 'pos' ? el('span', {id: 'nav-pos-count', class: 'count', 'data-testid': 'nav-pos-count', hidden: true}) : null));
 		const live = el('div', {id: 'live', 'data-testid': 'live'}, el('span', {class: 'dot'}), el('span', {id: 'live-text'}, 'connecting…'));
 		const top = el('header', {class: 'top'}, el('div', {class: 'brand'}, 'pay', el('span', null, 'guard')), nav, live);
 		document.body.prepend(top);
@@ -156,11 +157,12 @@ const PG = (() => {
 			tbody.append(el('tr', {class: 'empty', 'data-testid': 'empty'}, el('td', {colspan: cols.length}, opts.empty || 'no data yet')));
 		} else {
 			for (const r of rows) {
-				const tr = el('tr', {'data-key': opts.key ? opts.key(r) : null, class: opts.selected && opts.selected(r) ? 'sel' : null});
+				const cls = [opts.selected && opts.selected(r) ? 'sel' : '', opts.cls ? opts.cls(r) || '' : ''].join(' ').trim();
+				const tr = el('tr', {'data-key': opts.key ? opts.key(r) : null, class: cls || null});
 				if (opts.click) {
 					tr.style.cursor = 'pointer';
 					tr.addEventListener('click', (ev) => {
-						if (!ev.target.closest('button'))
+						if (!ev.target.closest('button, a'))
 							opts.click(r);
 					});
 				}
@@ -199,8 +201,8 @@ const PG = (() => {
 
 	/* ---- formatting ---- */
 	const STATE = {
-		running: 'ok', up: 'ok', authenticated: 'ok', ok: 'ok', done: 'ok', in_place: 'ok', healthy: 'ok',
-		backoff: 'warn', queued: 'info', acknowledged: 'info', starting: 'info', stopped: 'warn', moved: 'bad',
+		running: 'ok', up: 'ok', authenticated: 'ok', ok: 'ok', done: 'ok', committed: 'ok', in_place: 'ok', healthy: 'ok',
+		backoff: 'warn', busy: 'warn', refusing: 'bad', queued: 'info', acknowledged: 'info', starting: 'info', stopped: 'warn', moved: 'bad',
 		failed: 'bad', down: 'bad', open: 'bad', interrupted: 'bad', error: 'bad', closed: '',
 	};
 	function badge(s) {
@@ -259,6 +261,35 @@ const PG = (() => {
 	function tail(p) {
 		return String(p || '').split('/').slice(-2).join('/');
 	}
+	/*
+	 * How long an alert has waited for someone, as a class: "age-new" under
+	 * 15 minutes, "age-old" under 2 hours, "age-stale" beyond (app.css colours
+	 * them amber, red and dark red). ageOf() gives the class and a short text.
+	 */
+	const AGE_STEPS = [[15 * 60e3, 'age-new', 'under 15 min'], [2 * 3600e3, 'age-old', '15 min to 2 h'], [Infinity, 'age-stale', 'over 2 h']];
+	function ageOf(openedMs, now) {
+		const a = Math.max(0, (now === undefined ? Date.now() : now) - openedMs);
+		const s = AGE_STEPS.find((x) => a < x[0]);
+		return {cls: s[1], text: s[2], ms: a};
+	}
+	/* A count badge coloured by the oldest open alert it counts. */
+	function alertCount(node, open) {
+		const oldest = open.length ? Math.min(...open.map((a) => a.opened_ms)) : null;
+		const g = oldest === null ? null : ageOf(oldest);
+		node.textContent = String(open.length);
+		node.className = 'count' + (g ? ' ' + g.cls : ' none');
+		node.title = open.length ? open.length + ' open alert' + (open.length === 1 ? '' : 's') + ', the oldest opened ' + ago(oldest) : 'no open alerts';
+		node.dataset.age = g ? g.cls : '';
+		node.hidden = false;
+	}
+	/* The POS tab's badge: the open alerts, on every page. */
+	async function navAlerts() {
+		const b = $('nav-pos-count');
+		if (!b)
+			return;
+		alertCount(b, await get('/api/pos/alerts?state=open&limit=10000'));
+	}
+
 	/* Colours of the plots (load types, series). */
 	const COLOURS = ['#2457c5', '#e0892b', '#2e9e5b', '#c0352b', '#7b54c9', '#8c6239', '#d0549b', '#5d6b7e', '#1aa3b5', '#a8a82b'];
 
@@ -281,7 +312,7 @@ const PG = (() => {
 			again = false;
 			clearTimeout(timer);
 			let fails = 0, down = 0;
-			await Promise.all(tasks.map(async ([name, fn]) => {
+			await Promise.all(tasks.concat([['nav', navAlerts]]).map(async ([name, fn]) => {
 				try {
 					await fn();
 					clearErr(name);
@@ -292,7 +323,7 @@ const PG = (() => {
 					showErr(name, e);
 				}
 			}));
-			if (down && down === fails && fails === tasks.length)
+			if (down && down === fails && fails === tasks.length + 1)
 				setLive(false, 'daemon not answering');
 			else
 				setLive(true, 'live · ' + time(Date.now()) + (fails ? ' · ' + fails + ' error' + (fails > 1 ? 's' : '') : ''));
@@ -303,5 +334,5 @@ const PG = (() => {
 		return round; /* call to refresh now (after an action) */
 	}
 
-	return {el, svg, $, header, get, text, post, req, ApiError, showErr, clearErr, table, genericTable, cell, badge, num, time, ago, dur, bytes, mono, basename, tail, poll, COLOURS};
+	return {el, svg, $, header, get, text, post, req, ApiError, showErr, clearErr, table, genericTable, cell, badge, num, time, ago, dur, bytes, mono, basename, tail, poll, COLOURS, ageOf, alertCount};
 })();

@@ -24,6 +24,21 @@ async function health() {
 	PG.$('health-badge').replaceChildren(PG.badge(h.status));
 	const kv = [['status', h.status], ['uptime', PG.dur(h.uptime_ms)], ['data directory', h.data_dir], ['load period', h.load_period_ms + ' ms'], ['config reloads', h.reloads]];
 	PG.$('health').replaceChildren(...kv.flatMap(([k, v]) => [PG.el('dt', null, k), PG.el('dd', {'data-key': k}, v)]));
+	/* the API's own connection use (issue 17): open now against the limit, refusals */
+	const t = h.http;
+	if (!t) {
+		PG.$('http').replaceChildren(PG.el('dt', null, 'connections'), PG.el('dd', null, 'this daemon does not report them'));
+		return;
+	}
+	const use = t.connection_limit ? t.connections / t.connection_limit : 0;
+	PG.$('http-badge').replaceChildren(PG.badge(t.refused_total > 0 ? 'refusing' : use > 0.8 ? 'busy' : 'ok'));
+	const hk = [
+		['connections', PG.el('span', null, PG.el('span', {class: 'bar ' + (use > 0.8 ? 'failed' : 'done')}, PG.el('i', {style: 'width:' + Math.round(Math.min(1, use) * 100) + '%'})), ' ', t.connections + ' of ' + t.connection_limit)],
+		['accepted', PG.num(t.connections_total)],
+		['refused', t.refused_total > 0 ? PG.el('span', {class: 'badge bad'}, PG.num(t.refused_total)) : '0'],
+		['requests', PG.num(t.requests_total)],
+	];
+	PG.$('http').replaceChildren(...hk.flatMap(([k, v]) => [PG.el('dt', null, k), PG.el('dd', {'data-key': k, 'data-value': k === 'connections' ? t.connections : k === 'refused' ? t.refused_total : null}, v)]));
 }
 
 /*

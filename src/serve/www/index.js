@@ -79,15 +79,17 @@ const tasks = [
 		set('sum-pos-terms', terms.length);
 		set('sum-pos-tx', PG.num(terms.reduce((a, t) => a + t.transactions, 0)));
 		set('sum-pos-open', open.length);
+		PG.alertCount(PG.$('sum-pos-count'), open);
 		set('sum-pos-foot', acked.length + ' acknowledged · ' + terms.filter((t) => t.last_decision === 'moved').length + ' terminal(s) last seen away');
+		const names = Object.fromEntries(terms.map((t) => [t.terminal, t.name]));
 		PG.table('t-alerts', open.slice(0, 12), [
 			{k: 'id', t: '#', num: true},
-			{k: 'terminal', t: 'Terminal'},
+			{k: 'terminal', t: 'Terminal', f: (v) => PG.el('a', {href: '/pos?terminal=' + encodeURIComponent(v), 'data-testid': 'alert-terminal'}, names[v] || '?', ' ', PG.el('span', {class: 'small'}, v))},
 			{k: 'reason', t: 'Reason', f: (v) => PG.badge(v)},
 			{k: 'evidence', t: 'Distance', num: true, f: (v) => (v && v.distance_m != null ? PG.num(v.distance_m / 1000, 1) + ' km' : '–')},
 			{k: 'transactions', t: 'Tx', num: true},
-			{k: 'opened_ms', t: 'Opened', f: PG.ago},
-		], {key: (r) => String(r.id), empty: 'no open alerts'});
+			{k: 'opened_ms', t: 'Opened', f: (v) => { const g = PG.ageOf(v); return PG.el('span', {class: 'age ' + g.cls, title: 'waiting ' + g.text}, PG.ago(v)); }},
+		], {key: (r) => String(r.id), empty: 'no open alerts', cls: (r) => 'alert-open ' + PG.ageOf(r.opened_ms).cls});
 	})],
 ];
 PG.poll(tasks.map(([n, f]) => [n === 'svc' ? 'svc' : 'sum-' + n, f]));

@@ -43,9 +43,12 @@ async function vseAct(name, action) {
 	}
 	refresh();
 }
+let vseNames = null; /* the hypervisor's VSEs, to drop destroyed ones from the SE OS table */
 async function vses() {
 	const a = await PG.get('/api/vses');
-	const list = a.vses || [];
+	/* a destroyed VSE leaves the table, whatever the hypervisor still lists */
+	const list = (a.vses || []).filter((v) => v.state !== 'destroyed');
+	vseNames = new Set(list.map((v) => v.name));
 	PG.$('vses-meta').textContent = list.filter((v) => v.state === 'running').length + ' running of ' + list.length;
 	PG.table('t-vses', list, [
 		{k: 'name', t: 'Name'},
@@ -99,9 +102,19 @@ async function apdus() {
 	], {key: (r) => (r.id !== undefined ? String(r.id) : r.at_ms + '-' + r.se)});
 }
 async function seos() {
-	const a = await PG.get('/api/seos/ses');
-	const list = Array.isArray(a) ? a : a.ses || [];
-	PG.$('seos-meta').textContent = list.length + ' SEs' + (a.exchanges !== undefined ? ' · ' + a.exchanges_ok + ' of ' + a.exchanges + ' exchanges ok' : '');
+	const [a, v] = await Promise.all([PG.get('/api/seos/ses'), PG.get('/api/vses').catch(() => null)]);
+	if (v)
+		vseNames = new Set((v.vses || []).filter((x) => x.state !== 'destroyed').map((x) => x.name));
+	/* an SE behind a VSE socket (DATA/vse/NAME/link.sock) whose VSE was destroyed is gone */
+	const isGone = (x) => {
+		const m = /\/vse\/([^/]+)\/link\.sock$/.exec(String(x.addr || ''));
+		return m && vseNames && !vseNames.has(m[1]);
+	};
+	const all = Array.isArray(a) ? a : a.ses || [];
+	const list = all.filter((x) => !isGone(x));
+	const failing = list.filter((x) => x.exchanges_failed > 0);
+	PG.$('seos-meta').textContent = list.length + ' SEs' + (a.exchanges !== undefined ? ' · ' + a.exchanges_ok + ' of ' + a.exchanges + ' exchanges ok' : '') +
+		(failing.length ? ' · failures on ' + failing.map((x) => x.name).join(', ') : '') + (all.length > list.length ? ' · ' + (all.length - list.length) + ' destroyed VSE(s) hidden' : '');
 	if (list.length && list.every((x) => 'name' in x && 'state' in x && 'link' in x)) {
 		PG.table('t-seos', list, [
 			{k: 'name', t: 'SE'},
@@ -111,7 +124,10 @@ async function seos() {
 			{k: 'state', t: 'State', f: (v, r) => PG.el('span', {title: r.reason || ''}, PG.badge(v))},
 			{k: 'apps', t: 'Apps', num: true},
 			{k: 'config_version', t: 'Config', num: true},
-		], {key: (r) => r.name});
+			{k: 'exchanges', t: 'Exchanges', num: true, f: (v) => (v === undefined ? '–' : PG.num(v))},
+			{k: 'exchanges_failed', t: 'Failed', num: true, f: (v) => (v === undefined ? '–' : v > 0 ? PG.el('span', {class: 'badge bad', 'data-testid': 'seos-failed'}, PG.num(v)) : '0')},
+			{k: 'last_error', t: 'Last failure', wrap: true, f: (v) => (v ? PG.el('span', {class: 'reason'}, v) : '–')},
+		], {key: (r) => r.name, cls: (r) => (r.exchanges_failed > 0 ? 'alerting' : '')});
 	} else {
 		PG.genericTable('t-seos', list); /* a shape this page does not know: show every field */
 	}
