@@ -685,6 +685,7 @@ cmd_pos_serve(int argc, char **argv)
 					     {"max-conns", required_argument, NULL, 'c'},
 					     {"sync", required_argument, NULL, 's'},
 					     {"commit-us", required_argument, NULL, 'C'},
+					     {"commit-timeout-ms", required_argument, NULL, 'T'},
 					     {0}};
 	struct common c;
 	struct pg_pos_server_cfg cfg = {0};
@@ -744,6 +745,12 @@ cmd_pos_serve(int argc, char **argv)
 			if ((err = parse_long(argv[0], "--commit-us", optarg, 0, 100000, &v)))
 				return err;
 			cfg.commit_us = (int)v;
+			break;
+		case 'T':
+			if ((err = parse_long(argv[0], "--commit-timeout-ms", optarg, 50, 600000,
+					      &v)))
+				return err;
+			cfg.commit_timeout_ms = (int)v;
 			break;
 		case 's':
 			if (strcmp(optarg, "normal") && strcmp(optarg, "full"))
@@ -1007,10 +1014,11 @@ cmd_pos_load(int argc, char **argv)
 	if (rc < 0)
 		return pg_cli_fail(rc, "load");
 	if (c.json)
-		return pg_cli_print_json(json_pack(
-		    "{s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:i}", "sent", (json_int_t)s.sent, "answered",
-		    (json_int_t)s.answered, "errors", (json_int_t)s.errors, "seconds", s.seconds,
-		    "tps", s.tps, "p50_us", s.p50_us, "p99_us", s.p99_us, "conns", (int)conns));
+		return pg_cli_print_json(
+		    json_pack("{s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:i}", "sent", (json_int_t)s.sent,
+			      "answered", (json_int_t)s.answered, "errors", (json_int_t)s.errors,
+			      "seconds", s.seconds, "tps", s.tps, "p50_us", s.p50_us, "p99_us",
+			      s.p99_us, "max_us", s.max_us, "conns", (int)conns));
 	printf("%llu sent, %llu answered, %llu errors in %.2f s: %.0f tx/s, p50 %.0f us, p99 %.0f "
 	       "us (%ld connections)\n",
 	       (unsigned long long)s.sent, (unsigned long long)s.answered,
@@ -1214,6 +1222,7 @@ const struct pg_cmd pg_cli_pos[] = {
      "  --frame-ms N       cut connections whose frame takes longer (5000)\n"
      "  --max-conns N      connection limit (4096)\n"
      "  --sync MODE        normal (survives a process kill) or full (power loss)\n"
+     "  --commit-timeout-ms N  PostgreSQL: answer 96 when not stored in N ms (2000)\n"
      "  --db PATH          the store\n" POLICY_USAGE},
     {"send", cmd_pos_send, "send JSON messages to a server and print the answers",
      "[options] FILE\n" CODEC_USAGE "  --host ADDR --port N --timeout-ms N\n"

@@ -87,6 +87,14 @@ static const struct pg_db_migration migrations[] = {
      "CREATE UNIQUE INDEX pos_alerts_one_open ON pos_alerts(tid, reason)"
      " WHERE state != 'closed';",
      NULL, NULL},
+    /*
+     * PostgreSQL only (docs/pos.md, store faults): after a lost connection
+     * or a commit that outlived its deadline, the server looks a batch up
+     * by its first transaction to learn whether it was stored, and removes
+     * a batch whose terminals were answered 96. SQLite commits inline and
+     * never needs it, so its inserts keep to the primary key.
+     */
+    {3, NULL, "SELECT 1", "CREATE INDEX pos_txn_key ON pos_txn(ts, tid, stan)"},
 };
 
 int
@@ -631,7 +639,7 @@ bind_txn(struct pg_db_stmt *s, int k, const struct record *r)
 
 /* Inserts records [from, to) with as few statements as the chunk sizes allow. */
 static int
-insert_txns(struct pg_pos_engine *e, size_t from, size_t to)
+insert_txns(struct pg_pos_engine *e, const struct record *q, size_t from, size_t to)
 {
 	while (from < to) {
 		size_t i = 0;
@@ -640,7 +648,7 @@ insert_txns(struct pg_pos_engine *e, size_t from, size_t to)
 		while ((size_t)CHUNK_ROWS[i] > to - from)
 			i++;
 		for (int k = 0; k < CHUNK_ROWS[i]; k++)
-			bind_txn(e->ins_txn[i], k, &e->q[from + (size_t)k]);
+			bind_txn(e->ins_txn[i], k, &q[from + (size_t)k]);
 		rc = step_done(e->ins_txn[i]);
 		if (rc < 0)
 			return rc;
@@ -665,27 +673,40 @@ by_terminal(const void *a, const void *b)
 	return c ? c : (x->i > y->i) - (x->i < y->i);
 }
 
+/* Records to write in one transaction: the engine's queue or a batch taken from it. */
+struct pg_pos_batch {
+	struct record *q;
+	size_t nq, capq;
+};
+
+struct write_job {
+	struct pg_pos_engine *e;
+	const struct record *q;
+	size_t n;
+};
+
 static int
 write_batch(struct pg_db *db, void *arg)
 {
-	struct pg_pos_engine *e = arg;
+	struct write_job *j = arg;
+	struct pg_pos_engine *e = j->e;
 	struct alert_ref *order;
 	size_t n = 0;
 	int rc;
 
 	(void)db;
-	rc = insert_txns(e, 0, e->nq);
+	rc = insert_txns(e, j->q, 0, j->n);
 	if (rc < 0)
 		return rc;
-	order = malloc(e->nq * sizeof(*order));
+	order = malloc(j->n * sizeof(*order));
 	if (!order)
 		return PG_ENOMEM;
-	for (size_t i = 0; i < e->nq; i++)
-		if (e->q[i].res.alert)
-			order[n++] = (struct alert_ref){e->q[i].tid, i};
+	for (size_t i = 0; i < j->n; i++)
+		if (j->q[i].res.alert)
+			order[n++] = (struct alert_ref){j->q[i].tid, i};
 	qsort(order, n, sizeof(*order), by_terminal);
 	for (size_t k = 0; k < n && rc >= 0; k++)
-		rc = write_alert(e, &e->q[order[k].i]);
+		rc = write_alert(e, &j->q[order[k].i]);
 	free(order);
 	return rc < 0 ? rc : 0;
 }
@@ -693,6 +714,7 @@ write_batch(struct pg_db *db, void *arg)
 int
 pg_pos_engine_commit(struct pg_pos_engine *e)
 {
+	struct write_job j = {e, e->q, e->nq};
 	int rc;
 
 	if (!e->st || e->nq == 0) {
@@ -705,9 +727,117 @@ pg_pos_engine_commit(struct pg_pos_engine *e)
 	 * (the records are still queued), so a terminal waits a little longer
 	 * instead of losing its answer.
 	 */
-	rc = pg_db_transact(e->st->pdb, write_batch, e, 5);
+	rc = pg_db_transact(e->st->pdb, write_batch, &j, 5);
 	e->nq = 0;
 	return rc;
+}
+
+struct pg_pos_batch *
+pg_pos_batch_new(void)
+{
+	return calloc(1, sizeof(struct pg_pos_batch));
+}
+
+void
+pg_pos_batch_free(struct pg_pos_batch *b)
+{
+	if (b)
+		free(b->q);
+	free(b);
+}
+
+size_t
+pg_pos_batch_n(const struct pg_pos_batch *b)
+{
+	return b->nq;
+}
+
+void
+pg_pos_engine_take(struct pg_pos_engine *e, struct pg_pos_batch *b)
+{
+	struct record *q = b->q;
+	size_t cap = b->capq;
+
+	b->q = e->q;
+	b->capq = e->capq;
+	b->nq = e->nq;
+	e->q = q;
+	e->capq = cap;
+	e->nq = 0;
+}
+
+void
+pg_pos_engine_drop(struct pg_pos_engine *e)
+{
+	e->nq = 0;
+}
+
+int
+pg_pos_batch_write(struct pg_pos_engine *e, struct pg_pos_batch *b)
+{
+	struct write_job j = {e, b->q, b->nq};
+
+	if (!e->st || !b->nq)
+		return 0;
+	/* one try: the caller decides (it knows the deadline and the doubt) */
+	return pg_db_transact(e->st->pdb, write_batch, &j, 1);
+}
+
+int
+pg_pos_batch_stored(struct pg_pos_engine *e, const struct pg_pos_batch *b)
+{
+	const struct record *r = b->q;
+	struct pg_db_stmt *q;
+	int rc;
+
+	if (!e->st || !b->nq)
+		return 0;
+	/* the batch is one transaction: its first row is there iff all are */
+	rc = pg_db_prepare(e->st->pdb,
+			   "SELECT count(*) FROM pos_txn WHERE ts=? AND tid=? AND stan=? AND f7=?"
+			   " AND mti=?",
+			   &q);
+	if (rc < 0)
+		return rc;
+	pg_db_bind_int64(q, 1, r->ts);
+	pg_db_bind_text(q, 2, r->tid, -1);
+	pg_db_bind_text(q, 3, r->stan, -1);
+	pg_db_bind_text(q, 4, r->f7, -1);
+	pg_db_bind_text(q, 5, r->mti, -1);
+	rc = pg_db_step(q);
+	if (rc == 1)
+		rc = pg_db_column_int64(q, 0) > 0;
+	pg_db_reset(q);
+	return rc;
+}
+
+static int
+unwrite_batch(struct pg_db *db, void *arg)
+{
+	const struct pg_pos_batch *b = arg;
+	struct pg_db_stmt *q;
+	int rc = pg_db_prepare(
+	    db, "DELETE FROM pos_txn WHERE ts=? AND tid=? AND stan=? AND f7=? AND mti=?", &q);
+
+	for (size_t i = 0; rc >= 0 && i < b->nq; i++) {
+		const struct record *r = &b->q[i];
+
+		pg_db_bind_int64(q, 1, r->ts);
+		pg_db_bind_text(q, 2, r->tid, -1);
+		pg_db_bind_text(q, 3, r->stan, -1);
+		pg_db_bind_text(q, 4, r->f7, -1);
+		pg_db_bind_text(q, 5, r->mti, -1);
+		rc = step_done(q);
+	}
+	return rc < 0 ? rc : 0;
+}
+
+int
+pg_pos_batch_unwrite(struct pg_pos_engine *e, const struct pg_pos_batch *b)
+{
+	if (!e->st || !b->nq)
+		return 0;
+	return pg_db_transact(e->st->pdb, unwrite_batch, (void *)b, 1);
 }
 
 /* ---- alert life cycle ---- */
