@@ -188,6 +188,19 @@ void pg_pos_engine_detach_store(struct pg_pos_engine *e);
 int pg_pos_alert_set_state(struct pg_store *st, int64_t id, const char *state, const char *note);
 json_t *pg_pos_alerts_list(struct pg_store *st, const char *state_or_null, int limit);
 int pg_pos_migrate(struct pg_store *st);
+/*
+ * PostgreSQL: creates pos_txn's day partitions (UTC) from today to
+ * days_ahead days on, moving rows of those days out of the default
+ * partition; SQLite: nothing to do.
+ */
+int pg_pos_partitions_ensure(struct pg_store *st, int64_t now_ms, int days_ahead);
+/*
+ * Removes transactions of days before the last keep_days (UTC): on
+ * PostgreSQL whole day partitions are dropped, and rows left in the default
+ * partition deleted; on SQLite the rows are deleted.
+ */
+int pg_pos_retention(struct pg_store *st, int64_t now_ms, int keep_days, int64_t *dropped_days,
+		     int64_t *deleted_rows);
 
 /* ---- server ---- */
 

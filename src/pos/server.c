@@ -547,6 +547,7 @@ static void *
 committer_main(void *p)
 {
 	struct committer *cm = p;
+	uint64_t next_days = pg_mono_ms() + 3600000;
 
 	pthread_mutex_lock(&cm->mu);
 	for (;;) {
@@ -555,6 +556,15 @@ committer_main(void *p)
 		if (cm->phase == CM_IDLE && cm->stop)
 			break;
 		pthread_mutex_unlock(&cm->mu);
+		/* the day partitions ahead, renewed hourly by the connection's owner */
+		if (pg_mono_ms() >= next_days) {
+			next_days = pg_mono_ms() + 60000;
+			if (pg_pos_partitions_ensure(pg_pos_engine_store(cm->e),
+						     (int64_t)pg_wall_ms(), 2) == 0)
+				next_days = pg_mono_ms() + 3600000;
+			else
+				pg_warn("pos-server", "day partitions: %s", pg_last_error());
+		}
 		commit_one(cm);
 		pthread_mutex_lock(&cm->mu);
 		cm->phase = CM_IDLE;
