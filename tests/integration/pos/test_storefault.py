@@ -148,6 +148,10 @@ try:
     check(len(during) > 0 and len(n96) == len(during),
           "SIGSTOP: every answer during the stop is 96 (%d of %d)" % (len(n96), len(during)))
     check(all(l[3] == "SYSTEM MALFUNCTION" for l in n96), "96 answers say SYSTEM MALFUNCTION")
+    # the batch the committer had sent when PostgreSQL stopped commits once it
+    # resumes, after its terminals were answered 96: it must be removed again
+    check("answered 96 was committed late; removed" in env.server_log(),
+          "SIGSTOP: the late commit of a batch answered 96 was removed")
 
     s2, l2, _, _ = fault_run("restart", 500000, restart)
     check(sum(1 for l in l2 if l[2] == "96") > 0, "restart: terminals got 96 while PostgreSQL restarted")
