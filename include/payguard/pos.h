@@ -173,8 +173,12 @@ size_t pg_pos_batch_n(const struct pg_pos_batch *b);
 void pg_pos_engine_take(struct pg_pos_engine *e, struct pg_pos_batch *b);
 /* Drops the queued records unwritten (their terminals were answered 96). */
 void pg_pos_engine_drop(struct pg_pos_engine *e);
-/* Writes b in one transaction, one try; PG_EBUSY / PG_ECONNLOST: try again. */
-int pg_pos_batch_write(struct pg_pos_engine *e, struct pg_pos_batch *b);
+/*
+ * Writes b in one transaction, one try; PG_EBUSY / PG_ECONNLOST: try again.
+ * When *abort (read atomically, may be NULL) is set by the time the rows are
+ * written, the transaction is rolled back and PG_ETIMEDOUT returned.
+ */
+int pg_pos_batch_write(struct pg_pos_engine *e, struct pg_pos_batch *b, int *abort);
 /* 1 when b's transaction was committed, 0 when not, < 0 on error. */
 int pg_pos_batch_stored(struct pg_pos_engine *e, const struct pg_pos_batch *b);
 /* Removes b's transactions (a batch that was answered 96 but committed late). */

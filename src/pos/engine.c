@@ -710,6 +710,7 @@ struct write_job {
 	struct pg_pos_engine *e;
 	const struct record *q;
 	size_t n;
+	int *abort; /* set by another thread: roll back instead of committing */
 };
 
 static int
@@ -735,13 +736,15 @@ write_batch(struct pg_db *db, void *arg)
 	for (size_t k = 0; k < n && rc >= 0; k++)
 		rc = write_alert(e, &j->q[order[k].i]);
 	free(order);
+	if (rc >= 0 && j->abort && __atomic_load_n(j->abort, __ATOMIC_ACQUIRE))
+		return pg_error(PG_ETIMEDOUT, "pos", "batch past its deadline; rolled back");
 	return rc < 0 ? rc : 0;
 }
 
 int
 pg_pos_engine_commit(struct pg_pos_engine *e)
 {
-	struct write_job j = {e, e->q, e->nq};
+	struct write_job j = {e, e->q, e->nq, NULL};
 	int rc;
 
 	if (!e->st || e->nq == 0) {
@@ -800,9 +803,9 @@ pg_pos_engine_drop(struct pg_pos_engine *e)
 }
 
 int
-pg_pos_batch_write(struct pg_pos_engine *e, struct pg_pos_batch *b)
+pg_pos_batch_write(struct pg_pos_engine *e, struct pg_pos_batch *b, int *abort)
 {
-	struct write_job j = {e, b->q, b->nq};
+	struct write_job j = {e, b->q, b->nq, abort};
 
 	if (!e->st || !b->nq)
 		return 0;

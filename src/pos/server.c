@@ -498,9 +498,15 @@ commit_one(struct committer *cm)
 		if (!doubt && expired)
 			break; /* answered 96 and not stored: nothing to write */
 		if (!doubt) {
-			rc = pg_pos_batch_write(cm->e, cm->b);
+			rc = pg_pos_batch_write(cm->e, cm->b, &cm->expired);
 			if (rc == 0) {
 				stored = 1;
+				break;
+			}
+			if (rc == PG_ETIMEDOUT) {
+				pg_warn("pos-server",
+					"a batch of %zu transactions answered 96 was rolled back",
+					pg_pos_batch_n(cm->b));
 				break;
 			}
 			if (rc == PG_ECONNLOST) {
@@ -624,7 +630,8 @@ async_step(struct server *s, uint64_t now)
 		if (cm->outcome != OUT_NONE) {
 			batch_release(s, in, cm->outcome != OUT_OK);
 		} else if (now - in->start_ms >= tmo) {
-			cm->expired = 1;
+			/* atomic: the committer reads it between statements (engine.c) */
+			__atomic_store_n(&cm->expired, 1, __ATOMIC_RELEASE);
 			batch_release(s, in, 1);
 			pg_warn("pos-server",
 				"commit not done in %llu ms: %zu transactions answered 96",
@@ -644,7 +651,7 @@ async_step(struct server *s, uint64_t now)
 			s->inflight = op;
 			s->open = in;
 			cm->outcome = OUT_NONE;
-			cm->expired = 0;
+			__atomic_store_n(&cm->expired, 0, __ATOMIC_RELEASE);
 			cm->phase = CM_WORKING;
 			pthread_cond_signal(&cm->cv);
 		} else if (op->nh && now - op->start_ms >= tmo) {
