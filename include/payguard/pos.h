@@ -160,6 +160,29 @@ int pg_pos_engine_respond(struct pg_pos_engine *e, const struct pg_iso_msg *req,
 /* Group commit: writes every queued record and alert in one transaction. */
 int pg_pos_engine_commit(struct pg_pos_engine *e);
 size_t pg_pos_engine_pending(const struct pg_pos_engine *e);
+/*
+ * A batch taken out of the engine's queue, so the event loop can decide the
+ * next requests while a committer thread writes this one (PostgreSQL store
+ * faults, docs/pos.md). Only the committer uses the store meanwhile.
+ */
+struct pg_pos_batch;
+struct pg_pos_batch *pg_pos_batch_new(void);
+void pg_pos_batch_free(struct pg_pos_batch *b);
+size_t pg_pos_batch_n(const struct pg_pos_batch *b);
+/* Moves the queued records into b (b's previous records are dropped). */
+void pg_pos_engine_take(struct pg_pos_engine *e, struct pg_pos_batch *b);
+/* Drops the queued records unwritten (their terminals were answered 96). */
+void pg_pos_engine_drop(struct pg_pos_engine *e);
+/*
+ * Writes b in one transaction, one try; PG_EBUSY / PG_ECONNLOST: try again.
+ * When *abort (read atomically, may be NULL) is set by the time the rows are
+ * written, the transaction is rolled back and PG_ETIMEDOUT returned.
+ */
+int pg_pos_batch_write(struct pg_pos_engine *e, struct pg_pos_batch *b, int *abort);
+/* 1 when b's transaction was committed, 0 when not, < 0 on error. */
+int pg_pos_batch_stored(struct pg_pos_engine *e, const struct pg_pos_batch *b);
+/* Removes b's transactions (a batch that was answered 96 but committed late). */
+int pg_pos_batch_unwrite(struct pg_pos_engine *e, const struct pg_pos_batch *b);
 /* The store the engine records into (NULL after detach). */
 struct pg_store *pg_pos_engine_store(struct pg_pos_engine *e);
 /* From now on decide without recording (dry runs, benchmarks). */
@@ -169,6 +192,19 @@ void pg_pos_engine_detach_store(struct pg_pos_engine *e);
 int pg_pos_alert_set_state(struct pg_store *st, int64_t id, const char *state, const char *note);
 json_t *pg_pos_alerts_list(struct pg_store *st, const char *state_or_null, int limit);
 int pg_pos_migrate(struct pg_store *st);
+/*
+ * PostgreSQL: creates pos_txn's day partitions (UTC) from today to
+ * days_ahead days on, moving rows of those days out of the default
+ * partition; SQLite: nothing to do.
+ */
+int pg_pos_partitions_ensure(struct pg_store *st, int64_t now_ms, int days_ahead);
+/*
+ * Removes transactions of days before the last keep_days (UTC): on
+ * PostgreSQL whole day partitions are dropped, and rows left in the default
+ * partition deleted; on SQLite the rows are deleted.
+ */
+int pg_pos_retention(struct pg_store *st, int64_t now_ms, int keep_days, int64_t *dropped_days,
+		     int64_t *deleted_rows);
 
 /* ---- server ---- */
 
@@ -181,7 +217,9 @@ struct pg_pos_server_cfg {
 	size_t max_msg;
 	int idle_ms, frame_ms; /* idle connection cut; a frame must complete within frame_ms */
 	int max_conns;
-	int commit_us;	    /* how long a group-commit batch may stay open (0 = commit each pass) */
+	int commit_us; /* how long a group-commit batch may stay open (0 = commit each pass) */
+	/* PostgreSQL: a request not durable this long after arrival is answered 96 (<= 0: 2000) */
+	int commit_timeout_ms;
 	volatile int *stop; /* set non-zero to stop */
 	int bound_port;	    /* out: the port actually bound */
 	volatile int ready; /* out: set once listening */
@@ -226,7 +264,7 @@ struct pg_pos_load_cfg {
 };
 struct pg_pos_load_stats {
 	uint64_t sent, answered, errors;
-	double seconds, tps, p50_us, p99_us;
+	double seconds, tps, p50_us, p99_us, max_us; /* max: the slowest answer */
 };
 int pg_pos_load(const struct pg_pos_load_cfg *cfg, struct pg_pos_load_stats *st);
 

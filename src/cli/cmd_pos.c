@@ -685,6 +685,7 @@ cmd_pos_serve(int argc, char **argv)
 					     {"max-conns", required_argument, NULL, 'c'},
 					     {"sync", required_argument, NULL, 's'},
 					     {"commit-us", required_argument, NULL, 'C'},
+					     {"commit-timeout-ms", required_argument, NULL, 'T'},
 					     {0}};
 	struct common c;
 	struct pg_pos_server_cfg cfg = {0};
@@ -745,6 +746,12 @@ cmd_pos_serve(int argc, char **argv)
 				return err;
 			cfg.commit_us = (int)v;
 			break;
+		case 'T':
+			if ((err = parse_long(argv[0], "--commit-timeout-ms", optarg, 50, 600000,
+					      &v)))
+				return err;
+			cfg.commit_timeout_ms = (int)v;
+			break;
 		case 's':
 			if (strcmp(optarg, "normal") && strcmp(optarg, "full"))
 				return pg_cli_usage(argv[0], "--sync is normal or full");
@@ -774,6 +781,9 @@ cmd_pos_serve(int argc, char **argv)
 	else if (rc == 0)
 		rc = pg_store_exec(&st, strcmp(sync, "full") == 0 ? "SET synchronous_commit = on"
 								  : "SET synchronous_commit = off");
+	/* PostgreSQL: today's and the next days' partitions (the committer renews them) */
+	if (rc == 0)
+		rc = pg_pos_partitions_ensure(&st, pg_wall_ms(), 2);
 	if (rc == 0)
 		rc = pg_pos_engine_open(&e, &st, &c.pol);
 	if (rc < 0) {
@@ -1007,10 +1017,11 @@ cmd_pos_load(int argc, char **argv)
 	if (rc < 0)
 		return pg_cli_fail(rc, "load");
 	if (c.json)
-		return pg_cli_print_json(json_pack(
-		    "{s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:i}", "sent", (json_int_t)s.sent, "answered",
-		    (json_int_t)s.answered, "errors", (json_int_t)s.errors, "seconds", s.seconds,
-		    "tps", s.tps, "p50_us", s.p50_us, "p99_us", s.p99_us, "conns", (int)conns));
+		return pg_cli_print_json(
+		    json_pack("{s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:i}", "sent", (json_int_t)s.sent,
+			      "answered", (json_int_t)s.answered, "errors", (json_int_t)s.errors,
+			      "seconds", s.seconds, "tps", s.tps, "p50_us", s.p50_us, "p99_us",
+			      s.p99_us, "max_us", s.max_us, "conns", (int)conns));
 	printf("%llu sent, %llu answered, %llu errors in %.2f s: %.0f tx/s, p50 %.0f us, p99 %.0f "
 	       "us (%ld connections)\n",
 	       (unsigned long long)s.sent, (unsigned long long)s.answered,
@@ -1130,6 +1141,52 @@ alert_transition(int argc, char **argv, const char *state)
 	return PG_EXIT_OK;
 }
 
+/* Retention: days of transactions to keep; whole day partitions go on PostgreSQL. */
+static int
+cmd_pos_retention(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    COMMON_OPTS, {"keep-days", required_argument, NULL, 'k'}, {0}};
+	struct common c;
+	long keep = 0;
+	struct pg_store st = {0};
+	int64_t days = 0, rows = 0;
+	int rc;
+
+	common_init(&c, "none");
+	for (int opt; (opt = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+		int err = 0;
+
+		if (common_opt(&c, argv[0], opt, optarg, &err)) {
+			if (err)
+				return err;
+			continue;
+		}
+		if (opt == 'k')
+			err = parse_long(argv[0], "--keep-days", optarg, 1, 100000, &keep);
+		else
+			err = pg_cli_usage(argv[0], "unknown option");
+		if (err)
+			return err;
+	}
+	if (!keep)
+		return pg_cli_usage(argv[0], "--keep-days N is required");
+	rc = open_store(&st, c.db);
+	if (rc < 0)
+		return pg_cli_fail(rc, "store");
+	rc = pg_pos_retention(&st, pg_wall_ms(), (int)keep, &days, &rows);
+	pg_store_close(&st);
+	if (rc < 0)
+		return pg_cli_fail(rc, "retention");
+	if (c.json)
+		return pg_cli_print_json(json_pack("{s:I,s:I}", "dropped_partitions",
+						   (json_int_t)days, "deleted_rows",
+						   (json_int_t)rows));
+	printf("%lld day partitions dropped, %lld rows deleted\n", (long long)days,
+	       (long long)rows);
+	return PG_EXIT_OK;
+}
+
 static int
 cmd_pos_ack(int argc, char **argv)
 {
@@ -1214,6 +1271,7 @@ const struct pg_cmd pg_cli_pos[] = {
      "  --frame-ms N       cut connections whose frame takes longer (5000)\n"
      "  --max-conns N      connection limit (4096)\n"
      "  --sync MODE        normal (survives a process kill) or full (power loss)\n"
+     "  --commit-timeout-ms N  PostgreSQL: answer 96 when not stored in N ms (2000)\n"
      "  --db PATH          the store\n" POLICY_USAGE},
     {"send", cmd_pos_send, "send JSON messages to a server and print the answers",
      "[options] FILE\n" CODEC_USAGE "  --host ADDR --port N --timeout-ms N\n"
@@ -1230,6 +1288,9 @@ const struct pg_cmd pg_cli_pos[] = {
      "[--state open|acknowledged|closed] [--limit N] [--db PATH] "
      "[--json]\n"},
     {"ack", cmd_pos_ack, "acknowledge an open alert", "ID [--note TEXT] [--db PATH] [--json]\n"},
+    {"retention", cmd_pos_retention, "remove transactions older than N days",
+     "--keep-days N [--db PATH] [--json]\n"
+     "  --keep-days N      days to keep (UTC); on PostgreSQL older day partitions are dropped\n"},
     {"close", cmd_pos_close, "close an alert", "ID [--note TEXT] [--db PATH] [--json]\n"},
     {"demo", cmd_pos_demo, "import sample data, serve, drive five terminals, print decisions",
      "[--keep | --db PATH]\n"

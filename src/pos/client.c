@@ -385,6 +385,7 @@ pg_pos_load(const struct pg_pos_load_cfg *cfg, struct pg_pos_load_stats *st)
 		qsort(lat, nlat, sizeof(*lat), cmp_u32);
 		st->p50_us = lat[nlat / 2];
 		st->p99_us = lat[(size_t)((double)nlat * 0.99)];
+		st->max_us = lat[nlat - 1];
 	}
 out:
 	for (int i = 0; cs && i < cfg->conns; i++) {

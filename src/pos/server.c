@@ -5,6 +5,7 @@
  * then are the responses released, so an answered transaction is stored.
  */
 #include "payguard/clock.h"
+#include "payguard/db.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
 #include "payguard/log.h"
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -31,8 +33,43 @@ struct conn {
 	int want_out; /* EPOLLOUT registered */
 	int dead;
 	uint64_t last_ms, frame_start_ms;
+	size_t held; /* answers waiting in a batch: the struct outlives a close */
 	struct pg_buf in, out;
 	char peer[48];
+};
+
+/*
+ * PostgreSQL store faults (docs/pos.md): answers wait in a batch, each with
+ * the "96 system malfunction" answer to send instead if the batch is not
+ * durable within the commit deadline. At most two batches exist: the one a
+ * committer thread writes (inflight) and the one the loop gathers (open).
+ */
+struct held {
+	struct conn *c;
+	size_t off, len, off96, len96; /* len96 == 0: the same answer either way */
+};
+
+struct batch {
+	struct pg_pos_batch *recs;
+	struct held *h;
+	size_t nh, caph, nrec;
+	struct pg_buf bytes;
+	uint64_t start_ms; /* the first request's arrival */
+	int active, released;
+};
+
+enum { CM_IDLE, CM_WORKING };
+enum { OUT_NONE, OUT_OK, OUT_FAIL };
+
+struct committer {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct pg_pos_engine *e;
+	struct pg_pos_batch *b; /* the inflight batch's records */
+	int phase, outcome, expired, stop, running;
+	int wake_fd;	 /* eventfd: the loop wakes when an outcome is known */
+	uint64_t undone; /* batches answered 96 whose late commit was removed */
 };
 
 struct server {
@@ -44,6 +81,10 @@ struct server {
 	struct pg_iso_msg req, resp;
 	struct pg_buf body;
 	uint64_t served, rejected;
+	int async; /* PostgreSQL: commits run on the committer thread */
+	struct batch bt[2], *inflight, *open;
+	struct committer cm;
+	uint64_t answered96;
 };
 
 static volatile sig_atomic_t sig_stop;
@@ -116,6 +157,8 @@ conn_close(struct server *s, struct conn *c, const char *why)
 {
 	if (why)
 		pg_warn("pos-server", "%s: %s; connection closed", c->peer, why);
+	if (!c->dead)
+		epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
 	c->dead = 1;
 }
 
@@ -124,7 +167,8 @@ conn_free(struct server *s, size_t i)
 {
 	struct conn *c = s->conns[i];
 
-	epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
+	if (!c->dead)
+		epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	pg_buf_release(&c->in);
 	pg_buf_release(&c->out);
@@ -160,7 +204,7 @@ format_error_reply(struct server *s, const uint8_t *body, size_t n, struct pg_is
 }
 
 static int
-reply(struct server *s, struct conn *c, const uint8_t *tpdu, struct pg_iso_msg *resp)
+frame(struct server *s, const uint8_t *tpdu, struct pg_iso_msg *resp, struct pg_buf *to)
 {
 	uint8_t t[5];
 	int rc;
@@ -174,8 +218,64 @@ reply(struct server *s, struct conn *c, const uint8_t *tpdu, struct pg_iso_msg *
 		memcpy(t + 1, tpdu + 3, 2);
 		memcpy(t + 3, tpdu + 1, 2);
 	}
-	return pg_iso_frame_wrap(&s->cfg->framing, tpdu ? t : NULL, s->body.data, s->body.len,
-				 &c->out);
+	return pg_iso_frame_wrap(&s->cfg->framing, tpdu ? t : NULL, s->body.data, s->body.len, to);
+}
+
+/*
+ * Queues an answer. With a committer, every answer joins the open batch (so
+ * a connection's answers keep their order); `queued` says the request's
+ * record is in the batch, and then its 96 answer is framed beside it.
+ */
+static int
+reply_as(struct server *s, struct conn *c, const uint8_t *tpdu, struct pg_iso_msg *resp, int queued,
+	 uint64_t now)
+{
+	struct batch *b = s->open;
+	struct held *h;
+	int rc;
+
+	if (!s->async)
+		return frame(s, tpdu, resp, &c->out);
+	if (b->nh == b->caph) {
+		size_t nc = b->caph ? 2 * b->caph : 256;
+		struct held *nh = realloc(b->h, nc * sizeof(*nh));
+
+		if (!nh)
+			return PG_ENOMEM;
+		b->h = nh;
+		b->caph = nc;
+	}
+	h = &b->h[b->nh];
+	h->c = c;
+	h->off = b->bytes.len;
+	rc = frame(s, tpdu, resp, &b->bytes);
+	if (rc < 0)
+		return rc;
+	h->len = b->bytes.len - h->off;
+	h->off96 = b->bytes.len;
+	h->len96 = 0;
+	if (queued) {
+		rc = pg_iso_set_str(resp, 39, "96");
+		if (rc == 0)
+			rc = pg_iso_set_str(resp, 44, "SYSTEM MALFUNCTION");
+		if (rc == 0)
+			rc = frame(s, tpdu, resp, &b->bytes);
+		if (rc < 0)
+			return rc;
+		h->len96 = b->bytes.len - h->off96;
+		b->nrec++;
+	}
+	if (!b->nh)
+		b->start_ms = now;
+	b->nh++;
+	c->held++;
+	return 0;
+}
+
+static int
+reply(struct server *s, struct conn *c, const uint8_t *tpdu, struct pg_iso_msg *resp)
+{
+	return reply_as(s, c, tpdu, resp, 0, pg_mono_ms());
 }
 
 static int
@@ -183,6 +283,7 @@ handle_message(struct server *s, struct conn *c, const uint8_t *tpdu, const uint
 	       uint64_t now)
 {
 	struct pg_pos_result res;
+	size_t before = pg_pos_engine_pending(s->e);
 	int rc = pg_iso_unpack(s->cfg->dialect, body, n, &s->req);
 
 	if (rc < 0) {
@@ -210,8 +311,7 @@ handle_message(struct server *s, struct conn *c, const uint8_t *tpdu, const uint
 		return rc;
 	}
 	s->served++;
-	(void)now;
-	return reply(s, c, tpdu, &s->resp);
+	return reply_as(s, c, tpdu, &s->resp, pg_pos_engine_pending(s->e) > before, now);
 }
 
 static void
@@ -352,6 +452,293 @@ do_accept(struct server *s, uint64_t now)
 	}
 }
 
+/* ---- the committer (PostgreSQL) ---- */
+
+static void
+pause_ms(int ms)
+{
+	usleep((useconds_t)ms * 1000);
+}
+
+static void
+wake_loop(struct committer *cm)
+{
+	uint64_t one = 1;
+
+	if (write(cm->wake_fd, &one, sizeof(one)) < 0)
+		pg_debug("pos-server", "wake: %s", strerror(errno));
+}
+
+/*
+ * Writes the inflight batch until it is stored, or its deadline passed and
+ * it is known not to be: a commit whose outcome is in doubt (the connection
+ * was lost on the way) is looked up before anything else happens, and a
+ * batch the loop already answered 96 that was stored late is removed again.
+ * The store comes back on its own: every try reconnects (db_pg.c).
+ */
+static void
+commit_one(struct committer *cm)
+{
+	int doubt = 0, stored = 0, wait = 20, rc, expired, undo = 0;
+
+	for (;;) {
+		pthread_mutex_lock(&cm->mu);
+		expired = cm->expired;
+		pthread_mutex_unlock(&cm->mu);
+		if (doubt) {
+			rc = pg_pos_batch_stored(cm->e, cm->b);
+			if (rc >= 0) {
+				doubt = 0;
+				if (rc == 1) {
+					stored = 1;
+					break;
+				}
+			}
+		}
+		if (!doubt && expired)
+			break; /* answered 96 and not stored: nothing to write */
+		if (!doubt) {
+			rc = pg_pos_batch_write(cm->e, cm->b, &cm->expired);
+			if (rc == 0) {
+				stored = 1;
+				break;
+			}
+			if (rc == PG_ETIMEDOUT) {
+				pg_warn("pos-server",
+					"a batch of %zu transactions answered 96 was rolled back",
+					pg_pos_batch_n(cm->b));
+				break;
+			}
+			if (rc == PG_ECONNLOST) {
+				doubt = 1;
+			} else if (rc != PG_EBUSY) {
+				pg_err("pos-server", "commit failed: %s", pg_last_error());
+				break;
+			}
+		}
+		if (__atomic_load_n(&cm->stop, __ATOMIC_RELAXED))
+			break;
+		pg_debug("pos-server", "commit: %s; trying again", pg_last_error());
+		pause_ms(wait);
+		if (wait < 500)
+			wait *= 2;
+	}
+	pthread_mutex_lock(&cm->mu);
+	if (!cm->expired)
+		cm->outcome = stored ? OUT_OK : OUT_FAIL;
+	else
+		undo = stored;
+	pthread_mutex_unlock(&cm->mu);
+	wake_loop(cm);
+	wait = 20;
+	while (undo && !__atomic_load_n(&cm->stop, __ATOMIC_RELAXED)) {
+		rc = pg_pos_batch_unwrite(cm->e, cm->b);
+		if (rc == 0) {
+			pg_warn(
+			    "pos-server",
+			    "a batch of %zu transactions answered 96 was committed late; removed",
+			    pg_pos_batch_n(cm->b));
+			cm->undone++;
+			break;
+		}
+		pause_ms(wait);
+		if (wait < 500)
+			wait *= 2;
+	}
+	if (undo && __atomic_load_n(&cm->stop, __ATOMIC_RELAXED))
+		pg_err("pos-server", "stopping: a batch answered 96 may stay stored");
+}
+
+static void *
+committer_main(void *p)
+{
+	struct committer *cm = p;
+	uint64_t next_days = pg_mono_ms() + 3600000;
+
+	pthread_mutex_lock(&cm->mu);
+	for (;;) {
+		while (cm->phase == CM_IDLE && !cm->stop)
+			pthread_cond_wait(&cm->cv, &cm->mu);
+		if (cm->phase == CM_IDLE && cm->stop)
+			break;
+		pthread_mutex_unlock(&cm->mu);
+		/* the day partitions ahead, renewed hourly by the connection's owner */
+		if (pg_mono_ms() >= next_days) {
+			next_days = pg_mono_ms() + 60000;
+			if (pg_pos_partitions_ensure(pg_pos_engine_store(cm->e),
+						     (int64_t)pg_wall_ms(), 2) == 0)
+				next_days = pg_mono_ms() + 3600000;
+			else
+				pg_warn("pos-server", "day partitions: %s", pg_last_error());
+		}
+		commit_one(cm);
+		pthread_mutex_lock(&cm->mu);
+		cm->phase = CM_IDLE;
+		pthread_cond_broadcast(&cm->cv);
+		pthread_mutex_unlock(&cm->mu);
+		wake_loop(cm);
+		pthread_mutex_lock(&cm->mu);
+	}
+	pthread_mutex_unlock(&cm->mu);
+	return NULL;
+}
+
+/* Sends a batch's answers: the normal ones, or 96 for every stored-or-not request. */
+static void
+batch_release(struct server *s, struct batch *b, int as96)
+{
+	for (size_t i = 0; i < b->nh; i++) {
+		struct held *h = &b->h[i];
+		int alt = as96 && h->len96;
+
+		h->c->held--;
+		if (h->c->dead)
+			continue;
+		if (alt)
+			s->answered96++;
+		if (pg_buf_append(&h->c->out, b->bytes.data + (alt ? h->off96 : h->off),
+				  alt ? h->len96 : h->len) < 0)
+			conn_close(s, h->c, "client does not read its responses");
+	}
+	b->released = 1;
+}
+
+static void
+batch_clear(struct batch *b)
+{
+	b->nh = b->nrec = 0;
+	pg_buf_reset(&b->bytes);
+	b->active = b->released = 0;
+}
+
+/*
+ * One pass of the PostgreSQL side: release the inflight batch once its
+ * outcome is known or its deadline passed (then as 96); hand the open batch
+ * to an idle committer; answer 96 for an open batch that waited past the
+ * deadline behind a stuck one (its records never reach the store).
+ */
+static void
+async_step(struct server *s, uint64_t now)
+{
+	struct committer *cm = &s->cm;
+	struct batch *in = s->inflight, *op = s->open;
+	uint64_t tmo = (uint64_t)s->cfg->commit_timeout_ms;
+	int idle;
+
+	pthread_mutex_lock(&cm->mu);
+	if (in->active && !in->released) {
+		if (cm->outcome != OUT_NONE) {
+			batch_release(s, in, cm->outcome != OUT_OK);
+		} else if (now - in->start_ms >= tmo) {
+			/* atomic: the committer reads it between statements (engine.c) */
+			__atomic_store_n(&cm->expired, 1, __ATOMIC_RELEASE);
+			batch_release(s, in, 1);
+			pg_warn("pos-server",
+				"commit not done in %llu ms: %zu transactions answered 96",
+				(unsigned long long)tmo, in->nrec);
+		}
+	}
+	idle = cm->phase == CM_IDLE;
+	if (in->active && in->released && idle)
+		batch_clear(in);
+	if (op->nh || pg_pos_engine_pending(s->e)) {
+		if (!pg_pos_engine_pending(s->e) && (!in->active || in->released)) {
+			batch_release(s, op, 0); /* nothing to store: answers go out now */
+			batch_clear(op);
+		} else if (!in->active) {
+			pg_pos_engine_take(s->e, cm->b);
+			op->active = 1;
+			s->inflight = op;
+			s->open = in;
+			cm->outcome = OUT_NONE;
+			__atomic_store_n(&cm->expired, 0, __ATOMIC_RELEASE);
+			cm->phase = CM_WORKING;
+			pthread_cond_signal(&cm->cv);
+		} else if (op->nh && now - op->start_ms >= tmo) {
+			pg_pos_engine_drop(s->e);
+			batch_release(s, op, 1);
+			pg_warn("pos-server",
+				"store busy for %llu ms: %zu transactions answered 96",
+				(unsigned long long)tmo, op->nrec);
+			batch_clear(op);
+		}
+	}
+	pthread_mutex_unlock(&cm->mu);
+}
+
+/* Milliseconds until the nearest deadline of a waiting batch (at most cap). */
+static int
+async_wait_ms(struct server *s, uint64_t now, int cap)
+{
+	uint64_t tmo = (uint64_t)s->cfg->commit_timeout_ms;
+	long w = cap;
+
+	for (int i = 0; i < 2; i++) {
+		struct batch *b = &s->bt[i];
+
+		if ((b == s->inflight && b->active && !b->released) || (b == s->open && b->nh)) {
+			long left = (long)(b->start_ms + tmo) - (long)now;
+
+			if (left < w)
+				w = left < 1 ? 1 : left;
+		}
+	}
+	return (int)w;
+}
+
+static int
+committer_start(struct server *s)
+{
+	struct committer *cm = &s->cm;
+
+	cm->e = s->e;
+	cm->b = pg_pos_batch_new();
+	cm->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (!cm->b || cm->wake_fd < 0)
+		return pg_error(PG_ESYS, "pos-server", "committer: %s", strerror(errno));
+	pthread_mutex_init(&cm->mu, NULL);
+	pthread_cond_init(&cm->cv, NULL);
+	if (pthread_create(&cm->th, NULL, committer_main, cm) != 0) {
+		pthread_mutex_destroy(&cm->mu);
+		pthread_cond_destroy(&cm->cv);
+		return pg_error(PG_ESYS, "pos-server", "committer: no thread");
+	}
+	cm->running = 1;
+	return 0;
+}
+
+/*
+ * Stops the thread: a batch it is writing gets one more try at most (a
+ * store that stays away is not waited for, except inside a libpq call the
+ * store never answers), then the thread ends.
+ */
+static void
+committer_stop(struct server *s)
+{
+	struct committer *cm = &s->cm;
+
+	if (cm->running) {
+		pthread_mutex_lock(&cm->mu);
+		__atomic_store_n(&cm->stop, 1, __ATOMIC_RELAXED);
+		pthread_cond_broadcast(&cm->cv);
+		while (cm->phase != CM_IDLE)
+			pthread_cond_wait(&cm->cv, &cm->mu);
+		pthread_mutex_unlock(&cm->mu);
+		pthread_join(cm->th, NULL);
+		pthread_mutex_destroy(&cm->mu);
+		pthread_cond_destroy(&cm->cv);
+		cm->running = 0;
+		if (s->inflight->active && !s->inflight->released)
+			batch_release(s, s->inflight, cm->outcome != OUT_OK);
+		batch_clear(s->inflight);
+	}
+	if (cm->wake_fd > 0)
+		close(cm->wake_fd);
+	cm->wake_fd = -1;
+	pg_pos_batch_free(cm->b);
+	cm->b = NULL;
+}
+
 static int
 listen_on(struct server *s)
 {
@@ -403,6 +790,12 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 	s->lfd = -1;
 	s->ep = -1;
 	pg_buf_init(&s->body, PG_ISO_ARENA);
+	for (int i = 0; i < 2; i++)
+		pg_buf_init(&s->bt[i].bytes, (size_t)-1);
+	s->open = &s->bt[0];
+	s->inflight = &s->bt[1];
+	if (cfg->commit_timeout_ms <= 0)
+		cfg->commit_timeout_ms = 2000;
 	if (!cfg->max_msg)
 		cfg->max_msg = PG_ISO_MAX_MSG;
 	if (!cfg->max_conns)
@@ -431,12 +824,31 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 		rc = pg_error(PG_ESYS, "pos-server", "epoll: %s", strerror(errno));
 		goto out;
 	}
+	/*
+	 * A PostgreSQL store is another process that can stall or restart: its
+	 * commits run on a thread with a deadline, so the loop always answers.
+	 */
+	if (st && st->pdb && pg_db_engine_of(st->pdb) == PG_DB_POSTGRES) {
+		rc = committer_start(s);
+		if (rc < 0)
+			goto out;
+		s->async = 1;
+		ev.events = EPOLLIN;
+		ev.data.ptr = &s->cm;
+		if (epoll_ctl(s->ep, EPOLL_CTL_ADD, s->cm.wake_fd, &ev) < 0) {
+			rc = pg_error(PG_ESYS, "pos-server", "epoll: %s", strerror(errno));
+			goto out;
+		}
+	}
 	pg_info("pos-server", "listening on %s:%d", cfg->host ? cfg->host : "127.0.0.1",
 		cfg->bound_port);
 	cfg->ready = 1;
 	while (!(cfg->stop ? *cfg->stop : sig_stop)) {
 		/* while a batch is open, only take what is already there: never sleep */
-		int n = epoll_wait(s->ep, evs, 256, batch_open ? 0 : 50);
+		int n = epoll_wait(s->ep, evs, 256,
+				   s->async	? async_wait_ms(s, pg_mono_ms(), 50)
+				   : batch_open ? 0
+						: 50);
 		uint64_t now = pg_mono_ms();
 
 		if (n < 0 && errno != EINTR) {
@@ -448,6 +860,13 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 
 			if (!c) {
 				do_accept(s, now);
+				continue;
+			}
+			if ((void *)c == &s->cm) {
+				uint64_t v;
+
+				if (read(s->cm.wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+					pg_debug("pos-server", "wake: %s", strerror(errno));
 				continue;
 			}
 			if (c->dead)
@@ -462,6 +881,10 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 		 * responses released. Gathering what is already queued costs no idle
 		 * time, and bigger batches write fewer WAL pages per transaction.
 		 */
+		if (s->async) {
+			async_step(s, now);
+			goto flush;
+		}
 		if (pg_pos_engine_pending(e) && !batch_open) {
 			batch_open = 1;
 			batch_since = pg_mono_ns() / 1000;
@@ -480,6 +903,7 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 						conn_close(s, s->conns[i], "store unavailable");
 			}
 		}
+	flush:
 		for (size_t i = 0; i < s->nconns; i++) {
 			struct conn *c = s->conns[i];
 
@@ -504,13 +928,21 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 			}
 		}
 		for (size_t i = s->nconns; i-- > 0;)
-			if (s->conns[i]->dead)
+			if (s->conns[i]->dead && !s->conns[i]->held)
 				conn_free(s, i);
+	}
+	if (s->async) {
+		committer_stop(s);
+		s->async = 0;
+		pg_info("pos-server", "%llu answers were 96 (store not durable in %d ms)",
+			(unsigned long long)s->answered96, cfg->commit_timeout_ms);
 	}
 	rc = pg_pos_engine_commit(e);
 	pg_info("pos-server", "stopped: %llu answered, %llu rejected",
 		(unsigned long long)s->served, (unsigned long long)s->rejected);
 out:
+	if (s->cm.b)
+		committer_stop(s);
 	if (cp.running) {
 		cp.stop = 1;
 		pthread_join(cp.th, NULL);
@@ -525,6 +957,10 @@ out:
 	if (s->lfd >= 0)
 		close(s->lfd);
 	pg_buf_release(&s->body);
+	for (int i = 0; i < 2; i++) {
+		pg_buf_release(&s->bt[i].bytes);
+		free(s->bt[i].h);
+	}
 	free(s);
 	return rc;
 }
