@@ -50,7 +50,7 @@ struct up {
 	int unpacked; /* packages left for first boot */
 	/* progress and stop */
 	struct pg_store *st;
-	sqlite3_int64 job;
+	int64_t job;
 	const struct pg_upgrade_opts *o;
 	uint64_t total, done;
 	uint64_t last_ms;
@@ -93,8 +93,8 @@ tick(struct up *u, int force)
 	u->last_frac = frac;
 	/* A progress row that cannot be written (store busy) does not fail
 	 * the upgrade; the next tick tries again. */
-	if (u->job && pg_db_run(u->st, "UPDATE image_job SET progress = ?1 WHERE id = ?2",
-				json_pack("[f,I]", frac, (json_int_t)u->job), NULL) < 0)
+	if (u->job && pg_image_run(u->st, "UPDATE image_job SET progress = ? WHERE id = ?",
+				   json_pack("[f,I]", frac, (json_int_t)u->job), NULL) < 0)
 		pg_debug("upgrade", "progress not stored: %s", pg_last_error());
 	if (u->o && u->o->progress)
 		u->o->progress(u->o->progress_arg, frac);
@@ -1080,31 +1080,31 @@ out:
 }
 
 static int
-job_finish(struct pg_store *st, sqlite3_int64 job, const char *state, struct pg_buf *log,
-	   json_t *result)
+job_finish(struct pg_store *st, int64_t job, const char *state, struct pg_buf *log, json_t *result)
 {
 	char now[32], *res = result ? pg_json_dumps(result, JSON_COMPACT) : NULL;
 	int rc;
 
 	pg_now_iso(now, sizeof(now));
-	rc = pg_db_run(st,
-		       "UPDATE image_job SET state = ?1, finished_at = ?2, log = log || ?3,"
-		       " result = ?4, progress = CASE WHEN ?1 = 'done' THEN 1.0 ELSE progress END"
-		       " WHERE id = ?5",
-		       json_pack("[s,s,s#,s?,I]", state, now, log->data ? (char *)log->data : "",
-				 (int)log->len, res, (json_int_t)job),
-		       NULL);
+	rc = pg_image_run(st,
+			  "UPDATE image_job SET state = ?, finished_at = ?, log = log || ?,"
+			  " result = ?, progress = CASE WHEN CAST(? AS TEXT) = 'done' THEN 1.0"
+			  " ELSE progress END WHERE id = ?",
+			  json_pack("[s,s,s#,s?,s,I]", state, now,
+				    log->data ? (char *)log->data : "", (int)log->len, res, state,
+				    (json_int_t)job),
+			  NULL);
 	free(res);
 	return rc;
 }
 
 static int
-root_partition(struct pg_store *st, sqlite3_int64 id, uint64_t *off, uint64_t *len)
+root_partition(struct pg_store *st, int64_t id, uint64_t *off, uint64_t *len)
 {
 	json_t *rows = NULL;
-	int rc = pg_db_query(
+	int rc = pg_image_query(
 	    st,
-	    "SELECT start, size FROM image_partition WHERE image_id = ?1 AND is_root = 1"
+	    "SELECT start, size FROM image_partition WHERE image_id = ? AND is_root = 1"
 	    " AND supported = 1 ORDER BY idx LIMIT 1",
 	    json_pack("[I]", (json_int_t)id), &rows);
 
@@ -1191,10 +1191,24 @@ pick_fixes(struct pg_store *st, const char *ref, const char *repo, char ***paths
 	return 0;
 }
 
+/* Runs an INSERT ... RETURNING id of image_job and gives the new id. */
+static int
+insert_job(struct pg_store *st, const char *sql, json_t *args, int64_t *id)
+{
+	json_t *rows = NULL;
+	int rc = pg_image_query(st, sql, args, &rows);
+
+	if (rc < 0)
+		return rc;
+	*id = json_integer_value(json_object_get(json_array_get(rows, 0), "id"));
+	json_decref(rows);
+	return *id > 0 ? 0 : pg_error(PG_ESTORE, "upgrade", "no job id returned");
+}
+
 int
 pg_image_job_queue(struct pg_store *st, const char *ref, int64_t *job)
 {
-	sqlite3_int64 id = 0, jid = 0;
+	int64_t id = 0, jid = 0;
 	char *img = NULL, now[32];
 	int rc;
 
@@ -1205,11 +1219,10 @@ pg_image_job_queue(struct pg_store *st, const char *ref, int64_t *job)
 	if (rc < 0)
 		return rc;
 	pg_now_iso(now, sizeof(now));
-	rc = pg_db_run(
-	    st,
-	    "INSERT INTO image_job(image_id, image_path, kind, state, started_at, progress)"
-	    " VALUES(?1, ?2, 'upgrade', 'queued', ?3, 0.0)",
-	    json_pack("[I,s,s]", (json_int_t)id, img, now), &jid);
+	rc = insert_job(st,
+			"INSERT INTO image_job(image_id, image_path, kind, state, started_at,"
+			" progress) VALUES(?, ?, 'upgrade', 'queued', ?, 0.0) RETURNING id",
+			json_pack("[I,s,s]", (json_int_t)id, img, now), &jid);
 	free(img);
 	if (rc < 0)
 		return rc;
@@ -1223,21 +1236,22 @@ pg_image_job_abandon(struct pg_store *st, int64_t job, const char *why)
 	char now[32];
 
 	pg_now_iso(now, sizeof(now));
-	return pg_db_run(st,
-			 "UPDATE image_job SET state = 'failed', finished_at = ?1,"
-			 " log = coalesce(log, '') || ?2 WHERE id = ?3 AND state = 'queued'",
-			 json_pack("[s,s,I]", now, why, (json_int_t)job), NULL);
+	return pg_image_run(st,
+			    "UPDATE image_job SET state = 'failed', finished_at = ?,"
+			    " log = coalesce(log, '') || ? WHERE id = ? AND state = 'queued'",
+			    json_pack("[s,s,I]", now, why, (json_int_t)job), NULL);
 }
 
 /* Takes a queued job for this process; a job in another state or of
  * another image is refused and left as it is. */
 static int
-job_claim(struct pg_store *st, int64_t job, sqlite3_int64 *image_id)
+job_claim(struct pg_store *st, int64_t job, int64_t *image_id)
 {
 	json_t *rows = NULL, *r;
+	int64_t changed = 0;
 	const char *state;
-	int rc = pg_db_query(st, "SELECT state, image_id FROM image_job WHERE id = ?1",
-			     json_pack("[I]", (json_int_t)job), &rows);
+	int rc = pg_image_query(st, "SELECT state, image_id FROM image_job WHERE id = ?",
+				json_pack("[I]", (json_int_t)job), &rows);
 
 	if (rc < 0)
 		return rc;
@@ -1260,11 +1274,14 @@ job_claim(struct pg_store *st, int64_t job, sqlite3_int64 *image_id)
 		goto out;
 	}
 	*image_id = json_integer_value(json_object_get(r, "image_id"));
-	rc = pg_db_run(st,
-		       "UPDATE image_job SET state = 'running', pid = ?1, progress = 0.0"
-		       " WHERE id = ?2 AND state = 'queued'",
-		       json_pack("[i,I]", (int)getpid(), (json_int_t)job), NULL);
-	if (rc == 0 && sqlite3_changes(st->db) != 1)
+	/* one UPDATE decides between two runners: the second one's row no
+	 * longer matches state = 'queued' (PostgreSQL re-checks it after the
+	 * first one's commit) */
+	rc = pg_image_run(st,
+			  "UPDATE image_job SET state = 'running', pid = ?, progress = 0.0"
+			  " WHERE id = ? AND state = 'queued'",
+			  json_pack("[i,I]", (int)getpid(), (json_int_t)job), &changed);
+	if (rc == 0 && changed != 1)
 		rc = pg_error(PG_ESTATE, "upgrade", "job %lld was taken by another runner",
 			      (long long)job);
 out:
@@ -1278,7 +1295,7 @@ pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **
 	struct up u;
 	struct pg_deb *debs = NULL;
 	struct pg_bdev *base = NULL, *ov = NULL;
-	sqlite3_int64 id = 0, job = 0;
+	int64_t id = 0, job = 0;
 	char *img = NULL, out[4200], partial[4300], now[32], **fixes = NULL, ref[4096];
 	const char *const *debpaths = o->debs;
 	size_t ndebs = o->ndebs, nfix = 0;
@@ -1351,12 +1368,12 @@ pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **
 	if (!job) {
 		pg_now_iso(now, sizeof(now));
 		PG_TRY_GOTO(
-		    pg_db_run(st,
-			      "INSERT INTO image_job(image_id, image_path, kind, state, pid,"
-			      " started_at, progress) VALUES(?1, ?2, 'upgrade', 'running',"
-			      " ?3, ?4, 0.0)",
-			      json_pack("[I,s,i,s]", (json_int_t)id, img, (int)getpid(), now),
-			      &job),
+		    insert_job(st,
+			       "INSERT INTO image_job(image_id, image_path, kind, state, pid,"
+			       " started_at, progress) VALUES(?, ?, 'upgrade', 'running',"
+			       " ?, ?, 0.0) RETURNING id",
+			       json_pack("[I,s,i,s]", (json_int_t)id, img, (int)getpid(), now),
+			       &job),
 		    out, "upgrade", "job");
 		u.job = job;
 	}
@@ -1379,8 +1396,8 @@ pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **
 	snprintf(partial, sizeof(partial), "%s.partial", out);
 	unlink(partial); /* a leftover of an interrupted run of this job id */
 	have_partial = 1;
-	PG_TRY_GOTO(pg_db_run(st, "UPDATE image_job SET overlay = ?1 WHERE id = ?2",
-			      json_pack("[s,I]", out, (json_int_t)job), NULL),
+	PG_TRY_GOTO(pg_image_run(st, "UPDATE image_job SET overlay = ? WHERE id = ?",
+				 json_pack("[s,I]", out, (json_int_t)job), NULL),
 		    fail, "upgrade", "job");
 	ulog(&u, "job %lld: image %s, overlay %s, %llu bytes to unpack", (long long)job, img, out,
 	     (unsigned long long)u.total);
@@ -1471,24 +1488,34 @@ out:
 	return rc;
 }
 
+/* t as ISO 8601 UTC, the form of started_at */
+static void
+iso_at(time_t t, char *buf, size_t n)
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
 int
 pg_image_jobs(struct pg_store *st, json_t **out)
 {
 	json_t *rows = NULL;
 	size_t i;
 	json_t *r;
-	char now[32];
+	char now[32], cutoff[32];
 	int rc;
 
+	/* started_at is ISO 8601 UTC of one width: it orders as text */
+	iso_at(time(NULL) - QUEUE_GRACE, cutoff, sizeof(cutoff));
 	/* A job still "running" whose process is gone was interrupted: its
 	 * half-written overlay never got its final name; drop the leftover.
 	 * A queued job nobody took within QUEUE_GRACE seconds never will. */
-	rc = pg_db_query(st,
-			 "SELECT id, state, pid, overlay FROM image_job WHERE state = 'running'"
-			 " OR (state = 'queued' AND pid IS NULL AND"
-			 "     CAST(strftime('%s', started_at) AS INTEGER) <"
-			 "     CAST(strftime('%s', 'now') AS INTEGER) - ?1)",
-			 json_pack("[i]", QUEUE_GRACE), &rows);
+	rc = pg_image_query(st,
+			    "SELECT id, state, pid, overlay FROM image_job WHERE state = 'running'"
+			    " OR (state = 'queued' AND pid IS NULL AND started_at < ?)",
+			    json_pack("[s]", cutoff), &rows);
 	if (rc < 0)
 		return rc;
 	pg_now_iso(now, sizeof(now));
@@ -1506,30 +1533,31 @@ pg_image_jobs(struct pg_store *st, json_t **out)
 				 json_string_value(json_object_get(r, "overlay")));
 			unlink(partial);
 		}
-		pg_db_run(st,
-			  "UPDATE image_job SET state = 'interrupted', finished_at = ?2,"
-			  " log = log || ?3 WHERE id = ?1 AND state = ?4",
-			  json_pack("[O,s,s,O]", json_object_get(r, "id"), now,
-				    queued ? "interrupted: queued, but no runner took it within "
+		pg_image_run(st,
+			     "UPDATE image_job SET state = 'interrupted', finished_at = ?,"
+			     " log = log || ? WHERE id = ? AND state = ?",
+			     json_pack("[s,s,O,O]", now,
+				       queued
+					   ? "interrupted: queued, but no runner took it within "
 					     "60 s\n"
 					   : "interrupted: the process running the job is gone\n",
-				    json_object_get(r, "state")),
-			  NULL);
+				       json_object_get(r, "id"), json_object_get(r, "state")),
+			     NULL);
 	}
 	json_decref(rows);
-	return pg_db_query(st,
-			   "SELECT id, image_id, image_path, kind, state, progress, overlay,"
-			   " started_at, finished_at, result, log FROM image_job ORDER BY id",
-			   NULL, out);
+	return pg_image_query(st,
+			      "SELECT id, image_id, image_path, kind, state, progress, overlay,"
+			      " started_at, finished_at, result, log FROM image_job ORDER BY id",
+			      NULL, out);
 }
 
 static int
 job_get(struct pg_store *st, int64_t job, json_t **row)
 {
 	json_t *rows = NULL;
-	int rc =
-	    pg_db_query(st, "SELECT id, state, overlay, image_path FROM image_job WHERE id = ?1",
-			json_pack("[I]", (json_int_t)job), &rows);
+	int rc = pg_image_query(
+	    st, "SELECT id, state, overlay, image_path, result FROM image_job WHERE id = ?",
+	    json_pack("[I]", (json_int_t)job), &rows);
 
 	if (rc < 0)
 		return rc;
@@ -1540,6 +1568,26 @@ job_get(struct pg_store *st, int64_t job, json_t **row)
 	*row = json_incref(json_array_get(rows, 0));
 	json_decref(rows);
 	return 0;
+}
+
+/* The job's result JSON gains "committed": the output written. */
+static int
+mark_committed(struct pg_store *st, int64_t job, json_t *result_text, const char *output)
+{
+	const char *t = json_string_value(result_text);
+	json_t *res = t ? json_loads(t, 0, NULL) : NULL;
+	char *s = NULL;
+	int rc;
+
+	if (json_is_object(res)) {
+		json_object_set_new(res, "committed", json_string(output));
+		s = pg_json_dumps(res, JSON_COMPACT);
+	}
+	rc = pg_image_run(st, "UPDATE image_job SET state = 'committed', result = ? WHERE id = ?",
+			  json_pack("[s?,I]", s ? s : t, (json_int_t)job), NULL);
+	free(s);
+	json_decref(res);
+	return rc;
 }
 
 int
@@ -1612,11 +1660,8 @@ pg_image_commit(struct pg_store *st, int64_t job, const char *output, json_t **r
 	}
 	close(fd);
 	fd = -1;
-	PG_TRY_GOTO(pg_db_run(st,
-			      "UPDATE image_job SET state = 'committed', result = json_set(result,"
-			      " '$.committed', ?1) WHERE id = ?2",
-			      json_pack("[s,I]", output, (json_int_t)job), NULL),
-		    out, "image", "job");
+	PG_TRY_GOTO(mark_committed(st, job, json_object_get(row, "result"), output), out, "image",
+		    "job");
 	*result =
 	    json_pack("{s:I, s:s, s:I, s:I}", "job", (json_int_t)job, "output", output,
 		      "virtual_size", (json_int_t)d->size, "bytes_written", (json_int_t)written);
@@ -1656,8 +1701,8 @@ pg_image_rollback(struct pg_store *st, int64_t job)
 			goto out;
 		}
 	}
-	rc = pg_db_run(st, "UPDATE image_job SET state = 'rolledback' WHERE id = ?1",
-		       json_pack("[I]", (json_int_t)job), NULL);
+	rc = pg_image_run(st, "UPDATE image_job SET state = 'rolledback' WHERE id = ?",
+			  json_pack("[I]", (json_int_t)job), NULL);
 out:
 	json_decref(row);
 	return rc;
