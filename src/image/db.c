@@ -220,7 +220,7 @@ pg_image_save(struct pg_store *st, json_t *inv, int64_t *id_out)
 
 	pg_now_iso(now, sizeof(now));
 	chain = pg_json_dumps(json_object_get(inv, "chain"), JSON_COMPACT);
-	PG_TRY_GOTO(pg_store_begin(st), out, "image", "begin");
+	PG_TRY_GOTO(pg_db_begin(st->pdb), out, "image", "begin");
 	/* Upsert: an image keeps its id across rescans, so jobs stay linked. */
 	PG_TRY_GOTO(
 	    pg_image_run(
@@ -313,14 +313,14 @@ pg_image_save(struct pg_store *st, json_t *inv, int64_t *id_out)
 				 NULL),
 		    fail, "image", "insert package");
 	}
-	PG_TRY_GOTO(pg_store_commit(st), fail, "image", "commit");
+	PG_TRY_GOTO(pg_db_commit(st->pdb), fail, "image", "commit");
 	json_object_set_new(inv, "id", json_integer(id));
 	if (id_out)
 		*id_out = id;
 	rc = 0;
 	goto out;
 fail:
-	pg_store_rollback(st);
+	pg_db_rollback(st->pdb);
 out:
 	free(chain);
 	return rc;
@@ -464,7 +464,7 @@ pg_image_advisories_import_fmt(struct pg_store *st, const char *path, const char
 	if (rc < 0)
 		return pg_error_ctx(rc, found, "'%s'", path);
 	pg_now_iso(now, sizeof(now));
-	PG_TRY_GOTO(pg_store_begin(st), out, "osv", "begin");
+	PG_TRY_GOTO(pg_db_begin(st->pdb), out, "osv", "begin");
 	for (size_t i = 0; i < n; i++) {
 		PG_TRY_GOTO(pg_image_run(st, "DELETE FROM advisory WHERE id = ?",
 					 json_pack("[s]", v[i].id), NULL),
@@ -490,11 +490,11 @@ pg_image_advisories_import_fmt(struct pg_store *st, const char *path, const char
 			    fail, "osv", "insert range");
 		}
 	}
-	PG_TRY_GOTO(pg_store_commit(st), fail, "osv", "commit");
+	PG_TRY_GOTO(pg_db_commit(st->pdb), fail, "osv", "commit");
 	*count = n;
 	goto out;
 fail:
-	pg_store_rollback(st);
+	pg_db_rollback(st->pdb);
 out:
 	pg_osv_free(v, n);
 	return rc;
