@@ -70,6 +70,19 @@ double pg_db_column_double(const struct pg_db_stmt *s, int i);
 /* Valid until the next step or reset; never NULL. */
 const char *pg_db_column_text(const struct pg_db_stmt *s, int i);
 const void *pg_db_column_blob(const struct pg_db_stmt *s, int i, size_t *len);
+/* The storage class of a column in the current row, for callers that turn
+ * rows into JSON: PostgreSQL integer and boolean types read as INT64,
+ * real and numeric as DOUBLE, bytea as BLOB, anything else as TEXT. */
+enum pg_db_col {
+	PG_DB_COL_NULL,
+	PG_DB_COL_INT64,
+	PG_DB_COL_DOUBLE,
+	PG_DB_COL_TEXT,
+	PG_DB_COL_BLOB
+};
+enum pg_db_col pg_db_column_type(const struct pg_db_stmt *s, int i);
+/* The column's name (its AS alias if any); "" when out of range. */
+const char *pg_db_column_name(const struct pg_db_stmt *s, int i);
 
 int pg_db_begin(struct pg_db *db);
 int pg_db_commit(struct pg_db *db);

@@ -24,7 +24,7 @@ int pg_debver_check(const char *v);
  * Process-wide; set before opening images; n = 0 clears. */
 int pg_image_set_backing_dirs(const char *const *dirs, size_t n);
 
-/* Applies the image area's migrations and registers SQL function debver_cmp. */
+/* Applies the image area's migrations (on st->pdb: SQLite or PostgreSQL). */
 int pg_image_db_open(struct pg_store *st);
 
 /* Inspects one image file and stores (replaces) its inventory. *summary gets
@@ -62,7 +62,8 @@ struct pg_upgrade_opts {
 	const char *repo;   /* with fix: folder of .deb files */
 	int fix;	    /* pick debs from repo that fix findings */
 	const char *output; /* overlay path; default under data dir */
-	/* > 0: run this job made by pg_image_job_queue (it must be 'queued'
+	/* > 0: run this job made by pg_image_job_queue (it must be 'queued',
+	 * or 'running' taken by this process with pg_image_job_claim_next,
 	 * and, when image is set, for that image; else PG_ESTATE) instead of
 	 * recording a new one. */
 	int64_t job;
@@ -86,6 +87,14 @@ int pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_
  * pg_image_upgrade with opts.job = *job. A queued job no runner took within
  * 60 s is shown 'interrupted' by pg_image_jobs. */
 int pg_image_job_queue(struct pg_store *st, const char *ref, int64_t *job);
+/*
+ * Takes the oldest queued job for this process (state 'running', pid set)
+ * and gives its id and image, for a runner that then calls pg_image_upgrade
+ * with opts.job = *job; PG_ENOENT when none is queued. On PostgreSQL the row
+ * is chosen with FOR UPDATE SKIP LOCKED: runners on several hosts each get
+ * another job and never wait on one another's.
+ */
+int pg_image_job_claim_next(struct pg_store *st, int64_t *job, int64_t *image_id);
 /* Marks a queued job that will never run (its runner could not start)
  * 'failed' with why in its log; a job no longer queued is left as it is. */
 int pg_image_job_abandon(struct pg_store *st, int64_t job, const char *why);

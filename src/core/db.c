@@ -376,6 +376,18 @@ pg_db_column_blob(const struct pg_db_stmt *s, int i, size_t *len)
 	return s->db->ops->column_blob(s, i, len);
 }
 
+enum pg_db_col
+pg_db_column_type(const struct pg_db_stmt *s, int i)
+{
+	return s->db->ops->column_type(s, i);
+}
+
+const char *
+pg_db_column_name(const struct pg_db_stmt *s, int i)
+{
+	return s->db->ops->column_name(s, i);
+}
+
 int
 pg_db_begin(struct pg_db *db)
 {

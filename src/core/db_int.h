@@ -33,6 +33,8 @@ struct pg_db_ops {
 	double (*column_double)(const struct pg_db_stmt *s, int i);
 	const char *(*column_text)(const struct pg_db_stmt *s, int i);
 	const void *(*column_blob)(const struct pg_db_stmt *s, int i, size_t *len);
+	enum pg_db_col (*column_type)(const struct pg_db_stmt *s, int i);
+	const char *(*column_name)(const struct pg_db_stmt *s, int i);
 	/* "BEGIN" as the engine wants it for a writing transaction. */
 	const char *begin_sql;
 	/* SQL that serialises migrations between connections, inside a transaction. */

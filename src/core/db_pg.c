@@ -455,6 +455,43 @@ pq_column_blob(const struct pg_db_stmt *s, int i, size_t *len)
 	return b ? (const void *)b : "";
 }
 
+static enum pg_db_col
+pq_column_type(const struct pg_db_stmt *s, int i)
+{
+	const struct pq_stmt *ps = s->drv;
+
+	if (!has_row(ps, i) || PQgetisnull(ps->res, ps->row, i))
+		return PG_DB_COL_NULL;
+	switch (PQftype(ps->res, i)) { /* OIDs of src/include/catalog/pg_type.dat */
+	case 16:		       /* bool */
+	case 20:		       /* int8 */
+	case 21:		       /* int2 */
+	case 23:		       /* int4 */
+	case 26:		       /* oid */
+		return PG_DB_COL_INT64;
+	case 700:  /* float4 */
+	case 701:  /* float8 */
+	case 1700: /* numeric */
+		return PG_DB_COL_DOUBLE;
+	case 17: /* bytea */
+		return PG_DB_COL_BLOB;
+	default:
+		return PG_DB_COL_TEXT;
+	}
+}
+
+static const char *
+pq_column_name(const struct pg_db_stmt *s, int i)
+{
+	const struct pq_stmt *ps = s->drv;
+	const char *n;
+
+	if (!ps || !ps->res || i < 0 || i >= PQnfields(ps->res))
+		return "";
+	n = PQfname(ps->res, i);
+	return n ? n : "";
+}
+
 const struct pg_db_ops pg_db_postgres_ops = {
     .engine = PG_DB_POSTGRES,
     .open = pq_open,
@@ -471,6 +508,8 @@ const struct pg_db_ops pg_db_postgres_ops = {
     .column_double = pq_column_double,
     .column_text = pq_column_text,
     .column_blob = pq_column_blob,
+    .column_type = pq_column_type,
+    .column_name = pq_column_name,
     .begin_sql = "BEGIN",
     /* one key for every area: schema steps of all daemons take turns */
     .migrate_lock_sql = "SELECT pg_advisory_xact_lock(7236485)",

@@ -203,6 +203,31 @@ sq_column_blob(const struct pg_db_stmt *s, int i, size_t *len)
 	return b ? b : "";
 }
 
+static enum pg_db_col
+sq_column_type(const struct pg_db_stmt *s, int i)
+{
+	switch (sqlite3_column_type(s->drv, i)) {
+	case SQLITE_INTEGER:
+		return PG_DB_COL_INT64;
+	case SQLITE_FLOAT:
+		return PG_DB_COL_DOUBLE;
+	case SQLITE_BLOB:
+		return PG_DB_COL_BLOB;
+	case SQLITE_NULL:
+		return PG_DB_COL_NULL;
+	default:
+		return PG_DB_COL_TEXT;
+	}
+}
+
+static const char *
+sq_column_name(const struct pg_db_stmt *s, int i)
+{
+	const char *n = sqlite3_column_name(s->drv, i);
+
+	return n ? n : "";
+}
+
 const struct pg_db_ops pg_db_sqlite_ops;
 
 int
@@ -238,6 +263,8 @@ const struct pg_db_ops pg_db_sqlite_ops = {
     .column_double = sq_column_double,
     .column_text = sq_column_text,
     .column_blob = sq_column_blob,
+    .column_type = sq_column_type,
+    .column_name = sq_column_name,
     /* takes the write lock at once: no deadlock between two upgrading readers */
     .begin_sql = "BEGIN IMMEDIATE",
     .migrate_lock_sql = NULL,

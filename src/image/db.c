@@ -1,8 +1,9 @@
 /*
- * The image area's tables in the shared SQLite store (schema documented in
- * docs/image.md): images and their partitions, kernels and packages; OSV
- * advisories; upgrade jobs. SQL function debver_cmp() gives queries the
- * exact Debian version ordering.
+ * The image area's tables in the store, SQLite or PostgreSQL through the
+ * store API (include/payguard/db.h; schema documented in docs/image.md):
+ * images and their partitions, kernels and packages; OSV advisories; upgrade
+ * jobs. Findings compare Debian versions in C (debver.c) after the store has
+ * given the candidate rows, so both engines order versions exactly as dpkg.
  */
 #include "image_int.h"
 #include "imagedb.h"
@@ -12,6 +13,7 @@
 #include "payguard/error.h"
 #include "payguard/fs.h"
 #include "payguard/log.h"
+#include "payguard/db.h"
 #include "payguard/store.h"
 
 #include <stdio.h>
@@ -19,83 +21,78 @@
 #include <string.h>
 #include <time.h>
 
-static const struct pg_migration migrations[] = {
-    {1, "CREATE TABLE image("
-	" id INTEGER PRIMARY KEY,"
-	" path TEXT NOT NULL UNIQUE,"
-	" format TEXT NOT NULL,"
-	" format_version INTEGER NOT NULL DEFAULT 0,"
-	" virtual_size INTEGER NOT NULL,"
-	" file_size INTEGER NOT NULL,"
-	" sha256 TEXT,"
-	" chain TEXT,"
-	" ptable TEXT,"
-	" disk_guid TEXT,"
-	" os_id TEXT, os_version_id TEXT, os_pretty TEXT,"
-	" mtime_ns INTEGER,"
-	" scanned_at TEXT NOT NULL);"
-	"CREATE TABLE image_partition("
-	" image_id INTEGER NOT NULL REFERENCES image(id) ON DELETE CASCADE,"
-	" idx INTEGER NOT NULL, start INTEGER NOT NULL, size INTEGER NOT NULL,"
-	" type TEXT, uuid TEXT, name TEXT, logical INTEGER NOT NULL DEFAULT 0,"
-	" fs TEXT, supported INTEGER NOT NULL DEFAULT 0, fs_uuid TEXT, fs_label TEXT,"
-	" is_root INTEGER NOT NULL DEFAULT 0, needs_recovery INTEGER NOT NULL DEFAULT 0,"
-	" PRIMARY KEY(image_id, idx));"
-	"CREATE TABLE image_kernel("
-	" image_id INTEGER NOT NULL REFERENCES image(id) ON DELETE CASCADE,"
-	" part_idx INTEGER NOT NULL, path TEXT NOT NULL, version TEXT NOT NULL, banner TEXT);"
-	"CREATE TABLE image_package("
-	" image_id INTEGER NOT NULL REFERENCES image(id) ON DELETE CASCADE,"
-	" name TEXT NOT NULL, version TEXT, arch TEXT, source TEXT NOT NULL,"
-	" source_version TEXT NOT NULL, status TEXT,"
-	" PRIMARY KEY(image_id, name, arch));"
-	"CREATE TABLE advisory("
-	" id TEXT PRIMARY KEY, summary TEXT, modified TEXT, imported_at TEXT NOT NULL);"
-	"CREATE TABLE advisory_range("
-	" advisory_id TEXT NOT NULL REFERENCES advisory(id) ON DELETE CASCADE,"
-	" ecosystem TEXT NOT NULL, package TEXT NOT NULL,"
-	" introduced TEXT NOT NULL DEFAULT '0', fixed TEXT);"
-	"CREATE INDEX advisory_range_pkg ON advisory_range(package);"
-	"CREATE TABLE image_job("
-	" id INTEGER PRIMARY KEY,"
-	" image_id INTEGER REFERENCES image(id) ON DELETE SET NULL,"
-	" image_path TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL,"
-	" overlay TEXT, pid INTEGER, started_at TEXT NOT NULL, finished_at TEXT,"
-	" log TEXT NOT NULL DEFAULT '', result TEXT);"},
+/* The v1 schema with the engine's id and 64-bit integer types. */
+#define IMAGE_V1(ID, INT, PKG_KEY)                                                                 \
+	"CREATE TABLE image("                                                                      \
+	" id " ID ","                                                                              \
+	" path TEXT NOT NULL UNIQUE,"                                                              \
+	" format TEXT NOT NULL,"                                                                   \
+	" format_version " INT " NOT NULL DEFAULT 0,"                                              \
+	" virtual_size " INT " NOT NULL,"                                                          \
+	" file_size " INT " NOT NULL,"                                                             \
+	" sha256 TEXT,"                                                                            \
+	" chain TEXT,"                                                                             \
+	" ptable TEXT,"                                                                            \
+	" disk_guid TEXT,"                                                                         \
+	" os_id TEXT, os_version_id TEXT, os_pretty TEXT,"                                         \
+	" mtime_ns " INT ","                                                                       \
+	" scanned_at TEXT NOT NULL);"                                                              \
+	"CREATE TABLE image_partition("                                                            \
+	" image_id " INT " NOT NULL REFERENCES image(id) ON DELETE CASCADE,"                       \
+	" idx " INT " NOT NULL, start " INT " NOT NULL, size " INT " NOT NULL,"                    \
+	" type TEXT, uuid TEXT, name TEXT, logical " INT " NOT NULL DEFAULT 0,"                    \
+	" fs TEXT, supported " INT " NOT NULL DEFAULT 0, fs_uuid TEXT, fs_label TEXT,"             \
+	" is_root " INT " NOT NULL DEFAULT 0, needs_recovery " INT " NOT NULL DEFAULT 0,"          \
+	" PRIMARY KEY(image_id, idx));"                                                            \
+	"CREATE TABLE image_kernel("                                                               \
+	" image_id " INT " NOT NULL REFERENCES image(id) ON DELETE CASCADE,"                       \
+	" part_idx " INT " NOT NULL, path TEXT NOT NULL, version TEXT NOT NULL, banner TEXT);"     \
+	"CREATE TABLE image_package("                                                              \
+	" image_id " INT " NOT NULL REFERENCES image(id) ON DELETE CASCADE,"                       \
+	" name TEXT NOT NULL, version TEXT, arch TEXT, source TEXT NOT NULL,"                      \
+	" source_version TEXT NOT NULL, status TEXT,"                                              \
+	" " PKG_KEY "(image_id, name, arch));"                                                     \
+	"CREATE TABLE advisory("                                                                   \
+	" id TEXT PRIMARY KEY, summary TEXT, modified TEXT, imported_at TEXT NOT NULL);"           \
+	"CREATE TABLE advisory_range("                                                             \
+	" advisory_id TEXT NOT NULL REFERENCES advisory(id) ON DELETE CASCADE,"                    \
+	" ecosystem TEXT NOT NULL, package TEXT NOT NULL,"                                         \
+	" introduced TEXT NOT NULL DEFAULT '0', fixed TEXT);"                                      \
+	"CREATE INDEX advisory_range_pkg ON advisory_range(package);"                              \
+	"CREATE TABLE image_job("                                                                  \
+	" id " ID ","                                                                              \
+	" image_id " INT " REFERENCES image(id) ON DELETE SET NULL,"                               \
+	" image_path TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL,"                      \
+	" overlay TEXT, pid " INT ", started_at TEXT NOT NULL, finished_at TEXT,"                  \
+	" log TEXT NOT NULL DEFAULT '', result TEXT);"
+
+/*
+ * v1 is written per engine: PostgreSQL wants BIGINT for 64-bit sizes and
+ * identity ids, and a package key that admits a NULL architecture (dpkg
+ * keeps config-files entries without one), which a PostgreSQL primary key
+ * refuses and SQLite's accepts; UNIQUE keeps NULLs distinct on both. The
+ * columns are the same on both engines.
+ */
+static const struct pg_db_migration migrations[] = {
+    {1, NULL, IMAGE_V1("INTEGER PRIMARY KEY", "INTEGER", "PRIMARY KEY"),
+     IMAGE_V1("BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY", "BIGINT", "UNIQUE")},
     /* v2: findings join on source names; keep that lookup indexed. */
-    {2, "CREATE INDEX image_package_source ON image_package(source);"},
+    {2, "CREATE INDEX image_package_source ON image_package(source);", NULL, NULL},
     /* v3: the inode joins size and mtime in deciding whether a stored
      * hash still describes the file. */
-    {3, "ALTER TABLE image ADD COLUMN file_ino INTEGER;"},
+    {3, NULL, "ALTER TABLE image ADD COLUMN file_ino INTEGER;",
+     "ALTER TABLE image ADD COLUMN file_ino BIGINT;"},
     /* v4: upgrade jobs report how far they are (0..1 of the bytes to
      * unpack), for a daemon's job list; NULL for jobs from before. */
-    {4, "ALTER TABLE image_job ADD COLUMN progress REAL;"},
+    {4, NULL, "ALTER TABLE image_job ADD COLUMN progress REAL;",
+     "ALTER TABLE image_job ADD COLUMN progress DOUBLE PRECISION;"},
 };
-
-static void
-sql_debver_cmp(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-	const char *a = (const char *)sqlite3_value_text(argv[0]);
-	const char *b = (const char *)sqlite3_value_text(argv[1]);
-
-	if (!a || !b) {
-		sqlite3_result_null(ctx);
-		return;
-	}
-	sqlite3_result_int(ctx, pg_debver_cmp(a, b));
-}
 
 int
 pg_image_db_open(struct pg_store *st)
 {
-	int rc =
-	    sqlite3_create_function(st->db, "debver_cmp", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
-				    NULL, sql_debver_cmp, NULL, NULL);
-
-	if (rc != SQLITE_OK)
-		return pg_store_fail(st, rc, "debver_cmp");
-	return pg_store_migrate(st, "image", migrations,
-				sizeof(migrations) / sizeof(migrations[0]));
+	return pg_db_migrate(st->pdb, "image", migrations,
+			     sizeof(migrations) / sizeof(migrations[0]));
 }
 
 void
@@ -108,98 +105,99 @@ pg_now_iso(char *buf, size_t n)
 	strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Binds json values (string, integer, bool, null) to ?1..?n and steps. */
-int
-pg_db_run(struct pg_store *st, const char *sql, json_t *args, sqlite3_int64 *rowid)
+/* Binds json values (string, integer, bool, real, null) to ?..?n. */
+static int
+bind_json(struct pg_db_stmt *s, json_t *args)
 {
-	sqlite3_stmt *s = NULL;
-	int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+	int rc = 0;
 
-	if (rc != SQLITE_OK) {
-		json_decref(args);
-		return pg_store_fail(st, rc, "prepare");
-	}
-	for (size_t i = 0; args && i < json_array_size(args); i++) {
+	for (size_t i = 0; rc >= 0 && args && i < json_array_size(args); i++) {
 		json_t *v = json_array_get(args, i);
 		int col = (int)i + 1;
 
 		if (json_is_string(v))
-			sqlite3_bind_text(s, col, json_string_value(v), -1, SQLITE_TRANSIENT);
+			rc = pg_db_bind_text(s, col, json_string_value(v),
+					     (long)json_string_length(v));
 		else if (json_is_integer(v))
-			sqlite3_bind_int64(s, col, json_integer_value(v));
+			rc = pg_db_bind_int64(s, col, json_integer_value(v));
 		else if (json_is_boolean(v))
-			sqlite3_bind_int(s, col, json_is_true(v));
+			rc = pg_db_bind_int64(s, col, json_is_true(v));
 		else if (json_is_real(v))
-			sqlite3_bind_double(s, col, json_real_value(v));
+			rc = pg_db_bind_double(s, col, json_real_value(v));
 		else
-			sqlite3_bind_null(s, col);
+			rc = pg_db_bind_null(s, col);
 	}
-	json_decref(args);
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		return pg_store_fail(st, rc, "step");
-	if (rowid)
-		*rowid = sqlite3_last_insert_rowid(st->db);
-	return 0;
+	return rc;
 }
 
-/* Runs a query and returns rows as an array of objects keyed by column. */
 int
-pg_db_query(struct pg_store *st, const char *sql, json_t *args, json_t **out)
+pg_image_run(struct pg_store *st, const char *sql, json_t *args, int64_t *changes)
 {
-	sqlite3_stmt *s = NULL;
+	struct pg_db_stmt *s = NULL;
+	int rc = pg_db_prepare(st->pdb, sql, &s);
+
+	if (rc >= 0)
+		rc = bind_json(s, args);
+	json_decref(args);
+	while (rc >= 0 && (rc = pg_db_step(s)) > 0)
+		;
+	if (rc >= 0 && changes)
+		*changes = pg_db_changes(s);
+	if (s)
+		pg_db_reset(s);
+	return rc < 0 ? rc : 0;
+}
+
+/* One row as an object keyed by column name, typed as the engine returns it. */
+static json_t *
+row_json(struct pg_db_stmt *s)
+{
+	json_t *row = json_object();
+
+	for (int c = 0; c < pg_db_column_count(s); c++) {
+		const char *name = pg_db_column_name(s, c);
+		const void *b;
+		size_t len;
+
+		switch (pg_db_column_type(s, c)) {
+		case PG_DB_COL_INT64:
+			json_object_set_new(row, name, json_integer(pg_db_column_int64(s, c)));
+			break;
+		case PG_DB_COL_NULL:
+			json_object_set_new(row, name, json_null());
+			break;
+		case PG_DB_COL_DOUBLE:
+			json_object_set_new(row, name, json_real(pg_db_column_double(s, c)));
+			break;
+		case PG_DB_COL_BLOB:
+			b = pg_db_column_blob(s, c, &len);
+			json_object_set_new(row, name, json_stringn(b, len));
+			break;
+		default:
+			json_object_set_new(row, name, json_string(pg_db_column_text(s, c)));
+		}
+	}
+	return row;
+}
+
+int
+pg_image_query(struct pg_store *st, const char *sql, json_t *args, json_t **out)
+{
+	struct pg_db_stmt *s = NULL;
 	json_t *arr = json_array();
-	int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+	int rc = pg_db_prepare(st->pdb, sql, &s);
 
 	*out = NULL;
-	if (rc != SQLITE_OK) {
-		json_decref(arr);
-		json_decref(args);
-		return pg_store_fail(st, rc, "prepare");
-	}
-	for (size_t i = 0; args && i < json_array_size(args); i++) {
-		json_t *v = json_array_get(args, i);
-
-		if (json_is_string(v))
-			sqlite3_bind_text(s, (int)i + 1, json_string_value(v), -1,
-					  SQLITE_TRANSIENT);
-		else if (json_is_integer(v))
-			sqlite3_bind_int64(s, (int)i + 1, json_integer_value(v));
-		else
-			sqlite3_bind_null(s, (int)i + 1);
-	}
+	if (rc >= 0)
+		rc = bind_json(s, args);
 	json_decref(args);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		json_t *row = json_object();
-
-		for (int c = 0; c < sqlite3_column_count(s); c++) {
-			const char *name = sqlite3_column_name(s, c);
-
-			switch (sqlite3_column_type(s, c)) {
-			case SQLITE_INTEGER:
-				json_object_set_new(row, name,
-						    json_integer(sqlite3_column_int64(s, c)));
-				break;
-			case SQLITE_NULL:
-				json_object_set_new(row, name, json_null());
-				break;
-			case SQLITE_FLOAT:
-				json_object_set_new(row, name,
-						    json_real(sqlite3_column_double(s, c)));
-				break;
-			default:
-				json_object_set_new(
-				    row, name,
-				    json_string((const char *)sqlite3_column_text(s, c)));
-			}
-		}
-		json_array_append_new(arr, row);
-	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE) {
+	while (rc >= 0 && (rc = pg_db_step(s)) > 0)
+		json_array_append_new(arr, row_json(s));
+	if (s)
+		pg_db_reset(s);
+	if (rc < 0) {
 		json_decref(arr);
-		return pg_store_fail(st, rc, "query");
+		return rc;
 	}
 	*out = arr;
 	return 0;
@@ -212,25 +210,25 @@ jstr(json_t *o, const char *k)
 }
 
 int
-pg_image_save(struct pg_store *st, json_t *inv, sqlite3_int64 *id_out)
+pg_image_save(struct pg_store *st, json_t *inv, int64_t *id_out)
 {
 	json_t *os = json_object_get(inv, "os"), *parts = json_object_get(inv, "partitions");
 	json_t *pk = json_object_get(inv, "packages"), *pt = json_object_get(inv, "ptable");
-	sqlite3_int64 id = 0;
+	int64_t id = 0;
 	char now[32], *chain = NULL;
 	int rc;
 
 	pg_now_iso(now, sizeof(now));
 	chain = pg_json_dumps(json_object_get(inv, "chain"), JSON_COMPACT);
-	PG_TRY_GOTO(pg_store_begin(st), out, "image", "begin");
+	PG_TRY_GOTO(pg_db_begin(st->pdb), out, "image", "begin");
 	/* Upsert: an image keeps its id across rescans, so jobs stay linked. */
 	PG_TRY_GOTO(
-	    pg_db_run(
+	    pg_image_run(
 		st,
 		"INSERT INTO image(path, format, format_version, virtual_size, file_size,"
 		" sha256, chain, ptable, disk_guid, os_id, os_version_id, os_pretty,"
 		" mtime_ns, scanned_at, file_ino)"
-		" VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
+		" VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 		" ON CONFLICT(path) DO UPDATE SET format = excluded.format,"
 		" format_version = excluded.format_version, virtual_size = excluded.virtual_size,"
 		" file_size = excluded.file_size, sha256 = excluded.sha256, chain = excluded.chain,"
@@ -249,30 +247,30 @@ pg_image_save(struct pg_store *st, json_t *inv, sqlite3_int64 *id_out)
 	{
 		json_t *rows = NULL;
 
-		PG_TRY_GOTO(pg_db_query(st, "SELECT id FROM image WHERE path = ?1",
-					json_pack("[s]", jstr(inv, "path")), &rows),
+		PG_TRY_GOTO(pg_image_query(st, "SELECT id FROM image WHERE path = ?",
+					   json_pack("[s]", jstr(inv, "path")), &rows),
 			    fail, "image", "image id");
 		id = json_integer_value(json_object_get(json_array_get(rows, 0), "id"));
 		json_decref(rows);
 	}
-	PG_TRY_GOTO(pg_db_run(st, "DELETE FROM image_partition WHERE image_id = ?1",
-			      json_pack("[I]", (json_int_t)id), NULL),
+	PG_TRY_GOTO(pg_image_run(st, "DELETE FROM image_partition WHERE image_id = ?",
+				 json_pack("[I]", (json_int_t)id), NULL),
 		    fail, "image", "delete");
-	PG_TRY_GOTO(pg_db_run(st, "DELETE FROM image_kernel WHERE image_id = ?1",
-			      json_pack("[I]", (json_int_t)id), NULL),
+	PG_TRY_GOTO(pg_image_run(st, "DELETE FROM image_kernel WHERE image_id = ?",
+				 json_pack("[I]", (json_int_t)id), NULL),
 		    fail, "image", "delete");
-	PG_TRY_GOTO(pg_db_run(st, "DELETE FROM image_package WHERE image_id = ?1",
-			      json_pack("[I]", (json_int_t)id), NULL),
+	PG_TRY_GOTO(pg_image_run(st, "DELETE FROM image_package WHERE image_id = ?",
+				 json_pack("[I]", (json_int_t)id), NULL),
 		    fail, "image", "delete");
 	for (size_t i = 0; i < json_array_size(parts); i++) {
 		json_t *p = json_array_get(parts, i), *k = json_object_get(p, "kernels");
 
 		PG_TRY_GOTO(
-		    pg_db_run(
+		    pg_image_run(
 			st,
 			"INSERT INTO image_partition(image_id, idx, start, size, type, uuid,"
 			" name, logical, fs, supported, fs_uuid, fs_label, is_root,"
-			" needs_recovery) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
+			" needs_recovery) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 			json_pack("[I,O,O,O,s?,s?,s?,O,s?,b,s?,s?,b,b]", (json_int_t)id,
 				  json_object_get(p, "index"), json_object_get(p, "start"),
 				  json_object_get(p, "size"), jstr(p, "type"), jstr(p, "uuid"),
@@ -286,63 +284,50 @@ pg_image_save(struct pg_store *st, json_t *inv, sqlite3_int64 *id_out)
 			json_t *kk = json_array_get(k, j);
 
 			PG_TRY_GOTO(
-			    pg_db_run(st,
-				      "INSERT INTO image_kernel(image_id, part_idx, path, version,"
-				      " banner) VALUES(?1,?2,?3,?4,?5)",
-				      json_pack("[I,O,s,s,s?]", (json_int_t)id,
-						json_object_get(p, "index"), jstr(kk, "path"),
-						jstr(kk, "version"), jstr(kk, "banner")),
-				      NULL),
+			    pg_image_run(
+				st,
+				"INSERT INTO image_kernel(image_id, part_idx, path, version,"
+				" banner) VALUES(?,?,?,?,?)",
+				json_pack("[I,O,s,s,s?]", (json_int_t)id,
+					  json_object_get(p, "index"), jstr(kk, "path"),
+					  jstr(kk, "version"), jstr(kk, "banner")),
+				NULL),
 			    fail, "image", "insert kernel");
 		}
 	}
-	{
-		sqlite3_stmt *s = NULL;
+	for (size_t i = 0; i < json_array_size(pk); i++) {
+		json_t *p = json_array_get(pk, i);
 
-		rc = sqlite3_prepare_v2(
-		    st->db,
-		    "INSERT OR REPLACE INTO image_package(image_id, name, version, arch,"
-		    " source, source_version, status) VALUES(?1,?2,?3,?4,?5,?6,?7)",
-		    -1, &s, NULL);
-		if (rc != SQLITE_OK) {
-			rc = pg_store_fail(st, rc, "prepare package insert");
-			goto fail;
-		}
-		for (size_t i = 0; i < json_array_size(pk); i++) {
-			json_t *p = json_array_get(pk, i);
-
-			sqlite3_bind_int64(s, 1, id);
-			sqlite3_bind_text(s, 2, jstr(p, "name"), -1, SQLITE_TRANSIENT);
-			sqlite3_bind_text(s, 3, jstr(p, "version"), -1, SQLITE_TRANSIENT);
-			sqlite3_bind_text(s, 4, jstr(p, "arch"), -1, SQLITE_TRANSIENT);
-			sqlite3_bind_text(s, 5, jstr(p, "source"), -1, SQLITE_TRANSIENT);
-			sqlite3_bind_text(s, 6, jstr(p, "source_version"), -1, SQLITE_TRANSIENT);
-			sqlite3_bind_text(s, 7, jstr(p, "status"), -1, SQLITE_TRANSIENT);
-			rc = sqlite3_step(s);
-			sqlite3_reset(s);
-			if (rc != SQLITE_DONE) {
-				rc = pg_store_fail(st, rc, "insert package");
-				sqlite3_finalize(s);
-				goto fail;
-			}
-		}
-		sqlite3_finalize(s);
+		/* a later duplicate (name, arch) replaces the earlier one */
+		PG_TRY_GOTO(
+		    pg_image_run(st,
+				 "INSERT INTO image_package(image_id, name, version, arch,"
+				 " source, source_version, status) VALUES(?,?,?,?,?,?,?)"
+				 " ON CONFLICT(image_id, name, arch) DO UPDATE SET"
+				 " version = excluded.version, source = excluded.source,"
+				 " source_version = excluded.source_version,"
+				 " status = excluded.status",
+				 json_pack("[I,s?,s?,s?,s?,s?,s?]", (json_int_t)id, jstr(p, "name"),
+					   jstr(p, "version"), jstr(p, "arch"), jstr(p, "source"),
+					   jstr(p, "source_version"), jstr(p, "status")),
+				 NULL),
+		    fail, "image", "insert package");
 	}
-	PG_TRY_GOTO(pg_store_commit(st), fail, "image", "commit");
+	PG_TRY_GOTO(pg_db_commit(st->pdb), fail, "image", "commit");
 	json_object_set_new(inv, "id", json_integer(id));
 	if (id_out)
 		*id_out = id;
 	rc = 0;
 	goto out;
 fail:
-	pg_store_rollback(st);
+	pg_db_rollback(st->pdb);
 out:
 	free(chain);
 	return rc;
 }
 
 int
-pg_image_resolve(struct pg_store *st, const char *ref, sqlite3_int64 *id, char **path)
+pg_image_resolve(struct pg_store *st, const char *ref, int64_t *id, char **path)
 {
 	json_t *rows = NULL;
 	char real[4096];
@@ -350,10 +335,12 @@ pg_image_resolve(struct pg_store *st, const char *ref, sqlite3_int64 *id, char *
 
 	if (!realpath(ref, real))
 		snprintf(real, sizeof(real), "%s", ref);
-	rc = pg_db_query(st,
-			 "SELECT id, path FROM image WHERE CAST(id AS TEXT) = ?1 OR path = ?2"
-			 " OR (length(?1) >= 8 AND sha256 LIKE ?1 || '%') ORDER BY id",
-			 json_pack("[s,s]", ref, real), &rows);
+	rc = pg_image_query(
+	    st,
+	    "SELECT id, path FROM image WHERE CAST(id AS TEXT) = ? OR path = ?"
+	    " OR (length(CAST(? AS TEXT)) >= 8 AND sha256 LIKE CAST(? AS TEXT) || '%')"
+	    " ORDER BY id",
+	    json_pack("[s,s,s,s]", ref, real, ref, ref), &rows);
 	if (rc < 0)
 		return rc;
 	if (json_array_size(rows) == 0) {
@@ -375,7 +362,7 @@ pg_image_resolve(struct pg_store *st, const char *ref, sqlite3_int64 *id, char *
 int
 pg_image_list(struct pg_store *st, json_t **out)
 {
-	return pg_db_query(
+	return pg_image_query(
 	    st,
 	    "SELECT i.id, i.path, i.format, i.virtual_size, i.sha256, i.os_pretty,"
 	    " (SELECT count(*) FROM image_package p WHERE p.image_id = i.id) AS packages,"
@@ -386,18 +373,18 @@ pg_image_list(struct pg_store *st, json_t **out)
 
 /* The dpkg packages stored for one image, by name then architecture. */
 static int
-packages_of(struct pg_store *st, sqlite3_int64 id, json_t **out)
+packages_of(struct pg_store *st, int64_t id, json_t **out)
 {
-	return pg_db_query(st,
-			   "SELECT name, version, arch, source, source_version, status"
-			   " FROM image_package WHERE image_id = ?1 ORDER BY name, arch",
-			   json_pack("[I]", (json_int_t)id), out);
+	return pg_image_query(st,
+			      "SELECT name, version, arch, source, source_version, status"
+			      " FROM image_package WHERE image_id = ? ORDER BY name, arch",
+			      json_pack("[I]", (json_int_t)id), out);
 }
 
 int
 pg_image_packages(struct pg_store *st, const char *ref, json_t **out)
 {
-	sqlite3_int64 id;
+	int64_t id;
 	int rc;
 
 	*out = NULL;
@@ -410,7 +397,7 @@ pg_image_packages(struct pg_store *st, const char *ref, json_t **out)
 int
 pg_image_show(struct pg_store *st, const char *ref, json_t **out)
 {
-	sqlite3_int64 id;
+	int64_t id;
 	json_t *img = NULL, *v = NULL;
 	int rc;
 
@@ -418,8 +405,8 @@ pg_image_show(struct pg_store *st, const char *ref, json_t **out)
 	rc = pg_image_resolve(st, ref, &id, NULL);
 	if (rc < 0)
 		return rc;
-	rc = pg_db_query(st, "SELECT * FROM image WHERE id = ?1", json_pack("[I]", (json_int_t)id),
-			 &v);
+	rc = pg_image_query(st, "SELECT * FROM image WHERE id = ?",
+			    json_pack("[I]", (json_int_t)id), &v);
 	if (rc < 0)
 		return rc;
 	img = json_incref(json_array_get(v, 0));
@@ -430,15 +417,15 @@ pg_image_show(struct pg_store *st, const char *ref, json_t **out)
 
 		json_object_set_new(img, "chain", cj ? cj : json_array());
 	}
-	PG_TRY_GOTO(pg_db_query(st,
-				"SELECT * FROM image_partition WHERE image_id = ?1 ORDER BY idx",
-				json_pack("[I]", (json_int_t)id), &v),
+	PG_TRY_GOTO(pg_image_query(st,
+				   "SELECT * FROM image_partition WHERE image_id = ? ORDER BY idx",
+				   json_pack("[I]", (json_int_t)id), &v),
 		    fail, "image", "partitions");
 	json_object_set_new(img, "partitions", v);
-	PG_TRY_GOTO(pg_db_query(st,
-				"SELECT part_idx, path, version, banner FROM image_kernel"
-				" WHERE image_id = ?1 ORDER BY path",
-				json_pack("[I]", (json_int_t)id), &v),
+	PG_TRY_GOTO(pg_image_query(st,
+				   "SELECT part_idx, path, version, banner FROM image_kernel"
+				   " WHERE image_id = ? ORDER BY path",
+				   json_pack("[I]", (json_int_t)id), &v),
 		    fail, "image", "kernels");
 	json_object_set_new(img, "kernels", v);
 	PG_TRY_GOTO(packages_of(st, id, &v), fail, "image", "packages");
@@ -477,68 +464,160 @@ pg_image_advisories_import_fmt(struct pg_store *st, const char *path, const char
 	if (rc < 0)
 		return pg_error_ctx(rc, found, "'%s'", path);
 	pg_now_iso(now, sizeof(now));
-	PG_TRY_GOTO(pg_store_begin(st), out, "osv", "begin");
+	PG_TRY_GOTO(pg_db_begin(st->pdb), out, "osv", "begin");
 	for (size_t i = 0; i < n; i++) {
-		PG_TRY_GOTO(pg_db_run(st, "DELETE FROM advisory WHERE id = ?1",
-				      json_pack("[s]", v[i].id), NULL),
+		PG_TRY_GOTO(pg_image_run(st, "DELETE FROM advisory WHERE id = ?",
+					 json_pack("[s]", v[i].id), NULL),
 			    fail, "osv", "delete");
-		PG_TRY_GOTO(
-		    pg_db_run(st,
-			      "INSERT INTO advisory(id, summary, modified, imported_at)"
-			      " VALUES(?1,?2,?3,?4)",
-			      json_pack("[s,s?,s?,s]", v[i].id, v[i].summary, v[i].modified, now),
-			      NULL),
-		    fail, "osv", "insert");
+		PG_TRY_GOTO(pg_image_run(
+				st,
+				"INSERT INTO advisory(id, summary, modified, imported_at)"
+				" VALUES(?,?,?,?)",
+				json_pack("[s,s?,s?,s]", v[i].id, v[i].summary, v[i].modified, now),
+				NULL),
+			    fail, "osv", "insert");
 		for (size_t j = 0; j < v[i].nr; j++) {
 			struct pg_osv_range *r = &v[i].r[j];
 
 			PG_TRY_GOTO(
-			    pg_db_run(st,
-				      "INSERT INTO advisory_range(advisory_id, ecosystem, package,"
-				      " introduced, fixed) VALUES(?1,?2,?3,?4,?5)",
-				      json_pack("[s,s,s,s,s?]", v[i].id, r->ecosystem, r->package,
-						r->introduced, r->fixed),
-				      NULL),
+			    pg_image_run(
+				st,
+				"INSERT INTO advisory_range(advisory_id, ecosystem, package,"
+				" introduced, fixed) VALUES(?,?,?,?,?)",
+				json_pack("[s,s,s,s,s?]", v[i].id, r->ecosystem, r->package,
+					  r->introduced, r->fixed),
+				NULL),
 			    fail, "osv", "insert range");
 		}
 	}
-	PG_TRY_GOTO(pg_store_commit(st), fail, "osv", "commit");
+	PG_TRY_GOTO(pg_db_commit(st->pdb), fail, "osv", "commit");
 	*count = n;
 	goto out;
 fail:
-	pg_store_rollback(st);
+	pg_db_rollback(st->pdb);
 out:
 	pg_osv_free(v, n);
 	return rc;
 }
 
+/*
+ * Whether an advisory range's ecosystem applies to an image: "Debian" to
+ * every one, "Debian:N" to images whose VERSION_ID reads as N the way
+ * SQLite's CAST(... AS INTEGER) reads it (leading integer, else 0).
+ */
+static int
+ecosystem_applies(const char *eco, json_t *os_version_id)
+{
+	const char *v = json_string_value(os_version_id);
+	char want[40];
+	long long n = 0;
+	int neg = 0;
+
+	if (strcmp(eco, "Debian") == 0)
+		return 1;
+	if (!v)
+		return 0;
+	while (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r' || *v == '\f' || *v == '\v')
+		v++;
+	if (*v == '-' || *v == '+')
+		neg = *v++ == '-';
+	for (; *v >= '0' && *v <= '9' && n < 100000000000000000LL; v++)
+		n = n * 10 + (*v - '0');
+	snprintf(want, sizeof(want), "Debian:%lld", neg ? -n : n);
+	return strcmp(eco, want) == 0;
+}
+
+/* Whether the installed source version lies in [introduced, fixed). */
+static int
+version_affected(json_t *r)
+{
+	const char *v = json_string_value(json_object_get(r, "source_version"));
+	const char *intro = json_string_value(json_object_get(r, "introduced"));
+	const char *fixed = json_string_value(json_object_get(r, "fixed"));
+
+	if (!v || !intro || pg_debver_cmp(v, intro) < 0)
+		return 0;
+	return !fixed || pg_debver_cmp(v, fixed) < 0;
+}
+
+/* Same image, package and advisory: the rows a duplicate can be among. */
+static int
+same_group(json_t *a, json_t *b)
+{
+	static const char *const k[] = {"image_id", "package", "advisory"};
+
+	for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++)
+		if (!json_equal(json_object_get(a, k[i]), json_object_get(b, k[i])))
+			return 0;
+	return 1;
+}
+
+static int
+already_kept(json_t *kept, json_t *row)
+{
+	for (size_t i = json_array_size(kept); i-- > 0;) {
+		json_t *k = json_array_get(kept, i);
+
+		if (!same_group(k, row))
+			return 0;
+		if (json_equal(k, row))
+			return 1;
+	}
+	return 0;
+}
+
 int
 pg_image_findings(struct pg_store *st, const char *ref, json_t **out)
 {
-	sqlite3_int64 id = -1;
+	json_t *rows = NULL, *kept;
+	int64_t id = -1;
+	size_t i;
+	json_t *r;
 	int rc;
 
+	*out = NULL;
 	if (ref) {
 		rc = pg_image_resolve(st, ref, &id, NULL);
 		if (rc < 0)
 			return rc;
 	}
-	/* Debian advisories name source packages and source versions; an
-	 * ecosystem "Debian:N" applies to images whose VERSION_ID major is N. */
-	return pg_db_query(st,
-			   "SELECT DISTINCT i.id AS image_id, i.path AS image, p.name AS package,"
-			   " p.version, p.source, p.source_version, a.id AS advisory, r.fixed,"
-			   " a.summary"
-			   " FROM image i JOIN image_package p ON p.image_id = i.id"
-			   " JOIN advisory_range r ON r.package = p.source"
-			   " JOIN advisory a ON a.id = r.advisory_id"
-			   " WHERE (?1 < 0 OR i.id = ?1)"
-			   "  AND (p.status LIKE '% installed' OR p.status LIKE '% unpacked'"
-			   "       OR p.status LIKE '% half-configured')"
-			   "  AND (r.ecosystem = 'Debian' OR r.ecosystem = 'Debian:' ||"
-			   "       CAST(CAST(i.os_version_id AS INTEGER) AS TEXT))"
-			   "  AND debver_cmp(p.source_version, r.introduced) >= 0"
-			   "  AND (r.fixed IS NULL OR debver_cmp(p.source_version, r.fixed) < 0)"
-			   " ORDER BY i.id, p.name, a.id",
-			   json_pack("[I]", (json_int_t)id), out);
+	/*
+	 * Debian advisories name source packages and source versions; an
+	 * ecosystem "Debian:N" applies to images whose VERSION_ID major is N.
+	 * The store gives the candidate rows; the version range and the
+	 * release are decided here with the Debian ordering of debver.c, the
+	 * same on every engine (neither has dpkg's comparison built in).
+	 */
+	rc = pg_image_query(st,
+			    "SELECT i.id AS image_id, i.path AS image, p.name AS package,"
+			    " p.version, p.source, p.source_version, a.id AS advisory, r.fixed,"
+			    " a.summary, r.introduced, r.ecosystem, i.os_version_id"
+			    " FROM image i JOIN image_package p ON p.image_id = i.id"
+			    " JOIN advisory_range r ON r.package = p.source"
+			    " JOIN advisory a ON a.id = r.advisory_id"
+			    " WHERE (? < 0 OR i.id = ?)"
+			    "  AND (p.status LIKE '% installed' OR p.status LIKE '% unpacked'"
+			    "       OR p.status LIKE '% half-configured')"
+			    "  AND (r.ecosystem = 'Debian' OR r.ecosystem LIKE 'Debian:%')"
+			    " ORDER BY i.id, p.name, a.id, p.version, p.source_version,"
+			    " coalesce(r.fixed, ''), r.fixed IS NULL, p.source, a.summary",
+			    json_pack("[I,I]", (json_int_t)id, (json_int_t)id), &rows);
+	if (rc < 0)
+		return rc;
+	kept = json_array();
+	json_array_foreach(rows, i, r)
+	{
+		if (!ecosystem_applies(json_string_value(json_object_get(r, "ecosystem")),
+				       json_object_get(r, "os_version_id")) ||
+		    !version_affected(r))
+			continue;
+		json_object_del(r, "introduced");
+		json_object_del(r, "ecosystem");
+		json_object_del(r, "os_version_id");
+		if (!already_kept(kept, r))
+			json_array_append(kept, r);
+	}
+	json_decref(rows);
+	*out = kept;
+	return 0;
 }

@@ -5,14 +5,19 @@
 #include "payguard/store.h"
 
 #include <jansson.h>
+#include <stdint.h>
 
 void pg_now_iso(char *buf, size_t n);
-/* Binds args (a JSON array, stolen) to ?1..?n and runs one statement. */
-int pg_db_run(struct pg_store *st, const char *sql, json_t *args, sqlite3_int64 *rowid);
-/* Same, returning rows as an array of objects (args stolen). */
-int pg_db_query(struct pg_store *st, const char *sql, json_t *args, json_t **out);
-int pg_image_save(struct pg_store *st, json_t *inv, sqlite3_int64 *id);
+/*
+ * Binds args (a JSON array, stolen) to the `?` placeholders in order and runs
+ * one statement on st->pdb (prepared once per connection); *changes, if
+ * given, gets the rows it changed.
+ */
+int pg_image_run(struct pg_store *st, const char *sql, json_t *args, int64_t *changes);
+/* Same, returning rows as an array of objects keyed by column (args stolen). */
+int pg_image_query(struct pg_store *st, const char *sql, json_t *args, json_t **out);
+int pg_image_save(struct pg_store *st, json_t *inv, int64_t *id);
 /* Finds an image by id, path or sha256 prefix. */
-int pg_image_resolve(struct pg_store *st, const char *ref, sqlite3_int64 *id, char **path);
+int pg_image_resolve(struct pg_store *st, const char *ref, int64_t *id, char **path);
 
 #endif

@@ -37,14 +37,14 @@ pg_image_scan(struct pg_store *st, const char *path, json_t **summary)
 		json_t *rows = NULL;
 		char hash[65];
 
-		rc = pg_db_query(st,
-				 "SELECT sha256 FROM image WHERE path = ?1 AND file_size = ?2"
-				 " AND mtime_ns = ?3 AND file_ino = ?4 AND sha256 IS NOT NULL",
-				 json_pack("[O,O,O,O]", json_object_get(inv, "path"),
-					   json_object_get(inv, "file_size"),
-					   json_object_get(inv, "mtime_ns"),
-					   json_object_get(inv, "file_ino")),
-				 &rows);
+		rc = pg_image_query(st,
+				    "SELECT sha256 FROM image WHERE path = ? AND file_size = ?"
+				    " AND mtime_ns = ? AND file_ino = ? AND sha256 IS NOT NULL",
+				    json_pack("[O,O,O,O]", json_object_get(inv, "path"),
+					      json_object_get(inv, "file_size"),
+					      json_object_get(inv, "mtime_ns"),
+					      json_object_get(inv, "file_ino")),
+				    &rows);
 		if (rc == 0 && json_array_size(rows) == 1) {
 			json_object_set(inv, "sha256",
 					json_object_get(json_array_get(rows, 0), "sha256"));

@@ -15,6 +15,7 @@
 #include "payguard/json.h"
 #include "payguard/buf.h"
 #include "payguard/clock.h"
+#include "payguard/db.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
 #include "payguard/log.h"
@@ -50,7 +51,7 @@ struct up {
 	int unpacked; /* packages left for first boot */
 	/* progress and stop */
 	struct pg_store *st;
-	sqlite3_int64 job;
+	int64_t job;
 	const struct pg_upgrade_opts *o;
 	uint64_t total, done;
 	uint64_t last_ms;
@@ -93,8 +94,8 @@ tick(struct up *u, int force)
 	u->last_frac = frac;
 	/* A progress row that cannot be written (store busy) does not fail
 	 * the upgrade; the next tick tries again. */
-	if (u->job && pg_db_run(u->st, "UPDATE image_job SET progress = ?1 WHERE id = ?2",
-				json_pack("[f,I]", frac, (json_int_t)u->job), NULL) < 0)
+	if (u->job && pg_image_run(u->st, "UPDATE image_job SET progress = ? WHERE id = ?",
+				   json_pack("[f,I]", frac, (json_int_t)u->job), NULL) < 0)
 		pg_debug("upgrade", "progress not stored: %s", pg_last_error());
 	if (u->o && u->o->progress)
 		u->o->progress(u->o->progress_arg, frac);
@@ -620,355 +621,477 @@ owned_elsewhere(struct up *u, const char *self, const char *path)
 static const char *const script_names[] = {"preinst", "postinst",  "prerm",    "postrm",
 					   "config",  "templates", "triggers", "shlibs"};
 
-/* Unpacks one package into the filesystem and updates its dpkg records. */
-static int
-apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *report)
-{
-	const char *name = pg_para_get(&deb->control, "Package");
-	const char *ver = pg_para_get(&deb->control, "Version");
-	const char *arch = pg_para_get(&deb->control, "Architecture");
-	struct pg_buf list = PG_BUF_INIT(MAX_LIST), md5s = PG_BUF_INIT(MAX_LIST);
-	struct pg_buf conf = PG_BUF_INIT(MAX_LIST);
-	struct pg_para np = {NULL, 0};
-	struct pg_para *old = NULL;
-	char prefix[300], oldprefix[300], ipath[400], **newpaths = NULL, *old_version = NULL;
-	uint8_t *oldlist = NULL;
-	size_t oldlen = 0, kept = 0, removed = 0;
-	const char *oldconf = NULL;
-	int rc = 0, scripts = has_scripts(deb);
+/* What apply_deb's steps share while one package goes in. */
+struct pkg {
+	struct up *u;
+	const struct pg_deb *deb;
+	const char *name, *ver, *arch;
+	struct pg_para *old; /* its status paragraph before, or NULL */
+	char *old_version;   /* copied: *old is replaced at the end */
+	const char *oldconf; /* the old Conffiles field */
+	char prefix[300];    /* info file names of the new version */
+	char oldprefix[300]; /* where the old version's records are */
+	uint8_t *oldlist;    /* the old version's info/<pkg>.list */
+	size_t oldlen;
+	struct pg_buf list, md5s, conf; /* the new .list, computed md5sums, Conffiles */
+	size_t kept, removed;
+	int scripts;
+};
 
+/* The status paragraph of the installed version dpkg would replace. */
+static struct pg_para *
+find_installed(struct pg_deb822 *st, const char *name, const char *arch)
+{
 	for (size_t i = 0; i < st->n; i++) {
 		const char *pn = pg_para_get(&st->p[i], "Package");
 		const char *pa = pg_para_get(&st->p[i], "Architecture");
 
 		if (pn && !strcmp(pn, name) &&
-		    (!pa || !strcmp(pa, arch) || !strcmp(pa, "all") || !strcmp(arch, "all"))) {
-			old = &st->p[i];
-			break;
-		}
+		    (!pa || !strcmp(pa, arch) || !strcmp(pa, "all") || !strcmp(arch, "all")))
+			return &st->p[i];
 	}
-	if (old) {
-		const char *ov = pg_para_get(old, "Version");
+	return NULL;
+}
 
-		old_version = ov ? strdup(ov) : NULL;
-		oldconf = pg_para_get(old, "Conffiles");
-	}
-	/* dpkg's info file names (pkg_infodb_get_file): <name>:<arch>.* for a
-	 * Multi-Arch: same package once the database is in format 1 (the
-	 * info/format file), <name>.* otherwise. The old version's records may
-	 * be under the other name (Multi-Arch changed, or an older database):
-	 * they are read there and moved. */
-	{
-		const char *ma = pg_para_get(&deb->control, "Multi-Arch");
-		int same = ma && !strcasecmp(ma, "same"), fmt = 0;
-		uint8_t *fdata = NULL;
-		size_t flen = 0;
-		ext2_ino_t idir;
+/*
+ * dpkg's info file names (pkg_infodb_get_file): <name>:<arch>.* for a
+ * Multi-Arch: same package once the database is in format 1 (the info/format
+ * file), <name>.* otherwise. The old version's records may be under the other
+ * name (Multi-Arch changed, or an older database): they are read there and
+ * moved.
+ */
+static void
+info_prefixes(struct pkg *c)
+{
+	struct up *u = c->u;
+	const char *ma = pg_para_get(&c->deb->control, "Multi-Arch");
+	int same = ma && !strcasecmp(ma, "same"), fmt = 0;
+	uint8_t *fdata = NULL;
+	size_t flen = 0;
+	ext2_ino_t idir;
+	char ln[320];
 
-		if (walk_dir(u, INFO, 0, &idir) == 0 &&
-		    read_nofollow(u, idir, "format", &fdata, &flen) == 0) {
-			fdata[flen] = 0;
-			fmt = atoi((char *)fdata);
-			free(fdata);
-		}
-		if (same && fmt >= 1)
-			snprintf(prefix, sizeof(prefix), "%s:%s", name, arch);
-		else
-			snprintf(prefix, sizeof(prefix), "%s", name);
-		snprintf(oldprefix, sizeof(oldprefix), "%s", prefix);
-		if (walk_dir(u, INFO, 1, &idir) == 0) {
-			char ln[320];
+	if (walk_dir(u, INFO, 0, &idir) == 0 &&
+	    read_nofollow(u, idir, "format", &fdata, &flen) == 0) {
+		fdata[flen] = 0;
+		fmt = atoi((char *)fdata);
+		free(fdata);
+	}
+	if (same && fmt >= 1)
+		snprintf(c->prefix, sizeof(c->prefix), "%s:%s", c->name, c->arch);
+	else
+		snprintf(c->prefix, sizeof(c->prefix), "%s", c->name);
+	snprintf(c->oldprefix, sizeof(c->oldprefix), "%s", c->prefix);
+	if (walk_dir(u, INFO, 1, &idir) != 0)
+		return;
+	snprintf(ln, sizeof(ln), "%s.list", c->prefix);
+	if (read_nofollow(u, idir, ln, &c->oldlist, &c->oldlen) == 0)
+		return;
+	if (strchr(c->prefix, ':'))
+		snprintf(c->oldprefix, sizeof(c->oldprefix), "%s", c->name);
+	else
+		snprintf(c->oldprefix, sizeof(c->oldprefix), "%s:%s", c->name, c->arch);
+	snprintf(ln, sizeof(ln), "%s.list", c->oldprefix);
+	if (read_nofollow(u, idir, ln, &c->oldlist, &c->oldlen) < 0)
+		snprintf(c->oldprefix, sizeof(c->oldprefix), "%s", c->prefix);
+}
 
-			snprintf(ln, sizeof(ln), "%s.list", prefix);
-			if (read_nofollow(u, idir, ln, &oldlist, &oldlen) < 0) {
-				if (strchr(prefix, ':'))
-					snprintf(oldprefix, sizeof(oldprefix), "%s", name);
-				else
-					snprintf(oldprefix, sizeof(oldprefix), "%s:%s", name, arch);
-				snprintf(ln, sizeof(ln), "%s.list", oldprefix);
-				if (read_nofollow(u, idir, ln, &oldlist, &oldlen) < 0)
-					snprintf(oldprefix, sizeof(oldprefix), "%s", prefix);
-			}
-		}
+/*
+ * A conffile already on disk: dpkg's rule (configure.c, conffoptcells):
+ * edited by the user = differs from what the old package shipped; by the
+ * distribution = the new package ships something else than the old. No old
+ * record (a new conffile) counts as both. Sets *keep to leave the file alone,
+ * or points *target at <base>.dpkg-dist (in dist_name) to put the new one
+ * beside the user's (--force-confold).
+ */
+static void
+conffile_decision(struct pkg *c, ext2_ino_t d, const char *base, const char *full,
+		  const char *newmd5, int *keep, const char **target, char *dist_name, size_t dl)
+{
+	uint8_t *cur = NULL;
+	size_t clen = 0;
+	char curmd5[33], oldmd5[64];
+	const char *om;
+	int user, dist;
+
+	if (read_nofollow(c->u, d, base, &cur, &clen) != 0)
+		return;
+	om = conffile_md5(c->oldconf, full, oldmd5);
+	md5_hex(cur, clen, curmd5);
+	free(cur);
+	user = !om || strcmp(curmd5, om) != 0;
+	dist = !om || strcmp(newmd5, om) != 0;
+	if (strcmp(curmd5, newmd5) != 0 && user && !dist) {
+		/* keep it silently: nothing beside it */
+		*keep = 1;
+		c->kept++;
+		ulog(c->u, "  %s changed locally, unchanged by the package: kept", full);
+	} else if (strcmp(curmd5, newmd5) != 0 && user) {
+		snprintf(dist_name, dl, "%s.dpkg-dist", base);
+		*target = dist_name;
+		c->kept++;
+		ulog(c->u, "  %s changed locally: kept, new version in %s.dpkg-dist", full, full);
 	}
-	ulog(u, "%s %s: %s -> %s (%zu files%s)", old ? "upgrading" : "installing", name,
-	     old_version ? old_version : "none", ver, deb->nfiles,
-	     scripts ? ", maintainer scripts: left unpacked for first boot" : "");
-	newpaths = calloc(deb->nfiles + 1, sizeof(char *));
-	if (!newpaths) {
-		rc = PG_ENOMEM;
-		goto out;
+}
+
+/* A regular file of the package, conffiles as dpkg treats them. */
+static int
+put_regular(struct pkg *c, const struct pg_deb_file *f, ext2_ino_t d, const char *base,
+	    const char *full)
+{
+	struct up *u = c->u;
+	char newmd5[33], dist_name[300];
+	const char *target = base;
+	int keep = 0, rc;
+
+	snprintf(newmd5, sizeof(newmd5), "%s", f->md5);
+	if (is_new_conffile(c->deb, full)) {
+		PG_TRY_GOTO(pg_buf_printf(&c->conf, "\n %s %s", full, newmd5), fail, "upgrade",
+			    "conffiles");
+		conffile_decision(c, d, base, full, newmd5, &keep, &target, dist_name,
+				  sizeof(dist_name));
 	}
-	PG_TRY_GOTO(pg_deb_data_open(deb, &u->data), out, "upgrade", "package data");
-	PG_TRY_GOTO(pg_buf_printf(&list, "/.\n"), out, "upgrade", "list");
-	for (size_t i = 0; i < deb->nfiles; i++) {
-		const struct pg_deb_file *f = &deb->files[i];
+	/* used when the package has no md5sums member: dpkg then lists every
+	 * regular file, conffiles included */
+	PG_TRY_GOTO(pg_buf_printf(&c->md5s, "%s  %s\n", newmd5, f->path), fail, "upgrade",
+		    "md5sums");
+	if (keep) {
+		u->done += f->size; /* skipped, still counted as done */
+		return 0;
+	}
+	PG_TRY_GOTO(remove_name(u, d, target), fail, "upgrade", f->path);
+	PG_TRY_GOTO(pg_deb_data_file(u->data, f), fail, "upgrade", f->path);
+	PG_TRY_GOTO(
+	    create_file(u, d, target, NULL, f->size, f->mode, f->uid, f->gid, (uint32_t)f->mtime),
+	    fail, "upgrade", f->path);
+	return 0;
+fail:
+	return rc;
+}
+
+static int
+put_symlink(struct pkg *c, const struct pg_deb_file *f, ext2_ino_t d, const char *base)
+{
+	struct up *u = c->u;
+	errcode_t e;
+	int rc;
+
+	PG_TRY_GOTO(remove_name(u, d, base), fail, "upgrade", f->path);
+	e = WITH_DIR_SPACE(u->fs, d, ext2fs_symlink(u->fs, d, 0, base, f->target));
+	if (e)
+		return pg_extfs_fail(e, f->path);
+	return 0;
+fail:
+	return rc;
+}
+
+/* A hard link to an earlier regular file of the same package (tar's rule). */
+static int
+put_hardlink(struct pkg *c, size_t i, ext2_ino_t d, const char *base)
+{
+	struct up *u = c->u;
+	const struct pg_deb_file *f = &c->deb->files[i];
+	char tdir[4096], tbase[256];
+	struct ext2_inode in;
+	ext2_ino_t td, ti;
+	const char *m = NULL;
+	errcode_t e;
+	int rc;
+
+	split_path(f->target, tdir, sizeof(tdir), tbase, sizeof(tbase));
+	PG_TRY_GOTO(walk_dir(u, tdir, 0, &td), fail, "upgrade", f->target);
+	e = ext2fs_lookup(u->fs, td, tbase, (int)strlen(tbase), NULL, &ti);
+	if (!e)
+		e = ext2fs_read_inode(u->fs, ti, &in);
+	if (e)
+		return pg_extfs_fail(e, f->target);
+	if (!LINUX_S_ISREG(in.i_mode))
+		return pg_error(PG_EFORMAT, "upgrade", "hard link '%s' to a non-file", f->path);
+	PG_TRY_GOTO(remove_name(u, d, base), fail, "upgrade", f->path);
+	e = ext2fs_read_inode(u->fs, ti, &in);
+	if (!e)
+		e = WITH_DIR_SPACE(u->fs, d, ext2fs_link(u->fs, d, base, ti, EXT2_FT_REG_FILE));
+	if (!e) {
+		in.i_links_count++;
+		e = ext2fs_write_inode(u->fs, ti, &in);
+	}
+	if (e)
+		return pg_extfs_fail(e, f->path);
+	/* hard-linked regular files are in md5sums too; tar links name an
+	 * earlier member of the same package */
+	for (size_t j = 0; j < i && !m; j++)
+		if (c->deb->files[j].type == 'f' && !strcmp(c->deb->files[j].path, f->target))
+			m = c->deb->files[j].md5;
+	if (m)
+		pg_buf_printf(&c->md5s, "%s  %s\n", m, f->path);
+	return 0;
+fail:
+	return rc;
+}
+
+/* Unpacks the data members in order; newpaths[i] gets each member's path. */
+static int
+unpack_files(struct pkg *c, char **newpaths)
+{
+	struct up *u = c->u;
+	int rc;
+
+	PG_TRY_GOTO(pg_buf_printf(&c->list, "/.\n"), fail, "upgrade", "list");
+	for (size_t i = 0; i < c->deb->nfiles; i++) {
+		const struct pg_deb_file *f = &c->deb->files[i];
 		char dir[4096], base[256], full[4200];
 		ext2_ino_t d;
 
-		PG_TRY_GOTO(check_stop(u), out, "upgrade", "stop");
+		PG_TRY_GOTO(check_stop(u), fail, "upgrade", "stop");
 		tick(u, 0);
 		snprintf(full, sizeof(full), "/%s", f->path);
 		newpaths[i] = f->path;
-		PG_TRY_GOTO(pg_buf_printf(&list, "%s\n", full), out, "upgrade", "list");
+		PG_TRY_GOTO(pg_buf_printf(&c->list, "%s\n", full), fail, "upgrade", "list");
 		if (f->type == 'd') {
-			PG_TRY_GOTO(walk_dir(u, f->path, 1, &d), out, "upgrade", f->path);
+			PG_TRY_GOTO(walk_dir(u, f->path, 1, &d), fail, "upgrade", f->path);
 			continue;
 		}
 		split_path(f->path, dir, sizeof(dir), base, sizeof(base));
-		PG_TRY_GOTO(walk_dir(u, dir, 1, &d), out, "upgrade", f->path);
-		if (f->type == 'f') {
-			char newmd5[33], oldmd5[64], *target = base, dist_name[300];
-			int conffile = is_new_conffile(deb, full), keep = 0;
-
-			snprintf(newmd5, sizeof(newmd5), "%s", f->md5);
-			if (conffile) {
-				uint8_t *cur = NULL;
-				size_t clen = 0;
-
-				PG_TRY_GOTO(pg_buf_printf(&conf, "\n %s %s", full, newmd5), out,
-					    "upgrade", "conffiles");
-				if (read_nofollow(u, d, base, &cur, &clen) == 0) {
-					char curmd5[33];
-					const char *om = conffile_md5(oldconf, full, oldmd5);
-					int user, dist;
-
-					md5_hex(cur, clen, curmd5);
-					free(cur);
-					/* dpkg's rule (configure.c, conffoptcells): edited
-					 * by the user = differs from what the old package
-					 * shipped; by the distribution = the new package
-					 * ships something else than the old. No old record
-					 * (a new conffile) counts as both. */
-					user = !om || strcmp(curmd5, om) != 0;
-					dist = !om || strcmp(newmd5, om) != 0;
-					if (strcmp(curmd5, newmd5) != 0 && user && !dist) {
-						/* keep it silently: nothing beside it */
-						keep = 1;
-						kept++;
-						ulog(u,
-						     "  %s changed locally, unchanged by the "
-						     "package: kept",
-						     full);
-					} else if (strcmp(curmd5, newmd5) != 0 && user) {
-						/* --force-confold: keep it, the new one
-						 * beside it */
-						snprintf(dist_name, sizeof(dist_name),
-							 "%s.dpkg-dist", base);
-						target = dist_name;
-						kept++;
-						ulog(u,
-						     "  %s changed locally: kept, new version in "
-						     "%s.dpkg-dist",
-						     full, full);
-					}
-				}
-			}
-			/* used when the package has no md5sums member: dpkg then
-			 * lists every regular file, conffiles included */
-			PG_TRY_GOTO(pg_buf_printf(&md5s, "%s  %s\n", newmd5, f->path), out,
-				    "upgrade", "md5sums");
-			if (keep) {
-				u->done += f->size; /* skipped, still counted as done */
-				continue;
-			}
-			PG_TRY_GOTO(remove_name(u, d, target), out, "upgrade", f->path);
-			PG_TRY_GOTO(pg_deb_data_file(u->data, f), out, "upgrade", f->path);
-			PG_TRY_GOTO(create_file(u, d, target, NULL, f->size, f->mode, f->uid,
-						f->gid, (uint32_t)f->mtime),
-				    out, "upgrade", f->path);
-		} else if (f->type == 'l') {
-			errcode_t e;
-
-			PG_TRY_GOTO(remove_name(u, d, base), out, "upgrade", f->path);
-			e = WITH_DIR_SPACE(u->fs, d, ext2fs_symlink(u->fs, d, 0, base, f->target));
-			if (e) {
-				rc = pg_extfs_fail(e, f->path);
-				goto out;
-			}
-		} else if (f->type == 'h') {
-			char tdir[4096], tbase[256];
-			struct ext2_inode in;
-			ext2_ino_t td, ti;
-			errcode_t e;
-
-			split_path(f->target, tdir, sizeof(tdir), tbase, sizeof(tbase));
-			PG_TRY_GOTO(walk_dir(u, tdir, 0, &td), out, "upgrade", f->target);
-			e = ext2fs_lookup(u->fs, td, tbase, (int)strlen(tbase), NULL, &ti);
-			if (!e)
-				e = ext2fs_read_inode(u->fs, ti, &in);
-			if (e) {
-				rc = pg_extfs_fail(e, f->target);
-				goto out;
-			}
-			if (!LINUX_S_ISREG(in.i_mode)) {
-				rc = pg_error(PG_EFORMAT, "upgrade", "hard link '%s' to a non-file",
-					      f->path);
-				goto out;
-			}
-			PG_TRY_GOTO(remove_name(u, d, base), out, "upgrade", f->path);
-			e = ext2fs_read_inode(u->fs, ti, &in);
-			if (!e)
-				e = WITH_DIR_SPACE(
-				    u->fs, d, ext2fs_link(u->fs, d, base, ti, EXT2_FT_REG_FILE));
-			if (!e) {
-				in.i_links_count++;
-				e = ext2fs_write_inode(u->fs, ti, &in);
-			}
-			if (e) {
-				rc = pg_extfs_fail(e, f->path);
-				goto out;
-			}
-			{
-				/* hard-linked regular files are in md5sums too; tar
-				 * links name an earlier member of the same package */
-				const char *m = NULL;
-
-				for (size_t j = 0; j < i && !m; j++)
-					if (deb->files[j].type == 'f' &&
-					    !strcmp(deb->files[j].path, f->target))
-						m = deb->files[j].md5;
-				if (m)
-					pg_buf_printf(&md5s, "%s  %s\n", m, f->path);
-			}
-		}
+		PG_TRY_GOTO(walk_dir(u, dir, 1, &d), fail, "upgrade", f->path);
+		if (f->type == 'f')
+			rc = put_regular(c, f, d, base, full);
+		else if (f->type == 'l')
+			rc = put_symlink(c, f, d, base);
+		else if (f->type == 'h')
+			rc = put_hardlink(c, i, d, base);
+		if (rc < 0)
+			return rc;
 	}
-	/* Files the old version shipped and the new one does not. */
-	qsort(newpaths, deb->nfiles, sizeof(char *), cmp_str);
-	for (char *p = (char *)oldlist; p && p < (char *)oldlist + oldlen;) {
-		char *nl = memchr(p, '\n', (size_t)((char *)oldlist + oldlen - p));
-		char path[4096], clean[4096], tmp[64];
-		const char *key;
+	return 0;
+fail:
+	return rc;
+}
+
+/* Removes one path of the old list if the new version, a conffile record
+ * or another package does not keep it (directories stay). */
+static int
+remove_if_dropped(struct pkg *c, char *const *newpaths, const char *path)
+{
+	struct up *u = c->u;
+	char clean[4096], tmp[64], dir[4096], base[256];
+	const char *key = clean;
+	struct ext2_inode in;
+	ext2_ino_t d, ino;
+	int rc;
+
+	if (pg_path_clean(path + (path[0] == '/'), clean, sizeof(clean)) != 0 || !clean[0] ||
+	    bsearch(&key, newpaths, c->deb->nfiles, sizeof(char *), cmp_str) ||
+	    conffile_md5(c->oldconf, path, tmp) || owned_elsewhere(u, c->oldprefix, path))
+		return 0;
+	split_path(clean, dir, sizeof(dir), base, sizeof(base));
+	if (walk_dir(u, dir, 0, &d) == 0 &&
+	    !ext2fs_lookup(u->fs, d, base, (int)strlen(base), NULL, &ino) &&
+	    !ext2fs_read_inode(u->fs, ino, &in) && !LINUX_S_ISDIR(in.i_mode)) {
+		PG_TRY_GOTO(remove_name(u, d, base), fail, "upgrade", path);
+		c->removed++;
+	}
+	return 0;
+fail:
+	return rc;
+}
+
+/* Files the old version shipped and the new one does not (newpaths sorted). */
+static int
+remove_dropped(struct pkg *c, char *const *newpaths)
+{
+	char *end = (char *)c->oldlist + c->oldlen;
+
+	for (char *p = (char *)c->oldlist; p && p < end;) {
+		char *nl = memchr(p, '\n', (size_t)(end - p));
+		char path[4096];
 		size_t n = nl ? (size_t)(nl - p) : strlen(p);
 
 		if (n && n < sizeof(path)) {
+			int rc;
+
 			memcpy(path, p, n);
 			path[n] = 0;
-			key = clean;
-			if (pg_path_clean(path + (path[0] == '/'), clean, sizeof(clean)) == 0 &&
-			    clean[0] &&
-			    !bsearch(&key, newpaths, deb->nfiles, sizeof(char *), cmp_str) &&
-			    !conffile_md5(oldconf, path, tmp) &&
-			    !owned_elsewhere(u, oldprefix, path)) {
-				char dir[4096], base[256];
-				ext2_ino_t d;
-				ext2_ino_t ino;
-				struct ext2_inode in;
-
-				split_path(clean, dir, sizeof(dir), base, sizeof(base));
-				if (walk_dir(u, dir, 0, &d) == 0 &&
-				    !ext2fs_lookup(u->fs, d, base, (int)strlen(base), NULL, &ino) &&
-				    !ext2fs_read_inode(u->fs, ino, &in) &&
-				    !LINUX_S_ISDIR(in.i_mode)) {
-					PG_TRY_GOTO(remove_name(u, d, base), out, "upgrade", path);
-					removed++;
-				}
-			}
+			rc = remove_if_dropped(c, newpaths, path);
+			if (rc < 0)
+				return rc;
 		}
 		p = nl ? nl + 1 : NULL;
 	}
-	/* info/<pkg>.* */
-	snprintf(ipath, sizeof(ipath), INFO "/%s.list", prefix);
-	PG_TRY_GOTO(write_path(u, ipath, list.data, list.len, 0644), out, "upgrade", "list");
+	return 0;
+}
+
+/* info/<pkg>.list, .md5sums, .conffiles and the maintainer scripts. */
+static int
+write_info_files(struct pkg *c)
+{
+	struct up *u = c->u;
+	const struct pg_deb *deb = c->deb;
+	char ipath[400];
+	int rc;
+
+	snprintf(ipath, sizeof(ipath), INFO "/%s.list", c->prefix);
+	PG_TRY_GOTO(write_path(u, ipath, c->list.data, c->list.len, 0644), fail, "upgrade", "list");
 	/* As dpkg: the package's own md5sums member as it is, else the sums
 	 * computed while unpacking. */
-	snprintf(ipath, sizeof(ipath), INFO "/%s.md5sums", prefix);
+	snprintf(ipath, sizeof(ipath), INFO "/%s.md5sums", c->prefix);
 	if (deb->md5sums && deb->md5sums[0])
 		PG_TRY_GOTO(
 		    write_path(u, ipath, (const uint8_t *)deb->md5sums, strlen(deb->md5sums), 0644),
-		    out, "upgrade", "md5sums");
+		    fail, "upgrade", "md5sums");
 	else
-		PG_TRY_GOTO(
-		    write_path(u, ipath, md5s.data ? md5s.data : (uint8_t *)"", md5s.len, 0644),
-		    out, "upgrade", "md5sums");
-	snprintf(ipath, sizeof(ipath), INFO "/%s.conffiles", prefix);
+		PG_TRY_GOTO(write_path(u, ipath, c->md5s.data ? c->md5s.data : (uint8_t *)"",
+				       c->md5s.len, 0644),
+			    fail, "upgrade", "md5sums");
+	snprintf(ipath, sizeof(ipath), INFO "/%s.conffiles", c->prefix);
 	if (deb->conffiles && deb->conffiles[0])
 		PG_TRY_GOTO(write_path(u, ipath, (const uint8_t *)deb->conffiles,
 				       strlen(deb->conffiles), 0644),
-			    out, "upgrade", "conffiles");
+			    fail, "upgrade", "conffiles");
 	else
-		PG_TRY_GOTO(unlink_path(u, ipath), out, "upgrade", "conffiles");
+		PG_TRY_GOTO(unlink_path(u, ipath), fail, "upgrade", "conffiles");
 	for (size_t k = 0; k < sizeof(script_names) / sizeof(script_names[0]); k++) {
 		int found = -1;
 
 		for (int i = 0; i < deb->nscripts; i++)
 			if (!strcmp(deb->scripts[i].name, script_names[k]))
 				found = i;
-		snprintf(ipath, sizeof(ipath), INFO "/%s.%s", prefix, script_names[k]);
+		snprintf(ipath, sizeof(ipath), INFO "/%s.%s", c->prefix, script_names[k]);
 		if (found >= 0)
 			PG_TRY_GOTO(write_path(u, ipath, deb->scripts[found].data,
 					       deb->scripts[found].len, k < 5 ? 0755 : 0644),
-				    out, "upgrade", "script");
+				    fail, "upgrade", "script");
 		else
-			PG_TRY_GOTO(unlink_path(u, ipath), out, "upgrade", "script");
+			PG_TRY_GOTO(unlink_path(u, ipath), fail, "upgrade", "script");
 	}
-	if (strcmp(oldprefix, prefix) != 0) {
+	if (strcmp(c->oldprefix, c->prefix) != 0) {
 		static const char *const exts[] = {"list",    "md5sums",  "conffiles", "symbols",
 						   "shlibs",  "triggers", "templates", "config",
 						   "preinst", "postinst", "prerm",     "postrm"};
 
 		for (size_t k = 0; k < sizeof(exts) / sizeof(exts[0]); k++) {
-			snprintf(ipath, sizeof(ipath), INFO "/%s.%s", oldprefix, exts[k]);
-			PG_TRY_GOTO(unlink_path(u, ipath), out, "upgrade", "old info file");
+			snprintf(ipath, sizeof(ipath), INFO "/%s.%s", c->oldprefix, exts[k]);
+			PG_TRY_GOTO(unlink_path(u, ipath), fail, "upgrade", "old info file");
 		}
 	}
-	/* The status paragraph: control fields, our Status, Conffiles. */
-	PG_TRY_GOTO(pg_para_set(&np, "Package", name), out, "upgrade", "status");
+	return 0;
+fail:
+	return rc;
+}
+
+/* The status paragraph: control fields, our Status, Conffiles. */
+static int
+status_paragraph(struct pkg *c, struct pg_para *np)
+{
+	const struct pg_deb *deb = c->deb;
+	const char *desc = pg_para_get(&deb->control, "Description");
+	int rc;
+
+	PG_TRY_GOTO(pg_para_set(np, "Package", c->name), fail, "upgrade", "status");
 	PG_TRY_GOTO(
-	    pg_para_set(&np, "Status", scripts ? "install ok unpacked" : "install ok installed"),
-	    out, "upgrade", "status");
+	    pg_para_set(np, "Status", c->scripts ? "install ok unpacked" : "install ok installed"),
+	    fail, "upgrade", "status");
 	for (size_t i = 0; i < deb->control.n; i++) {
 		const struct pg_kv *kv = &deb->control.kv[i];
 
 		if (!strcasecmp(kv->key, "Package") || !strcasecmp(kv->key, "Description"))
 			continue;
-		PG_TRY_GOTO(pg_para_set(&np, kv->key, kv->val), out, "upgrade", "status");
-		if (!strcasecmp(kv->key, "Version") && scripts && old_version && old &&
-		    pg_para_get(old, "Status") && strstr(pg_para_get(old, "Status"), " installed"))
-			PG_TRY_GOTO(pg_para_set(&np, "Config-Version", old_version), out, "upgrade",
-				    "status");
+		PG_TRY_GOTO(pg_para_set(np, kv->key, kv->val), fail, "upgrade", "status");
+		if (!strcasecmp(kv->key, "Version") && c->scripts && c->old_version && c->old &&
+		    pg_para_get(c->old, "Status") &&
+		    strstr(pg_para_get(c->old, "Status"), " installed"))
+			PG_TRY_GOTO(pg_para_set(np, "Config-Version", c->old_version), fail,
+				    "upgrade", "status");
 	}
-	if (conf.len) {
-		PG_TRY_GOTO(pg_buf_append_byte(&conf, 0), out, "upgrade", "conffiles");
-		PG_TRY_GOTO(pg_para_set(&np, "Conffiles", (char *)conf.data), out, "upgrade",
+	if (c->conf.len) {
+		PG_TRY_GOTO(pg_buf_append_byte(&c->conf, 0), fail, "upgrade", "conffiles");
+		PG_TRY_GOTO(pg_para_set(np, "Conffiles", (char *)c->conf.data), fail, "upgrade",
 			    "status");
 	}
-	if (pg_para_get(&deb->control, "Description"))
-		PG_TRY_GOTO(
-		    pg_para_set(&np, "Description", pg_para_get(&deb->control, "Description")), out,
-		    "upgrade", "status");
+	if (desc)
+		PG_TRY_GOTO(pg_para_set(np, "Description", desc), fail, "upgrade", "status");
+	return 0;
+fail:
+	return rc;
+}
+
+/* The new paragraph replaces the old one, or is added; np is emptied. */
+static int
+store_paragraph(struct pg_deb822 *st, struct pg_para *old, struct pg_para *np)
+{
 	if (old) {
 		pg_para_free(old);
-		*old = np;
+		*old = *np;
 	} else {
 		struct pg_para *nps = realloc(st->p, (st->n + 1) * sizeof(*nps));
 
-		if (!nps) {
-			rc = PG_ENOMEM;
-			goto out;
-		}
+		if (!nps)
+			return PG_ENOMEM;
 		st->p = nps;
-		st->p[st->n++] = np;
+		st->p[st->n++] = *np;
 	}
-	np.kv = NULL;
-	np.n = 0;
-	if (scripts)
+	np->kv = NULL;
+	np->n = 0;
+	return 0;
+}
+
+/* Unpacks one package into the filesystem and updates its dpkg records. */
+static int
+apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *report)
+{
+	struct pkg c = {.u = u,
+			.deb = deb,
+			.name = pg_para_get(&deb->control, "Package"),
+			.ver = pg_para_get(&deb->control, "Version"),
+			.arch = pg_para_get(&deb->control, "Architecture"),
+			.list = PG_BUF_INIT(MAX_LIST),
+			.md5s = PG_BUF_INIT(MAX_LIST),
+			.conf = PG_BUF_INIT(MAX_LIST),
+			.scripts = has_scripts(deb)};
+	struct pg_para np = {NULL, 0};
+	char **newpaths = NULL;
+	int rc = 0;
+
+	c.old = find_installed(st, c.name, c.arch);
+	if (c.old) {
+		const char *ov = pg_para_get(c.old, "Version");
+
+		c.old_version = ov ? strdup(ov) : NULL;
+		c.oldconf = pg_para_get(c.old, "Conffiles");
+	}
+	info_prefixes(&c);
+	ulog(u, "%s %s: %s -> %s (%zu files%s)", c.old ? "upgrading" : "installing", c.name,
+	     c.old_version ? c.old_version : "none", c.ver, deb->nfiles,
+	     c.scripts ? ", maintainer scripts: left unpacked for first boot" : "");
+	newpaths = calloc(deb->nfiles + 1, sizeof(char *));
+	if (!newpaths) {
+		rc = PG_ENOMEM;
+		goto out;
+	}
+	PG_TRY_GOTO(pg_deb_data_open(deb, &u->data), out, "upgrade", "package data");
+	PG_TRY_GOTO(unpack_files(&c, newpaths), out, "upgrade", "unpack");
+	qsort(newpaths, deb->nfiles, sizeof(char *), cmp_str);
+	PG_TRY_GOTO(remove_dropped(&c, newpaths), out, "upgrade", "old files");
+	PG_TRY_GOTO(write_info_files(&c), out, "upgrade", "info");
+	PG_TRY_GOTO(status_paragraph(&c, &np), out, "upgrade", "status");
+	PG_TRY_GOTO(store_paragraph(st, c.old, &np), out, "upgrade", "status");
+	if (c.scripts)
 		u->unpacked++;
-	json_array_append_new(
-	    report, json_pack("{s:s, s:s?, s:s, s:s, s:I, s:I, s:I}", "package", name, "from",
-			      old_version, "to", ver, "state", scripts ? "unpacked" : "installed",
-			      "files", (json_int_t)deb->nfiles, "removed", (json_int_t)removed,
-			      "conffiles_kept", (json_int_t)kept));
+	json_array_append_new(report,
+			      json_pack("{s:s, s:s?, s:s, s:s, s:I, s:I, s:I}", "package", c.name,
+					"from", c.old_version, "to", c.ver, "state",
+					c.scripts ? "unpacked" : "installed", "files",
+					(json_int_t)deb->nfiles, "removed", (json_int_t)c.removed,
+					"conffiles_kept", (json_int_t)c.kept));
 out:
 	pg_deb_data_close(u->data);
 	u->data = NULL;
 	pg_para_free(&np);
-	pg_buf_release(&list);
-	pg_buf_release(&md5s);
-	pg_buf_release(&conf);
+	pg_buf_release(&c.list);
+	pg_buf_release(&c.md5s);
+	pg_buf_release(&c.conf);
 	free(newpaths);
-	free(oldlist);
-	free(old_version);
+	free(c.oldlist);
+	free(c.old_version);
 	return rc;
 }
 
@@ -1080,31 +1203,31 @@ out:
 }
 
 static int
-job_finish(struct pg_store *st, sqlite3_int64 job, const char *state, struct pg_buf *log,
-	   json_t *result)
+job_finish(struct pg_store *st, int64_t job, const char *state, struct pg_buf *log, json_t *result)
 {
 	char now[32], *res = result ? pg_json_dumps(result, JSON_COMPACT) : NULL;
 	int rc;
 
 	pg_now_iso(now, sizeof(now));
-	rc = pg_db_run(st,
-		       "UPDATE image_job SET state = ?1, finished_at = ?2, log = log || ?3,"
-		       " result = ?4, progress = CASE WHEN ?1 = 'done' THEN 1.0 ELSE progress END"
-		       " WHERE id = ?5",
-		       json_pack("[s,s,s#,s?,I]", state, now, log->data ? (char *)log->data : "",
-				 (int)log->len, res, (json_int_t)job),
-		       NULL);
+	rc = pg_image_run(st,
+			  "UPDATE image_job SET state = ?, finished_at = ?, log = log || ?,"
+			  " result = ?, progress = CASE WHEN CAST(? AS TEXT) = 'done' THEN 1.0"
+			  " ELSE progress END WHERE id = ?",
+			  json_pack("[s,s,s#,s?,s,I]", state, now,
+				    log->data ? (char *)log->data : "", (int)log->len, res, state,
+				    (json_int_t)job),
+			  NULL);
 	free(res);
 	return rc;
 }
 
 static int
-root_partition(struct pg_store *st, sqlite3_int64 id, uint64_t *off, uint64_t *len)
+root_partition(struct pg_store *st, int64_t id, uint64_t *off, uint64_t *len)
 {
 	json_t *rows = NULL;
-	int rc = pg_db_query(
+	int rc = pg_image_query(
 	    st,
-	    "SELECT start, size FROM image_partition WHERE image_id = ?1 AND is_root = 1"
+	    "SELECT start, size FROM image_partition WHERE image_id = ? AND is_root = 1"
 	    " AND supported = 1 ORDER BY idx LIMIT 1",
 	    json_pack("[I]", (json_int_t)id), &rows);
 
@@ -1191,10 +1314,24 @@ pick_fixes(struct pg_store *st, const char *ref, const char *repo, char ***paths
 	return 0;
 }
 
+/* Runs an INSERT ... RETURNING id of image_job and gives the new id. */
+static int
+insert_job(struct pg_store *st, const char *sql, json_t *args, int64_t *id)
+{
+	json_t *rows = NULL;
+	int rc = pg_image_query(st, sql, args, &rows);
+
+	if (rc < 0)
+		return rc;
+	*id = json_integer_value(json_object_get(json_array_get(rows, 0), "id"));
+	json_decref(rows);
+	return *id > 0 ? 0 : pg_error(PG_ESTORE, "upgrade", "no job id returned");
+}
+
 int
 pg_image_job_queue(struct pg_store *st, const char *ref, int64_t *job)
 {
-	sqlite3_int64 id = 0, jid = 0;
+	int64_t id = 0, jid = 0;
 	char *img = NULL, now[32];
 	int rc;
 
@@ -1205,11 +1342,10 @@ pg_image_job_queue(struct pg_store *st, const char *ref, int64_t *job)
 	if (rc < 0)
 		return rc;
 	pg_now_iso(now, sizeof(now));
-	rc = pg_db_run(
-	    st,
-	    "INSERT INTO image_job(image_id, image_path, kind, state, started_at, progress)"
-	    " VALUES(?1, ?2, 'upgrade', 'queued', ?3, 0.0)",
-	    json_pack("[I,s,s]", (json_int_t)id, img, now), &jid);
+	rc = insert_job(st,
+			"INSERT INTO image_job(image_id, image_path, kind, state, started_at,"
+			" progress) VALUES(?, ?, 'upgrade', 'queued', ?, 0.0) RETURNING id",
+			json_pack("[I,s,s]", (json_int_t)id, img, now), &jid);
 	free(img);
 	if (rc < 0)
 		return rc;
@@ -1223,21 +1359,58 @@ pg_image_job_abandon(struct pg_store *st, int64_t job, const char *why)
 	char now[32];
 
 	pg_now_iso(now, sizeof(now));
-	return pg_db_run(st,
-			 "UPDATE image_job SET state = 'failed', finished_at = ?1,"
-			 " log = coalesce(log, '') || ?2 WHERE id = ?3 AND state = 'queued'",
-			 json_pack("[s,s,I]", now, why, (json_int_t)job), NULL);
+	return pg_image_run(st,
+			    "UPDATE image_job SET state = 'failed', finished_at = ?,"
+			    " log = coalesce(log, '') || ? WHERE id = ? AND state = 'queued'",
+			    json_pack("[s,s,I]", now, why, (json_int_t)job), NULL);
 }
 
-/* Takes a queued job for this process; a job in another state or of
- * another image is refused and left as it is. */
+/* The oldest queued job, per engine: PostgreSQL skips rows another
+ * runner's transaction holds; SQLite has one writer at a time anyway. */
+static const char claim_next_pg[] =
+    "UPDATE image_job SET state = 'running', pid = ?, progress = 0.0"
+    " WHERE id = (SELECT id FROM image_job WHERE state = 'queued' ORDER BY id"
+    " LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id, image_id";
+static const char claim_next_sqlite[] =
+    "UPDATE image_job SET state = 'running', pid = ?, progress = 0.0"
+    " WHERE id = (SELECT id FROM image_job WHERE state = 'queued' ORDER BY id"
+    " LIMIT 1) RETURNING id, image_id";
+
+int
+pg_image_job_claim_next(struct pg_store *st, int64_t *job, int64_t *image_id)
+{
+	int pgsql = pg_db_engine_of(st->pdb) == PG_DB_POSTGRES;
+	json_t *rows = NULL, *r;
+	int rc = pg_image_query(st, pgsql ? claim_next_pg : claim_next_sqlite,
+				json_pack("[i]", (int)getpid()), &rows);
+
+	*job = 0;
+	if (rc < 0)
+		return rc;
+	r = json_array_get(rows, 0);
+	if (!r) {
+		json_decref(rows);
+		return pg_error(PG_ENOENT, "upgrade", "no queued job");
+	}
+	*job = json_integer_value(json_object_get(r, "id"));
+	if (image_id)
+		*image_id = json_integer_value(json_object_get(r, "image_id"));
+	json_decref(rows);
+	return 0;
+}
+
+/* Takes a queued job for this process (or one it took already with
+ * pg_image_job_claim_next); a job in another state or of another image is
+ * refused and left as it is. */
 static int
-job_claim(struct pg_store *st, int64_t job, sqlite3_int64 *image_id)
+job_claim(struct pg_store *st, int64_t job, int64_t *image_id)
 {
 	json_t *rows = NULL, *r;
+	int64_t changed = 0;
+	int mine;
 	const char *state;
-	int rc = pg_db_query(st, "SELECT state, image_id FROM image_job WHERE id = ?1",
-			     json_pack("[I]", (json_int_t)job), &rows);
+	int rc = pg_image_query(st, "SELECT state, image_id, pid FROM image_job WHERE id = ?",
+				json_pack("[I]", (json_int_t)job), &rows);
 
 	if (rc < 0)
 		return rc;
@@ -1247,7 +1420,9 @@ job_claim(struct pg_store *st, int64_t job, sqlite3_int64 *image_id)
 		goto out;
 	}
 	state = json_string_value(json_object_get(r, "state"));
-	if (strcmp(state, "queued") != 0) {
+	mine = !strcmp(state, "running") &&
+	       json_integer_value(json_object_get(r, "pid")) == (json_int_t)getpid();
+	if (strcmp(state, "queued") != 0 && !mine) {
 		rc = pg_error(PG_ESTATE, "upgrade", "job %lld is %s, not queued", (long long)job,
 			      state);
 		goto out;
@@ -1260,11 +1435,18 @@ job_claim(struct pg_store *st, int64_t job, sqlite3_int64 *image_id)
 		goto out;
 	}
 	*image_id = json_integer_value(json_object_get(r, "image_id"));
-	rc = pg_db_run(st,
-		       "UPDATE image_job SET state = 'running', pid = ?1, progress = 0.0"
-		       " WHERE id = ?2 AND state = 'queued'",
-		       json_pack("[i,I]", (int)getpid(), (json_int_t)job), NULL);
-	if (rc == 0 && sqlite3_changes(st->db) != 1)
+	if (mine) {
+		rc = 0;
+		goto out;
+	}
+	/* one UPDATE decides between two runners: the second one's row no
+	 * longer matches state = 'queued' (PostgreSQL re-checks it after the
+	 * first one's commit) */
+	rc = pg_image_run(st,
+			  "UPDATE image_job SET state = 'running', pid = ?, progress = 0.0"
+			  " WHERE id = ? AND state = 'queued'",
+			  json_pack("[i,I]", (int)getpid(), (json_int_t)job), &changed);
+	if (rc == 0 && changed != 1)
 		rc = pg_error(PG_ESTATE, "upgrade", "job %lld was taken by another runner",
 			      (long long)job);
 out:
@@ -1278,7 +1460,7 @@ pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **
 	struct up u;
 	struct pg_deb *debs = NULL;
 	struct pg_bdev *base = NULL, *ov = NULL;
-	sqlite3_int64 id = 0, job = 0;
+	int64_t id = 0, job = 0;
 	char *img = NULL, out[4200], partial[4300], now[32], **fixes = NULL, ref[4096];
 	const char *const *debpaths = o->debs;
 	size_t ndebs = o->ndebs, nfix = 0;
@@ -1351,12 +1533,12 @@ pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **
 	if (!job) {
 		pg_now_iso(now, sizeof(now));
 		PG_TRY_GOTO(
-		    pg_db_run(st,
-			      "INSERT INTO image_job(image_id, image_path, kind, state, pid,"
-			      " started_at, progress) VALUES(?1, ?2, 'upgrade', 'running',"
-			      " ?3, ?4, 0.0)",
-			      json_pack("[I,s,i,s]", (json_int_t)id, img, (int)getpid(), now),
-			      &job),
+		    insert_job(st,
+			       "INSERT INTO image_job(image_id, image_path, kind, state, pid,"
+			       " started_at, progress) VALUES(?, ?, 'upgrade', 'running',"
+			       " ?, ?, 0.0) RETURNING id",
+			       json_pack("[I,s,i,s]", (json_int_t)id, img, (int)getpid(), now),
+			       &job),
 		    out, "upgrade", "job");
 		u.job = job;
 	}
@@ -1379,8 +1561,8 @@ pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **
 	snprintf(partial, sizeof(partial), "%s.partial", out);
 	unlink(partial); /* a leftover of an interrupted run of this job id */
 	have_partial = 1;
-	PG_TRY_GOTO(pg_db_run(st, "UPDATE image_job SET overlay = ?1 WHERE id = ?2",
-			      json_pack("[s,I]", out, (json_int_t)job), NULL),
+	PG_TRY_GOTO(pg_image_run(st, "UPDATE image_job SET overlay = ? WHERE id = ?",
+				 json_pack("[s,I]", out, (json_int_t)job), NULL),
 		    fail, "upgrade", "job");
 	ulog(&u, "job %lld: image %s, overlay %s, %llu bytes to unpack", (long long)job, img, out,
 	     (unsigned long long)u.total);
@@ -1471,24 +1653,34 @@ out:
 	return rc;
 }
 
+/* t as ISO 8601 UTC, the form of started_at */
+static void
+iso_at(time_t t, char *buf, size_t n)
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
 int
 pg_image_jobs(struct pg_store *st, json_t **out)
 {
 	json_t *rows = NULL;
 	size_t i;
 	json_t *r;
-	char now[32];
+	char now[32], cutoff[32];
 	int rc;
 
+	/* started_at is ISO 8601 UTC of one width: it orders as text */
+	iso_at(time(NULL) - QUEUE_GRACE, cutoff, sizeof(cutoff));
 	/* A job still "running" whose process is gone was interrupted: its
 	 * half-written overlay never got its final name; drop the leftover.
 	 * A queued job nobody took within QUEUE_GRACE seconds never will. */
-	rc = pg_db_query(st,
-			 "SELECT id, state, pid, overlay FROM image_job WHERE state = 'running'"
-			 " OR (state = 'queued' AND pid IS NULL AND"
-			 "     CAST(strftime('%s', started_at) AS INTEGER) <"
-			 "     CAST(strftime('%s', 'now') AS INTEGER) - ?1)",
-			 json_pack("[i]", QUEUE_GRACE), &rows);
+	rc = pg_image_query(st,
+			    "SELECT id, state, pid, overlay FROM image_job WHERE state = 'running'"
+			    " OR (state = 'queued' AND pid IS NULL AND started_at < ?)",
+			    json_pack("[s]", cutoff), &rows);
 	if (rc < 0)
 		return rc;
 	pg_now_iso(now, sizeof(now));
@@ -1506,30 +1698,31 @@ pg_image_jobs(struct pg_store *st, json_t **out)
 				 json_string_value(json_object_get(r, "overlay")));
 			unlink(partial);
 		}
-		pg_db_run(st,
-			  "UPDATE image_job SET state = 'interrupted', finished_at = ?2,"
-			  " log = log || ?3 WHERE id = ?1 AND state = ?4",
-			  json_pack("[O,s,s,O]", json_object_get(r, "id"), now,
-				    queued ? "interrupted: queued, but no runner took it within "
+		pg_image_run(st,
+			     "UPDATE image_job SET state = 'interrupted', finished_at = ?,"
+			     " log = log || ? WHERE id = ? AND state = ?",
+			     json_pack("[s,s,O,O]", now,
+				       queued
+					   ? "interrupted: queued, but no runner took it within "
 					     "60 s\n"
 					   : "interrupted: the process running the job is gone\n",
-				    json_object_get(r, "state")),
-			  NULL);
+				       json_object_get(r, "id"), json_object_get(r, "state")),
+			     NULL);
 	}
 	json_decref(rows);
-	return pg_db_query(st,
-			   "SELECT id, image_id, image_path, kind, state, progress, overlay,"
-			   " started_at, finished_at, result, log FROM image_job ORDER BY id",
-			   NULL, out);
+	return pg_image_query(st,
+			      "SELECT id, image_id, image_path, kind, state, progress, overlay,"
+			      " started_at, finished_at, result, log FROM image_job ORDER BY id",
+			      NULL, out);
 }
 
 static int
 job_get(struct pg_store *st, int64_t job, json_t **row)
 {
 	json_t *rows = NULL;
-	int rc =
-	    pg_db_query(st, "SELECT id, state, overlay, image_path FROM image_job WHERE id = ?1",
-			json_pack("[I]", (json_int_t)job), &rows);
+	int rc = pg_image_query(
+	    st, "SELECT id, state, overlay, image_path, result FROM image_job WHERE id = ?",
+	    json_pack("[I]", (json_int_t)job), &rows);
 
 	if (rc < 0)
 		return rc;
@@ -1540,6 +1733,26 @@ job_get(struct pg_store *st, int64_t job, json_t **row)
 	*row = json_incref(json_array_get(rows, 0));
 	json_decref(rows);
 	return 0;
+}
+
+/* The job's result JSON gains "committed": the output written. */
+static int
+mark_committed(struct pg_store *st, int64_t job, json_t *result_text, const char *output)
+{
+	const char *t = json_string_value(result_text);
+	json_t *res = t ? json_loads(t, 0, NULL) : NULL;
+	char *s = NULL;
+	int rc;
+
+	if (json_is_object(res)) {
+		json_object_set_new(res, "committed", json_string(output));
+		s = pg_json_dumps(res, JSON_COMPACT);
+	}
+	rc = pg_image_run(st, "UPDATE image_job SET state = 'committed', result = ? WHERE id = ?",
+			  json_pack("[s?,I]", s ? s : t, (json_int_t)job), NULL);
+	free(s);
+	json_decref(res);
+	return rc;
 }
 
 int
@@ -1612,11 +1825,8 @@ pg_image_commit(struct pg_store *st, int64_t job, const char *output, json_t **r
 	}
 	close(fd);
 	fd = -1;
-	PG_TRY_GOTO(pg_db_run(st,
-			      "UPDATE image_job SET state = 'committed', result = json_set(result,"
-			      " '$.committed', ?1) WHERE id = ?2",
-			      json_pack("[s,I]", output, (json_int_t)job), NULL),
-		    out, "image", "job");
+	PG_TRY_GOTO(mark_committed(st, job, json_object_get(row, "result"), output), out, "image",
+		    "job");
 	*result =
 	    json_pack("{s:I, s:s, s:I, s:I}", "job", (json_int_t)job, "output", output,
 		      "virtual_size", (json_int_t)d->size, "bytes_written", (json_int_t)written);
@@ -1656,8 +1866,8 @@ pg_image_rollback(struct pg_store *st, int64_t job)
 			goto out;
 		}
 	}
-	rc = pg_db_run(st, "UPDATE image_job SET state = 'rolledback' WHERE id = ?1",
-		       json_pack("[I]", (json_int_t)job), NULL);
+	rc = pg_image_run(st, "UPDATE image_job SET state = 'rolledback' WHERE id = ?",
+			  json_pack("[I]", (json_int_t)job), NULL);
 out:
 	json_decref(row);
 	return rc;

@@ -78,6 +78,31 @@ test_types_round_trip(void **state)
 		assert_string_equal(pg_db_column_text(s, 4), "");
 	}
 	assert_int_equal(pg_db_step(s), 0);
+	/* names (the AS alias) and storage classes, for rows read as JSON */
+	assert_int_equal(pg_db_prepare(db,
+				       "SELECT k AS key, i, d, b, n, CAST(? AS TEXT) AS t"
+				       " FROM t_kv WHERE k = 'k0'",
+				       &s),
+			 0);
+	assert_int_equal(pg_db_bind_text(s, 1, "x", -1), 0);
+	assert_int_equal(pg_db_step(s), 1);
+	assert_string_equal(pg_db_column_name(s, 0), "key");
+	assert_string_equal(pg_db_column_name(s, 1), "i");
+	assert_string_equal(pg_db_column_name(s, 5), "t");
+	assert_string_equal(pg_db_column_name(s, 6), "");
+	assert_int_equal(pg_db_column_type(s, 0), PG_DB_COL_TEXT);
+	assert_int_equal(pg_db_column_type(s, 1), PG_DB_COL_INT64);
+	assert_int_equal(pg_db_column_type(s, 2), PG_DB_COL_DOUBLE);
+	assert_int_equal(pg_db_column_type(s, 3), PG_DB_COL_BLOB);
+	assert_int_equal(pg_db_column_type(s, 4), PG_DB_COL_NULL);
+	assert_int_equal(pg_db_column_type(s, 5), PG_DB_COL_TEXT);
+	assert_int_equal(pg_db_step(s), 0);
+	assert_int_equal(pg_db_prepare(db, "SELECT count(*) AS c FROM t_kv", &s), 0);
+	assert_int_equal(pg_db_step(s), 1);
+	assert_int_equal(pg_db_column_type(s, 0), PG_DB_COL_INT64);
+	assert_string_equal(pg_db_column_name(s, 0), "c");
+	assert_int_equal(pg_db_column_int64(s, 0), 5);
+	pg_db_reset(s);
 	pg_db_free(db);
 }
 
