@@ -1602,7 +1602,7 @@ pg_serve_api_start(struct pg_serve_state *s, int listen_fd, struct pg_serve_api 
 	/* one store connection per pool thread: a request holds one while it runs */
 	for (; nst < PG_SERVE_API_THREADS && rc == 0; nst++) {
 		rc = pg_store_open(&a->st[nst], s->dbpath);
-		if (rc == 0) /* registers the SQL function debver_cmp the findings query needs */
+		if (rc == 0) /* the image schema, migrated before the first request */
 			rc = pg_image_db_open(&a->st[nst]);
 	}
 	if (rc == 0) {
