@@ -44,9 +44,14 @@ def raw(port, data, host="127.0.0.1"):
 
 
 def req(port, method, target, extra=b"", body=b"", version=b"HTTP/1.1"):
-    m = method.encode() + b" " + target + b" " + version + b"\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+    # the Host the guard takes: loopback with the daemon's port (guard.c)
+    m = (method.encode() + b" " + target + b" " + version +
+         b"\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n" % port)
     if body:
         m += b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+    elif method not in ("GET", "HEAD"):
+        # the guard answers 415 to a change without it, before routing
+        m += b"Content-Type: application/json\r\n"
     return raw(port, m + extra + b"\r\n" + body)
 
 
@@ -125,7 +130,7 @@ def listen_names():
         return
     d = Daemon("--listen", "::1", demo=False)
     try:
-        st, h, body = raw(d.port, b"GET /api/health HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n",
+        st, h, body = raw(d.port, b"GET /api/health HTTP/1.1\r\nHost: [::1]:%d\r\nConnection: close\r\n\r\n" % d.port,
                           host="::1")
         check(st == 200 and json.loads(body)["status"] == "ok", body)
         check("http://[::1]:%d/" % d.port in d.log(), d.log())
