@@ -431,7 +431,141 @@ done:
 	return ex;
 }
 
-/* ---- check (batch) ---- */
+/* ---- check (batch: src/pos/check.c) ---- */
+
+struct check_out {
+	const struct pg_iso_dialect *dialect;
+	struct pg_table *t; /* the text table, or NULL */
+	json_t *arr;	    /* the JSON results, or NULL */
+};
+
+/* One message of `pos check`: a row of the table or of the JSON results. */
+static void
+check_row(void *arg, uint64_t n, const struct pg_iso_msg *m, const struct pg_pos_result *res)
+{
+	struct check_out *o = arg;
+	char tid[16] = "", stan[8] = "", num[24], dist[24] = "-", acc[24] = "-";
+
+	if (!m) {
+		fprintf(stderr, "payguard: message %llu rejected: %s\n", (unsigned long long)n,
+			pg_last_error());
+		return;
+	}
+	if (!o->arr && !o->t)
+		return;
+	pg_iso_get_str(o->dialect, m, 41, tid, sizeof(tid));
+	pg_iso_get_str(o->dialect, m, 11, stan, sizeof(stan));
+	if (res->est.confidence) {
+		fmt_double(dist, sizeof(dist), res->distance_m, 0);
+		fmt_double(acc, sizeof(acc), res->est.acc_m, 0);
+	}
+	if (o->arr) {
+		json_array_append_new(
+		    o->arr,
+		    json_pack("{s:I,s:s,s:s,s:s,s:s,s:f,s:f,s:s,s:s,s:b}", "n", (json_int_t)n,
+			      "terminal", tid, "stan", stan, "decision",
+			      pg_decision_name(res->decision), "reason",
+			      pg_reason_name(res->reason), "distance_m", res->distance_m, "acc_m",
+			      res->est.acc_m, "confidence", pg_confidence_name(res->est.confidence),
+			      "rc", res->rc, "alert", res->alert));
+		return;
+	}
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)n);
+	const char *row[10] = {num,
+			       tid,
+			       stan,
+			       pg_decision_name(res->decision),
+			       pg_reason_name(res->reason),
+			       dist,
+			       acc,
+			       pg_confidence_name(res->est.confidence),
+			       res->rc,
+			       res->alert ? "yes" : ""};
+	pg_table_add(o->t, row);
+}
+
+/* The batch's totals: JSON (with the results) or the table and a line. */
+static int
+check_report(struct check_out *o, const struct pg_pos_batch_stats *s, int dry)
+{
+	const uint64_t *d = s->decisions;
+	int ex = PG_EXIT_OK;
+
+	if (o->arr) {
+		ex = pg_cli_print_json(json_pack(
+		    "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "messages", (json_int_t)s->messages,
+		    "rejected", (json_int_t)s->rejected, "in_place", (json_int_t)d[PG_DEC_IN_PLACE],
+		    "moved", (json_int_t)d[PG_DEC_MOVED], "undetermined",
+		    (json_int_t)d[PG_DEC_UNDETERMINED], "unregistered",
+		    (json_int_t)d[PG_DEC_UNREGISTERED], "format_error",
+		    (json_int_t)d[PG_DEC_FORMAT], "alerts", (json_int_t)s->alerts, "results",
+		    o->arr));
+		o->arr = NULL;
+	} else {
+		if (o->t)
+			pg_table_print(o->t);
+		printf("%llu messages (%llu rejected): %llu in place, %llu moved, %llu "
+		       "undetermined, %llu unregistered, %llu format errors; %llu with an "
+		       "alert; %.0f checks/s%s\n",
+		       (unsigned long long)s->messages, (unsigned long long)s->rejected,
+		       (unsigned long long)d[0], (unsigned long long)d[1], (unsigned long long)d[2],
+		       (unsigned long long)d[3], (unsigned long long)d[4],
+		       (unsigned long long)s->alerts,
+		       s->seconds > 0 ? (double)s->messages / s->seconds : 0,
+		       dry ? " (dry run)" : "");
+	}
+	if (s->rejected && ex == PG_EXIT_OK)
+		ex = PG_EXIT_INPUT;
+	return ex;
+}
+
+/* Runs the batch of file `path` through a fresh engine over the store. */
+static int
+check_file(const struct common *c, const char *path, int hex, int dry, struct check_out *o)
+{
+	struct pg_store st = {0};
+	struct pg_pos_engine *e = NULL;
+	struct pg_pos_batch_stats s;
+	struct pg_pos_batch b = {.dialect = &c->dialect,
+				 .framing = &c->framing,
+				 .hex = hex,
+				 .each = check_row,
+				 .arg = o};
+	uint8_t *data = NULL;
+	size_t len = 0;
+	int rc, ex;
+
+	rc = pg_read_file(path, 1u << 30, &data, &len);
+	if (rc < 0)
+		return pg_cli_fail(rc, "read '%s'", path);
+	rc = open_store(&st, c->db);
+	if (rc < 0) {
+		ex = pg_cli_fail(rc, "store");
+		goto out;
+	}
+	rc = pg_pos_engine_open(&e, &st, &c->pol);
+	if (rc < 0) {
+		ex = pg_cli_fail(rc, "engine");
+		goto out;
+	}
+	if (dry) /* windows in memory, nothing written */
+		pg_pos_engine_detach_store(e);
+	b.data = data;
+	b.len = len;
+	rc = pg_pos_check_batch(e, &b, &s);
+	if (rc < 0 && s.stage == PG_POS_BATCH_FRAME)
+		ex = pg_cli_fail(rc, "message %llu at offset %zu",
+				 (unsigned long long)s.messages + 1, s.offset);
+	else if (rc < 0)
+		ex = pg_cli_fail(rc, s.stage == PG_POS_BATCH_COMMIT ? "commit" : "check");
+	else
+		ex = check_report(o, &s, dry);
+out:
+	pg_pos_engine_free(e);
+	pg_store_close(&st);
+	free(data);
+	return ex;
+}
 
 static int
 cmd_pos_check(int argc, char **argv)
@@ -441,29 +575,19 @@ cmd_pos_check(int argc, char **argv)
 					     {"dry-run", no_argument, NULL, 'n'},
 					     {"summary", no_argument, NULL, 's'},
 					     {0}};
+	static const char *const hd[] = {"#",	   "terminal", "stan",	     "decision", "reason",
+					 "dist_m", "acc_m",    "confidence", "rc",	 "alert"};
 	struct common c;
-	int hex = 0, dry = 0, summary = 0, rc, ex = PG_EXIT_OK;
-	struct pg_store st = {0}, *stp = NULL;
-	struct pg_pos_engine *e = NULL;
-	struct pg_iso_msg *m = malloc(sizeof(*m));
-	uint8_t *data = NULL, *msgbuf = NULL;
-	size_t len = 0, pos = 0;
-	uint64_t counts[PG_DEC_FORMAT + 1] = {0}, alerts = 0, bad = 0, total = 0;
-	struct pg_table *t = NULL;
-	json_t *arr = NULL;
-	uint64_t t0;
+	struct check_out o = {0};
+	int hex = 0, dry = 0, summary = 0, ex;
 
-	if (!m)
-		return pg_cli_fail(PG_ENOMEM, "check");
 	common_init(&c, "bin2");
 	for (int opt; (opt = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
 		int err;
 
 		if (common_opt(&c, argv[0], opt, optarg, &err)) {
-			if (err) {
-				free(m);
+			if (err)
 				return err;
-			}
 			continue;
 		}
 		if (opt == 'x')
@@ -472,192 +596,22 @@ cmd_pos_check(int argc, char **argv)
 			dry = 1;
 		else if (opt == 's')
 			summary = 1;
-		else {
-			free(m);
+		else
 			return pg_cli_usage(argv[0], "unknown option");
-		}
 	}
 	ex = common_finish(&c, argv[0]);
 	if (ex)
-		goto out;
-	if (argc - optind != 1) {
-		ex = pg_cli_usage(argv[0], "expected one FILE of messages");
-		goto out;
-	}
-	rc = pg_read_file(argv[optind], 1u << 30, &data, &len);
-	if (rc < 0) {
-		ex = pg_cli_fail(rc, "read '%s'", argv[optind]);
-		goto out;
-	}
-	rc = open_store(&st, c.db);
-	if (rc < 0) {
-		ex = pg_cli_fail(rc, "store");
-		goto out;
-	}
-	if (!dry)
-		stp = &st;
-	rc = pg_pos_engine_open(&e, &st, &c.pol);
-	if (rc == 0 && !stp) /* dry run: windows in memory, nothing written */
-		pg_pos_engine_detach_store(e);
-	if (rc < 0) {
-		ex = pg_cli_fail(rc, "engine");
-		goto out;
-	}
-	msgbuf = malloc(PG_ISO_MAX_MSG);
-	if (!msgbuf) {
-		ex = pg_cli_fail(PG_ENOMEM, "check");
-		goto out;
-	}
+		return ex;
+	if (argc - optind != 1)
+		return pg_cli_usage(argv[0], "expected one FILE of messages");
+	o.dialect = &c.dialect;
 	if (c.json)
-		arr = json_array();
-	else if (!summary) {
-		static const char *const hd[] = {"#",	   "terminal", "stan",	"decision",
-						 "reason", "dist_m",   "acc_m", "confidence",
-						 "rc",	   "alert"};
-		t = pg_table_new(10, hd);
-	}
-	t0 = pg_mono_ns();
-	while (pos < len) {
-		const uint8_t *msg;
-		size_t mlen, hdr = 0;
-		struct pg_pos_result res;
-
-		if (hex) {
-			size_t e2 = pos;
-
-			while (e2 < len && data[e2] != '\n')
-				e2++;
-			if (e2 - pos > 2 * PG_ISO_MAX_MSG) {
-				rc = pg_error(PG_ETOOBIG, "check", "line too long");
-			} else {
-				char *line = strndup((const char *)data + pos, e2 - pos);
-
-				rc = line ? pg_hex_decode(msgbuf, PG_ISO_MAX_MSG, line) : PG_ENOMEM;
-				free(line);
-				if (rc < 0)
-					rc = pg_error(rc, "check", "line is not a hex message (%s)",
-						      pg_strerror(rc));
-			}
-			pos = e2 + 1;
-			if (rc == 0)
-				continue; /* empty line */
-			msg = msgbuf;
-			mlen = rc > 0 ? (size_t)rc : 0;
-		} else {
-			rc = pg_iso_frame_find(&c.framing, data + pos, len - pos, PG_ISO_MAX_MSG,
-					       &hdr, &mlen);
-			if (rc == 0)
-				rc = pg_error(PG_ETRUNC, "check", "last frame truncated");
-			if (rc < 0) {
-				/* a framing error leaves no way to find the next message */
-				ex = pg_cli_fail(rc, "message %llu at offset %zu",
-						 (unsigned long long)total + 1, pos);
-				goto out;
-			}
-			msg = data + pos + hdr;
-			pos += hdr + mlen;
-		}
-		total++;
-		if (rc >= 0)
-			rc = pg_iso_unpack(&c.dialect, msg, mlen, m);
-		if (rc < 0) {
-			bad++;
-			fprintf(stderr, "payguard: message %llu rejected: %s\n",
-				(unsigned long long)total, pg_last_error());
-			continue;
-		}
-		rc = pg_pos_engine_check(e, m, pg_wall_ms(), &res);
-		if (rc < 0) {
-			ex = pg_cli_fail(rc, "check");
-			goto out;
-		}
-		counts[res.decision]++;
-		alerts += res.alert ? 1 : 0;
-		if (pg_pos_engine_pending(e) >= 4096) {
-			rc = pg_pos_engine_commit(e);
-			if (rc < 0) {
-				ex = pg_cli_fail(rc, "commit");
-				goto out;
-			}
-		}
-		if (arr || t) {
-			char tid[16] = "", stan[8] = "", num[24], dist[24] = "-", acc[24] = "-";
-
-			pg_iso_get_str(&c.dialect, m, 41, tid, sizeof(tid));
-			pg_iso_get_str(&c.dialect, m, 11, stan, sizeof(stan));
-			if (res.est.confidence) {
-				fmt_double(dist, sizeof(dist), res.distance_m, 0);
-				fmt_double(acc, sizeof(acc), res.est.acc_m, 0);
-			}
-			if (arr) {
-				json_array_append_new(
-				    arr,
-				    json_pack("{s:I,s:s,s:s,s:s,s:s,s:f,s:f,s:s,s:s,s:b}", "n",
-					      (json_int_t)total, "terminal", tid, "stan", stan,
-					      "decision", pg_decision_name(res.decision), "reason",
-					      pg_reason_name(res.reason), "distance_m",
-					      res.distance_m, "acc_m", res.est.acc_m, "confidence",
-					      pg_confidence_name(res.est.confidence), "rc", res.rc,
-					      "alert", res.alert));
-			} else {
-				const char *row[10] = {num,
-						       tid,
-						       stan,
-						       pg_decision_name(res.decision),
-						       pg_reason_name(res.reason),
-						       dist,
-						       acc,
-						       pg_confidence_name(res.est.confidence),
-						       res.rc,
-						       res.alert ? "yes" : ""};
-
-				snprintf(num, sizeof(num), "%llu", (unsigned long long)total);
-				pg_table_add(t, row);
-			}
-		}
-	}
-	rc = pg_pos_engine_commit(e);
-	if (rc < 0) {
-		ex = pg_cli_fail(rc, "commit");
-		goto out;
-	}
-	{
-		double secs = (double)(pg_mono_ns() - t0) / 1e9;
-
-		if (arr) {
-			ex = pg_cli_print_json(
-			    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "messages",
-				      (json_int_t)total, "rejected", (json_int_t)bad, "in_place",
-				      (json_int_t)counts[PG_DEC_IN_PLACE], "moved",
-				      (json_int_t)counts[PG_DEC_MOVED], "undetermined",
-				      (json_int_t)counts[PG_DEC_UNDETERMINED], "unregistered",
-				      (json_int_t)counts[PG_DEC_UNREGISTERED], "format_error",
-				      (json_int_t)counts[PG_DEC_FORMAT], "alerts",
-				      (json_int_t)alerts, "results", arr));
-			arr = NULL;
-		} else {
-			if (t)
-				pg_table_print(t);
-			printf("%llu messages (%llu rejected): %llu in place, %llu moved, %llu "
-			       "undetermined, %llu unregistered, %llu format errors; %llu with an "
-			       "alert; %.0f checks/s%s\n",
-			       (unsigned long long)total, (unsigned long long)bad,
-			       (unsigned long long)counts[0], (unsigned long long)counts[1],
-			       (unsigned long long)counts[2], (unsigned long long)counts[3],
-			       (unsigned long long)counts[4], (unsigned long long)alerts,
-			       secs > 0 ? (double)total / secs : 0, dry ? " (dry run)" : "");
-		}
-		if (bad && ex == PG_EXIT_OK)
-			ex = PG_EXIT_INPUT;
-	}
-out:
-	json_decref(arr);
-	pg_table_free(t);
-	pg_pos_engine_free(e);
-	pg_store_close(&st);
-	free(msgbuf);
-	free(data);
-	free(m);
+		o.arr = json_array();
+	else if (!summary)
+		o.t = pg_table_new(10, hd);
+	ex = check_file(&c, argv[optind], hex, dry, &o);
+	json_decref(o.arr);
+	pg_table_free(o.t);
 	return ex;
 }
 
