@@ -236,6 +236,12 @@ cmd_serve_worker(int argc, char **argv)
 	}
 	if (!name || !data)
 		return pg_cli_usage(argv[0], "--name and --data are required");
+	if (strcmp(name, "upgrade") != 0 && !pg_serve_worker_find(name)) {
+		char names[256];
+
+		(void)pg_serve_worker_names(names, sizeof(names), ", ");
+		return pg_cli_usage(argv[0], "no worker '%s' (workers: %s; upgrade)", name, names);
+	}
 	if (strcmp(name, "upgrade") == 0) {
 		if (!job)
 			return pg_cli_usage(argv[0], "--name upgrade needs --job N");
@@ -272,7 +278,8 @@ const struct pg_cmd pg_cli_serve[] = {
      "Options on the command line win over the file. SIGTERM or SIGINT stops every service "
      "cleanly; SIGHUP reloads the file."},
     {"worker", cmd_serve_worker, "internal: one supervised service (started by 'serve run')",
-     "--name pos|pos-traffic|load|nfcswitch|image|vse|seos --data DIR [--demo] "
-     "[--load-period-ms MS] [--load-source SPEC]\n       --name upgrade --job N --data DIR"},
+     "--name WORKER --data DIR [--demo] "
+     "[--load-period-ms MS] [--load-source SPEC]\n       --name upgrade --job N --data DIR\n\n"
+     "  WORKER  a name of the worker table (src/serve/workers.c); a wrong one lists them"},
     {NULL, NULL, NULL, NULL},
 };
