@@ -667,20 +667,23 @@ const struct pg_cmd pg_cli_image[] = {
      "[--json] [--db FILE] [--backing-dir DIR]... PATH...\n"
      "  PATH is a raw or qcow2 image (detected by content) or a directory of them.\n"
      "  A qcow2 backing file must be in its image's folder (no '..', no symlink out)\n"
-     "  or in a --backing-dir folder (repeatable); any other is refused (exit 3).\n"},
+     "  or in a --backing-dir folder (repeatable); any other is refused (exit 3).\n",
+     NULL, NULL},
     {"watch", cmd_image_watch, "scan a directory, then new and changed images as they appear",
-     "[--db FILE] [--max-events N] [--backing-dir DIR]... DIR\n"},
-    {"list", cmd_image_list, "list stored images", "[--json] [--db FILE]\n"},
+     "[--db FILE] [--max-events N] [--backing-dir DIR]... DIR\n", NULL, NULL},
+    {"list", cmd_image_list, "list stored images", "[--json] [--db FILE]\n", NULL, NULL},
     {"show", cmd_image_show, "show one image's partitions, OS, kernels and packages",
      "[--json] [--db FILE] IMAGE\n"
-     "  IMAGE is an id, a path or a sha256 prefix (8+ hex digits).\n"},
+     "  IMAGE is an id, a path or a sha256 prefix (8+ hex digits).\n",
+     NULL, NULL},
     {"advisories", cmd_image_advisories,
      "import advisories: OSV (Debian ecosystems) or the Debian Security Tracker JSON",
      "[--json] [--db FILE] [--format F] import FILE...\n"
      "  --format F  auto (default: OSV when the JSON is an array or has \"id\", else the\n"
-     "              tracker's), osv, or debian-tracker (the feed debsecan reads)\n"},
+     "              tracker's), osv, or debian-tracker (the feed debsecan reads)\n",
+     NULL, NULL},
     {"findings", cmd_image_findings, "vulnerable packages per image with the fixed version",
-     "[--json] [--db FILE] [IMAGE]\n"},
+     "[--json] [--db FILE] [IMAGE]\n", NULL, NULL},
     {"upgrade", cmd_image_upgrade, "upgrade an image offline into a qcow2 overlay",
      "[--json] [--db FILE] [--output OVERLAY] [--job ID] [--backing-dir DIR]...\n"
      "                              (--deb FILE.deb ... | --fix --repo DIR) [IMAGE]\n"
@@ -688,19 +691,21 @@ const struct pg_cmd pg_cli_image[] = {
      "  file is the original (default under the data dir). Packages with maintainer\n"
      "  scripts stay 'unpacked' and a first-boot unit runs dpkg --configure -a.\n"
      "  --job ID runs a job made by `image queue` (IMAGE may then be left out).\n"
-     "  Progress goes to stderr; SIGINT/SIGTERM stop it cleanly (job 'interrupted').\n"},
+     "  Progress goes to stderr; SIGINT/SIGTERM stop it cleanly (job 'interrupted').\n",
+     NULL, NULL},
     {"queue", cmd_image_queue, "record an upgrade job for an image, to be run with --job",
-     "[--json] [--db FILE] IMAGE\n"},
+     "[--json] [--db FILE] IMAGE\n", NULL, NULL},
     {"jobs", cmd_image_jobs, "list upgrade jobs with their states and progress",
-     "[--json] [--db FILE]\n"},
+     "[--json] [--db FILE]\n", NULL, NULL},
     {"commit", cmd_image_commit, "merge a job's overlay into a new standalone raw image",
-     "[--json] [--db FILE] [--backing-dir DIR]... --output FILE JOB\n"},
-    {"rollback", cmd_image_rollback, "drop a job's overlay", "[--db FILE] JOB\n"},
+     "[--json] [--db FILE] [--backing-dir DIR]... --output FILE JOB\n", NULL, NULL},
+    {"rollback", cmd_image_rollback, "drop a job's overlay", "[--db FILE] JOB\n", NULL, NULL},
     {"vercmp", cmd_image_vercmp, "compare Debian versions (-1, 0, 1)",
-     "A B | payguard image vercmp --stdin  (lines 'A B')\n"},
+     "A B | payguard image vercmp --stdin  (lines 'A B')\n", NULL, NULL},
     {"demo", cmd_image_demo, "build a tiny image, scan, match an advisory, upgrade offline",
      "[--dir DIR]\n"
      "  Needs no network: the image, the advisory and the .deb are generated.\n"
-     "  With --dir the files are kept there; otherwise a temporary folder is used.\n"},
-    {NULL, NULL, NULL, NULL},
+     "  With --dir the files are kept there; otherwise a temporary folder is used.\n",
+     NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
 };

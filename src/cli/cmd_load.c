@@ -1010,28 +1010,34 @@ const struct pg_cmd pg_cli_load[] = {
      "  --vms              also print one row per VM\n"
      "  --json             JSON output (types, VMs, rejected VMs)\n"
      "  --csv FILE         write one row per VM\n"
-     "  --png FILE         write the scatter plot of the types (SVG if FILE ends .svg)\n"},
+     "  --png FILE         write the scatter plot of the types (SVG if FILE ends .svg)\n",
+     NULL, NULL},
     {"import", cmd_load_import, "read traces into the store",
      "--source KIND:ARG [--db FILE] [--window N] [--json]\n"
-     "  --window N  keep the newest N samples per VM (default 10080; 0 keeps all)\n"},
+     "  --window N  keep the newest N samples per VM (default 10080; 0 keeps all)\n",
+     NULL, NULL},
     {"collect", cmd_load_collect, "sample a live source into the store",
      "--source KIND:ARG [--interval S] [--count N] [--db FILE]\n"
      "                             [--window N] [--json]\n"
      "  --source    libvirt:URI, cgroup:DIR or prometheus:URL[,KEY=VALUE...]\n"
      "  --interval  seconds between polls (default 10)\n"
      "  --count     polls, the first primes the counters (default 7)\n"
-     "  --window    newest samples kept per VM (default 1440)\n"},
+     "  --window    newest samples kept per VM (default 1440)\n",
+     NULL, NULL},
     {"kmeans", cmd_load_kmeans, "run the k-means engine on a CSV matrix",
      "--data FILE (--k K | --init FILE) [options]\n"
      "  --algorithm lloyd|hamerly   (default lloyd)\n"
      "  --n-init N --max-iter N --tol T --seed N --threads N --float32 --json\n"
-     "  (scikit-learn meanings: tol is relative to the mean feature variance)\n"},
+     "  (scikit-learn meanings: tol is relative to the mean feature variance)\n",
+     NULL, NULL},
     {"generate", cmd_load_generate, "write a generated fleet with known types",
      "--out PATH [--format csv|bitbrains] [--vms N] [--seed N]\n"
-     "                              [--samples N] [--truth FILE]\n"},
-    {"sources", cmd_load_sources, "list the collectors", "(no options)\n"},
+     "                              [--samples N] [--truth FILE]\n",
+     NULL, NULL},
+    {"sources", cmd_load_sources, "list the collectors", "(no options)\n", NULL, NULL},
     {"demo", cmd_load_demo, "estimate a generated fleet of 300 VMs (the main demo's part)",
      "[--vms N] [--seed N]\n"
-     "  prints the type table and a load summary; the plot goes to the data directory\n"},
-    {NULL, NULL, NULL, NULL},
+     "  prints the type table and a load summary; the plot goes to the data directory\n",
+     NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
 };

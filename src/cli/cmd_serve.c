@@ -276,10 +276,12 @@ const struct pg_cmd pg_cli_serve[] = {
      "  --demo              fill POS and load with live generated data\n"
      "  --load-period-ms MS how often the load service estimates (default 5000)\n"
      "Options on the command line win over the file. SIGTERM or SIGINT stops every service "
-     "cleanly; SIGHUP reloads the file."},
+     "cleanly; SIGHUP reloads the file.",
+     NULL, NULL},
     {"worker", cmd_serve_worker, "internal: one supervised service (started by 'serve run')",
      "--name WORKER --data DIR [--demo] "
      "[--load-period-ms MS] [--load-source SPEC]\n       --name upgrade --job N --data DIR\n\n"
-     "  WORKER  a name of the worker table (src/serve/workers.c); a wrong one lists them"},
-    {NULL, NULL, NULL, NULL},
+     "  WORKER  a name of the worker table (src/serve/workers.c); a wrong one lists them",
+     NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
 };

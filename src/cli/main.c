@@ -216,7 +216,10 @@ run:
 	snprintf(argv0, sizeof(argv0), "payguard %s %s", area->name, cmd->verb);
 	argv[i] = argv0;
 	if (wants_help(argc - i, argv + i)) {
-		printf("usage: %s %s\n", argv0, cmd->usage ? cmd->usage : "");
+		if (cmd->opts)
+			pg_cli_print_help(stdout, argv0, cmd);
+		else
+			printf("usage: %s %s\n", argv0, cmd->usage ? cmd->usage : "");
 		return 0;
 	}
 	return cmd->fn(argc - i, argv + i);
