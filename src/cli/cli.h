@@ -27,6 +27,7 @@ enum pg_opt_type {
 	PG_OPT_STRING,	/* const char *, the last one given */
 	PG_OPT_INT,	/* int in lo..hi */
 	PG_OPT_DOUBLE,	/* double in lo..hi */
+	PG_OPT_SIZE,	/* size_t in lo..hi (decimal digits only) */
 	PG_OPT_STRINGS, /* struct pg_opt_strings: every one given, in order */
 };
 #define PG_OPT_STRINGS_MAX 32
@@ -40,7 +41,7 @@ struct pg_opt {
 	const char *arg; /* the value's name in help ("FILE"); NULL for a flag */
 	const char *help;
 	size_t off;
-	long lo, hi; /* PG_OPT_INT, PG_OPT_DOUBLE: the range */
+	double lo, hi; /* PG_OPT_INT, PG_OPT_DOUBLE, PG_OPT_SIZE: the range */
 };
 /* Table rows: PG_FLAG(struct o, field, "name", "help") and so on. */
 #define PG_FLAG(T, f, name, help)                                                                  \
@@ -58,6 +59,10 @@ struct pg_opt {
 #define PG_DBL(T, f, name, arg, lo, hi, help)                                                      \
 	{                                                                                          \
 		name, PG_OPT_DOUBLE, arg, help, offsetof(T, f), lo, hi                             \
+	}
+#define PG_SIZE(T, f, name, arg, lo, hi, help)                                                     \
+	{                                                                                          \
+		name, PG_OPT_SIZE, arg, help, offsetof(T, f), lo, hi                               \
 	}
 #define PG_STRS(T, f, name, arg, help)                                                             \
 	{                                                                                          \

@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +26,26 @@ set_int(const char *argv0, const struct pg_opt *o, const char *arg, void *dst)
 
 	errno = 0;
 	v = strtol(arg, &end, 10);
-	if (!*arg || *end || errno || v < o->lo || v > o->hi)
-		return pg_cli_usage(argv0, "--%s '%s' must be %ld..%ld", o->name, arg, o->lo,
+	if (!*arg || *end || errno || (double)v < o->lo || (double)v > o->hi)
+		return pg_cli_usage(argv0, "--%s '%s' must be %.0f..%.0f", o->name, arg, o->lo,
 				    o->hi);
 	*(int *)dst = (int)v;
+	return 0;
+}
+
+static int
+set_size(const char *argv0, const struct pg_opt *o, const char *arg, void *dst)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(arg, &end, 10);
+	if (arg[0] < '0' || arg[0] > '9' || *end || errno || (double)v < o->lo ||
+	    (double)v > o->hi || v > SIZE_MAX)
+		return pg_cli_usage(argv0, "--%s '%s' must be %.0f..%.0f", o->name, arg, o->lo,
+				    o->hi);
+	*(size_t *)dst = (size_t)v;
 	return 0;
 }
 
@@ -39,9 +57,9 @@ set_double(const char *argv0, const struct pg_opt *o, const char *arg, void *dst
 
 	errno = 0;
 	v = strtod(arg, &end);
-	if (!*arg || *end || errno || !(v >= (double)o->lo && v <= (double)o->hi))
-		return pg_cli_usage(argv0, "--%s '%s' must be a number %ld..%ld", o->name, arg,
-				    o->lo, o->hi);
+	if (!*arg || *end || errno || !isfinite(v) || !(v >= o->lo && v <= o->hi))
+		return pg_cli_usage(argv0, "--%s '%s' must be a number %g..%g", o->name, arg, o->lo,
+				    o->hi);
 	*(double *)dst = v;
 	return 0;
 }
@@ -63,6 +81,8 @@ set_value(const char *argv0, const struct pg_opt *o, const char *arg, char *base
 		return set_int(argv0, o, arg, dst);
 	case PG_OPT_DOUBLE:
 		return set_double(argv0, o, arg, dst);
+	case PG_OPT_SIZE:
+		return set_size(argv0, o, arg, dst);
 	case PG_OPT_STRINGS: {
 		struct pg_opt_strings *l = dst;
 

@@ -38,7 +38,7 @@ def health(port, source="127.0.0.1", timeout=5):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout,
                                       source_address=(source, 0)) as s:
-            s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % port)
             data = b""
             while b"\r\n\r\n" not in data:
                 b = s.recv(4096)
@@ -61,7 +61,7 @@ class SlowHeaders:
         for _ in range(n):
             s = socket.create_connection(("127.0.0.1", port), timeout=5,
                                          source_address=(self.source, 0))
-            s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port)
             self.socks.append(s)
 
     def trickle(self):
