@@ -30,7 +30,7 @@ enum pg_opt_type {
 	PG_OPT_SIZE,	/* size_t in lo..hi (decimal digits only) */
 	PG_OPT_STRINGS, /* struct pg_opt_strings: every one given, in order */
 };
-#define PG_OPT_STRINGS_MAX 32
+#define PG_OPT_STRINGS_MAX 256
 struct pg_opt_strings {
 	const char *v[PG_OPT_STRINGS_MAX];
 	int n;
