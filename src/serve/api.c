@@ -1134,58 +1134,6 @@ get_api(struct call *x)
 	reply_json(x->r, 200, json_pack("{s:o}", "routes", v));
 }
 
-/* Reads the decimal parameter at *u into x->id and moves *u past it; 0 on a
- * match. {id}: 1.. with no leading zero; {n}: 1 to 18 digits. */
-static int
-match_number(const char **u, int any_lead, struct call *x)
-{
-	const char *p = *u;
-	char *end;
-	long long v;
-
-	if (*p < (any_lead ? '0' : '1') || *p > '9')
-		return -1;
-	errno = 0;
-	v = strtoll(p, &end, 10);
-	if (errno || v < 0 || (any_lead && end - p > 18))
-		return -1;
-	x->id = v;
-	*u = end;
-	return 0;
-}
-
-enum { NO_MATCH = 0, MATCH = 1, BAD_ALERT = 2 };
-
-/* Matches url against a row's pattern, filling x's parameters: MATCH,
- * NO_MATCH, or BAD_ALERT when the literal part before {n} matched but what
- * follows is not an alert's number. */
-static int
-path_match(const char *pat, const char *url, struct call *x)
-{
-	const char *u = url;
-
-	while (*pat) {
-		if (strncmp(pat, "{page}", 6) == 0) {
-			/* the dashboard's files answer their own paths (dashboard.c) */
-			return pg_serve_static(url, NULL, NULL, NULL) == 0 ? MATCH : NO_MATCH;
-		} else if (strncmp(pat, "{name}", 6) == 0) {
-			x->name = u;
-			return MATCH;
-		} else if (strncmp(pat, "{id}", 4) == 0) {
-			if (match_number(&u, 0, x) < 0)
-				return NO_MATCH;
-			pat += 4;
-		} else if (strncmp(pat, "{n}", 3) == 0) {
-			if (match_number(&u, 1, x) < 0 || (*u && !pat[3]))
-				return BAD_ALERT;
-			pat += 3;
-		} else if (*pat++ != *u++) {
-			return NO_MATCH;
-		}
-	}
-	return *u ? NO_MATCH : MATCH;
-}
-
 static int
 method_is(const struct route *rt, const char *method)
 {
@@ -1213,10 +1161,10 @@ route(struct pg_serve_api *a, struct pg_store *st, struct MHD_Connection *c, con
 	pg_clear_error();
 	r->allow_buf[0] = '\0';
 	for (size_t i = 0; i < NROUTES; i++) {
-		int m = path_match(routes[i].path, url, &x);
+		int m = pg_serve_path_match(routes[i].path, url, &x.id, &x.name);
 
-		bad |= m == BAD_ALERT;
-		if (m != MATCH)
+		bad |= m == PG_SERVE_PATH_BAD;
+		if (m != PG_SERVE_PATH_MATCH)
 			continue;
 		if (!method_is(&routes[i], method)) {
 			allow_add(r->allow_buf, sizeof(r->allow_buf), &routes[i]);
