@@ -3,3 +3,5 @@ pg_fuzzer(serve_body SOURCES ${CMAKE_CURRENT_LIST_DIR}/serve_body.c LIBS pg_serv
 pg_fuzzer(serve_conf SOURCES ${CMAKE_CURRENT_LIST_DIR}/serve_conf.c LIBS pg_serve)
 # issue 13: the request guard's Host, Origin and Content-Type checks.
 pg_fuzzer(serve_guard SOURCES ${CMAKE_CURRENT_LIST_DIR}/serve_guard.c LIBS pg_serve)
+# issue 16: the route table's path patterns over URLs a client chose.
+pg_fuzzer(serve_pathmatch SOURCES ${CMAKE_CURRENT_LIST_DIR}/serve_pathmatch.c LIBS pg_serve)

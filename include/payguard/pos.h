@@ -188,6 +188,35 @@ struct pg_store *pg_pos_engine_store(struct pg_pos_engine *e);
 /* From now on decide without recording (dry runs, benchmarks). */
 void pg_pos_engine_detach_store(struct pg_pos_engine *e);
 
+/* ---- batch check (`payguard pos check`, src/pos/check.c) ---- */
+
+struct pg_pos_check_input {
+	const struct pg_iso_dialect *dialect;
+	const struct pg_iso_framing *framing; /* frames of data (unused when hex) */
+	int hex;			      /* data is one hex message per line */
+	const uint8_t *data;
+	size_t len;
+	/* called for each message in order, n from 1: m and res, or both NULL
+	 * for a message rejected (pg_last_error says why); may be NULL */
+	void (*each)(void *arg, uint64_t n, const struct pg_iso_msg *m,
+		     const struct pg_pos_result *res);
+	void *arg;
+};
+enum { PG_POS_CHECK_FRAME = 1, PG_POS_CHECK_CHECK, PG_POS_CHECK_COMMIT };
+struct pg_pos_check_stats {
+	uint64_t messages, rejected, alerts;
+	uint64_t decisions[PG_DEC_FORMAT + 1]; /* by enum pg_decision */
+	double seconds;
+	int stage;     /* on failure: PG_POS_CHECK_FRAME, _CHECK or _COMMIT */
+	size_t offset; /* PG_POS_CHECK_FRAME: where the bad frame starts */
+};
+/* Decides every message of b through e, committing in groups and at the
+ * end; a message that does not unpack is counted rejected, not fatal. 0, or
+ * a negative PG_E code with st->stage (a framing error stops the batch: no
+ * later message can be found). */
+int pg_pos_check_batch(struct pg_pos_engine *e, const struct pg_pos_check_input *b,
+		       struct pg_pos_check_stats *st);
+
 /* Alerts life cycle: open -> acknowledged -> closed (or open -> closed). */
 int pg_pos_alert_set_state(struct pg_store *st, int64_t id, const char *state, const char *note);
 json_t *pg_pos_alerts_list(struct pg_store *st, const char *state_or_null, int limit);

@@ -74,6 +74,15 @@ int pg_serve_run(const struct pg_serve_cfg *cfg);
 /* Runs one worker (called in the child process the supervisor started). */
 int pg_serve_worker(const char *name, const char *data_dir, int demo, int load_period_ms,
 		    const char *load_source);
+/* Matches a request's URL against a route's path pattern (src/serve/pathmatch.c):
+ * PG_SERVE_PATH_MATCH with *id ({id}, {n}) or *name ({name}) set, _NONE, or
+ * _BAD when the literal part before {n} matched but no alert id follows. */
+enum { PG_SERVE_PATH_NONE = 0, PG_SERVE_PATH_MATCH = 1, PG_SERVE_PATH_BAD = 2 };
+int pg_serve_path_match(const char *pattern, const char *url, int64_t *id, const char **name);
+/* The worker named `name` (NULL if none): a row of the table in workers.c. */
+const struct pg_serve_worker_def *pg_serve_worker_find(const char *name);
+/* The supervised workers' names joined by sep, for help and usage texts. */
+int pg_serve_worker_names(char *out, size_t size, const char *sep);
 /* 0 when spec names a live load collector (one that polls), else PG_EINVAL
  * with a message; the daemon's load service polls it every period. */
 int pg_serve_check_load_source(const char *spec);

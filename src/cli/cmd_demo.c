@@ -65,6 +65,7 @@ const struct pg_cmd pg_cli_demo[] = {
      "simulated secure elements of every link type through the converter, a small VM\n"
      "image inventoried and upgraded offline, a generated VM fleet estimated, and a POS\n"
      "run with moving terminals. State goes to $PAYGUARD_DATA_DIR.\n\n"
-     "  --only AREA   run only that area's part\n"},
-    {NULL, NULL, NULL, NULL},
+     "  --only AREA   run only that area's part\n",
+     NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
 };

@@ -6,33 +6,55 @@
 #include "payguard/log.h"
 #include "payguard/store.h"
 
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-enum {
-	OPT_JSON = 1000,
-	OPT_DB,
-	OPT_DEB,
-	OPT_REPO,
-	OPT_FIX,
-	OPT_OUTPUT,
-	OPT_MAX,
-	OPT_KEEP,
-	OPT_DIR,
-	OPT_JOB,
-	OPT_BACKING_DIR
+/* Every option of every image verb; each verb's table lists the ones it takes. */
+struct common {
+	int json, fix, stdin_pairs;
+	const char *db, *format, *repo, *output, *dir;
+	struct pg_opt_strings backing, debs; /* --backing-dir, --deb: repeatable */
+	size_t max_events, job;
 };
 
-struct common {
-	int json;
-	const char *db;
-	const char *backing[64]; /* --backing-dir, repeatable */
-	size_t nbacking;
-};
+#define C struct common
+/* The options every image verb takes. */
+#define IMG_COMMON                                                                                 \
+	PG_FLAG(C, json, "json", "print JSON"), PG_STR(C, db, "db", "FILE", "the store"),          \
+	    PG_STRS(C, backing, "backing-dir", "DIR",                                              \
+		    "a folder qcow2 backing files may also be read from")
+
+static const struct pg_opt common_opts[] = {IMG_COMMON, {0}};
+static const struct pg_opt watch_opts[] = {
+    IMG_COMMON,
+    PG_SIZE(C, max_events, "max-events", "N", 0, 4294967295.0,
+	    "stop after N events (0, the default: run until SIGINT)"),
+    {0}};
+static const struct pg_opt advisories_opts[] = {
+    IMG_COMMON,
+    PG_STR(C, format, "format", "F",
+	   "auto (default: OSV when the JSON is an array or has \"id\", else the tracker's), osv, "
+	   "or debian-tracker (the feed debsecan reads)"),
+    {0}};
+static const struct pg_opt upgrade_opts[] = {
+    IMG_COMMON,
+    PG_STRS(C, debs, "deb", "FILE.deb", "a package to install"),
+    PG_FLAG(C, fix, "fix", "install the fixed versions of the image's findings (needs --repo)"),
+    PG_STR(C, repo, "repo", "DIR", "a folder of .deb files for --fix"),
+    PG_STR(C, output, "output", "OVERLAY", "the overlay (default under the data dir)"),
+    PG_SIZE(C, job, "job", "ID", 1, 9223372036854775807.0,
+	    "run a job made by `image queue` (IMAGE may then be left out)"),
+    {0}};
+static const struct pg_opt commit_opts[] = {
+    IMG_COMMON, PG_STR(C, output, "output", "FILE", "the new raw image (required)"), {0}};
+static const struct pg_opt vercmp_opts[] = {
+    PG_FLAG(C, stdin_pairs, "stdin", "compare the pairs 'A B' of each stdin line"), {0}};
+static const struct pg_opt demo_opts[] = {
+    IMG_COMMON, PG_STR(C, dir, "dir", "DIR", "keep the files in DIR"), {0}};
+#undef C
 
 static int
 open_store(struct pg_store *st, const struct common *c)
@@ -83,41 +105,21 @@ print_rows(json_t *rows, size_t ncols, const char *const *headers, const char *c
 	pg_table_free(t);
 }
 
-/* Parses the options every verb shares; returns optind or -1 after usage. */
+/* Parses a verb's options (its table); the first operand, or -1 after a message. */
 static int
-parse_common(int argc, char **argv, struct common *c, const char *extra_short,
-	     const struct option *extra, int (*on_extra)(int, const char *, void *), void *ctx)
+parse_common(int argc, char **argv, struct common *c, const struct pg_opt *tab)
 {
-	struct option opts[17];
-	size_t n = 0;
-	int o;
+	int first;
 
 	memset(c, 0, sizeof(*c));
-	opts[n++] = (struct option){"json", no_argument, NULL, OPT_JSON};
-	opts[n++] = (struct option){"db", required_argument, NULL, OPT_DB};
-	opts[n++] = (struct option){"backing-dir", required_argument, NULL, OPT_BACKING_DIR};
-	for (const struct option *e = extra; e && e->name && n < 16; e++)
-		opts[n++] = *e;
-	opts[n] = (struct option){NULL, 0, NULL, 0};
-	optind = 1;
-	while ((o = getopt_long(argc, argv, extra_short ? extra_short : "", opts, NULL)) != -1) {
-		if (o == OPT_JSON)
-			c->json = 1;
-		else if (o == OPT_DB)
-			c->db = optarg;
-		else if (o == OPT_BACKING_DIR && c->nbacking < 64)
-			c->backing[c->nbacking++] = optarg;
-		else if (on_extra && on_extra(o, optarg, ctx) == 0)
-			continue;
-		else
-			return -1;
-	}
+	if (pg_cli_parse(argc, argv, tab, c, &first))
+		return -1;
 	/* qcow2 backing files outside an image's folder are read only from these */
-	if (c->nbacking && pg_image_set_backing_dirs(c->backing, c->nbacking) < 0) {
+	if (c->backing.n && pg_image_set_backing_dirs(c->backing.v, (size_t)c->backing.n) < 0) {
 		pg_cli_fail(PG_EINVAL, "--backing-dir");
 		return -1;
 	}
-	return optind;
+	return first;
 }
 
 static int
@@ -128,7 +130,7 @@ cmd_image_scan(int argc, char **argv)
 	json_t *all = json_array();
 	int first, rc, worst = 0;
 
-	first = parse_common(argc, argv, &c, NULL, NULL, NULL, NULL);
+	first = parse_common(argc, argv, &c, common_opts);
 	if (first < 0)
 		return pg_cli_usage(argv[0], "bad option");
 	if (first >= argc)
@@ -181,25 +183,15 @@ on_sigint(int sig)
 }
 
 static int
-watch_opt(int o, const char *arg, void *ctx)
-{
-	if (o != OPT_MAX)
-		return -1;
-	*(unsigned *)ctx = (unsigned)strtoul(arg, NULL, 10);
-	return 0;
-}
-
-static int
 cmd_image_watch(int argc, char **argv)
 {
-	static const struct option extra[] = {{"max-events", required_argument, NULL, OPT_MAX},
-					      {NULL, 0, NULL, 0}};
 	struct common c;
 	struct pg_store st;
-	unsigned max = 0;
+	unsigned max;
 	int first, rc;
 
-	first = parse_common(argc, argv, &c, NULL, extra, watch_opt, &max);
+	first = parse_common(argc, argv, &c, watch_opts);
+	max = (unsigned)c.max_events;
 	if (first < 0 || first != argc - 1)
 		return pg_cli_usage(argv[0], "give one directory");
 	rc = open_store(&st, &c);
@@ -220,7 +212,7 @@ cmd_image_list(int argc, char **argv)
 	json_t *rows = NULL;
 	int rc;
 
-	if (parse_common(argc, argv, &c, NULL, NULL, NULL, NULL) != argc)
+	if (parse_common(argc, argv, &c, common_opts) != argc)
 		return pg_cli_usage(argv[0], "no arguments expected");
 	rc = open_store(&st, &c);
 	if (rc < 0)
@@ -250,7 +242,7 @@ cmd_image_show(int argc, char **argv)
 	json_t *img = NULL;
 	int first, rc;
 
-	first = parse_common(argc, argv, &c, NULL, NULL, NULL, NULL);
+	first = parse_common(argc, argv, &c, common_opts);
 	if (first < 0 || first != argc - 1)
 		return pg_cli_usage(argv[0], "give one image (id, path or sha256 prefix)");
 	rc = open_store(&st, &c);
@@ -290,27 +282,20 @@ cmd_image_show(int argc, char **argv)
 }
 
 static int
-on_adv_format(int o, const char *arg, void *ctx)
-{
-	if (o != 'f' ||
-	    (strcmp(arg, "auto") && strcmp(arg, "osv") && strcmp(arg, "debian-tracker")))
-		return -1;
-	*(const char **)ctx = arg;
-	return 0;
-}
-
-static int
 cmd_image_advisories(int argc, char **argv)
 {
-	static const struct option fmt_opt[] = {{"format", required_argument, NULL, 'f'},
-						{NULL, 0, NULL, 0}};
 	struct common c;
 	struct pg_store st;
 	int first, rc, worst = 0;
 	size_t total = 0;
 	const char *format = "auto";
 
-	first = parse_common(argc, argv, &c, NULL, fmt_opt, on_adv_format, &format);
+	first = parse_common(argc, argv, &c, advisories_opts);
+	if (first >= 0 && c.format)
+		format = c.format;
+	if (first >= 0 && strcmp(format, "auto") && strcmp(format, "osv") &&
+	    strcmp(format, "debian-tracker"))
+		first = -1;
 	if (first < 0 || first >= argc || strcmp(argv[first], "import") != 0 || first + 1 >= argc)
 		return pg_cli_usage(argv[0], "usage: advisories [--format auto|osv|debian-tracker] "
 					     "import FILE...");
@@ -341,7 +326,7 @@ cmd_image_findings(int argc, char **argv)
 	json_t *rows = NULL;
 	int first, rc;
 
-	first = parse_common(argc, argv, &c, NULL, NULL, NULL, NULL);
+	first = parse_common(argc, argv, &c, common_opts);
 	if (first < 0 || argc - first > 1)
 		return pg_cli_usage(argv[0], "give at most one image");
 	rc = open_store(&st, &c);
@@ -369,43 +354,7 @@ struct upgrade_ctx {
 	const char *debs[256];
 	size_t ndebs;
 	struct pg_upgrade_opts o;
-	int bad;
 };
-
-static int
-upgrade_opt(int o, const char *arg, void *vctx)
-{
-	struct upgrade_ctx *c = vctx;
-
-	switch (o) {
-	case OPT_DEB:
-		if (c->ndebs >= 256) {
-			c->bad = 1;
-			return -1;
-		}
-		c->debs[c->ndebs++] = arg;
-		return 0;
-	case OPT_REPO:
-		c->o.repo = arg;
-		return 0;
-	case OPT_FIX:
-		c->o.fix = 1;
-		return 0;
-	case OPT_OUTPUT:
-		c->o.output = arg;
-		return 0;
-	case OPT_JOB: {
-		char *end;
-
-		c->o.job = strtoll(arg, &end, 10);
-		if (*arg && !*end && c->o.job > 0)
-			return 0;
-		c->bad = 1;
-		return -1;
-	}
-	}
-	return -1;
-}
 
 /* Progress on stderr: one line per tenth, so logs stay short. */
 static void
@@ -422,12 +371,6 @@ upgrade_progress(void *arg, double frac)
 static int
 cmd_image_upgrade(int argc, char **argv)
 {
-	static const struct option extra[] = {{"deb", required_argument, NULL, OPT_DEB},
-					      {"repo", required_argument, NULL, OPT_REPO},
-					      {"fix", no_argument, NULL, OPT_FIX},
-					      {"output", required_argument, NULL, OPT_OUTPUT},
-					      {"job", required_argument, NULL, OPT_JOB},
-					      {NULL, 0, NULL, 0}};
 	struct upgrade_ctx u;
 	struct common c;
 	struct pg_store st;
@@ -435,8 +378,16 @@ cmd_image_upgrade(int argc, char **argv)
 	int first, rc, last = -1;
 
 	memset(&u, 0, sizeof(u));
-	first = parse_common(argc, argv, &c, NULL, extra, upgrade_opt, &u);
-	if (first < 0 || u.bad || (first >= argc && u.o.job <= 0))
+	first = parse_common(argc, argv, &c, upgrade_opts);
+	if (first >= 0) {
+		for (int i = 0; i < c.debs.n; i++)
+			u.debs[u.ndebs++] = c.debs.v[i];
+		u.o.repo = c.repo;
+		u.o.fix = c.fix;
+		u.o.output = c.output;
+		u.o.job = (int64_t)c.job;
+	}
+	if (first < 0 || (first >= argc && u.o.job <= 0))
 		return pg_cli_usage(argv[0], "give one image (or --job ID) and --deb FILE... or "
 					     "--fix --repo DIR");
 	/* `--deb a.deb b.deb`: getopt leaves b.deb positional, after the image;
@@ -492,7 +443,7 @@ cmd_image_jobs(int argc, char **argv)
 	json_t *rows = NULL;
 	int rc;
 
-	if (parse_common(argc, argv, &c, NULL, NULL, NULL, NULL) != argc)
+	if (parse_common(argc, argv, &c, common_opts) != argc)
 		return pg_cli_usage(argv[0], "no arguments expected");
 	rc = open_store(&st, &c);
 	if (rc < 0)
@@ -535,7 +486,7 @@ cmd_image_queue(int argc, char **argv)
 	int64_t job = 0;
 	int first, rc;
 
-	first = parse_common(argc, argv, &c, NULL, NULL, NULL, NULL);
+	first = parse_common(argc, argv, &c, common_opts);
 	if (first < 0 || first != argc - 1)
 		return pg_cli_usage(argv[0], "give one image");
 	rc = open_store(&st, &c);
@@ -554,26 +505,16 @@ cmd_image_queue(int argc, char **argv)
 }
 
 static int
-out_opt(int o, const char *arg, void *ctx)
-{
-	if (o != OPT_OUTPUT)
-		return -1;
-	*(const char **)ctx = arg;
-	return 0;
-}
-
-static int
 cmd_image_commit(int argc, char **argv)
 {
-	static const struct option extra[] = {{"output", required_argument, NULL, OPT_OUTPUT},
-					      {NULL, 0, NULL, 0}};
 	struct common c;
 	struct pg_store st;
-	const char *output = NULL;
+	const char *output;
 	json_t *res = NULL;
 	int first, rc;
 
-	first = parse_common(argc, argv, &c, NULL, extra, out_opt, &output);
+	first = parse_common(argc, argv, &c, commit_opts);
+	output = c.output;
 	if (first < 0 || first != argc - 1 || !output)
 		return pg_cli_usage(argv[0], "give one job id and --output FILE");
 	rc = open_store(&st, &c);
@@ -598,7 +539,7 @@ cmd_image_rollback(int argc, char **argv)
 	struct pg_store st;
 	int first, rc;
 
-	first = parse_common(argc, argv, &c, NULL, NULL, NULL, NULL);
+	first = parse_common(argc, argv, &c, common_opts);
 	if (first < 0 || first != argc - 1)
 		return pg_cli_usage(argv[0], "give one job id");
 	rc = open_store(&st, &c);
@@ -616,13 +557,18 @@ cmd_image_rollback(int argc, char **argv)
 static int
 cmd_image_vercmp(int argc, char **argv)
 {
-	if (argc == 3) {
-		int r = pg_debver_cmp(argv[1], argv[2]);
+	struct common c = {0};
+	int first;
+
+	if (pg_cli_parse(argc, argv, vercmp_opts, &c, &first))
+		return PG_EXIT_USAGE;
+	if (!c.stdin_pairs && argc - first == 2) {
+		int r = pg_debver_cmp(argv[first], argv[first + 1]);
 
 		printf("%d\n", r < 0 ? -1 : r > 0);
 		return 0;
 	}
-	if (argc == 2 && strcmp(argv[1], "--stdin") == 0) {
+	if (c.stdin_pairs && argc == first) {
 		char line[1024], a[512], b[512];
 
 		while (fgets(line, sizeof(line), stdin)) {
@@ -639,68 +585,53 @@ cmd_image_vercmp(int argc, char **argv)
 }
 
 static int
-demo_opt(int o, const char *arg, void *ctx)
-{
-	if (o != OPT_DIR)
-		return -1;
-	*(const char **)ctx = arg;
-	return 0;
-}
-
-static int
 cmd_image_demo(int argc, char **argv)
 {
-	static const struct option extra[] = {{"dir", required_argument, NULL, OPT_DIR},
-					      {NULL, 0, NULL, 0}};
 	struct common c;
-	const char *dir = NULL;
+	const char *dir;
 	int rc;
 
-	if (parse_common(argc, argv, &c, NULL, extra, demo_opt, &dir) != argc)
+	if (parse_common(argc, argv, &c, demo_opts) != argc)
 		return pg_cli_usage(argv[0], "no arguments expected");
+	dir = c.dir;
 	rc = pg_image_demo(dir, dir != NULL);
 	return rc < 0 ? pg_cli_fail(rc, "image demo") : 0;
 }
 
 const struct pg_cmd pg_cli_image[] = {
     {"scan", cmd_image_scan, "inspect images (files or directory stores) and store their inventory",
-     "[--json] [--db FILE] [--backing-dir DIR]... PATH...\n"
-     "  PATH is a raw or qcow2 image (detected by content) or a directory of them.\n"
-     "  A qcow2 backing file must be in its image's folder (no '..', no symlink out)\n"
-     "  or in a --backing-dir folder (repeatable); any other is refused (exit 3).\n"},
-    {"watch", cmd_image_watch, "scan a directory, then new and changed images as they appear",
-     "[--db FILE] [--max-events N] [--backing-dir DIR]... DIR\n"},
-    {"list", cmd_image_list, "list stored images", "[--json] [--db FILE]\n"},
+     "PATH is a raw or qcow2 image (detected by content) or a directory of them.\n"
+     "A qcow2 backing file must be in its image's folder (no '..', no symlink out)\n"
+     "or in a --backing-dir folder; any other is refused (exit 3).",
+     common_opts, "PATH..."},
+    {"watch", cmd_image_watch, "scan a directory, then new and changed images as they appear", NULL,
+     watch_opts, "DIR"},
+    {"list", cmd_image_list, "list stored images", NULL, common_opts, NULL},
     {"show", cmd_image_show, "show one image's partitions, OS, kernels and packages",
-     "[--json] [--db FILE] IMAGE\n"
-     "  IMAGE is an id, a path or a sha256 prefix (8+ hex digits).\n"},
+     "IMAGE is an id, a path or a sha256 prefix (8+ hex digits).", common_opts, "IMAGE"},
     {"advisories", cmd_image_advisories,
-     "import advisories: OSV (Debian ecosystems) or the Debian Security Tracker JSON",
-     "[--json] [--db FILE] [--format F] import FILE...\n"
-     "  --format F  auto (default: OSV when the JSON is an array or has \"id\", else the\n"
-     "              tracker's), osv, or debian-tracker (the feed debsecan reads)\n"},
-    {"findings", cmd_image_findings, "vulnerable packages per image with the fixed version",
-     "[--json] [--db FILE] [IMAGE]\n"},
+     "import advisories: OSV (Debian ecosystems) or the Debian Security Tracker JSON", NULL,
+     advisories_opts, "import FILE..."},
+    {"findings", cmd_image_findings, "vulnerable packages per image with the fixed version", NULL,
+     common_opts, "[IMAGE]"},
     {"upgrade", cmd_image_upgrade, "upgrade an image offline into a qcow2 overlay",
-     "[--json] [--db FILE] [--output OVERLAY] [--job ID] [--backing-dir DIR]...\n"
-     "                              (--deb FILE.deb ... | --fix --repo DIR) [IMAGE]\n"
-     "  The original is never written: the result is a qcow2 overlay whose backing\n"
-     "  file is the original (default under the data dir). Packages with maintainer\n"
-     "  scripts stay 'unpacked' and a first-boot unit runs dpkg --configure -a.\n"
-     "  --job ID runs a job made by `image queue` (IMAGE may then be left out).\n"
-     "  Progress goes to stderr; SIGINT/SIGTERM stop it cleanly (job 'interrupted').\n"},
-    {"queue", cmd_image_queue, "record an upgrade job for an image, to be run with --job",
-     "[--json] [--db FILE] IMAGE\n"},
-    {"jobs", cmd_image_jobs, "list upgrade jobs with their states and progress",
-     "[--json] [--db FILE]\n"},
-    {"commit", cmd_image_commit, "merge a job's overlay into a new standalone raw image",
-     "[--json] [--db FILE] [--backing-dir DIR]... --output FILE JOB\n"},
-    {"rollback", cmd_image_rollback, "drop a job's overlay", "[--db FILE] JOB\n"},
+     "Give --deb FILE.deb ... or --fix --repo DIR. The original is never written: the\n"
+     "result is a qcow2 overlay whose backing file is the original. Packages with\n"
+     "maintainer scripts stay 'unpacked' and a first-boot unit runs dpkg --configure -a.\n"
+     "Progress goes to stderr; SIGINT/SIGTERM stop it cleanly (job 'interrupted').",
+     upgrade_opts, "[IMAGE]"},
+    {"queue", cmd_image_queue, "record an upgrade job for an image, to be run with --job", NULL,
+     common_opts, "IMAGE"},
+    {"jobs", cmd_image_jobs, "list upgrade jobs with their states and progress", NULL, common_opts,
+     NULL},
+    {"commit", cmd_image_commit, "merge a job's overlay into a new standalone raw image", NULL,
+     commit_opts, "JOB"},
+    {"rollback", cmd_image_rollback, "drop a job's overlay", NULL, common_opts, "JOB"},
     {"vercmp", cmd_image_vercmp, "compare Debian versions (-1, 0, 1)",
-     "A B | payguard image vercmp --stdin  (lines 'A B')\n"},
+     "With --stdin, no operands: one 'A B' pair per line.", vercmp_opts, "A B"},
     {"demo", cmd_image_demo, "build a tiny image, scan, match an advisory, upgrade offline",
-     "[--dir DIR]\n"
-     "  Needs no network: the image, the advisory and the .deb are generated.\n"
-     "  With --dir the files are kept there; otherwise a temporary folder is used.\n"},
-    {NULL, NULL, NULL, NULL},
+     "Needs no network: the image, the advisory and the .deb are generated. Without\n"
+     "--dir a temporary folder is used.",
+     demo_opts, NULL},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
 };

@@ -13,7 +13,6 @@
 #include "payguard/store.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,95 +35,129 @@ parse_size(const char *s, size_t lo, size_t hi, size_t *out)
 	return 0;
 }
 
-static int
-parse_dbl(const char *s, double *out)
-{
-	char *end;
+/* Every option of every load verb; each verb's table lists the ones it takes. */
+struct loadopt {
+	const char *data, *init, *algorithm, *source, *k2, *csv, *png, *db, *out, *format, *truth;
+	size_t k, n_init, max_iter, seed, threads, k1, window, count, vms_n, samples;
+	double tol, interval;
+	int float32, json, vms;
+};
 
-	errno = 0;
-	*out = strtod(s, &end);
-	return errno || *end || end == s || !isfinite(*out) ? PG_EUSAGE : 0;
-}
+#define L	 struct loadopt
+#define ANY_SEED PG_SIZE(L, seed, "seed", "N", 0, (double)SIZE_MAX, "the seed")
+static const struct pg_opt kmeans_opts[] = {
+    PG_STR(L, data, "data", "FILE", "the CSV matrix, one row per point"),
+    PG_STR(L, init, "init", "FILE", "initial centers (a CSV matrix; k is its rows)"),
+    PG_SIZE(L, k, "k", "K", 1, 1u << 20, "clusters (k-means++ starts)"),
+    PG_STR(L, algorithm, "algorithm", "A", "lloyd (default) or hamerly"),
+    PG_SIZE(L, n_init, "n-init", "N", 1, 1000, "k-means++ runs, the best kept"),
+    PG_SIZE(L, max_iter, "max-iter", "N", 1, 1000000, "iterations at most"),
+    PG_DBL(L, tol, "tol", "T", 0, HUGE_VAL,
+	   "convergence tolerance, relative to the mean feature variance (scikit-learn's)"),
+    ANY_SEED,
+    PG_SIZE(L, threads, "threads", "N", 1, 16, "threads"),
+    PG_FLAG(L, float32, "float32", "compute in single precision"),
+    PG_FLAG(L, json, "json", "print JSON (labels, centers, inertia)"),
+    {0}};
+static const struct pg_opt estimate_opts[] = {
+    PG_STR(L, source, "source", "KIND:ARG",
+	   "bitbrains:DIR, azure:PATH, alibaba:FILE, google2011:PATH[,job], csv:FILE, store:[DB], "
+	   "gen:N[,SEED[,SAMPLES]], prometheus:URL[,START,END,STEP] (see 'payguard load sources')"),
+    PG_SIZE(L, k1, "k1", "N", 1, 64, "first-level clusters per VM (default 3)"),
+    PG_STR(L, k2, "k2", "N|auto", "fleet types (default 5; auto: best silhouette over 2..8)"),
+    PG_SIZE(L, seed, "seed", "N", 0, (double)SIZE_MAX, "k-means++ seed (default 1)"),
+    PG_SIZE(L, threads, "threads", "N", 1, 8, "first-level threads (default 2)"),
+    PG_FLAG(L, vms, "vms", "also print one row per VM"),
+    PG_FLAG(L, json, "json", "JSON output (types, VMs, rejected VMs)"),
+    PG_STR(L, csv, "csv", "FILE", "write one row per VM"),
+    PG_STR(L, png, "png", "FILE", "write the scatter plot of the types (SVG if FILE ends .svg)"),
+    {0}};
+static const struct pg_opt import_opts[] = {
+    PG_STR(L, source, "source", "KIND:ARG", "a trace (see 'payguard load sources')"),
+    PG_STR(L, db, "db", "FILE", "the store"),
+    PG_SIZE(L, window, "window", "N", 0, PG_LOAD_MAX_SAMPLES,
+	    "keep the newest N samples per VM (default 10080; 0 keeps all)"),
+    PG_FLAG(L, json, "json", "print JSON"),
+    {0}};
+static const struct pg_opt collect_opts[] = {
+    PG_STR(L, source, "source", "KIND:ARG",
+	   "libvirt:URI, cgroup:DIR or prometheus:URL[,KEY=VALUE...]"),
+    PG_DBL(L, interval, "interval", "S", 0.01, 86400, "seconds between polls (default 10)"),
+    PG_SIZE(L, count, "count", "N", 2, 100000000,
+	    "polls, the first primes the counters (default 7)"),
+    PG_STR(L, db, "db", "FILE", "the store"),
+    PG_SIZE(L, window, "window", "N", 0, PG_LOAD_MAX_SAMPLES,
+	    "newest samples kept per VM (default 1440)"),
+    PG_FLAG(L, json, "json", "print JSON"),
+    {0}};
+static const struct pg_opt generate_opts[] = {
+    PG_STR(L, out, "out", "PATH", "a folder for bitbrains, a file for csv"),
+    PG_STR(L, format, "format", "F", "csv (default) or bitbrains"),
+    PG_SIZE(L, vms_n, "vms", "N", 1, 10000000, "VMs (default 100)"),
+    PG_SIZE(L, seed, "seed", "N", 0, (double)SIZE_MAX, "the generator's seed (default 1)"),
+    PG_SIZE(L, samples, "samples", "N", 1, PG_LOAD_MAX_SAMPLES, "samples per VM (default 1440)"),
+    PG_STR(L, truth, "truth", "FILE", "write each VM's type and heaviness"),
+    {0}};
+static const struct pg_opt demo_opts[] = {
+    PG_SIZE(L, vms_n, "vms", "N", 10, 100000, "VMs (default 300)"),
+    PG_SIZE(L, seed, "seed", "N", 0, (double)SIZE_MAX, "the generator's seed (default 7)"),
+    {0}};
+static const struct pg_opt no_opts[] = {{0}};
+#undef ANY_SEED
+#undef L
 
 /* ---- kmeans ---- */
+
+/* kmeans's options into the engine's parameters. */
+static int
+kmeans_parse(int argc, char **argv, struct pg_kmeans_params *p, const char **data,
+	     const char **initf, size_t *k, int *json, int *f32)
+{
+	struct loadopt o = {0};
+	int first, ex;
+
+	o.n_init = (size_t)p->n_init;
+	o.max_iter = (size_t)p->max_iter;
+	o.tol = p->tol;
+	o.seed = (size_t)p->seed;
+	o.threads = (size_t)p->n_threads;
+	if ((ex = pg_cli_parse(argc, argv, kmeans_opts, &o, &first)))
+		return ex;
+	if (o.algorithm && strcmp(o.algorithm, "lloyd") == 0)
+		p->algo = PG_KMEANS_LLOYD;
+	else if (o.algorithm && strcmp(o.algorithm, "hamerly") == 0)
+		p->algo = PG_KMEANS_HAMERLY;
+	else if (o.algorithm)
+		return pg_cli_usage(argv[0], "--algorithm is lloyd or hamerly");
+	p->n_init = (int)o.n_init;
+	p->max_iter = (int)o.max_iter;
+	p->tol = o.tol;
+	p->seed = o.seed;
+	p->n_threads = (int)o.threads;
+	*data = o.data;
+	*initf = o.init;
+	*k = o.k;
+	*json = o.json;
+	*f32 = o.float32;
+	return 0;
+}
 
 static int
 cmd_load_kmeans(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"data", required_argument, NULL, 'd'},    {"init", required_argument, NULL, 'i'},
-	    {"k", required_argument, NULL, 'k'},       {"algorithm", required_argument, NULL, 'a'},
-	    {"n-init", required_argument, NULL, 'n'},  {"max-iter", required_argument, NULL, 'm'},
-	    {"tol", required_argument, NULL, 't'},     {"seed", required_argument, NULL, 's'},
-	    {"threads", required_argument, NULL, 'T'}, {"float32", no_argument, NULL, 'f'},
-	    {"json", no_argument, NULL, 'j'},	       {NULL, 0, NULL, 0}};
 	const char *data = NULL, *initf = NULL;
 	struct pg_kmeans_params p;
 	struct pg_kmeans_info info;
 	double *x = NULL, *init = NULL, *centers = NULL;
 	float *xf = NULL;
 	int32_t *labels = NULL;
-	size_t n, d, ni = 0, di = 0, k = 0, v;
-	int json = 0, f32 = 0, c, rc, ret = PG_EXIT_OK;
-	double dv;
+	size_t n, d, ni = 0, di = 0, k = 0;
+	int json = 0, f32 = 0, rc, ret = PG_EXIT_OK;
 	uint64_t t0;
 
 	pg_kmeans_params_init(&p, 0);
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 'd':
-			data = optarg;
-			break;
-		case 'i':
-			initf = optarg;
-			break;
-		case 'k':
-			if (parse_size(optarg, 1, 1u << 20, &k) < 0)
-				return pg_cli_usage(argv[0], "bad --k '%s'", optarg);
-			break;
-		case 'a':
-			if (strcmp(optarg, "lloyd") == 0)
-				p.algo = PG_KMEANS_LLOYD;
-			else if (strcmp(optarg, "hamerly") == 0)
-				p.algo = PG_KMEANS_HAMERLY;
-			else
-				return pg_cli_usage(argv[0], "--algorithm is lloyd or hamerly");
-			break;
-		case 'n':
-			if (parse_size(optarg, 1, 1000, &v) < 0)
-				return pg_cli_usage(argv[0], "bad --n-init '%s'", optarg);
-			p.n_init = (int)v;
-			break;
-		case 'm':
-			if (parse_size(optarg, 1, 1000000, &v) < 0)
-				return pg_cli_usage(argv[0], "bad --max-iter '%s'", optarg);
-			p.max_iter = (int)v;
-			break;
-		case 't':
-			if (parse_dbl(optarg, &dv) < 0 || dv < 0)
-				return pg_cli_usage(argv[0], "bad --tol '%s'", optarg);
-			p.tol = dv;
-			break;
-		case 's':
-			if (parse_size(optarg, 0, SIZE_MAX, &v) < 0)
-				return pg_cli_usage(argv[0], "bad --seed '%s'", optarg);
-			p.seed = v;
-			break;
-		case 'T':
-			if (parse_size(optarg, 1, 16, &v) < 0)
-				return pg_cli_usage(argv[0], "bad --threads '%s'", optarg);
-			p.n_threads = (int)v;
-			break;
-		case 'f':
-			f32 = 1;
-			break;
-		case 'j':
-			json = 1;
-			break;
-		default:
-			return PG_EXIT_USAGE;
-		}
-	}
+	if ((rc = kmeans_parse(argc, argv, &p, &data, &initf, &k, &json, &f32)))
+		return rc;
 	if (!data || (!initf && !k))
 		return pg_cli_usage(argv[0], "need --data and one of --init or --k");
 	rc = pg_load_read_matrix(data, &x, &n, &d);
@@ -443,52 +476,31 @@ out:
 	return rc;
 }
 
+/* estimate's options into o (o->p holds the defaults). */
 static int
-parse_est_opt(int c, const char *arg, struct est_opts *o, const char *argv0)
+parse_est_opts(int argc, char **argv, struct est_opts *o)
 {
-	size_t v;
+	struct loadopt l = {0};
+	int first, ex;
 
-	switch (c) {
-	case 'S':
-		o->source = arg;
-		return 0;
-	case '1':
-		if (parse_size(arg, 1, 64, &o->p.k1) < 0)
-			return pg_cli_usage(argv0, "bad --k1 '%s'", arg);
-		return 0;
-	case '2':
-		if (strcmp(arg, "auto") == 0) {
-			o->p.k2 = 0;
-			return 0;
-		}
-		if (parse_size(arg, 1, 64, &o->p.k2) < 0)
-			return pg_cli_usage(argv0, "bad --k2 '%s' (a number or 'auto')", arg);
-		return 0;
-	case 's':
-		if (parse_size(arg, 0, SIZE_MAX, &v) < 0)
-			return pg_cli_usage(argv0, "bad --seed '%s'", arg);
-		o->p.seed = v;
-		return 0;
-	case 'T':
-		if (parse_size(arg, 1, 8, &v) < 0)
-			return pg_cli_usage(argv0, "bad --threads '%s'", arg);
-		o->p.n_threads = (int)v;
-		return 0;
-	case 'c':
-		o->csv = arg;
-		return 0;
-	case 'p':
-		o->png = arg;
-		return 0;
-	case 'j':
-		o->json = 1;
-		return 0;
-	case 'v':
-		o->vms = 1;
-		return 0;
-	default:
-		return PG_EXIT_USAGE;
-	}
+	l.k1 = o->p.k1;
+	l.seed = (size_t)o->p.seed;
+	l.threads = (size_t)o->p.n_threads;
+	if ((ex = pg_cli_parse(argc, argv, estimate_opts, &l, &first)))
+		return ex;
+	if (l.k2 && strcmp(l.k2, "auto") == 0)
+		o->p.k2 = 0;
+	else if (l.k2 && parse_size(l.k2, 1, 64, &o->p.k2) < 0)
+		return pg_cli_usage(argv[0], "bad --k2 '%s' (a number or 'auto')", l.k2);
+	o->source = l.source;
+	o->p.k1 = l.k1;
+	o->p.seed = l.seed;
+	o->p.n_threads = (int)l.threads;
+	o->csv = l.csv;
+	o->png = l.png;
+	o->json = l.json;
+	o->vms = l.vms;
+	return 0;
 }
 
 static int
@@ -579,22 +591,15 @@ emit_estimate(const struct pg_load_est *e, const struct est_opts *o, const struc
 static int
 cmd_load_estimate(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"source", required_argument, NULL, 'S'},  {"k1", required_argument, NULL, '1'},
-	    {"k2", required_argument, NULL, '2'},      {"seed", required_argument, NULL, 's'},
-	    {"threads", required_argument, NULL, 'T'}, {"csv", required_argument, NULL, 'c'},
-	    {"png", required_argument, NULL, 'p'},     {"json", no_argument, NULL, 'j'},
-	    {"vms", no_argument, NULL, 'v'},	       {NULL, 0, NULL, 0}};
 	struct est_opts o = {0};
 	struct pg_load_est *e = NULL;
 	struct rejected *rej = NULL;
 	size_t nrej = 0;
-	int c, rc, ret;
+	int rc, ret;
 
 	pg_load_params_init(&o.p);
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
-		if ((rc = parse_est_opt(c, optarg, &o, argv[0])) != 0)
-			return rc;
+	if ((rc = parse_est_opts(argc, argv, &o)) != 0)
+		return rc;
 	if (!o.source)
 		return pg_cli_usage(argv[0], "need --source KIND:ARG");
 	rc = pg_load_est_new(&e, &o.p);
@@ -636,32 +641,21 @@ collect_cb(void *ctx, const char *vm, const struct pg_load_sample *s)
 static int
 cmd_load_import(int argc, char **argv)
 {
-	static const struct option opts[] = {{"source", required_argument, NULL, 'S'},
-					     {"db", required_argument, NULL, 'd'},
-					     {"window", required_argument, NULL, 'w'},
-					     {"json", no_argument, NULL, 'j'},
-					     {NULL, 0, NULL, 0}};
+	struct loadopt lo = {.window = 10080};
 	const char *spec = NULL, *db = NULL, *arg;
 	const struct pg_load_ops *ops;
 	struct pg_store st = {0};
 	struct pg_load_series s;
 	void *src = NULL;
-	size_t window = 10080, vms = 0, samples = 0, bad = 0;
-	int c, rc, json = 0, ret = PG_EXIT_OK;
+	size_t window, vms = 0, samples = 0, bad = 0;
+	int first, rc, json, ret = PG_EXIT_OK;
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c == 'S')
-			spec = optarg;
-		else if (c == 'd')
-			db = optarg;
-		else if (c == 'w') {
-			if (parse_size(optarg, 0, PG_LOAD_MAX_SAMPLES, &window) < 0)
-				return pg_cli_usage(argv[0], "bad --window '%s'", optarg);
-		} else if (c == 'j')
-			json = 1;
-		else
-			return PG_EXIT_USAGE;
-	}
+	if ((rc = pg_cli_parse(argc, argv, import_opts, &lo, &first)))
+		return rc;
+	spec = lo.source;
+	db = lo.db;
+	window = lo.window;
+	json = lo.json;
 	if (!spec)
 		return pg_cli_usage(argv[0], "need --source KIND:ARG");
 	if ((rc = pg_load_source_lookup(spec, &ops, &arg)) < 0)
@@ -716,42 +710,24 @@ cmd_load_import(int argc, char **argv)
 static int
 cmd_load_collect(int argc, char **argv)
 {
-	static const struct option opts[] = {{"source", required_argument, NULL, 'S'},
-					     {"db", required_argument, NULL, 'd'},
-					     {"interval", required_argument, NULL, 'i'},
-					     {"count", required_argument, NULL, 'n'},
-					     {"window", required_argument, NULL, 'w'},
-					     {"json", no_argument, NULL, 'j'},
-					     {NULL, 0, NULL, 0}};
+	struct loadopt lo = {.interval = 10, .count = 7, .window = 1440};
 	const char *spec = NULL, *db = NULL, *arg;
 	const struct pg_load_ops *ops;
 	struct pg_store st = {0};
 	struct collect_ctx cc = {&st, 1440, 0};
 	void *src = NULL;
-	double interval = 10;
-	size_t count = 7, polls = 0;
-	int c, rc, json = 0, ret = PG_EXIT_OK, last = 0;
+	double interval;
+	size_t count, polls = 0;
+	int first, rc, json, ret = PG_EXIT_OK, last = 0;
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c == 'S')
-			spec = optarg;
-		else if (c == 'd')
-			db = optarg;
-		else if (c == 'i') {
-			if (parse_dbl(optarg, &interval) < 0 || interval < 0.01 || interval > 86400)
-				return pg_cli_usage(argv[0], "bad --interval '%s'", optarg);
-		} else if (c == 'n') {
-			if (parse_size(optarg, 2, 100000000, &count) < 0)
-				return pg_cli_usage(argv[0], "bad --count '%s' (at least 2)",
-						    optarg);
-		} else if (c == 'w') {
-			if (parse_size(optarg, 0, PG_LOAD_MAX_SAMPLES, &cc.window) < 0)
-				return pg_cli_usage(argv[0], "bad --window '%s'", optarg);
-		} else if (c == 'j')
-			json = 1;
-		else
-			return PG_EXIT_USAGE;
-	}
+	if ((rc = pg_cli_parse(argc, argv, collect_opts, &lo, &first)))
+		return rc;
+	spec = lo.source;
+	db = lo.db;
+	interval = lo.interval;
+	count = lo.count;
+	cc.window = lo.window;
+	json = lo.json;
 	if (!spec)
 		return pg_cli_usage(argv[0], "need --source KIND:ARG");
 	if ((rc = pg_load_source_lookup(spec, &ops, &arg)) < 0)
@@ -805,35 +781,21 @@ cmd_load_collect(int argc, char **argv)
 static int
 cmd_load_generate(int argc, char **argv)
 {
-	static const struct option opts[] = {{"vms", required_argument, NULL, 'n'},
-					     {"seed", required_argument, NULL, 's'},
-					     {"samples", required_argument, NULL, 'm'},
-					     {"out", required_argument, NULL, 'o'},
-					     {"format", required_argument, NULL, 'f'},
-					     {"truth", required_argument, NULL, 't'},
-					     {NULL, 0, NULL, 0}};
-	size_t nvm = 100, samples = 1440, seed = 1;
-	const char *out = NULL, *truth = NULL, *format = "csv";
+	struct loadopt o = {.vms_n = 100, .samples = 1440, .seed = 1, .format = "csv"};
+	size_t nvm, samples, seed;
+	const char *out, *truth, *format;
 	struct pg_load_series s;
 	FILE *tf = NULL, *cf = NULL;
-	int c, rc = 0, ret = PG_EXIT_OK;
+	int first, rc = 0, ret = PG_EXIT_OK;
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c == 'n' && parse_size(optarg, 1, 10000000, &nvm) == 0)
-			continue;
-		if (c == 's' && parse_size(optarg, 0, SIZE_MAX, &seed) == 0)
-			continue;
-		if (c == 'm' && parse_size(optarg, 1, PG_LOAD_MAX_SAMPLES, &samples) == 0)
-			continue;
-		if (c == 'o')
-			out = optarg;
-		else if (c == 'f')
-			format = optarg;
-		else if (c == 't')
-			truth = optarg;
-		else
-			return pg_cli_usage(argv[0], "bad option value");
-	}
+	if ((rc = pg_cli_parse(argc, argv, generate_opts, &o, &first)))
+		return rc;
+	nvm = o.vms_n;
+	samples = o.samples;
+	seed = o.seed;
+	out = o.out;
+	truth = o.truth;
+	format = o.format;
 	if (!out)
 		return pg_cli_usage(argv[0], "need --out (a folder for bitbrains, a file for csv)");
 	if (strcmp(format, "csv") != 0 && strcmp(format, "bitbrains") != 0)
@@ -918,26 +880,21 @@ cmd_load_sources(int argc, char **argv)
 static int
 cmd_load_demo(int argc, char **argv)
 {
-	static const struct option opts[] = {{"vms", required_argument, NULL, 'n'},
-					     {"seed", required_argument, NULL, 's'},
-					     {NULL, 0, NULL, 0}};
-	size_t nvm = 300, seed = 7;
+	struct loadopt o = {.vms_n = 300, .seed = 7};
+	size_t nvm, seed;
 	struct pg_load_params p;
 	struct pg_load_est *e = NULL;
 	struct pg_load_series s;
 	char dir[4096], png[4200], spec[64];
 	int *truth = NULL, *got = NULL;
 	double *heavy = NULL, *load = NULL;
-	int c, rc, ret = PG_EXIT_OK;
+	int first, rc, ret = PG_EXIT_OK;
 	uint64_t t0 = pg_mono_ns();
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c == 'n' && parse_size(optarg, 10, 100000, &nvm) == 0)
-			continue;
-		if (c == 's' && parse_size(optarg, 0, SIZE_MAX, &seed) == 0)
-			continue;
-		return pg_cli_usage(argv[0], "bad option value");
-	}
+	if ((rc = pg_cli_parse(argc, argv, demo_opts, &o, &first)))
+		return rc;
+	nvm = o.vms_n;
+	seed = o.seed;
 	pg_load_params_init(&p);
 	pg_load_series_init(&s, 0);
 	truth = malloc(nvm * sizeof(int));
@@ -999,39 +956,18 @@ out:
 
 const struct pg_cmd pg_cli_load[] = {
     {"estimate", cmd_load_estimate, "two-level k-means load estimate of a fleet",
-     "--source KIND:ARG [options]\n"
-     "  --source KIND:ARG  bitbrains:DIR, azure:PATH, alibaba:FILE, google2011:PATH[,job],\n"
-     "                     csv:FILE, store:[DB], gen:N[,SEED[,SAMPLES]],\n"
-     "                     prometheus:URL[,START,END,STEP] (see 'payguard load sources')\n"
-     "  --k1 N             first-level clusters per VM (default 3)\n"
-     "  --k2 N|auto        fleet types (default 5; auto: best silhouette over 2..8)\n"
-     "  --seed N           k-means++ seed (default 1)\n"
-     "  --threads N        first-level threads (default 2)\n"
-     "  --vms              also print one row per VM\n"
-     "  --json             JSON output (types, VMs, rejected VMs)\n"
-     "  --csv FILE         write one row per VM\n"
-     "  --png FILE         write the scatter plot of the types (SVG if FILE ends .svg)\n"},
-    {"import", cmd_load_import, "read traces into the store",
-     "--source KIND:ARG [--db FILE] [--window N] [--json]\n"
-     "  --window N  keep the newest N samples per VM (default 10080; 0 keeps all)\n"},
-    {"collect", cmd_load_collect, "sample a live source into the store",
-     "--source KIND:ARG [--interval S] [--count N] [--db FILE]\n"
-     "                             [--window N] [--json]\n"
-     "  --source    libvirt:URI, cgroup:DIR or prometheus:URL[,KEY=VALUE...]\n"
-     "  --interval  seconds between polls (default 10)\n"
-     "  --count     polls, the first primes the counters (default 7)\n"
-     "  --window    newest samples kept per VM (default 1440)\n"},
+     "--source is required.", estimate_opts, NULL},
+    {"import", cmd_load_import, "read traces into the store", "--source is required.", import_opts,
+     NULL},
+    {"collect", cmd_load_collect, "sample a live source into the store", "--source is required.",
+     collect_opts, NULL},
     {"kmeans", cmd_load_kmeans, "run the k-means engine on a CSV matrix",
-     "--data FILE (--k K | --init FILE) [options]\n"
-     "  --algorithm lloyd|hamerly   (default lloyd)\n"
-     "  --n-init N --max-iter N --tol T --seed N --threads N --float32 --json\n"
-     "  (scikit-learn meanings: tol is relative to the mean feature variance)\n"},
+     "--data and one of --k or --init are required (scikit-learn meanings).", kmeans_opts, NULL},
     {"generate", cmd_load_generate, "write a generated fleet with known types",
-     "--out PATH [--format csv|bitbrains] [--vms N] [--seed N]\n"
-     "                              [--samples N] [--truth FILE]\n"},
-    {"sources", cmd_load_sources, "list the collectors", "(no options)\n"},
+     "--out is required.", generate_opts, NULL},
+    {"sources", cmd_load_sources, "list the collectors", "Takes no options.", no_opts, NULL},
     {"demo", cmd_load_demo, "estimate a generated fleet of 300 VMs (the main demo's part)",
-     "[--vms N] [--seed N]\n"
-     "  prints the type table and a load summary; the plot goes to the data directory\n"},
-    {NULL, NULL, NULL, NULL},
+     "Prints the type table and a load summary; the plot goes to the data directory.", demo_opts,
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
 };

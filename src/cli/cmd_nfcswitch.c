@@ -500,19 +500,24 @@ const struct pg_cmd pg_cli_nfcswitch[] = {
      "  Attaches the SEs of the routing configuration FILE and serves the switch\n"
      "  toward an NFC controller (SHDLC + HCI card RF gates) on ADDR\n"
      "  (unix:/path or tcp:host:port), or as a contactless card in vpcd.\n"
-     "  --refresh-ms: re-read every SE's applications (GET STATUS) every N ms.\n"},
+     "  --refresh-ms: re-read every SE's applications (GET STATUS) every N ms.\n",
+     NULL, NULL},
     {"routes", cmd_routes, "print the routing table of a configuration",
      "--config FILE [--json]\n"
      "  Attaches the configured SEs, fills the registry (GET STATUS or probing)\n"
-     "  and prints the SEs and every application with its route.\n"},
+     "  and prints the SEs and every application with its route.\n",
+     NULL, NULL},
     {"simulate", cmd_simulate, "play a contactless reader through a simulated NFC controller",
      "--connect ADDR --script FILE|- [--json]\n"
      "  Script lines: 'field on', 'field off', 'apdu HEX [SW]' (SW: expected\n"
-     "  status word); exits non-zero when a status word differs.\n"},
-    {"demo", cmd_demo, "three SEs on three links, full contactless transactions", "[--json]\n"},
+     "  status word); exits non-zero when a status word differs.\n",
+     NULL, NULL},
+    {"demo", cmd_demo, "three SEs on three links, full contactless transactions", "[--json]\n",
+     NULL, NULL},
     {"sim", cmd_sim, "a demo SE with payment/transit applets on a link's card role",
      "--link NAME --listen ADDR [--app KIND:AID[:LABEL[:PRIO]]]...\n"
      "  [--serial N] [--no-ppse] [--once]\n"
-     "  KIND is payment or transit.\n"},
-    {NULL, NULL, NULL, NULL},
+     "  KIND is payment or transit.\n",
+     NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
 };

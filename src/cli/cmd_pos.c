@@ -8,7 +8,6 @@
 #include "payguard/log.h"
 #include "payguard/pos.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,36 +22,148 @@ struct common {
 	int json;
 };
 
-enum {
-	O_DB = 1000,
-	O_DIALECT,
-	O_FRAMING,
-	O_JSON,
-	O_ALERT_N,
-	O_WINDOW,
-	O_DECLINE,
-	O_CELL_FIELD,
-	O_MCC_STRIKES,
+/* Every option of every pos verb; each verb's table lists the ones it takes. */
+struct posopt {
+	const char *db, *dialect, *framing, *decline;
+	int json, alert_n, window_s, mcc_strikes, cell_field;
+	const char *file, *out, *host, *port_file, *sync, *log, *state, *note;
+	int hex, dry, summary, keep, port, max_msg, idle_ms, frame_ms, max_conns, commit_us;
+	int timeout_ms, conns, duration_ms, stan_base, limit, commit_timeout_ms, keep_days;
 };
 
-#define COMMON_OPTS                                                                                \
-	{"db", required_argument, NULL, O_DB}, {"dialect", required_argument, NULL, O_DIALECT},    \
-	    {"framing", required_argument, NULL, O_FRAMING}, {"json", no_argument, NULL, O_JSON},  \
-	    {"alert-n", required_argument, NULL, O_ALERT_N},                                       \
-	    {"window-s", required_argument, NULL, O_WINDOW},                                       \
-	    {"decline", required_argument, NULL, O_DECLINE},                                       \
-	    {"cell-field", required_argument, NULL, O_CELL_FIELD},                                 \
-	{                                                                                          \
-		"mcc-strikes", required_argument, NULL, O_MCC_STRIKES                              \
-	}
+/* The options every pos verb takes: the store, the codec and the policy. */
+#define POS_COMMON                                                                                 \
+	PG_STR(struct posopt, db, "db", "PATH", "the store (default: the data directory's)"),      \
+	    PG_STR(struct posopt, dialect, "dialect", "D",                                         \
+		   "binary (default), ascii, iso93, iso93-binary (ISO 8583:1993), jpos-iso87b, "   \
+		   "npm-iso8583, or a field-definition file"),                                     \
+	    PG_STR(struct posopt, framing, "framing", "F",                                         \
+		   "bin2, bcd2, ascii4, bin4 or none, each optionally +tpdu"),                     \
+	    PG_FLAG(struct posopt, json, "json", "print JSON"),                                    \
+	    PG_INT(struct posopt, alert_n, "alert-n", "N", 1, 32,                                  \
+		   "moved transactions in the window that raise an alert (3)"),                    \
+	    PG_INT(struct posopt, window_s, "window-s", "S", 1, 86400 * 365,                       \
+		   "the window in seconds (3600)"),                                                \
+	    PG_STR(struct posopt, decline, "decline", "CODE",                                      \
+		   "decline moved terminals with response CODE (default: approve and flag)"),      \
+	    PG_INT(struct posopt, cell_field, "cell-field", "N", 2, 128,                           \
+		   "the field carrying the cell TLV (62)"),                                        \
+	    PG_INT(struct posopt, mcc_strikes, "mcc-strikes", "N", 1, 32,                          \
+		   "what one country mismatch counts (default: --alert-n)")
 
+/* Defaults of every option (framing: the verb's). */
 static void
-common_init(struct common *c, const char *framing)
+posopt_init(struct posopt *o, const char *framing)
 {
+	struct pg_pos_policy pol;
+
+	pg_pos_policy_default(&pol);
+	memset(o, 0, sizeof(*o));
+	o->dialect = "binary";
+	o->framing = framing;
+	o->alert_n = (int)pol.alert_n;
+	o->window_s = (int)(pol.window_ms / 1000);
+	o->mcc_strikes = (int)pol.mcc_strikes;
+	o->cell_field = pol.cell_field;
+}
+
+/* Each verb's options (its --help is generated from these). */
+static const struct pg_opt common_opts[] = {POS_COMMON, {0}};
+static const struct pg_opt decode_opts[] = {
+    POS_COMMON,
+    PG_STR(struct posopt, file, "file", "FILE",
+	   "read the (framed) message from FILE ('-' for stdin)"),
+    {0}};
+static const struct pg_opt encode_opts[] = {
+    POS_COMMON,
+    PG_STR(struct posopt, out, "out", "FILE", "write the bytes to FILE instead of printing hex"),
+    {0}};
+static const struct pg_opt check_opts[] = {
+    POS_COMMON,
+    PG_FLAG(struct posopt, hex, "hex", "FILE holds one hex message per line (no framing)"),
+    PG_FLAG(struct posopt, dry, "dry-run", "record nothing"),
+    PG_FLAG(struct posopt, summary, "summary", "print only the totals"),
+    {0}};
+static const struct pg_opt serve_opts[] = {
+    POS_COMMON,
+    PG_STR(struct posopt, host, "host", "ADDR", "IPv4 address to listen on (127.0.0.1)"),
+    PG_INT(struct posopt, port, "port", "N", 0, 65535, "TCP port (8583; 0 = any free port)"),
+    PG_STR(struct posopt, port_file, "port-file", "FILE", "write the bound port to FILE"),
+    PG_INT(struct posopt, max_msg, "max-msg", "N", 64, PG_ISO_MAX_MSG,
+	   "largest message accepted (8192)"),
+    PG_INT(struct posopt, idle_ms, "idle-ms", "N", 100, 86400000, "cut idle connections (60000)"),
+    PG_INT(struct posopt, frame_ms, "frame-ms", "N", 100, 600000,
+	   "cut connections whose frame takes longer (5000)"),
+    PG_INT(struct posopt, max_conns, "max-conns", "N", 1, 100000, "connection limit (4096)"),
+    PG_STR(struct posopt, sync, "sync", "MODE",
+	   "normal (survives a process kill) or full (power loss)"),
+    PG_INT(struct posopt, commit_us, "commit-us", "N", 0, 100000,
+	   "how long a group commit may stay open (500)"),
+    PG_INT(struct posopt, commit_timeout_ms, "commit-timeout-ms", "N", 50, 600000,
+	   "PostgreSQL: answer 96 when not stored in N ms (2000)"),
+    {0}};
+static const struct pg_opt send_opts[] = {
+    POS_COMMON,
+    PG_STR(struct posopt, host, "host", "ADDR", "the server (127.0.0.1)"),
+    PG_INT(struct posopt, port, "port", "N", 1, 65535, "its TCP port (8583)"),
+    PG_INT(struct posopt, timeout_ms, "timeout-ms", "N", 1, 600000,
+	   "how long to wait for an answer (5000)"),
+    {0}};
+static const struct pg_opt load_opts[] = {
+    POS_COMMON,
+    PG_STR(struct posopt, host, "host", "ADDR", "the server (127.0.0.1)"),
+    PG_INT(struct posopt, port, "port", "N", 1, 65535, "its TCP port (8583)"),
+    PG_INT(struct posopt, conns, "conns", "N", 1, 10000,
+	   "connections, one request in flight on each (64)"),
+    PG_INT(struct posopt, duration_ms, "duration-ms", "N", 1, 3600000, "how long to send (3000)"),
+    PG_STR(struct posopt, log, "log", "FILE", "write tid|stan|rc|decision for every answer"),
+    PG_INT(struct posopt, stan_base, "stan-base", "N", 0, 999999, "first STAN (0)"),
+    {0}};
+static const struct pg_opt alerts_opts[] = {
+    POS_COMMON,
+    PG_STR(struct posopt, state, "state", "STATE", "open, acknowledged or closed"),
+    PG_INT(struct posopt, limit, "limit", "N", 1, 1000000, "at most N alerts (1000)"),
+    {0}};
+static const struct pg_opt note_opts[] = {
+    POS_COMMON, PG_STR(struct posopt, note, "note", "TEXT", "a note kept with the alert"), {0}};
+static const struct pg_opt retention_opts[] = {POS_COMMON,
+					       PG_INT(struct posopt, keep_days, "keep-days", "N", 1,
+						      100000,
+						      "days of transactions to keep (required)"),
+					       {0}};
+static const struct pg_opt demo_opts[] = {
+    POS_COMMON,
+    PG_FLAG(struct posopt, keep, "keep",
+	    "use a fresh pos-demo.db in the data directory and keep it"),
+    {0}};
+
+/* Parses a verb's options (its table) into o, then the common ones into c. */
+static int
+parse_opts(int argc, char **argv, const struct pg_opt *tab, struct posopt *o, struct common *c,
+	   int *first)
+{
+	int ex = pg_cli_parse(argc, argv, tab, o, first);
+
+	if (ex)
+		return ex;
 	memset(c, 0, sizeof(*c));
-	c->dialect_name = "binary";
-	c->framing_name = framing;
 	pg_pos_policy_default(&c->pol);
+	c->db = o->db;
+	c->dialect_name = o->dialect;
+	c->framing_name = o->framing;
+	c->json = o->json;
+	c->pol.alert_n = (unsigned)o->alert_n;
+	c->pol.window_ms = (int64_t)o->window_s * 1000;
+	c->pol.mcc_strikes = (unsigned)o->mcc_strikes;
+	c->pol.cell_field = o->cell_field;
+	if (o->decline) {
+		if (strlen(o->decline) != 2 ||
+		    strspn(o->decline, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 2)
+			return pg_cli_usage(argv[0], "--decline takes a 2-character response code");
+		c->pol.decline_moved = 1;
+		memcpy(c->pol.decline_code, o->decline, 3);
+	}
+	return 0;
 }
 
 static int
@@ -64,54 +175,6 @@ parse_long(const char *argv0, const char *what, const char *s, long lo, long hi,
 	if (!*s || *end || v < lo || v > hi)
 		return pg_cli_usage(argv0, "%s '%s' must be %ld..%ld", what, s, lo, hi);
 	*out = v;
-	return 0;
-}
-
-/* Returns 1 when the option was a common one, 0 if not, or an exit code < 0 negated. */
-static int
-common_opt(struct common *c, const char *argv0, int opt, const char *arg, int *err)
-{
-	long v = 0;
-
-	*err = 0;
-	switch (opt) {
-	case O_DB:
-		c->db = arg;
-		return 1;
-	case O_DIALECT:
-		c->dialect_name = arg;
-		return 1;
-	case O_FRAMING:
-		c->framing_name = arg;
-		return 1;
-	case O_JSON:
-		c->json = 1;
-		return 1;
-	case O_ALERT_N:
-		*err = parse_long(argv0, "--alert-n", arg, 1, 32, &v);
-		c->pol.alert_n = (unsigned)v;
-		return 1;
-	case O_WINDOW:
-		*err = parse_long(argv0, "--window-s", arg, 1, 86400 * 365, &v);
-		c->pol.window_ms = (int64_t)v * 1000;
-		return 1;
-	case O_MCC_STRIKES:
-		*err = parse_long(argv0, "--mcc-strikes", arg, 1, 32, &v);
-		c->pol.mcc_strikes = (unsigned)v;
-		return 1;
-	case O_CELL_FIELD:
-		*err = parse_long(argv0, "--cell-field", arg, 2, 128, &v);
-		c->pol.cell_field = (int)v;
-		return 1;
-	case O_DECLINE:
-		if (strlen(arg) != 2 || strspn(arg, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 2) {
-			*err = pg_cli_usage(argv0, "--decline takes a 2-character response code");
-			return 1;
-		}
-		c->pol.decline_moved = 1;
-		memcpy(c->pol.decline_code, arg, 3);
-		return 1;
-	}
 	return 0;
 }
 
@@ -127,19 +190,6 @@ common_finish(struct common *c, const char *argv0)
 		return pg_cli_usage(argv0, "%s", pg_last_error());
 	return 0;
 }
-
-#define PARSE_COMMON(c, argc, argv, extra_cases)                                                   \
-	for (int opt_; (opt_ = getopt_long(argc, argv, "", opts, NULL)) != -1;) {                  \
-		int err_;                                                                          \
-		if (common_opt(c, argv[0], opt_, optarg, &err_)) {                                 \
-			if (err_)                                                                  \
-				return err_;                                                       \
-			continue;                                                                  \
-		}                                                                                  \
-		switch (opt_) {                                                                    \
-			extra_cases default : return pg_cli_usage(argv[0], "unknown option");      \
-		}                                                                                  \
-	}
 
 static int
 open_store(struct pg_store *st, const char *db)
@@ -185,25 +235,26 @@ print_import(const char *what, const char *path, const struct pg_import_stats *s
 static int
 cmd_import(int argc, char **argv, int cells)
 {
-	static const struct option opts[] = {COMMON_OPTS, {0}};
+	struct posopt o;
 	struct common c;
 	struct pg_store st = {0};
 	struct pg_import_stats s;
-	int rc;
+	int rc, first;
 
-	common_init(&c, "none");
-	PARSE_COMMON(&c, argc, argv, );
-	if (argc - optind != 2 || strcmp(argv[optind], "import") != 0)
+	posopt_init(&o, "none");
+	if ((rc = parse_opts(argc, argv, common_opts, &o, &c, &first)))
+		return rc;
+	if (argc - first != 2 || strcmp(argv[first], "import") != 0)
 		return pg_cli_usage(argv[0], "expected: import FILE");
 	rc = open_store(&st, c.db);
 	if (rc < 0)
 		return pg_cli_fail(rc, "store");
-	rc = cells ? pg_cells_import(&st, argv[optind + 1], &s)
-		   : pg_merchants_import(&st, argv[optind + 1], &s);
+	rc = cells ? pg_cells_import(&st, argv[first + 1], &s)
+		   : pg_merchants_import(&st, argv[first + 1], &s);
 	pg_store_close(&st);
 	if (rc < 0)
-		return pg_cli_fail(rc, "import '%s'", argv[optind + 1]);
-	return print_import(cells ? "cells" : "merchants", argv[optind + 1], &s, c.json);
+		return pg_cli_fail(rc, "import '%s'", argv[first + 1]);
+	return print_import(cells ? "cells" : "merchants", argv[first + 1], &s, c.json);
 }
 
 static int
@@ -247,21 +298,20 @@ read_input(const char *argv0, int argc, char **argv, const char *file, uint8_t *
 static int
 cmd_pos_decode(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    COMMON_OPTS, {"file", required_argument, NULL, 'f'}, {0}};
+	struct posopt po;
 	struct common c;
-	const char *file = NULL;
 	uint8_t *data = NULL;
 	size_t len = 0, hdr = 0, body = 0;
 	struct pg_iso_msg *m = NULL;
-	int rc, ex = PG_EXIT_OK;
+	int rc, ex = PG_EXIT_OK, first;
 
-	common_init(&c, "none");
-	PARSE_COMMON(&c, argc, argv, case 'f' : file = optarg; break;);
+	posopt_init(&po, "none");
+	if ((rc = parse_opts(argc, argv, decode_opts, &po, &c, &first)))
+		return rc;
 	rc = common_finish(&c, argv[0]);
 	if (rc)
 		return rc;
-	rc = read_input(argv[0], argc - optind, argv + optind, file, &data, &len);
+	rc = read_input(argv[0], argc - first, argv + first, po.file, &data, &len);
 	if (rc)
 		return rc;
 	m = malloc(sizeof(*m));
@@ -359,43 +409,29 @@ load_json_file(const char *path, json_t **out)
 static int
 cmd_pos_encode(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    COMMON_OPTS, {"out", required_argument, NULL, 'o'}, {0}};
+	struct posopt o;
 	struct common c;
-	const char *out = NULL;
+	const char *out;
 	json_t *j = NULL;
-	struct pg_iso_msg *m = malloc(sizeof(*m));
+	struct pg_iso_msg *m = NULL;
 	struct pg_buf body = PG_BUF_INIT(PG_ISO_ARENA), frame = PG_BUF_INIT(PG_ISO_ARENA + 16);
-	int rc, ex = PG_EXIT_OK;
+	int rc, ex = PG_EXIT_OK, first;
 
+	posopt_init(&o, "none");
+	if ((rc = parse_opts(argc, argv, encode_opts, &o, &c, &first)))
+		return rc;
+	out = o.out;
+	m = malloc(sizeof(*m));
 	if (!m)
 		return pg_cli_fail(PG_ENOMEM, "encode");
-	common_init(&c, "none");
-	for (int opt; (opt = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
-		int err;
-
-		if (common_opt(&c, argv[0], opt, optarg, &err)) {
-			if (err) {
-				free(m);
-				return err;
-			}
-			continue;
-		}
-		if (opt == 'o') {
-			out = optarg;
-			continue;
-		}
-		free(m);
-		return pg_cli_usage(argv[0], "unknown option");
-	}
 	ex = common_finish(&c, argv[0]);
 	if (ex)
 		goto done;
-	if (argc - optind != 1) {
+	if (argc - first != 1) {
 		ex = pg_cli_usage(argv[0], "expected one JSON file (or -)");
 		goto done;
 	}
-	rc = load_json_file(argv[optind], &j);
+	rc = load_json_file(argv[first], &j);
 	if (rc == 0)
 		rc = pg_pos_msg_from_json(&c.dialect, j, c.pol.cell_field, m);
 	if (rc == 0)
@@ -431,233 +467,168 @@ done:
 	return ex;
 }
 
-/* ---- check (batch) ---- */
+/* ---- check (batch: src/pos/check.c) ---- */
 
-static int
-cmd_pos_check(int argc, char **argv)
+struct check_out {
+	const struct pg_iso_dialect *dialect;
+	struct pg_table *t; /* the text table, or NULL */
+	json_t *arr;	    /* the JSON results, or NULL */
+};
+
+/* One message of `pos check`: a row of the table or of the JSON results. */
+static void
+check_row(void *arg, uint64_t n, const struct pg_iso_msg *m, const struct pg_pos_result *res)
 {
-	static const struct option opts[] = {COMMON_OPTS,
-					     {"hex", no_argument, NULL, 'x'},
-					     {"dry-run", no_argument, NULL, 'n'},
-					     {"summary", no_argument, NULL, 's'},
-					     {0}};
-	struct common c;
-	int hex = 0, dry = 0, summary = 0, rc, ex = PG_EXIT_OK;
-	struct pg_store st = {0}, *stp = NULL;
+	struct check_out *o = arg;
+	char tid[16] = "", stan[8] = "", num[24], dist[24] = "-", acc[24] = "-";
+
+	if (!m) {
+		fprintf(stderr, "payguard: message %llu rejected: %s\n", (unsigned long long)n,
+			pg_last_error());
+		return;
+	}
+	if (!o->arr && !o->t)
+		return;
+	pg_iso_get_str(o->dialect, m, 41, tid, sizeof(tid));
+	pg_iso_get_str(o->dialect, m, 11, stan, sizeof(stan));
+	if (res->est.confidence) {
+		fmt_double(dist, sizeof(dist), res->distance_m, 0);
+		fmt_double(acc, sizeof(acc), res->est.acc_m, 0);
+	}
+	if (o->arr) {
+		json_array_append_new(
+		    o->arr,
+		    json_pack("{s:I,s:s,s:s,s:s,s:s,s:f,s:f,s:s,s:s,s:b}", "n", (json_int_t)n,
+			      "terminal", tid, "stan", stan, "decision",
+			      pg_decision_name(res->decision), "reason",
+			      pg_reason_name(res->reason), "distance_m", res->distance_m, "acc_m",
+			      res->est.acc_m, "confidence", pg_confidence_name(res->est.confidence),
+			      "rc", res->rc, "alert", res->alert));
+		return;
+	}
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)n);
+	const char *row[10] = {num,
+			       tid,
+			       stan,
+			       pg_decision_name(res->decision),
+			       pg_reason_name(res->reason),
+			       dist,
+			       acc,
+			       pg_confidence_name(res->est.confidence),
+			       res->rc,
+			       res->alert ? "yes" : ""};
+	pg_table_add(o->t, row);
+}
+
+/* The batch's totals: JSON (with the results) or the table and a line. */
+static int
+check_report(struct check_out *o, const struct pg_pos_check_stats *s, int dry)
+{
+	const uint64_t *d = s->decisions;
+	int ex = PG_EXIT_OK;
+
+	if (o->arr) {
+		ex = pg_cli_print_json(json_pack(
+		    "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "messages", (json_int_t)s->messages,
+		    "rejected", (json_int_t)s->rejected, "in_place", (json_int_t)d[PG_DEC_IN_PLACE],
+		    "moved", (json_int_t)d[PG_DEC_MOVED], "undetermined",
+		    (json_int_t)d[PG_DEC_UNDETERMINED], "unregistered",
+		    (json_int_t)d[PG_DEC_UNREGISTERED], "format_error",
+		    (json_int_t)d[PG_DEC_FORMAT], "alerts", (json_int_t)s->alerts, "results",
+		    o->arr));
+		o->arr = NULL;
+	} else {
+		if (o->t)
+			pg_table_print(o->t);
+		printf("%llu messages (%llu rejected): %llu in place, %llu moved, %llu "
+		       "undetermined, %llu unregistered, %llu format errors; %llu with an "
+		       "alert; %.0f checks/s%s\n",
+		       (unsigned long long)s->messages, (unsigned long long)s->rejected,
+		       (unsigned long long)d[0], (unsigned long long)d[1], (unsigned long long)d[2],
+		       (unsigned long long)d[3], (unsigned long long)d[4],
+		       (unsigned long long)s->alerts,
+		       s->seconds > 0 ? (double)s->messages / s->seconds : 0,
+		       dry ? " (dry run)" : "");
+	}
+	if (s->rejected && ex == PG_EXIT_OK)
+		ex = PG_EXIT_INPUT;
+	return ex;
+}
+
+/* Runs the batch of file `path` through a fresh engine over the store. */
+static int
+check_file(const struct common *c, const char *path, int hex, int dry, struct check_out *o)
+{
+	struct pg_store st = {0};
 	struct pg_pos_engine *e = NULL;
-	struct pg_iso_msg *m = malloc(sizeof(*m));
-	uint8_t *data = NULL, *msgbuf = NULL;
-	size_t len = 0, pos = 0;
-	uint64_t counts[PG_DEC_FORMAT + 1] = {0}, alerts = 0, bad = 0, total = 0;
-	struct pg_table *t = NULL;
-	json_t *arr = NULL;
-	uint64_t t0;
+	struct pg_pos_check_stats s;
+	struct pg_pos_check_input b = {.dialect = &c->dialect,
+				       .framing = &c->framing,
+				       .hex = hex,
+				       .each = check_row,
+				       .arg = o};
+	uint8_t *data = NULL;
+	size_t len = 0;
+	int rc, ex;
 
-	if (!m)
-		return pg_cli_fail(PG_ENOMEM, "check");
-	common_init(&c, "bin2");
-	for (int opt; (opt = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
-		int err;
-
-		if (common_opt(&c, argv[0], opt, optarg, &err)) {
-			if (err) {
-				free(m);
-				return err;
-			}
-			continue;
-		}
-		if (opt == 'x')
-			hex = 1;
-		else if (opt == 'n')
-			dry = 1;
-		else if (opt == 's')
-			summary = 1;
-		else {
-			free(m);
-			return pg_cli_usage(argv[0], "unknown option");
-		}
-	}
-	ex = common_finish(&c, argv[0]);
-	if (ex)
-		goto out;
-	if (argc - optind != 1) {
-		ex = pg_cli_usage(argv[0], "expected one FILE of messages");
-		goto out;
-	}
-	rc = pg_read_file(argv[optind], 1u << 30, &data, &len);
-	if (rc < 0) {
-		ex = pg_cli_fail(rc, "read '%s'", argv[optind]);
-		goto out;
-	}
-	rc = open_store(&st, c.db);
+	rc = pg_read_file(path, 1u << 30, &data, &len);
+	if (rc < 0)
+		return pg_cli_fail(rc, "read '%s'", path);
+	rc = open_store(&st, c->db);
 	if (rc < 0) {
 		ex = pg_cli_fail(rc, "store");
 		goto out;
 	}
-	if (!dry)
-		stp = &st;
-	rc = pg_pos_engine_open(&e, &st, &c.pol);
-	if (rc == 0 && !stp) /* dry run: windows in memory, nothing written */
-		pg_pos_engine_detach_store(e);
+	rc = pg_pos_engine_open(&e, &st, &c->pol);
 	if (rc < 0) {
 		ex = pg_cli_fail(rc, "engine");
 		goto out;
 	}
-	msgbuf = malloc(PG_ISO_MAX_MSG);
-	if (!msgbuf) {
-		ex = pg_cli_fail(PG_ENOMEM, "check");
-		goto out;
-	}
-	if (c.json)
-		arr = json_array();
-	else if (!summary) {
-		static const char *const hd[] = {"#",	   "terminal", "stan",	"decision",
-						 "reason", "dist_m",   "acc_m", "confidence",
-						 "rc",	   "alert"};
-		t = pg_table_new(10, hd);
-	}
-	t0 = pg_mono_ns();
-	while (pos < len) {
-		const uint8_t *msg;
-		size_t mlen, hdr = 0;
-		struct pg_pos_result res;
-
-		if (hex) {
-			size_t e2 = pos;
-
-			while (e2 < len && data[e2] != '\n')
-				e2++;
-			if (e2 - pos > 2 * PG_ISO_MAX_MSG) {
-				rc = pg_error(PG_ETOOBIG, "check", "line too long");
-			} else {
-				char *line = strndup((const char *)data + pos, e2 - pos);
-
-				rc = line ? pg_hex_decode(msgbuf, PG_ISO_MAX_MSG, line) : PG_ENOMEM;
-				free(line);
-				if (rc < 0)
-					rc = pg_error(rc, "check", "line is not a hex message (%s)",
-						      pg_strerror(rc));
-			}
-			pos = e2 + 1;
-			if (rc == 0)
-				continue; /* empty line */
-			msg = msgbuf;
-			mlen = rc > 0 ? (size_t)rc : 0;
-		} else {
-			rc = pg_iso_frame_find(&c.framing, data + pos, len - pos, PG_ISO_MAX_MSG,
-					       &hdr, &mlen);
-			if (rc == 0)
-				rc = pg_error(PG_ETRUNC, "check", "last frame truncated");
-			if (rc < 0) {
-				/* a framing error leaves no way to find the next message */
-				ex = pg_cli_fail(rc, "message %llu at offset %zu",
-						 (unsigned long long)total + 1, pos);
-				goto out;
-			}
-			msg = data + pos + hdr;
-			pos += hdr + mlen;
-		}
-		total++;
-		if (rc >= 0)
-			rc = pg_iso_unpack(&c.dialect, msg, mlen, m);
-		if (rc < 0) {
-			bad++;
-			fprintf(stderr, "payguard: message %llu rejected: %s\n",
-				(unsigned long long)total, pg_last_error());
-			continue;
-		}
-		rc = pg_pos_engine_check(e, m, pg_wall_ms(), &res);
-		if (rc < 0) {
-			ex = pg_cli_fail(rc, "check");
-			goto out;
-		}
-		counts[res.decision]++;
-		alerts += res.alert ? 1 : 0;
-		if (pg_pos_engine_pending(e) >= 4096) {
-			rc = pg_pos_engine_commit(e);
-			if (rc < 0) {
-				ex = pg_cli_fail(rc, "commit");
-				goto out;
-			}
-		}
-		if (arr || t) {
-			char tid[16] = "", stan[8] = "", num[24], dist[24] = "-", acc[24] = "-";
-
-			pg_iso_get_str(&c.dialect, m, 41, tid, sizeof(tid));
-			pg_iso_get_str(&c.dialect, m, 11, stan, sizeof(stan));
-			if (res.est.confidence) {
-				fmt_double(dist, sizeof(dist), res.distance_m, 0);
-				fmt_double(acc, sizeof(acc), res.est.acc_m, 0);
-			}
-			if (arr) {
-				json_array_append_new(
-				    arr,
-				    json_pack("{s:I,s:s,s:s,s:s,s:s,s:f,s:f,s:s,s:s,s:b}", "n",
-					      (json_int_t)total, "terminal", tid, "stan", stan,
-					      "decision", pg_decision_name(res.decision), "reason",
-					      pg_reason_name(res.reason), "distance_m",
-					      res.distance_m, "acc_m", res.est.acc_m, "confidence",
-					      pg_confidence_name(res.est.confidence), "rc", res.rc,
-					      "alert", res.alert));
-			} else {
-				const char *row[10] = {num,
-						       tid,
-						       stan,
-						       pg_decision_name(res.decision),
-						       pg_reason_name(res.reason),
-						       dist,
-						       acc,
-						       pg_confidence_name(res.est.confidence),
-						       res.rc,
-						       res.alert ? "yes" : ""};
-
-				snprintf(num, sizeof(num), "%llu", (unsigned long long)total);
-				pg_table_add(t, row);
-			}
-		}
-	}
-	rc = pg_pos_engine_commit(e);
-	if (rc < 0) {
-		ex = pg_cli_fail(rc, "commit");
-		goto out;
-	}
-	{
-		double secs = (double)(pg_mono_ns() - t0) / 1e9;
-
-		if (arr) {
-			ex = pg_cli_print_json(
-			    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "messages",
-				      (json_int_t)total, "rejected", (json_int_t)bad, "in_place",
-				      (json_int_t)counts[PG_DEC_IN_PLACE], "moved",
-				      (json_int_t)counts[PG_DEC_MOVED], "undetermined",
-				      (json_int_t)counts[PG_DEC_UNDETERMINED], "unregistered",
-				      (json_int_t)counts[PG_DEC_UNREGISTERED], "format_error",
-				      (json_int_t)counts[PG_DEC_FORMAT], "alerts",
-				      (json_int_t)alerts, "results", arr));
-			arr = NULL;
-		} else {
-			if (t)
-				pg_table_print(t);
-			printf("%llu messages (%llu rejected): %llu in place, %llu moved, %llu "
-			       "undetermined, %llu unregistered, %llu format errors; %llu with an "
-			       "alert; %.0f checks/s%s\n",
-			       (unsigned long long)total, (unsigned long long)bad,
-			       (unsigned long long)counts[0], (unsigned long long)counts[1],
-			       (unsigned long long)counts[2], (unsigned long long)counts[3],
-			       (unsigned long long)counts[4], (unsigned long long)alerts,
-			       secs > 0 ? (double)total / secs : 0, dry ? " (dry run)" : "");
-		}
-		if (bad && ex == PG_EXIT_OK)
-			ex = PG_EXIT_INPUT;
-	}
+	if (dry) /* windows in memory, nothing written */
+		pg_pos_engine_detach_store(e);
+	b.data = data;
+	b.len = len;
+	rc = pg_pos_check_batch(e, &b, &s);
+	if (rc < 0 && s.stage == PG_POS_CHECK_FRAME)
+		ex = pg_cli_fail(rc, "message %llu at offset %zu",
+				 (unsigned long long)s.messages + 1, s.offset);
+	else if (rc < 0)
+		ex = pg_cli_fail(rc, s.stage == PG_POS_CHECK_COMMIT ? "commit" : "check");
+	else
+		ex = check_report(o, &s, dry);
 out:
-	json_decref(arr);
-	pg_table_free(t);
 	pg_pos_engine_free(e);
 	pg_store_close(&st);
-	free(msgbuf);
 	free(data);
-	free(m);
+	return ex;
+}
+
+static int
+cmd_pos_check(int argc, char **argv)
+{
+	static const char *const hd[] = {"#",	   "terminal", "stan",	     "decision", "reason",
+					 "dist_m", "acc_m",    "confidence", "rc",	 "alert"};
+	struct posopt po;
+	struct common c;
+	struct check_out o = {0};
+	int ex, first;
+
+	posopt_init(&po, "bin2");
+	if ((ex = parse_opts(argc, argv, check_opts, &po, &c, &first)))
+		return ex;
+	ex = common_finish(&c, argv[0]);
+	if (ex)
+		return ex;
+	if (argc - first != 1)
+		return pg_cli_usage(argv[0], "expected one FILE of messages");
+	o.dialect = &c.dialect;
+	if (c.json)
+		o.arr = json_array();
+	else if (!po.summary)
+		o.t = pg_table_new(10, hd);
+	ex = check_file(&c, argv[first], po.hex, po.dry, &o);
+	json_decref(o.arr);
+	pg_table_free(o.t);
 	return ex;
 }
 
@@ -675,92 +646,34 @@ announce_listen(const struct pg_pos_server_cfg *cfg)
 static int
 cmd_pos_serve(int argc, char **argv)
 {
-	static const struct option opts[] = {COMMON_OPTS,
-					     {"host", required_argument, NULL, 'h'},
-					     {"port", required_argument, NULL, 'p'},
-					     {"port-file", required_argument, NULL, 'P'},
-					     {"max-msg", required_argument, NULL, 'm'},
-					     {"idle-ms", required_argument, NULL, 'i'},
-					     {"frame-ms", required_argument, NULL, 'F'},
-					     {"max-conns", required_argument, NULL, 'c'},
-					     {"sync", required_argument, NULL, 's'},
-					     {"commit-us", required_argument, NULL, 'C'},
-					     {"commit-timeout-ms", required_argument, NULL, 'T'},
-					     {0}};
+	struct posopt o;
 	struct common c;
 	struct pg_pos_server_cfg cfg = {0};
 	struct pg_store st = {0};
 	struct pg_pos_engine *e = NULL;
-	const char *sync = "normal";
+	const char *sync;
 	char what[96];
-	long v = 0;
-	int rc, ex;
+	int rc, ex, first;
 
-	common_init(&c, "bin2");
-	cfg.host = "127.0.0.1";
-	cfg.port = 8583;
-	cfg.commit_us = 500;
-	for (int opt; (opt = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
-		int err;
-
-		if (common_opt(&c, argv[0], opt, optarg, &err)) {
-			if (err)
-				return err;
-			continue;
-		}
-		switch (opt) {
-		case 'h':
-			cfg.host = optarg;
-			break;
-		case 'p':
-			if ((err = parse_long(argv[0], "--port", optarg, 0, 65535, &v)))
-				return err;
-			cfg.port = (int)v;
-			break;
-		case 'P':
-			cfg.port_file = optarg;
-			break;
-		case 'm':
-			if ((err =
-				 parse_long(argv[0], "--max-msg", optarg, 64, PG_ISO_MAX_MSG, &v)))
-				return err;
-			cfg.max_msg = (size_t)v;
-			break;
-		case 'i':
-			if ((err = parse_long(argv[0], "--idle-ms", optarg, 100, 86400000, &v)))
-				return err;
-			cfg.idle_ms = (int)v;
-			break;
-		case 'F':
-			if ((err = parse_long(argv[0], "--frame-ms", optarg, 100, 600000, &v)))
-				return err;
-			cfg.frame_ms = (int)v;
-			break;
-		case 'c':
-			if ((err = parse_long(argv[0], "--max-conns", optarg, 1, 100000, &v)))
-				return err;
-			cfg.max_conns = (int)v;
-			break;
-		case 'C':
-			if ((err = parse_long(argv[0], "--commit-us", optarg, 0, 100000, &v)))
-				return err;
-			cfg.commit_us = (int)v;
-			break;
-		case 'T':
-			if ((err = parse_long(argv[0], "--commit-timeout-ms", optarg, 50, 600000,
-					      &v)))
-				return err;
-			cfg.commit_timeout_ms = (int)v;
-			break;
-		case 's':
-			if (strcmp(optarg, "normal") && strcmp(optarg, "full"))
-				return pg_cli_usage(argv[0], "--sync is normal or full");
-			sync = optarg;
-			break;
-		default:
-			return pg_cli_usage(argv[0], "unknown option");
-		}
-	}
+	posopt_init(&o, "bin2");
+	o.host = "127.0.0.1";
+	o.port = 8583;
+	o.commit_us = 500;
+	o.sync = "normal";
+	if ((ex = parse_opts(argc, argv, serve_opts, &o, &c, &first)))
+		return ex;
+	if (strcmp(o.sync, "normal") && strcmp(o.sync, "full"))
+		return pg_cli_usage(argv[0], "--sync is normal or full");
+	sync = o.sync;
+	cfg.host = o.host;
+	cfg.port = o.port;
+	cfg.port_file = o.port_file;
+	cfg.max_msg = (size_t)o.max_msg;
+	cfg.idle_ms = o.idle_ms;
+	cfg.frame_ms = o.frame_ms;
+	cfg.max_conns = o.max_conns;
+	cfg.commit_us = o.commit_us;
+	cfg.commit_timeout_ms = o.commit_timeout_ms; /* 0: the server's default */
 	if ((ex = common_finish(&c, argv[0])))
 		return ex;
 	if (c.framing.kind == PG_FRAME_NONE)
@@ -871,48 +784,29 @@ free_templates(struct pg_iso_msg **t, int n)
 static int
 cmd_pos_send(int argc, char **argv)
 {
-	static const struct option opts[] = {COMMON_OPTS,
-					     {"host", required_argument, NULL, 'h'},
-					     {"port", required_argument, NULL, 'p'},
-					     {"timeout-ms", required_argument, NULL, 't'},
-					     {0}};
+	struct posopt po;
 	struct common c;
-	const char *host = "127.0.0.1";
-	long port = 8583, timeout = 5000;
-	struct pg_iso_msg **tm = NULL, *resp = malloc(sizeof(*resp));
+	const char *host;
+	long port, timeout;
+	struct pg_iso_msg **tm = NULL, *resp = NULL;
 	struct pg_pos_client cl = {.fd = -1};
-	int n = 0, rc, ex = PG_EXIT_OK;
+	int n = 0, rc, ex = PG_EXIT_OK, first;
 
+	posopt_init(&po, "bin2");
+	po.host = "127.0.0.1";
+	po.port = 8583;
+	po.timeout_ms = 5000;
+	if ((ex = parse_opts(argc, argv, send_opts, &po, &c, &first)))
+		return ex;
+	host = po.host;
+	port = po.port;
+	timeout = po.timeout_ms;
+	if ((ex = common_finish(&c, argv[0])) || argc - first != 1)
+		return ex ? ex : pg_cli_usage(argv[0], "expected one FILE of JSON messages");
+	resp = malloc(sizeof(*resp));
 	if (!resp)
 		return pg_cli_fail(PG_ENOMEM, "send");
-	common_init(&c, "bin2");
-	for (int opt; (opt = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
-		int err = 0;
-
-		if (common_opt(&c, argv[0], opt, optarg, &err)) {
-			if (err)
-				goto usage;
-			continue;
-		}
-		if (opt == 'h')
-			host = optarg;
-		else if (opt == 'p')
-			err = parse_long(argv[0], "--port", optarg, 1, 65535, &port);
-		else if (opt == 't')
-			err = parse_long(argv[0], "--timeout-ms", optarg, 1, 600000, &timeout);
-		else
-			err = pg_cli_usage(argv[0], "unknown option");
-		if (err) {
-		usage:
-			free(resp);
-			return err ? err : PG_EXIT_USAGE;
-		}
-	}
-	if ((ex = common_finish(&c, argv[0])) || argc - optind != 1) {
-		free(resp);
-		return ex ? ex : pg_cli_usage(argv[0], "expected one FILE of JSON messages");
-	}
-	rc = read_templates(argv[optind], &c, &tm, &n);
+	rc = read_templates(argv[first], &c, &tm, &n);
 	if (rc == 0)
 		rc = pg_pos_client_connect(&cl, host, (int)port, &c.dialect, &c.framing);
 	for (int i = 0; rc == 0 && i < n; i++) {
@@ -940,61 +834,32 @@ cmd_pos_send(int argc, char **argv)
 static int
 cmd_pos_load(int argc, char **argv)
 {
-	static const struct option opts[] = {COMMON_OPTS,
-					     {"host", required_argument, NULL, 'h'},
-					     {"port", required_argument, NULL, 'p'},
-					     {"conns", required_argument, NULL, 'c'},
-					     {"duration-ms", required_argument, NULL, 'd'},
-					     {"log", required_argument, NULL, 'l'},
-					     {"stan-base", required_argument, NULL, 'b'},
-					     {0}};
+	struct posopt o;
 	struct common c;
 	struct pg_pos_load_cfg cfg = {0};
 	struct pg_pos_load_stats s;
-	const char *log = NULL;
-	long port = 8583, conns = 64, dur = 3000, base = 0;
-	int rc, ex;
+	const char *log;
+	long port, conns, dur, base;
+	int rc, ex, first;
 
-	common_init(&c, "bin2");
-	cfg.host = "127.0.0.1";
-	for (int opt; (opt = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
-		int err = 0;
-
-		if (common_opt(&c, argv[0], opt, optarg, &err)) {
-			if (err)
-				return err;
-			continue;
-		}
-		switch (opt) {
-		case 'h':
-			cfg.host = optarg;
-			break;
-		case 'p':
-			err = parse_long(argv[0], "--port", optarg, 1, 65535, &port);
-			break;
-		case 'c':
-			err = parse_long(argv[0], "--conns", optarg, 1, 10000, &conns);
-			break;
-		case 'd':
-			err = parse_long(argv[0], "--duration-ms", optarg, 1, 3600000, &dur);
-			break;
-		case 'b':
-			err = parse_long(argv[0], "--stan-base", optarg, 0, 999999, &base);
-			break;
-		case 'l':
-			log = optarg;
-			break;
-		default:
-			err = pg_cli_usage(argv[0], "unknown option");
-		}
-		if (err)
-			return err;
-	}
+	posopt_init(&o, "bin2");
+	o.host = "127.0.0.1";
+	o.port = 8583;
+	o.conns = 64;
+	o.duration_ms = 3000;
+	if ((ex = parse_opts(argc, argv, load_opts, &o, &c, &first)))
+		return ex;
+	cfg.host = o.host;
+	port = o.port;
+	conns = o.conns;
+	dur = o.duration_ms;
+	base = o.stan_base;
+	log = o.log;
 	if ((ex = common_finish(&c, argv[0])))
 		return ex;
-	if (argc - optind != 1)
+	if (argc - first != 1)
 		return pg_cli_usage(argv[0], "expected one FILE of JSON message templates");
-	rc = read_templates(argv[optind], &c, &cfg.templates, &cfg.ntemplates);
+	rc = read_templates(argv[first], &c, &cfg.templates, &cfg.ntemplates);
 	if (rc < 0)
 		return pg_cli_fail(rc, "templates");
 	if (log) {
@@ -1034,35 +899,20 @@ cmd_pos_load(int argc, char **argv)
 static int
 cmd_pos_alerts(int argc, char **argv)
 {
-	static const struct option opts[] = {COMMON_OPTS,
-					     {"state", required_argument, NULL, 's'},
-					     {"limit", required_argument, NULL, 'l'},
-					     {0}};
+	struct posopt o;
 	struct common c;
-	const char *state = NULL;
-	long limit = 1000;
+	const char *state;
+	long limit;
 	struct pg_store st = {0};
 	json_t *a;
-	int rc;
+	int rc, first;
 
-	common_init(&c, "none");
-	for (int opt; (opt = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
-		int err = 0;
-
-		if (common_opt(&c, argv[0], opt, optarg, &err)) {
-			if (err)
-				return err;
-			continue;
-		}
-		if (opt == 's')
-			state = optarg;
-		else if (opt == 'l')
-			err = parse_long(argv[0], "--limit", optarg, 1, 1000000, &limit);
-		else
-			err = pg_cli_usage(argv[0], "unknown option");
-		if (err)
-			return err;
-	}
+	posopt_init(&o, "none");
+	o.limit = 1000;
+	if ((rc = parse_opts(argc, argv, alerts_opts, &o, &c, &first)))
+		return rc;
+	state = o.state;
+	limit = o.limit;
 	if (state && strcmp(state, "open") && strcmp(state, "acknowledged") &&
 	    strcmp(state, "closed"))
 		return pg_cli_usage(argv[0], "--state is open, acknowledged or closed");
@@ -1115,19 +965,20 @@ cmd_pos_alerts(int argc, char **argv)
 static int
 alert_transition(int argc, char **argv, const char *state)
 {
-	static const struct option opts[] = {
-	    COMMON_OPTS, {"note", required_argument, NULL, 'n'}, {0}};
+	struct posopt o;
 	struct common c;
-	const char *note = NULL;
+	const char *note;
 	struct pg_store st = {0};
 	long id = 0;
-	int rc;
+	int rc, first;
 
-	common_init(&c, "none");
-	PARSE_COMMON(&c, argc, argv, case 'n' : note = optarg; break;);
-	if (argc - optind != 1)
+	posopt_init(&o, "none");
+	if ((rc = parse_opts(argc, argv, note_opts, &o, &c, &first)))
+		return rc;
+	note = o.note;
+	if (argc - first != 1)
 		return pg_cli_usage(argv[0], "expected one alert ID");
-	if ((rc = parse_long(argv[0], "alert ID", argv[optind], 1, 0x7fffffffL, &id)))
+	if ((rc = parse_long(argv[0], "alert ID", argv[first], 1, 0x7fffffffL, &id)))
 		return rc;
 	rc = open_store(&st, c.db);
 	if (rc == 0)
@@ -1145,30 +996,17 @@ alert_transition(int argc, char **argv, const char *state)
 static int
 cmd_pos_retention(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    COMMON_OPTS, {"keep-days", required_argument, NULL, 'k'}, {0}};
+	struct posopt o;
 	struct common c;
-	long keep = 0;
+	long keep;
 	struct pg_store st = {0};
 	int64_t days = 0, rows = 0;
-	int rc;
+	int rc, first;
 
-	common_init(&c, "none");
-	for (int opt; (opt = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
-		int err = 0;
-
-		if (common_opt(&c, argv[0], opt, optarg, &err)) {
-			if (err)
-				return err;
-			continue;
-		}
-		if (opt == 'k')
-			err = parse_long(argv[0], "--keep-days", optarg, 1, 100000, &keep);
-		else
-			err = pg_cli_usage(argv[0], "unknown option");
-		if (err)
-			return err;
-	}
+	posopt_init(&o, "none");
+	if ((rc = parse_opts(argc, argv, retention_opts, &o, &c, &first)))
+		return rc;
+	keep = o.keep_days;
 	if (!keep)
 		return pg_cli_usage(argv[0], "--keep-days N is required");
 	rc = open_store(&st, c.db);
@@ -1202,14 +1040,16 @@ cmd_pos_close(int argc, char **argv)
 static int
 cmd_pos_demo(int argc, char **argv)
 {
-	static const struct option opts[] = {COMMON_OPTS, {"keep", no_argument, NULL, 'k'}, {0}};
+	struct posopt o;
 	struct common c;
 	char dir[512], path[600];
-	int keep = 0, rc;
+	int keep, rc, first;
 
-	common_init(&c, "bin2");
-	PARSE_COMMON(&c, argc, argv, case 'k' : keep = 1; break;);
-	if (argc != optind)
+	posopt_init(&o, "bin2");
+	if ((rc = parse_opts(argc, argv, demo_opts, &o, &c, &first)))
+		return rc;
+	keep = o.keep;
+	if (argc != first)
 		return pg_cli_usage(argv[0], "no arguments expected");
 	if (keep && !c.db) {
 		/* a fresh demo store in the configured data directory, kept for inspection */
@@ -1228,73 +1068,33 @@ cmd_pos_demo(int argc, char **argv)
 	return rc < 0 ? pg_cli_fail(rc, "demo") : PG_EXIT_OK;
 }
 
-#define POLICY_USAGE                                                                               \
-	"  --alert-n N        moved transactions in the window that raise an alert (3)\n"          \
-	"  --window-s S       the window in seconds (3600)\n"                                      \
-	"  --mcc-strikes N    what one country mismatch counts (default: --alert-n)\n"             \
-	"  --decline CODE     decline moved terminals with response CODE (default: approve and "   \
-	"flag)\n"                                                                                  \
-	"  --cell-field N     the field carrying the cell TLV (62)\n"
-#define CODEC_USAGE                                                                                \
-	"  --dialect D        binary (default), ascii, iso93, iso93-binary (ISO 8583:1993),\n"     \
-	"                     jpos-iso87b, npm-iso8583, or a field-definition file\n"              \
-	"  --framing F        bin2, bcd2, ascii4, bin4 or none, each optionally +tpdu\n"
-
 const struct pg_cmd pg_cli_pos[] = {
     {"cells", cmd_pos_cells, "import an OpenCellID CSV file into the cell database",
-     "import FILE [--db PATH] [--json]\n"
-     "  FILE  OpenCellID CSV (header radio,mcc,net,area,cell,...; '-' for stdin)\n"},
+     "FILE  OpenCellID CSV (header radio,mcc,net,area,cell,...; '-' for stdin)", common_opts,
+     "import FILE"},
     {"merchants", cmd_pos_merchants, "import the merchant/terminal registry (CSV)",
-     "import FILE [--db PATH] [--json]\n"
-     "  FILE  CSV terminal_id,merchant_id,lat,lon,uncertainty_m,limit_m,mcc,name\n"},
+     "FILE  CSV terminal_id,merchant_id,lat,lon,uncertainty_m,limit_m,mcc,name", common_opts,
+     "import FILE"},
     {"decode", cmd_pos_decode, "print every field of an ISO 8583 message",
-     "[options] (HEX | --file FILE)\n" CODEC_USAGE
-     "  --file FILE        read the (framed) message from FILE ('-' for stdin)\n"
-     "  --json             print JSON (npm iso_8583 field keys, plus \"cell\")\n"},
+     "--json prints the npm iso_8583 field keys, plus \"cell\".", decode_opts,
+     "(HEX | --file FILE)"},
     {"encode", cmd_pos_encode, "build an ISO 8583 message from JSON",
-     "[options] JSON_FILE|-\n" CODEC_USAGE
-     "  --out FILE         write the bytes to FILE instead of printing hex\n"
-     "  --json             print {\"hex\", \"length\"}\n"},
-    {"check", cmd_pos_check, "replay a file of messages through the policy (batch)",
-     "[options] FILE\n" CODEC_USAGE
-     "  --hex              FILE holds one hex message per line (no framing)\n"
-     "  --dry-run          record nothing\n"
-     "  --summary          print only the totals\n"
-     "  --db PATH          the store\n"
-     "  --json             print JSON\n" POLICY_USAGE},
-    {"serve", cmd_pos_serve, "serve terminal traffic over TCP (0100/0200/0800)",
-     "[options]\n" CODEC_USAGE "  --host ADDR        IPv4 address to listen on (127.0.0.1)\n"
-     "  --port N           TCP port (8583; 0 = any free port)\n"
-     "  --port-file FILE   write the bound port to FILE\n"
-     "  --max-msg N        largest message accepted (8192)\n"
-     "  --idle-ms N        cut idle connections (60000)\n"
-     "  --frame-ms N       cut connections whose frame takes longer (5000)\n"
-     "  --max-conns N      connection limit (4096)\n"
-     "  --sync MODE        normal (survives a process kill) or full (power loss)\n"
-     "  --commit-timeout-ms N  PostgreSQL: answer 96 when not stored in N ms (2000)\n"
-     "  --db PATH          the store\n" POLICY_USAGE},
+     "--json prints {\"hex\", \"length\"}.", encode_opts, "JSON_FILE|-"},
+    {"check", cmd_pos_check, "replay a file of messages through the policy (batch)", NULL,
+     check_opts, "FILE"},
+    {"serve", cmd_pos_serve, "serve terminal traffic over TCP (0100/0200/0800)", NULL, serve_opts,
+     NULL},
     {"send", cmd_pos_send, "send JSON messages to a server and print the answers",
-     "[options] FILE\n" CODEC_USAGE "  --host ADDR --port N --timeout-ms N\n"
-     "  FILE               one JSON message per line ('-' for stdin)\n"},
+     "FILE  one JSON message per line ('-' for stdin)", send_opts, "FILE"},
     {"load", cmd_pos_load, "load generator: connections, throughput, latency",
-     "[options] FILE\n" CODEC_USAGE "  --host ADDR --port N\n"
-     "  --conns N          connections, one request in flight on each (64)\n"
-     "  --duration-ms N    how long to send (3000)\n"
-     "  --log FILE         write tid|stan|rc|decision for every answer\n"
-     "  --stan-base N      first STAN (0)\n"
-     "  --json             print JSON\n"
-     "  FILE               JSON message templates, one per line\n"},
-    {"alerts", cmd_pos_alerts, "list relocation alerts",
-     "[--state open|acknowledged|closed] [--limit N] [--db PATH] "
-     "[--json]\n"},
-    {"ack", cmd_pos_ack, "acknowledge an open alert", "ID [--note TEXT] [--db PATH] [--json]\n"},
-    {"retention", cmd_pos_retention, "remove transactions older than N days",
-     "--keep-days N [--db PATH] [--json]\n"
-     "  --keep-days N      days to keep (UTC); on PostgreSQL older day partitions are dropped\n"},
-    {"close", cmd_pos_close, "close an alert", "ID [--note TEXT] [--db PATH] [--json]\n"},
+     "FILE  JSON message templates, one per line", load_opts, "FILE"},
+    {"alerts", cmd_pos_alerts, "list relocation alerts", NULL, alerts_opts, NULL},
+    {"retention", cmd_pos_retention,
+     "remove transactions older than N days (whole day partitions on PostgreSQL)", NULL,
+     retention_opts, NULL},
+    {"ack", cmd_pos_ack, "acknowledge an open alert", NULL, note_opts, "ID"},
+    {"close", cmd_pos_close, "close an alert", NULL, note_opts, "ID"},
     {"demo", cmd_pos_demo, "import sample data, serve, drive five terminals, print decisions",
-     "[--keep | --db PATH]\n"
-     "  --keep             use a fresh pos-demo.db in the data directory and keep it\n"
-     "  --db PATH          store to use (default: a temporary directory, removed)\n"},
-    {NULL, NULL, NULL, NULL},
+     "Without --keep or --db the store is a temporary directory, removed.", demo_opts, NULL},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
 };

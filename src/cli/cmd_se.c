@@ -575,14 +575,16 @@ const struct pg_cmd pg_cli_se[] = {
      "  --serial N       IC serial number in the CPLC (default 0x50470001)\n"
      "  --atr HEX        answer to reset, checked (default: T=0/T=1 ATR, historical\n"
      "                   bytes of category 80 with \"payguard\" as issuer's data)\n"
-     "  --once           stop after the first host (or vpcd session) ends\n"},
+     "  --once           stop after the first host (or vpcd session) ends\n",
+     NULL, NULL},
     {"transmit", cmd_se_transmit, "send APDUs over a host link and print the exchange",
      "--link TYPE --addr ADDR [--json] APDU...\n"
      "  --link TYPE   host-role driver (t0, t1, swp, spi, i2c, ccid, pcsc)\n"
      "  --addr ADDR   unix:PATH or tcp:HOST:PORT; for pcsc a reader name or index\n"
      "  --json        print the ATR and each exchange as JSON\n"
-     "  APDU          command APDU in hex (spaces allowed inside one argument)\n"},
-    {"links", cmd_se_links, "list the link drivers and their roles", "[--json]\n"},
+     "  APDU          command APDU in hex (spaces allowed inside one argument)\n",
+     NULL, NULL},
+    {"links", cmd_se_links, "list the link drivers and their roles", "[--json]\n", NULL, NULL},
     {"converter", cmd_se_converter, "run the protocol converter over a management script",
      "--iface NAME=LINK:ADDR --iface ... [--script FILE] "
      "[--keep-going]\n"
@@ -591,11 +593,13 @@ const struct pg_cmd pg_cli_se[] = {
      "  --script FILE           management commands (default stdin), one per line:\n"
      "                          open A B | close CH | send CH A|B HEX | detach NAME |\n"
      "                          probe | list\n"
-     "  --keep-going            do not stop at the first failed command\n"},
+     "  --keep-going            do not stop at the first failed command\n",
+     NULL, NULL},
     {"demo", cmd_se_demo, "simulated SEs of every link type talking through the converter",
      "[--pcsc auto|yes|no] [--vpcd ADDR] [--reader NAME]\n"
      "  --pcsc     include PC/SC via pcscd + vpcd: when present (auto), required, never\n"
      "  --vpcd     vpcd address (default tcp:127.0.0.1:35963)\n"
-     "  --reader   PC/SC reader of that vpcd slot (default \"Virtual PCD 00 00\")\n"},
-    {NULL, NULL, NULL, NULL},
+     "  --reader   PC/SC reader of that vpcd slot (default \"Virtual PCD 00 00\")\n",
+     NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
 };

@@ -476,7 +476,8 @@ const struct pg_cmd pg_cli_seos[] = {
      "  --keys        key store: 'master KVN HEX' and/or 'se ID KVN ENC MAC DEK' lines\n"
      "  --pcsc        follow PC/SC reader events (SCardGetStatusChange) through pcscd\n"
      "  --db          SQLite store (default: the data directory's payguard.db)\n"
-     "  --device-key  the cache MAC key file (default: data directory, mode 0600)\n"},
+     "  --device-key  the cache MAC key file (default: data directory, mode 0600)\n",
+     NULL, NULL},
     {"sim", cmd_seos_sim, "serve a test SE (SCP03 ISD, GET STATUS, ARA-M) on a link's card role",
      "payguard seos sim --link LINK (--listen ADDR | --connect ADDR) --master HEX\n"
      "                  [--serial N] [--version N] [--rules HEX|@FILE]\n"
@@ -484,20 +485,22 @@ const struct pg_cmd pg_cli_seos[] = {
      "  --master   master key; the SE's SCP03 keys are it diversified by the SE identity\n"
      "  --serial   IC serial number (part of the SE identity)\n"
      "  --version  configuration version reported by GET DATA DF50\n"
-     "  --rules    ARA-M GET DATA [All] data (FF40...), hex or @file; default: allow all\n"},
+     "  --rules    ARA-M GET DATA [All] data (FF40...), hex or @file; default: allow all\n",
+     NULL, NULL},
     {"list", cmd_seos_list, "show the SE list kept in the store",
-     "payguard seos list [--db PATH] [--device-key PATH] [--json]\n"},
+     "payguard seos list [--db PATH] [--device-key PATH] [--json]\n", NULL, NULL},
     {"readers", cmd_seos_readers, "list the daemon's readers (SEs) and their states",
-     "payguard seos readers [--socket PATH] [--app NAME] [--json]\n"},
+     "payguard seos readers [--socket PATH] [--app NAME] [--json]\n", NULL, NULL},
     {"whoami", cmd_seos_whoami, "show the identity (and hashes for ARA-M rules) the daemon sees",
-     "payguard seos whoami [--socket PATH] [--app NAME]\n"},
+     "payguard seos whoami [--socket PATH] [--app NAME]\n", NULL, NULL},
     {"transmit", cmd_seos_transmit, "open a session and channel, send APDUs, print responses",
      "--reader NAME [--aid HEX] [--basic] [--p2 HEX] [--socket PATH]\n"
      "                       [--app NAME] APDU...\n"
      "  --aid    application to select (default: the default application)\n"
      "  --basic  use the basic channel (default: a logical channel)\n"
-     "  --p2     SELECT P2 (hex, default 00)\n"},
+     "  --p2     SELECT P2 (hex, default 00)\n",
+     NULL, NULL},
     {"demo", cmd_seos_demo, "attach 3 simulated SEs, authenticate, cache miss then hit, a client",
-     "payguard seos demo\n"},
-    {NULL, NULL, NULL, NULL},
+     "payguard seos demo\n", NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
 };

@@ -7,179 +7,209 @@
 #include "payguard/serve.h"
 #include "payguard/store.h"
 
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-enum {
-	O_CONFIG = 999,
-	O_DATA = 1000,
-	O_LISTEN,
-	O_PORT,
-	O_PORT_FILE,
-	O_TOKEN_FILE,
-	O_DEMO,
-	O_LOAD_PERIOD,
-	O_NAME,
-	O_JOB,
-	O_LOAD_SOURCE,
-	O_ALLOW_HOST
+/* Every option of both serve verbs; each verb's table lists the ones it takes. */
+struct serveopt {
+	const char *config, *data, *listen, *port_file, *token_file, *load_source, *name;
+	struct pg_opt_strings allow_host;
+	int port, demo, load_period_ms, job;
 };
 
-static int
-parse_int(const char *s, int lo, int hi, int *out)
-{
-	char *end;
-	long v = strtol(s, &end, 10);
+#define S struct serveopt
+static const struct pg_opt run_opts[] = {
+    PG_STR(S, config, "config", "FILE",
+	   "JSON configuration file, re-read on SIGHUP (default DIR/serve.json if present)"),
+    PG_STR(S, data, "data", "DIR",
+	   "data directory (default $PAYGUARD_DATA_DIR, else ~/.local/share/payguard)"),
+    PG_STR(S, listen, "listen", "ADDR",
+	   "address to bind: localhost, an IPv4 or IPv6 address (default 127.0.0.1; one not "
+	   "loopback needs --token-file)"),
+    PG_INT(S, port, "port", "N", 0, 65535, "HTTP port (default 8470; 0 = any free port)"),
+    PG_STR(S, port_file, "port-file", "FILE", "write the bound port to FILE"),
+    PG_STR(S, token_file, "token-file", "FILE",
+	   "require 'Authorization: Bearer <token>' (token: first line of FILE); a browser logs "
+	   "in by opening /?token=TOKEN once (a session cookie)"),
+    PG_STRS(S, allow_host, "allow-host", "NAME",
+	    "also answer requests whose Host is NAME (any port), e.g. the name a reverse proxy "
+	    "forwards; loopback names always"),
+    PG_STR(S, load_source, "load-source", "SPEC",
+	   "live load collector polled every period (cgroup:DIR or libvirt:URI); without it "
+	   "--demo estimates a generated fleet"),
+    PG_FLAG(S, demo, "demo", "fill POS and load with live generated data"),
+    PG_INT(S, load_period_ms, "load-period-ms", "MS", 100, 3600000,
+	   "how often the load service estimates (default 5000)"),
+    {0}};
+static const struct pg_opt worker_opts[] = {
+    PG_STR(S, name, "name", "WORKER",
+	   "a name of the worker table (src/serve/workers.c; a wrong one lists them), or upgrade"),
+    PG_STR(S, data, "data", "DIR", "the data directory (required)"),
+    PG_FLAG(S, demo, "demo", "the demo's data"),
+    PG_INT(S, load_period_ms, "load-period-ms", "MS", 100, 3600000,
+	   "how often the load service estimates (default 5000)"),
+    PG_STR(S, load_source, "load-source", "SPEC", "the load worker's live collector"),
+    PG_INT(S, job, "job", "N", 1, INT_MAX, "with --name upgrade: the queued job to run"),
+    {0}};
+#undef S
 
-	if (!s[0] || *end || v < lo || v > hi)
-		return -1;
-	*out = (int)v;
+/* Which configuration keys the command line set: those win over the file.
+ * The numbers start at -1 (not given): no value the parser accepts. */
+static unsigned
+cli_keys(const struct serveopt *o)
+{
+	unsigned k = 0;
+
+	k |= o->listen ? PG_SERVE_KEY_LISTEN : 0;
+	k |= o->port >= 0 ? PG_SERVE_KEY_PORT : 0;
+	k |= o->load_period_ms >= 0 ? PG_SERVE_KEY_LOAD_PERIOD : 0;
+	k |= o->token_file ? PG_SERVE_KEY_TOKEN_FILE : 0;
+	k |= o->demo ? PG_SERVE_KEY_DEMO : 0;
+	k |= o->load_source ? PG_SERVE_KEY_LOAD_SOURCE : 0;
+	k |= o->allow_host.n ? PG_SERVE_KEY_ALLOWED_HOSTS : 0;
+	return k;
+}
+
+/* The command line's values into cfg (checked: exit 2 on a bad one). */
+static int
+apply_cli(const char *argv0, const struct serveopt *o, struct pg_serve_cfg *cfg)
+{
+	static char allow[PG_SERVE_MAX_ALLOW_HOSTS][PG_SERVE_HOST_NAME];
+
+	cfg->data_dir = o->data;
+	cfg->host = o->listen;
+	cfg->port = o->port >= 0 ? o->port : PG_SERVE_DEFAULT_PORT;
+	cfg->port_file = o->port_file;
+	cfg->demo = o->demo;
+	cfg->load_period_ms = o->load_period_ms >= 0 ? o->load_period_ms : 5000;
+	if (o->load_source && pg_serve_check_load_source(o->load_source) < 0)
+		return pg_cli_usage(argv0, "%s", pg_last_error());
+	cfg->load_source = o->load_source;
+	if (o->allow_host.n > PG_SERVE_MAX_ALLOW_HOSTS)
+		return pg_cli_usage(argv0, "at most %d --allow-host", PG_SERVE_MAX_ALLOW_HOSTS);
+	for (int i = 0; i < o->allow_host.n; i++) {
+		if (pg_serve_check_host_name(o->allow_host.v[i]) < 0)
+			return pg_cli_usage(argv0, "--allow-host: %s", pg_last_error());
+		memcpy(allow[i], o->allow_host.v[i], strlen(o->allow_host.v[i]) + 1);
+	}
+	cfg->nallow_hosts = o->allow_host.n;
+	if (o->allow_host.n)
+		cfg->allow_hosts = allow;
+	return 0;
+}
+
+/* The configuration file's keys the command line did not set. */
+static void
+merge_conf(struct pg_serve_cfg *cfg, const struct pg_serve_conf *conf)
+{
+	unsigned only_file = conf->keys & ~cfg->cli_keys;
+
+	if (only_file & PG_SERVE_KEY_LISTEN)
+		cfg->host = conf->listen;
+	if (only_file & PG_SERVE_KEY_PORT)
+		cfg->port = conf->port;
+	if (only_file & PG_SERVE_KEY_DEMO)
+		cfg->demo = conf->demo;
+	if (only_file & PG_SERVE_KEY_LOAD_PERIOD)
+		cfg->load_period_ms = conf->load_period_ms;
+	if (only_file & PG_SERVE_KEY_LOAD_SOURCE)
+		cfg->load_source = conf->load_source;
+	if (only_file & PG_SERVE_KEY_ALLOWED_HOSTS) {
+		cfg->allow_hosts = (const char(*)[PG_SERVE_HOST_NAME])conf->allowed_hosts;
+		cfg->nallow_hosts = conf->nallowed_hosts;
+	}
+	/* the image and upgrade workers inherit it (never from elsewhere) */
+	if (conf->keys & PG_SERVE_KEY_IMAGE_BACKING_DIRS)
+		setenv(PG_SERVE_BACKING_ENV, conf->image_backing_dirs, 1);
+	else
+		unsetenv(PG_SERVE_BACKING_ENV);
+}
+
+/* The configuration file: --config, else <data dir>/serve.json when it exists. */
+static int
+load_conf(const char *config, struct pg_serve_cfg *cfg, struct pg_serve_conf *conf, char *confpath,
+	  size_t size)
+{
+	char datadir[512];
+	int rc;
+
+	pg_serve_conf_default(conf);
+	if (!config) {
+		if (cfg->data_dir)
+			snprintf(datadir, sizeof(datadir), "%s", cfg->data_dir);
+		else if ((rc = pg_data_dir(datadir, sizeof(datadir))) < 0)
+			return pg_cli_fail(rc, "data directory");
+		snprintf(confpath, size, "%s/serve.json", datadir);
+		if (access(confpath, F_OK) == 0)
+			config = confpath;
+	}
+	if (!config)
+		return 0;
+	rc = pg_serve_conf_load(config, conf);
+	if (rc < 0)
+		return pg_cli_fail(rc, "configuration");
+	cfg->config_path = config;
+	if (conf->keys & PG_SERVE_KEY_LOG_LEVEL)
+		pg_log_set_level(conf->log_level);
+	return 0;
+}
+
+/* The bearer token: the first line of a file only we can read. */
+static int
+read_token(const char *argv0, const char *token_file, char *token, size_t size)
+{
+	uint8_t *data = NULL;
+	size_t len = 0;
+	int rc;
+
+	/* a token others can read is no secret: refused, as ssh refuses keys */
+	rc = pg_fs_check_private(token_file, 0);
+	if (rc == 0)
+		rc = pg_read_file(token_file, size - 1, &data, &len);
+	if (rc < 0)
+		return pg_cli_fail(rc, "token file '%s'", token_file);
+	while (len && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+		len--;
+	memcpy(token, data, len);
+	token[len] = 0;
+	pg_memzero(data, len);
+	free(data);
+	if (len < 16 || strlen(token) != len)
+		return pg_cli_usage(argv0, "the token must be 16..255 bytes, no NUL");
 	return 0;
 }
 
 static int
 cmd_serve_run(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"config", required_argument, NULL, O_CONFIG},
-	    {"data", required_argument, NULL, O_DATA},
-	    {"listen", required_argument, NULL, O_LISTEN},
-	    {"port", required_argument, NULL, O_PORT},
-	    {"port-file", required_argument, NULL, O_PORT_FILE},
-	    {"token-file", required_argument, NULL, O_TOKEN_FILE},
-	    {"demo", no_argument, NULL, O_DEMO},
-	    {"load-period-ms", required_argument, NULL, O_LOAD_PERIOD},
-	    {"load-source", required_argument, NULL, O_LOAD_SOURCE},
-	    {"allow-host", required_argument, NULL, O_ALLOW_HOST},
-	    {0},
-	};
-	static char allow[PG_SERVE_MAX_ALLOW_HOSTS][PG_SERVE_HOST_NAME];
-	struct pg_serve_cfg cfg = {.port = PG_SERVE_DEFAULT_PORT, .load_period_ms = 5000};
+	struct serveopt o = {.port = -1, .load_period_ms = -1};
+	struct pg_serve_cfg cfg = {0};
 	struct pg_serve_conf conf;
-	char exe[PATH_MAX], token[256], datadir[512], confpath[600];
-	const char *config = NULL, *token_file = NULL;
+	char exe[PATH_MAX], token[256], confpath[600];
+	const char *token_file;
 	ssize_t n;
-	int c, rc;
+	int first, rc;
 
 	token[0] = 0;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case O_CONFIG:
-			config = optarg;
-			break;
-		case O_DATA:
-			cfg.data_dir = optarg;
-			break;
-		case O_LISTEN:
-			cfg.host = optarg;
-			cfg.cli_keys |= PG_SERVE_KEY_LISTEN;
-			break;
-		case O_PORT:
-			if (parse_int(optarg, 0, 65535, &cfg.port) < 0)
-				return pg_cli_usage(argv[0], "--port takes 0..65535");
-			cfg.cli_keys |= PG_SERVE_KEY_PORT;
-			break;
-		case O_PORT_FILE:
-			cfg.port_file = optarg;
-			break;
-		case O_TOKEN_FILE:
-			token_file = optarg;
-			cfg.cli_keys |= PG_SERVE_KEY_TOKEN_FILE;
-			break;
-		case O_DEMO:
-			cfg.demo = 1;
-			cfg.cli_keys |= PG_SERVE_KEY_DEMO;
-			break;
-		case O_LOAD_PERIOD:
-			if (parse_int(optarg, 100, 3600000, &cfg.load_period_ms) < 0)
-				return pg_cli_usage(argv[0], "--load-period-ms takes 100..3600000");
-			cfg.cli_keys |= PG_SERVE_KEY_LOAD_PERIOD;
-			break;
-		case O_LOAD_SOURCE:
-			if (pg_serve_check_load_source(optarg) < 0)
-				return pg_cli_usage(argv[0], "%s", pg_last_error());
-			cfg.load_source = optarg;
-			cfg.cli_keys |= PG_SERVE_KEY_LOAD_SOURCE;
-			break;
-		case O_ALLOW_HOST:
-			if (cfg.nallow_hosts == PG_SERVE_MAX_ALLOW_HOSTS)
-				return pg_cli_usage(argv[0], "at most %d --allow-host",
-						    PG_SERVE_MAX_ALLOW_HOSTS);
-			if (pg_serve_check_host_name(optarg) < 0)
-				return pg_cli_usage(argv[0], "--allow-host: %s", pg_last_error());
-			memcpy(allow[cfg.nallow_hosts++], optarg, strlen(optarg) + 1);
-			cfg.allow_hosts = allow;
-			cfg.cli_keys |= PG_SERVE_KEY_ALLOWED_HOSTS;
-			break;
-		default:
-			return PG_EXIT_USAGE;
-		}
-	}
-	if (optind < argc)
-		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[optind]);
-	/* the configuration file: --config, else <data dir>/serve.json when it exists */
-	pg_serve_conf_default(&conf);
-	if (!config) {
-		if (cfg.data_dir)
-			snprintf(datadir, sizeof(datadir), "%s", cfg.data_dir);
-		else if ((rc = pg_data_dir(datadir, sizeof(datadir))) < 0)
-			return pg_cli_fail(rc, "data directory");
-		snprintf(confpath, sizeof(confpath), "%s/serve.json", datadir);
-		if (access(confpath, F_OK) == 0)
-			config = confpath;
-	}
-	if (config) {
-		rc = pg_serve_conf_load(config, &conf);
-		if (rc < 0)
-			return pg_cli_fail(rc, "configuration");
-		cfg.config_path = config;
-		if (conf.keys & PG_SERVE_KEY_LOG_LEVEL)
-			pg_log_set_level(conf.log_level);
-	}
-	if (!(cfg.cli_keys & PG_SERVE_KEY_LISTEN) && (conf.keys & PG_SERVE_KEY_LISTEN))
-		cfg.host = conf.listen;
-	if (!(cfg.cli_keys & PG_SERVE_KEY_PORT) && (conf.keys & PG_SERVE_KEY_PORT))
-		cfg.port = conf.port;
-	if (!(cfg.cli_keys & PG_SERVE_KEY_DEMO) && (conf.keys & PG_SERVE_KEY_DEMO))
-		cfg.demo = conf.demo;
-	if (!(cfg.cli_keys & PG_SERVE_KEY_LOAD_PERIOD) && (conf.keys & PG_SERVE_KEY_LOAD_PERIOD))
-		cfg.load_period_ms = conf.load_period_ms;
-	if (!(cfg.cli_keys & PG_SERVE_KEY_LOAD_SOURCE) && (conf.keys & PG_SERVE_KEY_LOAD_SOURCE))
-		cfg.load_source = conf.load_source;
-	if (!(cfg.cli_keys & PG_SERVE_KEY_ALLOWED_HOSTS) &&
-	    (conf.keys & PG_SERVE_KEY_ALLOWED_HOSTS)) {
-		cfg.allow_hosts = (const char(*)[PG_SERVE_HOST_NAME])conf.allowed_hosts;
-		cfg.nallow_hosts = conf.nallowed_hosts;
-	}
-	/* the image and upgrade workers inherit it (never from elsewhere) */
-	if (conf.keys & PG_SERVE_KEY_IMAGE_BACKING_DIRS)
-		setenv(PG_SERVE_BACKING_ENV, conf.image_backing_dirs, 1);
-	else
-		unsetenv(PG_SERVE_BACKING_ENV);
+	if ((rc = pg_cli_parse(argc, argv, run_opts, &o, &first)))
+		return rc;
+	if (first < argc)
+		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[first]);
+	if ((rc = apply_cli(argv[0], &o, &cfg)))
+		return rc;
+	cfg.cli_keys = cli_keys(&o);
+	if ((rc = load_conf(o.config, &cfg, &conf, confpath, sizeof(confpath))))
+		return rc;
+	merge_conf(&cfg, &conf);
+	token_file = o.token_file;
 	if (!token_file && (conf.keys & PG_SERVE_KEY_TOKEN_FILE))
 		token_file = conf.token_file;
 	if (token_file) {
-		uint8_t *data = NULL;
-		size_t len = 0;
-
-		/* a token others can read is no secret: refused, as ssh refuses keys */
-		rc = pg_fs_check_private(token_file, 0);
-		if (rc == 0)
-			rc = pg_read_file(token_file, sizeof(token) - 1, &data, &len);
-		if (rc < 0)
-			return pg_cli_fail(rc, "token file '%s'", token_file);
-		while (len && (data[len - 1] == '\n' || data[len - 1] == '\r'))
-			len--;
-		memcpy(token, data, len);
-		token[len] = 0;
-		pg_memzero(data, len);
-		free(data);
-		if (len < 16 || strlen(token) != len)
-			return pg_cli_usage(argv[0], "the token must be 16..255 bytes, no NUL");
+		if ((rc = read_token(argv[0], token_file, token, sizeof(token))))
+			return rc;
 		cfg.token = token;
 	}
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -196,52 +226,29 @@ cmd_serve_run(int argc, char **argv)
 static int
 cmd_serve_worker(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"name", required_argument, NULL, O_NAME},
-	    {"data", required_argument, NULL, O_DATA},
-	    {"demo", no_argument, NULL, O_DEMO},
-	    {"load-period-ms", required_argument, NULL, O_LOAD_PERIOD},
-	    {"job", required_argument, NULL, O_JOB},
-	    {"load-source", required_argument, NULL, O_LOAD_SOURCE},
-	    {0},
-	};
-	const char *name = NULL, *data = NULL, *load_source = NULL;
-	int c, rc, demo = 0, period = 5000, job = 0;
+	struct serveopt o = {.load_period_ms = 5000};
+	const char *name, *data;
+	int first, rc, job;
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case O_NAME:
-			name = optarg;
-			break;
-		case O_DATA:
-			data = optarg;
-			break;
-		case O_DEMO:
-			demo = 1;
-			break;
-		case O_LOAD_PERIOD:
-			if (parse_int(optarg, 100, 3600000, &period) < 0)
-				return pg_cli_usage(argv[0], "--load-period-ms takes 100..3600000");
-			break;
-		case O_JOB:
-			if (parse_int(optarg, 1, INT_MAX, &job) < 0)
-				return pg_cli_usage(argv[0], "--job takes a job number");
-			break;
-		case O_LOAD_SOURCE:
-			load_source = optarg;
-			break;
-		default:
-			return PG_EXIT_USAGE;
-		}
-	}
+	if ((rc = pg_cli_parse(argc, argv, worker_opts, &o, &first)))
+		return rc;
+	name = o.name;
+	data = o.data;
+	job = o.job;
 	if (!name || !data)
 		return pg_cli_usage(argv[0], "--name and --data are required");
+	if (strcmp(name, "upgrade") != 0 && !pg_serve_worker_find(name)) {
+		char names[256];
+
+		(void)pg_serve_worker_names(names, sizeof(names), ", ");
+		return pg_cli_usage(argv[0], "no worker '%s' (workers: %s; upgrade)", name, names);
+	}
 	if (strcmp(name, "upgrade") == 0) {
 		if (!job)
 			return pg_cli_usage(argv[0], "--name upgrade needs --job N");
 		rc = pg_serve_run_upgrade(data, job);
 	} else {
-		rc = pg_serve_worker(name, data, demo, period, load_source);
+		rc = pg_serve_worker(name, data, o.demo, o.load_period_ms, o.load_source);
 	}
 	if (rc < 0)
 		return pg_cli_fail(rc, "worker %s", name);
@@ -250,29 +257,10 @@ cmd_serve_worker(int argc, char **argv)
 
 const struct pg_cmd pg_cli_serve[] = {
     {"run", cmd_serve_run, "run the daemon: supervised services, HTTP API, metrics, dashboard",
-     "[--config FILE] [--data DIR] [--listen ADDR] [--port N] [--port-file FILE] [--token-file "
-     "FILE] [--allow-host NAME]... [--demo] "
-     "[--load-period-ms MS] [--load-source SPEC]\n\n"
-     "  --config FILE       JSON configuration file, re-read on SIGHUP (default "
-     "DIR/serve.json if present)\n"
-     "  --data DIR          data directory (default $PAYGUARD_DATA_DIR, else "
-     "~/.local/share/payguard)\n"
-     "  --listen ADDR       address to bind: localhost, an IPv4 or IPv6 address (default\n"
-     "                      127.0.0.1; one not loopback needs --token-file)\n"
-     "  --port N            HTTP port (default 8470; 0 = any free port)\n"
-     "  --port-file FILE    write the bound port to FILE\n"
-     "  --token-file FILE   require 'Authorization: Bearer <token>' (token: first line of FILE);\n"
-     "                      a browser logs in by opening /?token=TOKEN once (a session cookie)\n"
-     "  --allow-host NAME   also answer requests whose Host is NAME (any port), e.g. the\n"
-     "                      name a reverse proxy forwards; loopback names always (repeatable)\n"
-     "  --load-source SPEC  live load collector polled every period (cgroup:DIR or\n"
-     "                      libvirt:URI); without it --demo estimates a generated fleet\n"
-     "  --demo              fill POS and load with live generated data\n"
-     "  --load-period-ms MS how often the load service estimates (default 5000)\n"
      "Options on the command line win over the file. SIGTERM or SIGINT stops every service "
-     "cleanly; SIGHUP reloads the file."},
+     "cleanly;\nSIGHUP reloads the file.",
+     run_opts, NULL},
     {"worker", cmd_serve_worker, "internal: one supervised service (started by 'serve run')",
-     "--name pos|pos-traffic|load|nfcswitch|image|vse|seos --data DIR [--demo] "
-     "[--load-period-ms MS] [--load-source SPEC]\n       --name upgrade --job N --data DIR"},
-    {NULL, NULL, NULL, NULL},
+     "--name and --data are required; --name upgrade needs --job.", worker_opts, NULL},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
 };

@@ -772,7 +772,8 @@ const struct pg_cmd pg_cli_vse[] = {
     {"serve", cmd_vse_serve, "run the hypervisor (socket API in the data directory)",
      "[--data-dir DIR] [--announce DIR]\n\n"
      "  --announce DIR  announce each running socket-exposed VSE to an SE OS\n"
-     "                  (`payguard seos serve --watch DIR`) as DIR/NAME.se\n"},
+     "                  (`payguard seos serve --watch DIR`) as DIR/NAME.se\n",
+     NULL, NULL},
     {"create", cmd_vse_create, "create a VSE from a request (options or --request FILE.json)",
      "--name NAME [--arena SIZE] [--pmem SIZE] [--applet NAME]... (--master HEX | --keys "
      "ENC:MAC:DEK) [--kvn N] [--cin HEX] [--link t0|t1|swp|spi|i2c|ccid|vpcd] [--listen "
@@ -780,15 +781,16 @@ const struct pg_cmd pg_cli_vse[] = {
      "[--socket PATH] [--json]\n\n"
      "  --iu-rate N   unauthenticated SCP03 INITIALIZE UPDATEs allowed a second (default 1;\n"
      "                0: no limit); beyond it the card answers 6985, its counter untouched\n"
-     "  --iu-burst N  how many may come at once (default 10)\n"},
-    {"list", cmd_vse_list, "list VSEs", "[--socket PATH] [--json]"},
+     "  --iu-burst N  how many may come at once (default 10)\n",
+     NULL, NULL},
+    {"list", cmd_vse_list, "list VSEs", "[--socket PATH] [--json]", NULL, NULL},
     {"show", cmd_vse_show, "show one VSE (configuration without keys, state, memory)",
-     "NAME [--socket PATH] [--json]"},
-    {"start", cmd_vse_start, "start a stopped VSE", "NAME [--socket PATH] [--json]"},
+     "NAME [--socket PATH] [--json]", NULL, NULL},
+    {"start", cmd_vse_start, "start a stopped VSE", "NAME [--socket PATH] [--json]", NULL, NULL},
     {"stop", cmd_vse_stop, "stop a VSE (its persistent memory is kept)",
-     "NAME [--socket PATH] [--json]"},
+     "NAME [--socket PATH] [--json]", NULL, NULL},
     {"destroy", cmd_vse_destroy, "stop a VSE and delete it with its persistent memory",
-     "NAME [--socket PATH] [--json]"},
+     "NAME [--socket PATH] [--json]", NULL, NULL},
     {"apdu", cmd_vse_apdu, "send command APDUs to a VSE over its link (optionally in SCP03)",
      "NAME APDU-HEX... [--scp03 (--master HEX | --keys ENC:MAC:DEK) [--kvn N] [--level L]] "
      "[--socket PATH] [--json]\n\n"
@@ -797,8 +799,11 @@ const struct pg_cmd pg_cli_vse[] = {
      "  --keys E:M:D explicit AES keys\n"
      "  --kvn N      key version number (default 0x30)\n"
      "  --level L    security level, hex: 01 C-MAC (default), 03 C-MAC+C-DECRYPTION,\n"
-     "               11 C-MAC+R-MAC, 13, 33 all four\n"},
-    {"demo", cmd_vse_demo, "three VSEs on three links: create, SELECT, GET DATA, stop", ""},
-    {"run-one", cmd_vse_run_one, "(internal) one VSE process, exec'd by the hypervisor", ""},
-    {NULL, NULL, NULL, NULL},
+     "               11 C-MAC+R-MAC, 13, 33 all four\n",
+     NULL, NULL},
+    {"demo", cmd_vse_demo, "three VSEs on three links: create, SELECT, GET DATA, stop", "", NULL,
+     NULL},
+    {"run-one", cmd_vse_run_one, "(internal) one VSE process, exec'd by the hypervisor", "", NULL,
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
 };

@@ -150,74 +150,113 @@ wants_help(int argc, char **argv)
 	return 0;
 }
 
+/* The global options before the area; the index of the area, or -1 with
+ * *exit set (help, version, a usage error). */
+static int
+global_options(int argc, char **argv, int *exit_code)
+{
+	int i = 1;
+
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			print_main_help(stdout);
+			*exit_code = 0;
+			return -1;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("payguard %s\n", PAYGUARD_VERSION);
+			*exit_code = 0;
+			return -1;
+		} else if (strcmp(argv[i], "--log-level") == 0 && i + 1 < argc) {
+			int lv = pg_log_parse_level(argv[++i]);
+
+			if (lv < 0) {
+				*exit_code =
+				    pg_cli_usage("payguard", "unknown log level '%s'", argv[i]);
+				return -1;
+			}
+			pg_log_set_level(lv);
+		} else {
+			*exit_code = pg_cli_usage("payguard", "unknown option '%s'", argv[i]);
+			return -1;
+		}
+	}
+	if (i >= argc) {
+		print_main_help(stderr);
+		*exit_code = PG_EXIT_USAGE;
+		return -1;
+	}
+	return i;
+}
+
+static int
+is_help(const char *arg)
+{
+	return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
+
+static const struct pg_cmd *
+find_verb(const struct pg_area *area, const char *verb)
+{
+	for (const struct pg_cmd *c = area->cmds; c->verb; c++)
+		if (strcmp(c->verb, verb) == 0)
+			return c;
+	return NULL;
+}
+
+/* Runs a verb: argv[0] becomes "payguard AREA VERB"; --help never reaches it. */
+static int
+run_verb(const struct pg_area *area, const struct pg_cmd *cmd, int argc, char **argv)
+{
+	char argv0[128];
+
+	snprintf(argv0, sizeof(argv0), "payguard %s %s", area->name, cmd->verb);
+	argv[0] = argv0;
+	if (wants_help(argc, argv)) {
+		if (cmd->opts)
+			pg_cli_print_help(stdout, argv0, cmd);
+		else
+			printf("usage: %s %s\n", argv0, cmd->usage ? cmd->usage : "");
+		return 0;
+	}
+	return cmd->fn(argc, argv);
+}
+
 int
 main(int argc, char **argv)
 {
 	const struct pg_area *area = NULL;
-	const struct pg_cmd *cmd = NULL;
+	const struct pg_cmd *cmd;
 	const char *env = getenv("PAYGUARD_LOG");
-	char argv0[128];
-	int i = 1;
+	int i, ex = 0;
 
 	/* before any file is made: the data directory, the store and its -wal,
 	 * keys and sockets are this user's alone, whatever umask we inherit */
 	umask(077);
 	if (env && pg_log_parse_level(env) >= 0)
 		pg_log_set_level(pg_log_parse_level(env));
-	for (; i < argc && argv[i][0] == '-'; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			print_main_help(stdout);
-			return 0;
-		} else if (strcmp(argv[i], "--version") == 0) {
-			printf("payguard %s\n", PAYGUARD_VERSION);
-			return 0;
-		} else if (strcmp(argv[i], "--log-level") == 0 && i + 1 < argc) {
-			int lv = pg_log_parse_level(argv[++i]);
-
-			if (lv < 0)
-				return pg_cli_usage("payguard", "unknown log level '%s'", argv[i]);
-			pg_log_set_level(lv);
-		} else {
-			return pg_cli_usage("payguard", "unknown option '%s'", argv[i]);
-		}
-	}
-	if (i >= argc) {
-		print_main_help(stderr);
-		return PG_EXIT_USAGE;
-	}
+	i = global_options(argc, argv, &ex);
+	if (i < 0)
+		return ex;
 	for (size_t a = 0; a < sizeof(areas) / sizeof(areas[0]); a++)
 		if (strcmp(areas[a].name, argv[i]) == 0)
 			area = &areas[a];
 	if (!area)
 		return pg_cli_usage("payguard", "unknown area '%s'", argv[i]);
 	i++;
-	if (area->default_verb &&
-	    (i >= argc ||
-	     (argv[i][0] == '-' && strcmp(argv[i], "--help") != 0 && strcmp(argv[i], "-h") != 0))) {
-		/* the area's verb is implied: argv[i-1] (the area's name) becomes its slot */
-		for (cmd = area->cmds; cmd->verb; cmd++)
-			if (strcmp(cmd->verb, area->default_verb) == 0)
-				break;
-		i--;
-		goto run;
-	}
-	if (i >= argc || strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+	/* the area's verb is implied: argv[i-1] (the area's name) becomes its slot */
+	if (area->default_verb && (i >= argc || (argv[i][0] == '-' && !is_help(argv[i]))))
+		return run_verb(area, find_verb(area, area->default_verb), argc - i + 1,
+				argv + i - 1);
+	if (i >= argc || is_help(argv[i])) {
 		print_area_help(i >= argc ? stderr : stdout, area);
 		return i >= argc ? PG_EXIT_USAGE : 0;
 	}
-	for (cmd = area->cmds; cmd->verb; cmd++)
-		if (strcmp(cmd->verb, argv[i]) == 0)
-			break;
-	if (!cmd->verb) {
+	cmd = find_verb(area, argv[i]);
+	if (!cmd) {
+		char argv0[128];
+
 		snprintf(argv0, sizeof(argv0), "payguard %s", area->name);
 		return pg_cli_usage(argv0, "unknown verb '%s'", argv[i]);
 	}
-run:
-	snprintf(argv0, sizeof(argv0), "payguard %s %s", area->name, cmd->verb);
-	argv[i] = argv0;
-	if (wants_help(argc - i, argv + i)) {
-		printf("usage: %s %s\n", argv0, cmd->usage ? cmd->usage : "");
-		return 0;
-	}
-	return cmd->fn(argc - i, argv + i);
+	return run_verb(area, cmd, argc - i, argv + i);
 }

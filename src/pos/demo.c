@@ -130,20 +130,102 @@ build(const struct pg_iso_dialect *d, const struct scenario *sc, int n, struct p
 	return rc;
 }
 
+/* Imports the sample cells and merchants, printing what was imported. */
+static int
+demo_import(struct pg_store *st, const char *cpath, const char *mpath, FILE *out)
+{
+	struct pg_import_stats is;
+	int rc = pg_cells_import(st, cpath, &is);
+
+	if (rc < 0)
+		return rc;
+	fprintf(out, "cells: %llu rows, %llu imported, %llu bad (", (unsigned long long)is.rows,
+		(unsigned long long)is.imported, (unsigned long long)is.bad);
+	for (uint64_t i = 0; i < is.bad && i < 5; i++)
+		fprintf(out, "%sline %llu: %s", i ? "; " : "",
+			(unsigned long long)is.first_bad_line[i], is.first_bad_reason[i]);
+	fprintf(out, ")\n");
+	rc = pg_merchants_import(st, mpath, &is);
+	if (rc < 0)
+		return rc;
+	fprintf(out, "merchants: %llu terminals imported\n", (unsigned long long)is.imported);
+	return 0;
+}
+
+/* The terminals' side: an echo test, then each scenario twice. */
+static int
+demo_traffic(struct pg_pos_client *cl, const struct pg_iso_dialect *d, struct pg_iso_msg *req,
+	     struct pg_iso_msg *resp, FILE *out)
+{
+	int rc, n = 0;
+
+	/* network management first: 0800 echo test -> 0810 */
+	pg_iso_msg_init(req);
+	pg_iso_set_mti(req, "0800");
+	pg_iso_set_str(req, 7, "1125120000");
+	pg_iso_set_str(req, 11, "000001");
+	pg_iso_set_str(req, 70, "301");
+	rc = pg_pos_client_exchange(cl, req, resp, 5000);
+	if (rc < 0)
+		return rc;
+	fprintf(out, "echo test: 0800 -> %s, response code %.2s\n\n", resp->mti,
+		pg_iso_has(resp, 39) ? (const char *)resp->arena + resp->off[39] : "--");
+	fprintf(out, "%-9s %-22s %-4s %-4s %-3s %s\n", "terminal", "scenario", "txn", "resp", "rc",
+		"decision");
+	for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
+		for (int k = 0; k < 2; k++) {
+			char rcode[4] = "--", dec[32] = "";
+
+			rc = build(d, &scenarios[i], ++n + 1, req);
+			if (rc == 0)
+				rc = pg_pos_client_exchange(cl, req, resp, 5000);
+			if (rc < 0)
+				return rc;
+			pg_iso_get_str(d, resp, 39, rcode, sizeof(rcode));
+			pg_iso_get_str(d, resp, 44, dec, sizeof(dec));
+			fprintf(out, "%-9s %-22s %-4s %-4s %-3s %s\n", scenarios[i].tid,
+				k ? "" : scenarios[i].what, req->mti, resp->mti, rcode, dec);
+		}
+	}
+	return 0;
+}
+
+static void
+print_alerts(json_t *alerts, FILE *out)
+{
+	fprintf(out, "\nalerts stored:\n");
+	for (size_t i = 0; i < json_array_size(alerts); i++) {
+		json_t *a = json_array_get(alerts, i), *ev = json_object_get(a, "evidence");
+
+		fprintf(
+		    out,
+		    "  #%lld %s %s reason=%s transactions=%lld distance=%.0f m "
+		    "(estimate acc %.0f m, %s confidence)\n",
+		    (long long)json_integer_value(json_object_get(a, "id")),
+		    json_string_value(json_object_get(a, "terminal")),
+		    json_string_value(json_object_get(a, "state")),
+		    json_string_value(json_object_get(a, "reason")),
+		    (long long)json_integer_value(json_object_get(a, "transactions")),
+		    json_number_value(json_object_get(ev, "distance_m")),
+		    json_number_value(json_object_get(json_object_get(ev, "estimate"), "acc_m")),
+		    json_string_value(
+			json_object_get(json_object_get(ev, "estimate"), "confidence")));
+	}
+}
+
 int
 pg_pos_demo(const char *db, FILE *out)
 {
 	char dir[] = "/tmp/payguard-pos-demo-XXXXXX", path[512], cpath[512], mpath[512];
 	const struct pg_iso_dialect *d = pg_iso_dialect_builtin("binary");
 	struct pg_store st = {0};
-	struct pg_import_stats is;
 	struct pg_pos_policy pol;
 	struct srv s;
 	struct pg_pos_client cl = {.fd = -1};
 	struct pg_iso_msg *req = malloc(sizeof(*req)), *resp = malloc(sizeof(*resp));
 	volatile int stop = 0;
 	pthread_t th;
-	int rc, started = 0, n = 0;
+	int rc, started = 0;
 	uint64_t t0 = pg_mono_ms();
 	json_t *alerts = NULL;
 
@@ -163,19 +245,9 @@ pg_pos_demo(const char *db, FILE *out)
 	if (rc < 0)
 		goto out;
 	fprintf(out, "== POS relocation monitoring (seed 4) ==\nstore: %s\n", db ? db : path);
-	rc = pg_cells_import(&st, cpath, &is);
+	rc = demo_import(&st, cpath, mpath, out);
 	if (rc < 0)
 		goto out;
-	fprintf(out, "cells: %llu rows, %llu imported, %llu bad (", (unsigned long long)is.rows,
-		(unsigned long long)is.imported, (unsigned long long)is.bad);
-	for (uint64_t i = 0; i < is.bad && i < 5; i++)
-		fprintf(out, "%sline %llu: %s", i ? "; " : "",
-			(unsigned long long)is.first_bad_line[i], is.first_bad_reason[i]);
-	fprintf(out, ")\n");
-	rc = pg_merchants_import(&st, mpath, &is);
-	if (rc < 0)
-		goto out;
-	fprintf(out, "merchants: %llu terminals imported\n", (unsigned long long)is.imported);
 	pg_pos_policy_default(&pol);
 	pol.alert_n = 2;
 	pol.decline_moved = 1;
@@ -206,34 +278,9 @@ pg_pos_demo(const char *db, FILE *out)
 	rc = pg_pos_client_connect(&cl, "127.0.0.1", s.cfg.bound_port, d, &s.cfg.framing);
 	if (rc < 0)
 		goto out;
-	/* network management first: 0800 echo test -> 0810 */
-	pg_iso_msg_init(req);
-	pg_iso_set_mti(req, "0800");
-	pg_iso_set_str(req, 7, "1125120000");
-	pg_iso_set_str(req, 11, "000001");
-	pg_iso_set_str(req, 70, "301");
-	rc = pg_pos_client_exchange(&cl, req, resp, 5000);
+	rc = demo_traffic(&cl, d, req, resp, out);
 	if (rc < 0)
 		goto out;
-	fprintf(out, "echo test: 0800 -> %s, response code %.2s\n\n", resp->mti,
-		pg_iso_has(resp, 39) ? (const char *)resp->arena + resp->off[39] : "--");
-	fprintf(out, "%-9s %-22s %-4s %-4s %-3s %s\n", "terminal", "scenario", "txn", "resp", "rc",
-		"decision");
-	for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
-		for (int k = 0; k < 2; k++) {
-			char rcode[4] = "--", dec[32] = "";
-
-			rc = build(d, &scenarios[i], ++n + 1, req);
-			if (rc == 0)
-				rc = pg_pos_client_exchange(&cl, req, resp, 5000);
-			if (rc < 0)
-				goto out;
-			pg_iso_get_str(d, resp, 39, rcode, sizeof(rcode));
-			pg_iso_get_str(d, resp, 44, dec, sizeof(dec));
-			fprintf(out, "%-9s %-22s %-4s %-4s %-3s %s\n", scenarios[i].tid,
-				k ? "" : scenarios[i].what, req->mti, resp->mti, rcode, dec);
-		}
-	}
 	pg_pos_client_close(&cl);
 	stop = 1;
 	pthread_join(th, NULL);
@@ -243,24 +290,7 @@ pg_pos_demo(const char *db, FILE *out)
 		goto out;
 	}
 	alerts = pg_pos_alerts_list(&st, NULL, 100);
-	fprintf(out, "\nalerts stored:\n");
-	for (size_t i = 0; i < json_array_size(alerts); i++) {
-		json_t *a = json_array_get(alerts, i), *ev = json_object_get(a, "evidence");
-
-		fprintf(
-		    out,
-		    "  #%lld %s %s reason=%s transactions=%lld distance=%.0f m "
-		    "(estimate acc %.0f m, %s confidence)\n",
-		    (long long)json_integer_value(json_object_get(a, "id")),
-		    json_string_value(json_object_get(a, "terminal")),
-		    json_string_value(json_object_get(a, "state")),
-		    json_string_value(json_object_get(a, "reason")),
-		    (long long)json_integer_value(json_object_get(a, "transactions")),
-		    json_number_value(json_object_get(ev, "distance_m")),
-		    json_number_value(json_object_get(json_object_get(ev, "estimate"), "acc_m")),
-		    json_string_value(
-			json_object_get(json_object_get(ev, "estimate"), "confidence")));
-	}
+	print_alerts(alerts, out);
 	fprintf(out, "\ndone in %.1f s\n", (double)(pg_mono_ms() - t0) / 1000.0);
 out:
 	if (started) {

@@ -241,6 +241,149 @@ tokenize(char *line, char **tok, int max)
 	return n;
 }
 
+/* A "field NUM TYPE LENKIND MAX [pad=P] [NAME]" line into d. */
+static int
+parse_field_line(struct pg_iso_dialect *d, char **tok, int nt, int lineno)
+{
+	char *end;
+	long f, max;
+	struct pg_iso_fdef fd = {0};
+
+	if (nt < 5)
+		return pg_error(PG_EFORMAT, "fielddef",
+				"line %d: field NUM TYPE LENKIND MAX [pad=P] "
+				"[\"NAME\"]",
+				lineno);
+	f = strtol(tok[1], &end, 10);
+	if (*end || f < 2 || f > 128)
+		return pg_error(PG_EFORMAT, "fielddef", "line %d: field '%s' not 2..128", lineno,
+				tok[1]);
+	if (parse_type(tok[2], &fd.type) < 0)
+		return pg_error(PG_EFORMAT, "fielddef",
+				"line %d: type '%s' (n, a, an, ans, b, z, x+n, anp)", lineno,
+				tok[2]);
+	if (parse_lenkind(tok[3], &fd.lenkind) < 0)
+		return pg_error(PG_EFORMAT, "fielddef",
+				"line %d: length '%s' (fixed, llvar, lllvar)", lineno, tok[3]);
+	max = strtol(tok[4], &end, 10);
+	if (*end || max < 1 || max > (fd.lenkind == PG_ISO_LL ? 99 : 999))
+		return pg_error(PG_EFORMAT, "fielddef", "line %d: maximum '%s' out of range",
+				lineno, tok[4]);
+	fd.max = (uint16_t)max;
+	for (int t = 5; t < nt; t++) {
+		if (strncmp(tok[t], "pad=", 4) == 0) {
+			if (parse_pad(tok[t] + 4, &fd.pad) < 0)
+				return pg_error(PG_EFORMAT, "fielddef",
+						"line %d: pad '%s' (default, "
+						"left0, right0, rightF)",
+						lineno, tok[t] + 4);
+		} else if (t == nt - 1) {
+			snprintf(fd.name, sizeof(fd.name), "%s", tok[t]);
+		} else {
+			return pg_error(PG_EFORMAT, "fielddef", "line %d: '%s' before the name",
+					lineno, tok[t]);
+		}
+	}
+	d->f[f] = fd;
+	return 0;
+}
+
+/* A "KEYWORD VALUE" line (dialect, drop, version, base, mti, numeric,
+ * length, bitmap) into d; *based: a setting came before (base must be first). */
+static int
+parse_setting_line(struct pg_iso_dialect *d, char **tok, int nt, int lineno, int *based)
+{
+	if (nt != 2)
+		return pg_error(PG_EFORMAT, "fielddef", "line %d: '%s' takes one value", lineno,
+				tok[0]);
+	if (strcmp(tok[0], "dialect") == 0) {
+		snprintf(d->name, sizeof(d->name), "%s", tok[1]);
+		return 0; /* a name does not count as the first setting */
+	} else if (strcmp(tok[0], "drop") == 0) {
+		char *end;
+		long f = strtol(tok[1], &end, 10);
+
+		if (*end || f < 2 || f > 128)
+			return pg_error(PG_EFORMAT, "fielddef", "line %d: drop '%s' not 2..128",
+					lineno, tok[1]);
+		memset(&d->f[f], 0, sizeof(d->f[f]));
+		d->f[f].lenkind = PG_ISO_UNUSED;
+	} else if (strcmp(tok[0], "version") == 0) {
+		if (strcmp(tok[1], "any") == 0)
+			d->mti_version = 0;
+		else if (strlen(tok[1]) == 1 && tok[1][0] >= '0' && tok[1][0] <= '9')
+			d->mti_version = tok[1][0];
+		else
+			return pg_error(PG_EFORMAT, "fielddef",
+					"line %d: version is a digit or any", lineno);
+	} else if (strcmp(tok[0], "base") == 0) {
+		const struct pg_iso_dialect *b = pg_iso_dialect_builtin(tok[1]);
+		char name[32];
+
+		if (!b || *based)
+			return pg_error(PG_EFORMAT, "fielddef",
+					"line %d: base must be binary, ascii, iso93 or "
+					"iso93-binary, once, "
+					"first",
+					lineno);
+		memcpy(name, d->name, sizeof(name));
+		*d = *b;
+		memcpy(d->name, name, sizeof(name));
+	} else if (strcmp(tok[0], "mti") == 0 || strcmp(tok[0], "numeric") == 0 ||
+		   strcmp(tok[0], "length") == 0) {
+		uint8_t enc;
+
+		if (strcmp(tok[1], "bcd") == 0)
+			enc = PG_ISO_ENC_BCD;
+		else if (strcmp(tok[1], "ascii") == 0)
+			enc = PG_ISO_ENC_ASCII;
+		else
+			return pg_error(PG_EFORMAT, "fielddef", "line %d: '%s' is bcd or ascii",
+					lineno, tok[0]);
+		if (tok[0][0] == 'm')
+			d->mti_enc = enc;
+		else if (tok[0][0] == 'n')
+			d->num_enc = enc;
+		else
+			d->len_enc = enc;
+	} else if (strcmp(tok[0], "bitmap") == 0) {
+		if (strcmp(tok[1], "binary") == 0)
+			d->bitmap_enc = PG_ISO_BM_BINARY;
+		else if (strcmp(tok[1], "hex") == 0)
+			d->bitmap_enc = PG_ISO_BM_HEX;
+		else
+			return pg_error(PG_EFORMAT, "fielddef", "line %d: bitmap is binary or hex",
+					lineno);
+	} else {
+		return pg_error(PG_EFORMAT, "fielddef", "line %d: unknown keyword '%s'", lineno,
+				tok[0]);
+	}
+	*based = 1;
+	return 0;
+}
+
+/* The next line of text at *pos into line (no CR LF); 0, or PG_EFORMAT. */
+static int
+next_def_line(const char *text, size_t len, size_t *pos, char *line, size_t size, int lineno)
+{
+	size_t e = *pos, ll;
+
+	while (e < len && text[e] != '\n')
+		e++;
+	ll = e - *pos;
+	if (ll && text[*pos + ll - 1] == '\r')
+		ll--;
+	if (ll >= size)
+		return pg_error(PG_EFORMAT, "fielddef", "line %d: longer than %zu", lineno,
+				size - 1);
+	memcpy(line, text + *pos, ll);
+	line[ll] = 0;
+	*pos = e + 1;
+	if (memchr(line, 0, ll))
+		return pg_error(PG_EFORMAT, "fielddef", "line %d: NUL byte", lineno);
+	return 0;
+}
+
 int
 pg_iso_dialect_parse(struct pg_iso_dialect *d, const char *text, size_t len)
 {
@@ -253,24 +396,12 @@ pg_iso_dialect_parse(struct pg_iso_dialect *d, const char *text, size_t len)
 		d->f[i].lenkind = PG_ISO_UNUSED;
 	snprintf(d->name, sizeof(d->name), "custom");
 	while (pos < len) {
-		size_t e = pos, ll;
 		char *tok[7];
-		int nt;
+		int nt, rc;
 
-		while (e < len && text[e] != '\n')
-			e++;
-		ll = e - pos;
-		lineno++;
-		if (ll && text[pos + ll - 1] == '\r')
-			ll--;
-		if (ll >= sizeof(line))
-			return pg_error(PG_EFORMAT, "fielddef", "line %d: longer than %zu", lineno,
-					sizeof(line) - 1);
-		memcpy(line, text + pos, ll);
-		line[ll] = 0;
-		pos = e + 1;
-		if (memchr(line, 0, ll))
-			return pg_error(PG_EFORMAT, "fielddef", "line %d: NUL byte", lineno);
+		rc = next_def_line(text, len, &pos, line, sizeof(line), ++lineno);
+		if (rc < 0)
+			return rc;
 		nt = tokenize(line, tok, 7);
 		if (nt < 0)
 			return pg_error(PG_EFORMAT, "fielddef",
@@ -278,119 +409,13 @@ pg_iso_dialect_parse(struct pg_iso_dialect *d, const char *text, size_t len)
 		if (nt == 0)
 			continue;
 		if (strcmp(tok[0], "field") == 0) {
-			char *end;
-			long f, max;
-			struct pg_iso_fdef fd = {0};
-
-			if (nt < 5)
-				return pg_error(PG_EFORMAT, "fielddef",
-						"line %d: field NUM TYPE LENKIND MAX [pad=P] "
-						"[\"NAME\"]",
-						lineno);
-			f = strtol(tok[1], &end, 10);
-			if (*end || f < 2 || f > 128)
-				return pg_error(PG_EFORMAT, "fielddef",
-						"line %d: field '%s' not 2..128", lineno, tok[1]);
-			if (parse_type(tok[2], &fd.type) < 0)
-				return pg_error(
-				    PG_EFORMAT, "fielddef",
-				    "line %d: type '%s' (n, a, an, ans, b, z, x+n, anp)", lineno,
-				    tok[2]);
-			if (parse_lenkind(tok[3], &fd.lenkind) < 0)
-				return pg_error(PG_EFORMAT, "fielddef",
-						"line %d: length '%s' (fixed, llvar, lllvar)",
-						lineno, tok[3]);
-			max = strtol(tok[4], &end, 10);
-			if (*end || max < 1 || max > (fd.lenkind == PG_ISO_LL ? 99 : 999))
-				return pg_error(PG_EFORMAT, "fielddef",
-						"line %d: maximum '%s' out of range", lineno,
-						tok[4]);
-			fd.max = (uint16_t)max;
-			for (int t = 5; t < nt; t++) {
-				if (strncmp(tok[t], "pad=", 4) == 0) {
-					if (parse_pad(tok[t] + 4, &fd.pad) < 0)
-						return pg_error(PG_EFORMAT, "fielddef",
-								"line %d: pad '%s' (default, "
-								"left0, right0, rightF)",
-								lineno, tok[t] + 4);
-				} else if (t == nt - 1) {
-					snprintf(fd.name, sizeof(fd.name), "%s", tok[t]);
-				} else {
-					return pg_error(PG_EFORMAT, "fielddef",
-							"line %d: '%s' before the name", lineno,
-							tok[t]);
-				}
-			}
-			d->f[f] = fd;
+			rc = parse_field_line(d, tok, nt, lineno);
 			based = 1;
-			continue;
-		}
-		if (nt != 2)
-			return pg_error(PG_EFORMAT, "fielddef", "line %d: '%s' takes one value",
-					lineno, tok[0]);
-		if (strcmp(tok[0], "dialect") == 0) {
-			snprintf(d->name, sizeof(d->name), "%s", tok[1]);
-			continue;
-		} else if (strcmp(tok[0], "drop") == 0) {
-			char *end;
-			long f = strtol(tok[1], &end, 10);
-
-			if (*end || f < 2 || f > 128)
-				return pg_error(PG_EFORMAT, "fielddef",
-						"line %d: drop '%s' not 2..128", lineno, tok[1]);
-			memset(&d->f[f], 0, sizeof(d->f[f]));
-			d->f[f].lenkind = PG_ISO_UNUSED;
-		} else if (strcmp(tok[0], "version") == 0) {
-			if (strcmp(tok[1], "any") == 0)
-				d->mti_version = 0;
-			else if (strlen(tok[1]) == 1 && tok[1][0] >= '0' && tok[1][0] <= '9')
-				d->mti_version = tok[1][0];
-			else
-				return pg_error(PG_EFORMAT, "fielddef",
-						"line %d: version is a digit or any", lineno);
-		} else if (strcmp(tok[0], "base") == 0) {
-			const struct pg_iso_dialect *b = pg_iso_dialect_builtin(tok[1]);
-			char name[32];
-
-			if (!b || based)
-				return pg_error(PG_EFORMAT, "fielddef",
-						"line %d: base must be binary, ascii, iso93 or "
-						"iso93-binary, once, "
-						"first",
-						lineno);
-			memcpy(name, d->name, sizeof(name));
-			*d = *b;
-			memcpy(d->name, name, sizeof(name));
-		} else if (strcmp(tok[0], "mti") == 0 || strcmp(tok[0], "numeric") == 0 ||
-			   strcmp(tok[0], "length") == 0) {
-			uint8_t enc;
-
-			if (strcmp(tok[1], "bcd") == 0)
-				enc = PG_ISO_ENC_BCD;
-			else if (strcmp(tok[1], "ascii") == 0)
-				enc = PG_ISO_ENC_ASCII;
-			else
-				return pg_error(PG_EFORMAT, "fielddef",
-						"line %d: '%s' is bcd or ascii", lineno, tok[0]);
-			if (tok[0][0] == 'm')
-				d->mti_enc = enc;
-			else if (tok[0][0] == 'n')
-				d->num_enc = enc;
-			else
-				d->len_enc = enc;
-		} else if (strcmp(tok[0], "bitmap") == 0) {
-			if (strcmp(tok[1], "binary") == 0)
-				d->bitmap_enc = PG_ISO_BM_BINARY;
-			else if (strcmp(tok[1], "hex") == 0)
-				d->bitmap_enc = PG_ISO_BM_HEX;
-			else
-				return pg_error(PG_EFORMAT, "fielddef",
-						"line %d: bitmap is binary or hex", lineno);
 		} else {
-			return pg_error(PG_EFORMAT, "fielddef", "line %d: unknown keyword '%s'",
-					lineno, tok[0]);
+			rc = parse_setting_line(d, tok, nt, lineno, &based);
 		}
-		based = 1;
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }

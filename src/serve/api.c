@@ -110,6 +110,7 @@ struct reply {
 	char *text; /* malloc'd */
 	const char *ctype;
 	const char *allow; /* for 405: the methods the resource takes */
+	char allow_buf[32];
 };
 
 static void
@@ -148,8 +149,6 @@ reply_405(struct reply *r, const char *method, const char *url, const char *allo
 	reply_error(r, 405, "method %.32s not allowed on %.200s (allowed: %s)", method, url, allow);
 	r->allow = allow;
 }
-
-#define GET_ONLY "GET, HEAD"
 
 static int
 status_of(int rc)
@@ -649,54 +648,6 @@ token_ok(struct pg_serve_state *s, struct MHD_Connection *c)
 	return pg_serve_token_equal(s->token, h + 7);
 }
 
-/* Every route, for GET /api (docs/api.md has one section each). */
-static const char *const route_list[] = {
-    "GET /",
-    "GET /api",
-    "GET /api/health",
-    "GET /api/services",
-    "GET /api/pos/terminals",
-    "GET /api/pos/alerts",
-    "GET|POST /api/pos/alerts/{id}",
-    "GET /api/load/vms",
-    "GET /api/load/types",
-    "GET /api/load/history?vm=NAME",
-    "GET /api/se/links",
-    "GET /api/se/ses",
-    "GET /api/se/routes",
-    "GET /api/se/apdus?limit=N",
-    "GET /api/seos/ses",
-    "GET|POST /api/vses",
-    "POST /api/vses/{name}",
-    "GET /api/images",
-    "GET /api/images/findings",
-    "GET /api/images/jobs",
-    "GET /api/images/{id}",
-    "GET /api/images/{id}/packages",
-    "POST /api/images/{id}/upgrade",
-    "GET /metrics",
-};
-
-/* Parses "/api/pos/alerts/<id>"; 1 with *id on a match. */
-static int
-alert_path(const char *url, int64_t *id)
-{
-	const char *p = "/api/pos/alerts/";
-	char *end;
-	long long v;
-
-	if (strncmp(url, p, strlen(p)) != 0)
-		return 0;
-	url += strlen(p);
-	if (*url < '0' || *url > '9' || strlen(url) > 18)
-		return -1;
-	v = strtoll(url, &end, 10);
-	if (*end)
-		return -1;
-	*id = v;
-	return 1;
-}
-
 #define VSE_CALL_TIMEOUT_MS 5000
 static int vse_calls; /* hypervisor calls in flight */
 
@@ -765,373 +716,511 @@ insert_upgrade_req(struct pg_store *st, int64_t job, int64_t image_id, int fix, 
 	return src == SQLITE_DONE ? 0 : pg_store_fail(st, src, "upgrade request");
 }
 
-/* Parses "/api/images/<id>[/packages|/upgrade]": 1 with *id and *sub (0 none,
- * 1 packages, 2 upgrade) on a match, 0 when the URL is not of that form. */
-static int
-image_path(const char *url, int64_t *id, int *sub)
-{
-	const char *p = "/api/images/";
-	char *end;
-	long long v;
+/* ---- the routes: one table (docs/ARCHITECTURE.md, "Adding a route") ----
+ *
+ * A request is answered by the first row whose path pattern matches its URL
+ * and whose method is the request's (a GET row also answers HEAD). When the
+ * path matches rows but none takes the method, the answer is 405 with Allow
+ * made from those rows. GET /api lists the table. */
 
-	if (strncmp(url, p, strlen(p)) != 0)
-		return 0;
-	url += strlen(p);
-	if (*url < '1' || *url > '9')
-		return 0;
-	errno = 0;
-	v = strtoll(url, &end, 10);
-	if (errno || v <= 0)
-		return 0;
-	if (!*end)
-		*sub = 0;
-	else if (strcmp(end, "/packages") == 0)
-		*sub = 1;
-	else if (strcmp(end, "/upgrade") == 0)
-		*sub = 2;
-	else
-		return 0;
-	*id = v;
-	return 1;
+/* What a handler gets: the request, the parameters of its path, the reply. */
+struct call {
+	struct pg_serve_api *a;
+	struct pg_serve_state *s;
+	struct pg_store *st;
+	struct MHD_Connection *c;
+	const char *url;
+	struct req *rq;
+	struct reply *r;
+	int64_t id;	  /* {id} or {n} */
+	const char *name; /* {name}: the rest of the URL */
+};
+
+struct route {
+	const char *method; /* "GET" (answers HEAD too) or "POST" */
+	/* literal segments and parameters: {id} a decimal number from 1 with no
+	 * leading zero (an image), {n} one of at most 18 digits (an alert),
+	 * {name} the rest of the URL, {page} a page or file of the dashboard */
+	const char *path;
+	void (*fn)(struct call *x);
+	int body; /* takes a body: larger than PG_SERVE_MAX_BODY is 413 */
+};
+
+static void
+get_page(struct call *x)
+{
+	const unsigned char *data;
+	size_t len;
+
+	if (pg_serve_static(x->url, &x->r->ctype, &data, &len) != 0)
+		return reply_error(x->r, 500, "dashboard file vanished");
+	x->r->text = malloc(len + 1);
+	if (!x->r->text)
+		return reply_error(x->r, 500, "out of memory");
+	memcpy(x->r->text, data, len);
+	x->r->text[len] = '\0';
+	x->r->status = 200;
+}
+
+/* Replies 200 with v, or the error of rc. */
+static void
+reply_v(struct reply *r, int rc, json_t *v)
+{
+	if (rc < 0) {
+		json_decref(v);
+		return reply_rc(r, rc);
+	}
+	reply_json(r, 200, v);
+}
+
+static void get_api(struct call *x);
+
+static void
+get_health(struct call *x)
+{
+	struct pg_serve_state *s = x->s;
+	json_t *v;
+
+	pthread_mutex_lock(&s->mu);
+	v = json_pack("{s:s,s:I,s:s,s:i,s:i}", "status", "ok", "uptime_ms",
+		      (json_int_t)(pg_wall_ms() - s->started_ms), "data_dir", s->data_dir,
+		      "load_period_ms", s->load_period_ms, "reloads", (int)s->reloads);
+	pthread_mutex_unlock(&s->mu);
+	json_object_set_new(v, "http", http_json(x->a)); /* connection use, for the health page */
+	reply_json(x->r, 200, v);
 }
 
 static void
-image_route(struct pg_serve_state *s, struct pg_store *st, const char *url, const char *method,
-	    int64_t id, int sub, struct req *rq, struct reply *r)
+get_services(struct call *x)
 {
-	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-	char ref[24];
+	reply_json(x->r, 200, services_json(x->s));
+}
+
+static void
+get_terminals(struct call *x)
+{
+	json_t *v = NULL;
+	int rc = rows_json(x->st,
+			   "SELECT t.tid AS terminal, t.mid AS merchant, m.name, m.lat, m.lon,"
+			   " m.limit_m, coalesce(x.n, 0) AS transactions,"
+			   " coalesce(x.moved, 0) AS moved, x.last_ts,"
+			   " l.decision AS last_decision, l.est_lat, l.est_lon, l.acc_m"
+			   " FROM pos_terminals t JOIN pos_merchants m ON m.mid=t.mid"
+			   " LEFT JOIN (SELECT tid, count(*) AS n, sum(decision='moved') AS moved,"
+			   " max(ts) AS last_ts, max(id) AS last_id FROM pos_txn GROUP BY tid) x"
+			   " ON x.tid=t.tid"
+			   /* the newest transaction's fields, read once through its id */
+			   " LEFT JOIN pos_txn l ON l.id = x.last_id"
+			   " ORDER BY t.tid",
+			   &v);
+
+	reply_v(x->r, rc, v);
+}
+
+/* Reads query parameter `key` as 1..max into *out (def when absent); 0, or
+ * -1 after a 400 reply. */
+static int
+query_limit(struct call *x, const char *key, long def, long max, long *out)
+{
+	const char *q = MHD_lookup_connection_value(x->c, MHD_GET_ARGUMENT_KIND, key);
+	char *end;
+
+	*out = def;
+	if (!q)
+		return 0;
+	*out = strtol(q, &end, 10);
+	if (*end || *out < 1 || *out > max) {
+		reply_error(x->r, 400, "%s must be 1..%ld", key, max);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+get_alerts(struct call *x)
+{
+	const char *state = MHD_lookup_connection_value(x->c, MHD_GET_ARGUMENT_KIND, "state");
+	long limit;
+	json_t *v;
+
+	if (state && strcmp(state, "open") && strcmp(state, "acknowledged") &&
+	    strcmp(state, "closed"))
+		return reply_error(x->r, 400, "state must be open, acknowledged or closed");
+	if (query_limit(x, "limit", 100, 10000, &limit) < 0)
+		return;
+	v = pg_pos_alerts_list(x->st, state, (int)limit);
+	reply_v(x->r, v ? 0 : PG_ESTORE, v);
+}
+
+static void
+get_alert(struct call *x)
+{
+	json_t *v = find_alert(x->st, x->id);
+
+	if (!v)
+		return reply_error(x->r, 404, "no alert %lld", (long long)x->id);
+	reply_json(x->r, 200, v);
+}
+
+static void
+post_alert(struct call *x)
+{
+	struct pg_serve_alert_action act;
+	int rc = pg_serve_parse_alert_action(x->rq->body, x->rq->len, &act);
+
+	if (rc == 0)
+		rc = pg_pos_alert_set_state(x->st, x->id, act.state, act.note[0] ? act.note : NULL);
+	if (rc < 0)
+		return reply_rc(x->r, rc);
+	get_alert(x);
+}
+
+static void
+get_load_vms(struct call *x)
+{
+	json_t *v = NULL;
+	int rc = load_latest(x->st, "vms", &v);
+
+	reply_v(x->r, rc, v);
+}
+
+static void
+get_load_types(struct call *x)
+{
+	json_t *v = NULL;
+	int rc = load_latest(x->st, "types", &v);
+
+	reply_v(x->r, rc, v);
+}
+
+static void
+get_load_history(struct call *x)
+{
+	const char *q = MHD_lookup_connection_value(x->c, MHD_GET_ARGUMENT_KIND, "vm");
 	json_t *v = NULL;
 	int rc;
 
-	snprintf(ref, sizeof(ref), "%lld", (long long)id);
-	if (sub < 2 && !get)
-		return reply_405(r, method, url, GET_ONLY);
-	if (sub == 0) {
-		rc = pg_image_show(st, ref, &v);
-		return rc < 0 ? reply_rc(r, rc) : reply_json(r, 200, v);
-	}
-	if (sub == 1) {
-		rc = pg_image_packages(st, ref, &v);
-		return rc < 0 ? reply_rc(r, rc) : reply_json(r, 200, v);
-	}
-	if (strcmp(method, "POST") != 0)
-		return reply_405(r, method, url, "POST");
-	if (rq->too_big)
-		return reply_error(r, 413, "request body larger than %d bytes", PG_SERVE_MAX_BODY);
-	{
-		struct pg_serve_upgrade_req u;
-		int64_t job = 0;
-		json_t *debs;
-		char *dtext;
+	if (!q || !q[0] || strlen(q) > 127)
+		return reply_error(x->r, 400, "query parameter vm (1..127 bytes) is required");
+	rc = load_history(x->st, q, &v);
+	reply_v(x->r, rc, v);
+}
 
-		rc = pg_serve_parse_upgrade(rq->body, rq->len, &u);
-		if (rc < 0)
-			return reply_rc(r, rc);
-		/* the image must exist; the job row is made before the worker starts */
-		rc = pg_image_job_queue(st, ref, &job);
-		if (rc < 0)
-			return reply_rc(r, rc);
-		debs = json_array();
-		for (size_t i = 0; i < u.ndebs; i++)
-			json_array_append_new(debs, json_string(u.debs[i]));
-		dtext = pg_json_dumps(debs, JSON_COMPACT);
-		json_decref(debs);
-		rc = dtext ? insert_upgrade_req(st, job, id, u.fix, dtext) : PG_ENOMEM;
-		free(dtext);
-		if (rc == 0)
-			rc = pg_serve_start_upgrade(s, job);
+static void
+get_se_links(struct call *x)
+{
+	reply_json(x->r, 200, links_json());
+}
+
+/* The NFC switch's latest snapshot's member `key` ("ses" or "routes"). */
+static void
+nfcsw_part(struct call *x, const char *key)
+{
+	json_t *snap = NULL, *v = NULL;
+	int rc = nfcsw_latest(x->st, &snap);
+
+	if (rc == 0)
+		v = json_pack("{s:I,s:s,s:O}", "at_ms",
+			      json_integer_value(json_object_get(snap, "at_ms")), "policy",
+			      json_string_value(json_object_get(snap, "policy")) ?: "", key,
+			      json_object_get(snap, key));
+	json_decref(snap);
+	reply_v(x->r, rc, v);
+}
+
+static void
+get_se_ses(struct call *x)
+{
+	nfcsw_part(x, "ses");
+}
+
+static void
+get_se_routes(struct call *x)
+{
+	nfcsw_part(x, "routes");
+}
+
+static void
+get_se_apdus(struct call *x)
+{
+	json_t *v = NULL;
+	char sql[200];
+	long limit;
+	int rc;
+
+	if (query_limit(x, "limit", 50, 500, &limit) < 0)
+		return;
+	snprintf(sql, sizeof(sql),
+		 "SELECT id, at_ms, source, se, link, capdu, rapdu, sw, us FROM "
+		 "serve_apdu ORDER BY id DESC LIMIT %ld",
+		 limit);
+	rc = rows_json(x->st, sql, &v);
+	if (rc == 0)
+		v = json_pack("{s:o}", "apdus", v);
+	reply_v(x->r, rc, v);
+}
+
+static void
+get_seos_ses(struct call *x)
+{
+	json_t *v = NULL;
+	int rc = snapshot_latest(x->st, "serve_seos", "seos", &v);
+
+	reply_v(x->r, rc, v);
+}
+
+static void
+get_vses(struct call *x)
+{
+	vse_call(x->s, json_pack("{s:s}", "op", "list"), 200, x->r);
+}
+
+static void
+post_vses(struct call *x)
+{
+	json_error_t jerr;
+	json_t *b = json_loadb(x->rq->body, x->rq->len, JSON_REJECT_DUPLICATES, &jerr);
+	int rc;
+
+	if (!b)
+		return reply_error(x->r, 400, "malformed JSON at line %d column %d: %s", jerr.line,
+				   jerr.column, jerr.text);
+	if (!json_is_object(b)) {
+		json_decref(b);
+		return reply_error(x->r, 400, "body must be a JSON object (a VSE request)");
+	}
+	if (!json_object_get(b, "keys")) {
+		/* no keys given: the data directory's SE master key, diversified
+		 * by the VSE's CIN, so the SE OS worker can authenticate it */
+		uint8_t mk[16];
+		char mh[33];
+
+		rc = pg_serve_master_key(x->s->data_dir, mk);
 		if (rc < 0) {
-			const char *d = pg_last_error();
-			char msg[512];
-
-			snprintf(msg, sizeof(msg), "%s", d[0] ? d : pg_strerror(rc));
-			/* the queued job will never run: say so in it, now rather than
-			 * when the image store calls it interrupted after 60 s */
-			(void)pg_image_job_abandon(st, job, msg);
-			pg_error(rc, "serve", "%s", msg);
-			return reply_rc(r, rc);
+			json_decref(b);
+			return reply_rc(x->r, rc);
 		}
-		return reply_json(r, 202,
-				  json_pack("{s:I,s:I,s:s,s:b,s:i}", "job", (json_int_t)job,
-					    "image_id", (json_int_t)id, "state", "queued", "fix",
-					    u.fix, "packages", (int)u.ndebs));
+		pg_hex_encode_upper(mh, mk, 16, 0);
+		json_object_set_new(b, "keys", json_pack("{s:s,s:i}", "master", mh, "kvn", 0x30));
+		pg_memzero(mk, sizeof(mk));
+		pg_memzero(mh, sizeof(mh));
 	}
+	vse_call(x->s, json_pack("{s:s,s:o}", "op", "create", "vse", b), 201, x->r);
+}
+
+static void
+post_vse_action(struct call *x)
+{
+	char action[16];
+	int rc = pg_serve_parse_vse_action(x->rq->body, x->rq->len, action);
+
+	if (rc < 0)
+		return reply_rc(x->r, rc);
+	vse_call(x->s, json_pack("{s:s,s:s}", "op", action, "name", x->name), 200, x->r);
+}
+
+static void
+get_images(struct call *x)
+{
+	json_t *v = NULL;
+	int rc = pg_image_list(x->st, &v);
+
+	reply_v(x->r, rc, v);
+}
+
+static void
+get_findings(struct call *x)
+{
+	json_t *v = NULL;
+	int rc = pg_image_findings(x->st, NULL, &v);
+
+	reply_v(x->r, rc, v);
+}
+
+static void
+get_jobs(struct call *x)
+{
+	json_t *v = NULL;
+	int rc = pg_image_jobs(x->st, &v);
+
+	reply_v(x->r, rc, v);
+}
+
+static void
+get_image(struct call *x)
+{
+	json_t *v = NULL;
+	char ref[24];
+	int rc;
+
+	snprintf(ref, sizeof(ref), "%lld", (long long)x->id);
+	rc = pg_image_show(x->st, ref, &v);
+	reply_v(x->r, rc, v);
+}
+
+static void
+get_image_packages(struct call *x)
+{
+	json_t *v = NULL;
+	char ref[24];
+	int rc;
+
+	snprintf(ref, sizeof(ref), "%lld", (long long)x->id);
+	rc = pg_image_packages(x->st, ref, &v);
+	reply_v(x->r, rc, v);
+}
+
+/* Queues the upgrade request of job `job` and starts its worker. */
+static int
+queue_upgrade(struct call *x, int64_t job, const struct pg_serve_upgrade_req *u)
+{
+	json_t *debs = json_array();
+	char *dtext;
+	int rc;
+
+	for (size_t i = 0; i < u->ndebs; i++)
+		json_array_append_new(debs, json_string(u->debs[i]));
+	dtext = pg_json_dumps(debs, JSON_COMPACT);
+	json_decref(debs);
+	rc = dtext ? insert_upgrade_req(x->st, job, x->id, u->fix, dtext) : PG_ENOMEM;
+	free(dtext);
+	if (rc == 0)
+		rc = pg_serve_start_upgrade(x->s, job);
+	return rc;
+}
+
+static void
+post_image_upgrade(struct call *x)
+{
+	struct pg_serve_upgrade_req u;
+	int64_t job = 0;
+	char ref[24];
+	int rc;
+
+	snprintf(ref, sizeof(ref), "%lld", (long long)x->id);
+	rc = pg_serve_parse_upgrade(x->rq->body, x->rq->len, &u);
+	if (rc < 0)
+		return reply_rc(x->r, rc);
+	/* the image must exist; the job row is made before the worker starts */
+	rc = pg_image_job_queue(x->st, ref, &job);
+	if (rc < 0)
+		return reply_rc(x->r, rc);
+	rc = queue_upgrade(x, job, &u);
+	if (rc < 0) {
+		const char *d = pg_last_error();
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "%s", d[0] ? d : pg_strerror(rc));
+		/* the queued job will never run: say so in it, now rather than
+		 * when the image store calls it interrupted after 60 s */
+		(void)pg_image_job_abandon(x->st, job, msg);
+		pg_error(rc, "serve", "%s", msg);
+		return reply_rc(x->r, rc);
+	}
+	reply_json(x->r, 202,
+		   json_pack("{s:I,s:I,s:s,s:b,s:i}", "job", (json_int_t)job, "image_id",
+			     (json_int_t)x->id, "state", "queued", "fix", u.fix, "packages",
+			     (int)u.ndebs));
+}
+
+static void
+get_metrics(struct call *x)
+{
+	metrics(x->a, x->st, x->r);
+}
+
+/* Every route; docs/api.md has a section for each. Rows with the same path
+ * are one resource: together they make its 405 Allow. */
+static const struct route routes[] = {
+    {"GET", "/{page}", get_page, 0},
+    {"GET", "/api", get_api, 0},
+    {"GET", "/api/health", get_health, 0},
+    {"GET", "/api/services", get_services, 0},
+    {"GET", "/api/pos/terminals", get_terminals, 0},
+    {"GET", "/api/pos/alerts", get_alerts, 0},
+    {"GET", "/api/pos/alerts/{n}", get_alert, 0},
+    {"POST", "/api/pos/alerts/{n}", post_alert, 1},
+    {"GET", "/api/load/vms", get_load_vms, 0},
+    {"GET", "/api/load/types", get_load_types, 0},
+    {"GET", "/api/load/history", get_load_history, 0},
+    {"GET", "/api/se/links", get_se_links, 0},
+    {"GET", "/api/se/ses", get_se_ses, 0},
+    {"GET", "/api/se/routes", get_se_routes, 0},
+    {"GET", "/api/se/apdus", get_se_apdus, 0},
+    {"GET", "/api/seos/ses", get_seos_ses, 0},
+    {"GET", "/api/vses", get_vses, 0},
+    {"POST", "/api/vses", post_vses, 1},
+    {"POST", "/api/vses/{name}", post_vse_action, 1},
+    {"GET", "/api/images", get_images, 0},
+    {"GET", "/api/images/findings", get_findings, 0},
+    {"GET", "/api/images/jobs", get_jobs, 0},
+    {"GET", "/api/images/{id}", get_image, 0},
+    {"GET", "/api/images/{id}/packages", get_image_packages, 0},
+    {"POST", "/api/images/{id}/upgrade", post_image_upgrade, 1},
+    {"GET", "/metrics", get_metrics, 0},
+};
+
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+static void
+get_api(struct call *x)
+{
+	json_t *v = json_array();
+
+	for (size_t i = 0; i < NROUTES; i++)
+		json_array_append_new(v, json_pack("{s:s,s:s,s:b}", "method", routes[i].method,
+						   "path", routes[i].path, "changes_state",
+						   strcmp(routes[i].method, "GET") != 0));
+	reply_json(x->r, 200, json_pack("{s:o}", "routes", v));
+}
+
+static int
+method_is(const struct route *rt, const char *method)
+{
+	return strcmp(rt->method, method) == 0 ||
+	       (strcmp(rt->method, "GET") == 0 && strcmp(method, "HEAD") == 0);
+}
+
+/* Appends a row's methods to an Allow value ("GET, HEAD, POST"). */
+static void
+allow_add(char *allow, size_t size, const struct route *rt)
+{
+	const char *m = strcmp(rt->method, "GET") == 0 ? "GET, HEAD" : rt->method;
+	size_t n = strlen(allow);
+
+	snprintf(allow + n, size - n, "%s%s", n ? ", " : "", m);
 }
 
 static void
 route(struct pg_serve_api *a, struct pg_store *st, struct MHD_Connection *c, const char *url,
       const char *method, struct req *rq, struct reply *r)
 {
-	struct pg_serve_state *s = a->s;
-	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-	int post = strcmp(method, "POST") == 0;
-	json_t *v = NULL;
-	int64_t id;
-	int ap, rc, sub;
+	struct call x = {.a = a, .s = a->s, .st = st, .c = c, .url = url, .rq = rq, .r = r};
+	int bad = 0;
 
 	pg_clear_error();
-	{ /* the dashboard's pages and files (dashboard.c, src/serve/www) */
-		const unsigned char *data;
-		size_t len;
+	r->allow_buf[0] = '\0';
+	for (size_t i = 0; i < NROUTES; i++) {
+		int m = pg_serve_path_match(routes[i].path, url, &x.id, &x.name);
 
-		if (pg_serve_static(url, &r->ctype, &data, &len) == 0) {
-			if (!get)
-				return reply_405(r, method, url, GET_ONLY);
-			r->text = malloc(len + 1);
-			if (!r->text)
-				return reply_error(r, 500, "out of memory");
-			memcpy(r->text, data, len);
-			r->text[len] = '\0';
-			r->status = 200;
-			return;
-		}
-	}
-	if (strcmp(url, "/metrics") == 0) {
-		if (!get)
-			return reply_405(r, method, url, GET_ONLY);
-		return metrics(a, st, r);
-	}
-	if (strcmp(url, "/api/vses") == 0) {
-		if (get)
-			return vse_call(s, json_pack("{s:s}", "op", "list"), 200, r);
-		if (!post)
-			return reply_405(r, method, url, "GET, HEAD, POST");
-		if (rq->too_big)
-			return reply_error(r, 413, "request body larger than %d bytes",
-					   PG_SERVE_MAX_BODY);
-		{
-			json_error_t jerr;
-			json_t *b = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &jerr);
-
-			if (!b)
-				return reply_error(r, 400,
-						   "malformed JSON at line %d column %d: %s",
-						   jerr.line, jerr.column, jerr.text);
-			if (!json_is_object(b)) {
-				json_decref(b);
-				return reply_error(r, 400,
-						   "body must be a JSON object (a VSE request)");
-			}
-			if (!json_object_get(b, "keys")) {
-				/* no keys given: the data directory's SE master key, diversified
-				 * by the VSE's CIN, so the SE OS worker can authenticate it */
-				uint8_t mk[16];
-				char mh[33];
-
-				rc = pg_serve_master_key(s->data_dir, mk);
-				if (rc < 0) {
-					json_decref(b);
-					return reply_rc(r, rc);
-				}
-				pg_hex_encode_upper(mh, mk, 16, 0);
-				json_object_set_new(
-				    b, "keys", json_pack("{s:s,s:i}", "master", mh, "kvn", 0x30));
-				pg_memzero(mk, sizeof(mk));
-				pg_memzero(mh, sizeof(mh));
-			}
-			return vse_call(s, json_pack("{s:s,s:o}", "op", "create", "vse", b), 201,
-					r);
-		}
-	}
-	if (strncmp(url, "/api/vses/", 10) == 0) {
-		char action[16];
-
-		if (!post)
-			return reply_405(r, method, url, "POST");
-		if (rq->too_big)
-			return reply_error(r, 413, "request body larger than %d bytes",
-					   PG_SERVE_MAX_BODY);
-		rc = pg_serve_parse_vse_action(rq->body, rq->len, action);
-		if (rc < 0)
-			return reply_rc(r, rc);
-		return vse_call(s, json_pack("{s:s,s:s}", "op", action, "name", url + 10), 200, r);
-	}
-	ap = alert_path(url, &id);
-	if (ap < 0)
-		return reply_error(r, 404, "alert id must be a decimal number");
-	if (ap > 0) {
-		if (post) {
-			struct pg_serve_alert_action act;
-
-			if (rq->too_big)
-				return reply_error(r, 413, "request body larger than %d bytes",
-						   PG_SERVE_MAX_BODY);
-			rc = pg_serve_parse_alert_action(rq->body, rq->len, &act);
-			if (rc == 0)
-				rc = pg_pos_alert_set_state(st, id, act.state,
-							    act.note[0] ? act.note : NULL);
-			if (rc < 0)
-				return reply_rc(r, rc);
-		} else if (!get) {
-			return reply_405(r, method, url, "GET, HEAD, POST");
-		}
-		v = find_alert(st, id);
-		if (!v)
-			return reply_error(r, 404, "no alert %lld", (long long)id);
-		return reply_json(r, 200, v);
-	}
-	static const struct {
-		const char *path;
-		int what;
-	} gets[] = {
-	    {"/api", 0},
-	    {"/api/health", 1},
-	    {"/api/services", 2},
-	    {"/api/pos/terminals", 3},
-	    {"/api/pos/alerts", 4},
-	    {"/api/load/vms", 5},
-	    {"/api/load/types", 6},
-	    {"/api/load/history", 7},
-	    {"/api/se/links", 8},
-	    {"/api/se/ses", 9},
-	    {"/api/se/routes", 10},
-	    {"/api/images", 11},
-	    {"/api/images/findings", 12},
-	    {"/api/images/jobs", 13},
-	    {"/api/se/apdus", 14},
-	    {"/api/seos/ses", 15},
-	};
-	for (size_t i = 0; i < sizeof(gets) / sizeof(gets[0]); i++) {
-		const char *q;
-
-		if (strcmp(url, gets[i].path) != 0)
+		bad |= m == PG_SERVE_PATH_BAD;
+		if (m != PG_SERVE_PATH_MATCH)
 			continue;
-		if (!get)
-			return reply_405(r, method, url, GET_ONLY);
-		rc = 0;
-		switch (gets[i].what) {
-		case 0:
-			v = json_array();
-			for (size_t k = 0; k < sizeof(route_list) / sizeof(route_list[0]); k++)
-				json_array_append_new(v, json_string(route_list[k]));
-			v = json_pack("{s:o}", "routes", v);
-			break;
-		case 1:
-			pthread_mutex_lock(&s->mu);
-			v = json_pack("{s:s,s:I,s:s,s:i,s:i}", "status", "ok", "uptime_ms",
-				      (json_int_t)(pg_wall_ms() - s->started_ms), "data_dir",
-				      s->data_dir, "load_period_ms", s->load_period_ms, "reloads",
-				      (int)s->reloads);
-			pthread_mutex_unlock(&s->mu);
-			json_object_set_new(v, "http", http_json(a));
-			break;
-		case 2:
-			v = services_json(s);
-			break;
-		case 3:
-			rc = rows_json(
-			    st,
-			    "SELECT t.tid AS terminal, t.mid AS merchant, m.name, m.lat, m.lon,"
-			    " m.limit_m, coalesce(x.n, 0) AS transactions,"
-			    " coalesce(x.moved, 0) AS moved, x.last_ts,"
-			    " l.decision AS last_decision, l.est_lat, l.est_lon, l.acc_m"
-			    " FROM pos_terminals t JOIN pos_merchants m ON m.mid=t.mid"
-			    " LEFT JOIN (SELECT tid, count(*) AS n, sum(decision='moved') AS moved,"
-			    " max(ts) AS last_ts, max(id) AS last_id FROM pos_txn GROUP BY tid) x"
-			    " ON x.tid=t.tid"
-			    /* the newest transaction's fields, read once through its id */
-			    " LEFT JOIN pos_txn l ON l.id = x.last_id"
-			    " ORDER BY t.tid",
-			    &v);
-			break;
-		case 4: {
-			const char *state =
-			    MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
-			const char *lim =
-			    MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
-			long limit = 100;
-
-			if (state && strcmp(state, "open") && strcmp(state, "acknowledged") &&
-			    strcmp(state, "closed"))
-				return reply_error(r, 400,
-						   "state must be open, acknowledged or closed");
-			if (lim) {
-				char *end;
-
-				limit = strtol(lim, &end, 10);
-				if (*end || limit < 1 || limit > 10000)
-					return reply_error(r, 400, "limit must be 1..10000");
-			}
-			v = pg_pos_alerts_list(st, state, (int)limit);
-			if (!v)
-				rc = PG_ESTORE;
-			break;
+		if (!method_is(&routes[i], method)) {
+			allow_add(r->allow_buf, sizeof(r->allow_buf), &routes[i]);
+			continue;
 		}
-		case 5:
-			rc = load_latest(st, "vms", &v);
-			break;
-		case 6:
-			rc = load_latest(st, "types", &v);
-			break;
-		case 7:
-			q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "vm");
-			if (!q || !q[0] || strlen(q) > 127)
-				return reply_error(r, 400,
-						   "query parameter vm (1..127 bytes) is required");
-			rc = load_history(st, q, &v);
-			break;
-		case 8:
-			v = links_json();
-			break;
-		case 11:
-			rc = pg_image_list(st, &v);
-			break;
-		case 12:
-			rc = pg_image_findings(st, NULL, &v);
-			break;
-		case 13:
-			rc = pg_image_jobs(st, &v);
-			break;
-		case 14: {
-			const char *lim =
-			    MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
-			long limit = 50;
-			char sql[200];
-
-			if (lim) {
-				char *end;
-
-				limit = strtol(lim, &end, 10);
-				if (*end || limit < 1 || limit > 500)
-					return reply_error(r, 400, "limit must be 1..500");
-			}
-			snprintf(sql, sizeof(sql),
-				 "SELECT id, at_ms, source, se, link, capdu, rapdu, sw, us FROM "
-				 "serve_apdu ORDER BY id DESC LIMIT %ld",
-				 limit);
-			rc = rows_json(st, sql, &v);
-			if (rc == 0)
-				v = json_pack("{s:o}", "apdus", v);
-			break;
-		}
-		case 15:
-			rc = snapshot_latest(st, "serve_seos", "seos", &v);
-			break;
-		case 9:
-		case 10: {
-			json_t *snap = NULL;
-
-			rc = nfcsw_latest(st, &snap);
-			if (rc == 0)
-				v = json_pack(
-				    "{s:I,s:s,s:O}", "at_ms",
-				    json_integer_value(json_object_get(snap, "at_ms")), "policy",
-				    json_string_value(json_object_get(snap, "policy")) ?: "",
-				    gets[i].what == 9 ? "ses" : "routes",
-				    json_object_get(snap, gets[i].what == 9 ? "ses" : "routes"));
-			json_decref(snap);
-			break;
-		}
-		}
-		if (rc < 0)
-			return reply_rc(r, rc);
-		return reply_json(r, 200, v);
+		if (routes[i].body && rq->too_big)
+			return reply_error(r, 413, "request body larger than %d bytes",
+					   PG_SERVE_MAX_BODY);
+		return routes[i].fn(&x);
 	}
-	if (image_path(url, &id, &sub) > 0) {
-		image_route(s, st, url, method, id, sub, rq, r);
+	if (r->allow_buf[0]) {
+		reply_405(r, method, url, r->allow_buf);
 		return;
 	}
+	if (bad)
+		return reply_error(r, 404, "alert id must be a decimal number");
 	reply_error(r, 404, "no route %s %.200s", method, url);
 }
 

@@ -14,6 +14,7 @@
 #include "payguard/serve.h"
 #include "serve_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -396,85 +397,63 @@ reload(struct pg_serve_state *s, const struct pg_serve_cfg *cfg, struct run_opts
 	record_event(s, "serve", "reload", cfg->config_path);
 }
 
-int
-pg_serve_run(const struct pg_serve_cfg *cfg)
+/* Takes the data directory's run/serve.lock (one daemon per directory: a
+ * second would share the hypervisor's and the SE OS's sockets) and writes
+ * our pid in it; *lockfd is the lock's descriptor. */
+static int
+lock_data_dir(struct pg_serve_state *s, int *lockfd)
 {
-	struct pg_serve_state *s = calloc(1, sizeof(*s));
-	struct pg_serve_api *api = NULL;
-	struct run_opts o = {cfg->self_exe, cfg->demo, cfg->load_period_ms, ""};
-	const char *host = cfg->host ? cfg->host : "127.0.0.1";
-	const char *names[] = {"pos", "load", "nfcswitch", "image", "vse", "seos", "pos-traffic"};
-	struct sigaction sa, old_term, old_int, old_hup;
-	char runpath[600];
-	int rc, bound = 0, nsvc = cfg->demo ? 7 : 6, sig_set = 0, lockfd = -1, listen_fd = -1;
-	int loopback = 0;
+	char runpath[600], pid[24] = "";
+	int rc, n;
 
-	if (!s)
-		return PG_ENOMEM;
-	pthread_mutex_init(&s->mu, NULL);
-	s->exe = cfg->self_exe;
-	if (cfg->load_source)
-		snprintf(o.load_source, sizeof(o.load_source), "%s", cfg->load_source);
-	/* the port first: one in use fails here, before anything is made or
-	 * started (run/ files, workers) */
-	rc = pg_serve_listen(host, cfg->port, &listen_fd, &bound, &loopback);
-	if (rc < 0)
-		goto out;
-	if (!loopback && (!cfg->token || !cfg->token[0])) {
-		rc = pg_error(PG_EPERM, "serve",
-			      "binding to %s (not loopback) requires a token (--token-file)", host);
-		goto out;
-	}
-	if (cfg->token && cfg->token[0])
-		s->token = cfg->token;
-	rc = pg_serve_guard_init(s, cfg->allow_hosts, cfg->nallow_hosts);
-	if (rc < 0)
-		goto out;
-	if (cfg->data_dir)
-		snprintf(s->data_dir, sizeof(s->data_dir), "%s", cfg->data_dir);
-	else if ((rc = pg_data_dir(s->data_dir, sizeof(s->data_dir))) < 0)
-		goto out;
-	/* keys, the store and the sockets live here: 0700, or we do not start */
-	if (cfg->data_dir && (rc = pg_data_dir_prepare(s->data_dir)) < 0)
-		goto out;
 	snprintf(runpath, sizeof(runpath), "%s/run", s->data_dir);
 	rc = pg_mkdir_p(runpath, 0700);
 	if (rc < 0)
-		goto out;
-	/* one daemon per data directory: a second one would share the
-	 * hypervisor's and the SE OS's sockets with the first */
+		return rc;
 	snprintf(runpath, sizeof(runpath), "%s/run/serve.lock", s->data_dir);
-	lockfd = open(runpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (lockfd < 0) {
-		rc = pg_error(PG_EIO, "serve", "cannot open %s: %s", runpath, strerror(errno));
-		goto out;
-	}
-	if (flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
-		char pid[24] = "";
-		ssize_t n = pread(lockfd, pid, sizeof(pid) - 1, 0);
+	*lockfd = open(runpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (*lockfd < 0)
+		return pg_error(PG_EIO, "serve", "cannot open %s: %s", runpath, strerror(errno));
+	if (flock(*lockfd, LOCK_EX | LOCK_NB) < 0) {
+		ssize_t got = pread(*lockfd, pid, sizeof(pid) - 1, 0);
 
-		pid[n > 0 ? n : 0] = 0;
+		pid[got > 0 ? got : 0] = 0;
 		pid[strcspn(pid, "\n")] = 0;
-		rc = pg_error(PG_EBUSY, "serve", "another payguard serve (pid %s) uses %s",
-			      pid[0] ? pid : "?", s->data_dir);
-		goto out;
+		return pg_error(PG_EBUSY, "serve", "another payguard serve (pid %s) uses %s",
+				pid[0] ? pid : "?", s->data_dir);
 	}
-	{
-		char pid[24];
-		int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(*lockfd, 0) < 0 || pwrite(*lockfd, pid, (size_t)n, 0) != n)
+		pg_warn("serve", "cannot write the pid to %s", runpath);
+	return 0;
+}
 
-		if (ftruncate(lockfd, 0) < 0 || pwrite(lockfd, pid, (size_t)n, 0) != n)
-			pg_warn("serve", "cannot write the pid to %s", runpath);
-	}
-	{
-		/* made here, before any worker reads it, so there is one writer */
-		uint8_t mk[16];
+/* The data directory: the configured one (made private) or the default. */
+static int
+pick_data_dir(struct pg_serve_state *s, const struct pg_serve_cfg *cfg)
+{
+	int rc;
 
-		rc = pg_serve_master_key(s->data_dir, mk);
-		pg_memzero(mk, sizeof(mk));
-		if (rc < 0)
-			goto out;
+	if (!cfg->data_dir) {
+		rc = pg_data_dir(s->data_dir, sizeof(s->data_dir));
+		return rc < 0 ? rc : 0;
 	}
+	snprintf(s->data_dir, sizeof(s->data_dir), "%s", cfg->data_dir);
+	/* keys, the store and the sockets live here: 0700, or we do not start */
+	rc = pg_data_dir_prepare(s->data_dir);
+	return rc < 0 ? rc : 0;
+}
+
+/* The master key and the store, both made before any worker reads them. */
+static int
+open_state(struct pg_serve_state *s)
+{
+	uint8_t mk[16];
+	int rc = pg_serve_master_key(s->data_dir, mk); /* one writer: made here */
+
+	pg_memzero(mk, sizeof(mk));
+	if (rc < 0)
+		return rc;
 	snprintf(s->dbpath, sizeof(s->dbpath), "%s/payguard.db", s->data_dir);
 	rc = pg_store_open(&s->st, s->dbpath);
 	if (rc == 0)
@@ -483,56 +462,123 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 		rc = pg_pos_migrate(&s->st);
 	if (rc == 0)
 		rc = pg_image_db_open(&s->st);
-	if (rc < 0)
-		goto out;
-	s->started_ms = pg_wall_ms();
-	s->load_period_ms = cfg->load_period_ms;
+	return rc;
+}
+
+struct old_signals {
+	struct sigaction term, intr, hup;
+	int set;
+};
+
+static void
+signals_install(struct old_signals *old)
+{
+	struct sigaction sa;
+
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_term;
 	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, &old_term);
-	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old->term);
+	sigaction(SIGINT, &sa, &old->intr);
 	sa.sa_handler = on_hup;
-	sigaction(SIGHUP, &sa, &old_hup);
+	sigaction(SIGHUP, &sa, &old->hup);
 	signal(SIGPIPE, SIG_IGN); /* a client that hangs up must not kill the daemon */
-	sig_set = 1;
-	s->nsvc = nsvc;
-	for (int i = 0; i < nsvc; i++) {
-		snprintf(s->svc[i].name, sizeof(s->svc[i].name), "%s", names[i]);
-		s->svc[i].state = "stopped";
-		s->svc[i].backoff_ms = BACKOFF_MIN_MS;
-	}
-	for (int i = 0; i < nsvc; i++)
-		if ((rc = start_worker(s, &s->svc[i], &o)) < 0)
-			goto out;
-	rc = pg_serve_api_start(s, listen_fd, &api);
-	listen_fd = -1; /* the API's now, closed by it even on failure */
-	if (rc < 0)
-		goto out;
-	/* the address first: whoever waits for the port file finds it printed */
-	{
-		int brackets = strchr(host, ':') && host[0] != '['; /* an IPv6 address */
+	old->set = 1;
+}
 
-		printf("payguard serve: API and dashboard on http://%s%s%s:%d/ (data in %s)\n",
-		       brackets ? "[" : "", host, brackets ? "]" : "", bound, s->data_dir);
+static void
+signals_restore(const struct old_signals *old)
+{
+	if (!old->set)
+		return;
+	sigaction(SIGTERM, &old->term, NULL);
+	sigaction(SIGINT, &old->intr, NULL);
+	sigaction(SIGHUP, &old->hup, NULL);
+}
+
+/* One service per row of the worker table (workers.c); demo-only rows with --demo. */
+static int
+start_services(struct pg_serve_state *s, int demo, const struct run_opts *o)
+{
+	int rc;
+
+	s->nsvc = 0;
+	for (const struct pg_serve_worker_def *d = pg_serve_workers; d->name; d++) {
+		struct pg_serve_svc *w = &s->svc[s->nsvc];
+
+		if (d->demo_only && !demo)
+			continue;
+		assert(s->nsvc < PG_SERVE_MAX_SVC);
+		snprintf(w->name, sizeof(w->name), "%s", d->name);
+		w->state = "stopped";
+		w->backoff_ms = BACKOFF_MIN_MS;
+		s->nsvc++;
 	}
+	for (int i = 0; i < s->nsvc; i++)
+		if ((rc = start_worker(s, &s->svc[i], o)) < 0)
+			return rc;
+	return 0;
+}
+
+/*
+ * The line that says where the API listens, then the port file: whoever waits
+ * for the port file finds the line printed.
+ */
+static int
+announce(struct pg_serve_state *s, const struct pg_serve_cfg *cfg, const char *host, int bound)
+{
+	int brackets = strchr(host, ':') && host[0] != '['; /* an IPv6 address */
+
+	printf("payguard serve: API and dashboard on http://%s%s%s:%d/ (data in %s)\n",
+	       brackets ? "[" : "", host, brackets ? "]" : "", bound, s->data_dir);
 	fflush(stdout);
 	if (cfg->port_file) {
 		char txt[16];
 		int n = snprintf(txt, sizeof(txt), "%d\n", bound);
+		int rc = pg_write_file_atomic(cfg->port_file, txt, (size_t)n, 0644);
 
-		rc = pg_write_file_atomic(cfg->port_file, txt, (size_t)n, 0644);
 		if (rc < 0)
-			goto out;
+			return rc;
 	}
-	record_event(s, "serve", "start", host);
+	return 0;
+}
+
+/* Restarts service w if its back-off is over. */
+static void
+restart_due(struct pg_serve_state *s, struct pg_serve_svc *w, const struct run_opts *o,
+	    uint64_t now)
+{
+	int planned = w->reload_start;
+
+	if (w->pid != 0 || strcmp(w->state, "backoff") != 0 || now < w->next_start_mono)
+		return;
+	if (start_worker(s, w, o) != 0) {
+		w->next_start_mono = now + w->backoff_ms;
+		return;
+	}
+	w->reload_start = 0;
+	if (!planned) {
+		pthread_mutex_lock(&s->mu);
+		w->restarts++;
+		pthread_mutex_unlock(&s->mu);
+	}
+	record_event(s, w->name, planned ? "reload" : "restart",
+		     planned ? "configuration" : w->last_exit);
+}
+
+/* The supervisor's loop, until SIGTERM or SIGINT. */
+static void
+supervise(struct pg_serve_state *s, const struct pg_serve_cfg *cfg, struct pg_serve_api *api,
+	  struct run_opts *o)
+{
+	uint64_t last_prune = 0;
+
 	while (!d_stop) {
 		uint64_t now;
-		static uint64_t last_prune;
 
 		if (d_reload) {
 			d_reload = 0;
-			reload(s, cfg, &o);
+			reload(s, cfg, o);
 		}
 		reap(s);
 		pg_serve_api_tick(api);
@@ -541,29 +587,71 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 			last_prune = now;
 			prune_pos(s);
 		}
-		for (int i = 0; i < s->nsvc && !d_stop; i++) {
-			struct pg_serve_svc *w = &s->svc[i];
-
-			if (w->pid == 0 && strcmp(w->state, "backoff") == 0 &&
-			    now >= w->next_start_mono) {
-				int planned = w->reload_start;
-
-				if (start_worker(s, w, &o) == 0) {
-					w->reload_start = 0;
-					if (!planned) {
-						pthread_mutex_lock(&s->mu);
-						w->restarts++;
-						pthread_mutex_unlock(&s->mu);
-					}
-					record_event(s, w->name, planned ? "reload" : "restart",
-						     planned ? "configuration" : w->last_exit);
-				} else {
-					w->next_start_mono = now + w->backoff_ms;
-				}
-			}
-		}
+		for (int i = 0; i < s->nsvc && !d_stop; i++)
+			restart_due(s, &s->svc[i], o, now);
 		usleep(50 * 1000);
 	}
+}
+
+/* Binds the API's socket first (a port in use fails before anything is
+ * made or started) and checks that a non-loopback address has a token. */
+static int
+bind_first(struct pg_serve_state *s, const struct pg_serve_cfg *cfg, const char *host,
+	   int *listen_fd, int *bound)
+{
+	int loopback = 0;
+	int rc = pg_serve_listen(host, cfg->port, listen_fd, bound, &loopback);
+
+	if (rc < 0)
+		return rc;
+	if (!loopback && (!cfg->token || !cfg->token[0]))
+		return pg_error(PG_EPERM, "serve",
+				"binding to %s (not loopback) requires a token (--token-file)",
+				host);
+	if (cfg->token && cfg->token[0])
+		s->token = cfg->token;
+	return pg_serve_guard_init(s, cfg->allow_hosts, cfg->nallow_hosts);
+}
+
+int
+pg_serve_run(const struct pg_serve_cfg *cfg)
+{
+	struct pg_serve_state *s = calloc(1, sizeof(*s));
+	struct pg_serve_api *api = NULL;
+	struct run_opts o = {cfg->self_exe, cfg->demo, cfg->load_period_ms, ""};
+	const char *host = cfg->host ? cfg->host : "127.0.0.1";
+	struct old_signals sigs = {0};
+	int rc, bound = 0, lockfd = -1, listen_fd = -1;
+
+	if (!s)
+		return PG_ENOMEM;
+	pthread_mutex_init(&s->mu, NULL);
+	s->exe = cfg->self_exe;
+	if (cfg->load_source)
+		snprintf(o.load_source, sizeof(o.load_source), "%s", cfg->load_source);
+	rc = bind_first(s, cfg, host, &listen_fd, &bound);
+	if (rc >= 0)
+		rc = pick_data_dir(s, cfg);
+	if (rc >= 0)
+		rc = lock_data_dir(s, &lockfd);
+	if (rc >= 0)
+		rc = open_state(s);
+	if (rc < 0)
+		goto out;
+	s->started_ms = pg_wall_ms();
+	s->load_period_ms = cfg->load_period_ms;
+	signals_install(&sigs);
+	rc = start_services(s, cfg->demo, &o);
+	if (rc < 0)
+		goto out;
+	rc = pg_serve_api_start(s, listen_fd, &api);
+	listen_fd = -1; /* the API's now, closed by it even on failure */
+	if (rc == 0)
+		rc = announce(s, cfg, host, bound);
+	if (rc < 0)
+		goto out;
+	record_event(s, "serve", "start", host);
+	supervise(s, cfg, api, &o);
 	pg_info("serve", "stopping");
 	rc = 0;
 out:
@@ -575,11 +663,7 @@ out:
 	if (s->st.db)
 		record_event(s, "serve", "stop", rc ? pg_strerror(rc) : "clean");
 	pg_store_close(&s->st);
-	if (sig_set) {
-		sigaction(SIGTERM, &old_term, NULL);
-		sigaction(SIGINT, &old_int, NULL);
-		sigaction(SIGHUP, &old_hup, NULL);
-	}
+	signals_restore(&sigs);
 	if (lockfd >= 0)
 		close(lockfd); /* releases the lock */
 	pg_serve_guard_free(s);

@@ -22,6 +22,20 @@ int pg_serve_log_apdu(struct pg_store *st, const char *source, const char *se, c
 int pg_serve_master_key(const char *dir, uint8_t key[16]);
 /* Replaces the one row of a worker's snapshot table (serve_nfcsw, serve_seos). */
 int pg_serve_put_snapshot(struct pg_store *st, const char *table, json_t *snap);
+/* What every worker is given (pg_serve_worker). */
+struct pg_serve_wargs {
+	const char *dir, *dbpath;
+	int demo, load_period_ms;
+	const char *load_source; /* NULL or "" none */
+};
+/* One row of the worker table (workers.c): the supervisor starts a process
+ * `payguard serve worker --name NAME` per row, and that process runs `run`. */
+struct pg_serve_worker_def {
+	const char *name;
+	int (*run)(const struct pg_serve_wargs *a);
+	int demo_only; /* supervised with --demo only */
+};
+extern const struct pg_serve_worker_def pg_serve_workers[]; /* ends with a NULL name */
 /* The "seos" worker: runs until *stop. */
 int pg_serve_worker_seos(const char *dir, const char *dbpath, int demo, const volatile int *stop);
 /* The one-shot "upgrade" worker: runs queued image job `job` (table serve_upgrade). */

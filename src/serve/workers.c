@@ -836,41 +836,111 @@ worker_load_live(const char *dbpath, const char *spec, int period_ms)
 	return rc;
 }
 
+/* The adapters of the worker table: each worker's own arguments. */
+static int
+run_pos(const struct pg_serve_wargs *a)
+{
+	return worker_pos(a->dir, a->dbpath, a->demo);
+}
+
+static int
+run_pos_traffic(const struct pg_serve_wargs *a)
+{
+	return worker_pos_traffic(a->dir);
+}
+
+static int
+run_vse(const struct pg_serve_wargs *a)
+{
+	return worker_vse(a->dir, a->demo);
+}
+
+static int
+run_seos(const struct pg_serve_wargs *a)
+{
+	return pg_serve_worker_seos(a->dir, a->dbpath, a->demo, (const volatile int *)&w_stop);
+}
+
+static int
+run_image(const struct pg_serve_wargs *a)
+{
+	return worker_image(a->dir, a->dbpath, a->demo);
+}
+
+static int
+run_nfcswitch(const struct pg_serve_wargs *a)
+{
+	return worker_nfcswitch(a->dbpath);
+}
+
+static int
+run_load(const struct pg_serve_wargs *a)
+{
+	int period = a->load_period_ms > 0 ? a->load_period_ms : 5000;
+
+	if (a->load_source && a->load_source[0])
+		return worker_load_live(a->dbpath, a->load_source, period);
+	if (a->demo)
+		return worker_load(a->dbpath, period);
+	/* nothing to collect: the service idles, /api/load says no estimate yet */
+	pg_info("load", "no load_source configured and no --demo: idle");
+	while (!w_stop)
+		nap(1000);
+	return 0;
+}
+
+/* Every supervised worker, in the order the supervisor starts them and
+ * /api/services lists them (docs/ARCHITECTURE.md, "Adding a worker"). */
+const struct pg_serve_worker_def pg_serve_workers[] = {
+    {"pos", run_pos, 0},
+    {"load", run_load, 0},
+    {"nfcswitch", run_nfcswitch, 0},
+    {"image", run_image, 0},
+    {"vse", run_vse, 0},
+    {"seos", run_seos, 0},
+    {"pos-traffic", run_pos_traffic, 1},
+    {NULL, NULL, 0},
+};
+
+const struct pg_serve_worker_def *
+pg_serve_worker_find(const char *name)
+{
+	for (const struct pg_serve_worker_def *w = pg_serve_workers; w->name; w++)
+		if (strcmp(w->name, name) == 0)
+			return w;
+	return NULL;
+}
+
+int
+pg_serve_worker_names(char *out, size_t size, const char *sep)
+{
+	size_t n = 0;
+
+	out[0] = '\0';
+	for (const struct pg_serve_worker_def *w = pg_serve_workers; w->name; w++) {
+		int k = snprintf(out + n, size - n, "%s%s", n ? sep : "", w->name);
+
+		if (k < 0 || (size_t)k >= size - n)
+			return PG_ETOOBIG;
+		n += (size_t)k;
+	}
+	return 0;
+}
+
 int
 pg_serve_worker(const char *name, const char *data_dir, int demo, int load_period_ms,
 		const char *load_source)
 {
+	const struct pg_serve_worker_def *w = pg_serve_worker_find(name);
 	char dbpath[600];
+	struct pg_serve_wargs a = {data_dir, dbpath, demo, load_period_ms, load_source};
 
+	if (!w)
+		return pg_error(PG_ENOENT, "serve", "no worker named '%s'", name);
 	install_term();
 	pg_log_set_tag(name);
 	snprintf(dbpath, sizeof(dbpath), "%s/payguard.db", data_dir);
-	if (strcmp(name, "pos") == 0)
-		return worker_pos(data_dir, dbpath, demo);
-	if (strcmp(name, "pos-traffic") == 0)
-		return worker_pos_traffic(data_dir);
-	if (strcmp(name, "vse") == 0)
-		return worker_vse(data_dir, demo);
-	if (strcmp(name, "seos") == 0)
-		return pg_serve_worker_seos(data_dir, dbpath, demo, (const volatile int *)&w_stop);
-	if (strcmp(name, "image") == 0)
-		return worker_image(data_dir, dbpath, demo);
-	if (strcmp(name, "nfcswitch") == 0)
-		return worker_nfcswitch(dbpath);
-	if (strcmp(name, "load") == 0) {
-		int period = load_period_ms > 0 ? load_period_ms : 5000;
-
-		if (load_source && load_source[0])
-			return worker_load_live(dbpath, load_source, period);
-		if (demo)
-			return worker_load(dbpath, period);
-		/* nothing to collect: the service idles, /api/load says no estimate yet */
-		pg_info("load", "no load_source configured and no --demo: idle");
-		while (!w_stop)
-			nap(1000);
-		return 0;
-	}
-	return pg_error(PG_ENOENT, "serve", "no worker named '%s'", name);
+	return w->run(&a);
 }
 
 int

@@ -26,4 +26,16 @@ set +e
 msg=$("$pg" demo nosuch 2>&1); rc=$?
 [ $rc -eq 2 ] || fail "unknown verb must exit 2"
 grep -q "unknown verb 'nosuch'" <<<"$msg" || fail "unknown verb message"
+# option tables (src/cli/opts.c): a value out of range is exit 2 with the range
+msg=$("$pg" pos check --alert-n 0 x 2>&1); rc=$?
+[ $rc -eq 2 ] || fail "pos check --alert-n 0 must exit 2 (got $rc)"
+grep -q "alert-n '0' must be 1..32" <<<"$msg" || fail "range message: $msg"
+"$pg" load kmeans --tol inf --data x --k 2 >/dev/null 2>&1; [ $? -eq 2 ] || fail "--tol inf must exit 2"
+# the generated --help lists the table's options, with the operands
+"$pg" image upgrade --help | grep -q '^  --deb FILE.deb .*(repeatable)' || fail "image upgrade --help: --deb"
+"$pg" pos check --help | grep -q '^usage: payguard pos check \[options\] FILE$' || fail "pos check usage line"
+# the worker table (src/serve/workers.c): an unknown name is a usage error listing the names
+msg=$("$pg" serve worker --name nosuch --data /nonexistent 2>&1); rc=$?
+[ $rc -eq 2 ] || fail "serve worker --name nosuch must exit 2 (got $rc)"
+grep -q "pos-traffic" <<<"$msg" || fail "unknown worker message lists the workers: $msg"
 echo "checked --help on $verbs verbs"

@@ -92,6 +92,27 @@ try:
         f.write(bytes.fromhex("".join(hexes)))
     out = json.loads(run("check", env.path("batch.bin"), "--db", env.db, "--dry-run", "--json").stdout)
     check([r["decision"] for r in out["results"]] == ["in_place", "moved", "undetermined"], "pos check replays a framed file")
+    check(out["messages"] == 3 and out["rejected"] == 0 and out["in_place"] == 1 and
+          out["moved"] == 1 and out["undetermined"] == 1, "pos check counts: %s" % out)
+    # hex mode (pg_pos_check_batch): one message a line, an empty line skipped,
+    # a line that is no message counted rejected (exit 3), the rest still decided
+    bodies = [run("encode", "--framing", "none", "-", input=json.dumps(mm)).stdout.strip() for mm in msgs]
+    with open(env.path("batch.hex"), "w") as f:
+        f.write(bodies[0] + "\n\nZZ not hex\n" + bodies[1] + "\n")
+    p = run("check", "--hex", env.path("batch.hex"), "--db", env.db, "--dry-run", "--json", check_rc=False)
+    out = json.loads(p.stdout)
+    check(p.returncode == 3 and out["messages"] == 3 and out["rejected"] == 1 and
+          [r["n"] for r in out["results"]] == [1, 3], "hex batch: %s %s" % (p.returncode, out))
+    check("message 2 rejected" in p.stderr, p.stderr)
+    # a framing error stops the batch: nothing after it can be found
+    with open(env.path("cut.bin"), "wb") as f:
+        f.write(bytes.fromhex(hexes[0] + hexes[1][:12]))
+    p = run("check", env.path("cut.bin"), "--db", env.db, "--dry-run", "--summary", check_rc=False)
+    check(p.returncode != 0 and "message 2 at offset %d" % (len(hexes[0]) // 2) in p.stderr,
+          (p.returncode, p.stderr))
+    p = run("check", env.path("batch.bin"), "--db", env.db, "--dry-run", "--summary")
+    check(p.stdout.startswith("3 messages (0 rejected): 1 in place, 1 moved, 1 undetermined") and
+          "(dry run)" in p.stdout, p.stdout)
     print("PASS")
 finally:
     env.cleanup()

@@ -16,7 +16,8 @@ def main():
     d = Daemon()
     try:
         s, v = d.get("/api")
-        check(s == 200 and "GET /metrics" in v["routes"], v)
+        check(s == 200 and {"method": "GET", "path": "/metrics", "changes_state": False}
+              in v["routes"], v)
         s, v = d.get("/api/health")
         check(s == 200 and v["status"] == "ok" and v["data_dir"] == d.dir, v)
         s, svcs = d.get("/api/services")
@@ -162,8 +163,26 @@ def main():
         check(s == 405, v)
 
         # unknown routes and methods
+        # GET /api is the route table: each row's method, path and whether
+        # it changes state (only the POST rows do)
         s, v = d.get("/api")
-        check(len(v["routes"]) == 24, v)
+        listed = {(x["method"], x["path"]) for x in v["routes"]}
+        check(len(v["routes"]) == 26 and len(listed) == 26, v)
+        check(all(x["changes_state"] == (x["method"] == "POST") for x in v["routes"]), v)
+        check({x["path"] for x in v["routes"] if x["changes_state"]} ==
+              {"/api/pos/alerts/{n}", "/api/vses", "/api/vses/{name}",
+               "/api/images/{id}/upgrade"}, v)
+        # every listed read-only resource answers GET and refuses DELETE with
+        # an Allow made of the methods the listing gives that path
+        concrete = {"{n}": "1", "{id}": "1", "{name}": "x", "{page}": ""}
+        for x in v["routes"]:
+            path = x["path"]
+            for k, c in concrete.items():
+                path = path.replace(k, c)
+            want = ", ".join(sorted({m for (m, p) in listed if p == x["path"]}, key=["GET", "POST"].index))
+            want = want.replace("GET", "GET, HEAD")
+            s2, e = d.request("DELETE", path, headers={"Content-Type": "application/json"})
+            check(s2 == 405 and want in e["error"]["message"], (path, s2, e, want))
         for p in ["/nope", "/api/", "/api/pos", "/api/se", "/api/images/1/x", "/api/images/0", "/api/images/01/packages", "/api/pos/alerts/1/x", "/metrics/x"]:
             s, v = d.get(p)
             check(s == 404 and v["error"]["status"] == 404, (p, s, v))

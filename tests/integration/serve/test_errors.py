@@ -44,10 +44,14 @@ def raw(port, data, host="127.0.0.1"):
 
 
 def req(port, method, target, extra=b"", body=b"", version=b"HTTP/1.1"):
-    m = method.encode() + b" " + target + b" " + version + b"\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n" % port
-    if body or method not in ("GET", "HEAD"):
-        # a change is declared JSON, or the guard answers 415 before routing
+    # the Host the guard takes: loopback with the daemon's port (guard.c)
+    m = (method.encode() + b" " + target + b" " + version +
+         b"\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n" % port)
+    if body:
         m += b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+    elif method not in ("GET", "HEAD"):
+        # the guard answers 415 to a change without it, before routing
+        m += b"Content-Type: application/json\r\n"
     return raw(port, m + extra + b"\r\n" + body)
 
 
