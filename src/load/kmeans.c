@@ -290,6 +290,13 @@ int
 pg_kmeans_plusplus(const void *x, int dtype, size_t n, size_t d, size_t k, uint64_t seed,
 		   double *centers)
 {
+	return pg_kmeans_plusplus_mt(x, dtype, n, d, k, seed, 1, centers);
+}
+
+int
+pg_kmeans_plusplus_mt(const void *x, int dtype, size_t n, size_t d, size_t k, uint64_t seed,
+		      int n_threads, double *centers)
+{
 	struct km_rng rng;
 	int rc = check_args(x, dtype, n, d, k);
 
@@ -297,8 +304,8 @@ pg_kmeans_plusplus(const void *x, int dtype, size_t n, size_t d, size_t k, uint6
 		return rc;
 	km_rng_seed(&rng, seed);
 	if (dtype == PG_KMEANS_F64)
-		KM_DISPATCH(plusplus_alone_f64, x, n, d, k, &rng, centers);
-	KM_DISPATCH(plusplus_alone_f32, x, n, d, k, &rng, centers);
+		KM_DISPATCH(plusplus_alone_f64, x, n, d, k, &rng, n_threads, centers);
+	KM_DISPATCH(plusplus_alone_f32, x, n, d, k, &rng, n_threads, centers);
 }
 
 int

@@ -777,8 +777,10 @@ out:
 
 /* k-means++ alone (pg_kmeans_plusplus). */
 static int
-FN(plusplus_alone)(const T *x, size_t n, size_t d, size_t k, struct km_rng *rng, double *centers)
+FN(plusplus_alone)(const T *x, size_t n, size_t d, size_t k, struct km_rng *rng, int n_threads,
+		   double *centers)
 {
+	(void)n_threads;
 	T *xt;
 	int rc = FN(make_xt)(x, n, d, &xt);
 
