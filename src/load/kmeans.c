@@ -17,7 +17,8 @@
 #define KM_CHUNK	 4096
 #define KM_B		 16
 #define KM_AVX512_VBYTES 64
-#define KM_SMALL_D	 16
+#define KM_SMALL_D	 16  /* d up to which a block's values are held in registers */
+#define KM_XT_D		 64  /* d up to which a transposed copy of the data is made */
 #define KM_ACC_MAX	 256 /* k * d up to which sums use vector lanes (16 KB of stack) */
 
 enum { KM_FULL, KM_HAMERLY, KM_ESTEP };
