@@ -447,6 +447,13 @@ struct FN(pp) {
 static inline __attribute__((always_inline)) int
 FN(any)(FN(ivec) m)
 {
+	/* One movemask where the ISA has it; the lane loop compiles poorly. */
+#if defined(__x86_64__) && defined(__AVX2__) && KM_VBYTES == 32
+	return sizeof(T) == 4 ? _mm256_movemask_ps((__m256)m) != 0
+			      : _mm256_movemask_pd((__m256d)m) != 0;
+#elif defined(__x86_64__) && defined(__SSE2__) && KM_VBYTES == 16
+	return sizeof(T) == 4 ? _mm_movemask_ps((__m128)m) != 0 : _mm_movemask_pd((__m128d)m) != 0;
+#else
 	ITYPE l[KM_L];
 	ITYPE o = 0;
 
@@ -454,6 +461,7 @@ FN(any)(FN(ivec) m)
 	for (size_t i = 0; i < KM_L; i++)
 		o |= l[i];
 	return o != 0;
+#endif
 }
 
 /* One candidate over one chunk of transposed blocks; D constant at the calls. */
@@ -482,10 +490,21 @@ FN(pp_soa)(struct FN(pp) * s, size_t lo, size_t hi, size_t D, const T *restrict 
 				memcpy(s->dst + o, &inf, sizeof(inf));
 			if (check) {
 				FN(vec) tv;
+#if defined(__x86_64__) && defined(__AVX2__) && KM_VBYTES == 32
+				if (sizeof(T) == 4)
+					tv = (FN(vec))_mm256_i32gather_ps(
+					    (const float *)thr,
+					    _mm256_loadu_si256((const __m256i *)(s->asg + o)), 4);
+				else
+					tv = (FN(vec))_mm256_i32gather_pd(
+					    (const double *)thr,
+					    _mm_loadu_si128((const __m128i *)(s->asg + o)), 8);
+#else
 				T tl[KM_L];
 				for (size_t l = 0; l < KM_L; l++)
 					tl[l] = thr[s->asg[o + l]];
 				memcpy(&tv, tl, sizeof(tv));
+#endif
 				if (!FN(any)(tv < c))
 					continue;
 			}
