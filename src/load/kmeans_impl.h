@@ -46,6 +46,9 @@ static inline __attribute__((always_inline)) FN(vec) FN(blend)(FN(ivec) mask, FN
 	return (FN(vec))(((FN(ivec))a & mask) | ((FN(ivec))b & ~mask));
 }
 
+/* xv[] is read only where D <= KM_SMALL_D filled it; GCC cannot see that. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 static inline __attribute__((always_inline)) void
 FN(soa_body)(const T *restrict xt, size_t D, const FN(vec) *restrict cv, size_t k,
 	     int32_t *restrict bl, T *restrict bd, T *restrict sd, int want_second)
@@ -53,7 +56,7 @@ FN(soa_body)(const T *restrict xt, size_t D, const FN(vec) *restrict cv, size_t 
 	/* Explicit vectors: the compiler's own vectoriser shuffled too much here. */
 	for (size_t h = 0; h < KM_B / KM_L; h++) {
 		FN(vec) best = (FN(vec)){0} + (T)INFINITY, second = best, lab = {0};
-		FN(vec) xv[KM_SMALL_D] = {{0}};
+		FN(vec) xv[KM_SMALL_D];
 		T labs[KM_L];
 
 		/* Loaded once per block; registers when D is a small constant. */
@@ -143,7 +146,7 @@ FN(accum_body)(const T *restrict xt, const int32_t *restrict lab, size_t D, size
 {
 	for (size_t h = 0; h < KM_B / KM_L; h++) {
 		FN(lvec) li;
-		FN(vec) lv, xv[KM_SMALL_D] = {{0}};
+		FN(vec) lv, xv[KM_SMALL_D];
 
 		memcpy(&li, lab + h * KM_L, sizeof(li));
 		lv = __builtin_convertvector(li, FN(vec));
@@ -187,6 +190,8 @@ FN(accum_soa)(const T *restrict xt, const int32_t *restrict lab, size_t n, size_
 			FN(accum_body)(blk, l, d, k, acc, cnt);
 	}
 }
+
+#pragma GCC diagnostic pop
 
 /* The same for nb row-major points (large d, or one point for Hamerly). */
 KM_CLONES static void
