@@ -3,6 +3,9 @@
  *   bench_load fit DATA INIT N D K f32|f64 lloyd|hamerly THREADS REPEAT
  *       times pg_kmeans_fit from the given initial centers (raw little-endian
  *       arrays as numpy's tofile writes them); prints JSON.
+ *   bench_load seed DATA N D K f32|f64 THREADS REPEAT
+ *       times k-means++ seeding alone (pg_kmeans_plusplus_mt, seed 0); prints
+ *       JSON with the centers' potential (sum of squared distances to them).
  *   bench_load twolevel FEATURES VMS SAMPLES K1 K2 THREADS OUTDIR
  *       times the estimator on float32 features (VMS x SAMPLES x 4), then,
  *       untimed, writes the initial centers it used (init1.bin, init2.bin),
@@ -18,6 +21,7 @@
 #include "payguard/load.h"
 #include "payguard/log.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +89,47 @@ bench_fit(char **av)
 	qsort(t, (size_t)repeat, sizeof(double), cmp_dbl);
 	printf("{\"median\": %.6f, \"min\": %.6f, \"inertia\": %.10g, \"n_iter\": %d}\n",
 	       t[repeat / 2], t[0], info.inertia, info.n_iter);
+	return 0;
+}
+
+static int
+bench_seed(char **av)
+{
+	size_t n = strtoull(av[1], NULL, 10), d = strtoull(av[2], NULL, 10),
+	       k = strtoull(av[3], NULL, 10);
+	int f32 = strcmp(av[4], "f32") == 0, threads = atoi(av[5]), repeat = atoi(av[6]);
+	const void *x = map_file(av[0], n * d * (f32 ? 4 : 8));
+	double *c = malloc(k * d * sizeof(double)), t[64], pot = 0;
+
+	if (repeat < 1 || repeat > 64)
+		repeat = 5;
+	for (int r = 0; r < repeat; r++) {
+		uint64_t t0 = pg_mono_ns();
+		if (pg_kmeans_plusplus_mt(x, f32 ? PG_KMEANS_F32 : PG_KMEANS_F64, n, d, k, 0,
+					  threads, c) < 0) {
+			fprintf(stderr, "bench_load: %s\n", pg_last_error());
+			return 1;
+		}
+		t[r] = (double)(pg_mono_ns() - t0) / 1e9;
+	}
+	for (size_t i = 0; i < n; i++) {
+		double best = INFINITY;
+		for (size_t ci = 0; ci < k; ci++) {
+			double s = 0;
+			for (size_t j = 0; j < d; j++) {
+				double v = (f32 ? (double)((const float *)x)[i * d + j]
+						: ((const double *)x)[i * d + j]) -
+					   c[ci * d + j];
+				s += v * v;
+			}
+			best = s < best ? s : best;
+		}
+		pot += best;
+	}
+	qsort(t, (size_t)repeat, sizeof(double), cmp_dbl);
+	printf("{\"median\": %.6f, \"min\": %.6f, \"potential\": %.10g}\n", t[repeat / 2], t[0],
+	       pot);
+	free(c);
 	return 0;
 }
 
@@ -251,6 +296,8 @@ main(int argc, char **argv)
 {
 	if (argc == 11 && strcmp(argv[1], "fit") == 0)
 		return bench_fit(argv + 2);
+	if (argc == 9 && strcmp(argv[1], "seed") == 0)
+		return bench_seed(argv + 2);
 	if (argc == 9 && strcmp(argv[1], "twolevel") == 0)
 		return bench_twolevel(argv + 2);
 	if (argc == 5 && strcmp(argv[1], "features") == 0)

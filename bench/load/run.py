@@ -4,13 +4,16 @@ centers, in one run; prints both times and the ratios (medians).
 
   /usr/bin/python3 bench/load/run.py [--build DIR] [--repeat N] [--quick]
 
-Single fits: 1,000,000 x 4 and 100,000 x 16, k = 8, float32 and float64;
+Single fits: 1,000,000 x 4 and 100,000 x 16, k = 8, 200,000 x 32, k = 20,
+float32 and float64;
 scikit-learn's Lloyd and Elkan against payguard's Lloyd and Hamerly, each
 side's best algorithm compared. Two-level job: 10,000 VMs x 1,440 samples x 4
 features, k1 = 3, k2 = 5; scikit-learn is given its fastest arrangement (one
 single-threaded fit per VM in two processes), the same first- and second-level
 initial centers as payguard, and computes the same characteristic value.
-Then payguard alone streams 100,000 VMs x 1,440 samples (time, peak memory).
+k-means++ seeding alone (float32; 1M x 4 k=8 up to 100k x 64 k=64): time and
+the potential reached, each side with its own random stream. Then payguard
+alone streams 100,000 VMs x 1,440 samples (time, peak memory).
 """
 import argparse
 import json
@@ -118,6 +121,17 @@ def blobs(n, d, k, seed):
     return centers[lab] + rng.normal(scale=2.5, size=(n, d))
 
 
+def potential(X, c):
+    """Sum over rows of the squared distance to the nearest of centers c (float64)."""
+    c = c.astype(np.float64)
+    tot = 0.0
+    for i in range(0, X.shape[0], 20000):
+        x = X[i:i + 20000].astype(np.float64)
+        d2 = (x * x).sum(1)[:, None] - 2 * x @ c.T + (c * c).sum(1)[None]
+        tot += float(np.maximum(d2.min(1), 0).sum())
+    return tot
+
+
 # ---- two-level job, scikit-learn side ----
 _feat = None
 
@@ -186,9 +200,10 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         print(f"{'data':<22}{'sklearn best':>16}{'payguard best':>18}{'ratio':>8}"
               f"{'inertia diff':>14}")
-        for n, d in ((1_000_000 // scale, 4), (100_000 // scale, 16)):
-            X64 = blobs(n, d, 8, 0)
-            init = kmeans_plusplus(X64, 8, random_state=0)[0]
+        for n, d, k in ((1_000_000 // scale, 4, 8), (100_000 // scale, 16, 8),
+                        (200_000 // scale, 32, 20)):
+            X64 = blobs(n, d, k, 0)
+            init = kmeans_plusplus(X64, k, random_state=0)[0]
             for dt in (np.float32, np.float64):
                 X = X64.astype(dt)
                 sk = {alg: sk_fit(X, init.astype(dt), alg, a.repeat) for alg in ("lloyd", "elkan")}
@@ -197,12 +212,36 @@ def main():
                 sb = min(sk, key=lambda k: sk[k][0])
                 pb = min(pg, key=lambda k: pg[k][0])
                 diff = (pg[pb][1] / sk[sb][1] - 1) * 100
-                name = f"{n}x{d} k=8 {np.dtype(dt).name}"
+                name = f"{n}x{d} k={k} {np.dtype(dt).name}"
                 print(f"{name:<22}{sk[sb][0]:>9.3f}s {sb:<6}{pg[pb][0]:>9.3f}s {pb:<8}"
                       f"{sk[sb][0] / pg[pb][0]:>7.1f}x{diff:>+13.3f}%")
                 print(f"{'':<22}  sklearn lloyd {sk['lloyd'][0]:.3f}s ({sk['lloyd'][2]} it), "
                       f"elkan {sk['elkan'][0]:.3f}s; payguard lloyd {pg['lloyd'][0]:.3f}s "
                       f"({pg['lloyd'][2]} it), hamerly {pg['hamerly'][0]:.3f}s")
+        # k-means++ seeding alone, both sides single runs of their own seeding (different
+        # random streams): time and the potential (sum of squared distances) reached.
+        print(f"\n{'k-means++ seeding':<22}{'sklearn':>16}{'payguard':>18}{'ratio':>8}"
+              f"{'potential diff':>16}")
+        for n, d, k in ((1_000_000 // scale, 4, 8), (100_000 // scale, 16, 8),
+                        (200_000 // scale, 32, 20), (100_000 // scale, 64, 64)):
+            X = blobs(n, d, k, 0).astype(np.float32)
+            ts, pots = [], []
+            for r in range(a.repeat):
+                t0 = time.perf_counter()
+                c, _ = kmeans_plusplus(X, k, random_state=r)
+                ts.append(time.perf_counter() - t0)
+                pots.append(potential(X, c))
+            xp = os.path.join(tmp, "x.bin")
+            X.tofile(xp)
+            out = subprocess.run([bench, "seed", xp, str(n), str(d), str(k), "f32", "2",
+                                  str(a.repeat)], check=True, capture_output=True,
+                                 text=True).stdout
+            r = json.loads(out)
+            sk_pot = median(pots)
+            diff = f"{(r['potential'] / sk_pot - 1) * 100:+15.2f}%"
+            name = f"{n}x{d} k={k} float32"
+            print(f"{name:<22}{median(ts):>9.3f}s{'':<7}{r['median']:>9.3f}s{'':<9}"
+                  f"{median(ts) / r['median']:>7.1f}x{diff}")
         vms = 10_000 // scale
         ours, o, theirs, i1, i2 = two_level(bench, tmp, vms, 1440, max(1, min(a.repeat, 3)))
         print(f"\ntwo-level job, {vms} VMs x 1440 samples x 4 features, k1=3, k2=5:")

@@ -58,6 +58,10 @@ int pg_kmeans_fit(const void *x, int dtype, size_t n, size_t d, const struct pg_
 int pg_kmeans_plusplus(const void *x, int dtype, size_t n, size_t d, size_t k, uint64_t seed,
 		       double *centers);
 
+/* The same on n_threads threads (0 means 1); the centers do not depend on it. */
+int pg_kmeans_plusplus_mt(const void *x, int dtype, size_t n, size_t d, size_t k, uint64_t seed,
+			  int n_threads, double *centers);
+
 /* Mean silhouette coefficient of a labelling (double rows); O(n^2). */
 int pg_kmeans_silhouette(const double *x, size_t n, size_t d, const int32_t *labels, size_t k,
 			 double *score);

@@ -9,6 +9,9 @@
 #include "payguard/log.h"
 
 #include <math.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +20,8 @@
 #define KM_CHUNK	 4096
 #define KM_B		 16
 #define KM_AVX512_VBYTES 64
-#define KM_SMALL_D	 16
+#define KM_SMALL_D	 16  /* d up to which a block's values are held in registers */
+#define KM_XT_D		 64  /* d up to which a transposed copy of the data is made */
 #define KM_ACC_MAX	 256 /* k * d up to which sums use vector lanes (16 KB of stack) */
 
 enum { KM_FULL, KM_HAMERLY, KM_ESTEP };
@@ -290,6 +294,13 @@ int
 pg_kmeans_plusplus(const void *x, int dtype, size_t n, size_t d, size_t k, uint64_t seed,
 		   double *centers)
 {
+	return pg_kmeans_plusplus_mt(x, dtype, n, d, k, seed, 1, centers);
+}
+
+int
+pg_kmeans_plusplus_mt(const void *x, int dtype, size_t n, size_t d, size_t k, uint64_t seed,
+		      int n_threads, double *centers)
+{
 	struct km_rng rng;
 	int rc = check_args(x, dtype, n, d, k);
 
@@ -297,8 +308,8 @@ pg_kmeans_plusplus(const void *x, int dtype, size_t n, size_t d, size_t k, uint6
 		return rc;
 	km_rng_seed(&rng, seed);
 	if (dtype == PG_KMEANS_F64)
-		KM_DISPATCH(plusplus_alone_f64, x, n, d, k, &rng, centers);
-	KM_DISPATCH(plusplus_alone_f32, x, n, d, k, &rng, centers);
+		KM_DISPATCH(plusplus_alone_f64, x, n, d, k, &rng, n_threads, centers);
+	KM_DISPATCH(plusplus_alone_f32, x, n, d, k, &rng, n_threads, centers);
 }
 
 int

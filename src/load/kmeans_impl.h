@@ -46,6 +46,9 @@ static inline __attribute__((always_inline)) FN(vec) FN(blend)(FN(ivec) mask, FN
 	return (FN(vec))(((FN(ivec))a & mask) | ((FN(ivec))b & ~mask));
 }
 
+/* xv[] is read only where D <= KM_SMALL_D filled it; GCC cannot see that. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 static inline __attribute__((always_inline)) void
 FN(soa_body)(const T *restrict xt, size_t D, const FN(vec) *restrict cv, size_t k,
 	     int32_t *restrict bl, T *restrict bd, T *restrict sd, int want_second)
@@ -56,9 +59,10 @@ FN(soa_body)(const T *restrict xt, size_t D, const FN(vec) *restrict cv, size_t 
 		FN(vec) xv[KM_SMALL_D];
 		T labs[KM_L];
 
-		/* Loaded once per block; registers when D is a constant. */
-		_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
-		    memcpy(&xv[j], xt + j * KM_B + h * KM_L, sizeof(xv[j]));
+		/* Loaded once per block; registers when D is a small constant. */
+		if (D <= KM_SMALL_D)
+			_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
+			    memcpy(&xv[j], xt + j * KM_B + h * KM_L, sizeof(xv[j]));
 		for (size_t ci = 0; ci < k; ci++) {
 			FN(vec) acc = {0};
 			FN(ivec) lt, lt2;
@@ -66,7 +70,13 @@ FN(soa_body)(const T *restrict xt, size_t D, const FN(vec) *restrict cv, size_t 
 
 			_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
 			{
-				FN(vec) t = xv[j] - cc[j];
+				FN(vec) t;
+				if (D <= KM_SMALL_D) {
+					t = xv[j] - cc[j];
+				} else { /* larger blocks stay in L1 */
+					memcpy(&t, xt + j * KM_B + h * KM_L, sizeof(t));
+					t -= cc[j];
+				}
 				acc += t * t;
 			}
 			lt = acc < best;
@@ -111,6 +121,12 @@ FN(nearest_soa)(const T *restrict xt, size_t d, const FN(vec) *restrict c, size_
 	case 16:
 		KM_SOA(16);
 		break;
+	case 32:
+		KM_SOA(32);
+		break;
+	case 64:
+		KM_SOA(64);
+		break;
 	default:
 		KM_SOA(d);
 	}
@@ -134,13 +150,21 @@ FN(accum_body)(const T *restrict xt, const int32_t *restrict lab, size_t D, size
 
 		memcpy(&li, lab + h * KM_L, sizeof(li));
 		lv = __builtin_convertvector(li, FN(vec));
-		_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
-		    memcpy(&xv[j], xt + j * KM_B + h * KM_L, sizeof(xv[j]));
+		if (D <= KM_SMALL_D)
+			_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
+			    memcpy(&xv[j], xt + j * KM_B + h * KM_L, sizeof(xv[j]));
 		for (size_t c = 0; c < k; c++) {
 			FN(ivec) mask = lv == (T)c;
 			cnt[c] -= mask; /* a set mask lane is -1 */
-			_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++) acc[c * D + j] +=
-			    (FN(vec))((FN(ivec))xv[j] & mask);
+			_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
+			{
+				FN(vec) xj;
+				if (D <= KM_SMALL_D)
+					xj = xv[j];
+				else
+					memcpy(&xj, xt + j * KM_B + h * KM_L, sizeof(xj));
+				acc[c * D + j] += (FN(vec))((FN(ivec))xj & mask);
+			}
 		}
 	}
 }
@@ -166,6 +190,8 @@ FN(accum_soa)(const T *restrict xt, const int32_t *restrict lab, size_t n, size_
 			FN(accum_body)(blk, l, d, k, acc, cnt);
 	}
 }
+
+#pragma GCC diagnostic pop
 
 /* The same for nb row-major points (large d, or one point for Hamerly). */
 KM_CLONES static void
@@ -210,7 +236,7 @@ FN(transpose)(const T *x, size_t n, size_t d, T *xt)
 
 struct FN(km) {
 	const T *x;
-	const T *xt; /* blocks of KM_B transposed points, when d <= KM_SMALL_D */
+	const T *xt; /* blocks of KM_B transposed points, when d <= KM_XT_D */
 	size_t n, d, k;
 	T *c;		 /* current centers, k x d */
 	FN(vec) * cv;	 /* the same, each value splatted over a vector (with xt) */
@@ -330,63 +356,12 @@ FN(chunk)(void *arg, size_t ci)
 	}
 }
 
-/* Squared distances of all points (transposed blocks) to one point p. */
-static inline __attribute__((always_inline)) void
-FN(dist_body)(const T *restrict xt, size_t nblocks, size_t D, const T *restrict p, T *restrict out)
-{
-	for (size_t b = 0; b < nblocks * (KM_B / KM_L); b++) {
-		const T *xh = xt + (b / (KM_B / KM_L)) * D * KM_B + (b % (KM_B / KM_L)) * KM_L;
-		FN(vec) acc = {0};
-
-		_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
-		{
-			FN(vec) xv, t;
-			memcpy(&xv, xh + j * KM_B, sizeof(xv));
-			t = xv - p[j];
-			acc += t * t;
-		}
-		memcpy(out + b * KM_L, &acc, sizeof(acc));
-	}
-}
-
-KM_CLONES static void
-FN(dist_soa)(const T *restrict xt, size_t nblocks, size_t d, const T *restrict p, T *restrict out)
-{
-	switch (d) {
-	case 2:
-		FN(dist_body)(xt, nblocks, 2, p, out);
-		break;
-	case 3:
-		FN(dist_body)(xt, nblocks, 3, p, out);
-		break;
-	case 4:
-		FN(dist_body)(xt, nblocks, 4, p, out);
-		break;
-	default:
-		FN(dist_body)(xt, nblocks, d, p, out);
-	}
-}
-
-/* Distances of every point to point `row`, in double; vectorised when xt exists. */
-static void
-FN(dist_all)(const T *x, const T *xt, T *tmp, size_t n, size_t d, size_t row, double *out)
-{
-	if (xt) {
-		FN(dist_soa)(xt, (n + KM_B - 1) / KM_B, d, x + row * d, tmp);
-		for (size_t i = 0; i < n; i++)
-			out[i] = (double)tmp[i];
-	} else {
-		for (size_t i = 0; i < n; i++)
-			out[i] = (double)FN(sqdist)(x + i * d, x + row * d, d);
-	}
-}
-
 /* The transposed copy used by the small-d kernels, or NULL for large d. */
 static int
 FN(make_xt)(const T *x, size_t n, size_t d, T **xt)
 {
 	*xt = NULL;
-	if (d > KM_SMALL_D)
+	if (d > KM_XT_D)
 		return 0;
 	*xt = malloc(((n + KM_B - 1) / KM_B) * KM_B * d * sizeof(T));
 	if (!*xt)
@@ -440,77 +415,324 @@ out:
 	return rc;
 }
 
-/* Greedy k-means++: each new center is the best of 2 + log(k) sampled candidates. */
+/*
+ * Greedy k-means++ (scikit-learn's _kmeans_plusplus): each new center is the
+ * best of 2 + log(k) candidates sampled in proportion to the squared distance
+ * to the nearest chosen center. Each point keeps that distance (cl) and which
+ * center it is (asg); a candidate is scored by its gain, the sum of how much
+ * it shortens those distances, and a point's distance to it is computed only
+ * when the triangle inequality does not already rule it out
+ * (|cand - c_a|^2 >= 4 |x - c_a|^2, with a 1 % margin for rounding; skipped
+ * points could not have become closer). The sampling sums are kept per block
+ * of KM_SB points, so drawing a candidate reads one block. Chunks of points
+ * are spread over the threads; per-chunk gains are added in chunk order, so
+ * the centers do not depend on the thread count.
+ */
+#ifndef KM_SB
+#define KM_SB 256 /* points per block of the sampling sums; divides KM_CHUNK */
+#endif
+typedef double FN(dvec) __attribute__((vector_size(KM_L * sizeof(double))));
+
+struct FN(pp) {
+	const T *x, *xt;
+	size_t n, d, npad, nxt; /* npad: multiple of KM_SB; nxt: rows in xt */
+	T *cl;			/* npad: squared distance to the nearest chosen center */
+	int32_t *asg;		/* npad: that center */
+	const T *thr;		/* per candidate, per center: a quarter of their squared distance */
+	size_t k, ntr, ncent;
+	const size_t *cand; /* ntr candidate rows */
+	double *gain;	    /* nchunks x ntr */
+	double *sbsum;	    /* npad / KM_SB block sums of cl */
+	T *dist;	    /* with xt: ntr x npad distances of the gain pass (INFINITY: skipped) */
+	T *dst;		    /* the current candidate's row of dist, in the gain pass */
+	const T *dbest;	    /* the chosen candidate's row, in the apply pass */
+	int apply;	    /* 1: make cand[0] center number ncent */
+};
+
+static inline __attribute__((always_inline)) int
+FN(any)(FN(ivec) m)
+{
+	/* One movemask where the ISA has it; the lane loop compiles poorly. */
+#if defined(__x86_64__) && defined(__AVX2__) && KM_VBYTES == 32
+	return sizeof(T) == 4 ? _mm256_movemask_ps((__m256)m) != 0
+			      : _mm256_movemask_pd((__m256d)m) != 0;
+#elif defined(__x86_64__) && defined(__SSE2__) && KM_VBYTES == 16
+	return sizeof(T) == 4 ? _mm_movemask_ps((__m128)m) != 0 : _mm_movemask_pd((__m128d)m) != 0;
+#else
+	ITYPE l[KM_L];
+	ITYPE o = 0;
+
+	memcpy(l, &m, sizeof(l));
+	for (size_t i = 0; i < KM_L; i++)
+		o |= l[i];
+	return o != 0;
+#endif
+}
+
+/* One candidate over one chunk of transposed blocks; D constant at the calls. */
+static inline __attribute__((always_inline)) void
+FN(pp_soa)(struct FN(pp) * s, size_t lo, size_t hi, size_t D, const T *restrict p,
+	   const T *restrict thr, int check, FN(dvec) * g)
+{
+	FN(lvec) nc = (FN(lvec)){0} + (int32_t)s->ncent;
+	const FN(vec) inf = (FN(vec)){0} + (T)INFINITY;
+
+	for (size_t i = lo; i < hi; i += KM_B) {
+		const T *blk = s->xt + (i / KM_B) * D * KM_B;
+
+		for (size_t h = 0; h < KM_B / KM_L; h++) {
+			size_t o = i + h * KM_L;
+			FN(vec) c, acc = {0};
+			FN(ivec) upd;
+
+			memcpy(&c, s->cl + o, sizeof(c));
+			if (s->apply &&
+			    s->dbest) { /* the gain pass kept this candidate's distances */
+				memcpy(&acc, s->dbest + o, sizeof(acc));
+				goto have;
+			}
+			if (s->dst)
+				memcpy(s->dst + o, &inf, sizeof(inf));
+			if (check) {
+				FN(vec) tv;
+#if defined(__x86_64__) && defined(__AVX2__) && KM_VBYTES == 32
+				if (sizeof(T) == 4)
+					tv = (FN(vec))_mm256_i32gather_ps(
+					    (const float *)thr,
+					    _mm256_loadu_si256((const __m256i *)(s->asg + o)), 4);
+				else
+					tv = (FN(vec))_mm256_i32gather_pd(
+					    (const double *)thr,
+					    _mm_loadu_si128((const __m128i *)(s->asg + o)), 8);
+#else
+				T tl[KM_L];
+				for (size_t l = 0; l < KM_L; l++)
+					tl[l] = thr[s->asg[o + l]];
+				memcpy(&tv, tl, sizeof(tv));
+#endif
+				if (!FN(any)(tv < c))
+					continue;
+			}
+			_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
+			{
+				FN(vec) xv, t;
+				memcpy(&xv, blk + j * KM_B + h * KM_L, sizeof(xv));
+				t = xv - p[j];
+				acc += t * t;
+			}
+			if (s->dst)
+				memcpy(s->dst + o, &acc, sizeof(acc));
+		have:
+			upd = acc < c;
+			if (!FN(any)(upd))
+				continue;
+			if (s->apply) {
+				FN(lvec) a;
+				c = FN(blend)(upd, acc, c);
+				memcpy(s->cl + o, &c, sizeof(c));
+				memcpy(&a, s->asg + o, sizeof(a));
+				a = (FN(lvec))(
+				    ((FN(lvec)) __builtin_convertvector(upd, FN(lvec)) & nc) |
+				    (a & ~(FN(lvec)) __builtin_convertvector(upd, FN(lvec))));
+				memcpy(s->asg + o, &a, sizeof(a));
+			} else {
+				*g += __builtin_convertvector((FN(vec))((FN(ivec))(c - acc) & upd),
+							      FN(dvec));
+			}
+		}
+	}
+}
+
+static void
+FN(pp_chunk)(void *arg, size_t ci)
+{
+	struct FN(pp) *s = arg;
+	size_t d = s->d, lo = ci * KM_CHUNK, hi = lo + KM_CHUNK < s->npad ? lo + KM_CHUNK : s->npad;
+
+	for (size_t t = 0; t < s->ntr; t++) {
+		const T *p = s->x + s->cand[t] * d, *thr = s->thr + t * s->k;
+		FN(dvec) g = {0};
+		double gs = 0;
+
+		if (s->xt) {
+			size_t h2 = hi < s->nxt ? hi : s->nxt;
+			struct FN(pp) sc = *s;
+			sc.dst = !s->apply && s->dist ? s->dist + t * s->npad : NULL;
+			/* Computing a few values costs less than the test that skips them. */
+			int check = d > 8 && s->ncent > 0;
+			switch (d) {
+			case 2:
+				FN(pp_soa)(&sc, lo, h2, 2, p, thr, 0, &g);
+				break;
+			case 3:
+				FN(pp_soa)(&sc, lo, h2, 3, p, thr, 0, &g);
+				break;
+			case 4:
+				FN(pp_soa)(&sc, lo, h2, 4, p, thr, 0, &g);
+				break;
+			case 8:
+				FN(pp_soa)(&sc, lo, h2, 8, p, thr, 0, &g);
+				break;
+			case 16:
+				FN(pp_soa)(&sc, lo, h2, 16, p, thr, check, &g);
+				break;
+			case 32:
+				FN(pp_soa)(&sc, lo, h2, 32, p, thr, check, &g);
+				break;
+			default:
+				FN(pp_soa)(&sc, lo, h2, d, p, thr, check, &g);
+			}
+		} else {
+			size_t h2 = hi < s->n ? hi : s->n;
+			for (size_t i = lo; i < h2; i++) {
+				T c = s->cl[i], v;
+				if (!(thr[s->asg[i]] < c))
+					continue;
+				v = FN(sqdist)(s->x + i * d, p, d);
+				if (!(v < c))
+					continue;
+				if (s->apply) {
+					s->cl[i] = v;
+					s->asg[i] = (int32_t)s->ncent;
+				} else {
+					gs += (double)(c - v);
+				}
+			}
+		}
+		if (!s->apply) {
+			double lanes[KM_L];
+			memcpy(lanes, &g, sizeof(lanes));
+			for (size_t l = 0; l < KM_L; l++)
+				gs += lanes[l];
+			s->gain[ci * s->ntr + t] = gs;
+		}
+	}
+	if (!s->apply)
+		return;
+	for (size_t b = lo; b < hi; b += KM_SB) {
+		FN(dvec) a = {0};
+		double lanes[KM_L], sum = 0;
+		for (size_t i = b; i < b + KM_SB; i += KM_L) {
+			FN(vec) c;
+			memcpy(&c, s->cl + i, sizeof(c));
+			a += __builtin_convertvector(c, FN(dvec));
+		}
+		memcpy(lanes, &a, sizeof(lanes));
+		for (size_t l = 0; l < KM_L; l++)
+			sum += lanes[l];
+		s->sbsum[b / KM_SB] = sum;
+	}
+}
+
+/* First point whose running sum of cl reaches r (numpy's searchsorted, left). */
+static size_t
+FN(pp_draw)(const struct FN(pp) * s, const double *pre, size_t nsb, double r)
+{
+	size_t lo = 0, hi = nsb, end;
+	double acc;
+
+	while (lo < hi) { /* first block whose end sum reaches r */
+		size_t mid = lo + (hi - lo) / 2;
+		if (pre[mid + 1] < r)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == nsb)
+		lo = nsb - 1; /* r beyond the total by rounding */
+	acc = pre[lo];
+	end = (lo + 1) * KM_SB < s->n ? (lo + 1) * KM_SB : s->n;
+	for (size_t i = lo * KM_SB; i < end; i++) {
+		acc += (double)s->cl[i];
+		if (acc >= r)
+			return i;
+	}
+	return end - 1;
+}
+
 static int
 FN(plusplus)(const T *x, const T *xt, size_t n, size_t d, size_t k, struct km_rng *rng,
-	     double *centers)
+	     size_t nthreads, double *centers)
 {
 	size_t trials = 2 + (size_t)log((double)k);
-	double *closest = malloc(n * sizeof(double));
-	double *cum = malloc(n * sizeof(double));
-	double *cand = malloc(trials * n * sizeof(double));
-	size_t *ids = malloc(trials * sizeof(size_t));
-	T *tmp = malloc(((n + KM_B - 1) / KM_B) * KM_B * sizeof(T));
-	double pot = 0;
-	size_t first;
+	size_t npad = (n + KM_SB - 1) / KM_SB * KM_SB, nsb = npad / KM_SB;
+	size_t nchunks = (npad + KM_CHUNK - 1) / KM_CHUNK;
+	struct FN(pp) s = {.x = x, .xt = xt, .n = n, .d = d, .npad = npad, .k = k};
+	size_t *crow = malloc(k * sizeof(size_t)), *ids = malloc(trials * sizeof(size_t));
+	T *thr = malloc(trials * k * sizeof(T));
+	double *pre = malloc((nsb + 1) * sizeof(double));
 	int rc = 0;
 
-	if (!closest || !cum || !cand || !ids || !tmp) {
+	s.nxt = (n + KM_B - 1) / KM_B * KM_B;
+	s.cl = aligned_alloc(KM_VBYTES, npad * sizeof(T));
+	s.asg = aligned_alloc(KM_VBYTES, npad * sizeof(int32_t));
+	s.gain = malloc(nchunks * trials * sizeof(double));
+	if (xt) /* optional: without it the chosen candidate's distances are recomputed */
+		s.dist = aligned_alloc(KM_VBYTES, trials * npad * sizeof(T));
+	s.sbsum = malloc(nsb * sizeof(double));
+	s.thr = thr;
+	if (!crow || !ids || !thr || !pre || !s.cl || !s.asg || !s.gain || !s.sbsum) {
 		rc = pg_error(PG_ENOMEM, "kmeans", "k-means++ work space for %zu rows", n);
 		goto out;
 	}
-	first = km_rng_below(rng, n);
-	for (size_t j = 0; j < d; j++)
-		centers[j] = (double)x[first * d + j];
-	FN(dist_all)(x, xt, tmp, n, d, first, closest);
-	for (size_t i = 0; i < n; i++)
-		pot += closest[i];
-	for (size_t c = 1; c < k; c++) {
-		double acc = 0, best_pot = INFINITY;
+	for (size_t i = 0; i < npad; i++) {
+		s.cl[i] = i < n ? (T)INFINITY : 0; /* padding: never closer, adds nothing */
+		s.asg[i] = 0;
+	}
+	crow[0] = km_rng_below(rng, n);
+	thr[0] = 0;
+	for (size_t c = 0; c < k; c++) {
+		double bestg = 0;
 		size_t best = 0;
 
-		for (size_t i = 0; i < n; i++) {
-			acc += closest[i];
-			cum[i] = acc;
-		}
-		for (size_t t = 0; t < trials; t++) {
-			double r = km_rng_double(rng) * pot;
-			size_t lo = 0,
-			       hi = n; /* first index with cum[i] >= r (searchsorted left) */
-
-			while (lo < hi) {
-				size_t mid = lo + (hi - lo) / 2;
-				if (cum[mid] < r)
-					lo = mid + 1;
-				else
-					hi = mid;
+		if (c > 0) {
+			pre[0] = 0;
+			for (size_t b = 0; b < nsb; b++)
+				pre[b + 1] = pre[b] + s.sbsum[b];
+			for (size_t t = 0; t < trials; t++)
+				ids[t] = FN(pp_draw)(&s, pre, nsb, km_rng_double(rng) * pre[nsb]);
+			for (size_t t = 0; t < trials; t++)
+				for (size_t a = 0; a < c; a++)
+					thr[t * k + a] =
+					    (T)(0.2475 * (double)FN(sqdist)(x + ids[t] * d,
+									    x + crow[a] * d, d));
+			s.ntr = trials;
+			s.cand = ids;
+			s.apply = 0;
+			km_parallel(FN(pp_chunk), &s, nchunks, nthreads);
+			for (size_t t = 0; t < trials; t++) {
+				double g = 0;
+				for (size_t ch = 0; ch < nchunks; ch++)
+					g += s.gain[ch * trials + t];
+				if (t == 0 || g > bestg) {
+					bestg = g;
+					best = t;
+				}
 			}
-			ids[t] = lo < n ? lo : n - 1;
+			crow[c] = ids[best];
 		}
-		for (size_t t = 0; t < trials; t++) {
-			double *dt = cand + t * n, tp = 0;
-
-			FN(dist_all)(x, xt, tmp, n, d, ids[t], dt);
-			for (size_t i = 0; i < n; i++) {
-				dt[i] = dt[i] < closest[i] ? dt[i] : closest[i];
-				tp += dt[i];
-			}
-			if (tp < best_pot) {
-				best_pot = tp;
-				best = t;
-			}
-		}
-		pot = best_pot;
-		memcpy(closest, cand + best * n, n * sizeof(double));
+		/* Make it center c: update the distances and the block sums. */
+		s.ntr = 1;
+		s.cand = crow + c;
+		s.thr = thr + best * k;
+		s.ncent = c;
+		s.apply = 1;
+		s.dbest = c > 0 && s.dist ? s.dist + best * npad : NULL;
+		km_parallel(FN(pp_chunk), &s, nchunks, nthreads);
+		s.thr = thr;
 		for (size_t j = 0; j < d; j++)
-			centers[c * d + j] = (double)x[ids[best] * d + j];
+			centers[c * d + j] = (double)x[crow[c] * d + j];
 	}
 out:
-	free(closest);
-	free(cum);
-	free(cand);
+	free(crow);
 	free(ids);
-	free(tmp);
+	free(thr);
+	free(pre);
+	free(s.cl);
+	free(s.asg);
+	free(s.gain);
+	free(s.sbsum);
+	free(s.dist);
 	return rc;
 }
 
@@ -754,7 +976,8 @@ FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_
 			if (rc < 0)
 				goto out;
 		} else {
-			rc = FN(plusplus)(x, xt, n, d, k, &rng, init);
+			rc = FN(plusplus)(x, xt, n, d, k, &rng,
+					  p->n_threads > 0 ? (size_t)p->n_threads : 1, init);
 			if (rc < 0)
 				goto out;
 		}
@@ -777,13 +1000,15 @@ out:
 
 /* k-means++ alone (pg_kmeans_plusplus). */
 static int
-FN(plusplus_alone)(const T *x, size_t n, size_t d, size_t k, struct km_rng *rng, double *centers)
+FN(plusplus_alone)(const T *x, size_t n, size_t d, size_t k, struct km_rng *rng, int n_threads,
+		   double *centers)
 {
 	T *xt;
 	int rc = FN(make_xt)(x, n, d, &xt);
 
 	if (rc == 0)
-		rc = FN(plusplus)(x, xt, n, d, k, rng, centers);
+		rc = FN(plusplus)(x, xt, n, d, k, rng, n_threads > 0 ? (size_t)n_threads : 1,
+				  centers);
 	free(xt);
 	return rc;
 }

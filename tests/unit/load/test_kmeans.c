@@ -1,7 +1,8 @@
 /*
  * Unit tests of the k-means engine (payguard/kmeans.h): Lloyd and Hamerly
  * agree, float32 follows float64, bad input is refused, empty clusters are
- * relocated, results do not depend on the thread count. The comparison with
+ * relocated, results do not depend on the thread count, the k-means++
+ * seeding picks the rows the plain algorithm picks. The comparison with
  * scikit-learn is tests/integration/load/sklearn_compare.py.
  */
 #include <setjmp.h>
@@ -162,6 +163,133 @@ test_threads_deterministic(void **state)
 	free(l2);
 }
 
+/*
+ * The plain greedy k-means++ the engine's pruned, blocked, threaded one must
+ * equal: every candidate's distance to every point, potentials summed in
+ * order, with the engine's generator (xoshiro256** seeded by splitmix64).
+ */
+static uint64_t
+ref_splitmix(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static double
+ref_rand(uint64_t *s)
+{
+	uint64_t res = ((s[1] * 5) << 7 | (s[1] * 5) >> 57) * 9, t = s[1] << 17;
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = (s[3] << 45) | (s[3] >> 19);
+	return (double)(res >> 11) * 0x1.0p-53;
+}
+
+static void
+ref_plusplus(const double *x, size_t n, size_t d, size_t k, uint64_t seed, double *centers)
+{
+	uint64_t s[4];
+	size_t trials = 2 + (size_t)log((double)k), ids[16], row;
+	double *closest = malloc(n * sizeof(double)), *cand = malloc(trials * n * sizeof(double));
+	double pot = 0;
+
+	for (int i = 0; i < 4; i++)
+		s[i] = ref_splitmix(&seed);
+	row = (size_t)(ref_rand(s) * (double)n) % n;
+	memcpy(centers, x + row * d, d * sizeof(double));
+	for (size_t i = 0; i < n; i++) {
+		closest[i] = 0;
+		for (size_t j = 0; j < d; j++)
+			closest[i] +=
+			    (x[i * d + j] - x[row * d + j]) * (x[i * d + j] - x[row * d + j]);
+		pot += closest[i];
+	}
+	for (size_t c = 1; c < k; c++) {
+		double best_pot = INFINITY;
+		size_t best = 0;
+		for (size_t t = 0; t < trials; t++) {
+			double r = ref_rand(s) * pot, acc = 0;
+			size_t i = 0;
+			while (i < n - 1 && acc + closest[i] < r)
+				acc += closest[i++];
+			ids[t] = i;
+		}
+		for (size_t t = 0; t < trials; t++) {
+			double tp = 0;
+			for (size_t i = 0; i < n; i++) {
+				double v = 0;
+				for (size_t j = 0; j < d; j++)
+					v += (x[i * d + j] - x[ids[t] * d + j]) *
+					     (x[i * d + j] - x[ids[t] * d + j]);
+				cand[t * n + i] = v < closest[i] ? v : closest[i];
+				tp += cand[t * n + i];
+			}
+			if (tp < best_pot) {
+				best_pot = tp;
+				best = t;
+			}
+		}
+		pot = best_pot;
+		memcpy(closest, cand + best * n, n * sizeof(double));
+		memcpy(centers + c * d, x + ids[best] * d, d * sizeof(double));
+	}
+	free(closest);
+	free(cand);
+}
+
+/*
+ * The seeding skips distances the triangle inequality rules out, keeps the
+ * sampling sums in blocks and spreads chunks on threads: none of it may change
+ * which rows it picks. Shapes cover the transposed kernels (d <= 64, with and
+ * without the skip test), the row kernel (d > 64), several chunks and ragged
+ * ends.
+ */
+static void
+test_plusplus_reference(void **state)
+{
+	static const size_t shapes[][3] = {{9001, 2, 5},   {9001, 5, 12}, {5003, 16, 8},
+					   {5003, 32, 20}, {3001, 64, 9}, {3001, 70, 6}};
+
+	(void)state;
+	for (size_t sh = 0; sh < sizeof(shapes) / sizeof(shapes[0]); sh++) {
+		size_t n = shapes[sh][0], d = shapes[sh][1], k = shapes[sh][2];
+		double *x = malloc(n * d * sizeof(double)), *want = malloc(k * d * sizeof(double)),
+		       *got = malloc(k * d * sizeof(double));
+
+		uint64_t r = 7 + sh;
+
+		/* Six blobs of varied spread (blobs() above wraps its negative offsets). */
+		for (size_t i = 0; i < n; i++)
+			for (size_t j = 0; j < d; j++) {
+				r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+				x[i * d + j] =
+				    (double)((int)((i * 7 + j) % 6) * 4 - 10) +
+				    (double)(i % 6 + 1) * ((double)(r >> 11) * 0x1.0p-53 - 0.5);
+			}
+		ref_plusplus(x, n, d, k, 42 + sh, want);
+		for (int th = 1; th <= 2; th++) {
+			memset(got, 0, k * d * sizeof(double));
+			assert_int_equal(
+			    pg_kmeans_plusplus_mt(x, PG_KMEANS_F64, n, d, k, 42 + sh, th, got), 0);
+			if (memcmp(got, want, k * d * sizeof(double)) != 0)
+				fail_msg(
+				    "k-means++ %zu x %zu, k = %zu, %d thread(s): centers differ "
+				    "from the plain algorithm's",
+				    n, d, k, th);
+		}
+		assert_int_equal(pg_kmeans_plusplus(x, PG_KMEANS_F64, n, d, k, 42 + sh, got), 0);
+		assert_memory_equal(got, want, k * d * sizeof(double));
+		free(x);
+		free(want);
+		free(got);
+	}
+}
+
 static void
 test_silhouette(void **state)
 {
@@ -184,6 +312,7 @@ main(void)
 	    cmocka_unit_test(test_bad_input),
 	    cmocka_unit_test(test_relocation),
 	    cmocka_unit_test(test_threads_deterministic),
+	    cmocka_unit_test(test_plusplus_reference),
 	    cmocka_unit_test(test_silhouette),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
