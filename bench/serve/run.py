@@ -67,7 +67,8 @@ def old_binary(rev, bdir):
 def probe(port, samples, seconds, cap):
     lat, failures = [], 0
     end = time.monotonic() + seconds
-    req = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    # the Host a browser sends: the daemon answers loopback names with its port only
+    req = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % port
     while len(lat) < samples and time.monotonic() < end:
         t0 = time.monotonic()
         while True:
@@ -118,7 +119,7 @@ class SlowHeaders:
         for _ in range(n):
             try:
                 s = socket.create_connection(("127.0.0.1", port), timeout=5)
-                s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port)
                 self.socks.append(s)
             except OSError:
                 pass
