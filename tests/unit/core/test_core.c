@@ -433,9 +433,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_errors),     cmocka_unit_test(test_buf_limit),
-	    cmocka_unit_test(test_buf_printf), cmocka_unit_test(test_hex),
-	    cmocka_unit_test(test_ct_equal),   cmocka_unit_test(test_files_and_store),
+	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_buf_limit),
+	    cmocka_unit_test(test_buf_printf),
+	    cmocka_unit_test(test_hex),
+	    cmocka_unit_test(test_ct_equal),
+	    cmocka_unit_test(test_files_and_store),
 	    cmocka_unit_test(test_json_reals),
 	    cmocka_unit_test(test_keywrap_rfc3394),
 	    cmocka_unit_test(test_kek_file),
