@@ -121,8 +121,8 @@ read_line(FILE *f, char *buf, size_t cap)
 }
 
 /* Splits at sep in place; returns the field count (at most max). */
-static size_t
-split(char *line, char sep, char **fields, size_t max)
+size_t
+load_split_fields(char *line, char sep, char **fields, size_t max)
 {
 	size_t n = 0;
 	char *p = line;
@@ -141,8 +141,8 @@ split(char *line, char sep, char **fields, size_t max)
 	return n;
 }
 
-static int
-blank(const char *s)
+int
+load_is_blank(const char *s)
 {
 	for (; *s; s++)
 		if (!isspace((unsigned char)*s))
@@ -176,9 +176,9 @@ load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out)
 		size_t nf;
 
 		lineno++;
-		if (blank(line))
+		if (load_is_blank(line))
 			continue;
-		nf = split(line, ';', fld, BB_COLS + 1);
+		nf = load_split_fields(line, ';', fld, BB_COLS + 1);
 		if (nf != BB_COLS)
 			return pg_error(PG_EFORMAT, "load", "%s:%zu: %zu fields, expected %d", name,
 					lineno, nf, BB_COLS);
@@ -503,7 +503,7 @@ csv_row(struct load_csv_reader *r, char *line, size_t lineno, char vm[128],
 	struct pg_load_sample *s)
 {
 	char *fld[CSV_COLS + 1];
-	size_t nf = split(line, ',', fld, CSV_COLS + 1);
+	size_t nf = load_split_fields(line, ',', fld, CSV_COLS + 1);
 	double v;
 
 	if (nf != CSV_COLS)
@@ -567,7 +567,7 @@ load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 					snprintf(out->vm, sizeof(out->vm), "?");
 				continue;
 			}
-			if (blank(line))
+			if (load_is_blank(line))
 				continue;
 			if (!r->header_done) {
 				r->header_done = 1;
@@ -732,9 +732,9 @@ pg_load_parse_matrix(const char *text, size_t len, const char *name, double **x,
 		}
 		if (l && line[l - 1] == '\r')
 			line[l - 1] = 0;
-		if (blank(line))
+		if (load_is_blank(line))
 			continue;
-		nf = split(line, ',', fld, 1024);
+		nf = load_split_fields(line, ',', fld, 1024);
 		if (nf > 1024) {
 			rc = pg_error(PG_ETOOBIG, "load", "%s:%zu: more than 1024 columns", name,
 				      lineno);

@@ -94,5 +94,9 @@ void load_cgroup_name(const char *unit, char out[128]);
 int load_parse_double(const char *s, double *v);
 /* Copies a VM name, keeping printable ASCII only. */
 void load_set_name(char dst[128], const char *src, size_t len);
+/* Splits line at sep in place; returns the field count (at most max kept in f). */
+size_t load_split_fields(char *line, char sep, char **f, size_t max);
+/* 1 when s holds only white space. */
+int load_is_blank(const char *s);
 
 #endif

@@ -53,36 +53,6 @@ struct load_trace {
 
 /* ---- field helpers ---- */
 
-/* Splits at sep in place; returns the field count (at most max kept). */
-static size_t
-split_fields(char *line, char sep, char **f, size_t max)
-{
-	size_t n = 0;
-	char *p = line;
-
-	for (;;) {
-		char *e = strchr(p, sep);
-
-		if (n < max)
-			f[n] = p;
-		n++;
-		if (!e)
-			break;
-		*e = 0;
-		p = e + 1;
-	}
-	return n;
-}
-
-static int
-is_blank(const char *s)
-{
-	for (; *s; s++)
-		if (!isspace((unsigned char)*s))
-			return 0;
-	return 1;
-}
-
 /* One column of a published layout: its number (1-based) and name. */
 struct col {
 	int no;
@@ -114,7 +84,7 @@ num_opt(const char *file, size_t line, const struct col *c, const char *v, doubl
 {
 	*have = 0;
 	*out = 0;
-	if (is_blank(v))
+	if (load_is_blank(v))
 		return 0;
 	if (load_parse_double(v, out) < 0)
 		return bad_field(file, line, c, v, "is not a number");
@@ -284,7 +254,7 @@ static int
 row_azure(struct load_trace *t, char *line, const char *file, size_t lineno)
 {
 	char *f[TRACE_MAX_COLS];
-	size_t nf = split_fields(line, ',', f, TRACE_MAX_COLS);
+	size_t nf = load_split_fields(line, ',', f, TRACE_MAX_COLS);
 	double ts, mn, mx, avg;
 	struct pg_load_sample x;
 	int rc;
@@ -328,7 +298,7 @@ static int
 row_vmtable(struct load_trace *t, char *line, const char *file, size_t lineno)
 {
 	char *f[TRACE_MAX_COLS];
-	size_t nf = split_fields(line, ',', f, TRACE_MAX_COLS);
+	size_t nf = load_split_fields(line, ',', f, TRACE_MAX_COLS);
 	struct pg_load_series *s;
 	double v;
 	int rc;
@@ -380,7 +350,7 @@ ali_row(struct load_trace *t, char *line, const char *file, size_t lineno, const
 	size_t ncols, const char *what, const int at[7])
 {
 	char *f[TRACE_MAX_COLS];
-	size_t nf = split_fields(line, ',', f, TRACE_MAX_COLS);
+	size_t nf = load_split_fields(line, ',', f, TRACE_MAX_COLS);
 	double ts, cpu, mem, in, out, disk;
 	int have_cpu, have_mem, have, rc;
 	struct pg_load_sample x;
@@ -464,7 +434,7 @@ static int
 row_google(struct load_trace *t, char *line, const char *file, size_t lineno)
 {
 	char *f[TRACE_MAX_COLS];
-	size_t nf = split_fields(line, ',', f, TRACE_MAX_COLS);
+	size_t nf = load_split_fields(line, ',', f, TRACE_MAX_COLS);
 	double start, end, cpu, mem, disk, v;
 	int have, rc;
 	struct pg_load_sample x;
@@ -482,7 +452,7 @@ row_google(struct load_trace *t, char *line, const char *file, size_t lineno)
 	    (rc = num(file, lineno, &google_cols[6], f[6], &mem)) < 0 ||
 	    (rc = num_opt(file, lineno, &google_cols[11], f[11], &disk, &have)) < 0)
 		return rc;
-	if (!t->by_job && is_blank(f[4]))
+	if (!t->by_job && load_is_blank(f[4]))
 		return bad_field(file, lineno, &google_cols[4], f[4], "is empty");
 	if (start < 0 || start > 9e15)
 		return bad_field(file, lineno, &google_cols[0], f[0], "is not a time in µs");
@@ -542,7 +512,7 @@ feed_line(struct load_trace *t, row_fn row, char *line, size_t len, const char *
 				lineno);
 	if (len && line[len - 1] == '\r')
 		line[--len] = 0;
-	if (is_blank(line))
+	if (load_is_blank(line))
 		return 0;
 	return row(t, line, file, lineno);
 }
@@ -903,7 +873,7 @@ alibaba_open(const char *arg, void **state)
 		if (!gz)
 			return pg_error(PG_ENOENT, "load", "'%s': %s", arg, strerror(errno));
 		if (gzgets(gz, line, sizeof(line)))
-			nf = split_fields(line, ',', f, TRACE_MAX_COLS);
+			nf = load_split_fields(line, ',', f, TRACE_MAX_COLS);
 		gzclose(gz);
 		if (nf == 9)
 			k = LOAD_TRACE_ALI_MACHINE;
