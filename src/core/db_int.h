@@ -69,8 +69,6 @@ struct pg_db {
 	void *drv;
 	char *name;
 	struct pg_db_stmt *stmts;
-	/* bumped when the connection is re-established: statements prepare again */
-	unsigned long generation;
 	/* a SQLite handle lent by store.c: closed by its owner, not here */
 	int borrowed;
 };

@@ -85,7 +85,6 @@ fail(struct pg_db *db, PGresult *res, const char *what)
 	if (code == PG_ECONNLOST) {
 		/* reconnect now so the caller's retry finds a live session */
 		drop_prepared(db);
-		db->generation++;
 		PQreset(c);
 	}
 	return pg_error(code, "db", "%s: %s (sqlstate %s)", what, line, state ? state : "none");
