@@ -33,6 +33,9 @@ struct pg_serve_cfg {
 	/* host names (besides loopback) the API answers to: --allow-host / allowed_hosts */
 	const char (*allow_hosts)[PG_SERVE_HOST_NAME];
 	int nallow_hosts;
+	/* cluster mode (docs/cluster.md): this daemon's node name; NULL: the
+	 * host name. Only a PostgreSQL store has several nodes. */
+	const char *node;
 };
 
 /* The configuration file (JSON object; docs/serve.md lists keys and defaults). */
@@ -46,7 +49,12 @@ enum {
 	PG_SERVE_KEY_LOAD_SOURCE = 1u << 6,
 	PG_SERVE_KEY_ALLOWED_HOSTS = 1u << 7,
 	PG_SERVE_KEY_IMAGE_BACKING_DIRS = 1u << 8,
+	PG_SERVE_KEY_NODE = 1u << 10,
 };
+/* A cluster node's name: 1..63 letters, digits, '.', '_' or '-'. */
+#define PG_SERVE_NODE_NAME 64
+/* 0 when name is a valid node name, else PG_EINVAL with a message. */
+int pg_serve_check_node_name(const char *name);
 #define PG_SERVE_MAX_CONF 65536
 struct pg_serve_conf {
 	char listen[64];
@@ -61,7 +69,8 @@ struct pg_serve_conf {
 	/* image_backing_dirs: absolute folders where qcow2 backing files may be
 	 * read besides each image's own, '\n'-separated ("" none) */
 	char image_backing_dirs[2048];
-	unsigned keys; /* PG_SERVE_KEY_... bits present in the file */
+	char node[PG_SERVE_NODE_NAME]; /* "" the host name */
+	unsigned keys;		       /* PG_SERVE_KEY_... bits present in the file */
 };
 void pg_serve_conf_default(struct pg_serve_conf *c);
 /* Parses a file's bytes over c (keys absent keep their value); PG_EFORMAT/PG_EINVAL. */

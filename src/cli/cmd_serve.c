@@ -15,7 +15,7 @@
 
 /* Every option of both serve verbs; each verb's table lists the ones it takes. */
 struct serveopt {
-	const char *config, *data, *listen, *port_file, *token_file, *load_source, *name;
+	const char *config, *data, *listen, *port_file, *token_file, *load_source, *name, *node;
 	struct pg_opt_strings allow_host;
 	int port, demo, load_period_ms, job;
 };
@@ -43,6 +43,9 @@ static const struct pg_opt run_opts[] = {
     PG_FLAG(S, demo, "demo", "fill POS and load with live generated data"),
     PG_INT(S, load_period_ms, "load-period-ms", "MS", 100, 3600000,
 	   "how often the load service estimates (default 5000)"),
+    PG_STR(S, node, "node", "NAME",
+	   "this daemon's name in a cluster sharing a PostgreSQL store (default: the host "
+	   "name; docs/cluster.md)"),
     {0}};
 static const struct pg_opt worker_opts[] = {
     PG_STR(S, name, "name", "WORKER",
@@ -70,6 +73,7 @@ cli_keys(const struct serveopt *o)
 	k |= o->demo ? PG_SERVE_KEY_DEMO : 0;
 	k |= o->load_source ? PG_SERVE_KEY_LOAD_SOURCE : 0;
 	k |= o->allow_host.n ? PG_SERVE_KEY_ALLOWED_HOSTS : 0;
+	k |= o->node ? PG_SERVE_KEY_NODE : 0;
 	return k;
 }
 
@@ -88,6 +92,9 @@ apply_cli(const char *argv0, const struct serveopt *o, struct pg_serve_cfg *cfg)
 	if (o->load_source && pg_serve_check_load_source(o->load_source) < 0)
 		return pg_cli_usage(argv0, "%s", pg_last_error());
 	cfg->load_source = o->load_source;
+	if (o->node && pg_serve_check_node_name(o->node) < 0)
+		return pg_cli_usage(argv0, "--node: %s", pg_last_error());
+	cfg->node = o->node;
 	if (o->allow_host.n > PG_SERVE_MAX_ALLOW_HOSTS)
 		return pg_cli_usage(argv0, "at most %d --allow-host", PG_SERVE_MAX_ALLOW_HOSTS);
 	for (int i = 0; i < o->allow_host.n; i++) {
@@ -117,6 +124,8 @@ merge_conf(struct pg_serve_cfg *cfg, const struct pg_serve_conf *conf)
 		cfg->load_period_ms = conf->load_period_ms;
 	if (only_file & PG_SERVE_KEY_LOAD_SOURCE)
 		cfg->load_source = conf->load_source;
+	if (only_file & PG_SERVE_KEY_NODE)
+		cfg->node = conf->node;
 	if (only_file & PG_SERVE_KEY_ALLOWED_HOSTS) {
 		cfg->allow_hosts = (const char(*)[PG_SERVE_HOST_NAME])conf->allowed_hosts;
 		cfg->nallow_hosts = conf->nallowed_hosts;

@@ -26,6 +26,7 @@
 #include "payguard/pos.h"
 #include "payguard/serve.h"
 #include "payguard/vse.h"
+#include "cluster.h"
 #include "serve_int.h"
 
 #include <arpa/inet.h>
@@ -796,6 +797,17 @@ get_services(struct call *x)
 	reply_json(x->r, 200, services_json(x->s));
 }
 
+/* The cluster's nodes and who leads each singleton (cluster.c, docs/cluster.md). */
+static void
+get_cluster(struct call *x)
+{
+	json_t *v = pg_serve_cluster_json(x->s->cluster);
+
+	if (!v)
+		return reply_error(x->r, 500, "out of memory");
+	reply_json(x->r, 200, v);
+}
+
 static void
 get_terminals(struct call *x)
 {
@@ -1136,6 +1148,7 @@ static const struct route routes[] = {
     {"GET", "/api", get_api, 0},
     {"GET", "/api/health", get_health, 0},
     {"GET", "/api/services", get_services, 0},
+    {"GET", "/api/cluster", get_cluster, 0},
     {"GET", "/api/pos/terminals", get_terminals, 0},
     {"GET", "/api/pos/alerts", get_alerts, 0},
     {"GET", "/api/pos/alerts/{n}", get_alert, 0},

@@ -12,6 +12,7 @@
 #include "payguard/mem.h"
 #include "payguard/pos.h"
 #include "payguard/serve.h"
+#include "cluster.h"
 #include "serve_int.h"
 
 #include <assert.h>
@@ -250,6 +251,16 @@ reap(struct pg_serve_state *s)
 				snprintf(how, sizeof(how), "exited with status %d",
 					 WEXITSTATUS(status));
 			pthread_mutex_lock(&s->mu);
+			if (w->standby) {
+				/* another node leads it (cluster.c): no restart until we do */
+				w->standby = 0;
+				w->pid = 0;
+				w->state = "standby";
+				pthread_mutex_unlock(&s->mu);
+				pg_info("serve", "%s stopped: another node leads it", w->name);
+				record_event(s, w->name, "standby", how);
+				continue;
+			}
 			if (w->reloading) {
 				/* stopped by us to take a new configuration: no back-off, no count
 				 */
@@ -514,9 +525,13 @@ start_services(struct pg_serve_state *s, int demo, const struct run_opts *o)
 		w->backoff_ms = BACKOFF_MIN_MS;
 		s->nsvc++;
 	}
-	for (int i = 0; i < s->nsvc; i++)
-		if ((rc = start_worker(s, &s->svc[i], o)) < 0)
+	for (int i = 0; i < s->nsvc; i++) {
+		/* a singleton another node of the cluster leads waits (cluster.c) */
+		if (!pg_serve_cluster_runs(s->cluster, s->svc[i].name))
+			s->svc[i].state = "standby";
+		else if ((rc = start_worker(s, &s->svc[i], o)) < 0)
 			return rc;
+	}
 	return 0;
 }
 
@@ -583,7 +598,8 @@ supervise(struct pg_serve_state *s, const struct pg_serve_cfg *cfg, struct pg_se
 		reap(s);
 		pg_serve_api_tick(api);
 		now = pg_mono_ms();
-		if (now - last_prune >= 60000) {
+		pg_serve_cluster_apply(s, now); /* singletons follow this node's leadership */
+		if (now - last_prune >= 60000 && pg_serve_cluster_leads(s->cluster, "retention")) {
 			last_prune = now;
 			prune_pos(s);
 		}
@@ -591,6 +607,42 @@ supervise(struct pg_serve_state *s, const struct pg_serve_cfg *cfg, struct pg_se
 			restart_due(s, &s->svc[i], o, now);
 		usleep(50 * 1000);
 	}
+}
+
+/*
+ * Cluster mode (cluster.c): the node's name (--node, else the host name) and
+ * the address other nodes reach this API at. On SQLite it is alone.
+ */
+static int
+join_cluster(struct pg_serve_state *s, const struct pg_serve_cfg *cfg, const char *host, int bound)
+{
+	char node[PG_SERVE_NODE_NAME], addr[300], hn[256];
+	int v6 = strchr(host, ':') && host[0] != '[';
+
+	if (cfg->node) {
+		snprintf(node, sizeof(node), "%s", cfg->node);
+	} else {
+		if (gethostname(hn, sizeof(hn)) < 0)
+			snprintf(hn, sizeof(hn), "localhost");
+		hn[sizeof(hn) - 1] = 0;
+		hn[strcspn(hn, ".")] = 0; /* the short name */
+		snprintf(node, sizeof(node), "%s", hn);
+		if (pg_serve_check_node_name(node) < 0)
+			return pg_error(PG_EINVAL, "serve",
+					"the host name '%.60s' is no node name; give --node NAME",
+					hn);
+	}
+	/* a wildcard address is no address to call: the host name is */
+	if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 || strcmp(host, "[::]") == 0) {
+		if (gethostname(hn, sizeof(hn)) < 0)
+			snprintf(hn, sizeof(hn), "localhost");
+		hn[sizeof(hn) - 1] = 0;
+		snprintf(addr, sizeof(addr), "%s:%d", hn, bound);
+	} else {
+		snprintf(addr, sizeof(addr), "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "",
+			 bound);
+	}
+	return pg_serve_cluster_open(s, s->dbpath, node, addr, &s->cluster);
 }
 
 /* Binds the API's socket first (a port in use fails before anything is
@@ -636,12 +688,16 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 		rc = lock_data_dir(s, &lockfd);
 	if (rc >= 0)
 		rc = open_state(s);
+	if (rc >= 0)
+		rc = join_cluster(s, cfg, host, bound);
 	if (rc < 0)
 		goto out;
 	s->started_ms = pg_wall_ms();
 	s->load_period_ms = cfg->load_period_ms;
 	signals_install(&sigs);
 	rc = start_services(s, cfg->demo, &o);
+	if (rc >= 0)
+		rc = pg_serve_cluster_start(s->cluster);
 	if (rc < 0)
 		goto out;
 	rc = pg_serve_api_start(s, listen_fd, &api);
@@ -660,6 +716,9 @@ out:
 	if (listen_fd >= 0)
 		close(listen_fd);
 	stop_workers(s);
+	/* after the workers: its locks must not pass on while a singleton still runs */
+	pg_serve_cluster_close(s->cluster);
+	s->cluster = NULL;
 	if (s->st.db)
 		record_event(s, "serve", "stop", rc ? pg_strerror(rc) : "clean");
 	pg_store_close(&s->st);

@@ -80,6 +80,7 @@ struct pg_serve_svc {
 	unsigned backoff_ms;
 	char last_exit[48];
 	int reloading;	  /* stopped on purpose for a reload: restart now, not counted */
+	int standby;	  /* stopped because another node leads it (cluster.c) */
 	int reload_start; /* the next start is that planned one */
 };
 
@@ -107,6 +108,9 @@ struct pg_serve_state {
 	 * Atomic: libmicrohttpd may call its callbacks from several threads. */
 	_Atomic uint64_t http_conn_total, http_conn_refused;
 	unsigned http_conn_limit; /* MHD_OPTION_CONNECTION_LIMIT as started */
+	/* cluster mode (cluster.c): membership and singleton leadership; set
+	 * before the services start, never NULL while the daemon runs */
+	struct pg_serve_cluster *cluster;
 };
 /* Starts the one-shot upgrade worker for queued job `job`; PG_EBUSY when
  * PG_SERVE_MAX_TASKS are running. Called from the API thread. */
