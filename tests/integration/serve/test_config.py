@@ -22,13 +22,35 @@ def main():
     with tempfile.TemporaryDirectory(prefix="pg-serve-conf-") as tmp:
         for text, word in [('{"port": "80"}', "port"), ('{"colour": 1}', "unknown key"),
                            ('{"listen": "example.org"}', "IPv4"), ('{"port": 1', "malformed"),
-                           ('[]', "object"), ('{"load_period_ms": 5}', "load_period_ms")]:
+                           ('[]', "object"), ('{"load_period_ms": 5}', "load_period_ms"),
+                           ('{"node": "a b"}', "node name"), ('{"node": ""}', "node")]:
             with open(os.path.join(tmp, "serve.json"), "w") as f:
                 f.write(text)
             r = subprocess.run([PAYGUARD, "serve", "run", "--data", tmp, "--port", "0"],
                                capture_output=True, text=True, timeout=30)
             check(r.returncode == 3 and word in r.stderr and "serve.json" in r.stderr,
                   (text, r.returncode, r.stderr))
+
+        # a node name is letters, digits, '.', '_' and '-' (cluster mode, docs/cluster.md)
+        os.unlink(os.path.join(tmp, "serve.json"))
+        r = subprocess.run([PAYGUARD, "serve", "run", "--data", tmp, "--port", "0", "--node", "n/1"],
+                           capture_output=True, text=True, timeout=30)
+        check(r.returncode == 2 and "--node" in r.stderr, (r.returncode, r.stderr))
+
+    # the node name: the file's, unless the command line gives one
+    d = Daemon(conf={"node": "conf-node"}, demo=False)
+    try:
+        c = d.get("/api/cluster")[1]
+        check(c["node"] == "conf-node" and [n["name"] for n in c["nodes"]] == ["conf-node"], c)
+    finally:
+        d.stop()
+        d.cleanup()
+    d = Daemon("--node", "cli-node", conf={"node": "conf-node"}, demo=False)
+    try:
+        check(d.get("/api/cluster")[1]["node"] == "cli-node", "--node wins over the file")
+    finally:
+        d.stop()
+        d.cleanup()
 
     # the command line wins over the file, at start and on SIGHUP
     d = Daemon(period_ms=700, conf={"load_period_ms": 60000}, demo=False)
