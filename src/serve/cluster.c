@@ -25,6 +25,7 @@
 #include "payguard/log.h"
 #include "serve_int.h"
 
+#include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
@@ -567,6 +568,8 @@ pg_serve_cluster_open(struct pg_serve_state *s, const char *store_url, const cha
 	snprintf(c->address, sizeof(c->address), "%s", address);
 	c->started_ms = pg_wall_ms();
 	c->postgres = pg_db_url_is_postgres(store_url);
+	/* before the API's threads exist: libcurl's global set-up is not thread-safe */
+	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (!c->postgres) {
 		*out = c;
 		return 0;
@@ -672,4 +675,103 @@ pg_serve_cluster_apply(struct pg_serve_state *s, uint64_t now)
 			w->state = "standby"; /* was waiting to restart: not ours any more */
 		pthread_mutex_unlock(&s->mu);
 	}
+}
+
+/* ---- forwarding an API request to the node that owns the thing ---- */
+
+#define FORWARD_MAX (1u << 20) /* a reply larger than this is cut off: an error */
+
+struct fwd_body {
+	char *p;
+	size_t len;
+	int too_big;
+};
+
+static size_t
+fwd_write(char *data, size_t size, size_t n, void *arg)
+{
+	struct fwd_body *b = arg;
+	size_t add = size * n;
+	char *np;
+
+	if (b->len + add > FORWARD_MAX) {
+		b->too_big = 1;
+		return 0; /* libcurl stops with a write error */
+	}
+	np = realloc(b->p, b->len + add + 1);
+	if (!np)
+		return 0;
+	memcpy(np + b->len, data, add);
+	b->p = np;
+	b->len += add;
+	b->p[b->len] = 0;
+	return add;
+}
+
+int
+pg_serve_cluster_forward(struct pg_serve_cluster *c, const char *node, const char *path,
+			 const char *body, const char *token, long *status, json_t **reply)
+{
+	char addr[300], url[600], err[CURL_ERROR_SIZE] = "", auth[300];
+	struct curl_slist *h = NULL;
+	struct fwd_body b = {0};
+	json_error_t jerr;
+	CURL *cu;
+	CURLcode cc;
+	int rc;
+
+	*reply = NULL;
+	*status = 0;
+	rc = pg_serve_cluster_address(c, node, addr, sizeof(addr));
+	if (rc < 0)
+		return rc;
+	if (strcmp(node, c->node) == 0)
+		return pg_error(PG_EINVAL, "cluster",
+				"a request for node %s reached node %s itself", node, c->node);
+	snprintf(url, sizeof(url), "http://%s%s", addr, path);
+	cu = curl_easy_init();
+	if (!cu)
+		return PG_ENOMEM;
+	/* Host is the address as written: the owner's guard accepts its own
+	 * address and port; the request is JSON as the guard wants */
+	h = curl_slist_append(h, "Content-Type: application/json");
+	h = curl_slist_append(h, "Expect:");
+	snprintf(auth, sizeof(auth), "%s: %s", PG_SERVE_FORWARDED_HEADER, c->node);
+	h = curl_slist_append(h, auth);
+	if (token && token[0]) {
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+		h = curl_slist_append(h, auth);
+	}
+	curl_easy_setopt(cu, CURLOPT_URL, url);
+	curl_easy_setopt(cu, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(cu, CURLOPT_POSTFIELDS, body ? body : "");
+	curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, fwd_write);
+	curl_easy_setopt(cu, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(cu, CURLOPT_ERRORBUFFER, err);
+	curl_easy_setopt(cu, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+	curl_easy_setopt(cu, CURLOPT_TIMEOUT_MS, (long)PG_SERVE_CLUSTER_FORWARD_MS);
+	curl_easy_setopt(cu, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(cu, CURLOPT_PROTOCOLS_STR, "http");
+	curl_easy_setopt(cu, CURLOPT_FOLLOWLOCATION, 0L);
+	cc = curl_easy_perform(cu);
+	if (cc == CURLE_OK)
+		curl_easy_getinfo(cu, CURLINFO_RESPONSE_CODE, status);
+	if (auth[0])
+		memset(auth, 0, sizeof(auth)); /* the token */
+	curl_slist_free_all(h);		       /* libcurl copied nothing else from it */
+	curl_easy_cleanup(cu);
+	if (cc != CURLE_OK) {
+		free(b.p);
+		return pg_error(b.too_big ? PG_ETOOBIG : PG_EIO, "cluster", "node %s (%s): %s",
+				node, addr,
+				b.too_big ? "reply too large"
+				: err[0]  ? err
+					  : curl_easy_strerror(cc));
+	}
+	*reply = b.p ? json_loadb(b.p, b.len, 0, &jerr) : NULL;
+	free(b.p);
+	if (!*reply)
+		return pg_error(PG_EFORMAT, "cluster", "node %s answered %ld without JSON", node,
+				*status);
+	return 0;
 }

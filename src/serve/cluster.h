@@ -59,4 +59,18 @@ const char *pg_serve_cluster_node(const struct pg_serve_cluster *c);
 /* The API address of node `node` if it is up: 0, PG_ENOENT (unknown or down). */
 int pg_serve_cluster_address(struct pg_serve_cluster *c, const char *node, char *out, size_t size);
 
+/*
+ * Forwards an API POST to node `node` (the owner of a VSE, say): POST
+ * http://ADDRESS/path with the JSON body, this daemon's Bearer token (the
+ * nodes of a cluster share the token file) and the header
+ * PG_SERVE_FORWARDED_HEADER naming this node, so the owner never forwards it
+ * again. *status and *reply (its JSON) are the owner's answer. PG_ENOENT
+ * when the node is not up, PG_EIO when it does not answer in
+ * PG_SERVE_CLUSTER_FORWARD_MS, PG_EFORMAT for an answer that is not JSON.
+ */
+#define PG_SERVE_FORWARDED_HEADER   "X-Payguard-Forwarded-By"
+#define PG_SERVE_CLUSTER_FORWARD_MS 10000
+int pg_serve_cluster_forward(struct pg_serve_cluster *c, const char *node, const char *path,
+			     const char *body, const char *token, long *status, json_t **reply);
+
 #endif
