@@ -1,6 +1,7 @@
 /*
  * The store API's SQLite driver (db_int.h): one file, WAL, foreign keys, a
- * busy timeout. The only file besides store.c that calls sqlite3_*.
+ * busy timeout. The only file that calls sqlite3_*: store.c's SQLite
+ * connection is opened here too (pg_db_sqlite_open_store).
  */
 #include "db_int.h"
 
@@ -244,6 +245,52 @@ pg_db_sqlite_borrow(struct pg_db **out, void *handle, const char *name)
 	db->drv = handle;
 	db->borrowed = 1;
 	*out = db;
+	return 0;
+}
+
+int
+pg_db_sqlite_fail(void *handle, int rc, const char *what)
+{
+	sqlite3 *h = handle;
+	const char *msg = h ? sqlite3_errmsg(h) : sqlite3_errstr(rc);
+	int code =
+	    ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) ? PG_EBUSY : PG_ESTORE;
+
+	return pg_error(code, "store", "%s: %s (sqlite %d)", what, msg, rc);
+}
+
+int
+pg_db_sqlite_open_store(struct pg_db **out, const char *path, int mutex_flags, void **handle)
+{
+	sqlite3 *h = NULL;
+	int rc;
+
+	*out = NULL;
+	*handle = NULL;
+	rc = sqlite3_open_v2(path, &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | mutex_flags,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		rc = pg_db_sqlite_fail(h, rc, path);
+		sqlite3_close_v2(h);
+		return rc;
+	}
+	sqlite3_busy_timeout(h, 10000);
+	rc = pg_db_sqlite_borrow(out, h, path);
+	if (rc < 0) {
+		sqlite3_close_v2(h);
+		return rc;
+	}
+	(*out)->borrowed = 0; /* pg_db_free closes it */
+	rc = sq_exec(*out, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+			   "PRAGMA foreign_keys=ON;"
+			   "CREATE TABLE IF NOT EXISTS pg_schema(area TEXT PRIMARY KEY,"
+			   " version INTEGER NOT NULL);");
+	if (rc < 0) {
+		pg_db_free(*out);
+		*out = NULL;
+		return rc;
+	}
+	*handle = h;
 	return 0;
 }
 
