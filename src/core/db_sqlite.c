@@ -294,6 +294,45 @@ pg_db_sqlite_open_store(struct pg_db **out, const char *path, int mutex_flags, v
 	return 0;
 }
 
+int
+pg_db_checkpointer_open(struct pg_db **out, const char *url)
+{
+	sqlite3 *h = NULL;
+	int rc;
+
+	*out = NULL;
+	if (pg_db_url_is_postgres(url))
+		return pg_error(PG_ENOTSUP, "db", "WAL checkpoints are SQLite's");
+	if (strncmp(url, "sqlite:", 7) == 0)
+		url += 7;
+	/* no SQLITE_OPEN_CREATE: a store moved away is not made again, empty */
+	rc = sqlite3_open_v2(url, &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		rc = fail(h, rc, url);
+		sqlite3_close_v2(h);
+		return rc;
+	}
+	sqlite3_busy_timeout(h, 1000);
+	rc = pg_db_sqlite_borrow(out, h, url);
+	if (rc < 0) {
+		sqlite3_close_v2(h);
+		return rc;
+	}
+	(*out)->borrowed = 0; /* pg_db_free closes it */
+	return 0;
+}
+
+int
+pg_db_checkpoint(struct pg_db *db)
+{
+	int logn = 0, done = 0, rc;
+
+	if (db->ops->engine != PG_DB_SQLITE)
+		return 0;
+	rc = sqlite3_wal_checkpoint_v2(db->drv, NULL, SQLITE_CHECKPOINT_PASSIVE, &logn, &done);
+	return rc == SQLITE_OK ? 0 : fail(db->drv, rc, "checkpoint");
+}
+
 const struct pg_db_ops pg_db_sqlite_ops = {
     .engine = PG_DB_SQLITE,
     .open = sq_open,

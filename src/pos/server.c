@@ -109,8 +109,7 @@ checkpoint_main(void *p)
 
 	while (!cp->stop) {
 		usleep(200000);
-		/* passive: never waits for, nor blocks, the server's writes */
-		(void)pg_db_exec(cp->db, "PRAGMA wal_checkpoint(PASSIVE)");
+		(void)pg_db_checkpoint(cp->db); /* passive: never blocks the server's writes */
 	}
 	return NULL;
 }
@@ -123,7 +122,7 @@ checkpoint_main(void *p)
 static void
 checkpointer_start(struct checkpointer *cp, struct pg_store *st)
 {
-	if (pg_db_open(&cp->db, st->path) < 0) {
+	if (pg_db_checkpointer_open(&cp->db, st->path) < 0) {
 		pg_warn("pos-server",
 			"checkpointer: cannot open '%s' (%s); checkpoints stay automatic", st->path,
 			pg_last_error());
