@@ -375,6 +375,35 @@ upgrade_progress(void *arg, double frac)
 	fprintf(stderr, "upgrade: %3.0f%%\n", frac * 100.0);
 }
 
+/* The cluster options of `image upgrade` (--next, --node, --lease-ms):
+ * NULL when they fit together, else what to tell the user. */
+static const char *
+cluster_opts_misuse(const struct common *c)
+{
+	if (c->next && c->job)
+		return "give --next or --job ID, not both";
+	if ((c->node || c->lease_ms) && !c->next && !c->job)
+		return "--node and --lease-ms run a queued job: give --next or --job ID";
+	if (c->lease_ms && !c->node)
+		return "--lease-ms needs --node NAME";
+	return NULL;
+}
+
+/* --next: takes the oldest free job (as the node, under its lease). */
+static int
+claim_next(struct pg_store *st, const struct common *c, struct pg_upgrade_opts *o)
+{
+	int64_t job = 0;
+	int rc = pg_image_job_claim(st, c->node, o->lease_ms, &job, NULL);
+
+	if (rc < 0)
+		return rc;
+	o->job = job;
+	fprintf(stderr, "upgrade: job %lld%s%s\n", (long long)job, c->node ? " on node " : "",
+		c->node ? c->node : "");
+	return 0;
+}
+
 static int
 cmd_image_upgrade(int argc, char **argv)
 {
@@ -395,13 +424,8 @@ cmd_image_upgrade(int argc, char **argv)
 		u.o.job = (int64_t)c.job;
 		u.o.node = c.node;
 		u.o.lease_ms = (int64_t)c.lease_ms;
-		if (c.next && c.job)
-			return pg_cli_usage(argv[0], "give --next or --job ID, not both");
-		if ((c.node || c.lease_ms) && !c.next && !c.job)
-			return pg_cli_usage(argv[0], "--node and --lease-ms run a queued job: "
-						     "give --next or --job ID");
-		if (c.lease_ms && !c.node)
-			return pg_cli_usage(argv[0], "--lease-ms needs --node NAME");
+		if (cluster_opts_misuse(&c))
+			return pg_cli_usage(argv[0], "%s", cluster_opts_misuse(&c));
 		if (c.next)
 			u.o.job = -1; /* claimed below, once the store is open */
 	}
@@ -431,17 +455,9 @@ cmd_image_upgrade(int argc, char **argv)
 	rc = open_store(&st, &c);
 	if (rc < 0)
 		return pg_cli_fail(rc, "store");
-	if (u.o.job < 0) {
-		int64_t job = 0;
-
-		rc = pg_image_job_claim(&st, c.node, u.o.lease_ms, &job, NULL);
-		if (rc < 0) {
-			pg_store_close(&st);
-			return pg_cli_fail(rc, "upgrade --next");
-		}
-		u.o.job = job;
-		fprintf(stderr, "upgrade: job %lld%s%s\n", (long long)job,
-			c.node ? " on node " : "", c.node ? c.node : "");
+	if (u.o.job < 0 && (rc = claim_next(&st, &c, &u.o)) < 0) {
+		pg_store_close(&st);
+		return pg_cli_fail(rc, "upgrade --next");
 	}
 	/* Ctrl-C or SIGTERM: the upgrade stops cleanly, the job says so. */
 	signal(SIGINT, on_sigint);
