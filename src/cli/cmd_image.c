@@ -504,11 +504,11 @@ cmd_image_jobs(int argc, char **argv)
 	if (c.json)
 		return pg_cli_print_json(rows);
 	{
-		static const char *h[] = {"JOB",      "IMAGE",	 "KIND",    "STATE",
-					  "PROGRESS", "OVERLAY", "STARTED", "FINISHED"};
+		static const char *h[] = {"JOB",     "IMAGE",	"KIND",	    "STATE", "PROGRESS",
+					  "OVERLAY", "STARTED", "FINISHED", "NODE"};
 		static const char *k[] = {"id",		"image_path",	"kind",
 					  "state",	"progress_pct", "overlay",
-					  "started_at", "finished_at"};
+					  "started_at", "finished_at",	"node"};
 		size_t i;
 		json_t *r;
 
@@ -521,7 +521,7 @@ cmd_image_jobs(int argc, char **argv)
 				snprintf(pct, sizeof(pct), "%.0f%%", json_number_value(p) * 100.0);
 			json_object_set_new(r, "progress_pct", json_string(pct));
 		}
-		print_rows(rows, 8, h, k);
+		print_rows(rows, 9, h, k);
 	}
 	json_decref(rows);
 	return 0;

@@ -141,8 +141,12 @@ tick(struct up *u, int force)
 	u->last_frac = frac;
 	/* A progress row that cannot be written (store busy) does not fail
 	 * the upgrade; the next tick tries again. */
-	if (u->job && pg_image_run(u->st, "UPDATE image_job SET progress = ? WHERE id = ?",
-				   json_pack("[f,I]", frac, (json_int_t)u->job), NULL) < 0)
+	if (u->job &&
+	    pg_image_run(u->st,
+			 "UPDATE image_job SET progress = ? WHERE id = ?"
+			 " AND coalesce(node, '') = ?",
+			 json_pack("[f,I,s]", frac, (json_int_t)u->job, u->node ? u->node : ""),
+			 NULL) < 0)
 		pg_debug("upgrade", "progress not stored: %s", pg_last_error());
 	if (u->o && u->o->progress)
 		u->o->progress(u->o->progress_arg, frac);
@@ -1788,8 +1792,14 @@ pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **
 		snprintf(partial, sizeof(partial), "%s.partial", out);
 	unlink(partial); /* a leftover of an interrupted run of this job id */
 	have_partial = 1;
-	PG_TRY_GOTO(pg_image_run(st, "UPDATE image_job SET overlay = ?, partial = ? WHERE id = ?",
-				 json_pack("[s,s,I]", out, partial, (json_int_t)job), NULL),
+	/* (only while the job is this runner's: one taken over keeps the new
+	 * runner's paths) */
+	PG_TRY_GOTO(pg_image_run(
+			st,
+			"UPDATE image_job SET overlay = ?, partial = ? WHERE id = ?"
+			" AND coalesce(node, '') = ?",
+			json_pack("[s,s,I,s]", out, partial, (json_int_t)job, u.node ? u.node : ""),
+			NULL),
 		    fail, "upgrade", "job");
 	ulog(&u, "job %lld: image %s, overlay %s, %llu bytes to unpack", (long long)job, img, out,
 	     (unsigned long long)u.total);
