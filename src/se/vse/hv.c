@@ -2,14 +2,16 @@
  * The hypervisor (seed 6's virtual machine monitor): `payguard vse serve`.
  * It takes the SEM's requests on a UNIX socket (mode 0600) in the data
  * directory, keeps every VSE's configuration and state in the store's VSE
- * registry (area "vse", registry.c: SQLite or PostgreSQL), and gives each VSE its own address
- * space: a process exec'd as `payguard vse run-one` (runone.c) holding one arena of the requested
- * size. It supervises them: a VSE that dies for any reason while it should run is restarted with
- * exponential back-off, its persistent memory untouched, the others undisturbed. One thread, one
- * poll loop; SIGCHLD arrives via a pipe. Keys in the stored configuration are wrapped (RFC 3394)
- * under the data directory's key-encryption key (DIR/kek, include/payguard/keywrap.h). On a store
- * shared by several nodes, it runs only the rows of its own node (persistent memory is local) and
- * lists the others as they are stored.
+ * registry (area "vse", registry.c: SQLite or PostgreSQL), and gives each
+ * VSE its own address space: a process exec'd as `payguard vse run-one`
+ * (runone.c) holding one arena of the requested size. It supervises them: a
+ * VSE that dies for any reason while it should run is restarted with
+ * exponential back-off, its persistent memory untouched, the others
+ * undisturbed. One thread, one poll loop; SIGCHLD arrives via a pipe. Keys
+ * in the stored configuration are wrapped (RFC 3394) under the data
+ * directory's key-encryption key (DIR/kek, include/payguard/keywrap.h). On a
+ * store shared by several nodes, it runs only the rows of its own node
+ * (persistent memory is local) and lists the others as they are stored.
  */
 #include "vse_int.h"
 
