@@ -3,7 +3,7 @@
  * operating system and method" and "Establishment of communication
  * connection between mobile device and secure element"): GlobalPlatform SE
  * Access Control (ARA-M rules, v1.1), the SE list and the MACed
- * connection-configuration cache in the SQLite store, and the connect flow
+ * connection-configuration cache in the store (SQLite or PostgreSQL), and the connect flow
  * (identify -> SCP03 authenticate -> cache hit or read from the SE).
  */
 #ifndef PAYGUARD_SEOS_H
@@ -166,7 +166,8 @@ const char *pg_seos_state_name(int state);
 struct pg_seos;
 
 /*
- * Opens the SE OS over the store at db (NULL: the default database) and its
+ * Opens the SE OS over the store at db (a SQLite path or a PostgreSQL URL,
+ * include/payguard/db.h; NULL: the default database) and its
  * device key file key_path (NULL: "<data dir>/seos-device.key"; created with
  * 32 random bytes, mode 0600, if missing; refused if group/other may read it).
  * ks is borrowed and may be NULL (every SE is then rejected).

@@ -468,14 +468,15 @@ cmd_seos_demo(int argc, char **argv)
 
 const struct pg_cmd pg_cli_seos[] = {
     {"serve", cmd_seos_serve, "run the SE OS daemon (SE detection, authentication, client API)",
-     "payguard seos serve --socket PATH [--watch DIR] [--keys FILE] [--pcsc] [--db PATH]\n"
+     "payguard seos serve --socket PATH [--watch DIR] [--keys FILE] [--pcsc] [--db PATH|URL]\n"
      "                    [--device-key PATH]\n"
      "  --socket      UNIX socket for clients (Open Mobile API calls)\n"
      "  --watch       directory of SE endpoint files NAME.se (lines link=, addr=, kind=sim|vse);\n"
      "                created/removed files attach/detach SEs (inotify)\n"
      "  --keys        key store: 'master KVN HEX' and/or 'se ID KVN ENC MAC DEK' lines\n"
      "  --pcsc        follow PC/SC reader events (SCardGetStatusChange) through pcscd\n"
-     "  --db          SQLite store (default: the data directory's payguard.db)\n"
+     "  --db          the store: a SQLite path or postgresql://... (default: the data\n"
+     "                directory's payguard.db)\n"
      "  --device-key  the cache MAC key file (default: data directory, mode 0600)\n",
      NULL, NULL},
     {"sim", cmd_seos_sim, "serve a test SE (SCP03 ISD, GET STATUS, ARA-M) on a link's card role",
@@ -488,7 +489,7 @@ const struct pg_cmd pg_cli_seos[] = {
      "  --rules    ARA-M GET DATA [All] data (FF40...), hex or @file; default: allow all\n",
      NULL, NULL},
     {"list", cmd_seos_list, "show the SE list kept in the store",
-     "payguard seos list [--db PATH] [--device-key PATH] [--json]\n", NULL, NULL},
+     "payguard seos list [--db PATH|URL] [--device-key PATH] [--json]\n", NULL, NULL},
     {"readers", cmd_seos_readers, "list the daemon's readers (SEs) and their states",
      "payguard seos readers [--socket PATH] [--app NAME] [--json]\n", NULL, NULL},
     {"whoami", cmd_seos_whoami, "show the identity (and hashes for ARA-M rules) the daemon sees",

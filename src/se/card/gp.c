@@ -12,7 +12,6 @@
 #include "payguard/log.h"
 #include "payguard/mem.h"
 
-#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,30 +67,6 @@ rt_release(void *actx, void *p)
 }
 
 /* ---- crypto helpers (OpenSSL 3) ---- */
-
-int
-gp_aes_cmac(const uint8_t *key, size_t klen, const uint8_t *d, size_t n, uint8_t out[16])
-{
-	EVP_MAC *mac = EVP_MAC_fetch(NULL, "CMAC", NULL);
-	EVP_MAC_CTX *ctx = NULL;
-	OSSL_PARAM prm[2];
-	size_t olen = 0;
-	int rc = PG_ECRYPTO;
-	char cipher[16];
-
-	if (!mac)
-		return PG_ECRYPTO;
-	strcpy(cipher, klen == 32 ? "AES-256-CBC" : klen == 24 ? "AES-192-CBC" : "AES-128-CBC");
-	prm[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_CIPHER, cipher, 0);
-	prm[1] = OSSL_PARAM_construct_end();
-	ctx = EVP_MAC_CTX_new(mac);
-	if (ctx && EVP_MAC_init(ctx, key, klen, prm) && EVP_MAC_update(ctx, d, n) &&
-	    EVP_MAC_final(ctx, out, &olen, 16) && olen == 16)
-		rc = 0;
-	EVP_MAC_CTX_free(ctx);
-	EVP_MAC_free(mac);
-	return rc;
-}
 
 int
 gp_aes_ecb(const uint8_t *key, size_t klen, const uint8_t in[16], uint8_t out[16])

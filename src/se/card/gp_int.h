@@ -127,7 +127,6 @@ uint16_t gp_install(struct pg_gp_card *g, const struct gp_class *cls, const uint
 		    size_t aid_len, const uint8_t priv[3], const uint8_t *params, size_t pn,
 		    int selectable);
 void gp_delete_inst(struct pg_gp_card *g, struct gp_inst *in);
-int gp_aes_cmac(const uint8_t *key, size_t klen, const uint8_t *d, size_t n, uint8_t out[16]);
 int gp_aes_ecb(const uint8_t *key, size_t klen, const uint8_t in[16], uint8_t out[16]);
 
 /* isd.c */
