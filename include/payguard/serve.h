@@ -107,6 +107,10 @@ int pg_serve_check_load_source(const char *spec);
  * variable (set by `serve run`; DATA_DIR/payguard.db when unset): a URL may
  * carry a password, so it is never on a command line. */
 #define PG_SERVE_STORE_ENV "PAYGUARD_SERVE_STORE"
+/* In cluster mode (a PostgreSQL store) the supervisor tells its workers and
+ * tasks the node's name in this variable: the VSE hypervisor runs this
+ * node's VSEs, upgrade jobs are leased to it (docs/cluster.md). */
+#define PG_SERVE_NODE_ENV "PAYGUARD_SERVE_NODE"
 /* Runs queued image upgrade job `job` (the one-shot worker the API starts). */
 int pg_serve_run_upgrade(const char *data_dir, int64_t job);
 

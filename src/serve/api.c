@@ -1058,7 +1058,9 @@ queue_upgrade(struct call *x, int64_t job, const struct pg_serve_upgrade_req *u)
 	json_decref(debs);
 	rc = dtext ? insert_upgrade_req(x->st, job, x->id, u->fix, dtext) : PG_ENOMEM;
 	free(dtext);
-	if (rc == 0)
+	/* one machine runs what it queues at once; in a cluster the first node
+	 * with a free slot takes the job (pg_serve_cluster_jobs) */
+	if (rc == 0 && !pg_serve_cluster_shared(x->s->cluster))
 		rc = pg_serve_start_upgrade(x->s, job);
 	return rc;
 }

@@ -21,6 +21,7 @@
 #include "payguard/clock.h"
 #include "payguard/db.h"
 #include "payguard/error.h"
+#include "payguard/image.h"
 #include "payguard/json.h"
 #include "payguard/log.h"
 #include "serve_int.h"
@@ -69,7 +70,9 @@ struct pg_serve_cluster {
 	atomic_int leads[NSINGLE];
 	_Atomic uint64_t last_ok_mono; /* end of the last round that fully worked */
 	int err_logged;		       /* the last round failed and said so */
-	pthread_mutex_t mu;	       /* guards snapshot */
+	uint64_t last_claim_mono;      /* the supervisor's last job claim */
+	int claim_err_logged;
+	pthread_mutex_t mu; /* guards snapshot */
 	json_t *snapshot;
 };
 
@@ -123,6 +126,46 @@ pg_serve_cluster_runs(struct pg_serve_cluster *c, const char *worker)
 	const char *sg = pg_serve_cluster_singleton_of(worker);
 
 	return !sg || pg_serve_cluster_leads(c, sg);
+}
+
+int
+pg_serve_cluster_shared(const struct pg_serve_cluster *c)
+{
+	return c && c->postgres;
+}
+
+void
+pg_serve_cluster_jobs(struct pg_serve_state *s, uint64_t now)
+{
+	struct pg_serve_cluster *c = s->cluster;
+	int64_t job = 0, image = 0;
+	int free_slot = 0, rc;
+
+	if (!c || !c->postgres || now - c->last_claim_mono < 500)
+		return;
+	c->last_claim_mono = now;
+	pthread_mutex_lock(&s->mu);
+	for (int i = 0; i < PG_SERVE_MAX_TASKS; i++)
+		free_slot |= s->task[i] == 0;
+	pthread_mutex_unlock(&s->mu);
+	if (!free_slot)
+		return; /* only this thread starts tasks in a cluster: the slot stays free */
+	rc = pg_image_job_claim(&s->st, c->node, 0, &job, &image);
+	if (rc == PG_ENOENT)
+		return;
+	if (rc < 0) {
+		if (!c->claim_err_logged)
+			pg_warn("cluster", "node %s cannot take image jobs: %s", c->node,
+				pg_last_error());
+		c->claim_err_logged = 1;
+		return;
+	}
+	c->claim_err_logged = 0;
+	pg_info("cluster", "node %s took image job %lld (image %lld)", c->node, (long long)job,
+		(long long)image);
+	/* should the task not start, the lease runs out and a node takes it again */
+	if (pg_serve_start_upgrade(s, job) < 0)
+		pg_warn("cluster", "image job %lld: %s", (long long)job, pg_last_error());
 }
 
 const char *

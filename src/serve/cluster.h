@@ -51,6 +51,16 @@ int pg_serve_cluster_runs(struct pg_serve_cluster *c, const char *worker);
  * ("standby" -> started) and stops those it no longer leads. */
 void pg_serve_cluster_apply(struct pg_serve_state *s, uint64_t now_mono);
 
+/* 1 when the store is shared (PostgreSQL): several nodes may run. */
+int pg_serve_cluster_shared(const struct pg_serve_cluster *c);
+/*
+ * The supervisor loop's step for image jobs (cluster mode only): at most
+ * twice a second, when an upgrade slot is free, takes the oldest queued job
+ * or one whose runner's lease expired (its node died) with
+ * pg_image_job_claim and starts the upgrade task for it.
+ */
+void pg_serve_cluster_jobs(struct pg_serve_state *s, uint64_t now_mono);
+
 /* GET /api/cluster: a copy of the last snapshot of nodes and leaders,
  * refreshed every round; NULL when out of memory. */
 json_t *pg_serve_cluster_json(struct pg_serve_cluster *c);

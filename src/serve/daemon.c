@@ -638,6 +638,7 @@ supervise(struct pg_serve_state *s, const struct pg_serve_cfg *cfg, struct pg_se
 		pg_serve_api_tick(api);
 		now = pg_mono_ms();
 		pg_serve_cluster_apply(s, now); /* singletons follow this node's leadership */
+		pg_serve_cluster_jobs(s, now);	/* a cluster node takes queued image jobs */
 		if (now - last_prune >= 60000 && pg_serve_cluster_leads(s->cluster, "retention")) {
 			last_prune = now;
 			prune_pos(s);
@@ -681,6 +682,9 @@ join_cluster(struct pg_serve_state *s, const struct pg_serve_cfg *cfg, const cha
 		snprintf(addr, sizeof(addr), "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "",
 			 bound);
 	}
+	/* workers and tasks of a cluster node need its name (set before any forks) */
+	if (pg_db_url_is_postgres(s->store) && setenv(PG_SERVE_NODE_ENV, node, 1) < 0)
+		return pg_error(PG_ESYS, "serve", "setenv: %s", strerror(errno));
 	return pg_serve_cluster_open(s, s->store, node, addr, &s->cluster);
 }
 

@@ -7,6 +7,7 @@
 #include "payguard/json.h"
 #include "payguard/clock.h"
 #include "payguard/db_json.h"
+#include "payguard/db.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
 #include "payguard/hex.h"
@@ -585,9 +586,10 @@ vse_demo_thread(void *arg)
 }
 
 static int
-worker_vse(const char *dir, int demo)
+worker_vse(const char *dir, const char *store, int demo)
 {
 	struct pg_vse_hv_opts o = {.data_dir = dir, .exe = NULL, .ready_fd = -1};
+	const char *node = getenv(PG_SERVE_NODE_ENV);
 	struct vse_demo d;
 	char announce[600];
 	int rc, started = 0;
@@ -599,6 +601,12 @@ worker_vse(const char *dir, int demo)
 		return rc;
 	o.announce_dir = announce;
 	o.stop = (const volatile int *)&w_stop;
+	/* a cluster node: the registry is the shared store's, and this
+	 * hypervisor runs the VSEs of its node (their memory is on its disk) */
+	if (node && node[0] && store && pg_db_url_is_postgres(store)) {
+		o.store = store;
+		o.node = node;
+	}
 	if (demo) {
 		snprintf(d.dir, sizeof(d.dir), "%s", dir);
 		started = pthread_create(&d.t, NULL, vse_demo_thread, &d) == 0;
@@ -832,7 +840,7 @@ run_pos_traffic(const struct pg_serve_wargs *a)
 static int
 run_vse(const struct pg_serve_wargs *a)
 {
-	return worker_vse(a->dir, a->demo);
+	return worker_vse(a->dir, a->store, a->demo);
 }
 
 static int

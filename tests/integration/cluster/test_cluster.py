@@ -19,8 +19,17 @@ During the traffic the node leading the load estimator is killed outright
   others with its new pid) and serves POS traffic again;
 - exactly one node leads each singleton at every look.
 
+Then an image upgrade (a real GPT/ext4 image with a dpkg database and a
+96 MiB package, built by tests/integration/image/helpers.sh, in an image
+folder every node shares) is queued through the API; the node that took the
+job is killed mid-unpack. Another node takes the job over when its lease
+expires and finishes it: the job is `done` on another node with the
+take-over in its log, exactly one overlay file of the job and no partial
+one is left, and the original image is byte-identical.
+
 The database is one of its own in the PostgreSQL fixture's server
 (FIXTURES_REQUIRED postgres): created here, dropped at the end."""
+import hashlib
 import json
 import os
 import shutil
@@ -112,11 +121,38 @@ def advance(stop):
 
 # ---- the nodes ----
 
+SHARED = os.path.join(ROOT, "shared")  # the folder every node mounts as DATA/images
+REPO = os.path.join(ROOT, "repo")  # the packages upgrades take, the same on every node
+
+
+def make_image():
+    """A GPT disk with an ext4 root whose dpkg database lists bigdata 1.0, and bigdata 2.0 (96 MiB)."""
+    os.makedirs(os.path.join(SHARED, "images"))
+    os.makedirs(REPO)
+    helpers = os.path.join(HERE, "..", "image", "helpers.sh")
+    p = subprocess.run(["bash", "-c", '. "$0"; make_small_root "$work/root"; make_gpt_image "$work/root" "$1" 320;'
+                        ' make_big_deb "$2" 96 none random; rm -f "$2.blob"', helpers,
+                        os.path.join(SHARED, "images", "disk.img"), os.path.join(REPO, "big.deb")],
+                       capture_output=True, text=True, timeout=300)
+    check(p.returncode == 0, "a test image and a 96 MiB package (%s)" % p.stderr.strip()[-300:])
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()
+
+
 class Node:
     def __init__(self, name):
         self.name = name
         self.dir = os.path.join(ROOT, name)
         os.makedirs(self.dir, mode=0o700)
+        # the shared image folder and package repository, as a mount would give them
+        os.symlink(os.path.join(SHARED, "images"), os.path.join(self.dir, "images"))
+        os.symlink(REPO, os.path.join(self.dir, "repo"))
         self.proc = None
         self.out = None
 
@@ -142,9 +178,12 @@ class Node:
         with open(os.path.join(self.dir, "daemon.log")) as f:
             return f.read()
 
-    def get(self, path):
+    def get(self, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path), data=data,
+                                     headers={"Content-Type": "application/json"} if data else {})
         try:
-            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path), timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
@@ -246,6 +285,9 @@ try:
     payguard("pos", "merchants", "import", merchants, "--db", URL, "--json")
     lay_out()
     threading.Thread(target=advance, args=(stop,), daemon=True).start()
+    make_image()
+    disk = os.path.join(SHARED, "images", "disk.img")
+    disk_sha = sha256(disk)
 
     nodes = [Node("n1").start()]
     # the first node leads every singleton; the next ones join as standbys
@@ -325,6 +367,34 @@ try:
     out, err = traffic(victim, 700000, 2.0, rlog).communicate(timeout=60)
     check(len(answers(rlog)) > 20, "the rejoined node answers POS traffic (%d)" % len(answers(rlog)))
     logs.append(rlog)
+
+    # ---- an image upgrade whose node dies mid-unpack ----
+    img = wait("the image watcher scanned the shared image",
+               lambda: [i for i in nodes[1].get("/api/images")[1] if i["path"].endswith("/disk.img")], 120)[0]
+    s, q = nodes[2].get("/api/images/%d/upgrade" % img["id"], {"packages": ["big.deb"]})
+    check(s == 202, "an upgrade queued through n3's API (%s)" % q)
+    jid = q["job"]
+
+    def job():
+        return [j for j in nodes[1].get("/api/images/jobs")[1] if j["id"] == jid][0]
+
+    j = wait("a node runs job %d past 10 %%" % jid,
+             lambda: (lambda j: j["state"] == "running" and (j.get("progress") or 0) > 0.1 and j)(job()), 120)
+    runner = [n for n in nodes if n.name == j["node"]][0]
+    runner.kill()
+    print("killed %s, which ran job %d at %.0f %%" % (runner.name, jid, 100 * j["progress"]), flush=True)
+    others = [n for n in nodes if n is not runner]
+    j = wait("job %d done on another node" % jid, lambda: (lambda j: j["state"] in ("done", "failed") and j)(
+        [x for x in others[0].get("/api/images/jobs")[1] if x["id"] == jid][0]), 180)
+    check(j["state"] == "done" and j["node"] != runner.name,
+          "the upgrade finished on %s (%s)" % (j["node"], j["state"]))
+    check("taken over by node %s" % j["node"] in (j.get("log") or ""), "the job's log tells the take-over")
+    ovdir = os.path.join(SHARED, "images", "overlays")
+    mine = [f for f in os.listdir(ovdir) if "job%d." % jid in f]
+    check(mine == [os.path.basename(j["overlay"])], "exactly one overlay of the job and no partial (%s)" % mine)
+    q = subprocess.run(["qemu-img", "check", j["overlay"]], capture_output=True, text=True)
+    check(q.returncode == 0, "qemu-img check of the overlay (%s)" % q.stdout.strip()[-200:])
+    check(sha256(disk) == disk_sha, "the original image is byte-identical")
 
     for n in nodes:
         n.stop()
