@@ -982,14 +982,70 @@ post_vses(struct call *x)
 	vse_call(x->s, json_pack("{s:s,s:o}", "op", "create", "vse", b), 201, x->r);
 }
 
+/*
+ * Cluster mode: the node that runs VSE `name` when that is another node,
+ * from the hypervisor's own answer (the shared registry records each VSE's
+ * node); "" for this node's VSEs, unknown names and any failure (the local
+ * call that follows then answers).
+ */
+static void
+vse_owner(struct pg_serve_state *s, const char *name, char *node, size_t size)
+{
+	char sock[600];
+	json_t *resp = NULL;
+	const char *n;
+
+	node[0] = 0;
+	snprintf(sock, sizeof(sock), "%s/vse/hv.sock", s->data_dir);
+	if (__atomic_add_fetch(&vse_calls, 1, __ATOMIC_ACQ_REL) <= PG_SERVE_API_THREADS / 2 &&
+	    pg_vse_api_call(sock, json_pack("{s:s,s:s}", "op", "show", "name", name), &resp,
+			    VSE_CALL_TIMEOUT_MS) == 0) {
+		n = json_string_value(json_object_get(json_object_get(resp, "vse"), "node"));
+		if (n && n[0] && strcmp(n, pg_serve_cluster_node(s->cluster)) != 0)
+			snprintf(node, size, "%s", n);
+	}
+	__atomic_sub_fetch(&vse_calls, 1, __ATOMIC_ACQ_REL);
+	json_decref(resp);
+}
+
+/* Sends the action to the owner's API and answers with its answer. */
+static void
+vse_forward(struct call *x, const char *owner)
+{
+	char path[300];
+	json_t *reply = NULL;
+	long status = 0;
+	int rc;
+
+	snprintf(path, sizeof(path), "/api/vses/%s", x->name);
+	rc = pg_serve_cluster_forward(x->s->cluster, owner, path, x->rq->body, x->rq->len,
+				      x->s->token, &status, &reply);
+	if (rc == PG_ENOENT)
+		return reply_error(x->r, 503, "VSE %s runs on node %s, which is not up", x->name,
+				   owner);
+	if (rc < 0)
+		return reply_error(x->r, 503, "VSE %s runs on node %s: %s", x->name, owner,
+				   pg_last_error());
+	pg_info("serve", "VSE %s: action forwarded to node %s (%ld)", x->name, owner, status);
+	reply_json(x->r, status >= 200 && status < 600 ? (int)status : 502, reply);
+}
+
 static void
 post_vse_action(struct call *x)
 {
-	char action[16];
+	char action[16], owner[PG_SERVE_NODE_NAME];
 	int rc = pg_serve_parse_vse_action(x->rq->body, x->rq->len, action);
 
 	if (rc < 0)
 		return reply_rc(x->r, rc);
+	/* a VSE's memory is on its node's disk: another node's VSE is acted on
+	 * there; a request forwarded once is never forwarded again */
+	if (pg_serve_cluster_shared(x->s->cluster) &&
+	    !MHD_lookup_connection_value(x->c, MHD_HEADER_KIND, PG_SERVE_FORWARDED_HEADER)) {
+		vse_owner(x->s, x->name, owner, sizeof(owner));
+		if (owner[0])
+			return vse_forward(x, owner);
+	}
 	vse_call(x->s, json_pack("{s:s,s:s}", "op", action, "name", x->name), 200, x->r);
 }
 

@@ -753,7 +753,8 @@ fwd_write(char *data, size_t size, size_t n, void *arg)
 
 int
 pg_serve_cluster_forward(struct pg_serve_cluster *c, const char *node, const char *path,
-			 const char *body, const char *token, long *status, json_t **reply)
+			 const char *body, size_t len, const char *token, long *status,
+			 json_t **reply)
 {
 	char addr[300], url[600], err[CURL_ERROR_SIZE] = "", auth[300];
 	struct curl_slist *h = NULL;
@@ -788,6 +789,7 @@ pg_serve_cluster_forward(struct pg_serve_cluster *c, const char *node, const cha
 	curl_easy_setopt(cu, CURLOPT_URL, url);
 	curl_easy_setopt(cu, CURLOPT_HTTPHEADER, h);
 	curl_easy_setopt(cu, CURLOPT_POSTFIELDS, body ? body : "");
+	curl_easy_setopt(cu, CURLOPT_POSTFIELDSIZE, body ? (long)len : 0L);
 	curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, fwd_write);
 	curl_easy_setopt(cu, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(cu, CURLOPT_ERRORBUFFER, err);

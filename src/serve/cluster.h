@@ -81,6 +81,7 @@ int pg_serve_cluster_address(struct pg_serve_cluster *c, const char *node, char 
 #define PG_SERVE_FORWARDED_HEADER   "X-Payguard-Forwarded-By"
 #define PG_SERVE_CLUSTER_FORWARD_MS 10000
 int pg_serve_cluster_forward(struct pg_serve_cluster *c, const char *node, const char *path,
-			     const char *body, const char *token, long *status, json_t **reply);
+			     const char *body, size_t len, const char *token, long *status,
+			     json_t **reply);
 
 #endif

@@ -19,6 +19,10 @@ During the traffic the node leading the load estimator is killed outright
   others with its new pid) and serves POS traffic again;
 - exactly one node leads each singleton at every look.
 
+A VSE made through n2's API runs on n2 (its persistent memory is on n2's
+disk); every node's API lists it with its node, and a stop or start sent to
+another node is forwarded to n2 and done there.
+
 Then an image upgrade (a real GPT/ext4 image with a dpkg database and a
 96 MiB package, built by tests/integration/image/helpers.sh, in an image
 folder every node shares) is queued through the API; the node that took the
@@ -158,8 +162,10 @@ class Node:
 
     def start(self):
         pf = os.path.join(self.dir, "http.port")
-        if os.path.exists(pf):
-            os.unlink(pf)
+        # a killed node leaves its ports' files: never read the dead ones
+        for f in (pf, os.path.join(self.dir, "run", "pos.port")):
+            if os.path.exists(f):
+                os.unlink(f)
         self.out = open(os.path.join(self.dir, "daemon.log"), "a")
         self.proc = subprocess.Popen(
             [PAYGUARD, "--log-level", "info", "serve", "--store", URL, "--node", self.name, "--data", self.dir,
@@ -367,6 +373,26 @@ try:
     out, err = traffic(victim, 700000, 2.0, rlog).communicate(timeout=60)
     check(len(answers(rlog)) > 20, "the rejoined node answers POS traffic (%d)" % len(answers(rlog)))
     logs.append(rlog)
+
+    # ---- VSEs stay on their node; any node lists them and forwards actions ----
+    vreq = {"name": "pay-c", "arena": "256K", "pmem": "64K", "applets": ["test"], "expose": {"link": "t1"}}
+    owner = nodes[1]
+    wait("n2's VSE hypervisor", lambda: owner.get("/api/vses")[0] == 200, 60)
+    s, v = owner.get("/api/vses", vreq)
+    check(s == 201 and v["vse"]["state"] == "running" and v["vse"].get("node") == owner.name,
+          "a VSE made through n2's API runs on n2 (%s)" % v)
+    for n in nodes:
+        wait("%s lists the VSE with its node" % n.name,
+             lambda n=n: [x.get("node") for x in n.get("/api/vses")[1].get("vses", []) if x["name"] == "pay-c"]
+             == [owner.name], 30)
+    s, v = nodes[2].get("/api/vses/pay-c", {"action": "stop"})
+    check(s == 200 and v["vse"]["state"] == "stopped", "a stop sent to n3 is done on n2 (%s %s)" % (s, v))
+    check([x["state"] for x in owner.get("/api/vses")[1]["vses"] if x["name"] == "pay-c"] == ["stopped"],
+          "n2's hypervisor has it stopped")
+    s, v = nodes[0].get("/api/vses/pay-c", {"action": "start"})
+    check(s == 200 and v["vse"]["state"] == "running" and v["vse"]["pid"],
+          "a start sent to n1 is done on n2 (%s %s)" % (s, v))
+    check("forwarded to node n2" in nodes[2].log(), "n3's log says it forwarded the action")
 
     # ---- an image upgrade whose node dies mid-unpack ----
     img = wait("the image watcher scanned the shared image",
