@@ -92,6 +92,7 @@ struct reloader {
 	/* ready for the loop, under mu */
 	struct pg_cells *cells;
 	struct pg_merchants *merchants;
+	uint64_t load_ms; /* how long that load took */
 };
 
 struct server {
@@ -487,7 +488,7 @@ reload_once(struct reloader *r, struct pg_store *st)
 {
 	struct pg_cells *cells = NULL;
 	struct pg_merchants *merchants = NULL;
-	uint64_t one = 1;
+	uint64_t one = 1, t0 = pg_mono_ms();
 	int rc = pg_cells_load(st, &cells);
 
 	if (rc >= 0)
@@ -502,6 +503,7 @@ reload_once(struct reloader *r, struct pg_store *st)
 	pg_merchants_free(r->merchants);
 	r->cells = cells;
 	r->merchants = merchants;
+	r->load_ms = pg_mono_ms() - t0;
 	pthread_mutex_unlock(&r->mu);
 	if (write(r->wake_fd, &one, sizeof(one)) < 0)
 		pg_debug("pos-server", "reload wake: %s", strerror(errno));
@@ -601,7 +603,7 @@ reloader_take(struct server *s)
 {
 	struct pg_cells *cells;
 	struct pg_merchants *merchants;
-	uint64_t v;
+	uint64_t v, load_ms;
 
 	if (read(s->rl.wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		pg_debug("pos-server", "reload wake: %s", strerror(errno));
@@ -610,6 +612,7 @@ reloader_take(struct server *s)
 	merchants = s->rl.merchants;
 	s->rl.cells = NULL;
 	s->rl.merchants = NULL;
+	load_ms = s->rl.load_ms;
 	pthread_mutex_unlock(&s->rl.mu);
 	if (!merchants)
 		return;
@@ -618,8 +621,9 @@ reloader_take(struct server *s)
 		return;
 	}
 	s->reloads++;
-	pg_info("pos-server", "cells and merchants reloaded (%d cells, %zu terminals)",
-		pg_cells_count(cells), pg_merchants_n(merchants));
+	pg_info("pos-server",
+		"cells and merchants reloaded (%d cells, %zu terminals; loaded in %llu ms)",
+		pg_cells_count(cells), pg_merchants_n(merchants), (unsigned long long)load_ms);
 }
 
 static void
