@@ -1040,9 +1040,14 @@ post_vse_action(struct call *x)
 		return reply_rc(x->r, rc);
 	/* a VSE's memory is on its node's disk: another node's VSE is acted on
 	 * there; a request forwarded once is never forwarded again */
-	if (pg_serve_cluster_shared(x->s->cluster) &&
-	    !MHD_lookup_connection_value(x->c, MHD_HEADER_KIND, PG_SERVE_FORWARDED_HEADER)) {
+	if (pg_serve_cluster_shared(x->s->cluster)) {
 		vse_owner(x->s, x->name, owner, sizeof(owner));
+		if (owner[0] &&
+		    MHD_lookup_connection_value(x->c, MHD_HEADER_KIND, PG_SERVE_FORWARDED_HEADER))
+			return reply_error(x->r, 409,
+					   "VSE %s runs on node %s; a forwarded request is not "
+					   "forwarded again",
+					   x->name, owner);
 		if (owner[0])
 			return vse_forward(x, owner);
 	}

@@ -184,10 +184,12 @@ class Node:
         with open(os.path.join(self.dir, "daemon.log")) as f:
             return f.read()
 
-    def get(self, path, body=None):
+    def get(self, path, body=None, headers=None):
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path), data=data,
-                                     headers={"Content-Type": "application/json"} if data else {})
+        h = dict(headers or {})
+        if data:
+            h["Content-Type"] = "application/json"
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path), data=data, headers=h)
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, json.loads(r.read())
@@ -393,6 +395,10 @@ try:
     check(s == 200 and v["vse"]["state"] == "running" and v["vse"]["pid"],
           "a start sent to n1 is done on n2 (%s %s)" % (s, v))
     check("forwarded to node n2" in nodes[2].log(), "n3's log says it forwarded the action")
+    # a request another node forwarded is never forwarded again: the hypervisor refuses a VSE not its own
+    s, v = nodes[2].get("/api/vses/pay-c", {"action": "stop"}, {"X-Payguard-Forwarded-By": "n1"})
+    check(s == 409 and "runs on node n2" in v["error"]["message"],
+          "a forwarded request is answered where it lands, not forwarded on (%s %s)" % (s, v))
 
     # ---- an image upgrade whose node dies mid-unpack ----
     img = wait("the image watcher scanned the shared image",
@@ -421,6 +427,15 @@ try:
     q = subprocess.run(["qemu-img", "check", j["overlay"]], capture_output=True, text=True)
     check(q.returncode == 0, "qemu-img check of the overlay (%s)" % q.stdout.strip()[-200:])
     check(sha256(disk) == disk_sha, "the original image is byte-identical")
+
+    # the VSE's node down: an action on it is refused with the node named
+    if owner.proc.poll() is None:
+        owner.kill()
+    rest = [n for n in nodes if n.proc.poll() is None]
+    wait("n2 shows down", lambda: states(rest[0].cluster()).get(owner.name) == "down", 15)
+    s, v = rest[0].get("/api/vses/pay-c", {"action": "stop"})
+    check(s == 503 and "node n2, which is not up" in v["error"]["message"],
+          "an action on a VSE whose node is down is 503 naming the node (%s %s)" % (s, v))
 
     for n in nodes:
         n.stop()
