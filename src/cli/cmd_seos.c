@@ -4,11 +4,13 @@
  * store, a test SE with SCP03 + ARA-M on any link, and the demonstration.
  */
 #include "cli.h"
+#include "payguard/card_gp.h"
 #include "payguard/card.h"
 #include "payguard/error.h"
 #include "payguard/hex.h"
 #include "payguard/link.h"
 #include "payguard/log.h"
+#include "payguard/mem.h"
 #include "payguard/se_pcsc.h"
 #include "payguard/seos.h"
 #include "payguard/seos_client.h"
@@ -58,11 +60,11 @@ cmd_seos_sim(int argc, char **argv)
 	};
 	const char *link = NULL, *listen_addr = NULL, *connect_addr = NULL, *master = NULL,
 		   *rules = NULL;
-	struct pg_seos_testcard_cfg cfg = {.serial = 1, .version = 1};
-	struct pg_seos_testcard *tc = NULL;
+	struct pg_seos_sim_card_cfg cfg = {.serial = 1, .version = 1};
+	struct pg_gp_card *card = NULL;
 	const struct pg_link_ops *ops;
 	static uint8_t rbuf[PG_ARA_MAX_DATA];
-	uint8_t m[32], id[PG_SEOS_ID_LEN];
+	uint8_t m[32];
 	int o, rc, fd, ml = 0, rl;
 
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -109,19 +111,17 @@ cmd_seos_sim(int argc, char **argv)
 		cfg.rules = rbuf;
 		cfg.rules_len = (size_t)rl;
 	}
-	rc = pg_seos_testcard_new(&tc, &cfg);
+	cfg.master = m;
+	cfg.master_len = (size_t)ml;
+	rc = pg_seos_sim_card_new(&card, &cfg);
+	pg_memzero(m, sizeof(m));
 	if (rc < 0)
 		return pg_cli_fail(rc, "cannot create the test SE");
-	pg_seos_testcard_id(tc, id);
-	rc = pg_scp03_diversify(m, (size_t)ml, id, sizeof(id), 0x30, &cfg.keys);
-	if (rc < 0)
-		goto out;
-	pg_seos_testcard_set_keys(tc, &cfg.keys);
 	if (connect_addr) {
 		fprintf(stderr, "payguard: test SE (serial %u) dialing vpcd at %s\n", cfg.serial,
 			connect_addr);
 		do
-			rc = pg_vpcd_serve(connect_addr, pg_seos_testcard_card(tc), 10000, NULL);
+			rc = pg_vpcd_serve(connect_addr, pg_gp_card_card(card), 10000, NULL);
 		while (rc == 0);
 		goto out;
 	}
@@ -132,10 +132,10 @@ cmd_seos_sim(int argc, char **argv)
 	}
 	fprintf(stderr, "payguard: test SE (serial %u, version %u) on link %s listening on %s\n",
 		cfg.serial, cfg.version, ops->name, listen_addr);
-	rc = pg_card_serve_listener(fd, ops, pg_seos_testcard_card(tc), NULL, 0);
+	rc = pg_card_serve_listener(fd, ops, pg_gp_card_card(card), NULL, 0);
 	close(fd);
 out:
-	pg_seos_testcard_free(tc);
+	pg_gp_card_free(card);
 	return rc < 0 ? pg_cli_fail(rc, "test SE") : PG_EXIT_OK;
 }
 
