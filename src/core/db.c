@@ -89,16 +89,18 @@ mask_passwords(const char *s, char *out)
 char *
 pg_db_redact(const char *url)
 {
-	const char *scheme = strstr(url, "://"), *at, *colon, *end;
+	const char *scheme, *at, *colon, *end;
 	char *out = malloc(2 * strlen(url) + 1);
 
 	if (!out)
 		return NULL;
 	mask_passwords(url, out);
+	/* looked for in the masked text: a password may hold "://" itself */
+	scheme = strstr(out, "://");
 	if (!scheme)
 		return out;
 	/* the authority (user:password@host:port) ends at the path or query */
-	scheme = out + (scheme - url) + 3;
+	scheme += 3;
 	end = scheme + strcspn(scheme, "/?#");
 	at = memchr(scheme, '@', (size_t)(end - scheme));
 	colon = at ? memchr(scheme, ':', (size_t)(at - scheme)) : NULL;

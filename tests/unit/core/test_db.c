@@ -488,6 +488,8 @@ test_redact(void **state)
 	    {"PASSWORD=s3cret host=/tmp", "PASSWORD=*** host=/tmp"},
 	    {"host=/tmp mypassword=kept", "host=/tmp mypassword=kept"},
 	    {"/var/lib/payguard/payguard.db", "/var/lib/payguard/payguard.db"},
+	    /* a "://" only in the masked value (found by fuzz/core_db_redact.c) */
+	    {"host=/tmp password=s3://x@y:z", "host=/tmp password=***"},
 	};
 
 	(void)state;
