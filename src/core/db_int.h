@@ -119,6 +119,10 @@ int pg_store_check_path(const char *path);
 /* The stable 64-bit key of an advisory lock name (FNV-1a): the same on every node. */
 int64_t pg_db_lock_key(const char *name);
 
+/* The store URL for logs (pg_db_name): a URL's user password and every
+ * password=VALUE of a keyword string or a URL's query masked. malloc'd. */
+char *pg_db_redact(const char *url);
+
 /* Counts `?` placeholders outside string literals, quoted names and comments. */
 int pg_db_count_params(const char *sql);
 

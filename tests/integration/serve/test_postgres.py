@@ -135,8 +135,10 @@ def part_flag():
 
 def part_config():
     """The configuration file's `store` key, and a bad store: a clear error."""
-    url = fresh_db("serve_pgconf")
-    d = Daemon(demo=False, conf={"store": url})
+    fresh_db("serve_pgconf")
+    # a libpq keyword string this time, its password masked in the start line
+    kw = "host=%s dbname=serve_pgconf user=%s password=%s" % (host, user, SECRET)
+    d = Daemon(demo=False, conf={"store": kw})
     try:
         d.wait("the API", lambda: d.get("/api/health")[0] == 200, 30)
         s, v = d.get("/api/pos/alerts")
@@ -146,7 +148,8 @@ def part_config():
         check(ev and ev[0] == ["start"], ev)
         check(not os.path.exists(os.path.join(d.dir, "payguard.db")) or serve_tables_in_sqlite(d) == [],
               "the serve tables went to PostgreSQL")
-        check(SECRET not in d.log(), "the store password in the log")
+        check(SECRET not in d.log() and "store host=%s dbname=serve_pgconf user=%s password=***)" % (host, user)
+              in d.log(), "the store password in the log: " + d.log()[:1000])
     finally:
         d.stop()
         d.cleanup()
