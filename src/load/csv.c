@@ -68,24 +68,6 @@ pg_load_series_push(struct pg_load_series *s, const struct pg_load_sample *x)
 	return 0;
 }
 
-int
-load_parse_double(const char *s, double *v)
-{
-	char *end;
-
-	while (*s == ' ' || *s == '\t')
-		s++;
-	if (!*s)
-		return PG_EFORMAT;
-	errno = 0;
-	*v = strtod(s, &end);
-	while (*end == ' ' || *end == '\t' || *end == '\r')
-		end++;
-	if (*end || end == s || errno == ERANGE || !isfinite(*v))
-		return PG_EFORMAT;
-	return 0;
-}
-
 void
 load_set_name(char dst[128], const char *src, size_t len)
 {

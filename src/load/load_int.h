@@ -90,8 +90,18 @@ void load_cgroup_name(const char *unit, char out[128]);
 #define LOAD_PLOT_LEGEND_X    (LOAD_PLOT_W - LOAD_PLOT_MR + 34)
 #define LOAD_PLOT_LEGEND_Y(t) (LOAD_PLOT_MT + 38 + 26.0 * (double)(t)) /* text baseline */
 
-/* Strict number: the whole field, finite. */
+/*
+ * Strict number (src/load/num.c): the whole field (spaces and tabs around it,
+ * a trailing CR), decimal, finite; correctly rounded as strtod. No hex, inf
+ * or nan; an underflow gives the rounded value (a subnormal or 0).
+ */
 int load_parse_double(const char *s, double *v);
+/*
+ * The decimal number at [s, end) with no white space: the bytes it takes (0:
+ * none there) and its value, correctly rounded as strtod; a magnitude beyond
+ * DBL_MAX gives +-inf, which the readers refuse.
+ */
+size_t load_num_scan(const char *s, const char *end, double *v);
 /* Copies a VM name, keeping printable ASCII only. */
 void load_set_name(char dst[128], const char *src, size_t len);
 /* Splits line at sep in place; returns the field count (at most max kept in f). */
