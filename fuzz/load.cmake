@@ -7,3 +7,4 @@ pg_fuzzer(load_matrix SOURCES ${CMAKE_CURRENT_LIST_DIR}/load_matrix.c LIBS pg_lo
 pg_fuzzer(load_traces SOURCES ${CMAKE_CURRENT_LIST_DIR}/load_traces.c LIBS pg_load)
 pg_fuzzer(load_prom_spec SOURCES ${CMAKE_CURRENT_LIST_DIR}/load_prom_spec.c LIBS pg_load)
 pg_fuzzer(load_num SOURCES ${CMAKE_CURRENT_LIST_DIR}/load_num.c LIBS pg_load)
+pg_fuzzer(load_npy SOURCES ${CMAKE_CURRENT_LIST_DIR}/load_npy.c LIBS pg_load)

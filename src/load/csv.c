@@ -684,6 +684,76 @@ pg_load_csv_write(void *file, const struct pg_load_series *s, int header)
 
 /* ---- numeric matrix (payguard load kmeans) ---- */
 
+#define MATRIX_COLS 1024
+
+static inline const char *
+skip_blanks(const char *p, const char *e)
+{
+	while (p < e && (*p == ' ' || *p == '\t'))
+		p++;
+	return p;
+}
+
+/* One field at p on a line ending at le: its number, and p past it. */
+static int
+matrix_num(const char **pp, const char *le, double *v)
+{
+	const char *p = skip_blanks(*pp, le);
+	size_t n = load_num_scan(p, le, v);
+
+	if (!n || !isfinite(*v))
+		return -1;
+	*pp = skip_blanks(p + n, le);
+	return 0;
+}
+
+static size_t
+count_fields(const char *p, const char *le)
+{
+	size_t nf = 1;
+
+	for (; (p = memchr(p, ',', (size_t)(le - p))); p++)
+		nf++;
+	return nf;
+}
+
+static int
+is_blank_span(const char *p, const char *e)
+{
+	for (; p < e; p++)
+		if (!isspace((unsigned char)*p))
+			return 0;
+	return 1;
+}
+
+/* One data row of cols numbers into row; the fields are parsed in place. */
+static int
+matrix_row(const char *p, const char *le, size_t cols, double *row, const char *name, size_t lineno)
+{
+	for (size_t j = 0; j < cols; j++) {
+		if (matrix_num(&p, le, &row[j]) < 0 || (p < le && *p != ',')) {
+			const char *fe = memchr(p, ',', (size_t)(le - p));
+			if (memchr(p, 0, (size_t)((fe ? fe : le) - p)))
+				return pg_error(PG_EFORMAT, "load", "%s:%zu: NUL byte", name,
+						lineno);
+			return pg_error(PG_EFORMAT, "load",
+					"%s:%zu: field %zu is not a finite number", name, lineno,
+					j + 1);
+		}
+		if (j + 1 < cols) {
+			if (p == le)
+				return pg_error(PG_EFORMAT, "load",
+						"%s:%zu: %zu fields, expected %zu", name, lineno,
+						j + 1, cols);
+			p++; /* the comma */
+		} else if (p != le) {
+			return pg_error(PG_EFORMAT, "load", "%s:%zu: %zu fields, expected %zu",
+					name, lineno, count_fields(p, le) + j, cols);
+		}
+	}
+	return 0;
+}
+
 int
 pg_load_parse_matrix(const char *text, size_t len, const char *name, double **x, size_t *n,
 		     size_t *d)
@@ -693,45 +763,30 @@ pg_load_parse_matrix(const char *text, size_t len, const char *name, double **x,
 	const char *p = text, *end = text + len;
 	int rc = 0;
 
+	if (len >= 6 && memcmp(text, "\x93NUMPY", 6) == 0)
+		return pg_load_parse_npy(text, len, name, x, n, d);
 	while (p < end) {
 		const char *eol = memchr(p, '\n', (size_t)(end - p));
-		size_t l = eol ? (size_t)(eol - p) : (size_t)(end - p);
-		char line[LOAD_LINE_MAX * 4];
-		char *fld[1024];
-		size_t nf;
+		const char *ls = p, *le = eol ? eol : end;
 
 		lineno++;
-		if (l >= sizeof(line)) {
-			rc = pg_error(PG_ETOOBIG, "load", "%s:%zu: line too long", name, lineno);
-			goto out;
-		}
-		memcpy(line, p, l);
-		line[l] = 0;
 		p = eol ? eol + 1 : end;
-		if (memchr(line, 0, l)) {
-			rc = pg_error(PG_EFORMAT, "load", "%s:%zu: NUL byte", name, lineno);
-			goto out;
-		}
-		if (l && line[l - 1] == '\r')
-			line[l - 1] = 0;
-		if (load_is_blank(line))
+		if (le > ls && le[-1] == '\r')
+			le--;
+		if (is_blank_span(ls, le))
 			continue;
-		nf = load_split_fields(line, ',', fld, 1024);
-		if (nf > 1024) {
-			rc = pg_error(PG_ETOOBIG, "load", "%s:%zu: more than 1024 columns", name,
-				      lineno);
-			goto out;
-		}
 		if (rows == 0 && cols == 0) {
+			const char *q = ls;
 			double v;
-			cols = nf;
-			if (load_parse_double(fld[0], &v) < 0)
+
+			cols = count_fields(ls, le);
+			if (cols > MATRIX_COLS) {
+				rc = pg_error(PG_ETOOBIG, "load", "%s:%zu: more than %d columns",
+					      name, lineno, MATRIX_COLS);
+				goto out;
+			}
+			if (matrix_num(&q, le, &v) < 0 || (q < le && *q != ','))
 				continue; /* a header line */
-		}
-		if (nf != cols) {
-			rc = pg_error(PG_EFORMAT, "load", "%s:%zu: %zu fields, expected %zu", name,
-				      lineno, nf, cols);
-			goto out;
 		}
 		if ((rows + 1) * cols > cap) {
 			size_t ncap = cap ? cap * 2 : cols * 1024;
@@ -743,13 +798,9 @@ pg_load_parse_matrix(const char *text, size_t len, const char *name, double **x,
 			m = q;
 			cap = ncap;
 		}
-		for (size_t j = 0; j < cols; j++)
-			if (load_parse_double(fld[j], &m[rows * cols + j]) < 0) {
-				rc = pg_error(PG_EFORMAT, "load",
-					      "%s:%zu: field %zu is not a finite number", name,
-					      lineno, j + 1);
-				goto out;
-			}
+		rc = matrix_row(ls, le, cols, m + rows * cols, name, lineno);
+		if (rc < 0)
+			goto out;
 		rows++;
 	}
 	if (rows == 0) {
