@@ -79,27 +79,76 @@ load_set_name(char dst[128], const char *src, size_t len)
 	dst[j] = 0;
 }
 
-/* Reads one line into buf (without the newline); 1 ok, 0 at EOF, <0 too long. */
-static int
-read_line(FILE *f, char *buf, size_t cap)
-{
-	size_t n = 0;
-	int c;
+#define LINES_BUF (1u << 16)
 
-	while ((c = getc(f)) != EOF && c != '\n') {
-		if (n + 1 >= cap) {
-			while ((c = getc(f)) != EOF && c != '\n')
-				;
+void
+load_lines_init(struct load_lines *l, FILE *f)
+{
+	memset(l, 0, sizeof(*l));
+	l->f = f;
+}
+
+void
+load_lines_release(struct load_lines *l)
+{
+	free(l->buf);
+	l->buf = NULL;
+}
+
+/* Drops the rest of a line too long to keep; 1 when its newline was found. */
+static int
+lines_skip(struct load_lines *l)
+{
+	for (;;) {
+		char *nl = memchr(l->buf + l->beg, '\n', l->end - l->beg);
+		if (nl) {
+			l->beg = (size_t)(nl - l->buf) + 1;
+			return 1;
+		}
+		l->end = fread(l->buf, 1, LINES_BUF - 1, l->f);
+		l->beg = 0;
+		if (l->end == 0) {
+			l->eof = 1;
+			return 0;
+		}
+	}
+}
+
+int
+load_lines_next(struct load_lines *l, char **line, size_t *len)
+{
+	if (!l->buf && !(l->buf = malloc(LINES_BUF)))
+		return PG_ENOMEM;
+	for (;;) {
+		char *p = l->buf + l->beg, *nl = memchr(p, '\n', l->end - l->beg);
+		size_t n;
+
+		if (!nl && l->eof && l->beg == l->end)
+			return 0;
+		if (nl || l->eof) {
+			n = nl ? (size_t)(nl - p) : l->end - l->beg;
+			l->beg += n + (nl != NULL);
+			if (n >= LOAD_LINE_MAX - 1)
+				return PG_ETOOBIG;
+			if (n && p[n - 1] == '\r')
+				n--;
+			p[n] = 0; /* the newline's place, or the spare byte at the end */
+			*line = p;
+			*len = n;
+			return 1;
+		}
+		if (l->end - l->beg >= LOAD_LINE_MAX - 1) {
+			lines_skip(l);
 			return PG_ETOOBIG;
 		}
-		buf[n++] = (char)c;
+		memmove(l->buf, p, l->end - l->beg);
+		l->end -= l->beg;
+		l->beg = 0;
+		n = fread(l->buf + l->end, 1, LINES_BUF - 1 - l->end, l->f);
+		l->end += n;
+		if (n == 0)
+			l->eof = 1;
 	}
-	if (c == EOF && n == 0)
-		return 0;
-	if (n && buf[n - 1] == '\r')
-		n--;
-	buf[n] = 0;
-	return 1;
 }
 
 /* Splits at sep in place; returns the field count (at most max). */
@@ -132,8 +181,8 @@ load_is_blank(const char *s)
 	return 1;
 }
 
-int
-load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out)
+static int
+bb_read_lines(struct load_lines *lines, const char *name, struct pg_load_series *out)
 {
 	static const char *const cols[BB_COLS] = {"Timestamp [ms]",
 						  "CPU cores",
@@ -146,13 +195,12 @@ load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out)
 						  "Disk write throughput [KB/s]",
 						  "Network received throughput [KB/s]",
 						  "Network transmitted throughput [KB/s]"};
-	char line[LOAD_LINE_MAX];
-	char *fld[BB_COLS + 1];
-	size_t lineno = 0;
+	char *line, *fld[BB_COLS + 1];
+	size_t lineno = 0, len;
 	int rc;
 
 	/* Appends: a VM's month files are read one after the other. */
-	while ((rc = read_line(f, line, sizeof(line))) > 0) {
+	while ((rc = load_lines_next(lines, &line, &len)) > 0) {
 		double v[BB_COLS];
 		struct pg_load_sample s;
 		size_t nf;
@@ -201,12 +249,26 @@ load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out)
 		if (rc < 0)
 			return pg_error(rc, "load", "%s:%zu: %s", name, lineno, pg_last_error());
 	}
+	if (rc == PG_ENOMEM)
+		return pg_error(rc, "load", "%s: line buffer", name);
 	if (rc < 0)
 		return pg_error(rc, "load", "%s:%zu: line longer than %d bytes", name, lineno + 1,
 				LOAD_LINE_MAX);
-	if (ferror(f))
+	if (ferror(lines->f))
 		return pg_error(PG_EIO, "load", "%s: read error", name);
 	return 0;
+}
+
+int
+load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out)
+{
+	struct load_lines lines;
+	int rc;
+
+	load_lines_init(&lines, f);
+	rc = bb_read_lines(&lines, name, out);
+	load_lines_release(&lines);
+	return rc;
 }
 
 /* ---- Bitbrains collector: a folder of <vm>.csv files, one file, or the
@@ -470,6 +532,7 @@ load_csv_reader_init(struct load_csv_reader *r, FILE *f, const char *name)
 	memset(r, 0, sizeof(*r));
 	r->f = f;
 	r->name = name;
+	load_lines_init(&r->lines, f);
 }
 
 void
@@ -477,6 +540,7 @@ load_csv_reader_release(struct load_csv_reader *r)
 {
 	free(r->pending);
 	r->pending = NULL;
+	load_lines_release(&r->lines);
 }
 
 /* Parses one row into vm name and sample. */
@@ -516,7 +580,7 @@ csv_row(struct load_csv_reader *r, char *line, size_t lineno, char vm[128],
 int
 load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 {
-	char line[LOAD_LINE_MAX], raw[LOAD_LINE_MAX];
+	char pend[LOAD_LINE_MAX], *line;
 	char vm[128];
 	struct pg_load_sample s;
 	int rc, err = 0;
@@ -527,18 +591,25 @@ load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 		char *comma;
 
 		if (r->pending) {
-			snprintf(line, sizeof(line), "%s", r->pending);
+			snprintf(pend, sizeof(pend), "%s", r->pending);
 			free(r->pending);
 			r->pending = NULL;
+			line = pend;
 			lineno = r->pending_line;
 		} else {
+			size_t len;
+
 			if (r->eof)
 				break;
-			rc = read_line(r->f, line, sizeof(line));
+			rc = load_lines_next(&r->lines, &line, &len);
 			lineno = ++r->line;
 			if (rc == 0) {
 				r->eof = 1;
 				break;
+			}
+			if (rc == PG_ENOMEM) {
+				r->eof = 1;
+				return pg_error(rc, "load", "%s: line buffer", r->name);
 			}
 			if (rc < 0) {
 				if (!err)
@@ -565,11 +636,10 @@ load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 			}
 		}
 		/* The first field names the VM even when the rest of the row is bad. */
-		memcpy(raw, line, sizeof(raw));
 		comma = strchr(line, ',');
 		load_set_name(vm, line, comma ? (size_t)(comma - line) : strlen(line));
 		if (out->vm[0] && strcmp(vm, out->vm) != 0) {
-			r->pending = strdup(raw);
+			r->pending = strdup(line);
 			r->pending_line = lineno;
 			if (!r->pending)
 				return pg_error(PG_ENOMEM, "load", "%s:%zu", r->name, lineno);

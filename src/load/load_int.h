@@ -16,6 +16,22 @@
 #define LOAD_DISK_REF 20480.0 /* KB/s of disk traffic */
 #define LOAD_NET_REF  12800.0 /* KB/s of network traffic (~100 Mbit/s) */
 
+/*
+ * Lines of a FILE * through a 64 KB buffer (fread + memchr, not getc): each
+ * is NUL-terminated in the buffer without its newline and CR, valid until
+ * the next call. 1, 0 at the end, PG_ETOOBIG for a line of LOAD_LINE_MAX - 1
+ * bytes or more (skipped; the next call gives the line after it), PG_ENOMEM.
+ */
+struct load_lines {
+	FILE *f;
+	char *buf;
+	size_t beg, end;
+	int eof;
+};
+void load_lines_init(struct load_lines *l, FILE *f);
+void load_lines_release(struct load_lines *l);
+int load_lines_next(struct load_lines *l, char **line, size_t *len);
+
 /* Reads one Bitbrains GWA-T-12 file (one VM). name is used in errors. */
 int load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out);
 
@@ -29,6 +45,7 @@ struct load_csv_reader {
 	int header_done;
 	int eof;
 	size_t rows_ok; /* rows read well: before the first, a wrong layout stops the file */
+	struct load_lines lines;
 };
 void load_csv_reader_init(struct load_csv_reader *r, FILE *f, const char *name);
 void load_csv_reader_release(struct load_csv_reader *r);
