@@ -15,7 +15,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define BB_COLS	   11
 #define CSV_COLS   8
@@ -74,7 +76,8 @@ load_set_name(char dst[128], const char *src, size_t len)
 	size_t j = 0;
 
 	for (size_t i = 0; i < len && j < 127; i++)
-		if (isprint((unsigned char)src[i]))
+		if (src[i] >= 0x20 &&
+		    src[i] < 0x7f) /* isprint in the C locale, without its table */
 			dst[j++] = src[i];
 	dst[j] = 0;
 }
@@ -206,6 +209,8 @@ bb_read_lines(struct load_lines *lines, const char *name, struct pg_load_series 
 		size_t nf;
 
 		lineno++;
+		if (load_parse_row(line, line + len + 1, ';', v, BB_COLS) == 0)
+			goto parsed; /* a good row in one pass */
 		if (load_is_blank(line))
 			continue;
 		nf = load_split_fields(line, ';', fld, BB_COLS + 1);
@@ -226,6 +231,7 @@ bb_read_lines(struct load_lines *lines, const char *name, struct pg_load_series 
 				return pg_error(PG_EFORMAT, "load",
 						"%s:%zu: column '%s' is not a finite number", name,
 						lineno, cols[i]);
+	parsed:
 		for (size_t i = 1; i < BB_COLS; i++)
 			if (v[i] < 0)
 				return pg_error(PG_EFORMAT, "load",
@@ -548,10 +554,28 @@ static int
 csv_row(struct load_csv_reader *r, char *line, size_t lineno, char vm[128],
 	struct pg_load_sample *s)
 {
-	char *fld[CSV_COLS + 1];
-	size_t nf = load_split_fields(line, ',', fld, CSV_COLS + 1);
-	double v;
+	char *fld[CSV_COLS + 1], *comma = strchr(line, ',');
+	double v, f[CSV_COLS - 1];
+	size_t nf;
+	int ok = 1;
 
+	/* A good row in one pass; any fault goes the field-by-field way for its message. */
+	if (comma &&
+	    load_parse_row(comma + 1, comma + strlen(comma) + 1, ',', f, CSV_COLS - 1) == 0 &&
+	    f[0] >= 0 && f[0] <= 9.2e18) {
+		/* vm: the caller named the row's VM from the same first field */
+		for (size_t i = 0; i < PG_LOAD_NMETRICS; i++) {
+			s->v[i] = f[1 + i];
+			ok &= f[1 + i] >= 0;
+		}
+		if (vm[0] && ok) {
+			s->ts_ms = (int64_t)f[0];
+			s->v[PG_LOAD_CPU] = load_pct(s->v[PG_LOAD_CPU]);
+			s->v[PG_LOAD_MEM] = load_pct(s->v[PG_LOAD_MEM]);
+			return 0;
+		}
+	}
+	nf = load_split_fields(line, ',', fld, CSV_COLS + 1);
 	if (nf != CSV_COLS)
 		return pg_error(PG_EFORMAT, "load", "%s:%zu: %zu fields, expected %d", r->name,
 				lineno, nf, CSV_COLS);
@@ -754,6 +778,27 @@ pg_load_csv_write(void *file, const struct pg_load_series *s, int header)
 
 /* ---- numeric matrix (payguard load kmeans) ---- */
 
+static int parse_matrix_z(const char *text, size_t len, const char *name, double **x, size_t *n,
+			  size_t *d);
+
+int
+pg_load_parse_matrix(const char *text, size_t len, const char *name, double **x, size_t *n,
+		     size_t *d)
+{
+	char *z;
+	int rc;
+
+	if (len >= 6 && memcmp(text, "\x93NUMPY", 6) == 0)
+		return pg_load_parse_npy(text, len, name, x, n, d);
+	if (!(z = malloc(len + 1)))
+		return pg_error(PG_ENOMEM, "load", "%s: matrix", name);
+	memcpy(z, text, len);
+	z[len] = 0;
+	rc = parse_matrix_z(z, len, name, x, n, d);
+	free(z);
+	return rc;
+}
+
 #define MATRIX_COLS 1024
 
 static inline const char *
@@ -769,11 +814,13 @@ static int
 matrix_num(const char **pp, const char *le, double *v)
 {
 	const char *p = skip_blanks(*pp, le);
-	size_t n = load_num_scan(p, le, v);
+	size_t n = load_num_scan_z(p, v);
 
-	if (!n || !isfinite(*v))
+	if (!n)
 		return -1;
-	*pp = skip_blanks(p + n, le);
+	for (p += n; p < le && (*p == ' ' || *p == '\t' || *p == '\r'); p++)
+		;
+	*pp = p;
 	return 0;
 }
 
@@ -824,22 +871,33 @@ matrix_row(const char *p, const char *le, size_t cols, double *row, const char *
 	return 0;
 }
 
-int
-pg_load_parse_matrix(const char *text, size_t len, const char *name, double **x, size_t *n,
-		     size_t *d)
+/* The CSV matrix in text[0..len), with text[len] == 0: the numbers are
+ * scanned up to the byte that ends them, which a NUL or a newline at the
+ * latest does. */
+static int
+parse_matrix_z(const char *text, size_t len, const char *name, double **x, size_t *n, size_t *d)
 {
 	size_t rows = 0, cols = 0, cap = 0, lineno = 0;
 	double *m = NULL;
 	const char *p = text, *end = text + len;
 	int rc = 0;
 
-	if (len >= 6 && memcmp(text, "\x93NUMPY", 6) == 0)
-		return pg_load_parse_npy(text, len, name, x, n, d);
 	while (p < end) {
-		const char *eol = memchr(p, '\n', (size_t)(end - p));
-		const char *ls = p, *le = eol ? eol : end;
+		const char *eol, *ls = p, *le;
 
 		lineno++;
+		if (cols && (rows + 1) * cols <= cap) {
+			/* A good row in one pass, newline included; any fault goes the
+			 * checking way below for its message. */
+			const char *q = load_parse_line(p, end + 1, ',', m + rows * cols, cols);
+			if (q && (q == end || q[-1] == '\n')) {
+				p = q;
+				rows++;
+				continue;
+			}
+		}
+		eol = memchr(p, '\n', (size_t)(end - p));
+		le = eol ? eol : end;
 		p = eol ? eol + 1 : end;
 		if (le > ls && le[-1] == '\r')
 			le--;
@@ -859,7 +917,9 @@ pg_load_parse_matrix(const char *text, size_t len, const char *name, double **x,
 				continue; /* a header line */
 		}
 		if ((rows + 1) * cols > cap) {
-			size_t ncap = cap ? cap * 2 : cols * 1024;
+			/* First: the rows the text holds if its lines are as long as this one. */
+			size_t ncap =
+			    cap ? cap * 2 : ((size_t)(end - ls) / (size_t)(p - ls) + 16) * cols;
 			double *q = realloc(m, ncap * sizeof(double));
 			if (!q) {
 				rc = pg_error(PG_ENOMEM, "load", "%s: matrix", name);
@@ -890,35 +950,68 @@ int
 pg_load_read_matrix(const char *path, double **x, size_t *n, size_t *d)
 {
 	FILE *f = fopen(path, "r");
+	struct stat st = {0};
 	char *text = NULL;
-	size_t len = 0, cap = 0;
+	size_t len = 0, cap;
 	int rc;
 
 	if (!f)
 		return pg_error(PG_ENOENT, "load", "'%s': %s", path, strerror(errno));
+	if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+	    st.st_size <= MATRIX_MAX && st.st_size % sysconf(_SC_PAGESIZE) != 0) {
+		/* Mapped, not copied: the rest of the last page reads as zeros
+		 * (mmap(2)), which is the NUL the scanner stops at. */
+		void *mp = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE,
+				fileno(f), 0);
+		if (mp != MAP_FAILED) {
+			const char *t = mp;
+			len = (size_t)st.st_size;
+			rc = len >= 6 && memcmp(t, "\x93NUMPY", 6) == 0
+				 ? pg_load_parse_npy(t, len, path, x, n, d)
+				 : parse_matrix_z(t, len, path, x, n, d);
+			munmap(mp, len);
+			fclose(f);
+			return rc;
+		}
+	}
+	/* A regular file in one read of its size; a pipe by doubling. One spare byte for a NUL. */
+	cap = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size + 1 : 1 << 16;
 	for (;;) {
 		size_t got;
-		if (len == cap) {
+		if (len + 1 >= cap || !text) {
+			size_t ncap = !text ? cap : cap * 2;
 			char *q;
-			if (cap >= MATRIX_MAX) {
-				rc = pg_error(PG_ETOOBIG, "load", "'%s': larger than %u bytes",
-					      path, MATRIX_MAX);
-				goto out;
+			if (len >= MATRIX_MAX || ncap > (size_t)MATRIX_MAX + 1) {
+				if (ncap > (size_t)MATRIX_MAX + 1 && len < MATRIX_MAX)
+					ncap = (size_t)MATRIX_MAX + 1;
+				else {
+					rc = pg_error(PG_ETOOBIG, "load",
+						      "'%s': larger than %u bytes", path,
+						      MATRIX_MAX);
+					goto out;
+				}
 			}
-			q = realloc(text, cap ? cap * 2 : 1 << 16);
+			q = realloc(text, ncap);
 			if (!q) {
 				rc = pg_error(PG_ENOMEM, "load", "'%s'", path);
 				goto out;
 			}
 			text = q;
-			cap = cap ? cap * 2 : 1 << 16;
+			cap = ncap;
 		}
-		got = fread(text + len, 1, cap - len, f);
+		got = fread(text + len, 1, cap - 1 - len, f);
 		len += got;
-		if (got == 0)
+		if (got == 0 || (S_ISREG(st.st_mode) && len == (size_t)st.st_size))
 			break;
 	}
-	rc = pg_load_parse_matrix(text, len, path, x, n, d);
+	if (ferror(f)) {
+		rc = pg_error(PG_EIO, "load", "'%s': read error", path);
+		goto out;
+	}
+	text[len] = 0;
+	rc = len >= 6 && memcmp(text, "\x93NUMPY", 6) == 0
+		 ? pg_load_parse_npy(text, len, path, x, n, d)
+		 : parse_matrix_z(text, len, path, x, n, d);
 out:
 	free(text);
 	fclose(f);

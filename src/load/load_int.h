@@ -119,6 +119,20 @@ int load_parse_double(const char *s, double *v);
  * DBL_MAX gives +-inf, which the readers refuse.
  */
 size_t load_num_scan(const char *s, const char *end, double *v);
+/* The same on NUL-terminated text, and an overflow is no number (0 bytes). */
+size_t load_num_scan_z(const char *s, double *v);
+/*
+ * A whole NUL-terminated row of n numbers separated by sep, each as
+ * load_parse_double takes it, into v: 0, or -1 on any fault (the caller then
+ * splits the row field by field to say which). lim: the end of the memory
+ * that may be read 8 bytes at a time (past the NUL at most), or NULL.
+ */
+int load_parse_row(const char *p, const char *lim, char sep, double *v, size_t n);
+/*
+ * The same for a row that ends at a newline or a NUL: past the newline (at
+ * the NUL), or NULL on any fault. The text must hold a NUL after its end.
+ */
+const char *load_parse_line(const char *p, const char *lim, char sep, double *v, size_t n);
 /* Copies a VM name, keeping printable ASCII only. */
 void load_set_name(char dst[128], const char *src, size_t len);
 /* Splits line at sep in place; returns the field count (at most max kept in f). */

@@ -96,51 +96,129 @@ is_digit(char c)
 	return (unsigned char)(c - '0') < 10;
 }
 
-size_t
-load_num_scan(const char *s, const char *end, double *v)
+/*
+ * More than 19 mantissa digits (leading zeros included): the first 19
+ * significant ones into *m, the exponent adjusted, *dropped when a nonzero
+ * digit did not fit.
+ */
+static void
+long_mantissa(const char *ip, size_t ni, const char *fp, size_t nf, uint64_t *m, long *e10,
+	      int *dropped)
 {
-	const char *p = s;
-	uint64_t m = 0;
-	int nd = 0, dropped = 0, neg = 0, mdigits = 0;
-	long e10 = 0, ex = 0;
+	int nd = 0;
 
-	if (p < end && (*p == '+' || *p == '-'))
-		neg = *p++ == '-';
-	for (; p < end && is_digit(*p); p++, mdigits++) {
-		unsigned dg = (unsigned)(*p - '0');
+	*m = 0;
+	*e10 = 0;
+	*dropped = 0;
+	for (size_t i = 0; i < ni + nf; i++) {
+		unsigned dg = (unsigned)((i < ni ? ip[i] : fp[i - ni]) - '0');
 
 		if (nd < 19) {
-			m = m * 10 + dg;
-			nd += m != 0; /* leading zeros are not significant */
+			*m = *m * 10 + dg;
+			nd += *m != 0; /* leading zeros are not significant */
+			*e10 -= i >= ni;
 		} else {
-			e10++;
-			dropped |= dg != 0;
+			*e10 += i < ni;
+			*dropped |= dg != 0;
 		}
 	}
-	if (p < end && *p == '.') {
-		p++;
-		for (; p < end && is_digit(*p); p++, mdigits++) {
-			unsigned dg = (unsigned)(*p - '0');
+}
 
-			if (nd < 19) {
-				m = m * 10 + dg;
-				nd += m != 0;
-				e10--;
-			} else {
-				dropped |= dg != 0;
-			}
+/*
+ * The scanner; bounded = 0 for NUL-terminated text (no byte the grammar takes
+ * is NUL, so the end tests compile away); finite = 1: an overflow to inf is
+ * no number (0 bytes).
+ */
+#define IN(p) (!bounded || (p) < end)
+
+static const uint64_t pow10_u64[9] = {1,      10,      100,	 1000,	   10000,
+				      100000, 1000000, 10000000, 100000000};
+
+/*
+ * Digits at p into *m (wrapping past 19; the caller redoes those). Where 8
+ * bytes can be read (p + 8 <= lim), up to 8 digits at once without a branch
+ * per digit (SWAR); else two at a time, reading p[1] only after p[0] is a
+ * digit, so never past a NUL or end.
+ */
+static inline __attribute__((always_inline)) const char *
+digits(const char *p, const char *end, const char *lim, uint64_t *mp, int bounded)
+{
+	uint64_t m = *mp;
+
+	while (lim && p + 8 <= lim) {
+		uint64_t w, t, x, nd;
+		unsigned k;
+
+		memcpy(&w, p, 8);
+		/* 0x33 in each byte that is a digit: high nibble 3, and +6 does not carry */
+		x = (w & 0xf0f0f0f0f0f0f0f0ull) |
+		    (((w + 0x0606060606060606ull) & 0xf0f0f0f0f0f0f0f0ull) >> 4);
+		nd = x ^ 0x3333333333333333ull;
+		k = nd ? (unsigned)__builtin_ctzll(nd) / 8 : 8;
+		if (k == 0) {
+			*mp = m;
+			return p;
+		}
+		t = (w - 0x3030303030303030ull) << (8 * (8 - k)); /* the k digits, zeros before */
+		t = (t * 10 + (t >> 8)) & 0x00ff00ff00ff00ffull;
+		t = (t * 100 + (t >> 16)) & 0x0000ffff0000ffffull;
+		t = (t * 10000 + (t >> 32)) & 0xffffffffull;
+		m = m * pow10_u64[k] + t;
+		p += k;
+		if (k < 8) {
+			*mp = m;
+			return p;
 		}
 	}
-	if (!mdigits)
+	while (IN(p) && is_digit(p[0])) {
+		if (IN(p + 1) && is_digit(p[1])) {
+			m = m * 100 + (unsigned)(p[0] - '0') * 10 + (unsigned)(p[1] - '0');
+			p += 2;
+		} else {
+			m = m * 10 + (unsigned)(p[0] - '0');
+			p++;
+			break;
+		}
+	}
+	*mp = m;
+	return p;
+}
+
+static inline __attribute__((always_inline)) size_t
+scan(const char *s, const char *end, const char *lim, double *v, int bounded, int finite)
+{
+	const char *p = s, *ip, *fp = s;
+	uint64_t m = 0;
+	size_t ni, nf = 0;
+	int dropped = 0, neg = 0;
+	long e10, ex = 0;
+
+	if (IN(p)) { /* the sign without a branch: random signs mispredict */
+		neg = *p == '-';
+		p += neg | (*p == '+');
+	}
+	/* The common case in one tight loop; 20+ digits are redone below. */
+	ip = p;
+	p = digits(p, end, lim, &m, bounded);
+	ni = (size_t)(p - ip);
+	if (IN(p) && *p == '.') {
+		fp = ++p;
+		p = digits(p, end, lim, &m, bounded);
+		nf = (size_t)(p - fp);
+	}
+	if (ni + nf == 0)
 		return 0;
-	if (p < end && (*p == 'e' || *p == 'E')) {
+	e10 = -(long)nf;
+	if (ni + nf > 19)
+		long_mantissa(ip, ni, fp, nf, &m, &e10, &dropped);
+	if (IN(p) && (*p == 'e' || *p == 'E')) {
 		const char *q = p + 1;
 		int eneg = 0;
 
-		if (q < end && (*q == '+' || *q == '-'))
+		if (IN(q) && (*q == '+' || *q == '-'))
 			eneg = *q++ == '-';
-		if (q < end && is_digit(*q)) {
-			for (; q < end && is_digit(*q); q++)
+		if (IN(q) && is_digit(*q)) {
+			for (; IN(q) && is_digit(*q); q++)
 				if (ex < 100000000)
 					ex = ex * 10 + (*q - '0');
 			e10 += eneg ? -ex : ex;
@@ -167,22 +245,74 @@ load_num_scan(const char *s, const char *end, double *v)
 #endif
 	}
 	*v = slow_path(s, (size_t)(p - s));
+	if (finite && !isfinite(*v))
+		return 0; /* only this path can overflow: the fast ones stay below 1e46 */
 	return (size_t)(p - s);
+}
+#undef IN
+
+size_t
+load_num_scan(const char *s, const char *end, double *v)
+{
+	return scan(s, end, end, v, 1, 0);
+}
+
+size_t
+load_num_scan_z(const char *s, double *v)
+{
+	return scan(s, NULL, NULL, v, 0, 1);
 }
 
 int
 load_parse_double(const char *s, double *v)
 {
-	const char *end;
 	size_t n;
 
 	while (*s == ' ' || *s == '\t')
 		s++;
-	end = s + strlen(s);
-	while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
-		end--;
-	n = load_num_scan(s, end, v);
-	if (!n || s + n != end || !isfinite(*v))
+	n = scan(s, NULL, NULL, v, 0, 1);
+	if (!n)
 		return PG_EFORMAT;
+	for (s += n; *s == ' ' || *s == '\t' || *s == '\r'; s++)
+		;
+	return *s ? PG_EFORMAT : 0;
+}
+
+int
+load_parse_row(const char *p, const char *lim, char sep, double *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t k;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		k = scan(p, NULL, lim, &v[i], 0, 1);
+		if (!k)
+			return -1;
+		for (p += k; *p == ' ' || *p == '\t' || *p == '\r'; p++)
+			;
+		if (i + 1 < n ? *p != sep : *p != 0)
+			return -1;
+		p++;
+	}
 	return 0;
+}
+
+const char *
+load_parse_line(const char *p, const char *lim, char sep, double *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t k;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		k = scan(p, NULL, lim, &v[i], 0, 1);
+		if (!k)
+			return NULL;
+		for (p += k; *p == ' ' || *p == '\t' || *p == '\r'; p++)
+			;
+		if (i + 1 < n && *p++ != sep)
+			return NULL;
+	}
+	return *p == '\n' ? p + 1 : *p == 0 ? p : NULL;
 }
