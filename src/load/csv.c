@@ -549,20 +549,19 @@ load_csv_reader_release(struct load_csv_reader *r)
 	load_lines_release(&r->lines);
 }
 
-/* Parses one row into vm name and sample. */
+/* Parses one row into vm name and sample; comma: its first, lim: where 8-byte reads stop. */
 static int
-csv_row(struct load_csv_reader *r, char *line, size_t lineno, char vm[128],
-	struct pg_load_sample *s)
+csv_row(struct load_csv_reader *r, char *line, const char *comma, const char *lim, size_t lineno,
+	char vm[128], struct pg_load_sample *s)
 {
-	char *fld[CSV_COLS + 1], *comma = strchr(line, ',');
+	char *fld[CSV_COLS + 1];
 	double v, f[CSV_COLS - 1];
 	size_t nf;
 	int ok = 1;
 
 	/* A good row in one pass; any fault goes the field-by-field way for its message. */
-	if (comma &&
-	    load_parse_row(comma + 1, comma + strlen(comma) + 1, ',', f, CSV_COLS - 1) == 0 &&
-	    f[0] >= 0 && f[0] <= 9.2e18) {
+	if (comma && load_parse_row(comma + 1, lim, ',', f, CSV_COLS - 1) == 0 && f[0] >= 0 &&
+	    f[0] <= 9.2e18) {
 		/* vm: the caller named the row's VM from the same first field */
 		for (size_t i = 0; i < PG_LOAD_NMETRICS; i++) {
 			s->v[i] = f[1 + i];
@@ -611,7 +610,7 @@ load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 
 	pg_load_series_reset(out);
 	for (;;) {
-		size_t lineno;
+		size_t lineno, len, nl;
 		char *comma;
 
 		if (r->pending) {
@@ -619,10 +618,9 @@ load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 			free(r->pending);
 			r->pending = NULL;
 			line = pend;
+			len = strlen(pend);
 			lineno = r->pending_line;
 		} else {
-			size_t len;
-
 			if (r->eof)
 				break;
 			rc = load_lines_next(&r->lines, &line, &len);
@@ -660,8 +658,14 @@ load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 			}
 		}
 		/* The first field names the VM even when the rest of the row is bad. */
-		comma = strchr(line, ',');
-		load_set_name(vm, line, comma ? (size_t)(comma - line) : strlen(line));
+		comma = memchr(line, ',', len);
+		nl = comma ? (size_t)(comma - line) : len;
+		if (out->vm[0] && nl < sizeof(out->vm) && out->vm[nl] == 0 &&
+		    memcmp(line, out->vm, nl) == 0) {
+			memcpy(vm, out->vm, nl + 1); /* the current VM again, as most rows are */
+		} else {
+			load_set_name(vm, line, nl);
+		}
 		if (out->vm[0] && strcmp(vm, out->vm) != 0) {
 			r->pending = strdup(line);
 			r->pending_line = lineno;
@@ -690,7 +694,7 @@ load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 				    r->name, lineno, nf, CSV_COLS, csv_header);
 			}
 		}
-		rc = csv_row(r, line, lineno, vm, &s);
+		rc = csv_row(r, line, comma, line + len + 1, lineno, vm, &s);
 		if (rc == 0)
 			rc = pg_load_series_push(out, &s);
 		if (rc == 0)
