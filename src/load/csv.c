@@ -600,6 +600,20 @@ csv_row(struct load_csv_reader *r, char *line, const char *comma, const char *li
 	return 0;
 }
 
+/* The VM a row names (its first field, cleaned) into vm; returns its first comma. */
+static char *
+row_vm(char *line, size_t len, const char cur[128], char vm[128])
+{
+	char *comma = memchr(line, ',', len);
+	size_t nl = comma ? (size_t)(comma - line) : len;
+
+	if (cur[0] && nl < 128 && cur[nl] == 0 && memcmp(line, cur, nl) == 0)
+		memcpy(vm, cur, nl + 1); /* the current VM again, as most rows are */
+	else
+		load_set_name(vm, line, nl);
+	return comma;
+}
+
 int
 load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 {
@@ -610,7 +624,7 @@ load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 
 	pg_load_series_reset(out);
 	for (;;) {
-		size_t lineno, len, nl;
+		size_t lineno, len;
 		char *comma;
 
 		if (r->pending) {
@@ -658,14 +672,7 @@ load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 			}
 		}
 		/* The first field names the VM even when the rest of the row is bad. */
-		comma = memchr(line, ',', len);
-		nl = comma ? (size_t)(comma - line) : len;
-		if (out->vm[0] && nl < sizeof(out->vm) && out->vm[nl] == 0 &&
-		    memcmp(line, out->vm, nl) == 0) {
-			memcpy(vm, out->vm, nl + 1); /* the current VM again, as most rows are */
-		} else {
-			load_set_name(vm, line, nl);
-		}
+		comma = row_vm(line, len, out->vm, vm);
 		if (out->vm[0] && strcmp(vm, out->vm) != 0) {
 			r->pending = strdup(line);
 			r->pending_line = lineno;

@@ -87,6 +87,56 @@ pyshape(const char *p, const char *e, struct npy_hdr *h)
 	return p < e ? p + 1 : NULL;
 }
 
+/* The value of key k at p into h: past it, or NULL (the error set). */
+static const char *
+npy_value(const char *p, const char *e, const char *k, size_t kl, struct npy_hdr *h,
+	  const char *name)
+{
+	const char *v;
+	size_t vl;
+
+	if (kl == 5 && memcmp(k, "descr", 5) == 0) {
+		if (!(p = pystr(p, e, &v, &vl))) {
+			pg_error(PG_EFORMAT, "load", "%s: .npy header: descr is not a string",
+				 name);
+			return NULL;
+		}
+		if (vl != 3 || (memcmp(v, "<f8", 3) != 0 && memcmp(v, "<f4", 3) != 0)) {
+			pg_error(PG_EFORMAT, "load",
+				 "%s: .npy dtype '%.*s': only '<f4' and '<f8' (little-endian "
+				 "float32/float64) are read",
+				 name, (int)(vl < 32 ? vl : 32), v);
+			return NULL;
+		}
+		h->f4 = v[2] == '4';
+		h->have_descr = 1;
+	} else if (kl == 13 && memcmp(k, "fortran_order", 13) == 0) {
+		if ((size_t)(e - p) >= 4 && memcmp(p, "True", 4) == 0) {
+			h->fortran = 1;
+			p += 4;
+		} else if ((size_t)(e - p) >= 5 && memcmp(p, "False", 5) == 0) {
+			p += 5;
+		} else {
+			pg_error(PG_EFORMAT, "load",
+				 "%s: .npy header: fortran_order is not True/False", name);
+			return NULL;
+		}
+		h->have_order = 1;
+	} else if (kl == 5 && memcmp(k, "shape", 5) == 0) {
+		if (!(p = pyshape(p, e, h))) {
+			pg_error(PG_EFORMAT, "load",
+				 "%s: .npy header: shape is not a tuple of integers", name);
+			return NULL;
+		}
+		h->have_shape = 1;
+	} else {
+		pg_error(PG_EFORMAT, "load", "%s: .npy header: unknown key '%.*s'", name,
+			 (int)(kl < 32 ? kl : 32), k);
+		return NULL;
+	}
+	return p;
+}
+
 static int
 npy_header(const char *p, const char *e, struct npy_hdr *h, const char *name)
 {
@@ -96,8 +146,8 @@ npy_header(const char *p, const char *e, struct npy_hdr *h, const char *name)
 		return pg_error(PG_EFORMAT, "load", "%s: .npy header is not a dict", name);
 	p = ws(p + 1, e);
 	while (p < e && *p != '}') {
-		const char *k, *v;
-		size_t kl, vl;
+		const char *k;
+		size_t kl;
 
 		if (!(p = pystr(p, e, &k, &kl)))
 			return pg_error(PG_EFORMAT, "load",
@@ -106,39 +156,8 @@ npy_header(const char *p, const char *e, struct npy_hdr *h, const char *name)
 		if (p >= e || *p != ':')
 			return pg_error(PG_EFORMAT, "load", "%s: .npy header: ':' missing", name);
 		p = ws(p + 1, e);
-		if (kl == 5 && memcmp(k, "descr", 5) == 0) {
-			if (!(p = pystr(p, e, &v, &vl)))
-				return pg_error(PG_EFORMAT, "load",
-						"%s: .npy header: descr is not a string", name);
-			if (vl != 3 || (memcmp(v, "<f8", 3) != 0 && memcmp(v, "<f4", 3) != 0))
-				return pg_error(PG_EFORMAT, "load",
-						"%s: .npy dtype '%.*s': only '<f4' and '<f8' "
-						"(little-endian float32/float64) are read",
-						name, (int)(vl < 32 ? vl : 32), v);
-			h->f4 = v[2] == '4';
-			h->have_descr = 1;
-		} else if (kl == 13 && memcmp(k, "fortran_order", 13) == 0) {
-			if ((size_t)(e - p) >= 4 && memcmp(p, "True", 4) == 0) {
-				h->fortran = 1;
-				p += 4;
-			} else if ((size_t)(e - p) >= 5 && memcmp(p, "False", 5) == 0) {
-				p += 5;
-			} else {
-				return pg_error(PG_EFORMAT, "load",
-						"%s: .npy header: fortran_order is not True/False",
-						name);
-			}
-			h->have_order = 1;
-		} else if (kl == 5 && memcmp(k, "shape", 5) == 0) {
-			if (!(p = pyshape(p, e, h)))
-				return pg_error(PG_EFORMAT, "load",
-						"%s: .npy header: shape is not a tuple of integers",
-						name);
-			h->have_shape = 1;
-		} else {
-			return pg_error(PG_EFORMAT, "load", "%s: .npy header: unknown key '%.*s'",
-					name, (int)(kl < 32 ? kl : 32), k);
-		}
+		if (!(p = npy_value(p, e, k, kl, h, name)))
+			return PG_EFORMAT;
 		p = ws(p, e);
 		if (p < e && *p == ',')
 			p = ws(p + 1, e);

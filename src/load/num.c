@@ -184,6 +184,41 @@ digits(const char *p, const char *end, const char *lim, uint64_t *mp, int bounde
 	return p;
 }
 
+/* The exponent at p ('e' or 'E'): added to *e10, p past it; "1e" leaves p at the 'e'. */
+static inline __attribute__((always_inline)) const char *
+exponent(const char *p, const char *end, long *e10, int bounded)
+{
+	const char *q = p + 1;
+	long ex = 0;
+	int eneg = 0;
+
+	if (IN(q) && (*q == '+' || *q == '-'))
+		eneg = *q++ == '-';
+	if (!(IN(q) && is_digit(*q)))
+		return p; /* the number 1 followed by 'e': the caller sees it */
+	for (; IN(q) && is_digit(*q); q++)
+		if (ex < 100000000)
+			ex = ex * 10 + (*q - '0');
+	*e10 += eneg ? -ex : ex;
+	return q;
+}
+
+/* m * 10^e10 by the exact paths (m != 0, at most 19 digits): 1, or 0 for strtod. */
+static inline __attribute__((always_inline)) int
+fast_value(uint64_t m, long e10, double *v)
+{
+	if (m <= (1ull << 53) && e10 >= -22 && e10 <= 22) {
+		double d = (double)m;
+		*v = e10 >= 0 ? d * pow10_exact[e10] : d / pow10_exact[-e10];
+		return 1;
+	}
+#ifdef NUM_X87
+	if (e10 >= -27 && e10 <= 27 && x87_path(m, (int)e10, v))
+		return 1;
+#endif
+	return 0;
+}
+
 static inline __attribute__((always_inline)) size_t
 scan(const char *s, const char *end, const char *lim, double *v, int bounded, int finite)
 {
@@ -191,7 +226,7 @@ scan(const char *s, const char *end, const char *lim, double *v, int bounded, in
 	uint64_t m = 0;
 	size_t ni, nf = 0;
 	int dropped = 0, neg = 0;
-	long e10, ex = 0;
+	long e10;
 
 	if (IN(p)) { /* the sign without a branch: random signs mispredict */
 		neg = *p == '-';
@@ -211,38 +246,16 @@ scan(const char *s, const char *end, const char *lim, double *v, int bounded, in
 	e10 = -(long)nf;
 	if (ni + nf > 19)
 		long_mantissa(ip, ni, fp, nf, &m, &e10, &dropped);
-	if (IN(p) && (*p == 'e' || *p == 'E')) {
-		const char *q = p + 1;
-		int eneg = 0;
-
-		if (IN(q) && (*q == '+' || *q == '-'))
-			eneg = *q++ == '-';
-		if (IN(q) && is_digit(*q)) {
-			for (; IN(q) && is_digit(*q); q++)
-				if (ex < 100000000)
-					ex = ex * 10 + (*q - '0');
-			e10 += eneg ? -ex : ex;
-			p = q;
-		} /* else "1e" is the number 1 followed by 'e': the caller sees it */
-	}
+	if (IN(p) && (*p == 'e' || *p == 'E'))
+		p = exponent(p, end, &e10, bounded);
 	if (m == 0) {
 		*v = neg ? -0.0 : 0.0;
 		return (size_t)(p - s);
 	}
-	if (!dropped) {
-		if (m <= (1ull << 53) && e10 >= -22 && e10 <= 22) {
-			double d = (double)m;
-			d = e10 >= 0 ? d * pow10_exact[e10] : d / pow10_exact[-e10];
-			*v = neg ? -d : d;
-			return (size_t)(p - s);
-		}
-#ifdef NUM_X87
-		if (e10 >= -27 && e10 <= 27 && x87_path(m, (int)e10, v)) {
-			if (neg)
-				*v = -*v;
-			return (size_t)(p - s);
-		}
-#endif
+	if (!dropped && fast_value(m, e10, v)) {
+		if (neg)
+			*v = -*v;
+		return (size_t)(p - s);
 	}
 	*v = slow_path(s, (size_t)(p - s));
 	if (finite && !isfinite(*v))
