@@ -24,6 +24,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -44,14 +45,16 @@ static const long double pow10_ld[28] = {1e0L,	1e1L,  1e2L,  1e3L,  1e4L,  1e5L,
 static int
 x87_ok(void)
 {
-	static int ok = -1;
+	static _Atomic int ok = -1; /* threads may race here: each computes the same */
+	int v = atomic_load_explicit(&ok, memory_order_relaxed);
 
-	if (ok < 0) {
+	if (v < 0) {
 		volatile long double a = 1.0L, b = 0x1p-60L;
 		long double c = a + b;
-		ok = c != 1.0L;
+		v = c != 1.0L;
+		atomic_store_explicit(&ok, v, memory_order_relaxed);
 	}
-	return ok;
+	return v;
 }
 
 /* The long double path; 0 when the result may need path 3. */
