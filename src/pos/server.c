@@ -122,7 +122,7 @@ static volatile sig_atomic_t sig_stop;
  */
 struct checkpointer {
 	pthread_t th;
-	sqlite3 *db; /* opened before the thread starts: no thread, no turning off */
+	struct pg_db *db; /* opened before the thread starts: no thread, no turning off */
 	volatile int stop;
 	int running;
 };
@@ -133,10 +133,8 @@ checkpoint_main(void *p)
 	struct checkpointer *cp = p;
 
 	while (!cp->stop) {
-		int logn = 0, done = 0;
-
 		usleep(200000);
-		sqlite3_wal_checkpoint_v2(cp->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &logn, &done);
+		(void)pg_db_checkpoint(cp->db); /* passive: never blocks the server's writes */
 	}
 	return NULL;
 }
@@ -149,19 +147,16 @@ checkpoint_main(void *p)
 static void
 checkpointer_start(struct checkpointer *cp, struct pg_store *st)
 {
-	if (sqlite3_open_v2(st->path, &cp->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
-	    SQLITE_OK) {
+	if (pg_db_checkpointer_open(&cp->db, st->path) < 0) {
 		pg_warn("pos-server",
 			"checkpointer: cannot open '%s' (%s); checkpoints stay automatic", st->path,
-			cp->db ? sqlite3_errmsg(cp->db) : "no memory");
-		sqlite3_close(cp->db);
+			pg_last_error());
 		cp->db = NULL;
 		return;
 	}
-	sqlite3_busy_timeout(cp->db, 1000);
 	if (pthread_create(&cp->th, NULL, checkpoint_main, cp) != 0) {
 		pg_warn("pos-server", "checkpointer: no thread; checkpoints stay automatic");
-		sqlite3_close(cp->db);
+		pg_db_free(cp->db);
 		cp->db = NULL;
 		return;
 	}
@@ -987,7 +982,7 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 	if (rc < 0)
 		goto out;
 	/* WAL checkpoints are SQLite's; a PostgreSQL store has none to move */
-	if (st && st->path && st->db)
+	if (st && st->path && pg_db_engine_of(st->pdb) == PG_DB_SQLITE)
 		checkpointer_start(&cp, st);
 	s->ep = epoll_create1(EPOLL_CLOEXEC);
 	ev.events = EPOLLIN;
@@ -1133,7 +1128,7 @@ out:
 		pthread_join(cp.th, NULL);
 		pg_store_exec(st, "PRAGMA wal_autocheckpoint=1000");
 	}
-	sqlite3_close(cp.db);
+	pg_db_free(cp.db);
 	while (s->nconns)
 		conn_free(s, s->nconns - 1);
 	free(s->conns);
