@@ -71,7 +71,8 @@ static const struct pg_opt emit_opts[] = {
     PG_STR(E, type, "type", "AREA.EVENT", "the event (its type is payguard.AREA.EVENT)"),
     PG_STR(E, subject, "subject", "S", "what the event is about"),
     PG_STR(E, data, "data", "JSON", "the event's data (default {})"),
-    PG_FLAG(E, json, "json", "print the event id as JSON"),
+    PG_SIZE(E, count, "count", "N", 1, 1000000, "emit N events in one transaction (default 1)"),
+    PG_FLAG(E, json, "json", "print the event ids as JSON"),
     {NULL, 0, NULL, NULL, 0, 0, 0},
 };
 
@@ -179,7 +180,7 @@ cmd_events_emit(int argc, char **argv)
 	struct pg_store st = {0};
 	char area[80], id[37];
 	const char *dot;
-	json_t *data = NULL;
+	json_t *data = NULL, *ids;
 	json_error_t jerr;
 	int first, rc;
 
@@ -199,14 +200,28 @@ cmd_events_emit(int argc, char **argv)
 		json_decref(data);
 		return pg_cli_fail(rc, "events emit: store");
 	}
-	rc = pg_event_emit(st.pdb, area, dot + 1, o.subject, data, id);
+	ids = json_array();
+	rc = ids ? pg_db_begin(st.pdb) : PG_ENOMEM;
+	for (size_t i = 0; rc == 0 && i < (o.count ? o.count : 1); i++) {
+		rc = pg_event_emit(st.pdb, area, dot + 1, o.subject, data, id);
+		if (rc == 0)
+			rc = json_array_append_new(ids, json_string(id)) ? PG_ENOMEM : 0;
+	}
+	if (rc == 0)
+		rc = pg_db_commit(st.pdb);
+	else
+		pg_db_rollback(st.pdb);
 	json_decref(data);
 	pg_store_close(&st);
-	if (rc < 0)
+	if (rc < 0) {
+		json_decref(ids);
 		return pg_cli_fail(rc, "events emit");
+	}
 	if (o.json)
-		return pg_cli_print_json(json_pack("{s:s}", "id", id));
-	printf("%s\n", id);
+		return pg_cli_print_json(json_pack("{s:o}", "ids", ids));
+	for (size_t i = 0; i < json_array_size(ids); i++)
+		printf("%s\n", json_string_value(json_array_get(ids, i)));
+	json_decref(ids);
 	return PG_EXIT_OK;
 }
 

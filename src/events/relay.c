@@ -238,6 +238,11 @@ publish_nats(struct relay *r, const char *id, const char *type, const char *body
 	po.MsgId = id;
 	po.MaxWait = 10000;
 	s = js_Publish(&ack, r->js, type, body, (int)strlen(body), &po, &jerr);
+	if (s == NATS_OK && ack && ack->Duplicate)
+		pg_info("events",
+			"event %s was in the stream already (sent again after a crash);"
+			" the stream dropped the repeat",
+			id);
 	jsPubAck_Destroy(ack);
 	if (s != NATS_OK) {
 		pg_events_nats_fail(s, jerr, "publish");
