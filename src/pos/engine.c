@@ -10,6 +10,7 @@
 #include "payguard/clock.h"
 #include "payguard/db.h"
 #include "payguard/error.h"
+#include "payguard/events.h"
 #include "payguard/log.h"
 
 #include <math.h>
@@ -127,8 +128,11 @@ static const struct pg_db_migration migrations[] = {
 int
 pg_pos_migrate(struct pg_store *st)
 {
-	return pg_db_migrate(st->pdb, "pos", migrations,
-			     sizeof(migrations) / sizeof(migrations[0]));
+	int rc =
+	    pg_db_migrate(st->pdb, "pos", migrations, sizeof(migrations) / sizeof(migrations[0]));
+
+	/* alerts report their life cycle through the event outbox (issue 15) */
+	return rc < 0 ? rc : pg_events_migrate(st->pdb);
 }
 
 void
@@ -578,6 +582,27 @@ find_alert(struct pg_pos_engine *e, const struct record *r, int64_t *id)
 	return rc < 0 ? rc : 0;
 }
 
+/* The event of an alert's change, in the transaction that makes it (issue 15). */
+static int
+alert_event(struct pg_db *db, const char *event, int64_t id, const char *tid, const char *mid,
+	    const char *reason, const char *evidence_json)
+{
+	json_t *d = json_pack("{s:I, s:s, s:s*, s:s*}", "alert", (json_int_t)id, "terminal", tid,
+			      "merchant", mid, "reason", reason);
+	json_t *ev = evidence_json ? json_loads(evidence_json, 0, NULL) : NULL;
+	int rc;
+
+	if (!d) {
+		json_decref(ev);
+		return PG_ENOMEM;
+	}
+	if (ev)
+		json_object_set_new(d, "evidence", ev);
+	rc = pg_event_emit(db, "pos", event, tid, d, NULL);
+	json_decref(d);
+	return rc;
+}
+
 static int
 write_alert(struct pg_pos_engine *e, const struct record *r)
 {
@@ -603,9 +628,14 @@ write_alert(struct pg_pos_engine *e, const struct record *r)
 			rc = step_done(e->ins_alert); /* runs RETURNING to its end */
 		if (rc < 0)
 			return rc;
-		if (id)
+		if (id) {
 			pg_info("pos", "alert %lld opened for terminal '%s' (%s)", (long long)id,
 				r->tid, pg_reason_name(r->res.reason));
+			rc = alert_event(e->st->pdb, "alert_opened", id, r->tid, r->mid,
+					 pg_reason_name(r->res.reason), ev);
+			if (rc < 0)
+				return rc;
+		}
 		/* another server opened it first: this evidence joins that alert */
 		else if ((rc = find_alert(e, r, &id)) < 0)
 			return rc;
@@ -1009,7 +1039,7 @@ pg_pos_alert_set_state(struct pg_store *st, int64_t id, const char *state, const
 {
 	struct pg_db *db = st->pdb;
 	struct pg_db_stmt *q;
-	char was[16] = "";
+	char was[16] = "", tid[16] = "", mid[24] = "", reason[32] = "";
 	int rc = pg_pos_migrate(st);
 
 	if (rc < 0)
@@ -1019,13 +1049,17 @@ pg_pos_alert_set_state(struct pg_store *st, int64_t id, const char *state, const
 	rc = pg_db_begin(db);
 	if (rc < 0)
 		return rc;
-	rc = pg_db_prepare(db, "SELECT state FROM pos_alerts WHERE id=?", &q);
+	rc = pg_db_prepare(db, "SELECT state, tid, mid, reason FROM pos_alerts WHERE id=?", &q);
 	if (rc < 0)
 		goto fail;
 	pg_db_bind_int64(q, 1, id);
 	rc = pg_db_step(q);
-	if (rc == 1)
+	if (rc == 1) {
 		snprintf(was, sizeof(was), "%s", pg_db_column_text(q, 0));
+		snprintf(tid, sizeof(tid), "%s", pg_db_column_text(q, 1));
+		snprintf(mid, sizeof(mid), "%s", pg_db_column_text(q, 2));
+		snprintf(reason, sizeof(reason), "%s", pg_db_column_text(q, 3));
+	}
 	pg_db_reset(q);
 	if (rc < 0)
 		goto fail;
@@ -1048,6 +1082,10 @@ pg_pos_alert_set_state(struct pg_store *st, int64_t id, const char *state, const
 	pg_db_bind_text(q, 3, note, -1); /* NULL keeps the note */
 	pg_db_bind_int64(q, 4, id);
 	rc = step_done(q);
+	if (rc < 0)
+		goto fail;
+	rc = alert_event(db, strcmp(state, "closed") == 0 ? "alert_closed" : "alert_acknowledged",
+			 id, tid, mid, reason, NULL);
 	if (rc < 0)
 		goto fail;
 	return pg_db_commit(db);
