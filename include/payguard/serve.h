@@ -16,8 +16,11 @@
 
 struct pg_serve_cfg {
 	const char *data_dir; /* NULL: pg_data_dir() */
-	const char *host;     /* IPv4 address to bind; NULL: 127.0.0.1 */
-	int port;	      /* 0: any free port */
+	/* the store URL (db.h: a SQLite path, sqlite:PATH or postgresql://...);
+	 * NULL: DATA_DIR/payguard.db */
+	const char *store;
+	const char *host; /* IPv4 address to bind; NULL: 127.0.0.1 */
+	int port;	  /* 0: any free port */
 	const char *port_file;
 	const char *token; /* Bearer token; required when host is not loopback */
 	int demo;	   /* start the demo traffic generator and demo data */
@@ -46,6 +49,7 @@ enum {
 	PG_SERVE_KEY_LOAD_SOURCE = 1u << 6,
 	PG_SERVE_KEY_ALLOWED_HOSTS = 1u << 7,
 	PG_SERVE_KEY_IMAGE_BACKING_DIRS = 1u << 8,
+	PG_SERVE_KEY_STORE = 1u << 9,
 };
 #define PG_SERVE_MAX_CONF 65536
 struct pg_serve_conf {
@@ -61,7 +65,8 @@ struct pg_serve_conf {
 	/* image_backing_dirs: absolute folders where qcow2 backing files may be
 	 * read besides each image's own, '\n'-separated ("" none) */
 	char image_backing_dirs[2048];
-	unsigned keys; /* PG_SERVE_KEY_... bits present in the file */
+	char store[1024]; /* the store URL ("" default) */
+	unsigned keys;	  /* PG_SERVE_KEY_... bits present in the file */
 };
 void pg_serve_conf_default(struct pg_serve_conf *c);
 /* Parses a file's bytes over c (keys absent keep their value); PG_EFORMAT/PG_EINVAL. */
@@ -89,6 +94,10 @@ int pg_serve_check_load_source(const char *spec);
 /* The workers that open images (image, upgrade) read the configured
  * image_backing_dirs from this environment variable, set by `serve run`. */
 #define PG_SERVE_BACKING_ENV "PAYGUARD_SERVE_IMAGE_BACKING_DIRS"
+/* Workers and tasks read the daemon's store URL from this environment
+ * variable (set by `serve run`; DATA_DIR/payguard.db when unset): a URL may
+ * carry a password, so it is never on a command line. */
+#define PG_SERVE_STORE_ENV "PAYGUARD_SERVE_STORE"
 /* Runs queued image upgrade job `job` (the one-shot worker the API starts). */
 int pg_serve_run_upgrade(const char *data_dir, int64_t job);
 

@@ -15,7 +15,7 @@
 
 /* Every option of both serve verbs; each verb's table lists the ones it takes. */
 struct serveopt {
-	const char *config, *data, *listen, *port_file, *token_file, *load_source, *name;
+	const char *config, *data, *store, *listen, *port_file, *token_file, *load_source, *name;
 	struct pg_opt_strings allow_host;
 	int port, demo, load_period_ms, job;
 };
@@ -26,6 +26,9 @@ static const struct pg_opt run_opts[] = {
 	   "JSON configuration file, re-read on SIGHUP (default DIR/serve.json if present)"),
     PG_STR(S, data, "data", "DIR",
 	   "data directory (default $PAYGUARD_DATA_DIR, else ~/.local/share/payguard)"),
+    PG_STR(S, store, "store", "URL",
+	   "the store: a SQLite file (default DIR/payguard.db) or postgresql://... (a libpq URL or "
+	   "keyword string); local files stay in DIR"),
     PG_STR(S, listen, "listen", "ADDR",
 	   "address to bind: localhost, an IPv4 or IPv6 address (default 127.0.0.1; one not "
 	   "loopback needs --token-file)"),
@@ -70,6 +73,7 @@ cli_keys(const struct serveopt *o)
 	k |= o->demo ? PG_SERVE_KEY_DEMO : 0;
 	k |= o->load_source ? PG_SERVE_KEY_LOAD_SOURCE : 0;
 	k |= o->allow_host.n ? PG_SERVE_KEY_ALLOWED_HOSTS : 0;
+	k |= o->store ? PG_SERVE_KEY_STORE : 0;
 	return k;
 }
 
@@ -80,6 +84,7 @@ apply_cli(const char *argv0, const struct serveopt *o, struct pg_serve_cfg *cfg)
 	static char allow[PG_SERVE_MAX_ALLOW_HOSTS][PG_SERVE_HOST_NAME];
 
 	cfg->data_dir = o->data;
+	cfg->store = o->store;
 	cfg->host = o->listen;
 	cfg->port = o->port >= 0 ? o->port : PG_SERVE_DEFAULT_PORT;
 	cfg->port_file = o->port_file;
@@ -107,6 +112,8 @@ merge_conf(struct pg_serve_cfg *cfg, const struct pg_serve_conf *conf)
 {
 	unsigned only_file = conf->keys & ~cfg->cli_keys;
 
+	if (only_file & PG_SERVE_KEY_STORE)
+		cfg->store = conf->store;
 	if (only_file & PG_SERVE_KEY_LISTEN)
 		cfg->host = conf->listen;
 	if (only_file & PG_SERVE_KEY_PORT)

@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 /* a libpq keyword string starts with "keyword =" ("host=/run/pg dbname=x") */
@@ -38,26 +39,73 @@ pg_db_url_is_postgres(const char *url)
 	return url && is_postgres_url(url);
 }
 
-/* "postgresql://user:secret@host/db" -> "postgresql://user@host/db" */
-static char *
-redact(const char *url)
+/* The end of a password value at v: a quoted keyword value, or up to a
+ * space (keyword strings) or '&' (a URL's query). */
+static const char *
+value_end(const char *v)
 {
-	const char *scheme = strstr(url, "://"), *at, *colon;
-	char *out;
-	size_t n;
+	if (*v == '\'') {
+		for (v++; *v && *v != '\''; v++)
+			if (*v == '\\' && v[1])
+				v++;
+		return *v ? v + 1 : v;
+	}
+	while (*v && *v != ' ' && *v != '\t' && *v != '&')
+		v++;
+	return v;
+}
 
-	if (!scheme)
-		return strdup(url);
-	at = strchr(scheme + 3, '@');
-	colon = strchr(scheme + 3, ':');
-	if (!at || !colon || colon > at)
-		return strdup(url);
-	n = (size_t)(colon - url);
-	out = malloc(n + strlen(at) + 1);
+/* Copies s to out with every password=VALUE (a keyword string or a URL's
+ * query) written password=***; out has room for 2 * strlen(s) + 1. */
+static void
+mask_passwords(const char *s, char *out)
+{
+	const char *p = s;
+
+	while (*p) {
+		const char *q = p + 8;
+		int key = strncasecmp(p, "password", 8) == 0 &&
+			  (p == s || strchr(" \t?&", p[-1]) != NULL);
+
+		while (key && (*q == ' ' || *q == '\t'))
+			q++;
+		if (!key || *q != '=') {
+			*out++ = *p++;
+			continue;
+		}
+		for (q++; *q == ' ' || *q == '\t'; q++)
+			;
+		memcpy(out, p, (size_t)(q - p));
+		out += q - p;
+		memcpy(out, "***", 3);
+		out += 3;
+		p = value_end(q);
+	}
+	*out = 0;
+}
+
+/* "postgresql://user:secret@host/db?password=x" -> "postgresql://user@host/db?password=***";
+ * "host=/tmp password=x" -> "host=/tmp password=***" */
+char *
+pg_db_redact(const char *url)
+{
+	const char *scheme, *at, *colon, *end;
+	char *out = malloc(2 * strlen(url) + 1);
+
 	if (!out)
 		return NULL;
-	memcpy(out, url, n);
-	strcpy(out + n, at);
+	mask_passwords(url, out);
+	/* looked for in the masked text: a password may hold "://" itself */
+	scheme = strstr(out, "://");
+	if (!scheme)
+		return out;
+	/* the authority (user:password@host:port) ends at the path or query */
+	scheme += 3;
+	end = scheme + strcspn(scheme, "/?#");
+	at = memchr(scheme, '@', (size_t)(end - scheme));
+	colon = at ? memchr(scheme, ':', (size_t)(at - scheme)) : NULL;
+	if (colon) /* the user's password: dropped with its colon */
+		memmove(out + (colon - out), at, strlen(at) + 1);
 	return out;
 }
 
@@ -82,7 +130,7 @@ pg_db_open(struct pg_db **out, const char *url)
 	} else {
 		db->ops = &pg_db_sqlite_ops;
 	}
-	db->name = redact(url);
+	db->name = pg_db_redact(url);
 	if (!db->name) {
 		free(db);
 		return PG_ENOMEM;
@@ -131,6 +179,13 @@ pg_db_free(struct pg_db *db)
 		stmt_free(s);
 	}
 	db->ops->close(db);
+	while (db->locks) {
+		struct pg_db_lock *l = db->locks;
+
+		db->locks = l->next;
+		free(l->name);
+		free(l);
+	}
 	free(db->name);
 	free(db);
 }
@@ -534,5 +589,111 @@ pg_db_migrate(struct pg_db *db, const char *area, const struct pg_db_migration *
 			return pg_error(rc, "db", "area %s: migration %d: %s", area, m[i].version,
 					pg_last_error());
 	}
+	return 0;
+}
+
+int64_t
+pg_db_lock_key(const char *name)
+{
+	uint64_t h = 14695981039346656037ULL; /* FNV-1a 64, offset basis */
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+		h ^= *p;
+		h *= 1099511628211ULL;
+	}
+	/* two's complement reinterpretation, the same bits on every node */
+	return (int64_t)h;
+}
+
+static struct pg_db_lock **
+local_lock(struct pg_db *db, const char *name)
+{
+	struct pg_db_lock **pp;
+
+	for (pp = &db->locks; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->name, name) == 0)
+			break;
+	return pp;
+}
+
+int
+pg_db_try_lock(struct pg_db *db, const char *name)
+{
+	struct pg_db_lock **pp, *l;
+
+	if (!name || !*name)
+		return pg_error(PG_EINVAL, "db", "empty lock name");
+	if (db->ops->try_lock)
+		return db->ops->try_lock(db, pg_db_lock_key(name));
+	/* one node: granted, remembered so lock_held tells the truth */
+	pp = local_lock(db, name);
+	if (*pp)
+		return 1;
+	l = calloc(1, sizeof(*l));
+	if (!l || !(l->name = strdup(name))) {
+		free(l);
+		return PG_ENOMEM;
+	}
+	*pp = l;
+	return 1;
+}
+
+int
+pg_db_unlock(struct pg_db *db, const char *name)
+{
+	struct pg_db_lock **pp, *l;
+
+	if (!name || !*name)
+		return pg_error(PG_EINVAL, "db", "empty lock name");
+	if (db->ops->unlock)
+		return db->ops->unlock(db, pg_db_lock_key(name));
+	pp = local_lock(db, name);
+	if ((l = *pp)) {
+		*pp = l->next;
+		free(l->name);
+		free(l);
+	}
+	return 0;
+}
+
+int
+pg_db_lock_held(struct pg_db *db, const char *name)
+{
+	if (!name || !*name)
+		return pg_error(PG_EINVAL, "db", "empty lock name");
+	if (db->ops->lock_held)
+		return db->ops->lock_held(db, pg_db_lock_key(name));
+	return *local_lock(db, name) ? 1 : 0;
+}
+
+int
+pg_db_listen(struct pg_db *db, const char *channel)
+{
+	if (!channel || !*channel)
+		return pg_error(PG_EINVAL, "db", "empty channel name");
+	return db->ops->listen ? db->ops->listen(db, channel) : 0;
+}
+
+int
+pg_db_notify(struct pg_db *db, const char *channel, const char *payload)
+{
+	if (!channel || !*channel)
+		return pg_error(PG_EINVAL, "db", "empty channel name");
+	return db->ops->notify ? db->ops->notify(db, channel, payload ? payload : "") : 0;
+}
+
+int
+pg_db_wait_notify(struct pg_db *db, int timeout_ms, char *channel, size_t clen, char *payload,
+		  size_t plen)
+{
+	if (clen)
+		channel[0] = 0;
+	if (plen)
+		payload[0] = 0;
+	if (timeout_ms < 0)
+		timeout_ms = 0;
+	if (db->ops->wait_notify)
+		return db->ops->wait_notify(db, timeout_ms, channel, clen, payload, plen);
+	pause_ms(timeout_ms);
 	return 0;
 }

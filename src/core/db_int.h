@@ -39,6 +39,15 @@ struct pg_db_ops {
 	const char *begin_sql;
 	/* SQL that serialises migrations between connections, inside a transaction. */
 	const char *migrate_lock_sql;
+	/* Session advisory locks on a 64-bit key and LISTEN/NOTIFY; NULL for an
+	 * engine with one node (db.c answers for it). */
+	int (*try_lock)(struct pg_db *db, int64_t key);
+	int (*unlock)(struct pg_db *db, int64_t key);
+	int (*lock_held)(struct pg_db *db, int64_t key);
+	int (*listen)(struct pg_db *db, const char *channel);
+	int (*notify)(struct pg_db *db, const char *channel, const char *payload);
+	int (*wait_notify)(struct pg_db *db, int timeout_ms, char *channel, size_t clen,
+			   char *payload, size_t plen);
 };
 
 struct pg_db_param {
@@ -71,6 +80,13 @@ struct pg_db {
 	struct pg_db_stmt *stmts;
 	/* a SQLite handle lent by store.c: closed by its owner, not here */
 	int borrowed;
+	/* lock names taken on an engine without advisory locks (SQLite) */
+	struct pg_db_lock *locks;
+};
+
+struct pg_db_lock {
+	char *name;
+	struct pg_db_lock *next;
 };
 
 extern const struct pg_db_ops pg_db_sqlite_ops;
@@ -84,10 +100,28 @@ extern const struct pg_db_ops pg_db_postgres_ops;
 int pg_db_sqlite_borrow(struct pg_db **out, void *sqlite_handle, const char *name);
 
 /*
+ * store.c's SQLite connection (struct pg_store): opened with the given
+ * threading flag (SQLITE_OPEN_FULLMUTEX, _NOMUTEX), a 10 s busy timeout, WAL
+ * and table pg_schema. *out owns the handle (pg_db_free closes it); *handle
+ * is the same sqlite3 * for areas not on the store API yet.
+ */
+int pg_db_sqlite_open_store(struct pg_db **out, const char *path, int mutex_flags, void **handle);
+/* pg_store_fail: a SQLite result code (and the handle's message, if any) as
+ * PG_EBUSY or PG_ESTORE with a detail. */
+int pg_db_sqlite_fail(void *handle, int rc, const char *what);
+
+/*
  * store.c's check of a SQLite store path (private file, private directory;
  * creates a new one 0600): both ways of opening a SQLite store use it.
  */
 int pg_store_check_path(const char *path);
+
+/* The stable 64-bit key of an advisory lock name (FNV-1a): the same on every node. */
+int64_t pg_db_lock_key(const char *name);
+
+/* The store URL for logs (pg_db_name): a URL's user password and every
+ * password=VALUE of a keyword string or a URL's query masked. malloc'd. */
+char *pg_db_redact(const char *url);
 
 /* Counts `?` placeholders outside string literals, quoted names and comments. */
 int pg_db_count_params(const char *sql);

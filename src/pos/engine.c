@@ -172,7 +172,9 @@ struct record {
 	char tid[9], mid[16], mti[5], stan[7], f7[11];
 	struct pg_pos_result res;
 	struct pg_cell_obs cell;
-	const struct pg_merchant_rec *merchant;
+	/* the merchant as decided (a copy: a reload may free the index) */
+	double m_lat, m_lon, m_unc, m_limit;
+	uint16_t m_mcc;
 	int have_cell;
 };
 
@@ -348,6 +350,36 @@ pg_pos_engine_open(struct pg_pos_engine **out, struct pg_store *st, const struct
 	return pg_pos_engine_open_with(out, st, pol, cells);
 }
 
+int
+pg_pos_engine_swap_ref(struct pg_pos_engine *e, struct pg_cells *cells,
+		       struct pg_merchants *merchants)
+{
+	size_t n = pg_merchants_n(merchants);
+	struct term_state *terms = calloc(n + 1, sizeof(*terms));
+
+	if (!terms) {
+		pg_cells_free(cells);
+		pg_merchants_free(merchants);
+		return PG_ENOMEM;
+	}
+	/* a terminal's strikes follow its id into the new index */
+	for (size_t i = 0; i < n; i++) {
+		const struct pg_merchant_rec *r = pg_merchants_at(merchants, i);
+		const struct pg_merchant_rec *old =
+		    pg_merchants_find(e->merchants, r->tid, strlen(r->tid));
+
+		if (old)
+			terms[i] = *term_of(e, old);
+	}
+	pg_cells_free(e->cells);
+	pg_merchants_free(e->merchants);
+	free(e->terms);
+	e->cells = cells;
+	e->merchants = merchants;
+	e->terms = terms;
+	return 0;
+}
+
 void
 pg_pos_engine_free(struct pg_pos_engine *e)
 {
@@ -485,7 +517,11 @@ record:
 	r->ts = now_ms;
 	r->window_start = now_ms - e->pol.window_ms;
 	r->res = *res;
-	r->merchant = m;
+	r->m_lat = m ? m->lat : 0;
+	r->m_lon = m ? m->lon : 0;
+	r->m_unc = m ? m->unc_m : 0;
+	r->m_limit = m ? m->limit_m : 0;
+	r->m_mcc = m ? m->mcc : 0;
 	r->have_cell = have_cell;
 	if (have_cell)
 		r->cell = cr.serving;
@@ -545,8 +581,6 @@ pg_pos_engine_respond(struct pg_pos_engine *e, const struct pg_iso_msg *req,
 static void
 evidence(const struct record *r, char *out, size_t n)
 {
-	const struct pg_merchant_rec *m = r->merchant;
-
 	snprintf(out, n,
 		 "{\"reason\":\"%s\",\"distance_m\":%.1f,\"excess_m\":%.1f,"
 		 "\"estimate\":{\"lat\":%.6f,\"lon\":%.6f,\"acc_m\":%.1f,\"confidence\":\"%s\","
@@ -555,9 +589,9 @@ evidence(const struct record *r, char *out, size_t n)
 		 "\"area\":%u,\"cid\":%llu},\"stan\":\"%s\"}",
 		 pg_reason_name(r->res.reason), r->res.distance_m, r->res.excess_m, r->res.est.lat,
 		 r->res.est.lon, r->res.est.acc_m, pg_confidence_name(r->res.est.confidence),
-		 r->res.est.cells_used, m ? m->lat : 0, m ? m->lon : 0, m ? m->unc_m : 0,
-		 m ? m->limit_m : 0, m ? m->mcc : 0, pg_radio_name(r->cell.radio), r->cell.mcc,
-		 r->cell.mnc, r->cell.area, (unsigned long long)r->cell.cid, r->stan);
+		 r->res.est.cells_used, r->m_lat, r->m_lon, r->m_unc, r->m_limit,
+		 (unsigned)r->m_mcc, pg_radio_name(r->cell.radio), r->cell.mcc, r->cell.mnc,
+		 r->cell.area, (unsigned long long)r->cell.cid, r->stan);
 }
 
 static int

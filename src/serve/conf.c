@@ -160,6 +160,10 @@ pg_serve_conf_parse(const char *text, size_t len, struct pg_serve_conf *c)
 			if (rc == 0)
 				rc = pg_serve_check_load_source(n.load_source);
 			n.keys |= PG_SERVE_KEY_LOAD_SOURCE;
+		} else if (strcmp(key, "store") == 0) {
+			/* a SQLite path or a PostgreSQL URL (db.h); opened at the start */
+			rc = get_str(v, key, n.store, sizeof(n.store));
+			n.keys |= PG_SERVE_KEY_STORE;
 		} else if (strcmp(key, "image_backing_dirs") == 0) {
 			rc = get_dirs(v, key, n.image_backing_dirs, sizeof(n.image_backing_dirs));
 			n.keys |= PG_SERVE_KEY_IMAGE_BACKING_DIRS;

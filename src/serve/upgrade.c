@@ -6,6 +6,7 @@
  * SIGTERM (the daemon stopping) ends it with the job marked interrupted and
  * the original image untouched.
  */
+#include "payguard/db.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
 #include "payguard/image.h"
@@ -19,41 +20,40 @@
 #include <string.h>
 
 int
-pg_serve_worker_upgrade(const char *dir, const char *dbpath, int64_t job, const volatile int *stop)
+pg_serve_worker_upgrade(const char *dir, const char *store, int64_t job, const volatile int *stop)
 {
 	char ref[32], repo[600], ovdir[600], out[700], debp[PG_SERVE_MAX_DEBS][760];
 	const char *debv[PG_SERVE_MAX_DEBS];
 	struct pg_upgrade_opts o;
 	struct pg_store st = {0};
-	sqlite3_stmt *q = NULL;
+	struct pg_db_stmt *q = NULL;
 	json_t *debs = NULL, *res = NULL;
 	int64_t image_id = 0;
 	int rc, fix = 0;
 	size_t n = 0;
 
-	rc = pg_store_open(&st, dbpath);
+	rc = pg_store_open(&st, store);
 	if (rc == 0)
 		rc = pg_serve_migrate(&st);
 	if (rc == 0)
 		rc = pg_image_db_open(&st);
 	if (rc < 0)
 		goto out;
-	if (sqlite3_prepare_v2(st.db,
-			       "SELECT image_id, fix, debs FROM serve_upgrade WHERE job = ?1", -1,
-			       &q, NULL) != SQLITE_OK) {
-		rc = pg_store_fail(&st, sqlite3_errcode(st.db), "upgrade request");
-		goto out;
-	}
-	sqlite3_bind_int64(q, 1, job);
-	if (sqlite3_step(q) != SQLITE_ROW) {
+	rc = pg_db_prepare(st.pdb, "SELECT image_id, fix, debs FROM serve_upgrade WHERE job = ?",
+			   &q);
+	if (rc >= 0)
+		rc = pg_db_bind_int64(q, 1, job);
+	if (rc >= 0)
+		rc = pg_db_step(q);
+	if (rc == 0)
 		rc =
 		    pg_error(PG_ENOENT, "serve", "no upgrade request for job %lld", (long long)job);
+	if (rc < 0)
 		goto out;
-	}
-	image_id = sqlite3_column_int64(q, 0);
-	fix = sqlite3_column_int(q, 1);
-	debs = json_loads((const char *)sqlite3_column_text(q, 2), 0, NULL);
-	sqlite3_finalize(q);
+	image_id = pg_db_column_int64(q, 0);
+	fix = (int)pg_db_column_int64(q, 1);
+	debs = json_loads(pg_db_column_text(q, 2), 0, NULL);
+	pg_db_reset(q);
 	q = NULL;
 	snprintf(repo, sizeof(repo), "%s/repo", dir);
 	snprintf(ovdir, sizeof(ovdir), "%s/overlays", dir);
@@ -92,7 +92,8 @@ pg_serve_worker_upgrade(const char *dir, const char *dbpath, int64_t job, const 
 	if (rc == 0)
 		pg_info("serve", "upgrade job %lld done: %s", (long long)job, out);
 out:
-	sqlite3_finalize(q);
+	if (q)
+		pg_db_reset(q);
 	json_decref(debs);
 	json_decref(res);
 	pg_store_close(&st);
