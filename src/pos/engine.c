@@ -123,6 +123,22 @@ static const struct pg_db_migration migrations[] = {
      "SELECT setval(pg_get_serial_sequence('pos_txn', 'id'), coalesce(max(id), 0) + 1, false)"
      " FROM pos_txn;"
      "DROP TABLE pos_txn_old;"},
+    /*
+     * Issue 15, JetStream intake: a transaction is stored once, however
+     * often the stream delivers it (a sink that crashed before its ack, two
+     * sinks given the same message). The key is the terminal, its STAN and
+     * transmission time, and the decision time ts, which PostgreSQL's day
+     * partitions need in every unique index, and which a replay carries
+     * unchanged. Rows stored twice before the key existed keep the first.
+     */
+    {5, NULL,
+     "DELETE FROM pos_txn WHERE id NOT IN (SELECT min(id) FROM pos_txn"
+     " GROUP BY tid, stan, f7, ts);"
+     "CREATE UNIQUE INDEX pos_txn_once ON pos_txn(tid, stan, f7, ts);",
+     "DELETE FROM pos_txn a USING pos_txn b WHERE a.id > b.id AND a.ts = b.ts"
+     " AND a.tid IS NOT DISTINCT FROM b.tid AND a.stan IS NOT DISTINCT FROM b.stan"
+     " AND a.f7 IS NOT DISTINCT FROM b.f7;"
+     "CREATE UNIQUE INDEX pos_txn_once ON pos_txn(tid, stan, f7, ts);"},
 };
 
 int
@@ -167,22 +183,13 @@ struct term_state {
 	uint8_t head, count;
 };
 
-struct record {
-	int64_t ts, window_start;
-	char tid[9], mid[16], mti[5], stan[7], f7[11];
-	struct pg_pos_result res;
-	struct pg_cell_obs cell;
-	const struct pg_merchant_rec *merchant;
-	int have_cell;
-};
-
 struct pg_pos_engine {
 	struct pg_store *st;
 	struct pg_pos_policy pol;
 	struct pg_cells *cells;
 	struct pg_merchants *merchants;
 	struct term_state *terms; /* parallel to the merchant records */
-	struct record *q;
+	struct pos_record *q;
 	size_t nq, capq;
 	/* the connection's statements, prepared once (db.h) */
 	struct pg_db_stmt *find_alert, *upd_alert, *ins_alert, *link_txns;
@@ -244,9 +251,11 @@ prepare(struct pg_pos_engine *e)
 		static const char head[] =
 		    "INSERT INTO pos_txn(ts,tid,mid,mti,stan,f7,decision,reason,distance_m,"
 		    "excess_m,est_lat,est_lon,acc_m,confidence,radio,mcc,mnc,area,cell,rc) VALUES";
+		/* the same transaction again (a stream's redelivery) is stored once */
+		static const char tail[] = " ON CONFLICT DO NOTHING";
 		static const char row[] = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 		size_t n = (size_t)CHUNK_ROWS[i];
-		char *sql = malloc(sizeof(head) + n * sizeof(row));
+		char *sql = malloc(sizeof(head) + n * sizeof(row) + sizeof(tail));
 		char *p = sql;
 		int rc;
 
@@ -255,6 +264,7 @@ prepare(struct pg_pos_engine *e)
 		p += sprintf(p, "%s", head);
 		for (size_t k = 0; k < n; k++)
 			p += sprintf(p, "%s%s", k ? "," : "", row);
+		strcpy(p, tail);
 		rc = pg_db_prepare(e->st->pdb, sql, &e->ins_txn[i]);
 		free(sql);
 		if (rc < 0)
@@ -402,7 +412,7 @@ pg_pos_engine_check(struct pg_pos_engine *e, const struct pg_iso_msg *req, int64
 {
 	const struct pg_merchant_rec *m = NULL;
 	struct pg_cell_report cr;
-	struct record *r = NULL;
+	struct pos_record *r = NULL;
 	size_t tl = 0, ml = 0, cl = 0;
 	const uint8_t *tid = NULL, *mid, *cell;
 	int have_cell = 0, tlv_rc = PG_ENOENT;
@@ -474,7 +484,7 @@ record:
 		return 0;
 	if (e->nq == e->capq) {
 		size_t nc = e->capq ? 2 * e->capq : 256;
-		struct record *nq = realloc(e->q, nc * sizeof(*nq));
+		struct pos_record *nq = realloc(e->q, nc * sizeof(*nq));
 
 		if (!nq)
 			return PG_ENOMEM;
@@ -485,7 +495,10 @@ record:
 	r->ts = now_ms;
 	r->window_start = now_ms - e->pol.window_ms;
 	r->res = *res;
-	r->merchant = m;
+	memset(&r->merchant, 0, sizeof(r->merchant));
+	if (m)
+		r->merchant =
+		    (struct pos_merchant_copy){m->lat, m->lon, m->unc_m, m->limit_m, m->mcc, 1};
 	r->have_cell = have_cell;
 	if (have_cell)
 		r->cell = cr.serving;
@@ -543,9 +556,9 @@ pg_pos_engine_respond(struct pg_pos_engine *e, const struct pg_iso_msg *req,
 }
 
 static void
-evidence(const struct record *r, char *out, size_t n)
+evidence(const struct pos_record *r, char *out, size_t n)
 {
-	const struct pg_merchant_rec *m = r->merchant;
+	const struct pos_merchant_copy *m = &r->merchant;
 
 	snprintf(out, n,
 		 "{\"reason\":\"%s\",\"distance_m\":%.1f,\"excess_m\":%.1f,"
@@ -555,9 +568,9 @@ evidence(const struct record *r, char *out, size_t n)
 		 "\"area\":%u,\"cid\":%llu},\"stan\":\"%s\"}",
 		 pg_reason_name(r->res.reason), r->res.distance_m, r->res.excess_m, r->res.est.lat,
 		 r->res.est.lon, r->res.est.acc_m, pg_confidence_name(r->res.est.confidence),
-		 r->res.est.cells_used, m ? m->lat : 0, m ? m->lon : 0, m ? m->unc_m : 0,
-		 m ? m->limit_m : 0, m ? m->mcc : 0, pg_radio_name(r->cell.radio), r->cell.mcc,
-		 r->cell.mnc, r->cell.area, (unsigned long long)r->cell.cid, r->stan);
+		 r->res.est.cells_used, m->lat, m->lon, m->unc_m, m->limit_m, m->mcc,
+		 pg_radio_name(r->cell.radio), r->cell.mcc, r->cell.mnc, r->cell.area,
+		 (unsigned long long)r->cell.cid, r->stan);
 }
 
 static int
@@ -570,7 +583,7 @@ step_done(struct pg_db_stmt *s)
 }
 
 static int
-find_alert(struct pg_pos_engine *e, const struct record *r, int64_t *id)
+find_alert(struct pg_pos_engine *e, const struct pos_record *r, int64_t *id)
 {
 	int rc;
 
@@ -604,7 +617,7 @@ alert_event(struct pg_db *db, const char *event, int64_t id, const char *tid, co
 }
 
 static int
-write_alert(struct pg_pos_engine *e, const struct record *r)
+write_alert(struct pg_pos_engine *e, const struct pos_record *r)
 {
 	char ev[1024];
 	int64_t id = 0;
@@ -658,7 +671,7 @@ write_alert(struct pg_pos_engine *e, const struct record *r)
 
 /* Binds one transaction's columns as row `k` of a multi-row insert. */
 static void
-bind_txn(struct pg_db_stmt *s, int k, const struct record *r)
+bind_txn(struct pg_db_stmt *s, int k, const struct pos_record *r)
 {
 	int o = k * TXN_COLS;
 
@@ -696,7 +709,7 @@ bind_txn(struct pg_db_stmt *s, int k, const struct record *r)
 
 /* Inserts records [from, to) with as few statements as the chunk sizes allow. */
 static int
-insert_txns(struct pg_pos_engine *e, const struct record *q, size_t from, size_t to)
+insert_txns(struct pg_pos_engine *e, const struct pos_record *q, size_t from, size_t to)
 {
 	while (from < to) {
 		size_t i = 0;
@@ -719,6 +732,41 @@ struct alert_ref {
 	size_t i;
 };
 
+/*
+ * Inserts every record; those that raise an alert one by one, so only one
+ * whose row is new (not a redelivery the store already has) is listed in
+ * alerts[] to open or extend its alert.
+ */
+static int
+insert_all(struct pg_pos_engine *e, const struct pos_record *q, size_t n, struct alert_ref *alerts,
+	   size_t *nalerts)
+{
+	struct pg_db_stmt *one = e->ins_txn[sizeof(CHUNK_ROWS) / sizeof(CHUNK_ROWS[0]) - 1];
+	size_t from = 0;
+
+	*nalerts = 0;
+	for (size_t i = 0; i <= n; i++) {
+		int rc;
+
+		if (i < n && !q[i].res.alert)
+			continue;
+		rc = insert_txns(e, q, from, i);
+		if (rc < 0)
+			return rc;
+		from = i + 1;
+		if (i == n)
+			break;
+		bind_txn(one, 0, &q[i]);
+		rc = pg_db_step(one);
+		if (rc >= 0 && pg_db_changes(one) > 0)
+			alerts[(*nalerts)++] = (struct alert_ref){q[i].tid, i};
+		pg_db_reset(one);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 /* Alerts in terminal order (then arrival): two servers on one store lock alert rows in one order.
  */
 static int
@@ -732,13 +780,13 @@ by_terminal(const void *a, const void *b)
 
 /* Records to write in one transaction: the engine's queue or a batch taken from it. */
 struct pg_pos_batch {
-	struct record *q;
+	struct pos_record *q;
 	size_t nq, capq;
 };
 
 struct write_job {
 	struct pg_pos_engine *e;
-	const struct record *q;
+	const struct pos_record *q;
 	size_t n;
 	int *abort; /* set by another thread: roll back instead of committing */
 };
@@ -753,15 +801,14 @@ write_batch(struct pg_db *db, void *arg)
 	int rc;
 
 	(void)db;
-	rc = insert_txns(e, j->q, 0, j->n);
-	if (rc < 0)
-		return rc;
 	order = malloc(j->n * sizeof(*order));
 	if (!order)
 		return PG_ENOMEM;
-	for (size_t i = 0; i < j->n; i++)
-		if (j->q[i].res.alert)
-			order[n++] = (struct alert_ref){j->q[i].tid, i};
+	rc = insert_all(e, j->q, j->n, order, &n);
+	if (rc < 0) {
+		free(order);
+		return rc;
+	}
 	qsort(order, n, sizeof(*order), by_terminal);
 	for (size_t k = 0; k < n && rc >= 0; k++)
 		rc = write_alert(e, &j->q[order[k].i]);
@@ -812,10 +859,58 @@ pg_pos_batch_n(const struct pg_pos_batch *b)
 	return b->nq;
 }
 
+const struct pos_record *
+pg_pos_batch_rec(const struct pg_pos_batch *b, size_t i)
+{
+	return &b->q[i];
+}
+
+int
+pg_pos_batch_push(struct pg_pos_batch *b, const struct pos_record *r)
+{
+	if (b->nq == b->capq) {
+		size_t nc = b->capq ? 2 * b->capq : 256;
+		struct pos_record *nq = realloc(b->q, nc * sizeof(*nq));
+
+		if (!nq)
+			return PG_ENOMEM;
+		b->q = nq;
+		b->capq = nc;
+	}
+	b->q[b->nq++] = *r;
+	return 0;
+}
+
+void
+pg_pos_batch_clear(struct pg_pos_batch *b)
+{
+	b->nq = 0;
+}
+
+int
+pg_pos_engine_open_writer(struct pg_pos_engine **out, struct pg_store *st)
+{
+	struct pg_pos_engine *e = calloc(1, sizeof(*e));
+	int rc;
+
+	*out = NULL;
+	if (!e)
+		return PG_ENOMEM;
+	e->st = st;
+	pg_pos_policy_default(&e->pol);
+	rc = prepare(e);
+	if (rc < 0) {
+		free(e);
+		return rc;
+	}
+	*out = e;
+	return 0;
+}
+
 void
 pg_pos_engine_take(struct pg_pos_engine *e, struct pg_pos_batch *b)
 {
-	struct record *q = b->q;
+	struct pos_record *q = b->q;
 	size_t cap = b->capq;
 
 	b->q = e->q;
@@ -846,7 +941,7 @@ pg_pos_batch_write(struct pg_pos_engine *e, struct pg_pos_batch *b, int *abort)
 int
 pg_pos_batch_stored(struct pg_pos_engine *e, const struct pg_pos_batch *b)
 {
-	const struct record *r = b->q;
+	const struct pos_record *r = b->q;
 	struct pg_db_stmt *q;
 	int rc;
 
@@ -880,7 +975,7 @@ unwrite_batch(struct pg_db *db, void *arg)
 	    db, "DELETE FROM pos_txn WHERE ts=? AND tid=? AND stan=? AND f7=? AND mti=?", &q);
 
 	for (size_t i = 0; rc >= 0 && i < b->nq; i++) {
-		const struct record *r = &b->q[i];
+		const struct pos_record *r = &b->q[i];
 
 		pg_db_bind_int64(q, 1, r->ts);
 		pg_db_bind_text(q, 2, r->tid, -1);
