@@ -114,4 +114,38 @@ int pg_db_migrate(struct pg_db *db, const char *area, const struct pg_db_migrati
 /* Recorded schema version of an area (0 when none), or < 0 on error. */
 int pg_db_version(struct pg_db *db, const char *area);
 
+/*
+ * Named session-level locks, for electing one node among several (cluster
+ * singletons). On PostgreSQL an advisory lock on a 64-bit hash of the name
+ * (FNV-1a, the same on every node); the server releases it when the session
+ * ends, so a node that dies or loses its connection loses its locks. SQLite
+ * has one node: every lock is granted.
+ *
+ * pg_db_try_lock: 1 = this session holds it now (a second call by the holder
+ * returns 1 again without stacking), 0 = another session holds it, < 0 error.
+ * pg_db_unlock: 0 (also when not held) or < 0.
+ * pg_db_lock_held: 1 if this session still holds it, 0 if not (after a lost
+ * connection it does not), < 0 error. Use a dedicated connection: a lost
+ * connection silently drops every lock taken on it.
+ */
+int pg_db_try_lock(struct pg_db *db, const char *name);
+int pg_db_unlock(struct pg_db *db, const char *name);
+int pg_db_lock_held(struct pg_db *db, const char *name);
+
+/*
+ * LISTEN/NOTIFY between the nodes sharing a PostgreSQL store (SQLite: no-ops).
+ * pg_db_listen subscribes this connection to a channel (any name; quoted).
+ * pg_db_notify sends a payload (at most 7999 bytes) to every listener,
+ * delivered when the sender's transaction commits (at once outside one).
+ * pg_db_wait_notify waits up to timeout_ms for one notification: 1 = got one
+ * (channel and payload copied, truncated to their sizes), 0 = timeout, < 0
+ * error. After a lost connection it returns PG_ECONNLOST once (notifications
+ * may have been missed: reload what they announce); the next call reconnects
+ * and listens again on every channel. SQLite: sleeps timeout_ms, returns 0.
+ */
+int pg_db_listen(struct pg_db *db, const char *channel);
+int pg_db_notify(struct pg_db *db, const char *channel, const char *payload);
+int pg_db_wait_notify(struct pg_db *db, int timeout_ms, char *channel, size_t clen, char *payload,
+		      size_t plen);
+
 #endif

@@ -131,6 +131,13 @@ pg_db_free(struct pg_db *db)
 		stmt_free(s);
 	}
 	db->ops->close(db);
+	while (db->locks) {
+		struct pg_db_lock *l = db->locks;
+
+		db->locks = l->next;
+		free(l->name);
+		free(l);
+	}
 	free(db->name);
 	free(db);
 }
@@ -534,5 +541,111 @@ pg_db_migrate(struct pg_db *db, const char *area, const struct pg_db_migration *
 			return pg_error(rc, "db", "area %s: migration %d: %s", area, m[i].version,
 					pg_last_error());
 	}
+	return 0;
+}
+
+int64_t
+pg_db_lock_key(const char *name)
+{
+	uint64_t h = 14695981039346656037ULL; /* FNV-1a 64, offset basis */
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+		h ^= *p;
+		h *= 1099511628211ULL;
+	}
+	/* two's complement reinterpretation, the same bits on every node */
+	return (int64_t)h;
+}
+
+static struct pg_db_lock **
+local_lock(struct pg_db *db, const char *name)
+{
+	struct pg_db_lock **pp;
+
+	for (pp = &db->locks; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->name, name) == 0)
+			break;
+	return pp;
+}
+
+int
+pg_db_try_lock(struct pg_db *db, const char *name)
+{
+	struct pg_db_lock **pp, *l;
+
+	if (!name || !*name)
+		return pg_error(PG_EINVAL, "db", "empty lock name");
+	if (db->ops->try_lock)
+		return db->ops->try_lock(db, pg_db_lock_key(name));
+	/* one node: granted, remembered so lock_held tells the truth */
+	pp = local_lock(db, name);
+	if (*pp)
+		return 1;
+	l = calloc(1, sizeof(*l));
+	if (!l || !(l->name = strdup(name))) {
+		free(l);
+		return PG_ENOMEM;
+	}
+	*pp = l;
+	return 1;
+}
+
+int
+pg_db_unlock(struct pg_db *db, const char *name)
+{
+	struct pg_db_lock **pp, *l;
+
+	if (!name || !*name)
+		return pg_error(PG_EINVAL, "db", "empty lock name");
+	if (db->ops->unlock)
+		return db->ops->unlock(db, pg_db_lock_key(name));
+	pp = local_lock(db, name);
+	if ((l = *pp)) {
+		*pp = l->next;
+		free(l->name);
+		free(l);
+	}
+	return 0;
+}
+
+int
+pg_db_lock_held(struct pg_db *db, const char *name)
+{
+	if (!name || !*name)
+		return pg_error(PG_EINVAL, "db", "empty lock name");
+	if (db->ops->lock_held)
+		return db->ops->lock_held(db, pg_db_lock_key(name));
+	return *local_lock(db, name) ? 1 : 0;
+}
+
+int
+pg_db_listen(struct pg_db *db, const char *channel)
+{
+	if (!channel || !*channel)
+		return pg_error(PG_EINVAL, "db", "empty channel name");
+	return db->ops->listen ? db->ops->listen(db, channel) : 0;
+}
+
+int
+pg_db_notify(struct pg_db *db, const char *channel, const char *payload)
+{
+	if (!channel || !*channel)
+		return pg_error(PG_EINVAL, "db", "empty channel name");
+	return db->ops->notify ? db->ops->notify(db, channel, payload ? payload : "") : 0;
+}
+
+int
+pg_db_wait_notify(struct pg_db *db, int timeout_ms, char *channel, size_t clen, char *payload,
+		  size_t plen)
+{
+	if (clen)
+		channel[0] = 0;
+	if (plen)
+		payload[0] = 0;
+	if (timeout_ms < 0)
+		timeout_ms = 0;
+	if (db->ops->wait_notify)
+		return db->ops->wait_notify(db, timeout_ms, channel, clen, payload, plen);
+	pause_ms(timeout_ms);
 	return 0;
 }

@@ -39,6 +39,15 @@ struct pg_db_ops {
 	const char *begin_sql;
 	/* SQL that serialises migrations between connections, inside a transaction. */
 	const char *migrate_lock_sql;
+	/* Session advisory locks on a 64-bit key and LISTEN/NOTIFY; NULL for an
+	 * engine with one node (db.c answers for it). */
+	int (*try_lock)(struct pg_db *db, int64_t key);
+	int (*unlock)(struct pg_db *db, int64_t key);
+	int (*lock_held)(struct pg_db *db, int64_t key);
+	int (*listen)(struct pg_db *db, const char *channel);
+	int (*notify)(struct pg_db *db, const char *channel, const char *payload);
+	int (*wait_notify)(struct pg_db *db, int timeout_ms, char *channel, size_t clen,
+			   char *payload, size_t plen);
 };
 
 struct pg_db_param {
@@ -71,6 +80,13 @@ struct pg_db {
 	struct pg_db_stmt *stmts;
 	/* a SQLite handle lent by store.c: closed by its owner, not here */
 	int borrowed;
+	/* lock names taken on an engine without advisory locks (SQLite) */
+	struct pg_db_lock *locks;
+};
+
+struct pg_db_lock {
+	char *name;
+	struct pg_db_lock *next;
 };
 
 extern const struct pg_db_ops pg_db_sqlite_ops;
@@ -88,6 +104,9 @@ int pg_db_sqlite_borrow(struct pg_db **out, void *sqlite_handle, const char *nam
  * creates a new one 0600): both ways of opening a SQLite store use it.
  */
 int pg_store_check_path(const char *path);
+
+/* The stable 64-bit key of an advisory lock name (FNV-1a): the same on every node. */
+int64_t pg_db_lock_key(const char *name);
 
 /* Counts `?` placeholders outside string literals, quoted names and comments. */
 int pg_db_count_params(const char *sql);

@@ -12,10 +12,13 @@
 #include "payguard/error.h"
 #include "payguard/log.h"
 
+#include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct pq_stmt {
 	char name[32];
@@ -33,6 +36,11 @@ struct pq_stmt {
 struct pq_conn {
 	PGconn *conn;
 	unsigned long next_name;
+	/* channels LISTENed to, issued again on a new session */
+	char **channels;
+	size_t nchannels;
+	int need_listen; /* a new session does not listen yet */
+	int lost;	 /* notifications may have been missed: tell wait_notify's caller */
 };
 
 static PGconn *
@@ -50,6 +58,18 @@ drop_prepared(struct pg_db *db)
 			db->ops->finalize(s);
 		s->running = 0;
 	}
+}
+
+/* A new session: prepared statements, advisory locks and LISTENs are gone. */
+static void
+reconnect(struct pg_db *db)
+{
+	struct pq_conn *pc = db->drv;
+
+	drop_prepared(db);
+	PQreset(pc->conn);
+	pc->need_listen = pc->nchannels > 0;
+	pc->lost = 1;
 }
 
 static int
@@ -82,11 +102,8 @@ fail(struct pg_db *db, PGresult *res, const char *what)
 	else if ((state && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0)) ||
 		 PQstatus(c) == CONNECTION_BAD)
 		code = PG_ECONNLOST;
-	if (code == PG_ECONNLOST) {
-		/* reconnect now so the caller's retry finds a live session */
-		drop_prepared(db);
-		PQreset(c);
-	}
+	if (code == PG_ECONNLOST)
+		reconnect(db); /* now, so the caller's retry finds a live session */
 	return pg_error(code, "db", "%s: %s (sqlstate %s)", what, line, state ? state : "none");
 }
 
@@ -114,7 +131,7 @@ pq_exec(struct pg_db *db, const char *sql)
 	int rc;
 
 	if (PQstatus(conn_of(db)) == CONNECTION_BAD) {
-		PQreset(conn_of(db));
+		reconnect(db);
 		if (PQstatus(conn_of(db)) == CONNECTION_BAD)
 			return fail(db, NULL, "reconnect");
 	}
@@ -163,6 +180,9 @@ pq_close(struct pg_db *db)
 	if (!pc)
 		return;
 	PQfinish(pc->conn);
+	for (size_t i = 0; i < pc->nchannels; i++)
+		free(pc->channels[i]);
+	free(pc->channels);
 	free(pc);
 	db->drv = NULL;
 }
@@ -234,7 +254,7 @@ pq_prepare(struct pg_db *db, struct pg_db_stmt *s)
 	int rc;
 
 	if (PQstatus(pc->conn) == CONNECTION_BAD) {
-		PQreset(pc->conn);
+		reconnect(db);
 		if (PQstatus(pc->conn) == CONNECTION_BAD)
 			return fail(db, NULL, "reconnect");
 	}
@@ -491,6 +511,200 @@ pq_column_name(const struct pg_db_stmt *s, int i)
 	return n ? n : "";
 }
 
+/*
+ * Advisory locks. pg_locks shows a bigint key's high half as classid and its
+ * low half as objid, with objsubid 1; asking it first keeps a second
+ * try_lock by the holder from stacking (pg_try_advisory_lock would count it
+ * and then need two unlocks).
+ */
+#define HELD_BY_ME                                                                                 \
+	"EXISTS(SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"                                \
+	" AND pid = pg_backend_pid() AND classid::bigint = ? AND objid::bigint = ?"                \
+	" AND objsubid = 1 AND granted)"
+
+static int
+lock_query(struct pg_db *db, const char *sql, int64_t key, int with_key)
+{
+	struct pg_db_stmt *s;
+	uint64_t u = (uint64_t)key;
+	int rc;
+
+	rc = pg_db_prepare(db, sql, &s);
+	if (rc < 0)
+		return rc;
+	rc = pg_db_bind_int64(s, 1, (int64_t)(u >> 32));
+	if (rc >= 0)
+		rc = pg_db_bind_int64(s, 2, (int64_t)(u & 0xffffffffu));
+	if (rc >= 0 && with_key)
+		rc = pg_db_bind_int64(s, 3, key);
+	if (rc >= 0)
+		rc = pg_db_step(s);
+	if (rc == 1)
+		rc = pg_db_column_int64(s, 0) ? 1 : 0;
+	else if (rc == 0)
+		rc = pg_error(PG_ESTORE, "db", "advisory lock query returned no row");
+	pg_db_reset(s);
+	return rc;
+}
+
+static int
+pq_try_lock(struct pg_db *db, int64_t key)
+{
+	return lock_query(db,
+			  "SELECT CASE WHEN " HELD_BY_ME " THEN true"
+			  " ELSE pg_try_advisory_lock(?) END",
+			  key, 1);
+}
+
+static int
+pq_unlock(struct pg_db *db, int64_t key)
+{
+	int rc = lock_query(db,
+			    "SELECT CASE WHEN " HELD_BY_ME " THEN pg_advisory_unlock(?)"
+			    " ELSE false END",
+			    key, 1);
+
+	return rc < 0 ? rc : 0;
+}
+
+static int
+pq_lock_held(struct pg_db *db, int64_t key)
+{
+	return lock_query(db, "SELECT " HELD_BY_ME, key, 0);
+}
+
+static int
+listen_one(struct pg_db *db, const char *channel)
+{
+	PGconn *c = conn_of(db);
+	char *id = PQescapeIdentifier(c, channel, strlen(channel)), *sql;
+	int rc;
+
+	if (!id)
+		return pg_error(PG_EINVAL, "db", "bad channel name: %s", PQerrorMessage(c));
+	sql = malloc(strlen(id) + 8);
+	if (!sql) {
+		PQfreemem(id);
+		return PG_ENOMEM;
+	}
+	sprintf(sql, "LISTEN %s", id);
+	PQfreemem(id);
+	rc = pq_exec(db, sql);
+	free(sql);
+	return rc;
+}
+
+/* On a new session: LISTEN again on every channel. */
+static int
+relisten(struct pg_db *db)
+{
+	struct pq_conn *pc = db->drv;
+	int rc = 0;
+
+	for (size_t i = 0; i < pc->nchannels && rc >= 0; i++)
+		rc = listen_one(db, pc->channels[i]);
+	if (rc >= 0)
+		pc->need_listen = 0;
+	return rc;
+}
+
+static int
+pq_listen(struct pg_db *db, const char *channel)
+{
+	struct pq_conn *pc = db->drv;
+	char **nc;
+	int rc;
+
+	for (size_t i = 0; i < pc->nchannels; i++)
+		if (strcmp(pc->channels[i], channel) == 0)
+			return 0;
+	rc = listen_one(db, channel);
+	if (rc < 0)
+		return rc;
+	nc = realloc(pc->channels, sizeof(*nc) * (pc->nchannels + 1));
+	if (!nc)
+		return PG_ENOMEM;
+	pc->channels = nc;
+	if (!(nc[pc->nchannels] = strdup(channel)))
+		return PG_ENOMEM;
+	pc->nchannels++;
+	return 0;
+}
+
+static int
+pq_notify(struct pg_db *db, const char *channel, const char *payload)
+{
+	struct pg_db_stmt *s;
+	int rc;
+
+	rc = pg_db_prepare(db, "SELECT pg_notify(?, ?)", &s);
+	if (rc < 0)
+		return rc;
+	rc = pg_db_bind_text(s, 1, channel, -1);
+	if (rc >= 0)
+		rc = pg_db_bind_text(s, 2, payload, -1);
+	if (rc >= 0)
+		rc = pg_db_step(s);
+	pg_db_reset(s);
+	return rc < 0 ? rc : 0;
+}
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+pq_wait_notify(struct pg_db *db, int timeout_ms, char *channel, size_t clen, char *payload,
+	       size_t plen)
+{
+	struct pq_conn *pc = db->drv;
+	int64_t deadline = mono_ms() + timeout_ms;
+	PGnotify *n;
+	int rc;
+
+	if (PQstatus(pc->conn) == CONNECTION_BAD) {
+		reconnect(db);
+		if (PQstatus(pc->conn) == CONNECTION_BAD)
+			return fail(db, NULL, "reconnect");
+	}
+	if (pc->need_listen && (rc = relisten(db)) < 0)
+		return rc;
+	if (pc->lost) {
+		pc->lost = 0;
+		return pg_error(PG_ECONNLOST, "db",
+				"the connection was re-established; notifications may be lost");
+	}
+	for (;;) {
+		struct pollfd pfd = {PQsocket(pc->conn), POLLIN, 0};
+		int64_t left;
+
+		if (!PQconsumeInput(pc->conn)) {
+			rc = fail(db, NULL, "wait for notification");
+			pc->lost = 0; /* told now */
+			return rc;
+		}
+		n = PQnotifies(pc->conn);
+		if (n) {
+			if (clen)
+				snprintf(channel, clen, "%s", n->relname);
+			if (plen)
+				snprintf(payload, plen, "%s", n->extra ? n->extra : "");
+			PQfreemem(n);
+			return 1;
+		}
+		left = deadline - mono_ms();
+		if (left <= 0)
+			return 0;
+		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+			return pg_error(PG_EIO, "db", "poll: %s", strerror(errno));
+	}
+}
+
 const struct pg_db_ops pg_db_postgres_ops = {
     .engine = PG_DB_POSTGRES,
     .open = pq_open,
@@ -512,4 +726,10 @@ const struct pg_db_ops pg_db_postgres_ops = {
     .begin_sql = "BEGIN",
     /* one key for every area: schema steps of all daemons take turns */
     .migrate_lock_sql = "SELECT pg_advisory_xact_lock(7236485)",
+    .try_lock = pq_try_lock,
+    .unlock = pq_unlock,
+    .lock_held = pq_lock_held,
+    .listen = pq_listen,
+    .notify = pq_notify,
+    .wait_notify = pq_wait_notify,
 };

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "core/db_int.h" /* pg_db_lock_key */
 #include "payguard/db.h"
 #include "payguard/error.h"
 
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static char url[4096];
@@ -296,13 +298,194 @@ test_connection_lost(void **state)
 	pg_db_free(db);
 }
 
+static int
+is_pg(struct pg_db *db)
+{
+	return pg_db_engine_of(db) == PG_DB_POSTGRES;
+}
+
+static int64_t
+backend_pid(struct pg_db *db)
+{
+	struct pg_db_stmt *s;
+	int64_t pid;
+
+	assert_int_equal(pg_db_prepare(db, "SELECT pg_backend_pid()", &s), 0);
+	assert_int_equal(pg_db_step(s), 1);
+	pid = pg_db_column_int64(s, 0);
+	pg_db_reset(s);
+	return pid;
+}
+
+/* Ends another connection's session from a third one, as a crash would. */
+static void
+terminate(int64_t pid)
+{
+	struct pg_db *admin = NULL;
+	struct pg_db_stmt *k;
+
+	assert_int_equal(pg_db_open(&admin, url), 0);
+	assert_int_equal(pg_db_prepare(admin, "SELECT pg_terminate_backend(?)", &k), 0);
+	assert_int_equal(pg_db_bind_int64(k, 1, pid), 0);
+	assert_int_equal(pg_db_step(k), 1);
+	assert_int_equal(pg_db_column_int64(k, 0), 1);
+	pg_db_free(admin);
+	usleep(100000);
+}
+
+static void
+test_lock_key_stable(void **state)
+{
+	(void)state;
+	/* FNV-1a 64 test vectors: every node must compute the same key */
+	assert_true(pg_db_lock_key("") == (int64_t)0xcbf29ce484222325ULL);
+	assert_true(pg_db_lock_key("a") == (int64_t)0xaf63dc4c8601ec8cULL);
+	assert_true(pg_db_lock_key("foobar") == (int64_t)0x85944171f73967e8ULL);
+	assert_true(pg_db_lock_key("payguard.singleton.load") !=
+		    pg_db_lock_key("payguard.singleton.prune"));
+}
+
+static void
+test_advisory_locks(void **state)
+{
+	struct pg_db *a = open_clean(), *b = NULL;
+
+	(void)state;
+	assert_int_equal(pg_db_open(&b, url), 0);
+	assert_int_equal(pg_db_try_lock(a, ""), PG_EINVAL);
+	assert_int_equal(pg_db_lock_held(a, "test.one"), 0);
+	assert_int_equal(pg_db_try_lock(a, "test.one"), 1);
+	/* the holder asks again: granted, and not stacked (one unlock frees it) */
+	assert_int_equal(pg_db_try_lock(a, "test.one"), 1);
+	assert_int_equal(pg_db_lock_held(a, "test.one"), 1);
+	if (!is_pg(a)) {
+		/* one node: every lock is granted to every connection */
+		assert_int_equal(pg_db_try_lock(b, "test.one"), 1);
+		assert_int_equal(pg_db_unlock(a, "test.one"), 0);
+		assert_int_equal(pg_db_lock_held(a, "test.one"), 0);
+		pg_db_free(b);
+		pg_db_free(a);
+		return;
+	}
+	assert_int_equal(pg_db_try_lock(b, "test.one"), 0);
+	assert_int_equal(pg_db_lock_held(b, "test.one"), 0);
+	/* another name is another lock */
+	assert_int_equal(pg_db_try_lock(b, "test.two"), 1);
+	assert_int_equal(pg_db_try_lock(a, "test.two"), 0);
+	assert_int_equal(pg_db_unlock(a, "test.one"), 0);
+	assert_int_equal(pg_db_lock_held(a, "test.one"), 0);
+	/* unlocking what one does not hold is harmless */
+	assert_int_equal(pg_db_unlock(a, "test.one"), 0);
+	assert_int_equal(pg_db_try_lock(b, "test.one"), 1);
+	assert_int_equal(pg_db_try_lock(a, "test.one"), 0);
+	/* the holder's connection closes: its locks go with its session */
+	pg_db_free(b);
+	usleep(100000);
+	assert_int_equal(pg_db_try_lock(a, "test.one"), 1);
+	assert_int_equal(pg_db_try_lock(a, "test.two"), 1);
+	pg_db_free(a);
+}
+
+static void
+test_lock_lost_connection(void **state)
+{
+	struct pg_db *a = open_clean(), *b = NULL;
+	int rc;
+
+	(void)state;
+	if (!is_pg(a)) {
+		pg_db_free(a);
+		return; /* a file has no session to lose */
+	}
+	assert_int_equal(pg_db_open(&b, url), 0);
+	assert_int_equal(pg_db_try_lock(a, "test.lost"), 1);
+	terminate(backend_pid(a));
+	/* the other node can take it at once */
+	assert_int_equal(pg_db_try_lock(b, "test.lost"), 1);
+	/* the old holder learns it lost it: an error, then "not held" */
+	rc = pg_db_lock_held(a, "test.lost");
+	assert_true(rc == PG_ECONNLOST || rc == 0);
+	assert_int_equal(pg_db_lock_held(a, "test.lost"), 0);
+	assert_int_equal(pg_db_try_lock(a, "test.lost"), 0);
+	pg_db_free(b);
+	pg_db_free(a);
+}
+
+static void
+test_notify(void **state)
+{
+	struct pg_db *a = open_clean(), *b = NULL;
+	char ch[64], pay[64];
+
+	(void)state;
+	assert_int_equal(pg_db_open(&b, url), 0);
+	assert_int_equal(pg_db_listen(a, "test chan"), 0);
+	assert_int_equal(pg_db_listen(a, "test chan"), 0);
+	assert_int_equal(pg_db_listen(a, ""), PG_EINVAL);
+	if (!is_pg(a)) {
+		struct timespec t0, t1;
+
+		assert_int_equal(pg_db_notify(b, "test chan", "x"), 0);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		assert_int_equal(pg_db_wait_notify(a, 150, ch, sizeof(ch), pay, sizeof(pay)), 0);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		assert_true((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 >=
+			    140);
+		pg_db_free(b);
+		pg_db_free(a);
+		return;
+	}
+	assert_int_equal(pg_db_wait_notify(a, 50, ch, sizeof(ch), pay, sizeof(pay)), 0);
+	assert_int_equal(pg_db_notify(b, "test chan", "cells 7"), 0);
+	assert_int_equal(pg_db_notify(b, "other", "not for a"), 0);
+	assert_int_equal(pg_db_wait_notify(a, 5000, ch, sizeof(ch), pay, sizeof(pay)), 1);
+	assert_string_equal(ch, "test chan");
+	assert_string_equal(pay, "cells 7");
+	assert_int_equal(pg_db_wait_notify(a, 50, ch, sizeof(ch), pay, sizeof(pay)), 0);
+	/* inside a transaction it is delivered at commit, not before */
+	assert_int_equal(pg_db_begin(b), 0);
+	assert_int_equal(pg_db_notify(b, "test chan", "late"), 0);
+	assert_int_equal(pg_db_wait_notify(a, 100, ch, sizeof(ch), pay, sizeof(pay)), 0);
+	assert_int_equal(pg_db_commit(b), 0);
+	assert_int_equal(pg_db_wait_notify(a, 5000, ch, sizeof(ch), pay, sizeof(pay)), 1);
+	assert_string_equal(pay, "late");
+	/* a notification that arrived while the listener ran a query is kept */
+	assert_int_equal(pg_db_notify(b, "test chan", "queued"), 0);
+	usleep(100000);
+	(void)backend_pid(a);
+	assert_int_equal(pg_db_wait_notify(a, 0, ch, sizeof(ch), pay, sizeof(pay)), 1);
+	assert_string_equal(pay, "queued");
+	/* truncated to the caller's sizes */
+	assert_int_equal(pg_db_notify(b, "test chan", "0123456789"), 0);
+	assert_int_equal(pg_db_wait_notify(a, 5000, ch, 3, pay, 5), 1);
+	assert_string_equal(ch, "te");
+	assert_string_equal(pay, "0123");
+	/* a lost session is reported once; then it listens again by itself */
+	terminate(backend_pid(a));
+	assert_int_equal(pg_db_wait_notify(a, 1000, ch, sizeof(ch), pay, sizeof(pay)),
+			 PG_ECONNLOST);
+	assert_int_equal(pg_db_wait_notify(a, 50, ch, sizeof(ch), pay, sizeof(pay)), 0);
+	assert_int_equal(pg_db_notify(b, "test chan", "after"), 0);
+	assert_int_equal(pg_db_wait_notify(a, 5000, ch, sizeof(ch), pay, sizeof(pay)), 1);
+	assert_string_equal(pay, "after");
+	pg_db_free(b);
+	pg_db_free(a);
+}
+
 int
 main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_types_round_trip),  cmocka_unit_test(test_placeholders_and_cache),
-	    cmocka_unit_test(test_unique_and_errors), cmocka_unit_test(test_transact_retry),
-	    cmocka_unit_test(test_migrations),	      cmocka_unit_test(test_connection_lost),
+	    cmocka_unit_test(test_types_round_trip),
+	    cmocka_unit_test(test_placeholders_and_cache),
+	    cmocka_unit_test(test_unique_and_errors),
+	    cmocka_unit_test(test_transact_retry),
+	    cmocka_unit_test(test_migrations),
+	    cmocka_unit_test(test_connection_lost),
+	    cmocka_unit_test(test_lock_key_stable),
+	    cmocka_unit_test(test_advisory_locks),
+	    cmocka_unit_test(test_lock_lost_connection),
+	    cmocka_unit_test(test_notify),
 	};
 	char dir[] = "/tmp/pg-test-db-XXXXXX";
 	int rc;
