@@ -881,6 +881,12 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 		signal(SIGTERM, on_signal);
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* the stream first: a node that cannot reach it does not announce a port */
+	if (cfg->nats) {
+		rc = intake_start(s, &sink);
+		if (rc < 0)
+			goto out;
+	}
 	rc = listen_on(s);
 	if (rc < 0)
 		goto out;
@@ -898,11 +904,6 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 	 * A PostgreSQL store is another process that can stall or restart: its
 	 * commits run on a thread with a deadline, so the loop always answers.
 	 */
-	if (cfg->nats) {
-		rc = intake_start(s, &sink);
-		if (rc < 0)
-			goto out;
-	}
 	if (cfg->nats || (st && st->pdb && pg_db_engine_of(st->pdb) == PG_DB_POSTGRES)) {
 		rc = committer_start(s);
 		if (rc < 0)

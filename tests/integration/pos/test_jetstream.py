@@ -24,7 +24,7 @@ import subprocess
 import time
 import urllib.parse
 
-from posutil import Env, check, scenario_message, PAYGUARD
+from posutil import Env, check, run, scenario_message, PAYGUARD
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PG_FIXTURE = os.path.join(HERE, "..", "..", "fixtures", "postgres.sh")
@@ -123,6 +123,17 @@ try:
                 if int(stat[stat.rindex(")") + 2:].split()[1]) == pm:
                     pids.append(int(d))
         return pids
+
+    # the switch's bad uses: usage errors (2), and a NATS nobody listens on (1, said so)
+    lite = env_a.path("lite.db")
+    for args, code, what in ((["--intake", "jetstream"], 2, "go together"),
+                             (["--nats", nats_urls()], 2, "go together"),
+                             (["--intake", "kafka", "--nats", nats_urls()], 2, "store or jetstream"),
+                             (["--intake", "jetstream", "--nats", "nats://127.0.0.1:1"], 1, "connect to NATS")):
+        p = run("serve", "--port", "0", "--db", lite, *args, check_rc=False)
+        check(p.returncode == code and what in p.stderr,
+              "serve %s: exit %d, says '%s' (%d: %s)" % (" ".join(args), code, what, p.returncode,
+                                                         p.stderr.strip()[-200:]))
 
     # a stream left over by an earlier run would hand its transactions to our sinks
     r = nats_request("$JS.API.STREAM.DELETE." + STREAM)
