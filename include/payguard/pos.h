@@ -151,6 +151,17 @@ int pg_pos_engine_open(struct pg_pos_engine **out, struct pg_store *st,
 int pg_pos_engine_open_with(struct pg_pos_engine **out, struct pg_store *st,
 			    const struct pg_pos_policy *pol, struct pg_cells *cells);
 void pg_pos_engine_free(struct pg_pos_engine *e);
+struct pg_merchants;
+/*
+ * Decides with new cells and merchants from now on (cluster reload, issue
+ * 14: loaded on another connection after an import elsewhere); the engine
+ * takes ownership of both, frees the old ones, and keeps each terminal's
+ * moved-transaction window by terminal id. Records already queued keep what
+ * they were decided with. PG_ENOMEM leaves the engine as it was (and frees
+ * the new ones).
+ */
+int pg_pos_engine_swap_ref(struct pg_pos_engine *e, struct pg_cells *cells,
+			   struct pg_merchants *merchants);
 /* Decides one 0100/0200 request and queues its record for the next commit. */
 int pg_pos_engine_check(struct pg_pos_engine *e, const struct pg_iso_msg *req, int64_t now_ms,
 			struct pg_pos_result *res);

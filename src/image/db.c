@@ -86,6 +86,19 @@ static const struct pg_db_migration migrations[] = {
      * unpack), for a daemon's job list; NULL for jobs from before. */
     {4, NULL, "ALTER TABLE image_job ADD COLUMN progress REAL;",
      "ALTER TABLE image_job ADD COLUMN progress DOUBLE PRECISION;"},
+    /* v5 (cluster, issue 14): a job taken by a named node holds a lease
+     * until lease_until_ms (milliseconds since the epoch on the store's
+     * clock), renewed by the node's heartbeat and by the upgrade's own
+     * progress; another node takes a running job over once it expired.
+     * partial is the half-written overlay of the job's current runner,
+     * removed by whoever takes the job over. NULL: a job of one machine,
+     * recovered by pid as before. */
+    {5,
+     "ALTER TABLE image_job ADD COLUMN node TEXT;"
+     "ALTER TABLE image_job ADD COLUMN lease_until_ms BIGINT;"
+     "ALTER TABLE image_job ADD COLUMN partial TEXT;"
+     "CREATE INDEX image_job_state ON image_job(state, lease_until_ms);",
+     NULL, NULL},
 };
 
 int

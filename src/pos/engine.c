@@ -359,6 +359,36 @@ pg_pos_engine_open(struct pg_pos_engine **out, struct pg_store *st, const struct
 	return pg_pos_engine_open_with(out, st, pol, cells);
 }
 
+int
+pg_pos_engine_swap_ref(struct pg_pos_engine *e, struct pg_cells *cells,
+		       struct pg_merchants *merchants)
+{
+	size_t n = pg_merchants_n(merchants);
+	struct term_state *terms = calloc(n + 1, sizeof(*terms));
+
+	if (!terms) {
+		pg_cells_free(cells);
+		pg_merchants_free(merchants);
+		return PG_ENOMEM;
+	}
+	/* a terminal's strikes follow its id into the new index */
+	for (size_t i = 0; i < n; i++) {
+		const struct pg_merchant_rec *r = pg_merchants_at(merchants, i);
+		const struct pg_merchant_rec *old =
+		    pg_merchants_find(e->merchants, r->tid, strlen(r->tid));
+
+		if (old)
+			terms[i] = *term_of(e, old);
+	}
+	pg_cells_free(e->cells);
+	pg_merchants_free(e->merchants);
+	free(e->terms);
+	e->cells = cells;
+	e->merchants = merchants;
+	e->terms = terms;
+	return 0;
+}
+
 void
 pg_pos_engine_free(struct pg_pos_engine *e)
 {

@@ -17,14 +17,20 @@ void pg_merchants_free(struct pg_merchants *m);
 const struct pg_merchant_rec *pg_merchants_find(const struct pg_merchants *m, const char *tid,
 						size_t len);
 size_t pg_merchants_n(const struct pg_merchants *m);
+/* The i-th record (0 <= i < n), NULL past the end. */
+const struct pg_merchant_rec *pg_merchants_at(const struct pg_merchants *m, size_t i);
 size_t pg_merchants_index(const struct pg_merchants *m, const struct pg_merchant_rec *r);
 uint64_t pg_pos_tid_key(const char *tid, size_t len);
+
+/* The channel an import of cells or merchants notifies (payload "cells" or
+ * "merchants") when it commits: every POS server on the store reloads. */
+#define PG_POS_REF_CHANNEL "payguard_pos_ref"
 
 /*
  * One decided transaction as it is recorded (pos_txn) and, in JetStream
  * intake, as it travels through the stream (txcodec.c). The merchant's
  * figures are a copy, so a record decoded on another node carries the
- * evidence of the node that decided it.
+ * evidence of the node that decided it (and a reload may free the index).
  */
 struct pos_merchant_copy {
 	double lat, lon, unc_m, limit_m;

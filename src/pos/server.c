@@ -12,6 +12,8 @@
 #include "payguard/fs.h"
 #include "payguard/log.h"
 #include "payguard/pos.h"
+#include "payguard/store.h"
+#include "pos_internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -75,6 +77,27 @@ struct committer {
 	struct pg_pos_js *js; /* JetStream intake: publish instead of writing */
 };
 
+/*
+ * Cluster reload (issue 14): cells and merchants are imported once, on any
+ * node, and the import notifies PG_POS_REF_CHANNEL as it commits. On a
+ * PostgreSQL store a thread with a connection of its own listens, loads the
+ * new indexes (seconds for a big cell table) and hands them to the event
+ * loop, which swaps them in between two passes: no answer waits for a load.
+ * After a lost connection notifications may have been missed: it reloads.
+ * SQLite is one node: an import there is seen when the server restarts.
+ */
+struct reloader {
+	pthread_t th;
+	pthread_mutex_t mu;
+	char *url;
+	int wake_fd; /* eventfd: new indexes are ready */
+	int stop, running;
+	/* ready for the loop, under mu */
+	struct pg_cells *cells;
+	struct pg_merchants *merchants;
+	uint64_t load_ms; /* how long that load took */
+};
+
 struct server {
 	struct pg_pos_server_cfg *cfg;
 	struct pg_pos_engine *e;
@@ -88,6 +111,8 @@ struct server {
 	struct batch bt[2], *inflight, *open;
 	struct committer cm;
 	uint64_t answered96;
+	struct reloader rl;
+	uint64_t reloads;
 };
 
 static volatile sig_atomic_t sig_stop;
@@ -461,6 +486,152 @@ static void
 pause_ms(int ms)
 {
 	usleep((useconds_t)ms * 1000);
+}
+
+/* ---- the reloader (PostgreSQL) ---- */
+
+/* Loads both indexes on the reloader's connection and hands them over. */
+static int
+reload_once(struct reloader *r, struct pg_store *st)
+{
+	struct pg_cells *cells = NULL;
+	struct pg_merchants *merchants = NULL;
+	uint64_t one = 1, t0 = pg_mono_ms();
+	int rc = pg_cells_load(st, &cells);
+
+	if (rc >= 0)
+		rc = pg_merchants_load(st, &merchants);
+	if (rc < 0) {
+		pg_cells_free(cells);
+		return rc;
+	}
+	pthread_mutex_lock(&r->mu);
+	/* a load the loop has not taken yet is older than this one */
+	pg_cells_free(r->cells);
+	pg_merchants_free(r->merchants);
+	r->cells = cells;
+	r->merchants = merchants;
+	r->load_ms = pg_mono_ms() - t0;
+	pthread_mutex_unlock(&r->mu);
+	if (write(r->wake_fd, &one, sizeof(one)) < 0)
+		pg_debug("pos-server", "reload wake: %s", strerror(errno));
+	return 0;
+}
+
+static void *
+reloader_main(void *p)
+{
+	struct reloader *r = p;
+	struct pg_store st = {0};
+	int opened = 0, listening = 0, due = 0;
+	char ch[64], payload[64];
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		int rc;
+
+		if (!opened && pg_store_open(&st, r->url) < 0) {
+			pg_warn("pos-server", "reload: store: %s", pg_last_error());
+			pause_ms(500);
+			continue;
+		}
+		opened = 1;
+		if (!listening && pg_db_listen(st.pdb, PG_POS_REF_CHANNEL) < 0) {
+			pg_warn("pos-server", "reload: listen: %s", pg_last_error());
+			pause_ms(500);
+			continue;
+		}
+		listening = 1;
+		rc = pg_db_wait_notify(st.pdb, due ? 500 : 200, ch, sizeof(ch), payload,
+				       sizeof(payload));
+		if (rc == 1 || rc == PG_ECONNLOST) {
+			/* one load for every notification already queued */
+			while (pg_db_wait_notify(st.pdb, 0, ch, sizeof(ch), payload,
+						 sizeof(payload)) == 1)
+				;
+			due = 1;
+		} else if (rc < 0) {
+			pg_warn("pos-server", "reload: wait: %s", pg_last_error());
+			pause_ms(200);
+		}
+		if (!due)
+			continue;
+		if (reload_once(r, &st) < 0) {
+			/* tried again at the next pass (500 ms) */
+			pg_warn("pos-server", "reload of cells and merchants failed: %s",
+				pg_last_error());
+			continue;
+		}
+		due = 0;
+	}
+	if (opened)
+		pg_store_close(&st);
+	return NULL;
+}
+
+static int
+reloader_start(struct reloader *r, const char *url)
+{
+	r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	r->url = strdup(url);
+	if (r->wake_fd < 0 || !r->url)
+		return pg_error(PG_ESYS, "pos-server", "reloader: %s", strerror(errno));
+	pthread_mutex_init(&r->mu, NULL);
+	if (pthread_create(&r->th, NULL, reloader_main, r) != 0) {
+		pthread_mutex_destroy(&r->mu);
+		return pg_error(PG_ESYS, "pos-server", "reloader thread");
+	}
+	r->running = 1;
+	return 0;
+}
+
+static void
+reloader_stop(struct reloader *r)
+{
+	if (r->running) {
+		__atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
+		pthread_join(r->th, NULL);
+		pthread_mutex_destroy(&r->mu);
+		r->running = 0;
+	}
+	pg_cells_free(r->cells);
+	pg_merchants_free(r->merchants);
+	r->cells = NULL;
+	r->merchants = NULL;
+	if (r->wake_fd >= 0)
+		close(r->wake_fd);
+	r->wake_fd = -1;
+	free(r->url);
+	r->url = NULL;
+}
+
+/* The loop's side: swaps in what the reloader loaded (a few pointers and
+ * the per-terminal windows; the load itself happened on the thread). */
+static void
+reloader_take(struct server *s)
+{
+	struct pg_cells *cells;
+	struct pg_merchants *merchants;
+	uint64_t v, load_ms;
+
+	if (read(s->rl.wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		pg_debug("pos-server", "reload wake: %s", strerror(errno));
+	pthread_mutex_lock(&s->rl.mu);
+	cells = s->rl.cells;
+	merchants = s->rl.merchants;
+	s->rl.cells = NULL;
+	s->rl.merchants = NULL;
+	load_ms = s->rl.load_ms;
+	pthread_mutex_unlock(&s->rl.mu);
+	if (!merchants)
+		return;
+	if (pg_pos_engine_swap_ref(s->e, cells, merchants) < 0) {
+		pg_warn("pos-server", "reload: %s", pg_strerror(PG_ENOMEM));
+		return;
+	}
+	s->reloads++;
+	pg_info("pos-server",
+		"cells and merchants reloaded (%d cells, %zu terminals; loaded in %llu ms)",
+		pg_cells_count(cells), pg_merchants_n(merchants), (unsigned long long)load_ms);
 }
 
 static void
@@ -864,6 +1035,7 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 		pg_buf_init(&s->bt[i].bytes, (size_t)-1);
 	s->open = &s->bt[0];
 	s->inflight = &s->bt[1];
+	s->rl.wake_fd = -1;
 	if (cfg->commit_timeout_ms <= 0)
 		cfg->commit_timeout_ms = 2000;
 	if (!cfg->max_msg)
@@ -915,6 +1087,14 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 			rc = pg_error(PG_ESYS, "pos-server", "epoll: %s", strerror(errno));
 			goto out;
 		}
+		rc = reloader_start(&s->rl, st->path);
+		ev.events = EPOLLIN;
+		ev.data.ptr = &s->rl;
+		if (rc < 0 || epoll_ctl(s->ep, EPOLL_CTL_ADD, s->rl.wake_fd, &ev) < 0) {
+			rc = rc < 0 ? rc
+				    : pg_error(PG_ESYS, "pos-server", "epoll: %s", strerror(errno));
+			goto out;
+		}
 	}
 	pg_info("pos-server", "listening on %s:%d", cfg->host ? cfg->host : "127.0.0.1",
 		cfg->bound_port);
@@ -936,6 +1116,10 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 
 			if (!c) {
 				do_accept(s, now);
+				continue;
+			}
+			if ((void *)c == &s->rl) {
+				reloader_take(s);
 				continue;
 			}
 			if ((void *)c == &s->cm) {
@@ -1021,6 +1205,7 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 	pg_info("pos-server", "stopped: %llu answered, %llu rejected",
 		(unsigned long long)s->served, (unsigned long long)s->rejected);
 out:
+	reloader_stop(&s->rl);
 	if (s->cm.b)
 		committer_stop(s);
 	pg_pos_js_close(s->cm.js);

@@ -894,6 +894,102 @@ test_policy_and_alerts(void **state)
 	free(resp);
 }
 
+/*
+ * A reload swaps in new cells and merchants (issue 14, every node reloads
+ * after an import): decisions use the new ones at once, a terminal's strikes
+ * survive the swap (found by terminal id in the new index), and a record
+ * decided before the swap but committed after it still has its merchant
+ * (under ASan a pointer into the freed index would be a use after free).
+ */
+static void
+test_engine_swap_ref(void **state)
+{
+	struct tmpstore t;
+	char path[256];
+	struct pg_import_stats s;
+	struct pg_pos_policy pol;
+	struct pg_pos_engine *e = NULL;
+	struct pg_pos_result res;
+	struct pg_iso_msg *m = msg_new();
+	struct pg_cells *cells = NULL;
+	struct pg_merchants *merchants = NULL;
+	const struct pg_cell_obs near2k = {PG_RADIO_LTE, 262, 1, 1001, 11003, -70, PG_TA_NONE};
+	const struct pg_cell_obs munich = {PG_RADIO_LTE, 262, 1, 1001, 13001, -70, PG_TA_NONE};
+	const struct pg_cell_obs poland = {PG_RADIO_LTE, 260, 2, 5001, 77001, -70, PG_TA_NONE};
+	const int64_t t0 = pg_wall_ms();
+	json_t *alerts;
+
+	(void)state;
+	tmp_open(&t);
+	tmp_write(&t, "cells.csv", cells_csv, path, sizeof(path));
+	assert_int_equal(pg_cells_import(&t.st, path, &s), 0);
+	tmp_write(&t, "m.csv", merchants_csv, path, sizeof(path));
+	assert_int_equal(pg_merchants_import(&t.st, path, &s), 0);
+	pg_pos_policy_default(&pol);
+	pol.alert_n = 2;
+	pol.window_ms = 3600000;
+	assert_int_equal(pg_pos_engine_open(&e, &t.st, &pol), 0);
+
+	/* before: one strike for T0000001; an alert for T3 left uncommitted;
+	 * the Munich cell unknown, T0000007 unregistered */
+	msg_for(m, "T0000001", "M00000000000001", "000001", &near2k, NULL);
+	assert_int_equal(pg_pos_engine_check(e, m, t0, &res), 0);
+	assert_int_equal(res.decision, PG_DEC_MOVED);
+	assert_false(res.alert);
+	msg_for(m, "T3      ", "M3             ", "000002", &poland, NULL);
+	assert_int_equal(pg_pos_engine_check(e, m, t0, &res), 0);
+	assert_true(res.alert);
+	msg_for(m, "T0000002", "M00000000000002", "000003", &munich, NULL);
+	assert_int_equal(pg_pos_engine_check(e, m, t0, &res), 0);
+	assert_int_equal(res.decision, PG_DEC_UNDETERMINED);
+	msg_for(m, "T0000007", "M00000000000007", "000004", &near2k, NULL);
+	assert_int_equal(pg_pos_engine_check(e, m, t0, &res), 0);
+	assert_int_equal(res.decision, PG_DEC_UNREGISTERED);
+
+	/* an import on another node, loaded as the server's reload thread does */
+	tmp_write(&t, "c2.csv",
+		  "LTE,262,1,1001,13001,,11.5820,48.1351,500,40,1,1459692000,1700000000,-80\n",
+		  path, sizeof(path));
+	assert_int_equal(pg_cells_import(&t.st, path, &s), 0);
+	tmp_write(&t, "m2.csv", "T0000007,M00000000000007,52.52,13.405,50,1000,262,New\n", path,
+		  sizeof(path));
+	assert_int_equal(pg_merchants_import(&t.st, path, &s), 0);
+	assert_int_equal(pg_cells_load(&t.st, &cells), 0);
+	assert_int_equal(pg_merchants_load(&t.st, &merchants), 0);
+	assert_int_equal(pg_pos_engine_swap_ref(e, cells, merchants), 0);
+
+	/* after: the second strike alerts, the new cell and terminal count */
+	msg_for(m, "T0000001", "M00000000000001", "000005", &near2k, NULL);
+	assert_int_equal(pg_pos_engine_check(e, m, t0 + 1000, &res), 0);
+	assert_int_equal(res.decision, PG_DEC_MOVED);
+	assert_true(res.alert);
+	msg_for(m, "T0000002", "M00000000000002", "000006", &munich, NULL);
+	assert_int_equal(pg_pos_engine_check(e, m, t0 + 1000, &res), 0);
+	assert_int_equal(res.decision, PG_DEC_MOVED);
+	assert_true(res.distance_m > 400000);
+	msg_for(m, "T0000007", "M00000000000007", "000007", &near2k, NULL);
+	assert_int_equal(pg_pos_engine_check(e, m, t0 + 1000, &res), 0);
+	assert_int_equal(res.decision, PG_DEC_MOVED);
+
+	/* the record decided before the swap commits with its merchant */
+	assert_int_equal(pg_pos_engine_commit(e), 0);
+	alerts = pg_pos_alerts_list(&t.st, "open", 0);
+	assert_int_equal(json_array_size(alerts), 2);
+	for (size_t i = 0; i < json_array_size(alerts); i++) {
+		json_t *a = json_array_get(alerts, i);
+		json_t *ev = json_object_get(a, "evidence");
+		json_t *mer = json_object_get(ev, "merchant");
+
+		assert_non_null(mer);
+		assert_true(fabs(json_real_value(json_object_get(mer, "lat")) - 52.52) < 1e-6);
+		assert_int_equal(json_integer_value(json_object_get(mer, "mcc")), 262);
+	}
+	json_decref(alerts);
+	pg_pos_engine_free(e);
+	tmp_close(&t);
+	free(m);
+}
+
 /* ---- the server's WAL checkpointer (issue 13 item 10) ---- */
 
 struct srv_thread {
@@ -1106,6 +1202,7 @@ main(void)
 	    cmocka_unit_test(test_cells_rows),
 	    cmocka_unit_test(test_cells_import_estimate),
 	    cmocka_unit_test(test_policy_and_alerts),
+	    cmocka_unit_test(test_engine_swap_ref),
 	    cmocka_unit_test(test_checkpointer_cannot_open),
 	    cmocka_unit_test(test_intake_codec_once),
 	};
