@@ -32,6 +32,8 @@
 
 #define NS_PER_MS     1000000LL
 #define DUP_WINDOW_NS (120LL * 1000 * NS_PER_MS)
+#define PUB_PENDING   8192 /* asynchronous publishes in flight at most */
+#define PUB_WINDOW    4096 /* a batch waits for acknowledgements every so many */
 
 struct pg_pos_js {
 	natsConnection *nc;
@@ -119,7 +121,7 @@ connect_js(const char *urls, natsConnection **nc, jsCtx **js, struct pg_pos_js *
 	jsCtx_Destroy(*js);
 	*js = NULL;
 	jsOptions_Init(&jo);
-	jo.PublishAsync.MaxPending = 8192;
+	jo.PublishAsync.MaxPending = PUB_PENDING;
 	jo.PublishAsync.AckHandler = on_ack;
 	jo.PublishAsync.AckHandlerClosure = ack;
 	s = natsConnection_JetStream(js, *nc, &jo);
@@ -189,6 +191,8 @@ pg_pos_js_publish(struct pg_pos_js *j, const struct pg_pos_batch *b, int wait_ms
 	int rc = 0, failed;
 
 	__atomic_store_n(&j->failed, 0, __ATOMIC_RELAXED);
+	jsPubOptions_Init(&po);
+	po.MaxWait = wait_ms;
 	for (size_t i = 0; s == NATS_OK && i < pg_pos_batch_n(b); i++) {
 		const struct pos_record *r = pg_pos_batch_rec(b, i);
 		natsMsg *m = NULL;
@@ -204,19 +208,18 @@ pg_pos_js_publish(struct pg_pos_js *j, const struct pg_pos_batch *b, int wait_ms
 		if (s == NATS_OK)
 			s = js_PublishMsgAsync(j->js, &m, NULL);
 		natsMsg_Destroy(m); /* NULL once the library owns it */
+		/* a big batch goes in windows below the library's pending limit */
+		if (s == NATS_OK && (i + 1) % PUB_WINDOW == 0)
+			s = js_PublishAsyncComplete(j->js, &po);
 	}
 	pg_buf_release(&buf);
-	if (rc == 0 && s == NATS_OK) {
-		jsPubOptions_Init(&po);
-		po.MaxWait = wait_ms;
+	if (rc == 0 && s == NATS_OK)
 		s = js_PublishAsyncComplete(j->js, &po);
-	}
-	if (rc == 0 && s != NATS_OK) {
+	if (rc == 0 && s != NATS_OK)
 		rc = pg_events_nats_fail(s, 0, "publish to the POS intake stream");
-		/* what is still unacknowledged is published again on the next try */
-		if (js_PublishAsyncGetPendingList(&pend, j->js) == NATS_OK)
-			natsMsgList_Destroy(&pend);
-	}
+	/* what is still unacknowledged is published again on the next try */
+	if (rc < 0 && js_PublishAsyncGetPendingList(&pend, j->js) == NATS_OK)
+		natsMsgList_Destroy(&pend);
 	failed = __atomic_load_n(&j->failed, __ATOMIC_RELAXED);
 	if (rc == 0 && failed)
 		rc = pg_error(PG_EIO, "pos-intake", "%d of %zu publishes refused (%s)", failed,
