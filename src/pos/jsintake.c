@@ -32,8 +32,9 @@
 
 #define NS_PER_MS     1000000LL
 #define DUP_WINDOW_NS (120LL * 1000 * NS_PER_MS)
-#define PUB_PENDING   8192 /* asynchronous publishes in flight at most */
-#define PUB_WINDOW    4096 /* a batch waits for acknowledgements every so many */
+#define ACK_WAIT_MS   30000 /* a sink's unacked messages go to another after this */
+#define PUB_PENDING   8192  /* asynchronous publishes in flight at most */
+#define PUB_WINDOW    4096  /* a batch waits for acknowledgements every so many */
 
 struct pg_pos_js {
 	natsConnection *nc;
@@ -294,7 +295,7 @@ sink_subscribe(struct pg_pos_sink *k, jsCtx *js, natsSubscription **sub)
 	jsConsumerConfig_Init(&cc);
 	cc.Durable = k->cfg.durable;
 	cc.AckPolicy = js_AckExplicit;
-	cc.AckWait = (int64_t)30000 * NS_PER_MS;
+	cc.AckWait = (int64_t)ACK_WAIT_MS * NS_PER_MS;
 	cc.MaxAckPending = 65536;
 	cc.FilterSubject = PG_POS_INTAKE_SUBJECTS;
 	s = js_AddConsumer(&ci, js, k->cfg.stream, &cc, NULL, &jerr);
@@ -322,6 +323,7 @@ static void
 sink_batch(struct pg_pos_sink *k, natsMsgList *l, struct pg_pos_batch *b, struct pg_pos_engine *w)
 {
 	struct pos_record r;
+	uint64_t next_progress = pg_mono_ms() + ACK_WAIT_MS / 3;
 	int wait = 50, rc;
 
 	pg_pos_batch_clear(b);
@@ -347,6 +349,13 @@ sink_batch(struct pg_pos_sink *k, natsMsgList *l, struct pg_pos_batch *b, struct
 		if (stopping(k))
 			return;
 		nap(k, backoff(&wait));
+		/* still working on them: the consumer keeps them ours, not another sink's */
+		if (pg_mono_ms() >= next_progress) {
+			next_progress = pg_mono_ms() + ACK_WAIT_MS / 3;
+			for (int i = 0; i < l->Count; i++)
+				if (l->Msgs[i])
+					natsMsg_InProgress(l->Msgs[i], NULL);
+		}
 	}
 	k->stored += pg_pos_batch_n(b);
 	for (int i = 0; i < l->Count; i++)
@@ -397,8 +406,10 @@ sink_main(void *arg)
 					   NULL);
 		if (s == NATS_OK && l.Count > 0)
 			sink_batch(k, &l, b, w);
-		else if (s != NATS_OK && s != NATS_TIMEOUT)
+		else if (s != NATS_OK && s != NATS_TIMEOUT) {
+			pg_debug("pos-sink", "fetch: %s", natsStatus_GetText(s));
 			nap(k, 100); /* the server we use is away: the client reconnects */
+		}
 		natsMsgList_Destroy(&l);
 	}
 out:
