@@ -11,6 +11,7 @@
 
 #include "payguard/json.h"
 #include "payguard/error.h"
+#include "payguard/events.h"
 #include "payguard/fs.h"
 #include "payguard/log.h"
 #include "payguard/db.h"
@@ -105,8 +106,11 @@ static const struct pg_db_migration migrations[] = {
 int
 pg_image_db_open(struct pg_store *st)
 {
-	return pg_db_migrate(st->pdb, "image", migrations,
-			     sizeof(migrations) / sizeof(migrations[0]));
+	int rc =
+	    pg_db_migrate(st->pdb, "image", migrations, sizeof(migrations) / sizeof(migrations[0]));
+
+	/* jobs and findings report through the event outbox (issue 15) */
+	return rc < 0 ? rc : pg_events_migrate(st->pdb);
 }
 
 void

@@ -17,6 +17,7 @@
 #include "payguard/clock.h"
 #include "payguard/db.h"
 #include "payguard/error.h"
+#include "payguard/events.h"
 #include "payguard/fs.h"
 #include "payguard/log.h"
 #include "payguard/store.h"
@@ -1263,6 +1264,29 @@ out:
 /* Records how the job ended; a node's runner only while the job is still
  * its own (a node that lost its lease leaves the job to its new runner):
  * PG_ESTATE then. */
+/* The event of a job's end (issue 15): "done" is upgrade_finished, "failed" and
+ * "interrupted" keep their names; written in the transaction of the state change. */
+static int
+job_event(struct pg_store *st, int64_t job, const char *state, const json_t *result)
+{
+	char ev[40], subj[32];
+	json_t *d = json_pack("{s:I, s:s}", "job", (json_int_t)job, "state", state);
+	int rc;
+
+	if (!d)
+		return PG_ENOMEM;
+	if (result)
+		json_object_set(d, "result", (json_t *)result);
+	snprintf(ev, sizeof(ev), "upgrade_%s", strcmp(state, "done") == 0 ? "finished" : state);
+	snprintf(subj, sizeof(subj), "job-%lld", (long long)job);
+	rc = pg_event_emit(st->pdb, "image", ev, subj, d, NULL);
+	json_decref(d);
+	return rc;
+}
+
+/* Records how the job ended; a node's runner only while the job is still
+ * its own (a node that lost its lease leaves the job to its new runner):
+ * PG_ESTATE then. */
 static int
 job_finish(struct up *u, const char *state, json_t *result)
 {
@@ -1271,19 +1295,28 @@ job_finish(struct up *u, const char *state, json_t *result)
 	int rc;
 
 	pg_now_iso(now, sizeof(now));
-	rc = pg_image_run(u->st,
-			  "UPDATE image_job SET state = ?, finished_at = ?, log = log || ?,"
-			  " result = ?, progress = CASE WHEN CAST(? AS TEXT) = 'done' THEN 1.0"
-			  " ELSE progress END WHERE id = ?"
-			  " AND (CAST(? AS TEXT) IS NULL OR node = CAST(? AS TEXT))",
-			  json_pack("[s,s,s#,s?,s,I,s?,s?]", state, now,
-				    u->log.data ? (char *)u->log.data : "", (int)u->log.len, res,
-				    state, (json_int_t)u->job, u->node, u->node),
-			  &changed);
+	rc = pg_db_begin(u->st->pdb);
+	if (rc == 0)
+		rc = pg_image_run(
+		    u->st,
+		    "UPDATE image_job SET state = ?, finished_at = ?, log = log || ?,"
+		    " result = ?, progress = CASE WHEN CAST(? AS TEXT) = 'done' THEN 1.0"
+		    " ELSE progress END WHERE id = ?"
+		    " AND (CAST(? AS TEXT) IS NULL OR node = CAST(? AS TEXT))",
+		    json_pack("[s,s,s#,s?,s,I,s?,s?]", state, now,
+			      u->log.data ? (char *)u->log.data : "", (int)u->log.len, res, state,
+			      (json_int_t)u->job, u->node, u->node),
+		    &changed);
 	free(res);
 	if (rc == 0 && changed != 1)
 		rc = pg_error(PG_ESTATE, "upgrade", "job %lld is no longer node %s's",
 			      (long long)u->job, u->node ? u->node : "-");
+	if (rc == 0)
+		rc = job_event(u->st, u->job, state, result);
+	if (rc == 0)
+		rc = pg_db_commit(u->st->pdb);
+	else
+		pg_db_rollback(u->st->pdb);
 	return rc;
 }
 
@@ -1935,6 +1968,7 @@ pg_image_jobs(struct pg_store *st, json_t **out)
 	{
 		pid_t pid = (pid_t)json_integer_value(json_object_get(r, "pid"));
 		int queued = !strcmp(json_string_value(json_object_get(r, "state")), "queued");
+		int64_t changed = 0;
 
 		if (!queued && pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH))
 			continue;
@@ -1947,16 +1981,23 @@ pg_image_jobs(struct pg_store *st, json_t **out)
 				 json_string_value(json_object_get(r, "overlay")));
 			unlink(partial);
 		}
-		pg_image_run(st,
-			     "UPDATE image_job SET state = 'interrupted', finished_at = ?,"
-			     " log = log || ? WHERE id = ? AND state = ?",
-			     json_pack("[s,s,O,O]", now,
-				       queued
-					   ? "interrupted: queued, but no runner took it within "
-					     "60 s\n"
-					   : "interrupted: the process running the job is gone\n",
-				       json_object_get(r, "id"), json_object_get(r, "state")),
-			     NULL);
+		if (pg_db_begin(st->pdb) < 0)
+			continue;
+		if (pg_image_run(
+			st,
+			"UPDATE image_job SET state = 'interrupted', finished_at = ?,"
+			" log = log || ? WHERE id = ? AND state = ?",
+			json_pack("[s,s,O,O]", now,
+				  queued ? "interrupted: queued, but no runner took it within "
+					   "60 s\n"
+					 : "interrupted: the process running the job is gone\n",
+				  json_object_get(r, "id"), json_object_get(r, "state")),
+			&changed) == 0 &&
+		    (changed == 0 || job_event(st, json_integer_value(json_object_get(r, "id")),
+					       "interrupted", NULL) == 0))
+			pg_db_commit(st->pdb);
+		else
+			pg_db_rollback(st->pdb);
 	}
 	json_decref(rows);
 	return pg_image_query(st,

@@ -4,6 +4,8 @@
  * request decided in one loop pass is written in one transaction, and only
  * then are the responses released, so an answered transaction is stored.
  */
+#include "pos_internal.h"
+
 #include "payguard/clock.h"
 #include "payguard/db.h"
 #include "payguard/error.h"
@@ -70,8 +72,9 @@ struct committer {
 	struct pg_pos_engine *e;
 	struct pg_pos_batch *b; /* the inflight batch's records */
 	int phase, outcome, expired, stop, running;
-	int wake_fd;	 /* eventfd: the loop wakes when an outcome is known */
-	uint64_t undone; /* batches answered 96 whose late commit was removed */
+	int wake_fd;	      /* eventfd: the loop wakes when an outcome is known */
+	uint64_t undone;      /* batches answered 96 whose late commit was removed */
+	struct pg_pos_js *js; /* JetStream intake: publish instead of writing */
 };
 
 /*
@@ -715,6 +718,38 @@ commit_one(struct committer *cm)
 		pg_err("pos-server", "stopping: a batch answered 96 may stay stored");
 }
 
+/*
+ * JetStream intake: publishes the inflight batch until the stream holds all
+ * of it, or its deadline passed. Every try publishes the same message ids,
+ * so records a lost acknowledgement made us send again are kept once. A
+ * batch answered 96 whose publish got through late is stored by the sink
+ * all the same (docs/pos.md: 96 means "not known to be recorded").
+ */
+static void
+publish_one(struct committer *cm, int try_ms)
+{
+	int wait = 20, ok = 0;
+
+	while (!__atomic_load_n(&cm->expired, __ATOMIC_ACQUIRE)) {
+		if (pg_pos_js_publish(cm->js, cm->b, try_ms) == 0) {
+			ok = 1;
+			break;
+		}
+		if (__atomic_load_n(&cm->stop, __ATOMIC_RELAXED))
+			break;
+		pg_warn("pos-server", "publish of %zu transactions: %s; trying again",
+			pg_pos_batch_n(cm->b), pg_last_error());
+		pause_ms(wait);
+		if (wait < 200)
+			wait *= 2;
+	}
+	pthread_mutex_lock(&cm->mu);
+	if (!cm->expired)
+		cm->outcome = ok ? OUT_OK : OUT_FAIL;
+	pthread_mutex_unlock(&cm->mu);
+	wake_loop(cm);
+}
+
 static void *
 committer_main(void *p)
 {
@@ -728,6 +763,10 @@ committer_main(void *p)
 		if (cm->phase == CM_IDLE && cm->stop)
 			break;
 		pthread_mutex_unlock(&cm->mu);
+		if (cm->js) {
+			publish_one(cm, 1000);
+			goto done;
+		}
 		/* the day partitions ahead, renewed hourly by the connection's owner */
 		if (pg_mono_ms() >= next_days) {
 			next_days = pg_mono_ms() + 60000;
@@ -738,6 +777,7 @@ committer_main(void *p)
 				pg_warn("pos-server", "day partitions: %s", pg_last_error());
 		}
 		commit_one(cm);
+	done:
 		pthread_mutex_lock(&cm->mu);
 		cm->phase = CM_IDLE;
 		pthread_cond_broadcast(&cm->cv);
@@ -852,6 +892,35 @@ async_wait_ms(struct server *s, uint64_t now, int cap)
 	return (int)w;
 }
 
+/*
+ * JetStream intake: the publisher (the committer's) and, unless this node
+ * only publishes, the sink thread. Nothing is written to the store here.
+ */
+static int
+intake_start(struct server *s, struct pg_pos_sink **sink)
+{
+	struct pg_pos_server_cfg *cfg = s->cfg;
+	char host[64] = "node";
+	struct pg_pos_js_cfg jc = {
+	    .nats = cfg->nats,
+	    .node = cfg->node,
+	    .stream = "PAYGUARD_POS",
+	    .max_bytes = (cfg->stream_max_mb > 0 ? cfg->stream_max_mb : 1024) << 20,
+	    .max_age_s = cfg->stream_max_age,
+	};
+	int rc;
+
+	if (!jc.node && gethostname(host, sizeof(host) - 1) == 0)
+		jc.node = host;
+	rc = pg_pos_js_open(&s->cm.js, &jc);
+	if (rc < 0 || cfg->no_sink)
+		return rc;
+	return pg_pos_sink_start(sink, &(struct pg_pos_sink_cfg){.nats = cfg->nats,
+								 .stream = jc.stream,
+								 .durable = "pos-sink",
+								 .store = cfg->sink_store});
+}
+
 static int
 committer_start(struct server *s)
 {
@@ -947,6 +1016,7 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 	int batch_open = 0;
 	uint64_t batch_since = 0;
 	struct pg_store *st = pg_pos_engine_store(e);
+	struct pg_pos_sink *sink = NULL;
 	int rc;
 
 	if (!s)
@@ -978,6 +1048,12 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 		signal(SIGTERM, on_signal);
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* the stream first: a node that cannot reach it does not announce a port */
+	if (cfg->nats) {
+		rc = intake_start(s, &sink);
+		if (rc < 0)
+			goto out;
+	}
 	rc = listen_on(s);
 	if (rc < 0)
 		goto out;
@@ -995,7 +1071,7 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 	 * A PostgreSQL store is another process that can stall or restart: its
 	 * commits run on a thread with a deadline, so the loop always answers.
 	 */
-	if (st && st->pdb && pg_db_engine_of(st->pdb) == PG_DB_POSTGRES) {
+	if (cfg->nats || (st && st->pdb && pg_db_engine_of(st->pdb) == PG_DB_POSTGRES)) {
 		rc = committer_start(s);
 		if (rc < 0)
 			goto out;
@@ -1113,9 +1189,13 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 	if (s->async) {
 		committer_stop(s);
 		s->async = 0;
-		pg_info("pos-server", "%llu answers were 96 (store not durable in %d ms)",
-			(unsigned long long)s->answered96, cfg->commit_timeout_ms);
+		pg_info("pos-server", "%llu answers were 96 (%s not durable in %d ms)",
+			(unsigned long long)s->answered96, cfg->nats ? "stream" : "store",
+			cfg->commit_timeout_ms);
 	}
+	/* JetStream intake: what was never published was never answered either */
+	if (cfg->nats)
+		pg_pos_engine_drop(e);
 	rc = pg_pos_engine_commit(e);
 	pg_info("pos-server", "stopped: %llu answered, %llu rejected",
 		(unsigned long long)s->served, (unsigned long long)s->rejected);
@@ -1123,6 +1203,8 @@ out:
 	reloader_stop(&s->rl);
 	if (s->cm.b)
 		committer_stop(s);
+	pg_pos_js_close(s->cm.js);
+	pg_pos_sink_stop(sink);
 	if (cp.running) {
 		cp.stop = 1;
 		pthread_join(cp.th, NULL);

@@ -77,9 +77,11 @@ try:
     # traffic on both servers while the import lands and they reload
     tpl = a.write("tpl.jsonl", json.dumps(message("T0000003", cell("LTE", 262, 1, 1001, 11001, -70), [], 1)) + "\n")
     before = int(psql(DB, "SELECT count(*) FROM pos_txn")[0][0])
+    # one terminal on two servers: distinct STANs, as one device numbers them (the
+    # same terminal, STAN and field 7 in the same ms is one transaction, pos_txn_once)
     loads = [subprocess.Popen([os.environ["PAYGUARD"], "pos", "load", "--port", str(e.port), "--conns", "4",
-                               "--duration-ms", "4000", "--json", tpl], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for e in (a, b)]
+                               "--duration-ms", "4000", "--stan-base", base, "--json", tpl], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for e, base in ((a, "0"), (b, "500000"))]
     time.sleep(0.5)
     t0 = time.monotonic()
     run("cells", "import", a.write("new-cells.csv", NEW_CELLS), "--db", pg_url)
