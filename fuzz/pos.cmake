@@ -4,3 +4,4 @@ pg_fuzzer(pos_celltlv SOURCES ${CMAKE_CURRENT_LIST_DIR}/pos_celltlv.c LIBS pg_po
 pg_fuzzer(pos_csv SOURCES ${CMAKE_CURRENT_LIST_DIR}/pos_csv.c LIBS pg_pos)
 pg_fuzzer(pos_fielddef SOURCES ${CMAKE_CURRENT_LIST_DIR}/pos_fielddef.c LIBS pg_pos)
 pg_fuzzer(pos_engine SOURCES ${CMAKE_CURRENT_LIST_DIR}/pos_engine.c LIBS pg_pos)
+pg_fuzzer(pos_txcodec SOURCES ${CMAKE_CURRENT_LIST_DIR}/pos_txcodec.c LIBS pg_pos)

@@ -2,10 +2,11 @@
  * Fuzzes the connect flow's parsers of card answers (GET DATA, GET STATUS
  * with its 6310 continuation, ARA-M GET DATA [All]/[Next], the ATR's card
  * capabilities): a fake host link passes the first commands to a real test
- * SE, so SCP03 authentication succeeds, then answers every later command
- * with the next chunk of the input (1 length byte + bytes), as OpenSC's
- * fake-reader fuzzers do.
+ * SE (the GP card with the SE OS's profile), so SCP03 authentication succeeds, then answers every
+ * later command with the next chunk of the input (1 length byte + bytes), as OpenSC's fake-reader
+ * fuzzers do.
  */
+#include "payguard/card_gp.h"
 #include "payguard/error.h"
 #include "payguard/hex.h"
 #include "payguard/log.h"
@@ -18,7 +19,7 @@
 
 struct fake {
 	struct pg_link base;
-	struct pg_seos_testcard *tc;
+	struct pg_gp_card *tc;
 	const uint8_t *in;
 	size_t left;
 	int n;
@@ -28,7 +29,7 @@ static int
 fake_power_on(struct pg_link *l, uint8_t *atr, size_t *len)
 {
 	struct fake *f = (struct fake *)l;
-	const struct pg_card *c = pg_seos_testcard_card(f->tc);
+	const struct pg_card *c = pg_gp_card_card(f->tc);
 
 	c->reset(c->ctx);
 	return c->atr(c->ctx, atr, len);
@@ -38,7 +39,7 @@ static int
 fake_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *r, size_t *rlen)
 {
 	struct fake *f = (struct fake *)l;
-	const struct pg_card *c = pg_seos_testcard_card(f->tc);
+	const struct pg_card *c = pg_gp_card_card(f->tc);
 	size_t cap = *rlen, k;
 	int rc = c->process(c->ctx, capdu, clen, r, rlen);
 
@@ -71,7 +72,7 @@ static const struct pg_link_ops fake_ops = {
 };
 
 static struct pg_seos *os;
-static struct pg_seos_testcard *tc;
+static struct pg_gp_card *tc;
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -82,9 +83,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!os) {
 		static struct pg_seos_keystore *ks;
-		struct pg_seos_testcard_cfg cfg = {.serial = 7, .version = 1};
+		uint8_t m[16];
+		struct pg_seos_sim_card_cfg cfg = {
+		    .serial = 7, .master = m, .master_len = 16, .version = 1};
 		char dir[] = "/tmp/pg-fuzz-seos-XXXXXX", db[64], key[64];
-		uint8_t m[16], id[PG_SEOS_ID_LEN];
 
 		pg_log_set_level(PG_LOG_ERROR); /* logging would dominate the run */
 		if (!mkdtemp(dir))
@@ -93,12 +95,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		snprintf(key, sizeof(key), "%s/key", dir);
 		if (pg_seos_keystore_parse(&ks, "master 30 404142434445464748494A4B4C4D4E4F\n") <
 			0 ||
-		    pg_seos_open(&os, db, key, ks) < 0 || pg_seos_testcard_new(&tc, &cfg) < 0)
+		    pg_hex_decode(m, sizeof(m), "404142434445464748494A4B4C4D4E4F") != 16 ||
+		    pg_seos_open(&os, db, key, ks) < 0 || pg_seos_sim_card_new(&tc, &cfg) < 0)
 			abort();
-		pg_hex_decode(m, sizeof(m), "404142434445464748494A4B4C4D4E4F");
-		pg_seos_testcard_id(tc, id);
-		pg_scp03_diversify(m, 16, id, sizeof(id), 0x30, &cfg.keys);
-		pg_seos_testcard_set_keys(tc, &cfg.keys);
 		pg_store_exec(pg_seos_store(os), "PRAGMA synchronous=OFF");
 	}
 	f.tc = tc;

@@ -14,6 +14,11 @@
  *       writes the generated fleet's normalised features (float32).
  *   bench_load stream VMS SAMPLES
  *       the generated fleet streamed through the estimator: time, peak memory.
+ *   bench_load ingest SPEC REPEAT
+ *       reads a trace source (bitbrains:DIR, csv:FILE, ...) or, with SPEC
+ *       matrix:FILE, a matrix (CSV or .npy) REPEAT times on one thread; prints
+ *       JSON with the bytes read (the files' sizes), the median seconds and
+ *       MB/s, and the samples or values read (a check that all was parsed).
  */
 #include "payguard/clock.h"
 #include "payguard/error.h"
@@ -29,6 +34,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <unistd.h>
 
 static void *
@@ -291,9 +297,99 @@ bench_features(char **av)
 	return fclose(f) != 0;
 }
 
+/* Bytes of the file or of every regular file below a folder. */
+static size_t tree_total;
+
+static int
+tree_add(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)path;
+	(void)ftw;
+	if (type == FTW_F)
+		tree_total += (size_t)st->st_size;
+	return 0;
+}
+
+static size_t
+tree_bytes(const char *path)
+{
+	tree_total = 0;
+	if (nftw(path, tree_add, 16, FTW_PHYS) != 0)
+		return 0;
+	return tree_total;
+}
+
+static double
+cpu_seconds(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static int
+bench_ingest(char **av)
+{
+	int repeat = atoi(av[1]);
+	double t[64], c[64];
+	size_t items = 0, bytes;
+	const char *arg;
+
+	if (repeat < 1 || repeat > 64)
+		return 2;
+	bytes = tree_bytes(strchr(av[0], ':') ? strchr(av[0], ':') + 1 : av[0]);
+	for (int r = 0; r < repeat; r++) {
+		uint64_t t0 = pg_mono_ns();
+		double c0 = cpu_seconds();
+
+		items = 0;
+		if (strncmp(av[0], "matrix:", 7) == 0) {
+			double *x;
+			size_t n, d;
+			if (pg_load_read_matrix(av[0] + 7, &x, &n, &d) < 0)
+				goto fail;
+			items = n * d;
+			free(x);
+		} else {
+			const struct pg_load_ops *ops;
+			struct pg_load_series s;
+			void *st;
+			int rc;
+
+			if (pg_load_source_lookup(av[0], &ops, &arg) < 0 || ops->open(arg, &st) < 0)
+				goto fail;
+			pg_load_series_init(&s, 0);
+			while ((rc = ops->next(st, &s)) > 0)
+				items += s.n;
+			ops->close(st);
+			pg_load_series_release(&s);
+			if (rc < 0)
+				goto fail;
+		}
+		t[r] = (double)(pg_mono_ns() - t0) / 1e9;
+		c[r] = cpu_seconds() - c0;
+	}
+	qsort(t, (size_t)repeat, sizeof(double), cmp_dbl);
+	qsort(c, (size_t)repeat, sizeof(double), cmp_dbl);
+	/* Per core: bytes over the process's CPU time, steadier than wall time on
+	 * a shared machine (the other helpers' builds take turns on the cores). */
+	printf("{\"bytes\": %zu, \"seconds\": %.6f, \"cpu_seconds\": %.6f, \"mb_per_s\": %.1f, "
+	       "\"mb_per_cpu_s\": %.1f, \"items\": %zu}\n",
+	       bytes, t[repeat / 2], c[repeat / 2], (double)bytes / 1e6 / t[repeat / 2],
+	       (double)bytes / 1e6 / c[repeat / 2], items);
+	return 0;
+fail:
+	fprintf(stderr, "bench_load ingest: %s\n", pg_last_error());
+	return 1;
+}
+
 int
 main(int argc, char **argv)
 {
+	if (argc == 4 && strcmp(argv[1], "ingest") == 0)
+		return bench_ingest(argv + 2);
 	if (argc == 11 && strcmp(argv[1], "fit") == 0)
 		return bench_fit(argv + 2);
 	if (argc == 9 && strcmp(argv[1], "seed") == 0)

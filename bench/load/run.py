@@ -1,8 +1,24 @@
 #!/usr/bin/python3
-"""Load benchmark: scikit-learn and payguard on the same data, same initial
-centers, in one run; prints both times and the ratios (medians).
+"""Load benchmark: scikit-learn (and pandas) and payguard on the same data,
+same initial centers, in one run; prints both times and the ratios (medians)
+and writes everything to bench/results/load-DATE.json.
 
   /usr/bin/python3 bench/load/run.py [--build DIR] [--repeat N] [--quick]
+                                     [--only ingest,e2e,fit,seed,twolevel,stream]
+
+Each case runs the peer and payguard interleaved (peer, payguard, peer, ...)
+over --repeat rounds (at least 5), so a change in the machine's load hits both
+sides alike; the load average is printed and stored with every section.
+
+Ingest: MB/s per core (bytes over the process's CPU seconds, steadier than
+wall time on a shared machine; wall MB/s beside it) of payguard's readers
+(`bench_load ingest`, one thread) beside pandas.read_csv (C engine, default
+and round_trip float precision) on the same files: a Bitbrains GWA-T-12
+folder (100 VMs x 8,640 rows), our plain CSV (200 VMs x 8,640 rows) and a
+numeric matrix CSV (1,000,000 x 4). End to end: `payguard load kmeans` on the
+matrix as CSV and as .npy (the whole process: read, fit, print) beside
+scikit-learn's fit alone (best of Lloyd and Elkan, same initial centers, data
+already in memory).
 
 Single fits: 1,000,000 x 4 and 100,000 x 16, k = 8, 200,000 x 32, k = 20,
 float32 and float64;
@@ -16,6 +32,7 @@ the potential reached, each side with its own random stream. Then payguard
 alone streams 100,000 VMs x 1,440 samples (time, peak memory).
 """
 import argparse
+import datetime
 import json
 import os
 import subprocess
@@ -85,6 +102,16 @@ def median(xs):
     return xs[len(xs) // 2]
 
 
+def loadavg():
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def say_load(what):
+    la = loadavg()
+    print(f"[load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} {what}]")
+    return la
+
+
 def blas_line():
     np.dot(np.ones((64, 64)), np.ones((64, 64)))
     libs = [f"{i['internal_api']} {i.get('version') or ''} ({i.get('architecture') or '?'}, "
@@ -92,26 +119,36 @@ def blas_line():
     return "; ".join(libs)
 
 
-def sk_fit(X, init, algo, repeat):
-    ts, km = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        km = KMeans(n_clusters=init.shape[0], init=init, n_init=1, algorithm=algo, tol=1e-4,
-                    max_iter=300).fit(X)
-        ts.append(time.perf_counter() - t0)
-    return median(ts), km.inertia_, km.n_iter_
+def sk_fit1(X, init, algo):
+    t0 = time.perf_counter()
+    km = KMeans(n_clusters=init.shape[0], init=init, n_init=1, algorithm=algo, tol=1e-4,
+                max_iter=300).fit(X)
+    return time.perf_counter() - t0, km.inertia_, km.n_iter_
 
 
-def pg_fit(bench, tmp, X, init, algo, repeat, threads=2):
-    xp, ip = os.path.join(tmp, "x.bin"), os.path.join(tmp, "init.bin")
-    X.tofile(xp)
-    init.astype(np.float64).tofile(ip)
+def pg_fit1(bench, xp, ip, X, k, algo, threads=2):
     dt = "f32" if X.dtype == np.float32 else "f64"
     out = subprocess.run([bench, "fit", xp, ip, str(X.shape[0]), str(X.shape[1]),
-                          str(init.shape[0]), dt, algo, str(threads), str(repeat)],
+                          str(k), dt, algo, str(threads), "1"],
                          check=True, capture_output=True, text=True).stdout
     r = json.loads(out)
     return r["median"], r["inertia"], r["n_iter"]
+
+
+def fit_case(bench, tmp, X, init, repeat):
+    """Both sides' algorithms, interleaved round by round; medians per algorithm."""
+    xp, ip = os.path.join(tmp, "x.bin"), os.path.join(tmp, "init.bin")
+    X.tofile(xp)
+    init.astype(np.float64).tofile(ip)
+    sk = {a: [] for a in ("lloyd", "elkan")}
+    pg = {a: [] for a in ("lloyd", "hamerly")}
+    for _ in range(repeat):
+        for a in ("lloyd", "elkan"):
+            sk[a].append(sk_fit1(X, init.astype(X.dtype), a))
+        for a in ("lloyd", "hamerly"):
+            pg[a].append(pg_fit1(bench, xp, ip, X, init.shape[0], a))
+    med = lambda runs: (median([r[0] for r in runs]), runs[-1][1], runs[-1][2])
+    return {a: med(v) for a, v in sk.items()}, {a: med(v) for a, v in pg.items()}
 
 
 def blobs(n, d, k, seed):
@@ -160,15 +197,17 @@ def two_level(bench, tmp, vms, samples, repeat):
     fpath = os.path.join(tmp, "features.bin")
     # The generated fleet's normalised features, written once by payguard's generator.
     subprocess.run([bench, "features", fpath, str(vms), str(samples)], check=True)
-    ours = []
-    for _ in range(repeat):
+
+    def ours_once():
         out = subprocess.run([bench, "twolevel", fpath, str(vms), str(samples), "3", "5", "2",
                               tmp], check=True, capture_output=True, text=True).stdout
-        ours.append(json.loads(out))
+        return json.loads(out)
+
+    ours_once()  # writes the initial centers scikit-learn is given; not counted
     init1 = np.fromfile(os.path.join(tmp, "init1.bin")).reshape(vms, 3, 4)
     init2 = np.fromfile(os.path.join(tmp, "init2.bin")).reshape(5, 4)
     ctx = mp.get_context("fork")
-    times, inertia1, inertia2 = [], 0, 0
+    times, ours, inertia1, inertia2 = [], [], 0, 0
     with ctx.Pool(2, initializer=_sk_init, initargs=(fpath, vms, samples)) as pool:
         pool.map(_sk_vm, [(0, init1[0]), (1, init1[1])])  # warm the workers
         for _ in range(repeat):
@@ -179,7 +218,151 @@ def two_level(bench, tmp, vms, samples, repeat):
             times.append(time.perf_counter() - t0)
             inertia1 = sum(r[1] for r in res)
             inertia2 = km2.inertia_
+            ours.append(ours_once())
     return median([o["seconds"] for o in ours]), ours[-1], median(times), inertia1, inertia2
+
+
+# ---- ingest: payguard's readers beside pandas.read_csv ----
+BB_HEADER = ("Timestamp [ms];\tCPU cores;\tCPU capacity provisioned [MHZ];\tCPU usage [MHZ];\t"
+             "CPU usage [%];\tMemory capacity provisioned [KB];\tMemory usage [KB];\t"
+             "Disk read throughput [KB/s];\tDisk write throughput [KB/s];\t"
+             "Network received throughput [KB/s];\tNetwork transmitted throughput [KB/s]\n")
+
+
+def write_ingest_data(tmp, scale):
+    """A Bitbrains folder, our plain CSV and a matrix CSV (+ .npy), in the published
+    number formats (Bitbrains: 6 decimals as in fastStorage; ours: %.6g as
+    `payguard load export` writes; the matrix: float32 values, %.7g)."""
+    rng = np.random.default_rng(1)
+    bb = os.path.join(tmp, "bitbrains")
+    os.makedirs(bb, exist_ok=True)
+    n = 8640
+    for vm in range(1, 100 // scale + 1):
+        ts = 1372629804 + 300 * np.arange(n)
+        cap = 5851.99912
+        use = rng.uniform(0, cap, n)
+        mem = rng.uniform(0, 8388608, n)
+        io = rng.exponential(100, (n, 4))
+        with open(os.path.join(bb, f"{vm}.csv"), "w") as f:
+            f.write(BB_HEADER)
+            f.write("".join(
+                "%d;\t2;\t%.5f;\t%.6f;\t%.6f;\t8388608;\t%.6f;\t%.6f;\t%.6f;\t%.6f;\t%.6f\n"
+                % (ts[i], cap, use[i], 100 * use[i] / cap, mem[i], *io[i]) for i in range(n)))
+    plain = os.path.join(tmp, "plain.csv")
+    with open(plain, "w") as f:
+        f.write("vm,timestamp_ms,cpu_pct,mem_pct,disk_read_kbps,disk_write_kbps,net_rx_kbps,"
+                "net_tx_kbps\n")
+        for vm in range(200 // scale):
+            a = rng.uniform(0, 100, (n, 2))
+            b = rng.exponential(500, (n, 4))
+            ts = 1372629804000 + 300000 * np.arange(n)
+            f.write("".join("vm-%04d,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n"
+                            % (vm, ts[i], *a[i], *b[i]) for i in range(n)))
+    X = blobs(1_000_000 // scale, 4, 8, 0).astype(np.float32)
+    mcsv, mnpy = os.path.join(tmp, "m.csv"), os.path.join(tmp, "m.npy")
+    np.savetxt(mcsv, X, delimiter=",", fmt="%.7g")
+    np.save(mnpy, X)
+    return bb, plain, mcsv, mnpy
+
+
+def pandas_read(kind, path):
+    """CPU and wall seconds of pandas.read_csv over the source, and rows read."""
+    import pandas as pd
+    c0, t0 = time.process_time(), time.perf_counter()
+    rows = 0
+    if kind == "bitbrains":
+        for name in sorted(os.listdir(path)):
+            rows += len(pd.read_csv(os.path.join(path, name), sep=";", skipinitialspace=True))
+    elif kind == "plain":
+        rows = len(pd.read_csv(path))
+    elif kind == "matrix":
+        rows = len(pd.read_csv(path, header=None, dtype=np.float64))
+    else:  # matrix with correctly rounded floats, as payguard's parser gives
+        rows = len(pd.read_csv(path, header=None, dtype=np.float64,
+                               float_precision="round_trip"))
+    return time.process_time() - c0, time.perf_counter() - t0, rows
+
+
+def ingest(bench, tmp, scale, repeat):
+    bb, plain, mcsv, _ = write_ingest_data(tmp, scale)
+    cases = [("bitbrains", bb, f"bitbrains:{bb}"), ("plain", plain, f"csv:{plain}"),
+             ("matrix", mcsv, f"matrix:{mcsv}")]
+    out = {}
+    print(f"\n{'ingest (MB/s per core)':<26}{'pandas':>10}{'pandas rt':>11}{'payguard':>10}"
+          f"{'ratio':>8}   wall MB/s pandas / payguard")
+    for name, path, spec in cases:
+        size = (sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
+                if os.path.isdir(path) else os.path.getsize(path))
+        pd_runs, rt_runs, pg_runs = [], [], []
+        for _ in range(repeat):
+            pd_runs.append(pandas_read(name, path))
+            if name == "matrix":
+                rt_runs.append(pandas_read("matrix_rt", path))
+            r = json.loads(subprocess.run([bench, "ingest", spec, "1"], check=True,
+                                          capture_output=True, text=True).stdout)
+            pg_runs.append(r)
+        mb = size / 1e6
+        pd_cpu = median([r[0] for r in pd_runs])
+        pd_wall = median([r[1] for r in pd_runs])
+        pg_cpu = median([r["cpu_seconds"] for r in pg_runs])
+        pg_wall = median([r["seconds"] for r in pg_runs])
+        rt = f"{mb / median([r[0] for r in rt_runs]):>11.0f}" if rt_runs else f"{'':>11}"
+        print(f"{name + f' ({mb:.0f} MB)':<26}{mb / pd_cpu:>10.0f}{rt}{mb / pg_cpu:>10.0f}"
+              f"{pd_cpu / pg_cpu:>7.1f}x   {mb / pd_wall:.0f} / {mb / pg_wall:.0f}")
+        out[name] = {
+            "bytes": size, "pandas_mb_per_cpu_s": mb / pd_cpu, "pandas_mb_per_s": mb / pd_wall,
+            "payguard_mb_per_cpu_s": mb / pg_cpu, "payguard_mb_per_s": mb / pg_wall,
+            "ratio_per_core": pd_cpu / pg_cpu,
+            "pandas_rows": pd_runs[-1][2], "payguard_items": pg_runs[-1]["items"],
+            "pandas_cpu_s": [r[0] for r in pd_runs],
+            "payguard_cpu_s": [r["cpu_seconds"] for r in pg_runs]}
+        if rt_runs:
+            out[name]["pandas_round_trip_mb_per_cpu_s"] = mb / median([r[0] for r in rt_runs])
+    return out
+
+
+def end_to_end(payguard, tmp, scale, repeat):
+    """`payguard load kmeans` (read + fit + print, the whole process) beside
+    scikit-learn's fit alone on data already in memory."""
+    _, _, mcsv, mnpy = (os.path.join(tmp, "bitbrains"), None, os.path.join(tmp, "m.csv"),
+                        os.path.join(tmp, "m.npy"))
+    X = np.load(mnpy)
+    init = kmeans_plusplus(X.astype(np.float64), 8, random_state=0)[0]
+    icsv = os.path.join(tmp, "init.csv")
+    with open(icsv, "w") as f:
+        for row in init:
+            f.write(",".join(repr(float(v)) for v in row) + "\n")
+    sk = {"lloyd": [], "elkan": []}
+    ours = {"csv": [], "npy": []}
+    inertia = {}
+    for _ in range(repeat):
+        for a in sk:
+            t, i, _ = sk_fit1(X, init.astype(np.float32), a)
+            sk[a].append(t)
+            inertia["sklearn"] = i
+        for kind, path in (("csv", mcsv), ("npy", mnpy)):
+            t0 = time.perf_counter()
+            r = subprocess.run([payguard, "load", "kmeans", "--data", path, "--init", icsv,
+                                "--float32", "--threads", "2"], check=True,
+                               capture_output=True, text=True)
+            ours[kind].append(time.perf_counter() - t0)
+            inertia["payguard"] = float(r.stdout.split("inertia ")[1].split()[0])
+    skb = min(sk, key=lambda a: median(sk[a]))
+    skt = median(sk[skb])
+    print(f"\nend to end, {X.shape[0]} x 4 float32, k = 8 (payguard load kmeans --float32, "
+          f"whole process) vs scikit-learn's fit alone ({skb}):")
+    res = {"n": X.shape[0], "d": 4, "k": 8, "sklearn_fit_s": skt, "sklearn_algorithm": skb,
+           "sklearn_fit_runs": sk[skb],
+           "inertia_diff_pct": (inertia["payguard"] / inertia["sklearn"] - 1) * 100}
+    for kind in ours:
+        t = median(ours[kind])
+        print(f"  from .{kind}: {t:.3f} s vs {skt:.3f} s: {skt / t:.1f}x")
+        res[f"payguard_{kind}_s"] = t
+        res[f"payguard_{kind}_runs"] = ours[kind]
+        res[f"ratio_{kind}"] = skt / t
+    print(f"  inertia: payguard {inertia['payguard']:.10g}, scikit-learn "
+          f"{inertia['sklearn']:.10g} ({res['inertia_diff_pct']:+.4f}%)")
+    return res
 
 
 def main():
@@ -187,77 +370,155 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    ap.add_argument("--only", default="ingest,e2e,fit,seed,twolevel,stream",
+                    help="comma-separated sections")
     ap.add_argument("--skip-stream", action="store_true")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"),
+                    help="folder for load-DATE.json ('' to write none)")
     a = ap.parse_args()
+    if a.repeat < 5 and not a.quick:
+        ap.error("--repeat must be at least 5 (medians of interleaved runs)")
+    only = set(a.only.split(","))
+    if a.skip_stream:
+        only.discard("stream")
     bench = os.path.join(a.build, "bench", "load", "bench_load")
+    payguard = os.path.join(a.build, "src", "payguard")
+    start = datetime.datetime.now(datetime.timezone.utc)
+    res = {"bench": "load", "date": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "cpus": os.cpu_count(), "repeats": a.repeat, "quick": a.quick,
+           "peer": {"sklearn": sklearn.__version__, "numpy": np.__version__,
+                    "blas": blas_line(),
+                    "openblas_coretype": CORETYPE_BEST[1] or "(as set)",
+                    "coretype_probe": [{"coretype": c or "as set", "arch": arch,
+                                        "seconds": t} for t, c, arch in CORETYPE_PROBE],
+                    "sklearn_threads": "2 (OpenMP) for single fits; 2 processes x 1 thread "
+                                       "for the two-level job"},
+           "payguard_threads": 2, "sections": {}}
     print(f"scikit-learn {sklearn.__version__}, numpy {np.__version__}")
-    print(f"BLAS used by scikit-learn: {blas_line()}")
+    print(f"BLAS used by scikit-learn: {res['peer']['blas']}")
     print(f"OPENBLAS_CORETYPE in the environment: {CORETYPE_ENV or '(unset)'}; probe "
           + ", ".join(f"{c or 'as set'} -> {arch} {t * 1000:.0f} ms" for t, c, arch in CORETYPE_PROBE)
           + f"; scikit-learn runs with OPENBLAS_CORETYPE={CORETYPE_BEST[1] or '(as set)'}")
-    print(f"CPU: {os.cpu_count()} logical CPUs, shared; times are medians of {a.repeat} runs\n")
+    print(f"CPU: {os.cpu_count()} logical CPUs, shared; peer and payguard interleaved, "
+          f"medians of {a.repeat} rounds")
+    res["loadavg_start"] = say_load("at the start")
     scale = 10 if a.quick else 1
+
+    def section(name, fn):
+        la0 = say_load(f"before {name}")
+        out = fn()
+        res["sections"][name] = {"loadavg_before": la0, "loadavg_after": loadavg(),
+                                 "result": out}
+
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"{'data':<22}{'sklearn best':>16}{'payguard best':>18}{'ratio':>8}"
-              f"{'inertia diff':>14}")
-        for n, d, k in ((1_000_000 // scale, 4, 8), (100_000 // scale, 16, 8),
-                        (200_000 // scale, 32, 20)):
-            X64 = blobs(n, d, k, 0)
-            init = kmeans_plusplus(X64, k, random_state=0)[0]
-            for dt in (np.float32, np.float64):
-                X = X64.astype(dt)
-                sk = {alg: sk_fit(X, init.astype(dt), alg, a.repeat) for alg in ("lloyd", "elkan")}
-                pg = {alg: pg_fit(bench, tmp, X, init, alg, a.repeat)
-                      for alg in ("lloyd", "hamerly")}
-                sb = min(sk, key=lambda k: sk[k][0])
-                pb = min(pg, key=lambda k: pg[k][0])
-                diff = (pg[pb][1] / sk[sb][1] - 1) * 100
-                name = f"{n}x{d} k={k} {np.dtype(dt).name}"
-                print(f"{name:<22}{sk[sb][0]:>9.3f}s {sb:<6}{pg[pb][0]:>9.3f}s {pb:<8}"
-                      f"{sk[sb][0] / pg[pb][0]:>7.1f}x{diff:>+13.3f}%")
-                print(f"{'':<22}  sklearn lloyd {sk['lloyd'][0]:.3f}s ({sk['lloyd'][2]} it), "
-                      f"elkan {sk['elkan'][0]:.3f}s; payguard lloyd {pg['lloyd'][0]:.3f}s "
-                      f"({pg['lloyd'][2]} it), hamerly {pg['hamerly'][0]:.3f}s")
-        # k-means++ seeding alone, both sides single runs of their own seeding (different
-        # random streams): time and the potential (sum of squared distances) reached.
-        print(f"\n{'k-means++ seeding':<22}{'sklearn':>16}{'payguard':>18}{'ratio':>8}"
-              f"{'potential diff':>16}")
-        for n, d, k in ((1_000_000 // scale, 4, 8), (100_000 // scale, 16, 8),
-                        (200_000 // scale, 32, 20), (100_000 // scale, 64, 64)):
-            X = blobs(n, d, k, 0).astype(np.float32)
-            ts, pots = [], []
-            for r in range(a.repeat):
-                t0 = time.perf_counter()
-                c, _ = kmeans_plusplus(X, k, random_state=r)
-                ts.append(time.perf_counter() - t0)
-                pots.append(potential(X, c))
-            xp = os.path.join(tmp, "x.bin")
-            X.tofile(xp)
-            out = subprocess.run([bench, "seed", xp, str(n), str(d), str(k), "f32", "2",
-                                  str(a.repeat)], check=True, capture_output=True,
-                                 text=True).stdout
-            r = json.loads(out)
-            sk_pot = median(pots)
-            diff = f"{(r['potential'] / sk_pot - 1) * 100:+15.2f}%"
-            name = f"{n}x{d} k={k} float32"
-            print(f"{name:<22}{median(ts):>9.3f}s{'':<7}{r['median']:>9.3f}s{'':<9}"
-                  f"{median(ts) / r['median']:>7.1f}x{diff}")
-        vms = 10_000 // scale
-        ours, o, theirs, i1, i2 = two_level(bench, tmp, vms, 1440, max(1, min(a.repeat, 3)))
-        print(f"\ntwo-level job, {vms} VMs x 1440 samples x 4 features, k1=3, k2=5:")
-        print(f"  scikit-learn (2 processes, 1 thread each): {theirs:.3f} s")
-        print(f"  payguard (2 threads):                      {ours:.3f} s   ratio "
-              f"{theirs / ours:.1f}x")
-        print(f"  first-level inertia sum: payguard {o['inertia1']:.8g}, sklearn {i1:.8g} "
-              f"({(o['inertia1'] / i1 - 1) * 100:+.4f}%); second level {o['inertia2']:.8g} vs "
-              f"{i2:.8g} ({(o['inertia2'] / i2 - 1) * 100:+.4f}%)")
-        if not a.skip_stream:
-            out = subprocess.run([bench, "stream", str(100_000 // scale), "1440"], check=True,
-                                 capture_output=True, text=True).stdout
-            s = json.loads(out)
-            print(f"\nstreaming {100_000 // scale} VMs x 1440 samples through the estimator: "
-                  f"{s['seconds']:.1f} s (of which {s['generator_seconds']:.1f} s generating the "
-                  f"data), peak memory {s['peak_rss_mb']:.0f} MB")
+        if "ingest" in only or "e2e" in only:
+            section("ingest", lambda: ingest(bench, tmp, scale, a.repeat))
+        if "e2e" in only:
+            section("e2e", lambda: end_to_end(payguard, tmp, scale, a.repeat))
+        if "fit" in only:
+            section("fit", lambda: fits(bench, tmp, scale, a.repeat))
+        if "seed" in only:
+            section("seed", lambda: seeding(bench, tmp, scale, a.repeat))
+        if "twolevel" in only:
+            section("twolevel", lambda: twolevel_section(bench, tmp, scale, a.repeat))
+        if "stream" in only:
+            section("stream", lambda: stream(bench, scale))
+    res["loadavg_end"] = say_load("at the end")
+    if a.out:
+        os.makedirs(a.out, exist_ok=True)
+        path = os.path.join(a.out, "load-" + start.strftime("%Y%m%d-%H%M%S") + ".json")
+        with open(path, "w") as f:
+            json.dump(res, f, indent=1)
+            f.write("\n")
+        print(f"written: {os.path.relpath(path, ROOT)}")
+
+
+def fits(bench, tmp, scale, repeat):
+    out = []
+    print(f"\n{'data':<22}{'sklearn best':>16}{'payguard best':>18}{'ratio':>8}"
+          f"{'inertia diff':>14}")
+    for n, d, k in ((1_000_000 // scale, 4, 8), (100_000 // scale, 16, 8),
+                    (200_000 // scale, 32, 20)):
+        X64 = blobs(n, d, k, 0)
+        init = kmeans_plusplus(X64, k, random_state=0)[0]
+        for dt in (np.float32, np.float64):
+            X = X64.astype(dt)
+            sk, pg = fit_case(bench, tmp, X, init, repeat)
+            sb = min(sk, key=lambda k: sk[k][0])
+            pb = min(pg, key=lambda k: pg[k][0])
+            diff = (pg[pb][1] / sk[sb][1] - 1) * 100
+            name = f"{n}x{d} k={k} {np.dtype(dt).name}"
+            print(f"{name:<22}{sk[sb][0]:>9.3f}s {sb:<6}{pg[pb][0]:>9.3f}s {pb:<8}"
+                  f"{sk[sb][0] / pg[pb][0]:>7.1f}x{diff:>+13.3f}%")
+            print(f"{'':<22}  sklearn lloyd {sk['lloyd'][0]:.3f}s ({sk['lloyd'][2]} it), "
+                  f"elkan {sk['elkan'][0]:.3f}s; payguard lloyd {pg['lloyd'][0]:.3f}s "
+                  f"({pg['lloyd'][2]} it), hamerly {pg['hamerly'][0]:.3f}s")
+            out.append({"n": n, "d": d, "k": k, "dtype": np.dtype(dt).name,
+                        "sklearn": {a: {"seconds": v[0], "inertia": v[1], "n_iter": int(v[2])}
+                                    for a, v in sk.items()},
+                        "payguard": {a: {"seconds": v[0], "inertia": v[1], "n_iter": v[2]}
+                                     for a, v in pg.items()},
+                        "sklearn_best": sb, "payguard_best": pb,
+                        "ratio": sk[sb][0] / pg[pb][0], "inertia_diff_pct": diff})
+    return out
+
+
+def seeding(bench, tmp, scale, repeat):
+    # k-means++ seeding alone, each side its own random stream: time and the
+    # potential (sum of squared distances) reached; rounds interleaved.
+    out = []
+    print(f"\n{'k-means++ seeding':<22}{'sklearn':>16}{'payguard':>18}{'ratio':>8}"
+          f"{'potential diff':>16}")
+    for n, d, k in ((1_000_000 // scale, 4, 8), (100_000 // scale, 16, 8),
+                    (200_000 // scale, 32, 20), (100_000 // scale, 64, 64)):
+        X = blobs(n, d, k, 0).astype(np.float32)
+        xp = os.path.join(tmp, "x.bin")
+        X.tofile(xp)
+        ts, pots, ours = [], [], []
+        for r in range(repeat):
+            t0 = time.perf_counter()
+            c, _ = kmeans_plusplus(X, k, random_state=r)
+            ts.append(time.perf_counter() - t0)
+            pots.append(potential(X, c))
+            o = json.loads(subprocess.run([bench, "seed", xp, str(n), str(d), str(k), "f32",
+                                           "2", "1"], check=True, capture_output=True,
+                                          text=True).stdout)
+            ours.append(o)
+        sk_pot = median(pots)
+        pgt = median([o["median"] for o in ours])
+        diff = (ours[-1]["potential"] / sk_pot - 1) * 100
+        name = f"{n}x{d} k={k} float32"
+        print(f"{name:<22}{median(ts):>9.3f}s{'':<7}{pgt:>9.3f}s{'':<9}"
+              f"{median(ts) / pgt:>7.1f}x{diff:+15.2f}%")
+        out.append({"n": n, "d": d, "k": k, "sklearn_s": median(ts), "payguard_s": pgt,
+                    "ratio": median(ts) / pgt, "potential_diff_pct": diff})
+    return out
+
+
+def twolevel_section(bench, tmp, scale, repeat):
+    vms = 10_000 // scale
+    ours, o, theirs, i1, i2 = two_level(bench, tmp, vms, 1440, repeat)
+    print(f"\ntwo-level job, {vms} VMs x 1440 samples x 4 features, k1=3, k2=5:")
+    print(f"  scikit-learn (2 processes, 1 thread each): {theirs:.3f} s")
+    print(f"  payguard (2 threads):                      {ours:.3f} s   ratio "
+          f"{theirs / ours:.1f}x")
+    print(f"  first-level inertia sum: payguard {o['inertia1']:.8g}, sklearn {i1:.8g} "
+          f"({(o['inertia1'] / i1 - 1) * 100:+.4f}%); second level {o['inertia2']:.8g} vs "
+          f"{i2:.8g} ({(o['inertia2'] / i2 - 1) * 100:+.4f}%)")
+    return {"vms": vms, "samples": 1440, "k1": 3, "k2": 5, "sklearn_s": theirs,
+            "payguard_s": ours, "ratio": theirs / ours,
+            "inertia1_diff_pct": (o["inertia1"] / i1 - 1) * 100,
+            "inertia2_diff_pct": (o["inertia2"] / i2 - 1) * 100}
+
+
+def stream(bench, scale):
+    out = subprocess.run([bench, "stream", str(100_000 // scale), "1440"], check=True,
+                         capture_output=True, text=True).stdout
+    s = json.loads(out)
+    print(f"\nstreaming {100_000 // scale} VMs x 1440 samples through the estimator: "
+          f"{s['seconds']:.1f} s (of which {s['generator_seconds']:.1f} s generating the "
+          f"data), peak memory {s['peak_rss_mb']:.0f} MB")
+    return s
 
 
 if __name__ == "__main__":

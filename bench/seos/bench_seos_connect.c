@@ -10,6 +10,7 @@
  * starts pcscd and `payguard seos sim --link vpcd`, serial 0x4242).
  */
 #include "payguard/card.h"
+#include "payguard/card_gp.h"
 #include "payguard/error.h"
 #include "payguard/hex.h"
 #include "payguard/log.h"
@@ -26,7 +27,7 @@
 
 struct sim {
 	const struct pg_link_ops *ops;
-	struct pg_seos_testcard *tc;
+	struct pg_gp_card *tc;
 	int fd;
 };
 
@@ -35,7 +36,7 @@ serve(void *arg)
 {
 	struct sim *s = arg;
 
-	(void)pg_card_serve_listener(s->fd, s->ops, pg_seos_testcard_card(s->tc), NULL, 0);
+	(void)pg_card_serve_listener(s->fd, s->ops, pg_gp_card_card(s->tc), NULL, 0);
 	return NULL;
 }
 
@@ -116,13 +117,13 @@ main(int argc, char **argv)
 	printf("%-5s %12s %6s %12s %6s %8s\n", "link", "miss (us)", "APDUs", "hit (us)", "APDUs",
 	       "miss/hit");
 	for (int li = 0; li < nlinks && rc == 0; li++) {
-		struct pg_seos_testcard_cfg cfg = {.serial = 0x4242, .version = 3};
+		struct pg_seos_sim_card_cfg cfg = {
+		    .serial = 0x4242, .master = m, .master_len = 16, .version = 3};
 		int pcsc = strncmp(links[li], "pcsc:", 5) == 0;
 		struct sim s = {.ops = pg_link_find(pcsc ? "pcsc" : links[li]), .fd = -1};
 		double *miss = calloc((size_t)n, sizeof(double)),
 		       *hit = calloc((size_t)n, sizeof(double));
 		uint64_t am = 0, ah = 0;
-		uint8_t id[PG_SEOS_ID_LEN];
 		pthread_t t;
 
 		if (!s.ops || (!pcsc && !s.ops->card_open) || !miss || !hit) {
@@ -133,10 +134,13 @@ main(int argc, char **argv)
 		if (pcsc) {
 			snprintf(addr, sizeof(addr), "%s", links[li] + 5);
 		} else {
-			pg_seos_testcard_new(&s.tc, &cfg);
-			pg_seos_testcard_id(s.tc, id);
-			pg_scp03_diversify(m, 16, id, sizeof(id), 0x30, &cfg.keys);
-			pg_seos_testcard_set_keys(s.tc, &cfg.keys);
+			if (pg_seos_sim_card_new(&s.tc, &cfg) < 0) {
+				fprintf(stderr, "test SE: %s\n", pg_last_error());
+				free(miss);
+				free(hit);
+				rc = 1;
+				break;
+			}
 			snprintf(addr, sizeof(addr), "unix:%s/%s.sock", dir, links[li]);
 			s.fd = pg_stream_listen(addr);
 			pthread_create(&t, NULL, serve, &s);
@@ -150,7 +154,7 @@ main(int argc, char **argv)
 			shutdown(s.fd, SHUT_RDWR);
 			close(s.fd);
 			pthread_join(t, NULL);
-			pg_seos_testcard_free(s.tc);
+			pg_gp_card_free(s.tc);
 		}
 		if (rc == 0) {
 			qsort(miss, (size_t)n, sizeof(double), cmp);

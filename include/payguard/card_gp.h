@@ -82,9 +82,20 @@ struct pg_gp_config {
 	uint8_t cin[8];			  /* card image number (tag 45) on a blank card */
 	struct pg_nvm *nvm;		  /* NULL: a memory store of nvm_capacity */
 	size_t nvm_capacity;		  /* 0: 16 KiB */
-	/* Applets (catalogue names) installed, selectable, on a blank card. */
+	/*
+	 * Applets installed, selectable, on a blank card: catalogue names, each
+	 * at its default AID or, written "name@AIDHEX", at that AID.
+	 */
 	const char *const *applets;
 	int n_applets;
+	/* The card profile's further blank-card data (all optional): */
+	const uint8_t *iin; /* IIN (tag 42), 1..8 bytes; NULL: none */
+	size_t iin_len;
+	uint32_t cfg_version; /* first configuration version (GET DATA DF50); 0: as installed */
+	/* ARA-M rules (REF-AR-DOs, the value of FF40) stored in the "aram" applet */
+	const uint8_t *aram_rules;
+	size_t aram_rules_len;
+	int no_cfg_version; /* GET DATA DF50 answers 6A88, as a plain GP ISD does */
 	/*
 	 * Allocator for every object of the card (the VSE passes its arena:
 	 * pg_arena_alloc / pg_arena_release). NULL: calloc/free. Exhaustion
@@ -101,7 +112,11 @@ void pg_gp_card_free(struct pg_gp_card *c);
 const struct pg_card *pg_gp_card_card(struct pg_gp_card *c);
 /* The canonical persistent image (what the next commit would write); its length. */
 int pg_gp_card_image(struct pg_gp_card *c, uint8_t *buf, size_t cap);
-/* Catalogue names, "ppse, payment, pin, test"; 1 if name is one of them. */
+/* Sets the configuration version (GET DATA DF50) and commits it. */
+int pg_gp_card_set_config_version(struct pg_gp_card *c, uint32_t version);
+/* Commands the card has answered since it was made. */
+uint64_t pg_gp_card_apdus(const struct pg_gp_card *c);
+/* Catalogue names, "ppse, payment, pin, test, aram, echo"; 1 if name is one of them. */
 const char *pg_gp_catalogue_names(void);
 int pg_gp_catalogue_known(const char *name);
 

@@ -84,6 +84,16 @@ enum pg_db_col pg_db_column_type(const struct pg_db_stmt *s, int i);
 /* The column's name (its AS alias if any); "" when out of range. */
 const char *pg_db_column_name(const struct pg_db_stmt *s, int i);
 
+/*
+ * SQLite's WAL checkpoints off the writer's thread (the POS server): a second
+ * connection to an existing store file (never created, its schema not
+ * touched; 1 s busy timeout), and one passive checkpoint on it, which never
+ * waits for nor blocks a writer. PostgreSQL has none: the open is
+ * PG_ENOTSUP, a checkpoint on its connection 0.
+ */
+int pg_db_checkpointer_open(struct pg_db **out, const char *url);
+int pg_db_checkpoint(struct pg_db *db);
+
 int pg_db_begin(struct pg_db *db);
 int pg_db_commit(struct pg_db *db);
 int pg_db_rollback(struct pg_db *db);

@@ -78,6 +78,16 @@ struct pg_upgrade_opts {
 	 * the job 'interrupted' and returns PG_EINTR. The original image is
 	 * never written in any case. NULL: not stoppable. */
 	const volatile int *stop;
+	/* Cluster runners (issue 14): the node running the job (letters,
+	 * digits, '.', '_', '-'; at most 63) and its lease in ms (0: the
+	 * default PG_IMAGE_LEASE_MS). With a node, a job claimed by
+	 * pg_image_job_claim for this node runs, a queued job or one whose
+	 * lease expired is claimed with a lease, the lease is renewed as the
+	 * upgrade progresses, and the upgrade stops with PG_ESTATE (leaving the
+	 * job to its new runner) if another node took the job over meanwhile.
+	 * NULL: a job of this process, recovered by pid (no lease). */
+	const char *node;
+	int64_t lease_ms;
 };
 /* Upgrades an image offline into a new qcow2 overlay (see docs/image.md).
  * *result: {job, image_id, image, overlay, packages: [...], first_boot}. */
@@ -95,13 +105,35 @@ int pg_image_job_queue(struct pg_store *st, const char *ref, int64_t *job);
  * another job and never wait on one another's.
  */
 int pg_image_job_claim_next(struct pg_store *st, int64_t *job, int64_t *image_id);
+/* The lease of a node's job when none is given: its heartbeat (or the
+ * upgrade's progress) renews it well before it runs out. */
+#define PG_IMAGE_LEASE_MS 30000
+/*
+ * The same for a node of a cluster: takes the oldest job that is queued or
+ * 'running' under a lease that expired (its node died), for `node` with a
+ * lease of lease_ms (0: PG_IMAGE_LEASE_MS) on the store's clock. A job
+ * taken over restarts from the beginning when pg_image_upgrade runs it: the
+ * dead runner's half-written overlay is removed, the original image was
+ * never written. A job under a live lease is never taken. PG_EINVAL for a
+ * bad node name, PG_ENOENT when no job is free.
+ */
+int pg_image_job_claim(struct pg_store *st, const char *node, int64_t lease_ms, int64_t *job,
+		       int64_t *image_id);
+/*
+ * Extends the lease of every running job of `node` to lease_ms from now
+ * (0: PG_IMAGE_LEASE_MS): the node's heartbeat. Returns how many jobs it
+ * renewed (a job another node took over is not this node's any more).
+ */
+int pg_image_job_renew(struct pg_store *st, const char *node, int64_t lease_ms);
 /* Marks a queued job that will never run (its runner could not start)
  * 'failed' with why in its log; a job no longer queued is left as it is. */
 int pg_image_job_abandon(struct pg_store *st, int64_t job, const char *why);
 /* Every job: {id, image_id, image_path, kind, state, progress, overlay,
- * started_at, finished_at, result, log}. state is queued, running, done,
- * failed, interrupted, committed or rolledback; running jobs whose process
- * is gone and stale queued jobs are marked interrupted first. */
+ * started_at, finished_at, result, log, node, lease_until_ms}. state is
+ * queued, running, done, failed, interrupted, committed or rolledback;
+ * running jobs without a lease whose process is gone and stale queued jobs
+ * are marked interrupted first (a leased job waits for a node to take it
+ * over). */
 int pg_image_jobs(struct pg_store *st, json_t **out);
 /* Merges a finished job's overlay into a new standalone raw image. */
 int pg_image_commit(struct pg_store *st, int64_t job, const char *output, json_t **result);

@@ -108,10 +108,16 @@ int pg_load_store_put(struct pg_store *st, const char *vm, const struct pg_load_
 /* Writes a series as our plain CSV (header when header != 0) to a FILE *. */
 int pg_load_csv_write(void *file, const struct pg_load_series *s, int header);
 
-/* Reads a numeric CSV matrix (comma, optional header line) for `load kmeans`. */
+/*
+ * Reads a matrix for `load kmeans`: a numeric CSV (comma, optional header
+ * line) or a NumPy .npy file (format 1.0-3.0, 2-D, C order, '<f4' or '<f8';
+ * known by its magic bytes, whatever the file name). Values are finite.
+ */
 int pg_load_read_matrix(const char *path, double **x, size_t *n, size_t *d);
 int pg_load_parse_matrix(const char *text, size_t len, const char *name, double **x, size_t *n,
 			 size_t *d);
+int pg_load_parse_npy(const char *buf, size_t len, const char *name, double **x, size_t *n,
+		      size_t *d);
 
 /*
  * Prometheus: parses a query_range response body (a matrix) and hands every

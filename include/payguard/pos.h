@@ -151,6 +151,17 @@ int pg_pos_engine_open(struct pg_pos_engine **out, struct pg_store *st,
 int pg_pos_engine_open_with(struct pg_pos_engine **out, struct pg_store *st,
 			    const struct pg_pos_policy *pol, struct pg_cells *cells);
 void pg_pos_engine_free(struct pg_pos_engine *e);
+struct pg_merchants;
+/*
+ * Decides with new cells and merchants from now on (cluster reload, issue
+ * 14: loaded on another connection after an import elsewhere); the engine
+ * takes ownership of both, frees the old ones, and keeps each terminal's
+ * moved-transaction window by terminal id. Records already queued keep what
+ * they were decided with. PG_ENOMEM leaves the engine as it was (and frees
+ * the new ones).
+ */
+int pg_pos_engine_swap_ref(struct pg_pos_engine *e, struct pg_cells *cells,
+			   struct pg_merchants *merchants);
 /* Decides one 0100/0200 request and queues its record for the next commit. */
 int pg_pos_engine_check(struct pg_pos_engine *e, const struct pg_iso_msg *req, int64_t now_ms,
 			struct pg_pos_result *res);
@@ -183,6 +194,11 @@ int pg_pos_batch_write(struct pg_pos_engine *e, struct pg_pos_batch *b, int *abo
 int pg_pos_batch_stored(struct pg_pos_engine *e, const struct pg_pos_batch *b);
 /* Removes b's transactions (a batch that was answered 96 but committed late). */
 int pg_pos_batch_unwrite(struct pg_pos_engine *e, const struct pg_pos_batch *b);
+/*
+ * An engine that only writes batches (JetStream intake's sink, docs/pos.md):
+ * no cells, merchants or windows are loaded; it decides nothing.
+ */
+int pg_pos_engine_open_writer(struct pg_pos_engine **out, struct pg_store *st);
 /* The store the engine records into (NULL after detach). */
 struct pg_store *pg_pos_engine_store(struct pg_pos_engine *e);
 /* From now on decide without recording (dry runs, benchmarks). */
@@ -249,9 +265,23 @@ struct pg_pos_server_cfg {
 	int commit_us; /* how long a group-commit batch may stay open (0 = commit each pass) */
 	/* PostgreSQL: a request not durable this long after arrival is answered 96 (<= 0: 2000) */
 	int commit_timeout_ms;
-	volatile int *stop; /* set non-zero to stop */
-	int bound_port;	    /* out: the port actually bound */
-	volatile int ready; /* out: set once listening */
+	/*
+	 * JetStream intake (issue 15, docs/pos.md): with nats set, a batch is
+	 * published to the replicated stream instead of written to the store,
+	 * and answered once the stream acknowledged it; commit_timeout_ms is
+	 * then the stream's deadline. Unless no_sink, a sink thread with its
+	 * own connection to sink_store (NULL: the default store) writes what
+	 * every node published into the store.
+	 */
+	const char *nats;	  /* comma-separated NATS URLs; NULL: store intake */
+	const char *node;	  /* subject suffix (NULL: the host name) */
+	const char *sink_store;	  /* the sink's store */
+	int no_sink;		  /* publish only */
+	long long stream_max_mb;  /* the stream's byte limit (<= 0: 1024) */
+	long long stream_max_age; /* seconds (<= 0: no limit) */
+	volatile int *stop;	  /* set non-zero to stop */
+	int bound_port;		  /* out: the port actually bound */
+	volatile int ready;	  /* out: set once listening */
 	/* called once the socket is bound and the port file written (may be NULL) */
 	void (*on_listen)(const struct pg_pos_server_cfg *cfg);
 	const void *on_listen_arg; /* for on_listen; unused by the server */

@@ -3,7 +3,7 @@
  * operating system and method" and "Establishment of communication
  * connection between mobile device and secure element"): GlobalPlatform SE
  * Access Control (ARA-M rules, v1.1), the SE list and the MACed
- * connection-configuration cache in the SQLite store, and the connect flow
+ * connection-configuration cache in the store (SQLite or PostgreSQL), and the connect flow
  * (identify -> SCP03 authenticate -> cache hit or read from the SE).
  */
 #ifndef PAYGUARD_SEOS_H
@@ -166,7 +166,8 @@ const char *pg_seos_state_name(int state);
 struct pg_seos;
 
 /*
- * Opens the SE OS over the store at db (NULL: the default database) and its
+ * Opens the SE OS over the store at db (a SQLite path or a PostgreSQL URL,
+ * include/payguard/db.h; NULL: the default database) and its
  * device key file key_path (NULL: "<data dir>/seos-device.key"; created with
  * 32 random bytes, mode 0600, if missing; refused if group/other may read it).
  * ks is borrowed and may be NULL (every SE is then rejected).
@@ -245,36 +246,37 @@ int pg_seos_serve_attach(struct pg_seos_server *s, const char *name, const char 
 /* The demonstration (`payguard seos demo`), printed to out. */
 int pg_seos_demo(FILE *out);
 
-/* ---------------- the test card (until the VSE ISD serves all of this) ---------------- */
+/* ---------------- the test SE: the GP card with the SE OS's profile ---------------- */
 
+struct pg_gp_card;
 /*
- * A simulated SE with what the connect flow needs: the card runtime with its
- * test applet, an ISD extended with SCP03 (card role), GET DATA IIN/CIN/DF50
- * and GET STATUS, an ARA-M applet serving `rules` (FF40 data), and a second
- * applet (AID A0000000041010, echo).
+ * The card profile of the SE OS's test SEs, on the GlobalPlatform card of
+ * src/se/card (include/payguard/card_gp.h): an ATR offering T=0 and T=1 with
+ * IFSC 254 and category-80 card capabilities (extended lengths, 8 logical
+ * channels), IC serial `serial` in the CPLC, CIN "PG" 00 02 || serial, IIN
+ * 89 50 47, the ISD's SCP03 key set (KVN 30) either `keys` or `master`
+ * diversified by the SE identity (what the key store line "master 30 HEX"
+ * derives), applets test, echo (at A0000000041010) and ARA-M serving `rules`
+ * (the FF40 object GET DATA [All] answers; NULL: everyone may use
+ * everything), configuration version `version` (GET DATA DF50), or none.
  */
-struct pg_seos_testcard_cfg {
+struct pg_seos_sim_card_cfg {
 	uint32_t serial;
-	struct pg_scp03_keys keys;
-	uint32_t version;
-	const uint8_t *rules; /* NULL: a default rule set allowing everyone everything */
+	const uint8_t *master; /* 16, 24 or 32 bytes; or NULL and keys */
+	size_t master_len;
+	const struct pg_scp03_keys *keys;
+	uint32_t version; /* 0: 1 */
+	const uint8_t *rules;
 	size_t rules_len;
-	int no_version; /* answer GET DATA DF50 with 6A88, as a plain GP ISD would */
+	int no_version; /* GET DATA DF50 answers 6A88, as a plain GP ISD does */
 };
-struct pg_seos_testcard;
-int pg_seos_testcard_new(struct pg_seos_testcard **out, const struct pg_seos_testcard_cfg *cfg);
-void pg_seos_testcard_free(struct pg_seos_testcard *tc);
-const struct pg_card *pg_seos_testcard_card(struct pg_seos_testcard *tc);
-void pg_seos_testcard_set_version(struct pg_seos_testcard *tc, uint32_t version);
-void pg_seos_testcard_set_keys(struct pg_seos_testcard *tc, const struct pg_scp03_keys *k);
-/* The SE identity the card reports (CPLC fields), for diversification. */
-void pg_seos_testcard_id(const struct pg_seos_testcard *tc, uint8_t id[PG_SEOS_ID_LEN]);
-/* Commands the card answered so far. */
-uint64_t pg_seos_testcard_apdus(const struct pg_seos_testcard *tc);
+int pg_seos_sim_card_new(struct pg_gp_card **out, const struct pg_seos_sim_card_cfg *cfg);
+/* The SE identity (CPLC fields) a simulated card with this IC serial reports. */
+int pg_seos_sim_id(uint32_t serial, uint8_t id[PG_SEOS_ID_LEN]);
 
 /*
- * A test card served on unix:sock_path in the card role of `link`, in its own
- * thread, keyed by pg_scp03_diversify(master, its SE id) with KVN 0x30 (what
+ * A test SE (the profile above) served on unix:sock_path in the card role of
+ * `link`, in its own thread, keyed by pg_scp03_diversify(master, its SE id) with KVN 0x30 (what
  * the key store line "master 30 <master>" derives).
  */
 struct pg_seos_sim;

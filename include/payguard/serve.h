@@ -16,8 +16,11 @@
 
 struct pg_serve_cfg {
 	const char *data_dir; /* NULL: pg_data_dir() */
-	const char *host;     /* IPv4 address to bind; NULL: 127.0.0.1 */
-	int port;	      /* 0: any free port */
+	/* the store URL (db.h: a SQLite path, sqlite:PATH or postgresql://...);
+	 * NULL: DATA_DIR/payguard.db */
+	const char *store;
+	const char *host; /* IPv4 address to bind; NULL: 127.0.0.1 */
+	int port;	  /* 0: any free port */
 	const char *port_file;
 	const char *token; /* Bearer token; required when host is not loopback */
 	int demo;	   /* start the demo traffic generator and demo data */
@@ -33,6 +36,9 @@ struct pg_serve_cfg {
 	/* host names (besides loopback) the API answers to: --allow-host / allowed_hosts */
 	const char (*allow_hosts)[PG_SERVE_HOST_NAME];
 	int nallow_hosts;
+	/* cluster mode (docs/cluster.md): this daemon's node name; NULL: the
+	 * host name. Only a PostgreSQL store has several nodes. */
+	const char *node;
 };
 
 /* The configuration file (JSON object; docs/serve.md lists keys and defaults). */
@@ -46,7 +52,13 @@ enum {
 	PG_SERVE_KEY_LOAD_SOURCE = 1u << 6,
 	PG_SERVE_KEY_ALLOWED_HOSTS = 1u << 7,
 	PG_SERVE_KEY_IMAGE_BACKING_DIRS = 1u << 8,
+	PG_SERVE_KEY_NODE = 1u << 10,
+	PG_SERVE_KEY_STORE = 1u << 9,
 };
+/* A cluster node's name: 1..63 letters, digits, '.', '_' or '-'. */
+#define PG_SERVE_NODE_NAME 64
+/* 0 when name is a valid node name, else PG_EINVAL with a message. */
+int pg_serve_check_node_name(const char *name);
 #define PG_SERVE_MAX_CONF 65536
 struct pg_serve_conf {
 	char listen[64];
@@ -61,7 +73,9 @@ struct pg_serve_conf {
 	/* image_backing_dirs: absolute folders where qcow2 backing files may be
 	 * read besides each image's own, '\n'-separated ("" none) */
 	char image_backing_dirs[2048];
-	unsigned keys; /* PG_SERVE_KEY_... bits present in the file */
+	char node[PG_SERVE_NODE_NAME]; /* "" the host name */
+	char store[1024];	       /* the store URL ("" default) */
+	unsigned keys;		       /* PG_SERVE_KEY_... bits present in the file */
 };
 void pg_serve_conf_default(struct pg_serve_conf *c);
 /* Parses a file's bytes over c (keys absent keep their value); PG_EFORMAT/PG_EINVAL. */
@@ -89,6 +103,14 @@ int pg_serve_check_load_source(const char *spec);
 /* The workers that open images (image, upgrade) read the configured
  * image_backing_dirs from this environment variable, set by `serve run`. */
 #define PG_SERVE_BACKING_ENV "PAYGUARD_SERVE_IMAGE_BACKING_DIRS"
+/* Workers and tasks read the daemon's store URL from this environment
+ * variable (set by `serve run`; DATA_DIR/payguard.db when unset): a URL may
+ * carry a password, so it is never on a command line. */
+#define PG_SERVE_STORE_ENV "PAYGUARD_SERVE_STORE"
+/* In cluster mode (a PostgreSQL store) the supervisor tells its workers and
+ * tasks the node's name in this variable: the VSE hypervisor runs this
+ * node's VSEs, upgrade jobs are leased to it (docs/cluster.md). */
+#define PG_SERVE_NODE_ENV "PAYGUARD_SERVE_NODE"
 /* Runs queued image upgrade job `job` (the one-shot worker the API starts). */
 int pg_serve_run_upgrade(const char *data_dir, int64_t job);
 

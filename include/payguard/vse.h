@@ -128,9 +128,47 @@ struct pg_vse_hv_opts {
 	 * it stops. vpcd VSEs are not announced: the SE OS sees them through PC/SC.
 	 */
 	const char *announce_dir;
+	/*
+	 * The store holding the VSE registry (include/payguard/db.h URL: a path,
+	 * "sqlite:PATH" or "postgresql://..."); NULL: DIR/payguard.db. Keys are
+	 * wrapped under DIR/kek whatever the store.
+	 */
+	const char *store;
+	/*
+	 * The node this hypervisor runs on (cluster mode, several hypervisors on
+	 * one PostgreSQL store); NULL or "": the local node "". It runs only the
+	 * registry rows of its node; the others are listed, never touched.
+	 */
+	const char *node;
 };
 /* `payguard vse serve`: the hypervisor daemon (socket API, supervision). */
 int pg_vse_serve(const struct pg_vse_hv_opts *o);
+
+/* ---- the VSE registry (area "vse" of the store) ---- */
+
+struct pg_db;
+/* One registry row; the strings are valid during the callback only. */
+struct pg_vse_entry {
+	int64_t id;
+	const char *name;
+	const char *node;   /* the node that runs it ("" = the local hypervisor) */
+	const char *config; /* the request as JSON, keys wrapped under the node's kek */
+	int running;	    /* 1: it should run; 0: stopped */
+	int64_t restarts;
+	const char *last_exit; /* NULL when it never ended */
+	int64_t created_ms, updated_ms;
+};
+/* Creates or brings up to date the registry's tables. */
+int pg_vse_registry_migrate(struct pg_db *db);
+/* Calls fn for each row (by id) of node `node`, or of every node when NULL. */
+int pg_vse_registry_list(struct pg_db *db, const char *node,
+			 int (*fn)(void *arg, const struct pg_vse_entry *e), void *arg);
+/*
+ * A row as `vse list --json` shows a VSE (id, name, node, state, pid null,
+ * restarts, last_exit, address, request with keys reduced to kvn and mode),
+ * for VSEs that run on another node.
+ */
+json_t *pg_vse_entry_json(const struct pg_vse_entry *e);
 /* `payguard vse run-one`: the VSE process (fds 3 config, 4 link, 5 status from the hypervisor). */
 int pg_vse_run_one(void);
 

@@ -133,6 +133,7 @@ extern const struct pg_cmd pg_cli_nfcswitch[];
 extern const struct pg_cmd pg_cli_image[];
 extern const struct pg_cmd pg_cli_load[];
 extern const struct pg_cmd pg_cli_pos[];
+extern const struct pg_cmd pg_cli_events[];
 extern const struct pg_cmd pg_cli_serve[];
 extern const struct pg_cmd pg_cli_demo[];
 

@@ -14,10 +14,10 @@
 
 /* Every option of every image verb; each verb's table lists the ones it takes. */
 struct common {
-	int json, fix, stdin_pairs;
-	const char *db, *format, *repo, *output, *dir;
+	int json, fix, stdin_pairs, next;
+	const char *db, *format, *repo, *output, *dir, *node;
 	struct pg_opt_strings backing, debs; /* --backing-dir, --deb: repeatable */
-	size_t max_events, job;
+	size_t max_events, job, lease_ms;
 };
 
 #define C struct common
@@ -47,6 +47,13 @@ static const struct pg_opt upgrade_opts[] = {
     PG_STR(C, output, "output", "OVERLAY", "the overlay (default under the data dir)"),
     PG_SIZE(C, job, "job", "ID", 1, 9223372036854775807.0,
 	    "run a job made by `image queue` (IMAGE may then be left out)"),
+    PG_FLAG(C, next, "next",
+	    "run the oldest queued job, or one whose node's lease expired (cluster runners)"),
+    PG_STR(C, node, "node", "NAME",
+	   "run the job as this cluster node, under a lease renewed as it progresses"),
+    PG_SIZE(C, lease_ms, "lease-ms", "MS", 100, 86400000.0,
+	    "the node's lease (default 30000): another node takes the job over once it "
+	    "expires"),
     {0}};
 static const struct pg_opt commit_opts[] = {
     IMG_COMMON, PG_STR(C, output, "output", "FILE", "the new raw image (required)"), {0}};
@@ -368,6 +375,35 @@ upgrade_progress(void *arg, double frac)
 	fprintf(stderr, "upgrade: %3.0f%%\n", frac * 100.0);
 }
 
+/* The cluster options of `image upgrade` (--next, --node, --lease-ms):
+ * NULL when they fit together, else what to tell the user. */
+static const char *
+cluster_opts_misuse(const struct common *c)
+{
+	if (c->next && c->job)
+		return "give --next or --job ID, not both";
+	if ((c->node || c->lease_ms) && !c->next && !c->job)
+		return "--node and --lease-ms run a queued job: give --next or --job ID";
+	if (c->lease_ms && !c->node)
+		return "--lease-ms needs --node NAME";
+	return NULL;
+}
+
+/* --next: takes the oldest free job (as the node, under its lease). */
+static int
+claim_next(struct pg_store *st, const struct common *c, struct pg_upgrade_opts *o)
+{
+	int64_t job = 0;
+	int rc = pg_image_job_claim(st, c->node, o->lease_ms, &job, NULL);
+
+	if (rc < 0)
+		return rc;
+	o->job = job;
+	fprintf(stderr, "upgrade: job %lld%s%s\n", (long long)job, c->node ? " on node " : "",
+		c->node ? c->node : "");
+	return 0;
+}
+
 static int
 cmd_image_upgrade(int argc, char **argv)
 {
@@ -386,13 +422,20 @@ cmd_image_upgrade(int argc, char **argv)
 		u.o.fix = c.fix;
 		u.o.output = c.output;
 		u.o.job = (int64_t)c.job;
+		u.o.node = c.node;
+		u.o.lease_ms = (int64_t)c.lease_ms;
+		if (cluster_opts_misuse(&c))
+			return pg_cli_usage(argv[0], "%s", cluster_opts_misuse(&c));
+		if (c.next)
+			u.o.job = -1; /* claimed below, once the store is open */
 	}
-	if (first < 0 || (first >= argc && u.o.job <= 0))
-		return pg_cli_usage(argv[0], "give one image (or --job ID) and --deb FILE... or "
-					     "--fix --repo DIR");
+	if (first < 0 || (first >= argc && u.o.job == 0))
+		return pg_cli_usage(argv[0],
+				    "give one image (or --job ID / --next) and --deb FILE... or "
+				    "--fix --repo DIR");
 	/* `--deb a.deb b.deb`: getopt leaves b.deb positional, after the image;
 	 * with --job the image may be left out, and a positional .deb is one */
-	if (first < argc && u.o.job > 0 && strlen(argv[first]) > 4 &&
+	if (first < argc && u.o.job != 0 && strlen(argv[first]) > 4 &&
 	    !strcmp(argv[first] + strlen(argv[first]) - 4, ".deb"))
 		first--;
 	for (int i = first + 1; i < argc && u.ndebs < 256; i++)
@@ -407,9 +450,15 @@ cmd_image_upgrade(int argc, char **argv)
 	u.o.progress = upgrade_progress;
 	u.o.progress_arg = &last;
 	u.o.stop = (const volatile int *)&watch_stop;
+	if (u.o.job < 0 && u.o.image)
+		return pg_cli_usage(argv[0], "--next takes the job's own image: give no IMAGE");
 	rc = open_store(&st, &c);
 	if (rc < 0)
 		return pg_cli_fail(rc, "store");
+	if (u.o.job < 0 && (rc = claim_next(&st, &c, &u.o)) < 0) {
+		pg_store_close(&st);
+		return pg_cli_fail(rc, "upgrade --next");
+	}
 	/* Ctrl-C or SIGTERM: the upgrade stops cleanly, the job says so. */
 	signal(SIGINT, on_sigint);
 	signal(SIGTERM, on_sigint);
@@ -455,11 +504,11 @@ cmd_image_jobs(int argc, char **argv)
 	if (c.json)
 		return pg_cli_print_json(rows);
 	{
-		static const char *h[] = {"JOB",      "IMAGE",	 "KIND",    "STATE",
-					  "PROGRESS", "OVERLAY", "STARTED", "FINISHED"};
+		static const char *h[] = {"JOB",     "IMAGE",	"KIND",	    "STATE", "PROGRESS",
+					  "OVERLAY", "STARTED", "FINISHED", "NODE"};
 		static const char *k[] = {"id",		"image_path",	"kind",
 					  "state",	"progress_pct", "overlay",
-					  "started_at", "finished_at"};
+					  "started_at", "finished_at",	"node"};
 		size_t i;
 		json_t *r;
 
@@ -472,7 +521,7 @@ cmd_image_jobs(int argc, char **argv)
 				snprintf(pct, sizeof(pct), "%.0f%%", json_number_value(p) * 100.0);
 			json_object_set_new(r, "progress_pct", json_string(pct));
 		}
-		print_rows(rows, 8, h, k);
+		print_rows(rows, 9, h, k);
 	}
 	json_decref(rows);
 	return 0;

@@ -29,6 +29,8 @@ struct posopt {
 	const char *file, *out, *host, *port_file, *sync, *log, *state, *note;
 	int hex, dry, summary, keep, port, max_msg, idle_ms, frame_ms, max_conns, commit_us;
 	int timeout_ms, conns, duration_ms, stan_base, limit, commit_timeout_ms, keep_days;
+	const char *intake, *nats, *node;
+	int no_sink, stream_max_mb, stream_max_age_s;
 };
 
 /* The options every pos verb takes: the store, the codec and the policy. */
@@ -101,7 +103,18 @@ static const struct pg_opt serve_opts[] = {
     PG_INT(struct posopt, commit_us, "commit-us", "N", 0, 100000,
 	   "how long a group commit may stay open (500)"),
     PG_INT(struct posopt, commit_timeout_ms, "commit-timeout-ms", "N", 50, 600000,
-	   "PostgreSQL: answer 96 when not stored in N ms (2000)"),
+	   "PostgreSQL, or the stream with --intake jetstream: answer 96 when not durable in N ms "
+	   "(2000)"),
+    PG_STR(struct posopt, intake, "intake", "MODE",
+	   "store (default: write to the store) or jetstream (publish to the stream, sinks store)"),
+    PG_STR(struct posopt, nats, "nats", "URLS", "JetStream intake: comma-separated NATS URLs"),
+    PG_STR(struct posopt, node, "node", "NAME",
+	   "JetStream intake: this node's subject token (the host name)"),
+    PG_FLAG(struct posopt, no_sink, "no-sink", "JetStream intake: publish only, run no sink"),
+    PG_INT(struct posopt, stream_max_mb, "stream-max-mb", "N", 1, 1048576,
+	   "JetStream intake: the stream's size limit when it creates it (1024)"),
+    PG_INT(struct posopt, stream_max_age_s, "stream-max-age-s", "S", 0, 86400 * 365,
+	   "JetStream intake: the stream's age limit when it creates it (0: none)"),
     {0}};
 static const struct pg_opt send_opts[] = {
     POS_COMMON,
@@ -661,10 +674,20 @@ cmd_pos_serve(int argc, char **argv)
 	o.port = 8583;
 	o.commit_us = 500;
 	o.sync = "normal";
+	o.intake = "store";
 	if ((ex = parse_opts(argc, argv, serve_opts, &o, &c, &first)))
 		return ex;
 	if (strcmp(o.sync, "normal") && strcmp(o.sync, "full"))
 		return pg_cli_usage(argv[0], "--sync is normal or full");
+	if (strcmp(o.intake, "store") && strcmp(o.intake, "jetstream"))
+		return pg_cli_usage(argv[0], "--intake is store or jetstream");
+	if ((strcmp(o.intake, "jetstream") == 0) != (o.nats != NULL))
+		return pg_cli_usage(argv[0], "--intake jetstream and --nats URLS go together");
+	cfg.nats = o.nats;
+	cfg.node = o.node;
+	cfg.no_sink = o.no_sink;
+	cfg.stream_max_mb = o.stream_max_mb;
+	cfg.stream_max_age = o.stream_max_age_s;
 	sync = o.sync;
 	cfg.host = o.host;
 	cfg.port = o.port;
@@ -681,7 +704,7 @@ cmd_pos_serve(int argc, char **argv)
 		return pg_cli_usage(argv[0], "the server needs a length-prefixed framing");
 	cfg.dialect = &c.dialect;
 	cfg.framing = c.framing;
-	/* the event loop is the connection's only user (the checkpointer opens its own) */
+	cfg.sink_store = c.db; /* the sink opens its own connection to the same store */
 	rc = pg_store_open_flags(&st, c.db, SQLITE_OPEN_NOMUTEX);
 	if (rc == 0)
 		rc = pg_pos_migrate(&st);

@@ -4,11 +4,13 @@
  * store, a test SE with SCP03 + ARA-M on any link, and the demonstration.
  */
 #include "cli.h"
+#include "payguard/card_gp.h"
 #include "payguard/card.h"
 #include "payguard/error.h"
 #include "payguard/hex.h"
 #include "payguard/link.h"
 #include "payguard/log.h"
+#include "payguard/mem.h"
 #include "payguard/se_pcsc.h"
 #include "payguard/seos.h"
 #include "payguard/seos_client.h"
@@ -58,11 +60,11 @@ cmd_seos_sim(int argc, char **argv)
 	};
 	const char *link = NULL, *listen_addr = NULL, *connect_addr = NULL, *master = NULL,
 		   *rules = NULL;
-	struct pg_seos_testcard_cfg cfg = {.serial = 1, .version = 1};
-	struct pg_seos_testcard *tc = NULL;
+	struct pg_seos_sim_card_cfg cfg = {.serial = 1, .version = 1};
+	struct pg_gp_card *card = NULL;
 	const struct pg_link_ops *ops;
 	static uint8_t rbuf[PG_ARA_MAX_DATA];
-	uint8_t m[32], id[PG_SEOS_ID_LEN];
+	uint8_t m[32];
 	int o, rc, fd, ml = 0, rl;
 
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -109,19 +111,17 @@ cmd_seos_sim(int argc, char **argv)
 		cfg.rules = rbuf;
 		cfg.rules_len = (size_t)rl;
 	}
-	rc = pg_seos_testcard_new(&tc, &cfg);
+	cfg.master = m;
+	cfg.master_len = (size_t)ml;
+	rc = pg_seos_sim_card_new(&card, &cfg);
+	pg_memzero(m, sizeof(m));
 	if (rc < 0)
 		return pg_cli_fail(rc, "cannot create the test SE");
-	pg_seos_testcard_id(tc, id);
-	rc = pg_scp03_diversify(m, (size_t)ml, id, sizeof(id), 0x30, &cfg.keys);
-	if (rc < 0)
-		goto out;
-	pg_seos_testcard_set_keys(tc, &cfg.keys);
 	if (connect_addr) {
 		fprintf(stderr, "payguard: test SE (serial %u) dialing vpcd at %s\n", cfg.serial,
 			connect_addr);
 		do
-			rc = pg_vpcd_serve(connect_addr, pg_seos_testcard_card(tc), 10000, NULL);
+			rc = pg_vpcd_serve(connect_addr, pg_gp_card_card(card), 10000, NULL);
 		while (rc == 0);
 		goto out;
 	}
@@ -132,10 +132,10 @@ cmd_seos_sim(int argc, char **argv)
 	}
 	fprintf(stderr, "payguard: test SE (serial %u, version %u) on link %s listening on %s\n",
 		cfg.serial, cfg.version, ops->name, listen_addr);
-	rc = pg_card_serve_listener(fd, ops, pg_seos_testcard_card(tc), NULL, 0);
+	rc = pg_card_serve_listener(fd, ops, pg_gp_card_card(card), NULL, 0);
 	close(fd);
 out:
-	pg_seos_testcard_free(tc);
+	pg_gp_card_free(card);
 	return rc < 0 ? pg_cli_fail(rc, "test SE") : PG_EXIT_OK;
 }
 
@@ -468,14 +468,15 @@ cmd_seos_demo(int argc, char **argv)
 
 const struct pg_cmd pg_cli_seos[] = {
     {"serve", cmd_seos_serve, "run the SE OS daemon (SE detection, authentication, client API)",
-     "payguard seos serve --socket PATH [--watch DIR] [--keys FILE] [--pcsc] [--db PATH]\n"
+     "payguard seos serve --socket PATH [--watch DIR] [--keys FILE] [--pcsc] [--db PATH|URL]\n"
      "                    [--device-key PATH]\n"
      "  --socket      UNIX socket for clients (Open Mobile API calls)\n"
      "  --watch       directory of SE endpoint files NAME.se (lines link=, addr=, kind=sim|vse);\n"
      "                created/removed files attach/detach SEs (inotify)\n"
      "  --keys        key store: 'master KVN HEX' and/or 'se ID KVN ENC MAC DEK' lines\n"
      "  --pcsc        follow PC/SC reader events (SCardGetStatusChange) through pcscd\n"
-     "  --db          SQLite store (default: the data directory's payguard.db)\n"
+     "  --db          the store: a SQLite path or postgresql://... (default: the data\n"
+     "                directory's payguard.db)\n"
      "  --device-key  the cache MAC key file (default: data directory, mode 0600)\n",
      NULL, NULL},
     {"sim", cmd_seos_sim, "serve a test SE (SCP03 ISD, GET STATUS, ARA-M) on a link's card role",
@@ -488,7 +489,7 @@ const struct pg_cmd pg_cli_seos[] = {
      "  --rules    ARA-M GET DATA [All] data (FF40...), hex or @file; default: allow all\n",
      NULL, NULL},
     {"list", cmd_seos_list, "show the SE list kept in the store",
-     "payguard seos list [--db PATH] [--device-key PATH] [--json]\n", NULL, NULL},
+     "payguard seos list [--db PATH|URL] [--device-key PATH] [--json]\n", NULL, NULL},
     {"readers", cmd_seos_readers, "list the daemon's readers (SEs) and their states",
      "payguard seos readers [--socket PATH] [--app NAME] [--json]\n", NULL, NULL},
     {"whoami", cmd_seos_whoami, "show the identity (and hashes for ARA-M rules) the daemon sees",

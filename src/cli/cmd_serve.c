@@ -15,7 +15,8 @@
 
 /* Every option of both serve verbs; each verb's table lists the ones it takes. */
 struct serveopt {
-	const char *config, *data, *listen, *port_file, *token_file, *load_source, *name;
+	const char *config, *data, *store, *listen, *port_file, *token_file, *load_source, *name,
+	    *node;
 	struct pg_opt_strings allow_host;
 	int port, demo, load_period_ms, job;
 };
@@ -26,6 +27,9 @@ static const struct pg_opt run_opts[] = {
 	   "JSON configuration file, re-read on SIGHUP (default DIR/serve.json if present)"),
     PG_STR(S, data, "data", "DIR",
 	   "data directory (default $PAYGUARD_DATA_DIR, else ~/.local/share/payguard)"),
+    PG_STR(S, store, "store", "URL",
+	   "the store: a SQLite file (default DIR/payguard.db) or postgresql://... (a libpq URL or "
+	   "keyword string); local files stay in DIR"),
     PG_STR(S, listen, "listen", "ADDR",
 	   "address to bind: localhost, an IPv4 or IPv6 address (default 127.0.0.1; one not "
 	   "loopback needs --token-file)"),
@@ -43,6 +47,9 @@ static const struct pg_opt run_opts[] = {
     PG_FLAG(S, demo, "demo", "fill POS and load with live generated data"),
     PG_INT(S, load_period_ms, "load-period-ms", "MS", 100, 3600000,
 	   "how often the load service estimates (default 5000)"),
+    PG_STR(S, node, "node", "NAME",
+	   "this daemon's name in a cluster sharing a PostgreSQL store (default: the host "
+	   "name; docs/cluster.md)"),
     {0}};
 static const struct pg_opt worker_opts[] = {
     PG_STR(S, name, "name", "WORKER",
@@ -70,6 +77,8 @@ cli_keys(const struct serveopt *o)
 	k |= o->demo ? PG_SERVE_KEY_DEMO : 0;
 	k |= o->load_source ? PG_SERVE_KEY_LOAD_SOURCE : 0;
 	k |= o->allow_host.n ? PG_SERVE_KEY_ALLOWED_HOSTS : 0;
+	k |= o->node ? PG_SERVE_KEY_NODE : 0;
+	k |= o->store ? PG_SERVE_KEY_STORE : 0;
 	return k;
 }
 
@@ -80,6 +89,7 @@ apply_cli(const char *argv0, const struct serveopt *o, struct pg_serve_cfg *cfg)
 	static char allow[PG_SERVE_MAX_ALLOW_HOSTS][PG_SERVE_HOST_NAME];
 
 	cfg->data_dir = o->data;
+	cfg->store = o->store;
 	cfg->host = o->listen;
 	cfg->port = o->port >= 0 ? o->port : PG_SERVE_DEFAULT_PORT;
 	cfg->port_file = o->port_file;
@@ -88,6 +98,9 @@ apply_cli(const char *argv0, const struct serveopt *o, struct pg_serve_cfg *cfg)
 	if (o->load_source && pg_serve_check_load_source(o->load_source) < 0)
 		return pg_cli_usage(argv0, "%s", pg_last_error());
 	cfg->load_source = o->load_source;
+	if (o->node && pg_serve_check_node_name(o->node) < 0)
+		return pg_cli_usage(argv0, "--node: %s", pg_last_error());
+	cfg->node = o->node;
 	if (o->allow_host.n > PG_SERVE_MAX_ALLOW_HOSTS)
 		return pg_cli_usage(argv0, "at most %d --allow-host", PG_SERVE_MAX_ALLOW_HOSTS);
 	for (int i = 0; i < o->allow_host.n; i++) {
@@ -107,6 +120,8 @@ merge_conf(struct pg_serve_cfg *cfg, const struct pg_serve_conf *conf)
 {
 	unsigned only_file = conf->keys & ~cfg->cli_keys;
 
+	if (only_file & PG_SERVE_KEY_STORE)
+		cfg->store = conf->store;
 	if (only_file & PG_SERVE_KEY_LISTEN)
 		cfg->host = conf->listen;
 	if (only_file & PG_SERVE_KEY_PORT)
@@ -117,6 +132,8 @@ merge_conf(struct pg_serve_cfg *cfg, const struct pg_serve_conf *conf)
 		cfg->load_period_ms = conf->load_period_ms;
 	if (only_file & PG_SERVE_KEY_LOAD_SOURCE)
 		cfg->load_source = conf->load_source;
+	if (only_file & PG_SERVE_KEY_NODE)
+		cfg->node = conf->node;
 	if (only_file & PG_SERVE_KEY_ALLOWED_HOSTS) {
 		cfg->allow_hosts = (const char(*)[PG_SERVE_HOST_NAME])conf->allowed_hosts;
 		cfg->nallow_hosts = conf->nallowed_hosts;

@@ -33,6 +33,8 @@ cmd_vse_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {{"data-dir", required_argument, NULL, 'd'},
 					     {"announce", required_argument, NULL, 'a'},
+					     {"db", required_argument, NULL, 'b'},
+					     {"node", required_argument, NULL, 'n'},
 					     {NULL, 0, NULL, 0}};
 	struct pg_vse_hv_opts o = {.ready_fd = -1};
 	struct stat st;
@@ -43,6 +45,10 @@ cmd_vse_serve(int argc, char **argv)
 			o.data_dir = optarg;
 		else if (c == 'a')
 			o.announce_dir = optarg;
+		else if (c == 'b')
+			o.store = optarg;
+		else if (c == 'n')
+			o.node = optarg;
 		else
 			return pg_cli_usage(argv[0], "unknown option");
 	}
@@ -62,17 +68,26 @@ cmd_vse_run_one(int argc, char **argv)
 static void
 print_vse_table(json_t *arr)
 {
-	static const char *const hdr[] = {"NAME",  "STATE", "PID",	"LINK",
-					  "ARENA", "PMEM",  "RESTARTS", "ADDRESS"};
-	struct pg_table *t = pg_table_new(8, hdr);
-	size_t i;
+	static const char *const hdr[] = {"NAME", "STATE",    "PID",	 "LINK", "ARENA",
+					  "PMEM", "RESTARTS", "ADDRESS", "NODE"};
+	struct pg_table *t;
+	size_t i, ncols = 8;
 	json_t *v;
 
+	/* a NODE column once the registry is shared by several nodes */
+	json_array_foreach(arr, i, v)
+	{
+		const char *node = json_string_value(json_object_get(v, "node"));
+
+		if (node && *node)
+			ncols = 9;
+	}
+	t = pg_table_new(ncols, hdr);
 	json_array_foreach(arr, i, v)
 	{
 		json_t *r = json_object_get(v, "request");
 		char pid[16] = "-", arena[24], pmem[24], rs[16];
-		const char *cells[8];
+		const char *cells[9];
 
 		if (json_is_integer(json_object_get(v, "pid")))
 			snprintf(pid, sizeof(pid), "%lld",
@@ -91,6 +106,7 @@ print_vse_table(json_t *arr)
 		cells[5] = pmem;
 		cells[6] = rs;
 		cells[7] = json_string_value(json_object_get(v, "address"));
+		cells[8] = json_string_value(json_object_get(v, "node"));
 		pg_table_add(t, cells);
 	}
 	pg_table_print(t);
@@ -770,9 +786,14 @@ cmd_vse_demo(int argc, char **argv)
 
 const struct pg_cmd pg_cli_vse[] = {
     {"serve", cmd_vse_serve, "run the hypervisor (socket API in the data directory)",
-     "[--data-dir DIR] [--announce DIR]\n\n"
+     "[--data-dir DIR] [--announce DIR] [--db URL] [--node NAME]\n\n"
      "  --announce DIR  announce each running socket-exposed VSE to an SE OS\n"
-     "                  (`payguard seos serve --watch DIR`) as DIR/NAME.se\n",
+     "                  (`payguard seos serve --watch DIR`) as DIR/NAME.se\n"
+     "  --db URL        the store of the VSE registry: a SQLite path or\n"
+     "                  postgresql://... (default: DIR/payguard.db); keys stay\n"
+     "                  wrapped under DIR/kek\n"
+     "  --node NAME     run only this node's VSEs of a store several hypervisors\n"
+     "                  share (default: none); the others are listed, not run\n",
      NULL, NULL},
     {"create", cmd_vse_create, "create a VSE from a request (options or --request FILE.json)",
      "--name NAME [--arena SIZE] [--pmem SIZE] [--applet NAME]... (--master HEX | --keys "

@@ -24,6 +24,7 @@ static const struct pg_area areas[] = {
     {"image", "VM image inventory, advisories and offline upgrade", pg_cli_image, NULL},
     {"load", "VM load collection and two-level k-means estimation", pg_cli_load, NULL},
     {"pos", "relocation monitoring of mobile POS terminals", pg_cli_pos, NULL},
+    {"events", "state changes out to NATS JetStream and webhooks", pg_cli_events, NULL},
     {"serve", "the daemon: supervised services, HTTP API and dashboard", pg_cli_serve, "run"},
     {"demo", "the end-to-end demonstration (the README's main job)", pg_cli_demo, NULL},
 };

@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 /* a libpq keyword string starts with "keyword =" ("host=/run/pg dbname=x") */
@@ -38,26 +39,73 @@ pg_db_url_is_postgres(const char *url)
 	return url && is_postgres_url(url);
 }
 
-/* "postgresql://user:secret@host/db" -> "postgresql://user@host/db" */
-static char *
-redact(const char *url)
+/* The end of a password value at v: a quoted keyword value, or up to a
+ * space (keyword strings) or '&' (a URL's query). */
+static const char *
+value_end(const char *v)
 {
-	const char *scheme = strstr(url, "://"), *at, *colon;
-	char *out;
-	size_t n;
+	if (*v == '\'') {
+		for (v++; *v && *v != '\''; v++)
+			if (*v == '\\' && v[1])
+				v++;
+		return *v ? v + 1 : v;
+	}
+	while (*v && *v != ' ' && *v != '\t' && *v != '&')
+		v++;
+	return v;
+}
 
-	if (!scheme)
-		return strdup(url);
-	at = strchr(scheme + 3, '@');
-	colon = strchr(scheme + 3, ':');
-	if (!at || !colon || colon > at)
-		return strdup(url);
-	n = (size_t)(colon - url);
-	out = malloc(n + strlen(at) + 1);
+/* Copies s to out with every password=VALUE (a keyword string or a URL's
+ * query) written password=***; out has room for 2 * strlen(s) + 1. */
+static void
+mask_passwords(const char *s, char *out)
+{
+	const char *p = s;
+
+	while (*p) {
+		const char *q = p + 8;
+		int key = strncasecmp(p, "password", 8) == 0 &&
+			  (p == s || strchr(" \t?&", p[-1]) != NULL);
+
+		while (key && (*q == ' ' || *q == '\t'))
+			q++;
+		if (!key || *q != '=') {
+			*out++ = *p++;
+			continue;
+		}
+		for (q++; *q == ' ' || *q == '\t'; q++)
+			;
+		memcpy(out, p, (size_t)(q - p));
+		out += q - p;
+		memcpy(out, "***", 3);
+		out += 3;
+		p = value_end(q);
+	}
+	*out = 0;
+}
+
+/* "postgresql://user:secret@host/db?password=x" -> "postgresql://user@host/db?password=***";
+ * "host=/tmp password=x" -> "host=/tmp password=***" */
+char *
+pg_db_redact(const char *url)
+{
+	const char *scheme, *at, *colon, *end;
+	char *out = malloc(2 * strlen(url) + 1);
+
 	if (!out)
 		return NULL;
-	memcpy(out, url, n);
-	strcpy(out + n, at);
+	mask_passwords(url, out);
+	/* looked for in the masked text: a password may hold "://" itself */
+	scheme = strstr(out, "://");
+	if (!scheme)
+		return out;
+	/* the authority (user:password@host:port) ends at the path or query */
+	scheme += 3;
+	end = scheme + strcspn(scheme, "/?#");
+	at = memchr(scheme, '@', (size_t)(end - scheme));
+	colon = at ? memchr(scheme, ':', (size_t)(at - scheme)) : NULL;
+	if (colon) /* the user's password: dropped with its colon */
+		memmove(out + (colon - out), at, strlen(at) + 1);
 	return out;
 }
 
@@ -82,7 +130,7 @@ pg_db_open(struct pg_db **out, const char *url)
 	} else {
 		db->ops = &pg_db_sqlite_ops;
 	}
-	db->name = redact(url);
+	db->name = pg_db_redact(url);
 	if (!db->name) {
 		free(db);
 		return PG_ENOMEM;

@@ -1,6 +1,7 @@
 /*
  * The store API's SQLite driver (db_int.h): one file, WAL, foreign keys, a
- * busy timeout. The only file besides store.c that calls sqlite3_*.
+ * busy timeout. The only file that calls sqlite3_*: store.c's SQLite
+ * connection is opened here too (pg_db_sqlite_open_store).
  */
 #include "db_int.h"
 
@@ -245,6 +246,91 @@ pg_db_sqlite_borrow(struct pg_db **out, void *handle, const char *name)
 	db->borrowed = 1;
 	*out = db;
 	return 0;
+}
+
+int
+pg_db_sqlite_fail(void *handle, int rc, const char *what)
+{
+	sqlite3 *h = handle;
+	const char *msg = h ? sqlite3_errmsg(h) : sqlite3_errstr(rc);
+	int code =
+	    ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) ? PG_EBUSY : PG_ESTORE;
+
+	return pg_error(code, "store", "%s: %s (sqlite %d)", what, msg, rc);
+}
+
+int
+pg_db_sqlite_open_store(struct pg_db **out, const char *path, int mutex_flags, void **handle)
+{
+	sqlite3 *h = NULL;
+	int rc;
+
+	*out = NULL;
+	*handle = NULL;
+	rc = sqlite3_open_v2(path, &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | mutex_flags,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		rc = pg_db_sqlite_fail(h, rc, path);
+		sqlite3_close_v2(h);
+		return rc;
+	}
+	sqlite3_busy_timeout(h, 10000);
+	rc = pg_db_sqlite_borrow(out, h, path);
+	if (rc < 0) {
+		sqlite3_close_v2(h);
+		return rc;
+	}
+	(*out)->borrowed = 0; /* pg_db_free closes it */
+	rc = sq_exec(*out, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+			   "PRAGMA foreign_keys=ON;"
+			   "CREATE TABLE IF NOT EXISTS pg_schema(area TEXT PRIMARY KEY,"
+			   " version INTEGER NOT NULL);");
+	if (rc < 0) {
+		pg_db_free(*out);
+		*out = NULL;
+		return rc;
+	}
+	*handle = h;
+	return 0;
+}
+
+int
+pg_db_checkpointer_open(struct pg_db **out, const char *url)
+{
+	sqlite3 *h = NULL;
+	int rc;
+
+	*out = NULL;
+	if (pg_db_url_is_postgres(url))
+		return pg_error(PG_ENOTSUP, "db", "WAL checkpoints are SQLite's");
+	if (strncmp(url, "sqlite:", 7) == 0)
+		url += 7;
+	/* no SQLITE_OPEN_CREATE: a store moved away is not made again, empty */
+	rc = sqlite3_open_v2(url, &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		rc = fail(h, rc, url);
+		sqlite3_close_v2(h);
+		return rc;
+	}
+	sqlite3_busy_timeout(h, 1000);
+	rc = pg_db_sqlite_borrow(out, h, url);
+	if (rc < 0) {
+		sqlite3_close_v2(h);
+		return rc;
+	}
+	(*out)->borrowed = 0; /* pg_db_free closes it */
+	return 0;
+}
+
+int
+pg_db_checkpoint(struct pg_db *db)
+{
+	int logn = 0, done = 0, rc;
+
+	if (db->ops->engine != PG_DB_SQLITE)
+		return 0;
+	rc = sqlite3_wal_checkpoint_v2(db->drv, NULL, SQLITE_CHECKPOINT_PASSIVE, &logn, &done);
+	return rc == SQLITE_OK ? 0 : fail(db->drv, rc, "checkpoint");
 }
 
 const struct pg_db_ops pg_db_sqlite_ops = {

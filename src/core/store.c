@@ -1,5 +1,6 @@
-/* SQLite store helper: open (refusing a store others can read or replace),
- * per-area migrations, transactions, error mapping. */
+/* The store helper: open (refusing a SQLite store others can read or
+ * replace), per-area migrations, transactions, on the store API (db.h); the
+ * SQLite calls themselves are db_sqlite.c's. */
 #include "payguard/store.h"
 #include "db_int.h"
 #include "payguard/error.h"
@@ -18,10 +19,7 @@
 int
 pg_store_fail(struct pg_store *st, int sqlite_rc, const char *what)
 {
-	const char *msg = st && st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(sqlite_rc);
-	int code = (sqlite_rc == SQLITE_BUSY || sqlite_rc == SQLITE_LOCKED) ? PG_EBUSY : PG_ESTORE;
-
-	return pg_error(code, "store", "%s: %s (sqlite %d)", what, msg, sqlite_rc);
+	return pg_db_sqlite_fail(st ? st->db : NULL, sqlite_rc, what);
 }
 
 static int open_path(struct pg_store *st, const char *path, int mutex_flags);
@@ -110,6 +108,7 @@ pg_store_check_path(const char *path)
 static int
 open_path(struct pg_store *st, const char *path, int mutex_flags)
 {
+	void *handle = NULL;
 	int rc;
 
 	st->db = NULL;
@@ -126,30 +125,12 @@ open_path(struct pg_store *st, const char *path, int mutex_flags)
 	st->path = strdup(path);
 	if (!st->path)
 		return PG_ENOMEM;
-	if (pg_db_url_is_postgres(path)) {
-		/* only areas moved to the store API (st->pdb) run on PostgreSQL */
+	if (pg_db_url_is_postgres(path))
 		rc = pg_db_open(&st->pdb, path);
-		if (rc < 0)
-			pg_store_close(st);
-		return rc;
-	}
-	rc = sqlite3_open_v2(path, &st->db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | mutex_flags, NULL);
-	if (rc != SQLITE_OK) {
-		rc = pg_store_fail(st, rc, path);
-		pg_store_close(st);
-		return rc;
-	}
-	sqlite3_busy_timeout(st->db, 10000);
-	rc = pg_db_sqlite_borrow(&st->pdb, st->db, path);
-	if (rc < 0) {
-		pg_store_close(st);
-		return rc;
-	}
-	rc = pg_store_exec(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-			       "PRAGMA foreign_keys=ON;"
-			       "CREATE TABLE IF NOT EXISTS pg_schema(area TEXT PRIMARY KEY,"
-			       " version INTEGER NOT NULL);");
+	else
+		rc = pg_db_sqlite_open_store(&st->pdb, path, mutex_flags, &handle);
+	/* areas not moved to the store API yet use the SQLite handle itself */
+	st->db = handle;
 	if (rc < 0)
 		pg_store_close(st);
 	return rc;
@@ -160,11 +141,9 @@ pg_store_close(struct pg_store *st)
 {
 	if (!st)
 		return;
-	/* statements first: SQLite closes a handle only when they are gone */
+	/* the store API's connection owns the SQLite handle too */
 	pg_db_free(st->pdb);
 	st->pdb = NULL;
-	if (st->db)
-		sqlite3_close_v2(st->db);
 	st->db = NULL;
 	free(st->path);
 	st->path = NULL;
@@ -173,115 +152,48 @@ pg_store_close(struct pg_store *st)
 int
 pg_store_exec(struct pg_store *st, const char *sql)
 {
-	char *err = NULL;
-	int rc;
-
-	if (!st->db)
-		return pg_db_exec(st->pdb, sql);
-	rc = sqlite3_exec(st->db, sql, NULL, NULL, &err);
-
-	if (rc != SQLITE_OK) {
-		int code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? PG_EBUSY : PG_ESTORE;
-
-		pg_error(code, "store", "%s (sqlite %d)", err ? err : sqlite3_errstr(rc), rc);
-		sqlite3_free(err);
-		return code;
-	}
-	return 0;
+	return pg_db_exec(st->pdb, sql);
 }
 
 int
 pg_store_begin(struct pg_store *st)
 {
-	return st->db ? pg_store_exec(st, "BEGIN IMMEDIATE") : pg_db_begin(st->pdb);
-}
-
-static int
-not_moved(const char *area)
-{
-	return pg_error(PG_ENOTSUP, "store",
-			"area '%s' does not run on PostgreSQL yet: give it a SQLite store", area);
+	return pg_db_begin(st->pdb); /* BEGIN IMMEDIATE on SQLite */
 }
 
 int
 pg_store_commit(struct pg_store *st)
 {
-	return pg_store_exec(st, "COMMIT");
+	return pg_db_commit(st->pdb);
 }
 
 int
 pg_store_rollback(struct pg_store *st)
 {
-	return pg_store_exec(st, "ROLLBACK");
+	return pg_db_rollback(st->pdb);
 }
 
 int
 pg_store_version(struct pg_store *st, const char *area)
 {
-	sqlite3_stmt *s = NULL;
-	int rc, v = 0;
-
-	if (!st->db)
-		return pg_db_version(st->pdb, area);
-	rc = sqlite3_prepare_v2(st->db, "SELECT version FROM pg_schema WHERE area=?", -1, &s, NULL);
-	if (rc != SQLITE_OK)
-		return pg_store_fail(st, rc, "schema version");
-	sqlite3_bind_text(s, 1, area, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		v = sqlite3_column_int(s, 0);
-	else if (rc != SQLITE_DONE)
-		v = pg_store_fail(st, rc, "schema version");
-	sqlite3_finalize(s);
-	return v;
+	return pg_db_version(st->pdb, area);
 }
 
+/* The area's steps as the store API's (one text for both engines). */
 int
 pg_store_migrate(struct pg_store *st, const char *area, const struct pg_migration *m, size_t n)
 {
-	sqlite3_stmt *s = NULL;
-	int rc, have;
+	struct pg_db_migration *dm = calloc(n ? n : 1, sizeof(*dm));
+	int rc;
 
-	if (!st->db)
-		return not_moved(area);
-	rc = pg_store_begin(st);
-	if (rc < 0)
-		return rc;
-	have = pg_store_version(st, area);
-	if (have < 0) {
-		rc = have;
-		goto fail;
-	}
+	if (!dm)
+		return PG_ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		if (m[i].version <= have)
-			continue;
-		rc = pg_store_exec(st, m[i].sql);
-		if (rc < 0) {
-			pg_err("store", "migration %s/%d failed: %s", area, m[i].version,
-			       pg_last_error());
-			goto fail;
-		}
-		have = m[i].version;
+		dm[i].version = m[i].version;
+		dm[i].sql = m[i].sql;
 	}
-	rc = sqlite3_prepare_v2(st->db,
-				"INSERT INTO pg_schema(area,version) VALUES(?,?)"
-				" ON CONFLICT(area) DO UPDATE SET version=excluded.version",
-				-1, &s, NULL);
-	if (rc != SQLITE_OK) {
-		rc = pg_store_fail(st, rc, "record schema version");
-		goto fail;
-	}
-	sqlite3_bind_text(s, 1, area, -1, SQLITE_STATIC);
-	sqlite3_bind_int(s, 2, have);
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE) {
-		rc = pg_store_fail(st, rc, "record schema version");
-		goto fail;
-	}
-	return pg_store_commit(st);
-fail:
-	pg_store_rollback(st);
+	rc = pg_db_migrate(st->pdb, area, dm, n);
+	free(dm);
 	return rc;
 }
 

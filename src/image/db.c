@@ -11,9 +11,11 @@
 
 #include "payguard/json.h"
 #include "payguard/error.h"
+#include "payguard/events.h"
 #include "payguard/fs.h"
 #include "payguard/log.h"
 #include "payguard/db.h"
+#include "payguard/db_json.h"
 #include "payguard/store.h"
 
 #include <stdio.h>
@@ -86,13 +88,29 @@ static const struct pg_db_migration migrations[] = {
      * unpack), for a daemon's job list; NULL for jobs from before. */
     {4, NULL, "ALTER TABLE image_job ADD COLUMN progress REAL;",
      "ALTER TABLE image_job ADD COLUMN progress DOUBLE PRECISION;"},
+    /* v5 (cluster, issue 14): a job taken by a named node holds a lease
+     * until lease_until_ms (milliseconds since the epoch on the store's
+     * clock), renewed by the node's heartbeat and by the upgrade's own
+     * progress; another node takes a running job over once it expired.
+     * partial is the half-written overlay of the job's current runner,
+     * removed by whoever takes the job over. NULL: a job of one machine,
+     * recovered by pid as before. */
+    {5,
+     "ALTER TABLE image_job ADD COLUMN node TEXT;"
+     "ALTER TABLE image_job ADD COLUMN lease_until_ms BIGINT;"
+     "ALTER TABLE image_job ADD COLUMN partial TEXT;"
+     "CREATE INDEX image_job_state ON image_job(state, lease_until_ms);",
+     NULL, NULL},
 };
 
 int
 pg_image_db_open(struct pg_store *st)
 {
-	return pg_db_migrate(st->pdb, "image", migrations,
-			     sizeof(migrations) / sizeof(migrations[0]));
+	int rc =
+	    pg_db_migrate(st->pdb, "image", migrations, sizeof(migrations) / sizeof(migrations[0]));
+
+	/* jobs and findings report through the event outbox (issue 15) */
+	return rc < 0 ? rc : pg_events_migrate(st->pdb);
 }
 
 void
@@ -105,102 +123,16 @@ pg_now_iso(char *buf, size_t n)
 	strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Binds json values (string, integer, bool, real, null) to ?..?n. */
-static int
-bind_json(struct pg_db_stmt *s, json_t *args)
-{
-	int rc = 0;
-
-	for (size_t i = 0; rc >= 0 && args && i < json_array_size(args); i++) {
-		json_t *v = json_array_get(args, i);
-		int col = (int)i + 1;
-
-		if (json_is_string(v))
-			rc = pg_db_bind_text(s, col, json_string_value(v),
-					     (long)json_string_length(v));
-		else if (json_is_integer(v))
-			rc = pg_db_bind_int64(s, col, json_integer_value(v));
-		else if (json_is_boolean(v))
-			rc = pg_db_bind_int64(s, col, json_is_true(v));
-		else if (json_is_real(v))
-			rc = pg_db_bind_double(s, col, json_real_value(v));
-		else
-			rc = pg_db_bind_null(s, col);
-	}
-	return rc;
-}
-
 int
 pg_image_run(struct pg_store *st, const char *sql, json_t *args, int64_t *changes)
 {
-	struct pg_db_stmt *s = NULL;
-	int rc = pg_db_prepare(st->pdb, sql, &s);
-
-	if (rc >= 0)
-		rc = bind_json(s, args);
-	json_decref(args);
-	while (rc >= 0 && (rc = pg_db_step(s)) > 0)
-		;
-	if (rc >= 0 && changes)
-		*changes = pg_db_changes(s);
-	if (s)
-		pg_db_reset(s);
-	return rc < 0 ? rc : 0;
-}
-
-/* One row as an object keyed by column name, typed as the engine returns it. */
-static json_t *
-row_json(struct pg_db_stmt *s)
-{
-	json_t *row = json_object();
-
-	for (int c = 0; c < pg_db_column_count(s); c++) {
-		const char *name = pg_db_column_name(s, c);
-		const void *b;
-		size_t len;
-
-		switch (pg_db_column_type(s, c)) {
-		case PG_DB_COL_INT64:
-			json_object_set_new(row, name, json_integer(pg_db_column_int64(s, c)));
-			break;
-		case PG_DB_COL_NULL:
-			json_object_set_new(row, name, json_null());
-			break;
-		case PG_DB_COL_DOUBLE:
-			json_object_set_new(row, name, json_real(pg_db_column_double(s, c)));
-			break;
-		case PG_DB_COL_BLOB:
-			b = pg_db_column_blob(s, c, &len);
-			json_object_set_new(row, name, json_stringn(b, len));
-			break;
-		default:
-			json_object_set_new(row, name, json_string(pg_db_column_text(s, c)));
-		}
-	}
-	return row;
+	return pg_db_run_json(st->pdb, sql, args, changes);
 }
 
 int
 pg_image_query(struct pg_store *st, const char *sql, json_t *args, json_t **out)
 {
-	struct pg_db_stmt *s = NULL;
-	json_t *arr = json_array();
-	int rc = pg_db_prepare(st->pdb, sql, &s);
-
-	*out = NULL;
-	if (rc >= 0)
-		rc = bind_json(s, args);
-	json_decref(args);
-	while (rc >= 0 && (rc = pg_db_step(s)) > 0)
-		json_array_append_new(arr, row_json(s));
-	if (s)
-		pg_db_reset(s);
-	if (rc < 0) {
-		json_decref(arr);
-		return rc;
-	}
-	*out = arr;
-	return 0;
+	return pg_db_query_json(st->pdb, sql, args, out);
 }
 
 static const char *

@@ -17,6 +17,7 @@
 #include "payguard/clock.h"
 #include "payguard/db.h"
 #include "payguard/error.h"
+#include "payguard/events.h"
 #include "payguard/fs.h"
 #include "payguard/log.h"
 #include "payguard/store.h"
@@ -56,6 +57,11 @@ struct up {
 	uint64_t total, done;
 	uint64_t last_ms;
 	double last_frac;
+	/* cluster lease (issue 14): NULL node, no lease */
+	const char *node;
+	int64_t lease_ms;
+	uint64_t last_renew_ms;
+	int lost;		  /* another node took the job over */
 	uint8_t *chunk;		  /* CHUNK bytes */
 	struct pg_deb_data *data; /* the package being unpacked */
 };
@@ -73,6 +79,48 @@ ulog(struct up *u, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "upgrade: %s\n", line);
 	pg_buf_printf(&u->log, "%s\n", line);
+}
+
+/* The store's clock in ms since the epoch, per engine: leases of nodes on
+ * several machines are compared on one clock, the store's. */
+#define NOW_PG "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+#define NOW_SQ "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+
+static const char *
+by_engine(struct pg_store *st, const char *pgsql, const char *sqlite)
+{
+	return pg_db_engine_of(st->pdb) == PG_DB_POSTGRES ? pgsql : sqlite;
+}
+
+#define KEEP_SQL(NOW)                                                                              \
+	"UPDATE image_job SET lease_until_ms = " NOW " + ?"                                        \
+	" WHERE id = ? AND node = ? AND state = 'running'"
+
+/*
+ * Renews this runner's lease on its job, at most every third of the lease
+ * (force: now). A store that cannot be reached does not stop the upgrade
+ * (the lease has time left for the next try); a job that is no longer this
+ * node's (its lease ran out and another node took it over) does: u->lost.
+ */
+static void
+lease_keep(struct up *u, int force)
+{
+	uint64_t now = pg_mono_ms();
+	int64_t changed = 0;
+
+	if (!u->job || !u->node || u->lost)
+		return;
+	if (!force && now - u->last_renew_ms < (uint64_t)u->lease_ms / 3)
+		return;
+	if (pg_image_run(u->st, by_engine(u->st, KEEP_SQL(NOW_PG), KEEP_SQL(NOW_SQ)),
+			 json_pack("[I,I,s]", (json_int_t)u->lease_ms, (json_int_t)u->job, u->node),
+			 &changed) < 0) {
+		pg_debug("upgrade", "lease not renewed: %s", pg_last_error());
+		return;
+	}
+	u->last_renew_ms = now;
+	if (changed != 1)
+		u->lost = 1;
 }
 
 /* Stores and reports progress: forced at 0, then at most every TICK_MS.
@@ -94,16 +142,27 @@ tick(struct up *u, int force)
 	u->last_frac = frac;
 	/* A progress row that cannot be written (store busy) does not fail
 	 * the upgrade; the next tick tries again. */
-	if (u->job && pg_image_run(u->st, "UPDATE image_job SET progress = ? WHERE id = ?",
-				   json_pack("[f,I]", frac, (json_int_t)u->job), NULL) < 0)
+	if (u->job &&
+	    pg_image_run(u->st,
+			 "UPDATE image_job SET progress = ? WHERE id = ?"
+			 " AND coalesce(node, '') = ?",
+			 json_pack("[f,I,s]", frac, (json_int_t)u->job, u->node ? u->node : ""),
+			 NULL) < 0)
 		pg_debug("upgrade", "progress not stored: %s", pg_last_error());
 	if (u->o && u->o->progress)
 		u->o->progress(u->o->progress_arg, frac);
+	lease_keep(u, 0);
 }
 
 static int
 check_stop(struct up *u)
 {
+	lease_keep(u, 0);
+	if (u->lost)
+		return pg_error(PG_ESTATE, "upgrade",
+				"job %lld was taken over by another node after node %s's lease "
+				"expired; this runner's partial overlay is dropped",
+				(long long)u->job, u->node);
 	if (!u->o || !u->o->stop || !*u->o->stop)
 		return 0;
 	return pg_error(PG_EINTR, "upgrade",
@@ -1202,22 +1261,62 @@ out:
 	return rc;
 }
 
+/* Records how the job ended; a node's runner only while the job is still
+ * its own (a node that lost its lease leaves the job to its new runner):
+ * PG_ESTATE then. */
+/* The event of a job's end (issue 15): "done" is upgrade_finished, "failed" and
+ * "interrupted" keep their names; written in the transaction of the state change. */
 static int
-job_finish(struct pg_store *st, int64_t job, const char *state, struct pg_buf *log, json_t *result)
+job_event(struct pg_store *st, int64_t job, const char *state, const json_t *result)
+{
+	char ev[40], subj[32];
+	json_t *d = json_pack("{s:I, s:s}", "job", (json_int_t)job, "state", state);
+	int rc;
+
+	if (!d)
+		return PG_ENOMEM;
+	if (result)
+		json_object_set(d, "result", (json_t *)result);
+	snprintf(ev, sizeof(ev), "upgrade_%s", strcmp(state, "done") == 0 ? "finished" : state);
+	snprintf(subj, sizeof(subj), "job-%lld", (long long)job);
+	rc = pg_event_emit(st->pdb, "image", ev, subj, d, NULL);
+	json_decref(d);
+	return rc;
+}
+
+/* Records how the job ended; a node's runner only while the job is still
+ * its own (a node that lost its lease leaves the job to its new runner):
+ * PG_ESTATE then. */
+static int
+job_finish(struct up *u, const char *state, json_t *result)
 {
 	char now[32], *res = result ? pg_json_dumps(result, JSON_COMPACT) : NULL;
+	int64_t changed = 0;
 	int rc;
 
 	pg_now_iso(now, sizeof(now));
-	rc = pg_image_run(st,
-			  "UPDATE image_job SET state = ?, finished_at = ?, log = log || ?,"
-			  " result = ?, progress = CASE WHEN CAST(? AS TEXT) = 'done' THEN 1.0"
-			  " ELSE progress END WHERE id = ?",
-			  json_pack("[s,s,s#,s?,s,I]", state, now,
-				    log->data ? (char *)log->data : "", (int)log->len, res, state,
-				    (json_int_t)job),
-			  NULL);
+	rc = pg_db_begin(u->st->pdb);
+	if (rc == 0)
+		rc = pg_image_run(
+		    u->st,
+		    "UPDATE image_job SET state = ?, finished_at = ?, log = log || ?,"
+		    " result = ?, progress = CASE WHEN CAST(? AS TEXT) = 'done' THEN 1.0"
+		    " ELSE progress END WHERE id = ?"
+		    " AND (CAST(? AS TEXT) IS NULL OR node = CAST(? AS TEXT))",
+		    json_pack("[s,s,s#,s?,s,I,s?,s?]", state, now,
+			      u->log.data ? (char *)u->log.data : "", (int)u->log.len, res, state,
+			      (json_int_t)u->job, u->node, u->node),
+		    &changed);
 	free(res);
+	if (rc == 0 && changed != 1)
+		rc = pg_error(PG_ESTATE, "upgrade", "job %lld is no longer node %s's",
+			      (long long)u->job, u->node ? u->node : "-");
+	if (rc == 0)
+		rc = job_event(u->st, u->job, state, result);
+	if (rc == 0)
+		rc = pg_db_commit(u->st->pdb);
+	else
+		pg_db_rollback(u->st->pdb);
 	return rc;
 }
 
@@ -1365,32 +1464,97 @@ pg_image_job_abandon(struct pg_store *st, int64_t job, const char *why)
 			    json_pack("[s,s,I]", now, why, (json_int_t)job), NULL);
 }
 
-/* The oldest queued job, per engine: PostgreSQL skips rows another
- * runner's transaction holds; SQLite has one writer at a time anyway. */
+/* Which jobs a runner may take: queued, or running under a lease that
+ * expired (its node died or stalled). */
+#define FREE_JOB(NOW) "(state = 'queued' OR (state = 'running' AND lease_until_ms < " NOW "))"
+/*
+ * What taking a job sets: this runner's pid and node, a lease (none when
+ * the lease parameter is 0) and a log line when it takes a job over. The
+ * SET expressions read the row as it was (the previous node).
+ */
+#define CLAIM_SET(NOW)                                                                             \
+	"UPDATE image_job SET state = 'running', pid = ?, node = ?, progress = 0.0,"               \
+	" lease_until_ms = CASE WHEN CAST(? AS BIGINT) > 0 THEN " NOW " + ? ELSE NULL END,"        \
+	" log = log || CASE WHEN state = 'running' THEN 'lease of node ' ||"                       \
+	" coalesce(node, '-') || ? ELSE '' END"
+/* The oldest free job, per engine: PostgreSQL skips rows another runner's
+ * transaction holds; SQLite has one writer at a time anyway. */
 static const char claim_next_pg[] =
-    "UPDATE image_job SET state = 'running', pid = ?, progress = 0.0"
-    " WHERE id = (SELECT id FROM image_job WHERE state = 'queued' ORDER BY id"
-    " LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id, image_id";
+    CLAIM_SET(NOW_PG) " WHERE id = (SELECT id FROM image_job"
+		      " WHERE " FREE_JOB(NOW_PG) " ORDER BY id"
+						 " LIMIT 1 FOR UPDATE SKIP LOCKED)"
+						 " RETURNING id, image_id";
 static const char claim_next_sqlite[] =
-    "UPDATE image_job SET state = 'running', pid = ?, progress = 0.0"
-    " WHERE id = (SELECT id FROM image_job WHERE state = 'queued' ORDER BY id"
-    " LIMIT 1) RETURNING id, image_id";
+    CLAIM_SET(NOW_SQ) " WHERE id = (SELECT id FROM image_job"
+		      " WHERE " FREE_JOB(NOW_SQ) " ORDER BY id LIMIT 1)"
+						 " RETURNING id, image_id";
+/* The same for one job by id. */
+static const char claim_id_pg[] = CLAIM_SET(NOW_PG) " WHERE id = ? AND " FREE_JOB(NOW_PG);
+static const char claim_id_sqlite[] = CLAIM_SET(NOW_SQ) " WHERE id = ? AND " FREE_JOB(NOW_SQ);
+
+/* A node name as it may appear in file names and logs. */
+static int
+node_check(const char *node)
+{
+	size_t n = node ? strlen(node) : 0;
+
+	if (!node)
+		return 0;
+	if (n == 0 || n > 63 ||
+	    strspn(node, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			 "0123456789._-") != n ||
+	    node[0] == '.' || node[0] == '-')
+		return pg_error(PG_EINVAL, "upgrade",
+				"node name '%.80s': use 1 to 63 letters, digits, '.', '_' or '-', "
+				"not starting with '.' or '-'",
+				node);
+	return 0;
+}
+
+/* The claim's parameters after the statement's own: pid, node, lease (twice)
+ * and the take-over log line. */
+static json_t *
+claim_args(const char *node, int64_t lease_ms)
+{
+	char line[160];
+
+	if (node)
+		snprintf(line, sizeof(line), " expired; taken over by node %s\n", node);
+	else
+		snprintf(line, sizeof(line), " expired; taken over by pid %d\n", (int)getpid());
+	return json_pack("[i,s?,I,I,s]", (int)getpid(), node, (json_int_t)lease_ms,
+			 (json_int_t)lease_ms, line);
+}
 
 int
 pg_image_job_claim_next(struct pg_store *st, int64_t *job, int64_t *image_id)
 {
-	int pgsql = pg_db_engine_of(st->pdb) == PG_DB_POSTGRES;
+	return pg_image_job_claim(st, NULL, 0, job, image_id);
+}
+
+int
+pg_image_job_claim(struct pg_store *st, const char *node, int64_t lease_ms, int64_t *job,
+		   int64_t *image_id)
+{
 	json_t *rows = NULL, *r;
-	int rc = pg_image_query(st, pgsql ? claim_next_pg : claim_next_sqlite,
-				json_pack("[i]", (int)getpid()), &rows);
+	int rc;
 
 	*job = 0;
+	if (node_check(node) < 0)
+		return PG_EINVAL;
+	if (node && lease_ms <= 0)
+		lease_ms = PG_IMAGE_LEASE_MS;
+	if (!node)
+		lease_ms = 0;
+	rc = pg_image_query(st, by_engine(st, claim_next_pg, claim_next_sqlite),
+			    claim_args(node, lease_ms), &rows);
 	if (rc < 0)
 		return rc;
 	r = json_array_get(rows, 0);
 	if (!r) {
 		json_decref(rows);
-		return pg_error(PG_ENOENT, "upgrade", "no queued job");
+		return pg_error(PG_ENOENT, "upgrade",
+				"no queued job (nor one whose lease expired)");
 	}
 	*job = json_integer_value(json_object_get(r, "id"));
 	if (image_id)
@@ -1399,18 +1563,61 @@ pg_image_job_claim_next(struct pg_store *st, int64_t *job, int64_t *image_id)
 	return 0;
 }
 
-/* Takes a queued job for this process (or one it took already with
- * pg_image_job_claim_next); a job in another state or of another image is
- * refused and left as it is. */
-static int
-job_claim(struct pg_store *st, int64_t job, int64_t *image_id)
+#define RENEW_SQL(NOW)                                                                             \
+	"UPDATE image_job SET lease_until_ms = " NOW " + ?"                                        \
+	" WHERE node = ? AND state = 'running' AND lease_until_ms IS NOT NULL"
+
+int
+pg_image_job_renew(struct pg_store *st, const char *node, int64_t lease_ms)
 {
+	int64_t changed = 0;
+	int rc;
+
+	if (!node)
+		return pg_error(PG_EINVAL, "upgrade", "renew: no node given");
+	if (node_check(node) < 0)
+		return PG_EINVAL;
+	rc = pg_image_run(
+	    st, by_engine(st, RENEW_SQL(NOW_PG), RENEW_SQL(NOW_SQ)),
+	    json_pack("[I,s]", (json_int_t)(lease_ms > 0 ? lease_ms : PG_IMAGE_LEASE_MS), node),
+	    &changed);
+	return rc < 0 ? rc : (int)changed;
+}
+
+/* Whether a job row's node is this runner's (both none, or the same name). */
+static int
+same_node(json_t *row, const char *node)
+{
+	const char *n = json_string_value(json_object_get(row, "node"));
+
+	return (!n && !node) || (n && node && !strcmp(n, node));
+}
+
+/*
+ * Takes a job for this runner: a queued one, one whose lease expired, or one
+ * it took already with pg_image_job_claim; a job in another state, under
+ * another node's live lease or of another image is refused and left as it
+ * is. *prev gets the overlay and partial paths a previous runner recorded
+ * (a job taken over), for the caller to remove.
+ */
+static int
+job_claim(struct up *u, int64_t job, int64_t *image_id, json_t **prev)
+{
+	struct pg_store *st = u->st;
 	json_t *rows = NULL, *r;
 	int64_t changed = 0;
-	int mine;
+	int mine, expired;
 	const char *state;
-	int rc = pg_image_query(st, "SELECT state, image_id, pid FROM image_job WHERE id = ?",
-				json_pack("[I]", (json_int_t)job), &rows);
+	int rc =
+	    pg_image_query(st,
+			   by_engine(st,
+				     "SELECT state, image_id, pid, node, overlay, partial,"
+				     " CASE WHEN state = 'running' AND lease_until_ms < " NOW_PG
+				     " THEN 1 ELSE 0 END AS expired FROM image_job WHERE id = ?",
+				     "SELECT state, image_id, pid, node, overlay, partial,"
+				     " CASE WHEN state = 'running' AND lease_until_ms < " NOW_SQ
+				     " THEN 1 ELSE 0 END AS expired FROM image_job WHERE id = ?"),
+			   json_pack("[I]", (json_int_t)job), &rows);
 
 	if (rc < 0)
 		return rc;
@@ -1421,10 +1628,18 @@ job_claim(struct pg_store *st, int64_t job, int64_t *image_id)
 	}
 	state = json_string_value(json_object_get(r, "state"));
 	mine = !strcmp(state, "running") &&
-	       json_integer_value(json_object_get(r, "pid")) == (json_int_t)getpid();
-	if (strcmp(state, "queued") != 0 && !mine) {
-		rc = pg_error(PG_ESTATE, "upgrade", "job %lld is %s, not queued", (long long)job,
-			      state);
+	       json_integer_value(json_object_get(r, "pid")) == (json_int_t)getpid() &&
+	       same_node(r, u->node);
+	expired = json_integer_value(json_object_get(r, "expired")) == 1;
+	if (strcmp(state, "queued") != 0 && !mine && !expired) {
+		if (!strcmp(state, "running") && json_string_value(json_object_get(r, "node")))
+			rc =
+			    pg_error(PG_ESTATE, "upgrade",
+				     "job %lld is running on node %s under a live lease",
+				     (long long)job, json_string_value(json_object_get(r, "node")));
+		else
+			rc = pg_error(PG_ESTATE, "upgrade", "job %lld is %s, not queued",
+				      (long long)job, state);
 		goto out;
 	}
 	if (*image_id > 0 && json_integer_value(json_object_get(r, "image_id")) != *image_id) {
@@ -1435,23 +1650,55 @@ job_claim(struct pg_store *st, int64_t job, int64_t *image_id)
 		goto out;
 	}
 	*image_id = json_integer_value(json_object_get(r, "image_id"));
+	*prev = json_pack("{s:O?, s:O?}", "overlay", json_object_get(r, "overlay"), "partial",
+			  json_object_get(r, "partial"));
 	if (mine) {
 		rc = 0;
 		goto out;
 	}
 	/* one UPDATE decides between two runners: the second one's row no
-	 * longer matches state = 'queued' (PostgreSQL re-checks it after the
-	 * first one's commit) */
-	rc = pg_image_run(st,
-			  "UPDATE image_job SET state = 'running', pid = ?, progress = 0.0"
-			  " WHERE id = ? AND state = 'queued'",
-			  json_pack("[i,I]", (int)getpid(), (json_int_t)job), &changed);
+	 * longer matches (PostgreSQL re-checks it after the first one's
+	 * commit) */
+	{
+		json_t *args = claim_args(u->node, u->node ? u->lease_ms : 0);
+
+		json_array_append_new(args, json_integer(job));
+		rc = pg_image_run(st, by_engine(st, claim_id_pg, claim_id_sqlite), args, &changed);
+	}
 	if (rc == 0 && changed != 1)
 		rc = pg_error(PG_ESTATE, "upgrade", "job %lld was taken by another runner",
 			      (long long)job);
 out:
 	json_decref(rows);
 	return rc;
+}
+
+/* A job taken over restarts from the beginning: the files its previous
+ * runner recorded go first (its half-written overlay, or a complete one it
+ * renamed before it could record 'done'; both are that runner's, the
+ * overlay path did not exist when it started). */
+static int
+drop_previous(struct up *u, json_t *prev)
+{
+	const char *ov = json_string_value(json_object_get(prev, "overlay"));
+	const char *part = json_string_value(json_object_get(prev, "partial"));
+	char legacy[4300];
+
+	if (!ov && !part)
+		return 0;
+	if (part && unlink(part) == 0)
+		ulog(u, "job %lld: removed the previous runner's partial overlay %s",
+		     (long long)u->job, part);
+	if (ov) {
+		snprintf(legacy, sizeof(legacy), "%s.partial", ov);
+		unlink(legacy);
+		if (unlink(ov) == 0)
+			ulog(u, "job %lld: removed the previous runner's unrecorded overlay %s",
+			     (long long)u->job, ov);
+	}
+	return pg_image_run(u->st,
+			    "UPDATE image_job SET overlay = NULL, partial = NULL WHERE id = ?",
+			    json_pack("[I]", (json_int_t)u->job), NULL);
 }
 
 int
@@ -1465,7 +1712,7 @@ pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **
 	const char *const *debpaths = o->debs;
 	size_t ndebs = o->ndebs, nfix = 0;
 	uint64_t off = 0, len = 0;
-	json_t *report = json_array(), *res = NULL;
+	json_t *report = json_array(), *res = NULL, *prev = NULL;
 	int rc, created = 0, have_partial = 0;
 
 	*result = NULL;
@@ -1474,9 +1721,19 @@ pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **
 	u.now = (uint32_t)time(NULL);
 	u.st = st;
 	u.o = o;
+	u.node = o->node;
+	u.lease_ms = o->lease_ms > 0 ? o->lease_ms : PG_IMAGE_LEASE_MS;
+	if (node_check(o->node) < 0) {
+		rc = PG_EINVAL;
+		goto out;
+	}
+	if (o->node && o->job <= 0) {
+		rc = pg_error(PG_EUSAGE, "upgrade", "a node runs queued jobs: give the job");
+		goto out;
+	}
 	if (o->job > 0 && !o->image) {
 		/* the queued job names its image */
-		PG_TRY_GOTO(job_claim(st, o->job, &id), out, "upgrade", "job");
+		PG_TRY_GOTO(job_claim(&u, o->job, &id, &prev), out, "upgrade", "job");
 		job = o->job;
 		snprintf(ref, sizeof(ref), "%lld", (long long)id);
 	} else if (!o->image) {
@@ -1495,10 +1752,12 @@ pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **
 		goto fail;
 	if (o->job > 0 && !job) {
 		/* From here on a failure is this job's: it is recorded. */
-		PG_TRY_GOTO(job_claim(st, o->job, &id), out, "upgrade", "job");
+		PG_TRY_GOTO(job_claim(&u, o->job, &id, &prev), out, "upgrade", "job");
 		job = o->job;
 	}
 	u.job = job;
+	if (job)
+		PG_TRY_GOTO(drop_previous(&u, prev), fail, "upgrade", "take over");
 	if (o->fix) {
 		if (!o->repo) {
 			rc = pg_error(PG_EUSAGE, "upgrade", "--fix needs --repo DIR");
@@ -1558,11 +1817,22 @@ pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **
 		rc = pg_error(PG_EEXIST, "upgrade", "'%s' already exists", out);
 		goto fail;
 	}
-	snprintf(partial, sizeof(partial), "%s.partial", out);
+	/* A node's runner writes a partial of its own: one that stalled past
+	 * its lease and wakes up must not touch the new runner's file. */
+	if (u.node)
+		snprintf(partial, sizeof(partial), "%s.%s.partial", out, u.node);
+	else
+		snprintf(partial, sizeof(partial), "%s.partial", out);
 	unlink(partial); /* a leftover of an interrupted run of this job id */
 	have_partial = 1;
-	PG_TRY_GOTO(pg_image_run(st, "UPDATE image_job SET overlay = ? WHERE id = ?",
-				 json_pack("[s,I]", out, (json_int_t)job), NULL),
+	/* (only while the job is this runner's: one taken over keeps the new
+	 * runner's paths) */
+	PG_TRY_GOTO(pg_image_run(
+			st,
+			"UPDATE image_job SET overlay = ?, partial = ? WHERE id = ?"
+			" AND coalesce(node, '') = ?",
+			json_pack("[s,s,I,s]", out, partial, (json_int_t)job, u.node ? u.node : ""),
+			NULL),
 		    fail, "upgrade", "job");
 	ulog(&u, "job %lld: image %s, overlay %s, %llu bytes to unpack", (long long)job, img, out,
 	     (unsigned long long)u.total);
@@ -1583,7 +1853,10 @@ pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **
 	PG_TRY_GOTO(pg_qcow2_overlay_finish(ov), fail, "upgrade", "finish overlay");
 	pg_bdev_close(ov);
 	ov = NULL;
-	/* The overlay gets its final name only once complete and synced. */
+	/* The overlay gets its final name only once complete and synced, and
+	 * only by the job's runner: a node checks its lease just before. */
+	lease_keep(&u, 1);
+	PG_TRY_GOTO(check_stop(&u), fail, "upgrade", "lease");
 	if (rename(partial, out) < 0) {
 		rc = pg_error(PG_EIO, "upgrade", "rename: %s", strerror(errno));
 		goto fail;
@@ -1606,7 +1879,11 @@ pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **
 	res = json_pack("{s:I, s:I, s:s, s:s, s:O, s:i}", "job", (json_int_t)job, "image_id",
 			(json_int_t)id, "image", img, "overlay", out, "packages", report,
 			"first_boot", u.unpacked);
-	PG_TRY_GOTO(job_finish(st, job, "done", &u.log, res), fail, "upgrade", "job");
+	rc = job_finish(&u, "done", res);
+	if (rc == PG_ESTATE)
+		goto out; /* taken over meanwhile: the job is its new runner's */
+	if (rc < 0)
+		goto fail;
 	if (o->progress)
 		o->progress(o->progress_arg, 1.0);
 	*result = res;
@@ -1620,24 +1897,23 @@ fail : {
 	/* The half-written overlay goes before the job says so. */
 	pg_bdev_close(ov);
 	ov = NULL;
-	if (created)
-		unlink(out);
-	if (have_partial)
+	/* (the final name is only ever written by the rename: nothing to drop
+	 * there, and it may be a new runner's after a take-over) */
+	if (created || have_partial)
 		unlink(partial);
 	created = have_partial = 0;
-	if (job) {
+	if (job && !u.lost) {
 		ulog(&u, "%s: %s", rc == PG_EINTR ? "interrupted" : "failed", msg);
-		job_finish(st, job, rc == PG_EINTR ? "interrupted" : "failed", &u.log, NULL);
+		job_finish(&u, rc == PG_EINTR ? "interrupted" : "failed", NULL);
 	}
 	pg_error(rc, "upgrade", "%s", msg);
 }
 out:
 	pg_bdev_close(ov);
 	pg_bdev_close(base);
-	if (created)
-		unlink(out);
 	if (created || have_partial)
 		unlink(partial);
+	json_decref(prev);
 	if (debs)
 		for (size_t i = 0; i < ndebs; i++)
 			pg_deb_free(&debs[i]);
@@ -1676,9 +1952,13 @@ pg_image_jobs(struct pg_store *st, json_t **out)
 	iso_at(time(NULL) - QUEUE_GRACE, cutoff, sizeof(cutoff));
 	/* A job still "running" whose process is gone was interrupted: its
 	 * half-written overlay never got its final name; drop the leftover.
+	 * (Only a job of one machine, with no lease: a node's job may run on
+	 * another host, and waits for a node to take it over when its lease
+	 * expires.)
 	 * A queued job nobody took within QUEUE_GRACE seconds never will. */
 	rc = pg_image_query(st,
-			    "SELECT id, state, pid, overlay FROM image_job WHERE state = 'running'"
+			    "SELECT id, state, pid, overlay, partial FROM image_job"
+			    " WHERE (state = 'running' AND lease_until_ms IS NULL)"
 			    " OR (state = 'queued' AND pid IS NULL AND started_at < ?)",
 			    json_pack("[s]", cutoff), &rows);
 	if (rc < 0)
@@ -1688,31 +1968,42 @@ pg_image_jobs(struct pg_store *st, json_t **out)
 	{
 		pid_t pid = (pid_t)json_integer_value(json_object_get(r, "pid"));
 		int queued = !strcmp(json_string_value(json_object_get(r, "state")), "queued");
+		int64_t changed = 0;
 
 		if (!queued && pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH))
 			continue;
-		if (json_string_value(json_object_get(r, "overlay"))) {
+		if (json_string_value(json_object_get(r, "partial"))) {
+			unlink(json_string_value(json_object_get(r, "partial")));
+		} else if (json_string_value(json_object_get(r, "overlay"))) {
 			char partial[4300];
 
 			snprintf(partial, sizeof(partial), "%s.partial",
 				 json_string_value(json_object_get(r, "overlay")));
 			unlink(partial);
 		}
-		pg_image_run(st,
-			     "UPDATE image_job SET state = 'interrupted', finished_at = ?,"
-			     " log = log || ? WHERE id = ? AND state = ?",
-			     json_pack("[s,s,O,O]", now,
-				       queued
-					   ? "interrupted: queued, but no runner took it within "
-					     "60 s\n"
-					   : "interrupted: the process running the job is gone\n",
-				       json_object_get(r, "id"), json_object_get(r, "state")),
-			     NULL);
+		if (pg_db_begin(st->pdb) < 0)
+			continue;
+		if (pg_image_run(
+			st,
+			"UPDATE image_job SET state = 'interrupted', finished_at = ?,"
+			" log = log || ? WHERE id = ? AND state = ?",
+			json_pack("[s,s,O,O]", now,
+				  queued ? "interrupted: queued, but no runner took it within "
+					   "60 s\n"
+					 : "interrupted: the process running the job is gone\n",
+				  json_object_get(r, "id"), json_object_get(r, "state")),
+			&changed) == 0 &&
+		    (changed == 0 || job_event(st, json_integer_value(json_object_get(r, "id")),
+					       "interrupted", NULL) == 0))
+			pg_db_commit(st->pdb);
+		else
+			pg_db_rollback(st->pdb);
 	}
 	json_decref(rows);
 	return pg_image_query(st,
 			      "SELECT id, image_id, image_path, kind, state, progress, overlay,"
-			      " started_at, finished_at, result, log FROM image_job ORDER BY id",
+			      " started_at, finished_at, result, log, node, lease_until_ms"
+			      " FROM image_job ORDER BY id",
 			      NULL, out);
 }
 

@@ -15,7 +15,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define BB_COLS	   11
 #define CSV_COLS   8
@@ -68,56 +70,88 @@ pg_load_series_push(struct pg_load_series *s, const struct pg_load_sample *x)
 	return 0;
 }
 
-int
-load_parse_double(const char *s, double *v)
-{
-	char *end;
-
-	while (*s == ' ' || *s == '\t')
-		s++;
-	if (!*s)
-		return PG_EFORMAT;
-	errno = 0;
-	*v = strtod(s, &end);
-	while (*end == ' ' || *end == '\t' || *end == '\r')
-		end++;
-	if (*end || end == s || errno == ERANGE || !isfinite(*v))
-		return PG_EFORMAT;
-	return 0;
-}
-
 void
 load_set_name(char dst[128], const char *src, size_t len)
 {
 	size_t j = 0;
 
 	for (size_t i = 0; i < len && j < 127; i++)
-		if (isprint((unsigned char)src[i]))
+		if (src[i] >= 0x20 &&
+		    src[i] < 0x7f) /* isprint in the C locale, without its table */
 			dst[j++] = src[i];
 	dst[j] = 0;
 }
 
-/* Reads one line into buf (without the newline); 1 ok, 0 at EOF, <0 too long. */
-static int
-read_line(FILE *f, char *buf, size_t cap)
-{
-	size_t n = 0;
-	int c;
+#define LINES_BUF (1u << 16)
 
-	while ((c = getc(f)) != EOF && c != '\n') {
-		if (n + 1 >= cap) {
-			while ((c = getc(f)) != EOF && c != '\n')
-				;
+void
+load_lines_init(struct load_lines *l, FILE *f)
+{
+	memset(l, 0, sizeof(*l));
+	l->f = f;
+}
+
+void
+load_lines_release(struct load_lines *l)
+{
+	free(l->buf);
+	l->buf = NULL;
+}
+
+/* Drops the rest of a line too long to keep; 1 when its newline was found. */
+static int
+lines_skip(struct load_lines *l)
+{
+	for (;;) {
+		char *nl = memchr(l->buf + l->beg, '\n', l->end - l->beg);
+		if (nl) {
+			l->beg = (size_t)(nl - l->buf) + 1;
+			return 1;
+		}
+		l->end = fread(l->buf, 1, LINES_BUF - 1, l->f);
+		l->beg = 0;
+		if (l->end == 0) {
+			l->eof = 1;
+			return 0;
+		}
+	}
+}
+
+int
+load_lines_next(struct load_lines *l, char **line, size_t *len)
+{
+	if (!l->buf && !(l->buf = malloc(LINES_BUF)))
+		return PG_ENOMEM;
+	for (;;) {
+		char *p = l->buf + l->beg, *nl = memchr(p, '\n', l->end - l->beg);
+		size_t n;
+
+		if (!nl && l->eof && l->beg == l->end)
+			return 0;
+		if (nl || l->eof) {
+			n = nl ? (size_t)(nl - p) : l->end - l->beg;
+			l->beg += n + (nl != NULL);
+			if (n >= LOAD_LINE_MAX - 1)
+				return PG_ETOOBIG;
+			if (n && p[n - 1] == '\r')
+				n--;
+			p[n] = 0; /* the newline's place, or the spare byte at the end */
+			*line = p;
+			*len = n;
+			return 1;
+		}
+		if (l->end - l->beg >= LOAD_LINE_MAX - 1) {
+			lines_skip(l);
 			return PG_ETOOBIG;
 		}
-		buf[n++] = (char)c;
+		memmove(l->buf, p, l->end - l->beg);
+		l->end -= l->beg;
+		l->beg = 0;
+		n = fread(l->buf + l->end, 1, LINES_BUF - 1 - l->end, l->f);
+		l->end += n;
+		if (n == 0)
+			l->eof = 1;
 	}
-	if (c == EOF && n == 0)
-		return 0;
-	if (n && buf[n - 1] == '\r')
-		n--;
-	buf[n] = 0;
-	return 1;
 }
 
 /* Splits at sep in place; returns the field count (at most max). */
@@ -150,8 +184,8 @@ load_is_blank(const char *s)
 	return 1;
 }
 
-int
-load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out)
+static int
+bb_read_lines(struct load_lines *lines, const char *name, struct pg_load_series *out)
 {
 	static const char *const cols[BB_COLS] = {"Timestamp [ms]",
 						  "CPU cores",
@@ -164,18 +198,19 @@ load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out)
 						  "Disk write throughput [KB/s]",
 						  "Network received throughput [KB/s]",
 						  "Network transmitted throughput [KB/s]"};
-	char line[LOAD_LINE_MAX];
-	char *fld[BB_COLS + 1];
-	size_t lineno = 0;
+	char *line, *fld[BB_COLS + 1];
+	size_t lineno = 0, len;
 	int rc;
 
 	/* Appends: a VM's month files are read one after the other. */
-	while ((rc = read_line(f, line, sizeof(line))) > 0) {
+	while ((rc = load_lines_next(lines, &line, &len)) > 0) {
 		double v[BB_COLS];
 		struct pg_load_sample s;
 		size_t nf;
 
 		lineno++;
+		if (load_parse_row(line, line + len + 1, ';', v, BB_COLS) == 0)
+			goto parsed; /* a good row in one pass */
 		if (load_is_blank(line))
 			continue;
 		nf = load_split_fields(line, ';', fld, BB_COLS + 1);
@@ -196,6 +231,7 @@ load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out)
 				return pg_error(PG_EFORMAT, "load",
 						"%s:%zu: column '%s' is not a finite number", name,
 						lineno, cols[i]);
+	parsed:
 		for (size_t i = 1; i < BB_COLS; i++)
 			if (v[i] < 0)
 				return pg_error(PG_EFORMAT, "load",
@@ -219,12 +255,26 @@ load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out)
 		if (rc < 0)
 			return pg_error(rc, "load", "%s:%zu: %s", name, lineno, pg_last_error());
 	}
+	if (rc == PG_ENOMEM)
+		return pg_error(rc, "load", "%s: line buffer", name);
 	if (rc < 0)
 		return pg_error(rc, "load", "%s:%zu: line longer than %d bytes", name, lineno + 1,
 				LOAD_LINE_MAX);
-	if (ferror(f))
+	if (ferror(lines->f))
 		return pg_error(PG_EIO, "load", "%s: read error", name);
 	return 0;
+}
+
+int
+load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out)
+{
+	struct load_lines lines;
+	int rc;
+
+	load_lines_init(&lines, f);
+	rc = bb_read_lines(&lines, name, out);
+	load_lines_release(&lines);
+	return rc;
 }
 
 /* ---- Bitbrains collector: a folder of <vm>.csv files, one file, or the
@@ -488,6 +538,7 @@ load_csv_reader_init(struct load_csv_reader *r, FILE *f, const char *name)
 	memset(r, 0, sizeof(*r));
 	r->f = f;
 	r->name = name;
+	load_lines_init(&r->lines, f);
 }
 
 void
@@ -495,17 +546,35 @@ load_csv_reader_release(struct load_csv_reader *r)
 {
 	free(r->pending);
 	r->pending = NULL;
+	load_lines_release(&r->lines);
 }
 
-/* Parses one row into vm name and sample. */
+/* Parses one row into vm name and sample; comma: its first, lim: where 8-byte reads stop. */
 static int
-csv_row(struct load_csv_reader *r, char *line, size_t lineno, char vm[128],
-	struct pg_load_sample *s)
+csv_row(struct load_csv_reader *r, char *line, const char *comma, const char *lim, size_t lineno,
+	char vm[128], struct pg_load_sample *s)
 {
 	char *fld[CSV_COLS + 1];
-	size_t nf = load_split_fields(line, ',', fld, CSV_COLS + 1);
-	double v;
+	double v, f[CSV_COLS - 1];
+	size_t nf;
+	int ok = 1;
 
+	/* A good row in one pass; any fault goes the field-by-field way for its message. */
+	if (comma && load_parse_row(comma + 1, lim, ',', f, CSV_COLS - 1) == 0 && f[0] >= 0 &&
+	    f[0] <= 9.2e18) {
+		/* vm: the caller named the row's VM from the same first field */
+		for (size_t i = 0; i < PG_LOAD_NMETRICS; i++) {
+			s->v[i] = f[1 + i];
+			ok &= f[1 + i] >= 0;
+		}
+		if (vm[0] && ok) {
+			s->ts_ms = (int64_t)f[0];
+			s->v[PG_LOAD_CPU] = load_pct(s->v[PG_LOAD_CPU]);
+			s->v[PG_LOAD_MEM] = load_pct(s->v[PG_LOAD_MEM]);
+			return 0;
+		}
+	}
+	nf = load_split_fields(line, ',', fld, CSV_COLS + 1);
 	if (nf != CSV_COLS)
 		return pg_error(PG_EFORMAT, "load", "%s:%zu: %zu fields, expected %d", r->name,
 				lineno, nf, CSV_COLS);
@@ -531,32 +600,52 @@ csv_row(struct load_csv_reader *r, char *line, size_t lineno, char vm[128],
 	return 0;
 }
 
+/* The VM a row names (its first field, cleaned) into vm; returns its first comma. */
+static char *
+row_vm(char *line, size_t len, const char cur[128], char vm[128])
+{
+	char *comma = memchr(line, ',', len);
+	size_t nl = comma ? (size_t)(comma - line) : len;
+
+	if (cur[0] && nl < 128 && cur[nl] == 0 && memcmp(line, cur, nl) == 0)
+		memcpy(vm, cur, nl + 1); /* the current VM again, as most rows are */
+	else
+		load_set_name(vm, line, nl);
+	return comma;
+}
+
 int
 load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 {
-	char line[LOAD_LINE_MAX], raw[LOAD_LINE_MAX];
+	char pend[LOAD_LINE_MAX], *line;
 	char vm[128];
 	struct pg_load_sample s;
 	int rc, err = 0;
 
 	pg_load_series_reset(out);
 	for (;;) {
-		size_t lineno;
+		size_t lineno, len;
 		char *comma;
 
 		if (r->pending) {
-			snprintf(line, sizeof(line), "%s", r->pending);
+			snprintf(pend, sizeof(pend), "%s", r->pending);
 			free(r->pending);
 			r->pending = NULL;
+			line = pend;
+			len = strlen(pend);
 			lineno = r->pending_line;
 		} else {
 			if (r->eof)
 				break;
-			rc = read_line(r->f, line, sizeof(line));
+			rc = load_lines_next(&r->lines, &line, &len);
 			lineno = ++r->line;
 			if (rc == 0) {
 				r->eof = 1;
 				break;
+			}
+			if (rc == PG_ENOMEM) {
+				r->eof = 1;
+				return pg_error(rc, "load", "%s: line buffer", r->name);
 			}
 			if (rc < 0) {
 				if (!err)
@@ -583,11 +672,9 @@ load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 			}
 		}
 		/* The first field names the VM even when the rest of the row is bad. */
-		memcpy(raw, line, sizeof(raw));
-		comma = strchr(line, ',');
-		load_set_name(vm, line, comma ? (size_t)(comma - line) : strlen(line));
+		comma = row_vm(line, len, out->vm, vm);
 		if (out->vm[0] && strcmp(vm, out->vm) != 0) {
-			r->pending = strdup(raw);
+			r->pending = strdup(line);
 			r->pending_line = lineno;
 			if (!r->pending)
 				return pg_error(PG_ENOMEM, "load", "%s:%zu", r->name, lineno);
@@ -614,7 +701,7 @@ load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 				    r->name, lineno, nf, CSV_COLS, csv_header);
 			}
 		}
-		rc = csv_row(r, line, lineno, vm, &s);
+		rc = csv_row(r, line, comma, line + len + 1, lineno, vm, &s);
 		if (rc == 0)
 			rc = pg_load_series_push(out, &s);
 		if (rc == 0)
@@ -702,9 +789,104 @@ pg_load_csv_write(void *file, const struct pg_load_series *s, int header)
 
 /* ---- numeric matrix (payguard load kmeans) ---- */
 
+static int parse_matrix_z(const char *text, size_t len, const char *name, double **x, size_t *n,
+			  size_t *d);
+
 int
 pg_load_parse_matrix(const char *text, size_t len, const char *name, double **x, size_t *n,
 		     size_t *d)
+{
+	char *z;
+	int rc;
+
+	if (len >= 6 && memcmp(text, "\x93NUMPY", 6) == 0)
+		return pg_load_parse_npy(text, len, name, x, n, d);
+	if (!(z = malloc(len + 1)))
+		return pg_error(PG_ENOMEM, "load", "%s: matrix", name);
+	memcpy(z, text, len);
+	z[len] = 0;
+	rc = parse_matrix_z(z, len, name, x, n, d);
+	free(z);
+	return rc;
+}
+
+#define MATRIX_COLS 1024
+
+static inline const char *
+skip_blanks(const char *p, const char *e)
+{
+	while (p < e && (*p == ' ' || *p == '\t'))
+		p++;
+	return p;
+}
+
+/* One field at p on a line ending at le: its number, and p past it. */
+static int
+matrix_num(const char **pp, const char *le, double *v)
+{
+	const char *p = skip_blanks(*pp, le);
+	size_t n = load_num_scan_z(p, v);
+
+	if (!n)
+		return -1;
+	for (p += n; p < le && (*p == ' ' || *p == '\t' || *p == '\r'); p++)
+		;
+	*pp = p;
+	return 0;
+}
+
+static size_t
+count_fields(const char *p, const char *le)
+{
+	size_t nf = 1;
+
+	for (; (p = memchr(p, ',', (size_t)(le - p))); p++)
+		nf++;
+	return nf;
+}
+
+static int
+is_blank_span(const char *p, const char *e)
+{
+	for (; p < e; p++)
+		if (!isspace((unsigned char)*p))
+			return 0;
+	return 1;
+}
+
+/* One data row of cols numbers into row; the fields are parsed in place. */
+static int
+matrix_row(const char *p, const char *le, size_t cols, double *row, const char *name, size_t lineno)
+{
+	for (size_t j = 0; j < cols; j++) {
+		if (matrix_num(&p, le, &row[j]) < 0 || (p < le && *p != ',')) {
+			const char *fe = memchr(p, ',', (size_t)(le - p));
+			if (memchr(p, 0, (size_t)((fe ? fe : le) - p)))
+				return pg_error(PG_EFORMAT, "load", "%s:%zu: NUL byte", name,
+						lineno);
+			return pg_error(PG_EFORMAT, "load",
+					"%s:%zu: field %zu is not a finite number", name, lineno,
+					j + 1);
+		}
+		if (j + 1 < cols) {
+			if (p == le)
+				return pg_error(PG_EFORMAT, "load",
+						"%s:%zu: %zu fields, expected %zu", name, lineno,
+						j + 1, cols);
+			p++; /* the comma */
+		} else if (p != le) {
+			return pg_error(PG_EFORMAT, "load", "%s:%zu: %zu fields, expected %zu",
+					name, lineno, count_fields(p, le) + j, cols);
+		}
+	}
+	return 0;
+}
+
+/* The CSV matrix in text[0..len), with text[len] == 0: the numbers are
+ * scanned up to the byte that ends them, which a NUL or a newline at the
+ * latest does. */
+static int
+parse_matrix_z(const char *text, size_t len, const char *name, double **x, size_t *n, size_t *d)
 {
 	size_t rows = 0, cols = 0, cap = 0, lineno = 0;
 	double *m = NULL;
@@ -712,47 +894,43 @@ pg_load_parse_matrix(const char *text, size_t len, const char *name, double **x,
 	int rc = 0;
 
 	while (p < end) {
-		const char *eol = memchr(p, '\n', (size_t)(end - p));
-		size_t l = eol ? (size_t)(eol - p) : (size_t)(end - p);
-		char line[LOAD_LINE_MAX * 4];
-		char *fld[1024];
-		size_t nf;
+		const char *eol, *ls = p, *le;
 
 		lineno++;
-		if (l >= sizeof(line)) {
-			rc = pg_error(PG_ETOOBIG, "load", "%s:%zu: line too long", name, lineno);
-			goto out;
+		if (cols && (rows + 1) * cols <= cap) {
+			/* A good row in one pass, newline included; any fault goes the
+			 * checking way below for its message. */
+			const char *q = load_parse_line(p, end + 1, ',', m + rows * cols, cols);
+			if (q && (q == end || q[-1] == '\n')) {
+				p = q;
+				rows++;
+				continue;
+			}
 		}
-		memcpy(line, p, l);
-		line[l] = 0;
+		eol = memchr(p, '\n', (size_t)(end - p));
+		le = eol ? eol : end;
 		p = eol ? eol + 1 : end;
-		if (memchr(line, 0, l)) {
-			rc = pg_error(PG_EFORMAT, "load", "%s:%zu: NUL byte", name, lineno);
-			goto out;
-		}
-		if (l && line[l - 1] == '\r')
-			line[l - 1] = 0;
-		if (load_is_blank(line))
+		if (le > ls && le[-1] == '\r')
+			le--;
+		if (is_blank_span(ls, le))
 			continue;
-		nf = load_split_fields(line, ',', fld, 1024);
-		if (nf > 1024) {
-			rc = pg_error(PG_ETOOBIG, "load", "%s:%zu: more than 1024 columns", name,
-				      lineno);
-			goto out;
-		}
 		if (rows == 0 && cols == 0) {
+			const char *q = ls;
 			double v;
-			cols = nf;
-			if (load_parse_double(fld[0], &v) < 0)
+
+			cols = count_fields(ls, le);
+			if (cols > MATRIX_COLS) {
+				rc = pg_error(PG_ETOOBIG, "load", "%s:%zu: more than %d columns",
+					      name, lineno, MATRIX_COLS);
+				goto out;
+			}
+			if (matrix_num(&q, le, &v) < 0 || (q < le && *q != ','))
 				continue; /* a header line */
 		}
-		if (nf != cols) {
-			rc = pg_error(PG_EFORMAT, "load", "%s:%zu: %zu fields, expected %zu", name,
-				      lineno, nf, cols);
-			goto out;
-		}
 		if ((rows + 1) * cols > cap) {
-			size_t ncap = cap ? cap * 2 : cols * 1024;
+			/* First: the rows the text holds if its lines are as long as this one. */
+			size_t ncap =
+			    cap ? cap * 2 : ((size_t)(end - ls) / (size_t)(p - ls) + 16) * cols;
 			double *q = realloc(m, ncap * sizeof(double));
 			if (!q) {
 				rc = pg_error(PG_ENOMEM, "load", "%s: matrix", name);
@@ -761,13 +939,9 @@ pg_load_parse_matrix(const char *text, size_t len, const char *name, double **x,
 			m = q;
 			cap = ncap;
 		}
-		for (size_t j = 0; j < cols; j++)
-			if (load_parse_double(fld[j], &m[rows * cols + j]) < 0) {
-				rc = pg_error(PG_EFORMAT, "load",
-					      "%s:%zu: field %zu is not a finite number", name,
-					      lineno, j + 1);
-				goto out;
-			}
+		rc = matrix_row(ls, le, cols, m + rows * cols, name, lineno);
+		if (rc < 0)
+			goto out;
 		rows++;
 	}
 	if (rows == 0) {
@@ -787,35 +961,68 @@ int
 pg_load_read_matrix(const char *path, double **x, size_t *n, size_t *d)
 {
 	FILE *f = fopen(path, "r");
+	struct stat st = {0};
 	char *text = NULL;
-	size_t len = 0, cap = 0;
+	size_t len = 0, cap;
 	int rc;
 
 	if (!f)
 		return pg_error(PG_ENOENT, "load", "'%s': %s", path, strerror(errno));
+	if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+	    st.st_size <= MATRIX_MAX && st.st_size % sysconf(_SC_PAGESIZE) != 0) {
+		/* Mapped, not copied: the rest of the last page reads as zeros
+		 * (mmap(2)), which is the NUL the scanner stops at. */
+		void *mp = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE,
+				fileno(f), 0);
+		if (mp != MAP_FAILED) {
+			const char *t = mp;
+			len = (size_t)st.st_size;
+			rc = len >= 6 && memcmp(t, "\x93NUMPY", 6) == 0
+				 ? pg_load_parse_npy(t, len, path, x, n, d)
+				 : parse_matrix_z(t, len, path, x, n, d);
+			munmap(mp, len);
+			fclose(f);
+			return rc;
+		}
+	}
+	/* A regular file in one read of its size; a pipe by doubling. One spare byte for a NUL. */
+	cap = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size + 1 : 1 << 16;
 	for (;;) {
 		size_t got;
-		if (len == cap) {
+		if (len + 1 >= cap || !text) {
+			size_t ncap = !text ? cap : cap * 2;
 			char *q;
-			if (cap >= MATRIX_MAX) {
-				rc = pg_error(PG_ETOOBIG, "load", "'%s': larger than %u bytes",
-					      path, MATRIX_MAX);
-				goto out;
+			if (len >= MATRIX_MAX || ncap > (size_t)MATRIX_MAX + 1) {
+				if (ncap > (size_t)MATRIX_MAX + 1 && len < MATRIX_MAX)
+					ncap = (size_t)MATRIX_MAX + 1;
+				else {
+					rc = pg_error(PG_ETOOBIG, "load",
+						      "'%s': larger than %u bytes", path,
+						      MATRIX_MAX);
+					goto out;
+				}
 			}
-			q = realloc(text, cap ? cap * 2 : 1 << 16);
+			q = realloc(text, ncap);
 			if (!q) {
 				rc = pg_error(PG_ENOMEM, "load", "'%s'", path);
 				goto out;
 			}
 			text = q;
-			cap = cap ? cap * 2 : 1 << 16;
+			cap = ncap;
 		}
-		got = fread(text + len, 1, cap - len, f);
+		got = fread(text + len, 1, cap - 1 - len, f);
 		len += got;
-		if (got == 0)
+		if (got == 0 || (S_ISREG(st.st_mode) && len == (size_t)st.st_size))
 			break;
 	}
-	rc = pg_load_parse_matrix(text, len, path, x, n, d);
+	if (ferror(f)) {
+		rc = pg_error(PG_EIO, "load", "'%s': read error", path);
+		goto out;
+	}
+	text[len] = 0;
+	rc = len >= 6 && memcmp(text, "\x93NUMPY", 6) == 0
+		 ? pg_load_parse_npy(text, len, path, x, n, d)
+		 : parse_matrix_z(text, len, path, x, n, d);
 out:
 	free(text);
 	fclose(f);

@@ -16,6 +16,22 @@
 #define LOAD_DISK_REF 20480.0 /* KB/s of disk traffic */
 #define LOAD_NET_REF  12800.0 /* KB/s of network traffic (~100 Mbit/s) */
 
+/*
+ * Lines of a FILE * through a 64 KB buffer (fread + memchr, not getc): each
+ * is NUL-terminated in the buffer without its newline and CR, valid until
+ * the next call. 1, 0 at the end, PG_ETOOBIG for a line of LOAD_LINE_MAX - 1
+ * bytes or more (skipped; the next call gives the line after it), PG_ENOMEM.
+ */
+struct load_lines {
+	FILE *f;
+	char *buf;
+	size_t beg, end;
+	int eof;
+};
+void load_lines_init(struct load_lines *l, FILE *f);
+void load_lines_release(struct load_lines *l);
+int load_lines_next(struct load_lines *l, char **line, size_t *len);
+
 /* Reads one Bitbrains GWA-T-12 file (one VM). name is used in errors. */
 int load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out);
 
@@ -29,6 +45,7 @@ struct load_csv_reader {
 	int header_done;
 	int eof;
 	size_t rows_ok; /* rows read well: before the first, a wrong layout stops the file */
+	struct load_lines lines;
 };
 void load_csv_reader_init(struct load_csv_reader *r, FILE *f, const char *name);
 void load_csv_reader_release(struct load_csv_reader *r);
@@ -90,8 +107,32 @@ void load_cgroup_name(const char *unit, char out[128]);
 #define LOAD_PLOT_LEGEND_X    (LOAD_PLOT_W - LOAD_PLOT_MR + 34)
 #define LOAD_PLOT_LEGEND_Y(t) (LOAD_PLOT_MT + 38 + 26.0 * (double)(t)) /* text baseline */
 
-/* Strict number: the whole field, finite. */
+/*
+ * Strict number (src/load/num.c): the whole field (spaces and tabs around it,
+ * a trailing CR), decimal, finite; correctly rounded as strtod. No hex, inf
+ * or nan; an underflow gives the rounded value (a subnormal or 0).
+ */
 int load_parse_double(const char *s, double *v);
+/*
+ * The decimal number at [s, end) with no white space: the bytes it takes (0:
+ * none there) and its value, correctly rounded as strtod; a magnitude beyond
+ * DBL_MAX gives +-inf, which the readers refuse.
+ */
+size_t load_num_scan(const char *s, const char *end, double *v);
+/* The same on NUL-terminated text, and an overflow is no number (0 bytes). */
+size_t load_num_scan_z(const char *s, double *v);
+/*
+ * A whole NUL-terminated row of n numbers separated by sep, each as
+ * load_parse_double takes it, into v: 0, or -1 on any fault (the caller then
+ * splits the row field by field to say which). lim: the end of the memory
+ * that may be read 8 bytes at a time (past the NUL at most), or NULL.
+ */
+int load_parse_row(const char *p, const char *lim, char sep, double *v, size_t n);
+/*
+ * The same for a row that ends at a newline or a NUL: past the newline (at
+ * the NUL), or NULL on any fault. The text must hold a NUL after its end.
+ */
+const char *load_parse_line(const char *p, const char *lim, char sep, double *v, size_t n);
 /* Copies a VM name, keeping printable ASCII only. */
 void load_set_name(char dst[128], const char *src, size_t len);
 /* Splits line at sep in place; returns the field count (at most max kept in f). */

@@ -215,7 +215,7 @@ static int
 add_sample(struct load_trace *t, const char *file, size_t line, const char *vm,
 	   const struct pg_load_sample *x)
 {
-	struct pg_load_series *s;
+	struct pg_load_series *s = NULL; /* set when vm_get returns 0; GCC -O2 cannot tell */
 	int rc;
 
 	if (t->points >= TRACE_MAX_POINTS)

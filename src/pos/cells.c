@@ -285,6 +285,10 @@ pg_cells_import(struct pg_store *st, const char *path, struct pg_import_stats *s
 	if (rc < 0)
 		return rc;
 	rc = pg_pos_csv_foreach(path, header, stats, cell_row, &ci);
+	/* the POS servers of every node reload once this commits (sent with
+	 * the commit, never without it; SQLite: one node, nothing to tell) */
+	if (rc >= 0)
+		rc = pg_db_notify(ci.db, PG_POS_REF_CHANNEL, "cells");
 	if (rc < 0) {
 		pg_db_rollback(ci.db);
 		return rc;

@@ -10,6 +10,7 @@
 #include "payguard/clock.h"
 #include "payguard/db.h"
 #include "payguard/error.h"
+#include "payguard/events.h"
 #include "payguard/log.h"
 
 #include <math.h>
@@ -122,13 +123,32 @@ static const struct pg_db_migration migrations[] = {
      "SELECT setval(pg_get_serial_sequence('pos_txn', 'id'), coalesce(max(id), 0) + 1, false)"
      " FROM pos_txn;"
      "DROP TABLE pos_txn_old;"},
+    /*
+     * Issue 15, JetStream intake: a transaction is stored once, however
+     * often the stream delivers it (a sink that crashed before its ack, two
+     * sinks given the same message). The key is the terminal, its STAN and
+     * transmission time, and the decision time ts, which PostgreSQL's day
+     * partitions need in every unique index, and which a replay carries
+     * unchanged. Rows stored twice before the key existed keep the first.
+     */
+    {5, NULL,
+     "DELETE FROM pos_txn WHERE id NOT IN (SELECT min(id) FROM pos_txn"
+     " GROUP BY tid, stan, f7, ts);"
+     "CREATE UNIQUE INDEX pos_txn_once ON pos_txn(tid, stan, f7, ts);",
+     "DELETE FROM pos_txn a USING pos_txn b WHERE a.id > b.id AND a.ts = b.ts"
+     " AND a.tid IS NOT DISTINCT FROM b.tid AND a.stan IS NOT DISTINCT FROM b.stan"
+     " AND a.f7 IS NOT DISTINCT FROM b.f7;"
+     "CREATE UNIQUE INDEX pos_txn_once ON pos_txn(tid, stan, f7, ts);"},
 };
 
 int
 pg_pos_migrate(struct pg_store *st)
 {
-	return pg_db_migrate(st->pdb, "pos", migrations,
-			     sizeof(migrations) / sizeof(migrations[0]));
+	int rc =
+	    pg_db_migrate(st->pdb, "pos", migrations, sizeof(migrations) / sizeof(migrations[0]));
+
+	/* alerts report their life cycle through the event outbox (issue 15) */
+	return rc < 0 ? rc : pg_events_migrate(st->pdb);
 }
 
 void
@@ -163,22 +183,13 @@ struct term_state {
 	uint8_t head, count;
 };
 
-struct record {
-	int64_t ts, window_start;
-	char tid[9], mid[16], mti[5], stan[7], f7[11];
-	struct pg_pos_result res;
-	struct pg_cell_obs cell;
-	const struct pg_merchant_rec *merchant;
-	int have_cell;
-};
-
 struct pg_pos_engine {
 	struct pg_store *st;
 	struct pg_pos_policy pol;
 	struct pg_cells *cells;
 	struct pg_merchants *merchants;
 	struct term_state *terms; /* parallel to the merchant records */
-	struct record *q;
+	struct pos_record *q;
 	size_t nq, capq;
 	/* the connection's statements, prepared once (db.h) */
 	struct pg_db_stmt *find_alert, *upd_alert, *ins_alert, *link_txns;
@@ -220,7 +231,7 @@ prepare(struct pg_pos_engine *e)
 	} q[] = {
 	    {&e->find_alert, "SELECT id FROM pos_alerts WHERE tid=? AND state!='closed' "
 			     "ORDER BY id DESC LIMIT 1"},
-	    {&e->upd_alert, "UPDATE pos_alerts SET strikes=strikes+1, updated_ms=?, evidence=?"
+	    {&e->upd_alert, "UPDATE pos_alerts SET strikes=strikes+?, updated_ms=?, evidence=?"
 			    " WHERE id=?"},
 	    {&e->ins_alert,
 	     "INSERT INTO pos_alerts(tid,mid,state,reason,opened_ms,updated_ms,"
@@ -240,9 +251,12 @@ prepare(struct pg_pos_engine *e)
 		static const char head[] =
 		    "INSERT INTO pos_txn(ts,tid,mid,mti,stan,f7,decision,reason,distance_m,"
 		    "excess_m,est_lat,est_lon,acc_m,confidence,radio,mcc,mnc,area,cell,rc) VALUES";
+		/* the same transaction again (a stream's redelivery) is stored once;
+		 * the rows that are new come back, so only they strike an alert */
+		static const char tail[] = " ON CONFLICT DO NOTHING RETURNING ts,tid,stan,f7";
 		static const char row[] = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 		size_t n = (size_t)CHUNK_ROWS[i];
-		char *sql = malloc(sizeof(head) + n * sizeof(row));
+		char *sql = malloc(sizeof(head) + n * sizeof(row) + sizeof(tail));
 		char *p = sql;
 		int rc;
 
@@ -251,6 +265,7 @@ prepare(struct pg_pos_engine *e)
 		p += sprintf(p, "%s", head);
 		for (size_t k = 0; k < n; k++)
 			p += sprintf(p, "%s%s", k ? "," : "", row);
+		strcpy(p, tail);
 		rc = pg_db_prepare(e->st->pdb, sql, &e->ins_txn[i]);
 		free(sql);
 		if (rc < 0)
@@ -344,6 +359,36 @@ pg_pos_engine_open(struct pg_pos_engine **out, struct pg_store *st, const struct
 	return pg_pos_engine_open_with(out, st, pol, cells);
 }
 
+int
+pg_pos_engine_swap_ref(struct pg_pos_engine *e, struct pg_cells *cells,
+		       struct pg_merchants *merchants)
+{
+	size_t n = pg_merchants_n(merchants);
+	struct term_state *terms = calloc(n + 1, sizeof(*terms));
+
+	if (!terms) {
+		pg_cells_free(cells);
+		pg_merchants_free(merchants);
+		return PG_ENOMEM;
+	}
+	/* a terminal's strikes follow its id into the new index */
+	for (size_t i = 0; i < n; i++) {
+		const struct pg_merchant_rec *r = pg_merchants_at(merchants, i);
+		const struct pg_merchant_rec *old =
+		    pg_merchants_find(e->merchants, r->tid, strlen(r->tid));
+
+		if (old)
+			terms[i] = *term_of(e, old);
+	}
+	pg_cells_free(e->cells);
+	pg_merchants_free(e->merchants);
+	free(e->terms);
+	e->cells = cells;
+	e->merchants = merchants;
+	e->terms = terms;
+	return 0;
+}
+
 void
 pg_pos_engine_free(struct pg_pos_engine *e)
 {
@@ -398,7 +443,7 @@ pg_pos_engine_check(struct pg_pos_engine *e, const struct pg_iso_msg *req, int64
 {
 	const struct pg_merchant_rec *m = NULL;
 	struct pg_cell_report cr;
-	struct record *r = NULL;
+	struct pos_record *r = NULL;
 	size_t tl = 0, ml = 0, cl = 0;
 	const uint8_t *tid = NULL, *mid, *cell;
 	int have_cell = 0, tlv_rc = PG_ENOENT;
@@ -470,7 +515,7 @@ record:
 		return 0;
 	if (e->nq == e->capq) {
 		size_t nc = e->capq ? 2 * e->capq : 256;
-		struct record *nq = realloc(e->q, nc * sizeof(*nq));
+		struct pos_record *nq = realloc(e->q, nc * sizeof(*nq));
 
 		if (!nq)
 			return PG_ENOMEM;
@@ -481,7 +526,10 @@ record:
 	r->ts = now_ms;
 	r->window_start = now_ms - e->pol.window_ms;
 	r->res = *res;
-	r->merchant = m;
+	memset(&r->merchant, 0, sizeof(r->merchant));
+	if (m)
+		r->merchant =
+		    (struct pos_merchant_copy){m->lat, m->lon, m->unc_m, m->limit_m, m->mcc, 1};
 	r->have_cell = have_cell;
 	if (have_cell)
 		r->cell = cr.serving;
@@ -539,9 +587,9 @@ pg_pos_engine_respond(struct pg_pos_engine *e, const struct pg_iso_msg *req,
 }
 
 static void
-evidence(const struct record *r, char *out, size_t n)
+evidence(const struct pos_record *r, char *out, size_t n)
 {
-	const struct pg_merchant_rec *m = r->merchant;
+	const struct pos_merchant_copy *m = &r->merchant;
 
 	snprintf(out, n,
 		 "{\"reason\":\"%s\",\"distance_m\":%.1f,\"excess_m\":%.1f,"
@@ -551,9 +599,9 @@ evidence(const struct record *r, char *out, size_t n)
 		 "\"area\":%u,\"cid\":%llu},\"stan\":\"%s\"}",
 		 pg_reason_name(r->res.reason), r->res.distance_m, r->res.excess_m, r->res.est.lat,
 		 r->res.est.lon, r->res.est.acc_m, pg_confidence_name(r->res.est.confidence),
-		 r->res.est.cells_used, m ? m->lat : 0, m ? m->lon : 0, m ? m->unc_m : 0,
-		 m ? m->limit_m : 0, m ? m->mcc : 0, pg_radio_name(r->cell.radio), r->cell.mcc,
-		 r->cell.mnc, r->cell.area, (unsigned long long)r->cell.cid, r->stan);
+		 r->res.est.cells_used, m->lat, m->lon, m->unc_m, m->limit_m, m->mcc,
+		 pg_radio_name(r->cell.radio), r->cell.mcc, r->cell.mnc, r->cell.area,
+		 (unsigned long long)r->cell.cid, r->stan);
 }
 
 static int
@@ -566,7 +614,7 @@ step_done(struct pg_db_stmt *s)
 }
 
 static int
-find_alert(struct pg_pos_engine *e, const struct record *r, int64_t *id)
+find_alert(struct pg_pos_engine *e, const struct pos_record *r, int64_t *id)
 {
 	int rc;
 
@@ -578,8 +626,37 @@ find_alert(struct pg_pos_engine *e, const struct record *r, int64_t *id)
 	return rc < 0 ? rc : 0;
 }
 
+/* The event of an alert's change, in the transaction that makes it (issue 15). */
 static int
-write_alert(struct pg_pos_engine *e, const struct record *r)
+alert_event(struct pg_db *db, const char *event, int64_t id, const char *tid, const char *mid,
+	    const char *reason, const char *evidence_json)
+{
+	json_t *d = json_pack("{s:I, s:s, s:s*, s:s*}", "alert", (json_int_t)id, "terminal", tid,
+			      "merchant", mid, "reason", reason);
+	json_t *ev = evidence_json ? json_loads(evidence_json, 0, NULL) : NULL;
+	int rc;
+
+	if (!d) {
+		json_decref(ev);
+		return PG_ENOMEM;
+	}
+	if (ev)
+		json_object_set_new(d, "evidence", ev);
+	rc = pg_event_emit(db, "pos", event, tid, d, NULL);
+	json_decref(d);
+	return rc;
+}
+
+/*
+ * The k alerting transactions of one terminal in a batch, first to last:
+ * the alert is found or opened once (with the first's reason and time),
+ * every moved transaction since the first's window start is linked once,
+ * and the strikes grow by k with the last one's evidence, as k writes one
+ * after the other would leave it, in four statements instead of 4k.
+ */
+static int
+write_alert(struct pg_pos_engine *e, const struct pos_record *r, const struct pos_record *last,
+	    int64_t k)
 {
 	char ev[1024];
 	int64_t id = 0;
@@ -603,9 +680,14 @@ write_alert(struct pg_pos_engine *e, const struct record *r)
 			rc = step_done(e->ins_alert); /* runs RETURNING to its end */
 		if (rc < 0)
 			return rc;
-		if (id)
+		if (id) {
 			pg_info("pos", "alert %lld opened for terminal '%s' (%s)", (long long)id,
 				r->tid, pg_reason_name(r->res.reason));
+			rc = alert_event(e->st->pdb, "alert_opened", id, r->tid, r->mid,
+					 pg_reason_name(r->res.reason), ev);
+			if (rc < 0)
+				return rc;
+		}
 		/* another server opened it first: this evidence joins that alert */
 		else if ((rc = find_alert(e, r, &id)) < 0)
 			return rc;
@@ -620,15 +702,18 @@ write_alert(struct pg_pos_engine *e, const struct record *r)
 	rc = step_done(e->link_txns);
 	if (rc < 0)
 		return rc;
-	pg_db_bind_int64(e->upd_alert, 1, r->ts);
-	pg_db_bind_text(e->upd_alert, 2, ev, -1);
-	pg_db_bind_int64(e->upd_alert, 3, id);
+	if (last != r)
+		evidence(last, ev, sizeof(ev));
+	pg_db_bind_int64(e->upd_alert, 1, k);
+	pg_db_bind_int64(e->upd_alert, 2, last->ts);
+	pg_db_bind_text(e->upd_alert, 3, ev, -1);
+	pg_db_bind_int64(e->upd_alert, 4, id);
 	return step_done(e->upd_alert);
 }
 
 /* Binds one transaction's columns as row `k` of a multi-row insert. */
 static void
-bind_txn(struct pg_db_stmt *s, int k, const struct record *r)
+bind_txn(struct pg_db_stmt *s, int k, const struct pos_record *r)
 {
 	int o = k * TXN_COLS;
 
@@ -664,22 +749,52 @@ bind_txn(struct pg_db_stmt *s, int k, const struct record *r)
 	pg_db_bind_text(s, o + 20, r->res.rc, 2);
 }
 
-/* Inserts records [from, to) with as few statements as the chunk sizes allow. */
+/* Marks the record of [from, from + n) that a returned row (ts, tid, stan, f7) is. */
+static void
+mark_fresh(struct pg_db_stmt *s, const struct pos_record *q, size_t from, size_t n, uint8_t *fresh)
+{
+	int64_t ts = pg_db_column_int64(s, 0);
+	const char *c[3];
+
+	for (int i = 0; i < 3; i++) {
+		c[i] = pg_db_column_text(s, i + 1);
+		if (!c[i])
+			c[i] = "";
+	}
+	for (size_t k = from; k < from + n; k++)
+		if (!fresh[k] && q[k].ts == ts && strcmp(q[k].tid, c[0]) == 0 &&
+		    strcmp(q[k].stan, c[1]) == 0 && strcmp(q[k].f7, c[2]) == 0) {
+			fresh[k] = 1;
+			return;
+		}
+}
+
+/*
+ * Inserts records [from, to) with as few statements as the chunk sizes
+ * allow; fresh[i] is set for each record whose row is new (not one the
+ * store already had: a redelivery).
+ */
 static int
-insert_txns(struct pg_pos_engine *e, const struct record *q, size_t from, size_t to)
+insert_txns(struct pg_pos_engine *e, const struct pos_record *q, size_t from, size_t to,
+	    uint8_t *fresh)
 {
 	while (from < to) {
-		size_t i = 0;
+		size_t i = 0, n;
+		struct pg_db_stmt *s;
 		int rc;
 
 		while ((size_t)CHUNK_ROWS[i] > to - from)
 			i++;
-		for (int k = 0; k < CHUNK_ROWS[i]; k++)
-			bind_txn(e->ins_txn[i], k, &q[from + (size_t)k]);
-		rc = step_done(e->ins_txn[i]);
+		n = (size_t)CHUNK_ROWS[i];
+		s = e->ins_txn[i];
+		for (size_t k = 0; k < n; k++)
+			bind_txn(s, (int)k, &q[from + k]);
+		while ((rc = pg_db_step(s)) == 1)
+			mark_fresh(s, q, from, n, fresh);
+		pg_db_reset(s);
 		if (rc < 0)
 			return rc;
-		from += (size_t)CHUNK_ROWS[i];
+		from += n;
 	}
 	return 0;
 }
@@ -702,13 +817,13 @@ by_terminal(const void *a, const void *b)
 
 /* Records to write in one transaction: the engine's queue or a batch taken from it. */
 struct pg_pos_batch {
-	struct record *q;
+	struct pos_record *q;
 	size_t nq, capq;
 };
 
 struct write_job {
 	struct pg_pos_engine *e;
-	const struct record *q;
+	const struct pos_record *q;
 	size_t n;
 	int *abort; /* set by another thread: roll back instead of committing */
 };
@@ -719,23 +834,27 @@ write_batch(struct pg_db *db, void *arg)
 	struct write_job *j = arg;
 	struct pg_pos_engine *e = j->e;
 	struct alert_ref *order;
+	uint8_t *fresh;
 	size_t n = 0;
 	int rc;
 
 	(void)db;
-	rc = insert_txns(e, j->q, 0, j->n);
-	if (rc < 0)
-		return rc;
 	order = malloc(j->n * sizeof(*order));
-	if (!order)
-		return PG_ENOMEM;
-	for (size_t i = 0; i < j->n; i++)
-		if (j->q[i].res.alert)
+	fresh = calloc(j->n, 1);
+	rc = order && fresh ? insert_txns(e, j->q, 0, j->n, fresh) : PG_ENOMEM;
+	/* only a transaction stored now strikes: a redelivered one did already */
+	for (size_t i = 0; rc >= 0 && i < j->n; i++)
+		if (j->q[i].res.alert && fresh[i])
 			order[n++] = (struct alert_ref){j->q[i].tid, i};
-	qsort(order, n, sizeof(*order), by_terminal);
-	for (size_t k = 0; k < n && rc >= 0; k++)
-		rc = write_alert(e, &j->q[order[k].i]);
+	if (rc >= 0)
+		qsort(order, n, sizeof(*order), by_terminal);
+	for (size_t k = 0, g; k < n && rc >= 0; k = g) {
+		for (g = k + 1; g < n && strcmp(order[g].tid, order[k].tid) == 0; g++)
+			;
+		rc = write_alert(e, &j->q[order[k].i], &j->q[order[g - 1].i], (int64_t)(g - k));
+	}
 	free(order);
+	free(fresh);
 	if (rc >= 0 && j->abort && __atomic_load_n(j->abort, __ATOMIC_ACQUIRE))
 		return pg_error(PG_ETIMEDOUT, "pos", "batch past its deadline; rolled back");
 	return rc < 0 ? rc : 0;
@@ -782,10 +901,58 @@ pg_pos_batch_n(const struct pg_pos_batch *b)
 	return b->nq;
 }
 
+const struct pos_record *
+pg_pos_batch_rec(const struct pg_pos_batch *b, size_t i)
+{
+	return &b->q[i];
+}
+
+int
+pg_pos_batch_push(struct pg_pos_batch *b, const struct pos_record *r)
+{
+	if (b->nq == b->capq) {
+		size_t nc = b->capq ? 2 * b->capq : 256;
+		struct pos_record *nq = realloc(b->q, nc * sizeof(*nq));
+
+		if (!nq)
+			return PG_ENOMEM;
+		b->q = nq;
+		b->capq = nc;
+	}
+	b->q[b->nq++] = *r;
+	return 0;
+}
+
+void
+pg_pos_batch_clear(struct pg_pos_batch *b)
+{
+	b->nq = 0;
+}
+
+int
+pg_pos_engine_open_writer(struct pg_pos_engine **out, struct pg_store *st)
+{
+	struct pg_pos_engine *e = calloc(1, sizeof(*e));
+	int rc;
+
+	*out = NULL;
+	if (!e)
+		return PG_ENOMEM;
+	e->st = st;
+	pg_pos_policy_default(&e->pol);
+	rc = prepare(e);
+	if (rc < 0) {
+		free(e);
+		return rc;
+	}
+	*out = e;
+	return 0;
+}
+
 void
 pg_pos_engine_take(struct pg_pos_engine *e, struct pg_pos_batch *b)
 {
-	struct record *q = b->q;
+	struct pos_record *q = b->q;
 	size_t cap = b->capq;
 
 	b->q = e->q;
@@ -816,7 +983,7 @@ pg_pos_batch_write(struct pg_pos_engine *e, struct pg_pos_batch *b, int *abort)
 int
 pg_pos_batch_stored(struct pg_pos_engine *e, const struct pg_pos_batch *b)
 {
-	const struct record *r = b->q;
+	const struct pos_record *r = b->q;
 	struct pg_db_stmt *q;
 	int rc;
 
@@ -850,7 +1017,7 @@ unwrite_batch(struct pg_db *db, void *arg)
 	    db, "DELETE FROM pos_txn WHERE ts=? AND tid=? AND stan=? AND f7=? AND mti=?", &q);
 
 	for (size_t i = 0; rc >= 0 && i < b->nq; i++) {
-		const struct record *r = &b->q[i];
+		const struct pos_record *r = &b->q[i];
 
 		pg_db_bind_int64(q, 1, r->ts);
 		pg_db_bind_text(q, 2, r->tid, -1);
@@ -1009,7 +1176,7 @@ pg_pos_alert_set_state(struct pg_store *st, int64_t id, const char *state, const
 {
 	struct pg_db *db = st->pdb;
 	struct pg_db_stmt *q;
-	char was[16] = "";
+	char was[16] = "", tid[16] = "", mid[24] = "", reason[32] = "";
 	int rc = pg_pos_migrate(st);
 
 	if (rc < 0)
@@ -1019,13 +1186,17 @@ pg_pos_alert_set_state(struct pg_store *st, int64_t id, const char *state, const
 	rc = pg_db_begin(db);
 	if (rc < 0)
 		return rc;
-	rc = pg_db_prepare(db, "SELECT state FROM pos_alerts WHERE id=?", &q);
+	rc = pg_db_prepare(db, "SELECT state, tid, mid, reason FROM pos_alerts WHERE id=?", &q);
 	if (rc < 0)
 		goto fail;
 	pg_db_bind_int64(q, 1, id);
 	rc = pg_db_step(q);
-	if (rc == 1)
+	if (rc == 1) {
 		snprintf(was, sizeof(was), "%s", pg_db_column_text(q, 0));
+		snprintf(tid, sizeof(tid), "%s", pg_db_column_text(q, 1));
+		snprintf(mid, sizeof(mid), "%s", pg_db_column_text(q, 2));
+		snprintf(reason, sizeof(reason), "%s", pg_db_column_text(q, 3));
+	}
 	pg_db_reset(q);
 	if (rc < 0)
 		goto fail;
@@ -1048,6 +1219,10 @@ pg_pos_alert_set_state(struct pg_store *st, int64_t id, const char *state, const
 	pg_db_bind_text(q, 3, note, -1); /* NULL keeps the note */
 	pg_db_bind_int64(q, 4, id);
 	rc = step_done(q);
+	if (rc < 0)
+		goto fail;
+	rc = alert_event(db, strcmp(state, "closed") == 0 ? "alert_closed" : "alert_acknowledged",
+			 id, tid, mid, reason, NULL);
 	if (rc < 0)
 		goto fail;
 	return pg_db_commit(db);

@@ -155,6 +155,10 @@ pg_merchants_import(struct pg_store *st, const char *path, struct pg_import_stat
 	if (rc < 0)
 		return rc;
 	rc = pg_pos_csv_foreach(path, header, stats, merch_row, &mi);
+	/* the POS servers of every node reload once this commits (sent with
+	 * the commit, never without it; SQLite: one node, nothing to tell) */
+	if (rc >= 0)
+		rc = pg_db_notify(mi.db, PG_POS_REF_CHANNEL, "merchants");
 	if (rc < 0) {
 		pg_db_rollback(mi.db);
 		return rc;
@@ -303,6 +307,12 @@ size_t
 pg_merchants_n(const struct pg_merchants *m)
 {
 	return m ? m->n : 0;
+}
+
+const struct pg_merchant_rec *
+pg_merchants_at(const struct pg_merchants *m, size_t i)
+{
+	return m && i < m->n ? &m->recs[i] : NULL;
 }
 
 size_t

@@ -17,7 +17,79 @@ void pg_merchants_free(struct pg_merchants *m);
 const struct pg_merchant_rec *pg_merchants_find(const struct pg_merchants *m, const char *tid,
 						size_t len);
 size_t pg_merchants_n(const struct pg_merchants *m);
+/* The i-th record (0 <= i < n), NULL past the end. */
+const struct pg_merchant_rec *pg_merchants_at(const struct pg_merchants *m, size_t i);
 size_t pg_merchants_index(const struct pg_merchants *m, const struct pg_merchant_rec *r);
 uint64_t pg_pos_tid_key(const char *tid, size_t len);
+
+/* The channel an import of cells or merchants notifies (payload "cells" or
+ * "merchants") when it commits: every POS server on the store reloads. */
+#define PG_POS_REF_CHANNEL "payguard_pos_ref"
+
+/*
+ * One decided transaction as it is recorded (pos_txn) and, in JetStream
+ * intake, as it travels through the stream (txcodec.c). The merchant's
+ * figures are a copy, so a record decoded on another node carries the
+ * evidence of the node that decided it (and a reload may free the index).
+ */
+struct pos_merchant_copy {
+	double lat, lon, unc_m, limit_m;
+	uint16_t mcc;
+	uint8_t known;
+};
+struct pos_record {
+	int64_t ts, window_start;
+	char tid[9], mid[16], mti[5], stan[7], f7[11];
+	struct pg_pos_result res;
+	struct pg_cell_obs cell;
+	struct pos_merchant_copy merchant;
+	int have_cell;
+};
+
+/* The stream codec of a record (docs/pos.md, "JetStream intake"). */
+#define PG_POS_REC_MAX 192 /* an encoded record is never longer */
+int pg_pos_rec_encode(const struct pos_record *r, struct pg_buf *out);
+/* PG_EFORMAT with a detail unless p..n is exactly one valid record. */
+int pg_pos_rec_decode(const uint8_t *p, size_t n, struct pos_record *r);
+/* The record's stable id (terminal, STAN, transmission time, decision time):
+ * the stream's Nats-Msg-Id, so a publish tried again is stored once. */
+void pg_pos_rec_id(const struct pos_record *r, char *out, size_t outlen);
+
+/* The records of a batch (engine.c), for the publisher and the sink. */
+const struct pos_record *pg_pos_batch_rec(const struct pg_pos_batch *b, size_t i);
+/* Appends a copy of r; 0 or PG_ENOMEM. */
+int pg_pos_batch_push(struct pg_pos_batch *b, const struct pos_record *r);
+void pg_pos_batch_clear(struct pg_pos_batch *b);
+
+/* ---- JetStream intake (jsintake.c) ---- */
+
+#define PG_POS_INTAKE_PREFIX   "payguard-intake.pos."
+#define PG_POS_INTAKE_SUBJECTS "payguard-intake.pos.>"
+
+struct pg_pos_js_cfg {
+	const char *nats;   /* comma-separated server URLs */
+	const char *node;   /* the subject's last token */
+	const char *stream; /* "PAYGUARD_POS" */
+	int replicas;	    /* <= 0: 3, or 1 when the servers cannot replicate */
+	int64_t max_bytes;  /* <= 0: 1 GiB */
+	int64_t max_age_s;  /* <= 0: no age limit */
+};
+struct pg_pos_js;
+/* Connects and creates the stream when it is missing. */
+int pg_pos_js_open(struct pg_pos_js **out, const struct pg_pos_js_cfg *cfg);
+/* One try: publishes every record of b and waits up to wait_ms for all
+ * acknowledgements; 0 once the stream holds them all. */
+int pg_pos_js_publish(struct pg_pos_js *j, const struct pg_pos_batch *b, int wait_ms);
+void pg_pos_js_close(struct pg_pos_js *j);
+
+struct pg_pos_sink_cfg {
+	const char *nats, *stream, *durable;
+	const char *store; /* the sink's own connection (NULL: the default store) */
+	int batch;	   /* messages per fetch and transaction (<= 0: 512) */
+};
+struct pg_pos_sink;
+/* Starts the sink thread; it connects (and reconnects) on its own. */
+int pg_pos_sink_start(struct pg_pos_sink **out, const struct pg_pos_sink_cfg *cfg);
+void pg_pos_sink_stop(struct pg_pos_sink *k);
 
 #endif

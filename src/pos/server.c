@@ -4,12 +4,16 @@
  * request decided in one loop pass is written in one transaction, and only
  * then are the responses released, so an answered transaction is stored.
  */
+#include "pos_internal.h"
+
 #include "payguard/clock.h"
 #include "payguard/db.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
 #include "payguard/log.h"
 #include "payguard/pos.h"
+#include "payguard/store.h"
+#include "pos_internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -68,8 +72,30 @@ struct committer {
 	struct pg_pos_engine *e;
 	struct pg_pos_batch *b; /* the inflight batch's records */
 	int phase, outcome, expired, stop, running;
-	int wake_fd;	 /* eventfd: the loop wakes when an outcome is known */
-	uint64_t undone; /* batches answered 96 whose late commit was removed */
+	int wake_fd;	      /* eventfd: the loop wakes when an outcome is known */
+	uint64_t undone;      /* batches answered 96 whose late commit was removed */
+	struct pg_pos_js *js; /* JetStream intake: publish instead of writing */
+};
+
+/*
+ * Cluster reload (issue 14): cells and merchants are imported once, on any
+ * node, and the import notifies PG_POS_REF_CHANNEL as it commits. On a
+ * PostgreSQL store a thread with a connection of its own listens, loads the
+ * new indexes (seconds for a big cell table) and hands them to the event
+ * loop, which swaps them in between two passes: no answer waits for a load.
+ * After a lost connection notifications may have been missed: it reloads.
+ * SQLite is one node: an import there is seen when the server restarts.
+ */
+struct reloader {
+	pthread_t th;
+	pthread_mutex_t mu;
+	char *url;
+	int wake_fd; /* eventfd: new indexes are ready */
+	int stop, running;
+	/* ready for the loop, under mu */
+	struct pg_cells *cells;
+	struct pg_merchants *merchants;
+	uint64_t load_ms; /* how long that load took */
 };
 
 struct server {
@@ -85,6 +111,8 @@ struct server {
 	struct batch bt[2], *inflight, *open;
 	struct committer cm;
 	uint64_t answered96;
+	struct reloader rl;
+	uint64_t reloads;
 };
 
 static volatile sig_atomic_t sig_stop;
@@ -97,7 +125,7 @@ static volatile sig_atomic_t sig_stop;
  */
 struct checkpointer {
 	pthread_t th;
-	sqlite3 *db; /* opened before the thread starts: no thread, no turning off */
+	struct pg_db *db; /* opened before the thread starts: no thread, no turning off */
 	volatile int stop;
 	int running;
 };
@@ -108,10 +136,8 @@ checkpoint_main(void *p)
 	struct checkpointer *cp = p;
 
 	while (!cp->stop) {
-		int logn = 0, done = 0;
-
 		usleep(200000);
-		sqlite3_wal_checkpoint_v2(cp->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &logn, &done);
+		(void)pg_db_checkpoint(cp->db); /* passive: never blocks the server's writes */
 	}
 	return NULL;
 }
@@ -124,19 +150,16 @@ checkpoint_main(void *p)
 static void
 checkpointer_start(struct checkpointer *cp, struct pg_store *st)
 {
-	if (sqlite3_open_v2(st->path, &cp->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
-	    SQLITE_OK) {
+	if (pg_db_checkpointer_open(&cp->db, st->path) < 0) {
 		pg_warn("pos-server",
 			"checkpointer: cannot open '%s' (%s); checkpoints stay automatic", st->path,
-			cp->db ? sqlite3_errmsg(cp->db) : "no memory");
-		sqlite3_close(cp->db);
+			pg_last_error());
 		cp->db = NULL;
 		return;
 	}
-	sqlite3_busy_timeout(cp->db, 1000);
 	if (pthread_create(&cp->th, NULL, checkpoint_main, cp) != 0) {
 		pg_warn("pos-server", "checkpointer: no thread; checkpoints stay automatic");
-		sqlite3_close(cp->db);
+		pg_db_free(cp->db);
 		cp->db = NULL;
 		return;
 	}
@@ -460,6 +483,152 @@ pause_ms(int ms)
 	usleep((useconds_t)ms * 1000);
 }
 
+/* ---- the reloader (PostgreSQL) ---- */
+
+/* Loads both indexes on the reloader's connection and hands them over. */
+static int
+reload_once(struct reloader *r, struct pg_store *st)
+{
+	struct pg_cells *cells = NULL;
+	struct pg_merchants *merchants = NULL;
+	uint64_t one = 1, t0 = pg_mono_ms();
+	int rc = pg_cells_load(st, &cells);
+
+	if (rc >= 0)
+		rc = pg_merchants_load(st, &merchants);
+	if (rc < 0) {
+		pg_cells_free(cells);
+		return rc;
+	}
+	pthread_mutex_lock(&r->mu);
+	/* a load the loop has not taken yet is older than this one */
+	pg_cells_free(r->cells);
+	pg_merchants_free(r->merchants);
+	r->cells = cells;
+	r->merchants = merchants;
+	r->load_ms = pg_mono_ms() - t0;
+	pthread_mutex_unlock(&r->mu);
+	if (write(r->wake_fd, &one, sizeof(one)) < 0)
+		pg_debug("pos-server", "reload wake: %s", strerror(errno));
+	return 0;
+}
+
+static void *
+reloader_main(void *p)
+{
+	struct reloader *r = p;
+	struct pg_store st = {0};
+	int opened = 0, listening = 0, due = 0;
+	char ch[64], payload[64];
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		int rc;
+
+		if (!opened && pg_store_open(&st, r->url) < 0) {
+			pg_warn("pos-server", "reload: store: %s", pg_last_error());
+			pause_ms(500);
+			continue;
+		}
+		opened = 1;
+		if (!listening && pg_db_listen(st.pdb, PG_POS_REF_CHANNEL) < 0) {
+			pg_warn("pos-server", "reload: listen: %s", pg_last_error());
+			pause_ms(500);
+			continue;
+		}
+		listening = 1;
+		rc = pg_db_wait_notify(st.pdb, due ? 500 : 200, ch, sizeof(ch), payload,
+				       sizeof(payload));
+		if (rc == 1 || rc == PG_ECONNLOST) {
+			/* one load for every notification already queued */
+			while (pg_db_wait_notify(st.pdb, 0, ch, sizeof(ch), payload,
+						 sizeof(payload)) == 1)
+				;
+			due = 1;
+		} else if (rc < 0) {
+			pg_warn("pos-server", "reload: wait: %s", pg_last_error());
+			pause_ms(200);
+		}
+		if (!due)
+			continue;
+		if (reload_once(r, &st) < 0) {
+			/* tried again at the next pass (500 ms) */
+			pg_warn("pos-server", "reload of cells and merchants failed: %s",
+				pg_last_error());
+			continue;
+		}
+		due = 0;
+	}
+	if (opened)
+		pg_store_close(&st);
+	return NULL;
+}
+
+static int
+reloader_start(struct reloader *r, const char *url)
+{
+	r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	r->url = strdup(url);
+	if (r->wake_fd < 0 || !r->url)
+		return pg_error(PG_ESYS, "pos-server", "reloader: %s", strerror(errno));
+	pthread_mutex_init(&r->mu, NULL);
+	if (pthread_create(&r->th, NULL, reloader_main, r) != 0) {
+		pthread_mutex_destroy(&r->mu);
+		return pg_error(PG_ESYS, "pos-server", "reloader thread");
+	}
+	r->running = 1;
+	return 0;
+}
+
+static void
+reloader_stop(struct reloader *r)
+{
+	if (r->running) {
+		__atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
+		pthread_join(r->th, NULL);
+		pthread_mutex_destroy(&r->mu);
+		r->running = 0;
+	}
+	pg_cells_free(r->cells);
+	pg_merchants_free(r->merchants);
+	r->cells = NULL;
+	r->merchants = NULL;
+	if (r->wake_fd >= 0)
+		close(r->wake_fd);
+	r->wake_fd = -1;
+	free(r->url);
+	r->url = NULL;
+}
+
+/* The loop's side: swaps in what the reloader loaded (a few pointers and
+ * the per-terminal windows; the load itself happened on the thread). */
+static void
+reloader_take(struct server *s)
+{
+	struct pg_cells *cells;
+	struct pg_merchants *merchants;
+	uint64_t v, load_ms;
+
+	if (read(s->rl.wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		pg_debug("pos-server", "reload wake: %s", strerror(errno));
+	pthread_mutex_lock(&s->rl.mu);
+	cells = s->rl.cells;
+	merchants = s->rl.merchants;
+	s->rl.cells = NULL;
+	s->rl.merchants = NULL;
+	load_ms = s->rl.load_ms;
+	pthread_mutex_unlock(&s->rl.mu);
+	if (!merchants)
+		return;
+	if (pg_pos_engine_swap_ref(s->e, cells, merchants) < 0) {
+		pg_warn("pos-server", "reload: %s", pg_strerror(PG_ENOMEM));
+		return;
+	}
+	s->reloads++;
+	pg_info("pos-server",
+		"cells and merchants reloaded (%d cells, %zu terminals; loaded in %llu ms)",
+		pg_cells_count(cells), pg_merchants_n(merchants), (unsigned long long)load_ms);
+}
+
 static void
 wake_loop(struct committer *cm)
 {
@@ -549,6 +718,38 @@ commit_one(struct committer *cm)
 		pg_err("pos-server", "stopping: a batch answered 96 may stay stored");
 }
 
+/*
+ * JetStream intake: publishes the inflight batch until the stream holds all
+ * of it, or its deadline passed. Every try publishes the same message ids,
+ * so records a lost acknowledgement made us send again are kept once. A
+ * batch answered 96 whose publish got through late is stored by the sink
+ * all the same (docs/pos.md: 96 means "not known to be recorded").
+ */
+static void
+publish_one(struct committer *cm, int try_ms)
+{
+	int wait = 20, ok = 0;
+
+	while (!__atomic_load_n(&cm->expired, __ATOMIC_ACQUIRE)) {
+		if (pg_pos_js_publish(cm->js, cm->b, try_ms) == 0) {
+			ok = 1;
+			break;
+		}
+		if (__atomic_load_n(&cm->stop, __ATOMIC_RELAXED))
+			break;
+		pg_warn("pos-server", "publish of %zu transactions: %s; trying again",
+			pg_pos_batch_n(cm->b), pg_last_error());
+		pause_ms(wait);
+		if (wait < 200)
+			wait *= 2;
+	}
+	pthread_mutex_lock(&cm->mu);
+	if (!cm->expired)
+		cm->outcome = ok ? OUT_OK : OUT_FAIL;
+	pthread_mutex_unlock(&cm->mu);
+	wake_loop(cm);
+}
+
 static void *
 committer_main(void *p)
 {
@@ -562,6 +763,10 @@ committer_main(void *p)
 		if (cm->phase == CM_IDLE && cm->stop)
 			break;
 		pthread_mutex_unlock(&cm->mu);
+		if (cm->js) {
+			publish_one(cm, 1000);
+			goto done;
+		}
 		/* the day partitions ahead, renewed hourly by the connection's owner */
 		if (pg_mono_ms() >= next_days) {
 			next_days = pg_mono_ms() + 60000;
@@ -572,6 +777,7 @@ committer_main(void *p)
 				pg_warn("pos-server", "day partitions: %s", pg_last_error());
 		}
 		commit_one(cm);
+	done:
 		pthread_mutex_lock(&cm->mu);
 		cm->phase = CM_IDLE;
 		pthread_cond_broadcast(&cm->cv);
@@ -686,6 +892,35 @@ async_wait_ms(struct server *s, uint64_t now, int cap)
 	return (int)w;
 }
 
+/*
+ * JetStream intake: the publisher (the committer's) and, unless this node
+ * only publishes, the sink thread. Nothing is written to the store here.
+ */
+static int
+intake_start(struct server *s, struct pg_pos_sink **sink)
+{
+	struct pg_pos_server_cfg *cfg = s->cfg;
+	char host[64] = "node";
+	struct pg_pos_js_cfg jc = {
+	    .nats = cfg->nats,
+	    .node = cfg->node,
+	    .stream = "PAYGUARD_POS",
+	    .max_bytes = (cfg->stream_max_mb > 0 ? cfg->stream_max_mb : 1024) << 20,
+	    .max_age_s = cfg->stream_max_age,
+	};
+	int rc;
+
+	if (!jc.node && gethostname(host, sizeof(host) - 1) == 0)
+		jc.node = host;
+	rc = pg_pos_js_open(&s->cm.js, &jc);
+	if (rc < 0 || cfg->no_sink)
+		return rc;
+	return pg_pos_sink_start(sink, &(struct pg_pos_sink_cfg){.nats = cfg->nats,
+								 .stream = jc.stream,
+								 .durable = "pos-sink",
+								 .store = cfg->sink_store});
+}
+
 static int
 committer_start(struct server *s)
 {
@@ -781,6 +1016,7 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 	int batch_open = 0;
 	uint64_t batch_since = 0;
 	struct pg_store *st = pg_pos_engine_store(e);
+	struct pg_pos_sink *sink = NULL;
 	int rc;
 
 	if (!s)
@@ -794,6 +1030,7 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 		pg_buf_init(&s->bt[i].bytes, (size_t)-1);
 	s->open = &s->bt[0];
 	s->inflight = &s->bt[1];
+	s->rl.wake_fd = -1;
 	if (cfg->commit_timeout_ms <= 0)
 		cfg->commit_timeout_ms = 2000;
 	if (!cfg->max_msg)
@@ -811,11 +1048,17 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 		signal(SIGTERM, on_signal);
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* the stream first: a node that cannot reach it does not announce a port */
+	if (cfg->nats) {
+		rc = intake_start(s, &sink);
+		if (rc < 0)
+			goto out;
+	}
 	rc = listen_on(s);
 	if (rc < 0)
 		goto out;
 	/* WAL checkpoints are SQLite's; a PostgreSQL store has none to move */
-	if (st && st->path && st->db)
+	if (st && st->path && pg_db_engine_of(st->pdb) == PG_DB_SQLITE)
 		checkpointer_start(&cp, st);
 	s->ep = epoll_create1(EPOLL_CLOEXEC);
 	ev.events = EPOLLIN;
@@ -828,7 +1071,7 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 	 * A PostgreSQL store is another process that can stall or restart: its
 	 * commits run on a thread with a deadline, so the loop always answers.
 	 */
-	if (st && st->pdb && pg_db_engine_of(st->pdb) == PG_DB_POSTGRES) {
+	if (cfg->nats || (st && st->pdb && pg_db_engine_of(st->pdb) == PG_DB_POSTGRES)) {
 		rc = committer_start(s);
 		if (rc < 0)
 			goto out;
@@ -837,6 +1080,14 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 		ev.data.ptr = &s->cm;
 		if (epoll_ctl(s->ep, EPOLL_CTL_ADD, s->cm.wake_fd, &ev) < 0) {
 			rc = pg_error(PG_ESYS, "pos-server", "epoll: %s", strerror(errno));
+			goto out;
+		}
+		rc = reloader_start(&s->rl, st->path);
+		ev.events = EPOLLIN;
+		ev.data.ptr = &s->rl;
+		if (rc < 0 || epoll_ctl(s->ep, EPOLL_CTL_ADD, s->rl.wake_fd, &ev) < 0) {
+			rc = rc < 0 ? rc
+				    : pg_error(PG_ESYS, "pos-server", "epoll: %s", strerror(errno));
 			goto out;
 		}
 	}
@@ -860,6 +1111,10 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 
 			if (!c) {
 				do_accept(s, now);
+				continue;
+			}
+			if ((void *)c == &s->rl) {
+				reloader_take(s);
 				continue;
 			}
 			if ((void *)c == &s->cm) {
@@ -934,21 +1189,28 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 	if (s->async) {
 		committer_stop(s);
 		s->async = 0;
-		pg_info("pos-server", "%llu answers were 96 (store not durable in %d ms)",
-			(unsigned long long)s->answered96, cfg->commit_timeout_ms);
+		pg_info("pos-server", "%llu answers were 96 (%s not durable in %d ms)",
+			(unsigned long long)s->answered96, cfg->nats ? "stream" : "store",
+			cfg->commit_timeout_ms);
 	}
+	/* JetStream intake: what was never published was never answered either */
+	if (cfg->nats)
+		pg_pos_engine_drop(e);
 	rc = pg_pos_engine_commit(e);
 	pg_info("pos-server", "stopped: %llu answered, %llu rejected",
 		(unsigned long long)s->served, (unsigned long long)s->rejected);
 out:
+	reloader_stop(&s->rl);
 	if (s->cm.b)
 		committer_stop(s);
+	pg_pos_js_close(s->cm.js);
+	pg_pos_sink_stop(sink);
 	if (cp.running) {
 		cp.stop = 1;
 		pthread_join(cp.th, NULL);
 		pg_store_exec(st, "PRAGMA wal_autocheckpoint=1000");
 	}
-	sqlite3_close(cp.db);
+	pg_db_free(cp.db);
 	while (s->nconns)
 		conn_free(s, s->nconns - 1);
 	free(s->conns);

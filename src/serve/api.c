@@ -17,6 +17,7 @@
  */
 #include "payguard/json.h"
 #include "payguard/clock.h"
+#include "payguard/db_json.h"
 #include "payguard/error.h"
 #include "payguard/hex.h"
 #include "payguard/image.h"
@@ -26,6 +27,7 @@
 #include "payguard/pos.h"
 #include "payguard/serve.h"
 #include "payguard/vse.h"
+#include "cluster.h"
 #include "serve_int.h"
 
 #include <arpa/inet.h>
@@ -185,84 +187,46 @@ reply_rc(struct reply *r, int rc)
 static int64_t
 count_sql(struct pg_store *st, const char *sql)
 {
-	sqlite3_stmt *q = NULL;
 	int64_t n = 0;
 
-	if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) == SQLITE_OK &&
-	    sqlite3_step(q) == SQLITE_ROW)
-		n = sqlite3_column_int64(q, 0);
-	sqlite3_finalize(q);
+	(void)pg_db_query_int64(st->pdb, sql, &n);
 	return n;
-}
-
-static json_t *
-col_json(sqlite3_stmt *q, int i)
-{
-	switch (sqlite3_column_type(q, i)) {
-	case SQLITE_INTEGER:
-		return json_integer(sqlite3_column_int64(q, i));
-	case SQLITE_FLOAT:
-		return json_real(sqlite3_column_double(q, i));
-	case SQLITE_TEXT:
-		return json_string((const char *)sqlite3_column_text(q, i));
-	default:
-		return json_null();
-	}
 }
 
 /* Runs a query and returns its rows as objects keyed by column name. */
 static int
 rows_json(struct pg_store *st, const char *sql, json_t **out)
 {
-	sqlite3_stmt *q = NULL;
-	json_t *a = json_array();
-	int src;
-
-	src = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL);
-	if (src != SQLITE_OK) {
-		json_decref(a);
-		return pg_store_fail(st, src, "query");
-	}
-	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-		json_t *o = json_object();
-
-		for (int i = 0; i < sqlite3_column_count(q); i++)
-			json_object_set_new(o, sqlite3_column_name(q, i), col_json(q, i));
-		json_array_append_new(a, o);
-	}
-	sqlite3_finalize(q);
-	if (src != SQLITE_DONE) {
-		json_decref(a);
-		return pg_store_fail(st, src, "query");
-	}
-	*out = a;
-	return 0;
+	return pg_db_query_json(st->pdb, sql, NULL, out);
 }
 
 /* The newest load estimate's column ("vms" or "types") as JSON. */
 static int
 load_latest(struct pg_store *st, const char *col, json_t **out)
 {
-	sqlite3_stmt *q = NULL;
+	struct pg_db_stmt *q = NULL;
 	char sql[128];
-	int rc = 0;
+	int rc;
 
 	snprintf(sql, sizeof(sql),
 		 "SELECT at_ms, silhouette, %s FROM serve_load ORDER BY id DESC LIMIT 1", col);
-	if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) != SQLITE_OK)
-		return pg_store_fail(st, sqlite3_errcode(st->db), "load estimate");
-	if (sqlite3_step(q) == SQLITE_ROW) {
-		json_t *v = json_loads((const char *)sqlite3_column_text(q, 2), 0, NULL);
+	rc = pg_db_prepare(st->pdb, sql, &q);
+	if (rc >= 0)
+		rc = pg_db_step(q);
+	if (rc > 0) {
+		json_t *v = json_loads(pg_db_column_text(q, 2), 0, NULL);
 
 		*out =
-		    json_pack("{s:I,s:f,s:o}", "at_ms", (json_int_t)sqlite3_column_int64(q, 0),
-			      "silhouette", sqlite3_column_double(q, 1), col, v ? v : json_array());
-	} else {
+		    json_pack("{s:I,s:f,s:o}", "at_ms", (json_int_t)pg_db_column_int64(q, 0),
+			      "silhouette", pg_db_column_double(q, 1), col, v ? v : json_array());
+		rc = 0;
+	} else if (rc == 0) {
 		rc = pg_error(PG_ENOENT, "serve",
 			      "no load estimate yet (the load service makes one every period "
 			      "from its load_source, or from the generated fleet with --demo)");
 	}
-	sqlite3_finalize(q);
+	if (q)
+		pg_db_reset(q);
 	return rc;
 }
 
@@ -270,26 +234,29 @@ load_latest(struct pg_store *st, const char *col, json_t **out)
 static int
 snapshot_latest(struct pg_store *st, const char *table, const char *svc, json_t **out)
 {
-	sqlite3_stmt *q = NULL;
+	struct pg_db_stmt *q = NULL;
 	char sql[96];
-	int rc = 0;
+	int rc;
 
 	snprintf(sql, sizeof(sql), "SELECT at_ms, snapshot FROM %s WHERE id = 1", table);
-	if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) != SQLITE_OK)
-		return pg_store_fail(st, sqlite3_errcode(st->db), "snapshot");
-	if (sqlite3_step(q) == SQLITE_ROW) {
-		json_t *v = json_loads((const char *)sqlite3_column_text(q, 1), 0, NULL);
+	rc = pg_db_prepare(st->pdb, sql, &q);
+	if (rc >= 0)
+		rc = pg_db_step(q);
+	if (rc > 0) {
+		json_t *v = json_loads(pg_db_column_text(q, 1), 0, NULL);
 
 		if (v) {
-			json_object_set_new(v, "at_ms", json_integer(sqlite3_column_int64(q, 0)));
+			json_object_set_new(v, "at_ms", json_integer(pg_db_column_int64(q, 0)));
 			*out = v;
+			rc = 0;
 		} else {
 			rc = pg_error(PG_ECORRUPT, "serve", "%s snapshot is not JSON", svc);
 		}
-	} else {
+	} else if (rc == 0) {
 		rc = pg_error(PG_ENOENT, "serve", "the %s service has not reported yet", svc);
 	}
-	sqlite3_finalize(q);
+	if (q)
+		pg_db_reset(q);
 	return rc;
 }
 
@@ -300,38 +267,45 @@ nfcsw_latest(struct pg_store *st, json_t **out)
 	return snapshot_latest(st, "serve_nfcsw", "nfcswitch", out);
 }
 
+/* One VM's load in a stored estimate's "vms" array, appended to a. */
+static void
+history_point(json_t *a, int64_t at_ms, const char *vms_text, const char *vm)
+{
+	json_t *vms = json_loads(vms_text, 0, NULL), *v;
+	size_t i;
+
+	json_array_foreach(vms, i, v)
+	{
+		if (strcmp(json_string_value(json_object_get(v, "name")) ?: "", vm) == 0) {
+			json_array_append_new(a,
+					      json_pack("{s:I,s:O,s:O}", "at_ms", (json_int_t)at_ms,
+							"load", json_object_get(v, "load"), "type",
+							json_object_get(v, "type")));
+			break;
+		}
+	}
+	json_decref(vms);
+}
+
 static int
 load_history(struct pg_store *st, const char *vm, json_t **out)
 {
-	sqlite3_stmt *q = NULL;
+	struct pg_db_stmt *q = NULL;
 	json_t *a = json_array();
+	int rc =
+	    pg_db_prepare(st->pdb,
+			  "SELECT at_ms, vms FROM (SELECT id, at_ms, vms FROM serve_load ORDER "
+			  "BY id DESC LIMIT 100) AS recent ORDER BY id",
+			  &q);
 
-	if (sqlite3_prepare_v2(
-		st->db,
-		"SELECT at_ms, vms FROM (SELECT id, at_ms, vms FROM serve_load ORDER "
-		"BY id DESC LIMIT 100) ORDER BY id",
-		-1, &q, NULL) != SQLITE_OK) {
+	while (rc >= 0 && (rc = pg_db_step(q)) > 0)
+		history_point(a, pg_db_column_int64(q, 0), pg_db_column_text(q, 1), vm);
+	if (q)
+		pg_db_reset(q);
+	if (rc < 0) {
 		json_decref(a);
-		return pg_store_fail(st, sqlite3_errcode(st->db), "load history");
+		return rc;
 	}
-	while (sqlite3_step(q) == SQLITE_ROW) {
-		json_t *vms = json_loads((const char *)sqlite3_column_text(q, 1), 0, NULL), *v;
-		size_t i;
-
-		json_array_foreach(vms, i, v)
-		{
-			if (strcmp(json_string_value(json_object_get(v, "name")) ?: "", vm) == 0) {
-				json_array_append_new(
-				    a, json_pack("{s:I,s:O,s:O}", "at_ms",
-						 (json_int_t)sqlite3_column_int64(q, 0), "load",
-						 json_object_get(v, "load"), "type",
-						 json_object_get(v, "type")));
-				break;
-			}
-		}
-		json_decref(vms);
-	}
-	sqlite3_finalize(q);
 	if (json_array_size(a) == 0) {
 		json_decref(a);
 		return pg_error(PG_ENOENT, "serve", "no VM named '%.64s' in the recent estimates",
@@ -699,21 +673,9 @@ vse_call(struct pg_serve_state *s, json_t *req, int ok_status, struct reply *r)
 static int
 insert_upgrade_req(struct pg_store *st, int64_t job, int64_t image_id, int fix, const char *debs)
 {
-	sqlite3_stmt *q = NULL;
-	int src;
-
-	src = sqlite3_prepare_v2(
-	    st->db, "INSERT INTO serve_upgrade(job, image_id, fix, debs) VALUES(?,?,?,?)", -1, &q,
-	    NULL);
-	if (src == SQLITE_OK) {
-		sqlite3_bind_int64(q, 1, job);
-		sqlite3_bind_int64(q, 2, image_id);
-		sqlite3_bind_int(q, 3, fix);
-		sqlite3_bind_text(q, 4, debs, -1, SQLITE_STATIC);
-		src = sqlite3_step(q);
-	}
-	sqlite3_finalize(q);
-	return src == SQLITE_DONE ? 0 : pg_store_fail(st, src, "upgrade request");
+	return pg_db_run_json(
+	    st->pdb, "INSERT INTO serve_upgrade(job, image_id, fix, debs) VALUES(?,?,?,?)",
+	    json_pack("[I,I,i,s]", (json_int_t)job, (json_int_t)image_id, fix, debs), NULL);
 }
 
 /* ---- the routes: one table (docs/ARCHITECTURE.md, "Adding a route") ----
@@ -796,6 +758,17 @@ get_services(struct call *x)
 	reply_json(x->r, 200, services_json(x->s));
 }
 
+/* The cluster's nodes and who leads each singleton (cluster.c, docs/cluster.md). */
+static void
+get_cluster(struct call *x)
+{
+	json_t *v = pg_serve_cluster_json(x->s->cluster);
+
+	if (!v)
+		return reply_error(x->r, 500, "out of memory");
+	reply_json(x->r, 200, v);
+}
+
 static void
 get_terminals(struct call *x)
 {
@@ -806,7 +779,8 @@ get_terminals(struct call *x)
 			   " coalesce(x.moved, 0) AS moved, x.last_ts,"
 			   " l.decision AS last_decision, l.est_lat, l.est_lon, l.acc_m"
 			   " FROM pos_terminals t JOIN pos_merchants m ON m.mid=t.mid"
-			   " LEFT JOIN (SELECT tid, count(*) AS n, sum(decision='moved') AS moved,"
+			   " LEFT JOIN (SELECT tid, count(*) AS n,"
+			   " sum(CASE WHEN decision='moved' THEN 1 ELSE 0 END) AS moved,"
 			   " max(ts) AS last_ts, max(id) AS last_id FROM pos_txn GROUP BY tid) x"
 			   " ON x.tid=t.tid"
 			   /* the newest transaction's fields, read once through its id */
@@ -1008,14 +982,75 @@ post_vses(struct call *x)
 	vse_call(x->s, json_pack("{s:s,s:o}", "op", "create", "vse", b), 201, x->r);
 }
 
+/*
+ * Cluster mode: the node that runs VSE `name` when that is another node,
+ * from the hypervisor's own answer (the shared registry records each VSE's
+ * node); "" for this node's VSEs, unknown names and any failure (the local
+ * call that follows then answers).
+ */
+static void
+vse_owner(struct pg_serve_state *s, const char *name, char *node, size_t size)
+{
+	char sock[600];
+	json_t *resp = NULL;
+	const char *n;
+
+	node[0] = 0;
+	snprintf(sock, sizeof(sock), "%s/vse/hv.sock", s->data_dir);
+	if (__atomic_add_fetch(&vse_calls, 1, __ATOMIC_ACQ_REL) <= PG_SERVE_API_THREADS / 2 &&
+	    pg_vse_api_call(sock, json_pack("{s:s,s:s}", "op", "show", "name", name), &resp,
+			    VSE_CALL_TIMEOUT_MS) == 0) {
+		n = json_string_value(json_object_get(json_object_get(resp, "vse"), "node"));
+		if (n && n[0] && strcmp(n, pg_serve_cluster_node(s->cluster)) != 0)
+			snprintf(node, size, "%s", n);
+	}
+	__atomic_sub_fetch(&vse_calls, 1, __ATOMIC_ACQ_REL);
+	json_decref(resp);
+}
+
+/* Sends the action to the owner's API and answers with its answer. */
+static void
+vse_forward(struct call *x, const char *owner)
+{
+	char path[300];
+	json_t *reply = NULL;
+	long status = 0;
+	int rc;
+
+	snprintf(path, sizeof(path), "/api/vses/%s", x->name);
+	rc = pg_serve_cluster_forward(x->s->cluster, owner, path, x->rq->body, x->rq->len,
+				      x->s->token, &status, &reply);
+	if (rc == PG_ENOENT)
+		return reply_error(x->r, 503, "VSE %s runs on node %s, which is not up", x->name,
+				   owner);
+	if (rc < 0)
+		return reply_error(x->r, 503, "VSE %s runs on node %s: %s", x->name, owner,
+				   pg_last_error());
+	pg_info("serve", "VSE %s: action forwarded to node %s (%ld)", x->name, owner, status);
+	reply_json(x->r, status >= 200 && status < 600 ? (int)status : 502, reply);
+}
+
 static void
 post_vse_action(struct call *x)
 {
-	char action[16];
+	char action[16], owner[PG_SERVE_NODE_NAME];
 	int rc = pg_serve_parse_vse_action(x->rq->body, x->rq->len, action);
 
 	if (rc < 0)
 		return reply_rc(x->r, rc);
+	/* a VSE's memory is on its node's disk: another node's VSE is acted on
+	 * there; a request forwarded once is never forwarded again */
+	if (pg_serve_cluster_shared(x->s->cluster)) {
+		vse_owner(x->s, x->name, owner, sizeof(owner));
+		if (owner[0] &&
+		    MHD_lookup_connection_value(x->c, MHD_HEADER_KIND, PG_SERVE_FORWARDED_HEADER))
+			return reply_error(x->r, 409,
+					   "VSE %s runs on node %s; a forwarded request is not "
+					   "forwarded again",
+					   x->name, owner);
+		if (owner[0])
+			return vse_forward(x, owner);
+	}
 	vse_call(x->s, json_pack("{s:s,s:s}", "op", action, "name", x->name), 200, x->r);
 }
 
@@ -1084,7 +1119,9 @@ queue_upgrade(struct call *x, int64_t job, const struct pg_serve_upgrade_req *u)
 	json_decref(debs);
 	rc = dtext ? insert_upgrade_req(x->st, job, x->id, u->fix, dtext) : PG_ENOMEM;
 	free(dtext);
-	if (rc == 0)
+	/* one machine runs what it queues at once; in a cluster the first node
+	 * with a free slot takes the job (pg_serve_cluster_jobs) */
+	if (rc == 0 && !pg_serve_cluster_shared(x->s->cluster))
 		rc = pg_serve_start_upgrade(x->s, job);
 	return rc;
 }
@@ -1136,6 +1173,7 @@ static const struct route routes[] = {
     {"GET", "/api", get_api, 0},
     {"GET", "/api/health", get_health, 0},
     {"GET", "/api/services", get_services, 0},
+    {"GET", "/api/cluster", get_cluster, 0},
     {"GET", "/api/pos/terminals", get_terminals, 0},
     {"GET", "/api/pos/alerts", get_alerts, 0},
     {"GET", "/api/pos/alerts/{n}", get_alert, 0},
@@ -1690,7 +1728,7 @@ pg_serve_api_start(struct pg_serve_state *s, int listen_fd, struct pg_serve_api 
 	pthread_mutex_init(&a->m_mu, NULL);
 	/* one store connection per pool thread: a request holds one while it runs */
 	for (; nst < PG_SERVE_API_THREADS && rc == 0; nst++) {
-		rc = pg_store_open(&a->st[nst], s->dbpath);
+		rc = pg_store_open(&a->st[nst], s->store);
 		if (rc == 0) /* the image schema, migrated before the first request */
 			rc = pg_image_db_open(&a->st[nst]);
 	}

@@ -160,6 +160,15 @@ pg_serve_conf_parse(const char *text, size_t len, struct pg_serve_conf *c)
 			if (rc == 0)
 				rc = pg_serve_check_load_source(n.load_source);
 			n.keys |= PG_SERVE_KEY_LOAD_SOURCE;
+		} else if (strcmp(key, "node") == 0) {
+			rc = get_str(v, key, n.node, sizeof(n.node));
+			if (rc == 0)
+				rc = pg_serve_check_node_name(n.node);
+			n.keys |= PG_SERVE_KEY_NODE;
+		} else if (strcmp(key, "store") == 0) {
+			/* a SQLite path or a PostgreSQL URL (db.h); opened at the start */
+			rc = get_str(v, key, n.store, sizeof(n.store));
+			n.keys |= PG_SERVE_KEY_STORE;
 		} else if (strcmp(key, "image_backing_dirs") == 0) {
 			rc = get_dirs(v, key, n.image_backing_dirs, sizeof(n.image_backing_dirs));
 			n.keys |= PG_SERVE_KEY_IMAGE_BACKING_DIRS;
@@ -203,6 +212,26 @@ pg_serve_conf_load(const char *path, struct pg_serve_conf *c)
 	}
 	free(data);
 	return rc;
+}
+
+int
+pg_serve_check_node_name(const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+
+	if (n == 0 || n >= PG_SERVE_NODE_NAME)
+		return pg_error(PG_EINVAL, "serve", "a node name has 1..%d characters",
+				PG_SERVE_NODE_NAME - 1);
+	for (size_t i = 0; i < n; i++) {
+		char ch = name[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
+			return pg_error(PG_EINVAL, "serve",
+					"node name '%.63s': only letters, digits, '.', '_' and '-'",
+					name);
+	}
+	return 0;
 }
 
 int

@@ -8,6 +8,7 @@
  */
 #include "payguard/card.h"
 #include "payguard/clock.h"
+#include "payguard/db_json.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
 #include "payguard/hex.h"
@@ -48,8 +49,7 @@ pg_serve_log_apdu(struct pg_store *st, const char *source, const char *se, const
 {
 	static unsigned since_trim;
 	char ch[2 * 300 + 1], rh[2 * 300 + 1], sw[5] = "";
-	sqlite3_stmt *q = NULL;
-	int rc = 0, src;
+	int rc;
 
 	/* The status word ends the whole response: read it before the log clips the bytes. */
 	if (rn >= 2) {
@@ -71,30 +71,17 @@ pg_serve_log_apdu(struct pg_store *st, const char *source, const char *se, const
 		pg_hex_encode_upper(ch, c, cn, 0);
 	}
 	pg_hex_encode_upper(rh, r, rn, 0);
-	src = sqlite3_prepare_v2(
-	    st->db,
-	    "INSERT INTO serve_apdu(at_ms, source, se, link, capdu, rapdu, sw, us)"
-	    " VALUES(?,?,?,?,?,?,?,?)",
-	    -1, &q, NULL);
-	if (src == SQLITE_OK) {
-		sqlite3_bind_int64(q, 1, pg_wall_ms());
-		sqlite3_bind_text(q, 2, source, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 3, se, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 4, link ? link : "", -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 5, ch, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 6, rh, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 7, sw, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(q, 8, us);
-		src = sqlite3_step(q);
-	}
-	if (src != SQLITE_DONE)
-		rc = pg_store_fail(st, src, "APDU log");
-	sqlite3_finalize(q);
+	rc = pg_db_run_json(st->pdb,
+			    "INSERT INTO serve_apdu(at_ms, source, se, link, capdu, rapdu, sw, us)"
+			    " VALUES(?,?,?,?,?,?,?,?)",
+			    json_pack("[I,s,s,s,s,s,s,I]", (json_int_t)pg_wall_ms(), source, se,
+				      link ? link : "", ch, rh, sw, (json_int_t)us),
+			    NULL);
 	/* a ring of the last APDU_LOG_KEEP: trimmed now and then, not per row */
 	if (rc == 0 && ++since_trim >= 50) {
 		since_trim = 0;
-		rc = pg_store_exec(st, "DELETE FROM serve_apdu WHERE id <= (SELECT max(id) FROM "
-				       "serve_apdu) - 500");
+		rc = pg_db_exec(st->pdb, "DELETE FROM serve_apdu WHERE id <= (SELECT max(id) FROM "
+					 "serve_apdu) - 500");
 	}
 	return rc;
 }
@@ -313,7 +300,7 @@ links_row(void *arg, const struct pg_seos_entry *e)
 }
 
 int
-pg_serve_worker_seos(const char *dir, const char *dbpath, int demo, const volatile int *stop)
+pg_serve_worker_seos(const char *dir, const char *store, int demo, const volatile int *stop)
 {
 	static const struct {
 		const char *name, *link;
@@ -348,7 +335,7 @@ pg_serve_worker_seos(const char *dir, const char *dbpath, int demo, const volati
 	pg_memzero(mhex, sizeof(mhex));
 	if (rc < 0)
 		goto out;
-	rc = pg_store_open(&st, dbpath);
+	rc = pg_store_open(&st, store);
 	if (rc == 0)
 		rc = pg_serve_migrate(&st);
 	if (rc < 0)
@@ -364,7 +351,7 @@ pg_serve_worker_seos(const char *dir, const char *dbpath, int demo, const volati
 	unlink(sock);
 	so.sock = sock;
 	so.watch = watch;
-	so.db = dbpath;
+	so.db = store;
 	so.devkey = kp;
 	so.ks = ks;
 	so.stop = (volatile int *)&srv_stop;
@@ -378,7 +365,7 @@ pg_serve_worker_seos(const char *dir, const char *dbpath, int demo, const volati
 	for (int i = 0; demo && i < 3; i++)
 		if ((rc = pg_seos_sim_announce(sim[i], watch)) < 0)
 			goto out;
-	rc = pg_seos_open(&os, dbpath, kp, ks);
+	rc = pg_seos_open(&os, store, kp, ks);
 	if (rc < 0)
 		goto out;
 	/* every 2 s: the SE list to the store, and a wallet tap on each authenticated SE */

@@ -24,7 +24,8 @@ int pg_serve_master_key(const char *dir, uint8_t key[16]);
 int pg_serve_put_snapshot(struct pg_store *st, const char *table, json_t *snap);
 /* What every worker is given (pg_serve_worker). */
 struct pg_serve_wargs {
-	const char *dir, *dbpath;
+	const char *dir;
+	const char *store; /* store URL: a SQLite path or a PostgreSQL URL */
 	int demo, load_period_ms;
 	const char *load_source; /* NULL or "" none */
 };
@@ -37,9 +38,9 @@ struct pg_serve_worker_def {
 };
 extern const struct pg_serve_worker_def pg_serve_workers[]; /* ends with a NULL name */
 /* The "seos" worker: runs until *stop. */
-int pg_serve_worker_seos(const char *dir, const char *dbpath, int demo, const volatile int *stop);
+int pg_serve_worker_seos(const char *dir, const char *store, int demo, const volatile int *stop);
 /* The one-shot "upgrade" worker: runs queued image job `job` (table serve_upgrade). */
-int pg_serve_worker_upgrade(const char *dir, const char *dbpath, int64_t job,
+int pg_serve_worker_upgrade(const char *dir, const char *store, int64_t job,
 			    const volatile int *stop);
 
 /* The dashboard's embedded files (dashboard.c): 0 and the file for a URL
@@ -80,6 +81,7 @@ struct pg_serve_svc {
 	unsigned backoff_ms;
 	char last_exit[48];
 	int reloading;	  /* stopped on purpose for a reload: restart now, not counted */
+	int standby;	  /* stopped because another node leads it (cluster.c) */
 	int reload_start; /* the next start is that planned one */
 };
 
@@ -87,7 +89,8 @@ struct pg_serve_state {
 	pthread_mutex_t mu; /* guards svc[] (supervisor loop vs API thread) */
 	struct pg_serve_svc svc[PG_SERVE_MAX_SVC];
 	int nsvc;
-	char data_dir[512], dbpath[600];
+	char data_dir[512];
+	char store[1024];  /* the store URL (pick_store in daemon.c) */
 	const char *token; /* NULL: no token required */
 	int64_t started_ms;
 	int load_period_ms; /* current, after reloads */
@@ -107,6 +110,9 @@ struct pg_serve_state {
 	 * Atomic: libmicrohttpd may call its callbacks from several threads. */
 	_Atomic uint64_t http_conn_total, http_conn_refused;
 	unsigned http_conn_limit; /* MHD_OPTION_CONNECTION_LIMIT as started */
+	/* cluster mode (cluster.c): membership and singleton leadership; set
+	 * before the services start, never NULL while the daemon runs */
+	struct pg_serve_cluster *cluster;
 };
 /* Starts the one-shot upgrade worker for queued job `job`; PG_EBUSY when
  * PG_SERVE_MAX_TASKS are running. Called from the API thread. */

@@ -6,6 +6,7 @@
  * SIGTERM (the daemon stopping) ends it with the job marked interrupted and
  * the original image untouched.
  */
+#include "payguard/db.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
 #include "payguard/image.h"
@@ -17,46 +18,110 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/*
+ * The request behind job `job` (serve_upgrade), as a row of *q. A cluster
+ * node may take a job in the moment between the API queuing it and writing
+ * its request (they are two statements): it waits up to 5 s for the row.
+ */
+static int
+read_request(struct pg_store *st, int64_t job, struct pg_db_stmt **q)
+{
+	int rc = 0;
+
+	for (int tries = 0; tries < 50; tries++) {
+		if (tries)
+			usleep(100 * 1000);
+		rc = pg_db_prepare(
+		    st->pdb, "SELECT image_id, fix, debs FROM serve_upgrade WHERE job = ?", q);
+		if (rc >= 0)
+			rc = pg_db_bind_int64(*q, 1, job);
+		if (rc >= 0)
+			rc = pg_db_step(*q);
+		if (rc != 0)
+			break;
+		pg_db_reset(*q);
+	}
+	if (rc == 0) {
+		*q = NULL;
+		return pg_error(PG_ENOENT, "serve", "no upgrade request for job %lld",
+				(long long)job);
+	}
+	if (rc < 0)
+		*q = NULL;
+	return rc < 0 ? rc : 0;
+}
+
+/*
+ * A cluster node's supervisor took the job with pg_image_job_claim, which
+ * records the claiming process; the task it started for the job takes the
+ * claim over (the image library runs a claimed job only in the process that
+ * holds it). Refused when the job is no longer this node's.
+ */
+static int
+adopt_claim(struct pg_store *st, int64_t job, const char *node)
+{
+	struct pg_db_stmt *q;
+	int rc = pg_db_prepare(st->pdb,
+			       "UPDATE image_job SET pid = ? WHERE id = ? AND state = 'running'"
+			       " AND node = ?",
+			       &q);
+
+	if (rc >= 0)
+		rc = pg_db_bind_int64(q, 1, (int64_t)getpid());
+	if (rc >= 0)
+		rc = pg_db_bind_int64(q, 2, job);
+	if (rc >= 0)
+		rc = pg_db_bind_text(q, 3, node, -1);
+	if (rc >= 0)
+		rc = pg_db_step(q);
+	if (rc >= 0 && pg_db_changes(q) != 1)
+		rc = pg_error(PG_ESTATE, "serve", "image job %lld is not running on node %s",
+			      (long long)job, node);
+	pg_db_reset(q);
+	return rc < 0 ? rc : 0;
+}
 
 int
-pg_serve_worker_upgrade(const char *dir, const char *dbpath, int64_t job, const volatile int *stop)
+pg_serve_worker_upgrade(const char *dir, const char *store, int64_t job, const volatile int *stop)
 {
+	const char *node = getenv(PG_SERVE_NODE_ENV);
 	char ref[32], repo[600], ovdir[600], out[700], debp[PG_SERVE_MAX_DEBS][760];
 	const char *debv[PG_SERVE_MAX_DEBS];
 	struct pg_upgrade_opts o;
 	struct pg_store st = {0};
-	sqlite3_stmt *q = NULL;
+	struct pg_db_stmt *q = NULL;
 	json_t *debs = NULL, *res = NULL;
 	int64_t image_id = 0;
 	int rc, fix = 0;
 	size_t n = 0;
 
-	rc = pg_store_open(&st, dbpath);
+	if (!node || !node[0] || !pg_db_url_is_postgres(store))
+		node = NULL;
+	rc = pg_store_open(&st, store);
 	if (rc == 0)
 		rc = pg_serve_migrate(&st);
 	if (rc == 0)
 		rc = pg_image_db_open(&st);
 	if (rc < 0)
 		goto out;
-	if (sqlite3_prepare_v2(st.db,
-			       "SELECT image_id, fix, debs FROM serve_upgrade WHERE job = ?1", -1,
-			       &q, NULL) != SQLITE_OK) {
-		rc = pg_store_fail(&st, sqlite3_errcode(st.db), "upgrade request");
+	if (rc == 0 && node)
+		rc = adopt_claim(&st, job, node);
+	if (rc < 0)
 		goto out;
-	}
-	sqlite3_bind_int64(q, 1, job);
-	if (sqlite3_step(q) != SQLITE_ROW) {
-		rc =
-		    pg_error(PG_ENOENT, "serve", "no upgrade request for job %lld", (long long)job);
+	rc = read_request(&st, job, &q);
+	if (rc < 0)
 		goto out;
-	}
-	image_id = sqlite3_column_int64(q, 0);
-	fix = sqlite3_column_int(q, 1);
-	debs = json_loads((const char *)sqlite3_column_text(q, 2), 0, NULL);
-	sqlite3_finalize(q);
+	image_id = pg_db_column_int64(q, 0);
+	fix = (int)pg_db_column_int64(q, 1);
+	debs = json_loads(pg_db_column_text(q, 2), 0, NULL);
+	pg_db_reset(q);
 	q = NULL;
 	snprintf(repo, sizeof(repo), "%s/repo", dir);
-	snprintf(ovdir, sizeof(ovdir), "%s/overlays", dir);
+	/* a cluster node's overlay goes to the shared image folder, where the
+	 * node that takes the job over finds (and removes) a partial one */
+	snprintf(ovdir, sizeof(ovdir), node ? "%s/images/overlays" : "%s/overlays", dir);
 	rc = pg_mkdir_p(ovdir, 0700);
 	if (rc < 0)
 		goto out;
@@ -86,13 +151,15 @@ pg_serve_worker_upgrade(const char *dir, const char *dbpath, int64_t job, const 
 	o.output = out;
 	o.job = job;
 	o.stop = stop;
+	o.node = node; /* NULL on one machine: the job of this process */
 	pg_info("serve", "upgrade job %lld of image %lld starts", (long long)job,
 		(long long)image_id);
 	rc = pg_image_upgrade(&st, &o, &res);
 	if (rc == 0)
 		pg_info("serve", "upgrade job %lld done: %s", (long long)job, out);
 out:
-	sqlite3_finalize(q);
+	if (q)
+		pg_db_reset(q);
 	json_decref(debs);
 	json_decref(res);
 	pg_store_close(&st);

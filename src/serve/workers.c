@@ -6,6 +6,8 @@
  */
 #include "payguard/json.h"
 #include "payguard/clock.h"
+#include "payguard/db_json.h"
+#include "payguard/db.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
 #include "payguard/hex.h"
@@ -116,7 +118,7 @@ pg_serve_demo_pos_data(struct pg_store *st, const char *dir)
 }
 
 static int
-worker_pos(const char *dir, const char *dbpath, int demo)
+worker_pos(const char *dir, const char *store, int demo)
 {
 	struct pg_store st = {0};
 	struct pg_pos_engine *e = NULL;
@@ -125,7 +127,7 @@ worker_pos(const char *dir, const char *dbpath, int demo)
 	char portfile[600];
 	int rc;
 
-	rc = pg_store_open(&st, dbpath);
+	rc = pg_store_open(&st, store);
 	if (rc < 0)
 		return rc;
 	rc = pg_pos_migrate(&st);
@@ -306,34 +308,19 @@ store_estimate(struct pg_store *st, const struct pg_load_est *e)
 {
 	json_t *types = NULL, *vms = est_to_json(e, &types);
 	char *vs = pg_json_dumps(vms, JSON_COMPACT), *ts = pg_json_dumps(types, JSON_COMPACT);
-	sqlite3_stmt *s = NULL;
-	int rc = 0, src;
+	int rc = PG_ENOMEM;
 
-	if (!vs || !ts) {
-		rc = PG_ENOMEM;
-		goto out;
-	}
-	src = sqlite3_prepare_v2(
-	    st->db, "INSERT INTO serve_load(at_ms, silhouette, vms, types) VALUES(?,?,?,?)", -1, &s,
-	    NULL);
-	if (src != SQLITE_OK) {
-		rc = pg_store_fail(st, src, "insert estimate");
-		goto out;
-	}
-	sqlite3_bind_int64(s, 1, pg_wall_ms());
-	sqlite3_bind_double(s, 2, pg_load_est_silhouette(e));
-	sqlite3_bind_text(s, 3, vs, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 4, ts, -1, SQLITE_STATIC);
-	src = sqlite3_step(s);
-	if (src != SQLITE_DONE) {
-		rc = pg_store_fail(st, src, "insert estimate");
-		goto out;
-	}
+	if (vs && ts)
+		rc = pg_db_run_json(
+		    st->pdb,
+		    "INSERT INTO serve_load(at_ms, silhouette, vms, types) VALUES(?,?,?,?)",
+		    json_pack("[I,f,s,s]", (json_int_t)pg_wall_ms(), pg_load_est_silhouette(e), vs,
+			      ts),
+		    NULL);
 	/* keep the last 200 estimates: enough for each VM's load over time */
-	rc = pg_store_exec(
-	    st, "DELETE FROM serve_load WHERE id <= (SELECT max(id) FROM serve_load) - 200");
-out:
-	sqlite3_finalize(s);
+	if (rc == 0)
+		rc = pg_db_exec(st->pdb, "DELETE FROM serve_load WHERE id <= (SELECT max(id) FROM "
+					 "serve_load) - 200");
 	free(vs);
 	free(ts);
 	json_decref(vms);
@@ -342,7 +329,7 @@ out:
 }
 
 static int
-worker_load(const char *dbpath, int period_ms)
+worker_load(const char *store, int period_ms)
 {
 	struct pg_load_series *fleet = calloc(FLEET_N, sizeof(*fleet));
 	struct pg_store st = {0};
@@ -352,7 +339,7 @@ worker_load(const char *dbpath, int period_ms)
 
 	if (!fleet)
 		return PG_ENOMEM;
-	rc = pg_store_open(&st, dbpath);
+	rc = pg_store_open(&st, store);
 	if (rc == 0)
 		rc = pg_serve_migrate(&st);
 	for (size_t i = 0; rc == 0 && i < FLEET_N; i++) {
@@ -452,29 +439,23 @@ nfcsw_snapshot(struct pg_nfcsw *sw, uint64_t selects, uint64_t ok)
 int
 pg_serve_put_snapshot(struct pg_store *st, const char *table, json_t *snap)
 {
-	char *text = pg_json_dumps(snap, JSON_COMPACT), sql[96];
-	sqlite3_stmt *q = NULL;
-	int rc = 0, src;
+	char *text = pg_json_dumps(snap, JSON_COMPACT), sql[160];
+	int rc;
 
 	if (!text)
 		return PG_ENOMEM;
-	snprintf(sql, sizeof(sql), "INSERT OR REPLACE INTO %s(id, at_ms, snapshot) VALUES(1,?,?)",
+	/* the one row (id 1) replaced: an upsert both engines accept */
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO %s(id, at_ms, snapshot) VALUES(1,?,?) ON CONFLICT(id) DO UPDATE"
+		 " SET at_ms = excluded.at_ms, snapshot = excluded.snapshot",
 		 table);
-	src = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL);
-	if (src == SQLITE_OK) {
-		sqlite3_bind_int64(q, 1, pg_wall_ms());
-		sqlite3_bind_text(q, 2, text, -1, SQLITE_STATIC);
-		src = sqlite3_step(q);
-	}
-	if (src != SQLITE_DONE)
-		rc = pg_store_fail(st, src, table);
-	sqlite3_finalize(q);
+	rc = pg_db_run_json(st->pdb, sql, json_pack("[I,s]", (json_int_t)pg_wall_ms(), text), NULL);
 	free(text);
 	return rc;
 }
 
 static int
-worker_nfcswitch(const char *dbpath)
+worker_nfcswitch(const char *store)
 {
 	struct pg_nfcsw_demo_se *se[NFC_NSE] = {0};
 	struct pg_nfcsw *sw = NULL;
@@ -482,7 +463,7 @@ worker_nfcswitch(const char *dbpath)
 	uint64_t selects = 0, ok = 0;
 	int rc;
 
-	rc = pg_store_open(&st, dbpath);
+	rc = pg_store_open(&st, store);
 	if (rc == 0)
 		rc = pg_serve_migrate(&st);
 	if (rc == 0)
@@ -605,9 +586,10 @@ vse_demo_thread(void *arg)
 }
 
 static int
-worker_vse(const char *dir, int demo)
+worker_vse(const char *dir, const char *store, int demo)
 {
 	struct pg_vse_hv_opts o = {.data_dir = dir, .exe = NULL, .ready_fd = -1};
+	const char *node = getenv(PG_SERVE_NODE_ENV);
 	struct vse_demo d;
 	char announce[600];
 	int rc, started = 0;
@@ -619,6 +601,12 @@ worker_vse(const char *dir, int demo)
 		return rc;
 	o.announce_dir = announce;
 	o.stop = (const volatile int *)&w_stop;
+	/* a cluster node: the registry is the shared store's, and this
+	 * hypervisor runs the VSEs of its node (their memory is on its disk) */
+	if (node && node[0] && store && pg_db_url_is_postgres(store)) {
+		o.store = store;
+		o.node = node;
+	}
 	if (demo) {
 		snprintf(d.dir, sizeof(d.dir), "%s", dir);
 		started = pthread_create(&d.t, NULL, vse_demo_thread, &d) == 0;
@@ -689,7 +677,7 @@ image_backing_from_env(void)
 }
 
 static int
-worker_image(const char *dir, const char *dbpath, int demo)
+worker_image(const char *dir, const char *store, int demo)
 {
 	char imgdir[600], repo[600];
 	struct pg_store st = {0};
@@ -703,7 +691,7 @@ worker_image(const char *dir, const char *dbpath, int demo)
 	if (rc == 0)
 		rc = image_backing_from_env();
 	if (rc == 0)
-		rc = pg_store_open(&st, dbpath);
+		rc = pg_store_open(&st, store);
 	if (rc == 0)
 		rc = pg_image_db_open(&st);
 	/* the image area's own demo builds a tiny ext4 disk with a dpkg database
@@ -762,7 +750,7 @@ live_sample(void *ctx, const char *name, const struct pg_load_sample *x)
 }
 
 static int
-worker_load_live(const char *dbpath, const char *spec, int period_ms)
+worker_load_live(const char *store, const char *spec, int period_ms)
 {
 	const struct pg_load_ops *ops = NULL;
 	const char *arg = NULL;
@@ -776,7 +764,7 @@ worker_load_live(const char *dbpath, const char *spec, int period_ms)
 	if (rc == 0)
 		rc = pg_load_source_lookup(spec, &ops, &arg);
 	if (rc == 0)
-		rc = pg_store_open(&st, dbpath);
+		rc = pg_store_open(&st, store);
 	if (rc == 0)
 		rc = pg_serve_migrate(&st);
 	if (rc == 0)
@@ -840,7 +828,7 @@ worker_load_live(const char *dbpath, const char *spec, int period_ms)
 static int
 run_pos(const struct pg_serve_wargs *a)
 {
-	return worker_pos(a->dir, a->dbpath, a->demo);
+	return worker_pos(a->dir, a->store, a->demo);
 }
 
 static int
@@ -852,25 +840,25 @@ run_pos_traffic(const struct pg_serve_wargs *a)
 static int
 run_vse(const struct pg_serve_wargs *a)
 {
-	return worker_vse(a->dir, a->demo);
+	return worker_vse(a->dir, a->store, a->demo);
 }
 
 static int
 run_seos(const struct pg_serve_wargs *a)
 {
-	return pg_serve_worker_seos(a->dir, a->dbpath, a->demo, (const volatile int *)&w_stop);
+	return pg_serve_worker_seos(a->dir, a->store, a->demo, (const volatile int *)&w_stop);
 }
 
 static int
 run_image(const struct pg_serve_wargs *a)
 {
-	return worker_image(a->dir, a->dbpath, a->demo);
+	return worker_image(a->dir, a->store, a->demo);
 }
 
 static int
 run_nfcswitch(const struct pg_serve_wargs *a)
 {
-	return worker_nfcswitch(a->dbpath);
+	return worker_nfcswitch(a->store);
 }
 
 static int
@@ -879,9 +867,9 @@ run_load(const struct pg_serve_wargs *a)
 	int period = a->load_period_ms > 0 ? a->load_period_ms : 5000;
 
 	if (a->load_source && a->load_source[0])
-		return worker_load_live(a->dbpath, a->load_source, period);
+		return worker_load_live(a->store, a->load_source, period);
 	if (a->demo)
-		return worker_load(a->dbpath, period);
+		return worker_load(a->store, period);
 	/* nothing to collect: the service idles, /api/load says no estimate yet */
 	pg_info("load", "no load_source configured and no --demo: idle");
 	while (!w_stop)
@@ -927,31 +915,47 @@ pg_serve_worker_names(char *out, size_t size, const char *sep)
 	return 0;
 }
 
+/* The supervisor's store URL (PG_SERVE_STORE_ENV), else DATA_DIR/payguard.db. */
+static int
+worker_store(const char *data_dir, char *out, size_t size)
+{
+	const char *env = getenv(PG_SERVE_STORE_ENV);
+	int n = env && env[0] ? snprintf(out, size, "%s", env)
+			      : snprintf(out, size, "%s/payguard.db", data_dir);
+
+	if (n < 0 || (size_t)n >= size)
+		return pg_error(PG_ETOOBIG, "serve", "the store URL is longer than %zu bytes",
+				size - 1);
+	return 0;
+}
+
 int
 pg_serve_worker(const char *name, const char *data_dir, int demo, int load_period_ms,
 		const char *load_source)
 {
 	const struct pg_serve_worker_def *w = pg_serve_worker_find(name);
-	char dbpath[600];
-	struct pg_serve_wargs a = {data_dir, dbpath, demo, load_period_ms, load_source};
+	char store[1024];
+	struct pg_serve_wargs a = {data_dir, store, demo, load_period_ms, load_source};
 
 	if (!w)
 		return pg_error(PG_ENOENT, "serve", "no worker named '%s'", name);
 	install_term();
 	pg_log_set_tag(name);
-	snprintf(dbpath, sizeof(dbpath), "%s/payguard.db", data_dir);
+	if (worker_store(data_dir, store, sizeof(store)) < 0)
+		return PG_ETOOBIG;
 	return w->run(&a);
 }
 
 int
 pg_serve_run_upgrade(const char *data_dir, int64_t job)
 {
-	char dbpath[600];
+	char store[1024];
 
 	install_term();
 	pg_log_set_tag("upgrade");
-	snprintf(dbpath, sizeof(dbpath), "%s/payguard.db", data_dir);
+	if (worker_store(data_dir, store, sizeof(store)) < 0)
+		return PG_ETOOBIG;
 	if (image_backing_from_env() < 0)
 		return PG_EINVAL;
-	return pg_serve_worker_upgrade(data_dir, dbpath, job, (const volatile int *)&w_stop);
+	return pg_serve_worker_upgrade(data_dir, store, job, (const volatile int *)&w_stop);
 }

@@ -272,6 +272,11 @@ try {
 	ok(await until(() => page.$eval('#health dd[data-key="status"]', (e) => e.textContent === 'ok'), 10000), 'health: /api/health status ok');
 	const met = await waitRows(page, 't-metrics', 15000, (r) => r.some((x) => x.key === 'payguard_pos_transactions_total' && Number(x.cells.total.replace(/,/g, '')) > 0));
 	ok(met, 'health: counters from /metrics include payguard_pos_transactions_total > 0');
+	/* the cluster panel (issue 14): on SQLite this daemon is the one node, up, leading every singleton */
+	const nodes = await waitRows(page, 't-nodes', 15000, (r) => r.length === 1 && r[0].cells.state === 'up');
+	ok(nodes, 'health: the cluster panel shows this daemon as the one node, up', JSON.stringify(nodes));
+	const leaders = await waitRows(page, 't-leaders', 15000, (r) => ['load', 'retention', 'image-watch', 'pos-traffic'].every((k) => r.some((x) => x.key === k)));
+	ok(leaders && leaders.every((r) => r.cells.node === nodes[0].key && r.cells.node_state === 'up'), 'health: the leaders panel shows this node leading load, retention, image-watch and pos-traffic', JSON.stringify(leaders));
 	ok((await visibleErrors(page)).length === 0, 'health: no error shown', await visibleErrors(page));
 
 	// SIGKILL one worker: the supervisor restarts it and the page says so,

@@ -8,6 +8,7 @@
  */
 #include "gp_int.h"
 
+#include "payguard/cmac.h"
 #include "payguard/mem.h"
 #include "payguard/tlv.h"
 
@@ -275,7 +276,7 @@ generate_ac(struct gp_inst *in, const struct pg_capdu *c, uint8_t *resp, size_t 
 	memcpy(msg + CDOL1_LEN, aip, 2);
 	memcpy(msg + CDOL1_LEN + 2, p->atc, 2);
 	memcpy(msg + CDOL1_LEN + 4, iad, sizeof(iad));
-	if (gp_aes_ecb(p->key, 16, blk, sk) < 0 || gp_aes_cmac(sk, 16, msg, sizeof(msg), mac) < 0) {
+	if (gp_aes_ecb(p->key, 16, blk, sk) < 0 || pg_aes_cmac(sk, 16, msg, sizeof(msg), mac) < 0) {
 		sw = PG_SW_UNKNOWN;
 		goto done;
 	}

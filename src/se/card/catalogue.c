@@ -1,7 +1,7 @@
 /*
  * The built-in catalogue of the GP card: executable load files (in "ROM",
  * never downloaded) with one module each — PPSE, EMV-style payment, PIN and
- * key store, and the link test applet — and the strict parsers of INSTALL
+ * key store, the link test applet, ARA-M and echo — and the strict parsers of INSTALL
  * command data (GP 2.3 11.5.2.3) and STORE DATA DGIs (EMV CPS / GP 11.11).
  */
 #include "gp_int.h"
@@ -11,8 +11,8 @@
 
 #include <string.h>
 
-static const struct gp_class *const classes[] = {&gp_class_ppse, &gp_class_pay, &gp_class_pin,
-						 &gp_class_test, &gp_class_aram};
+static const struct gp_class *const classes[] = {&gp_class_ppse, &gp_class_pay,	 &gp_class_pin,
+						 &gp_class_test, &gp_class_aram, &gp_class_echo};
 #define NCLASSES ((int)(sizeof(classes) / sizeof(classes[0])))
 
 const struct gp_class *
@@ -57,7 +57,7 @@ gp_class_at(int i)
 const char *
 pg_gp_catalogue_names(void)
 {
-	return "ppse, payment, pin, test, aram";
+	return "ppse, payment, pin, test, aram, echo";
 }
 
 int
@@ -226,6 +226,34 @@ test_process(struct gp_inst *in, int chn, const struct pg_capdu *c, uint8_t *res
 		return 0;
 	}
 }
+
+/* The echo applet: every command's data back with 9000 (link and SE OS tests). */
+static int
+echo_process(struct gp_inst *in, int chn, const struct pg_capdu *c, uint8_t *resp, size_t *rlen,
+	     uint16_t *sw)
+{
+	(void)in, (void)chn;
+	if (c->lc > *rlen)
+		return PG_ETOOBIG;
+	memcpy(resp, c->data, c->lc);
+	*rlen = c->lc;
+	*sw = PG_SW_OK;
+	return 0;
+}
+
+const struct gp_class gp_class_echo = {
+    .name = "echo",
+    .id = 6,
+    .elf_aid = {0xF0, 'P', 'G', 'L', 'F', 0x06},
+    .elf_len = 6,
+    .mod_aid = {0xF0, 'P', 'G', 'M', 'D', 0x06},
+    .mod_len = 6,
+    .def_aid = {0xF0, 'P', 'G', 'E', 'C', 'H', 'O', 0x01},
+    .def_len = 8,
+    .pstate = 0,
+    .vstate = 0,
+    .process = echo_process,
+};
 
 const struct gp_class gp_class_test = {
     .name = "test",

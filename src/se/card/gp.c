@@ -9,10 +9,10 @@
 #include "gp_int.h"
 
 #include "payguard/error.h"
+#include "payguard/hex.h"
 #include "payguard/log.h"
 #include "payguard/mem.h"
 
-#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,30 +68,6 @@ rt_release(void *actx, void *p)
 }
 
 /* ---- crypto helpers (OpenSSL 3) ---- */
-
-int
-gp_aes_cmac(const uint8_t *key, size_t klen, const uint8_t *d, size_t n, uint8_t out[16])
-{
-	EVP_MAC *mac = EVP_MAC_fetch(NULL, "CMAC", NULL);
-	EVP_MAC_CTX *ctx = NULL;
-	OSSL_PARAM prm[2];
-	size_t olen = 0;
-	int rc = PG_ECRYPTO;
-	char cipher[16];
-
-	if (!mac)
-		return PG_ECRYPTO;
-	strcpy(cipher, klen == 32 ? "AES-256-CBC" : klen == 24 ? "AES-192-CBC" : "AES-128-CBC");
-	prm[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_CIPHER, cipher, 0);
-	prm[1] = OSSL_PARAM_construct_end();
-	ctx = EVP_MAC_CTX_new(mac);
-	if (ctx && EVP_MAC_init(ctx, key, klen, prm) && EVP_MAC_update(ctx, d, n) &&
-	    EVP_MAC_final(ctx, out, &olen, 16) && olen == 16)
-		rc = 0;
-	EVP_MAC_CTX_free(ctx);
-	EVP_MAC_free(mac);
-	return rc;
-}
 
 int
 gp_aes_ecb(const uint8_t *key, size_t klen, const uint8_t in[16], uint8_t out[16])
@@ -530,6 +506,7 @@ gp_process(void *ctx, const uint8_t *capdu, size_t clen, uint8_t *rapdu, size_t 
 	const struct pg_applet *sel;
 	int chn, is_isd, rc;
 
+	g->apdus++;
 	if (cap < 2)
 		return PG_ETOOBIG;
 	g->dirty = g->cur_auth = g->commit_failed = 0;
@@ -664,6 +641,93 @@ gp_reset(void *ctx)
 
 /* ---- life ---- */
 
+/* One applet of a profile, "name" or "name@AIDHEX", installed and selectable. */
+static int
+install_named(struct pg_gp_card *g, const char *spec)
+{
+	static const uint8_t nopriv[3] = {0, 0, 0};
+	const struct gp_class *cls;
+	const char *at = strchr(spec, '@');
+	char name[32];
+	uint8_t aid[PG_AID_MAX];
+	size_t nl = at ? (size_t)(at - spec) : strlen(spec), al;
+	uint16_t sw;
+
+	if (nl >= sizeof(name))
+		return pg_error(PG_EINVAL, "card", "applet '%s': name too long", spec);
+	memcpy(name, spec, nl);
+	name[nl] = '\0';
+	cls = gp_class_by_name(name);
+	if (!cls)
+		return pg_error(PG_EINVAL, "card", "applet '%s' is not in the catalogue (%s)", name,
+				pg_gp_catalogue_names());
+	if (at) {
+		int k = pg_hex_decode(aid, sizeof(aid), at + 1);
+
+		if (k < 5)
+			return pg_error(PG_EINVAL, "card",
+					"applet '%s': AID must be 5..16 bytes of hex", spec);
+		al = (size_t)k;
+	} else {
+		memcpy(aid, cls->def_aid, cls->def_len);
+		al = cls->def_len;
+	}
+	sw = gp_install(g, cls, aid, al, nopriv, NULL, 0, 1);
+	if (sw != PG_SW_OK)
+		return pg_error(sw == PG_SW_NOT_ENOUGH_MEMORY ? PG_ENOMEM : PG_EINVAL, "card",
+				"installing '%s': SW %04X", spec, sw);
+	return 0;
+}
+
+/* A blank card's profile: its applets, IIN, ARA-M rules and first configuration version. */
+static int
+blank_profile(struct pg_gp_card *g, const struct pg_gp_config *cfg)
+{
+	int rc;
+
+	for (int i = 0; i < cfg->n_applets; i++)
+		if ((rc = install_named(g, cfg->applets[i])) < 0)
+			return rc;
+	if (cfg->iin_len) {
+		if (cfg->iin_len > sizeof(g->iin))
+			return pg_error(PG_EINVAL, "card", "IIN of %zu bytes (at most 8)",
+					cfg->iin_len);
+		memcpy(g->iin, cfg->iin, cfg->iin_len);
+		g->iin_len = cfg->iin_len;
+	}
+	if (cfg->aram_rules) {
+		struct gp_inst *in = NULL;
+
+		for (int i = 0; i < g->ninst && !in; i++)
+			if (g->inst[i]->cls == &gp_class_aram)
+				in = g->inst[i];
+		if (!in)
+			return pg_error(PG_EINVAL, "card", "ARA-M rules given, but no aram applet");
+		if (gp_class_aram.store_dgi(in, 0x0100, cfg->aram_rules, cfg->aram_rules_len) !=
+		    PG_SW_OK)
+			return pg_error(
+			    PG_EINVAL, "card",
+			    "ARA-M rules refused (REF-AR-DOs, at most the applet's size)");
+		in->lc = PG_GP_APP_PERSONALIZED;
+	}
+	if (cfg->cfg_version)
+		g->cfg_version = cfg->cfg_version;
+	return 0;
+}
+
+int
+pg_gp_card_set_config_version(struct pg_gp_card *g, uint32_t version)
+{
+	g->cfg_version = version;
+	return gp_commit(g);
+}
+
+uint64_t
+pg_gp_card_apdus(const struct pg_gp_card *g)
+{
+	return g->apdus;
+}
+
 int
 pg_gp_card_new(struct pg_gp_card **out, const struct pg_gp_config *cfg)
 {
@@ -738,24 +802,8 @@ pg_gp_card_new(struct pg_gp_card **out, const struct pg_gp_config *cfg)
 		g->card_lc = PG_GP_CARD_SECURED;
 		memcpy(g->cin, cfg->cin, 8);
 		g->cin_len = 8;
-		for (int i = 0; i < cfg->n_applets; i++) {
-			const struct gp_class *cls = gp_class_by_name(cfg->applets[i]);
-			static const uint8_t nopriv[3] = {0, 0, 0};
-			uint16_t sw;
-
-			if (!cls) {
-				rc = pg_error(PG_EINVAL, "card",
-					      "applet '%s' is not in the catalogue (%s)",
-					      cfg->applets[i], pg_gp_catalogue_names());
-				goto fail;
-			}
-			sw = gp_install(g, cls, cls->def_aid, cls->def_len, nopriv, NULL, 0, 1);
-			if (sw != PG_SW_OK) {
-				rc = pg_error(sw == PG_SW_NOT_ENOUGH_MEMORY ? PG_ENOMEM : PG_EINVAL,
-					      "card", "installing '%s': SW %04X", cls->name, sw);
-				goto fail;
-			}
-		}
+		if ((rc = blank_profile(g, cfg)) < 0)
+			goto fail;
 		if ((rc = gp_commit(g)) < 0)
 			goto fail;
 	}
@@ -763,6 +811,7 @@ pg_gp_card_new(struct pg_gp_card **out, const struct pg_gp_config *cfg)
 	 */
 	memset(g->scc.div_data, 0, sizeof(g->scc.div_data));
 	memcpy(g->scc.div_data, g->cin, g->cin_len);
+	g->no_cfg_version = cfg->no_cfg_version;
 	gp_reset(g);
 	*out = g;
 	return 0;

@@ -86,6 +86,7 @@ struct pg_gp_card {
 	size_t iin_len, cin_len;
 	struct pg_scp03_card scc;
 	uint32_t cfg_version; /* GET DATA DF50: bumped by every content/rule change */
+	int no_cfg_version;   /* profile: no DF50 (6A88), as a plain GP ISD */
 	struct gp_inst *inst[GP_MAX_INST];
 	int ninst;
 	/* transient */
@@ -103,6 +104,7 @@ struct pg_gp_card {
 	int cur_auth; /* came C-MACed in an authenticated SCP03 session */
 	int dirty;    /* persistent state changed: commit before answering */
 	int commit_failed;
+	uint64_t apdus; /* commands answered */
 	/* buffers (capacity nvm_cap / GP_SM_MAX) */
 	uint8_t *img; /* last committed image */
 	size_t img_len, nvm_cap;
@@ -127,7 +129,6 @@ uint16_t gp_install(struct pg_gp_card *g, const struct gp_class *cls, const uint
 		    size_t aid_len, const uint8_t priv[3], const uint8_t *params, size_t pn,
 		    int selectable);
 void gp_delete_inst(struct pg_gp_card *g, struct gp_inst *in);
-int gp_aes_cmac(const uint8_t *key, size_t klen, const uint8_t *d, size_t n, uint8_t out[16]);
 int gp_aes_ecb(const uint8_t *key, size_t klen, const uint8_t in[16], uint8_t out[16]);
 
 /* isd.c */
@@ -162,7 +163,7 @@ int gp_dgi_next(struct gp_dgi *out, const uint8_t *d, size_t n);
 
 /* applets */
 extern const struct gp_class gp_class_ppse, gp_class_pay, gp_class_pin, gp_class_test,
-    gp_class_aram;
+    gp_class_aram, gp_class_echo;
 /* PPSE: FCI listing the payment instances (applet_ppse.c uses this iterator). */
 int gp_pay_fci_entry(const struct gp_inst *in, struct pg_buf *b);
 

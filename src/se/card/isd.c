@@ -90,6 +90,11 @@ get_data(struct pg_gp_card *g, const struct pg_capdu *c, uint8_t *resp, size_t *
 		break;
 	}
 	case 0xDF50: { /* configuration version (payguard convention, read by the SE OS) */
+		if (g->no_cfg_version) {
+			sw = PG_SW_REF_DATA_NOT_FOUND;
+			*rlen = 0;
+			goto out;
+		}
 		uint8_t v[4] = {(uint8_t)(g->cfg_version >> 24), (uint8_t)(g->cfg_version >> 16),
 				(uint8_t)(g->cfg_version >> 8), (uint8_t)g->cfg_version};
 

@@ -3,18 +3,18 @@
  * SP 800-108 AES-CMAC key derivation (4.1.5), mutual authentication (6.2.2,
  * 6.2.3), C-MAC / C-DECRYPTION (6.2.4, 6.2.6), R-MAC / R-ENCRYPTION (6.2.5,
  * 6.2.7), the sequence counter and pseudo-random card challenge, and the PUT
- * KEY key blocks of GP 2.3 11.8. All crypto is OpenSSL (EVP_MAC "CMAC", EVP AES).
+ * KEY key blocks of GP 2.3 11.8. All crypto is OpenSSL: AES-CMAC through the
+ * core's adapter (include/payguard/cmac.h), AES-CBC through EVP.
  */
 #include "payguard/scp03.h"
 
 #include "payguard/apdu.h"
+#include "payguard/cmac.h"
 #include "payguard/error.h"
 #include "payguard/log.h"
 #include "payguard/mem.h"
 
-#include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <string.h>
@@ -46,14 +46,12 @@ enum {
 /* ---------------------------------------------------------------- crypto */
 
 /* Fetched once: EVP_*_fetch per APDU would dominate the cost of a short command. */
-static EVP_MAC *cmac_alg;
 static EVP_CIPHER *cbc_alg[3]; /* AES-128/192/256-CBC */
 static pthread_once_t alg_once = PTHREAD_ONCE_INIT;
 
 static void
 alg_fetch(void)
 {
-	cmac_alg = EVP_MAC_fetch(NULL, "CMAC", NULL);
 	cbc_alg[0] = EVP_CIPHER_fetch(NULL, "AES-128-CBC", NULL);
 	cbc_alg[1] = EVP_CIPHER_fetch(NULL, "AES-192-CBC", NULL);
 	cbc_alg[2] = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
@@ -77,44 +75,6 @@ static int
 key_len_ok(size_t n)
 {
 	return n == 16 || n == 24 || n == 32;
-}
-
-struct part {
-	const uint8_t *p;
-	size_t n;
-};
-
-/* AES-CMAC (NIST SP 800-38B) over the concatenation of parts. */
-static int
-cmac(const uint8_t *key, size_t key_len, const struct part *parts, int nparts, uint8_t out[16])
-{
-	EVP_MAC_CTX *ctx = NULL;
-	OSSL_PARAM params[2];
-	size_t outl = 0;
-	int rc = PG_ECRYPTO;
-
-	pthread_once(&alg_once, alg_fetch);
-	if (!cmac_alg || !aes_cbc_name(key_len))
-		return pg_error(PG_ECRYPTO, SUBSYS, "AES-CMAC not available");
-	ctx = EVP_MAC_CTX_new(cmac_alg);
-	if (!ctx)
-		goto out;
-	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_CIPHER,
-						     (char *)aes_cbc_name(key_len), 0);
-	params[1] = OSSL_PARAM_construct_end();
-	if (!EVP_MAC_init(ctx, key, key_len, params))
-		goto out;
-	for (int i = 0; i < nparts; i++)
-		if (parts[i].n && !EVP_MAC_update(ctx, parts[i].p, parts[i].n))
-			goto out;
-	if (!EVP_MAC_final(ctx, out, &outl, 16) || outl != 16)
-		goto out;
-	rc = 0;
-out:
-	EVP_MAC_CTX_free(ctx);
-	if (rc)
-		pg_error(rc, SUBSYS, "AES-CMAC failed");
-	return rc;
 }
 
 /* AES-CBC without padding (n a multiple of 16); iv NULL = zero ICV. In place is fine. */
@@ -173,11 +133,11 @@ pg_scp03_kdf(const uint8_t *key, size_t key_len, uint8_t constant, const uint8_t
 	label[13] = (uint8_t)(bits >> 8);
 	label[14] = (uint8_t)bits;
 	for (size_t done = 0, i = 1; done < out_len; i++) {
-		struct part parts[2] = {{label, 16}, {ctx, ctx_len}};
+		struct pg_cmac_part parts[2] = {{label, 16}, {ctx, ctx_len}};
 		size_t take = out_len - done < 16 ? out_len - done : 16;
 
 		label[15] = (uint8_t)i; /* counter "i", 1-based */
-		rc = cmac(key, key_len, parts, 2, block);
+		rc = pg_aes_cmac_parts(key, key_len, parts, 2, block);
 		if (rc)
 			break;
 		memcpy(out + done, block, take);
@@ -524,9 +484,9 @@ pg_scp03_host_auth(struct pg_scp03 *s, const struct pg_scp03_keys *k, const uint
 	/* The first C-MAC of the session chains from sixteen zero bytes. */
 	memset(s->chain, 0, 16);
 	{
-		struct part parts[2] = {{s->chain, 16}, {apdu, 5 + cl}};
+		struct pg_cmac_part parts[2] = {{s->chain, 16}, {apdu, 5 + cl}};
 
-		rc = cmac(s->s_mac, s->key_len, parts, 2, mac);
+		rc = pg_aes_cmac_parts(s->s_mac, s->key_len, parts, 2, mac);
 	}
 	if (rc)
 		goto fail;
@@ -613,9 +573,9 @@ pg_scp03_host_wrap(struct pg_scp03 *s, const uint8_t *capdu, size_t n, uint8_t *
 			return rc;
 	}
 	{
-		struct part parts[2] = {{s->chain, 16}, {out, o + dlen}};
+		struct pg_cmac_part parts[2] = {{s->chain, 16}, {out, o + dlen}};
 
-		rc = cmac(s->s_mac, s->key_len, parts, 2, mac);
+		rc = pg_aes_cmac_parts(s->s_mac, s->key_len, parts, 2, mac);
 	}
 	if (rc)
 		return rc;
@@ -664,9 +624,9 @@ pg_scp03_host_unwrap(struct pg_scp03 *s, const uint8_t *rapdu, size_t n, uint8_t
 	}
 	dlen = n - 2 - ml;
 	{
-		struct part parts[3] = {{s->chain, 16}, {rapdu, dlen}, {rapdu + n - 2, 2}};
+		struct pg_cmac_part parts[3] = {{s->chain, 16}, {rapdu, dlen}, {rapdu + n - 2, 2}};
 
-		rc = cmac(s->s_rmac, s->key_len, parts, 3, mac);
+		rc = pg_aes_cmac_parts(s->s_rmac, s->key_len, parts, 3, mac);
 	}
 	if (rc)
 		return rc;
@@ -817,9 +777,9 @@ card_ext_auth(struct pg_scp03 *s, const uint8_t *capdu, const struct pg_capdu *c
 	}
 	memset(s->chain, 0, 16);
 	{
-		struct part parts[2] = {{s->chain, 16}, {capdu, 5 + cl}};
+		struct pg_cmac_part parts[2] = {{s->chain, 16}, {capdu, 5 + cl}};
 
-		rc = cmac(s->s_mac, s->key_len, parts, 2, mac);
+		rc = pg_aes_cmac_parts(s->s_mac, s->key_len, parts, 2, mac);
 	}
 	if (rc || !pg_ct_equal(mac, c->data + cl, ml)) {
 		sw = PG_SW_SECURITY_STATUS;
@@ -904,9 +864,9 @@ pg_scp03_card_unwrap(struct pg_scp03 *s, const uint8_t *capdu, size_t n, uint8_t
 	doff = (size_t)(c.data - capdu);
 	dlen = c.lc - ml;
 	{
-		struct part parts[2] = {{s->chain, 16}, {capdu, doff + dlen}};
+		struct pg_cmac_part parts[2] = {{s->chain, 16}, {capdu, doff + dlen}};
 
-		rc = cmac(s->s_mac, s->key_len, parts, 2, mac);
+		rc = pg_aes_cmac_parts(s->s_mac, s->key_len, parts, 2, mac);
 	}
 	if (rc || !pg_ct_equal(mac, c.data + dlen, ml)) {
 		pg_scp03_close(s);
@@ -986,9 +946,9 @@ pg_scp03_card_wrap(struct pg_scp03 *s, const uint8_t *data, size_t n, uint16_t s
 			return rc;
 	}
 	{
-		struct part parts[3] = {{s->chain, 16}, {out, dlen}, {swb, 2}};
+		struct pg_cmac_part parts[3] = {{s->chain, 16}, {out, dlen}, {swb, 2}};
 
-		rc = cmac(s->s_rmac, s->key_len, parts, 3, mac);
+		rc = pg_aes_cmac_parts(s->s_rmac, s->key_len, parts, 3, mac);
 	}
 	if (rc)
 		return rc;

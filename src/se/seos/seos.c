@@ -2,11 +2,13 @@
  * The SE operating system's core (issue 7; seeds "Secure element operating
  * system and method" and "Establishment of communication connection between
  * mobile device and secure element"): the SE list and the MACed
- * connection-configuration cache in the SQLite store, and the connect flow
+ * connection-configuration cache in the store (SQLite or PostgreSQL through
+ * the store API, include/payguard/db.h), and the connect flow
  * run on every attach: identify (CPLC) -> SCP03 mutual authentication ->
  * configuration from the cache (identity + version, MAC verified) or read
  * from the SE (GET DATA, GET STATUS, ARA-M GET DATA [All] and [Next]) and stored.
  */
+#include "payguard/db.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
 #include "payguard/hex.h"
@@ -37,14 +39,21 @@ struct pg_seos {
 	pthread_mutex_t mu; /* the store connection: one thread at a time */
 };
 
-static const struct pg_migration migrations[] = {
-    {1, "CREATE TABLE seos_se ("
-	"  name TEXT PRIMARY KEY, id TEXT, link TEXT NOT NULL, addr TEXT, atr TEXT,"
-	"  state INTEGER NOT NULL, reason TEXT, version INTEGER, napps INTEGER,"
-	"  updated INTEGER NOT NULL);"
-	"CREATE TABLE seos_cache ("
-	"  id TEXT PRIMARY KEY, version INTEGER NOT NULL, config BLOB NOT NULL,"
-	"  mac BLOB NOT NULL, stored INTEGER NOT NULL);"},
+/*
+ * v1 as SQLite stores have it; PostgreSQL wants BIGINT for the 32-bit
+ * unsigned configuration version and the times, BYTEA for the cache record.
+ */
+#define SEOS_V1(INT, BLOB)                                                                         \
+	"CREATE TABLE seos_se ("                                                                   \
+	"  name TEXT PRIMARY KEY, id TEXT, link TEXT NOT NULL, addr TEXT, atr TEXT,"               \
+	"  state " INT " NOT NULL, reason TEXT, version " INT ", napps " INT ","                   \
+	"  updated " INT " NOT NULL);"                                                             \
+	"CREATE TABLE seos_cache ("                                                                \
+	"  id TEXT PRIMARY KEY, version " INT " NOT NULL, config " BLOB " NOT NULL,"               \
+	"  mac " BLOB " NOT NULL, stored " INT " NOT NULL);"
+
+static const struct pg_db_migration migrations[] = {
+    {1, NULL, SEOS_V1("INTEGER", "BLOB"), SEOS_V1("BIGINT", "BYTEA")},
 };
 
 const char *
@@ -116,8 +125,8 @@ pg_seos_open(struct pg_seos **out, const char *db, const char *key_path,
 	rc = pg_store_open_default(&os->st, db);
 	if (rc < 0)
 		goto fail;
-	rc = pg_store_migrate(&os->st, "seos", migrations,
-			      sizeof(migrations) / sizeof(migrations[0]));
+	rc = pg_db_migrate(os->st.pdb, "seos", migrations,
+			   sizeof(migrations) / sizeof(migrations[0]));
 	if (rc < 0) {
 		pg_store_close(&os->st);
 		goto fail;
@@ -150,34 +159,51 @@ pg_seos_store(struct pg_seos *os)
 
 /* ---------------- the SE list ---------------- */
 
+/* Binds text, or NULL for an empty string. */
+static void
+bind_text_or_null(struct pg_db_stmt *s, int i, const char *v)
+{
+	if (v && *v)
+		pg_db_bind_text(s, i, v, -1);
+	else
+		pg_db_bind_null(s, i);
+}
+
 static int
 list_put(struct pg_seos *os, const char *name, const char *link, const char *addr,
 	 const struct pg_seos_conn *c)
 {
 	char atr[2 * PG_ATR_MAX + 1];
-	sqlite3_stmt *s = NULL;
+	struct pg_db_stmt *s;
 	int rc;
 
 	pg_hex_encode(atr, c->atr, c->atr_len);
-	rc = sqlite3_prepare_v2(os->st.db,
-				"INSERT OR REPLACE INTO seos_se(name,id,link,addr,atr,state,reason,"
-				"version,napps,updated) VALUES(?,?,?,?,?,?,?,?,?,?)",
-				-1, &s, NULL);
-	if (rc != SQLITE_OK)
-		return pg_store_fail(&os->st, rc, "seos list");
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 2, c->id_hex[0] ? c->id_hex : NULL, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 3, link, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 4, addr, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 5, atr, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int(s, 6, c->state);
-	sqlite3_bind_text(s, 7, c->reason[0] ? c->reason : NULL, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 8, c->cfg.version);
-	sqlite3_bind_int64(s, 9, (sqlite3_int64)c->cfg.napps);
-	sqlite3_bind_int64(s, 10, (sqlite3_int64)time(NULL));
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	return rc == SQLITE_DONE ? 0 : pg_store_fail(&os->st, rc, "seos list");
+	rc = pg_db_prepare(os->st.pdb,
+			   "INSERT INTO seos_se(name,id,link,addr,atr,state,reason,version,napps,"
+			   "updated) VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET"
+			   " id=excluded.id, link=excluded.link, addr=excluded.addr,"
+			   " atr=excluded.atr, state=excluded.state, reason=excluded.reason,"
+			   " version=excluded.version, napps=excluded.napps,"
+			   " updated=excluded.updated",
+			   &s);
+	if (rc < 0)
+		return rc;
+	pg_db_bind_text(s, 1, name, -1);
+	bind_text_or_null(s, 2, c->id_hex);
+	pg_db_bind_text(s, 3, link, -1);
+	if (addr)
+		pg_db_bind_text(s, 4, addr, -1);
+	else
+		pg_db_bind_null(s, 4);
+	pg_db_bind_text(s, 5, atr, -1);
+	pg_db_bind_int64(s, 6, c->state);
+	bind_text_or_null(s, 7, c->reason);
+	pg_db_bind_int64(s, 8, c->cfg.version);
+	pg_db_bind_int64(s, 9, (int64_t)c->cfg.napps);
+	pg_db_bind_int64(s, 10, (int64_t)time(NULL));
+	rc = pg_db_step(s);
+	pg_db_reset(s);
+	return rc < 0 ? rc : 0;
 }
 
 int
@@ -201,26 +227,25 @@ pg_seos_mark(struct pg_seos *os, const char *name, const char *link, const char 
 int
 pg_seos_detach(struct pg_seos *os, const char *name, const char *reason)
 {
-	sqlite3_stmt *s = NULL;
+	struct pg_db_stmt *s;
 	int rc;
 
 	pthread_mutex_lock(&os->mu);
-	rc = sqlite3_prepare_v2(os->st.db,
-				"UPDATE seos_se SET state=?, reason=?, updated=? WHERE name=?", -1,
-				&s, NULL);
-	if (rc != SQLITE_OK) {
-		rc = pg_store_fail(&os->st, rc, "seos detach");
-		goto out;
+	rc = pg_db_prepare(os->st.pdb,
+			   "UPDATE seos_se SET state=?, reason=?, updated=? WHERE name=?", &s);
+	if (rc == 0) {
+		pg_db_bind_int64(s, 1, PG_SEOS_DETACHED);
+		if (reason)
+			pg_db_bind_text(s, 2, reason, -1);
+		else
+			pg_db_bind_null(s, 2);
+		pg_db_bind_int64(s, 3, (int64_t)time(NULL));
+		pg_db_bind_text(s, 4, name, -1);
+		rc = pg_db_step(s);
+		if (rc >= 0)
+			rc = pg_db_changes(s) ? 0 : PG_ENOENT;
+		pg_db_reset(s);
 	}
-	sqlite3_bind_int(s, 1, PG_SEOS_DETACHED);
-	sqlite3_bind_text(s, 2, reason, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)time(NULL));
-	sqlite3_bind_text(s, 4, name, -1, SQLITE_TRANSIENT);
-	rc = sqlite3_step(s);
-	rc = rc == SQLITE_DONE ? (sqlite3_changes(os->st.db) ? 0 : PG_ENOENT)
-			       : pg_store_fail(&os->st, rc, "seos detach");
-out:
-	sqlite3_finalize(s);
 	pthread_mutex_unlock(&os->mu);
 	if (rc == 0)
 		pg_info(SUBSYS, "SE '%s' detached: %s", name, reason ? reason : "");
@@ -228,30 +253,25 @@ out:
 }
 
 static void
-col_text(char *dst, size_t cap, sqlite3_stmt *s, int i)
+col_text(char *dst, size_t cap, struct pg_db_stmt *s, int i)
 {
-	const unsigned char *t = sqlite3_column_text(s, i);
-
-	snprintf(dst, cap, "%s", t ? (const char *)t : "");
+	snprintf(dst, cap, "%s", pg_db_column_text(s, i));
 }
 
 int
 pg_seos_list(struct pg_seos *os, int (*fn)(void *arg, const struct pg_seos_entry *e), void *arg)
 {
-	sqlite3_stmt *s = NULL;
+	struct pg_db_stmt *s = NULL;
 	int rc;
 
 	pthread_mutex_lock(&os->mu);
-	rc = sqlite3_prepare_v2(
-	    os->st.db,
-	    "SELECT name,id,link,addr,atr,state,reason,version,napps FROM seos_se "
-	    "ORDER BY name",
-	    -1, &s, NULL);
-	if (rc != SQLITE_OK) {
-		rc = pg_store_fail(&os->st, rc, "seos list");
+	rc = pg_db_prepare(os->st.pdb,
+			   "SELECT name,id,link,addr,atr,state,reason,version,napps FROM seos_se "
+			   "ORDER BY name",
+			   &s);
+	if (rc < 0)
 		goto out;
-	}
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((rc = pg_db_step(s)) == 1) {
 		struct pg_seos_entry e;
 
 		memset(&e, 0, sizeof(e));
@@ -260,17 +280,17 @@ pg_seos_list(struct pg_seos *os, int (*fn)(void *arg, const struct pg_seos_entry
 		col_text(e.link, sizeof(e.link), s, 2);
 		col_text(e.addr, sizeof(e.addr), s, 3);
 		col_text(e.atr_hex, sizeof(e.atr_hex), s, 4);
-		e.state = sqlite3_column_int(s, 5);
+		e.state = (int)pg_db_column_int64(s, 5);
 		col_text(e.reason, sizeof(e.reason), s, 6);
-		e.version = (uint32_t)sqlite3_column_int64(s, 7);
-		e.napps = (size_t)sqlite3_column_int64(s, 8);
+		e.version = (uint32_t)pg_db_column_int64(s, 7);
+		e.napps = (size_t)pg_db_column_int64(s, 8);
 		rc = fn(arg, &e);
 		if (rc < 0)
 			goto out;
 	}
-	rc = rc == SQLITE_DONE ? 0 : pg_store_fail(&os->st, rc, "seos list");
 out:
-	sqlite3_finalize(s);
+	if (s)
+		pg_db_reset(s);
 	pthread_mutex_unlock(&os->mu);
 	return rc;
 }
@@ -308,40 +328,34 @@ static int
 cache_get(struct pg_seos *os, const char *id_hex, uint32_t version, struct pg_seos_config *cfg,
 	  int *why)
 {
-	sqlite3_stmt *s = NULL;
+	struct pg_db_stmt *s;
 	uint8_t mac[32];
 	int rc;
 
 	*why = 1;
-	rc = sqlite3_prepare_v2(os->st.db, "SELECT version, config, mac FROM seos_cache WHERE id=?",
-				-1, &s, NULL);
-	if (rc != SQLITE_OK)
-		return pg_store_fail(&os->st, rc, "seos cache");
-	sqlite3_bind_text(s, 1, id_hex, -1, SQLITE_TRANSIENT);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_DONE) {
-		rc = 0;
+	rc =
+	    pg_db_prepare(os->st.pdb, "SELECT version, config, mac FROM seos_cache WHERE id=?", &s);
+	if (rc < 0)
+		return rc;
+	pg_db_bind_text(s, 1, id_hex, -1);
+	rc = pg_db_step(s);
+	if (rc <= 0) /* 0: no record */
 		goto out;
-	}
-	if (rc != SQLITE_ROW) {
-		rc = pg_store_fail(&os->st, rc, "seos cache");
-		goto out;
-	}
-	if ((uint32_t)sqlite3_column_int64(s, 0) != version) {
+	if ((uint32_t)pg_db_column_int64(s, 0) != version) {
 		*why = 2;
 		rc = 0;
 		goto out;
 	}
 	{
-		const uint8_t *blob = sqlite3_column_blob(s, 1);
-		size_t n = (size_t)sqlite3_column_bytes(s, 1);
-		const uint8_t *smac = sqlite3_column_blob(s, 2);
+		size_t n = 0, mn = 0;
+		const uint8_t *blob = pg_db_column_blob(s, 1, &n);
+		const uint8_t *smac = pg_db_column_blob(s, 2, &mn);
 
 		*why = 3;
 		rc = record_mac(os, id_hex, version, blob ? blob : (const uint8_t *)"", n, mac);
 		if (rc < 0)
 			goto out;
-		if (!smac || sqlite3_column_bytes(s, 2) != 32 || !pg_ct_equal(mac, smac, 32)) {
+		if (!smac || mn != 32 || !pg_ct_equal(mac, smac, 32)) {
 			pg_warn(SUBSYS, "cache record of SE %s fails its MAC: tampered, re-reading",
 				id_hex);
 			rc = 0;
@@ -358,7 +372,7 @@ cache_get(struct pg_seos *os, const char *id_hex, uint32_t version, struct pg_se
 	*why = 0;
 	rc = 1;
 out:
-	sqlite3_finalize(s);
+	pg_db_reset(s);
 	pg_memzero(mac, sizeof(mac));
 	return rc;
 }
@@ -366,7 +380,7 @@ out:
 static int
 cache_put(struct pg_seos *os, const char *id_hex, const struct pg_seos_config *cfg)
 {
-	sqlite3_stmt *s = NULL;
+	struct pg_db_stmt *s;
 	uint8_t *blob = NULL, mac[32];
 	size_t n = 0;
 	int rc;
@@ -377,23 +391,22 @@ cache_put(struct pg_seos *os, const char *id_hex, const struct pg_seos_config *c
 	rc = record_mac(os, id_hex, cfg->version, blob, n, mac);
 	if (rc < 0)
 		goto out;
-	rc = sqlite3_prepare_v2(os->st.db,
-				"INSERT OR REPLACE INTO seos_cache(id,version,config,mac,stored) "
-				"VALUES(?,?,?,?,?)",
-				-1, &s, NULL);
-	if (rc != SQLITE_OK) {
-		rc = pg_store_fail(&os->st, rc, "seos cache");
+	rc = pg_db_prepare(os->st.pdb,
+			   "INSERT INTO seos_cache(id,version,config,mac,stored) VALUES(?,?,?,?,?)"
+			   " ON CONFLICT(id) DO UPDATE SET version=excluded.version,"
+			   " config=excluded.config, mac=excluded.mac, stored=excluded.stored",
+			   &s);
+	if (rc < 0)
 		goto out;
-	}
-	sqlite3_bind_text(s, 1, id_hex, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 2, cfg->version);
-	sqlite3_bind_blob(s, 3, blob, (int)n, SQLITE_TRANSIENT);
-	sqlite3_bind_blob(s, 4, mac, 32, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 5, (sqlite3_int64)time(NULL));
-	rc = sqlite3_step(s);
-	rc = rc == SQLITE_DONE ? 0 : pg_store_fail(&os->st, rc, "seos cache");
+	pg_db_bind_text(s, 1, id_hex, -1);
+	pg_db_bind_int64(s, 2, cfg->version);
+	pg_db_bind_blob(s, 3, blob, n);
+	pg_db_bind_blob(s, 4, mac, 32);
+	pg_db_bind_int64(s, 5, (int64_t)time(NULL));
+	rc = pg_db_step(s);
+	pg_db_reset(s);
+	rc = rc < 0 ? rc : 0;
 out:
-	sqlite3_finalize(s);
 	free(blob);
 	return rc;
 }

@@ -1,19 +1,23 @@
 /*
  * The hypervisor (seed 6's virtual machine monitor): `payguard vse serve`.
  * It takes the SEM's requests on a UNIX socket (mode 0600) in the data
- * directory, keeps every VSE's configuration and state in the SQLite store
- * (area "vse"), and gives each VSE its own address space: a process exec'd as
- * `payguard vse run-one` (runone.c) holding one arena of the requested size.
- * It supervises them: a VSE that dies for any reason while it should run is
- * restarted with exponential back-off, its persistent memory untouched, the
- * others undisturbed. One thread, one poll loop; SIGCHLD arrives via a pipe.
- * Keys in the stored configuration are wrapped (RFC 3394) under the data
- * directory's key-encryption key (DIR/kek, include/payguard/keywrap.h).
+ * directory, keeps every VSE's configuration and state in the store's VSE
+ * registry (area "vse", registry.c: SQLite or PostgreSQL), and gives each
+ * VSE its own address space: a process exec'd as `payguard vse run-one`
+ * (runone.c) holding one arena of the requested size. It supervises them: a
+ * VSE that dies for any reason while it should run is restarted with
+ * exponential back-off, its persistent memory untouched, the others
+ * undisturbed. One thread, one poll loop; SIGCHLD arrives via a pipe. Keys
+ * in the stored configuration are wrapped (RFC 3394) under the data
+ * directory's key-encryption key (DIR/kek, include/payguard/keywrap.h). On a
+ * store shared by several nodes, it runs only the rows of its own node
+ * (persistent memory is local) and lists the others as they are stored.
  */
 #include "vse_int.h"
 
 #include "payguard/json.h"
 #include "payguard/clock.h"
+#include "payguard/db.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
 #include "payguard/hex.h"
@@ -23,6 +27,7 @@
 #include "payguard/store.h"
 #include "payguard/stream.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -55,17 +60,7 @@
  */
 #define VPCD_OUT_MS 1200
 
-static const struct pg_migration migrations[] = {
-    {1, "CREATE TABLE vse_instance ("
-	"  id INTEGER PRIMARY KEY,"
-	"  name TEXT NOT NULL UNIQUE,"
-	"  config TEXT NOT NULL," /* the request; its keys wrapped under DIR/kek */
-	"  state TEXT NOT NULL CHECK (state IN ('running','stopped')),"
-	"  restarts INTEGER NOT NULL DEFAULT 0,"
-	"  last_exit TEXT,"
-	"  created_ms INTEGER NOT NULL,"
-	"  updated_ms INTEGER NOT NULL);"},
-};
+#define NODE_MAX 63 /* a node name: [A-Za-z0-9._-], at most this long */
 
 struct vse {
 	int id;
@@ -91,6 +86,7 @@ struct hv {
 	int lfd;
 	char announce[PATH_MAX]; /* "" : no announcements to an SE OS */
 	uint8_t kek[PG_KEK_LEN]; /* wraps the keys kept in vse_instance.config */
+	char node[NODE_MAX + 1]; /* the registry rows this hypervisor runs ("" = local) */
 };
 
 /*
@@ -121,6 +117,24 @@ announce(struct hv *h, const struct vse *v, int on)
 	    pg_write_file_atomic(path, text, (size_t)n, 0600) < 0)
 		pg_warn("vse", "cannot announce VSE '%s' in '%s': %s", v->req.name, h->announce,
 			pg_last_error());
+}
+
+/* The node name: "" (local) or [A-Za-z0-9._-]{1,NODE_MAX}. */
+static int
+node_name(struct hv *h, const char *node)
+{
+	size_t n = node ? strlen(node) : 0;
+
+	if (n > NODE_MAX)
+		return pg_error(PG_EINVAL, "vse", "node name longer than %d characters", NODE_MAX);
+	for (size_t i = 0; i < n; i++)
+		if (!(isalnum((unsigned char)node[i]) || strchr("._-", node[i])))
+			return pg_error(PG_EINVAL, "vse",
+					"node name '%s': only letters, digits, '.', '_' and '-'",
+					node);
+	memcpy(h->node, node ? node : "", n);
+	h->node[n] = '\0';
+	return 0;
 }
 
 static int sig_pipe[2] = {-1, -1};
@@ -157,26 +171,16 @@ vse_dir(struct hv *h, const struct vse *v, char *out, size_t n)
 	return 0;
 }
 
-static int
+/* Records a VSE's wanted state, restarts and last exit; a failure is logged. */
+static void
 db_update(struct hv *h, const struct vse *v)
 {
-	sqlite3_stmt *s = NULL;
-	int rc;
+	int rc = pg_vse__reg_update(h->st.pdb, v->id, v->want_run, v->restarts, v->last_exit,
+				    (int64_t)pg_wall_ms());
 
-	rc = sqlite3_prepare_v2(h->st.db,
-				"UPDATE vse_instance SET state=?, restarts=?, last_exit=?, "
-				"updated_ms=? WHERE id=?",
-				-1, &s, NULL);
-	if (rc != SQLITE_OK)
-		return pg_store_fail(&h->st, rc, "prepare update");
-	sqlite3_bind_text(s, 1, v->want_run ? "running" : "stopped", -1, SQLITE_STATIC);
-	sqlite3_bind_int(s, 2, v->restarts);
-	sqlite3_bind_text(s, 3, v->last_exit[0] ? v->last_exit : NULL, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 4, pg_wall_ms());
-	sqlite3_bind_int(s, 5, v->id);
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	return rc == SQLITE_DONE ? 0 : pg_store_fail(&h->st, rc, "update vse");
+	if (rc < 0)
+		pg_warn("vse", "VSE '%s': state not stored: %s", v->req.name,
+			pg_last_error()[0] ? pg_last_error() : pg_strerror(rc));
 }
 
 /* The link's listening socket: a UNIX socket in the VSE's directory, or loopback TCP. */
@@ -624,6 +628,7 @@ vse_json(struct hv *h, const struct vse *v)
 
 	json_object_set_new(j, "id", json_integer(v->id));
 	json_object_set_new(j, "name", json_string(v->req.name));
+	json_object_set_new(j, "node", json_string(h->node));
 	json_object_set_new(
 	    j, "state",
 	    json_string(v->want_run ? (v->pid > 0 ? "running" : "restarting") : "stopped"));
@@ -649,8 +654,57 @@ vse_json(struct hv *h, const struct vse *v)
 			    json_integer((json_int_t)res * (sysconf(_SC_PAGESIZE) / 1024)));
 		fclose(f);
 	}
-	(void)h;
 	return j;
+}
+
+/* VSEs of other nodes, as stored: listed (all, or the one named), never run here. */
+struct others {
+	const struct hv *h;
+	const char *name; /* NULL: every one into a */
+	json_t *a, *found;
+	char node[NODE_MAX + 1];
+};
+
+static int
+other_row(void *arg, const struct pg_vse_entry *e)
+{
+	struct others *o = arg;
+	json_t *j;
+
+	if (strcmp(e->node, o->h->node) == 0 || (o->name && strcmp(o->name, e->name) != 0))
+		return 0;
+	j = pg_vse_entry_json(e);
+	if (!j)
+		return PG_ENOMEM;
+	if (o->a)
+		return json_array_append_new(o->a, j) == 0 ? 0 : PG_ENOMEM;
+	json_decref(o->found);
+	o->found = j;
+	snprintf(o->node, sizeof(o->node), "%s", e->node);
+	return 0;
+}
+
+/* Answers show/start/stop/destroy for a name this node does not run. */
+static int
+op_other(struct hv *h, int op, const char *name, json_t **resp)
+{
+	struct others o = {.h = h, .name = name};
+	int rc = pg_vse_registry_list(h->st.pdb, NULL, other_row, &o);
+
+	if (rc < 0) {
+		json_decref(o.found);
+		return rc;
+	}
+	if (!o.found)
+		return pg_error(PG_ENOENT, "vse", "no VSE named '%s'", name);
+	if (op != PG_VSE_OP_SHOW) {
+		json_decref(o.found);
+		/* its persistent memory is on its own node: only that hypervisor acts */
+		return pg_error(PG_EPERM, "vse", "VSE '%s' runs on node '%s': ask that node", name,
+				o.node);
+	}
+	*resp = json_pack("{s:b, s:o}", "ok", 1, "vse", o.found);
+	return 0;
 }
 
 /*
@@ -755,40 +809,70 @@ config_free(char *cs)
 	}
 }
 
-/*
- * Stores written before keys were wrapped hold them in clear: wrapped in
- * place, in one transaction, with secure_delete on so the freed pages are
- * zeroed, then a truncating checkpoint so no clear copy stays in the WAL.
- */
-static int
-wrap_clear_rows(struct hv *h)
-{
-	sqlite3_stmt *s = NULL, *u = NULL;
-	int rc, n = 0;
+/* The rows of this node, read before any is rewritten. */
+struct stored_rows {
+	struct {
+		int64_t id;
+		char *config;
+	} * r;
+	size_t n, cap;
+};
 
-	rc = pg_store_exec(&h->st, "PRAGMA secure_delete=ON");
-	if (rc < 0)
-		return rc;
-	rc = pg_store_begin(&h->st);
-	if (rc < 0)
-		return rc;
-	if (sqlite3_prepare_v2(h->st.db, "SELECT id, config FROM vse_instance", -1, &s, NULL) !=
-		SQLITE_OK ||
-	    sqlite3_prepare_v2(h->st.db, "UPDATE vse_instance SET config=? WHERE id=?", -1, &u,
-			       NULL) != SQLITE_OK) {
-		rc = pg_store_fail(&h->st, sqlite3_errcode(h->st.db), "wrap keys");
-		goto out;
+static int
+collect_row(void *arg, const struct pg_vse_entry *e)
+{
+	struct stored_rows *sr = arg;
+
+	if (sr->n == sr->cap) {
+		size_t cap = sr->cap ? 2 * sr->cap : 16;
+		void *p = realloc(sr->r, cap * sizeof(*sr->r));
+
+		if (!p)
+			return PG_ENOMEM;
+		sr->r = p;
+		sr->cap = cap;
 	}
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		json_t *j = json_loads((const char *)sqlite3_column_text(s, 1), 0, NULL);
+	sr->r[sr->n].id = e->id;
+	sr->r[sr->n].config = strdup(e->config);
+	if (!sr->r[sr->n].config)
+		return PG_ENOMEM;
+	sr->n++;
+	return 0;
+}
+
+static void
+stored_rows_release(struct stored_rows *sr)
+{
+	for (size_t i = 0; i < sr->n; i++)
+		config_free(sr->r[i].config);
+	free(sr->r);
+	memset(sr, 0, sizeof(*sr));
+}
+
+struct wrap_job {
+	struct hv *h;
+	int n; /* rows rewritten */
+};
+
+/* One transaction: wraps the clear keys of this node's rows in place. */
+static int
+wrap_rows_tx(struct pg_db *db, void *arg)
+{
+	struct wrap_job *wj = arg;
+	struct stored_rows sr = {0};
+	int rc = pg_vse_registry_list(db, wj->h->node, collect_row, &sr);
+
+	wj->n = 0;
+	for (size_t i = 0; rc == 0 && i < sr.n; i++) {
+		json_t *j = json_loads(sr.r[i].config, 0, NULL);
 		char *cs = NULL;
 		int changed = 0;
 
-		rc = j ? config_wrap(h, j, &changed) : 0; /* unreadable: load_all says so */
+		rc = j ? config_wrap(wj->h, j, &changed) : 0; /* unreadable: load_all says so */
 		if (rc < 0 && rc != PG_ENOMEM) {
 			/* a malformed row is left as it is: load_all reports it */
-			pg_warn("vse", "stored VSE %d: keys not wrapped: %s",
-				sqlite3_column_int(s, 0), pg_last_error());
+			pg_warn("vse", "stored VSE %lld: keys not wrapped: %s",
+				(long long)sr.r[i].id, pg_last_error());
 			rc = 0;
 			changed = 0;
 		}
@@ -796,31 +880,38 @@ wrap_clear_rows(struct hv *h)
 			rc = PG_ENOMEM;
 		json_decref(j);
 		if (rc == 0 && cs) {
-			sqlite3_bind_text(u, 1, cs, -1, SQLITE_STATIC);
-			sqlite3_bind_int(u, 2, sqlite3_column_int(s, 0));
-			rc = sqlite3_step(u) == SQLITE_DONE
-				 ? 0
-				 : pg_store_fail(&h->st, sqlite3_errcode(h->st.db), "wrap keys");
-			sqlite3_reset(u);
-			n++;
+			rc = pg_vse__reg_set_config(db, sr.r[i].id, cs);
+			wj->n++;
 		}
 		config_free(cs);
-		if (rc < 0)
-			goto out;
 	}
-	rc = rc == SQLITE_DONE ? 0 : pg_store_fail(&h->st, rc, "wrap keys");
-out:
-	sqlite3_finalize(s);
-	sqlite3_finalize(u);
-	if (rc < 0) {
-		pg_store_rollback(&h->st);
+	stored_rows_release(&sr);
+	return rc;
+}
+
+/*
+ * Stores written before keys were wrapped hold them in clear: wrapped in
+ * place, in one transaction. On SQLite secure_delete is on so the freed
+ * pages are zeroed, then a truncating checkpoint leaves no clear copy in
+ * the WAL. (payguard never wrote clear keys to PostgreSQL.)
+ */
+static int
+wrap_clear_rows(struct hv *h)
+{
+	struct wrap_job wj = {h, 0};
+	int lite = pg_db_engine_of(h->st.pdb) == PG_DB_SQLITE;
+	int rc = lite ? pg_db_exec(h->st.pdb, "PRAGMA secure_delete=ON") : 0;
+
+	if (rc == 0)
+		rc = pg_db_transact(h->st.pdb, wrap_rows_tx, &wj, 5);
+	if (rc < 0)
 		return rc;
-	}
-	rc = pg_store_commit(&h->st);
-	if (rc == 0 && n > 0) {
+	if (wj.n > 0) {
 		pg_info("vse",
-			"wrapped the keys of %d stored VSE(s) under the data directory's kek", n);
-		rc = pg_store_exec(&h->st, "PRAGMA wal_checkpoint(TRUNCATE)");
+			"wrapped the keys of %d stored VSE(s) under the data directory's kek",
+			wj.n);
+		if (lite)
+			rc = pg_db_exec(h->st.pdb, "PRAGMA wal_checkpoint(TRUNCATE)");
 	}
 	return rc;
 }
@@ -829,28 +920,18 @@ static int
 db_insert(struct hv *h, struct vse *v)
 {
 	char *cs = config_sealed(h, &v->req);
-	sqlite3_stmt *s = NULL;
+	int64_t id = 0;
 	int rc;
 
 	if (!cs)
 		return PG_ENOMEM;
-	rc = sqlite3_prepare_v2(
-	    h->st.db,
-	    "INSERT INTO vse_instance(name, config, state, created_ms, updated_ms) "
-	    "VALUES (?, ?, 'running', ?, ?)",
-	    -1, &s, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(s, 1, v->req.name, -1, SQLITE_STATIC);
-		sqlite3_bind_text(s, 2, cs, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 3, pg_wall_ms());
-		sqlite3_bind_int64(s, 4, pg_wall_ms());
-		rc = sqlite3_step(s);
-	}
-	sqlite3_finalize(s);
+	rc = pg_vse__reg_insert(h->st.pdb, v->req.name, h->node, cs, (int64_t)pg_wall_ms(), &id);
 	config_free(cs);
-	if (rc != SQLITE_DONE)
-		return pg_store_fail(&h->st, rc, "insert vse");
-	v->id = (int)sqlite3_last_insert_rowid(h->st.db);
+	if (rc < 0)
+		return rc;
+	if (id <= 0 || id > INT32_MAX)
+		return pg_error(PG_ERANGE, "vse", "VSE id %lld out of range", (long long)id);
+	v->id = (int)id;
 	return 0;
 }
 
@@ -913,7 +994,7 @@ op_create(struct hv *h, struct pg_vse_request *req, json_t **resp)
 	v->link_fd = -1;
 	v->ctl_fd = -1;
 	v->want_run = 1;
-	PG_TRY_GOTO(pg_store_begin(&h->st), fail, "vse", "begin");
+	PG_TRY_GOTO(pg_db_begin(h->st.pdb), fail, "vse", "begin");
 	rc = db_insert(h, v);
 	if (rc == 0 && !v->req.has_cin) {
 		/* CIN "PGVS" || id: unique per VSE, and what diversified keys derive from. */
@@ -926,24 +1007,12 @@ op_create(struct hv *h, struct pg_vse_request *req, json_t **resp)
 		rc = pg_vse_request_resolve_keys(&v->req); /* in memory only, for the KCVs */
 	if (rc == 0) {
 		char *cs = config_sealed(h, &v->req);
-		sqlite3_stmt *s = NULL;
 
-		rc = cs ? sqlite3_prepare_v2(
-			      h->st.db, "UPDATE vse_instance SET config=? WHERE id=?", -1, &s, NULL)
-			: SQLITE_NOMEM;
-		if (rc == SQLITE_OK) {
-			sqlite3_bind_text(s, 1, cs, -1, SQLITE_STATIC);
-			sqlite3_bind_int(s, 2, v->id);
-			rc = sqlite3_step(s) == SQLITE_DONE ? 0
-							    : pg_store_fail(&h->st, rc, "config");
-		} else {
-			rc = pg_store_fail(&h->st, rc, "config");
-		}
-		sqlite3_finalize(s);
+		rc = cs ? pg_vse__reg_set_config(h->st.pdb, v->id, cs) : PG_ENOMEM;
 		config_free(cs);
 	}
 	if (rc < 0) {
-		pg_store_rollback(&h->st);
+		pg_db_rollback(h->st.pdb);
 		goto fail;
 	}
 	/* Keys are resolved only in memory and in the VSE; the store keeps the master. */
@@ -955,7 +1024,7 @@ op_create(struct hv *h, struct pg_vse_request *req, json_t **resp)
 	snprintf(pm, sizeof(pm), "%s/pmem", d);
 	PG_TRY_GOTO(pg_vse_pmem_create(pm, v->req.pmem_size), rollback, "vse", "pmem");
 	PG_TRY_GOTO(spawn(h, v, 1), rollback, "vse", "spawn");
-	PG_TRY_GOTO(pg_store_commit(&h->st), rollback, "vse", "commit");
+	PG_TRY_GOTO(pg_db_commit(h->st.pdb), rollback, "vse", "commit");
 	h->v[h->nv++] = v;
 	announce(h, v, 1);
 	*resp = json_pack("{s:b, s:o}", "ok", 1, "vse", vse_json(h, v));
@@ -963,7 +1032,7 @@ op_create(struct hv *h, struct pg_vse_request *req, json_t **resp)
 	return 0;
 rollback:
 	stop_child(v);
-	pg_store_rollback(&h->st);
+	pg_db_rollback(h->st.pdb);
 	if (vse_dir(h, v, d, sizeof(d)) == 0)
 		rm_tree_one(d);
 fail:
@@ -979,7 +1048,7 @@ op_named(struct hv *h, int op, const char *name, json_t **resp)
 	int rc = 0;
 
 	if (!v)
-		return pg_error(PG_ENOENT, "vse", "no VSE named '%s'", name);
+		return op_other(h, op, name, resp);
 	switch (op) {
 	case PG_VSE_OP_SHOW:
 		break;
@@ -1004,20 +1073,12 @@ op_named(struct hv *h, int op, const char *name, json_t **resp)
 		db_update(h, v);
 		break;
 	case PG_VSE_OP_DESTROY: {
-		sqlite3_stmt *s = NULL;
-
 		v->want_run = 0;
 		announce(h, v, 0);
 		stop_child(v);
-		rc = sqlite3_prepare_v2(h->st.db, "DELETE FROM vse_instance WHERE id=?", -1, &s,
-					NULL);
-		if (rc == SQLITE_OK) {
-			sqlite3_bind_int(s, 1, v->id);
-			rc = sqlite3_step(s);
-		}
-		sqlite3_finalize(s);
-		if (rc != SQLITE_DONE)
-			return pg_store_fail(&h->st, rc, "delete vse");
+		rc = pg_vse__reg_delete(h->st.pdb, v->id);
+		if (rc < 0 && rc != PG_ENOENT)
+			return rc; /* the store's message is the detail */
 		if (vse_dir(h, v, d, sizeof(d)) == 0)
 			rm_tree_one(d);
 		for (int i = 0; i < h->nv; i++)
@@ -1057,11 +1118,15 @@ handle_client(struct hv *h, int fd)
 			rc = op_create(h, &r->vse, &resp);
 			break;
 		case PG_VSE_OP_LIST: {
-			json_t *a = json_array();
+			struct others o = {.h = h, .a = json_array()};
 
 			for (int i = 0; i < h->nv; i++)
-				json_array_append_new(a, vse_json(h, h->v[i]));
-			resp = json_pack("{s:b, s:o}", "ok", 1, "vses", a);
+				json_array_append_new(o.a, vse_json(h, h->v[i]));
+			/* a store that does not answer leaves the local list */
+			if (pg_vse_registry_list(h->st.pdb, NULL, other_row, &o) < 0)
+				pg_warn("vse", "VSEs of other nodes not listed: %s",
+					pg_last_error());
+			resp = json_pack("{s:b, s:o}", "ok", 1, "vses", o.a);
 			break;
 		}
 		default:
@@ -1084,53 +1149,51 @@ handle_client(struct hv *h, int fd)
 	close(fd);
 }
 
-/* Brings back the VSEs the store knows (a restarted hypervisor resumes them). */
+/* One stored VSE of this node back in memory (stopped or not, no process yet). */
+static int
+load_one(void *arg, const struct pg_vse_entry *e)
+{
+	struct hv *h = arg;
+	struct vse *v;
+	json_error_t err;
+	json_t *j;
+
+	if (h->nv >= PG_VSE_MAX_VSES)
+		return 0;
+	v = calloc(1, sizeof(*v));
+	j = json_loads(e->config, 0, &err);
+	if (!v || !j || config_unwrap(h, j) < 0 || pg_vse_request_from_json(&v->req, j) < 0 ||
+	    e->id <= 0 || e->id > INT32_MAX) {
+		pg_warn("vse", "stored VSE %lld unreadable: %s", (long long)e->id, pg_last_error());
+		json_decref(j);
+		free(v);
+		return 0;
+	}
+	json_decref(j);
+	if (pg_vse_request_resolve_keys(&v->req) < 0)
+		pg_warn("vse", "stored VSE '%s': keys not resolved", v->req.name);
+	v->id = (int)e->id;
+	v->want_run = e->running;
+	v->restarts = (int)e->restarts;
+	if (e->last_exit)
+		snprintf(v->last_exit, sizeof(v->last_exit), "%s", e->last_exit);
+	v->link_fd = -1;
+	v->ctl_fd = -1;
+	v->next_start_ms = pg_mono_ms();
+	if (strcmp(v->req.expose.link, "vpcd") == 0)
+		v->next_start_ms += VPCD_OUT_MS; /* its previous run may just have ended */
+	h->v[h->nv++] = v;
+	/* Stopped or not, no process of it may survive a previous hypervisor. */
+	if (reclaim(h, v) < 0)
+		pg_warn("vse", "%s", pg_last_error());
+	return 0;
+}
+
+/* Brings back this node's VSEs the store knows (a restarted hypervisor resumes them). */
 static int
 load_all(struct hv *h)
 {
-	sqlite3_stmt *s = NULL;
-	int rc;
-
-	rc = sqlite3_prepare_v2(h->st.db,
-				"SELECT id, config, state, restarts, last_exit FROM vse_instance "
-				"ORDER BY id",
-				-1, &s, NULL);
-	if (rc != SQLITE_OK)
-		return pg_store_fail(&h->st, rc, "select");
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW && h->nv < PG_VSE_MAX_VSES) {
-		struct vse *v = calloc(1, sizeof(*v));
-		json_error_t err;
-		json_t *j = json_loads((const char *)sqlite3_column_text(s, 1), 0, &err);
-
-		if (!v || !j || config_unwrap(h, j) < 0 ||
-		    pg_vse_request_from_json(&v->req, j) < 0) {
-			pg_warn("vse", "stored VSE %d unreadable: %s", sqlite3_column_int(s, 0),
-				pg_last_error());
-			json_decref(j);
-			free(v);
-			continue;
-		}
-		json_decref(j);
-		if (pg_vse_request_resolve_keys(&v->req) < 0)
-			pg_warn("vse", "stored VSE '%s': keys not resolved", v->req.name);
-		v->id = sqlite3_column_int(s, 0);
-		v->want_run = strcmp((const char *)sqlite3_column_text(s, 2), "running") == 0;
-		v->restarts = sqlite3_column_int(s, 3);
-		if (sqlite3_column_text(s, 4))
-			snprintf(v->last_exit, sizeof(v->last_exit), "%s",
-				 (const char *)sqlite3_column_text(s, 4));
-		v->link_fd = -1;
-		v->ctl_fd = -1;
-		v->next_start_ms = pg_mono_ms();
-		if (strcmp(v->req.expose.link, "vpcd") == 0)
-			v->next_start_ms += VPCD_OUT_MS; /* its previous run may just have ended */
-		h->v[h->nv++] = v;
-		/* Stopped or not, no process of it may survive a previous hypervisor. */
-		if (reclaim(h, v) < 0)
-			pg_warn("vse", "%s", pg_last_error());
-	}
-	sqlite3_finalize(s);
-	return 0;
+	return pg_vse_registry_list(h->st.pdb, h->node, load_one, h);
 }
 
 static int
@@ -1185,6 +1248,8 @@ pg_vse_serve(const struct pg_vse_hv_opts *o)
 		rc = pg_error(PG_ERANGE, "vse", "--announce: path too long");
 		goto out;
 	}
+	if ((rc = node_name(h, o->node)) < 0)
+		goto out;
 	if (o->data_dir)
 		snprintf(h->dir, sizeof(h->dir), "%s", o->data_dir);
 	else if ((rc = pg_data_dir(h->dir, sizeof(h->dir))) < 0)
@@ -1226,15 +1291,15 @@ pg_vse_serve(const struct pg_vse_hv_opts *o)
 	PG_TRY_GOTO(pg_mkdir_p(h->vdir, 0700), out, "vse", "mkdir");
 	if ((rc = pg_kek_load(h->dir, h->kek)) < 0)
 		goto out;
-	{
+	if (o->store && *o->store) {
+		PG_TRY_GOTO(pg_store_open(&h->st, o->store), out, "vse", "store");
+	} else {
 		char db[PATH_MAX + 16];
 
 		snprintf(db, sizeof(db), "%s/payguard.db", h->dir);
 		PG_TRY_GOTO(pg_store_open(&h->st, db), out, "vse", "store");
 	}
-	PG_TRY_GOTO(
-	    pg_store_migrate(&h->st, "vse", migrations, sizeof(migrations) / sizeof(migrations[0])),
-	    out, "vse", "migrate");
+	PG_TRY_GOTO(pg_vse_registry_migrate(h->st.pdb), out, "vse", "migrate");
 	PG_TRY_GOTO(wrap_clear_rows(h), out, "vse", "wrap stored keys");
 	PG_TRY_GOTO(hv_listen(h), out, "vse", "listen");
 	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -1252,7 +1317,8 @@ pg_vse_serve(const struct pg_vse_hv_opts *o)
 	have_sigs = 1;
 	got_term = 0;
 	PG_TRY_GOTO(load_all(h), out, "vse", "load");
-	pg_info("vse", "hypervisor listening on %s (%d VSEs known)", h->sock, h->nv);
+	pg_info("vse", "hypervisor listening on %s (%d VSEs known%s%s, store %s)", h->sock, h->nv,
+		h->node[0] ? " on node " : "", h->node, pg_db_name(h->st.pdb));
 	if (o->ready_fd >= 0 && write(o->ready_fd, "ready\n", 6) != 6)
 		pg_debug("vse", "ready fd: %s", strerror(errno));
 	while (!got_term && !(o->stop && *o->stop)) {
@@ -1334,8 +1400,7 @@ out:
 	for (int i = 0; i < 2; i++)
 		if (sig_pipe[i] >= 0)
 			close(sig_pipe[i]), sig_pipe[i] = -1;
-	if (h->st.db)
-		pg_store_close(&h->st);
+	pg_store_close(&h->st);
 	pg_memzero(h->kek, sizeof(h->kek));
 	free(h);
 	return rc;

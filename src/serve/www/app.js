@@ -202,7 +202,7 @@ const PG = (() => {
 	/* ---- formatting ---- */
 	const STATE = {
 		running: 'ok', up: 'ok', authenticated: 'ok', ok: 'ok', done: 'ok', committed: 'ok', in_place: 'ok', healthy: 'ok',
-		backoff: 'warn', busy: 'warn', refusing: 'bad', queued: 'info', acknowledged: 'info', starting: 'info', stopped: 'warn', moved: 'bad',
+		backoff: 'warn', standby: 'info', busy: 'warn', refusing: 'bad', queued: 'info', acknowledged: 'info', starting: 'info', stopped: 'warn', moved: 'bad',
 		failed: 'bad', down: 'bad', open: 'bad', interrupted: 'bad', error: 'bad', closed: '',
 	};
 	function badge(s) {

@@ -41,6 +41,28 @@ async function health() {
 	PG.$('http').replaceChildren(...hk.flatMap(([k, v]) => [PG.el('dt', null, k), PG.el('dd', {'data-key': k, 'data-value': k === 'connections' ? t.connections : k === 'refused' ? t.refused_total : null}, v)]));
 }
 
+/* The cluster (issue 14): every node sharing the store, and who leads each
+ * singleton. On SQLite this daemon is the one node and leads them all. */
+async function cluster() {
+	const c = await PG.get('/api/cluster');
+	const up = c.nodes.filter((n) => n.state === 'up').length;
+	PG.$('cluster-meta').textContent = up + ' of ' + c.nodes.length + ' nodes up · ' + c.engine + (c.engine === 'sqlite' ? ' (one node)' : '');
+	PG.table('t-nodes', c.nodes, [
+		{k: 'name', t: 'Node', f: (v, r) => PG.el('span', null, v, r.self ? PG.el('span', {class: 'small'}, ' (this one)') : null)},
+		{k: 'state', t: 'State', f: PG.badge},
+		{k: 'address', t: 'API', f: (v) => PG.el('span', {class: 'mono'}, v)},
+		{k: 'services', t: 'Services', wrap: true, f: (v) => PG.el('span', {class: 'small'}, (v || []).map((s) => s.name + ' ' + s.state).join(' · ') || '–')},
+		{k: 'age_ms', t: 'Heartbeat', num: true, f: (v) => PG.dur(v) + ' ago'},
+		{k: 'version', t: 'Version'},
+	], {key: (r) => r.name});
+	PG.table('t-leaders', c.leaders, [
+		{k: 'singleton', t: 'Singleton'},
+		{k: 'node', t: 'Led by'},
+		{k: 'node_state', t: 'Node', f: PG.badge},
+		{k: 'since_ms', t: 'Since', f: (v) => (v ? PG.el('span', {title: new Date(v).toISOString()}, PG.time(v)) : '–')},
+	], {key: (r) => r.singleton, empty: 'no singleton runs'});
+}
+
 /*
  * Prometheus text format: "# HELP name text" and "name{labels} value" lines.
  * One row per metric: the sum over its series and each series' value.
@@ -77,4 +99,4 @@ async function metrics() {
 		{k: 'series', t: 'By label', wrap: true, f: (v) => (v.length ? PG.el('span', {class: 'small'}, v.join(' · ')) : '–')},
 	], {key: (r) => r.name});
 }
-PG.poll([['svc', services], ['health', health], ['metrics', metrics]]);
+PG.poll([['svc', services], ['health', health], ['cluster', cluster], ['metrics', metrics]]);

@@ -162,12 +162,22 @@ def main():
         s, v = d.get("/api/vses/pay-1")
         check(s == 405, v)
 
+        # the cluster (docs/cluster.md): on SQLite this daemon is the one node and
+        # leads every singleton, demo traffic included (--demo)
+        s, v = d.get("/api/cluster")
+        check(s == 200 and v["engine"] == "sqlite" and len(v["nodes"]) == 1, v)
+        check(v["nodes"][0]["state"] == "up" and v["nodes"][0]["self"] and v["nodes"][0]["name"] == v["node"], v)
+        check(v["nodes"][0]["address"] == "127.0.0.1:%d" % d.port, v)
+        check({l["singleton"]: l["node"] for l in v["leaders"]} ==
+              {k: v["node"] for k in ("load", "retention", "image-watch", "pos-traffic")}, v)
+        check({x["name"] for x in v["nodes"][0]["services"]} == {x["name"] for x in d.get("/api/services")[1]}, v)
+
         # unknown routes and methods
         # GET /api is the route table: each row's method, path and whether
         # it changes state (only the POST rows do)
         s, v = d.get("/api")
         listed = {(x["method"], x["path"]) for x in v["routes"]}
-        check(len(v["routes"]) == 26 and len(listed) == 26, v)
+        check(len(v["routes"]) == 27 and len(listed) == 27, v)
         check(all(x["changes_state"] == (x["method"] == "POST") for x in v["routes"]), v)
         check({x["path"] for x in v["routes"] if x["changes_state"]} ==
               {"/api/pos/alerts/{n}", "/api/vses", "/api/vses/{name}",

@@ -6,6 +6,12 @@
  * takes the next job at once (FOR UPDATE SKIP LOCKED) instead of waiting; a
  * job this process claimed runs through pg_image_upgrade, one claimed by
  * another process is refused.
+ *
+ * Leases (cluster runners): a job claimed by node A is never taken by node
+ * B while A's lease is live (renewed by pg_image_job_renew), not even when
+ * the pid recorded for it is gone on this host; once the lease expired B
+ * takes it over, A's renewals no longer reach it, and B's run of the job
+ * removes the partial overlay A left behind.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* from src/image (imagedb.h) */
@@ -115,10 +124,160 @@ test_claim_next(void **state)
 	pg_store_close(&a);
 }
 
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+/* The job's row from pg_image_jobs (new reference). */
+static json_t *
+job_row(struct pg_store *st, int64_t id)
+{
+	json_t *rows = NULL, *r, *out = NULL;
+	size_t i;
+
+	assert_int_equal(pg_image_jobs(st, &rows), 0);
+	json_array_foreach(rows, i, r)
+	{
+		if (json_integer_value(json_object_get(r, "id")) == id)
+			out = json_incref(r);
+	}
+	json_decref(rows);
+	assert_non_null(out);
+	return out;
+}
+
+static void
+assert_job(struct pg_store *st, int64_t id, const char *state, const char *node)
+{
+	json_t *r = job_row(st, id);
+
+	assert_string_equal(json_string_value(json_object_get(r, "state")), state);
+	if (node)
+		assert_string_equal(json_string_value(json_object_get(r, "node")), node);
+	json_decref(r);
+}
+
+/* A pid that is certainly gone: a child that exited and was reaped. */
+static pid_t
+dead_pid(void)
+{
+	pid_t p = fork();
+
+	assert_true(p >= 0);
+	if (p == 0)
+		_exit(0);
+	assert_int_equal(waitpid(p, NULL, 0), p);
+	return p;
+}
+
+static void
+test_lease(void **state)
+{
+	struct pg_store a, b;
+	int64_t j1, j2, got = 0;
+	struct pg_upgrade_opts o;
+	json_t *res = NULL, *r;
+	char dir[] = "/tmp/pg-test-lease-XXXXXX", ov[256], part[300];
+	FILE *f;
+	struct stat sb;
+
+	(void)state;
+	open_store(&a);
+	open_store(&b);
+	assert_int_equal(pg_image_run(&a, "DELETE FROM image_job", NULL, NULL), 0);
+	add_image(&a, "/nonexistent/lease-test.img");
+	assert_int_equal(pg_image_job_queue(&a, "/nonexistent/lease-test.img", &j1), 0);
+	assert_int_equal(pg_image_job_queue(&a, "/nonexistent/lease-test.img", &j2), 0);
+
+	/* bad node names are refused before anything is written */
+	assert_int_equal(pg_image_job_claim(&a, "../x", 1000, &got, NULL), PG_EINVAL);
+	assert_int_equal(pg_image_job_claim(&a, "", 1000, &got, NULL), PG_EINVAL);
+	assert_int_equal(pg_image_job_renew(&a, "a b", 1000), PG_EINVAL);
+
+	/* node na takes j1, node nb the next one: never j1 again */
+	assert_int_equal(pg_image_job_claim(&a, "na", 400, &got, NULL), 0);
+	assert_int_equal(got, j1);
+	assert_int_equal(pg_image_job_claim(&b, "nb", 60000, &got, NULL), 0);
+	assert_int_equal(got, j2);
+	assert_int_equal(pg_image_job_claim(&b, "nb", 400, &got, NULL), PG_ENOENT);
+	/* a leased job's pid means nothing on this host (its node may be
+	 * another machine): the pid recovery leaves it running */
+	assert_int_equal(pg_image_run(&a, "UPDATE image_job SET pid = ? WHERE id = ?",
+				      json_pack("[i,I]", (int)dead_pid(), (json_int_t)j1), NULL),
+			 0);
+	assert_job(&b, j1, "running", "na");
+
+	/* the dead runner's half-written overlay, as the upgrade records it */
+	assert_non_null(mkdtemp(dir));
+	snprintf(ov, sizeof(ov), "%s/image-job.qcow2", dir);
+	snprintf(part, sizeof(part), "%s.na.partial", ov);
+	f = fopen(part, "w");
+	assert_non_null(f);
+	fputs("half an overlay", f);
+	fclose(f);
+	assert_int_equal(pg_image_run(&a,
+				      "UPDATE image_job SET overlay = ?, partial = ? WHERE id = ?",
+				      json_pack("[s,s,I]", ov, part, (json_int_t)j1), NULL),
+			 0);
+
+	/* na's heartbeat keeps j1 for 1.2 s, three times its lease */
+	for (int i = 0; i < 12; i++) {
+		assert_int_equal(pg_image_job_renew(&a, "na", 300), 1);
+		sleep_ms(100);
+		assert_int_equal(pg_image_job_claim(&b, "nb", 400, &got, NULL), PG_ENOENT);
+	}
+	/* and j1 cannot be run by id by another node meanwhile */
+	memset(&o, 0, sizeof(o));
+	o.job = j1;
+	o.node = "nb";
+	o.lease_ms = 400;
+	assert_int_equal(pg_image_upgrade(&b, &o, &res), PG_ESTATE);
+	assert_null(res);
+	assert_job(&b, j1, "running", "na");
+
+	/* na dies: no more renewals; once its lease ran out nb takes j1 over */
+	sleep_ms(450);
+	assert_int_equal(pg_image_job_claim(&b, "nb", 400, &got, NULL), 0);
+	assert_int_equal(got, j1);
+	assert_job(&a, j1, "running", "nb");
+	r = job_row(&a, j1);
+	assert_non_null(strstr(json_string_value(json_object_get(r, "log")),
+			       "lease of node na expired; taken over by node nb"));
+	assert_true(json_integer_value(json_object_get(r, "lease_until_ms")) > 0);
+	json_decref(r);
+	/* na's renewals reach nothing any more; nb's reach both its jobs */
+	assert_int_equal(pg_image_job_renew(&a, "na", 400), 0);
+	assert_int_equal(pg_image_job_renew(&b, "nb", 400), 2);
+	/* na cannot run it either */
+	o.node = "na";
+	assert_int_equal(pg_image_upgrade(&a, &o, &res), PG_ESTATE);
+	assert_int_equal(stat(part, &sb), 0);
+
+	/* nb runs it: the job restarts from the start, na's partial goes
+	 * first (the run then stops at the missing packages) */
+	o.node = "nb";
+	assert_int_equal(pg_image_upgrade(&b, &o, &res), PG_EUSAGE);
+	json_decref(res);
+	assert_int_equal(stat(part, &sb), -1);
+	r = job_row(&a, j1);
+	assert_string_equal(json_string_value(json_object_get(r, "state")), "failed");
+	assert_non_null(strstr(json_string_value(json_object_get(r, "log")),
+			       "removed the previous runner's partial overlay"));
+	json_decref(r);
+	assert_int_equal(rmdir(dir), 0);
+	pg_store_close(&b);
+	pg_store_close(&a);
+}
+
 int
 main(int argc, char **argv)
 {
-	const struct CMUnitTest tests[] = {cmocka_unit_test(test_claim_next)};
+	const struct CMUnitTest tests[] = {cmocka_unit_test(test_claim_next),
+					   cmocka_unit_test(test_lease)};
 	char dir[] = "/tmp/pg-test-imgq-XXXXXX";
 	int rc;
 

@@ -152,6 +152,45 @@ test_prom_parse(void **state)
 	assert_int_equal(pg_load_prom_parse(ok, strlen(ok), "instance", prom_cb, &a), PG_EFORMAT);
 }
 
+/* The buffered line reader: CRLF, a last line without newline, lines across
+ * the 64 KB buffer's end, a too-long line skipped and the next one read. */
+static void
+test_lines(void **state)
+{
+	size_t big = 200000, o = 0, len, count = 0;
+	char *txt = malloc(big + 8192), *line;
+	struct load_lines l;
+	FILE *f;
+	int rc;
+
+	(void)state;
+	while (o < big) {
+		o += (size_t)sprintf(txt + o, "%zu,%s\r\n", count, count % 7 ? "x" : "yyyyyyyyyy");
+		count++;
+	}
+	memset(txt + o, 'z', 5000);
+	o += 5000;
+	o += (size_t)sprintf(txt + o, "\nlast");
+	f = fmemopen(txt, o, "r");
+	load_lines_init(&l, f);
+	for (size_t i = 0; i < count; i++) {
+		char want[64];
+		assert_int_equal(load_lines_next(&l, &line, &len), 1);
+		snprintf(want, sizeof(want), "%zu,%s", i, i % 7 ? "x" : "yyyyyyyyyy");
+		assert_string_equal(line, want);
+		assert_int_equal(len, strlen(want));
+	}
+	assert_int_equal(load_lines_next(&l, &line, &len), PG_ETOOBIG);
+	assert_int_equal(load_lines_next(&l, &line, &len), 1);
+	assert_string_equal(line, "last");
+	assert_int_equal(load_lines_next(&l, &line, &len), 0);
+	rc = load_lines_next(&l, &line, &len);
+	assert_int_equal(rc, 0);
+	load_lines_release(&l);
+	fclose(f);
+	free(txt);
+}
+
 static void
 test_matrix(void **state)
 {
@@ -168,6 +207,18 @@ test_matrix(void **state)
 	assert_int_equal(pg_load_parse_matrix("1,2\n3\n", 6, "m", &x, &n, &d), PG_EFORMAT);
 	assert_non_null(strstr(pg_last_error(), "m:2: 1 fields, expected 2"));
 	assert_int_equal(pg_load_parse_matrix("1,2\n3,inf\n", 10, "m", &x, &n, &d), PG_EFORMAT);
+	/* Parsed in place: blanks around fields, CRLF, no newline at the end. */
+	txt = " 1 ,\t2.5\r\n\n-3e0, .5";
+	assert_int_equal(pg_load_parse_matrix(txt, strlen(txt), "m", &x, &n, &d), 0);
+	assert_true(n == 2 && d == 2 && x[0] == 1 && x[1] == 2.5 && x[2] == -3 && x[3] == 0.5);
+	free(x);
+	assert_int_equal(pg_load_parse_matrix("1,2\n3,4,5\n", 10, "m", &x, &n, &d), PG_EFORMAT);
+	assert_non_null(strstr(pg_last_error(), "m:2: 3 fields, expected 2"));
+	assert_int_equal(pg_load_parse_matrix("1,2\n3,4x\n", 9, "m", &x, &n, &d), PG_EFORMAT);
+	assert_non_null(strstr(pg_last_error(), "m:2: field 2 is not a finite number"));
+	assert_int_equal(pg_load_parse_matrix("1,2\n3,0x4\n", 10, "m", &x, &n, &d), PG_EFORMAT);
+	assert_int_equal(pg_load_parse_matrix("1,2\n3,\0\n", 7, "m", &x, &n, &d), PG_EFORMAT);
+	assert_non_null(strstr(pg_last_error(), "NUL byte"));
 }
 
 static void
@@ -456,11 +507,17 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_bitbrains),	  cmocka_unit_test(test_plain_csv),
-	    cmocka_unit_test(test_prom_parse),	  cmocka_unit_test(test_matrix),
-	    cmocka_unit_test(test_cgroup_tree),	  cmocka_unit_test(test_libvirt_bulk_record),
-	    cmocka_unit_test(test_cgroup_names),  cmocka_unit_test(test_cgroup_v1_refused),
-	    cmocka_unit_test(test_public_traces), cmocka_unit_test(test_prom_spec),
+	    cmocka_unit_test(test_lines),
+	    cmocka_unit_test(test_bitbrains),
+	    cmocka_unit_test(test_plain_csv),
+	    cmocka_unit_test(test_prom_parse),
+	    cmocka_unit_test(test_matrix),
+	    cmocka_unit_test(test_cgroup_tree),
+	    cmocka_unit_test(test_libvirt_bulk_record),
+	    cmocka_unit_test(test_cgroup_names),
+	    cmocka_unit_test(test_cgroup_v1_refused),
+	    cmocka_unit_test(test_public_traces),
+	    cmocka_unit_test(test_prom_spec),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
 #include "payguard/hex.h"
 #include "payguard/log.h"
 #include "payguard/pos.h"
+#include "pos/pos_internal.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -827,7 +828,8 @@ test_policy_and_alerts(void **state)
 	/* unknown cell: undetermined, never an accusation */
 	msg_for(m, "T0000002", "M00000000000002", "000004", &unknown, NULL);
 	for (int i = 0; i < 5; i++) {
-		assert_int_equal(pg_pos_engine_check(e, m, t0 + 14 * min, &res), 0);
+		/* one ms apart: the same STAN in the same ms is one transaction (pos_txn_once) */
+		assert_int_equal(pg_pos_engine_check(e, m, t0 + 14 * min + i, &res), 0);
 		assert_int_equal(res.decision, PG_DEC_UNDETERMINED);
 		assert_int_equal(res.est.confidence, PG_CONF_LOW);
 		assert_false(res.alert);
@@ -851,7 +853,7 @@ test_policy_and_alerts(void **state)
 	assert_int_equal(res.decision, PG_DEC_UNDETERMINED);
 	assert_int_equal(res.reason, PG_RSN_NO_TLV);
 	pg_iso_set(m, 62, "\x01\x05xx", 4);
-	assert_int_equal(pg_pos_engine_check(e, m, t0, &res), 0);
+	assert_int_equal(pg_pos_engine_check(e, m, t0 + 1, &res), 0);
 	assert_int_equal(res.decision, PG_DEC_FORMAT);
 	assert_string_equal(res.rc, "30");
 
@@ -876,6 +878,8 @@ test_policy_and_alerts(void **state)
 	assert_int_equal(pg_pos_engine_commit(e), 0);
 	pg_pos_engine_free(e);
 	assert_int_equal(pg_pos_engine_open(&e, &t.st, &pol), 0);
+	/* another STAN: the same one in the same ms would be the same transaction */
+	msg_for(m, "T0000002", "M00000000000002", "000010", &far, NULL);
 	assert_int_equal(pg_pos_engine_check(e, m, pg_wall_ms(), &res), 0);
 	assert_true(res.alert); /* the strike before the restart counted */
 	assert_int_equal(pg_pos_engine_commit(e), 0);
@@ -900,6 +904,102 @@ test_policy_and_alerts(void **state)
 	tmp_close(&t);
 	free(m);
 	free(resp);
+}
+
+/*
+ * A reload swaps in new cells and merchants (issue 14, every node reloads
+ * after an import): decisions use the new ones at once, a terminal's strikes
+ * survive the swap (found by terminal id in the new index), and a record
+ * decided before the swap but committed after it still has its merchant
+ * (under ASan a pointer into the freed index would be a use after free).
+ */
+static void
+test_engine_swap_ref(void **state)
+{
+	struct tmpstore t;
+	char path[256];
+	struct pg_import_stats s;
+	struct pg_pos_policy pol;
+	struct pg_pos_engine *e = NULL;
+	struct pg_pos_result res;
+	struct pg_iso_msg *m = msg_new();
+	struct pg_cells *cells = NULL;
+	struct pg_merchants *merchants = NULL;
+	const struct pg_cell_obs near2k = {PG_RADIO_LTE, 262, 1, 1001, 11003, -70, PG_TA_NONE};
+	const struct pg_cell_obs munich = {PG_RADIO_LTE, 262, 1, 1001, 13001, -70, PG_TA_NONE};
+	const struct pg_cell_obs poland = {PG_RADIO_LTE, 260, 2, 5001, 77001, -70, PG_TA_NONE};
+	const int64_t t0 = pg_wall_ms();
+	json_t *alerts;
+
+	(void)state;
+	tmp_open(&t);
+	tmp_write(&t, "cells.csv", cells_csv, path, sizeof(path));
+	assert_int_equal(pg_cells_import(&t.st, path, &s), 0);
+	tmp_write(&t, "m.csv", merchants_csv, path, sizeof(path));
+	assert_int_equal(pg_merchants_import(&t.st, path, &s), 0);
+	pg_pos_policy_default(&pol);
+	pol.alert_n = 2;
+	pol.window_ms = 3600000;
+	assert_int_equal(pg_pos_engine_open(&e, &t.st, &pol), 0);
+
+	/* before: one strike for T0000001; an alert for T3 left uncommitted;
+	 * the Munich cell unknown, T0000007 unregistered */
+	msg_for(m, "T0000001", "M00000000000001", "000001", &near2k, NULL);
+	assert_int_equal(pg_pos_engine_check(e, m, t0, &res), 0);
+	assert_int_equal(res.decision, PG_DEC_MOVED);
+	assert_false(res.alert);
+	msg_for(m, "T3      ", "M3             ", "000002", &poland, NULL);
+	assert_int_equal(pg_pos_engine_check(e, m, t0, &res), 0);
+	assert_true(res.alert);
+	msg_for(m, "T0000002", "M00000000000002", "000003", &munich, NULL);
+	assert_int_equal(pg_pos_engine_check(e, m, t0, &res), 0);
+	assert_int_equal(res.decision, PG_DEC_UNDETERMINED);
+	msg_for(m, "T0000007", "M00000000000007", "000004", &near2k, NULL);
+	assert_int_equal(pg_pos_engine_check(e, m, t0, &res), 0);
+	assert_int_equal(res.decision, PG_DEC_UNREGISTERED);
+
+	/* an import on another node, loaded as the server's reload thread does */
+	tmp_write(&t, "c2.csv",
+		  "LTE,262,1,1001,13001,,11.5820,48.1351,500,40,1,1459692000,1700000000,-80\n",
+		  path, sizeof(path));
+	assert_int_equal(pg_cells_import(&t.st, path, &s), 0);
+	tmp_write(&t, "m2.csv", "T0000007,M00000000000007,52.52,13.405,50,1000,262,New\n", path,
+		  sizeof(path));
+	assert_int_equal(pg_merchants_import(&t.st, path, &s), 0);
+	assert_int_equal(pg_cells_load(&t.st, &cells), 0);
+	assert_int_equal(pg_merchants_load(&t.st, &merchants), 0);
+	assert_int_equal(pg_pos_engine_swap_ref(e, cells, merchants), 0);
+
+	/* after: the second strike alerts, the new cell and terminal count */
+	msg_for(m, "T0000001", "M00000000000001", "000005", &near2k, NULL);
+	assert_int_equal(pg_pos_engine_check(e, m, t0 + 1000, &res), 0);
+	assert_int_equal(res.decision, PG_DEC_MOVED);
+	assert_true(res.alert);
+	msg_for(m, "T0000002", "M00000000000002", "000006", &munich, NULL);
+	assert_int_equal(pg_pos_engine_check(e, m, t0 + 1000, &res), 0);
+	assert_int_equal(res.decision, PG_DEC_MOVED);
+	assert_true(res.distance_m > 400000);
+	msg_for(m, "T0000007", "M00000000000007", "000007", &near2k, NULL);
+	assert_int_equal(pg_pos_engine_check(e, m, t0 + 1000, &res), 0);
+	assert_int_equal(res.decision, PG_DEC_MOVED);
+
+	/* the record decided before the swap commits with its merchant */
+	assert_int_equal(pg_pos_engine_commit(e), 0);
+	alerts = pg_pos_alerts_list(&t.st, "open", 0);
+	assert_int_equal(json_array_size(alerts), 2);
+	for (size_t i = 0; i < json_array_size(alerts); i++) {
+		json_t *a = json_array_get(alerts, i);
+		json_t *ev = json_object_get(a, "evidence");
+		json_t *mer = json_object_get(ev, "merchant");
+
+		assert_non_null(mer);
+		assert_true(fabs(json_real_value(json_object_get(mer, "lat")) - 52.52) < 1e-6);
+		assert_int_equal(json_integer_value(json_object_get(mer, "mcc")), 262);
+	}
+	json_decref(alerts);
+	pg_pos_engine_free(e);
+	tmp_close(&t);
+	free(m);
 }
 
 /* ---- the server's WAL checkpointer (issue 13 item 10) ---- */
@@ -994,6 +1094,110 @@ test_checkpointer_cannot_open(void **state)
 	free(resp);
 }
 
+/*
+ * JetStream intake (issue 15): every record the engine decides survives the
+ * stream codec, and a batch the sink receives twice (a redelivery) is
+ * stored once, with its alert opened once and struck once.
+ */
+static void
+test_intake_codec_once(void **state)
+{
+	struct tmpstore t;
+	char path[256], id[160], id2[160];
+	struct pg_import_stats s;
+	struct pg_pos_policy pol;
+	struct pg_pos_engine *e = NULL, *w = NULL;
+	struct pg_pos_result res;
+	struct pg_pos_batch *b = pg_pos_batch_new(), *got = pg_pos_batch_new();
+	struct pg_iso_msg *m = msg_new();
+	struct pg_buf buf = PG_BUF_INIT(PG_POS_REC_MAX);
+	const struct pg_cell_obs home = {PG_RADIO_LTE, 262, 1, 1001, 11001, -70, PG_TA_NONE};
+	const struct pg_cell_obs far = {PG_RADIO_LTE, 262, 1, 1201, 12001, -70, 7};
+	const int64_t t0 = 1700000000000LL;
+
+	(void)state;
+	tmp_open(&t);
+	tmp_write(&t, "cells.csv", cells_csv, path, sizeof(path));
+	assert_int_equal(pg_cells_import(&t.st, path, &s), 0);
+	tmp_write(&t, "m.csv", merchants_csv, path, sizeof(path));
+	assert_int_equal(pg_merchants_import(&t.st, path, &s), 0);
+	assert_int_equal(pg_pos_migrate(&t.st), 0);
+	pg_pos_policy_default(&pol);
+	pol.alert_n = 2;
+	assert_int_equal(pg_pos_engine_open(&e, &t.st, &pol), 0);
+	msg_for(m, "T0000001", "M00000000000001", "000001", &home, NULL);
+	pg_iso_set_str(m, 7, "1125120000");
+	assert_int_equal(pg_pos_engine_check(e, m, t0, &res), 0);
+	msg_for(m, "T0000001", "M00000000000001", "000002", &far, NULL);
+	assert_int_equal(pg_pos_engine_check(e, m, t0 + 1, &res), 0);
+	assert_int_equal(res.decision, PG_DEC_MOVED);
+	msg_for(m, "T0000001", "M00000000000001", "000003", &far, NULL);
+	assert_int_equal(pg_pos_engine_check(e, m, t0 + 2, &res), 0);
+	assert_true(res.alert);
+	msg_for(m, "T0000404", NULL, "000004", NULL, NULL); /* unregistered: no merchant */
+	assert_int_equal(pg_pos_engine_check(e, m, t0 + 3, &res), 0);
+	pg_pos_engine_take(e, b);
+	assert_int_equal(pg_pos_batch_n(b), 4);
+
+	for (size_t i = 0; i < pg_pos_batch_n(b); i++) {
+		const struct pos_record *r = pg_pos_batch_rec(b, i);
+		struct pos_record d;
+
+		pg_buf_reset(&buf);
+		assert_int_equal(pg_pos_rec_encode(r, &buf), 0);
+		assert_int_equal(pg_pos_rec_decode(buf.data, buf.len, &d), 0);
+		assert_int_equal(d.ts, r->ts);
+		assert_int_equal(d.window_start, r->window_start);
+		assert_string_equal(d.tid, r->tid);
+		assert_string_equal(d.mid, r->mid);
+		assert_string_equal(d.stan, r->stan);
+		assert_string_equal(d.f7, r->f7);
+		assert_string_equal(d.mti, r->mti);
+		assert_string_equal(d.res.rc, r->res.rc);
+		assert_int_equal(d.res.decision, r->res.decision);
+		assert_int_equal(d.res.reason, r->res.reason);
+		assert_int_equal(d.res.alert, r->res.alert);
+		assert_true(d.res.distance_m == r->res.distance_m);
+		assert_true(d.res.est.lat == r->res.est.lat);
+		assert_int_equal(d.have_cell, r->have_cell);
+		if (r->have_cell) {
+			assert_int_equal(d.cell.cid, r->cell.cid);
+			assert_int_equal(d.cell.ta, r->cell.ta);
+		}
+		assert_int_equal(d.merchant.known, r->merchant.known);
+		assert_true(d.merchant.limit_m == r->merchant.limit_m);
+		pg_pos_rec_id(r, id, sizeof(id));
+		pg_pos_rec_id(&d, id2, sizeof(id2));
+		assert_string_equal(id, id2);
+		/* one byte short, or one more: refused with a reason, not read past */
+		assert_int_equal(pg_pos_rec_decode(buf.data, buf.len - 1, &d), PG_EFORMAT);
+		assert_int_equal(pg_buf_append_byte(&buf, 0), 0);
+		assert_int_equal(pg_pos_rec_decode(buf.data, buf.len, &d), PG_EFORMAT);
+		assert_int_equal(pg_pos_rec_decode(buf.data, buf.len - 1, &d), 0);
+		assert_int_equal(pg_pos_batch_push(got, &d), 0);
+	}
+	pg_pos_rec_id(pg_pos_batch_rec(b, 0), id, sizeof(id));
+	assert_string_equal(id, "pos:T0000001:000001:1125120000:1700000000000");
+
+	/* the sink's writer: the same batch twice (a redelivery) is stored once */
+	assert_int_equal(pg_pos_engine_open_writer(&w, &t.st), 0);
+	assert_int_equal(pg_pos_batch_write(w, got, NULL), 0);
+	assert_int_equal(pg_pos_batch_write(w, got, NULL), 0);
+	assert_int_equal(count_rows(&t.st, "SELECT count(*) FROM pos_txn"), 4);
+	assert_int_equal(count_rows(&t.st, "SELECT count(*) FROM pos_alerts"), 1);
+	assert_int_equal(count_rows(&t.st, "SELECT strikes FROM pos_alerts"), 1);
+	assert_int_equal(
+	    count_rows(&t.st, "SELECT count(*) FROM pos_txn WHERE alert_id IS NOT NULL"), 2);
+	assert_int_equal(count_rows(&t.st, "SELECT count(*) FROM event_outbox"), 1);
+	pg_buf_release(&buf);
+	pg_pos_engine_free(w);
+	pg_pos_engine_free(e);
+	pg_pos_batch_free(b);
+	pg_pos_batch_free(got);
+	free(m);
+	tmp_close(&t);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1010,7 +1214,9 @@ main(int argc, char **argv)
 	    cmocka_unit_test(test_cells_rows),
 	    cmocka_unit_test(test_cells_import_estimate),
 	    cmocka_unit_test(test_policy_and_alerts),
+	    cmocka_unit_test(test_engine_swap_ref),
 	    cmocka_unit_test(test_checkpointer_cannot_open),
+	    cmocka_unit_test(test_intake_codec_once),
 	};
 	/* the store tests again on PostgreSQL (issue 14); the checkpointer is SQLite's */
 	const struct CMUnitTest pg_tests[] = {

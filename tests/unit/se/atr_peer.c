@@ -196,8 +196,9 @@ test_switch_and_seos_atrs(void **state)
 {
 	struct pg_nfcsw *sw = NULL;
 	struct pg_nfcsw_demo_se *d = NULL;
-	struct pg_seos_testcard *tc = NULL;
-	struct pg_seos_testcard_cfg tcfg = {.serial = 3};
+	struct pg_gp_card *tc = NULL;
+	struct pg_scp03_keys k = {.len = 16, .kvn = 0x30};
+	struct pg_seos_sim_card_cfg tcfg = {.serial = 3, .keys = &k};
 
 	(void)state;
 	assert_int_equal(pg_nfcsw_new(&sw), 0);
@@ -206,13 +207,12 @@ test_switch_and_seos_atrs(void **state)
 	assert_int_equal(pg_nfcsw_demo_se_new(&d, 9, 1), 0);
 	expect_card("NFC switch demo SE", pg_nfcsw_demo_se_card(d));
 	pg_nfcsw_demo_se_free(d);
-	memset(tcfg.keys.enc, 0x40, sizeof(tcfg.keys.enc));
-	memset(tcfg.keys.mac, 0x41, sizeof(tcfg.keys.mac));
-	memset(tcfg.keys.dek, 0x42, sizeof(tcfg.keys.dek));
-	tcfg.keys.len = 16;
-	assert_int_equal(pg_seos_testcard_new(&tc, &tcfg), 0);
-	expect_card("SE OS test card", pg_seos_testcard_card(tc));
-	pg_seos_testcard_free(tc);
+	memset(k.enc, 0x40, sizeof(k.enc));
+	memset(k.mac, 0x41, sizeof(k.mac));
+	memset(k.dek, 0x42, sizeof(k.dek));
+	assert_int_equal(pg_seos_sim_card_new(&tc, &tcfg), 0);
+	expect_card("SE OS test card", pg_gp_card_card(tc));
+	pg_gp_card_free(tc);
 }
 
 #ifdef PG_TEST_VSE

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "gp_test.h"
+#include "payguard/log.h"
 #include "payguard/tlv.h"
 
 #include <stdlib.h>
@@ -88,10 +89,10 @@ test_get_status(void **st)
 	gt_expect(&t, "80F24002034F01AA00", PG_SW_REF_DATA_NOT_FOUND);
 	/* Load files, and load files with modules. */
 	gt_expect(&t, "80F22002024F0000", PG_SW_OK);
-	assert_int_equal(t.n, 5 * (2 + 8 + 4 + 10));
+	assert_int_equal(t.n, 6 * (2 + 8 + 4 + 10));
 	gt_data(&t, "E3164F06F050474C46019F700101CC08" ISD "E3164F06F050474C46029F700101CC08" ISD
 		    "E3164F06F050474C46039F700101CC08" ISD "E3164F06F050474C46049F700101CC08" ISD
-		    "E3164F06F050474C46059F700101CC08" ISD);
+		    "E3164F06F050474C46059F700101CC08" ISD "E3164F06F050474C46069F700101CC08" ISD);
 	gt_expect(&t, "80F21002024F0000", PG_SW_OK);
 	assert_int_equal(t.r[1], 0x1E);
 	assert_memory_equal(t.r + 24, "\x84\x06\xF0PGMD\x01", 8);
@@ -677,6 +678,74 @@ test_config_version(void **st)
 	pg_nvm_close(nvm);
 }
 
+/*
+ * A card profile (issue 16 item 1: the SE OS's test SE is this card): an
+ * applet at an AID of the profile's choosing, IIN, ARA-M rules stored before
+ * first use, a first configuration version, and an ISD without DF50.
+ */
+static void
+test_profile(void **st)
+{
+	static const char *const apps[] = {"echo@A0000000041010", "aram"};
+	static const uint8_t iin[] = {0x89, 0x50, 0x47};
+	static const uint8_t rules[] = {0xE2, 0x0B, 0xE1, 0x04, 0x4F, 0x00, 0xC1,
+					0x00, 0xE3, 0x03, 0xD0, 0x01, 0x01};
+	static const char *const bad[] = {"echo@A000"};
+	static const char *const unknown[] = {"nope@A0000000041010"};
+	struct pg_gp_config cfg = {.serial = 9,
+				   .applets = apps,
+				   .n_applets = 2,
+				   .iin = iin,
+				   .iin_len = sizeof(iin),
+				   .cfg_version = 41,
+				   .aram_rules = rules,
+				   .aram_rules_len = sizeof(rules)};
+	struct pg_gp_card *g = NULL;
+	struct gt t;
+
+	(void)st;
+	assert_int_equal(pg_gp_card_new(&g, &cfg), 0);
+	memset(&t, 0, sizeof(t));
+	t.card = pg_gp_card_card(g);
+	gt_expect(&t, "80CA004200", PG_SW_OK);
+	gt_data(&t, "4203895047");
+	gt_expect(&t, "80CADF5000", PG_SW_OK);
+	gt_data(&t, "DF500400000029"); /* 41 */
+	assert_int_equal(pg_gp_card_set_config_version(g, 43), 0);
+	gt_expect(&t, "80CADF5000", PG_SW_OK);
+	gt_data(&t, "DF50040000002B");
+	/* the echo applet at the profile's AID: data back, any instruction */
+	gt_expect(&t, "00A4040007A000000004101000", PG_SW_OK);
+	gt_expect(&t, "8002000002CAFE00", PG_SW_OK);
+	gt_data(&t, "CAFE");
+	/* ARA-M answers the stored rules at once */
+	gt_expect(&t, "00A4040009A00000015141434C0000", PG_SW_OK);
+	gt_expect(&t, "80CAFF4000", PG_SW_OK);
+	gt_data(&t, "FF400DE20BE1044F00C100E303D00101");
+	assert_true(pg_gp_card_apdus(g) == 7); /* every command above */
+	pg_gp_card_free(g);
+	/* an ISD without the configuration version */
+	cfg.no_cfg_version = 1;
+	assert_int_equal(pg_gp_card_new(&g, &cfg), 0);
+	t.card = pg_gp_card_card(g);
+	gt_expect(&t, "80CADF5000", PG_SW_REF_DATA_NOT_FOUND);
+	pg_gp_card_free(g);
+	/* a bad AID or an applet not in the catalogue: refused with the reason */
+	cfg.applets = bad;
+	cfg.n_applets = 1;
+	cfg.aram_rules = NULL;
+	assert_int_equal(pg_gp_card_new(&g, &cfg), PG_EINVAL);
+	assert_non_null(strstr(pg_last_error(), "AID"));
+	cfg.applets = unknown;
+	assert_int_equal(pg_gp_card_new(&g, &cfg), PG_EINVAL);
+	assert_non_null(strstr(pg_last_error(), "catalogue"));
+	/* rules without an ARA-M to hold them */
+	cfg.applets = apps;
+	cfg.n_applets = 1;
+	cfg.aram_rules = rules;
+	assert_int_equal(pg_gp_card_new(&g, &cfg), PG_EINVAL);
+}
+
 int
 main(void)
 {
@@ -693,6 +762,7 @@ main(void)
 	    cmocka_unit_test(test_arena_exhausted),
 	    cmocka_unit_test(test_persistent_file),
 	    cmocka_unit_test(test_config_version),
+	    cmocka_unit_test(test_profile),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

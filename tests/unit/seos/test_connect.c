@@ -1,6 +1,7 @@
 /*
  * The connect flow of seed "Establishment of communication connection between
- * mobile device and secure element" against the test card over an in-process
+ * mobile device and secure element" against the SE OS's test SE (the GP card
+ * of src/se/card with the SE OS's card profile, sim.c) over an in-process
  * T=1 link: identify, SCP03 authenticate (master key diversified by SE
  * identity, and per-SE keys), cache miss then hit (fewer APDUs, same
  * configuration), a bumped version and a tampered record cause a fresh read,
@@ -12,6 +13,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "payguard/card_gp.h"
 #include "payguard/error.h"
 #include "payguard/hex.h"
 #include "payguard/log.h"
@@ -47,30 +49,26 @@ teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
-static struct pg_seos_testcard *
+static struct pg_gp_card *
 card(uint32_t serial, const char *master, uint32_t version)
 {
-	struct pg_seos_testcard_cfg cfg = {.serial = serial, .version = version};
-	struct pg_seos_testcard *tc;
-	uint8_t id[PG_SEOS_ID_LEN], m[16];
-	struct pg_scp03_keys k;
+	uint8_t m[16];
+	struct pg_seos_sim_card_cfg cfg = {
+	    .serial = serial, .master = m, .master_len = 16, .version = version};
+	struct pg_gp_card *tc;
 
-	assert_int_equal(pg_seos_testcard_new(&tc, &cfg), 0);
-	pg_seos_testcard_id(tc, id);
 	assert_int_equal(pg_hex_decode(m, sizeof(m), master), 16);
-	assert_int_equal(pg_scp03_diversify(m, 16, id, sizeof(id), 0x30, &k), 0);
-	pg_seos_testcard_set_keys(tc, &k);
+	assert_int_equal(pg_seos_sim_card_new(&tc, &cfg), 0);
 	return tc;
 }
 
 static int
-connect(struct pg_seos *os, struct pg_seos_testcard *tc, const char *name, struct pg_seos_conn *c)
+connect(struct pg_seos *os, struct pg_gp_card *tc, const char *name, struct pg_seos_conn *c)
 {
 	struct pg_link *l;
 	int rc;
 
-	assert_int_equal(
-	    pg_link_open_memory(&l, pg_link_find("t1"), pg_seos_testcard_card(tc), NULL), 0);
+	assert_int_equal(pg_link_open_memory(&l, pg_link_find("t1"), pg_gp_card_card(tc), NULL), 0);
 	rc = pg_seos_connect(os, name, "memory", l, c);
 	pg_link_close(l);
 	return rc;
@@ -101,7 +99,7 @@ test_miss_hit_version_tamper(void **state)
 {
 	struct pg_seos_keystore *ks;
 	struct pg_seos *os;
-	struct pg_seos_testcard *tc;
+	struct pg_gp_card *tc;
 	struct pg_seos_conn c1, c2, c3, c4;
 	char text[128];
 	uint64_t before;
@@ -112,28 +110,30 @@ test_miss_hit_version_tamper(void **state)
 	assert_int_equal(pg_seos_open(&os, db, keyp, ks), 0);
 	tc = card(0x1234, master_hex, 7);
 
-	before = pg_seos_testcard_apdus(tc);
+	before = pg_gp_card_apdus(tc);
 	if (connect(os, tc, "t1-card", &c1) != 0)
 		fail_msg("connect: %s", c1.reason);
 	assert_int_equal(c1.state, PG_SEOS_AUTHENTICATED);
 	assert_int_equal(c1.cache, 0);
 	assert_int_equal(c1.refresh_why, 1);
-	assert_int_equal(c1.apdus, pg_seos_testcard_apdus(tc) - before);
+	assert_int_equal(c1.apdus, pg_gp_card_apdus(tc) - before);
 	assert_int_equal(c1.cfg.version, 7);
 	assert_string_equal(c1.cfg.link, "t1");
 	assert_true(c1.cfg.ifsc >= 32); /* as the T=1 card role announced it in its ATR */
 	assert_int_equal(c1.cfg.ext_len, 1);
 	assert_int_equal(c1.cfg.channels, 8);
 	assert_int_equal(c1.cfg.napps, 3);
-	assert_int_equal(c1.cfg.app[1].life_cycle, 0x0F);
+	/* GET STATUS gives each life cycle: echo selectable, ARA-M personalised (its rules) */
+	assert_int_equal(c1.cfg.app[1].life_cycle, PG_GP_APP_SELECTABLE);
+	assert_int_equal(c1.cfg.app[2].life_cycle, PG_GP_APP_PERSONALIZED);
 	assert_int_equal(c1.cfg.cin_len, 8);
 	assert_non_null(c1.cfg.ara);
 	assert_string_equal(c1.id_hex, "50470002000012340001");
 
-	before = pg_seos_testcard_apdus(tc);
+	before = pg_gp_card_apdus(tc);
 	assert_int_equal(connect(os, tc, "t1-card", &c2), 0);
 	assert_int_equal(c2.cache, 1);
-	assert_int_equal(c2.apdus, pg_seos_testcard_apdus(tc) - before);
+	assert_int_equal(c2.apdus, pg_gp_card_apdus(tc) - before);
 	assert_true(c2.apdus < c1.apdus);
 	print_message("cache miss: %llu APDUs, hit: %llu APDUs\n", (unsigned long long)c1.apdus,
 		      (unsigned long long)c2.apdus);
@@ -145,7 +145,7 @@ test_miss_hit_version_tamper(void **state)
 	assert_int_equal(c2.cfg.ifsc, c1.cfg.ifsc);
 
 	/* Version bump: a fresh read. */
-	pg_seos_testcard_set_version(tc, 8);
+	assert_int_equal(pg_gp_card_set_config_version(tc, 8), 0);
 	assert_int_equal(connect(os, tc, "t1-card", &c3), 0);
 	assert_int_equal(c3.cache, 0);
 	assert_int_equal(c3.refresh_why, 2);
@@ -169,7 +169,7 @@ test_miss_hit_version_tamper(void **state)
 	pg_seos_config_release(&c2.cfg);
 	pg_seos_config_release(&c3.cfg);
 	pg_seos_config_release(&c4.cfg);
-	pg_seos_testcard_free(tc);
+	pg_gp_card_free(tc);
 	pg_seos_close(os);
 	pg_seos_keystore_free(ks);
 }
@@ -179,7 +179,7 @@ test_wrong_keys_rejected(void **state)
 {
 	struct pg_seos_keystore *ks;
 	struct pg_seos *os;
-	struct pg_seos_testcard *tc, *tc2;
+	struct pg_gp_card *tc, *tc2;
 	struct pg_seos_conn c;
 	struct row r = {.name = "bad-card"};
 	char text[256];
@@ -211,7 +211,7 @@ test_wrong_keys_rejected(void **state)
 		uint8_t id[PG_SEOS_ID_LEN], m[16];
 		char idh[21], kh[33], line[200];
 
-		pg_seos_testcard_id(tc, id);
+		assert_int_equal(pg_seos_sim_id(0x99, id), 0);
 		pg_hex_encode(idh, id, sizeof(id));
 		/* tc's own (wrongly diversified) keys, given per SE: now it passes. */
 		assert_int_equal(pg_hex_decode(m, 16, "000102030405060708090A0B0C0D0E0F"), 16);
@@ -231,8 +231,8 @@ test_wrong_keys_rejected(void **state)
 	pg_seos_config_release(&c.cfg);
 	pg_seos_close(os);
 	pg_seos_keystore_free(ks);
-	pg_seos_testcard_free(tc);
-	pg_seos_testcard_free(tc2);
+	pg_gp_card_free(tc);
+	pg_gp_card_free(tc2);
 
 	/* Bad key store lines are refused with the line number. */
 	assert_int_equal(pg_seos_keystore_parse(&ks, "master 30 0011\n"), PG_EFORMAT);
@@ -288,22 +288,19 @@ test_no_version_always_read(void **state)
 {
 	struct pg_seos_keystore *ks;
 	struct pg_seos *os;
-	struct pg_seos_testcard_cfg cfg = {.serial = 0x77, .version = 1, .no_version = 1};
-	struct pg_seos_testcard *tc;
+	uint8_t m[16];
+	struct pg_seos_sim_card_cfg cfg = {
+	    .serial = 0x77, .master = m, .master_len = 16, .version = 1, .no_version = 1};
+	struct pg_gp_card *tc;
 	struct pg_seos_conn c;
-	struct pg_scp03_keys k;
-	uint8_t id[PG_SEOS_ID_LEN], m[16];
 	char text[128];
 
 	(void)state;
 	snprintf(text, sizeof(text), "master 30 %s\n", master_hex);
 	assert_int_equal(pg_seos_keystore_parse(&ks, text), 0);
 	assert_int_equal(pg_seos_open(&os, db, keyp, ks), 0);
-	assert_int_equal(pg_seos_testcard_new(&tc, &cfg), 0);
-	pg_seos_testcard_id(tc, id);
 	assert_int_equal(pg_hex_decode(m, sizeof(m), master_hex), 16);
-	assert_int_equal(pg_scp03_diversify(m, 16, id, sizeof(id), 0x30, &k), 0);
-	pg_seos_testcard_set_keys(tc, &k);
+	assert_int_equal(pg_seos_sim_card_new(&tc, &cfg), 0);
 	for (int i = 0; i < 2; i++) {
 		assert_int_equal(connect(os, tc, "unversioned", &c), 0);
 		assert_int_equal(c.cache, 0);
@@ -311,7 +308,7 @@ test_no_version_always_read(void **state)
 		assert_int_equal(c.cfg.napps, 3);
 		pg_seos_config_release(&c.cfg);
 	}
-	pg_seos_testcard_free(tc);
+	pg_gp_card_free(tc);
 	pg_seos_close(os);
 	pg_seos_keystore_free(ks);
 }

@@ -1,0 +1,334 @@
+/*
+ * The number parser of the load area's readers (issue 18, build item 3):
+ * decimal text to double, correctly rounded like strtod, without strtod's
+ * locale look-ups and NUL-terminated input on the common path.
+ *
+ * Grammar: [+-] digits [. digits] [(e|E) [+-] digits], at least one mantissa
+ * digit (".5" and "5." are numbers). No white space, no hex, no inf/nan: the
+ * readers refuse those. Paths, fastest first:
+ *  1. Clinger's fast path: at most 19 significant digits, mantissa <= 2^53,
+ *     |exponent| <= 22: one IEEE multiply or divide by an exact power of ten,
+ *     which rounds once, so the result is correctly rounded.
+ *  2. On x86 (80-bit long double, 64-bit mantissa): at most 19 digits (exact in
+ *     64 bits), |exponent| <= 27 (10^27 is exact in 64 bits): one multiply or
+ *     divide in long double, then the rounding to double. The double rounding
+ *     can differ from a single one only when the long double result lies on a
+ *     double halfway point (its low 11 mantissa bits are 0x400); then path 3.
+ *     A start-up check turns this path off where long double is not extended
+ *     (valgrind emulates x87 in double precision).
+ *  3. strtod on a bounded, NUL-terminated copy of the token: more than 19
+ *     significant digits, exponents at the range ends, subnormals, ties.
+ */
+#include "load_int.h"
+#include "payguard/error.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const double pow10_exact[23] = {1e0,  1e1,  1e2,	 1e3,  1e4,  1e5,  1e6,	 1e7,
+				       1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+				       1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+#if LDBL_MANT_DIG == 64 && (defined(__x86_64__) || defined(__i386__))
+#define NUM_X87 1
+static const long double pow10_ld[28] = {1e0L,	1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,
+					 1e7L,	1e8L,  1e9L,  1e10L, 1e11L, 1e12L, 1e13L,
+					 1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L,
+					 1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
+
+/* 1 when long double arithmetic really carries 64 mantissa bits here. */
+static int
+x87_ok(void)
+{
+	static _Atomic int ok = -1; /* threads may race here: each computes the same */
+	int v = atomic_load_explicit(&ok, memory_order_relaxed);
+
+	if (v < 0) {
+		volatile long double a = 1.0L, b = 0x1p-60L;
+		long double c = a + b;
+		v = c != 1.0L;
+		atomic_store_explicit(&ok, v, memory_order_relaxed);
+	}
+	return v;
+}
+
+/* The long double path; 0 when the result may need path 3. */
+static int
+x87_path(uint64_t m, int e, double *v)
+{
+	long double r = (long double)m;
+	uint64_t mant;
+
+	if (!x87_ok())
+		return 0;
+	r = e >= 0 ? r * pow10_ld[e] : r / pow10_ld[-e];
+	memcpy(&mant, &r, sizeof(mant)); /* the explicit 64-bit significand */
+	if ((mant & 0x7ff) == 0x400)
+		return 0; /* on a halfway point of double: rounding twice may differ */
+	*v = (double)r;
+	return 1;
+}
+#endif
+
+/* strtod on a NUL-terminated copy of [s, s + len). */
+static double
+slow_path(const char *s, size_t len)
+{
+	char buf[256];
+	char *p = len < sizeof(buf) ? buf : malloc(len + 1);
+	double v;
+
+	if (!p)
+		return NAN; /* no memory for a >255-byte number: the caller rejects NaN */
+	memcpy(p, s, len);
+	p[len] = 0;
+	v = strtod(p, NULL);
+	if (p != buf)
+		free(p);
+	return v;
+}
+
+static inline int
+is_digit(char c)
+{
+	return (unsigned char)(c - '0') < 10;
+}
+
+/*
+ * More than 19 mantissa digits (leading zeros included): the first 19
+ * significant ones into *m, the exponent adjusted, *dropped when a nonzero
+ * digit did not fit.
+ */
+static void
+long_mantissa(const char *ip, size_t ni, const char *fp, size_t nf, uint64_t *m, long *e10,
+	      int *dropped)
+{
+	int nd = 0;
+
+	*m = 0;
+	*e10 = 0;
+	*dropped = 0;
+	for (size_t i = 0; i < ni + nf; i++) {
+		unsigned dg = (unsigned)((i < ni ? ip[i] : fp[i - ni]) - '0');
+
+		if (nd < 19) {
+			*m = *m * 10 + dg;
+			nd += *m != 0; /* leading zeros are not significant */
+			*e10 -= i >= ni;
+		} else {
+			*e10 += i < ni;
+			*dropped |= dg != 0;
+		}
+	}
+}
+
+/*
+ * The scanner; bounded = 0 for NUL-terminated text (no byte the grammar takes
+ * is NUL, so the end tests compile away); finite = 1: an overflow to inf is
+ * no number (0 bytes).
+ */
+#define IN(p) (!bounded || (p) < end)
+
+static const uint64_t pow10_u64[9] = {1,      10,      100,	 1000,	   10000,
+				      100000, 1000000, 10000000, 100000000};
+
+/*
+ * Digits at p into *m (wrapping past 19; the caller redoes those). Where 8
+ * bytes can be read (p + 8 <= lim), up to 8 digits at once without a branch
+ * per digit (SWAR); else two at a time, reading p[1] only after p[0] is a
+ * digit, so never past a NUL or end.
+ */
+static inline __attribute__((always_inline)) const char *
+digits(const char *p, const char *end, const char *lim, uint64_t *mp, int bounded)
+{
+	uint64_t m = *mp;
+
+	while (lim && p + 8 <= lim) {
+		uint64_t w, t, x, nd;
+		unsigned k;
+
+		memcpy(&w, p, 8);
+		/* 0x33 in each byte that is a digit: high nibble 3, and +6 does not carry */
+		x = (w & 0xf0f0f0f0f0f0f0f0ull) |
+		    (((w + 0x0606060606060606ull) & 0xf0f0f0f0f0f0f0f0ull) >> 4);
+		nd = x ^ 0x3333333333333333ull;
+		k = nd ? (unsigned)__builtin_ctzll(nd) / 8 : 8;
+		if (k == 0) {
+			*mp = m;
+			return p;
+		}
+		t = (w - 0x3030303030303030ull) << (8 * (8 - k)); /* the k digits, zeros before */
+		t = (t * 10 + (t >> 8)) & 0x00ff00ff00ff00ffull;
+		t = (t * 100 + (t >> 16)) & 0x0000ffff0000ffffull;
+		t = (t * 10000 + (t >> 32)) & 0xffffffffull;
+		m = m * pow10_u64[k] + t;
+		p += k;
+		if (k < 8) {
+			*mp = m;
+			return p;
+		}
+	}
+	while (IN(p) && is_digit(p[0])) {
+		if (IN(p + 1) && is_digit(p[1])) {
+			m = m * 100 + (unsigned)(p[0] - '0') * 10 + (unsigned)(p[1] - '0');
+			p += 2;
+		} else {
+			m = m * 10 + (unsigned)(p[0] - '0');
+			p++;
+			break;
+		}
+	}
+	*mp = m;
+	return p;
+}
+
+/* The exponent at p ('e' or 'E'): added to *e10, p past it; "1e" leaves p at the 'e'. */
+static inline __attribute__((always_inline)) const char *
+exponent(const char *p, const char *end, long *e10, int bounded)
+{
+	const char *q = p + 1;
+	long ex = 0;
+	int eneg = 0;
+
+	if (IN(q) && (*q == '+' || *q == '-'))
+		eneg = *q++ == '-';
+	if (!(IN(q) && is_digit(*q)))
+		return p; /* the number 1 followed by 'e': the caller sees it */
+	for (; IN(q) && is_digit(*q); q++)
+		if (ex < 100000000)
+			ex = ex * 10 + (*q - '0');
+	*e10 += eneg ? -ex : ex;
+	return q;
+}
+
+/* m * 10^e10 by the exact paths (m != 0, at most 19 digits): 1, or 0 for strtod. */
+static inline __attribute__((always_inline)) int
+fast_value(uint64_t m, long e10, double *v)
+{
+	if (m <= (1ull << 53) && e10 >= -22 && e10 <= 22) {
+		double d = (double)m;
+		*v = e10 >= 0 ? d * pow10_exact[e10] : d / pow10_exact[-e10];
+		return 1;
+	}
+#ifdef NUM_X87
+	if (e10 >= -27 && e10 <= 27 && x87_path(m, (int)e10, v))
+		return 1;
+#endif
+	return 0;
+}
+
+static inline __attribute__((always_inline)) size_t
+scan(const char *s, const char *end, const char *lim, double *v, int bounded, int finite)
+{
+	const char *p = s, *ip, *fp = s;
+	uint64_t m = 0;
+	size_t ni, nf = 0;
+	int dropped = 0, neg = 0;
+	long e10;
+
+	if (IN(p)) { /* the sign without a branch: random signs mispredict */
+		neg = *p == '-';
+		p += neg | (*p == '+');
+	}
+	/* The common case in one tight loop; 20+ digits are redone below. */
+	ip = p;
+	p = digits(p, end, lim, &m, bounded);
+	ni = (size_t)(p - ip);
+	if (IN(p) && *p == '.') {
+		fp = ++p;
+		p = digits(p, end, lim, &m, bounded);
+		nf = (size_t)(p - fp);
+	}
+	if (ni + nf == 0)
+		return 0;
+	e10 = -(long)nf;
+	if (ni + nf > 19)
+		long_mantissa(ip, ni, fp, nf, &m, &e10, &dropped);
+	if (IN(p) && (*p == 'e' || *p == 'E'))
+		p = exponent(p, end, &e10, bounded);
+	if (m == 0) {
+		*v = neg ? -0.0 : 0.0;
+		return (size_t)(p - s);
+	}
+	if (!dropped && fast_value(m, e10, v)) {
+		if (neg)
+			*v = -*v;
+		return (size_t)(p - s);
+	}
+	*v = slow_path(s, (size_t)(p - s));
+	if (finite && !isfinite(*v))
+		return 0; /* only this path can overflow: the fast ones stay below 1e46 */
+	return (size_t)(p - s);
+}
+#undef IN
+
+size_t
+load_num_scan(const char *s, const char *end, double *v)
+{
+	return scan(s, end, end, v, 1, 0);
+}
+
+size_t
+load_num_scan_z(const char *s, double *v)
+{
+	return scan(s, NULL, NULL, v, 0, 1);
+}
+
+int
+load_parse_double(const char *s, double *v)
+{
+	size_t n;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	n = scan(s, NULL, NULL, v, 0, 1);
+	if (!n)
+		return PG_EFORMAT;
+	for (s += n; *s == ' ' || *s == '\t' || *s == '\r'; s++)
+		;
+	return *s ? PG_EFORMAT : 0;
+}
+
+int
+load_parse_row(const char *p, const char *lim, char sep, double *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t k;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		k = scan(p, NULL, lim, &v[i], 0, 1);
+		if (!k)
+			return -1;
+		for (p += k; *p == ' ' || *p == '\t' || *p == '\r'; p++)
+			;
+		if (i + 1 < n ? *p != sep : *p != 0)
+			return -1;
+		p++;
+	}
+	return 0;
+}
+
+const char *
+load_parse_line(const char *p, const char *lim, char sep, double *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t k;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		k = scan(p, NULL, lim, &v[i], 0, 1);
+		if (!k)
+			return NULL;
+		for (p += k; *p == ' ' || *p == '\t' || *p == '\r'; p++)
+			;
+		if (i + 1 < n && *p++ != sep)
+			return NULL;
+	}
+	return *p == '\n' ? p + 1 : *p == 0 ? p : NULL;
+}

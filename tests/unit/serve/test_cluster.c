@@ -1,0 +1,313 @@
+/*
+ * Cluster mode's membership and singleton election (src/serve/cluster.c,
+ * issue 14): on SQLite one node leads everything; given --postgres-url-file
+ * FILE (the CTest fixture tests/fixtures/postgres.sh) two or three nodes
+ * share a real server: one leads each singleton, a second daemon cannot
+ * take a running node's name, a node that leaves or loses its session hands
+ * its singletons over within seconds, and /api/cluster's snapshot shows it.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "cluster.h"
+#include "core/db_int.h" /* pg_db_lock_key */
+#include "payguard/clock.h"
+#include "payguard/db.h"
+#include "payguard/error.h"
+#include "payguard/serve.h"
+#include "serve_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char url[4096];
+static int on_postgres;
+
+/* A supervisor's state with the worker rows cluster.c looks at. */
+static struct pg_serve_state *
+state_new(int demo)
+{
+	static const char *const names[] = {"pos", "load", "image", "vse", "pos-traffic"};
+	struct pg_serve_state *s = calloc(1, sizeof(*s));
+
+	assert_non_null(s);
+	pthread_mutex_init(&s->mu, NULL);
+	for (int i = 0; i < 4 + demo; i++) {
+		snprintf(s->svc[i].name, sizeof(s->svc[i].name), "%s", names[i]);
+		s->svc[i].state = "standby";
+	}
+	s->nsvc = 4 + demo;
+	return s;
+}
+
+static void
+state_free(struct pg_serve_state *s)
+{
+	pg_serve_cluster_close(s->cluster);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
+
+static json_t *
+leader_of(json_t *snap, const char *singleton)
+{
+	json_t *l;
+	size_t i;
+
+	json_array_foreach(json_object_get(snap, "leaders"), i, l)
+	{
+		if (strcmp(json_string_value(json_object_get(l, "singleton")), singleton) == 0)
+			return l;
+	}
+	return NULL;
+}
+
+static const char *
+node_state(json_t *snap, const char *node)
+{
+	json_t *n;
+	size_t i;
+
+	json_array_foreach(json_object_get(snap, "nodes"), i, n)
+	{
+		if (strcmp(json_string_value(json_object_get(n, "name")), node) == 0)
+			return json_string_value(json_object_get(n, "state"));
+	}
+	return NULL;
+}
+
+/* Waits up to ms for node c to lead (want 1) or not lead (want 0) singleton. */
+static int
+wait_lead(struct pg_serve_cluster *c, const char *singleton, int want, int ms)
+{
+	uint64_t t0 = pg_mono_ms();
+
+	while (pg_serve_cluster_leads(c, singleton) != want) {
+		if (pg_mono_ms() - t0 > (uint64_t)ms)
+			return -1;
+		usleep(50 * 1000);
+	}
+	return (int)(pg_mono_ms() - t0);
+}
+
+static void
+test_node_names(void **state)
+{
+	(void)state;
+	assert_int_equal(pg_serve_check_node_name("n1"), 0);
+	assert_int_equal(pg_serve_check_node_name("db-2.rack_3"), 0);
+	assert_int_equal(pg_serve_check_node_name(""), PG_EINVAL);
+	assert_int_equal(pg_serve_check_node_name("a b"), PG_EINVAL);
+	assert_int_equal(pg_serve_check_node_name("x'; DROP TABLE y"), PG_EINVAL);
+	assert_int_equal(pg_serve_check_node_name("0123456789012345678901234567890123456789012345"
+						  "678901234567890123"),
+			 PG_EINVAL);
+	assert_string_equal(pg_serve_cluster_singleton_of("load"), "load");
+	assert_string_equal(pg_serve_cluster_singleton_of("image"), "image-watch");
+	assert_string_equal(pg_serve_cluster_singleton_of("pos-traffic"), "pos-traffic");
+	assert_null(pg_serve_cluster_singleton_of("pos"));
+	assert_null(pg_serve_cluster_singleton_of("vse"));
+}
+
+/* SQLite: the node is alone and runs every service, as before clusters. */
+static void
+test_sqlite_alone(void **state)
+{
+	struct pg_serve_state *s = state_new(0);
+	json_t *v;
+
+	(void)state;
+	assert_int_equal(pg_serve_cluster_open(s, "/tmp/payguard-no-such.db", "solo", "127.0.0.1:1",
+					       &s->cluster),
+			 0);
+	assert_int_equal(pg_serve_cluster_start(s->cluster), 0);
+	assert_true(pg_serve_cluster_leads(s->cluster, "load"));
+	assert_true(pg_serve_cluster_leads(s->cluster, "retention"));
+	assert_true(pg_serve_cluster_runs(s->cluster, "image"));
+	assert_true(pg_serve_cluster_runs(s->cluster, "pos"));
+	assert_true(pg_serve_cluster_leads(NULL, "load"));
+	v = pg_serve_cluster_json(s->cluster);
+	assert_string_equal(json_string_value(json_object_get(v, "engine")), "sqlite");
+	assert_int_equal(json_array_size(json_object_get(v, "nodes")), 1);
+	assert_string_equal(node_state(v, "solo"), "up");
+	assert_string_equal(json_string_value(json_object_get(leader_of(v, "load"), "node")),
+			    "solo");
+	assert_non_null(leader_of(v, "retention"));
+	assert_non_null(leader_of(v, "image-watch"));
+	/* no demo: no demo traffic to lead */
+	assert_null(leader_of(v, "pos-traffic"));
+	json_decref(v);
+	/* the supervisor's step changes nothing on SQLite */
+	pg_serve_cluster_apply(s, pg_mono_ms());
+	assert_string_equal(s->svc[1].state, "standby");
+	state_free(s);
+}
+
+static void
+clean_tables(void)
+{
+	struct pg_db *db = NULL;
+
+	assert_int_equal(pg_db_open(&db, url), 0);
+	(void)pg_db_exec(db, "DROP TABLE IF EXISTS cluster_node; DROP TABLE IF EXISTS "
+			     "cluster_leader; DELETE FROM pg_schema WHERE area = 'cluster'");
+	pg_db_free(db);
+}
+
+static void
+test_election(void **state)
+{
+	struct pg_serve_state *a = state_new(1), *b = state_new(0), *dup = state_new(0);
+	json_t *v;
+	int ms;
+
+	(void)state;
+	if (!on_postgres) {
+		state_free(a);
+		state_free(b);
+		state_free(dup);
+		return;
+	}
+	clean_tables();
+	assert_int_equal(pg_serve_cluster_open(a, url, "na", "127.0.0.1:1001", &a->cluster), 0);
+	/* the first node leads every singleton it has from its first round */
+	assert_true(pg_serve_cluster_leads(a->cluster, "load"));
+	assert_true(pg_serve_cluster_leads(a->cluster, "retention"));
+	assert_true(pg_serve_cluster_leads(a->cluster, "image-watch"));
+	assert_true(pg_serve_cluster_leads(a->cluster, "pos-traffic"));
+	assert_int_equal(pg_serve_cluster_open(b, url, "nb", "127.0.0.1:1002", &b->cluster), 0);
+	assert_false(pg_serve_cluster_leads(b->cluster, "load"));
+	assert_false(pg_serve_cluster_leads(b->cluster, "retention"));
+	assert_false(pg_serve_cluster_runs(b->cluster, "image"));
+	assert_true(pg_serve_cluster_runs(b->cluster, "pos")); /* everywhere */
+	/* a second daemon as node "na" is refused while na runs */
+	assert_int_equal(pg_serve_cluster_open(dup, url, "na", "127.0.0.1:1003", &dup->cluster),
+			 PG_EBUSY);
+	assert_null(dup->cluster);
+	assert_int_equal(pg_serve_cluster_start(a->cluster), 0);
+	assert_int_equal(pg_serve_cluster_start(b->cluster), 0);
+	sleep(2);
+	v = pg_serve_cluster_json(b->cluster);
+	assert_string_equal(json_string_value(json_object_get(v, "engine")), "postgres");
+	assert_string_equal(node_state(v, "na"), "up");
+	assert_string_equal(node_state(v, "nb"), "up");
+	assert_string_equal(json_string_value(json_object_get(leader_of(v, "load"), "node")), "na");
+	assert_string_equal(json_string_value(json_object_get(leader_of(v, "pos-traffic"), "node")),
+			    "na");
+	json_decref(v);
+	{
+		char addr[64];
+
+		assert_int_equal(pg_serve_cluster_address(b->cluster, "na", addr, sizeof(addr)), 0);
+		assert_string_equal(addr, "127.0.0.1:1001");
+		assert_int_equal(pg_serve_cluster_address(b->cluster, "nobody", addr, sizeof(addr)),
+				 PG_ENOENT);
+	}
+	/* b's supervisor step: nothing to start while na leads */
+	pg_serve_cluster_apply(b, pg_mono_ms());
+	assert_string_equal(b->svc[1].state, "standby");
+	/* na leaves: nb takes load, retention and the watcher over within 10 s */
+	pg_serve_cluster_close(a->cluster);
+	a->cluster = NULL;
+	ms = wait_lead(b->cluster, "load", 1, 10000);
+	assert_true(ms >= 0);
+	print_message("takeover after a clean leave: %d ms\n", ms);
+	assert_true(wait_lead(b->cluster, "retention", 1, 3000) >= 0);
+	assert_true(wait_lead(b->cluster, "image-watch", 1, 3000) >= 0);
+	/* nb has no demo traffic: no one leads it now */
+	assert_false(pg_serve_cluster_leads(b->cluster, "pos-traffic"));
+	pg_serve_cluster_apply(b, pg_mono_ms());
+	assert_string_equal(b->svc[1].state, "backoff"); /* restart_due starts it now */
+	sleep(2);
+	v = pg_serve_cluster_json(b->cluster);
+	assert_string_equal(node_state(v, "na"), "down");
+	assert_string_equal(json_string_value(json_object_get(leader_of(v, "load"), "node")), "nb");
+	assert_string_equal(
+	    json_string_value(json_object_get(leader_of(v, "pos-traffic"), "node_state")), "down");
+	json_decref(v);
+	/* the name is free again: na can come back (and leads nothing nb holds) */
+	assert_int_equal(pg_serve_cluster_open(dup, url, "na", "127.0.0.1:1003", &dup->cluster), 0);
+	assert_false(pg_serve_cluster_leads(dup->cluster, "load"));
+	state_free(dup);
+	state_free(b);
+	state_free(a);
+}
+
+/* A node whose session dies (as when its machine or PostgreSQL link goes)
+ * loses every lock; another node takes them over. */
+static void
+test_takeover_after_lost_session(void **state)
+{
+	struct pg_serve_state *a = state_new(0), *b = state_new(0);
+	struct pg_db *admin = NULL;
+	struct pg_db_stmt *q;
+	uint64_t key;
+	int ms;
+
+	(void)state;
+	if (!on_postgres) {
+		state_free(a);
+		state_free(b);
+		return;
+	}
+	clean_tables();
+	assert_int_equal(pg_serve_cluster_open(a, url, "la", "127.0.0.1:1", &a->cluster), 0);
+	assert_int_equal(pg_serve_cluster_open(b, url, "lb", "127.0.0.1:2", &b->cluster), 0);
+	assert_true(pg_serve_cluster_leads(a->cluster, "load"));
+	assert_int_equal(pg_serve_cluster_start(b->cluster), 0);
+	/* a's heartbeat thread is not started: its session goes from outside */
+	assert_int_equal(pg_db_open(&admin, url), 0);
+	key = (uint64_t)pg_db_lock_key("payguard.singleton.load");
+	assert_int_equal(pg_db_prepare(admin,
+				       "SELECT pg_terminate_backend(pid) FROM pg_locks"
+				       " WHERE locktype = 'advisory' AND objsubid = 1 AND granted"
+				       " AND classid::bigint = ? AND objid::bigint = ?",
+				       &q),
+			 0);
+	assert_int_equal(pg_db_bind_int64(q, 1, (int64_t)(key >> 32)), 0);
+	assert_int_equal(pg_db_bind_int64(q, 2, (int64_t)(key & 0xffffffffu)), 0);
+	assert_int_equal(pg_db_step(q), 1);
+	assert_int_equal(pg_db_column_int64(q, 0), 1);
+	assert_int_equal(pg_db_step(q), 0); /* one holder */
+	pg_db_reset(q);
+	pg_db_free(admin);
+	ms = wait_lead(b->cluster, "load", 1, 10000);
+	assert_true(ms >= 0);
+	print_message("takeover after a lost session: %d ms\n", ms);
+	/* a learns it at its next round and stops leading */
+	assert_int_equal(pg_serve_cluster_start(a->cluster), 0);
+	assert_true(wait_lead(a->cluster, "load", 0, 5000) >= 0);
+	state_free(a);
+	state_free(b);
+}
+
+int
+main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_node_names),
+	    cmocka_unit_test(test_sqlite_alone),
+	    cmocka_unit_test(test_election),
+	    cmocka_unit_test(test_takeover_after_lost_session),
+	};
+
+	if (argc == 3 && strcmp(argv[1], "--postgres-url-file") == 0) {
+		FILE *f = fopen(argv[2], "r");
+
+		if (!f || !fgets(url, sizeof(url), f)) {
+			fprintf(stderr, "test_cluster: cannot read the PostgreSQL URL from %s\n",
+				argv[2]);
+			return 1;
+		}
+		fclose(f);
+		url[strcspn(url, "\n")] = 0;
+		on_postgres = 1;
+		return cmocka_run_group_tests_name("cluster_postgres", tests, NULL, NULL);
+	}
+	return cmocka_run_group_tests_name("cluster_sqlite", tests, NULL, NULL);
+}
