@@ -65,6 +65,19 @@ class Daemon:
         self.port = int(open(self.portfile).read())
         self.base = "http://127.0.0.1:%d" % self.port
 
+    @property
+    def engine(self):
+        """The daemon's store engine as /api/cluster names it."""
+        return "postgres" if storeq.is_postgres(self.store) else "sqlite"
+
+    @property
+    def overlays(self):
+        """Where the daemon's upgrade jobs write overlays: on PostgreSQL the
+        daemon is a cluster node and they go to the shared image folder
+        (docs/cluster.md), on SQLite to DIR/overlays."""
+        sub = ("images", "overlays") if self.engine == "postgres" else ("overlays",)
+        return os.path.join(self.dir, *sub)
+
     def rows(self, sql):
         """Rows of sql on the daemon's store (either engine), typed."""
         return storeq.rows(self.store, sql)
