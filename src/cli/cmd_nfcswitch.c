@@ -478,7 +478,8 @@ cmd_sim(int argc, char **argv)
 		return pg_cli_usage(argv[0], "link '%s' has no card role", link);
 	rc = pg_nfcsw_sim_se_new(&card, (uint32_t)serial, ppse, apps, (size_t)napps, NULL);
 	if (rc == PG_EINVAL)
-		return pg_cli_usage(argv[0], "--app payment|transit:AID[:LABEL[:PRIO]]");
+		return pg_cli_usage(argv[0], "--app payment|transit:AID[:LABEL[:PRIO]]: %s",
+				    pg_last_error());
 	if (rc < 0)
 		return pg_cli_fail(rc, "simulated SE");
 	fd = pg_stream_listen(listen_addr);
