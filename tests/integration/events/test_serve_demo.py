@@ -120,6 +120,12 @@ db = sqlite3.connect(os.path.join(d.dir, "payguard.db"))
 q = lambda sql: db.execute(sql).fetchone()[0]  # noqa: E731
 left = q("SELECT count(*) FROM event_outbox")
 check(left == 0, "the relay published everything before the daemon exited (%d left in the outbox)" % left)
+# the outbox's own count: every event the relay numbered ('#pub'), and how far
+# each sink (NATS, the webhook) got; all of them, and the stream, must agree
+sinks = dict(db.execute("SELECT name, last_pub FROM event_sink").fetchall())
+numbered = sinks.pop("#pub", -1)
+check(sinks.get("nats") == numbered and sinks.get("webhook:" + hook) == numbered,
+      "both sinks have every event the outbox numbered (%d: %s)" % (numbered, sinks))
 store = {
     "payguard.pos.alert_opened": q("SELECT count(*) FROM pos_alerts"),
     "payguard.pos.alert_acknowledged": q("SELECT count(*) FROM pos_alerts WHERE state = 'acknowledged'"),
@@ -138,6 +144,8 @@ print("store:  %s" % json.dumps(store, sort_keys=True))
 check(out["problems"] == [], "every event is a valid CloudEvents 1.0 document (%s)" % out["problems"][:5])
 check(len(out["ids"]) == len(set(out["ids"])), "event ids are unique")
 check(out["stream_messages"] == out["count"], "the consumer read every message of the stream")
+check(out["count"] == numbered, "the stream has every event of the outbox, once (%d in the stream, %d numbered)"
+      % (out["count"], numbered))
 for t, n in sorted(store.items()):
     check(out["types"].get(t, 0) == n, "%s: %d in the stream, %d in the store" % (t, out["types"].get(t, 0), n))
 check(store["payguard.pos.alert_opened"] >= 2 and store["payguard.pos.alert_acknowledged"] >= 1
