@@ -8,7 +8,15 @@ configuration file (`webhooks`, `webhook_secret_file`): the local receiver
 gets the same events, each with a valid signature, and the secret appears
 in no log and on no worker's command line. The daemon is stopped with
 SIGTERM: the relay stops last and publishes what the others committed while
-stopping, so the outbox is empty afterwards and nothing is left to relay."""
+stopping, so the outbox is empty afterwards and nothing is left to relay.
+
+With the argument `postgres` the same run is on a fresh database of the
+`postgres` fixture (`--store URL --node NAME`), where the cluster's own
+events come too: node_joined (one), leader_changed (one per row of
+cluster_leader) and node_left. The node_left of a clean stop is written
+after the relay stopped, so it must be the one event left in the outbox;
+`payguard events relay --once` (with the same sinks) then publishes it, and
+the counts are compared after that."""
 import base64
 import hashlib
 import hmac
@@ -16,16 +24,37 @@ import http.server
 import json
 import os
 import sqlite3
+import subprocess
 import sys
 import threading
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "serve"))
 
 from eventsutil import check, consume, nats_urls  # noqa: E402
-from serveutil import Daemon  # noqa: E402
+from serveutil import PAYGUARD, Daemon  # noqa: E402
 
 urls = nats_urls()
+POSTGRES = sys.argv[1:] == ["postgres"]
+store_args, pg_db = [], None
+if POSTGRES:
+    base = open(os.path.join(os.environ.get("PG_POSTGRES_STATE") or os.path.join(
+        os.environ["PG_BUILD_DIR"], "postgres-fixture"), "postgres.url")).read().strip()
+    qs = urllib.parse.parse_qs(urllib.parse.urlparse(base).query)
+    pg_host, pg_user, pg_db = qs["host"][0], qs["user"][0], "events_demo"
+
+    def psql(db, sql):
+        p = subprocess.run(["psql", "-X", "-A", "-t", "-h", pg_host, "-U", pg_user, "-d", db, "-c", sql],
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            check(False, "psql %s (%s)" % (sql, p.stderr.strip()))
+        return p.stdout.strip()
+
+    psql("payguard", "DROP DATABASE IF EXISTS %s" % pg_db)
+    psql("payguard", "CREATE DATABASE %s" % pg_db)
+    store_url = "postgresql:///%s?host=%s&user=%s" % (pg_db, urllib.parse.quote(pg_host, safe=""), pg_user)
+    store_args = ["--store", store_url, "--node", "evdemo"]
 consume(urls, delete=True)  # a clean stream: the fixture is shared (RESOURCE_LOCK nats)
 
 key = os.urandom(32)
@@ -64,18 +93,44 @@ with open(secret_file, "w") as f:
 os.chmod(secret_file, 0o644)
 conf = {"webhooks": [hook], "webhook_secret_file": secret_file}
 try:
-    Daemon("--nats", urls, conf=conf, period_ms=1000)
+    Daemon("--nats", urls, *store_args, conf=conf, period_ms=1000)
     check(False, "serve started with a webhook secret others may read")
 except AssertionError as e:
     check("webhook secret" in str(e) and secret not in str(e),
           "serve refuses a webhook secret file others may read, naming it, not its content")
 os.chmod(secret_file, 0o600)
 
-d = Daemon("--nats", urls, conf=conf, period_ms=1000)
+d = Daemon("--nats", urls, *store_args, conf=conf, period_ms=1000)
+
+
+def q(sql):
+    """One number from the daemon's store (its SQLite file or the database)."""
+    if POSTGRES:
+        return int(psql(pg_db, sql) or 0)
+    c = sqlite3.connect(os.path.join(d.dir, "payguard.db"))
+    try:
+        return c.execute(sql).fetchone()[0]
+    finally:
+        c.close()
+
+
+def rows(sql):
+    if POSTGRES:
+        return [tuple(l.split("|")) for l in psql(pg_db, sql).splitlines() if l]
+    c = sqlite3.connect(os.path.join(d.dir, "payguard.db"))
+    try:
+        return [tuple(str(x) for x in r) for r in c.execute(sql).fetchall()]
+    finally:
+        c.close()
+
+
 try:
+    # a singleton starts once its node leads it (at once on SQLite, after
+    # the first heartbeat on PostgreSQL)
+    ev = d.wait("the events worker to run", lambda: next(
+        (w for w in d.get("/api/services")[1] if w["name"] == "events" and w["state"] == "running"), None), 30)
     s, svcs = d.get("/api/services")
-    ev = next((w for w in svcs if w["name"] == "events"), None)
-    check(s == 200 and ev and ev["state"] == "running", "the events worker runs (%s)" % ev)
+    check(s == 200 and ev, "the events worker runs (%s)" % ev)
     s, v = d.get("/api/cluster")
     check({l["singleton"]: l["node"] for l in v["leaders"]}.get("events") == v["node"],
           "the events singleton is led by the one node")
@@ -106,8 +161,7 @@ try:
             None), 120)
         ends[want] = j["state"]
     check(ends == {"done": "done", "failed": "failed"}, "one upgrade job finished, one failed (%s)" % ends)
-    d.wait("a few load estimates", lambda: sqlite3.connect(os.path.join(d.dir, "payguard.db")).execute(
-        "SELECT count(*) FROM serve_load").fetchone()[0] >= 3, 60)
+    d.wait("a few load estimates", lambda: q("SELECT count(*) FROM serve_load") >= 3, 60)
     rc = d.stop()
     check(rc == 0, "the daemon stopped cleanly on SIGTERM (%s)" % rc)
     log = d.log()
@@ -116,13 +170,20 @@ except BaseException:
     d.cleanup()
     raise
 
-db = sqlite3.connect(os.path.join(d.dir, "payguard.db"))
-q = lambda sql: db.execute(sql).fetchone()[0]  # noqa: E731
-left = q("SELECT count(*) FROM event_outbox")
-check(left == 0, "the relay published everything before the daemon exited (%d left in the outbox)" % left)
+left = rows("SELECT type, subject FROM event_outbox")
+if POSTGRES:
+    # the node's own node_left is written after the relay stopped (docs/events.md)
+    check(left == [("payguard.cluster.node_left", "evdemo")],
+          "only the stopping node's node_left waits in the outbox (%s)" % left)
+    p = subprocess.run([PAYGUARD, "events", "relay", "--once", "--db", store_url, "--nats", urls,
+                        "--webhook", hook, "--webhook-secret-file", secret_file],
+                       capture_output=True, text=True, timeout=120)
+    check(p.returncode == 0, "events relay --once published it (%s)" % p.stderr[-500:])
+    left = rows("SELECT type, subject FROM event_outbox")
+check(left == [], "the relay published everything (%s left in the outbox)" % left)
 # the outbox's own count: every event the relay numbered ('#pub'), and how far
 # each sink (NATS, the webhook) got; all of them, and the stream, must agree
-sinks = dict(db.execute("SELECT name, last_pub FROM event_sink").fetchall())
+sinks = {k: int(v) for k, v in rows("SELECT name, last_pub FROM event_sink")}
 numbered = sinks.pop("#pub", -1)
 check(sinks.get("nats") == numbered and sinks.get("webhook:" + hook) == numbered,
       "both sinks have every event the outbox numbered (%d: %s)" % (numbered, sinks))
@@ -136,7 +197,14 @@ store = {
     # ids only grow and only the oldest rows are trimmed: max(id) is every estimate made
     "payguard.load.estimate_finished": q("SELECT coalesce(max(id), 0) FROM serve_load"),
 }
-db.close()
+if POSTGRES:
+    # a fresh database, one node started once and stopped once; a leader row
+    # is written once per singleton and never deleted
+    store.update({
+        "payguard.cluster.node_joined": q("SELECT count(*) FROM cluster_node"),
+        "payguard.cluster.node_left": q("SELECT count(*) FROM cluster_node WHERE state = 'down'"),
+        "payguard.cluster.leader_changed": q("SELECT count(*) FROM cluster_leader"),
+    })
 
 out = consume(urls)
 print("stream: %d events; per type %s" % (out["count"], json.dumps(out["types"], sort_keys=True)))
@@ -151,6 +219,9 @@ for t, n in sorted(store.items()):
 check(store["payguard.pos.alert_opened"] >= 2 and store["payguard.pos.alert_acknowledged"] >= 1
       and store["payguard.pos.alert_closed"] >= 1 and store["payguard.image.upgrade_finished"] >= 1
       and store["payguard.load.estimate_finished"] >= 3, "the run had every kind of change")
+if POSTGRES:
+    check(store["payguard.cluster.node_joined"] == 1 and store["payguard.cluster.node_left"] == 1
+          and store["payguard.cluster.leader_changed"] >= 4, "the node joined, led the singletons and left")
 # types of other areas (VSE, SE, image findings) are counted above when mapped;
 # the rest must still be payguard's and well-formed (checked by the consumer)
 other = {t: n for t, n in out["types"].items() if t not in store}
@@ -165,3 +236,5 @@ check(secret not in log and base64.b64encode(key).decode() not in log, "the secr
 srv.shutdown()
 os.unlink(secret_file)
 d.cleanup()
+if POSTGRES:
+    psql("payguard", "DROP DATABASE IF EXISTS %s" % pg_db)
