@@ -123,6 +123,37 @@ get_webhooks(json_t *v, struct pg_serve_conf *n)
 	return 0;
 }
 
+/* The events keys (issue 15, docs/events.md); any other key is unknown. */
+static int
+events_key(const char *key, json_t *v, struct pg_serve_conf *n)
+{
+	char in[16];
+	int rc;
+
+	if (strcmp(key, "nats") == 0) {
+		/* NATS server URLs, comma-separated */
+		n->keys |= PG_SERVE_KEY_NATS;
+		return get_str(v, key, n->nats, sizeof(n->nats));
+	}
+	if (strcmp(key, "webhooks") == 0) {
+		n->keys |= PG_SERVE_KEY_WEBHOOKS;
+		return get_webhooks(v, n);
+	}
+	if (strcmp(key, "webhook_secret_file") == 0) {
+		n->keys |= PG_SERVE_KEY_WEBHOOK_SECRET;
+		return get_str(v, key, n->webhook_secret_file, sizeof(n->webhook_secret_file));
+	}
+	if (strcmp(key, "intake") != 0)
+		return pg_error(PG_EINVAL, "serve", "config: unknown key '%.40s'", key);
+	rc = get_str(v, key, in, sizeof(in));
+	if (rc == 0 && strcmp(in, "store") && strcmp(in, "jetstream"))
+		rc = pg_error(PG_EINVAL, "serve",
+			      "config 'intake' must be \"store\" or \"jetstream\"");
+	n->intake_jetstream = rc == 0 && strcmp(in, "jetstream") == 0;
+	n->keys |= PG_SERVE_KEY_INTAKE;
+	return rc;
+}
+
 int
 pg_serve_conf_parse(const char *text, size_t len, struct pg_serve_conf *c)
 {
@@ -208,25 +239,6 @@ pg_serve_conf_parse(const char *text, size_t len, struct pg_serve_conf *c)
 			/* a SQLite path or a PostgreSQL URL (db.h); opened at the start */
 			rc = get_str(v, key, n.store, sizeof(n.store));
 			n.keys |= PG_SERVE_KEY_STORE;
-		} else if (strcmp(key, "nats") == 0) {
-			/* NATS server URLs, comma-separated (docs/events.md) */
-			rc = get_str(v, key, n.nats, sizeof(n.nats));
-			n.keys |= PG_SERVE_KEY_NATS;
-		} else if (strcmp(key, "webhooks") == 0) {
-			rc = get_webhooks(v, &n);
-			n.keys |= PG_SERVE_KEY_WEBHOOKS;
-		} else if (strcmp(key, "webhook_secret_file") == 0) {
-			rc = get_str(v, key, n.webhook_secret_file, sizeof(n.webhook_secret_file));
-			n.keys |= PG_SERVE_KEY_WEBHOOK_SECRET;
-		} else if (strcmp(key, "intake") == 0) {
-			char in[16];
-
-			rc = get_str(v, key, in, sizeof(in));
-			if (rc == 0 && strcmp(in, "store") && strcmp(in, "jetstream"))
-				rc = pg_error(PG_EINVAL, "serve",
-					      "config 'intake' must be \"store\" or \"jetstream\"");
-			n.intake_jetstream = rc == 0 && strcmp(in, "jetstream") == 0;
-			n.keys |= PG_SERVE_KEY_INTAKE;
 		} else if (strcmp(key, "image_backing_dirs") == 0) {
 			rc = get_dirs(v, key, n.image_backing_dirs, sizeof(n.image_backing_dirs));
 			n.keys |= PG_SERVE_KEY_IMAGE_BACKING_DIRS;
@@ -240,7 +252,7 @@ pg_serve_conf_parse(const char *text, size_t len, struct pg_serve_conf *c)
 				    "config 'log_level': error, warn, info, debug or trace");
 			n.keys |= PG_SERVE_KEY_LOG_LEVEL;
 		} else {
-			rc = pg_error(PG_EINVAL, "serve", "config: unknown key '%.40s'", key);
+			rc = events_key(key, v, &n); /* or an unknown key */
 		}
 		if (rc < 0)
 			goto out;
