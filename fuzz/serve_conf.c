@@ -30,5 +30,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!memchr(c.allowed_hosts[i], 0, PG_SERVE_HOST_NAME) ||
 		    pg_serve_check_host_name(c.allowed_hosts[i]) < 0)
 			abort();
+	/* the events keys (issue 15): terminated strings, accepted webhooks only */
+	if (!memchr(c.nats, 0, sizeof(c.nats)) ||
+	    !memchr(c.webhook_secret_file, 0, sizeof(c.webhook_secret_file)) || c.nwebhooks < 0 ||
+	    c.nwebhooks > PG_SERVE_MAX_WEBHOOKS ||
+	    (c.intake_jetstream != 0 && c.intake_jetstream != 1))
+		abort();
+	for (int i = 0; i < c.nwebhooks; i++)
+		if (!memchr(c.webhooks[i], 0, sizeof(c.webhooks[i])) ||
+		    pg_serve_check_webhook(c.webhooks[i]) < 0)
+			abort();
 	return 0;
 }

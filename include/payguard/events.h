@@ -54,7 +54,16 @@ struct pg_events_relay_cfg {
 	int batch;		    /* events per round; 0: 256 */
 	int idle_ms;		    /* pause when there is nothing to do; 0: 100 */
 	int once;		    /* one round and return (tests, scripts) */
+	/* on *stop: one last round, so what is committed when the daemon
+	 * stops is published before the relay exits */
+	int drain_on_stop;
 };
+
+/* Reads a webhook signing secret from path: a file only its owner may read
+ * (pg_fs_check_private), "whsec_<base64>" or 16..64 raw bytes, trailing
+ * newline dropped. out (outlen >= 128) gets it; wipe it after use. The
+ * secret is never put into an error message. */
+int pg_events_read_secret(const char *path, char *out, size_t outlen);
 
 /* Runs the relay on its own connection until *stop (or one round with
  * cfg->once). Returns 0 or a PG_E... code. */

@@ -39,6 +39,15 @@ struct pg_serve_cfg {
 	/* cluster mode (docs/cluster.md): this daemon's node name; NULL: the
 	 * host name. Only a PostgreSQL store has several nodes. */
 	const char *node;
+	/* events (issue 15, docs/events.md): NATS server URLs (comma-separated,
+	 * NULL none) the "events" singleton publishes to; webhook URLs it POSTs
+	 * to; the file of the webhooks' signing secret (checked private at the
+	 * start, read by the worker itself); POS intake through JetStream */
+	const char *nats;
+	const char *const *webhooks;
+	int nwebhooks;
+	const char *webhook_secret_file;
+	int intake_jetstream;
 };
 
 /* The configuration file (JSON object; docs/serve.md lists keys and defaults). */
@@ -54,7 +63,12 @@ enum {
 	PG_SERVE_KEY_IMAGE_BACKING_DIRS = 1u << 8,
 	PG_SERVE_KEY_NODE = 1u << 10,
 	PG_SERVE_KEY_STORE = 1u << 9,
+	PG_SERVE_KEY_NATS = 1u << 11,
+	PG_SERVE_KEY_WEBHOOKS = 1u << 12,
+	PG_SERVE_KEY_WEBHOOK_SECRET = 1u << 13,
+	PG_SERVE_KEY_INTAKE = 1u << 14,
 };
+#define PG_SERVE_MAX_WEBHOOKS 8
 /* A cluster node's name: 1..63 letters, digits, '.', '_' or '-'. */
 #define PG_SERVE_NODE_NAME 64
 /* 0 when name is a valid node name, else PG_EINVAL with a message. */
@@ -75,7 +89,12 @@ struct pg_serve_conf {
 	char image_backing_dirs[2048];
 	char node[PG_SERVE_NODE_NAME]; /* "" the host name */
 	char store[1024];	       /* the store URL ("" default) */
-	unsigned keys;		       /* PG_SERVE_KEY_... bits present in the file */
+	char nats[1024];	       /* NATS URLs, comma-separated ("" none) */
+	char webhooks[PG_SERVE_MAX_WEBHOOKS][512];
+	int nwebhooks;
+	char webhook_secret_file[512];
+	int intake_jetstream; /* intake: "jetstream" (1) or "store" (0) */
+	unsigned keys;	      /* PG_SERVE_KEY_... bits present in the file */
 };
 void pg_serve_conf_default(struct pg_serve_conf *c);
 /* Parses a file's bytes over c (keys absent keep their value); PG_EFORMAT/PG_EINVAL. */
@@ -111,6 +130,17 @@ int pg_serve_check_load_source(const char *spec);
  * tasks the node's name in this variable: the VSE hypervisor runs this
  * node's VSEs, upgrade jobs are leased to it (docs/cluster.md). */
 #define PG_SERVE_NODE_ENV "PAYGUARD_SERVE_NODE"
+/* The events worker and the pos worker read the events configuration from
+ * these (set by `serve run`; never on a command line): the NATS URLs (they
+ * may carry a user and password), the webhook URLs ('\n'-separated), the
+ * path of the webhook secret's file (the worker reads it, checked private,
+ * itself) and the POS intake ("jetstream" or unset). */
+#define PG_SERVE_NATS_ENV	 "PAYGUARD_SERVE_NATS"
+#define PG_SERVE_WEBHOOKS_ENV	 "PAYGUARD_SERVE_WEBHOOKS"
+#define PG_SERVE_WEBHOOK_KEY_ENV "PAYGUARD_SERVE_WEBHOOK_SECRET_FILE"
+#define PG_SERVE_INTAKE_ENV	 "PAYGUARD_SERVE_INTAKE"
+/* 0 when url is an http:// or https:// URL fit for a webhook, else PG_EINVAL. */
+int pg_serve_check_webhook(const char *url);
 /* Runs queued image upgrade job `job` (the one-shot worker the API starts). */
 int pg_serve_run_upgrade(const char *data_dir, int64_t job);
 

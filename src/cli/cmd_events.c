@@ -86,27 +86,6 @@ open_store(struct pg_store *st, const char *db)
 	return rc;
 }
 
-/* A secret comes from a file only others cannot read, never from argv. */
-static int
-read_secret(const char *path, char *out, size_t outlen)
-{
-	uint8_t *data = NULL;
-	size_t len = 0;
-	int rc = pg_fs_check_private(path, 0);
-
-	if (rc == 0)
-		rc = pg_read_file(path, outlen - 1, &data, &len);
-	if (rc < 0)
-		return rc;
-	while (len && (data[len - 1] == '\n' || data[len - 1] == '\r' || data[len - 1] == ' '))
-		len--;
-	memcpy(out, data, len);
-	out[len] = '\0';
-	pg_memzero(data, len);
-	free(data);
-	return 0;
-}
-
 static int
 cmd_events_relay(int argc, char **argv)
 {
@@ -120,7 +99,8 @@ cmd_events_relay(int argc, char **argv)
 		return rc;
 	if (first < argc)
 		return pg_cli_usage(argv[0], "unexpected '%s'", argv[first]);
-	if (o.secret_file && (rc = read_secret(o.secret_file, secret, sizeof(secret))) < 0)
+	if (o.secret_file &&
+	    (rc = pg_events_read_secret(o.secret_file, secret, sizeof(secret))) < 0)
 		return pg_cli_fail(rc, "events relay: webhook secret");
 	if ((rc = open_store(&st, o.db)) < 0)
 		return pg_cli_fail(rc, "events relay: store");

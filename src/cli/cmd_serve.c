@@ -1,6 +1,7 @@
 /* `payguard serve ...` verbs: the daemon (issue 9) and its internal worker entry. */
 #include "cli.h"
 #include "payguard/error.h"
+#include "payguard/events.h"
 #include "payguard/fs.h"
 #include "payguard/log.h"
 #include "payguard/mem.h"
@@ -16,8 +17,8 @@
 /* Every option of both serve verbs; each verb's table lists the ones it takes. */
 struct serveopt {
 	const char *config, *data, *store, *listen, *port_file, *token_file, *load_source, *name,
-	    *node;
-	struct pg_opt_strings allow_host;
+	    *node, *nats, *intake, *webhook_secret_file;
+	struct pg_opt_strings allow_host, webhooks;
 	int port, demo, load_period_ms, job;
 };
 
@@ -50,6 +51,13 @@ static const struct pg_opt run_opts[] = {
     PG_STR(S, node, "node", "NAME",
 	   "this daemon's name in a cluster sharing a PostgreSQL store (default: the host "
 	   "name; docs/cluster.md)"),
+    PG_STR(S, nats, "nats", "URLS",
+	   "publish events to these NATS JetStream servers (comma-separated; docs/events.md)"),
+    PG_STRS(S, webhooks, "webhook", "URL", "also POST every event to URL (repeatable)"),
+    PG_STR(S, webhook_secret_file, "webhook-secret-file", "FILE",
+	   "the webhooks' signing secret, whsec_<base64> (a file only its owner may read)"),
+    PG_STR(S, intake, "intake", "MODE",
+	   "POS intake: store (default) or jetstream (through the stream; needs --nats)"),
     {0}};
 static const struct pg_opt worker_opts[] = {
     PG_STR(S, name, "name", "WORKER",
@@ -79,6 +87,10 @@ cli_keys(const struct serveopt *o)
 	k |= o->allow_host.n ? PG_SERVE_KEY_ALLOWED_HOSTS : 0;
 	k |= o->node ? PG_SERVE_KEY_NODE : 0;
 	k |= o->store ? PG_SERVE_KEY_STORE : 0;
+	k |= o->nats ? PG_SERVE_KEY_NATS : 0;
+	k |= o->webhooks.n ? PG_SERVE_KEY_WEBHOOKS : 0;
+	k |= o->webhook_secret_file ? PG_SERVE_KEY_WEBHOOK_SECRET : 0;
+	k |= o->intake ? PG_SERVE_KEY_INTAKE : 0;
 	return k;
 }
 
@@ -111,6 +123,18 @@ apply_cli(const char *argv0, const struct serveopt *o, struct pg_serve_cfg *cfg)
 	cfg->nallow_hosts = o->allow_host.n;
 	if (o->allow_host.n)
 		cfg->allow_hosts = allow;
+	if (o->intake && strcmp(o->intake, "store") && strcmp(o->intake, "jetstream"))
+		return pg_cli_usage(argv0, "--intake is store or jetstream");
+	cfg->intake_jetstream = o->intake && strcmp(o->intake, "jetstream") == 0;
+	cfg->nats = o->nats;
+	if (o->webhooks.n > PG_SERVE_MAX_WEBHOOKS)
+		return pg_cli_usage(argv0, "at most %d --webhook", PG_SERVE_MAX_WEBHOOKS);
+	for (int i = 0; i < o->webhooks.n; i++)
+		if (pg_serve_check_webhook(o->webhooks.v[i]) < 0)
+			return pg_cli_usage(argv0, "--webhook: %s", pg_last_error());
+	cfg->webhooks = (const char *const *)o->webhooks.v;
+	cfg->nwebhooks = o->webhooks.n;
+	cfg->webhook_secret_file = o->webhook_secret_file;
 	return 0;
 }
 
@@ -134,6 +158,20 @@ merge_conf(struct pg_serve_cfg *cfg, const struct pg_serve_conf *conf)
 		cfg->load_source = conf->load_source;
 	if (only_file & PG_SERVE_KEY_NODE)
 		cfg->node = conf->node;
+	if (only_file & PG_SERVE_KEY_NATS)
+		cfg->nats = conf->nats;
+	if (only_file & PG_SERVE_KEY_INTAKE)
+		cfg->intake_jetstream = conf->intake_jetstream;
+	if (only_file & PG_SERVE_KEY_WEBHOOK_SECRET)
+		cfg->webhook_secret_file = conf->webhook_secret_file;
+	if (only_file & PG_SERVE_KEY_WEBHOOKS) {
+		static const char *hooks[PG_SERVE_MAX_WEBHOOKS];
+
+		for (int i = 0; i < conf->nwebhooks; i++)
+			hooks[i] = conf->webhooks[i];
+		cfg->webhooks = hooks;
+		cfg->nwebhooks = conf->nwebhooks;
+	}
 	if (only_file & PG_SERVE_KEY_ALLOWED_HOSTS) {
 		cfg->allow_hosts = (const char(*)[PG_SERVE_HOST_NAME])conf->allowed_hosts;
 		cfg->nallow_hosts = conf->nallowed_hosts;
@@ -199,6 +237,29 @@ read_token(const char *argv0, const char *token_file, char *token, size_t size)
 	return 0;
 }
 
+/* The events keys together: JetStream intake needs NATS; the webhook
+ * secret's file is checked (private, its format) now, then wiped: the
+ * events worker reads it itself. */
+static int
+check_events(const char *argv0, const struct pg_serve_cfg *cfg)
+{
+	char secret[256];
+	int rc;
+
+	if (cfg->intake_jetstream && !(cfg->nats && cfg->nats[0]))
+		return pg_cli_usage(argv0,
+				    "intake jetstream needs NATS servers (--nats or 'nats')");
+	if (cfg->webhook_secret_file && !cfg->nwebhooks)
+		return pg_cli_usage(argv0, "a webhook secret file without any webhook");
+	if (!cfg->webhook_secret_file)
+		return 0;
+	rc = pg_events_read_secret(cfg->webhook_secret_file, secret, sizeof(secret));
+	pg_memzero(secret, sizeof(secret));
+	if (rc < 0)
+		return pg_cli_fail(rc, "webhook secret file '%s'", cfg->webhook_secret_file);
+	return 0;
+}
+
 static int
 cmd_serve_run(int argc, char **argv)
 {
@@ -229,6 +290,8 @@ cmd_serve_run(int argc, char **argv)
 			return rc;
 		cfg.token = token;
 	}
+	if ((rc = check_events(argv[0], &cfg)))
+		return rc;
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n <= 0)
 		return pg_cli_fail(PG_ESYS, "cannot find the payguard binary");

@@ -22,6 +22,7 @@
 #include "payguard/clock.h"
 #include "payguard/db.h"
 #include "payguard/error.h"
+#include "payguard/fs.h"
 #include "payguard/log.h"
 #include "payguard/mem.h"
 
@@ -145,6 +146,34 @@ load_secret(struct relay *r, const char *secret)
 	memcpy(r->key, secret, strlen(secret));
 	r->keylen = strlen(secret);
 	return 0;
+}
+
+int
+pg_events_read_secret(const char *path, char *out, size_t outlen)
+{
+	struct relay probe = {0};
+	uint8_t *data = NULL;
+	size_t len = 0;
+	int rc = outlen < 128 ? PG_EINVAL : pg_fs_check_private(path, 0);
+
+	if (rc == 0)
+		rc = pg_read_file(path, outlen - 1, &data, &len);
+	if (rc < 0)
+		return rc;
+	while (len && (data[len - 1] == '\n' || data[len - 1] == '\r' || data[len - 1] == ' '))
+		len--;
+	memcpy(out, data, len);
+	out[len] = '\0';
+	pg_memzero(data, len);
+	free(data);
+	if (strlen(out) != len)
+		rc = pg_error(PG_EINVAL, "events", "webhook secret file %s: a NUL byte", path);
+	else /* the format the relay takes, checked now: a bad file fails at the start */
+		rc = load_secret(&probe, out);
+	pg_memzero(probe.key, sizeof(probe.key));
+	if (rc < 0)
+		pg_memzero(out, outlen);
+	return rc;
 }
 
 /* webhook-signature: "v1," + base64(HMAC-SHA256(key, id "." ts "." body)) */
@@ -491,6 +520,15 @@ pg_events_relay(struct pg_db *db, const struct pg_events_relay_cfg *cfg, const v
 			break;
 		if (rc == 0)
 			sleep_ms(idle);
+	}
+	if (rc >= 0 && stop && *stop && cfg->drain_on_stop) {
+		/* stopping: what was committed meanwhile goes out too, rounds until
+		 * nothing moves (a failing sink keeps its events for the next start) */
+		int i = 0;
+
+		do
+			rc = round_once(&r);
+		while (rc > 0 && ++i < 64);
 	}
 	if (rc > 0)
 		rc = 0;

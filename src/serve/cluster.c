@@ -21,6 +21,7 @@
 #include "payguard/clock.h"
 #include "payguard/db.h"
 #include "payguard/error.h"
+#include "payguard/events.h"
 #include "payguard/image.h"
 #include "payguard/json.h"
 #include "payguard/log.h"
@@ -52,6 +53,7 @@ static const struct singleton {
     {"retention", NULL},	    /* pos_txn retention (prune_pos in daemon.c) */
     {"image-watch", "image"},	    /* the image folder watcher */
     {"pos-traffic", "pos-traffic"}, /* demo traffic */
+    {"events", "events"},	    /* the outbox relay (issue 15) */
 };
 #define NSINGLE (sizeof(singletons) / sizeof(singletons[0]))
 
@@ -310,37 +312,112 @@ run(struct pg_db *db, const char *sql, const char *fmt, ...)
 	return rc < 0 ? rc : 0;
 }
 
+/* A cluster event (issue 15) in the transaction of the change it reports. */
 static int
-beat(struct pg_serve_cluster *c)
+node_event(struct pg_db *db, const char *event, const char *node, const char *reason,
+	   const char *address)
 {
+	json_t *d =
+	    json_pack("{s:s, s:s?, s:s?}", "node", node, "reason", reason, "address", address);
+	int rc = d ? pg_event_emit(db, "cluster", event, node, d, NULL) : PG_ENOMEM;
+
+	json_decref(d);
+	return rc;
+}
+
+/* This node's row before the heartbeat: its state and incarnation. */
+static int
+own_row(struct pg_serve_cluster *c, char state[8], int64_t *pid, int64_t *started)
+{
+	struct pg_db_stmt *q;
+	int rc = pg_db_prepare(
+	    c->db, "SELECT state, pid, started_ms FROM cluster_node WHERE name = ? FOR UPDATE", &q);
+
+	state[0] = 0;
+	if (rc < 0)
+		return rc;
+	pg_db_bind_text(q, 1, c->node, -1);
+	rc = pg_db_step(q);
+	if (rc == 1) {
+		snprintf(state, 8, "%s", pg_db_column_text(q, 0));
+		*pid = pg_db_column_int64(q, 1);
+		*started = pg_db_column_int64(q, 2);
+	}
+	pg_db_reset(q);
+	return rc < 0 ? rc : 0;
+}
+
+/* Marks the silent nodes down, each with its node_left event. Two nodes
+ * sweeping at once: the second's UPDATE finds the row down and returns nothing. */
+static int
+sweep(struct pg_serve_cluster *c)
+{
+	struct pg_db_stmt *q;
+	char names[32][PG_SERVE_NODE_NAME];
+	int n = 0, rc = pg_db_prepare(c->db,
+				      "UPDATE cluster_node SET state = 'down' WHERE state = 'up'"
+				      " AND heartbeat_ms < " DB_NOW_MS " - ? RETURNING name",
+				      &q);
+
+	if (rc < 0)
+		return rc;
+	pg_db_bind_int64(q, 1, PG_SERVE_CLUSTER_DOWN_MS);
+	while ((rc = pg_db_step(q)) == 1)
+		if (n < 32)
+			snprintf(names[n++], PG_SERVE_NODE_NAME, "%s", pg_db_column_text(q, 0));
+	pg_db_reset(q);
+	for (int i = 0; rc >= 0 && i < n; i++) {
+		pg_info("cluster", "node %s is silent: down", names[i]);
+		rc = node_event(c->db, "node_left", names[i], "silent", NULL);
+	}
+	return rc < 0 ? rc : 0;
+}
+
+static int
+beat_tx(struct pg_db *db, void *arg)
+{
+	struct pg_serve_cluster *c = arg;
 	json_t *sv = services(c->s);
-	char *text = sv ? pg_json_dumps(sv, JSON_COMPACT) : NULL;
+	char *text = sv ? pg_json_dumps(sv, JSON_COMPACT) : NULL, was[8];
+	int64_t pid = 0, started = 0;
 	int rc;
 
+	(void)db;
 	json_decref(sv);
 	if (!text)
 		return PG_ENOMEM;
-	rc = run(c->db,
-		 "INSERT INTO cluster_node(name, address, pid, started_ms, heartbeat_ms, state,"
-		 " services, version) VALUES(?, ?, ?, ?, " DB_NOW_MS ", 'up', ?, ?)"
-		 " ON CONFLICT(name) DO UPDATE SET address = excluded.address,"
-		 " pid = excluded.pid, started_ms = excluded.started_ms,"
-		 " heartbeat_ms = excluded.heartbeat_ms, state = 'up',"
-		 " services = excluded.services, version = excluded.version",
-		 "ssIIss", c->node, c->address, (int64_t)getpid(), c->started_ms, text,
-		 PG_SERVE_VERSION);
+	rc = own_row(c, was, &pid, &started);
+	if (rc == 0)
+		rc = run(c->db,
+			 "INSERT INTO cluster_node(name, address, pid, started_ms, heartbeat_ms,"
+			 " state, services, version) VALUES(?, ?, ?, ?, " DB_NOW_MS ", 'up', ?, ?)"
+			 " ON CONFLICT(name) DO UPDATE SET address = excluded.address,"
+			 " pid = excluded.pid, started_ms = excluded.started_ms,"
+			 " heartbeat_ms = excluded.heartbeat_ms, state = 'up',"
+			 " services = excluded.services, version = excluded.version",
+			 "ssIIss", c->node, c->address, (int64_t)getpid(), c->started_ms, text,
+			 PG_SERVE_VERSION);
 	free(text);
-	if (rc < 0)
-		return rc;
+	/* an earlier daemon of this name that died unseen: it left, this one joins */
+	if (rc == 0 && strcmp(was, "up") == 0 &&
+	    (pid != (int64_t)getpid() || started != c->started_ms))
+		rc = node_event(c->db, "node_left", c->node, "replaced", NULL);
+	if (rc == 0 &&
+	    (strcmp(was, "up") != 0 || pid != (int64_t)getpid() || started != c->started_ms))
+		rc = node_event(c->db, "node_joined", c->node, NULL, c->address);
 	/* whoever is up marks the silent down, and forgets the long gone */
-	rc = run(c->db,
-		 "UPDATE cluster_node SET state = 'down' WHERE state = 'up'"
-		 " AND heartbeat_ms < " DB_NOW_MS " - ?",
-		 "I", (int64_t)PG_SERVE_CLUSTER_DOWN_MS);
-	if (rc >= 0)
+	if (rc == 0)
+		rc = sweep(c);
+	if (rc == 0)
 		rc = run(c->db, "DELETE FROM cluster_node WHERE heartbeat_ms < " DB_NOW_MS " - ?",
 			 "I", (int64_t)CLUSTER_FORGET_MS);
 	return rc;
+}
+
+static int
+beat(struct pg_serve_cluster *c)
+{
+	return pg_db_transact(c->db, beat_tx, c, 3);
 }
 
 static void
@@ -356,6 +433,54 @@ drop_all(struct pg_serve_cluster *c, const char *why)
 		if (atomic_exchange(&c->leads[i], 0))
 			pg_warn("cluster", "node %s no longer leads %s: %s", c->node,
 				singletons[i].name, why);
+}
+
+/* since_ms kept while the same node leads */
+static int
+lead_row(struct pg_serve_cluster *c, const char *singleton)
+{
+	return run(c->db,
+		   "INSERT INTO cluster_leader(singleton, node, since_ms)"
+		   " VALUES(?, ?, " DB_NOW_MS ") ON CONFLICT(singleton) DO UPDATE"
+		   " SET node = excluded.node, since_ms = CASE WHEN"
+		   " cluster_leader.node = excluded.node THEN cluster_leader.since_ms"
+		   " ELSE excluded.since_ms END",
+		   "ss", singleton, c->node);
+}
+
+struct lead {
+	struct pg_serve_cluster *c;
+	const char *singleton;
+};
+
+/* This node took a singleton's lock: its row, and leader_changed when the
+ * leader was another node (or none), in one transaction (issue 15). */
+static int
+lead_tx(struct pg_db *db, void *arg)
+{
+	struct lead *l = arg;
+	struct pg_db_stmt *q;
+	char prev[PG_SERVE_NODE_NAME] = "";
+	json_t *d;
+	int rc =
+	    pg_db_prepare(db, "SELECT node FROM cluster_leader WHERE singleton = ? FOR UPDATE", &q);
+
+	if (rc < 0)
+		return rc;
+	pg_db_bind_text(q, 1, l->singleton, -1);
+	rc = pg_db_step(q);
+	if (rc == 1)
+		snprintf(prev, sizeof(prev), "%s", pg_db_column_text(q, 0));
+	pg_db_reset(q);
+	if (rc >= 0)
+		rc = lead_row(l->c, l->singleton);
+	if (rc < 0 || strcmp(prev, l->c->node) == 0)
+		return rc < 0 ? rc : 0;
+	d = json_pack("{s:s, s:s, s:s?}", "singleton", l->singleton, "node", l->c->node, "previous",
+		      prev[0] ? prev : NULL);
+	rc = d ? pg_event_emit(db, "cluster", "leader_changed", l->singleton, d, NULL) : PG_ENOMEM;
+	json_decref(d);
+	return rc;
 }
 
 /* Takes or keeps each singleton's lock; records what this node leads. */
@@ -378,14 +503,10 @@ elect(struct pg_serve_cluster *c)
 		}
 		rc = had ? pg_db_lock_held(c->db, name) : pg_db_try_lock(c->db, name);
 		if (rc == 1) {
-			/* since_ms kept while the same node leads */
-			rc = run(c->db,
-				 "INSERT INTO cluster_leader(singleton, node, since_ms)"
-				 " VALUES(?, ?, " DB_NOW_MS ") ON CONFLICT(singleton) DO UPDATE"
-				 " SET node = excluded.node, since_ms = CASE WHEN"
-				 " cluster_leader.node = excluded.node THEN cluster_leader.since_ms"
-				 " ELSE excluded.since_ms END",
-				 "ss", singletons[i].name, c->node);
+			struct lead l = {c, singletons[i].name};
+
+			/* a new lead records itself with its event; a kept one its row */
+			rc = had ? lead_row(c, l.singleton) : pg_db_transact(c->db, lead_tx, &l, 3);
 			if (rc < 0)
 				break;
 			if (!had) {
@@ -611,6 +732,7 @@ pg_serve_cluster_open(struct pg_serve_state *s, const char *store_url, const cha
 	snprintf(c->address, sizeof(c->address), "%s", address);
 	c->started_ms = pg_wall_ms();
 	c->postgres = pg_db_url_is_postgres(store_url);
+	pg_events_set_node(c->node); /* the source of this node's events */
 	/* before the API's threads exist: libcurl's global set-up is not thread-safe */
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (!c->postgres) {
@@ -624,6 +746,8 @@ pg_serve_cluster_open(struct pg_serve_state *s, const char *store_url, const cha
 	if (rc == 0)
 		rc = pg_db_migrate(c->db, "cluster", cluster_migrations,
 				   sizeof(cluster_migrations) / sizeof(cluster_migrations[0]));
+	if (rc == 0)
+		rc = pg_events_migrate(c->db);
 	if (rc == 0)
 		rc = hold_name(c);
 	if (rc == 0)
@@ -658,6 +782,30 @@ pg_serve_cluster_start(struct pg_serve_cluster *c)
 	return 0;
 }
 
+/* Marks this node down with its node_left event ("left"), unless a sweep
+ * already did (it was silent) or another incarnation holds the row. */
+static int
+leave_tx(struct pg_db *db, void *arg)
+{
+	struct pg_serve_cluster *c = arg;
+	struct pg_db_stmt *q;
+	int rc = pg_db_prepare(db,
+			       "UPDATE cluster_node SET state = 'down' WHERE name = ? AND pid = ?"
+			       " AND started_ms = ? AND state = 'up' RETURNING name",
+			       &q);
+
+	if (rc < 0)
+		return rc;
+	pg_db_bind_text(q, 1, c->node, -1);
+	pg_db_bind_int64(q, 2, (int64_t)getpid());
+	pg_db_bind_int64(q, 3, c->started_ms);
+	rc = pg_db_step(q);
+	pg_db_reset(q);
+	if (rc == 1)
+		rc = node_event(db, "node_left", c->node, "left", NULL);
+	return rc < 0 ? rc : 0;
+}
+
 void
 pg_serve_cluster_close(struct pg_serve_cluster *c)
 {
@@ -668,10 +816,7 @@ pg_serve_cluster_close(struct pg_serve_cluster *c)
 		pthread_join(c->th, NULL);
 	if (c->db && c->joined) {
 		/* leaving on purpose: down at once, not after the silence */
-		if (run(c->db,
-			"UPDATE cluster_node SET state = 'down' WHERE name = ? AND pid = ?"
-			" AND started_ms = ?",
-			"sII", c->node, (int64_t)getpid(), c->started_ms) < 0)
+		if (pg_db_transact(c->db, leave_tx, c, 3) < 0)
 			pg_warn("cluster", "cannot mark node %s down: %s", c->node,
 				pg_last_error());
 		pg_info("cluster", "node %s left the cluster", c->node);

@@ -85,6 +85,76 @@ get_dirs(json_t *v, const char *key, char *out, size_t cap)
 }
 
 int
+pg_serve_check_webhook(const char *url)
+{
+	size_t n = url ? strlen(url) : 0;
+
+	if ((strncmp(url ? url : "", "http://", 7) != 0 &&
+	     strncmp(url ? url : "", "https://", 8) != 0) ||
+	    n < 9 || n >= 512 || strpbrk(url, " \t\r\n"))
+		return pg_error(PG_EINVAL, "serve",
+				"webhook '%.100s': an http:// or https:// URL of at most 511 bytes",
+				url ? url : "");
+	return 0;
+}
+
+/* webhooks: an array of at most PG_SERVE_MAX_WEBHOOKS http(s) URLs. */
+static int
+get_webhooks(json_t *v, struct pg_serve_conf *n)
+{
+	size_t i;
+	json_t *e;
+	int rc = 0;
+
+	if (!json_is_array(v) || json_array_size(v) > PG_SERVE_MAX_WEBHOOKS)
+		return pg_error(PG_EINVAL, "serve",
+				"config key 'webhooks' must be an array of at most %d URLs",
+				PG_SERVE_MAX_WEBHOOKS);
+	n->nwebhooks = 0;
+	json_array_foreach(v, i, e)
+	{
+		rc = get_str(e, "webhooks", n->webhooks[i], sizeof(n->webhooks[i]));
+		if (rc == 0)
+			rc = pg_serve_check_webhook(n->webhooks[i]);
+		if (rc < 0)
+			return rc;
+		n->nwebhooks = (int)i + 1;
+	}
+	return 0;
+}
+
+/* The events keys (issue 15, docs/events.md); any other key is unknown. */
+static int
+events_key(const char *key, json_t *v, struct pg_serve_conf *n)
+{
+	char in[16];
+	int rc;
+
+	if (strcmp(key, "nats") == 0) {
+		/* NATS server URLs, comma-separated */
+		n->keys |= PG_SERVE_KEY_NATS;
+		return get_str(v, key, n->nats, sizeof(n->nats));
+	}
+	if (strcmp(key, "webhooks") == 0) {
+		n->keys |= PG_SERVE_KEY_WEBHOOKS;
+		return get_webhooks(v, n);
+	}
+	if (strcmp(key, "webhook_secret_file") == 0) {
+		n->keys |= PG_SERVE_KEY_WEBHOOK_SECRET;
+		return get_str(v, key, n->webhook_secret_file, sizeof(n->webhook_secret_file));
+	}
+	if (strcmp(key, "intake") != 0)
+		return pg_error(PG_EINVAL, "serve", "config: unknown key '%.40s'", key);
+	rc = get_str(v, key, in, sizeof(in));
+	if (rc == 0 && strcmp(in, "store") && strcmp(in, "jetstream"))
+		rc = pg_error(PG_EINVAL, "serve",
+			      "config 'intake' must be \"store\" or \"jetstream\"");
+	n->intake_jetstream = rc == 0 && strcmp(in, "jetstream") == 0;
+	n->keys |= PG_SERVE_KEY_INTAKE;
+	return rc;
+}
+
+int
 pg_serve_conf_parse(const char *text, size_t len, struct pg_serve_conf *c)
 {
 	struct pg_serve_conf n = *c;
@@ -182,7 +252,7 @@ pg_serve_conf_parse(const char *text, size_t len, struct pg_serve_conf *c)
 				    "config 'log_level': error, warn, info, debug or trace");
 			n.keys |= PG_SERVE_KEY_LOG_LEVEL;
 		} else {
-			rc = pg_error(PG_EINVAL, "serve", "config: unknown key '%.40s'", key);
+			rc = events_key(key, v, &n); /* or an unknown key */
 		}
 		if (rc < 0)
 			goto out;

@@ -7,6 +7,7 @@
 #include "payguard/clock.h"
 #include "payguard/db_json.h"
 #include "payguard/error.h"
+#include "payguard/events.h"
 #include "payguard/fs.h"
 #include "payguard/image.h"
 #include "payguard/log.h"
@@ -306,18 +307,28 @@ reap(struct pg_serve_state *s)
 	}
 }
 
+/* Whether worker w stops in this phase: the events relay last, so it
+ * publishes what the others committed while stopping. */
+static int
+in_phase(const struct pg_serve_svc *w, int last)
+{
+	return (strcmp(w->name, "events") == 0) == last;
+}
+
+/* SIGTERM to the workers of one phase (and, in the first, the upgrade
+ * tasks), SIGKILL to those still running after 5 s. */
 static void
-stop_workers(struct pg_serve_state *s)
+stop_phase(struct pg_serve_state *s, int last)
 {
 	uint64_t t0 = pg_mono_ms();
 	int left;
 
 	for (int i = 0; i < s->nsvc; i++)
-		if (s->svc[i].pid > 0)
+		if (s->svc[i].pid > 0 && in_phase(&s->svc[i], last))
 			kill(s->svc[i].pid, SIGTERM);
 	/* a running upgrade marks its job interrupted and drops its partial overlay */
 	pthread_mutex_lock(&s->mu);
-	for (int i = 0; i < PG_SERVE_MAX_TASKS; i++)
+	for (int i = 0; i < PG_SERVE_MAX_TASKS && !last; i++)
 		if (s->task[i] > 0)
 			kill(s->task[i], SIGTERM);
 	pthread_mutex_unlock(&s->mu);
@@ -328,6 +339,8 @@ stop_workers(struct pg_serve_state *s)
 		for (int i = 0; i < s->nsvc; i++) {
 			struct pg_serve_svc *w = &s->svc[i];
 
+			if (!in_phase(w, last))
+				continue;
 			if (w->pid > 0 && waitpid(w->pid, &status, WNOHANG) == w->pid) {
 				pthread_mutex_lock(&s->mu);
 				w->pid = 0;
@@ -336,7 +349,7 @@ stop_workers(struct pg_serve_state *s)
 			}
 			left += w->pid > 0;
 		}
-		for (int i = 0; i < PG_SERVE_MAX_TASKS; i++) {
+		for (int i = 0; i < PG_SERVE_MAX_TASKS && !last; i++) {
 			if (s->task[i] > 0 && waitpid(s->task[i], &status, WNOHANG) == s->task[i])
 				s->task[i] = 0;
 			left += s->task[i] > 0;
@@ -345,7 +358,7 @@ stop_workers(struct pg_serve_state *s)
 			usleep(20 * 1000);
 	} while (left && pg_mono_ms() - t0 < 5000);
 	for (int i = 0; i < s->nsvc; i++) {
-		if (s->svc[i].pid > 0) {
+		if (s->svc[i].pid > 0 && in_phase(&s->svc[i], last)) {
 			pg_warn("serve", "%s did not stop in 5 s: SIGKILL", s->svc[i].name);
 			kill(s->svc[i].pid, SIGKILL);
 			waitpid(s->svc[i].pid, NULL, 0);
@@ -353,7 +366,7 @@ stop_workers(struct pg_serve_state *s)
 			s->svc[i].state = "stopped";
 		}
 	}
-	for (int i = 0; i < PG_SERVE_MAX_TASKS; i++) {
+	for (int i = 0; i < PG_SERVE_MAX_TASKS && !last; i++) {
 		if (s->task[i] > 0) {
 			pg_warn("serve", "upgrade job %lld did not stop in 5 s: SIGKILL",
 				(long long)s->task_job[i]);
@@ -362,6 +375,13 @@ stop_workers(struct pg_serve_state *s)
 			s->task[i] = 0;
 		}
 	}
+}
+
+static void
+stop_workers(struct pg_serve_state *s)
+{
+	stop_phase(s, 0);
+	stop_phase(s, 1);
 }
 
 /* SIGHUP: re-reads the configuration file; what a running daemon can take
@@ -493,6 +513,45 @@ pick_store(struct pg_serve_state *s, const struct pg_serve_cfg *cfg)
 	return 0;
 }
 
+/*
+ * The events configuration for the workers (the events worker, the pos
+ * worker's JetStream intake), by environment like the store URL: NATS URLs
+ * may carry a password; the webhook secret's file is named, never read here.
+ * Unset when not configured, so nothing from the caller's environment leaks in.
+ */
+static int
+events_env(const struct pg_serve_cfg *cfg)
+{
+	char hooks[PG_SERVE_MAX_WEBHOOKS * 512 + 16];
+	size_t used = 0;
+	int rc = 0;
+
+	hooks[0] = 0;
+	for (int i = 0; i < cfg->nwebhooks && i < PG_SERVE_MAX_WEBHOOKS; i++) {
+		int k = snprintf(hooks + used, sizeof(hooks) - used, "%s%s", i ? "\n" : "",
+				 cfg->webhooks[i]);
+
+		if (k < 0 || (size_t)k >= sizeof(hooks) - used)
+			return pg_error(PG_ETOOBIG, "serve", "webhook URLs too long");
+		used += (size_t)k;
+	}
+	rc |= cfg->nats && cfg->nats[0] ? setenv(PG_SERVE_NATS_ENV, cfg->nats, 1)
+					: unsetenv(PG_SERVE_NATS_ENV);
+	rc |= hooks[0] ? setenv(PG_SERVE_WEBHOOKS_ENV, hooks, 1) : unsetenv(PG_SERVE_WEBHOOKS_ENV);
+	rc |= cfg->webhook_secret_file
+		  ? setenv(PG_SERVE_WEBHOOK_KEY_ENV, cfg->webhook_secret_file, 1)
+		  : unsetenv(PG_SERVE_WEBHOOK_KEY_ENV);
+	rc |= cfg->intake_jetstream ? setenv(PG_SERVE_INTAKE_ENV, "jetstream", 1)
+				    : unsetenv(PG_SERVE_INTAKE_ENV);
+	if (rc)
+		return pg_error(PG_ESYS, "serve", "setenv: %s", strerror(errno));
+	if (cfg->nats || cfg->nwebhooks)
+		pg_info("serve", "events: %s%d webhook(s); POS intake %s",
+			cfg->nats ? "NATS JetStream, " : "", cfg->nwebhooks,
+			cfg->intake_jetstream ? "through JetStream" : "into the store");
+	return 0;
+}
+
 /* The master key and the store, both made before any worker reads them. */
 static int
 open_state(struct pg_serve_state *s)
@@ -510,6 +569,8 @@ open_state(struct pg_serve_state *s)
 		rc = pg_pos_migrate(&s->st);
 	if (rc == 0)
 		rc = pg_image_db_open(&s->st);
+	if (rc == 0) /* the outbox: every worker writes events into it */
+		rc = pg_events_migrate(s->st.pdb);
 	return rc;
 }
 
@@ -729,6 +790,8 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 		rc = pick_data_dir(s, cfg);
 	if (rc >= 0)
 		rc = pick_store(s, cfg);
+	if (rc >= 0)
+		rc = events_env(cfg);
 	if (rc >= 0)
 		rc = lock_data_dir(s, &lockfd);
 	if (rc >= 0)

@@ -51,7 +51,7 @@ int pg_serve_static(const char *url, const char **ctype, const unsigned char **d
 #include <stdint.h>
 #include <sys/types.h>
 
-#define PG_SERVE_MAX_SVC   8
+#define PG_SERVE_MAX_SVC   12
 #define PG_SERVE_MAX_TASKS 2 /* upgrades running at once */
 
 /* The request guard's state (guard.c): allowed host names and the dashboard's

@@ -5,10 +5,12 @@
  * estimation over a generated VM fleet, seed 3). Each runs until SIGTERM.
  */
 #include "payguard/json.h"
+#include "payguard/card_gp.h"
 #include "payguard/clock.h"
 #include "payguard/db_json.h"
 #include "payguard/db.h"
 #include "payguard/error.h"
+#include "payguard/events.h"
 #include "payguard/fs.h"
 #include "payguard/hex.h"
 #include "payguard/image.h"
@@ -147,6 +149,18 @@ worker_pos(const char *dir, const char *store, int demo)
 	cfg.dialect = pg_iso_dialect_builtin("binary");
 	cfg.framing.kind = PG_FRAME_BIN2;
 	cfg.commit_us = 2000;
+	/* JetStream intake (`serve --intake jetstream`): answered once the stream
+	 * has a batch; this node's sink writes the stream into the store */
+	if (getenv(PG_SERVE_INTAKE_ENV) && strcmp(getenv(PG_SERVE_INTAKE_ENV), "jetstream") == 0) {
+		cfg.nats = getenv(PG_SERVE_NATS_ENV);
+		cfg.node = getenv(PG_SERVE_NODE_ENV);
+		cfg.sink_store = store;
+		if (!cfg.nats || !cfg.nats[0]) {
+			rc = pg_error(PG_EINVAL, "pos", "JetStream intake without NATS servers");
+			goto out;
+		}
+		pg_info("pos", "intake through JetStream (%s)", cfg.node ? cfg.node : "host name");
+	}
 	rc = pg_pos_serve(&cfg, e); /* stops on SIGTERM and commits what is queued */
 out:
 	pg_pos_engine_free(e);
@@ -303,24 +317,58 @@ est_to_json(const struct pg_load_est *e, json_t **types_out)
 	return vms;
 }
 
+/* The event of a finished estimate (issue 15): its types and their loads,
+ * the VM count and the silhouette; the types without their centres. */
+static int
+estimate_event(struct pg_db *db, const struct pg_load_est *e, int64_t at_ms)
+{
+	json_t *types = json_array(), *d;
+	int rc;
+
+	for (size_t i = 0; types && i < pg_load_est_ntypes(e); i++) {
+		const struct pg_load_type *t = pg_load_est_type(e, i);
+
+		json_array_append_new(types, json_pack("{s:i,s:s,s:I,s:f}", "id", (int)i, "name",
+						       t->name, "count", (json_int_t)t->count,
+						       "mean_load", t->mean_load));
+	}
+	d = json_pack("{s:I,s:I,s:f,s:o}", "at_ms", (json_int_t)at_ms, "vms",
+		      (json_int_t)pg_load_est_count(e), "silhouette", pg_load_est_silhouette(e),
+		      "types", types);
+	if (!d)
+		return PG_ENOMEM;
+	rc = pg_event_emit(db, "load", "estimate_finished", NULL, d, NULL);
+	json_decref(d);
+	return rc;
+}
+
 static int
 store_estimate(struct pg_store *st, const struct pg_load_est *e)
 {
 	json_t *types = NULL, *vms = est_to_json(e, &types);
 	char *vs = pg_json_dumps(vms, JSON_COMPACT), *ts = pg_json_dumps(types, JSON_COMPACT);
+	int64_t now = pg_wall_ms();
 	int rc = PG_ENOMEM;
 
+	/* the row and its event in one transaction (issue 15: never one without the other) */
 	if (vs && ts)
+		rc = pg_db_begin(st->pdb);
+	if (rc == 0)
 		rc = pg_db_run_json(
 		    st->pdb,
 		    "INSERT INTO serve_load(at_ms, silhouette, vms, types) VALUES(?,?,?,?)",
-		    json_pack("[I,f,s,s]", (json_int_t)pg_wall_ms(), pg_load_est_silhouette(e), vs,
-			      ts),
+		    json_pack("[I,f,s,s]", (json_int_t)now, pg_load_est_silhouette(e), vs, ts),
 		    NULL);
+	if (rc == 0)
+		rc = estimate_event(st->pdb, e, now);
 	/* keep the last 200 estimates: enough for each VM's load over time */
 	if (rc == 0)
 		rc = pg_db_exec(st->pdb, "DELETE FROM serve_load WHERE id <= (SELECT max(id) FROM "
 					 "serve_load) - 200");
+	if (rc == 0)
+		rc = pg_db_commit(st->pdb);
+	else if (vs && ts)
+		pg_db_rollback(st->pdb);
 	free(vs);
 	free(ts);
 	json_decref(vms);
@@ -342,6 +390,8 @@ worker_load(const char *store, int period_ms)
 	rc = pg_store_open(&st, store);
 	if (rc == 0)
 		rc = pg_serve_migrate(&st);
+	if (rc == 0)
+		rc = pg_events_migrate(st.pdb);
 	for (size_t i = 0; rc == 0 && i < FLEET_N; i++) {
 		int type;
 		double heavy;
@@ -381,23 +431,7 @@ worker_load(const char *store, int period_ms)
 
 /* ---- nfcswitch: three demo SEs on SWP, SPI and T=1 links behind the switch ---- */
 
-static const struct {
-	const char *se, *aid_hex, *label;
-	enum pg_nfcsw_applet_kind kind;
-	uint8_t prio;
-} nfc_apps[] = {
-    {"uicc", "A0000000041010", "MASTERCARD", PG_NFCSW_APPLET_PAYMENT, 2},
-    {"uicc", "F0504754524E5301", "METRO PASS", PG_NFCSW_APPLET_TRANSIT, 0},
-    {"ese", "A0000000031010", "VISA DEBIT", PG_NFCSW_APPLET_PAYMENT, 1},
-    {"ese", "F0504754524E5302", "RAIL CARD", PG_NFCSW_APPLET_TRANSIT, 0},
-    {"sd", "A0000000651010", "JCB", PG_NFCSW_APPLET_PAYMENT, 3},
-};
-static const struct {
-	const char *name, *link;
-	int prio;
-} nfc_ses[] = {{"uicc", "swp", 2}, {"ese", "spi", 1}, {"sd", "t1", 3}};
-#define NFC_NSE (sizeof(nfc_ses) / sizeof(nfc_ses[0]))
-
+/* The demo's SEs and applications: src/se/nfcswitch/sim.c (GP cards with card profiles). */
 /* The switch's SEs and routing table as JSON (served as /api/se/ses and /api/se/routes). */
 static json_t *
 nfcsw_snapshot(struct pg_nfcsw *sw, uint64_t selects, uint64_t ok)
@@ -457,7 +491,7 @@ pg_serve_put_snapshot(struct pg_store *st, const char *table, json_t *snap)
 static int
 worker_nfcswitch(const char *store)
 {
-	struct pg_nfcsw_demo_se *se[NFC_NSE] = {0};
+	struct pg_gp_card *se[PG_NFCSW_DEMO_NSE] = {0};
 	struct pg_nfcsw *sw = NULL;
 	struct pg_store st = {0};
 	uint64_t selects = 0, ok = 0;
@@ -468,39 +502,14 @@ worker_nfcswitch(const char *store)
 		rc = pg_serve_migrate(&st);
 	if (rc == 0)
 		rc = pg_nfcsw_new(&sw);
-	for (size_t i = 0; rc == 0 && i < NFC_NSE; i++) {
-		struct pg_link *l = NULL;
-
-		rc = pg_nfcsw_demo_se_new(&se[i], 0x1000u + (uint32_t)i, i != 2);
-		for (size_t k = 0; rc == 0 && k < sizeof(nfc_apps) / sizeof(nfc_apps[0]); k++) {
-			uint8_t aid[16];
-			int n = pg_hex_decode(aid, sizeof(aid), nfc_apps[k].aid_hex);
-
-			if (strcmp(nfc_apps[k].se, nfc_ses[i].name) != 0)
-				continue;
-			rc = n < 0
-				 ? n
-				 : pg_nfcsw_demo_se_install(se[i], nfc_apps[k].kind, aid, (size_t)n,
-							    nfc_apps[k].label, nfc_apps[k].prio);
-			/* the SE without a PPSE: its payment application is configured */
-			if (rc == 0 && i == 2 && nfc_apps[k].kind == PG_NFCSW_APPLET_PAYMENT)
-				rc = pg_nfcsw_expect(sw, "sd", aid, (size_t)n, nfc_apps[k].prio,
-						     nfc_apps[k].label, PG_NFCSW_APP_PAYMENT);
-		}
-		if (rc == 0)
-			rc = pg_link_open_memory(&l, pg_link_find(nfc_ses[i].link),
-						 pg_nfcsw_demo_se_card(se[i]), NULL);
-		if (rc == 0)
-			rc = pg_nfcsw_attach(sw, nfc_ses[i].name, l, "memory", nfc_ses[i].prio);
-		if (rc > 0)
-			rc = 0;
-	}
+	if (rc == 0)
+		rc = pg_nfcsw_demo_attach(sw, se);
 	/* a reader taps now and then: SELECT each application in turn */
 	for (unsigned t = 0; rc == 0 && !w_stop; t++) {
-		size_t k = t % (sizeof(nfc_apps) / sizeof(nfc_apps[0]));
+		size_t k = t % pg_nfcsw_demo_napps;
 		uint8_t capdu[32] = {0x00, 0xA4, 0x04, 0x00}, rapdu[300];
 		size_t rlen = sizeof(rapdu);
-		int n = pg_hex_decode(capdu + 5, 16, nfc_apps[k].aid_hex);
+		int n = pg_hex_decode(capdu + 5, 16, pg_nfcsw_demo_apps[k].aid_hex);
 		json_t *snap;
 
 		if (n > 0) {
@@ -517,9 +526,9 @@ worker_nfcswitch(const char *store)
 				/* the SE the switch routed this SELECT to, as the log's row */
 				const char *to = pg_nfcsw_session_se(sw), *link = "";
 
-				for (size_t i = 0; to && i < NFC_NSE; i++)
-					if (strcmp(nfc_ses[i].name, to) == 0)
-						link = nfc_ses[i].link;
+				for (size_t i = 0; to && i < PG_NFCSW_DEMO_NSE; i++)
+					if (strcmp(pg_nfcsw_demo_ses[i].name, to) == 0)
+						link = pg_nfcsw_demo_ses[i].link;
 				(void)pg_serve_log_apdu(&st, "nfcswitch", to ? to : "(none)", link,
 							capdu, 6 + (size_t)n, rapdu, rlen,
 							(int64_t)((pg_mono_ns() - t0) / 1000u));
@@ -533,8 +542,8 @@ worker_nfcswitch(const char *store)
 		nap(1000);
 	}
 	pg_nfcsw_free(sw);
-	for (size_t i = 0; i < NFC_NSE; i++)
-		pg_nfcsw_demo_se_free(se[i]);
+	for (size_t i = 0; i < PG_NFCSW_DEMO_NSE; i++)
+		pg_gp_card_free(se[i]);
 	pg_store_close(&st);
 	return rc;
 }
@@ -770,6 +779,8 @@ worker_load_live(const char *store, const char *spec, int period_ms)
 	if (rc == 0)
 		rc = pg_load_store_migrate(&st);
 	if (rc == 0)
+		rc = pg_events_migrate(st.pdb);
+	if (rc == 0)
 		rc = (ops->open_live ? ops->open_live : ops->open)(arg, &src);
 	l.st = &st;
 	l.vm = calloc(LIVE_MAX_VMS, sizeof(*l.vm));
@@ -877,6 +888,46 @@ run_load(const struct pg_serve_wargs *a)
 	return 0;
 }
 
+/* ---- events: the outbox relay (issue 15), a singleton ---- */
+
+/* The relay's sinks from the supervisor's environment (PG_SERVE_*_ENV):
+ * NATS, webhooks and the secret's file, read here (checked private). With
+ * none the relay only trims the outbox. */
+static int
+run_events(const struct pg_serve_wargs *a)
+{
+	const char *nats = getenv(PG_SERVE_NATS_ENV), *hooks = getenv(PG_SERVE_WEBHOOKS_ENV);
+	const char *keyfile = getenv(PG_SERVE_WEBHOOK_KEY_ENV);
+	const char *urls[PG_SERVE_MAX_WEBHOOKS];
+	struct pg_events_relay_cfg c = {0};
+	struct pg_store st = {0};
+	char secret[256] = "", *copy = hooks && hooks[0] ? strdup(hooks) : NULL, *save = NULL;
+	size_t n = 0;
+	int rc = 0;
+
+	for (char *t = copy ? strtok_r(copy, "\n", &save) : NULL; t && n < PG_SERVE_MAX_WEBHOOKS;
+	     t = strtok_r(NULL, "\n", &save))
+		urls[n++] = t;
+	if (keyfile && keyfile[0])
+		rc = pg_events_read_secret(keyfile, secret, sizeof(secret));
+	if (rc == 0)
+		rc = pg_store_open(&st, a->store);
+	c.nats = nats && nats[0] ? nats : NULL;
+	c.webhooks = urls;
+	c.nwebhooks = n;
+	c.webhook_secret = secret[0] ? secret : NULL;
+	c.drain_on_stop = 1;
+	if (rc == 0) {
+		pg_info("events", "relay: %s%zu webhook(s)%s", c.nats ? "NATS JetStream, " : "", n,
+			c.nats || n ? "" : " (no sink: the outbox is only trimmed)");
+		rc = pg_events_relay(st.pdb, &c, (const volatile int *)&w_stop);
+	}
+	pg_memzero(secret, sizeof(secret));
+	pg_store_close(&st);
+	free(copy);
+	return rc;
+}
+
 /* Every supervised worker, in the order the supervisor starts them and
  * /api/services lists them (docs/ARCHITECTURE.md, "Adding a worker"). */
 const struct pg_serve_worker_def pg_serve_workers[] = {
@@ -887,6 +938,7 @@ const struct pg_serve_worker_def pg_serve_workers[] = {
     {"vse", run_vse, 0},
     {"seos", run_seos, 0},
     {"pos-traffic", run_pos_traffic, 1},
+    {"events", run_events, 0},
     {NULL, NULL, 0},
 };
 
@@ -943,6 +995,8 @@ pg_serve_worker(const char *name, const char *data_dir, int demo, int load_perio
 	pg_log_set_tag(name);
 	if (worker_store(data_dir, store, sizeof(store)) < 0)
 		return PG_ETOOBIG;
+	if (getenv(PG_SERVE_NODE_ENV)) /* the events' source: /payguard/<node> */
+		pg_events_set_node(getenv(PG_SERVE_NODE_ENV));
 	return w->run(&a);
 }
 

@@ -22,9 +22,10 @@ def main():
         check(s == 200 and v["status"] == "ok" and v["data_dir"] == d.dir, v)
         s, svcs = d.get("/api/services")
         check(s == 200 and sorted(x["name"] for x in svcs) ==
-              ["image", "load", "nfcswitch", "pos", "pos-traffic", "seos", "vse"], svcs)
-        # on PostgreSQL the singletons (load, image, pos-traffic) start once
-        # this node has won their election, a moment after the port is out
+              ["events", "image", "load", "nfcswitch", "pos", "pos-traffic", "seos", "vse"], svcs)
+        # on PostgreSQL the singletons (load, image, pos-traffic, events)
+        # start once this node has won their election, a moment after the
+        # port is out
         svcs = d.wait("every service running", lambda: (lambda l: l if all(
             x["state"] == "running" and x["pid"] > 0 for x in l) else None)(d.get("/api/services")[1]), 15)
 
@@ -173,7 +174,7 @@ def main():
         check(v["nodes"][0]["state"] == "up" and v["nodes"][0]["self"] and v["nodes"][0]["name"] == v["node"], v)
         check(v["nodes"][0]["address"] == "127.0.0.1:%d" % d.port, v)
         check({l["singleton"]: l["node"] for l in v["leaders"]} ==
-              {k: v["node"] for k in ("load", "retention", "image-watch", "pos-traffic")}, v)
+              {k: v["node"] for k in ("load", "retention", "image-watch", "pos-traffic", "events")}, v)
         check({x["name"] for x in v["nodes"][0]["services"]} == {x["name"] for x in d.get("/api/services")[1]}, v)
 
         # unknown routes and methods

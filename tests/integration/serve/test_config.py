@@ -25,7 +25,12 @@ def main():
                            ('{"listen": "example.org"}', "IPv4"), ('{"port": 1', "malformed"),
                            ('[]', "object"), ('{"load_period_ms": 5}', "load_period_ms"),
                            ('{"node": "a b"}', "node name"), ('{"node": ""}', "node"),
-                           ('{"store": ""}', "store"), ('{"store": 5}', "store")]:
+                           ('{"store": ""}', "store"), ('{"store": 5}', "store"),
+                           # events (issue 15, docs/events.md)
+                           ('{"nats": ""}', "nats"), ('{"webhooks": "http://x"}', "webhooks"),
+                           ('{"webhooks": ["ftp://x/y"]}', "http"), ('{"intake": "kafka"}', "intake"),
+                           (json.dumps({"webhooks": ["http://h/%d" % i for i in range(9)]}), "webhooks"),
+                           ('{"webhook_secret_file": 1}', "webhook_secret_file")]:
             with open(os.path.join(tmp, "serve.json"), "w") as f:
                 f.write(text)
             r = subprocess.run([PAYGUARD, "serve", "run", "--data", tmp, "--port", "0"],
@@ -38,6 +43,23 @@ def main():
         r = subprocess.run([PAYGUARD, "serve", "run", "--data", tmp, "--port", "0", "--node", "n/1"],
                            capture_output=True, text=True, timeout=30)
         check(r.returncode == 2 and "--node" in r.stderr, (r.returncode, r.stderr))
+        # JetStream intake needs NATS; a webhook secret is only read from a private file
+        for args, word in [(["--intake", "jetstream"], "NATS"), (["--intake", "x"], "--intake"),
+                                 (["--webhook", "file:///etc/passwd"], "--webhook"),
+                                 (["--webhook", "http://127.0.0.1:1/", "--webhook-secret-file",
+                                   os.path.join(tmp, "none")], "webhook secret")]:
+            r = subprocess.run([PAYGUARD, "serve", "run", "--data", tmp, "--port", "0"] + args,
+                               capture_output=True, text=True, timeout=30)
+            check(r.returncode != 0 and word in r.stderr, (args, r.returncode, r.stderr))
+        sec = os.path.join(tmp, "short.secret")
+        with open(sec, "w") as f:
+            f.write("whsec_c2hvcnQ=\n")
+        os.chmod(sec, 0o600)
+        r = subprocess.run([PAYGUARD, "serve", "run", "--data", tmp, "--port", "0", "--webhook",
+                            "http://127.0.0.1:1/", "--webhook-secret-file", sec],
+                           capture_output=True, text=True, timeout=30)
+        check(r.returncode != 0 and "16 to 64 bytes" in r.stderr and "c2hvcnQ" not in r.stderr,
+              (r.returncode, r.stderr))
 
     # the node name: the file's, unless the command line gives one
     d = Daemon(conf={"node": "conf-node"}, demo=False)
