@@ -7,15 +7,18 @@ two `payguard pos serve` on one PostgreSQL store (the CTest fixture's
 server, a database of its own) gets its alert at the 3rd moved transaction
 overall, exactly one open alert, and every later moved one strikes it, as a
 single server would. Each server alone has seen only 1 or 2 of them: before
-the store-side count the alert came at the 5th. The field 44 text of an
+the store-side count the alert came at the 5th. Then four terminals each
+get three moved transactions at each server at the same time: one open
+alert with 4 strikes each (2 when counted per node). The field 44 text of an
 answer still comes from the answering server's own window (docs/pos.md),
 so it is not checked here beyond MOVED. On SQLite a single server opens it
 at the 3rd too (the behaviour one node always had)."""
+import json
 import os
 import subprocess
 import urllib.parse
 
-from posutil import Env, check, message, cell
+from posutil import PAYGUARD, Env, check, message, cell
 
 state = os.path.join(os.environ["PG_BUILD_DIR"], "postgres-fixture", "postgres.url")
 base_url = open(state).read().strip()
@@ -32,14 +35,41 @@ def psql(db, sql):
     return [l.split("|") for l in p.stdout.splitlines() if l]
 
 
-def moved(stan):
+def moved(stan, tid=TID):
     # 50 km north of the merchant: moved by distance (one strike each)
-    return message(TID, cell("LTE", 262, 1, 1201, 12001, -80), [cell("GSM", 262, 1, 1201, 12002, -95)], stan)
+    return message(tid, cell("LTE", 262, 1, 1201, 12001, -80), [cell("GSM", 262, 1, 1201, 12002, -95)], stan)
 
 
-def alerts(query):
+def alerts(query, tid=TID):
     """[(state, strikes)] of the terminal's alerts, by id."""
-    return [tuple(r) for r in query("SELECT state, strikes FROM pos_alerts WHERE tid = '%s' ORDER BY id" % TID)]
+    return [tuple(r) for r in query("SELECT state, strikes FROM pos_alerts WHERE tid = '%s' ORDER BY id" % tid)]
+
+
+def burst(servers, tid, query):
+    """Three moved transactions of one terminal sent to each server at the
+    same time (one `pos send` process per server). Whatever the order the
+    batches commit in, the six add up as on one server: the alert opens
+    with the 3rd and takes the 4th to 6th, one open alert with 4 strikes.
+    Each server alone saw 3: counted per node that was 1 + 1 = 2 strikes.
+    Two batches that overlap in time are ordered by the terminal's advisory
+    lock; nothing here forces them to overlap (group commits are short), so
+    this checks the sum, not the lock."""
+    procs = []
+    for k, env in enumerate(servers):
+        text = "".join(json.dumps(moved(300 + 3 * k + j, tid)) + "\n" for j in range(3))
+        p = subprocess.Popen([PAYGUARD, "pos", "send", "--port", str(env.port), "-"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append((p, text))
+    for p, text in procs:
+        out, err = p.communicate(text, timeout=60)
+        check(p.returncode == 0, "pos send: %s" % err.strip())
+        rs = [json.loads(l) for l in out.splitlines()]
+        check(len(rs) == 3 and all(r["39"] == "00" and r.get("44", "").startswith("MOVED") for r in rs),
+              "burst %s: answers %s" % (tid, rs))
+    got = alerts(query, tid)
+    check(got == [("open", "4")], "burst %s: one open alert with 4 strikes: %s" % (tid, got))
+    linked = query("SELECT count(*) FROM pos_txn WHERE tid = '%s' AND alert_id IS NOT NULL" % tid)
+    check(linked == [["6"]], "burst %s: all six moved transactions linked: %s" % (tid, linked))
 
 
 def sqlite_query(env):
@@ -78,6 +108,9 @@ try:
     walk([a, b], lambda sql: psql(DB, sql), "two servers on PostgreSQL")
     linked = psql(DB, "SELECT count(*) FROM pos_txn WHERE tid = '%s' AND alert_id IS NOT NULL" % TID)
     check(linked == [["5"]], "every moved transaction of the window is the alert's evidence: %s" % linked)
+    # the same terminal's strikes at both nodes at once, for four terminals
+    for tid in ("T0000001", "T0000002", "T0000004", "T0000005"):
+        burst([a, b], tid, lambda sql: psql(DB, sql))
     a.stop()
     b.stop()
 
