@@ -1,10 +1,11 @@
 /*
  * Fuzzes the NFC switch's slave port (issue 8): HCP messages on the card RF
  * gate pipes (EVT_FIELD_ON/OFF, EVT_CARD_ACTIVATED/DEACTIVATED,
- * EVT_SEND_DATA with C-APDUs routed to two demo SEs, admin commands) wrapped
+ * EVT_SEND_DATA with C-APDUs routed to two simulated SEs (GP cards), admin commands) wrapped
  * in valid SHDLC I-frames so the fuzzer reaches HCI, mixed with raw frames.
  * Input: chunks [kind:1][len:1][bytes]; kind bit 0 set = I-frame info.
  */
+#include "payguard/card_gp.h"
 #include "payguard/log.h"
 #include "payguard/nfcswitch.h"
 #include "se/link/shdlc.h"
@@ -37,11 +38,12 @@ static const struct pg_stream_ops sink_ops = {
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const uint8_t mc[] = {0xA0, 0x00, 0x00, 0x00, 0x04, 0x10, 0x10};
-	static const uint8_t tr[] = {0xF0, 0x50, 0x47, 0x54, 0x52, 0x4E, 0x53, 0x01};
+	static const struct pg_nfcsw_sim_app apps[] = {
+	    {"a", PG_NFCSW_APPLET_PAYMENT, "A0000000041010", "X", 1},
+	    {"b", PG_NFCSW_APPLET_TRANSIT, "F0504754524E5301", "X", 1}};
 	struct pg_stream sink = {&sink_ops};
 	struct pg_nfcsw *sw = NULL;
-	struct pg_nfcsw_demo_se *se[2] = {NULL, NULL};
+	struct pg_gp_card *se[2] = {NULL, NULL};
 	struct pg_nfcsw_slave *s = NULL;
 	uint8_t pkt[SHDLC_MAX_FRAME], w = 4;
 	size_t off = 0;
@@ -53,13 +55,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int i = 0; i < 2; i++) {
 		struct pg_link *l = NULL;
 
-		if (pg_nfcsw_demo_se_new(&se[i], (uint32_t)i, i) < 0)
+		if (pg_nfcsw_sim_se_new(&se[i], (uint32_t)i, i, apps, 2, i ? "b" : "a") < 0)
 			goto out;
-		pg_nfcsw_demo_se_install(se[i],
-					 i ? PG_NFCSW_APPLET_TRANSIT : PG_NFCSW_APPLET_PAYMENT,
-					 i ? tr : mc, i ? sizeof(tr) : sizeof(mc), "X", 1);
-		if (pg_link_open_memory(&l, pg_link_find(i ? "t1" : "swp"),
-					pg_nfcsw_demo_se_card(se[i]), NULL) < 0)
+		if (pg_link_open_memory(&l, pg_link_find(i ? "t1" : "swp"), pg_gp_card_card(se[i]),
+					NULL) < 0)
 			goto out;
 		pg_nfcsw_attach(sw, i ? "b" : "a", l, "memory", i + 1);
 	}
@@ -103,6 +102,6 @@ out:
 	pg_nfcsw_slave_free(s);
 	pg_nfcsw_free(sw);
 	for (int i = 0; i < 2; i++)
-		pg_nfcsw_demo_se_free(se[i]);
+		pg_gp_card_free(se[i]);
 	return 0;
 }

@@ -1,7 +1,7 @@
 /*
  * NFC switch benchmark (issue 8), one run, medians of batch means:
  *  - routing decision (exact AID and partial AID) with 100,000 registered AIDs;
- *  - one APDU (transit GET BALANCE) sent to an SE over the in-process SWP
+ *  - one APDU (transit GET BALANCE) sent to an SE (the GP card) over the in-process SWP
  *    link directly, the same through the switch (pg_nfcsw_process: session
  *    lookup + forwarding) and through the whole slave port (simulated NFC
  *    controller -> SHDLC/HCP card RF gate -> switch -> SWP -> SE).
@@ -9,6 +9,7 @@
  */
 #include "payguard/clock.h"
 #include "payguard/error.h"
+#include "payguard/card_gp.h"
 #include "payguard/log.h"
 #include "payguard/nfcswitch.h"
 
@@ -61,7 +62,9 @@ main(int argc, char **argv)
 	uint32_t naids = 100000;
 	int batches = 101, batch = 2000;
 	struct pg_nfcsw *sw = NULL;
-	struct pg_nfcsw_demo_se *se = NULL;
+	static const struct pg_nfcsw_sim_app metro = {NULL, PG_NFCSW_APPLET_TRANSIT,
+						      "F0504754524E5301", "METRO", 0};
+	struct pg_gp_card *se = NULL;
 	struct pg_nfcsw_slave *slave = NULL;
 	struct pg_nfcsw_clf *clf = NULL;
 	struct pg_stream *st = NULL;
@@ -91,9 +94,8 @@ main(int argc, char **argv)
 	if (!aids || !lens || !t || pg_nfcsw_new(&sw) < 0)
 		return 1;
 	/* The SE on an in-process SWP link, then 100,000 more AIDs on 15 registry-only slots. */
-	if (pg_nfcsw_demo_se_new(&se, 1, 1) < 0 ||
-	    pg_nfcsw_demo_se_install(se, PG_NFCSW_APPLET_TRANSIT, tr, sizeof(tr), "METRO", 0) < 0 ||
-	    pg_link_open_memory(&l, pg_link_find("swp"), pg_nfcsw_demo_se_card(se), NULL) < 0 ||
+	if (pg_nfcsw_sim_se_new(&se, 1, 1, &metro, 1, NULL) < 0 ||
+	    pg_link_open_memory(&l, pg_link_find("swp"), pg_gp_card_card(se), NULL) < 0 ||
 	    (slot = pg_nfcsw_attach(sw, "uicc", l, "memory", 1)) < 0)
 		return 1;
 	for (int s = 0; s < 15; s++) {
@@ -206,15 +208,15 @@ main(int argc, char **argv)
 	printf("APDU through the slave port + switch: %8.2f us   added %.2f us (ratio %.2f)\n",
 	       via_slave / 1000, (via_slave - direct) / 1000, via_slave / direct);
 	/* Every timed APDU really reached the SE's applet: */
-	printf("SE applet executed %llu commands (3 paths x %d timed), link "
+	printf("SE (GP card) answered %llu commands (3 paths x %d timed + setup), link "
 	       "%llu APDUs\n",
-	       (unsigned long long)pg_nfcsw_demo_se_txns(se), batches * batch,
+	       (unsigned long long)pg_gp_card_apdus(se), batches * batch,
 	       (unsigned long long)l->apdus);
 	(void)sink;
 	pg_nfcsw_clf_close(clf);
 	pg_nfcsw_slave_free(slave);
 	pg_nfcsw_free(sw);
-	pg_nfcsw_demo_se_free(se);
+	pg_gp_card_free(se);
 	free(aids);
 	free(lens);
 	free(t);

@@ -8,6 +8,7 @@
 #ifndef PAYGUARD_CARD_GP_H
 #define PAYGUARD_CARD_GP_H
 
+#include "payguard/buf.h"
 #include "payguard/card.h"
 #include "payguard/scp03.h"
 
@@ -72,6 +73,21 @@ extern const uint8_t pg_gp_ppse_aid[14]; /* "2PAY.SYS.DDF01" */
 extern const uint8_t pg_gp_pay_aid[7];	 /* F0 "PGPAY" 01 */
 extern const uint8_t pg_gp_pin_aid[7];	 /* F0 "PGPIN" 01 */
 
+/*
+ * The PPSE's FCI (EMV Book B 3.3): 6F { 84 "2PAY.SYS.DDF01", A5 { BF0C {
+ * 61 { 4F AID, 50 label, 87 priority } ... } } }, built by the card's PPSE
+ * applet and by anything answering a PPSE for several cards (the NFC switch).
+ * open, one entry per application (label may be NULL), close.
+ */
+struct pg_ppse_fci {
+	struct pg_buf *b;
+	size_t m6f, ma5, mbf;
+};
+int pg_ppse_fci_open(struct pg_ppse_fci *f, struct pg_buf *b);
+int pg_ppse_fci_entry(struct pg_ppse_fci *f, const uint8_t *aid, size_t aid_len, const char *label,
+		      size_t label_len, uint8_t priority);
+int pg_ppse_fci_close(struct pg_ppse_fci *f);
+
 struct pg_gp_card;
 
 struct pg_gp_config {
@@ -84,7 +100,9 @@ struct pg_gp_config {
 	size_t nvm_capacity;		  /* 0: 16 KiB */
 	/*
 	 * Applets installed, selectable, on a blank card: catalogue names, each
-	 * at its default AID or, written "name@AIDHEX", at that AID.
+	 * at its default AID or, written "name@AIDHEX", at that AID; then
+	 * optionally ",prio=N" (1..15) and ",label=TEXT" (1..16 bytes, no comma):
+	 * the INSTALL parameters (C9) of payment and transit.
 	 */
 	const char *const *applets;
 	int n_applets;
@@ -116,7 +134,7 @@ int pg_gp_card_image(struct pg_gp_card *c, uint8_t *buf, size_t cap);
 int pg_gp_card_set_config_version(struct pg_gp_card *c, uint32_t version);
 /* Commands the card has answered since it was made. */
 uint64_t pg_gp_card_apdus(const struct pg_gp_card *c);
-/* Catalogue names, "ppse, payment, pin, test, aram, echo"; 1 if name is one of them. */
+/* Catalogue names, "ppse, payment, pin, test, aram, echo, transit"; 1 if name is one of them. */
 const char *pg_gp_catalogue_names(void);
 int pg_gp_catalogue_known(const char *name);
 

@@ -216,24 +216,43 @@ int pg_nfcsw_clf_transceive(struct pg_nfcsw_clf *c, const uint8_t *capdu, size_t
 			    uint8_t *rapdu, size_t *rlen);
 
 /*
- * Demo SEs (until the virtual SE applets of issue 3 are on main): a card
- * runtime with a GP-like ISD that answers GET STATUS (P1 40) and DELETE, a
- * scripted EMV payment applet (SELECT FCI, GET PROCESSING OPTIONS, READ
- * RECORD, GENERATE AC with an HMAC-SHA-256 cryptogram) and a transit applet
- * (balance, debit). Everything a real SE offers over its link.
+ * The switch's simulated SEs (issue 16 item 1): the GlobalPlatform card of
+ * card_gp.h (ISD with SCP03: GET STATUS, INSTALL, DELETE; the catalogue's
+ * PPSE, EMV payment and transit applets) configured by a card profile.
+ * Install and delete at run time are the ISD's INSTALL / DELETE under SCP03
+ * (the card's default test keys 40..4F, kvn 30).
  */
-struct pg_nfcsw_demo_se;
+struct pg_gp_card;
 enum pg_nfcsw_applet_kind { PG_NFCSW_APPLET_PAYMENT = 1, PG_NFCSW_APPLET_TRANSIT = 2 };
-int pg_nfcsw_demo_se_new(struct pg_nfcsw_demo_se **out, uint32_t serial, int with_ppse);
-void pg_nfcsw_demo_se_free(struct pg_nfcsw_demo_se *d);
-/* Installs an applet (at run time too). label: the FCI's application label. */
-int pg_nfcsw_demo_se_install(struct pg_nfcsw_demo_se *d, enum pg_nfcsw_applet_kind kind,
-			     const uint8_t *aid, size_t len, const char *label, uint8_t priority);
-/* Deletes an applet (as GP DELETE would): SELECT of it answers 6A82 afterwards. */
-int pg_nfcsw_demo_se_delete(struct pg_nfcsw_demo_se *d, const uint8_t *aid, size_t len);
-const struct pg_card *pg_nfcsw_demo_se_card(struct pg_nfcsw_demo_se *d);
-/* Commands its applets executed (to check which SE a transaction reached). */
-uint64_t pg_nfcsw_demo_se_txns(const struct pg_nfcsw_demo_se *d);
+struct pg_nfcsw_sim_app {
+	const char *se; /* the SE that holds it (tables of several SEs); NULL: any */
+	enum pg_nfcsw_applet_kind kind;
+	const char *aid_hex, *label; /* label: the FCI's and PPSE's application label */
+	int priority;		     /* 1..15 (tag 87); 0: the card's default (1) */
+};
+/*
+ * A card whose profile is: serial (CPLC), a PPSE if with_ppse, and the
+ * applications of apps[0..n) whose se is NULL or equals `se` (NULL: all).
+ */
+int pg_nfcsw_sim_se_new(struct pg_gp_card **out, uint32_t serial, int with_ppse,
+			const struct pg_nfcsw_sim_app *apps, size_t n, const char *se);
+
+/* The demo's SEs: uicc over SWP, ese over SPI, sd over T=1 (no PPSE). */
+struct pg_nfcsw_sim_se {
+	const char *name, *link;
+	int priority, with_ppse;
+	uint32_t serial;
+};
+#define PG_NFCSW_DEMO_NSE 3
+extern const struct pg_nfcsw_sim_se pg_nfcsw_demo_ses[PG_NFCSW_DEMO_NSE];
+extern const struct pg_nfcsw_sim_app pg_nfcsw_demo_apps[];
+extern const size_t pg_nfcsw_demo_napps;
+/*
+ * Makes the demo's three cards and attaches them to sw over in-process links
+ * (sd's payment application configured, as it has no PPSE). The cards are
+ * the caller's (pg_gp_card_free after pg_nfcsw_free), also on failure.
+ */
+int pg_nfcsw_demo_attach(struct pg_nfcsw *sw, struct pg_gp_card *cards[PG_NFCSW_DEMO_NSE]);
 
 /*
  * The demo: three SEs on different links (SWP, T=1, SPI) with payment and

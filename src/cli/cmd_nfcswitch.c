@@ -6,6 +6,7 @@
  */
 #include "cli.h"
 #include "payguard/card.h"
+#include "payguard/card_gp.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
 #include "payguard/hex.h"
@@ -407,7 +408,7 @@ cmd_demo(int argc, char **argv)
 	return rc < 0 ? pg_cli_fail(rc, "NFC switch demo") : PG_EXIT_OK;
 }
 
-/* A demo SE (payment/transit applets, GET STATUS, DELETE) on a link's card role. */
+/* A simulated SE (the GP card with payment/transit applets) on a link's card role. */
 static int
 cmd_sim(int argc, char **argv)
 {
@@ -418,9 +419,11 @@ cmd_sim(int argc, char **argv)
 					     {"no-ppse", no_argument, NULL, 'n'},
 					     {"once", no_argument, NULL, '1'},
 					     {NULL, 0, NULL, 0}};
-	const char *link = NULL, *listen_addr = NULL, *apps[PG_NFCSW_MAX_SES];
+	const char *link = NULL, *listen_addr = NULL;
+	char bufs[PG_NFCSW_MAX_SES][128];
+	struct pg_nfcsw_sim_app apps[PG_NFCSW_MAX_SES];
 	const struct pg_link_ops *ops;
-	struct pg_nfcsw_demo_se *d = NULL;
+	struct pg_gp_card *card = NULL;
 	unsigned long serial = 0x4E460001ul;
 	int napps = 0, ppse = 1, once = 0, o, rc, fd;
 
@@ -432,11 +435,29 @@ cmd_sim(int argc, char **argv)
 		case 'L':
 			listen_addr = optarg;
 			break;
-		case 'a':
+		case 'a': {
+			/* KIND:AID[:LABEL[:PRIORITY]] */
+			char *kind, *prio;
+
 			if (napps == PG_NFCSW_MAX_SES)
 				return pg_cli_usage(argv[0], "at most %d --app", PG_NFCSW_MAX_SES);
-			apps[napps++] = optarg;
+			snprintf(bufs[napps], sizeof(bufs[napps]), "%s", optarg);
+			kind = strtok(bufs[napps], ":");
+			apps[napps].se = NULL;
+			apps[napps].aid_hex = strtok(NULL, ":");
+			apps[napps].label = strtok(NULL, ":");
+			prio = strtok(NULL, ":");
+			apps[napps].priority = prio ? atoi(prio) : 0;
+			if (!kind || !apps[napps].aid_hex ||
+			    (strcmp(kind, "payment") && strcmp(kind, "transit")) ||
+			    apps[napps].priority < 0 || apps[napps].priority > 15)
+				return pg_cli_usage(argv[0],
+						    "--app payment|transit:AID[:LABEL[:PRIO]]");
+			apps[napps].kind =
+			    kind[0] == 'p' ? PG_NFCSW_APPLET_PAYMENT : PG_NFCSW_APPLET_TRANSIT;
+			napps++;
 			break;
+		}
 		case 's':
 			serial = strtoul(optarg, NULL, 0);
 			break;
@@ -455,42 +476,23 @@ cmd_sim(int argc, char **argv)
 	ops = pg_link_find(link);
 	if (!ops || !ops->card_open)
 		return pg_cli_usage(argv[0], "link '%s' has no card role", link);
-	if ((rc = pg_nfcsw_demo_se_new(&d, (uint32_t)serial, ppse)) < 0)
-		return pg_cli_fail(rc, "demo SE");
-	for (int i = 0; i < napps; i++) {
-		/* KIND:AID[:LABEL[:PRIORITY]] */
-		char buf[128], *kind, *aidh, *label, *prio;
-		uint8_t aid[16];
-		int n;
-
-		snprintf(buf, sizeof(buf), "%s", apps[i]);
-		kind = strtok(buf, ":");
-		aidh = strtok(NULL, ":");
-		label = strtok(NULL, ":");
-		prio = strtok(NULL, ":");
-		n = aidh ? pg_hex_decode(aid, sizeof(aid), aidh) : -1;
-		if (!kind || n < 5 || (strcmp(kind, "payment") && strcmp(kind, "transit"))) {
-			pg_nfcsw_demo_se_free(d);
-			return pg_cli_usage(argv[0], "--app payment|transit:AID[:LABEL[:PRIO]]");
-		}
-		rc = pg_nfcsw_demo_se_install(
-		    d, kind[0] == 'p' ? PG_NFCSW_APPLET_PAYMENT : PG_NFCSW_APPLET_TRANSIT, aid,
-		    (size_t)n, label, (uint8_t)(prio ? atoi(prio) & 0x0F : 0));
-		if (rc < 0) {
-			pg_nfcsw_demo_se_free(d);
-			return pg_cli_fail(rc, "--app %s", apps[i]);
-		}
-	}
+	rc = pg_nfcsw_sim_se_new(&card, (uint32_t)serial, ppse, apps, (size_t)napps, NULL);
+	if (rc == PG_EINVAL)
+		return pg_cli_usage(argv[0], "--app payment|transit:AID[:LABEL[:PRIO]]: %s",
+				    pg_last_error());
+	if (rc < 0)
+		return pg_cli_fail(rc, "simulated SE");
 	fd = pg_stream_listen(listen_addr);
 	if (fd < 0) {
-		pg_nfcsw_demo_se_free(d);
+		pg_gp_card_free(card);
 		return pg_cli_fail(fd, "cannot listen on '%s'", listen_addr);
 	}
-	fprintf(stderr, "payguard: demo SE on link %s listening on %s\n", ops->name, listen_addr);
-	rc = pg_card_serve_listener(fd, ops, pg_nfcsw_demo_se_card(d), NULL, once ? 1 : 0);
+	fprintf(stderr, "payguard: simulated SE (GP card) on link %s listening on %s\n", ops->name,
+		listen_addr);
+	rc = pg_card_serve_listener(fd, ops, pg_gp_card_card(card), NULL, once ? 1 : 0);
 	close(fd);
-	pg_nfcsw_demo_se_free(d);
-	return rc < 0 ? pg_cli_fail(rc, "demo SE") : PG_EXIT_OK;
+	pg_gp_card_free(card);
+	return rc < 0 ? pg_cli_fail(rc, "simulated SE") : PG_EXIT_OK;
 }
 
 const struct pg_cmd pg_cli_nfcswitch[] = {
@@ -514,10 +516,11 @@ const struct pg_cmd pg_cli_nfcswitch[] = {
      NULL, NULL},
     {"demo", cmd_demo, "three SEs on three links, full contactless transactions", "[--json]\n",
      NULL, NULL},
-    {"sim", cmd_sim, "a demo SE with payment/transit applets on a link's card role",
+    {"sim", cmd_sim, "a simulated SE (GP card, payment/transit applets) on a link's card role",
      "--link NAME --listen ADDR [--app KIND:AID[:LABEL[:PRIO]]]...\n"
      "  [--serial N] [--no-ppse] [--once]\n"
-     "  KIND is payment or transit.\n",
+     "  KIND is payment or transit. The SE is the GlobalPlatform card (ISD with\n"
+     "  SCP03, test keys 40..4F kvn 30) with a PPSE unless --no-ppse.\n",
      NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL, NULL},
 };

@@ -5,6 +5,7 @@
  * estimation over a generated VM fleet, seed 3). Each runs until SIGTERM.
  */
 #include "payguard/json.h"
+#include "payguard/card_gp.h"
 #include "payguard/clock.h"
 #include "payguard/db_json.h"
 #include "payguard/db.h"
@@ -381,23 +382,7 @@ worker_load(const char *store, int period_ms)
 
 /* ---- nfcswitch: three demo SEs on SWP, SPI and T=1 links behind the switch ---- */
 
-static const struct {
-	const char *se, *aid_hex, *label;
-	enum pg_nfcsw_applet_kind kind;
-	uint8_t prio;
-} nfc_apps[] = {
-    {"uicc", "A0000000041010", "MASTERCARD", PG_NFCSW_APPLET_PAYMENT, 2},
-    {"uicc", "F0504754524E5301", "METRO PASS", PG_NFCSW_APPLET_TRANSIT, 0},
-    {"ese", "A0000000031010", "VISA DEBIT", PG_NFCSW_APPLET_PAYMENT, 1},
-    {"ese", "F0504754524E5302", "RAIL CARD", PG_NFCSW_APPLET_TRANSIT, 0},
-    {"sd", "A0000000651010", "JCB", PG_NFCSW_APPLET_PAYMENT, 3},
-};
-static const struct {
-	const char *name, *link;
-	int prio;
-} nfc_ses[] = {{"uicc", "swp", 2}, {"ese", "spi", 1}, {"sd", "t1", 3}};
-#define NFC_NSE (sizeof(nfc_ses) / sizeof(nfc_ses[0]))
-
+/* The demo's SEs and applications: src/se/nfcswitch/sim.c (GP cards with card profiles). */
 /* The switch's SEs and routing table as JSON (served as /api/se/ses and /api/se/routes). */
 static json_t *
 nfcsw_snapshot(struct pg_nfcsw *sw, uint64_t selects, uint64_t ok)
@@ -457,7 +442,7 @@ pg_serve_put_snapshot(struct pg_store *st, const char *table, json_t *snap)
 static int
 worker_nfcswitch(const char *store)
 {
-	struct pg_nfcsw_demo_se *se[NFC_NSE] = {0};
+	struct pg_gp_card *se[PG_NFCSW_DEMO_NSE] = {0};
 	struct pg_nfcsw *sw = NULL;
 	struct pg_store st = {0};
 	uint64_t selects = 0, ok = 0;
@@ -468,39 +453,14 @@ worker_nfcswitch(const char *store)
 		rc = pg_serve_migrate(&st);
 	if (rc == 0)
 		rc = pg_nfcsw_new(&sw);
-	for (size_t i = 0; rc == 0 && i < NFC_NSE; i++) {
-		struct pg_link *l = NULL;
-
-		rc = pg_nfcsw_demo_se_new(&se[i], 0x1000u + (uint32_t)i, i != 2);
-		for (size_t k = 0; rc == 0 && k < sizeof(nfc_apps) / sizeof(nfc_apps[0]); k++) {
-			uint8_t aid[16];
-			int n = pg_hex_decode(aid, sizeof(aid), nfc_apps[k].aid_hex);
-
-			if (strcmp(nfc_apps[k].se, nfc_ses[i].name) != 0)
-				continue;
-			rc = n < 0
-				 ? n
-				 : pg_nfcsw_demo_se_install(se[i], nfc_apps[k].kind, aid, (size_t)n,
-							    nfc_apps[k].label, nfc_apps[k].prio);
-			/* the SE without a PPSE: its payment application is configured */
-			if (rc == 0 && i == 2 && nfc_apps[k].kind == PG_NFCSW_APPLET_PAYMENT)
-				rc = pg_nfcsw_expect(sw, "sd", aid, (size_t)n, nfc_apps[k].prio,
-						     nfc_apps[k].label, PG_NFCSW_APP_PAYMENT);
-		}
-		if (rc == 0)
-			rc = pg_link_open_memory(&l, pg_link_find(nfc_ses[i].link),
-						 pg_nfcsw_demo_se_card(se[i]), NULL);
-		if (rc == 0)
-			rc = pg_nfcsw_attach(sw, nfc_ses[i].name, l, "memory", nfc_ses[i].prio);
-		if (rc > 0)
-			rc = 0;
-	}
+	if (rc == 0)
+		rc = pg_nfcsw_demo_attach(sw, se);
 	/* a reader taps now and then: SELECT each application in turn */
 	for (unsigned t = 0; rc == 0 && !w_stop; t++) {
-		size_t k = t % (sizeof(nfc_apps) / sizeof(nfc_apps[0]));
+		size_t k = t % pg_nfcsw_demo_napps;
 		uint8_t capdu[32] = {0x00, 0xA4, 0x04, 0x00}, rapdu[300];
 		size_t rlen = sizeof(rapdu);
-		int n = pg_hex_decode(capdu + 5, 16, nfc_apps[k].aid_hex);
+		int n = pg_hex_decode(capdu + 5, 16, pg_nfcsw_demo_apps[k].aid_hex);
 		json_t *snap;
 
 		if (n > 0) {
@@ -517,9 +477,9 @@ worker_nfcswitch(const char *store)
 				/* the SE the switch routed this SELECT to, as the log's row */
 				const char *to = pg_nfcsw_session_se(sw), *link = "";
 
-				for (size_t i = 0; to && i < NFC_NSE; i++)
-					if (strcmp(nfc_ses[i].name, to) == 0)
-						link = nfc_ses[i].link;
+				for (size_t i = 0; to && i < PG_NFCSW_DEMO_NSE; i++)
+					if (strcmp(pg_nfcsw_demo_ses[i].name, to) == 0)
+						link = pg_nfcsw_demo_ses[i].link;
 				(void)pg_serve_log_apdu(&st, "nfcswitch", to ? to : "(none)", link,
 							capdu, 6 + (size_t)n, rapdu, rlen,
 							(int64_t)((pg_mono_ns() - t0) / 1000u));
@@ -533,8 +493,8 @@ worker_nfcswitch(const char *store)
 		nap(1000);
 	}
 	pg_nfcsw_free(sw);
-	for (size_t i = 0; i < NFC_NSE; i++)
-		pg_nfcsw_demo_se_free(se[i]);
+	for (size_t i = 0; i < PG_NFCSW_DEMO_NSE; i++)
+		pg_gp_card_free(se[i]);
 	pg_store_close(&st);
 	return rc;
 }

@@ -4,7 +4,11 @@
  * increments the persistent ATC and answers AIP + AFL (format 2, template
  * 77); READ RECORD serves the personalised records; GENERATE AC answers
  * ARQC/TC/AAC (P1) with an AES-CMAC application cryptogram under a session
- * key derived from the per-card key and the ATC. docs/se-card.md.
+ * key derived from the per-card key and the ATC. The transit applet is the
+ * same EMV flow (an AIP without offline data authentication, not listed in
+ * the PPSE) with a persistent stored value: GET BALANCE (80 5C) and DEBIT
+ * (80 54, 4-byte amount). INSTALL parameters (C9): [priority [label]].
+ * docs/se-card.md.
  */
 #include "gp_int.h"
 
@@ -39,7 +43,8 @@ struct pay_v {
 	uint8_t acs; /* GENERATE ACs answered since */
 };
 
-static const uint8_t aip[2] = {0x08, 0x80}; /* terminal risk management; EMV mode */
+static const uint8_t pay_aip[2] = {0x08, 0x80};	    /* terminal risk management; EMV mode */
+static const uint8_t transit_aip[2] = {0x00, 0x80}; /* no offline data authentication */
 static const uint8_t pdol[] = {0x9F, 0x66, 0x04, 0x9F, 0x02, 0x06,
 			       0x9F, 0x37, 0x04, 0x5F, 0x2A, 0x02};
 static const uint8_t cdol1[] = {0x9F, 0x02, 0x06, 0x9F, 0x03, 0x06, 0x9F, 0x1A, 0x02, 0x95, 0x05,
@@ -56,18 +61,12 @@ rec_slot(uint8_t sfi, uint8_t rec)
 }
 
 int
-gp_pay_fci_entry(const struct gp_inst *in, struct pg_buf *b)
+gp_pay_fci_entry(const struct gp_inst *in, struct pg_ppse_fci *f)
 {
 	const struct pay_p *p = (const struct pay_p *)in->p;
-	size_t m;
-	int rc;
 
-	if ((rc = pg_tlv_open(b, 0x61, &m)) < 0 ||
-	    (rc = pg_tlv_append(b, 0x4F, in->aid, in->aid_len)) < 0 ||
-	    (rc = pg_tlv_append(b, 0x50, p->label, p->label_len)) < 0 ||
-	    (rc = pg_tlv_append(b, 0x87, &p->prio, 1)) < 0)
-		return rc;
-	return pg_tlv_close(b, m);
+	return pg_ppse_fci_entry(f, in->aid, in->aid_len, (const char *)p->label, p->label_len,
+				 p->prio);
 }
 
 /* Default personalisation: a test PAN from the serial, the card's cardholder data, CDOL1. */
@@ -129,17 +128,42 @@ default_records(struct gp_inst *in, struct pay_p *p)
 	pg_buf_release(&b);
 }
 
+/* Transit: the payment state, then the stored value (big-endian, persistent). */
+struct transit_p {
+	struct pay_p pay;
+	uint8_t balance[4];
+};
+
+#define TRANSIT_BALANCE 5000u /* a fresh transit instance's stored value */
+
+static const uint8_t *
+aip_of(const struct gp_inst *in)
+{
+	return in->cls == &gp_class_transit ? transit_aip : pay_aip;
+}
+
 static uint16_t
 pay_install(struct gp_inst *in, const uint8_t *params, size_t n)
 {
 	struct pay_p *p = (struct pay_p *)in->p;
 
-	if (n > 0) /* C9: [priority (1 byte)] */
-		if (n != 1 || params[0] == 0 || params[0] > 15)
+	/* C9: [priority (1..15) [label (1..16 printable bytes)]] */
+	if (n > 0 && (n > 17 || params[0] == 0 || params[0] > 15))
+		return PG_SW_WRONG_DATA;
+	for (size_t i = 1; i < n; i++)
+		if (params[i] < 0x20 || params[i] > 0x7E)
 			return PG_SW_WRONG_DATA;
 	p->prio = n ? params[0] : 1;
-	memcpy(p->label, "PAYGUARD", 8);
-	p->label_len = 8;
+	if (n > 1) {
+		memcpy(p->label, params + 1, n - 1);
+		p->label_len = (uint8_t)(n - 1);
+	} else if (in->cls == &gp_class_transit) {
+		memcpy(p->label, "TRANSIT", 7);
+		p->label_len = 7;
+	} else {
+		memcpy(p->label, "PAYGUARD", 8);
+		p->label_len = 8;
+	}
 	/* A fresh per-card key until personalisation replaces it (DGI 8000). */
 	if (RAND_bytes(p->key, sizeof(p->key)) != 1)
 		return PG_SW_UNKNOWN;
@@ -220,7 +244,7 @@ gpo(struct gp_inst *in, const struct pg_capdu *c, uint8_t *resp, size_t *rlen)
 	if (p->rec_len[2]) {
 		afl[an++] = 2 << 3, afl[an++] = 1, afl[an++] = 1, afl[an++] = 0;
 	}
-	if (pg_tlv_open(&b, 0x77, &m) < 0 || pg_tlv_append(&b, 0x82, aip, 2) < 0 ||
+	if (pg_tlv_open(&b, 0x77, &m) < 0 || pg_tlv_append(&b, 0x82, aip_of(in), 2) < 0 ||
 	    pg_tlv_append(&b, 0x94, afl, an) < 0 || pg_tlv_close(&b, m) < 0)
 		sw = PG_SW_UNKNOWN;
 	else
@@ -273,7 +297,7 @@ generate_ac(struct gp_inst *in, const struct pg_capdu *c, uint8_t *resp, size_t 
 	/* SK = AES(MK)[ATC || F0 || 00..] ; AC = AES-CMAC(SK, CDOL1 || AIP || ATC || IAD)[0..8). */
 	blk[0] = p->atc[0], blk[1] = p->atc[1], blk[2] = 0xF0;
 	memcpy(msg, c->data, CDOL1_LEN);
-	memcpy(msg + CDOL1_LEN, aip, 2);
+	memcpy(msg + CDOL1_LEN, aip_of(in), 2);
 	memcpy(msg + CDOL1_LEN + 2, p->atc, 2);
 	memcpy(msg + CDOL1_LEN + 4, iad, sizeof(iad));
 	if (gp_aes_ecb(p->key, 16, blk, sk) < 0 || pg_aes_cmac(sk, 16, msg, sizeof(msg), mac) < 0) {
@@ -379,6 +403,88 @@ const struct gp_class gp_class_pay = {
     .check = pay_check,
     .select = pay_select,
     .process = pay_process,
+    .store_dgi = pay_store_dgi,
+    .perso_done = pay_perso_done,
+};
+
+/* ---- transit: the payment flow plus a stored value ---- */
+
+static uint16_t
+transit_install(struct gp_inst *in, const uint8_t *params, size_t n)
+{
+	struct transit_p *t = (struct transit_p *)in->p;
+	uint16_t sw = pay_install(in, params, n);
+
+	t->balance[0] = (uint8_t)(TRANSIT_BALANCE >> 24);
+	t->balance[1] = (uint8_t)(TRANSIT_BALANCE >> 16);
+	t->balance[2] = (uint8_t)(TRANSIT_BALANCE >> 8);
+	t->balance[3] = (uint8_t)TRANSIT_BALANCE;
+	return sw;
+}
+
+/* GET BALANCE (80 5C, Le 4) and DEBIT (80 54, Lc 4: the amount): the balance after. */
+static uint16_t
+purse(struct gp_inst *in, const struct pg_capdu *c, uint8_t *resp, size_t *rlen)
+{
+	struct transit_p *t = (struct transit_p *)in->p;
+	uint32_t bal = (uint32_t)t->balance[0] << 24 | (uint32_t)t->balance[1] << 16 |
+		       (uint32_t)t->balance[2] << 8 | t->balance[3];
+	size_t cap = *rlen;
+
+	*rlen = 0;
+	if (c->p1 || c->p2)
+		return PG_SW_INCORRECT_P1P2;
+	if (c->ins == 0x54) {
+		uint32_t amount;
+
+		if (c->lc != 4)
+			return PG_SW_WRONG_LENGTH;
+		amount = (uint32_t)c->data[0] << 24 | (uint32_t)c->data[1] << 16 |
+			 (uint32_t)c->data[2] << 8 | c->data[3];
+		if (amount > bal)
+			return PG_SW_CONDITIONS; /* not enough value left */
+		bal -= amount;
+		memcpy(t->balance,
+		       (uint8_t[4]){(uint8_t)(bal >> 24), (uint8_t)(bal >> 16), (uint8_t)(bal >> 8),
+				    (uint8_t)bal},
+		       4);
+		gp_dirty(in->g);
+	} else if (c->lc) {
+		return PG_SW_WRONG_LENGTH;
+	}
+	if (cap < 4)
+		return PG_SW_WRONG_LENGTH;
+	memcpy(resp, t->balance, 4);
+	*rlen = 4;
+	return PG_SW_OK;
+}
+
+static int
+transit_process(struct gp_inst *in, int chn, const struct pg_capdu *c, uint8_t *resp, size_t *rlen,
+		uint16_t *sw)
+{
+	if ((c->cla & 0x80) && (c->ins == 0x5C || c->ins == 0x54)) {
+		*sw = purse(in, c, resp, rlen);
+		return 0;
+	}
+	return pay_process(in, chn, c, resp, rlen, sw);
+}
+
+const struct gp_class gp_class_transit = {
+    .name = "transit",
+    .id = 7,
+    .elf_aid = {0xF0, 'P', 'G', 'L', 'F', 0x07},
+    .elf_len = 6,
+    .mod_aid = {0xF0, 'P', 'G', 'M', 'D', 0x07},
+    .mod_len = 6,
+    .def_aid = {0xF0, 'P', 'G', 'T', 'R', 'N', 'S', 0x01},
+    .def_len = 8,
+    .pstate = sizeof(struct transit_p),
+    .vstate = sizeof(struct pay_v),
+    .install = transit_install,
+    .check = pay_check,
+    .select = pay_select,
+    .process = transit_process,
     .store_dgi = pay_store_dgi,
     .perso_done = pay_perso_done,
 };

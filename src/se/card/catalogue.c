@@ -1,7 +1,7 @@
 /*
  * The built-in catalogue of the GP card: executable load files (in "ROM",
  * never downloaded) with one module each — PPSE, EMV-style payment, PIN and
- * key store, the link test applet, ARA-M and echo — and the strict parsers of INSTALL
+ * key store, the link test applet, ARA-M, echo and transit — and the strict parsers of INSTALL
  * command data (GP 2.3 11.5.2.3) and STORE DATA DGIs (EMV CPS / GP 11.11).
  */
 #include "gp_int.h"
@@ -11,8 +11,9 @@
 
 #include <string.h>
 
-static const struct gp_class *const classes[] = {&gp_class_ppse, &gp_class_pay,	 &gp_class_pin,
-						 &gp_class_test, &gp_class_aram, &gp_class_echo};
+static const struct gp_class *const classes[] = {&gp_class_ppse,   &gp_class_pay,  &gp_class_pin,
+						 &gp_class_test,   &gp_class_aram, &gp_class_echo,
+						 &gp_class_transit};
 #define NCLASSES ((int)(sizeof(classes) / sizeof(classes[0])))
 
 const struct gp_class *
@@ -57,7 +58,7 @@ gp_class_at(int i)
 const char *
 pg_gp_catalogue_names(void)
 {
-	return "ppse, payment, pin, test, aram, echo";
+	return "ppse, payment, pin, test, aram, echo, transit";
 }
 
 int

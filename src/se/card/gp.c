@@ -641,18 +641,76 @@ gp_reset(void *ctx)
 
 /* ---- life ---- */
 
-/* One applet of a profile, "name" or "name@AIDHEX", installed and selectable. */
+/*
+ * Options of a profile's applet after its AID: ",prio=N" and ",label=TEXT"
+ * become the INSTALL parameters (C9: priority, then label) the class takes.
+ */
+static int
+spec_params(const char *spec, const char *opt, uint8_t *c9, size_t *n)
+{
+	uint8_t prio = 1;
+	int any = 0;
+
+	*n = 0;
+	while (opt && *opt == ',') {
+		const char *v = strchr(opt, '='), *end = strchr(opt + 1, ',');
+		size_t vl;
+
+		if (!end)
+			end = opt + strlen(opt);
+		if (!v || v > end)
+			return pg_error(PG_EINVAL, "card", "applet '%s': option without '='", spec);
+		vl = (size_t)(end - v - 1);
+		if ((size_t)(v - opt) == 5 && strncmp(opt, ",prio", 5) == 0) {
+			char num[4] = {0};
+
+			if (vl < 1 || vl > 2)
+				return pg_error(PG_EINVAL, "card", "applet '%s': prio is 1..15",
+						spec);
+			memcpy(num, v + 1, vl);
+			prio = (uint8_t)atoi(num);
+			if (prio < 1 || prio > 15)
+				return pg_error(PG_EINVAL, "card", "applet '%s': prio is 1..15",
+						spec);
+		} else if ((size_t)(v - opt) == 6 && strncmp(opt, ",label", 6) == 0) {
+			if (vl < 1 || vl > 16)
+				return pg_error(PG_EINVAL, "card",
+						"applet '%s': label of 1..16 bytes", spec);
+			memcpy(c9 + 1, v + 1, vl);
+			*n = 1 + vl;
+		} else {
+			return pg_error(PG_EINVAL, "card",
+					"applet '%s': options are prio= and label=", spec);
+		}
+		any = 1;
+		opt = end;
+	}
+	if (opt && *opt)
+		return pg_error(PG_EINVAL, "card", "applet '%s': unexpected '%s'", spec, opt);
+	if (any) {
+		c9[0] = prio;
+		if (!*n)
+			*n = 1;
+	}
+	return 0;
+}
+
+/* One applet of a profile, "name[@AIDHEX][,prio=N][,label=TEXT]", installed and selectable. */
 static int
 install_named(struct pg_gp_card *g, const char *spec)
 {
 	static const uint8_t nopriv[3] = {0, 0, 0};
 	const struct gp_class *cls;
-	const char *at = strchr(spec, '@');
-	char name[32];
-	uint8_t aid[PG_AID_MAX];
-	size_t nl = at ? (size_t)(at - spec) : strlen(spec), al;
+	const char *at = strchr(spec, '@'), *opt = strchr(spec, ',');
+	char name[32], hex[2 * PG_AID_MAX + 1];
+	uint8_t aid[PG_AID_MAX], c9[17];
+	size_t nl, al, pn;
 	uint16_t sw;
+	int rc;
 
+	if (at && opt && at > opt)
+		at = NULL; /* an '@' inside a label */
+	nl = at ? (size_t)(at - spec) : opt ? (size_t)(opt - spec) : strlen(spec);
 	if (nl >= sizeof(name))
 		return pg_error(PG_EINVAL, "card", "applet '%s': name too long", spec);
 	memcpy(name, spec, nl);
@@ -661,9 +719,17 @@ install_named(struct pg_gp_card *g, const char *spec)
 	if (!cls)
 		return pg_error(PG_EINVAL, "card", "applet '%s' is not in the catalogue (%s)", name,
 				pg_gp_catalogue_names());
+	if ((rc = spec_params(spec, opt, c9, &pn)) < 0)
+		return rc;
 	if (at) {
-		int k = pg_hex_decode(aid, sizeof(aid), at + 1);
+		size_t hl = opt ? (size_t)(opt - at - 1) : strlen(at + 1);
+		int k = -1;
 
+		if (hl < sizeof(hex)) {
+			memcpy(hex, at + 1, hl);
+			hex[hl] = '\0';
+			k = pg_hex_decode(aid, sizeof(aid), hex);
+		}
 		if (k < 5)
 			return pg_error(PG_EINVAL, "card",
 					"applet '%s': AID must be 5..16 bytes of hex", spec);
@@ -672,7 +738,7 @@ install_named(struct pg_gp_card *g, const char *spec)
 		memcpy(aid, cls->def_aid, cls->def_len);
 		al = cls->def_len;
 	}
-	sw = gp_install(g, cls, aid, al, nopriv, NULL, 0, 1);
+	sw = gp_install(g, cls, aid, al, nopriv, pn ? c9 : NULL, pn, 1);
 	if (sw != PG_SW_OK)
 		return pg_error(sw == PG_SW_NOT_ENOUGH_MEMORY ? PG_ENOMEM : PG_EINVAL, "card",
 				"installing '%s': SW %04X", spec, sw);

@@ -163,8 +163,8 @@ int gp_dgi_next(struct gp_dgi *out, const uint8_t *d, size_t n);
 
 /* applets */
 extern const struct gp_class gp_class_ppse, gp_class_pay, gp_class_pin, gp_class_test,
-    gp_class_aram, gp_class_echo;
+    gp_class_aram, gp_class_echo, gp_class_transit;
 /* PPSE: FCI listing the payment instances (applet_ppse.c uses this iterator). */
-int gp_pay_fci_entry(const struct gp_inst *in, struct pg_buf *b);
+int gp_pay_fci_entry(const struct gp_inst *in, struct pg_ppse_fci *f);
 
 #endif

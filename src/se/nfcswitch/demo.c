@@ -3,8 +3,10 @@
  * (SWP, T=1, SPI) with payment and transit applets behind the switch, the
  * simulated NFC controller on the slave port (SWP card RF gate A) and a
  * scripted contactless reader playing full EMV transactions (SELECT PPSE,
- * SELECT AID, GET PROCESSING OPTIONS, READ RECORD, GENERATE AC).
+ * SELECT AID, GET PROCESSING OPTIONS, READ RECORD of the AFL, GENERATE AC).
+ * The SEs are GlobalPlatform cards with the demo's card profiles (sim.c).
  */
+#include "payguard/card_gp.h"
 #include "payguard/json.h"
 #include "payguard/error.h"
 #include "payguard/hex.h"
@@ -16,32 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct demo_app {
-	const char *se;
-	enum pg_nfcsw_applet_kind kind;
-	const char *aid_hex, *label;
-	uint8_t prio;
-};
-
-static const struct demo_app demo_apps[] = {
-    {"uicc", PG_NFCSW_APPLET_PAYMENT, "A0000000041010", "MASTERCARD", 2},
-    {"uicc", PG_NFCSW_APPLET_TRANSIT, "F0504754524E5301", "METRO PASS", 0},
-    {"ese", PG_NFCSW_APPLET_PAYMENT, "A0000000031010", "VISA DEBIT", 1},
-    {"ese", PG_NFCSW_APPLET_TRANSIT, "F0504754524E5302", "RAIL CARD", 0},
-    {"sd", PG_NFCSW_APPLET_PAYMENT, "A0000000651010", "JCB", 3},
-};
-
-static const struct {
-	const char *name, *link;
-	int prio;
-} demo_ses[] = {{"uicc", "swp", 2}, {"ese", "spi", 1}, {"sd", "t1", 3}};
-
 struct demo {
 	FILE *out;
 	json_t *log;
 	struct pg_nfcsw *sw;
 	struct pg_nfcsw_clf *clf;
-	struct pg_nfcsw_demo_se *se[3];
+	struct pg_gp_card *se[PG_NFCSW_DEMO_NSE];
 	int failures;
 };
 
@@ -140,24 +122,49 @@ step(struct demo *d, const char *what, const uint8_t *c, size_t n, uint8_t *r, s
 	return check_ok(d, what, r, *rl) < 0 ? 1 : 0;
 }
 
+/* READ RECORD of every record the AFL (tag 94) lists; *cdol: the record with CDOL1 (8C). */
+static int
+read_records(struct demo *d, const uint8_t *afl, size_t n, uint8_t *cdol, size_t *cdol_len,
+	     int *sent)
+{
+	uint8_t rr[5] = {0x00, 0xB2, 0, 0, 0x00}, r[512];
+	struct pg_tlv t;
+	size_t rl;
+	int rc;
+
+	for (size_t i = 0; i + 4 <= n; i += 4)
+		for (unsigned rec = afl[i + 1]; rec >= 1 && rec <= afl[i + 2]; rec++) {
+			rr[2] = (uint8_t)rec;
+			rr[3] = (uint8_t)((afl[i] & 0xF8) | 0x04);
+			(*sent)++;
+			if ((rc = step(d, "READ RECORD", rr, sizeof(rr), r, &rl)) != 0)
+				return rc;
+			if (pg_tlv_find(&t, r, rl - 2, 0x8C, 1) == 1 && t.len <= 64) {
+				memcpy(cdol, t.val, t.len);
+				*cdol_len = t.len;
+			}
+		}
+	return 0;
+}
+
 /*
  * One full transaction on the application `aid`, as a reader kernel does it:
- * the GPO carries the FCI's PDOL data, the GENERATE AC the record's CDOL1
- * data. The SE holding the application must see three commands.
+ * the GPO carries the FCI's PDOL data, the records of the AFL are read, the
+ * GENERATE AC carries the CDOL1 data. The SE holding the application must
+ * have answered every command after SELECT PPSE (the switch answers that).
  */
 static int
-transaction(struct demo *d, const uint8_t *aid, size_t alen, const char *expect_se, int *se_idx)
+transaction(struct demo *d, const uint8_t *aid, size_t alen, const char *expect_se, int se_idx)
 {
 	static const uint8_t ppse[] = {0x00, 0xA4, 0x04, 0x00, 0x0E, '2', 'P', 'A', 'Y', '.',
 				       'S',  'Y',  'S',	 '.',  'D',  'D', 'F', '0', '1', 0x00};
-	static const uint8_t rr[] = {0x00, 0xB2, 0x01, 0x0C, 0x00};
 	uint8_t gpo[5 + 2 + 200 + 1] = {0x80, 0xA8, 0x00, 0x00};
 	uint8_t genac[5 + 200 + 1] = {0x80, 0xAE, 0x80, 0x00};
-	uint8_t sel[32], r[512];
-	uint64_t before = pg_nfcsw_demo_se_txns(d->se[*se_idx]);
+	uint8_t sel[32], r[512], cdol[64];
+	uint64_t before = pg_gp_card_apdus(d->se[se_idx]);
+	size_t rl, cdol_len = 0;
 	struct pg_tlv t;
-	size_t rl;
-	int rc, k;
+	int rc, k, sent = 0;
 
 	if ((rc = pg_nfcsw_clf_field_on(d->clf)) < 0)
 		return rc;
@@ -166,6 +173,7 @@ transaction(struct demo *d, const uint8_t *aid, size_t alen, const char *expect_
 	sel[0] = 0x00, sel[1] = 0xA4, sel[2] = 0x04, sel[3] = 0x00, sel[4] = (uint8_t)alen;
 	memcpy(sel + 5, aid, alen);
 	sel[5 + alen] = 0x00;
+	sent++;
 	if ((rc = step(d, "SELECT AID", sel, 6 + alen, r, &rl)) != 0)
 		goto off;
 	if (strcmp(pg_nfcsw_session_se(d->sw), expect_se)) {
@@ -179,24 +187,27 @@ transaction(struct demo *d, const uint8_t *aid, size_t alen, const char *expect_
 		k = 0;
 	gpo[4] = (uint8_t)(k + 2), gpo[5] = 0x83, gpo[6] = (uint8_t)k;
 	gpo[7 + k] = 0x00;
+	sent++;
 	if ((rc = step(d, "GPO", gpo, 8 + (size_t)k, r, &rl)) != 0)
 		goto off;
-	if ((rc = step(d, "READ RECORD", rr, sizeof(rr), r, &rl)) != 0)
+	if (pg_tlv_find(&t, r, rl - 2, 0x94, 1) == 1 &&
+	    (rc = read_records(d, t.val, t.len, cdol, &cdol_len, &sent)) != 0)
 		goto off;
-	k = pg_tlv_find(&t, r, rl - 2, 0x8C, 1) == 1 ? dol_fill(t.val, t.len, genac + 5, 200) : -1;
+	k = cdol_len ? dol_fill(cdol, cdol_len, genac + 5, 200) : -1;
 	if (k <= 0) {
 		d->failures++;
 		if (d->out)
-			fprintf(d->out, "  !! no usable CDOL1 in the record\n");
+			fprintf(d->out, "  !! no usable CDOL1 in the records\n");
 		goto off;
 	}
 	genac[4] = (uint8_t)k;
 	genac[5 + k] = 0x00;
+	sent++;
 	rc = step(d, "GENERATE AC", genac, 6 + (size_t)k, r, &rl);
 off:
 	if (rc < 0)
 		return rc;
-	if (pg_nfcsw_demo_se_txns(d->se[*se_idx]) != before + 3) {
+	if (pg_gp_card_apdus(d->se[se_idx]) != before + (uint64_t)sent) {
 		d->failures++;
 		if (d->out)
 			fprintf(d->out, "  !! SE '%s' did not execute the transaction\n",
@@ -219,35 +230,8 @@ pg_nfcsw_demo_run(FILE *out, int json)
 		return PG_ENOMEM;
 	if ((rc = pg_nfcsw_new(&d.sw)) < 0)
 		goto out;
-	for (int i = 0; i < 3; i++) {
-		struct pg_link *l = NULL;
-
-		if ((rc = pg_nfcsw_demo_se_new(&d.se[i], 0x1000u + (uint32_t)i, i != 2)) < 0)
-			goto out;
-		for (size_t k = 0; k < sizeof(demo_apps) / sizeof(demo_apps[0]); k++) {
-			uint8_t aid[16];
-			int n = pg_hex_decode(aid, sizeof(aid), demo_apps[k].aid_hex);
-
-			if (strcmp(demo_apps[k].se, demo_ses[i].name))
-				continue;
-			if (n < 0 || (rc = pg_nfcsw_demo_se_install(d.se[i], demo_apps[k].kind, aid,
-								    (size_t)n, demo_apps[k].label,
-								    demo_apps[k].prio)) < 0)
-				goto out;
-			/* The SE without a PPSE: its payment application is configured. */
-			if (i == 2 && demo_apps[k].kind == PG_NFCSW_APPLET_PAYMENT &&
-			    (rc = pg_nfcsw_expect(d.sw, "sd", aid, (size_t)n, demo_apps[k].prio,
-						  demo_apps[k].label, PG_NFCSW_APP_PAYMENT)) < 0)
-				goto out;
-		}
-		rc = pg_link_open_memory(&l, pg_link_find(demo_ses[i].link),
-					 pg_nfcsw_demo_se_card(d.se[i]), NULL);
-		if (rc < 0)
-			goto out;
-		rc = pg_nfcsw_attach(d.sw, demo_ses[i].name, l, "memory", demo_ses[i].prio);
-		if (rc < 0)
-			goto out;
-	}
+	if ((rc = pg_nfcsw_demo_attach(d.sw, d.se)) < 0)
+		goto out;
 	if ((rc = pg_nfcsw_slave_new(&slave, d.sw)) < 0 ||
 	    (rc = pg_stream_memory_pair(&st, pg_nfcsw_slave_packet, slave, NULL)) < 0)
 		goto out;
@@ -272,17 +256,18 @@ pg_nfcsw_demo_run(FILE *out, int json)
 			pg_nfcsw_se_name(d.sw, apps[i].se), apps[i].priority,
 			apps[i].flags & PG_NFCSW_APP_PAYMENT ? "payment" : "other", apps[i].label);
 	}
-	for (size_t k = 0; k < sizeof(demo_apps) / sizeof(demo_apps[0]); k++) {
+	for (size_t k = 0; k < pg_nfcsw_demo_napps; k++) {
+		const struct pg_nfcsw_sim_app *a = &pg_nfcsw_demo_apps[k];
 		uint8_t aid[16];
-		int n = pg_hex_decode(aid, sizeof(aid), demo_apps[k].aid_hex), idx = 0;
+		int n = pg_hex_decode(aid, sizeof(aid), a->aid_hex), idx = 0;
 
-		for (int i = 0; i < 3; i++)
-			if (!strcmp(demo_ses[i].name, demo_apps[k].se))
+		for (int i = 0; i < PG_NFCSW_DEMO_NSE; i++)
+			if (!strcmp(pg_nfcsw_demo_ses[i].name, a->se))
 				idx = i;
 		if (d.out)
-			fprintf(d.out, "\ntransaction: %s (%s on %s)\n", demo_apps[k].label,
-				demo_apps[k].aid_hex, demo_apps[k].se);
-		if ((rc = transaction(&d, aid, (size_t)n, demo_apps[k].se, &idx)) < 0)
+			fprintf(d.out, "\ntransaction: %s (%s on %s)\n", a->label, a->aid_hex,
+				a->se);
+		if ((rc = transaction(&d, aid, (size_t)n, a->se, idx)) < 0)
 			goto out;
 	}
 	if (d.out)
@@ -306,8 +291,8 @@ out:
 	pg_nfcsw_clf_close(d.clf);
 	pg_nfcsw_slave_free(slave);
 	pg_nfcsw_free(d.sw);
-	for (int i = 0; i < 3; i++)
-		pg_nfcsw_demo_se_free(d.se[i]);
+	for (int i = 0; i < PG_NFCSW_DEMO_NSE; i++)
+		pg_gp_card_free(d.se[i]);
 	json_decref(d.log);
 	return rc;
 }

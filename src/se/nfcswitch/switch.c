@@ -3,11 +3,13 @@
  * element"): the registry unit (SE connection information + every
  * application's AID and life cycle), the AID routing table, the master
  * controller's session logic (first channel: the reader; second channel: the
- * chosen SE) and the combined PPSE directory (EMV Book B, 2PAY.SYS.DDF01).
+ * chosen SE) and the combined PPSE directory (EMV Book B), encoded by the
+ * card's PPSE FCI builder (card_gp.h: one PPSE encoder in the project).
  */
 #include "payguard/apdu.h"
 #include "payguard/buf.h"
 #include "payguard/card.h"
+#include "payguard/card_gp.h"
 #include "payguard/error.h"
 #include "payguard/log.h"
 #include "payguard/nfcswitch.h"
@@ -18,8 +20,6 @@
 #include <string.h>
 #include <time.h>
 
-static const uint8_t ppse_name[14] = {'2', 'P', 'A', 'Y', '.', 'S', 'Y',
-				      'S', '.', 'D', 'D', 'F', '0', '1'};
 static const uint8_t isd_aid[8] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00};
 
 #define SESS_NONE   (-1)
@@ -425,7 +425,8 @@ fill_get_status(struct pg_nfcsw *sw, int idx, uint8_t *r)
 				continue;
 			if (pg_tlv_find(&l, t.val, t.len, 0x9F70, 0) == 1 && l.len >= 1)
 				lc = l.val[0];
-			if (a.len == sizeof(ppse_name) && !memcmp(a.val, ppse_name, a.len))
+			if (a.len == sizeof(pg_gp_ppse_aid) &&
+			    !memcmp(a.val, pg_gp_ppse_aid, a.len))
 				continue; /* the switch answers PPSE itself (combined directory) */
 			x = find_expect(sw, s->name, a.val, a.len);
 			rc = reg_add(sw, idx, a.val, a.len, lc, x ? x->prio : 0,
@@ -478,7 +479,8 @@ fill_ppse(struct pg_nfcsw *sw, int idx, uint8_t *r)
 {
 	struct slot *s = &sw->se[idx];
 	uint8_t c[32];
-	size_t rl = RAPDU_MAX, n = build_select(c, ppse_name, sizeof(ppse_name), 0x00), off;
+	size_t rl = RAPDU_MAX, n = build_select(c, pg_gp_ppse_aid, sizeof(pg_gp_ppse_aid), 0x00),
+	       off;
 	struct pg_tlv dir;
 	uint16_t st;
 	int rc;
@@ -748,7 +750,8 @@ build_ppse(struct pg_nfcsw *sw, uint8_t *out, size_t cap, size_t *len)
 {
 	struct pg_buf b = PG_BUF_INIT(256);
 	const struct route **list = NULL;
-	size_t n = 0, m6f, ma5, mbf;
+	struct pg_ppse_fci f;
+	size_t n = 0;
 	int rc;
 
 	reg_sort(sw);
@@ -778,20 +781,14 @@ build_ppse(struct pg_nfcsw *sw, uint8_t *out, size_t cap, size_t *len)
 		}
 		list[j] = k;
 	}
-	if ((rc = pg_tlv_open(&b, 0x6F, &m6f)) < 0 ||
-	    (rc = pg_tlv_append(&b, 0x84, ppse_name, sizeof(ppse_name))) < 0 ||
-	    (rc = pg_tlv_open(&b, 0xA5, &ma5)) < 0 || (rc = pg_tlv_open(&b, 0xBF0C, &mbf)) < 0)
+	if ((rc = pg_ppse_fci_open(&f, &b)) < 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
-		size_t m61, keep = b.len;
-		uint8_t pr = list[i]->prio;
+		size_t keep = b.len;
 
-		if ((rc = pg_tlv_open(&b, 0x61, &m61)) < 0 ||
-		    (rc = pg_tlv_append(&b, 0x4F, list[i]->aid, list[i]->len)) < 0 ||
-		    (list[i]->label[0] &&
-		     (rc = pg_tlv_append(&b, 0x50, list[i]->label, strlen(list[i]->label))) < 0) ||
-		    (rc = pg_tlv_append(&b, 0x87, &pr, 1)) < 0 ||
-		    (rc = pg_tlv_close(&b, m61)) < 0 || b.len > 240) {
+		if ((rc = pg_ppse_fci_entry(&f, list[i]->aid, list[i]->len, list[i]->label,
+					    strlen(list[i]->label), list[i]->prio)) < 0 ||
+		    b.len > 240) {
 			/* A short R-APDU holds 256 bytes: the lowest priorities drop out. */
 			b.len = keep;
 			pg_warn("nfcswitch", "PPSE: directory full, %zu applications left out",
@@ -799,8 +796,7 @@ build_ppse(struct pg_nfcsw *sw, uint8_t *out, size_t cap, size_t *len)
 			break;
 		}
 	}
-	if ((rc = pg_tlv_close(&b, mbf)) < 0 || (rc = pg_tlv_close(&b, ma5)) < 0 ||
-	    (rc = pg_tlv_close(&b, m6f)) < 0)
+	if ((rc = pg_ppse_fci_close(&f)) < 0)
 		goto out;
 	if (b.len > cap) {
 		rc = PG_ETOOBIG;
@@ -855,7 +851,8 @@ do_select(struct pg_nfcsw *sw, const struct pg_capdu *c, const uint8_t *raw, siz
 		*rl = put_sw(r, 0, PG_SW_INCORRECT_P1P2); /* last/previous: not offered */
 		return 0;
 	}
-	if (c->lc == sizeof(ppse_name) && !memcmp(c->data, ppse_name, sizeof(ppse_name))) {
+	if (c->lc == sizeof(pg_gp_ppse_aid) &&
+	    !memcmp(c->data, pg_gp_ppse_aid, sizeof(pg_gp_ppse_aid))) {
 		size_t n = 0;
 
 		session_end(sw);

@@ -45,6 +45,16 @@ wait_running() {
 	done
 	fail "job $2 never passed 10 % ($p)"
 }
+# throttle PID: runs PID at a quarter speed (SIGSTOP 150 ms, SIGCONT 50 ms)
+# so that the upgrade outlasts several leases even on a fast machine; each
+# stop is well below the lease, so the runner's progress still renews it.
+throttle() {
+	while kill -STOP "$1" 2>/dev/null; do
+		sleep 0.15
+		kill -CONT "$1" 2>/dev/null || break
+		sleep 0.05
+	done
+}
 # claim_fails DB: node b finds no free job (exit != 0, "no queued job")
 claim_fails() {
 	if "$PAYGUARD" image upgrade --db "$1" --next --node b --lease-ms $LEASE --deb "$work/big.deb" \
@@ -92,17 +102,20 @@ check_job() {
 }
 
 engine() {
-	local db=$1 name=$2 a job t0
+	local db=$1 name=$2 a job t0 thr
 	rm -rf "$work/data"
 	"$PAYGUARD" image scan --db "$db" "$work/disk.img" >/dev/null || fail "$name: scan"
 	# 1. node a dies (SIGKILL) mid-upgrade
 	job=$("$PAYGUARD" image queue --json --db "$db" "$work/disk.img" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["job"])')
 	run_node "$db" a "$work/a"; a=$!
+	throttle $a & thr=$!
 	t0=$SECONDS
 	wait_running "$db" "$job" $a
 	# a's progress keeps its lease alive for more than twice its length
 	while [ $((SECONDS - t0)) -lt 3 ]; do claim_fails "$db"; sleep 0.3; done
 	kill -0 $a 2>/dev/null || fail "$name: node a finished before the lease test ran long enough"
+	kill $thr; wait $thr 2>/dev/null || true
+	kill -CONT $a
 	[ "$(jobfield "$db" "$job" state)" = running ] && [ "$(jobfield "$db" "$job" node)" = a ] \
 		|| fail "$name: job $job not running on a"
 	ls "$work/data/overlays/"*.a.partial >/dev/null || fail "$name: no partial overlay of node a"

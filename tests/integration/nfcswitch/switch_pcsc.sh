@@ -42,6 +42,9 @@ def tx(hexs, want=0x9000):
     assert sw == want, "%s -> %04X (want %04X)" % (hexs, sw, want)
     return bytes(data)
 
+# EMV terminal data for the cards' PDOL (9F66 9F02 9F37 5F2A) and CDOL1 (29 bytes).
+GPO = "80A8000012831036004000000000001250A1B2C3D4097800"
+GENAC = "80AE80001D00000000125000000000000002500000000000097826112500A1B2C3D400"
 ppse = tx("00A404000E325041592E5359532E444446303100")
 aids = ["A0000000031010", "A0000000041010", "A0000000651010"]
 pos = [ppse.find(bytes.fromhex(a)) for a in aids]
@@ -51,19 +54,21 @@ for aid in aids:
     tx("00A404000E325041592E5359532E444446303100")
     fci = tx("00A4040007" + aid + "00")
     assert labels[aid] in fci, fci
-    gpo = tx("80A8000002830000")
+    gpo = tx(GPO)
     assert gpo[0] == 0x77
-    rec = tx("00B2010C00")
+    rec = tx("00B2020C00")  # SFI 1 record 2: PAN, dates, CDOL1
     assert rec[0] == 0x70 and bytes([0x5A, 0x08]) in rec
-    ac = tx("80AE80000A000000001250A1B2C3D400")
+    ac = tx(GENAC)
     assert bytes.fromhex("9F2701809F3602") in ac
-    print("pyscard: %s transaction ok (AC %s)" % (labels[aid].decode(), ac[-14:-6].hex()))
+    k = ac.find(bytes.fromhex("9F2608"))
+    assert k > 0
+    print("pyscard: %s transaction ok (AC %s)" % (labels[aid].decode(), ac[k + 3:k + 11].hex()))
 tx("00A4040008F0504754524E530200")
 assert tx("8054000004000003E8") == bytes.fromhex("00000FA0")
-tx("80A8000002830000", 0x9000)
+tx(GPO, 0x9000)
 tx("00A4040007A000000999990100", 0x6A82)
 tx("80A8000002830000", 0x6985)
 print("pyscard: unrouted SELECT 6A82, then 6985")
 PY
-grep -q "APDU: 80 AE 80 00 0A" "$work/pcscd.log" || fail "pcscd log lacks the GENERATE AC"
+grep -q "APDU: 80 AE 80 00 1D" "$work/pcscd.log" || fail "pcscd log lacks the GENERATE AC"
 echo "nfcswitch pcsc: ok"

@@ -70,4 +70,12 @@ msg=$("$pg" nfcswitch routes --config "$work/bad.conf" 2>&1); rc=$?
 set -e
 [ $rc -eq 3 ] || fail "bad config must exit 3, got $rc: $msg"
 grep -q "line 2" <<<"$msg" || fail "bad config message: $msg"
+# 4. A simulated SE with a bad card profile: usage error (exit 2) naming the fault.
+set +e
+msg=$("$pg" nfcswitch sim --link swp --listen "unix:$work/bad.sock" --once \
+	--app "payment:A0000000041010:VISA,DEBIT" 2>&1); rc=$?
+set -e
+[ $rc -eq 2 ] || fail "bad --app must exit 2, got $rc: $msg"
+grep -q "without ','" <<<"$msg" || fail "bad --app message: $msg"
+[ ! -S "$work/bad.sock" ] || fail "bad --app must not listen"
 echo "nfcswitch sockets: ok"

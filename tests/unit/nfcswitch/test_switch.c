@@ -1,9 +1,11 @@
 /*
- * NFC switch end to end in process (issue 8): four demo SEs on four link
- * types (SWP, T=1, SPI, CCID) behind the switch; the reader plays through
+ * NFC switch end to end in process (issue 8): four simulated SEs — the
+ * GlobalPlatform card of src/se/card with card profiles (issue 16 item 1) —
+ * on four link types (SWP, T=1, SPI, CCID) behind the switch; the reader plays through
  * the simulated NFC controller on the SWP slave port (card RF gate A).
  * Full EMV transactions reach the right SE; the combined PPSE lists every
- * payment application by priority; install/delete at run time; detaching
+ * payment application by priority; install/delete at run time (the ISD's
+ * INSTALL / DELETE under SCP03, sent to the card behind the switch); detaching
  * an SE mid-transaction; conflicts, partial selection, default route and
  * unrouted APDUs with their exact status words.
  */
@@ -14,6 +16,7 @@
 #include <cmocka.h>
 
 #include "payguard/card.h"
+#include "payguard/card_gp.h"
 #include "payguard/error.h"
 #include "payguard/hex.h"
 #include "payguard/nfcswitch.h"
@@ -22,6 +25,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+#include "../se/gp_test.h"
 
 #define NSE 4
 static const char *const se_names[NSE] = {"uicc", "ese", "sd", "usb"};
@@ -35,11 +40,24 @@ static const uint8_t METRO[] = {0xF0, 0x50, 0x47, 0x54, 0x52, 0x4E, 0x53, 0x01};
 static const uint8_t RAIL[] = {0xF0, 0x50, 0x47, 0x54, 0x52, 0x4E, 0x53, 0x02};
 static const uint8_t VISA2[] = {0xA0, 0x00, 0x00, 0x00, 0x03, 0x20, 0x10};
 
+static const struct pg_nfcsw_sim_app profile[] = {
+    {"uicc", PG_NFCSW_APPLET_PAYMENT, "A0000000041010", "MASTERCARD", 2},
+    {"uicc", PG_NFCSW_APPLET_TRANSIT, "F0504754524E5301", "METRO", 0},
+    {"ese", PG_NFCSW_APPLET_PAYMENT, "A0000000031010", "VISA", 1},
+    /* No PPSE on sd: its payment application is configured. */
+    {"sd", PG_NFCSW_APPLET_PAYMENT, "A0000000651010", "JCB", 3},
+};
+/* usb: a profile written as the card's own applet list, with the catalogue's echo applet. */
+static const char *const usb_applets[] = {"ppse", "transit@F0504754524E5302,label=RAIL",
+					  "echo@F050474543484F01"};
+static const uint8_t ECHO[] = {0xF0, 0x50, 0x47, 0x45, 0x43, 0x48, 0x4F, 0x01};
+
 struct fx {
 	struct pg_nfcsw *sw;
-	struct pg_nfcsw_demo_se *se[NSE];
+	struct pg_gp_card *se[NSE];
 	struct pg_nfcsw_slave *slave;
 	struct pg_nfcsw_clf *clf;
+	int refreshing; /* the refresh thread runs: other SEs see GET STATUS at any time */
 	uint8_t r[PG_APDU_MAX_R];
 	size_t rl;
 };
@@ -55,39 +73,22 @@ setup(void **state)
 	for (int i = 0; i < NSE; i++) {
 		struct pg_link *l = NULL;
 
-		assert_int_equal(pg_nfcsw_demo_se_new(&f.se[i], 0x100u + (uint32_t)i, i != 2), 0);
-		pg_nfcsw_demo_se_card(f.se[i]);
-		switch (i) {
-		case 0:
-			assert_int_equal(pg_nfcsw_demo_se_install(f.se[i], PG_NFCSW_APPLET_PAYMENT,
-								  MC, sizeof(MC), "MASTERCARD", 2),
+		if (i == 3) {
+			struct pg_gp_config cfg = {
+			    .serial = 0x103, .applets = usb_applets, .n_applets = 3};
+
+			assert_int_equal(pg_gp_card_new(&f.se[i], &cfg), 0);
+		} else {
+			assert_int_equal(pg_nfcsw_sim_se_new(&f.se[i], 0x100u + (uint32_t)i, i != 2,
+							     profile, 4, se_names[i]),
 					 0);
-			assert_int_equal(pg_nfcsw_demo_se_install(f.se[i], PG_NFCSW_APPLET_TRANSIT,
-								  METRO, sizeof(METRO), "METRO", 0),
-					 0);
-			break;
-		case 1:
-			assert_int_equal(pg_nfcsw_demo_se_install(f.se[i], PG_NFCSW_APPLET_PAYMENT,
-								  VISA, sizeof(VISA), "VISA", 1),
-					 0);
-			break;
-		case 2:
-			/* No PPSE on this SE: its payment application is configured. */
-			assert_int_equal(pg_nfcsw_demo_se_install(f.se[i], PG_NFCSW_APPLET_PAYMENT,
-								  JCB, sizeof(JCB), "JCB", 3),
-					 0);
+		}
+		if (i == 2)
 			assert_int_equal(pg_nfcsw_expect(f.sw, "sd", JCB, sizeof(JCB), 3, "JCB",
 							 PG_NFCSW_APP_PAYMENT),
 					 0);
-			break;
-		case 3:
-			assert_int_equal(pg_nfcsw_demo_se_install(f.se[i], PG_NFCSW_APPLET_TRANSIT,
-								  RAIL, sizeof(RAIL), "RAIL", 0),
-					 0);
-			break;
-		}
 		assert_int_equal(pg_link_open_memory(&l, pg_link_find(se_links[i]),
-						     pg_nfcsw_demo_se_card(f.se[i]), NULL),
+						     pg_gp_card_card(f.se[i]), NULL),
 				 0);
 		assert_int_equal(pg_nfcsw_attach(f.sw, se_names[i], l, "memory", se_prio[i]), i);
 	}
@@ -108,8 +109,63 @@ teardown(void **state)
 	pg_nfcsw_slave_free(f->slave);
 	pg_nfcsw_free(f->sw);
 	for (int i = 0; i < NSE; i++)
-		pg_nfcsw_demo_se_free(f->se[i]);
+		pg_gp_card_free(f->se[i]);
 	return 0;
+}
+
+/*
+ * Card management behind the switch's back, as an issuer's OTA server does
+ * it: SELECT ISD, an SCP03 session with the card's test keys, then one
+ * INSTALL [for install and make selectable] or DELETE (hex, sent secured).
+ */
+static void
+manage(struct fx *f, int se, const char *hex)
+{
+	struct gt t = {.card = pg_gp_card_card(f->se[se])};
+	struct pg_scp03_keys k;
+
+	gt_default_keys(&k);
+	gt_expect(&t, "00A4040008A000000151000000", 0x9000);
+	assert_int_equal(gt_open_scp(&t, &k, PG_SCP03_SL_CMAC, 0), 0);
+	gt_sexpect(&t, hex, 0x9000);
+}
+
+/* INSTALL of a catalogue payment applet (load file F0 "PGLF" 02) with C9 = priority, label. */
+static void
+install_payment(struct fx *f, int se, const uint8_t *aid, size_t n, int prio, const char *label)
+{
+	char hex[300], ah[33], lh[33];
+	size_t ll = strlen(label);
+
+	pg_hex_encode_upper(ah, aid, n, 0);
+	pg_hex_encode_upper(lh, (const uint8_t *)label, ll, 0);
+	/* ELF, module, instance AID, privileges 00, parameters C9, no token */
+	snprintf(hex, sizeof(hex),
+		 "80E60C00%02zX06F050474C460206F050474D4402%02zX%s0100%02zXC9%02zX%02X%s00",
+		 7 + 7 + (1 + n) + 2 + (4 + ll) + 1, n, ah, 3 + ll, 1 + ll, prio, lh);
+	manage(f, se, hex);
+}
+
+static void
+delete_app(struct fx *f, int se, const uint8_t *aid, size_t n)
+{
+	char hex[80], ah[33];
+
+	pg_hex_encode_upper(ah, aid, n, 0);
+	snprintf(hex, sizeof(hex), "80E40000%02zX4F%02zX%s00", n + 2, n, ah);
+	manage(f, se, hex);
+}
+
+/* The test PAN the card profile gives an SE of this serial: "599999", 9 digits, Luhn. */
+static void
+assert_pan_of(const struct pg_tlv *pan, uint32_t serial)
+{
+	char d[17];
+
+	snprintf(d, sizeof(d), "599999%09u", (unsigned)serial);
+	assert_int_equal(pan->len, 8);
+	for (int i = 0; i < 15; i++)
+		assert_int_equal((pan->val[i / 2] >> (i % 2 ? 0 : 4)) & 0x0F, d[i] - '0');
 }
 
 /* Sends a C-APDU from the reader; returns its status word. */
@@ -142,31 +198,57 @@ select_aid(struct fx *f, const uint8_t *aid, size_t n, uint8_t p2)
 	return tx(f, c, 6 + n);
 }
 
+/* EMV terminal data for the card's PDOL (9F66 9F02 9F37 5F2A) and CDOL1 (29 bytes). */
+#define GPO                                                                                        \
+	"80A8000012"                                                                               \
+	"8310"                                                                                     \
+	"36004000"                                                                                 \
+	"000000001250"                                                                             \
+	"A1B2C3D4"                                                                                 \
+	"0978"                                                                                     \
+	"00"
+#define GENAC                                                                                      \
+	"80AE80001D"                                                                               \
+	"000000001250"                                                                             \
+	"000000000000"                                                                             \
+	"0250"                                                                                     \
+	"0000000000"                                                                               \
+	"0978"                                                                                     \
+	"261125"                                                                                   \
+	"00"                                                                                       \
+	"A1B2C3D4"                                                                                 \
+	"00"
+
 static void
 full_transaction(struct fx *f, const uint8_t *aid, size_t n, int se)
 {
-	uint64_t before = pg_nfcsw_demo_se_txns(f->se[se]), others[NSE];
+	uint64_t before = pg_gp_card_apdus(f->se[se]), others[NSE];
 	struct pg_tlv t;
 
 	for (int i = 0; i < NSE; i++)
-		others[i] = pg_nfcsw_demo_se_txns(f->se[i]);
+		others[i] = pg_gp_card_apdus(f->se[i]);
 
 	assert_int_equal(txh(f, "00A404000E325041592E5359532E444446303100"), 0x9000);
 	assert_int_equal(select_aid(f, aid, n, 0x00), 0x9000);
 	assert_string_equal(pg_nfcsw_session_se(f->sw), se_names[se]);
 	assert_int_equal(pg_tlv_find(&t, f->r, f->rl - 2, 0x84, 1), 1);
 	assert_memory_equal(t.val, aid, n);
-	assert_int_equal(txh(f, "80A8000002830000"), 0x9000);
+	assert_int_equal(txh(f, GPO), 0x9000);
 	assert_int_equal(pg_tlv_find(&t, f->r, f->rl - 2, 0x94, 1), 1);
-	assert_int_equal(txh(f, "00B2010C00"), 0x9000);
+	/* SFI 1 record 2: the PAN of that SE's profile (its serial): the right card answered. */
+	assert_int_equal(txh(f, "00B2020C00"), 0x9000);
 	assert_int_equal(pg_tlv_find(&t, f->r, f->rl - 2, 0x5A, 1), 1);
-	assert_int_equal(txh(f, "80AE80000A000000001250A1B2C3D400"), 0x9000);
+	assert_pan_of(&t, 0x100u + (uint32_t)se);
+	assert_int_equal(txh(f, GENAC), 0x9000);
 	assert_int_equal(pg_tlv_find(&t, f->r, f->rl - 2, 0x9F26, 1), 1);
 	assert_int_equal(t.len, 8);
-	assert_int_equal(pg_nfcsw_demo_se_txns(f->se[se]), before + 3);
-	for (int i = 0; i < NSE; i++) /* no other SE saw the transaction */
-		if (i != se)
-			assert_int_equal(pg_nfcsw_demo_se_txns(f->se[i]), others[i]);
+	if (!f->refreshing) {
+		/* SELECT, GPO, READ RECORD, GENERATE AC; no other SE saw the transaction */
+		assert_int_equal(pg_gp_card_apdus(f->se[se]), before + 4);
+		for (int i = 0; i < NSE; i++)
+			if (i != se)
+				assert_int_equal(pg_gp_card_apdus(f->se[i]), others[i]);
+	}
 	assert_int_equal(pg_nfcsw_clf_field_off(f->clf), 0);
 	assert_int_equal(pg_nfcsw_clf_field_on(f->clf), 0);
 }
@@ -283,9 +365,7 @@ test_install_delete(void **state)
 	size_t lens[8];
 
 	/* Installed on 'usb' at run time: unknown to the switch until refreshed. */
-	assert_int_equal(pg_nfcsw_demo_se_install(f->se[3], PG_NFCSW_APPLET_PAYMENT, VISA2,
-						  sizeof(VISA2), "VISA 2", 4),
-			 0);
+	install_payment(f, 3, VISA2, sizeof(VISA2), 4, "VISA 2");
 	assert_int_equal(select_aid(f, VISA2, sizeof(VISA2), 0), 0x6A82);
 	assert_int_equal(pg_nfcsw_refresh(f->sw, "usb"), 0);
 	full_transaction(f, VISA2, sizeof(VISA2), 3);
@@ -293,31 +373,38 @@ test_install_delete(void **state)
 	assert_memory_equal(aids[3], VISA2, sizeof(VISA2));
 	assert_int_equal(prios[3], 4);
 	/* Deleted from 'uicc': the stale route is noticed at once (6A82 from the SE). */
-	assert_int_equal(pg_nfcsw_demo_se_delete(f->se[0], MC, sizeof(MC)), 0);
+	delete_app(f, 0, MC, sizeof(MC));
 	assert_int_equal(select_aid(f, MC, sizeof(MC), 0), 0x6A82);
 	assert_int_equal(ppse_list(f, aids, lens, prios, 8), 3);
 	assert_memory_equal(aids[0], VISA, sizeof(VISA));
 	assert_memory_equal(aids[1], JCB, sizeof(JCB));
 	/* Re-installed and refreshed: back again. */
-	assert_int_equal(pg_nfcsw_demo_se_install(f->se[0], PG_NFCSW_APPLET_PAYMENT, MC, sizeof(MC),
-						  "MASTERCARD", 2),
-			 0);
+	install_payment(f, 0, MC, sizeof(MC), 2, "MASTERCARD");
 	assert_int_equal(pg_nfcsw_refresh(f->sw, NULL), 0);
 	full_transaction(f, MC, sizeof(MC), 0);
-	/* GP DELETE sent to the SE (80 E4, 4F AID) and a refresh. */
+	/* GP DELETE sent over the switch's link without a secure channel: refused (6982). */
 	{
 		struct pg_link *l = pg_nfcsw_link(f->sw, "usb");
+		uint8_t sel[] = {0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0x00,
+				 0x00, 0x01, 0x51, 0x00, 0x00, 0x00, 0x00};
 		uint8_t c[] = {0x80, 0xE4, 0x00, 0x00, 0x09, 0x4F, 0x07, 0xA0,
 			       0x00, 0x00, 0x00, 0x03, 0x20, 0x10, 0x00};
-		uint8_t r[64];
+		uint8_t r[300];
 		size_t rl = sizeof(r);
 
 		assert_non_null(l);
-		assert_int_equal(pg_link_transmit(l, c, sizeof(c), r, &rl), 0);
+		assert_int_equal(pg_link_transmit(l, sel, sizeof(sel), r, &rl), 0);
 		assert_int_equal(pg_rapdu_sw(r, rl), 0x9000);
+		rl = sizeof(r);
+		assert_int_equal(pg_link_transmit(l, c, sizeof(c), r, &rl), 0);
+		assert_int_equal(pg_rapdu_sw(r, rl), PG_SW_SECURITY_STATUS);
 		assert_int_equal(pg_nfcsw_refresh(f->sw, "usb"), 0);
-		assert_int_equal(select_aid(f, VISA2, sizeof(VISA2), 0), 0x6A82);
+		full_transaction(f, VISA2, sizeof(VISA2), 3);
 	}
+	/* The same DELETE in an SCP03 session, then a refresh: the route is gone. */
+	delete_app(f, 3, VISA2, sizeof(VISA2));
+	assert_int_equal(pg_nfcsw_refresh(f->sw, "usb"), 0);
+	assert_int_equal(select_aid(f, VISA2, sizeof(VISA2), 0), 0x6A82);
 }
 
 static void
@@ -328,12 +415,11 @@ test_periodic_refresh(void **state)
 	int found = 0;
 
 	/* Installed behind the switch's back; the refresh thread finds it. */
-	assert_int_equal(pg_nfcsw_demo_se_install(f->se[2], PG_NFCSW_APPLET_PAYMENT, VISA2,
-						  sizeof(VISA2), "VISA 2", 4),
-			 0);
+	install_payment(f, 2, VISA2, sizeof(VISA2), 4, "VISA 2");
 	assert_int_equal(pg_nfcsw_route(f->sw, VISA2, sizeof(VISA2), 0, &app), PG_ENOENT);
 	assert_int_equal(pg_nfcsw_start_refresh(f->sw, 50), PG_EINVAL);
 	assert_int_equal(pg_nfcsw_start_refresh(f->sw, 100), 0);
+	f->refreshing = 1;
 	assert_int_equal(pg_nfcsw_start_refresh(f->sw, 100), PG_ESTATE);
 	for (int i = 0; i < 100 && !found; i++) {
 		struct timespec ts = {0, 20 * 1000 * 1000};
@@ -354,12 +440,12 @@ test_detach_mid_transaction(void **state)
 
 	assert_int_equal(txh(f, "00A404000E325041592E5359532E444446303100"), 0x9000);
 	assert_int_equal(select_aid(f, VISA, sizeof(VISA), 0), 0x9000);
-	assert_int_equal(txh(f, "80A8000002830000"), 0x9000);
+	assert_int_equal(txh(f, GPO), 0x9000);
 	assert_int_equal(pg_nfcsw_detach(f->sw, "ese"), 0);
 	/* The transaction ends with an error ... */
 	assert_int_equal(txh(f, "00B2010C00"), 0x6F00);
 	/* ... then nothing is selected ... */
-	assert_int_equal(txh(f, "80AE80000A000000001250A1B2C3D400"), 0x6985);
+	assert_int_equal(txh(f, GENAC), 0x6985);
 	/* ... its applications are gone, the others still route. */
 	assert_int_equal(select_aid(f, VISA, sizeof(VISA), 0), 0x6A82);
 	full_transaction(f, MC, sizeof(MC), 0);
@@ -369,9 +455,9 @@ test_detach_mid_transaction(void **state)
 	{
 		struct pg_link *l = NULL;
 
-		assert_int_equal(pg_link_open_memory(&l, pg_link_find("i2c"),
-						     pg_nfcsw_demo_se_card(f->se[1]), NULL),
-				 0);
+		assert_int_equal(
+		    pg_link_open_memory(&l, pg_link_find("i2c"), pg_gp_card_card(f->se[1]), NULL),
+		    0);
 		assert_true(pg_nfcsw_attach(f->sw, "ese", l, "memory", 1) >= 0);
 		full_transaction(f, VISA, sizeof(VISA), 1);
 	}
@@ -386,9 +472,7 @@ test_conflict_and_partial(void **state)
 	size_t lens[8];
 
 	/* VISA also on 'sd' (SE priority 3; 'ese' has 1). */
-	assert_int_equal(pg_nfcsw_demo_se_install(f->se[2], PG_NFCSW_APPLET_PAYMENT, VISA,
-						  sizeof(VISA), "VISA SD", 3),
-			 0);
+	install_payment(f, 2, VISA, sizeof(VISA), 3, "VISA SD");
 	assert_int_equal(
 	    pg_nfcsw_expect(f->sw, "sd", VISA, sizeof(VISA), 0, NULL, PG_NFCSW_APP_PAYMENT), 0);
 	assert_int_equal(pg_nfcsw_refresh(f->sw, "sd"), 0);
@@ -407,13 +491,11 @@ test_conflict_and_partial(void **state)
 	/* Policy "refuse": 6985 and the AID leaves the PPSE. */
 	pg_nfcsw_set_policy(f->sw, PG_NFCSW_POLICY_REFUSE);
 	assert_int_equal(select_aid(f, VISA, sizeof(VISA), 0), 0x6985);
-	assert_int_equal(txh(f, "80A8000002830000"), 0x6985);
+	assert_int_equal(txh(f, GPO), 0x6985);
 	assert_int_equal(ppse_list(f, aids, lens, prios, 8), 2);
 	pg_nfcsw_set_policy(f->sw, PG_NFCSW_POLICY_PRIORITY);
 	/* Partial AID (the RID): first occurrence, then the next ones in AID order. */
-	assert_int_equal(pg_nfcsw_demo_se_install(f->se[3], PG_NFCSW_APPLET_PAYMENT, VISA2,
-						  sizeof(VISA2), "VISA 2", 4),
-			 0);
+	install_payment(f, 3, VISA2, sizeof(VISA2), 4, "VISA 2");
 	assert_int_equal(pg_nfcsw_refresh(f->sw, "usb"), 0);
 	assert_int_equal(select_aid(f, rid, sizeof(rid), 0x00), 0x9000);
 	assert_string_equal(pg_nfcsw_session_se(f->sw), "ese"); /* A0000000031010, best priority */
@@ -425,7 +507,7 @@ test_conflict_and_partial(void **state)
 	assert_int_equal(select_aid(f, rid, sizeof(rid), 0x02), 0x6A82);
 	/* The full transaction after a partial selection. */
 	assert_int_equal(select_aid(f, rid, sizeof(rid), 0x00), 0x9000);
-	assert_int_equal(txh(f, "80A8000002830000"), 0x9000);
+	assert_int_equal(txh(f, GPO), 0x9000);
 	assert_int_equal(txh(f, "00B2010C00"), 0x9000);
 }
 
@@ -462,18 +544,17 @@ test_probe_fallback(void **state)
 	pg_card_rt_free(rt);
 	/* An SE whose GET STATUS lists nothing (6A82/6A88): registry from GET STATUS, empty. */
 	{
-		struct pg_nfcsw_demo_se *empty = NULL;
+		struct pg_gp_card *empty = NULL;
 
-		assert_int_equal(pg_nfcsw_demo_se_new(&empty, 0x99, 0), 0);
-		assert_int_equal(pg_link_open_memory(&l, pg_link_find("i2c"),
-						     pg_nfcsw_demo_se_card(empty), NULL),
-				 0);
+		assert_int_equal(pg_nfcsw_sim_se_new(&empty, 0x99, 0, NULL, 0, NULL), 0);
+		assert_int_equal(
+		    pg_link_open_memory(&l, pg_link_find("i2c"), pg_gp_card_card(empty), NULL), 0);
 		assert_int_equal(pg_nfcsw_attach(f->sw, "empty", l, "memory", 7), NSE);
 		assert_int_equal(pg_nfcsw_ses(f->sw, ses, PG_NFCSW_MAX_SES, &n), 0);
 		assert_string_equal(ses[NSE].source, "get-status");
 		assert_int_equal(ses[NSE].apps, 0);
 		assert_int_equal(pg_nfcsw_detach(f->sw, "empty"), 0);
-		pg_nfcsw_demo_se_free(empty);
+		pg_gp_card_free(empty);
 	}
 }
 
@@ -489,17 +570,17 @@ test_slave_stats(void **state)
 	assert_int_equal(st.activated, 1);
 	assert_int_equal(st.capdus, 1);
 	assert_int_equal(st.bad_msgs, 0);
-	/* A long C-APDU (eight HCP fragments) through the switch. */
-	assert_int_equal(txh(f, "80A8000002830000"), 0x9000);
+	/* A long C-APDU (eight HCP fragments) through the switch, echoed by usb's echo applet. */
+	assert_int_equal(select_aid(f, ECHO, sizeof(ECHO), 0), 0x9000);
+	assert_string_equal(pg_nfcsw_session_se(f->sw), "usb");
 	{
-		uint8_t c[5 + 200 + 1] = {0x80, 0xAE, 0x40, 0x00, 200};
-		struct pg_tlv t;
+		uint8_t c[5 + 200 + 1] = {0x80, 0x10, 0x00, 0x00, 200};
 
 		for (int i = 0; i < 200; i++)
 			c[5 + i] = (uint8_t)i;
 		assert_int_equal(tx(f, c, sizeof(c)), 0x9000);
-		assert_int_equal(pg_tlv_find(&t, f->r, f->rl - 2, 0x9F27, 1), 1);
-		assert_int_equal(t.val[0], 0x40); /* TC asked, TC given */
+		assert_int_equal(f->rl, 200 + 2);
+		assert_memory_equal(f->r, c + 5, 200);
 	}
 	pg_nfcsw_slave_stats(f->slave, &st);
 	assert_int_equal(st.capdus, 3);

@@ -195,7 +195,7 @@ static void
 test_switch_and_seos_atrs(void **state)
 {
 	struct pg_nfcsw *sw = NULL;
-	struct pg_nfcsw_demo_se *d = NULL;
+	struct pg_gp_card *d = NULL;
 	struct pg_gp_card *tc = NULL;
 	struct pg_scp03_keys k = {.len = 16, .kvn = 0x30};
 	struct pg_seos_sim_card_cfg tcfg = {.serial = 3, .keys = &k};
@@ -204,9 +204,10 @@ test_switch_and_seos_atrs(void **state)
 	assert_int_equal(pg_nfcsw_new(&sw), 0);
 	expect_card("NFC switch (PC/SC part 3)", pg_nfcsw_card(sw));
 	pg_nfcsw_free(sw);
-	assert_int_equal(pg_nfcsw_demo_se_new(&d, 9, 1), 0);
-	expect_card("NFC switch demo SE", pg_nfcsw_demo_se_card(d));
-	pg_nfcsw_demo_se_free(d);
+	assert_int_equal(
+	    pg_nfcsw_sim_se_new(&d, 9, 1, pg_nfcsw_demo_apps, pg_nfcsw_demo_napps, "uicc"), 0);
+	expect_card("NFC switch simulated SE", pg_gp_card_card(d));
+	pg_gp_card_free(d);
 	memset(k.enc, 0x40, sizeof(k.enc));
 	memset(k.mac, 0x41, sizeof(k.mac));
 	memset(k.dek, 0x42, sizeof(k.dek));

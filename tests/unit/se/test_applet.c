@@ -4,7 +4,9 @@
  * GENERATE AC for ARQC/TC/AAC, the cryptogram recomputed here with OpenSSL
  * from the per-card key personalised by STORE DATA) and the PIN flow (VERIFY
  * with its persistent try counter, CHANGE REFERENCE DATA, P-256 key
- * generation on the card and an ECDSA signature checked with OpenSSL).
+ * generation on the card and an ECDSA signature checked with OpenSSL), and
+ * the transit applet of a card profile with labels and priorities (the NFC
+ * switch's simulated SEs, issue 16): its stored value survives a power cycle.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -298,12 +300,89 @@ test_pin_flow(void **st)
 	pg_nvm_close(nvm);
 }
 
+/* A profile (issue 16: the NFC switch's SEs): applets at AIDs with priority and label. */
+static void
+test_transit_profile(void **st)
+{
+	static const char *const apps[] = {"ppse", "payment@A0000000041010,prio=2,label=MASTERCARD",
+					   "transit@F0504754524E5301,label=METRO PASS"};
+	static const char *const bad[][1] = {{"payment@A0000000041010,prio=0"},
+					     {"payment@A0000000041010,prio=16"},
+					     {"payment,label="},
+					     {"payment,label=ABCDEFGHIJKLMNOPQ"},
+					     {"payment@A0000000041010,colour=red"},
+					     {"transit@A000,label=X"}};
+	struct pg_gp_config cfg = {.serial = 0x42, .applets = apps, .n_applets = 3};
+	struct pg_nvm *nvm = NULL;
+	struct pg_gp_card *g = NULL;
+	struct pg_tlv dir, e, v;
+	struct gt t;
+
+	(void)st;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cfg.applets = bad[i];
+		cfg.n_applets = 1;
+		assert_int_equal(pg_gp_card_new(&g, &cfg), PG_EINVAL);
+		assert_null(g);
+	}
+	cfg.applets = apps;
+	cfg.n_applets = 3;
+	assert_int_equal(pg_nvm_open_memory(&nvm, 16384), 0);
+	cfg.nvm = nvm;
+	assert_int_equal(pg_gp_card_new(&g, &cfg), 0);
+	memset(&t, 0, sizeof(t));
+	t.card = pg_gp_card_card(g);
+	/* The PPSE lists the payment application with its label and priority, not transit. */
+	gt_expect(&t, "00A404000E" PPSE "00", PG_SW_OK);
+	find(t.r, t.n, 0xBF0C, &dir);
+	assert_int_equal(pg_tlv_next(&e, dir.val, dir.len), (int)dir.len); /* one entry */
+	find(e.val, e.len, 0x50, &v);
+	assert_int_equal(v.len, 10);
+	assert_memory_equal(v.val, "MASTERCARD", 10);
+	find(e.val, e.len, 0x87, &v);
+	assert_int_equal(v.val[0], 2);
+	/* Transit: its FCI label, the EMV flow with an AIP without offline authentication. */
+	gt_expect(&t, "00A4040008F0504754524E530100", PG_SW_OK);
+	find(t.r, t.n, 0x50, &v);
+	assert_memory_equal(v.val, "METRO PASS", 10);
+	gt_expect(&t,
+		  "80A80000128310"
+		  "00000000"
+		  "000000000100"
+		  "11223344"
+		  "0978"
+		  "00",
+		  PG_SW_OK);
+	find(t.r, t.n, 0x82, &v);
+	assert_memory_equal(v.val, "\x00\x80", 2);
+	gt_expect(&t, "805C000004", PG_SW_OK);
+	gt_data(&t, "00001388"); /* 5000 */
+	gt_expect(&t, "8054000004000003E8", PG_SW_OK);
+	gt_data(&t, "00000FA0");
+	gt_expect(&t, "805400000400001000", PG_SW_CONDITIONS); /* 4096 > 4000 */
+	gt_expect(&t, "805400000300000100", PG_SW_WRONG_LENGTH);
+	gt_expect(&t, "8054010004000003E8", PG_SW_INCORRECT_P1P2);
+	/* The payment applet has no purse. */
+	gt_expect(&t, "00A4040007A000000004101000", PG_SW_OK);
+	gt_expect(&t, "805C000004", PG_SW_INS_NOT_SUPPORTED);
+	/* Power off and on: the balance was committed. */
+	pg_gp_card_free(g);
+	assert_int_equal(pg_gp_card_new(&g, &cfg), 0);
+	t.card = pg_gp_card_card(g);
+	gt_expect(&t, "00A4040008F0504754524E530100", PG_SW_OK);
+	gt_expect(&t, "805C000004", PG_SW_OK);
+	gt_data(&t, "00000FA0");
+	pg_gp_card_free(g);
+	pg_nvm_close(nvm);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_payment_flow),
 	    cmocka_unit_test(test_pin_flow),
+	    cmocka_unit_test(test_transit_profile),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
