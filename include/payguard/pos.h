@@ -196,9 +196,12 @@ int pg_pos_batch_stored(struct pg_pos_engine *e, const struct pg_pos_batch *b);
 int pg_pos_batch_unwrite(struct pg_pos_engine *e, const struct pg_pos_batch *b);
 /*
  * An engine that only writes batches (JetStream intake's sink, docs/pos.md):
- * no cells, merchants or windows are loaded; it decides nothing.
+ * no cells, merchants or windows are loaded; it decides nothing but the
+ * alerts, which every batch write decides from the store with pol's
+ * alert_n and mcc_strikes (the deciding nodes' policy; NULL: the default).
  */
-int pg_pos_engine_open_writer(struct pg_pos_engine **out, struct pg_store *st);
+int pg_pos_engine_open_writer(struct pg_pos_engine **out, struct pg_store *st,
+			      const struct pg_pos_policy *pol);
 /* The store the engine records into (NULL after detach). */
 struct pg_store *pg_pos_engine_store(struct pg_pos_engine *e);
 /* From now on decide without recording (dry runs, benchmarks). */

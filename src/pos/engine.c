@@ -193,6 +193,9 @@ struct pg_pos_engine {
 	size_t nq, capq;
 	/* the connection's statements, prepared once (db.h) */
 	struct pg_db_stmt *find_alert, *upd_alert, *ins_alert, *link_txns;
+	/* the store's strike count (recent moved rows of a terminal) and, on
+	 * PostgreSQL, the lock that makes two servers count one after the other */
+	struct pg_db_stmt *recent_moved, *lock_term;
 	/* multi-row inserts of CHUNK_ROWS[i] transactions: one round trip each */
 	struct pg_db_stmt *ins_txn[4];
 };
@@ -239,10 +242,26 @@ prepare(struct pg_pos_engine *e)
 	     " ON CONFLICT(tid, reason) WHERE state != 'closed' DO NOTHING RETURNING id"},
 	    {&e->link_txns, "UPDATE pos_txn SET alert_id=? WHERE tid=? AND decision='moved' "
 			    "AND ts>? AND alert_id IS NULL"},
+	    /* the newest first, as many as decide (pos_txn_moved: per day partition) */
+	    {&e->recent_moved, "SELECT ts, reason, stan, f7 FROM pos_txn WHERE tid=? AND "
+			       "decision='moved' AND ts>? ORDER BY ts DESC LIMIT ?"},
 	};
 
 	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
 		int rc = pg_db_prepare(e->st->pdb, q[i].sql, q[i].s);
+
+		if (rc < 0)
+			return rc;
+	}
+	/*
+	 * A transaction-level advisory lock per terminal (two-key form: its own
+	 * key space, apart from the one-key locks of migrations and partitions).
+	 * SQLite writes one transaction at a time (BEGIN IMMEDIATE): no lock.
+	 */
+	if (pg_db_engine_of(e->st->pdb) == PG_DB_POSTGRES) {
+		int rc =
+		    pg_db_prepare(e->st->pdb, "SELECT pg_advisory_xact_lock(7236487, hashtext(?))",
+				  &e->lock_term);
 
 		if (rc < 0)
 			return rc;
@@ -828,6 +847,90 @@ struct write_job {
 	int *abort; /* set by another thread: roll back instead of committing */
 };
 
+/* The strikes a moved transaction of this reason counts. */
+static int64_t
+weight(const struct pg_pos_engine *e, const char *reason)
+{
+	return reason && strcmp(reason, "country") == 0 ? e->pol.mcc_strikes : 1;
+}
+
+/*
+ * The alert decision of one terminal's m new moved transactions of a batch
+ * (refs, in arrival order), taken from the store where every server's
+ * transactions are, not from this process's memory (issue 14: decisions do
+ * not depend on which node answered). The i-th one alerts when the moved
+ * rows stored before it (by any server, in any earlier commit) plus the
+ * batch's own up to it, inside its window, weigh alert_n or more: on one
+ * server that is exactly the in-memory window's answer. On PostgreSQL the
+ * terminal's advisory lock makes two servers' batches count one after the
+ * other (each statement sees what committed before it), so the n-th strike
+ * is seen by whichever batch comes second. The newest alert_n + m rows
+ * decide: own rows are at most m of them, and if alert_n other rows fall
+ * in a window, the newest alert_n do.
+ */
+static int
+strike_alerts(struct pg_pos_engine *e, const struct pos_record *q, const struct alert_ref *refs,
+	      size_t m)
+{
+	const struct pos_record *r0 = &q[refs[0].i], *first = NULL, *last = NULL;
+	int64_t from = r0->window_start, k = 0;
+	size_t nrow = 0, cap = e->pol.alert_n + m;
+	struct row {
+		int64_t ts, w;
+		size_t own; /* position in refs + 1; 0: another commit's */
+	} *rows = calloc(cap, sizeof(*rows));
+	int rc = rows ? 0 : PG_ENOMEM;
+
+	for (size_t p = 1; p < m; p++)
+		if (q[refs[p].i].window_start < from)
+			from = q[refs[p].i].window_start;
+	if (rc == 0 && e->lock_term) {
+		pg_db_bind_text(e->lock_term, 1, r0->tid, -1);
+		rc = step_done(e->lock_term);
+	}
+	if (rc == 0) {
+		pg_db_bind_text(e->recent_moved, 1, r0->tid, -1);
+		pg_db_bind_int64(e->recent_moved, 2, from);
+		pg_db_bind_int64(e->recent_moved, 3, (int64_t)cap);
+		while ((rc = pg_db_step(e->recent_moved)) == 1 && nrow < cap) {
+			struct row *w = &rows[nrow++];
+			const char *stan = pg_db_column_text(e->recent_moved, 2);
+			const char *f7 = pg_db_column_text(e->recent_moved, 3);
+
+			w->ts = pg_db_column_int64(e->recent_moved, 0);
+			w->w = weight(e, pg_db_column_text(e->recent_moved, 1));
+			w->own = 0;
+			for (size_t p = 0; p < m && !w->own; p++) {
+				const struct pos_record *r = &q[refs[p].i];
+
+				if (r->ts == w->ts && strcmp(r->stan, stan ? stan : "") == 0 &&
+				    strcmp(r->f7, f7 ? f7 : "") == 0)
+					w->own = p + 1;
+			}
+		}
+		pg_db_reset(e->recent_moved);
+		rc = rc < 0 ? rc : 0;
+	}
+	for (size_t p = 0; rc == 0 && p < m; p++) {
+		const struct pos_record *r = &q[refs[p].i];
+		int64_t sum = 0;
+
+		for (size_t i = 0; i < nrow; i++)
+			if (rows[i].ts > r->window_start && rows[i].own <= p + 1)
+				sum += rows[i].w;
+		if (sum >= (int64_t)e->pol.alert_n) {
+			if (!first)
+				first = r;
+			last = r;
+			k++;
+		}
+	}
+	free(rows);
+	if (rc == 0 && k)
+		rc = write_alert(e, first, last, k);
+	return rc;
+}
+
 static int
 write_batch(struct pg_db *db, void *arg)
 {
@@ -844,14 +947,14 @@ write_batch(struct pg_db *db, void *arg)
 	rc = order && fresh ? insert_txns(e, j->q, 0, j->n, fresh) : PG_ENOMEM;
 	/* only a transaction stored now strikes: a redelivered one did already */
 	for (size_t i = 0; rc >= 0 && i < j->n; i++)
-		if (j->q[i].res.alert && fresh[i])
+		if (j->q[i].res.decision == PG_DEC_MOVED && fresh[i])
 			order[n++] = (struct alert_ref){j->q[i].tid, i};
 	if (rc >= 0)
 		qsort(order, n, sizeof(*order), by_terminal);
 	for (size_t k = 0, g; k < n && rc >= 0; k = g) {
 		for (g = k + 1; g < n && strcmp(order[g].tid, order[k].tid) == 0; g++)
 			;
-		rc = write_alert(e, &j->q[order[k].i], &j->q[order[g - 1].i], (int64_t)(g - k));
+		rc = strike_alerts(e, j->q, &order[k], g - k);
 	}
 	free(order);
 	free(fresh);
@@ -930,7 +1033,8 @@ pg_pos_batch_clear(struct pg_pos_batch *b)
 }
 
 int
-pg_pos_engine_open_writer(struct pg_pos_engine **out, struct pg_store *st)
+pg_pos_engine_open_writer(struct pg_pos_engine **out, struct pg_store *st,
+			  const struct pg_pos_policy *pol)
 {
 	struct pg_pos_engine *e = calloc(1, sizeof(*e));
 	int rc;
@@ -939,7 +1043,19 @@ pg_pos_engine_open_writer(struct pg_pos_engine **out, struct pg_store *st)
 	if (!e)
 		return PG_ENOMEM;
 	e->st = st;
-	pg_pos_policy_default(&e->pol);
+	if (pol)
+		e->pol = *pol;
+	else
+		pg_pos_policy_default(&e->pol);
+	/* the sink decides the alerts of what it stores: the deciding nodes' policy */
+	if (e->pol.alert_n < 1 || e->pol.alert_n > RING) {
+		unsigned n = e->pol.alert_n;
+
+		free(e);
+		return pg_error(PG_EINVAL, "policy", "alert count %u not in 1..%d", n, RING);
+	}
+	if (!e->pol.mcc_strikes)
+		e->pol.mcc_strikes = e->pol.alert_n;
 	rc = prepare(e);
 	if (rc < 0) {
 		free(e);
@@ -947,6 +1063,12 @@ pg_pos_engine_open_writer(struct pg_pos_engine **out, struct pg_store *st)
 	}
 	*out = e;
 	return 0;
+}
+
+const struct pg_pos_policy *
+pg_pos_engine_policy(const struct pg_pos_engine *e)
+{
+	return &e->pol;
 }
 
 void

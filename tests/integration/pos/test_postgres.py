@@ -104,9 +104,13 @@ try:
     try:
         pg.start("--alert-n", "2", "--decline", "59")
         pg2.start("--alert-n", "2", "--decline", "59")
+        # STANs of their own per loader: the same terminal, STAN and field 7
+        # decided in the same millisecond is one transaction (pos_txn_once),
+        # and two loaders counting from 0 in step did collide now and then
         loads = [subprocess.Popen([os.environ["PAYGUARD"], "pos", "load", "--port", str(e.port), "--conns", "16",
-                                   "--duration-ms", "2000", "--json", tpl], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for e in (pg, pg2)]
+                                   "--duration-ms", "2000", "--stan-base", str(base), "--json", tpl],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for e, base in ((pg, 0), (pg2, 500000))]
         outs = [l.communicate(timeout=120) for l in loads]
         pg.stop()
         pg2.stop()
