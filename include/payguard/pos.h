@@ -133,8 +133,14 @@ struct pg_pos_policy {
 	int decline_moved;    /* 0: approve and flag; 1: decline with decline_code */
 	char decline_code[3];
 	int cell_field; /* the private field that carries the TLV (62) */
+	/* decisions reported as events (bit 1u << enum pg_decision; 0 none):
+	 * payguard.pos.decision_reported, in the batch's transaction (issue 15) */
+	unsigned report;
 };
 void pg_pos_policy_default(struct pg_pos_policy *p);
+/* Parses "none" or a comma-separated list of decision names (moved,
+ * undetermined, ...) into a report mask; PG_EINVAL naming the bad word. */
+int pg_pos_report_parse(const char *list, unsigned *mask);
 
 struct pg_pos_result {
 	int decision, reason, alert;

@@ -171,6 +171,37 @@ pg_decision_name(int d)
 	return d >= 0 && d <= PG_DEC_FORMAT ? n[d] : "?";
 }
 
+int
+pg_pos_report_parse(const char *list, unsigned *mask)
+{
+	unsigned m = 0;
+	const char *p = list;
+
+	*mask = 0;
+	if (!list || strcmp(list, "none") == 0)
+		return 0;
+	for (;;) {
+		size_t n = strcspn(p, ",");
+		int d = PG_DEC_FORMAT + 1;
+
+		for (int i = 0; i <= PG_DEC_FORMAT; i++)
+			if (strlen(pg_decision_name(i)) == n &&
+			    strncmp(p, pg_decision_name(i), n) == 0)
+				d = i;
+		if (d > PG_DEC_FORMAT)
+			return pg_error(PG_EINVAL, "policy",
+					"'%.*s' is no decision (in_place, moved, undetermined, "
+					"unregistered, format_error, or none)",
+					(int)(n > 40 ? 40 : n), p);
+		m |= 1u << d;
+		if (!p[n])
+			break;
+		p += n + 1;
+	}
+	*mask = m;
+	return 0;
+}
+
 const char *
 pg_reason_name(int r)
 {
@@ -667,6 +698,38 @@ alert_event(struct pg_db *db, const char *event, int64_t id, const char *tid, co
 }
 
 /*
+ * A decision the policy marks as reportable (issue 15), in the transaction
+ * that stores its transaction: an acquirer's risk system hears of every
+ * unregistered terminal or undetermined position as it is stored, once
+ * (a redelivered transaction is not fresh, so it is not reported again).
+ */
+static int
+decision_event(struct pg_db *db, const struct pos_record *r)
+{
+	json_t *d =
+	    json_pack("{s:s, s:s*, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "terminal", r->tid,
+		      "merchant", r->mid[0] ? r->mid : NULL, "mti", r->mti, "stan", r->stan, "f7",
+		      r->f7, "decision", pg_decision_name(r->res.decision), "reason",
+		      pg_reason_name(r->res.reason), "rc", r->res.rc, "ts_ms", (json_int_t)r->ts);
+	int rc;
+
+	if (!d)
+		return PG_ENOMEM;
+	if (r->res.est.confidence) {
+		json_object_set_new(d, "distance_m", json_real(r->res.distance_m));
+		json_object_set_new(d, "excess_m", json_real(r->res.excess_m));
+	}
+	if (r->have_cell)
+		json_object_set_new(d, "cell",
+				    json_pack("{s:i, s:i, s:I, s:I}", "mcc", r->cell.mcc, "mnc",
+					      r->cell.mnc, "area", (json_int_t)r->cell.area, "cid",
+					      (json_int_t)r->cell.cid));
+	rc = pg_event_emit(db, "pos", "decision_reported", r->tid, d, NULL);
+	json_decref(d);
+	return rc;
+}
+
+/*
  * The k alerting transactions of one terminal in a batch, first to last:
  * the alert is found or opened once (with the first's reason and time),
  * every moved transaction since the first's window start is linked once,
@@ -945,10 +1008,15 @@ write_batch(struct pg_db *db, void *arg)
 	order = malloc(j->n * sizeof(*order));
 	fresh = calloc(j->n, 1);
 	rc = order && fresh ? insert_txns(e, j->q, 0, j->n, fresh) : PG_ENOMEM;
-	/* only a transaction stored now strikes: a redelivered one did already */
-	for (size_t i = 0; rc >= 0 && i < j->n; i++)
-		if (j->q[i].res.decision == PG_DEC_MOVED && fresh[i])
+	/* only a transaction stored now strikes or is reported: a redelivered one was */
+	for (size_t i = 0; rc >= 0 && i < j->n; i++) {
+		if (!fresh[i])
+			continue;
+		if (j->q[i].res.decision == PG_DEC_MOVED)
 			order[n++] = (struct alert_ref){j->q[i].tid, i};
+		if (e->pol.report >> j->q[i].res.decision & 1u)
+			rc = decision_event(e->st->pdb, &j->q[i]);
+	}
 	if (rc >= 0)
 		qsort(order, n, sizeof(*order), by_terminal);
 	for (size_t k = 0, g; k < n && rc >= 0; k = g) {
