@@ -125,6 +125,16 @@ int pg_image_job_claim(struct pg_store *st, const char *node, int64_t lease_ms, 
  * renewed (a job another node took over is not this node's any more).
  */
 int pg_image_job_renew(struct pg_store *st, const char *node, int64_t lease_ms);
+/*
+ * The daemon's heartbeat (issue 14): extends to lease_ms from now (0:
+ * PG_IMAGE_LEASE_MS) the lease of each of jobs[0..n) that is running on
+ * `node`. The daemon passes only the jobs whose upgrade task process is
+ * alive on this node, so a task stuck in a long step keeps its job while
+ * one that died stops being renewed and its job is taken over once the
+ * lease expires. Returns how many it renewed; PG_EINVAL for a bad node.
+ */
+int pg_image_job_renew_jobs(struct pg_store *st, const char *node, const int64_t *jobs, size_t n,
+			    int64_t lease_ms);
 /* Marks a queued job that will never run (its runner could not start)
  * 'failed' with why in its log; a job no longer queued is left as it is. */
 int pg_image_job_abandon(struct pg_store *st, int64_t job, const char *why);

@@ -133,8 +133,14 @@ struct pg_pos_policy {
 	int decline_moved;    /* 0: approve and flag; 1: decline with decline_code */
 	char decline_code[3];
 	int cell_field; /* the private field that carries the TLV (62) */
+	/* decisions reported as events (bit 1u << enum pg_decision; 0 none):
+	 * payguard.pos.decision_reported, in the batch's transaction (issue 15) */
+	unsigned report;
 };
 void pg_pos_policy_default(struct pg_pos_policy *p);
+/* Parses "none" or a comma-separated list of decision names (moved,
+ * undetermined, ...) into a report mask; PG_EINVAL naming the bad word. */
+int pg_pos_report_parse(const char *list, unsigned *mask);
 
 struct pg_pos_result {
 	int decision, reason, alert;
@@ -196,9 +202,12 @@ int pg_pos_batch_stored(struct pg_pos_engine *e, const struct pg_pos_batch *b);
 int pg_pos_batch_unwrite(struct pg_pos_engine *e, const struct pg_pos_batch *b);
 /*
  * An engine that only writes batches (JetStream intake's sink, docs/pos.md):
- * no cells, merchants or windows are loaded; it decides nothing.
+ * no cells, merchants or windows are loaded; it decides nothing but the
+ * alerts, which every batch write decides from the store with pol's
+ * alert_n and mcc_strikes (the deciding nodes' policy; NULL: the default).
  */
-int pg_pos_engine_open_writer(struct pg_pos_engine **out, struct pg_store *st);
+int pg_pos_engine_open_writer(struct pg_pos_engine **out, struct pg_store *st,
+			      const struct pg_pos_policy *pol);
 /* The store the engine records into (NULL after detach). */
 struct pg_store *pg_pos_engine_store(struct pg_pos_engine *e);
 /* From now on decide without recording (dry runs, benchmarks). */

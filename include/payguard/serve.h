@@ -48,6 +48,8 @@ struct pg_serve_cfg {
 	int nwebhooks;
 	const char *webhook_secret_file;
 	int intake_jetstream;
+	/* POS decisions reported as events ("unregistered,undetermined"; NULL none) */
+	const char *pos_report;
 };
 
 /* The configuration file (JSON object; docs/serve.md lists keys and defaults). */
@@ -67,6 +69,7 @@ enum {
 	PG_SERVE_KEY_WEBHOOKS = 1u << 12,
 	PG_SERVE_KEY_WEBHOOK_SECRET = 1u << 13,
 	PG_SERVE_KEY_INTAKE = 1u << 14,
+	PG_SERVE_KEY_POS_REPORT = 1u << 15,
 };
 #define PG_SERVE_MAX_WEBHOOKS 8
 /* A cluster node's name: 1..63 letters, digits, '.', '_' or '-'. */
@@ -94,6 +97,7 @@ struct pg_serve_conf {
 	int nwebhooks;
 	char webhook_secret_file[512];
 	int intake_jetstream; /* intake: "jetstream" (1) or "store" (0) */
+	char pos_report[128]; /* pos_report: decisions reported as events ("" none) */
 	unsigned keys;	      /* PG_SERVE_KEY_... bits present in the file */
 };
 void pg_serve_conf_default(struct pg_serve_conf *c);
@@ -139,6 +143,7 @@ int pg_serve_check_load_source(const char *spec);
 #define PG_SERVE_WEBHOOKS_ENV	 "PAYGUARD_SERVE_WEBHOOKS"
 #define PG_SERVE_WEBHOOK_KEY_ENV "PAYGUARD_SERVE_WEBHOOK_SECRET_FILE"
 #define PG_SERVE_INTAKE_ENV	 "PAYGUARD_SERVE_INTAKE"
+#define PG_SERVE_POS_REPORT_ENV	 "PAYGUARD_SERVE_POS_REPORT"
 /* 0 when url is an http:// or https:// URL fit for a webhook, else PG_EINVAL. */
 int pg_serve_check_webhook(const char *url);
 /* Runs queued image upgrade job `job` (the one-shot worker the API starts). */

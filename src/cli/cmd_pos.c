@@ -24,7 +24,7 @@ struct common {
 
 /* Every option of every pos verb; each verb's table lists the ones it takes. */
 struct posopt {
-	const char *db, *dialect, *framing, *decline;
+	const char *db, *dialect, *framing, *decline, *report;
 	int json, alert_n, window_s, mcc_strikes, cell_field;
 	const char *file, *out, *host, *port_file, *sync, *log, *state, *note;
 	int hex, dry, summary, keep, port, max_msg, idle_ms, frame_ms, max_conns, commit_us;
@@ -52,7 +52,11 @@ struct posopt {
 	    PG_INT(struct posopt, cell_field, "cell-field", "N", 2, 128,                           \
 		   "the field carrying the cell TLV (62)"),                                        \
 	    PG_INT(struct posopt, mcc_strikes, "mcc-strikes", "N", 1, 32,                          \
-		   "what one country mismatch counts (default: --alert-n)")
+		   "what one country mismatch counts (default: --alert-n)"),                       \
+	    PG_STR(                                                                                \
+		struct posopt, report, "report", "LIST",                                           \
+		"decisions stored as events too, e.g. unregistered,undetermined (default none; "   \
+		"docs/events.md)")
 
 /* Defaults of every option (framing: the verb's). */
 static void
@@ -170,6 +174,8 @@ parse_opts(int argc, char **argv, const struct pg_opt *tab, struct posopt *o, st
 	c->pol.window_ms = (int64_t)o->window_s * 1000;
 	c->pol.mcc_strikes = (unsigned)o->mcc_strikes;
 	c->pol.cell_field = o->cell_field;
+	if (pg_pos_report_parse(o->report, &c->pol.report) < 0)
+		return pg_cli_usage(argv[0], "--report: %s", pg_last_error());
 	if (o->decline) {
 		if (strlen(o->decline) != 2 ||
 		    strspn(o->decline, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 2)

@@ -5,6 +5,7 @@
 #include "payguard/fs.h"
 #include "payguard/log.h"
 #include "payguard/mem.h"
+#include "payguard/pos.h"
 #include "payguard/serve.h"
 #include "payguard/store.h"
 
@@ -17,7 +18,7 @@
 /* Every option of both serve verbs; each verb's table lists the ones it takes. */
 struct serveopt {
 	const char *config, *data, *store, *listen, *port_file, *token_file, *load_source, *name,
-	    *node, *nats, *intake, *webhook_secret_file;
+	    *node, *nats, *intake, *webhook_secret_file, *pos_report;
 	struct pg_opt_strings allow_host, webhooks;
 	int port, demo, load_period_ms, job;
 };
@@ -58,6 +59,8 @@ static const struct pg_opt run_opts[] = {
 	   "the webhooks' signing secret, whsec_<base64> (a file only its owner may read)"),
     PG_STR(S, intake, "intake", "MODE",
 	   "POS intake: store (default) or jetstream (through the stream; needs --nats)"),
+    PG_STR(S, pos_report, "pos-report", "LIST",
+	   "POS decisions also stored as events, e.g. unregistered,undetermined (default none)"),
     {0}};
 static const struct pg_opt worker_opts[] = {
     PG_STR(S, name, "name", "WORKER",
@@ -91,6 +94,7 @@ cli_keys(const struct serveopt *o)
 	k |= o->webhooks.n ? PG_SERVE_KEY_WEBHOOKS : 0;
 	k |= o->webhook_secret_file ? PG_SERVE_KEY_WEBHOOK_SECRET : 0;
 	k |= o->intake ? PG_SERVE_KEY_INTAKE : 0;
+	k |= o->pos_report ? PG_SERVE_KEY_POS_REPORT : 0;
 	return k;
 }
 
@@ -135,6 +139,13 @@ apply_cli(const char *argv0, const struct serveopt *o, struct pg_serve_cfg *cfg)
 	cfg->webhooks = (const char *const *)o->webhooks.v;
 	cfg->nwebhooks = o->webhooks.n;
 	cfg->webhook_secret_file = o->webhook_secret_file;
+	if (o->pos_report) {
+		unsigned mask;
+
+		if (pg_pos_report_parse(o->pos_report, &mask) < 0)
+			return pg_cli_usage(argv0, "--pos-report: %s", pg_last_error());
+	}
+	cfg->pos_report = o->pos_report;
 	return 0;
 }
 
@@ -162,6 +173,8 @@ merge_conf(struct pg_serve_cfg *cfg, const struct pg_serve_conf *conf)
 		cfg->nats = conf->nats;
 	if (only_file & PG_SERVE_KEY_INTAKE)
 		cfg->intake_jetstream = conf->intake_jetstream;
+	if (only_file & PG_SERVE_KEY_POS_REPORT)
+		cfg->pos_report = conf->pos_report;
 	if (only_file & PG_SERVE_KEY_WEBHOOK_SECRET)
 		cfg->webhook_secret_file = conf->webhook_secret_file;
 	if (only_file & PG_SERVE_KEY_WEBHOOKS) {

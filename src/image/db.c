@@ -101,6 +101,16 @@ static const struct pg_db_migration migrations[] = {
      "ALTER TABLE image_job ADD COLUMN partial TEXT;"
      "CREATE INDEX image_job_state ON image_job(state, lease_until_ms);",
      NULL, NULL},
+    /* v6 (events, issue 15): the findings of each image as last computed,
+     * kept so that a change of them (a scan, an advisory import, an
+     * upgrade rescanned) emits finding_found / finding_fixed. One row per
+     * (image, advisory, binary package); since: when it was first found. */
+    {6,
+     "CREATE TABLE image_finding_state("
+     " image_id BIGINT NOT NULL REFERENCES image(id) ON DELETE CASCADE,"
+     " advisory TEXT NOT NULL, package TEXT NOT NULL, version TEXT, fixed TEXT,"
+     " since TEXT NOT NULL, PRIMARY KEY(image_id, advisory, package));",
+     NULL, NULL},
 };
 
 int
@@ -245,6 +255,7 @@ pg_image_save(struct pg_store *st, json_t *inv, int64_t *id_out)
 				 NULL),
 		    fail, "image", "insert package");
 	}
+	PG_TRY_GOTO(pg_image__findings_sync(st, id), fail, "image", "findings");
 	PG_TRY_GOTO(pg_db_commit(st->pdb), fail, "image", "commit");
 	json_object_set_new(inv, "id", json_integer(id));
 	if (id_out)
@@ -422,6 +433,7 @@ pg_image_advisories_import_fmt(struct pg_store *st, const char *path, const char
 			    fail, "osv", "insert range");
 		}
 	}
+	PG_TRY_GOTO(pg_image__findings_sync(st, -1), fail, "osv", "findings");
 	PG_TRY_GOTO(pg_db_commit(st->pdb), fail, "osv", "commit");
 	*count = n;
 	goto out;
@@ -498,21 +510,16 @@ already_kept(json_t *kept, json_t *row)
 	return 0;
 }
 
-int
-pg_image_findings(struct pg_store *st, const char *ref, json_t **out)
+/* The findings of image id (-1: of every image), computed from the store. */
+static int
+findings_of(struct pg_store *st, int64_t id, json_t **out)
 {
 	json_t *rows = NULL, *kept;
-	int64_t id = -1;
 	size_t i;
 	json_t *r;
 	int rc;
 
 	*out = NULL;
-	if (ref) {
-		rc = pg_image_resolve(st, ref, &id, NULL);
-		if (rc < 0)
-			return rc;
-	}
 	/*
 	 * Debian advisories name source packages and source versions; an
 	 * ecosystem "Debian:N" applies to images whose VERSION_ID major is N.
@@ -552,4 +559,189 @@ pg_image_findings(struct pg_store *st, const char *ref, json_t **out)
 	json_decref(rows);
 	*out = kept;
 	return 0;
+}
+
+int
+pg_image_findings(struct pg_store *st, const char *ref, json_t **out)
+{
+	int64_t id = -1;
+	int rc;
+
+	*out = NULL;
+	if (ref) {
+		rc = pg_image_resolve(st, ref, &id, NULL);
+		if (rc < 0)
+			return rc;
+	}
+	return findings_of(st, id, out);
+}
+
+/* "image_id|advisory|package": a finding's key in the state table. */
+static char *
+finding_key(json_t *image_id, const char *advisory, const char *package)
+{
+	size_t n = 24 + (advisory ? strlen(advisory) : 0) + (package ? strlen(package) : 0);
+	char *k = malloc(n);
+
+	if (k)
+		snprintf(k, n, "%lld|%s|%s", (long long)json_integer_value(image_id),
+			 advisory ? advisory : "", package ? package : "");
+	return k;
+}
+
+/* One finding_found / finding_fixed event, subject "image-<id>". */
+static int
+finding_event(struct pg_store *st, const char *event, json_t *row)
+{
+	char subj[40];
+	int rc;
+
+	snprintf(subj, sizeof(subj), "image-%lld",
+		 (long long)json_integer_value(json_object_get(row, "image_id")));
+	rc = pg_event_emit(st->pdb, "image", event, subj, row, NULL);
+	return rc;
+}
+
+static int
+finding_found(struct pg_store *st, json_t *f, const char *now)
+{
+	json_t *d;
+	int rc = pg_image_run(
+	    st,
+	    "INSERT INTO image_finding_state(image_id, advisory, package, version, fixed, since)"
+	    " VALUES(?,?,?,?,?,?)",
+	    json_pack("[O,O,O,O,O,s]", json_object_get(f, "image_id"),
+		      json_object_get(f, "advisory"), json_object_get(f, "package"),
+		      json_object_get(f, "version"), json_object_get(f, "fixed"), now),
+	    NULL);
+
+	if (rc < 0)
+		return rc;
+	d = json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "image_id",
+		      json_object_get(f, "image_id"), "image", json_object_get(f, "image"),
+		      "advisory", json_object_get(f, "advisory"), "package",
+		      json_object_get(f, "package"), "version", json_object_get(f, "version"),
+		      "source", json_object_get(f, "source"), "source_version",
+		      json_object_get(f, "source_version"), "fixed", json_object_get(f, "fixed"),
+		      "summary", json_object_get(f, "summary"));
+	if (!d)
+		return PG_ENOMEM;
+	rc = finding_event(st, "finding_found", d);
+	json_decref(d);
+	return rc;
+}
+
+/* A stored finding that is no longer computed: gone, with the package's version now. */
+static int
+finding_fixed(struct pg_store *st, json_t *old)
+{
+	json_t *rows = NULL, *d;
+	int rc = pg_image_run(
+	    st,
+	    "DELETE FROM image_finding_state WHERE image_id = ? AND advisory = ? AND package = ?",
+	    json_pack("[O,O,O]", json_object_get(old, "image_id"), json_object_get(old, "advisory"),
+		      json_object_get(old, "package")),
+	    NULL);
+
+	if (rc == 0)
+		rc =
+		    pg_image_query(st,
+				   "SELECT p.version, i.path FROM image i LEFT JOIN image_package p"
+				   " ON p.image_id = i.id AND p.name = ? WHERE i.id = ?"
+				   " ORDER BY p.version LIMIT 1",
+				   json_pack("[O,O]", json_object_get(old, "package"),
+					     json_object_get(old, "image_id")),
+				   &rows);
+	if (rc < 0)
+		return rc;
+	d = json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "image_id",
+		      json_object_get(old, "image_id"), "image",
+		      json_object_get(json_array_get(rows, 0), "path")
+			  ? json_object_get(json_array_get(rows, 0), "path")
+			  : json_null(),
+		      "advisory", json_object_get(old, "advisory"), "package",
+		      json_object_get(old, "package"), "was_version",
+		      json_object_get(old, "version"), "version",
+		      json_object_get(json_array_get(rows, 0), "version")
+			  ? json_object_get(json_array_get(rows, 0), "version")
+			  : json_null(),
+		      "since", json_object_get(old, "since"));
+	json_decref(rows);
+	if (!d)
+		return PG_ENOMEM;
+	rc = finding_event(st, "finding_fixed", d);
+	json_decref(d);
+	return rc;
+}
+
+int
+pg_image__findings_sync(struct pg_store *st, int64_t id)
+{
+	json_t *now_f = NULL, *old = NULL, *seen = NULL, *r;
+	char now[32];
+	size_t i;
+	int rc;
+
+	pg_now_iso(now, sizeof(now));
+	rc = findings_of(st, id, &now_f);
+	if (rc == 0)
+		rc = pg_image_query(st,
+				    "SELECT image_id, advisory, package, version, since"
+				    " FROM image_finding_state WHERE (? < 0 OR image_id = ?)"
+				    " ORDER BY image_id, advisory, package",
+				    json_pack("[I,I]", (json_int_t)id, (json_int_t)id), &old);
+	seen = json_object();
+	if (rc < 0 || !seen)
+		goto out;
+	json_array_foreach(old, i, r)
+	{
+		char *k = finding_key(json_object_get(r, "image_id"),
+				      json_string_value(json_object_get(r, "advisory")),
+				      json_string_value(json_object_get(r, "package")));
+
+		if (!k) {
+			rc = PG_ENOMEM;
+			goto out;
+		}
+		json_object_set(seen, k, r);
+		free(k);
+	}
+	/* new ones, once per key (several ranges of one advisory give several rows) */
+	json_array_foreach(now_f, i, r)
+	{
+		char *k = finding_key(json_object_get(r, "image_id"),
+				      json_string_value(json_object_get(r, "advisory")),
+				      json_string_value(json_object_get(r, "package")));
+		json_t *was;
+
+		if (!k) {
+			rc = PG_ENOMEM;
+			goto out;
+		}
+		was = json_object_get(seen, k);
+		if (!was)
+			rc = finding_found(st, r, now);
+		if (rc == 0)
+			rc = json_object_set_new(seen, k, json_false()) < 0 ? PG_ENOMEM : 0;
+		free(k);
+		if (rc < 0)
+			goto out;
+	}
+	/* stored ones no longer computed */
+	json_array_foreach(old, i, r)
+	{
+		char *k = finding_key(json_object_get(r, "image_id"),
+				      json_string_value(json_object_get(r, "advisory")),
+				      json_string_value(json_object_get(r, "package")));
+		int gone = k && json_is_object(json_object_get(seen, k));
+
+		free(k);
+		if (gone && (rc = finding_fixed(st, r)) < 0)
+			goto out;
+	}
+out:
+	json_decref(now_f);
+	json_decref(old);
+	json_decref(seen);
+	return rc;
 }

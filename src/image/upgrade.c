@@ -1584,6 +1584,31 @@ pg_image_job_renew(struct pg_store *st, const char *node, int64_t lease_ms)
 	return rc < 0 ? rc : (int)changed;
 }
 
+int
+pg_image_job_renew_jobs(struct pg_store *st, const char *node, const int64_t *jobs, size_t n,
+			int64_t lease_ms)
+{
+	int renewed = 0;
+
+	if (!node)
+		return pg_error(PG_EINVAL, "upgrade", "renew: no node given");
+	if (node_check(node) < 0)
+		return PG_EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		int64_t changed = 0;
+		int rc = pg_image_run(
+		    st, by_engine(st, KEEP_SQL(NOW_PG), KEEP_SQL(NOW_SQ)),
+		    json_pack("[I,I,s]", (json_int_t)(lease_ms > 0 ? lease_ms : PG_IMAGE_LEASE_MS),
+			      (json_int_t)jobs[i], node),
+		    &changed);
+
+		if (rc < 0)
+			return rc;
+		renewed += changed == 1;
+	}
+	return renewed;
+}
+
 /* Whether a job row's node is this runner's (both none, or the same name). */
 static int
 same_node(json_t *row, const char *node)

@@ -171,6 +171,37 @@ pg_decision_name(int d)
 	return d >= 0 && d <= PG_DEC_FORMAT ? n[d] : "?";
 }
 
+int
+pg_pos_report_parse(const char *list, unsigned *mask)
+{
+	unsigned m = 0;
+	const char *p = list;
+
+	*mask = 0;
+	if (!list || strcmp(list, "none") == 0)
+		return 0;
+	for (;;) {
+		size_t n = strcspn(p, ",");
+		int d = PG_DEC_FORMAT + 1;
+
+		for (int i = 0; i <= PG_DEC_FORMAT; i++)
+			if (strlen(pg_decision_name(i)) == n &&
+			    strncmp(p, pg_decision_name(i), n) == 0)
+				d = i;
+		if (d > PG_DEC_FORMAT)
+			return pg_error(PG_EINVAL, "policy",
+					"'%.*s' is no decision (in_place, moved, undetermined, "
+					"unregistered, format_error, or none)",
+					(int)(n > 40 ? 40 : n), p);
+		m |= 1u << d;
+		if (!p[n])
+			break;
+		p += n + 1;
+	}
+	*mask = m;
+	return 0;
+}
+
 const char *
 pg_reason_name(int r)
 {
@@ -193,6 +224,9 @@ struct pg_pos_engine {
 	size_t nq, capq;
 	/* the connection's statements, prepared once (db.h) */
 	struct pg_db_stmt *find_alert, *upd_alert, *ins_alert, *link_txns;
+	/* the store's strike count (recent moved rows of a terminal) and, on
+	 * PostgreSQL, the lock that makes two servers count one after the other */
+	struct pg_db_stmt *recent_moved, *lock_term;
 	/* multi-row inserts of CHUNK_ROWS[i] transactions: one round trip each */
 	struct pg_db_stmt *ins_txn[4];
 };
@@ -239,10 +273,26 @@ prepare(struct pg_pos_engine *e)
 	     " ON CONFLICT(tid, reason) WHERE state != 'closed' DO NOTHING RETURNING id"},
 	    {&e->link_txns, "UPDATE pos_txn SET alert_id=? WHERE tid=? AND decision='moved' "
 			    "AND ts>? AND alert_id IS NULL"},
+	    /* the newest first, as many as decide (pos_txn_moved: per day partition) */
+	    {&e->recent_moved, "SELECT ts, reason, stan, f7 FROM pos_txn WHERE tid=? AND "
+			       "decision='moved' AND ts>? ORDER BY ts DESC LIMIT ?"},
 	};
 
 	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
 		int rc = pg_db_prepare(e->st->pdb, q[i].sql, q[i].s);
+
+		if (rc < 0)
+			return rc;
+	}
+	/*
+	 * A transaction-level advisory lock per terminal (two-key form: its own
+	 * key space, apart from the one-key locks of migrations and partitions).
+	 * SQLite writes one transaction at a time (BEGIN IMMEDIATE): no lock.
+	 */
+	if (pg_db_engine_of(e->st->pdb) == PG_DB_POSTGRES) {
+		int rc =
+		    pg_db_prepare(e->st->pdb, "SELECT pg_advisory_xact_lock(7236487, hashtext(?))",
+				  &e->lock_term);
 
 		if (rc < 0)
 			return rc;
@@ -648,6 +698,38 @@ alert_event(struct pg_db *db, const char *event, int64_t id, const char *tid, co
 }
 
 /*
+ * A decision the policy marks as reportable (issue 15), in the transaction
+ * that stores its transaction: an acquirer's risk system hears of every
+ * unregistered terminal or undetermined position as it is stored, once
+ * (a redelivered transaction is not fresh, so it is not reported again).
+ */
+static int
+decision_event(struct pg_db *db, const struct pos_record *r)
+{
+	json_t *d =
+	    json_pack("{s:s, s:s*, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "terminal", r->tid,
+		      "merchant", r->mid[0] ? r->mid : NULL, "mti", r->mti, "stan", r->stan, "f7",
+		      r->f7, "decision", pg_decision_name(r->res.decision), "reason",
+		      pg_reason_name(r->res.reason), "rc", r->res.rc, "ts_ms", (json_int_t)r->ts);
+	int rc;
+
+	if (!d)
+		return PG_ENOMEM;
+	if (r->res.est.confidence) {
+		json_object_set_new(d, "distance_m", json_real(r->res.distance_m));
+		json_object_set_new(d, "excess_m", json_real(r->res.excess_m));
+	}
+	if (r->have_cell)
+		json_object_set_new(d, "cell",
+				    json_pack("{s:i, s:i, s:I, s:I}", "mcc", r->cell.mcc, "mnc",
+					      r->cell.mnc, "area", (json_int_t)r->cell.area, "cid",
+					      (json_int_t)r->cell.cid));
+	rc = pg_event_emit(db, "pos", "decision_reported", r->tid, d, NULL);
+	json_decref(d);
+	return rc;
+}
+
+/*
  * The k alerting transactions of one terminal in a batch, first to last:
  * the alert is found or opened once (with the first's reason and time),
  * every moved transaction since the first's window start is linked once,
@@ -828,6 +910,90 @@ struct write_job {
 	int *abort; /* set by another thread: roll back instead of committing */
 };
 
+/* The strikes a moved transaction of this reason counts. */
+static int64_t
+weight(const struct pg_pos_engine *e, const char *reason)
+{
+	return reason && strcmp(reason, "country") == 0 ? e->pol.mcc_strikes : 1;
+}
+
+/*
+ * The alert decision of one terminal's m new moved transactions of a batch
+ * (refs, in arrival order), taken from the store where every server's
+ * transactions are, not from this process's memory (issue 14: decisions do
+ * not depend on which node answered). The i-th one alerts when the moved
+ * rows stored before it (by any server, in any earlier commit) plus the
+ * batch's own up to it, inside its window, weigh alert_n or more: on one
+ * server that is exactly the in-memory window's answer. On PostgreSQL the
+ * terminal's advisory lock makes two servers' batches count one after the
+ * other (each statement sees what committed before it), so the n-th strike
+ * is seen by whichever batch comes second. The newest alert_n + m rows
+ * decide: own rows are at most m of them, and if alert_n other rows fall
+ * in a window, the newest alert_n do.
+ */
+static int
+strike_alerts(struct pg_pos_engine *e, const struct pos_record *q, const struct alert_ref *refs,
+	      size_t m)
+{
+	const struct pos_record *r0 = &q[refs[0].i], *first = NULL, *last = NULL;
+	int64_t from = r0->window_start, k = 0;
+	size_t nrow = 0, cap = e->pol.alert_n + m;
+	struct row {
+		int64_t ts, w;
+		size_t own; /* position in refs + 1; 0: another commit's */
+	} *rows = calloc(cap, sizeof(*rows));
+	int rc = rows ? 0 : PG_ENOMEM;
+
+	for (size_t p = 1; p < m; p++)
+		if (q[refs[p].i].window_start < from)
+			from = q[refs[p].i].window_start;
+	if (rc == 0 && e->lock_term) {
+		pg_db_bind_text(e->lock_term, 1, r0->tid, -1);
+		rc = step_done(e->lock_term);
+	}
+	if (rc == 0) {
+		pg_db_bind_text(e->recent_moved, 1, r0->tid, -1);
+		pg_db_bind_int64(e->recent_moved, 2, from);
+		pg_db_bind_int64(e->recent_moved, 3, (int64_t)cap);
+		while ((rc = pg_db_step(e->recent_moved)) == 1 && nrow < cap) {
+			struct row *w = &rows[nrow++];
+			const char *stan = pg_db_column_text(e->recent_moved, 2);
+			const char *f7 = pg_db_column_text(e->recent_moved, 3);
+
+			w->ts = pg_db_column_int64(e->recent_moved, 0);
+			w->w = weight(e, pg_db_column_text(e->recent_moved, 1));
+			w->own = 0;
+			for (size_t p = 0; p < m && !w->own; p++) {
+				const struct pos_record *r = &q[refs[p].i];
+
+				if (r->ts == w->ts && strcmp(r->stan, stan ? stan : "") == 0 &&
+				    strcmp(r->f7, f7 ? f7 : "") == 0)
+					w->own = p + 1;
+			}
+		}
+		pg_db_reset(e->recent_moved);
+		rc = rc < 0 ? rc : 0;
+	}
+	for (size_t p = 0; rc == 0 && p < m; p++) {
+		const struct pos_record *r = &q[refs[p].i];
+		int64_t sum = 0;
+
+		for (size_t i = 0; i < nrow; i++)
+			if (rows[i].ts > r->window_start && rows[i].own <= p + 1)
+				sum += rows[i].w;
+		if (sum >= (int64_t)e->pol.alert_n) {
+			if (!first)
+				first = r;
+			last = r;
+			k++;
+		}
+	}
+	free(rows);
+	if (rc == 0 && k)
+		rc = write_alert(e, first, last, k);
+	return rc;
+}
+
 static int
 write_batch(struct pg_db *db, void *arg)
 {
@@ -842,16 +1008,21 @@ write_batch(struct pg_db *db, void *arg)
 	order = malloc(j->n * sizeof(*order));
 	fresh = calloc(j->n, 1);
 	rc = order && fresh ? insert_txns(e, j->q, 0, j->n, fresh) : PG_ENOMEM;
-	/* only a transaction stored now strikes: a redelivered one did already */
-	for (size_t i = 0; rc >= 0 && i < j->n; i++)
-		if (j->q[i].res.alert && fresh[i])
+	/* only a transaction stored now strikes or is reported: a redelivered one was */
+	for (size_t i = 0; rc >= 0 && i < j->n; i++) {
+		if (!fresh[i])
+			continue;
+		if (j->q[i].res.decision == PG_DEC_MOVED)
 			order[n++] = (struct alert_ref){j->q[i].tid, i};
+		if (e->pol.report >> j->q[i].res.decision & 1u)
+			rc = decision_event(e->st->pdb, &j->q[i]);
+	}
 	if (rc >= 0)
 		qsort(order, n, sizeof(*order), by_terminal);
 	for (size_t k = 0, g; k < n && rc >= 0; k = g) {
 		for (g = k + 1; g < n && strcmp(order[g].tid, order[k].tid) == 0; g++)
 			;
-		rc = write_alert(e, &j->q[order[k].i], &j->q[order[g - 1].i], (int64_t)(g - k));
+		rc = strike_alerts(e, j->q, &order[k], g - k);
 	}
 	free(order);
 	free(fresh);
@@ -930,7 +1101,8 @@ pg_pos_batch_clear(struct pg_pos_batch *b)
 }
 
 int
-pg_pos_engine_open_writer(struct pg_pos_engine **out, struct pg_store *st)
+pg_pos_engine_open_writer(struct pg_pos_engine **out, struct pg_store *st,
+			  const struct pg_pos_policy *pol)
 {
 	struct pg_pos_engine *e = calloc(1, sizeof(*e));
 	int rc;
@@ -939,7 +1111,19 @@ pg_pos_engine_open_writer(struct pg_pos_engine **out, struct pg_store *st)
 	if (!e)
 		return PG_ENOMEM;
 	e->st = st;
-	pg_pos_policy_default(&e->pol);
+	if (pol)
+		e->pol = *pol;
+	else
+		pg_pos_policy_default(&e->pol);
+	/* the sink decides the alerts of what it stores: the deciding nodes' policy */
+	if (e->pol.alert_n < 1 || e->pol.alert_n > RING) {
+		unsigned n = e->pol.alert_n;
+
+		free(e);
+		return pg_error(PG_EINVAL, "policy", "alert count %u not in 1..%d", n, RING);
+	}
+	if (!e->pol.mcc_strikes)
+		e->pol.mcc_strikes = e->pol.alert_n;
 	rc = prepare(e);
 	if (rc < 0) {
 		free(e);
@@ -947,6 +1131,12 @@ pg_pos_engine_open_writer(struct pg_pos_engine **out, struct pg_store *st)
 	}
 	*out = e;
 	return 0;
+}
+
+const struct pg_pos_policy *
+pg_pos_engine_policy(const struct pg_pos_engine *e)
+{
+	return &e->pol;
 }
 
 void

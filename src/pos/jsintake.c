@@ -272,7 +272,8 @@ sink_store_open(struct pg_pos_sink *k, struct pg_store *st, struct pg_pos_engine
 		int rc = pg_store_open_flags(st, k->cfg.store, SQLITE_OPEN_NOMUTEX);
 
 		if (rc == 0)
-			rc = pg_pos_engine_open_writer(w, st);
+			rc = pg_pos_engine_open_writer(w, st,
+						       k->cfg.pol.alert_n ? &k->cfg.pol : NULL);
 		if (rc == 0)
 			return 0;
 		pg_warn("pos-sink", "store: %s; trying again", pg_last_error());

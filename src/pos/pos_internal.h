@@ -82,10 +82,14 @@ int pg_pos_js_open(struct pg_pos_js **out, const struct pg_pos_js_cfg *cfg);
 int pg_pos_js_publish(struct pg_pos_js *j, const struct pg_pos_batch *b, int wait_ms);
 void pg_pos_js_close(struct pg_pos_js *j);
 
+/* The engine's policy (the sink's writer decides alerts with it). */
+const struct pg_pos_policy *pg_pos_engine_policy(const struct pg_pos_engine *e);
+
 struct pg_pos_sink_cfg {
 	const char *nats, *stream, *durable;
-	const char *store; /* the sink's own connection (NULL: the default store) */
-	int batch;	   /* messages per fetch and transaction (<= 0: 512) */
+	const char *store;	  /* the sink's own connection (NULL: the default store) */
+	int batch;		  /* messages per fetch and transaction (<= 0: 512) */
+	struct pg_pos_policy pol; /* the alert policy of the stored rows (alert_n 0: default) */
 };
 struct pg_pos_sink;
 /* Starts the sink thread; it connects (and reconnects) on its own. */

@@ -915,10 +915,12 @@ intake_start(struct server *s, struct pg_pos_sink **sink)
 	rc = pg_pos_js_open(&s->cm.js, &jc);
 	if (rc < 0 || cfg->no_sink)
 		return rc;
-	return pg_pos_sink_start(sink, &(struct pg_pos_sink_cfg){.nats = cfg->nats,
-								 .stream = jc.stream,
-								 .durable = "pos-sink",
-								 .store = cfg->sink_store});
+	return pg_pos_sink_start(sink,
+				 &(struct pg_pos_sink_cfg){.nats = cfg->nats,
+							   .stream = jc.stream,
+							   .durable = "pos-sink",
+							   .store = cfg->sink_store,
+							   .pol = *pg_pos_engine_policy(s->e)});
 }
 
 static int

@@ -420,6 +420,65 @@ beat(struct pg_serve_cluster *c)
 	return pg_db_transact(c->db, beat_tx, c, 3);
 }
 
+/*
+ * Whether a task process can still make progress: it exists and is neither
+ * a zombie (dead, not reaped yet) nor stopped (SIGSTOP, a debugger), which
+ * /proc/PID/stat's state letter after the command's ')' tells.
+ */
+static int
+task_runs(pid_t pid)
+{
+	char path[32], buf[512], *p;
+	size_t n;
+	FILE *f;
+
+	if (kill(pid, 0) != 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' && p[2] && !strchr("ZXxTt", p[2]);
+}
+
+/*
+ * Keeps the leases of this node's image jobs whose upgrade task process runs
+ * (issue 14, "a lease renewed by heartbeat"): a task in a long step without
+ * progress keeps its job. A task that died (reaped, gone or a zombie) or is
+ * stopped is not renewed: its lease runs out and a node takes the job over
+ * (a stopped one that wakes finds it lost the job and stops; image.md).
+ */
+static int
+renew_tasks(struct pg_serve_cluster *c)
+{
+	struct pg_serve_state *s = c->s;
+	struct pg_store st = {.pdb = c->db};
+	int64_t jobs[PG_SERVE_MAX_TASKS];
+	pid_t pids[PG_SERVE_MAX_TASKS];
+	size_t k = 0, n = 0;
+	int rc;
+
+	pthread_mutex_lock(&s->mu);
+	for (int i = 0; i < PG_SERVE_MAX_TASKS; i++)
+		if (s->task[i] > 0 && s->task_job[i] > 0) {
+			pids[k] = s->task[i];
+			jobs[k++] = s->task_job[i];
+		}
+	pthread_mutex_unlock(&s->mu);
+	/* /proc is read outside the lock: the supervisor reaps under it */
+	for (size_t i = 0; i < k; i++)
+		if (task_runs(pids[i]))
+			jobs[n++] = jobs[i];
+	if (!n)
+		return 0;
+	rc = pg_image_job_renew_jobs(&st, c->node, jobs, n, 0);
+	return rc < 0 ? rc : 0;
+}
+
 static void
 lock_name(char *out, size_t size, const char *prefix, const char *name)
 {
@@ -666,6 +725,8 @@ round_once(struct pg_serve_cluster *c)
 
 	if (rc == 0)
 		rc = beat(c);
+	if (rc == 0)
+		rc = renew_tasks(c);
 	if (rc == 0)
 		rc = elect(c);
 	if (rc == 0)

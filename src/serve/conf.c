@@ -7,6 +7,7 @@
 #include "payguard/fs.h"
 #include "payguard/load.h"
 #include "payguard/log.h"
+#include "payguard/pos.h"
 #include "payguard/serve.h"
 #include "serve_int.h"
 
@@ -142,6 +143,16 @@ events_key(const char *key, json_t *v, struct pg_serve_conf *n)
 	if (strcmp(key, "webhook_secret_file") == 0) {
 		n->keys |= PG_SERVE_KEY_WEBHOOK_SECRET;
 		return get_str(v, key, n->webhook_secret_file, sizeof(n->webhook_secret_file));
+	}
+	if (strcmp(key, "pos_report") == 0) {
+		unsigned mask;
+
+		n->keys |= PG_SERVE_KEY_POS_REPORT;
+		rc = get_str(v, key, n->pos_report, sizeof(n->pos_report));
+		if (rc == 0 && pg_pos_report_parse(n->pos_report, &mask) < 0)
+			rc = pg_error(PG_EINVAL, "serve", "config 'pos_report': %s",
+				      pg_last_error());
+		return rc;
 	}
 	if (strcmp(key, "intake") != 0)
 		return pg_error(PG_EINVAL, "serve", "config: unknown key '%.40s'", key);

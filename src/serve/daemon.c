@@ -543,6 +543,9 @@ events_env(const struct pg_serve_cfg *cfg)
 		  : unsetenv(PG_SERVE_WEBHOOK_KEY_ENV);
 	rc |= cfg->intake_jetstream ? setenv(PG_SERVE_INTAKE_ENV, "jetstream", 1)
 				    : unsetenv(PG_SERVE_INTAKE_ENV);
+	rc |= cfg->pos_report && cfg->pos_report[0]
+		  ? setenv(PG_SERVE_POS_REPORT_ENV, cfg->pos_report, 1)
+		  : unsetenv(PG_SERVE_POS_REPORT_ENV);
 	if (rc)
 		return pg_error(PG_ESYS, "serve", "setenv: %s", strerror(errno));
 	if (cfg->nats || cfg->nwebhooks)

@@ -138,7 +138,9 @@ worker_pos(const char *dir, const char *store, int demo)
 	if (rc < 0)
 		goto out;
 	pg_pos_policy_default(&pol);
-	rc = pg_pos_engine_open(&e, &st, &pol);
+	rc = pg_pos_report_parse(getenv(PG_SERVE_POS_REPORT_ENV), &pol.report);
+	if (rc == 0)
+		rc = pg_pos_engine_open(&e, &st, &pol);
 	if (rc < 0)
 		goto out;
 	snprintf(portfile, sizeof(portfile), "%s/run/pos.port", dir);

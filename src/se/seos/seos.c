@@ -10,6 +10,7 @@
  */
 #include "payguard/db.h"
 #include "payguard/error.h"
+#include "payguard/events.h"
 #include "payguard/fs.h"
 #include "payguard/hex.h"
 #include "payguard/log.h"
@@ -127,6 +128,8 @@ pg_seos_open(struct pg_seos **out, const char *db, const char *key_path,
 		goto fail;
 	rc = pg_db_migrate(os->st.pdb, "seos", migrations,
 			   sizeof(migrations) / sizeof(migrations[0]));
+	if (rc == 0)
+		rc = pg_events_migrate(os->st.pdb);
 	if (rc < 0) {
 		pg_store_close(&os->st);
 		goto fail;
@@ -169,15 +172,68 @@ bind_text_or_null(struct pg_db_stmt *s, int i, const char *v)
 		pg_db_bind_null(s, i);
 }
 
+/*
+ * The SE area's events (issue 15): payguard.se.authenticated (the SE passed
+ * SCP03 mutual authentication on attach) or payguard.se.rejected (it did
+ * not, or was unreachable; data.reason says why), subject the SE's name.
+ * The data names the SE (its CPLC identity, link, address, ATR) and, when
+ * authenticated, its configuration version and application count; never a
+ * key or a cryptogram.
+ */
+static int
+se_event(struct pg_seos *os, const char *name, const char *link, const char *addr, const char *atr,
+	 const struct pg_seos_conn *c)
+{
+	int auth = c->state == PG_SEOS_AUTHENTICATED;
+	json_t *d = json_pack("{s:s, s:s, s:s?, s:s?, s:s}", "name", name, "link", link, "addr",
+			      addr, "id", c->id_hex[0] ? c->id_hex : NULL, "atr", atr);
+	int rc;
+
+	if (!d)
+		return PG_ENOMEM;
+	if (auth) {
+		json_object_set_new(d, "version", json_integer(c->cfg.version));
+		json_object_set_new(d, "apps", json_integer((json_int_t)c->cfg.napps));
+		json_object_set_new(d, "cache", json_boolean(c->cache == 1));
+	} else {
+		json_object_set_new(d, "reason", json_string(c->reason));
+	}
+	rc = pg_event_emit(os->st.pdb, "se", auth ? "authenticated" : "rejected", name, d, NULL);
+	json_decref(d);
+	return rc;
+}
+
+/* The SE list row and, for an authentication or a rejection, its event: one transaction. */
+static int list_put_row(struct pg_seos *os, const char *name, const char *link, const char *addr,
+			const struct pg_seos_conn *c, const char *atr);
+
 static int
 list_put(struct pg_seos *os, const char *name, const char *link, const char *addr,
 	 const struct pg_seos_conn *c)
 {
 	char atr[2 * PG_ATR_MAX + 1];
-	struct pg_db_stmt *s;
 	int rc;
 
 	pg_hex_encode(atr, c->atr, c->atr_len);
+	rc = pg_db_begin(os->st.pdb);
+	if (rc < 0)
+		return rc;
+	rc = list_put_row(os, name, link, addr, c, atr);
+	if (rc == 0 && (c->state == PG_SEOS_AUTHENTICATED || c->state == PG_SEOS_REJECTED))
+		rc = se_event(os, name, link, addr, atr, c);
+	if (rc == 0)
+		return pg_db_commit(os->st.pdb);
+	pg_db_rollback(os->st.pdb);
+	return rc;
+}
+
+static int
+list_put_row(struct pg_seos *os, const char *name, const char *link, const char *addr,
+	     const struct pg_seos_conn *c, const char *atr)
+{
+	struct pg_db_stmt *s;
+	int rc;
+
 	rc = pg_db_prepare(os->st.pdb,
 			   "INSERT INTO seos_se(name,id,link,addr,atr,state,reason,version,napps,"
 			   "updated) VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET"

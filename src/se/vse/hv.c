@@ -19,6 +19,7 @@
 #include "payguard/clock.h"
 #include "payguard/db.h"
 #include "payguard/error.h"
+#include "payguard/events.h"
 #include "payguard/fs.h"
 #include "payguard/hex.h"
 #include "payguard/keywrap.h"
@@ -75,6 +76,7 @@ struct vse {
 	int restarts, fails;
 	uint64_t next_start_ms, started_ms;
 	char last_exit[64];
+	int crashed; /* died while it should run: its next start is a restart (an event) */
 };
 
 struct hv {
@@ -180,6 +182,53 @@ db_update(struct hv *h, const struct vse *v)
 
 	if (rc < 0)
 		pg_warn("vse", "VSE '%s': state not stored: %s", v->req.name,
+			pg_last_error()[0] ? pg_last_error() : pg_strerror(rc));
+}
+
+/*
+ * An event of the VSE area (issue 15: payguard.vse.created / crashed /
+ * restarted / destroyed), subject the VSE's name; call inside the store
+ * transaction of the registry change it reports. Data: the VSE's id, name,
+ * node and link, its restart count, and for a crash its pid and exit.
+ */
+static int
+vse_event(struct hv *h, const struct vse *v, const char *event, pid_t pid)
+{
+	json_t *d = json_pack("{s:i, s:s, s:s, s:s, s:i}", "id", v->id, "name", v->req.name, "node",
+			      h->node, "link", v->req.expose.link, "restarts", v->restarts);
+	int rc;
+
+	if (!d)
+		return PG_ENOMEM;
+	if (pid > 0)
+		json_object_set_new(d, "pid", json_integer(pid));
+	if (strcmp(event, "crashed") == 0)
+		json_object_set_new(d, "last_exit", json_string(v->last_exit));
+	rc = pg_event_emit(h->st.pdb, "vse", event, v->req.name, d, NULL);
+	json_decref(d);
+	return rc;
+}
+
+/*
+ * A crash or a restart: the registry row (restart count, last exit) and its
+ * event in one transaction. A store failure is logged; the hypervisor goes on.
+ */
+static void
+db_update_event(struct hv *h, const struct vse *v, const char *event, pid_t pid)
+{
+	int rc = pg_db_begin(h->st.pdb);
+
+	if (rc == 0)
+		rc = pg_vse__reg_update(h->st.pdb, v->id, v->want_run, v->restarts, v->last_exit,
+					(int64_t)pg_wall_ms());
+	if (rc == 0)
+		rc = vse_event(h, v, event, pid);
+	if (rc == 0)
+		rc = pg_db_commit(h->st.pdb);
+	else
+		pg_db_rollback(h->st.pdb);
+	if (rc < 0)
+		pg_warn("vse", "VSE '%s': %s not stored: %s", v->req.name, event,
 			pg_last_error()[0] ? pg_last_error() : pg_strerror(rc));
 }
 
@@ -613,7 +662,8 @@ reap(struct hv *h)
 				v->next_start_ms = pg_mono_ms() + VPCD_OUT_MS;
 			pg_warn("vse", "VSE '%s' (pid %d) ended: %s; restart %d in %d ms",
 				v->req.name, (int)pid, v->last_exit, v->restarts, delay);
-			db_update(h, v);
+			v->crashed = 1;
+			db_update_event(h, v, "crashed", pid);
 			break;
 		}
 	}
@@ -1005,6 +1055,8 @@ op_create(struct hv *h, struct pg_vse_request *req, json_t **resp)
 	}
 	if (rc == 0)
 		rc = pg_vse_request_resolve_keys(&v->req); /* in memory only, for the KCVs */
+	if (rc == 0)
+		rc = vse_event(h, v, "created", 0);
 	if (rc == 0) {
 		char *cs = config_sealed(h, &v->req);
 
@@ -1068,6 +1120,7 @@ op_named(struct hv *h, int op, const char *name, json_t **resp)
 		break;
 	case PG_VSE_OP_STOP:
 		v->want_run = 0;
+		v->crashed = 0; /* stopped while waiting to restart: no restart follows */
 		announce(h, v, 0);
 		stop_child(v);
 		db_update(h, v);
@@ -1076,8 +1129,17 @@ op_named(struct hv *h, int op, const char *name, json_t **resp)
 		v->want_run = 0;
 		announce(h, v, 0);
 		stop_child(v);
-		rc = pg_vse__reg_delete(h->st.pdb, v->id);
-		if (rc < 0 && rc != PG_ENOENT)
+		rc = pg_db_begin(h->st.pdb);
+		if (rc == 0) {
+			rc = pg_vse__reg_delete(h->st.pdb, v->id);
+			if (rc == 0)
+				rc = vse_event(h, v, "destroyed", 0);
+			if (rc == 0 || rc == PG_ENOENT) /* a row already gone: no event */
+				rc = pg_db_commit(h->st.pdb);
+			else
+				pg_db_rollback(h->st.pdb);
+		}
+		if (rc < 0)
 			return rc; /* the store's message is the detail */
 		if (vse_dir(h, v, d, sizeof(d)) == 0)
 			rm_tree_one(d);
@@ -1300,6 +1362,7 @@ pg_vse_serve(const struct pg_vse_hv_opts *o)
 		PG_TRY_GOTO(pg_store_open(&h->st, db), out, "vse", "store");
 	}
 	PG_TRY_GOTO(pg_vse_registry_migrate(h->st.pdb), out, "vse", "migrate");
+	PG_TRY_GOTO(pg_events_migrate(h->st.pdb), out, "vse", "migrate events");
 	PG_TRY_GOTO(wrap_clear_rows(h), out, "vse", "wrap stored keys");
 	PG_TRY_GOTO(hv_listen(h), out, "vse", "listen");
 	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -1353,6 +1416,9 @@ pg_vse_serve(const struct pg_vse_hv_opts *o)
 					v->next_start_ms = now + BACKOFF_MAX;
 				} else {
 					announce(h, v, 1); /* rewritten: the SE OS re-attaches */
+					if (v->crashed)
+						db_update_event(h, v, "restarted", v->pid);
+					v->crashed = 0;
 				}
 				now = pg_mono_ms();
 			} else if ((int)(v->next_start_ms - now) < timeout) {

@@ -91,7 +91,13 @@ secret_file = os.path.join(conf_dir, "webhook.secret")
 with open(secret_file, "w") as f:
     f.write(secret + "\n")
 os.chmod(secret_file, 0o644)
-conf = {"webhooks": [hook], "webhook_secret_file": secret_file}
+conf = {"webhooks": [hook], "webhook_secret_file": secret_file,
+        "pos_report": "moved,unregistered,undetermined"}
+# a decision name that does not exist is refused before anything starts
+p = subprocess.run([PAYGUARD, "serve", "--pos-report", "unregistered,bogus", "--port", "0"],
+                   capture_output=True, text=True, timeout=60)
+check(p.returncode == 2 and "'bogus' is no decision" in p.stderr,
+      "serve --pos-report refuses an unknown decision (exit %d: %s)" % (p.returncode, p.stderr.strip()))
 try:
     Daemon("--nats", urls, *store_args, conf=conf, period_ms=1000)
     check(False, "serve started with a webhook secret others may read")
@@ -191,6 +197,9 @@ store = {
     "payguard.pos.alert_opened": q("SELECT count(*) FROM pos_alerts"),
     "payguard.pos.alert_acknowledged": q("SELECT count(*) FROM pos_alerts WHERE state = 'acknowledged'"),
     "payguard.pos.alert_closed": q("SELECT count(*) FROM pos_alerts WHERE state = 'closed'"),
+    # pos_report: every stored transaction with a reported decision, once
+    "payguard.pos.decision_reported":
+        q("SELECT count(*) FROM pos_txn WHERE decision IN ('moved', 'unregistered', 'undetermined')"),
     "payguard.image.upgrade_finished": q("SELECT count(*) FROM image_job WHERE state = 'done'"),
     "payguard.image.upgrade_failed": q("SELECT count(*) FROM image_job WHERE state = 'failed'"),
     "payguard.image.upgrade_interrupted": q("SELECT count(*) FROM image_job WHERE state = 'interrupted'"),
@@ -217,7 +226,7 @@ check(out["count"] == numbered, "the stream has every event of the outbox, once 
 for t, n in sorted(store.items()):
     check(out["types"].get(t, 0) == n, "%s: %d in the stream, %d in the store" % (t, out["types"].get(t, 0), n))
 check(store["payguard.pos.alert_opened"] >= 2 and store["payguard.pos.alert_acknowledged"] >= 1
-      and store["payguard.pos.alert_closed"] >= 1 and store["payguard.image.upgrade_finished"] >= 1
+      and store["payguard.pos.alert_closed"] >= 1 and store["payguard.pos.decision_reported"] >= 1 and store["payguard.image.upgrade_finished"] >= 1
       and store["payguard.load.estimate_finished"] >= 3, "the run had every kind of change")
 if POSTGRES:
     check(store["payguard.cluster.node_joined"] == 1 and store["payguard.cluster.node_left"] == 1

@@ -175,7 +175,7 @@ check(int(rows[0][0]) == len(lite["show"]["packages"]), "packages in PostgreSQL:
 rows = psql(dbname, "SELECT state FROM image_job ORDER BY id")
 check([r[0] for r in rows] == [x["state"] for x in lite["jobs"]], "jobs in PostgreSQL: %s" % rows)
 rows = psql(dbname, "SELECT version FROM pg_schema WHERE area = 'image'")
-check(rows == [["5"]], "image schema version in PostgreSQL: %s" % rows)
+check(rows == [["6"]], "image schema version in PostgreSQL: %s" % rows)
 psql("payguard", "DROP DATABASE IF EXISTS %s" % dbname)
 shutil.rmtree(work)
 print("image on PostgreSQL: %d answers identical to SQLite (%d findings, %d jobs)"

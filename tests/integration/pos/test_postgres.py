@@ -104,9 +104,9 @@ try:
     try:
         pg.start("--alert-n", "2", "--decline", "59")
         pg2.start("--alert-n", "2", "--decline", "59")
-        # disjoint STANs: (tid, stan, f7, ts) names one transaction (pos_txn_once),
-        # so the same STAN from both generators in one instant is one
-        # transaction sent twice, stored once, and would not count here
+        # STANs of their own per loader: the same terminal, STAN and field 7
+        # decided in the same millisecond is one transaction (pos_txn_once),
+        # and two loaders counting from 0 in step did collide now and then
         loads = [subprocess.Popen([os.environ["PAYGUARD"], "pos", "load", "--port", str(e.port), "--conns", "16",
                                    "--duration-ms", "2000", "--stan-base", str(base), "--json", tpl],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -100,7 +100,9 @@ db.execute("INSERT INTO vse_instance(name, config, state, created_ms, updated_ms
 db.commit()
 db.close()
 PY
-sqlite3 "$data/payguard.db" .dump | grep -q "$MASTER" || fail "the old-style row is not in clear"
+# (through a file: with pipefail, grep -q quitting early would SIGPIPE the dump)
+sqlite3 "$data/payguard.db" .dump >"$work/dump.sql" || fail "sqlite3 .dump"
+grep -q "$MASTER" "$work/dump.sql" || fail "the old-style row is not in clear"
 start_hv
 check_store "dump and raw store after migrating a clear row"
 [ "$(sw v-old --scp03 --master "$MASTER" $SEL_ISD)" = 9000 ] || fail "SCP03 after migration"

@@ -1180,7 +1180,7 @@ test_intake_codec_once(void **state)
 	assert_string_equal(id, "pos:T0000001:000001:1125120000:1700000000000");
 
 	/* the sink's writer: the same batch twice (a redelivery) is stored once */
-	assert_int_equal(pg_pos_engine_open_writer(&w, &t.st), 0);
+	assert_int_equal(pg_pos_engine_open_writer(&w, &t.st, &pol), 0);
 	assert_int_equal(pg_pos_batch_write(w, got, NULL), 0);
 	assert_int_equal(pg_pos_batch_write(w, got, NULL), 0);
 	assert_int_equal(count_rows(&t.st, "SELECT count(*) FROM pos_txn"), 4);

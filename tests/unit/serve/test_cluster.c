@@ -5,6 +5,10 @@
  * share a real server: one leads each singleton, a second daemon cannot
  * take a running node's name, a node that leaves or loses its session hands
  * its singletons over within seconds, and /api/cluster's snapshot shows it.
+ * The heartbeat renews the leases of the image jobs whose upgrade task is
+ * alive on the node (a task without progress keeps its job past the lease
+ * time) and not those of a task that died or is stopped (their lease runs
+ * out).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,13 +21,21 @@
 #include "payguard/clock.h"
 #include "payguard/db.h"
 #include "payguard/error.h"
+#include "payguard/image.h"
 #include "payguard/serve.h"
+#include "payguard/store.h"
 #include "serve_int.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+/* from src/image (imagedb.h) */
+int pg_image_save(struct pg_store *st, json_t *inv, int64_t *id);
 
 static char url[4096];
 static int on_postgres;
@@ -286,6 +298,139 @@ test_takeover_after_lost_session(void **state)
 	state_free(b);
 }
 
+/* Milliseconds left on a job's lease, on the store's clock. */
+static int64_t
+lease_left(struct pg_store *st, int64_t job)
+{
+	struct pg_db_stmt *q;
+	int64_t left;
+
+	assert_int_equal(
+	    pg_db_prepare(
+		st->pdb,
+		"SELECT lease_until_ms - CAST(extract(epoch FROM clock_timestamp()) * 1000"
+		" AS BIGINT) FROM image_job WHERE id = ?",
+		&q),
+	    0);
+	pg_db_bind_int64(q, 1, job);
+	assert_int_equal(pg_db_step(q), 1);
+	left = pg_db_column_int64(q, 0);
+	pg_db_reset(q);
+	return left;
+}
+
+/*
+ * Two upgrade jobs taken by node "hb" with a 1.5 s lease; the supervisor's
+ * task slots hold a live process for the first (it makes no progress: it
+ * sleeps) and a process that died for the second. After 3 s of heartbeats
+ * the first job's lease was renewed (about PG_IMAGE_LEASE_MS left), the
+ * second one's ran out and another node may take it over. Then a stopped
+ * task's job and a zombie task's job are not renewed either.
+ */
+static void
+test_heartbeat_renews_live_tasks(void **state)
+{
+	struct pg_serve_state *s = state_new(0);
+	struct pg_store st;
+	json_t *inv;
+	int64_t img = 0, j1 = 0, j2 = 0, j3 = 0, j4 = 0, got, gimg;
+	pid_t live, dead, zombie;
+
+	(void)state;
+	if (!on_postgres) {
+		state_free(s);
+		return;
+	}
+	clean_tables();
+	memset(&st, 0, sizeof(st));
+	assert_int_equal(pg_store_open(&st, url), 0);
+	assert_int_equal(pg_image_db_open(&st), 0);
+	inv = json_pack("{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:[], s:[], s:[]}", "path",
+			"/nonexistent/heartbeat-test.img", "format", "raw", "format_version", 0,
+			"virtual_size", (json_int_t)1048576, "file_size", (json_int_t)1048576,
+			"mtime_ns", (json_int_t)0, "file_ino", (json_int_t)0, "chain", "partitions",
+			"packages");
+	assert_int_equal(pg_image_save(&st, inv, &img), 0);
+	json_decref(inv);
+	assert_int_equal(pg_db_exec(st.pdb, "DELETE FROM image_job"), 0);
+	assert_int_equal(pg_image_job_queue(&st, "/nonexistent/heartbeat-test.img", &j1), 0);
+	assert_int_equal(pg_image_job_queue(&st, "/nonexistent/heartbeat-test.img", &j2), 0);
+	assert_int_equal(pg_image_job_claim(&st, "hb", 1500, &got, &gimg), 0);
+	assert_int_equal(got, j1);
+	assert_int_equal(pg_image_job_claim(&st, "hb", 1500, &got, &gimg), 0);
+	assert_int_equal(got, j2);
+
+	live = fork();
+	assert_true(live >= 0);
+	if (live == 0) {
+		sleep(30); /* a task in a long step: no progress, no renewal of its own */
+		_exit(0);
+	}
+	dead = fork();
+	assert_true(dead >= 0);
+	if (dead == 0)
+		_exit(1); /* a task that crashed */
+	assert_int_equal(waitpid(dead, NULL, 0), dead);
+	pthread_mutex_lock(&s->mu);
+	s->task[0] = live;
+	s->task_job[0] = j1;
+	s->task[1] = dead; /* not reaped by the supervisor yet: the pid is gone */
+	s->task_job[1] = j2;
+	pthread_mutex_unlock(&s->mu);
+
+	assert_int_equal(pg_serve_cluster_open(s, url, "hb", "127.0.0.1:1", &s->cluster), 0);
+	assert_int_equal(pg_serve_cluster_start(s->cluster), 0);
+	sleep(3);
+	print_message("lease left: live task's job %lld ms, dead task's job %lld ms\n",
+		      (long long)lease_left(&st, j1), (long long)lease_left(&st, j2));
+	assert_true(lease_left(&st, j1) > PG_IMAGE_LEASE_MS - 5000);
+	assert_true(lease_left(&st, j2) < 0);
+	/* another node takes the dead task's job over, never the live one's */
+	assert_int_equal(pg_image_job_claim(&st, "other", 60000, &got, &gimg), 0);
+	assert_int_equal(got, j2);
+	assert_int_equal(pg_image_job_claim(&st, "other", 60000, &got, &gimg), PG_ENOENT);
+
+	/*
+	 * Two more jobs: one whose task is stopped (SIGSTOP: it exists but makes
+	 * no progress, as one stalled) and one whose task exited and is not
+	 * reaped yet (a zombie: kill(pid, 0) still succeeds). Neither is renewed.
+	 */
+	assert_int_equal(pg_image_job_queue(&st, "/nonexistent/heartbeat-test.img", &j3), 0);
+	assert_int_equal(pg_image_job_queue(&st, "/nonexistent/heartbeat-test.img", &j4), 0);
+	assert_int_equal(pg_image_job_claim(&st, "hb", 1500, &got, &gimg), 0);
+	assert_int_equal(got, j3);
+	assert_int_equal(pg_image_job_claim(&st, "hb", 1500, &got, &gimg), 0);
+	assert_int_equal(got, j4);
+	zombie = fork();
+	assert_true(zombie >= 0);
+	if (zombie == 0)
+		_exit(1);
+	assert_int_equal(kill(live, SIGSTOP), 0);
+	pthread_mutex_lock(&s->mu);
+	s->task_job[0] = j3; /* the stopped one */
+	s->task[1] = zombie;
+	s->task_job[1] = j4;
+	pthread_mutex_unlock(&s->mu);
+	sleep(3);
+	print_message("lease left: stopped task's job %lld ms, zombie task's job %lld ms\n",
+		      (long long)lease_left(&st, j3), (long long)lease_left(&st, j4));
+	assert_true(lease_left(&st, j3) < 0);
+	assert_true(lease_left(&st, j4) < 0);
+	assert_int_equal(pg_image_job_claim(&st, "other", 60000, &got, &gimg), 0);
+	assert_int_equal(got, j3);
+	assert_int_equal(pg_image_job_claim(&st, "other", 60000, &got, &gimg), 0);
+	assert_int_equal(got, j4);
+	assert_int_equal(pg_image_job_claim(&st, "other", 60000, &got, &gimg), PG_ENOENT);
+
+	kill(live, SIGKILL);
+	assert_int_equal(waitpid(live, NULL, 0), live);
+	assert_int_equal(waitpid(zombie, NULL, 0), zombie);
+	s->task[0] = s->task[1] = 0;
+	state_free(s);
+	assert_int_equal(pg_db_exec(st.pdb, "DELETE FROM image_job"), 0);
+	pg_store_close(&st);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -294,6 +439,7 @@ main(int argc, char **argv)
 	    cmocka_unit_test(test_sqlite_alone),
 	    cmocka_unit_test(test_election),
 	    cmocka_unit_test(test_takeover_after_lost_session),
+	    cmocka_unit_test(test_heartbeat_renews_live_tasks),
 	};
 
 	if (argc == 3 && strcmp(argv[1], "--postgres-url-file") == 0) {
