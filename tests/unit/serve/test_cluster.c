@@ -292,7 +292,9 @@ test_takeover_after_lost_session(void **state)
 	assert_int_equal(pg_db_prepare(admin,
 				       "SELECT pg_terminate_backend(pid) FROM pg_locks"
 				       " WHERE locktype = 'advisory' AND objsubid = 1 AND granted"
-				       " AND classid::bigint = ? AND objid::bigint = ?",
+				       " AND classid::bigint = ? AND objid::bigint = ?"
+				       " AND database = (SELECT oid FROM pg_database"
+				       " WHERE datname = current_database())",
 				       &q),
 			 0);
 	assert_int_equal(pg_db_bind_int64(q, 1, (int64_t)(key >> 32)), 0);
