@@ -387,7 +387,9 @@ try {
 		const fr = await waitRows(page, 't-seos', 45000, (r) => r.some((x) => x.key === bad && Number(x.cells.exchanges_failed) > 0));
 		const row = fr && fr.find((x) => x.key === bad);
 		ok(row && row.cells.last_error.length > 3 && row.cells.last_error !== '–', `se: failed exchanges are attributed to ${bad} (${row && row.cells.exchanges_failed} failed: "${row && row.cells.last_error}")`, JSON.stringify(fr));
-		ok(fr && fr.filter((x) => x.key !== bad).every((x) => x.cells.exchanges_failed === '0') && fr.some((x) => x.key !== bad && Number(x.cells.exchanges) > 0),
+		// the VSE stopped and started above may have missed an exchange while
+		// it was down: that is its own failure, rightly counted; every other SE has none
+		ok(fr && fr.filter((x) => x.key !== bad && x.key !== vname).every((x) => x.cells.exchanges_failed === '0') && fr.some((x) => x.key !== bad && Number(x.cells.exchanges) > 0),
 			'se: the other SEs exchange without failures', JSON.stringify(fr && fr.map((x) => x.key + ' ' + x.cells.exchanges + '/' + x.cells.exchanges_failed)));
 		const snap = (await api(base, '/api/seos/ses')).body.ses.find((x) => x.name === bad);
 		ok(snap && snap.exchanges_failed > 0 && snap.last_error, '/api/seos/ses has per-SE exchanges_failed and last_error', JSON.stringify(snap));
