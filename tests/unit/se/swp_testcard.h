@@ -2,8 +2,8 @@
  * Test helpers shared by test_swp.c, test_spi.c and test_ccid.c: a small
  * pg_card that echoes data, counts executed commands and checks that
  * sequence-numbered commands arrive once each, in order; a tap stream that
- * records and drops chosen packets; and a socketpair runner whose card role
- * is served by pg_stream_serve_fd() in a thread.
+ * records and drops chosen packets. The socketpair runner is sd_open_socket()
+ * of tests/common/se_double.h.
  */
 #ifndef PG_TEST_SWP_TESTCARD_H
 #define PG_TEST_SWP_TESTCARD_H
@@ -12,6 +12,7 @@
 #include "payguard/error.h"
 #include "payguard/link.h"
 #include "payguard/stream.h"
+#include "se_double.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -223,55 +224,6 @@ tc_open_tapped(struct pg_link **l, const struct pg_link_ops *ops, const struct p
 	pg_stream_memory_set_card_out(mem, &(*card_tap)->base);
 	*host_tap = tap_new(mem, 1, host_drop);
 	return ops->host_open(l, &(*host_tap)->base, NULL, p);
-}
-
-/* ---- socketpair with the card role in a thread ---- */
-
-struct tc_sock {
-	pthread_t thr;
-	struct pg_link_card *card;
-	int fd;
-	int rc;
-};
-
-static void *
-tc_serve(void *arg)
-{
-	struct tc_sock *s = arg;
-
-	s->rc = pg_stream_serve_fd(s->fd, pg_link_card_packet, s->card);
-	return NULL;
-}
-
-static int
-tc_open_socket(struct pg_link **l, struct tc_sock *ts, const struct pg_link_ops *ops,
-	       const struct pg_card *card, const struct pg_link_params *p)
-{
-	int fds[2], rc;
-	struct pg_stream *s = NULL;
-
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0)
-		return PG_ESYS;
-	rc = ops->card_open(&ts->card, card, p);
-	if (rc < 0)
-		return rc;
-	ts->fd = fds[1];
-	if (pthread_create(&ts->thr, NULL, tc_serve, ts) != 0)
-		return PG_ESYS;
-	rc = pg_stream_fd(&s, fds[0], fds[0]);
-	if (rc < 0)
-		return rc;
-	return ops->host_open(l, s, NULL, p);
-}
-
-/* Closes the host (the card thread then sees the socket close) and joins. */
-static int
-tc_close_socket(struct pg_link *l, struct tc_sock *ts)
-{
-	pg_link_close(l);
-	pthread_join(ts->thr, NULL);
-	pg_link_card_close(ts->card);
-	return ts->rc;
 }
 
 /* Builds an ECHO C-APDU of the given case with nc data bytes and ne expected. */

@@ -3,7 +3,7 @@
  * (echo, any-length answers, a sequence-checked command, a counter of executed
  * commands), a tracing stream wrapper that logs every frame and can drop or
  * corrupt chosen ones, and the wiring of host and card roles over a memory
- * pair or a socketpair (card role in a thread via pg_stream_serve_fd()).
+ * pair (the socketpair runner is sd_open_socket() of tests/common/se_double.h).
  */
 #ifndef T01_TESTKIT_H
 #define T01_TESTKIT_H
@@ -13,12 +13,11 @@
 #include "payguard/error.h"
 #include "payguard/link.h"
 #include "payguard/stream.h"
+#include "se_double.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -345,54 +344,6 @@ kit_open_memory(struct pg_link **out, const struct pg_link_ops *ops, const struc
 		s = w;
 	}
 	return ops->host_open(out, s, NULL, p);
-}
-
-struct kit_server {
-	pthread_t th;
-	int fd;
-	struct pg_link_card *card;
-	int rc;
-};
-
-static void *
-kit_serve(void *arg)
-{
-	struct kit_server *k = arg;
-
-	k->rc = pg_stream_serve_fd(k->fd, pg_link_card_packet, k->card);
-	return NULL;
-}
-
-/* Host over one end of a socketpair; the card role serves the other in a thread. */
-static int
-kit_open_socket(struct pg_link **out, struct kit_server *k, const struct pg_link_ops *ops,
-		const struct pg_card *card, const struct pg_link_params *p)
-{
-	int sv[2], rc;
-	struct pg_stream *s;
-
-	memset(k, 0, sizeof(*k));
-	rc = ops->card_open(&k->card, card, p);
-	if (rc < 0)
-		return rc;
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
-		return PG_ESYS;
-	k->fd = sv[1];
-	if (pthread_create(&k->th, NULL, kit_serve, k) != 0)
-		return PG_ESYS;
-	rc = pg_stream_fd(&s, sv[0], sv[0]);
-	if (rc < 0)
-		return rc;
-	return ops->host_open(out, s, NULL, p);
-}
-
-/* Closes the host (the peer sees the socket close), joins the server, frees the card role. */
-static void
-kit_close_socket(struct pg_link *l, struct kit_server *k)
-{
-	pg_link_close(l);
-	pthread_join(k->th, NULL);
-	pg_link_card_close(k->card);
 }
 
 #endif

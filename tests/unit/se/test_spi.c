@@ -338,16 +338,16 @@ test_socketpair(void **state)
 		const struct pg_link_ops *ops = k ? &pg_link_i2c_ops : &pg_link_spi_ops;
 		struct tcard t = {0};
 		struct pg_card card = tc_card(&t);
-		struct tc_sock ts = {0};
+		struct sd_sock ts = {0};
 		struct pg_link *l = NULL;
 		struct pg_link_params p = {.timeout_ms = 5000, .ifsc = 1000, .ifsd = 1000};
 		uint8_t atr[PG_ATR_MAX];
 		size_t atrlen = sizeof(atr);
 
-		assert_int_equal(tc_open_socket(&l, &ts, ops, &card, &p), 0);
+		assert_int_equal(sd_open_socket(&l, &ts, ops, &card, &p), 0);
 		assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 		run_cases(l, &t);
-		assert_int_equal(tc_close_socket(l, &ts), 0);
+		assert_int_equal(sd_close_socket(l, &ts), 0);
 	}
 }
 

@@ -603,14 +603,14 @@ test_socketpair(void **state)
 {
 	struct tcard t = {0};
 	struct pg_card card = tc_card(&t);
-	struct tc_sock ts = {0};
+	struct sd_sock ts = {0};
 	struct pg_link *l = NULL;
 	struct pg_link_params p = {.timeout_ms = 5000};
 	uint8_t atr[PG_ATR_MAX];
 	size_t atrlen = sizeof(atr);
 
 	(void)state;
-	assert_int_equal(tc_open_socket(&l, &ts, &pg_link_swp_ops, &card, &p), 0);
+	assert_int_equal(sd_open_socket(&l, &ts, &pg_link_swp_ops, &card, &p), 0);
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 	assert_memory_equal(atr, tc_atr, sizeof(tc_atr));
 	run_cases(l, &t);
@@ -621,7 +621,7 @@ test_socketpair(void **state)
 		assert_int_equal(pg_link_transmit(l, cmd, sizeof(cmd), rapdu, &rlen), 0);
 		assert_int_equal(rlen, 6);
 	}
-	assert_int_equal(tc_close_socket(l, &ts), 0);
+	assert_int_equal(sd_close_socket(l, &ts), 0);
 	assert_int_equal(t.seq_errors, 0);
 }
 
@@ -631,20 +631,15 @@ test_socketpair_faults(void **state)
 {
 	struct tcard t = {0};
 	struct pg_card card = tc_card(&t);
-	struct tc_sock ts = {0};
+	struct sd_sock ts = {0};
 	struct pg_link *l = NULL;
 	struct pg_link_params p = {.timeout_ms = 20, .retries = 12};
 	struct pg_stream *s = NULL, *f = NULL;
 	uint8_t atr[PG_ATR_MAX];
 	size_t atrlen = sizeof(atr);
-	int fds[2];
 
 	(void)state;
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-	assert_int_equal(pg_link_swp_ops.card_open(&ts.card, &card, &p), 0);
-	ts.fd = fds[1];
-	assert_int_equal(pthread_create(&ts.thr, NULL, tc_serve, &ts), 0);
-	assert_int_equal(pg_stream_fd(&s, fds[0], fds[0]), 0);
+	assert_int_equal(sd_serve_socket(&ts, &pg_link_swp_ops, &card, &p, &s), 0);
 	assert_int_equal(pg_stream_faulty(&f, s, 20000, 20000, 7), 0);
 	assert_int_equal(pg_link_swp_ops.host_open(&l, f, NULL, &p), 0);
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
@@ -656,7 +651,7 @@ test_socketpair_faults(void **state)
 		assert_int_equal(rlen, 6);
 		assert_memory_equal(rapdu, cmd + 5, 4);
 	}
-	assert_int_equal(tc_close_socket(l, &ts), 0);
+	assert_int_equal(sd_close_socket(l, &ts), 0);
 	assert_int_equal(t.seq_errors, 0);
 	assert_int_equal(t.executed, 300);
 }

@@ -300,69 +300,30 @@ test_socketpair(void **state)
 {
 	struct tcard tc = {0};
 	struct pg_card card = tc_card(&tc);
-	struct kit_server k;
+	struct sd_sock k;
 	struct pg_link *l = NULL;
 
 	(void)state;
-	assert_int_equal(kit_open_socket(&l, &k, T0, &card, NULL), 0);
+	assert_int_equal(sd_open_socket(&l, &k, T0, &card, NULL), 0);
 	assert_int_equal(pg_link_power_on(l, NULL, NULL), 0);
 	run_cases(l, &tc);
 	for (int i = 0; i < 3; i++)
 		run_cases(l, &tc);
-	kit_close_socket(l, &k);
+	sd_close_socket(l, &k);
 	assert_int_equal(k.rc, 0);
 	assert_int_equal(tc.executed, 20);
 }
 
-/* A card that answers from a script: the host's handling of bad procedure bytes. */
-struct script {
-	struct pg_stream base;
-	const uint8_t *p;
-	size_t n, off;
-};
-
-static int
-script_write(struct pg_stream *s, int type, const uint8_t *p, size_t n)
-{
-	(void)s, (void)type, (void)p, (void)n;
-	return 0;
-}
-
-static int
-script_read(struct pg_stream *s, uint8_t *p, size_t n, int t)
-{
-	struct script *k = (struct script *)s;
-
-	(void)t;
-	if (k->off == k->n)
-		return PG_ETIMEDOUT;
-	if (n > k->n - k->off)
-		n = k->n - k->off;
-	memcpy(p, k->p + k->off, n);
-	k->off += n;
-	return (int)n;
-}
-
-static void
-script_destroy(struct pg_stream *s)
-{
-	free(s);
-}
-
-static const struct pg_stream_ops script_ops = {script_write, script_read, NULL, script_destroy};
-
+/* A card that answers from a script (se_double.h): the host's handling of bad procedure bytes. */
 static int
 scripted(const char *answer, size_t alen, size_t clen)
 {
-	struct script *k = calloc(1, sizeof(*k));
 	struct pg_link *l = NULL;
 	size_t rn = sizeof(rbuf);
 	int rc;
 
-	k->base.ops = &script_ops;
-	k->p = (const uint8_t *)answer;
-	k->n = alen;
-	assert_int_equal(T0->host_open(&l, &k->base, NULL, NULL), 0);
+	assert_int_equal(
+	    T0->host_open(&l, sd_script_new((const uint8_t *)answer, alen), NULL, NULL), 0);
 	rc = pg_link_transmit(l, cbuf, clen, rbuf, &rn);
 	pg_link_close(l);
 	return rc;

@@ -26,6 +26,8 @@
 #include "se/link/t1_proto.h"
 #include "t01_testkit.h"
 
+#include <sys/socket.h>
+
 extern const struct pg_link_ops pg_link_t1_ops;
 #define T1 (&pg_link_t1_ops)
 
@@ -708,67 +710,35 @@ test_crc(void **state)
 	pg_link_close(l);
 }
 
-/* Raw blocks into the card role: a repeated I-block is answered, not executed again. */
-struct sink {
-	struct pg_stream base;
-	uint8_t last[T1_MAX_BLOCK];
-	size_t n;
-	int writes;
-};
-
-static int
-sink_write(struct pg_stream *s, int type, const uint8_t *p, size_t n)
-{
-	struct sink *k = (struct sink *)s;
-
-	(void)type;
-	k->writes++;
-	k->n = n < sizeof(k->last) ? n : sizeof(k->last);
-	memcpy(k->last, p, k->n);
-	return 0;
-}
-
-static int
-sink_read(struct pg_stream *s, uint8_t *p, size_t n, int t)
-{
-	(void)s, (void)p, (void)n, (void)t;
-	return PG_ETIMEDOUT;
-}
-
-static void
-sink_destroy(struct pg_stream *s)
-{
-	(void)s;
-}
-
-static const struct pg_stream_ops sink_ops = {sink_write, sink_read, NULL, sink_destroy};
-
+/* Raw blocks into the card role (a sink, se_double.h): a repeated I-block is answered, not executed
+ * again. */
 static void
 test_card_exactly_once(void **state)
 {
 	struct tcard tc = {0};
 	struct pg_card card = tc_card(&tc);
 	struct pg_link_card *c = NULL;
-	struct sink k = {.base.ops = &sink_ops};
+	struct sd_stream k;
 	uint8_t f[T1_MAX_BLOCK], first[T1_MAX_BLOCK];
 	size_t n, firstn;
 	struct t1_block b;
 
 	(void)state;
+	sd_script_init(&k, NULL, 0);
 	assert_int_equal(T1->card_open(&c, &card, NULL), 0);
 	n = mk(0, TC_INS_ECHO, 0, 0, (const uint8_t *)"xyz", 3, 3);
 	n = pg_t1_encode(f, 0, 0x00, cbuf, n, 0);
 	assert_int_equal(T1->card_packet(c, PG_PKT_DATA, f, n, &k.base), 0);
 	assert_int_equal(tc.executed, 1);
-	memcpy(first, k.last, k.n);
-	firstn = k.n;
+	memcpy(first, k.last, k.lastn);
+	firstn = k.lastn;
 	assert_int_equal(pg_t1_decode(&b, first, firstn, 0), 0);
 	assert_int_equal(b.kind, T1_I);
 	assert_memory_equal(b.inf, "xyz\x90\x00", 5);
 	/* The same I(0,0) again (the host missed our answer): same answer, no execution. */
 	assert_int_equal(T1->card_packet(c, PG_PKT_DATA, f, n, &k.base), 0);
 	assert_int_equal(tc.executed, 1);
-	assert_int_equal(k.n, firstn);
+	assert_int_equal(k.lastn, firstn);
 	assert_memory_equal(k.last, first, firstn);
 	/* R(0): "I still expect your N(S)=0": resend, no execution. */
 	n = pg_t1_encode(f, 0, 0x80, NULL, 0, 0);
@@ -800,7 +770,7 @@ test_socketpair(void **state)
 {
 	struct tcard tc = {0};
 	struct pg_card card = tc_card(&tc);
-	struct kit_server k;
+	struct sd_sock k;
 	struct pg_link *l = NULL;
 	uint8_t atr[PG_ATR_MAX];
 	size_t atrlen = sizeof(atr);
@@ -811,12 +781,12 @@ test_socketpair(void **state)
 
 		memset(&tc, 0, sizeof(tc));
 		atrlen = sizeof(atr);
-		assert_int_equal(kit_open_socket(&l, &k, T1, &card, &p), 0);
+		assert_int_equal(sd_open_socket(&l, &k, T1, &card, &p), 0);
 		assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 		assert_int_equal(atrlen, crc ? 21u : 20u); /* TC3 when CRC */
 		run_cases(l, &tc);
 		run_longest(l);
-		kit_close_socket(l, &k);
+		sd_close_socket(l, &k);
 		assert_int_equal(k.rc, 0);
 	}
 }

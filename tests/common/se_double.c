@@ -1,0 +1,289 @@
+/*
+ * The secure-element test double (se_double.h): scripted card stream, echo
+ * card, packet feeders, socketpair runner and SCP03 host session shared by
+ * the se unit tests and the se/vse fuzz harnesses (issue 16, Build item 1).
+ */
+#include "se_double.h"
+
+#include "payguard/apdu.h"
+#include "payguard/error.h"
+#include "payguard/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* ---- scripted card stream ---- */
+
+static int
+sd_write(struct pg_stream *s, int type, const uint8_t *p, size_t n)
+{
+	struct sd_stream *k = (struct sd_stream *)s;
+
+	if (type != PG_PKT_DATA)
+		return 0;
+	k->writes++;
+	k->lastn = n < sizeof(k->last) ? n : sizeof(k->last);
+	if (k->lastn)
+		memcpy(k->last, p, k->lastn);
+	return 0;
+}
+
+static int
+sd_read(struct pg_stream *s, uint8_t *p, size_t n, int timeout_ms)
+{
+	struct sd_stream *k = (struct sd_stream *)s;
+
+	(void)timeout_ms;
+	if (k->off == k->n)
+		return PG_ETIMEDOUT;
+	if (n > k->n - k->off)
+		n = k->n - k->off;
+	memcpy(p, k->p + k->off, n);
+	k->off += n;
+	return (int)n;
+}
+
+static void
+sd_destroy(struct pg_stream *s)
+{
+	if (((struct sd_stream *)s)->heap)
+		free(s);
+}
+
+static const struct pg_stream_ops sd_ops = {
+    .write = sd_write, .read = sd_read, .destroy = sd_destroy};
+
+void
+sd_script_init(struct sd_stream *s, const uint8_t *p, size_t n)
+{
+	memset(s, 0, sizeof(*s));
+	s->base.ops = &sd_ops;
+	s->p = p;
+	s->n = p ? n : 0;
+}
+
+struct pg_stream *
+sd_script_new(const uint8_t *p, size_t n)
+{
+	struct sd_stream *s = malloc(sizeof(*s));
+
+	if (!s)
+		abort();
+	sd_script_init(s, p, n);
+	s->heap = 1;
+	return &s->base;
+}
+
+/* ---- echo card ---- */
+
+static int
+sd_echo_atr(void *ctx, uint8_t *atr, size_t *len)
+{
+	(void)ctx;
+	if (*len < 4)
+		return PG_ETOOBIG;
+	memcpy(atr, "\x3B\x02\x14\x50", 4);
+	*len = 4;
+	return 0;
+}
+
+int
+sd_echo_process(void *ctx, const uint8_t *c, size_t clen, uint8_t *r, size_t *rlen)
+{
+	(void)ctx;
+	if (clen > 5 && clen - 5 + 2 <= *rlen) {
+		memcpy(r, c + 5, clen - 5);
+		r[clen - 5] = 0x90;
+		r[clen - 4] = 0x00;
+		*rlen = clen - 3;
+		return 0;
+	}
+	if (clen >= 4 && (size_t)c[3] + 2 <= *rlen) {
+		memset(r, 0xA5, c[3]);
+		r[c[3]] = 0x90;
+		r[c[3] + 1] = 0x00;
+		*rlen = (size_t)c[3] + 2;
+		return 0;
+	}
+	return PG_EINVAL;
+}
+
+const struct pg_card sd_echo_card = {.atr = sd_echo_atr, .process = sd_echo_process};
+
+/* ---- feeders ---- */
+
+void
+sd_feed_card_role(const struct pg_link_ops *ops, struct pg_link_card *c, const uint8_t *d, size_t n,
+		  enum sd_framing f)
+{
+	struct sd_stream out;
+	size_t hdr = f == SD_LEN16 ? 2 : 1, o = 0;
+
+	sd_script_init(&out, NULL, 0);
+	while (n - o >= hdr) {
+		size_t len = f == SD_LEN16 ? (size_t)(d[o] << 8 | d[o + 1]) : d[o];
+		int reset = f == SD_LEN16 ? (len & 0x8000) != 0 : len == 0xFF;
+
+		o += hdr;
+		if (reset) {
+			ops->card_packet(c, PG_PKT_RESET, NULL, 0, &out.base);
+			continue;
+		}
+		if (len > n - o)
+			len = n - o;
+		ops->card_packet(c, PG_PKT_DATA, d + o, len, &out.base);
+		o += len;
+	}
+}
+
+void
+sd_fuzz_card_role(const struct pg_link_ops *ops, const struct pg_link_params *p, const uint8_t *d,
+		  size_t n)
+{
+	struct pg_link_card *c = NULL;
+
+	pg_log_set_level(PG_LOG_ERROR);
+	if (ops->card_open(&c, &sd_echo_card, p) < 0)
+		return;
+	sd_feed_card_role(ops, c, d, n, SD_LEN16);
+	ops->card_close(c);
+}
+
+void
+sd_fuzz_host_role(const struct pg_link_ops *ops, const struct pg_link_params *p, const uint8_t *d,
+		  size_t n)
+{
+	static uint8_t r[70000];
+	static const uint8_t cmd[] = {0x00, 0x10, 0x00, 0x00, 0x04, 1, 2, 3, 4, 0x00};
+	struct pg_link *l = NULL;
+	uint8_t atr[PG_ATR_MAX];
+	size_t atrlen = sizeof(atr), rlen;
+
+	pg_log_set_level(PG_LOG_ERROR);
+	if (ops->host_open(&l, sd_script_new(d, n), NULL, p) < 0)
+		return; /* host_open frees the stream it was given on failure */
+	if (ops->power_on(l, atr, &atrlen) == 0) {
+		for (int i = 0; i < 2; i++) {
+			rlen = sizeof(r);
+			(void)ops->transmit(l, cmd, sizeof(cmd), r, &rlen);
+		}
+	}
+	ops->host_close(l);
+}
+
+/* ---- socketpair with the card role in a thread ---- */
+
+static void *
+sd_serve(void *arg)
+{
+	struct sd_sock *k = arg;
+
+	k->rc = pg_stream_serve_fd(k->fd, pg_link_card_packet, k->card);
+	return NULL;
+}
+
+int
+sd_serve_socket(struct sd_sock *k, const struct pg_link_ops *ops, const struct pg_card *card,
+		const struct pg_link_params *p, struct pg_stream **host_end)
+{
+	int sv[2], rc;
+
+	memset(k, 0, sizeof(*k));
+	rc = ops->card_open(&k->card, card, p);
+	if (rc < 0)
+		return rc;
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		return PG_ESYS;
+	k->fd = sv[1];
+	if (pthread_create(&k->th, NULL, sd_serve, k) != 0)
+		return PG_ESYS;
+	return pg_stream_fd(host_end, sv[0], sv[0]);
+}
+
+int
+sd_open_socket(struct pg_link **out, struct sd_sock *k, const struct pg_link_ops *ops,
+	       const struct pg_card *card, const struct pg_link_params *p)
+{
+	struct pg_stream *s;
+	int rc = sd_serve_socket(k, ops, card, p, &s);
+
+	if (rc < 0)
+		return rc;
+	return ops->host_open(out, s, NULL, p);
+}
+
+int
+sd_close_socket(struct pg_link *l, struct sd_sock *k)
+{
+	pg_link_close(l);
+	pthread_join(k->th, NULL);
+	pg_link_card_close(k->card);
+	return k->rc;
+}
+
+/* ---- SCP03 host session ---- */
+
+void
+sd_default_keys(struct pg_scp03_keys *k)
+{
+	memset(k, 0, sizeof(*k));
+	for (int i = 0; i < 16; i++)
+		k->enc[i] = k->mac[i] = k->dek[i] = (uint8_t)(0x40 + i);
+	k->len = 16;
+	k->kvn = 0x30;
+}
+
+size_t
+sd_tx(const struct pg_card *c, const uint8_t *a, size_t n, uint8_t *r, size_t cap)
+{
+	size_t rl = cap;
+
+	if (c->process(c->ctx, a, n, r, &rl) < 0)
+		return 0;
+	if (rl < 2 || rl > cap)
+		abort();
+	return rl;
+}
+
+int
+sd_scp03_open(const struct pg_card *c, struct pg_scp03 *s, const struct pg_scp03_keys *k,
+	      uint8_t sl, const uint8_t *host_ch)
+{
+	uint8_t a[300], r[300];
+	size_t rn;
+	int n;
+
+	memset(s, 0, sizeof(*s));
+	n = pg_scp03_host_init_update(s, k->kvn, host_ch, 8, a, sizeof(a));
+	if (n < 0 || !(rn = sd_tx(c, a, (size_t)n, r, sizeof(r))))
+		return -1;
+	if (pg_rapdu_sw(r, rn) != PG_SW_OK) {
+		fprintf(stderr, "INITIALIZE UPDATE: SW %04X\n", pg_rapdu_sw(r, rn));
+		return -1;
+	}
+	n = pg_scp03_host_auth(s, k, r, rn, sl, a, sizeof(a));
+	if (n < 0)
+		return -2;
+	if (!(rn = sd_tx(c, a, (size_t)n, r, sizeof(r))))
+		return -3;
+	return pg_scp03_host_auth_done(s, r, rn) == 0 ? 0 : -3;
+}
+
+int
+sd_scp03_tx(const struct pg_card *c, struct pg_scp03 *s, const uint8_t *p, size_t n, uint8_t *r,
+	    size_t cap)
+{
+	static uint8_t w[PG_APDU_MAX_C + 64];
+	int wn = pg_scp03_host_wrap(s, p, n, w, sizeof(w));
+	size_t rn;
+
+	if (wn < 0)
+		return wn;
+	rn = sd_tx(c, w, (size_t)wn, r, cap);
+	if (!rn)
+		return PG_EIO;
+	return pg_scp03_host_unwrap(s, r, rn, r, cap);
+}
