@@ -6,6 +6,7 @@
 #include "se_double.h"
 
 #include "payguard/apdu.h"
+#include "payguard/buf.h"
 #include "payguard/error.h"
 #include "payguard/log.h"
 
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- scripted card stream ---- */
@@ -112,6 +114,163 @@ sd_echo_process(void *ctx, const uint8_t *c, size_t clen, uint8_t *r, size_t *rl
 }
 
 const struct pg_card sd_echo_card = {.atr = sd_echo_atr, .process = sd_echo_process};
+
+/* ---- test card ---- */
+
+static int
+sd_tcard_atr(void *ctx, uint8_t *atr, size_t *len)
+{
+	static const uint8_t t0[] = {0x3B, 0x0D, 'p', 'a', 'y', 'g', 'u', 'a',
+				     'r',  'd',	 '-', 't', 'e', 's', 't'};
+	struct sd_tcard *t = ctx;
+	const uint8_t *a = t->atr ? t->atr : t0;
+	size_t n = t->atr ? t->atrlen : sizeof(t0);
+
+	if (t->absent)
+		return PG_ENOCARD;
+	if (n > *len)
+		return PG_ETOOBIG;
+	memcpy(atr, a, n);
+	*len = n;
+	return 0;
+}
+
+static void
+sd_tcard_reset(void *ctx)
+{
+	((struct sd_tcard *)ctx)->resets++;
+}
+
+/* SD_INS_CASES: what ISO/IEC 7816-4 says each case carries back. */
+static size_t
+sd_tcard_cases(struct sd_tcard *t, const struct pg_capdu *a, uint8_t *r)
+{
+	size_t n = 0;
+
+	switch (a->apdu_case) {
+	case PG_APDU_CASE2S:
+	case PG_APDU_CASE2E:
+		n = a->le;
+		for (size_t i = 0; i < n; i++)
+			r[i] = (uint8_t)(i * 7 + 1);
+		break;
+	case PG_APDU_CASE3S:
+	case PG_APDU_CASE3E:
+		t->last_sum = 0;
+		for (size_t i = 0; i < a->lc; i++)
+			t->last_sum += a->data[i];
+		break;
+	case PG_APDU_CASE4S:
+	case PG_APDU_CASE4E:
+		n = a->lc < a->le ? a->lc : a->le;
+		if (n)
+			memcpy(r, a->data, n);
+		break;
+	default:
+		break;
+	}
+	return n;
+}
+
+static uint16_t
+sd_tcard_seq(struct sd_tcard *t, const struct pg_capdu *a, uint8_t *r, size_t *n)
+{
+	uint64_t seq;
+
+	if (a->ins == SD_INS_SEQ_NEXT) {
+		if (a->lc < 4)
+			return PG_SW_WRONG_LENGTH;
+		seq = pg_be32(a->data);
+		if (seq != t->last_seq + 1)
+			t->seq_errors++;
+		t->last_seq = seq;
+		memcpy(r, a->data, a->lc);
+		*n = a->lc;
+		return PG_SW_OK;
+	}
+	if (a->lc != 8)
+		return PG_SW_WRONG_LENGTH;
+	seq = pg_be64(a->data);
+	if (seq <= t->last_seq)
+		t->dup_seq++; /* executed twice (or out of order) */
+	t->last_seq = seq;
+	pg_put_be64(r, seq);
+	pg_put_be64(r + 8, t->executed);
+	*n = 16;
+	return PG_SW_OK;
+}
+
+static int
+sd_tcard_process(void *ctx, const uint8_t *capdu, size_t clen, uint8_t *r, size_t *rlen)
+{
+	struct sd_tcard *t = ctx;
+	struct pg_capdu c;
+	size_t n = 0, cap = *rlen;
+	uint16_t sw = PG_SW_OK;
+
+	if (t->mute)
+		return PG_EIO;
+	t->executed++;
+	t->last_clen = clen;
+	if (t->sleep_ms) {
+		struct timespec ts = {0, (long)t->sleep_ms * 1000000L};
+
+		nanosleep(&ts, NULL);
+	}
+	if (pg_capdu_parse(&c, capdu, clen) < 0) {
+		sw = PG_SW_WRONG_LENGTH;
+		goto out;
+	}
+	switch (c.ins) {
+	case SD_INS_ECHO:
+		if (c.lc)
+			memcpy(r, c.data, c.lc);
+		n = c.lc;
+		break;
+	case SD_INS_CASES:
+		n = sd_tcard_cases(t, &c, r);
+		break;
+	case SD_INS_SEQ:
+	case SD_INS_SEQ_NEXT:
+		sw = sd_tcard_seq(t, &c, r, &n);
+		break;
+	case SD_INS_SW:
+		sw = (uint16_t)(c.p1 << 8 | c.p2);
+		break;
+	case SD_INS_STORE:
+		break;
+	case SD_INS_MANAGE_CHANNEL:
+		if (c.p1 == 0x00) {
+			r[0] = 0x01;
+			n = 1;
+		}
+		break;
+	case SD_INS_GETN:
+		n = (size_t)(c.p1 << 8 | c.p2);
+		if (n == 0)
+			n = 65536;
+		for (size_t i = 0; i < n; i++)
+			r[i] = sd_pattern(i);
+		break;
+	default:
+		sw = PG_SW_INS_NOT_SUPPORTED;
+	}
+out:
+	if (n + 2 > cap)
+		return PG_ETOOBIG;
+	pg_put_be16(r + n, sw);
+	*rlen = n + 2;
+	return 0;
+}
+
+struct pg_card
+sd_tcard(struct sd_tcard *t)
+{
+	struct pg_card c = {
+	    .ctx = t, .atr = sd_tcard_atr, .process = sd_tcard_process, .reset = sd_tcard_reset};
+
+	return c;
+}
 
 /* ---- feeders ---- */
 

@@ -6,7 +6,9 @@
  *  - a scripted card stream: the host reads the script's bytes (a card's
  *    answers, or a fuzz input), then times out (a mute card); what the host
  *    writes is counted, the last packet kept, and dropped;
- *  - an echo card (struct pg_card) that answers any length;
+ *  - an echo card (struct pg_card) that answers any length, and a test
+ *    card with counters (executed, sequence errors, resets) and knobs
+ *    (ATR, slow, mute, absent);
  *  - feeders that hand packets to a link's card role and drive a host role
  *    against a scripted card (the fuzzers' way in, OpenSC's fake reader);
  *  - a socketpair whose card role is served in a thread;
@@ -54,6 +56,44 @@ struct pg_stream *sd_script_new(const uint8_t *p, size_t n);
  */
 int sd_echo_process(void *ctx, const uint8_t *c, size_t clen, uint8_t *r, size_t *rlen);
 extern const struct pg_card sd_echo_card;
+
+/* ---- test card: a pg_card with counters and knobs ---- */
+
+#define SD_INS_ECHO	      0x10 /* returns the command data (Lc bytes, whatever Le) */
+#define SD_INS_CASES	      0x12 /* by APDU case: 2 Le pattern bytes, 3 none (sums), 4 min(Lc, Le) */
+#define SD_INS_SEQ	      0x20 /* 8-byte sequence number, must grow; returns it + executed */
+#define SD_INS_SEQ_NEXT	      0x22 /* 4-byte sequence number, must be the last + 1; echoed */
+#define SD_INS_SW	      0x30 /* returns no data and SW = P1 P2 */
+#define SD_INS_STORE	      0x40 /* takes data, returns 9000 only */
+#define SD_INS_MANAGE_CHANNEL 0x70 /* P1 00: open, returns channel 1; P1 80: close */
+#define SD_INS_GETN	      0xCA /* returns P1P2 bytes (0000 = 65536) of sd_pattern(): outgoing */
+
+struct sd_tcard {
+	/* knobs, set by the test */
+	const uint8_t *atr; /* NULL: 3B 0D "payguard-test" (a plain T=0 ATR) */
+	size_t atrlen;
+	int sleep_ms; /* before every command: a slow card */
+	int mute;     /* process fails with PG_EIO: a card that answers nothing */
+	int absent;   /* atr fails with PG_ENOCARD: no card in the slot */
+	/* what the card saw */
+	uint64_t executed;   /* every command the application ran */
+	uint64_t last_seq;   /* SD_INS_SEQ / SD_INS_SEQ_NEXT */
+	uint64_t dup_seq;    /* SD_INS_SEQ numbers that did not grow (executed twice) */
+	uint64_t seq_errors; /* SD_INS_SEQ_NEXT numbers seen twice or skipped */
+	uint64_t resets;
+	uint32_t last_sum; /* sum of the last SD_INS_CASES case-3 data field */
+	size_t last_clen;
+};
+
+/* The byte pattern of SD_INS_GETN. */
+static inline uint8_t
+sd_pattern(size_t i)
+{
+	return (uint8_t)((i * 7 + 3) ^ (i >> 8));
+}
+
+/* The pg_card of t (t stays the test's). */
+struct pg_card sd_tcard(struct sd_tcard *t);
 
 /* ---- feeders ---- */
 

@@ -77,7 +77,7 @@ test_epilogues(void **state)
 	assert_int_equal(b.inf[0], 0xFE);
 	/* Every single-bit error in a full block is caught, with LRC and with CRC. */
 	for (size_t i = 0; i < sizeof(inf); i++)
-		inf[i] = tc_pattern(i);
+		inf[i] = sd_pattern(i);
 	for (int crc = 0; crc <= 1; crc++) {
 		n = pg_t1_encode(f, 0, 0x40, inf, sizeof(inf), crc);
 		assert_int_equal(n, 3 + 254 + (crc ? 2 : 1));
@@ -164,7 +164,7 @@ test_atr(void **state)
 
 /* APDU cases 1-4, short and extended, through an open link. */
 static void
-run_cases(struct pg_link *l, struct tcard *tc)
+run_cases(struct pg_link *l, struct sd_tcard *tc)
 {
 	uint8_t data[300];
 	size_t n, rn;
@@ -173,36 +173,36 @@ run_cases(struct pg_link *l, struct tcard *tc)
 	for (size_t i = 0; i < sizeof(data); i++)
 		data[i] = (uint8_t)(0xA0 ^ i);
 	/* Case 1: SW only. */
-	n = mk(0x00, TC_INS_SW, 0x6A, 0x82, NULL, 0, 0);
+	n = mk(0x00, SD_INS_SW, 0x6A, 0x82, NULL, 0, 0);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 2);
 	assert_int_equal(pg_rapdu_sw(rbuf, rn), 0x6A82);
 	/* Case 2S, Le = 256 (coded 00). */
-	n = mk(0x00, TC_INS_GETN, 0x01, 0x00, NULL, 0, 256);
+	n = mk(0x00, SD_INS_GETN, 0x01, 0x00, NULL, 0, 256);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 258);
 	for (size_t i = 0; i < 256; i++)
-		assert_int_equal(rbuf[i], tc_pattern(i));
+		assert_int_equal(rbuf[i], sd_pattern(i));
 	/* Case 3S. */
-	n = mk(0x00, TC_INS_STORE, 0, 0, data, 200, 0);
+	n = mk(0x00, SD_INS_STORE, 0, 0, data, 200, 0);
 	rn = xmit(l, n);
 	assert_int_equal(pg_rapdu_sw(rbuf, rn), 0x9000);
 	assert_int_equal(tc->last_clen, 205);
 	/* Case 4S on channel 2. */
-	n = mk(0x02, TC_INS_ECHO, 0, 0, data, 255, 256);
+	n = mk(0x02, SD_INS_ECHO, 0, 0, data, 255, 256);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 257);
 	assert_memory_equal(rbuf, data, 255);
 	/* Case 2E (Ne 1000), 3E, 4E. */
-	n = mk(0x00, TC_INS_GETN, 0x03, 0xE8, NULL, 0, 1000);
+	n = mk(0x00, SD_INS_GETN, 0x03, 0xE8, NULL, 0, 1000);
 	assert_int_equal(n, 7);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 1002);
-	n = mk(0x00, TC_INS_STORE, 0, 0, data, 300, 0);
+	n = mk(0x00, SD_INS_STORE, 0, 0, data, 300, 0);
 	assert_int_equal(n, 307);
 	rn = xmit(l, n);
 	assert_int_equal(pg_rapdu_sw(rbuf, rn), 0x9000);
-	n = mk(0x00, TC_INS_ECHO, 0, 0, data, 300, 65536);
+	n = mk(0x00, SD_INS_ECHO, 0, 0, data, 300, 65536);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 302);
 	assert_memory_equal(rbuf, data, 300);
@@ -218,25 +218,25 @@ run_longest(struct pg_link *l)
 
 	for (size_t i = 0; i < sizeof(data); i++)
 		data[i] = (uint8_t)(i * 31 + (i >> 9));
-	n = mk(0x00, TC_INS_ECHO, 0, 0, data, 65535, 65536);
+	n = mk(0x00, SD_INS_ECHO, 0, 0, data, 65535, 65536);
 	assert_int_equal(n, PG_APDU_MAX_C); /* 4 + 3 + 65535 + 2 */
 	rn = xmit(l, n);
 	assert_int_equal(rn, 65537);
 	assert_memory_equal(rbuf, data, 65535);
 	assert_int_equal(pg_rapdu_sw(rbuf, rn), 0x9000);
-	n = mk(0x00, TC_INS_GETN, 0, 0, NULL, 0, 65536);
+	n = mk(0x00, SD_INS_GETN, 0, 0, NULL, 0, 65536);
 	rn = xmit(l, n);
 	assert_int_equal(rn, PG_APDU_MAX_R);
 	for (size_t i = 0; i < 65536; i++)
-		if (rbuf[i] != tc_pattern(i))
+		if (rbuf[i] != sd_pattern(i))
 			fail_msg("byte %zu differs", i);
 }
 
 static void
 test_cases_memory(void **state)
 {
-	struct tcard tc = {0};
-	struct pg_card card = tc_card(&tc);
+	struct sd_tcard tc = {0};
+	struct pg_card card = sd_tcard(&tc);
 	struct pg_link *l = NULL;
 	uint8_t atr[PG_ATR_MAX];
 	size_t atrlen = sizeof(atr);
@@ -254,10 +254,10 @@ test_cases_memory(void **state)
 	run_longest(l);
 	/* Too big for the caller's buffer: a clear error, and the link stays in step. */
 	{
-		size_t n = mk(0x00, TC_INS_GETN, 0x01, 0x00, NULL, 0, 256), rn = 100;
+		size_t n = mk(0x00, SD_INS_GETN, 0x01, 0x00, NULL, 0, 256), rn = 100;
 
 		assert_int_equal(pg_link_transmit(l, cbuf, n, rbuf, &rn), PG_ETOOBIG);
-		n = mk(0x00, TC_INS_SW, 0x90, 0x00, NULL, 0, 0);
+		n = mk(0x00, SD_INS_SW, 0x90, 0x00, NULL, 0, 0);
 		assert_int_equal(xmit(l, n), 2);
 	}
 	assert_int_equal(l->apdus, 10);
@@ -280,8 +280,8 @@ count_iblocks(const struct trace *t, int from, int *host, int *card)
 static void
 chain_with(uint16_t ifsc, uint16_t ifsd, int want_host, int want_card)
 {
-	struct tcard tc = {0};
-	struct pg_card card = tc_card(&tc);
+	struct sd_tcard tc = {0};
+	struct pg_card card = sd_tcard(&tc);
 	struct pg_link_params p = {.ifsc = ifsc, .ifsd = ifsd};
 	struct pg_link *l = NULL;
 	struct trace t = {0};
@@ -304,7 +304,7 @@ chain_with(uint16_t ifsc, uint16_t ifsd, int want_host, int want_card)
 	assert_string_equal(t.lines[2], line);
 	/* 300 data bytes out (case 4E: 4+3+300+2) and back (300 + SW). */
 	from = t.n;
-	n = mk(0x00, TC_INS_ECHO, 0, 0, data, 300, 300);
+	n = mk(0x00, SD_INS_ECHO, 0, 0, data, 300, 300);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 302);
 	assert_memory_equal(rbuf, data, 300);
@@ -339,10 +339,10 @@ test_chaining_ifsc254(void **state)
 
 /* Opens a traced link, powers on, returns the trace line where the scenario starts. */
 static int
-scenario_open(struct pg_link **l, struct tcard *tc, struct pg_card *card, struct trace *t,
+scenario_open(struct pg_link **l, struct sd_tcard *tc, struct pg_card *card, struct trace *t,
 	      const struct pg_link_params *p)
 {
-	*card = tc_card(tc);
+	*card = sd_tcard(tc);
 	assert_int_equal(kit_open_memory(l, T1, card, p, t, 0, 0, 0, NULL, NULL), 0);
 	assert_int_equal(pg_link_power_on(*l, NULL, NULL), 0);
 	return t->n;
@@ -361,7 +361,7 @@ expect(const struct trace *t, int from, const char *const *want, const char *nam
 static void
 test_scenarios(void **state)
 {
-	struct tcard tc;
+	struct sd_tcard tc;
 	struct pg_card card;
 	struct pg_link *l;
 	struct trace t;
@@ -377,7 +377,7 @@ test_scenarios(void **state)
 	memset(&tc, 0, sizeof(tc));
 	memset(&t, 0, sizeof(t));
 	from = scenario_open(&l, &tc, &card, &t, NULL);
-	n = mk(0, TC_INS_ECHO, 0, 0, data, 4, 4);
+	n = mk(0, SD_INS_ECHO, 0, 0, data, 4, 4);
 	xmit(l, n);
 	xmit(l, n);
 	expect(&t, from,
@@ -389,7 +389,7 @@ test_scenarios(void **state)
 	memset(&tc, 0, sizeof(tc));
 	memset(&t, 0, sizeof(t));
 	from = scenario_open(&l, &tc, &card, &t, &p32);
-	n = mk(0, TC_INS_STORE, 0, 0, data, 70, 0); /* 75 bytes: 32 + 32 + 11 */
+	n = mk(0, SD_INS_STORE, 0, 0, data, 70, 0); /* 75 bytes: 32 + 32 + 11 */
 	xmit(l, n);
 	expect(&t, from,
 	       (const char *const[]){"> I(0,1)", "< R(1)", "> I(1,1)", "< R(0)", "> I(0,0)",
@@ -401,7 +401,7 @@ test_scenarios(void **state)
 	memset(&tc, 0, sizeof(tc));
 	memset(&t, 0, sizeof(t));
 	from = scenario_open(&l, &tc, &card, &t, &p32);
-	n = mk(0, TC_INS_GETN, 0, 68, NULL, 0, 68); /* 70 bytes: 32 + 32 + 6 */
+	n = mk(0, SD_INS_GETN, 0, 68, NULL, 0, 68); /* 70 bytes: 32 + 32 + 6 */
 	xmit(l, n);
 	expect(&t, from,
 	       (const char *const[]){"> I(0,0)", "< I(0,1)", "> R(1)", "< I(1,1)", "> R(0)",
@@ -414,7 +414,7 @@ test_scenarios(void **state)
 	memset(&t, 0, sizeof(t));
 	t.drop[0][0] = 2; /* host packets: 1 = S(IFS), 2 = the I-block */
 	from = scenario_open(&l, &tc, &card, &t, NULL);
-	n = mk(0, TC_INS_ECHO, 0, 0, data, 4, 4);
+	n = mk(0, SD_INS_ECHO, 0, 0, data, 4, 4);
 	xmit(l, n);
 	expect(&t, from,
 	       (const char *const[]){"> I(0,0) lost", "> R(0,ERR)", "< R(0)", "> I(0,0)",
@@ -454,7 +454,7 @@ test_scenarios(void **state)
 	memset(&t, 0, sizeof(t));
 	t.drop[0][0] = 3;
 	from = scenario_open(&l, &tc, &card, &t, &p32);
-	n = mk(0, TC_INS_GETN, 0, 68, NULL, 0, 68);
+	n = mk(0, SD_INS_GETN, 0, 68, NULL, 0, 68);
 	assert_int_equal(xmit(l, n), 70);
 	expect(&t, from,
 	       (const char *const[]){"> I(0,0)", "< I(0,1)", "> R(1) lost", "> R(1)", "< I(1,1)",
@@ -470,7 +470,7 @@ test_scenarios(void **state)
 	t.drop[1][2] = 5;
 	t.drop[1][3] = 6;
 	from = scenario_open(&l, &tc, &card, &t, &p32);
-	n = mk(0, TC_INS_ECHO, 0, 0, data, 4, 4);
+	n = mk(0, SD_INS_ECHO, 0, 0, data, 4, 4);
 	{
 		size_t rn = sizeof(rbuf);
 
@@ -669,7 +669,7 @@ test_annex_a_scripted(void **state)
 static void
 test_wtx(void **state)
 {
-	struct tcard tc = {.sleep_ms = 60};
+	struct sd_tcard tc = {.sleep_ms = 60};
 	struct pg_card card;
 	struct pg_link *l;
 	struct trace t = {0};
@@ -680,7 +680,7 @@ test_wtx(void **state)
 	(void)state;
 	/* The command takes 60 ms of a 100 ms BWT: the card asks for more time (rule 3). */
 	from = scenario_open(&l, &tc, &card, &t, &p);
-	n = mk(0, TC_INS_ECHO, 0, 0, (const uint8_t *)"abcd", 4, 4);
+	n = mk(0, SD_INS_ECHO, 0, 0, (const uint8_t *)"abcd", 4, 4);
 	assert_int_equal(xmit(l, n), 6);
 	expect(
 	    &t, from,
@@ -692,8 +692,8 @@ test_wtx(void **state)
 static void
 test_crc(void **state)
 {
-	struct tcard tc = {0};
-	struct pg_card card = tc_card(&tc);
+	struct sd_tcard tc = {0};
+	struct pg_card card = sd_tcard(&tc);
 	struct pg_link_params p = {.crc = 1, .ifsc = 254};
 	struct pg_link *l = NULL;
 	uint8_t atr[PG_ATR_MAX];
@@ -715,8 +715,8 @@ test_crc(void **state)
 static void
 test_card_exactly_once(void **state)
 {
-	struct tcard tc = {0};
-	struct pg_card card = tc_card(&tc);
+	struct sd_tcard tc = {0};
+	struct pg_card card = sd_tcard(&tc);
 	struct pg_link_card *c = NULL;
 	struct sd_stream k;
 	uint8_t f[T1_MAX_BLOCK], first[T1_MAX_BLOCK];
@@ -726,7 +726,7 @@ test_card_exactly_once(void **state)
 	(void)state;
 	sd_script_init(&k, NULL, 0);
 	assert_int_equal(T1->card_open(&c, &card, NULL), 0);
-	n = mk(0, TC_INS_ECHO, 0, 0, (const uint8_t *)"xyz", 3, 3);
+	n = mk(0, SD_INS_ECHO, 0, 0, (const uint8_t *)"xyz", 3, 3);
 	n = pg_t1_encode(f, 0, 0x00, cbuf, n, 0);
 	assert_int_equal(T1->card_packet(c, PG_PKT_DATA, f, n, &k.base), 0);
 	assert_int_equal(tc.executed, 1);
@@ -758,7 +758,7 @@ test_card_exactly_once(void **state)
 	n = pg_t1_encode(f, 0, 0xC0, NULL, 0, 0);
 	assert_int_equal(T1->card_packet(c, PG_PKT_DATA, f, n, &k.base), 0);
 	assert_memory_equal(k.last, "\x00\xE0\x00\xE0", 4);
-	n = mk(0, TC_INS_ECHO, 0, 0, (const uint8_t *)"xyz", 3, 3);
+	n = mk(0, SD_INS_ECHO, 0, 0, (const uint8_t *)"xyz", 3, 3);
 	n = pg_t1_encode(f, 0, 0x00, cbuf, n, 0);
 	assert_int_equal(T1->card_packet(c, PG_PKT_DATA, f, n, &k.base), 0);
 	assert_int_equal(tc.executed, 2);
@@ -768,8 +768,8 @@ test_card_exactly_once(void **state)
 static void
 test_socketpair(void **state)
 {
-	struct tcard tc = {0};
-	struct pg_card card = tc_card(&tc);
+	struct sd_tcard tc = {0};
+	struct pg_card card = sd_tcard(&tc);
 	struct sd_sock k;
 	struct pg_link *l = NULL;
 	uint8_t atr[PG_ATR_MAX];
@@ -793,7 +793,7 @@ test_socketpair(void **state)
 
 /* 10,000 APDUs with 1% of frames dropped and 1% corrupted in each direction. */
 static void
-fault_run(struct pg_link *l, struct tcard *tc, int count, uint64_t *resyncs)
+fault_run(struct pg_link *l, struct sd_tcard *tc, int count, uint64_t *resyncs)
 {
 	for (int i = 1; i <= count; i++) {
 		uint8_t seq[8];
@@ -801,7 +801,7 @@ fault_run(struct pg_link *l, struct tcard *tc, int count, uint64_t *resyncs)
 		int rc;
 
 		pg_put_be64(seq, (uint64_t)i);
-		n = mk(0x00, TC_INS_SEQ, 0, 0, seq, 8, 256);
+		n = mk(0x00, SD_INS_SEQ, 0, 0, seq, 8, 256);
 		rc = pg_link_transmit(l, cbuf, n, rbuf, &rn);
 		if (rc == PG_ERESYNC) {
 			/*
@@ -823,8 +823,8 @@ fault_run(struct pg_link *l, struct tcard *tc, int count, uint64_t *resyncs)
 static void
 test_fault_injection(void **state)
 {
-	struct tcard tc = {0};
-	struct pg_card card = tc_card(&tc);
+	struct sd_tcard tc = {0};
+	struct pg_card card = sd_tcard(&tc);
 	struct pg_link *l = NULL;
 	struct pg_stream *hf = NULL, *cf = NULL;
 	struct pg_fault_stats hs, cs;
@@ -900,8 +900,8 @@ faulty_serve(void *arg)
 static void
 test_fault_injection_socket(void **state)
 {
-	struct tcard tc = {0};
-	struct pg_card card = tc_card(&tc);
+	struct sd_tcard tc = {0};
+	struct pg_card card = sd_tcard(&tc);
 	struct pg_link_params p = {.timeout_ms = 200, .ifsc = 32};
 	struct faulty_server k;
 	struct pg_link *l = NULL;
@@ -944,8 +944,8 @@ test_fault_injection_socket(void **state)
 static void
 test_speed(void **state)
 {
-	struct tcard tc = {0};
-	struct pg_card card = tc_card(&tc);
+	struct sd_tcard tc = {0};
+	struct pg_card card = sd_tcard(&tc);
 	struct pg_link *l = NULL;
 	uint8_t data[11] = "0123456789";
 	size_t n;
@@ -956,7 +956,7 @@ test_speed(void **state)
 	assert_int_equal(pg_link_open_memory(&l, T1, &card, NULL), 0);
 	assert_int_equal(pg_link_power_on(l, NULL, NULL), 0);
 	/* A 16-byte C-APDU: 00 10 00 00 0B + 11 data bytes (case 3, echoed back). */
-	n = mk(0, TC_INS_ECHO, 0, 0, data, 11, 0);
+	n = mk(0, SD_INS_ECHO, 0, 0, data, 11, 0);
 	assert_int_equal(n, 16);
 	t0 = pg_mono_ns();
 	for (int i = 0; i < count; i++) {
