@@ -8,6 +8,7 @@
 #include "payguard/apdu.h"
 #include "payguard/buf.h"
 #include "payguard/error.h"
+#include "payguard/hex.h"
 #include "payguard/log.h"
 
 #include <stdio.h>
@@ -77,6 +78,93 @@ sd_script_new(const uint8_t *p, size_t n)
 	sd_script_init(s, p, n);
 	s->heap = 1;
 	return &s->base;
+}
+
+/* ---- a card that follows a script of steps ---- */
+
+static void
+sd_steps_push(struct sd_steps *k, const char *hex)
+{
+	int n = pg_hex_decode(k->q, sizeof(k->q), hex);
+
+	k->qn = n > 0 ? (size_t)n : 0;
+	k->qoff = 0;
+}
+
+static int
+sd_steps_write(struct pg_stream *s, int type, const uint8_t *p, size_t n)
+{
+	struct sd_steps *k = (struct sd_steps *)s;
+	uint8_t want[512];
+	int wn;
+
+	if (type == PG_PKT_RESET) {
+		sd_steps_push(k, k->atr);
+		return 0;
+	}
+	if (type != PG_PKT_DATA)
+		return 0;
+	if (k->i >= k->nsteps) {
+		if (!k->mismatch[0])
+			snprintf(k->mismatch, sizeof(k->mismatch), "extra packet after step %d",
+				 k->i);
+		return 0;
+	}
+	wn = pg_hex_decode(want, sizeof(want), k->steps[k->i].host);
+	if (!k->mismatch[0] && (wn < 0 || (size_t)wn != n || memcmp(want, p, n) != 0)) {
+		int o = snprintf(k->mismatch, sizeof(k->mismatch), "step %d: host sent ", k->i);
+
+		for (size_t j = 0; j < n && o < 180; j++)
+			o += snprintf(k->mismatch + o, sizeof(k->mismatch) - (size_t)o, "%02X",
+				      p[j]);
+	}
+	sd_steps_push(k, k->steps[k->i].card);
+	k->i++;
+	return 0;
+}
+
+static int
+sd_steps_read(struct pg_stream *s, uint8_t *p, size_t n, int timeout_ms)
+{
+	struct sd_steps *k = (struct sd_steps *)s;
+
+	(void)timeout_ms;
+	if (k->qoff == k->qn)
+		return PG_ETIMEDOUT;
+	if (n > k->qn - k->qoff)
+		n = k->qn - k->qoff;
+	memcpy(p, k->q + k->qoff, n);
+	k->qoff += n;
+	return (int)n;
+}
+
+static void
+sd_steps_flush(struct pg_stream *s)
+{
+	struct sd_steps *k = (struct sd_steps *)s;
+
+	k->qoff = k->qn;
+}
+
+static void
+sd_steps_destroy(struct pg_stream *s)
+{
+	(void)s; /* on the caller's storage */
+}
+
+static const struct pg_stream_ops sd_steps_ops = {.write = sd_steps_write,
+						  .read = sd_steps_read,
+						  .flush = sd_steps_flush,
+						  .destroy = sd_steps_destroy};
+
+void
+sd_steps_init(struct sd_steps *k, const char *atr, const struct sd_step *steps, int nsteps)
+{
+	memset(k, 0, sizeof(*k));
+	k->base.ops = &sd_steps_ops;
+	k->atr = atr;
+	k->steps = steps;
+	k->nsteps = nsteps;
 }
 
 /* ---- echo card ---- */

@@ -5,7 +5,8 @@
  * library pg_se_double (tests/common/CMakeLists.txt):
  *  - a scripted card stream: the host reads the script's bytes (a card's
  *    answers, or a fuzz input), then times out (a mute card); what the host
- *    writes is counted, the last packet kept, and dropped;
+ *    writes is counted, the last packet kept, and dropped; and a card that
+ *    follows a script of steps, checking what the host sends;
  *  - an echo card (struct pg_card) that answers any length, and a test
  *    card with counters (executed, sequence errors, resets) and knobs
  *    (ATR, slow, mute, absent);
@@ -46,6 +47,30 @@ struct sd_stream {
 void sd_script_init(struct sd_stream *s, const uint8_t *p, size_t n);
 /* The same on the heap, freed by pg_stream_free() or the link that owns it; aborts on ENOMEM. */
 struct pg_stream *sd_script_new(const uint8_t *p, size_t n);
+
+/*
+ * A card that follows a script of steps: each packet the host writes must
+ * equal the next step's `host` bytes (hex), whose `card` bytes (hex; "" is
+ * a time-out) are then queued for the host to read; the ATR (hex) answers a
+ * reset. Wrong lengths, wrong PCBs, bad EDCs, WTX requests: whatever the
+ * steps say. The first difference is kept in `mismatch`.
+ */
+struct sd_step {
+	const char *host, *card;
+};
+
+struct sd_steps {
+	struct pg_stream base;
+	const char *atr;
+	const struct sd_step *steps;
+	int i, nsteps; /* i: steps done */
+	char mismatch[200];
+	uint8_t q[512];
+	size_t qn, qoff;
+};
+
+/* On the caller's storage (destroy leaves it). */
+void sd_steps_init(struct sd_steps *k, const char *atr, const struct sd_step *steps, int nsteps);
 
 /* ---- echo card ---- */
 

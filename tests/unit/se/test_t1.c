@@ -491,91 +491,9 @@ test_scenarios(void **state)
 }
 
 /*
- * A card that follows a script: each block the host writes must equal the
- * next step's `host` bytes; the step's `card` bytes (possibly none: a
- * time-out) are then queued for the host to read. The ATR comes on reset.
+ * The scripted card of these examples is sd_steps (tests/common/se_double.h).
+ * The SELECT of the examples: 00 A4 04 00 05 75 36 41 70 70 05 (case 4S, Ne 5).
  */
-struct step {
-	const char *host, *card; /* hex */
-};
-
-struct scripted {
-	struct pg_stream base;
-	const char *atr;
-	const struct step *steps;
-	int i, nsteps;
-	char mismatch[200];
-	uint8_t q[512];
-	size_t qn, qoff;
-};
-
-static void
-sc_push(struct scripted *k, const char *hexs)
-{
-	k->qn = unhex(k->q, hexs);
-	k->qoff = 0;
-}
-
-static int
-sc_write(struct pg_stream *s, int type, const uint8_t *p, size_t n)
-{
-	struct scripted *k = (struct scripted *)s;
-	uint8_t want[300];
-	size_t wn;
-
-	if (type == PG_PKT_RESET) {
-		sc_push(k, k->atr);
-		return 0;
-	}
-	if (k->i >= k->nsteps) {
-		snprintf(k->mismatch, sizeof(k->mismatch), "extra block after step %d", k->i);
-		return 0;
-	}
-	wn = unhex(want, k->steps[k->i].host);
-	if (!k->mismatch[0] && (wn != n || memcmp(want, p, n) != 0)) {
-		int o = snprintf(k->mismatch, sizeof(k->mismatch), "step %d: host sent ", k->i);
-
-		for (size_t j = 0; j < n && o < 180; j++)
-			o += snprintf(k->mismatch + o, sizeof(k->mismatch) - (size_t)o, "%02X",
-				      p[j]);
-	}
-	sc_push(k, k->steps[k->i].card);
-	k->i++;
-	return 0;
-}
-
-static int
-sc_read(struct pg_stream *s, uint8_t *p, size_t n, int t)
-{
-	struct scripted *k = (struct scripted *)s;
-
-	(void)t;
-	if (k->qoff == k->qn)
-		return PG_ETIMEDOUT;
-	if (n > k->qn - k->qoff)
-		n = k->qn - k->qoff;
-	memcpy(p, k->q + k->qoff, n);
-	k->qoff += n;
-	return (int)n;
-}
-
-static void
-sc_flush(struct pg_stream *s)
-{
-	struct scripted *k = (struct scripted *)s;
-
-	k->qoff = k->qn;
-}
-
-static void
-sc_destroy(struct pg_stream *s)
-{
-	(void)s; /* on the test's stack */
-}
-
-static const struct pg_stream_ops sc_ops = {sc_write, sc_read, sc_flush, sc_destroy};
-
-/* The SELECT of the examples: 00 A4 04 00 05 75 36 41 70 70 05 (case 4S, Ne 5). */
 #define EX_I00 "00000B00A4040005753641707005A9"
 #define EX_RSP00                                                                                   \
 	"0000077574777475900"                                                                      \
@@ -585,15 +503,16 @@ static const struct pg_stream_ops sc_ops = {sc_write, sc_read, sc_flush, sc_dest
 	"1F"
 
 static void
-run_script(const char *name, const char *atr, const struct step *steps, int nsteps,
+run_script(const char *name, const char *atr, const struct sd_step *steps, int nsteps,
 	   const uint8_t *capdu, size_t clen, const char *want_rapdu)
 {
-	struct scripted k = {.base.ops = &sc_ops, .atr = atr, .steps = steps, .nsteps = nsteps};
+	struct sd_steps k;
 	struct pg_link *l = NULL;
 	uint8_t want[300];
 	size_t wn = unhex(want, want_rapdu), rn = sizeof(rbuf);
 	int rc;
 
+	sd_steps_init(&k, atr, steps, nsteps);
 	assert_int_equal(T1->host_open(&l, &k.base, NULL, NULL), 0);
 	assert_int_equal(pg_link_power_on(l, NULL, NULL), 0);
 	rc = pg_link_transmit(l, capdu, clen, rbuf, &rn);
@@ -622,15 +541,15 @@ test_annex_a_scripted(void **state)
 	/* ATR 3B 80 01 81: T=1, IFSC 32 (no TA3); then S(IFS request 254). */
 	static const char atr[] = "3B800181";
 	static const char atr_ifsc10[] = "3B8081110A1A";
-	static const struct step ifs = {"00C101FE3E", "00E101FE1E"};
+	static const struct sd_step ifs = {"00C101FE3E", "00E101FE1E"};
 	uint8_t sel[11], sel22[28];
 	size_t n;
 
 	(void)state;
 	n = unhex(sel, "00A4040005753641707005");
 	assert_int_equal(n, 11);
-#define S(...) ((const struct step[]){ifs, __VA_ARGS__})
-#define N(...) (int)(sizeof((const struct step[]){ifs, __VA_ARGS__}) / sizeof(struct step))
+#define S(...) ((const struct sd_step[]){ifs, __VA_ARGS__})
+#define N(...) (int)(sizeof((const struct sd_step[]){ifs, __VA_ARGS__}) / sizeof(struct sd_step))
 #define RUN(name, a, ...)                                                                          \
 	run_script(name, a, S(__VA_ARGS__), N(__VA_ARGS__), sel, 11, "75747774759000")
 	RUN("A.2.1 case 4S", atr, {EX_I00, EX_RSP00});
@@ -710,8 +629,7 @@ test_crc(void **state)
 	pg_link_close(l);
 }
 
-/* Raw blocks into the card role (a sink, se_double.h): a repeated I-block is answered, not executed
- * again. */
+/* Raw blocks into the card role (sd_stream as a sink): a repeated I-block is answered once. */
 static void
 test_card_exactly_once(void **state)
 {
