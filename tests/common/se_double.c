@@ -34,19 +34,26 @@ sd_write(struct pg_stream *s, int type, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* Hands the host up to n of the len queued bytes from *off; a mute card when none are left. */
+static int
+sd_take(const uint8_t *q, size_t len, size_t *off, uint8_t *p, size_t n)
+{
+	if (*off == len)
+		return PG_ETIMEDOUT;
+	if (n > len - *off)
+		n = len - *off;
+	memcpy(p, q + *off, n);
+	*off += n;
+	return (int)n;
+}
+
 static int
 sd_read(struct pg_stream *s, uint8_t *p, size_t n, int timeout_ms)
 {
 	struct sd_stream *k = (struct sd_stream *)s;
 
 	(void)timeout_ms;
-	if (k->off == k->n)
-		return PG_ETIMEDOUT;
-	if (n > k->n - k->off)
-		n = k->n - k->off;
-	memcpy(p, k->p + k->off, n);
-	k->off += n;
-	return (int)n;
+	return sd_take(k->p, k->n, &k->off, p, n);
 }
 
 static void
@@ -129,13 +136,7 @@ sd_steps_read(struct pg_stream *s, uint8_t *p, size_t n, int timeout_ms)
 	struct sd_steps *k = (struct sd_steps *)s;
 
 	(void)timeout_ms;
-	if (k->qoff == k->qn)
-		return PG_ETIMEDOUT;
-	if (n > k->qn - k->qoff)
-		n = k->qn - k->qoff;
-	memcpy(p, k->q + k->qoff, n);
-	k->qoff += n;
-	return (int)n;
+	return sd_take(k->q, k->qn, &k->qoff, p, n);
 }
 
 static void
