@@ -63,7 +63,14 @@ int pg_data_dir(char *out, size_t outlen);
 /* Creates a data directory (0700) if missing; refuses (PG_EPERM, with the
  * chmod to run) one that group or others may read, write or enter. */
 int pg_data_dir_prepare(const char *dir);
-/* "<data dir>/payguard.db" unless path is given. */
+/*
+ * The store a verb uses when it is given none: $PAYGUARD_STORE when set and
+ * not empty (a path, sqlite:PATH or a PostgreSQL URL, as --db takes), else
+ * "<data dir>/payguard.db" (the data directory is created as pg_data_dir
+ * does).
+ */
+int pg_store_default_url(char *out, size_t outlen);
+/* Opens path, or pg_store_default_url() when path is NULL or empty. */
 int pg_store_open_default(struct pg_store *st, const char *path_or_null);
 
 #endif

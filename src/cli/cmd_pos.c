@@ -35,7 +35,8 @@ struct posopt {
 
 /* The options every pos verb takes: the store, the codec and the policy. */
 #define POS_COMMON                                                                                 \
-	PG_STR(struct posopt, db, "db", "PATH", "the store (default: the data directory's)"),      \
+	PG_STR(struct posopt, db, "db", "PATH",                                                    \
+	       "the store (default: $PAYGUARD_STORE, else the data directory's)"),                 \
 	    PG_STR(struct posopt, dialect, "dialect", "D",                                         \
 		   "binary (default), ascii, iso93, iso93-binary (ISO 8583:1993), jpos-iso87b, "   \
 		   "npm-iso8583, or a field-definition file"),                                     \

@@ -33,16 +33,13 @@ pg_store_open(struct pg_store *st, const char *path)
 int
 pg_store_open_flags(struct pg_store *st, const char *path, int mutex_flags)
 {
-	char dir[4096], db[4200];
+	char db[4200];
 	int rc;
 
 	if (path && *path)
 		return open_path(st, path, mutex_flags);
-	rc = pg_data_dir(dir, sizeof(dir));
-	if (rc < 0)
-		return rc;
-	snprintf(db, sizeof(db), "%s/payguard.db", dir);
-	return open_path(st, db, mutex_flags);
+	rc = pg_store_default_url(db, sizeof(db));
+	return rc < 0 ? rc : open_path(st, db, mutex_flags);
 }
 
 /*
@@ -230,16 +227,29 @@ pg_data_dir_prepare(const char *dir)
 }
 
 int
-pg_store_open_default(struct pg_store *st, const char *path)
+pg_store_default_url(char *out, size_t outlen)
 {
-	char dir[4096], db[4200];
-	int rc;
+	const char *env = getenv("PAYGUARD_STORE");
+	char dir[4096];
+	int n, rc;
 
-	if (path && *path)
-		return pg_store_open(st, path);
+	if (env && *env) {
+		n = snprintf(out, outlen, "%s", env);
+		if (n < 0 || (size_t)n >= outlen)
+			return pg_error(PG_ETOOBIG, "store", "PAYGUARD_STORE is too long");
+		return 0;
+	}
 	rc = pg_data_dir(dir, sizeof(dir));
 	if (rc < 0)
 		return rc;
-	snprintf(db, sizeof(db), "%s/payguard.db", dir);
-	return pg_store_open(st, db);
+	n = snprintf(out, outlen, "%s/payguard.db", dir);
+	if (n < 0 || (size_t)n >= outlen)
+		return pg_error(PG_ETOOBIG, "store", "store path too long");
+	return 0;
+}
+
+int
+pg_store_open_default(struct pg_store *st, const char *path)
+{
+	return pg_store_open_flags(st, path, SQLITE_OPEN_FULLMUTEX);
 }

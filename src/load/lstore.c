@@ -184,7 +184,7 @@ store_close(void *state)
 const struct pg_load_ops pg_load_store_ops = {
     .name = "store",
     .help = "store:[DB|URL]   samples in a store: a SQLite path, sqlite:PATH or postgresql://..."
-	    " (default: the data directory's payguard.db)",
+	    " (default: $PAYGUARD_STORE, else the data directory's payguard.db)",
     .open = store_open,
     .next = store_next,
     .close = store_close,

@@ -203,6 +203,14 @@ store = {
     "payguard.image.upgrade_finished": q("SELECT count(*) FROM image_job WHERE state = 'done'"),
     "payguard.image.upgrade_failed": q("SELECT count(*) FROM image_job WHERE state = 'failed'"),
     "payguard.image.upgrade_interrupted": q("SELECT count(*) FROM image_job WHERE state = 'interrupted'"),
+    # the demo's VSEs are never destroyed: each row was created once, and
+    # every crash the hypervisor restarted is counted in its row
+    "payguard.vse.created": q("SELECT count(*) FROM vse_instance"),
+    "payguard.vse.destroyed": 0,
+    "payguard.vse.crashed": q("SELECT coalesce(sum(restarts), 0) FROM vse_instance"),
+    # a finding stays in the state table until it is fixed
+    "payguard.image.finding_found": q("SELECT count(*) FROM image_finding_state"),
+    "payguard.image.finding_fixed": 0,
     # ids only grow and only the oldest rows are trimmed: max(id) is every estimate made
     "payguard.load.estimate_finished": q("SELECT coalesce(max(id), 0) FROM serve_load"),
 }
@@ -216,6 +224,12 @@ if POSTGRES:
     })
 
 out = consume(urls)
+# an SE authenticates at each attach (a cache hit too), so the SE OS's list
+# holds at most as many authenticated SEs as there were events, and at least one
+se_rows = q("SELECT count(*) FROM seos_se WHERE state = %d" % 1)
+check(1 <= se_rows <= out["types"].get("payguard.se.authenticated", 0),
+      "every SE the SE OS lists as authenticated had its event (%d listed, %d events)"
+      % (se_rows, out["types"].get("payguard.se.authenticated", 0)))
 print("stream: %d events; per type %s" % (out["count"], json.dumps(out["types"], sort_keys=True)))
 print("store:  %s" % json.dumps(store, sort_keys=True))
 check(out["problems"] == [], "every event is a valid CloudEvents 1.0 document (%s)" % out["problems"][:5])

@@ -14,7 +14,6 @@ NATS servers is refused at the start."""
 import json
 import os
 import socket
-import sqlite3
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -82,14 +81,16 @@ def run(*extra, conf=None):
         s, svcs = d.get("/api/services")
         pos = next((w for w in svcs if w["name"] == "pos"), None)
         check(s == 200 and pos and pos["state"] == "running", "the pos worker runs (%s)" % pos)
-        db = lambda: sqlite3.connect(os.path.join(d.dir, "payguard.db"))  # noqa: E731
+        # the daemon's store on either engine (a PostgreSQL database of its
+        # own on the PostgreSQL pass, serveutil.py)
+        count = lambda sql: int(d.rows(sql)[0][0])  # noqa: E731
         n0 = stream_state()[1]
         d.wait("POS transactions stored through the sink",
-               lambda: db().execute("SELECT count(*) FROM pos_txn").fetchone()[0] >= 50, 180)
+               lambda: count("SELECT count(*) FROM pos_txn") >= 50, 180)
         n1 = stream_state()[1]
         check(n1 > n0, "batches were published to the intake stream while the daemon answered"
               " (last sequence %d -> %d)" % (n0, n1))
-        d.wait("the demo's alerts", lambda: db().execute("SELECT count(*) FROM pos_alerts").fetchone()[0] >= 1,
+        d.wait("the demo's alerts", lambda: count("SELECT count(*) FROM pos_alerts") >= 1,
                120)
         rc = d.stop()
         check(rc == 0, "the daemon stopped cleanly on SIGTERM (%s)" % rc)
@@ -102,11 +103,9 @@ def run(*extra, conf=None):
     check(ci["num_pending"] == 0 and ci["num_ack_pending"] == 0,
           "the sink acknowledged every message of the stream (pending %d, unacked %d)"
           % (ci["num_pending"], ci["num_ack_pending"]))
-    c = sqlite3.connect(os.path.join(d.dir, "payguard.db"))
-    rows = c.execute("SELECT count(*) FROM pos_txn").fetchone()[0]
-    dup = c.execute("SELECT count(*) FROM (SELECT tid, stan, f7 FROM pos_txn"
-                    " GROUP BY tid, stan, f7 HAVING count(*) > 1)").fetchone()[0]
-    c.close()
+    rows = int(d.rows("SELECT count(*) FROM pos_txn")[0][0])
+    dup = int(d.rows("SELECT count(*) FROM (SELECT tid, stan, f7 FROM pos_txn"
+                     " GROUP BY tid, stan, f7 HAVING count(*) > 1) AS d")[0][0])
     held, last = stream_state()
     print("stream: %d batches published, %d held; store: %d transactions" % (last, held, rows))
     check(held == 0, "the work-queue stream holds nothing the sink has not stored (%d held)" % held)

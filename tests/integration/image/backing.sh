@@ -9,6 +9,7 @@
 # still scan, and an upgrade overlay kept in the data dir still commits.
 set -euo pipefail
 . "$(dirname "$0")/helpers.sh"
+. "$(dirname "$0")/store.sh"
 "$PAYGUARD" image demo --dir "$work/demo" >/dev/null 2>&1 || fail "demo image"
 deb=$work/demo/demo-tool_1.0-2_amd64.deb
 mkdir -p "$work/watch" "$work/outside"
@@ -43,7 +44,7 @@ d = json.load(sys.stdin)
 names = [c["path"].rsplit("/", 1)[-1] for c in d["chain"]]
 assert names == ["chain2.qcow2", "rel.qcow2", "base.img"], names' \
 	|| fail "chain of chain3"
-rm -rf "$work/data"
+new_store
 
 # hostile: /etc/shadow (any readable host file read as a raw disk), ../x, a symlink out
 qemu-img create -q -f qcow2 -u -b /etc/shadow -F raw shadow.qcow2 64M

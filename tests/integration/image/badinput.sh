@@ -10,6 +10,7 @@ PATH=$PATH:/usr/sbin:/sbin
 fail() { echo "FAIL: $*" >&2; exit 1; }
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 export PAYGUARD_DATA_DIR=$work/data
+. "$(dirname "$0")/store.sh"
 "$PAYGUARD" image demo --dir "$work/demo" >/dev/null 2>&1 || fail "demo image"
 good=$work/demo/demo-disk.img
 deb=$work/demo/demo-tool_1.0-2_amd64.deb
@@ -47,8 +48,10 @@ no_images "bad qcow2"
 truncate -s 40M "$work/gpt.img"
 printf 'label: gpt\nstart=2048, size=40000, type=L\n' | sfdisk -q "$work/gpt.img"
 "$PAYGUARD" image scan "$work/gpt.img" >/dev/null || fail "valid GPT refused"
-rm -rf "$work/data"
-printf '\xff' | dd of="$work/gpt.img" bs=1 seek=$((1024 + 20)) conv=notrunc status=none   # primary entries
+new_store
+# primary entries: the first byte of entry 1's type GUID (0xaf for Linux);
+# byte 20 was in the random partition GUID, already 0xff one time in 256
+printf '\xff' | dd of="$work/gpt.img" bs=1 seek=1024 conv=notrunc status=none
 printf '\xff' | dd of="$work/gpt.img" bs=1 seek=$((40 * 1048576 - 512 + 40)) conv=notrunc status=none # backup header
 expect_fail "corrupt GPT (primary and backup)" "corrupt GPT.*CRC32 mismatch" "$PAYGUARD" image scan "$work/gpt.img"
 no_images "corrupt GPT"

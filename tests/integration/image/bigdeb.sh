@@ -14,7 +14,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=8
 make_small_root "$work/root"
 make_gpt_image "$work/root" "$work/disk.img" 400
 sha=$(sha256sum <"$work/disk.img")
-db=$work/big.db
+db=${PAYGUARD_STORE:-$work/big.db}
 "$PAYGUARD" image scan --db "$db" "$work/disk.img" >/dev/null || fail "scan"
 for z in none gzip xz; do
 	deb=$work/big-$z.deb ov=$work/ov-$z.qcow2

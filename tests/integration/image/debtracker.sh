@@ -13,13 +13,22 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 export PAYGUARD_DATA_DIR=$work/data
 "$PAYGUARD" image demo --dir "$work/demo" >"$work/out" 2>&1 || { cat "$work/out"; fail "demo"; }
-db=$work/demo/payguard.db
-# a clean store with the demo image only (drop the demo's own advisory)
-/usr/bin/python3 -c '
+db=$work/demo/payguard.db osv=$work/osv.db
+storeq="/usr/bin/python3 $here/../../fixtures/storeq.py"
+if [ -n "${PAYGUARD_STORE:-}" ]; then
+	# the PostgreSQL pass: the demo's images, without its advisory, in two stores
+	. "$here/store.sh"
+	db=$PAYGUARD_STORE osv=$($storeq fresh osv "$osv")
+	demo_store "$work/demo" "$db" no
+	demo_store "$work/demo" "$osv" no
+else
+	# a clean store with the demo image only (drop the demo's own advisory)
+	/usr/bin/python3 -c '
 import sqlite3, sys
 c = sqlite3.connect(sys.argv[1]); c.execute("PRAGMA foreign_keys=ON")
 c.execute("DELETE FROM advisory"); c.commit()' "$db"
-cp "$db" "$work/osv.db"
+	cp "$db" "$osv"
+fi
 
 # auto-detected as the tracker's format
 "$PAYGUARD" image advisories import --db "$db" "$here/debian-tracker.json" >"$work/o" || fail "import"
@@ -61,8 +70,8 @@ cat >"$work/same.json" <<'EOJ'
   "affected": [{"package": {"ecosystem": "Debian:12", "name": "base-files"},
                 "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "12.4+deb12u4"}]}]}]}]
 EOJ
-"$PAYGUARD" image advisories import --db "$work/osv.db" "$work/same.json" >/dev/null || fail "osv import"
-"$PAYGUARD" image findings --db "$work/osv.db" --json 1 >"$work/fo"
+"$PAYGUARD" image advisories import --db "$osv" "$work/same.json" >/dev/null || fail "osv import"
+"$PAYGUARD" image findings --db "$osv" --json 1 >"$work/fo"
 /usr/bin/python3 - "$work/f" "$work/fo" <<'EOP' || fail "tracker and OSV findings differ"
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
@@ -70,10 +79,11 @@ key = lambda x: (x["package"], x["advisory"], x["fixed"], x["version"])
 assert sorted(map(key, a)) == sorted(map(key, b)), (a, b)
 EOP
 # the stored ranges: one per (package, release with a number) that needs one
-/usr/bin/python3 - "$db" <<'EOP' || fail "stored ranges"
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-r = sorted(c.execute("SELECT advisory_id, ecosystem, package, introduced, fixed FROM advisory_range"),
+/usr/bin/python3 - "$db" "$here/../../fixtures" <<'EOP' || fail "stored ranges"
+import sys
+sys.path.insert(0, sys.argv[2])
+import storeq
+r = sorted(storeq.rows(sys.argv[1], "SELECT advisory_id, ecosystem, package, introduced, fixed FROM advisory_range"),
            key=lambda t: tuple(str(x) for x in t))
 want = sorted([("CVE-2026-10001", "Debian:12", "demo", "0", "1.0-2"),
                ("CVE-2026-10001", "Debian:13", "demo", "0", "1.0-3"),
@@ -106,9 +116,6 @@ bad '{"zz": ["CVE-1"]}' "package 'zz': not an object of CVEs"
 bad '{"zz": {"CVE-1": {"releases": []}}}' '"releases" is not an object'
 bad '[1, 2]' 'not the tracker'"'"'s shape'
 bad '{"zz": {"CVE-1": ' 'not JSON'
-/usr/bin/python3 -c '
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-assert c.execute("SELECT COUNT(*) FROM advisory WHERE id = ?", ("CVE-1",)).fetchone()[0] == 0
-assert c.execute("SELECT COUNT(*) FROM advisory").fetchone()[0] == 8' "$db" || fail "a bad feed left rows"
+[ "$($storeq query "$db" "SELECT COUNT(*) FROM advisory WHERE id = 'CVE-1'")" = 0 ] || fail "a bad feed left rows"
+[ "$($storeq query "$db" "SELECT COUNT(*) FROM advisory")" = 8 ] || fail "a bad feed left rows"
 echo "debtracker: ok"

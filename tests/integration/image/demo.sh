@@ -21,6 +21,11 @@ qemu-img convert -O raw "$ov" "$work/full"
 dd if="$work/full" of="$work/fs" bs=1M skip=1 status=none
 e2fsck -fn "$work/fs" >/dev/null 2>&1 || fail "e2fsck"
 db=$work/demo/payguard.db
+if [ -n "${PAYGUARD_STORE:-}" ]; then
+	. "$(dirname "$0")/store.sh"
+	db=$PAYGUARD_STORE
+	demo_store "$work/demo" "$db" yes
+fi
 "$PAYGUARD" image findings --db "$db" --json 1 >"$work/f1"
 "$PAYGUARD" image findings --db "$db" --json 2 >"$work/f2"
 grep -q '"fixed": "1.0-2"' "$work/f1" || fail "findings json"

@@ -21,10 +21,16 @@ for r in 1 2 3; do
 done
 # Seeded kill points in [0, 90 %] of the fastest run; runs that finish
 # before their kill still count as trials (and are checked), and trials go
-# on until at least 50 processes were really killed mid-run.
+# on until at least 50 processes were really killed mid-run. The PostgreSQL
+# pass (PAYGUARD_STORE set, issue 14) checks the store side of a kill (the
+# job's row, the store usable after it) with 15 kills in 20 trials: the 60
+# points of the acceptance are about the overlay files, which no engine
+# changes, and they would add some 6 minutes to CI.
+min_killed=50 min_trials=60
+[ -n "${PAYGUARD_STORE:-}" ] && min_killed=15 min_trials=20
 trials=0 killed=0 finished=0
 RANDOM=4242
-while [ $killed -lt 50 ] || [ $trials -lt 60 ]; do
+while [ $killed -lt $min_killed ] || [ $trials -lt $min_trials ]; do
 	trials=$((trials + 1)); i=$trials
 	[ $trials -le 250 ] || fail "only $killed kills in 250 trials"
 	ov=$work/ov$i.qcow2

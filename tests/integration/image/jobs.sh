@@ -39,7 +39,7 @@ check_overlay "$work/ok.qcow2"
 check_overlay "$work/again.qcow2"
 
 # CLI: queue, run by --job, PROGRESS column
-db=$work/jobs.db
+db=${PAYGUARD_STORE:-$work/jobs.db} # image_jobs_test's store too
 job=$("$PAYGUARD" image queue --json --db "$db" "$work/disk.img" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["job"])')
 "$PAYGUARD" image upgrade --db "$db" --job "$job" --output "$work/cli.qcow2" --deb "$work/big.deb" \
 	>/dev/null 2>"$work/cli.err" || { cat "$work/cli.err"; fail "upgrade --job $job"; }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static int failures;
@@ -107,6 +108,9 @@ main(int argc, char **argv)
 	snprintf(ov_stop, sizeof(ov_stop), "%s/stopped.qcow2", work);
 	snprintf(ov_ok, sizeof(ov_ok), "%s/ok.qcow2", work);
 	snprintf(ov_x, sizeof(ov_x), "%s/never.qcow2", work);
+	/* the PostgreSQL pass (with_pg_store.sh) names its store in PAYGUARD_STORE */
+	if (getenv("PAYGUARD_STORE") && *getenv("PAYGUARD_STORE"))
+		snprintf(db, sizeof(db), "%s", getenv("PAYGUARD_STORE"));
 	if (pg_store_open(&st, db) < 0 || pg_image_db_open(&st) < 0) {
 		fprintf(stderr, "FAIL: store: %s\n", pg_last_error());
 		return 1;
@@ -247,12 +251,15 @@ main(int argc, char **argv)
 	rc = pg_image_job_queue(&st, "2", &fresh);
 	CHECK(rc == 0, "queue fresh");
 	{
-		char sql[256];
+		char sql[256], ts[32];
+		time_t then = time(NULL) - 61;
+		struct tm tm;
 
-		snprintf(sql, sizeof(sql),
-			 "UPDATE image_job SET started_at = strftime('%%Y-%%m-%%dT%%H:%%M:%%SZ',"
-			 " 'now', '-61 seconds') WHERE id = %lld",
-			 (long long)stale);
+		/* the time in C: SQL date functions differ between the engines */
+		gmtime_r(&then, &tm);
+		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		snprintf(sql, sizeof(sql), "UPDATE image_job SET started_at = '%s' WHERE id = %lld",
+			 ts, (long long)stale);
 		CHECK(pg_store_exec(&st, sql) == 0, "age the job");
 	}
 	row = job_row(&st, stale);

@@ -17,7 +17,8 @@ cleanup() {
 }
 trap cleanup EXIT
 export PAYGUARD_DATA_DIR=$tmp/data
-db=$tmp/data/payguard.db
+db=${PAYGUARD_STORE:-$tmp/data/payguard.db}
+storeq="/usr/bin/python3 $(dirname "$0")/../../fixtures/storeq.py" # sqlite3 or psql (issue 14: both engines)
 
 cg2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
 real=0
@@ -35,8 +36,8 @@ if [ "$real" = 1 ]; then
 	busy=$!
 	echo "$busy" > "$parent/vm-busy/cgroup.procs"
 	"$PAYGUARD" load collect --source "cgroup:$parent" --interval 0.5 --count 3 --json
-	busy_cpu=$(sqlite3 "$db" "SELECT MIN(cpu) FROM load_samples WHERE vm = 'vm-busy'")
-	idle_cpu=$(sqlite3 "$db" "SELECT MAX(cpu) FROM load_samples WHERE vm = 'vm-idle'")
+	busy_cpu=$($storeq query "$db" "SELECT MIN(cpu) FROM load_samples WHERE vm = 'vm-busy'")
+	idle_cpu=$($storeq query "$db" "SELECT MAX(cpu) FROM load_samples WHERE vm = 'vm-idle'")
 	echo "busy ${busy_cpu}% idle ${idle_cpu}%"
 	awk -v b="$busy_cpu" -v i="$idle_cpu" 'BEGIN { exit !(b > 5 && i < 1) }'
 	echo "cgroup collector (real cgroups): ok"
@@ -66,18 +67,20 @@ mkdir -p "$root/not-a-cgroup" # no cpu.stat: ignored
 ) &
 busy=$!
 "$PAYGUARD" load collect --source "cgroup:$root" --interval 1 --count 4 --json
-test "$(sqlite3 "$db" "SELECT COUNT(DISTINCT vm) FROM load_samples")" -eq 2
+test "$($storeq query "$db" "SELECT COUNT(DISTINCT vm) FROM load_samples")" -eq 2
 # vm-a burns 5 cores' worth on this machine's cores: clipped to 100 % where read.
-test "$(sqlite3 "$db" "SELECT COUNT(*) FROM load_samples WHERE vm = 'vm-a' AND cpu = 100 AND disk_rd > 1000 AND ABS(mem - 25) < 0.01")" -eq 3
-test "$(sqlite3 "$db" "SELECT COUNT(*) FROM load_samples WHERE vm = 'vm-b' AND cpu = 0 AND disk_rd = 0")" -eq 3
-sqlite3 "$db" "SELECT vm, ROUND(cpu), ROUND(mem), ROUND(disk_rd) FROM load_samples"
+test "$($storeq query "$db" "SELECT COUNT(*) FROM load_samples WHERE vm = 'vm-a' AND cpu = 100 AND disk_rd > 1000 AND ABS(mem - 25) < 0.01")" -eq 3
+test "$($storeq query "$db" "SELECT COUNT(*) FROM load_samples WHERE vm = 'vm-b' AND cpu = 0 AND disk_rd = 0")" -eq 3
+$storeq query "$db" "SELECT vm, ROUND(cpu), ROUND(mem), ROUND(disk_rd) FROM load_samples"
 # systemd's escaped unit names are shown unescaped.
 mkdir -p "$tmp/names/machine-qemu\\x2d1\\x2dweb.scope"
 for f in "usage_usec 0:cpu.stat" "max 100000:cpu.max" "1:memory.current" "2:memory.max"; do
 	echo "${f%%:*}" > "$tmp/names/machine-qemu\\x2d1\\x2dweb.scope/${f#*:}"
 done
-PAYGUARD_DATA_DIR=$tmp/d2 "$PAYGUARD" load collect --source "cgroup:$tmp/names" --interval 0.2 --count 2
-test "$(sqlite3 "$tmp/d2/payguard.db" "SELECT vm FROM load_samples")" = "qemu-1-web"
+# a store of its own: the data directory's, or a new database on the PostgreSQL pass
+db2=$($storeq fresh names "$tmp/d2/payguard.db")
+PAYGUARD_DATA_DIR=$tmp/d2 PAYGUARD_STORE=${PAYGUARD_STORE:+$db2} "$PAYGUARD" load collect --source "cgroup:$tmp/names" --interval 0.2 --count 2
+test "$($storeq query "$db2" "SELECT vm FROM load_samples")" = "qemu-1-web"
 # An empty tree warns; a cgroup v1 hierarchy is refused with a message.
 mkdir "$tmp/empty"
 PAYGUARD_DATA_DIR=$tmp/d3 "$PAYGUARD" load collect --source "cgroup:$tmp/empty" --interval 0.1 --count 2 2> "$tmp/w1"

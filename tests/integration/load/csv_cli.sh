@@ -10,6 +10,8 @@ PAYGUARD=${PAYGUARD:?}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export PAYGUARD_DATA_DIR=$tmp/data
+db=${PAYGUARD_STORE:-$tmp/data/payguard.db}
+storeq="/usr/bin/python3 $(dirname "$0")/../../fixtures/storeq.py" # sqlite3 or psql (issue 14: both engines)
 
 "$PAYGUARD" load generate --vms 240 --seed 9 --samples 720 --format bitbrains \
 	--out "$tmp/bb" --truth "$tmp/truth.csv"
@@ -52,7 +54,7 @@ PY
 "$PAYGUARD" load import --source "csv:$tmp/fleet.csv" --window 500 --json > "$tmp/imp.json"
 grep -q '"vms": 120' "$tmp/imp.json"
 grep -q '"samples": 60000' "$tmp/imp.json"
-test "$(sqlite3 "$tmp/data/payguard.db" "SELECT COUNT(*) FROM load_samples")" -eq 60000
+test "$($storeq query "$db" "SELECT COUNT(*) FROM load_samples")" -eq 60000
 "$PAYGUARD" load estimate --source store: --k2 auto > "$tmp/table.txt"
 cat "$tmp/table.txt"
 grep -q "load over 120 VMs" "$tmp/table.txt"

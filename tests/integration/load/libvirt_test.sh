@@ -11,6 +11,7 @@ PAYGUARD=${PAYGUARD:?}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export PAYGUARD_DATA_DIR=$tmp/data
+storeq="/usr/bin/python3 $(dirname "$0")/../../fixtures/storeq.py" # sqlite3 or psql (issue 14: both engines)
 n=40
 {
 	echo "<node>"
@@ -32,13 +33,13 @@ n=40
 cat "$tmp/out.json" "$tmp/err.txt"
 grep -q '"samples": 120' "$tmp/out.json"
 grep -q "used per-call functions" "$tmp/err.txt"
-db=$tmp/data/payguard.db
-test "$(sqlite3 "$db" "SELECT COUNT(DISTINCT vm) FROM load_samples")" -eq $n
-test "$(sqlite3 "$db" "SELECT COUNT(*) FROM load_samples")" -eq $((3 * n))
+db=${PAYGUARD_STORE:-$tmp/data/payguard.db}
+test "$($storeq query "$db" "SELECT COUNT(DISTINCT vm) FROM load_samples")" -eq $n
+test "$($storeq query "$db" "SELECT COUNT(*) FROM load_samples")" -eq $((3 * n))
 # Counters grow: every sample has positive CPU, disk and network rates.
-test "$(sqlite3 "$db" "SELECT COUNT(*) FROM load_samples WHERE cpu > 0 AND disk_rd > 0 AND disk_wr > 0 AND net_rx > 0 AND net_tx > 0 AND mem > 0")" -eq $((3 * n))
+test "$($storeq query "$db" "SELECT COUNT(*) FROM load_samples WHERE cpu > 0 AND disk_rd > 0 AND disk_wr > 0 AND net_rx > 0 AND net_tx > 0 AND mem > 0")" -eq $((3 * n))
 # CPU percent is per provisioned vCPU: a domain with more vCPUs shows less.
-sqlite3 "$db" "SELECT vm, ROUND(AVG(cpu),1) FROM load_samples GROUP BY vm LIMIT 4"
+$storeq query "$db" "SELECT vm, ROUND(CAST(AVG(cpu) AS NUMERIC), 1) FROM load_samples GROUP BY vm LIMIT 4"
 "$PAYGUARD" load estimate --source store: --k2 2 > "$tmp/est.txt"
 grep -q "load over $n VMs" "$tmp/est.txt"
 # An unreachable libvirt: clear error naming the URI, non-zero exit.

@@ -33,6 +33,8 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "serve"))
 from serveutil import Daemon, PAYGUARD  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "fixtures"))
+import storeq  # noqa: E402  (either engine: each collect gets a fresh store)
 from sklearn.metrics import adjusted_rand_score  # noqa: E402
 
 GROUPS = {"cpu": ["web-1", "web-2"], "disk": ["db-1", "db-2"], "idle": ["spare-1", "spare-2"]}
@@ -57,11 +59,8 @@ def free_port():
 def per_vm(db):
     """vm -> [samples, median cpu, median disk read, median memory, max net rx]: medians,
     as the first steps' rate() windows reach back before the series began."""
-    out = subprocess.run(["sqlite3", db, "SELECT vm, cpu, disk_rd, mem, net_rx FROM load_samples"],
-                         capture_output=True, text=True, check=True).stdout.split()
     rows = {}
-    for line in out:
-        f = line.split("|")
+    for f in storeq.rows(db, "SELECT vm, cpu, disk_rd, mem, net_rx FROM load_samples"):
         rows.setdefault(f[0], []).append([float(x) for x in f[1:]])
     res = {}
     for vm, r in rows.items():
@@ -160,11 +159,12 @@ def retries():
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     base = "prometheus:http://127.0.0.1:%d,1700000000,1700000240,60" % srv.server_address[1]
     d = tempfile.mkdtemp(prefix="pg-prom-flaky-")
+    xdb = storeq.fresh_store("flaky", os.path.join(d, "x.db"))
     try:
         def run(spec, fail, code):
             Flaky.hits, Flaky.fail, Flaky.code = 0, fail, code
-            return subprocess.run([PAYGUARD, "load", "import", "--source", spec, "--db",
-                                   os.path.join(d, "x.db")], capture_output=True, text=True, timeout=60)
+            return subprocess.run([PAYGUARD, "load", "import", "--source", spec, "--db", xdb],
+                                  capture_output=True, text=True, timeout=60)
         r = run(base + ",retries=2", 2, 503)  # two 503s, then six queries answered
         check(r.returncode == 0 and Flaky.hits == 8, (r.returncode, r.stderr, Flaky.hits))
         r = run(base + ",retries=1", 2, 503)  # one retry is not enough
@@ -244,7 +244,7 @@ def main():
         check(n == 6, "prometheus did not scrape the exporter: " + open(log.name).read()[-2000:])
 
         # 1. load collect stores samples of every domain
-        db = os.path.join(work, "collect.db")
+        db = storeq.fresh_store("collect", os.path.join(work, "collect.db"))
         r = subprocess.run([PAYGUARD, "load", "collect", "--source", spec, "--interval", "2",
                             "--count", "3", "--db", db, "--json"],
                            capture_output=True, text=True, timeout=120)
@@ -258,7 +258,7 @@ def main():
 
         # 1b. the node_exporter preset: VMs by instance, CPU from the idle share,
         # memory from MemAvailable/MemTotal, the loopback device left out
-        db2 = os.path.join(work, "node.db")
+        db2 = storeq.fresh_store("node", os.path.join(work, "node.db"))
         r = subprocess.run([PAYGUARD, "load", "collect", "--source",
                             "prometheus:%s,exporter=node,step=1,window=5" % url, "--interval", "2",
                             "--count", "3", "--db", db2], capture_output=True, text=True, timeout=120)

@@ -14,6 +14,8 @@ T=$(cd "$(dirname "$0")/traces" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export PAYGUARD_DATA_DIR=$tmp/data
+db=${PAYGUARD_STORE:-$tmp/data/payguard.db}
+storeq="/usr/bin/python3 $(dirname "$0")/../../fixtures/storeq.py" # sqlite3 or psql (issue 14: both engines)
 
 mkdir "$tmp/azgz"
 gzip -c "$T/azure/vm_cpu_readings-file-1-of-195.csv" > "$tmp/azgz/vm_cpu_readings-file-1-of-195.csv.gz"
@@ -110,11 +112,11 @@ grep -q "vm_cpu_readings-file-1-of-195.csv:1: 5 fields, expected 8 (vm,timestamp
 
 # Import: every sample in the store, VM names as published.
 "$PAYGUARD" load import --source "google2011:$T/google2011/task_usage,job" --json > "$tmp/imp.json"
-test "$(sqlite3 "$tmp/data/payguard.db" "SELECT COUNT(*) FROM load_samples")" -eq 108
+test "$($storeq query "$db" "SELECT COUNT(*) FROM load_samples")" -eq 108
 # The window split in two halves (slot 5) averages, not adds: every job's CPU
 # stays the sum of its two tasks (~70 %), never 100 % (three tasks' worth, clipped).
-sqlite3 "$tmp/data/payguard.db" "SELECT vm, ROUND(MAX(cpu), 1) FROM load_samples GROUP BY vm"
-test "$(sqlite3 "$tmp/data/payguard.db" "SELECT COUNT(*) FROM load_samples WHERE cpu > 80")" -eq 0
+$storeq query "$db" "SELECT vm, ROUND(CAST(MAX(cpu) AS NUMERIC), 1) FROM load_samples GROUP BY vm"
+test "$($storeq query "$db" "SELECT COUNT(*) FROM load_samples WHERE cpu > 80")" -eq 0
 "$PAYGUARD" load import --source "azure:$tmp/azgz" > /dev/null
-test "$(sqlite3 "$tmp/data/payguard.db" "SELECT COUNT(DISTINCT vm) FROM load_samples")" -eq 18
+test "$($storeq query "$db" "SELECT COUNT(DISTINCT vm) FROM load_samples")" -eq 18
 echo "public traces: ok"

@@ -1,6 +1,8 @@
 """Helpers for the pos integration tests (seed 4): sample data, the server
 process, JSON messages. Each test gets its own data directory and a free
-port on 127.0.0.1; every process started here is stopped here."""
+port on 127.0.0.1; every process started here is stopped here. Its store is
+a SQLite file in that directory, or on the PostgreSQL pass (issue 14,
+tests/fixtures/with_pg_store.sh) a fresh database of its own."""
 import json
 import os
 import shutil
@@ -9,6 +11,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "fixtures"))
+import storeq  # noqa: E402
 
 PAYGUARD = os.environ.get("PAYGUARD", "payguard")
 
@@ -89,9 +94,13 @@ class Env:
     def __init__(self, name):
         base = os.environ.get("PG_BUILD_DIR", tempfile.gettempdir())
         self.dir = tempfile.mkdtemp(prefix="pos-%s-" % name, dir=base)
-        self.db = os.path.join(self.dir, "payguard.db")
+        self.db = storeq.fresh_store(name, os.path.join(self.dir, "payguard.db"))
         self.server = None
         self.log = None
+
+    def rows(self, sql):
+        """Rows of sql on this test's store (either engine), typed."""
+        return storeq.rows(self.db, sql)
 
     def path(self, name):
         return os.path.join(self.dir, name)

@@ -5,7 +5,6 @@ have its alert stored. Then the server restarts on the same store."""
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 
@@ -31,12 +30,10 @@ try:
     check(len(lines) > 500 and len(lines) == stats["answered"], "%d transactions answered before the kill" % len(lines))
     check(stats["errors"] > 0, "the load generator saw the connections die")
 
-    db = sqlite3.connect(env.db)
     stored = {}
-    for tid, stan, rc, decision, alert_id in db.execute(
-            "SELECT tid, stan, rc, decision, alert_id FROM pos_txn"):
+    for tid, stan, rc, decision, alert_id in env.rows("SELECT tid, stan, rc, decision, alert_id FROM pos_txn"):
         stored[(tid, stan)] = (rc, decision, alert_id)
-    alerts = {r[0]: r[1] for r in db.execute("SELECT id, state FROM pos_alerts")}
+    alerts = {r[0]: r[1] for r in env.rows("SELECT id, state FROM pos_alerts")}
     missing = wrong = noalert = 0
     names = {"IN_PLACE": "in_place", "MOVED": "moved", "UNDETERMINED": "undetermined"}
     for tid, stan, rc, text in lines:
@@ -54,7 +51,6 @@ try:
     check(noalert == 0, "every announced alert is stored (%d lost)" % noalert)
     check(len(stored) >= len(lines), "store holds %d >= %d answered" % (len(stored), len(lines)))
     check(any(t.endswith("ALERT") for _, _, _, t in lines), "alerts were raised under load")
-    db.close()
 
     # restart on the same store and keep serving
     env.start("--alert-n", "2")

@@ -3,7 +3,6 @@ server with terminals that stay put, move 2 km, move 50 km, report an
 unknown cell and a foreign MCC; check each decision, response code and
 stored alert, then the alert life cycle."""
 import json
-import sqlite3
 import sys
 
 from posutil import Env, check, run, scenario_message, message, SCENARIOS
@@ -44,8 +43,7 @@ try:
     check(r["39"] == "00" and r["44"] == "UNDETERMINED", "no cell data -> undetermined")
     env.stop()
 
-    db = sqlite3.connect(env.db)
-    rows = db.execute("SELECT tid, stan, decision, reason, rc, alert_id, distance_m FROM pos_txn ORDER BY id").fetchall()
+    rows = env.rows("SELECT tid, stan, decision, reason, rc, alert_id, distance_m FROM pos_txn ORDER BY id")
     check(len(rows) == 13, "13 transactions stored (%d)" % len(rows))
     byst = {r[1]: r for r in rows}
     check(byst["000101"][2] == "in_place" and byst["000101"][6] < 200, "stay stored in place")

@@ -1,17 +1,34 @@
 """Helpers for the serve integration tests (issue 9): start `payguard serve`
 (the README's form: the verb `run` implied) on 127.0.0.1 with a free port and its own data directory, talk to its
-HTTP API with urllib, and stop everything started here."""
+HTTP API with urllib, and stop everything started here. Its store is the
+data directory's payguard.db; on the PostgreSQL pass (issue 14,
+tests/fixtures/with_pg_store.sh sets PAYGUARD_STORE) each daemon gets a fresh
+database through --store, once the daemon takes --store."""
 import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "fixtures"))
+import storeq  # noqa: E402
+
 PAYGUARD = os.environ.get("PAYGUARD", "payguard")
+_takes_store = None
+
+
+def serve_takes_store():
+    """Whether `payguard serve` has --store (the daemon on the store API)."""
+    global _takes_store
+    if _takes_store is None:
+        p = subprocess.run([PAYGUARD, "serve", "run", "--help"], capture_output=True, text=True, timeout=30)
+        _takes_store = "--store" in p.stdout + p.stderr
+    return _takes_store
 
 
 class Daemon:
@@ -28,6 +45,13 @@ class Daemon:
         if demo:
             args.append("--demo")
         args += list(extra)
+        # the daemon's store: its data directory's, or on the PostgreSQL pass a
+        # database of its own (unless the test names a store itself)
+        self.store = os.path.join(self.dir, "payguard.db")
+        named = "--store" in extra or (isinstance(conf, dict) and "store" in conf)
+        if os.environ.get("PAYGUARD_STORE") and not named and serve_takes_store():
+            self.store = storeq.fresh_store("serve", self.store)
+            args += ["--store", self.store]
         self.out = open(os.path.join(self.dir, "daemon.log"), "w+")
         self.proc = subprocess.Popen(args, stdout=self.out, stderr=subprocess.STDOUT)
         self.token = None
@@ -40,6 +64,23 @@ class Daemon:
             time.sleep(0.05)
         self.port = int(open(self.portfile).read())
         self.base = "http://127.0.0.1:%d" % self.port
+
+    @property
+    def engine(self):
+        """The daemon's store engine as /api/cluster names it."""
+        return "postgres" if storeq.is_postgres(self.store) else "sqlite"
+
+    @property
+    def overlays(self):
+        """Where the daemon's upgrade jobs write overlays: on PostgreSQL the
+        daemon is a cluster node and they go to the shared image folder
+        (docs/cluster.md), on SQLite to DIR/overlays."""
+        sub = ("images", "overlays") if self.engine == "postgres" else ("overlays",)
+        return os.path.join(self.dir, *sub)
+
+    def rows(self, sql):
+        """Rows of sql on the daemon's store (either engine), typed."""
+        return storeq.rows(self.store, sql)
 
     def log(self):
         self.out.flush()

@@ -99,9 +99,8 @@ def main():
         s, h = d.get("/api/load/history?vm=vm-cpu1")
         check(s == 200 and len(h["history"]) >= 1, h)
         # the samples are in the store too (load area's table)
-        out = subprocess.run(["sqlite3", os.path.join(d.dir, "payguard.db"),
-                              "SELECT COUNT(DISTINCT vm) FROM load_samples"], capture_output=True, text=True)
-        check(out.stdout.strip() == "9", out)
+        n = d.rows("SELECT COUNT(DISTINCT vm) FROM load_samples")[0][0]
+        check(n == 9, "%s VMs in the store" % n)
         s, v = d.get("/api/pos/terminals")
         check(s == 200 and v == [], "no demo data without --demo: %s" % v)
 

@@ -8,7 +8,6 @@ left, and the original image is byte-identical. The overlay is checked with
 import hashlib
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -106,7 +105,7 @@ def part_fix(d):
     check(j["state"] == "done" and j["progress"] == 1.0, j)
     check(sha256(img["path"]) == before, "the original image changed")
     ov = j["overlay"]
-    check(ov.startswith(os.path.join(d.dir, "overlays")) and os.path.exists(ov), j)
+    check(ov.startswith(d.overlays + os.sep) and os.path.exists(ov), j)
     r = subprocess.run(["qemu-img", "check", ov], capture_output=True, text=True)
     check(r.returncode == 0, r.stdout + r.stderr)
 
@@ -142,12 +141,10 @@ def part_sigterm(d, work):
     rc = d.stop()
     check(rc == 0, "daemon exit %s: %s" % (rc, d.log()[-2000:]))
     print("SIGTERM at progress %.2f; daemon stopped in %.2f s" % (j["progress"], time.time() - t0))
-    db = sqlite3.connect(os.path.join(d.dir, "payguard.db"))
-    state, progress = db.execute("SELECT state, progress FROM image_job WHERE id = ?", (job,)).fetchone()
-    db.close()
+    state, progress = d.rows("SELECT state, progress FROM image_job WHERE id = %d" % int(job))[0]
     check(state == "interrupted", (state, progress))
     check(sha256(dst) == before, "the original image changed")
-    left = [f for f in os.listdir(os.path.join(d.dir, "overlays")) if "job%d." % job in f]
+    left = [f for f in os.listdir(d.overlays) if "job%d." % job in f]
     check(left == [], left)
 
 

@@ -33,7 +33,8 @@ cleanup() {
 trap cleanup EXIT
 
 start_hv() {
-	"$pg" vse serve >>"$work/hv.log" 2>&1 &
+	# on the PostgreSQL pass (NAME@postgres, issue 14) the registry is PAYGUARD_STORE
+	"$pg" vse serve ${PAYGUARD_STORE:+--db "$PAYGUARD_STORE"} >>"$work/hv.log" 2>&1 &
 	hv_pid=$!
 	for _ in $(seq 1 100); do
 		if "$pg" vse list >/dev/null 2>&1; then return 0; fi

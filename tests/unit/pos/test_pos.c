@@ -11,6 +11,7 @@
 
 #include "payguard/error.h"
 #include "payguard/clock.h"
+#include "payguard/db.h"
 #include "payguard/hex.h"
 #include "payguard/log.h"
 #include "payguard/pos.h"
@@ -595,13 +596,27 @@ struct tmpstore {
 	struct pg_store st;
 };
 
+/* Given --postgres (test_pos_postgres, run by tests/fixtures/with_pg_store.sh
+ * on a database of its own, named in PAYGUARD_STORE), the store tests run on
+ * PostgreSQL, each on an emptied schema; else on SQLite. */
+static char pg_url[1024];
+
 static void
 tmp_open(struct tmpstore *t)
 {
 	snprintf(t->dir, sizeof(t->dir), "/tmp/pg-pos-test-XXXXXX");
 	assert_non_null(mkdtemp(t->dir));
 	snprintf(t->db, sizeof(t->db), "%s/t.db", t->dir);
-	assert_int_equal(pg_store_open(&t->st, t->db), 0);
+	if (pg_url[0]) {
+		struct pg_db *db = NULL;
+
+		assert_int_equal(pg_db_open(&db, pg_url), 0);
+		assert_int_equal(
+		    pg_db_exec(db, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public"),
+		    0);
+		pg_db_free(db);
+	}
+	assert_int_equal(pg_store_open(&t->st, pg_url[0] ? pg_url : t->db), 0);
 }
 
 static void
@@ -746,14 +761,11 @@ msg_for(struct pg_iso_msg *m, const char *tid, const char *mid, const char *stan
 static int64_t
 count_rows(struct pg_store *st, const char *sql)
 {
-	sqlite3_stmt *q;
-	int64_t n = -1;
+	struct pg_db_stmt *q;
 
-	assert_int_equal(sqlite3_prepare_v2(st->db, sql, -1, &q, NULL), SQLITE_OK);
-	if (sqlite3_step(q) == SQLITE_ROW)
-		n = sqlite3_column_int64(q, 0);
-	sqlite3_finalize(q);
-	return n;
+	assert_int_equal(pg_db_prepare(st->pdb, sql, &q), 0);
+	assert_int_equal(pg_db_step(q), 1);
+	return pg_db_column_int64(q, 0);
 }
 
 static void
@@ -1187,7 +1199,7 @@ test_intake_codec_once(void **state)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_public_so_0800),
@@ -1206,6 +1218,22 @@ main(void)
 	    cmocka_unit_test(test_checkpointer_cannot_open),
 	    cmocka_unit_test(test_intake_codec_once),
 	};
+	/* the store tests again on PostgreSQL (issue 14); the checkpointer is SQLite's */
+	const struct CMUnitTest pg_tests[] = {
+	    cmocka_unit_test(test_cells_import_estimate),
+	    cmocka_unit_test(test_policy_and_alerts),
+	};
 
+	if (argc == 2 && strcmp(argv[1], "--postgres") == 0) {
+		const char *url = getenv("PAYGUARD_STORE");
+
+		if (!url || !pg_db_url_is_postgres(url) || strlen(url) >= sizeof(pg_url)) {
+			fprintf(stderr, "test_pos --postgres: PAYGUARD_STORE names no PostgreSQL "
+					"store (run it through tests/fixtures/with_pg_store.sh)\n");
+			return 1;
+		}
+		snprintf(pg_url, sizeof(pg_url), "%s", url);
+		return cmocka_run_group_tests_name("pos_postgres", pg_tests, NULL, NULL);
+	}
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
