@@ -705,7 +705,8 @@ struct route {
 	 * {name} the rest of the URL, {page} a page or file of the dashboard */
 	const char *path;
 	void (*fn)(struct call *x);
-	int body; /* takes a body: larger than PG_SERVE_MAX_BODY is 413 */
+	int body;	  /* takes a body: larger than PG_SERVE_MAX_BODY is 413 */
+	const char *desc; /* one line for GET /api; docs/api.md has the details */
 };
 
 static void
@@ -1169,33 +1170,35 @@ get_metrics(struct call *x)
 /* Every route; docs/api.md has a section for each. Rows with the same path
  * are one resource: together they make its 405 Allow. */
 static const struct route routes[] = {
-    {"GET", "/{page}", get_page, 0},
-    {"GET", "/api", get_api, 0},
-    {"GET", "/api/health", get_health, 0},
-    {"GET", "/api/services", get_services, 0},
-    {"GET", "/api/cluster", get_cluster, 0},
-    {"GET", "/api/pos/terminals", get_terminals, 0},
-    {"GET", "/api/pos/alerts", get_alerts, 0},
-    {"GET", "/api/pos/alerts/{n}", get_alert, 0},
-    {"POST", "/api/pos/alerts/{n}", post_alert, 1},
-    {"GET", "/api/load/vms", get_load_vms, 0},
-    {"GET", "/api/load/types", get_load_types, 0},
-    {"GET", "/api/load/history", get_load_history, 0},
-    {"GET", "/api/se/links", get_se_links, 0},
-    {"GET", "/api/se/ses", get_se_ses, 0},
-    {"GET", "/api/se/routes", get_se_routes, 0},
-    {"GET", "/api/se/apdus", get_se_apdus, 0},
-    {"GET", "/api/seos/ses", get_seos_ses, 0},
-    {"GET", "/api/vses", get_vses, 0},
-    {"POST", "/api/vses", post_vses, 1},
-    {"POST", "/api/vses/{name}", post_vse_action, 1},
-    {"GET", "/api/images", get_images, 0},
-    {"GET", "/api/images/findings", get_findings, 0},
-    {"GET", "/api/images/jobs", get_jobs, 0},
-    {"GET", "/api/images/{id}", get_image, 0},
-    {"GET", "/api/images/{id}/packages", get_image_packages, 0},
-    {"POST", "/api/images/{id}/upgrade", post_image_upgrade, 1},
-    {"GET", "/metrics", get_metrics, 0},
+    {"GET", "/{page}", get_page, 0, "the dashboard's pages and files"},
+    {"GET", "/api", get_api, 0, "this route table"},
+    {"GET", "/api/health", get_health, 0, "daemon status, uptime and the API's connection use"},
+    {"GET", "/api/services", get_services, 0, "the supervised workers: state, pid, restarts"},
+    {"GET", "/api/cluster", get_cluster, 0, "the cluster's nodes and the leader of each singleton"},
+    {"GET", "/api/pos/terminals", get_terminals, 0,
+     "POS terminals with their merchant and last decision"},
+    {"GET", "/api/pos/alerts", get_alerts, 0, "POS alerts (?state=, ?limit=)"},
+    {"GET", "/api/pos/alerts/{n}", get_alert, 0, "one POS alert"},
+    {"POST", "/api/pos/alerts/{n}", post_alert, 1, "acknowledge or close a POS alert"},
+    {"GET", "/api/load/vms", get_load_vms, 0, "the newest load estimate's VMs"},
+    {"GET", "/api/load/types", get_load_types, 0, "the newest load estimate's VM types"},
+    {"GET", "/api/load/history", get_load_history, 0, "one VM's load in recent estimates (?vm=)"},
+    {"GET", "/api/se/links", get_se_links, 0, "the SE link drivers"},
+    {"GET", "/api/se/ses", get_se_ses, 0, "the SEs behind the NFC switch"},
+    {"GET", "/api/se/routes", get_se_routes, 0, "the NFC switch's AID routing table"},
+    {"GET", "/api/se/apdus", get_se_apdus, 0, "the newest APDUs exchanged (?limit=)"},
+    {"GET", "/api/seos/ses", get_seos_ses, 0, "the SE OS's SE list"},
+    {"GET", "/api/vses", get_vses, 0, "the virtual SEs"},
+    {"POST", "/api/vses", post_vses, 1, "create a virtual SE"},
+    {"POST", "/api/vses/{name}", post_vse_action, 1, "start, stop or destroy a virtual SE"},
+    {"GET", "/api/images", get_images, 0, "the image inventory"},
+    {"GET", "/api/images/findings", get_findings, 0, "packages of images affected by an advisory"},
+    {"GET", "/api/images/jobs", get_jobs, 0, "offline image upgrade jobs"},
+    {"GET", "/api/images/{id}", get_image, 0, "one image"},
+    {"GET", "/api/images/{id}/packages", get_image_packages, 0, "one image's packages"},
+    {"POST", "/api/images/{id}/upgrade", post_image_upgrade, 1,
+     "queue an offline upgrade of an image"},
+    {"GET", "/metrics", get_metrics, 0, "Prometheus text metrics"},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -1206,8 +1209,9 @@ get_api(struct call *x)
 	json_t *v = json_array();
 
 	for (size_t i = 0; i < NROUTES; i++)
-		json_array_append_new(v, json_pack("{s:s,s:s,s:b}", "method", routes[i].method,
-						   "path", routes[i].path, "changes_state",
+		json_array_append_new(v, json_pack("{s:s,s:s,s:s,s:b}", "method", routes[i].method,
+						   "path", routes[i].path, "description",
+						   routes[i].desc, "changes_state",
 						   strcmp(routes[i].method, "GET") != 0));
 	reply_json(x->r, 200, json_pack("{s:o}", "routes", v));
 }

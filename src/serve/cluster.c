@@ -27,6 +27,7 @@
 #include "payguard/log.h"
 #include "serve_int.h"
 
+#include <assert.h>
 #include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -45,17 +46,48 @@
 /* milliseconds on the server's clock: every node compares heartbeats on one clock */
 #define DB_NOW_MS "CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)"
 
-/* The singletons and the worker each one is (NULL: the supervisor's own job). */
-static const struct singleton {
-	const char *name, *worker;
-} singletons[] = {
-    {"load", "load"},		    /* the load estimator */
-    {"retention", NULL},	    /* pos_txn retention (prune_pos in daemon.c) */
-    {"image-watch", "image"},	    /* the image folder watcher */
-    {"pos-traffic", "pos-traffic"}, /* demo traffic */
-    {"events", "events"},	    /* the outbox relay (issue 15) */
-};
-#define NSINGLE (sizeof(singletons) / sizeof(singletons[0]))
+/*
+ * The singletons, one node of a cluster runs each: index 0 is the
+ * supervisor's own "retention" (prune_pos in daemon.c), then each row of the
+ * worker table (pg_serve_workers, workers.c) that names one, in its order.
+ * The worker table is the one place that says which worker is which.
+ */
+#define NSINGLE_MAX (1 + PG_SERVE_MAX_SVC)
+
+/* The worker row of singleton i (NULL: the supervisor's own, or no such i). */
+static const struct pg_serve_worker_def *
+single_row(size_t i)
+{
+	for (const struct pg_serve_worker_def *w = pg_serve_workers; w->name && i; w++)
+		if (w->singleton && --i == 0)
+			return w;
+	return NULL;
+}
+
+static size_t
+nsingle(void)
+{
+	size_t n = 1;
+
+	while (single_row(n))
+		n++;
+	return n;
+}
+
+static const char *
+single_name(size_t i)
+{
+	return i ? single_row(i)->singleton : "retention";
+}
+
+/* The worker that is singleton i, NULL for the supervisor's own job. */
+static const char *
+single_worker(size_t i)
+{
+	const struct pg_serve_worker_def *w = single_row(i);
+
+	return w ? w->name : NULL;
+}
 
 struct pg_serve_cluster {
 	struct pg_serve_state *s;
@@ -69,7 +101,7 @@ struct pg_serve_cluster {
 	pthread_t th;
 	int th_started;
 	atomic_int stop;
-	atomic_int leads[NSINGLE];
+	atomic_int leads[NSINGLE_MAX];
 	_Atomic uint64_t last_ok_mono; /* end of the last round that fully worked */
 	int err_logged;		       /* the last round failed and said so */
 	uint64_t last_claim_mono;      /* the supervisor's last job claim */
@@ -91,17 +123,16 @@ static const struct pg_db_migration cluster_migrations[] = {
 const char *
 pg_serve_cluster_singleton_of(const char *worker)
 {
-	for (size_t i = 0; i < NSINGLE; i++)
-		if (singletons[i].worker && strcmp(singletons[i].worker, worker) == 0)
-			return singletons[i].name;
-	return NULL;
+	const struct pg_serve_worker_def *w = pg_serve_worker_find(worker);
+
+	return w ? w->singleton : NULL;
 }
 
 static int
 single_index(const char *name)
 {
-	for (size_t i = 0; i < NSINGLE; i++)
-		if (strcmp(singletons[i].name, name) == 0)
+	for (size_t i = 0; i < nsingle(); i++)
+		if (strcmp(single_name(i), name) == 0)
 			return (int)i;
 	return -1;
 }
@@ -183,11 +214,11 @@ enabled(struct pg_serve_cluster *c, size_t i)
 	struct pg_serve_state *s = c->s;
 	int on = 0;
 
-	if (!singletons[i].worker)
+	if (!single_worker(i))
 		return 1;
 	pthread_mutex_lock(&s->mu);
 	for (int k = 0; k < s->nsvc && !on; k++)
-		on = strcmp(s->svc[k].name, singletons[i].worker) == 0;
+		on = strcmp(s->svc[k].name, single_worker(i)) == 0;
 	pthread_mutex_unlock(&s->mu);
 	return on;
 }
@@ -224,12 +255,12 @@ alone_snapshot(struct pg_serve_cluster *c)
 {
 	json_t *leaders = json_array(), *nodes = json_array();
 
-	for (size_t i = 0; leaders && i < NSINGLE; i++)
+	for (size_t i = 0; leaders && i < nsingle(); i++)
 		if (enabled(c, i))
 			json_array_append_new(
 			    leaders,
-			    json_pack("{s:s,s:s?,s:s,s:I,s:s}", "singleton", singletons[i].name,
-				      "worker", singletons[i].worker, "node", c->node, "since_ms",
+			    json_pack("{s:s,s:s?,s:s,s:I,s:s}", "singleton", single_name(i),
+				      "worker", single_worker(i), "node", c->node, "since_ms",
 				      (json_int_t)c->started_ms, "node_state", "up"));
 	json_array_append_new(
 	    nodes, json_pack("{s:s,s:s,s:s,s:i,s:I,s:I,s:I,s:o,s:s,s:b}", "name", c->node,
@@ -488,10 +519,10 @@ lock_name(char *out, size_t size, const char *prefix, const char *name)
 static void
 drop_all(struct pg_serve_cluster *c, const char *why)
 {
-	for (size_t i = 0; i < NSINGLE; i++)
+	for (size_t i = 0; i < nsingle(); i++)
 		if (atomic_exchange(&c->leads[i], 0))
 			pg_warn("cluster", "node %s no longer leads %s: %s", c->node,
-				singletons[i].name, why);
+				single_name(i), why);
 }
 
 /* since_ms kept while the same node leads */
@@ -549,10 +580,10 @@ elect(struct pg_serve_cluster *c)
 	char name[128];
 	int rc = 0;
 
-	for (size_t i = 0; i < NSINGLE && rc >= 0; i++) {
+	for (size_t i = 0; i < nsingle() && rc >= 0; i++) {
 		int had = atomic_load(&c->leads[i]);
 
-		lock_name(name, sizeof(name), LEAD_LOCK_PREFIX, singletons[i].name);
+		lock_name(name, sizeof(name), LEAD_LOCK_PREFIX, single_name(i));
 		if (!enabled(c, i)) {
 			if (had) { /* cannot happen today: the worker table is fixed */
 				atomic_store(&c->leads[i], 0);
@@ -562,7 +593,7 @@ elect(struct pg_serve_cluster *c)
 		}
 		rc = had ? pg_db_lock_held(c->db, name) : pg_db_try_lock(c->db, name);
 		if (rc == 1) {
-			struct lead l = {c, singletons[i].name};
+			struct lead l = {c, single_name(i)};
 
 			/* a new lead records itself with its event; a kept one its row */
 			rc = had ? lead_row(c, l.singleton) : pg_db_transact(c->db, lead_tx, &l, 3);
@@ -570,12 +601,12 @@ elect(struct pg_serve_cluster *c)
 				break;
 			if (!had) {
 				atomic_store(&c->leads[i], 1);
-				pg_info("cluster", "node %s leads %s", c->node, singletons[i].name);
+				pg_info("cluster", "node %s leads %s", c->node, single_name(i));
 			}
 		} else if (had) {
 			atomic_store(&c->leads[i], 0);
-			pg_warn("cluster", "node %s lost the lead of %s%s", c->node,
-				singletons[i].name, rc < 0 ? " (store error)" : "");
+			pg_warn("cluster", "node %s lost the lead of %s%s", c->node, single_name(i),
+				rc < 0 ? " (store error)" : "");
 		}
 	}
 	if (rc == PG_ECONNLOST)
@@ -655,11 +686,11 @@ read_leaders(struct pg_serve_cluster *c, json_t *nodes)
 		const char *sg = pg_db_column_text(q, 0), *node = pg_db_column_text(q, 1);
 		int i = single_index(sg);
 
-		json_array_append_new(a,
-				      json_pack("{s:s,s:s?,s:s,s:I,s:s}", "singleton", sg, "worker",
-						i >= 0 ? singletons[i].worker : NULL, "node", node,
-						"since_ms", (json_int_t)pg_db_column_int64(q, 2),
-						"node_state", node_state(nodes, node)));
+		json_array_append_new(
+		    a, json_pack("{s:s,s:s?,s:s,s:I,s:s}", "singleton", sg, "worker",
+				 i >= 0 ? single_worker((size_t)i) : NULL, "node", node, "since_ms",
+				 (json_int_t)pg_db_column_int64(q, 2), "node_state",
+				 node_state(nodes, node)));
 	}
 	if (rc >= 0)
 		pg_db_reset(q);
@@ -782,6 +813,7 @@ pg_serve_cluster_open(struct pg_serve_state *s, const char *store_url, const cha
 	*out = NULL;
 	if (!c)
 		return PG_ENOMEM;
+	assert(nsingle() <= NSINGLE_MAX); /* the worker table has at most PG_SERVE_MAX_SVC rows */
 	rc = pg_serve_check_node_name(node);
 	if (rc < 0) {
 		free(c);

@@ -307,12 +307,15 @@ reap(struct pg_serve_state *s)
 	}
 }
 
-/* Whether worker w stops in this phase: the events relay last, so it
- * publishes what the others committed while stopping. */
+/* Whether worker w stops in this phase: the rows of the worker table
+ * marked stop_last (the events relay, so it publishes what the others
+ * committed while stopping) in the last. */
 static int
 in_phase(const struct pg_serve_svc *w, int last)
 {
-	return (strcmp(w->name, "events") == 0) == last;
+	const struct pg_serve_worker_def *d = pg_serve_worker_find(w->name);
+
+	return (d && d->stop_last) == last;
 }
 
 /* SIGTERM to the workers of one phase (and, in the first, the upgrade

@@ -35,6 +35,10 @@ struct pg_serve_worker_def {
 	const char *name;
 	int (*run)(const struct pg_serve_wargs *a);
 	int demo_only; /* supervised with --demo only */
+	/* the cluster singleton it is (cluster.c): one node of a cluster runs
+	 * it, the others keep it in standby; NULL: every node runs it */
+	const char *singleton;
+	int stop_last; /* stops after the others have (daemon.c, stop_workers) */
 };
 extern const struct pg_serve_worker_def pg_serve_workers[]; /* ends with a NULL name */
 /* The "seos" worker: runs until *stop. */

@@ -933,15 +933,17 @@ run_events(const struct pg_serve_wargs *a)
 /* Every supervised worker, in the order the supervisor starts them and
  * /api/services lists them (docs/ARCHITECTURE.md, "Adding a worker"). */
 const struct pg_serve_worker_def pg_serve_workers[] = {
-    {"pos", run_pos, 0},
-    {"load", run_load, 0},
-    {"nfcswitch", run_nfcswitch, 0},
-    {"image", run_image, 0},
-    {"vse", run_vse, 0},
-    {"seos", run_seos, 0},
-    {"pos-traffic", run_pos_traffic, 1},
-    {"events", run_events, 0},
-    {NULL, NULL, 0},
+    /* name, function, --demo only, cluster singleton, stops last */
+    {"pos", run_pos, 0, NULL, 0},
+    {"load", run_load, 0, "load", 0},
+    {"nfcswitch", run_nfcswitch, 0, NULL, 0},
+    {"image", run_image, 0, "image-watch", 0},
+    {"vse", run_vse, 0, NULL, 0},
+    {"seos", run_seos, 0, NULL, 0},
+    {"pos-traffic", run_pos_traffic, 1, "pos-traffic", 0},
+    /* the outbox relay publishes what the others committed while stopping */
+    {"events", run_events, 0, "events", 1},
+    {NULL, NULL, 0, NULL, 0},
 };
 
 const struct pg_serve_worker_def *

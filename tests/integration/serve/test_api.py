@@ -16,8 +16,8 @@ def main():
     d = Daemon()
     try:
         s, v = d.get("/api")
-        check(s == 200 and {"method": "GET", "path": "/metrics", "changes_state": False}
-              in v["routes"], v)
+        check(s == 200 and {"method": "GET", "path": "/metrics", "changes_state": False,
+                            "description": "Prometheus text metrics"} in v["routes"], v)
         s, v = d.get("/api/health")
         check(s == 200 and v["status"] == "ok" and v["data_dir"] == d.dir, v)
         s, svcs = d.get("/api/services")

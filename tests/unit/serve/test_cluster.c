@@ -124,6 +124,8 @@ test_node_names(void **state)
 	assert_string_equal(pg_serve_cluster_singleton_of("pos-traffic"), "pos-traffic");
 	assert_null(pg_serve_cluster_singleton_of("pos"));
 	assert_null(pg_serve_cluster_singleton_of("vse"));
+	assert_string_equal(pg_serve_cluster_singleton_of("events"), "events");
+	assert_null(pg_serve_cluster_singleton_of("no-such-worker"));
 }
 
 /* SQLite: the node is alone and runs every service, as before clusters. */
@@ -153,6 +155,18 @@ test_sqlite_alone(void **state)
 	assert_non_null(leader_of(v, "image-watch"));
 	/* no demo: no demo traffic to lead */
 	assert_null(leader_of(v, "pos-traffic"));
+	/* the worker table names each worker's singleton: the cluster leads
+	 * it as that worker (issue 16: one table for supervisor and workers) */
+	for (const struct pg_serve_worker_def *w = pg_serve_workers; w->name; w++) {
+		json_t *l;
+
+		if (!w->singleton || strcmp(w->name, "pos-traffic") == 0 ||
+		    strcmp(w->name, "events") == 0) /* not in state_new's rows */
+			continue;
+		l = leader_of(v, w->singleton);
+		assert_non_null(l);
+		assert_string_equal(json_string_value(json_object_get(l, "worker")), w->name);
+	}
 	json_decref(v);
 	/* the supervisor's step changes nothing on SQLite */
 	pg_serve_cluster_apply(s, pg_mono_ms());
@@ -278,7 +292,9 @@ test_takeover_after_lost_session(void **state)
 	assert_int_equal(pg_db_prepare(admin,
 				       "SELECT pg_terminate_backend(pid) FROM pg_locks"
 				       " WHERE locktype = 'advisory' AND objsubid = 1 AND granted"
-				       " AND classid::bigint = ? AND objid::bigint = ?",
+				       " AND classid::bigint = ? AND objid::bigint = ?"
+				       " AND database = (SELECT oid FROM pg_database"
+				       " WHERE datname = current_database())",
 				       &q),
 			 0);
 	assert_int_equal(pg_db_bind_int64(q, 1, (int64_t)(key >> 32)), 0);
