@@ -424,12 +424,26 @@ sd_fuzz_host_role(const struct pg_link_ops *ops, const struct pg_link_params *p,
 
 /* ---- socketpair with the card role in a thread ---- */
 
+static int
+sd_sock_packet(void *ctx, int type, const uint8_t *p, size_t n, struct pg_stream *out)
+{
+	struct sd_sock *k = ctx;
+
+	if (k->drop_ppm || k->corrupt_ppm) {
+		if (!k->faults && pg_stream_faulty_borrow(&k->faults, out, k->drop_ppm,
+							  k->corrupt_ppm, k->seed) < 0)
+			return PG_ENOMEM;
+		out = k->faults;
+	}
+	return pg_link_card_packet(k->card, type, p, n, out);
+}
+
 static void *
 sd_serve(void *arg)
 {
 	struct sd_sock *k = arg;
 
-	k->rc = pg_stream_serve_fd(k->fd, pg_link_card_packet, k->card);
+	k->rc = pg_stream_serve_fd(k->fd, sd_sock_packet, k);
 	return NULL;
 }
 
@@ -437,9 +451,13 @@ int
 sd_serve_socket(struct sd_sock *k, const struct pg_link_ops *ops, const struct pg_card *card,
 		const struct pg_link_params *p, struct pg_stream **host_end)
 {
+	struct sd_sock knobs = *k;
 	int sv[2], rc;
 
 	memset(k, 0, sizeof(*k));
+	k->drop_ppm = knobs.drop_ppm;
+	k->corrupt_ppm = knobs.corrupt_ppm;
+	k->seed = knobs.seed;
 	rc = ops->card_open(&k->card, card, p);
 	if (rc < 0)
 		return rc;
@@ -469,6 +487,11 @@ sd_close_socket(struct pg_link *l, struct sd_sock *k)
 	pg_link_close(l);
 	pthread_join(k->th, NULL);
 	pg_link_card_close(k->card);
+	if (k->faults) {
+		pg_stream_faulty_stats(k->faults, &k->card_stats);
+		pg_stream_free(k->faults);
+		k->faults = NULL;
+	}
 	return k->rc;
 }
 

@@ -140,10 +140,16 @@ void sd_fuzz_host_role(const struct pg_link_ops *ops, const struct pg_link_param
 /* ---- socketpair with the card role in a thread ---- */
 
 struct sd_sock {
+	/* knobs, set before sd_serve_socket/sd_open_socket (kept by them) */
+	uint32_t drop_ppm, corrupt_ppm; /* faults on the card's answers (pg_stream_faulty) */
+	uint64_t seed;
+	/* state */
 	pthread_t th;
 	struct pg_link_card *card;
 	int fd;
-	int rc; /* what pg_stream_serve_fd() returned */
+	int rc;			  /* what pg_stream_serve_fd() returned */
+	struct pg_stream *faults; /* the injector on the card's answers, made on first use */
+	struct pg_fault_stats card_stats; /* its figures, filled by sd_close_socket */
 };
 
 /*
@@ -156,7 +162,10 @@ int sd_serve_socket(struct sd_sock *k, const struct pg_link_ops *ops, const stru
 /* The same, with a host role of ops on the host end. */
 int sd_open_socket(struct pg_link **out, struct sd_sock *k, const struct pg_link_ops *ops,
 		   const struct pg_card *card, const struct pg_link_params *p);
-/* Closes the host (the card thread sees the socket close), joins, frees the card role; k->rc. */
+/*
+ * Closes the host (the card thread sees the socket close), joins, frees the
+ * card role and the injector (its figures in k->card_stats); returns k->rc.
+ */
 int sd_close_socket(struct pg_link *l, struct sd_sock *k);
 
 /* ---- SCP03 host session ---- */

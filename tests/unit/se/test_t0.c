@@ -300,7 +300,7 @@ test_socketpair(void **state)
 {
 	struct sd_tcard tc = {0};
 	struct pg_card card = sd_tcard(&tc);
-	struct sd_sock k;
+	struct sd_sock k = {0};
 	struct pg_link *l = NULL;
 
 	(void)state;

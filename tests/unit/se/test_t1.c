@@ -26,8 +26,6 @@
 #include "se/link/t1_proto.h"
 #include "t01_testkit.h"
 
-#include <sys/socket.h>
-
 extern const struct pg_link_ops pg_link_t1_ops;
 #define T1 (&pg_link_t1_ops)
 
@@ -688,7 +686,7 @@ test_socketpair(void **state)
 {
 	struct sd_tcard tc = {0};
 	struct pg_card card = sd_tcard(&tc);
-	struct sd_sock k;
+	struct sd_sock k = {0};
 	struct pg_link *l = NULL;
 	uint8_t atr[PG_ATR_MAX];
 	size_t atrlen = sizeof(atr);
@@ -783,77 +781,36 @@ test_fault_injection(void **state)
 	}
 }
 
-/* The same over a socketpair with a short BWT, card role in a thread. */
-struct faulty_card {
-	struct pg_link_card *card;
-	struct pg_stream *w; /* injector around the server's stream, made on first use */
-	uint64_t seed;
-};
-
-static int
-faulty_card_packet(void *ctx, int type, const uint8_t *p, size_t n, struct pg_stream *out)
-{
-	struct faulty_card *f = ctx;
-
-	if (!f->w && pg_stream_faulty_borrow(&f->w, out, 10000, 10000, f->seed) < 0)
-		return PG_ENOMEM;
-	return pg_link_card_packet(f->card, type, p, n, f->w);
-}
-
-struct faulty_server {
-	pthread_t th;
-	int fd, rc;
-	struct faulty_card fc;
-};
-
-static void *
-faulty_serve(void *arg)
-{
-	struct faulty_server *k = arg;
-
-	k->rc = pg_stream_serve_fd(k->fd, faulty_card_packet, &k->fc);
-	return NULL;
-}
-
+/* The same over a socketpair with a short BWT, card role in a thread (sd_sock's faults). */
 static void
 test_fault_injection_socket(void **state)
 {
 	struct sd_tcard tc = {0};
 	struct pg_card card = sd_tcard(&tc);
 	struct pg_link_params p = {.timeout_ms = 200, .ifsc = 32};
-	struct faulty_server k;
+	struct sd_sock k = {.drop_ppm = 10000, .corrupt_ppm = 10000, .seed = 78};
 	struct pg_link *l = NULL;
 	struct pg_stream *s, *hf;
 	struct pg_fault_stats hs, cs;
-	int sv[2], count = 400;
+	int count = 400;
 	uint64_t resyncs = 0;
 
 	(void)state;
-	memset(&k, 0, sizeof(k));
-	k.fc.seed = 78;
-	assert_int_equal(T1->card_open(&k.fc.card, &card, &p), 0);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	k.fd = sv[1];
-	assert_int_equal(pthread_create(&k.th, NULL, faulty_serve, &k), 0);
-	assert_int_equal(pg_stream_fd(&s, sv[0], sv[0]), 0);
+	assert_int_equal(sd_serve_socket(&k, T1, &card, &p, &s), 0);
 	assert_int_equal(pg_stream_faulty(&hf, s, 10000, 10000, 77), 0);
 	assert_int_equal(T1->host_open(&l, hf, NULL, &p), 0);
 	for (int i = 0; i < 5 && pg_link_power_on(l, NULL, NULL) < 0; i++)
 		;
 	fault_run(l, &tc, count, &resyncs);
 	pg_stream_faulty_stats(hf, &hs);
-	pg_link_close(l);
-	pthread_join(k.th, NULL);
-	pg_stream_faulty_stats(k.fc.w, &cs);
+	assert_int_equal(sd_close_socket(l, &k), 0);
+	cs = k.card_stats;
 	printf("fault injection over a socketpair: host->card %llu frames (%llu dropped, %llu "
 	       "corrupted), card->host %llu frames (%llu dropped, %llu corrupted), executed %llu\n",
 	       (unsigned long long)hs.packets, (unsigned long long)hs.dropped,
 	       (unsigned long long)hs.corrupted, (unsigned long long)cs.packets,
 	       (unsigned long long)cs.dropped, (unsigned long long)cs.corrupted,
 	       (unsigned long long)tc.executed);
-	pg_stream_free(k.fc.w);
-	pg_link_card_close(k.fc.card);
-	assert_int_equal(k.rc, 0);
 	assert_true(hs.dropped + hs.corrupted > 0 && cs.dropped + cs.corrupted > 0);
 	assert_int_equal(resyncs, 0);
 	assert_int_equal(tc.executed, (uint64_t)count);
