@@ -1,5 +1,5 @@
 /* Fuzzes the USB CCID (bulk message decoder, chaining, slot status) host role on outside bytes. */
-#include "se_swp_fuzz.h"
+#include "se_double.h"
 
 extern const struct pg_link_ops pg_link_ccid_ops;
 
@@ -8,6 +8,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct pg_link_params p = {.retries = 1, .max_frame = 600};
 
-	fz_host_role(&pg_link_ccid_ops, &p, data, size);
+	sd_fuzz_host_role(&pg_link_ccid_ops, &p, data, size);
 	return 0;
 }

@@ -2,7 +2,7 @@
  * Fuzzes the GlobalPlatform SPI/I2C T=1 host role on outside bytes: block
  * decoder, S-block handling, the CIP parser, chaining. Byte 0 picks SPI or I2C and the IFS.
  */
-#include "se_swp_fuzz.h"
+#include "se_double.h"
 
 extern const struct pg_link_ops pg_link_spi_ops, pg_link_i2c_ops;
 
@@ -14,6 +14,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	p.ifsc = p.ifsd = (data[0] & 2) ? 16 : 0;
-	fz_host_role((data[0] & 1) ? &pg_link_i2c_ops : &pg_link_spi_ops, &p, data + 1, size - 1);
+	sd_fuzz_host_role((data[0] & 1) ? &pg_link_i2c_ops : &pg_link_spi_ops, &p, data + 1,
+			  size - 1);
 	return 0;
 }

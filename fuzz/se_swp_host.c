@@ -1,5 +1,5 @@
 /* Fuzzes the SWP (SHDLC frames, HCP reassembly, HCI messages) host role on outside bytes. */
-#include "se_swp_fuzz.h"
+#include "se_double.h"
 
 extern const struct pg_link_ops pg_link_swp_ops;
 
@@ -8,6 +8,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct pg_link_params p = {.retries = 1};
 
-	fz_host_role(&pg_link_swp_ops, &p, data, size);
+	sd_fuzz_host_role(&pg_link_swp_ops, &p, data, size);
 	return 0;
 }

@@ -3,9 +3,11 @@
  * 12.2): after the ATR 3B 00 the fake card answers with the fuzz input; the
  * first byte picks the APDU case the host sends.
  */
-#include "se_t01_fake.h"
+#include "payguard/apdu.h"
+#include "se_double.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 extern const struct pg_link_ops pg_link_t0_ops;
 
@@ -51,7 +53,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cl = 261;
 		break;
 	}
-	if (pg_link_t0_ops.host_open(&l, fake_stream(buf, n), NULL, NULL) < 0)
+	if (pg_link_t0_ops.host_open(&l, sd_script_new(buf, n), NULL, NULL) < 0)
 		return 0;
 	(void)pg_link_transmit(l, capdu, cl, rapdu, &rl);
 	pg_link_close(l);

@@ -3,9 +3,11 @@
  * answers are the fuzz input. With bit 0 of the first byte set, a valid T=1
  * ATR and S(IFS response) come first so the input reaches the block exchange.
  */
-#include "se_t01_fake.h"
+#include "payguard/apdu.h"
+#include "se_double.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 extern const struct pg_link_ops pg_link_t1_ops;
 
@@ -27,7 +29,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	memcpy(buf + n, data + 1, size - 1);
 	n += size - 1;
-	if (pg_link_t1_ops.host_open(&l, fake_stream(buf, n), NULL, &p) < 0)
+	if (pg_link_t1_ops.host_open(&l, sd_script_new(buf, n), NULL, &p) < 0)
 		return 0;
 	if (pg_link_power_on(l, NULL, NULL) == 0) {
 		/* A short command, then one that chains (300 data bytes, case 3E). */

@@ -47,7 +47,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if ((f & 0x01) && open && n >= 4)
 			fz_stx(c, &s, data + off, n);
 		else
-			fz_tx(c, data + off, n, r, (off & 1) ? sizeof(r) : 258);
+			sd_tx(c, data + off, n, r, (off & 1) ? sizeof(r) : 258);
 		off += n;
 	}
 	fz_restart_check(&g, nvm);

@@ -65,7 +65,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    {5, 0x00, 0xB2, 0x01, 0x14, 0x00},
 		};
 		for (size_t i = 0; i < sizeof(rd) / sizeof(rd[0]); i++)
-			fz_tx(pg_gp_card_card(g), rd[i] + 1, rd[i][0], r, sizeof(r));
+			sd_tx(pg_gp_card_card(g), rd[i] + 1, rd[i][0], r, sizeof(r));
 	}
 	fz_restart_check(&g, nvm);
 	pg_gp_card_free(g);

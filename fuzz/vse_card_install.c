@@ -49,8 +49,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cmd[4] = (uint8_t)in.app_len;
 		memcpy(cmd + 5, in.app, in.app_len);
 		cmd[5 + in.app_len] = 0;
-		fz_tx(pg_gp_card_card(g), cmd, in.app_len + 6, r, sizeof(r));
-		fz_tx(pg_gp_card_card(g), (const uint8_t *)"\x00\xA4\x04\x00\x00", 5, r, sizeof(r));
+		sd_tx(pg_gp_card_card(g), cmd, in.app_len + 6, r, sizeof(r));
+		sd_tx(pg_gp_card_card(g), (const uint8_t *)"\x00\xA4\x04\x00\x00", 5, r, sizeof(r));
 		if (fz_open(pg_gp_card_card(g), &s, 0x01) != 0)
 			abort();
 		cmd[0] = 0x80, cmd[1] = 0xE4, cmd[2] = 0, cmd[3] = 0,

@@ -1,7 +1,7 @@
 /*
  * Helpers shared by the GP card tests (test_isd*.c, test_applet*.c,
  * test_nvm*.c): send hex APDUs to a struct pg_card, check status words, and
- * run an SCP03 host session (include/payguard/scp03.h) against the ISD.
+ * run an SCP03 host session (tests/common/se_double.h) against the ISD.
  * Header-only: each test file is its own executable.
  */
 #ifndef PG_TEST_GP_TEST_H
@@ -12,6 +12,7 @@
 #include "payguard/error.h"
 #include "payguard/hex.h"
 #include "payguard/scp03.h"
+#include "se_double.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -83,54 +84,28 @@ gt_data(struct gt *t, const char *hex)
 static inline void
 gt_default_keys(struct pg_scp03_keys *k)
 {
-	memset(k, 0, sizeof(*k));
-	for (int i = 0; i < 16; i++)
-		k->enc[i] = k->mac[i] = k->dek[i] = (uint8_t)(0x40 + i);
-	k->len = 16;
-	k->kvn = 0x30;
+	sd_default_keys(k);
 }
 
-/* Opens an SCP03 session at level sl on channel chn (the ISD must be selected there). */
+/* Opens an SCP03 session at level sl (the ISD must be selected on the basic channel). */
 static inline int
 gt_open_scp(struct gt *t, const struct pg_scp03_keys *k, uint8_t sl, int chn)
 {
-	uint8_t a[300], r[300];
-	size_t rn;
-	int n;
-
 	(void)chn; /* host_auth builds EXTERNAL AUTHENTICATE on the basic channel */
-	memset(&t->s, 0, sizeof(t->s));
-	n = pg_scp03_host_init_update(&t->s, k->kvn, NULL, 8, a, sizeof(a));
-	assert_true(n > 0);
-	rn = sizeof(r);
-	assert_int_equal(t->card->process(t->card->ctx, a, (size_t)n, r, &rn), 0);
-	if (pg_rapdu_sw(r, rn) != PG_SW_OK) {
-		fprintf(stderr, "INITIALIZE UPDATE: SW %04X\n", pg_rapdu_sw(r, rn));
-		return -1;
-	}
-	n = pg_scp03_host_auth(&t->s, k, r, rn, sl, a, sizeof(a));
-	if (n < 0)
-		return -2;
-	rn = sizeof(r);
-	assert_int_equal(t->card->process(t->card->ctx, a, (size_t)n, r, &rn), 0);
-	return pg_scp03_host_auth_done(&t->s, r, rn) == 0 ? 0 : -3;
+	return sd_scp03_open(t->card, &t->s, k, sl, NULL);
 }
 
 /* Sends a plain hex APDU through the open session; returns the SW (response unwrapped). */
 static inline uint16_t
 gt_stx(struct gt *t, const char *hex)
 {
-	uint8_t c[GT_MAX], w[GT_MAX + 64], r[GT_MAX + 64];
-	size_t rn = sizeof(r);
-	int n = pg_hex_decode(c, sizeof(c), hex), wn, pn;
+	uint8_t c[GT_MAX], r[GT_MAX + 64];
+	int n = pg_hex_decode(c, sizeof(c), hex), pn;
 
 	assert_true(n >= 4);
-	wn = pg_scp03_host_wrap(&t->s, c, (size_t)n, w, sizeof(w));
-	if (wn <= 0)
-		fprintf(stderr, "cannot wrap %s\n", hex);
-	assert_true(wn > 0);
-	assert_int_equal(t->card->process(t->card->ctx, w, (size_t)wn, r, &rn), 0);
-	pn = pg_scp03_host_unwrap(&t->s, r, rn, r, sizeof(r));
+	pn = sd_scp03_tx(t->card, &t->s, c, (size_t)n, r, sizeof(r));
+	if (pn < 2)
+		fprintf(stderr, "secured APDU %s: %d\n", hex, pn);
 	assert_true(pn >= 2);
 	t->sw = pg_rapdu_sw(r, (size_t)pn);
 	t->n = (size_t)pn - 2;

@@ -1,9 +1,8 @@
 /*
- * Test helpers shared by test_swp.c, test_spi.c and test_ccid.c: a small
- * pg_card that echoes data, counts executed commands and checks that
- * sequence-numbered commands arrive once each, in order; a tap stream that
- * records and drops chosen packets; and a socketpair runner whose card role
- * is served by pg_stream_serve_fd() in a thread.
+ * Test helpers shared by test_swp.c, test_spi.c, test_ccid.c and
+ * test_t1_wtx.c: the test card of tests/common/se_double.h with an SWP ATR,
+ * a tap stream that records and drops chosen packets, and tc_build() for
+ * C-APDUs of every case. The socketpair runner is sd_open_socket() there.
  */
 #ifndef PG_TEST_SWP_TESTCARD_H
 #define PG_TEST_SWP_TESTCARD_H
@@ -12,6 +11,7 @@
 #include "payguard/error.h"
 #include "payguard/link.h"
 #include "payguard/stream.h"
+#include "se_double.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -19,107 +19,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define TC_INS_ECHO 0x10
-#define TC_INS_SEQ  0x20
-
-struct tcard {
-	uint64_t executed;
-	uint32_t last_seq;
-	uint64_t seq_errors; /* a sequence number seen twice or skipped */
-	uint64_t resets;
-	uint32_t last_sum; /* sum of the last case-3 data field */
-	int mute;	   /* answer nothing (negative code) */
-	int absent;	   /* no card in the slot (atr returns PG_ENOCARD) */
-};
-
+/* The card of the SWP/SPI/CCID tests: the double's test card with an SWP ATR. */
 static const uint8_t tc_atr[] = {0x3B, 0x88, 0x80, 0x01, 'p',  'g', '-',
 				 's',  'w',  'p',  0x90, 0x00, 0x8D};
 
-static int
-tc_atr_fn(void *ctx, uint8_t *atr, size_t *len)
-{
-	if (((struct tcard *)ctx)->absent)
-		return PG_ENOCARD;
-	memcpy(atr, tc_atr, sizeof(tc_atr));
-	*len = sizeof(tc_atr);
-	return 0;
-}
-
-static void
-tc_reset(void *ctx)
-{
-	((struct tcard *)ctx)->resets++;
-}
-
-static int
-tc_process(void *ctx, const uint8_t *c, size_t clen, uint8_t *r, size_t *rlen)
-{
-	struct tcard *t = ctx;
-	struct pg_capdu a;
-	size_t n = 0;
-
-	if (t->mute)
-		return PG_EIO;
-	if (*rlen < 2)
-		return PG_ETOOBIG;
-	t->executed++;
-	if (pg_capdu_parse(&a, c, clen) < 0) {
-		r[0] = 0x67;
-		r[1] = 0x00;
-		*rlen = 2;
-		return 0;
-	}
-	if (a.ins == TC_INS_SEQ && a.lc >= 4) {
-		uint32_t s = (uint32_t)a.data[0] << 24 | (uint32_t)a.data[1] << 16 |
-			     (uint32_t)a.data[2] << 8 | a.data[3];
-
-		if (s != t->last_seq + 1)
-			t->seq_errors++;
-		t->last_seq = s;
-		n = a.lc;
-		memcpy(r, a.data, n);
-	} else if (a.ins == TC_INS_ECHO) {
-		switch (a.apdu_case) {
-		case PG_APDU_CASE2S:
-		case PG_APDU_CASE2E:
-			n = a.le;
-			for (size_t i = 0; i < n; i++)
-				r[i] = (uint8_t)(i * 7 + 1);
-			break;
-		case PG_APDU_CASE3S:
-		case PG_APDU_CASE3E:
-			t->last_sum = 0;
-			for (size_t i = 0; i < a.lc; i++)
-				t->last_sum += a.data[i];
-			break;
-		case PG_APDU_CASE4S:
-		case PG_APDU_CASE4E:
-			n = a.lc < a.le ? a.lc : a.le;
-			memcpy(r, a.data, n);
-			break;
-		default:
-			break;
-		}
-	} else {
-		r[0] = 0x6D;
-		r[1] = 0x00;
-		*rlen = 2;
-		return 0;
-	}
-	if (n + 2 > *rlen)
-		return PG_ETOOBIG;
-	r[n] = 0x90;
-	r[n + 1] = 0x00;
-	*rlen = n + 2;
-	return 0;
-}
-
 static struct pg_card
-tc_card(struct tcard *t)
+tc_card(struct sd_tcard *t)
 {
-	struct pg_card c = {.ctx = t, .atr = tc_atr_fn, .process = tc_process, .reset = tc_reset};
-
-	return c;
+	t->atr = tc_atr;
+	t->atrlen = sizeof(tc_atr);
+	return sd_tcard(t);
 }
 
 /* ---- tap stream: records packets (first bytes) and drops chosen ones ---- */
@@ -225,60 +134,11 @@ tc_open_tapped(struct pg_link **l, const struct pg_link_ops *ops, const struct p
 	return ops->host_open(l, &(*host_tap)->base, NULL, p);
 }
 
-/* ---- socketpair with the card role in a thread ---- */
-
-struct tc_sock {
-	pthread_t thr;
-	struct pg_link_card *card;
-	int fd;
-	int rc;
-};
-
-static void *
-tc_serve(void *arg)
-{
-	struct tc_sock *s = arg;
-
-	s->rc = pg_stream_serve_fd(s->fd, pg_link_card_packet, s->card);
-	return NULL;
-}
-
-static int
-tc_open_socket(struct pg_link **l, struct tc_sock *ts, const struct pg_link_ops *ops,
-	       const struct pg_card *card, const struct pg_link_params *p)
-{
-	int fds[2], rc;
-	struct pg_stream *s = NULL;
-
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0)
-		return PG_ESYS;
-	rc = ops->card_open(&ts->card, card, p);
-	if (rc < 0)
-		return rc;
-	ts->fd = fds[1];
-	if (pthread_create(&ts->thr, NULL, tc_serve, ts) != 0)
-		return PG_ESYS;
-	rc = pg_stream_fd(&s, fds[0], fds[0]);
-	if (rc < 0)
-		return rc;
-	return ops->host_open(l, s, NULL, p);
-}
-
-/* Closes the host (the card thread then sees the socket close) and joins. */
-static int
-tc_close_socket(struct pg_link *l, struct tc_sock *ts)
-{
-	pg_link_close(l);
-	pthread_join(ts->thr, NULL);
-	pg_link_card_close(ts->card);
-	return ts->rc;
-}
-
-/* Builds an ECHO C-APDU of the given case with nc data bytes and ne expected. */
+/* Builds an SD_INS_CASES C-APDU of the given case with nc data bytes and ne expected. */
 static size_t
 tc_build(uint8_t *out, enum pg_apdu_case cs, size_t nc, size_t ne)
 {
-	struct pg_capdu a = {.cla = 0x00, .ins = TC_INS_ECHO, .p1 = 0, .p2 = 0};
+	struct pg_capdu a = {.cla = 0x00, .ins = SD_INS_CASES, .p1 = 0, .p2 = 0};
 	static uint8_t data[70000];
 	int n;
 

@@ -1,9 +1,8 @@
 /*
- * Test kit shared by test_t0.c and test_t1.c: a small card application
- * (echo, any-length answers, a sequence-checked command, a counter of executed
- * commands), a tracing stream wrapper that logs every frame and can drop or
- * corrupt chosen ones, and the wiring of host and card roles over a memory
- * pair or a socketpair (card role in a thread via pg_stream_serve_fd()).
+ * Test kit shared by test_t0.c and test_t1.c (their card is sd_tcard() and
+ * their socketpair runner sd_open_socket() of tests/common/se_double.h): a
+ * tracing stream wrapper that logs every frame and can drop or corrupt
+ * chosen ones, and the wiring of host and card roles over a memory pair.
  */
 #ifndef T01_TESTKIT_H
 #define T01_TESTKIT_H
@@ -13,126 +12,13 @@
 #include "payguard/error.h"
 #include "payguard/link.h"
 #include "payguard/stream.h"
+#include "se_double.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-/* ---- the test card ---- */
-
-#define TC_INS_ECHO	      0x10 /* returns the command data */
-#define TC_INS_SEQ	      0x20 /* data: 8-byte sequence number, must grow; returns it + count */
-#define TC_INS_SW	      0x30 /* returns no data and SW = P1 P2 */
-#define TC_INS_STORE	      0x40 /* takes data, returns 9000 only */
-#define TC_INS_GETN	      0xCA /* returns P1P2 bytes (0000 = 65536) of a pattern: outgoing */
-#define TC_INS_MANAGE_CHANNEL 0x70 /* P1 00: open, returns channel 1; P1 80: close */
-
-struct tcard {
-	uint64_t executed; /* every command the application ran */
-	uint64_t last_seq, dup_seq;
-	int sleep_ms;
-	size_t last_clen;
-};
-
-static inline uint8_t
-tc_pattern(size_t i)
-{
-	return (uint8_t)((i * 7 + 3) ^ (i >> 8));
-}
-
-static int
-tc_atr(void *ctx, uint8_t *atr, size_t *len)
-{
-	/* Historical bytes "payguard-test" in a plain T=0 ATR; the link rebuilds it. */
-	static const uint8_t a[] = {0x3B, 0x0D, 'p', 'a', 'y', 'g', 'u', 'a',
-				    'r',  'd',	'-', 't', 'e', 's', 't'};
-
-	(void)ctx;
-	memcpy(atr, a, sizeof(a));
-	*len = sizeof(a);
-	return 0;
-}
-
-static int
-tc_process(void *ctx, const uint8_t *capdu, size_t clen, uint8_t *r, size_t *rlen)
-{
-	struct tcard *tc = ctx;
-	struct pg_capdu c;
-	size_t n = 0, cap = *rlen;
-	uint16_t sw = PG_SW_OK;
-
-	tc->executed++;
-	tc->last_clen = clen;
-	if (tc->sleep_ms) {
-		struct timespec ts = {0, (long)tc->sleep_ms * 1000000L};
-
-		nanosleep(&ts, NULL);
-	}
-	if (pg_capdu_parse(&c, capdu, clen) < 0) {
-		sw = PG_SW_WRONG_LENGTH;
-		goto out;
-	}
-	switch (c.ins) {
-	case TC_INS_ECHO:
-		memcpy(r, c.data, c.lc);
-		n = c.lc;
-		break;
-	case TC_INS_SEQ: {
-		uint64_t seq;
-
-		if (c.lc != 8) {
-			sw = PG_SW_WRONG_LENGTH;
-			break;
-		}
-		seq = pg_be64(c.data);
-		if (seq <= tc->last_seq)
-			tc->dup_seq++; /* executed twice (or out of order) */
-		tc->last_seq = seq;
-		pg_put_be64(r, seq);
-		pg_put_be64(r + 8, tc->executed);
-		n = 16;
-		break;
-	}
-	case TC_INS_SW:
-		sw = (uint16_t)(c.p1 << 8 | c.p2);
-		break;
-	case TC_INS_STORE:
-		break;
-	case TC_INS_MANAGE_CHANNEL:
-		if (c.p1 == 0x00) {
-			r[0] = 0x01;
-			n = 1;
-		}
-		break;
-	case TC_INS_GETN:
-		n = (size_t)(c.p1 << 8 | c.p2);
-		if (n == 0)
-			n = 65536;
-		for (size_t i = 0; i < n; i++)
-			r[i] = tc_pattern(i);
-		break;
-	default:
-		sw = PG_SW_INS_NOT_SUPPORTED;
-	}
-out:
-	if (n + 2 > cap)
-		return PG_ETOOBIG;
-	pg_put_be16(r + n, sw);
-	*rlen = n + 2;
-	return 0;
-}
-
-static inline struct pg_card
-tc_card(struct tcard *tc)
-{
-	struct pg_card c = {.ctx = tc, .atr = tc_atr, .process = tc_process, .reset = NULL};
-
-	return c;
-}
 
 /* ---- tracing / fault stream ---- */
 
@@ -345,54 +231,6 @@ kit_open_memory(struct pg_link **out, const struct pg_link_ops *ops, const struc
 		s = w;
 	}
 	return ops->host_open(out, s, NULL, p);
-}
-
-struct kit_server {
-	pthread_t th;
-	int fd;
-	struct pg_link_card *card;
-	int rc;
-};
-
-static void *
-kit_serve(void *arg)
-{
-	struct kit_server *k = arg;
-
-	k->rc = pg_stream_serve_fd(k->fd, pg_link_card_packet, k->card);
-	return NULL;
-}
-
-/* Host over one end of a socketpair; the card role serves the other in a thread. */
-static int
-kit_open_socket(struct pg_link **out, struct kit_server *k, const struct pg_link_ops *ops,
-		const struct pg_card *card, const struct pg_link_params *p)
-{
-	int sv[2], rc;
-	struct pg_stream *s;
-
-	memset(k, 0, sizeof(*k));
-	rc = ops->card_open(&k->card, card, p);
-	if (rc < 0)
-		return rc;
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
-		return PG_ESYS;
-	k->fd = sv[1];
-	if (pthread_create(&k->th, NULL, kit_serve, k) != 0)
-		return PG_ESYS;
-	rc = pg_stream_fd(&s, sv[0], sv[0]);
-	if (rc < 0)
-		return rc;
-	return ops->host_open(out, s, NULL, p);
-}
-
-/* Closes the host (the peer sees the socket close), joins the server, frees the card role. */
-static void
-kit_close_socket(struct pg_link *l, struct kit_server *k)
-{
-	pg_link_close(l);
-	pthread_join(k->th, NULL);
-	pg_link_card_close(k->card);
 }
 
 #endif

@@ -40,7 +40,7 @@ xchg(struct pg_stream *s, const char *hexmsg, uint8_t *resp)
 }
 
 static struct pg_stream *
-raw_reader(struct tcard *t, const struct pg_link_params *p)
+raw_reader(struct sd_tcard *t, const struct pg_link_params *p)
 {
 	struct pg_card card = tc_card(t);
 	struct pg_link_card *c = NULL;
@@ -56,7 +56,7 @@ raw_reader(struct tcard *t, const struct pg_link_params *p)
 static void
 test_messages(void **state)
 {
-	struct tcard t = {0};
+	struct sd_tcard t = {0};
 	struct pg_stream *s = raw_reader(&t, NULL);
 	uint8_t r[700];
 	size_t n;
@@ -74,8 +74,8 @@ test_messages(void **state)
 	assert_int_equal(r[6], 1);
 	assert_int_equal(r[7], 0x00); /* bStatus: processed, ICC present and active */
 	assert_memory_equal(r + 10, tc_atr, sizeof(tc_atr));
-	/* 6.1.4 PC_to_RDR_XfrBlock: case 2 ECHO, Le 4 -> 4 bytes + 9000. */
-	n = xchg(s, "6F 05000000 00 02 000000 0010000004", r);
+	/* 6.1.4 PC_to_RDR_XfrBlock: case 2 (SD_INS_CASES), Le 4 -> 4 bytes + 9000. */
+	n = xchg(s, "6F 05000000 00 02 000000 0012000004", r);
 	assert_int_equal(n, 16);
 	assert_memory_equal(r, "\x80\x06\x00\x00\x00\x00\x02\x00\x00\x00", 10);
 	assert_memory_equal(r + 10, "\x01\x08\x0F\x16\x90\x00", 6);
@@ -89,7 +89,7 @@ test_messages(void **state)
 static void
 test_slot_errors(void **state)
 {
-	struct tcard t = {0};
+	struct sd_tcard t = {0};
 	struct pg_stream *s = raw_reader(&t, &(struct pg_link_params){.max_frame = 600});
 	uint8_t r[700], big[700];
 	size_t n;
@@ -156,7 +156,7 @@ test_slot_errors(void **state)
 }
 
 static void
-run_cases(struct pg_link *l, struct tcard *t)
+run_cases(struct pg_link *l, struct sd_tcard *t)
 {
 	static const struct {
 		enum pg_apdu_case cs;
@@ -193,7 +193,7 @@ test_apdus(void **state)
 
 	(void)state;
 	for (size_t k = 0; k < 3; k++) {
-		struct tcard t = {0};
+		struct sd_tcard t = {0};
 		struct pg_card card = tc_card(&t);
 		struct pg_link_params p = {.max_frame = sizes[k]};
 		struct pg_link *l = NULL;
@@ -260,7 +260,7 @@ test_host_errors(void **state)
 
 	(void)state;
 	for (int mode = 1; mode <= 5; mode++) {
-		struct tcard t = {0};
+		struct sd_tcard t = {0};
 		struct pg_card card = tc_card(&t);
 		struct pg_link_card *c = NULL;
 		struct pg_stream *s = NULL;
@@ -286,7 +286,7 @@ test_host_errors(void **state)
 	}
 	/* No card: power-on says so; a mute card: XfrBlock fails with ICC_MUTE. */
 	{
-		struct tcard t = {.absent = 1};
+		struct sd_tcard t = {.absent = 1};
 		struct pg_card card = tc_card(&t);
 		struct pg_link *l = NULL;
 		uint8_t atr[PG_ATR_MAX];
@@ -307,19 +307,19 @@ test_host_errors(void **state)
 static void
 test_socketpair(void **state)
 {
-	struct tcard t = {0};
+	struct sd_tcard t = {0};
 	struct pg_card card = tc_card(&t);
-	struct tc_sock ts = {0};
+	struct sd_sock ts = {0};
 	struct pg_link *l = NULL;
 	struct pg_link_params p = {.timeout_ms = 5000};
 	uint8_t atr[PG_ATR_MAX];
 	size_t atrlen = sizeof(atr);
 
 	(void)state;
-	assert_int_equal(tc_open_socket(&l, &ts, &pg_link_ccid_ops, &card, &p), 0);
+	assert_int_equal(sd_open_socket(&l, &ts, &pg_link_ccid_ops, &card, &p), 0);
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 	run_cases(l, &t);
-	assert_int_equal(tc_close_socket(l, &ts), 0);
+	assert_int_equal(sd_close_socket(l, &ts), 0);
 }
 
 int

@@ -149,34 +149,20 @@ static struct golden gold[NSTEPS + 1];
 static int
 run_cmd(const struct pg_card *card, struct pg_scp03 *s, const char *cmd)
 {
-	uint8_t c[600], w[700], r[700];
+	uint8_t c[600], r[700];
 	size_t rn = sizeof(r);
 	int n;
 	struct pg_scp03_keys k;
 
 	if (strcmp(cmd, "IU") == 0) {
-		memset(&k, 0, sizeof(k));
-		for (int i = 0; i < 16; i++)
-			k.enc[i] = k.mac[i] = k.dek[i] = (uint8_t)(0x40 + i);
-		k.len = 16, k.kvn = 0x30;
-		memset(s, 0, sizeof(*s));
-		n = pg_scp03_host_init_update(s, 0x30, NULL, 8, c, sizeof(c));
-		if (n < 0 || card->process(card->ctx, c, (size_t)n, r, &rn) < 0)
-			return -1;
-		n = pg_scp03_host_auth(s, &k, r, rn, 0x03, c, sizeof(c));
-		rn = sizeof(r);
-		if (n < 0 || card->process(card->ctx, c, (size_t)n, r, &rn) < 0)
-			return -1;
-		return pg_scp03_host_auth_done(s, r, rn) == 0 ? 0 : -1;
+		sd_default_keys(&k);
+		return sd_scp03_open(card, s, &k, 0x03, NULL) == 0 ? 0 : -1;
 	}
 	if (strncmp(cmd, "S:", 2) == 0) {
 		n = pg_hex_decode(c, sizeof(c), cmd + 2);
-		if (n < 4 || (n = pg_scp03_host_wrap(s, c, (size_t)n, w, sizeof(w))) < 0)
+		if (n < 4)
 			return -1;
-		if (card->process(card->ctx, w, (size_t)n, r, &rn) < 0)
-			return -1;
-		n = pg_scp03_host_unwrap(s, r, rn, r, sizeof(r));
-		return n >= 2 ? 0 : -1;
+		return sd_scp03_tx(card, s, c, (size_t)n, r, sizeof(r)) >= 2 ? 0 : -1;
 	}
 	n = pg_hex_decode(c, sizeof(c), cmd);
 	if (n < 4 || card->process(card->ctx, c, (size_t)n, r, &rn) < 0)

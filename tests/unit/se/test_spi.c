@@ -39,7 +39,7 @@ frame(uint8_t *out, uint8_t nad, uint8_t pcb, const uint8_t *inf, size_t n)
 }
 
 static void
-run_cases(struct pg_link *l, struct tcard *t)
+run_cases(struct pg_link *l, struct sd_tcard *t)
 {
 	static const struct {
 		enum pg_apdu_case cs;
@@ -86,7 +86,7 @@ test_blocks(void **state)
 static void
 one_link(const struct pg_link_ops *ops, uint16_t ifsc, uint16_t ifsd)
 {
-	struct tcard t = {0};
+	struct sd_tcard t = {0};
 	struct pg_card card = tc_card(&t);
 	struct pg_link_params p = {.ifsc = ifsc, .ifsd = ifsd};
 	struct pg_link *l = NULL;
@@ -148,7 +148,7 @@ test_memory(void **state)
 static void
 test_plid_mismatch(void **state)
 {
-	struct tcard t = {0};
+	struct sd_tcard t = {0};
 	struct pg_card card = tc_card(&t);
 	struct pg_link_card *c = NULL;
 	struct pg_stream *s = NULL;
@@ -182,7 +182,7 @@ wtx_card(void *ctx, int type, const uint8_t *p, size_t n, struct pg_stream *out)
 static void
 test_wtx(void **state)
 {
-	struct tcard t = {0};
+	struct sd_tcard t = {0};
 	struct pg_card card = tc_card(&t);
 	struct pg_link_card *c = NULL;
 	struct pg_stream *s = NULL;
@@ -217,7 +217,7 @@ test_recovery(void **state)
 	 * runs once. Index 3 = the first host block after the 3 power-on S-blocks. */
 	for (int dir = 0; dir < 2; dir++) {
 		for (size_t k = 0; k < 3; k++) {
-			struct tcard t = {0};
+			struct sd_tcard t = {0};
 			struct pg_card card = tc_card(&t);
 			struct pg_link_params p = {.ifsc = 32, .ifsd = 32};
 			struct pg_link *l = NULL;
@@ -246,7 +246,7 @@ test_recovery(void **state)
 static void
 test_resync(void **state)
 {
-	struct tcard t = {0};
+	struct sd_tcard t = {0};
 	struct pg_card card = tc_card(&t);
 	struct pg_link *l = NULL;
 	struct tap *ht, *ct;
@@ -297,7 +297,7 @@ test_resync(void **state)
 static void
 test_faults(void **state)
 {
-	struct tcard t = {0};
+	struct sd_tcard t = {0};
 	struct pg_card card = tc_card(&t);
 	struct pg_link_card *c = NULL;
 	struct pg_stream *mem = NULL, *hf = NULL, *cf = NULL;
@@ -318,7 +318,8 @@ test_faults(void **state)
 	assert_int_equal(pg_link_spi_ops.host_open(&l, hf, NULL, &p), 0);
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 	for (uint32_t i = 1; i <= 5000; i++) {
-		uint8_t cmd[9] = {0x80, TC_INS_SEQ, 0, 0, 4, 0, 0, (uint8_t)(i >> 8), (uint8_t)i};
+		uint8_t cmd[9] = {0x80, SD_INS_SEQ_NEXT,   0,	      0, 4, 0,
+				  0,	(uint8_t)(i >> 8), (uint8_t)i};
 		size_t rlen = sizeof(rapdu);
 
 		assert_int_equal(pg_link_transmit(l, cmd, sizeof(cmd), rapdu, &rlen), 0);
@@ -336,18 +337,18 @@ test_socketpair(void **state)
 	(void)state;
 	for (int k = 0; k < 2; k++) {
 		const struct pg_link_ops *ops = k ? &pg_link_i2c_ops : &pg_link_spi_ops;
-		struct tcard t = {0};
+		struct sd_tcard t = {0};
 		struct pg_card card = tc_card(&t);
-		struct tc_sock ts = {0};
+		struct sd_sock ts = {0};
 		struct pg_link *l = NULL;
 		struct pg_link_params p = {.timeout_ms = 5000, .ifsc = 1000, .ifsd = 1000};
 		uint8_t atr[PG_ATR_MAX];
 		size_t atrlen = sizeof(atr);
 
-		assert_int_equal(tc_open_socket(&l, &ts, ops, &card, &p), 0);
+		assert_int_equal(sd_open_socket(&l, &ts, ops, &card, &p), 0);
 		assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 		run_cases(l, &t);
-		assert_int_equal(tc_close_socket(l, &ts), 0);
+		assert_int_equal(sd_close_socket(l, &ts), 0);
 	}
 }
 

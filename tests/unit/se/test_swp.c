@@ -192,7 +192,7 @@ raw_msg(struct pg_stream *s, int *ns, int *nr, uint8_t pipe, uint8_t hdr, const 
 static void
 test_card_raw(void **state)
 {
-	struct tcard t = {0};
+	struct sd_tcard t = {0};
 	struct pg_card card = tc_card(&t);
 	struct pg_link_card *c = NULL;
 	struct pg_stream *s = NULL;
@@ -286,7 +286,7 @@ test_card_raw(void **state)
 
 /* Runs cases 1-4 short and extended, up to the longest APDUs SWP carries. */
 static void
-run_cases(struct pg_link *l, struct tcard *t)
+run_cases(struct pg_link *l, struct sd_tcard *t)
 {
 	static const struct {
 		enum pg_apdu_case cs;
@@ -329,7 +329,7 @@ run_cases(struct pg_link *l, struct tcard *t)
 static void
 test_memory_cases(void **state)
 {
-	struct tcard t = {0};
+	struct sd_tcard t = {0};
 	struct pg_card card = tc_card(&t);
 	struct pg_link *l = NULL;
 	uint8_t atr[PG_ATR_MAX];
@@ -364,7 +364,7 @@ test_windows(void **state)
 	 * answers a larger one with its own RSET, which the host adopts (102 613 10.8). */
 	for (int w = 1; w <= 4; w++) {
 		for (int cw = 1; cw <= 4; cw++) {
-			struct tcard t = {0};
+			struct sd_tcard t = {0};
 			struct pg_card card = tc_card(&t);
 			struct pg_link_params hp = {.window = w}, cp = {.window = cw};
 			struct pg_link_card *c = NULL;
@@ -405,7 +405,7 @@ tap_count(const struct tap *t, uint8_t mask, uint8_t val)
 static void
 test_window_acks(void **state)
 {
-	struct tcard t = {0};
+	struct sd_tcard t = {0};
 	struct pg_card card = tc_card(&t);
 	struct pg_link *l = NULL;
 	struct tap *ht, *ct;
@@ -450,7 +450,7 @@ test_retransmission(void **state)
 	(void)state;
 	/* Host -> card frame lost: the host times out and resends; the card runs it once. */
 	{
-		struct tcard t = {0};
+		struct sd_tcard t = {0};
 		struct pg_card card = tc_card(&t);
 		struct pg_link *l = NULL;
 		struct tap *ht, *ct;
@@ -473,7 +473,7 @@ test_retransmission(void **state)
 	/* Card -> host response lost: the host resends, the card sees a duplicate, does NOT
 	 * run the command again and resends its response. */
 	{
-		struct tcard t = {0};
+		struct sd_tcard t = {0};
 		struct pg_card card = tc_card(&t);
 		struct pg_link *l = NULL;
 		struct tap *ht, *ct;
@@ -495,7 +495,7 @@ test_retransmission(void **state)
 	/* A lost fragment in the middle of a window: the card answers REJ, the host goes
 	 * back N and the long command still runs once. */
 	{
-		struct tcard t = {0};
+		struct sd_tcard t = {0};
 		struct pg_card card = tc_card(&t);
 		struct pg_link *l = NULL;
 		struct tap *ht, *ct;
@@ -517,7 +517,7 @@ test_retransmission(void **state)
 	}
 	/* A mute card: the host gives up after its retries with PG_ELINK. */
 	{
-		struct tcard t = {0};
+		struct sd_tcard t = {0};
 		struct pg_card card = tc_card(&t);
 		struct pg_link *l = NULL;
 		struct pg_link_params p = {.retries = 3};
@@ -545,7 +545,7 @@ test_retransmission(void **state)
 static void
 test_faults(void **state)
 {
-	struct tcard t = {0};
+	struct sd_tcard t = {0};
 	struct pg_card card = tc_card(&t);
 	struct pg_link_card *c = NULL;
 	struct pg_stream *mem = NULL, *hf = NULL, *cf = NULL;
@@ -568,7 +568,7 @@ test_faults(void **state)
 	assert_int_equal(pg_link_swp_ops.host_open(&l, hf, NULL, &p), 0);
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 	for (uint32_t i = 1; i <= 10000; i++) {
-		uint8_t cmd[4 + 1 + 16 + 1] = {0x80, TC_INS_SEQ, 0, 0, 16};
+		uint8_t cmd[4 + 1 + 16 + 1] = {0x80, SD_INS_SEQ_NEXT, 0, 0, 16};
 		size_t rlen = sizeof(rapdu);
 
 		cmd[5] = (uint8_t)(i >> 24);
@@ -601,27 +601,28 @@ test_faults(void **state)
 static void
 test_socketpair(void **state)
 {
-	struct tcard t = {0};
+	struct sd_tcard t = {0};
 	struct pg_card card = tc_card(&t);
-	struct tc_sock ts = {0};
+	struct sd_sock ts = {0};
 	struct pg_link *l = NULL;
 	struct pg_link_params p = {.timeout_ms = 5000};
 	uint8_t atr[PG_ATR_MAX];
 	size_t atrlen = sizeof(atr);
 
 	(void)state;
-	assert_int_equal(tc_open_socket(&l, &ts, &pg_link_swp_ops, &card, &p), 0);
+	assert_int_equal(sd_open_socket(&l, &ts, &pg_link_swp_ops, &card, &p), 0);
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 	assert_memory_equal(atr, tc_atr, sizeof(tc_atr));
 	run_cases(l, &t);
 	for (uint32_t i = 1; i <= 200; i++) {
-		uint8_t cmd[9] = {0x80, TC_INS_SEQ, 0, 0, 4, 0, 0, (uint8_t)(i >> 8), (uint8_t)i};
+		uint8_t cmd[9] = {0x80, SD_INS_SEQ_NEXT,   0,	      0, 4, 0,
+				  0,	(uint8_t)(i >> 8), (uint8_t)i};
 		size_t rlen = sizeof(rapdu);
 
 		assert_int_equal(pg_link_transmit(l, cmd, sizeof(cmd), rapdu, &rlen), 0);
 		assert_int_equal(rlen, 6);
 	}
-	assert_int_equal(tc_close_socket(l, &ts), 0);
+	assert_int_equal(sd_close_socket(l, &ts), 0);
 	assert_int_equal(t.seq_errors, 0);
 }
 
@@ -629,34 +630,30 @@ test_socketpair(void **state)
 static void
 test_socketpair_faults(void **state)
 {
-	struct tcard t = {0};
+	struct sd_tcard t = {0};
 	struct pg_card card = tc_card(&t);
-	struct tc_sock ts = {0};
+	struct sd_sock ts = {0};
 	struct pg_link *l = NULL;
 	struct pg_link_params p = {.timeout_ms = 20, .retries = 12};
 	struct pg_stream *s = NULL, *f = NULL;
 	uint8_t atr[PG_ATR_MAX];
 	size_t atrlen = sizeof(atr);
-	int fds[2];
 
 	(void)state;
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-	assert_int_equal(pg_link_swp_ops.card_open(&ts.card, &card, &p), 0);
-	ts.fd = fds[1];
-	assert_int_equal(pthread_create(&ts.thr, NULL, tc_serve, &ts), 0);
-	assert_int_equal(pg_stream_fd(&s, fds[0], fds[0]), 0);
+	assert_int_equal(sd_serve_socket(&ts, &pg_link_swp_ops, &card, &p, &s), 0);
 	assert_int_equal(pg_stream_faulty(&f, s, 20000, 20000, 7), 0);
 	assert_int_equal(pg_link_swp_ops.host_open(&l, f, NULL, &p), 0);
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 	for (uint32_t i = 1; i <= 300; i++) {
-		uint8_t cmd[9] = {0x80, TC_INS_SEQ, 0, 0, 4, 0, 0, (uint8_t)(i >> 8), (uint8_t)i};
+		uint8_t cmd[9] = {0x80, SD_INS_SEQ_NEXT,   0,	      0, 4, 0,
+				  0,	(uint8_t)(i >> 8), (uint8_t)i};
 		size_t rlen = sizeof(rapdu);
 
 		assert_int_equal(pg_link_transmit(l, cmd, sizeof(cmd), rapdu, &rlen), 0);
 		assert_int_equal(rlen, 6);
 		assert_memory_equal(rapdu, cmd + 5, 4);
 	}
-	assert_int_equal(tc_close_socket(l, &ts), 0);
+	assert_int_equal(sd_close_socket(l, &ts), 0);
 	assert_int_equal(t.seq_errors, 0);
 	assert_int_equal(t.executed, 300);
 }

@@ -45,7 +45,7 @@ xmit(struct pg_link *l, size_t clen)
 }
 
 static void
-run_cases(struct pg_link *l, struct tcard *tc)
+run_cases(struct pg_link *l, struct sd_tcard *tc)
 {
 	uint8_t data[255];
 	size_t n, rn;
@@ -54,30 +54,30 @@ run_cases(struct pg_link *l, struct tcard *tc)
 	for (size_t i = 0; i < sizeof(data); i++)
 		data[i] = (uint8_t)(0x5A ^ i);
 	/* Case 1: P3 = 00, SW only. */
-	n = mk(0x00, TC_INS_SW, 0x6A, 0x82, NULL, 0, 0);
+	n = mk(0x00, SD_INS_SW, 0x6A, 0x82, NULL, 0, 0);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 2);
 	assert_int_equal(pg_rapdu_sw(rbuf, rn), 0x6A82);
 	/* Case 2S, Le accepted (2S.1). */
-	n = mk(0x00, TC_INS_GETN, 0, 16, NULL, 0, 16);
+	n = mk(0x00, SD_INS_GETN, 0, 16, NULL, 0, 16);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 18);
 	for (size_t i = 0; i < 16; i++)
-		assert_int_equal(rbuf[i], tc_pattern(i));
+		assert_int_equal(rbuf[i], sd_pattern(i));
 	/* Case 2S with Le = 256 (P3 = 00): the longest R-APDU. */
-	n = mk(0x00, TC_INS_GETN, 0x01, 0x00, NULL, 0, 256);
+	n = mk(0x00, SD_INS_GETN, 0x01, 0x00, NULL, 0, 256);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 258);
 	for (size_t i = 0; i < 256; i++)
-		assert_int_equal(rbuf[i], tc_pattern(i));
+		assert_int_equal(rbuf[i], sd_pattern(i));
 	/* Case 3S with 255 bytes. */
-	n = mk(0x00, TC_INS_STORE, 0, 0, data, 255, 0);
+	n = mk(0x00, SD_INS_STORE, 0, 0, data, 255, 0);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 2);
 	assert_int_equal(pg_rapdu_sw(rbuf, rn), 0x9000);
 	assert_int_equal(tc->last_clen, 260);
 	/* Case 4S, the longest C-APDU: 255 bytes in, Le 256: case 3 + GET RESPONSE. */
-	n = mk(0x00, TC_INS_ECHO, 0, 0, data, 255, 256);
+	n = mk(0x00, SD_INS_ECHO, 0, 0, data, 255, 256);
 	assert_int_equal(n, T0->max_capdu);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 257);
@@ -90,8 +90,8 @@ run_cases(struct pg_link *l, struct tcard *tc)
 static void
 test_memory(void **state)
 {
-	struct tcard tc = {0};
-	struct pg_card card = tc_card(&tc);
+	struct sd_tcard tc = {0};
+	struct pg_card card = sd_tcard(&tc);
 	struct pg_link *l = NULL;
 	uint8_t atr[PG_ATR_MAX];
 	size_t atrlen = sizeof(atr), n, rn;
@@ -107,10 +107,10 @@ test_memory(void **state)
 	assert_false(a.has_tck);
 	run_cases(l, &tc);
 	/* Extended APDUs do not fit T=0: a clear error, nothing sent. */
-	n = mk(0x00, TC_INS_ECHO, 0, 0, cbuf + 1000, 10, 1000);
+	n = mk(0x00, SD_INS_ECHO, 0, 0, cbuf + 1000, 10, 1000);
 	rn = sizeof(rbuf);
 	assert_int_equal(pg_link_transmit(l, cbuf, n, rbuf, &rn), PG_EINVAL);
-	n = mk(0x00, TC_INS_STORE, 0, 0, cbuf + 1000, 300, 0);
+	n = mk(0x00, SD_INS_STORE, 0, 0, cbuf + 1000, 300, 0);
 	rn = sizeof(rbuf);
 	assert_int_equal(pg_link_transmit(l, cbuf, n, rbuf, &rn), PG_EINVAL);
 	assert_int_equal(tc.executed, 5);
@@ -119,7 +119,7 @@ test_memory(void **state)
 	 * the card waits for data, the host for data; the host times out, and the
 	 * next command starts with a reset that puts both back in step.
 	 */
-	n = mk(0x00, TC_INS_ECHO, 0, 0, NULL, 0, 4);
+	n = mk(0x00, SD_INS_ECHO, 0, 0, NULL, 0, 4);
 	rn = sizeof(rbuf);
 	assert_int_equal(pg_link_transmit(l, cbuf, n, rbuf, &rn), PG_ETIMEDOUT);
 	run_cases(l, &tc);
@@ -128,10 +128,10 @@ test_memory(void **state)
 }
 
 static int
-open_traced(struct pg_link **l, struct tcard *tc, struct pg_card *card, struct trace *t,
+open_traced(struct pg_link **l, struct sd_tcard *tc, struct pg_card *card, struct trace *t,
 	    const struct pg_link_params *p)
 {
-	*card = tc_card(tc);
+	*card = sd_tcard(tc);
 	t->t0 = 1;
 	assert_int_equal(kit_open_memory(l, T0, card, p, t, 0, 0, 0, NULL, NULL), 0);
 	assert_int_equal(pg_link_power_on(*l, NULL, NULL), 0);
@@ -149,7 +149,7 @@ expect(const struct trace *t, int from, const char *const *want, const char *nam
 static void
 test_tpdus(void **state)
 {
-	struct tcard tc = {0};
+	struct sd_tcard tc = {0};
 	struct pg_card card;
 	struct pg_link *l = NULL;
 	struct trace t = {0};
@@ -163,7 +163,7 @@ test_tpdus(void **state)
 	 * 12.2.3 case 2S.3: Le not accepted, La indicated. Le = 16, the card has
 	 * 10: 6C0A, the host re-issues with P3 = 0A; the command runs once.
 	 */
-	n = mk(0x00, TC_INS_GETN, 0, 10, NULL, 0, 16);
+	n = mk(0x00, SD_INS_GETN, 0, 10, NULL, 0, 16);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 12);
 	assert_int_equal(pg_rapdu_sw(rbuf, rn), 0x9000);
@@ -174,11 +174,11 @@ test_tpdus(void **state)
 	       "case 2S.3, La < Le");
 	/* La > Le: re-issued with La, the first Le bytes kept. */
 	from = t.n;
-	n = mk(0x00, TC_INS_GETN, 0, 0x20, NULL, 0, 16);
+	n = mk(0x00, SD_INS_GETN, 0, 0x20, NULL, 0, 16);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 18);
 	for (size_t i = 0; i < 16; i++)
-		assert_int_equal(rbuf[i], tc_pattern(i));
+		assert_int_equal(rbuf[i], sd_pattern(i));
 	assert_int_equal(tc.executed, 2);
 	assert_string_equal(t.lines[from + 1], "< 6C20");
 	assert_string_equal(t.lines[from + 2], "> 00CA002020");
@@ -189,7 +189,7 @@ test_tpdus(void **state)
 	 * one-byte ACK (INS^FF) first and the rest after the ACK INS.
 	 */
 	from = t.n;
-	n = mk(0x01, TC_INS_ECHO, 0, 0, (const uint8_t *)"\x01\x02\x03\x04\x05", 5, 256);
+	n = mk(0x01, SD_INS_ECHO, 0, 0, (const uint8_t *)"\x01\x02\x03\x04\x05", 5, 256);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 7);
 	assert_memory_equal(rbuf, "\x01\x02\x03\x04\x05\x90\x00", 7);
@@ -203,7 +203,7 @@ test_tpdus(void **state)
 static void
 test_get_response_paths(void **state)
 {
-	struct tcard tc = {0};
+	struct sd_tcard tc = {0};
 	struct pg_card card;
 	struct pg_link *l = NULL;
 	struct trace t = {0};
@@ -216,7 +216,7 @@ test_get_response_paths(void **state)
 	memset(data, 0x77, sizeof(data));
 	from = open_traced(&l, &tc, &card, &t, NULL);
 	/* Case 4 with Le < La: the host stops at Ne and hands back 61xx. */
-	n = mk(0x00, TC_INS_ECHO, 0, 0, data, 10, 5);
+	n = mk(0x00, SD_INS_ECHO, 0, 0, data, 10, 5);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 7);
 	assert_int_equal(pg_rapdu_sw(rbuf, rn), 0x6105);
@@ -228,19 +228,19 @@ test_get_response_paths(void **state)
 	/* A further interindustry class: channel 5 is CLA 41; GET RESPONSE keeps it. */
 	from = t.n;
 	cla = pg_cla_set_channel(0x00, 5);
-	n = mk((uint8_t)cla, TC_INS_ECHO, 0, 0, data, 3, 3);
+	n = mk((uint8_t)cla, SD_INS_ECHO, 0, 0, data, 3, 3);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 5);
 	snprintf(line, sizeof(line), "> %02XC0000003", cla);
 	assert_string_equal(t.lines[from + 6], line);
 	/* A case 2 answer longer than 256: 6100, GET RESPONSE 256, then 61xx for the rest. */
-	n = mk(0x00, TC_INS_GETN, 0x01, 0x2C, NULL, 0, 256);
+	n = mk(0x00, SD_INS_GETN, 0x01, 0x2C, NULL, 0, 256);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 258);
 	assert_int_equal(pg_rapdu_sw(rbuf, rn), 0x612C);
 	/* A command that fails carries no data: SW only, no GET RESPONSE (4S.1). */
 	from = t.n;
-	n = mk(0x00, TC_INS_SW, 0x69, 0x85, NULL, 0, 0);
+	n = mk(0x00, SD_INS_SW, 0x69, 0x85, NULL, 0, 0);
 	rn = xmit(l, n);
 	assert_int_equal(pg_rapdu_sw(rbuf, rn), 0x6985);
 	assert_true(tr_match(&t, from, (const char *const[]){"> 0030698500", "< 6985", NULL}));
@@ -250,7 +250,7 @@ test_get_response_paths(void **state)
 static void
 test_manage_channel(void **state)
 {
-	struct tcard tc = {0};
+	struct sd_tcard tc = {0};
 	struct pg_card card;
 	struct pg_link *l = NULL;
 	struct trace t = {0};
@@ -260,11 +260,11 @@ test_manage_channel(void **state)
 	(void)state;
 	/* 7816-4 MANAGE CHANNEL open is case 2 (Le 01), close is case 1: both over T=0. */
 	from = open_traced(&l, &tc, &card, &t, NULL);
-	n = mk(0x00, TC_INS_MANAGE_CHANNEL, 0x00, 0x00, NULL, 0, 1);
+	n = mk(0x00, SD_INS_MANAGE_CHANNEL, 0x00, 0x00, NULL, 0, 1);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 3);
 	assert_memory_equal(rbuf, "\x01\x90\x00", 3);
-	n = mk(0x00, TC_INS_MANAGE_CHANNEL, 0x80, 0x01, NULL, 0, 0);
+	n = mk(0x00, SD_INS_MANAGE_CHANNEL, 0x80, 0x01, NULL, 0, 0);
 	rn = xmit(l, n);
 	assert_int_equal(pg_rapdu_sw(rbuf, rn), 0x9000);
 	expect(&t, from,
@@ -277,7 +277,7 @@ test_manage_channel(void **state)
 static void
 test_null_bytes(void **state)
 {
-	struct tcard tc = {.sleep_ms = 60};
+	struct sd_tcard tc = {.sleep_ms = 60};
 	struct pg_card card;
 	struct pg_link *l = NULL;
 	struct trace t = {0};
@@ -288,7 +288,7 @@ test_null_bytes(void **state)
 	(void)state;
 	/* A slow command: the card sends NULL (60) to restart the work waiting time. */
 	from = open_traced(&l, &tc, &card, &t, &p);
-	n = mk(0x00, TC_INS_SW, 0x90, 0x00, NULL, 0, 0);
+	n = mk(0x00, SD_INS_SW, 0x90, 0x00, NULL, 0, 0);
 	assert_int_equal(xmit(l, n), 2);
 	expect(&t, from, (const char *const[]){"> 0030900000", "< 60", "< 9000", NULL},
 	       "NULL byte");
@@ -298,71 +298,32 @@ test_null_bytes(void **state)
 static void
 test_socketpair(void **state)
 {
-	struct tcard tc = {0};
-	struct pg_card card = tc_card(&tc);
-	struct kit_server k;
+	struct sd_tcard tc = {0};
+	struct pg_card card = sd_tcard(&tc);
+	struct sd_sock k = {0};
 	struct pg_link *l = NULL;
 
 	(void)state;
-	assert_int_equal(kit_open_socket(&l, &k, T0, &card, NULL), 0);
+	assert_int_equal(sd_open_socket(&l, &k, T0, &card, NULL), 0);
 	assert_int_equal(pg_link_power_on(l, NULL, NULL), 0);
 	run_cases(l, &tc);
 	for (int i = 0; i < 3; i++)
 		run_cases(l, &tc);
-	kit_close_socket(l, &k);
+	sd_close_socket(l, &k);
 	assert_int_equal(k.rc, 0);
 	assert_int_equal(tc.executed, 20);
 }
 
-/* A card that answers from a script: the host's handling of bad procedure bytes. */
-struct script {
-	struct pg_stream base;
-	const uint8_t *p;
-	size_t n, off;
-};
-
-static int
-script_write(struct pg_stream *s, int type, const uint8_t *p, size_t n)
-{
-	(void)s, (void)type, (void)p, (void)n;
-	return 0;
-}
-
-static int
-script_read(struct pg_stream *s, uint8_t *p, size_t n, int t)
-{
-	struct script *k = (struct script *)s;
-
-	(void)t;
-	if (k->off == k->n)
-		return PG_ETIMEDOUT;
-	if (n > k->n - k->off)
-		n = k->n - k->off;
-	memcpy(p, k->p + k->off, n);
-	k->off += n;
-	return (int)n;
-}
-
-static void
-script_destroy(struct pg_stream *s)
-{
-	free(s);
-}
-
-static const struct pg_stream_ops script_ops = {script_write, script_read, NULL, script_destroy};
-
+/* A card that answers from a script (se_double.h): the host's handling of bad procedure bytes. */
 static int
 scripted(const char *answer, size_t alen, size_t clen)
 {
-	struct script *k = calloc(1, sizeof(*k));
 	struct pg_link *l = NULL;
 	size_t rn = sizeof(rbuf);
 	int rc;
 
-	k->base.ops = &script_ops;
-	k->p = (const uint8_t *)answer;
-	k->n = alen;
-	assert_int_equal(T0->host_open(&l, &k->base, NULL, NULL), 0);
+	assert_int_equal(
+	    T0->host_open(&l, sd_script_new((const uint8_t *)answer, alen), NULL, NULL), 0);
 	rc = pg_link_transmit(l, cbuf, clen, rbuf, &rn);
 	pg_link_close(l);
 	return rc;
@@ -374,7 +335,7 @@ test_scripted_card(void **state)
 	size_t n;
 
 	(void)state;
-	n = mk(0x00, TC_INS_GETN, 0, 4, NULL, 0, 4);
+	n = mk(0x00, SD_INS_GETN, 0, 4, NULL, 0, 4);
 	/* ATR 3B 00, then ACK, 4 bytes, 90 00. */
 	assert_int_equal(scripted("\x3B\x00\xCA\x01\x02\x03\x04\x90\x00", 9, n), 0);
 	/* NULLs first, then one byte at a time (INS^FF = 35). */

@@ -75,7 +75,7 @@ test_epilogues(void **state)
 	assert_int_equal(b.inf[0], 0xFE);
 	/* Every single-bit error in a full block is caught, with LRC and with CRC. */
 	for (size_t i = 0; i < sizeof(inf); i++)
-		inf[i] = tc_pattern(i);
+		inf[i] = sd_pattern(i);
 	for (int crc = 0; crc <= 1; crc++) {
 		n = pg_t1_encode(f, 0, 0x40, inf, sizeof(inf), crc);
 		assert_int_equal(n, 3 + 254 + (crc ? 2 : 1));
@@ -162,7 +162,7 @@ test_atr(void **state)
 
 /* APDU cases 1-4, short and extended, through an open link. */
 static void
-run_cases(struct pg_link *l, struct tcard *tc)
+run_cases(struct pg_link *l, struct sd_tcard *tc)
 {
 	uint8_t data[300];
 	size_t n, rn;
@@ -171,36 +171,36 @@ run_cases(struct pg_link *l, struct tcard *tc)
 	for (size_t i = 0; i < sizeof(data); i++)
 		data[i] = (uint8_t)(0xA0 ^ i);
 	/* Case 1: SW only. */
-	n = mk(0x00, TC_INS_SW, 0x6A, 0x82, NULL, 0, 0);
+	n = mk(0x00, SD_INS_SW, 0x6A, 0x82, NULL, 0, 0);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 2);
 	assert_int_equal(pg_rapdu_sw(rbuf, rn), 0x6A82);
 	/* Case 2S, Le = 256 (coded 00). */
-	n = mk(0x00, TC_INS_GETN, 0x01, 0x00, NULL, 0, 256);
+	n = mk(0x00, SD_INS_GETN, 0x01, 0x00, NULL, 0, 256);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 258);
 	for (size_t i = 0; i < 256; i++)
-		assert_int_equal(rbuf[i], tc_pattern(i));
+		assert_int_equal(rbuf[i], sd_pattern(i));
 	/* Case 3S. */
-	n = mk(0x00, TC_INS_STORE, 0, 0, data, 200, 0);
+	n = mk(0x00, SD_INS_STORE, 0, 0, data, 200, 0);
 	rn = xmit(l, n);
 	assert_int_equal(pg_rapdu_sw(rbuf, rn), 0x9000);
 	assert_int_equal(tc->last_clen, 205);
 	/* Case 4S on channel 2. */
-	n = mk(0x02, TC_INS_ECHO, 0, 0, data, 255, 256);
+	n = mk(0x02, SD_INS_ECHO, 0, 0, data, 255, 256);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 257);
 	assert_memory_equal(rbuf, data, 255);
 	/* Case 2E (Ne 1000), 3E, 4E. */
-	n = mk(0x00, TC_INS_GETN, 0x03, 0xE8, NULL, 0, 1000);
+	n = mk(0x00, SD_INS_GETN, 0x03, 0xE8, NULL, 0, 1000);
 	assert_int_equal(n, 7);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 1002);
-	n = mk(0x00, TC_INS_STORE, 0, 0, data, 300, 0);
+	n = mk(0x00, SD_INS_STORE, 0, 0, data, 300, 0);
 	assert_int_equal(n, 307);
 	rn = xmit(l, n);
 	assert_int_equal(pg_rapdu_sw(rbuf, rn), 0x9000);
-	n = mk(0x00, TC_INS_ECHO, 0, 0, data, 300, 65536);
+	n = mk(0x00, SD_INS_ECHO, 0, 0, data, 300, 65536);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 302);
 	assert_memory_equal(rbuf, data, 300);
@@ -216,25 +216,25 @@ run_longest(struct pg_link *l)
 
 	for (size_t i = 0; i < sizeof(data); i++)
 		data[i] = (uint8_t)(i * 31 + (i >> 9));
-	n = mk(0x00, TC_INS_ECHO, 0, 0, data, 65535, 65536);
+	n = mk(0x00, SD_INS_ECHO, 0, 0, data, 65535, 65536);
 	assert_int_equal(n, PG_APDU_MAX_C); /* 4 + 3 + 65535 + 2 */
 	rn = xmit(l, n);
 	assert_int_equal(rn, 65537);
 	assert_memory_equal(rbuf, data, 65535);
 	assert_int_equal(pg_rapdu_sw(rbuf, rn), 0x9000);
-	n = mk(0x00, TC_INS_GETN, 0, 0, NULL, 0, 65536);
+	n = mk(0x00, SD_INS_GETN, 0, 0, NULL, 0, 65536);
 	rn = xmit(l, n);
 	assert_int_equal(rn, PG_APDU_MAX_R);
 	for (size_t i = 0; i < 65536; i++)
-		if (rbuf[i] != tc_pattern(i))
+		if (rbuf[i] != sd_pattern(i))
 			fail_msg("byte %zu differs", i);
 }
 
 static void
 test_cases_memory(void **state)
 {
-	struct tcard tc = {0};
-	struct pg_card card = tc_card(&tc);
+	struct sd_tcard tc = {0};
+	struct pg_card card = sd_tcard(&tc);
 	struct pg_link *l = NULL;
 	uint8_t atr[PG_ATR_MAX];
 	size_t atrlen = sizeof(atr);
@@ -252,10 +252,10 @@ test_cases_memory(void **state)
 	run_longest(l);
 	/* Too big for the caller's buffer: a clear error, and the link stays in step. */
 	{
-		size_t n = mk(0x00, TC_INS_GETN, 0x01, 0x00, NULL, 0, 256), rn = 100;
+		size_t n = mk(0x00, SD_INS_GETN, 0x01, 0x00, NULL, 0, 256), rn = 100;
 
 		assert_int_equal(pg_link_transmit(l, cbuf, n, rbuf, &rn), PG_ETOOBIG);
-		n = mk(0x00, TC_INS_SW, 0x90, 0x00, NULL, 0, 0);
+		n = mk(0x00, SD_INS_SW, 0x90, 0x00, NULL, 0, 0);
 		assert_int_equal(xmit(l, n), 2);
 	}
 	assert_int_equal(l->apdus, 10);
@@ -278,8 +278,8 @@ count_iblocks(const struct trace *t, int from, int *host, int *card)
 static void
 chain_with(uint16_t ifsc, uint16_t ifsd, int want_host, int want_card)
 {
-	struct tcard tc = {0};
-	struct pg_card card = tc_card(&tc);
+	struct sd_tcard tc = {0};
+	struct pg_card card = sd_tcard(&tc);
 	struct pg_link_params p = {.ifsc = ifsc, .ifsd = ifsd};
 	struct pg_link *l = NULL;
 	struct trace t = {0};
@@ -302,7 +302,7 @@ chain_with(uint16_t ifsc, uint16_t ifsd, int want_host, int want_card)
 	assert_string_equal(t.lines[2], line);
 	/* 300 data bytes out (case 4E: 4+3+300+2) and back (300 + SW). */
 	from = t.n;
-	n = mk(0x00, TC_INS_ECHO, 0, 0, data, 300, 300);
+	n = mk(0x00, SD_INS_ECHO, 0, 0, data, 300, 300);
 	rn = xmit(l, n);
 	assert_int_equal(rn, 302);
 	assert_memory_equal(rbuf, data, 300);
@@ -337,10 +337,10 @@ test_chaining_ifsc254(void **state)
 
 /* Opens a traced link, powers on, returns the trace line where the scenario starts. */
 static int
-scenario_open(struct pg_link **l, struct tcard *tc, struct pg_card *card, struct trace *t,
+scenario_open(struct pg_link **l, struct sd_tcard *tc, struct pg_card *card, struct trace *t,
 	      const struct pg_link_params *p)
 {
-	*card = tc_card(tc);
+	*card = sd_tcard(tc);
 	assert_int_equal(kit_open_memory(l, T1, card, p, t, 0, 0, 0, NULL, NULL), 0);
 	assert_int_equal(pg_link_power_on(*l, NULL, NULL), 0);
 	return t->n;
@@ -359,7 +359,7 @@ expect(const struct trace *t, int from, const char *const *want, const char *nam
 static void
 test_scenarios(void **state)
 {
-	struct tcard tc;
+	struct sd_tcard tc;
 	struct pg_card card;
 	struct pg_link *l;
 	struct trace t;
@@ -375,7 +375,7 @@ test_scenarios(void **state)
 	memset(&tc, 0, sizeof(tc));
 	memset(&t, 0, sizeof(t));
 	from = scenario_open(&l, &tc, &card, &t, NULL);
-	n = mk(0, TC_INS_ECHO, 0, 0, data, 4, 4);
+	n = mk(0, SD_INS_ECHO, 0, 0, data, 4, 4);
 	xmit(l, n);
 	xmit(l, n);
 	expect(&t, from,
@@ -387,7 +387,7 @@ test_scenarios(void **state)
 	memset(&tc, 0, sizeof(tc));
 	memset(&t, 0, sizeof(t));
 	from = scenario_open(&l, &tc, &card, &t, &p32);
-	n = mk(0, TC_INS_STORE, 0, 0, data, 70, 0); /* 75 bytes: 32 + 32 + 11 */
+	n = mk(0, SD_INS_STORE, 0, 0, data, 70, 0); /* 75 bytes: 32 + 32 + 11 */
 	xmit(l, n);
 	expect(&t, from,
 	       (const char *const[]){"> I(0,1)", "< R(1)", "> I(1,1)", "< R(0)", "> I(0,0)",
@@ -399,7 +399,7 @@ test_scenarios(void **state)
 	memset(&tc, 0, sizeof(tc));
 	memset(&t, 0, sizeof(t));
 	from = scenario_open(&l, &tc, &card, &t, &p32);
-	n = mk(0, TC_INS_GETN, 0, 68, NULL, 0, 68); /* 70 bytes: 32 + 32 + 6 */
+	n = mk(0, SD_INS_GETN, 0, 68, NULL, 0, 68); /* 70 bytes: 32 + 32 + 6 */
 	xmit(l, n);
 	expect(&t, from,
 	       (const char *const[]){"> I(0,0)", "< I(0,1)", "> R(1)", "< I(1,1)", "> R(0)",
@@ -412,7 +412,7 @@ test_scenarios(void **state)
 	memset(&t, 0, sizeof(t));
 	t.drop[0][0] = 2; /* host packets: 1 = S(IFS), 2 = the I-block */
 	from = scenario_open(&l, &tc, &card, &t, NULL);
-	n = mk(0, TC_INS_ECHO, 0, 0, data, 4, 4);
+	n = mk(0, SD_INS_ECHO, 0, 0, data, 4, 4);
 	xmit(l, n);
 	expect(&t, from,
 	       (const char *const[]){"> I(0,0) lost", "> R(0,ERR)", "< R(0)", "> I(0,0)",
@@ -452,7 +452,7 @@ test_scenarios(void **state)
 	memset(&t, 0, sizeof(t));
 	t.drop[0][0] = 3;
 	from = scenario_open(&l, &tc, &card, &t, &p32);
-	n = mk(0, TC_INS_GETN, 0, 68, NULL, 0, 68);
+	n = mk(0, SD_INS_GETN, 0, 68, NULL, 0, 68);
 	assert_int_equal(xmit(l, n), 70);
 	expect(&t, from,
 	       (const char *const[]){"> I(0,0)", "< I(0,1)", "> R(1) lost", "> R(1)", "< I(1,1)",
@@ -468,7 +468,7 @@ test_scenarios(void **state)
 	t.drop[1][2] = 5;
 	t.drop[1][3] = 6;
 	from = scenario_open(&l, &tc, &card, &t, &p32);
-	n = mk(0, TC_INS_ECHO, 0, 0, data, 4, 4);
+	n = mk(0, SD_INS_ECHO, 0, 0, data, 4, 4);
 	{
 		size_t rn = sizeof(rbuf);
 
@@ -489,91 +489,9 @@ test_scenarios(void **state)
 }
 
 /*
- * A card that follows a script: each block the host writes must equal the
- * next step's `host` bytes; the step's `card` bytes (possibly none: a
- * time-out) are then queued for the host to read. The ATR comes on reset.
+ * The scripted card of these examples is sd_steps (tests/common/se_double.h).
+ * The SELECT of the examples: 00 A4 04 00 05 75 36 41 70 70 05 (case 4S, Ne 5).
  */
-struct step {
-	const char *host, *card; /* hex */
-};
-
-struct scripted {
-	struct pg_stream base;
-	const char *atr;
-	const struct step *steps;
-	int i, nsteps;
-	char mismatch[200];
-	uint8_t q[512];
-	size_t qn, qoff;
-};
-
-static void
-sc_push(struct scripted *k, const char *hexs)
-{
-	k->qn = unhex(k->q, hexs);
-	k->qoff = 0;
-}
-
-static int
-sc_write(struct pg_stream *s, int type, const uint8_t *p, size_t n)
-{
-	struct scripted *k = (struct scripted *)s;
-	uint8_t want[300];
-	size_t wn;
-
-	if (type == PG_PKT_RESET) {
-		sc_push(k, k->atr);
-		return 0;
-	}
-	if (k->i >= k->nsteps) {
-		snprintf(k->mismatch, sizeof(k->mismatch), "extra block after step %d", k->i);
-		return 0;
-	}
-	wn = unhex(want, k->steps[k->i].host);
-	if (!k->mismatch[0] && (wn != n || memcmp(want, p, n) != 0)) {
-		int o = snprintf(k->mismatch, sizeof(k->mismatch), "step %d: host sent ", k->i);
-
-		for (size_t j = 0; j < n && o < 180; j++)
-			o += snprintf(k->mismatch + o, sizeof(k->mismatch) - (size_t)o, "%02X",
-				      p[j]);
-	}
-	sc_push(k, k->steps[k->i].card);
-	k->i++;
-	return 0;
-}
-
-static int
-sc_read(struct pg_stream *s, uint8_t *p, size_t n, int t)
-{
-	struct scripted *k = (struct scripted *)s;
-
-	(void)t;
-	if (k->qoff == k->qn)
-		return PG_ETIMEDOUT;
-	if (n > k->qn - k->qoff)
-		n = k->qn - k->qoff;
-	memcpy(p, k->q + k->qoff, n);
-	k->qoff += n;
-	return (int)n;
-}
-
-static void
-sc_flush(struct pg_stream *s)
-{
-	struct scripted *k = (struct scripted *)s;
-
-	k->qoff = k->qn;
-}
-
-static void
-sc_destroy(struct pg_stream *s)
-{
-	(void)s; /* on the test's stack */
-}
-
-static const struct pg_stream_ops sc_ops = {sc_write, sc_read, sc_flush, sc_destroy};
-
-/* The SELECT of the examples: 00 A4 04 00 05 75 36 41 70 70 05 (case 4S, Ne 5). */
 #define EX_I00 "00000B00A4040005753641707005A9"
 #define EX_RSP00                                                                                   \
 	"0000077574777475900"                                                                      \
@@ -583,15 +501,16 @@ static const struct pg_stream_ops sc_ops = {sc_write, sc_read, sc_flush, sc_dest
 	"1F"
 
 static void
-run_script(const char *name, const char *atr, const struct step *steps, int nsteps,
+run_script(const char *name, const char *atr, const struct sd_step *steps, int nsteps,
 	   const uint8_t *capdu, size_t clen, const char *want_rapdu)
 {
-	struct scripted k = {.base.ops = &sc_ops, .atr = atr, .steps = steps, .nsteps = nsteps};
+	struct sd_steps k;
 	struct pg_link *l = NULL;
 	uint8_t want[300];
 	size_t wn = unhex(want, want_rapdu), rn = sizeof(rbuf);
 	int rc;
 
+	sd_steps_init(&k, atr, steps, nsteps);
 	assert_int_equal(T1->host_open(&l, &k.base, NULL, NULL), 0);
 	assert_int_equal(pg_link_power_on(l, NULL, NULL), 0);
 	rc = pg_link_transmit(l, capdu, clen, rbuf, &rn);
@@ -620,15 +539,15 @@ test_annex_a_scripted(void **state)
 	/* ATR 3B 80 01 81: T=1, IFSC 32 (no TA3); then S(IFS request 254). */
 	static const char atr[] = "3B800181";
 	static const char atr_ifsc10[] = "3B8081110A1A";
-	static const struct step ifs = {"00C101FE3E", "00E101FE1E"};
+	static const struct sd_step ifs = {"00C101FE3E", "00E101FE1E"};
 	uint8_t sel[11], sel22[28];
 	size_t n;
 
 	(void)state;
 	n = unhex(sel, "00A4040005753641707005");
 	assert_int_equal(n, 11);
-#define S(...) ((const struct step[]){ifs, __VA_ARGS__})
-#define N(...) (int)(sizeof((const struct step[]){ifs, __VA_ARGS__}) / sizeof(struct step))
+#define S(...) ((const struct sd_step[]){ifs, __VA_ARGS__})
+#define N(...) (int)(sizeof((const struct sd_step[]){ifs, __VA_ARGS__}) / sizeof(struct sd_step))
 #define RUN(name, a, ...)                                                                          \
 	run_script(name, a, S(__VA_ARGS__), N(__VA_ARGS__), sel, 11, "75747774759000")
 	RUN("A.2.1 case 4S", atr, {EX_I00, EX_RSP00});
@@ -667,7 +586,7 @@ test_annex_a_scripted(void **state)
 static void
 test_wtx(void **state)
 {
-	struct tcard tc = {.sleep_ms = 60};
+	struct sd_tcard tc = {.sleep_ms = 60};
 	struct pg_card card;
 	struct pg_link *l;
 	struct trace t = {0};
@@ -678,7 +597,7 @@ test_wtx(void **state)
 	(void)state;
 	/* The command takes 60 ms of a 100 ms BWT: the card asks for more time (rule 3). */
 	from = scenario_open(&l, &tc, &card, &t, &p);
-	n = mk(0, TC_INS_ECHO, 0, 0, (const uint8_t *)"abcd", 4, 4);
+	n = mk(0, SD_INS_ECHO, 0, 0, (const uint8_t *)"abcd", 4, 4);
 	assert_int_equal(xmit(l, n), 6);
 	expect(
 	    &t, from,
@@ -690,8 +609,8 @@ test_wtx(void **state)
 static void
 test_crc(void **state)
 {
-	struct tcard tc = {0};
-	struct pg_card card = tc_card(&tc);
+	struct sd_tcard tc = {0};
+	struct pg_card card = sd_tcard(&tc);
 	struct pg_link_params p = {.crc = 1, .ifsc = 254};
 	struct pg_link *l = NULL;
 	uint8_t atr[PG_ATR_MAX];
@@ -708,67 +627,34 @@ test_crc(void **state)
 	pg_link_close(l);
 }
 
-/* Raw blocks into the card role: a repeated I-block is answered, not executed again. */
-struct sink {
-	struct pg_stream base;
-	uint8_t last[T1_MAX_BLOCK];
-	size_t n;
-	int writes;
-};
-
-static int
-sink_write(struct pg_stream *s, int type, const uint8_t *p, size_t n)
-{
-	struct sink *k = (struct sink *)s;
-
-	(void)type;
-	k->writes++;
-	k->n = n < sizeof(k->last) ? n : sizeof(k->last);
-	memcpy(k->last, p, k->n);
-	return 0;
-}
-
-static int
-sink_read(struct pg_stream *s, uint8_t *p, size_t n, int t)
-{
-	(void)s, (void)p, (void)n, (void)t;
-	return PG_ETIMEDOUT;
-}
-
-static void
-sink_destroy(struct pg_stream *s)
-{
-	(void)s;
-}
-
-static const struct pg_stream_ops sink_ops = {sink_write, sink_read, NULL, sink_destroy};
-
+/* Raw blocks into the card role (sd_stream as a sink): a repeated I-block is answered once. */
 static void
 test_card_exactly_once(void **state)
 {
-	struct tcard tc = {0};
-	struct pg_card card = tc_card(&tc);
+	struct sd_tcard tc = {0};
+	struct pg_card card = sd_tcard(&tc);
 	struct pg_link_card *c = NULL;
-	struct sink k = {.base.ops = &sink_ops};
+	struct sd_stream k;
 	uint8_t f[T1_MAX_BLOCK], first[T1_MAX_BLOCK];
 	size_t n, firstn;
 	struct t1_block b;
 
 	(void)state;
+	sd_script_init(&k, NULL, 0);
 	assert_int_equal(T1->card_open(&c, &card, NULL), 0);
-	n = mk(0, TC_INS_ECHO, 0, 0, (const uint8_t *)"xyz", 3, 3);
+	n = mk(0, SD_INS_ECHO, 0, 0, (const uint8_t *)"xyz", 3, 3);
 	n = pg_t1_encode(f, 0, 0x00, cbuf, n, 0);
 	assert_int_equal(T1->card_packet(c, PG_PKT_DATA, f, n, &k.base), 0);
 	assert_int_equal(tc.executed, 1);
-	memcpy(first, k.last, k.n);
-	firstn = k.n;
+	memcpy(first, k.last, k.lastn);
+	firstn = k.lastn;
 	assert_int_equal(pg_t1_decode(&b, first, firstn, 0), 0);
 	assert_int_equal(b.kind, T1_I);
 	assert_memory_equal(b.inf, "xyz\x90\x00", 5);
 	/* The same I(0,0) again (the host missed our answer): same answer, no execution. */
 	assert_int_equal(T1->card_packet(c, PG_PKT_DATA, f, n, &k.base), 0);
 	assert_int_equal(tc.executed, 1);
-	assert_int_equal(k.n, firstn);
+	assert_int_equal(k.lastn, firstn);
 	assert_memory_equal(k.last, first, firstn);
 	/* R(0): "I still expect your N(S)=0": resend, no execution. */
 	n = pg_t1_encode(f, 0, 0x80, NULL, 0, 0);
@@ -788,7 +674,7 @@ test_card_exactly_once(void **state)
 	n = pg_t1_encode(f, 0, 0xC0, NULL, 0, 0);
 	assert_int_equal(T1->card_packet(c, PG_PKT_DATA, f, n, &k.base), 0);
 	assert_memory_equal(k.last, "\x00\xE0\x00\xE0", 4);
-	n = mk(0, TC_INS_ECHO, 0, 0, (const uint8_t *)"xyz", 3, 3);
+	n = mk(0, SD_INS_ECHO, 0, 0, (const uint8_t *)"xyz", 3, 3);
 	n = pg_t1_encode(f, 0, 0x00, cbuf, n, 0);
 	assert_int_equal(T1->card_packet(c, PG_PKT_DATA, f, n, &k.base), 0);
 	assert_int_equal(tc.executed, 2);
@@ -798,9 +684,9 @@ test_card_exactly_once(void **state)
 static void
 test_socketpair(void **state)
 {
-	struct tcard tc = {0};
-	struct pg_card card = tc_card(&tc);
-	struct kit_server k;
+	struct sd_tcard tc = {0};
+	struct pg_card card = sd_tcard(&tc);
+	struct sd_sock k = {0};
 	struct pg_link *l = NULL;
 	uint8_t atr[PG_ATR_MAX];
 	size_t atrlen = sizeof(atr);
@@ -811,19 +697,19 @@ test_socketpair(void **state)
 
 		memset(&tc, 0, sizeof(tc));
 		atrlen = sizeof(atr);
-		assert_int_equal(kit_open_socket(&l, &k, T1, &card, &p), 0);
+		assert_int_equal(sd_open_socket(&l, &k, T1, &card, &p), 0);
 		assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 		assert_int_equal(atrlen, crc ? 21u : 20u); /* TC3 when CRC */
 		run_cases(l, &tc);
 		run_longest(l);
-		kit_close_socket(l, &k);
+		sd_close_socket(l, &k);
 		assert_int_equal(k.rc, 0);
 	}
 }
 
 /* 10,000 APDUs with 1% of frames dropped and 1% corrupted in each direction. */
 static void
-fault_run(struct pg_link *l, struct tcard *tc, int count, uint64_t *resyncs)
+fault_run(struct pg_link *l, struct sd_tcard *tc, int count, uint64_t *resyncs)
 {
 	for (int i = 1; i <= count; i++) {
 		uint8_t seq[8];
@@ -831,7 +717,7 @@ fault_run(struct pg_link *l, struct tcard *tc, int count, uint64_t *resyncs)
 		int rc;
 
 		pg_put_be64(seq, (uint64_t)i);
-		n = mk(0x00, TC_INS_SEQ, 0, 0, seq, 8, 256);
+		n = mk(0x00, SD_INS_SEQ, 0, 0, seq, 8, 256);
 		rc = pg_link_transmit(l, cbuf, n, rbuf, &rn);
 		if (rc == PG_ERESYNC) {
 			/*
@@ -853,8 +739,8 @@ fault_run(struct pg_link *l, struct tcard *tc, int count, uint64_t *resyncs)
 static void
 test_fault_injection(void **state)
 {
-	struct tcard tc = {0};
-	struct pg_card card = tc_card(&tc);
+	struct sd_tcard tc = {0};
+	struct pg_card card = sd_tcard(&tc);
 	struct pg_link *l = NULL;
 	struct pg_stream *hf = NULL, *cf = NULL;
 	struct pg_fault_stats hs, cs;
@@ -895,77 +781,36 @@ test_fault_injection(void **state)
 	}
 }
 
-/* The same over a socketpair with a short BWT, card role in a thread. */
-struct faulty_card {
-	struct pg_link_card *card;
-	struct pg_stream *w; /* injector around the server's stream, made on first use */
-	uint64_t seed;
-};
-
-static int
-faulty_card_packet(void *ctx, int type, const uint8_t *p, size_t n, struct pg_stream *out)
-{
-	struct faulty_card *f = ctx;
-
-	if (!f->w && pg_stream_faulty_borrow(&f->w, out, 10000, 10000, f->seed) < 0)
-		return PG_ENOMEM;
-	return pg_link_card_packet(f->card, type, p, n, f->w);
-}
-
-struct faulty_server {
-	pthread_t th;
-	int fd, rc;
-	struct faulty_card fc;
-};
-
-static void *
-faulty_serve(void *arg)
-{
-	struct faulty_server *k = arg;
-
-	k->rc = pg_stream_serve_fd(k->fd, faulty_card_packet, &k->fc);
-	return NULL;
-}
-
+/* The same over a socketpair with a short BWT, card role in a thread (sd_sock's faults). */
 static void
 test_fault_injection_socket(void **state)
 {
-	struct tcard tc = {0};
-	struct pg_card card = tc_card(&tc);
+	struct sd_tcard tc = {0};
+	struct pg_card card = sd_tcard(&tc);
 	struct pg_link_params p = {.timeout_ms = 200, .ifsc = 32};
-	struct faulty_server k;
+	struct sd_sock k = {.drop_ppm = 10000, .corrupt_ppm = 10000, .seed = 78};
 	struct pg_link *l = NULL;
 	struct pg_stream *s, *hf;
 	struct pg_fault_stats hs, cs;
-	int sv[2], count = 400;
+	int count = 400;
 	uint64_t resyncs = 0;
 
 	(void)state;
-	memset(&k, 0, sizeof(k));
-	k.fc.seed = 78;
-	assert_int_equal(T1->card_open(&k.fc.card, &card, &p), 0);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	k.fd = sv[1];
-	assert_int_equal(pthread_create(&k.th, NULL, faulty_serve, &k), 0);
-	assert_int_equal(pg_stream_fd(&s, sv[0], sv[0]), 0);
+	assert_int_equal(sd_serve_socket(&k, T1, &card, &p, &s), 0);
 	assert_int_equal(pg_stream_faulty(&hf, s, 10000, 10000, 77), 0);
 	assert_int_equal(T1->host_open(&l, hf, NULL, &p), 0);
 	for (int i = 0; i < 5 && pg_link_power_on(l, NULL, NULL) < 0; i++)
 		;
 	fault_run(l, &tc, count, &resyncs);
 	pg_stream_faulty_stats(hf, &hs);
-	pg_link_close(l);
-	pthread_join(k.th, NULL);
-	pg_stream_faulty_stats(k.fc.w, &cs);
+	assert_int_equal(sd_close_socket(l, &k), 0);
+	cs = k.card_stats;
 	printf("fault injection over a socketpair: host->card %llu frames (%llu dropped, %llu "
 	       "corrupted), card->host %llu frames (%llu dropped, %llu corrupted), executed %llu\n",
 	       (unsigned long long)hs.packets, (unsigned long long)hs.dropped,
 	       (unsigned long long)hs.corrupted, (unsigned long long)cs.packets,
 	       (unsigned long long)cs.dropped, (unsigned long long)cs.corrupted,
 	       (unsigned long long)tc.executed);
-	pg_stream_free(k.fc.w);
-	pg_link_card_close(k.fc.card);
-	assert_int_equal(k.rc, 0);
 	assert_true(hs.dropped + hs.corrupted > 0 && cs.dropped + cs.corrupted > 0);
 	assert_int_equal(resyncs, 0);
 	assert_int_equal(tc.executed, (uint64_t)count);
@@ -974,8 +819,8 @@ test_fault_injection_socket(void **state)
 static void
 test_speed(void **state)
 {
-	struct tcard tc = {0};
-	struct pg_card card = tc_card(&tc);
+	struct sd_tcard tc = {0};
+	struct pg_card card = sd_tcard(&tc);
 	struct pg_link *l = NULL;
 	uint8_t data[11] = "0123456789";
 	size_t n;
@@ -986,7 +831,7 @@ test_speed(void **state)
 	assert_int_equal(pg_link_open_memory(&l, T1, &card, NULL), 0);
 	assert_int_equal(pg_link_power_on(l, NULL, NULL), 0);
 	/* A 16-byte C-APDU: 00 10 00 00 0B + 11 data bytes (case 3, echoed back). */
-	n = mk(0, TC_INS_ECHO, 0, 0, data, 11, 0);
+	n = mk(0, SD_INS_ECHO, 0, 0, data, 11, 0);
 	assert_int_equal(n, 16);
 	t0 = pg_mono_ns();
 	for (int i = 0; i < count; i++) {

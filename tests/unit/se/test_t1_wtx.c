@@ -117,7 +117,7 @@ wc_packet(void *ctx, int type, const uint8_t *p, size_t n, struct pg_stream *out
 
 /* Opens host and misbehaving card; returns the host's stream (owned by the link). */
 static struct pg_stream *
-wc_open(struct pg_link **l, struct wcard *w, struct tcard *t, struct pg_card *card,
+wc_open(struct pg_link **l, struct wcard *w, struct sd_tcard *t, struct pg_card *card,
 	const struct framing *f, const struct pg_link_params *p)
 {
 	struct pg_stream *s = NULL;
@@ -145,7 +145,7 @@ test_wtx_forever(void **state)
 	for (size_t k = 0; k < sizeof(framings) / sizeof(framings[0]); k++) {
 		const struct framing *f = &framings[k];
 		struct pg_link_params p = {.timeout_ms = 100};
-		struct tcard t = {0};
+		struct sd_tcard t = {0};
 		struct pg_card card;
 		struct wcard w;
 		struct pg_link *l = NULL;
@@ -187,7 +187,7 @@ test_wtx_extension(void **state)
 	for (size_t k = 0; k < sizeof(framings) / sizeof(framings[0]); k++) {
 		const struct framing *f = &framings[k];
 		struct pg_link_params p = {.timeout_ms = 100};
-		struct tcard t = {0};
+		struct sd_tcard t = {0};
 		struct pg_card card;
 		struct wcard w;
 		struct pg_link *l = NULL;
