@@ -77,7 +77,7 @@ try:
                                     " WHERE table_name = 'pos_txn'"))
     check(types["ts"] == "bigint" and types["est_lat"] == "double precision" and types["id"] == "bigint",
           "64-bit times and ids, double positions: %s" % types)
-    check(psql("pos_pgtest", "SELECT version FROM pg_schema WHERE area = 'pos'") == [["5"]], "pos schema recorded")
+    check(psql("pos_pgtest", "SELECT version FROM pg_schema WHERE area = 'pos'") == [["6"]], "pos schema recorded")
     idx = psql("pos_pgtest", "SELECT indexdef FROM pg_indexes WHERE indexname = 'pos_alerts_one_open'")
     check(idx and "UNIQUE" in idx[0][0], "one open alert per terminal and reason is a constraint: %s" % idx)
 
