@@ -117,7 +117,8 @@ run_one() { # mode rep
 			[ "$left" = 0 ] && break
 			sleep 0.2
 		done
-		drain=$(echo "$(date +%s.%N) - $t0" | bc)
+		# printf: bc prints .3 for 0.3, which is no JSON number
+		drain=$(printf '%.6f' "$(echo "$(date +%s.%N) - $t0" | bc)")
 	fi
 	kill "$srv"
 	wait "$srv" || true
