@@ -4,7 +4,6 @@ decisions is a payguard.pos.decision_reported event in the outbox, written
 with it; in-place and moved ones are not (moved ones raise alerts instead);
 an unknown decision name is refused with exit 2 before anything starts."""
 import json
-import sqlite3
 
 from posutil import Env, check, run, scenario_message, message, SCENARIOS
 
@@ -21,10 +20,9 @@ try:
     answers = env.send(sent)
     check(len(answers) == 5 and all(a.get("39") for a in answers), "five answers")
     env.stop()
-    db = sqlite3.connect(env.db)
-    txn = db.execute("SELECT tid, stan, decision FROM pos_txn ORDER BY stan").fetchall()
+    txn = [tuple(r) for r in env.rows("SELECT tid, stan, decision FROM pos_txn ORDER BY stan")]
     print("stored:", txn)
-    ev = [json.loads(b) for (b,) in db.execute(
+    ev = [json.loads(b) for (b,) in env.rows(
         "SELECT body FROM event_outbox WHERE type = 'payguard.pos.decision_reported' ORDER BY seq")]
     got = [(e["subject"], e["data"]["stan"], e["data"]["decision"]) for e in ev]
     print("reported:", got)
@@ -36,8 +34,7 @@ try:
         check(e["specversion"] == "1.0" and e["type"] == "payguard.pos.decision_reported"
               and e["data"]["terminal"] == e["subject"] and e["data"]["rc"] == rc_of[e["data"]["stan"]]
               and isinstance(e["data"]["ts_ms"], int), "event %s has the CloudEvents shape and its data" % e["id"])
-    check(db.execute("SELECT count(*) FROM event_outbox WHERE type = 'payguard.pos.alert_opened'").fetchone()[0] == 0,
+    check(env.rows("SELECT count(*) FROM event_outbox WHERE type = 'payguard.pos.alert_opened'")[0][0] == 0,
           "no alert yet at --alert-n 3 (so moved transactions reported nothing)")
-    db.close()
 finally:
     env.cleanup()
