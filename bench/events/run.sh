@@ -89,7 +89,7 @@ for db in "$url" "$url_js"; do
 done
 
 stream_msgs() {
-	/usr/bin/python3 "$here/natsreq.py" request "$urls" '$JS.API.STREAM.INFO.PAYGUARD_POS' |
+	/usr/bin/python3 tests/fixtures/natsreq.py request "$urls" '$JS.API.STREAM.INFO.PAYGUARD_POS' |
 		/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin).get("state", {}).get("messages", -1))'
 }
 
@@ -135,7 +135,7 @@ twice_js=$(psqlq "SELECT count(*) FROM (SELECT 1 FROM pos_txn GROUP BY tid, stan
 
 # event publish latency: the relay's publish cycle as a subscriber sees it
 $pg events emit --db "$url_ev" --type bench.tick --subject bench --count "$nevents" >/dev/null
-/usr/bin/python3 "$here/natsreq.py" listen "$urls" 'payguard.>' "$nevents" 120 >"$work/arrivals" &
+/usr/bin/python3 tests/fixtures/natsreq.py listen "$urls" 'payguard.>' "$nevents" 120 >"$work/arrivals" &
 lst=$!
 for _ in $(seq 100); do grep -q ready "$work/arrivals" 2>/dev/null && break; sleep 0.05; done
 t0=$(date +%s.%N)

@@ -11,46 +11,23 @@ queue, at least one stored row per published batch), and no transaction is store
 twice (terminal, STAN, transmission time). The configuration-file key
 (`"intake": "jetstream"`) does the same as the option; `intake` without
 NATS servers is refused at the start."""
-import json
 import os
-import socket
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "serve"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "fixtures"))
 
 from eventsutil import check, nats_urls  # noqa: E402
 from serveutil import Daemon  # noqa: E402
+import natsreq  # noqa: E402
 
 STREAM, DURABLE = "PAYGUARD_POS", "pos-sink"
 urls = nats_urls()
 
 
 def nats_request(subject, payload=b"", timeout=5.0):
-    """One request over the NATS text protocol to the first server that answers."""
-    last = None
-    for url in urls.split(","):
-        port = int(url.rsplit(":", 1)[1])
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-                f = s.makefile("rb")
-                f.readline()  # INFO
-                s.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.pgtest 1\r\n'
-                          b"PUB %s _INBOX.pgtest %d\r\n%s\r\n" % (subject.encode(), len(payload), payload))
-                while True:
-                    line = f.readline()
-                    if not line:
-                        raise OSError("connection closed")
-                    if line.startswith(b"PING"):
-                        s.sendall(b"PONG\r\n")
-                    elif line.startswith(b"MSG "):
-                        n = int(line.split()[-1])
-                        return json.loads(f.read(n + 2)[:n])
-                    elif line.startswith(b"-ERR"):
-                        raise OSError(line.decode().strip())
-        except (OSError, ValueError) as e:
-            last = e
-    raise SystemExit("FAIL: no NATS server answered %s (%s)" % (subject, last))
+    return natsreq.request(urls, subject, payload, timeout)
 
 
 def stream_state():

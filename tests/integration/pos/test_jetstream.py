@@ -19,12 +19,12 @@ state folder of its own), since it stops it."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.parse
 
 from posutil import Env, check, run, scenario_message, PAYGUARD
+import natsreq  # posutil put tests/fixtures on the path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PG_FIXTURE = os.path.join(HERE, "..", "..", "fixtures", "postgres.sh")
@@ -51,31 +51,7 @@ def nats_nodes():
 
 
 def nats_request(subject, payload=b"", timeout=5.0):
-    """One request over the NATS text protocol to the first server that answers."""
-    last = None
-    for url in nats_urls().split(","):
-        port = int(url.rsplit(":", 1)[1])
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-                f = s.makefile("rb")
-                f.readline()  # INFO
-                s.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.pgtest 1\r\n'
-                          b"PUB %s _INBOX.pgtest %d\r\n%s\r\n" % (subject.encode(), len(payload), payload))
-                while True:
-                    line = f.readline()
-                    if not line:
-                        raise OSError("connection closed")
-                    if line.startswith(b"PING"):
-                        s.sendall(b"PONG\r\n")
-                    elif line.startswith(b"MSG "):
-                        n = int(line.split()[-1])
-                        data = f.read(n + 2)[:n]
-                        return json.loads(data)
-                    elif line.startswith(b"-ERR"):
-                        raise OSError(line.decode().strip())
-        except (OSError, ValueError) as e:
-            last = e
-    raise SystemExit("FAIL: no NATS server answered %s (%s)" % (subject, last))
+    return natsreq.request(nats_urls(), subject, payload, timeout)
 
 
 def stream_info():
