@@ -183,10 +183,9 @@ bench_twolevel(char **av)
 		return 1;
 	for (size_t v = 0; v < vms; v++) {
 		const float *src = feat + v * ns * 4;
-		for (size_t i = 0; i < ns * 4; i++)
-			f[i] = src[i];
 		snprintf(name, sizeof(name), "vm-%06zu", v);
-		if (pg_load_est_add_features(e, name, f, ns) < 0) {
+		/* The features are float32, the first level's type: added as they are. */
+		if (pg_load_est_add_features_f32(e, name, src, ns) < 0) {
 			fprintf(stderr, "bench_load: %s\n", pg_last_error());
 			return 1;
 		}

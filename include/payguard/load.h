@@ -194,6 +194,8 @@ void pg_load_est_free(struct pg_load_est *e);
 int pg_load_est_add(struct pg_load_est *e, const struct pg_load_series *s);
 /* Same with features already normalised (n x PG_LOAD_NFEAT). */
 int pg_load_est_add_features(struct pg_load_est *e, const char *vm, const double *f, size_t n);
+/* Same with float32 features, the first level's own type (no conversion pass). */
+int pg_load_est_add_features_f32(struct pg_load_est *e, const char *vm, const float *f, size_t n);
 /* Runs the second level. */
 int pg_load_est_finish(struct pg_load_est *e);
 size_t pg_load_est_count(const struct pg_load_est *e);

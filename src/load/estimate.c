@@ -13,11 +13,12 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define BATCH	  64   /* VMs held at once before their first level runs */
+#define BATCH	  256  /* VMs held at once before their first level runs */
 #define SIL_MAX	  2000 /* VMs the silhouette is computed on */
 #define LIGHT_MAX 0.2  /* a type whose center stays below this everywhere is light */
 
@@ -186,7 +187,7 @@ pg_load_est_free(struct pg_load_est *e)
 
 struct batch_worker {
 	struct pg_load_est *e;
-	size_t tid, nthreads;
+	size_t *next; /* shared: the next VM of the batch to take */
 };
 
 static void *
@@ -195,7 +196,11 @@ batch_main(void *arg)
 	struct batch_worker *w = arg;
 	struct pg_load_est *e = w->e;
 
-	for (size_t i = w->tid; i < e->nbatch; i += w->nthreads) {
+	/* VMs are taken one at a time: a thread the machine holds up delays nobody. */
+	for (;;) {
+		size_t i = __atomic_fetch_add(w->next, 1, __ATOMIC_RELAXED);
+		if (i >= e->nbatch)
+			break;
 		struct pending *b = &e->batch[i];
 		struct pg_load_vm *vm = &e->vms[b->vm];
 
@@ -215,7 +220,7 @@ flush_batch(struct pg_load_est *e)
 {
 	struct batch_worker w[8];
 	pthread_t th[8];
-	size_t nt = (size_t)e->p.n_threads, started = 0;
+	size_t nt = (size_t)e->p.n_threads, started = 0, next = 0;
 	int rc = 0;
 
 	if (nt > 8)
@@ -223,7 +228,7 @@ flush_batch(struct pg_load_est *e)
 	if (nt > e->nbatch)
 		nt = e->nbatch;
 	for (size_t t = 0; t < nt; t++)
-		w[t] = (struct batch_worker){e, t, nt};
+		w[t] = (struct batch_worker){e, &next};
 	for (size_t t = 1; t < nt; t++) {
 		if (pthread_create(&th[t], NULL, batch_main, &w[t]) != 0)
 			break;
@@ -244,20 +249,43 @@ flush_batch(struct pg_load_est *e)
 	return rc;
 }
 
-int
-pg_load_est_add_features(struct pg_load_est *e, const char *vm, const double *f, size_t n)
+/* Adds one VM from double (f) or float (ff) features. */
+static int
+add_features(struct pg_load_est *e, const char *vm, const double *f, const float *ff, size_t n)
 {
 	struct pending *b;
+	size_t bad = SIZE_MAX;
 
 	if (e->finished)
 		return pg_error(PG_ESTATE, "load", "estimator already finished");
 	if (n < e->p.k1)
 		return pg_error(PG_EINVAL, "load", "VM '%s': %zu samples, fewer than k1 = %zu", vm,
 				n, e->p.k1);
-	for (size_t i = 0; i < n * PG_LOAD_NFEAT; i++)
-		if (!isfinite(f[i]))
-			return pg_error(PG_EINVAL, "load", "VM '%s': sample %zu is not finite", vm,
-					i / PG_LOAD_NFEAT);
+	/* One branch-free pass (exponent bits all set: infinity or NaN), then which. */
+	if (f) {
+		int any = 0;
+		for (size_t i = 0; i < n * PG_LOAD_NFEAT; i++) {
+			uint64_t u;
+			memcpy(&u, &f[i], sizeof(u));
+			any |= (u & 0x7ff0000000000000ULL) == 0x7ff0000000000000ULL;
+		}
+		for (size_t i = 0; any && i < n * PG_LOAD_NFEAT && bad == SIZE_MAX; i++)
+			if (!isfinite(f[i]))
+				bad = i;
+	} else {
+		int any = 0;
+		for (size_t i = 0; i < n * PG_LOAD_NFEAT; i++) {
+			uint32_t u;
+			memcpy(&u, &ff[i], sizeof(u));
+			any |= (u & 0x7f800000U) == 0x7f800000U;
+		}
+		for (size_t i = 0; any && i < n * PG_LOAD_NFEAT && bad == SIZE_MAX; i++)
+			if (!isfinite(ff[i]))
+				bad = i;
+	}
+	if (bad != SIZE_MAX)
+		return pg_error(PG_EINVAL, "load", "VM '%s': sample %zu is not finite", vm,
+				bad / PG_LOAD_NFEAT);
 	if (e->nvms == e->cap) {
 		size_t ncap = e->cap ? e->cap * 2 : 1024;
 		struct pg_load_vm *p = realloc(e->vms, ncap * sizeof(*p));
@@ -270,8 +298,11 @@ pg_load_est_add_features(struct pg_load_est *e, const char *vm, const double *f,
 	b->f = malloc(n * PG_LOAD_NFEAT * sizeof(float));
 	if (!b->f)
 		return pg_error(PG_ENOMEM, "load", "VM '%s': %zu samples", vm, n);
-	for (size_t i = 0; i < n * PG_LOAD_NFEAT; i++)
-		b->f[i] = (float)f[i];
+	if (f)
+		for (size_t i = 0; i < n * PG_LOAD_NFEAT; i++)
+			b->f[i] = (float)f[i];
+	else
+		memcpy(b->f, ff, n * PG_LOAD_NFEAT * sizeof(float));
 	b->n = n;
 	b->vm = e->nvms;
 	memset(&e->vms[e->nvms], 0, sizeof(e->vms[0]));
@@ -281,6 +312,18 @@ pg_load_est_add_features(struct pg_load_est *e, const char *vm, const double *f,
 	e->nvms++;
 	e->nbatch++;
 	return e->nbatch == BATCH ? flush_batch(e) : 0;
+}
+
+int
+pg_load_est_add_features(struct pg_load_est *e, const char *vm, const double *f, size_t n)
+{
+	return add_features(e, vm, f, NULL, n);
+}
+
+int
+pg_load_est_add_features_f32(struct pg_load_est *e, const char *vm, const float *f, size_t n)
+{
+	return add_features(e, vm, NULL, f, n);
 }
 
 int

@@ -97,6 +97,75 @@ FN(soa_body)(const T *restrict xt, size_t D, const FN(vec) *restrict cv, size_t 
 	}
 }
 
+/*
+ * The same for larger D, blocked as a matrix product is: a few centers at a
+ * time against the block's KM_H vectors, so each loaded value serves several
+ * multiply-adds. Each (point, center) sum is formed in the same order as in
+ * soa_body and centers are compared in index order, so the result is the same.
+ */
+#define KM_H  (KM_B / KM_L)
+#define KM_QB (KM_H >= 8 ? 1 : 8 / KM_H) /* centers per step */
+static inline __attribute__((always_inline)) void
+FN(soa_big)(const T *restrict xt, size_t D, const FN(vec) *restrict cv, size_t k,
+	    int32_t *restrict bl, T *restrict bd, T *restrict sd, int want_second)
+{
+	FN(vec) best[KM_H], second[KM_H], lab[KM_H];
+
+	for (size_t h = 0; h < KM_H; h++) {
+		best[h] = (FN(vec)){0} + (T)INFINITY;
+		second[h] = best[h];
+		lab[h] = (FN(vec)){0};
+	}
+	for (size_t c0 = 0; c0 < k; c0 += KM_QB) {
+		FN(vec) acc[KM_QB][KM_H];
+		size_t nq = k - c0 < KM_QB ? k - c0 : KM_QB;
+		const FN(vec) * cq[KM_QB];
+
+		for (size_t q = 0; q < KM_QB; q++) {
+			/* Past k, repeat the last center: computed, never compared. */
+			cq[q] = cv + (c0 + (q < nq ? q : nq - 1)) * D;
+			for (size_t h = 0; h < KM_H; h++)
+				acc[q][h] = (FN(vec)){0};
+		}
+		for (size_t j = 0; j < D; j++) {
+			FN(vec) xv[KM_H];
+			for (size_t h = 0; h < KM_H; h++)
+				memcpy(&xv[h], xt + j * KM_B + h * KM_L, sizeof(xv[h]));
+			for (size_t q = 0; q < KM_QB; q++) {
+				FN(vec) c = cq[q][j];
+				for (size_t h = 0; h < KM_H; h++) {
+					FN(vec) t = xv[h] - c;
+					acc[q][h] += t * t;
+				}
+			}
+		}
+		for (size_t q = 0; q < nq; q++) {
+			FN(vec) cf = (FN(vec)){0} + (T)(c0 + q);
+			for (size_t h = 0; h < KM_H; h++) {
+				FN(ivec) lt = acc[q][h] < best[h];
+				if (want_second) {
+					FN(ivec) lt2 = acc[q][h] < second[h];
+					second[h] = FN(blend)(lt, best[h],
+							      FN(blend)(lt2, acc[q][h], second[h]));
+				}
+				best[h] = FN(blend)(lt, acc[q][h], best[h]);
+				lab[h] = FN(blend)(lt, cf, lab[h]);
+			}
+		}
+	}
+	for (size_t h = 0; h < KM_H; h++) {
+		T labs[KM_L];
+		memcpy(bd + h * KM_L, &best[h], sizeof(best[h]));
+		if (want_second)
+			memcpy(sd + h * KM_L, &second[h], sizeof(second[h]));
+		memcpy(labs, &lab[h], sizeof(lab[h]));
+		for (size_t i = 0; i < KM_L; i++)
+			bl[h * KM_L + i] = (int32_t)labs[i];
+	}
+}
+#undef KM_QB
+#undef KM_H
+
 KM_CLONES static void
 FN(nearest_soa)(const T *restrict xt, size_t d, const FN(vec) *restrict c, size_t k,
 		int32_t *restrict bl, T *restrict bd, T *restrict sd, int want_second)
@@ -122,13 +191,24 @@ FN(nearest_soa)(const T *restrict xt, size_t d, const FN(vec) *restrict c, size_
 		KM_SOA(16);
 		break;
 	case 32:
-		KM_SOA(32);
+		if (want_second)
+			FN(soa_big)(xt, 32, c, k, bl, bd, sd, 1);
+		else
+			FN(soa_big)(xt, 32, c, k, bl, bd, sd, 0);
 		break;
 	case 64:
-		KM_SOA(64);
+		if (want_second)
+			FN(soa_big)(xt, 64, c, k, bl, bd, sd, 1);
+		else
+			FN(soa_big)(xt, 64, c, k, bl, bd, sd, 0);
 		break;
 	default:
-		KM_SOA(d);
+		if (d <= KM_SMALL_D)
+			KM_SOA(d);
+		else if (want_second)
+			FN(soa_big)(xt, d, c, k, bl, bd, sd, 1);
+		else
+			FN(soa_big)(xt, d, c, k, bl, bd, sd, 0);
 	}
 #undef KM_SOA
 }
@@ -139,6 +219,7 @@ FN(nearest_soa)(const T *restrict xt, size_t d, const FN(vec) *restrict c, size_
  * Labels past nb (padding) are -1 and match no cluster.
  */
 typedef int32_t FN(lvec) __attribute__((vector_size(KM_L * sizeof(int32_t))));
+typedef double FN(dvec) __attribute__((vector_size(KM_L * sizeof(double))));
 
 static inline __attribute__((always_inline)) void
 FN(accum_body)(const T *restrict xt, const int32_t *restrict lab, size_t D, size_t k,
@@ -191,6 +272,173 @@ FN(accum_soa)(const T *restrict xt, const int32_t *restrict lab, size_t n, size_
 	}
 }
 
+/*
+ * Lloyd's assignment and accumulation fused: each vector of points is loaded
+ * once, given its nearest center (the same arithmetic as soa_body, ties to the
+ * lower index) and added at once to that center's lane sums. Points from row
+ * n on (the zero padding of the last block) get no label and add nothing.
+ * Returns how many labels changed.
+ */
+static inline __attribute__((always_inline)) size_t
+FN(fused_body)(const T *restrict xt, size_t n, size_t D, const FN(vec) *restrict cv, size_t k,
+	       int32_t *restrict labels, FN(vec) *restrict acc, FN(ivec) *restrict cnt)
+{
+#define KM_H (KM_B / KM_L)
+	FN(lvec) nchg = {0};
+	FN(lvec) lane;
+
+	for (size_t l = 0; l < KM_L; l++)
+		lane[l] = (int32_t)l;
+	for (size_t i = 0; i < n; i += KM_B) {
+		/* The block's KM_H vectors side by side: independent compare chains. */
+		const T *blk = xt + (i / KM_B) * D * KM_B;
+		FN(vec) best[KM_H], lab[KM_H], xv[KM_SMALL_D][KM_H];
+
+		_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
+		    _Pragma("GCC unroll 16") for (size_t h = 0; h < KM_H; h++)
+			memcpy(&xv[j][h], blk + j * KM_B + h * KM_L, sizeof(xv[j][h]));
+		_Pragma("GCC unroll 16") for (size_t h = 0; h < KM_H; h++)
+		{
+			best[h] = (FN(vec)){0} + (T)INFINITY;
+			lab[h] = (FN(vec)){0};
+		}
+		for (size_t ci = 0; ci < k; ci++) {
+			const FN(vec) *cc = cv + ci * D;
+			const FN(vec) cf = (FN(vec)){0} + (T)ci;
+
+			_Pragma("GCC unroll 16") for (size_t h = 0; h < KM_H; h++)
+			{
+				FN(vec) a = {0};
+				FN(ivec) lt;
+				_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
+				{
+					FN(vec) t = xv[j][h] - cc[j];
+					a += t * t;
+				}
+				lt = a < best[h];
+				best[h] = FN(blend)(lt, a, best[h]);
+				lab[h] = FN(blend)(lt, cf, lab[h]);
+			}
+		}
+		_Pragma("GCC unroll 16") for (size_t h = 0; h < KM_H; h++)
+		{
+			size_t o = i + h * KM_L;
+			FN(lvec) li = __builtin_convertvector(lab[h], FN(lvec)), old;
+
+			if (n - i < KM_B) { /* the last, partial block */
+				int32_t tmp[KM_L];
+				FN(lvec) valid = lane < (int32_t)(o < n ? n - o : 0);
+				li = (li & valid) | ~valid; /* -1 past the end */
+				lab[h] = __builtin_convertvector(li, FN(vec));
+				memcpy(tmp, &li, sizeof(tmp));
+				for (size_t l = 0; o + l < n && l < KM_L; l++) {
+					nchg[0] += labels[o + l] != tmp[l];
+					labels[o + l] = tmp[l];
+				}
+			} else {
+				memcpy(&old, labels + o, sizeof(old));
+				nchg -= old != li;
+				memcpy(labels + o, &li, sizeof(li));
+			}
+		}
+		for (size_t c = 0; c < k; c++) {
+			_Pragma("GCC unroll 16") for (size_t h = 0; h < KM_H; h++)
+			{
+				FN(ivec) mask = lab[h] == (T)c;
+				cnt[c] -= mask;
+				_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
+				    acc[c * D + j] += (FN(vec))((FN(ivec))xv[j][h] & mask);
+			}
+		}
+	}
+#undef KM_H
+	{
+		size_t s = 0;
+		for (size_t l = 0; l < KM_L; l++)
+			s += (size_t)nchg[l];
+		return s;
+	}
+}
+
+KM_CLONES static size_t
+FN(fused_soa)(const T *restrict xt, size_t n, size_t d, const FN(vec) *restrict cv, size_t k,
+	      int32_t *restrict labels, FN(vec) *restrict acc, FN(ivec) *restrict cnt)
+{
+	switch (d) {
+	case 2:
+		return FN(fused_body)(xt, n, 2, cv, k, labels, acc, cnt);
+	case 3:
+		return FN(fused_body)(xt, n, 3, cv, k, labels, acc, cnt);
+	case 4:
+		return FN(fused_body)(xt, n, 4, cv, k, labels, acc, cnt);
+	case 8:
+		return FN(fused_body)(xt, n, 8, cv, k, labels, acc, cnt);
+	default:
+		return FN(fused_body)(xt, n, d, cv, k, labels, acc, cnt);
+	}
+}
+
+/* Sum over points of the squared distance to their labelled center (final inertia). */
+static inline __attribute__((always_inline)) double
+FN(inertia_body)(const T *restrict xt, size_t n, size_t D, const T *restrict c,
+		 const int32_t *restrict labels)
+{
+	FN(dvec) tot = {0};
+	double s = 0;
+
+	for (size_t i = 0; i + KM_L <= n; i += KM_L) {
+		const T *blk = xt + (i / KM_B) * D * KM_B + i % KM_B;
+		FN(vec) a = {0};
+		T cj[KM_L];
+
+		_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
+		{
+			FN(vec) xv, cvj, t;
+			memcpy(&xv, blk + j * KM_B, sizeof(xv));
+			for (size_t l = 0; l < KM_L; l++)
+				cj[l] = c[(size_t)labels[i + l] * D + j];
+			memcpy(&cvj, cj, sizeof(cvj));
+			t = xv - cvj;
+			a += t * t;
+		}
+		tot += __builtin_convertvector(a, FN(dvec));
+	}
+	for (size_t i = n / KM_L * KM_L; i < n; i++) {
+		const T *blk = xt + (i / KM_B) * D * KM_B + i % KM_B;
+		T a = 0;
+		for (size_t j = 0; j < D; j++) {
+			T t = blk[j * KM_B] - c[(size_t)labels[i] * D + j];
+			a += t * t;
+		}
+		s += (double)a;
+	}
+	{
+		double lanes[KM_L];
+		memcpy(lanes, &tot, sizeof(lanes));
+		for (size_t l = 0; l < KM_L; l++)
+			s += lanes[l];
+	}
+	return s;
+}
+
+KM_CLONES static double
+FN(inertia_soa)(const T *restrict xt, size_t n, size_t d, const T *restrict c,
+		const int32_t *restrict labels)
+{
+	switch (d) {
+	case 2:
+		return FN(inertia_body)(xt, n, 2, c, labels);
+	case 3:
+		return FN(inertia_body)(xt, n, 3, c, labels);
+	case 4:
+		return FN(inertia_body)(xt, n, 4, c, labels);
+	case 8:
+		return FN(inertia_body)(xt, n, 8, c, labels);
+	default:
+		return FN(inertia_body)(xt, n, d, c, labels);
+	}
+}
+
 #pragma GCC diagnostic pop
 
 /* The same for nb row-major points (large d, or one point for Hamerly). */
@@ -219,18 +467,44 @@ FN(nearest_rows)(const T *restrict x, size_t nb, size_t d, const T *restrict c, 
 }
 
 /* Copies the rows into blocks of KM_B transposed points (zero padded). */
-static void
-FN(transpose)(const T *x, size_t n, size_t d, T *xt)
+static inline __attribute__((always_inline)) void
+FN(transpose_body)(const T *restrict x, size_t n, size_t d, T *restrict xt)
 {
-	size_t nblocks = (n + KM_B - 1) / KM_B;
+	size_t full = n / KM_B, nblocks = (n + KM_B - 1) / KM_B;
 
-	for (size_t b = 0; b < nblocks; b++) {
+	for (size_t b = 0; b < full; b++) {
+		T *blk = xt + b * d * KM_B;
+		const T *src = x + b * KM_B * d;
+		for (size_t j = 0; j < d; j++)
+			for (size_t i = 0; i < KM_B; i++)
+				blk[j * KM_B + i] = src[i * d + j];
+	}
+	for (size_t b = full; b < nblocks; b++) {
 		T *blk = xt + b * d * KM_B;
 		for (size_t i = 0; i < KM_B; i++) {
 			size_t r = b * KM_B + i;
 			for (size_t j = 0; j < d; j++)
 				blk[j * KM_B + i] = r < n ? x[r * d + j] : 0;
 		}
+	}
+}
+
+KM_CLONES static void
+FN(transpose)(const T *x, size_t n, size_t d, T *xt)
+{
+	/* A constant d lets the compiler turn the gathers into shuffles. */
+	switch (d) {
+	case 2:
+		FN(transpose_body)(x, n, 2, xt);
+		break;
+	case 4:
+		FN(transpose_body)(x, n, 4, xt);
+		break;
+	case 8:
+		FN(transpose_body)(x, n, 8, xt);
+		break;
+	default:
+		FN(transpose_body)(x, n, d, xt);
 	}
 }
 
@@ -265,6 +539,28 @@ FN(accumulate)(const T *restrict x, const int32_t *restrict labels, size_t lo, s
 	}
 }
 
+/* Vector lane sums (k * d values, k counts) into a chunk's double partial sums. */
+static void
+FN(reduce_lanes)(const FN(vec) * acc, const FN(ivec) * cnt, size_t k, size_t d, double *ps)
+{
+	for (size_t c = 0; c < k * d; c++) {
+		T lanes[KM_L];
+		double sum = 0;
+		memcpy(lanes, &acc[c], sizeof(lanes));
+		for (size_t l = 0; l < KM_L; l++)
+			sum += (double)lanes[l];
+		ps[c] = sum;
+	}
+	for (size_t c = 0; c < k; c++) {
+		ITYPE lanes[KM_L];
+		double sum = 0;
+		memcpy(lanes, &cnt[c], sizeof(lanes));
+		for (size_t l = 0; l < KM_L; l++)
+			sum += (double)lanes[l];
+		ps[k * d + c] = sum;
+	}
+}
+
 /* One chunk of one iteration: assign, then add to this chunk's partial sums. */
 static void
 FN(chunk)(void *arg, size_t ci)
@@ -277,6 +573,19 @@ FN(chunk)(void *arg, size_t ci)
 	int32_t bl[KM_B];
 	T bd[KM_B], sd[KM_B];
 
+	if (m->mode == KM_FULL && m->xt && !m->ub && ps && d <= KM_SMALL_D && k * d <= KM_ACC_MAX &&
+	    k <= KM_ACC_MAX / 4) {
+		/* Lloyd with small d: one pass assigns and sums (fused_soa). */
+		FN(vec) acc[KM_ACC_MAX];
+		FN(ivec) cnt[KM_ACC_MAX / 4];
+
+		memset(acc, 0, k * d * sizeof(acc[0]));
+		memset(cnt, 0, k * sizeof(cnt[0]));
+		m->changed[ci] = FN(fused_soa)(m->xt + (lo / KM_B) * d * KM_B, hi - lo, d, m->cv, k,
+					       m->labels + lo, acc, cnt);
+		FN(reduce_lanes)(acc, cnt, k, d, ps);
+		return;
+	}
 	if (m->mode != KM_HAMERLY) {
 		for (size_t i = lo; i < hi; i += KM_B) {
 			size_t nb = hi - i < KM_B ? hi - i : KM_B;
@@ -333,22 +642,7 @@ FN(chunk)(void *arg, size_t ci)
 		memset(cnt, 0, k * sizeof(cnt[0]));
 		FN(accum_soa)
 		(m->xt + (lo / KM_B) * d * KM_B, m->labels + lo, hi - lo, d, k, acc, cnt);
-		for (size_t c = 0; c < k * d; c++) {
-			T lanes[KM_L];
-			double sum = 0;
-			memcpy(lanes, &acc[c], sizeof(lanes));
-			for (size_t l = 0; l < KM_L; l++)
-				sum += (double)lanes[l];
-			ps[c] = sum;
-		}
-		for (size_t c = 0; c < k; c++) {
-			ITYPE lanes[KM_L];
-			double sum = 0;
-			memcpy(lanes, &cnt[c], sizeof(lanes));
-			for (size_t l = 0; l < KM_L; l++)
-				sum += (double)lanes[l];
-			ps[k * d + c] = sum;
-		}
+		FN(reduce_lanes)(acc, cnt, k, d, ps);
 	} else if (d == 4) {
 		FN(accumulate)(m->x, m->labels, lo, hi, 4, k, ps);
 	} else {
@@ -374,6 +668,25 @@ FN(make_xt)(const T *x, size_t n, size_t d, T **xt)
  * Mean over features of the (population) variance, as numpy's var: two
  * passes over the rows, also refusing NaN and infinity on the way.
  */
+static inline __attribute__((always_inline)) void
+FN(col_sums)(const T *restrict x, size_t n, size_t d, double *restrict mean)
+{
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < d; j++)
+			mean[j] += (double)x[i * d + j];
+}
+
+static inline __attribute__((always_inline)) void
+FN(col_sqdev)(const T *restrict x, size_t n, size_t d, const double *restrict mean,
+	      double *restrict var)
+{
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < d; j++) {
+			double t = (double)x[i * d + j] - mean[j];
+			var[j] += t * t;
+		}
+}
+
 static int
 FN(mean_variance)(const T *x, size_t n, size_t d, double *out)
 {
@@ -384,9 +697,11 @@ FN(mean_variance)(const T *x, size_t n, size_t d, double *out)
 		rc = pg_error(PG_ENOMEM, "kmeans", "variance of %zu columns", d);
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++)
-		for (size_t j = 0; j < d; j++)
-			mean[j] += (double)x[i * d + j];
+	/* Each column summed in row order, as before; a constant d vectorises over columns. */
+	if (d == 4)
+		FN(col_sums)(x, n, 4, mean);
+	else
+		FN(col_sums)(x, n, d, mean);
 	for (size_t j = 0; j < d; j++) {
 		if (!isfinite(mean[j])) {
 			for (size_t i = 0; i < n; i++)
@@ -401,11 +716,10 @@ FN(mean_variance)(const T *x, size_t n, size_t d, double *out)
 		}
 		mean[j] /= (double)n;
 	}
-	for (size_t i = 0; i < n; i++)
-		for (size_t j = 0; j < d; j++) {
-			double t = (double)x[i * d + j] - mean[j];
-			var[j] += t * t;
-		}
+	if (d == 4)
+		FN(col_sqdev)(x, n, 4, mean, var);
+	else
+		FN(col_sqdev)(x, n, d, mean, var);
 	for (size_t j = 0; j < d; j++)
 		tot += var[j] / (double)n;
 	*out = tot / (double)d;
@@ -431,7 +745,6 @@ out:
 #ifndef KM_SB
 #define KM_SB 256 /* points per block of the sampling sums; divides KM_CHUNK */
 #endif
-typedef double FN(dvec) __attribute__((vector_size(KM_L * sizeof(double))));
 
 struct FN(pp) {
 	const T *x, *xt;
@@ -476,6 +789,9 @@ FN(pp_soa)(struct FN(pp) * s, size_t lo, size_t hi, size_t D, const T *restrict 
 {
 	FN(lvec) nc = (FN(lvec)){0} + (int32_t)s->ncent;
 	const FN(vec) inf = (FN(vec)){0} + (T)INFINITY;
+	double gl[KM_L]; /* scalar lanes: a double vector wider than a register went
+			  * through memory */
+	memcpy(gl, g, sizeof(gl));
 
 	for (size_t i = lo; i < hi; i += KM_B) {
 		const T *blk = s->xt + (i / KM_B) * D * KM_B;
@@ -524,7 +840,8 @@ FN(pp_soa)(struct FN(pp) * s, size_t lo, size_t hi, size_t D, const T *restrict 
 				memcpy(s->dst + o, &acc, sizeof(acc));
 		have:
 			upd = acc < c;
-			if (!FN(any)(upd))
+			/* With small d a mispredicted skip costs more than the work it skips. */
+			if (check && !FN(any)(upd))
 				continue;
 			if (s->apply) {
 				FN(lvec) a;
@@ -536,11 +853,15 @@ FN(pp_soa)(struct FN(pp) * s, size_t lo, size_t hi, size_t D, const T *restrict 
 				    (a & ~(FN(lvec)) __builtin_convertvector(upd, FN(lvec))));
 				memcpy(s->asg + o, &a, sizeof(a));
 			} else {
-				*g += __builtin_convertvector((FN(vec))((FN(ivec))(c - acc) & upd),
-							      FN(dvec));
+				T dl[KM_L];
+				FN(vec) dv = (FN(vec))((FN(ivec))(c - acc) & upd);
+				memcpy(dl, &dv, sizeof(dl));
+				for (size_t l = 0; l < KM_L; l++)
+					gl[l] += (double)dl[l];
 			}
 		}
 	}
+	memcpy(g, gl, sizeof(gl));
 }
 
 static void
@@ -559,7 +880,7 @@ FN(pp_chunk)(void *arg, size_t ci)
 			struct FN(pp) sc = *s;
 			sc.dst = !s->apply && s->dist ? s->dist + t * s->npad : NULL;
 			/* Computing a few values costs less than the test that skips them. */
-			int check = d > 8 && s->ncent > 0;
+			int check = d > 16 && s->ncent > 0;
 			switch (d) {
 			case 2:
 				FN(pp_soa)(&sc, lo, h2, 2, p, thr, 0, &g);
@@ -574,7 +895,7 @@ FN(pp_chunk)(void *arg, size_t ci)
 				FN(pp_soa)(&sc, lo, h2, 8, p, thr, 0, &g);
 				break;
 			case 16:
-				FN(pp_soa)(&sc, lo, h2, 16, p, thr, check, &g);
+				FN(pp_soa)(&sc, lo, h2, 16, p, thr, 0, &g);
 				break;
 			case 32:
 				FN(pp_soa)(&sc, lo, h2, 32, p, thr, check, &g);
@@ -610,14 +931,12 @@ FN(pp_chunk)(void *arg, size_t ci)
 	if (!s->apply)
 		return;
 	for (size_t b = lo; b < hi; b += KM_SB) {
-		FN(dvec) a = {0};
-		double lanes[KM_L], sum = 0;
-		for (size_t i = b; i < b + KM_SB; i += KM_L) {
-			FN(vec) c;
-			memcpy(&c, s->cl + i, sizeof(c));
-			a += __builtin_convertvector(c, FN(dvec));
-		}
-		memcpy(lanes, &a, sizeof(lanes));
+		/* KM_L running sums, lane l over points l, l + KM_L, ... (scalar
+		 * arrays: a double vector wider than a register went through memory) */
+		double lanes[KM_L] = {0}, sum = 0;
+		for (size_t i = b; i < b + KM_SB; i += KM_L)
+			for (size_t l = 0; l < KM_L; l++)
+				lanes[l] += (double)s->cl[i + l];
 		for (size_t l = 0; l < KM_L; l++)
 			sum += lanes[l];
 		s->sbsum[b / KM_SB] = sum;
@@ -916,8 +1235,13 @@ FN(single)(const T *x, const T *xt, size_t n, size_t d, const struct pg_kmeans_p
 		m.lb = lb;
 	}
 	info->inertia = 0;
-	for (size_t i = 0; i < n; i++)
-		info->inertia += (double)FN(sqdist)(x + i * d, m.c + (size_t)labels[i] * d, d);
+	if (xt) {
+		info->inertia = FN(inertia_soa)(xt, n, d, m.c, labels);
+	} else {
+		for (size_t i = 0; i < n; i++)
+			info->inertia +=
+			    (double)FN(sqdist)(x + i * d, m.c + (size_t)labels[i] * d, d);
+	}
 	info->n_iter = it;
 	info->relocated = relocated;
 	for (size_t i = 0; i < k * d; i++)

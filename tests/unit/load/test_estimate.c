@@ -147,6 +147,68 @@ test_bad_vms(void **state)
 	pg_load_est_free(e);
 }
 
+/*
+ * Float32 features (pg_load_est_add_features_f32, what the bench and .npy
+ * fleets hand over) give the same estimate as the same values in double, and
+ * a non-finite value anywhere is refused with its sample number.
+ */
+static void
+test_features_f32(void **state)
+{
+	size_t nvm = 300, n = 500;
+	struct pg_load_params p;
+	struct pg_load_est *a, *b;
+	double *f = malloc(n * PG_LOAD_NFEAT * sizeof(double));
+	float *ff = malloc(n * PG_LOAD_NFEAT * sizeof(float));
+	struct pg_load_series s;
+	char name[32];
+
+	(void)state;
+	pg_load_params_init(&p);
+	p.k2 = 4;
+	assert_int_equal(pg_load_est_new(&a, &p), 0);
+	assert_int_equal(pg_load_est_new(&b, &p), 0);
+	pg_load_series_init(&s, 0);
+	for (size_t v = 0; v < nvm; v++) {
+		assert_int_equal(pg_load_gen_vm(3, v, n, &s, NULL, NULL), 0);
+		for (size_t i = 0; i < n; i++)
+			pg_load_features(&s.s[i], f + i * PG_LOAD_NFEAT);
+		for (size_t i = 0; i < n * PG_LOAD_NFEAT; i++) {
+			ff[i] = (float)f[i];
+			f[i] = ff[i]; /* the same values on both sides */
+		}
+		snprintf(name, sizeof(name), "vm-%zu", v);
+		assert_int_equal(pg_load_est_add_features(a, name, f, n), 0);
+		assert_int_equal(pg_load_est_add_features_f32(b, name, ff, n), 0);
+	}
+	assert_int_equal(pg_load_est_finish(a), 0);
+	assert_int_equal(pg_load_est_finish(b), 0);
+	for (size_t v = 0; v < nvm; v++) {
+		assert_memory_equal(pg_load_est_vm(a, v)->feat, pg_load_est_vm(b, v)->feat,
+				    sizeof(pg_load_est_vm(a, v)->feat));
+		assert_int_equal(pg_load_est_vm(a, v)->type, pg_load_est_vm(b, v)->type);
+	}
+	pg_load_est_free(a);
+	pg_load_est_free(b);
+	assert_int_equal(pg_load_est_new(&b, &p), 0);
+	ff[137 * PG_LOAD_NFEAT + 2] = INFINITY;
+	assert_int_equal(pg_load_est_add_features_f32(b, "inf-vm", ff, n), PG_EINVAL);
+	assert_non_null(strstr(pg_last_error(), "inf-vm"));
+	assert_non_null(strstr(pg_last_error(), "sample 137 "));
+	ff[137 * PG_LOAD_NFEAT + 2] = 0.5f;
+	ff[(n - 1) * PG_LOAD_NFEAT + 3] = NAN;
+	assert_int_equal(pg_load_est_add_features_f32(b, "nan-vm", ff, n), PG_EINVAL);
+	assert_non_null(strstr(pg_last_error(), "sample 499 "));
+	f[3] = -INFINITY;
+	assert_int_equal(pg_load_est_add_features(b, "dinf-vm", f, n), PG_EINVAL);
+	assert_non_null(strstr(pg_last_error(), "sample 0 "));
+	assert_int_equal(pg_load_est_count(b), 0);
+	pg_load_est_free(b);
+	pg_load_series_release(&s);
+	free(f);
+	free(ff);
+}
+
 static void
 test_auto_k2(void **state)
 {
@@ -189,9 +251,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_measures),
-	    cmocka_unit_test(test_bad_vms),
-	    cmocka_unit_test(test_auto_k2),
+	    cmocka_unit_test(test_measures),	    cmocka_unit_test(test_bad_vms),
+	    cmocka_unit_test(test_features_f32),    cmocka_unit_test(test_auto_k2),
 	    cmocka_unit_test(test_generated_fleet),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
