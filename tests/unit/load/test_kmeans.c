@@ -290,6 +290,116 @@ test_plusplus_reference(void **state)
 	}
 }
 
+/*
+ * Plain Lloyd with the engine's rules (strict stop on unchanged labels, else a
+ * final assignment), tol = 0 and a fixed iteration budget: what the fused
+ * small-d kernel (ragged last block) and the blocked large-d kernel (k not a
+ * multiple of the centers per step) must reproduce.
+ */
+static double
+ref_lloyd(const double *x, size_t n, size_t d, size_t k, int iters, const double *init,
+	  int32_t *lab, double *c)
+{
+	double *sum = malloc(k * (d + 1) * sizeof(double)), inertia = 0;
+	int strict = 0;
+
+	memcpy(c, init, k * d * sizeof(double));
+	for (size_t i = 0; i < n; i++)
+		lab[i] = -1;
+	for (int it = 0; it <= iters && !strict; it++) {
+		size_t changed = 0;
+		for (size_t i = 0; i < n; i++) {
+			double best = INFINITY;
+			int32_t b = 0;
+			for (size_t q = 0; q < k; q++) {
+				double v = 0;
+				for (size_t j = 0; j < d; j++)
+					v += (x[i * d + j] - c[q * d + j]) *
+					     (x[i * d + j] - c[q * d + j]);
+				if (v < best) {
+					best = v;
+					b = (int32_t)q;
+				}
+			}
+			changed += lab[i] != b;
+			lab[i] = b;
+		}
+		if (it == iters)
+			break; /* the final assignment */
+		memset(sum, 0, k * (d + 1) * sizeof(double));
+		for (size_t i = 0; i < n; i++) {
+			for (size_t j = 0; j < d; j++)
+				sum[(size_t)lab[i] * d + j] += x[i * d + j];
+			sum[k * d + (size_t)lab[i]] += 1;
+		}
+		for (size_t q = 0; q < k; q++)
+			for (size_t j = 0; j < d; j++)
+				c[q * d + j] = sum[q * d + j] / sum[k * d + q];
+		strict = changed == 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < d; j++)
+			inertia += (x[i * d + j] - c[(size_t)lab[i] * d + j]) *
+				   (x[i * d + j] - c[(size_t)lab[i] * d + j]);
+	free(sum);
+	return inertia;
+}
+
+static void
+test_kernels_reference(void **state)
+{
+	static const size_t shapes[][3] = {{1443, 4, 3},   {1000, 2, 5},  {2001, 16, 8},
+					   {3001, 32, 20}, {2000, 40, 7}, {1500, 64, 13}};
+
+	(void)state;
+	for (size_t sh = 0; sh < sizeof(shapes) / sizeof(shapes[0]); sh++) {
+		size_t n = shapes[sh][0], d = shapes[sh][1], k = shapes[sh][2], same = 0;
+		double *x = blobs(n, d, 20 + sh), *init = malloc(k * d * sizeof(double));
+		double *want = malloc(k * d * sizeof(double)),
+		       *got = malloc(k * d * sizeof(double));
+		int32_t *lw = malloc(n * sizeof(int32_t)), *lg = malloc(n * sizeof(int32_t));
+		float *xf = malloc(n * d * sizeof(float));
+		struct pg_kmeans_params p;
+		struct pg_kmeans_info info;
+		double ref;
+
+		for (size_t q = 0; q < k; q++) /* rows spread over the data, all distinct */
+			memcpy(init + q * d, x + (q * 97 % n) * d, d * sizeof(double));
+		ref = ref_lloyd(x, n, d, k, 4, init, lw, want);
+		pg_kmeans_params_init(&p, k);
+		p.init = init;
+		p.max_iter = 4;
+		p.tol = 0;
+		assert_int_equal(pg_kmeans_fit(x, PG_KMEANS_F64, n, d, &p, lg, got, &info), 0);
+		if (memcmp(lw, lg, n * sizeof(int32_t)) != 0)
+			fail_msg("Lloyd %zu x %zu, k = %zu: labels differ from the plain loop's", n,
+				 d, k);
+		for (size_t i = 0; i < k * d; i++)
+			assert_true(fabs(got[i] - want[i]) <= 1e-9 * (fabs(want[i]) + 1));
+		assert_true(fabs(info.inertia - ref) <= 1e-9 * ref);
+		/* float32 data: the same up to float rounding. */
+		for (size_t i = 0; i < n * d; i++) {
+			xf[i] = (float)x[i];
+			x[i] = xf[i];
+		}
+		ref = ref_lloyd(x, n, d, k, 4, init, lw, want);
+		assert_int_equal(pg_kmeans_fit(xf, PG_KMEANS_F32, n, d, &p, lg, got, &info), 0);
+		for (size_t i = 0; i < n; i++)
+			same += lw[i] == lg[i];
+		if (same < n - n / 500)
+			fail_msg("float32 Lloyd %zu x %zu, k = %zu: %zu of %zu labels agree", n, d,
+				 k, same, n);
+		assert_true(fabs(info.inertia - ref) <= 1e-4 * ref);
+		free(x);
+		free(xf);
+		free(init);
+		free(want);
+		free(got);
+		free(lw);
+		free(lg);
+	}
+}
+
 static void
 test_silhouette(void **state)
 {
@@ -313,6 +423,7 @@ main(void)
 	    cmocka_unit_test(test_relocation),
 	    cmocka_unit_test(test_threads_deterministic),
 	    cmocka_unit_test(test_plusplus_reference),
+	    cmocka_unit_test(test_kernels_reference),
 	    cmocka_unit_test(test_silhouette),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
