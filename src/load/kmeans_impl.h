@@ -121,19 +121,23 @@ FN(soa_big)(const T *restrict xt, size_t D, const FN(vec) *restrict cv, size_t k
 		size_t nq = k - c0 < KM_QB ? k - c0 : KM_QB;
 		const FN(vec) * cq[KM_QB];
 
-		for (size_t q = 0; q < KM_QB; q++) {
+		_Pragma("GCC unroll 16") for (size_t q = 0; q < KM_QB; q++)
+		{
 			/* Past k, repeat the last center: computed, never compared. */
 			cq[q] = cv + (c0 + (q < nq ? q : nq - 1)) * D;
-			for (size_t h = 0; h < KM_H; h++)
-				acc[q][h] = (FN(vec)){0};
+			_Pragma("GCC unroll 16") for (size_t h = 0; h < KM_H; h++) acc[q][h] =
+			    (FN(vec)){0};
 		}
 		for (size_t j = 0; j < D; j++) {
 			FN(vec) xv[KM_H];
-			for (size_t h = 0; h < KM_H; h++)
-				memcpy(&xv[h], xt + j * KM_B + h * KM_L, sizeof(xv[h]));
-			for (size_t q = 0; q < KM_QB; q++) {
+			/* Fully unrolled, so acc and xv live in registers. */
+			_Pragma("GCC unroll 16") for (size_t h = 0; h < KM_H; h++)
+			    memcpy(&xv[h], xt + j * KM_B + h * KM_L, sizeof(xv[h]));
+			_Pragma("GCC unroll 16") for (size_t q = 0; q < KM_QB; q++)
+			{
 				FN(vec) c = cq[q][j];
-				for (size_t h = 0; h < KM_H; h++) {
+				_Pragma("GCC unroll 16") for (size_t h = 0; h < KM_H; h++)
+				{
 					FN(vec) t = xv[h] - c;
 					acc[q][h] += t * t;
 				}
