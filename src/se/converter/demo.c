@@ -5,6 +5,7 @@
  * different types and the converter's transcript shows each exchange.
  */
 #include "payguard/card.h"
+#include "payguard/card_gp.h"
 #include "payguard/converter.h"
 #include "payguard/error.h"
 #include "payguard/hex.h"
@@ -22,7 +23,7 @@
 
 struct sim {
 	const struct pg_link_ops *ops;
-	struct pg_card_rt *rt;
+	struct pg_gp_card *card; /* the GlobalPlatform card with the test applet */
 	pthread_t thread;
 	int started;
 	int listen_fd;
@@ -38,7 +39,7 @@ socket_sim_main(void *arg)
 {
 	struct sim *s = arg;
 
-	s->rc = pg_card_serve_listener(s->listen_fd, s->ops, pg_card_rt_card(s->rt), NULL, 1);
+	s->rc = pg_card_serve_listener(s->listen_fd, s->ops, pg_gp_card_card(s->card), NULL, 1);
 	return NULL;
 }
 
@@ -47,7 +48,7 @@ vpcd_sim_main(void *arg)
 {
 	struct sim *s = arg;
 
-	s->rc = pg_vpcd_serve(s->vpcd_addr, pg_card_rt_card(s->rt), 3000, &s->stop);
+	s->rc = pg_vpcd_serve(s->vpcd_addr, pg_gp_card_card(s->card), 3000, &s->stop);
 	return NULL;
 }
 
@@ -127,6 +128,16 @@ struct demo {
 };
 
 /* Every driver with both roles: a card on a UNIX socket, a host link in the converter. */
+/* Every simulated SE is src/se/card's GlobalPlatform card (issue 16 item 1). */
+static int
+sim_card(struct pg_gp_card **out, uint32_t serial)
+{
+	static const char *const applets[] = {"test"};
+	const struct pg_gp_config cfg = {.serial = serial, .applets = applets, .n_applets = 1};
+
+	return pg_gp_card_new(out, &cfg);
+}
+
 static int
 start_socket_sims(struct demo *d)
 {
@@ -139,8 +150,7 @@ start_socket_sims(struct demo *d)
 		if (!ops || !ops->card_open || !ops->host_open)
 			continue;
 		s->ops = ops;
-		PG_TRY_GOTO(pg_card_sim_new(&s->rt, 0x50470000u + (uint32_t)i, NULL, 0), out,
-			    "demo", "card");
+		PG_TRY_GOTO(sim_card(&s->card, 0x50470000u + (uint32_t)i), out, "demo", "card");
 		d->nsims++;
 		snprintf(s->addr, sizeof(s->addr), "unix:%s/%s.sock", d->dir, ops->name);
 		rc = pg_stream_listen(s->addr);
@@ -189,7 +199,7 @@ start_pcsc_sim(struct demo *d, int want, const char *vpcd_addr, const char *read
 	s->ops = pg_link_find("vpcd");
 	s->vpcd_addr = vpcd_addr;
 	s->listen_fd = -1;
-	PG_TRY_GOTO(pg_card_sim_new(&s->rt, 0x50470099u, NULL, 0), out, "demo", "card");
+	PG_TRY_GOTO(sim_card(&s->card, 0x50470099u), out, "demo", "card");
 	d->nsims++;
 	if (pthread_create(&s->thread, NULL, vpcd_sim_main, s) != 0)
 		return pg_error(PG_ESYS, "demo", "cannot start a thread");
@@ -309,7 +319,7 @@ stop_sims(struct demo *d)
 			close(s->listen_fd);
 		if (s->addr[0])
 			unlink(s->addr + 5);
-		pg_card_rt_free(s->rt);
+		pg_gp_card_free(s->card);
 	}
 }
 
