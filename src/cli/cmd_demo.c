@@ -8,7 +8,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 static const char *const demo_areas[] = {"se", "vse", "seos", "nfcswitch", "image", "load", "pos"};
 
@@ -45,7 +44,6 @@ cmd_demo_run(int argc, char **argv)
 		printf("\n==== %s ====\n", name);
 		fflush(stdout);
 		t0 = pg_mono_ms();
-		optind = 1; /* verbs not yet on pg_cli_parse use getopt themselves */
 		rc = cmd->fn(1, args);
 		fflush(stdout);
 		printf("==== %s: %s (%.1f s) ====\n", name, rc == 0 ? "ok" : "FAILED",

@@ -15,7 +15,7 @@
 #include "payguard/nfcswitch.h"
 #include "payguard/se_pcsc.h"
 
-#include <getopt.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,26 +150,69 @@ print_routes(struct pg_nfcsw *sw, int json)
 	return PG_EXIT_OK;
 }
 
+/* Every option of every nfcswitch verb; each verb's table lists the ones it takes. */
+struct sw_opts {
+	const char *config, *listen, *vpcd, *connect, *script, *link, *serial;
+	struct pg_opt_strings apps;
+	int json, once, refresh_ms, no_ppse;
+};
+#define O struct sw_opts
+static const struct pg_opt routes_opts[] = {
+    PG_STR(O, config, "config", "FILE", "the routing configuration (required)"),
+    PG_FLAG(O, json, "json", "print JSON"),
+    {0}};
+static const struct pg_opt serve_opts[] = {
+    PG_STR(O, config, "config", "FILE", "the routing configuration (required)"),
+    PG_STR(O, listen, "listen", "ADDR",
+	   "serve an NFC controller (SHDLC + HCI card RF gates) on unix:PATH or tcp:HOST:PORT"),
+    PG_STR(O, vpcd, "vpcd", "HOST:PORT", "be a contactless card in vpcd instead"),
+    PG_FLAG(O, once, "once", "stop after the first controller (or vpcd session)"),
+    PG_INT(O, refresh_ms, "refresh-ms", "N", 100, 86400000,
+	   "re-read every SE's applications (GET STATUS) every N ms"),
+    {0}};
+static const struct pg_opt simulate_opts[] = {
+    PG_STR(O, connect, "connect", "ADDR", "the switch's slave port (required)"),
+    PG_STR(O, script, "script", "FILE|-", "the reader's script (required)"),
+    PG_FLAG(O, json, "json", "print the transcript as JSON"),
+    {0}};
+static const struct pg_opt demo_opts[] = {PG_FLAG(O, json, "json", "print JSON"), {0}};
+static const struct pg_opt sim_opts[] = {
+    PG_STR(O, link, "link", "NAME", "card-role driver (required)"),
+    PG_STR(O, listen, "listen", "ADDR", "serve hosts on unix:PATH or tcp:HOST:PORT (required)"),
+    PG_STRS(O, apps, "app", "KIND:AID[:LABEL[:PRIO]]",
+	    "an application: KIND payment or transit, PRIO 0..15"),
+    PG_STR(O, serial, "serial", "N", "IC serial number in the CPLC (default 0x4E460001)"),
+    PG_FLAG(O, no_ppse, "no-ppse", "no PPSE on this SE"),
+    PG_FLAG(O, once, "once", "stop after the first host"),
+    {0}};
+#undef O
+
+/* Parses a verb's options; 0, or PG_EXIT_USAGE after a message (operands refused). */
+static int
+parse_opts(int argc, char **argv, const struct pg_opt *tab, struct sw_opts *o)
+{
+	int first;
+
+	memset(o, 0, sizeof(*o));
+	if (pg_cli_parse(argc, argv, tab, o, &first))
+		return PG_EXIT_USAGE;
+	if (first < argc)
+		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[first]);
+	return 0;
+}
+
 static int
 cmd_routes(int argc, char **argv)
 {
-	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-					     {"json", no_argument, NULL, 'j'},
-					     {NULL, 0, NULL, 0}};
-	const char *config = NULL;
 	struct pg_nfcsw *sw = NULL;
-	int json = 0, o, rc;
+	struct sw_opts o;
+	int rc;
+	const char *config;
+	int json;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (o == 'c')
-			config = optarg;
-		else if (o == 'j')
-			json = 1;
-		else
-			return PG_EXIT_USAGE;
-	}
-	if (optind != argc)
-		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[optind]);
+	if (parse_opts(argc, argv, routes_opts, &o))
+		return PG_EXIT_USAGE;
+	config = o.config, json = o.json;
 	if ((rc = load_config(argv[0], config, &sw, 3000)) != 0)
 		return rc;
 	rc = print_routes(sw, json);
@@ -180,39 +223,15 @@ cmd_routes(int argc, char **argv)
 static int
 cmd_serve(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'},	  {"listen", required_argument, NULL, 'L'},
-	    {"vpcd", required_argument, NULL, 'v'},	  {"once", no_argument, NULL, '1'},
-	    {"refresh-ms", required_argument, NULL, 'r'}, {NULL, 0, NULL, 0}};
-	const char *config = NULL, *listen_addr = NULL, *vpcd = NULL;
 	struct pg_nfcsw *sw = NULL;
-	int once = 0, o, rc, fd, refresh_ms = 0;
+	struct sw_opts o;
+	const char *config, *listen_addr, *vpcd;
+	int once, rc, fd, refresh_ms;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (o) {
-		case 'c':
-			config = optarg;
-			break;
-		case 'L':
-			listen_addr = optarg;
-			break;
-		case 'v':
-			vpcd = optarg;
-			break;
-		case '1':
-			once = 1;
-			break;
-		case 'r':
-			refresh_ms = atoi(optarg);
-			if (refresh_ms < 100)
-				return pg_cli_usage(argv[0], "--refresh-ms must be >= 100");
-			break;
-		default:
-			return PG_EXIT_USAGE;
-		}
-	}
-	if (optind != argc)
-		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[optind]);
+	if (parse_opts(argc, argv, serve_opts, &o))
+		return PG_EXIT_USAGE;
+	config = o.config, listen_addr = o.listen, vpcd = o.vpcd, once = o.once;
+	refresh_ms = o.refresh_ms;
 	if (!!listen_addr == !!vpcd)
 		return pg_cli_usage(argv[0],
 				    "give exactly one of --listen ADDR or --vpcd HOST:PORT");
@@ -354,28 +373,18 @@ sim_line(struct sim_run *run, char *line)
 static int
 cmd_simulate(int argc, char **argv)
 {
-	static const struct option opts[] = {{"connect", required_argument, NULL, 'c'},
-					     {"script", required_argument, NULL, 's'},
-					     {"json", no_argument, NULL, 'j'},
-					     {NULL, 0, NULL, 0}};
-	const char *addr = NULL;
 	struct sim_run run = {0};
 	struct pg_stream *st = NULL;
 	char line[1200];
-	int o, rc = 0;
+	struct sw_opts o;
+	const char *addr;
+	int rc = 0;
 	FILE *f;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (o == 'c')
-			addr = optarg;
-		else if (o == 's')
-			run.script = optarg;
-		else if (o == 'j')
-			run.json = 1;
-		else
-			return PG_EXIT_USAGE;
-	}
-	if (!addr || !run.script || optind != argc)
+	if (parse_opts(argc, argv, simulate_opts, &o))
+		return PG_EXIT_USAGE;
+	addr = o.connect, run.script = o.script, run.json = o.json;
+	if (!addr || !run.script)
 		return pg_cli_usage(argv[0], "--connect ADDR and --script FILE are required");
 	f = strcmp(run.script, "-") ? fopen(run.script, "r") : stdin;
 	if (!f)
@@ -415,90 +424,74 @@ out:
 static int
 cmd_demo(int argc, char **argv)
 {
-	static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
-	int json = 0, o, rc;
+	struct sw_opts o;
+	int json, rc;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (o == 'j')
-			json = 1;
-		else
-			return PG_EXIT_USAGE;
-	}
-	if (optind != argc)
-		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[optind]);
+	if (parse_opts(argc, argv, demo_opts, &o))
+		return PG_EXIT_USAGE;
+	json = o.json;
 	rc = pg_nfcsw_demo_run(stdout, json);
 	return rc < 0 ? pg_cli_fail(rc, "NFC switch demo") : PG_EXIT_OK;
+}
+
+/* --app KIND:AID[:LABEL[:PRIORITY]] into a (its strings in buf); -1 if malformed. */
+static int
+parse_app(const char *arg, char *buf, size_t cap, struct pg_nfcsw_sim_app *a)
+{
+	char *kind, *prio, *save = NULL, *end;
+	long p = 0;
+
+	snprintf(buf, cap, "%s", arg);
+	kind = strtok_r(buf, ":", &save);
+	a->se = NULL;
+	a->aid_hex = strtok_r(NULL, ":", &save);
+	a->label = strtok_r(NULL, ":", &save);
+	prio = strtok_r(NULL, ":", &save);
+	if (prio && ((p = strtol(prio, &end, 10)), *end))
+		return -1;
+	a->priority = (int)p;
+	if (!kind || !a->aid_hex || (strcmp(kind, "payment") && strcmp(kind, "transit")) || p < 0 ||
+	    p > 15)
+		return -1;
+	a->kind = kind[0] == 'p' ? PG_NFCSW_APPLET_PAYMENT : PG_NFCSW_APPLET_TRANSIT;
+	return 0;
 }
 
 /* A simulated SE (the GP card with payment/transit applets) on a link's card role. */
 static int
 cmd_sim(int argc, char **argv)
 {
-	static const struct option opts[] = {{"link", required_argument, NULL, 'l'},
-					     {"listen", required_argument, NULL, 'L'},
-					     {"app", required_argument, NULL, 'a'},
-					     {"serial", required_argument, NULL, 's'},
-					     {"no-ppse", no_argument, NULL, 'n'},
-					     {"once", no_argument, NULL, '1'},
-					     {NULL, 0, NULL, 0}};
-	const char *link = NULL, *listen_addr = NULL;
 	char bufs[PG_NFCSW_MAX_SES][128];
 	struct pg_nfcsw_sim_app apps[PG_NFCSW_MAX_SES];
 	const struct pg_link_ops *ops;
 	struct pg_gp_card *card = NULL;
 	unsigned long serial = 0x4E460001ul;
-	int napps = 0, ppse = 1, once = 0, o, rc, fd;
+	struct sw_opts o;
+	const char *link, *listen_addr;
+	int napps, rc, fd;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (o) {
-		case 'l':
-			link = optarg;
-			break;
-		case 'L':
-			listen_addr = optarg;
-			break;
-		case 'a': {
-			/* KIND:AID[:LABEL[:PRIORITY]] */
-			char *kind, *prio;
+	if (parse_opts(argc, argv, sim_opts, &o))
+		return PG_EXIT_USAGE;
+	link = o.link, listen_addr = o.listen;
+	if (o.apps.n > PG_NFCSW_MAX_SES)
+		return pg_cli_usage(argv[0], "at most %d --app", PG_NFCSW_MAX_SES);
+	for (napps = 0; napps < o.apps.n; napps++)
+		if (parse_app(o.apps.v[napps], bufs[napps], sizeof(bufs[napps]), &apps[napps]) < 0)
+			return pg_cli_usage(argv[0], "--app payment|transit:AID[:LABEL[:PRIO]]");
+	if (o.serial) {
+		char *end;
 
-			if (napps == PG_NFCSW_MAX_SES)
-				return pg_cli_usage(argv[0], "at most %d --app", PG_NFCSW_MAX_SES);
-			snprintf(bufs[napps], sizeof(bufs[napps]), "%s", optarg);
-			kind = strtok(bufs[napps], ":");
-			apps[napps].se = NULL;
-			apps[napps].aid_hex = strtok(NULL, ":");
-			apps[napps].label = strtok(NULL, ":");
-			prio = strtok(NULL, ":");
-			apps[napps].priority = prio ? atoi(prio) : 0;
-			if (!kind || !apps[napps].aid_hex ||
-			    (strcmp(kind, "payment") && strcmp(kind, "transit")) ||
-			    apps[napps].priority < 0 || apps[napps].priority > 15)
-				return pg_cli_usage(argv[0],
-						    "--app payment|transit:AID[:LABEL[:PRIO]]");
-			apps[napps].kind =
-			    kind[0] == 'p' ? PG_NFCSW_APPLET_PAYMENT : PG_NFCSW_APPLET_TRANSIT;
-			napps++;
-			break;
-		}
-		case 's':
-			serial = strtoul(optarg, NULL, 0);
-			break;
-		case 'n':
-			ppse = 0;
-			break;
-		case '1':
-			once = 1;
-			break;
-		default:
-			return PG_EXIT_USAGE;
-		}
+		errno = 0;
+		serial = strtoul(o.serial, &end, 0);
+		if (!*o.serial || *end || errno || serial > 0xFFFFFFFFul)
+			return pg_cli_usage(argv[0], "bad --serial '%s'", o.serial);
 	}
-	if (!link || !listen_addr || optind != argc)
+	if (!link || !listen_addr)
 		return pg_cli_usage(argv[0], "--link NAME and --listen ADDR are required");
 	ops = pg_link_find(link);
 	if (!ops || !ops->card_open)
 		return pg_cli_usage(argv[0], "link '%s' has no card role", link);
-	rc = pg_nfcsw_sim_se_new(&card, (uint32_t)serial, ppse, apps, (size_t)napps, NULL);
+	rc = pg_nfcsw_sim_se_new(&card, (uint32_t)serial, !o.no_ppse, apps, (size_t)napps, NULL);
 	if (rc == PG_EINVAL)
 		return pg_cli_usage(argv[0], "--app payment|transit:AID[:LABEL[:PRIO]]: %s",
 				    pg_last_error());
@@ -511,7 +504,7 @@ cmd_sim(int argc, char **argv)
 	}
 	fprintf(stderr, "payguard: simulated SE (GP card) on link %s listening on %s\n", ops->name,
 		listen_addr);
-	rc = pg_card_serve_listener(fd, ops, pg_gp_card_card(card), NULL, once ? 1 : 0);
+	rc = pg_card_serve_listener(fd, ops, pg_gp_card_card(card), NULL, o.once ? 1 : 0);
 	close(fd);
 	pg_gp_card_free(card);
 	return rc < 0 ? pg_cli_fail(rc, "simulated SE") : PG_EXIT_OK;
@@ -519,30 +512,22 @@ cmd_sim(int argc, char **argv)
 
 const struct pg_cmd pg_cli_nfcswitch[] = {
     {"serve", cmd_serve, "serve the switch's slave port (SWP card RF gates) or a vpcd reader",
-     "--config FILE (--listen ADDR | --vpcd HOST:PORT) [--once]\n"
-     "  [--refresh-ms N]\n"
-     "  Attaches the SEs of the routing configuration FILE and serves the switch\n"
-     "  toward an NFC controller (SHDLC + HCI card RF gates) on ADDR\n"
-     "  (unix:/path or tcp:host:port), or as a contactless card in vpcd.\n"
-     "  --refresh-ms: re-read every SE's applications (GET STATUS) every N ms.\n",
-     NULL, NULL},
+     "Attaches the SEs of the routing configuration FILE and serves the switch toward an NFC\n"
+     "controller on --listen, or as a contactless card in vpcd; give exactly one of the two.",
+     serve_opts, NULL},
     {"routes", cmd_routes, "print the routing table of a configuration",
-     "--config FILE [--json]\n"
-     "  Attaches the configured SEs, fills the registry (GET STATUS or probing)\n"
-     "  and prints the SEs and every application with its route.\n",
-     NULL, NULL},
+     "Attaches the configured SEs, fills the registry (GET STATUS or probing) and prints\n"
+     "the SEs and every application with its route.",
+     routes_opts, NULL},
     {"simulate", cmd_simulate, "play a contactless reader through a simulated NFC controller",
-     "--connect ADDR --script FILE|- [--json]\n"
-     "  Script lines: 'field on', 'field off', 'apdu HEX [SW]' (SW: expected\n"
-     "  status word); exits non-zero when a status word differs.\n",
-     NULL, NULL},
-    {"demo", cmd_demo, "three SEs on three links, full contactless transactions", "[--json]\n",
-     NULL, NULL},
+     "Script lines: 'field on', 'field off', 'apdu HEX [SW]' (SW: expected status word);\n"
+     "exits non-zero when a status word differs.",
+     simulate_opts, NULL},
+    {"demo", cmd_demo, "three SEs on three links, full contactless transactions", NULL, demo_opts,
+     NULL},
     {"sim", cmd_sim, "a simulated SE (GP card, payment/transit applets) on a link's card role",
-     "--link NAME --listen ADDR [--app KIND:AID[:LABEL[:PRIO]]]...\n"
-     "  [--serial N] [--no-ppse] [--once]\n"
-     "  KIND is payment or transit. The SE is the GlobalPlatform card (ISD with\n"
-     "  SCP03, test keys 40..4F kvn 30) with a PPSE unless --no-ppse.\n",
-     NULL, NULL},
+     "The SE is the GlobalPlatform card (ISD with SCP03, test keys 40..4F kvn 30) with a\n"
+     "PPSE unless --no-ppse.",
+     sim_opts, NULL},
     {NULL, NULL, NULL, NULL, NULL, NULL},
 };

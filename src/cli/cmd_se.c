@@ -243,10 +243,10 @@ cmd_se_transmit(int argc, char **argv)
 	size_t atrlen = sizeof(atr);
 	json_t *root = NULL, *arr = NULL;
 	struct se_opts o;
-	int rc, ret = PG_EXIT_OK, optind, json;
+	int rc, ret = PG_EXIT_OK, first, json;
 	const char *link, *addr;
 
-	if (parse_opts(argc, argv, transmit_opts, &o, &optind, 1))
+	if (parse_opts(argc, argv, transmit_opts, &o, &first, 1))
 		return PG_EXIT_USAGE;
 	link = o.link;
 	addr = o.addr;
@@ -257,7 +257,7 @@ cmd_se_transmit(int argc, char **argv)
 		return pg_cli_usage(argv[0], "link %s has no host role", ops->name);
 	if (!addr)
 		return pg_cli_usage(argv[0], "--addr is required");
-	if (optind == argc)
+	if (first == argc)
 		return pg_cli_usage(argv[0], "give at least one APDU in hex");
 	c = malloc(PG_APDU_MAX_C);
 	r = malloc(PG_APDU_MAX_R);
@@ -266,7 +266,7 @@ cmd_se_transmit(int argc, char **argv)
 		goto out;
 	}
 	/* Validate every APDU before touching the card. */
-	for (int i = optind; i < argc; i++) {
+	for (int i = first; i < argc; i++) {
 		int n = pg_hex_decode(c, PG_APDU_MAX_C, argv[i]);
 		struct pg_capdu cap;
 
@@ -302,7 +302,7 @@ cmd_se_transmit(int argc, char **argv)
 		print_hex_line("ATR", atr, atrlen);
 		putchar('\n');
 	}
-	for (int i = optind; i < argc; i++) {
+	for (int i = first; i < argc; i++) {
 		int n = pg_hex_decode(c, PG_APDU_MAX_C, argv[i]);
 		size_t rl = PG_APDU_MAX_R;
 		uint16_t sw;

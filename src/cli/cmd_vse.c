@@ -17,7 +17,7 @@
 #include "payguard/stream.h"
 #include "payguard/vse.h"
 
-#include <getopt.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,30 +28,90 @@
 
 #define API_TIMEOUT_MS 15000
 
+/* Every option of every vse verb; each verb's table lists the ones it takes. */
+struct vse_opts {
+	const char *data_dir, *announce, *db, *node;
+	const char *name, *arena, *pmem, *cin, *iu_rate, *iu_burst, *master, *keys, *kvn, *link,
+	    *listen, *slot, *request, *sock, *level;
+	struct pg_opt_strings applets;
+	int json, scp;
+};
+#define O	   struct vse_opts
+#define SOCKET_OPT PG_STR(O, sock, "socket", "PATH", "the hypervisor's socket")
+#define JSON_OPT   PG_FLAG(O, json, "json", "print JSON")
+static const struct pg_opt serve_opts[] = {
+    PG_STR(O, data_dir, "data-dir", "DIR", "the hypervisor's folder (default: the data directory)"),
+    PG_STR(O, announce, "announce", "DIR",
+	   "announce each running socket-exposed VSE to an SE OS (`payguard seos serve --watch "
+	   "DIR`) as DIR/NAME.se"),
+    PG_STR(O, db, "db", "URL",
+	   "the store of the VSE registry: a SQLite path or postgresql://... (default: "
+	   "DIR/payguard.db); keys stay wrapped under DIR/kek"),
+    PG_STR(O, node, "node", "NAME",
+	   "run only this node's VSEs of a store several hypervisors share; the others are "
+	   "listed, not run"),
+    {0}};
+static const struct pg_opt create_opts[] = {
+    PG_STR(O, name, "name", "NAME", "the VSE's name"),
+    PG_STR(O, arena, "arena", "SIZE", "its memory arena (default 256K)"),
+    PG_STR(O, pmem, "pmem", "SIZE", "its persistent memory (default 64K)"),
+    PG_STRS(O, applets, "applet", "NAME", "a catalogue applet to install"),
+    PG_STR(O, master, "master", "HEX", "ISD keys diversified from this master key by the CIN"),
+    PG_STR(O, keys, "keys", "ENC:MAC:DEK", "explicit ISD AES keys"),
+    PG_STR(O, kvn, "kvn", "N", "key version number"),
+    PG_STR(O, cin, "cin", "HEX", "card image number"),
+    PG_STR(O, link, "link", "t0|t1|swp|spi|i2c|ccid|vpcd", "how it is exposed (default t1)"),
+    PG_STR(O, listen, "listen", "tcp:127.0.0.1:PORT", "where a socket link listens"),
+    PG_STR(O, slot, "slot", "N", "the vpcd reader slot"),
+    PG_STR(O, iu_rate, "iu-rate", "N",
+	   "unauthenticated SCP03 INITIALIZE UPDATEs allowed a second (default 1; 0: no limit); "
+	   "beyond it the card answers 6985, its counter untouched"),
+    PG_STR(O, iu_burst, "iu-burst", "N", "how many may come at once (default 10)"),
+    PG_STR(O, request, "request", "FILE.json",
+	   "the whole request from a private file (instead of the options above)"),
+    SOCKET_OPT,
+    JSON_OPT,
+    {0}};
+static const struct pg_opt common_opts[] = {SOCKET_OPT, JSON_OPT, {0}};
+static const struct pg_opt apdu_opts[] = {
+    PG_FLAG(O, scp, "scp03", "open a GlobalPlatform SCP03 session with the ISD first"),
+    PG_STR(O, master, "master", "HEX", "diversify the keys from this master key by the card's CIN"),
+    PG_STR(O, keys, "keys", "ENC:MAC:DEK", "explicit AES keys"),
+    PG_STR(O, kvn, "kvn", "N", "key version number (default 0x30)"),
+    PG_STR(O, level, "level", "L",
+	   "security level, hex: 01 C-MAC (default), 03 C-MAC+C-DECRYPTION, 11 C-MAC+R-MAC, 13, "
+	   "33 all four"),
+    SOCKET_OPT,
+    JSON_OPT,
+    {0}};
+static const struct pg_opt none_opts[] = {{0}};
+#undef O
+
+/* Parses a verb's options into o; the first operand, or -1 after a message. */
+static int
+parse_opts(int argc, char **argv, const struct pg_opt *tab, struct vse_opts *o)
+{
+	int first;
+
+	memset(o, 0, sizeof(*o));
+	if (pg_cli_parse(argc, argv, tab, o, &first))
+		return -1;
+	return first;
+}
+
 static int
 cmd_vse_serve(int argc, char **argv)
 {
-	static const struct option opts[] = {{"data-dir", required_argument, NULL, 'd'},
-					     {"announce", required_argument, NULL, 'a'},
-					     {"db", required_argument, NULL, 'b'},
-					     {"node", required_argument, NULL, 'n'},
-					     {NULL, 0, NULL, 0}};
 	struct pg_vse_hv_opts o = {.ready_fd = -1};
+	struct vse_opts vo;
 	struct stat st;
-	int c, rc;
+	int rc, first = parse_opts(argc, argv, serve_opts, &vo);
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c == 'd')
-			o.data_dir = optarg;
-		else if (c == 'a')
-			o.announce_dir = optarg;
-		else if (c == 'b')
-			o.store = optarg;
-		else if (c == 'n')
-			o.node = optarg;
-		else
-			return pg_cli_usage(argv[0], "unknown option");
-	}
+	if (first < 0)
+		return PG_EXIT_USAGE;
+	if (first < argc)
+		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[first]);
+	o.data_dir = vo.data_dir, o.announce_dir = vo.announce, o.store = vo.db, o.node = vo.node;
 	if (o.announce_dir && (stat(o.announce_dir, &st) != 0 || !S_ISDIR(st.st_mode)))
 		return pg_cli_usage(argv[0], "--announce needs an existing directory");
 	rc = pg_vse_serve(&o);
@@ -61,7 +121,11 @@ cmd_vse_serve(int argc, char **argv)
 static int
 cmd_vse_run_one(int argc, char **argv)
 {
-	(void)argc, (void)argv;
+	struct vse_opts vo;
+
+	/* the hypervisor passes the VSE's name (shown by ps); the rest comes on fd 3 */
+	if (parse_opts(argc, argv, none_opts, &vo) < 0)
+		return PG_EXIT_USAGE;
 	return pg_vse_run_one() < 0 ? PG_EXIT_FAIL : PG_EXIT_OK;
 }
 
@@ -131,26 +195,32 @@ enum create_kind {
 	CR_NUM_OR_TEXT, /* a number, else the text, so the request check names the field */
 };
 
-/* The options that set one field of the request: option, where, field, how. */
+/* The options that set one field of the request: option's value, where, field, how. */
 static const struct create_field {
-	int opt;
+	size_t off; /* a const char * in struct vse_opts */
 	enum create_obj obj;
 	const char *key;
 	enum create_kind kind;
 } create_fields[] = {
-    {'n', CR_VSE, "name", CR_TEXT},	      {'a', CR_VSE, "arena", CR_TEXT},
-    {'p', CR_VSE, "pmem", CR_TEXT},	      {'c', CR_VSE, "cin", CR_TEXT},
-    {'R', CR_VSE, "iu_rate", CR_NUM_OR_TEXT}, {'B', CR_VSE, "iu_burst", CR_NUM_OR_TEXT},
-    {'m', CR_KEYS, "master", CR_TEXT},	      {'v', CR_KEYS, "kvn", CR_INT_ANY},
-    {'l', CR_EXPOSE, "link", CR_TEXT},	      {'L', CR_EXPOSE, "listen", CR_TEXT},
-    {'s', CR_EXPOSE, "slot", CR_INT_DEC},
+#define F(f) offsetof(struct vse_opts, f)
+    {F(name), CR_VSE, "name", CR_TEXT},
+    {F(arena), CR_VSE, "arena", CR_TEXT},
+    {F(pmem), CR_VSE, "pmem", CR_TEXT},
+    {F(cin), CR_VSE, "cin", CR_TEXT},
+    {F(iu_rate), CR_VSE, "iu_rate", CR_NUM_OR_TEXT},
+    {F(iu_burst), CR_VSE, "iu_burst", CR_NUM_OR_TEXT},
+    {F(master), CR_KEYS, "master", CR_TEXT},
+    {F(kvn), CR_KEYS, "kvn", CR_INT_ANY},
+    {F(link), CR_EXPOSE, "link", CR_TEXT},
+    {F(listen), CR_EXPOSE, "listen", CR_TEXT},
+    {F(slot), CR_EXPOSE, "slot", CR_INT_DEC},
+#undef F
 };
 
 struct create_req {
 	json_t *obj[CR_NOBJ];
 	json_t *apps;
-	const char *sock, *reqfile;
-	int json;
+	const char *reqfile;
 };
 
 static void
@@ -193,37 +263,22 @@ create_keys(json_t *keys, const char *arg)
 	free(dup);
 }
 
-/* One option of `vse create`; 0, or -1 for an unknown one. */
-static int
-create_option(struct create_req *q, int c, const char *arg)
+/* The request's fields from the options given (the defaults are already set). */
+static void
+create_from_opts(struct create_req *q, const struct vse_opts *o)
 {
 	for (size_t i = 0; i < sizeof(create_fields) / sizeof(create_fields[0]); i++) {
 		const struct create_field *f = &create_fields[i];
+		const char *arg = *(const char *const *)((const char *)o + f->off);
 
-		if (f->opt == c) {
+		if (arg)
 			json_object_set_new(q->obj[f->obj], f->key, create_value(f->kind, arg));
-			return 0;
-		}
 	}
-	switch (c) {
-	case 'A':
-		json_array_append_new(q->apps, json_string(arg));
-		return 0;
-	case 'k':
-		create_keys(q->obj[CR_KEYS], arg);
-		return 0;
-	case 'r':
-		q->reqfile = arg;
-		return 0;
-	case 'S':
-		q->sock = arg;
-		return 0;
-	case 'j':
-		q->json = 1;
-		return 0;
-	default:
-		return -1;
-	}
+	for (int i = 0; i < o->applets.n; i++)
+		json_array_append_new(q->apps, json_string(o->applets.v[i]));
+	if (o->keys)
+		create_keys(q->obj[CR_KEYS], o->keys);
+	q->reqfile = o->request;
 }
 
 /*
@@ -271,43 +326,27 @@ create_request(struct create_req *q, json_t **vse)
 static int
 cmd_vse_create(int argc, char **argv)
 {
-	static const struct option opts[] = {{"name", required_argument, NULL, 'n'},
-					     {"arena", required_argument, NULL, 'a'},
-					     {"pmem", required_argument, NULL, 'p'},
-					     {"applet", required_argument, NULL, 'A'},
-					     {"master", required_argument, NULL, 'm'},
-					     {"keys", required_argument, NULL, 'k'},
-					     {"kvn", required_argument, NULL, 'v'},
-					     {"cin", required_argument, NULL, 'c'},
-					     {"link", required_argument, NULL, 'l'},
-					     {"listen", required_argument, NULL, 'L'},
-					     {"slot", required_argument, NULL, 's'},
-					     {"request", required_argument, NULL, 'r'},
-					     {"socket", required_argument, NULL, 'S'},
-					     {"json", no_argument, NULL, 'j'},
-					     {"iu-rate", required_argument, NULL, 'R'},
-					     {"iu-burst", required_argument, NULL, 'B'},
-					     {NULL, 0, NULL, 0}};
 	struct create_req q = {.obj = {json_object(), json_object(), json_object()},
 			       .apps = json_array()};
 	json_t *vse, *resp = NULL, *arr;
-	int c, rc;
+	struct vse_opts o;
+	int rc, first = parse_opts(argc, argv, create_opts, &o);
 
+	if (first < 0 || first < argc) {
+		create_req_release(&q);
+		return first < 0 ? PG_EXIT_USAGE
+				 : pg_cli_usage(argv[0], "unexpected argument '%s'", argv[first]);
+	}
 	json_object_set_new(q.obj[CR_VSE], "arena", json_string("256K"));
 	json_object_set_new(q.obj[CR_VSE], "pmem", json_string("64K"));
 	json_object_set_new(q.obj[CR_EXPOSE], "link", json_string("t1"));
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (create_option(&q, c, optarg) < 0) {
-			create_req_release(&q);
-			return pg_cli_usage(argv[0], "unknown option");
-		}
-	}
+	create_from_opts(&q, &o);
 	if ((rc = create_request(&q, &vse)) != 0)
 		return rc;
-	rc = call(q.sock, json_pack("{s:s, s:o}", "op", "create", "vse", vse), &resp, "vse create");
+	rc = call(o.sock, json_pack("{s:s, s:o}", "op", "create", "vse", vse), &resp, "vse create");
 	if (rc)
 		return rc;
-	if (q.json) {
+	if (o.json) {
 		/* Take the reference before the response goes: "vse" lives inside it. */
 		json_t *v = json_incref(json_object_get(resp, "vse"));
 
@@ -323,36 +362,18 @@ cmd_vse_create(int argc, char **argv)
 }
 
 static int
-common_opts(int argc, char **argv, const char **sock, int *json)
-{
-	static const struct option opts[] = {{"socket", required_argument, NULL, 'S'},
-					     {"json", no_argument, NULL, 'j'},
-					     {NULL, 0, NULL, 0}};
-	int c;
-
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c == 'S')
-			*sock = optarg;
-		else if (c == 'j')
-			*json = 1;
-		else
-			return pg_cli_usage(argv[0], "unknown option");
-	}
-	return 0;
-}
-
-static int
 cmd_vse_list(int argc, char **argv)
 {
-	const char *sock = NULL;
 	json_t *resp = NULL;
-	int json = 0, rc;
+	struct vse_opts o;
+	int rc, json, first = parse_opts(argc, argv, common_opts, &o);
 
-	if ((rc = common_opts(argc, argv, &sock, &json)))
-		return rc;
-	if (optind != argc)
-		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[optind]);
-	if ((rc = call(sock, json_pack("{s:s}", "op", "list"), &resp, "vse list")))
+	if (first < 0)
+		return PG_EXIT_USAGE;
+	if (first != argc)
+		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[first]);
+	json = o.json;
+	if ((rc = call(o.sock, json_pack("{s:s}", "op", "list"), &resp, "vse list")))
 		return rc;
 	if (json) {
 		rc = pg_cli_print_json(json_incref(json_object_get(resp, "vses")));
@@ -367,18 +388,19 @@ cmd_vse_list(int argc, char **argv)
 static int
 named(int argc, char **argv, const char *op)
 {
-	const char *sock = NULL;
 	json_t *resp = NULL, *v;
-	int json = 0, rc;
+	struct vse_opts o;
+	int rc, json, first = parse_opts(argc, argv, common_opts, &o);
 
-	if ((rc = common_opts(argc, argv, &sock, &json)))
-		return rc;
-	if (optind + 1 != argc)
+	if (first < 0)
+		return PG_EXIT_USAGE;
+	if (first + 1 != argc)
 		return pg_cli_usage(argv[0], "expected one VSE name");
-	if (!pg_vse_name_ok(argv[optind]))
-		return pg_cli_fail(pg_error(PG_EINVAL, "vse", "bad VSE name '%s'", argv[optind]),
+	json = o.json;
+	if (!pg_vse_name_ok(argv[first]))
+		return pg_cli_fail(pg_error(PG_EINVAL, "vse", "bad VSE name '%s'", argv[first]),
 				   "vse %s", op);
-	rc = call(sock, json_pack("{s:s, s:s}", "op", op, "name", argv[optind]), &resp, op);
+	rc = call(o.sock, json_pack("{s:s, s:s}", "op", op, "name", argv[first]), &resp, op);
 	if (rc)
 		return rc;
 	v = json_object_get(resp, "vse");
@@ -398,7 +420,7 @@ named(int argc, char **argv, const char *op)
 		json_decref(arr);
 		rc = PG_EXIT_OK;
 	} else {
-		printf("%s: %s\n", op, argv[optind]);
+		printf("%s: %s\n", op, argv[first]);
 		rc = PG_EXIT_OK;
 	}
 	json_decref(resp);
@@ -594,54 +616,38 @@ struct apdu_opts {
 	int json, scp, kvn, level;
 };
 
-/* Parses the options; 0, or the usage exit code. */
+/* Parses the options; the first operand (the VSE's name), or -1 after a message. */
 static int
 apdu_parse_opts(int argc, char **argv, struct apdu_opts *o)
 {
-	static const struct option opts[] = {
-	    {"socket", required_argument, NULL, 'S'}, {"json", no_argument, NULL, 'j'},
-	    {"scp03", no_argument, NULL, 's'},	      {"master", required_argument, NULL, 'm'},
-	    {"keys", required_argument, NULL, 'k'},   {"kvn", required_argument, NULL, 'v'},
-	    {"level", required_argument, NULL, 'l'},  {NULL, 0, NULL, 0}};
-	int c;
+	struct vse_opts v;
+	char *end;
+	int first = parse_opts(argc, argv, apdu_opts, &v);
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 'S':
-			o->sock = optarg;
-			break;
-		case 'j':
-			o->json = 1;
-			break;
-		case 's':
-			o->scp = 1;
-			break;
-		case 'm':
-			o->master = optarg;
-			break;
-		case 'k':
-			o->keys = optarg;
-			break;
-		case 'v':
-			o->kvn = (int)strtol(optarg, NULL, 0);
-			break;
-		case 'l':
-			/* Security levels of GP Amd D 7.1.2.2: 01, 03, 11, 13, 33. */
-			o->level = (int)strtol(optarg, NULL, 16);
-			if (o->level != 0x01 && o->level != 0x03 && o->level != 0x11 &&
-			    o->level != 0x13 && o->level != 0x33)
-				return pg_cli_usage(argv[0],
-						    "--level takes 01, 03, 11, 13 or 33 (hex)");
-			break;
-		default:
-			return pg_cli_usage(argv[0], "unknown option");
-		}
+	if (first < 0)
+		return -1;
+	o->sock = v.sock, o->master = v.master, o->keys = v.keys, o->json = v.json, o->scp = v.scp;
+	if (v.kvn) {
+		long k = strtol(v.kvn, &end, 0);
+
+		if (!*v.kvn || *end || k < 0 || k > 0xFF)
+			return pg_cli_usage(argv[0], "--kvn takes 0..255 (0x30 or 48)"), -1;
+		o->kvn = (int)k;
 	}
-	if (optind + 2 > argc)
-		return pg_cli_usage(argv[0], "expected a VSE name and at least one APDU (hex)");
+	if (v.level) {
+		/* Security levels of GP Amd D 7.1.2.2: 01, 03, 11, 13, 33. */
+		o->level = (int)strtol(v.level, &end, 16);
+		if (*end || (o->level != 0x01 && o->level != 0x03 && o->level != 0x11 &&
+			     o->level != 0x13 && o->level != 0x33))
+			return pg_cli_usage(argv[0], "--level takes 01, 03, 11, 13 or 33 (hex)"),
+			       -1;
+	}
+	if (first + 2 > argc)
+		return pg_cli_usage(argv[0], "expected a VSE name and at least one APDU (hex)"), -1;
 	if (o->scp && !o->master == !o->keys)
-		return pg_cli_usage(argv[0], "--scp03 needs --master HEX or --keys ENC:MAC:DEK");
-	return 0;
+		return pg_cli_usage(argv[0], "--scp03 needs --master HEX or --keys ENC:MAC:DEK"),
+		       -1;
+	return first;
 }
 
 /* One APDU (hex) to the VSE: printed as "> C / < R", or added to `out` with --json. */
@@ -684,13 +690,13 @@ cmd_vse_apdu(int argc, char **argv)
 	char hex[3 * 64 + 1];
 	json_t *out = NULL;
 	size_t atrlen;
-	int rc;
+	int rc, first = apdu_parse_opts(argc, argv, &o);
 
-	if ((rc = apdu_parse_opts(argc, argv, &o)) != 0)
-		return rc;
-	rc = host_connect(o.sock, argv[optind], &l, atr, &atrlen);
+	if (first < 0)
+		return PG_EXIT_USAGE;
+	rc = host_connect(o.sock, argv[first], &l, atr, &atrlen);
 	if (rc < 0)
-		return pg_cli_fail(rc, "vse apdu '%s'", argv[optind]);
+		return pg_cli_fail(rc, "vse apdu '%s'", argv[first]);
 	out = json_array();
 	capdu = malloc(PG_APDU_MAX_C);
 	rapdu = malloc(PG_APDU_MAX_R);
@@ -707,7 +713,7 @@ cmd_vse_apdu(int argc, char **argv)
 		if (!o.json)
 			printf("SCP03 session open (security level %02X)\n", o.level);
 	}
-	for (int i = optind + 1; i < argc && rc >= 0; i++)
+	for (int i = first + 1; i < argc && rc >= 0; i++)
 		rc = apdu_one(l, &sc, argv[i], o.json, out, capdu, rapdu);
 out:
 	pg_scp03_close(&sc);
@@ -760,8 +766,12 @@ cmd_vse_demo(int argc, char **argv)
 	pid_t hv;
 	char b;
 
-	(void)argc;
-	(void)argv;
+	{
+		struct vse_opts vo;
+
+		if (parse_opts(argc, argv, none_opts, &vo) != argc)
+			return pg_cli_usage(argv[0], "takes no options or arguments");
+	}
 	if (!mkdtemp(dir) || pipe(ready) != 0)
 		return pg_cli_fail(PG_ESYS, "vse demo: temporary directory");
 	snprintf(sock, sizeof(sock), "%s/vse/hv.sock", dir);
@@ -866,46 +876,22 @@ cmd_vse_demo(int argc, char **argv)
 }
 
 const struct pg_cmd pg_cli_vse[] = {
-    {"serve", cmd_vse_serve, "run the hypervisor (socket API in the data directory)",
-     "[--data-dir DIR] [--announce DIR] [--db URL] [--node NAME]\n\n"
-     "  --announce DIR  announce each running socket-exposed VSE to an SE OS\n"
-     "                  (`payguard seos serve --watch DIR`) as DIR/NAME.se\n"
-     "  --db URL        the store of the VSE registry: a SQLite path or\n"
-     "                  postgresql://... (default: DIR/payguard.db); keys stay\n"
-     "                  wrapped under DIR/kek\n"
-     "  --node NAME     run only this node's VSEs of a store several hypervisors\n"
-     "                  share (default: none); the others are listed, not run\n",
-     NULL, NULL},
+    {"serve", cmd_vse_serve, "run the hypervisor (socket API in the data directory)", NULL,
+     serve_opts, NULL},
     {"create", cmd_vse_create, "create a VSE from a request (options or --request FILE.json)",
-     "--name NAME [--arena SIZE] [--pmem SIZE] [--applet NAME]... (--master HEX | --keys "
-     "ENC:MAC:DEK) [--kvn N] [--cin HEX] [--link t0|t1|swp|spi|i2c|ccid|vpcd] [--listen "
-     "tcp:127.0.0.1:PORT] [--slot N] [--iu-rate N] [--iu-burst N] [--request FILE.json] "
-     "[--socket PATH] [--json]\n\n"
-     "  --iu-rate N   unauthenticated SCP03 INITIALIZE UPDATEs allowed a second (default 1;\n"
-     "                0: no limit); beyond it the card answers 6985, its counter untouched\n"
-     "  --iu-burst N  how many may come at once (default 10)\n",
-     NULL, NULL},
-    {"list", cmd_vse_list, "list VSEs", "[--socket PATH] [--json]", NULL, NULL},
-    {"show", cmd_vse_show, "show one VSE (configuration without keys, state, memory)",
-     "NAME [--socket PATH] [--json]", NULL, NULL},
-    {"start", cmd_vse_start, "start a stopped VSE", "NAME [--socket PATH] [--json]", NULL, NULL},
-    {"stop", cmd_vse_stop, "stop a VSE (its persistent memory is kept)",
-     "NAME [--socket PATH] [--json]", NULL, NULL},
-    {"destroy", cmd_vse_destroy, "stop a VSE and delete it with its persistent memory",
-     "NAME [--socket PATH] [--json]", NULL, NULL},
+     "Give --name and one of --master and --keys, or --request.", create_opts, NULL},
+    {"list", cmd_vse_list, "list VSEs", NULL, common_opts, NULL},
+    {"show", cmd_vse_show, "show one VSE (configuration without keys, state, memory)", NULL,
+     common_opts, "NAME"},
+    {"start", cmd_vse_start, "start a stopped VSE", NULL, common_opts, "NAME"},
+    {"stop", cmd_vse_stop, "stop a VSE (its persistent memory is kept)", NULL, common_opts, "NAME"},
+    {"destroy", cmd_vse_destroy, "stop a VSE and delete it with its persistent memory", NULL,
+     common_opts, "NAME"},
     {"apdu", cmd_vse_apdu, "send command APDUs to a VSE over its link (optionally in SCP03)",
-     "NAME APDU-HEX... [--scp03 (--master HEX | --keys ENC:MAC:DEK) [--kvn N] [--level L]] "
-     "[--socket PATH] [--json]\n\n"
-     "  --scp03      open a GlobalPlatform SCP03 session with the ISD first\n"
-     "  --master HEX diversify the keys from this master key by the card's CIN\n"
-     "  --keys E:M:D explicit AES keys\n"
-     "  --kvn N      key version number (default 0x30)\n"
-     "  --level L    security level, hex: 01 C-MAC (default), 03 C-MAC+C-DECRYPTION,\n"
-     "               11 C-MAC+R-MAC, 13, 33 all four\n",
-     NULL, NULL},
-    {"demo", cmd_vse_demo, "three VSEs on three links: create, SELECT, GET DATA, stop", "", NULL,
-     NULL},
-    {"run-one", cmd_vse_run_one, "(internal) one VSE process, exec'd by the hypervisor", "", NULL,
-     NULL},
+     "With --scp03 give --master or --keys.", apdu_opts, "NAME APDU-HEX..."},
+    {"demo", cmd_vse_demo, "three VSEs on three links: create, SELECT, GET DATA, stop", NULL,
+     none_opts, NULL},
+    {"run-one", cmd_vse_run_one, "(internal) one VSE process, exec'd by the hypervisor", NULL,
+     none_opts, "[NAME]"},
     {NULL, NULL, NULL, NULL, NULL, NULL},
 };
