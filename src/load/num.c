@@ -346,7 +346,7 @@ short_num(const char *p, double *v)
 	nf = dot ? k - j - 1 : 0;
 	memcpy(&lo, p, 8);
 	memcpy(&hi, p + 8, 8);
-	lo ^= sgn * ((lo & 0xff) ^ '0'); /* the sign becomes a leading 0 */
+	lo ^= -sgn & ((lo & 0xff) ^ '0'); /* the sign becomes a leading 0 */
 	/* The integer digits up one place, over the dot: k + !dot places, a 0 first. */
 	ul = lo & under_lo[j];
 	hi = ((hi & under_hi[j]) << 8 | ul >> 56 | (hi & over_hi[j])) - LANES('0');
@@ -354,7 +354,7 @@ short_num(const char *p, double *v)
 	x = (lo | (u128)hi << 64) << (8 * (16 - k - !dot)); /* the places to the top */
 	bits = eight_digits((uint64_t)x) * 100000000 + eight_digits((uint64_t)(x >> 64));
 	/* the sign on the divisor: -0 for "-0", and rounding to nearest is symmetric */
-	*v = (double)bits / pow10_signed[nf | neg << 4];
+	*v = (double)(int64_t)bits / pow10_signed[nf | neg << 4]; /* bits < 10^15 */
 	return k;
 #else
 	(void)p;
