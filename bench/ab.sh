@@ -55,7 +55,8 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 /usr/bin/python3 - "$work" "$rounds" <<'PY'
 import re, statistics, sys
 work, rounds = sys.argv[1], int(sys.argv[2])
-num = re.compile(r'-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?')
+# a number standing alone: "t1", "i2c" and "x86" are names, not figures
+num = re.compile(r'(?<![A-Za-z_\d.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![A-Za-z_\d])')
 def runs(side):
     out = {}
     for i in range(1, rounds + 1):
