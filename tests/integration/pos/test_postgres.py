@@ -6,6 +6,7 @@ alerts must be the same on both engines; the PostgreSQL rows are read back
 with psql, the server's own client."""
 import json
 import os
+import socket
 import subprocess
 import sys
 import urllib.parse
@@ -145,6 +146,37 @@ try:
     open_dups = psql("pos_pgtest", "SELECT tid, reason, count(*) FROM pos_alerts WHERE state = 'open'"
                                    " GROUP BY tid, reason HAVING count(*) > 1")
     check(open_dups == [], "no two open alerts for one terminal and reason: %s" % open_dups)
+
+    # The same transaction 40 times in one write: decided in one pass, many
+    # in the same millisecond, so they share one pos_txn_once key. Such a
+    # batch of in-place rows is a plain INSERT on PostgreSQL (engine.c);
+    # the store refuses it and the batch is written again with ON CONFLICT
+    # DO NOTHING: every request is answered 00 (none 96), the key is stored
+    # once per millisecond, nothing twice.
+    pg.start("--framing", "bin2")
+    bare = bytes.fromhex(run("encode", "--framing", "none", "-",
+                             input=json.dumps(scenario_message("stay", 4242))).stdout.strip())
+    sock = socket.create_connection(("127.0.0.1", pg.port), timeout=30)
+    sock.sendall((len(bare).to_bytes(2, "big") + bare) * 40)
+    data, frames = b"", []
+    while len(frames) < 40:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        while len(data) >= 2 and len(data) >= 2 + int.from_bytes(data[:2], "big"):
+            n = int.from_bytes(data[:2], "big")
+            frames.append(data[2:2 + n])
+            data = data[2 + n:]
+    sock.close()
+    pg.stop()
+    codes = {json.loads(run("decode", "--framing", "none", "--json", f.hex()).stdout)["39"]
+             for f in frames}
+    dup = psql("pos_pgtest", "SELECT count(*), count(DISTINCT ts) FROM pos_txn WHERE stan = '004242'")[0]
+    check(len(frames) == 40 and codes == {"00"}, "40 answers, all 00: %d, %s" % (len(frames), codes))
+    check(int(dup[0]) == int(dup[1]) and 1 <= int(dup[0]) < 40,
+          "one row per key, fewer than 40 (the duplicate path was taken): %s" % dup)
+    check("commit failed" not in pg.server_log(), "no failed commit in the server log")
 
     # a store that cannot be reached is a clear error, not a crash
     p = run("alerts", "--db", "postgresql:///x?host=/nonexistent&connect_timeout=2", check_rc=False)
