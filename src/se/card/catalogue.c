@@ -9,6 +9,7 @@
 #include "payguard/error.h"
 #include "payguard/tlv.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const struct gp_class *const classes[] = {&gp_class_ppse,   &gp_class_pay,  &gp_class_pin,
@@ -58,7 +59,14 @@ gp_class_at(int i)
 const char *
 pg_gp_catalogue_names(void)
 {
-	return "ppse, payment, pin, test, aram, echo, transit";
+	/* from the table, so a new applet is one line there (per thread: no lock) */
+	static _Thread_local char names[16 * NCLASSES];
+	size_t o = 0;
+
+	for (int i = 0; i < NCLASSES && o < sizeof(names); i++)
+		o += (size_t)snprintf(names + o, sizeof(names) - o, "%s%s", i ? ", " : "",
+				      classes[i]->name);
+	return names;
 }
 
 int
