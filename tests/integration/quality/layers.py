@@ -175,8 +175,8 @@ for o in objects:
     # the object's source: the target's folder + the path under X.dir
     srcdir = os.path.relpath(o[: o.index("/CMakeFiles/")], BUILD)
     src = os.path.normpath(os.path.join(srcdir, m.group(2)))
-    if not src.startswith("src/"):
-        continue  # generated (www_files.c)
+    if not src.startswith("src/") or not os.path.exists(os.path.join(SRC, src)):
+        continue  # generated (www_files.c), or left over from a deleted source
     out = subprocess.run(["nm", "-P", o], capture_output=True, text=True).stdout
     for line in out.splitlines():
         f = line.split()
