@@ -9,7 +9,6 @@
 #include "payguard/log.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -20,19 +19,6 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-int
-pg_error_ctx(int code, const char *subsys, const char *fmt, ...)
-{
-	char old[1024], pre[1024];
-	va_list ap;
-
-	snprintf(old, sizeof(old), "%s", pg_last_error());
-	va_start(ap, fmt);
-	vsnprintf(pre, sizeof(pre), fmt, ap);
-	va_end(ap);
-	return pg_error(code, subsys, "%s: %s", pre, old[0] ? old : pg_strerror(code));
-}
 
 struct raw {
 	int fd;
