@@ -263,6 +263,90 @@ cmd_serve(int argc, char **argv)
 	return rc < 0 ? pg_cli_fail(rc, "serve") : PG_EXIT_OK;
 }
 
+/* A `nfcswitch simulate` run: the controller link, the transcript and its verdicts. */
+struct sim_run {
+	struct pg_nfcsw_clf *clf;
+	const char *script;
+	int lineno;
+	int json; /* --json: the transcript goes to `log`; else lines are printed */
+	json_t *log;
+	int failures;
+};
+
+/* One exchange for the transcript: the APDUs as hex, and whether the SW was the one expected. */
+static int
+sim_record(struct sim_run *run, const uint8_t *c, size_t n, const uint8_t *r, size_t rl,
+	   const char *expect)
+{
+	char *hc = malloc(2 * n + 1), *hr = malloc(2 * rl + 1), want[8] = "";
+	int bad = 0;
+
+	if (!hc || !hr) {
+		free(hc), free(hr);
+		return pg_cli_fail(PG_ENOMEM, "transcript");
+	}
+	pg_hex_encode_upper(hc, c, n, 0);
+	pg_hex_encode_upper(hr, r, rl, 0);
+	if (expect) {
+		snprintf(want, sizeof(want), "%04X", pg_rapdu_sw(r, rl));
+		bad = strcasecmp(want, expect) != 0;
+		run->failures += bad;
+	}
+	if (run->log)
+		json_array_append_new(
+		    run->log, json_pack("{s:s,s:s,s:b}", "capdu", hc, "rapdu", hr, "ok", !bad));
+	else
+		printf("> %s\n< %s%s\n", hc, hr, bad ? "   !! unexpected status" : "");
+	free(hc);
+	free(hr);
+	return 0;
+}
+
+/* "apdu HEX [SW]": sends the command through the controller, records the answer. */
+static int
+sim_apdu(struct sim_run *run, char *args)
+{
+	char *hex = strtok(args, " \t"), *expect = strtok(NULL, " \t");
+	uint8_t c[520], r[PG_APDU_MAX_R];
+	size_t rl = sizeof(r);
+	int n = hex ? pg_hex_decode(c, sizeof(c), hex) : PG_EFORMAT, rc;
+
+	if (n < 4)
+		return pg_cli_fail(n < 0 ? n : PG_EFORMAT, "%s line %d: bad APDU", run->script,
+				   run->lineno);
+	rc = pg_nfcsw_clf_transceive(run->clf, c, (size_t)n, r, &rl);
+	if (rc < 0)
+		return pg_cli_fail(rc, "line %d: no answer", run->lineno);
+	return sim_record(run, c, (size_t)n, r, rl, expect);
+}
+
+/* One script line (comments and blanks skipped); 0 or the exit code of its failure. */
+static int
+sim_line(struct sim_run *run, char *line)
+{
+	char *p = line;
+	int rc;
+
+	line[strcspn(line, "\r\n#")] = 0;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (!*p)
+		return 0;
+	if (!strcmp(p, "field on") || !strcmp(p, "field off")) {
+		rc = p[7] == 'n' ? pg_nfcsw_clf_field_on(run->clf)
+				 : pg_nfcsw_clf_field_off(run->clf);
+		if (rc < 0)
+			return pg_cli_fail(rc, "line %d", run->lineno);
+		if (!run->json)
+			printf("-- %s\n", p);
+		return 0;
+	}
+	if (strncmp(p, "apdu ", 5))
+		return pg_cli_fail(PG_EFORMAT, "%s line %d: field on|field off|apdu HEX [SW]",
+				   run->script, run->lineno);
+	return sim_apdu(run, p + 5);
+}
+
 /*
  * Script lines: "field on", "field off", "apdu HEX [SW]" (SW: expected status
  * word, e.g. 9000 or 6A82), "#" comments.
@@ -274,117 +358,55 @@ cmd_simulate(int argc, char **argv)
 					     {"script", required_argument, NULL, 's'},
 					     {"json", no_argument, NULL, 'j'},
 					     {NULL, 0, NULL, 0}};
-	const char *addr = NULL, *script = NULL;
-	struct pg_nfcsw_clf *clf = NULL;
+	const char *addr = NULL;
+	struct sim_run run = {0};
 	struct pg_stream *st = NULL;
-	json_t *log = NULL;
 	char line[1200];
-	int json = 0, o, rc, failures = 0, lineno = 0;
+	int o, rc = 0;
 	FILE *f;
 
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (o == 'c')
 			addr = optarg;
 		else if (o == 's')
-			script = optarg;
+			run.script = optarg;
 		else if (o == 'j')
-			json = 1;
+			run.json = 1;
 		else
 			return PG_EXIT_USAGE;
 	}
-	if (!addr || !script || optind != argc)
+	if (!addr || !run.script || optind != argc)
 		return pg_cli_usage(argv[0], "--connect ADDR and --script FILE are required");
-	f = strcmp(script, "-") ? fopen(script, "r") : stdin;
+	f = strcmp(run.script, "-") ? fopen(run.script, "r") : stdin;
 	if (!f)
-		return pg_cli_fail(PG_ENOENT, "cannot open '%s'", script);
+		return pg_cli_fail(PG_ENOENT, "cannot open '%s'", run.script);
 	if ((rc = pg_stream_connect(&st, addr, 3000)) < 0) {
 		rc = pg_cli_fail(rc, "cannot reach the switch at %s", addr);
 		goto out;
 	}
-	rc = pg_nfcsw_clf_open(&clf, st, 3000);
+	rc = pg_nfcsw_clf_open(&run.clf, st, 3000);
 	if (rc < 0) {
 		rc = pg_cli_fail(rc, "NFC controller link");
 		goto out;
 	}
-	if (json)
-		log = json_array();
-	while (fgets(line, sizeof(line), f)) {
-		char *p = line, *hex, *exp;
-		uint8_t c[520], r[PG_APDU_MAX_R];
-		size_t rl = sizeof(r);
-		int n;
-
-		lineno++;
-		line[strcspn(line, "\r\n#")] = 0;
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (!*p)
-			continue;
-		if (!strcmp(p, "field on") || !strcmp(p, "field off")) {
-			rc = p[7] == 'n' ? pg_nfcsw_clf_field_on(clf) : pg_nfcsw_clf_field_off(clf);
-			if (rc < 0) {
-				rc = pg_cli_fail(rc, "line %d", lineno);
-				goto out;
-			}
-			if (!json)
-				printf("-- %s\n", p);
-			continue;
-		}
-		if (strncmp(p, "apdu ", 5)) {
-			rc = pg_cli_fail(PG_EFORMAT, "%s line %d: field on|field off|apdu HEX [SW]",
-					 script, lineno);
-			goto out;
-		}
-		hex = strtok(p + 5, " \t");
-		exp = strtok(NULL, " \t");
-		n = hex ? pg_hex_decode(c, sizeof(c), hex) : PG_EFORMAT;
-		if (n < 4) {
-			rc = pg_cli_fail(n < 0 ? n : PG_EFORMAT, "%s line %d: bad APDU", script,
-					 lineno);
-			goto out;
-		}
-		rc = pg_nfcsw_clf_transceive(clf, c, (size_t)n, r, &rl);
-		if (rc < 0) {
-			rc = pg_cli_fail(rc, "line %d: no answer", lineno);
-			goto out;
-		}
-		{
-			char *hc = malloc(2 * (size_t)n + 1), *hr = malloc(2 * rl + 1),
-			     want[8] = "";
-			uint16_t sw = pg_rapdu_sw(r, rl);
-			int bad = 0;
-
-			if (!hc || !hr) {
-				free(hc), free(hr);
-				rc = pg_cli_fail(PG_ENOMEM, "transcript");
-				goto out;
-			}
-			pg_hex_encode_upper(hc, c, (size_t)n, 0);
-			pg_hex_encode_upper(hr, r, rl, 0);
-			if (exp) {
-				snprintf(want, sizeof(want), "%04X", sw);
-				bad = strcasecmp(want, exp) != 0;
-				failures += bad;
-			}
-			if (json)
-				json_array_append_new(log, json_pack("{s:s,s:s,s:b}", "capdu", hc,
-								     "rapdu", hr, "ok", !bad));
-			else
-				printf("> %s\n< %s%s\n", hc, hr,
-				       bad ? "   !! unexpected status" : "");
-			free(hc);
-			free(hr);
-		}
+	if (run.json)
+		run.log = json_array();
+	while (rc == 0 && fgets(line, sizeof(line), f)) {
+		run.lineno++;
+		rc = sim_line(&run, line);
 	}
-	if (json) {
-		pg_cli_print_json(json_pack("{s:o,s:i}", "transcript", log, "failures", failures));
-		log = NULL;
+	if (rc != 0)
+		goto out;
+	if (run.json) {
+		pg_cli_print_json(
+		    json_pack("{s:o,s:i}", "transcript", run.log, "failures", run.failures));
+		run.log = NULL;
 	}
-	rc = failures ? pg_cli_fail(PG_EPROTO, "%d unexpected status word(s)", failures)
-		      : PG_EXIT_OK;
+	rc = run.failures ? pg_cli_fail(PG_EPROTO, "%d unexpected status word(s)", run.failures)
+			  : PG_EXIT_OK;
 out:
-	json_decref(log);
-	pg_nfcsw_clf_close(clf);
+	json_decref(run.log);
+	pg_nfcsw_clf_close(run.clf);
 	if (f != stdin)
 		fclose(f);
 	return rc;

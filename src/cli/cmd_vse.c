@@ -121,6 +121,153 @@ call(const char *sock, json_t *req, json_t **resp, const char *what)
 	return rc < 0 ? pg_cli_fail(rc, "%s", what) : 0;
 }
 
+/* The parts of a `vse create` request built from options. */
+enum create_obj { CR_VSE, CR_KEYS, CR_EXPOSE, CR_NOBJ };
+
+enum create_kind {
+	CR_TEXT,	/* the argument as a string */
+	CR_INT_ANY,	/* strtol base 0 (kvn: 0x30 or 48) */
+	CR_INT_DEC,	/* strtol base 10 */
+	CR_NUM_OR_TEXT, /* a number, else the text, so the request check names the field */
+};
+
+/* The options that set one field of the request: option, where, field, how. */
+static const struct create_field {
+	int opt;
+	enum create_obj obj;
+	const char *key;
+	enum create_kind kind;
+} create_fields[] = {
+    {'n', CR_VSE, "name", CR_TEXT},	      {'a', CR_VSE, "arena", CR_TEXT},
+    {'p', CR_VSE, "pmem", CR_TEXT},	      {'c', CR_VSE, "cin", CR_TEXT},
+    {'R', CR_VSE, "iu_rate", CR_NUM_OR_TEXT}, {'B', CR_VSE, "iu_burst", CR_NUM_OR_TEXT},
+    {'m', CR_KEYS, "master", CR_TEXT},	      {'v', CR_KEYS, "kvn", CR_INT_ANY},
+    {'l', CR_EXPOSE, "link", CR_TEXT},	      {'L', CR_EXPOSE, "listen", CR_TEXT},
+    {'s', CR_EXPOSE, "slot", CR_INT_DEC},
+};
+
+struct create_req {
+	json_t *obj[CR_NOBJ];
+	json_t *apps;
+	const char *sock, *reqfile;
+	int json;
+};
+
+static void
+create_req_release(struct create_req *q)
+{
+	for (int i = 0; i < CR_NOBJ; i++)
+		json_decref(q->obj[i]), q->obj[i] = NULL;
+	json_decref(q->apps), q->apps = NULL;
+}
+
+static json_t *
+create_value(enum create_kind kind, const char *arg)
+{
+	char *end = NULL;
+	long n;
+
+	switch (kind) {
+	case CR_INT_ANY:
+		return json_integer(strtol(arg, NULL, 0));
+	case CR_INT_DEC:
+		return json_integer(strtol(arg, NULL, 10));
+	case CR_NUM_OR_TEXT:
+		n = strtol(arg, &end, 10);
+		return end && end != arg && !*end ? json_integer(n) : json_string(arg);
+	default:
+		return json_string(arg);
+	}
+}
+
+/* --keys ENC:MAC:DEK */
+static void
+create_keys(json_t *keys, const char *arg)
+{
+	char *dup = strdup(arg), *save = NULL;
+	const char *nm[3] = {"enc", "mac", "dek"};
+	char *tok = dup ? strtok_r(dup, ":", &save) : NULL;
+
+	for (int i = 0; i < 3 && tok; i++, tok = strtok_r(NULL, ":", &save))
+		json_object_set_new(keys, nm[i], json_string(tok));
+	free(dup);
+}
+
+/* One option of `vse create`; 0, or -1 for an unknown one. */
+static int
+create_option(struct create_req *q, int c, const char *arg)
+{
+	for (size_t i = 0; i < sizeof(create_fields) / sizeof(create_fields[0]); i++) {
+		const struct create_field *f = &create_fields[i];
+
+		if (f->opt == c) {
+			json_object_set_new(q->obj[f->obj], f->key, create_value(f->kind, arg));
+			return 0;
+		}
+	}
+	switch (c) {
+	case 'A':
+		json_array_append_new(q->apps, json_string(arg));
+		return 0;
+	case 'k':
+		create_keys(q->obj[CR_KEYS], arg);
+		return 0;
+	case 'r':
+		q->reqfile = arg;
+		return 0;
+	case 'S':
+		q->sock = arg;
+		return 0;
+	case 'j':
+		q->json = 1;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+/*
+ * The request: read from --request (it holds the VSE's keys: refused if
+ * others can read it), else put together from the options. Validated here
+ * too, so a bad request fails before reaching the daemon. Returns 0 with
+ * *vse set, or the exit code.
+ */
+static int
+create_request(struct create_req *q, json_t **vse)
+{
+	struct pg_vse_request *r;
+	int rc;
+
+	*vse = NULL;
+	if (q->reqfile) {
+		json_error_t err;
+
+		create_req_release(q);
+		if ((rc = pg_fs_check_private(q->reqfile, 0)) < 0)
+			return pg_cli_fail(rc, "request '%s'", q->reqfile);
+		*vse = json_load_file(q->reqfile, JSON_REJECT_DUPLICATES, &err);
+		if (!*vse)
+			return pg_cli_fail(PG_EFORMAT, "request '%s': line %d: %s", q->reqfile,
+					   err.line, err.text);
+	} else {
+		*vse = q->obj[CR_VSE];
+		json_object_set_new(*vse, "applets", q->apps);
+		json_object_set_new(*vse, "keys", q->obj[CR_KEYS]);
+		json_object_set_new(*vse, "expose", q->obj[CR_EXPOSE]);
+		memset(q->obj, 0, sizeof(q->obj));
+		q->apps = NULL;
+	}
+	r = calloc(1, sizeof(*r));
+	rc = r ? pg_vse_request_from_json(r, *vse) : PG_ENOMEM;
+	free(r);
+	if (rc < 0) {
+		json_decref(*vse);
+		*vse = NULL;
+		return pg_cli_fail(rc, "vse create");
+	}
+	return 0;
+}
+
 static int
 cmd_vse_create(int argc, char **argv)
 {
@@ -141,113 +288,26 @@ cmd_vse_create(int argc, char **argv)
 					     {"iu-rate", required_argument, NULL, 'R'},
 					     {"iu-burst", required_argument, NULL, 'B'},
 					     {NULL, 0, NULL, 0}};
-	json_t *vse = json_object(), *apps = json_array(), *keys = json_object(),
-	       *ex = json_object(), *resp = NULL, *arr;
-	const char *sock = NULL, *reqfile = NULL;
-	int c, json = 0, rc;
+	struct create_req q = {.obj = {json_object(), json_object(), json_object()},
+			       .apps = json_array()};
+	json_t *vse, *resp = NULL, *arr;
+	int c, rc;
 
-	json_object_set_new(vse, "arena", json_string("256K"));
-	json_object_set_new(vse, "pmem", json_string("64K"));
-	json_object_set_new(ex, "link", json_string("t1"));
+	json_object_set_new(q.obj[CR_VSE], "arena", json_string("256K"));
+	json_object_set_new(q.obj[CR_VSE], "pmem", json_string("64K"));
+	json_object_set_new(q.obj[CR_EXPOSE], "link", json_string("t1"));
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 'n':
-			json_object_set_new(vse, "name", json_string(optarg));
-			break;
-		case 'a':
-			json_object_set_new(vse, "arena", json_string(optarg));
-			break;
-		case 'p':
-			json_object_set_new(vse, "pmem", json_string(optarg));
-			break;
-		case 'A':
-			json_array_append_new(apps, json_string(optarg));
-			break;
-		case 'm':
-			json_object_set_new(keys, "master", json_string(optarg));
-			break;
-		case 'k': {
-			/* ENC:MAC:DEK */
-			char *dup = strdup(optarg), *save = NULL;
-			const char *nm[3] = {"enc", "mac", "dek"};
-			char *tok = dup ? strtok_r(dup, ":", &save) : NULL;
-
-			for (int i = 0; i < 3 && tok; i++, tok = strtok_r(NULL, ":", &save))
-				json_object_set_new(keys, nm[i], json_string(tok));
-			free(dup);
-			break;
-		}
-		case 'v':
-			json_object_set_new(keys, "kvn", json_integer(strtol(optarg, NULL, 0)));
-			break;
-		case 'c':
-			json_object_set_new(vse, "cin", json_string(optarg));
-			break;
-		case 'l':
-			json_object_set_new(ex, "link", json_string(optarg));
-			break;
-		case 'L':
-			json_object_set_new(ex, "listen", json_string(optarg));
-			break;
-		case 's':
-			json_object_set_new(ex, "slot", json_integer(strtol(optarg, NULL, 10)));
-			break;
-		case 'R':
-		case 'B': {
-			/* Not a number: passed as text, so the request check names the field. */
-			char *end = NULL;
-			long n = strtol(optarg, &end, 10);
-
-			json_object_set_new(vse, c == 'R' ? "iu_rate" : "iu_burst",
-					    end && end != optarg && !*end ? json_integer(n)
-									  : json_string(optarg));
-			break;
-		}
-		case 'r':
-			reqfile = optarg;
-			break;
-		case 'S':
-			sock = optarg;
-			break;
-		case 'j':
-			json = 1;
-			break;
-		default:
-			json_decref(vse), json_decref(apps), json_decref(keys), json_decref(ex);
+		if (create_option(&q, c, optarg) < 0) {
+			create_req_release(&q);
 			return pg_cli_usage(argv[0], "unknown option");
 		}
 	}
-	if (reqfile) {
-		json_error_t err;
-
-		json_decref(vse), json_decref(apps), json_decref(keys), json_decref(ex);
-		/* the request holds the VSE's keys: refused if others can read it */
-		if ((rc = pg_fs_check_private(reqfile, 0)) < 0)
-			return pg_cli_fail(rc, "request '%s'", reqfile);
-		vse = json_load_file(reqfile, JSON_REJECT_DUPLICATES, &err);
-		if (!vse)
-			return pg_cli_fail(PG_EFORMAT, "request '%s': line %d: %s", reqfile,
-					   err.line, err.text);
-	} else {
-		json_object_set_new(vse, "applets", apps);
-		json_object_set_new(vse, "keys", keys);
-		json_object_set_new(vse, "expose", ex);
-	}
-	{
-		/* Validate here too, so a bad request fails before reaching the daemon. */
-		struct pg_vse_request *r = calloc(1, sizeof(*r));
-
-		rc = r ? pg_vse_request_from_json(r, vse) : PG_ENOMEM;
-		free(r);
-		if (rc < 0) {
-			json_decref(vse);
-			return pg_cli_fail(rc, "vse create");
-		}
-	}
-	rc = call(sock, json_pack("{s:s, s:o}", "op", "create", "vse", vse), &resp, "vse create");
+	if ((rc = create_request(&q, &vse)) != 0)
+		return rc;
+	rc = call(q.sock, json_pack("{s:s, s:o}", "op", "create", "vse", vse), &resp, "vse create");
 	if (rc)
 		return rc;
-	if (json) {
+	if (q.json) {
 		/* Take the reference before the response goes: "vse" lives inside it. */
 		json_t *v = json_incref(json_object_get(resp, "vse"));
 
@@ -528,48 +588,48 @@ out:
 	return rc;
 }
 
+/* Options of `vse apdu`. */
+struct apdu_opts {
+	const char *sock, *master, *keys;
+	int json, scp, kvn, level;
+};
+
+/* Parses the options; 0, or the usage exit code. */
 static int
-cmd_vse_apdu(int argc, char **argv)
+apdu_parse_opts(int argc, char **argv, struct apdu_opts *o)
 {
 	static const struct option opts[] = {
 	    {"socket", required_argument, NULL, 'S'}, {"json", no_argument, NULL, 'j'},
 	    {"scp03", no_argument, NULL, 's'},	      {"master", required_argument, NULL, 'm'},
 	    {"keys", required_argument, NULL, 'k'},   {"kvn", required_argument, NULL, 'v'},
 	    {"level", required_argument, NULL, 'l'},  {NULL, 0, NULL, 0}};
-	const char *sock = NULL, *master = NULL, *keys = NULL;
-	struct pg_link *l = NULL;
-	struct pg_scp03 sc = {0};
-	uint8_t atr[PG_ATR_MAX], *capdu = NULL, *rapdu = NULL;
-	char hex[3 * 64 + 1];
-	json_t *out = NULL;
-	size_t atrlen;
-	int json = 0, rc, c, scp = 0, kvn = 0x30, level = PG_SCP03_SL_CMAC;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'S':
-			sock = optarg;
+			o->sock = optarg;
 			break;
 		case 'j':
-			json = 1;
+			o->json = 1;
 			break;
 		case 's':
-			scp = 1;
+			o->scp = 1;
 			break;
 		case 'm':
-			master = optarg;
+			o->master = optarg;
 			break;
 		case 'k':
-			keys = optarg;
+			o->keys = optarg;
 			break;
 		case 'v':
-			kvn = (int)strtol(optarg, NULL, 0);
+			o->kvn = (int)strtol(optarg, NULL, 0);
 			break;
 		case 'l':
 			/* Security levels of GP Amd D 7.1.2.2: 01, 03, 11, 13, 33. */
-			level = (int)strtol(optarg, NULL, 16);
-			if (level != 0x01 && level != 0x03 && level != 0x11 && level != 0x13 &&
-			    level != 0x33)
+			o->level = (int)strtol(optarg, NULL, 16);
+			if (o->level != 0x01 && o->level != 0x03 && o->level != 0x11 &&
+			    o->level != 0x13 && o->level != 0x33)
 				return pg_cli_usage(argv[0],
 						    "--level takes 01, 03, 11, 13 or 33 (hex)");
 			break;
@@ -579,9 +639,56 @@ cmd_vse_apdu(int argc, char **argv)
 	}
 	if (optind + 2 > argc)
 		return pg_cli_usage(argv[0], "expected a VSE name and at least one APDU (hex)");
-	if (scp && !master == !keys)
+	if (o->scp && !o->master == !o->keys)
 		return pg_cli_usage(argv[0], "--scp03 needs --master HEX or --keys ENC:MAC:DEK");
-	rc = host_connect(sock, argv[optind], &l, atr, &atrlen);
+	return 0;
+}
+
+/* One APDU (hex) to the VSE: printed as "> C / < R", or added to `out` with --json. */
+static int
+apdu_one(struct pg_link *l, struct pg_scp03 *sc, const char *arg, int json, json_t *out,
+	 uint8_t *capdu, uint8_t *rapdu)
+{
+	int n = pg_hex_decode(capdu, PG_APDU_MAX_C, arg), rc;
+	size_t rl = PG_APDU_MAX_R;
+	char *rh, *ch;
+
+	if (n < 4)
+		return pg_error(PG_EFORMAT, "vse", "APDU '%.40s' is not hex of >= 4 bytes", arg);
+	rc = exchange(l, sc, capdu, (size_t)n, rapdu, &rl);
+	if (rc < 0)
+		return rc;
+	rh = malloc(2 * rl + 1);
+	ch = malloc(2 * (size_t)n + 1);
+	if (rh && ch) {
+		pg_hex_encode_upper(rh, rapdu, rl, 0);
+		pg_hex_encode_upper(ch, capdu, (size_t)n, 0);
+		if (json)
+			json_array_append_new(out, json_pack("{s:s, s:s, s:s+}", "c", ch, "r", rh,
+							     "sw", rh + 2 * rl - 4, ""));
+		else
+			printf("> %s\n< %s\n", ch, rh);
+	}
+	free(rh);
+	free(ch);
+	return 0;
+}
+
+static int
+cmd_vse_apdu(int argc, char **argv)
+{
+	struct apdu_opts o = {.kvn = 0x30, .level = PG_SCP03_SL_CMAC};
+	struct pg_link *l = NULL;
+	struct pg_scp03 sc = {0};
+	uint8_t atr[PG_ATR_MAX], *capdu = NULL, *rapdu = NULL;
+	char hex[3 * 64 + 1];
+	json_t *out = NULL;
+	size_t atrlen;
+	int rc;
+
+	if ((rc = apdu_parse_opts(argc, argv, &o)) != 0)
+		return rc;
+	rc = host_connect(o.sock, argv[optind], &l, atr, &atrlen);
 	if (rc < 0)
 		return pg_cli_fail(rc, "vse apdu '%s'", argv[optind]);
 	out = json_array();
@@ -592,42 +699,16 @@ cmd_vse_apdu(int argc, char **argv)
 		goto out;
 	}
 	pg_hex_encode_upper(hex, atr, atrlen, 0);
-	if (!json)
+	if (!o.json)
 		printf("ATR %s\n", hex);
-	if (scp) {
-		PG_TRY_GOTO(open_scp03(l, &sc, master, keys, kvn, level), out, "vse", "scp03");
-		if (!json)
-			printf("SCP03 session open (security level %02X)\n", level);
+	if (o.scp) {
+		PG_TRY_GOTO(open_scp03(l, &sc, o.master, o.keys, o.kvn, o.level), out, "vse",
+			    "scp03");
+		if (!o.json)
+			printf("SCP03 session open (security level %02X)\n", o.level);
 	}
-	for (int i = optind + 1; i < argc; i++) {
-		int n = pg_hex_decode(capdu, PG_APDU_MAX_C, argv[i]);
-		size_t rl = PG_APDU_MAX_R;
-		char *rh, *ch;
-
-		if (n < 4) {
-			rc = pg_error(PG_EFORMAT, "vse", "APDU '%.40s' is not hex of >= 4 bytes",
-				      argv[i]);
-			goto out;
-		}
-		rc = exchange(l, &sc, capdu, (size_t)n, rapdu, &rl);
-		if (rc < 0)
-			goto out;
-		rh = malloc(2 * rl + 1);
-		ch = malloc(2 * (size_t)n + 1);
-		if (rh && ch) {
-			pg_hex_encode_upper(rh, rapdu, rl, 0);
-			pg_hex_encode_upper(ch, capdu, (size_t)n, 0);
-			if (json)
-				json_array_append_new(out,
-						      json_pack("{s:s, s:s, s:s+}", "c", ch, "r",
-								rh, "sw", rh + 2 * rl - 4, ""));
-			else
-				printf("> %s\n< %s\n", ch, rh);
-		}
-		free(rh);
-		free(ch);
-	}
-	rc = 0;
+	for (int i = optind + 1; i < argc && rc >= 0; i++)
+		rc = apdu_one(l, &sc, argv[i], o.json, out, capdu, rapdu);
 out:
 	pg_scp03_close(&sc);
 	free(capdu);
@@ -637,7 +718,7 @@ out:
 		json_decref(out);
 		return pg_cli_fail(rc, "vse apdu");
 	}
-	if (json)
+	if (o.json)
 		return pg_cli_print_json(json_pack("{s:s, s:o}", "atr", hex, "apdus", out));
 	json_decref(out);
 	return PG_EXIT_OK;

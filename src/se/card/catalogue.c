@@ -236,7 +236,8 @@ echo_process(struct gp_inst *in, int chn, const struct pg_capdu *c, uint8_t *res
 	(void)in, (void)chn;
 	if (c->lc > *rlen)
 		return PG_ETOOBIG;
-	memcpy(resp, c->data, c->lc);
+	if (c->lc) /* a case 1 or 2 command has no data (c->data may be NULL) */
+		memcpy(resp, c->data, c->lc);
 	*rlen = c->lc;
 	*sw = PG_SW_OK;
 	return 0;
