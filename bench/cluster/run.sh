@@ -10,13 +10,20 @@
 # transaction, PostgreSQL's CPU microseconds and bytes of WAL per
 # transaction, the machine's load average. Every answered transaction must
 # be stored: the rows are counted afterwards.
-# Usage: bench/cluster/run.sh [REPEATS] [SECONDS]   (defaults 5, 5)
+# With PREV=path/to/an/older/payguard, that binary runs interleaved with
+# this one on the same stores ("prev-" keys in the JSON): before and after
+# in one run (issue 18). The disk's fsync time is measured first (8 kB
+# write + fdatasync where PostgreSQL keeps its WAL): with one request in
+# flight per connection, --sync full cannot pass 64 / fsync time.
+# Usage: [PREV=BIN] bench/cluster/run.sh [REPEATS] [SECONDS]   (defaults 5, 5)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repeats=${1:-5}
 secs=${2:-5}
 bash scripts/build.sh >/dev/null 2>&1 || bash scripts/build.sh
 pg=build/src/payguard
+prev=${PREV:-}
+[ -z "$prev" ] || [ -x "$prev" ] || { echo "PREV=$prev is not an executable" >&2; exit 2; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/cluster-bench-XXXXXX")
 chmod 0755 "$work"
 srv=""
@@ -84,51 +91,83 @@ pg_cpu() {
 }
 wal_lsn() { psqlq "SELECT pg_current_wal_lsn()"; }
 
-run_one() { # engine sync rep
-	local engine=$1 sync=$2 rep=$3 db=$sq out="$work/$1-$2-$3"
+# fdatasync of an 8 kB write, milliseconds, on the disk of the WAL
+/usr/bin/python3 - "$pgdir" >"$work/fsync.json" <<'PY'
+import os, sys, time, json, statistics
+path = os.path.join(sys.argv[1], "fsync-probe")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+buf, ts, end = b"\0" * 8192, [], time.monotonic() + 2
+while time.monotonic() < end:
+    t = time.monotonic(); os.pwrite(fd, buf, 0); os.fdatasync(fd); ts.append(1e3 * (time.monotonic() - t))
+os.close(fd); os.unlink(path)
+print(json.dumps({"fsync_ms_median": statistics.median(ts), "fsync_ms_p90": sorted(ts)[int(0.9 * len(ts))], "n": len(ts)}))
+PY
+
+run_one() { # variant engine sync rep   (variant: "" this build, "prev-" PREV)
+	local bin=$pg engine=$2 sync=$3 rep=$4 db=$sq out="$work/$1$2-$3-$4"
+	[ -n "$1" ] && bin=$prev
 	[ "$engine" = postgres ] && db=$url
 	rm -f "$work/port"
-	$pg --log-level warn pos serve --port 0 --port-file "$work/port" --db "$db" --sync "$sync" \
+	$bin --log-level warn pos serve --port 0 --port-file "$work/port" --db "$db" --sync "$sync" \
 		2>>"$work/server.log" &
 	srv=$!
 	for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.1; done
 	local c0 p0 l0 c1 p1 l1
 	c0=$(cpu_of $srv); p0=$(pg_cpu); l0=$(wal_lsn)
-	$pg pos load --port "$(cat "$work/port")" --conns 64 --duration-ms $((secs * 1000)) \
+	$bin pos load --port "$(cat "$work/port")" --conns 64 --duration-ms $((secs * 1000)) \
 		--json "$work/tpl.jsonl" >"$out.json"
 	c1=$(cpu_of $srv); p1=$(pg_cpu); l1=$(wal_lsn)
 	kill "$srv"; wait "$srv" || true; srv=""
 	local wal
 	wal=$(psqlq "SELECT pg_wal_lsn_diff('$l1', '$l0')")
 	echo "{\"cpu_ticks\": $((c1 - c0)), \"pg_cpu_ticks\": $((p1 - p0)), \"pg_wal_bytes\": $wal}" >"$out.cost"
-	echo "  $engine --sync $sync run $rep: $(cat "$out.json" | tr -d '\n' | cut -c1-120)" >&2
+	echo "  $1$engine --sync $sync run $rep: $(cat "$out.json" | tr -d '\n' | cut -c1-120)" >&2
 }
 for rep in $(seq "$repeats"); do
 	for sync in normal full; do
-		for engine in sqlite postgres; do run_one $engine $sync $rep; done
+		for engine in sqlite postgres; do
+			# each build first in every other repeat: the run after
+			# another engine's (PostgreSQL's background work) is the slower
+			if [ -n "$prev" ] && [ $((rep % 2)) -eq 0 ]; then
+				run_one prev- $engine $sync $rep
+				run_one "" $engine $sync $rep
+			else
+				run_one "" $engine $sync $rep
+				[ -z "$prev" ] || run_one prev- $engine $sync $rep
+			fi
+		done
 	done
 done
 stored_sqlite=$(sqlite3 "$sq" "SELECT count(*) FROM pos_txn")
 stored_pg=$(psqlq "SELECT count(*) FROM pos_txn")
 pgver=$(psqlq "SHOW server_version")
 mkdir -p bench/results
-/usr/bin/python3 - "$work" "$repeats" "$stored_sqlite" "$stored_pg" "$(getconf CLK_TCK)" "$pgver" "$secs" <<'PY'
+prevdesc=""
+[ -z "$prev" ] || prevdesc="$prev $("$prev" --version 2>/dev/null | head -1 || true)"
+/usr/bin/python3 - "$work" "$repeats" "$stored_sqlite" "$stored_pg" "$(getconf CLK_TCK)" "$pgver" "$secs" "$prevdesc" "$(git rev-parse --short HEAD)" <<'PY'
 import json, os, statistics, sys, time
 work, reps, st_sq, st_pg, hz, pgver, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], int(sys.argv[7])
+prev, head = sys.argv[8], sys.argv[9]
+variants = ["", "prev-"] if prev else [""]
 load = open("/proc/loadavg").read().split()[:3]
 res = {"bench": "cluster/pos-intake", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
        "loadavg": [float(x) for x in load], "cpus": os.cpu_count(), "repeats": reps, "seconds": secs,
        "connections": 64, "postgres": {"version": pgver, "socket": "unix", "synchronous_commit": "--sync full: on, normal: off",
-       "shared_buffers": "1GB", "wal_buffers": "64MB", "max_wal_size": "8GB"}, "runs": {}}
+       "shared_buffers": "1GB", "wal_buffers": "64MB", "max_wal_size": "8GB"}, "runs": {},
+       "commit": head, "disk": json.load(open(work + "/fsync.json"))}
+if prev:
+    res["prev"] = prev
+fs = res["disk"]["fsync_ms_median"]
 answered = {"sqlite": 0, "postgres": 0}
 print("cluster bench (issue 14): POS intake, 64 connections, group commit -- medians of %d runs of %d s; load average %s"
       % (reps, secs, " ".join(load)))
-for sync in ("normal", "full"):
-    for engine in ("sqlite", "postgres"):
+print("  disk: fdatasync of 8 kB %.2f ms (median), so --sync full is bounded by 64 / %.2f ms = %.0f tx/s"
+      % (fs, fs, 64e3 / fs))
+for sync, engine, v in [(s, e, v) for s in ("normal", "full") for e in ("sqlite", "postgres") for v in variants]:
         runs = []
         for r in range(1, reps + 1):
-            j = json.load(open("%s/%s-%s-%d.json" % (work, engine, sync, r)))
-            c = json.load(open("%s/%s-%s-%d.cost" % (work, engine, sync, r)))
+            j = json.load(open("%s/%s%s-%s-%d.json" % (work, v, engine, sync, r)))
+            c = json.load(open("%s/%s%s-%s-%d.cost" % (work, v, engine, sync, r)))
             answered[engine] += j["answered"]
             n = max(j["answered"], 1)
             runs.append({"tps": j["tps"], "p50_us": j["p50_us"], "p99_us": j["p99_us"], "answered": j["answered"],
@@ -138,13 +177,13 @@ for sync in ("normal", "full"):
         med = lambda k: statistics.median(x[k] for x in runs)
         s = {"tps_median": med("tps"), "p50_us_median": med("p50_us"), "p99_us_median": med("p99_us"),
              "server_cpu_us_per_tx_median": med("server_cpu_us_per_tx"), "runs": runs}
-        line = "  %-8s --sync %-6s %9.0f tx/s  p50 %6.0f us  p99 %7.0f us  server %.1f us CPU/tx" % (
-            engine, sync, s["tps_median"], s["p50_us_median"], s["p99_us_median"], s["server_cpu_us_per_tx_median"])
+        line = "  %-13s --sync %-6s %9.0f tx/s  p50 %6.0f us  p99 %7.0f us  server %.1f us CPU/tx" % (
+            v + engine, sync, s["tps_median"], s["p50_us_median"], s["p99_us_median"], s["server_cpu_us_per_tx_median"])
         if engine == "postgres":
             s["pg_cpu_us_per_tx_median"] = med("pg_cpu_us_per_tx")
             s["pg_wal_bytes_per_tx_median"] = med("pg_wal_bytes_per_tx")
             line += "  postgres %.1f us CPU/tx, %.0f B WAL/tx" % (s["pg_cpu_us_per_tx_median"], s["pg_wal_bytes_per_tx_median"])
-        res["runs"]["%s-%s" % (engine, sync)] = s
+        res["runs"]["%s%s-%s" % (v, engine, sync)] = s
         print(line)
 for sync in ("normal", "full"):
     a, b = res["runs"]["postgres-" + sync]["tps_median"], res["runs"]["sqlite-" + sync]["tps_median"]

@@ -50,6 +50,12 @@ void pg_log_vwrite(int level, const char *subsys, const char *fmt, va_list ap)
 int pg_error(int code, const char *subsys, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* pg_error() whose detail is "<fmt>: <the previous detail>" (or the code's
+ * name when there was none): context added on the way up, as
+ * `pg_error_ctx(rc, "qcow2", "'%s'", path)`. */
+int pg_error_ctx(int code, const char *subsys, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* The detail of this thread's last pg_error(), "" if none. Never NULL. */
 const char *pg_last_error(void);
 void pg_clear_error(void);

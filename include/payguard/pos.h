@@ -227,12 +227,19 @@ struct pg_pos_check_input {
 		     const struct pg_pos_result *res);
 	void *arg;
 };
-enum { PG_POS_CHECK_FRAME = 1, PG_POS_CHECK_CHECK, PG_POS_CHECK_COMMIT };
+enum {
+	PG_POS_CHECK_FRAME = 1,
+	PG_POS_CHECK_CHECK,
+	PG_POS_CHECK_COMMIT,
+	PG_POS_CHECK_READ,   /* pg_pos_check_file: reading the file */
+	PG_POS_CHECK_STORE,  /* opening (and migrating) the store */
+	PG_POS_CHECK_ENGINE, /* opening the engine */
+};
 struct pg_pos_check_stats {
 	uint64_t messages, rejected, alerts;
 	uint64_t decisions[PG_DEC_FORMAT + 1]; /* by enum pg_decision */
 	double seconds;
-	int stage;     /* on failure: PG_POS_CHECK_FRAME, _CHECK or _COMMIT */
+	int stage;     /* on failure: one of PG_POS_CHECK_* */
 	size_t offset; /* PG_POS_CHECK_FRAME: where the bad frame starts */
 };
 /* Decides every message of b through e, committing in groups and at the
@@ -241,6 +248,12 @@ struct pg_pos_check_stats {
  * later message can be found). */
 int pg_pos_check_batch(struct pg_pos_engine *e, const struct pg_pos_check_input *b,
 		       struct pg_pos_check_stats *st);
+/* `payguard pos check FILE`: the file's messages (b's data and len are
+ * set here) through a fresh engine over the store db (NULL: the default
+ * store), recorded unless dry (then windows live in memory only). 0, or a
+ * negative PG_E code with st->stage; st->offset as pg_pos_check_batch. */
+int pg_pos_check_file(const char *db, const struct pg_pos_policy *pol, const char *path, int dry,
+		      struct pg_pos_check_input *b, struct pg_pos_check_stats *st);
 
 /* Alerts life cycle: open -> acknowledged -> closed (or open -> closed). */
 int pg_pos_alert_set_state(struct pg_store *st, int64_t id, const char *state, const char *note);

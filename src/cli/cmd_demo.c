@@ -6,26 +6,29 @@
 #include "cli.h"
 #include "payguard/clock.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
 static const char *const demo_areas[] = {"se", "vse", "seos", "nfcswitch", "image", "load", "pos"};
 
+struct demo_opts {
+	const char *only;
+};
+static const struct pg_opt run_opts[] = {
+    PG_STR(struct demo_opts, only, "only", "AREA", "run only that area's part"), {0}};
+
 static int
 cmd_demo_run(int argc, char **argv)
 {
-	static const struct option opts[] = {{"only", required_argument, NULL, 'o'},
-					     {NULL, 0, NULL, 0}};
-	const char *only = NULL;
-	int c, failed = 0, ran = 0;
+	struct demo_opts o = {0};
+	const char *only;
+	int first, failed = 0, ran = 0;
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c == 'o')
-			only = optarg;
-		else
-			return pg_cli_usage(argv[0], "unknown option");
-	}
+	if (pg_cli_parse(argc, argv, run_opts, &o, &first))
+		return PG_EXIT_USAGE;
+	if (first < argc)
+		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[first]);
+	only = o.only;
 	for (size_t i = 0; i < sizeof(demo_areas) / sizeof(demo_areas[0]); i++) {
 		const struct pg_cmd *cmd = pg_cli_find(demo_areas[i], "demo");
 		char name[64];
@@ -41,7 +44,6 @@ cmd_demo_run(int argc, char **argv)
 		printf("\n==== %s ====\n", name);
 		fflush(stdout);
 		t0 = pg_mono_ms();
-		optind = 1;
 		rc = cmd->fn(1, args);
 		fflush(stdout);
 		printf("==== %s: %s (%.1f s) ====\n", name, rc == 0 ? "ok" : "FAILED",
@@ -60,12 +62,10 @@ cmd_demo_run(int argc, char **argv)
 
 const struct pg_cmd pg_cli_demo[] = {
     {"run", cmd_demo_run, "run every area's demonstration in turn",
-     "[--only AREA]\n\n"
      "Runs the demo verb of each area (se, image, load, pos, ...) on embedded defaults:\n"
      "simulated secure elements of every link type through the converter, a small VM\n"
      "image inventoried and upgraded offline, a generated VM fleet estimated, and a POS\n"
-     "run with moving terminals. State goes to $PAYGUARD_DATA_DIR.\n\n"
-     "  --only AREA   run only that area's part\n",
-     NULL, NULL},
+     "run with moving terminals. State goes to $PAYGUARD_DATA_DIR.",
+     run_opts, NULL},
     {NULL, NULL, NULL, NULL, NULL, NULL},
 };

@@ -15,7 +15,7 @@
 #include "payguard/nfcswitch.h"
 #include "payguard/se_pcsc.h"
 
-#include <getopt.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,26 +150,69 @@ print_routes(struct pg_nfcsw *sw, int json)
 	return PG_EXIT_OK;
 }
 
+/* Every option of every nfcswitch verb; each verb's table lists the ones it takes. */
+struct sw_opts {
+	const char *config, *listen, *vpcd, *connect, *script, *link, *serial;
+	struct pg_opt_strings apps;
+	int json, once, refresh_ms, no_ppse;
+};
+#define O struct sw_opts
+static const struct pg_opt routes_opts[] = {
+    PG_STR(O, config, "config", "FILE", "the routing configuration (required)"),
+    PG_FLAG(O, json, "json", "print JSON"),
+    {0}};
+static const struct pg_opt serve_opts[] = {
+    PG_STR(O, config, "config", "FILE", "the routing configuration (required)"),
+    PG_STR(O, listen, "listen", "ADDR",
+	   "serve an NFC controller (SHDLC + HCI card RF gates) on unix:PATH or tcp:HOST:PORT"),
+    PG_STR(O, vpcd, "vpcd", "HOST:PORT", "be a contactless card in vpcd instead"),
+    PG_FLAG(O, once, "once", "stop after the first controller (or vpcd session)"),
+    PG_INT(O, refresh_ms, "refresh-ms", "N", 100, 86400000,
+	   "re-read every SE's applications (GET STATUS) every N ms"),
+    {0}};
+static const struct pg_opt simulate_opts[] = {
+    PG_STR(O, connect, "connect", "ADDR", "the switch's slave port (required)"),
+    PG_STR(O, script, "script", "FILE|-", "the reader's script (required)"),
+    PG_FLAG(O, json, "json", "print the transcript as JSON"),
+    {0}};
+static const struct pg_opt demo_opts[] = {PG_FLAG(O, json, "json", "print JSON"), {0}};
+static const struct pg_opt sim_opts[] = {
+    PG_STR(O, link, "link", "NAME", "card-role driver (required)"),
+    PG_STR(O, listen, "listen", "ADDR", "serve hosts on unix:PATH or tcp:HOST:PORT (required)"),
+    PG_STRS(O, apps, "app", "KIND:AID[:LABEL[:PRIO]]",
+	    "an application: KIND payment or transit, PRIO 0..15"),
+    PG_STR(O, serial, "serial", "N", "IC serial number in the CPLC (default 0x4E460001)"),
+    PG_FLAG(O, no_ppse, "no-ppse", "no PPSE on this SE"),
+    PG_FLAG(O, once, "once", "stop after the first host"),
+    {0}};
+#undef O
+
+/* Parses a verb's options; 0, or PG_EXIT_USAGE after a message (operands refused). */
+static int
+parse_opts(int argc, char **argv, const struct pg_opt *tab, struct sw_opts *o)
+{
+	int first;
+
+	memset(o, 0, sizeof(*o));
+	if (pg_cli_parse(argc, argv, tab, o, &first))
+		return PG_EXIT_USAGE;
+	if (first < argc)
+		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[first]);
+	return 0;
+}
+
 static int
 cmd_routes(int argc, char **argv)
 {
-	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-					     {"json", no_argument, NULL, 'j'},
-					     {NULL, 0, NULL, 0}};
-	const char *config = NULL;
 	struct pg_nfcsw *sw = NULL;
-	int json = 0, o, rc;
+	struct sw_opts o;
+	int rc;
+	const char *config;
+	int json;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (o == 'c')
-			config = optarg;
-		else if (o == 'j')
-			json = 1;
-		else
-			return PG_EXIT_USAGE;
-	}
-	if (optind != argc)
-		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[optind]);
+	if (parse_opts(argc, argv, routes_opts, &o))
+		return PG_EXIT_USAGE;
+	config = o.config, json = o.json;
 	if ((rc = load_config(argv[0], config, &sw, 3000)) != 0)
 		return rc;
 	rc = print_routes(sw, json);
@@ -180,39 +223,15 @@ cmd_routes(int argc, char **argv)
 static int
 cmd_serve(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'},	  {"listen", required_argument, NULL, 'L'},
-	    {"vpcd", required_argument, NULL, 'v'},	  {"once", no_argument, NULL, '1'},
-	    {"refresh-ms", required_argument, NULL, 'r'}, {NULL, 0, NULL, 0}};
-	const char *config = NULL, *listen_addr = NULL, *vpcd = NULL;
 	struct pg_nfcsw *sw = NULL;
-	int once = 0, o, rc, fd, refresh_ms = 0;
+	struct sw_opts o;
+	const char *config, *listen_addr, *vpcd;
+	int once, rc, fd, refresh_ms;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (o) {
-		case 'c':
-			config = optarg;
-			break;
-		case 'L':
-			listen_addr = optarg;
-			break;
-		case 'v':
-			vpcd = optarg;
-			break;
-		case '1':
-			once = 1;
-			break;
-		case 'r':
-			refresh_ms = atoi(optarg);
-			if (refresh_ms < 100)
-				return pg_cli_usage(argv[0], "--refresh-ms must be >= 100");
-			break;
-		default:
-			return PG_EXIT_USAGE;
-		}
-	}
-	if (optind != argc)
-		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[optind]);
+	if (parse_opts(argc, argv, serve_opts, &o))
+		return PG_EXIT_USAGE;
+	config = o.config, listen_addr = o.listen, vpcd = o.vpcd, once = o.once;
+	refresh_ms = o.refresh_ms;
 	if (!!listen_addr == !!vpcd)
 		return pg_cli_usage(argv[0],
 				    "give exactly one of --listen ADDR or --vpcd HOST:PORT");
@@ -263,6 +282,90 @@ cmd_serve(int argc, char **argv)
 	return rc < 0 ? pg_cli_fail(rc, "serve") : PG_EXIT_OK;
 }
 
+/* A `nfcswitch simulate` run: the controller link, the transcript and its verdicts. */
+struct sim_run {
+	struct pg_nfcsw_clf *clf;
+	const char *script;
+	int lineno;
+	int json; /* --json: the transcript goes to `log`; else lines are printed */
+	json_t *log;
+	int failures;
+};
+
+/* One exchange for the transcript: the APDUs as hex, and whether the SW was the one expected. */
+static int
+sim_record(struct sim_run *run, const uint8_t *c, size_t n, const uint8_t *r, size_t rl,
+	   const char *expect)
+{
+	char *hc = malloc(2 * n + 1), *hr = malloc(2 * rl + 1), want[8] = "";
+	int bad = 0;
+
+	if (!hc || !hr) {
+		free(hc), free(hr);
+		return pg_cli_fail(PG_ENOMEM, "transcript");
+	}
+	pg_hex_encode_upper(hc, c, n, 0);
+	pg_hex_encode_upper(hr, r, rl, 0);
+	if (expect) {
+		snprintf(want, sizeof(want), "%04X", pg_rapdu_sw(r, rl));
+		bad = strcasecmp(want, expect) != 0;
+		run->failures += bad;
+	}
+	if (run->log)
+		json_array_append_new(
+		    run->log, json_pack("{s:s,s:s,s:b}", "capdu", hc, "rapdu", hr, "ok", !bad));
+	else
+		printf("> %s\n< %s%s\n", hc, hr, bad ? "   !! unexpected status" : "");
+	free(hc);
+	free(hr);
+	return 0;
+}
+
+/* "apdu HEX [SW]": sends the command through the controller, records the answer. */
+static int
+sim_apdu(struct sim_run *run, char *args)
+{
+	char *hex = strtok(args, " \t"), *expect = strtok(NULL, " \t");
+	uint8_t c[520], r[PG_APDU_MAX_R];
+	size_t rl = sizeof(r);
+	int n = hex ? pg_hex_decode(c, sizeof(c), hex) : PG_EFORMAT, rc;
+
+	if (n < 4)
+		return pg_cli_fail(n < 0 ? n : PG_EFORMAT, "%s line %d: bad APDU", run->script,
+				   run->lineno);
+	rc = pg_nfcsw_clf_transceive(run->clf, c, (size_t)n, r, &rl);
+	if (rc < 0)
+		return pg_cli_fail(rc, "line %d: no answer", run->lineno);
+	return sim_record(run, c, (size_t)n, r, rl, expect);
+}
+
+/* One script line (comments and blanks skipped); 0 or the exit code of its failure. */
+static int
+sim_line(struct sim_run *run, char *line)
+{
+	char *p = line;
+	int rc;
+
+	line[strcspn(line, "\r\n#")] = 0;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (!*p)
+		return 0;
+	if (!strcmp(p, "field on") || !strcmp(p, "field off")) {
+		rc = p[7] == 'n' ? pg_nfcsw_clf_field_on(run->clf)
+				 : pg_nfcsw_clf_field_off(run->clf);
+		if (rc < 0)
+			return pg_cli_fail(rc, "line %d", run->lineno);
+		if (!run->json)
+			printf("-- %s\n", p);
+		return 0;
+	}
+	if (strncmp(p, "apdu ", 5))
+		return pg_cli_fail(PG_EFORMAT, "%s line %d: field on|field off|apdu HEX [SW]",
+				   run->script, run->lineno);
+	return sim_apdu(run, p + 5);
+}
+
 /*
  * Script lines: "field on", "field off", "apdu HEX [SW]" (SW: expected status
  * word, e.g. 9000 or 6A82), "#" comments.
@@ -270,121 +373,49 @@ cmd_serve(int argc, char **argv)
 static int
 cmd_simulate(int argc, char **argv)
 {
-	static const struct option opts[] = {{"connect", required_argument, NULL, 'c'},
-					     {"script", required_argument, NULL, 's'},
-					     {"json", no_argument, NULL, 'j'},
-					     {NULL, 0, NULL, 0}};
-	const char *addr = NULL, *script = NULL;
-	struct pg_nfcsw_clf *clf = NULL;
+	struct sim_run run = {0};
 	struct pg_stream *st = NULL;
-	json_t *log = NULL;
 	char line[1200];
-	int json = 0, o, rc, failures = 0, lineno = 0;
+	struct sw_opts o;
+	const char *addr;
+	int rc = 0;
 	FILE *f;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (o == 'c')
-			addr = optarg;
-		else if (o == 's')
-			script = optarg;
-		else if (o == 'j')
-			json = 1;
-		else
-			return PG_EXIT_USAGE;
-	}
-	if (!addr || !script || optind != argc)
+	if (parse_opts(argc, argv, simulate_opts, &o))
+		return PG_EXIT_USAGE;
+	addr = o.connect, run.script = o.script, run.json = o.json;
+	if (!addr || !run.script)
 		return pg_cli_usage(argv[0], "--connect ADDR and --script FILE are required");
-	f = strcmp(script, "-") ? fopen(script, "r") : stdin;
+	f = strcmp(run.script, "-") ? fopen(run.script, "r") : stdin;
 	if (!f)
-		return pg_cli_fail(PG_ENOENT, "cannot open '%s'", script);
+		return pg_cli_fail(PG_ENOENT, "cannot open '%s'", run.script);
 	if ((rc = pg_stream_connect(&st, addr, 3000)) < 0) {
 		rc = pg_cli_fail(rc, "cannot reach the switch at %s", addr);
 		goto out;
 	}
-	rc = pg_nfcsw_clf_open(&clf, st, 3000);
+	rc = pg_nfcsw_clf_open(&run.clf, st, 3000);
 	if (rc < 0) {
 		rc = pg_cli_fail(rc, "NFC controller link");
 		goto out;
 	}
-	if (json)
-		log = json_array();
-	while (fgets(line, sizeof(line), f)) {
-		char *p = line, *hex, *exp;
-		uint8_t c[520], r[PG_APDU_MAX_R];
-		size_t rl = sizeof(r);
-		int n;
-
-		lineno++;
-		line[strcspn(line, "\r\n#")] = 0;
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (!*p)
-			continue;
-		if (!strcmp(p, "field on") || !strcmp(p, "field off")) {
-			rc = p[7] == 'n' ? pg_nfcsw_clf_field_on(clf) : pg_nfcsw_clf_field_off(clf);
-			if (rc < 0) {
-				rc = pg_cli_fail(rc, "line %d", lineno);
-				goto out;
-			}
-			if (!json)
-				printf("-- %s\n", p);
-			continue;
-		}
-		if (strncmp(p, "apdu ", 5)) {
-			rc = pg_cli_fail(PG_EFORMAT, "%s line %d: field on|field off|apdu HEX [SW]",
-					 script, lineno);
-			goto out;
-		}
-		hex = strtok(p + 5, " \t");
-		exp = strtok(NULL, " \t");
-		n = hex ? pg_hex_decode(c, sizeof(c), hex) : PG_EFORMAT;
-		if (n < 4) {
-			rc = pg_cli_fail(n < 0 ? n : PG_EFORMAT, "%s line %d: bad APDU", script,
-					 lineno);
-			goto out;
-		}
-		rc = pg_nfcsw_clf_transceive(clf, c, (size_t)n, r, &rl);
-		if (rc < 0) {
-			rc = pg_cli_fail(rc, "line %d: no answer", lineno);
-			goto out;
-		}
-		{
-			char *hc = malloc(2 * (size_t)n + 1), *hr = malloc(2 * rl + 1),
-			     want[8] = "";
-			uint16_t sw = pg_rapdu_sw(r, rl);
-			int bad = 0;
-
-			if (!hc || !hr) {
-				free(hc), free(hr);
-				rc = pg_cli_fail(PG_ENOMEM, "transcript");
-				goto out;
-			}
-			pg_hex_encode_upper(hc, c, (size_t)n, 0);
-			pg_hex_encode_upper(hr, r, rl, 0);
-			if (exp) {
-				snprintf(want, sizeof(want), "%04X", sw);
-				bad = strcasecmp(want, exp) != 0;
-				failures += bad;
-			}
-			if (json)
-				json_array_append_new(log, json_pack("{s:s,s:s,s:b}", "capdu", hc,
-								     "rapdu", hr, "ok", !bad));
-			else
-				printf("> %s\n< %s%s\n", hc, hr,
-				       bad ? "   !! unexpected status" : "");
-			free(hc);
-			free(hr);
-		}
+	if (run.json)
+		run.log = json_array();
+	while (rc == 0 && fgets(line, sizeof(line), f)) {
+		run.lineno++;
+		rc = sim_line(&run, line);
 	}
-	if (json) {
-		pg_cli_print_json(json_pack("{s:o,s:i}", "transcript", log, "failures", failures));
-		log = NULL;
+	if (rc != 0)
+		goto out;
+	if (run.json) {
+		pg_cli_print_json(
+		    json_pack("{s:o,s:i}", "transcript", run.log, "failures", run.failures));
+		run.log = NULL;
 	}
-	rc = failures ? pg_cli_fail(PG_EPROTO, "%d unexpected status word(s)", failures)
-		      : PG_EXIT_OK;
+	rc = run.failures ? pg_cli_fail(PG_EPROTO, "%d unexpected status word(s)", run.failures)
+			  : PG_EXIT_OK;
 out:
-	json_decref(log);
-	pg_nfcsw_clf_close(clf);
+	json_decref(run.log);
+	pg_nfcsw_clf_close(run.clf);
 	if (f != stdin)
 		fclose(f);
 	return rc;
@@ -393,90 +424,74 @@ out:
 static int
 cmd_demo(int argc, char **argv)
 {
-	static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
-	int json = 0, o, rc;
+	struct sw_opts o;
+	int json, rc;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (o == 'j')
-			json = 1;
-		else
-			return PG_EXIT_USAGE;
-	}
-	if (optind != argc)
-		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[optind]);
+	if (parse_opts(argc, argv, demo_opts, &o))
+		return PG_EXIT_USAGE;
+	json = o.json;
 	rc = pg_nfcsw_demo_run(stdout, json);
 	return rc < 0 ? pg_cli_fail(rc, "NFC switch demo") : PG_EXIT_OK;
+}
+
+/* --app KIND:AID[:LABEL[:PRIORITY]] into a (its strings in buf); -1 if malformed. */
+static int
+parse_app(const char *arg, char *buf, size_t cap, struct pg_nfcsw_sim_app *a)
+{
+	char *kind, *prio, *save = NULL, *end;
+	long p = 0;
+
+	snprintf(buf, cap, "%s", arg);
+	kind = strtok_r(buf, ":", &save);
+	a->se = NULL;
+	a->aid_hex = strtok_r(NULL, ":", &save);
+	a->label = strtok_r(NULL, ":", &save);
+	prio = strtok_r(NULL, ":", &save);
+	if (prio && ((p = strtol(prio, &end, 10)), *end))
+		return -1;
+	a->priority = (int)p;
+	if (!kind || !a->aid_hex || (strcmp(kind, "payment") && strcmp(kind, "transit")) || p < 0 ||
+	    p > 15)
+		return -1;
+	a->kind = kind[0] == 'p' ? PG_NFCSW_APPLET_PAYMENT : PG_NFCSW_APPLET_TRANSIT;
+	return 0;
 }
 
 /* A simulated SE (the GP card with payment/transit applets) on a link's card role. */
 static int
 cmd_sim(int argc, char **argv)
 {
-	static const struct option opts[] = {{"link", required_argument, NULL, 'l'},
-					     {"listen", required_argument, NULL, 'L'},
-					     {"app", required_argument, NULL, 'a'},
-					     {"serial", required_argument, NULL, 's'},
-					     {"no-ppse", no_argument, NULL, 'n'},
-					     {"once", no_argument, NULL, '1'},
-					     {NULL, 0, NULL, 0}};
-	const char *link = NULL, *listen_addr = NULL;
 	char bufs[PG_NFCSW_MAX_SES][128];
 	struct pg_nfcsw_sim_app apps[PG_NFCSW_MAX_SES];
 	const struct pg_link_ops *ops;
 	struct pg_gp_card *card = NULL;
 	unsigned long serial = 0x4E460001ul;
-	int napps = 0, ppse = 1, once = 0, o, rc, fd;
+	struct sw_opts o;
+	const char *link, *listen_addr;
+	int napps, rc, fd;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (o) {
-		case 'l':
-			link = optarg;
-			break;
-		case 'L':
-			listen_addr = optarg;
-			break;
-		case 'a': {
-			/* KIND:AID[:LABEL[:PRIORITY]] */
-			char *kind, *prio;
+	if (parse_opts(argc, argv, sim_opts, &o))
+		return PG_EXIT_USAGE;
+	link = o.link, listen_addr = o.listen;
+	if (o.apps.n > PG_NFCSW_MAX_SES)
+		return pg_cli_usage(argv[0], "at most %d --app", PG_NFCSW_MAX_SES);
+	for (napps = 0; napps < o.apps.n; napps++)
+		if (parse_app(o.apps.v[napps], bufs[napps], sizeof(bufs[napps]), &apps[napps]) < 0)
+			return pg_cli_usage(argv[0], "--app payment|transit:AID[:LABEL[:PRIO]]");
+	if (o.serial) {
+		char *end;
 
-			if (napps == PG_NFCSW_MAX_SES)
-				return pg_cli_usage(argv[0], "at most %d --app", PG_NFCSW_MAX_SES);
-			snprintf(bufs[napps], sizeof(bufs[napps]), "%s", optarg);
-			kind = strtok(bufs[napps], ":");
-			apps[napps].se = NULL;
-			apps[napps].aid_hex = strtok(NULL, ":");
-			apps[napps].label = strtok(NULL, ":");
-			prio = strtok(NULL, ":");
-			apps[napps].priority = prio ? atoi(prio) : 0;
-			if (!kind || !apps[napps].aid_hex ||
-			    (strcmp(kind, "payment") && strcmp(kind, "transit")) ||
-			    apps[napps].priority < 0 || apps[napps].priority > 15)
-				return pg_cli_usage(argv[0],
-						    "--app payment|transit:AID[:LABEL[:PRIO]]");
-			apps[napps].kind =
-			    kind[0] == 'p' ? PG_NFCSW_APPLET_PAYMENT : PG_NFCSW_APPLET_TRANSIT;
-			napps++;
-			break;
-		}
-		case 's':
-			serial = strtoul(optarg, NULL, 0);
-			break;
-		case 'n':
-			ppse = 0;
-			break;
-		case '1':
-			once = 1;
-			break;
-		default:
-			return PG_EXIT_USAGE;
-		}
+		errno = 0;
+		serial = strtoul(o.serial, &end, 0);
+		if (!*o.serial || *end || errno || serial > 0xFFFFFFFFul)
+			return pg_cli_usage(argv[0], "bad --serial '%s'", o.serial);
 	}
-	if (!link || !listen_addr || optind != argc)
+	if (!link || !listen_addr)
 		return pg_cli_usage(argv[0], "--link NAME and --listen ADDR are required");
 	ops = pg_link_find(link);
 	if (!ops || !ops->card_open)
 		return pg_cli_usage(argv[0], "link '%s' has no card role", link);
-	rc = pg_nfcsw_sim_se_new(&card, (uint32_t)serial, ppse, apps, (size_t)napps, NULL);
+	rc = pg_nfcsw_sim_se_new(&card, (uint32_t)serial, !o.no_ppse, apps, (size_t)napps, NULL);
 	if (rc == PG_EINVAL)
 		return pg_cli_usage(argv[0], "--app payment|transit:AID[:LABEL[:PRIO]]: %s",
 				    pg_last_error());
@@ -489,7 +504,7 @@ cmd_sim(int argc, char **argv)
 	}
 	fprintf(stderr, "payguard: simulated SE (GP card) on link %s listening on %s\n", ops->name,
 		listen_addr);
-	rc = pg_card_serve_listener(fd, ops, pg_gp_card_card(card), NULL, once ? 1 : 0);
+	rc = pg_card_serve_listener(fd, ops, pg_gp_card_card(card), NULL, o.once ? 1 : 0);
 	close(fd);
 	pg_gp_card_free(card);
 	return rc < 0 ? pg_cli_fail(rc, "simulated SE") : PG_EXIT_OK;
@@ -497,30 +512,22 @@ cmd_sim(int argc, char **argv)
 
 const struct pg_cmd pg_cli_nfcswitch[] = {
     {"serve", cmd_serve, "serve the switch's slave port (SWP card RF gates) or a vpcd reader",
-     "--config FILE (--listen ADDR | --vpcd HOST:PORT) [--once]\n"
-     "  [--refresh-ms N]\n"
-     "  Attaches the SEs of the routing configuration FILE and serves the switch\n"
-     "  toward an NFC controller (SHDLC + HCI card RF gates) on ADDR\n"
-     "  (unix:/path or tcp:host:port), or as a contactless card in vpcd.\n"
-     "  --refresh-ms: re-read every SE's applications (GET STATUS) every N ms.\n",
-     NULL, NULL},
+     "Attaches the SEs of the routing configuration FILE and serves the switch toward an NFC\n"
+     "controller on --listen, or as a contactless card in vpcd; give exactly one of the two.",
+     serve_opts, NULL},
     {"routes", cmd_routes, "print the routing table of a configuration",
-     "--config FILE [--json]\n"
-     "  Attaches the configured SEs, fills the registry (GET STATUS or probing)\n"
-     "  and prints the SEs and every application with its route.\n",
-     NULL, NULL},
+     "Attaches the configured SEs, fills the registry (GET STATUS or probing) and prints\n"
+     "the SEs and every application with its route.",
+     routes_opts, NULL},
     {"simulate", cmd_simulate, "play a contactless reader through a simulated NFC controller",
-     "--connect ADDR --script FILE|- [--json]\n"
-     "  Script lines: 'field on', 'field off', 'apdu HEX [SW]' (SW: expected\n"
-     "  status word); exits non-zero when a status word differs.\n",
-     NULL, NULL},
-    {"demo", cmd_demo, "three SEs on three links, full contactless transactions", "[--json]\n",
-     NULL, NULL},
+     "Script lines: 'field on', 'field off', 'apdu HEX [SW]' (SW: expected status word);\n"
+     "exits non-zero when a status word differs.",
+     simulate_opts, NULL},
+    {"demo", cmd_demo, "three SEs on three links, full contactless transactions", NULL, demo_opts,
+     NULL},
     {"sim", cmd_sim, "a simulated SE (GP card, payment/transit applets) on a link's card role",
-     "--link NAME --listen ADDR [--app KIND:AID[:LABEL[:PRIO]]]...\n"
-     "  [--serial N] [--no-ppse] [--once]\n"
-     "  KIND is payment or transit. The SE is the GlobalPlatform card (ISD with\n"
-     "  SCP03, test keys 40..4F kvn 30) with a PPSE unless --no-ppse.\n",
-     NULL, NULL},
+     "The SE is the GlobalPlatform card (ISD with SCP03, test keys 40..4F kvn 30) with a\n"
+     "PPSE unless --no-ppse.",
+     sim_opts, NULL},
     {NULL, NULL, NULL, NULL, NULL, NULL},
 };

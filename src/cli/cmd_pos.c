@@ -579,48 +579,31 @@ check_report(struct check_out *o, const struct pg_pos_check_stats *s, int dry)
 static int
 check_file(const struct common *c, const char *path, int hex, int dry, struct check_out *o)
 {
-	struct pg_store st = {0};
-	struct pg_pos_engine *e = NULL;
 	struct pg_pos_check_stats s;
 	struct pg_pos_check_input b = {.dialect = &c->dialect,
 				       .framing = &c->framing,
 				       .hex = hex,
 				       .each = check_row,
 				       .arg = o};
-	uint8_t *data = NULL;
-	size_t len = 0;
-	int rc, ex;
+	int rc = pg_pos_check_file(c->db, &c->pol, path, dry, &b, &s);
 
-	rc = pg_read_file(path, 1u << 30, &data, &len);
-	if (rc < 0)
+	if (rc == 0)
+		return check_report(o, &s, dry);
+	switch (s.stage) {
+	case PG_POS_CHECK_READ:
 		return pg_cli_fail(rc, "read '%s'", path);
-	rc = open_store(&st, c->db);
-	if (rc < 0) {
-		ex = pg_cli_fail(rc, "store");
-		goto out;
+	case PG_POS_CHECK_STORE:
+		return pg_cli_fail(rc, "store");
+	case PG_POS_CHECK_ENGINE:
+		return pg_cli_fail(rc, "engine");
+	case PG_POS_CHECK_FRAME:
+		return pg_cli_fail(rc, "message %llu at offset %zu",
+				   (unsigned long long)s.messages + 1, s.offset);
+	case PG_POS_CHECK_COMMIT:
+		return pg_cli_fail(rc, "commit");
+	default:
+		return pg_cli_fail(rc, "check");
 	}
-	rc = pg_pos_engine_open(&e, &st, &c->pol);
-	if (rc < 0) {
-		ex = pg_cli_fail(rc, "engine");
-		goto out;
-	}
-	if (dry) /* windows in memory, nothing written */
-		pg_pos_engine_detach_store(e);
-	b.data = data;
-	b.len = len;
-	rc = pg_pos_check_batch(e, &b, &s);
-	if (rc < 0 && s.stage == PG_POS_CHECK_FRAME)
-		ex = pg_cli_fail(rc, "message %llu at offset %zu",
-				 (unsigned long long)s.messages + 1, s.offset);
-	else if (rc < 0)
-		ex = pg_cli_fail(rc, s.stage == PG_POS_CHECK_COMMIT ? "commit" : "check");
-	else
-		ex = check_report(o, &s, dry);
-out:
-	pg_pos_engine_free(e);
-	pg_store_close(&st);
-	free(data);
-	return ex;
 }
 
 static int

@@ -5,6 +5,7 @@
  */
 #include "cli.h"
 #include "payguard/card.h"
+#include "payguard/card_gp.h"
 #include "payguard/converter.h"
 #include "payguard/error.h"
 #include "payguard/hex.h"
@@ -12,7 +13,7 @@
 #include "payguard/log.h"
 #include "payguard/se_pcsc.h"
 
-#include <getopt.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,96 +37,158 @@ need_link(const char *argv0, const char *name)
 
 /* ---- se sim ---- */
 
+/* Every option of every se verb; each verb's table lists the ones it takes. */
+struct se_opts {
+	const char *link, *listen, *connect, *serial, *atr, *addr, *script, *pcsc, *vpcd, *reader;
+	int once, json, keep_going;
+	struct pg_opt_strings applets, ifaces;
+};
+#define O struct se_opts
+static const struct pg_opt sim_opts[] = {
+    PG_STR(O, link, "link", "TYPE", "card-role driver (see `payguard se links`)"),
+    PG_STR(O, listen, "listen", "ADDR", "serve hosts on unix:PATH or tcp:HOST:PORT, one at a time"),
+    PG_STR(O, connect, "connect", "ADDR",
+	   "vpcd only: dial vpcd (tcp:127.0.0.1:35963 = reader slot 0)"),
+    PG_STR(O, serial, "serial", "N", "IC serial number in the CPLC (default 0x50470001)"),
+    PG_STR(O, atr, "atr", "HEX",
+	   "answer to reset, checked (default: T=0/T=1 ATR, historical bytes of category 80 "
+	   "with \"payguard\" as issuer's data)"),
+    PG_STRS(O, applets, "applet", "NAME[@AID]",
+	    "a catalogue applet, installed at its default AID or at AID (default: test)"),
+    PG_FLAG(O, once, "once", "stop after the first host (or vpcd session) ends"),
+    {0}};
+static const struct pg_opt transmit_opts[] = {
+    PG_STR(O, link, "link", "TYPE", "host-role driver (t0, t1, swp, spi, i2c, ccid, pcsc)"),
+    PG_STR(O, addr, "addr", "ADDR", "unix:PATH or tcp:HOST:PORT; for pcsc a reader name or index"),
+    PG_FLAG(O, json, "json", "print the ATR and each exchange as JSON"),
+    {0}};
+static const struct pg_opt links_opts[] = {PG_FLAG(O, json, "json", "print JSON"), {0}};
+static const struct pg_opt converter_opts[] = {
+    PG_STRS(O, ifaces, "iface", "NAME=LINK:ADDR",
+	    "bind an interface: ADDR is unix:PATH, tcp:HOST:PORT, a PC/SC reader (LINK pcsc) or "
+	    "'sim' (in-process SE); at least two"),
+    PG_STR(O, script, "script", "FILE", "management commands, one per line (default stdin)"),
+    PG_FLAG(O, keep_going, "keep-going", "do not stop at the first failed command"),
+    {0}};
+static const struct pg_opt demo_opts[] = {
+    PG_STR(O, pcsc, "pcsc", "auto|yes|no",
+	   "include PC/SC via pcscd + vpcd: when present (auto), required, never"),
+    PG_STR(O, vpcd, "vpcd", "ADDR", "vpcd address (default tcp:127.0.0.1:35963)"),
+    PG_STR(O, reader, "reader", "NAME",
+	   "PC/SC reader of that vpcd slot (default \"Virtual PCD 00 00\")"),
+    {0}};
+#undef O
+
+/* Parses a verb's options; 0, or PG_EXIT_USAGE after a message. With
+ * operands 0 any operand is refused. */
 static int
-cmd_se_sim(int argc, char **argv)
+parse_opts(int argc, char **argv, const struct pg_opt *tab, struct se_opts *o, int *first,
+	   int operands)
 {
-	static const struct option opts[] = {
-	    {"link", required_argument, NULL, 'l'},
-	    {"listen", required_argument, NULL, 'L'},
-	    {"connect", required_argument, NULL, 'c'},
-	    {"serial", required_argument, NULL, 's'},
-	    {"atr", required_argument, NULL, 'a'},
-	    {"once", no_argument, NULL, '1'},
-	    {NULL, 0, NULL, 0},
-	};
-	const char *link = NULL, *listen_addr = NULL, *connect_addr = NULL, *atr_hex = NULL;
-	const struct pg_link_ops *ops;
-	struct pg_card_rt *rt = NULL;
-	uint8_t atr[PG_ATR_MAX];
-	unsigned long serial = 0x50470001ul;
-	int atr_len = 0, once = 0, o, rc, fd;
+	int f;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (o) {
-		case 'l':
-			link = optarg;
-			break;
-		case 'L':
-			listen_addr = optarg;
-			break;
-		case 'c':
-			connect_addr = optarg;
-			break;
-		case 's': {
-			char *end;
-
-			serial = strtoul(optarg, &end, 0);
-			if (*end || serial > 0xFFFFFFFFul)
-				return pg_cli_usage(argv[0], "bad --serial '%s'", optarg);
-			break;
-		}
-		case 'a':
-			atr_hex = optarg;
-			break;
-		case '1':
-			once = 1;
-			break;
-		default:
-			return PG_EXIT_USAGE;
-		}
-	}
-	if (optind != argc)
-		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[optind]);
-	if (!(ops = need_link(argv[0], link)))
+	memset(o, 0, sizeof(*o));
+	if (pg_cli_parse(argc, argv, tab, o, &f))
 		return PG_EXIT_USAGE;
-	if (!ops->card_open)
-		return pg_cli_usage(argv[0], "link %s has no card role", ops->name);
-	if (!!listen_addr == !!connect_addr)
-		return pg_cli_usage(argv[0], "give exactly one of --listen ADDR or --connect ADDR");
-	if (connect_addr && ops->type != PG_LINK_VPCD)
-		return pg_cli_usage(argv[0], "--connect is for --link vpcd (the card dials vpcd)");
-	if (atr_hex) {
-		atr_len = pg_hex_decode(atr, sizeof(atr), atr_hex);
+	if (!operands && f < argc)
+		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[f]);
+	if (first)
+		*first = f;
+	return 0;
+}
+
+/*
+ * The simulated SE: the GlobalPlatform card of src/se/card (ISD with SCP03
+ * under the 40..4F test keys, the catalogue's applets), like every other
+ * simulated SE in the project.
+ */
+static int
+sim_card(const struct se_opts *o, uint32_t serial, struct pg_gp_card **card)
+{
+	static const char *const def_applets[] = {"test"};
+	uint8_t atr[PG_ATR_MAX];
+	int atr_len = 0, rc;
+	struct pg_gp_config cfg = {.serial = serial,
+				   .applets = o->applets.n ? o->applets.v : def_applets,
+				   .n_applets = o->applets.n ? o->applets.n : 1};
+
+	if (o->atr) {
+		atr_len = pg_hex_decode(atr, sizeof(atr), o->atr);
 		if (atr_len < 2)
 			return pg_cli_fail(atr_len < 0 ? atr_len : PG_EINVAL, "bad --atr '%s'",
-					   atr_hex);
+					   o->atr);
+		cfg.atr = atr;
+		cfg.atr_len = (size_t)atr_len;
 	}
 	/* The card runtime checks a given ATR (TCK, interface and historical bytes) on every
 	 * link: a card never answers with an ATR a reader would call wrong. */
-	rc = pg_card_sim_new(&rt, (uint32_t)serial, atr_hex ? atr : NULL, (size_t)atr_len);
-	if (rc < 0 && atr_hex)
-		return pg_cli_fail(rc, "--atr %s refused", atr_hex);
+	rc = pg_gp_card_new(card, &cfg);
+	if (rc < 0 && o->atr && rc != PG_ENOMEM)
+		return pg_cli_fail(rc, "--atr %s refused", o->atr);
 	if (rc < 0)
-		return pg_cli_fail(rc, "cannot create the simulated card");
-	if (connect_addr) {
+		return pg_cli_fail(rc, "cannot create the simulated card%s",
+				   o->applets.n ? " (check --applet)" : "");
+	return 0;
+}
+
+static int
+cmd_se_sim(int argc, char **argv)
+{
+	const struct pg_link_ops *ops;
+	struct pg_gp_card *card = NULL;
+	unsigned long serial = 0x50470001ul;
+	struct se_opts o;
+	int rc, fd;
+
+	if (parse_opts(argc, argv, sim_opts, &o, NULL, 0))
+		return PG_EXIT_USAGE;
+	if (o.serial) {
+		char *end;
+
+		errno = 0;
+		serial = strtoul(o.serial, &end, 0);
+		if (!*o.serial || *end || errno || serial > 0xFFFFFFFFul)
+			return pg_cli_usage(argv[0], "bad --serial '%s'", o.serial);
+	}
+	if (!(ops = need_link(argv[0], o.link)))
+		return PG_EXIT_USAGE;
+	if (!ops->card_open)
+		return pg_cli_usage(argv[0], "link %s has no card role", ops->name);
+	if (!!o.listen == !!o.connect)
+		return pg_cli_usage(argv[0], "give exactly one of --listen ADDR or --connect ADDR");
+	if (o.connect && ops->type != PG_LINK_VPCD)
+		return pg_cli_usage(argv[0], "--connect is for --link vpcd (the card dials vpcd)");
+	for (int i = 0; i < o.applets.n; i++) {
+		char name[32];
+		size_t n = strcspn(o.applets.v[i], "@,");
+
+		snprintf(name, sizeof(name), "%.*s", (int)(n < sizeof(name) ? n : 0),
+			 o.applets.v[i]);
+		if (!pg_gp_catalogue_known(name))
+			return pg_cli_usage(argv[0], "unknown applet '%s' (catalogue: %s)",
+					    o.applets.v[i], pg_gp_catalogue_names());
+	}
+	if ((rc = sim_card(&o, (uint32_t)serial, &card)) != 0)
+		return rc;
+	if (o.connect) {
 		fprintf(stderr, "payguard: simulated SE (serial %08lX) dialing vpcd at %s\n",
-			serial, connect_addr);
+			serial, o.connect);
 		do
-			rc = pg_vpcd_serve(connect_addr, pg_card_rt_card(rt), 10000, NULL);
-		while (rc == 0 && !once);
-		pg_card_rt_free(rt);
+			rc = pg_vpcd_serve(o.connect, pg_gp_card_card(card), 10000, NULL);
+		while (rc == 0 && !o.once);
+		pg_gp_card_free(card);
 		return rc < 0 ? pg_cli_fail(rc, "vpcd session") : PG_EXIT_OK;
 	}
-	fd = pg_stream_listen(listen_addr);
+	fd = pg_stream_listen(o.listen);
 	if (fd < 0) {
-		pg_card_rt_free(rt);
-		return pg_cli_fail(fd, "cannot listen on '%s'", listen_addr);
+		pg_gp_card_free(card);
+		return pg_cli_fail(fd, "cannot listen on '%s'", o.listen);
 	}
 	fprintf(stderr, "payguard: simulated SE (serial %08lX) on link %s listening on %s\n",
-		serial, ops->name, listen_addr);
-	rc = pg_card_serve_listener(fd, ops, pg_card_rt_card(rt), NULL, once ? 1 : 0);
+		serial, ops->name, o.listen);
+	rc = pg_card_serve_listener(fd, ops, pg_gp_card_card(card), NULL, o.once ? 1 : 0);
 	close(fd);
-	pg_card_rt_free(rt);
+	pg_gp_card_free(card);
 	return rc < 0 ? pg_cli_fail(rc, "simulated SE") : PG_EXIT_OK;
 }
 
@@ -174,42 +237,27 @@ open_host(const struct pg_link_ops *ops, const char *addr, struct pg_link **l)
 static int
 cmd_se_transmit(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"link", required_argument, NULL, 'l'},
-	    {"addr", required_argument, NULL, 'a'},
-	    {"json", no_argument, NULL, 'j'},
-	    {NULL, 0, NULL, 0},
-	};
-	const char *link = NULL, *addr = NULL;
 	const struct pg_link_ops *ops;
 	struct pg_link *l = NULL;
 	uint8_t atr[PG_ATR_MAX], *c = NULL, *r = NULL;
 	size_t atrlen = sizeof(atr);
 	json_t *root = NULL, *arr = NULL;
-	int json = 0, o, rc, ret = PG_EXIT_OK;
+	struct se_opts o;
+	int rc, ret = PG_EXIT_OK, first, json;
+	const char *link, *addr;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (o) {
-		case 'l':
-			link = optarg;
-			break;
-		case 'a':
-			addr = optarg;
-			break;
-		case 'j':
-			json = 1;
-			break;
-		default:
-			return PG_EXIT_USAGE;
-		}
-	}
+	if (parse_opts(argc, argv, transmit_opts, &o, &first, 1))
+		return PG_EXIT_USAGE;
+	link = o.link;
+	addr = o.addr;
+	json = o.json;
 	if (!(ops = need_link(argv[0], link)))
 		return PG_EXIT_USAGE;
 	if (!ops->host_open)
 		return pg_cli_usage(argv[0], "link %s has no host role", ops->name);
 	if (!addr)
 		return pg_cli_usage(argv[0], "--addr is required");
-	if (optind == argc)
+	if (first == argc)
 		return pg_cli_usage(argv[0], "give at least one APDU in hex");
 	c = malloc(PG_APDU_MAX_C);
 	r = malloc(PG_APDU_MAX_R);
@@ -218,7 +266,7 @@ cmd_se_transmit(int argc, char **argv)
 		goto out;
 	}
 	/* Validate every APDU before touching the card. */
-	for (int i = optind; i < argc; i++) {
+	for (int i = first; i < argc; i++) {
 		int n = pg_hex_decode(c, PG_APDU_MAX_C, argv[i]);
 		struct pg_capdu cap;
 
@@ -254,7 +302,7 @@ cmd_se_transmit(int argc, char **argv)
 		print_hex_line("ATR", atr, atrlen);
 		putchar('\n');
 	}
-	for (int i = optind; i < argc; i++) {
+	for (int i = first; i < argc; i++) {
 		int n = pg_hex_decode(c, PG_APDU_MAX_C, argv[i]);
 		size_t rl = PG_APDU_MAX_R;
 		uint16_t sw;
@@ -300,12 +348,16 @@ cmd_se_links(int argc, char **argv)
 {
 	static const char *const hdr[] = {"link", "host role", "card role", "max C-APDU",
 					  "max R-APDU"};
-	int json = argc > 1 && strcmp(argv[1], "--json") == 0;
-	json_t *arr = json ? json_array() : NULL;
-	struct pg_table *t = json ? NULL : pg_table_new(5, hdr);
+	struct se_opts so;
+	json_t *arr;
+	struct pg_table *t;
+	int json;
 
-	if (argc > 1 + json)
-		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[1 + json]);
+	if (parse_opts(argc, argv, links_opts, &so, NULL, 0))
+		return PG_EXIT_USAGE;
+	json = so.json;
+	arr = json ? json_array() : NULL;
+	t = json ? NULL : pg_table_new(5, hdr);
 	if (json ? !arr : !t)
 		return pg_cli_fail(PG_ENOMEM, "links");
 	for (int i = 0; i < PG_LINK_COUNT; i++) {
@@ -343,7 +395,7 @@ cmd_se_links(int argc, char **argv)
 
 struct conv_cli {
 	struct pg_conv *conv;
-	struct pg_card_rt *cards[64];
+	struct pg_gp_card *cards[64];
 	int ncards;
 };
 
@@ -369,13 +421,17 @@ conv_attach_spec(struct conv_cli *cc, const char *spec)
 		struct pg_link *l = NULL;
 		int rc;
 
+		static const char *const applets[] = {"test"};
+		struct pg_gp_config cfg = {.serial = 0x50470100u + (uint32_t)cc->ncards,
+					   .applets = applets,
+					   .n_applets = 1};
+
 		if (cc->ncards >= 64)
 			return pg_error(PG_ERANGE, "se", "too many simulated SEs");
-		rc = pg_card_sim_new(&cc->cards[cc->ncards], 0x50470100u + (uint32_t)cc->ncards,
-				     NULL, 0);
+		rc = pg_gp_card_new(&cc->cards[cc->ncards], &cfg);
 		if (rc < 0)
 			return rc;
-		rc = pg_link_open_memory(&l, ops, pg_card_rt_card(cc->cards[cc->ncards++]), NULL);
+		rc = pg_link_open_memory(&l, ops, pg_gp_card_card(cc->cards[cc->ncards++]), NULL);
 		if (rc < 0)
 			return rc;
 		return pg_conv_attach(cc->conv, name, l);
@@ -442,53 +498,28 @@ conv_line(struct conv_cli *cc, char *line, int lineno)
 static int
 cmd_se_converter(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"iface", required_argument, NULL, 'i'},
-	    {"script", required_argument, NULL, 's'},
-	    {"keep-going", no_argument, NULL, 'k'},
-	    {NULL, 0, NULL, 0},
-	};
 	struct conv_cli cc = {0};
-	const char *script = "-";
+	const char *script;
 	char *line = NULL;
 	size_t linecap = 0;
 	ssize_t got;
 	FILE *in = NULL;
-	int o, rc, ret = PG_EXIT_OK, keep = 0, lineno = 0, any = 0;
-	char **specs = calloc((size_t)argc, sizeof(*specs));
+	struct se_opts o;
+	int rc, ret = PG_EXIT_OK, lineno = 0;
 
-	if (!specs)
-		return pg_cli_fail(PG_ENOMEM, "converter");
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (o) {
-		case 'i':
-			specs[any++] = optarg;
-			break;
-		case 's':
-			script = optarg;
-			break;
-		case 'k':
-			keep = 1;
-			break;
-		default:
-			free(specs);
-			return PG_EXIT_USAGE;
-		}
-	}
-	if (optind != argc || any < 2) {
-		free(specs);
+	if (parse_opts(argc, argv, converter_opts, &o, NULL, 0))
+		return PG_EXIT_USAGE;
+	if (o.ifaces.n < 2)
 		return pg_cli_usage(argv[0], "give at least two --iface NAME=LINK:ADDR");
-	}
+	script = o.script ? o.script : "-";
 	rc = pg_conv_new(&cc.conv);
-	if (rc < 0) {
-		free(specs);
+	if (rc < 0)
 		return pg_cli_fail(rc, "converter");
-	}
 	pg_conv_set_trace(cc.conv, pg_conv_trace_file, stdout);
-	for (int i = 0; i < any; i++) {
-		rc = conv_attach_spec(&cc, specs[i]);
+	for (int i = 0; i < o.ifaces.n; i++) {
+		rc = conv_attach_spec(&cc, o.ifaces.v[i]);
 		if (rc < 0) {
-			ret = pg_cli_fail(rc, "cannot attach '%s'", specs[i]);
+			ret = pg_cli_fail(rc, "cannot attach '%s'", o.ifaces.v[i]);
 			goto out;
 		}
 	}
@@ -508,7 +539,7 @@ cmd_se_converter(int argc, char **argv)
 			ret = PG_EXIT_USAGE;
 			goto out;
 		}
-		if (rc < 0 && !keep) {
+		if (rc < 0 && !o.keep_going) {
 			ret = pg_cli_exit_code(rc);
 			goto out;
 		}
@@ -519,8 +550,7 @@ out:
 	free(line);
 	pg_conv_free(cc.conv);
 	for (int i = 0; i < cc.ncards; i++)
-		pg_card_rt_free(cc.cards[i]);
-	free(specs);
+		pg_gp_card_free(cc.cards[i]);
 	return ret;
 }
 
@@ -529,77 +559,41 @@ out:
 static int
 cmd_se_demo(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"pcsc", required_argument, NULL, 'p'},
-	    {"vpcd", required_argument, NULL, 'v'},
-	    {"reader", required_argument, NULL, 'r'},
-	    {NULL, 0, NULL, 0},
-	};
 	struct pg_se_demo_opts d = {.pcsc = -1};
-	int o, rc;
+	struct se_opts o;
+	int rc;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (o) {
-		case 'p':
-			if (strcmp(optarg, "auto") == 0)
-				d.pcsc = -1;
-			else if (strcmp(optarg, "no") == 0)
-				d.pcsc = 0;
-			else if (strcmp(optarg, "yes") == 0)
-				d.pcsc = 1;
-			else
-				return pg_cli_usage(argv[0], "--pcsc takes auto, yes or no");
-			break;
-		case 'v':
-			d.vpcd_addr = optarg;
-			break;
-		case 'r':
-			d.reader = optarg;
-			break;
-		default:
-			return PG_EXIT_USAGE;
-		}
-	}
-	if (optind != argc)
-		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[optind]);
+	if (parse_opts(argc, argv, demo_opts, &o, NULL, 0))
+		return PG_EXIT_USAGE;
+	if (o.pcsc && strcmp(o.pcsc, "auto") == 0)
+		d.pcsc = -1;
+	else if (o.pcsc && strcmp(o.pcsc, "no") == 0)
+		d.pcsc = 0;
+	else if (o.pcsc && strcmp(o.pcsc, "yes") == 0)
+		d.pcsc = 1;
+	else if (o.pcsc)
+		return pg_cli_usage(argv[0], "--pcsc takes auto, yes or no");
+	d.vpcd_addr = o.vpcd;
+	d.reader = o.reader;
 	rc = pg_se_demo(stdout, &d);
 	return rc < 0 ? pg_cli_fail(rc, "se demo") : PG_EXIT_OK;
 }
 
 const struct pg_cmd pg_cli_se[] = {
-    {"sim", cmd_se_sim, "run a simulated SE on a link's card role",
-     "--link TYPE (--listen ADDR | --connect ADDR) [options]\n"
-     "  --link TYPE      card-role driver (see `payguard se links`)\n"
-     "  --listen ADDR    serve hosts on unix:PATH or tcp:HOST:PORT, one at a time\n"
-     "  --connect ADDR   vpcd only: dial vpcd (tcp:127.0.0.1:35963 = reader slot 0)\n"
-     "  --serial N       IC serial number in the CPLC (default 0x50470001)\n"
-     "  --atr HEX        answer to reset, checked (default: T=0/T=1 ATR, historical\n"
-     "                   bytes of category 80 with \"payguard\" as issuer's data)\n"
-     "  --once           stop after the first host (or vpcd session) ends\n",
-     NULL, NULL},
+    {"sim", cmd_se_sim, "run a simulated SE (a GlobalPlatform card) on a link's card role",
+     "Give exactly one of --listen and --connect. The card is src/se/card's\n"
+     "GlobalPlatform card: ISD with SCP03 (test keys 40..4F) and the catalogue\n"
+     "applets named by --applet (ppse, payment, pin, test, aram, echo, transit).",
+     sim_opts, NULL},
     {"transmit", cmd_se_transmit, "send APDUs over a host link and print the exchange",
-     "--link TYPE --addr ADDR [--json] APDU...\n"
-     "  --link TYPE   host-role driver (t0, t1, swp, spi, i2c, ccid, pcsc)\n"
-     "  --addr ADDR   unix:PATH or tcp:HOST:PORT; for pcsc a reader name or index\n"
-     "  --json        print the ATR and each exchange as JSON\n"
-     "  APDU          command APDU in hex (spaces allowed inside one argument)\n",
-     NULL, NULL},
-    {"links", cmd_se_links, "list the link drivers and their roles", "[--json]\n", NULL, NULL},
+     "APDU is a command APDU in hex (spaces allowed inside one argument); every\n"
+     "APDU is checked before the link is opened.",
+     transmit_opts, "APDU..."},
+    {"links", cmd_se_links, "list the link drivers and their roles", NULL, links_opts, NULL},
     {"converter", cmd_se_converter, "run the protocol converter over a management script",
-     "--iface NAME=LINK:ADDR --iface ... [--script FILE] "
-     "[--keep-going]\n"
-     "  --iface NAME=LINK:ADDR  bind an interface: ADDR is unix:PATH, tcp:HOST:PORT,\n"
-     "                          a PC/SC reader (LINK pcsc) or 'sim' (in-process SE)\n"
-     "  --script FILE           management commands (default stdin), one per line:\n"
-     "                          open A B | close CH | send CH A|B HEX | detach NAME |\n"
-     "                          probe | list\n"
-     "  --keep-going            do not stop at the first failed command\n",
-     NULL, NULL},
-    {"demo", cmd_se_demo, "simulated SEs of every link type talking through the converter",
-     "[--pcsc auto|yes|no] [--vpcd ADDR] [--reader NAME]\n"
-     "  --pcsc     include PC/SC via pcscd + vpcd: when present (auto), required, never\n"
-     "  --vpcd     vpcd address (default tcp:127.0.0.1:35963)\n"
-     "  --reader   PC/SC reader of that vpcd slot (default \"Virtual PCD 00 00\")\n",
-     NULL, NULL},
+     "Script lines: open A B | close CH | send CH A|B HEX | detach NAME | probe | list.",
+     converter_opts, NULL},
+    {"demo", cmd_se_demo, "simulated SEs of every link type talking through the converter", NULL,
+     demo_opts, NULL},
     {NULL, NULL, NULL, NULL, NULL, NULL},
 };

@@ -15,7 +15,7 @@
 #include "payguard/seos.h"
 #include "payguard/seos_client.h"
 
-#include <getopt.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,53 +47,128 @@ read_text_or_file(const char *arg, uint8_t *out, size_t cap)
 	return pg_hex_decode(out, cap, arg);
 }
 
+/* Every option of every seos verb; each verb's table lists the ones it takes. */
+struct seos_opts {
+	const char *link, *listen, *connect, *serial, *master, *version, *rules;
+	const char *sock, *watch, *keys, *db, *devkey, *app, *reader, *aid, *p2;
+	int pcsc, json, basic;
+};
+#define O struct seos_opts
+#define SOCKET_OPT                                                                                 \
+	PG_STR(O, sock, "socket", "PATH",                                                          \
+	       "the daemon's socket (default $PAYGUARD_SEOS_SOCKET, else "                         \
+	       "/tmp/payguard-seos.sock)")
+#define APP_OPT PG_STR(O, app, "app", "NAME", "the client's name (default payguard-cli)")
+static const struct pg_opt sim_opts[] = {
+    PG_STR(O, link, "link", "LINK", "t0 t1 swp spi i2c ccid, or vpcd with --connect"),
+    PG_STR(O, listen, "listen", "ADDR", "serve hosts on unix:PATH or tcp:HOST:PORT"),
+    PG_STR(O, connect, "connect", "ADDR", "vpcd only: dial vpcd (tcp:127.0.0.1:35963)"),
+    PG_STR(O, master, "master", "HEX",
+	   "master key (required); the SE's SCP03 keys are it diversified by the SE identity"),
+    PG_STR(O, serial, "serial", "N", "IC serial number, part of the SE identity (default 1)"),
+    PG_STR(O, version, "version", "N", "configuration version GET DATA DF50 reports (default 1)"),
+    PG_STR(O, rules, "rules", "HEX|@FILE",
+	   "ARA-M GET DATA [All] data (FF40...), hex or @file; default: allow all"),
+    {0}};
+static const struct pg_opt serve_opts[] = {
+    PG_STR(O, sock, "socket", "PATH", "UNIX socket for clients (Open Mobile API calls); required"),
+    PG_STR(O, watch, "watch", "DIR",
+	   "directory of SE endpoint files NAME.se (lines link=, addr=, kind=sim|vse); created and "
+	   "removed files attach and detach SEs (inotify)"),
+    PG_STR(O, keys, "keys", "FILE",
+	   "key store: 'master KVN HEX' and/or 'se ID KVN ENC MAC DEK' lines"),
+    PG_FLAG(O, pcsc, "pcsc", "follow PC/SC reader events (SCardGetStatusChange) through pcscd"),
+    PG_STR(
+	O, db, "db", "PATH|URL",
+	"the store: a SQLite path or postgresql://... (default: the data directory's payguard.db)"),
+    PG_STR(O, devkey, "device-key", "PATH",
+	   "the cache MAC key file (default: data directory, mode 0600)"),
+    {0}};
+static const struct pg_opt list_opts[] = {
+    PG_STR(O, db, "db", "PATH|URL", "the store"),
+    PG_STR(O, devkey, "device-key", "PATH", "the cache MAC key file"),
+    PG_FLAG(O, json, "json", "print JSON"),
+    {0}};
+static const struct pg_opt readers_opts[] = {
+    SOCKET_OPT, APP_OPT, PG_FLAG(O, json, "json", "print JSON"), {0}};
+static const struct pg_opt whoami_opts[] = {SOCKET_OPT, APP_OPT, {0}};
+static const struct pg_opt transmit_opts[] = {
+    PG_STR(O, reader, "reader", "NAME", "the reader (SE) to open a session on; required"),
+    PG_STR(O, aid, "aid", "HEX", "application to select (default: the default application)"),
+    PG_FLAG(O, basic, "basic", "use the basic channel (default: a logical channel)"),
+    PG_STR(O, p2, "p2", "HEX", "SELECT P2 (default 00)"),
+    SOCKET_OPT,
+    APP_OPT,
+    {0}};
+static const struct pg_opt demo_opts[] = {{0}};
+#undef O
+
+/* Parses a verb's options; 0, or PG_EXIT_USAGE after a message. Without
+ * operands any operand is refused. */
+static int
+parse_opts(int argc, char **argv, const struct pg_opt *tab, struct seos_opts *o, int *first)
+{
+	int f;
+
+	memset(o, 0, sizeof(*o));
+	if (pg_cli_parse(argc, argv, tab, o, &f))
+		return PG_EXIT_USAGE;
+	if (!first && f < argc)
+		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[f]);
+	if (first)
+		*first = f;
+	if (!o->sock)
+		o->sock = getenv("PAYGUARD_SEOS_SOCKET");
+	if (!o->sock && tab != serve_opts)
+		o->sock = "/tmp/payguard-seos.sock";
+	if (!o->app)
+		o->app = "payguard-cli";
+	return 0;
+}
+
+/* A whole number 0..max in decimal or 0x hex; -1 after a usage message. */
+static long long
+parse_u32(const char *argv0, const char *opt, const char *v, int base)
+{
+	char *end;
+	unsigned long long n;
+
+	errno = 0;
+	n = strtoull(v, &end, base);
+	if (!*v || *v == '-' || *end || errno || n > 0xFFFFFFFFull) {
+		pg_cli_usage(argv0, "bad --%s '%s'", opt, v);
+		return -1;
+	}
+	return (long long)n;
+}
+
 /* ---- seos sim ---- */
 
 static int
 cmd_seos_sim(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"link", required_argument, NULL, 'l'},    {"listen", required_argument, NULL, 'L'},
-	    {"connect", required_argument, NULL, 'c'}, {"serial", required_argument, NULL, 's'},
-	    {"master", required_argument, NULL, 'm'},  {"version", required_argument, NULL, 'v'},
-	    {"rules", required_argument, NULL, 'r'},   {NULL, 0, NULL, 0},
-	};
-	const char *link = NULL, *listen_addr = NULL, *connect_addr = NULL, *master = NULL,
-		   *rules = NULL;
 	struct pg_seos_sim_card_cfg cfg = {.serial = 1, .version = 1};
 	struct pg_gp_card *card = NULL;
 	const struct pg_link_ops *ops;
 	static uint8_t rbuf[PG_ARA_MAX_DATA];
 	uint8_t m[32];
-	int o, rc, fd, ml = 0, rl;
+	struct seos_opts o;
+	const char *link, *listen_addr, *connect_addr, *master, *rules;
+	long long v;
+	int rc, fd, ml = 0, rl;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (o) {
-		case 'l':
-			link = optarg;
-			break;
-		case 'L':
-			listen_addr = optarg;
-			break;
-		case 'c':
-			connect_addr = optarg;
-			break;
-		case 's':
-			cfg.serial = (uint32_t)strtoul(optarg, NULL, 0);
-			break;
-		case 'm':
-			master = optarg;
-			break;
-		case 'v':
-			cfg.version = (uint32_t)strtoul(optarg, NULL, 0);
-			break;
-		case 'r':
-			rules = optarg;
-			break;
-		default:
-			return PG_EXIT_USAGE;
-		}
-	}
+	if (parse_opts(argc, argv, sim_opts, &o, NULL))
+		return PG_EXIT_USAGE;
+	link = o.link, listen_addr = o.listen, connect_addr = o.connect;
+	master = o.master, rules = o.rules;
+	if (o.serial && (v = parse_u32(argv[0], "serial", o.serial, 0)) < 0)
+		return PG_EXIT_USAGE;
+	else if (o.serial)
+		cfg.serial = (uint32_t)v;
+	if (o.version && (v = parse_u32(argv[0], "version", o.version, 0)) < 0)
+		return PG_EXIT_USAGE;
+	else if (o.version)
+		cfg.version = (uint32_t)v;
 	if (!link || !(ops = pg_link_find(link)) || !ops->card_open)
 		return pg_cli_usage(argv[0], "--link must name a link with a card role");
 	if (!!listen_addr == !!connect_addr)
@@ -144,45 +219,18 @@ out:
 static int
 cmd_seos_serve(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"socket", required_argument, NULL, 's'},
-	    {"watch", required_argument, NULL, 'w'},
-	    {"keys", required_argument, NULL, 'k'},
-	    {"pcsc", no_argument, NULL, 'p'},
-	    {"db", required_argument, NULL, 'd'},
-	    {"device-key", required_argument, NULL, 'K'},
-	    {NULL, 0, NULL, 0},
-	};
 	struct pg_seos_serve_opts so = {.stop = &stop_flag};
 	struct pg_seos_keystore *ks = NULL;
 	struct pg_seos_server *srv = NULL;
-	const char *keys = NULL;
-	int o, rc;
+	struct seos_opts o;
+	const char *keys;
+	int rc;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (o) {
-		case 's':
-			so.sock = optarg;
-			break;
-		case 'w':
-			so.watch = optarg;
-			break;
-		case 'k':
-			keys = optarg;
-			break;
-		case 'p':
-			so.pcsc = 1;
-			break;
-		case 'd':
-			so.db = optarg;
-			break;
-		case 'K':
-			so.devkey = optarg;
-			break;
-		default:
-			return PG_EXIT_USAGE;
-		}
-	}
+	if (parse_opts(argc, argv, serve_opts, &o, NULL))
+		return PG_EXIT_USAGE;
+	so.sock = o.sock, so.watch = o.watch, so.pcsc = o.pcsc, so.db = o.db;
+	so.devkey = o.devkey;
+	keys = o.keys;
 	if (!so.sock)
 		return pg_cli_usage(argv[0], "--socket PATH is required");
 	if (keys) {
@@ -235,30 +283,17 @@ list_row(void *arg, const struct pg_seos_entry *e)
 static int
 cmd_seos_list(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"db", required_argument, NULL, 'd'},
-	    {"device-key", required_argument, NULL, 'K'},
-	    {"json", no_argument, NULL, 'j'},
-	    {NULL, 0, NULL, 0},
-	};
 	static const char *const hdr[] = {"NAME",    "LINK", "ID",    "STATE",
 					  "VERSION", "APPS", "REASON"};
-	const char *db = NULL, *dk = NULL;
 	struct list_ctx lc = {0};
 	struct pg_seos *os;
-	int o, json = 0, rc;
+	struct seos_opts o;
+	int json, rc;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (o == 'd')
-			db = optarg;
-		else if (o == 'K')
-			dk = optarg;
-		else if (o == 'j')
-			json = 1;
-		else
-			return PG_EXIT_USAGE;
-	}
-	rc = pg_seos_open(&os, db, dk, NULL);
+	if (parse_opts(argc, argv, list_opts, &o, NULL))
+		return PG_EXIT_USAGE;
+	json = o.json;
+	rc = pg_seos_open(&os, o.db, o.devkey, NULL);
 	if (rc < 0)
 		return pg_cli_fail(rc, "SE list");
 	if (json)
@@ -281,40 +316,19 @@ cmd_seos_list(int argc, char **argv)
 
 /* ---- client verbs ---- */
 
-static const char *
-default_sock(void)
-{
-	const char *s = getenv("PAYGUARD_SEOS_SOCKET");
-
-	return s ? s : "/tmp/payguard-seos.sock";
-}
-
 static int
 cmd_seos_readers(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"socket", required_argument, NULL, 's'},
-	    {"app", required_argument, NULL, 'a'},
-	    {"json", no_argument, NULL, 'j'},
-	    {NULL, 0, NULL, 0},
-	};
-	const char *sock = default_sock(), *app = "payguard-cli";
 	struct pg_seos_reader r[64];
 	struct pg_seos_client *c;
+	struct seos_opts o;
 	size_t n;
-	int o, json = 0, rc;
+	int json, rc;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (o == 's')
-			sock = optarg;
-		else if (o == 'a')
-			app = optarg;
-		else if (o == 'j')
-			json = 1;
-		else
-			return PG_EXIT_USAGE;
-	}
-	rc = pg_seos_client_connect(&c, sock, app);
+	if (parse_opts(argc, argv, readers_opts, &o, NULL))
+		return PG_EXIT_USAGE;
+	json = o.json;
+	rc = pg_seos_client_connect(&c, o.sock, o.app);
 	if (rc == 0)
 		rc = pg_seos_client_readers(c, r, 64, &n);
 	pg_seos_client_close(c);
@@ -336,25 +350,14 @@ cmd_seos_readers(int argc, char **argv)
 static int
 cmd_seos_whoami(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"socket", required_argument, NULL, 's'},
-	    {"app", required_argument, NULL, 'a'},
-	    {NULL, 0, NULL, 0},
-	};
-	const char *sock = default_sock(), *app = "payguard-cli";
 	struct pg_seos_client *c;
 	char h256[65], h1[41], text[512];
-	int o, rc;
+	struct seos_opts o;
+	int rc;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (o == 's')
-			sock = optarg;
-		else if (o == 'a')
-			app = optarg;
-		else
-			return PG_EXIT_USAGE;
-	}
-	rc = pg_seos_client_connect(&c, sock, app);
+	if (parse_opts(argc, argv, whoami_opts, &o, NULL))
+		return PG_EXIT_USAGE;
+	rc = pg_seos_client_connect(&c, o.sock, o.app);
 	if (rc == 0)
 		rc = pg_seos_client_whoami(c, h256, h1, text, sizeof(text));
 	pg_seos_client_close(c);
@@ -368,53 +371,26 @@ cmd_seos_whoami(int argc, char **argv)
 static int
 cmd_seos_transmit(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"socket", required_argument, NULL, 's'},
-	    {"app", required_argument, NULL, 'a'},
-	    {"reader", required_argument, NULL, 'r'},
-	    {"aid", required_argument, NULL, 'A'},
-	    {"basic", no_argument, NULL, 'b'},
-	    {"p2", required_argument, NULL, 'p'},
-	    {NULL, 0, NULL, 0},
-	};
-	const char *sock = default_sock(), *app = "payguard-cli", *reader = NULL, *aidh = NULL;
 	static uint8_t capdu[PG_APDU_MAX_C], rapdu[PG_APDU_MAX_R];
 	struct pg_seos_client *c = NULL;
 	uint8_t aid[16];
-	int o, rc, aid_len = 0, basic = 0;
-	unsigned p2 = 0;
+	struct seos_opts o;
+	const char *reader, *aidh;
+	int rc, aid_len = 0, basic, first;
+	long long p2 = 0;
 	uint32_t sess, ch;
 	char *hex = NULL;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (o) {
-		case 's':
-			sock = optarg;
-			break;
-		case 'a':
-			app = optarg;
-			break;
-		case 'r':
-			reader = optarg;
-			break;
-		case 'A':
-			aidh = optarg;
-			break;
-		case 'b':
-			basic = 1;
-			break;
-		case 'p':
-			p2 = (unsigned)strtoul(optarg, NULL, 16) & 0xFF;
-			break;
-		default:
-			return PG_EXIT_USAGE;
-		}
-	}
+	if (parse_opts(argc, argv, transmit_opts, &o, &first))
+		return PG_EXIT_USAGE;
+	reader = o.reader, aidh = o.aid, basic = o.basic;
+	if (o.p2 && ((p2 = parse_u32(argv[0], "p2", o.p2, 16)) < 0 || p2 > 0xFF))
+		return p2 < 0 ? PG_EXIT_USAGE : pg_cli_usage(argv[0], "--p2 is one byte of hex");
 	if (!reader)
 		return pg_cli_usage(argv[0], "--reader NAME is required");
 	if (aidh && (aid_len = pg_hex_decode(aid, sizeof(aid), aidh)) < 5)
 		return pg_cli_usage(argv[0], "--aid must be 5..16 bytes of hex");
-	rc = pg_seos_client_connect(&c, sock, app);
+	rc = pg_seos_client_connect(&c, o.sock, o.app);
 	if (rc < 0)
 		goto out;
 	rc = pg_seos_client_open_session(c, reader, &sess);
@@ -433,7 +409,7 @@ cmd_seos_transmit(int argc, char **argv)
 		rc = PG_ENOMEM;
 		goto out;
 	}
-	for (int i = optind; i < argc; i++) {
+	for (int i = first; i < argc; i++) {
 		int n = pg_hex_decode(capdu, sizeof(capdu), argv[i]);
 		size_t rl = sizeof(rapdu);
 
@@ -459,49 +435,30 @@ out:
 static int
 cmd_seos_demo(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	int rc = pg_seos_demo(stdout);
+	struct seos_opts o;
+	int rc;
+
+	if (parse_opts(argc, argv, demo_opts, &o, NULL))
+		return PG_EXIT_USAGE;
+	rc = pg_seos_demo(stdout);
 
 	return rc < 0 ? pg_cli_fail(rc, "seos demo") : PG_EXIT_OK;
 }
 
 const struct pg_cmd pg_cli_seos[] = {
     {"serve", cmd_seos_serve, "run the SE OS daemon (SE detection, authentication, client API)",
-     "payguard seos serve --socket PATH [--watch DIR] [--keys FILE] [--pcsc] [--db PATH|URL]\n"
-     "                    [--device-key PATH]\n"
-     "  --socket      UNIX socket for clients (Open Mobile API calls)\n"
-     "  --watch       directory of SE endpoint files NAME.se (lines link=, addr=, kind=sim|vse);\n"
-     "                created/removed files attach/detach SEs (inotify)\n"
-     "  --keys        key store: 'master KVN HEX' and/or 'se ID KVN ENC MAC DEK' lines\n"
-     "  --pcsc        follow PC/SC reader events (SCardGetStatusChange) through pcscd\n"
-     "  --db          the store: a SQLite path or postgresql://... (default: the data\n"
-     "                directory's payguard.db)\n"
-     "  --device-key  the cache MAC key file (default: data directory, mode 0600)\n",
-     NULL, NULL},
+     NULL, serve_opts, NULL},
     {"sim", cmd_seos_sim, "serve a test SE (SCP03 ISD, GET STATUS, ARA-M) on a link's card role",
-     "payguard seos sim --link LINK (--listen ADDR | --connect ADDR) --master HEX\n"
-     "                  [--serial N] [--version N] [--rules HEX|@FILE]\n"
-     "  --link     t0 t1 swp spi i2c ccid, or vpcd with --connect tcp:127.0.0.1:35963\n"
-     "  --master   master key; the SE's SCP03 keys are it diversified by the SE identity\n"
-     "  --serial   IC serial number (part of the SE identity)\n"
-     "  --version  configuration version reported by GET DATA DF50\n"
-     "  --rules    ARA-M GET DATA [All] data (FF40...), hex or @file; default: allow all\n",
-     NULL, NULL},
-    {"list", cmd_seos_list, "show the SE list kept in the store",
-     "payguard seos list [--db PATH|URL] [--device-key PATH] [--json]\n", NULL, NULL},
-    {"readers", cmd_seos_readers, "list the daemon's readers (SEs) and their states",
-     "payguard seos readers [--socket PATH] [--app NAME] [--json]\n", NULL, NULL},
+     "Give exactly one of --listen and --connect.", sim_opts, NULL},
+    {"list", cmd_seos_list, "show the SE list kept in the store", NULL, list_opts, NULL},
+    {"readers", cmd_seos_readers, "list the daemon's readers (SEs) and their states", NULL,
+     readers_opts, NULL},
     {"whoami", cmd_seos_whoami, "show the identity (and hashes for ARA-M rules) the daemon sees",
-     "payguard seos whoami [--socket PATH] [--app NAME]\n", NULL, NULL},
+     NULL, whoami_opts, NULL},
     {"transmit", cmd_seos_transmit, "open a session and channel, send APDUs, print responses",
-     "--reader NAME [--aid HEX] [--basic] [--p2 HEX] [--socket PATH]\n"
-     "                       [--app NAME] APDU...\n"
-     "  --aid    application to select (default: the default application)\n"
-     "  --basic  use the basic channel (default: a logical channel)\n"
-     "  --p2     SELECT P2 (hex, default 00)\n",
-     NULL, NULL},
+     "APDU is a command APDU in hex; each response is printed in hex, one per line.", transmit_opts,
+     "APDU..."},
     {"demo", cmd_seos_demo, "attach 3 simulated SEs, authenticate, cache miss then hit, a client",
-     "payguard seos demo\n", NULL, NULL},
+     NULL, demo_opts, NULL},
     {NULL, NULL, NULL, NULL, NULL, NULL},
 };

@@ -17,7 +17,7 @@
 #include "payguard/stream.h"
 #include "payguard/vse.h"
 
-#include <getopt.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,30 +28,90 @@
 
 #define API_TIMEOUT_MS 15000
 
+/* Every option of every vse verb; each verb's table lists the ones it takes. */
+struct vse_opts {
+	const char *data_dir, *announce, *db, *node;
+	const char *name, *arena, *pmem, *cin, *iu_rate, *iu_burst, *master, *keys, *kvn, *link,
+	    *listen, *slot, *request, *sock, *level;
+	struct pg_opt_strings applets;
+	int json, scp;
+};
+#define O	   struct vse_opts
+#define SOCKET_OPT PG_STR(O, sock, "socket", "PATH", "the hypervisor's socket")
+#define JSON_OPT   PG_FLAG(O, json, "json", "print JSON")
+static const struct pg_opt serve_opts[] = {
+    PG_STR(O, data_dir, "data-dir", "DIR", "the hypervisor's folder (default: the data directory)"),
+    PG_STR(O, announce, "announce", "DIR",
+	   "announce each running socket-exposed VSE to an SE OS (`payguard seos serve --watch "
+	   "DIR`) as DIR/NAME.se"),
+    PG_STR(O, db, "db", "URL",
+	   "the store of the VSE registry: a SQLite path or postgresql://... (default: "
+	   "DIR/payguard.db); keys stay wrapped under DIR/kek"),
+    PG_STR(O, node, "node", "NAME",
+	   "run only this node's VSEs of a store several hypervisors share; the others are "
+	   "listed, not run"),
+    {0}};
+static const struct pg_opt create_opts[] = {
+    PG_STR(O, name, "name", "NAME", "the VSE's name"),
+    PG_STR(O, arena, "arena", "SIZE", "its memory arena (default 256K)"),
+    PG_STR(O, pmem, "pmem", "SIZE", "its persistent memory (default 64K)"),
+    PG_STRS(O, applets, "applet", "NAME", "a catalogue applet to install"),
+    PG_STR(O, master, "master", "HEX", "ISD keys diversified from this master key by the CIN"),
+    PG_STR(O, keys, "keys", "ENC:MAC:DEK", "explicit ISD AES keys"),
+    PG_STR(O, kvn, "kvn", "N", "key version number"),
+    PG_STR(O, cin, "cin", "HEX", "card image number"),
+    PG_STR(O, link, "link", "t0|t1|swp|spi|i2c|ccid|vpcd", "how it is exposed (default t1)"),
+    PG_STR(O, listen, "listen", "tcp:127.0.0.1:PORT", "where a socket link listens"),
+    PG_STR(O, slot, "slot", "N", "the vpcd reader slot"),
+    PG_STR(O, iu_rate, "iu-rate", "N",
+	   "unauthenticated SCP03 INITIALIZE UPDATEs allowed a second (default 1; 0: no limit); "
+	   "beyond it the card answers 6985, its counter untouched"),
+    PG_STR(O, iu_burst, "iu-burst", "N", "how many may come at once (default 10)"),
+    PG_STR(O, request, "request", "FILE.json",
+	   "the whole request from a private file (instead of the options above)"),
+    SOCKET_OPT,
+    JSON_OPT,
+    {0}};
+static const struct pg_opt common_opts[] = {SOCKET_OPT, JSON_OPT, {0}};
+static const struct pg_opt apdu_opts[] = {
+    PG_FLAG(O, scp, "scp03", "open a GlobalPlatform SCP03 session with the ISD first"),
+    PG_STR(O, master, "master", "HEX", "diversify the keys from this master key by the card's CIN"),
+    PG_STR(O, keys, "keys", "ENC:MAC:DEK", "explicit AES keys"),
+    PG_STR(O, kvn, "kvn", "N", "key version number (default 0x30)"),
+    PG_STR(O, level, "level", "L",
+	   "security level, hex: 01 C-MAC (default), 03 C-MAC+C-DECRYPTION, 11 C-MAC+R-MAC, 13, "
+	   "33 all four"),
+    SOCKET_OPT,
+    JSON_OPT,
+    {0}};
+static const struct pg_opt none_opts[] = {{0}};
+#undef O
+
+/* Parses a verb's options into o; the first operand, or -1 after a message. */
+static int
+parse_opts(int argc, char **argv, const struct pg_opt *tab, struct vse_opts *o)
+{
+	int first;
+
+	memset(o, 0, sizeof(*o));
+	if (pg_cli_parse(argc, argv, tab, o, &first))
+		return -1;
+	return first;
+}
+
 static int
 cmd_vse_serve(int argc, char **argv)
 {
-	static const struct option opts[] = {{"data-dir", required_argument, NULL, 'd'},
-					     {"announce", required_argument, NULL, 'a'},
-					     {"db", required_argument, NULL, 'b'},
-					     {"node", required_argument, NULL, 'n'},
-					     {NULL, 0, NULL, 0}};
 	struct pg_vse_hv_opts o = {.ready_fd = -1};
+	struct vse_opts vo;
 	struct stat st;
-	int c, rc;
+	int rc, first = parse_opts(argc, argv, serve_opts, &vo);
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c == 'd')
-			o.data_dir = optarg;
-		else if (c == 'a')
-			o.announce_dir = optarg;
-		else if (c == 'b')
-			o.store = optarg;
-		else if (c == 'n')
-			o.node = optarg;
-		else
-			return pg_cli_usage(argv[0], "unknown option");
-	}
+	if (first < 0)
+		return PG_EXIT_USAGE;
+	if (first < argc)
+		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[first]);
+	o.data_dir = vo.data_dir, o.announce_dir = vo.announce, o.store = vo.db, o.node = vo.node;
 	if (o.announce_dir && (stat(o.announce_dir, &st) != 0 || !S_ISDIR(st.st_mode)))
 		return pg_cli_usage(argv[0], "--announce needs an existing directory");
 	rc = pg_vse_serve(&o);
@@ -61,7 +121,11 @@ cmd_vse_serve(int argc, char **argv)
 static int
 cmd_vse_run_one(int argc, char **argv)
 {
-	(void)argc, (void)argv;
+	struct vse_opts vo;
+
+	/* the hypervisor passes the VSE's name (shown by ps); the rest comes on fd 3 */
+	if (parse_opts(argc, argv, none_opts, &vo) < 0)
+		return PG_EXIT_USAGE;
 	return pg_vse_run_one() < 0 ? PG_EXIT_FAIL : PG_EXIT_OK;
 }
 
@@ -121,133 +185,168 @@ call(const char *sock, json_t *req, json_t **resp, const char *what)
 	return rc < 0 ? pg_cli_fail(rc, "%s", what) : 0;
 }
 
+/* The parts of a `vse create` request built from options. */
+enum create_obj { CR_VSE, CR_KEYS, CR_EXPOSE, CR_NOBJ };
+
+enum create_kind {
+	CR_TEXT,	/* the argument as a string */
+	CR_INT_ANY,	/* strtol base 0 (kvn: 0x30 or 48) */
+	CR_INT_DEC,	/* strtol base 10 */
+	CR_NUM_OR_TEXT, /* a number, else the text, so the request check names the field */
+};
+
+/* The options that set one field of the request: option's value, where, field, how. */
+static const struct create_field {
+	size_t off; /* a const char * in struct vse_opts */
+	enum create_obj obj;
+	const char *key;
+	enum create_kind kind;
+} create_fields[] = {
+#define F(f) offsetof(struct vse_opts, f)
+    {F(name), CR_VSE, "name", CR_TEXT},
+    {F(arena), CR_VSE, "arena", CR_TEXT},
+    {F(pmem), CR_VSE, "pmem", CR_TEXT},
+    {F(cin), CR_VSE, "cin", CR_TEXT},
+    {F(iu_rate), CR_VSE, "iu_rate", CR_NUM_OR_TEXT},
+    {F(iu_burst), CR_VSE, "iu_burst", CR_NUM_OR_TEXT},
+    {F(master), CR_KEYS, "master", CR_TEXT},
+    {F(kvn), CR_KEYS, "kvn", CR_INT_ANY},
+    {F(link), CR_EXPOSE, "link", CR_TEXT},
+    {F(listen), CR_EXPOSE, "listen", CR_TEXT},
+    {F(slot), CR_EXPOSE, "slot", CR_INT_DEC},
+#undef F
+};
+
+struct create_req {
+	json_t *obj[CR_NOBJ];
+	json_t *apps;
+	const char *reqfile;
+};
+
+static void
+create_req_release(struct create_req *q)
+{
+	for (int i = 0; i < CR_NOBJ; i++)
+		json_decref(q->obj[i]), q->obj[i] = NULL;
+	json_decref(q->apps), q->apps = NULL;
+}
+
+static json_t *
+create_value(enum create_kind kind, const char *arg)
+{
+	char *end = NULL;
+	long n;
+
+	switch (kind) {
+	case CR_INT_ANY:
+		return json_integer(strtol(arg, NULL, 0));
+	case CR_INT_DEC:
+		return json_integer(strtol(arg, NULL, 10));
+	case CR_NUM_OR_TEXT:
+		n = strtol(arg, &end, 10);
+		return end && end != arg && !*end ? json_integer(n) : json_string(arg);
+	default:
+		return json_string(arg);
+	}
+}
+
+/* --keys ENC:MAC:DEK */
+static void
+create_keys(json_t *keys, const char *arg)
+{
+	char *dup = strdup(arg), *save = NULL;
+	const char *nm[3] = {"enc", "mac", "dek"};
+	char *tok = dup ? strtok_r(dup, ":", &save) : NULL;
+
+	for (int i = 0; i < 3 && tok; i++, tok = strtok_r(NULL, ":", &save))
+		json_object_set_new(keys, nm[i], json_string(tok));
+	free(dup);
+}
+
+/* The request's fields from the options given (the defaults are already set). */
+static void
+create_from_opts(struct create_req *q, const struct vse_opts *o)
+{
+	for (size_t i = 0; i < sizeof(create_fields) / sizeof(create_fields[0]); i++) {
+		const struct create_field *f = &create_fields[i];
+		const char *arg = *(const char *const *)((const char *)o + f->off);
+
+		if (arg)
+			json_object_set_new(q->obj[f->obj], f->key, create_value(f->kind, arg));
+	}
+	for (int i = 0; i < o->applets.n; i++)
+		json_array_append_new(q->apps, json_string(o->applets.v[i]));
+	if (o->keys)
+		create_keys(q->obj[CR_KEYS], o->keys);
+	q->reqfile = o->request;
+}
+
+/*
+ * The request: read from --request (it holds the VSE's keys: refused if
+ * others can read it), else put together from the options. Validated here
+ * too, so a bad request fails before reaching the daemon. Returns 0 with
+ * *vse set, or the exit code.
+ */
+static int
+create_request(struct create_req *q, json_t **vse)
+{
+	struct pg_vse_request *r;
+	int rc;
+
+	*vse = NULL;
+	if (q->reqfile) {
+		json_error_t err;
+
+		create_req_release(q);
+		if ((rc = pg_fs_check_private(q->reqfile, 0)) < 0)
+			return pg_cli_fail(rc, "request '%s'", q->reqfile);
+		*vse = json_load_file(q->reqfile, JSON_REJECT_DUPLICATES, &err);
+		if (!*vse)
+			return pg_cli_fail(PG_EFORMAT, "request '%s': line %d: %s", q->reqfile,
+					   err.line, err.text);
+	} else {
+		*vse = q->obj[CR_VSE];
+		json_object_set_new(*vse, "applets", q->apps);
+		json_object_set_new(*vse, "keys", q->obj[CR_KEYS]);
+		json_object_set_new(*vse, "expose", q->obj[CR_EXPOSE]);
+		memset(q->obj, 0, sizeof(q->obj));
+		q->apps = NULL;
+	}
+	r = calloc(1, sizeof(*r));
+	rc = r ? pg_vse_request_from_json(r, *vse) : PG_ENOMEM;
+	free(r);
+	if (rc < 0) {
+		json_decref(*vse);
+		*vse = NULL;
+		return pg_cli_fail(rc, "vse create");
+	}
+	return 0;
+}
+
 static int
 cmd_vse_create(int argc, char **argv)
 {
-	static const struct option opts[] = {{"name", required_argument, NULL, 'n'},
-					     {"arena", required_argument, NULL, 'a'},
-					     {"pmem", required_argument, NULL, 'p'},
-					     {"applet", required_argument, NULL, 'A'},
-					     {"master", required_argument, NULL, 'm'},
-					     {"keys", required_argument, NULL, 'k'},
-					     {"kvn", required_argument, NULL, 'v'},
-					     {"cin", required_argument, NULL, 'c'},
-					     {"link", required_argument, NULL, 'l'},
-					     {"listen", required_argument, NULL, 'L'},
-					     {"slot", required_argument, NULL, 's'},
-					     {"request", required_argument, NULL, 'r'},
-					     {"socket", required_argument, NULL, 'S'},
-					     {"json", no_argument, NULL, 'j'},
-					     {"iu-rate", required_argument, NULL, 'R'},
-					     {"iu-burst", required_argument, NULL, 'B'},
-					     {NULL, 0, NULL, 0}};
-	json_t *vse = json_object(), *apps = json_array(), *keys = json_object(),
-	       *ex = json_object(), *resp = NULL, *arr;
-	const char *sock = NULL, *reqfile = NULL;
-	int c, json = 0, rc;
+	struct create_req q = {.obj = {json_object(), json_object(), json_object()},
+			       .apps = json_array()};
+	json_t *vse, *resp = NULL, *arr;
+	struct vse_opts o;
+	int rc, first = parse_opts(argc, argv, create_opts, &o);
 
-	json_object_set_new(vse, "arena", json_string("256K"));
-	json_object_set_new(vse, "pmem", json_string("64K"));
-	json_object_set_new(ex, "link", json_string("t1"));
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 'n':
-			json_object_set_new(vse, "name", json_string(optarg));
-			break;
-		case 'a':
-			json_object_set_new(vse, "arena", json_string(optarg));
-			break;
-		case 'p':
-			json_object_set_new(vse, "pmem", json_string(optarg));
-			break;
-		case 'A':
-			json_array_append_new(apps, json_string(optarg));
-			break;
-		case 'm':
-			json_object_set_new(keys, "master", json_string(optarg));
-			break;
-		case 'k': {
-			/* ENC:MAC:DEK */
-			char *dup = strdup(optarg), *save = NULL;
-			const char *nm[3] = {"enc", "mac", "dek"};
-			char *tok = dup ? strtok_r(dup, ":", &save) : NULL;
-
-			for (int i = 0; i < 3 && tok; i++, tok = strtok_r(NULL, ":", &save))
-				json_object_set_new(keys, nm[i], json_string(tok));
-			free(dup);
-			break;
-		}
-		case 'v':
-			json_object_set_new(keys, "kvn", json_integer(strtol(optarg, NULL, 0)));
-			break;
-		case 'c':
-			json_object_set_new(vse, "cin", json_string(optarg));
-			break;
-		case 'l':
-			json_object_set_new(ex, "link", json_string(optarg));
-			break;
-		case 'L':
-			json_object_set_new(ex, "listen", json_string(optarg));
-			break;
-		case 's':
-			json_object_set_new(ex, "slot", json_integer(strtol(optarg, NULL, 10)));
-			break;
-		case 'R':
-		case 'B': {
-			/* Not a number: passed as text, so the request check names the field. */
-			char *end = NULL;
-			long n = strtol(optarg, &end, 10);
-
-			json_object_set_new(vse, c == 'R' ? "iu_rate" : "iu_burst",
-					    end && end != optarg && !*end ? json_integer(n)
-									  : json_string(optarg));
-			break;
-		}
-		case 'r':
-			reqfile = optarg;
-			break;
-		case 'S':
-			sock = optarg;
-			break;
-		case 'j':
-			json = 1;
-			break;
-		default:
-			json_decref(vse), json_decref(apps), json_decref(keys), json_decref(ex);
-			return pg_cli_usage(argv[0], "unknown option");
-		}
+	if (first < 0 || first < argc) {
+		create_req_release(&q);
+		return first < 0 ? PG_EXIT_USAGE
+				 : pg_cli_usage(argv[0], "unexpected argument '%s'", argv[first]);
 	}
-	if (reqfile) {
-		json_error_t err;
-
-		json_decref(vse), json_decref(apps), json_decref(keys), json_decref(ex);
-		/* the request holds the VSE's keys: refused if others can read it */
-		if ((rc = pg_fs_check_private(reqfile, 0)) < 0)
-			return pg_cli_fail(rc, "request '%s'", reqfile);
-		vse = json_load_file(reqfile, JSON_REJECT_DUPLICATES, &err);
-		if (!vse)
-			return pg_cli_fail(PG_EFORMAT, "request '%s': line %d: %s", reqfile,
-					   err.line, err.text);
-	} else {
-		json_object_set_new(vse, "applets", apps);
-		json_object_set_new(vse, "keys", keys);
-		json_object_set_new(vse, "expose", ex);
-	}
-	{
-		/* Validate here too, so a bad request fails before reaching the daemon. */
-		struct pg_vse_request *r = calloc(1, sizeof(*r));
-
-		rc = r ? pg_vse_request_from_json(r, vse) : PG_ENOMEM;
-		free(r);
-		if (rc < 0) {
-			json_decref(vse);
-			return pg_cli_fail(rc, "vse create");
-		}
-	}
-	rc = call(sock, json_pack("{s:s, s:o}", "op", "create", "vse", vse), &resp, "vse create");
+	json_object_set_new(q.obj[CR_VSE], "arena", json_string("256K"));
+	json_object_set_new(q.obj[CR_VSE], "pmem", json_string("64K"));
+	json_object_set_new(q.obj[CR_EXPOSE], "link", json_string("t1"));
+	create_from_opts(&q, &o);
+	if ((rc = create_request(&q, &vse)) != 0)
+		return rc;
+	rc = call(o.sock, json_pack("{s:s, s:o}", "op", "create", "vse", vse), &resp, "vse create");
 	if (rc)
 		return rc;
-	if (json) {
+	if (o.json) {
 		/* Take the reference before the response goes: "vse" lives inside it. */
 		json_t *v = json_incref(json_object_get(resp, "vse"));
 
@@ -263,36 +362,18 @@ cmd_vse_create(int argc, char **argv)
 }
 
 static int
-common_opts(int argc, char **argv, const char **sock, int *json)
-{
-	static const struct option opts[] = {{"socket", required_argument, NULL, 'S'},
-					     {"json", no_argument, NULL, 'j'},
-					     {NULL, 0, NULL, 0}};
-	int c;
-
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c == 'S')
-			*sock = optarg;
-		else if (c == 'j')
-			*json = 1;
-		else
-			return pg_cli_usage(argv[0], "unknown option");
-	}
-	return 0;
-}
-
-static int
 cmd_vse_list(int argc, char **argv)
 {
-	const char *sock = NULL;
 	json_t *resp = NULL;
-	int json = 0, rc;
+	struct vse_opts o;
+	int rc, json, first = parse_opts(argc, argv, common_opts, &o);
 
-	if ((rc = common_opts(argc, argv, &sock, &json)))
-		return rc;
-	if (optind != argc)
-		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[optind]);
-	if ((rc = call(sock, json_pack("{s:s}", "op", "list"), &resp, "vse list")))
+	if (first < 0)
+		return PG_EXIT_USAGE;
+	if (first != argc)
+		return pg_cli_usage(argv[0], "unexpected argument '%s'", argv[first]);
+	json = o.json;
+	if ((rc = call(o.sock, json_pack("{s:s}", "op", "list"), &resp, "vse list")))
 		return rc;
 	if (json) {
 		rc = pg_cli_print_json(json_incref(json_object_get(resp, "vses")));
@@ -307,18 +388,19 @@ cmd_vse_list(int argc, char **argv)
 static int
 named(int argc, char **argv, const char *op)
 {
-	const char *sock = NULL;
 	json_t *resp = NULL, *v;
-	int json = 0, rc;
+	struct vse_opts o;
+	int rc, json, first = parse_opts(argc, argv, common_opts, &o);
 
-	if ((rc = common_opts(argc, argv, &sock, &json)))
-		return rc;
-	if (optind + 1 != argc)
+	if (first < 0)
+		return PG_EXIT_USAGE;
+	if (first + 1 != argc)
 		return pg_cli_usage(argv[0], "expected one VSE name");
-	if (!pg_vse_name_ok(argv[optind]))
-		return pg_cli_fail(pg_error(PG_EINVAL, "vse", "bad VSE name '%s'", argv[optind]),
+	json = o.json;
+	if (!pg_vse_name_ok(argv[first]))
+		return pg_cli_fail(pg_error(PG_EINVAL, "vse", "bad VSE name '%s'", argv[first]),
 				   "vse %s", op);
-	rc = call(sock, json_pack("{s:s, s:s}", "op", op, "name", argv[optind]), &resp, op);
+	rc = call(o.sock, json_pack("{s:s, s:s}", "op", op, "name", argv[first]), &resp, op);
 	if (rc)
 		return rc;
 	v = json_object_get(resp, "vse");
@@ -338,7 +420,7 @@ named(int argc, char **argv, const char *op)
 		json_decref(arr);
 		rc = PG_EXIT_OK;
 	} else {
-		printf("%s: %s\n", op, argv[optind]);
+		printf("%s: %s\n", op, argv[first]);
 		rc = PG_EXIT_OK;
 	}
 	json_decref(resp);
@@ -528,62 +610,93 @@ out:
 	return rc;
 }
 
+/* Options of `vse apdu`. */
+struct apdu_opts {
+	const char *sock, *master, *keys;
+	int json, scp, kvn, level;
+};
+
+/* Parses the options; the first operand (the VSE's name), or -1 after a message. */
+static int
+apdu_parse_opts(int argc, char **argv, struct apdu_opts *o)
+{
+	struct vse_opts v;
+	char *end;
+	int first = parse_opts(argc, argv, apdu_opts, &v);
+
+	if (first < 0)
+		return -1;
+	o->sock = v.sock, o->master = v.master, o->keys = v.keys, o->json = v.json, o->scp = v.scp;
+	if (v.kvn) {
+		long k = strtol(v.kvn, &end, 0);
+
+		if (!*v.kvn || *end || k < 0 || k > 0xFF)
+			return pg_cli_usage(argv[0], "--kvn takes 0..255 (0x30 or 48)"), -1;
+		o->kvn = (int)k;
+	}
+	if (v.level) {
+		/* Security levels of GP Amd D 7.1.2.2: 01, 03, 11, 13, 33. */
+		o->level = (int)strtol(v.level, &end, 16);
+		if (*end || (o->level != 0x01 && o->level != 0x03 && o->level != 0x11 &&
+			     o->level != 0x13 && o->level != 0x33))
+			return pg_cli_usage(argv[0], "--level takes 01, 03, 11, 13 or 33 (hex)"),
+			       -1;
+	}
+	if (first + 2 > argc)
+		return pg_cli_usage(argv[0], "expected a VSE name and at least one APDU (hex)"), -1;
+	if (o->scp && !o->master == !o->keys)
+		return pg_cli_usage(argv[0], "--scp03 needs --master HEX or --keys ENC:MAC:DEK"),
+		       -1;
+	return first;
+}
+
+/* One APDU (hex) to the VSE: printed as "> C / < R", or added to `out` with --json. */
+static int
+apdu_one(struct pg_link *l, struct pg_scp03 *sc, const char *arg, int json, json_t *out,
+	 uint8_t *capdu, uint8_t *rapdu)
+{
+	int n = pg_hex_decode(capdu, PG_APDU_MAX_C, arg), rc;
+	size_t rl = PG_APDU_MAX_R;
+	char *rh, *ch;
+
+	if (n < 4)
+		return pg_error(PG_EFORMAT, "vse", "APDU '%.40s' is not hex of >= 4 bytes", arg);
+	rc = exchange(l, sc, capdu, (size_t)n, rapdu, &rl);
+	if (rc < 0)
+		return rc;
+	rh = malloc(2 * rl + 1);
+	ch = malloc(2 * (size_t)n + 1);
+	if (rh && ch) {
+		pg_hex_encode_upper(rh, rapdu, rl, 0);
+		pg_hex_encode_upper(ch, capdu, (size_t)n, 0);
+		if (json)
+			json_array_append_new(out, json_pack("{s:s, s:s, s:s+}", "c", ch, "r", rh,
+							     "sw", rh + 2 * rl - 4, ""));
+		else
+			printf("> %s\n< %s\n", ch, rh);
+	}
+	free(rh);
+	free(ch);
+	return 0;
+}
+
 static int
 cmd_vse_apdu(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"socket", required_argument, NULL, 'S'}, {"json", no_argument, NULL, 'j'},
-	    {"scp03", no_argument, NULL, 's'},	      {"master", required_argument, NULL, 'm'},
-	    {"keys", required_argument, NULL, 'k'},   {"kvn", required_argument, NULL, 'v'},
-	    {"level", required_argument, NULL, 'l'},  {NULL, 0, NULL, 0}};
-	const char *sock = NULL, *master = NULL, *keys = NULL;
+	struct apdu_opts o = {.kvn = 0x30, .level = PG_SCP03_SL_CMAC};
 	struct pg_link *l = NULL;
 	struct pg_scp03 sc = {0};
 	uint8_t atr[PG_ATR_MAX], *capdu = NULL, *rapdu = NULL;
 	char hex[3 * 64 + 1];
 	json_t *out = NULL;
 	size_t atrlen;
-	int json = 0, rc, c, scp = 0, kvn = 0x30, level = PG_SCP03_SL_CMAC;
+	int rc, first = apdu_parse_opts(argc, argv, &o);
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 'S':
-			sock = optarg;
-			break;
-		case 'j':
-			json = 1;
-			break;
-		case 's':
-			scp = 1;
-			break;
-		case 'm':
-			master = optarg;
-			break;
-		case 'k':
-			keys = optarg;
-			break;
-		case 'v':
-			kvn = (int)strtol(optarg, NULL, 0);
-			break;
-		case 'l':
-			/* Security levels of GP Amd D 7.1.2.2: 01, 03, 11, 13, 33. */
-			level = (int)strtol(optarg, NULL, 16);
-			if (level != 0x01 && level != 0x03 && level != 0x11 && level != 0x13 &&
-			    level != 0x33)
-				return pg_cli_usage(argv[0],
-						    "--level takes 01, 03, 11, 13 or 33 (hex)");
-			break;
-		default:
-			return pg_cli_usage(argv[0], "unknown option");
-		}
-	}
-	if (optind + 2 > argc)
-		return pg_cli_usage(argv[0], "expected a VSE name and at least one APDU (hex)");
-	if (scp && !master == !keys)
-		return pg_cli_usage(argv[0], "--scp03 needs --master HEX or --keys ENC:MAC:DEK");
-	rc = host_connect(sock, argv[optind], &l, atr, &atrlen);
+	if (first < 0)
+		return PG_EXIT_USAGE;
+	rc = host_connect(o.sock, argv[first], &l, atr, &atrlen);
 	if (rc < 0)
-		return pg_cli_fail(rc, "vse apdu '%s'", argv[optind]);
+		return pg_cli_fail(rc, "vse apdu '%s'", argv[first]);
 	out = json_array();
 	capdu = malloc(PG_APDU_MAX_C);
 	rapdu = malloc(PG_APDU_MAX_R);
@@ -592,42 +705,16 @@ cmd_vse_apdu(int argc, char **argv)
 		goto out;
 	}
 	pg_hex_encode_upper(hex, atr, atrlen, 0);
-	if (!json)
+	if (!o.json)
 		printf("ATR %s\n", hex);
-	if (scp) {
-		PG_TRY_GOTO(open_scp03(l, &sc, master, keys, kvn, level), out, "vse", "scp03");
-		if (!json)
-			printf("SCP03 session open (security level %02X)\n", level);
+	if (o.scp) {
+		PG_TRY_GOTO(open_scp03(l, &sc, o.master, o.keys, o.kvn, o.level), out, "vse",
+			    "scp03");
+		if (!o.json)
+			printf("SCP03 session open (security level %02X)\n", o.level);
 	}
-	for (int i = optind + 1; i < argc; i++) {
-		int n = pg_hex_decode(capdu, PG_APDU_MAX_C, argv[i]);
-		size_t rl = PG_APDU_MAX_R;
-		char *rh, *ch;
-
-		if (n < 4) {
-			rc = pg_error(PG_EFORMAT, "vse", "APDU '%.40s' is not hex of >= 4 bytes",
-				      argv[i]);
-			goto out;
-		}
-		rc = exchange(l, &sc, capdu, (size_t)n, rapdu, &rl);
-		if (rc < 0)
-			goto out;
-		rh = malloc(2 * rl + 1);
-		ch = malloc(2 * (size_t)n + 1);
-		if (rh && ch) {
-			pg_hex_encode_upper(rh, rapdu, rl, 0);
-			pg_hex_encode_upper(ch, capdu, (size_t)n, 0);
-			if (json)
-				json_array_append_new(out,
-						      json_pack("{s:s, s:s, s:s+}", "c", ch, "r",
-								rh, "sw", rh + 2 * rl - 4, ""));
-			else
-				printf("> %s\n< %s\n", ch, rh);
-		}
-		free(rh);
-		free(ch);
-	}
-	rc = 0;
+	for (int i = first + 1; i < argc && rc >= 0; i++)
+		rc = apdu_one(l, &sc, argv[i], o.json, out, capdu, rapdu);
 out:
 	pg_scp03_close(&sc);
 	free(capdu);
@@ -637,7 +724,7 @@ out:
 		json_decref(out);
 		return pg_cli_fail(rc, "vse apdu");
 	}
-	if (json)
+	if (o.json)
 		return pg_cli_print_json(json_pack("{s:s, s:o}", "atr", hex, "apdus", out));
 	json_decref(out);
 	return PG_EXIT_OK;
@@ -679,8 +766,12 @@ cmd_vse_demo(int argc, char **argv)
 	pid_t hv;
 	char b;
 
-	(void)argc;
-	(void)argv;
+	{
+		struct vse_opts vo;
+
+		if (parse_opts(argc, argv, none_opts, &vo) != argc)
+			return pg_cli_usage(argv[0], "takes no options or arguments");
+	}
 	if (!mkdtemp(dir) || pipe(ready) != 0)
 		return pg_cli_fail(PG_ESYS, "vse demo: temporary directory");
 	snprintf(sock, sizeof(sock), "%s/vse/hv.sock", dir);
@@ -785,46 +876,22 @@ cmd_vse_demo(int argc, char **argv)
 }
 
 const struct pg_cmd pg_cli_vse[] = {
-    {"serve", cmd_vse_serve, "run the hypervisor (socket API in the data directory)",
-     "[--data-dir DIR] [--announce DIR] [--db URL] [--node NAME]\n\n"
-     "  --announce DIR  announce each running socket-exposed VSE to an SE OS\n"
-     "                  (`payguard seos serve --watch DIR`) as DIR/NAME.se\n"
-     "  --db URL        the store of the VSE registry: a SQLite path or\n"
-     "                  postgresql://... (default: DIR/payguard.db); keys stay\n"
-     "                  wrapped under DIR/kek\n"
-     "  --node NAME     run only this node's VSEs of a store several hypervisors\n"
-     "                  share (default: none); the others are listed, not run\n",
-     NULL, NULL},
+    {"serve", cmd_vse_serve, "run the hypervisor (socket API in the data directory)", NULL,
+     serve_opts, NULL},
     {"create", cmd_vse_create, "create a VSE from a request (options or --request FILE.json)",
-     "--name NAME [--arena SIZE] [--pmem SIZE] [--applet NAME]... (--master HEX | --keys "
-     "ENC:MAC:DEK) [--kvn N] [--cin HEX] [--link t0|t1|swp|spi|i2c|ccid|vpcd] [--listen "
-     "tcp:127.0.0.1:PORT] [--slot N] [--iu-rate N] [--iu-burst N] [--request FILE.json] "
-     "[--socket PATH] [--json]\n\n"
-     "  --iu-rate N   unauthenticated SCP03 INITIALIZE UPDATEs allowed a second (default 1;\n"
-     "                0: no limit); beyond it the card answers 6985, its counter untouched\n"
-     "  --iu-burst N  how many may come at once (default 10)\n",
-     NULL, NULL},
-    {"list", cmd_vse_list, "list VSEs", "[--socket PATH] [--json]", NULL, NULL},
-    {"show", cmd_vse_show, "show one VSE (configuration without keys, state, memory)",
-     "NAME [--socket PATH] [--json]", NULL, NULL},
-    {"start", cmd_vse_start, "start a stopped VSE", "NAME [--socket PATH] [--json]", NULL, NULL},
-    {"stop", cmd_vse_stop, "stop a VSE (its persistent memory is kept)",
-     "NAME [--socket PATH] [--json]", NULL, NULL},
-    {"destroy", cmd_vse_destroy, "stop a VSE and delete it with its persistent memory",
-     "NAME [--socket PATH] [--json]", NULL, NULL},
+     "Give --name and one of --master and --keys, or --request.", create_opts, NULL},
+    {"list", cmd_vse_list, "list VSEs", NULL, common_opts, NULL},
+    {"show", cmd_vse_show, "show one VSE (configuration without keys, state, memory)", NULL,
+     common_opts, "NAME"},
+    {"start", cmd_vse_start, "start a stopped VSE", NULL, common_opts, "NAME"},
+    {"stop", cmd_vse_stop, "stop a VSE (its persistent memory is kept)", NULL, common_opts, "NAME"},
+    {"destroy", cmd_vse_destroy, "stop a VSE and delete it with its persistent memory", NULL,
+     common_opts, "NAME"},
     {"apdu", cmd_vse_apdu, "send command APDUs to a VSE over its link (optionally in SCP03)",
-     "NAME APDU-HEX... [--scp03 (--master HEX | --keys ENC:MAC:DEK) [--kvn N] [--level L]] "
-     "[--socket PATH] [--json]\n\n"
-     "  --scp03      open a GlobalPlatform SCP03 session with the ISD first\n"
-     "  --master HEX diversify the keys from this master key by the card's CIN\n"
-     "  --keys E:M:D explicit AES keys\n"
-     "  --kvn N      key version number (default 0x30)\n"
-     "  --level L    security level, hex: 01 C-MAC (default), 03 C-MAC+C-DECRYPTION,\n"
-     "               11 C-MAC+R-MAC, 13, 33 all four\n",
-     NULL, NULL},
-    {"demo", cmd_vse_demo, "three VSEs on three links: create, SELECT, GET DATA, stop", "", NULL,
-     NULL},
-    {"run-one", cmd_vse_run_one, "(internal) one VSE process, exec'd by the hypervisor", "", NULL,
-     NULL},
+     "With --scp03 give --master or --keys.", apdu_opts, "NAME APDU-HEX..."},
+    {"demo", cmd_vse_demo, "three VSEs on three links: create, SELECT, GET DATA, stop", NULL,
+     none_opts, NULL},
+    {"run-one", cmd_vse_run_one, "(internal) one VSE process, exec'd by the hypervisor", NULL,
+     none_opts, "[NAME]"},
     {NULL, NULL, NULL, NULL, NULL, NULL},
 };

@@ -83,6 +83,20 @@ pg_error(int code, const char *subsys, const char *fmt, ...)
 	return code;
 }
 
+int
+pg_error_ctx(int code, const char *subsys, const char *fmt, ...)
+{
+	char old[1024], pre[1024];
+	va_list ap;
+
+	/* the previous detail is copied first: pg_error() writes the same buffer */
+	snprintf(old, sizeof(old), "%s", last_error);
+	va_start(ap, fmt);
+	vsnprintf(pre, sizeof(pre), fmt, ap);
+	va_end(ap);
+	return pg_error(code, subsys, "%s: %s", pre, old[0] ? old : pg_strerror(code));
+}
+
 const char *
 pg_last_error(void)
 {

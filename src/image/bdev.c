@@ -9,7 +9,6 @@
 #include "payguard/log.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -20,19 +19,6 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-int
-pg_error_ctx(int code, const char *subsys, const char *fmt, ...)
-{
-	char old[1024], pre[1024];
-	va_list ap;
-
-	snprintf(old, sizeof(old), "%s", pg_last_error());
-	va_start(ap, fmt);
-	vsnprintf(pre, sizeof(pre), fmt, ap);
-	va_end(ap);
-	return pg_error(code, subsys, "%s: %s", pre, old[0] ? old : pg_strerror(code));
-}
 
 struct raw {
 	int fd;
@@ -83,67 +69,67 @@ static const struct pg_bdev_ops raw_ops = {
     .close = raw_close,
 };
 
-static int
-has_ext_magic(const uint8_t *h, size_t n)
+/* Bytes at an offset that name what a file is. */
+struct magic {
+	size_t off, len;
+	const char *bytes;
+	const char *what;
+};
+
+/* Formats that are not a raw disk, tried in this order (qcow2 before
+ * qcow version 1, whose magic is a prefix of it). */
+static const struct magic other_formats[] = {
+    {0, 4, "QFI\xfb", "qcow2"},
+    {0, 4, "KDMV", "VMDK sparse image"},
+    {0, 21, "# Disk DescriptorFile", "VMDK descriptor"},
+    {0x40, 4, "\x7f\x10\xda\xbe", "VirtualBox VDI image"},
+    {0, 8, "vhdxfile", "VHDX image"},
+    {0, 8, "conectix", "VHD image"},
+    {0, 4, "QED\0", "QED image"},
+    {0, 3, "QFI", "qcow version 1 image"},
+    {0, 2, "\x1f\x8b", "gzip-compressed data"},
+    {0, 6, "\xfd\x37zXZ\0", "xz-compressed data"}, /* \x37: '7' */
+    {0, 4, "\x28\xb5\x2f\xfd", "zstd-compressed data"},
+    {0, 3, "BZh", "bzip2-compressed data"},
+    {0, 4, "PK\x03\x04", "zip archive"},
+    {0, 8, "!<arch>\n", "ar archive (a .deb?)"},
+    {257, 5, "ustar", "tar archive"},
+    {0x8001, 5, "CD001", "ISO 9660 image"},
+    {0, 4, "\x7f\x45LF", "ELF executable"}, /* \x45: 'E' */
+};
+
+/* What starts a raw disk: an MBR, a GPT, or a filesystem (ext2/3/4, XFS,
+ * btrfs). */
+static const struct magic raw_starts[] = {
+    {510, 2, "\x55\xaa", "MBR"},
+    {512, 8, "EFI PART", "GPT"},
+    {1024 + 56, 2, "\x53\xef", "ext2/3/4"},
+    {0, 4, "XFSB", "XFS"},
+    {0x10040, 8, "_BHRfS_M", "btrfs"},
+};
+
+/* The first of the n magics m found in the header h (nh bytes), or NULL. */
+static const struct magic *
+magic_find(const struct magic *m, size_t n, const uint8_t *h, size_t nh)
 {
-	return n >= 1024 + 58 && h[1024 + 56] == 0x53 && h[1024 + 57] == 0xEF;
+	for (size_t i = 0; i < n; i++)
+		if (nh >= m[i].off + m[i].len && memcmp(h + m[i].off, m[i].bytes, m[i].len) == 0)
+			return &m[i];
+	return NULL;
 }
 
 const char *
 pg_image_sniff(const uint8_t *h, size_t n, uint64_t filesize)
 {
-	if (n >= 4 && memcmp(h, "QFI\xfb", 4) == 0)
-		return "qcow2";
-	if (n >= 4 && memcmp(h, "KDMV", 4) == 0)
-		return "VMDK sparse image";
-	if (n >= 21 && memcmp(h, "# Disk DescriptorFile", 21) == 0)
-		return "VMDK descriptor";
-	if (n >= 0x44 && h[0x40] == 0x7f && h[0x41] == 0x10 && h[0x42] == 0xda && h[0x43] == 0xbe)
-		return "VirtualBox VDI image";
-	if (n >= 8 && memcmp(h, "vhdxfile", 8) == 0)
-		return "VHDX image";
-	if (n >= 8 && memcmp(h, "conectix", 8) == 0)
-		return "VHD image";
-	if (n >= 4 && memcmp(h, "QED\0", 4) == 0)
-		return "QED image";
-	if (n >= 3 && memcmp(h, "QFI", 3) == 0)
-		return "qcow version 1 image";
-	if (n >= 2 && h[0] == 0x1f && h[1] == 0x8b)
-		return "gzip-compressed data";
-	if (n >= 6 && memcmp(h,
-			     "\xfd"
-			     "7zXZ",
-			     6) == 0)
-		return "xz-compressed data";
-	if (n >= 4 && memcmp(h, "\x28\xb5\x2f\xfd", 4) == 0)
-		return "zstd-compressed data";
-	if (n >= 3 && memcmp(h, "BZh", 3) == 0)
-		return "bzip2-compressed data";
-	if (n >= 4 && memcmp(h, "PK\x03\x04", 4) == 0)
-		return "zip archive";
-	if (n >= 8 && memcmp(h, "!<arch>\n", 8) == 0)
-		return "ar archive (a .deb?)";
-	if (n >= 262 && memcmp(h + 257, "ustar", 5) == 0)
-		return "tar archive";
-	if (n >= 0x8006 && memcmp(h + 0x8001, "CD001", 5) == 0)
-		return "ISO 9660 image";
-	if (n >= 4 && memcmp(h,
-			     "\x7f"
-			     "ELF",
-			     4) == 0)
-		return "ELF executable";
+	const struct magic *m =
+	    magic_find(other_formats, sizeof(other_formats) / sizeof(other_formats[0]), h, n);
+
+	if (m)
+		return m->what;
 	if (filesize < 512)
 		return "a file too small to be a disk image";
 	/* Raw: a partition table or a filesystem starts the disk. */
-	if (n >= 512 && h[510] == 0x55 && h[511] == 0xAA)
-		return "raw";
-	if (n >= 520 && memcmp(h + 512, "EFI PART", 8) == 0)
-		return "raw";
-	if (has_ext_magic(h, n))
-		return "raw";
-	if (n >= 4 && memcmp(h, "XFSB", 4) == 0)
-		return "raw";
-	if (n >= 0x10048 && memcmp(h + 0x10040, "_BHRfS_M", 8) == 0)
+	if (magic_find(raw_starts, sizeof(raw_starts) / sizeof(raw_starts[0]), h, n))
 		return "raw";
 	return "unrecognised content (no qcow2 header, partition table or filesystem)";
 }

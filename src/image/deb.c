@@ -457,6 +457,67 @@ out:
 	return rc;
 }
 
+/* The ar member header at off (deb(5)): its name (trailing blanks and the
+ * GNU '/' dropped) and size, which must fit in what follows. */
+static int
+ar_member(const struct src *s, uint64_t off, char name[17], uint64_t *size)
+{
+	char szs[11], *end;
+	unsigned long long sz;
+	uint8_t h[60];
+	size_t nl;
+	int rc;
+
+	PG_TRY_GOTO(src_read(s, off, h, 60), fail, "deb", "ar header");
+	if (h[58] != '`' || h[59] != '\n')
+		return pg_error(PG_EFORMAT, "deb", "bad ar member header at %llu",
+				(unsigned long long)off);
+	memcpy(name, h, 16);
+	name[16] = 0;
+	for (nl = 16; nl && (name[nl - 1] == ' ' || name[nl - 1] == '/'); nl--)
+		name[nl - 1] = 0;
+	memcpy(szs, h + 48, 10);
+	szs[10] = 0;
+	sz = strtoull(szs, &end, 10);
+	if (end == szs || sz > s->size - off - 60)
+		return pg_error(PG_ETRUNC, "deb", "ar member '%s' runs past the end", name);
+	*size = sz;
+	return 0;
+fail:
+	return rc;
+}
+
+/* The first member must be debian-binary of format 2.x. */
+static int
+ar_check_first(const struct src *s, uint64_t off, const char *name, uint64_t sz)
+{
+	uint8_t h[2];
+
+	if (strcmp(name, "debian-binary") != 0)
+		return pg_error(PG_EFORMAT, "deb", "first member is '%s', not debian-binary", name);
+	if (sz < 4 || src_read(s, off + 60, h, 2) < 0 || memcmp(h, "2.", 2) != 0)
+		return pg_error(PG_ENOTSUP, "deb", "unsupported deb format version");
+	return 0;
+}
+
+/* The control paragraph names the package (a valid name), its version
+ * (valid) and its architecture. */
+static int
+check_control(const struct pg_deb *d)
+{
+	if (!pg_para_get(&d->control, "Package") || !pg_para_get(&d->control, "Version") ||
+	    !pg_para_get(&d->control, "Architecture"))
+		return pg_error(PG_EFORMAT, "deb",
+				"control lacks Package, Version or Architecture");
+	if (pg_debver_check(pg_para_get(&d->control, "Version")) < 0)
+		return pg_error(PG_EFORMAT, "deb", "bad version '%s'",
+				pg_para_get(&d->control, "Version"));
+	for (const char *p = pg_para_get(&d->control, "Package"); *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("+-.", *p)))
+			return pg_error(PG_EFORMAT, "deb", "bad package name");
+	return 0;
+}
+
 /* Walks the ar archive (deb(5)): debian-binary first, then control.tar.*
  * and data.tar.*, each read from s without copying the package. */
 static int
@@ -464,47 +525,21 @@ read_ar(const struct src *s, struct pg_deb *d)
 {
 	uint64_t off = 8;
 	int have_control = 0, have_data = 0, members = 0, rc = 0;
-	uint8_t h[64];
+	uint8_t h[8];
 
 	if (s->size < 8 || src_read(s, 0, h, 8) < 0 || memcmp(h, "!<arch>\n", 8) != 0)
 		return pg_error(PG_EFORMAT, "deb", "not a Debian package: no ar archive signature");
 	while (off + 60 <= s->size) {
-		char name[17], szs[11], *end;
-		unsigned long long sz;
-		size_t nl;
+		char name[17];
+		uint64_t sz;
 
-		PG_TRY_GOTO(src_read(s, off, h, 60), fail, "deb", "ar header");
-		if (h[58] != '`' || h[59] != '\n') {
-			rc = pg_error(PG_EFORMAT, "deb", "bad ar member header at %llu",
-				      (unsigned long long)off);
-			goto fail;
-		}
-		memcpy(name, h, 16);
-		name[16] = 0;
-		for (nl = 16; nl && (name[nl - 1] == ' ' || name[nl - 1] == '/'); nl--)
-			name[nl - 1] = 0;
-		memcpy(szs, h + 48, 10);
-		szs[10] = 0;
-		sz = strtoull(szs, &end, 10);
-		if (end == szs || sz > s->size - off - 60) {
-			rc = pg_error(PG_ETRUNC, "deb", "ar member '%s' runs past the end", name);
-			goto fail;
-		}
-		if (++members > MAX_MEMBERS) {
-			rc = pg_error(PG_EFORMAT, "deb", "too many ar members");
-			goto fail;
-		}
-		if (members == 1) {
-			if (strcmp(name, "debian-binary") != 0) {
-				rc = pg_error(PG_EFORMAT, "deb",
-					      "first member is '%s', not debian-binary", name);
-				goto fail;
-			}
-			if (sz < 4 || src_read(s, off + 60, h, 2) < 0 || memcmp(h, "2.", 2) != 0) {
-				rc = pg_error(PG_ENOTSUP, "deb", "unsupported deb format version");
-				goto fail;
-			}
-		}
+		rc = ar_member(s, off, name, &sz);
+		if (rc < 0)
+			return rc;
+		if (++members > MAX_MEMBERS)
+			return pg_error(PG_EFORMAT, "deb", "too many ar members");
+		if (members == 1 && (rc = ar_check_first(s, off, name, sz)) < 0)
+			return rc;
 		if (strncmp(name, "control.tar", 11) == 0) {
 			PG_TRY_GOTO(read_control(s, off + 60, sz, d), fail, "deb", "control.tar");
 			have_control = 1;
@@ -516,27 +551,10 @@ read_ar(const struct src *s, struct pg_deb *d)
 		}
 		off += 60 + sz + (sz & 1);
 	}
-	if (!have_control || !have_data) {
-		rc = pg_error(PG_EFORMAT, "deb", "package lacks %s",
-			      have_control ? "data.tar" : "control.tar");
-		goto fail;
-	}
-	if (!pg_para_get(&d->control, "Package") || !pg_para_get(&d->control, "Version") ||
-	    !pg_para_get(&d->control, "Architecture")) {
-		rc = pg_error(PG_EFORMAT, "deb", "control lacks Package, Version or Architecture");
-		goto fail;
-	}
-	if (pg_debver_check(pg_para_get(&d->control, "Version")) < 0) {
-		rc = pg_error(PG_EFORMAT, "deb", "bad version '%s'",
-			      pg_para_get(&d->control, "Version"));
-		goto fail;
-	}
-	for (const char *p = pg_para_get(&d->control, "Package"); *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("+-.", *p))) {
-			rc = pg_error(PG_EFORMAT, "deb", "bad package name");
-			goto fail;
-		}
-	return 0;
+	if (!have_control || !have_data)
+		return pg_error(PG_EFORMAT, "deb", "package lacks %s",
+				have_control ? "data.tar" : "control.tar");
+	return check_control(d);
 fail:
 	return rc;
 }

@@ -138,90 +138,120 @@ deb822_push(struct pg_deb822 *d, struct pg_para *cur)
 	return 0;
 }
 
+/* A parse in progress: the paragraph being read and its open field (key
+ * points into the text; val holds the value read so far). */
+struct d822 {
+	struct pg_deb822 *out;
+	struct pg_para cur;
+	struct pg_buf val;
+	const char *key;
+	size_t klen, lineno;
+};
+
+/* rc, logged (as PG_TRY_GOTO does) when it is an error. */
+static int
+d822_try(int rc, const char *what)
+{
+	if (rc < 0)
+		pg_debug("deb822", "%s: %s (%d)", what, pg_strerror(rc), rc);
+	return rc;
+}
+
+/* Ends the open field, if any: it joins the paragraph. */
+static int
+d822_end_field(struct d822 *st)
+{
+	int rc = 0;
+
+	if (st->key)
+		rc = d822_try(para_add(&st->cur, st->key, st->klen,
+				       st->val.data ? (char *)st->val.data : "", st->val.len),
+			      "field");
+	st->key = NULL;
+	return rc;
+}
+
+/* "Field: value": opens a field (ending the one before), its value
+ * stripped of blanks at both ends. */
+static int
+d822_field(struct d822 *st, const char *p, size_t ll)
+{
+	const char *colon = memchr(p, ':', ll), *le = p + ll, *v;
+	int rc = d822_end_field(st);
+
+	if (rc < 0)
+		return rc;
+	if (!colon || colon == p)
+		return pg_error(PG_EFORMAT, "deb822", "line %zu is not 'Field: value'", st->lineno);
+	st->key = p;
+	st->klen = (size_t)(colon - p);
+	v = colon + 1;
+	while (v < le && (*v == ' ' || *v == '\t'))
+		v++;
+	pg_buf_reset(&st->val);
+	rc = d822_try(pg_buf_append(&st->val, v, (size_t)(le - v)), "value");
+	if (rc < 0)
+		return rc;
+	while (st->val.len &&
+	       (st->val.data[st->val.len - 1] == ' ' || st->val.data[st->val.len - 1] == '\t' ||
+		st->val.data[st->val.len - 1] == '\r'))
+		st->val.len--;
+	return 0;
+}
+
+/* One line of ll bytes at p: a blank line ends the paragraph, a line
+ * starting with a blank continues the open field, '#' is a comment. */
+static int
+d822_line(struct d822 *st, const char *p, size_t ll)
+{
+	int blank = 1, rc;
+
+	if (memchr(p, '\0', ll))
+		return pg_error(PG_EFORMAT, "deb822", "NUL byte on line %zu", st->lineno);
+	for (size_t i = 0; i < ll; i++)
+		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
+			blank = 0;
+	if (blank) {
+		rc = d822_end_field(st);
+		return rc < 0 ? rc : d822_try(deb822_push(st->out, &st->cur), "paragraph");
+	}
+	if (p[0] == ' ' || p[0] == '\t') {
+		if (!st->key)
+			return pg_error(PG_EFORMAT, "deb822",
+					"continuation line %zu outside a field", st->lineno);
+		rc = d822_try(pg_buf_append_byte(&st->val, '\n'), "value");
+		return rc < 0 ? rc : d822_try(pg_buf_append(&st->val, p, ll), "value");
+	}
+	if (p[0] == '#')
+		return 0; /* comment lines are allowed in control files */
+	return d822_field(st, p, ll);
+}
+
 int
 pg_deb822_parse(const char *text, size_t len, struct pg_deb822 *out)
 {
-	struct pg_para cur = {NULL, 0};
-	struct pg_buf val = PG_BUF_INIT(PG_DEB822_MAX);
+	struct d822 st = {.out = out, .cur = {NULL, 0}, .val = PG_BUF_INIT(PG_DEB822_MAX)};
 	const char *p = text, *end = text + len;
-	const char *key = NULL;
-	size_t klen = 0, lineno = 0;
 	int rc = 0;
 
 	out->p = NULL;
 	out->n = 0;
 	if (len > PG_DEB822_MAX)
 		return pg_error(PG_ETOOBIG, "deb822", "input of %zu bytes is over the limit", len);
-	while (p < end) {
+	while (p < end && rc == 0) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *le = nl ? nl : end;
-		size_t ll = (size_t)(le - p);
-		int blank = 1;
 
-		lineno++;
-		if (memchr(p, '\0', ll)) {
-			rc = pg_error(PG_EFORMAT, "deb822", "NUL byte on line %zu", lineno);
-			goto out;
-		}
-		for (size_t i = 0; i < ll; i++)
-			if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
-				blank = 0;
-		if (blank) {
-			if (key) {
-				PG_TRY_GOTO(para_add(&cur, key, klen,
-						     (char *)val.data ? (char *)val.data : "",
-						     val.len),
-					    out, "deb822", "field");
-				key = NULL;
-			}
-			PG_TRY_GOTO(deb822_push(out, &cur), out, "deb822", "paragraph");
-		} else if (p[0] == ' ' || p[0] == '\t') {
-			if (!key) {
-				rc = pg_error(PG_EFORMAT, "deb822",
-					      "continuation line %zu outside a field", lineno);
-				goto out;
-			}
-			PG_TRY_GOTO(pg_buf_append_byte(&val, '\n'), out, "deb822", "value");
-			PG_TRY_GOTO(pg_buf_append(&val, p, ll), out, "deb822", "value");
-		} else if (p[0] == '#') {
-			/* comment lines are allowed in control files */
-		} else {
-			const char *colon = memchr(p, ':', ll);
-			const char *v;
-
-			if (key) {
-				PG_TRY_GOTO(para_add(&cur, key, klen,
-						     val.data ? (char *)val.data : "", val.len),
-					    out, "deb822", "field");
-				key = NULL;
-			}
-			if (!colon || colon == p) {
-				rc = pg_error(PG_EFORMAT, "deb822",
-					      "line %zu is not 'Field: value'", lineno);
-				goto out;
-			}
-			key = p;
-			klen = (size_t)(colon - p);
-			v = colon + 1;
-			while (v < le && (*v == ' ' || *v == '\t'))
-				v++;
-			pg_buf_reset(&val);
-			PG_TRY_GOTO(pg_buf_append(&val, v, (size_t)(le - v)), out, "deb822",
-				    "value");
-			while (val.len &&
-			       (val.data[val.len - 1] == ' ' || val.data[val.len - 1] == '\t' ||
-				val.data[val.len - 1] == '\r'))
-				val.len--;
-		}
+		st.lineno++;
+		rc = d822_line(&st, p, (size_t)(le - p));
 		p = nl ? nl + 1 : end;
 	}
-	if (key)
-		PG_TRY_GOTO(para_add(&cur, key, klen, val.data ? (char *)val.data : "", val.len),
-			    out, "deb822", "field");
-	PG_TRY_GOTO(deb822_push(out, &cur), out, "deb822", "paragraph");
-out:
-	pg_para_free(&cur);
-	pg_buf_release(&val);
+	if (rc == 0)
+		rc = d822_end_field(&st);
+	if (rc == 0)
+		rc = d822_try(deb822_push(out, &st.cur), "paragraph");
+	pg_para_free(&st.cur);
+	pg_buf_release(&st.val);
 	if (rc < 0)
 		pg_deb822_free(out);
 	return rc;

@@ -12,11 +12,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* pg_error() whose detail is "<fmt>: <the previous detail>"; the previous
- * detail is copied first since pg_error() writes the same buffer. */
-int pg_error_ctx(int code, const char *subsys, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 /* ---- block devices: one ops table per format ---- */
 struct pg_bdev;
 struct pg_bdev_ops {

@@ -191,51 +191,77 @@ is_extended(uint8_t t)
 	return t == 0x05 || t == 0x0f || t == 0x85;
 }
 
-int
-pg_ptable_read(struct pg_bdev *d, struct pg_ptable *pt)
+/* A protective MBR's GPT: the primary header, else the backup one (with a
+ * warning). 4K-sector disks keep the GPT header at byte 4096. */
+static int
+gpt_read(struct pg_bdev *d, struct pg_ptable *pt)
 {
-	uint8_t mbr[512], ebr[512];
-	uint64_t ext_start = 0, ext_size = 0;
-	int rc, protective = 0, next_logical = 5;
+	uint64_t ss = 512;
+	uint8_t sig[8];
+	int rc;
 
-	memset(pt, 0, sizeof(*pt));
-	strcpy(pt->scheme, "none");
-	if (d->size < 512)
-		return 0;
-	rc = pg_bdev_read(d, 0, mbr, 512);
-	if (rc < 0)
-		return rc;
-	if (mbr[510] != 0x55 || mbr[511] != 0xAA)
-		return 0;
-	for (int i = 0; i < 4; i++)
-		if (mbr[446 + 16 * i + 4] == 0xEE)
-			protective = 1;
-	if (protective) {
-		uint64_t ss = 512;
-		uint8_t sig[8];
+	if (d->size > 8192 && pg_bdev_read(d, 512, sig, 8) == 0 && memcmp(sig, "EFI PART", 8) &&
+	    pg_bdev_read(d, 4096, sig, 8) == 0 && memcmp(sig, "EFI PART", 8) == 0)
+		ss = 4096;
+	rc = gpt_try(d, ss, 1, pt, "primary");
+	if (rc < 0) {
+		char first[256];
 
-		/* 4K-sector disks keep the GPT header at byte 4096. */
-		if (d->size > 8192 && pg_bdev_read(d, 512, sig, 8) == 0 &&
-		    memcmp(sig, "EFI PART", 8) && pg_bdev_read(d, 4096, sig, 8) == 0 &&
-		    memcmp(sig, "EFI PART", 8) == 0)
-			ss = 4096;
-		rc = gpt_try(d, ss, 1, pt, "primary");
-		if (rc < 0) {
-			char first[256];
-
-			snprintf(first, sizeof(first), "%s", pg_last_error());
-			rc = gpt_try(d, ss, d->size / ss - 1, pt, "backup");
-			if (rc < 0)
-				return pg_error_ctx(PG_ECORRUPT, "gpt", "corrupt GPT: %s", first);
-			pg_warn("gpt", "primary GPT damaged (%s); using the backup", first);
-		}
-		return 0;
+		snprintf(first, sizeof(first), "%s", pg_last_error());
+		rc = gpt_try(d, ss, d->size / ss - 1, pt, "backup");
+		if (rc < 0)
+			return pg_error_ctx(PG_ECORRUPT, "gpt", "corrupt GPT: %s", first);
+		pg_warn("gpt", "primary GPT damaged (%s); using the backup", first);
 	}
-	/* A FAT/NTFS boot sector also ends in 55AA: only take the entries if
-	 * they are plausible (status byte 0x00 or 0x80). */
-	for (int i = 0; i < 4; i++)
-		if (mbr[446 + 16 * i] != 0 && mbr[446 + 16 * i] != 0x80)
+	return 0;
+}
+
+/* The logical partitions: the chain of EBRs inside the extended partition
+ * at sector ext_start (ext_size sectors), numbered from 5. */
+static int
+ebr_chain_read(struct pg_bdev *d, struct pg_ptable *pt, uint64_t ext_start, uint64_t ext_size)
+{
+	uint8_t ebr[512];
+	uint64_t cur = ext_start;
+	int rc, next_logical = 5;
+
+	for (int hops = 0; hops < PG_MAX_PARTS; hops++) {
+		const uint8_t *l, *nx;
+
+		rc = pg_bdev_read(d, cur * 512, ebr, 512);
+		if (rc < 0)
+			return rc;
+		if (ebr[510] != 0x55 || ebr[511] != 0xAA)
+			return pg_error(PG_ECORRUPT, "mbr", "EBR at sector %llu has no signature",
+					(unsigned long long)cur);
+		l = ebr + 446;
+		nx = ebr + 462;
+		if (l[4] && le32(l + 12)) {
+			rc = add_mbr_part(d, pt, next_logical++, l[4], cur + le32(l + 8),
+					  le32(l + 12), 1);
+			if (rc < 0)
+				return rc;
+		}
+		if (!is_extended(nx[4]) || le32(nx + 8) == 0)
 			return 0;
+		if (le32(nx + 8) >= ext_size)
+			return pg_error(PG_ECORRUPT, "mbr",
+					"EBR link outside the extended partition");
+		if (ext_start + le32(nx + 8) <= cur)
+			return pg_error(PG_ECORRUPT, "mbr", "EBR chain loops back");
+		cur = ext_start + le32(nx + 8);
+	}
+	return pg_error(PG_ECORRUPT, "mbr", "EBR chain longer than %d", PG_MAX_PARTS);
+}
+
+/* The MBR's four primary entries, then the logical partitions of the first
+ * extended one. */
+static int
+mbr_read(struct pg_bdev *d, const uint8_t mbr[512], struct pg_ptable *pt)
+{
+	uint64_t ext_start = 0, ext_size = 0;
+	int rc;
+
 	strcpy(pt->scheme, "mbr");
 	for (int i = 0; i < 4; i++) {
 		const uint8_t *e = mbr + 446 + 16 * i;
@@ -252,37 +278,31 @@ pg_ptable_read(struct pg_bdev *d, struct pg_ptable *pt)
 			ext_size = count;
 		}
 	}
-	if (ext_start) {
-		uint64_t cur = ext_start;
+	return ext_start ? ebr_chain_read(d, pt, ext_start, ext_size) : 0;
+}
 
-		for (int hops = 0; hops < PG_MAX_PARTS; hops++) {
-			const uint8_t *l, *nx;
+int
+pg_ptable_read(struct pg_bdev *d, struct pg_ptable *pt)
+{
+	uint8_t mbr[512];
+	int rc;
 
-			rc = pg_bdev_read(d, cur * 512, ebr, 512);
-			if (rc < 0)
-				return rc;
-			if (ebr[510] != 0x55 || ebr[511] != 0xAA)
-				return pg_error(PG_ECORRUPT, "mbr",
-						"EBR at sector %llu has no signature",
-						(unsigned long long)cur);
-			l = ebr + 446;
-			nx = ebr + 462;
-			if (l[4] && le32(l + 12)) {
-				rc = add_mbr_part(d, pt, next_logical++, l[4], cur + le32(l + 8),
-						  le32(l + 12), 1);
-				if (rc < 0)
-					return rc;
-			}
-			if (!is_extended(nx[4]) || le32(nx + 8) == 0)
-				return 0;
-			if (le32(nx + 8) >= ext_size)
-				return pg_error(PG_ECORRUPT, "mbr",
-						"EBR link outside the extended partition");
-			if (ext_start + le32(nx + 8) <= cur)
-				return pg_error(PG_ECORRUPT, "mbr", "EBR chain loops back");
-			cur = ext_start + le32(nx + 8);
-		}
-		return pg_error(PG_ECORRUPT, "mbr", "EBR chain longer than %d", PG_MAX_PARTS);
-	}
-	return 0;
+	memset(pt, 0, sizeof(*pt));
+	strcpy(pt->scheme, "none");
+	if (d->size < 512)
+		return 0;
+	rc = pg_bdev_read(d, 0, mbr, 512);
+	if (rc < 0)
+		return rc;
+	if (mbr[510] != 0x55 || mbr[511] != 0xAA)
+		return 0;
+	for (int i = 0; i < 4; i++)
+		if (mbr[446 + 16 * i + 4] == 0xEE)
+			return gpt_read(d, pt);
+	/* A FAT/NTFS boot sector also ends in 55AA: only take the entries if
+	 * they are plausible (status byte 0x00 or 0x80). */
+	for (int i = 0; i < 4; i++)
+		if (mbr[446 + 16 * i] != 0 && mbr[446 + 16 * i] != 0x80)
+			return 0;
+	return mbr_read(d, mbr, pt);
 }

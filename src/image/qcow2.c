@@ -114,16 +114,12 @@ pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-int
-pg_qcow2_parse_header(const uint8_t *b, size_t n, uint64_t filesize, struct pg_qcow2_hdr *h)
+/* The fixed fields of a version 2 or 3 header (crypt: the encryption
+ * method, checked later with the features). */
+static int
+qcow2_read_fields(const uint8_t *b, size_t n, uint64_t filesize, struct pg_qcow2_hdr *h,
+		  uint32_t *crypt)
 {
-	uint64_t cs, l2n, need, ext;
-	uint32_t crypt;
-
-	memset(h, 0, sizeof(*h));
-	if (n < 72 || filesize < 72)
-		return pg_error(PG_ETRUNC, "qcow2", "truncated qcow2 header (%llu bytes)",
-				(unsigned long long)(filesize < n ? filesize : n));
 	if (memcmp(b, "QFI\xfb", 4) != 0)
 		return pg_error(PG_EFORMAT, "qcow2", "no qcow2 magic");
 	h->version = pg_be32(b + 4);
@@ -134,7 +130,7 @@ pg_qcow2_parse_header(const uint8_t *b, size_t n, uint64_t filesize, struct pg_q
 	h->backing_len = pg_be32(b + 16);
 	h->cluster_bits = pg_be32(b + 20);
 	h->size = pg_be64(b + 24);
-	crypt = pg_be32(b + 32);
+	*crypt = pg_be32(b + 32);
 	h->l1_size = pg_be32(b + 36);
 	h->l1_off = pg_be64(b + 40);
 	h->rt_off = pg_be64(b + 48);
@@ -151,11 +147,18 @@ pg_qcow2_parse_header(const uint8_t *b, size_t n, uint64_t filesize, struct pg_q
 			return pg_error(PG_ECORRUPT, "qcow2", "header length %u < 104",
 					h->header_len);
 	}
+	return 0;
+}
+
+/* Cluster size, refcount width, encryption and the incompatible feature
+ * bits a reader must understand. */
+static int
+qcow2_check_features(const uint8_t *b, size_t n, const struct pg_qcow2_hdr *h, uint32_t crypt)
+{
 	if (h->cluster_bits < 9 || h->cluster_bits > 21)
 		return pg_error(PG_ECORRUPT, "qcow2", "cluster_bits %u out of range 9..21",
 				h->cluster_bits);
-	cs = 1ULL << h->cluster_bits;
-	if (h->header_len > cs)
+	if (h->header_len > 1ULL << h->cluster_bits)
 		return pg_error(PG_ECORRUPT, "qcow2", "header longer than a cluster");
 	if (h->refcount_order > 6)
 		return pg_error(PG_ECORRUPT, "qcow2", "refcount_order %u > 6", h->refcount_order);
@@ -180,10 +183,19 @@ pg_qcow2_parse_header(const uint8_t *b, size_t n, uint64_t filesize, struct pg_q
 	if (h->incompat & ~0x1fULL)
 		return pg_error(PG_ENOTSUP, "qcow2", "unknown incompatible features 0x%llx",
 				(unsigned long long)h->incompat);
+	return 0;
+}
+
+/* The virtual size and the L1 table: big enough for the size, within the
+ * limit, cluster aligned and inside the file. */
+static int
+qcow2_check_l1(const struct pg_qcow2_hdr *h, uint64_t filesize)
+{
+	uint64_t cs = 1ULL << h->cluster_bits, l2n = cs / 8, need;
+
 	if (h->size > PG_QCOW2_MAX_SIZE)
 		return pg_error(PG_ERANGE, "qcow2", "virtual size %llu is over the limit",
 				(unsigned long long)h->size);
-	l2n = cs / 8;
 	need = (h->size + cs * l2n - 1) / (cs * l2n);
 	if (h->l1_size < need)
 		return pg_error(PG_ECORRUPT, "qcow2",
@@ -200,16 +212,16 @@ pg_qcow2_parse_header(const uint8_t *b, size_t n, uint64_t filesize, struct pg_q
 		    PG_ECORRUPT, "qcow2",
 		    "L1 table at %llu (%u entries) is past the end of the file (%llu bytes)",
 		    (unsigned long long)h->l1_off, h->l1_size, (unsigned long long)filesize);
-	if (h->backing_off) {
-		if (h->backing_len == 0 || h->backing_len > 1023)
-			return pg_error(PG_ECORRUPT, "qcow2", "backing file name length %u",
-					h->backing_len);
-		if (h->backing_off > n || h->backing_len > n - h->backing_off)
-			return pg_error(PG_ECORRUPT, "qcow2",
-					"backing file name outside the first cluster");
-	}
-	/* Header extensions: only the backing format matters to a reader. */
-	ext = h->header_len;
+	return 0;
+}
+
+/* The header extensions after the header (n bytes of it read): only the
+ * backing format matters to a reader. */
+static int
+qcow2_read_extensions(const uint8_t *b, size_t n, struct pg_qcow2_hdr *h)
+{
+	uint64_t cs = 1ULL << h->cluster_bits, ext = h->header_len;
+
 	while (ext + 8 <= n && ext + 8 <= cs) {
 		uint32_t type = pg_be32(b + ext), len = pg_be32(b + ext + 4);
 
@@ -225,6 +237,34 @@ pg_qcow2_parse_header(const uint8_t *b, size_t n, uint64_t filesize, struct pg_q
 		ext += 8 + ((len + 7ULL) & ~7ULL);
 	}
 	return 0;
+}
+
+int
+pg_qcow2_parse_header(const uint8_t *b, size_t n, uint64_t filesize, struct pg_qcow2_hdr *h)
+{
+	uint32_t crypt = 0;
+	int rc;
+
+	memset(h, 0, sizeof(*h));
+	if (n < 72 || filesize < 72)
+		return pg_error(PG_ETRUNC, "qcow2", "truncated qcow2 header (%llu bytes)",
+				(unsigned long long)(filesize < n ? filesize : n));
+	rc = qcow2_read_fields(b, n, filesize, h, &crypt);
+	if (rc == 0)
+		rc = qcow2_check_features(b, n, h, crypt);
+	if (rc == 0)
+		rc = qcow2_check_l1(h, filesize);
+	if (rc < 0)
+		return rc;
+	if (h->backing_off) {
+		if (h->backing_len == 0 || h->backing_len > 1023)
+			return pg_error(PG_ECORRUPT, "qcow2", "backing file name length %u",
+					h->backing_len);
+		if (h->backing_off > n || h->backing_len > n - h->backing_off)
+			return pg_error(PG_ECORRUPT, "qcow2",
+					"backing file name outside the first cluster");
+	}
+	return qcow2_read_extensions(b, n, h);
 }
 
 /* ---- reader ---- */

@@ -373,6 +373,124 @@ remove_name(struct up *u, ext2_ino_t dir, const char *name)
 	return rc < 0 ? rc : 1;
 }
 
+/* A new regular file's inode, linked as name in dir: mode, owner and
+ * times set, empty inline data or an empty extent tree as the filesystem
+ * has them. */
+static int
+new_file_inode(struct up *u, ext2_ino_t dir, const char *name, unsigned mode, unsigned uid,
+	       unsigned gid, uint32_t mtime, ext2_ino_t *ino, struct ext2_inode *in)
+{
+	errcode_t e;
+
+	e = ext2fs_new_inode(u->fs, dir, LINUX_S_IFREG | 0644, NULL, ino);
+	if (e)
+		return pg_extfs_fail(e, name);
+	e = WITH_DIR_SPACE(u->fs, dir, ext2fs_link(u->fs, dir, name, *ino, EXT2_FT_REG_FILE));
+	if (e)
+		return pg_extfs_fail(e, name);
+	ext2fs_inode_alloc_stats2(u->fs, *ino, +1, 0);
+	memset(in, 0, sizeof(*in));
+	in->i_mode = (uint16_t)(LINUX_S_IFREG | (mode & 07777));
+	set_owner(in, uid, gid);
+	in->i_atime = in->i_mtime = mtime;
+	in->i_ctime = u->now;
+	in->i_links_count = 1;
+	if (ext2fs_has_feature_inline_data(u->fs->super)) {
+		in->i_flags |= EXT4_INLINE_DATA_FL;
+	} else if (ext2fs_has_feature_extents(u->fs->super)) {
+		ext2_extent_handle_t h;
+
+		/* Opening an extent handle on an inode without extents puts an
+		 * empty extent header in i_block and sets EXT4_EXTENTS_FL. */
+		e = ext2fs_extent_open2(u->fs, *ino, in, &h);
+		if (e)
+			return pg_extfs_fail(e, name);
+		ext2fs_extent_free(h);
+	}
+	e = ext2fs_write_new_inode(u->fs, *ino, in);
+	if (e)
+		return pg_extfs_fail(e, name);
+	if (in->i_flags & EXT4_INLINE_DATA_FL) {
+		e = ext2fs_inline_data_init(u->fs, *ino);
+		if (e)
+			return pg_extfs_fail(e, name);
+	}
+	return 0;
+}
+
+/* Package files get their blocks in one go: block-by-block allocation in
+ * ext2fs_file_write scans the bitmaps for every block. Initialized extents
+ * without zeroing are safe here because every block is then written (a
+ * failure drops the whole overlay). */
+static int
+preallocate(struct up *u, ext2_ino_t ino, const char *name, size_t size)
+{
+	blk64_t nblk = (size + u->fs->blocksize - 1) / u->fs->blocksize;
+	errcode_t e = ext2fs_fallocate(u->fs, EXT2_FALLOCATE_FORCE_INIT, ino, NULL, ~0ULL, 0, nblk);
+
+	if (e == EXT2_ET_BLOCK_ALLOC_FAIL)
+		return pg_error(PG_ERANGE, "upgrade",
+				"'%s' needs %llu MiB: the image's filesystem has %llu MiB "
+				"free",
+				name, (unsigned long long)(size >> 20),
+				(unsigned long long)((ext2fs_free_blocks_count(u->fs->super) *
+						      u->fs->blocksize) >>
+						     20));
+	if (e)
+		return pg_extfs_fail(e, name);
+	return 0;
+}
+
+/* The next n bytes (at most CHUNK) of the package stream into u->chunk,
+ * stop checked first; *n: how many came. */
+static int
+read_chunk(struct up *u, const char *name, size_t *n)
+{
+	int rc = check_stop(u);
+
+	if (rc == 0)
+		rc = pg_deb_data_read(u->data, u->chunk, *n, n);
+	if (rc == 0 && *n == 0)
+		rc = pg_error(PG_ETRUNC, "upgrade", "'%s': package data ended early", name);
+	return rc;
+}
+
+/* Writes size bytes of data (NULL: of the package stream, counted as
+ * progress) to the open file f; a negative PG_E code, or 0 with *e the
+ * first libext2fs error. */
+static int
+write_contents(struct up *u, ext2_file_t f, const char *name, const uint8_t *data, size_t size,
+	       errcode_t *e)
+{
+	size_t done = 0;
+	int rc = 0;
+
+	*e = 0;
+	while (done < size && !*e && rc == 0) {
+		const uint8_t *p = data ? data + done : u->chunk;
+		size_t n = size - done > CHUNK ? CHUNK : size - done, w = 0;
+
+		if (!data && (rc = read_chunk(u, name, &n)) < 0)
+			break;
+		while (w < n) {
+			unsigned got = 0;
+
+			*e = ext2fs_file_write(f, p + w, (unsigned)(n - w), &got);
+			if (*e || got == 0)
+				break;
+			w += got;
+		}
+		if (w < n && !*e)
+			*e = EXT2_ET_SHORT_WRITE;
+		done += w;
+		if (!data) {
+			u->done += w;
+			tick(u, 0);
+		}
+	}
+	return rc;
+}
+
 /* Creates a regular file from data (dpkg records) or, when data is NULL,
  * from the package stream u->data (counted as progress, stop checked every
  * CHUNK bytes). */
@@ -380,99 +498,24 @@ static int
 create_file(struct up *u, ext2_ino_t dir, const char *name, const uint8_t *data, size_t size,
 	    unsigned mode, unsigned uid, unsigned gid, uint32_t mtime)
 {
-	int rc = 0;
 	struct ext2_inode in;
 	ext2_file_t f = NULL;
 	ext2_ino_t ino;
 	errcode_t e;
-	size_t done = 0;
+	int rc;
 
-	e = ext2fs_new_inode(u->fs, dir, LINUX_S_IFREG | 0644, NULL, &ino);
-	if (e)
-		return pg_extfs_fail(e, name);
-	e = WITH_DIR_SPACE(u->fs, dir, ext2fs_link(u->fs, dir, name, ino, EXT2_FT_REG_FILE));
-	if (e)
-		return pg_extfs_fail(e, name);
-	ext2fs_inode_alloc_stats2(u->fs, ino, +1, 0);
-	memset(&in, 0, sizeof(in));
-	in.i_mode = (uint16_t)(LINUX_S_IFREG | (mode & 07777));
-	set_owner(&in, uid, gid);
-	in.i_atime = in.i_mtime = mtime;
-	in.i_ctime = u->now;
-	in.i_links_count = 1;
-	if (ext2fs_has_feature_inline_data(u->fs->super)) {
-		in.i_flags |= EXT4_INLINE_DATA_FL;
-	} else if (ext2fs_has_feature_extents(u->fs->super)) {
-		ext2_extent_handle_t h;
-
-		/* Opening an extent handle on an inode without extents puts an
-		 * empty extent header in i_block and sets EXT4_EXTENTS_FL. */
-		e = ext2fs_extent_open2(u->fs, ino, &in, &h);
-		if (e)
-			return pg_extfs_fail(e, name);
-		ext2fs_extent_free(h);
-	}
-	e = ext2fs_write_new_inode(u->fs, ino, &in);
-	if (e)
-		return pg_extfs_fail(e, name);
-	if (in.i_flags & EXT4_INLINE_DATA_FL) {
-		e = ext2fs_inline_data_init(u->fs, ino);
-		if (e)
-			return pg_extfs_fail(e, name);
-	}
-	/* Package files get their blocks in one go: block-by-block allocation
-	 * in ext2fs_file_write scans the bitmaps for every block. Initialized
-	 * extents without zeroing are safe here because every block is then
-	 * written (a failure drops the whole overlay). */
+	rc = new_file_inode(u, dir, name, mode, uid, gid, mtime, &ino, &in);
+	if (rc < 0)
+		return rc;
 	if (!data && size > CHUNK && (in.i_flags & EXT4_EXTENTS_FL)) {
-		blk64_t nblk = (size + u->fs->blocksize - 1) / u->fs->blocksize;
-
-		e = ext2fs_fallocate(u->fs, EXT2_FALLOCATE_FORCE_INIT, ino, NULL, ~0ULL, 0, nblk);
-		if (e == EXT2_ET_BLOCK_ALLOC_FAIL)
-			return pg_error(
-			    PG_ERANGE, "upgrade",
-			    "'%s' needs %llu MiB: the image's filesystem has %llu MiB "
-			    "free",
-			    name, (unsigned long long)(size >> 20),
-			    (unsigned long long)((ext2fs_free_blocks_count(u->fs->super) *
-						  u->fs->blocksize) >>
-						 20));
-		if (e)
-			return pg_extfs_fail(e, name);
+		rc = preallocate(u, ino, name, size);
+		if (rc < 0)
+			return rc;
 	}
 	e = ext2fs_file_open(u->fs, ino, EXT2_FILE_WRITE, &f);
 	if (e)
 		return pg_extfs_fail(e, name);
-	while (done < size && !e && rc == 0) {
-		const uint8_t *p = data ? data + done : u->chunk;
-		size_t n = size - done > CHUNK ? CHUNK : size - done, w = 0;
-
-		if (!data) {
-			rc = check_stop(u);
-			if (rc == 0)
-				rc = pg_deb_data_read(u->data, u->chunk, n, &n);
-			if (rc == 0 && n == 0)
-				rc = pg_error(PG_ETRUNC, "upgrade",
-					      "'%s': package data ended early", name);
-			if (rc < 0)
-				break;
-		}
-		while (w < n) {
-			unsigned got = 0;
-
-			e = ext2fs_file_write(f, p + w, (unsigned)(n - w), &got);
-			if (e || got == 0)
-				break;
-			w += got;
-		}
-		if (w < n && !e)
-			e = EXT2_ET_SHORT_WRITE;
-		done += w;
-		if (!data) {
-			u->done += w;
-			tick(u, 0);
-		}
-	}
+	rc = write_contents(u, f, name, data, size, &e);
 	if (!e && rc == 0)
 		e = ext2fs_file_close(f);
 	else
@@ -1726,231 +1769,296 @@ drop_previous(struct up *u, json_t *prev)
 			    json_pack("[I]", (json_int_t)u->job), NULL);
 }
 
-int
-pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **result)
-{
+/* One pg_image_upgrade: what it holds (freed by up_release) and where it
+ * is. created/have_partial: the partial overlay is this run's to remove. */
+struct up_run {
 	struct up u;
-	struct pg_deb *debs = NULL;
-	struct pg_bdev *base = NULL, *ov = NULL;
-	int64_t id = 0, job = 0;
-	char *img = NULL, out[4200], partial[4300], now[32], **fixes = NULL, ref[4096];
-	const char *const *debpaths = o->debs;
-	size_t ndebs = o->ndebs, nfix = 0;
-	uint64_t off = 0, len = 0;
-	json_t *report = json_array(), *res = NULL, *prev = NULL;
-	int rc, created = 0, have_partial = 0;
+	struct pg_store *st;
+	const struct pg_upgrade_opts *o;
+	struct pg_deb *debs;
+	struct pg_bdev *base, *ov;
+	int64_t id, job;
+	char *img, out[4200], partial[4300], **fixes, ref[4096];
+	const char *const *debpaths;
+	size_t ndebs, nfix;
+	uint64_t off, len; /* the root partition */
+	json_t *report, *res, *prev;
+	int created, have_partial;
+};
 
-	*result = NULL;
-	memset(&u, 0, sizeof(u));
-	pg_buf_init(&u.log, 4u << 20);
-	u.now = (uint32_t)time(NULL);
-	u.st = st;
-	u.o = o;
-	u.node = o->node;
-	u.lease_ms = o->lease_ms > 0 ? o->lease_ms : PG_IMAGE_LEASE_MS;
-	if (node_check(o->node) < 0) {
-		rc = PG_EINVAL;
-		goto out;
-	}
-	if (o->node && o->job <= 0) {
-		rc = pg_error(PG_EUSAGE, "upgrade", "a node runs queued jobs: give the job");
-		goto out;
-	}
+/* Which image: the options' one, or the queued job's (claimed here, so a
+ * node runs only a job it holds). A failure here is not the job's. */
+static int
+up_which(struct up_run *r)
+{
+	const struct pg_upgrade_opts *o = r->o;
+	int rc;
+
+	if (node_check(o->node) < 0)
+		return PG_EINVAL;
+	if (o->node && o->job <= 0)
+		return pg_error(PG_EUSAGE, "upgrade", "a node runs queued jobs: give the job");
 	if (o->job > 0 && !o->image) {
 		/* the queued job names its image */
-		PG_TRY_GOTO(job_claim(&u, o->job, &id, &prev), out, "upgrade", "job");
-		job = o->job;
-		snprintf(ref, sizeof(ref), "%lld", (long long)id);
+		PG_TRY_GOTO(job_claim(&r->u, o->job, &r->id, &r->prev), out, "upgrade", "job");
+		r->job = o->job;
+		snprintf(r->ref, sizeof(r->ref), "%lld", (long long)r->id);
 	} else if (!o->image) {
-		rc = pg_error(PG_EUSAGE, "upgrade", "no image given");
-		goto out;
+		return pg_error(PG_EUSAGE, "upgrade", "no image given");
 	} else {
-		snprintf(ref, sizeof(ref), "%s", o->image);
+		snprintf(r->ref, sizeof(r->ref), "%s", o->image);
 	}
-	rc = pg_image_resolve(st, ref, &id, &img);
-	if (rc == PG_ENOENT && !job && o->job <= 0 && access(ref, R_OK) == 0) {
-		/* not collected yet: collect it now */
-		PG_TRY_GOTO(pg_image_scan(st, ref, NULL), out, "upgrade", "scan");
-		rc = pg_image_resolve(st, ref, &id, &img);
-	}
-	if (rc < 0)
-		goto fail;
-	if (o->job > 0 && !job) {
-		/* From here on a failure is this job's: it is recorded. */
-		PG_TRY_GOTO(job_claim(&u, o->job, &id, &prev), out, "upgrade", "job");
-		job = o->job;
-	}
-	u.job = job;
-	if (job)
-		PG_TRY_GOTO(drop_previous(&u, prev), fail, "upgrade", "take over");
+	return 0;
+out:
+	return rc;
+}
+
+/* The packages (given, or --fix's picks from the repository), every one
+ * read and checked before anything is written, and the image's root
+ * partition. */
+static int
+up_read_packages(struct up_run *r)
+{
+	const struct pg_upgrade_opts *o = r->o;
+	int rc;
+
 	if (o->fix) {
-		if (!o->repo) {
-			rc = pg_error(PG_EUSAGE, "upgrade", "--fix needs --repo DIR");
-			goto fail;
-		}
-		PG_TRY_GOTO(pick_fixes(st, ref, o->repo, &fixes, &nfix), fail, "upgrade", "fix");
-		debpaths = (const char *const *)fixes;
-		ndebs = nfix;
+		if (!o->repo)
+			return pg_error(PG_EUSAGE, "upgrade", "--fix needs --repo DIR");
+		PG_TRY_GOTO(pick_fixes(r->st, r->ref, o->repo, &r->fixes, &r->nfix), fail,
+			    "upgrade", "fix");
+		r->debpaths = (const char *const *)r->fixes;
+		r->ndebs = r->nfix;
 	}
-	if (ndebs == 0) {
-		rc = pg_error(PG_EUSAGE, "upgrade", "no packages given");
-		goto fail;
+	if (r->ndebs == 0)
+		return pg_error(PG_EUSAGE, "upgrade", "no packages given");
+	r->debs = calloc(r->ndebs, sizeof(*r->debs));
+	if (!r->debs)
+		return PG_ENOMEM;
+	for (size_t i = 0; i < r->ndebs; i++) {
+		PG_TRY_GOTO(check_stop(&r->u), fail, "upgrade", "stop");
+		PG_TRY_GOTO(pg_deb_read(r->debpaths[i], &r->debs[i]), fail, "upgrade",
+			    r->debpaths[i]);
+		r->u.total += r->debs[i].unpacked;
 	}
-	/* Every package is read and checked before anything is written. */
-	debs = calloc(ndebs, sizeof(*debs));
-	if (!debs) {
-		rc = PG_ENOMEM;
-		goto fail;
-	}
-	for (size_t i = 0; i < ndebs; i++) {
-		PG_TRY_GOTO(check_stop(&u), fail, "upgrade", "stop");
-		PG_TRY_GOTO(pg_deb_read(debpaths[i], &debs[i]), fail, "upgrade", debpaths[i]);
-		u.total += debs[i].unpacked;
-	}
-	PG_TRY_GOTO(check_stop(&u), fail, "upgrade", "stop");
-	PG_TRY_GOTO(root_partition(st, id, &off, &len), fail, "upgrade", "root");
-	u.chunk = malloc(CHUNK);
-	if (!u.chunk) {
-		rc = PG_ENOMEM;
-		goto fail;
-	}
-	if (!job) {
-		pg_now_iso(now, sizeof(now));
-		PG_TRY_GOTO(
-		    insert_job(st,
-			       "INSERT INTO image_job(image_id, image_path, kind, state, pid,"
-			       " started_at, progress) VALUES(?, ?, 'upgrade', 'running',"
-			       " ?, ?, 0.0) RETURNING id",
-			       json_pack("[I,s,i,s]", (json_int_t)id, img, (int)getpid(), now),
-			       &job),
-		    out, "upgrade", "job");
-		u.job = job;
-	}
-	tick(&u, 1);
-	if (o->output) {
-		snprintf(out, sizeof(out), "%s", o->output);
+	PG_TRY_GOTO(check_stop(&r->u), fail, "upgrade", "stop");
+	PG_TRY_GOTO(root_partition(r->st, r->id, &r->off, &r->len), fail, "upgrade", "root");
+	r->u.chunk = malloc(CHUNK);
+	if (!r->u.chunk)
+		return PG_ENOMEM;
+	return 0;
+fail:
+	return rc;
+}
+
+/* The overlay's final path (--output, else the data directory's
+ * overlays/) and the partial it is written as, recorded in the job. */
+static int
+up_paths(struct up_run *r)
+{
+	int rc;
+
+	if (r->o->output) {
+		snprintf(r->out, sizeof(r->out), "%s", r->o->output);
 	} else {
 		char dd[4096], b[4096];
 
 		PG_TRY_GOTO(pg_data_dir(dd, sizeof(dd)), fail, "upgrade", "data dir");
 		snprintf(b, sizeof(b), "%s/overlays", dd);
 		PG_TRY_GOTO(pg_mkdir_p(b, 0700), fail, "upgrade", "overlays dir");
-		snprintf(out, sizeof(out), "%s/image%lld-job%lld.qcow2", b, (long long)id,
-			 (long long)job);
+		snprintf(r->out, sizeof(r->out), "%s/image%lld-job%lld.qcow2", b, (long long)r->id,
+			 (long long)r->job);
 	}
-	if (access(out, F_OK) == 0) {
-		rc = pg_error(PG_EEXIST, "upgrade", "'%s' already exists", out);
-		goto fail;
-	}
+	if (access(r->out, F_OK) == 0)
+		return pg_error(PG_EEXIST, "upgrade", "'%s' already exists", r->out);
 	/* A node's runner writes a partial of its own: one that stalled past
 	 * its lease and wakes up must not touch the new runner's file. */
-	if (u.node)
-		snprintf(partial, sizeof(partial), "%s.%s.partial", out, u.node);
+	if (r->u.node)
+		snprintf(r->partial, sizeof(r->partial), "%s.%s.partial", r->out, r->u.node);
 	else
-		snprintf(partial, sizeof(partial), "%s.partial", out);
-	unlink(partial); /* a leftover of an interrupted run of this job id */
-	have_partial = 1;
+		snprintf(r->partial, sizeof(r->partial), "%s.partial", r->out);
+	unlink(r->partial); /* a leftover of an interrupted run of this job id */
+	r->have_partial = 1;
 	/* (only while the job is this runner's: one taken over keeps the new
 	 * runner's paths) */
-	PG_TRY_GOTO(pg_image_run(
-			st,
-			"UPDATE image_job SET overlay = ?, partial = ? WHERE id = ?"
-			" AND coalesce(node, '') = ?",
-			json_pack("[s,s,I,s]", out, partial, (json_int_t)job, u.node ? u.node : ""),
-			NULL),
+	PG_TRY_GOTO(pg_image_run(r->st,
+				 "UPDATE image_job SET overlay = ?, partial = ? WHERE id = ?"
+				 " AND coalesce(node, '') = ?",
+				 json_pack("[s,s,I,s]", r->out, r->partial, (json_int_t)r->job,
+					   r->u.node ? r->u.node : ""),
+				 NULL),
 		    fail, "upgrade", "job");
-	ulog(&u, "job %lld: image %s, overlay %s, %llu bytes to unpack", (long long)job, img, out,
-	     (unsigned long long)u.total);
-	PG_TRY_GOTO(pg_bdev_open(img, &base), fail, "upgrade", "open image");
-	{
-		const char *fmt = base->fmt;
-		char fmtc[8];
+	return 0;
+fail:
+	return rc;
+}
 
-		snprintf(fmtc, sizeof(fmtc), "%s", fmt);
-		rc = pg_qcow2_overlay_create(partial, img, fmtc, base, &ov);
-		base = NULL; /* owned by the overlay now, even on failure */
-		if (rc < 0)
-			goto fail;
-		created = 1;
+/* Writes the overlay: created over the image as the partial, the packages
+ * unpacked into it, finished, then renamed to its final path (by the job's
+ * runner only: a node checks its lease just before) and the rename synced. */
+static int
+up_write_overlay(struct up_run *r)
+{
+	char fmtc[8], dirc[4200];
+	int rc, dfd;
+
+	PG_TRY_GOTO(pg_bdev_open(r->img, &r->base), fail, "upgrade", "open image");
+	snprintf(fmtc, sizeof(fmtc), "%s", r->base->fmt);
+	rc = pg_qcow2_overlay_create(r->partial, r->img, fmtc, r->base, &r->ov);
+	r->base = NULL; /* owned by the overlay now, even on failure */
+	if (rc < 0)
+		return rc;
+	r->created = 1;
+	PG_TRY_GOTO(upgrade_fs(&r->u, r->ov, r->off, r->len, r->debs, r->ndebs, r->report), fail,
+		    "upgrade", "unpack");
+	PG_TRY_GOTO(check_stop(&r->u), fail, "upgrade", "stop");
+	PG_TRY_GOTO(pg_qcow2_overlay_finish(r->ov), fail, "upgrade", "finish overlay");
+	pg_bdev_close(r->ov);
+	r->ov = NULL;
+	lease_keep(&r->u, 1);
+	PG_TRY_GOTO(check_stop(&r->u), fail, "upgrade", "lease");
+	if (rename(r->partial, r->out) < 0)
+		return pg_error(PG_EIO, "upgrade", "rename: %s", strerror(errno));
+	snprintf(dirc, sizeof(dirc), "%s", r->out);
+	dfd = open(dirname(dirc), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
 	}
-	PG_TRY_GOTO(upgrade_fs(&u, ov, off, len, debs, ndebs, report), fail, "upgrade", "unpack");
-	PG_TRY_GOTO(check_stop(&u), fail, "upgrade", "stop");
-	PG_TRY_GOTO(pg_qcow2_overlay_finish(ov), fail, "upgrade", "finish overlay");
-	pg_bdev_close(ov);
-	ov = NULL;
-	/* The overlay gets its final name only once complete and synced, and
-	 * only by the job's runner: a node checks its lease just before. */
-	lease_keep(&u, 1);
-	PG_TRY_GOTO(check_stop(&u), fail, "upgrade", "lease");
-	if (rename(partial, out) < 0) {
-		rc = pg_error(PG_EIO, "upgrade", "rename: %s", strerror(errno));
+	r->created = 0;
+	r->have_partial = 0;
+	return 0;
+fail:
+	return rc;
+}
+
+/* A failure once the image is known: the half-written overlay goes, then
+ * the job (when there is one and it is still this runner's) records it. */
+static void
+up_fail(struct up_run *r, int rc)
+{
+	char msg[1024];
+
+	snprintf(msg, sizeof(msg), "%s", pg_last_error()[0] ? pg_last_error() : pg_strerror(rc));
+	/* The half-written overlay goes before the job says so. */
+	pg_bdev_close(r->ov);
+	r->ov = NULL;
+	/* (the final name is only ever written by the rename: nothing to drop
+	 * there, and it may be a new runner's after a take-over) */
+	if (r->created || r->have_partial)
+		unlink(r->partial);
+	r->created = r->have_partial = 0;
+	if (r->job && !r->u.lost) {
+		ulog(&r->u, "%s: %s", rc == PG_EINTR ? "interrupted" : "failed", msg);
+		job_finish(&r->u, rc == PG_EINTR ? "interrupted" : "failed", NULL);
+	}
+	pg_error(rc, "upgrade", "%s", msg);
+}
+
+static void
+up_release(struct up_run *r)
+{
+	pg_bdev_close(r->ov);
+	pg_bdev_close(r->base);
+	if (r->created || r->have_partial)
+		unlink(r->partial);
+	json_decref(r->prev);
+	if (r->debs)
+		for (size_t i = 0; i < r->ndebs; i++)
+			pg_deb_free(&r->debs[i]);
+	free(r->debs);
+	for (size_t i = 0; i < r->nfix; i++)
+		free(r->fixes[i]);
+	free(r->fixes);
+	free(r->img);
+	free(r->u.chunk);
+	json_decref(r->report);
+	json_decref(r->res);
+	pg_buf_release(&r->u.log);
+}
+
+int
+pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **result)
+{
+	struct up_run *r = calloc(1, sizeof(*r));
+	struct up *u;
+	char now[32];
+	int rc;
+
+	*result = NULL;
+	if (!r)
+		return PG_ENOMEM;
+	u = &r->u;
+	r->st = st;
+	r->o = o;
+	r->debpaths = o->debs;
+	r->ndebs = o->ndebs;
+	r->report = json_array();
+	pg_buf_init(&u->log, 4u << 20);
+	u->now = (uint32_t)time(NULL);
+	u->st = st;
+	u->o = o;
+	u->node = o->node;
+	u->lease_ms = o->lease_ms > 0 ? o->lease_ms : PG_IMAGE_LEASE_MS;
+	rc = up_which(r);
+	if (rc < 0)
+		goto out;
+	rc = pg_image_resolve(st, r->ref, &r->id, &r->img);
+	if (rc == PG_ENOENT && !r->job && o->job <= 0 && access(r->ref, R_OK) == 0) {
+		/* not collected yet: collect it now */
+		PG_TRY_GOTO(pg_image_scan(st, r->ref, NULL), out, "upgrade", "scan");
+		rc = pg_image_resolve(st, r->ref, &r->id, &r->img);
+	}
+	if (rc < 0)
 		goto fail;
+	if (o->job > 0 && !r->job) {
+		/* From here on a failure is this job's: it is recorded. */
+		PG_TRY_GOTO(job_claim(u, o->job, &r->id, &r->prev), out, "upgrade", "job");
+		r->job = o->job;
 	}
-	{
-		char dirc[4200];
-		int dfd;
-
-		snprintf(dirc, sizeof(dirc), "%s", out);
-		dfd = open(dirname(dirc), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd >= 0) {
-			fsync(dfd);
-			close(dfd);
-		}
+	u->job = r->job;
+	if (r->job)
+		PG_TRY_GOTO(drop_previous(u, r->prev), fail, "upgrade", "take over");
+	PG_TRY_GOTO(up_read_packages(r), fail, "upgrade", "packages");
+	if (!r->job) {
+		pg_now_iso(now, sizeof(now));
+		PG_TRY_GOTO(
+		    insert_job(
+			st,
+			"INSERT INTO image_job(image_id, image_path, kind, state, pid,"
+			" started_at, progress) VALUES(?, ?, 'upgrade', 'running',"
+			" ?, ?, 0.0) RETURNING id",
+			json_pack("[I,s,i,s]", (json_int_t)r->id, r->img, (int)getpid(), now),
+			&r->job),
+		    out, "upgrade", "job");
+		u->job = r->job;
 	}
-	created = 0;
-	have_partial = 0;
-	ulog(&u, "done: %zu package(s), %llu bytes, %d left for first boot", ndebs,
-	     (unsigned long long)u.total, u.unpacked);
-	res = json_pack("{s:I, s:I, s:s, s:s, s:O, s:i}", "job", (json_int_t)job, "image_id",
-			(json_int_t)id, "image", img, "overlay", out, "packages", report,
-			"first_boot", u.unpacked);
-	rc = job_finish(&u, "done", res);
+	tick(u, 1);
+	PG_TRY_GOTO(up_paths(r), fail, "upgrade", "paths");
+	ulog(u, "job %lld: image %s, overlay %s, %llu bytes to unpack", (long long)r->job, r->img,
+	     r->out, (unsigned long long)u->total);
+	PG_TRY_GOTO(up_write_overlay(r), fail, "upgrade", "overlay");
+	ulog(u, "done: %zu package(s), %llu bytes, %d left for first boot", r->ndebs,
+	     (unsigned long long)u->total, u->unpacked);
+	r->res = json_pack("{s:I, s:I, s:s, s:s, s:O, s:i}", "job", (json_int_t)r->job, "image_id",
+			   (json_int_t)r->id, "image", r->img, "overlay", r->out, "packages",
+			   r->report, "first_boot", u->unpacked);
+	rc = job_finish(u, "done", r->res);
 	if (rc == PG_ESTATE)
 		goto out; /* taken over meanwhile: the job is its new runner's */
 	if (rc < 0)
 		goto fail;
 	if (o->progress)
 		o->progress(o->progress_arg, 1.0);
-	*result = res;
-	res = NULL;
+	*result = r->res;
+	r->res = NULL;
 	rc = 0;
 	goto out;
-fail : {
-	char msg[1024];
-
-	snprintf(msg, sizeof(msg), "%s", pg_last_error()[0] ? pg_last_error() : pg_strerror(rc));
-	/* The half-written overlay goes before the job says so. */
-	pg_bdev_close(ov);
-	ov = NULL;
-	/* (the final name is only ever written by the rename: nothing to drop
-	 * there, and it may be a new runner's after a take-over) */
-	if (created || have_partial)
-		unlink(partial);
-	created = have_partial = 0;
-	if (job && !u.lost) {
-		ulog(&u, "%s: %s", rc == PG_EINTR ? "interrupted" : "failed", msg);
-		job_finish(&u, rc == PG_EINTR ? "interrupted" : "failed", NULL);
-	}
-	pg_error(rc, "upgrade", "%s", msg);
-}
+fail:
+	up_fail(r, rc);
 out:
-	pg_bdev_close(ov);
-	pg_bdev_close(base);
-	if (created || have_partial)
-		unlink(partial);
-	json_decref(prev);
-	if (debs)
-		for (size_t i = 0; i < ndebs; i++)
-			pg_deb_free(&debs[i]);
-	free(debs);
-	for (size_t i = 0; i < nfix; i++)
-		free(fixes[i]);
-	free(fixes);
-	free(img);
-	free(u.chunk);
-	json_decref(report);
-	json_decref(res);
-	pg_buf_release(&u.log);
+	up_release(r);
+	free(r);
 	return rc;
 }
 

@@ -181,6 +181,99 @@ cg_close(void *state)
 	free(s);
 }
 
+/* A child cgroup's limits and memory use as read this poll (not kept). */
+struct cg_now {
+	double cores, mem, memmax;
+};
+
+/* Adds io.stat's read and written bytes of every device to c. */
+static void
+cg_io_sum(const char *buf, struct cg_prev *c)
+{
+	/* One line per device: "MAJ:MIN rbytes=.. wbytes=.. rios=.. ..." */
+	for (const char *line = buf; line && *line;) {
+		const char *r = strstr(line, "rbytes="), *w = strstr(line, "wbytes=");
+		const char *eol = strchr(line, '\n');
+		if (r && (!eol || r < eol))
+			c->rbytes += strtod(r + 7, NULL);
+		if (w && (!eol || w < eol))
+			c->wbytes += strtod(w + 7, NULL);
+		line = eol ? eol + 1 : NULL;
+	}
+}
+
+/* Reads cpu.max, memory.current, memory.max and io.stat of the cgroup dir
+ * (buf: scratch of CG_FILE_MAX) into c and v; cores starts at the host's. */
+static void
+cg_read_limits(const char *dir, char *buf, long ncpu, struct cg_prev *c, struct cg_now *v)
+{
+	v->cores = ncpu > 0 ? (double)ncpu : 1;
+	v->mem = 0;
+	v->memmax = 0;
+	if (cg_read(dir, "cpu.max", buf, CG_FILE_MAX) == 0 && strncmp(buf, "max", 3) != 0) {
+		double quota = 0, period = 0;
+		if (sscanf(buf, "%lf %lf", &quota, &period) == 2 && period > 0 && quota > 0)
+			v->cores = quota / period;
+	}
+	if (cg_read(dir, "memory.current", buf, CG_FILE_MAX) == 0)
+		v->mem = strtod(buf, NULL);
+	if (cg_read(dir, "memory.max", buf, CG_FILE_MAX) == 0 && strncmp(buf, "max", 3) != 0)
+		v->memmax = strtod(buf, NULL);
+	if (v->memmax <= 0)
+		v->memmax = cg_memtotal();
+	if (cg_read(dir, "io.stat", buf, CG_FILE_MAX) == 0)
+		cg_io_sum(buf, c);
+}
+
+/* The previous poll's counters of the cgroup called name, or NULL (the last
+ * match wins, as names are unique in one folder). */
+static const struct cg_prev *
+cg_find_prev(const struct cg_state *s, const char *name)
+{
+	const struct cg_prev *p = NULL;
+
+	for (size_t i = 0; i < s->nprev; i++)
+		if (strcmp(s->prev[i].name, name) == 0)
+			p = &s->prev[i];
+	return p;
+}
+
+/* The sample of the interval from p to c. */
+static void
+cg_sample(const struct cg_prev *c, const struct cg_prev *p, const struct cg_now *v, int64_t wall,
+	  struct pg_load_sample *x)
+{
+	double secs = (double)(c->t_ns - p->t_ns) / 1e9;
+
+	memset(x, 0, sizeof(*x));
+	x->ts_ms = wall;
+	x->v[PG_LOAD_CPU] = load_pct(
+	    c->usage_us >= p->usage_us ? 100.0 * (c->usage_us - p->usage_us) / 1e6 / secs / v->cores
+				       : 0);
+	x->v[PG_LOAD_MEM] = load_pct(v->memmax > 0 ? 100.0 * v->mem / v->memmax : 0);
+	x->v[PG_LOAD_DISK_RD] = c->rbytes >= p->rbytes ? (c->rbytes - p->rbytes) / 1024 / secs : 0;
+	x->v[PG_LOAD_DISK_WR] = c->wbytes >= p->wbytes ? (c->wbytes - p->wbytes) / 1024 / secs : 0;
+}
+
+/* Room for one more entry in *now (n used of *cap); the new entry, zeroed,
+ * or NULL out of memory. */
+static struct cg_prev *
+cg_push(struct cg_prev **now, size_t *n, size_t *cap)
+{
+	struct cg_prev *c;
+
+	if (*n == *cap) {
+		struct cg_prev *q = realloc(*now, (*cap ? *cap * 2 : 64) * sizeof(*q));
+		if (!q)
+			return NULL;
+		*now = q;
+		*cap = *cap ? *cap * 2 : 64;
+	}
+	c = &(*now)[(*n)++];
+	memset(c, 0, sizeof(*c));
+	return c;
+}
+
 static int
 cg_poll(void *state, pg_load_sample_cb cb, void *ctx)
 {
@@ -203,9 +296,9 @@ cg_poll(void *state, pg_load_sample_cb cb, void *ctx)
 	while ((de = readdir(d))) {
 		char dir[4096];
 		struct stat st;
-		struct cg_prev *c, *p = NULL;
-		double cores = ncpu > 0 ? (double)ncpu : 1, mem = 0, memmax = 0;
-		const char *line;
+		struct cg_prev *c;
+		const struct cg_prev *p;
+		struct cg_now v;
 
 		if (de->d_name[0] == '.')
 			continue;
@@ -214,63 +307,20 @@ cg_poll(void *state, pg_load_sample_cb cb, void *ctx)
 			continue;
 		if (cg_read(dir, "cpu.stat", buf, CG_FILE_MAX) < 0)
 			continue; /* not a cgroup (or no cpu controller) */
-		if (n == cap) {
-			struct cg_prev *q = realloc(now, (cap ? cap * 2 : 64) * sizeof(*q));
-			if (!q) {
-				rc = pg_error(PG_ENOMEM, "load", "cgroup list");
-				goto out;
-			}
-			now = q;
-			cap = cap ? cap * 2 : 64;
+		c = cg_push(&now, &n, &cap);
+		if (!c) {
+			rc = pg_error(PG_ENOMEM, "load", "cgroup list");
+			goto out;
 		}
-		c = &now[n++];
-		memset(c, 0, sizeof(*c));
 		load_cgroup_name(de->d_name, c->name);
 		c->t_ns = t;
 		c->usage_us = cg_key(buf, "usage_usec");
-		if (cg_read(dir, "cpu.max", buf, CG_FILE_MAX) == 0 && strncmp(buf, "max", 3) != 0) {
-			double quota = 0, period = 0;
-			if (sscanf(buf, "%lf %lf", &quota, &period) == 2 && period > 0 && quota > 0)
-				cores = quota / period;
-		}
-		if (cg_read(dir, "memory.current", buf, CG_FILE_MAX) == 0)
-			mem = strtod(buf, NULL);
-		if (cg_read(dir, "memory.max", buf, CG_FILE_MAX) == 0 &&
-		    strncmp(buf, "max", 3) != 0)
-			memmax = strtod(buf, NULL);
-		if (memmax <= 0)
-			memmax = cg_memtotal();
-		if (cg_read(dir, "io.stat", buf, CG_FILE_MAX) == 0) {
-			/* One line per device: "MAJ:MIN rbytes=.. wbytes=.. rios=.. ..." */
-			for (line = buf; line && *line;) {
-				const char *r = strstr(line, "rbytes="),
-					   *w = strstr(line, "wbytes=");
-				const char *eol = strchr(line, '\n');
-				if (r && (!eol || r < eol))
-					c->rbytes += strtod(r + 7, NULL);
-				if (w && (!eol || w < eol))
-					c->wbytes += strtod(w + 7, NULL);
-				line = eol ? eol + 1 : NULL;
-			}
-		}
-		for (size_t i = 0; i < s->nprev; i++)
-			if (strcmp(s->prev[i].name, c->name) == 0)
-				p = &s->prev[i];
+		cg_read_limits(dir, buf, ncpu, c, &v);
+		p = cg_find_prev(s, c->name);
 		if (p && t > p->t_ns) {
 			struct pg_load_sample x;
-			double secs = (double)(t - p->t_ns) / 1e9;
 
-			memset(&x, 0, sizeof(x));
-			x.ts_ms = wall;
-			x.v[PG_LOAD_CPU] =
-			    load_pct(c->usage_us >= p->usage_us
-					 ? 100.0 * (c->usage_us - p->usage_us) / 1e6 / secs / cores
-					 : 0);
-			x.v[PG_LOAD_MEM] = load_pct(memmax > 0 ? 100.0 * mem / memmax : 0);
-			x.v[PG_LOAD_DISK_RD] =
-			    c->rbytes >= p->rbytes ? (c->rbytes - p->rbytes) / 1024 / secs : 0;
-			x.v[PG_LOAD_DISK_WR] =
-			    c->wbytes >= p->wbytes ? (c->wbytes - p->wbytes) / 1024 / secs : 0;
+			cg_sample(c, p, &v, wall, &x);
 			rc = cb(ctx, c->name, &x);
 			if (rc < 0)
 				goto out;

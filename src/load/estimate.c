@@ -382,14 +382,91 @@ cmp_load(const void *x, const void *y)
 	return a->mean_load < b->mean_load ? -1 : a->mean_load > b->mean_load;
 }
 
-int
-pg_load_est_finish(struct pg_load_est *e)
+/* The second level's k means runs, one per k in [klo, khi] (n VMs' features
+ * x): the labels (best) and centers (bestc) of the k with the best
+ * silhouette into *kbest and *best_sil. lab and c are scratch. */
+static int
+fit_best_k(const struct pg_load_est *e, const double *x, size_t n, size_t klo, size_t khi,
+	   int32_t *lab, double *c, int32_t *best, double *bestc, size_t *kbest, double *best_sil)
 {
 	struct pg_kmeans_params kp;
 	struct pg_kmeans_info info;
+	size_t nsil = n < SIL_MAX ? n : SIL_MAX;
+	int rc;
+
+	for (size_t k = klo; k <= khi; k++) {
+		double sil = 0;
+
+		pg_kmeans_params_init(&kp, k);
+		kp.n_init = e->p.n_init2;
+		kp.seed = e->p.seed;
+		kp.n_threads = e->p.n_threads;
+		rc = pg_kmeans_fit(x, PG_KMEANS_F64, n, PG_LOAD_NFEAT, &kp, lab, c, &info);
+		if (rc < 0)
+			return rc;
+		if (k > 1 && nsil > k) {
+			/* The first nsil VMs: arrival order is the only order we have. */
+			rc = pg_kmeans_silhouette(x, nsil, PG_LOAD_NFEAT, lab, k, &sil);
+			if (rc < 0)
+				return rc;
+		}
+		if (*kbest == 0 || sil > *best_sil) {
+			*best_sil = sil;
+			*kbest = k;
+			memcpy(best, lab, n * sizeof(int32_t));
+			memcpy(bestc, c, k * PG_LOAD_NFEAT * sizeof(double));
+		}
+	}
+	return 0;
+}
+
+/* Types are listed from the lightest to the heaviest: e's kbest types get
+ * their count, mean load and name, sorted, and each VM (labelled best) its
+ * type's new index. */
+static int
+order_types(struct pg_load_est *e, const int32_t *best, size_t kbest)
+{
+	size_t n = e->nvms;
+	double *sum = calloc(kbest, sizeof(double));
+	size_t *cnt = calloc(kbest, sizeof(size_t));
+	int32_t map[64];
+	struct pg_load_type tmp[64];
+
+	if (!sum || !cnt) {
+		free(sum);
+		free(cnt);
+		return pg_error(PG_ENOMEM, "load", "types");
+	}
+	for (size_t i = 0; i < n; i++) {
+		sum[best[i]] += e->vms[i].load;
+		cnt[best[i]]++;
+	}
+	for (size_t t = 0; t < kbest; t++) {
+		tmp[t] = e->types[t];
+		tmp[t].count = cnt[t];
+		tmp[t].mean_load = cnt[t] ? sum[t] / (double)cnt[t] : 0;
+		/* Stash the original index in the name until after the sort. */
+		snprintf(tmp[t].name, sizeof(tmp[t].name), "%zu", t);
+	}
+	qsort(tmp, kbest, sizeof(tmp[0]), cmp_load);
+	for (size_t t = 0; t < kbest; t++) {
+		map[atoi(tmp[t].name)] = (int32_t)t;
+		name_type(tmp[t].center, tmp[t].name);
+		e->types[t] = tmp[t];
+	}
+	for (size_t i = 0; i < n; i++)
+		e->vms[i].type = map[best[i]];
+	free(sum);
+	free(cnt);
+	return 0;
+}
+
+int
+pg_load_est_finish(struct pg_load_est *e)
+{
 	double *x = NULL, *c = NULL, *bestc = NULL;
 	int32_t *lab = NULL, *best = NULL;
-	size_t n, kbest = 0, klo, khi, nsil;
+	size_t n, kbest = 0, klo, khi;
 	double best_sil = -2;
 	int rc;
 
@@ -418,30 +495,9 @@ pg_load_est_finish(struct pg_load_est *e)
 		khi = n;
 	if (klo > khi)
 		klo = khi;
-	nsil = n < SIL_MAX ? n : SIL_MAX;
-	for (size_t k = klo; k <= khi; k++) {
-		double sil = 0;
-
-		pg_kmeans_params_init(&kp, k);
-		kp.n_init = e->p.n_init2;
-		kp.seed = e->p.seed;
-		kp.n_threads = e->p.n_threads;
-		rc = pg_kmeans_fit(x, PG_KMEANS_F64, n, PG_LOAD_NFEAT, &kp, lab, c, &info);
-		if (rc < 0)
-			goto out;
-		if (k > 1 && nsil > k) {
-			/* The first nsil VMs: arrival order is the only order we have. */
-			rc = pg_kmeans_silhouette(x, nsil, PG_LOAD_NFEAT, lab, k, &sil);
-			if (rc < 0)
-				goto out;
-		}
-		if (kbest == 0 || sil > best_sil) {
-			best_sil = sil;
-			kbest = k;
-			memcpy(best, lab, n * sizeof(int32_t));
-			memcpy(bestc, c, k * PG_LOAD_NFEAT * sizeof(double));
-		}
-	}
+	rc = fit_best_k(e, x, n, klo, khi, lab, c, best, bestc, &kbest, &best_sil);
+	if (rc < 0)
+		goto out;
 	e->types = calloc(kbest, sizeof(*e->types));
 	if (!e->types) {
 		rc = pg_error(PG_ENOMEM, "load", "types");
@@ -454,41 +510,9 @@ pg_load_est_finish(struct pg_load_est *e)
 		e->types[t].count = 0;
 		e->types[t].mean_load = (double)t; /* keeps the original index during sort */
 	}
-	/* Types are listed from the lightest to the heaviest. */
-	{
-		double *sum = calloc(kbest, sizeof(double));
-		size_t *cnt = calloc(kbest, sizeof(size_t));
-		int32_t map[64];
-		struct pg_load_type tmp[64];
-
-		if (!sum || !cnt) {
-			free(sum);
-			free(cnt);
-			rc = pg_error(PG_ENOMEM, "load", "types");
-			goto out;
-		}
-		for (size_t i = 0; i < n; i++) {
-			sum[best[i]] += e->vms[i].load;
-			cnt[best[i]]++;
-		}
-		for (size_t t = 0; t < kbest; t++) {
-			tmp[t] = e->types[t];
-			tmp[t].count = cnt[t];
-			tmp[t].mean_load = cnt[t] ? sum[t] / (double)cnt[t] : 0;
-			/* Stash the original index in the name until after the sort. */
-			snprintf(tmp[t].name, sizeof(tmp[t].name), "%zu", t);
-		}
-		qsort(tmp, kbest, sizeof(tmp[0]), cmp_load);
-		for (size_t t = 0; t < kbest; t++) {
-			map[atoi(tmp[t].name)] = (int32_t)t;
-			name_type(tmp[t].center, tmp[t].name);
-			e->types[t] = tmp[t];
-		}
-		for (size_t i = 0; i < n; i++)
-			e->vms[i].type = map[best[i]];
-		free(sum);
-		free(cnt);
-	}
+	rc = order_types(e, best, kbest);
+	if (rc < 0)
+		goto out;
 	e->finished = 1;
 out:
 	free(x);

@@ -107,6 +107,63 @@ xml_targets(const char *xml, const char *elem, char devs[][64], size_t max)
 	return n;
 }
 
+/* Memory use from virDomainMemoryStats: the guest's view first (needs the
+ * balloon driver), else the host's RSS; c->mem_pct is kept otherwise. */
+static void
+lv_fallback_mem(virDomainPtr dom, struct load_lv_counters *c)
+{
+	virDomainMemoryStatStruct ms[VIR_DOMAIN_MEMORY_STAT_NR];
+	int n = virDomainMemoryStats(dom, ms, VIR_DOMAIN_MEMORY_STAT_NR, 0);
+	double avail = 0, unused = -1, rss = -1, actual = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (ms[i].tag == VIR_DOMAIN_MEMORY_STAT_AVAILABLE)
+			avail = (double)ms[i].val;
+		else if (ms[i].tag == VIR_DOMAIN_MEMORY_STAT_UNUSED)
+			unused = (double)ms[i].val;
+		else if (ms[i].tag == VIR_DOMAIN_MEMORY_STAT_RSS)
+			rss = (double)ms[i].val;
+		else if (ms[i].tag == VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON)
+			actual = (double)ms[i].val;
+	}
+	if (avail > 0 && unused >= 0)
+		c->mem_pct = 100.0 * (avail - unused) / avail;
+	else if (actual > 0 && rss >= 0)
+		c->mem_pct = 100.0 * rss / actual;
+}
+
+/* Bytes read and written, summed over the disks the domain XML lists. */
+static void
+lv_fallback_blk(virDomainPtr dom, const char *xml, struct load_lv_counters *c)
+{
+	char devs[LV_MAX_DEVS][64];
+	size_t nd = xml_targets(xml, "disk", devs, LV_MAX_DEVS);
+
+	for (size_t i = 0; i < nd; i++) {
+		virDomainBlockStatsStruct bs;
+		if (virDomainBlockStats(dom, devs[i], &bs, sizeof(bs)) == 0) {
+			c->rd += bs.rd_bytes > 0 ? (double)bs.rd_bytes : 0;
+			c->wr += bs.wr_bytes > 0 ? (double)bs.wr_bytes : 0;
+		}
+	}
+}
+
+/* Bytes received and sent, summed over the interfaces the domain XML lists. */
+static void
+lv_fallback_net(virDomainPtr dom, const char *xml, struct load_lv_counters *c)
+{
+	char devs[LV_MAX_DEVS][64];
+	size_t nd = xml_targets(xml, "interface", devs, LV_MAX_DEVS);
+
+	for (size_t i = 0; i < nd; i++) {
+		virDomainInterfaceStatsStruct is;
+		if (virDomainInterfaceStats(dom, devs[i], &is, sizeof(is)) == 0) {
+			c->rx += is.rx_bytes > 0 ? (double)is.rx_bytes : 0;
+			c->tx += is.tx_bytes > 0 ? (double)is.tx_bytes : 0;
+		}
+	}
+}
+
 /* Fills what the bulk call left out, with the per-call functions. */
 static void
 lv_fallback(virDomainPtr dom, struct load_lv_counters *c, int need_cpu, int need_mem, int need_blk,
@@ -114,8 +171,6 @@ lv_fallback(virDomainPtr dom, struct load_lv_counters *c, int need_cpu, int need
 {
 	virDomainInfo info;
 	char *xml = NULL;
-	char devs[LV_MAX_DEVS][64];
-	size_t nd;
 
 	if ((need_cpu || need_mem) && virDomainGetInfo(dom, &info) == 0) {
 		if (need_cpu) {
@@ -125,49 +180,14 @@ lv_fallback(virDomainPtr dom, struct load_lv_counters *c, int need_cpu, int need
 		if (need_mem && info.maxMem > 0)
 			c->mem_pct = 100.0 * (double)info.memory / (double)info.maxMem;
 	}
-	if (need_mem) {
-		virDomainMemoryStatStruct ms[VIR_DOMAIN_MEMORY_STAT_NR];
-		int n = virDomainMemoryStats(dom, ms, VIR_DOMAIN_MEMORY_STAT_NR, 0);
-		double avail = 0, unused = -1, rss = -1, actual = 0;
-
-		for (int i = 0; i < n; i++) {
-			if (ms[i].tag == VIR_DOMAIN_MEMORY_STAT_AVAILABLE)
-				avail = (double)ms[i].val;
-			else if (ms[i].tag == VIR_DOMAIN_MEMORY_STAT_UNUSED)
-				unused = (double)ms[i].val;
-			else if (ms[i].tag == VIR_DOMAIN_MEMORY_STAT_RSS)
-				rss = (double)ms[i].val;
-			else if (ms[i].tag == VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON)
-				actual = (double)ms[i].val;
-		}
-		/* Guest view first (needs the balloon driver), else host RSS. */
-		if (avail > 0 && unused >= 0)
-			c->mem_pct = 100.0 * (avail - unused) / avail;
-		else if (actual > 0 && rss >= 0)
-			c->mem_pct = 100.0 * rss / actual;
-	}
+	if (need_mem)
+		lv_fallback_mem(dom, c);
 	if (need_blk || need_net)
 		xml = virDomainGetXMLDesc(dom, 0);
-	if (xml && need_blk) {
-		nd = xml_targets(xml, "disk", devs, LV_MAX_DEVS);
-		for (size_t i = 0; i < nd; i++) {
-			virDomainBlockStatsStruct bs;
-			if (virDomainBlockStats(dom, devs[i], &bs, sizeof(bs)) == 0) {
-				c->rd += bs.rd_bytes > 0 ? (double)bs.rd_bytes : 0;
-				c->wr += bs.wr_bytes > 0 ? (double)bs.wr_bytes : 0;
-			}
-		}
-	}
-	if (xml && need_net) {
-		nd = xml_targets(xml, "interface", devs, LV_MAX_DEVS);
-		for (size_t i = 0; i < nd; i++) {
-			virDomainInterfaceStatsStruct is;
-			if (virDomainInterfaceStats(dom, devs[i], &is, sizeof(is)) == 0) {
-				c->rx += is.rx_bytes > 0 ? (double)is.rx_bytes : 0;
-				c->tx += is.tx_bytes > 0 ? (double)is.tx_bytes : 0;
-			}
-		}
-	}
+	if (xml && need_blk)
+		lv_fallback_blk(dom, xml, c);
+	if (xml && need_net)
+		lv_fallback_net(dom, xml, c);
 	free(xml);
 }
 

@@ -125,7 +125,9 @@ size_t load_num_scan_z(const char *s, double *v);
  * A whole NUL-terminated row of n numbers separated by sep, each as
  * load_parse_double takes it, into v: 0, or -1 on any fault (the caller then
  * splits the row field by field to say which). lim: the end of the memory
- * that may be read 8 bytes at a time (past the NUL at most), or NULL.
+ * that may be read, or NULL: the scan reads 8 or 16 bytes at once below it,
+ * past the NUL too (the bytes there need only be initialised), so a lim
+ * 16 bytes or more past the NUL keeps every field on the fastest path.
  */
 int load_parse_row(const char *p, const char *lim, char sep, double *v, size_t n);
 /*
@@ -133,6 +135,13 @@ int load_parse_row(const char *p, const char *lim, char sep, double *v, size_t n
  * the NUL), or NULL on any fault. The text must hold a NUL after its end.
  */
 const char *load_parse_line(const char *p, const char *lim, char sep, double *v, size_t n);
+/*
+ * Good rows one after the other, as load_parse_line takes them, up to max of
+ * them, into v (n values a row): where the first row it did not take starts
+ * (or the NUL that ended the last one), and the rows taken in *rows.
+ */
+const char *load_parse_lines(const char *p, const char *lim, char sep, double *v, size_t n,
+			     size_t max, size_t *rows);
 /* Copies a VM name, keeping printable ASCII only. */
 void load_set_name(char dst[128], const char *src, size_t len);
 /* Splits line at sep in place; returns the field count (at most max kept in f). */

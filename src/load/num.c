@@ -29,6 +29,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 static const double pow10_exact[23] = {1e0,  1e1,  1e2,	 1e3,  1e4,  1e5,  1e6,	 1e7,
 				       1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
@@ -267,6 +270,110 @@ scan(const char *s, const char *end, const char *lim, double *v, int bounded, in
 }
 #undef IN
 
+/*
+ * The row parsers' fast path: a plain decimal, [+-] digits [. digits], of at
+ * most 15 bytes followed by a byte that is none of those nor 'e'/'E' — every
+ * field of the bench files and of what `payguard load export` or numpy's
+ * savetxt write. Its 16 bytes are classified at once (digit, dot, sign) with
+ * exact per-byte tests, so the field's end comes from one count of trailing
+ * bytes instead of a branch per run of digits; the sign then counts as a
+ * leading 0, the integer digits move up one place over the dot (by masks
+ * from tables, no branch), and the at most 16 digit places (15 digits) are
+ * converted eight at a time. 15 digits stay below 2^53 and 10^14 is exact,
+ * so one IEEE division is Clinger's path 1 above: the same double as scan()
+ * gives. 0 (for scan) when the field is anything else: 16 bytes or longer,
+ * two dots, no digit, an exponent.
+ * p: 16 bytes readable.
+ */
+__extension__ typedef unsigned __int128 u128;
+
+#define LANES(c) (0x0101010101010101ull * (uint8_t)(c))
+/* Eight digit values, the first in the lowest byte, as a number. */
+static inline uint64_t
+eight_digits(uint64_t t)
+{
+	t = (t * 10 + (t >> 8)) & 0x00ff00ff00ff00ffull;
+	t = (t * 100 + (t >> 16)) & 0x0000ffff0000ffffull;
+	return (t * 10000 + (t >> 32)) & 0xffffffffull;
+}
+
+/*
+ * The dot at byte j of 16 (16: none): under[j] are the bytes below it (the
+ * integer digits, moved up one place over it), over[j] those above it (the
+ * fraction, which stays). As two 64-bit halves.
+ */
+#define UNDER(j)    ((j) >= 8 ? ~0ull : (1ull << (8 * (j))) - 1)
+#define UNDER_HI(j) ((j) >= 16 ? ~0ull : (j) <= 8 ? 0 : (1ull << (8 * ((j)-8))) - 1)
+#define OVER(j)	    ((j) >= 7 ? 0 : ~((1ull << (8 * ((j) + 1))) - 1))
+#define OVER_HI(j)  ((j) >= 15 ? 0 : (j) < 7 ? ~0ull : ~((1ull << (8 * ((j)-7))) - 1))
+#define ROW4(f, j)  f(j), f(j + 1), f(j + 2), f(j + 3)
+static const uint64_t under_lo[17] = {ROW4(UNDER, 0), ROW4(UNDER, 4), ROW4(UNDER, 8),
+				      ROW4(UNDER, 12), UNDER(16)};
+static const uint64_t under_hi[17] = {ROW4(UNDER_HI, 0), ROW4(UNDER_HI, 4), ROW4(UNDER_HI, 8),
+				      ROW4(UNDER_HI, 12), UNDER_HI(16)};
+static const uint64_t over_lo[17] = {ROW4(OVER, 0), ROW4(OVER, 4), ROW4(OVER, 8), ROW4(OVER, 12),
+				     OVER(16)};
+static const uint64_t over_hi[17] = {ROW4(OVER_HI, 0), ROW4(OVER_HI, 4), ROW4(OVER_HI, 8),
+				     ROW4(OVER_HI, 12), OVER_HI(16)};
+
+/* 10^0..10^15, then their negatives */
+static const double pow10_signed[32] = {1e0,  1e1,  1e2,   1e3,	  1e4,	 1e5,	1e6,   1e7,
+					1e8,  1e9,  1e10,  1e11,  1e12,	 1e13,	1e14,  1e15,
+					-1e0, -1e1, -1e2,  -1e3,  -1e4,	 -1e5,	-1e6,  -1e7,
+					-1e8, -1e9, -1e10, -1e11, -1e12, -1e13, -1e14, -1e15};
+
+static inline __attribute__((always_inline)) size_t
+short_num(const char *p, double *v)
+{
+#ifdef __SSE2__
+	__m128i w = _mm_loadu_si128((const __m128i *)(const void *)p);
+	__m128i t = _mm_sub_epi8(w, _mm_set1_epi8('0'));
+	unsigned dig =
+	    (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(t, _mm_set1_epi8(9)), t));
+	unsigned dot = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(w, _mm_set1_epi8('.')));
+	uint64_t lo, hi, ul, neg, sgn, bits;
+	unsigned k, j, n, nf;
+	u128 x;
+
+	neg = p[0] == '-';
+	sgn = neg | (p[0] == '+');
+	k = (unsigned)__builtin_ctz(~(dig | dot | (unsigned)sgn) | 0x10000u);
+	dot &= (1u << k) - 1;
+	n = k - (dot != 0); /* digit places, a sign counted as a leading 0 */
+	if (k == 16 || (dot & (dot - 1)) || n == sgn || (p[k] | 0x20) == 'e')
+		return 0;
+	j = dot ? (unsigned)__builtin_ctz(dot) : 16; /* the dot's place, 16: none */
+	nf = dot ? k - j - 1 : 0;
+	memcpy(&lo, p, 8);
+	memcpy(&hi, p + 8, 8);
+	lo ^= -sgn & ((lo & 0xff) ^ '0'); /* the sign becomes a leading 0 */
+	/* The integer digits up one place, over the dot: k + !dot places, a 0 first. */
+	ul = lo & under_lo[j];
+	hi = ((hi & under_hi[j]) << 8 | ul >> 56 | (hi & over_hi[j])) - LANES('0');
+	lo = (ul << 8 | (lo & over_lo[j]) | '0') - LANES('0');
+	x = (lo | (u128)hi << 64) << (8 * (16 - k - !dot)); /* the places to the top */
+	bits = eight_digits((uint64_t)x) * 100000000 + eight_digits((uint64_t)(x >> 64));
+	/* the sign on the divisor: -0 for "-0", and rounding to nearest is symmetric */
+	*v = (double)(int64_t)bits / pow10_signed[nf | neg << 4]; /* bits < 10^15 */
+	return k;
+#else
+	(void)p;
+	(void)v;
+	return 0;
+#endif
+}
+
+/* The number at p, by the fast path where 16 bytes can be read, else by scan. */
+static inline __attribute__((always_inline)) size_t
+field_num(const char *p, const char *lim, double *v)
+{
+	size_t k;
+
+	if (lim && p + 16 <= lim && (k = short_num(p, v)) != 0)
+		return k;
+	return scan(p, NULL, lim, v, 0, 1);
+}
+
 size_t
 load_num_scan(const char *s, const char *end, double *v)
 {
@@ -302,7 +409,7 @@ load_parse_row(const char *p, const char *lim, char sep, double *v, size_t n)
 
 		while (*p == ' ' || *p == '\t')
 			p++;
-		k = scan(p, NULL, lim, &v[i], 0, 1);
+		k = field_num(p, lim, &v[i]);
 		if (!k)
 			return -1;
 		for (p += k; *p == ' ' || *p == '\t' || *p == '\r'; p++)
@@ -314,15 +421,15 @@ load_parse_row(const char *p, const char *lim, char sep, double *v, size_t n)
 	return 0;
 }
 
-const char *
-load_parse_line(const char *p, const char *lim, char sep, double *v, size_t n)
+static inline __attribute__((always_inline)) const char *
+parse_line(const char *p, const char *lim, char sep, double *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		size_t k;
 
 		while (*p == ' ' || *p == '\t')
 			p++;
-		k = scan(p, NULL, lim, &v[i], 0, 1);
+		k = field_num(p, lim, &v[i]);
 		if (!k)
 			return NULL;
 		for (p += k; *p == ' ' || *p == '\t' || *p == '\r'; p++)
@@ -331,4 +438,30 @@ load_parse_line(const char *p, const char *lim, char sep, double *v, size_t n)
 			return NULL;
 	}
 	return *p == '\n' ? p + 1 : *p == 0 ? p : NULL;
+}
+
+const char *
+load_parse_line(const char *p, const char *lim, char sep, double *v, size_t n)
+{
+	return parse_line(p, lim, sep, v, n);
+}
+
+const char *
+load_parse_lines(const char *p, const char *lim, char sep, double *v, size_t n, size_t max,
+		 size_t *rows)
+{
+	size_t r = 0;
+
+	while (r < max) {
+		const char *q = parse_line(p, lim, sep, v + r * n, n);
+
+		if (!q)
+			break;
+		r++;
+		p = q;
+		if (q[-1] != '\n')
+			break; /* at the NUL */
+	}
+	*rows = r;
+	return p;
 }

@@ -409,6 +409,107 @@ prom_name_ok(const char *v, int label)
 	return 1;
 }
 
+/* exporter=NAME: one of prom_exporters. */
+static int
+prom_spec_exporter(struct prom_state *s, const char *val)
+{
+	s->exp = NULL;
+	for (size_t i = 0; i < sizeof(prom_exporters) / sizeof(prom_exporters[0]); i++)
+		if (strcmp(val, prom_exporters[i].name) == 0)
+			s->exp = &prom_exporters[i];
+	if (!s->exp)
+		return pg_error(PG_EINVAL, "load",
+				"prometheus: exporter '%s': want libvirt or node", val);
+	return 0;
+}
+
+/* step=, window= or timeout=: seconds, 0 < s <= 86400. */
+static int
+prom_spec_seconds(struct prom_state *s, const char *key, const char *val)
+{
+	double v;
+
+	if (load_parse_double(val, &v) < 0 || !(v > 0) || v > 86400)
+		return pg_error(PG_EINVAL, "load",
+				"prometheus: %s '%s': want seconds, 0 < s <= 86400", key, val);
+	if (key[0] == 's')
+		s->step = v;
+	else if (key[0] == 'w')
+		s->window = v;
+	else
+		s->timeout_ms = (long)(v * 1000);
+	return 0;
+}
+
+/* A metric name key (cpu=, vcpus=, ...): its override in over[]. */
+static int
+prom_spec_metric(const struct prom_state *s, const char *key, const char *val,
+		 const char *over[PN_COUNT])
+{
+	int i;
+
+	for (i = 0; i < PN_COUNT; i++)
+		if (strcmp(key, prom_name_keys[i]) == 0)
+			break;
+	if (i == PN_COUNT)
+		return pg_error(PG_EINVAL, "load",
+				"prometheus: unknown key '%s' (exporter, label, cpu, "
+				"vcpus, mem, mem_max, disk_rd, disk_wr, net_rx, "
+				"net_tx, step, window, timeout, retries)",
+				key);
+	if (!prom_name_ok(val, 0) || strlen(val) >= sizeof(s->names[0]))
+		return pg_error(PG_EINVAL, "load", "prometheus: %s '%s' is not a metric name", key,
+				val);
+	over[i] = val;
+	return 0;
+}
+
+/* One KEY=VALUE of the spec; label and over[] keep what the exporter's
+ * defaults are overridden with. */
+static int
+prom_spec_key(struct prom_state *s, const char *key, const char *val, const char **label,
+	      const char *over[PN_COUNT])
+{
+	double v;
+
+	if (strcmp(key, "exporter") == 0)
+		return prom_spec_exporter(s, val);
+	if (strcmp(key, "label") == 0) {
+		*label = val;
+		if (!prom_name_ok(val, 1) || strlen(val) >= sizeof(s->label))
+			return pg_error(PG_EINVAL, "load", "prometheus: bad label name '%s'", val);
+		return 0;
+	}
+	if (strcmp(key, "step") == 0 || strcmp(key, "window") == 0 || strcmp(key, "timeout") == 0)
+		return prom_spec_seconds(s, key, val);
+	if (strcmp(key, "retries") == 0) {
+		if (load_parse_double(val, &v) < 0 || v < 0 || v > 10 || v != (int)v)
+			return pg_error(PG_EINVAL, "load", "prometheus: retries '%s': want 0..10",
+					val);
+		s->retries = (int)v;
+		return 0;
+	}
+	return prom_spec_metric(s, key, val, over);
+}
+
+/* The parsed spec into s: label and metric names (overrides, else the
+ * exporter's) and the time range when one was given. */
+static void
+prom_spec_apply(struct prom_state *s, const char *label, const char *over[PN_COUNT],
+		const double num[3], int nnum)
+{
+	snprintf(s->label, sizeof(s->label), "%s", label ? label : s->exp->label);
+	for (int i = 0; i < PN_COUNT; i++)
+		snprintf(s->names[i], sizeof(s->names[i]), "%s",
+			 over[i] ? over[i] : s->exp->metric[i]);
+	if (nnum == 3) {
+		s->have_range = 1;
+		s->start = num[0];
+		s->end = num[1];
+		s->step = num[2];
+	}
+}
+
 /*
  * arg: URL[,START,END,STEP][,KEY=VALUE...]. Times in Unix seconds. Keys:
  * exporter=libvirt|node, label=, the metric names (cpu= vcpus= mem= mem_max=
@@ -451,72 +552,12 @@ prom_parse_spec(const char *arg, struct prom_state *s)
 			continue;
 		}
 		*eq = 0;
-		const char *val = eq + 1;
-		if (strcmp(tok, "exporter") == 0) {
-			s->exp = NULL;
-			for (size_t i = 0; i < sizeof(prom_exporters) / sizeof(prom_exporters[0]);
-			     i++)
-				if (strcmp(val, prom_exporters[i].name) == 0)
-					s->exp = &prom_exporters[i];
-			if (!s->exp)
-				rc = pg_error(PG_EINVAL, "load",
-					      "prometheus: exporter '%s': want libvirt or node",
-					      val);
-		} else if (strcmp(tok, "label") == 0) {
-			label = val;
-			if (!prom_name_ok(val, 1) || strlen(val) >= sizeof(s->label))
-				rc = pg_error(PG_EINVAL, "load", "prometheus: bad label name '%s'",
-					      val);
-		} else if (strcmp(tok, "step") == 0 || strcmp(tok, "window") == 0 ||
-			   strcmp(tok, "timeout") == 0) {
-			if (load_parse_double(val, &v) < 0 || !(v > 0) || v > 86400)
-				rc = pg_error(PG_EINVAL, "load",
-					      "prometheus: %s '%s': want seconds, 0 < s <= 86400",
-					      tok, val);
-			else if (tok[0] == 's')
-				s->step = v;
-			else if (tok[0] == 'w')
-				s->window = v;
-			else
-				s->timeout_ms = (long)(v * 1000);
-		} else if (strcmp(tok, "retries") == 0) {
-			if (load_parse_double(val, &v) < 0 || v < 0 || v > 10 || v != (int)v)
-				rc = pg_error(PG_EINVAL, "load",
-					      "prometheus: retries '%s': want 0..10", val);
-			else
-				s->retries = (int)v;
-		} else {
-			int i;
-			for (i = 0; i < PN_COUNT; i++)
-				if (strcmp(tok, prom_name_keys[i]) == 0)
-					break;
-			if (i == PN_COUNT)
-				rc = pg_error(PG_EINVAL, "load",
-					      "prometheus: unknown key '%s' (exporter, label, cpu, "
-					      "vcpus, mem, mem_max, disk_rd, disk_wr, net_rx, "
-					      "net_tx, step, window, timeout, retries)",
-					      tok);
-			else if (!prom_name_ok(val, 0) || strlen(val) >= sizeof(s->names[0]))
-				rc = pg_error(PG_EINVAL, "load",
-					      "prometheus: %s '%s' is not a metric name", tok, val);
-			else
-				over[i] = val;
-		}
+		rc = prom_spec_key(s, tok, eq + 1, &label, over);
 	}
 	if (rc == 0 && nnum != 0 && nnum != 3)
 		rc = pg_error(PG_EINVAL, "load", "prometheus '%s': want URL[,START,END,STEP]", arg);
-	if (rc == 0) {
-		snprintf(s->label, sizeof(s->label), "%s", label ? label : s->exp->label);
-		for (int i = 0; i < PN_COUNT; i++)
-			snprintf(s->names[i], sizeof(s->names[i]), "%s",
-				 over[i] ? over[i] : s->exp->metric[i]);
-		if (nnum == 3) {
-			s->have_range = 1;
-			s->start = num[0];
-			s->end = num[1];
-			s->step = num[2];
-		}
-	}
+	if (rc == 0)
+		prom_spec_apply(s, label, over, num, nnum);
 	free(copy);
 	return rc;
 }

@@ -145,92 +145,10 @@ pg_cells_parse_row(const char *line, size_t len, struct pg_cell_rec *rec)
 	return 0;
 }
 
-/* Reads lines of at most LINE_MAX_ bytes; longer lines are reported as bad rows. */
-#define CSV_LINE_MAX 1024
-
-void
-pg_pos_stats_bad(struct pg_import_stats *s, uint64_t line, const char *why)
-{
-	if (s->bad < 5) {
-		s->first_bad_line[s->bad] = line;
-		snprintf(s->first_bad_reason[s->bad], sizeof(s->first_bad_reason[0]), "%s", why);
-	}
-	s->bad++;
-}
-
-int
-pg_pos_csv_foreach(const char *path, const char *hdr, struct pg_import_stats *stats,
-		   int (*row)(void *ctx, const char *line, size_t len), void *ctx)
-{
-	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-	char buf[CSV_LINE_MAX + 2];
-	uint64_t lineno = 0;
-	int rc = 0, skipping = 0;
-
-	if (!f)
-		return pg_error(PG_ENOENT, "csv", "cannot open '%s': %s", path, strerror(errno));
-	while (fgets(buf, sizeof(buf), f)) {
-		size_t n = strlen(buf);
-		int complete = n > 0 && buf[n - 1] == '\n';
-
-		if (skipping) { /* the tail of an over-long line */
-			skipping = !complete;
-			continue;
-		}
-		lineno++;
-		if (!complete && !feof(f)) {
-			pg_pos_stats_bad(stats, lineno, "line too long");
-			stats->rows++;
-			skipping = 1;
-			continue;
-		}
-		while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-			buf[--n] = 0;
-		if (lineno == 1 && strncmp(buf, hdr, strcspn(hdr, ",")) == 0 &&
-		    buf[strcspn(hdr, ",")] == ',') {
-			if (strcmp(buf, hdr) != 0) {
-				rc = pg_error(PG_EFORMAT, "csv", "'%s': header differs from '%s'",
-					      path, hdr);
-				goto out;
-			}
-			continue;
-		}
-		if (n == 0)
-			continue;
-		stats->rows++;
-		if (memchr(buf, 0, n)) {
-			pg_pos_stats_bad(stats, lineno, "NUL byte");
-			continue;
-		}
-		rc = row(ctx, buf, n);
-		if (rc == PG_EFORMAT) {
-			pg_pos_stats_bad(stats, lineno, pg_last_error());
-			rc = 0;
-		} else if (rc < 0) {
-			goto out;
-		} else {
-			stats->imported++;
-		}
-		if (stats->rows % 1000000 == 0)
-			fprintf(stderr, "payguard: %llu rows read\n",
-				(unsigned long long)stats->rows);
-	}
-	if (ferror(f))
-		rc = pg_error(PG_EIO, "csv", "reading '%s': %s", path, strerror(errno));
-out:
-	if (f != stdin)
-		fclose(f);
-	return rc;
-}
-
-struct cell_import {
-	struct pg_db *db;
-};
-
 static int
 cell_row(void *ctx, const char *line, size_t len)
 {
-	struct cell_import *ci = ctx;
+	struct pg_db *db = ctx;
 	struct pg_cell_rec r;
 	struct pg_db_stmt *q;
 	int rc = pg_cells_parse_row(line, len, &r);
@@ -238,7 +156,7 @@ cell_row(void *ctx, const char *line, size_t len)
 	if (rc < 0)
 		return rc;
 	rc = pg_db_prepare(
-	    ci->db,
+	    db,
 	    "INSERT INTO pos_cells(radio,mcc,net,area,cell,unit,lon,lat,range,samples,"
 	    "changeable,created,updated,avg_signal) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 	    " ON CONFLICT(radio,mcc,net,area,cell) DO UPDATE SET unit=excluded.unit,"
@@ -274,26 +192,7 @@ cell_row(void *ctx, const char *line, size_t len)
 int
 pg_cells_import(struct pg_store *st, const char *path, struct pg_import_stats *stats)
 {
-	struct cell_import ci = {st->pdb};
-	int rc;
-
-	memset(stats, 0, sizeof(*stats));
-	rc = pg_pos_migrate(st);
-	if (rc < 0)
-		return rc;
-	rc = pg_db_begin(ci.db);
-	if (rc < 0)
-		return rc;
-	rc = pg_pos_csv_foreach(path, header, stats, cell_row, &ci);
-	/* the POS servers of every node reload once this commits (sent with
-	 * the commit, never without it; SQLite: one node, nothing to tell) */
-	if (rc >= 0)
-		rc = pg_db_notify(ci.db, PG_POS_REF_CHANNEL, "cells");
-	if (rc < 0) {
-		pg_db_rollback(ci.db);
-		return rc;
-	}
-	return pg_db_commit(ci.db);
+	return pg_pos_import_csv(st, path, header, "cells", cell_row, stats);
 }
 
 /* ---- in-memory index ---- */
@@ -417,57 +316,102 @@ pg_cells_free(struct pg_cells *c)
 }
 
 int
+pg_pos_import_csv(struct pg_store *st, const char *path, const char *hdr, const char *what,
+		  int (*row)(void *db, const char *line, size_t len), struct pg_import_stats *stats)
+{
+	struct pg_db *db = st->pdb;
+	int rc;
+
+	memset(stats, 0, sizeof(*stats));
+	rc = pg_pos_migrate(st);
+	if (rc < 0)
+		return rc;
+	rc = pg_db_begin(db);
+	if (rc < 0)
+		return rc;
+	rc = pg_pos_csv_foreach(path, hdr, stats, row, db);
+	/* the POS servers of every node reload once this commits (sent with
+	 * the commit, never without it; SQLite: one node, nothing to tell) */
+	if (rc >= 0)
+		rc = pg_db_notify(db, PG_POS_REF_CHANNEL, what);
+	if (rc < 0) {
+		pg_db_rollback(db);
+		return rc;
+	}
+	return pg_db_commit(db);
+}
+
+int
+pg_pos_load_rows(struct pg_store *st, const char *sql, size_t size, size_t cap, void **recs,
+		 size_t *n, void (*row)(struct pg_db_stmt *q, void *rec))
+{
+	struct pg_db_stmt *q = NULL;
+	unsigned char *a = malloc(cap * size);
+	int rc;
+
+	*recs = a;
+	*n = 0;
+	if (!a)
+		return PG_ENOMEM;
+	rc = pg_pos_migrate(st);
+	if (rc < 0)
+		return rc;
+	rc = pg_db_prepare(st->pdb, sql, &q);
+	if (rc < 0)
+		return rc;
+	while ((rc = pg_db_step(q)) == 1) {
+		if (*n == cap) {
+			unsigned char *na = realloc(a, 2 * cap * size);
+
+			if (!na) {
+				rc = PG_ENOMEM;
+				break;
+			}
+			*recs = a = na;
+			cap *= 2;
+		}
+		memset(a + *n * size, 0, size);
+		row(q, a + *n * size);
+		(*n)++;
+	}
+	pg_db_reset(q);
+	return rc < 0 ? rc : 0;
+}
+
+/* One pos_cells row into a record. */
+static void
+cell_from_row(struct pg_db_stmt *q, void *rec)
+{
+	struct pg_cell_rec *r = rec;
+
+	r->id.radio = (uint8_t)pg_db_column_int64(q, 0);
+	r->id.mcc = (uint16_t)pg_db_column_int64(q, 1);
+	r->id.mnc = (uint16_t)pg_db_column_int64(q, 2);
+	r->id.area = (uint32_t)pg_db_column_int64(q, 3);
+	r->id.cid = (uint64_t)pg_db_column_int64(q, 4);
+	r->lon = pg_db_column_double(q, 5);
+	r->lat = pg_db_column_double(q, 6);
+	r->range = (uint32_t)pg_db_column_int64(q, 7);
+	r->samples = (uint32_t)pg_db_column_int64(q, 8);
+	r->avg_signal = (int)pg_db_column_int64(q, 9);
+}
+
+int
 pg_cells_load(struct pg_store *st, struct pg_cells **out)
 {
 	struct pg_cells *c = calloc(1, sizeof(*c));
-	struct pg_db_stmt *q = NULL;
-	size_t cap = 1024, nareas = 0;
+	void *recs = NULL;
+	size_t nareas = 0;
 	int rc;
 
 	*out = NULL;
 	if (!c)
 		return PG_ENOMEM;
-	c->recs = malloc(cap * sizeof(*c->recs));
-	if (!c->recs) {
-		rc = PG_ENOMEM;
-		goto fail;
-	}
-	rc = pg_pos_migrate(st);
-	if (rc < 0)
-		goto fail;
-	rc = pg_db_prepare(st->pdb,
-			   "SELECT radio,mcc,net,area,cell,lon,lat,range,samples,avg_signal "
-			   "FROM pos_cells",
-			   &q);
-	if (rc < 0)
-		goto fail;
-	while ((rc = pg_db_step(q)) == 1) {
-		struct pg_cell_rec *r;
-
-		if (c->n == cap) {
-			struct pg_cell_rec *nr = realloc(c->recs, 2 * cap * sizeof(*nr));
-
-			if (!nr) {
-				rc = PG_ENOMEM;
-				goto fail;
-			}
-			c->recs = nr;
-			cap *= 2;
-		}
-		r = &c->recs[c->n++];
-		memset(r, 0, sizeof(*r));
-		r->id.radio = (uint8_t)pg_db_column_int64(q, 0);
-		r->id.mcc = (uint16_t)pg_db_column_int64(q, 1);
-		r->id.mnc = (uint16_t)pg_db_column_int64(q, 2);
-		r->id.area = (uint32_t)pg_db_column_int64(q, 3);
-		r->id.cid = (uint64_t)pg_db_column_int64(q, 4);
-		r->lon = pg_db_column_double(q, 5);
-		r->lat = pg_db_column_double(q, 6);
-		r->range = (uint32_t)pg_db_column_int64(q, 7);
-		r->samples = (uint32_t)pg_db_column_int64(q, 8);
-		r->avg_signal = (int)pg_db_column_int64(q, 9);
-	}
-	pg_db_reset(q);
+	rc = pg_pos_load_rows(st,
+			      "SELECT radio,mcc,net,area,cell,lon,lat,range,samples,avg_signal "
+			      "FROM pos_cells",
+			      sizeof(*c->recs), 1024, &recs, &c->n, cell_from_row);
+	c->recs = recs;
 	if (rc < 0)
 		goto fail;
 	c->mask = pow2_above(c->n) - 1;
@@ -513,8 +457,6 @@ pg_cells_load(struct pg_store *st, struct pg_cells **out)
 	*out = c;
 	return 0;
 fail:
-	if (q)
-		pg_db_reset(q);
 	pg_cells_free(c);
 	return rc;
 }

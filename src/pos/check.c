@@ -9,7 +9,9 @@
 #include "payguard/error.h"
 #include "payguard/clock.h"
 #include "payguard/hex.h"
+#include "payguard/fs.h"
 #include "payguard/log.h"
+#include "payguard/store.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -149,5 +151,44 @@ pg_pos_check_batch(struct pg_pos_engine *e, const struct pg_pos_check_input *b,
 	st->seconds = (double)(pg_mono_ns() - t0) / 1e9;
 	free(m);
 	free(buf);
+	return rc;
+}
+
+int
+pg_pos_check_file(const char *db, const struct pg_pos_policy *pol, const char *path, int dry,
+		  struct pg_pos_check_input *b, struct pg_pos_check_stats *st)
+{
+	struct pg_store store = {0};
+	struct pg_pos_engine *e = NULL;
+	uint8_t *data = NULL;
+	size_t len = 0;
+	int rc;
+
+	memset(st, 0, sizeof(*st));
+	st->stage = PG_POS_CHECK_READ;
+	rc = pg_read_file(path, 1u << 30, &data, &len);
+	if (rc < 0)
+		return rc;
+	st->stage = PG_POS_CHECK_STORE;
+	rc = pg_store_open_default(&store, db);
+	if (rc == 0)
+		rc = pg_pos_migrate(&store);
+	if (rc < 0)
+		goto out;
+	st->stage = PG_POS_CHECK_ENGINE;
+	rc = pg_pos_engine_open(&e, &store, pol);
+	if (rc < 0)
+		goto out;
+	if (dry) /* windows in memory, nothing written */
+		pg_pos_engine_detach_store(e);
+	b->data = data;
+	b->len = len;
+	rc = pg_pos_check_batch(e, b, st);
+	b->data = NULL;
+	b->len = 0;
+out:
+	pg_pos_engine_free(e);
+	pg_store_close(&store);
+	free(data);
 	return rc;
 }

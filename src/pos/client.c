@@ -261,145 +261,191 @@ load_send(const struct pg_pos_load_cfg *cfg, struct pg_iso_msg *m, struct lconn 
 	return 0;
 }
 
+/* One load run: its connections, scratch buffers, latencies and counters. */
+struct load_run {
+	const struct pg_pos_load_cfg *cfg;
+	struct pg_pos_load_stats *st;
+	struct lconn *cs;
+	struct pg_iso_msg *m; /* the last answer */
+	struct pg_buf body, frame;
+	uint32_t *lat; /* microseconds per answer, up to maxlat of them */
+	size_t nlat, maxlat;
+	uint64_t counter, end; /* the next STAN; when to stop sending (monotonic ns) */
+	int live;	       /* connections still open */
+};
+
+/* Closes connection c (counted an error when error is set). */
+static void
+load_drop(struct load_run *r, struct lconn *c, int error)
+{
+	if (error)
+		r->st->errors++;
+	close(c->fd);
+	c->fd = -1;
+	r->live--;
+}
+
+/* Sends connection i its next request, or drops it when that fails. */
+static void
+load_next(struct load_run *r, int i)
+{
+	const struct pg_pos_load_cfg *cfg = r->cfg;
+
+	if (load_send(cfg, cfg->templates[i % cfg->ntemplates], &r->cs[i], &r->counter, &r->body,
+		      &r->frame) < 0)
+		load_drop(r, &r->cs[i], 1);
+	else
+		r->st->sent++;
+}
+
+/* One line per answer: terminal|STAN|response code|decision. */
+static void
+load_log(const struct pg_pos_load_cfg *cfg, const struct pg_iso_msg *m)
+{
+	char tid[16] = "-", stan[8] = "-", rcode[4] = "-", dec[32] = "-";
+
+	pg_iso_get_str(cfg->dialect, m, 41, tid, sizeof(tid));
+	pg_iso_get_str(cfg->dialect, m, 11, stan, sizeof(stan));
+	pg_iso_get_str(cfg->dialect, m, 39, rcode, sizeof(rcode));
+	pg_iso_get_str(cfg->dialect, m, 44, dec, sizeof(dec));
+	fprintf(cfg->log, "%s|%s|%s|%s\n", tid, stan, rcode, dec);
+	fflush(cfg->log);
+}
+
+/* Connection i is readable: reads, and for a whole answer records its
+ * latency and sends the next request (or closes past the end). */
+static void
+load_readable(struct load_run *r, int i)
+{
+	const struct pg_pos_load_cfg *cfg = r->cfg;
+	struct lconn *c = &r->cs[i];
+	size_t hdr, blen;
+	ssize_t n;
+	int rc;
+
+	if (c->fd < 0)
+		return;
+	if (pg_buf_reserve(&c->in, 4096) < 0)
+		n = -1;
+	else
+		n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+	if (n <= 0) {
+		if (!(n < 0 && errno == EINTR))
+			load_drop(r, c, 1);
+		return;
+	}
+	c->in.len += (size_t)n;
+	rc = pg_iso_frame_find(&cfg->framing, c->in.data, c->in.len, PG_ISO_MAX_MSG, &hdr, &blen);
+	if (rc == 0)
+		return;
+	if (rc == 1)
+		rc = pg_iso_unpack(cfg->dialect, c->in.data + hdr, blen, r->m);
+	if (rc < 0) {
+		load_drop(r, c, 1);
+		return;
+	}
+	pg_buf_consume(&c->in, hdr + blen);
+	if (r->nlat < r->maxlat)
+		r->lat[r->nlat++] = (uint32_t)((pg_mono_ns() - c->sent_ns) / 1000);
+	r->st->answered++;
+	if (cfg->log)
+		load_log(cfg, r->m);
+	if (pg_mono_ns() >= r->end)
+		load_drop(r, c, 0);
+	else
+		load_next(r, i);
+}
+
+/* Opens every connection and prepares its request; 0 or a negative PG_E code. */
+static int
+load_connect(struct load_run *r, int ep)
+{
+	const struct pg_pos_load_cfg *cfg = r->cfg;
+
+	for (int i = 0; i < cfg->conns; i++) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+		int fd = tcp_connect(cfg->host, cfg->port), rc;
+
+		if (fd < 0)
+			return fd;
+		r->cs[i].fd = fd;
+		pg_buf_init(&r->cs[i].in, PG_ISO_MAX_MSG + 16);
+		rc = load_prepare(cfg, cfg->templates[i % cfg->ntemplates], &r->cs[i], &r->body,
+				  &r->frame);
+		if (rc < 0)
+			return rc;
+		epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+		r->live++;
+	}
+	return 0;
+}
+
+/* The run's rate and latency percentiles (sorts the latencies). */
+static void
+load_figures(struct load_run *r, uint64_t t0)
+{
+	struct pg_pos_load_stats *st = r->st;
+
+	st->seconds = (double)(pg_mono_ns() - t0) / 1e9;
+	st->tps = st->seconds > 0 ? (double)st->answered / st->seconds : 0;
+	if (r->nlat) {
+		qsort(r->lat, r->nlat, sizeof(*r->lat), cmp_u32);
+		st->p50_us = r->lat[r->nlat / 2];
+		st->p99_us = r->lat[(size_t)((double)r->nlat * 0.99)];
+		st->max_us = r->lat[r->nlat - 1];
+	}
+}
+
 int
 pg_pos_load(const struct pg_pos_load_cfg *cfg, struct pg_pos_load_stats *st)
 {
-	struct lconn *cs = calloc((size_t)cfg->conns, sizeof(*cs));
-	struct pg_iso_msg *m = malloc(sizeof(*m));
-	struct pg_buf body = PG_BUF_INIT(PG_ISO_ARENA), frame = PG_BUF_INIT(PG_ISO_ARENA);
-	size_t maxlat = 1u << 23, nlat = 0;
-	uint32_t *lat = malloc(maxlat * sizeof(*lat));
-	uint64_t counter = cfg->stan_base, t0, end;
-	int ep = epoll_create1(EPOLL_CLOEXEC), rc = 0, live = 0;
+	struct load_run r = {.cfg = cfg,
+			     .st = st,
+			     .cs = calloc((size_t)cfg->conns, sizeof(*r.cs)),
+			     .m = malloc(sizeof(*r.m)),
+			     .body = PG_BUF_INIT(PG_ISO_ARENA),
+			     .frame = PG_BUF_INIT(PG_ISO_ARENA),
+			     .maxlat = 1u << 23,
+			     .counter = cfg->stan_base};
+	uint64_t t0;
+	int ep = epoll_create1(EPOLL_CLOEXEC), rc = 0;
 	struct epoll_event evs[256];
 
+	r.lat = malloc(r.maxlat * sizeof(*r.lat));
 	memset(st, 0, sizeof(*st));
-	if (!cs || !m || !lat || ep < 0 || cfg->ntemplates < 1) {
+	if (!r.cs || !r.m || !r.lat || ep < 0 || cfg->ntemplates < 1) {
 		rc = PG_ENOMEM;
 		goto out;
 	}
-	for (int i = 0; i < cfg->conns; i++) {
-		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
-		int fd = tcp_connect(cfg->host, cfg->port);
-
-		if (fd < 0) {
-			rc = fd;
-			goto out;
-		}
-		cs[i].fd = fd;
-		pg_buf_init(&cs[i].in, PG_ISO_MAX_MSG + 16);
-		rc = load_prepare(cfg, cfg->templates[i % cfg->ntemplates], &cs[i], &body, &frame);
-		if (rc < 0)
-			goto out;
-		epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-		live++;
-	}
+	rc = load_connect(&r, ep);
+	if (rc < 0)
+		goto out;
 	t0 = pg_mono_ns();
-	end = t0 + (uint64_t)cfg->duration_ms * 1000000ull;
-	for (int i = 0; i < cfg->conns; i++) {
-		if (load_send(cfg, cfg->templates[i % cfg->ntemplates], &cs[i], &counter, &body,
-			      &frame) < 0) {
-			st->errors++;
-			close(cs[i].fd);
-			cs[i].fd = -1;
-			live--;
-		} else {
-			st->sent++;
-		}
-	}
-	while (live > 0) {
+	r.end = t0 + (uint64_t)cfg->duration_ms * 1000000ull;
+	for (int i = 0; i < cfg->conns; i++)
+		load_next(&r, i);
+	while (r.live > 0) {
 		int n = epoll_wait(ep, evs, 256, 1000);
 
-		if (n == 0 && pg_mono_ns() > end + 5000000000ull)
+		if (n == 0 && pg_mono_ns() > r.end + 5000000000ull)
 			break; /* five seconds past the end with answers outstanding */
-		for (int k = 0; k < n; k++) {
-			int i = (int)evs[k].data.u32;
-			struct lconn *c = &cs[i];
-			size_t hdr, blen;
-			ssize_t r;
-
-			if (c->fd < 0)
-				continue;
-			if (pg_buf_reserve(&c->in, 4096) < 0)
-				r = -1;
-			else
-				r = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
-			if (r <= 0) {
-				if (r < 0 && errno == EINTR)
-					continue;
-				st->errors++;
-				close(c->fd);
-				c->fd = -1;
-				live--;
-				continue;
-			}
-			c->in.len += (size_t)r;
-			rc = pg_iso_frame_find(&cfg->framing, c->in.data, c->in.len, PG_ISO_MAX_MSG,
-					       &hdr, &blen);
-			if (rc == 0)
-				continue;
-			if (rc == 1)
-				rc = pg_iso_unpack(cfg->dialect, c->in.data + hdr, blen, m);
-			if (rc < 0) {
-				st->errors++;
-				close(c->fd);
-				c->fd = -1;
-				live--;
-				rc = 0;
-				continue;
-			}
-			pg_buf_consume(&c->in, hdr + blen);
-			if (nlat < maxlat)
-				lat[nlat++] = (uint32_t)((pg_mono_ns() - c->sent_ns) / 1000);
-			st->answered++;
-			if (cfg->log) {
-				char tid[16] = "-", stan[8] = "-", rcode[4] = "-", dec[32] = "-";
-
-				pg_iso_get_str(cfg->dialect, m, 41, tid, sizeof(tid));
-				pg_iso_get_str(cfg->dialect, m, 11, stan, sizeof(stan));
-				pg_iso_get_str(cfg->dialect, m, 39, rcode, sizeof(rcode));
-				pg_iso_get_str(cfg->dialect, m, 44, dec, sizeof(dec));
-				fprintf(cfg->log, "%s|%s|%s|%s\n", tid, stan, rcode, dec);
-				fflush(cfg->log);
-			}
-			if (pg_mono_ns() >= end) {
-				close(c->fd);
-				c->fd = -1;
-				live--;
-				continue;
-			}
-			if (load_send(cfg, cfg->templates[i % cfg->ntemplates], c, &counter, &body,
-				      &frame) < 0) {
-				st->errors++;
-				close(c->fd);
-				c->fd = -1;
-				live--;
-			} else {
-				st->sent++;
-			}
-		}
+		for (int k = 0; k < n; k++)
+			load_readable(&r, (int)evs[k].data.u32);
 	}
-	st->seconds = (double)(pg_mono_ns() - t0) / 1e9;
-	st->tps = st->seconds > 0 ? (double)st->answered / st->seconds : 0;
-	if (nlat) {
-		qsort(lat, nlat, sizeof(*lat), cmp_u32);
-		st->p50_us = lat[nlat / 2];
-		st->p99_us = lat[(size_t)((double)nlat * 0.99)];
-		st->max_us = lat[nlat - 1];
-	}
+	load_figures(&r, t0);
 out:
-	for (int i = 0; cs && i < cfg->conns; i++) {
-		if (cs[i].fd > 0)
-			close(cs[i].fd);
-		pg_buf_release(&cs[i].in);
-		free(cs[i].frame);
+	for (int i = 0; r.cs && i < cfg->conns; i++) {
+		if (r.cs[i].fd > 0)
+			close(r.cs[i].fd);
+		pg_buf_release(&r.cs[i].in);
+		free(r.cs[i].frame);
 	}
 	if (ep >= 0)
 		close(ep);
-	pg_buf_release(&body);
-	pg_buf_release(&frame);
-	free(cs);
-	free(m);
-	free(lat);
+	pg_buf_release(&r.body);
+	pg_buf_release(&r.frame);
+	free(r.cs);
+	free(r.m);
+	free(r.lat);
 	return rc;
 }

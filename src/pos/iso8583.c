@@ -27,309 +27,222 @@
 #define XN PG_ISO_XN
 #define NP PG_ISO_ANP
 
-/* ISO 8583:1987 data elements. x+n fields are kept as ans (sign letter + digits). */
-static const struct {
+/* A data element: its type, length kind, maximum length and name. */
+struct iso_de {
 	uint8_t type, lenkind;
 	uint16_t max;
 	const char *name;
-} iso87[129] = {
-    [2] = {N, L2, 19, "Primary account number"},
-    [3] = {N, FX, 6, "Processing code"},
-    [4] = {N, FX, 12, "Amount, transaction"},
-    [5] = {N, FX, 12, "Amount, settlement"},
-    [6] = {N, FX, 12, "Amount, cardholder billing"},
-    [7] = {N, FX, 10, "Transmission date and time"},
-    [8] = {N, FX, 8, "Amount, cardholder billing fee"},
-    [9] = {N, FX, 8, "Conversion rate, settlement"},
-    [10] = {N, FX, 8, "Conversion rate, cardholder billing"},
-    [11] = {N, FX, 6, "System trace audit number"},
-    [12] = {N, FX, 6, "Time, local transaction"},
-    [13] = {N, FX, 4, "Date, local transaction"},
-    [14] = {N, FX, 4, "Date, expiration"},
-    [15] = {N, FX, 4, "Date, settlement"},
-    [16] = {N, FX, 4, "Date, conversion"},
-    [17] = {N, FX, 4, "Date, capture"},
-    [18] = {N, FX, 4, "Merchant type"},
-    [19] = {N, FX, 3, "Acquiring institution country code"},
-    [20] = {N, FX, 3, "PAN extended, country code"},
-    [21] = {N, FX, 3, "Forwarding institution country code"},
-    [22] = {N, FX, 3, "Point of service entry mode"},
-    [23] = {N, FX, 3, "Card sequence number"},
-    [24] = {N, FX, 3, "Network international identifier"},
-    [25] = {N, FX, 2, "Point of service condition code"},
-    [26] = {N, FX, 2, "Point of service capture code"},
-    [27] = {N, FX, 1, "Authorizing identification response length"},
-    [28] = {S, FX, 9, "Amount, transaction fee"},
-    [29] = {S, FX, 9, "Amount, settlement fee"},
-    [30] = {S, FX, 9, "Amount, transaction processing fee"},
-    [31] = {S, FX, 9, "Amount, settlement processing fee"},
-    [32] = {N, L2, 11, "Acquiring institution identification code"},
-    [33] = {N, L2, 11, "Forwarding institution identification code"},
-    [34] = {S, L2, 28, "Primary account number, extended"},
-    [35] = {Z, L2, 37, "Track 2 data"},
-    [36] = {N, L3, 104, "Track 3 data"},
-    [37] = {AN, FX, 12, "Retrieval reference number"},
-    [38] = {AN, FX, 6, "Authorization identification response"},
-    [39] = {AN, FX, 2, "Response code"},
-    [40] = {AN, FX, 3, "Service restriction code"},
-    [41] = {S, FX, 8, "Card acceptor terminal identification"},
-    [42] = {S, FX, 15, "Card acceptor identification code"},
-    [43] = {S, FX, 40, "Card acceptor name/location"},
-    [44] = {S, L2, 25, "Additional response data"},
-    [45] = {S, L2, 76, "Track 1 data"},
-    [46] = {S, L3, 999, "Additional data - ISO"},
-    [47] = {S, L3, 999, "Additional data - national"},
-    [48] = {S, L3, 999, "Additional data - private"},
-    [49] = {AN, FX, 3, "Currency code, transaction"},
-    [50] = {AN, FX, 3, "Currency code, settlement"},
-    [51] = {AN, FX, 3, "Currency code, cardholder billing"},
-    [52] = {B, FX, 8, "Personal identification number data"},
-    [53] = {N, FX, 16, "Security related control information"},
-    [54] = {AN, L3, 120, "Additional amounts"},
-    [55] = {S, L3, 999, "Reserved ISO"},
-    [56] = {S, L3, 999, "Reserved ISO"},
-    [57] = {S, L3, 999, "Reserved national"},
-    [58] = {S, L3, 999, "Reserved national"},
-    [59] = {S, L3, 999, "Reserved national"},
-    [60] = {S, L3, 999, "Reserved national"},
-    [61] = {S, L3, 999, "Reserved private"},
-    [62] = {B, L3, 999, "Reserved private: cell information TLV"},
-    [63] = {S, L3, 999, "Reserved private"},
-    [64] = {B, FX, 8, "Message authentication code"},
-    [65] = {B, FX, 1, "Bitmap, extended"},
-    [66] = {N, FX, 1, "Settlement code"},
-    [67] = {N, FX, 2, "Extended payment code"},
-    [68] = {N, FX, 3, "Receiving institution country code"},
-    [69] = {N, FX, 3, "Settlement institution country code"},
-    [70] = {N, FX, 3, "Network management information code"},
-    [71] = {N, FX, 4, "Message number"},
-    [72] = {N, FX, 4, "Message number, last"},
-    [73] = {N, FX, 6, "Date, action"},
-    [74] = {N, FX, 10, "Credits, number"},
-    [75] = {N, FX, 10, "Credits, reversal number"},
-    [76] = {N, FX, 10, "Debits, number"},
-    [77] = {N, FX, 10, "Debits, reversal number"},
-    [78] = {N, FX, 10, "Transfer, number"},
-    [79] = {N, FX, 10, "Transfer, reversal number"},
-    [80] = {N, FX, 10, "Inquiries, number"},
-    [81] = {N, FX, 10, "Authorizations, number"},
-    [82] = {N, FX, 12, "Credits, processing fee amount"},
-    [83] = {N, FX, 12, "Credits, transaction fee amount"},
-    [84] = {N, FX, 12, "Debits, processing fee amount"},
-    [85] = {N, FX, 12, "Debits, transaction fee amount"},
-    [86] = {N, FX, 16, "Credits, amount"},
-    [87] = {N, FX, 16, "Credits, reversal amount"},
-    [88] = {N, FX, 16, "Debits, amount"},
-    [89] = {N, FX, 16, "Debits, reversal amount"},
-    [90] = {N, FX, 42, "Original data elements"},
-    [91] = {AN, FX, 1, "File update code"},
-    [92] = {AN, FX, 2, "File security code"},
-    [93] = {AN, FX, 5, "Response indicator"},
-    [94] = {AN, FX, 7, "Service indicator"},
-    [95] = {AN, FX, 42, "Replacement amounts"},
-    [96] = {B, FX, 8, "Message security code"},
-    [97] = {S, FX, 17, "Amount, net settlement"},
-    [98] = {S, FX, 25, "Payee"},
-    [99] = {N, L2, 11, "Settlement institution identification code"},
-    [100] = {N, L2, 11, "Receiving institution identification code"},
-    [101] = {S, L2, 17, "File name"},
-    [102] = {S, L2, 28, "Account identification 1"},
-    [103] = {S, L2, 28, "Account identification 2"},
-    [104] = {S, L3, 100, "Transaction description"},
-    [128] = {B, FX, 8, "Message authentication code"},
 };
 
-/* ISO 8583:1993 data elements (MTI 1xxx). */
-static const struct {
-	uint8_t type, lenkind;
-	uint16_t max;
-	const char *name;
-} iso93[129] = {
-    [2] = {N, L2, 19, "Primary account number"},
-    [3] = {N, FX, 6, "Processing code"},
-    [4] = {N, FX, 12, "Amount, transaction"},
-    [5] = {N, FX, 12, "Amount, reconciliation"},
-    [6] = {N, FX, 12, "Amount, cardholder billing"},
-    [7] = {N, FX, 10, "Date and time, transmission"},
-    [8] = {N, FX, 8, "Amount, cardholder billing fee"},
-    [9] = {N, FX, 8, "Conversion rate, reconciliation"},
-    [10] = {N, FX, 8, "Conversion rate, cardholder billing"},
-    [11] = {N, FX, 6, "Systems trace audit number"},
-    [12] = {N, FX, 12, "Date and time, local transaction"},
-    [13] = {N, FX, 4, "Date, effective"},
-    [14] = {N, FX, 4, "Date, expiration"},
-    [15] = {N, FX, 6, "Date, settlement"},
-    [16] = {N, FX, 4, "Date, conversion"},
-    [17] = {N, FX, 4, "Date, capture"},
-    [18] = {N, FX, 4, "Merchant type"},
-    [19] = {N, FX, 3, "Country code, acquiring institution"},
-    [20] = {N, FX, 3, "Country code, primary account number"},
-    [21] = {N, FX, 3, "Country code, forwarding institution"},
-    [22] = {AN, FX, 12, "Point of service data code"},
-    [23] = {N, FX, 3, "Card sequence number"},
-    [24] = {N, FX, 3, "Function code"},
-    [25] = {N, FX, 4, "Message reason code"},
-    [26] = {N, FX, 4, "Card acceptor business code"},
-    [27] = {N, FX, 1, "Approval code length"},
-    [28] = {N, FX, 6, "Date, reconciliation"},
-    [29] = {N, FX, 3, "Reconciliation indicator"},
-    [30] = {N, FX, 24, "Amounts, original"},
-    [31] = {S, L2, 99, "Acquirer reference data"},
-    [32] = {N, L2, 11, "Acquiring institution identification code"},
-    [33] = {N, L2, 11, "Forwarding institution identification code"},
-    [34] = {S, L2, 28, "Primary account number, extended"},
-    [35] = {Z, L2, 37, "Track 2 data"},
-    [36] = {Z, L3, 104, "Track 3 data"},
-    [37] = {NP, FX, 12, "Retrieval reference number"},
-    [38] = {NP, FX, 6, "Approval code"},
-    [39] = {N, FX, 3, "Action code"},
-    [40] = {N, FX, 3, "Service code"},
-    [41] = {S, FX, 8, "Card acceptor terminal identification"},
-    [42] = {S, FX, 15, "Card acceptor identification code"},
-    [43] = {S, L2, 99, "Card acceptor name/location"},
-    [44] = {S, L2, 99, "Additional response data"},
-    [45] = {S, L2, 76, "Track 1 data"},
-    [46] = {S, L3, 204, "Amounts, fees"},
-    [47] = {S, L3, 999, "Additional data - national"},
-    [48] = {S, L3, 999, "Additional data - private"},
-    [49] = {AN, FX, 3, "Currency code, transaction"},
-    [50] = {AN, FX, 3, "Currency code, reconciliation"},
-    [51] = {AN, FX, 3, "Currency code, cardholder billing"},
-    [52] = {B, FX, 8, "Personal identification number data"},
-    [53] = {B, L2, 48, "Security related control information"},
-    [54] = {S, L3, 120, "Amounts, additional"},
-    [55] = {B, L3, 255, "Integrated circuit card system related data"},
-    [56] = {N, L2, 35, "Original data elements"},
-    [57] = {N, FX, 3, "Authorization life cycle code"},
-    [58] = {N, L2, 11, "Authorizing agent institution id code"},
-    [59] = {S, L3, 999, "Transport data"},
-    [60] = {S, L3, 999, "Reserved national"},
-    [61] = {S, L3, 999, "Reserved national"},
-    [62] = {S, L3, 999, "Reserved private"},
-    [63] = {S, L3, 999, "Reserved private"},
-    [64] = {B, FX, 8, "Message authentication code"},
-    [65] = {B, FX, 8, "Reserved ISO"},
-    [66] = {S, L3, 204, "Amounts, original fees"},
-    [67] = {N, FX, 2, "Extended payment data"},
-    [68] = {N, FX, 3, "Country code, receiving institution"},
-    [69] = {N, FX, 3, "Country code, settlement institution"},
-    [70] = {N, FX, 3, "Country code, authorizing agent institution"},
-    [71] = {N, FX, 8, "Message number"},
-    [72] = {S, L3, 999, "Data record"},
-    [73] = {N, FX, 6, "Date, action"},
-    [74] = {N, FX, 10, "Credits, number"},
-    [75] = {N, FX, 10, "Credits, reversal number"},
-    [76] = {N, FX, 10, "Debits, number"},
-    [77] = {N, FX, 10, "Debits, reversal number"},
-    [78] = {N, FX, 10, "Transfer, number"},
-    [79] = {N, FX, 10, "Transfer, reversal number"},
-    [80] = {N, FX, 10, "Inquiries, number"},
-    [81] = {N, FX, 10, "Authorizations, number"},
-    [82] = {N, FX, 10, "Inquiries, reversal number"},
-    [83] = {N, FX, 10, "Payments, number"},
-    [84] = {N, FX, 10, "Payments, reversal number"},
-    [85] = {N, FX, 10, "Fee collections, number"},
-    [86] = {N, FX, 16, "Credits, amount"},
-    [87] = {N, FX, 16, "Credits, reversal amount"},
-    [88] = {N, FX, 16, "Debits, amount"},
-    [89] = {N, FX, 16, "Debits, reversal amount"},
-    [90] = {N, FX, 10, "Authorizations, reversal number"},
-    [91] = {N, FX, 3, "Country code, transaction destination"},
-    [92] = {N, FX, 3, "Country code, transaction originator"},
-    [93] = {N, L2, 11, "Transaction destination institution id"},
-    [94] = {N, L2, 11, "Transaction originator institution id"},
-    [95] = {S, L2, 99, "Card issuer reference data"},
-    [96] = {B, L3, 999, "Key management data"},
-    [97] = {XN, FX, 17, "Amount, net reconciliation"},
-    [98] = {S, FX, 25, "Payee"},
-    [99] = {AN, L2, 11, "Settlement institution id code"},
-    [100] = {N, L2, 11, "Receiving institution id code"},
-    [101] = {S, L2, 17, "File name"},
-    [102] = {S, L2, 28, "Account identification 1"},
-    [103] = {S, L2, 28, "Account identification 2"},
-    [104] = {S, L3, 100, "Transaction description"},
-    [105] = {N, FX, 16, "Credits, chargeback amount"},
-    [106] = {N, FX, 16, "Debits, chargeback amount"},
-    [107] = {N, FX, 10, "Credits, chargeback number"},
-    [108] = {N, FX, 10, "Debits, chargeback number"},
-    [109] = {S, L2, 84, "Credits, fee amounts"},
-    [110] = {S, L2, 84, "Debits, fee amounts"},
-    [128] = {B, FX, 8, "Message authentication code"},
+/* clang-format off */
+/* A data element ISO 8583:1987 and ISO 8583:1993 define alike. */
+#define BOTH(t, l, m, name) {{t, l, m, name}, {t, l, m, name}}
+#define NONE {0}
+
+/*
+ * The data elements of both versions, one row each: [i][0] as ISO 8583:1987
+ * defines element i (x+n fields are kept as ans: sign letter + digits),
+ * [i][1] as ISO 8583:1993 does (jPOS's ISO93A/ISO93B layout); BOTH where
+ * they agree, NONE where a version leaves the element to fill_iso's
+ * reserved ranges.
+ */
+static const struct iso_de iso_des[129][2] = {
+    [2] = BOTH(N, L2, 19, "Primary account number"),
+    [3] = BOTH(N, FX, 6, "Processing code"),
+    [4] = BOTH(N, FX, 12, "Amount, transaction"),
+    [5] = {{N, FX, 12, "Amount, settlement"}, {N, FX, 12, "Amount, reconciliation"}},
+    [6] = BOTH(N, FX, 12, "Amount, cardholder billing"),
+    [7] = {{N, FX, 10, "Transmission date and time"}, {N, FX, 10, "Date and time, transmission"}},
+    [8] = BOTH(N, FX, 8, "Amount, cardholder billing fee"),
+    [9] = {{N, FX, 8, "Conversion rate, settlement"},
+	   {N, FX, 8, "Conversion rate, reconciliation"}},
+    [10] = BOTH(N, FX, 8, "Conversion rate, cardholder billing"),
+    [11] = {{N, FX, 6, "System trace audit number"}, {N, FX, 6, "Systems trace audit number"}},
+    [12] = {{N, FX, 6, "Time, local transaction"}, {N, FX, 12, "Date and time, local transaction"}},
+    [13] = {{N, FX, 4, "Date, local transaction"}, {N, FX, 4, "Date, effective"}},
+    [14] = BOTH(N, FX, 4, "Date, expiration"),
+    [15] = {{N, FX, 4, "Date, settlement"}, {N, FX, 6, "Date, settlement"}},
+    [16] = BOTH(N, FX, 4, "Date, conversion"),
+    [17] = BOTH(N, FX, 4, "Date, capture"),
+    [18] = BOTH(N, FX, 4, "Merchant type"),
+    [19] = {{N, FX, 3, "Acquiring institution country code"},
+	   {N, FX, 3, "Country code, acquiring institution"}},
+    [20] = {{N, FX, 3, "PAN extended, country code"},
+	   {N, FX, 3, "Country code, primary account number"}},
+    [21] = {{N, FX, 3, "Forwarding institution country code"},
+	   {N, FX, 3, "Country code, forwarding institution"}},
+    [22] = {{N, FX, 3, "Point of service entry mode"}, {AN, FX, 12, "Point of service data code"}},
+    [23] = BOTH(N, FX, 3, "Card sequence number"),
+    [24] = {{N, FX, 3, "Network international identifier"}, {N, FX, 3, "Function code"}},
+    [25] = {{N, FX, 2, "Point of service condition code"}, {N, FX, 4, "Message reason code"}},
+    [26] = {{N, FX, 2, "Point of service capture code"}, {N, FX, 4, "Card acceptor business code"}},
+    [27] = {{N, FX, 1, "Authorizing identification response length"},
+	   {N, FX, 1, "Approval code length"}},
+    [28] = {{S, FX, 9, "Amount, transaction fee"}, {N, FX, 6, "Date, reconciliation"}},
+    [29] = {{S, FX, 9, "Amount, settlement fee"}, {N, FX, 3, "Reconciliation indicator"}},
+    [30] = {{S, FX, 9, "Amount, transaction processing fee"}, {N, FX, 24, "Amounts, original"}},
+    [31] = {{S, FX, 9, "Amount, settlement processing fee"},
+	   {S, L2, 99, "Acquirer reference data"}},
+    [32] = BOTH(N, L2, 11, "Acquiring institution identification code"),
+    [33] = BOTH(N, L2, 11, "Forwarding institution identification code"),
+    [34] = BOTH(S, L2, 28, "Primary account number, extended"),
+    [35] = BOTH(Z, L2, 37, "Track 2 data"),
+    [36] = {{N, L3, 104, "Track 3 data"}, {Z, L3, 104, "Track 3 data"}},
+    [37] = {{AN, FX, 12, "Retrieval reference number"}, {NP, FX, 12, "Retrieval reference number"}},
+    [38] = {{AN, FX, 6, "Authorization identification response"}, {NP, FX, 6, "Approval code"}},
+    [39] = {{AN, FX, 2, "Response code"}, {N, FX, 3, "Action code"}},
+    [40] = {{AN, FX, 3, "Service restriction code"}, {N, FX, 3, "Service code"}},
+    [41] = BOTH(S, FX, 8, "Card acceptor terminal identification"),
+    [42] = BOTH(S, FX, 15, "Card acceptor identification code"),
+    [43] = {{S, FX, 40, "Card acceptor name/location"}, {S, L2, 99, "Card acceptor name/location"}},
+    [44] = {{S, L2, 25, "Additional response data"}, {S, L2, 99, "Additional response data"}},
+    [45] = BOTH(S, L2, 76, "Track 1 data"),
+    [46] = {{S, L3, 999, "Additional data - ISO"}, {S, L3, 204, "Amounts, fees"}},
+    [47] = BOTH(S, L3, 999, "Additional data - national"),
+    [48] = BOTH(S, L3, 999, "Additional data - private"),
+    [49] = BOTH(AN, FX, 3, "Currency code, transaction"),
+    [50] = {{AN, FX, 3, "Currency code, settlement"}, {AN, FX, 3, "Currency code, reconciliation"}},
+    [51] = BOTH(AN, FX, 3, "Currency code, cardholder billing"),
+    [52] = BOTH(B, FX, 8, "Personal identification number data"),
+    [53] = {{N, FX, 16, "Security related control information"},
+	   {B, L2, 48, "Security related control information"}},
+    [54] = {{AN, L3, 120, "Additional amounts"}, {S, L3, 120, "Amounts, additional"}},
+    [55] = {{S, L3, 999, "Reserved ISO"},
+	   {B, L3, 255, "Integrated circuit card system related data"}},
+    [56] = {{S, L3, 999, "Reserved ISO"}, {N, L2, 35, "Original data elements"}},
+    [57] = {{S, L3, 999, "Reserved national"}, {N, FX, 3, "Authorization life cycle code"}},
+    [58] = {{S, L3, 999, "Reserved national"},
+	   {N, L2, 11, "Authorizing agent institution id code"}},
+    [59] = {{S, L3, 999, "Reserved national"}, {S, L3, 999, "Transport data"}},
+    [60] = BOTH(S, L3, 999, "Reserved national"),
+    [61] = {{S, L3, 999, "Reserved private"}, {S, L3, 999, "Reserved national"}},
+    [62] = {{B, L3, 999, "Reserved private: cell information TLV"},
+	   {S, L3, 999, "Reserved private"}},
+    [63] = BOTH(S, L3, 999, "Reserved private"),
+    [64] = BOTH(B, FX, 8, "Message authentication code"),
+    [65] = {{B, FX, 1, "Bitmap, extended"}, {B, FX, 8, "Reserved ISO"}},
+    [66] = {{N, FX, 1, "Settlement code"}, {S, L3, 204, "Amounts, original fees"}},
+    [67] = {{N, FX, 2, "Extended payment code"}, {N, FX, 2, "Extended payment data"}},
+    [68] = {{N, FX, 3, "Receiving institution country code"},
+	   {N, FX, 3, "Country code, receiving institution"}},
+    [69] = {{N, FX, 3, "Settlement institution country code"},
+	   {N, FX, 3, "Country code, settlement institution"}},
+    [70] = {{N, FX, 3, "Network management information code"},
+	   {N, FX, 3, "Country code, authorizing agent institution"}},
+    [71] = {{N, FX, 4, "Message number"}, {N, FX, 8, "Message number"}},
+    [72] = {{N, FX, 4, "Message number, last"}, {S, L3, 999, "Data record"}},
+    [73] = BOTH(N, FX, 6, "Date, action"),
+    [74] = BOTH(N, FX, 10, "Credits, number"),
+    [75] = BOTH(N, FX, 10, "Credits, reversal number"),
+    [76] = BOTH(N, FX, 10, "Debits, number"),
+    [77] = BOTH(N, FX, 10, "Debits, reversal number"),
+    [78] = BOTH(N, FX, 10, "Transfer, number"),
+    [79] = BOTH(N, FX, 10, "Transfer, reversal number"),
+    [80] = BOTH(N, FX, 10, "Inquiries, number"),
+    [81] = BOTH(N, FX, 10, "Authorizations, number"),
+    [82] = {{N, FX, 12, "Credits, processing fee amount"},
+	   {N, FX, 10, "Inquiries, reversal number"}},
+    [83] = {{N, FX, 12, "Credits, transaction fee amount"}, {N, FX, 10, "Payments, number"}},
+    [84] = {{N, FX, 12, "Debits, processing fee amount"}, {N, FX, 10, "Payments, reversal number"}},
+    [85] = {{N, FX, 12, "Debits, transaction fee amount"}, {N, FX, 10, "Fee collections, number"}},
+    [86] = BOTH(N, FX, 16, "Credits, amount"),
+    [87] = BOTH(N, FX, 16, "Credits, reversal amount"),
+    [88] = BOTH(N, FX, 16, "Debits, amount"),
+    [89] = BOTH(N, FX, 16, "Debits, reversal amount"),
+    [90] = {{N, FX, 42, "Original data elements"}, {N, FX, 10, "Authorizations, reversal number"}},
+    [91] = {{AN, FX, 1, "File update code"}, {N, FX, 3, "Country code, transaction destination"}},
+    [92] = {{AN, FX, 2, "File security code"}, {N, FX, 3, "Country code, transaction originator"}},
+    [93] = {{AN, FX, 5, "Response indicator"},
+	   {N, L2, 11, "Transaction destination institution id"}},
+    [94] = {{AN, FX, 7, "Service indicator"}, {N, L2, 11, "Transaction originator institution id"}},
+    [95] = {{AN, FX, 42, "Replacement amounts"}, {S, L2, 99, "Card issuer reference data"}},
+    [96] = {{B, FX, 8, "Message security code"}, {B, L3, 999, "Key management data"}},
+    [97] = {{S, FX, 17, "Amount, net settlement"}, {XN, FX, 17, "Amount, net reconciliation"}},
+    [98] = BOTH(S, FX, 25, "Payee"),
+    [99] = {{N, L2, 11, "Settlement institution identification code"},
+	   {AN, L2, 11, "Settlement institution id code"}},
+    [100] = {{N, L2, 11, "Receiving institution identification code"},
+	   {N, L2, 11, "Receiving institution id code"}},
+    [101] = BOTH(S, L2, 17, "File name"),
+    [102] = BOTH(S, L2, 28, "Account identification 1"),
+    [103] = BOTH(S, L2, 28, "Account identification 2"),
+    [104] = BOTH(S, L3, 100, "Transaction description"),
+    [105] = {NONE,
+	   {N, FX, 16, "Credits, chargeback amount"}},
+    [106] = {NONE,
+	   {N, FX, 16, "Debits, chargeback amount"}},
+    [107] = {NONE,
+	   {N, FX, 10, "Credits, chargeback number"}},
+    [108] = {NONE,
+	   {N, FX, 10, "Debits, chargeback number"}},
+    [109] = {NONE,
+	   {S, L2, 84, "Credits, fee amounts"}},
+    [110] = {NONE,
+	   {S, L2, 84, "Debits, fee amounts"}},
+    [128] = BOTH(B, FX, 8, "Message authentication code"),
 };
+/* clang-format on */
+#undef BOTH
+#undef NONE
 
 static struct pg_iso_dialect builtin_binary, builtin_ascii, builtin_93a, builtin_93b;
 static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;
 
+/* Where each version's reserved elements start and where its national
+ * and private ones start (ISO 8583:1987 and :1993 differ). */
+static const struct {
+	int iso, national, private;
+} iso_reserved[2] = {{105, 112, 120}, {111, 116, 123}};
+
+/* Fills d's field table with version v of iso_des (0: 1987, 1: 1993);
+ * binary: jPOS's ISO93BPackager's padding of LLNUM fields (1993 only). */
 static void
-fill_iso87(struct pg_iso_dialect *d)
+fill_iso(struct pg_iso_dialect *d, int v, int binary)
 {
 	for (int i = 0; i <= 128; i++) {
 		struct pg_iso_fdef *f = &d->f[i];
+		const struct iso_de *de = &iso_des[i][v];
 
-		if (i >= 2 && iso87[i].name) {
-			f->type = iso87[i].type;
-			f->lenkind = iso87[i].lenkind;
-			f->max = iso87[i].max;
-			snprintf(f->name, sizeof(f->name), "%s", iso87[i].name);
-		} else if (i >= 105 && i <= 127) {
-			f->type = S;
-			f->lenkind = L3;
-			f->max = 999;
-			snprintf(f->name, sizeof(f->name), "%s",
-				 i <= 111   ? "Reserved ISO"
-				 : i <= 119 ? "Reserved national"
-					    : "Reserved private");
-		} else {
-			f->lenkind = PG_ISO_UNUSED;
-		}
-	}
-}
-
-static void
-fill_iso93(struct pg_iso_dialect *d, int binary)
-{
-	for (int i = 0; i <= 128; i++) {
-		struct pg_iso_fdef *f = &d->f[i];
-
-		if (i >= 2 && iso93[i].name) {
-			f->type = iso93[i].type;
-			f->lenkind = iso93[i].lenkind;
-			f->max = iso93[i].max;
-			snprintf(f->name, sizeof(f->name), "%s", iso93[i].name);
+		if (i >= 2 && de->name) {
+			f->type = de->type;
+			f->lenkind = de->lenkind;
+			f->max = de->max;
+			snprintf(f->name, sizeof(f->name), "%s", de->name);
 			/* jPOS's ISO93BPackager: LLNUM digits left-justified, 0 pad at the end */
 			if (binary && f->type == N && f->lenkind == L2)
 				f->pad = PG_ISO_PAD_RIGHT0;
-		} else if (i >= 111 && i <= 127) {
+		} else if (i >= iso_reserved[v].iso && i <= 127) {
 			f->type = S;
 			f->lenkind = L3;
 			f->max = 999;
 			snprintf(f->name, sizeof(f->name), "%s",
-				 i <= 115   ? "Reserved ISO"
-				 : i <= 122 ? "Reserved national"
-					    : "Reserved private");
+				 i < iso_reserved[v].national  ? "Reserved ISO"
+				 : i < iso_reserved[v].private ? "Reserved national"
+							       : "Reserved private");
 		} else {
 			f->lenkind = PG_ISO_UNUSED;
 		}
 	}
-	d->mti_version = '1';
+	if (v == 1)
+		d->mti_version = '1';
 }
 
 static void
 builtin_init(void)
 {
-	fill_iso87(&builtin_binary);
+	fill_iso(&builtin_binary, 0, 0);
 	snprintf(builtin_binary.name, sizeof(builtin_binary.name), "binary");
 	builtin_binary.mti_enc = builtin_binary.num_enc = builtin_binary.len_enc = PG_ISO_ENC_BCD;
 	builtin_binary.bitmap_enc = PG_ISO_BM_BINARY;
-	fill_iso87(&builtin_ascii);
+	fill_iso(&builtin_ascii, 0, 0);
 	snprintf(builtin_ascii.name, sizeof(builtin_ascii.name), "ascii");
 	builtin_ascii.mti_enc = builtin_ascii.num_enc = builtin_ascii.len_enc = PG_ISO_ENC_ASCII;
 	builtin_ascii.bitmap_enc = PG_ISO_BM_HEX;
-	fill_iso93(&builtin_93a, 0);
+	fill_iso(&builtin_93a, 1, 0);
 	snprintf(builtin_93a.name, sizeof(builtin_93a.name), "iso93");
 	builtin_93a.mti_enc = builtin_93a.num_enc = builtin_93a.len_enc = PG_ISO_ENC_ASCII;
 	builtin_93a.bitmap_enc = PG_ISO_BM_HEX;
-	fill_iso93(&builtin_93b, 1);
+	fill_iso(&builtin_93b, 1, 1);
 	snprintf(builtin_93b.name, sizeof(builtin_93b.name), "iso93-binary");
 	builtin_93b.mti_enc = builtin_93b.num_enc = builtin_93b.len_enc = PG_ISO_ENC_BCD;
 	builtin_93b.bitmap_enc = PG_ISO_BM_BINARY;

@@ -95,21 +95,17 @@ pg_merchants_parse_row(const char *line, size_t len, struct pg_merchant_rec *rec
 	return 0;
 }
 
-struct merch_import {
-	struct pg_db *db;
-};
-
 static int
 merch_row(void *ctx, const char *line, size_t len)
 {
-	struct merch_import *mi = ctx;
+	struct pg_db *db = ctx;
 	struct pg_merchant_rec r;
 	struct pg_db_stmt *q;
 	int rc = pg_merchants_parse_row(line, len, &r);
 
 	if (rc < 0)
 		return rc;
-	rc = pg_db_prepare(mi->db,
+	rc = pg_db_prepare(db,
 			   "INSERT INTO pos_merchants(mid,lat,lon,unc_m,limit_m,mcc,name) "
 			   "VALUES(?,?,?,?,?,?,?) ON CONFLICT(mid) DO UPDATE SET lat=excluded.lat,"
 			   "lon=excluded.lon,unc_m=excluded.unc_m,limit_m=excluded.limit_m,"
@@ -128,7 +124,7 @@ merch_row(void *ctx, const char *line, size_t len)
 	pg_db_reset(q);
 	if (rc < 0)
 		return rc;
-	rc = pg_db_prepare(mi->db,
+	rc = pg_db_prepare(db,
 			   "INSERT INTO pos_terminals(tid,mid) VALUES(?,?)"
 			   " ON CONFLICT(tid) DO UPDATE SET mid=excluded.mid",
 			   &q);
@@ -144,26 +140,7 @@ merch_row(void *ctx, const char *line, size_t len)
 int
 pg_merchants_import(struct pg_store *st, const char *path, struct pg_import_stats *stats)
 {
-	struct merch_import mi = {st->pdb};
-	int rc;
-
-	memset(stats, 0, sizeof(*stats));
-	rc = pg_pos_migrate(st);
-	if (rc < 0)
-		return rc;
-	rc = pg_db_begin(mi.db);
-	if (rc < 0)
-		return rc;
-	rc = pg_pos_csv_foreach(path, header, stats, merch_row, &mi);
-	/* the POS servers of every node reload once this commits (sent with
-	 * the commit, never without it; SQLite: one node, nothing to tell) */
-	if (rc >= 0)
-		rc = pg_db_notify(mi.db, PG_POS_REF_CHANNEL, "merchants");
-	if (rc < 0) {
-		pg_db_rollback(mi.db);
-		return rc;
-	}
-	return pg_db_commit(mi.db);
+	return pg_pos_import_csv(st, path, header, "merchants", merch_row, stats);
 }
 
 /* ---- index ---- */
@@ -223,56 +200,38 @@ pg_merchants_free(struct pg_merchants *m)
 	free(m);
 }
 
+/* One row of the terminals joined with their merchants into a record. */
+static void
+merchant_from_row(struct pg_db_stmt *q, void *rec)
+{
+	struct pg_merchant_rec *r = rec;
+
+	snprintf(r->tid, sizeof(r->tid), "%s", pg_db_column_text(q, 0));
+	snprintf(r->mid, sizeof(r->mid), "%s", pg_db_column_text(q, 1));
+	r->lat = pg_db_column_double(q, 2);
+	r->lon = pg_db_column_double(q, 3);
+	r->unc_m = pg_db_column_double(q, 4);
+	r->limit_m = pg_db_column_double(q, 5);
+	r->mcc = (uint16_t)pg_db_column_int64(q, 6);
+	snprintf(r->name, sizeof(r->name), "%s", pg_db_column_text(q, 7));
+}
+
 int
 pg_merchants_load(struct pg_store *st, struct pg_merchants **out)
 {
 	struct pg_merchants *m = calloc(1, sizeof(*m));
-	struct pg_db_stmt *q = NULL;
-	size_t cap = 256, size = 16;
+	void *recs = NULL;
+	size_t size = 16;
 	int rc;
 
 	*out = NULL;
 	if (!m)
 		return PG_ENOMEM;
-	m->recs = malloc(cap * sizeof(*m->recs));
-	if (!m->recs) {
-		rc = PG_ENOMEM;
-		goto fail;
-	}
-	rc = pg_pos_migrate(st);
-	if (rc < 0)
-		goto fail;
-	rc = pg_db_prepare(st->pdb,
-			   "SELECT t.tid,m.mid,m.lat,m.lon,m.unc_m,m.limit_m,m.mcc,m.name FROM "
-			   "pos_terminals t JOIN pos_merchants m ON m.mid=t.mid",
-			   &q);
-	if (rc < 0)
-		goto fail;
-	while ((rc = pg_db_step(q)) == 1) {
-		struct pg_merchant_rec *r;
-
-		if (m->n == cap) {
-			struct pg_merchant_rec *nr = realloc(m->recs, 2 * cap * sizeof(*nr));
-
-			if (!nr) {
-				rc = PG_ENOMEM;
-				goto fail;
-			}
-			m->recs = nr;
-			cap *= 2;
-		}
-		r = &m->recs[m->n++];
-		memset(r, 0, sizeof(*r));
-		snprintf(r->tid, sizeof(r->tid), "%s", pg_db_column_text(q, 0));
-		snprintf(r->mid, sizeof(r->mid), "%s", pg_db_column_text(q, 1));
-		r->lat = pg_db_column_double(q, 2);
-		r->lon = pg_db_column_double(q, 3);
-		r->unc_m = pg_db_column_double(q, 4);
-		r->limit_m = pg_db_column_double(q, 5);
-		r->mcc = (uint16_t)pg_db_column_int64(q, 6);
-		snprintf(r->name, sizeof(r->name), "%s", pg_db_column_text(q, 7));
-	}
-	pg_db_reset(q);
+	rc = pg_pos_load_rows(st,
+			      "SELECT t.tid,m.mid,m.lat,m.lon,m.unc_m,m.limit_m,m.mcc,m.name FROM "
+			      "pos_terminals t JOIN pos_merchants m ON m.mid=t.mid",
+			      sizeof(*m->recs), 256, &recs, &m->n, merchant_from_row);
+	m->recs = recs;
 	if (rc < 0)
 		goto fail;
 	while (size < 2 * m->n)
@@ -297,8 +256,6 @@ pg_merchants_load(struct pg_store *st, struct pg_merchants **out)
 	*out = m;
 	return 0;
 fail:
-	if (q)
-		pg_db_reset(q);
 	pg_merchants_free(m);
 	return rc;
 }

@@ -9,6 +9,22 @@
 int pg_pos_csv_foreach(const char *path, const char *hdr, struct pg_import_stats *stats,
 		       int (*row)(void *ctx, const char *line, size_t len), void *ctx);
 void pg_pos_stats_bad(struct pg_import_stats *s, uint64_t line, const char *why);
+/* Imports a CSV file of reference data in one transaction: row() (given
+ * the store's struct pg_db) writes each line; the commit notifies
+ * PG_POS_REF_CHANNEL with payload what. 0 or a negative PG_E code. */
+int pg_pos_import_csv(struct pg_store *st, const char *path, const char *hdr, const char *what,
+		      int (*row)(void *db, const char *line, size_t len),
+		      struct pg_import_stats *stats);
+/*
+ * Reads every row of the query sql (after migrating the store) into a
+ * growing array of records of size bytes, first room for cap of them: each
+ * record is zeroed, then row() fills it from the statement's columns. *recs
+ * is the caller's (also on failure, then freed by it); *n counts the
+ * records. 0 or a negative PG_E code.
+ */
+struct pg_db_stmt;
+int pg_pos_load_rows(struct pg_store *st, const char *sql, size_t size, size_t cap, void **recs,
+		     size_t *n, void (*row)(struct pg_db_stmt *q, void *rec));
 
 /* Merchant index (terminal id -> merchant). */
 struct pg_merchants;

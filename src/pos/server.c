@@ -43,14 +43,18 @@ struct conn {
 };
 
 /*
- * PostgreSQL store faults (docs/pos.md): answers wait in a batch, each with
- * the "96 system malfunction" answer to send instead if the batch is not
- * durable within the commit deadline. At most two batches exist: the one a
- * committer thread writes (inflight) and the one the loop gathers (open).
+ * PostgreSQL store faults (docs/pos.md): answers wait in a batch; if the
+ * batch is not durable within the commit deadline, the answer of each
+ * request whose record is in it becomes "96 system malfunction", made
+ * then from the framed answer (answer96): the common case packs one answer
+ * per request, not two. At most two batches exist: the one a committer
+ * thread writes (inflight) and the one the loop gathers (open).
  */
 struct held {
 	struct conn *c;
-	size_t off, len, off96, len96; /* len96 == 0: the same answer either way */
+	size_t off, len;
+	uint8_t tpdu[5]; /* the request's, when the framing has one */
+	uint8_t rec;	 /* the request's record is in the batch: 96 if it fails */
 };
 
 struct batch {
@@ -98,6 +102,19 @@ struct reloader {
 	uint64_t load_ms; /* how long that load took */
 };
 
+/*
+ * WAL checkpoints move committed pages into the database file and fsync it;
+ * done inline they stall the event loop (and every answer) for milliseconds.
+ * A thread with its own connection checkpoints passively instead, which never
+ * blocks the writer; the server's connection turns automatic checkpoints off.
+ */
+struct checkpointer {
+	pthread_t th;
+	struct pg_db *db; /* opened before the thread starts: no thread, no turning off */
+	volatile int stop;
+	int running;
+};
+
 struct server {
 	struct pg_pos_server_cfg *cfg;
 	struct pg_pos_engine *e;
@@ -113,22 +130,13 @@ struct server {
 	uint64_t answered96;
 	struct reloader rl;
 	uint64_t reloads;
+	struct checkpointer cp;
+	struct pg_pos_sink *sink;
+	int batch_open;			  /* SQLite: a group commit is gathering */
+	uint64_t batch_since, last_sweep; /* its start (us); the last sweep (ms) */
 };
 
 static volatile sig_atomic_t sig_stop;
-
-/*
- * WAL checkpoints move committed pages into the database file and fsync it;
- * done inline they stall the event loop (and every answer) for milliseconds.
- * A thread with its own connection checkpoints passively instead, which never
- * blocks the writer; the server's connection turns automatic checkpoints off.
- */
-struct checkpointer {
-	pthread_t th;
-	struct pg_db *db; /* opened before the thread starts: no thread, no turning off */
-	volatile int stop;
-	int running;
-};
 
 static void *
 checkpoint_main(void *p)
@@ -275,19 +283,11 @@ reply_as(struct server *s, struct conn *c, const uint8_t *tpdu, struct pg_iso_ms
 	if (rc < 0)
 		return rc;
 	h->len = b->bytes.len - h->off;
-	h->off96 = b->bytes.len;
-	h->len96 = 0;
-	if (queued) {
-		rc = pg_iso_set_str(resp, 39, "96");
-		if (rc == 0)
-			rc = pg_iso_set_str(resp, 44, "SYSTEM MALFUNCTION");
-		if (rc == 0)
-			rc = frame(s, tpdu, resp, &b->bytes);
-		if (rc < 0)
-			return rc;
-		h->len96 = b->bytes.len - h->off96;
+	h->rec = queued != 0;
+	if (tpdu)
+		memcpy(h->tpdu, tpdu, sizeof(h->tpdu));
+	if (queued)
 		b->nrec++;
-	}
 	if (!b->nh)
 		b->start_ms = now;
 	b->nh++;
@@ -789,21 +789,48 @@ committer_main(void *p)
 	return NULL;
 }
 
+/*
+ * Queues the "96 system malfunction" form of a held answer: the framed
+ * answer decoded again (our own bytes), fields 39 and 44 replaced.
+ */
+static int
+answer96(struct server *s, const struct batch *b, const struct held *h)
+{
+	const struct pg_iso_framing *f = &s->cfg->framing;
+	size_t hdr, body;
+	int rc = pg_iso_frame_find(f, b->bytes.data + h->off, h->len, s->cfg->max_msg, &hdr, &body);
+
+	if (rc == 1)
+		rc = pg_iso_unpack(s->cfg->dialect, b->bytes.data + h->off + hdr, body, &s->resp);
+	else if (rc == 0)
+		rc = pg_error(PG_EFORMAT, "pos-server", "held answer is not one frame");
+	if (rc >= 0)
+		rc = pg_iso_set_str(&s->resp, 39, "96");
+	if (rc >= 0)
+		rc = pg_iso_set_str(&s->resp, 44, "SYSTEM MALFUNCTION");
+	if (rc >= 0)
+		rc = frame(s, f->tpdu ? h->tpdu : NULL, &s->resp, &h->c->out);
+	return rc;
+}
+
 /* Sends a batch's answers: the normal ones, or 96 for every stored-or-not request. */
 static void
 batch_release(struct server *s, struct batch *b, int as96)
 {
 	for (size_t i = 0; i < b->nh; i++) {
 		struct held *h = &b->h[i];
-		int alt = as96 && h->len96;
+		int rc;
 
 		h->c->held--;
 		if (h->c->dead)
 			continue;
-		if (alt)
+		if (as96 && h->rec) {
 			s->answered96++;
-		if (pg_buf_append(&h->c->out, b->bytes.data + (alt ? h->off96 : h->off),
-				  alt ? h->len96 : h->len) < 0)
+			rc = answer96(s, b, h);
+		} else {
+			rc = pg_buf_append(&h->c->out, b->bytes.data + h->off, h->len);
+		}
+		if (rc < 0)
 			conn_close(s, h->c, "client does not read its responses");
 	}
 	b->released = 1;
@@ -1008,17 +1035,242 @@ listen_on(struct server *s)
 	return 0;
 }
 
+/* The configuration's unset fields get their defaults. */
+static void
+cfg_defaults(struct pg_pos_server_cfg *cfg)
+{
+	if (cfg->commit_timeout_ms <= 0)
+		cfg->commit_timeout_ms = 2000;
+	if (!cfg->max_msg)
+		cfg->max_msg = PG_ISO_MAX_MSG;
+	if (!cfg->max_conns)
+		cfg->max_conns = 4096;
+	if (cfg->idle_ms <= 0)
+		cfg->idle_ms = 60000;
+	if (cfg->frame_ms <= 0)
+		cfg->frame_ms = 5000;
+	if (cfg->commit_us < 0)
+		cfg->commit_us = 0;
+}
+
+static int
+epoll_add(struct server *s, int fd, void *tag)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = tag};
+
+	if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return pg_error(PG_ESYS, "pos-server", "epoll: %s", strerror(errno));
+	return 0;
+}
+
+/*
+ * Everything before the first pass: the stream (a node that cannot reach it
+ * does not announce a port), the socket, SQLite's checkpointer, the event
+ * loop, and for a PostgreSQL store (another process that can stall or
+ * restart) the committer with its deadline and the reloader.
+ */
+static int
+serve_start(struct server *s)
+{
+	struct pg_pos_server_cfg *cfg = s->cfg;
+	struct pg_store *st = pg_pos_engine_store(s->e);
+	int rc;
+
+	if (cfg->nats && (rc = intake_start(s, &s->sink)) < 0)
+		return rc;
+	rc = listen_on(s);
+	if (rc < 0)
+		return rc;
+	/* WAL checkpoints are SQLite's; a PostgreSQL store has none to move */
+	if (st && st->path && pg_db_engine_of(st->pdb) == PG_DB_SQLITE)
+		checkpointer_start(&s->cp, st);
+	s->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (s->ep < 0)
+		return pg_error(PG_ESYS, "pos-server", "epoll: %s", strerror(errno));
+	if ((rc = epoll_add(s, s->lfd, NULL)) < 0)
+		return rc;
+	if (!cfg->nats && !(st && st->pdb && pg_db_engine_of(st->pdb) == PG_DB_POSTGRES))
+		return 0;
+	if ((rc = committer_start(s)) < 0 || (rc = epoll_add(s, s->cm.wake_fd, &s->cm)) < 0)
+		return rc;
+	s->async = 1;
+	if ((rc = reloader_start(&s->rl, st->path)) < 0)
+		return rc;
+	return epoll_add(s, s->rl.wake_fd, &s->rl);
+}
+
+/* One pass's events: new connections, the threads' wake-ups, requests. */
+static void
+dispatch(struct server *s, struct epoll_event *evs, int n, uint64_t now)
+{
+	for (int i = 0; i < n; i++) {
+		struct conn *c = evs[i].data.ptr;
+
+		if (!c) {
+			do_accept(s, now);
+		} else if ((void *)c == &s->rl) {
+			reloader_take(s);
+		} else if ((void *)c == &s->cm) {
+			uint64_t v;
+
+			if (read(s->cm.wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				pg_debug("pos-server", "wake: %s", strerror(errno));
+		} else if (!c->dead && (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))) {
+			conn_read(s, c, now);
+		}
+	}
+}
+
+/*
+ * Group commit on SQLite, inline: requests decided in this pass join the
+ * open batch; the batch is written in one transaction as soon as no more
+ * input is ready, or it is commit_us old, or it holds 512 requests; only
+ * then are its responses released. Gathering what is already queued costs
+ * no idle time, and bigger batches write fewer WAL pages per transaction.
+ * Returns 1 while the batch stays open (the pass ends without flushing).
+ */
+static int
+sync_commit(struct server *s, int n)
+{
+	struct pg_pos_engine *e = s->e;
+	int rc;
+
+	if (pg_pos_engine_pending(e) && !s->batch_open) {
+		s->batch_open = 1;
+		s->batch_since = pg_mono_ns() / 1000;
+	}
+	if (s->batch_open && n > 0 && pg_pos_engine_pending(e) < 512 &&
+	    pg_mono_ns() / 1000 - s->batch_since < (uint64_t)s->cfg->commit_us)
+		return 1;
+	s->batch_open = 0;
+	if (!pg_pos_engine_pending(e))
+		return 0;
+	rc = pg_pos_engine_commit(e);
+	if (rc < 0) {
+		pg_err("pos-server", "commit failed: %s; dropping %zu connections", pg_last_error(),
+		       s->nconns);
+		for (size_t i = 0; i < s->nconns; i++)
+			if (s->conns[i]->out.len)
+				conn_close(s, s->conns[i], "store unavailable");
+	}
+	return 0;
+}
+
+/* Sends what each connection has ready; every 100 ms closes slow and idle ones. */
+static void
+flush_and_sweep(struct server *s, uint64_t now)
+{
+	const struct pg_pos_server_cfg *cfg = s->cfg;
+
+	for (size_t i = 0; i < s->nconns; i++) {
+		struct conn *c = s->conns[i];
+
+		if (!c->dead && c->out.len)
+			conn_flush(s, c);
+		if (!c->dead && c->out.len >= OUT_MAX / 2)
+			conn_close(s, c, "client does not read its responses");
+	}
+	if (now - s->last_sweep >= 100) {
+		s->last_sweep = now;
+		for (size_t i = 0; i < s->nconns; i++) {
+			struct conn *c = s->conns[i];
+
+			if (c->dead)
+				continue;
+			if (c->frame_start_ms && now - c->frame_start_ms > (uint64_t)cfg->frame_ms)
+				conn_close(s, c, "frame not completed in time (slow sender)");
+			else if (now - c->last_ms > (uint64_t)cfg->idle_ms)
+				conn_close(s, c, "idle");
+		}
+	}
+	for (size_t i = s->nconns; i-- > 0;)
+		if (s->conns[i]->dead && !s->conns[i]->held)
+			conn_free(s, i);
+}
+
+/* The event loop, until stopped by a signal or *cfg->stop. */
+static int
+serve_loop(struct server *s)
+{
+	struct pg_pos_server_cfg *cfg = s->cfg;
+	struct epoll_event evs[256];
+
+	while (!(cfg->stop ? *cfg->stop : sig_stop)) {
+		/* while a batch is open, only take what is already there: never sleep */
+		int n = epoll_wait(s->ep, evs, 256,
+				   s->async	   ? async_wait_ms(s, pg_mono_ms(), 50)
+				   : s->batch_open ? 0
+						   : 50);
+		uint64_t now = pg_mono_ms();
+
+		if (n < 0 && errno != EINTR)
+			return pg_error(PG_ESYS, "pos-server", "epoll_wait: %s", strerror(errno));
+		dispatch(s, evs, n, now);
+		if (s->async)
+			async_step(s, now);
+		else if (sync_commit(s, n))
+			continue;
+		flush_and_sweep(s, now);
+	}
+	return 0;
+}
+
+/* After the loop: what is inflight is settled, what is queued is written. */
+static int
+serve_drain(struct server *s)
+{
+	struct pg_pos_server_cfg *cfg = s->cfg;
+	int rc;
+
+	if (s->async) {
+		committer_stop(s);
+		s->async = 0;
+		pg_info("pos-server", "%llu answers were 96 (%s not durable in %d ms)",
+			(unsigned long long)s->answered96, cfg->nats ? "stream" : "store",
+			cfg->commit_timeout_ms);
+	}
+	/* JetStream intake: what was never published was never answered either */
+	if (cfg->nats)
+		pg_pos_engine_drop(s->e);
+	rc = pg_pos_engine_commit(s->e);
+	pg_info("pos-server", "stopped: %llu answered, %llu rejected",
+		(unsigned long long)s->served, (unsigned long long)s->rejected);
+	return rc;
+}
+
+static void
+serve_free(struct server *s)
+{
+	reloader_stop(&s->rl);
+	if (s->cm.b)
+		committer_stop(s);
+	pg_pos_js_close(s->cm.js);
+	pg_pos_sink_stop(s->sink);
+	if (s->cp.running) {
+		s->cp.stop = 1;
+		pthread_join(s->cp.th, NULL);
+		pg_store_exec(pg_pos_engine_store(s->e), "PRAGMA wal_autocheckpoint=1000");
+	}
+	pg_db_free(s->cp.db);
+	while (s->nconns)
+		conn_free(s, s->nconns - 1);
+	free(s->conns);
+	if (s->ep >= 0)
+		close(s->ep);
+	if (s->lfd >= 0)
+		close(s->lfd);
+	pg_buf_release(&s->body);
+	for (int i = 0; i < 2; i++) {
+		pg_buf_release(&s->bt[i].bytes);
+		free(s->bt[i].h);
+	}
+	free(s);
+}
+
 int
 pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 {
 	struct server *s = calloc(1, sizeof(*s));
-	struct epoll_event ev, evs[256];
-	uint64_t last_sweep = 0;
-	struct checkpointer cp = {0};
-	int batch_open = 0;
-	uint64_t batch_since = 0;
-	struct pg_store *st = pg_pos_engine_store(e);
-	struct pg_pos_sink *sink = NULL;
 	int rc;
 
 	if (!s)
@@ -1033,198 +1285,23 @@ pg_pos_serve(struct pg_pos_server_cfg *cfg, struct pg_pos_engine *e)
 	s->open = &s->bt[0];
 	s->inflight = &s->bt[1];
 	s->rl.wake_fd = -1;
-	if (cfg->commit_timeout_ms <= 0)
-		cfg->commit_timeout_ms = 2000;
-	if (!cfg->max_msg)
-		cfg->max_msg = PG_ISO_MAX_MSG;
-	if (!cfg->max_conns)
-		cfg->max_conns = 4096;
-	if (cfg->idle_ms <= 0)
-		cfg->idle_ms = 60000;
-	if (cfg->frame_ms <= 0)
-		cfg->frame_ms = 5000;
-	if (cfg->commit_us < 0)
-		cfg->commit_us = 0;
+	cfg_defaults(cfg);
 	if (!cfg->stop) {
 		signal(SIGINT, on_signal);
 		signal(SIGTERM, on_signal);
 	}
 	signal(SIGPIPE, SIG_IGN);
-	/* the stream first: a node that cannot reach it does not announce a port */
-	if (cfg->nats) {
-		rc = intake_start(s, &sink);
-		if (rc < 0)
-			goto out;
-	}
-	rc = listen_on(s);
-	if (rc < 0)
-		goto out;
-	/* WAL checkpoints are SQLite's; a PostgreSQL store has none to move */
-	if (st && st->path && pg_db_engine_of(st->pdb) == PG_DB_SQLITE)
-		checkpointer_start(&cp, st);
-	s->ep = epoll_create1(EPOLL_CLOEXEC);
-	ev.events = EPOLLIN;
-	ev.data.ptr = NULL;
-	if (s->ep < 0 || epoll_ctl(s->ep, EPOLL_CTL_ADD, s->lfd, &ev) < 0) {
-		rc = pg_error(PG_ESYS, "pos-server", "epoll: %s", strerror(errno));
-		goto out;
-	}
-	/*
-	 * A PostgreSQL store is another process that can stall or restart: its
-	 * commits run on a thread with a deadline, so the loop always answers.
-	 */
-	if (cfg->nats || (st && st->pdb && pg_db_engine_of(st->pdb) == PG_DB_POSTGRES)) {
-		rc = committer_start(s);
-		if (rc < 0)
-			goto out;
-		s->async = 1;
-		ev.events = EPOLLIN;
-		ev.data.ptr = &s->cm;
-		if (epoll_ctl(s->ep, EPOLL_CTL_ADD, s->cm.wake_fd, &ev) < 0) {
-			rc = pg_error(PG_ESYS, "pos-server", "epoll: %s", strerror(errno));
-			goto out;
-		}
-		rc = reloader_start(&s->rl, st->path);
-		ev.events = EPOLLIN;
-		ev.data.ptr = &s->rl;
-		if (rc < 0 || epoll_ctl(s->ep, EPOLL_CTL_ADD, s->rl.wake_fd, &ev) < 0) {
-			rc = rc < 0 ? rc
-				    : pg_error(PG_ESYS, "pos-server", "epoll: %s", strerror(errno));
-			goto out;
-		}
-	}
-	pg_info("pos-server", "listening on %s:%d", cfg->host ? cfg->host : "127.0.0.1",
-		cfg->bound_port);
-	cfg->ready = 1;
-	while (!(cfg->stop ? *cfg->stop : sig_stop)) {
-		/* while a batch is open, only take what is already there: never sleep */
-		int n = epoll_wait(s->ep, evs, 256,
-				   s->async	? async_wait_ms(s, pg_mono_ms(), 50)
-				   : batch_open ? 0
-						: 50);
-		uint64_t now = pg_mono_ms();
+	rc = serve_start(s);
+	if (rc >= 0) {
+		pg_info("pos-server", "listening on %s:%d", cfg->host ? cfg->host : "127.0.0.1",
+			cfg->bound_port);
+		cfg->ready = 1;
+		int lrc = serve_loop(s);
 
-		if (n < 0 && errno != EINTR) {
-			rc = pg_error(PG_ESYS, "pos-server", "epoll_wait: %s", strerror(errno));
-			break;
-		}
-		for (int i = 0; i < n; i++) {
-			struct conn *c = evs[i].data.ptr;
-
-			if (!c) {
-				do_accept(s, now);
-				continue;
-			}
-			if ((void *)c == &s->rl) {
-				reloader_take(s);
-				continue;
-			}
-			if ((void *)c == &s->cm) {
-				uint64_t v;
-
-				if (read(s->cm.wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-					pg_debug("pos-server", "wake: %s", strerror(errno));
-				continue;
-			}
-			if (c->dead)
-				continue;
-			if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-				conn_read(s, c, now);
-		}
-		/*
-		 * Group commit: requests decided in this pass join the open batch; the
-		 * batch is written in one transaction as soon as no more input is ready,
-		 * or it is commit_us old, or it holds 512 requests; only then are its
-		 * responses released. Gathering what is already queued costs no idle
-		 * time, and bigger batches write fewer WAL pages per transaction.
-		 */
-		if (s->async) {
-			async_step(s, now);
-			goto flush;
-		}
-		if (pg_pos_engine_pending(e) && !batch_open) {
-			batch_open = 1;
-			batch_since = pg_mono_ns() / 1000;
-		}
-		if (batch_open && n > 0 && pg_pos_engine_pending(e) < 512 &&
-		    pg_mono_ns() / 1000 - batch_since < (uint64_t)cfg->commit_us)
-			continue;
-		batch_open = 0;
-		if (pg_pos_engine_pending(e)) {
-			rc = pg_pos_engine_commit(e);
-			if (rc < 0) {
-				pg_err("pos-server", "commit failed: %s; dropping %zu connections",
-				       pg_last_error(), s->nconns);
-				for (size_t i = 0; i < s->nconns; i++)
-					if (s->conns[i]->out.len)
-						conn_close(s, s->conns[i], "store unavailable");
-			}
-		}
-	flush:
-		for (size_t i = 0; i < s->nconns; i++) {
-			struct conn *c = s->conns[i];
-
-			if (!c->dead && c->out.len)
-				conn_flush(s, c);
-			if (!c->dead && c->out.len >= OUT_MAX / 2)
-				conn_close(s, c, "client does not read its responses");
-		}
-		if (now - last_sweep >= 100) {
-			last_sweep = now;
-			for (size_t i = 0; i < s->nconns; i++) {
-				struct conn *c = s->conns[i];
-
-				if (c->dead)
-					continue;
-				if (c->frame_start_ms &&
-				    now - c->frame_start_ms > (uint64_t)cfg->frame_ms)
-					conn_close(s, c,
-						   "frame not completed in time (slow sender)");
-				else if (now - c->last_ms > (uint64_t)cfg->idle_ms)
-					conn_close(s, c, "idle");
-			}
-		}
-		for (size_t i = s->nconns; i-- > 0;)
-			if (s->conns[i]->dead && !s->conns[i]->held)
-				conn_free(s, i);
+		rc = serve_drain(s);
+		if (lrc < 0)
+			rc = lrc;
 	}
-	if (s->async) {
-		committer_stop(s);
-		s->async = 0;
-		pg_info("pos-server", "%llu answers were 96 (%s not durable in %d ms)",
-			(unsigned long long)s->answered96, cfg->nats ? "stream" : "store",
-			cfg->commit_timeout_ms);
-	}
-	/* JetStream intake: what was never published was never answered either */
-	if (cfg->nats)
-		pg_pos_engine_drop(e);
-	rc = pg_pos_engine_commit(e);
-	pg_info("pos-server", "stopped: %llu answered, %llu rejected",
-		(unsigned long long)s->served, (unsigned long long)s->rejected);
-out:
-	reloader_stop(&s->rl);
-	if (s->cm.b)
-		committer_stop(s);
-	pg_pos_js_close(s->cm.js);
-	pg_pos_sink_stop(sink);
-	if (cp.running) {
-		cp.stop = 1;
-		pthread_join(cp.th, NULL);
-		pg_store_exec(st, "PRAGMA wal_autocheckpoint=1000");
-	}
-	pg_db_free(cp.db);
-	while (s->nconns)
-		conn_free(s, s->nconns - 1);
-	free(s->conns);
-	if (s->ep >= 0)
-		close(s->ep);
-	if (s->lfd >= 0)
-		close(s->lfd);
-	pg_buf_release(&s->body);
-	for (int i = 0; i < 2; i++) {
-		pg_buf_release(&s->bt[i].bytes);
-		free(s->bt[i].h);
-	}
-	free(s);
+	serve_free(s);
 	return rc;
 }

@@ -86,44 +86,6 @@ pg_serve_log_apdu(struct pg_store *st, const char *source, const char *se, const
 	return rc;
 }
 
-int
-pg_serve_master_key(const char *dir, uint8_t key[16])
-{
-	char path[600];
-	uint8_t *data = NULL;
-	size_t len = 0;
-	int rc;
-
-	snprintf(path, sizeof(path), "%s/seos/master.key", dir);
-	rc = pg_fs_check_private(path, 0);
-	if (rc == 0)
-		rc = pg_read_file(path, 64, &data, &len);
-	if (rc == 0) {
-		if (len != 16) {
-			free(data);
-			return pg_error(PG_EFORMAT, "serve", "'%s' must hold 16 bytes, not %zu",
-					path, len);
-		}
-		memcpy(key, data, 16);
-		pg_memzero(data, len);
-		free(data);
-		return 0;
-	}
-	if (rc != PG_ENOENT)
-		return rc;
-	pg_clear_error();
-	/* first start: a fresh key, kept beside the SE OS's store (0600 in a 0700 dir) */
-	snprintf(path, sizeof(path), "%s/seos", dir);
-	rc = pg_mkdir_p(path, 0700);
-	if (rc < 0)
-		return rc;
-	if (RAND_bytes(key, 16) != 1)
-		return pg_error(PG_ECRYPTO, "serve", "no random bytes for the SE master key");
-	snprintf(path, sizeof(path), "%s/seos/master.key", dir);
-	/* the supervisor makes it before it starts a worker: one writer */
-	return pg_write_file_atomic(path, key, 16, 0600);
-}
-
 static uint64_t
 now_us(void)
 {

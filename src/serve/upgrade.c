@@ -19,6 +19,53 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <errno.h>
+#include <signal.h>
+#include <pthread.h>
+#include <sys/prctl.h>
+
+/* Starts the one-shot worker of image job `job` in a free task slot of the
+ * supervisor (PG_EBUSY when all are taken); called by the API and, in a
+ * cluster, by the supervisor's job claim. */
+int
+pg_serve_start_upgrade(struct pg_serve_state *s, int64_t job)
+{
+	char jobs[24];
+	int slot = -1;
+	pid_t pid;
+
+	pthread_mutex_lock(&s->mu);
+	for (int i = 0; i < PG_SERVE_MAX_TASKS && slot < 0; i++)
+		if (s->task[i] == 0)
+			slot = i;
+	if (slot >= 0)
+		s->task[slot] = -1; /* taken while we fork */
+	pthread_mutex_unlock(&s->mu);
+	if (slot < 0)
+		return pg_error(PG_EBUSY, "serve", "%d upgrades are running; try again later",
+				PG_SERVE_MAX_TASKS);
+	snprintf(jobs, sizeof(jobs), "%lld", (long long)job);
+	pid = fork();
+	if (pid == 0) {
+		char *argv[] = {(char *)s->exe, "serve", "worker", "--name",	"upgrade",
+				"--job",	jobs,	 "--data", s->data_dir, NULL};
+		sigset_t none;
+
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execv(s->exe, argv);
+		_exit(127);
+	}
+	pthread_mutex_lock(&s->mu);
+	s->task[slot] = pid > 0 ? pid : 0;
+	s->task_job[slot] = job;
+	pthread_mutex_unlock(&s->mu);
+	if (pid < 0)
+		return pg_error(PG_ESYS, "serve", "fork: %s", strerror(errno));
+	pg_info("serve", "upgrade job %lld started (pid %d)", (long long)job, (int)pid);
+	return 0;
+}
 
 /*
  * The request behind job `job` (serve_upgrade), as a row of *q. A cluster

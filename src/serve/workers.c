@@ -472,24 +472,6 @@ nfcsw_snapshot(struct pg_nfcsw *sw, uint64_t selects, uint64_t ok)
 			 "selects", (json_int_t)selects, "selects_ok", (json_int_t)ok);
 }
 
-int
-pg_serve_put_snapshot(struct pg_store *st, const char *table, json_t *snap)
-{
-	char *text = pg_json_dumps(snap, JSON_COMPACT), sql[160];
-	int rc;
-
-	if (!text)
-		return PG_ENOMEM;
-	/* the one row (id 1) replaced: an upsert both engines accept */
-	snprintf(sql, sizeof(sql),
-		 "INSERT INTO %s(id, at_ms, snapshot) VALUES(1,?,?) ON CONFLICT(id) DO UPDATE"
-		 " SET at_ms = excluded.at_ms, snapshot = excluded.snapshot",
-		 table);
-	rc = pg_db_run_json(st->pdb, sql, json_pack("[I,s]", (json_int_t)pg_wall_ms(), text), NULL);
-	free(text);
-	return rc;
-}
-
 static int
 worker_nfcswitch(const char *store)
 {

@@ -558,3 +558,88 @@ sd_scp03_tx(const struct pg_card *c, struct pg_scp03 *s, const uint8_t *p, size_
 		return PG_EIO;
 	return pg_scp03_host_unwrap(s, r, rn, r, cap);
 }
+
+/* ---- tap ---- */
+
+static int
+tap_write(struct pg_stream *s, int type, const uint8_t *p, size_t n)
+{
+	struct sd_tap *t = (struct sd_tap *)s;
+	enum sd_fate fate = SD_PASS;
+	size_t i = t->count;
+
+	if (type == PG_PKT_DATA) {
+		t->count++;
+		memset(t->last, 0, 4);
+		memcpy(t->last, p, n < 4 ? n : 4);
+		if (i < SD_TAP_MAX) {
+			memset(t->head[i], 0, 4);
+			memcpy(t->head[i], p, n < 4 ? n : 4);
+			t->len[i] = n;
+		}
+		for (const size_t *d = t->drop; d && *d != (size_t)-1; d++)
+			if (*d == i)
+				fate = SD_DROP;
+	}
+	if (t->hook)
+		fate = t->hook(t->ctx, type, p, n, i);
+	if (type != PG_PKT_DATA || fate == SD_PASS)
+		return t->inner->ops->write(t->inner, type, p, n);
+	if (fate == SD_DROP || n == 0)
+		return 0;
+	{
+		uint8_t *bad = malloc(n);
+		int rc;
+
+		if (!bad)
+			abort();
+		memcpy(bad, p, n);
+		bad[n - 1] ^= 0x01;
+		rc = t->inner->ops->write(t->inner, type, bad, n);
+		free(bad);
+		return rc;
+	}
+}
+
+static int
+tap_read(struct pg_stream *s, uint8_t *p, size_t n, int timeout_ms)
+{
+	struct sd_tap *t = (struct sd_tap *)s;
+
+	return t->inner->ops->read(t->inner, p, n, timeout_ms);
+}
+
+static void
+tap_flush(struct pg_stream *s)
+{
+	pg_stream_flush(((struct sd_tap *)s)->inner);
+}
+
+static void
+tap_destroy(struct pg_stream *s)
+{
+	struct sd_tap *t = (struct sd_tap *)s;
+
+	if (t->owns)
+		pg_stream_free(t->inner);
+	t->inner = NULL;
+	if (!t->keep)
+		free(t);
+}
+
+static const struct pg_stream_ops tap_ops = {
+    .write = tap_write, .read = tap_read, .flush = tap_flush, .destroy = tap_destroy};
+
+struct sd_tap *
+sd_tap_new(struct pg_stream *inner, int owns, const size_t *drop)
+{
+	struct sd_tap *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		abort();
+	t->base.ops = &tap_ops;
+	t->inner = inner;
+	t->owns = owns;
+	t->drop = drop;
+	return t;
+}

@@ -72,6 +72,38 @@ struct sd_steps {
 /* On the caller's storage (destroy leaves it). */
 void sd_steps_init(struct sd_steps *k, const char *atr, const struct sd_step *steps, int nsteps);
 
+/* ---- tap: records, drops and corrupts chosen packets on their way ---- */
+
+/*
+ * A stream wrapper on one direction of a link (the host's stream, or a
+ * memory pair's card end). Every DATA packet gets a 0-based index; its
+ * first 4 bytes and length are kept (head, len) for the test to read.
+ * The fate of a packet is the hook's when there is one (it sees every
+ * packet, RESET included, and can render a trace), else: dropped when its
+ * index is in `drop` (ends at (size_t)-1). A corrupted packet has bit 0 of
+ * its last byte flipped (a T=1 epilogue, an SWP CRC). T=0/T=1 traces
+ * (tests/unit/se/t01_testkit.h) and the SWP/SPI/CCID taps
+ * (swp_testcard.h) are this one stream.
+ */
+#define SD_TAP_MAX (1u << 18)
+enum sd_fate { SD_PASS, SD_DROP, SD_CORRUPT };
+struct sd_tap {
+	struct pg_stream base;
+	struct pg_stream *inner;
+	int owns; /* destroy frees inner too */
+	int keep; /* destroy leaves the struct for the test to read (then free()) */
+	size_t count;
+	uint8_t head[SD_TAP_MAX][4]; /* first bytes of each DATA packet */
+	size_t len[SD_TAP_MAX];
+	uint8_t last[4];    /* first bytes of the last DATA packet */
+	const size_t *drop; /* DATA packet indexes to drop; ends at (size_t)-1 */
+	/* type is PG_PKT_*; index is the DATA packet's (not counted for others) */
+	enum sd_fate (*hook)(void *ctx, int type, const uint8_t *p, size_t n, size_t index);
+	void *ctx;
+};
+/* A tap on inner (owns: destroy frees inner); aborts on ENOMEM. */
+struct sd_tap *sd_tap_new(struct pg_stream *inner, int owns, const size_t *drop);
+
 /* ---- echo card ---- */
 
 /*

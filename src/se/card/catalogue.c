@@ -9,6 +9,7 @@
 #include "payguard/error.h"
 #include "payguard/tlv.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const struct gp_class *const classes[] = {&gp_class_ppse,   &gp_class_pay,  &gp_class_pin,
@@ -58,7 +59,14 @@ gp_class_at(int i)
 const char *
 pg_gp_catalogue_names(void)
 {
-	return "ppse, payment, pin, test, aram, echo, transit";
+	/* from the table, so a new applet is one line there (per thread: no lock) */
+	static _Thread_local char names[16 * NCLASSES];
+	size_t o = 0;
+
+	for (int i = 0; i < NCLASSES && o < sizeof(names); i++)
+		o += (size_t)snprintf(names + o, sizeof(names) - o, "%s%s", i ? ", " : "",
+				      classes[i]->name);
+	return names;
 }
 
 int
@@ -236,7 +244,8 @@ echo_process(struct gp_inst *in, int chn, const struct pg_capdu *c, uint8_t *res
 	(void)in, (void)chn;
 	if (c->lc > *rlen)
 		return PG_ETOOBIG;
-	memcpy(resp, c->data, c->lc);
+	if (c->lc) /* a case 1 or 2 command has no data (c->data may be NULL) */
+		memcpy(resp, c->data, c->lc);
 	*rlen = c->lc;
 	*sw = PG_SW_OK;
 	return 0;

@@ -496,13 +496,118 @@ after_select(struct pg_gp_card *g, int chn, const struct pg_capdu *c, uint8_t *r
 	return n;
 }
 
+/* INITIALIZE UPDATE / EXTERNAL AUTHENTICATE to the ISD: SCP03 opens a session. */
+static int
+process_scp_open(struct pg_gp_card *g, int chn, const uint8_t *capdu, size_t clen, uint8_t *rapdu,
+		 size_t cap)
+{
+	uint32_t seq = g->scc.seq;
+	int rc;
+
+	if (g->card_lc == PG_GP_CARD_TERMINATED)
+		return (int)put_sw(rapdu, 0, PG_SW_CONDITIONS);
+	rc = pg_scp03_card_process(&g->scp[chn], &g->scc, capdu, clen, rapdu, cap);
+	if (rc >= 0 && g->scc.seq != seq)
+		gp_dirty(g); /* the sequence counter is persistent */
+	return rc;
+}
+
+/*
+ * A secured command to the ISD: unwrapped, run in plain, its answer wrapped;
+ * changes are committed before the answer is wrapped. Returns the response
+ * length or a negative code.
+ */
+static int
+process_secured(struct pg_gp_card *g, int chn, const uint8_t *capdu, size_t clen, uint8_t *rapdu,
+		size_t cap)
+{
+	const struct pg_card *inner = pg_card_rt_card(g->rt);
+	uint16_t sw;
+	size_t rl = GP_SM_MAX + 2;
+	int rc;
+
+	rc = pg_scp03_card_unwrap(&g->scp[chn], capdu, clen, g->plain, GP_SM_MAX + 16, &sw);
+	if (rc < 0)
+		return (int)put_sw(rapdu, 0, sw);
+	g->cur = g->plain;
+	g->cur_len = (size_t)rc;
+	g->cur_auth = pg_scp03_is_open(&g->scp[chn]) && (g->scp[chn].sl & PG_SCP03_SL_CMAC);
+	rc = inner->process(inner->ctx, g->plain, g->cur_len, g->resp, &rl);
+	if (rc < 0)
+		return rc;
+	if (g->dirty && gp_commit(g) < 0)
+		rl = put_sw(g->resp, 0, GP_SW_MEMFAIL);
+	rc =
+	    pg_scp03_card_wrap(&g->scp[chn], g->resp, rl - 2, pg_rapdu_sw(g->resp, rl), rapdu, cap);
+	/* Secured commands carry key blocks and personalisation secrets: no copies linger. */
+	pg_memzero(g->plain, g->cur_len);
+	pg_memzero(g->resp, rl);
+	return rc;
+}
+
+/*
+ * A command in plain to the runtime, then the GP state it changes: a SELECT's
+ * FCI and channel state, a MANAGE CHANNEL close ending the channel's session.
+ * Returns the response length or a negative code.
+ */
+static int
+process_plain(struct pg_gp_card *g, int chn, const struct pg_capdu *c, const uint8_t *capdu,
+	      size_t clen, uint8_t *rapdu, size_t cap)
+{
+	const struct pg_card *inner = pg_card_rt_card(g->rt);
+	size_t n = cap;
+	int rc;
+
+	rc = inner->process(inner->ctx, capdu, clen, rapdu, &n);
+	if (rc < 0)
+		return rc;
+	if (c->ins == 0xA4 && pg_cla_is_interindustry(c->cla))
+		return (int)after_select(g, chn, c, rapdu, n, cap);
+	if (c->ins == 0x70 && c->p1 == 0x80 && pg_rapdu_sw(rapdu, n) == PG_SW_OK) {
+		int closed = c->p2 ? c->p2 : chn;
+
+		if (closed < GP_CH) {
+			pg_scp03_close(&g->scp[closed]);
+			g->perso_len[closed] = 0;
+			g->gs[closed].active = 0;
+		}
+	}
+	return (int)n;
+}
+
+/*
+ * Short command, response longer than 256 bytes: the first part with 61xx,
+ * the rest kept for GET RESPONSE (7816-4 5.3.4). Returns the new length.
+ */
+static size_t
+hold_long_response(struct pg_gp_card *g, int chn, const struct pg_capdu *c, uint8_t *rapdu,
+		   size_t n)
+{
+	size_t dlen = n - 2, first, left;
+
+	if (dlen <= 256 || c->apdu_case == PG_APDU_CASE2E || c->apdu_case == PG_APDU_CASE4E ||
+	    c->apdu_case == PG_APDU_CASE3E)
+		return n;
+	first = c->has_le && c->le < 256 ? c->le : 256;
+	left = dlen - first;
+	if (left > GP_PEND_MAX)
+		return put_sw(rapdu, 0, PG_SW_WRONG_LENGTH);
+	if (pg_rapdu_sw(rapdu, n) != PG_SW_OK)
+		return n;
+	memcpy(g->pend, rapdu + first, left);
+	g->pend_len = left;
+	g->pend_off = 0;
+	g->pend_chn = chn;
+	return put_sw(rapdu, first, PG_SW_BYTES_REMAINING(left > 255 ? 0 : left));
+}
+
 static int
 gp_process(void *ctx, const uint8_t *capdu, size_t clen, uint8_t *rapdu, size_t *rlen)
 {
 	struct pg_gp_card *g = ctx;
 	const struct pg_card *inner = pg_card_rt_card(g->rt);
 	struct pg_capdu c;
-	size_t cap = *rlen, n = 0, dlen;
+	size_t cap = *rlen, n, dlen;
 	const struct pg_applet *sel;
 	int chn, is_isd, rc;
 
@@ -529,87 +634,18 @@ gp_process(void *ctx, const uint8_t *capdu, size_t clen, uint8_t *rapdu, size_t 
 	}
 	sel = pg_card_rt_selected(g->rt, chn);
 	is_isd = sel && sel->process == gp_isd_process;
-	if (is_isd && (c.cla & 0x80) && (c.ins == 0x50 || c.ins == 0x82)) {
-		uint32_t seq = g->scc.seq;
-
-		if (g->card_lc == PG_GP_CARD_TERMINATED)
-			rc = (int)put_sw(rapdu, 0, PG_SW_CONDITIONS);
-		else
-			rc = pg_scp03_card_process(&g->scp[chn], &g->scc, capdu, clen, rapdu, cap);
-		if (rc < 0)
-			return rc;
-		n = (size_t)rc;
-		if (g->scc.seq != seq)
-			gp_dirty(g); /* the sequence counter is persistent */
-	} else if (is_isd && sm_bit(c.cla)) {
-		uint16_t sw;
-		size_t rl = GP_SM_MAX + 2;
-
-		rc = pg_scp03_card_unwrap(&g->scp[chn], capdu, clen, g->plain, GP_SM_MAX + 16, &sw);
-		if (rc < 0) {
-			*rlen = put_sw(rapdu, 0, sw);
-			return 0;
-		}
-		g->cur = g->plain;
-		g->cur_len = (size_t)rc;
-		g->cur_auth = pg_scp03_is_open(&g->scp[chn]) && (g->scp[chn].sl & PG_SCP03_SL_CMAC);
-		rc = inner->process(inner->ctx, g->plain, g->cur_len, g->resp, &rl);
-		if (rc < 0)
-			return rc;
-		if (g->dirty && gp_commit(g) < 0)
-			rl = put_sw(g->resp, 0, GP_SW_MEMFAIL);
-		rc = pg_scp03_card_wrap(&g->scp[chn], g->resp, rl - 2, pg_rapdu_sw(g->resp, rl),
-					rapdu, cap);
-		/* Secured commands carry key blocks and personalisation secrets: no copies linger.
-		 */
-		pg_memzero(g->plain, g->cur_len);
-		pg_memzero(g->resp, rl);
-		if (rc < 0)
-			return rc;
-		n = (size_t)rc;
-	} else {
-		size_t rl = cap;
-
-		rc = inner->process(inner->ctx, capdu, clen, rapdu, &rl);
-		if (rc < 0)
-			return rc;
-		n = rl;
-		if (c.ins == 0xA4 && pg_cla_is_interindustry(c.cla))
-			n = after_select(g, chn, &c, rapdu, n, cap);
-		else if (c.ins == 0x70 && c.p1 == 0x80 && pg_rapdu_sw(rapdu, n) == PG_SW_OK) {
-			int closed = c.p2 ? c.p2 : chn;
-
-			if (closed < GP_CH) {
-				pg_scp03_close(&g->scp[closed]);
-				g->perso_len[closed] = 0;
-				g->gs[closed].active = 0;
-			}
-		}
-	}
+	if (is_isd && (c.cla & 0x80) && (c.ins == 0x50 || c.ins == 0x82))
+		rc = process_scp_open(g, chn, capdu, clen, rapdu, cap);
+	else if (is_isd && sm_bit(c.cla))
+		rc = process_secured(g, chn, capdu, clen, rapdu, cap);
+	else
+		rc = process_plain(g, chn, &c, capdu, clen, rapdu, cap);
+	if (rc < 0)
+		return rc;
+	n = (size_t)rc;
 	if (g->dirty && gp_commit(g) < 0)
 		n = put_sw(rapdu, 0, GP_SW_MEMFAIL);
-	/* Short command, response longer than 256 bytes: 61xx and GET RESPONSE (7816-4 5.3.4). */
-	dlen = n - 2;
-	if (dlen > 256 && c.apdu_case != PG_APDU_CASE2E && c.apdu_case != PG_APDU_CASE4E &&
-	    c.apdu_case != PG_APDU_CASE3E) {
-		size_t first = c.has_le && c.le < 256 ? c.le : 256, left = dlen - first;
-
-		if (left > GP_PEND_MAX) {
-			n = put_sw(rapdu, 0, PG_SW_WRONG_LENGTH);
-		} else {
-			uint16_t sw = pg_rapdu_sw(rapdu, n);
-
-			if (sw == PG_SW_OK) {
-				memcpy(g->pend, rapdu + first, left);
-				g->pend_len = left;
-				g->pend_off = 0;
-				g->pend_chn = chn;
-				n = put_sw(rapdu, first,
-					   PG_SW_BYTES_REMAINING(left > 255 ? 0 : left));
-			}
-		}
-	}
-	*rlen = n;
+	*rlen = hold_long_response(g, chn, &c, rapdu, n);
 	return 0;
 }
 

@@ -75,83 +75,101 @@ entry(struct pg_gp_card *g, uint8_t p1, int i, const uint8_t *crit, size_t clen,
 	return 1;
 }
 
+/*
+ * P2 of a GET STATUS: 02 starts a search (the 4F search criteria, optionally a
+ * 5C tag list), 03 continues the one on this channel for the same P1.
+ */
+static uint16_t
+search_start(struct gp_gs *gs, const struct pg_capdu *c)
+{
+	struct pg_tlv t;
+	int n;
+
+	if (c->p2 == 0x03)
+		return gs->active && gs->p1 == c->p1 ? PG_SW_OK : PG_SW_CONDITIONS;
+	n = pg_tlv_next(&t, c->data, c->lc);
+	/* Search criteria: 4F with an AID prefix (0..16 bytes), optionally a 5C tag list. */
+	if (n <= 0 || t.tag != 0x4F || t.len > PG_AID_MAX)
+		return PG_SW_WRONG_DATA;
+	if ((size_t)n < c->lc) {
+		struct pg_tlv t2;
+		int m = pg_tlv_next(&t2, c->data + n, c->lc - (size_t)n);
+
+		if (m <= 0 || t2.tag != 0x5C || (size_t)(n + m) != c->lc)
+			return PG_SW_WRONG_DATA;
+	}
+	gs->active = 1;
+	gs->p1 = c->p1;
+	gs->next = 0;
+	memcpy(gs->crit, t.val, t.len);
+	gs->crit_len = t.len;
+	return PG_SW_OK;
+}
+
+/*
+ * Appends the matching entries from gs->next on while they fit `budget`
+ * bytes; *i is where the next GET STATUS resumes, *found how many were added.
+ */
+static int
+fill(struct pg_gp_card *g, struct gp_gs *gs, uint8_t p1, size_t budget, struct pg_buf *b, int *i,
+     int *found)
+{
+	int total = entry_count(g, p1), rc;
+
+	*found = 0;
+	for (*i = gs->next; *i < total; (*i)++) {
+		size_t before = b->len;
+
+		rc = entry(g, p1, *i, gs->crit, gs->crit_len, b);
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			continue;
+		if (b->len > budget) {
+			b->len = before; /* does not fit: the next GET STATUS starts here */
+			break;
+		}
+		(*found)++;
+	}
+	return total;
+}
+
 uint16_t
 gp_get_status(struct pg_gp_card *g, int chn, const struct pg_capdu *c, uint8_t *resp, size_t *rlen)
 {
 	struct gp_gs *gs = &g->gs[chn];
 	struct pg_buf b = PG_BUF_INIT(4096);
 	size_t cap = *rlen, budget = GS_BUDGET;
-	int i, total, found = 0, rc;
-	uint16_t sw = PG_SW_OK;
+	int i, total, found;
+	uint16_t sw;
 
 	*rlen = 0;
 	if (c->p1 != 0x80 && c->p1 != 0x40 && c->p1 != 0x20 && c->p1 != 0x10)
 		return PG_SW_INCORRECT_P1P2;
 	if (c->p2 != 0x02 && c->p2 != 0x03)
 		return PG_SW_INCORRECT_P1P2; /* only the TLV format (GP 2.3 table 11-33) */
-	if (c->p2 == 0x03) {
-		if (!gs->active || gs->p1 != c->p1)
-			return PG_SW_CONDITIONS;
-	} else {
-		struct pg_tlv t;
-		int n = pg_tlv_next(&t, c->data, c->lc);
-
-		/* Search criteria: 4F with an AID prefix (0..16 bytes), optionally a 5C tag list.
-		 */
-		if (n <= 0 || t.tag != 0x4F || t.len > PG_AID_MAX)
-			return PG_SW_WRONG_DATA;
-		if ((size_t)n < c->lc) {
-			struct pg_tlv t2;
-			int m = pg_tlv_next(&t2, c->data + n, c->lc - (size_t)n);
-
-			if (m <= 0 || t2.tag != 0x5C || (size_t)(n + m) != c->lc)
-				return PG_SW_WRONG_DATA;
-		}
-		gs->active = 1;
-		gs->p1 = c->p1;
-		gs->next = 0;
-		memcpy(gs->crit, t.val, t.len);
-		gs->crit_len = t.len;
-	}
+	sw = search_start(gs, c);
+	if (sw != PG_SW_OK)
+		return sw;
 	if (c->has_le && c->le < budget)
 		budget = c->le;
 	if (budget > cap)
 		budget = cap;
-	total = entry_count(g, c->p1);
-	for (i = gs->next; i < total; i++) {
-		size_t before = b.len;
-
-		rc = entry(g, c->p1, i, gs->crit, gs->crit_len, &b);
-		if (rc < 0) {
-			sw = PG_SW_UNKNOWN;
-			goto out;
-		}
-		if (rc == 0)
-			continue;
-		if (b.len > budget) {
-			b.len = before; /* does not fit: the next GET STATUS starts here */
-			break;
-		}
-		found++;
-	}
-	if (found == 0 && i < total) {
+	total = fill(g, gs, c->p1, budget, &b, &i, &found);
+	if (total < 0)
+		sw = PG_SW_UNKNOWN;
+	else if (found == 0 && i < total)
 		sw = PG_SW_WRONG_LENGTH; /* one entry alone exceeds Le */
-		goto out;
-	}
-	if (found == 0 && gs->next == 0) {
-		gs->active = 0;
+	else if (found == 0 && gs->next == 0)
 		sw = PG_SW_REF_DATA_NOT_FOUND;
-		goto out;
+	else {
+		gs->next = i;
+		sw = i < total ? 0x6310 : PG_SW_OK; /* 6310: more data available */
+		if (sw == PG_SW_OK)
+			gs->active = 0;
+		memcpy(resp, b.data, b.len);
+		*rlen = b.len;
 	}
-	gs->next = i;
-	if (i < total) {
-		sw = 0x6310; /* more data available */
-	} else {
-		gs->active = 0;
-	}
-	memcpy(resp, b.data, b.len);
-	*rlen = b.len;
-out:
 	if (sw != PG_SW_OK && sw != 0x6310)
 		gs->active = 0;
 	pg_buf_release(&b);

@@ -10,11 +10,13 @@
  * commands to its SE (link drivers are not re-entrant). A failure seen on an
  * interface is recorded there; other channels that use it notice it the next
  * time they run, so one failure never needs to lock foreign channels.
+ * lock_chan() and lock_iface() assert this order (see held_by()).
  */
 #include "payguard/converter.h"
 #include "payguard/error.h"
 #include "payguard/log.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +57,85 @@ struct pg_conv {
 	pg_conv_trace_fn trace;
 	void *trace_arg;
 };
+
+/*
+ * The lock order, checked: per thread, how many channel and interface locks
+ * of each converter it holds. Per converter, because a link driver or a trace
+ * sink may reach another converter from inside an exchange; HELD_MAX deep
+ * (past that a thread's locks go unchecked, never refused). The table lock is
+ * a leaf held for lookups only and is not tracked.
+ */
+#define HELD_MAX 4
+
+struct held {
+	const struct pg_conv *c;
+	int chans, ifaces;
+};
+
+static _Thread_local struct held held[HELD_MAX];
+
+/* This thread's record for converter c (a free slot if it holds none of its locks). */
+static struct held *
+held_by(const struct pg_conv *c)
+{
+	struct held *slot = NULL;
+
+	for (int i = 0; i < HELD_MAX; i++)
+		if (held[i].c == c)
+			return &held[i];
+	for (int i = 0; i < HELD_MAX && !slot; i++)
+		if (!held[i].chans && !held[i].ifaces)
+			slot = &held[i];
+	if (slot)
+		slot->c = c;
+	return slot;
+}
+
+/* A channel lock: no other channel lock of this converter held, and no interface lock. */
+static void
+lock_chan(const struct pg_conv *c, struct chan *ch)
+{
+	struct held *h = held_by(c);
+
+	assert(!h || (h->chans == 0 && h->ifaces == 0));
+	pthread_mutex_lock(&ch->lock);
+	if (h)
+		h->chans++;
+}
+
+static void
+unlock_chan(const struct pg_conv *c, struct chan *ch)
+{
+	struct held *h = held_by(c);
+
+	assert(!h || h->chans == 1);
+	if (h && h->chans)
+		h->chans--;
+	pthread_mutex_unlock(&ch->lock);
+}
+
+/* An interface lock: after its channel's lock, if any; never a second interface lock. */
+static void
+lock_iface(const struct pg_conv *c, struct iface *f)
+{
+	struct held *h = held_by(c);
+
+	assert(!h || h->ifaces == 0);
+	pthread_mutex_lock(&f->lock);
+	if (h)
+		h->ifaces++;
+}
+
+static void
+unlock_iface(const struct pg_conv *c, struct iface *f)
+{
+	struct held *h = held_by(c);
+
+	assert(!h || h->ifaces == 1);
+	if (h && h->ifaces)
+		h->ifaces--;
+	pthread_mutex_unlock(&f->lock);
+}
 
 static void
 emit(struct pg_conv *c, const struct pg_conv_event *ev)
@@ -169,9 +250,9 @@ iface_xfer(struct pg_conv *c, struct iface *f, const uint8_t *capdu, size_t clen
 {
 	int rc;
 
-	pthread_mutex_lock(&f->lock);
+	lock_iface(c, f);
 	rc = xfer_locked(c, f, capdu, clen, rapdu, rlen);
-	pthread_mutex_unlock(&f->lock);
+	unlock_iface(c, f);
 	return rc;
 }
 
@@ -205,7 +286,7 @@ mc_open(struct pg_conv *c, struct iface *f, int from, int chan_id)
 	int rc, n;
 
 	cmd[0] = (uint8_t)pg_cla_set_channel(0x00, from);
-	pthread_mutex_lock(&f->lock);
+	lock_iface(c, f);
 	for (n = 1; n < NCH; n++) {
 		size_t rl = sizeof(r);
 
@@ -214,7 +295,7 @@ mc_open(struct pg_conv *c, struct iface *f, int from, int chan_id)
 		cmd[3] = (uint8_t)n;
 		rc = xfer_locked(c, f, cmd, sizeof(cmd), r, &rl);
 		if (rc < 0) {
-			pthread_mutex_unlock(&f->lock);
+			unlock_iface(c, f);
 			return rc;
 		}
 		sw = pg_rapdu_sw(r, rl);
@@ -231,13 +312,13 @@ mc_open(struct pg_conv *c, struct iface *f, int from, int chan_id)
 		}
 		if (sw == PG_SW_OK) {
 			f->mine |= 1u << n;
-			pthread_mutex_unlock(&f->lock);
+			unlock_iface(c, f);
 			return n;
 		}
 		if (sw != PG_SW_CONDITIONS)
 			break; /* no channel left (6A81), or channels not supported at all */
 	}
-	pthread_mutex_unlock(&f->lock);
+	unlock_iface(c, f);
 	return pg_error(PG_ENOCHAN, "converter",
 			"SE '%s' refused to open a logical channel: %04X (%s)", f->name, sw,
 			pg_sw_meaning(sw));
@@ -258,10 +339,10 @@ mc_close(struct pg_conv *c, struct iface *f, int n, int chan_id)
 				   .slen = sizeof(cmd),
 				   .rapdu = r};
 
-	pthread_mutex_lock(&f->lock);
+	lock_iface(c, f);
 	rc = xfer_locked(c, f, cmd, sizeof(cmd), r, &rl);
 	f->mine &= ~(1u << n); /* closed, or gone with the card's state */
-	pthread_mutex_unlock(&f->lock);
+	unlock_iface(c, f);
 	ev.rc = rc;
 	ev.rlen = rc < 0 ? 0 : rl;
 	emit(c, &ev);
@@ -421,9 +502,9 @@ pg_conv_detach(struct pg_conv *c, const char *name)
 
 	if (!f)
 		return pg_error(PG_ENOENT, "converter", "no interface '%s'", name);
-	pthread_mutex_lock(&f->lock);
+	lock_iface(c, f);
 	if (f->removed) {
-		pthread_mutex_unlock(&f->lock);
+		unlock_iface(c, f);
 		return pg_error(PG_ENOENT, "converter", "interface '%s' already removed", name);
 	}
 	/* A failed SE keeps its failure as the reason: other threads may be reading it. */
@@ -435,7 +516,7 @@ pg_conv_detach(struct pg_conv *c, const char *name)
 	f->removed = 1;
 	pg_link_close(f->link);
 	f->link = NULL;
-	pthread_mutex_unlock(&f->lock);
+	unlock_iface(c, f);
 	ev.from = f->name;
 	ev.link = f->link_name;
 	emit(c, &ev);
@@ -448,9 +529,9 @@ pg_conv_detach(struct pg_conv *c, const char *name)
 
 		if (!ch || (ch->side[0] != f && ch->side[1] != f))
 			continue;
-		pthread_mutex_lock(&ch->lock);
+		lock_chan(c, ch);
 		end_chan(c, ch, f);
-		pthread_mutex_unlock(&ch->lock);
+		unlock_chan(c, ch);
 	}
 	return 0;
 }
@@ -518,7 +599,7 @@ pg_conv_open(struct pg_conv *c, const char *a, const char *b)
 	ch->id = c->nchs + 1;
 	c->chs[c->nchs++] = ch;
 	/* Locked before it is visible to other threads' lookups finishing. */
-	pthread_mutex_lock(&ch->lock);
+	lock_chan(c, ch);
 	pthread_mutex_unlock(&c->lock);
 	/* Each side's basic channel maps to a fresh logical channel on the other SE. */
 	for (int s = 0; s < 2; s++) {
@@ -534,7 +615,7 @@ pg_conv_open(struct pg_conv *c, const char *a, const char *b)
 	ev.to = fb->name;
 	emit(c, &ev);
 	rc = ch->id;
-	pthread_mutex_unlock(&ch->lock);
+	unlock_chan(c, ch);
 	return rc;
 fail : {
 	char d[sizeof(ch->why)];
@@ -543,7 +624,7 @@ fail : {
 	release_maps(c, ch);
 	ch->state = rc;
 	snprintf(ch->why, sizeof(ch->why), "channel %d could not open: %s", ch->id, d);
-	pthread_mutex_unlock(&ch->lock);
+	unlock_chan(c, ch);
 	return pg_error(rc, "converter", "cannot open a channel %s <-> %s: %s", a, b, d);
 }
 }
@@ -557,7 +638,7 @@ pg_conv_close(struct pg_conv *c, int id)
 
 	if (!ch)
 		return pg_error(PG_ENOCHAN, "converter", "no channel %d", id);
-	pthread_mutex_lock(&ch->lock);
+	lock_chan(c, ch);
 	rc = chan_check(c, ch);
 	if (rc == 0) {
 		release_maps(c, ch);
@@ -566,7 +647,7 @@ pg_conv_close(struct pg_conv *c, int id)
 		ev.to = ch->side[1]->name;
 		emit(c, &ev);
 	}
-	pthread_mutex_unlock(&ch->lock);
+	unlock_chan(c, ch);
 	return rc;
 }
 
@@ -578,9 +659,9 @@ pg_conv_channel_state(struct pg_conv *c, int id)
 
 	if (!ch)
 		return pg_error(PG_ENOCHAN, "converter", "no channel %d", id);
-	pthread_mutex_lock(&ch->lock);
+	lock_chan(c, ch);
 	rc = chan_check(c, ch);
-	pthread_mutex_unlock(&ch->lock);
+	unlock_chan(c, ch);
 	return rc;
 }
 
@@ -668,7 +749,7 @@ pg_conv_transmit(struct pg_conv *c, int id, enum pg_conv_side from, const uint8_
 		return pg_error(PG_ENOCHAN, "converter", "no channel %d", id);
 	if (from != PG_CONV_A && from != PG_CONV_B)
 		return pg_error(PG_EINVAL, "converter", "side must be A or B");
-	pthread_mutex_lock(&ch->lock);
+	lock_chan(c, ch);
 	rc = chan_check(c, ch);
 	if (rc < 0)
 		goto out;
@@ -733,7 +814,7 @@ done:
 		emit(c, &ev);
 	}
 out:
-	pthread_mutex_unlock(&ch->lock);
+	unlock_chan(c, ch);
 	if (sent != small)
 		free(sent);
 	return rc;
@@ -750,7 +831,7 @@ pg_conv_iface(struct pg_conv *c, int i, struct pg_conv_iface_info *info)
 	pthread_mutex_unlock(&c->lock);
 	if (!f)
 		return PG_ENOENT;
-	pthread_mutex_lock(&f->lock);
+	lock_iface(c, f);
 	memset(info, 0, sizeof(*info));
 	strcpy(info->name, f->name);
 	info->link = f->link_name;
@@ -758,7 +839,7 @@ pg_conv_iface(struct pg_conv *c, int i, struct pg_conv_iface_info *info)
 	info->atr_len = f->atr_len;
 	info->state = f->removed ? PG_ENOCARD : f->state;
 	info->apdus = f->apdus;
-	pthread_mutex_unlock(&f->lock);
+	unlock_iface(c, f);
 	return 0;
 }
 
@@ -782,10 +863,10 @@ pg_conv_free(struct pg_conv *c)
 	for (int i = 0; i < c->nchs; i++) {
 		struct chan *ch = c->chs[i];
 
-		pthread_mutex_lock(&ch->lock);
+		lock_chan(c, ch);
 		if (!ch->state)
 			release_maps(c, ch);
-		pthread_mutex_unlock(&ch->lock);
+		unlock_chan(c, ch);
 		pthread_mutex_destroy(&ch->lock);
 		free(ch);
 	}

@@ -5,6 +5,7 @@
  * different types and the converter's transcript shows each exchange.
  */
 #include "payguard/card.h"
+#include "payguard/card_gp.h"
 #include "payguard/converter.h"
 #include "payguard/error.h"
 #include "payguard/hex.h"
@@ -22,7 +23,7 @@
 
 struct sim {
 	const struct pg_link_ops *ops;
-	struct pg_card_rt *rt;
+	struct pg_gp_card *card; /* the GlobalPlatform card with the test applet */
 	pthread_t thread;
 	int started;
 	int listen_fd;
@@ -38,7 +39,7 @@ socket_sim_main(void *arg)
 {
 	struct sim *s = arg;
 
-	s->rc = pg_card_serve_listener(s->listen_fd, s->ops, pg_card_rt_card(s->rt), NULL, 1);
+	s->rc = pg_card_serve_listener(s->listen_fd, s->ops, pg_gp_card_card(s->card), NULL, 1);
 	return NULL;
 }
 
@@ -47,7 +48,7 @@ vpcd_sim_main(void *arg)
 {
 	struct sim *s = arg;
 
-	s->rc = pg_vpcd_serve(s->vpcd_addr, pg_card_rt_card(s->rt), 3000, &s->stop);
+	s->rc = pg_vpcd_serve(s->vpcd_addr, pg_gp_card_card(s->card), 3000, &s->stop);
 	return NULL;
 }
 
@@ -116,143 +117,196 @@ converse(struct pg_conv *conv, int ch, enum pg_conv_side side)
 	return 0;
 }
 
-int
-pg_se_demo(FILE *out, const struct pg_se_demo_opts *o)
-{
+/* The demo's SEs: each a simulated card served on a socket (or through vpcd) by a thread. */
+struct demo {
+	FILE *out;
+	struct pg_conv *conv;
 	struct sim sims[MAX_SIMS];
-	struct pg_conv *conv = NULL;
-	char dir[] = "/tmp/pg-se-demo-XXXXXX";
-	int nsims = 0, rc, nifs = 0, ch;
-	const char *vpcd_addr = o && o->vpcd_addr ? o->vpcd_addr : "tcp:127.0.0.1:35963";
-	const char *reader = o && o->reader ? o->reader : "Virtual PCD 00 00";
-	int want_pcsc = o ? o->pcsc : -1;
-	struct pg_conv_iface_info info;
+	int nsims;
+	int nifs; /* interfaces attached to the converter */
+	char dir[sizeof("/tmp/pg-se-demo-XXXXXX")];
+};
 
-	memset(sims, 0, sizeof(sims));
-	if (!mkdtemp(dir))
-		return pg_error(PG_ESYS, "demo", "cannot create a temporary directory");
-	PG_TRY_GOTO(pg_conv_new(&conv), out, "demo", "converter");
-	pg_conv_set_trace(conv, pg_conv_trace_file, out);
-	fprintf(out, "== payguard SE demo: one simulated SE per link type, joined by the "
-		     "converter ==\n");
-	/* Every driver with both roles: a card on a UNIX socket, a host link in the converter. */
+/* Every driver with both roles: a card on a UNIX socket, a host link in the converter. */
+/* Every simulated SE is src/se/card's GlobalPlatform card (issue 16 item 1). */
+static int
+sim_card(struct pg_gp_card **out, uint32_t serial)
+{
+	static const char *const applets[] = {"test"};
+	const struct pg_gp_config cfg = {.serial = serial, .applets = applets, .n_applets = 1};
+
+	return pg_gp_card_new(out, &cfg);
+}
+
+static int
+start_socket_sims(struct demo *d)
+{
+	int rc;
+
 	for (int i = 0; i < PG_LINK_COUNT; i++) {
 		const struct pg_link_ops *ops = pg_link_drivers[i];
-		struct sim *s = &sims[nsims];
+		struct sim *s = &d->sims[d->nsims];
 
 		if (!ops || !ops->card_open || !ops->host_open)
 			continue;
 		s->ops = ops;
-		PG_TRY_GOTO(pg_card_sim_new(&s->rt, 0x50470000u + (uint32_t)i, NULL, 0), out,
-			    "demo", "card");
-		nsims++;
-		snprintf(s->addr, sizeof(s->addr), "unix:%s/%s.sock", dir, ops->name);
+		PG_TRY_GOTO(sim_card(&s->card, 0x50470000u + (uint32_t)i), out, "demo", "card");
+		d->nsims++;
+		snprintf(s->addr, sizeof(s->addr), "unix:%s/%s.sock", d->dir, ops->name);
 		rc = pg_stream_listen(s->addr);
 		if (rc < 0)
-			goto out;
+			return rc;
 		s->listen_fd = rc;
 		if (pthread_create(&s->thread, NULL, socket_sim_main, s) != 0) {
 			close(s->listen_fd);
-			rc = pg_error(PG_ESYS, "demo", "cannot start a thread");
-			goto out;
+			return pg_error(PG_ESYS, "demo", "cannot start a thread");
 		}
 		s->started = 1;
-		PG_TRY_GOTO(pg_conv_attach_addr(conv, ops->name, ops, s->addr, NULL), out, "demo",
-			    "attach");
-		nifs++;
+		PG_TRY_GOTO(pg_conv_attach_addr(d->conv, ops->name, ops, s->addr, NULL), out,
+			    "demo", "attach");
+		d->nifs++;
 	}
-	/* PC/SC: a card plugged into pcscd through vpcd, reached with libpcsclite. */
-	if (want_pcsc != 0 && pg_link_find("pcsc") && pg_link_find("vpcd")) {
-		struct reader_hit hit = {.want = reader};
-		int n = pg_pcsc_list_readers(reader_cb, &hit);
+	return 0;
+out:
+	return rc;
+}
 
-		if (n >= 0 && hit.found) {
-			struct sim *s = &sims[nsims];
+/*
+ * PC/SC: a card plugged into pcscd through vpcd, reached with libpcsclite;
+ * `want` 1 requires it, 0 skips it, -1 takes it when pcscd has the reader.
+ */
+static int
+start_pcsc_sim(struct demo *d, int want, const char *vpcd_addr, const char *reader)
+{
+	struct reader_hit hit = {.want = reader};
+	struct sim *s = &d->sims[d->nsims];
+	int rc, n;
 
-			s->ops = pg_link_find("vpcd");
-			s->vpcd_addr = vpcd_addr;
-			s->listen_fd = -1;
-			PG_TRY_GOTO(pg_card_sim_new(&s->rt, 0x50470099u, NULL, 0), out, "demo",
-				    "card");
-			nsims++;
-			if (pthread_create(&s->thread, NULL, vpcd_sim_main, s) != 0) {
-				rc = pg_error(PG_ESYS, "demo", "cannot start a thread");
-				goto out;
-			}
-			s->started = 1;
-			PG_TRY_GOTO(attach_pcsc(conv, reader), out, "demo", "attach pcsc");
-			nifs++;
-		} else if (want_pcsc == 1) {
-			rc = pg_error(PG_ENOENT, "demo",
-				      "PC/SC reader '%s' not found (is pcscd running with vpcd?)",
-				      reader);
-			goto out;
-		} else {
-			fprintf(out,
-				"note     pcsc/vpcd not in this run: no '%s' reader in pcscd "
-				"(start pcscd with scripts/se-pcscd.sh start)\n",
-				reader);
-		}
+	if (want == 0 || !pg_link_find("pcsc") || !pg_link_find("vpcd"))
+		return 0;
+	n = pg_pcsc_list_readers(reader_cb, &hit);
+	if (n < 0 || !hit.found) {
+		if (want == 1)
+			return pg_error(PG_ENOENT, "demo",
+					"PC/SC reader '%s' not found (is pcscd running with vpcd?)",
+					reader);
+		fprintf(d->out,
+			"note     pcsc/vpcd not in this run: no '%s' reader in pcscd "
+			"(start pcscd with scripts/se-pcscd.sh start)\n",
+			reader);
+		return 0;
 	}
-	if (nifs < 2) {
-		rc = pg_error(PG_ENOENT, "demo", "only %d link type(s) available; need two", nifs);
-		goto out;
-	}
-	/* A ring of channels: each SE talks to the next one, then the last to the first. */
-	for (int i = 0; i < nifs; i++) {
-		struct pg_conv_iface_info a, b;
+	s->ops = pg_link_find("vpcd");
+	s->vpcd_addr = vpcd_addr;
+	s->listen_fd = -1;
+	PG_TRY_GOTO(sim_card(&s->card, 0x50470099u), out, "demo", "card");
+	d->nsims++;
+	if (pthread_create(&s->thread, NULL, vpcd_sim_main, s) != 0)
+		return pg_error(PG_ESYS, "demo", "cannot start a thread");
+	s->started = 1;
+	PG_TRY_GOTO(attach_pcsc(d->conv, reader), out, "demo", "attach pcsc");
+	d->nifs++;
+	return 0;
+out:
+	return rc;
+}
 
-		pg_conv_iface(conv, i, &a);
-		pg_conv_iface(conv, (i + 1) % nifs, &b);
-		ch = pg_conv_open(conv, a.name, b.name);
-		if (ch < 0) {
-			rc = ch;
-			goto out;
-		}
-		PG_TRY_GOTO(converse(conv, ch, PG_CONV_A), out, "demo", "A->B");
-		PG_TRY_GOTO(converse(conv, ch, PG_CONV_B), out, "demo", "B->A");
-		if (i + 1 < nifs)
-			PG_TRY_GOTO(pg_conv_close(conv, ch), out, "demo", "close");
+/* Opens a channel between interfaces i and j (by index); returns its id. */
+static int
+open_between(struct pg_conv *conv, int i, int j)
+{
+	struct pg_conv_iface_info a, b;
+
+	pg_conv_iface(conv, i, &a);
+	pg_conv_iface(conv, j, &b);
+	return pg_conv_open(conv, a.name, b.name);
+}
+
+/*
+ * A ring of channels: each SE talks to the next one, then the last to the
+ * first. The last channel stays open; its id goes to *last.
+ */
+static int
+run_ring(struct demo *d, int *last)
+{
+	int rc, ch = 0;
+
+	for (int i = 0; i < d->nifs; i++) {
+		ch = open_between(d->conv, i, (i + 1) % d->nifs);
+		if (ch < 0)
+			return ch;
+		PG_TRY_GOTO(converse(d->conv, ch, PG_CONV_A), out, "demo", "A->B");
+		PG_TRY_GOTO(converse(d->conv, ch, PG_CONV_B), out, "demo", "B->A");
+		if (i + 1 < d->nifs)
+			PG_TRY_GOTO(pg_conv_close(d->conv, ch), out, "demo", "close");
 	}
-	/* Removal: the last channel stays open, its first SE is removed mid-channel. */
-	pg_conv_iface(conv, nifs - 1, &info);
-	fprintf(out, "== removing SE '%s' while channel %d is open ==\n", info.name, ch);
-	PG_TRY_GOTO(pg_conv_detach(conv, info.name), out, "demo", "detach");
-	rc = demo_send(conv, ch, PG_CONV_B, "8012000008");
-	fprintf(out, "  ch %-3d now refuses commands: %s\n", ch,
+	*last = ch;
+	return 0;
+out:
+	return rc;
+}
+
+/* Removal: the open channel's first SE is removed mid-channel; the channel must refuse. */
+static int
+remove_mid_channel(struct demo *d, int ch)
+{
+	struct pg_conv_iface_info info;
+	int rc;
+
+	pg_conv_iface(d->conv, d->nifs - 1, &info);
+	fprintf(d->out, "== removing SE '%s' while channel %d is open ==\n", info.name, ch);
+	PG_TRY_GOTO(pg_conv_detach(d->conv, info.name), out, "demo", "detach");
+	rc = demo_send(d->conv, ch, PG_CONV_B, "8012000008");
+	fprintf(d->out, "  ch %-3d now refuses commands: %s\n", ch,
 		rc < 0 ? pg_last_error() : "(unexpectedly still open)");
-	if (rc >= 0) {
-		rc = pg_error(PG_ESTATE, "demo", "channel survived its SE's removal");
-		goto out;
-	}
-	if (nifs >= 3) {
-		struct pg_conv_iface_info a, b;
+	if (rc >= 0)
+		return pg_error(PG_ESTATE, "demo", "channel survived its SE's removal");
+	return 0;
+out:
+	return rc;
+}
 
-		fprintf(out, "== the other SEs go on ==\n");
-		pg_conv_iface(conv, 0, &a);
-		pg_conv_iface(conv, 1, &b);
-		ch = pg_conv_open(conv, a.name, b.name);
-		if (ch < 0) {
-			rc = ch;
-			goto out;
-		}
-		PG_TRY_GOTO(demo_send(conv, ch, PG_CONV_A, "00A404000AF0706179677561726401 00"),
-			    out, "demo", "select");
-		PG_TRY_GOTO(demo_send(conv, ch, PG_CONV_A, "8012000008"), out, "demo", "counter");
-		PG_TRY_GOTO(pg_conv_close(conv, ch), out, "demo", "close");
-	}
-	fprintf(out, "== summary ==\n");
-	for (int i = 0; pg_conv_iface(conv, i, &info) == 0; i++)
-		fprintf(out, "  %-8s %-5s %6llu APDUs  %s\n", info.name, info.link,
+/* The SEs left (three or more were attached) still talk to each other. */
+static int
+others_go_on(struct demo *d)
+{
+	int rc, ch;
+
+	if (d->nifs < 3)
+		return 0;
+	fprintf(d->out, "== the other SEs go on ==\n");
+	ch = open_between(d->conv, 0, 1);
+	if (ch < 0)
+		return ch;
+	PG_TRY_GOTO(demo_send(d->conv, ch, PG_CONV_A, "00A404000AF0706179677561726401 00"), out,
+		    "demo", "select");
+	PG_TRY_GOTO(demo_send(d->conv, ch, PG_CONV_A, "8012000008"), out, "demo", "counter");
+	PG_TRY_GOTO(pg_conv_close(d->conv, ch), out, "demo", "close");
+	return 0;
+out:
+	return rc;
+}
+
+static void
+print_summary(struct demo *d)
+{
+	struct pg_conv_iface_info info;
+
+	fprintf(d->out, "== summary ==\n");
+	for (int i = 0; pg_conv_iface(d->conv, i, &info) == 0; i++)
+		fprintf(d->out, "  %-8s %-5s %6llu APDUs  %s\n", info.name, info.link,
 			(unsigned long long)info.apdus,
 			info.state == 0		   ? "live"
 			: info.state == PG_ENOCARD ? "removed"
 						   : "failed");
-	rc = 0;
-out:
-	pg_conv_free(conv); /* closes every host link: the socket sims see EOF and return */
-	for (int i = 0; i < nsims; i++) {
-		struct sim *s = &sims[i];
+}
+
+/* Stops the simulated SEs (after the converter closed its host links) and removes their sockets. */
+static void
+stop_sims(struct demo *d)
+{
+	for (int i = 0; i < d->nsims; i++) {
+		struct sim *s = &d->sims[i];
 
 		if (s->started) {
 			/* Wakes a sim still waiting in accept() (its host never came). */
@@ -265,8 +319,41 @@ out:
 			close(s->listen_fd);
 		if (s->addr[0])
 			unlink(s->addr + 5);
-		pg_card_rt_free(s->rt);
+		pg_gp_card_free(s->card);
 	}
-	rmdir(dir);
+}
+
+int
+pg_se_demo(FILE *out, const struct pg_se_demo_opts *o)
+{
+	struct demo d = {.out = out, .dir = "/tmp/pg-se-demo-XXXXXX"};
+	const char *vpcd_addr = o && o->vpcd_addr ? o->vpcd_addr : "tcp:127.0.0.1:35963";
+	const char *reader = o && o->reader ? o->reader : "Virtual PCD 00 00";
+	int rc, ch = 0;
+
+	if (!mkdtemp(d.dir))
+		return pg_error(PG_ESYS, "demo", "cannot create a temporary directory");
+	PG_TRY_GOTO(pg_conv_new(&d.conv), out, "demo", "converter");
+	pg_conv_set_trace(d.conv, pg_conv_trace_file, out);
+	fprintf(out, "== payguard SE demo: one simulated SE per link type, joined by the "
+		     "converter ==\n");
+	rc = start_socket_sims(&d);
+	if (rc == 0)
+		rc = start_pcsc_sim(&d, o ? o->pcsc : -1, vpcd_addr, reader);
+	if (rc == 0 && d.nifs < 2)
+		rc =
+		    pg_error(PG_ENOENT, "demo", "only %d link type(s) available; need two", d.nifs);
+	if (rc == 0)
+		rc = run_ring(&d, &ch);
+	if (rc == 0)
+		rc = remove_mid_channel(&d, ch);
+	if (rc == 0)
+		rc = others_go_on(&d);
+	if (rc == 0)
+		print_summary(&d);
+out:
+	pg_conv_free(d.conv); /* closes every host link: the socket sims see EOF and return */
+	stop_sims(&d);
+	rmdir(d.dir);
 	return rc;
 }

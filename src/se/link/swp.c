@@ -7,6 +7,7 @@
  */
 #include "drivers.h"
 #include "hci.h"
+#include "hcp_port.h"
 #include "payguard/buf.h"
 #include "payguard/error.h"
 #include "payguard/log.h"
@@ -25,62 +26,81 @@
 
 struct swp_host {
 	struct pg_link base;
-	struct pg_stream *s;
+	struct hcp_port port; /* stream, HCP messages both ways, frame reads */
 	struct shdlc e;
-	struct hcp_tx tx;
-	struct hcp_rx rx;
-	int timeout_ms, retries, window;
+	int retries, window;
 	int connected;
 	uint8_t apdu_pipe;
 	size_t max_capdu;
-	int have_msg;
-	struct hcp_msg msg;
-	uint8_t frame[SHDLC_MAX_FRAME];
 };
 
+/* What host_request does after one frame (or errors, negative). */
+enum req_step {
+	REQ_DONE, /* the awaited message is in h->port.msg */
+	REQ_MORE, /* look at the message joined, if any, then read on */
+	REQ_SKIP, /* read on */
+	REQ_FAIL, /* too many errors or frames without progress: give up */
+};
+
+/* A read that brought no valid frame (time-out or damaged frame). */
 static int
-host_next(void *ctx, uint8_t *info)
+host_on_no_frame(struct swp_host *h, int rc, int *errors)
 {
-	return hcp_tx_next(&((struct swp_host *)ctx)->tx, info);
+	if (++*errors > h->retries)
+		return REQ_FAIL;
+	if (rc != PG_ETIMEDOUT)
+		return REQ_SKIP; /* the next read times out if nothing else follows */
+	/* Timeout: resend what is unacknowledged, else ask for the card's frames. */
+	rc = shdlc_unacked(&h->e) ? shdlc_retransmit(&h->e) : shdlc_send_s(&h->e, SHDLC_S_REJ);
+	return rc < 0 ? rc : REQ_SKIP;
 }
 
+/* Applies one frame to the SHDLC endpoint and counts progress (`errors`, `idle`). */
 static int
-host_deliver(void *ctx, const uint8_t *info, size_t n)
+host_on_frame(struct swp_host *h, const struct shdlc_frame *f, int *errors, int *idle)
 {
-	struct swp_host *h = ctx;
-	int rc = hcp_rx_feed(&h->rx, info, n, &h->msg);
+	int r = shdlc_input(&h->e, f), rc;
 
-	if (rc > 0)
-		h->have_msg = 1;
-	return rc < 0 ? rc : 0;
+	if (r < 0) {
+		pg_debug("swp", "bad HCP packet from the card: %s", pg_strerror(r));
+		return ++*errors > h->retries ? REQ_FAIL : REQ_SKIP;
+	}
+	if (r & SHDLC_RX_UA)
+		return REQ_SKIP; /* a late answer to a repeated RSET: the card reset before our
+				    I-frames */
+	if (r & SHDLC_RX_RSET) {
+		h->connected = 0;
+		return pg_error(PG_ELINK, "swp", "card reset the SHDLC link");
+	}
+	if (r & (SHDLC_RX_NEW | SHDLC_RX_ACK))
+		*errors = *idle = 0;
+	else if (++*idle > 16 * (h->retries + 1))
+		return REQ_FAIL; /* only frames that move nothing forward: a babbling peer */
+	if ((r & SHDLC_RX_GAP) && !h->e.rej_sent) {
+		h->e.rej_sent = 1;
+		if ((rc = shdlc_send_s(&h->e, SHDLC_S_REJ)) < 0)
+			return rc;
+	}
+	return REQ_MORE;
 }
 
-/* Reads one frame; PG_ETIMEDOUT, PG_EFORMAT/PG_ECORRUPT (stream flushed), or 0. */
+/* The message just joined: the one awaited, a request for more time, or one to ignore. */
 static int
-host_read_frame(struct swp_host *h, struct shdlc_frame *f)
+host_on_msg(struct swp_host *h, uint8_t pipe, int type, int instr, int *errors)
 {
-	int rc = pg_stream_read(h->s, h->frame, 1, h->timeout_ms);
-	size_t len;
+	const struct hcp_msg *m = &h->port.msg;
 
-	if (rc < 0)
-		return rc;
-	len = h->frame[0];
-	if (len < SHDLC_MIN_LEN || len > SHDLC_MAX_FRAME - 1) {
-		pg_stream_flush(h->s);
-		return PG_EFORMAT;
+	h->port.have_msg = 0;
+	if (m->pipe == pipe && m->type == HCP_TYPE_EVT && m->instr == EVT_WTX &&
+	    type == HCP_TYPE_EVT) {
+		*errors = 0; /* 12.3.2.2: the card needs more time */
+		return REQ_SKIP;
 	}
-	rc = pg_stream_read_full(h->s, h->frame + 1, len, h->timeout_ms);
-	if (rc == PG_ETIMEDOUT) {
-		/* A length byte hit by noise: resynchronise on frame boundaries. */
-		pg_stream_flush(h->s);
-		return PG_EFORMAT;
-	}
-	if (rc < 0)
-		return rc;
-	rc = shdlc_decode(f, h->frame, len + 1);
-	if (rc < 0)
-		pg_stream_flush(h->s);
-	return rc;
+	if (m->pipe == pipe && m->type == type && (instr < 0 || m->instr == instr))
+		return REQ_DONE;
+	pg_debug("swp", "ignoring HCP message type %d instr %02X on pipe %02X", m->type, m->instr,
+		 m->pipe);
+	return REQ_SKIP;
 }
 
 /*
@@ -93,14 +113,13 @@ host_request(struct swp_host *h, uint8_t pipe, uint8_t hdr, const uint8_t *data,
 {
 	int errors = 0, idle = 0, rc;
 
-	h->tx.active = 0;
-	h->have_msg = 0;
-	rc = hcp_tx_start(&h->tx, pipe, hdr, data, len);
+	h->port.tx.active = 0;
+	h->port.have_msg = 0;
+	rc = hcp_tx_start(&h->port.tx, pipe, hdr, data, len);
 	if (rc < 0)
 		return rc;
 	for (;;) {
 		struct shdlc_frame f;
-		int r;
 
 		rc = shdlc_pump(&h->e);
 		if (rc < 0)
@@ -108,60 +127,19 @@ host_request(struct swp_host *h, uint8_t pipe, uint8_t hdr, const uint8_t *data,
 		/* Keep the card's window open while a long response streams in. */
 		if (h->e.unacked_rx >= h->e.window && (rc = shdlc_send_s(&h->e, SHDLC_S_RR)) < 0)
 			return rc;
-		rc = host_read_frame(h, &f);
+		rc = hcp_port_read_frame(&h->port, &f);
 		if (rc == PG_ETIMEDOUT || rc == PG_EFORMAT || rc == PG_ECORRUPT) {
-			if (++errors > h->retries)
-				goto fail;
-			if (rc != PG_ETIMEDOUT)
-				continue; /* the next read times out if nothing else follows */
-			/* Timeout: resend what is unacknowledged, else ask for the card's frames.
-			 */
-			rc = shdlc_unacked(&h->e) ? shdlc_retransmit(&h->e)
-						  : shdlc_send_s(&h->e, SHDLC_S_REJ);
-			if (rc < 0)
-				return rc;
-			continue;
+			rc = host_on_no_frame(h, rc, &errors);
+		} else if (rc == 0) {
+			rc = host_on_frame(h, &f, &errors, &idle);
+			if (rc == REQ_MORE && h->port.have_msg)
+				rc = host_on_msg(h, pipe, type, instr, &errors);
 		}
-		if (rc < 0)
-			return rc;
-		r = shdlc_input(&h->e, &f);
-		if (r < 0) {
-			pg_debug("swp", "bad HCP packet from the card: %s", pg_strerror(r));
-			if (++errors > h->retries)
-				goto fail;
-			continue;
-		}
-		if (r & SHDLC_RX_UA)
-			continue; /* a late answer to a repeated RSET: the card reset before our
-				     I-frames */
-		if (r & SHDLC_RX_RSET) {
-			h->connected = 0;
-			return pg_error(PG_ELINK, "swp", "card reset the SHDLC link");
-		}
-		if (r & (SHDLC_RX_NEW | SHDLC_RX_ACK))
-			errors = idle = 0;
-		else if (++idle > 16 * (h->retries + 1))
-			goto fail; /* only frames that move nothing forward: a babbling peer */
-		if ((r & SHDLC_RX_GAP) && !h->e.rej_sent) {
-			h->e.rej_sent = 1;
-			if ((rc = shdlc_send_s(&h->e, SHDLC_S_REJ)) < 0)
-				return rc;
-		}
-		if (!h->have_msg)
-			continue;
-		h->have_msg = 0;
-		if (h->msg.pipe == pipe && h->msg.type == HCP_TYPE_EVT && h->msg.instr == EVT_WTX &&
-		    type == HCP_TYPE_EVT) {
-			errors = 0; /* 12.3.2.2: the card needs more time */
-			continue;
-		}
-		if (h->msg.pipe == pipe && h->msg.type == type &&
-		    (instr < 0 || h->msg.instr == instr))
-			return 0;
-		pg_debug("swp", "ignoring HCP message type %d instr %02X on pipe %02X", h->msg.type,
-			 h->msg.instr, h->msg.pipe);
+		if (rc <= 0)
+			return rc; /* the answer (REQ_DONE), or an error */
+		if (rc == REQ_FAIL)
+			break;
 	}
-fail:
 	h->connected = 0;
 	return pg_error(PG_ELINK, "swp", "no answer from the card after %d attempts", h->retries);
 }
@@ -174,9 +152,9 @@ host_command(struct swp_host *h, uint8_t pipe, uint8_t cmd, const uint8_t *data,
 
 	if (rc < 0)
 		return rc;
-	if (h->msg.instr != ANY_OK)
+	if (h->port.msg.instr != ANY_OK)
 		return pg_error(PG_EPROTO, "swp", "%s on pipe %02X: card answered %02X", what, pipe,
-				h->msg.instr);
+				h->port.msg.instr);
 	return 0;
 }
 
@@ -190,16 +168,16 @@ host_link_setup(struct swp_host *h)
 		int rc;
 
 		shdlc_reset(&h->e, h->window);
-		hcp_rx_reset(&h->rx);
-		h->tx.active = 0;
-		pg_stream_flush(h->s);
+		hcp_rx_reset(&h->port.rx);
+		h->port.tx.active = 0;
+		pg_stream_flush(h->port.s);
 		rc = shdlc_send_u(&h->e, SHDLC_U_RSET, info, sizeof(info));
 		if (rc < 0)
 			return rc;
 		for (;;) {
 			struct shdlc_frame f;
 
-			rc = host_read_frame(h, &f);
+			rc = hcp_port_read_frame(&h->port, &f);
 			if (rc == PG_ETIMEDOUT)
 				break;
 			if (rc == PG_EFORMAT || rc == PG_ECORRUPT)
@@ -234,7 +212,7 @@ swp_power_on(struct pg_link *l, uint8_t *atr, size_t *atrlen)
 	int rc;
 
 	h->connected = 0;
-	rc = pg_stream_event(h->s, PG_PKT_RESET);
+	rc = pg_stream_event(h->port.s, PG_PKT_RESET);
 	if (rc < 0)
 		return rc;
 	rc = host_link_setup(h);
@@ -261,18 +239,19 @@ swp_power_on(struct pg_link *l, uint8_t *atr, size_t *atrlen)
 	rc = host_command(h, h->apdu_pipe, ANY_GET_PARAMETER, p, 1, "ANY_GET_PARAMETER");
 	if (rc < 0)
 		return rc;
-	if (h->msg.len != 2 || pg_be16(h->msg.data) < 5)
-		return pg_error(PG_EPROTO, "swp", "bad MAX_C-APDU_SIZE (%zu bytes)", h->msg.len);
-	h->max_capdu = pg_be16(h->msg.data);
+	if (h->port.msg.len != 2 || pg_be16(h->port.msg.data) < 5)
+		return pg_error(PG_EPROTO, "swp", "bad MAX_C-APDU_SIZE (%zu bytes)",
+				h->port.msg.len);
+	h->max_capdu = pg_be16(h->port.msg.data);
 	/* 12.2.2.2: EVT_ABORT resets the APDU gate; the card answers EVT_ATR. */
 	rc = host_request(h, h->apdu_pipe, HCP_HDR(HCP_TYPE_EVT, EVT_ABORT), NULL, 0, HCP_TYPE_EVT,
 			  EVT_ATR);
 	if (rc < 0)
 		return rc;
-	if (h->msg.len > *atrlen || h->msg.len > PG_ATR_MAX)
-		return pg_error(PG_EPROTO, "swp", "EVT_ATR of %zu bytes", h->msg.len);
-	memcpy(atr, h->msg.data, h->msg.len);
-	*atrlen = h->msg.len;
+	if (h->port.msg.len > *atrlen || h->port.msg.len > PG_ATR_MAX)
+		return pg_error(PG_EPROTO, "swp", "EVT_ATR of %zu bytes", h->port.msg.len);
+	memcpy(atr, h->port.msg.data, h->port.msg.len);
+	*atrlen = h->port.msg.len;
 	h->connected = 1;
 	return 0;
 }
@@ -292,13 +271,13 @@ swp_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapd
 			  HCP_TYPE_EVT, EVT_R_APDU);
 	if (rc < 0)
 		return rc;
-	if (h->msg.len < 2)
-		return pg_error(PG_EPROTO, "swp", "EVT_R-APDU of %zu bytes", h->msg.len);
-	if (h->msg.len > *rlen)
-		return pg_error(PG_ETOOBIG, "swp", "R-APDU of %zu bytes, room for %zu", h->msg.len,
-				*rlen);
-	memcpy(rapdu, h->msg.data, h->msg.len);
-	*rlen = h->msg.len;
+	if (h->port.msg.len < 2)
+		return pg_error(PG_EPROTO, "swp", "EVT_R-APDU of %zu bytes", h->port.msg.len);
+	if (h->port.msg.len > *rlen)
+		return pg_error(PG_ETOOBIG, "swp", "R-APDU of %zu bytes, room for %zu",
+				h->port.msg.len, *rlen);
+	memcpy(rapdu, h->port.msg.data, h->port.msg.len);
+	*rlen = h->port.msg.len;
 	return 0;
 }
 
@@ -309,8 +288,8 @@ swp_host_close(struct pg_link *l)
 
 	if (!h)
 		return;
-	pg_stream_free(h->s);
-	free(h->rx.buf);
+	pg_stream_free(h->port.s);
+	free(h->port.rx.buf);
 	free(h);
 }
 
@@ -325,16 +304,16 @@ swp_host_open(struct pg_link **out, struct pg_stream *s, const char *addr,
 	if (!s)
 		return pg_error(PG_EINVAL, "swp", "the SWP host needs a stream");
 	h = calloc(1, sizeof(*h));
-	if (!h || !(h->rx.buf = malloc(1 + SWP_MAX_RAPDU))) {
+	if (!h || !(h->port.rx.buf = malloc(1 + SWP_MAX_RAPDU))) {
 		free(h);
 		pg_stream_free(s);
 		return PG_ENOMEM;
 	}
 	h->base.ops = &pg_link_swp_ops;
-	h->s = s;
-	h->rx.max = 1 + SWP_MAX_RAPDU;
-	h->tx.mtu = SHDLC_MAX_INFO;
-	h->timeout_ms = p && p->timeout_ms ? p->timeout_ms : 1000;
+	h->port.s = s;
+	h->port.rx.max = 1 + SWP_MAX_RAPDU;
+	h->port.tx.mtu = SHDLC_MAX_INFO;
+	h->port.timeout_ms = p && p->timeout_ms ? p->timeout_ms : 1000;
 	h->retries = p && p->retries ? p->retries : SWP_DEFAULT_RETRY;
 	h->window = p && p->window ? p->window : SHDLC_MAX_WINDOW;
 	if (h->window < 1 || h->window > SHDLC_MAX_WINDOW) {
@@ -343,10 +322,7 @@ swp_host_open(struct pg_link **out, struct pg_stream *s, const char *addr,
 				p ? p->window : 0);
 	}
 	h->max_capdu = SWP_MAX_CAPDU;
-	h->e.out = s;
-	h->e.next = host_next;
-	h->e.deliver = host_deliver;
-	h->e.ctx = h;
+	hcp_port_bind(&h->port, &h->e);
 	*out = &h->base;
 	return 0;
 }

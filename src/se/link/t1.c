@@ -22,6 +22,7 @@
 #include "payguard/error.h"
 #include "payguard/log.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -578,21 +579,218 @@ host_send_i(struct t1_host *h, const uint8_t *capdu, size_t off, size_t chunk, i
 	return host_send(h, (uint8_t)(h->ns << 6 | (m ? PCB_M : 0)), capdu + off, chunk);
 }
 
+/*
+ * One command exchange of the host (pg_t1_transmit): the command being sent in
+ * chunks of IFSC, the response being gathered, and the counters that bound
+ * recovery (7.4): `bad` counts invalid blocks or time-outs in a row (any valid
+ * block resets it); `resent` counts retransmissions of the current block the
+ * card asked for (progress resets it); `stall` bounds blocks without progress,
+ * whatever a confused card does.
+ */
+struct t1_xchg {
+	const uint8_t *capdu;
+	size_t clen, off, chunk; /* command; the block in flight is capdu[off..off+chunk) */
+	int m;			 /* the block in flight is chained */
+	int acked;		 /* the card has acknowledged our last I-block */
+	uint8_t *rapdu;
+	size_t cap, rn; /* response room and bytes gathered (rn may pass cap) */
+	int wtx_count, bad, resent, stall;
+};
+
+/* What the exchange loop does after a block: the handlers' answers (or a negative error). */
+enum t1_step {
+	T1_STEP_NEXT,	 /* wait for the card's next block */
+	T1_STEP_INVALID, /* rule 7.1/7.2: answer with an R-block */
+	T1_STEP_RESYNC,	 /* give up on the block: S(RESYNCH) (7.4) */
+	T1_STEP_DONE,	 /* the response is complete */
+};
+
+/*
+ * The host's sequence state between blocks: N(S), N(R) are one bit; the block
+ * in flight lies inside the command and is chained exactly when more follows;
+ * the next wait's WTX multiplier is one byte.
+ */
+static void
+host_check_state(const struct t1_host *h, const struct t1_xchg *x)
+{
+	assert((h->ns | h->nr) <= 1);
+	assert(h->wtx >= 0 && h->wtx <= 0xFF);
+	assert(x->off + x->chunk <= x->clen);
+	assert(x->m == (x->off + x->chunk < x->clen));
+	(void)h, (void)x;
+}
+
+/* Sends the block of the command at x->off: at most IFSC bytes, chained if more follow. */
+static int
+host_send_chunk(struct t1_host *h, struct t1_xchg *x)
+{
+	size_t left = x->clen - x->off;
+
+	x->chunk = left < h->ifsc ? left : h->ifsc;
+	x->m = left > x->chunk;
+	host_check_state(h, x);
+	return host_send_i(h, x->capdu, x->off, x->chunk, x->m);
+}
+
+/* The card's I-block: a piece of the response (rules 2, 5, 9). */
+static int
+host_on_i(struct t1_host *h, struct t1_xchg *x, struct t1_block *b)
+{
+	int rc;
+
+	/* While we chain, the card must acknowledge with R-blocks. */
+	if (x->m || b->ns != h->nr || b->len > h->ifsd)
+		return T1_STEP_INVALID;
+	if (!x->acked) {
+		/* The card's I-block acknowledges our last one (rule 2). */
+		h->ns ^= 1;
+		x->acked = 1;
+	}
+	h->nr ^= 1;
+	x->resent = x->stall = 0;
+	rsp_append(x->rapdu, x->cap, &x->rn, b->inf, b->len);
+	if (x->rn > PG_APDU_MAX_R) {
+		/* A chain longer than any R-APDU: stop it (rule 9). */
+		(void)host_s_exchange(h, T1_S_ABORT, NULL, 0, b);
+		return pg_error(PG_EPROTO, h->f->name, "card response chain exceeds %u bytes",
+				PG_APDU_MAX_R);
+	}
+	if (b->m) {
+		/* Rule 5: acknowledge a chained block with R(N(R) = next N(S)). */
+		rc = host_send(h, (uint8_t)(PCB_R | h->nr << 4), NULL, 0);
+		return rc < 0 ? rc : T1_STEP_NEXT;
+	}
+	return T1_STEP_DONE;
+}
+
+/* The card's R-block: it asks for our block again, or acknowledges a chained one (5, 7). */
+static int
+host_on_r(struct t1_host *h, struct t1_xchg *x, const struct t1_block *b)
+{
+	int rc;
+
+	if (x->acked)
+		return T1_STEP_INVALID; /* our R-ack got lost or damaged: resend it */
+	if (b->nr == h->ns) {
+		/* Rules 7.1/7.5: the card asks for our I-block again. */
+		if (++x->resent > h->p.retries)
+			return T1_STEP_RESYNC;
+		h->retransmits++;
+		rc = host_send_i(h, x->capdu, x->off, x->chunk, x->m);
+		return rc < 0 ? rc : T1_STEP_NEXT;
+	}
+	if (!x->m)
+		return T1_STEP_INVALID;
+	/* Rule 5: the chained block is acknowledged; send the next one. */
+	h->ns ^= 1;
+	x->off += x->chunk;
+	x->resent = x->stall = 0;
+	rc = host_send_chunk(h, x);
+	return rc < 0 ? rc : T1_STEP_NEXT;
+}
+
+/* The card's S(request): WTX (rule 3), IFS (rule 4) or ABORT (rule 9). */
+static int
+host_on_s(struct t1_host *h, struct t1_xchg *x, const struct t1_block *b)
+{
+	const char *name = h->f->name;
+	int rc;
+
+	if (b->resp)
+		return T1_STEP_INVALID;
+	switch (b->stype) {
+	case T1_S_WTX:
+		rc = host_grant_wtx(h, b, &x->wtx_count);
+		if (rc == PG_ETIMEDOUT) {
+			/* Whatever the card was doing, start both ends afresh. */
+			h->wtx = 0;
+			if (host_resync(h) < 0)
+				h->powered = 0;
+			return pg_error(PG_ETIMEDOUT, name,
+					"the card asked for more time (S(WTX)) %d "
+					"times for one command; gave up after %d",
+					T1_MAX_WTX + 1, T1_MAX_WTX);
+		}
+		return rc < 0 ? rc : T1_STEP_NEXT;
+	case T1_S_IFS: {
+		/* The card announces a new IFSC (rule 4). */
+		size_t v = ifs_value(b);
+
+		h->ifsc = v > h->f->max_ifs ? h->f->max_ifs : v;
+		rc = host_send(h, PCB_S | PCB_S_RSP | T1_S_IFS, b->inf, b->len);
+		return rc < 0 ? rc : T1_STEP_NEXT;
+	}
+	case T1_S_ABORT:
+		rc = host_send(h, PCB_S | PCB_S_RSP | T1_S_ABORT, NULL, 0);
+		if (rc < 0)
+			return rc;
+		/* Both sides drop the chain; the sequence numbers stand. */
+		if (!x->acked)
+			h->ns ^= 1;
+		return pg_error(PG_EPROTO, name, "the card aborted the chain");
+	default:
+		return T1_STEP_INVALID;
+	}
+}
+
+/*
+ * Rule 7.1: an invalid block or a time-out after an I- or S-block is answered
+ * by an R-block asking for the I-block we expect, its low bits saying EDC (1)
+ * or other error (2, time-outs too). Rule 7.2: after an R-block, the same
+ * R-block is sent again. After `retries` failures in a row, resynchronise (7.4).
+ */
+static int
+host_on_invalid(struct t1_host *h, struct t1_xchg *x, int err)
+{
+	int rc;
+
+	if (++x->bad > h->p.retries)
+		return T1_STEP_RESYNC;
+	h->retransmits++;
+	rc = host_send(h, h->last_r ? h->last_r : (uint8_t)(PCB_R | h->nr << 4 | err), NULL, 0);
+	return rc < 0 ? rc : T1_STEP_NEXT;
+}
+
+/* Reads the card's next block and runs the rule for it; returns a step or an error. */
+static int
+host_step(struct t1_host *h, struct t1_xchg *x)
+{
+	struct t1_block b;
+	int rc, step;
+
+	if (++x->stall > 4 * (h->p.retries + 1) + x->wtx_count)
+		return T1_STEP_RESYNC;
+	rc = host_recv(h, &b);
+	if (is_fatal(rc))
+		return rc;
+	if (rc < 0)
+		return host_on_invalid(h, x, rc == PG_ECORRUPT ? 1 : 2);
+	x->bad = 0;
+	switch (b.kind) {
+	case T1_I:
+		step = host_on_i(h, x, &b);
+		break;
+	case T1_R:
+		step = host_on_r(h, x, &b);
+		break;
+	case T1_S:
+		step = host_on_s(h, x, &b);
+		break;
+	default:
+		step = T1_STEP_INVALID;
+	}
+	if (step == T1_STEP_INVALID)
+		return host_on_invalid(h, x, 2);
+	host_check_state(h, x);
+	return step;
+}
+
 int
 pg_t1_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapdu, size_t *rlen)
 {
 	struct t1_host *h = (struct t1_host *)l;
-	const char *name = h->f->name;
-	size_t off = 0, chunk, rn = 0, cap = *rlen;
-	int m, acked = 0, wtx_count = 0, rc;
-	/*
-	 * Two bounds (7.4): `bad` counts invalid blocks or time-outs in a row
-	 * (any valid block resets it); `resent` counts retransmissions of the
-	 * current block the card asked for (progress resets it).
-	 */
-	int bad = 0, resent = 0;
-	/* And whatever a confused card does, a block without progress is bounded too. */
-	int stall = 0;
+	struct t1_xchg x = {.capdu = capdu, .clen = clen, .rapdu = rapdu, .cap = *rlen};
+	int rc;
 
 	if (!h->powered) {
 		rc = pg_t1_power_on(l, NULL, NULL);
@@ -602,143 +800,25 @@ pg_t1_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *ra
 	/* Bytes left over from an earlier exchange (a late duplicate) are stale. */
 	pg_stream_flush(h->s);
 	h->wtx = 0;
-	chunk = clen < h->ifsc ? clen : h->ifsc;
-	m = clen > chunk;
-	rc = host_send_i(h, capdu, off, chunk, m);
+	rc = host_send_chunk(h, &x);
 	if (rc < 0)
 		return rc;
-	for (;;) {
-		struct t1_block b;
-		int err = 2;
-
-		if (++stall > 4 * (h->p.retries + 1) + wtx_count)
-			goto resync;
-		rc = host_recv(h, &b);
-		if (is_fatal(rc))
-			return rc;
-		if (rc == PG_ECORRUPT)
-			err = 1;
-		if (rc < 0)
-			goto invalid;
-		bad = 0;
-		switch (b.kind) {
-		case T1_I:
-			/* While we chain, the card must acknowledge with R-blocks. */
-			if (m || b.ns != h->nr || b.len > h->ifsd)
-				goto invalid;
-			if (!acked) {
-				/* The card's I-block acknowledges our last one (rule 2). */
-				h->ns ^= 1;
-				acked = 1;
-			}
-			h->nr ^= 1;
-			resent = stall = 0;
-			rsp_append(rapdu, cap, &rn, b.inf, b.len);
-			if (rn > PG_APDU_MAX_R) {
-				/* A chain longer than any R-APDU: stop it (rule 9). */
-				(void)host_s_exchange(h, T1_S_ABORT, NULL, 0, &b);
-				return pg_error(PG_EPROTO, name,
-						"card response chain exceeds %u bytes",
-						PG_APDU_MAX_R);
-			}
-			if (b.m) {
-				/* Rule 5: acknowledge a chained block with R(N(R) = next N(S)). */
-				rc = host_send(h, (uint8_t)(PCB_R | h->nr << 4), NULL, 0);
-				if (rc < 0)
-					return rc;
-				continue;
-			}
-			*rlen = rn;
-			if (rn > cap)
-				return pg_error(PG_ETOOBIG, name,
-						"R-APDU of %zu bytes, room for %zu", rn, cap);
-			return 0;
-		case T1_R:
-			if (acked)
-				goto invalid; /* our R-ack got lost or damaged: resend it below */
-			if (b.nr == h->ns) {
-				/* Rules 7.1/7.5: the card asks for our I-block again. */
-				if (++resent > h->p.retries)
-					goto resync;
-				h->retransmits++;
-				rc = host_send_i(h, capdu, off, chunk, m);
-				if (rc < 0)
-					return rc;
-				continue;
-			}
-			if (!m)
-				goto invalid;
-			/* Rule 5: the chained block is acknowledged; send the next one. */
-			h->ns ^= 1;
-			off += chunk;
-			chunk = clen - off < h->ifsc ? clen - off : h->ifsc;
-			m = clen - off > chunk;
-			resent = stall = 0;
-			rc = host_send_i(h, capdu, off, chunk, m);
-			if (rc < 0)
-				return rc;
-			continue;
-		case T1_S:
-			if (b.resp)
-				goto invalid;
-			if (b.stype == T1_S_WTX) {
-				rc = host_grant_wtx(h, &b, &wtx_count);
-				if (rc == PG_ETIMEDOUT) {
-					/* Whatever the card was doing, start both ends afresh. */
-					h->wtx = 0;
-					if (host_resync(h) < 0)
-						h->powered = 0;
-					return pg_error(PG_ETIMEDOUT, name,
-							"the card asked for more time (S(WTX)) %d "
-							"times for one command; gave up after %d",
-							T1_MAX_WTX + 1, T1_MAX_WTX);
-				}
-				if (rc < 0)
-					return rc;
-				continue;
-			}
-			if (b.stype == T1_S_IFS) {
-				/* The card announces a new IFSC (rule 4). */
-				size_t v = ifs_value(&b);
-
-				h->ifsc = v > h->f->max_ifs ? h->f->max_ifs : v;
-				rc = host_send(h, PCB_S | PCB_S_RSP | T1_S_IFS, b.inf, b.len);
-				if (rc < 0)
-					return rc;
-				continue;
-			}
-			if (b.stype == T1_S_ABORT) {
-				rc = host_send(h, PCB_S | PCB_S_RSP | T1_S_ABORT, NULL, 0);
-				if (rc < 0)
-					return rc;
-				/* Both sides drop the chain; the sequence numbers stand. */
-				if (!acked)
-					h->ns ^= 1;
-				return pg_error(PG_EPROTO, name, "the card aborted the chain");
-			}
-			goto invalid;
-		}
-	invalid:
-		/*
-		 * Rule 7.1: an invalid block or a time-out after an I- or S-block is
-		 * answered by an R-block asking for the I-block we expect, its low
-		 * bits saying EDC (1) or other error (2, time-outs too). Rule 7.2:
-		 * after an R-block, the same R-block is sent again. After `retries`
-		 * failures in a row, resynchronise (7.4).
-		 */
-		if (++bad > h->p.retries)
-			goto resync;
-		h->retransmits++;
-		rc = host_send(h, h->last_r ? h->last_r : (uint8_t)(PCB_R | h->nr << 4 | err), NULL,
-			       0);
-		if (rc < 0)
-			return rc;
+	do
+		rc = host_step(h, &x);
+	while (rc == T1_STEP_NEXT);
+	if (rc < 0)
+		return rc;
+	if (rc == T1_STEP_DONE) {
+		*rlen = x.rn;
+		if (x.rn > x.cap)
+			return pg_error(PG_ETOOBIG, h->f->name, "R-APDU of %zu bytes, room for %zu",
+					x.rn, x.cap);
+		return 0;
 	}
-resync:
 	rc = host_resync(h);
 	if (rc < 0)
-		return pg_error(PG_ELINK, name, "link lost: no answer to S(RESYNCH request)");
-	return pg_error(PG_ERESYNC, name, "resynchronised after %d failed exchanges",
+		return pg_error(PG_ELINK, h->f->name, "link lost: no answer to S(RESYNCH request)");
+	return pg_error(PG_ERESYNC, h->f->name, "resynchronised after %d failed exchanges",
 			h->p.retries + 1);
 }
 
@@ -829,6 +909,23 @@ struct t1_card {
 	size_t lastlen;
 	int last_is_sreq;
 };
+
+/*
+ * The card's state between blocks: N(S), N(R) are one bit; the command
+ * gathered fits its buffer; a response block in flight lies inside the
+ * response and only it may be chained; while an S(WTX request) waits for its
+ * answer no response block is in flight.
+ */
+static void
+card_check_state(const struct t1_card *c)
+{
+	assert((c->ns | c->nr | c->out_ns) <= 1);
+	assert(c->clen <= PG_APDU_MAX_C && c->rlen <= PG_APDU_MAX_R);
+	assert(!c->out_active || c->roff + c->rchunk <= c->rlen);
+	assert(!c->out_m || c->out_active);
+	assert(!(c->wtx_pending && c->out_active));
+	(void)c;
+}
 
 static int
 card_send(struct t1_card *c, struct pg_stream *out, uint8_t pcb, const uint8_t *inf, size_t len,
@@ -1041,12 +1138,16 @@ pg_t1_card_packet(struct pg_link_card *lc, int type, const uint8_t *data, size_t
 				 0, 0);
 	switch (b.kind) {
 	case T1_I:
-		return card_on_i(c, &b, out);
+		rc = card_on_i(c, &b, out);
+		break;
 	case T1_R:
-		return card_on_r(c, &b, out);
+		rc = card_on_r(c, &b, out);
+		break;
 	default:
-		return card_on_s(c, &b, out);
+		rc = card_on_s(c, &b, out);
 	}
+	card_check_state(c);
+	return rc;
 }
 
 void

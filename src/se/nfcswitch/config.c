@@ -43,113 +43,145 @@ parse_prio(const char *v, int line)
 	return (int)p;
 }
 
+/* policy <priority|first|refuse> */
+static int
+dir_policy(struct pg_nfcsw_conf *c, char **tok, int nt, int line)
+{
+	if (nt != 2)
+		return pg_error(PG_EFORMAT, "nfcswitch", "line %d: policy <name>", line);
+	if (pg_nfcsw_policy_parse(tok[1], &c->policy) < 0)
+		return pg_error(PG_EFORMAT, "nfcswitch",
+				"line %d: policy '%s' (priority, first or refuse)", line, tok[1]);
+	return 0;
+}
+
+/* default <se> */
+static int
+dir_default(struct pg_nfcsw_conf *c, char **tok, int nt, int line)
+{
+	if (nt != 2)
+		return pg_error(PG_EFORMAT, "nfcswitch", "line %d: default <se>", line);
+	return copy_name(c->default_se, sizeof(c->default_se), tok[1], line, "SE name");
+}
+
+/* One option of an se line: link=, addr= or priority=. */
+static int
+se_option(struct pg_nfcsw_conf_se *s, const char *t, int line)
+{
+	if (!strncmp(t, "link=", 5))
+		return copy_name(s->link, sizeof(s->link), t + 5, line, "link");
+	if (!strncmp(t, "addr=", 5))
+		return copy_name(s->addr, sizeof(s->addr), t + 5, line, "address");
+	if (!strncmp(t, "priority=", 9))
+		return (s->priority = parse_prio(t + 9, line));
+	return pg_error(PG_EFORMAT, "nfcswitch", "line %d: unknown '%s'", line, t);
+}
+
+/* se <name> link=<driver> addr=<address> [priority=N] */
+static int
+dir_se(struct pg_nfcsw_conf *c, char **tok, int nt, int line)
+{
+	struct pg_nfcsw_conf_se *s;
+	int rc;
+
+	if (nt < 2)
+		return pg_error(PG_EFORMAT, "nfcswitch", "line %d: se <name> link=.. addr=..",
+				line);
+	if (c->n_se == PG_NFCSW_MAX_SES)
+		return pg_error(PG_EFORMAT, "nfcswitch", "line %d: more than %d SEs", line,
+				PG_NFCSW_MAX_SES);
+	s = &c->se[c->n_se];
+	memset(s, 0, sizeof(*s));
+	if ((rc = copy_name(s->name, sizeof(s->name), tok[1], line, "SE name")) < 0)
+		return rc;
+	for (size_t i = 0; i < c->n_se; i++)
+		if (!strcmp(c->se[i].name, s->name))
+			return pg_error(PG_EFORMAT, "nfcswitch", "line %d: SE '%s' twice", line,
+					s->name);
+	for (int i = 2; i < nt; i++)
+		if ((rc = se_option(s, tok[i], line)) < 0)
+			return rc;
+	if (!s->link[0] || !s->addr[0])
+		return pg_error(PG_EFORMAT, "nfcswitch", "line %d: se needs link= and addr=", line);
+	c->n_se++;
+	return 0;
+}
+
+/* One option of an app line: priority=, label= or payment. */
+static int
+app_option(struct pg_nfcsw_conf_app *a, const char *t, int line)
+{
+	if (!strncmp(t, "priority=", 9))
+		return (a->priority = parse_prio(t + 9, line));
+	if (!strncmp(t, "label=", 6)) {
+		size_t l = strlen(t + 6);
+
+		if (l == 0 || l > PG_NFCSW_LABEL_MAX)
+			return pg_error(PG_EFORMAT, "nfcswitch",
+					"line %d: label of 1..%d characters", line,
+					PG_NFCSW_LABEL_MAX);
+		memcpy(a->label, t + 6, l + 1);
+		return 0;
+	}
+	if (!strcmp(t, "payment")) {
+		a->flags |= PG_NFCSW_APP_PAYMENT;
+		return 0;
+	}
+	return pg_error(PG_EFORMAT, "nfcswitch", "line %d: unknown '%s'", line, t);
+}
+
+/* app <se> <aid> [priority=N] [label=..] [payment] */
+static int
+dir_app(struct pg_nfcsw_conf *c, char **tok, int nt, int line)
+{
+	struct pg_nfcsw_conf_app *a;
+	uint8_t aid[PG_NFCSW_AID_MAX];
+	int n, rc;
+
+	if (nt < 3)
+		return pg_error(PG_EFORMAT, "nfcswitch", "line %d: app <se> <aid> [...]", line);
+	if (c->n_apps == PG_NFCSW_CONF_MAX_APPS)
+		return pg_error(PG_EFORMAT, "nfcswitch", "line %d: more than %d applications", line,
+				PG_NFCSW_CONF_MAX_APPS);
+	if (strlen(tok[2]) > 2 * PG_NFCSW_AID_MAX ||
+	    (n = pg_hex_decode(aid, sizeof(aid), tok[2])) < 5)
+		return pg_error(PG_EFORMAT, "nfcswitch", "line %d: AID '%s' (5..16 bytes hex)",
+				line, tok[2]);
+	if (!c->apps) {
+		c->apps = calloc(PG_NFCSW_CONF_MAX_APPS, sizeof(*c->apps));
+		if (!c->apps)
+			return PG_ENOMEM;
+	}
+	a = &c->apps[c->n_apps];
+	memset(a, 0, sizeof(*a));
+	if ((rc = copy_name(a->se, sizeof(a->se), tok[1], line, "SE name")) < 0)
+		return rc;
+	memcpy(a->aid, aid, (size_t)n);
+	a->aid_len = (uint8_t)n;
+	for (int i = 3; i < nt; i++)
+		if ((rc = app_option(a, tok[i], line)) < 0)
+			return rc;
+	c->n_apps++;
+	return 0;
+}
+
+/* The directives of the format, one line each. */
+static const struct {
+	const char *name;
+	int (*parse)(struct pg_nfcsw_conf *c, char **tok, int nt, int line);
+} directives[] = {
+    {"policy", dir_policy},
+    {"default", dir_default},
+    {"se", dir_se},
+    {"app", dir_app},
+};
+
 static int
 parse_line(struct pg_nfcsw_conf *c, char **tok, int nt, int line)
 {
-	int rc;
-
-	if (!strcmp(tok[0], "policy")) {
-		if (nt != 2)
-			return pg_error(PG_EFORMAT, "nfcswitch", "line %d: policy <name>", line);
-		rc = pg_nfcsw_policy_parse(tok[1], &c->policy);
-		return rc < 0 ? pg_error(PG_EFORMAT, "nfcswitch",
-					 "line %d: policy '%s' (priority, first or refuse)", line,
-					 tok[1])
-			      : 0;
-	}
-	if (!strcmp(tok[0], "default")) {
-		if (nt != 2)
-			return pg_error(PG_EFORMAT, "nfcswitch", "line %d: default <se>", line);
-		return copy_name(c->default_se, sizeof(c->default_se), tok[1], line, "SE name");
-	}
-	if (!strcmp(tok[0], "se")) {
-		struct pg_nfcsw_conf_se *s;
-
-		if (nt < 2)
-			return pg_error(PG_EFORMAT, "nfcswitch",
-					"line %d: se <name> link=.. addr=..", line);
-		if (c->n_se == PG_NFCSW_MAX_SES)
-			return pg_error(PG_EFORMAT, "nfcswitch", "line %d: more than %d SEs", line,
-					PG_NFCSW_MAX_SES);
-		s = &c->se[c->n_se];
-		memset(s, 0, sizeof(*s));
-		if ((rc = copy_name(s->name, sizeof(s->name), tok[1], line, "SE name")) < 0)
-			return rc;
-		for (size_t i = 0; i < c->n_se; i++)
-			if (!strcmp(c->se[i].name, s->name))
-				return pg_error(PG_EFORMAT, "nfcswitch", "line %d: SE '%s' twice",
-						line, s->name);
-		for (int i = 2; i < nt; i++) {
-			if (!strncmp(tok[i], "link=", 5))
-				rc = copy_name(s->link, sizeof(s->link), tok[i] + 5, line, "link");
-			else if (!strncmp(tok[i], "addr=", 5))
-				rc = copy_name(s->addr, sizeof(s->addr), tok[i] + 5, line,
-					       "address");
-			else if (!strncmp(tok[i], "priority=", 9))
-				rc = (s->priority = parse_prio(tok[i] + 9, line));
-			else
-				rc = pg_error(PG_EFORMAT, "nfcswitch", "line %d: unknown '%s'",
-					      line, tok[i]);
-			if (rc < 0)
-				return rc;
-		}
-		if (!s->link[0] || !s->addr[0])
-			return pg_error(PG_EFORMAT, "nfcswitch",
-					"line %d: se needs link= and addr=", line);
-		c->n_se++;
-		return 0;
-	}
-	if (!strcmp(tok[0], "app")) {
-		struct pg_nfcsw_conf_app *a;
-		uint8_t aid[PG_NFCSW_AID_MAX];
-		int n;
-
-		if (nt < 3)
-			return pg_error(PG_EFORMAT, "nfcswitch", "line %d: app <se> <aid> [...]",
-					line);
-		if (c->n_apps == PG_NFCSW_CONF_MAX_APPS)
-			return pg_error(PG_EFORMAT, "nfcswitch",
-					"line %d: more than %d applications", line,
-					PG_NFCSW_CONF_MAX_APPS);
-		if (strlen(tok[2]) > 2 * PG_NFCSW_AID_MAX ||
-		    (n = pg_hex_decode(aid, sizeof(aid), tok[2])) < 5)
-			return pg_error(PG_EFORMAT, "nfcswitch",
-					"line %d: AID '%s' (5..16 bytes hex)", line, tok[2]);
-		if (!c->apps) {
-			c->apps = calloc(PG_NFCSW_CONF_MAX_APPS, sizeof(*c->apps));
-			if (!c->apps)
-				return PG_ENOMEM;
-		}
-		a = &c->apps[c->n_apps];
-		memset(a, 0, sizeof(*a));
-		if ((rc = copy_name(a->se, sizeof(a->se), tok[1], line, "SE name")) < 0)
-			return rc;
-		memcpy(a->aid, aid, (size_t)n);
-		a->aid_len = (uint8_t)n;
-		for (int i = 3; i < nt; i++) {
-			rc = 0;
-			if (!strncmp(tok[i], "priority=", 9))
-				rc = (a->priority = parse_prio(tok[i] + 9, line));
-			else if (!strncmp(tok[i], "label=", 6)) {
-				size_t l = strlen(tok[i] + 6);
-
-				if (l == 0 || l > PG_NFCSW_LABEL_MAX)
-					rc = pg_error(PG_EFORMAT, "nfcswitch",
-						      "line %d: label of 1..%d characters", line,
-						      PG_NFCSW_LABEL_MAX);
-				else
-					memcpy(a->label, tok[i] + 6, l + 1);
-			} else if (!strcmp(tok[i], "payment"))
-				a->flags |= PG_NFCSW_APP_PAYMENT;
-			else
-				rc = pg_error(PG_EFORMAT, "nfcswitch", "line %d: unknown '%s'",
-					      line, tok[i]);
-			if (rc < 0)
-				return rc;
-		}
-		c->n_apps++;
-		return 0;
-	}
+	for (size_t i = 0; i < sizeof(directives) / sizeof(directives[0]); i++)
+		if (!strcmp(tok[0], directives[i].name))
+			return directives[i].parse(c, tok, nt, line);
 	return pg_error(PG_EFORMAT, "nfcswitch", "line %d: unknown directive '%s'", line, tok[0]);
 }
 

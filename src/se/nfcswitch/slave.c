@@ -9,6 +9,7 @@
  * in the demo.
  */
 #include "hci.h"
+#include "hcp_port.h"
 #include "payguard/error.h"
 #include "payguard/log.h"
 #include "payguard/nfcswitch.h"
@@ -325,55 +326,9 @@ pg_nfcsw_slave_stats(const struct pg_nfcsw_slave *s, struct pg_nfcsw_slave_stats
 #define CLF_RETRIES 10
 
 struct pg_nfcsw_clf {
-	struct pg_stream *s;
+	struct hcp_port port; /* stream, HCP messages both ways, frame reads */
 	struct shdlc e;
-	struct hcp_tx tx;
-	struct hcp_rx rx;
-	int timeout_ms, have_msg;
-	struct hcp_msg msg;
-	uint8_t frame[SHDLC_MAX_FRAME];
 };
-
-static int
-clf_next(void *ctx, uint8_t *info)
-{
-	return hcp_tx_next(&((struct pg_nfcsw_clf *)ctx)->tx, info);
-}
-
-static int
-clf_deliver(void *ctx, const uint8_t *info, size_t n)
-{
-	struct pg_nfcsw_clf *c = ctx;
-	int rc = hcp_rx_feed(&c->rx, info, n, &c->msg);
-
-	if (rc > 0)
-		c->have_msg = 1;
-	return rc < 0 ? rc : 0;
-}
-
-static int
-clf_read_frame(struct pg_nfcsw_clf *c, struct shdlc_frame *f)
-{
-	int rc = pg_stream_read(c->s, c->frame, 1, c->timeout_ms);
-	size_t len;
-
-	if (rc < 0)
-		return rc;
-	len = c->frame[0];
-	if (len < SHDLC_MIN_LEN || len > SHDLC_MAX_FRAME - 1) {
-		pg_stream_flush(c->s);
-		return PG_EFORMAT;
-	}
-	rc = pg_stream_read_full(c->s, c->frame + 1, len, c->timeout_ms);
-	if (rc < 0) {
-		pg_stream_flush(c->s);
-		return rc == PG_ETIMEDOUT ? PG_EFORMAT : rc;
-	}
-	rc = shdlc_decode(f, c->frame, len + 1);
-	if (rc < 0)
-		pg_stream_flush(c->s);
-	return rc;
-}
 
 /*
  * Sends one HCP message and runs the link until a message of `type`/`instr`
@@ -385,9 +340,9 @@ clf_request(struct pg_nfcsw_clf *c, uint8_t pipe, uint8_t hdr, const uint8_t *d,
 {
 	int errors = 0, rc;
 
-	c->tx.active = 0;
-	c->have_msg = 0;
-	if ((rc = hcp_tx_start(&c->tx, pipe, hdr, d, n)) < 0)
+	c->port.tx.active = 0;
+	c->port.have_msg = 0;
+	if ((rc = hcp_tx_start(&c->port.tx, pipe, hdr, d, n)) < 0)
 		return rc;
 	for (;;) {
 		struct shdlc_frame f;
@@ -395,11 +350,11 @@ clf_request(struct pg_nfcsw_clf *c, uint8_t pipe, uint8_t hdr, const uint8_t *d,
 
 		if ((rc = shdlc_pump(&c->e)) < 0)
 			return rc;
-		if (type < 0 && !c->tx.active && shdlc_unacked(&c->e) == 0)
+		if (type < 0 && !c->port.tx.active && shdlc_unacked(&c->e) == 0)
 			return 0;
 		if (c->e.unacked_rx >= c->e.window && (rc = shdlc_send_s(&c->e, SHDLC_S_RR)) < 0)
 			return rc;
-		rc = clf_read_frame(c, &f);
+		rc = hcp_port_read_frame(&c->port, &f);
 		if (rc == PG_ETIMEDOUT || rc == PG_EFORMAT || rc == PG_ECORRUPT) {
 			if (++errors > CLF_RETRIES)
 				return pg_error(PG_ELINK, "nfcswitch", "SE does not answer (SWP)");
@@ -418,11 +373,11 @@ clf_request(struct pg_nfcsw_clf *c, uint8_t pipe, uint8_t hdr, const uint8_t *d,
 			return pg_error(PG_ELINK, "nfcswitch", "SE reset the SHDLC link");
 		if (r & (SHDLC_RX_NEW | SHDLC_RX_ACK))
 			errors = 0;
-		if (!c->have_msg)
+		if (!c->port.have_msg)
 			continue;
-		c->have_msg = 0;
-		if (type >= 0 && c->msg.pipe == pipe && c->msg.type == type &&
-		    (instr < 0 || c->msg.instr == instr)) {
+		c->port.have_msg = 0;
+		if (type >= 0 && c->port.msg.pipe == pipe && c->port.msg.type == type &&
+		    (instr < 0 || c->port.msg.instr == instr)) {
 			/* Acknowledge the answer's frames now, so the SE's window stays empty. */
 			if (c->e.unacked_rx && (rc = shdlc_send_s(&c->e, SHDLC_S_RR)) < 0)
 				return rc;
@@ -438,9 +393,9 @@ clf_cmd(struct pg_nfcsw_clf *c, uint8_t pipe, uint8_t cmd, const uint8_t *d, siz
 
 	if (rc < 0)
 		return rc;
-	if (c->msg.instr != ANY_OK)
+	if (c->port.msg.instr != ANY_OK)
 		return pg_error(PG_EPROTO, "nfcswitch", "SE answered %02X to command %02X",
-				c->msg.instr, cmd);
+				c->port.msg.instr, cmd);
 	return 0;
 }
 
@@ -458,19 +413,16 @@ pg_nfcsw_clf_open(struct pg_nfcsw_clf **out, struct pg_stream *s, int timeout_ms
 	int rc = PG_ENOMEM, up = 0;
 
 	*out = NULL;
-	if (!c || !(c->rx.buf = malloc(1 + SLAVE_MAX_RAPDU))) {
+	if (!c || !(c->port.rx.buf = malloc(1 + SLAVE_MAX_RAPDU))) {
 		free(c);
 		pg_stream_free(s);
 		return PG_ENOMEM;
 	}
-	c->s = s;
-	c->rx.max = 1 + SLAVE_MAX_RAPDU;
-	c->tx.mtu = SHDLC_MAX_INFO;
-	c->timeout_ms = timeout_ms > 0 ? timeout_ms : 1000;
-	c->e.out = s;
-	c->e.next = clf_next;
-	c->e.deliver = clf_deliver;
-	c->e.ctx = c;
+	c->port.s = s;
+	c->port.rx.max = 1 + SLAVE_MAX_RAPDU;
+	c->port.tx.mtu = SHDLC_MAX_INFO;
+	c->port.timeout_ms = timeout_ms > 0 ? timeout_ms : 1000;
+	hcp_port_bind(&c->port, &c->e);
 	if ((rc = pg_stream_event(s, PG_PKT_RESET)) < 0)
 		goto fail;
 	/* 102 613 10.8: link establishment. */
@@ -481,7 +433,7 @@ pg_nfcsw_clf_open(struct pg_nfcsw_clf **out, struct pg_stream *s, int timeout_ms
 		for (;;) {
 			struct shdlc_frame f;
 
-			rc = clf_read_frame(c, &f);
+			rc = hcp_port_read_frame(&c->port, &f);
 			if (rc == PG_ETIMEDOUT)
 				break;
 			if (rc == PG_EFORMAT || rc == PG_ECORRUPT)
@@ -510,7 +462,7 @@ pg_nfcsw_clf_open(struct pg_nfcsw_clf **out, struct pg_stream *s, int timeout_ms
 	    (rc = clf_cmd(c, CLF_PIPE_A, ANY_OPEN_PIPE, NULL, 0)) < 0 ||
 	    (rc = clf_cmd(c, CLF_PIPE_A, ANY_GET_PARAMETER, &reg, 1)) < 0)
 		goto fail;
-	if (c->msg.len != 1 || !(c->msg.data[0] & 0x20)) {
+	if (c->port.msg.len != 1 || !(c->port.msg.data[0] & 0x20)) {
 		rc = pg_error(PG_EPROTO, "nfcswitch", "SE is not ISO/IEC 14443-4 (SAK)");
 		goto fail;
 	}
@@ -526,8 +478,8 @@ pg_nfcsw_clf_close(struct pg_nfcsw_clf *c)
 {
 	if (!c)
 		return;
-	pg_stream_free(c->s);
-	free(c->rx.buf);
+	pg_stream_free(c->port.s);
+	free(c->port.rx.buf);
 	free(c);
 }
 
@@ -556,9 +508,9 @@ pg_nfcsw_clf_transceive(struct pg_nfcsw_clf *c, const uint8_t *capdu, size_t cle
 
 	if (rc < 0)
 		return rc;
-	if (c->msg.len < 2 || c->msg.len > *rlen)
-		return pg_error(PG_EPROTO, "nfcswitch", "R-APDU of %zu bytes", c->msg.len);
-	memcpy(rapdu, c->msg.data, c->msg.len);
-	*rlen = c->msg.len;
+	if (c->port.msg.len < 2 || c->port.msg.len > *rlen)
+		return pg_error(PG_EPROTO, "nfcswitch", "R-APDU of %zu bytes", c->port.msg.len);
+	memcpy(rapdu, c->port.msg.data, c->port.msg.len);
+	*rlen = c->port.msg.len;
 	return 0;
 }

@@ -387,6 +387,120 @@ reclaim(struct hv *h, const struct vse *v)
 				   v->req.name, (int)pid);
 }
 
+/* The VSE's outside end: a fresh vpcd connection, or the listening socket of its link. */
+static int
+prepare_endpoint(struct hv *h, struct vse *v)
+{
+	const struct pg_link_ops *ops;
+
+	if (strcmp(v->req.expose.link, "vpcd") != 0)
+		return open_link(h, v);
+	ops = pg_link_find("vpcd");
+	if (!ops || !ops->card_open)
+		return pg_error(PG_ENOTSUP, "vse", "this build has no vpcd card driver");
+	if (pg_mono_ms() < v->vpcd_back_ms) /* a `stop` + `start`: out a while first */
+		usleep((useconds_t)(v->vpcd_back_ms - pg_mono_ms()) * 1000u);
+	return vpcd_connect(v);
+}
+
+/* The configuration run-one reads on fd 3 (keys included); NULL if out of memory. */
+static char *
+config_text(struct vse *v, const char *dir)
+{
+	json_t *c = json_pack("{s:o, s:i, s:s, s:I}", "vse", pg_vse_request_to_json(&v->req, 1),
+			      "serial", v->id, "dir", dir, "hv_pid", (json_int_t)getpid());
+	char *s = c ? pg_json_dumps(c, JSON_COMPACT) : NULL;
+
+	json_decref(c);
+	return s;
+}
+
+/*
+ * The status channel: a pipe, or for vpcd a SEQPACKET socket pair that
+ * stays open as the VSE's control channel (it asks for a new connection
+ * to vpcd there, and receives it with SCM_RIGHTS).
+ */
+static int
+open_channels(const struct vse *v, int cfg[2], int st[2])
+{
+	if (pipe2(cfg, O_CLOEXEC) != 0 ||
+	    (strcmp(v->req.expose.link, "vpcd") == 0
+		 ? socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, st)
+		 : pipe2(st, O_CLOEXEC)) != 0)
+		return pg_error(PG_ESYS, "vse", "pipe: %s", strerror(errno));
+	return 0;
+}
+
+/* In the child: fds 3 (config), 4 (link), 5 (status) as run-one expects, then exec. */
+static _Noreturn void
+exec_vse(struct hv *h, struct vse *v, int cfg_rd, int st_wr, pid_t parent)
+{
+	/* Moved high first so dup2 never aliases. */
+	int a = fcntl(cfg_rd, F_DUPFD_CLOEXEC, 100), b = fcntl(v->link_fd, F_DUPFD_CLOEXEC, 100),
+	    cc = fcntl(st_wr, F_DUPFD_CLOEXEC, 100);
+	char *argv[] = {"payguard", "vse", "run-one", v->req.name, NULL};
+	char *argv_small[] = {"payguard-vse", v->req.name, NULL};
+
+	if (a < 0 || b < 0 || cc < 0 || dup2(a, 3) < 0 || dup2(b, 4) < 0 || dup2(cc, 5) < 0)
+		_exit(126);
+	/* Nothing else of the hypervisor's (store, other VSEs' sockets) crosses exec. */
+	if (close_range(6, ~0u, 0) != 0)
+		for (int fd = 6; fd < 65536; fd++)
+			close(fd);
+	/*
+	 * No VSE outlives its hypervisor. Set again by the VSE after it
+	 * changes uid (which clears it); if the hypervisor died before
+	 * this line, the signal will never come: leave now.
+	 */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(125);
+	setpgid(0, 0); /* a terminal's ^C or a group kill reaches the hypervisor, not each VSE */
+	signal(SIGPIPE, SIG_DFL);
+	if (h->vse_exe[0])
+		execv(h->vse_exe, argv_small);
+	execv(h->exe, argv);
+	_exit(127);
+}
+
+/* Waits for "ready\n" or "error ...\n" on the status channel (EOF: it died during set-up). */
+static int
+await_ready(const struct vse *v, int fd)
+{
+	char buf[320];
+	size_t got = 0;
+	char *nl;
+
+	buf[0] = '\0';
+	for (uint64_t end = pg_mono_ms() + READY_MS; got < sizeof(buf) - 1;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		uint64_t now = pg_mono_ms();
+		ssize_t k;
+
+		if (now >= end)
+			return pg_error(PG_ETIMEDOUT, "vse", "VSE '%s' not ready within %d ms",
+					v->req.name, READY_MS);
+		if (poll(&p, 1, (int)(end - now)) <= 0)
+			continue;
+		k = read(fd, buf + got, sizeof(buf) - 1 - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return pg_error(PG_ESTATE, "vse", "VSE '%s' died during set-up",
+					v->req.name);
+		got += (size_t)k;
+		buf[got] = '\0';
+		if (strchr(buf, '\n'))
+			break;
+	}
+	if (strncmp(buf, "ready", 5) == 0)
+		return 0;
+	if ((nl = strchr(buf, '\n')))
+		*nl = '\0';
+	return pg_error(PG_ESTATE, "vse", "VSE '%s' set-up failed: %s", v->req.name,
+			strncmp(buf, "error ", 6) == 0 ? buf + 6 : buf);
+}
+
 /*
  * fork + exec of `payguard vse run-one`: the configuration (keys included)
  * goes through a pipe, never argv or the environment; the child says "ready"
@@ -396,79 +510,25 @@ static int
 spawn(struct hv *h, struct vse *v, int wait_ready)
 {
 	int cfg[2] = {-1, -1}, st[2] = {-1, -1}, rc = 0;
-	json_t *c = NULL;
-	char *s = NULL, d[PATH_MAX], buf[320];
-	size_t got = 0;
+	char *s = NULL, d[PATH_MAX];
 	pid_t pid, self = getpid();
 
 	PG_TRY_GOTO(reclaim(h, v), out, "vse", "previous VSE process");
-	if (strcmp(v->req.expose.link, "vpcd") == 0) {
-		const struct pg_link_ops *ops = pg_link_find("vpcd");
-
-		if (!ops || !ops->card_open)
-			return pg_error(PG_ENOTSUP, "vse", "this build has no vpcd card driver");
-		if (pg_mono_ms() < v->vpcd_back_ms) /* a `stop` + `start`: out a while first */
-			usleep((useconds_t)(v->vpcd_back_ms - pg_mono_ms()) * 1000u);
-		PG_TRY_GOTO(vpcd_connect(v), out, "vse", "vpcd");
-	} else {
-		PG_TRY_GOTO(open_link(h, v), out, "vse", "link");
-	}
+	PG_TRY_GOTO(prepare_endpoint(h, v), out, "vse", "endpoint");
 	PG_TRY_GOTO(vse_dir(h, v, d, sizeof(d)), out, "vse", "dir");
-	c = json_pack("{s:o, s:i, s:s, s:I}", "vse", pg_vse_request_to_json(&v->req, 1), "serial",
-		      v->id, "dir", d, "hv_pid", (json_int_t)self);
-	s = c ? pg_json_dumps(c, JSON_COMPACT) : NULL;
+	s = config_text(v, d);
 	if (!s) {
 		rc = PG_ENOMEM;
 		goto out;
 	}
-	/*
-	 * The status channel: a pipe, or for vpcd a SEQPACKET socket pair that
-	 * stays open as the VSE's control channel (it asks for a new connection
-	 * to vpcd there, and receives it with SCM_RIGHTS).
-	 */
-	if (pipe2(cfg, O_CLOEXEC) != 0 ||
-	    (strcmp(v->req.expose.link, "vpcd") == 0
-		 ? socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, st)
-		 : pipe2(st, O_CLOEXEC)) != 0) {
-		rc = pg_error(PG_ESYS, "vse", "pipe: %s", strerror(errno));
-		goto out;
-	}
+	PG_TRY_GOTO(open_channels(v, cfg, st), out, "vse", "channels");
 	pid = fork();
 	if (pid < 0) {
 		rc = pg_error(PG_ESYS, "vse", "fork: %s", strerror(errno));
 		goto out;
 	}
-	if (pid == 0) {
-		/* Child: fds 3, 4, 5 as run-one expects; moved high first so dup2 never aliases. */
-		int a = fcntl(cfg[0], F_DUPFD_CLOEXEC, 100),
-		    b = fcntl(v->link_fd, F_DUPFD_CLOEXEC, 100),
-		    cc = fcntl(st[1], F_DUPFD_CLOEXEC, 100);
-		char *argv[] = {"payguard", "vse", "run-one", v->req.name, NULL};
-		char *argv_small[] = {"payguard-vse", v->req.name, NULL};
-
-		if (a < 0 || b < 0 || cc < 0 || dup2(a, 3) < 0 || dup2(b, 4) < 0 || dup2(cc, 5) < 0)
-			_exit(126);
-		/* Nothing else of the hypervisor's (store, other VSEs' sockets) crosses exec. */
-		if (close_range(6, ~0u, 0) != 0)
-			for (int fd = 6; fd < 65536; fd++)
-				close(fd);
-		/*
-		 * No VSE outlives its hypervisor. Set again by the VSE after it
-		 * changes uid (which clears it); if the hypervisor died before
-		 * this line, the signal will never come: leave now.
-		 */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != self)
-			_exit(125);
-		setpgid(
-		    0,
-		    0); /* a terminal's ^C or a group kill reaches the hypervisor, not each VSE */
-		signal(SIGPIPE, SIG_DFL);
-		if (h->vse_exe[0])
-			execv(h->vse_exe, argv_small);
-		execv(h->exe, argv);
-		_exit(127);
-	}
+	if (pid == 0)
+		exec_vse(h, v, cfg[0], st[1], self);
 	close(cfg[0]), cfg[0] = -1;
 	close(st[1]), st[1] = -1;
 	if (write(cfg[1], s, strlen(s)) != (ssize_t)strlen(s))
@@ -478,39 +538,7 @@ spawn(struct hv *h, struct vse *v, int wait_ready)
 	v->started_ms = pg_mono_ms();
 	if (!wait_ready)
 		goto out;
-	/* Wait for "ready\n" or "error ...\n" (EOF: it died during set-up). */
-	for (uint64_t end = pg_mono_ms() + READY_MS; got < sizeof(buf) - 1;) {
-		struct pollfd p = {.fd = st[0], .events = POLLIN};
-		uint64_t now = pg_mono_ms();
-		ssize_t k;
-
-		if (now >= end) {
-			rc = pg_error(PG_ETIMEDOUT, "vse", "VSE '%s' not ready within %d ms",
-				      v->req.name, READY_MS);
-			break;
-		}
-		if (poll(&p, 1, (int)(end - now)) <= 0)
-			continue;
-		k = read(st[0], buf + got, sizeof(buf) - 1 - got);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0) {
-			rc = pg_error(PG_ESTATE, "vse", "VSE '%s' died during set-up", v->req.name);
-			break;
-		}
-		got += (size_t)k;
-		buf[got] = '\0';
-		if (strchr(buf, '\n'))
-			break;
-	}
-	if (rc == 0 && strncmp(buf, "ready", 5) != 0) {
-		char *nl = strchr(buf, '\n');
-
-		if (nl)
-			*nl = '\0';
-		rc = pg_error(PG_ESTATE, "vse", "VSE '%s' set-up failed: %s", v->req.name,
-			      strncmp(buf, "error ", 6) == 0 ? buf + 6 : buf);
-	}
+	rc = await_ready(v, st[0]);
 	if (rc == 0 && strcmp(v->req.expose.link, "vpcd") == 0) {
 		v->ctl_fd = st[0];
 		st[0] = -1;
@@ -524,7 +552,6 @@ out:
 		pg_memzero(s, strlen(s));
 		free(s);
 	}
-	json_decref(c);
 	for (int i = 0; i < 2; i++) {
 		if (cfg[i] >= 0)
 			close(cfg[i]);
@@ -1295,27 +1322,21 @@ hv_listen(struct hv *h)
 	return 0;
 }
 
-int
-pg_vse_serve(const struct pg_vse_hv_opts *o)
+/* Where the hypervisor keeps its files, and the program its VSEs run. */
+static int
+hv_paths(struct hv *h, const struct pg_vse_hv_opts *o)
 {
-	struct hv *h = calloc(1, sizeof(*h));
-	struct sigaction sa = {0}, old_chld, old_term, old_int, old_pipe;
-	int rc, have_sigs = 0;
+	int rc;
 
-	if (!h)
-		return PG_ENOMEM;
-	h->lfd = -1;
 	if (o->announce_dir && (size_t)snprintf(h->announce, sizeof(h->announce), "%s",
-						o->announce_dir) >= sizeof(h->announce)) {
-		rc = pg_error(PG_ERANGE, "vse", "--announce: path too long");
-		goto out;
-	}
+						o->announce_dir) >= sizeof(h->announce))
+		return pg_error(PG_ERANGE, "vse", "--announce: path too long");
 	if ((rc = node_name(h, o->node)) < 0)
-		goto out;
+		return rc;
 	if (o->data_dir)
 		snprintf(h->dir, sizeof(h->dir), "%s", o->data_dir);
 	else if ((rc = pg_data_dir(h->dir, sizeof(h->dir))) < 0)
-		goto out;
+		return rc;
 	snprintf(h->vdir, sizeof(h->vdir), "%s/vse", h->dir);
 	snprintf(h->sock, sizeof(h->sock), "%s/hv.sock", h->vdir);
 	if (o->exe) {
@@ -1323,130 +1344,206 @@ pg_vse_serve(const struct pg_vse_hv_opts *o)
 	} else {
 		ssize_t k = readlink("/proc/self/exe", h->exe, sizeof(h->exe) - 1);
 
-		if (k <= 0) {
-			rc = pg_error(PG_ESYS, "vse", "readlink /proc/self/exe: %s",
-				      strerror(errno));
-			goto out;
-		}
+		if (k <= 0)
+			return pg_error(PG_ESYS, "vse", "readlink /proc/self/exe: %s",
+					strerror(errno));
 		h->exe[k] = '\0';
 	}
-	{
-		/* Prefer the small VSE image beside the binary; else `payguard vse run-one`. */
-		char *slash = strrchr(h->exe, '/');
+	return 0;
+}
 
-		if (slash &&
-		    (size_t)(slash - h->exe) + sizeof("/payguard-vse") < sizeof(h->vse_exe)) {
-			memcpy(h->vse_exe, h->exe, (size_t)(slash - h->exe));
-			strcpy(h->vse_exe + (slash - h->exe), "/payguard-vse");
-			if (access(h->vse_exe, X_OK) != 0)
-				h->vse_exe[0] = '\0';
-		}
-#ifdef PG_VSE_LIBEXEC
-		/* installed (Debian package): /usr/libexec/payguard/payguard-vse */
-		if (!h->vse_exe[0] && access(PG_VSE_LIBEXEC, X_OK) == 0)
-			snprintf(h->vse_exe, sizeof(h->vse_exe), "%s", PG_VSE_LIBEXEC);
-#endif
-		pg_info("vse", "VSE image: %s", h->vse_exe[0] ? h->vse_exe : h->exe);
+/* Prefers the small VSE image beside the binary; else `payguard vse run-one`. */
+static void
+find_vse_image(struct hv *h)
+{
+	char *slash = strrchr(h->exe, '/');
+
+	if (slash && (size_t)(slash - h->exe) + sizeof("/payguard-vse") < sizeof(h->vse_exe)) {
+		memcpy(h->vse_exe, h->exe, (size_t)(slash - h->exe));
+		strcpy(h->vse_exe + (slash - h->exe), "/payguard-vse");
+		if (access(h->vse_exe, X_OK) != 0)
+			h->vse_exe[0] = '\0';
 	}
+#ifdef PG_VSE_LIBEXEC
+	/* installed (Debian package): /usr/libexec/payguard/payguard-vse */
+	if (!h->vse_exe[0] && access(PG_VSE_LIBEXEC, X_OK) == 0)
+		snprintf(h->vse_exe, sizeof(h->vse_exe), "%s", PG_VSE_LIBEXEC);
+#endif
+	pg_info("vse", "VSE image: %s", h->vse_exe[0] ? h->vse_exe : h->exe);
+}
+
+/* The data directory, the key-encryption key and the store with its tables. */
+static int
+hv_open_store(struct hv *h, const struct pg_vse_hv_opts *o)
+{
+	char db[PATH_MAX + 16];
+	int rc;
+
 	if (o->data_dir && (rc = pg_data_dir_prepare(h->dir)) < 0)
-		goto out;
+		return rc;
 	PG_TRY_GOTO(pg_mkdir_p(h->vdir, 0700), out, "vse", "mkdir");
 	if ((rc = pg_kek_load(h->dir, h->kek)) < 0)
-		goto out;
-	if (o->store && *o->store) {
-		PG_TRY_GOTO(pg_store_open(&h->st, o->store), out, "vse", "store");
-	} else {
-		char db[PATH_MAX + 16];
-
-		snprintf(db, sizeof(db), "%s/payguard.db", h->dir);
-		PG_TRY_GOTO(pg_store_open(&h->st, db), out, "vse", "store");
-	}
+		return rc;
+	snprintf(db, sizeof(db), "%s/payguard.db", h->dir);
+	PG_TRY_GOTO(pg_store_open(&h->st, o->store && *o->store ? o->store : db), out, "vse",
+		    "store");
 	PG_TRY_GOTO(pg_vse_registry_migrate(h->st.pdb), out, "vse", "migrate");
 	PG_TRY_GOTO(pg_events_migrate(h->st.pdb), out, "vse", "migrate events");
 	PG_TRY_GOTO(wrap_clear_rows(h), out, "vse", "wrap stored keys");
-	PG_TRY_GOTO(hv_listen(h), out, "vse", "listen");
-	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
-		rc = pg_error(PG_ESYS, "vse", "pipe: %s", strerror(errno));
-		goto out;
-	}
+out:
+	return rc;
+}
+
+/* The signal dispositions the hypervisor replaces while it serves. */
+struct hv_sigs {
+	struct sigaction chld, term, intr, pipe;
+};
+
+/* SIGCHLD, SIGTERM and SIGINT wake the loop through sig_pipe; SIGPIPE is ignored. */
+static int
+install_signals(struct hv_sigs *old)
+{
+	struct sigaction sa = {0};
+
+	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+		return pg_error(PG_ESYS, "vse", "pipe: %s", strerror(errno));
 	sa.sa_handler = on_signal;
 	sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
 	sigemptyset(&sa.sa_mask);
-	sigaction(SIGCHLD, &sa, &old_chld);
-	sigaction(SIGTERM, &sa, &old_term);
-	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGCHLD, &sa, &old->chld);
+	sigaction(SIGTERM, &sa, &old->term);
+	sigaction(SIGINT, &sa, &old->intr);
 	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, &old_pipe);
-	have_sigs = 1;
+	sigaction(SIGPIPE, &sa, &old->pipe);
 	got_term = 0;
-	PG_TRY_GOTO(load_all(h), out, "vse", "load");
-	pg_info("vse", "hypervisor listening on %s (%d VSEs known%s%s, store %s)", h->sock, h->nv,
-		h->node[0] ? " on node " : "", h->node, pg_db_name(h->st.pdb));
-	if (o->ready_fd >= 0 && write(o->ready_fd, "ready\n", 6) != 6)
-		pg_debug("vse", "ready fd: %s", strerror(errno));
+	return 0;
+}
+
+static void
+restore_signals(const struct hv_sigs *old)
+{
+	sigaction(SIGCHLD, &old->chld, NULL);
+	sigaction(SIGTERM, &old->term, NULL);
+	sigaction(SIGINT, &old->intr, NULL);
+	sigaction(SIGPIPE, &old->pipe, NULL);
+}
+
+/* Starts a VSE that should run and whose back-off has passed; `now` is read again after. */
+static void
+start_due(struct hv *h, struct vse *v, uint64_t *now)
+{
+	if (spawn(h, v, 1) < 0) {
+		pg_warn("vse", "restart of '%s' failed: %s", v->req.name, pg_last_error());
+		stop_child(v);
+		v->fails++;
+		v->next_start_ms = *now + BACKOFF_MAX;
+	} else {
+		announce(h, v, 1); /* rewritten: the SE OS re-attaches */
+		if (v->crashed)
+			db_update_event(h, v, "restarted", v->pid);
+		v->crashed = 0;
+	}
+	*now = pg_mono_ms();
+}
+
+/* What one turn of the loop polls: the API socket, sig_pipe, each VSE's control channel. */
+struct hv_poll {
+	struct pollfd p[2 + PG_VSE_MAX_VSES];
+	struct vse *pv[PG_VSE_MAX_VSES]; /* the VSE of p[2 + i] */
+	int np, timeout;
+};
+
+/*
+ * One pass over the VSEs: hands vpcd connections to those that asked,
+ * collects the control channels to poll, starts the VSEs that are due and
+ * shortens the poll's timeout to the next start.
+ */
+static void
+tend_vses(struct hv *h, struct hv_poll *q)
+{
+	uint64_t now = pg_mono_ms();
+
+	q->p[0] = (struct pollfd){.fd = h->lfd, .events = POLLIN};
+	q->p[1] = (struct pollfd){.fd = sig_pipe[0], .events = POLLIN};
+	q->np = 2;
+	q->timeout = 1000;
+	for (int i = 0; i < h->nv; i++) {
+		struct vse *v = h->v[i];
+
+		if (v->pid > 0 && v->ctl_fd >= 0) {
+			if (v->reconnect) {
+				give_vpcd(v); /* after VPCD_OUT_MS, or vpcd was not listening */
+				if (v->reconnect && q->timeout > 200)
+					q->timeout = 200;
+			}
+			q->pv[q->np - 2] = v;
+			q->p[q->np] = (struct pollfd){.fd = v->ctl_fd, .events = POLLIN};
+			q->np++;
+		}
+		if (!v->want_run || v->pid > 0)
+			continue;
+		if (v->next_start_ms <= now)
+			start_due(h, v, &now);
+		else if ((int)(v->next_start_ms - now) < q->timeout)
+			q->timeout = (int)(v->next_start_ms - now);
+	}
+}
+
+/* Serves until SIGTERM/SIGINT or *o->stop: VSE restarts, control channels, API clients. */
+static int
+hv_loop(struct hv *h, const struct pg_vse_hv_opts *o)
+{
 	while (!got_term && !(o->stop && *o->stop)) {
-		struct pollfd p[2 + PG_VSE_MAX_VSES] = {{.fd = h->lfd, .events = POLLIN},
-							{.fd = sig_pipe[0], .events = POLLIN}};
-		struct vse *pv[PG_VSE_MAX_VSES];
-		uint64_t now = pg_mono_ms();
-		int timeout = 1000, np = 2;
+		struct hv_poll q;
 
-		for (int i = 0; i < h->nv; i++) {
-			struct vse *v = h->v[i];
-
-			if (v->pid > 0 && v->ctl_fd >= 0) {
-				if (v->reconnect) {
-					give_vpcd(
-					    v); /* after VPCD_OUT_MS, or vpcd was not listening */
-					if (v->reconnect && timeout > 200)
-						timeout = 200;
-				}
-				pv[np - 2] = v;
-				p[np].fd = v->ctl_fd;
-				p[np++].events = POLLIN;
-			}
-			if (!v->want_run || v->pid > 0)
-				continue;
-			if (v->next_start_ms <= now) {
-				if (spawn(h, v, 1) < 0) {
-					pg_warn("vse", "restart of '%s' failed: %s", v->req.name,
-						pg_last_error());
-					stop_child(v);
-					v->fails++;
-					v->next_start_ms = now + BACKOFF_MAX;
-				} else {
-					announce(h, v, 1); /* rewritten: the SE OS re-attaches */
-					if (v->crashed)
-						db_update_event(h, v, "restarted", v->pid);
-					v->crashed = 0;
-				}
-				now = pg_mono_ms();
-			} else if ((int)(v->next_start_ms - now) < timeout) {
-				timeout = (int)(v->next_start_ms - now);
-			}
-		}
-		if (poll(p, (nfds_t)np, timeout) < 0 && errno != EINTR) {
-			rc = pg_error(PG_ESYS, "vse", "poll: %s", strerror(errno));
-			goto out;
-		}
-		if (p[1].revents & POLLIN) {
+		tend_vses(h, &q);
+		if (poll(q.p, (nfds_t)q.np, q.timeout) < 0 && errno != EINTR)
+			return pg_error(PG_ESYS, "vse", "poll: %s", strerror(errno));
+		if (q.p[1].revents & POLLIN) {
 			char buf[64];
 
 			while (read(sig_pipe[0], buf, sizeof(buf)) > 0)
 				;
 		}
-		for (int i = 2; i < np; i++)
-			if (p[i].revents && pv[i - 2]->ctl_fd == p[i].fd)
-				on_ctl(pv[i - 2]);
+		for (int i = 2; i < q.np; i++)
+			if (q.p[i].revents && q.pv[i - 2]->ctl_fd == q.p[i].fd)
+				on_ctl(q.pv[i - 2]);
 		reap(h);
-		if (p[0].revents & POLLIN) {
+		if (q.p[0].revents & POLLIN) {
 			int c = accept4(h->lfd, NULL, NULL, SOCK_CLOEXEC);
 
 			if (c >= 0)
 				handle_client(h, c);
 		}
 	}
-	rc = 0;
+	return 0;
+}
+
+int
+pg_vse_serve(const struct pg_vse_hv_opts *o)
+{
+	struct hv *h = calloc(1, sizeof(*h));
+	struct hv_sigs old_sigs;
+	int rc, have_sigs = 0;
+
+	if (!h)
+		return PG_ENOMEM;
+	h->lfd = -1;
+	if ((rc = hv_paths(h, o)) < 0)
+		goto out;
+	find_vse_image(h);
+	if ((rc = hv_open_store(h, o)) < 0)
+		goto out;
+	PG_TRY_GOTO(hv_listen(h), out, "vse", "listen");
+	if ((rc = install_signals(&old_sigs)) < 0)
+		goto out;
+	have_sigs = 1;
+	PG_TRY_GOTO(load_all(h), out, "vse", "load");
+	pg_info("vse", "hypervisor listening on %s (%d VSEs known%s%s, store %s)", h->sock, h->nv,
+		h->node[0] ? " on node " : "", h->node, pg_db_name(h->st.pdb));
+	if (o->ready_fd >= 0 && write(o->ready_fd, "ready\n", 6) != 6)
+		pg_debug("vse", "ready fd: %s", strerror(errno));
+	rc = hv_loop(h, o);
 out:
 	if (h->lfd >= 0) {
 		close(h->lfd);
@@ -1457,12 +1554,8 @@ out:
 		stop_child(h->v[i]);
 		vse_free(h->v[i]);
 	}
-	if (have_sigs) {
-		sigaction(SIGCHLD, &old_chld, NULL);
-		sigaction(SIGTERM, &old_term, NULL);
-		sigaction(SIGINT, &old_int, NULL);
-		sigaction(SIGPIPE, &old_pipe, NULL);
-	}
+	if (have_sigs)
+		restore_signals(&old_sigs);
 	for (int i = 0; i < 2; i++)
 		if (sig_pipe[i] >= 0)
 			close(sig_pipe[i]), sig_pipe[i] = -1;

@@ -6,6 +6,7 @@ alerts must be the same on both engines; the PostgreSQL rows are read back
 with psql, the server's own client."""
 import json
 import os
+import socket
 import subprocess
 import sys
 import urllib.parse
@@ -30,6 +31,11 @@ psql("payguard", "CREATE DATABASE pos_pgtest")
 pg_url = "postgresql:///pos_pgtest?host=%s&user=%s" % (host, user)
 
 
+ODD_TID = 'T"\\,{}N9'
+TXN_COLS = ("tid, mid, mti, stan, f7, decision, reason, distance_m, excess_m, est_lat, est_lon, acc_m,"
+            " confidence, radio, mcc, mnc, area, cell, rc")
+
+
 def traffic(env):
     """Runs the scenarios; returns the answers and the alerts as the CLI lists them."""
     c, m = env.import_sample()
@@ -44,6 +50,10 @@ def traffic(env):
             answers.append((name, r["39"], r["44"]))
     r = env.send([message("T0000099", None, [], 201)])[0]
     answers.append(("unregistered", r["39"], r["44"]))
+    # a terminal id with the characters an array literal quotes ('"', '\\',
+    # ',', '{', '}'): PostgreSQL gets a batch as column arrays (engine.c)
+    r = env.send([message(ODD_TID, None, [], 202)])[0]
+    answers.append(("odd-tid", r["39"], r["44"]))
     env.stop()
     # a restart rebuilds the windows from the store: one more move alerts at once
     env.start("--alert-n", "2", "--window-s", "3600", "--decline", "59")
@@ -61,6 +71,15 @@ try:
     a_lite, al_lite = traffic(lite)
     a_pg, al_pg = traffic(pg)
     check(a_pg == a_lite, "same answers on both engines:\n%s\n%s" % (a_pg, a_lite))
+    # every column of every stored transaction the same on both engines
+    # (doubles to the last bit, NULLs where no estimate or cell), the odd
+    # terminal id byte for byte
+    sql = "SELECT %s FROM pos_txn ORDER BY stan, tid" % TXN_COLS
+    t_lite, t_pg = lite.rows(sql), pg.rows(sql)
+    check(len(t_lite) == 13 and t_pg == t_lite, "same stored transactions on both engines:\n%s\n%s"
+          % (t_pg, t_lite))
+    check(sum(1 for r in t_pg if r[0] == ODD_TID and r[3] == "000202") == 1,
+          "the terminal id %r stored as sent" % ODD_TID)
     check(("move2km", "59", "MOVED ALERT") in a_pg and a_pg[-1] == ("move2km-after-restart", "59", "MOVED ALERT"),
           "moves alert, and the window survives a restart: %s" % a_pg)
 
@@ -69,7 +88,7 @@ try:
     check(shape(al_pg) == shape(al_lite) and len(al_pg) == 3, "same alerts: %s / %s" % (shape(al_pg), shape(al_lite)))
 
     rows = psql("pos_pgtest", "SELECT stan, decision, reason, rc, alert_id IS NOT NULL FROM pos_txn ORDER BY id")
-    check(len(rows) == 12, "12 transactions stored in PostgreSQL (%d)" % len(rows))
+    check(len(rows) == 13, "13 transactions stored in PostgreSQL (%d)" % len(rows))
     by = {r[0]: r for r in rows}
     check(by["000103"][1] == "moved" and by["000104"][4] == "t", "moves stored with their alert link")
     check(by["000201"][1] == "unregistered" and by["000201"][3] == "03", "unregistered stored")
@@ -127,6 +146,37 @@ try:
     open_dups = psql("pos_pgtest", "SELECT tid, reason, count(*) FROM pos_alerts WHERE state = 'open'"
                                    " GROUP BY tid, reason HAVING count(*) > 1")
     check(open_dups == [], "no two open alerts for one terminal and reason: %s" % open_dups)
+
+    # The same transaction 40 times in one write: decided in one pass, many
+    # in the same millisecond, so they share one pos_txn_once key. Such a
+    # batch of in-place rows is a plain INSERT on PostgreSQL (engine.c);
+    # the store refuses it and the batch is written again with ON CONFLICT
+    # DO NOTHING: every request is answered 00 (none 96), the key is stored
+    # once per millisecond, nothing twice.
+    pg.start("--framing", "bin2")
+    bare = bytes.fromhex(run("encode", "--framing", "none", "-",
+                             input=json.dumps(scenario_message("stay", 4242))).stdout.strip())
+    sock = socket.create_connection(("127.0.0.1", pg.port), timeout=30)
+    sock.sendall((len(bare).to_bytes(2, "big") + bare) * 40)
+    data, frames = b"", []
+    while len(frames) < 40:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        while len(data) >= 2 and len(data) >= 2 + int.from_bytes(data[:2], "big"):
+            n = int.from_bytes(data[:2], "big")
+            frames.append(data[2:2 + n])
+            data = data[2 + n:]
+    sock.close()
+    pg.stop()
+    codes = {json.loads(run("decode", "--framing", "none", "--json", f.hex()).stdout)["39"]
+             for f in frames}
+    dup = psql("pos_pgtest", "SELECT count(*), count(DISTINCT ts) FROM pos_txn WHERE stan = '004242'")[0]
+    check(len(frames) == 40 and codes == {"00"}, "40 answers, all 00: %d, %s" % (len(frames), codes))
+    check(int(dup[0]) == int(dup[1]) and 1 <= int(dup[0]) < 40,
+          "one row per key, fewer than 40 (the duplicate path was taken): %s" % dup)
+    check("commit failed" not in pg.server_log(), "no failed commit in the server log")
 
     # a store that cannot be reached is a clear error, not a crash
     p = run("alerts", "--db", "postgresql:///x?host=/nonexistent&connect_timeout=2", check_rc=False)

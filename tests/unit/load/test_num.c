@@ -235,14 +235,176 @@ test_reader_rules(void **state)
 	assert_true(isinf(v) && v > 0);
 }
 
+/*
+ * The row parsers' fast path (short_num in num.c: fields of at most 15 bytes
+ * read 16 bytes at a time) against strtod: every field of random rows of
+ * short decimals (signs, dots at every place, leading zeros, 1-16 bytes,
+ * some with exponents, which go the long way) parsed by load_parse_line and
+ * load_parse_lines with 16 bytes or more readable past the text, as the
+ * readers give them.
+ */
+static int
+random_field(char *s)
+{
+	uint64_t r = next();
+	int len = 1 + (int)(r % 16), o = 0, dot = (int)((r >> 8) % 20) - 2;
+
+	if ((r >> 16) % 3 == 0)
+		s[o++] = (r >> 18) & 1 ? '-' : '+';
+	while (o < len) {
+		if (o == dot)
+			s[o++] = '.';
+		else
+			s[o++] = (char)('0' + (next() % ((r >> 20) % 4 ? 10 : 2)));
+	}
+	if ((r >> 24) % 16 == 0)
+		o += sprintf(s + o, "e%d", (int)((r >> 28) % 40) - 20);
+	s[o] = 0;
+	return o;
+}
+
+static void
+test_rows_fast_path(void **state)
+{
+	enum { ROWS = 4000, COLS = 5 };
+	char *text = malloc(ROWS * COLS * 24 + 64), field[COLS][40];
+	double *v = malloc(ROWS * COLS * sizeof(double)),
+	       *want = malloc(ROWS * COLS * sizeof(double));
+	size_t o = 0, rows = 0;
+	const char *q;
+
+	(void)state;
+	assert_non_null(text);
+	assert_non_null(v);
+	assert_non_null(want);
+	for (int r = 0; r < ROWS; r++) {
+		int good = 1;
+
+		for (int c = 0; c < COLS; c++) {
+			char *e;
+
+			random_field(field[c]);
+			want[rows * COLS + c] = strtod(field[c], &e);
+			good &= *e == 0 && e != field[c];
+		}
+		if (!good)
+			continue; /* "+", "-.", "1.2.": the rejections are tested below */
+		for (int c = 0; c < COLS; c++)
+			o += (size_t)sprintf(text + o, "%s%c", field[c], c + 1 < COLS ? ',' : '\n');
+		rows++;
+	}
+	memset(text + o, 0, 64);
+	/* Row by row, and all at once. */
+	q = text;
+	for (size_t r = 0; r < rows; r++) {
+		q = load_parse_line(q, text + o + 64, ',', v + r * COLS, COLS);
+		assert_non_null(q);
+	}
+	assert_ptr_equal(q, text + o);
+	assert_memory_equal(v, want, rows * COLS * sizeof(double));
+	memset(v, 0, rows * COLS * sizeof(double));
+	{
+		size_t got;
+		q = load_parse_lines(text, text + o + 64, ',', v, COLS, rows + 10, &got);
+		assert_int_equal(got, rows);
+		assert_ptr_equal(q, text + o);
+		assert_memory_equal(v, want, rows * COLS * sizeof(double));
+		/* At most max rows: the next one starts where it stopped. */
+		q = load_parse_lines(text, text + o + 64, ',', v, COLS, 3, &got);
+		assert_int_equal(got, 3);
+		q = load_parse_line(q, text + o + 64, ',', v + 3 * COLS, COLS);
+		assert_non_null(q);
+		assert_memory_equal(v, want, 4 * COLS * sizeof(double));
+	}
+	free(text);
+	free(v);
+	free(want);
+}
+
+/* One field on the fast path: its value bit for bit, or its refusal. */
+static void
+fast_field(const char *f, int ok, double expect)
+{
+	char buf[64] = {0};
+	double v = -1;
+	const char *q;
+
+	snprintf(buf, sizeof(buf), "%s\n", f);
+	q = load_parse_line(buf, buf + sizeof(buf), ',', &v, 1);
+	if (!ok) {
+		if (q) {
+			print_error("'%s' accepted as %.17g\n", f, v);
+			fail();
+		}
+		return;
+	}
+	if (!q || memcmp(&v, &expect, sizeof(v)) != 0) {
+		print_error("'%s': %s %.17g, want %.17g\n", f, q ? "read" : "refused", v, expect);
+		fail();
+	}
+}
+
+static void
+test_fast_path_edges(void **state)
+{
+	(void)state;
+	fast_field("0", 1, 0.0);
+	fast_field("-0", 1, -0.0);
+	fast_field("-0.000", 1, -0.0);
+	fast_field("+0", 1, 0.0);
+	fast_field(".5", 1, 0.5);
+	fast_field("-.5", 1, -0.5);
+	fast_field("5.", 1, 5.0);
+	fast_field("+5.", 1, 5.0);
+	fast_field("007.250", 1, 7.25);
+	fast_field("999999999999999", 1, 999999999999999.0);   /* 15 bytes */
+	fast_field("-99999999999999", 1, -99999999999999.0);   /* 15 with the sign */
+	fast_field("9999999999999999", 1, 9999999999999999.0); /* 16: the long way */
+	fast_field("0.1234567890123", 1, 0.1234567890123);
+	fast_field("1234567.8901234", 1, 1234567.8901234);
+	fast_field("-1.23456789012345", 1, -1.23456789012345);
+	fast_field("0.3", 1, 0.3);
+	fast_field("1e5", 1, 1e5);
+	fast_field("1.5E-3", 1, 1.5e-3);
+	fast_field("2.5 ", 1, 2.5);
+	fast_field("2.5\r", 1, 2.5);
+	fast_field("", 0, 0);
+	fast_field("-", 0, 0);
+	fast_field("+", 0, 0);
+	fast_field(".", 0, 0);
+	fast_field("-.", 0, 0);
+	fast_field("+-1", 0, 0);
+	fast_field("1.2.3", 0, 0);
+	fast_field("1..2", 0, 0);
+	fast_field("1-2", 0, 0);
+	fast_field("1e", 0, 0);
+	fast_field("12x", 0, 0);
+	fast_field("0x10", 0, 0);
+	fast_field("1,5", 0, 0);
+	{
+		/* Rows end at a newline or the NUL; a bad row stops the run. */
+		char t[96] = "1.5,2\n-3,.25\n7,8,9\n4,5\n";
+		double v[8];
+		size_t got;
+		const char *q = load_parse_lines(t, t + sizeof(t), ',', v, 2, 10, &got);
+
+		assert_int_equal(got, 2);
+		assert_ptr_equal(q, t + 13); /* "7,8,9": three fields */
+		assert_true(v[0] == 1.5 && v[1] == 2 && v[2] == -3 && v[3] == 0.25);
+		q = load_parse_lines(t + 19, t + sizeof(t), ',', v, 2, 10, &got);
+		assert_int_equal(got, 1);
+		assert_ptr_equal(q, t + 23);
+		assert_true(v[0] == 4 && v[1] == 5);
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_edge_cases),
-	    cmocka_unit_test(test_random),
-	    cmocka_unit_test(test_halfway),
-	    cmocka_unit_test(test_reader_rules),
+	    cmocka_unit_test(test_edge_cases),	   cmocka_unit_test(test_random),
+	    cmocka_unit_test(test_halfway),	   cmocka_unit_test(test_reader_rules),
+	    cmocka_unit_test(test_rows_fast_path), cmocka_unit_test(test_fast_path_edges),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

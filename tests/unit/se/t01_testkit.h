@@ -1,8 +1,9 @@
 /*
  * Test kit shared by test_t0.c and test_t1.c (their card is sd_tcard() and
  * their socketpair runner sd_open_socket() of tests/common/se_double.h): a
- * tracing stream wrapper that logs every frame and can drop or corrupt
- * chosen ones, and the wiring of host and card roles over a memory pair.
+ * trace that renders every frame and drops or corrupts chosen ones (the
+ * hook of se_double's sd_tap), and the wiring of host and card roles over a
+ * memory pair.
  */
 #ifndef T01_TESTKIT_H
 #define T01_TESTKIT_H
@@ -33,13 +34,10 @@ struct trace {
 	int drop[2][16]; /* per direction (0 host->card, 1 card->host): packet numbers */
 	int corrupt[2][16];
 	int count[2];
-};
-
-struct trstream {
-	struct pg_stream base;
-	struct pg_stream *inner;
-	int owns, dir;
-	struct trace *t;
+	struct tr_side {
+		struct trace *t;
+		int dir;
+	} side[2]; /* the taps' hook contexts */
 };
 
 static void
@@ -93,75 +91,47 @@ tr_render(struct trace *t, int dir, const uint8_t *p, size_t n, const char *note
 	}
 }
 
-static int
-tr_write(struct pg_stream *s, int type, const uint8_t *p, size_t n)
+/* The taps' hook: counts packets per direction (from 1), renders each, drops or corrupts the
+ * chosen. */
+static enum sd_fate
+tr_hook(void *ctx, int type, const uint8_t *p, size_t n, size_t index)
 {
-	struct trstream *w = (struct trstream *)s;
-	struct trace *t = w->t;
+	struct tr_side *sd = ctx;
+	struct trace *t = sd->t;
 	int k;
 
+	(void)index;
 	if (type != PG_PKT_DATA) {
 		if (type == PG_PKT_RESET)
 			t->reset_seen = 1;
-		return w->inner->ops->write(w->inner, type, p, n);
+		return SD_PASS;
 	}
-	k = ++t->count[w->dir];
-	for (int i = 0; i < 16 && t->drop[w->dir][i]; i++)
-		if (t->drop[w->dir][i] == k) {
-			tr_render(t, w->dir, p, n, " lost");
-			return 0;
+	k = ++t->count[sd->dir];
+	for (int i = 0; i < 16 && t->drop[sd->dir][i]; i++)
+		if (t->drop[sd->dir][i] == k) {
+			tr_render(t, sd->dir, p, n, " lost");
+			return SD_DROP;
 		}
-	for (int i = 0; i < 16 && t->corrupt[w->dir][i]; i++)
-		if (t->corrupt[w->dir][i] == k) {
-			uint8_t buf[70000];
-			size_t m = n < sizeof(buf) ? n : sizeof(buf);
-
-			memcpy(buf, p, m);
-			buf[m - 1] ^= 0x01; /* a bit of the epilogue / last byte */
-			tr_render(t, w->dir, p, n, " bad");
-			return w->inner->ops->write(w->inner, type, buf, m);
+	for (int i = 0; i < 16 && t->corrupt[sd->dir][i]; i++)
+		if (t->corrupt[sd->dir][i] == k) {
+			tr_render(t, sd->dir, p, n, " bad");
+			return SD_CORRUPT;
 		}
-	tr_render(t, w->dir, p, n, "");
-	return w->inner->ops->write(w->inner, type, p, n);
+	tr_render(t, sd->dir, p, n, "");
+	return SD_PASS;
 }
 
-static int
-tr_read(struct pg_stream *s, uint8_t *p, size_t n, int timeout_ms)
-{
-	struct trstream *w = (struct trstream *)s;
-
-	return w->inner->ops->read(w->inner, p, n, timeout_ms);
-}
-
-static void
-tr_flush(struct pg_stream *s)
-{
-	pg_stream_flush(((struct trstream *)s)->inner);
-}
-
-static void
-tr_destroy(struct pg_stream *s)
-{
-	struct trstream *w = (struct trstream *)s;
-
-	if (w->owns)
-		pg_stream_free(w->inner);
-	free(w);
-}
-
-static const struct pg_stream_ops tr_ops = {tr_write, tr_read, tr_flush, tr_destroy};
-
+/* A traced stream: se_double's tap with the trace as its hook. */
 static struct pg_stream *
 tr_wrap(struct pg_stream *inner, int owns, int dir, struct trace *t)
 {
-	struct trstream *w = calloc(1, sizeof(*w));
+	struct sd_tap *tap = sd_tap_new(inner, owns, NULL);
 
-	w->base.ops = &tr_ops;
-	w->inner = inner;
-	w->owns = owns;
-	w->dir = dir;
-	w->t = t;
-	return &w->base;
+	t->side[dir].t = t;
+	t->side[dir].dir = dir;
+	tap->hook = tr_hook;
+	tap->ctx = &t->side[dir];
+	return &tap->base;
 }
 
 /* Prints the trace (for failures and the test log). */

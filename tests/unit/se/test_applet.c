@@ -300,6 +300,30 @@ test_pin_flow(void **st)
 	pg_nvm_close(nvm);
 }
 
+/* The echo applet answers a command without data (case 1 and 2) with 9000 and
+ * nothing: it once copied from the absent data (UBSan: memcpy from NULL). */
+static void
+test_echo_no_data(void **st)
+{
+	static const char *const apps[] = {"echo"};
+	struct pg_gp_config cfg = {.serial = 0x43, .applets = apps, .n_applets = 1};
+	struct pg_gp_card *g = NULL;
+	struct gt t;
+
+	(void)st;
+	assert_int_equal(pg_gp_card_new(&g, &cfg), 0);
+	memset(&t, 0, sizeof(t));
+	t.card = pg_gp_card_card(g);
+	gt_expect(&t, "00A4040008F050474543484F0100", PG_SW_OK);
+	gt_expect(&t, "80CA9F7F00", PG_SW_OK);
+	assert_int_equal(t.n, 0);
+	gt_expect(&t, "80CA9F7F", PG_SW_OK);
+	assert_int_equal(t.n, 0);
+	gt_expect(&t, "8010000003AABBCC00", PG_SW_OK);
+	assert_int_equal(t.n, 3);
+	pg_gp_card_free(g);
+}
+
 /* A profile (issue 16: the NFC switch's SEs): applets at AIDs with priority and label. */
 static void
 test_transit_profile(void **st)
@@ -383,6 +407,7 @@ main(void)
 	    cmocka_unit_test(test_payment_flow),
 	    cmocka_unit_test(test_pin_flow),
 	    cmocka_unit_test(test_transit_profile),
+	    cmocka_unit_test(test_echo_no_data),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

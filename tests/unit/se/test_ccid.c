@@ -197,7 +197,7 @@ test_apdus(void **state)
 		struct pg_card card = tc_card(&t);
 		struct pg_link_params p = {.max_frame = sizes[k]};
 		struct pg_link *l = NULL;
-		struct tap *ht, *ct;
+		struct sd_tap *ht, *ct;
 		uint8_t atr[PG_ATR_MAX];
 		size_t atrlen = sizeof(atr);
 

@@ -20,9 +20,12 @@
 #include "payguard/log.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* ---- a loopback link: the host's transmit calls the card directly ---- */
 
@@ -383,6 +386,48 @@ test_concurrent(void **state)
 	assert_int_equal(total, (uint64_t)(2 * n + ok + 2 * closed));
 }
 
+/* A trace sink that, inside channel `arg`'s exchange, asks about another channel. */
+static void
+trace_nested(void *arg, const struct pg_conv_event *ev)
+{
+	if (ev->kind == PG_CONV_EV_APDU)
+		(void)pg_conv_channel_state(conv, *(int *)arg);
+}
+
+/*
+ * The lock order is asserted: taking a second channel's lock while one is
+ * held (here from a trace sink, called under the first) aborts at once
+ * instead of waiting for two threads to deadlock on each other.
+ */
+static void
+test_lock_order_asserted(void **state)
+{
+	int ab, ac, rc, status;
+	pid_t pid;
+
+	(void)state;
+#ifdef NDEBUG
+	skip(); /* the checks are assertions */
+#endif
+	ab = pg_conv_open(conv, "a", "b");
+	ac = pg_conv_open(conv, "a", "c");
+	assert_true(ab > 0 && ac > 0);
+	/* In order (channel, then interface; one channel at a time) nothing fires. */
+	assert_int_equal(tx(ab, PG_CONV_A, SELECT_TEST, &rc), 0x9000);
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		signal(SIGABRT, SIG_DFL); /* not cmocka's handler: the child must die */
+		pg_conv_set_trace(conv, trace_nested, &ac);
+		tx(ab, PG_CONV_A, SELECT_TEST, &rc);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGABRT);
+}
+
 int
 main(void)
 {
@@ -392,6 +437,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_channel_exhaustion, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failure_and_removal, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lock_order_asserted, setup, teardown),
 	};
 	pg_log_set_level(PG_LOG_ERROR);
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -90,7 +90,7 @@ one_link(const struct pg_link_ops *ops, uint16_t ifsc, uint16_t ifsd)
 	struct pg_card card = tc_card(&t);
 	struct pg_link_params p = {.ifsc = ifsc, .ifsd = ifsd};
 	struct pg_link *l = NULL;
-	struct tap *ht, *ct;
+	struct sd_tap *ht, *ct;
 	uint8_t atr[PG_ATR_MAX];
 	size_t atrlen = sizeof(atr), maxlen = 0;
 
@@ -109,13 +109,13 @@ one_link(const struct pg_link_ops *ops, uint16_t ifsc, uint16_t ifsd)
 	assert_int_equal(ct->head[1][0], 0xA5);
 	run_cases(l, &t);
 	/* Blocks never exceed the IFS of their receiver; the 2-byte LEN goes past 255. */
-	for (size_t i = 3; i < ht->count && i < TAP_MAX; i++)
+	for (size_t i = 3; i < ht->count && i < SD_TAP_MAX; i++)
 		if (!(ht->head[i][1] & 0x80))
 			maxlen =
 			    pg_be16(ht->head[i] + 2) > maxlen ? pg_be16(ht->head[i] + 2) : maxlen;
 	assert_int_equal(maxlen, ifsc ? ifsc : 254);
 	maxlen = 0;
-	for (size_t i = 3; i < ct->count && i < TAP_MAX; i++)
+	for (size_t i = 3; i < ct->count && i < SD_TAP_MAX; i++)
 		if (!(ct->head[i][1] & 0x80))
 			maxlen =
 			    pg_be16(ct->head[i] + 2) > maxlen ? pg_be16(ct->head[i] + 2) : maxlen;
@@ -187,7 +187,7 @@ test_wtx(void **state)
 	struct pg_link_card *c = NULL;
 	struct pg_stream *s = NULL;
 	struct pg_link *l = NULL;
-	struct tap *ht;
+	struct sd_tap *ht;
 	uint8_t atr[PG_ATR_MAX];
 	size_t atrlen = sizeof(atr), clen, rlen = sizeof(rapdu);
 
@@ -195,7 +195,7 @@ test_wtx(void **state)
 	assert_int_equal(pg_link_spi_ops.card_open(&c, &card, NULL), 0);
 	assert_int_equal(
 	    pg_stream_memory_pair(&s, wtx_card, c, (void (*)(void *))pg_link_card_close), 0);
-	ht = tap_new(s, 1, NULL);
+	ht = sd_tap_new(s, 1, NULL);
 	assert_int_equal(pg_link_spi_ops.host_open(&l, &ht->base, NULL, NULL), 0);
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 	clen = tc_build(capdu, PG_APDU_CASE4S, 16, 16);
@@ -221,7 +221,7 @@ test_recovery(void **state)
 			struct pg_card card = tc_card(&t);
 			struct pg_link_params p = {.ifsc = 32, .ifsd = 32};
 			struct pg_link *l = NULL;
-			struct tap *ht, *ct;
+			struct sd_tap *ht, *ct;
 			uint8_t atr[PG_ATR_MAX];
 			size_t atrlen = sizeof(atr), clen, rlen = sizeof(rapdu);
 
@@ -249,7 +249,7 @@ test_resync(void **state)
 	struct sd_tcard t = {0};
 	struct pg_card card = tc_card(&t);
 	struct pg_link *l = NULL;
-	struct tap *ht, *ct;
+	struct sd_tap *ht, *ct;
 	struct pg_link_params p = {.retries = 2};
 	uint8_t atr[PG_ATR_MAX], f[16], r[16];
 	size_t atrlen = sizeof(atr), clen, rlen = sizeof(rapdu);

@@ -392,11 +392,11 @@ test_windows(void **state)
 
 /* Counts frames of one kind in a tap: c = control byte mask/value. */
 static size_t
-tap_count(const struct tap *t, uint8_t mask, uint8_t val)
+tap_count(const struct sd_tap *t, uint8_t mask, uint8_t val)
 {
 	size_t n = 0;
 
-	for (size_t i = 0; i < t->count && i < TAP_MAX; i++)
+	for (size_t i = 0; i < t->count && i < SD_TAP_MAX; i++)
 		if ((t->head[i][1] & mask) == val)
 			n++;
 	return n;
@@ -408,7 +408,7 @@ test_window_acks(void **state)
 	struct sd_tcard t = {0};
 	struct pg_card card = tc_card(&t);
 	struct pg_link *l = NULL;
-	struct tap *ht, *ct;
+	struct sd_tap *ht, *ct;
 	uint8_t atr[PG_ATR_MAX];
 	size_t atrlen = sizeof(atr), clen, rlen = sizeof(rapdu), base_h, base_c;
 
@@ -453,7 +453,7 @@ test_retransmission(void **state)
 		struct sd_tcard t = {0};
 		struct pg_card card = tc_card(&t);
 		struct pg_link *l = NULL;
-		struct tap *ht, *ct;
+		struct sd_tap *ht, *ct;
 		uint8_t atr[PG_ATR_MAX];
 		size_t atrlen = sizeof(atr), clen, rlen = sizeof(rapdu);
 		static const size_t hdrop[] = {6, (size_t)-1}; /* 5 set-up frames, then the APDU */
@@ -476,7 +476,7 @@ test_retransmission(void **state)
 		struct sd_tcard t = {0};
 		struct pg_card card = tc_card(&t);
 		struct pg_link *l = NULL;
-		struct tap *ht, *ct;
+		struct sd_tap *ht, *ct;
 		uint8_t atr[PG_ATR_MAX];
 		size_t atrlen = sizeof(atr), clen, rlen = sizeof(rapdu);
 		static const size_t cdrop[] = {6, (size_t)-1};
@@ -498,7 +498,7 @@ test_retransmission(void **state)
 		struct sd_tcard t = {0};
 		struct pg_card card = tc_card(&t);
 		struct pg_link *l = NULL;
-		struct tap *ht, *ct;
+		struct sd_tap *ht, *ct;
 		uint8_t atr[PG_ATR_MAX];
 		size_t atrlen = sizeof(atr), clen, rlen = sizeof(rapdu);
 		static const size_t hdrop[] = {7, (size_t)-1};
