@@ -556,6 +556,108 @@ op_open_session(struct client *c, const struct pg_seos_req *q)
 	return reply(c, q, h, 4, NULL, 0);
 }
 
+/*
+ * Access control for a channel on SE e (generation gen), before anything
+ * reaches the SE; reserves the basic channel when asked for it.
+ */
+static int
+channel_access(struct client *c, const struct pg_seos_req *q, struct se *e, uint32_t gen,
+	       struct pg_ara_access *acc)
+{
+	char h1[41], why[512];
+	int rc;
+
+	pthread_mutex_lock(&c->s->mu);
+	if (e->gen != gen) {
+		rc = pg_error(PG_ENOCARD, SUBSYS, "SE '%s' was removed (%s)", e->name, e->reason);
+	} else if (!e->have_rules) {
+		rc = pg_error(PG_EPERM, SUBSYS, "SE '%s' has no ARA-M rules: access denied",
+			      e->name);
+	} else if ((rc = pg_ara_decide(&e->rules, q->aid, q->aid_len, &c->id, acc)) < 0) {
+		snprintf(why, sizeof(why), "%s", pg_last_error());
+		pg_hex_encode(h1, c->id.sha1, 20);
+		rc = pg_error(PG_EPERM, SUBSYS,
+			      "access denied to %s on SE '%s' for client %s (SHA-1 %s): %s",
+			      q->aid_len ? "the application" : "the default application", e->name,
+			      c->idtext, h1, why);
+	}
+	if (rc == 0 && !q->logical) {
+		if (e->chans & 1)
+			rc = pg_error(PG_EBUSY, SUBSYS, "the basic channel of '%s' is in use",
+				      e->name);
+		else
+			e->chans |= 1;
+	}
+	pthread_mutex_unlock(&c->s->mu);
+	return rc;
+}
+
+/* MANAGE CHANNEL open on the SE: the new logical channel's number. */
+static int
+channel_manage_open(struct client *c, int slot, uint32_t gen)
+{
+	static const uint8_t open[] = {0x00, 0x70, 0x00, 0x00, 0x01};
+	size_t rl;
+	int rc = se_xmit(c, slot, gen, open, sizeof(open), &rl);
+
+	if (rc < 0)
+		return rc;
+	if (pg_rapdu_sw(c->r, rl) != PG_SW_OK || rl != 3 || c->r[0] == 0 || c->r[0] >= 20)
+		return pg_error(PG_EBUSY, SUBSYS, "MANAGE CHANNEL open refused: SW %04X",
+				pg_rapdu_sw(c->r, rl));
+	return c->r[0];
+}
+
+/* SELECT of the client's application on channel chn; the answer in c->r / *rl. */
+static int
+channel_select(struct client *c, const struct pg_seos_req *q, int slot, uint32_t gen, int chn,
+	       size_t *rl)
+{
+	size_t n = 0;
+	uint16_t sw;
+	int rc;
+
+	c->c[n++] = set_chan(0x00, chn);
+	c->c[n++] = 0xA4;
+	c->c[n++] = 0x04;
+	c->c[n++] = q->p2;
+	if (q->aid_len) {
+		c->c[n++] = (uint8_t)q->aid_len;
+		memcpy(c->c + n, q->aid, q->aid_len);
+		n += q->aid_len;
+	}
+	c->c[n++] = 0x00;
+	rc = se_xmit(c, slot, gen, c->c, n, rl);
+	if (rc < 0)
+		return rc;
+	sw = pg_rapdu_sw(c->r, *rl);
+	if (sw != PG_SW_OK && (sw >> 8) != 0x62 && (sw >> 8) != 0x63)
+		return pg_error(PG_ENOENT, SUBSYS, "SELECT of the application: SW %04X", sw);
+	return 0;
+}
+
+/* A failed open: the logical channel closed again, or the basic channel freed. */
+static void
+channel_undo(struct client *c, const struct pg_seos_req *q, struct se *e, int slot, uint32_t gen,
+	     int chn, int rc)
+{
+	if (q->logical && rc != PG_ENOCARD) {
+		uint8_t close[4] = {0x00, 0x70, 0x80, (uint8_t)chn};
+		size_t rl2;
+		char keep[512];
+
+		snprintf(keep, sizeof(keep), "%s", pg_last_error());
+		(void)se_xmit(c, slot, gen, close, 4, &rl2);
+		pg_error(rc, SUBSYS, "%s", keep);
+	}
+	if (!q->logical) {
+		pthread_mutex_lock(&c->s->mu);
+		if (e->gen == gen)
+			e->chans &= ~1u;
+		pthread_mutex_unlock(&c->s->mu);
+	}
+}
+
 static int
 op_open_channel(struct client *c, const struct pg_seos_req *q)
 {
@@ -563,9 +665,8 @@ op_open_channel(struct client *c, const struct pg_seos_req *q)
 	struct se *e;
 	int k = -1, si = (int)q->handle - 1, slot, chn = 0, rc;
 	uint32_t gen;
-	size_t rl, n;
+	size_t rl = 2;
 	uint8_t h[4];
-	char h1[41];
 
 	if (si < 0 || si >= MAX_SESS || !c->sess[si].used)
 		return pg_error(PG_ENOENT, SUBSYS, "no session %u", q->handle);
@@ -578,89 +679,21 @@ op_open_channel(struct client *c, const struct pg_seos_req *q)
 	gen = c->sess[si].gen;
 	e = &c->s->se[slot];
 	/* Access control first: nothing reaches the SE for a refused client. */
-	pthread_mutex_lock(&c->s->mu);
-	if (e->gen != gen) {
-		rc = pg_error(PG_ENOCARD, SUBSYS, "SE '%s' was removed (%s)", e->name, e->reason);
-	} else if (!e->have_rules) {
-		rc = pg_error(PG_EPERM, SUBSYS, "SE '%s' has no ARA-M rules: access denied",
-			      e->name);
-	} else {
-		rc = pg_ara_decide(&e->rules, q->aid, q->aid_len, &c->id, &acc);
-		if (rc < 0) {
-			char why[512];
-
-			snprintf(why, sizeof(why), "%s", pg_last_error());
-			pg_hex_encode(h1, c->id.sha1, 20);
-			rc = pg_error(PG_EPERM, SUBSYS,
-				      "access denied to %s on SE '%s' for client %s (SHA-1 %s): %s",
-				      q->aid_len ? "the application" : "the default application",
-				      e->name, c->idtext, h1, why);
-		}
-	}
-	if (rc == 0 && !q->logical) {
-		if (e->chans & 1)
-			rc = pg_error(PG_EBUSY, SUBSYS, "the basic channel of '%s' is in use",
-				      e->name);
-		else
-			e->chans |= 1;
-	}
-	pthread_mutex_unlock(&c->s->mu);
+	rc = channel_access(c, q, e, gen, &acc);
 	if (rc < 0)
 		return rc;
-	if (q->logical) {
-		static const uint8_t open[] = {0x00, 0x70, 0x00, 0x00, 0x01};
-
-		rc = se_xmit(c, slot, gen, open, sizeof(open), &rl);
-		if (rc < 0)
-			return rc;
-		if (pg_rapdu_sw(c->r, rl) != PG_SW_OK || rl != 3 || c->r[0] == 0 || c->r[0] >= 20)
-			return pg_error(PG_EBUSY, SUBSYS, "MANAGE CHANNEL open refused: SW %04X",
-					pg_rapdu_sw(c->r, rl));
-		chn = c->r[0];
-	}
-	n = 0;
+	if (q->logical && (chn = channel_manage_open(c, slot, gen)) < 0)
+		return chn;
 	if (q->aid_len || q->logical) {
-		c->c[n++] = set_chan(0x00, chn);
-		c->c[n++] = 0xA4;
-		c->c[n++] = 0x04;
-		c->c[n++] = q->p2;
-		if (q->aid_len) {
-			c->c[n++] = (uint8_t)q->aid_len;
-			memcpy(c->c + n, q->aid, q->aid_len);
-			n += q->aid_len;
-		}
-		c->c[n++] = 0x00;
-		rc = se_xmit(c, slot, gen, c->c, n, &rl);
-		if (rc == 0) {
-			uint16_t sw = pg_rapdu_sw(c->r, rl);
-
-			if (sw != PG_SW_OK && (sw >> 8) != 0x62 && (sw >> 8) != 0x63)
-				rc = pg_error(PG_ENOENT, SUBSYS,
-					      "SELECT of the application: SW %04X", sw);
-		}
+		rc = channel_select(c, q, slot, gen, chn, &rl);
 		if (rc < 0) {
-			if (q->logical && rc != PG_ENOCARD) {
-				uint8_t close[4] = {0x00, 0x70, 0x80, (uint8_t)chn};
-				size_t rl2;
-				char keep[512];
-
-				snprintf(keep, sizeof(keep), "%s", pg_last_error());
-				(void)se_xmit(c, slot, gen, close, 4, &rl2);
-				pg_error(rc, SUBSYS, "%s", keep);
-			}
-			if (!q->logical) {
-				pthread_mutex_lock(&c->s->mu);
-				if (e->gen == gen)
-					e->chans &= ~1u;
-				pthread_mutex_unlock(&c->s->mu);
-			}
+			channel_undo(c, q, e, slot, gen, chn, rc);
 			return rc;
 		}
 	} else {
 		/* Basic channel, default application: nothing to select. */
 		c->r[0] = 0x90;
 		c->r[1] = 0x00;
-		rl = 2;
 	}
 	c->ch[k].used = 1;
 	c->ch[k].sess = si;
@@ -895,6 +928,68 @@ pg_seos_serve_new(struct pg_seos_server **out, const struct pg_seos_serve_opts *
 	return 0;
 }
 
+/* Sets a client's socket slot (-1: frees cfd's); s->mu held. */
+static void
+client_fd_slot(struct srv *s, int from, int to)
+{
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		if (s->cfd[i] == from) {
+			s->cfd[i] = to;
+			return;
+		}
+}
+
+/* One client connection: its own thread, at most MAX_CLIENTS. */
+static void
+accept_client(struct srv *s, int lfd)
+{
+	int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	struct client *c;
+	pthread_t t;
+
+	if (cfd < 0)
+		return;
+	c = calloc(1, sizeof(*c));
+	pthread_mutex_lock(&s->mu);
+	if (!c || s->nclients >= MAX_CLIENTS) {
+		pthread_mutex_unlock(&s->mu);
+		free(c);
+		close(cfd);
+		return;
+	}
+	s->nclients++;
+	client_fd_slot(s, -1, cfd);
+	pthread_mutex_unlock(&s->mu);
+	c->s = s;
+	c->fd = cfd;
+	if (pthread_create(&t, NULL, client_thread, c) != 0) {
+		free(c);
+		pthread_mutex_lock(&s->mu);
+		client_fd_slot(s, cfd, -1);
+		close(cfd);
+		s->nclients--;
+		pthread_mutex_unlock(&s->mu);
+		return;
+	}
+	pthread_detach(t);
+}
+
+/* Stop: detach every SE (ports end), wake every client (their reads fail), wait for them. */
+static void
+stop_all(struct srv *s)
+{
+	pthread_mutex_lock(&s->mu);
+	for (int i = 0; i < MAX_SE; i++)
+		if (s->se[i].used && s->se[i].l)
+			drop_link(s, &s->se[i], PG_SEOS_DETACHED, "SE OS stopped");
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		if (s->cfd[i] >= 0)
+			shutdown(s->cfd[i], SHUT_RDWR);
+	while (s->nclients > 0)
+		pthread_cond_wait(&s->idle, &s->mu);
+	pthread_mutex_unlock(&s->mu);
+}
+
 int
 pg_seos_serve_run(struct pg_seos_server *srv)
 {
@@ -931,62 +1026,17 @@ pg_seos_serve_run(struct pg_seos_server *srv)
 			continue;
 		if (ifd >= 0 && (p[1].revents & POLLIN))
 			inotify_events(s, ifd);
-		if (p[0].revents & POLLIN) {
-			int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-			struct client *c;
-			pthread_t t;
-
-			if (cfd < 0)
-				continue;
-			c = calloc(1, sizeof(*c));
-			pthread_mutex_lock(&s->mu);
-			if (!c || s->nclients >= MAX_CLIENTS) {
-				pthread_mutex_unlock(&s->mu);
-				free(c);
-				close(cfd);
-				continue;
-			}
-			s->nclients++;
-			for (int i = 0; i < MAX_CLIENTS; i++)
-				if (s->cfd[i] < 0) {
-					s->cfd[i] = cfd;
-					break;
-				}
-			pthread_mutex_unlock(&s->mu);
-			c->s = s;
-			c->fd = cfd;
-			if (pthread_create(&t, NULL, client_thread, c) != 0) {
-				free(c);
-				pthread_mutex_lock(&s->mu);
-				for (int i = 0; i < MAX_CLIENTS; i++)
-					if (s->cfd[i] == cfd)
-						s->cfd[i] = -1;
-				close(cfd);
-				s->nclients--;
-				pthread_mutex_unlock(&s->mu);
-				continue;
-			}
-			pthread_detach(t);
-		}
+		if (p[0].revents & POLLIN)
+			accept_client(s, lfd);
 	}
 out:
-	/* Stop: wake every client (their reads fail), then wait for them. */
 	close(lfd);
 	(void)unlink(o->sock);
 	if (ifd >= 0)
 		close(ifd);
 	if (have_pcsc)
 		pthread_join(pt, NULL);
-	pthread_mutex_lock(&s->mu);
-	for (int i = 0; i < MAX_SE; i++)
-		if (s->se[i].used && s->se[i].l)
-			drop_link(s, &s->se[i], PG_SEOS_DETACHED, "SE OS stopped");
-	for (int i = 0; i < MAX_CLIENTS; i++)
-		if (s->cfd[i] >= 0)
-			shutdown(s->cfd[i], SHUT_RDWR);
-	while (s->nclients > 0)
-		pthread_cond_wait(&s->idle, &s->mu);
-	pthread_mutex_unlock(&s->mu);
+	stop_all(s);
 	return rc;
 }
 
