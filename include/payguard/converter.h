@@ -26,7 +26,7 @@
 #include <stdio.h>
 #include <stdint.h>
 
-#define PG_CONV_NAME_MAX 32
+#define PG_CONV_NAME_MAX 64
 
 struct pg_conv;
 
@@ -77,7 +77,41 @@ int pg_conv_attach(struct pg_conv *c, const char *name, struct pg_link *l);
  */
 int pg_conv_attach_addr(struct pg_conv *c, const char *name, const struct pg_link_ops *ops,
 			const char *addr, const struct pg_link_params *p);
-/* Removes an interface: its channels end with PG_ENOCARD, its link closes. */
+/*
+ * Opens a host link to the SE at a link address: driver `link` ("t1", "swp",
+ * "spi", "i2c", "t0", "ccid" over "unix:PATH" or "tcp:HOST:PORT", a VSE's
+ * endpoint among them; "pcsc" with a reader name or index). The one way the
+ * SE OS, the NFC switch and the converter's own interfaces reach an SE by its
+ * address. p may be NULL (timeout_ms 0: 2000 ms to connect).
+ */
+int pg_conv_link_open(struct pg_link **out, const char *link, const char *addr,
+		      const struct pg_link_params *p);
+/*
+ * A host link over interface `name` as it is now (for code written against
+ * pg_link: the SE OS's connect flow and sessions, the NFC switch's master
+ * ports). Its transmit goes through the interface, serialised with every
+ * channel and other view of it, counted and traced (PG_CONV_EV_APDU with
+ * chan 0); power_on returns the ATR of attach without resetting the SE (other
+ * users keep their state); a link failure marks the interface failed; once
+ * the interface is detached or failed the view answers PG_ENOCARD/PG_ELINK,
+ * also after a new interface of the same name attached. pg_link_close()
+ * frees only the view. Views must be closed before pg_conv_free().
+ */
+int pg_conv_iface_link(struct pg_conv *c, const char *name, struct pg_link **out);
+/*
+ * A port: interface `name`'s SE served in the card role of driver `link` on
+ * a listening address ("unix:PATH"), one host at a time, each command going
+ * through the interface as a view's does (seed 7: the SE on any link, seen
+ * over another). The SE is not reset when a host connects. The port's
+ * thread runs until pg_conv_port_stop(), which also ends a connected host.
+ */
+struct pg_conv_port;
+int pg_conv_port_start(struct pg_conv *c, const char *name, const char *link,
+		       const char *listen_addr, struct pg_conv_port **out);
+/* Stops and frees (the socket file of a unix: address is removed). NULL ok. */
+void pg_conv_port_stop(struct pg_conv_port *p);
+/* Removes an interface: its channels end with PG_ENOCARD, its link closes. The
+ * name may be attached again (a new interface; the old record stays until free). */
 int pg_conv_detach(struct pg_conv *c, const char *name);
 /*
  * Checks every live interface with a command that changes no card state

@@ -221,13 +221,27 @@ struct pg_seos_entry {
 /* Calls fn for each SE list row (by name); stops and returns fn's negative value. */
 int pg_seos_list(struct pg_seos *os, int (*fn)(void *arg, const struct pg_seos_entry *e),
 		 void *arg);
+/*
+ * The same rows read through another process's store connection (the NFC
+ * switch follows the SE OS's list this way): no device key, no migration;
+ * PG_ESTORE (or the store's error) while the SE OS has not made its tables.
+ */
+int pg_seos_list_store(struct pg_store *st, int (*fn)(void *arg, const struct pg_seos_entry *e),
+		       void *arg);
 
 /* ---------------- the daemon (`payguard seos serve`) ---------------- */
 
 struct pg_seos_serve_opts {
 	const char *sock;  /* UNIX socket for clients */
 	const char *watch; /* directory of endpoint files "<name>.se" (NULL: none) */
-	int pcsc;	   /* follow PC/SC reader events */
+	/*
+	 * Directory of ports (NULL: none): each authenticated SE is also served
+	 * there as unix:<ports>/<name>.sock in the T=1 card role through the
+	 * converter (pg_conv_port_start), the way the NFC switch's master ports
+	 * reach the SE OS's SEs. Raw APDU access: keep it private (0700).
+	 */
+	const char *ports;
+	int pcsc; /* follow PC/SC reader events */
 	const char *db, *devkey;
 	const struct pg_seos_keystore *ks;
 	volatile int *stop;	  /* set non-zero to stop */
@@ -239,7 +253,13 @@ int pg_seos_serve_new(struct pg_seos_server **out, const struct pg_seos_serve_op
 /* Runs until *o->stop; then ends every session and waits for the clients. */
 int pg_seos_serve_run(struct pg_seos_server *s);
 void pg_seos_serve_free(struct pg_seos_server *s);
-/* Attaches an SE by hand (what an endpoint file does): runs the connect flow. */
+/*
+ * Attaches an SE by hand (what an endpoint file does): opens it through the
+ * converter by its link address (pg_conv_link_open: T=1/SWP/SPI sockets, a
+ * VSE's endpoint, a PC/SC reader), binds it as the converter interface `name`
+ * and runs the connect flow over that interface; client sessions and the port
+ * use the same interface.
+ */
 int pg_seos_serve_attach(struct pg_seos_server *s, const char *name, const char *link,
 			 const char *addr);
 

@@ -8,12 +8,14 @@
  */
 #include "payguard/card.h"
 #include "payguard/clock.h"
+#include "payguard/converter.h"
 #include "payguard/db_json.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
 #include "payguard/hex.h"
 #include "payguard/log.h"
 #include "payguard/mem.h"
+#include "payguard/nfcswitch.h"
 #include "payguard/seos.h"
 #include "payguard/seos_client.h"
 #include "payguard/vse.h"
@@ -261,6 +263,63 @@ links_row(void *arg, const struct pg_seos_entry *e)
 	return 0;
 }
 
+/* The wallet's round: a tap on each SE the SE OS has authenticated. */
+struct wallet {
+	struct pg_store *st;
+	struct pg_seos *os;
+	const char *sock;
+	struct xstats *x;
+	uint64_t exchanges, ok;
+	const volatile int *stop;
+};
+
+static void
+wallet_tap(struct wallet *w, struct pg_seos_client *c, const char *name, const char *link,
+	   unsigned n)
+{
+	struct xstat *xs = xstat_get(w->x, name);
+
+	w->exchanges++;
+	if (xs)
+		xs->n++;
+	if (wallet_round(w->st, c, name, link, n) == 0) {
+		w->ok++;
+		return;
+	}
+	if (xs) {
+		xs->failed++;
+		snprintf(xs->last_error, sizeof(xs->last_error), "%s", pg_last_error());
+	}
+	pg_clear_error();
+}
+
+static void
+wallet_tick(struct wallet *w, unsigned n)
+{
+	struct pg_seos_client *c = NULL;
+	struct pg_seos_reader r[16];
+	struct links lk = {.n = 0};
+	size_t nr = 0;
+
+	if (pg_seos_client_connect(&c, w->sock, "payguard-wallet") < 0 ||
+	    pg_seos_client_readers(c, r, 16, &nr) < 0) {
+		pg_seos_client_close(c);
+		return;
+	}
+	(void)pg_seos_list(w->os, links_row, &lk);
+	for (size_t i = 0; i < nr && !*w->stop; i++) {
+		const char *link = "";
+
+		if (r[i].state != PG_SEOS_AUTHENTICATED)
+			continue;
+		for (int k = 0; k < lk.n; k++)
+			if (strcmp(lk.name[k], r[i].name) == 0)
+				link = lk.link[k];
+		wallet_tap(w, c, r[i].name, link, n);
+	}
+	pg_seos_client_close(c);
+}
+
 int
 pg_serve_worker_seos(const char *dir, const char *store, int demo, const volatile int *stop)
 {
@@ -268,15 +327,15 @@ pg_serve_worker_seos(const char *dir, const char *store, int demo, const volatil
 		const char *name, *link;
 	} sims[3] = {{"ese-t1", "t1"}, {"uicc-swp", "swp"}, {"ese-spi", "spi"}};
 	struct pg_seos_sim *sim[3] = {0};
-	char sdir[600], watch[640], sock[640], kp[640], kstext[256], mhex[33];
+	char sdir[600], watch[640], sock[640], kp[640], ports[640], kstext[256], mhex[33];
 	struct pg_seos_keystore *ks = NULL;
 	struct pg_seos *os = NULL;
 	struct pg_store st = {0};
 	struct srv_run run = {0};
 	struct pg_seos_serve_opts so = {0};
 	volatile int srv_stop = 0;
-	uint64_t exchanges = 0, ok = 0;
 	struct xstats xst = {.n = 0};
+	struct wallet w;
 	uint8_t master[16];
 	int rc, srv_started = 0;
 
@@ -284,7 +343,10 @@ pg_serve_worker_seos(const char *dir, const char *store, int demo, const volatil
 	snprintf(watch, sizeof(watch), "%s/endpoints", sdir);
 	snprintf(sock, sizeof(sock), "%s/seos.sock", sdir);
 	snprintf(kp, sizeof(kp), "%s/device.key", sdir);
+	snprintf(ports, sizeof(ports), "%s/ports", sdir);
 	rc = pg_mkdir_p(watch, 0700);
+	if (rc == 0)
+		rc = pg_mkdir_p(ports, 0700);
 	if (rc == 0)
 		rc = pg_serve_master_key(dir, master);
 	if (rc < 0)
@@ -313,6 +375,7 @@ pg_serve_worker_seos(const char *dir, const char *store, int demo, const volatil
 	unlink(sock);
 	so.sock = sock;
 	so.watch = watch;
+	so.ports = ports; /* the NFC switch worker's way to the SE OS's SEs */
 	so.db = store;
 	so.devkey = kp;
 	so.ks = ks;
@@ -330,44 +393,11 @@ pg_serve_worker_seos(const char *dir, const char *store, int demo, const volatil
 	rc = pg_seos_open(&os, store, kp, ks);
 	if (rc < 0)
 		goto out;
+	w = (struct wallet){.st = &st, .os = os, .sock = sock, .x = &xst, .stop = stop};
 	/* every 2 s: the SE list to the store, and a wallet tap on each authenticated SE */
 	for (unsigned n = 0; !*stop; n++) {
-		struct pg_seos_client *c = NULL;
-		struct pg_seos_reader r[16];
-		size_t nr = 0;
-
-		if (pg_seos_client_connect(&c, sock, "payguard-wallet") == 0 &&
-		    pg_seos_client_readers(c, r, 16, &nr) == 0) {
-			struct links lk = {.n = 0};
-
-			(void)pg_seos_list(os, links_row, &lk);
-			for (size_t i = 0; i < nr && !*stop; i++) {
-				const char *link = "";
-
-				if (r[i].state != PG_SEOS_AUTHENTICATED)
-					continue;
-				for (int k = 0; k < lk.n; k++)
-					if (strcmp(lk.name[k], r[i].name) == 0)
-						link = lk.link[k];
-				struct xstat *xs = xstat_get(&xst, r[i].name);
-
-				exchanges++;
-				if (xs)
-					xs->n++;
-				if (wallet_round(&st, c, r[i].name, link, n) == 0) {
-					ok++;
-				} else {
-					if (xs) {
-						xs->failed++;
-						snprintf(xs->last_error, sizeof(xs->last_error),
-							 "%s", pg_last_error());
-					}
-					pg_clear_error();
-				}
-			}
-		}
-		pg_seos_client_close(c);
-		if ((rc = store_seos(&st, os, &xst, exchanges, ok)) < 0)
+		wallet_tick(&w, n);
+		if ((rc = store_seos(&st, os, &xst, w.exchanges, w.ok)) < 0)
 			goto out;
 		for (int t = 0; t < 40 && !*stop; t++)
 			usleep(50 * 1000);
@@ -385,5 +415,219 @@ out:
 	pg_seos_keystore_free(ks);
 	pg_store_close(&st);
 	pg_memzero(master, sizeof(master));
+	return rc;
+}
+
+/* ---- nfcswitch: the NFC switch over the SE OS's SEs (issue 16 item 3) ---- */
+
+/*
+ * The switch takes its SE list from the SE OS: every second it reads the SE
+ * list (table seos_se), attaches each authenticated SE whose port the SE OS
+ * serves (unix:DIR/seos/ports/NAME.sock, T=1, through the SE OS's converter
+ * interface) and detaches the SEs the SE OS no longer has authenticated, or
+ * that failed behind the switch. Its master ports open the ports by link
+ * address through the converter (pg_conv_link_open), as for any SE.
+ */
+struct sw_row {
+	char name[64], link[16], addr[256];
+	int state;
+};
+struct sw_rows {
+	struct sw_row r[64];
+	int n;
+};
+
+static int
+sw_row_add(void *arg, const struct pg_seos_entry *e)
+{
+	struct sw_rows *rows = arg;
+	struct sw_row *r;
+
+	if (rows->n == (int)(sizeof(rows->r) / sizeof(rows->r[0])))
+		return 0;
+	r = &rows->r[rows->n++];
+	snprintf(r->name, sizeof(r->name), "%s", e->name);
+	snprintf(r->link, sizeof(r->link), "%s", e->link);
+	snprintf(r->addr, sizeof(r->addr), "%s", e->addr);
+	r->state = e->state;
+	return 0;
+}
+
+static const struct sw_row *
+sw_row_find(const struct sw_rows *rows, const char *name)
+{
+	for (int i = 0; i < rows->n; i++)
+		if (strcmp(rows->r[i].name, name) == 0)
+			return &rows->r[i];
+	return NULL;
+}
+
+/* Detaches what the SE OS no longer has authenticated (or what went down), attaches the new. */
+static void
+sw_sync(struct pg_nfcsw *sw, const char *ports, const struct sw_rows *rows)
+{
+	struct pg_nfcsw_se_info info[PG_NFCSW_MAX_SES];
+	struct pg_link_params lp = {.timeout_ms = 2000};
+	size_t n = 0;
+
+	if (pg_nfcsw_ses(sw, info, PG_NFCSW_MAX_SES, &n) == 0)
+		for (size_t i = 0; i < n; i++) {
+			const struct sw_row *r = sw_row_find(rows, info[i].name);
+
+			if (!r || r->state != PG_SEOS_AUTHENTICATED || strcmp(info[i].state, "up"))
+				(void)pg_nfcsw_detach(sw, info[i].name);
+		}
+	for (int i = 0; i < rows->n; i++) {
+		const struct sw_row *r = &rows->r[i];
+		struct pg_link *l = NULL;
+		char addr[700];
+
+		if (r->state != PG_SEOS_AUTHENTICATED || pg_nfcsw_find_se(sw, r->name) >= 0)
+			continue;
+		snprintf(addr, sizeof(addr), "unix:%s/%s.sock", ports, r->name);
+		if (access(addr + 5, F_OK) != 0)
+			continue; /* the SE OS has not opened its port (yet) */
+		if (pg_conv_link_open(&l, "t1", addr, &lp) < 0 ||
+		    pg_nfcsw_attach(sw, r->name, l, addr, 0) < 0)
+			pg_warn("nfcswitch", "SE '%s' of the SE OS not attached: %s", r->name,
+				pg_last_error());
+		pg_clear_error();
+	}
+}
+
+/* The switch's SEs (with the link and address the SE OS reaches each by) and routes as JSON. */
+static json_t *
+nfcsw_snapshot(struct pg_nfcsw *sw, const struct sw_rows *rows, uint64_t selects, uint64_t ok)
+{
+	struct pg_nfcsw_se_info info[PG_NFCSW_MAX_SES];
+	struct pg_nfcsw_app *apps = NULL;
+	size_t nse = 0, napps = 0;
+	json_t *ses = json_array(), *routes = json_array();
+
+	if (pg_nfcsw_ses(sw, info, PG_NFCSW_MAX_SES, &nse) == 0) {
+		for (size_t i = 0; i < nse; i++) {
+			const struct sw_row *r = sw_row_find(rows, info[i].name);
+
+			json_array_append_new(
+			    ses, json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:i,s:s,s:I}", "name",
+					   info[i].name, "link", r ? r->link : info[i].link, "addr",
+					   r ? r->addr : info[i].addr, "port", info[i].addr,
+					   "state", info[i].state ? info[i].state : "", "priority",
+					   info[i].priority, "apps", info[i].apps, "source",
+					   info[i].source ? info[i].source : "", "apdus",
+					   (json_int_t)info[i].apdus));
+		}
+	}
+	if (pg_nfcsw_apps(sw, &apps, &napps) == 0) {
+		for (size_t i = 0; i < napps; i++) {
+			char h[2 * PG_NFCSW_AID_MAX + 1];
+
+			pg_hex_encode_upper(h, apps[i].aid, apps[i].aid_len, 0);
+			json_array_append_new(
+			    routes, json_pack("{s:s,s:s,s:i,s:s,s:b,s:i}", "aid", h, "se",
+					      pg_nfcsw_se_name(sw, apps[i].se), "priority",
+					      apps[i].priority, "label", apps[i].label, "payment",
+					      (apps[i].flags & PG_NFCSW_APP_PAYMENT) != 0,
+					      "lifecycle", apps[i].lifecycle));
+		}
+	}
+	free(apps);
+	return json_pack("{s:s,s:o,s:o,s:I,s:I}", "policy",
+			 pg_nfcsw_policy_name(pg_nfcsw_policy(sw)), "ses", ses, "routes", routes,
+			 "selects", (json_int_t)selects, "selects_ok", (json_int_t)ok);
+}
+
+static int
+same_aid(const struct pg_nfcsw_app *a, const struct pg_nfcsw_app *b)
+{
+	return a->aid_len == b->aid_len && memcmp(a->aid, b->aid, a->aid_len) == 0;
+}
+
+/*
+ * A reader's tap: SELECT the t-th application of the routing table through
+ * the switch, logged with the SE that answered. 1 answered 9000, 0 otherwise
+ * (nothing routed: -1).
+ */
+static int
+nfcsw_tap(struct pg_store *st, struct pg_nfcsw *sw, const struct sw_rows *rows, unsigned t)
+{
+	struct pg_nfcsw_app *apps = NULL;
+	uint8_t capdu[32] = {0x00, 0xA4, 0x04, 0x00}, rapdu[300];
+	size_t napps = 0, rlen = sizeof(rapdu), clen, k = 0, ndist = 0;
+	uint64_t t0;
+	int rc;
+
+	if (pg_nfcsw_apps(sw, &apps, &napps) < 0 || napps == 0) {
+		free(apps);
+		return -1;
+	}
+	/* the registry is sorted by AID: each AID once, however many SEs hold it */
+	for (size_t i = 0; i < napps; i++)
+		ndist += i == 0 || !same_aid(&apps[i], &apps[i - 1]);
+	for (size_t i = 0, d = 0; i < napps; i++) {
+		if (i > 0 && same_aid(&apps[i], &apps[i - 1]))
+			continue;
+		if (d++ == t % ndist) {
+			k = i;
+			break;
+		}
+	}
+	capdu[4] = apps[k].aid_len;
+	memcpy(capdu + 5, apps[k].aid, capdu[4]);
+	clen = 5 + capdu[4];
+	capdu[clen++] = 0x00;
+	free(apps);
+	t0 = now_us();
+	rc = pg_nfcsw_process(sw, capdu, clen, rapdu, &rlen);
+	if (rc == 0) {
+		/* the SE the switch routed this SELECT to, as the log's row */
+		const char *to = pg_nfcsw_session_se(sw);
+		const struct sw_row *r = to && to[0] ? sw_row_find(rows, to) : NULL;
+
+		(void)pg_serve_log_apdu(st, "nfcswitch", to && to[0] ? to : "(none)",
+					r ? r->link : "", capdu, clen, rapdu, rlen,
+					(int64_t)(now_us() - t0));
+	}
+	pg_nfcsw_field_off(sw);
+	return rc == 0 && rlen >= 2 && rapdu[rlen - 2] == 0x90 && rapdu[rlen - 1] == 0x00;
+}
+
+int
+pg_serve_worker_nfcswitch(const char *dir, const char *store, const volatile int *stop)
+{
+	struct pg_nfcsw *sw = NULL;
+	struct pg_store st = {0};
+	uint64_t selects = 0, ok = 0;
+	char ports[600];
+	int rc;
+
+	snprintf(ports, sizeof(ports), "%s/seos/ports", dir);
+	rc = pg_store_open(&st, store);
+	if (rc == 0)
+		rc = pg_serve_migrate(&st);
+	if (rc == 0)
+		rc = pg_nfcsw_new(&sw);
+	for (unsigned t = 0; rc == 0 && !*stop; t++) {
+		struct sw_rows rows = {.n = 0};
+		json_t *snap;
+		int tap;
+
+		/* before the SE OS made its tables the list is empty */
+		if (pg_seos_list_store(&st, sw_row_add, &rows) < 0)
+			pg_clear_error();
+		sw_sync(sw, ports, &rows);
+		tap = nfcsw_tap(&st, sw, &rows, t);
+		if (tap >= 0) {
+			selects++;
+			ok += (uint64_t)tap;
+		}
+		snap = nfcsw_snapshot(sw, &rows, selects, ok);
+		rc = snap ? pg_serve_put_snapshot(&st, "serve_nfcsw", snap) : PG_ENOMEM;
+		json_decref(snap);
+		for (int i = 0; i < 20 && !*stop; i++)
+			usleep(50 * 1000);
+	}
+	pg_nfcsw_free(sw);
+	pg_store_close(&st);
 	return rc;
 }

@@ -43,6 +43,8 @@ struct pg_serve_worker_def {
 extern const struct pg_serve_worker_def pg_serve_workers[]; /* ends with a NULL name */
 /* The "seos" worker: runs until *stop. */
 int pg_serve_worker_seos(const char *dir, const char *store, int demo, const volatile int *stop);
+/* The "nfcswitch" worker: the NFC switch over the SE OS's SEs, until *stop. */
+int pg_serve_worker_nfcswitch(const char *dir, const char *store, const volatile int *stop);
 /* The one-shot "upgrade" worker: runs queued image job `job` (table serve_upgrade). */
 int pg_serve_worker_upgrade(const char *dir, const char *store, int64_t job,
 			    const volatile int *stop);

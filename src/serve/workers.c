@@ -5,7 +5,6 @@
  * estimation over a generated VM fleet, seed 3). Each runs until SIGTERM.
  */
 #include "payguard/json.h"
-#include "payguard/card_gp.h"
 #include "payguard/clock.h"
 #include "payguard/db_json.h"
 #include "payguard/db.h"
@@ -16,7 +15,6 @@
 #include "payguard/image.h"
 #include "payguard/link.h"
 #include "payguard/load.h"
-#include "payguard/nfcswitch.h"
 #include "payguard/log.h"
 #include "payguard/mem.h"
 #include "payguard/pos.h"
@@ -431,107 +429,6 @@ worker_load(const char *store, int period_ms)
 	return rc;
 }
 
-/* ---- nfcswitch: three demo SEs on SWP, SPI and T=1 links behind the switch ---- */
-
-/* The demo's SEs and applications: src/se/nfcswitch/sim.c (GP cards with card profiles). */
-/* The switch's SEs and routing table as JSON (served as /api/se/ses and /api/se/routes). */
-static json_t *
-nfcsw_snapshot(struct pg_nfcsw *sw, uint64_t selects, uint64_t ok)
-{
-	struct pg_nfcsw_se_info info[8];
-	struct pg_nfcsw_app *apps = NULL;
-	size_t nse = 0, napps = 0;
-	json_t *ses = json_array(), *routes = json_array();
-
-	if (pg_nfcsw_ses(sw, info, 8, &nse) == 0) {
-		for (size_t i = 0; i < nse; i++)
-			json_array_append_new(
-			    ses, json_pack("{s:s,s:s,s:s,s:s,s:i,s:i,s:s,s:I}", "name",
-					   info[i].name, "link", info[i].link, "addr", info[i].addr,
-					   "state", info[i].state ? info[i].state : "", "priority",
-					   info[i].priority, "apps", info[i].apps, "source",
-					   info[i].source ? info[i].source : "", "apdus",
-					   (json_int_t)info[i].apdus));
-	}
-	if (pg_nfcsw_apps(sw, &apps, &napps) == 0) {
-		for (size_t i = 0; i < napps; i++) {
-			char h[2 * PG_NFCSW_AID_MAX + 1];
-
-			pg_hex_encode_upper(h, apps[i].aid, apps[i].aid_len, 0);
-			json_array_append_new(
-			    routes, json_pack("{s:s,s:s,s:i,s:s,s:b,s:i}", "aid", h, "se",
-					      pg_nfcsw_se_name(sw, apps[i].se), "priority",
-					      apps[i].priority, "label", apps[i].label, "payment",
-					      (apps[i].flags & PG_NFCSW_APP_PAYMENT) != 0,
-					      "lifecycle", apps[i].lifecycle));
-		}
-	}
-	free(apps);
-	return json_pack("{s:s,s:o,s:o,s:I,s:I}", "policy",
-			 pg_nfcsw_policy_name(pg_nfcsw_policy(sw)), "ses", ses, "routes", routes,
-			 "selects", (json_int_t)selects, "selects_ok", (json_int_t)ok);
-}
-
-static int
-worker_nfcswitch(const char *store)
-{
-	struct pg_gp_card *se[PG_NFCSW_DEMO_NSE] = {0};
-	struct pg_nfcsw *sw = NULL;
-	struct pg_store st = {0};
-	uint64_t selects = 0, ok = 0;
-	int rc;
-
-	rc = pg_store_open(&st, store);
-	if (rc == 0)
-		rc = pg_serve_migrate(&st);
-	if (rc == 0)
-		rc = pg_nfcsw_new(&sw);
-	if (rc == 0)
-		rc = pg_nfcsw_demo_attach(sw, se);
-	/* a reader taps now and then: SELECT each application in turn */
-	for (unsigned t = 0; rc == 0 && !w_stop; t++) {
-		size_t k = t % pg_nfcsw_demo_napps;
-		uint8_t capdu[32] = {0x00, 0xA4, 0x04, 0x00}, rapdu[300];
-		size_t rlen = sizeof(rapdu);
-		int n = pg_hex_decode(capdu + 5, 16, pg_nfcsw_demo_apps[k].aid_hex);
-		json_t *snap;
-
-		if (n > 0) {
-			uint64_t t0 = pg_mono_ns();
-			int prc;
-
-			capdu[4] = (uint8_t)n;
-			capdu[5 + n] = 0x00;
-			prc = pg_nfcsw_process(sw, capdu, 6 + (size_t)n, rapdu, &rlen);
-			if (prc == 0 && rlen >= 2 && rapdu[rlen - 2] == 0x90 &&
-			    rapdu[rlen - 1] == 0x00)
-				ok++;
-			if (prc == 0) {
-				/* the SE the switch routed this SELECT to, as the log's row */
-				const char *to = pg_nfcsw_session_se(sw), *link = "";
-
-				for (size_t i = 0; to && i < PG_NFCSW_DEMO_NSE; i++)
-					if (strcmp(pg_nfcsw_demo_ses[i].name, to) == 0)
-						link = pg_nfcsw_demo_ses[i].link;
-				(void)pg_serve_log_apdu(&st, "nfcswitch", to ? to : "(none)", link,
-							capdu, 6 + (size_t)n, rapdu, rlen,
-							(int64_t)((pg_mono_ns() - t0) / 1000u));
-			}
-			selects++;
-			pg_nfcsw_field_off(sw);
-		}
-		snap = nfcsw_snapshot(sw, selects, ok);
-		rc = snap ? pg_serve_put_snapshot(&st, "serve_nfcsw", snap) : PG_ENOMEM;
-		json_decref(snap);
-		nap(1000);
-	}
-	pg_nfcsw_free(sw);
-	for (size_t i = 0; i < PG_NFCSW_DEMO_NSE; i++)
-		pg_gp_card_free(se[i]);
-	pg_store_close(&st);
-	return rc;
-}
-
 /* ---- vse: the VSE hypervisor (socket DIR/vse/hv.sock), driven through the API ---- */
 
 /* --demo: two VSEs on different links, created through the hypervisor's own
@@ -544,9 +441,10 @@ struct vse_demo {
 static void *
 vse_demo_thread(void *arg)
 {
+	/* each with its own payment-kind applet, so the NFC switch routes to each */
 	static const struct {
-		const char *name, *link;
-	} demo[] = {{"demo-pay", "t1"}, {"demo-transit", "swp"}};
+		const char *name, *link, *applet;
+	} demo[] = {{"demo-pay", "t1", "payment"}, {"demo-transit", "swp", "transit"}};
 	struct vse_demo *d = arg;
 	char sock[640], mhex[33];
 	uint8_t master[16];
@@ -562,8 +460,8 @@ vse_demo_thread(void *arg)
 			json_t *req = json_pack(
 			    "{s:s,s:{s:s,s:s,s:s,s:[s,s,s,s],s:{s:s,s:i},s:{s:s}}}", "op", "create",
 			    "vse", "name", demo[i].name, "arena", "256K", "pmem", "64K", "applets",
-			    "ppse", "payment", "test", "aram", "keys", "master", mhex, "kvn", 0x30,
-			    "expose", "link", demo[i].link);
+			    "ppse", demo[i].applet, "test", "aram", "keys", "master", mhex, "kvn",
+			    0x30, "expose", "link", demo[i].link);
 			/* the call owns req */
 			int rc = pg_vse_api_call(sock, req, &resp, 5000);
 
@@ -853,7 +751,7 @@ run_image(const struct pg_serve_wargs *a)
 static int
 run_nfcswitch(const struct pg_serve_wargs *a)
 {
-	return worker_nfcswitch(a->store);
+	return pg_serve_worker_nfcswitch(a->dir, a->store, (const volatile int *)&w_stop);
 }
 
 static int

@@ -344,7 +344,7 @@ try {
 
 	// ---- secure elements ----
 	await open('/se', 'secure elements');
-	const ses = await waitRows(page, 't-ses', 15000);
+	const ses = await waitRows(page, 't-ses', 30000, (r) => r.length >= 3);
 	ok(ses && ses.length >= 3 && ses.every((r) => r.cells.state === 'up'), 'se: SE list shows the switch\'s SEs, all "up"', JSON.stringify(ses));
 	const routes = await waitRows(page, 't-routes', 15000);
 	ok(routes && routes.length > 0, `se: routing table has ${routes && routes.length} AIDs`);
@@ -352,6 +352,16 @@ try {
 	ok(apdus && apdus.length > 0 && apdus.every((r) => /^[0-9A-F]+$/i.test(r.cells.capdu) && /^[0-9A-F]{4}$/i.test(r.cells.sw)), `se: APDU log has ${apdus && apdus.length} exchanges (C-APDU hex, SW)`);
 	if (apdus)
 		ok(await waitRows(page, 't-apdus', 15000, (r) => r[0].key !== apdus[0].key), 'se: the APDU log is live (a newer exchange appears on top)');
+	// issue 16: the switch's SEs are the SE OS's, a VSE among them: a reader's SELECT
+	// of the VSE demo-pay's payment AID (F0 "PGPAY" 01) answered by demo-pay
+	const authd = new Set((await api(base, '/api/seos/ses')).body.ses.filter((x) => x.state === 'authenticated').map((x) => x.name));
+	ok(ses && ses.every((r) => authd.has(r.key)), 'se: the SEs behind the NFC switch are SEs the SE OS authenticated', JSON.stringify([ses && ses.map((r) => r.key), [...authd]]));
+	const payAid = 'F0504750415901';
+	const vsePay = await waitRows(page, 't-apdus', 60000, (r) => r.some((x) => x.cells.source === 'nfcswitch' && x.cells.capdu === '00A4040007' + payAid + '00'));
+	const paySel = vsePay && vsePay.find((x) => x.cells.source === 'nfcswitch' && x.cells.capdu === '00A4040007' + payAid + '00');
+	ok(paySel && paySel.cells.se === 'demo-pay' && paySel.cells.sw === '9000' && paySel.cells.rapdu.includes('8407' + payAid),
+		'se: the APDU log shows the NFC switch routing a reader\'s SELECT of the VSE demo-pay\'s payment AID to demo-pay, answered 9000 with its FCI', JSON.stringify(paySel));
+	ok(await waitRows(page, 't-routes', 15000, (r) => r.some((x) => x.cells.aid === payAid && x.cells.se === 'demo-pay')), 'se: the routing table routes the payment AID to the VSE demo-pay');
 	const seosApi = await fetch(base + '/api/seos/ses');
 	if (seosApi.status === 200) {
 		const n = (await seosApi.json()).ses.length;

@@ -28,8 +28,9 @@ struct iface {
 	pthread_mutex_t lock;
 	char name[PG_CONV_NAME_MAX];
 	const char *link_name;
-	struct pg_link *link; /* NULL once removed or failed */
-	int state;	      /* 0, PG_ELINK, PG_ENOCARD */
+	const struct pg_link_ops *link_ops; /* the driver (kept after the link closes) */
+	struct pg_link *link;		    /* NULL once removed or failed */
+	int state;			    /* 0, PG_ELINK, PG_ENOCARD */
 	char why[200];
 	uint8_t atr[PG_ATR_MAX];
 	size_t atr_len;
@@ -166,6 +167,7 @@ pg_conv_set_trace(struct pg_conv *c, pg_conv_trace_fn fn, void *arg)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* The newest interface of that name (a name detached and attached again has several). */
 static struct iface *
 find_iface(struct pg_conv *c, const char *name)
 {
@@ -177,6 +179,15 @@ find_iface(struct pg_conv *c, const char *name)
 			f = c->ifs[i];
 	pthread_mutex_unlock(&c->lock);
 	return f;
+}
+
+/* 1 while a live (not detached) interface has this name; a detached one's name is free. */
+static int
+name_taken(struct pg_conv *c, const char *name)
+{
+	struct iface *f = find_iface(c, name);
+
+	return f && !__atomic_load_n(&f->removed, __ATOMIC_ACQUIRE);
 }
 
 static struct chan *
@@ -415,7 +426,7 @@ pg_conv_attach(struct pg_conv *c, const char *name, struct pg_link *l)
 			      PG_CONV_NAME_MAX - 1);
 		goto fail;
 	}
-	if (find_iface(c, name)) {
+	if (name_taken(c, name)) {
 		rc = pg_error(PG_EEXIST, "converter", "interface '%s' already exists", name);
 		goto fail;
 	}
@@ -428,6 +439,7 @@ pg_conv_attach(struct pg_conv *c, const char *name, struct pg_link *l)
 	strcpy(f->name, name);
 	f->link = l;
 	f->link_name = l->ops->name;
+	f->link_ops = l->ops;
 	f->atr_len = sizeof(f->atr);
 	rc = pg_link_power_on(l, f->atr, &f->atr_len);
 	if (rc < 0) {
@@ -437,7 +449,9 @@ pg_conv_attach(struct pg_conv *c, const char *name, struct pg_link *l)
 	}
 	pthread_mutex_lock(&c->lock);
 	for (int i = 0; i < c->nifs; i++) {
-		if (strcmp(c->ifs[i]->name, name) == 0) { /* attached meanwhile by another thread */
+		if (strcmp(c->ifs[i]->name, name) == 0 &&
+		    !__atomic_load_n(&c->ifs[i]->removed, __ATOMIC_ACQUIRE)) {
+			/* attached meanwhile by another thread */
 			pthread_mutex_unlock(&c->lock);
 			rc =
 			    pg_error(PG_EEXIST, "converter", "interface '%s' already exists", name);
@@ -472,25 +486,146 @@ fail:
 	return rc;
 }
 
+static int
+open_ops(struct pg_link **out, const struct pg_link_ops *ops, const char *addr,
+	 const struct pg_link_params *p)
+{
+	struct pg_stream *s = NULL;
+	int rc;
+
+	*out = NULL;
+	if (!ops->host_open)
+		return pg_error(PG_ENOTSUP, "converter", "link %s has no host role", ops->name);
+	if (!addr || !*addr)
+		return pg_error(PG_EINVAL, "converter", "link %s: no address", ops->name);
+	if (ops->type != PG_LINK_PCSC) {
+		rc = pg_stream_connect(&s, addr, p && p->timeout_ms ? p->timeout_ms : 2000);
+		if (rc < 0)
+			return pg_error(rc, "converter", "SE at %s (%s) unreachable: %s", addr,
+					ops->name, pg_last_error());
+	}
+	/* the stream is the driver's from here, even when it fails */
+	rc = ops->host_open(out, s, ops->type == PG_LINK_PCSC ? addr : NULL, p);
+	if (rc < 0) {
+		*out = NULL;
+		return pg_error(rc, "converter", "SE at %s (%s) cannot be opened: %s", addr,
+				ops->name, pg_last_error());
+	}
+	return 0;
+}
+
+int
+pg_conv_link_open(struct pg_link **out, const char *link, const char *addr,
+		  const struct pg_link_params *p)
+{
+	const struct pg_link_ops *ops = link ? pg_link_find(link) : NULL;
+
+	*out = NULL;
+	if (!ops)
+		return pg_error(PG_ENOTSUP, "converter", "no link driver '%s'", link ? link : "");
+	return open_ops(out, ops, addr, p);
+}
+
 int
 pg_conv_attach_addr(struct pg_conv *c, const char *name, const struct pg_link_ops *ops,
 		    const char *addr, const struct pg_link_params *p)
 {
-	struct pg_stream *s = NULL;
 	struct pg_link *l = NULL;
-	int rc;
+	int rc = open_ops(&l, ops, addr, p);
 
-	if (!ops->host_open)
-		return pg_error(PG_ENOTSUP, "converter", "link %s has no host role", ops->name);
-	if (ops->type != PG_LINK_PCSC) {
-		rc = pg_stream_connect(&s, addr, p && p->timeout_ms ? p->timeout_ms : 2000);
-		if (rc < 0)
-			return rc;
-	}
-	rc = ops->host_open(&l, s, addr, p);
 	if (rc < 0)
 		return rc;
 	return pg_conv_attach(c, name, l);
+}
+
+/* ---------------- views: one interface as a pg_link ---------------- */
+
+struct view {
+	struct pg_link base;
+	struct pg_link_ops ops; /* the driver's name, type and limits; our functions */
+	struct pg_conv *c;
+	struct iface *f;
+};
+
+static int
+view_power_on(struct pg_link *l, uint8_t *atr, size_t *atrlen)
+{
+	struct view *v = (struct view *)l;
+	struct iface *f = v->f;
+	int rc = 0;
+
+	pthread_mutex_lock(&f->lock);
+	if (f->state)
+		rc = iface_dead(f);
+	else if (*atrlen < f->atr_len)
+		rc = pg_error(PG_ETOOBIG, "converter", "ATR of %zu bytes", f->atr_len);
+	else {
+		memcpy(atr, f->atr, f->atr_len);
+		*atrlen = f->atr_len;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+static int
+view_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapdu, size_t *rlen)
+{
+	struct view *v = (struct view *)l;
+	struct iface *f = v->f;
+	struct pg_conv_event ev = {.kind = PG_CONV_EV_APDU,
+				   .from = "host",
+				   .to = f->name,
+				   .link = f->link_name,
+				   .capdu = capdu,
+				   .clen = clen,
+				   .sent = capdu,
+				   .slen = clen};
+	int rc;
+
+	pthread_mutex_lock(&f->lock);
+	rc = xfer_locked(v->c, f, capdu, clen, rapdu, rlen);
+	pthread_mutex_unlock(&f->lock);
+	ev.rc = rc;
+	if (rc == 0) {
+		ev.rapdu = rapdu;
+		ev.rlen = *rlen;
+	} else {
+		ev.detail = pg_last_error();
+	}
+	emit(v->c, &ev);
+	return rc;
+}
+
+static void
+view_close(struct pg_link *l)
+{
+	free(l);
+}
+
+int
+pg_conv_iface_link(struct pg_conv *c, const char *name, struct pg_link **out)
+{
+	struct iface *f = find_iface(c, name);
+	struct view *v;
+
+	*out = NULL;
+	if (!f || __atomic_load_n(&f->removed, __ATOMIC_ACQUIRE))
+		return pg_error(PG_ENOENT, "converter", "no interface '%s'", name);
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return PG_ENOMEM;
+	pthread_mutex_lock(&f->lock);
+	v->ops = *f->link_ops;
+	pthread_mutex_unlock(&f->lock);
+	v->ops.power_on = view_power_on;
+	v->ops.transmit = view_transmit;
+	v->ops.host_close = view_close;
+	v->ops.host_open = NULL;
+	v->base.ops = &v->ops;
+	v->c = c;
+	v->f = f;
+	*out = &v->base;
+	return 0;
 }
 
 int
@@ -513,7 +648,7 @@ pg_conv_detach(struct pg_conv *c, const char *name)
 			 f->link_name);
 		__atomic_store_n(&f->state, PG_ENOCARD, __ATOMIC_RELEASE);
 	}
-	f->removed = 1;
+	__atomic_store_n(&f->removed, 1, __ATOMIC_RELEASE);
 	pg_link_close(f->link);
 	f->link = NULL;
 	unlock_iface(c, f);

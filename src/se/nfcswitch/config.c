@@ -4,6 +4,7 @@
  * with AID, priority, label, payment flag) and its application to a switch.
  * Outside bytes: every field is bounded, errors name the line.
  */
+#include "payguard/converter.h"
 #include "payguard/error.h"
 #include "payguard/hex.h"
 #include "payguard/log.h"
@@ -275,22 +276,12 @@ pg_nfcsw_apply(struct pg_nfcsw *sw, const struct pg_nfcsw_conf *c, int timeout_m
 	}
 	for (size_t i = 0; i < c->n_se; i++) {
 		const struct pg_nfcsw_conf_se *s = &c->se[i];
-		const struct pg_link_ops *ops = pg_link_find(s->link);
-		struct pg_stream *st = NULL;
 		struct pg_link *l = NULL;
 
-		if (!ops || !ops->host_open)
-			return pg_error(PG_EINVAL, "nfcswitch", "SE '%s': no host-role link '%s'",
-					s->name, s->link);
-		if (ops->type != PG_LINK_PCSC) {
-			rc = pg_stream_connect(&st, s->addr, timeout_ms);
-			if (rc < 0)
-				return pg_error(rc, "nfcswitch", "SE '%s': cannot reach %s",
-						s->name, s->addr);
-		}
-		rc = ops->host_open(&l, st, ops->type == PG_LINK_PCSC ? s->addr : NULL, &lp);
+		/* a master port opens its SE by link address through the converter */
+		rc = pg_conv_link_open(&l, s->link, s->addr, &lp);
 		if (rc < 0)
-			return rc;
+			return pg_error(rc, "nfcswitch", "SE '%s': %s", s->name, pg_last_error());
 		rc = pg_nfcsw_attach(sw, s->name, l, s->addr, s->priority);
 		if (rc < 0)
 			return rc;

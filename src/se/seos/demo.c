@@ -4,6 +4,7 @@
  * authenticated with SCP03 twice (cache miss, then hit), then the daemon
  * attaches them from endpoint files and a client transmits through it.
  */
+#include "payguard/converter.h"
 #include "payguard/error.h"
 #include "payguard/fs.h"
 #include "payguard/hex.h"
@@ -88,14 +89,13 @@ pg_seos_demo(FILE *out)
 		goto out;
 	for (int i = 0; i < 3; i++) {
 		for (int round = 0; round < 2; round++) {
-			const struct pg_link_ops *ops = pg_link_find(sims[i].link);
-			struct pg_stream *st;
 			struct pg_link *l;
 			struct pg_seos_conn c;
 			struct timespec a, b;
 
-			if ((rc = pg_stream_connect(&st, pg_seos_sim_addr(sim[i]), 2000)) < 0 ||
-			    (rc = ops->host_open(&l, st, pg_seos_sim_addr(sim[i]), NULL)) < 0)
+			/* by its link address, through the converter, as `seos serve` does */
+			if ((rc = pg_conv_link_open(&l, sims[i].link, pg_seos_sim_addr(sim[i]),
+						    NULL)) < 0)
 				goto out;
 			clock_gettime(CLOCK_MONOTONIC, &a);
 			rc = pg_seos_connect(os, sims[i].name, pg_seos_sim_addr(sim[i]), l, &c);

@@ -314,19 +314,18 @@ col_text(char *dst, size_t cap, struct pg_db_stmt *s, int i)
 	snprintf(dst, cap, "%s", pg_db_column_text(s, i));
 }
 
-int
-pg_seos_list(struct pg_seos *os, int (*fn)(void *arg, const struct pg_seos_entry *e), void *arg)
+static int
+list_rows(struct pg_db *db, int (*fn)(void *arg, const struct pg_seos_entry *e), void *arg)
 {
 	struct pg_db_stmt *s = NULL;
 	int rc;
 
-	pthread_mutex_lock(&os->mu);
-	rc = pg_db_prepare(os->st.pdb,
+	rc = pg_db_prepare(db,
 			   "SELECT name,id,link,addr,atr,state,reason,version,napps FROM seos_se "
 			   "ORDER BY name",
 			   &s);
 	if (rc < 0)
-		goto out;
+		return rc;
 	while ((rc = pg_db_step(s)) == 1) {
 		struct pg_seos_entry e;
 
@@ -342,13 +341,28 @@ pg_seos_list(struct pg_seos *os, int (*fn)(void *arg, const struct pg_seos_entry
 		e.napps = (size_t)pg_db_column_int64(s, 8);
 		rc = fn(arg, &e);
 		if (rc < 0)
-			goto out;
+			break;
 	}
-out:
-	if (s)
-		pg_db_reset(s);
+	pg_db_reset(s);
+	return rc;
+}
+
+int
+pg_seos_list(struct pg_seos *os, int (*fn)(void *arg, const struct pg_seos_entry *e), void *arg)
+{
+	int rc;
+
+	pthread_mutex_lock(&os->mu);
+	rc = list_rows(os->st.pdb, fn, arg);
 	pthread_mutex_unlock(&os->mu);
 	return rc;
+}
+
+int
+pg_seos_list_store(struct pg_store *st, int (*fn)(void *arg, const struct pg_seos_entry *e),
+		   void *arg)
+{
+	return list_rows(st->pdb, fn, arg);
 }
 
 /* ---------------- the MACed cache ---------------- */
@@ -680,77 +694,75 @@ read_ara(struct flow *f, struct pg_seos_config *cfg)
 	return 0;
 }
 
-int
-pg_seos_connect(struct pg_seos *os, const char *name, const char *addr, struct pg_link *l,
-		struct pg_seos_conn *conn)
+/* Power on, SELECT ISD, the identity from the CPLC (fabricator, IC type, serial, batch). */
+static int
+flow_identify(struct flow *f, struct pg_seos_conn *conn)
 {
 	static const uint8_t sel_isd[] = {0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0x00,
 					  0x00, 0x01, 0x51, 0x00, 0x00, 0x00, 0x00};
-	struct flow *f;
-	struct pg_scp03_keys keys;
 	const uint8_t *v;
 	size_t vl;
-	uint32_t version;
-	int rc, sw, n, stage = 0; /* 0 link, 1 authentication, 2 configuration */
+	int rc, sw;
 
-	memset(conn, 0, sizeof(*conn));
-	memset(&keys, 0, sizeof(keys));
-	conn->cache = -1;
-	f = calloc(1, sizeof(*f));
-	if (!f)
-		return PG_ENOMEM;
-	f->l = l;
 	conn->atr_len = sizeof(conn->atr);
-	rc = pg_link_power_on(l, conn->atr, &conn->atr_len);
+	rc = pg_link_power_on(f->l, conn->atr, &conn->atr_len);
 	if (rc < 0)
-		goto fail;
+		return rc;
 	sw = xmit(f, sel_isd, sizeof(sel_isd));
-	if (sw < 0 || sw != PG_SW_OK) {
-		rc = sw < 0 ? sw : pg_error(PG_EPROTO, SUBSYS, "SELECT ISD: SW %04X", sw);
-		goto fail;
-	}
-	/* Identity from the CPLC: fabricator, IC type, serial, batch. */
+	if (sw < 0)
+		return sw;
+	if (sw != PG_SW_OK)
+		return pg_error(PG_EPROTO, SUBSYS, "SELECT ISD: SW %04X", sw);
 	rc = get_data(f, PG_SEOS_TAG_CPLC, 0, &v, &vl);
 	if (rc < 0)
-		goto fail;
-	if (vl < 18) {
-		rc = pg_error(PG_EPROTO, SUBSYS, "CPLC of %zu bytes", vl);
-		goto fail;
-	}
+		return rc;
+	if (vl < 18)
+		return pg_error(PG_EPROTO, SUBSYS, "CPLC of %zu bytes", vl);
 	memcpy(conn->id, v, 4);
 	memcpy(conn->id + 4, v + 12, 6);
 	pg_hex_encode_upper(conn->id_hex, conn->id, PG_SEOS_ID_LEN, 0);
+	return 0;
+}
 
-	/* Secure authentication: SCP03 mutual authentication, C-MAC level. */
-	stage = 1;
-	if (pg_seos_keystore_wants_cin(os->ks)) {
-		/* A master diversified by CIN (the VSE hypervisor's way): read it in clear. */
-		uint8_t cin[16];
-		size_t cl = 0;
+/* The SE's keys from the key store (by identity, or by CIN read in clear). */
+static int
+flow_keys(struct pg_seos *os, struct flow *f, const struct pg_seos_conn *conn,
+	  struct pg_scp03_keys *keys)
+{
+	uint8_t cin[16];
+	size_t cl = 0, vl;
+	const uint8_t *v;
 
-		if (get_data(f, PG_SEOS_TAG_CIN, 0, &v, &vl) == 0 && vl <= sizeof(cin)) {
-			memcpy(cin, v, vl);
-			cl = vl;
-		}
-		rc = pg_seos_keystore_find_cin(os->ks, conn->id, cin, cl, &keys);
-	} else {
-		rc = pg_seos_keystore_find(os->ks, conn->id, &keys);
+	if (!pg_seos_keystore_wants_cin(os->ks))
+		return pg_seos_keystore_find(os->ks, conn->id, keys);
+	/* A master diversified by CIN (the VSE hypervisor's way): read it in clear. */
+	if (get_data(f, PG_SEOS_TAG_CIN, 0, &v, &vl) == 0 && vl <= sizeof(cin)) {
+		memcpy(cin, v, vl);
+		cl = vl;
 	}
+	return pg_seos_keystore_find_cin(os->ks, conn->id, cin, cl, keys);
+}
+
+/* Secure authentication: SCP03 mutual authentication, C-MAC level. */
+static int
+flow_auth(struct pg_seos *os, struct flow *f, const struct pg_seos_conn *conn)
+{
+	struct pg_scp03_keys keys;
+	int rc, n, sw;
+
+	memset(&keys, 0, sizeof(keys));
+	rc = flow_keys(os, f, conn, &keys);
 	if (rc < 0)
-		goto fail;
+		goto out;
 	n = pg_scp03_host_init_update(&f->s, keys.kvn, NULL, 8, f->w, sizeof(f->w));
-	if (n < 0) {
-		rc = n;
-		goto fail;
-	}
-	sw = xmit(f, f->w, (size_t)n);
+	sw = n < 0 ? n : xmit(f, f->w, (size_t)n);
 	if (sw < 0) {
 		rc = sw;
-		goto fail;
+		goto out;
 	}
 	if (sw != PG_SW_OK) {
 		rc = pg_error(PG_EAUTH, SUBSYS, "INITIALIZE UPDATE refused: SW %04X", sw);
-		goto fail;
+		goto out;
 	}
 	n = pg_scp03_host_auth(&f->s, &keys, f->r, f->rl, PG_SCP03_SL_CMAC, f->w, sizeof(f->w));
 	if (n < 0) {
@@ -758,97 +770,148 @@ pg_seos_connect(struct pg_seos *os, const char *name, const char *addr, struct p
 
 		snprintf(why, sizeof(why), "%s", pg_last_error());
 		rc = pg_error(PG_EAUTH, SUBSYS, "%s", why);
-		goto fail;
+		goto out;
 	}
 	rc = xmit(f, f->w, (size_t)n);
 	if (rc < 0)
-		goto fail;
+		goto out;
 	rc = pg_scp03_host_auth_done(&f->s, f->r, f->rl);
-	if (rc < 0) {
+	if (rc < 0)
 		rc = pg_error(PG_EAUTH, SUBSYS, "EXTERNAL AUTHENTICATE refused (SW %04X)",
 			      pg_rapdu_sw(f->r, f->rl));
-		goto fail;
-	}
+out:
+	pg_memzero(&keys, sizeof(keys));
+	return rc;
+}
 
-	/* Configuration: the version decides between the cache and a fresh read. */
-	stage = 2;
-	rc = get_data(f, PG_SEOS_TAG_CONFIG_VERSION, 1, &v, &vl);
+/*
+ * The configuration version (GET DATA DF50) and the cache's record for it:
+ * 1 hit (conn->cfg filled), 0 read from the SE, or an error.
+ */
+static int
+flow_version(struct pg_seos *os, struct flow *f, struct pg_seos_conn *conn, uint32_t *version)
+{
+	const uint8_t *v;
+	size_t vl;
+	int rc = get_data(f, PG_SEOS_TAG_CONFIG_VERSION, 1, &v, &vl);
+
+	*version = 0;
 	if (rc == PG_ENOENT) {
 		/*
 		 * An SE without the version object (e.g. an ISD that only knows
 		 * GlobalPlatform's objects) cannot say whether a record is current:
 		 * it is always read, never served from the cache.
 		 */
-		version = 0;
 		conn->refresh_why = 4;
-		rc = 0;
-	} else if (rc < 0) {
-		goto fail;
-	} else if (vl != 4) {
-		rc = pg_error(PG_EPROTO, SUBSYS, "configuration version of %zu bytes", vl);
-		goto fail;
-	} else {
-		version = pg_be32(v);
-		pthread_mutex_lock(&os->mu);
-		rc = cache_get(os, conn->id_hex, version, &conn->cfg, &conn->refresh_why);
-		pthread_mutex_unlock(&os->mu);
-		if (rc < 0)
-			goto fail;
-	}
-	if (rc == 1) {
-		conn->cache = 1;
-	} else {
-		struct pg_seos_config *cfg = &conn->cfg;
-
-		conn->cache = 0;
-		cfg->version = version;
-		link_params(cfg, l, conn->atr, conn->atr_len);
-		if (get_data(f, PG_SEOS_TAG_IIN, 1, &v, &vl) == 0 && vl <= 16) {
-			memcpy(cfg->iin, v, vl);
-			cfg->iin_len = vl;
-		}
-		if (get_data(f, PG_SEOS_TAG_CIN, 1, &v, &vl) == 0 && vl <= 16) {
-			memcpy(cfg->cin, v, vl);
-			cfg->cin_len = vl;
-		}
 		pg_clear_error();
-		rc = read_apps(f, cfg);
-		if (rc < 0)
-			goto fail;
-		rc = read_ara(f, cfg); /* ends the ISD session: it selects the ARA-M */
-		if (rc < 0)
-			goto fail;
-		pthread_mutex_lock(&os->mu);
-		rc = cache_put(os, conn->id_hex, cfg);
-		pthread_mutex_unlock(&os->mu);
-		if (rc < 0)
-			goto fail;
+		return 0;
 	}
-	conn->state = PG_SEOS_AUTHENTICATED;
-	conn->apdus = f->apdus;
+	if (rc < 0)
+		return rc;
+	if (vl != 4)
+		return pg_error(PG_EPROTO, SUBSYS, "configuration version of %zu bytes", vl);
+	*version = pg_be32(v);
 	pthread_mutex_lock(&os->mu);
-	rc = list_put(os, name, l->ops->name, addr, conn);
+	rc = cache_get(os, conn->id_hex, *version, &conn->cfg, &conn->refresh_why);
 	pthread_mutex_unlock(&os->mu);
-	pg_info(SUBSYS, "SE '%s' (%s, id %s) authenticated; configuration v%u from %s, %llu APDUs",
-		name, l->ops->name, conn->id_hex, conn->cfg.version,
-		conn->cache == 1 ? "the cache" : "the SE", (unsigned long long)f->apdus);
-	goto out;
-fail:
-	snprintf(conn->reason, sizeof(conn->reason), "%s: %s",
-		 stage == 1   ? "authentication failed"
-		 : stage == 2 ? "configuration read failed"
-			      : "unreachable",
-		 pg_last_error()[0] ? pg_last_error() : pg_strerror(rc));
-	conn->state = PG_SEOS_REJECTED;
-	conn->apdus = f->apdus;
+	return rc;
+}
+
+/* A cache miss: GET DATA, GET STATUS, ARA-M from the SE, then stored in the cache. */
+static int
+flow_read(struct pg_seos *os, struct flow *f, struct pg_seos_conn *conn, uint32_t version)
+{
+	struct pg_seos_config *cfg = &conn->cfg;
+	const uint8_t *v;
+	size_t vl;
+	int rc;
+
+	cfg->version = version;
+	link_params(cfg, f->l, conn->atr, conn->atr_len);
+	if (get_data(f, PG_SEOS_TAG_IIN, 1, &v, &vl) == 0 && vl <= 16) {
+		memcpy(cfg->iin, v, vl);
+		cfg->iin_len = vl;
+	}
+	if (get_data(f, PG_SEOS_TAG_CIN, 1, &v, &vl) == 0 && vl <= 16) {
+		memcpy(cfg->cin, v, vl);
+		cfg->cin_len = vl;
+	}
+	pg_clear_error();
+	rc = read_apps(f, cfg);
+	if (rc < 0)
+		return rc;
+	rc = read_ara(f, cfg); /* ends the ISD session: it selects the ARA-M */
+	if (rc < 0)
+		return rc;
 	pthread_mutex_lock(&os->mu);
-	(void)list_put(os, name, l->ops->name, addr, conn);
+	rc = cache_put(os, conn->id_hex, cfg);
 	pthread_mutex_unlock(&os->mu);
-	pg_warn(SUBSYS, "SE '%s' (%s%s%s) rejected: %s", name, l->ops->name,
-		conn->id_hex[0] ? ", id " : "", conn->id_hex, conn->reason);
-out:
+	return rc;
+}
+
+/* The SE list row (and event) for the outcome, and the log line; returns rc or the store's error.
+ */
+static int
+flow_record(struct pg_seos *os, const char *name, const char *addr, const struct flow *f,
+	    struct pg_seos_conn *conn, int rc, int stage)
+{
+	const char *link = f->l->ops->name;
+	int put;
+
+	conn->apdus = f->apdus;
+	if (rc == 0) {
+		conn->state = PG_SEOS_AUTHENTICATED;
+		pg_info(SUBSYS,
+			"SE '%s' (%s, id %s) authenticated; configuration v%u from %s, %llu APDUs",
+			name, link, conn->id_hex, conn->cfg.version,
+			conn->cache == 1 ? "the cache" : "the SE", (unsigned long long)f->apdus);
+	} else {
+		snprintf(conn->reason, sizeof(conn->reason), "%s: %s",
+			 stage == 1   ? "authentication failed"
+			 : stage == 2 ? "configuration read failed"
+				      : "unreachable",
+			 pg_last_error()[0] ? pg_last_error() : pg_strerror(rc));
+		conn->state = PG_SEOS_REJECTED;
+		pg_warn(SUBSYS, "SE '%s' (%s%s%s) rejected: %s", name, link,
+			conn->id_hex[0] ? ", id " : "", conn->id_hex, conn->reason);
+	}
+	pthread_mutex_lock(&os->mu);
+	put = list_put(os, name, link, addr, conn);
+	pthread_mutex_unlock(&os->mu);
+	return rc < 0 ? rc : put;
+}
+
+int
+pg_seos_connect(struct pg_seos *os, const char *name, const char *addr, struct pg_link *l,
+		struct pg_seos_conn *conn)
+{
+	struct flow *f;
+	uint32_t version = 0;
+	int rc, stage = 0; /* 0 link, 1 authentication, 2 configuration */
+
+	memset(conn, 0, sizeof(*conn));
+	conn->cache = -1;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return PG_ENOMEM;
+	f->l = l;
+	rc = flow_identify(f, conn);
+	if (rc == 0) {
+		stage = 1;
+		rc = flow_auth(os, f, conn);
+	}
+	if (rc == 0) {
+		/* Configuration: the version decides between the cache and a fresh read. */
+		stage = 2;
+		rc = flow_version(os, f, conn, &version);
+		conn->cache = rc == 1 ? 1 : rc == 0 ? 0 : -1;
+		if (rc == 0)
+			rc = flow_read(os, f, conn, version);
+		else if (rc == 1)
+			rc = 0;
+	}
+	rc = flow_record(os, name, addr, f, conn, rc, stage);
 	pg_scp03_close(&f->s);
-	pg_memzero(&keys, sizeof(keys));
 	free(f);
 	return rc;
 }

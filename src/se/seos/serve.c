@@ -9,6 +9,7 @@
  */
 
 #include "payguard/buf.h"
+#include "payguard/converter.h"
 #include "payguard/error.h"
 #include "payguard/hex.h"
 #include "payguard/log.h"
@@ -40,8 +41,9 @@
 struct se {
 	int used;
 	char name[64], link[16], addr[256];
-	struct pg_link *l;
-	pthread_mutex_t io; /* the link: one APDU at a time */
+	struct pg_link *l;	   /* a view of the converter interface `name` */
+	struct pg_conv_port *port; /* the SE served to the NFC switch (opts.ports) */
+	pthread_mutex_t io;	   /* held across one client's exchange */
 	int state;
 	char reason[160];
 	uint32_t gen; /* bumped on every detach: stale sessions see it */
@@ -54,7 +56,8 @@ struct se {
 struct srv {
 	const struct pg_seos_serve_opts *o;
 	struct pg_seos *os;
-	pthread_mutex_t mu; /* slots' metadata */
+	struct pg_conv *conv; /* every SE is one of its interfaces: the only way to an SE */
+	pthread_mutex_t mu;   /* slots' metadata */
 	struct se se[MAX_SE];
 	int nclients;
 	int cfd[MAX_CLIENTS]; /* connected clients' sockets (-1 free), shut down on stop */
@@ -94,12 +97,16 @@ find_se(struct srv *s, const char *name)
 
 /* Called with s->mu held. */
 static void
-drop_link(struct se *e, int state, const char *reason)
+drop_link(struct srv *s, struct se *e, int state, const char *reason)
 {
+	pg_conv_port_stop(e->port);
+	e->port = NULL;
 	pthread_mutex_lock(&e->io);
 	pg_link_close(e->l);
 	e->l = NULL;
 	pthread_mutex_unlock(&e->io);
+	(void)pg_conv_detach(s->conv, e->name); /* its link closes */
+	pg_clear_error();
 	e->gen++;
 	e->state = state;
 	e->chans = 0;
@@ -117,10 +124,69 @@ se_detach(struct srv *s, const char *name, const char *reason)
 	pthread_mutex_lock(&s->mu);
 	e = find_se(s, name);
 	if (e && e->state != PG_SEOS_DETACHED) {
-		drop_link(e, PG_SEOS_DETACHED, reason);
+		drop_link(s, e, PG_SEOS_DETACHED, reason);
 		(void)pg_seos_detach(s->os, name, reason);
 	}
 	pthread_mutex_unlock(&s->mu);
+}
+
+/*
+ * The SE at (link, addr) through the converter: opened by its address, bound
+ * as interface `name` (powered on), and a view of that interface for the
+ * connect flow and the sessions. 0, or the error with *why set.
+ */
+static int
+conv_open(struct srv *s, const char *name, const char *link, const char *addr,
+	  struct pg_link **view)
+{
+	struct pg_link *l = NULL;
+	int rc;
+
+	*view = NULL;
+	(void)pg_conv_detach(s->conv, name); /* a failed interface of that name */
+	pg_clear_error();
+	rc = pg_conv_link_open(&l, link, addr, NULL);
+	if (rc == 0)
+		rc = pg_conv_attach(s->conv, name, l); /* takes l */
+	if (rc == 0)
+		rc = pg_conv_iface_link(s->conv, name, view);
+	if (rc < 0)
+		pg_warn(SUBSYS, "SE '%s' (%s at %s) cannot be reached: %s", name, link, addr,
+			pg_last_error());
+	return rc;
+}
+
+/* A free or same-named slot (s->mu held); NULL when all are taken. */
+static struct se *
+slot_for(struct srv *s, const char *name)
+{
+	struct se *e = find_se(s, name);
+
+	for (int i = 0; i < MAX_SE && !e; i++)
+		if (!s->se[i].used)
+			e = &s->se[i];
+	if (e && !e->used) {
+		memset(e, 0, sizeof(*e));
+		pthread_mutex_init(&e->io, NULL);
+		e->used = 1;
+	}
+	return e;
+}
+
+/* The port of an authenticated SE (s->mu held): unix:<ports>/<name>.sock, T=1. */
+static void
+port_open(struct srv *s, struct se *e)
+{
+	char addr[PATH_MAX + 8];
+
+	if (!s->o->ports)
+		return;
+	snprintf(addr, sizeof(addr), "unix:%s/%s.sock", s->o->ports, e->name);
+	if (pg_conv_port_start(s->conv, e->name, "t1", addr, &e->port) < 0) {
+		pg_warn(SUBSYS, "SE '%s': no port for the NFC switch: %s", e->name,
+			pg_last_error());
+		pg_clear_error();
+	}
 }
 
 int
@@ -128,56 +194,29 @@ pg_seos_serve_attach(struct pg_seos_server *srv, const char *name, const char *l
 		     const char *addr)
 {
 	struct srv *s = (struct srv *)srv;
-	const struct pg_link_ops *ops = pg_link_find(link);
-	struct pg_stream *st = NULL;
 	struct pg_link *l = NULL;
 	struct pg_seos_conn conn;
 	char why[200];
 	struct se *e;
 	int rc;
 
-	if (!ops || !ops->host_open)
-		return pg_error(PG_ENOTSUP, SUBSYS, "SE '%s': no host driver for link '%s'", name,
-				link);
 	memset(&conn, 0, sizeof(conn));
-	conn.reason[0] = '\0';
 	se_detach(s, name, "re-attached");
-	if (ops->type != PG_LINK_PCSC) {
-		rc = pg_stream_connect(&st, addr, 2000);
-		if (rc < 0) {
-			pg_warn(SUBSYS, "SE '%s' unreachable at %s: %s", name, addr,
-				pg_last_error());
-			goto record;
-		}
-	}
-	rc = ops->host_open(&l, st, addr, NULL);
-	if (rc < 0) {
-		pg_warn(SUBSYS, "SE '%s' (%s) cannot be opened: %s", name, link, pg_last_error());
-		l = NULL;
-		goto record;
-	}
-	rc = pg_seos_connect(s->os, name, addr, l, &conn);
-record:
+	rc = conv_open(s, name, link, addr, &l);
+	if (rc == 0)
+		rc = pg_seos_connect(s->os, name, addr, l, &conn);
 	snprintf(why, sizeof(why), "%s", pg_last_error()[0] ? pg_last_error() : pg_strerror(rc));
 	if (rc < 0 && !conn.reason[0])
 		(void)pg_seos_mark(s->os, name, link, addr, PG_SEOS_REJECTED, why);
 	pthread_mutex_lock(&s->mu);
-	e = find_se(s, name);
-	if (!e)
-		for (int i = 0; i < MAX_SE && !e; i++)
-			if (!s->se[i].used)
-				e = &s->se[i];
+	e = slot_for(s, name);
 	if (!e) {
 		pthread_mutex_unlock(&s->mu);
 		pg_link_close(l);
+		(void)pg_conv_detach(s->conv, name);
 		if (rc == 0)
 			pg_seos_config_release(&conn.cfg);
 		return pg_error(PG_ERANGE, SUBSYS, "more than %d SEs", MAX_SE);
-	}
-	if (!e->used) {
-		memset(e, 0, sizeof(*e));
-		pthread_mutex_init(&e->io, NULL);
-		e->used = 1;
 	}
 	snprintf(e->name, sizeof(e->name), "%s", name);
 	snprintf(e->link, sizeof(e->link), "%s", link);
@@ -192,14 +231,15 @@ record:
 		e->have_rules =
 		    e->cfg.ara && pg_ara_parse(&e->rules, e->cfg.ara, e->cfg.ara_len) == 0;
 		/* The connect flow left the ARA-M selected; channel 0 is free. */
+		port_open(s, e);
 	} else {
 		pg_link_close(l);
+		(void)pg_conv_detach(s->conv, name);
+		pg_clear_error();
 		e->l = NULL;
 		e->state = PG_SEOS_REJECTED;
-		if (conn.reason[0])
-			snprintf(e->reason, sizeof(e->reason), "%s", conn.reason);
-		else
-			snprintf(e->reason, sizeof(e->reason), "unreachable: %s", why);
+		snprintf(e->reason, sizeof(e->reason), "%s%s",
+			 conn.reason[0] ? "" : "unreachable: ", conn.reason[0] ? conn.reason : why);
 	}
 	pthread_mutex_unlock(&s->mu);
 	return rc;
@@ -449,7 +489,7 @@ se_xmit(struct client *c, int slot, uint32_t gen, const uint8_t *capdu, size_t n
 		snprintf(name, sizeof(name), "%s", e->name);
 		pthread_mutex_lock(&c->s->mu);
 		if (e->gen == gen)
-			drop_link(e, PG_SEOS_DETACHED, why);
+			drop_link(c->s, e, PG_SEOS_DETACHED, why);
 		pthread_mutex_unlock(&c->s->mu);
 		(void)pg_seos_detach(c->s->os, name, why);
 		return pg_error(PG_ENOCARD, SUBSYS, "SE '%s' was removed (%s)", name, why);
@@ -516,6 +556,108 @@ op_open_session(struct client *c, const struct pg_seos_req *q)
 	return reply(c, q, h, 4, NULL, 0);
 }
 
+/*
+ * Access control for a channel on SE e (generation gen), before anything
+ * reaches the SE; reserves the basic channel when asked for it.
+ */
+static int
+channel_access(struct client *c, const struct pg_seos_req *q, struct se *e, uint32_t gen,
+	       struct pg_ara_access *acc)
+{
+	char h1[41], why[512];
+	int rc;
+
+	pthread_mutex_lock(&c->s->mu);
+	if (e->gen != gen) {
+		rc = pg_error(PG_ENOCARD, SUBSYS, "SE '%s' was removed (%s)", e->name, e->reason);
+	} else if (!e->have_rules) {
+		rc = pg_error(PG_EPERM, SUBSYS, "SE '%s' has no ARA-M rules: access denied",
+			      e->name);
+	} else if ((rc = pg_ara_decide(&e->rules, q->aid, q->aid_len, &c->id, acc)) < 0) {
+		snprintf(why, sizeof(why), "%s", pg_last_error());
+		pg_hex_encode(h1, c->id.sha1, 20);
+		rc = pg_error(PG_EPERM, SUBSYS,
+			      "access denied to %s on SE '%s' for client %s (SHA-1 %s): %s",
+			      q->aid_len ? "the application" : "the default application", e->name,
+			      c->idtext, h1, why);
+	}
+	if (rc == 0 && !q->logical) {
+		if (e->chans & 1)
+			rc = pg_error(PG_EBUSY, SUBSYS, "the basic channel of '%s' is in use",
+				      e->name);
+		else
+			e->chans |= 1;
+	}
+	pthread_mutex_unlock(&c->s->mu);
+	return rc;
+}
+
+/* MANAGE CHANNEL open on the SE: the new logical channel's number. */
+static int
+channel_manage_open(struct client *c, int slot, uint32_t gen)
+{
+	static const uint8_t open[] = {0x00, 0x70, 0x00, 0x00, 0x01};
+	size_t rl;
+	int rc = se_xmit(c, slot, gen, open, sizeof(open), &rl);
+
+	if (rc < 0)
+		return rc;
+	if (pg_rapdu_sw(c->r, rl) != PG_SW_OK || rl != 3 || c->r[0] == 0 || c->r[0] >= 20)
+		return pg_error(PG_EBUSY, SUBSYS, "MANAGE CHANNEL open refused: SW %04X",
+				pg_rapdu_sw(c->r, rl));
+	return c->r[0];
+}
+
+/* SELECT of the client's application on channel chn; the answer in c->r / *rl. */
+static int
+channel_select(struct client *c, const struct pg_seos_req *q, int slot, uint32_t gen, int chn,
+	       size_t *rl)
+{
+	size_t n = 0;
+	uint16_t sw;
+	int rc;
+
+	c->c[n++] = set_chan(0x00, chn);
+	c->c[n++] = 0xA4;
+	c->c[n++] = 0x04;
+	c->c[n++] = q->p2;
+	if (q->aid_len) {
+		c->c[n++] = (uint8_t)q->aid_len;
+		memcpy(c->c + n, q->aid, q->aid_len);
+		n += q->aid_len;
+	}
+	c->c[n++] = 0x00;
+	rc = se_xmit(c, slot, gen, c->c, n, rl);
+	if (rc < 0)
+		return rc;
+	sw = pg_rapdu_sw(c->r, *rl);
+	if (sw != PG_SW_OK && (sw >> 8) != 0x62 && (sw >> 8) != 0x63)
+		return pg_error(PG_ENOENT, SUBSYS, "SELECT of the application: SW %04X", sw);
+	return 0;
+}
+
+/* A failed open: the logical channel closed again, or the basic channel freed. */
+static void
+channel_undo(struct client *c, const struct pg_seos_req *q, struct se *e, int slot, uint32_t gen,
+	     int chn, int rc)
+{
+	if (q->logical && rc != PG_ENOCARD) {
+		uint8_t close[4] = {0x00, 0x70, 0x80, (uint8_t)chn};
+		size_t rl2;
+		char keep[512];
+
+		snprintf(keep, sizeof(keep), "%s", pg_last_error());
+		(void)se_xmit(c, slot, gen, close, 4, &rl2);
+		pg_error(rc, SUBSYS, "%s", keep);
+	}
+	if (!q->logical) {
+		pthread_mutex_lock(&c->s->mu);
+		if (e->gen == gen)
+			e->chans &= ~1u;
+		pthread_mutex_unlock(&c->s->mu);
+	}
+}
+
 static int
 op_open_channel(struct client *c, const struct pg_seos_req *q)
 {
@@ -523,9 +665,8 @@ op_open_channel(struct client *c, const struct pg_seos_req *q)
 	struct se *e;
 	int k = -1, si = (int)q->handle - 1, slot, chn = 0, rc;
 	uint32_t gen;
-	size_t rl, n;
+	size_t rl = 2;
 	uint8_t h[4];
-	char h1[41];
 
 	if (si < 0 || si >= MAX_SESS || !c->sess[si].used)
 		return pg_error(PG_ENOENT, SUBSYS, "no session %u", q->handle);
@@ -538,89 +679,21 @@ op_open_channel(struct client *c, const struct pg_seos_req *q)
 	gen = c->sess[si].gen;
 	e = &c->s->se[slot];
 	/* Access control first: nothing reaches the SE for a refused client. */
-	pthread_mutex_lock(&c->s->mu);
-	if (e->gen != gen) {
-		rc = pg_error(PG_ENOCARD, SUBSYS, "SE '%s' was removed (%s)", e->name, e->reason);
-	} else if (!e->have_rules) {
-		rc = pg_error(PG_EPERM, SUBSYS, "SE '%s' has no ARA-M rules: access denied",
-			      e->name);
-	} else {
-		rc = pg_ara_decide(&e->rules, q->aid, q->aid_len, &c->id, &acc);
-		if (rc < 0) {
-			char why[512];
-
-			snprintf(why, sizeof(why), "%s", pg_last_error());
-			pg_hex_encode(h1, c->id.sha1, 20);
-			rc = pg_error(PG_EPERM, SUBSYS,
-				      "access denied to %s on SE '%s' for client %s (SHA-1 %s): %s",
-				      q->aid_len ? "the application" : "the default application",
-				      e->name, c->idtext, h1, why);
-		}
-	}
-	if (rc == 0 && !q->logical) {
-		if (e->chans & 1)
-			rc = pg_error(PG_EBUSY, SUBSYS, "the basic channel of '%s' is in use",
-				      e->name);
-		else
-			e->chans |= 1;
-	}
-	pthread_mutex_unlock(&c->s->mu);
+	rc = channel_access(c, q, e, gen, &acc);
 	if (rc < 0)
 		return rc;
-	if (q->logical) {
-		static const uint8_t open[] = {0x00, 0x70, 0x00, 0x00, 0x01};
-
-		rc = se_xmit(c, slot, gen, open, sizeof(open), &rl);
-		if (rc < 0)
-			return rc;
-		if (pg_rapdu_sw(c->r, rl) != PG_SW_OK || rl != 3 || c->r[0] == 0 || c->r[0] >= 20)
-			return pg_error(PG_EBUSY, SUBSYS, "MANAGE CHANNEL open refused: SW %04X",
-					pg_rapdu_sw(c->r, rl));
-		chn = c->r[0];
-	}
-	n = 0;
+	if (q->logical && (chn = channel_manage_open(c, slot, gen)) < 0)
+		return chn;
 	if (q->aid_len || q->logical) {
-		c->c[n++] = set_chan(0x00, chn);
-		c->c[n++] = 0xA4;
-		c->c[n++] = 0x04;
-		c->c[n++] = q->p2;
-		if (q->aid_len) {
-			c->c[n++] = (uint8_t)q->aid_len;
-			memcpy(c->c + n, q->aid, q->aid_len);
-			n += q->aid_len;
-		}
-		c->c[n++] = 0x00;
-		rc = se_xmit(c, slot, gen, c->c, n, &rl);
-		if (rc == 0) {
-			uint16_t sw = pg_rapdu_sw(c->r, rl);
-
-			if (sw != PG_SW_OK && (sw >> 8) != 0x62 && (sw >> 8) != 0x63)
-				rc = pg_error(PG_ENOENT, SUBSYS,
-					      "SELECT of the application: SW %04X", sw);
-		}
+		rc = channel_select(c, q, slot, gen, chn, &rl);
 		if (rc < 0) {
-			if (q->logical && rc != PG_ENOCARD) {
-				uint8_t close[4] = {0x00, 0x70, 0x80, (uint8_t)chn};
-				size_t rl2;
-				char keep[512];
-
-				snprintf(keep, sizeof(keep), "%s", pg_last_error());
-				(void)se_xmit(c, slot, gen, close, 4, &rl2);
-				pg_error(rc, SUBSYS, "%s", keep);
-			}
-			if (!q->logical) {
-				pthread_mutex_lock(&c->s->mu);
-				if (e->gen == gen)
-					e->chans &= ~1u;
-				pthread_mutex_unlock(&c->s->mu);
-			}
+			channel_undo(c, q, e, slot, gen, chn, rc);
 			return rc;
 		}
 	} else {
 		/* Basic channel, default application: nothing to select. */
 		c->r[0] = 0x90;
 		c->r[1] = 0x00;
-		rl = 2;
 	}
 	c->ch[k].used = 1;
 	c->ch[k].sess = si;
@@ -843,13 +916,78 @@ pg_seos_serve_new(struct pg_seos_server **out, const struct pg_seos_serve_opts *
 	pthread_cond_init(&s->idle, NULL);
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		s->cfd[i] = -1;
-	rc = pg_seos_open(&s->os, o->db, o->devkey, o->ks);
+	rc = pg_conv_new(&s->conv);
+	if (rc == 0)
+		rc = pg_seos_open(&s->os, o->db, o->devkey, o->ks);
 	if (rc < 0) {
+		pg_conv_free(s->conv);
 		free(s);
 		return rc;
 	}
 	*out = (struct pg_seos_server *)s;
 	return 0;
+}
+
+/* Sets a client's socket slot (-1: frees cfd's); s->mu held. */
+static void
+client_fd_slot(struct srv *s, int from, int to)
+{
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		if (s->cfd[i] == from) {
+			s->cfd[i] = to;
+			return;
+		}
+}
+
+/* One client connection: its own thread, at most MAX_CLIENTS. */
+static void
+accept_client(struct srv *s, int lfd)
+{
+	int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	struct client *c;
+	pthread_t t;
+
+	if (cfd < 0)
+		return;
+	c = calloc(1, sizeof(*c));
+	pthread_mutex_lock(&s->mu);
+	if (!c || s->nclients >= MAX_CLIENTS) {
+		pthread_mutex_unlock(&s->mu);
+		free(c);
+		close(cfd);
+		return;
+	}
+	s->nclients++;
+	client_fd_slot(s, -1, cfd);
+	pthread_mutex_unlock(&s->mu);
+	c->s = s;
+	c->fd = cfd;
+	if (pthread_create(&t, NULL, client_thread, c) != 0) {
+		free(c);
+		pthread_mutex_lock(&s->mu);
+		client_fd_slot(s, cfd, -1);
+		close(cfd);
+		s->nclients--;
+		pthread_mutex_unlock(&s->mu);
+		return;
+	}
+	pthread_detach(t);
+}
+
+/* Stop: detach every SE (ports end), wake every client (their reads fail), wait for them. */
+static void
+stop_all(struct srv *s)
+{
+	pthread_mutex_lock(&s->mu);
+	for (int i = 0; i < MAX_SE; i++)
+		if (s->se[i].used && s->se[i].l)
+			drop_link(s, &s->se[i], PG_SEOS_DETACHED, "SE OS stopped");
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		if (s->cfd[i] >= 0)
+			shutdown(s->cfd[i], SHUT_RDWR);
+	while (s->nclients > 0)
+		pthread_cond_wait(&s->idle, &s->mu);
+	pthread_mutex_unlock(&s->mu);
 }
 
 int
@@ -888,62 +1026,17 @@ pg_seos_serve_run(struct pg_seos_server *srv)
 			continue;
 		if (ifd >= 0 && (p[1].revents & POLLIN))
 			inotify_events(s, ifd);
-		if (p[0].revents & POLLIN) {
-			int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-			struct client *c;
-			pthread_t t;
-
-			if (cfd < 0)
-				continue;
-			c = calloc(1, sizeof(*c));
-			pthread_mutex_lock(&s->mu);
-			if (!c || s->nclients >= MAX_CLIENTS) {
-				pthread_mutex_unlock(&s->mu);
-				free(c);
-				close(cfd);
-				continue;
-			}
-			s->nclients++;
-			for (int i = 0; i < MAX_CLIENTS; i++)
-				if (s->cfd[i] < 0) {
-					s->cfd[i] = cfd;
-					break;
-				}
-			pthread_mutex_unlock(&s->mu);
-			c->s = s;
-			c->fd = cfd;
-			if (pthread_create(&t, NULL, client_thread, c) != 0) {
-				free(c);
-				pthread_mutex_lock(&s->mu);
-				for (int i = 0; i < MAX_CLIENTS; i++)
-					if (s->cfd[i] == cfd)
-						s->cfd[i] = -1;
-				close(cfd);
-				s->nclients--;
-				pthread_mutex_unlock(&s->mu);
-				continue;
-			}
-			pthread_detach(t);
-		}
+		if (p[0].revents & POLLIN)
+			accept_client(s, lfd);
 	}
 out:
-	/* Stop: wake every client (their reads fail), then wait for them. */
 	close(lfd);
 	(void)unlink(o->sock);
 	if (ifd >= 0)
 		close(ifd);
 	if (have_pcsc)
 		pthread_join(pt, NULL);
-	pthread_mutex_lock(&s->mu);
-	for (int i = 0; i < MAX_SE; i++)
-		if (s->se[i].used && s->se[i].l)
-			drop_link(&s->se[i], PG_SEOS_DETACHED, "SE OS stopped");
-	for (int i = 0; i < MAX_CLIENTS; i++)
-		if (s->cfd[i] >= 0)
-			shutdown(s->cfd[i], SHUT_RDWR);
-	while (s->nclients > 0)
-		pthread_cond_wait(&s->idle, &s->mu);
-	pthread_mutex_unlock(&s->mu);
+	stop_all(s);
 	return rc;
 }
 
@@ -956,11 +1049,13 @@ pg_seos_serve_free(struct pg_seos_server *srv)
 		return;
 	for (int i = 0; i < MAX_SE; i++)
 		if (s->se[i].used) {
+			pg_conv_port_stop(s->se[i].port);
 			pg_link_close(s->se[i].l);
 			pg_seos_config_release(&s->se[i].cfg);
 			pg_ara_rules_release(&s->se[i].rules);
 			pthread_mutex_destroy(&s->se[i].io);
 		}
+	pg_conv_free(s->conv); /* after the views and ports on it */
 	pg_seos_close(s->os);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->idle);

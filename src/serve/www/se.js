@@ -28,7 +28,7 @@ async function routes() {
 		{k: 'payment', t: 'Payment', f: (v) => (v ? PG.badge('payment') : '–')},
 		{k: 'priority', t: 'Priority', num: true},
 		{k: 'lifecycle', t: 'Life cycle', num: true, f: (v) => '0x' + Number(v).toString(16).padStart(2, '0')},
-	], {key: (r) => r.aid});
+	], {key: (r) => r.aid + '@' + r.se}); /* an AID several SEs hold: one row each */
 }
 
 async function vseAct(name, action) {

@@ -3,7 +3,9 @@ simulated SEs (T=1, SWP, SPI) and the two demo VSEs the hypervisor
 announces, all authenticated with SCP03 keys diversified from the data
 directory's master key; a VSE created through the API without keys is
 authenticated too; the live APDU log carries the wallet's and the NFC
-switch's exchanges, with no secret-bearing command data."""
+switch's exchanges, with no secret-bearing command data; the NFC switch
+routes to the SE OS's SEs, a reader's SELECT of a VSE's payment AID answered
+by that VSE (issue 16)."""
 import os
 import stat
 import sys
@@ -53,6 +55,20 @@ def main():
         d.wait("wallet-x authenticated by the SE OS",
                lambda: "wallet-x" in (authenticated(d) or {}), 60)
 
+        # the NFC switch follows the SE OS's list live: wallet-x comes behind it, leaves
+        # when the VSE stops (the SE OS detaches it) and is back once it runs again
+        def switch_ses():
+            s, v = d.get("/api/se/ses")
+            return {x["name"]: x for x in v["ses"]} if s == 200 else {}
+        d.wait("wallet-x behind the NFC switch", lambda: switch_ses().get("wallet-x", {}).get("state") == "up", 30)
+        s, v = d.request("POST", "/api/vses/wallet-x", {"action": "stop"})
+        check(s == 200, v)
+        d.wait("wallet-x off the switch once the SE OS detached it", lambda: "wallet-x" not in switch_ses()
+               and "wallet-x" not in (authenticated(d) or {}), 30)
+        s, v = d.request("POST", "/api/vses/wallet-x", {"action": "start"})
+        check(s == 200, v)
+        d.wait("wallet-x back behind the switch", lambda: switch_ses().get("wallet-x", {}).get("state") == "up", 60)
+
         # the live APDU log: the wallet's SELECT + ECHO through the SE OS, the switch's SELECTs
         def rows():
             s, v = d.get("/api/se/apdus?limit=500")
@@ -71,8 +87,21 @@ def main():
                 lc = int(r["capdu"][8:10], 16)
                 check(r["rapdu"][:-4] == r["capdu"][10:10 + 2 * lc], r)
             check(r["capdu"][2:4] not in ("50", "82", "D8", "E2") or r["capdu"].endswith(".."), r)
+        # the NFC switch routes to the SE OS's SEs (issue 16): every SELECT it logged
+        # went to an SE the SE OS authenticated
+        names = set(authenticated(d))
         sel = [r for r in log if r["source"] == "nfcswitch"]
-        check(all(r["capdu"].startswith("00A40400") and r["se"] in ("uicc", "ese", "sd") for r in sel), sel[:3])
+        check(all(r["capdu"].startswith("00A40400") and r["se"] in names for r in sel), sel[:3])
+        # ... among them a VSE: a reader's SELECT of demo-pay's payment AID (F0 "PGPAY" 01,
+        # the only SE holding it) answered by that VSE, its FCI naming the AID
+        pay = "F0504750415901"
+        hit = d.wait("the switch's SELECT of the VSE's payment AID in the log", lambda: [
+            r for r in rows() if r["source"] == "nfcswitch" and r["capdu"] == "00A4040007" + pay + "00"
+            and r["sw"] == "9000"], 60)
+        check(all(r["se"] == "demo-pay" and r["link"] == "t1" and ("84" + "07" + pay) in r["rapdu"]
+                  for r in hit), hit[:3])
+        s, v = d.get("/api/se/routes")
+        check(s == 200 and [x["se"] for x in v["routes"] if x["aid"] == pay] == ["demo-pay"], v)
         s, v = d.get("/api/se/apdus?limit=0")
         check(s == 400, v)
         s, v = d.get("/api/se/apdus?limit=2")
