@@ -61,7 +61,7 @@ def runs(side):
     out = {}
     for i in range(1, rounds + 1):
         for line in open(f"{work}/{side}.{i}"):
-            key = num.sub("#", line.rstrip())
+            key = re.sub(r"\s+", " ", num.sub("#", line.strip()))
             vals = [float(v) for v in num.findall(line)]
             if vals:
                 out.setdefault(key, []).append(vals)

@@ -106,12 +106,72 @@ decode_app(struct pg_seos_app *a, const uint8_t *p, size_t n)
 	return have ? 0 : pg_error(PG_EFORMAT, SUBSYS, "config: application without AID");
 }
 
+#define CFG_BAD 1 /* decode_field: unexpected or malformed field */
+
+/* One field of the E0 template into c: 0, CFG_BAD, or a PG_E code. */
+static int
+decode_field(struct pg_seos_config *c, const struct pg_tlv *t)
+{
+	switch (t->tag) {
+	case 0x80:
+		if (t->len != 4)
+			return CFG_BAD;
+		c->version = pg_be32(t->val);
+		return 0;
+	case 0x81:
+		if (t->len >= sizeof(c->link))
+			return CFG_BAD;
+		memcpy(c->link, t->val, t->len);
+		return 0;
+	case 0x82:
+		if (t->len != 4)
+			return CFG_BAD;
+		c->ifsc = pg_be16(t->val);
+		c->ifsd = pg_be16(t->val + 2);
+		return 0;
+	case 0x83:
+		if (t->len != 3)
+			return CFG_BAD;
+		c->window = t->val[0];
+		c->ext_len = t->val[1];
+		c->channels = t->val[2];
+		return 0;
+	case 0x84:
+	case 0x85:
+		if (t->len > 16)
+			return CFG_BAD;
+		memcpy(t->tag == 0x84 ? c->iin : c->cin, t->val, t->len);
+		*(t->tag == 0x84 ? &c->iin_len : &c->cin_len) = t->len;
+		return 0;
+	case 0xA1: {
+		int rc;
+
+		if (c->napps == PG_SEOS_MAX_APPS)
+			return CFG_BAD;
+		if ((rc = decode_app(&c->app[c->napps], t->val, t->len)) < 0)
+			return rc;
+		c->napps++;
+		return 0;
+	}
+	case 0x86:
+		if (c->ara || t->len > PG_ARA_MAX_DATA + 8)
+			return CFG_BAD;
+		if (!(c->ara = malloc(t->len ? t->len : 1)))
+			return PG_ENOMEM;
+		memcpy(c->ara, t->val, t->len);
+		c->ara_len = t->len;
+		return 0;
+	default:
+		return CFG_BAD;
+	}
+}
+
 int
 pg_seos_config_decode(struct pg_seos_config *c, const uint8_t *p, size_t n)
 {
 	struct pg_tlv top;
 	unsigned seen = 0;
-	int k, rc;
+	int k, rc = 0;
 
 	memset(c, 0, sizeof(*c));
 	k = pg_tlv_next(&top, p, n);
@@ -119,81 +179,28 @@ pg_seos_config_decode(struct pg_seos_config *c, const uint8_t *p, size_t n)
 		return k < 0 ? k : pg_error(PG_EFORMAT, SUBSYS, "config: not one E0 template");
 	p = top.val;
 	n = top.len;
-	while (n) {
+	while (n && rc == 0) {
 		struct pg_tlv t;
 
 		k = pg_tlv_next(&t, p, n);
-		if (k < 0) {
+		if (k <= 0) {
 			rc = k;
-			goto fail;
-		}
-		if (k == 0)
 			break;
-		if (t.tag >= 0x80 && t.tag <= 0x86) {
-			if (seen & (1u << (t.tag - 0x80)))
-				goto bad;
+		}
+		/* 80..86 at most once each */
+		if (t.tag >= 0x80 && t.tag <= 0x86 && (seen & (1u << (t.tag - 0x80))))
+			rc = CFG_BAD;
+		else if (t.tag >= 0x80 && t.tag <= 0x86)
 			seen |= 1u << (t.tag - 0x80);
-		}
-		switch (t.tag) {
-		case 0x80:
-			if (t.len != 4)
-				goto bad;
-			c->version = pg_be32(t.val);
-			break;
-		case 0x81:
-			if (t.len >= sizeof(c->link))
-				goto bad;
-			memcpy(c->link, t.val, t.len);
-			break;
-		case 0x82:
-			if (t.len != 4)
-				goto bad;
-			c->ifsc = pg_be16(t.val);
-			c->ifsd = pg_be16(t.val + 2);
-			break;
-		case 0x83:
-			if (t.len != 3)
-				goto bad;
-			c->window = t.val[0];
-			c->ext_len = t.val[1];
-			c->channels = t.val[2];
-			break;
-		case 0x84:
-		case 0x85:
-			if (t.len > 16)
-				goto bad;
-			memcpy(t.tag == 0x84 ? c->iin : c->cin, t.val, t.len);
-			*(t.tag == 0x84 ? &c->iin_len : &c->cin_len) = t.len;
-			break;
-		case 0xA1:
-			if (c->napps == PG_SEOS_MAX_APPS)
-				goto bad;
-			rc = decode_app(&c->app[c->napps], t.val, t.len);
-			if (rc < 0)
-				goto fail;
-			c->napps++;
-			break;
-		case 0x86:
-			if (c->ara || t.len > PG_ARA_MAX_DATA + 8)
-				goto bad;
-			c->ara = malloc(t.len ? t.len : 1);
-			if (!c->ara) {
-				rc = PG_ENOMEM;
-				goto fail;
-			}
-			memcpy(c->ara, t.val, t.len);
-			c->ara_len = t.len;
-			break;
-		default:
-			goto bad;
-		}
+		if (rc == 0)
+			rc = decode_field(c, &t);
 		p += k;
 		n -= (size_t)k;
 	}
-	return 0;
-bad:
-	rc = pg_error(PG_EFORMAT, SUBSYS, "config: unexpected or malformed field");
-fail:
+	if (rc == 0)
+		return 0;
+	if (rc == CFG_BAD)
+		rc = pg_error(PG_EFORMAT, SUBSYS, "config: unexpected or malformed field");
 	pg_seos_config_release(c);
 	return rc;
 }
@@ -233,6 +240,98 @@ hex_key(const char *h, uint8_t *out, size_t *len)
 	return 0;
 }
 
+/* "master KVN KEY" */
+static int
+ks_master(struct pg_seos_keystore *ks, char w[][80], unsigned kvn)
+{
+	int rc = hex_key(w[2], ks->master, &ks->master_len);
+
+	if (rc < 0)
+		return rc;
+	ks->has_master = 1;
+	ks->master_kvn = (uint8_t)kvn;
+	return 0;
+}
+
+/* "master-cin KVN KEY CINPREFIX" */
+static int
+ks_master_cin(struct pg_seos_keystore *ks, char w[][80], unsigned kvn)
+{
+	int pl = pg_hex_decode(ks->cprefix, sizeof(ks->cprefix), w[3]);
+	int rc = hex_key(w[2], ks->cmaster, &ks->cmaster_len);
+
+	if (rc < 0)
+		return rc;
+	if (pl < 0)
+		return pg_error(PG_EFORMAT, SUBSYS,
+				"keystore: CIN prefix must be 0..16 bytes of hex");
+	ks->cprefix_len = (size_t)pl;
+	ks->has_cmaster = 1;
+	ks->cmaster_kvn = (uint8_t)kvn;
+	return 0;
+}
+
+/* "se ID KVN ENC MAC DEK" */
+static int
+ks_se(struct pg_seos_keystore *ks, char w[][80], unsigned kvn)
+{
+	struct ks_entry *ne = realloc(ks->e, (ks->n + 1) * sizeof(*ne)), *e;
+	size_t l1 = 0, l2 = 0, l3 = 0;
+	int rc;
+
+	if (!ne)
+		return PG_ENOMEM;
+	ks->e = ne;
+	e = &ks->e[ks->n];
+	memset(e, 0, sizeof(*e));
+	if (pg_hex_decode(e->id, sizeof(e->id), w[1]) != PG_SEOS_ID_LEN)
+		return pg_error(PG_EFORMAT, SUBSYS, "keystore: SE id must be %d bytes",
+				PG_SEOS_ID_LEN);
+	if ((rc = hex_key(w[3], e->keys.enc, &l1)) < 0 ||
+	    (rc = hex_key(w[4], e->keys.mac, &l2)) < 0 ||
+	    (rc = hex_key(w[5], e->keys.dek, &l3)) < 0)
+		return rc;
+	if (l1 != l2 || l2 != l3)
+		return pg_error(PG_EFORMAT, SUBSYS, "keystore: keys of one SE differ in length");
+	e->keys.len = l1;
+	e->keys.kvn = (uint8_t)kvn;
+	ks->n++;
+	return 0;
+}
+
+/* The line kinds: first word, number of words, where the KVN is, the parser. */
+static const struct ks_kind {
+	const char *word;
+	int nw, kvn_at;
+	int (*parse)(struct pg_seos_keystore *ks, char w[][80], unsigned kvn);
+} ks_kinds[] = {
+    {"master", 3, 1, ks_master},
+    {"master-cin", 4, 1, ks_master_cin},
+    {"se", 6, 2, ks_se},
+};
+
+/* One line (not blank, not a comment): 0 or a PG_E code with pg_last_error set. */
+static int
+ks_line(struct pg_seos_keystore *ks, const char *line)
+{
+	char w[6][80];
+	unsigned kvn;
+	int nw, rc = pg_error(PG_EFORMAT, SUBSYS, "keystore: unrecognised line");
+
+	nw = sscanf(line, "%79s %79s %79s %79s %79s %79s", w[0], w[1], w[2], w[3], w[4], w[5]);
+	for (size_t i = 0; i < sizeof(ks_kinds) / sizeof(ks_kinds[0]); i++) {
+		const struct ks_kind *k = &ks_kinds[i];
+
+		if (nw == k->nw && strcmp(w[0], k->word) == 0 &&
+		    sscanf(w[k->kvn_at], "%x", &kvn) == 1 && kvn <= 0xFF) {
+			rc = k->parse(ks, w, kvn);
+			break;
+		}
+	}
+	pg_memzero(w, sizeof(w)); /* the words held keys */
+	return rc;
+}
+
 int
 pg_seos_keystore_parse(struct pg_seos_keystore **out, const char *text)
 {
@@ -243,86 +342,28 @@ pg_seos_keystore_parse(struct pg_seos_keystore **out, const char *text)
 	*out = NULL;
 	ks = calloc(1, sizeof(*ks));
 	copy = strdup(text);
-	if (!ks || !copy) {
+	if (!ks || !copy)
 		rc = PG_ENOMEM;
-		goto out;
-	}
-	for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char w[6][80];
-		unsigned kvn;
-		int nw;
-
+	for (line = rc ? NULL : strtok_r(copy, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
 		lineno++;
 		while (*line == ' ' || *line == '\t')
 			line++;
 		if (*line == '#' || *line == '\0' || *line == '\r')
 			continue;
-		nw = sscanf(line, "%79s %79s %79s %79s %79s %79s", w[0], w[1], w[2], w[3], w[4],
-			    w[5]);
-		if (nw == 3 && strcmp(w[0], "master") == 0 && sscanf(w[1], "%x", &kvn) == 1 &&
-		    kvn <= 0xFF) {
-			if ((rc = hex_key(w[2], ks->master, &ks->master_len)) < 0)
-				goto bad;
-			ks->has_master = 1;
-			ks->master_kvn = (uint8_t)kvn;
-		} else if (nw == 4 && strcmp(w[0], "master-cin") == 0 &&
-			   sscanf(w[1], "%x", &kvn) == 1 && kvn <= 0xFF) {
-			int pl = pg_hex_decode(ks->cprefix, sizeof(ks->cprefix), w[3]);
+		if ((rc = ks_line(ks, line)) < 0) {
+			char why[512];
 
-			if ((rc = hex_key(w[2], ks->cmaster, &ks->cmaster_len)) < 0)
-				goto bad;
-			if (pl < 0) {
-				rc = pg_error(PG_EFORMAT, SUBSYS,
-					      "keystore: CIN prefix must be 0..16 bytes of hex");
-				goto bad;
-			}
-			ks->cprefix_len = (size_t)pl;
-			ks->has_cmaster = 1;
-			ks->cmaster_kvn = (uint8_t)kvn;
-		} else if (nw == 6 && strcmp(w[0], "se") == 0 && sscanf(w[2], "%x", &kvn) == 1 &&
-			   kvn <= 0xFF) {
-			struct ks_entry *ne = realloc(ks->e, (ks->n + 1) * sizeof(*ne)), *e;
-			size_t l1 = 0, l2 = 0, l3 = 0;
-
-			if (!ne) {
-				rc = PG_ENOMEM;
-				goto out;
-			}
-			ks->e = ne;
-			e = &ks->e[ks->n];
-			memset(e, 0, sizeof(*e));
-			if (pg_hex_decode(e->id, sizeof(e->id), w[1]) != PG_SEOS_ID_LEN) {
-				rc = pg_error(PG_EFORMAT, SUBSYS,
-					      "keystore: SE id must be %d bytes", PG_SEOS_ID_LEN);
-				goto bad;
-			}
-			if ((rc = hex_key(w[3], e->keys.enc, &l1)) < 0 ||
-			    (rc = hex_key(w[4], e->keys.mac, &l2)) < 0 ||
-			    (rc = hex_key(w[5], e->keys.dek, &l3)) < 0)
-				goto bad;
-			if (l1 != l2 || l2 != l3) {
-				rc = pg_error(PG_EFORMAT, SUBSYS,
-					      "keystore: keys of one SE differ in length");
-				goto bad;
-			}
-			e->keys.len = l1;
-			e->keys.kvn = (uint8_t)kvn;
-			ks->n++;
-		} else {
-			rc = pg_error(PG_EFORMAT, SUBSYS, "keystore: unrecognised line");
-			goto bad;
+			snprintf(why, sizeof(why), "%s", pg_last_error());
+			if (rc != PG_ENOMEM)
+				pg_error(rc, SUBSYS, "keystore line %d: %s", lineno, why);
+			break;
 		}
 	}
-	*out = ks;
-	ks = NULL;
-	goto out;
-bad : {
-	char why[512];
-
-	snprintf(why, sizeof(why), "%s", pg_last_error());
-	pg_error(rc, SUBSYS, "keystore line %d: %s", lineno, why);
-}
-out:
+	if (rc == 0) {
+		*out = ks;
+		ks = NULL;
+	}
 	if (copy) {
 		pg_memzero(copy, strlen(copy));
 		free(copy);
