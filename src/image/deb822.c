@@ -17,7 +17,7 @@
 #define MAX_FIELDS 256
 
 void
-pg_para_free(struct pg_para *p)
+pg_para_release(struct pg_para *p)
 {
 	if (!p)
 		return;
@@ -31,12 +31,12 @@ pg_para_free(struct pg_para *p)
 }
 
 void
-pg_deb822_free(struct pg_deb822 *d)
+pg_deb822_release(struct pg_deb822 *d)
 {
 	if (!d)
 		return;
 	for (size_t i = 0; i < d->n; i++)
-		pg_para_free(&d->p[i]);
+		pg_para_release(&d->p[i]);
 	free(d->p);
 	d->p = NULL;
 	d->n = 0;
@@ -114,7 +114,7 @@ pg_para_dup(const struct pg_para *src, struct pg_para *dst)
 		int rc = para_add(dst, src->kv[i].key, strlen(src->kv[i].key), src->kv[i].val,
 				  strlen(src->kv[i].val));
 		if (rc < 0) {
-			pg_para_free(dst);
+			pg_para_release(dst);
 			return rc;
 		}
 	}
@@ -220,10 +220,10 @@ pg_deb822_parse(const char *text, size_t len, struct pg_deb822 *out)
 			    out, "deb822", "field");
 	PG_TRY_GOTO(deb822_push(out, &cur), out, "deb822", "paragraph");
 out:
-	pg_para_free(&cur);
+	pg_para_release(&cur);
 	pg_buf_release(&val);
 	if (rc < 0)
-		pg_deb822_free(out);
+		pg_deb822_release(out);
 	return rc;
 }
 

@@ -1078,7 +1078,7 @@ static int
 store_paragraph(struct pg_deb822 *st, struct pg_para *old, struct pg_para *np)
 {
 	if (old) {
-		pg_para_free(old);
+		pg_para_release(old);
 		*old = *np;
 	} else {
 		struct pg_para *nps = realloc(st->p, (st->n + 1) * sizeof(*nps));
@@ -1144,7 +1144,7 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 out:
 	pg_deb_data_close(u->data);
 	u->data = NULL;
-	pg_para_free(&np);
+	pg_para_release(&np);
 	pg_buf_release(&c.list);
 	pg_buf_release(&c.md5s);
 	pg_buf_release(&c.conf);
@@ -1255,7 +1255,7 @@ out:
 	if (u->fs)
 		pg_extfs_close(u->fs);
 	u->fs = NULL;
-	pg_deb822_free(&st);
+	pg_deb822_release(&st);
 	free(status);
 	free(out);
 	return rc;
@@ -1403,7 +1403,7 @@ pick_fixes(struct pg_store *st, const char *ref, const char *repo, char ***paths
 				break;
 			}
 		}
-		pg_deb_free(&deb);
+		pg_deb_release(&deb);
 	}
 	closedir(dh);
 	json_decref(f);
@@ -1941,7 +1941,7 @@ out:
 	json_decref(prev);
 	if (debs)
 		for (size_t i = 0; i < ndebs; i++)
-			pg_deb_free(&debs[i]);
+			pg_deb_release(&debs[i]);
 	free(debs);
 	for (size_t i = 0; i < nfix; i++)
 		free(fixes[i]);

@@ -176,7 +176,7 @@ test_config(void **state)
 	assert_int_equal(c.apps[0].flags, PG_NFCSW_APP_PAYMENT);
 	assert_string_equal(c.apps[0].label, "MASTERCARD");
 	assert_int_equal(c.apps[1].aid_len, 7);
-	pg_nfcsw_conf_free(&c);
+	pg_nfcsw_conf_release(&c);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int rc = pg_nfcsw_conf_parse(&c, bad[i], strlen(bad[i]));
 
