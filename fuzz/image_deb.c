@@ -48,7 +48,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 			pg_deb_data_close(s);
 		}
-		pg_deb_free(&d);
+		pg_deb_release(&d);
 	}
 	return 0;
 }

@@ -44,10 +44,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			/* what we write, we read back to the same paragraphs */
 			if (pg_deb822_parse(out, olen, &again) != 0 || again.n != d.n)
 				abort();
-			pg_deb822_free(&again);
+			pg_deb822_release(&again);
 			free(out);
 		}
-		pg_deb822_free(&d);
+		pg_deb822_release(&d);
 	}
 	return 0;
 }

@@ -35,6 +35,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				       &app);
 		pg_nfcsw_free(sw);
 	}
-	pg_nfcsw_conf_free(&c);
+	pg_nfcsw_conf_release(&c);
 	return 0;
 }

@@ -34,7 +34,7 @@ void *pg_arena_alloc(struct pg_arena *a, size_t n);
 /* Zeroed allocation of n * m bytes (NULL on overflow or exhaustion). */
 void *pg_arena_calloc(struct pg_arena *a, size_t n, size_t m);
 /* Returns a block (NULL ok). A pointer not from this arena is ignored and logged. */
-void pg_arena_release(struct pg_arena *a, void *p);
+void pg_arena_dealloc(struct pg_arena *a, void *p);
 void pg_arena_stats(const struct pg_arena *a, struct pg_arena_stats *st);
 /* First usable byte; the page before it and the page after base+size are guards. */
 void *pg_arena_base(const struct pg_arena *a);

@@ -55,7 +55,7 @@ struct pg_card_config {
 	/* Issue 3 hooks (card_gp.h); all optional. */
 	const struct pg_applet *isd; /* the issuer security domain (NULL: built-in CPLC-only ISD) */
 	void *(*alloc)(void *actx, size_t n); /* zeroed memory for the runtime; NULL: calloc */
-	void (*release)(void *actx, void *p);
+	void (*dealloc)(void *actx, void *p);
 	void *actx;
 };
 

@@ -116,11 +116,11 @@ struct pg_gp_config {
 	int no_cfg_version; /* GET DATA DF50 answers 6A88, as a plain GP ISD does */
 	/*
 	 * Allocator for every object of the card (the VSE passes its arena:
-	 * pg_arena_alloc / pg_arena_release). NULL: calloc/free. Exhaustion
+	 * pg_arena_alloc / pg_arena_dealloc). NULL: calloc/free. Exhaustion
 	 * answers 6A84.
 	 */
 	void *(*alloc)(void *actx, size_t n);
-	void (*release)(void *actx, void *p);
+	void (*dealloc)(void *actx, void *p);
 	void *actx;
 };
 

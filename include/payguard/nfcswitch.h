@@ -181,7 +181,7 @@ struct pg_nfcsw_conf {
 #define PG_NFCSW_CONF_MAX_BYTES (1u << 20)
 /* Parses text (at most PG_NFCSW_CONF_MAX_BYTES); errors name the line. */
 int pg_nfcsw_conf_parse(struct pg_nfcsw_conf *c, const char *text, size_t len);
-void pg_nfcsw_conf_free(struct pg_nfcsw_conf *c);
+void pg_nfcsw_conf_release(struct pg_nfcsw_conf *c);
 /* Sets policy/default/expectations and connects every `se` line (host role over its address). */
 int pg_nfcsw_apply(struct pg_nfcsw *sw, const struct pg_nfcsw_conf *c, int timeout_ms);
 

@@ -49,7 +49,7 @@ load_config(const char *argv0, const char *path, struct pg_nfcsw **sw, int timeo
 	rc = pg_nfcsw_new(sw);
 	if (rc >= 0)
 		rc = pg_nfcsw_apply(*sw, &conf, timeout_ms);
-	pg_nfcsw_conf_free(&conf);
+	pg_nfcsw_conf_release(&conf);
 	if (rc < 0) {
 		pg_nfcsw_free(*sw);
 		*sw = NULL;

@@ -144,7 +144,7 @@ pg_arena_calloc(struct pg_arena *a, size_t n, size_t m)
 }
 
 void
-pg_arena_release(struct pg_arena *a, void *p)
+pg_arena_dealloc(struct pg_arena *a, void *p)
 {
 	struct blk *b, **pp, *prev = NULL;
 	uint8_t *u = p;

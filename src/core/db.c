@@ -146,7 +146,7 @@ pg_db_open(struct pg_db **out, const char *url)
 }
 
 static void
-param_clear(struct pg_db_param *p)
+param_release(struct pg_db_param *p)
 {
 	if (p->p != p->small)
 		free(p->p);
@@ -161,7 +161,7 @@ stmt_free(struct pg_db_stmt *s)
 	if (s->drv)
 		s->db->ops->finalize(s);
 	for (int i = 0; s->par && i <= s->nparams; i++)
-		param_clear(&s->par[i]);
+		param_release(&s->par[i]);
 	free(s->par);
 	free(s->sql);
 	free(s);
@@ -253,7 +253,7 @@ pg_db_prepare(struct pg_db *db, const char *sql, struct pg_db_stmt **out)
 			db->stmts = s;
 			pg_db_reset(s);
 			for (int i = 1; i <= s->nparams; i++)
-				param_clear(&s->par[i]);
+				param_release(&s->par[i]);
 			*out = s;
 			return 0;
 		}
@@ -299,7 +299,7 @@ param(struct pg_db_stmt *s, int i)
 	}
 	if (s->running)
 		pg_db_reset(s);
-	param_clear(&s->par[i]);
+	param_release(&s->par[i]);
 	return &s->par[i];
 }
 

@@ -63,11 +63,11 @@ pg_path_clean(const char *in, char *out, size_t outlen)
 }
 
 void
-pg_deb_free(struct pg_deb *d)
+pg_deb_release(struct pg_deb *d)
 {
 	if (!d)
 		return;
-	pg_para_free(&d->control);
+	pg_para_release(&d->control);
 	free(d->conffiles);
 	free(d->md5sums);
 	for (int i = 0; i < d->nscripts; i++)
@@ -277,15 +277,15 @@ read_control(const struct src *s, uint64_t off, uint64_t n, struct pg_deb *d)
 			if (rc < 0)
 				goto out;
 			if (c.n != 1) {
-				pg_deb822_free(&c);
+				pg_deb822_release(&c);
 				rc = pg_error(PG_EFORMAT, "deb", "control has %zu paragraphs", c.n);
 				goto out;
 			}
-			pg_para_free(&d->control);
+			pg_para_release(&d->control);
 			d->control = c.p[0];
 			c.p[0].kv = NULL;
 			c.p[0].n = 0;
-			pg_deb822_free(&c);
+			pg_deb822_release(&c);
 		} else if (strcmp(name, "conffiles") == 0) {
 			free(d->conffiles);
 			d->conffiles = (char *)buf;
@@ -571,7 +571,7 @@ pg_deb_read_mem(const uint8_t *data, size_t n, struct pg_deb *d)
 	d->memlen = n;
 	rc = read_ar(&s, d);
 	if (rc < 0)
-		pg_deb_free(d);
+		pg_deb_release(d);
 	return rc;
 }
 
@@ -599,7 +599,7 @@ pg_deb_read(const char *path, struct pg_deb *d)
 	s = (struct src){NULL, fd, (uint64_t)sb.st_size};
 	rc = read_ar(&s, d);
 	if (rc < 0) {
-		pg_deb_free(d);
+		pg_deb_release(d);
 		return pg_error_ctx(rc, "deb", "'%s'", path);
 	}
 	return 0;

@@ -17,7 +17,7 @@
 #define MAX_FIELDS 256
 
 void
-pg_para_free(struct pg_para *p)
+pg_para_release(struct pg_para *p)
 {
 	if (!p)
 		return;
@@ -31,12 +31,12 @@ pg_para_free(struct pg_para *p)
 }
 
 void
-pg_deb822_free(struct pg_deb822 *d)
+pg_deb822_release(struct pg_deb822 *d)
 {
 	if (!d)
 		return;
 	for (size_t i = 0; i < d->n; i++)
-		pg_para_free(&d->p[i]);
+		pg_para_release(&d->p[i]);
 	free(d->p);
 	d->p = NULL;
 	d->n = 0;
@@ -114,7 +114,7 @@ pg_para_dup(const struct pg_para *src, struct pg_para *dst)
 		int rc = para_add(dst, src->kv[i].key, strlen(src->kv[i].key), src->kv[i].val,
 				  strlen(src->kv[i].val));
 		if (rc < 0) {
-			pg_para_free(dst);
+			pg_para_release(dst);
 			return rc;
 		}
 	}
@@ -250,10 +250,10 @@ pg_deb822_parse(const char *text, size_t len, struct pg_deb822 *out)
 		rc = d822_end_field(&st);
 	if (rc == 0)
 		rc = d822_try(deb822_push(out, &st.cur), "paragraph");
-	pg_para_free(&st.cur);
+	pg_para_release(&st.cur);
 	pg_buf_release(&st.val);
 	if (rc < 0)
-		pg_deb822_free(out);
+		pg_deb822_release(out);
 	return rc;
 }
 

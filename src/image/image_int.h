@@ -141,11 +141,11 @@ struct pg_deb822 {
 #define PG_DEB822_MAX (64u << 20)
 /* Parses deb822 paragraphs (dpkg status, control files). */
 int pg_deb822_parse(const char *text, size_t len, struct pg_deb822 *out);
-void pg_deb822_free(struct pg_deb822 *d);
+void pg_deb822_release(struct pg_deb822 *d);
 const char *pg_para_get(const struct pg_para *p, const char *key);
 int pg_para_set(struct pg_para *p, const char *key, const char *val);
 void pg_para_del(struct pg_para *p, const char *key);
-void pg_para_free(struct pg_para *p);
+void pg_para_release(struct pg_para *p);
 int pg_para_dup(const struct pg_para *src, struct pg_para *dst);
 int pg_deb822_write(const struct pg_deb822 *d, char **out, size_t *len);
 
@@ -186,7 +186,7 @@ struct pg_deb {
  * bytes of data.tar are streamed again with pg_deb_data_*. */
 int pg_deb_read_mem(const uint8_t *data, size_t n, struct pg_deb *out);
 int pg_deb_read(const char *path, struct pg_deb *out);
-void pg_deb_free(struct pg_deb *d);
+void pg_deb_release(struct pg_deb *d);
 /* Second pass over data.tar: select a regular file of d->files (in archive
  * order) and read its bytes in chunks; the MD5 of what was read is checked
  * against the first pass (PG_ECORRUPT if the package changed). */

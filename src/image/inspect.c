@@ -170,7 +170,7 @@ pg_dpkg_packages_json(const char *text, size_t len, json_t **out)
 		return rc;
 	arr = json_array();
 	if (!arr) {
-		pg_deb822_free(&st);
+		pg_deb822_release(&st);
 		return PG_ENOMEM;
 	}
 	for (size_t i = 0; i < st.n; i++) {
@@ -183,7 +183,7 @@ pg_dpkg_packages_json(const char *text, size_t len, json_t **out)
 		char sname[256], sver[256];
 
 		if (!name) {
-			pg_deb822_free(&st);
+			pg_deb822_release(&st);
 			json_decref(arr);
 			return pg_error(PG_EFORMAT, "dpkg",
 					"status paragraph %zu has no Package field", i + 1);
@@ -199,7 +199,7 @@ pg_dpkg_packages_json(const char *text, size_t len, json_t **out)
 						"version", ver, "arch", arch, "source", sname,
 						"source_version", sver, "status", status));
 	}
-	pg_deb822_free(&st);
+	pg_deb822_release(&st);
 	*out = arr;
 	return 0;
 }

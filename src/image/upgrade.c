@@ -1121,7 +1121,7 @@ static int
 store_paragraph(struct pg_deb822 *st, struct pg_para *old, struct pg_para *np)
 {
 	if (old) {
-		pg_para_free(old);
+		pg_para_release(old);
 		*old = *np;
 	} else {
 		struct pg_para *nps = realloc(st->p, (st->n + 1) * sizeof(*nps));
@@ -1187,7 +1187,7 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 out:
 	pg_deb_data_close(u->data);
 	u->data = NULL;
-	pg_para_free(&np);
+	pg_para_release(&np);
 	pg_buf_release(&c.list);
 	pg_buf_release(&c.md5s);
 	pg_buf_release(&c.conf);
@@ -1298,7 +1298,7 @@ out:
 	if (u->fs)
 		pg_extfs_close(u->fs);
 	u->fs = NULL;
-	pg_deb822_free(&st);
+	pg_deb822_release(&st);
 	free(status);
 	free(out);
 	return rc;
@@ -1446,7 +1446,7 @@ pick_fixes(struct pg_store *st, const char *ref, const char *repo, char ***paths
 				break;
 			}
 		}
-		pg_deb_free(&deb);
+		pg_deb_release(&deb);
 	}
 	closedir(dh);
 	json_decref(f);
@@ -1965,7 +1965,7 @@ up_release(struct up_run *r)
 	json_decref(r->prev);
 	if (r->debs)
 		for (size_t i = 0; i < r->ndebs; i++)
-			pg_deb_free(&r->debs[i]);
+			pg_deb_release(&r->debs[i]);
 	free(r->debs);
 	for (size_t i = 0; i < r->nfix; i++)
 		free(r->fixes[i]);

@@ -106,6 +106,8 @@ load_lines_init(struct load_lines *l, FILE *f)
 void
 load_lines_release(struct load_lines *l)
 {
+	if (!l)
+		return;
 	free(l->buf);
 	l->buf = NULL;
 }
@@ -560,6 +562,8 @@ load_csv_reader_init(struct load_csv_reader *r, FILE *f, const char *name)
 void
 load_csv_reader_release(struct load_csv_reader *r)
 {
+	if (!r)
+		return;
 	free(r->pending);
 	r->pending = NULL;
 	load_lines_release(&r->lines);

@@ -815,7 +815,7 @@ answer96(struct server *s, const struct batch *b, const struct held *h)
 
 /* Sends a batch's answers: the normal ones, or 96 for every stored-or-not request. */
 static void
-batch_release(struct server *s, struct batch *b, int as96)
+batch_answer(struct server *s, struct batch *b, int as96)
 {
 	for (size_t i = 0; i < b->nh; i++) {
 		struct held *h = &b->h[i];
@@ -861,11 +861,11 @@ async_step(struct server *s, uint64_t now)
 	pthread_mutex_lock(&cm->mu);
 	if (in->active && !in->released) {
 		if (cm->outcome != OUT_NONE) {
-			batch_release(s, in, cm->outcome != OUT_OK);
+			batch_answer(s, in, cm->outcome != OUT_OK);
 		} else if (now - in->start_ms >= tmo) {
 			/* atomic: the committer reads it between statements (engine.c) */
 			__atomic_store_n(&cm->expired, 1, __ATOMIC_RELEASE);
-			batch_release(s, in, 1);
+			batch_answer(s, in, 1);
 			pg_warn("pos-server",
 				"commit not done in %llu ms: %zu transactions answered 96",
 				(unsigned long long)tmo, in->nrec);
@@ -876,7 +876,7 @@ async_step(struct server *s, uint64_t now)
 		batch_clear(in);
 	if (op->nh || pg_pos_engine_pending(s->e)) {
 		if (!pg_pos_engine_pending(s->e) && (!in->active || in->released)) {
-			batch_release(s, op, 0); /* nothing to store: answers go out now */
+			batch_answer(s, op, 0); /* nothing to store: answers go out now */
 			batch_clear(op);
 		} else if (!in->active) {
 			pg_pos_engine_take(s->e, cm->b);
@@ -889,7 +889,7 @@ async_step(struct server *s, uint64_t now)
 			pthread_cond_signal(&cm->cv);
 		} else if (op->nh && now - op->start_ms >= tmo) {
 			pg_pos_engine_drop(s->e);
-			batch_release(s, op, 1);
+			batch_answer(s, op, 1);
 			pg_warn("pos-server",
 				"store busy for %llu ms: %zu transactions answered 96",
 				(unsigned long long)tmo, op->nrec);
@@ -993,7 +993,7 @@ committer_stop(struct server *s)
 		pthread_cond_destroy(&cm->cv);
 		cm->running = 0;
 		if (s->inflight->active && !s->inflight->released)
-			batch_release(s, s->inflight, cm->outcome != OUT_OK);
+			batch_answer(s, s->inflight, cm->outcome != OUT_OK);
 		batch_clear(s->inflight);
 	}
 	if (cm->wake_fd > 0)

@@ -759,7 +759,7 @@ out:
 	signals_restore(&sigs);
 	if (lockfd >= 0)
 		close(lockfd); /* releases the lock */
-	pg_serve_guard_free(s);
+	pg_serve_guard_release(s);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 	return rc;

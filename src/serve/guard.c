@@ -219,11 +219,11 @@ pg_serve_guard_init(struct pg_serve_state *s, const char (*allow)[PG_SERVE_HOST_
 }
 
 void
-pg_serve_guard_free(struct pg_serve_state *s)
+pg_serve_guard_release(struct pg_serve_state *s)
 {
-	struct pg_serve_guard *g = &s->guard;
+	struct pg_serve_guard *g = s ? &s->guard : NULL;
 
-	if (!g->inited)
+	if (!g || !g->inited)
 		return;
 	pg_memzero(g->sess, sizeof(g->sess));
 	pthread_mutex_destroy(&g->mu);

@@ -126,11 +126,11 @@ int pg_serve_start_upgrade(struct pg_serve_state *s, int64_t job);
 
 struct MHD_Connection;
 struct MHD_Response;
-/* guard.c: pg_serve_guard_init copies the allowed host names; _free wipes the
+/* guard.c: pg_serve_guard_init copies the allowed host names; _release wipes the
  * sessions. */
 int pg_serve_guard_init(struct pg_serve_state *s, const char (*allow)[PG_SERVE_HOST_NAME],
 			int nallow);
-void pg_serve_guard_free(struct pg_serve_state *s);
+void pg_serve_guard_release(struct pg_serve_state *s);
 /* Run by the API's handler before it authenticates or routes a request: 0 to
  * go on, else 1 with a reply (421 foreign Host, 403 cross-site, 415 not JSON,
  * 303 token login) already queued and *ret its MHD result. */

@@ -40,8 +40,8 @@ struct pg_card_rt {
 	struct pg_applet applets[PG_CARD_MAX_APPLETS];
 	int napplets;
 	int isd;	  /* index of the ISD, the default-selected application */
-	int custom_alloc; /* from cfg->alloc: handed back to cfg->release */
-	void (*release)(void *actx, void *p);
+	int custom_alloc; /* from cfg->alloc: handed back to cfg->dealloc */
+	void (*dealloc)(void *actx, void *p);
 	void *actx;
 };
 
@@ -426,7 +426,7 @@ pg_card_rt_new(struct pg_card_rt **out, const struct pg_card_config *cfg)
 	if (cfg->alloc)
 		memset(rt, 0, sizeof(*rt));
 	rt->custom_alloc = cfg->alloc != NULL;
-	rt->release = cfg->release;
+	rt->dealloc = cfg->dealloc;
 	rt->actx = cfg->actx;
 	if (cfg->atr) {
 		memcpy(rt->atr, cfg->atr, cfg->atr_len);
@@ -465,8 +465,8 @@ pg_card_rt_free(struct pg_card_rt *rt)
 		return;
 	if (!rt->custom_alloc)
 		free(rt);
-	else if (rt->release)
-		rt->release(rt->actx, rt);
+	else if (rt->dealloc)
+		rt->dealloc(rt->actx, rt);
 }
 
 int

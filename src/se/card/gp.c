@@ -46,8 +46,8 @@ gp_free(struct pg_gp_card *g, void *p, size_t n)
 	pg_memzero(p, n);
 	if (!g->alloc)
 		free(p);
-	else if (g->release)
-		g->release(g->actx, p);
+	else if (g->dealloc)
+		g->dealloc(g->actx, p);
 }
 
 static void *
@@ -57,14 +57,14 @@ rt_alloc(void *actx, size_t n)
 }
 
 static void
-rt_release(void *actx, void *p)
+rt_dealloc(void *actx, void *p)
 {
 	struct pg_gp_card *g = actx;
 
 	if (!g->alloc)
 		free(p);
-	else if (g->release)
-		g->release(g->actx, p);
+	else if (g->dealloc)
+		g->dealloc(g->actx, p);
 }
 
 /* ---- crypto helpers (OpenSSL 3) ---- */
@@ -841,7 +841,7 @@ pg_gp_card_new(struct pg_gp_card **out, const struct pg_gp_config *cfg)
 					.serial = cfg->serial,
 					.isd = &isd,
 					.alloc = rt_alloc,
-					.release = rt_release};
+					.dealloc = rt_dealloc};
 	size_t len = 0;
 	int rc;
 
@@ -851,7 +851,7 @@ pg_gp_card_new(struct pg_gp_card **out, const struct pg_gp_config *cfg)
 		return pg_error(PG_ENOMEM, "card", "no memory for the card");
 	memset(g, 0, sizeof(*g));
 	g->alloc = cfg->alloc;
-	g->release = cfg->release;
+	g->dealloc = cfg->dealloc;
 	g->actx = cfg->actx;
 	g->serial = cfg->serial;
 	g->nvm_cap = cfg->nvm_capacity ? cfg->nvm_capacity : 16384;
@@ -941,8 +941,8 @@ pg_gp_card_free(struct pg_gp_card *g)
 	pg_memzero(&g->scc, sizeof(g->scc));
 	if (!g->alloc)
 		free(g);
-	else if (g->release)
-		g->release(g->actx, g);
+	else if (g->dealloc)
+		g->dealloc(g->actx, g);
 }
 
 const struct pg_card *

@@ -75,7 +75,7 @@ struct pg_gp_card {
 	struct pg_card card; /* the view for link drivers */
 	struct pg_card_rt *rt;
 	void *(*alloc)(void *actx, size_t n);
-	void (*release)(void *actx, void *p);
+	void (*dealloc)(void *actx, void *p);
 	void *actx;
 	struct pg_nvm *nvm;
 	int own_nvm;

@@ -246,13 +246,15 @@ pg_nfcsw_conf_parse(struct pg_nfcsw_conf *c, const char *text, size_t len)
 	}
 	return 0;
 fail:
-	pg_nfcsw_conf_free(c);
+	pg_nfcsw_conf_release(c);
 	return rc;
 }
 
 void
-pg_nfcsw_conf_free(struct pg_nfcsw_conf *c)
+pg_nfcsw_conf_release(struct pg_nfcsw_conf *c)
 {
+	if (!c)
+		return;
 	free(c->apps);
 	c->apps = NULL;
 	c->n_apps = 0;

@@ -248,6 +248,8 @@ fail:
 void
 pg_ara_rules_release(struct pg_ara_rules *rules)
 {
+	if (!rules)
+		return;
 	free(rules->rule);
 	rules->rule = NULL;
 	rules->n = 0;

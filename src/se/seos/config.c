@@ -23,6 +23,8 @@
 void
 pg_seos_config_release(struct pg_seos_config *c)
 {
+	if (!c)
+		return;
 	free(c->ara);
 	memset(c, 0, sizeof(*c));
 }

@@ -920,6 +920,8 @@ collect_row(void *arg, const struct pg_vse_entry *e)
 static void
 stored_rows_release(struct stored_rows *sr)
 {
+	if (!sr)
+		return;
 	for (size_t i = 0; i < sr->n; i++)
 		config_free(sr->r[i].config);
 	free(sr->r);

@@ -80,9 +80,9 @@ arena_alloc(void *actx, size_t n)
 }
 
 static void
-arena_release(void *actx, void *p)
+arena_dealloc(void *actx, void *p)
 {
-	pg_arena_release(actx, p);
+	pg_arena_dealloc(actx, p);
 }
 
 int
@@ -232,7 +232,7 @@ pg_vse_card_new(struct pg_vse_card **out, const struct pg_vse_request *r, uint32
 	cfg.applets = apps;
 	cfg.n_applets = r->n_applets;
 	cfg.alloc = arena_alloc;
-	cfg.release = arena_release;
+	cfg.dealloc = arena_dealloc;
 	cfg.actx = arena;
 	rc = pg_gp_card_new(&c->gp, &cfg);
 	if (rc == PG_ENOMEM) {
@@ -271,7 +271,7 @@ pg_vse_card_free(struct pg_vse_card *c)
 		return;
 	pg_gp_card_free(c->gp);
 	pg_nvm_close(c->nvm);
-	pg_arena_release(c->arena, c);
+	pg_arena_dealloc(c->arena, c);
 }
 
 const struct pg_card *

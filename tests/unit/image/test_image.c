@@ -69,8 +69,8 @@ test_deb822(void **state)
 	assert_int_equal(again.n, 2);
 	assert_string_equal(pg_para_get(&again.p[1], "Status"), "install ok unpacked");
 	assert_string_equal(pg_para_get(&again.p[0], "Conffiles"), "\n /etc/x 0123\n /etc/y 4567");
-	pg_deb822_free(&again);
-	pg_deb822_free(&d);
+	pg_deb822_release(&again);
+	pg_deb822_release(&d);
 	free(out);
 	assert_int_equal(pg_deb822_parse(" orphan\n", 8, &d), PG_EFORMAT);
 	assert_int_equal(pg_deb822_parse("no colon\n", 9, &d), PG_EFORMAT);

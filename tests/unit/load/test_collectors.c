@@ -109,6 +109,8 @@ test_plain_csv(void **state)
 	assert_string_equal(s.vm, "d");
 	assert_int_equal(load_csv_next(&r, &s), 0);
 	load_csv_reader_release(&r);
+	load_csv_reader_release(&r); /* _release: reusable, NULL-safe */
+	load_csv_reader_release(NULL);
 	fclose(f);
 	pg_load_series_release(&s);
 }
@@ -187,6 +189,7 @@ test_lines(void **state)
 	rc = load_lines_next(&l, &line, &len);
 	assert_int_equal(rc, 0);
 	load_lines_release(&l);
+	load_lines_release(NULL); /* _release is NULL-safe */
 	fclose(f);
 	free(txt);
 }

@@ -176,7 +176,12 @@ test_config(void **state)
 	assert_int_equal(c.apps[0].flags, PG_NFCSW_APP_PAYMENT);
 	assert_string_equal(c.apps[0].label, "MASTERCARD");
 	assert_int_equal(c.apps[1].aid_len, 7);
-	pg_nfcsw_conf_free(&c);
+	pg_nfcsw_conf_release(&c);
+	/* _release leaves the struct empty and reusable; NULL is a no-op */
+	assert_null(c.apps);
+	assert_int_equal(c.n_apps, 0);
+	pg_nfcsw_conf_release(&c);
+	pg_nfcsw_conf_release(NULL);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int rc = pg_nfcsw_conf_parse(&c, bad[i], strlen(bad[i]));
 

@@ -464,7 +464,7 @@ b_alloc(void *ctx, size_t n)
 }
 
 static void
-b_release(void *ctx, void *q)
+b_dealloc(void *ctx, void *q)
 {
 	struct budget *b = ctx;
 	size_t *p = (size_t *)((uint8_t *)q - 16);
@@ -479,7 +479,7 @@ test_arena_exhausted(void **st)
 	struct budget bud = {.left = 1 << 20};
 	size_t used;
 	struct pg_gp_config cfg = {
-	    .serial = 7, .alloc = b_alloc, .release = b_release, .actx = &bud};
+	    .serial = 7, .alloc = b_alloc, .dealloc = b_dealloc, .actx = &bud};
 	struct pg_gp_card *g = NULL;
 	struct pg_scp03_keys k;
 	struct gt t;

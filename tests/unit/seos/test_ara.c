@@ -105,6 +105,11 @@ test_parse_shapes(void **state)
 	assert_int_equal(r.rule[2].aid_kind, PG_ARA_AID_DEFAULT);
 	assert_int_equal(r.rule[2].apdu, PG_ARA_APDU_NEVER);
 	pg_ara_rules_release(&r);
+	/* _release: empty and reusable, twice and NULL are no-ops */
+	assert_null(r.rule);
+	assert_int_equal(r.n, 0);
+	pg_ara_rules_release(&r);
+	pg_ara_rules_release(NULL);
 
 	/* No rules at all is valid (FF40 00). */
 	assert_int_equal(parse(&r, buf, 0), 0);

@@ -169,6 +169,7 @@ test_miss_hit_version_tamper(void **state)
 	pg_seos_config_release(&c2.cfg);
 	pg_seos_config_release(&c3.cfg);
 	pg_seos_config_release(&c4.cfg);
+	pg_seos_config_release(NULL); /* _release is NULL-safe */
 	pg_gp_card_free(tc);
 	pg_seos_close(os);
 	pg_seos_keystore_free(ks);

@@ -63,7 +63,7 @@ test_alignment_and_reuse(void **state)
 		assert_true((uint8_t *)p[i] + i + 1 <= (uint8_t *)pg_arena_base(a) + 8192);
 	}
 	for (int i = 0; i < 64; i++)
-		pg_arena_release(a, p[i]);
+		pg_arena_dealloc(a, p[i]);
 	pg_arena_stats(a, &st);
 	assert_int_equal(st.used, 0);
 	assert_int_equal(st.free_blocks, 1);
@@ -87,7 +87,7 @@ test_fragmentation(void **state)
 	assert_null(pg_arena_alloc(a, 16)); /* exactly full */
 	/* Free every other block: half the space is free but in 1 KiB holes. */
 	for (int i = 0; i < 32; i += 2)
-		pg_arena_release(a, p[i]);
+		pg_arena_dealloc(a, p[i]);
 	pg_arena_stats(a, &st);
 	assert_int_equal(st.free_blocks, 16);
 	assert_int_equal(st.largest_free, 1024);
@@ -96,7 +96,7 @@ test_fragmentation(void **state)
 	assert_ptr_equal(pg_arena_alloc(a, 500), p[0]);
 	/* Freeing the odd ones merges everything after that block into one. */
 	for (int i = 1; i < 32; i += 2)
-		pg_arena_release(a, p[i]);
+		pg_arena_dealloc(a, p[i]);
 	pg_arena_stats(a, &st);
 	assert_int_equal(st.free_blocks, 1);
 	assert_int_equal(st.largest_free, 32 * 1024 - 528);
@@ -115,10 +115,10 @@ test_bad_release(void **state)
 	(void)state;
 	assert_int_equal(pg_arena_new(&a, 4096), 0);
 	p = pg_arena_alloc(a, 100);
-	pg_arena_release(a, &local);		/* not ours */
-	pg_arena_release(a, (uint8_t *)p + 16); /* not a block start */
-	pg_arena_release(a, p);
-	pg_arena_release(a, p); /* double free */
+	pg_arena_dealloc(a, &local);		/* not ours */
+	pg_arena_dealloc(a, (uint8_t *)p + 16); /* not a block start */
+	pg_arena_dealloc(a, p);
+	pg_arena_dealloc(a, p); /* double free */
 	pg_arena_stats(a, &st);
 	assert_int_equal(st.frees, 1);
 	assert_int_equal(st.used, 0);

@@ -32,9 +32,9 @@ arena_alloc(void *actx, size_t n)
 }
 
 static void
-arena_release(void *actx, void *p)
+arena_dealloc(void *actx, void *p)
 {
-	pg_arena_release(actx, p);
+	pg_arena_dealloc(actx, p);
 }
 
 static struct pg_gp_card *
@@ -46,7 +46,7 @@ mk(struct gt *t, struct pg_arena *a, struct pg_nvm *nvm)
 				   .n_applets = 3,
 				   .nvm = nvm,
 				   .alloc = arena_alloc,
-				   .release = arena_release,
+				   .dealloc = arena_dealloc,
 				   .actx = a};
 	struct pg_gp_card *g = NULL;
 
