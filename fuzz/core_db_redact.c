@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness: pg_db_redact (src/core/db.c), the store URL as logs
+ * libFuzzer harness: pgi_db_redact (src/core/db.c), the store URL as logs
  * show it (pg_db_name). The URL comes from the command line or serve.json
  * (`store`): any bytes, up to the NUL a C string ends at.
  */
@@ -18,7 +18,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(s, data, size);
 	s[size] = 0;
-	r = pg_db_redact(s);
+	r = pgi_db_redact(s);
 	/* the masks never make it longer than its buffer of 2 * strlen + 1 */
 	if (r && strlen(r) > 2 * strlen(s))
 		abort();

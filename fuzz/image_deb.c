@@ -18,7 +18,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pg_log_set_level(-1);
 	if (size > (4u << 20))
 		return 0;
-	if (pg_deb_read_mem(data, size, &d) == 0) {
+	if (pgi_deb_read_mem(data, size, &d) == 0) {
 		for (size_t i = 0; i < d.nfiles; i++)
 			if (d.files[i].path[0] == '/' || strstr(d.files[i].path, ".."))
 				if (strstr(d.files[i].path, "/../") ||
@@ -29,26 +29,26 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			struct pg_deb_data *s = NULL;
 			static uint8_t buf[65536];
 
-			if (pg_deb_data_open(&d, &s) != 0)
+			if (pgi_deb_data_open(&d, &s) != 0)
 				abort(); /* it opened in the first pass */
 			for (size_t i = 0; i < d.nfiles; i++) {
 				size_t got = 1, total = 0;
 
 				if (d.files[i].type != 'f')
 					continue;
-				if (pg_deb_data_file(s, &d.files[i]) != 0)
+				if (pgi_deb_data_file(s, &d.files[i]) != 0)
 					abort(); /* same bytes, same members */
 				while (got) {
-					if (pg_deb_data_read(s, buf, sizeof(buf), &got) != 0)
+					if (pgi_deb_data_read(s, buf, sizeof(buf), &got) != 0)
 						abort(); /* same bytes, same MD5 */
 					total += got;
 				}
 				if (total != d.files[i].size)
 					abort();
 			}
-			pg_deb_data_close(s);
+			pgi_deb_data_close(s);
 		}
-		pg_deb_release(&d);
+		pgi_deb_release(&d);
 	}
 	return 0;
 }

@@ -18,9 +18,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pg_log_set_level(-1);
 	if (size > (1u << 20))
 		return 0;
-	if (pg_debtracker_parse((const char *)data, size, &v, &n) == 0)
-		pg_osv_free(v, n);
-	if (pg_advisories_parse((const char *)data, size, "auto", &v, &n, &found) == 0)
-		pg_osv_free(v, n);
+	if (pgi_debtracker_parse((const char *)data, size, &v, &n) == 0)
+		pgi_osv_free(v, n);
+	if (pgi_advisories_parse((const char *)data, size, "auto", &v, &n, &found) == 0)
+		pgi_osv_free(v, n);
 	return 0;
 }

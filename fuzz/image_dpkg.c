@@ -22,7 +22,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pg_log_set_level(-1);
 	if (size > (1u << 20))
 		return 0;
-	if (pg_dpkg_packages_json((const char *)data, size, &pk) == 0) {
+	if (pgi_dpkg_packages_json((const char *)data, size, &pk) == 0) {
 		/* order must be antisymmetric on whatever versions appear */
 		for (size_t i = 0; i + 1 < json_array_size(pk); i++) {
 			const char *a =
@@ -39,15 +39,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		json_decref(pk);
 	}
-	if (pg_deb822_parse((const char *)data, size, &d) == 0) {
-		if (pg_deb822_write(&d, &out, &olen) == 0) {
+	if (pgi_deb822_parse((const char *)data, size, &d) == 0) {
+		if (pgi_deb822_write(&d, &out, &olen) == 0) {
 			/* what we write, we read back to the same paragraphs */
-			if (pg_deb822_parse(out, olen, &again) != 0 || again.n != d.n)
+			if (pgi_deb822_parse(out, olen, &again) != 0 || again.n != d.n)
 				abort();
-			pg_deb822_release(&again);
+			pgi_deb822_release(&again);
 			free(out);
 		}
-		pg_deb822_release(&d);
+		pgi_deb822_release(&d);
 	}
 	return 0;
 }

@@ -14,7 +14,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pg_log_set_level(-1);
 	if (size > (1u << 20))
 		return 0;
-	if (pg_osv_parse((const char *)data, size, &v, &n) == 0)
-		pg_osv_free(v, n);
+	if (pgi_osv_parse((const char *)data, size, &v, &n) == 0)
+		pgi_osv_free(v, n);
 	return 0;
 }

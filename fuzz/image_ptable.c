@@ -27,15 +27,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		close(fd);
 		return 0;
 	}
-	if (pg_raw_from_fd(fd, size, &d) < 0) {
+	if (pgi_raw_from_fd(fd, size, &d) < 0) {
 		close(fd);
 		return 0;
 	}
 	pt = calloc(1, sizeof(*pt));
-	if (pt && pg_ptable_read(d, pt) == 0)
+	if (pt && pgi_ptable_read(d, pt) == 0)
 		for (int i = 0; i < pt->nparts; i++)
-			pg_fs_sniff(d, pt->parts[i].start, pt->parts[i].size);
+			pgi_fs_sniff(d, pt->parts[i].start, pt->parts[i].size);
 	free(pt);
-	pg_bdev_close(d);
+	pgi_bdev_close(d);
 	return 0;
 }

@@ -14,7 +14,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pg_log_set_level(-1);
 	if (size > (4u << 20))
 		return 0;
-	pg_qcow2_parse_header(data, size, size, &h);
-	pg_qcow2_check_mem(data, size);
+	pgi_qcow2_parse_header(data, size, size, &h);
+	pgi_qcow2_check_mem(data, size);
 	return 0;
 }

@@ -16,7 +16,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!f)
 		return 0;
 	pg_load_series_init(&s, 4096);
-	(void)load_bitbrains_read(f, "fuzz.csv", &s);
+	(void)pgi_load_bitbrains_read(f, "fuzz.csv", &s);
 	pg_load_series_release(&s);
 	fclose(f);
 	return 0;

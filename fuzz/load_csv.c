@@ -17,12 +17,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!f)
 		return 0;
 	pg_load_series_init(&s, 4096);
-	load_csv_reader_init(&r, f, "fuzz.csv");
+	pgi_load_csv_reader_init(&r, f, "fuzz.csv");
 	/* A rejected VM must not stop the reader: go on until the end. */
 	for (int i = 0; i < 100000; i++)
-		if (load_csv_next(&r, &s) == 0)
+		if (pgi_load_csv_next(&r, &s) == 0)
 			break;
-	load_csv_reader_release(&r);
+	pgi_load_csv_reader_release(&r);
 	pg_load_series_release(&s);
 	fclose(f);
 	return 0;

@@ -25,11 +25,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(s, data, size);
 	s[size] = 0;
 	/* The scan must not read past its end: it gets the bytes, not the NUL. */
-	n = load_num_scan((const char *)data, (const char *)data + size, &got);
+	n = pgi_load_num_scan((const char *)data, (const char *)data + size, &got);
 	if (memchr(s, 0, size)) {
 		/* An embedded NUL ends strtod's text: compare on the part before it. */
 		size_t l = strlen(s);
-		n = load_num_scan(s, s + l, &got);
+		n = pgi_load_num_scan(s, s + l, &got);
 	}
 	want = strtod(s, &e);
 	p = s + (*s == '+' || *s == '-');
@@ -42,7 +42,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	{
 		double v;
-		(void)load_parse_double(s, &v);
+		(void)pgi_load_parse_double(s, &v);
 	}
 	{
 		/* The input as a one-field line, 16 readable bytes past its NUL as the
@@ -52,7 +52,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (pad && !memchr(data, 0, size)) {
 			memcpy(pad, data, size);
-			if (load_parse_line(pad, pad + size + 17, ',', &v, 1)) {
+			if (pgi_load_parse_line(pad, pad + size + 17, ',', &v, 1)) {
 				const char *b = pad + strspn(pad, " \t");
 				want = strtod(b, &e);
 				if (e == b || memcmp(&v, &want, sizeof(v)) != 0)

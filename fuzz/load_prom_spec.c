@@ -23,7 +23,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s[size] = 0;
 	if (pg_load_prom_ops.open_live(s, &st) == 0)
 		pg_load_prom_ops.close(st);
-	load_cgroup_name(s, name);
+	pgi_load_cgroup_name(s, name);
 	free(s);
 	return 0;
 }

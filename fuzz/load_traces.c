@@ -17,11 +17,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	kind = (enum load_trace_kind)(data[0] % 6);
-	t = load_trace_new(kind);
+	t = pgi_load_trace_new(kind);
 	if (!t)
 		return 0;
-	if (load_trace_feed(t, kind, (const char *)data + 1, size - 1, "fuzz.csv") == 0)
-		(void)load_trace_finish(t);
-	load_trace_free(t);
+	if (pgi_load_trace_feed(t, kind, (const char *)data + 1, size - 1, "fuzz.csv") == 0)
+		(void)pgi_load_trace_finish(t);
+	pgi_load_trace_free(t);
 	return 0;
 }

@@ -65,8 +65,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (pg_nfcsw_slave_new(&s, sw) < 0)
 		goto out;
 	pg_nfcsw_slave_packet(s, PG_PKT_RESET, NULL, 0, &sink);
-	pg_nfcsw_slave_packet(s, PG_PKT_DATA, pkt, shdlc_encode(pkt, 0xE0 | SHDLC_U_RSET, &w, 1),
-			      &sink);
+	pg_nfcsw_slave_packet(s, PG_PKT_DATA, pkt,
+			      pgi_shdlc_encode(pkt, 0xE0 | SHDLC_U_RSET, &w, 1), &sink);
 	while (off + 2 <= size) {
 		uint8_t kind = data[off], len = data[off + 1];
 		const uint8_t *p = data + off + 2;
@@ -82,8 +82,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 			if (!(kind & 0x80))
 				ns++; /* bit 7 set: repeat the sequence number (a duplicate) */
-			pg_nfcsw_slave_packet(s, PG_PKT_DATA, pkt, shdlc_encode(pkt, ctrl, p, n),
-					      &sink);
+			pg_nfcsw_slave_packet(s, PG_PKT_DATA, pkt,
+					      pgi_shdlc_encode(pkt, ctrl, p, n), &sink);
 		} else if (kind & 2) {
 			pg_nfcsw_slave_packet(s, PG_PKT_RESET, NULL, 0, &sink);
 		} else {

@@ -18,12 +18,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct pg_buf b = PG_BUF_INIT(PG_POS_REC_MAX);
 	char id[160];
 
-	if (pg_pos_rec_decode(data, size, &r) < 0)
+	if (pgi_pos_rec_decode(data, size, &r) < 0)
 		return 0;
-	if (pg_pos_rec_encode(&r, &b) < 0 || b.len != size || memcmp(b.data, data, size) != 0)
+	if (pgi_pos_rec_encode(&r, &b) < 0 || b.len != size || memcmp(b.data, data, size) != 0)
 		abort();
 	pg_buf_release(&b);
-	pg_pos_rec_id(&r, id, sizeof(id));
+	pgi_pos_rec_id(&r, id, sizeof(id));
 	for (const char *p = id; *p; p++)
 		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
 			abort();

@@ -25,7 +25,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (len > size - o)
 			len = size - o;
-		if (hcp_rx_feed(&r, data + o, len, &m) == 1 && (m.len > sizeof(buf) || m.type > 3))
+		if (pgi_hcp_rx_feed(&r, data + o, len, &m) == 1 &&
+		    (m.len > sizeof(buf) || m.type > 3))
 			abort();
 		o += len;
 	}
@@ -36,9 +37,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint8_t pkt[SHDLC_MAX_INFO];
 		int n, done = 0;
 
-		hcp_tx_start(&t, data[0], data[0], data + 1, size - 1);
-		while ((n = hcp_tx_next(&t, pkt)) > 0) {
-			int rc = hcp_rx_feed(&r2, pkt, (size_t)n, &m);
+		pgi_hcp_tx_start(&t, data[0], data[0], data + 1, size - 1);
+		while ((n = pgi_hcp_tx_next(&t, pkt)) > 0) {
+			int rc = pgi_hcp_rx_feed(&r2, pkt, (size_t)n, &m);
 
 			if (rc < 0 || done)
 				abort();

@@ -11,12 +11,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t out[SHDLC_MAX_FRAME];
 	char desc[64];
 
-	if (shdlc_decode(&f, data, size) == 0) {
-		size_t n = shdlc_encode(out, f.ctrl, f.info, f.len);
+	if (pgi_shdlc_decode(&f, data, size) == 0) {
+		size_t n = pgi_shdlc_encode(out, f.ctrl, f.info, f.len);
 
 		if (n != size || memcmp(out, data, n) != 0)
 			abort();
-		(void)shdlc_describe(&f, desc, sizeof(desc));
+		(void)pgi_shdlc_describe(&f, desc, sizeof(desc));
 	}
 	return 0;
 }

@@ -4,7 +4,7 @@
  */
 #include "se_double.h"
 
-extern const struct pg_link_ops pg_link_spi_ops, pg_link_i2c_ops;
+extern const struct pg_link_ops pgi_link_spi_ops, pgi_link_i2c_ops;
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -14,7 +14,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	p.ifsc = p.ifsd = (data[0] & 2) ? 16 : 0;
-	sd_fuzz_host_role((data[0] & 1) ? &pg_link_i2c_ops : &pg_link_spi_ops, &p, data + 1,
+	sd_fuzz_host_role((data[0] & 1) ? &pgi_link_i2c_ops : &pgi_link_spi_ops, &p, data + 1,
 			  size - 1);
 	return 0;
 }

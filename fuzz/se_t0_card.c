@@ -5,16 +5,16 @@
  */
 #include "se_double.h"
 
-extern const struct pg_link_ops pg_link_t0_ops;
+extern const struct pg_link_ops pgi_link_t0_ops;
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct pg_link_card *c = NULL;
 
-	if (pg_link_t0_ops.card_open(&c, &sd_echo_card, NULL) < 0)
+	if (pgi_link_t0_ops.card_open(&c, &sd_echo_card, NULL) < 0)
 		return 0;
-	sd_feed_card_role(&pg_link_t0_ops, c, data, size, SD_LEN8);
+	sd_feed_card_role(&pgi_link_t0_ops, c, data, size, SD_LEN8);
 	pg_link_card_close(c);
 	return 0;
 }

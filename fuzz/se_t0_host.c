@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern const struct pg_link_ops pg_link_t0_ops;
+extern const struct pg_link_ops pgi_link_t0_ops;
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -53,7 +53,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cl = 261;
 		break;
 	}
-	if (pg_link_t0_ops.host_open(&l, sd_script_new(buf, n), NULL, NULL) < 0)
+	if (pgi_link_t0_ops.host_open(&l, sd_script_new(buf, n), NULL, NULL) < 0)
 		return 0;
 	(void)pg_link_transmit(l, capdu, cl, rapdu, &rl);
 	pg_link_close(l);

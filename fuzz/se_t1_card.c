@@ -5,7 +5,7 @@
  */
 #include "se_double.h"
 
-extern const struct pg_link_ops pg_link_t1_ops;
+extern const struct pg_link_ops pgi_link_t1_ops;
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -18,9 +18,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* First byte: epilogue and IFSC. */
 	p.crc = data[0] & 1;
 	p.ifsc = (uint16_t)(data[0] & 0x80 ? 254 : 32);
-	if (pg_link_t1_ops.card_open(&c, &sd_echo_card, &p) < 0)
+	if (pgi_link_t1_ops.card_open(&c, &sd_echo_card, &p) < 0)
 		return 0;
-	sd_feed_card_role(&pg_link_t1_ops, c, data + 1, size - 1, SD_LEN8);
+	sd_feed_card_role(&pgi_link_t1_ops, c, data + 1, size - 1, SD_LEN8);
 	pg_link_card_close(c);
 	return 0;
 }

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern const struct pg_link_ops pg_link_t1_ops;
+extern const struct pg_link_ops pgi_link_t1_ops;
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -29,7 +29,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	memcpy(buf + n, data + 1, size - 1);
 	n += size - 1;
-	if (pg_link_t1_ops.host_open(&l, sd_script_new(buf, n), NULL, &p) < 0)
+	if (pgi_link_t1_ops.host_open(&l, sd_script_new(buf, n), NULL, &p) < 0)
 		return 0;
 	if (pg_link_power_on(l, NULL, NULL) == 0) {
 		/* A short command, then one that chains (300 data bytes, case 3E). */

@@ -49,14 +49,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	card->reset(card->ctx); /* each input starts from a freshly reset card */
 	if (ops->card_open(&lc, card, NULL) < 0)
 		abort();
-	pg_vpcd_rx_init(&rx);
+	pgi_vpcd_rx_init(&rx);
 	while (off < size) {
 		size_t n = size - off < chunk ? size - off : chunk;
 
 		while (n) {
 			int done;
 			size_t mlen;
-			int used = pg_vpcd_rx_feed(&rx, data + off, n, &done, &mlen);
+			int used = pgi_vpcd_rx_feed(&rx, data + off, n, &done, &mlen);
 
 			if (used < 0) {
 				/* A bad length ends the session, as pg_vpcd_serve() does. */

@@ -9,7 +9,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct pg_seos_req r;
 
-	if (pg_seos_req_decode(&r, data, size) < 0)
+	if (pgi_seos_req_decode(&r, data, size) < 0)
 		return 0;
 	if (r.aid_len > sizeof(r.aid) || strlen(r.name) > PG_SEOS_NAME_MAX)
 		abort();

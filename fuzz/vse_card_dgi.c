@@ -26,7 +26,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 2 || size > 4000)
 		return 0;
 	for (off = 2; off < size; off += (size_t)k) {
-		k = gp_dgi_next(&d, data + off, size - off);
+		k = pgi_gp_dgi_next(&d, data + off, size - off);
 		if (k < 0)
 			break;
 		if (k < 3 || (size_t)k > size - off || d.val + d.len != data + off + (size_t)k)

@@ -15,7 +15,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct pg_nvm *nvm = NULL;
 	struct pg_gp_card *g;
 	struct pg_scp03 s;
-	struct gp_install in;
+	struct pgi_gp_install in;
 	uint8_t p1;
 	size_t n;
 	int ok;
@@ -24,7 +24,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	p1 = data[0] < 0xF0 ? p1s[data[0] % 4] : data[0];
 	n = size - 1;
-	ok = gp_install_parse(p1, data + 1, n, &in) == 0;
+	ok = pgi_gp_install_parse(p1, data + 1, n, &in) == 0;
 	if (ok && (in.app_len < 5 || in.app + in.app_len > data + size))
 		abort();
 	if (pg_nvm_open_memory(&nvm, 8192) < 0)

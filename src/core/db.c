@@ -87,7 +87,7 @@ mask_passwords(const char *s, char *out)
 /* "postgresql://user:secret@host/db?password=x" -> "postgresql://user@host/db?password=***";
  * "host=/tmp password=x" -> "host=/tmp password=***" */
 char *
-pg_db_redact(const char *url)
+pgi_db_redact(const char *url)
 {
 	const char *scheme, *at, *colon, *end;
 	char *out = malloc(2 * strlen(url) + 1);
@@ -123,14 +123,14 @@ pg_db_open(struct pg_db **out, const char *url)
 	if (!db)
 		return PG_ENOMEM;
 	if (strncmp(url, "sqlite:", 7) == 0) {
-		db->ops = &pg_db_sqlite_ops;
+		db->ops = &pgi_db_sqlite_ops;
 		conninfo = url + 7;
 	} else if (is_postgres_url(url)) {
-		db->ops = &pg_db_postgres_ops;
+		db->ops = &pgi_db_postgres_ops;
 	} else {
-		db->ops = &pg_db_sqlite_ops;
+		db->ops = &pgi_db_sqlite_ops;
 	}
-	db->name = pg_db_redact(url);
+	db->name = pgi_db_redact(url);
 	if (!db->name) {
 		free(db);
 		return PG_ENOMEM;
@@ -209,7 +209,7 @@ pg_db_exec(struct pg_db *db, const char *sql)
 }
 
 int
-pg_db_count_params(const char *sql)
+pgi_db_count_params(const char *sql)
 {
 	int n = 0;
 
@@ -263,7 +263,7 @@ pg_db_prepare(struct pg_db *db, const char *sql, struct pg_db_stmt **out)
 		return PG_ENOMEM;
 	s->db = db;
 	s->sql = strdup(sql);
-	s->nparams = pg_db_count_params(sql);
+	s->nparams = pgi_db_count_params(sql);
 	if (!s->sql) {
 		free(s);
 		return PG_ENOMEM;
@@ -593,7 +593,7 @@ pg_db_migrate(struct pg_db *db, const char *area, const struct pg_db_migration *
 }
 
 int64_t
-pg_db_lock_key(const char *name)
+pgi_db_lock_key(const char *name)
 {
 	uint64_t h = 14695981039346656037ULL; /* FNV-1a 64, offset basis */
 
@@ -624,7 +624,7 @@ pg_db_try_lock(struct pg_db *db, const char *name)
 	if (!name || !*name)
 		return pg_error(PG_EINVAL, "db", "empty lock name");
 	if (db->ops->try_lock)
-		return db->ops->try_lock(db, pg_db_lock_key(name));
+		return db->ops->try_lock(db, pgi_db_lock_key(name));
 	/* one node: granted, remembered so lock_held tells the truth */
 	pp = local_lock(db, name);
 	if (*pp)
@@ -646,7 +646,7 @@ pg_db_unlock(struct pg_db *db, const char *name)
 	if (!name || !*name)
 		return pg_error(PG_EINVAL, "db", "empty lock name");
 	if (db->ops->unlock)
-		return db->ops->unlock(db, pg_db_lock_key(name));
+		return db->ops->unlock(db, pgi_db_lock_key(name));
 	pp = local_lock(db, name);
 	if ((l = *pp)) {
 		*pp = l->next;
@@ -662,7 +662,7 @@ pg_db_lock_held(struct pg_db *db, const char *name)
 	if (!name || !*name)
 		return pg_error(PG_EINVAL, "db", "empty lock name");
 	if (db->ops->lock_held)
-		return db->ops->lock_held(db, pg_db_lock_key(name));
+		return db->ops->lock_held(db, pgi_db_lock_key(name));
 	return *local_lock(db, name) ? 1 : 0;
 }
 

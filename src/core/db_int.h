@@ -89,15 +89,15 @@ struct pg_db_lock {
 	struct pg_db_lock *next;
 };
 
-extern const struct pg_db_ops pg_db_sqlite_ops;
-extern const struct pg_db_ops pg_db_postgres_ops;
+extern const struct pg_db_ops pgi_db_sqlite_ops;
+extern const struct pg_db_ops pgi_db_postgres_ops;
 
 /*
  * Wraps a SQLite handle that a struct pg_store owns, so an area moved to the
  * store API shares the connection (and its transactions) with areas that are
  * not moved yet.
  */
-int pg_db_sqlite_borrow(struct pg_db **out, void *sqlite_handle, const char *name);
+int pgi_db_sqlite_borrow(struct pg_db **out, void *sqlite_handle, const char *name);
 
 /*
  * store.c's SQLite connection (struct pg_store): opened with the given
@@ -105,25 +105,25 @@ int pg_db_sqlite_borrow(struct pg_db **out, void *sqlite_handle, const char *nam
  * and table pg_schema. *out owns the handle (pg_db_free closes it); *handle
  * is the same sqlite3 * for areas not on the store API yet.
  */
-int pg_db_sqlite_open_store(struct pg_db **out, const char *path, int mutex_flags, void **handle);
+int pgi_db_sqlite_open_store(struct pg_db **out, const char *path, int mutex_flags, void **handle);
 /* pg_store_fail: a SQLite result code (and the handle's message, if any) as
  * PG_EBUSY or PG_ESTORE with a detail. */
-int pg_db_sqlite_fail(void *handle, int rc, const char *what);
+int pgi_db_sqlite_fail(void *handle, int rc, const char *what);
 
 /*
  * store.c's check of a SQLite store path (private file, private directory;
  * creates a new one 0600): both ways of opening a SQLite store use it.
  */
-int pg_store_check_path(const char *path);
+int pgi_store_check_path(const char *path);
 
 /* The stable 64-bit key of an advisory lock name (FNV-1a): the same on every node. */
-int64_t pg_db_lock_key(const char *name);
+int64_t pgi_db_lock_key(const char *name);
 
 /* The store URL for logs (pg_db_name): a URL's user password and every
  * password=VALUE of a keyword string or a URL's query masked. malloc'd. */
-char *pg_db_redact(const char *url);
+char *pgi_db_redact(const char *url);
 
 /* Counts `?` placeholders outside string literals, quoted names and comments. */
-int pg_db_count_params(const char *sql);
+int pgi_db_count_params(const char *sql);
 
 #endif

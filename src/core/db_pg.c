@@ -705,7 +705,7 @@ pq_wait_notify(struct pg_db *db, int timeout_ms, char *channel, size_t clen, cha
 	}
 }
 
-const struct pg_db_ops pg_db_postgres_ops = {
+const struct pg_db_ops pgi_db_postgres_ops = {
     .engine = PG_DB_POSTGRES,
     .open = pq_open,
     .close = pq_close,

@@ -1,7 +1,7 @@
 /*
  * The store API's SQLite driver (db_int.h): one file, WAL, foreign keys, a
  * busy timeout. The only file that calls sqlite3_*: store.c's SQLite
- * connection is opened here too (pg_db_sqlite_open_store).
+ * connection is opened here too (pgi_db_sqlite_open_store).
  */
 #include "db_int.h"
 
@@ -46,7 +46,7 @@ sq_open(struct pg_db *db, const char *path)
 	sqlite3 *h = NULL;
 	int rc;
 
-	rc = pg_store_check_path(path);
+	rc = pgi_store_check_path(path);
 	if (rc < 0)
 		return rc;
 	rc = sqlite3_open_v2(
@@ -229,10 +229,10 @@ sq_column_name(const struct pg_db_stmt *s, int i)
 	return n ? n : "";
 }
 
-const struct pg_db_ops pg_db_sqlite_ops;
+const struct pg_db_ops pgi_db_sqlite_ops;
 
 int
-pg_db_sqlite_borrow(struct pg_db **out, void *handle, const char *name)
+pgi_db_sqlite_borrow(struct pg_db **out, void *handle, const char *name)
 {
 	struct pg_db *db = calloc(1, sizeof(*db));
 
@@ -241,7 +241,7 @@ pg_db_sqlite_borrow(struct pg_db **out, void *handle, const char *name)
 		free(db);
 		return PG_ENOMEM;
 	}
-	db->ops = &pg_db_sqlite_ops;
+	db->ops = &pgi_db_sqlite_ops;
 	db->drv = handle;
 	db->borrowed = 1;
 	*out = db;
@@ -249,7 +249,7 @@ pg_db_sqlite_borrow(struct pg_db **out, void *handle, const char *name)
 }
 
 int
-pg_db_sqlite_fail(void *handle, int rc, const char *what)
+pgi_db_sqlite_fail(void *handle, int rc, const char *what)
 {
 	sqlite3 *h = handle;
 	const char *msg = h ? sqlite3_errmsg(h) : sqlite3_errstr(rc);
@@ -260,7 +260,7 @@ pg_db_sqlite_fail(void *handle, int rc, const char *what)
 }
 
 int
-pg_db_sqlite_open_store(struct pg_db **out, const char *path, int mutex_flags, void **handle)
+pgi_db_sqlite_open_store(struct pg_db **out, const char *path, int mutex_flags, void **handle)
 {
 	sqlite3 *h = NULL;
 	int rc;
@@ -270,12 +270,12 @@ pg_db_sqlite_open_store(struct pg_db **out, const char *path, int mutex_flags, v
 	rc = sqlite3_open_v2(path, &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | mutex_flags,
 			     NULL);
 	if (rc != SQLITE_OK) {
-		rc = pg_db_sqlite_fail(h, rc, path);
+		rc = pgi_db_sqlite_fail(h, rc, path);
 		sqlite3_close_v2(h);
 		return rc;
 	}
 	sqlite3_busy_timeout(h, 10000);
-	rc = pg_db_sqlite_borrow(out, h, path);
+	rc = pgi_db_sqlite_borrow(out, h, path);
 	if (rc < 0) {
 		sqlite3_close_v2(h);
 		return rc;
@@ -313,7 +313,7 @@ pg_db_checkpointer_open(struct pg_db **out, const char *url)
 		return rc;
 	}
 	sqlite3_busy_timeout(h, 1000);
-	rc = pg_db_sqlite_borrow(out, h, url);
+	rc = pgi_db_sqlite_borrow(out, h, url);
 	if (rc < 0) {
 		sqlite3_close_v2(h);
 		return rc;
@@ -333,7 +333,7 @@ pg_db_checkpoint(struct pg_db *db)
 	return rc == SQLITE_OK ? 0 : fail(db->drv, rc, "checkpoint");
 }
 
-const struct pg_db_ops pg_db_sqlite_ops = {
+const struct pg_db_ops pgi_db_sqlite_ops = {
     .engine = PG_DB_SQLITE,
     .open = sq_open,
     .close = sq_close,

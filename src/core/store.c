@@ -19,7 +19,7 @@
 int
 pg_store_fail(struct pg_store *st, int sqlite_rc, const char *what)
 {
-	return pg_db_sqlite_fail(st ? st->db : NULL, sqlite_rc, what);
+	return pgi_db_sqlite_fail(st ? st->db : NULL, sqlite_rc, what);
 }
 
 static int open_path(struct pg_store *st, const char *path, int mutex_flags);
@@ -50,7 +50,7 @@ pg_store_open_flags(struct pg_store *st, const char *path, int mutex_flags)
  * this is the check for any path, including an explicit --db FILE.
  */
 int
-pg_store_check_path(const char *path)
+pgi_store_check_path(const char *path)
 {
 	static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
 	char tmp[4200], dir[4200], q[4200], bad[8400] = "", f[4300];
@@ -118,7 +118,7 @@ open_path(struct pg_store *st, const char *path, int mutex_flags)
 		path += 7;
 	/* a PostgreSQL store has no file here: its server guards its own */
 	if (!pg_db_url_is_postgres(path)) {
-		rc = pg_store_check_path(path);
+		rc = pgi_store_check_path(path);
 		if (rc < 0)
 			return rc;
 	}
@@ -128,7 +128,7 @@ open_path(struct pg_store *st, const char *path, int mutex_flags)
 	if (pg_db_url_is_postgres(path))
 		rc = pg_db_open(&st->pdb, path);
 	else
-		rc = pg_db_sqlite_open_store(&st->pdb, path, mutex_flags, &handle);
+		rc = pgi_db_sqlite_open_store(&st->pdb, path, mutex_flags, &handle);
 	/* areas not moved to the store API yet use the SQLite handle itself */
 	st->db = handle;
 	if (rc < 0)

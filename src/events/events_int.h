@@ -6,8 +6,8 @@
 
 /* Connects to one of the comma-separated server URLs (reconnecting forever
  * afterwards, to any server of the cluster) and opens a JetStream context. */
-int pg_events_nats_connect(const char *urls, natsConnection **nc, jsCtx **js);
+int pgi_events_nats_connect(const char *urls, natsConnection **nc, jsCtx **js);
 /* Records a libnats failure as the thread's error detail; returns PG_EIO. */
-int pg_events_nats_fail(natsStatus s, int jerr, const char *what);
+int pgi_events_nats_fail(natsStatus s, int jerr, const char *what);
 
 #endif

@@ -14,7 +14,7 @@
 #define MAX_SERVERS 16
 
 int
-pg_events_nats_fail(natsStatus s, int jerr, const char *what)
+pgi_events_nats_fail(natsStatus s, int jerr, const char *what)
 {
 	const char *last = nats_GetLastError(NULL);
 
@@ -26,7 +26,7 @@ pg_events_nats_fail(natsStatus s, int jerr, const char *what)
 }
 
 int
-pg_events_nats_connect(const char *urls, natsConnection **nc, jsCtx **js)
+pgi_events_nats_connect(const char *urls, natsConnection **nc, jsCtx **js)
 {
 	const char *servers[MAX_SERVERS];
 	char *copy = strdup(urls ? urls : ""), *save = NULL, *tok;
@@ -60,10 +60,10 @@ pg_events_nats_connect(const char *urls, natsConnection **nc, jsCtx **js)
 	natsOptions_Destroy(o);
 	free(copy);
 	if (s != NATS_OK)
-		return pg_events_nats_fail(s, 0, "connect to NATS");
+		return pgi_events_nats_fail(s, 0, "connect to NATS");
 	s = natsConnection_JetStream(js, *nc, NULL);
 	if (s != NATS_OK) {
-		rc = pg_events_nats_fail(s, 0, "JetStream context");
+		rc = pgi_events_nats_fail(s, 0, "JetStream context");
 		natsConnection_Destroy(*nc);
 		*nc = NULL;
 	}

@@ -90,7 +90,7 @@ ensure_stream(struct relay *r)
 		s = js_AddStream(&si, r->js, &sc, NULL, &jerr);
 	}
 	if (s != NATS_OK)
-		return pg_events_nats_fail(s, jerr, "create the event stream");
+		return pgi_events_nats_fail(s, jerr, "create the event stream");
 	pg_info("events", "created stream %s (%lld replica(s))", name, (long long)sc.Replicas);
 	jsStreamInfo_Destroy(si);
 	return 0;
@@ -99,7 +99,7 @@ ensure_stream(struct relay *r)
 static int
 nats_open(struct relay *r)
 {
-	int rc = pg_events_nats_connect(r->cfg->nats, &r->nc, &r->js);
+	int rc = pgi_events_nats_connect(r->cfg->nats, &r->nc, &r->js);
 
 	return rc < 0 ? rc : ensure_stream(r);
 }
@@ -274,7 +274,7 @@ publish_nats(struct relay *r, const char *id, const char *type, const char *body
 			id);
 	jsPubAck_Destroy(ack);
 	if (s != NATS_OK) {
-		pg_events_nats_fail(s, jerr, "publish");
+		pgi_events_nats_fail(s, jerr, "publish");
 		pg_warn("events", "%s; retrying", pg_last_error());
 		return PG_EAGAIN;
 	}

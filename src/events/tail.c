@@ -29,7 +29,7 @@ pg_events_tail(const struct pg_events_tail_cfg *cfg,
 	uint64_t last = pg_mono_ms();
 	int rc = 0;
 
-	rc = pg_events_nats_connect(cfg->nats, &nc, &js);
+	rc = pgi_events_nats_connect(cfg->nats, &nc, &js);
 	if (rc < 0)
 		goto out;
 	jsSubOptions_Init(&so);
@@ -40,10 +40,10 @@ pg_events_tail(const struct pg_events_tail_cfg *cfg,
 	s = js_SubscribeSync(&sub, js, cfg->subject ? cfg->subject : "payguard.>", NULL, &so,
 			     &jerr);
 	if (s != NATS_OK) {
-		rc = pg_events_nats_fail(s, jerr,
-					 jerr == JSStreamNotFoundErr
-					     ? "subscribe (no event stream yet: has a relay run?)"
-					     : "subscribe to the event stream");
+		rc = pgi_events_nats_fail(s, jerr,
+					  jerr == JSStreamNotFoundErr
+					      ? "subscribe (no event stream yet: has a relay run?)"
+					      : "subscribe to the event stream");
 		goto out;
 	}
 	while (!(stop && *stop) && (cfg->count <= 0 || got < cfg->count)) {
@@ -56,7 +56,7 @@ pg_events_tail(const struct pg_events_tail_cfg *cfg,
 			continue;
 		}
 		if (s != NATS_OK) {
-			rc = pg_events_nats_fail(s, 0, "read an event");
+			rc = pgi_events_nats_fail(s, 0, "read an event");
 			break;
 		}
 		last = pg_mono_ms();

@@ -119,7 +119,7 @@ magic_find(const struct magic *m, size_t n, const uint8_t *h, size_t nh)
 }
 
 const char *
-pg_image_sniff(const uint8_t *h, size_t n, uint64_t filesize)
+pgi_image_sniff(const uint8_t *h, size_t n, uint64_t filesize)
 {
 	const struct magic *m =
 	    magic_find(other_formats, sizeof(other_formats) / sizeof(other_formats[0]), h, n);
@@ -135,7 +135,7 @@ pg_image_sniff(const uint8_t *h, size_t n, uint64_t filesize)
 }
 
 int
-pg_bdev_read(struct pg_bdev *d, uint64_t off, void *buf, size_t len)
+pgi_bdev_read(struct pg_bdev *d, uint64_t off, void *buf, size_t len)
 {
 	if (off > d->size || len > d->size - off)
 		return pg_error(PG_ERANGE, "image", "read of %zu bytes at %llu past the end (%llu)",
@@ -144,7 +144,7 @@ pg_bdev_read(struct pg_bdev *d, uint64_t off, void *buf, size_t len)
 }
 
 int
-pg_bdev_write(struct pg_bdev *d, uint64_t off, const void *buf, size_t len)
+pgi_bdev_write(struct pg_bdev *d, uint64_t off, const void *buf, size_t len)
 {
 	if (!d->ops->write)
 		return pg_error(PG_EPERM, "image", "device is read-only");
@@ -154,7 +154,7 @@ pg_bdev_write(struct pg_bdev *d, uint64_t off, const void *buf, size_t len)
 }
 
 void
-pg_bdev_close(struct pg_bdev *d)
+pgi_bdev_close(struct pg_bdev *d)
 {
 	if (d)
 		d->ops->close(d);
@@ -163,7 +163,7 @@ pg_bdev_close(struct pg_bdev *d)
 #define SNIFF_LEN (0x10048 + 8)
 
 int
-pg_raw_from_fd(int fd, uint64_t size, struct pg_bdev **out)
+pgi_raw_from_fd(int fd, uint64_t size, struct pg_bdev **out)
 {
 	struct pg_bdev *d = calloc(1, sizeof(*d));
 	struct raw *r = calloc(1, sizeof(*r));
@@ -208,7 +208,7 @@ bdev_from_fd(int fd, const char *path, int depth, char chain[][4096], const char
 		rc = pg_error(PG_EIO, "image", "read '%s': %s", path, strerror(errno));
 		goto fail;
 	}
-	what = pg_image_sniff(head, (size_t)n, (uint64_t)sb.st_size);
+	what = pgi_image_sniff(head, (size_t)n, (uint64_t)sb.st_size);
 	/* A qcow2 backing-format extension saying "raw" wins over sniffing:
 	 * a blank raw disk has no signature to find. */
 	if (force_fmt && strcmp(force_fmt, "raw") == 0 && strcmp(what, "qcow2") != 0)
@@ -216,13 +216,13 @@ bdev_from_fd(int fd, const char *path, int depth, char chain[][4096], const char
 	free(head);
 	head = NULL;
 	if (strcmp(what, "qcow2") == 0) {
-		rc = pg_qcow2_open_fd(fd, path, depth, chain, out);
+		rc = pgi_qcow2_open_fd(fd, path, depth, chain, out);
 		if (rc == 0)
 			(*out)->path = strdup(chain[depth]);
 		return rc;
 	}
 	if (strcmp(what, "raw") == 0) {
-		rc = pg_raw_from_fd(fd, (uint64_t)sb.st_size, out);
+		rc = pgi_raw_from_fd(fd, (uint64_t)sb.st_size, out);
 		if (rc < 0)
 			goto fail;
 		(*out)->path = strdup(chain[depth]);
@@ -248,8 +248,8 @@ chain_check(int depth, char chain[][4096])
 }
 
 int
-pg_bdev_open_depth(const char *path, int depth, char chain[][4096], const char *force_fmt,
-		   struct pg_bdev **out)
+pgi_bdev_open_depth(const char *path, int depth, char chain[][4096], const char *force_fmt,
+		    struct pg_bdev **out)
 {
 	int fd, rc;
 
@@ -274,7 +274,7 @@ pg_bdev_open_depth(const char *path, int depth, char chain[][4096], const char *
 
 static char **backing_dirs; /* resolved; set once by the CLI before any open */
 static size_t nbacking_dirs;
-static _Thread_local const char *extra_dir; /* pg_bdev_open_allow's folder */
+static _Thread_local const char *extra_dir; /* pgi_bdev_open_allow's folder */
 
 int
 pg_image_set_backing_dirs(const char *const *dirs, size_t n)
@@ -345,8 +345,8 @@ open_resolved(const char *real)
 }
 
 int
-pg_bdev_open_backing(const char *name, int depth, char chain[][4096], const char *force_fmt,
-		     struct pg_bdev **out)
+pgi_bdev_open_backing(const char *name, int depth, char chain[][4096], const char *force_fmt,
+		      struct pg_bdev **out)
 {
 	char dir[4096], full[4096 + 1100];
 	const char *img = chain[depth];
@@ -406,7 +406,7 @@ dotdot:
 }
 
 int
-pg_bdev_open_allow(const char *path, const char *folder, struct pg_bdev **out)
+pgi_bdev_open_allow(const char *path, const char *folder, struct pg_bdev **out)
 {
 	char real[PATH_MAX];
 	int rc;
@@ -415,20 +415,20 @@ pg_bdev_open_allow(const char *path, const char *folder, struct pg_bdev **out)
 		return pg_error(errno == ENOENT ? PG_ENOENT : PG_EIO, "image", "'%s': %s", folder,
 				strerror(errno));
 	extra_dir = real;
-	rc = pg_bdev_open(path, out);
+	rc = pgi_bdev_open(path, out);
 	extra_dir = NULL;
 	return rc;
 }
 
 int
-pg_bdev_open(const char *path, struct pg_bdev **out)
+pgi_bdev_open(const char *path, struct pg_bdev **out)
 {
 	char(*chain)[4096] = calloc(PG_BDEV_MAX_CHAIN, 4096);
 	int rc;
 
 	if (!chain)
 		return PG_ENOMEM;
-	rc = pg_bdev_open_depth(path, 0, chain, NULL, out);
+	rc = pgi_bdev_open_depth(path, 0, chain, NULL, out);
 	free(chain);
 	return rc;
 }

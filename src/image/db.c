@@ -124,7 +124,7 @@ pg_image_db_open(struct pg_store *st)
 }
 
 void
-pg_now_iso(char *buf, size_t n)
+pgi_now_iso(char *buf, size_t n)
 {
 	time_t t = time(NULL);
 	struct tm tm;
@@ -134,13 +134,13 @@ pg_now_iso(char *buf, size_t n)
 }
 
 int
-pg_image_run(struct pg_store *st, const char *sql, json_t *args, int64_t *changes)
+pgi_image_run(struct pg_store *st, const char *sql, json_t *args, int64_t *changes)
 {
 	return pg_db_run_json(st->pdb, sql, args, changes);
 }
 
 int
-pg_image_query(struct pg_store *st, const char *sql, json_t *args, json_t **out)
+pgi_image_query(struct pg_store *st, const char *sql, json_t *args, json_t **out)
 {
 	return pg_db_query_json(st->pdb, sql, args, out);
 }
@@ -152,7 +152,7 @@ jstr(json_t *o, const char *k)
 }
 
 int
-pg_image_save(struct pg_store *st, json_t *inv, int64_t *id_out)
+pgi_image_save(struct pg_store *st, json_t *inv, int64_t *id_out)
 {
 	json_t *os = json_object_get(inv, "os"), *parts = json_object_get(inv, "partitions");
 	json_t *pk = json_object_get(inv, "packages"), *pt = json_object_get(inv, "ptable");
@@ -160,12 +160,12 @@ pg_image_save(struct pg_store *st, json_t *inv, int64_t *id_out)
 	char now[32], *chain = NULL;
 	int rc;
 
-	pg_now_iso(now, sizeof(now));
+	pgi_now_iso(now, sizeof(now));
 	chain = pg_json_dumps(json_object_get(inv, "chain"), JSON_COMPACT);
 	PG_TRY_GOTO(pg_db_begin(st->pdb), out, "image", "begin");
 	/* Upsert: an image keeps its id across rescans, so jobs stay linked. */
 	PG_TRY_GOTO(
-	    pg_image_run(
+	    pgi_image_run(
 		st,
 		"INSERT INTO image(path, format, format_version, virtual_size, file_size,"
 		" sha256, chain, ptable, disk_guid, os_id, os_version_id, os_pretty,"
@@ -189,26 +189,26 @@ pg_image_save(struct pg_store *st, json_t *inv, int64_t *id_out)
 	{
 		json_t *rows = NULL;
 
-		PG_TRY_GOTO(pg_image_query(st, "SELECT id FROM image WHERE path = ?",
-					   json_pack("[s]", jstr(inv, "path")), &rows),
+		PG_TRY_GOTO(pgi_image_query(st, "SELECT id FROM image WHERE path = ?",
+					    json_pack("[s]", jstr(inv, "path")), &rows),
 			    fail, "image", "image id");
 		id = json_integer_value(json_object_get(json_array_get(rows, 0), "id"));
 		json_decref(rows);
 	}
-	PG_TRY_GOTO(pg_image_run(st, "DELETE FROM image_partition WHERE image_id = ?",
-				 json_pack("[I]", (json_int_t)id), NULL),
+	PG_TRY_GOTO(pgi_image_run(st, "DELETE FROM image_partition WHERE image_id = ?",
+				  json_pack("[I]", (json_int_t)id), NULL),
 		    fail, "image", "delete");
-	PG_TRY_GOTO(pg_image_run(st, "DELETE FROM image_kernel WHERE image_id = ?",
-				 json_pack("[I]", (json_int_t)id), NULL),
+	PG_TRY_GOTO(pgi_image_run(st, "DELETE FROM image_kernel WHERE image_id = ?",
+				  json_pack("[I]", (json_int_t)id), NULL),
 		    fail, "image", "delete");
-	PG_TRY_GOTO(pg_image_run(st, "DELETE FROM image_package WHERE image_id = ?",
-				 json_pack("[I]", (json_int_t)id), NULL),
+	PG_TRY_GOTO(pgi_image_run(st, "DELETE FROM image_package WHERE image_id = ?",
+				  json_pack("[I]", (json_int_t)id), NULL),
 		    fail, "image", "delete");
 	for (size_t i = 0; i < json_array_size(parts); i++) {
 		json_t *p = json_array_get(parts, i), *k = json_object_get(p, "kernels");
 
 		PG_TRY_GOTO(
-		    pg_image_run(
+		    pgi_image_run(
 			st,
 			"INSERT INTO image_partition(image_id, idx, start, size, type, uuid,"
 			" name, logical, fs, supported, fs_uuid, fs_label, is_root,"
@@ -226,7 +226,7 @@ pg_image_save(struct pg_store *st, json_t *inv, int64_t *id_out)
 			json_t *kk = json_array_get(k, j);
 
 			PG_TRY_GOTO(
-			    pg_image_run(
+			    pgi_image_run(
 				st,
 				"INSERT INTO image_kernel(image_id, part_idx, path, version,"
 				" banner) VALUES(?,?,?,?,?)",
@@ -241,21 +241,21 @@ pg_image_save(struct pg_store *st, json_t *inv, int64_t *id_out)
 		json_t *p = json_array_get(pk, i);
 
 		/* a later duplicate (name, arch) replaces the earlier one */
-		PG_TRY_GOTO(
-		    pg_image_run(st,
-				 "INSERT INTO image_package(image_id, name, version, arch,"
-				 " source, source_version, status) VALUES(?,?,?,?,?,?,?)"
-				 " ON CONFLICT(image_id, name, arch) DO UPDATE SET"
-				 " version = excluded.version, source = excluded.source,"
-				 " source_version = excluded.source_version,"
-				 " status = excluded.status",
-				 json_pack("[I,s?,s?,s?,s?,s?,s?]", (json_int_t)id, jstr(p, "name"),
-					   jstr(p, "version"), jstr(p, "arch"), jstr(p, "source"),
-					   jstr(p, "source_version"), jstr(p, "status")),
-				 NULL),
-		    fail, "image", "insert package");
+		PG_TRY_GOTO(pgi_image_run(st,
+					  "INSERT INTO image_package(image_id, name, version, arch,"
+					  " source, source_version, status) VALUES(?,?,?,?,?,?,?)"
+					  " ON CONFLICT(image_id, name, arch) DO UPDATE SET"
+					  " version = excluded.version, source = excluded.source,"
+					  " source_version = excluded.source_version,"
+					  " status = excluded.status",
+					  json_pack("[I,s?,s?,s?,s?,s?,s?]", (json_int_t)id,
+						    jstr(p, "name"), jstr(p, "version"),
+						    jstr(p, "arch"), jstr(p, "source"),
+						    jstr(p, "source_version"), jstr(p, "status")),
+					  NULL),
+			    fail, "image", "insert package");
 	}
-	PG_TRY_GOTO(pg_image__findings_sync(st, id), fail, "image", "findings");
+	PG_TRY_GOTO(pgi_image__findings_sync(st, id), fail, "image", "findings");
 	PG_TRY_GOTO(pg_db_commit(st->pdb), fail, "image", "commit");
 	json_object_set_new(inv, "id", json_integer(id));
 	if (id_out)
@@ -270,7 +270,7 @@ out:
 }
 
 int
-pg_image_resolve(struct pg_store *st, const char *ref, int64_t *id, char **path)
+pgi_image_resolve(struct pg_store *st, const char *ref, int64_t *id, char **path)
 {
 	json_t *rows = NULL;
 	char real[4096];
@@ -278,7 +278,7 @@ pg_image_resolve(struct pg_store *st, const char *ref, int64_t *id, char **path)
 
 	if (!realpath(ref, real))
 		snprintf(real, sizeof(real), "%s", ref);
-	rc = pg_image_query(
+	rc = pgi_image_query(
 	    st,
 	    "SELECT id, path FROM image WHERE CAST(id AS TEXT) = ? OR path = ?"
 	    " OR (length(CAST(? AS TEXT)) >= 8 AND sha256 LIKE CAST(? AS TEXT) || '%')"
@@ -305,7 +305,7 @@ pg_image_resolve(struct pg_store *st, const char *ref, int64_t *id, char **path)
 int
 pg_image_list(struct pg_store *st, json_t **out)
 {
-	return pg_image_query(
+	return pgi_image_query(
 	    st,
 	    "SELECT i.id, i.path, i.format, i.virtual_size, i.sha256, i.os_pretty,"
 	    " (SELECT count(*) FROM image_package p WHERE p.image_id = i.id) AS packages,"
@@ -318,10 +318,10 @@ pg_image_list(struct pg_store *st, json_t **out)
 static int
 packages_of(struct pg_store *st, int64_t id, json_t **out)
 {
-	return pg_image_query(st,
-			      "SELECT name, version, arch, source, source_version, status"
-			      " FROM image_package WHERE image_id = ? ORDER BY name, arch",
-			      json_pack("[I]", (json_int_t)id), out);
+	return pgi_image_query(st,
+			       "SELECT name, version, arch, source, source_version, status"
+			       " FROM image_package WHERE image_id = ? ORDER BY name, arch",
+			       json_pack("[I]", (json_int_t)id), out);
 }
 
 int
@@ -331,7 +331,7 @@ pg_image_packages(struct pg_store *st, const char *ref, json_t **out)
 	int rc;
 
 	*out = NULL;
-	rc = pg_image_resolve(st, ref, &id, NULL);
+	rc = pgi_image_resolve(st, ref, &id, NULL);
 	if (rc < 0)
 		return rc;
 	return packages_of(st, id, out);
@@ -345,11 +345,11 @@ pg_image_show(struct pg_store *st, const char *ref, json_t **out)
 	int rc;
 
 	*out = NULL;
-	rc = pg_image_resolve(st, ref, &id, NULL);
+	rc = pgi_image_resolve(st, ref, &id, NULL);
 	if (rc < 0)
 		return rc;
-	rc = pg_image_query(st, "SELECT * FROM image WHERE id = ?",
-			    json_pack("[I]", (json_int_t)id), &v);
+	rc = pgi_image_query(st, "SELECT * FROM image WHERE id = ?",
+			     json_pack("[I]", (json_int_t)id), &v);
 	if (rc < 0)
 		return rc;
 	img = json_incref(json_array_get(v, 0));
@@ -360,15 +360,15 @@ pg_image_show(struct pg_store *st, const char *ref, json_t **out)
 
 		json_object_set_new(img, "chain", cj ? cj : json_array());
 	}
-	PG_TRY_GOTO(pg_image_query(st,
-				   "SELECT * FROM image_partition WHERE image_id = ? ORDER BY idx",
-				   json_pack("[I]", (json_int_t)id), &v),
+	PG_TRY_GOTO(pgi_image_query(st,
+				    "SELECT * FROM image_partition WHERE image_id = ? ORDER BY idx",
+				    json_pack("[I]", (json_int_t)id), &v),
 		    fail, "image", "partitions");
 	json_object_set_new(img, "partitions", v);
-	PG_TRY_GOTO(pg_image_query(st,
-				   "SELECT part_idx, path, version, banner FROM image_kernel"
-				   " WHERE image_id = ? ORDER BY path",
-				   json_pack("[I]", (json_int_t)id), &v),
+	PG_TRY_GOTO(pgi_image_query(st,
+				    "SELECT part_idx, path, version, banner FROM image_kernel"
+				    " WHERE image_id = ? ORDER BY path",
+				    json_pack("[I]", (json_int_t)id), &v),
 		    fail, "image", "kernels");
 	json_object_set_new(img, "kernels", v);
 	PG_TRY_GOTO(packages_of(st, id, &v), fail, "image", "packages");
@@ -402,17 +402,17 @@ pg_image_advisories_import_fmt(struct pg_store *st, const char *path, const char
 	rc = pg_read_file(path, 256u << 20, &data, &len);
 	if (rc < 0)
 		return pg_error_ctx(rc, "osv", "cannot read '%s'", path);
-	rc = pg_advisories_parse((const char *)data, len, format, &v, &n, &found);
+	rc = pgi_advisories_parse((const char *)data, len, format, &v, &n, &found);
 	free(data);
 	if (rc < 0)
 		return pg_error_ctx(rc, found, "'%s'", path);
-	pg_now_iso(now, sizeof(now));
+	pgi_now_iso(now, sizeof(now));
 	PG_TRY_GOTO(pg_db_begin(st->pdb), out, "osv", "begin");
 	for (size_t i = 0; i < n; i++) {
-		PG_TRY_GOTO(pg_image_run(st, "DELETE FROM advisory WHERE id = ?",
-					 json_pack("[s]", v[i].id), NULL),
+		PG_TRY_GOTO(pgi_image_run(st, "DELETE FROM advisory WHERE id = ?",
+					  json_pack("[s]", v[i].id), NULL),
 			    fail, "osv", "delete");
-		PG_TRY_GOTO(pg_image_run(
+		PG_TRY_GOTO(pgi_image_run(
 				st,
 				"INSERT INTO advisory(id, summary, modified, imported_at)"
 				" VALUES(?,?,?,?)",
@@ -423,7 +423,7 @@ pg_image_advisories_import_fmt(struct pg_store *st, const char *path, const char
 			struct pg_osv_range *r = &v[i].r[j];
 
 			PG_TRY_GOTO(
-			    pg_image_run(
+			    pgi_image_run(
 				st,
 				"INSERT INTO advisory_range(advisory_id, ecosystem, package,"
 				" introduced, fixed) VALUES(?,?,?,?,?)",
@@ -433,14 +433,14 @@ pg_image_advisories_import_fmt(struct pg_store *st, const char *path, const char
 			    fail, "osv", "insert range");
 		}
 	}
-	PG_TRY_GOTO(pg_image__findings_sync(st, -1), fail, "osv", "findings");
+	PG_TRY_GOTO(pgi_image__findings_sync(st, -1), fail, "osv", "findings");
 	PG_TRY_GOTO(pg_db_commit(st->pdb), fail, "osv", "commit");
 	*count = n;
 	goto out;
 fail:
 	pg_db_rollback(st->pdb);
 out:
-	pg_osv_free(v, n);
+	pgi_osv_free(v, n);
 	return rc;
 }
 
@@ -527,20 +527,20 @@ findings_of(struct pg_store *st, int64_t id, json_t **out)
 	 * release are decided here with the Debian ordering of debver.c, the
 	 * same on every engine (neither has dpkg's comparison built in).
 	 */
-	rc = pg_image_query(st,
-			    "SELECT i.id AS image_id, i.path AS image, p.name AS package,"
-			    " p.version, p.source, p.source_version, a.id AS advisory, r.fixed,"
-			    " a.summary, r.introduced, r.ecosystem, i.os_version_id"
-			    " FROM image i JOIN image_package p ON p.image_id = i.id"
-			    " JOIN advisory_range r ON r.package = p.source"
-			    " JOIN advisory a ON a.id = r.advisory_id"
-			    " WHERE (? < 0 OR i.id = ?)"
-			    "  AND (p.status LIKE '% installed' OR p.status LIKE '% unpacked'"
-			    "       OR p.status LIKE '% half-configured')"
-			    "  AND (r.ecosystem = 'Debian' OR r.ecosystem LIKE 'Debian:%')"
-			    " ORDER BY i.id, p.name, a.id, p.version, p.source_version,"
-			    " coalesce(r.fixed, ''), r.fixed IS NULL, p.source, a.summary",
-			    json_pack("[I,I]", (json_int_t)id, (json_int_t)id), &rows);
+	rc = pgi_image_query(st,
+			     "SELECT i.id AS image_id, i.path AS image, p.name AS package,"
+			     " p.version, p.source, p.source_version, a.id AS advisory, r.fixed,"
+			     " a.summary, r.introduced, r.ecosystem, i.os_version_id"
+			     " FROM image i JOIN image_package p ON p.image_id = i.id"
+			     " JOIN advisory_range r ON r.package = p.source"
+			     " JOIN advisory a ON a.id = r.advisory_id"
+			     " WHERE (? < 0 OR i.id = ?)"
+			     "  AND (p.status LIKE '% installed' OR p.status LIKE '% unpacked'"
+			     "       OR p.status LIKE '% half-configured')"
+			     "  AND (r.ecosystem = 'Debian' OR r.ecosystem LIKE 'Debian:%')"
+			     " ORDER BY i.id, p.name, a.id, p.version, p.source_version,"
+			     " coalesce(r.fixed, ''), r.fixed IS NULL, p.source, a.summary",
+			     json_pack("[I,I]", (json_int_t)id, (json_int_t)id), &rows);
 	if (rc < 0)
 		return rc;
 	kept = json_array();
@@ -569,7 +569,7 @@ pg_image_findings(struct pg_store *st, const char *ref, json_t **out)
 
 	*out = NULL;
 	if (ref) {
-		rc = pg_image_resolve(st, ref, &id, NULL);
+		rc = pgi_image_resolve(st, ref, &id, NULL);
 		if (rc < 0)
 			return rc;
 	}
@@ -606,7 +606,7 @@ static int
 finding_found(struct pg_store *st, json_t *f, const char *now)
 {
 	json_t *d;
-	int rc = pg_image_run(
+	int rc = pgi_image_run(
 	    st,
 	    "INSERT INTO image_finding_state(image_id, advisory, package, version, fixed, since)"
 	    " VALUES(?,?,?,?,?,?)",
@@ -636,7 +636,7 @@ static int
 finding_fixed(struct pg_store *st, json_t *old)
 {
 	json_t *rows = NULL, *d;
-	int rc = pg_image_run(
+	int rc = pgi_image_run(
 	    st,
 	    "DELETE FROM image_finding_state WHERE image_id = ? AND advisory = ? AND package = ?",
 	    json_pack("[O,O,O]", json_object_get(old, "image_id"), json_object_get(old, "advisory"),
@@ -644,14 +644,14 @@ finding_fixed(struct pg_store *st, json_t *old)
 	    NULL);
 
 	if (rc == 0)
-		rc =
-		    pg_image_query(st,
-				   "SELECT p.version, i.path FROM image i LEFT JOIN image_package p"
-				   " ON p.image_id = i.id AND p.name = ? WHERE i.id = ?"
-				   " ORDER BY p.version LIMIT 1",
-				   json_pack("[O,O]", json_object_get(old, "package"),
-					     json_object_get(old, "image_id")),
-				   &rows);
+		rc = pgi_image_query(
+		    st,
+		    "SELECT p.version, i.path FROM image i LEFT JOIN image_package p"
+		    " ON p.image_id = i.id AND p.name = ? WHERE i.id = ?"
+		    " ORDER BY p.version LIMIT 1",
+		    json_pack("[O,O]", json_object_get(old, "package"),
+			      json_object_get(old, "image_id")),
+		    &rows);
 	if (rc < 0)
 		return rc;
 	d = json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "image_id",
@@ -675,21 +675,21 @@ finding_fixed(struct pg_store *st, json_t *old)
 }
 
 int
-pg_image__findings_sync(struct pg_store *st, int64_t id)
+pgi_image__findings_sync(struct pg_store *st, int64_t id)
 {
 	json_t *now_f = NULL, *old = NULL, *seen = NULL, *r;
 	char now[32];
 	size_t i;
 	int rc;
 
-	pg_now_iso(now, sizeof(now));
+	pgi_now_iso(now, sizeof(now));
 	rc = findings_of(st, id, &now_f);
 	if (rc == 0)
-		rc = pg_image_query(st,
-				    "SELECT image_id, advisory, package, version, since"
-				    " FROM image_finding_state WHERE (? < 0 OR image_id = ?)"
-				    " ORDER BY image_id, advisory, package",
-				    json_pack("[I,I]", (json_int_t)id, (json_int_t)id), &old);
+		rc = pgi_image_query(st,
+				     "SELECT image_id, advisory, package, version, since"
+				     " FROM image_finding_state WHERE (? < 0 OR image_id = ?)"
+				     " ORDER BY image_id, advisory, package",
+				     json_pack("[I,I]", (json_int_t)id, (json_int_t)id), &old);
 	seen = json_object();
 	if (rc < 0 || !seen)
 		goto out;

@@ -31,7 +31,7 @@
 #define DATA_CHUNK  (1u << 20)	 /* bytes hashed per step */
 
 int
-pg_path_clean(const char *in, char *out, size_t outlen)
+pgi_path_clean(const char *in, char *out, size_t outlen)
 {
 	size_t o = 0;
 	const char *p = in;
@@ -63,11 +63,11 @@ pg_path_clean(const char *in, char *out, size_t outlen)
 }
 
 void
-pg_deb_release(struct pg_deb *d)
+pgi_deb_release(struct pg_deb *d)
 {
 	if (!d)
 		return;
-	pg_para_release(&d->control);
+	pgi_para_release(&d->control);
 	free(d->conffiles);
 	free(d->md5sums);
 	for (int i = 0; i < d->nscripts; i++)
@@ -264,7 +264,7 @@ read_control(const struct src *s, uint64_t off, uint64_t n, struct pg_deb *d)
 
 		if (archive_entry_filetype(e) != AE_IFREG)
 			continue;
-		rc = pg_path_clean(archive_entry_pathname(e), name, sizeof(name));
+		rc = pgi_path_clean(archive_entry_pathname(e), name, sizeof(name));
 		if (rc < 0)
 			goto out;
 		PG_TRY_GOTO(read_entry_data(t.a, e, CONTROL_MAX, &buf, &len), out, "deb",
@@ -272,20 +272,20 @@ read_control(const struct src *s, uint64_t off, uint64_t n, struct pg_deb *d)
 		if (strcmp(name, "control") == 0) {
 			struct pg_deb822 c;
 
-			rc = pg_deb822_parse((char *)buf, len, &c);
+			rc = pgi_deb822_parse((char *)buf, len, &c);
 			free(buf);
 			if (rc < 0)
 				goto out;
 			if (c.n != 1) {
-				pg_deb822_release(&c);
+				pgi_deb822_release(&c);
 				rc = pg_error(PG_EFORMAT, "deb", "control has %zu paragraphs", c.n);
 				goto out;
 			}
-			pg_para_release(&d->control);
+			pgi_para_release(&d->control);
 			d->control = c.p[0];
 			c.p[0].kv = NULL;
 			c.p[0].n = 0;
-			pg_deb822_release(&c);
+			pgi_deb822_release(&c);
 		} else if (strcmp(name, "conffiles") == 0) {
 			free(d->conffiles);
 			d->conffiles = (char *)buf;
@@ -376,7 +376,7 @@ read_data(const struct src *s, uint64_t off, uint64_t n, struct pg_deb *d)
 		struct pg_deb_file *f, *nf;
 		unsigned ft = archive_entry_filetype(e);
 
-		rc = pg_path_clean(archive_entry_pathname(e), path, sizeof(path));
+		rc = pgi_path_clean(archive_entry_pathname(e), path, sizeof(path));
 		if (rc < 0)
 			goto out;
 		if (!path[0])
@@ -406,8 +406,8 @@ read_data(const struct src *s, uint64_t off, uint64_t n, struct pg_deb *d)
 		if (archive_entry_hardlink(e)) {
 			char tgt[4096];
 
-			PG_TRY_GOTO(pg_path_clean(archive_entry_hardlink(e), tgt, sizeof(tgt)), out,
-				    "deb", "hard link");
+			PG_TRY_GOTO(pgi_path_clean(archive_entry_hardlink(e), tgt, sizeof(tgt)),
+				    out, "deb", "hard link");
 			f->type = 'h';
 			f->target = strdup(tgt);
 		} else if (ft == AE_IFDIR) {
@@ -505,14 +505,14 @@ ar_check_first(const struct src *s, uint64_t off, const char *name, uint64_t sz)
 static int
 check_control(const struct pg_deb *d)
 {
-	if (!pg_para_get(&d->control, "Package") || !pg_para_get(&d->control, "Version") ||
-	    !pg_para_get(&d->control, "Architecture"))
+	if (!pgi_para_get(&d->control, "Package") || !pgi_para_get(&d->control, "Version") ||
+	    !pgi_para_get(&d->control, "Architecture"))
 		return pg_error(PG_EFORMAT, "deb",
 				"control lacks Package, Version or Architecture");
-	if (pg_debver_check(pg_para_get(&d->control, "Version")) < 0)
+	if (pg_debver_check(pgi_para_get(&d->control, "Version")) < 0)
 		return pg_error(PG_EFORMAT, "deb", "bad version '%s'",
-				pg_para_get(&d->control, "Version"));
-	for (const char *p = pg_para_get(&d->control, "Package"); *p; p++)
+				pgi_para_get(&d->control, "Version"));
+	for (const char *p = pgi_para_get(&d->control, "Package"); *p; p++)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("+-.", *p)))
 			return pg_error(PG_EFORMAT, "deb", "bad package name");
 	return 0;
@@ -560,7 +560,7 @@ fail:
 }
 
 int
-pg_deb_read_mem(const uint8_t *data, size_t n, struct pg_deb *d)
+pgi_deb_read_mem(const uint8_t *data, size_t n, struct pg_deb *d)
 {
 	struct src s = {data, -1, n};
 	int rc;
@@ -571,12 +571,12 @@ pg_deb_read_mem(const uint8_t *data, size_t n, struct pg_deb *d)
 	d->memlen = n;
 	rc = read_ar(&s, d);
 	if (rc < 0)
-		pg_deb_release(d);
+		pgi_deb_release(d);
 	return rc;
 }
 
 int
-pg_deb_read(const char *path, struct pg_deb *d)
+pgi_deb_read(const char *path, struct pg_deb *d)
 {
 	struct stat sb;
 	struct src s;
@@ -599,7 +599,7 @@ pg_deb_read(const char *path, struct pg_deb *d)
 	s = (struct src){NULL, fd, (uint64_t)sb.st_size};
 	rc = read_ar(&s, d);
 	if (rc < 0) {
-		pg_deb_release(d);
+		pgi_deb_release(d);
 		return pg_error_ctx(rc, "deb", "'%s'", path);
 	}
 	return 0;
@@ -615,7 +615,7 @@ struct pg_deb_data {
 };
 
 int
-pg_deb_data_open(const struct pg_deb *d, struct pg_deb_data **out)
+pgi_deb_data_open(const struct pg_deb *d, struct pg_deb_data **out)
 {
 	struct pg_deb_data *s = calloc(1, sizeof(*s));
 	struct src src = {d->mem, d->fd, d->mem ? d->memlen : d->data_off + d->data_len};
@@ -641,7 +641,7 @@ pg_deb_data_open(const struct pg_deb *d, struct pg_deb_data **out)
 }
 
 int
-pg_deb_data_file(struct pg_deb_data *s, const struct pg_deb_file *f)
+pgi_deb_data_file(struct pg_deb_data *s, const struct pg_deb_file *f)
 {
 	struct archive_entry *e;
 	int r;
@@ -651,7 +651,7 @@ pg_deb_data_file(struct pg_deb_data *s, const struct pg_deb_file *f)
 		char path[4096];
 
 		if (archive_entry_filetype(e) != AE_IFREG || archive_entry_hardlink(e) ||
-		    pg_path_clean(archive_entry_pathname(e), path, sizeof(path)) < 0 ||
+		    pgi_path_clean(archive_entry_pathname(e), path, sizeof(path)) < 0 ||
 		    strcmp(path, f->path) != 0)
 			continue;
 		if (archive_entry_size(e) != (int64_t)f->size)
@@ -666,7 +666,7 @@ pg_deb_data_file(struct pg_deb_data *s, const struct pg_deb_file *f)
 }
 
 int
-pg_deb_data_read(struct pg_deb_data *s, uint8_t *buf, size_t n, size_t *got)
+pgi_deb_data_read(struct pg_deb_data *s, uint8_t *buf, size_t n, size_t *got)
 {
 	la_ssize_t r;
 
@@ -698,7 +698,7 @@ pg_deb_data_read(struct pg_deb_data *s, uint8_t *buf, size_t n, size_t *got)
 }
 
 void
-pg_deb_data_close(struct pg_deb_data *s)
+pgi_deb_data_close(struct pg_deb_data *s)
 {
 	if (!s)
 		return;

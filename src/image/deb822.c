@@ -17,7 +17,7 @@
 #define MAX_FIELDS 256
 
 void
-pg_para_release(struct pg_para *p)
+pgi_para_release(struct pg_para *p)
 {
 	if (!p)
 		return;
@@ -31,19 +31,19 @@ pg_para_release(struct pg_para *p)
 }
 
 void
-pg_deb822_release(struct pg_deb822 *d)
+pgi_deb822_release(struct pg_deb822 *d)
 {
 	if (!d)
 		return;
 	for (size_t i = 0; i < d->n; i++)
-		pg_para_release(&d->p[i]);
+		pgi_para_release(&d->p[i]);
 	free(d->p);
 	d->p = NULL;
 	d->n = 0;
 }
 
 const char *
-pg_para_get(const struct pg_para *p, const char *key)
+pgi_para_get(const struct pg_para *p, const char *key)
 {
 	for (size_t i = 0; i < p->n; i++)
 		if (strcasecmp(p->kv[i].key, key) == 0)
@@ -52,7 +52,7 @@ pg_para_get(const struct pg_para *p, const char *key)
 }
 
 void
-pg_para_del(struct pg_para *p, const char *key)
+pgi_para_del(struct pg_para *p, const char *key)
 {
 	for (size_t i = 0; i < p->n; i++) {
 		if (strcasecmp(p->kv[i].key, key) == 0) {
@@ -89,7 +89,7 @@ para_add(struct pg_para *p, const char *key, size_t klen, const char *val, size_
 }
 
 int
-pg_para_set(struct pg_para *p, const char *key, const char *val)
+pgi_para_set(struct pg_para *p, const char *key, const char *val)
 {
 	for (size_t i = 0; i < p->n; i++) {
 		if (strcasecmp(p->kv[i].key, key) == 0) {
@@ -106,7 +106,7 @@ pg_para_set(struct pg_para *p, const char *key, const char *val)
 }
 
 int
-pg_para_dup(const struct pg_para *src, struct pg_para *dst)
+pgi_para_dup(const struct pg_para *src, struct pg_para *dst)
 {
 	dst->kv = NULL;
 	dst->n = 0;
@@ -114,7 +114,7 @@ pg_para_dup(const struct pg_para *src, struct pg_para *dst)
 		int rc = para_add(dst, src->kv[i].key, strlen(src->kv[i].key), src->kv[i].val,
 				  strlen(src->kv[i].val));
 		if (rc < 0) {
-			pg_para_release(dst);
+			pgi_para_release(dst);
 			return rc;
 		}
 	}
@@ -228,7 +228,7 @@ d822_line(struct d822 *st, const char *p, size_t ll)
 }
 
 int
-pg_deb822_parse(const char *text, size_t len, struct pg_deb822 *out)
+pgi_deb822_parse(const char *text, size_t len, struct pg_deb822 *out)
 {
 	struct d822 st = {.out = out, .cur = {NULL, 0}, .val = PG_BUF_INIT(PG_DEB822_MAX)};
 	const char *p = text, *end = text + len;
@@ -250,15 +250,15 @@ pg_deb822_parse(const char *text, size_t len, struct pg_deb822 *out)
 		rc = d822_end_field(&st);
 	if (rc == 0)
 		rc = d822_try(deb822_push(out, &st.cur), "paragraph");
-	pg_para_release(&st.cur);
+	pgi_para_release(&st.cur);
 	pg_buf_release(&st.val);
 	if (rc < 0)
-		pg_deb822_release(out);
+		pgi_deb822_release(out);
 	return rc;
 }
 
 int
-pg_deb822_write(const struct pg_deb822 *d, char **out, size_t *len)
+pgi_deb822_write(const struct pg_deb822 *d, char **out, size_t *len)
 {
 	struct pg_buf b = PG_BUF_INIT(PG_DEB822_MAX * 2);
 	int rc = 0;

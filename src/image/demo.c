@@ -330,10 +330,10 @@ pg_image_demo(const char *workdir, int keep)
 	       json_string_value(json_object_get(sum, "os")));
 	json_decref(sum);
 	sum = NULL;
-	PG_TRY_GOTO(
-	    pg_image_query(&st, "SELECT path, version, banner FROM image_kernel WHERE image_id = 1",
-			   NULL, &rows),
-	    out, "demo", "kernels");
+	PG_TRY_GOTO(pgi_image_query(
+			&st, "SELECT path, version, banner FROM image_kernel WHERE image_id = 1",
+			NULL, &rows),
+		    out, "demo", "kernels");
 	for (size_t i = 0; i < json_array_size(rows); i++)
 		printf("   kernel %s (%s)\n",
 		       json_string_value(json_object_get(json_array_get(rows, i), "path")),

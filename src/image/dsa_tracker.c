@@ -147,7 +147,7 @@ one_release(struct pg_osv *v, const char *pkg, const char *cve, const char *rel,
 }
 
 int
-pg_debtracker_parse_json(json_t *root, struct pg_osv **out, size_t *count)
+pgi_debtracker_parse_json(json_t *root, struct pg_osv **out, size_t *count)
 {
 	json_t *map = json_object(), *cves, *cve;
 	struct pg_osv *all = NULL, *v = NULL;
@@ -209,12 +209,12 @@ pg_debtracker_parse_json(json_t *root, struct pg_osv **out, size_t *count)
 	return 0;
 fail:
 	json_decref(map);
-	pg_osv_free(all, n);
+	pgi_osv_free(all, n);
 	return rc;
 }
 
 int
-pg_debtracker_parse(const char *text, size_t len, struct pg_osv **out, size_t *n)
+pgi_debtracker_parse(const char *text, size_t len, struct pg_osv **out, size_t *n)
 {
 	json_error_t err;
 	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
@@ -225,14 +225,14 @@ pg_debtracker_parse(const char *text, size_t len, struct pg_osv **out, size_t *n
 	if (!root)
 		return pg_error(PG_EFORMAT, "debian-tracker", "not JSON: %s at line %d", err.text,
 				err.line);
-	rc = pg_debtracker_parse_json(root, out, n);
+	rc = pgi_debtracker_parse_json(root, out, n);
 	json_decref(root);
 	return rc;
 }
 
 int
-pg_advisories_parse(const char *text, size_t len, const char *format, struct pg_osv **out,
-		    size_t *n, const char **found)
+pgi_advisories_parse(const char *text, size_t len, const char *format, struct pg_osv **out,
+		     size_t *n, const char **found)
 {
 	json_error_t err;
 	json_t *root;
@@ -251,19 +251,19 @@ pg_advisories_parse(const char *text, size_t len, const char *format, struct pg_
 			json_decref(root);
 			if (found)
 				*found = "osv";
-			return pg_osv_parse(text, len, out, n);
+			return pgi_osv_parse(text, len, out, n);
 		}
 		if (found)
 			*found = "debian-tracker";
-		rc = pg_debtracker_parse_json(root, out, n);
+		rc = pgi_debtracker_parse_json(root, out, n);
 		json_decref(root);
 		return rc;
 	}
 	if (found)
 		*found = format;
 	if (strcmp(format, "osv") == 0)
-		return pg_osv_parse(text, len, out, n);
+		return pgi_osv_parse(text, len, out, n);
 	if (strcmp(format, "debian-tracker") == 0)
-		return pg_debtracker_parse(text, len, out, n);
+		return pgi_debtracker_parse(text, len, out, n);
 	return pg_error(PG_EINVAL, "advisories", "format '%s' (auto, osv, debian-tracker)", format);
 }

@@ -33,7 +33,7 @@ init_errors(void)
 }
 
 int
-pg_extfs_fail(errcode_t err, const char *what)
+pgi_extfs_fail(errcode_t err, const char *what)
 {
 	pthread_once(&err_once, init_errors);
 	int code = PG_EIO;
@@ -91,7 +91,7 @@ io_open(const char *name, int flags, io_channel *channel)
 	if (e)
 		return e;
 	io->magic = EXT2_ET_MAGIC_IO_CHANNEL;
-	io->manager = pg_bdev_io_manager;
+	io->manager = pgi_bdev_io_manager;
 	e = ext2fs_get_mem(strlen(name) + 1, &io->name);
 	if (e) {
 		ext2fs_free_mem(&io);
@@ -132,8 +132,8 @@ io_rw(io_channel io, unsigned long long block, int count, void *data, int wr)
 
 	if (off > w->len || size > w->len - off)
 		return wr ? EXT2_ET_SHORT_WRITE : EXT2_ET_SHORT_READ;
-	rc = wr ? pg_bdev_write(w->d, w->off + off, data, (size_t)size)
-		: pg_bdev_read(w->d, w->off + off, data, (size_t)size);
+	rc = wr ? pgi_bdev_write(w->d, w->off + off, data, (size_t)size)
+		: pgi_bdev_read(w->d, w->off + off, data, (size_t)size);
 	if (rc < 0)
 		return wr ? EXT2_ET_SHORT_WRITE : EXT2_ET_SHORT_READ;
 	return 0;
@@ -170,8 +170,8 @@ io_write_byte(io_channel io, unsigned long offset, int size, const void *data)
 
 	if (size < 0 || offset > w->len || (uint64_t)size > w->len - offset)
 		return EXT2_ET_SHORT_WRITE;
-	return pg_bdev_write(w->d, w->off + offset, data, (size_t)size) < 0 ? EXT2_ET_SHORT_WRITE
-									    : 0;
+	return pgi_bdev_write(w->d, w->off + offset, data, (size_t)size) < 0 ? EXT2_ET_SHORT_WRITE
+									     : 0;
 }
 
 static errcode_t
@@ -201,10 +201,10 @@ static struct struct_io_manager pg_io_manager = {
     .write_blk64 = io_write_blk64,
 };
 
-io_manager pg_bdev_io_manager = &pg_io_manager;
+io_manager pgi_bdev_io_manager = &pg_io_manager;
 
 int
-pg_extfs_open(struct pg_bdev *d, uint64_t off, uint64_t len, int rw, ext2_filsys *out)
+pgi_extfs_open(struct pg_bdev *d, uint64_t off, uint64_t len, int rw, ext2_filsys *out)
 {
 	char name[32];
 	int idx = -1;
@@ -227,19 +227,19 @@ pg_extfs_open(struct pg_bdev *d, uint64_t off, uint64_t len, int rw, ext2_filsys
 		return pg_error(PG_EBUSY, "extfs", "too many open filesystems");
 	snprintf(name, sizeof(name), "pgbdev:%d", idx);
 	e = ext2fs_open2(name, NULL, (rw ? EXT2_FLAG_RW : 0) | EXT2_FLAG_64BITS, 0, 0,
-			 pg_bdev_io_manager, out);
+			 pgi_bdev_io_manager, out);
 	if (e) {
 		windows[idx].d = NULL;
 		*out = NULL;
-		return pg_extfs_fail(e, "cannot open the ext2/3/4 filesystem");
+		return pgi_extfs_fail(e, "cannot open the ext2/3/4 filesystem");
 	}
-	/* The window slot stays taken until pg_extfs_close. */
+	/* The window slot stays taken until pgi_extfs_close. */
 	(*out)->priv_data = &windows[idx];
 	return 0;
 }
 
 int
-pg_extfs_close(ext2_filsys fs)
+pgi_extfs_close(ext2_filsys fs)
 {
 	struct window *w;
 	errcode_t e;
@@ -254,11 +254,11 @@ pg_extfs_close(ext2_filsys fs)
 		w->d = NULL;
 		pthread_mutex_unlock(&windows_lock);
 	}
-	return e ? pg_extfs_fail(e, "close filesystem") : 0;
+	return e ? pgi_extfs_fail(e, "close filesystem") : 0;
 }
 
 const char *
-pg_fs_sniff(struct pg_bdev *d, uint64_t off, uint64_t len)
+pgi_fs_sniff(struct pg_bdev *d, uint64_t off, uint64_t len)
 {
 	/* per thread: scans may run in several threads of one server */
 	static _Thread_local uint8_t b[0x10050];
@@ -267,7 +267,7 @@ pg_fs_sniff(struct pg_bdev *d, uint64_t off, uint64_t len)
 	if (len < n)
 		n = (size_t)len;
 	memset(b, 0, sizeof(b));
-	if (pg_bdev_read(d, off, b, n) < 0)
+	if (pgi_bdev_read(d, off, b, n) < 0)
 		return NULL;
 	if (b[1024 + 56] == 0x53 && b[1024 + 57] == 0xEF) {
 		uint32_t compat = b[1024 + 92] | (b[1024 + 93] << 8) | (b[1024 + 94] << 16);
@@ -302,7 +302,7 @@ pg_fs_sniff(struct pg_bdev *d, uint64_t off, uint64_t len)
 }
 
 int
-pg_extfs_lookup(ext2_filsys fs, const char *path, int follow, ext2_ino_t *ino)
+pgi_extfs_lookup(ext2_filsys fs, const char *path, int follow, ext2_ino_t *ino)
 {
 	errcode_t e;
 
@@ -321,12 +321,12 @@ pg_extfs_lookup(ext2_filsys fs, const char *path, int follow, ext2_ino_t *ino)
 	if (e == EXT2_ET_FILE_NOT_FOUND || e == ENOENT)
 		return PG_ENOENT;
 	if (e)
-		return pg_extfs_fail(e, path);
+		return pgi_extfs_fail(e, path);
 	return 0;
 }
 
 int
-pg_extfs_read(ext2_filsys fs, const char *path, size_t max, uint8_t **data, size_t *len)
+pgi_extfs_read(ext2_filsys fs, const char *path, size_t max, uint8_t **data, size_t *len)
 {
 	struct ext2_inode inode;
 	ext2_file_t f = NULL;
@@ -340,12 +340,12 @@ pg_extfs_read(ext2_filsys fs, const char *path, size_t max, uint8_t **data, size
 
 	*data = NULL;
 	*len = 0;
-	rc = pg_extfs_lookup(fs, path, 1, &ino);
+	rc = pgi_extfs_lookup(fs, path, 1, &ino);
 	if (rc < 0)
 		return rc;
 	e = ext2fs_read_inode(fs, ino, &inode);
 	if (e)
-		return pg_extfs_fail(e, path);
+		return pgi_extfs_fail(e, path);
 	if (!LINUX_S_ISREG(inode.i_mode))
 		return pg_error(PG_EINVAL, "extfs", "'%s' is not a regular file", path);
 	size = EXT2_I_SIZE(&inode);
@@ -357,13 +357,13 @@ pg_extfs_read(ext2_filsys fs, const char *path, size_t max, uint8_t **data, size
 		return PG_ENOMEM;
 	e = ext2fs_file_open(fs, ino, 0, &f);
 	if (e) {
-		rc = pg_extfs_fail(e, path);
+		rc = pgi_extfs_fail(e, path);
 		goto fail;
 	}
 	while (have < size) {
 		e = ext2fs_file_read(f, buf + have, (unsigned)(size - have), &got);
 		if (e) {
-			rc = pg_extfs_fail(e, path);
+			rc = pgi_extfs_fail(e, path);
 			goto fail;
 		}
 		if (got == 0)

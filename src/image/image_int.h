@@ -39,27 +39,28 @@ struct pg_bdev {
 
 /* Names what the first bytes of a file are; "raw" and "qcow2" are the
  * accepted ones, anything else is a description for the refusal. */
-const char *pg_image_sniff(const uint8_t *head, size_t n, uint64_t filesize);
+const char *pgi_image_sniff(const uint8_t *head, size_t n, uint64_t filesize);
 /* Opens path (format detected by content) with its backing chain. */
-int pg_bdev_open(const char *path, struct pg_bdev **out);
-int pg_bdev_open_depth(const char *path, int depth, char chain[][4096], const char *force_fmt,
-		       struct pg_bdev **out);
+int pgi_bdev_open(const char *path, struct pg_bdev **out);
+int pgi_bdev_open_depth(const char *path, int depth, char chain[][4096], const char *force_fmt,
+			struct pg_bdev **out);
 /* Opens the backing file `name` of the image chain[depth] at depth + 1:
  * relative to the image's folder; refused (PG_EFORMAT) when it has a ".."
  * component or resolves (symlinks followed) outside the image's folder,
- * the folders of pg_image_set_backing_dirs and pg_bdev_open_allow's one. */
-int pg_bdev_open_backing(const char *name, int depth, char chain[][4096], const char *force_fmt,
-			 struct pg_bdev **out);
-/* pg_bdev_open that also accepts backing files in `folder` (an overlay we
+ * the folders of pg_image_set_backing_dirs and pgi_bdev_open_allow's one. */
+int pgi_bdev_open_backing(const char *name, int depth, char chain[][4096], const char *force_fmt,
+			  struct pg_bdev **out);
+/* pgi_bdev_open that also accepts backing files in `folder` (an overlay we
  * wrote, whose backing file is the original image elsewhere). */
-int pg_bdev_open_allow(const char *path, const char *folder, struct pg_bdev **out);
-int pg_raw_from_fd(int fd, uint64_t size, struct pg_bdev **out);
-int pg_bdev_read(struct pg_bdev *d, uint64_t off, void *buf, size_t len);
-int pg_bdev_write(struct pg_bdev *d, uint64_t off, const void *buf, size_t len);
-void pg_bdev_close(struct pg_bdev *d);
+int pgi_bdev_open_allow(const char *path, const char *folder, struct pg_bdev **out);
+int pgi_raw_from_fd(int fd, uint64_t size, struct pg_bdev **out);
+int pgi_bdev_read(struct pg_bdev *d, uint64_t off, void *buf, size_t len);
+int pgi_bdev_write(struct pg_bdev *d, uint64_t off, const void *buf, size_t len);
+void pgi_bdev_close(struct pg_bdev *d);
 
 /* qcow2 reader from an open fd (takes ownership of fd). */
-int pg_qcow2_open_fd(int fd, const char *path, int depth, char chain[][4096], struct pg_bdev **out);
+int pgi_qcow2_open_fd(int fd, const char *path, int depth, char chain[][4096],
+		      struct pg_bdev **out);
 /* Parses and validates a qcow2 header in memory (fuzz entry point too). */
 struct pg_qcow2_hdr {
 	uint32_t version;
@@ -76,18 +77,18 @@ struct pg_qcow2_hdr {
 	uint32_t header_len;
 	char backing_fmt[16];
 };
-int pg_qcow2_parse_header(const uint8_t *buf, size_t n, uint64_t filesize, struct pg_qcow2_hdr *h);
+int pgi_qcow2_parse_header(const uint8_t *buf, size_t n, uint64_t filesize, struct pg_qcow2_hdr *h);
 /* Reads a whole qcow2 image held in memory (fuzzing): opens, reads every
  * cluster's first bytes, returns 0 or an error. */
-int pg_qcow2_check_mem(const uint8_t *data, size_t n);
+int pgi_qcow2_check_mem(const uint8_t *data, size_t n);
 
 /* Overlay writer: a new qcow2 v3 file at path whose backing file is
  * backing_path (absolute) of format backing_fmt; `base` is the opened
  * backing device (owned by the overlay from now on). */
-int pg_qcow2_overlay_create(const char *path, const char *backing_path, const char *backing_fmt,
-			    struct pg_bdev *base, struct pg_bdev **out);
+int pgi_qcow2_overlay_create(const char *path, const char *backing_path, const char *backing_fmt,
+			     struct pg_bdev *base, struct pg_bdev **out);
 /* Writes L2/L1/refcount tables and the header, then fsyncs. */
-int pg_qcow2_overlay_finish(struct pg_bdev *d);
+int pgi_qcow2_overlay_finish(struct pg_bdev *d);
 
 /* ---- partition tables ---- */
 #define PG_MAX_PARTS 128
@@ -107,23 +108,23 @@ struct pg_ptable {
 	struct pg_part parts[PG_MAX_PARTS];
 };
 /* Reads the partition table; GPT CRCs are checked. "none" is not an error. */
-int pg_ptable_read(struct pg_bdev *d, struct pg_ptable *pt);
+int pgi_ptable_read(struct pg_bdev *d, struct pg_ptable *pt);
 
 /* ---- libext2fs adapter ---- */
 /* Registers a window [off, off+len) of d and returns a name for
- * ext2fs_open2() with pg_bdev_io_manager. */
-extern io_manager pg_bdev_io_manager;
-int pg_extfs_open(struct pg_bdev *d, uint64_t off, uint64_t len, int rw, ext2_filsys *out);
-int pg_extfs_close(ext2_filsys fs);
+ * ext2fs_open2() with pgi_bdev_io_manager. */
+extern io_manager pgi_bdev_io_manager;
+int pgi_extfs_open(struct pg_bdev *d, uint64_t off, uint64_t len, int rw, ext2_filsys *out);
+int pgi_extfs_close(ext2_filsys fs);
 /* Maps an errcode_t to a PG_E code with a detail. */
-int pg_extfs_fail(errcode_t err, const char *what);
+int pgi_extfs_fail(errcode_t err, const char *what);
 /* Filesystem type at a window by its magic: "ext2", "ext3", "ext4", "xfs",
  * "btrfs", "vfat", "swap", "ntfs", "iso9660", "LVM2", "crypto_LUKS", or NULL. */
-const char *pg_fs_sniff(struct pg_bdev *d, uint64_t off, uint64_t len);
+const char *pgi_fs_sniff(struct pg_bdev *d, uint64_t off, uint64_t len);
 /* Resolves path inside fs (symlinks followed inside the image). */
-int pg_extfs_lookup(ext2_filsys fs, const char *path, int follow, ext2_ino_t *ino);
+int pgi_extfs_lookup(ext2_filsys fs, const char *path, int follow, ext2_ino_t *ino);
 /* Reads a regular file of at most max bytes. */
-int pg_extfs_read(ext2_filsys fs, const char *path, size_t max, uint8_t **data, size_t *len);
+int pgi_extfs_read(ext2_filsys fs, const char *path, size_t max, uint8_t **data, size_t *len);
 
 /* ---- dpkg ---- */
 struct pg_kv {
@@ -140,14 +141,14 @@ struct pg_deb822 {
 };
 #define PG_DEB822_MAX (64u << 20)
 /* Parses deb822 paragraphs (dpkg status, control files). */
-int pg_deb822_parse(const char *text, size_t len, struct pg_deb822 *out);
-void pg_deb822_release(struct pg_deb822 *d);
-const char *pg_para_get(const struct pg_para *p, const char *key);
-int pg_para_set(struct pg_para *p, const char *key, const char *val);
-void pg_para_del(struct pg_para *p, const char *key);
-void pg_para_release(struct pg_para *p);
-int pg_para_dup(const struct pg_para *src, struct pg_para *dst);
-int pg_deb822_write(const struct pg_deb822 *d, char **out, size_t *len);
+int pgi_deb822_parse(const char *text, size_t len, struct pg_deb822 *out);
+void pgi_deb822_release(struct pg_deb822 *d);
+const char *pgi_para_get(const struct pg_para *p, const char *key);
+int pgi_para_set(struct pg_para *p, const char *key, const char *val);
+void pgi_para_del(struct pg_para *p, const char *key);
+void pgi_para_release(struct pg_para *p);
+int pgi_para_dup(const struct pg_para *src, struct pg_para *dst);
+int pgi_deb822_write(const struct pg_deb822 *d, char **out, size_t *len);
 
 /* ---- .deb ---- */
 struct pg_deb_file {
@@ -174,8 +175,8 @@ struct pg_deb {
 	size_t nfiles;
 	uint64_t unpacked; /* sum of regular file sizes */
 	/* where data.tar is, for the streaming second pass */
-	int fd, own_fd;	    /* pg_deb_read: the package file, kept open */
-	const uint8_t *mem; /* pg_deb_read_mem: borrowed, must outlive this */
+	int fd, own_fd;	    /* pgi_deb_read: the package file, kept open */
+	const uint8_t *mem; /* pgi_deb_read_mem: borrowed, must outlive this */
 	size_t memlen;
 	uint64_t data_off, data_len;
 };
@@ -184,20 +185,20 @@ struct pg_deb {
 #define PG_DEB_MAX_UNPACKED (64ULL << 30)
 /* Reads control.tar fully and data.tar's metadata, sizes and MD5s; the
  * bytes of data.tar are streamed again with pg_deb_data_*. */
-int pg_deb_read_mem(const uint8_t *data, size_t n, struct pg_deb *out);
-int pg_deb_read(const char *path, struct pg_deb *out);
-void pg_deb_release(struct pg_deb *d);
+int pgi_deb_read_mem(const uint8_t *data, size_t n, struct pg_deb *out);
+int pgi_deb_read(const char *path, struct pg_deb *out);
+void pgi_deb_release(struct pg_deb *d);
 /* Second pass over data.tar: select a regular file of d->files (in archive
  * order) and read its bytes in chunks; the MD5 of what was read is checked
  * against the first pass (PG_ECORRUPT if the package changed). */
 struct pg_deb_data;
-int pg_deb_data_open(const struct pg_deb *d, struct pg_deb_data **out);
-int pg_deb_data_file(struct pg_deb_data *s, const struct pg_deb_file *f);
+int pgi_deb_data_open(const struct pg_deb *d, struct pg_deb_data **out);
+int pgi_deb_data_file(struct pg_deb_data *s, const struct pg_deb_file *f);
 /* *got 0: the file is complete. */
-int pg_deb_data_read(struct pg_deb_data *s, uint8_t *buf, size_t n, size_t *got);
-void pg_deb_data_close(struct pg_deb_data *s);
+int pgi_deb_data_read(struct pg_deb_data *s, uint8_t *buf, size_t n, size_t *got);
+void pgi_deb_data_close(struct pg_deb_data *s);
 /* Normalises an archive member path; PG_EFORMAT if it escapes. */
-int pg_path_clean(const char *in, char *out, size_t outlen);
+int pgi_path_clean(const char *in, char *out, size_t outlen);
 
 /* ---- OSV ---- */
 struct pg_osv_range {
@@ -213,13 +214,13 @@ struct pg_osv {
 	struct pg_osv_range *r;
 	size_t nr;
 };
-int pg_osv_parse(const char *text, size_t len, struct pg_osv **out, size_t *n);
-void pg_osv_free(struct pg_osv *v, size_t n);
+int pgi_osv_parse(const char *text, size_t len, struct pg_osv **out, size_t *n);
+void pgi_osv_free(struct pg_osv *v, size_t n);
 /* Debian Security Tracker JSON (dsa_tracker.c) as the same advisories. */
-int pg_debtracker_parse(const char *text, size_t len, struct pg_osv **out, size_t *n);
-int pg_debtracker_parse_json(json_t *root, struct pg_osv **out, size_t *n);
+int pgi_debtracker_parse(const char *text, size_t len, struct pg_osv **out, size_t *n);
+int pgi_debtracker_parse_json(json_t *root, struct pg_osv **out, size_t *n);
 /* format "auto" (or NULL), "osv" or "debian-tracker"; *found names what was read. */
-int pg_advisories_parse(const char *text, size_t len, const char *format, struct pg_osv **out,
-			size_t *n, const char **found);
+int pgi_advisories_parse(const char *text, size_t len, const char *format, struct pg_osv **out,
+			 size_t *n, const char **found);
 
 #endif

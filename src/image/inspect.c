@@ -25,7 +25,7 @@
 
 /* SHA-256 of the file's bytes; holes are fed as zeros without reading. */
 int
-pg_hash_file(const char *path, char out[65])
+pgi_hash_file(const char *path, char out[65])
 {
 	static const uint8_t zero[1 << 16];
 	EVP_MD_CTX *ctx = NULL;
@@ -158,32 +158,32 @@ split_source(const char *src, char *name, size_t nlen, char *ver, size_t vlen)
 }
 
 int
-pg_dpkg_packages_json(const char *text, size_t len, json_t **out)
+pgi_dpkg_packages_json(const char *text, size_t len, json_t **out)
 {
 	struct pg_deb822 st;
 	json_t *arr;
 	int rc;
 
 	*out = NULL;
-	rc = pg_deb822_parse(text, len, &st);
+	rc = pgi_deb822_parse(text, len, &st);
 	if (rc < 0)
 		return rc;
 	arr = json_array();
 	if (!arr) {
-		pg_deb822_release(&st);
+		pgi_deb822_release(&st);
 		return PG_ENOMEM;
 	}
 	for (size_t i = 0; i < st.n; i++) {
 		const struct pg_para *p = &st.p[i];
-		const char *name = pg_para_get(p, "Package");
-		const char *ver = pg_para_get(p, "Version");
-		const char *arch = pg_para_get(p, "Architecture");
-		const char *src = pg_para_get(p, "Source");
-		const char *status = pg_para_get(p, "Status");
+		const char *name = pgi_para_get(p, "Package");
+		const char *ver = pgi_para_get(p, "Version");
+		const char *arch = pgi_para_get(p, "Architecture");
+		const char *src = pgi_para_get(p, "Source");
+		const char *status = pgi_para_get(p, "Status");
 		char sname[256], sver[256];
 
 		if (!name) {
-			pg_deb822_release(&st);
+			pgi_deb822_release(&st);
 			json_decref(arr);
 			return pg_error(PG_EFORMAT, "dpkg",
 					"status paragraph %zu has no Package field", i + 1);
@@ -199,7 +199,7 @@ pg_dpkg_packages_json(const char *text, size_t len, json_t **out)
 						"version", ver, "arch", arch, "source", sname,
 						"source_version", sver, "status", status));
 	}
-	pg_deb822_release(&st);
+	pgi_deb822_release(&st);
 	*out = arr;
 	return 0;
 }
@@ -218,7 +218,7 @@ kernel_banner(ext2_filsys fs, const char *path, char *out, size_t outlen)
 	size_t len = 0;
 
 	out[0] = 0;
-	if (pg_extfs_read(fs, path, 128u << 20, &data, &len) < 0)
+	if (pgi_extfs_read(fs, path, 128u << 20, &data, &len) < 0)
 		return;
 	if (len > 0x210 && memcmp(data + 0x202, "HdrS", 4) == 0) {
 		size_t vo = 0x200 + (size_t)(data[0x20E] | (data[0x20F] << 8));
@@ -262,7 +262,7 @@ list_kernels(ext2_filsys fs, const char *dir)
 	struct boot_ctx c = {fs, dir, json_array()};
 	ext2_ino_t ino;
 
-	if (pg_extfs_lookup(fs, dir, 1, &ino) == 0)
+	if (pgi_extfs_lookup(fs, dir, 1, &ino) == 0)
 		ext2fs_dir_iterate2(fs, ino, 0, NULL, boot_entry, &c);
 	return c.arr;
 }
@@ -294,9 +294,9 @@ inspect_ext(ext2_filsys fs, json_t *part, json_t *inv)
 	}
 	json_object_set_new(part, "needs_recovery",
 			    json_boolean(ext2fs_has_feature_journal_needs_recovery(fs->super)));
-	rc = pg_extfs_read(fs, "/etc/os-release", OS_RELEASE_MAX, &data, &len);
+	rc = pgi_extfs_read(fs, "/etc/os-release", OS_RELEASE_MAX, &data, &len);
 	if (rc == PG_ENOENT)
-		rc = pg_extfs_read(fs, "/usr/lib/os-release", OS_RELEASE_MAX, &data, &len);
+		rc = pgi_extfs_read(fs, "/usr/lib/os-release", OS_RELEASE_MAX, &data, &len);
 	if (rc == 0) {
 		os = parse_os_release((char *)data, len);
 		free(data);
@@ -316,11 +316,11 @@ inspect_ext(ext2_filsys fs, json_t *part, json_t *inv)
 	json_decref(os);
 	if (!json_object_get(part, "root"))
 		return;
-	rc = pg_extfs_read(fs, "/var/lib/dpkg/status", STATUS_MAX, &data, &len);
+	rc = pgi_extfs_read(fs, "/var/lib/dpkg/status", STATUS_MAX, &data, &len);
 	if (rc == 0) {
 		json_t *pk = NULL;
 
-		rc = pg_dpkg_packages_json((char *)data, len, &pk);
+		rc = pgi_dpkg_packages_json((char *)data, len, &pk);
 		free(data);
 		if (rc == 0) {
 			json_object_set_new(part, "package_manager", json_string("dpkg"));
@@ -373,7 +373,8 @@ part_blank(struct pg_bdev *d, const struct pg_part *p)
 	for (uint64_t off = 0; off < n; off += sizeof(buf)) {
 		size_t len = n - off < sizeof(buf) ? (size_t)(n - off) : sizeof(buf);
 
-		if (p->start + off + len > d->size || pg_bdev_read(d, p->start + off, buf, len) < 0)
+		if (p->start + off + len > d->size ||
+		    pgi_bdev_read(d, p->start + off, buf, len) < 0)
 			return 0;
 		for (size_t i = 0; i < len; i++)
 			if (buf[i])
@@ -383,7 +384,7 @@ part_blank(struct pg_bdev *d, const struct pg_part *p)
 }
 
 int
-pg_inspect_bdev(struct pg_bdev *d, json_t *inv)
+pgi_inspect_bdev(struct pg_bdev *d, json_t *inv)
 {
 	struct pg_ptable *pt = calloc(1, sizeof(*pt));
 	json_t *parts = json_array();
@@ -395,7 +396,7 @@ pg_inspect_bdev(struct pg_bdev *d, json_t *inv)
 		json_decref(parts);
 		return PG_ENOMEM;
 	}
-	rc = pg_ptable_read(d, pt);
+	rc = pgi_ptable_read(d, pt);
 	if (rc < 0)
 		goto out;
 	json_object_set_new(inv, "ptable",
@@ -419,7 +420,7 @@ pg_inspect_bdev(struct pg_bdev *d, json_t *inv)
 		     strcmp(p->type, "0x85") == 0))
 			fst = "extended";
 		else
-			fst = pg_fs_sniff(d, p->start, p->size);
+			fst = pgi_fs_sniff(d, p->start, p->size);
 		jp = json_pack("{s:i, s:I, s:I, s:s, s:s?, s:s?, s:b, s:s?}", "index", p->index,
 			       "start", (json_int_t)p->start, "size", (json_int_t)p->size, "type",
 			       p->type, "uuid", p->uuid[0] ? p->uuid : NULL, "name",
@@ -448,7 +449,7 @@ pg_inspect_bdev(struct pg_bdev *d, json_t *inv)
 		if (fst && (!strcmp(fst, "ext2") || !strcmp(fst, "ext3") || !strcmp(fst, "ext4"))) {
 			ext2_filsys fs = NULL;
 
-			rc = pg_extfs_open(d, p->start, p->size, 0, &fs);
+			rc = pgi_extfs_open(d, p->start, p->size, 0, &fs);
 			if (rc < 0) {
 				/* A corrupt filesystem is recorded and fails the scan:
 				 * an inventory must not silently miss its root. */
@@ -457,7 +458,7 @@ pg_inspect_bdev(struct pg_bdev *d, json_t *inv)
 			}
 			json_object_set_new(jp, "supported", json_true());
 			inspect_ext(fs, jp, inv);
-			pg_extfs_close(fs);
+			pgi_extfs_close(fs);
 		} else {
 			json_object_set_new(jp, "supported", json_false());
 			if (fst && strcmp(fst, "extended") && strcmp(fst, "swap"))
@@ -489,7 +490,7 @@ out:
 }
 
 int
-pg_inspect_path(const char *path, int with_hash, json_t **out)
+pgi_inspect_path(const char *path, int with_hash, json_t **out)
 {
 	struct pg_bdev *d = NULL;
 	char real[4096], hash[65] = "";
@@ -502,7 +503,7 @@ pg_inspect_path(const char *path, int with_hash, json_t **out)
 		return pg_error(PG_ENOENT, "image", "'%s': %s", path, strerror(errno));
 	if (stat(real, &sb) < 0 || !S_ISREG(sb.st_mode))
 		return pg_error(PG_EINVAL, "image", "'%s' is not a regular file", path);
-	rc = pg_bdev_open(real, &d);
+	rc = pgi_bdev_open(real, &d);
 	if (rc < 0)
 		return rc;
 	inv = json_pack("{s:s, s:s, s:i, s:I, s:I, s:i}", "path", real, "format", d->fmt,
@@ -521,9 +522,9 @@ pg_inspect_path(const char *path, int with_hash, json_t **out)
 		json_array_append_new(chain,
 				      json_pack("{s:s?, s:s}", "path", b->path, "format", b->fmt));
 	json_object_set_new(inv, "chain", chain);
-	PG_TRY_GOTO(pg_inspect_bdev(d, inv), out, "image", "inspect");
+	PG_TRY_GOTO(pgi_inspect_bdev(d, inv), out, "image", "inspect");
 	if (with_hash) {
-		PG_TRY_GOTO(pg_hash_file(real, hash), out, "image", "hash");
+		PG_TRY_GOTO(pgi_hash_file(real, hash), out, "image", "hash");
 		json_object_set_new(inv, "sha256", json_string(hash));
 	}
 	if (!json_object_get(inv, "packages"))
@@ -532,6 +533,6 @@ pg_inspect_path(const char *path, int with_hash, json_t **out)
 	inv = NULL;
 out:
 	json_decref(inv);
-	pg_bdev_close(d);
+	pgi_bdev_close(d);
 	return rc;
 }

@@ -7,12 +7,12 @@
 #include <jansson.h>
 
 /* dpkg status text -> [{name, version, arch, source, source_version, status}] */
-int pg_dpkg_packages_json(const char *text, size_t len, json_t **out);
+int pgi_dpkg_packages_json(const char *text, size_t len, json_t **out);
 /* Fills inv with ptable, partitions, os, packages of an opened device. */
-int pg_inspect_bdev(struct pg_bdev *d, json_t *inv);
+int pgi_inspect_bdev(struct pg_bdev *d, json_t *inv);
 /* SHA-256 of a file's bytes (holes hashed without reading). */
-int pg_hash_file(const char *path, char out[65]);
+int pgi_hash_file(const char *path, char out[65]);
 /* Opens path and builds its full inventory. */
-int pg_inspect_path(const char *path, int with_hash, json_t **out);
+int pgi_inspect_path(const char *path, int with_hash, json_t **out);
 
 #endif

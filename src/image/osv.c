@@ -15,7 +15,7 @@
 #define OSV_MAX_RANGES 100000
 
 void
-pg_osv_free(struct pg_osv *v, size_t n)
+pgi_osv_free(struct pg_osv *v, size_t n)
 {
 	if (!v)
 		return;
@@ -154,7 +154,7 @@ parse_one(json_t *o, struct pg_osv *v)
 }
 
 int
-pg_osv_parse(const char *text, size_t len, struct pg_osv **out, size_t *n)
+pgi_osv_parse(const char *text, size_t len, struct pg_osv **out, size_t *n)
 {
 	json_error_t err;
 	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err), *it;
@@ -186,7 +186,7 @@ pg_osv_parse(const char *text, size_t len, struct pg_osv **out, size_t *n)
 	}
 	json_decref(root);
 	if (rc < 0) {
-		pg_osv_free(v, done);
+		pgi_osv_free(v, done);
 		return rc;
 	}
 	*out = v;

@@ -84,7 +84,7 @@ gpt_try(struct pg_bdev *d, uint64_t ss, uint64_t lba, struct pg_ptable *pt, cons
 	h = malloc(ss);
 	if (!h)
 		return PG_ENOMEM;
-	PG_TRY_GOTO(pg_bdev_read(d, lba * ss, h, ss), out, "gpt", "header");
+	PG_TRY_GOTO(pgi_bdev_read(d, lba * ss, h, ss), out, "gpt", "header");
 	if (memcmp(h, "EFI PART", 8) != 0) {
 		rc = pg_error(PG_ECORRUPT, "gpt", "%s GPT header has no signature", which);
 		goto out;
@@ -124,7 +124,7 @@ gpt_try(struct pg_bdev *d, uint64_t ss, uint64_t lba, struct pg_ptable *pt, cons
 		rc = PG_ENOMEM;
 		goto out;
 	}
-	PG_TRY_GOTO(pg_bdev_read(d, elba * ss, ents, elen), out, "gpt", "entries");
+	PG_TRY_GOTO(pgi_bdev_read(d, elba * ss, ents, elen), out, "gpt", "entries");
 	if ((uint32_t)crc32(0, ents, (uInt)elen) != le32(h + 88)) {
 		rc = pg_error(PG_ECORRUPT, "gpt", "%s GPT partition entry array CRC32 mismatch",
 			      which);
@@ -200,8 +200,8 @@ gpt_read(struct pg_bdev *d, struct pg_ptable *pt)
 	uint8_t sig[8];
 	int rc;
 
-	if (d->size > 8192 && pg_bdev_read(d, 512, sig, 8) == 0 && memcmp(sig, "EFI PART", 8) &&
-	    pg_bdev_read(d, 4096, sig, 8) == 0 && memcmp(sig, "EFI PART", 8) == 0)
+	if (d->size > 8192 && pgi_bdev_read(d, 512, sig, 8) == 0 && memcmp(sig, "EFI PART", 8) &&
+	    pgi_bdev_read(d, 4096, sig, 8) == 0 && memcmp(sig, "EFI PART", 8) == 0)
 		ss = 4096;
 	rc = gpt_try(d, ss, 1, pt, "primary");
 	if (rc < 0) {
@@ -228,7 +228,7 @@ ebr_chain_read(struct pg_bdev *d, struct pg_ptable *pt, uint64_t ext_start, uint
 	for (int hops = 0; hops < PG_MAX_PARTS; hops++) {
 		const uint8_t *l, *nx;
 
-		rc = pg_bdev_read(d, cur * 512, ebr, 512);
+		rc = pgi_bdev_read(d, cur * 512, ebr, 512);
 		if (rc < 0)
 			return rc;
 		if (ebr[510] != 0x55 || ebr[511] != 0xAA)
@@ -282,7 +282,7 @@ mbr_read(struct pg_bdev *d, const uint8_t mbr[512], struct pg_ptable *pt)
 }
 
 int
-pg_ptable_read(struct pg_bdev *d, struct pg_ptable *pt)
+pgi_ptable_read(struct pg_bdev *d, struct pg_ptable *pt)
 {
 	uint8_t mbr[512];
 	int rc;
@@ -291,7 +291,7 @@ pg_ptable_read(struct pg_bdev *d, struct pg_ptable *pt)
 	strcpy(pt->scheme, "none");
 	if (d->size < 512)
 		return 0;
-	rc = pg_bdev_read(d, 0, mbr, 512);
+	rc = pgi_bdev_read(d, 0, mbr, 512);
 	if (rc < 0)
 		return rc;
 	if (mbr[510] != 0x55 || mbr[511] != 0xAA)

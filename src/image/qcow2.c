@@ -240,7 +240,7 @@ qcow2_read_extensions(const uint8_t *b, size_t n, struct pg_qcow2_hdr *h)
 }
 
 int
-pg_qcow2_parse_header(const uint8_t *b, size_t n, uint64_t filesize, struct pg_qcow2_hdr *h)
+pgi_qcow2_parse_header(const uint8_t *b, size_t n, uint64_t filesize, struct pg_qcow2_hdr *h)
 {
 	uint32_t crypt = 0;
 	int rc;
@@ -509,7 +509,7 @@ qcow2_close(struct pg_bdev *d)
 		free(q->cow);
 		free(q->zin);
 		free(q->backing_path);
-		pg_bdev_close(q->backing);
+		pgi_bdev_close(q->backing);
 		if (q->fd >= 0)
 			close(q->fd);
 		free(q);
@@ -533,7 +533,7 @@ static const struct pg_bdev_ops overlay_ops = {
 };
 
 int
-pg_qcow2_open_fd(int fd, const char *path, int depth, char chain[][4096], struct pg_bdev **out)
+pgi_qcow2_open_fd(int fd, const char *path, int depth, char chain[][4096], struct pg_bdev **out)
 {
 	struct pg_bdev *d = NULL;
 	struct qcow2 *q = NULL;
@@ -566,7 +566,7 @@ pg_qcow2_open_fd(int fd, const char *path, int depth, char chain[][4096], struct
 		goto fail;
 	}
 	PG_TRY_GOTO(pread_all(fd, hdr, hn, 0), fail, "qcow2", "header");
-	rc = pg_qcow2_parse_header(hdr, hn, q->filesize, &q->h);
+	rc = pgi_qcow2_parse_header(hdr, hn, q->filesize, &q->h);
 	if (rc < 0) {
 		if (depth > 0)
 			pg_error_ctx(rc, "qcow2", "'%s'", path);
@@ -604,7 +604,7 @@ pg_qcow2_open_fd(int fd, const char *path, int depth, char chain[][4096], struct
 			goto fail;
 		}
 		/* confined to the image's folder or a --backing-dir */
-		rc = pg_bdev_open_backing(
+		rc = pgi_bdev_open_backing(
 		    name, depth, chain, q->h.backing_fmt[0] ? q->h.backing_fmt : NULL, &q->backing);
 		if (rc < 0) {
 			pg_error_ctx(rc, "qcow2", "backing file of '%s'", path);
@@ -623,7 +623,7 @@ fail:
 }
 
 int
-pg_qcow2_check_mem(const uint8_t *data, size_t n)
+pgi_qcow2_check_mem(const uint8_t *data, size_t n)
 {
 	struct pg_bdev *d = NULL;
 	uint8_t buf[4096];
@@ -637,7 +637,7 @@ pg_qcow2_check_mem(const uint8_t *data, size_t n)
 		return PG_EIO;
 	}
 	/* No chain: a fuzz input must not make us open host files. */
-	rc = pg_qcow2_open_fd(fd, "fuzz", 0, NULL, &d);
+	rc = pgi_qcow2_open_fd(fd, "fuzz", 0, NULL, &d);
 	if (rc < 0)
 		return rc;
 	for (uint64_t off = 0; off < d->size && off < (64ULL << 20); off += 65536 + 512) {
@@ -645,11 +645,11 @@ pg_qcow2_check_mem(const uint8_t *data, size_t n)
 
 		if (len > d->size - off)
 			len = (size_t)(d->size - off);
-		rc = pg_bdev_read(d, off, buf, len);
+		rc = pgi_bdev_read(d, off, buf, len);
 		if (rc < 0)
 			break;
 	}
-	pg_bdev_close(d);
+	pgi_bdev_close(d);
 	return rc;
 }
 
@@ -715,8 +715,8 @@ out:
 }
 
 int
-pg_qcow2_overlay_create(const char *path, const char *backing_path, const char *backing_fmt,
-			struct pg_bdev *base, struct pg_bdev **out)
+pgi_qcow2_overlay_create(const char *path, const char *backing_path, const char *backing_fmt,
+			 struct pg_bdev *base, struct pg_bdev **out)
 {
 	struct pg_bdev *d = NULL;
 	struct qcow2 *q = NULL;
@@ -725,7 +725,7 @@ pg_qcow2_overlay_create(const char *path, const char *backing_path, const char *
 
 	*out = NULL;
 	if (strlen(backing_path) > 1023 || strlen(backing_fmt) >= sizeof(q->backing_fmt)) {
-		pg_bdev_close(base);
+		pgi_bdev_close(base);
 		return pg_error(PG_EINVAL, "qcow2", "backing file name too long");
 	}
 	d = calloc(1, sizeof(*d));
@@ -733,7 +733,7 @@ pg_qcow2_overlay_create(const char *path, const char *backing_path, const char *
 	if (!d || !q) {
 		free(d);
 		free(q);
-		pg_bdev_close(base);
+		pgi_bdev_close(base);
 		return PG_ENOMEM;
 	}
 	d->priv = q;
@@ -784,7 +784,7 @@ fail:
 }
 
 int
-pg_qcow2_overlay_finish(struct pg_bdev *d)
+pgi_qcow2_overlay_finish(struct pg_bdev *d)
 {
 	struct qcow2 *q = d->priv;
 	uint64_t cs = q->cs, nl2 = 0, base, total, R = 0, T = 0, l2_start, l1_start, l1_cl;

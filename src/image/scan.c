@@ -28,7 +28,7 @@ pg_image_scan(struct pg_store *st, const char *path, json_t **summary)
 
 	if (summary)
 		*summary = NULL;
-	rc = pg_inspect_path(path, 0, &inv);
+	rc = pgi_inspect_path(path, 0, &inv);
 	if (rc < 0)
 		return rc;
 	/* Hashing a large image costs more than inspecting it: an image whose
@@ -37,20 +37,20 @@ pg_image_scan(struct pg_store *st, const char *path, json_t **summary)
 		json_t *rows = NULL;
 		char hash[65];
 
-		rc = pg_image_query(st,
-				    "SELECT sha256 FROM image WHERE path = ? AND file_size = ?"
-				    " AND mtime_ns = ? AND file_ino = ? AND sha256 IS NOT NULL",
-				    json_pack("[O,O,O,O]", json_object_get(inv, "path"),
-					      json_object_get(inv, "file_size"),
-					      json_object_get(inv, "mtime_ns"),
-					      json_object_get(inv, "file_ino")),
-				    &rows);
+		rc = pgi_image_query(st,
+				     "SELECT sha256 FROM image WHERE path = ? AND file_size = ?"
+				     " AND mtime_ns = ? AND file_ino = ? AND sha256 IS NOT NULL",
+				     json_pack("[O,O,O,O]", json_object_get(inv, "path"),
+					       json_object_get(inv, "file_size"),
+					       json_object_get(inv, "mtime_ns"),
+					       json_object_get(inv, "file_ino")),
+				     &rows);
 		if (rc == 0 && json_array_size(rows) == 1) {
 			json_object_set(inv, "sha256",
 					json_object_get(json_array_get(rows, 0), "sha256"));
 			json_object_set_new(inv, "hash_cached", json_true());
 		} else {
-			rc = pg_hash_file(json_string_value(json_object_get(inv, "path")), hash);
+			rc = pgi_hash_file(json_string_value(json_object_get(inv, "path")), hash);
 			if (rc == 0)
 				json_object_set_new(inv, "sha256", json_string(hash));
 		}
@@ -60,7 +60,7 @@ pg_image_scan(struct pg_store *st, const char *path, json_t **summary)
 			return rc;
 		}
 	}
-	rc = pg_image_save(st, inv, NULL);
+	rc = pgi_image_save(st, inv, NULL);
 	if (rc < 0) {
 		json_decref(inv);
 		return rc;

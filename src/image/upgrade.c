@@ -112,9 +112,10 @@ lease_keep(struct up *u, int force)
 		return;
 	if (!force && now - u->last_renew_ms < (uint64_t)u->lease_ms / 3)
 		return;
-	if (pg_image_run(u->st, by_engine(u->st, KEEP_SQL(NOW_PG), KEEP_SQL(NOW_SQ)),
-			 json_pack("[I,I,s]", (json_int_t)u->lease_ms, (json_int_t)u->job, u->node),
-			 &changed) < 0) {
+	if (pgi_image_run(
+		u->st, by_engine(u->st, KEEP_SQL(NOW_PG), KEEP_SQL(NOW_SQ)),
+		json_pack("[I,I,s]", (json_int_t)u->lease_ms, (json_int_t)u->job, u->node),
+		&changed) < 0) {
 		pg_debug("upgrade", "lease not renewed: %s", pg_last_error());
 		return;
 	}
@@ -143,11 +144,11 @@ tick(struct up *u, int force)
 	/* A progress row that cannot be written (store busy) does not fail
 	 * the upgrade; the next tick tries again. */
 	if (u->job &&
-	    pg_image_run(u->st,
-			 "UPDATE image_job SET progress = ? WHERE id = ?"
-			 " AND coalesce(node, '') = ?",
-			 json_pack("[f,I,s]", frac, (json_int_t)u->job, u->node ? u->node : ""),
-			 NULL) < 0)
+	    pgi_image_run(u->st,
+			  "UPDATE image_job SET progress = ? WHERE id = ?"
+			  " AND coalesce(node, '') = ?",
+			  json_pack("[f,I,s]", frac, (json_int_t)u->job, u->node ? u->node : ""),
+			  NULL) < 0)
 		pg_debug("upgrade", "progress not stored: %s", pg_last_error());
 	if (u->o && u->o->progress)
 		u->o->progress(u->o->progress_arg, frac);
@@ -226,18 +227,18 @@ do_mkdir(struct up *u, ext2_ino_t parent, const char *name, unsigned mode, unsig
 
 	e = WITH_DIR_SPACE(u->fs, parent, ext2fs_mkdir(u->fs, parent, 0, name));
 	if (e)
-		return pg_extfs_fail(e, name);
+		return pgi_extfs_fail(e, name);
 	e = ext2fs_lookup(u->fs, parent, name, (int)strlen(name), NULL, out);
 	if (!e)
 		e = ext2fs_read_inode(u->fs, *out, &in);
 	if (e)
-		return pg_extfs_fail(e, name);
+		return pgi_extfs_fail(e, name);
 	in.i_mode = (uint16_t)(LINUX_S_IFDIR | (mode & 07777));
 	set_owner(&in, uid, gid);
 	in.i_mtime = in.i_atime = mtime;
 	in.i_ctime = u->now;
 	e = ext2fs_write_inode(u->fs, *out, &in);
-	return e ? pg_extfs_fail(e, name) : 0;
+	return e ? pgi_extfs_fail(e, name) : 0;
 }
 
 /* Walks dir components inside the image, following symlinks (absolute ones
@@ -277,11 +278,11 @@ walk_dir(struct up *u, const char *path, int create, ext2_ino_t *out)
 			if (rc < 0)
 				return rc;
 		} else if (err) {
-			return pg_extfs_fail(err, path);
+			return pgi_extfs_fail(err, path);
 		}
 		err = ext2fs_read_inode(u->fs, ino, &in);
 		if (err)
-			return pg_extfs_fail(err, path);
+			return pgi_extfs_fail(err, path);
 		if (LINUX_S_ISLNK(in.i_mode)) {
 			ext2_ino_t res;
 
@@ -290,11 +291,11 @@ walk_dir(struct up *u, const char *path, int create, ext2_ino_t *out)
 				return pg_error(PG_ENOENT, "upgrade",
 						"dangling symlink '%s' in '%s'", comp, path);
 			if (err)
-				return pg_extfs_fail(err, path);
+				return pgi_extfs_fail(err, path);
 			ino = res;
 			err = ext2fs_read_inode(u->fs, ino, &in);
 			if (err)
-				return pg_extfs_fail(err, path);
+				return pgi_extfs_fail(err, path);
 		}
 		if (!LINUX_S_ISDIR(in.i_mode))
 			return pg_error(PG_EEXIST, "upgrade", "'%s' in '%s' is not a directory",
@@ -316,17 +317,17 @@ drop_link(struct up *u, ext2_ino_t ino)
 
 	e = ext2fs_read_inode(u->fs, ino, &in);
 	if (e)
-		return pg_extfs_fail(e, "inode");
+		return pgi_extfs_fail(e, "inode");
 	if (in.i_links_count > 1) {
 		in.i_links_count--;
 		in.i_ctime = u->now;
 		e = ext2fs_write_inode(u->fs, ino, &in);
-		return e ? pg_extfs_fail(e, "inode") : 0;
+		return e ? pgi_extfs_fail(e, "inode") : 0;
 	}
 	if ((in.i_flags & EXT4_INLINE_DATA_FL) || ext2fs_inode_has_valid_blocks2(u->fs, &in)) {
 		e = ext2fs_punch(u->fs, ino, &in, NULL, 0, ~0ULL);
 		if (e)
-			return pg_extfs_fail(e, "free blocks");
+			return pgi_extfs_fail(e, "free blocks");
 	}
 	acl = ext2fs_file_acl_block(u->fs, &in);
 	if (acl) {
@@ -334,7 +335,7 @@ drop_link(struct up *u, ext2_ino_t ino)
 
 		e = ext2fs_adjust_ea_refcount3(u->fs, acl, NULL, -1, &cnt, ino);
 		if (e)
-			return pg_extfs_fail(e, "xattr block");
+			return pgi_extfs_fail(e, "xattr block");
 		if (cnt == 0)
 			ext2fs_block_alloc_stats2(u->fs, acl, -1);
 		ext2fs_file_acl_block_set(u->fs, &in, 0);
@@ -343,7 +344,7 @@ drop_link(struct up *u, ext2_ino_t ino)
 	in.i_dtime = u->now;
 	e = ext2fs_write_inode(u->fs, ino, &in);
 	if (e)
-		return pg_extfs_fail(e, "inode");
+		return pgi_extfs_fail(e, "inode");
 	ext2fs_inode_alloc_stats2(u->fs, ino, -1, LINUX_S_ISDIR(in.i_mode));
 	return 0;
 }
@@ -360,15 +361,15 @@ remove_name(struct up *u, ext2_ino_t dir, const char *name)
 	if (e == EXT2_ET_FILE_NOT_FOUND)
 		return 0;
 	if (e)
-		return pg_extfs_fail(e, name);
+		return pgi_extfs_fail(e, name);
 	e = ext2fs_read_inode(u->fs, ino, &in);
 	if (e)
-		return pg_extfs_fail(e, name);
+		return pgi_extfs_fail(e, name);
 	if (LINUX_S_ISDIR(in.i_mode))
 		return pg_error(PG_EEXIST, "upgrade", "'%s' is a directory in the image", name);
 	e = ext2fs_unlink(u->fs, dir, name, ino, 0);
 	if (e)
-		return pg_extfs_fail(e, name);
+		return pgi_extfs_fail(e, name);
 	int rc = drop_link(u, ino);
 	return rc < 0 ? rc : 1;
 }
@@ -384,10 +385,10 @@ new_file_inode(struct up *u, ext2_ino_t dir, const char *name, unsigned mode, un
 
 	e = ext2fs_new_inode(u->fs, dir, LINUX_S_IFREG | 0644, NULL, ino);
 	if (e)
-		return pg_extfs_fail(e, name);
+		return pgi_extfs_fail(e, name);
 	e = WITH_DIR_SPACE(u->fs, dir, ext2fs_link(u->fs, dir, name, *ino, EXT2_FT_REG_FILE));
 	if (e)
-		return pg_extfs_fail(e, name);
+		return pgi_extfs_fail(e, name);
 	ext2fs_inode_alloc_stats2(u->fs, *ino, +1, 0);
 	memset(in, 0, sizeof(*in));
 	in->i_mode = (uint16_t)(LINUX_S_IFREG | (mode & 07777));
@@ -404,16 +405,16 @@ new_file_inode(struct up *u, ext2_ino_t dir, const char *name, unsigned mode, un
 		 * empty extent header in i_block and sets EXT4_EXTENTS_FL. */
 		e = ext2fs_extent_open2(u->fs, *ino, in, &h);
 		if (e)
-			return pg_extfs_fail(e, name);
+			return pgi_extfs_fail(e, name);
 		ext2fs_extent_free(h);
 	}
 	e = ext2fs_write_new_inode(u->fs, *ino, in);
 	if (e)
-		return pg_extfs_fail(e, name);
+		return pgi_extfs_fail(e, name);
 	if (in->i_flags & EXT4_INLINE_DATA_FL) {
 		e = ext2fs_inline_data_init(u->fs, *ino);
 		if (e)
-			return pg_extfs_fail(e, name);
+			return pgi_extfs_fail(e, name);
 	}
 	return 0;
 }
@@ -437,7 +438,7 @@ preallocate(struct up *u, ext2_ino_t ino, const char *name, size_t size)
 						      u->fs->blocksize) >>
 						     20));
 	if (e)
-		return pg_extfs_fail(e, name);
+		return pgi_extfs_fail(e, name);
 	return 0;
 }
 
@@ -449,7 +450,7 @@ read_chunk(struct up *u, const char *name, size_t *n)
 	int rc = check_stop(u);
 
 	if (rc == 0)
-		rc = pg_deb_data_read(u->data, u->chunk, *n, n);
+		rc = pgi_deb_data_read(u->data, u->chunk, *n, n);
 	if (rc == 0 && *n == 0)
 		rc = pg_error(PG_ETRUNC, "upgrade", "'%s': package data ended early", name);
 	return rc;
@@ -514,7 +515,7 @@ create_file(struct up *u, ext2_ino_t dir, const char *name, const uint8_t *data,
 	}
 	e = ext2fs_file_open(u->fs, ino, EXT2_FILE_WRITE, &f);
 	if (e)
-		return pg_extfs_fail(e, name);
+		return pgi_extfs_fail(e, name);
 	rc = write_contents(u, f, name, data, size, &e);
 	if (!e && rc == 0)
 		e = ext2fs_file_close(f);
@@ -523,14 +524,14 @@ create_file(struct up *u, ext2_ino_t dir, const char *name, const uint8_t *data,
 	if (rc < 0)
 		return rc;
 	if (e)
-		return pg_extfs_fail(e, name);
+		return pgi_extfs_fail(e, name);
 	/* ext2fs_file_close wrote size and blocks; put our times back. */
 	e = ext2fs_read_inode(u->fs, ino, &in);
 	if (!e) {
 		in.i_atime = in.i_mtime = mtime;
 		e = ext2fs_write_inode(u->fs, ino, &in);
 	}
-	return e ? pg_extfs_fail(e, name) : 0;
+	return e ? pgi_extfs_fail(e, name) : 0;
 }
 
 static int
@@ -584,7 +585,7 @@ read_nofollow(struct up *u, ext2_ino_t dir, const char *name, uint8_t **data, si
 		return PG_ENOENT;
 	e = ext2fs_read_inode(u->fs, ino, &in);
 	if (e)
-		return pg_extfs_fail(e, name);
+		return pgi_extfs_fail(e, name);
 	if (!LINUX_S_ISREG(in.i_mode))
 		return PG_EINVAL;
 	size = EXT2_I_SIZE(&in);
@@ -607,7 +608,7 @@ read_nofollow(struct up *u, ext2_ino_t dir, const char *name, uint8_t **data, si
 	if (e) {
 		free(*data);
 		*data = NULL;
-		return pg_extfs_fail(e, name);
+		return pgi_extfs_fail(e, name);
 	}
 	return 0;
 }
@@ -745,8 +746,8 @@ static struct pg_para *
 find_installed(struct pg_deb822 *st, const char *name, const char *arch)
 {
 	for (size_t i = 0; i < st->n; i++) {
-		const char *pn = pg_para_get(&st->p[i], "Package");
-		const char *pa = pg_para_get(&st->p[i], "Architecture");
+		const char *pn = pgi_para_get(&st->p[i], "Package");
+		const char *pa = pgi_para_get(&st->p[i], "Architecture");
 
 		if (pn && !strcmp(pn, name) &&
 		    (!pa || !strcmp(pa, arch) || !strcmp(pa, "all") || !strcmp(arch, "all")))
@@ -766,7 +767,7 @@ static void
 info_prefixes(struct pkg *c)
 {
 	struct up *u = c->u;
-	const char *ma = pg_para_get(&c->deb->control, "Multi-Arch");
+	const char *ma = pgi_para_get(&c->deb->control, "Multi-Arch");
 	int same = ma && !strcasecmp(ma, "same"), fmt = 0;
 	uint8_t *fdata = NULL;
 	size_t flen = 0;
@@ -862,7 +863,7 @@ put_regular(struct pkg *c, const struct pg_deb_file *f, ext2_ino_t d, const char
 		return 0;
 	}
 	PG_TRY_GOTO(remove_name(u, d, target), fail, "upgrade", f->path);
-	PG_TRY_GOTO(pg_deb_data_file(u->data, f), fail, "upgrade", f->path);
+	PG_TRY_GOTO(pgi_deb_data_file(u->data, f), fail, "upgrade", f->path);
 	PG_TRY_GOTO(
 	    create_file(u, d, target, NULL, f->size, f->mode, f->uid, f->gid, (uint32_t)f->mtime),
 	    fail, "upgrade", f->path);
@@ -881,7 +882,7 @@ put_symlink(struct pkg *c, const struct pg_deb_file *f, ext2_ino_t d, const char
 	PG_TRY_GOTO(remove_name(u, d, base), fail, "upgrade", f->path);
 	e = WITH_DIR_SPACE(u->fs, d, ext2fs_symlink(u->fs, d, 0, base, f->target));
 	if (e)
-		return pg_extfs_fail(e, f->path);
+		return pgi_extfs_fail(e, f->path);
 	return 0;
 fail:
 	return rc;
@@ -906,7 +907,7 @@ put_hardlink(struct pkg *c, size_t i, ext2_ino_t d, const char *base)
 	if (!e)
 		e = ext2fs_read_inode(u->fs, ti, &in);
 	if (e)
-		return pg_extfs_fail(e, f->target);
+		return pgi_extfs_fail(e, f->target);
 	if (!LINUX_S_ISREG(in.i_mode))
 		return pg_error(PG_EFORMAT, "upgrade", "hard link '%s' to a non-file", f->path);
 	PG_TRY_GOTO(remove_name(u, d, base), fail, "upgrade", f->path);
@@ -918,7 +919,7 @@ put_hardlink(struct pkg *c, size_t i, ext2_ino_t d, const char *base)
 		e = ext2fs_write_inode(u->fs, ti, &in);
 	}
 	if (e)
-		return pg_extfs_fail(e, f->path);
+		return pgi_extfs_fail(e, f->path);
 	/* hard-linked regular files are in md5sums too; tar links name an
 	 * earlier member of the same package */
 	for (size_t j = 0; j < i && !m; j++)
@@ -981,7 +982,7 @@ remove_if_dropped(struct pkg *c, char *const *newpaths, const char *path)
 	ext2_ino_t d, ino;
 	int rc;
 
-	if (pg_path_clean(path + (path[0] == '/'), clean, sizeof(clean)) != 0 || !clean[0] ||
+	if (pgi_path_clean(path + (path[0] == '/'), clean, sizeof(clean)) != 0 || !clean[0] ||
 	    bsearch(&key, newpaths, c->deb->nfiles, sizeof(char *), cmp_str) ||
 	    conffile_md5(c->oldconf, path, tmp) || owned_elsewhere(u, c->oldprefix, path))
 		return 0;
@@ -1085,32 +1086,32 @@ static int
 status_paragraph(struct pkg *c, struct pg_para *np)
 {
 	const struct pg_deb *deb = c->deb;
-	const char *desc = pg_para_get(&deb->control, "Description");
+	const char *desc = pgi_para_get(&deb->control, "Description");
 	int rc;
 
-	PG_TRY_GOTO(pg_para_set(np, "Package", c->name), fail, "upgrade", "status");
+	PG_TRY_GOTO(pgi_para_set(np, "Package", c->name), fail, "upgrade", "status");
 	PG_TRY_GOTO(
-	    pg_para_set(np, "Status", c->scripts ? "install ok unpacked" : "install ok installed"),
+	    pgi_para_set(np, "Status", c->scripts ? "install ok unpacked" : "install ok installed"),
 	    fail, "upgrade", "status");
 	for (size_t i = 0; i < deb->control.n; i++) {
 		const struct pg_kv *kv = &deb->control.kv[i];
 
 		if (!strcasecmp(kv->key, "Package") || !strcasecmp(kv->key, "Description"))
 			continue;
-		PG_TRY_GOTO(pg_para_set(np, kv->key, kv->val), fail, "upgrade", "status");
+		PG_TRY_GOTO(pgi_para_set(np, kv->key, kv->val), fail, "upgrade", "status");
 		if (!strcasecmp(kv->key, "Version") && c->scripts && c->old_version && c->old &&
-		    pg_para_get(c->old, "Status") &&
-		    strstr(pg_para_get(c->old, "Status"), " installed"))
-			PG_TRY_GOTO(pg_para_set(np, "Config-Version", c->old_version), fail,
+		    pgi_para_get(c->old, "Status") &&
+		    strstr(pgi_para_get(c->old, "Status"), " installed"))
+			PG_TRY_GOTO(pgi_para_set(np, "Config-Version", c->old_version), fail,
 				    "upgrade", "status");
 	}
 	if (c->conf.len) {
 		PG_TRY_GOTO(pg_buf_append_byte(&c->conf, 0), fail, "upgrade", "conffiles");
-		PG_TRY_GOTO(pg_para_set(np, "Conffiles", (char *)c->conf.data), fail, "upgrade",
+		PG_TRY_GOTO(pgi_para_set(np, "Conffiles", (char *)c->conf.data), fail, "upgrade",
 			    "status");
 	}
 	if (desc)
-		PG_TRY_GOTO(pg_para_set(np, "Description", desc), fail, "upgrade", "status");
+		PG_TRY_GOTO(pgi_para_set(np, "Description", desc), fail, "upgrade", "status");
 	return 0;
 fail:
 	return rc;
@@ -1121,7 +1122,7 @@ static int
 store_paragraph(struct pg_deb822 *st, struct pg_para *old, struct pg_para *np)
 {
 	if (old) {
-		pg_para_release(old);
+		pgi_para_release(old);
 		*old = *np;
 	} else {
 		struct pg_para *nps = realloc(st->p, (st->n + 1) * sizeof(*nps));
@@ -1142,9 +1143,9 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 {
 	struct pkg c = {.u = u,
 			.deb = deb,
-			.name = pg_para_get(&deb->control, "Package"),
-			.ver = pg_para_get(&deb->control, "Version"),
-			.arch = pg_para_get(&deb->control, "Architecture"),
+			.name = pgi_para_get(&deb->control, "Package"),
+			.ver = pgi_para_get(&deb->control, "Version"),
+			.arch = pgi_para_get(&deb->control, "Architecture"),
 			.list = PG_BUF_INIT(MAX_LIST),
 			.md5s = PG_BUF_INIT(MAX_LIST),
 			.conf = PG_BUF_INIT(MAX_LIST),
@@ -1155,10 +1156,10 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 
 	c.old = find_installed(st, c.name, c.arch);
 	if (c.old) {
-		const char *ov = pg_para_get(c.old, "Version");
+		const char *ov = pgi_para_get(c.old, "Version");
 
 		c.old_version = ov ? strdup(ov) : NULL;
-		c.oldconf = pg_para_get(c.old, "Conffiles");
+		c.oldconf = pgi_para_get(c.old, "Conffiles");
 	}
 	info_prefixes(&c);
 	ulog(u, "%s %s: %s -> %s (%zu files%s)", c.old ? "upgrading" : "installing", c.name,
@@ -1169,7 +1170,7 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 		rc = PG_ENOMEM;
 		goto out;
 	}
-	PG_TRY_GOTO(pg_deb_data_open(deb, &u->data), out, "upgrade", "package data");
+	PG_TRY_GOTO(pgi_deb_data_open(deb, &u->data), out, "upgrade", "package data");
 	PG_TRY_GOTO(unpack_files(&c, newpaths), out, "upgrade", "unpack");
 	qsort(newpaths, deb->nfiles, sizeof(char *), cmp_str);
 	PG_TRY_GOTO(remove_dropped(&c, newpaths), out, "upgrade", "old files");
@@ -1185,9 +1186,9 @@ apply_deb(struct up *u, struct pg_deb822 *st, const struct pg_deb *deb, json_t *
 					(json_int_t)deb->nfiles, "removed", (json_int_t)c.removed,
 					"conffiles_kept", (json_int_t)c.kept));
 out:
-	pg_deb_data_close(u->data);
+	pgi_deb_data_close(u->data);
 	u->data = NULL;
-	pg_para_release(&np);
+	pgi_para_release(&np);
 	pg_buf_release(&c.list);
 	pg_buf_release(&c.md5s);
 	pg_buf_release(&c.conf);
@@ -1239,7 +1240,7 @@ install_firstboot(struct up *u)
 			   ext2fs_symlink(u->fs, d, 0, "payguard-firstboot.service",
 					  "/etc/systemd/system/payguard-firstboot.service"));
 	if (e)
-		return pg_extfs_fail(e, "first-boot unit");
+		return pgi_extfs_fail(e, "first-boot unit");
 	ulog(u, "first-boot unit payguard-firstboot.service installed (dpkg --configure -a)");
 	return 0;
 }
@@ -1257,7 +1258,7 @@ upgrade_fs(struct up *u, struct pg_bdev *ov, uint64_t off, uint64_t len, struct 
 	errcode_t e;
 	int rc;
 
-	rc = pg_extfs_open(ov, off, len, 1, &u->fs);
+	rc = pgi_extfs_open(ov, off, len, 1, &u->fs);
 	if (rc < 0)
 		return rc;
 	if (ext2fs_has_feature_journal_needs_recovery(u->fs->super)) {
@@ -1274,31 +1275,31 @@ upgrade_fs(struct up *u, struct pg_bdev *ov, uint64_t off, uint64_t len, struct 
 	}
 	e = ext2fs_read_bitmaps(u->fs);
 	if (e) {
-		rc = pg_extfs_fail(e, "bitmaps");
+		rc = pgi_extfs_fail(e, "bitmaps");
 		goto out;
 	}
-	rc = pg_extfs_read(u->fs, STATUS_PATH, MAX_STATUS, &status, &slen);
+	rc = pgi_extfs_read(u->fs, STATUS_PATH, MAX_STATUS, &status, &slen);
 	if (rc < 0) {
 		pg_error_ctx(rc, "upgrade", "no dpkg database in the image");
 		goto out;
 	}
-	PG_TRY_GOTO(pg_deb822_parse((char *)status, slen, &st), out, "upgrade", "status");
+	PG_TRY_GOTO(pgi_deb822_parse((char *)status, slen, &st), out, "upgrade", "status");
 	for (size_t i = 0; i < ndebs; i++)
 		PG_TRY_GOTO(apply_deb(u, &st, &debs[i], report), out, "upgrade", "package");
-	PG_TRY_GOTO(pg_deb822_write(&st, &out, &olen), out, "upgrade", "status");
+	PG_TRY_GOTO(pgi_deb822_write(&st, &out, &olen), out, "upgrade", "status");
 	PG_TRY_GOTO(write_path(u, "var/lib/dpkg/status-old", status, slen, 0644), out, "upgrade",
 		    "status-old");
 	PG_TRY_GOTO(write_path(u, STATUS_PATH, (uint8_t *)out, olen, 0644), out, "upgrade",
 		    "status");
 	if (u->unpacked)
 		PG_TRY_GOTO(install_firstboot(u), out, "upgrade", "firstboot");
-	rc = pg_extfs_close(u->fs);
+	rc = pgi_extfs_close(u->fs);
 	u->fs = NULL;
 out:
 	if (u->fs)
-		pg_extfs_close(u->fs);
+		pgi_extfs_close(u->fs);
 	u->fs = NULL;
-	pg_deb822_release(&st);
+	pgi_deb822_release(&st);
 	free(status);
 	free(out);
 	return rc;
@@ -1337,10 +1338,10 @@ job_finish(struct up *u, const char *state, json_t *result)
 	int64_t changed = 0;
 	int rc;
 
-	pg_now_iso(now, sizeof(now));
+	pgi_now_iso(now, sizeof(now));
 	rc = pg_db_begin(u->st->pdb);
 	if (rc == 0)
-		rc = pg_image_run(
+		rc = pgi_image_run(
 		    u->st,
 		    "UPDATE image_job SET state = ?, finished_at = ?, log = log || ?,"
 		    " result = ?, progress = CASE WHEN CAST(? AS TEXT) = 'done' THEN 1.0"
@@ -1367,7 +1368,7 @@ static int
 root_partition(struct pg_store *st, int64_t id, uint64_t *off, uint64_t *len)
 {
 	json_t *rows = NULL;
-	int rc = pg_image_query(
+	int rc = pgi_image_query(
 	    st,
 	    "SELECT start, size FROM image_partition WHERE image_id = ? AND is_root = 1"
 	    " AND supported = 1 ORDER BY idx LIMIT 1",
@@ -1417,13 +1418,13 @@ pick_fixes(struct pg_store *st, const char *ref, const char *repo, char ***paths
 		if (l < 5 || strcmp(de->d_name + l - 4, ".deb") != 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", repo, de->d_name);
-		if (pg_deb_read(path, &deb) < 0) {
+		if (pgi_deb_read(path, &deb) < 0) {
 			pg_warn("upgrade", "skipping %s: %s", path, pg_last_error());
 			continue;
 		}
-		name = pg_para_get(&deb.control, "Package");
-		ver = pg_para_get(&deb.control, "Version");
-		src = pg_para_get(&deb.control, "Source");
+		name = pgi_para_get(&deb.control, "Package");
+		ver = pgi_para_get(&deb.control, "Version");
+		src = pgi_para_get(&deb.control, "Source");
 		snprintf(sname, sizeof(sname), "%s", src ? src : name);
 		sname[strcspn(sname, " (")] = 0;
 		snprintf(sver, sizeof(sver), "%s", ver);
@@ -1446,7 +1447,7 @@ pick_fixes(struct pg_store *st, const char *ref, const char *repo, char ***paths
 				break;
 			}
 		}
-		pg_deb_release(&deb);
+		pgi_deb_release(&deb);
 	}
 	closedir(dh);
 	json_decref(f);
@@ -1461,7 +1462,7 @@ static int
 insert_job(struct pg_store *st, const char *sql, json_t *args, int64_t *id)
 {
 	json_t *rows = NULL;
-	int rc = pg_image_query(st, sql, args, &rows);
+	int rc = pgi_image_query(st, sql, args, &rows);
 
 	if (rc < 0)
 		return rc;
@@ -1480,10 +1481,10 @@ pg_image_job_queue(struct pg_store *st, const char *ref, int64_t *job)
 	*job = 0;
 	if (!ref || !*ref)
 		return pg_error(PG_EINVAL, "upgrade", "no image given");
-	rc = pg_image_resolve(st, ref, &id, &img);
+	rc = pgi_image_resolve(st, ref, &id, &img);
 	if (rc < 0)
 		return rc;
-	pg_now_iso(now, sizeof(now));
+	pgi_now_iso(now, sizeof(now));
 	rc = insert_job(st,
 			"INSERT INTO image_job(image_id, image_path, kind, state, started_at,"
 			" progress) VALUES(?, ?, 'upgrade', 'queued', ?, 0.0) RETURNING id",
@@ -1500,11 +1501,11 @@ pg_image_job_abandon(struct pg_store *st, int64_t job, const char *why)
 {
 	char now[32];
 
-	pg_now_iso(now, sizeof(now));
-	return pg_image_run(st,
-			    "UPDATE image_job SET state = 'failed', finished_at = ?,"
-			    " log = coalesce(log, '') || ? WHERE id = ? AND state = 'queued'",
-			    json_pack("[s,s,I]", now, why, (json_int_t)job), NULL);
+	pgi_now_iso(now, sizeof(now));
+	return pgi_image_run(st,
+			     "UPDATE image_job SET state = 'failed', finished_at = ?,"
+			     " log = coalesce(log, '') || ? WHERE id = ? AND state = 'queued'",
+			     json_pack("[s,s,I]", now, why, (json_int_t)job), NULL);
 }
 
 /* Which jobs a runner may take: queued, or running under a lease that
@@ -1589,8 +1590,8 @@ pg_image_job_claim(struct pg_store *st, const char *node, int64_t lease_ms, int6
 		lease_ms = PG_IMAGE_LEASE_MS;
 	if (!node)
 		lease_ms = 0;
-	rc = pg_image_query(st, by_engine(st, claim_next_pg, claim_next_sqlite),
-			    claim_args(node, lease_ms), &rows);
+	rc = pgi_image_query(st, by_engine(st, claim_next_pg, claim_next_sqlite),
+			     claim_args(node, lease_ms), &rows);
 	if (rc < 0)
 		return rc;
 	r = json_array_get(rows, 0);
@@ -1620,7 +1621,7 @@ pg_image_job_renew(struct pg_store *st, const char *node, int64_t lease_ms)
 		return pg_error(PG_EINVAL, "upgrade", "renew: no node given");
 	if (node_check(node) < 0)
 		return PG_EINVAL;
-	rc = pg_image_run(
+	rc = pgi_image_run(
 	    st, by_engine(st, RENEW_SQL(NOW_PG), RENEW_SQL(NOW_SQ)),
 	    json_pack("[I,s]", (json_int_t)(lease_ms > 0 ? lease_ms : PG_IMAGE_LEASE_MS), node),
 	    &changed);
@@ -1639,7 +1640,7 @@ pg_image_job_renew_jobs(struct pg_store *st, const char *node, const int64_t *jo
 		return PG_EINVAL;
 	for (size_t i = 0; i < n; i++) {
 		int64_t changed = 0;
-		int rc = pg_image_run(
+		int rc = pgi_image_run(
 		    st, by_engine(st, KEEP_SQL(NOW_PG), KEEP_SQL(NOW_SQ)),
 		    json_pack("[I,I,s]", (json_int_t)(lease_ms > 0 ? lease_ms : PG_IMAGE_LEASE_MS),
 			      (json_int_t)jobs[i], node),
@@ -1677,15 +1678,15 @@ job_claim(struct up *u, int64_t job, int64_t *image_id, json_t **prev)
 	int mine, expired;
 	const char *state;
 	int rc =
-	    pg_image_query(st,
-			   by_engine(st,
-				     "SELECT state, image_id, pid, node, overlay, partial,"
-				     " CASE WHEN state = 'running' AND lease_until_ms < " NOW_PG
-				     " THEN 1 ELSE 0 END AS expired FROM image_job WHERE id = ?",
-				     "SELECT state, image_id, pid, node, overlay, partial,"
-				     " CASE WHEN state = 'running' AND lease_until_ms < " NOW_SQ
-				     " THEN 1 ELSE 0 END AS expired FROM image_job WHERE id = ?"),
-			   json_pack("[I]", (json_int_t)job), &rows);
+	    pgi_image_query(st,
+			    by_engine(st,
+				      "SELECT state, image_id, pid, node, overlay, partial,"
+				      " CASE WHEN state = 'running' AND lease_until_ms < " NOW_PG
+				      " THEN 1 ELSE 0 END AS expired FROM image_job WHERE id = ?",
+				      "SELECT state, image_id, pid, node, overlay, partial,"
+				      " CASE WHEN state = 'running' AND lease_until_ms < " NOW_SQ
+				      " THEN 1 ELSE 0 END AS expired FROM image_job WHERE id = ?"),
+			    json_pack("[I]", (json_int_t)job), &rows);
 
 	if (rc < 0)
 		return rc;
@@ -1731,7 +1732,7 @@ job_claim(struct up *u, int64_t job, int64_t *image_id, json_t **prev)
 		json_t *args = claim_args(u->node, u->node ? u->lease_ms : 0);
 
 		json_array_append_new(args, json_integer(job));
-		rc = pg_image_run(st, by_engine(st, claim_id_pg, claim_id_sqlite), args, &changed);
+		rc = pgi_image_run(st, by_engine(st, claim_id_pg, claim_id_sqlite), args, &changed);
 	}
 	if (rc == 0 && changed != 1)
 		rc = pg_error(PG_ESTATE, "upgrade", "job %lld was taken by another runner",
@@ -1764,9 +1765,9 @@ drop_previous(struct up *u, json_t *prev)
 			ulog(u, "job %lld: removed the previous runner's unrecorded overlay %s",
 			     (long long)u->job, ov);
 	}
-	return pg_image_run(u->st,
-			    "UPDATE image_job SET overlay = NULL, partial = NULL WHERE id = ?",
-			    json_pack("[I]", (json_int_t)u->job), NULL);
+	return pgi_image_run(u->st,
+			     "UPDATE image_job SET overlay = NULL, partial = NULL WHERE id = ?",
+			     json_pack("[I]", (json_int_t)u->job), NULL);
 }
 
 /* One pg_image_upgrade: what it holds (freed by up_release) and where it
@@ -1837,7 +1838,7 @@ up_read_packages(struct up_run *r)
 		return PG_ENOMEM;
 	for (size_t i = 0; i < r->ndebs; i++) {
 		PG_TRY_GOTO(check_stop(&r->u), fail, "upgrade", "stop");
-		PG_TRY_GOTO(pg_deb_read(r->debpaths[i], &r->debs[i]), fail, "upgrade",
+		PG_TRY_GOTO(pgi_deb_read(r->debpaths[i], &r->debs[i]), fail, "upgrade",
 			    r->debpaths[i]);
 		r->u.total += r->debs[i].unpacked;
 	}
@@ -1881,12 +1882,12 @@ up_paths(struct up_run *r)
 	r->have_partial = 1;
 	/* (only while the job is this runner's: one taken over keeps the new
 	 * runner's paths) */
-	PG_TRY_GOTO(pg_image_run(r->st,
-				 "UPDATE image_job SET overlay = ?, partial = ? WHERE id = ?"
-				 " AND coalesce(node, '') = ?",
-				 json_pack("[s,s,I,s]", r->out, r->partial, (json_int_t)r->job,
-					   r->u.node ? r->u.node : ""),
-				 NULL),
+	PG_TRY_GOTO(pgi_image_run(r->st,
+				  "UPDATE image_job SET overlay = ?, partial = ? WHERE id = ?"
+				  " AND coalesce(node, '') = ?",
+				  json_pack("[s,s,I,s]", r->out, r->partial, (json_int_t)r->job,
+					    r->u.node ? r->u.node : ""),
+				  NULL),
 		    fail, "upgrade", "job");
 	return 0;
 fail:
@@ -1902,9 +1903,9 @@ up_write_overlay(struct up_run *r)
 	char fmtc[8], dirc[4200];
 	int rc, dfd;
 
-	PG_TRY_GOTO(pg_bdev_open(r->img, &r->base), fail, "upgrade", "open image");
+	PG_TRY_GOTO(pgi_bdev_open(r->img, &r->base), fail, "upgrade", "open image");
 	snprintf(fmtc, sizeof(fmtc), "%s", r->base->fmt);
-	rc = pg_qcow2_overlay_create(r->partial, r->img, fmtc, r->base, &r->ov);
+	rc = pgi_qcow2_overlay_create(r->partial, r->img, fmtc, r->base, &r->ov);
 	r->base = NULL; /* owned by the overlay now, even on failure */
 	if (rc < 0)
 		return rc;
@@ -1912,8 +1913,8 @@ up_write_overlay(struct up_run *r)
 	PG_TRY_GOTO(upgrade_fs(&r->u, r->ov, r->off, r->len, r->debs, r->ndebs, r->report), fail,
 		    "upgrade", "unpack");
 	PG_TRY_GOTO(check_stop(&r->u), fail, "upgrade", "stop");
-	PG_TRY_GOTO(pg_qcow2_overlay_finish(r->ov), fail, "upgrade", "finish overlay");
-	pg_bdev_close(r->ov);
+	PG_TRY_GOTO(pgi_qcow2_overlay_finish(r->ov), fail, "upgrade", "finish overlay");
+	pgi_bdev_close(r->ov);
 	r->ov = NULL;
 	lease_keep(&r->u, 1);
 	PG_TRY_GOTO(check_stop(&r->u), fail, "upgrade", "lease");
@@ -1941,7 +1942,7 @@ up_fail(struct up_run *r, int rc)
 
 	snprintf(msg, sizeof(msg), "%s", pg_last_error()[0] ? pg_last_error() : pg_strerror(rc));
 	/* The half-written overlay goes before the job says so. */
-	pg_bdev_close(r->ov);
+	pgi_bdev_close(r->ov);
 	r->ov = NULL;
 	/* (the final name is only ever written by the rename: nothing to drop
 	 * there, and it may be a new runner's after a take-over) */
@@ -1958,14 +1959,14 @@ up_fail(struct up_run *r, int rc)
 static void
 up_release(struct up_run *r)
 {
-	pg_bdev_close(r->ov);
-	pg_bdev_close(r->base);
+	pgi_bdev_close(r->ov);
+	pgi_bdev_close(r->base);
 	if (r->created || r->have_partial)
 		unlink(r->partial);
 	json_decref(r->prev);
 	if (r->debs)
 		for (size_t i = 0; i < r->ndebs; i++)
-			pg_deb_release(&r->debs[i]);
+			pgi_deb_release(&r->debs[i]);
 	free(r->debs);
 	for (size_t i = 0; i < r->nfix; i++)
 		free(r->fixes[i]);
@@ -2003,11 +2004,11 @@ pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **
 	rc = up_which(r);
 	if (rc < 0)
 		goto out;
-	rc = pg_image_resolve(st, r->ref, &r->id, &r->img);
+	rc = pgi_image_resolve(st, r->ref, &r->id, &r->img);
 	if (rc == PG_ENOENT && !r->job && o->job <= 0 && access(r->ref, R_OK) == 0) {
 		/* not collected yet: collect it now */
 		PG_TRY_GOTO(pg_image_scan(st, r->ref, NULL), out, "upgrade", "scan");
-		rc = pg_image_resolve(st, r->ref, &r->id, &r->img);
+		rc = pgi_image_resolve(st, r->ref, &r->id, &r->img);
 	}
 	if (rc < 0)
 		goto fail;
@@ -2021,7 +2022,7 @@ pg_image_upgrade(struct pg_store *st, const struct pg_upgrade_opts *o, json_t **
 		PG_TRY_GOTO(drop_previous(u, r->prev), fail, "upgrade", "take over");
 	PG_TRY_GOTO(up_read_packages(r), fail, "upgrade", "packages");
 	if (!r->job) {
-		pg_now_iso(now, sizeof(now));
+		pgi_now_iso(now, sizeof(now));
 		PG_TRY_GOTO(
 		    insert_job(
 			st,
@@ -2089,14 +2090,14 @@ pg_image_jobs(struct pg_store *st, json_t **out)
 	 * another host, and waits for a node to take it over when its lease
 	 * expires.)
 	 * A queued job nobody took within QUEUE_GRACE seconds never will. */
-	rc = pg_image_query(st,
-			    "SELECT id, state, pid, overlay, partial FROM image_job"
-			    " WHERE (state = 'running' AND lease_until_ms IS NULL)"
-			    " OR (state = 'queued' AND pid IS NULL AND started_at < ?)",
-			    json_pack("[s]", cutoff), &rows);
+	rc = pgi_image_query(st,
+			     "SELECT id, state, pid, overlay, partial FROM image_job"
+			     " WHERE (state = 'running' AND lease_until_ms IS NULL)"
+			     " OR (state = 'queued' AND pid IS NULL AND started_at < ?)",
+			     json_pack("[s]", cutoff), &rows);
 	if (rc < 0)
 		return rc;
-	pg_now_iso(now, sizeof(now));
+	pgi_now_iso(now, sizeof(now));
 	json_array_foreach(rows, i, r)
 	{
 		pid_t pid = (pid_t)json_integer_value(json_object_get(r, "pid"));
@@ -2116,7 +2117,7 @@ pg_image_jobs(struct pg_store *st, json_t **out)
 		}
 		if (pg_db_begin(st->pdb) < 0)
 			continue;
-		if (pg_image_run(
+		if (pgi_image_run(
 			st,
 			"UPDATE image_job SET state = 'interrupted', finished_at = ?,"
 			" log = log || ? WHERE id = ? AND state = ?",
@@ -2133,18 +2134,18 @@ pg_image_jobs(struct pg_store *st, json_t **out)
 			pg_db_rollback(st->pdb);
 	}
 	json_decref(rows);
-	return pg_image_query(st,
-			      "SELECT id, image_id, image_path, kind, state, progress, overlay,"
-			      " started_at, finished_at, result, log, node, lease_until_ms"
-			      " FROM image_job ORDER BY id",
-			      NULL, out);
+	return pgi_image_query(st,
+			       "SELECT id, image_id, image_path, kind, state, progress, overlay,"
+			       " started_at, finished_at, result, log, node, lease_until_ms"
+			       " FROM image_job ORDER BY id",
+			       NULL, out);
 }
 
 static int
 job_get(struct pg_store *st, int64_t job, json_t **row)
 {
 	json_t *rows = NULL;
-	int rc = pg_image_query(
+	int rc = pgi_image_query(
 	    st, "SELECT id, state, overlay, image_path, result FROM image_job WHERE id = ?",
 	    json_pack("[I]", (json_int_t)job), &rows);
 
@@ -2172,8 +2173,8 @@ mark_committed(struct pg_store *st, int64_t job, json_t *result_text, const char
 		json_object_set_new(res, "committed", json_string(output));
 		s = pg_json_dumps(res, JSON_COMPACT);
 	}
-	rc = pg_image_run(st, "UPDATE image_job SET state = 'committed', result = ? WHERE id = ?",
-			  json_pack("[s?,I]", s ? s : t, (json_int_t)job), NULL);
+	rc = pgi_image_run(st, "UPDATE image_job SET state = 'committed', result = ? WHERE id = ?",
+			   json_pack("[s?,I]", s ? s : t, (json_int_t)job), NULL);
 	free(s);
 	json_decref(res);
 	return rc;
@@ -2213,8 +2214,8 @@ pg_image_commit(struct pg_store *st, int64_t job, const char *output, json_t **r
 		const char *ip = json_string_value(json_object_get(row, "image_path"));
 
 		snprintf(odir, sizeof(odir), "%s", ip ? ip : "/nonexistent/x");
-		PG_TRY_GOTO(pg_bdev_open_allow(json_string_value(json_object_get(row, "overlay")),
-					       dirname(odir), &d),
+		PG_TRY_GOTO(pgi_bdev_open_allow(json_string_value(json_object_get(row, "overlay")),
+						dirname(odir), &d),
 			    out, "image", "overlay");
 	}
 	snprintf(partial, sizeof(partial), "%s.partial", output);
@@ -2232,7 +2233,7 @@ pg_image_commit(struct pg_store *st, int64_t job, const char *output, json_t **r
 		size_t n = d->size - off < (1u << 20) ? (size_t)(d->size - off) : (1u << 20);
 		int zero = 1;
 
-		PG_TRY_GOTO(pg_bdev_read(d, off, buf, n), out, "image", "read overlay");
+		PG_TRY_GOTO(pgi_bdev_read(d, off, buf, n), out, "image", "read overlay");
 		for (size_t i = 0; i < n && zero; i += 8)
 			zero = (i + 8 <= n) ? (*(uint64_t *)(void *)(buf + i) == 0) : !buf[i];
 		if (zero)
@@ -2260,7 +2261,7 @@ out:
 		unlink(partial);
 	}
 	free(buf);
-	pg_bdev_close(d);
+	pgi_bdev_close(d);
 	json_decref(row);
 	return rc;
 }
@@ -2290,8 +2291,8 @@ pg_image_rollback(struct pg_store *st, int64_t job)
 			goto out;
 		}
 	}
-	rc = pg_image_run(st, "UPDATE image_job SET state = 'rolledback' WHERE id = ?",
-			  json_pack("[I]", (json_int_t)job), NULL);
+	rc = pgi_image_run(st, "UPDATE image_job SET state = 'rolledback' WHERE id = ?",
+			   json_pack("[I]", (json_int_t)job), NULL);
 out:
 	json_decref(row);
 	return rc;

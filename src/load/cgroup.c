@@ -87,7 +87,7 @@ cg_memtotal(void)
  * (systemd.unit(5), "String escaping").
  */
 void
-load_cgroup_name(const char *unit, char out[128])
+pgi_load_cgroup_name(const char *unit, char out[128])
 {
 	char tmp[256];
 	size_t l = strlen(unit), j = 0;
@@ -116,7 +116,7 @@ load_cgroup_name(const char *unit, char out[128])
 		}
 		tmp[j++] = unit[i];
 	}
-	load_set_name(out, tmp, j);
+	pgi_load_set_name(out, tmp, j);
 }
 
 /* A cgroup v1 hierarchy (its mount, or the files v1 controllers make). */
@@ -312,7 +312,7 @@ cg_poll(void *state, pg_load_sample_cb cb, void *ctx)
 			rc = pg_error(PG_ENOMEM, "load", "cgroup list");
 			goto out;
 		}
-		load_cgroup_name(de->d_name, c->name);
+		pgi_load_cgroup_name(de->d_name, c->name);
 		c->t_ns = t;
 		c->usage_us = cg_key(buf, "usage_usec");
 		cg_read_limits(dir, buf, ncpu, c, &v);

@@ -71,7 +71,7 @@ pg_load_series_push(struct pg_load_series *s, const struct pg_load_sample *x)
 }
 
 void
-load_set_name(char dst[128], const char *src, size_t len)
+pgi_load_set_name(char dst[128], const char *src, size_t len)
 {
 	size_t j = 0;
 
@@ -97,14 +97,14 @@ lines_lim(const struct load_lines *l, const char *line, size_t len)
 }
 
 void
-load_lines_init(struct load_lines *l, FILE *f)
+pgi_load_lines_init(struct load_lines *l, FILE *f)
 {
 	memset(l, 0, sizeof(*l));
 	l->f = f;
 }
 
 void
-load_lines_release(struct load_lines *l)
+pgi_load_lines_release(struct load_lines *l)
 {
 	if (!l)
 		return;
@@ -132,7 +132,7 @@ lines_skip(struct load_lines *l)
 }
 
 int
-load_lines_next(struct load_lines *l, char **line, size_t *len)
+pgi_load_lines_next(struct load_lines *l, char **line, size_t *len)
 {
 	if (!l->buf && !(l->buf = calloc(1, LINES_BUF + LINES_PAD)))
 		return PG_ENOMEM;
@@ -170,7 +170,7 @@ load_lines_next(struct load_lines *l, char **line, size_t *len)
 
 /* Splits at sep in place; returns the field count (at most max). */
 size_t
-load_split_fields(char *line, char sep, char **fields, size_t max)
+pgi_load_split_fields(char *line, char sep, char **fields, size_t max)
 {
 	size_t n = 0;
 	char *p = line;
@@ -190,7 +190,7 @@ load_split_fields(char *line, char sep, char **fields, size_t max)
 }
 
 int
-load_is_blank(const char *s)
+pgi_load_is_blank(const char *s)
 {
 	for (; *s; s++)
 		if (!isspace((unsigned char)*s))
@@ -217,17 +217,17 @@ bb_read_lines(struct load_lines *lines, const char *name, struct pg_load_series 
 	int rc;
 
 	/* Appends: a VM's month files are read one after the other. */
-	while ((rc = load_lines_next(lines, &line, &len)) > 0) {
+	while ((rc = pgi_load_lines_next(lines, &line, &len)) > 0) {
 		double v[BB_COLS];
 		struct pg_load_sample s;
 		size_t nf;
 
 		lineno++;
-		if (load_parse_row(line, lines_lim(lines, line, len), ';', v, BB_COLS) == 0)
+		if (pgi_load_parse_row(line, lines_lim(lines, line, len), ';', v, BB_COLS) == 0)
 			goto parsed; /* a good row in one pass */
-		if (load_is_blank(line))
+		if (pgi_load_is_blank(line))
 			continue;
-		nf = load_split_fields(line, ';', fld, BB_COLS + 1);
+		nf = pgi_load_split_fields(line, ';', fld, BB_COLS + 1);
 		if (nf != BB_COLS)
 			return pg_error(PG_EFORMAT, "load", "%s:%zu: %zu fields, expected %d", name,
 					lineno, nf, BB_COLS);
@@ -241,7 +241,7 @@ bb_read_lines(struct load_lines *lines, const char *name, struct pg_load_series 
 			continue;
 		}
 		for (size_t i = 0; i < BB_COLS; i++)
-			if (load_parse_double(fld[i], &v[i]) < 0)
+			if (pgi_load_parse_double(fld[i], &v[i]) < 0)
 				return pg_error(PG_EFORMAT, "load",
 						"%s:%zu: column '%s' is not a finite number", name,
 						lineno, cols[i]);
@@ -284,14 +284,14 @@ bb_read_lines(struct load_lines *lines, const char *name, struct pg_load_series 
 }
 
 int
-load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out)
+pgi_load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out)
 {
 	struct load_lines lines;
 	int rc;
 
-	load_lines_init(&lines, f);
+	pgi_load_lines_init(&lines, f);
 	rc = bb_read_lines(&lines, name, out);
-	load_lines_release(&lines);
+	pgi_load_lines_release(&lines);
 	return rc;
 }
 
@@ -384,7 +384,7 @@ bb_add(struct bb_state *b, const char *dir, const char *name, size_t month)
 		return pg_error(PG_ENOMEM, "load", "file list");
 	name = strrchr(f->path, '/') ? strrchr(f->path, '/') + 1 : f->path;
 	dot = strrchr(name, '.');
-	load_set_name(f->vm, name, dot ? (size_t)(dot - name) : strlen(name));
+	pgi_load_set_name(f->vm, name, dot ? (size_t)(dot - name) : strlen(name));
 	f->month = month;
 	b->nfiles++;
 	return 0;
@@ -530,7 +530,7 @@ bb_next(void *st, struct pg_load_series *out)
 			rc = pg_error(PG_ENOENT, "load", "'%s': %s", path, strerror(errno));
 			continue;
 		}
-		rc = load_bitbrains_read(f, path, out);
+		rc = pgi_load_bitbrains_read(f, path, out);
 		fclose(f);
 	}
 	return rc < 0 ? rc : 1;
@@ -551,22 +551,22 @@ static const char csv_header[] = "vm,timestamp_ms,cpu_pct,mem_pct,disk_read_kbps
 				 "net_rx_kbps,net_tx_kbps";
 
 void
-load_csv_reader_init(struct load_csv_reader *r, FILE *f, const char *name)
+pgi_load_csv_reader_init(struct load_csv_reader *r, FILE *f, const char *name)
 {
 	memset(r, 0, sizeof(*r));
 	r->f = f;
 	r->name = name;
-	load_lines_init(&r->lines, f);
+	pgi_load_lines_init(&r->lines, f);
 }
 
 void
-load_csv_reader_release(struct load_csv_reader *r)
+pgi_load_csv_reader_release(struct load_csv_reader *r)
 {
 	if (!r)
 		return;
 	free(r->pending);
 	r->pending = NULL;
-	load_lines_release(&r->lines);
+	pgi_load_lines_release(&r->lines);
 }
 
 /* Parses one row into vm name and sample; comma: its first, lim: where 8-byte reads stop. */
@@ -580,7 +580,7 @@ csv_row(struct load_csv_reader *r, char *line, const char *comma, const char *li
 	int ok = 1;
 
 	/* A good row in one pass; any fault goes the field-by-field way for its message. */
-	if (comma && load_parse_row(comma + 1, lim, ',', f, CSV_COLS - 1) == 0 && f[0] >= 0 &&
+	if (comma && pgi_load_parse_row(comma + 1, lim, ',', f, CSV_COLS - 1) == 0 && f[0] >= 0 &&
 	    f[0] <= 9.2e18) {
 		/* vm: the caller named the row's VM from the same first field */
 		for (size_t i = 0; i < PG_LOAD_NMETRICS; i++) {
@@ -594,18 +594,18 @@ csv_row(struct load_csv_reader *r, char *line, const char *comma, const char *li
 			return 0;
 		}
 	}
-	nf = load_split_fields(line, ',', fld, CSV_COLS + 1);
+	nf = pgi_load_split_fields(line, ',', fld, CSV_COLS + 1);
 	if (nf != CSV_COLS)
 		return pg_error(PG_EFORMAT, "load", "%s:%zu: %zu fields, expected %d", r->name,
 				lineno, nf, CSV_COLS);
-	load_set_name(vm, fld[0], strlen(fld[0]));
+	pgi_load_set_name(vm, fld[0], strlen(fld[0]));
 	if (!vm[0])
 		return pg_error(PG_EFORMAT, "load", "%s:%zu: empty vm name", r->name, lineno);
-	if (load_parse_double(fld[1], &v) < 0 || v < 0 || v > 9.2e18)
+	if (pgi_load_parse_double(fld[1], &v) < 0 || v < 0 || v > 9.2e18)
 		return pg_error(PG_EFORMAT, "load", "%s:%zu: bad timestamp_ms", r->name, lineno);
 	s->ts_ms = (int64_t)v;
 	for (size_t i = 0; i < PG_LOAD_NMETRICS; i++) {
-		if (load_parse_double(fld[2 + i], &s->v[i]) < 0)
+		if (pgi_load_parse_double(fld[2 + i], &s->v[i]) < 0)
 			return pg_error(PG_EFORMAT, "load",
 					"%s:%zu: field %zu is not a finite number", r->name, lineno,
 					i + 3);
@@ -632,12 +632,12 @@ row_vm(char *line, size_t len, const char cur[128], char vm[128], int *same)
 	if (*same)
 		memcpy(vm, cur, nl + 1); /* the current VM again, as most rows are */
 	else
-		load_set_name(vm, line, nl);
+		pgi_load_set_name(vm, line, nl);
 	return comma;
 }
 
 int
-load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
+pgi_load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 {
 	char pend[LOAD_LINE_MAX], *line;
 	char vm[128];
@@ -659,7 +659,7 @@ load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 		} else {
 			if (r->eof)
 				break;
-			rc = load_lines_next(&r->lines, &line, &len);
+			rc = pgi_load_lines_next(&r->lines, &line, &len);
 			lineno = ++r->line;
 			if (rc == 0) {
 				r->eof = 1;
@@ -678,7 +678,7 @@ load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 					snprintf(out->vm, sizeof(out->vm), "?");
 				continue;
 			}
-			if (load_is_blank(line))
+			if (pgi_load_is_blank(line))
 				continue;
 			if (!r->header_done) {
 				r->header_done = 1;
@@ -759,7 +759,7 @@ csv_open(const char *arg, void **state)
 		free(c);
 		return rc;
 	}
-	load_csv_reader_init(&c->r, c->f, c->path);
+	pgi_load_csv_reader_init(&c->r, c->f, c->path);
 	*state = c;
 	return 0;
 }
@@ -769,7 +769,7 @@ csv_next(void *st, struct pg_load_series *out)
 {
 	struct csv_state *c = st;
 
-	return load_csv_next(&c->r, out);
+	return pgi_load_csv_next(&c->r, out);
 }
 
 static void
@@ -779,7 +779,7 @@ csv_close(void *st)
 
 	if (!c)
 		return;
-	load_csv_reader_release(&c->r);
+	pgi_load_csv_reader_release(&c->r);
 	if (c->f && c->f != stdin)
 		fclose(c->f);
 	free(c->path);
@@ -817,7 +817,7 @@ static int parse_matrix_z(const char *text, size_t len, const char *lim, const c
 			  double **x, size_t *n, size_t *d);
 
 /* Bytes of zeros a matrix text is given after its end: the NUL the scanner
- * stops at, and room for its 16-byte reads (load_parse_row). */
+ * stops at, and room for its 16-byte reads (pgi_load_parse_row). */
 #define MATRIX_PAD 16
 
 int
@@ -853,7 +853,7 @@ static int
 matrix_num(const char **pp, const char *le, double *v)
 {
 	const char *p = skip_blanks(*pp, le);
-	size_t n = load_num_scan_z(p, v);
+	size_t n = pgi_load_num_scan_z(p, v);
 
 	if (!n)
 		return -1;
@@ -951,8 +951,8 @@ parse_matrix_z(const char *text, size_t len, const char *lim, const char *name, 
 			/* Good rows in one pass, newlines included; any fault goes the
 			 * checking way below for its message. */
 			size_t got;
-			const char *q = load_parse_lines(p, lim, ',', m + rows * cols, cols,
-							 cap / cols - rows, &got);
+			const char *q = pgi_load_parse_lines(p, lim, ',', m + rows * cols, cols,
+							     cap / cols - rows, &got);
 			if (got && (q == end || q[-1] == '\n')) {
 				p = q;
 				rows += got;

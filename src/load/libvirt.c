@@ -221,8 +221,8 @@ suffix(const char *field, const char *prefix, const char *tail)
 
 /* Reads one bulk record; sets which groups were present. */
 void
-load_lv_record(const virDomainStatsRecord *r, struct load_lv_counters *c, int *has_cpu,
-	       int *has_mem, int *has_blk, int *has_net)
+pgi_load_lv_record(const virDomainStatsRecord *r, struct load_lv_counters *c, int *has_cpu,
+		   int *has_mem, int *has_blk, int *has_net)
 {
 	double cur = 0, max = 0, rss = -1, avail = 0, unused = -1;
 
@@ -315,10 +315,10 @@ lv_poll(void *state, pg_load_sample_cb cb, void *ctx)
 		int has_cpu = 0, has_mem = 0, has_blk = 0, has_net = 0;
 		const char *name = virDomainGetName(recs[i]->dom);
 
-		load_set_name(c->name, name ? name : "?", strlen(name ? name : "?"));
+		pgi_load_set_name(c->name, name ? name : "?", strlen(name ? name : "?"));
 		c->t_ns = t;
 		c->nvcpu = 0;
-		load_lv_record(recs[i], c, &has_cpu, &has_mem, &has_blk, &has_net);
+		pgi_load_lv_record(recs[i], c, &has_cpu, &has_mem, &has_blk, &has_net);
 		if (!has_cpu || !has_mem || !has_blk || !has_net) {
 			fallbacks++;
 			lv_fallback(recs[i]->dom, c, !has_cpu, !has_mem, !has_blk, !has_net);

@@ -28,12 +28,12 @@ struct load_lines {
 	size_t beg, end;
 	int eof;
 };
-void load_lines_init(struct load_lines *l, FILE *f);
-void load_lines_release(struct load_lines *l);
-int load_lines_next(struct load_lines *l, char **line, size_t *len);
+void pgi_load_lines_init(struct load_lines *l, FILE *f);
+void pgi_load_lines_release(struct load_lines *l);
+int pgi_load_lines_next(struct load_lines *l, char **line, size_t *len);
 
 /* Reads one Bitbrains GWA-T-12 file (one VM). name is used in errors. */
-int load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out);
+int pgi_load_bitbrains_read(FILE *f, const char *name, struct pg_load_series *out);
 
 /* Our plain CSV: rows "vm,timestamp_ms,cpu_pct,mem_pct,disk_read_kbps,...". */
 struct load_csv_reader {
@@ -47,9 +47,9 @@ struct load_csv_reader {
 	size_t rows_ok; /* rows read well: before the first, a wrong layout stops the file */
 	struct load_lines lines;
 };
-void load_csv_reader_init(struct load_csv_reader *r, FILE *f, const char *name);
-void load_csv_reader_release(struct load_csv_reader *r);
-int load_csv_next(struct load_csv_reader *r, struct pg_load_series *out);
+void pgi_load_csv_reader_init(struct load_csv_reader *r, FILE *f, const char *name);
+void pgi_load_csv_reader_release(struct load_csv_reader *r);
+int pgi_load_csv_next(struct load_csv_reader *r, struct pg_load_series *out);
 
 /* libvirt: one domain's cumulative counters, and the bulk-record reader. */
 struct load_lv_counters {
@@ -62,8 +62,8 @@ struct load_lv_counters {
 };
 struct _virDomainStatsRecord;
 /* Reads one virConnectGetAllDomainStats record; says which groups it held. */
-void load_lv_record(const struct _virDomainStatsRecord *r, struct load_lv_counters *c, int *has_cpu,
-		    int *has_mem, int *has_blk, int *has_net);
+void pgi_load_lv_record(const struct _virDomainStatsRecord *r, struct load_lv_counters *c,
+			int *has_cpu, int *has_mem, int *has_blk, int *has_net);
 
 /*
  * The public traces whose rows are not grouped by VM (src/load/traces.c):
@@ -79,12 +79,12 @@ enum load_trace_kind {
 	LOAD_TRACE_GOOGLE_JOB,	   /* task_usage, per job */
 };
 struct load_trace;
-struct load_trace *load_trace_new(enum load_trace_kind kind);
-void load_trace_free(struct load_trace *t);
-int load_trace_feed(struct load_trace *t, enum load_trace_kind kind, const char *buf, size_t len,
-		    const char *file);
-int load_trace_finish(struct load_trace *t);
-size_t load_trace_count(const struct load_trace *t);
+struct load_trace *pgi_load_trace_new(enum load_trace_kind kind);
+void pgi_load_trace_free(struct load_trace *t);
+int pgi_load_trace_feed(struct load_trace *t, enum load_trace_kind kind, const char *buf,
+			size_t len, const char *file);
+int pgi_load_trace_finish(struct load_trace *t);
+size_t pgi_load_trace_count(const struct load_trace *t);
 
 /* CPU and memory shares: above 100 % is clipped where a collector reads it. */
 static inline double
@@ -94,7 +94,7 @@ load_pct(double v)
 }
 
 /* systemd unit name to VM name: machine-qemu\x2d1\x2dweb.scope -> qemu-1-web. */
-void load_cgroup_name(const char *unit, char out[128]);
+void pgi_load_cgroup_name(const char *unit, char out[128]);
 
 /* Geometry of the load plot (src/load/plot.c), shared with its test. */
 #define LOAD_PLOT_W	      1060
@@ -112,41 +112,41 @@ void load_cgroup_name(const char *unit, char out[128]);
  * a trailing CR), decimal, finite; correctly rounded as strtod. No hex, inf
  * or nan; an underflow gives the rounded value (a subnormal or 0).
  */
-int load_parse_double(const char *s, double *v);
+int pgi_load_parse_double(const char *s, double *v);
 /*
  * The decimal number at [s, end) with no white space: the bytes it takes (0:
  * none there) and its value, correctly rounded as strtod; a magnitude beyond
  * DBL_MAX gives +-inf, which the readers refuse.
  */
-size_t load_num_scan(const char *s, const char *end, double *v);
+size_t pgi_load_num_scan(const char *s, const char *end, double *v);
 /* The same on NUL-terminated text, and an overflow is no number (0 bytes). */
-size_t load_num_scan_z(const char *s, double *v);
+size_t pgi_load_num_scan_z(const char *s, double *v);
 /*
  * A whole NUL-terminated row of n numbers separated by sep, each as
- * load_parse_double takes it, into v: 0, or -1 on any fault (the caller then
+ * pgi_load_parse_double takes it, into v: 0, or -1 on any fault (the caller then
  * splits the row field by field to say which). lim: the end of the memory
  * that may be read, or NULL: the scan reads 8 or 16 bytes at once below it,
  * past the NUL too (the bytes there need only be initialised), so a lim
  * 16 bytes or more past the NUL keeps every field on the fastest path.
  */
-int load_parse_row(const char *p, const char *lim, char sep, double *v, size_t n);
+int pgi_load_parse_row(const char *p, const char *lim, char sep, double *v, size_t n);
 /*
  * The same for a row that ends at a newline or a NUL: past the newline (at
  * the NUL), or NULL on any fault. The text must hold a NUL after its end.
  */
-const char *load_parse_line(const char *p, const char *lim, char sep, double *v, size_t n);
+const char *pgi_load_parse_line(const char *p, const char *lim, char sep, double *v, size_t n);
 /*
- * Good rows one after the other, as load_parse_line takes them, up to max of
+ * Good rows one after the other, as pgi_load_parse_line takes them, up to max of
  * them, into v (n values a row): where the first row it did not take starts
  * (or the NUL that ended the last one), and the rows taken in *rows.
  */
-const char *load_parse_lines(const char *p, const char *lim, char sep, double *v, size_t n,
-			     size_t max, size_t *rows);
+const char *pgi_load_parse_lines(const char *p, const char *lim, char sep, double *v, size_t n,
+				 size_t max, size_t *rows);
 /* Copies a VM name, keeping printable ASCII only. */
-void load_set_name(char dst[128], const char *src, size_t len);
+void pgi_load_set_name(char dst[128], const char *src, size_t len);
 /* Splits line at sep in place; returns the field count (at most max kept in f). */
-size_t load_split_fields(char *line, char sep, char **f, size_t max);
+size_t pgi_load_split_fields(char *line, char sep, char **f, size_t max);
 /* 1 when s holds only white space. */
-int load_is_blank(const char *s);
+int pgi_load_is_blank(const char *s);
 
 #endif

@@ -157,7 +157,7 @@ store_next(void *state, struct pg_load_series *out)
 		if (out->vm[0] && strcmp(vm, out->vm) != 0)
 			break;
 		if (!out->vm[0])
-			load_set_name(out->vm, vm, strlen(vm));
+			pgi_load_set_name(out->vm, vm, strlen(vm));
 		x.ts_ms = pg_db_column_int64(s->q, 1);
 		for (int j = 0; j < PG_LOAD_NMETRICS; j++)
 			x.v[j] = pg_db_column_double(s->q, 2 + j);

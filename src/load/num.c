@@ -375,19 +375,19 @@ field_num(const char *p, const char *lim, double *v)
 }
 
 size_t
-load_num_scan(const char *s, const char *end, double *v)
+pgi_load_num_scan(const char *s, const char *end, double *v)
 {
 	return scan(s, end, end, v, 1, 0);
 }
 
 size_t
-load_num_scan_z(const char *s, double *v)
+pgi_load_num_scan_z(const char *s, double *v)
 {
 	return scan(s, NULL, NULL, v, 0, 1);
 }
 
 int
-load_parse_double(const char *s, double *v)
+pgi_load_parse_double(const char *s, double *v)
 {
 	size_t n;
 
@@ -402,7 +402,7 @@ load_parse_double(const char *s, double *v)
 }
 
 int
-load_parse_row(const char *p, const char *lim, char sep, double *v, size_t n)
+pgi_load_parse_row(const char *p, const char *lim, char sep, double *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		size_t k;
@@ -441,14 +441,14 @@ parse_line(const char *p, const char *lim, char sep, double *v, size_t n)
 }
 
 const char *
-load_parse_line(const char *p, const char *lim, char sep, double *v, size_t n)
+pgi_load_parse_line(const char *p, const char *lim, char sep, double *v, size_t n)
 {
 	return parse_line(p, lim, sep, v, n);
 }
 
 const char *
-load_parse_lines(const char *p, const char *lim, char sep, double *v, size_t n, size_t max,
-		 size_t *rows)
+pgi_load_parse_lines(const char *p, const char *lim, char sep, double *v, size_t n, size_t max,
+		     size_t *rows)
 {
 	size_t r = 0;
 

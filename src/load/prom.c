@@ -89,7 +89,7 @@ pg_load_prom_parse(const char *body, size_t len, const char *label, pg_load_prom
 			if (strcmp(vs, "NaN") == 0 || strcmp(vs, "+Inf") == 0 ||
 			    strcmp(vs, "-Inf") == 0)
 				continue;
-			if (load_parse_double(vs, &v) < 0) {
+			if (pgi_load_parse_double(vs, &v) < 0) {
 				rc = pg_error(PG_EFORMAT, "load",
 					      "prometheus: series '%s' point %zu: value '%.32s'",
 					      vm, j, vs);
@@ -212,7 +212,7 @@ prom_collect(void *ctx, const char *vm, int64_t ts, double v)
 		s->pts = p;
 		s->cap = ncap;
 	}
-	load_set_name(s->pts[s->n].vm, vm, strlen(vm));
+	pgi_load_set_name(s->pts[s->n].vm, vm, strlen(vm));
 	s->pts[s->n].ts = ts;
 	s->pts[s->n].metric = s->metric;
 	/* CPU and memory shares are clipped where they are read. */
@@ -429,7 +429,7 @@ prom_spec_seconds(struct prom_state *s, const char *key, const char *val)
 {
 	double v;
 
-	if (load_parse_double(val, &v) < 0 || !(v > 0) || v > 86400)
+	if (pgi_load_parse_double(val, &v) < 0 || !(v > 0) || v > 86400)
 		return pg_error(PG_EINVAL, "load",
 				"prometheus: %s '%s': want seconds, 0 < s <= 86400", key, val);
 	if (key[0] == 's')
@@ -483,7 +483,7 @@ prom_spec_key(struct prom_state *s, const char *key, const char *val, const char
 	if (strcmp(key, "step") == 0 || strcmp(key, "window") == 0 || strcmp(key, "timeout") == 0)
 		return prom_spec_seconds(s, key, val);
 	if (strcmp(key, "retries") == 0) {
-		if (load_parse_double(val, &v) < 0 || v < 0 || v > 10 || v != (int)v)
+		if (pgi_load_parse_double(val, &v) < 0 || v < 0 || v > 10 || v != (int)v)
 			return pg_error(PG_EINVAL, "load", "prometheus: retries '%s': want 0..10",
 					val);
 		s->retries = (int)v;
@@ -542,7 +542,7 @@ prom_parse_spec(const char *arg, struct prom_state *s)
 			continue;
 		}
 		if (!eq) {
-			if (nnum == 3 || load_parse_double(tok, &v) < 0)
+			if (nnum == 3 || pgi_load_parse_double(tok, &v) < 0)
 				rc = pg_error(
 				    PG_EINVAL, "load",
 				    "prometheus '%s': '%s' is neither a time nor KEY=VALUE", arg,

@@ -73,7 +73,7 @@ bad_field(const char *file, size_t line, const struct col *c, const char *v, con
 static int
 num(const char *file, size_t line, const struct col *c, const char *v, double *out)
 {
-	if (load_parse_double(v, out) < 0)
+	if (pgi_load_parse_double(v, out) < 0)
 		return bad_field(file, line, c, v, "is not a number");
 	return 0;
 }
@@ -84,9 +84,9 @@ num_opt(const char *file, size_t line, const struct col *c, const char *v, doubl
 {
 	*have = 0;
 	*out = 0;
-	if (load_is_blank(v))
+	if (pgi_load_is_blank(v))
 		return 0;
-	if (load_parse_double(v, out) < 0)
+	if (pgi_load_parse_double(v, out) < 0)
 		return bad_field(file, line, c, v, "is not a number");
 	*have = 1;
 	return 0;
@@ -162,7 +162,7 @@ vm_find(struct load_trace *t, const char *name)
 
 	if (!t->icap)
 		return NULL;
-	load_set_name(clean, name, strlen(name));
+	pgi_load_set_name(clean, name, strlen(name));
 	h = hash_name(clean) & (t->icap - 1);
 	while (t->index[h]) {
 		struct trace_vm *v = &t->vm[t->index[h] - 1];
@@ -180,7 +180,7 @@ vm_get(struct load_trace *t, const char *name, struct pg_load_series **out)
 	char clean[128];
 	size_t h;
 
-	load_set_name(clean, name, strlen(name));
+	pgi_load_set_name(clean, name, strlen(name));
 	if (!clean[0])
 		return PG_EFORMAT;
 	if ((t->n + 1) * 2 > t->icap && index_grow(t) < 0)
@@ -254,7 +254,7 @@ static int
 row_azure(struct load_trace *t, char *line, const char *file, size_t lineno)
 {
 	char *f[TRACE_MAX_COLS];
-	size_t nf = load_split_fields(line, ',', f, TRACE_MAX_COLS);
+	size_t nf = pgi_load_split_fields(line, ',', f, TRACE_MAX_COLS);
 	double ts, mn, mx, avg;
 	struct pg_load_sample x;
 	int rc;
@@ -298,7 +298,7 @@ static int
 row_vmtable(struct load_trace *t, char *line, const char *file, size_t lineno)
 {
 	char *f[TRACE_MAX_COLS];
-	size_t nf = load_split_fields(line, ',', f, TRACE_MAX_COLS);
+	size_t nf = pgi_load_split_fields(line, ',', f, TRACE_MAX_COLS);
 	struct pg_load_series *s;
 	double v;
 	int rc;
@@ -321,8 +321,8 @@ row_vmtable(struct load_trace *t, char *line, const char *file, size_t lineno)
 	if ((s = vm_find(t, f[0])) != NULL) {
 		char cores[128], mem[128];
 
-		load_set_name(cores, f[9], strlen(f[9]));
-		load_set_name(mem, f[10], strlen(f[10]));
+		pgi_load_set_name(cores, f[9], strlen(f[9]));
+		pgi_load_set_name(mem, f[10], strlen(f[10]));
 		snprintf(s->info, sizeof(s->info), "%s, %.12s cores, %.12s GB", f[8], cores, mem);
 		t->table_matched++;
 	}
@@ -350,7 +350,7 @@ ali_row(struct load_trace *t, char *line, const char *file, size_t lineno, const
 	size_t ncols, const char *what, const int at[7])
 {
 	char *f[TRACE_MAX_COLS];
-	size_t nf = load_split_fields(line, ',', f, TRACE_MAX_COLS);
+	size_t nf = pgi_load_split_fields(line, ',', f, TRACE_MAX_COLS);
 	double ts, cpu, mem, in, out, disk;
 	int have_cpu, have_mem, have, rc;
 	struct pg_load_sample x;
@@ -434,7 +434,7 @@ static int
 row_google(struct load_trace *t, char *line, const char *file, size_t lineno)
 {
 	char *f[TRACE_MAX_COLS];
-	size_t nf = load_split_fields(line, ',', f, TRACE_MAX_COLS);
+	size_t nf = pgi_load_split_fields(line, ',', f, TRACE_MAX_COLS);
 	double start, end, cpu, mem, disk, v;
 	int have, rc;
 	struct pg_load_sample x;
@@ -452,7 +452,7 @@ row_google(struct load_trace *t, char *line, const char *file, size_t lineno)
 	    (rc = num(file, lineno, &google_cols[6], f[6], &mem)) < 0 ||
 	    (rc = num_opt(file, lineno, &google_cols[11], f[11], &disk, &have)) < 0)
 		return rc;
-	if (!t->by_job && load_is_blank(f[4]))
+	if (!t->by_job && pgi_load_is_blank(f[4]))
 		return bad_field(file, lineno, &google_cols[4], f[4], "is empty");
 	if (start < 0 || start > 9e15)
 		return bad_field(file, lineno, &google_cols[0], f[0], "is not a time in µs");
@@ -512,14 +512,14 @@ feed_line(struct load_trace *t, row_fn row, char *line, size_t len, const char *
 				lineno);
 	if (len && line[len - 1] == '\r')
 		line[--len] = 0;
-	if (load_is_blank(line))
+	if (pgi_load_is_blank(line))
 		return 0;
 	return row(t, line, file, lineno);
 }
 
 int
-load_trace_feed(struct load_trace *t, enum load_trace_kind kind, const char *buf, size_t len,
-		const char *file)
+pgi_load_trace_feed(struct load_trace *t, enum load_trace_kind kind, const char *buf, size_t len,
+		    const char *file)
 {
 	row_fn row = kind_row(kind);
 	const char *p = buf, *end = buf + len;
@@ -616,7 +616,7 @@ cmp_vm(const void *a, const void *b)
 }
 
 int
-load_trace_finish(struct load_trace *t)
+pgi_load_trace_finish(struct load_trace *t)
 {
 	for (size_t i = 0; i < t->n; i++) {
 		struct pg_load_series *s = &t->vm[i].s;
@@ -654,7 +654,7 @@ load_trace_finish(struct load_trace *t)
 }
 
 struct load_trace *
-load_trace_new(enum load_trace_kind kind)
+pgi_load_trace_new(enum load_trace_kind kind)
 {
 	struct load_trace *t = calloc(1, sizeof(*t));
 
@@ -667,7 +667,7 @@ load_trace_new(enum load_trace_kind kind)
 }
 
 void
-load_trace_free(struct load_trace *t)
+pgi_load_trace_free(struct load_trace *t)
 {
 	if (!t)
 		return;
@@ -679,7 +679,7 @@ load_trace_free(struct load_trace *t)
 }
 
 size_t
-load_trace_count(const struct load_trace *t)
+pgi_load_trace_count(const struct load_trace *t)
 {
 	return t->n;
 }
@@ -710,7 +710,7 @@ trace_next(void *state, struct pg_load_series *out)
 static void
 trace_close(void *state)
 {
-	load_trace_free(state);
+	pgi_load_trace_free(state);
 }
 
 /* ---- opening: a file, or a folder of the published file names ---- */
@@ -793,11 +793,11 @@ static int
 open_done(struct load_trace *t, int rc, void **state)
 {
 	if (rc == 0)
-		rc = load_trace_finish(t);
+		rc = pgi_load_trace_finish(t);
 	if (rc == 0 && t->n == 0)
 		rc = pg_error(PG_EFORMAT, "load", "no samples in the trace");
 	if (rc < 0) {
-		load_trace_free(t);
+		pgi_load_trace_free(t);
 		return rc;
 	}
 	*state = t;
@@ -807,7 +807,7 @@ open_done(struct load_trace *t, int rc, void **state)
 static int
 azure_open(const char *arg, void **state)
 {
-	struct load_trace *t = load_trace_new(LOAD_TRACE_AZURE);
+	struct load_trace *t = pgi_load_trace_new(LOAD_TRACE_AZURE);
 	char **files = NULL, **table = NULL;
 	size_t nfiles = 0, ntable = 0;
 	int rc = 0;
@@ -873,7 +873,7 @@ alibaba_open(const char *arg, void **state)
 		if (!gz)
 			return pg_error(PG_ENOENT, "load", "'%s': %s", arg, strerror(errno));
 		if (gzgets(gz, line, sizeof(line)))
-			nf = load_split_fields(line, ',', f, TRACE_MAX_COLS);
+			nf = pgi_load_split_fields(line, ',', f, TRACE_MAX_COLS);
 		gzclose(gz);
 		if (nf == 9)
 			k = LOAD_TRACE_ALI_MACHINE;
@@ -885,7 +885,7 @@ alibaba_open(const char *arg, void **state)
 					"container_usage.csv (11) of cluster-trace-v2018",
 					arg, nf);
 	}
-	t = load_trace_new(k);
+	t = pgi_load_trace_new(k);
 	if (!t)
 		return pg_error(PG_ENOMEM, "load", "trace state");
 	return open_done(t, read_file(t, k, arg), state);
@@ -910,10 +910,10 @@ google_open(const char *arg, void **state)
 	} else {
 		path = strdup(arg);
 	}
-	t = load_trace_new(k);
+	t = pgi_load_trace_new(k);
 	if (!path || !t) {
 		free(path);
-		load_trace_free(t);
+		pgi_load_trace_free(t);
 		return pg_error(PG_ENOMEM, "load", "trace state");
 	}
 	if (is_dir(path)) {

@@ -192,7 +192,7 @@ cell_row(void *ctx, const char *line, size_t len)
 int
 pg_cells_import(struct pg_store *st, const char *path, struct pg_import_stats *stats)
 {
-	return pg_pos_import_csv(st, path, header, "cells", cell_row, stats);
+	return pgi_pos_import_csv(st, path, header, "cells", cell_row, stats);
 }
 
 /* ---- in-memory index ---- */
@@ -316,8 +316,9 @@ pg_cells_free(struct pg_cells *c)
 }
 
 int
-pg_pos_import_csv(struct pg_store *st, const char *path, const char *hdr, const char *what,
-		  int (*row)(void *db, const char *line, size_t len), struct pg_import_stats *stats)
+pgi_pos_import_csv(struct pg_store *st, const char *path, const char *hdr, const char *what,
+		   int (*row)(void *db, const char *line, size_t len),
+		   struct pg_import_stats *stats)
 {
 	struct pg_db *db = st->pdb;
 	int rc;
@@ -329,7 +330,7 @@ pg_pos_import_csv(struct pg_store *st, const char *path, const char *hdr, const 
 	rc = pg_db_begin(db);
 	if (rc < 0)
 		return rc;
-	rc = pg_pos_csv_foreach(path, hdr, stats, row, db);
+	rc = pgi_pos_csv_foreach(path, hdr, stats, row, db);
 	/* the POS servers of every node reload once this commits (sent with
 	 * the commit, never without it; SQLite: one node, nothing to tell) */
 	if (rc >= 0)
@@ -342,8 +343,8 @@ pg_pos_import_csv(struct pg_store *st, const char *path, const char *hdr, const 
 }
 
 int
-pg_pos_load_rows(struct pg_store *st, const char *sql, size_t size, size_t cap, void **recs,
-		 size_t *n, void (*row)(struct pg_db_stmt *q, void *rec))
+pgi_pos_load_rows(struct pg_store *st, const char *sql, size_t size, size_t cap, void **recs,
+		  size_t *n, void (*row)(struct pg_db_stmt *q, void *rec))
 {
 	struct pg_db_stmt *q = NULL;
 	unsigned char *a = malloc(cap * size);
@@ -407,10 +408,10 @@ pg_cells_load(struct pg_store *st, struct pg_cells **out)
 	*out = NULL;
 	if (!c)
 		return PG_ENOMEM;
-	rc = pg_pos_load_rows(st,
-			      "SELECT radio,mcc,net,area,cell,lon,lat,range,samples,avg_signal "
-			      "FROM pos_cells",
-			      sizeof(*c->recs), 1024, &recs, &c->n, cell_from_row);
+	rc = pgi_pos_load_rows(st,
+			       "SELECT radio,mcc,net,area,cell,lon,lat,range,samples,avg_signal "
+			       "FROM pos_cells",
+			       sizeof(*c->recs), 1024, &recs, &c->n, cell_from_row);
 	c->recs = recs;
 	if (rc < 0)
 		goto fail;

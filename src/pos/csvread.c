@@ -17,7 +17,7 @@
 #define CSV_LINE_MAX 1024
 
 void
-pg_pos_stats_bad(struct pg_import_stats *s, uint64_t line, const char *why)
+pgi_pos_stats_bad(struct pg_import_stats *s, uint64_t line, const char *why)
 {
 	if (s->bad < 5) {
 		s->first_bad_line[s->bad] = line;
@@ -27,8 +27,8 @@ pg_pos_stats_bad(struct pg_import_stats *s, uint64_t line, const char *why)
 }
 
 int
-pg_pos_csv_foreach(const char *path, const char *hdr, struct pg_import_stats *stats,
-		   int (*row)(void *ctx, const char *line, size_t len), void *ctx)
+pgi_pos_csv_foreach(const char *path, const char *hdr, struct pg_import_stats *stats,
+		    int (*row)(void *ctx, const char *line, size_t len), void *ctx)
 {
 	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
 	char buf[CSV_LINE_MAX + 2];
@@ -47,7 +47,7 @@ pg_pos_csv_foreach(const char *path, const char *hdr, struct pg_import_stats *st
 		}
 		lineno++;
 		if (!complete && !feof(f)) {
-			pg_pos_stats_bad(stats, lineno, "line too long");
+			pgi_pos_stats_bad(stats, lineno, "line too long");
 			stats->rows++;
 			skipping = 1;
 			continue;
@@ -67,12 +67,12 @@ pg_pos_csv_foreach(const char *path, const char *hdr, struct pg_import_stats *st
 			continue;
 		stats->rows++;
 		if (memchr(buf, 0, n)) {
-			pg_pos_stats_bad(stats, lineno, "NUL byte");
+			pgi_pos_stats_bad(stats, lineno, "NUL byte");
 			continue;
 		}
 		rc = row(ctx, buf, n);
 		if (rc == PG_EFORMAT) {
-			pg_pos_stats_bad(stats, lineno, pg_last_error());
+			pgi_pos_stats_bad(stats, lineno, pg_last_error());
 			rc = 0;
 		} else if (rc < 0) {
 			goto out;

@@ -119,7 +119,7 @@ struct pg_pos_engine {
 static struct term_state *
 term_of(struct pg_pos_engine *e, const struct pg_merchant_rec *m)
 {
-	return &e->terms[pg_merchants_index(e->merchants, m)];
+	return &e->terms[pgi_merchants_index(e->merchants, m)];
 }
 
 /*
@@ -263,7 +263,8 @@ reload_windows(struct pg_pos_engine *e, int64_t now)
 	pg_db_bind_int64(q, 1, now - e->pol.window_ms);
 	while ((rc = pg_db_step(q)) == 1) {
 		const char *tid = pg_db_column_text(q, 0);
-		const struct pg_merchant_rec *m = pg_merchants_find(e->merchants, tid, strlen(tid));
+		const struct pg_merchant_rec *m =
+		    pgi_merchants_find(e->merchants, tid, strlen(tid));
 		const char *why = pg_db_column_text(q, 2);
 
 		if (m)
@@ -301,10 +302,10 @@ pg_pos_engine_open_with(struct pg_pos_engine **out, struct pg_store *st,
 		rc = pg_error(PG_EINVAL, "policy", "cell field %d not 2..128", e->pol.cell_field);
 		goto fail;
 	}
-	rc = pg_merchants_load(st, &e->merchants);
+	rc = pgi_merchants_load(st, &e->merchants);
 	if (rc < 0)
 		goto fail;
-	e->terms = calloc(pg_merchants_n(e->merchants) + 1, sizeof(*e->terms));
+	e->terms = calloc(pgi_merchants_n(e->merchants) + 1, sizeof(*e->terms));
 	if (!e->terms) {
 		rc = PG_ENOMEM;
 		goto fail;
@@ -337,25 +338,25 @@ int
 pg_pos_engine_swap_ref(struct pg_pos_engine *e, struct pg_cells *cells,
 		       struct pg_merchants *merchants)
 {
-	size_t n = pg_merchants_n(merchants);
+	size_t n = pgi_merchants_n(merchants);
 	struct term_state *terms = calloc(n + 1, sizeof(*terms));
 
 	if (!terms) {
 		pg_cells_free(cells);
-		pg_merchants_free(merchants);
+		pgi_merchants_free(merchants);
 		return PG_ENOMEM;
 	}
 	/* a terminal's strikes follow its id into the new index */
 	for (size_t i = 0; i < n; i++) {
-		const struct pg_merchant_rec *r = pg_merchants_at(merchants, i);
+		const struct pg_merchant_rec *r = pgi_merchants_at(merchants, i);
 		const struct pg_merchant_rec *old =
-		    pg_merchants_find(e->merchants, r->tid, strlen(r->tid));
+		    pgi_merchants_find(e->merchants, r->tid, strlen(r->tid));
 
 		if (old)
 			terms[i] = *term_of(e, old);
 	}
 	pg_cells_free(e->cells);
-	pg_merchants_free(e->merchants);
+	pgi_merchants_free(e->merchants);
 	free(e->terms);
 	e->cells = cells;
 	e->merchants = merchants;
@@ -370,7 +371,7 @@ pg_pos_engine_free(struct pg_pos_engine *e)
 		return;
 	/* the statements belong to the store's connection */
 	pg_cells_free(e->cells);
-	pg_merchants_free(e->merchants);
+	pgi_merchants_free(e->merchants);
 	free(e->terms);
 	free(e->q);
 	for (int c = 0; c < TXN_COLS; c++)
@@ -439,7 +440,7 @@ pg_pos_engine_check(struct pg_pos_engine *e, const struct pg_iso_msg *req, int64
 			pg_cells_prefetch(e->cells, &cr);
 	}
 	tid = pg_iso_get(req, 41, &tl);
-	m = pg_merchants_find(e->merchants, (const char *)tid, tl);
+	m = pgi_merchants_find(e->merchants, (const char *)tid, tl);
 	if (m && pg_iso_has(req, 42)) {
 		mid = pg_iso_get(req, 42, &ml);
 		if (ml != 15 || memcmp(mid, m->mid, 15) != 0)
@@ -1162,13 +1163,13 @@ pg_pos_batch_n(const struct pg_pos_batch *b)
 }
 
 const struct pos_record *
-pg_pos_batch_rec(const struct pg_pos_batch *b, size_t i)
+pgi_pos_batch_rec(const struct pg_pos_batch *b, size_t i)
 {
 	return &b->q[i];
 }
 
 int
-pg_pos_batch_push(struct pg_pos_batch *b, const struct pos_record *r)
+pgi_pos_batch_push(struct pg_pos_batch *b, const struct pos_record *r)
 {
 	if (b->nq == b->capq) {
 		size_t nc = b->capq ? 2 * b->capq : 256;
@@ -1184,7 +1185,7 @@ pg_pos_batch_push(struct pg_pos_batch *b, const struct pos_record *r)
 }
 
 void
-pg_pos_batch_clear(struct pg_pos_batch *b)
+pgi_pos_batch_clear(struct pg_pos_batch *b)
 {
 	b->nq = 0;
 }
@@ -1223,7 +1224,7 @@ pg_pos_engine_open_writer(struct pg_pos_engine **out, struct pg_store *st,
 }
 
 const struct pg_pos_policy *
-pg_pos_engine_policy(const struct pg_pos_engine *e)
+pgi_pos_engine_policy(const struct pg_pos_engine *e)
 {
 	return &e->pol;
 }

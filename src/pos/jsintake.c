@@ -100,7 +100,7 @@ ensure_stream(jsCtx *js, const struct pg_pos_js_cfg *cfg)
 			jsStreamInfo_Destroy(si);
 			return 0;
 		}
-		return pg_events_nats_fail(s, jerr, "create the POS intake stream");
+		return pgi_events_nats_fail(s, jerr, "create the POS intake stream");
 	}
 	pg_info("pos-intake", "created stream %s (%lld replica(s), %lld bytes at most)",
 		cfg->stream, (long long)sc.Replicas, (long long)sc.MaxBytes);
@@ -115,7 +115,7 @@ connect_js(const char *urls, natsConnection **nc, jsCtx **js, struct pg_pos_js *
 {
 	jsOptions jo;
 	natsStatus s;
-	int rc = pg_events_nats_connect(urls, nc, js);
+	int rc = pgi_events_nats_connect(urls, nc, js);
 
 	if (rc < 0 || !ack)
 		return rc;
@@ -129,7 +129,7 @@ connect_js(const char *urls, natsConnection **nc, jsCtx **js, struct pg_pos_js *
 	if (s != NATS_OK) {
 		natsConnection_Destroy(*nc);
 		*nc = NULL;
-		return pg_events_nats_fail(s, 0, "JetStream context");
+		return pgi_events_nats_fail(s, 0, "JetStream context");
 	}
 	return 0;
 }
@@ -150,7 +150,7 @@ subject_of(const char *node, char *out, size_t outlen)
 }
 
 int
-pg_pos_js_open(struct pg_pos_js **out, const struct pg_pos_js_cfg *cfg)
+pgi_pos_js_open(struct pg_pos_js **out, const struct pg_pos_js_cfg *cfg)
 {
 	struct pg_pos_js *j = calloc(1, sizeof(*j));
 	int rc;
@@ -163,7 +163,7 @@ pg_pos_js_open(struct pg_pos_js **out, const struct pg_pos_js_cfg *cfg)
 	if (rc == 0)
 		rc = ensure_stream(j->js, cfg);
 	if (rc < 0) {
-		pg_pos_js_close(j);
+		pgi_pos_js_close(j);
 		return rc;
 	}
 	pg_info("pos-intake", "publishing to %s (stream %s)", j->subject, cfg->stream);
@@ -172,7 +172,7 @@ pg_pos_js_open(struct pg_pos_js **out, const struct pg_pos_js_cfg *cfg)
 }
 
 void
-pg_pos_js_close(struct pg_pos_js *j)
+pgi_pos_js_close(struct pg_pos_js *j)
 {
 	if (!j)
 		return;
@@ -182,7 +182,7 @@ pg_pos_js_close(struct pg_pos_js *j)
 }
 
 int
-pg_pos_js_publish(struct pg_pos_js *j, const struct pg_pos_batch *b, int wait_ms)
+pgi_pos_js_publish(struct pg_pos_js *j, const struct pg_pos_batch *b, int wait_ms)
 {
 	struct pg_buf buf = PG_BUF_INIT(PG_POS_REC_MAX);
 	jsPubOptions po;
@@ -195,14 +195,14 @@ pg_pos_js_publish(struct pg_pos_js *j, const struct pg_pos_batch *b, int wait_ms
 	jsPubOptions_Init(&po);
 	po.MaxWait = wait_ms;
 	for (size_t i = 0; s == NATS_OK && i < pg_pos_batch_n(b); i++) {
-		const struct pos_record *r = pg_pos_batch_rec(b, i);
+		const struct pos_record *r = pgi_pos_batch_rec(b, i);
 		natsMsg *m = NULL;
 
 		pg_buf_reset(&buf);
-		rc = pg_pos_rec_encode(r, &buf);
+		rc = pgi_pos_rec_encode(r, &buf);
 		if (rc < 0)
 			break;
-		pg_pos_rec_id(r, id, sizeof(id));
+		pgi_pos_rec_id(r, id, sizeof(id));
 		s = natsMsg_Create(&m, j->subject, NULL, (const char *)buf.data, (int)buf.len);
 		if (s == NATS_OK)
 			s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
@@ -217,7 +217,7 @@ pg_pos_js_publish(struct pg_pos_js *j, const struct pg_pos_batch *b, int wait_ms
 	if (rc == 0 && s == NATS_OK)
 		s = js_PublishAsyncComplete(j->js, &po);
 	if (rc == 0 && s != NATS_OK)
-		rc = pg_events_nats_fail(s, 0, "publish to the POS intake stream");
+		rc = pgi_events_nats_fail(s, 0, "publish to the POS intake stream");
 	/* what is still unacknowledged is published again on the next try */
 	if (rc < 0 && js_PublishAsyncGetPendingList(&pend, j->js) == NATS_OK)
 		natsMsgList_Destroy(&pend);
@@ -302,7 +302,7 @@ sink_subscribe(struct pg_pos_sink *k, jsCtx *js, natsSubscription **sub)
 	s = js_AddConsumer(&ci, js, k->cfg.stream, &cc, NULL, &jerr);
 	if (s != NATS_OK &&
 	    js_GetConsumerInfo(&ci, js, k->cfg.stream, k->cfg.durable, NULL, NULL) != NATS_OK)
-		return pg_events_nats_fail(s, jerr, "create the sink's durable consumer");
+		return pgi_events_nats_fail(s, jerr, "create the sink's durable consumer");
 	jsConsumerInfo_Destroy(ci);
 	/* bound to the consumer, so closing the subscription never deletes it */
 	jsSubOptions_Init(&so);
@@ -311,7 +311,7 @@ sink_subscribe(struct pg_pos_sink *k, jsCtx *js, natsSubscription **sub)
 	jerr = 0;
 	s = js_PullSubscribe(sub, js, PG_POS_INTAKE_SUBJECTS, k->cfg.durable, NULL, &so, &jerr);
 	if (s != NATS_OK)
-		return pg_events_nats_fail(s, jerr, "subscribe to the sink's consumer");
+		return pgi_events_nats_fail(s, jerr, "subscribe to the sink's consumer");
 	return 0;
 }
 
@@ -327,12 +327,12 @@ sink_batch(struct pg_pos_sink *k, natsMsgList *l, struct pg_pos_batch *b, struct
 	uint64_t next_progress = pg_mono_ms() + ACK_WAIT_MS / 3;
 	int wait = 50, rc;
 
-	pg_pos_batch_clear(b);
+	pgi_pos_batch_clear(b);
 	for (int i = 0; i < l->Count; i++) {
 		natsMsg *m = l->Msgs[i];
 
-		if (pg_pos_rec_decode((const uint8_t *)natsMsg_GetData(m),
-				      (size_t)natsMsg_GetDataLength(m), &r) < 0) {
+		if (pgi_pos_rec_decode((const uint8_t *)natsMsg_GetData(m),
+				       (size_t)natsMsg_GetDataLength(m), &r) < 0) {
 			pg_err("pos-sink", "message on %s dropped: %s", natsMsg_GetSubject(m),
 			       pg_last_error());
 			natsMsg_Term(m, NULL);
@@ -341,7 +341,7 @@ sink_batch(struct pg_pos_sink *k, natsMsgList *l, struct pg_pos_batch *b, struct
 			natsMsg_Destroy(m);
 			continue;
 		}
-		if (pg_pos_batch_push(b, &r) < 0)
+		if (pgi_pos_batch_push(b, &r) < 0)
 			return; /* not acked: delivered again */
 	}
 	while ((rc = pg_pos_batch_write(w, b, NULL)) < 0) {
@@ -426,7 +426,7 @@ out:
 }
 
 int
-pg_pos_sink_start(struct pg_pos_sink **out, const struct pg_pos_sink_cfg *cfg)
+pgi_pos_sink_start(struct pg_pos_sink **out, const struct pg_pos_sink_cfg *cfg)
 {
 	struct pg_pos_sink *k = calloc(1, sizeof(*k));
 
@@ -443,7 +443,7 @@ pg_pos_sink_start(struct pg_pos_sink **out, const struct pg_pos_sink_cfg *cfg)
 }
 
 void
-pg_pos_sink_stop(struct pg_pos_sink *k)
+pgi_pos_sink_stop(struct pg_pos_sink *k)
 {
 	if (!k)
 		return;

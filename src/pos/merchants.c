@@ -140,7 +140,7 @@ merch_row(void *ctx, const char *line, size_t len)
 int
 pg_merchants_import(struct pg_store *st, const char *path, struct pg_import_stats *stats)
 {
-	return pg_pos_import_csv(st, path, header, "merchants", merch_row, stats);
+	return pgi_pos_import_csv(st, path, header, "merchants", merch_row, stats);
 }
 
 /* ---- index ---- */
@@ -154,7 +154,7 @@ struct pg_merchants {
 };
 
 uint64_t
-pg_pos_tid_key(const char *tid, size_t len)
+pgi_pos_tid_key(const char *tid, size_t len)
 {
 	uint64_t k = 0;
 
@@ -173,14 +173,14 @@ hslot(uint64_t k, size_t mask)
 }
 
 const struct pg_merchant_rec *
-pg_merchants_find(const struct pg_merchants *m, const char *tid, size_t len)
+pgi_merchants_find(const struct pg_merchants *m, const char *tid, size_t len)
 {
 	uint64_t k;
 	size_t i;
 
 	if (!m || len > 8)
 		return NULL;
-	k = pg_pos_tid_key(tid, len);
+	k = pgi_pos_tid_key(tid, len);
 	for (i = hslot(k, m->mask);; i = (i + 1) & m->mask) {
 		if (!m->idx[i])
 			return NULL;
@@ -190,7 +190,7 @@ pg_merchants_find(const struct pg_merchants *m, const char *tid, size_t len)
 }
 
 void
-pg_merchants_free(struct pg_merchants *m)
+pgi_merchants_free(struct pg_merchants *m)
 {
 	if (!m)
 		return;
@@ -217,7 +217,7 @@ merchant_from_row(struct pg_db_stmt *q, void *rec)
 }
 
 int
-pg_merchants_load(struct pg_store *st, struct pg_merchants **out)
+pgi_merchants_load(struct pg_store *st, struct pg_merchants **out)
 {
 	struct pg_merchants *m = calloc(1, sizeof(*m));
 	void *recs = NULL;
@@ -227,10 +227,10 @@ pg_merchants_load(struct pg_store *st, struct pg_merchants **out)
 	*out = NULL;
 	if (!m)
 		return PG_ENOMEM;
-	rc = pg_pos_load_rows(st,
-			      "SELECT t.tid,m.mid,m.lat,m.lon,m.unc_m,m.limit_m,m.mcc,m.name FROM "
-			      "pos_terminals t JOIN pos_merchants m ON m.mid=t.mid",
-			      sizeof(*m->recs), 256, &recs, &m->n, merchant_from_row);
+	rc = pgi_pos_load_rows(st,
+			       "SELECT t.tid,m.mid,m.lat,m.lon,m.unc_m,m.limit_m,m.mcc,m.name FROM "
+			       "pos_terminals t JOIN pos_merchants m ON m.mid=t.mid",
+			       sizeof(*m->recs), 256, &recs, &m->n, merchant_from_row);
 	m->recs = recs;
 	if (rc < 0)
 		goto fail;
@@ -244,7 +244,7 @@ pg_merchants_load(struct pg_store *st, struct pg_merchants **out)
 		goto fail;
 	}
 	for (size_t i = 0; i < m->n; i++) {
-		uint64_t k = pg_pos_tid_key(m->recs[i].tid, strlen(m->recs[i].tid));
+		uint64_t k = pgi_pos_tid_key(m->recs[i].tid, strlen(m->recs[i].tid));
 		size_t j = hslot(k, m->mask);
 
 		while (m->idx[j])
@@ -256,24 +256,24 @@ pg_merchants_load(struct pg_store *st, struct pg_merchants **out)
 	*out = m;
 	return 0;
 fail:
-	pg_merchants_free(m);
+	pgi_merchants_free(m);
 	return rc;
 }
 
 size_t
-pg_merchants_n(const struct pg_merchants *m)
+pgi_merchants_n(const struct pg_merchants *m)
 {
 	return m ? m->n : 0;
 }
 
 const struct pg_merchant_rec *
-pg_merchants_at(const struct pg_merchants *m, size_t i)
+pgi_merchants_at(const struct pg_merchants *m, size_t i)
 {
 	return m && i < m->n ? &m->recs[i] : NULL;
 }
 
 size_t
-pg_merchants_index(const struct pg_merchants *m, const struct pg_merchant_rec *r)
+pgi_merchants_index(const struct pg_merchants *m, const struct pg_merchant_rec *r)
 {
 	return (size_t)(r - m->recs);
 }

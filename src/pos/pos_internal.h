@@ -6,15 +6,15 @@
 
 /* Calls row() for each data line of a CSV file ("-" = stdin); the header line,
  * when present, must equal hdr. Rows that return PG_EFORMAT are counted bad. */
-int pg_pos_csv_foreach(const char *path, const char *hdr, struct pg_import_stats *stats,
-		       int (*row)(void *ctx, const char *line, size_t len), void *ctx);
-void pg_pos_stats_bad(struct pg_import_stats *s, uint64_t line, const char *why);
+int pgi_pos_csv_foreach(const char *path, const char *hdr, struct pg_import_stats *stats,
+			int (*row)(void *ctx, const char *line, size_t len), void *ctx);
+void pgi_pos_stats_bad(struct pg_import_stats *s, uint64_t line, const char *why);
 /* Imports a CSV file of reference data in one transaction: row() (given
  * the store's struct pg_db) writes each line; the commit notifies
  * PG_POS_REF_CHANNEL with payload what. 0 or a negative PG_E code. */
-int pg_pos_import_csv(struct pg_store *st, const char *path, const char *hdr, const char *what,
-		      int (*row)(void *db, const char *line, size_t len),
-		      struct pg_import_stats *stats);
+int pgi_pos_import_csv(struct pg_store *st, const char *path, const char *hdr, const char *what,
+		       int (*row)(void *db, const char *line, size_t len),
+		       struct pg_import_stats *stats);
 /*
  * Reads every row of the query sql (after migrating the store) into a
  * growing array of records of size bytes, first room for cap of them: each
@@ -23,20 +23,20 @@ int pg_pos_import_csv(struct pg_store *st, const char *path, const char *hdr, co
  * records. 0 or a negative PG_E code.
  */
 struct pg_db_stmt;
-int pg_pos_load_rows(struct pg_store *st, const char *sql, size_t size, size_t cap, void **recs,
-		     size_t *n, void (*row)(struct pg_db_stmt *q, void *rec));
+int pgi_pos_load_rows(struct pg_store *st, const char *sql, size_t size, size_t cap, void **recs,
+		      size_t *n, void (*row)(struct pg_db_stmt *q, void *rec));
 
 /* Merchant index (terminal id -> merchant). */
 struct pg_merchants;
-int pg_merchants_load(struct pg_store *st, struct pg_merchants **out);
-void pg_merchants_free(struct pg_merchants *m);
-const struct pg_merchant_rec *pg_merchants_find(const struct pg_merchants *m, const char *tid,
-						size_t len);
-size_t pg_merchants_n(const struct pg_merchants *m);
+int pgi_merchants_load(struct pg_store *st, struct pg_merchants **out);
+void pgi_merchants_free(struct pg_merchants *m);
+const struct pg_merchant_rec *pgi_merchants_find(const struct pg_merchants *m, const char *tid,
+						 size_t len);
+size_t pgi_merchants_n(const struct pg_merchants *m);
 /* The i-th record (0 <= i < n), NULL past the end. */
-const struct pg_merchant_rec *pg_merchants_at(const struct pg_merchants *m, size_t i);
-size_t pg_merchants_index(const struct pg_merchants *m, const struct pg_merchant_rec *r);
-uint64_t pg_pos_tid_key(const char *tid, size_t len);
+const struct pg_merchant_rec *pgi_merchants_at(const struct pg_merchants *m, size_t i);
+size_t pgi_merchants_index(const struct pg_merchants *m, const struct pg_merchant_rec *r);
+uint64_t pgi_pos_tid_key(const char *tid, size_t len);
 
 /* The channel an import of cells or merchants notifies (payload "cells" or
  * "merchants") when it commits: every POS server on the store reloads. */
@@ -64,18 +64,18 @@ struct pos_record {
 
 /* The stream codec of a record (docs/pos.md, "JetStream intake"). */
 #define PG_POS_REC_MAX 192 /* an encoded record is never longer */
-int pg_pos_rec_encode(const struct pos_record *r, struct pg_buf *out);
+int pgi_pos_rec_encode(const struct pos_record *r, struct pg_buf *out);
 /* PG_EFORMAT with a detail unless p..n is exactly one valid record. */
-int pg_pos_rec_decode(const uint8_t *p, size_t n, struct pos_record *r);
+int pgi_pos_rec_decode(const uint8_t *p, size_t n, struct pos_record *r);
 /* The record's stable id (terminal, STAN, transmission time, decision time):
  * the stream's Nats-Msg-Id, so a publish tried again is stored once. */
-void pg_pos_rec_id(const struct pos_record *r, char *out, size_t outlen);
+void pgi_pos_rec_id(const struct pos_record *r, char *out, size_t outlen);
 
 /* The records of a batch (engine.c), for the publisher and the sink. */
-const struct pos_record *pg_pos_batch_rec(const struct pg_pos_batch *b, size_t i);
+const struct pos_record *pgi_pos_batch_rec(const struct pg_pos_batch *b, size_t i);
 /* Appends a copy of r; 0 or PG_ENOMEM. */
-int pg_pos_batch_push(struct pg_pos_batch *b, const struct pos_record *r);
-void pg_pos_batch_clear(struct pg_pos_batch *b);
+int pgi_pos_batch_push(struct pg_pos_batch *b, const struct pos_record *r);
+void pgi_pos_batch_clear(struct pg_pos_batch *b);
 
 /* ---- JetStream intake (jsintake.c) ---- */
 
@@ -92,14 +92,14 @@ struct pg_pos_js_cfg {
 };
 struct pg_pos_js;
 /* Connects and creates the stream when it is missing. */
-int pg_pos_js_open(struct pg_pos_js **out, const struct pg_pos_js_cfg *cfg);
+int pgi_pos_js_open(struct pg_pos_js **out, const struct pg_pos_js_cfg *cfg);
 /* One try: publishes every record of b and waits up to wait_ms for all
  * acknowledgements; 0 once the stream holds them all. */
-int pg_pos_js_publish(struct pg_pos_js *j, const struct pg_pos_batch *b, int wait_ms);
-void pg_pos_js_close(struct pg_pos_js *j);
+int pgi_pos_js_publish(struct pg_pos_js *j, const struct pg_pos_batch *b, int wait_ms);
+void pgi_pos_js_close(struct pg_pos_js *j);
 
 /* The engine's policy (the sink's writer decides alerts with it). */
-const struct pg_pos_policy *pg_pos_engine_policy(const struct pg_pos_engine *e);
+const struct pg_pos_policy *pgi_pos_engine_policy(const struct pg_pos_engine *e);
 
 struct pg_pos_sink_cfg {
 	const char *nats, *stream, *durable;
@@ -109,7 +109,7 @@ struct pg_pos_sink_cfg {
 };
 struct pg_pos_sink;
 /* Starts the sink thread; it connects (and reconnects) on its own. */
-int pg_pos_sink_start(struct pg_pos_sink **out, const struct pg_pos_sink_cfg *cfg);
-void pg_pos_sink_stop(struct pg_pos_sink *k);
+int pgi_pos_sink_start(struct pg_pos_sink **out, const struct pg_pos_sink_cfg *cfg);
+void pgi_pos_sink_stop(struct pg_pos_sink *k);
 
 #endif

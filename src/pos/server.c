@@ -495,7 +495,7 @@ reload_once(struct reloader *r, struct pg_store *st)
 	int rc = pg_cells_load(st, &cells);
 
 	if (rc >= 0)
-		rc = pg_merchants_load(st, &merchants);
+		rc = pgi_merchants_load(st, &merchants);
 	if (rc < 0) {
 		pg_cells_free(cells);
 		return rc;
@@ -503,7 +503,7 @@ reload_once(struct reloader *r, struct pg_store *st)
 	pthread_mutex_lock(&r->mu);
 	/* a load the loop has not taken yet is older than this one */
 	pg_cells_free(r->cells);
-	pg_merchants_free(r->merchants);
+	pgi_merchants_free(r->merchants);
 	r->cells = cells;
 	r->merchants = merchants;
 	r->load_ms = pg_mono_ms() - t0;
@@ -589,7 +589,7 @@ reloader_stop(struct reloader *r)
 		r->running = 0;
 	}
 	pg_cells_free(r->cells);
-	pg_merchants_free(r->merchants);
+	pgi_merchants_free(r->merchants);
 	r->cells = NULL;
 	r->merchants = NULL;
 	if (r->wake_fd >= 0)
@@ -626,7 +626,7 @@ reloader_take(struct server *s)
 	s->reloads++;
 	pg_info("pos-server",
 		"cells and merchants reloaded (%d cells, %zu terminals; loaded in %llu ms)",
-		pg_cells_count(cells), pg_merchants_n(merchants), (unsigned long long)load_ms);
+		pg_cells_count(cells), pgi_merchants_n(merchants), (unsigned long long)load_ms);
 }
 
 static void
@@ -731,7 +731,7 @@ publish_one(struct committer *cm, int try_ms)
 	int wait = 20, ok = 0;
 
 	while (!__atomic_load_n(&cm->expired, __ATOMIC_ACQUIRE)) {
-		if (pg_pos_js_publish(cm->js, cm->b, try_ms) == 0) {
+		if (pgi_pos_js_publish(cm->js, cm->b, try_ms) == 0) {
 			ok = 1;
 			break;
 		}
@@ -939,15 +939,15 @@ intake_start(struct server *s, struct pg_pos_sink **sink)
 
 	if (!jc.node && gethostname(host, sizeof(host) - 1) == 0)
 		jc.node = host;
-	rc = pg_pos_js_open(&s->cm.js, &jc);
+	rc = pgi_pos_js_open(&s->cm.js, &jc);
 	if (rc < 0 || cfg->no_sink)
 		return rc;
-	return pg_pos_sink_start(sink,
-				 &(struct pg_pos_sink_cfg){.nats = cfg->nats,
-							   .stream = jc.stream,
-							   .durable = "pos-sink",
-							   .store = cfg->sink_store,
-							   .pol = *pg_pos_engine_policy(s->e)});
+	return pgi_pos_sink_start(sink,
+				  &(struct pg_pos_sink_cfg){.nats = cfg->nats,
+							    .stream = jc.stream,
+							    .durable = "pos-sink",
+							    .store = cfg->sink_store,
+							    .pol = *pgi_pos_engine_policy(s->e)});
 }
 
 static int
@@ -1244,8 +1244,8 @@ serve_free(struct server *s)
 	reloader_stop(&s->rl);
 	if (s->cm.b)
 		committer_stop(s);
-	pg_pos_js_close(s->cm.js);
-	pg_pos_sink_stop(s->sink);
+	pgi_pos_js_close(s->cm.js);
+	pgi_pos_sink_stop(s->sink);
 	if (s->cp.running) {
 		s->cp.stop = 1;
 		pthread_join(s->cp.th, NULL);

@@ -52,7 +52,7 @@ put_str(uint8_t **p, const char *s)
 }
 
 int
-pg_pos_rec_encode(const struct pos_record *r, struct pg_buf *out)
+pgi_pos_rec_encode(const struct pos_record *r, struct pg_buf *out)
 {
 	uint8_t b[PG_POS_REC_MAX], *p = b;
 
@@ -222,7 +222,7 @@ get_cell(struct rd *d, struct pg_cell_obs *c)
 }
 
 int
-pg_pos_rec_decode(const uint8_t *p, size_t n, struct pos_record *r)
+pgi_pos_rec_decode(const uint8_t *p, size_t n, struct pos_record *r)
 {
 	struct rd d = {p, n, NULL};
 	const uint8_t *m = take(&d, 4, "magic");
@@ -295,7 +295,7 @@ put_escaped(char *out, size_t at, size_t outlen, const char *s)
 }
 
 void
-pg_pos_rec_id(const struct pos_record *r, char *out, size_t outlen)
+pgi_pos_rec_id(const struct pos_record *r, char *out, size_t outlen)
 {
 	size_t at = 0;
 	const char *parts[3] = {r->tid, r->stan, r->f7};

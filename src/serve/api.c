@@ -10,7 +10,7 @@
  * connections are never shared between threads), so a slow call (the VSE
  * hypervisor, 5 s at most) holds its own thread only. Connections are limited
  * per client address and in all, idle ones close after API_TIMEOUT_S, ones
- * whose request head is API_HEAD_S overdue are cut (pg_serve_api_tick),
+ * whose request head is API_HEAD_S overdue are cut (pgi_serve_api_tick),
  * refused and cut ones are logged at most once per REFUSED_LOG_S with a
  * count, and /metrics
  * reads the store's counts from a cache refreshed at most once a second.
@@ -615,11 +615,11 @@ token_ok(struct pg_serve_state *s, struct MHD_Connection *c)
 
 	if (!s->token)
 		return 1;
-	if (pg_serve_guard_session(s, c)) /* the dashboard's cookie (guard.c) */
+	if (pgi_serve_guard_session(s, c)) /* the dashboard's cookie (guard.c) */
 		return 1;
 	if (!h || strncmp(h, "Bearer ", 7) != 0)
 		return 0;
-	return pg_serve_token_equal(s->token, h + 7);
+	return pgi_serve_token_equal(s->token, h + 7);
 }
 
 #define VSE_CALL_TIMEOUT_MS 5000
@@ -715,7 +715,7 @@ get_page(struct call *x)
 	const unsigned char *data;
 	size_t len;
 
-	if (pg_serve_static(x->url, &x->r->ctype, &data, &len) != 0)
+	if (pgi_serve_static(x->url, &x->r->ctype, &data, &len) != 0)
 		return reply_error(x->r, 500, "dashboard file vanished");
 	x->r->text = malloc(len + 1);
 	if (!x->r->text)
@@ -763,7 +763,7 @@ get_services(struct call *x)
 static void
 get_cluster(struct call *x)
 {
-	json_t *v = pg_serve_cluster_json(x->s->cluster);
+	json_t *v = pgi_serve_cluster_json(x->s->cluster);
 
 	if (!v)
 		return reply_error(x->r, 500, "out of memory");
@@ -970,7 +970,7 @@ post_vses(struct call *x)
 		uint8_t mk[16];
 		char mh[33];
 
-		rc = pg_serve_master_key(x->s->data_dir, mk);
+		rc = pgi_serve_master_key(x->s->data_dir, mk);
 		if (rc < 0) {
 			json_decref(b);
 			return reply_rc(x->r, rc);
@@ -1002,7 +1002,7 @@ vse_owner(struct pg_serve_state *s, const char *name, char *node, size_t size)
 	    pg_vse_api_call(sock, json_pack("{s:s,s:s}", "op", "show", "name", name), &resp,
 			    VSE_CALL_TIMEOUT_MS) == 0) {
 		n = json_string_value(json_object_get(json_object_get(resp, "vse"), "node"));
-		if (n && n[0] && strcmp(n, pg_serve_cluster_node(s->cluster)) != 0)
+		if (n && n[0] && strcmp(n, pgi_serve_cluster_node(s->cluster)) != 0)
 			snprintf(node, size, "%s", n);
 	}
 	__atomic_sub_fetch(&vse_calls, 1, __ATOMIC_ACQ_REL);
@@ -1019,8 +1019,8 @@ vse_forward(struct call *x, const char *owner)
 	int rc;
 
 	snprintf(path, sizeof(path), "/api/vses/%s", x->name);
-	rc = pg_serve_cluster_forward(x->s->cluster, owner, path, x->rq->body, x->rq->len,
-				      x->s->token, &status, &reply);
+	rc = pgi_serve_cluster_forward(x->s->cluster, owner, path, x->rq->body, x->rq->len,
+				       x->s->token, &status, &reply);
 	if (rc == PG_ENOENT)
 		return reply_error(x->r, 503, "VSE %s runs on node %s, which is not up", x->name,
 				   owner);
@@ -1041,7 +1041,7 @@ post_vse_action(struct call *x)
 		return reply_rc(x->r, rc);
 	/* a VSE's memory is on its node's disk: another node's VSE is acted on
 	 * there; a request forwarded once is never forwarded again */
-	if (pg_serve_cluster_shared(x->s->cluster)) {
+	if (pgi_serve_cluster_shared(x->s->cluster)) {
 		vse_owner(x->s, x->name, owner, sizeof(owner));
 		if (owner[0] &&
 		    MHD_lookup_connection_value(x->c, MHD_HEADER_KIND, PG_SERVE_FORWARDED_HEADER))
@@ -1121,9 +1121,9 @@ queue_upgrade(struct call *x, int64_t job, const struct pg_serve_upgrade_req *u)
 	rc = dtext ? insert_upgrade_req(x->st, job, x->id, u->fix, dtext) : PG_ENOMEM;
 	free(dtext);
 	/* one machine runs what it queues at once; in a cluster the first node
-	 * with a free slot takes the job (pg_serve_cluster_jobs) */
-	if (rc == 0 && !pg_serve_cluster_shared(x->s->cluster))
-		rc = pg_serve_start_upgrade(x->s, job);
+	 * with a free slot takes the job (pgi_serve_cluster_jobs) */
+	if (rc == 0 && !pgi_serve_cluster_shared(x->s->cluster))
+		rc = pgi_serve_start_upgrade(x->s, job);
 	return rc;
 }
 
@@ -1500,7 +1500,7 @@ head_wait(struct pg_serve_api *a, struct MHD_Connection *c, int waiting)
  * shutdown() makes libmicrohttpd's own thread see the end and close it.
  */
 void
-pg_serve_api_tick(struct pg_serve_api *a)
+pgi_serve_api_tick(struct pg_serve_api *a)
 {
 	uint64_t now = pg_mono_ms();
 	char ip[INET6_ADDRSTRLEN] = "?", msg[120];
@@ -1623,7 +1623,7 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
 	}
 	if (request_refused(rq, c, version, &r)) {
 		/* answered */
-	} else if (pg_serve_guard(s, c, url, method, &rc)) {
+	} else if (pgi_serve_guard(s, c, url, method, &rc)) {
 		/* Host, origin and content type, before anything acts (guard.c) */
 		return (enum MHD_Result)rc;
 	} else if (!token_ok(s, c)) {
@@ -1649,7 +1649,7 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
 	MHD_add_response_header(resp, "Content-Type", r.ctype);
 	MHD_add_response_header(resp, "Cache-Control", "no-store");
 	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-	pg_serve_guard_headers(resp);
+	pgi_serve_guard_headers(resp);
 	if (r.status == 401)
 		MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
 	if (r.allow)
@@ -1674,7 +1674,7 @@ completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestT
 /* ---- listening ---- */
 
 int
-pg_serve_listen(const char *host, int port, int *fd_out, int *bound, int *loopback)
+pgi_serve_listen(const char *host, int port, int *fd_out, int *bound, int *loopback)
 {
 	struct sockaddr_storage ss;
 	unsigned len = 0;
@@ -1683,7 +1683,7 @@ pg_serve_listen(const char *host, int port, int *fd_out, int *bound, int *loopba
 
 	if (port < 0 || port > 65535)
 		return pg_error(PG_EINVAL, "serve", "port %d: expected 0..65535", port);
-	rc = pg_serve_parse_listen(host, &ss, &len, loopback);
+	rc = pgi_serve_parse_listen(host, &ss, &len, loopback);
 	if (rc < 0)
 		return rc;
 	((struct sockaddr_in *)(void *)&ss)->sin_port =
@@ -1714,7 +1714,7 @@ pg_serve_listen(const char *host, int port, int *fd_out, int *bound, int *loopba
 }
 
 int
-pg_serve_api_start(struct pg_serve_state *s, int listen_fd, struct pg_serve_api **out)
+pgi_serve_api_start(struct pg_serve_state *s, int listen_fd, struct pg_serve_api **out)
 {
 	struct pg_serve_api *a = calloc(1, sizeof(*a));
 	int rc = 0, nst = 0;
@@ -1764,7 +1764,7 @@ pg_serve_api_start(struct pg_serve_state *s, int listen_fd, struct pg_serve_api 
 }
 
 void
-pg_serve_api_stop(struct pg_serve_api *a)
+pgi_serve_api_stop(struct pg_serve_api *a)
 {
 	if (!a)
 		return;

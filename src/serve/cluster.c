@@ -49,7 +49,7 @@
 /*
  * The singletons, one node of a cluster runs each: index 0 is the
  * supervisor's own "retention" (prune_pos in daemon.c), then each row of the
- * worker table (pg_serve_workers, workers.c) that names one, in its order.
+ * worker table (pgi_serve_workers, workers.c) that names one, in its order.
  * The worker table is the one place that says which worker is which.
  */
 #define NSINGLE_MAX (1 + PG_SERVE_MAX_SVC)
@@ -58,7 +58,7 @@
 static const struct pg_serve_worker_def *
 single_row(size_t i)
 {
-	for (const struct pg_serve_worker_def *w = pg_serve_workers; w->name && i; w++)
+	for (const struct pg_serve_worker_def *w = pgi_serve_workers; w->name && i; w++)
 		if (w->singleton && --i == 0)
 			return w;
 	return NULL;
@@ -121,7 +121,7 @@ static const struct pg_db_migration cluster_migrations[] = {
 };
 
 const char *
-pg_serve_cluster_singleton_of(const char *worker)
+pgi_serve_cluster_singleton_of(const char *worker)
 {
 	const struct pg_serve_worker_def *w = pg_serve_worker_find(worker);
 
@@ -138,7 +138,7 @@ single_index(const char *name)
 }
 
 int
-pg_serve_cluster_leads(struct pg_serve_cluster *c, const char *singleton)
+pgi_serve_cluster_leads(struct pg_serve_cluster *c, const char *singleton)
 {
 	int i;
 
@@ -154,21 +154,21 @@ pg_serve_cluster_leads(struct pg_serve_cluster *c, const char *singleton)
 }
 
 int
-pg_serve_cluster_runs(struct pg_serve_cluster *c, const char *worker)
+pgi_serve_cluster_runs(struct pg_serve_cluster *c, const char *worker)
 {
-	const char *sg = pg_serve_cluster_singleton_of(worker);
+	const char *sg = pgi_serve_cluster_singleton_of(worker);
 
-	return !sg || pg_serve_cluster_leads(c, sg);
+	return !sg || pgi_serve_cluster_leads(c, sg);
 }
 
 int
-pg_serve_cluster_shared(const struct pg_serve_cluster *c)
+pgi_serve_cluster_shared(const struct pg_serve_cluster *c)
 {
 	return c && c->postgres;
 }
 
 void
-pg_serve_cluster_jobs(struct pg_serve_state *s, uint64_t now)
+pgi_serve_cluster_jobs(struct pg_serve_state *s, uint64_t now)
 {
 	struct pg_serve_cluster *c = s->cluster;
 	int64_t job = 0, image = 0;
@@ -197,12 +197,12 @@ pg_serve_cluster_jobs(struct pg_serve_state *s, uint64_t now)
 	pg_info("cluster", "node %s took image job %lld (image %lld)", c->node, (long long)job,
 		(long long)image);
 	/* should the task not start, the lease runs out and a node takes it again */
-	if (pg_serve_start_upgrade(s, job) < 0)
+	if (pgi_serve_start_upgrade(s, job) < 0)
 		pg_warn("cluster", "image job %lld: %s", (long long)job, pg_last_error());
 }
 
 const char *
-pg_serve_cluster_node(const struct pg_serve_cluster *c)
+pgi_serve_cluster_node(const struct pg_serve_cluster *c)
 {
 	return c->node;
 }
@@ -274,7 +274,7 @@ alone_snapshot(struct pg_serve_cluster *c)
 }
 
 json_t *
-pg_serve_cluster_json(struct pg_serve_cluster *c)
+pgi_serve_cluster_json(struct pg_serve_cluster *c)
 {
 	json_t *v;
 
@@ -295,7 +295,7 @@ pg_serve_cluster_json(struct pg_serve_cluster *c)
 static const char *str_of(json_t *o, const char *key);
 
 int
-pg_serve_cluster_address(struct pg_serve_cluster *c, const char *node, char *out, size_t size)
+pgi_serve_cluster_address(struct pg_serve_cluster *c, const char *node, char *out, size_t size)
 {
 	json_t *nodes, *n;
 	size_t i;
@@ -804,8 +804,8 @@ beat_thread(void *arg)
 }
 
 int
-pg_serve_cluster_open(struct pg_serve_state *s, const char *store_url, const char *node,
-		      const char *address, struct pg_serve_cluster **out)
+pgi_serve_cluster_open(struct pg_serve_state *s, const char *store_url, const char *node,
+		       const char *address, struct pg_serve_cluster **out)
 {
 	struct pg_serve_cluster *c = calloc(1, sizeof(*c));
 	int rc;
@@ -851,7 +851,7 @@ pg_serve_cluster_open(struct pg_serve_state *s, const char *store_url, const cha
 		char why[512];
 
 		snprintf(why, sizeof(why), "%s", pg_last_error());
-		pg_serve_cluster_close(c);
+		pgi_serve_cluster_close(c);
 		return pg_error(rc, "cluster", "%s", why);
 	}
 	pg_info("cluster", "node %s joined the cluster on %s (API %s)", c->node, pg_db_name(c->db),
@@ -861,7 +861,7 @@ pg_serve_cluster_open(struct pg_serve_state *s, const char *store_url, const cha
 }
 
 int
-pg_serve_cluster_start(struct pg_serve_cluster *c)
+pgi_serve_cluster_start(struct pg_serve_cluster *c)
 {
 	int rc;
 
@@ -900,7 +900,7 @@ leave_tx(struct pg_db *db, void *arg)
 }
 
 void
-pg_serve_cluster_close(struct pg_serve_cluster *c)
+pgi_serve_cluster_close(struct pg_serve_cluster *c)
 {
 	if (!c)
 		return;
@@ -922,7 +922,7 @@ pg_serve_cluster_close(struct pg_serve_cluster *c)
 }
 
 void
-pg_serve_cluster_apply(struct pg_serve_state *s, uint64_t now)
+pgi_serve_cluster_apply(struct pg_serve_state *s, uint64_t now)
 {
 	struct pg_serve_cluster *c = s->cluster;
 
@@ -932,9 +932,9 @@ pg_serve_cluster_apply(struct pg_serve_state *s, uint64_t now)
 		struct pg_serve_svc *w = &s->svc[i];
 		int runs;
 
-		if (!pg_serve_cluster_singleton_of(w->name))
+		if (!pgi_serve_cluster_singleton_of(w->name))
 			continue;
-		runs = pg_serve_cluster_runs(c, w->name);
+		runs = pgi_serve_cluster_runs(c, w->name);
 		pthread_mutex_lock(&s->mu);
 		if (runs && strcmp(w->state, "standby") == 0) {
 			/* leader now: restart_due starts it at once, not counted */
@@ -990,9 +990,9 @@ fwd_write(char *data, size_t size, size_t n, void *arg)
 }
 
 int
-pg_serve_cluster_forward(struct pg_serve_cluster *c, const char *node, const char *path,
-			 const char *body, size_t len, const char *token, long *status,
-			 json_t **reply)
+pgi_serve_cluster_forward(struct pg_serve_cluster *c, const char *node, const char *path,
+			  const char *body, size_t len, const char *token, long *status,
+			  json_t **reply)
 {
 	char addr[300], url[600], err[CURL_ERROR_SIZE] = "", auth[300];
 	struct curl_slist *h = NULL;
@@ -1004,7 +1004,7 @@ pg_serve_cluster_forward(struct pg_serve_cluster *c, const char *node, const cha
 
 	*reply = NULL;
 	*status = 0;
-	rc = pg_serve_cluster_address(c, node, addr, sizeof(addr));
+	rc = pgi_serve_cluster_address(c, node, addr, sizeof(addr));
 	if (rc < 0)
 		return rc;
 	if (strcmp(node, c->node) == 0)

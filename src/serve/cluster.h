@@ -31,43 +31,43 @@ struct pg_serve_cluster;
  * free now are led from the start. `address` is the API's host:port others
  * forward to. SQLite (store_url not PostgreSQL): no connection, leads all.
  */
-int pg_serve_cluster_open(struct pg_serve_state *s, const char *store_url, const char *node,
-			  const char *address, struct pg_serve_cluster **out);
+int pgi_serve_cluster_open(struct pg_serve_state *s, const char *store_url, const char *node,
+			   const char *address, struct pg_serve_cluster **out);
 /* Starts the heartbeat thread (PostgreSQL; nothing on SQLite). */
-int pg_serve_cluster_start(struct pg_serve_cluster *c);
+int pgi_serve_cluster_start(struct pg_serve_cluster *c);
 /* Leaves: stops the thread, marks the node down and closes the connection,
  * which releases its locks (call after the singleton workers stopped). */
-void pg_serve_cluster_close(struct pg_serve_cluster *c);
+void pgi_serve_cluster_close(struct pg_serve_cluster *c);
 
 /* The singleton a worker of the worker table is, or NULL (runs everywhere). */
-const char *pg_serve_cluster_singleton_of(const char *worker);
+const char *pgi_serve_cluster_singleton_of(const char *worker);
 /* 1 when this node runs the singleton now: it holds the lock and its last
  * round is younger than PG_SERVE_CLUSTER_FENCE_MS. c NULL: 1. */
-int pg_serve_cluster_leads(struct pg_serve_cluster *c, const char *singleton);
+int pgi_serve_cluster_leads(struct pg_serve_cluster *c, const char *singleton);
 /* 1 when this node should run worker `name` now (a singleton it leads, or
  * not a singleton). */
-int pg_serve_cluster_runs(struct pg_serve_cluster *c, const char *worker);
+int pgi_serve_cluster_runs(struct pg_serve_cluster *c, const char *worker);
 /* The supervisor loop's step: starts singleton workers this node leads now
  * ("standby" -> started) and stops those it no longer leads. */
-void pg_serve_cluster_apply(struct pg_serve_state *s, uint64_t now_mono);
+void pgi_serve_cluster_apply(struct pg_serve_state *s, uint64_t now_mono);
 
 /* 1 when the store is shared (PostgreSQL): several nodes may run. */
-int pg_serve_cluster_shared(const struct pg_serve_cluster *c);
+int pgi_serve_cluster_shared(const struct pg_serve_cluster *c);
 /*
  * The supervisor loop's step for image jobs (cluster mode only): at most
  * twice a second, when an upgrade slot is free, takes the oldest queued job
  * or one whose runner's lease expired (its node died) with
  * pg_image_job_claim and starts the upgrade task for it.
  */
-void pg_serve_cluster_jobs(struct pg_serve_state *s, uint64_t now_mono);
+void pgi_serve_cluster_jobs(struct pg_serve_state *s, uint64_t now_mono);
 
 /* GET /api/cluster: a copy of the last snapshot of nodes and leaders,
  * refreshed every round; NULL when out of memory. */
-json_t *pg_serve_cluster_json(struct pg_serve_cluster *c);
+json_t *pgi_serve_cluster_json(struct pg_serve_cluster *c);
 /* This node's name. */
-const char *pg_serve_cluster_node(const struct pg_serve_cluster *c);
+const char *pgi_serve_cluster_node(const struct pg_serve_cluster *c);
 /* The API address of node `node` if it is up: 0, PG_ENOENT (unknown or down). */
-int pg_serve_cluster_address(struct pg_serve_cluster *c, const char *node, char *out, size_t size);
+int pgi_serve_cluster_address(struct pg_serve_cluster *c, const char *node, char *out, size_t size);
 
 /*
  * Forwards an API POST to node `node` (the owner of a VSE, say): POST
@@ -80,8 +80,8 @@ int pg_serve_cluster_address(struct pg_serve_cluster *c, const char *node, char 
  */
 #define PG_SERVE_FORWARDED_HEADER   "X-Payguard-Forwarded-By"
 #define PG_SERVE_CLUSTER_FORWARD_MS 10000
-int pg_serve_cluster_forward(struct pg_serve_cluster *c, const char *node, const char *path,
-			     const char *body, size_t len, const char *token, long *status,
-			     json_t **reply);
+int pgi_serve_cluster_forward(struct pg_serve_cluster *c, const char *node, const char *path,
+			      const char *body, size_t len, const char *token, long *status,
+			      json_t **reply);
 
 #endif

@@ -195,7 +195,7 @@ pg_serve_conf_parse(const char *text, size_t len, struct pg_serve_conf *c)
 			int lo;
 
 			rc = get_str(v, key, n.listen, sizeof(n.listen));
-			if (rc == 0 && pg_serve_parse_listen(n.listen, &ss, &sl, &lo) < 0)
+			if (rc == 0 && pgi_serve_parse_listen(n.listen, &ss, &sl, &lo) < 0)
 				rc = pg_error(
 				    PG_EINVAL, "serve",
 				    "config 'listen' must be localhost, an IPv4 or an IPv6 "
@@ -346,9 +346,9 @@ pg_serve_check_load_source(const char *spec)
 	return 0;
 }
 
-/* The listen address forms (docs/serve.md): also what pg_serve_listen binds. */
+/* The listen address forms (docs/serve.md): also what pgi_serve_listen binds. */
 int
-pg_serve_parse_listen(const char *host, struct sockaddr_storage *ss, unsigned *len, int *loopback)
+pgi_serve_parse_listen(const char *host, struct sockaddr_storage *ss, unsigned *len, int *loopback)
 {
 	struct sockaddr_in *sin = (struct sockaddr_in *)(void *)ss;
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)(void *)ss;

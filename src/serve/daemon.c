@@ -483,14 +483,14 @@ static int
 open_state(struct pg_serve_state *s)
 {
 	uint8_t mk[16];
-	int rc = pg_serve_master_key(s->data_dir, mk); /* one writer: made here */
+	int rc = pgi_serve_master_key(s->data_dir, mk); /* one writer: made here */
 
 	pg_memzero(mk, sizeof(mk));
 	if (rc < 0)
 		return rc;
 	rc = pg_store_open(&s->st, s->store);
 	if (rc == 0)
-		rc = pg_serve_migrate(&s->st);
+		rc = pgi_serve_migrate(&s->st);
 	if (rc == 0) /* the API reads these tables before the workers are up */
 		rc = pg_pos_migrate(&s->st);
 	if (rc == 0)
@@ -538,7 +538,7 @@ start_services(struct pg_serve_state *s, int demo, const struct run_opts *o)
 	int rc;
 
 	s->nsvc = 0;
-	for (const struct pg_serve_worker_def *d = pg_serve_workers; d->name; d++) {
+	for (const struct pg_serve_worker_def *d = pgi_serve_workers; d->name; d++) {
 		struct pg_serve_svc *w = &s->svc[s->nsvc];
 
 		if (d->demo_only && !demo)
@@ -551,7 +551,7 @@ start_services(struct pg_serve_state *s, int demo, const struct run_opts *o)
 	}
 	for (int i = 0; i < s->nsvc; i++) {
 		/* a singleton another node of the cluster leads waits (cluster.c) */
-		if (!pg_serve_cluster_runs(s->cluster, s->svc[i].name))
+		if (!pgi_serve_cluster_runs(s->cluster, s->svc[i].name))
 			s->svc[i].state = "standby";
 		else if ((rc = start_worker(s, &s->svc[i], o)) < 0)
 			return rc;
@@ -622,11 +622,11 @@ supervise(struct pg_serve_state *s, const struct pg_serve_cfg *cfg, struct pg_se
 			reload(s, cfg, o);
 		}
 		reap(s);
-		pg_serve_api_tick(api);
+		pgi_serve_api_tick(api);
 		now = pg_mono_ms();
-		pg_serve_cluster_apply(s, now); /* singletons follow this node's leadership */
-		pg_serve_cluster_jobs(s, now);	/* a cluster node takes queued image jobs */
-		if (now - last_prune >= 60000 && pg_serve_cluster_leads(s->cluster, "retention")) {
+		pgi_serve_cluster_apply(s, now); /* singletons follow this node's leadership */
+		pgi_serve_cluster_jobs(s, now);	 /* a cluster node takes queued image jobs */
+		if (now - last_prune >= 60000 && pgi_serve_cluster_leads(s->cluster, "retention")) {
 			last_prune = now;
 			prune_pos(s);
 		}
@@ -672,7 +672,7 @@ join_cluster(struct pg_serve_state *s, const struct pg_serve_cfg *cfg, const cha
 	/* workers and tasks of a cluster node need its name (set before any forks) */
 	if (pg_db_url_is_postgres(s->store) && setenv(PG_SERVE_NODE_ENV, node, 1) < 0)
 		return pg_error(PG_ESYS, "serve", "setenv: %s", strerror(errno));
-	return pg_serve_cluster_open(s, s->store, node, addr, &s->cluster);
+	return pgi_serve_cluster_open(s, s->store, node, addr, &s->cluster);
 }
 
 /* Binds the API's socket first (a port in use fails before anything is
@@ -682,7 +682,7 @@ bind_first(struct pg_serve_state *s, const struct pg_serve_cfg *cfg, const char 
 	   int *listen_fd, int *bound)
 {
 	int loopback = 0;
-	int rc = pg_serve_listen(host, cfg->port, listen_fd, bound, &loopback);
+	int rc = pgi_serve_listen(host, cfg->port, listen_fd, bound, &loopback);
 
 	if (rc < 0)
 		return rc;
@@ -692,7 +692,7 @@ bind_first(struct pg_serve_state *s, const struct pg_serve_cfg *cfg, const char 
 				host);
 	if (cfg->token && cfg->token[0])
 		s->token = cfg->token;
-	return pg_serve_guard_init(s, cfg->allow_hosts, cfg->nallow_hosts);
+	return pgi_serve_guard_init(s, cfg->allow_hosts, cfg->nallow_hosts);
 }
 
 int
@@ -731,10 +731,10 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 	signals_install(&sigs);
 	rc = start_services(s, cfg->demo, &o);
 	if (rc >= 0)
-		rc = pg_serve_cluster_start(s->cluster);
+		rc = pgi_serve_cluster_start(s->cluster);
 	if (rc < 0)
 		goto out;
-	rc = pg_serve_api_start(s, listen_fd, &api);
+	rc = pgi_serve_api_start(s, listen_fd, &api);
 	listen_fd = -1; /* the API's now, closed by it even on failure */
 	if (rc == 0)
 		rc = announce(s, cfg, host, bound);
@@ -746,12 +746,12 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 	rc = 0;
 out:
 	if (api)
-		pg_serve_api_stop(api);
+		pgi_serve_api_stop(api);
 	if (listen_fd >= 0)
 		close(listen_fd);
 	stop_workers(s);
 	/* after the workers: its locks must not pass on while a singleton still runs */
-	pg_serve_cluster_close(s->cluster);
+	pgi_serve_cluster_close(s->cluster);
 	s->cluster = NULL;
 	if (s->st.pdb)
 		record_event(s, "serve", "stop", rc ? pg_strerror(rc) : "clean");
@@ -759,7 +759,7 @@ out:
 	signals_restore(&sigs);
 	if (lockfd >= 0)
 		close(lockfd); /* releases the lock */
-	pg_serve_guard_release(s);
+	pgi_serve_guard_release(s);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 	return rc;

@@ -15,7 +15,7 @@
  * answers 404).
  */
 int
-pg_serve_static(const char *url, const char **ctype, const unsigned char **data, size_t *len)
+pgi_serve_static(const char *url, const char **ctype, const unsigned char **data, size_t *len)
 {
 	char want[64];
 	size_t n = strlen(url);
@@ -29,8 +29,8 @@ pg_serve_static(const char *url, const char **ctype, const unsigned char **data,
 		   strcmp(want + n - 5, ".html") == 0) {
 		want[n - 5] = '\0';
 	}
-	for (size_t i = 0; i < pg_www_nfiles; i++) {
-		const struct pg_www_file *f = &pg_www_files[i];
+	for (size_t i = 0; i < pgi_www_nfiles; i++) {
+		const struct pg_www_file *f = &pgi_www_files[i];
 
 		if (strcmp(f->url, want) != 0)
 			continue;

@@ -197,9 +197,9 @@ pg_serve_ctype_json(const char *ctype)
 /* ---- state ---- */
 
 int
-pg_serve_guard_init(struct pg_serve_state *s, const char (*allow)[PG_SERVE_HOST_NAME], int nallow)
+pgi_serve_guard_init(struct pg_serve_state *s, const char (*allow)[PG_SERVE_HOST_NAME], int nallow)
 {
-	struct pg_serve_guard *g = &s->guard;
+	struct pgi_serve_guard *g = &s->guard;
 
 	if (nallow < 0 || nallow > PG_SERVE_MAX_ALLOW_HOSTS)
 		return pg_error(PG_EINVAL, "serve", "at most %d allowed hosts",
@@ -219,9 +219,9 @@ pg_serve_guard_init(struct pg_serve_state *s, const char (*allow)[PG_SERVE_HOST_
 }
 
 void
-pg_serve_guard_release(struct pg_serve_state *s)
+pgi_serve_guard_release(struct pg_serve_state *s)
 {
-	struct pg_serve_guard *g = s ? &s->guard : NULL;
+	struct pgi_serve_guard *g = s ? &s->guard : NULL;
 
 	if (!g || !g->inited)
 		return;
@@ -231,7 +231,7 @@ pg_serve_guard_release(struct pg_serve_state *s)
 }
 
 int
-pg_serve_token_equal(const char *token, const char *got)
+pgi_serve_token_equal(const char *token, const char *got)
 {
 	unsigned char want[SHA256_DIGEST_LENGTH], have[SHA256_DIGEST_LENGTH];
 	int eq;
@@ -248,7 +248,7 @@ pg_serve_token_equal(const char *token, const char *got)
 
 /* A new session: its id in hex (65 bytes) or -1 (no randomness). */
 static int
-session_new(struct pg_serve_guard *g, char hex[65])
+session_new(struct pgi_serve_guard *g, char hex[65])
 {
 	unsigned char id[32];
 	int64_t now = pg_wall_ms();
@@ -275,9 +275,9 @@ session_new(struct pg_serve_guard *g, char hex[65])
 }
 
 int
-pg_serve_guard_session(struct pg_serve_state *s, struct MHD_Connection *c)
+pgi_serve_guard_session(struct pg_serve_state *s, struct MHD_Connection *c)
 {
-	struct pg_serve_guard *g = &s->guard;
+	struct pgi_serve_guard *g = &s->guard;
 	const char *v = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, COOKIE);
 	unsigned char id[32];
 	int64_t now = pg_wall_ms();
@@ -297,7 +297,7 @@ pg_serve_guard_session(struct pg_serve_state *s, struct MHD_Connection *c)
 /* ---- the hook ---- */
 
 void
-pg_serve_guard_headers(struct MHD_Response *resp)
+pgi_serve_guard_headers(struct MHD_Response *resp)
 {
 	MHD_add_response_header(resp, "Content-Security-Policy", CSP);
 	MHD_add_response_header(resp, "X-Frame-Options", "DENY");
@@ -330,7 +330,7 @@ answer(struct pg_serve_state *s, struct MHD_Connection *c, int status, const cha
 	MHD_add_response_header(resp, "Content-Type", "application/json");
 	MHD_add_response_header(resp, "Cache-Control", "no-store");
 	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-	pg_serve_guard_headers(resp);
+	pgi_serve_guard_headers(resp);
 	if (location)
 		MHD_add_response_header(resp, "Location", location);
 	if (cookie)
@@ -375,10 +375,10 @@ local_addr(struct MHD_Connection *c, char *ip, size_t cap, int *port)
 }
 
 int
-pg_serve_guard(struct pg_serve_state *s, struct MHD_Connection *c, const char *url,
-	       const char *method, int *ret)
+pgi_serve_guard(struct pg_serve_state *s, struct MHD_Connection *c, const char *url,
+		const char *method, int *ret)
 {
-	struct pg_serve_guard *g = &s->guard;
+	struct pgi_serve_guard *g = &s->guard;
 	const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
 	int safe = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 	char ip[64];
@@ -431,7 +431,7 @@ pg_serve_guard(struct pg_serve_state *s, struct MHD_Connection *c, const char *u
 
 		if (!t)
 			return 0;
-		if (!pg_serve_token_equal(s->token, t)) {
+		if (!pgi_serve_token_equal(s->token, t)) {
 			*ret =
 			    answer(s, c, 401, "wrong token in the address (?token=)", NULL, NULL);
 			return 1;
@@ -446,7 +446,7 @@ pg_serve_guard(struct pg_serve_state *s, struct MHD_Connection *c, const char *u
 		/* to one of the dashboard's pages only: never //host, a scheme or
 		 * bytes of the (decoded) URL that could end the header */
 		snprintf(loc, sizeof(loc), "%s",
-			 pg_serve_static(url, NULL, NULL, NULL) == 0 ? url : "/");
+			 pgi_serve_static(url, NULL, NULL, NULL) == 0 ? url : "/");
 		pg_info("serve", "dashboard login: a new session (token in the address)");
 		*ret = answer(s, c, 303, NULL, loc, cookie);
 		pg_memzero(cookie, sizeof(cookie));

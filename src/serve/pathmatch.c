@@ -3,7 +3,7 @@
  * against one row of the route table in api.c. Literal characters match
  * themselves; {id} is 1.. with no leading zero (an image), {n} 1 to 18
  * digits (an alert), {name} the rest of the URL (a VSE), {page} a file of
- * the dashboard (pg_serve_static). The URL comes from the network:
+ * the dashboard (pgi_serve_static). The URL comes from the network:
  * fuzz/serve_pathmatch.c holds the promises below.
  */
 #include "payguard/serve.h"
@@ -41,8 +41,8 @@ pg_serve_path_match(const char *pat, const char *url, int64_t *id, const char **
 	while (*pat) {
 		if (strncmp(pat, "{page}", 6) == 0) {
 			/* the dashboard's files answer their own paths (dashboard.c) */
-			return pg_serve_static(url, NULL, NULL, NULL) == 0 ? PG_SERVE_PATH_MATCH
-									   : PG_SERVE_PATH_NONE;
+			return pgi_serve_static(url, NULL, NULL, NULL) == 0 ? PG_SERVE_PATH_MATCH
+									    : PG_SERVE_PATH_NONE;
 		} else if (strncmp(pat, "{name}", 6) == 0) {
 			*name = u;
 			return PG_SERVE_PATH_MATCH;

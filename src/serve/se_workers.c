@@ -46,8 +46,8 @@ secret_ins(uint8_t ins)
 }
 
 int
-pg_serve_log_apdu(struct pg_store *st, const char *source, const char *se, const char *link,
-		  const uint8_t *c, size_t cn, const uint8_t *r, size_t rn, int64_t us)
+pgi_serve_log_apdu(struct pg_store *st, const char *source, const char *se, const char *link,
+		   const uint8_t *c, size_t cn, const uint8_t *r, size_t rn, int64_t us)
 {
 	static unsigned since_trim;
 	char ch[2 * 300 + 1], rh[2 * 300 + 1], sw[5] = "";
@@ -172,7 +172,7 @@ store_seos(struct pg_store *st, struct pg_seos *os, struct xstats *x, uint64_t e
 	snap = json_pack("{s:o,s:I,s:I}", "ses", c.arr, "exchanges", (json_int_t)exchanges,
 			 "exchanges_ok", (json_int_t)ok);
 	if (rc == 0)
-		rc = snap ? pg_serve_put_snapshot(st, "serve_seos", snap) : PG_ENOMEM;
+		rc = snap ? pgi_serve_put_snapshot(st, "serve_seos", snap) : PG_ENOMEM;
 	json_decref(snap);
 	return rc;
 }
@@ -223,8 +223,8 @@ wallet_round(struct pg_store *st, struct pg_seos_client *c, const char *reader, 
 		(void)pg_seos_client_close_session(c, sess);
 		return rc;
 	}
-	(void)pg_serve_log_apdu(st, "seos", reader, link, capdu, 6 + aid_len, sel, sl,
-				(int64_t)(now_us() - t0));
+	(void)pgi_serve_log_apdu(st, "seos", reader, link, capdu, 6 + aid_len, sel, sl,
+				 (int64_t)(now_us() - t0));
 	/* ECHO: the GP card's test applet and the test card's echo applet differ in INS */
 	clen = 5;
 	capdu[0] = 0x80;
@@ -237,8 +237,8 @@ wallet_round(struct pg_store *st, struct pg_seos_client *c, const char *reader, 
 	t0 = now_us();
 	rc = pg_seos_client_transmit(c, ch, capdu, clen, rapdu, &rl);
 	if (rc == 0)
-		(void)pg_serve_log_apdu(st, "seos", reader, link, capdu, clen, rapdu, rl,
-					(int64_t)(now_us() - t0));
+		(void)pgi_serve_log_apdu(st, "seos", reader, link, capdu, clen, rapdu, rl,
+					 (int64_t)(now_us() - t0));
 	(void)pg_seos_client_close_channel(c, ch);
 	(void)pg_seos_client_close_session(c, sess);
 	return rc;
@@ -321,7 +321,7 @@ wallet_tick(struct wallet *w, unsigned n)
 }
 
 int
-pg_serve_worker_seos(const char *dir, const char *store, int demo, const volatile int *stop)
+pgi_serve_worker_seos(const char *dir, const char *store, int demo, const volatile int *stop)
 {
 	static const struct {
 		const char *name, *link;
@@ -348,7 +348,7 @@ pg_serve_worker_seos(const char *dir, const char *store, int demo, const volatil
 	if (rc == 0)
 		rc = pg_mkdir_p(ports, 0700);
 	if (rc == 0)
-		rc = pg_serve_master_key(dir, master);
+		rc = pgi_serve_master_key(dir, master);
 	if (rc < 0)
 		return rc;
 	/* simulated SEs: diversified by their SE id; VSEs: by their CIN "PGVS..." */
@@ -361,7 +361,7 @@ pg_serve_worker_seos(const char *dir, const char *store, int demo, const volatil
 		goto out;
 	rc = pg_store_open(&st, store);
 	if (rc == 0)
-		rc = pg_serve_migrate(&st);
+		rc = pgi_serve_migrate(&st);
 	if (rc < 0)
 		goto out;
 	for (int i = 0; demo && i < 3; i++) {
@@ -584,16 +584,16 @@ nfcsw_tap(struct pg_store *st, struct pg_nfcsw *sw, const struct sw_rows *rows, 
 		const char *to = pg_nfcsw_session_se(sw);
 		const struct sw_row *r = to && to[0] ? sw_row_find(rows, to) : NULL;
 
-		(void)pg_serve_log_apdu(st, "nfcswitch", to && to[0] ? to : "(none)",
-					r ? r->link : "", capdu, clen, rapdu, rlen,
-					(int64_t)(now_us() - t0));
+		(void)pgi_serve_log_apdu(st, "nfcswitch", to && to[0] ? to : "(none)",
+					 r ? r->link : "", capdu, clen, rapdu, rlen,
+					 (int64_t)(now_us() - t0));
 	}
 	pg_nfcsw_field_off(sw);
 	return rc == 0 && rlen >= 2 && rapdu[rlen - 2] == 0x90 && rapdu[rlen - 1] == 0x00;
 }
 
 int
-pg_serve_worker_nfcswitch(const char *dir, const char *store, const volatile int *stop)
+pgi_serve_worker_nfcswitch(const char *dir, const char *store, const volatile int *stop)
 {
 	struct pg_nfcsw *sw = NULL;
 	struct pg_store st = {0};
@@ -604,7 +604,7 @@ pg_serve_worker_nfcswitch(const char *dir, const char *store, const volatile int
 	snprintf(ports, sizeof(ports), "%s/seos/ports", dir);
 	rc = pg_store_open(&st, store);
 	if (rc == 0)
-		rc = pg_serve_migrate(&st);
+		rc = pgi_serve_migrate(&st);
 	if (rc == 0)
 		rc = pg_nfcsw_new(&sw);
 	for (unsigned t = 0; rc == 0 && !*stop; t++) {
@@ -622,7 +622,7 @@ pg_serve_worker_nfcswitch(const char *dir, const char *store, const volatile int
 			ok += (uint64_t)tap;
 		}
 		snap = nfcsw_snapshot(sw, &rows, selects, ok);
-		rc = snap ? pg_serve_put_snapshot(&st, "serve_nfcsw", snap) : PG_ENOMEM;
+		rc = snap ? pgi_serve_put_snapshot(&st, "serve_nfcsw", snap) : PG_ENOMEM;
 		json_decref(snap);
 		for (int i = 0; i < 20 && !*stop; i++)
 			usleep(50 * 1000);

@@ -9,19 +9,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-int pg_serve_migrate(struct pg_store *st);
-int pg_serve_demo_pos_data(struct pg_store *st, const char *dir);
+int pgi_serve_migrate(struct pg_store *st);
+int pgi_serve_demo_pos_data(struct pg_store *st, const char *dir);
 
 /* The live APDU log (table serve_apdu, the last 500): data of secret-bearing
  * commands (INITIALIZE UPDATE, EXTERNAL AUTHENTICATE, PUT KEY, ...) is not kept. */
-int pg_serve_log_apdu(struct pg_store *st, const char *source, const char *se, const char *link,
-		      const uint8_t *c, size_t cn, const uint8_t *r, size_t rn, int64_t us);
+int pgi_serve_log_apdu(struct pg_store *st, const char *source, const char *se, const char *link,
+		       const uint8_t *c, size_t cn, const uint8_t *r, size_t rn, int64_t us);
 /* The data directory's SE master key (DIR/seos/master.key, 16 random bytes, 0600,
  * made at first use): the SE OS's key store diversifies it for simulated SEs (by SE
  * id) and VSEs (by CIN); VSEs the API creates without keys get it. */
-int pg_serve_master_key(const char *dir, uint8_t key[16]);
+int pgi_serve_master_key(const char *dir, uint8_t key[16]);
 /* Replaces the one row of a worker's snapshot table (serve_nfcsw, serve_seos). */
-int pg_serve_put_snapshot(struct pg_store *st, const char *table, json_t *snap);
+int pgi_serve_put_snapshot(struct pg_store *st, const char *table, json_t *snap);
 /* What every worker is given (pg_serve_worker). */
 struct pg_serve_wargs {
 	const char *dir;
@@ -40,18 +40,18 @@ struct pg_serve_worker_def {
 	const char *singleton;
 	int stop_last; /* stops after the others have (daemon.c, stop_workers) */
 };
-extern const struct pg_serve_worker_def pg_serve_workers[]; /* ends with a NULL name */
+extern const struct pg_serve_worker_def pgi_serve_workers[]; /* ends with a NULL name */
 /* The "seos" worker: runs until *stop. */
-int pg_serve_worker_seos(const char *dir, const char *store, int demo, const volatile int *stop);
+int pgi_serve_worker_seos(const char *dir, const char *store, int demo, const volatile int *stop);
 /* The "nfcswitch" worker: the NFC switch over the SE OS's SEs, until *stop. */
-int pg_serve_worker_nfcswitch(const char *dir, const char *store, const volatile int *stop);
+int pgi_serve_worker_nfcswitch(const char *dir, const char *store, const volatile int *stop);
 /* The one-shot "upgrade" worker: runs queued image job `job` (table serve_upgrade). */
-int pg_serve_worker_upgrade(const char *dir, const char *store, int64_t job,
-			    const volatile int *stop);
+int pgi_serve_worker_upgrade(const char *dir, const char *store, int64_t job,
+			     const volatile int *stop);
 
 /* The dashboard's embedded files (dashboard.c): 0 and the file for a URL
  * ("/", "/se", "/se.html", "/static/app.js", ...), else PG_ENOENT. */
-int pg_serve_static(const char *url, const char **ctype, const unsigned char **data, size_t *len);
+int pgi_serve_static(const char *url, const char **ctype, const unsigned char **data, size_t *len);
 
 #include <pthread.h>
 #include <stdint.h>
@@ -68,7 +68,7 @@ struct pg_serve_session {
 	unsigned char id[32];
 	int64_t expires_ms; /* wall clock; 0: free slot */
 };
-struct pg_serve_guard {
+struct pgi_serve_guard {
 	int inited;
 	pthread_mutex_t mu; /* guards sess[] (any API thread) */
 	struct pg_serve_session sess[PG_SERVE_SESSIONS];
@@ -110,7 +110,7 @@ struct pg_serve_state {
 	/* one-shot upgrade workers the API started (guarded by mu) */
 	pid_t task[PG_SERVE_MAX_TASKS];
 	int64_t task_job[PG_SERVE_MAX_TASKS];
-	struct pg_serve_guard guard;
+	struct pgi_serve_guard guard;
 	/* HTTP connections (api.c, issue 17): accepted since the start and refused
 	 * at the connection limits (libmicrohttpd's global or per-IP limit).
 	 * Atomic: libmicrohttpd may call its callbacks from several threads. */
@@ -122,46 +122,46 @@ struct pg_serve_state {
 };
 /* Starts the one-shot upgrade worker for queued job `job`; PG_EBUSY when
  * PG_SERVE_MAX_TASKS are running. Called from the API thread. */
-int pg_serve_start_upgrade(struct pg_serve_state *s, int64_t job);
+int pgi_serve_start_upgrade(struct pg_serve_state *s, int64_t job);
 
 struct MHD_Connection;
 struct MHD_Response;
-/* guard.c: pg_serve_guard_init copies the allowed host names; _release wipes the
+/* guard.c: pgi_serve_guard_init copies the allowed host names; _release wipes the
  * sessions. */
-int pg_serve_guard_init(struct pg_serve_state *s, const char (*allow)[PG_SERVE_HOST_NAME],
-			int nallow);
-void pg_serve_guard_release(struct pg_serve_state *s);
+int pgi_serve_guard_init(struct pg_serve_state *s, const char (*allow)[PG_SERVE_HOST_NAME],
+			 int nallow);
+void pgi_serve_guard_release(struct pg_serve_state *s);
 /* Run by the API's handler before it authenticates or routes a request: 0 to
  * go on, else 1 with a reply (421 foreign Host, 403 cross-site, 415 not JSON,
  * 303 token login) already queued and *ret its MHD result. */
-int pg_serve_guard(struct pg_serve_state *s, struct MHD_Connection *c, const char *url,
-		   const char *method, int *ret);
+int pgi_serve_guard(struct pg_serve_state *s, struct MHD_Connection *c, const char *url,
+		    const char *method, int *ret);
 /* 1 when the request carries a live dashboard session cookie (pg_session). */
-int pg_serve_guard_session(struct pg_serve_state *s, struct MHD_Connection *c);
+int pgi_serve_guard_session(struct pg_serve_state *s, struct MHD_Connection *c);
 /* 1 when got is the token (both hashed, compared in constant time). */
-int pg_serve_token_equal(const char *token, const char *got);
+int pgi_serve_token_equal(const char *token, const char *got);
 /* Adds the security headers every answer carries (CSP, framing, referrer). */
-void pg_serve_guard_headers(struct MHD_Response *resp);
+void pgi_serve_guard_headers(struct MHD_Response *resp);
 
 /* A listen address: "localhost" (= 127.0.0.1), an IPv4 address, or an IPv6
  * address ("::1", optionally in brackets). 0, or PG_EINVAL with a message. */
 struct sockaddr_storage;
-int pg_serve_parse_listen(const char *host, struct sockaddr_storage *ss, unsigned *len,
-			  int *loopback);
+int pgi_serve_parse_listen(const char *host, struct sockaddr_storage *ss, unsigned *len,
+			   int *loopback);
 /* Binds and listens on host:port (close-on-exec, non-blocking), before anything
  * else of the daemon starts: a port in use fails here with a clear message.
  * *bound is the port (for port 0), *loopback whether the address is loopback. */
-int pg_serve_listen(const char *host, int port, int *fd, int *bound, int *loopback);
+int pgi_serve_listen(const char *host, int port, int *fd, int *bound, int *loopback);
 
 /* The HTTP API (api.c): a pool of PG_SERVE_API_THREADS libmicrohttpd threads
- * answering on the socket pg_serve_listen made, each request with a store
+ * answering on the socket pgi_serve_listen made, each request with a store
  * connection of its own from a pool of as many. */
 #define PG_SERVE_API_THREADS 8
 struct pg_serve_api;
-int pg_serve_api_start(struct pg_serve_state *s, int listen_fd, struct pg_serve_api **out);
-void pg_serve_api_stop(struct pg_serve_api *a);
+int pgi_serve_api_start(struct pg_serve_state *s, int listen_fd, struct pg_serve_api **out);
+void pgi_serve_api_stop(struct pg_serve_api *a);
 /* Called by the supervisor loop: cuts connections whose request head is
  * overdue (API_HEAD_S in api.c); does its work at most once a second. */
-void pg_serve_api_tick(struct pg_serve_api *a);
+void pgi_serve_api_tick(struct pg_serve_api *a);
 
 #endif

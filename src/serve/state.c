@@ -54,14 +54,14 @@ static const struct pg_db_migration serve_migrations[] = {
 };
 
 int
-pg_serve_migrate(struct pg_store *st)
+pgi_serve_migrate(struct pg_store *st)
 {
 	return pg_db_migrate(st->pdb, "serve", serve_migrations,
 			     sizeof(serve_migrations) / sizeof(serve_migrations[0]));
 }
 
 int
-pg_serve_put_snapshot(struct pg_store *st, const char *table, json_t *snap)
+pgi_serve_put_snapshot(struct pg_store *st, const char *table, json_t *snap)
 {
 	char *text = pg_json_dumps(snap, JSON_COMPACT), sql[160];
 	int rc;
@@ -79,7 +79,7 @@ pg_serve_put_snapshot(struct pg_store *st, const char *table, json_t *snap)
 }
 
 int
-pg_serve_master_key(const char *dir, uint8_t key[16])
+pgi_serve_master_key(const char *dir, uint8_t key[16])
 {
 	char path[600];
 	uint8_t *data = NULL;

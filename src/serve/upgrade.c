@@ -28,7 +28,7 @@
  * supervisor (PG_EBUSY when all are taken); called by the API and, in a
  * cluster, by the supervisor's job claim. */
 int
-pg_serve_start_upgrade(struct pg_serve_state *s, int64_t job)
+pgi_serve_start_upgrade(struct pg_serve_state *s, int64_t job)
 {
 	char jobs[24];
 	int slot = -1;
@@ -131,7 +131,7 @@ adopt_claim(struct pg_store *st, int64_t job, const char *node)
 }
 
 int
-pg_serve_worker_upgrade(const char *dir, const char *store, int64_t job, const volatile int *stop)
+pgi_serve_worker_upgrade(const char *dir, const char *store, int64_t job, const volatile int *stop)
 {
 	const char *node = getenv(PG_SERVE_NODE_ENV);
 	char ref[32], repo[600], ovdir[600], out[700], debp[PG_SERVE_MAX_DEBS][760];
@@ -148,7 +148,7 @@ pg_serve_worker_upgrade(const char *dir, const char *store, int64_t job, const v
 		node = NULL;
 	rc = pg_store_open(&st, store);
 	if (rc == 0)
-		rc = pg_serve_migrate(&st);
+		rc = pgi_serve_migrate(&st);
 	if (rc == 0)
 		rc = pg_image_db_open(&st);
 	if (rc < 0)

@@ -77,7 +77,7 @@ static const struct demo_merchant merchants[] = {
 #define NMERCH (sizeof(merchants) / sizeof(merchants[0]))
 
 int
-pg_serve_demo_pos_data(struct pg_store *st, const char *dir)
+pgi_serve_demo_pos_data(struct pg_store *st, const char *dir)
 {
 	char cpath[600], mpath[600];
 	struct pg_import_stats is;
@@ -132,7 +132,7 @@ worker_pos(const char *dir, const char *store, int demo)
 		return rc;
 	rc = pg_pos_migrate(&st);
 	if (rc == 0 && demo)
-		rc = pg_serve_demo_pos_data(&st, dir);
+		rc = pgi_serve_demo_pos_data(&st, dir);
 	if (rc < 0)
 		goto out;
 	pg_pos_policy_default(&pol);
@@ -389,7 +389,7 @@ worker_load(const char *store, int period_ms)
 		return PG_ENOMEM;
 	rc = pg_store_open(&st, store);
 	if (rc == 0)
-		rc = pg_serve_migrate(&st);
+		rc = pgi_serve_migrate(&st);
 	if (rc == 0)
 		rc = pg_events_migrate(st.pdb);
 	for (size_t i = 0; rc == 0 && i < FLEET_N; i++) {
@@ -450,7 +450,7 @@ vse_demo_thread(void *arg)
 	uint8_t master[16];
 
 	snprintf(sock, sizeof(sock), "%s/vse/hv.sock", d->dir);
-	if (pg_serve_master_key(d->dir, master) < 0)
+	if (pgi_serve_master_key(d->dir, master) < 0)
 		return NULL;
 	pg_hex_encode_upper(mhex, master, 16, 0);
 	pg_memzero(master, sizeof(master));
@@ -657,7 +657,7 @@ worker_load_live(const char *store, const char *spec, int period_ms)
 	if (rc == 0)
 		rc = pg_store_open(&st, store);
 	if (rc == 0)
-		rc = pg_serve_migrate(&st);
+		rc = pgi_serve_migrate(&st);
 	if (rc == 0)
 		rc = pg_load_store_migrate(&st);
 	if (rc == 0)
@@ -739,7 +739,7 @@ run_vse(const struct pg_serve_wargs *a)
 static int
 run_seos(const struct pg_serve_wargs *a)
 {
-	return pg_serve_worker_seos(a->dir, a->store, a->demo, (const volatile int *)&w_stop);
+	return pgi_serve_worker_seos(a->dir, a->store, a->demo, (const volatile int *)&w_stop);
 }
 
 static int
@@ -751,7 +751,7 @@ run_image(const struct pg_serve_wargs *a)
 static int
 run_nfcswitch(const struct pg_serve_wargs *a)
 {
-	return pg_serve_worker_nfcswitch(a->dir, a->store, (const volatile int *)&w_stop);
+	return pgi_serve_worker_nfcswitch(a->dir, a->store, (const volatile int *)&w_stop);
 }
 
 static int
@@ -812,7 +812,7 @@ run_events(const struct pg_serve_wargs *a)
 
 /* Every supervised worker, in the order the supervisor starts them and
  * /api/services lists them (docs/ARCHITECTURE.md, "Adding a worker"). */
-const struct pg_serve_worker_def pg_serve_workers[] = {
+const struct pg_serve_worker_def pgi_serve_workers[] = {
     /* name, function, --demo only, cluster singleton, stops last */
     {"pos", run_pos, 0, NULL, 0},
     {"load", run_load, 0, "load", 0},
@@ -829,7 +829,7 @@ const struct pg_serve_worker_def pg_serve_workers[] = {
 const struct pg_serve_worker_def *
 pg_serve_worker_find(const char *name)
 {
-	for (const struct pg_serve_worker_def *w = pg_serve_workers; w->name; w++)
+	for (const struct pg_serve_worker_def *w = pgi_serve_workers; w->name; w++)
 		if (strcmp(w->name, name) == 0)
 			return w;
 	return NULL;
@@ -841,7 +841,7 @@ pg_serve_worker_names(char *out, size_t size, const char *sep)
 	size_t n = 0;
 
 	out[0] = '\0';
-	for (const struct pg_serve_worker_def *w = pg_serve_workers; w->name; w++) {
+	for (const struct pg_serve_worker_def *w = pgi_serve_workers; w->name; w++) {
 		int k = snprintf(out + n, size - n, "%s%s", n ? sep : "", w->name);
 
 		if (k < 0 || (size_t)k >= size - n)
@@ -895,5 +895,5 @@ pg_serve_run_upgrade(const char *data_dir, int64_t job)
 		return PG_ETOOBIG;
 	if (image_backing_from_env() < 0)
 		return PG_EINVAL;
-	return pg_serve_worker_upgrade(data_dir, store, job, (const volatile int *)&w_stop);
+	return pgi_serve_worker_upgrade(data_dir, store, job, (const volatile int *)&w_stop);
 }

@@ -12,7 +12,7 @@ struct pg_www_file {
 	size_t len;
 };
 
-extern const struct pg_www_file pg_www_files[];
-extern const size_t pg_www_nfiles;
+extern const struct pg_www_file pgi_www_files[];
+extern const size_t pgi_www_nfiles;
 
 #endif

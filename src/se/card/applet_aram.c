@@ -168,7 +168,7 @@ aram_process(struct gp_inst *in, int chn, const struct pg_capdu *c, uint8_t *res
 	return 0;
 }
 
-const struct gp_class gp_class_aram = {
+const struct gp_class pgi_gp_class_aram = {
     .name = "aram",
     .id = 5,
     .elf_aid = {0xF0, 'P', 'G', 'L', 'F', 0x05},

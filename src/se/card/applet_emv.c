@@ -61,7 +61,7 @@ rec_slot(uint8_t sfi, uint8_t rec)
 }
 
 int
-gp_pay_fci_entry(const struct gp_inst *in, struct pg_ppse_fci *f)
+pgi_gp_pay_fci_entry(const struct gp_inst *in, struct pg_ppse_fci *f)
 {
 	const struct pay_p *p = (const struct pay_p *)in->p;
 
@@ -139,7 +139,7 @@ struct transit_p {
 static const uint8_t *
 aip_of(const struct gp_inst *in)
 {
-	return in->cls == &gp_class_transit ? transit_aip : pay_aip;
+	return in->cls == &pgi_gp_class_transit ? transit_aip : pay_aip;
 }
 
 static uint16_t
@@ -157,7 +157,7 @@ pay_install(struct gp_inst *in, const uint8_t *params, size_t n)
 	if (n > 1) {
 		memcpy(p->label, params + 1, n - 1);
 		p->label_len = (uint8_t)(n - 1);
-	} else if (in->cls == &gp_class_transit) {
+	} else if (in->cls == &pgi_gp_class_transit) {
 		memcpy(p->label, "TRANSIT", 7);
 		p->label_len = 7;
 	} else {
@@ -235,7 +235,7 @@ gpo(struct gp_inst *in, const struct pg_capdu *c, uint8_t *resp, size_t *rlen)
 		return PG_SW_CONDITIONS;
 	atc++;
 	p->atc[0] = (uint8_t)(atc >> 8), p->atc[1] = (uint8_t)atc;
-	gp_dirty(in->g);
+	pgi_gp_dirty(in->g);
 	v->gpo = 1;
 	v->acs = 0;
 	if (p->rec_len[0]) {
@@ -300,7 +300,8 @@ generate_ac(struct gp_inst *in, const struct pg_capdu *c, uint8_t *resp, size_t 
 	memcpy(msg + CDOL1_LEN, aip_of(in), 2);
 	memcpy(msg + CDOL1_LEN + 2, p->atc, 2);
 	memcpy(msg + CDOL1_LEN + 4, iad, sizeof(iad));
-	if (gp_aes_ecb(p->key, 16, blk, sk) < 0 || pg_aes_cmac(sk, 16, msg, sizeof(msg), mac) < 0) {
+	if (pgi_gp_aes_ecb(p->key, 16, blk, sk) < 0 ||
+	    pg_aes_cmac(sk, 16, msg, sizeof(msg), mac) < 0) {
 		sw = PG_SW_UNKNOWN;
 		goto done;
 	}
@@ -388,7 +389,7 @@ pay_perso_done(const struct gp_inst *in)
 	return p->has_key && p->rec_len[0];
 }
 
-const struct gp_class gp_class_pay = {
+const struct gp_class pgi_gp_class_pay = {
     .name = "payment",
     .id = 2,
     .elf_aid = {0xF0, 'P', 'G', 'L', 'F', 0x02},
@@ -448,7 +449,7 @@ purse(struct gp_inst *in, const struct pg_capdu *c, uint8_t *resp, size_t *rlen)
 		       (uint8_t[4]){(uint8_t)(bal >> 24), (uint8_t)(bal >> 16), (uint8_t)(bal >> 8),
 				    (uint8_t)bal},
 		       4);
-		gp_dirty(in->g);
+		pgi_gp_dirty(in->g);
 	} else if (c->lc) {
 		return PG_SW_WRONG_LENGTH;
 	}
@@ -470,7 +471,7 @@ transit_process(struct gp_inst *in, int chn, const struct pg_capdu *c, uint8_t *
 	return pay_process(in, chn, c, resp, rlen, sw);
 }
 
-const struct gp_class gp_class_transit = {
+const struct gp_class pgi_gp_class_transit = {
     .name = "transit",
     .id = 7,
     .elf_aid = {0xF0, 'P', 'G', 'L', 'F', 0x07},

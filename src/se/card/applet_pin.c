@@ -93,12 +93,12 @@ try_pin(struct gp_inst *in, const uint8_t *block)
 		return PG_SW_AUTH_BLOCKED;
 	v->verified = 0;
 	p->tries--;
-	if (gp_commit(in->g) < 0)
+	if (pgi_gp_commit(in->g) < 0)
 		return GP_SW_MEMFAIL;
 	if (!pg_ct_equal(block, p->pin, 8))
 		return p->tries ? SW_TRIES(p->tries) : PG_SW_AUTH_BLOCKED;
 	p->tries = p->limit;
-	gp_dirty(in->g);
+	pgi_gp_dirty(in->g);
 	v->verified = 1;
 	return PG_SW_OK;
 }
@@ -137,7 +137,7 @@ change(struct gp_inst *in, const struct pg_capdu *c)
 	if (sw != PG_SW_OK)
 		return sw;
 	memcpy(p->pin, c->data + 8, 8);
-	gp_dirty(in->g);
+	pgi_gp_dirty(in->g);
 	return PG_SW_OK;
 }
 
@@ -192,7 +192,7 @@ genkey(struct gp_inst *in, const struct pg_capdu *c, uint8_t *resp, size_t *rlen
 		goto out;
 	}
 	p->has_key = 1;
-	gp_dirty(in->g);
+	pgi_gp_dirty(in->g);
 	sw = pub_out(p, resp, rlen);
 out:
 	BN_clear_free(d);
@@ -322,7 +322,7 @@ pin_perso_done(const struct gp_inst *in)
 	return 1;
 }
 
-const struct gp_class gp_class_pin = {
+const struct gp_class pgi_gp_class_pin = {
     .name = "pin",
     .id = 3,
     .elf_aid = {0xF0, 'P', 'G', 'L', 'F', 0x03},

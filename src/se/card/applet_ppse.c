@@ -62,8 +62,8 @@ ppse_select(struct gp_inst *in, int chn, struct pg_buf *b)
 	if (pg_ppse_fci_open(&f, b) < 0)
 		return PG_SW_UNKNOWN;
 	for (int i = 0; i < g->ninst; i++)
-		if (g->inst[i]->cls == &gp_class_pay && g->inst[i]->in_rt &&
-		    gp_pay_fci_entry(g->inst[i], &f) < 0)
+		if (g->inst[i]->cls == &pgi_gp_class_pay && g->inst[i]->in_rt &&
+		    pgi_gp_pay_fci_entry(g->inst[i], &f) < 0)
 			return PG_SW_UNKNOWN;
 	return pg_ppse_fci_close(&f) < 0 ? PG_SW_UNKNOWN : PG_SW_OK;
 }
@@ -78,7 +78,7 @@ ppse_process(struct gp_inst *in, int chn, const struct pg_capdu *c, uint8_t *res
 	return 0;
 }
 
-const struct gp_class gp_class_ppse = {
+const struct gp_class pgi_gp_class_ppse = {
     .name = "ppse",
     .id = 1,
     .elf_aid = {0xF0, 'P', 'G', 'L', 'F', 0x01},

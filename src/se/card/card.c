@@ -414,7 +414,7 @@ pg_card_rt_new(struct pg_card_rt **out, const struct pg_card_config *cfg)
 	if (cfg->atr && (cfg->atr_len < 2 || cfg->atr_len > PG_ATR_MAX))
 		return pg_error(PG_EINVAL, "card", "ATR must be 2..%u bytes", PG_ATR_MAX);
 	/* A card never answers with an ATR a reader would call wrong (issue 13 item 11). */
-	if (cfg->atr && (rc = pg_atr_check(cfg->atr, cfg->atr_len)) < 0)
+	if (cfg->atr && (rc = pgi_atr_check(cfg->atr, cfg->atr_len)) < 0)
 		return rc;
 	if (cfg->max_channels < 0 || cfg->max_channels > PG_CARD_MAX_CHANNELS)
 		return pg_error(PG_EINVAL, "card", "max channels must be 1..%d",

@@ -12,13 +12,13 @@
 #include <stdio.h>
 #include <string.h>
 
-static const struct gp_class *const classes[] = {&gp_class_ppse,   &gp_class_pay,  &gp_class_pin,
-						 &gp_class_test,   &gp_class_aram, &gp_class_echo,
-						 &gp_class_transit};
+static const struct gp_class *const classes[] = {
+    &pgi_gp_class_ppse, &pgi_gp_class_pay,  &pgi_gp_class_pin,	  &pgi_gp_class_test,
+    &pgi_gp_class_aram, &pgi_gp_class_echo, &pgi_gp_class_transit};
 #define NCLASSES ((int)(sizeof(classes) / sizeof(classes[0])))
 
 const struct gp_class *
-gp_class_by_name(const char *name)
+pgi_gp_class_by_name(const char *name)
 {
 	for (int i = 0; i < NCLASSES; i++)
 		if (strcmp(classes[i]->name, name) == 0)
@@ -27,7 +27,7 @@ gp_class_by_name(const char *name)
 }
 
 const struct gp_class *
-gp_class_by_id(uint8_t id)
+pgi_gp_class_by_id(uint8_t id)
 {
 	for (int i = 0; i < NCLASSES; i++)
 		if (classes[i]->id == id)
@@ -36,7 +36,7 @@ gp_class_by_id(uint8_t id)
 }
 
 const struct gp_class *
-gp_class_by_elf(const uint8_t *aid, size_t n)
+pgi_gp_class_by_elf(const uint8_t *aid, size_t n)
 {
 	for (int i = 0; i < NCLASSES; i++)
 		if (classes[i]->elf_len == n && memcmp(classes[i]->elf_aid, aid, n) == 0)
@@ -45,13 +45,13 @@ gp_class_by_elf(const uint8_t *aid, size_t n)
 }
 
 int
-gp_class_count(void)
+pgi_gp_class_count(void)
 {
 	return NCLASSES;
 }
 
 const struct gp_class *
-gp_class_at(int i)
+pgi_gp_class_at(int i)
 {
 	return i >= 0 && i < NCLASSES ? classes[i] : NULL;
 }
@@ -72,7 +72,7 @@ pg_gp_catalogue_names(void)
 int
 pg_gp_catalogue_known(const char *name)
 {
-	return name && gp_class_by_name(name) != NULL;
+	return name && pgi_gp_class_by_name(name) != NULL;
 }
 
 /* One length-value field of INSTALL data: length byte, then min..max bytes. */
@@ -95,7 +95,7 @@ lv(const uint8_t **p, const uint8_t *end, size_t min, size_t max, const uint8_t 
 
 /* Install parameters: TLVs C9 (mandatory, once), EF, C7, C8, EA; nothing else. */
 static int
-params_parse(struct gp_install *o)
+params_parse(struct pgi_gp_install *o)
 {
 	size_t off = 0;
 	int seen = 0;
@@ -124,7 +124,7 @@ params_parse(struct gp_install *o)
 }
 
 int
-gp_install_parse(uint8_t p1, const uint8_t *d, size_t n, struct gp_install *o)
+pgi_gp_install_parse(uint8_t p1, const uint8_t *d, size_t n, struct pgi_gp_install *o)
 {
 	const uint8_t *p, *end;
 	int rc;
@@ -168,7 +168,7 @@ gp_install_parse(uint8_t p1, const uint8_t *d, size_t n, struct gp_install *o)
 }
 
 int
-gp_dgi_next(struct gp_dgi *o, const uint8_t *d, size_t n)
+pgi_gp_dgi_next(struct gp_dgi *o, const uint8_t *d, size_t n)
 {
 	size_t len, hdr = 3;
 
@@ -251,7 +251,7 @@ echo_process(struct gp_inst *in, int chn, const struct pg_capdu *c, uint8_t *res
 	return 0;
 }
 
-const struct gp_class gp_class_echo = {
+const struct gp_class pgi_gp_class_echo = {
     .name = "echo",
     .id = 6,
     .elf_aid = {0xF0, 'P', 'G', 'L', 'F', 0x06},
@@ -265,7 +265,7 @@ const struct gp_class gp_class_echo = {
     .process = echo_process,
 };
 
-const struct gp_class gp_class_test = {
+const struct gp_class pgi_gp_class_test = {
     .name = "test",
     .id = 4,
     .elf_aid = {0xF0, 'P', 'G', 'L', 'F', 0x04},

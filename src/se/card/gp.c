@@ -26,7 +26,7 @@ static const uint8_t test_keys[16] = {0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 
 /* ---- allocation: the one place that picks the host's allocator (a VSE arena) ---- */
 
 void *
-gp_alloc(struct pg_gp_card *g, size_t n)
+pgi_gp_alloc(struct pg_gp_card *g, size_t n)
 {
 	void *p;
 
@@ -39,7 +39,7 @@ gp_alloc(struct pg_gp_card *g, size_t n)
 }
 
 void
-gp_free(struct pg_gp_card *g, void *p, size_t n)
+pgi_gp_free(struct pg_gp_card *g, void *p, size_t n)
 {
 	if (!p)
 		return;
@@ -53,7 +53,7 @@ gp_free(struct pg_gp_card *g, void *p, size_t n)
 static void *
 rt_alloc(void *actx, size_t n)
 {
-	return gp_alloc(actx, n);
+	return pgi_gp_alloc(actx, n);
 }
 
 static void
@@ -70,7 +70,7 @@ rt_dealloc(void *actx, void *p)
 /* ---- crypto helpers (OpenSSL 3) ---- */
 
 int
-gp_aes_ecb(const uint8_t *key, size_t klen, const uint8_t in[16], uint8_t out[16])
+pgi_gp_aes_ecb(const uint8_t *key, size_t klen, const uint8_t in[16], uint8_t out[16])
 {
 	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
 	const EVP_CIPHER *alg = klen == 32   ? EVP_aes_256_ecb()
@@ -98,7 +98,7 @@ inst_process(struct pg_card_rt *rt, void *state, int chn, const struct pg_capdu 
 }
 
 struct gp_inst *
-gp_find_inst(struct pg_gp_card *g, const uint8_t *aid, size_t n)
+pgi_gp_find_inst(struct pg_gp_card *g, const uint8_t *aid, size_t n)
 {
 	for (int i = 0; i < g->ninst; i++)
 		if (g->inst[i]->aid_len == n && memcmp(g->inst[i]->aid, aid, n) == 0)
@@ -116,7 +116,7 @@ selectable(const struct pg_gp_card *g, const struct gp_inst *in)
 }
 
 int
-gp_sync_table(struct pg_gp_card *g)
+pgi_gp_sync_table(struct pg_gp_card *g)
 {
 	for (int i = 0; i < g->ninst; i++) {
 		struct gp_inst *in = g->inst[i];
@@ -149,17 +149,17 @@ inst_new(struct pg_gp_card *g, const struct gp_class *cls)
 
 	if (g->ninst >= GP_MAX_INST)
 		return NULL;
-	in = gp_alloc(g, sizeof(*in));
+	in = pgi_gp_alloc(g, sizeof(*in));
 	if (!in)
 		return NULL;
 	in->cls = cls;
 	in->g = g;
-	in->p = gp_alloc(g, cls->pstate);
-	in->v = gp_alloc(g, cls->vstate);
+	in->p = pgi_gp_alloc(g, cls->pstate);
+	in->v = pgi_gp_alloc(g, cls->vstate);
 	if (!in->p || !in->v) {
-		gp_free(g, in->p, cls->pstate);
-		gp_free(g, in->v, cls->vstate);
-		gp_free(g, in, sizeof(*in));
+		pgi_gp_free(g, in->p, cls->pstate);
+		pgi_gp_free(g, in->v, cls->vstate);
+		pgi_gp_free(g, in, sizeof(*in));
 		return NULL;
 	}
 	return in;
@@ -170,21 +170,21 @@ inst_free(struct pg_gp_card *g, struct gp_inst *in)
 {
 	if (in->in_rt)
 		pg_card_rt_remove_applet(g->rt, in->aid, in->aid_len);
-	gp_free(g, in->p, in->cls->pstate);
-	gp_free(g, in->v, in->cls->vstate);
-	gp_free(g, in, sizeof(*in));
+	pgi_gp_free(g, in->p, in->cls->pstate);
+	pgi_gp_free(g, in->v, in->cls->vstate);
+	pgi_gp_free(g, in, sizeof(*in));
 }
 
 uint16_t
-gp_install(struct pg_gp_card *g, const struct gp_class *cls, const uint8_t *aid, size_t aid_len,
-	   const uint8_t priv[3], const uint8_t *params, size_t pn, int make_selectable)
+pgi_gp_install(struct pg_gp_card *g, const struct gp_class *cls, const uint8_t *aid, size_t aid_len,
+	       const uint8_t priv[3], const uint8_t *params, size_t pn, int make_selectable)
 {
 	struct gp_inst *in;
 	uint16_t sw;
 
 	if (aid_len < 5 || aid_len > PG_AID_MAX)
 		return PG_SW_WRONG_DATA;
-	if (gp_find_inst(g, aid, aid_len) ||
+	if (pgi_gp_find_inst(g, aid, aid_len) ||
 	    (aid_len == sizeof(pg_card_isd_aid) && memcmp(aid, pg_card_isd_aid, aid_len) == 0))
 		return 0x6A89; /* already exists */
 	if (g->ninst >= GP_MAX_INST)
@@ -202,17 +202,17 @@ gp_install(struct pg_gp_card *g, const struct gp_class *cls, const uint8_t *aid,
 		return sw;
 	}
 	g->inst[g->ninst++] = in;
-	if (gp_sync_table(g) < 0) {
+	if (pgi_gp_sync_table(g) < 0) {
 		g->ninst--;
 		inst_free(g, in);
 		return PG_SW_NOT_ENOUGH_MEMORY;
 	}
-	gp_config_changed(g);
+	pgi_gp_config_changed(g);
 	return PG_SW_OK;
 }
 
 void
-gp_delete_inst(struct pg_gp_card *g, struct gp_inst *in)
+pgi_gp_delete_inst(struct pg_gp_card *g, struct gp_inst *in)
 {
 	int i;
 
@@ -223,7 +223,7 @@ gp_delete_inst(struct pg_gp_card *g, struct gp_inst *in)
 	memmove(&g->inst[i], &g->inst[i + 1], (size_t)(g->ninst - i - 1) * sizeof(g->inst[0]));
 	g->ninst--;
 	inst_free(g, in);
-	gp_config_changed(g);
+	pgi_gp_config_changed(g);
 }
 
 static void
@@ -339,7 +339,7 @@ image_apply(struct pg_gp_card *g, const uint8_t *img, size_t n)
 		size_t al, pl;
 
 		NEED(2);
-		cls = gp_class_by_id(p[0]);
+		cls = pgi_gp_class_by_id(p[0]);
 		al = p[1];
 		p += 2;
 		if (!cls || al < 5 || al > PG_AID_MAX)
@@ -364,7 +364,7 @@ image_apply(struct pg_gp_card *g, const uint8_t *img, size_t n)
 	}
 	if (p != end)
 		goto bad;
-	return gp_sync_table(g);
+	return pgi_gp_sync_table(g);
 bad:
 	inst_free_all(g);
 	return pg_error(PG_ECORRUPT, "card", "persistent image malformed at byte %zu",
@@ -373,13 +373,13 @@ bad:
 #undef NEED
 
 void
-gp_dirty(struct pg_gp_card *g)
+pgi_gp_dirty(struct pg_gp_card *g)
 {
 	g->dirty = 1;
 }
 
 void
-gp_config_changed(struct pg_gp_card *g)
+pgi_gp_config_changed(struct pg_gp_card *g)
 {
 	g->cfg_version++; /* 2^32 changes before it wraps: no card lives that long */
 	if (g->cfg_version == 0)
@@ -388,7 +388,7 @@ gp_config_changed(struct pg_gp_card *g)
 }
 
 int
-gp_commit(struct pg_gp_card *g)
+pgi_gp_commit(struct pg_gp_card *g)
 {
 	int n = image_build(g, g->work, g->nvm_cap), rc;
 
@@ -508,7 +508,7 @@ process_scp_open(struct pg_gp_card *g, int chn, const uint8_t *capdu, size_t cle
 		return (int)put_sw(rapdu, 0, PG_SW_CONDITIONS);
 	rc = pg_scp03_card_process(&g->scp[chn], &g->scc, capdu, clen, rapdu, cap);
 	if (rc >= 0 && g->scc.seq != seq)
-		gp_dirty(g); /* the sequence counter is persistent */
+		pgi_gp_dirty(g); /* the sequence counter is persistent */
 	return rc;
 }
 
@@ -535,7 +535,7 @@ process_secured(struct pg_gp_card *g, int chn, const uint8_t *capdu, size_t clen
 	rc = inner->process(inner->ctx, g->plain, g->cur_len, g->resp, &rl);
 	if (rc < 0)
 		return rc;
-	if (g->dirty && gp_commit(g) < 0)
+	if (g->dirty && pgi_gp_commit(g) < 0)
 		rl = put_sw(g->resp, 0, GP_SW_MEMFAIL);
 	rc =
 	    pg_scp03_card_wrap(&g->scp[chn], g->resp, rl - 2, pg_rapdu_sw(g->resp, rl), rapdu, cap);
@@ -633,7 +633,7 @@ gp_process(void *ctx, const uint8_t *capdu, size_t clen, uint8_t *rapdu, size_t 
 		return 0;
 	}
 	sel = pg_card_rt_selected(g->rt, chn);
-	is_isd = sel && sel->process == gp_isd_process;
+	is_isd = sel && sel->process == pgi_gp_isd_process;
 	if (is_isd && (c.cla & 0x80) && (c.ins == 0x50 || c.ins == 0x82))
 		rc = process_scp_open(g, chn, capdu, clen, rapdu, cap);
 	else if (is_isd && sm_bit(c.cla))
@@ -643,7 +643,7 @@ gp_process(void *ctx, const uint8_t *capdu, size_t clen, uint8_t *rapdu, size_t 
 	if (rc < 0)
 		return rc;
 	n = (size_t)rc;
-	if (g->dirty && gp_commit(g) < 0)
+	if (g->dirty && pgi_gp_commit(g) < 0)
 		n = put_sw(rapdu, 0, GP_SW_MEMFAIL);
 	*rlen = hold_long_response(g, chn, &c, rapdu, n);
 	return 0;
@@ -751,7 +751,7 @@ install_named(struct pg_gp_card *g, const char *spec)
 		return pg_error(PG_EINVAL, "card", "applet '%s': name too long", spec);
 	memcpy(name, spec, nl);
 	name[nl] = '\0';
-	cls = gp_class_by_name(name);
+	cls = pgi_gp_class_by_name(name);
 	if (!cls)
 		return pg_error(PG_EINVAL, "card", "applet '%s' is not in the catalogue (%s)", name,
 				pg_gp_catalogue_names());
@@ -774,7 +774,7 @@ install_named(struct pg_gp_card *g, const char *spec)
 		memcpy(aid, cls->def_aid, cls->def_len);
 		al = cls->def_len;
 	}
-	sw = gp_install(g, cls, aid, al, nopriv, pn ? c9 : NULL, pn, 1);
+	sw = pgi_gp_install(g, cls, aid, al, nopriv, pn ? c9 : NULL, pn, 1);
 	if (sw != PG_SW_OK)
 		return pg_error(sw == PG_SW_NOT_ENOUGH_MEMORY ? PG_ENOMEM : PG_EINVAL, "card",
 				"installing '%s': SW %04X", spec, sw);
@@ -801,11 +801,11 @@ blank_profile(struct pg_gp_card *g, const struct pg_gp_config *cfg)
 		struct gp_inst *in = NULL;
 
 		for (int i = 0; i < g->ninst && !in; i++)
-			if (g->inst[i]->cls == &gp_class_aram)
+			if (g->inst[i]->cls == &pgi_gp_class_aram)
 				in = g->inst[i];
 		if (!in)
 			return pg_error(PG_EINVAL, "card", "ARA-M rules given, but no aram applet");
-		if (gp_class_aram.store_dgi(in, 0x0100, cfg->aram_rules, cfg->aram_rules_len) !=
+		if (pgi_gp_class_aram.store_dgi(in, 0x0100, cfg->aram_rules, cfg->aram_rules_len) !=
 		    PG_SW_OK)
 			return pg_error(
 			    PG_EINVAL, "card",
@@ -821,7 +821,7 @@ int
 pg_gp_card_set_config_version(struct pg_gp_card *g, uint32_t version)
 {
 	g->cfg_version = version;
-	return gp_commit(g);
+	return pgi_gp_commit(g);
 }
 
 uint64_t
@@ -835,7 +835,7 @@ pg_gp_card_new(struct pg_gp_card **out, const struct pg_gp_config *cfg)
 {
 	struct pg_gp_card *g;
 	struct pg_applet isd = {
-	    .name = "isd", .aid_len = sizeof(pg_card_isd_aid), .process = gp_isd_process};
+	    .name = "isd", .aid_len = sizeof(pg_card_isd_aid), .process = pgi_gp_isd_process};
 	struct pg_card_config rc_cfg = {.atr = cfg->atr,
 					.atr_len = cfg->atr_len,
 					.serial = cfg->serial,
@@ -858,11 +858,11 @@ pg_gp_card_new(struct pg_gp_card **out, const struct pg_gp_config *cfg)
 	isd.state = g;
 	rc_cfg.actx = g;
 	memcpy(isd.aid, pg_card_isd_aid, sizeof(pg_card_isd_aid));
-	g->img = gp_alloc(g, g->nvm_cap);
-	g->work = gp_alloc(g, g->nvm_cap);
-	g->plain = gp_alloc(g, GP_SM_MAX + 16);
-	g->resp = gp_alloc(g, GP_SM_MAX + 2);
-	g->pend = gp_alloc(g, GP_PEND_MAX);
+	g->img = pgi_gp_alloc(g, g->nvm_cap);
+	g->work = pgi_gp_alloc(g, g->nvm_cap);
+	g->plain = pgi_gp_alloc(g, GP_SM_MAX + 16);
+	g->resp = pgi_gp_alloc(g, GP_SM_MAX + 2);
+	g->pend = pgi_gp_alloc(g, GP_PEND_MAX);
 	if (!g->img || !g->work || !g->plain || !g->resp || !g->pend) {
 		rc = pg_error(PG_ENOMEM, "card", "no memory for the card's buffers");
 		goto fail;
@@ -906,7 +906,7 @@ pg_gp_card_new(struct pg_gp_card **out, const struct pg_gp_config *cfg)
 		g->cin_len = 8;
 		if ((rc = blank_profile(g, cfg)) < 0)
 			goto fail;
-		if ((rc = gp_commit(g)) < 0)
+		if ((rc = pgi_gp_commit(g)) < 0)
 			goto fail;
 	}
 	/* The key diversification data of INITIALIZE UPDATE: the CIN, zero-padded (GP 2.3 E.4.1).
@@ -933,11 +933,11 @@ pg_gp_card_free(struct pg_gp_card *g)
 	pg_card_rt_free(g->rt);
 	if (g->own_nvm)
 		pg_nvm_close(g->nvm);
-	gp_free(g, g->img, g->nvm_cap);
-	gp_free(g, g->work, g->nvm_cap);
-	gp_free(g, g->plain, GP_SM_MAX + 16);
-	gp_free(g, g->resp, GP_SM_MAX + 2);
-	gp_free(g, g->pend, GP_PEND_MAX);
+	pgi_gp_free(g, g->img, g->nvm_cap);
+	pgi_gp_free(g, g->work, g->nvm_cap);
+	pgi_gp_free(g, g->plain, GP_SM_MAX + 16);
+	pgi_gp_free(g, g->resp, GP_SM_MAX + 2);
+	pgi_gp_free(g, g->pend, GP_PEND_MAX);
 	pg_memzero(&g->scc, sizeof(g->scc));
 	if (!g->alloc)
 		free(g);

@@ -114,44 +114,44 @@ struct pg_gp_card {
 };
 
 /* gp.c */
-void *gp_alloc(struct pg_gp_card *g, size_t n);
-void gp_free(struct pg_gp_card *g, void *p, size_t n); /* wipes, then releases */
+void *pgi_gp_alloc(struct pg_gp_card *g, size_t n);
+void pgi_gp_free(struct pg_gp_card *g, void *p, size_t n); /* wipes, then releases */
 /* Commits now (mid-command, e.g. a PIN try counter before the comparison); 0 or < 0. */
-int gp_commit(struct pg_gp_card *g);
-void gp_dirty(struct pg_gp_card *g);
+int pgi_gp_commit(struct pg_gp_card *g);
+void pgi_gp_dirty(struct pg_gp_card *g);
 /* The card's configuration (applications, life cycles, personalised data) changed. */
-void gp_config_changed(struct pg_gp_card *g);
+void pgi_gp_config_changed(struct pg_gp_card *g);
 /* Brings the runtime's applet table in line with the life cycles. */
-int gp_sync_table(struct pg_gp_card *g);
-struct gp_inst *gp_find_inst(struct pg_gp_card *g, const uint8_t *aid, size_t n);
+int pgi_gp_sync_table(struct pg_gp_card *g);
+struct gp_inst *pgi_gp_find_inst(struct pg_gp_card *g, const uint8_t *aid, size_t n);
 /* New instance (INSTALL); SW (6A84 when memory is exhausted). */
-uint16_t gp_install(struct pg_gp_card *g, const struct gp_class *cls, const uint8_t *aid,
-		    size_t aid_len, const uint8_t priv[3], const uint8_t *params, size_t pn,
-		    int selectable);
-void gp_delete_inst(struct pg_gp_card *g, struct gp_inst *in);
-int gp_aes_ecb(const uint8_t *key, size_t klen, const uint8_t in[16], uint8_t out[16]);
+uint16_t pgi_gp_install(struct pg_gp_card *g, const struct gp_class *cls, const uint8_t *aid,
+			size_t aid_len, const uint8_t priv[3], const uint8_t *params, size_t pn,
+			int selectable);
+void pgi_gp_delete_inst(struct pg_gp_card *g, struct gp_inst *in);
+int pgi_gp_aes_ecb(const uint8_t *key, size_t klen, const uint8_t in[16], uint8_t out[16]);
 
 /* isd.c */
-extern const uint8_t gp_isd_priv[3];
-int gp_isd_process(struct pg_card_rt *rt, void *state, int chn, const struct pg_capdu *c,
-		   uint8_t *resp, size_t *rlen, uint16_t *sw);
+extern const uint8_t pgi_gp_isd_priv[3];
+int pgi_gp_isd_process(struct pg_card_rt *rt, void *state, int chn, const struct pg_capdu *c,
+		       uint8_t *resp, size_t *rlen, uint16_t *sw);
 
 /* catalogue.c */
-const struct gp_class *gp_class_by_name(const char *name);
-const struct gp_class *gp_class_by_id(uint8_t id);
-const struct gp_class *gp_class_by_elf(const uint8_t *aid, size_t n);
-int gp_class_count(void);
-const struct gp_class *gp_class_at(int i);
+const struct gp_class *pgi_gp_class_by_name(const char *name);
+const struct gp_class *pgi_gp_class_by_id(uint8_t id);
+const struct gp_class *pgi_gp_class_by_elf(const uint8_t *aid, size_t n);
+int pgi_gp_class_count(void);
+const struct gp_class *pgi_gp_class_at(int i);
 
 /* INSTALL command data (GP 2.3 11.5.2.3); pointers into the input. */
-struct gp_install {
+struct pgi_gp_install {
 	const uint8_t *elf, *mod, *app, *priv, *params, *token;
 	size_t elf_len, mod_len, app_len, priv_len, params_len, token_len;
 	const uint8_t *c9; /* application specific parameters (value of C9) */
 	size_t c9_len;
 };
 /* Parses INSTALL data for P1 (04, 08, 0C, 20); PG_EFORMAT on any deviation. */
-int gp_install_parse(uint8_t p1, const uint8_t *d, size_t n, struct gp_install *out);
+int pgi_gp_install_parse(uint8_t p1, const uint8_t *d, size_t n, struct pgi_gp_install *out);
 /* One DGI (EMV CPS / GP STORE DATA): 2-byte tag, length 1 byte or FF + 2 bytes. */
 struct gp_dgi {
 	uint16_t tag;
@@ -159,12 +159,12 @@ struct gp_dgi {
 	size_t len;
 };
 /* Reads the DGI at d[0..n): bytes consumed (> 0), or PG_EFORMAT/PG_ETRUNC. */
-int gp_dgi_next(struct gp_dgi *out, const uint8_t *d, size_t n);
+int pgi_gp_dgi_next(struct gp_dgi *out, const uint8_t *d, size_t n);
 
 /* applets */
-extern const struct gp_class gp_class_ppse, gp_class_pay, gp_class_pin, gp_class_test,
-    gp_class_aram, gp_class_echo, gp_class_transit;
+extern const struct gp_class pgi_gp_class_ppse, pgi_gp_class_pay, pgi_gp_class_pin,
+    pgi_gp_class_test, pgi_gp_class_aram, pgi_gp_class_echo, pgi_gp_class_transit;
 /* PPSE: FCI listing the payment instances (applet_ppse.c uses this iterator). */
-int gp_pay_fci_entry(const struct gp_inst *in, struct pg_ppse_fci *f);
+int pgi_gp_pay_fci_entry(const struct gp_inst *in, struct pg_ppse_fci *f);
 
 #endif

@@ -14,8 +14,8 @@
 
 #define GS_BUDGET 256u /* one short response */
 
-uint16_t gp_get_status(struct pg_gp_card *g, int chn, const struct pg_capdu *c, uint8_t *resp,
-		       size_t *rlen);
+uint16_t pgi_gp_get_status(struct pg_gp_card *g, int chn, const struct pg_capdu *c, uint8_t *resp,
+			   size_t *rlen);
 
 static int
 entry_count(struct pg_gp_card *g, uint8_t p1)
@@ -26,7 +26,7 @@ entry_count(struct pg_gp_card *g, uint8_t p1)
 	case 0x40:
 		return g->ninst;
 	default:
-		return gp_class_count();
+		return pgi_gp_class_count();
 	}
 }
 
@@ -44,7 +44,7 @@ entry(struct pg_gp_card *g, uint8_t p1, int i, const uint8_t *crit, size_t clen,
 	} else if (p1 == 0x40) {
 		aid = g->inst[i]->aid, alen = g->inst[i]->aid_len, lc = g->inst[i]->lc;
 	} else {
-		aid = gp_class_at(i)->elf_aid, alen = gp_class_at(i)->elf_len;
+		aid = pgi_gp_class_at(i)->elf_aid, alen = pgi_gp_class_at(i)->elf_len;
 		lc = 0x01; /* LOADED */
 	}
 	if (clen > alen || memcmp(aid, crit, clen) != 0)
@@ -54,7 +54,7 @@ entry(struct pg_gp_card *g, uint8_t p1, int i, const uint8_t *crit, size_t clen,
 	    (rc = pg_tlv_append(b, 0x9F70, &lc, 1)) < 0)
 		return rc;
 	if (p1 == 0x80)
-		rc = pg_tlv_append(b, 0xC5, gp_isd_priv, 3);
+		rc = pg_tlv_append(b, 0xC5, pgi_gp_isd_priv, 3);
 	else if (p1 == 0x40) {
 		const struct gp_class *cls = g->inst[i]->cls;
 
@@ -65,8 +65,8 @@ entry(struct pg_gp_card *g, uint8_t p1, int i, const uint8_t *crit, size_t clen,
 	} else {
 		rc = pg_tlv_append(b, 0xCC, pg_card_isd_aid, sizeof(pg_card_isd_aid));
 		if (rc >= 0 && p1 == 0x10)
-			rc = pg_tlv_append(b, 0x84, gp_class_at(i)->mod_aid,
-					   gp_class_at(i)->mod_len);
+			rc = pg_tlv_append(b, 0x84, pgi_gp_class_at(i)->mod_aid,
+					   pgi_gp_class_at(i)->mod_len);
 	}
 	if (rc < 0)
 		return rc;
@@ -135,7 +135,8 @@ fill(struct pg_gp_card *g, struct gp_gs *gs, uint8_t p1, size_t budget, struct p
 }
 
 uint16_t
-gp_get_status(struct pg_gp_card *g, int chn, const struct pg_capdu *c, uint8_t *resp, size_t *rlen)
+pgi_gp_get_status(struct pg_gp_card *g, int chn, const struct pg_capdu *c, uint8_t *resp,
+		  size_t *rlen)
 {
 	struct gp_gs *gs = &g->gs[chn];
 	struct pg_buf b = PG_BUF_INIT(4096);

@@ -17,10 +17,10 @@
 #include <string.h>
 
 /* Security domain, card lock, card terminate, card reset (default selected), CVM management. */
-const uint8_t gp_isd_priv[3] = {0x9E, 0x00, 0x00};
+const uint8_t pgi_gp_isd_priv[3] = {0x9E, 0x00, 0x00};
 
-uint16_t gp_get_status(struct pg_gp_card *g, int chn, const struct pg_capdu *c, uint8_t *resp,
-		       size_t *rlen);
+uint16_t pgi_gp_get_status(struct pg_gp_card *g, int chn, const struct pg_capdu *c, uint8_t *resp,
+			   size_t *rlen);
 
 /* Card recognition data (GP 2.3 Annex H): GP 2.3.1, SCP03 with i=70. */
 static const uint8_t card_recognition[] = {
@@ -132,7 +132,7 @@ is_isd_aid(const uint8_t *aid, size_t n)
 static uint16_t
 install(struct pg_gp_card *g, int chn, const struct pg_capdu *c, uint8_t *resp, size_t *rlen)
 {
-	struct gp_install in;
+	struct pgi_gp_install in;
 	struct gp_inst *inst;
 	uint16_t sw;
 
@@ -143,10 +143,10 @@ install(struct pg_gp_card *g, int chn, const struct pg_capdu *c, uint8_t *resp, 
 		return PG_SW_CONDITIONS;
 	if (c->p2 != 0x00 || (c->p1 != 0x04 && c->p1 != 0x08 && c->p1 != 0x0C && c->p1 != 0x20))
 		return PG_SW_INCORRECT_P1P2;
-	if (gp_install_parse(c->p1, c->data, c->lc, &in) < 0)
+	if (pgi_gp_install_parse(c->p1, c->data, c->lc, &in) < 0)
 		return PG_SW_WRONG_DATA;
 	if (c->p1 & 0x04) {
-		const struct gp_class *cls = gp_class_by_elf(in.elf, in.elf_len);
+		const struct gp_class *cls = pgi_gp_class_by_elf(in.elf, in.elf_len);
 		uint8_t priv[3] = {0, 0, 0};
 
 		if (!cls || in.mod_len != cls->mod_len || memcmp(in.mod, cls->mod_aid, in.mod_len))
@@ -154,9 +154,10 @@ install(struct pg_gp_card *g, int chn, const struct pg_capdu *c, uint8_t *resp, 
 		memcpy(priv, in.priv, in.priv_len);
 		if (priv[0] & 0x80)
 			return PG_SW_WRONG_DATA; /* no supplementary security domains */
-		sw = gp_install(g, cls, in.app, in.app_len, priv, in.c9, in.c9_len, c->p1 & 0x08);
+		sw = pgi_gp_install(g, cls, in.app, in.app_len, priv, in.c9, in.c9_len,
+				    c->p1 & 0x08);
 	} else if (c->p1 == 0x08) {
-		inst = gp_find_inst(g, in.app, in.app_len);
+		inst = pgi_gp_find_inst(g, in.app, in.app_len);
 		if (!inst)
 			return PG_SW_REF_DATA_NOT_FOUND;
 		if (inst->lc != PG_GP_APP_INSTALLED)
@@ -164,10 +165,10 @@ install(struct pg_gp_card *g, int chn, const struct pg_capdu *c, uint8_t *resp, 
 		inst->lc = PG_GP_APP_SELECTABLE;
 		if (in.priv_len)
 			memcpy(inst->priv + (in.priv_len == 1 ? 0 : 0), in.priv, in.priv_len);
-		sw = gp_sync_table(g) < 0 ? PG_SW_NOT_ENOUGH_MEMORY : PG_SW_OK;
-		gp_dirty(g);
+		sw = pgi_gp_sync_table(g) < 0 ? PG_SW_NOT_ENOUGH_MEMORY : PG_SW_OK;
+		pgi_gp_dirty(g);
 	} else { /* 0x20: for personalization */
-		inst = gp_find_inst(g, in.app, in.app_len);
+		inst = pgi_gp_find_inst(g, in.app, in.app_len);
 		if (!inst)
 			return PG_SW_REF_DATA_NOT_FOUND;
 		if (inst->lc & PG_GP_APP_LOCKED || !inst->cls->store_dgi)
@@ -202,12 +203,12 @@ static uint16_t delete (struct pg_gp_card *g, const struct pg_capdu *c, uint8_t 
 	if (n <= 0 || (size_t)n != c->lc || t.tag != 0x4F || t.len < 5 || t.len > PG_AID_MAX ||
 	    t.hdr_len != 2 || c->data[0] != 0x4F)
 		return PG_SW_WRONG_DATA;
-	if (is_isd_aid(t.val, t.len) || gp_class_by_elf(t.val, t.len))
+	if (is_isd_aid(t.val, t.len) || pgi_gp_class_by_elf(t.val, t.len))
 		return PG_SW_CONDITIONS; /* the ISD and the ROM load files cannot go */
-	inst = gp_find_inst(g, t.val, t.len);
+	inst = pgi_gp_find_inst(g, t.val, t.len);
 	if (!inst)
 		return PG_SW_REF_DATA_NOT_FOUND;
-	gp_delete_inst(g, inst);
+	pgi_gp_delete_inst(g, inst);
 	for (int i = 0; i < GP_CH; i++)
 		if (g->perso_len[i] == t.len && memcmp(g->perso_aid[i], t.val, t.len) == 0)
 			g->perso_len[i] = 0;
@@ -255,13 +256,13 @@ store_data(struct pg_gp_card *g, int chn, const struct pg_capdu *c, size_t *rlen
 	if ((c->p1 & 0x7F) != 0x08 || c->p2 != (uint8_t)g->perso_block[chn])
 		return PG_SW_INCORRECT_P1P2;
 	if (g->perso_len[chn]) {
-		target = gp_find_inst(g, g->perso_aid[chn], g->perso_len[chn]);
+		target = pgi_gp_find_inst(g, g->perso_aid[chn], g->perso_len[chn]);
 		if (!target || (target->lc & PG_GP_APP_LOCKED))
 			return PG_SW_CONDITIONS;
 	}
 	/* Parse every DGI before applying any: a malformed block changes nothing. */
 	for (off = 0; off < c->lc; off += (size_t)n) {
-		n = gp_dgi_next(&d, c->data + off, c->lc - off);
+		n = pgi_gp_dgi_next(&d, c->data + off, c->lc - off);
 		if (n < 0)
 			return PG_SW_WRONG_DATA;
 	}
@@ -272,7 +273,7 @@ store_data(struct pg_gp_card *g, int chn, const struct pg_capdu *c, size_t *rlen
 	if (target)
 		memcpy(g->work, target->p, target->cls->pstate);
 	for (off = 0; off < c->lc && sw == PG_SW_OK; off += (size_t)n) {
-		n = gp_dgi_next(&d, c->data + off, c->lc - off);
+		n = pgi_gp_dgi_next(&d, c->data + off, c->lc - off);
 		sw = target ? target->cls->store_dgi(target, d.tag, d.val, d.len)
 			    : isd_store_dgi(g, d.tag, d.val, d.len);
 	}
@@ -293,7 +294,7 @@ store_data(struct pg_gp_card *g, int chn, const struct pg_capdu *c, size_t *rlen
 		g->perso_len[chn] = 0;
 		g->perso_block[chn] = 0;
 	}
-	gp_config_changed(g); /* rules, IIN/CIN or applet data: an SE OS must re-read */
+	pgi_gp_config_changed(g); /* rules, IIN/CIN or applet data: an SE OS must re-read */
 	return PG_SW_OK;
 }
 
@@ -318,7 +319,7 @@ put_key(struct pg_gp_card *g, uint8_t *resp, size_t *rlen)
 	memcpy(resp, g->resp, (size_t)n - 2);
 	*rlen = (size_t)n - 2;
 	if (memcmp(&old, &g->scc.keys, sizeof(old)) != 0)
-		gp_dirty(g);
+		pgi_gp_dirty(g);
 	pg_memzero(&old, sizeof(old));
 	return sw;
 }
@@ -348,7 +349,7 @@ set_status(struct pg_gp_card *g, const struct pg_capdu *c)
 			return PG_SW_WRONG_DATA;
 		if (g->card_lc == PG_GP_CARD_TERMINATED)
 			return PG_SW_CONDITIONS;
-		in = gp_find_inst(g, c->data, c->lc);
+		in = pgi_gp_find_inst(g, c->data, c->lc);
 		if (!in)
 			return PG_SW_REF_DATA_NOT_FOUND;
 		if (c->p2 == 0x80)
@@ -360,15 +361,15 @@ set_status(struct pg_gp_card *g, const struct pg_capdu *c)
 	} else {
 		return PG_SW_INCORRECT_P1P2;
 	}
-	if (gp_sync_table(g) < 0)
+	if (pgi_gp_sync_table(g) < 0)
 		return PG_SW_NOT_ENOUGH_MEMORY;
-	gp_config_changed(g); /* life cycles are part of GET STATUS */
+	pgi_gp_config_changed(g); /* life cycles are part of GET STATUS */
 	return PG_SW_OK;
 }
 
 int
-gp_isd_process(struct pg_card_rt *rt, void *state, int chn, const struct pg_capdu *c, uint8_t *resp,
-	       size_t *rlen, uint16_t *sw)
+pgi_gp_isd_process(struct pg_card_rt *rt, void *state, int chn, const struct pg_capdu *c,
+		   uint8_t *resp, size_t *rlen, uint16_t *sw)
 {
 	struct pg_gp_card *g = state;
 
@@ -384,7 +385,7 @@ gp_isd_process(struct pg_card_rt *rt, void *state, int chn, const struct pg_capd
 	}
 	switch (c->ins) {
 	case 0xF2:
-		*sw = gp_get_status(g, chn, c, resp, rlen);
+		*sw = pgi_gp_get_status(g, chn, c, resp, rlen);
 		break;
 	case 0xE6:
 		*sw = install(g, chn, c, resp, rlen);

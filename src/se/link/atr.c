@@ -20,7 +20,7 @@ ybits(uint8_t y)
 }
 
 int
-pg_atr_length(const uint8_t *p, size_t n)
+pgi_atr_length(const uint8_t *p, size_t n)
 {
 	size_t i = 1, k;
 	int tck = 0;
@@ -64,7 +64,7 @@ pg_atr_length(const uint8_t *p, size_t n)
 }
 
 int
-pg_atr_parse(struct pg_atr *a, const uint8_t *p, size_t n)
+pgi_atr_parse(struct pg_atr *a, const uint8_t *p, size_t n)
 {
 	int len;
 	size_t i, level = 0;
@@ -78,7 +78,7 @@ pg_atr_parse(struct pg_atr *a, const uint8_t *p, size_t n)
 	a->wi = 10;
 	if (n > PG_ATR_MAX)
 		return pg_error(PG_EFORMAT, "atr", "ATR of %zu bytes exceeds 33", n);
-	len = pg_atr_length(p, n);
+	len = pgi_atr_length(p, n);
 	if (len < 0)
 		return len;
 	if ((size_t)len > n)
@@ -92,7 +92,7 @@ pg_atr_parse(struct pg_atr *a, const uint8_t *p, size_t n)
 	a->hist_len = p[1] & 0x0F;
 	y = p[1];
 	i = 2;
-	/* pg_atr_length() has bounded every index below by n. */
+	/* pgi_atr_length() has bounded every index below by n. */
 	for (level = 0; level < PG_ATR_LEVELS; level++) {
 		a->present[level] = y & 0xF0;
 		if (y & 0x10)
@@ -175,7 +175,7 @@ compact_tlv_check(const uint8_t *p, size_t n)
 }
 
 int
-pg_atr_hist_check(const uint8_t *h, size_t n)
+pgi_atr_hist_check(const uint8_t *h, size_t n)
 {
 	if (n == 0)
 		return 0;
@@ -203,28 +203,28 @@ pg_atr_hist_check(const uint8_t *h, size_t n)
 }
 
 int
-pg_atr_check(const uint8_t *p, size_t n)
+pgi_atr_check(const uint8_t *p, size_t n)
 {
 	struct pg_atr a;
-	int rc, need = pg_atr_length(p, n);
+	int rc, need = pgi_atr_length(p, n);
 
 	if (need < 0)
 		return need;
 	if ((size_t)need != n)
 		return pg_error((size_t)need > n ? PG_ETRUNC : PG_EFORMAT, "atr",
 				"ATR of %zu bytes: its T0 and TD bytes announce %d", n, need);
-	rc = pg_atr_parse(&a, p, n);
+	rc = pgi_atr_parse(&a, p, n);
 	if (rc < 0)
 		return rc;
 	if ((a.protocols & ~1u) && !a.has_tck)
 		return pg_error(PG_EFORMAT, "atr",
 				"no TCK, but a protocol other than T=0 is offered");
-	return pg_atr_hist_check(a.hist, a.hist_len);
+	return pgi_atr_hist_check(a.hist, a.hist_len);
 }
 
 int
-pg_atr_build(uint8_t *out, size_t cap, int proto, uint16_t ifsc, int bwi, int cwi, int crc,
-	     const uint8_t *hist, size_t hist_len)
+pgi_atr_build(uint8_t *out, size_t cap, int proto, uint16_t ifsc, int bwi, int cwi, int crc,
+	      const uint8_t *hist, size_t hist_len)
 {
 	size_t i = 0;
 	uint8_t x = 0;
@@ -254,8 +254,8 @@ pg_atr_build(uint8_t *out, size_t cap, int proto, uint16_t ifsc, int bwi, int cw
 }
 
 int
-pg_atr_build_for_card(uint8_t *out, size_t cap, const struct pg_card *card, int proto,
-		      uint16_t ifsc, int bwi, int cwi, int crc)
+pgi_atr_build_for_card(uint8_t *out, size_t cap, const struct pg_card *card, int proto,
+		       uint16_t ifsc, int bwi, int cwi, int crc)
 {
 	/* Category 80, card issuer's data (COMPACT-TLV tag 5): "payguard". */
 	static const uint8_t dflt_hist[] = {0x80, 0x58, 'p', 'a', 'y', 'g', 'u', 'a', 'r', 'd'};
@@ -266,9 +266,9 @@ pg_atr_build_for_card(uint8_t *out, size_t cap, const struct pg_card *card, int 
 	struct pg_atr a;
 
 	if (card->atr && card->atr(card->ctx, catr, &catrlen) == 0 &&
-	    pg_atr_parse(&a, catr, catrlen) == 0) {
+	    pgi_atr_parse(&a, catr, catrlen) == 0) {
 		hist = a.hist;
 		hlen = a.hist_len;
 	}
-	return pg_atr_build(out, cap, proto, ifsc, bwi, cwi, crc, hist, hlen);
+	return pgi_atr_build(out, cap, proto, ifsc, bwi, cwi, crc, hist, hlen);
 }

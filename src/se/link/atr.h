@@ -37,10 +37,10 @@ struct pg_atr {
  * total to read before calling again. PG_EFORMAT for a bad TS or an ATR longer
  * than 33 bytes.
  */
-int pg_atr_length(const uint8_t *p, size_t n);
+int pgi_atr_length(const uint8_t *p, size_t n);
 
 /* Parses exactly n bytes; PG_EFORMAT / PG_ETRUNC / PG_ECORRUPT (TCK) with a detail. */
-int pg_atr_parse(struct pg_atr *a, const uint8_t *p, size_t n);
+int pgi_atr_parse(struct pg_atr *a, const uint8_t *p, size_t n);
 
 /*
  * The historical bytes by their category indicator (ISO/IEC 7816-4 8.1.1):
@@ -49,30 +49,30 @@ int pg_atr_parse(struct pg_atr *a, const uint8_t *p, size_t n);
  * reserved, anything else is proprietary (accepted as is). Returns 0 or
  * PG_EFORMAT with a detail.
  */
-int pg_atr_hist_check(const uint8_t *h, size_t n);
+int pgi_atr_hist_check(const uint8_t *h, size_t n);
 /*
  * What an ATR the project produces or is given must be: it parses
- * (pg_atr_parse), carries TCK when a protocol other than T=0 is offered
- * (7816-3 8.2.5) and its historical bytes pass pg_atr_hist_check. Returns 0,
+ * (pgi_atr_parse), carries TCK when a protocol other than T=0 is offered
+ * (7816-3 8.2.5) and its historical bytes pass pgi_atr_hist_check. Returns 0,
  * PG_EFORMAT / PG_ETRUNC / PG_ECORRUPT with a detail saying what is wrong.
  */
-int pg_atr_check(const uint8_t *p, size_t n);
+int pgi_atr_check(const uint8_t *p, size_t n);
 
 /*
  * Builds an ATR: proto 0 gives "3B 0K hist" (T=0 only, no TCK); proto 1 gives
  * 3B 8K 81 (T=1) TD2 with TA3 = ifsc, TB3 = bwi/cwi, TC3 = crc when set, the
  * historical bytes and TCK. Returns the length or PG_EINVAL.
  */
-int pg_atr_build(uint8_t *out, size_t cap, int proto, uint16_t ifsc, int bwi, int cwi, int crc,
-		 const uint8_t *hist, size_t hist_len);
+int pgi_atr_build(uint8_t *out, size_t cap, int proto, uint16_t ifsc, int bwi, int cwi, int crc,
+		  const uint8_t *hist, size_t hist_len);
 
 struct pg_card;
 /*
- * pg_atr_build() for a card role: keeps the historical bytes of the card's
+ * pgi_atr_build() for a card role: keeps the historical bytes of the card's
  * own ATR (or "payguard" when it has none that parses) and lets the link
  * announce its protocol in the interface bytes.
  */
-int pg_atr_build_for_card(uint8_t *out, size_t cap, const struct pg_card *card, int proto,
-			  uint16_t ifsc, int bwi, int cwi, int crc);
+int pgi_atr_build_for_card(uint8_t *out, size_t cap, const struct pg_card *card, int proto,
+			   uint16_t ifsc, int bwi, int cwi, int crc);
 
 #endif

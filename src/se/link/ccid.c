@@ -71,10 +71,10 @@ struct ccid_msg {
 };
 
 /* Parses one whole message; PG_EFORMAT if the header is short or dwLength lies. */
-int pg_ccid_msg_parse(struct ccid_msg *m, const uint8_t *p, size_t n, size_t max);
+int pgi_ccid_msg_parse(struct ccid_msg *m, const uint8_t *p, size_t n, size_t max);
 
 int
-pg_ccid_msg_parse(struct ccid_msg *m, const uint8_t *p, size_t n, size_t max)
+pgi_ccid_msg_parse(struct ccid_msg *m, const uint8_t *p, size_t n, size_t max)
 {
 	memset(m, 0, sizeof(*m));
 	if (n < CCID_HDR)
@@ -229,7 +229,7 @@ host_recv(struct ccid_host *h, uint8_t want_type, struct ccid_msg *m, const char
 			return pg_error(PG_EPROTO, "ccid", "%s: message shorter than dwLength %zu",
 					what, len);
 		}
-		rc = pg_ccid_msg_parse(m, h->buf, CCID_HDR + len, h->max);
+		rc = pgi_ccid_msg_parse(m, h->buf, CCID_HDR + len, h->max);
 		if (rc < 0)
 			return rc;
 		if (m->seq != h->seq) {
@@ -385,7 +385,7 @@ ccid_host_open(struct pg_link **out, struct pg_stream *s, const char *addr,
 		pg_stream_free(s);
 		return PG_ENOMEM;
 	}
-	h->base.ops = &pg_link_ccid_ops;
+	h->base.ops = &pgi_link_ccid_ops;
 	h->s = s;
 	h->max = max;
 	h->timeout_ms = p && p->timeout_ms ? p->timeout_ms : 1000;
@@ -563,11 +563,11 @@ ccid_card_packet(struct pg_link_card *lc, int type, const uint8_t *data, size_t 
 		c->overflow = 0;
 		if (n < CCID_HDR)
 			return 0;
-		(void)pg_ccid_msg_parse(&m, c->in, CCID_HDR, CCID_HDR);
+		(void)pgi_ccid_msg_parse(&m, c->in, CCID_HDR, CCID_HDR);
 		return rdr_fail(c, o, &m, ERR_OFFSET_DWLENGTH);
 	}
 	data = c->in;
-	rc = pg_ccid_msg_parse(&m, data, n, c->max);
+	rc = pgi_ccid_msg_parse(&m, data, n, c->max);
 	if (rc < 0)
 		return n >= CCID_HDR ? rdr_fail(c, o, &m, ERR_OFFSET_DWLENGTH) : 0;
 	if (m.slot != 0)
@@ -645,14 +645,14 @@ ccid_card_open(struct pg_link_card **out, const struct pg_card *card,
 		ccid_card_close(c ? &c->base : NULL);
 		return PG_ENOMEM;
 	}
-	c->base.ops = &pg_link_ccid_ops;
+	c->base.ops = &pgi_link_ccid_ops;
 	c->card = *card;
 	c->max = max;
 	*out = &c->base;
 	return 0;
 }
 
-const struct pg_link_ops pg_link_ccid_ops = {
+const struct pg_link_ops pgi_link_ccid_ops = {
     .name = "ccid",
     .type = PG_LINK_CCID,
     .max_capdu = PG_APDU_MAX_C,

@@ -9,13 +9,13 @@
 
 #include "payguard/link.h"
 
-extern const struct pg_link_ops pg_link_t0_ops;
-extern const struct pg_link_ops pg_link_t1_ops;
-extern const struct pg_link_ops pg_link_swp_ops;
-extern const struct pg_link_ops pg_link_spi_ops;
-extern const struct pg_link_ops pg_link_i2c_ops;
-extern const struct pg_link_ops pg_link_ccid_ops;
-extern const struct pg_link_ops pg_link_pcsc_ops;
-extern const struct pg_link_ops pg_link_vpcd_ops;
+extern const struct pg_link_ops pgi_link_t0_ops;
+extern const struct pg_link_ops pgi_link_t1_ops;
+extern const struct pg_link_ops pgi_link_swp_ops;
+extern const struct pg_link_ops pgi_link_spi_ops;
+extern const struct pg_link_ops pgi_link_i2c_ops;
+extern const struct pg_link_ops pgi_link_ccid_ops;
+extern const struct pg_link_ops pgi_link_pcsc_ops;
+extern const struct pg_link_ops pgi_link_vpcd_ops;
 
 #endif

@@ -10,7 +10,7 @@
 #include <string.h>
 
 int
-hcp_tx_start(struct hcp_tx *t, uint8_t pipe, uint8_t hdr, const uint8_t *data, size_t len)
+pgi_hcp_tx_start(struct hcp_tx *t, uint8_t pipe, uint8_t hdr, const uint8_t *data, size_t len)
 {
 	if (t->active)
 		return PG_EBUSY;
@@ -25,7 +25,7 @@ hcp_tx_start(struct hcp_tx *t, uint8_t pipe, uint8_t hdr, const uint8_t *data, s
 }
 
 int
-hcp_tx_next(struct hcp_tx *t, uint8_t *pkt)
+pgi_hcp_tx_next(struct hcp_tx *t, uint8_t *pkt)
 {
 	size_t room, chunk, n = 1;
 
@@ -51,14 +51,14 @@ hcp_tx_next(struct hcp_tx *t, uint8_t *pkt)
 }
 
 void
-hcp_rx_reset(struct hcp_rx *r)
+pgi_hcp_rx_reset(struct hcp_rx *r)
 {
 	r->len = 0;
 	r->active = 0;
 }
 
 int
-hcp_rx_feed(struct hcp_rx *r, const uint8_t *pkt, size_t n, struct hcp_msg *m)
+pgi_hcp_rx_feed(struct hcp_rx *r, const uint8_t *pkt, size_t n, struct hcp_msg *m)
 {
 	uint8_t pipe;
 
@@ -76,12 +76,12 @@ hcp_rx_feed(struct hcp_rx *r, const uint8_t *pkt, size_t n, struct hcp_msg *m)
 		r->len = 0;
 	} else if (pipe != r->pipe) {
 		/* Fragments of one message are sent back to back (102 622 5.1). */
-		hcp_rx_reset(r);
+		pgi_hcp_rx_reset(r);
 		return pg_error(PG_EFORMAT, "hcp",
 				"fragment for pipe %02X inside a message on %02X", pipe, r->pipe);
 	}
 	if (n - 1 > r->max - r->len) {
-		hcp_rx_reset(r);
+		pgi_hcp_rx_reset(r);
 		return pg_error(PG_ETOOBIG, "hcp", "HCP message longer than %zu bytes", r->max);
 	}
 	memcpy(r->buf + r->len, pkt + 1, n - 1);

@@ -75,9 +75,9 @@ struct hcp_tx {
 };
 
 /* Queues one message; PG_EBUSY if the previous one is not fully cut yet. data must stay valid. */
-int hcp_tx_start(struct hcp_tx *t, uint8_t pipe, uint8_t hdr, const uint8_t *data, size_t len);
+int pgi_hcp_tx_start(struct hcp_tx *t, uint8_t pipe, uint8_t hdr, const uint8_t *data, size_t len);
 /* Writes the next HCP packet into pkt (>= mtu bytes); returns its length, 0 when done. */
-int hcp_tx_next(struct hcp_tx *t, uint8_t *pkt);
+int pgi_hcp_tx_next(struct hcp_tx *t, uint8_t *pkt);
 
 /* Reassembly of one message from HCP packets; buf holds [message header][data]. */
 struct hcp_rx {
@@ -89,7 +89,7 @@ struct hcp_rx {
 
 struct hcp_msg {
 	uint8_t pipe, type, instr;
-	const uint8_t *data; /* valid until the next hcp_rx_feed */
+	const uint8_t *data; /* valid until the next pgi_hcp_rx_feed */
 	size_t len;
 };
 
@@ -98,7 +98,7 @@ struct hcp_msg {
  * 0 when more fragments are needed, PG_EFORMAT/PG_ETOOBIG on a bad packet
  * (the partial message is dropped).
  */
-int hcp_rx_feed(struct hcp_rx *r, const uint8_t *pkt, size_t n, struct hcp_msg *m);
-void hcp_rx_reset(struct hcp_rx *r);
+int pgi_hcp_rx_feed(struct hcp_rx *r, const uint8_t *pkt, size_t n, struct hcp_msg *m);
+void pgi_hcp_rx_reset(struct hcp_rx *r);
 
 #endif

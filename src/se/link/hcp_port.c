@@ -9,14 +9,14 @@
 static int
 port_next(void *ctx, uint8_t *info)
 {
-	return hcp_tx_next(&((struct hcp_port *)ctx)->tx, info);
+	return pgi_hcp_tx_next(&((struct hcp_port *)ctx)->tx, info);
 }
 
 static int
 port_deliver(void *ctx, const uint8_t *info, size_t n)
 {
 	struct hcp_port *p = ctx;
-	int rc = hcp_rx_feed(&p->rx, info, n, &p->msg);
+	int rc = pgi_hcp_rx_feed(&p->rx, info, n, &p->msg);
 
 	if (rc > 0)
 		p->have_msg = 1;
@@ -24,7 +24,7 @@ port_deliver(void *ctx, const uint8_t *info, size_t n)
 }
 
 void
-hcp_port_bind(struct hcp_port *p, struct shdlc *e)
+pgi_hcp_port_bind(struct hcp_port *p, struct shdlc *e)
 {
 	e->out = p->s;
 	e->next = port_next;
@@ -33,7 +33,7 @@ hcp_port_bind(struct hcp_port *p, struct shdlc *e)
 }
 
 int
-hcp_port_read_frame(struct hcp_port *p, struct shdlc_frame *f)
+pgi_hcp_port_read_frame(struct hcp_port *p, struct shdlc_frame *f)
 {
 	int rc = pg_stream_read(p->s, p->frame, 1, p->timeout_ms);
 	size_t len;
@@ -53,7 +53,7 @@ hcp_port_read_frame(struct hcp_port *p, struct shdlc_frame *f)
 	}
 	if (rc < 0)
 		return rc;
-	rc = shdlc_decode(f, p->frame, len + 1);
+	rc = pgi_shdlc_decode(f, p->frame, len + 1);
 	if (rc < 0)
 		pg_stream_flush(p->s);
 	return rc;

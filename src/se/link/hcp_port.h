@@ -23,12 +23,12 @@ struct hcp_port {
 };
 
 /* Wires the SHDLC endpoint e to port p: its output stream and the HCP callbacks. */
-void hcp_port_bind(struct hcp_port *p, struct shdlc *e);
+void pgi_hcp_port_bind(struct hcp_port *p, struct shdlc *e);
 /*
  * Reads one frame. Returns 0, PG_ETIMEDOUT (nothing came), PG_EFORMAT or
  * PG_ECORRUPT (a damaged frame: the stream is flushed so the next read starts
  * on a frame boundary), or the stream's fatal error.
  */
-int hcp_port_read_frame(struct hcp_port *p, struct shdlc_frame *f);
+int pgi_hcp_port_read_frame(struct hcp_port *p, struct shdlc_frame *f);
 
 #endif

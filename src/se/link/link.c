@@ -10,9 +10,9 @@
 
 /* Order: contact protocols, contactless/embedded, USB, host stacks. */
 const struct pg_link_ops *const pg_link_drivers[] = {
-    &pg_link_t0_ops,   &pg_link_t1_ops,	  &pg_link_swp_ops,
-    &pg_link_spi_ops,  &pg_link_i2c_ops,  &pg_link_ccid_ops,
-    &pg_link_pcsc_ops, &pg_link_vpcd_ops, NULL,
+    &pgi_link_t0_ops,	&pgi_link_t1_ops,   &pgi_link_swp_ops,
+    &pgi_link_spi_ops,	&pgi_link_i2c_ops,  &pgi_link_ccid_ops,
+    &pgi_link_pcsc_ops, &pgi_link_vpcd_ops, NULL,
 };
 
 const struct pg_link_ops *

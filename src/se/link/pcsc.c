@@ -132,7 +132,7 @@ pcsc_host_open(struct pg_link **out, struct pg_stream *s, const char *addr,
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return PG_ENOMEM;
-	l->base.ops = &pg_link_pcsc_ops;
+	l->base.ops = &pgi_link_pcsc_ops;
 	rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &l->ctx);
 	if (rv != SCARD_S_SUCCESS) {
 		rc = pcsc_fail(rv, "cannot reach pcscd", NULL);
@@ -213,7 +213,7 @@ pcsc_host_close(struct pg_link *lk)
 	free(l);
 }
 
-const struct pg_link_ops pg_link_pcsc_ops = {
+const struct pg_link_ops pgi_link_pcsc_ops = {
     .name = "pcsc",
     .type = PG_LINK_PCSC,
     .max_capdu = PG_APDU_MAX_C,

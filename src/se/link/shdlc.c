@@ -37,7 +37,7 @@ crc_init(void)
 }
 
 uint16_t
-shdlc_crc(const uint8_t *p, size_t n)
+pgi_shdlc_crc(const uint8_t *p, size_t n)
 {
 	uint16_t c = 0xFFFF;
 
@@ -54,7 +54,7 @@ shdlc_crc(const uint8_t *p, size_t n)
 }
 
 size_t
-shdlc_encode(uint8_t *out, uint8_t ctrl, const uint8_t *info, size_t n)
+pgi_shdlc_encode(uint8_t *out, uint8_t ctrl, const uint8_t *info, size_t n)
 {
 	uint16_t crc;
 
@@ -63,14 +63,14 @@ shdlc_encode(uint8_t *out, uint8_t ctrl, const uint8_t *info, size_t n)
 	if (n)
 		memcpy(out + 2, info, n);
 	/* The CRC covers LEN too, so a corrupted length cannot pass. */
-	crc = shdlc_crc(out, 2 + n);
+	crc = pgi_shdlc_crc(out, 2 + n);
 	out[2 + n] = (uint8_t)(crc & 0xff);
 	out[3 + n] = (uint8_t)(crc >> 8);
 	return 4 + n;
 }
 
 int
-shdlc_decode(struct shdlc_frame *f, const uint8_t *p, size_t n)
+pgi_shdlc_decode(struct shdlc_frame *f, const uint8_t *p, size_t n)
 {
 	uint8_t c;
 	uint16_t crc;
@@ -79,7 +79,7 @@ shdlc_decode(struct shdlc_frame *f, const uint8_t *p, size_t n)
 	if (n < 1 + SHDLC_MIN_LEN || n > SHDLC_MAX_FRAME || p[0] != n - 1)
 		return pg_error(PG_EFORMAT, "shdlc", "frame of %zu bytes with LEN %u", n,
 				n ? p[0] : 0);
-	crc = shdlc_crc(p, n - 2);
+	crc = pgi_shdlc_crc(p, n - 2);
 	if (p[n - 2] != (crc & 0xff) || p[n - 1] != (crc >> 8))
 		return PG_ECORRUPT; /* silent: a line error, not a caller mistake */
 	c = p[1];
@@ -115,7 +115,7 @@ shdlc_decode(struct shdlc_frame *f, const uint8_t *p, size_t n)
 }
 
 const char *
-shdlc_describe(const struct shdlc_frame *f, char *buf, size_t n)
+pgi_shdlc_describe(const struct shdlc_frame *f, char *buf, size_t n)
 {
 	static const char *const s[] = {"RR", "REJ", "RNR", "SREJ"};
 
@@ -129,7 +129,7 @@ shdlc_describe(const struct shdlc_frame *f, char *buf, size_t n)
 }
 
 void
-shdlc_reset(struct shdlc *e, int window)
+pgi_shdlc_reset(struct shdlc *e, int window)
 {
 	e->window = window;
 	e->vs = e->va = e->vr = 0;
@@ -142,7 +142,7 @@ static int
 send_frame(struct shdlc *e, uint8_t ctrl, const uint8_t *info, size_t n)
 {
 	uint8_t pkt[SHDLC_MAX_FRAME];
-	size_t len = shdlc_encode(pkt, ctrl, info, n);
+	size_t len = pgi_shdlc_encode(pkt, ctrl, info, n);
 
 	e->frames_out++;
 	return pg_stream_write(e->out, pkt, len);
@@ -156,7 +156,7 @@ send_i(struct shdlc *e, uint8_t ns)
 }
 
 int
-shdlc_pump(struct shdlc *e)
+pgi_shdlc_pump(struct shdlc *e)
 {
 	while (!e->peer_busy && shdlc_unacked(e) < e->window) {
 		int n = e->next(e->ctx, e->txinfo[e->vs]);
@@ -174,20 +174,20 @@ shdlc_pump(struct shdlc *e)
 }
 
 int
-shdlc_send_s(struct shdlc *e, int type)
+pgi_shdlc_send_s(struct shdlc *e, int type)
 {
 	e->unacked_rx = 0;
 	return send_frame(e, (uint8_t)(0xC0 | type << 3 | e->vr), NULL, 0);
 }
 
 int
-shdlc_send_u(struct shdlc *e, int mod, const uint8_t *info, size_t n)
+pgi_shdlc_send_u(struct shdlc *e, int mod, const uint8_t *info, size_t n)
 {
 	return send_frame(e, (uint8_t)(0xE0 | mod), info, n);
 }
 
 int
-shdlc_retransmit(struct shdlc *e)
+pgi_shdlc_retransmit(struct shdlc *e)
 {
 	for (uint8_t s = e->va; s != e->vs; s = (s + 1) & 7) {
 		int rc = send_i(e, s);
@@ -212,7 +212,7 @@ take_ack(struct shdlc *e, int nr)
 }
 
 int
-shdlc_input(struct shdlc *e, const struct shdlc_frame *f)
+pgi_shdlc_input(struct shdlc *e, const struct shdlc_frame *f)
 {
 	int res = 0, a;
 
@@ -231,7 +231,7 @@ shdlc_input(struct shdlc *e, const struct shdlc_frame *f)
 		e->peer_busy = f->type == SHDLC_S_RNR;
 		if (f->type == SHDLC_S_REJ || f->type == SHDLC_S_SREJ) {
 			/* SREJ is not negotiated; treat it as REJ (go back to N(R)). */
-			int rc = shdlc_retransmit(e);
+			int rc = pgi_shdlc_retransmit(e);
 
 			if (rc < 0)
 				return rc;

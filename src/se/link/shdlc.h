@@ -38,13 +38,13 @@ struct shdlc_frame {
 };
 
 /* CRC-16/X.25 (ISO/IEC 13239): init FFFF, reflected 1021, complemented; sent low byte first. */
-uint16_t shdlc_crc(const uint8_t *p, size_t n);
+uint16_t pgi_shdlc_crc(const uint8_t *p, size_t n);
 /* Writes one packet into out (>= SHDLC_MAX_FRAME); returns its length. */
-size_t shdlc_encode(uint8_t *out, uint8_t ctrl, const uint8_t *info, size_t n);
+size_t pgi_shdlc_encode(uint8_t *out, uint8_t ctrl, const uint8_t *info, size_t n);
 /* Decodes one whole packet (LEN byte included); PG_EFORMAT/PG_ECORRUPT on bad input. */
-int shdlc_decode(struct shdlc_frame *f, const uint8_t *p, size_t n);
+int pgi_shdlc_decode(struct shdlc_frame *f, const uint8_t *p, size_t n);
 /* One-line description for traces ("I(ns=1,nr=2) 12 bytes"). */
-const char *shdlc_describe(const struct shdlc_frame *f, char *buf, size_t n);
+const char *pgi_shdlc_describe(const struct shdlc_frame *f, char *buf, size_t n);
 
 /*
  * Sliding-window endpoint. Outgoing information comes from `next` (the HCP
@@ -66,7 +66,7 @@ struct shdlc {
 	uint64_t frames_out, frames_in, retransmits;
 };
 
-/* Results of shdlc_input (bit set). */
+/* Results of pgi_shdlc_input (bit set). */
 #define SHDLC_RX_NEW  0x01 /* new in-sequence I-frame delivered */
 #define SHDLC_RX_DUP  0x02 /* I-frame already received (the peer retransmitted) */
 #define SHDLC_RX_GAP  0x04 /* I-frame ahead of sequence (one was lost) */
@@ -76,16 +76,16 @@ struct shdlc {
 #define SHDLC_RX_UA   0x40
 #define SHDLC_RX_S    0x80 /* any S-frame */
 
-void shdlc_reset(struct shdlc *e, int window);
+void pgi_shdlc_reset(struct shdlc *e, int window);
 /* Sends queued information while the window allows. */
-int shdlc_pump(struct shdlc *e);
+int pgi_shdlc_pump(struct shdlc *e);
 /* Sends an S-frame carrying our N(R). */
-int shdlc_send_s(struct shdlc *e, int type);
-int shdlc_send_u(struct shdlc *e, int mod, const uint8_t *info, size_t n);
+int pgi_shdlc_send_s(struct shdlc *e, int type);
+int pgi_shdlc_send_u(struct shdlc *e, int mod, const uint8_t *info, size_t n);
 /* Resends every unacknowledged I-frame (go-back-N) with the current N(R). */
-int shdlc_retransmit(struct shdlc *e);
+int pgi_shdlc_retransmit(struct shdlc *e);
 /* Applies one received frame; returns SHDLC_RX_* bits or a negative code from deliver. */
-int shdlc_input(struct shdlc *e, const struct shdlc_frame *f);
+int pgi_shdlc_input(struct shdlc *e, const struct shdlc_frame *f);
 static inline int
 shdlc_unacked(const struct shdlc *e)
 {

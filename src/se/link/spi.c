@@ -16,7 +16,7 @@
 #include "payguard/buf.h"
 #include "payguard/error.h"
 #include "payguard/log.h"
-#include "shdlc.h" /* shdlc_crc: CRC-16/X.25, the same ISO/IEC 13239 CRC as SWP */
+#include "shdlc.h" /* pgi_shdlc_crc: CRC-16/X.25, the same ISO/IEC 13239 CRC as SWP */
 #include "t1_proto.h"
 
 #include <string.h>
@@ -112,63 +112,63 @@ gp_cip_build(const struct t1_framing *f, const struct pg_card *card, size_t ifsc
 #define GP_FRAMING(nm, ops_, plid_)                                                                \
 	{                                                                                          \
 		.name = nm, .ops = ops_, .nad_host = GP_NAD_HOST, .nad_card = GP_NAD_SE,           \
-		.check_nad = 1, .len_bytes = 2, .crc_only = 1, .crc16 = shdlc_crc,                 \
+		.check_nad = 1, .len_bytes = 2, .crc_only = 1, .crc16 = pgi_shdlc_crc,             \
 		.default_ifs = GP_DEFAULT_IF, .max_ifs = GP_MAX_IFS, .max_filler = GP_MAX_FILLER,  \
 		.gp = 1, .plid = plid_, .cip_build = gp_cip_build, .cip_parse = gp_cip_parse,      \
 	}
 
-const struct t1_framing pg_t1_framing_spi = GP_FRAMING("spi", &pg_link_spi_ops, GP_PLID_SPI);
-const struct t1_framing pg_t1_framing_i2c = GP_FRAMING("i2c", &pg_link_i2c_ops, GP_PLID_I2C);
+const struct t1_framing pgi_t1_framing_spi = GP_FRAMING("spi", &pgi_link_spi_ops, GP_PLID_SPI);
+const struct t1_framing pgi_t1_framing_i2c = GP_FRAMING("i2c", &pgi_link_i2c_ops, GP_PLID_I2C);
 
 static int
 spi_host_open(struct pg_link **out, struct pg_stream *s, const char *addr,
 	      const struct pg_link_params *p)
 {
 	(void)addr;
-	return pg_t1_host_open(out, s, p, &pg_t1_framing_spi);
+	return pgi_t1_host_open(out, s, p, &pgi_t1_framing_spi);
 }
 static int
 i2c_host_open(struct pg_link **out, struct pg_stream *s, const char *addr,
 	      const struct pg_link_params *p)
 {
 	(void)addr;
-	return pg_t1_host_open(out, s, p, &pg_t1_framing_i2c);
+	return pgi_t1_host_open(out, s, p, &pgi_t1_framing_i2c);
 }
 static int
 spi_card_open(struct pg_link_card **out, const struct pg_card *card, const struct pg_link_params *p)
 {
-	return pg_t1_card_open(out, card, p, &pg_t1_framing_spi);
+	return pgi_t1_card_open(out, card, p, &pgi_t1_framing_spi);
 }
 static int
 i2c_card_open(struct pg_link_card **out, const struct pg_card *card, const struct pg_link_params *p)
 {
-	return pg_t1_card_open(out, card, p, &pg_t1_framing_i2c);
+	return pgi_t1_card_open(out, card, p, &pgi_t1_framing_i2c);
 }
 
-const struct pg_link_ops pg_link_spi_ops = {
+const struct pg_link_ops pgi_link_spi_ops = {
     .name = "spi",
     .type = PG_LINK_SPI,
     .max_capdu = PG_APDU_MAX_C,
     .max_rapdu = PG_APDU_MAX_R,
     .host_open = spi_host_open,
-    .power_on = pg_t1_power_on,
-    .transmit = pg_t1_transmit,
-    .host_close = pg_t1_host_close,
+    .power_on = pgi_t1_power_on,
+    .transmit = pgi_t1_transmit,
+    .host_close = pgi_t1_host_close,
     .card_open = spi_card_open,
-    .card_packet = pg_t1_card_packet,
-    .card_close = pg_t1_card_close,
+    .card_packet = pgi_t1_card_packet,
+    .card_close = pgi_t1_card_close,
 };
 
-const struct pg_link_ops pg_link_i2c_ops = {
+const struct pg_link_ops pgi_link_i2c_ops = {
     .name = "i2c",
     .type = PG_LINK_I2C,
     .max_capdu = PG_APDU_MAX_C,
     .max_rapdu = PG_APDU_MAX_R,
     .host_open = i2c_host_open,
-    .power_on = pg_t1_power_on,
-    .transmit = pg_t1_transmit,
-    .host_close = pg_t1_host_close,
+    .power_on = pgi_t1_power_on,
+    .transmit = pgi_t1_transmit,
+    .host_close = pgi_t1_host_close,
     .card_open = i2c_card_open,
-    .card_packet = pg_t1_card_packet,
-    .card_close = pg_t1_card_close,
+    .card_packet = pgi_t1_card_packet,
+    .card_close = pgi_t1_card_close,
 };

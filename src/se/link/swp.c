@@ -51,7 +51,8 @@ host_on_no_frame(struct swp_host *h, int rc, int *errors)
 	if (rc != PG_ETIMEDOUT)
 		return REQ_SKIP; /* the next read times out if nothing else follows */
 	/* Timeout: resend what is unacknowledged, else ask for the card's frames. */
-	rc = shdlc_unacked(&h->e) ? shdlc_retransmit(&h->e) : shdlc_send_s(&h->e, SHDLC_S_REJ);
+	rc = shdlc_unacked(&h->e) ? pgi_shdlc_retransmit(&h->e)
+				  : pgi_shdlc_send_s(&h->e, SHDLC_S_REJ);
 	return rc < 0 ? rc : REQ_SKIP;
 }
 
@@ -59,7 +60,7 @@ host_on_no_frame(struct swp_host *h, int rc, int *errors)
 static int
 host_on_frame(struct swp_host *h, const struct shdlc_frame *f, int *errors, int *idle)
 {
-	int r = shdlc_input(&h->e, f), rc;
+	int r = pgi_shdlc_input(&h->e, f), rc;
 
 	if (r < 0) {
 		pg_debug("swp", "bad HCP packet from the card: %s", pg_strerror(r));
@@ -78,7 +79,7 @@ host_on_frame(struct swp_host *h, const struct shdlc_frame *f, int *errors, int 
 		return REQ_FAIL; /* only frames that move nothing forward: a babbling peer */
 	if ((r & SHDLC_RX_GAP) && !h->e.rej_sent) {
 		h->e.rej_sent = 1;
-		if ((rc = shdlc_send_s(&h->e, SHDLC_S_REJ)) < 0)
+		if ((rc = pgi_shdlc_send_s(&h->e, SHDLC_S_REJ)) < 0)
 			return rc;
 	}
 	return REQ_MORE;
@@ -115,19 +116,20 @@ host_request(struct swp_host *h, uint8_t pipe, uint8_t hdr, const uint8_t *data,
 
 	h->port.tx.active = 0;
 	h->port.have_msg = 0;
-	rc = hcp_tx_start(&h->port.tx, pipe, hdr, data, len);
+	rc = pgi_hcp_tx_start(&h->port.tx, pipe, hdr, data, len);
 	if (rc < 0)
 		return rc;
 	for (;;) {
 		struct shdlc_frame f;
 
-		rc = shdlc_pump(&h->e);
+		rc = pgi_shdlc_pump(&h->e);
 		if (rc < 0)
 			return rc;
 		/* Keep the card's window open while a long response streams in. */
-		if (h->e.unacked_rx >= h->e.window && (rc = shdlc_send_s(&h->e, SHDLC_S_RR)) < 0)
+		if (h->e.unacked_rx >= h->e.window &&
+		    (rc = pgi_shdlc_send_s(&h->e, SHDLC_S_RR)) < 0)
 			return rc;
-		rc = hcp_port_read_frame(&h->port, &f);
+		rc = pgi_hcp_port_read_frame(&h->port, &f);
 		if (rc == PG_ETIMEDOUT || rc == PG_EFORMAT || rc == PG_ECORRUPT) {
 			rc = host_on_no_frame(h, rc, &errors);
 		} else if (rc == 0) {
@@ -167,17 +169,17 @@ host_link_setup(struct swp_host *h)
 	for (int attempt = 0; attempt <= h->retries; attempt++) {
 		int rc;
 
-		shdlc_reset(&h->e, h->window);
-		hcp_rx_reset(&h->port.rx);
+		pgi_shdlc_reset(&h->e, h->window);
+		pgi_hcp_rx_reset(&h->port.rx);
 		h->port.tx.active = 0;
 		pg_stream_flush(h->port.s);
-		rc = shdlc_send_u(&h->e, SHDLC_U_RSET, info, sizeof(info));
+		rc = pgi_shdlc_send_u(&h->e, SHDLC_U_RSET, info, sizeof(info));
 		if (rc < 0)
 			return rc;
 		for (;;) {
 			struct shdlc_frame f;
 
-			rc = hcp_port_read_frame(&h->port, &f);
+			rc = pgi_hcp_port_read_frame(&h->port, &f);
 			if (rc == PG_ETIMEDOUT)
 				break;
 			if (rc == PG_EFORMAT || rc == PG_ECORRUPT)
@@ -196,8 +198,8 @@ host_link_setup(struct swp_host *h)
 					return pg_error(PG_EPROTO, "swp",
 							"card proposes window %d > ours %d", w,
 							h->window);
-				shdlc_reset(&h->e, w);
-				return shdlc_send_u(&h->e, SHDLC_U_UA, NULL, 0);
+				pgi_shdlc_reset(&h->e, w);
+				return pgi_shdlc_send_u(&h->e, SHDLC_U_UA, NULL, 0);
 			}
 		}
 	}
@@ -309,7 +311,7 @@ swp_host_open(struct pg_link **out, struct pg_stream *s, const char *addr,
 		pg_stream_free(s);
 		return PG_ENOMEM;
 	}
-	h->base.ops = &pg_link_swp_ops;
+	h->base.ops = &pgi_link_swp_ops;
 	h->port.s = s;
 	h->port.rx.max = 1 + SWP_MAX_RAPDU;
 	h->port.tx.mtu = SHDLC_MAX_INFO;
@@ -322,7 +324,7 @@ swp_host_open(struct pg_link **out, struct pg_stream *s, const char *addr,
 				p ? p->window : 0);
 	}
 	h->max_capdu = SWP_MAX_CAPDU;
-	hcp_port_bind(&h->port, &h->e);
+	pgi_hcp_port_bind(&h->port, &h->e);
 	*out = &h->base;
 	return 0;
 }
@@ -347,13 +349,13 @@ struct swp_card {
 static int
 card_next(void *ctx, uint8_t *info)
 {
-	return hcp_tx_next(&((struct swp_card *)ctx)->tx, info);
+	return pgi_hcp_tx_next(&((struct swp_card *)ctx)->tx, info);
 }
 
 static int
 card_reply(struct swp_card *c, uint8_t pipe, uint8_t hdr, const uint8_t *d, size_t n)
 {
-	int rc = hcp_tx_start(&c->tx, pipe, hdr, d, n);
+	int rc = pgi_hcp_tx_start(&c->tx, pipe, hdr, d, n);
 
 	if (rc < 0)
 		pg_debug("swp", "card: new message while the last one is still queued");
@@ -471,7 +473,7 @@ card_deliver(void *ctx, const uint8_t *info, size_t n)
 {
 	struct swp_card *c = ctx;
 	struct hcp_msg m;
-	int rc = hcp_rx_feed(&c->rx, info, n, &m);
+	int rc = pgi_hcp_rx_feed(&c->rx, info, n, &m);
 
 	if (rc <= 0)
 		return rc;
@@ -487,8 +489,8 @@ card_deliver(void *ctx, const uint8_t *info, size_t n)
 static void
 card_link_reset(struct swp_card *c, int window)
 {
-	shdlc_reset(&c->e, window);
-	hcp_rx_reset(&c->rx);
+	pgi_shdlc_reset(&c->e, window);
+	pgi_hcp_rx_reset(&c->rx);
 	c->tx.active = 0;
 }
 
@@ -511,7 +513,7 @@ swp_card_packet(struct pg_link_card *lc, int type, const uint8_t *data, size_t n
 			c->card.reset(c->card.ctx);
 		return 0;
 	}
-	if (shdlc_decode(&f, data, n) < 0)
+	if (pgi_shdlc_decode(&f, data, n) < 0)
 		return 0; /* 102 613: frames in error are discarded; the sender times out */
 	if (f.kind == SHDLC_U) {
 		if (f.type == SHDLC_U_UA) {
@@ -527,35 +529,35 @@ swp_card_packet(struct pg_link_card *lc, int type, const uint8_t *data, size_t n
 				uint8_t mine[1] = {(uint8_t)c->max_window};
 
 				c->linked = 0;
-				return shdlc_send_u(&c->e, SHDLC_U_RSET, mine, 1);
+				return pgi_shdlc_send_u(&c->e, SHDLC_U_RSET, mine, 1);
 			}
 			card_link_reset(c, w);
 			c->linked = 1;
-			return shdlc_send_u(&c->e, SHDLC_U_UA, NULL, 0);
+			return pgi_shdlc_send_u(&c->e, SHDLC_U_UA, NULL, 0);
 		}
 	}
 	if (!c->linked)
 		return 0;
-	r = shdlc_input(&c->e, &f);
+	r = pgi_shdlc_input(&c->e, &f);
 	if (r < 0)
 		pg_debug("swp", "card: %s", pg_strerror(r));
 	else if (r & SHDLC_RX_DUP) {
 		/* The host timed out: our frames were probably lost too. */
-		rc = shdlc_unacked(&c->e) ? shdlc_retransmit(&c->e)
-					  : shdlc_send_s(&c->e, SHDLC_S_RR);
+		rc = shdlc_unacked(&c->e) ? pgi_shdlc_retransmit(&c->e)
+					  : pgi_shdlc_send_s(&c->e, SHDLC_S_RR);
 		if (rc < 0)
 			return rc;
 	} else if ((r & SHDLC_RX_GAP) && !c->e.rej_sent) {
 		c->e.rej_sent = 1;
-		rc = shdlc_send_s(&c->e, SHDLC_S_REJ);
+		rc = pgi_shdlc_send_s(&c->e, SHDLC_S_REJ);
 		if (rc < 0)
 			return rc;
 	}
-	rc = shdlc_pump(&c->e);
+	rc = pgi_shdlc_pump(&c->e);
 	if (rc < 0)
 		return rc;
 	if (c->e.unacked_rx >= c->e.window)
-		return shdlc_send_s(&c->e, SHDLC_S_RR);
+		return pgi_shdlc_send_s(&c->e, SHDLC_S_RR);
 	return 0;
 }
 
@@ -581,7 +583,7 @@ swp_card_open(struct pg_link_card **out, const struct pg_card *card, const struc
 		swp_card_close(c ? &c->base : NULL);
 		return PG_ENOMEM;
 	}
-	c->base.ops = &pg_link_swp_ops;
+	c->base.ops = &pgi_link_swp_ops;
 	c->card = *card;
 	c->rx.max = 1 + SWP_MAX_CAPDU;
 	c->tx.mtu = SHDLC_MAX_INFO;
@@ -593,12 +595,12 @@ swp_card_open(struct pg_link_card **out, const struct pg_card *card, const struc
 	c->e.next = card_next;
 	c->e.deliver = card_deliver;
 	c->e.ctx = c;
-	shdlc_reset(&c->e, c->max_window);
+	pgi_shdlc_reset(&c->e, c->max_window);
 	*out = &c->base;
 	return 0;
 }
 
-const struct pg_link_ops pg_link_swp_ops = {
+const struct pg_link_ops pgi_link_swp_ops = {
     .name = "swp",
     .type = PG_LINK_SWP,
     .max_capdu = SWP_MAX_CAPDU,

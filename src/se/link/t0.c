@@ -257,11 +257,11 @@ t0_power_on(struct pg_link *l, uint8_t *atr, size_t *atrlen)
 			return pg_error(rc == PG_ETIMEDOUT ? PG_ENOCARD : rc, "t0",
 					"no complete ATR after %zu bytes", have);
 		have = (size_t)need;
-		need = pg_atr_length(buf, have);
+		need = pgi_atr_length(buf, have);
 		if (need < 0)
 			return need;
 	}
-	rc = pg_atr_parse(&a, buf, have);
+	rc = pgi_atr_parse(&a, buf, have);
 	if (rc < 0)
 		return rc;
 	if (!(a.protocols & 1))
@@ -302,7 +302,7 @@ t0_host_open(struct pg_link **out, struct pg_stream *s, const char *addr,
 		pg_stream_free(s);
 		return PG_ENOMEM;
 	}
-	h->base.ops = &pg_link_t0_ops;
+	h->base.ops = &pgi_link_t0_ops;
 	h->s = s;
 	h->timeout_ms = p && p->timeout_ms > 0 ? p->timeout_ms : DEFAULT_TIMEOUT_MS;
 	*out = &h->base;
@@ -589,7 +589,7 @@ t0_card_open(struct pg_link_card **out, const struct pg_card *card, const struct
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return PG_ENOMEM;
-	c->base.ops = &pg_link_t0_ops;
+	c->base.ops = &pgi_link_t0_ops;
 	c->card = *card;
 	c->timeout_ms = p && p->timeout_ms > 0 ? p->timeout_ms : DEFAULT_TIMEOUT_MS;
 	c->rbuf = malloc(PG_APDU_MAX_R);
@@ -598,7 +598,7 @@ t0_card_open(struct pg_link_card **out, const struct pg_card *card, const struct
 		goto fail;
 	}
 	/* The card's historical bytes in an ATR that offers T=0 only. */
-	rc = pg_atr_build_for_card(c->atr, sizeof(c->atr), card, 0, 32, 4, 13, 0);
+	rc = pgi_atr_build_for_card(c->atr, sizeof(c->atr), card, 0, 32, 4, 13, 0);
 	if (rc < 0)
 		goto fail;
 	c->atrlen = (size_t)rc;
@@ -609,7 +609,7 @@ fail:
 	return rc;
 }
 
-const struct pg_link_ops pg_link_t0_ops = {
+const struct pg_link_ops pgi_link_t0_ops = {
     .name = "t0",
     .type = PG_LINK_T0,
     /* Case 4 short with 255 data bytes: 4 + 1 + 255 + 1; 256 data + SW back. */

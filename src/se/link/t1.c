@@ -39,7 +39,7 @@
 /* ---- blocks ---- */
 
 uint8_t
-pg_t1_lrc(const uint8_t *p, size_t n)
+pgi_t1_lrc(const uint8_t *p, size_t n)
 {
 	uint8_t x = 0;
 
@@ -58,7 +58,7 @@ static const uint16_t crc_nibble[16] = {
 };
 
 uint16_t
-pg_t1_crc(const uint8_t *p, size_t n)
+pgi_t1_crc(const uint8_t *p, size_t n)
 {
 	uint16_t v = 0xFFFF;
 
@@ -71,11 +71,11 @@ pg_t1_crc(const uint8_t *p, size_t n)
 	return v;
 }
 
-const struct t1_framing pg_t1_framing_iso = {
+const struct t1_framing pgi_t1_framing_iso = {
     .name = "t1",
-    .ops = &pg_link_t1_ops,
+    .ops = &pgi_link_t1_ops,
     .len_bytes = 1,
-    .crc16 = pg_t1_crc,
+    .crc16 = pgi_t1_crc,
     .default_ifs = DEFAULT_IFS,
     .max_ifs = T1_MAX_INF,
 };
@@ -96,8 +96,8 @@ block_cap(const struct t1_framing *f)
 }
 
 size_t
-pg_t1_encode_framed(const struct t1_framing *f, uint8_t *out, uint8_t nad, uint8_t pcb,
-		    const uint8_t *inf, size_t len, int crc)
+pgi_t1_encode_framed(const struct t1_framing *f, uint8_t *out, uint8_t nad, uint8_t pcb,
+		     const uint8_t *inf, size_t len, int crc)
 {
 	size_t h = hdr_len(f);
 
@@ -113,14 +113,14 @@ pg_t1_encode_framed(const struct t1_framing *f, uint8_t *out, uint8_t nad, uint8
 		pg_put_be16(out + h + len, f->crc16(out, h + len));
 		return h + len + 2;
 	}
-	out[h + len] = pg_t1_lrc(out, h + len);
+	out[h + len] = pgi_t1_lrc(out, h + len);
 	return h + len + 1;
 }
 
 size_t
-pg_t1_encode(uint8_t *out, uint8_t nad, uint8_t pcb, const uint8_t *inf, size_t len, int crc)
+pgi_t1_encode(uint8_t *out, uint8_t nad, uint8_t pcb, const uint8_t *inf, size_t len, int crc)
 {
-	return pg_t1_encode_framed(&pg_t1_framing_iso, out, nad, pcb, inf, len, crc);
+	return pgi_t1_encode_framed(&pgi_t1_framing_iso, out, nad, pcb, inf, len, crc);
 }
 
 /* S-block INF rules of the framing (11.3.2.2; GP variant). */
@@ -153,8 +153,8 @@ s_block_valid(const struct t1_framing *f, const struct t1_block *b)
 }
 
 int
-pg_t1_decode_framed(const struct t1_framing *f, struct t1_block *b, const uint8_t *p, size_t n,
-		    int crc)
+pgi_t1_decode_framed(const struct t1_framing *f, struct t1_block *b, const uint8_t *p, size_t n,
+		     int crc)
 {
 	size_t h = hdr_len(f), edc, len;
 
@@ -166,7 +166,7 @@ pg_t1_decode_framed(const struct t1_framing *f, struct t1_block *b, const uint8_
 	len = f->len_bytes == 2 ? pg_be16(p + 2) : p[2];
 	if ((f->len_bytes == 1 && len == 255) || n != h + len + edc)
 		return PG_EFORMAT;
-	if (crc ? pg_be16(p + h + len) != f->crc16(p, h + len) : pg_t1_lrc(p, h + len + 1) != 0)
+	if (crc ? pg_be16(p + h + len) != f->crc16(p, h + len) : pgi_t1_lrc(p, h + len + 1) != 0)
 		return PG_ECORRUPT;
 	b->nad = p[0];
 	b->pcb = p[1];
@@ -197,9 +197,9 @@ pg_t1_decode_framed(const struct t1_framing *f, struct t1_block *b, const uint8_
 }
 
 int
-pg_t1_decode(struct t1_block *b, const uint8_t *f, size_t n, int crc)
+pgi_t1_decode(struct t1_block *b, const uint8_t *f, size_t n, int crc)
 {
-	return pg_t1_decode_framed(&pg_t1_framing_iso, b, f, n, crc);
+	return pgi_t1_decode_framed(&pgi_t1_framing_iso, b, f, n, crc);
 }
 
 /* An S(IFS) value: 1 byte, or 2 big-endian bytes in the GP variant. */
@@ -268,7 +268,7 @@ struct t1_host {
 static int
 host_send(struct t1_host *h, uint8_t pcb, const uint8_t *inf, size_t len)
 {
-	size_t n = pg_t1_encode_framed(h->f, h->tx, h->f->nad_host, pcb, inf, len, h->crc);
+	size_t n = pgi_t1_encode_framed(h->f, h->tx, h->f->nad_host, pcb, inf, len, h->crc);
 
 	h->last_r = (pcb & 0xC0) == PCB_R ? pcb : 0;
 	return pg_stream_write(h->s, h->tx, n);
@@ -331,7 +331,7 @@ host_recv(struct t1_host *h, struct t1_block *b)
 	rc = pg_stream_read_full(h->s, h->rx + hl, len + edc, tmo);
 	if (rc < 0)
 		goto bad;
-	rc = pg_t1_decode_framed(h->f, b, h->rx, hl + len + edc, h->crc);
+	rc = pgi_t1_decode_framed(h->f, b, h->rx, hl + len + edc, h->crc);
 	if (rc == 0 && h->f->check_nad && b->nad != h->f->nad_card)
 		rc = PG_EFORMAT;
 	if (rc == 0)
@@ -486,11 +486,11 @@ host_power_on_atr(struct t1_host *h, uint8_t *atr, size_t *atrlen)
 			return pg_error(rc == PG_ETIMEDOUT ? PG_ENOCARD : rc, "t1",
 					"no complete ATR after %zu bytes", have);
 		have = (size_t)need;
-		need = pg_atr_length(buf, have);
+		need = pgi_atr_length(buf, have);
 		if (need < 0)
 			return need;
 	}
-	rc = pg_atr_parse(&a, buf, have);
+	rc = pgi_atr_parse(&a, buf, have);
 	if (rc < 0)
 		return rc;
 	if (!(a.protocols & 2))
@@ -543,7 +543,7 @@ host_power_on_cip(struct t1_host *h, uint8_t *atr, size_t *atrlen)
 }
 
 int
-pg_t1_power_on(struct pg_link *l, uint8_t *atr, size_t *atrlen)
+pgi_t1_power_on(struct pg_link *l, uint8_t *atr, size_t *atrlen)
 {
 	struct t1_host *h = (struct t1_host *)l;
 	int rc;
@@ -580,7 +580,7 @@ host_send_i(struct t1_host *h, const uint8_t *capdu, size_t off, size_t chunk, i
 }
 
 /*
- * One command exchange of the host (pg_t1_transmit): the command being sent in
+ * One command exchange of the host (pgi_t1_transmit): the command being sent in
  * chunks of IFSC, the response being gathered, and the counters that bound
  * recovery (7.4): `bad` counts invalid blocks or time-outs in a row (any valid
  * block resets it); `resent` counts retransmissions of the current block the
@@ -786,14 +786,14 @@ host_step(struct t1_host *h, struct t1_xchg *x)
 }
 
 int
-pg_t1_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapdu, size_t *rlen)
+pgi_t1_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapdu, size_t *rlen)
 {
 	struct t1_host *h = (struct t1_host *)l;
 	struct t1_xchg x = {.capdu = capdu, .clen = clen, .rapdu = rapdu, .cap = *rlen};
 	int rc;
 
 	if (!h->powered) {
-		rc = pg_t1_power_on(l, NULL, NULL);
+		rc = pgi_t1_power_on(l, NULL, NULL);
 		if (rc < 0)
 			return rc;
 	}
@@ -823,7 +823,7 @@ pg_t1_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *ra
 }
 
 void
-pg_t1_host_close(struct pg_link *l)
+pgi_t1_host_close(struct pg_link *l)
 {
 	struct t1_host *h = (struct t1_host *)l;
 
@@ -843,8 +843,8 @@ pg_t1_host_close(struct pg_link *l)
 }
 
 int
-pg_t1_host_open(struct pg_link **out, struct pg_stream *s, const struct pg_link_params *p,
-		const struct t1_framing *f)
+pgi_t1_host_open(struct pg_link **out, struct pg_stream *s, const struct pg_link_params *p,
+		 const struct t1_framing *f)
 {
 	struct t1_host *h;
 	int rc;
@@ -864,12 +864,12 @@ pg_t1_host_open(struct pg_link **out, struct pg_stream *s, const struct pg_link_
 	h->tx = malloc(h->cap);
 	h->rx = malloc(h->cap);
 	if (!h->tx || !h->rx) {
-		pg_t1_host_close(&h->base);
+		pgi_t1_host_close(&h->base);
 		return PG_ENOMEM;
 	}
 	rc = params_defaults(&h->p, p, f);
 	if (rc < 0) {
-		pg_t1_host_close(&h->base);
+		pgi_t1_host_close(&h->base);
 		return rc;
 	}
 	h->crc = h->p.crc;
@@ -884,7 +884,7 @@ t1_host_open(struct pg_link **out, struct pg_stream *s, const char *addr,
 	     const struct pg_link_params *p)
 {
 	(void)addr;
-	return pg_t1_host_open(out, s, p, &pg_t1_framing_iso);
+	return pgi_t1_host_open(out, s, p, &pgi_t1_framing_iso);
 }
 
 /* ---- card role ---- */
@@ -932,7 +932,7 @@ card_send(struct t1_card *c, struct pg_stream *out, uint8_t pcb, const uint8_t *
 	  int keep)
 {
 	uint8_t *fr = keep ? c->last : c->frame;
-	size_t n = pg_t1_encode_framed(c->f, fr, c->f->nad_card, pcb, inf, len, c->p.crc);
+	size_t n = pgi_t1_encode_framed(c->f, fr, c->f->nad_card, pcb, inf, len, c->p.crc);
 
 	if (keep) {
 		c->lastlen = n;
@@ -1111,8 +1111,8 @@ card_on_s(struct t1_card *c, const struct t1_block *b, struct pg_stream *out)
 }
 
 int
-pg_t1_card_packet(struct pg_link_card *lc, int type, const uint8_t *data, size_t n,
-		  struct pg_stream *out)
+pgi_t1_card_packet(struct pg_link_card *lc, int type, const uint8_t *data, size_t n,
+		   struct pg_stream *out)
 {
 	struct t1_card *c = (struct t1_card *)lc;
 	struct t1_block b;
@@ -1129,7 +1129,7 @@ pg_t1_card_packet(struct pg_link_card *lc, int type, const uint8_t *data, size_t
 	if (type != PG_PKT_DATA)
 		return 0;
 	/* One frame per packet: a packet that is not exactly one block is invalid. */
-	rc = pg_t1_decode_framed(c->f, &b, data, n, c->p.crc);
+	rc = pgi_t1_decode_framed(c->f, &b, data, n, c->p.crc);
 	if (rc == 0 && c->f->check_nad && b.nad != c->f->nad_host)
 		rc = PG_EFORMAT;
 	if (rc < 0)
@@ -1151,7 +1151,7 @@ pg_t1_card_packet(struct pg_link_card *lc, int type, const uint8_t *data, size_t
 }
 
 void
-pg_t1_card_close(struct pg_link_card *lc)
+pgi_t1_card_close(struct pg_link_card *lc)
 {
 	struct t1_card *c = (struct t1_card *)lc;
 
@@ -1165,8 +1165,8 @@ pg_t1_card_close(struct pg_link_card *lc)
 }
 
 int
-pg_t1_card_open(struct pg_link_card **out, const struct pg_card *card,
-		const struct pg_link_params *p, const struct t1_framing *f)
+pgi_t1_card_open(struct pg_link_card **out, const struct pg_card *card,
+		 const struct pg_link_params *p, const struct t1_framing *f)
 {
 	struct t1_card *c;
 	size_t cap = block_cap(f);
@@ -1196,8 +1196,8 @@ pg_t1_card_open(struct pg_link_card **out, const struct pg_card *card,
 	if (!f->gp) {
 		/* Keep the card's historical bytes; the interface bytes announce T=1 as
 		 * configured. */
-		rc = pg_atr_build_for_card(c->atr, sizeof(c->atr), card, 1, (uint16_t)c->ifsc, 4, 5,
-					   c->p.crc);
+		rc = pgi_atr_build_for_card(c->atr, sizeof(c->atr), card, 1, (uint16_t)c->ifsc, 4,
+					    5, c->p.crc);
 		if (rc < 0)
 			goto fail;
 		c->atrlen = (size_t)rc;
@@ -1206,26 +1206,26 @@ pg_t1_card_open(struct pg_link_card **out, const struct pg_card *card,
 	*out = &c->base;
 	return 0;
 fail:
-	pg_t1_card_close(&c->base);
+	pgi_t1_card_close(&c->base);
 	return rc;
 }
 
 static int
 t1_card_open(struct pg_link_card **out, const struct pg_card *card, const struct pg_link_params *p)
 {
-	return pg_t1_card_open(out, card, p, &pg_t1_framing_iso);
+	return pgi_t1_card_open(out, card, p, &pgi_t1_framing_iso);
 }
 
-const struct pg_link_ops pg_link_t1_ops = {
+const struct pg_link_ops pgi_link_t1_ops = {
     .name = "t1",
     .type = PG_LINK_T1,
     .max_capdu = PG_APDU_MAX_C,
     .max_rapdu = PG_APDU_MAX_R,
     .host_open = t1_host_open,
-    .power_on = pg_t1_power_on,
-    .transmit = pg_t1_transmit,
-    .host_close = pg_t1_host_close,
+    .power_on = pgi_t1_power_on,
+    .transmit = pgi_t1_transmit,
+    .host_close = pgi_t1_host_close,
     .card_open = t1_card_open,
-    .card_packet = pg_t1_card_packet,
-    .card_close = pg_t1_card_close,
+    .card_packet = pgi_t1_card_packet,
+    .card_close = pgi_t1_card_close,
 };

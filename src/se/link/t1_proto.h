@@ -62,7 +62,7 @@ struct t1_framing {
 	uint8_t check_nad;	    /* 1: a block with the other NAD is invalid */
 	uint8_t len_bytes;	    /* 1: LEN (255 reserved); 2: big-endian LEN */
 	uint8_t crc_only;	    /* 1: always CRC; 0: LRC or CRC as the ATR/params say */
-	/* The CRC: ISO/IEC 13239 as 7816-3 sends it (pg_t1_crc) or CRC-16/X.25 (GP). */
+	/* The CRC: ISO/IEC 13239 as 7816-3 sends it (pgi_t1_crc) or CRC-16/X.25 (GP). */
 	uint16_t (*crc16)(const uint8_t *p, size_t n);
 	uint16_t default_ifs; /* IFSC and IFSD until negotiated */
 	size_t max_ifs;	      /* largest IFSC / IFSD */
@@ -81,18 +81,18 @@ struct t1_framing {
 			 struct t1_ident *id);
 };
 
-extern const struct t1_framing pg_t1_framing_iso;
-extern const struct t1_framing pg_t1_framing_spi;
-extern const struct t1_framing pg_t1_framing_i2c;
+extern const struct t1_framing pgi_t1_framing_iso;
+extern const struct t1_framing pgi_t1_framing_spi;
+extern const struct t1_framing pgi_t1_framing_i2c;
 
 /* LRC: exclusive-or of every prologue and information byte (11.4.4). */
-uint8_t pg_t1_lrc(const uint8_t *p, size_t n);
+uint8_t pgi_t1_lrc(const uint8_t *p, size_t n);
 /*
  * CRC: generator x^16 + x^12 + x^5 + 1 (ISO/IEC 13239, formerly 3309), bits
  * taken least significant first, preset FFFF, no final complement; sent most
  * significant byte first. Check value over "123456789" is 6F91.
  */
-uint16_t pg_t1_crc(const uint8_t *p, size_t n);
+uint16_t pgi_t1_crc(const uint8_t *p, size_t n);
 
 /*
  * Decodes exactly n bytes as one block of the framing with the given
@@ -100,27 +100,27 @@ uint16_t pg_t1_crc(const uint8_t *p, size_t n);
  * (anything else: bad length, reserved PCB coding, wrong LEN for the block
  * type, an S-block the framing does not have).
  */
-int pg_t1_decode_framed(const struct t1_framing *f, struct t1_block *b, const uint8_t *p, size_t n,
-			int crc);
+int pgi_t1_decode_framed(const struct t1_framing *f, struct t1_block *b, const uint8_t *p, size_t n,
+			 int crc);
 /* Encodes NAD PCB LEN INF EDC into out (room for the largest block); returns the length. */
-size_t pg_t1_encode_framed(const struct t1_framing *f, uint8_t *out, uint8_t nad, uint8_t pcb,
-			   const uint8_t *inf, size_t len, int crc);
+size_t pgi_t1_encode_framed(const struct t1_framing *f, uint8_t *out, uint8_t nad, uint8_t pcb,
+			    const uint8_t *inf, size_t len, int crc);
 /* ISO T=1 framing (1-byte LEN). */
-int pg_t1_decode(struct t1_block *b, const uint8_t *f, size_t n, int crc);
-size_t pg_t1_encode(uint8_t *out, uint8_t nad, uint8_t pcb, const uint8_t *inf, size_t len,
-		    int crc);
+int pgi_t1_decode(struct t1_block *b, const uint8_t *f, size_t n, int crc);
+size_t pgi_t1_encode(uint8_t *out, uint8_t nad, uint8_t pcb, const uint8_t *inf, size_t len,
+		     int crc);
 
 /* The engine's two roles; a link's ops table points at these. */
-int pg_t1_host_open(struct pg_link **out, struct pg_stream *s, const struct pg_link_params *p,
-		    const struct t1_framing *f);
-int pg_t1_power_on(struct pg_link *l, uint8_t *atr, size_t *atrlen);
-int pg_t1_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapdu,
-		   size_t *rlen);
-void pg_t1_host_close(struct pg_link *l);
-int pg_t1_card_open(struct pg_link_card **out, const struct pg_card *card,
-		    const struct pg_link_params *p, const struct t1_framing *f);
-int pg_t1_card_packet(struct pg_link_card *lc, int type, const uint8_t *data, size_t n,
-		      struct pg_stream *out);
-void pg_t1_card_close(struct pg_link_card *lc);
+int pgi_t1_host_open(struct pg_link **out, struct pg_stream *s, const struct pg_link_params *p,
+		     const struct t1_framing *f);
+int pgi_t1_power_on(struct pg_link *l, uint8_t *atr, size_t *atrlen);
+int pgi_t1_transmit(struct pg_link *l, const uint8_t *capdu, size_t clen, uint8_t *rapdu,
+		    size_t *rlen);
+void pgi_t1_host_close(struct pg_link *l);
+int pgi_t1_card_open(struct pg_link_card **out, const struct pg_card *card,
+		     const struct pg_link_params *p, const struct t1_framing *f);
+int pgi_t1_card_packet(struct pg_link_card *lc, int type, const uint8_t *data, size_t n,
+		       struct pg_stream *out);
+void pgi_t1_card_close(struct pg_link_card *lc);
 
 #endif

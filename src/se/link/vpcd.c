@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 void
-pg_vpcd_rx_init(struct pg_vpcd_rx *rx)
+pgi_vpcd_rx_init(struct pg_vpcd_rx *rx)
 {
 	rx->hdr_got = 0;
 	rx->need = 0;
@@ -33,7 +33,7 @@ pg_vpcd_rx_init(struct pg_vpcd_rx *rx)
 }
 
 int
-pg_vpcd_rx_feed(struct pg_vpcd_rx *rx, const uint8_t *p, size_t n, int *done, size_t *msglen)
+pgi_vpcd_rx_feed(struct pg_vpcd_rx *rx, const uint8_t *p, size_t n, int *done, size_t *msglen)
 {
 	size_t used = 0;
 
@@ -45,7 +45,7 @@ pg_vpcd_rx_feed(struct pg_vpcd_rx *rx, const uint8_t *p, size_t n, int *done, si
 				rx->need = pg_be16(rx->hdr);
 				rx->got = 0;
 				if (rx->need == 0 || rx->need > PG_VPCD_MAX_MSG) {
-					pg_vpcd_rx_init(rx);
+					pgi_vpcd_rx_init(rx);
 					return pg_error(PG_EPROTO, "vpcd",
 							"message length %u not allowed",
 							(unsigned)pg_be16(rx->hdr));
@@ -87,7 +87,7 @@ vpcd_card_open(struct pg_link_card **out, const struct pg_card *card,
 	*out = NULL;
 	if (!c)
 		return PG_ENOMEM;
-	c->base.ops = &pg_link_vpcd_ops;
+	c->base.ops = &pgi_link_vpcd_ops;
 	c->card = card;
 	*out = &c->base;
 	return 0;
@@ -165,7 +165,7 @@ vpcd_card_close(struct pg_link_card *lc)
 	free(lc);
 }
 
-const struct pg_link_ops pg_link_vpcd_ops = {
+const struct pg_link_ops pgi_link_vpcd_ops = {
     .name = "vpcd",
     .type = PG_LINK_VPCD,
     .max_capdu = PG_VPCD_MAX_MSG,
@@ -316,7 +316,7 @@ pg_vpcd_serve(const char *addr, const struct pg_card *card, int connect_timeout_
 	rx = malloc(sizeof(*rx));
 	if (!rx)
 		return PG_ENOMEM;
-	pg_vpcd_rx_init(rx);
+	pgi_vpcd_rx_init(rx);
 	PG_TRY_GOTO(vpcd_card_open(&lc, card, NULL), out, "vpcd", "card role");
 	PG_TRY_GOTO(vpcd_connect(addr, connect_timeout_ms), out, "vpcd", "connect");
 	fd = rc;
@@ -357,7 +357,7 @@ pg_vpcd_serve(const char *addr, const struct pg_card *card, int connect_timeout_
 		while (off < (size_t)r) {
 			int done;
 			size_t mlen;
-			int used = pg_vpcd_rx_feed(rx, buf + off, (size_t)r - off, &done, &mlen);
+			int used = pgi_vpcd_rx_feed(rx, buf + off, (size_t)r - off, &done, &mlen);
 
 			if (used < 0) {
 				rc = used;

@@ -30,12 +30,12 @@ struct pg_vpcd_rx {
 	uint8_t msg[PG_VPCD_MAX_MSG];
 };
 
-void pg_vpcd_rx_init(struct pg_vpcd_rx *rx);
+void pgi_vpcd_rx_init(struct pg_vpcd_rx *rx);
 /*
  * Consumes bytes from p[0..n): returns the count used (> 0 or 0 for n == 0)
  * and sets *done when a whole message sits in rx->msg[0..*msglen).
  * A message longer than PG_VPCD_MAX_MSG or of length 0 is PG_EPROTO.
  */
-int pg_vpcd_rx_feed(struct pg_vpcd_rx *rx, const uint8_t *p, size_t n, int *done, size_t *msglen);
+int pgi_vpcd_rx_feed(struct pg_vpcd_rx *rx, const uint8_t *p, size_t n, int *done, size_t *msglen);
 
 #endif

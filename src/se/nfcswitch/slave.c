@@ -51,13 +51,13 @@ struct pg_nfcsw_slave {
 static int
 slave_next(void *ctx, uint8_t *info)
 {
-	return hcp_tx_next(&((struct pg_nfcsw_slave *)ctx)->tx, info);
+	return pgi_hcp_tx_next(&((struct pg_nfcsw_slave *)ctx)->tx, info);
 }
 
 static int
 reply(struct pg_nfcsw_slave *s, uint8_t pipe, uint8_t hdr, const uint8_t *d, size_t n)
 {
-	int rc = hcp_tx_start(&s->tx, pipe, hdr, d, n);
+	int rc = pgi_hcp_tx_start(&s->tx, pipe, hdr, d, n);
 
 	if (rc < 0)
 		pg_debug("nfcswitch", "slave: answer dropped, the last one is still queued");
@@ -196,7 +196,7 @@ slave_deliver(void *ctx, const uint8_t *info, size_t n)
 {
 	struct pg_nfcsw_slave *s = ctx;
 	struct hcp_msg m;
-	int rc = hcp_rx_feed(&s->rx, info, n, &m);
+	int rc = pgi_hcp_rx_feed(&s->rx, info, n, &m);
 
 	if (rc < 0)
 		s->st.bad_msgs++;
@@ -216,8 +216,8 @@ slave_deliver(void *ctx, const uint8_t *info, size_t n)
 static void
 link_reset(struct pg_nfcsw_slave *s, int window)
 {
-	shdlc_reset(&s->e, window);
-	hcp_rx_reset(&s->rx);
+	pgi_shdlc_reset(&s->e, window);
+	pgi_hcp_rx_reset(&s->rx);
 	s->tx.active = 0;
 }
 
@@ -237,7 +237,7 @@ pg_nfcsw_slave_packet(void *ctx, int type, const uint8_t *p, size_t n, struct pg
 		pg_nfcsw_field_off(s->sw);
 		return 0;
 	}
-	if (shdlc_decode(&f, p, n) < 0)
+	if (pgi_shdlc_decode(&f, p, n) < 0)
 		return 0; /* 102 613: a frame in error is discarded */
 	if (f.kind == SHDLC_U) {
 		int w = f.len >= 1 ? f.info[0] : SHDLC_MAX_WINDOW;
@@ -253,32 +253,32 @@ pg_nfcsw_slave_packet(void *ctx, int type, const uint8_t *p, size_t n, struct pg
 			uint8_t mine[1] = {SHDLC_MAX_WINDOW};
 
 			s->linked = 0;
-			return shdlc_send_u(&s->e, SHDLC_U_RSET, mine, 1);
+			return pgi_shdlc_send_u(&s->e, SHDLC_U_RSET, mine, 1);
 		}
 		link_reset(s, w);
 		s->linked = 1;
-		return shdlc_send_u(&s->e, SHDLC_U_UA, NULL, 0);
+		return pgi_shdlc_send_u(&s->e, SHDLC_U_UA, NULL, 0);
 	}
 	if (!s->linked)
 		return 0;
-	r = shdlc_input(&s->e, &f);
+	r = pgi_shdlc_input(&s->e, &f);
 	if (r < 0)
 		return r;
 	if (r & SHDLC_RX_DUP) {
-		rc = shdlc_unacked(&s->e) ? shdlc_retransmit(&s->e)
-					  : shdlc_send_s(&s->e, SHDLC_S_RR);
+		rc = shdlc_unacked(&s->e) ? pgi_shdlc_retransmit(&s->e)
+					  : pgi_shdlc_send_s(&s->e, SHDLC_S_RR);
 		if (rc < 0)
 			return rc;
 	} else if ((r & SHDLC_RX_GAP) && !s->e.rej_sent) {
 		s->e.rej_sent = 1;
-		if ((rc = shdlc_send_s(&s->e, SHDLC_S_REJ)) < 0)
+		if ((rc = pgi_shdlc_send_s(&s->e, SHDLC_S_REJ)) < 0)
 			return rc;
 	}
-	if ((rc = shdlc_pump(&s->e)) < 0)
+	if ((rc = pgi_shdlc_pump(&s->e)) < 0)
 		return rc;
 	/* Every I-frame is acknowledged at once: events have no answer to carry N(R). */
 	if (s->e.unacked_rx > 0)
-		return shdlc_send_s(&s->e, SHDLC_S_RR);
+		return pgi_shdlc_send_s(&s->e, SHDLC_S_RR);
 	return 0;
 }
 
@@ -299,7 +299,7 @@ pg_nfcsw_slave_new(struct pg_nfcsw_slave **out, struct pg_nfcsw *sw)
 	s->e.next = slave_next;
 	s->e.deliver = slave_deliver;
 	s->e.ctx = s;
-	shdlc_reset(&s->e, SHDLC_MAX_WINDOW);
+	pgi_shdlc_reset(&s->e, SHDLC_MAX_WINDOW);
 	*out = s;
 	return 0;
 }
@@ -342,31 +342,32 @@ clf_request(struct pg_nfcsw_clf *c, uint8_t pipe, uint8_t hdr, const uint8_t *d,
 
 	c->port.tx.active = 0;
 	c->port.have_msg = 0;
-	if ((rc = hcp_tx_start(&c->port.tx, pipe, hdr, d, n)) < 0)
+	if ((rc = pgi_hcp_tx_start(&c->port.tx, pipe, hdr, d, n)) < 0)
 		return rc;
 	for (;;) {
 		struct shdlc_frame f;
 		int r;
 
-		if ((rc = shdlc_pump(&c->e)) < 0)
+		if ((rc = pgi_shdlc_pump(&c->e)) < 0)
 			return rc;
 		if (type < 0 && !c->port.tx.active && shdlc_unacked(&c->e) == 0)
 			return 0;
-		if (c->e.unacked_rx >= c->e.window && (rc = shdlc_send_s(&c->e, SHDLC_S_RR)) < 0)
+		if (c->e.unacked_rx >= c->e.window &&
+		    (rc = pgi_shdlc_send_s(&c->e, SHDLC_S_RR)) < 0)
 			return rc;
-		rc = hcp_port_read_frame(&c->port, &f);
+		rc = pgi_hcp_port_read_frame(&c->port, &f);
 		if (rc == PG_ETIMEDOUT || rc == PG_EFORMAT || rc == PG_ECORRUPT) {
 			if (++errors > CLF_RETRIES)
 				return pg_error(PG_ELINK, "nfcswitch", "SE does not answer (SWP)");
 			if (rc == PG_ETIMEDOUT &&
-			    (rc = shdlc_unacked(&c->e) ? shdlc_retransmit(&c->e)
-						       : shdlc_send_s(&c->e, SHDLC_S_REJ)) < 0)
+			    (rc = shdlc_unacked(&c->e) ? pgi_shdlc_retransmit(&c->e)
+						       : pgi_shdlc_send_s(&c->e, SHDLC_S_REJ)) < 0)
 				return rc;
 			continue;
 		}
 		if (rc < 0)
 			return rc;
-		r = shdlc_input(&c->e, &f);
+		r = pgi_shdlc_input(&c->e, &f);
 		if (r < 0)
 			return r;
 		if (r & SHDLC_RX_RSET)
@@ -379,7 +380,7 @@ clf_request(struct pg_nfcsw_clf *c, uint8_t pipe, uint8_t hdr, const uint8_t *d,
 		if (type >= 0 && c->port.msg.pipe == pipe && c->port.msg.type == type &&
 		    (instr < 0 || c->port.msg.instr == instr)) {
 			/* Acknowledge the answer's frames now, so the SE's window stays empty. */
-			if (c->e.unacked_rx && (rc = shdlc_send_s(&c->e, SHDLC_S_RR)) < 0)
+			if (c->e.unacked_rx && (rc = pgi_shdlc_send_s(&c->e, SHDLC_S_RR)) < 0)
 				return rc;
 			return 0;
 		}
@@ -422,18 +423,18 @@ pg_nfcsw_clf_open(struct pg_nfcsw_clf **out, struct pg_stream *s, int timeout_ms
 	c->port.rx.max = 1 + SLAVE_MAX_RAPDU;
 	c->port.tx.mtu = SHDLC_MAX_INFO;
 	c->port.timeout_ms = timeout_ms > 0 ? timeout_ms : 1000;
-	hcp_port_bind(&c->port, &c->e);
+	pgi_hcp_port_bind(&c->port, &c->e);
 	if ((rc = pg_stream_event(s, PG_PKT_RESET)) < 0)
 		goto fail;
 	/* 102 613 10.8: link establishment. */
 	for (int attempt = 0; attempt <= CLF_RETRIES && !up; attempt++) {
-		shdlc_reset(&c->e, SHDLC_MAX_WINDOW);
-		if ((rc = shdlc_send_u(&c->e, SHDLC_U_RSET, info, 1)) < 0)
+		pgi_shdlc_reset(&c->e, SHDLC_MAX_WINDOW);
+		if ((rc = pgi_shdlc_send_u(&c->e, SHDLC_U_RSET, info, 1)) < 0)
 			goto fail;
 		for (;;) {
 			struct shdlc_frame f;
 
-			rc = hcp_port_read_frame(&c->port, &f);
+			rc = pgi_hcp_port_read_frame(&c->port, &f);
 			if (rc == PG_ETIMEDOUT)
 				break;
 			if (rc == PG_EFORMAT || rc == PG_ECORRUPT)

@@ -36,10 +36,10 @@ call(struct pg_seos_client *c, uint8_t op, const void *p1, size_t n1, const void
 	int32_t st;
 	int n, rc;
 
-	rc = pg_seos_frame_write(c->fd, op, id, 0, 0, p1, n1, p2, n2);
+	rc = pgi_seos_frame_write(c->fd, op, id, 0, 0, p1, n1, p2, n2);
 	if (rc < 0)
 		return rc;
-	n = pg_seos_frame_read(c->fd, c->buf, sizeof(c->buf));
+	n = pgi_seos_frame_read(c->fd, c->buf, sizeof(c->buf));
 	if (n < 0)
 		return n == PG_ECLOSED ? pg_error(PG_ECLOSED, SUBSYS,
 						  "the SE OS daemon closed the "

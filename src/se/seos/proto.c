@@ -30,7 +30,7 @@ get_name(char *dst, const uint8_t *p, size_t n)
 }
 
 int
-pg_seos_req_decode(struct pg_seos_req *r, const uint8_t *p, size_t n)
+pgi_seos_req_decode(struct pg_seos_req *r, const uint8_t *p, size_t n)
 {
 	memset(r, 0, sizeof(*r));
 	if (n < 5)
@@ -107,7 +107,7 @@ read_all(int fd, uint8_t *p, size_t n)
 }
 
 int
-pg_seos_frame_read(int fd, uint8_t *buf, size_t cap)
+pgi_seos_frame_read(int fd, uint8_t *buf, size_t cap)
 {
 	uint8_t h[4];
 	uint32_t len;
@@ -123,8 +123,8 @@ pg_seos_frame_read(int fd, uint8_t *buf, size_t cap)
 }
 
 int
-pg_seos_frame_write(int fd, uint8_t op, uint32_t id, int response, int32_t status, const void *p1,
-		    size_t n1, const void *p2, size_t n2)
+pgi_seos_frame_write(int fd, uint8_t op, uint32_t id, int response, int32_t status, const void *p1,
+		     size_t n1, const void *p2, size_t n2)
 {
 	uint8_t h[13];
 	size_t hl = response ? 13 : 9;

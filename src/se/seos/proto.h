@@ -41,11 +41,11 @@ struct pg_seos_req {
 };
 
 /* Decodes one request frame body (after the u32 length). PG_EFORMAT with a detail. */
-int pg_seos_req_decode(struct pg_seos_req *r, const uint8_t *p, size_t n);
+int pgi_seos_req_decode(struct pg_seos_req *r, const uint8_t *p, size_t n);
 /* Reads one frame (length + body) into buf (cap >= PG_SEOS_FRAME_MAX); returns the body length. */
-int pg_seos_frame_read(int fd, uint8_t *buf, size_t cap);
+int pgi_seos_frame_read(int fd, uint8_t *buf, size_t cap);
 /* Writes one frame: hdr (op, id, [status]) then payload parts. */
-int pg_seos_frame_write(int fd, uint8_t op, uint32_t id, int response, int32_t status,
-			const void *p1, size_t n1, const void *p2, size_t n2);
+int pgi_seos_frame_write(int fd, uint8_t op, uint32_t id, int response, int32_t status,
+			 const void *p1, size_t n1, const void *p2, size_t n2);
 
 #endif

@@ -556,7 +556,7 @@ link_params(struct pg_seos_config *cfg, const struct pg_link *l, const uint8_t *
 	cfg->ext_len = 0;
 	if (l->ops->type == PG_LINK_SWP)
 		cfg->window = 4;
-	if (pg_atr_parse(&a, atr, n) < 0)
+	if (pgi_atr_parse(&a, atr, n) < 0)
 		return;
 	if (l->ops->type == PG_LINK_T1) {
 		cfg->ifsc = a.ifsc;

@@ -424,14 +424,14 @@ reply_err(struct client *c, const struct pg_seos_req *q, int rc)
 
 	if (!m[0])
 		m = pg_strerror(rc);
-	return pg_seos_frame_write(c->fd, q->op, q->id, 1, rc, m, strlen(m), NULL, 0);
+	return pgi_seos_frame_write(c->fd, q->op, q->id, 1, rc, m, strlen(m), NULL, 0);
 }
 
 static int
 reply(struct client *c, const struct pg_seos_req *q, const void *p1, size_t n1, const void *p2,
       size_t n2)
 {
-	return pg_seos_frame_write(c->fd, q->op, q->id, 1, 0, p1, n1, p2, n2);
+	return pgi_seos_frame_write(c->fd, q->op, q->id, 1, 0, p1, n1, p2, n2);
 }
 
 static uint8_t
@@ -808,12 +808,12 @@ client_thread(void *arg)
 
 	for (;;) {
 		struct pg_seos_req q;
-		int n = pg_seos_frame_read(c->fd, c->buf, sizeof(c->buf)), rc;
+		int n = pgi_seos_frame_read(c->fd, c->buf, sizeof(c->buf)), rc;
 
 		if (n < 0)
 			break;
 		pg_clear_error();
-		rc = pg_seos_req_decode(&q, c->buf, (size_t)n);
+		rc = pgi_seos_req_decode(&q, c->buf, (size_t)n);
 		if (rc < 0) {
 			/* The frame is unusable: answer once and hang up. */
 			q.op = n > 0 ? c->buf[0] : 0;

@@ -50,7 +50,7 @@ io_full(int fd, uint8_t *p, size_t n, int timeout_ms, int wr)
 }
 
 int
-pg_vse__send_json(int fd, json_t *j, size_t max, int timeout_ms)
+pgi_vse__send_json(int fd, json_t *j, size_t max, int timeout_ms)
 {
 	char *s = pg_json_dumps(j, JSON_COMPACT);
 	uint8_t hdr[4];
@@ -74,7 +74,7 @@ pg_vse__send_json(int fd, json_t *j, size_t max, int timeout_ms)
 }
 
 int
-pg_vse__recv_msg(int fd, char **out, size_t *len, size_t max, int timeout_ms)
+pgi_vse__recv_msg(int fd, char **out, size_t *len, size_t max, int timeout_ms)
 {
 	uint8_t hdr[4];
 	size_t n;
@@ -103,7 +103,7 @@ pg_vse__recv_msg(int fd, char **out, size_t *len, size_t max, int timeout_ms)
 }
 
 json_t *
-pg_vse__error_json(int rc)
+pgi_vse__error_json(int rc)
 {
 	const char *d = pg_last_error();
 
@@ -177,8 +177,8 @@ pg_vse_api_call(const char *sock, json_t *req, json_t **resp, int timeout_ms)
 			      sock, strerror(errno));
 		goto out;
 	}
-	PG_TRY_GOTO(pg_vse__send_json(fd, req, PG_VSE_API_MAX, timeout_ms), out, "vse", "send");
-	PG_TRY_GOTO(pg_vse__recv_msg(fd, &msg, &n, PG_VSE_API_ANSWER_MAX, timeout_ms), out, "vse",
+	PG_TRY_GOTO(pgi_vse__send_json(fd, req, PG_VSE_API_MAX, timeout_ms), out, "vse", "send");
+	PG_TRY_GOTO(pgi_vse__recv_msg(fd, &msg, &n, PG_VSE_API_ANSWER_MAX, timeout_ms), out, "vse",
 		    "receive");
 	j = json_loadb(msg, n, 0, &err);
 	if (!j || !json_is_object(j)) {

@@ -177,8 +177,8 @@ vse_dir(struct hv *h, const struct vse *v, char *out, size_t n)
 static void
 db_update(struct hv *h, const struct vse *v)
 {
-	int rc = pg_vse__reg_update(h->st.pdb, v->id, v->want_run, v->restarts, v->last_exit,
-				    (int64_t)pg_wall_ms());
+	int rc = pgi_vse__reg_update(h->st.pdb, v->id, v->want_run, v->restarts, v->last_exit,
+				     (int64_t)pg_wall_ms());
 
 	if (rc < 0)
 		pg_warn("vse", "VSE '%s': state not stored: %s", v->req.name,
@@ -219,8 +219,8 @@ db_update_event(struct hv *h, const struct vse *v, const char *event, pid_t pid)
 	int rc = pg_db_begin(h->st.pdb);
 
 	if (rc == 0)
-		rc = pg_vse__reg_update(h->st.pdb, v->id, v->want_run, v->restarts, v->last_exit,
-					(int64_t)pg_wall_ms());
+		rc = pgi_vse__reg_update(h->st.pdb, v->id, v->want_run, v->restarts, v->last_exit,
+					 (int64_t)pg_wall_ms());
 	if (rc == 0)
 		rc = vse_event(h, v, event, pid);
 	if (rc == 0)
@@ -959,7 +959,7 @@ wrap_rows_tx(struct pg_db *db, void *arg)
 			rc = PG_ENOMEM;
 		json_decref(j);
 		if (rc == 0 && cs) {
-			rc = pg_vse__reg_set_config(db, sr.r[i].id, cs);
+			rc = pgi_vse__reg_set_config(db, sr.r[i].id, cs);
 			wj->n++;
 		}
 		config_free(cs);
@@ -1004,7 +1004,7 @@ db_insert(struct hv *h, struct vse *v)
 
 	if (!cs)
 		return PG_ENOMEM;
-	rc = pg_vse__reg_insert(h->st.pdb, v->req.name, h->node, cs, (int64_t)pg_wall_ms(), &id);
+	rc = pgi_vse__reg_insert(h->st.pdb, v->req.name, h->node, cs, (int64_t)pg_wall_ms(), &id);
 	config_free(cs);
 	if (rc < 0)
 		return rc;
@@ -1089,7 +1089,7 @@ op_create(struct hv *h, struct pg_vse_request *req, json_t **resp)
 	if (rc == 0) {
 		char *cs = config_sealed(h, &v->req);
 
-		rc = cs ? pg_vse__reg_set_config(h->st.pdb, v->id, cs) : PG_ENOMEM;
+		rc = cs ? pgi_vse__reg_set_config(h->st.pdb, v->id, cs) : PG_ENOMEM;
 		config_free(cs);
 	}
 	if (rc < 0) {
@@ -1160,7 +1160,7 @@ op_named(struct hv *h, int op, const char *name, json_t **resp)
 		stop_child(v);
 		rc = pg_db_begin(h->st.pdb);
 		if (rc == 0) {
-			rc = pg_vse__reg_delete(h->st.pdb, v->id);
+			rc = pgi_vse__reg_delete(h->st.pdb, v->id);
 			if (rc == 0)
 				rc = vse_event(h, v, "destroyed", 0);
 			if (rc == 0 || rc == PG_ENOENT) /* a row already gone: no event */
@@ -1200,7 +1200,7 @@ handle_client(struct hv *h, int fd)
 		close(fd);
 		return;
 	}
-	rc = pg_vse__recv_msg(fd, &msg, &n, PG_VSE_API_MAX, 5000);
+	rc = pgi_vse__recv_msg(fd, &msg, &n, PG_VSE_API_MAX, 5000);
 	if (rc == 0)
 		rc = pg_vse_api_decode(r, (const uint8_t *)msg, n);
 	if (rc == 0) {
@@ -1226,9 +1226,9 @@ handle_client(struct hv *h, int fd)
 	}
 	if (rc < 0) {
 		json_decref(resp);
-		resp = pg_vse__error_json(rc);
+		resp = pgi_vse__error_json(rc);
 	}
-	if (resp && pg_vse__send_json(fd, resp, PG_VSE_API_ANSWER_MAX, 5000) < 0)
+	if (resp && pgi_vse__send_json(fd, resp, PG_VSE_API_ANSWER_MAX, 5000) < 0)
 		pg_debug("vse", "api: answer not delivered");
 	json_decref(resp);
 	if (msg) {

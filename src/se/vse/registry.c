@@ -47,8 +47,8 @@ pg_vse_registry_migrate(struct pg_db *db)
 }
 
 int
-pg_vse__reg_insert(struct pg_db *db, const char *name, const char *node, const char *config,
-		   int64_t now_ms, int64_t *id)
+pgi_vse__reg_insert(struct pg_db *db, const char *name, const char *node, const char *config,
+		    int64_t now_ms, int64_t *id)
 {
 	struct pg_db_stmt *s;
 	int rc =
@@ -89,7 +89,7 @@ run_changed(struct pg_db_stmt *s)
 }
 
 int
-pg_vse__reg_set_config(struct pg_db *db, int64_t id, const char *config)
+pgi_vse__reg_set_config(struct pg_db *db, int64_t id, const char *config)
 {
 	struct pg_db_stmt *s;
 	int rc = pg_db_prepare(db, "UPDATE vse_instance SET config=? WHERE id=?", &s);
@@ -102,8 +102,8 @@ pg_vse__reg_set_config(struct pg_db *db, int64_t id, const char *config)
 }
 
 int
-pg_vse__reg_update(struct pg_db *db, int64_t id, int running, int restarts, const char *last_exit,
-		   int64_t now_ms)
+pgi_vse__reg_update(struct pg_db *db, int64_t id, int running, int restarts, const char *last_exit,
+		    int64_t now_ms)
 {
 	struct pg_db_stmt *s;
 	int rc = pg_db_prepare(db,
@@ -125,7 +125,7 @@ pg_vse__reg_update(struct pg_db *db, int64_t id, int running, int restarts, cons
 }
 
 int
-pg_vse__reg_delete(struct pg_db *db, int64_t id)
+pgi_vse__reg_delete(struct pg_db *db, int64_t id)
 {
 	struct pg_db_stmt *s;
 	int rc = pg_db_prepare(db, "DELETE FROM vse_instance WHERE id=?", &s);

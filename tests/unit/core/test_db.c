@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "core/db_int.h" /* pg_db_lock_key */
+#include "core/db_int.h" /* pgi_db_lock_key */
 #include "payguard/db.h"
 #include "payguard/error.h"
 
@@ -338,11 +338,11 @@ test_lock_key_stable(void **state)
 {
 	(void)state;
 	/* FNV-1a 64 test vectors: every node must compute the same key */
-	assert_true(pg_db_lock_key("") == (int64_t)0xcbf29ce484222325ULL);
-	assert_true(pg_db_lock_key("a") == (int64_t)0xaf63dc4c8601ec8cULL);
-	assert_true(pg_db_lock_key("foobar") == (int64_t)0x85944171f73967e8ULL);
-	assert_true(pg_db_lock_key("payguard.singleton.load") !=
-		    pg_db_lock_key("payguard.singleton.prune"));
+	assert_true(pgi_db_lock_key("") == (int64_t)0xcbf29ce484222325ULL);
+	assert_true(pgi_db_lock_key("a") == (int64_t)0xaf63dc4c8601ec8cULL);
+	assert_true(pgi_db_lock_key("foobar") == (int64_t)0x85944171f73967e8ULL);
+	assert_true(pgi_db_lock_key("payguard.singleton.load") !=
+		    pgi_db_lock_key("payguard.singleton.prune"));
 }
 
 static void
@@ -494,7 +494,7 @@ test_redact(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char *r = pg_db_redact(cases[i][0]);
+		char *r = pgi_db_redact(cases[i][0]);
 
 		assert_non_null(r);
 		assert_string_equal(r, cases[i][1]);

@@ -58,22 +58,22 @@ test_deb822(void **state)
 	char *out = NULL;
 	size_t len = 0;
 
-	assert_int_equal(pg_deb822_parse(in, strlen(in), &d), 0);
+	assert_int_equal(pgi_deb822_parse(in, strlen(in), &d), 0);
 	assert_int_equal(d.n, 2);
-	assert_string_equal(pg_para_get(&d.p[0], "package"), "a");
-	assert_string_equal(pg_para_get(&d.p[0], "Conffiles"), "\n /etc/x 0123\n /etc/y 4567");
-	assert_string_equal(pg_para_get(&d.p[0], "Description"), "short\n long line\n .");
-	assert_int_equal(pg_para_set(&d.p[1], "Status", "install ok unpacked"), 0);
-	assert_int_equal(pg_deb822_write(&d, &out, &len), 0);
-	assert_int_equal(pg_deb822_parse(out, len, &again), 0);
+	assert_string_equal(pgi_para_get(&d.p[0], "package"), "a");
+	assert_string_equal(pgi_para_get(&d.p[0], "Conffiles"), "\n /etc/x 0123\n /etc/y 4567");
+	assert_string_equal(pgi_para_get(&d.p[0], "Description"), "short\n long line\n .");
+	assert_int_equal(pgi_para_set(&d.p[1], "Status", "install ok unpacked"), 0);
+	assert_int_equal(pgi_deb822_write(&d, &out, &len), 0);
+	assert_int_equal(pgi_deb822_parse(out, len, &again), 0);
 	assert_int_equal(again.n, 2);
-	assert_string_equal(pg_para_get(&again.p[1], "Status"), "install ok unpacked");
-	assert_string_equal(pg_para_get(&again.p[0], "Conffiles"), "\n /etc/x 0123\n /etc/y 4567");
-	pg_deb822_release(&again);
-	pg_deb822_release(&d);
+	assert_string_equal(pgi_para_get(&again.p[1], "Status"), "install ok unpacked");
+	assert_string_equal(pgi_para_get(&again.p[0], "Conffiles"), "\n /etc/x 0123\n /etc/y 4567");
+	pgi_deb822_release(&again);
+	pgi_deb822_release(&d);
 	free(out);
-	assert_int_equal(pg_deb822_parse(" orphan\n", 8, &d), PG_EFORMAT);
-	assert_int_equal(pg_deb822_parse("no colon\n", 9, &d), PG_EFORMAT);
+	assert_int_equal(pgi_deb822_parse(" orphan\n", 8, &d), PG_EFORMAT);
+	assert_int_equal(pgi_deb822_parse("no colon\n", 9, &d), PG_EFORMAT);
 }
 
 static void
@@ -81,14 +81,14 @@ test_path_clean(void **state)
 {
 	char out[64];
 
-	assert_int_equal(pg_path_clean("./usr//bin/./x", out, sizeof(out)), 0);
+	assert_int_equal(pgi_path_clean("./usr//bin/./x", out, sizeof(out)), 0);
 	assert_string_equal(out, "usr/bin/x");
-	assert_int_equal(pg_path_clean("./", out, sizeof(out)), 0);
+	assert_int_equal(pgi_path_clean("./", out, sizeof(out)), 0);
 	assert_string_equal(out, "");
-	assert_int_equal(pg_path_clean("./usr/../../etc/passwd", out, sizeof(out)), PG_EFORMAT);
-	assert_int_equal(pg_path_clean("/etc/passwd", out, sizeof(out)), PG_EFORMAT);
-	assert_int_equal(pg_path_clean("a/..", out, sizeof(out)), PG_EFORMAT);
-	assert_int_equal(pg_path_clean("..foo/bar..", out, sizeof(out)), 0);
+	assert_int_equal(pgi_path_clean("./usr/../../etc/passwd", out, sizeof(out)), PG_EFORMAT);
+	assert_int_equal(pgi_path_clean("/etc/passwd", out, sizeof(out)), PG_EFORMAT);
+	assert_int_equal(pgi_path_clean("a/..", out, sizeof(out)), PG_EFORMAT);
+	assert_int_equal(pgi_path_clean("..foo/bar..", out, sizeof(out)), 0);
 }
 
 static void
@@ -105,19 +105,19 @@ test_qcow2_header(void **state)
 	h[45] = 1;    /* l1 at 65536 */
 	h[99] = 4;    /* refcount order */
 	h[103] = 104; /* header length */
-	assert_int_equal(pg_qcow2_parse_header(h, sizeof(h), 3 * 65536, &q), 0);
+	assert_int_equal(pgi_qcow2_parse_header(h, sizeof(h), 3 * 65536, &q), 0);
 	assert_int_equal(q.size, 1 << 20);
 	/* L1 past the end of a short file */
-	assert_int_equal(pg_qcow2_parse_header(h, sizeof(h), 65536, &q), PG_ECORRUPT);
+	assert_int_equal(pgi_qcow2_parse_header(h, sizeof(h), 65536, &q), PG_ECORRUPT);
 	h[23] = 30;
-	assert_int_equal(pg_qcow2_parse_header(h, sizeof(h), 3 * 65536, &q), PG_ECORRUPT);
+	assert_int_equal(pgi_qcow2_parse_header(h, sizeof(h), 3 * 65536, &q), PG_ECORRUPT);
 	h[23] = 16;
 	h[7] = 4;
-	assert_int_equal(pg_qcow2_parse_header(h, sizeof(h), 3 * 65536, &q), PG_ENOTSUP);
+	assert_int_equal(pgi_qcow2_parse_header(h, sizeof(h), 3 * 65536, &q), PG_ENOTSUP);
 	h[7] = 3;
 	h[35] = 1; /* AES encryption */
-	assert_int_equal(pg_qcow2_parse_header(h, sizeof(h), 3 * 65536, &q), PG_ENOTSUP);
-	assert_int_equal(pg_qcow2_parse_header(h, 40, 40, &q), PG_ETRUNC);
+	assert_int_equal(pgi_qcow2_parse_header(h, sizeof(h), 3 * 65536, &q), PG_ENOTSUP);
+	assert_int_equal(pgi_qcow2_parse_header(h, 40, 40, &q), PG_ETRUNC);
 }
 
 static void
@@ -139,35 +139,35 @@ test_overlay_roundtrip(void **state)
 	assert_int_equal(pwrite(fd, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
 	assert_int_equal(ftruncate(fd, 3 << 20), 0);
 	close(fd);
-	assert_int_equal(pg_bdev_open(base, &b), 0);
-	assert_int_equal(pg_qcow2_overlay_create(ov, base, "raw", b, &o), 0);
+	assert_int_equal(pgi_bdev_open(base, &b), 0);
+	assert_int_equal(pgi_qcow2_overlay_create(ov, base, "raw", b, &o), 0);
 	/* partial write at an odd offset copies the rest of the cluster */
 	memset(buf, 0x11, 100);
-	assert_int_equal(pg_bdev_write(o, 4000, buf, 100), 0);
+	assert_int_equal(pgi_bdev_write(o, 4000, buf, 100), 0);
 	memset(buf, 0x22, sizeof(buf));
-	assert_int_equal(pg_bdev_write(o, (2 << 20) + 65536 - 10, buf, 20), 0);
-	assert_int_equal(pg_qcow2_overlay_finish(o), 0);
-	pg_bdev_close(o);
-	assert_int_equal(pg_bdev_open(ov, &r), 0);
+	assert_int_equal(pgi_bdev_write(o, (2 << 20) + 65536 - 10, buf, 20), 0);
+	assert_int_equal(pgi_qcow2_overlay_finish(o), 0);
+	pgi_bdev_close(o);
+	assert_int_equal(pgi_bdev_open(ov, &r), 0);
 	assert_string_equal(r->fmt, "qcow2");
 	assert_int_equal(r->size, 3 << 20);
-	assert_int_equal(pg_bdev_read(r, 0, chk, sizeof(chk)), 0);
+	assert_int_equal(pgi_bdev_read(r, 0, chk, sizeof(chk)), 0);
 	assert_int_equal(chk[0], 0xAB);
 	assert_int_equal(chk[3999], 0xAB);
 	assert_int_equal(chk[4000], 0x11);
 	assert_int_equal(chk[4099], 0x11);
 	assert_int_equal(chk[4100], 0xAB);
-	assert_int_equal(pg_bdev_read(r, (2 << 20) + 65536 - 11, chk, 22), 0);
+	assert_int_equal(pgi_bdev_read(r, (2 << 20) + 65536 - 11, chk, 22), 0);
 	assert_int_equal(chk[0], 0);
 	assert_int_equal(chk[1], 0x22);
 	assert_int_equal(chk[20], 0x22);
 	assert_int_equal(chk[21], 0);
-	pg_bdev_close(r);
+	pgi_bdev_close(r);
 	/* the base is untouched */
-	assert_int_equal(pg_bdev_open(base, &b), 0);
-	assert_int_equal(pg_bdev_read(b, 4000, chk, 1), 0);
+	assert_int_equal(pgi_bdev_open(base, &b), 0);
+	assert_int_equal(pgi_bdev_read(b, 4000, chk, 1), 0);
 	assert_int_equal(chk[0], 0xAB);
-	pg_bdev_close(b);
+	pgi_bdev_close(b);
 	unlink(ov);
 	unlink(base);
 	rmdir(dir);
@@ -178,14 +178,14 @@ test_sniff(void **state)
 {
 	uint8_t h[4096] = {0};
 
-	assert_string_equal(pg_image_sniff((const uint8_t *)"QFI\xfb", 4, 1 << 20), "qcow2");
-	assert_string_equal(pg_image_sniff((const uint8_t *)"KDMV", 4, 1 << 20),
+	assert_string_equal(pgi_image_sniff((const uint8_t *)"QFI\xfb", 4, 1 << 20), "qcow2");
+	assert_string_equal(pgi_image_sniff((const uint8_t *)"KDMV", 4, 1 << 20),
 			    "VMDK sparse image");
 	h[510] = 0x55;
 	h[511] = 0xAA;
-	assert_string_equal(pg_image_sniff(h, sizeof(h), 1 << 20), "raw");
+	assert_string_equal(pgi_image_sniff(h, sizeof(h), 1 << 20), "raw");
 	h[510] = 0;
-	assert_non_null(strstr(pg_image_sniff(h, sizeof(h), 1 << 20), "unrecognised"));
+	assert_non_null(strstr(pgi_image_sniff(h, sizeof(h), 1 << 20), "unrecognised"));
 }
 
 int

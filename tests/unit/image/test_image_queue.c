@@ -34,8 +34,8 @@
 #include <unistd.h>
 
 /* from src/image (imagedb.h) */
-int pg_image_save(struct pg_store *st, json_t *inv, int64_t *id);
-int pg_image_run(struct pg_store *st, const char *sql, json_t *args, int64_t *changes);
+int pgi_image_save(struct pg_store *st, json_t *inv, int64_t *id);
+int pgi_image_run(struct pg_store *st, const char *sql, json_t *args, int64_t *changes);
 
 static char url[4096];
 static int is_pg;
@@ -59,7 +59,7 @@ add_image(struct pg_store *st, const char *path)
 		      (json_int_t)0, "chain", "partitions", "packages");
 	int64_t id = 0;
 
-	assert_int_equal(pg_image_save(st, inv, &id), 0);
+	assert_int_equal(pgi_image_save(st, inv, &id), 0);
 	json_decref(inv);
 	assert_true(id > 0);
 	return id;
@@ -76,7 +76,7 @@ test_claim_next(void **state)
 	(void)state;
 	open_store(&a);
 	open_store(&b);
-	assert_int_equal(pg_image_run(&a, "DELETE FROM image_job", NULL, NULL), 0);
+	assert_int_equal(pgi_image_run(&a, "DELETE FROM image_job", NULL, NULL), 0);
 	img = add_image(&a, "/nonexistent/queue-test.img");
 	assert_int_equal(pg_image_job_queue(&a, "/nonexistent/queue-test.img", &j1), 0);
 	assert_int_equal(pg_image_job_queue(&a, "/nonexistent/queue-test.img", &j2), 0);
@@ -114,8 +114,8 @@ test_claim_next(void **state)
 	json_decref(res);
 	res = NULL;
 	other = (int64_t)getpid() + 1;
-	assert_int_equal(pg_image_run(&a, "UPDATE image_job SET pid = ? WHERE id = ?",
-				      json_pack("[I,I]", (json_int_t)other, (json_int_t)j2), NULL),
+	assert_int_equal(pgi_image_run(&a, "UPDATE image_job SET pid = ? WHERE id = ?",
+				       json_pack("[I,I]", (json_int_t)other, (json_int_t)j2), NULL),
 			 0);
 	o.job = j2;
 	assert_int_equal(pg_image_upgrade(&a, &o, &res), PG_ESTATE);
@@ -188,7 +188,7 @@ test_lease(void **state)
 	(void)state;
 	open_store(&a);
 	open_store(&b);
-	assert_int_equal(pg_image_run(&a, "DELETE FROM image_job", NULL, NULL), 0);
+	assert_int_equal(pgi_image_run(&a, "DELETE FROM image_job", NULL, NULL), 0);
 	add_image(&a, "/nonexistent/lease-test.img");
 	assert_int_equal(pg_image_job_queue(&a, "/nonexistent/lease-test.img", &j1), 0);
 	assert_int_equal(pg_image_job_queue(&a, "/nonexistent/lease-test.img", &j2), 0);
@@ -206,8 +206,8 @@ test_lease(void **state)
 	assert_int_equal(pg_image_job_claim(&b, "nb", 400, &got, NULL), PG_ENOENT);
 	/* a leased job's pid means nothing on this host (its node may be
 	 * another machine): the pid recovery leaves it running */
-	assert_int_equal(pg_image_run(&a, "UPDATE image_job SET pid = ? WHERE id = ?",
-				      json_pack("[i,I]", (int)dead_pid(), (json_int_t)j1), NULL),
+	assert_int_equal(pgi_image_run(&a, "UPDATE image_job SET pid = ? WHERE id = ?",
+				       json_pack("[i,I]", (int)dead_pid(), (json_int_t)j1), NULL),
 			 0);
 	assert_job(&b, j1, "running", "na");
 
@@ -219,9 +219,9 @@ test_lease(void **state)
 	assert_non_null(f);
 	fputs("half an overlay", f);
 	fclose(f);
-	assert_int_equal(pg_image_run(&a,
-				      "UPDATE image_job SET overlay = ?, partial = ? WHERE id = ?",
-				      json_pack("[s,s,I]", ov, part, (json_int_t)j1), NULL),
+	assert_int_equal(pgi_image_run(&a,
+				       "UPDATE image_job SET overlay = ?, partial = ? WHERE id = ?",
+				       json_pack("[s,s,I]", ov, part, (json_int_t)j1), NULL),
 			 0);
 
 	/* na's heartbeat keeps j1 for 1.2 s, three times its lease */

@@ -52,7 +52,7 @@ test_bitbrains(void **state)
 
 	(void)state;
 	pg_load_series_init(&s, 0);
-	assert_int_equal(load_bitbrains_read(f, "1.csv", &s), 0);
+	assert_int_equal(pgi_load_bitbrains_read(f, "1.csv", &s), 0);
 	fclose(f);
 	assert_int_equal(s.n, 2);
 	assert_true(s.s[0].ts_ms == 1376314846000LL);
@@ -61,18 +61,18 @@ test_bitbrains(void **state)
 	assert_true(fabs(s.s[1].v[PG_LOAD_NET_RX] - 0.533333) < 1e-12);
 	/* Ragged line, non-numeric, NaN. */
 	f = mem("1;2;3;4;5;6;7;8;9;10;11\n1;2;3\n");
-	assert_int_equal(load_bitbrains_read(f, "r.csv", &s), PG_EFORMAT);
+	assert_int_equal(pgi_load_bitbrains_read(f, "r.csv", &s), PG_EFORMAT);
 	fclose(f);
 	assert_non_null(strstr(pg_last_error(), "r.csv:2: 3 fields, expected 11"));
 	f = mem("1;2;3;4;x5;6;7;8;9;10;11\n");
-	assert_int_equal(load_bitbrains_read(f, "n.csv", &s), PG_EFORMAT);
+	assert_int_equal(pgi_load_bitbrains_read(f, "n.csv", &s), PG_EFORMAT);
 	fclose(f);
 	assert_non_null(strstr(pg_last_error(), "n.csv:1: column 'CPU usage [%]'"));
 	f = mem("1;2;3;4;5;6;7;8;nan;10;11\n");
-	assert_int_equal(load_bitbrains_read(f, "nan.csv", &s), PG_EFORMAT);
+	assert_int_equal(pgi_load_bitbrains_read(f, "nan.csv", &s), PG_EFORMAT);
 	fclose(f);
 	f = mem("1;2;3;4;5;6;7;8;inf;10;11\n");
-	assert_int_equal(load_bitbrains_read(f, "inf.csv", &s), PG_EFORMAT);
+	assert_int_equal(pgi_load_bitbrains_read(f, "inf.csv", &s), PG_EFORMAT);
 	fclose(f);
 	pg_load_series_release(&s);
 }
@@ -94,23 +94,23 @@ test_plain_csv(void **state)
 
 	(void)state;
 	pg_load_series_init(&s, 0);
-	load_csv_reader_init(&r, f, "fleet.csv");
-	assert_int_equal(load_csv_next(&r, &s), 1);
+	pgi_load_csv_reader_init(&r, f, "fleet.csv");
+	assert_int_equal(pgi_load_csv_next(&r, &s), 1);
 	assert_string_equal(s.vm, "a");
 	assert_int_equal(s.n, 2);
 	assert_true(s.s[1].v[PG_LOAD_CPU] == 11);
-	assert_int_equal(load_csv_next(&r, &s), PG_EFORMAT);
+	assert_int_equal(pgi_load_csv_next(&r, &s), PG_EFORMAT);
 	assert_string_equal(s.vm, "b");
 	assert_non_null(strstr(pg_last_error(), "fleet.csv:4: 7 fields, expected 8"));
-	assert_int_equal(load_csv_next(&r, &s), PG_EFORMAT);
+	assert_int_equal(pgi_load_csv_next(&r, &s), PG_EFORMAT);
 	assert_string_equal(s.vm, "c");
 	assert_non_null(strstr(pg_last_error(), "fleet.csv:6: field 3"));
-	assert_int_equal(load_csv_next(&r, &s), 1);
+	assert_int_equal(pgi_load_csv_next(&r, &s), 1);
 	assert_string_equal(s.vm, "d");
-	assert_int_equal(load_csv_next(&r, &s), 0);
-	load_csv_reader_release(&r);
-	load_csv_reader_release(&r); /* _release: reusable, NULL-safe */
-	load_csv_reader_release(NULL);
+	assert_int_equal(pgi_load_csv_next(&r, &s), 0);
+	pgi_load_csv_reader_release(&r);
+	pgi_load_csv_reader_release(&r); /* _release: reusable, NULL-safe */
+	pgi_load_csv_reader_release(NULL);
 	fclose(f);
 	pg_load_series_release(&s);
 }
@@ -174,22 +174,22 @@ test_lines(void **state)
 	o += 5000;
 	o += (size_t)sprintf(txt + o, "\nlast");
 	f = fmemopen(txt, o, "r");
-	load_lines_init(&l, f);
+	pgi_load_lines_init(&l, f);
 	for (size_t i = 0; i < count; i++) {
 		char want[64];
-		assert_int_equal(load_lines_next(&l, &line, &len), 1);
+		assert_int_equal(pgi_load_lines_next(&l, &line, &len), 1);
 		snprintf(want, sizeof(want), "%zu,%s", i, i % 7 ? "x" : "yyyyyyyyyy");
 		assert_string_equal(line, want);
 		assert_int_equal(len, strlen(want));
 	}
-	assert_int_equal(load_lines_next(&l, &line, &len), PG_ETOOBIG);
-	assert_int_equal(load_lines_next(&l, &line, &len), 1);
+	assert_int_equal(pgi_load_lines_next(&l, &line, &len), PG_ETOOBIG);
+	assert_int_equal(pgi_load_lines_next(&l, &line, &len), 1);
 	assert_string_equal(line, "last");
-	assert_int_equal(load_lines_next(&l, &line, &len), 0);
-	rc = load_lines_next(&l, &line, &len);
+	assert_int_equal(pgi_load_lines_next(&l, &line, &len), 0);
+	rc = pgi_load_lines_next(&l, &line, &len);
 	assert_int_equal(rc, 0);
-	load_lines_release(&l);
-	load_lines_release(NULL); /* _release is NULL-safe */
+	pgi_load_lines_release(&l);
+	pgi_load_lines_release(NULL); /* _release is NULL-safe */
 	fclose(f);
 	free(txt);
 }
@@ -311,15 +311,15 @@ test_cgroup_names(void **state)
 	char out[128];
 
 	(void)state;
-	load_cgroup_name("machine-qemu\\x2d1\\x2dweb.scope", out);
+	pgi_load_cgroup_name("machine-qemu\\x2d1\\x2dweb.scope", out);
 	assert_string_equal(out, "qemu-1-web");
-	load_cgroup_name("machine-lxc\\x2d42\\x2ddb\\x2ebig.scope", out);
+	pgi_load_cgroup_name("machine-lxc\\x2d42\\x2ddb\\x2ebig.scope", out);
 	assert_string_equal(out, "lxc-42-db.big");
-	load_cgroup_name("vm-b", out);
+	pgi_load_cgroup_name("vm-b", out);
 	assert_string_equal(out, "vm-b");
-	load_cgroup_name("x\\x2", out); /* a cut escape stays as it is */
+	pgi_load_cgroup_name("x\\x2", out); /* a cut escape stays as it is */
 	assert_string_equal(out, "x\\x2");
-	load_cgroup_name("a\\x00b.service", out); /* a NUL byte is not kept */
+	pgi_load_cgroup_name("a\\x00b.service", out); /* a NUL byte is not kept */
 	assert_string_equal(out, "ab");
 }
 
@@ -345,17 +345,17 @@ test_cgroup_v1_refused(void **state)
 static int
 feed(enum load_trace_kind k, const char *text, struct load_trace **out)
 {
-	struct load_trace *t = load_trace_new(k);
+	struct load_trace *t = pgi_load_trace_new(k);
 	int rc;
 
 	assert_non_null(t);
-	rc = load_trace_feed(t, k, text, strlen(text), "f.csv");
+	rc = pgi_load_trace_feed(t, k, text, strlen(text), "f.csv");
 	if (rc == 0)
-		rc = load_trace_finish(t);
+		rc = pgi_load_trace_finish(t);
 	if (out)
 		*out = t;
 	else
-		load_trace_free(t);
+		pgi_load_trace_free(t);
 	return rc;
 }
 
@@ -375,7 +375,7 @@ test_public_traces(void **state)
 	assert_non_null(strstr(pg_last_error(), "f.csv:1: 4 columns, but an Azure"));
 	assert_int_equal(feed(LOAD_TRACE_AZURE, "300,vmA,1,2,250\n0,vmA,1,2,20\n0,vmB,0,0,0\n", &t),
 			 0);
-	assert_int_equal(load_trace_count(t), 2);
+	assert_int_equal(pgi_load_trace_count(t), 2);
 	pg_load_series_init(&s, 0);
 	assert_int_equal(pg_load_azure_ops.next(t, &s), 1);
 	assert_string_equal(s.vm, "vmA");
@@ -385,7 +385,7 @@ test_public_traces(void **state)
 	assert_int_equal(pg_load_azure_ops.next(t, &s), 1);
 	assert_string_equal(s.vm, "vmB");
 	assert_int_equal(pg_load_azure_ops.next(t, &s), 0);
-	load_trace_free(t);
+	pgi_load_trace_free(t);
 	/* vmtable: the category must be one of the published three. */
 	assert_int_equal(feed(LOAD_TRACE_AZURE_VMTABLE, "v,s,d,0,300,9,5,8,Batch,2,4\n", NULL),
 			 PG_EFORMAT);
@@ -396,7 +396,7 @@ test_public_traces(void **state)
 	assert_int_equal(pg_load_alibaba_ops.next(t, &s), 1);
 	assert_int_equal(s.n, 1);
 	assert_true(s.s[0].v[PG_LOAD_CPU] == 50 && s.s[0].v[PG_LOAD_DISK_RD] == 0);
-	load_trace_free(t);
+	pgi_load_trace_free(t);
 	assert_int_equal(feed(LOAD_TRACE_ALI_CONTAINER, "c_1,m_1,10,50,60,1,1,1,0,0,2\n", NULL), 0);
 	/* Google: two tasks of one machine add up, a half window counts half. */
 	{
@@ -411,13 +411,13 @@ test_public_traces(void **state)
 		assert_int_equal(s.n, 1);
 		assert_true(fabs(s.s[0].v[PG_LOAD_CPU] - 75) < 1e-9);
 		assert_true(fabs(s.s[0].v[PG_LOAD_MEM] - 25) < 1e-9);
-		load_trace_free(t);
+		pgi_load_trace_free(t);
 		assert_int_equal(feed(LOAD_TRACE_GOOGLE_JOB, rows, &t), 0);
-		assert_int_equal(load_trace_count(t), 2);
+		assert_int_equal(pgi_load_trace_count(t), 2);
 		assert_int_equal(pg_load_google2011_ops.next(t, &s), 1);
 		assert_string_equal(s.vm, "7");
 		assert_true(fabs(s.s[0].v[PG_LOAD_CPU] - 50) < 1e-9);
-		load_trace_free(t);
+		pgi_load_trace_free(t);
 	}
 	assert_int_equal(feed(LOAD_TRACE_GOOGLE_MACHINE,
 			      "900,600,7,0,42,0.25,0.1,0,0,0,0,0,0,0,0,,,0,0,0\n", NULL),
@@ -487,7 +487,7 @@ test_libvirt_bulk_record(void **state)
 	ps[r.nparams++] = tp_ull("net.0.rx.bytes", 300);
 	ps[r.nparams++] = tp_ull("net.0.tx.bytes", 400);
 	memset(&c, 0, sizeof(c));
-	load_lv_record(&r, &c, &cpu, &mem, &blk, &net);
+	pgi_load_lv_record(&r, &c, &cpu, &mem, &blk, &net);
 	assert_true(cpu && mem && blk && net);
 	assert_true(c.cpu_ns == 5e9 && c.nvcpu == 2);
 	assert_true(c.rd == 1500 && c.wr == 2000 && c.rx == 300 && c.tx == 400);
@@ -496,13 +496,13 @@ test_libvirt_bulk_record(void **state)
 	ps[r.nparams++] = tp_ull("balloon.available", 1000000);
 	ps[r.nparams++] = tp_ull("balloon.unused", 250000);
 	memset(&c, 0, sizeof(c));
-	load_lv_record(&r, &c, &cpu, &mem, &blk, &net);
+	pgi_load_lv_record(&r, &c, &cpu, &mem, &blk, &net);
 	assert_true(fabs(c.mem_pct - 75.0) < 1e-9);
 	/* Only the state group (what Debian 12's test driver returns): nothing found. */
 	r.nparams = 1;
 	memset(&c, 0, sizeof(c));
 	cpu = mem = blk = net = 0;
-	load_lv_record(&r, &c, &cpu, &mem, &blk, &net);
+	pgi_load_lv_record(&r, &c, &cpu, &mem, &blk, &net);
 	assert_true(!cpu && !mem && !blk && !net);
 }
 

@@ -38,7 +38,7 @@ same_as_strtod(const char *s)
 {
 	char *e;
 	double want = strtod(s, &e), got = -1;
-	size_t n = load_num_scan(s, s + strlen(s), &got);
+	size_t n = pgi_load_num_scan(s, s + strlen(s), &got);
 	uint64_t a, b;
 
 	if (n != (size_t)(e - s) || (memcpy(&a, &got, 8), memcpy(&b, &want, 8), a != b)) {
@@ -213,25 +213,25 @@ test_reader_rules(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
-		if (load_parse_double(bad[i], &v) != PG_EFORMAT) {
+		if (pgi_load_parse_double(bad[i], &v) != PG_EFORMAT) {
 			print_error("'%s' accepted as %g\n", bad[i], v);
 			fail();
 		}
 	for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++) {
-		assert_int_equal(load_parse_double(good[i].s, &v), 0);
+		assert_int_equal(pgi_load_parse_double(good[i].s, &v), 0);
 		assert_true(v == good[i].v);
 	}
 	/* The scanner stops at its end pointer: no NUL needed, no byte read past it. */
 	{
 		const char buf[] = {'1', '2', '3', '4', '5'};
-		assert_int_equal(load_num_scan(buf, buf + 3, &v), 3);
+		assert_int_equal(pgi_load_num_scan(buf, buf + 3, &v), 3);
 		assert_true(v == 123);
-		assert_int_equal(load_num_scan(buf, buf, &v), 0);
+		assert_int_equal(pgi_load_num_scan(buf, buf, &v), 0);
 	}
 	/* "1e" is the number 1 followed by an 'e': the scan takes one byte. */
-	assert_int_equal(load_num_scan("1e", "1e" + 2, &v), 1);
-	assert_int_equal(load_num_scan("0x10", "0x10" + 4, &v), 1);
-	assert_int_equal(load_num_scan("1e400", "1e400" + 5, &v), 5);
+	assert_int_equal(pgi_load_num_scan("1e", "1e" + 2, &v), 1);
+	assert_int_equal(pgi_load_num_scan("0x10", "0x10" + 4, &v), 1);
+	assert_int_equal(pgi_load_num_scan("1e400", "1e400" + 5, &v), 5);
 	assert_true(isinf(v) && v > 0);
 }
 
@@ -239,8 +239,8 @@ test_reader_rules(void **state)
  * The row parsers' fast path (short_num in num.c: fields of at most 15 bytes
  * read 16 bytes at a time) against strtod: every field of random rows of
  * short decimals (signs, dots at every place, leading zeros, 1-16 bytes,
- * some with exponents, which go the long way) parsed by load_parse_line and
- * load_parse_lines with 16 bytes or more readable past the text, as the
+ * some with exponents, which go the long way) parsed by pgi_load_parse_line and
+ * pgi_load_parse_lines with 16 bytes or more readable past the text, as the
  * readers give them.
  */
 static int
@@ -297,7 +297,7 @@ test_rows_fast_path(void **state)
 	/* Row by row, and all at once. */
 	q = text;
 	for (size_t r = 0; r < rows; r++) {
-		q = load_parse_line(q, text + o + 64, ',', v + r * COLS, COLS);
+		q = pgi_load_parse_line(q, text + o + 64, ',', v + r * COLS, COLS);
 		assert_non_null(q);
 	}
 	assert_ptr_equal(q, text + o);
@@ -305,14 +305,14 @@ test_rows_fast_path(void **state)
 	memset(v, 0, rows * COLS * sizeof(double));
 	{
 		size_t got;
-		q = load_parse_lines(text, text + o + 64, ',', v, COLS, rows + 10, &got);
+		q = pgi_load_parse_lines(text, text + o + 64, ',', v, COLS, rows + 10, &got);
 		assert_int_equal(got, rows);
 		assert_ptr_equal(q, text + o);
 		assert_memory_equal(v, want, rows * COLS * sizeof(double));
 		/* At most max rows: the next one starts where it stopped. */
-		q = load_parse_lines(text, text + o + 64, ',', v, COLS, 3, &got);
+		q = pgi_load_parse_lines(text, text + o + 64, ',', v, COLS, 3, &got);
 		assert_int_equal(got, 3);
-		q = load_parse_line(q, text + o + 64, ',', v + 3 * COLS, COLS);
+		q = pgi_load_parse_line(q, text + o + 64, ',', v + 3 * COLS, COLS);
 		assert_non_null(q);
 		assert_memory_equal(v, want, 4 * COLS * sizeof(double));
 	}
@@ -330,7 +330,7 @@ fast_field(const char *f, int ok, double expect)
 	const char *q;
 
 	snprintf(buf, sizeof(buf), "%s\n", f);
-	q = load_parse_line(buf, buf + sizeof(buf), ',', &v, 1);
+	q = pgi_load_parse_line(buf, buf + sizeof(buf), ',', &v, 1);
 	if (!ok) {
 		if (q) {
 			print_error("'%s' accepted as %.17g\n", f, v);
@@ -386,12 +386,12 @@ test_fast_path_edges(void **state)
 		char t[96] = "1.5,2\n-3,.25\n7,8,9\n4,5\n";
 		double v[8];
 		size_t got;
-		const char *q = load_parse_lines(t, t + sizeof(t), ',', v, 2, 10, &got);
+		const char *q = pgi_load_parse_lines(t, t + sizeof(t), ',', v, 2, 10, &got);
 
 		assert_int_equal(got, 2);
 		assert_ptr_equal(q, t + 13); /* "7,8,9": three fields */
 		assert_true(v[0] == 1.5 && v[1] == 2 && v[2] == -3 && v[3] == 0.25);
-		q = load_parse_lines(t + 19, t + sizeof(t), ',', v, 2, 10, &got);
+		q = pgi_load_parse_lines(t + 19, t + sizeof(t), ',', v, 2, 10, &got);
 		assert_int_equal(got, 1);
 		assert_ptr_equal(q, t + 23);
 		assert_true(v[0] == 4 && v[1] == 5);

@@ -967,7 +967,7 @@ test_engine_swap_ref(void **state)
 		  sizeof(path));
 	assert_int_equal(pg_merchants_import(&t.st, path, &s), 0);
 	assert_int_equal(pg_cells_load(&t.st, &cells), 0);
-	assert_int_equal(pg_merchants_load(&t.st, &merchants), 0);
+	assert_int_equal(pgi_merchants_load(&t.st, &merchants), 0);
 	assert_int_equal(pg_pos_engine_swap_ref(e, cells, merchants), 0);
 
 	/* after: the second strike alerts, the new cell and terminal count */
@@ -1140,12 +1140,12 @@ test_intake_codec_once(void **state)
 	assert_int_equal(pg_pos_batch_n(b), 4);
 
 	for (size_t i = 0; i < pg_pos_batch_n(b); i++) {
-		const struct pos_record *r = pg_pos_batch_rec(b, i);
+		const struct pos_record *r = pgi_pos_batch_rec(b, i);
 		struct pos_record d;
 
 		pg_buf_reset(&buf);
-		assert_int_equal(pg_pos_rec_encode(r, &buf), 0);
-		assert_int_equal(pg_pos_rec_decode(buf.data, buf.len, &d), 0);
+		assert_int_equal(pgi_pos_rec_encode(r, &buf), 0);
+		assert_int_equal(pgi_pos_rec_decode(buf.data, buf.len, &d), 0);
 		assert_int_equal(d.ts, r->ts);
 		assert_int_equal(d.window_start, r->window_start);
 		assert_string_equal(d.tid, r->tid);
@@ -1166,17 +1166,17 @@ test_intake_codec_once(void **state)
 		}
 		assert_int_equal(d.merchant.known, r->merchant.known);
 		assert_true(d.merchant.limit_m == r->merchant.limit_m);
-		pg_pos_rec_id(r, id, sizeof(id));
-		pg_pos_rec_id(&d, id2, sizeof(id2));
+		pgi_pos_rec_id(r, id, sizeof(id));
+		pgi_pos_rec_id(&d, id2, sizeof(id2));
 		assert_string_equal(id, id2);
 		/* one byte short, or one more: refused with a reason, not read past */
-		assert_int_equal(pg_pos_rec_decode(buf.data, buf.len - 1, &d), PG_EFORMAT);
+		assert_int_equal(pgi_pos_rec_decode(buf.data, buf.len - 1, &d), PG_EFORMAT);
 		assert_int_equal(pg_buf_append_byte(&buf, 0), 0);
-		assert_int_equal(pg_pos_rec_decode(buf.data, buf.len, &d), PG_EFORMAT);
-		assert_int_equal(pg_pos_rec_decode(buf.data, buf.len - 1, &d), 0);
-		assert_int_equal(pg_pos_batch_push(got, &d), 0);
+		assert_int_equal(pgi_pos_rec_decode(buf.data, buf.len, &d), PG_EFORMAT);
+		assert_int_equal(pgi_pos_rec_decode(buf.data, buf.len - 1, &d), 0);
+		assert_int_equal(pgi_pos_batch_push(got, &d), 0);
 	}
-	pg_pos_rec_id(pg_pos_batch_rec(b, 0), id, sizeof(id));
+	pgi_pos_rec_id(pgi_pos_batch_rec(b, 0), id, sizeof(id));
 	assert_string_equal(id, "pos:T0000001:000001:1125120000:1700000000000");
 
 	/* the sink's writer: the same batch twice (a redelivery) is stored once */

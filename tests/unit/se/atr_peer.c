@@ -2,7 +2,7 @@
  * Every ATR the project produces, read by a peer (issue 13 item 11):
  * pcsc-tools' ATR_analysis (Debian package pcsc-tools) must parse each one
  * without a complaint — no wrong checksum, no "wrong ATR" in the historical
- * bytes, nothing reserved — and payguard's own check (pg_atr_check) must
+ * bytes, nothing reserved — and payguard's own check (pgi_atr_check) must
  * accept it. The ATRs: the card runtime's default (se sim, the NFC switch's
  * demo SEs), the GP card's default, what a host sees on each link with a
  * card role (T=0 and T=1 rebuild the interface bytes, SPI/I2C carry it in
@@ -41,8 +41,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern const struct pg_link_ops pg_link_t0_ops, pg_link_t1_ops, pg_link_swp_ops, pg_link_spi_ops,
-    pg_link_i2c_ops, pg_link_ccid_ops;
+extern const struct pg_link_ops pgi_link_t0_ops, pgi_link_t1_ops, pgi_link_swp_ops,
+    pgi_link_spi_ops, pgi_link_i2c_ops, pgi_link_ccid_ops;
 
 static char cache[64];
 
@@ -122,7 +122,7 @@ expect_clean(const char *what, const uint8_t *atr, size_t n)
 	/* T=1 is offered on every card role but plain T=0: TCK present and right. */
 	if (n > 2 && (atr[1] & 0x80))
 		assert_non_null(strstr(out, "(correct checksum)"));
-	assert_int_equal(pg_atr_check(atr, n), 0);
+	assert_int_equal(pgi_atr_check(atr, n), 0);
 }
 
 static void
@@ -147,24 +147,24 @@ test_controls(void **state)
 
 	(void)state;
 	assert_true(complains(atr_analysis(old, sizeof(old), &status)));
-	assert_int_equal(pg_atr_check(old, sizeof(old)), PG_EFORMAT);
+	assert_int_equal(pgi_atr_check(old, sizeof(old)), PG_EFORMAT);
 	n = (size_t)pg_card_atr_build(bad, sizeof(bad), (const uint8_t *)"payguard", 8);
 	bad[n - 1] ^= 0x5A;
 	assert_non_null(strstr(atr_analysis(bad, n, &status), "WRONG CHECKSUM"));
-	assert_int_equal(pg_atr_check(bad, n), PG_ECORRUPT);
+	assert_int_equal(pgi_atr_check(bad, n), PG_ECORRUPT);
 	/* No TCK although T=1 is offered; a reserved category; a truncated object. */
-	assert_int_equal(pg_atr_check(bad, n - 1), PG_ETRUNC);
-	assert_int_equal(pg_atr_check((const uint8_t *)"\x3B\x02\x81\x00", 4), PG_EFORMAT);
-	assert_int_equal(pg_atr_check((const uint8_t *)"\x3B\x02\x80\x58", 4), PG_EFORMAT);
-	assert_int_equal(pg_atr_check((const uint8_t *)"\x3B\x00", 2), 0);
+	assert_int_equal(pgi_atr_check(bad, n - 1), PG_ETRUNC);
+	assert_int_equal(pgi_atr_check((const uint8_t *)"\x3B\x02\x81\x00", 4), PG_EFORMAT);
+	assert_int_equal(pgi_atr_check((const uint8_t *)"\x3B\x02\x80\x58", 4), PG_EFORMAT);
+	assert_int_equal(pgi_atr_check((const uint8_t *)"\x3B\x00", 2), 0);
 }
 
 static void
 test_card_runtime_atrs(void **state)
 {
-	static const struct pg_link_ops *const links[] = {&pg_link_t0_ops,  &pg_link_t1_ops,
-							  &pg_link_swp_ops, &pg_link_spi_ops,
-							  &pg_link_i2c_ops, &pg_link_ccid_ops};
+	static const struct pg_link_ops *const links[] = {&pgi_link_t0_ops,  &pgi_link_t1_ops,
+							  &pgi_link_swp_ops, &pgi_link_spi_ops,
+							  &pgi_link_i2c_ops, &pgi_link_ccid_ops};
 	struct pg_card_rt *rt = NULL;
 	struct pg_gp_card *gp = NULL;
 	struct pg_gp_config gcfg = {.serial = 7};

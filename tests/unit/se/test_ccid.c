@@ -21,7 +21,7 @@
 
 #include <stdio.h>
 
-extern const struct pg_link_ops pg_link_ccid_ops;
+extern const struct pg_link_ops pgi_link_ccid_ops;
 
 static uint8_t capdu[70000], rapdu[70000];
 
@@ -46,7 +46,7 @@ raw_reader(struct sd_tcard *t, const struct pg_link_params *p)
 	struct pg_link_card *c = NULL;
 	struct pg_stream *s = NULL;
 
-	assert_int_equal(pg_link_ccid_ops.card_open(&c, &card, p), 0);
+	assert_int_equal(pgi_link_ccid_ops.card_open(&c, &card, p), 0);
 	assert_int_equal(
 	    pg_stream_memory_pair(&s, pg_link_card_packet, c, (void (*)(void *))pg_link_card_close),
 	    0);
@@ -202,7 +202,7 @@ test_apdus(void **state)
 		size_t atrlen = sizeof(atr);
 
 		assert_int_equal(
-		    tc_open_tapped(&l, &pg_link_ccid_ops, &card, &p, &ht, &ct, NULL, NULL), 0);
+		    tc_open_tapped(&l, &pgi_link_ccid_ops, &card, &p, &ht, &ct, NULL, NULL), 0);
 		assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 		assert_memory_equal(atr, tc_atr, sizeof(tc_atr));
 		run_cases(l, &t);
@@ -268,11 +268,11 @@ test_host_errors(void **state)
 		uint8_t atr[PG_ATR_MAX];
 		size_t atrlen = sizeof(atr), clen, rlen = sizeof(rapdu);
 
-		assert_int_equal(pg_link_ccid_ops.card_open(&c, &card, NULL), 0);
+		assert_int_equal(pgi_link_ccid_ops.card_open(&c, &card, NULL), 0);
 		assert_int_equal(pg_stream_memory_pair(&s, script_reader, c,
 						       (void (*)(void *))pg_link_card_close),
 				 0);
-		assert_int_equal(pg_link_ccid_ops.host_open(&l, s, NULL, NULL), 0);
+		assert_int_equal(pgi_link_ccid_ops.host_open(&l, s, NULL, NULL), 0);
 		script_mode = mode;
 		assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 		clen = tc_build(capdu, PG_APDU_CASE4S, 16, 16);
@@ -292,7 +292,7 @@ test_host_errors(void **state)
 		uint8_t atr[PG_ATR_MAX];
 		size_t atrlen = sizeof(atr), clen, rlen = sizeof(rapdu);
 
-		assert_int_equal(pg_link_open_memory(&l, &pg_link_ccid_ops, &card, NULL), 0);
+		assert_int_equal(pg_link_open_memory(&l, &pgi_link_ccid_ops, &card, NULL), 0);
 		assert_int_equal(pg_link_power_on(l, atr, &atrlen), PG_ENOCARD);
 		t.absent = 0;
 		atrlen = sizeof(atr);
@@ -316,7 +316,7 @@ test_socketpair(void **state)
 	size_t atrlen = sizeof(atr);
 
 	(void)state;
-	assert_int_equal(sd_open_socket(&l, &ts, &pg_link_ccid_ops, &card, &p), 0);
+	assert_int_equal(sd_open_socket(&l, &ts, &pgi_link_ccid_ops, &card, &p), 0);
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 	run_cases(l, &t);
 	assert_int_equal(sd_close_socket(l, &ts), 0);

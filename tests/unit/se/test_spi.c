@@ -22,7 +22,7 @@
 
 #include <stdio.h>
 
-extern const struct pg_link_ops pg_link_spi_ops, pg_link_i2c_ops;
+extern const struct pg_link_ops pgi_link_spi_ops, pgi_link_i2c_ops;
 
 static uint8_t capdu[70000], rapdu[70000];
 
@@ -34,7 +34,7 @@ frame(uint8_t *out, uint8_t nad, uint8_t pcb, const uint8_t *inf, size_t n)
 	pg_put_be16(out + 2, (uint16_t)n);
 	if (n)
 		memcpy(out + 4, inf, n);
-	pg_put_be16(out + 4 + n, shdlc_crc(out, 4 + n));
+	pg_put_be16(out + 4 + n, pgi_shdlc_crc(out, 4 + n));
 	return 6 + n;
 }
 
@@ -79,8 +79,8 @@ test_blocks(void **state)
 	/* CRC over NAD..INF, high byte first; same ISO/IEC 13239 CRC as SWP. */
 	n = frame(f, 0x5A, 0xCF, NULL, 0); /* S(SWR request) */
 	assert_int_equal(n, 6);
-	assert_int_equal(pg_be16(f + 4), shdlc_crc(f, 4));
-	assert_int_equal(shdlc_crc((const uint8_t *)"123456789", 9), 0x906E);
+	assert_int_equal(pg_be16(f + 4), pgi_shdlc_crc(f, 4));
+	assert_int_equal(pgi_shdlc_crc((const uint8_t *)"123456789", 9), 0x906E);
 }
 
 static void
@@ -138,11 +138,11 @@ static void
 test_memory(void **state)
 {
 	(void)state;
-	one_link(&pg_link_spi_ops, 0, 0);
-	one_link(&pg_link_i2c_ops, 0, 0);
-	one_link(&pg_link_spi_ops, 16, 32);
-	one_link(&pg_link_i2c_ops, 1000, 254);
-	one_link(&pg_link_spi_ops, 254, 1000);
+	one_link(&pgi_link_spi_ops, 0, 0);
+	one_link(&pgi_link_i2c_ops, 0, 0);
+	one_link(&pgi_link_spi_ops, 16, 32);
+	one_link(&pgi_link_i2c_ops, 1000, 254);
+	one_link(&pgi_link_spi_ops, 254, 1000);
 }
 
 static void
@@ -158,11 +158,11 @@ test_plid_mismatch(void **state)
 
 	(void)state;
 	/* An I2C card behind an SPI host: the CIP's PLID gives it away. */
-	assert_int_equal(pg_link_i2c_ops.card_open(&c, &card, NULL), 0);
+	assert_int_equal(pgi_link_i2c_ops.card_open(&c, &card, NULL), 0);
 	assert_int_equal(
 	    pg_stream_memory_pair(&s, pg_link_card_packet, c, (void (*)(void *))pg_link_card_close),
 	    0);
-	assert_int_equal(pg_link_spi_ops.host_open(&l, s, NULL, NULL), 0);
+	assert_int_equal(pgi_link_spi_ops.host_open(&l, s, NULL, NULL), 0);
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), PG_EPROTO);
 	pg_link_close(l);
 }
@@ -192,11 +192,11 @@ test_wtx(void **state)
 	size_t atrlen = sizeof(atr), clen, rlen = sizeof(rapdu);
 
 	(void)state;
-	assert_int_equal(pg_link_spi_ops.card_open(&c, &card, NULL), 0);
+	assert_int_equal(pgi_link_spi_ops.card_open(&c, &card, NULL), 0);
 	assert_int_equal(
 	    pg_stream_memory_pair(&s, wtx_card, c, (void (*)(void *))pg_link_card_close), 0);
 	ht = sd_tap_new(s, 1, NULL);
-	assert_int_equal(pg_link_spi_ops.host_open(&l, &ht->base, NULL, NULL), 0);
+	assert_int_equal(pgi_link_spi_ops.host_open(&l, &ht->base, NULL, NULL), 0);
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 	clen = tc_build(capdu, PG_APDU_CASE4S, 16, 16);
 	assert_int_equal(pg_link_transmit(l, capdu, clen, rapdu, &rlen), 0);
@@ -225,7 +225,7 @@ test_recovery(void **state)
 			uint8_t atr[PG_ATR_MAX];
 			size_t atrlen = sizeof(atr), clen, rlen = sizeof(rapdu);
 
-			assert_int_equal(tc_open_tapped(&l, &pg_link_i2c_ops, &card, &p, &ht, &ct,
+			assert_int_equal(tc_open_tapped(&l, &pgi_link_i2c_ops, &card, &p, &ht, &ct,
 							dir ? NULL : drops[k],
 							dir ? drops[k] : NULL),
 					 0);
@@ -255,7 +255,7 @@ test_resync(void **state)
 	size_t atrlen = sizeof(atr), clen, rlen = sizeof(rapdu);
 
 	(void)state;
-	assert_int_equal(tc_open_tapped(&l, &pg_link_spi_ops, &card, &p, &ht, &ct, NULL, NULL), 0);
+	assert_int_equal(tc_open_tapped(&l, &pgi_link_spi_ops, &card, &p, &ht, &ct, NULL, NULL), 0);
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 	/* A mute card: R-blocks, then S(RESYNCH request/response), then PG_ERESYNC. */
 	t.mute = 1;
@@ -276,7 +276,7 @@ test_resync(void **state)
 		struct pg_stream *s = NULL;
 		size_t n;
 
-		assert_int_equal(pg_link_i2c_ops.card_open(&c, &card, NULL), 0);
+		assert_int_equal(pgi_link_i2c_ops.card_open(&c, &card, NULL), 0);
 		assert_int_equal(pg_stream_memory_pair(&s, pg_link_card_packet, c,
 						       (void (*)(void *))pg_link_card_close),
 				 0);
@@ -289,7 +289,7 @@ test_resync(void **state)
 		assert_int_equal(pg_stream_write(s, f, n), 0);
 		assert_int_equal(pg_stream_read_full(s, r, 6, 0), 0);
 		assert_memory_equal(r, "\xA5\x81\x00\x00", 4); /* R(0), CRC error */
-		assert_int_equal(pg_be16(r + 4), shdlc_crc(r, 4));
+		assert_int_equal(pg_be16(r + 4), pgi_shdlc_crc(r, 4));
 		pg_stream_free(s);
 	}
 }
@@ -307,7 +307,7 @@ test_faults(void **state)
 	size_t atrlen = sizeof(atr);
 
 	(void)state;
-	assert_int_equal(pg_link_spi_ops.card_open(&c, &card, &p), 0);
+	assert_int_equal(pgi_link_spi_ops.card_open(&c, &card, &p), 0);
 	assert_int_equal(pg_stream_memory_pair(&mem, pg_link_card_packet, c,
 					       (void (*)(void *))pg_link_card_close),
 			 0);
@@ -315,7 +315,7 @@ test_faults(void **state)
 	    pg_stream_faulty_borrow(&cf, pg_stream_memory_card_end(mem), 10000, 10000, 11), 0);
 	pg_stream_memory_set_card_out(mem, cf);
 	assert_int_equal(pg_stream_faulty(&hf, mem, 10000, 10000, 12), 0);
-	assert_int_equal(pg_link_spi_ops.host_open(&l, hf, NULL, &p), 0);
+	assert_int_equal(pgi_link_spi_ops.host_open(&l, hf, NULL, &p), 0);
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 	for (uint32_t i = 1; i <= 5000; i++) {
 		uint8_t cmd[9] = {0x80, SD_INS_SEQ_NEXT,   0,	      0, 4, 0,
@@ -336,7 +336,7 @@ test_socketpair(void **state)
 {
 	(void)state;
 	for (int k = 0; k < 2; k++) {
-		const struct pg_link_ops *ops = k ? &pg_link_i2c_ops : &pg_link_spi_ops;
+		const struct pg_link_ops *ops = k ? &pgi_link_i2c_ops : &pgi_link_spi_ops;
 		struct sd_tcard t = {0};
 		struct pg_card card = tc_card(&t);
 		struct sd_sock ts = {0};

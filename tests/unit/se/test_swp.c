@@ -23,7 +23,7 @@
 
 #include <stdio.h>
 
-extern const struct pg_link_ops pg_link_swp_ops;
+extern const struct pg_link_ops pgi_link_swp_ops;
 
 static uint8_t capdu[70000], rapdu[70000];
 
@@ -37,21 +37,21 @@ test_crc(void **state)
 
 	(void)state;
 	/* ISO/IEC 13239 CRC-16 (X.25) check value. */
-	assert_int_equal(shdlc_crc((const uint8_t *)"123456789", 9), 0x906E);
+	assert_int_equal(pgi_shdlc_crc((const uint8_t *)"123456789", 9), 0x906E);
 	/* RSET with window 4: LEN=04, F9, 04, CRC low byte first. */
-	n = shdlc_encode(f, 0xF9, &w, 1);
+	n = pgi_shdlc_encode(f, 0xF9, &w, 1);
 	assert_int_equal(n, 5);
 	assert_int_equal(f[0], 4);
 	assert_int_equal(f[1], 0xF9);
-	assert_int_equal(f[3] | f[4] << 8, shdlc_crc(f, 3));
-	assert_int_equal(shdlc_decode(&d, f, n), 0);
+	assert_int_equal(f[3] | f[4] << 8, pgi_shdlc_crc(f, 3));
+	assert_int_equal(pgi_shdlc_decode(&d, f, n), 0);
 	assert_int_equal(d.kind, SHDLC_U);
 	assert_int_equal(d.type, SHDLC_U_RSET);
 	assert_int_equal(d.len, 1);
 	/* Every single-bit error is caught. */
 	for (size_t bit = 0; bit < n * 8; bit++) {
 		f[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-		assert_true(shdlc_decode(&d, f, n) < 0);
+		assert_true(pgi_shdlc_decode(&d, f, n) < 0);
 		f[bit / 8] ^= (uint8_t)(1u << (bit % 8));
 	}
 }
@@ -64,37 +64,37 @@ test_control_codes(void **state)
 	size_t n;
 
 	(void)state;
-	n = shdlc_encode(f, 0x80 | 1 << 3 | 2, (const uint8_t *)"\x81\x50", 2); /* I(1,2) */
-	assert_int_equal(shdlc_decode(&d, f, n), 0);
+	n = pgi_shdlc_encode(f, 0x80 | 1 << 3 | 2, (const uint8_t *)"\x81\x50", 2); /* I(1,2) */
+	assert_int_equal(pgi_shdlc_decode(&d, f, n), 0);
 	assert_int_equal(d.kind, SHDLC_I);
 	assert_int_equal(d.ns, 1);
 	assert_int_equal(d.nr, 2);
 	assert_int_equal(d.len, 2);
-	n = shdlc_encode(f, 0xC3, NULL, 0); /* RR(3) */
-	assert_int_equal(shdlc_decode(&d, f, n), 0);
+	n = pgi_shdlc_encode(f, 0xC3, NULL, 0); /* RR(3) */
+	assert_int_equal(pgi_shdlc_decode(&d, f, n), 0);
 	assert_int_equal(d.kind, SHDLC_S);
 	assert_int_equal(d.type, SHDLC_S_RR);
 	assert_int_equal(d.nr, 3);
-	n = shdlc_encode(f, 0xCB, NULL, 0); /* REJ(3) */
-	assert_int_equal(shdlc_decode(&d, f, n), 0);
+	n = pgi_shdlc_encode(f, 0xCB, NULL, 0); /* REJ(3) */
+	assert_int_equal(pgi_shdlc_decode(&d, f, n), 0);
 	assert_int_equal(d.type, SHDLC_S_REJ);
-	n = shdlc_encode(f, 0xD5, NULL, 0); /* RNR(5) */
-	assert_int_equal(shdlc_decode(&d, f, n), 0);
+	n = pgi_shdlc_encode(f, 0xD5, NULL, 0); /* RNR(5) */
+	assert_int_equal(pgi_shdlc_decode(&d, f, n), 0);
 	assert_int_equal(d.type, SHDLC_S_RNR);
-	n = shdlc_encode(f, 0xE6, NULL, 0); /* UA */
-	assert_int_equal(shdlc_decode(&d, f, n), 0);
+	n = pgi_shdlc_encode(f, 0xE6, NULL, 0); /* UA */
+	assert_int_equal(pgi_shdlc_decode(&d, f, n), 0);
 	assert_int_equal(d.type, SHDLC_U_UA);
 	/* Malformed: S-frame with info, RSET window 5, unknown U, LEN lies, too long. */
-	n = shdlc_encode(f, 0xC0, (const uint8_t *)"x", 1);
-	assert_int_equal(shdlc_decode(&d, f, n), PG_EFORMAT);
-	n = shdlc_encode(f, 0xF9, (const uint8_t *)"\x05", 1);
-	assert_int_equal(shdlc_decode(&d, f, n), PG_EFORMAT);
-	n = shdlc_encode(f, 0xE1, NULL, 0);
-	assert_int_equal(shdlc_decode(&d, f, n), PG_EFORMAT);
-	n = shdlc_encode(f, 0xC0, NULL, 0);
-	assert_int_equal(shdlc_decode(&d, f, n - 1), PG_EFORMAT);
-	n = shdlc_encode(f, 0x00, NULL, 0);
-	assert_int_equal(shdlc_decode(&d, f, n), PG_EFORMAT);
+	n = pgi_shdlc_encode(f, 0xC0, (const uint8_t *)"x", 1);
+	assert_int_equal(pgi_shdlc_decode(&d, f, n), PG_EFORMAT);
+	n = pgi_shdlc_encode(f, 0xF9, (const uint8_t *)"\x05", 1);
+	assert_int_equal(pgi_shdlc_decode(&d, f, n), PG_EFORMAT);
+	n = pgi_shdlc_encode(f, 0xE1, NULL, 0);
+	assert_int_equal(pgi_shdlc_decode(&d, f, n), PG_EFORMAT);
+	n = pgi_shdlc_encode(f, 0xC0, NULL, 0);
+	assert_int_equal(pgi_shdlc_decode(&d, f, n - 1), PG_EFORMAT);
+	n = pgi_shdlc_encode(f, 0x00, NULL, 0);
+	assert_int_equal(pgi_shdlc_decode(&d, f, n), PG_EFORMAT);
 }
 
 static void
@@ -109,9 +109,10 @@ test_hcp_fragments(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(msg); i++)
 		msg[i] = (uint8_t)i;
-	assert_int_equal(hcp_tx_start(&t, 0x02, HCP_HDR(HCP_TYPE_EVT, EVT_C_APDU), msg, 100), 0);
-	assert_int_equal(hcp_tx_start(&t, 0x02, 0, msg, 1), PG_EBUSY);
-	while ((n = hcp_tx_next(&t, pkt)) > 0) {
+	assert_int_equal(pgi_hcp_tx_start(&t, 0x02, HCP_HDR(HCP_TYPE_EVT, EVT_C_APDU), msg, 100),
+			 0);
+	assert_int_equal(pgi_hcp_tx_start(&t, 0x02, 0, msg, 1), PG_EBUSY);
+	while ((n = pgi_hcp_tx_next(&t, pkt)) > 0) {
 		count++;
 		/* 102 622 5.1: CB=0 on every fragment but the last; message header once. */
 		if (count == 1) {
@@ -120,7 +121,7 @@ test_hcp_fragments(void **state)
 			assert_int_equal(n, 29);
 		}
 		assert_int_equal(!!(pkt[0] & HCP_CB), t.active == 0);
-		rc = hcp_rx_feed(&r, pkt, (size_t)n, &m);
+		rc = pgi_hcp_rx_feed(&r, pkt, (size_t)n, &m);
 		assert_true(rc >= 0);
 	}
 	/* 1 + 27 in the first packet, 28 in the next ones: 27 + 28 + 28 + 17 = 100. */
@@ -132,14 +133,14 @@ test_hcp_fragments(void **state)
 	assert_int_equal(m.len, 100);
 	assert_memory_equal(m.data, msg, 100);
 	/* Interleaved pipes, a first fragment without header, and overflow are refused. */
-	assert_int_equal(hcp_rx_feed(&r, (const uint8_t *)"\x02\x50\x01", 3, &m), 0);
-	assert_int_equal(hcp_rx_feed(&r, (const uint8_t *)"\x83\x01", 2, &m), PG_EFORMAT);
-	assert_int_equal(hcp_rx_feed(&r, (const uint8_t *)"\x82", 1, &m), PG_EFORMAT);
+	assert_int_equal(pgi_hcp_rx_feed(&r, (const uint8_t *)"\x02\x50\x01", 3, &m), 0);
+	assert_int_equal(pgi_hcp_rx_feed(&r, (const uint8_t *)"\x83\x01", 2, &m), PG_EFORMAT);
+	assert_int_equal(pgi_hcp_rx_feed(&r, (const uint8_t *)"\x82", 1, &m), PG_EFORMAT);
 	r.max = 10;
-	assert_int_equal(hcp_rx_feed(&r, msg, 29, &m), PG_ETOOBIG);
+	assert_int_equal(pgi_hcp_rx_feed(&r, msg, 29, &m), PG_ETOOBIG);
 	/* An empty message (header only) in one packet. */
 	r.max = sizeof(buf);
-	assert_int_equal(hcp_rx_feed(&r, (const uint8_t *)"\x81\x03", 2, &m), 1);
+	assert_int_equal(pgi_hcp_rx_feed(&r, (const uint8_t *)"\x81\x03", 2, &m), 1);
 	assert_int_equal(m.type, HCP_TYPE_CMD);
 	assert_int_equal(m.instr, ANY_OPEN_PIPE);
 	assert_int_equal(m.len, 0);
@@ -151,7 +152,7 @@ raw_send(struct pg_stream *s, uint8_t ctrl, const uint8_t *info, size_t n)
 {
 	uint8_t f[SHDLC_MAX_FRAME];
 
-	assert_int_equal(pg_stream_write(s, f, shdlc_encode(f, ctrl, info, n)), 0);
+	assert_int_equal(pg_stream_write(s, f, pgi_shdlc_encode(f, ctrl, info, n)), 0);
 }
 
 static int
@@ -160,7 +161,7 @@ raw_recv(struct pg_stream *s, struct shdlc_frame *d, uint8_t *buf)
 	if (pg_stream_read(s, buf, 1, 0) != 1)
 		return -1;
 	assert_int_equal(pg_stream_read_full(s, buf + 1, buf[0], 0), 0);
-	return shdlc_decode(d, buf, (size_t)buf[0] + 1);
+	return pgi_shdlc_decode(d, buf, (size_t)buf[0] + 1);
 }
 
 /* One HCP message in one I-frame; returns the card's answer message. */
@@ -202,7 +203,7 @@ test_card_raw(void **state)
 	int ns = 0, nr = 0;
 
 	(void)state;
-	assert_int_equal(pg_link_swp_ops.card_open(&c, &card, NULL), 0);
+	assert_int_equal(pgi_link_swp_ops.card_open(&c, &card, NULL), 0);
 	assert_int_equal(
 	    pg_stream_memory_pair(&s, pg_link_card_packet, c, (void (*)(void *))pg_link_card_close),
 	    0);
@@ -306,7 +307,7 @@ run_cases(struct pg_link *l, struct sd_tcard *t)
 				  : 0;
 		uint64_t before = t->executed;
 
-		assert_true(clen >= 4 && clen <= pg_link_swp_ops.max_capdu);
+		assert_true(clen >= 4 && clen <= pgi_link_swp_ops.max_capdu);
 		assert_int_equal(pg_link_transmit(l, capdu, clen, rapdu, &rlen), 0);
 		assert_int_equal(rlen, want + 2);
 		assert_int_equal(pg_rapdu_sw(rapdu, rlen), 0x9000);
@@ -336,7 +337,7 @@ test_memory_cases(void **state)
 	size_t atrlen = sizeof(atr);
 
 	(void)state;
-	assert_int_equal(pg_link_open_memory(&l, &pg_link_swp_ops, &card, NULL), 0);
+	assert_int_equal(pg_link_open_memory(&l, &pgi_link_swp_ops, &card, NULL), 0);
 	/* No APDU before the link is up. */
 	{
 		size_t rlen = sizeof(rapdu);
@@ -373,12 +374,12 @@ test_windows(void **state)
 			uint8_t atr[PG_ATR_MAX];
 			size_t atrlen = sizeof(atr), clen, rlen = sizeof(rapdu);
 
-			assert_int_equal(pg_link_swp_ops.card_open(&c, &card, &cp), 0);
+			assert_int_equal(pgi_link_swp_ops.card_open(&c, &card, &cp), 0);
 			assert_int_equal(
 			    pg_stream_memory_pair(&s, pg_link_card_packet, c,
 						  (void (*)(void *))pg_link_card_close),
 			    0);
-			assert_int_equal(pg_link_swp_ops.host_open(&l, s, NULL, &hp), 0);
+			assert_int_equal(pgi_link_swp_ops.host_open(&l, s, NULL, &hp), 0);
 			assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 			{
 				clen = tc_build(capdu, PG_APDU_CASE4S, 255, 256);
@@ -413,7 +414,7 @@ test_window_acks(void **state)
 	size_t atrlen = sizeof(atr), clen, rlen = sizeof(rapdu), base_h, base_c;
 
 	(void)state;
-	assert_int_equal(tc_open_tapped(&l, &pg_link_swp_ops, &card, NULL, &ht, &ct, NULL, NULL),
+	assert_int_equal(tc_open_tapped(&l, &pgi_link_swp_ops, &card, NULL, &ht, &ct, NULL, NULL),
 			 0);
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 	/* Link set-up: the first host frame is RSET(window 4), the card's first is UA. */
@@ -459,7 +460,7 @@ test_retransmission(void **state)
 		static const size_t hdrop[] = {6, (size_t)-1}; /* 5 set-up frames, then the APDU */
 
 		assert_int_equal(
-		    tc_open_tapped(&l, &pg_link_swp_ops, &card, NULL, &ht, &ct, hdrop, NULL), 0);
+		    tc_open_tapped(&l, &pgi_link_swp_ops, &card, NULL, &ht, &ct, hdrop, NULL), 0);
 		assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 		assert_int_equal(ht->count, 6);
 		clen = tc_build(capdu, PG_APDU_CASE4S, 16, 16);
@@ -482,7 +483,7 @@ test_retransmission(void **state)
 		static const size_t cdrop[] = {6, (size_t)-1};
 
 		assert_int_equal(
-		    tc_open_tapped(&l, &pg_link_swp_ops, &card, NULL, &ht, &ct, NULL, cdrop), 0);
+		    tc_open_tapped(&l, &pgi_link_swp_ops, &card, NULL, &ht, &ct, NULL, cdrop), 0);
 		assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 		clen = tc_build(capdu, PG_APDU_CASE4S, 16, 16);
 		uint64_t before = t.executed;
@@ -504,7 +505,7 @@ test_retransmission(void **state)
 		static const size_t hdrop[] = {7, (size_t)-1};
 
 		assert_int_equal(
-		    tc_open_tapped(&l, &pg_link_swp_ops, &card, NULL, &ht, &ct, hdrop, NULL), 0);
+		    tc_open_tapped(&l, &pgi_link_swp_ops, &card, NULL, &ht, &ct, hdrop, NULL), 0);
 		assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 		clen = tc_build(capdu, PG_APDU_CASE4E, 300, 300);
 		uint64_t before = t.executed;
@@ -524,7 +525,7 @@ test_retransmission(void **state)
 		uint8_t atr[PG_ATR_MAX];
 		size_t atrlen = sizeof(atr), clen, rlen = sizeof(rapdu);
 
-		assert_int_equal(pg_link_open_memory(&l, &pg_link_swp_ops, &card, &p), 0);
+		assert_int_equal(pg_link_open_memory(&l, &pgi_link_swp_ops, &card, &p), 0);
 		assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 		t.mute = 1;
 		clen = tc_build(capdu, PG_APDU_CASE1, 0, 0);
@@ -556,7 +557,7 @@ test_faults(void **state)
 	size_t atrlen = sizeof(atr);
 
 	(void)state;
-	assert_int_equal(pg_link_swp_ops.card_open(&c, &card, &p), 0);
+	assert_int_equal(pgi_link_swp_ops.card_open(&c, &card, &p), 0);
 	assert_int_equal(pg_stream_memory_pair(&mem, pg_link_card_packet, c,
 					       (void (*)(void *))pg_link_card_close),
 			 0);
@@ -565,7 +566,7 @@ test_faults(void **state)
 	    0);
 	pg_stream_memory_set_card_out(mem, cf);
 	assert_int_equal(pg_stream_faulty(&hf, mem, 10000, 10000, 0xBADC0DE), 0);
-	assert_int_equal(pg_link_swp_ops.host_open(&l, hf, NULL, &p), 0);
+	assert_int_equal(pgi_link_swp_ops.host_open(&l, hf, NULL, &p), 0);
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 	for (uint32_t i = 1; i <= 10000; i++) {
 		uint8_t cmd[4 + 1 + 16 + 1] = {0x80, SD_INS_SEQ_NEXT, 0, 0, 16};
@@ -610,7 +611,7 @@ test_socketpair(void **state)
 	size_t atrlen = sizeof(atr);
 
 	(void)state;
-	assert_int_equal(sd_open_socket(&l, &ts, &pg_link_swp_ops, &card, &p), 0);
+	assert_int_equal(sd_open_socket(&l, &ts, &pgi_link_swp_ops, &card, &p), 0);
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 	assert_memory_equal(atr, tc_atr, sizeof(tc_atr));
 	run_cases(l, &t);
@@ -640,9 +641,9 @@ test_socketpair_faults(void **state)
 	size_t atrlen = sizeof(atr);
 
 	(void)state;
-	assert_int_equal(sd_serve_socket(&ts, &pg_link_swp_ops, &card, &p, &s), 0);
+	assert_int_equal(sd_serve_socket(&ts, &pgi_link_swp_ops, &card, &p, &s), 0);
 	assert_int_equal(pg_stream_faulty(&f, s, 20000, 20000, 7), 0);
-	assert_int_equal(pg_link_swp_ops.host_open(&l, f, NULL, &p), 0);
+	assert_int_equal(pgi_link_swp_ops.host_open(&l, f, NULL, &p), 0);
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 	for (uint32_t i = 1; i <= 300; i++) {
 		uint8_t cmd[9] = {0x80, SD_INS_SEQ_NEXT,   0,	      0, 4, 0,

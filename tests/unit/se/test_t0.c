@@ -17,8 +17,8 @@
 #include "se/link/atr.h"
 #include "t01_testkit.h"
 
-extern const struct pg_link_ops pg_link_t0_ops;
-#define T0 (&pg_link_t0_ops)
+extern const struct pg_link_ops pgi_link_t0_ops;
+#define T0 (&pgi_link_t0_ops)
 
 static uint8_t cbuf[PG_APDU_MAX_C], rbuf[PG_APDU_MAX_R];
 
@@ -102,7 +102,7 @@ test_memory(void **state)
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 	/* 3B 0D + the card's 13 historical bytes: T=0 only, no TCK. */
 	assert_int_equal(atrlen, 15);
-	assert_int_equal(pg_atr_parse(&a, atr, atrlen), 0);
+	assert_int_equal(pgi_atr_parse(&a, atr, atrlen), 0);
 	assert_int_equal(a.protocols, 1);
 	assert_false(a.has_tck);
 	run_cases(l, &tc);

@@ -26,8 +26,8 @@
 #include "se/link/t1_proto.h"
 #include "t01_testkit.h"
 
-extern const struct pg_link_ops pg_link_t1_ops;
-#define T1 (&pg_link_t1_ops)
+extern const struct pg_link_ops pgi_link_t1_ops;
+#define T1 (&pgi_link_t1_ops)
 
 static uint8_t cbuf[PG_APDU_MAX_C], rbuf[PG_APDU_MAX_R + 16];
 
@@ -63,13 +63,13 @@ test_epilogues(void **state)
 
 	(void)state;
 	/* CRC-16 check value of the x^16+x^12+x^5+1 / reflected / FFFF variant. */
-	assert_int_equal(pg_t1_crc((const uint8_t *)"123456789", 9), 0x6F91);
-	assert_int_equal(pg_t1_lrc((const uint8_t *)"\x00\x40\x00", 3), 0x40);
+	assert_int_equal(pgi_t1_crc((const uint8_t *)"123456789", 9), 0x6F91);
+	assert_int_equal(pgi_t1_lrc((const uint8_t *)"\x00\x40\x00", 3), 0x40);
 	/* S(IFS request 254) with LRC: 00 C1 01 FE 3E (the usual first block after an ATR). */
-	n = pg_t1_encode(f, 0, 0xC1, (const uint8_t *)"\xFE", 1, 0);
+	n = pgi_t1_encode(f, 0, 0xC1, (const uint8_t *)"\xFE", 1, 0);
 	assert_int_equal(n, 5);
 	assert_memory_equal(f, "\x00\xC1\x01\xFE\x3E", 5);
-	assert_int_equal(pg_t1_decode(&b, f, n, 0), 0);
+	assert_int_equal(pgi_t1_decode(&b, f, n, 0), 0);
 	assert_int_equal(b.kind, T1_S);
 	assert_int_equal(b.stype, T1_S_IFS);
 	assert_int_equal(b.inf[0], 0xFE);
@@ -77,23 +77,23 @@ test_epilogues(void **state)
 	for (size_t i = 0; i < sizeof(inf); i++)
 		inf[i] = sd_pattern(i);
 	for (int crc = 0; crc <= 1; crc++) {
-		n = pg_t1_encode(f, 0, 0x40, inf, sizeof(inf), crc);
+		n = pgi_t1_encode(f, 0, 0x40, inf, sizeof(inf), crc);
 		assert_int_equal(n, 3 + 254 + (crc ? 2 : 1));
-		assert_int_equal(pg_t1_decode(&b, f, n, crc), 0);
+		assert_int_equal(pgi_t1_decode(&b, f, n, crc), 0);
 		assert_int_equal(b.ns, 1);
 		for (size_t bit = 0; bit < n * 8; bit++) {
 			f[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-			assert_int_not_equal(pg_t1_decode(&b, f, n, crc), 0);
+			assert_int_not_equal(pgi_t1_decode(&b, f, n, crc), 0);
 			f[bit / 8] ^= (uint8_t)(1u << (bit % 8));
 		}
 	}
 	/* Reserved codings are rejected. */
-	n = pg_t1_encode(f, 0, 0x81 | 0x20, NULL, 0, 0); /* R with b6 set */
-	assert_int_equal(pg_t1_decode(&b, f, n, 0), PG_EFORMAT);
-	n = pg_t1_encode(f, 0, 0xC1, (const uint8_t *)"\xFF", 1, 0); /* IFS FF */
-	assert_int_equal(pg_t1_decode(&b, f, n, 0), PG_EFORMAT);
-	n = pg_t1_encode(f, 0, 0x80, (const uint8_t *)"\x01", 1, 0); /* R with data */
-	assert_int_equal(pg_t1_decode(&b, f, n, 0), PG_EFORMAT);
+	n = pgi_t1_encode(f, 0, 0x81 | 0x20, NULL, 0, 0); /* R with b6 set */
+	assert_int_equal(pgi_t1_decode(&b, f, n, 0), PG_EFORMAT);
+	n = pgi_t1_encode(f, 0, 0xC1, (const uint8_t *)"\xFF", 1, 0); /* IFS FF */
+	assert_int_equal(pgi_t1_decode(&b, f, n, 0), PG_EFORMAT);
+	n = pgi_t1_encode(f, 0, 0x80, (const uint8_t *)"\x01", 1, 0); /* R with data */
+	assert_int_equal(pgi_t1_decode(&b, f, n, 0), PG_EFORMAT);
 }
 
 static size_t
@@ -122,7 +122,7 @@ test_atr(void **state)
 	(void)state;
 	/* NXP JCOP 2.4.1: TD1 81 (T=1), TD2 31: TA3 FE (IFSC 254), TB3 45; TCK B7. */
 	n = unhex(a, "3BF81300008131FE454A434F5076323431B7");
-	assert_int_equal(pg_atr_parse(&p, a, n), 0);
+	assert_int_equal(pgi_atr_parse(&p, a, n), 0);
 	assert_int_equal(p.protocols, 2);
 	assert_int_equal(p.ifsc, 254);
 	assert_int_equal(p.bwi, 4);
@@ -133,31 +133,31 @@ test_atr(void **state)
 	assert_true(p.has_tck);
 	/* The length is discovered byte by byte as a reader does. */
 	len = 2;
-	while ((size_t)(len = pg_atr_length(a, (size_t)len)) < n)
+	while ((size_t)(len = pgi_atr_length(a, (size_t)len)) < n)
 		assert_true(len > 0);
 	assert_int_equal(len, (int)n);
 	/* PC/SC part 3 contactless storage card ATR: T=0 and T=1 offered, 15 hist bytes. */
 	n = unhex(a, "3B8F8001804F0CA000000306030001000000006A");
-	assert_int_equal(pg_atr_parse(&p, a, n), 0);
+	assert_int_equal(pgi_atr_parse(&p, a, n), 0);
 	assert_int_equal(p.protocols, 3);
 	assert_int_equal(p.ifsc, 32);
 	assert_int_equal(p.hist_len, 15);
 	/* Damaged ones. */
 	n = unhex(a, "3BF81300008131FE454A434F5076323431B6");
-	assert_int_equal(pg_atr_parse(&p, a, n), PG_ECORRUPT);
-	assert_int_equal(pg_atr_parse(&p, a, n - 1), PG_ETRUNC);
+	assert_int_equal(pgi_atr_parse(&p, a, n), PG_ECORRUPT);
+	assert_int_equal(pgi_atr_parse(&p, a, n - 1), PG_ETRUNC);
 	a[0] = 0x3C;
-	assert_int_equal(pg_atr_parse(&p, a, n), PG_EFORMAT);
+	assert_int_equal(pgi_atr_parse(&p, a, n), PG_EFORMAT);
 	n = unhex(a, "3B80813100");
-	assert_true(pg_atr_parse(&p, a, n) < 0);
+	assert_true(pgi_atr_parse(&p, a, n) < 0);
 	/* Builder: T=1 with CRC announces TC3 = 01; round trip. */
-	len = pg_atr_build(b, sizeof(b), 1, 254, 4, 5, 1, (const uint8_t *)"pg", 2);
+	len = pgi_atr_build(b, sizeof(b), 1, 254, 4, 5, 1, (const uint8_t *)"pg", 2);
 	assert_true(len > 0);
 	assert_memory_equal(b, "\x3B\x82\x81\x71\xFE\x45\x01pg", 9);
-	assert_int_equal(pg_atr_parse(&p, b, (size_t)len), 0);
+	assert_int_equal(pgi_atr_parse(&p, b, (size_t)len), 0);
 	assert_int_equal(p.ifsc, 254);
 	assert_int_equal(p.crc, 1);
-	assert_int_equal(pg_atr_build(b, sizeof(b), 1, 255, 4, 5, 0, NULL, 0), PG_EINVAL);
+	assert_int_equal(pgi_atr_build(b, sizeof(b), 1, 255, 4, 5, 0, NULL, 0), PG_EINVAL);
 }
 
 /* APDU cases 1-4, short and extended, through an open link. */
@@ -244,7 +244,7 @@ test_cases_memory(void **state)
 	assert_int_equal(pg_link_open_memory(&l, T1, &card, NULL), 0);
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
 	/* The card role's ATR: T=1, IFSC 32 (default), BWI 4 / CWI 5, the card's history. */
-	assert_int_equal(pg_atr_parse(&a, atr, atrlen), 0);
+	assert_int_equal(pgi_atr_parse(&a, atr, atrlen), 0);
 	assert_memory_equal(atr, "\x3B\x8D\x81\x31\x20\x45", 6);
 	assert_int_equal(a.protocols, 2);
 	assert_memory_equal(a.hist, "payguard-test", 13);
@@ -293,7 +293,7 @@ chain_with(uint16_t ifsc, uint16_t ifsd, int want_host, int want_card)
 		data[i] = (uint8_t)i;
 	assert_int_equal(kit_open_memory(&l, T1, &card, &p, &t, 0, 0, 0, NULL, NULL), 0);
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
-	assert_int_equal(pg_atr_parse(&a, atr, atrlen), 0);
+	assert_int_equal(pgi_atr_parse(&a, atr, atrlen), 0);
 	assert_int_equal(a.ifsc, ifsc); /* TA3 */
 	/* IFSD negotiation right after the ATR (rule 1 / 6.2). */
 	snprintf(line, sizeof(line), "> S(IFS req %u)", ifsd);
@@ -620,7 +620,7 @@ test_crc(void **state)
 	(void)state;
 	assert_int_equal(pg_link_open_memory(&l, T1, &card, &p), 0);
 	assert_int_equal(pg_link_power_on(l, atr, &atrlen), 0);
-	assert_int_equal(pg_atr_parse(&a, atr, atrlen), 0);
+	assert_int_equal(pgi_atr_parse(&a, atr, atrlen), 0);
 	assert_int_equal(a.crc, 1); /* TC3 = 01 */
 	run_cases(l, &tc);
 	run_longest(l);
@@ -643,12 +643,12 @@ test_card_exactly_once(void **state)
 	sd_script_init(&k, NULL, 0);
 	assert_int_equal(T1->card_open(&c, &card, NULL), 0);
 	n = mk(0, SD_INS_ECHO, 0, 0, (const uint8_t *)"xyz", 3, 3);
-	n = pg_t1_encode(f, 0, 0x00, cbuf, n, 0);
+	n = pgi_t1_encode(f, 0, 0x00, cbuf, n, 0);
 	assert_int_equal(T1->card_packet(c, PG_PKT_DATA, f, n, &k.base), 0);
 	assert_int_equal(tc.executed, 1);
 	memcpy(first, k.last, k.lastn);
 	firstn = k.lastn;
-	assert_int_equal(pg_t1_decode(&b, first, firstn, 0), 0);
+	assert_int_equal(pgi_t1_decode(&b, first, firstn, 0), 0);
 	assert_int_equal(b.kind, T1_I);
 	assert_memory_equal(b.inf, "xyz\x90\x00", 5);
 	/* The same I(0,0) again (the host missed our answer): same answer, no execution. */
@@ -657,7 +657,7 @@ test_card_exactly_once(void **state)
 	assert_int_equal(k.lastn, firstn);
 	assert_memory_equal(k.last, first, firstn);
 	/* R(0): "I still expect your N(S)=0": resend, no execution. */
-	n = pg_t1_encode(f, 0, 0x80, NULL, 0, 0);
+	n = pgi_t1_encode(f, 0, 0x80, NULL, 0, 0);
 	assert_int_equal(T1->card_packet(c, PG_PKT_DATA, f, n, &k.base), 0);
 	assert_memory_equal(k.last, first, firstn);
 	assert_int_equal(tc.executed, 1);
@@ -668,14 +668,14 @@ test_card_exactly_once(void **state)
 	assert_int_equal(T1->card_packet(c, PG_PKT_DATA, (const uint8_t *)"\x00", 1, &k.base), 0);
 	assert_memory_equal(k.last, "\x00\x92\x00\x92", 4);
 	/* S(ABORT request) is answered; S(RESYNCH) resets N(S)/N(R). */
-	n = pg_t1_encode(f, 0, 0xC2, NULL, 0, 0);
+	n = pgi_t1_encode(f, 0, 0xC2, NULL, 0, 0);
 	assert_int_equal(T1->card_packet(c, PG_PKT_DATA, f, n, &k.base), 0);
 	assert_memory_equal(k.last, "\x00\xE2\x00\xE2", 4);
-	n = pg_t1_encode(f, 0, 0xC0, NULL, 0, 0);
+	n = pgi_t1_encode(f, 0, 0xC0, NULL, 0, 0);
 	assert_int_equal(T1->card_packet(c, PG_PKT_DATA, f, n, &k.base), 0);
 	assert_memory_equal(k.last, "\x00\xE0\x00\xE0", 4);
 	n = mk(0, SD_INS_ECHO, 0, 0, (const uint8_t *)"xyz", 3, 3);
-	n = pg_t1_encode(f, 0, 0x00, cbuf, n, 0);
+	n = pgi_t1_encode(f, 0, 0x00, cbuf, n, 0);
 	assert_int_equal(T1->card_packet(c, PG_PKT_DATA, f, n, &k.base), 0);
 	assert_int_equal(tc.executed, 2);
 	pg_link_card_close(c);

@@ -31,10 +31,10 @@ struct framing {
 	int gp; /* 0: NAD 00, 1-byte LEN, LRC; 1: NAD A5, 2-byte LEN, CRC-16/X.25 */
 };
 
-extern const struct pg_link_ops pg_link_t1_ops, pg_link_spi_ops, pg_link_i2c_ops;
+extern const struct pg_link_ops pgi_link_t1_ops, pgi_link_spi_ops, pgi_link_i2c_ops;
 
 static const struct framing framings[] = {
-    {"t1", &pg_link_t1_ops, 0}, {"spi", &pg_link_spi_ops, 1}, {"i2c", &pg_link_i2c_ops, 1}};
+    {"t1", &pgi_link_t1_ops, 0}, {"spi", &pgi_link_spi_ops, 1}, {"i2c", &pgi_link_i2c_ops, 1}};
 
 enum wc_mode {
 	WC_PASS,    /* a plain card */
@@ -63,7 +63,7 @@ wc_send_wtx(struct wcard *w, struct pg_stream *out)
 	if (w->f->gp) {
 		memcpy(f, "\xA5\xC3\x00\x01", 4);
 		f[4] = w->mult;
-		pg_put_be16(f + 5, shdlc_crc(f, 5));
+		pg_put_be16(f + 5, pgi_shdlc_crc(f, 5));
 		n = 7;
 	} else {
 		memcpy(f, "\x00\xC3\x01", 3);

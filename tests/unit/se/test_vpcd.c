@@ -37,9 +37,9 @@ test_decoder(void **state)
 
 	(void)state;
 	/* Byte by byte. */
-	pg_vpcd_rx_init(&rx);
+	pgi_vpcd_rx_init(&rx);
 	for (size_t i = 0; i < sizeof(wire); i++) {
-		assert_int_equal(pg_vpcd_rx_feed(&rx, wire + i, 1, &done, &mlen), 1);
+		assert_int_equal(pgi_vpcd_rx_feed(&rx, wire + i, 1, &done, &mlen), 1);
 		if (done) {
 			assert_int_equal(mlen, lens[got]);
 			got++;
@@ -47,14 +47,14 @@ test_decoder(void **state)
 	}
 	assert_int_equal(got, 3);
 	/* All at once: the feed stops after each whole message. */
-	pg_vpcd_rx_init(&rx);
+	pgi_vpcd_rx_init(&rx);
 	{
 		size_t off = 0;
 
 		got = 0;
 		while (off < sizeof(wire)) {
 			int used =
-			    pg_vpcd_rx_feed(&rx, wire + off, sizeof(wire) - off, &done, &mlen);
+			    pgi_vpcd_rx_feed(&rx, wire + off, sizeof(wire) - off, &done, &mlen);
 
 			assert_true(used > 0);
 			off += (size_t)used;
@@ -68,8 +68,8 @@ test_decoder(void **state)
 		assert_int_equal(got, 3);
 	}
 	/* Zero length is not a message. */
-	pg_vpcd_rx_init(&rx);
-	assert_int_equal(pg_vpcd_rx_feed(&rx, (const uint8_t *)"\x00\x00", 2, &done, &mlen),
+	pgi_vpcd_rx_init(&rx);
+	assert_int_equal(pgi_vpcd_rx_feed(&rx, (const uint8_t *)"\x00\x00", 2, &done, &mlen),
 			 PG_EPROTO);
 }
 

@@ -1,5 +1,5 @@
 /*
- * The daemon's live APDU log (pg_serve_log_apdu, table serve_apdu; issue 13
+ * The daemon's live APDU log (pgi_serve_log_apdu, table serve_apdu; issue 13
  * item 10): the status word is that of the whole response, even when the
  * logged bytes are clipped to 300, and a secret-bearing command keeps only
  * its header and the status word.
@@ -21,7 +21,7 @@ static void
 open_log(struct pg_store *st)
 {
 	assert_int_equal(pg_store_open(st, ":memory:"), 0);
-	assert_int_equal(pg_serve_migrate(st), 0);
+	assert_int_equal(pgi_serve_migrate(st), 0);
 }
 
 /* The last row's capdu, rapdu and sw columns. */
@@ -56,15 +56,15 @@ test_sw_of_long_response(void **state)
 	memset(r, 0x11, sizeof(r));
 	r[400] = 0x6A;
 	r[401] = 0x82;
-	assert_int_equal(pg_serve_log_apdu(&st, "seos", "se1", "t1", c, sizeof(c), r, sizeof(r), 5),
-			 0);
+	assert_int_equal(
+	    pgi_serve_log_apdu(&st, "seos", "se1", "t1", c, sizeof(c), r, sizeof(r), 5), 0);
 	last_row(&st, ch, rh, sw, sizeof(ch));
 	assert_string_equal(sw, "6A82");
 	assert_int_equal(strlen(rh), 600); /* the bytes are still clipped to 300 */
 	assert_string_equal(ch, "00B0000000");
 	/* A short response: unchanged. */
-	assert_int_equal(pg_serve_log_apdu(&st, "seos", "se1", "t1", c, sizeof(c),
-					   (const uint8_t *)"\x01\x02\x90\x00", 4, 5),
+	assert_int_equal(pgi_serve_log_apdu(&st, "seos", "se1", "t1", c, sizeof(c),
+					    (const uint8_t *)"\x01\x02\x90\x00", 4, 5),
 			 0);
 	last_row(&st, ch, rh, sw, sizeof(ch));
 	assert_string_equal(sw, "9000");
@@ -86,8 +86,8 @@ test_secret_command_keeps_sw_only(void **state)
 	memset(r, 0xAB, sizeof(r));
 	r[29] = 0x90;
 	r[30] = 0x00;
-	assert_int_equal(pg_serve_log_apdu(&st, "seos", "se1", "t1", c, sizeof(c), r, sizeof(r), 5),
-			 0);
+	assert_int_equal(
+	    pgi_serve_log_apdu(&st, "seos", "se1", "t1", c, sizeof(c), r, sizeof(r), 5), 0);
 	last_row(&st, ch, rh, sw, sizeof(ch));
 	assert_string_equal(ch, "8050000008..");
 	assert_string_equal(rh, "9000");

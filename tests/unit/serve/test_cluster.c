@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "cluster.h"
-#include "core/db_int.h" /* pg_db_lock_key */
+#include "core/db_int.h" /* pgi_db_lock_key */
 #include "payguard/clock.h"
 #include "payguard/db.h"
 #include "payguard/error.h"
@@ -35,7 +35,7 @@
 #include <unistd.h>
 
 /* from src/image (imagedb.h) */
-int pg_image_save(struct pg_store *st, json_t *inv, int64_t *id);
+int pgi_image_save(struct pg_store *st, json_t *inv, int64_t *id);
 
 static char url[4096];
 static int on_postgres;
@@ -60,7 +60,7 @@ state_new(int demo)
 static void
 state_free(struct pg_serve_state *s)
 {
-	pg_serve_cluster_close(s->cluster);
+	pgi_serve_cluster_close(s->cluster);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }
@@ -99,7 +99,7 @@ wait_lead(struct pg_serve_cluster *c, const char *singleton, int want, int ms)
 {
 	uint64_t t0 = pg_mono_ms();
 
-	while (pg_serve_cluster_leads(c, singleton) != want) {
+	while (pgi_serve_cluster_leads(c, singleton) != want) {
 		if (pg_mono_ms() - t0 > (uint64_t)ms)
 			return -1;
 		usleep(50 * 1000);
@@ -119,13 +119,13 @@ test_node_names(void **state)
 	assert_int_equal(pg_serve_check_node_name("0123456789012345678901234567890123456789012345"
 						  "678901234567890123"),
 			 PG_EINVAL);
-	assert_string_equal(pg_serve_cluster_singleton_of("load"), "load");
-	assert_string_equal(pg_serve_cluster_singleton_of("image"), "image-watch");
-	assert_string_equal(pg_serve_cluster_singleton_of("pos-traffic"), "pos-traffic");
-	assert_null(pg_serve_cluster_singleton_of("pos"));
-	assert_null(pg_serve_cluster_singleton_of("vse"));
-	assert_string_equal(pg_serve_cluster_singleton_of("events"), "events");
-	assert_null(pg_serve_cluster_singleton_of("no-such-worker"));
+	assert_string_equal(pgi_serve_cluster_singleton_of("load"), "load");
+	assert_string_equal(pgi_serve_cluster_singleton_of("image"), "image-watch");
+	assert_string_equal(pgi_serve_cluster_singleton_of("pos-traffic"), "pos-traffic");
+	assert_null(pgi_serve_cluster_singleton_of("pos"));
+	assert_null(pgi_serve_cluster_singleton_of("vse"));
+	assert_string_equal(pgi_serve_cluster_singleton_of("events"), "events");
+	assert_null(pgi_serve_cluster_singleton_of("no-such-worker"));
 }
 
 /* SQLite: the node is alone and runs every service, as before clusters. */
@@ -136,16 +136,16 @@ test_sqlite_alone(void **state)
 	json_t *v;
 
 	(void)state;
-	assert_int_equal(pg_serve_cluster_open(s, "/tmp/payguard-no-such.db", "solo", "127.0.0.1:1",
-					       &s->cluster),
+	assert_int_equal(pgi_serve_cluster_open(s, "/tmp/payguard-no-such.db", "solo",
+						"127.0.0.1:1", &s->cluster),
 			 0);
-	assert_int_equal(pg_serve_cluster_start(s->cluster), 0);
-	assert_true(pg_serve_cluster_leads(s->cluster, "load"));
-	assert_true(pg_serve_cluster_leads(s->cluster, "retention"));
-	assert_true(pg_serve_cluster_runs(s->cluster, "image"));
-	assert_true(pg_serve_cluster_runs(s->cluster, "pos"));
-	assert_true(pg_serve_cluster_leads(NULL, "load"));
-	v = pg_serve_cluster_json(s->cluster);
+	assert_int_equal(pgi_serve_cluster_start(s->cluster), 0);
+	assert_true(pgi_serve_cluster_leads(s->cluster, "load"));
+	assert_true(pgi_serve_cluster_leads(s->cluster, "retention"));
+	assert_true(pgi_serve_cluster_runs(s->cluster, "image"));
+	assert_true(pgi_serve_cluster_runs(s->cluster, "pos"));
+	assert_true(pgi_serve_cluster_leads(NULL, "load"));
+	v = pgi_serve_cluster_json(s->cluster);
 	assert_string_equal(json_string_value(json_object_get(v, "engine")), "sqlite");
 	assert_int_equal(json_array_size(json_object_get(v, "nodes")), 1);
 	assert_string_equal(node_state(v, "solo"), "up");
@@ -157,7 +157,7 @@ test_sqlite_alone(void **state)
 	assert_null(leader_of(v, "pos-traffic"));
 	/* the worker table names each worker's singleton: the cluster leads
 	 * it as that worker (issue 16: one table for supervisor and workers) */
-	for (const struct pg_serve_worker_def *w = pg_serve_workers; w->name; w++) {
+	for (const struct pg_serve_worker_def *w = pgi_serve_workers; w->name; w++) {
 		json_t *l;
 
 		if (!w->singleton || strcmp(w->name, "pos-traffic") == 0 ||
@@ -169,7 +169,7 @@ test_sqlite_alone(void **state)
 	}
 	json_decref(v);
 	/* the supervisor's step changes nothing on SQLite */
-	pg_serve_cluster_apply(s, pg_mono_ms());
+	pgi_serve_cluster_apply(s, pg_mono_ms());
 	assert_string_equal(s->svc[1].state, "standby");
 	state_free(s);
 }
@@ -200,25 +200,25 @@ test_election(void **state)
 		return;
 	}
 	clean_tables();
-	assert_int_equal(pg_serve_cluster_open(a, url, "na", "127.0.0.1:1001", &a->cluster), 0);
+	assert_int_equal(pgi_serve_cluster_open(a, url, "na", "127.0.0.1:1001", &a->cluster), 0);
 	/* the first node leads every singleton it has from its first round */
-	assert_true(pg_serve_cluster_leads(a->cluster, "load"));
-	assert_true(pg_serve_cluster_leads(a->cluster, "retention"));
-	assert_true(pg_serve_cluster_leads(a->cluster, "image-watch"));
-	assert_true(pg_serve_cluster_leads(a->cluster, "pos-traffic"));
-	assert_int_equal(pg_serve_cluster_open(b, url, "nb", "127.0.0.1:1002", &b->cluster), 0);
-	assert_false(pg_serve_cluster_leads(b->cluster, "load"));
-	assert_false(pg_serve_cluster_leads(b->cluster, "retention"));
-	assert_false(pg_serve_cluster_runs(b->cluster, "image"));
-	assert_true(pg_serve_cluster_runs(b->cluster, "pos")); /* everywhere */
+	assert_true(pgi_serve_cluster_leads(a->cluster, "load"));
+	assert_true(pgi_serve_cluster_leads(a->cluster, "retention"));
+	assert_true(pgi_serve_cluster_leads(a->cluster, "image-watch"));
+	assert_true(pgi_serve_cluster_leads(a->cluster, "pos-traffic"));
+	assert_int_equal(pgi_serve_cluster_open(b, url, "nb", "127.0.0.1:1002", &b->cluster), 0);
+	assert_false(pgi_serve_cluster_leads(b->cluster, "load"));
+	assert_false(pgi_serve_cluster_leads(b->cluster, "retention"));
+	assert_false(pgi_serve_cluster_runs(b->cluster, "image"));
+	assert_true(pgi_serve_cluster_runs(b->cluster, "pos")); /* everywhere */
 	/* a second daemon as node "na" is refused while na runs */
-	assert_int_equal(pg_serve_cluster_open(dup, url, "na", "127.0.0.1:1003", &dup->cluster),
+	assert_int_equal(pgi_serve_cluster_open(dup, url, "na", "127.0.0.1:1003", &dup->cluster),
 			 PG_EBUSY);
 	assert_null(dup->cluster);
-	assert_int_equal(pg_serve_cluster_start(a->cluster), 0);
-	assert_int_equal(pg_serve_cluster_start(b->cluster), 0);
+	assert_int_equal(pgi_serve_cluster_start(a->cluster), 0);
+	assert_int_equal(pgi_serve_cluster_start(b->cluster), 0);
 	sleep(2);
-	v = pg_serve_cluster_json(b->cluster);
+	v = pgi_serve_cluster_json(b->cluster);
 	assert_string_equal(json_string_value(json_object_get(v, "engine")), "postgres");
 	assert_string_equal(node_state(v, "na"), "up");
 	assert_string_equal(node_state(v, "nb"), "up");
@@ -229,16 +229,17 @@ test_election(void **state)
 	{
 		char addr[64];
 
-		assert_int_equal(pg_serve_cluster_address(b->cluster, "na", addr, sizeof(addr)), 0);
+		assert_int_equal(pgi_serve_cluster_address(b->cluster, "na", addr, sizeof(addr)),
+				 0);
 		assert_string_equal(addr, "127.0.0.1:1001");
-		assert_int_equal(pg_serve_cluster_address(b->cluster, "nobody", addr, sizeof(addr)),
-				 PG_ENOENT);
+		assert_int_equal(
+		    pgi_serve_cluster_address(b->cluster, "nobody", addr, sizeof(addr)), PG_ENOENT);
 	}
 	/* b's supervisor step: nothing to start while na leads */
-	pg_serve_cluster_apply(b, pg_mono_ms());
+	pgi_serve_cluster_apply(b, pg_mono_ms());
 	assert_string_equal(b->svc[1].state, "standby");
 	/* na leaves: nb takes load, retention and the watcher over within 10 s */
-	pg_serve_cluster_close(a->cluster);
+	pgi_serve_cluster_close(a->cluster);
 	a->cluster = NULL;
 	ms = wait_lead(b->cluster, "load", 1, 10000);
 	assert_true(ms >= 0);
@@ -246,19 +247,20 @@ test_election(void **state)
 	assert_true(wait_lead(b->cluster, "retention", 1, 3000) >= 0);
 	assert_true(wait_lead(b->cluster, "image-watch", 1, 3000) >= 0);
 	/* nb has no demo traffic: no one leads it now */
-	assert_false(pg_serve_cluster_leads(b->cluster, "pos-traffic"));
-	pg_serve_cluster_apply(b, pg_mono_ms());
+	assert_false(pgi_serve_cluster_leads(b->cluster, "pos-traffic"));
+	pgi_serve_cluster_apply(b, pg_mono_ms());
 	assert_string_equal(b->svc[1].state, "backoff"); /* restart_due starts it now */
 	sleep(2);
-	v = pg_serve_cluster_json(b->cluster);
+	v = pgi_serve_cluster_json(b->cluster);
 	assert_string_equal(node_state(v, "na"), "down");
 	assert_string_equal(json_string_value(json_object_get(leader_of(v, "load"), "node")), "nb");
 	assert_string_equal(
 	    json_string_value(json_object_get(leader_of(v, "pos-traffic"), "node_state")), "down");
 	json_decref(v);
 	/* the name is free again: na can come back (and leads nothing nb holds) */
-	assert_int_equal(pg_serve_cluster_open(dup, url, "na", "127.0.0.1:1003", &dup->cluster), 0);
-	assert_false(pg_serve_cluster_leads(dup->cluster, "load"));
+	assert_int_equal(pgi_serve_cluster_open(dup, url, "na", "127.0.0.1:1003", &dup->cluster),
+			 0);
+	assert_false(pgi_serve_cluster_leads(dup->cluster, "load"));
 	state_free(dup);
 	state_free(b);
 	state_free(a);
@@ -282,13 +284,13 @@ test_takeover_after_lost_session(void **state)
 		return;
 	}
 	clean_tables();
-	assert_int_equal(pg_serve_cluster_open(a, url, "la", "127.0.0.1:1", &a->cluster), 0);
-	assert_int_equal(pg_serve_cluster_open(b, url, "lb", "127.0.0.1:2", &b->cluster), 0);
-	assert_true(pg_serve_cluster_leads(a->cluster, "load"));
-	assert_int_equal(pg_serve_cluster_start(b->cluster), 0);
+	assert_int_equal(pgi_serve_cluster_open(a, url, "la", "127.0.0.1:1", &a->cluster), 0);
+	assert_int_equal(pgi_serve_cluster_open(b, url, "lb", "127.0.0.1:2", &b->cluster), 0);
+	assert_true(pgi_serve_cluster_leads(a->cluster, "load"));
+	assert_int_equal(pgi_serve_cluster_start(b->cluster), 0);
 	/* a's heartbeat thread is not started: its session goes from outside */
 	assert_int_equal(pg_db_open(&admin, url), 0);
-	key = (uint64_t)pg_db_lock_key("payguard.singleton.load");
+	key = (uint64_t)pgi_db_lock_key("payguard.singleton.load");
 	assert_int_equal(pg_db_prepare(admin,
 				       "SELECT pg_terminate_backend(pid) FROM pg_locks"
 				       " WHERE locktype = 'advisory' AND objsubid = 1 AND granted"
@@ -308,7 +310,7 @@ test_takeover_after_lost_session(void **state)
 	assert_true(ms >= 0);
 	print_message("takeover after a lost session: %d ms\n", ms);
 	/* a learns it at its next round and stops leading */
-	assert_int_equal(pg_serve_cluster_start(a->cluster), 0);
+	assert_int_equal(pgi_serve_cluster_start(a->cluster), 0);
 	assert_true(wait_lead(a->cluster, "load", 0, 5000) >= 0);
 	state_free(a);
 	state_free(b);
@@ -366,7 +368,7 @@ test_heartbeat_renews_live_tasks(void **state)
 			"virtual_size", (json_int_t)1048576, "file_size", (json_int_t)1048576,
 			"mtime_ns", (json_int_t)0, "file_ino", (json_int_t)0, "chain", "partitions",
 			"packages");
-	assert_int_equal(pg_image_save(&st, inv, &img), 0);
+	assert_int_equal(pgi_image_save(&st, inv, &img), 0);
 	json_decref(inv);
 	assert_int_equal(pg_db_exec(st.pdb, "DELETE FROM image_job"), 0);
 	assert_int_equal(pg_image_job_queue(&st, "/nonexistent/heartbeat-test.img", &j1), 0);
@@ -394,8 +396,8 @@ test_heartbeat_renews_live_tasks(void **state)
 	s->task_job[1] = j2;
 	pthread_mutex_unlock(&s->mu);
 
-	assert_int_equal(pg_serve_cluster_open(s, url, "hb", "127.0.0.1:1", &s->cluster), 0);
-	assert_int_equal(pg_serve_cluster_start(s->cluster), 0);
+	assert_int_equal(pgi_serve_cluster_open(s, url, "hb", "127.0.0.1:1", &s->cluster), 0);
+	assert_int_equal(pgi_serve_cluster_start(s->cluster), 0);
 	sleep(3);
 	print_message("lease left: live task's job %lld ms, dead task's job %lld ms\n",
 		      (long long)lease_left(&st, j1), (long long)lease_left(&st, j2));

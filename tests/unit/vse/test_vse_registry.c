@@ -77,11 +77,11 @@ test_registry(void **state)
 	assert_int_equal(pg_vse_registry_migrate(db), 0);
 	assert_int_equal(pg_vse_registry_migrate(db), 0); /* again: nothing to do */
 	assert_int_equal(pg_db_version(db, "vse"), 2);
-	assert_int_equal(pg_vse__reg_insert(db, "va", "node-a", cfg_a, 1000, &ida), 0);
-	assert_int_equal(pg_vse__reg_insert(db, "vb", "node-b", cfg_b, 1001, &idb), 0);
+	assert_int_equal(pgi_vse__reg_insert(db, "va", "node-a", cfg_a, 1000, &ida), 0);
+	assert_int_equal(pgi_vse__reg_insert(db, "vb", "node-b", cfg_b, 1001, &idb), 0);
 	assert_true(ida > 0 && idb > ida);
 	/* a name is unique across nodes */
-	assert_int_equal(pg_vse__reg_insert(db, "va", "node-b", cfg_b, 1002, &idx), PG_EEXIST);
+	assert_int_equal(pgi_vse__reg_insert(db, "va", "node-b", cfg_b, 1002, &idx), PG_EEXIST);
 
 	/* by node, and every node */
 	assert_int_equal(pg_vse_registry_list(db, "node-a", collect, &s), 0);
@@ -111,8 +111,8 @@ test_registry(void **state)
 	seen_release(&s);
 
 	/* state, then deletion; an unknown id is PG_ENOENT */
-	assert_int_equal(pg_vse__reg_update(db, ida, 0, 3, "signal 9 (Killed)", 2000), 0);
-	assert_int_equal(pg_vse__reg_set_config(db, idb, cfg_b), 0);
+	assert_int_equal(pgi_vse__reg_update(db, ida, 0, 3, "signal 9 (Killed)", 2000), 0);
+	assert_int_equal(pgi_vse__reg_set_config(db, idb, cfg_b), 0);
 	assert_int_equal(pg_vse_registry_list(db, "node-a", collect, &s), 0);
 	assert_int_equal(s.running[0], 0);
 	text = json_dumps(s.json[0], 0);
@@ -121,9 +121,9 @@ test_registry(void **state)
 	assert_non_null(strstr(text, "\"state\": \"stopped\""));
 	free(text);
 	seen_release(&s);
-	assert_int_equal(pg_vse__reg_delete(db, ida), 0);
-	assert_int_equal(pg_vse__reg_delete(db, ida), PG_ENOENT);
-	assert_int_equal(pg_vse__reg_update(db, ida, 1, 0, NULL, 1), PG_ENOENT);
+	assert_int_equal(pgi_vse__reg_delete(db, ida), 0);
+	assert_int_equal(pgi_vse__reg_delete(db, ida), PG_ENOENT);
+	assert_int_equal(pgi_vse__reg_update(db, ida, 1, 0, NULL, 1), PG_ENOENT);
 	assert_int_equal(pg_vse_registry_list(db, NULL, collect, &s), 0);
 	assert_int_equal(s.n, 1);
 	assert_string_equal(s.names[0], "vb");
