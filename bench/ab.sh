@@ -55,8 +55,9 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 /usr/bin/python3 - "$work" "$rounds" <<'PY'
 import re, statistics, sys
 work, rounds = sys.argv[1], int(sys.argv[2])
-# a number standing alone: "t1", "i2c" and "x86" are names, not figures
-num = re.compile(r'(?<![A-Za-z_\d.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![A-Za-z_\d])')
+# a number standing alone ("t1", "i2c" and "x86" are names, not figures),
+# or a ratio written "1.52x"
+num = re.compile(r'(?<![A-Za-z_\d.])(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)(?=x(?![A-Za-z_\d])|[^A-Za-z_\d.]|\.(?!\d)|$)')
 def runs(side):
     out = {}
     for i in range(1, rounds + 1):
