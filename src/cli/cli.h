@@ -18,6 +18,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* A verb's option: where pg_cli_parse puts its value (off: offsetof in the
@@ -102,6 +103,10 @@ enum {
  * options struct); *first is the first operand. 0, or PG_EXIT_USAGE after
  * a message. */
 int pg_cli_parse(int argc, char **argv, const struct pg_opt *opts, void *values, int *first);
+/* An option's text as a whole number 0..0xFFFFFFFF in `base` (0: decimal or
+ * 0x hex) into *out; text NULL (not given) leaves *out. 0, or PG_EXIT_USAGE
+ * after "bad --opt 'text'". */
+int pg_cli_u32(const char *argv0, const char *opt, const char *text, int base, uint32_t *out);
 /* `--help` of a verb with an option table: usage line, options, notes. */
 void pg_cli_print_help(FILE *f, const char *argv0, const struct pg_cmd *cmd);
 

@@ -465,7 +465,7 @@ cmd_sim(int argc, char **argv)
 	struct pg_nfcsw_sim_app apps[PG_NFCSW_MAX_SES];
 	const struct pg_link_ops *ops;
 	struct pg_gp_card *card = NULL;
-	unsigned long serial = 0x4E460001ul;
+	uint32_t serial = 0x4E460001u;
 	struct sw_opts o;
 	const char *link, *listen_addr;
 	int napps, rc, fd;
@@ -478,20 +478,14 @@ cmd_sim(int argc, char **argv)
 	for (napps = 0; napps < o.apps.n; napps++)
 		if (parse_app(o.apps.v[napps], bufs[napps], sizeof(bufs[napps]), &apps[napps]) < 0)
 			return pg_cli_usage(argv[0], "--app payment|transit:AID[:LABEL[:PRIO]]");
-	if (o.serial) {
-		char *end;
-
-		errno = 0;
-		serial = strtoul(o.serial, &end, 0);
-		if (!*o.serial || *end || errno || serial > 0xFFFFFFFFul)
-			return pg_cli_usage(argv[0], "bad --serial '%s'", o.serial);
-	}
+	if (pg_cli_u32(argv[0], "serial", o.serial, 0, &serial))
+		return PG_EXIT_USAGE;
 	if (!link || !listen_addr)
 		return pg_cli_usage(argv[0], "--link NAME and --listen ADDR are required");
 	ops = pg_link_find(link);
 	if (!ops || !ops->card_open)
 		return pg_cli_usage(argv[0], "link '%s' has no card role", link);
-	rc = pg_nfcsw_sim_se_new(&card, (uint32_t)serial, !o.no_ppse, apps, (size_t)napps, NULL);
+	rc = pg_nfcsw_sim_se_new(&card, serial, !o.no_ppse, apps, (size_t)napps, NULL);
 	if (rc == PG_EINVAL)
 		return pg_cli_usage(argv[0], "--app payment|transit:AID[:LABEL[:PRIO]]: %s",
 				    pg_last_error());

@@ -136,20 +136,14 @@ cmd_se_sim(int argc, char **argv)
 {
 	const struct pg_link_ops *ops;
 	struct pg_gp_card *card = NULL;
-	unsigned long serial = 0x50470001ul;
+	uint32_t serial = 0x50470001u;
 	struct se_opts o;
 	int rc, fd;
 
 	if (parse_opts(argc, argv, sim_opts, &o, NULL, 0))
 		return PG_EXIT_USAGE;
-	if (o.serial) {
-		char *end;
-
-		errno = 0;
-		serial = strtoul(o.serial, &end, 0);
-		if (!*o.serial || *end || errno || serial > 0xFFFFFFFFul)
-			return pg_cli_usage(argv[0], "bad --serial '%s'", o.serial);
-	}
+	if (pg_cli_u32(argv[0], "serial", o.serial, 0, &serial))
+		return PG_EXIT_USAGE;
 	if (!(ops = need_link(argv[0], o.link)))
 		return PG_EXIT_USAGE;
 	if (!ops->card_open)
@@ -168,11 +162,11 @@ cmd_se_sim(int argc, char **argv)
 			return pg_cli_usage(argv[0], "unknown applet '%s' (catalogue: %s)",
 					    o.applets.v[i], pg_gp_catalogue_names());
 	}
-	if ((rc = sim_card(&o, (uint32_t)serial, &card)) != 0)
+	if ((rc = sim_card(&o, serial, &card)) != 0)
 		return rc;
 	if (o.connect) {
 		fprintf(stderr, "payguard: simulated SE (serial %08lX) dialing vpcd at %s\n",
-			serial, o.connect);
+			(unsigned long)serial, o.connect);
 		do
 			rc = pg_vpcd_serve(o.connect, pg_gp_card_card(card), 10000, NULL);
 		while (rc == 0 && !o.once);
@@ -185,7 +179,7 @@ cmd_se_sim(int argc, char **argv)
 		return pg_cli_fail(fd, "cannot listen on '%s'", o.listen);
 	}
 	fprintf(stderr, "payguard: simulated SE (serial %08lX) on link %s listening on %s\n",
-		serial, ops->name, o.listen);
+		(unsigned long)serial, ops->name, o.listen);
 	rc = pg_card_serve_listener(fd, ops, pg_gp_card_card(card), NULL, o.once ? 1 : 0);
 	close(fd);
 	pg_gp_card_free(card);

@@ -126,22 +126,6 @@ parse_opts(int argc, char **argv, const struct pg_opt *tab, struct seos_opts *o,
 	return 0;
 }
 
-/* A whole number 0..max in decimal or 0x hex; -1 after a usage message. */
-static long long
-parse_u32(const char *argv0, const char *opt, const char *v, int base)
-{
-	char *end;
-	unsigned long long n;
-
-	errno = 0;
-	n = strtoull(v, &end, base);
-	if (!*v || *v == '-' || *end || errno || n > 0xFFFFFFFFull) {
-		pg_cli_usage(argv0, "bad --%s '%s'", opt, v);
-		return -1;
-	}
-	return (long long)n;
-}
-
 /* ---- seos sim ---- */
 
 static int
@@ -154,21 +138,15 @@ cmd_seos_sim(int argc, char **argv)
 	uint8_t m[32];
 	struct seos_opts o;
 	const char *link, *listen_addr, *connect_addr, *master, *rules;
-	long long v;
 	int rc, fd, ml = 0, rl;
 
 	if (parse_opts(argc, argv, sim_opts, &o, NULL))
 		return PG_EXIT_USAGE;
 	link = o.link, listen_addr = o.listen, connect_addr = o.connect;
 	master = o.master, rules = o.rules;
-	if (o.serial && (v = parse_u32(argv[0], "serial", o.serial, 0)) < 0)
+	if (pg_cli_u32(argv[0], "serial", o.serial, 0, &cfg.serial) ||
+	    pg_cli_u32(argv[0], "version", o.version, 0, &cfg.version))
 		return PG_EXIT_USAGE;
-	else if (o.serial)
-		cfg.serial = (uint32_t)v;
-	if (o.version && (v = parse_u32(argv[0], "version", o.version, 0)) < 0)
-		return PG_EXIT_USAGE;
-	else if (o.version)
-		cfg.version = (uint32_t)v;
 	if (!link || !(ops = pg_link_find(link)) || !ops->card_open)
 		return pg_cli_usage(argv[0], "--link must name a link with a card role");
 	if (!!listen_addr == !!connect_addr)
@@ -377,15 +355,17 @@ cmd_seos_transmit(int argc, char **argv)
 	struct seos_opts o;
 	const char *reader, *aidh;
 	int rc, aid_len = 0, basic, first;
-	long long p2 = 0;
+	uint32_t p2 = 0;
 	uint32_t sess, ch;
 	char *hex = NULL;
 
 	if (parse_opts(argc, argv, transmit_opts, &o, &first))
 		return PG_EXIT_USAGE;
 	reader = o.reader, aidh = o.aid, basic = o.basic;
-	if (o.p2 && ((p2 = parse_u32(argv[0], "p2", o.p2, 16)) < 0 || p2 > 0xFF))
-		return p2 < 0 ? PG_EXIT_USAGE : pg_cli_usage(argv[0], "--p2 is one byte of hex");
+	if (pg_cli_u32(argv[0], "p2", o.p2, 16, &p2))
+		return PG_EXIT_USAGE;
+	if (p2 > 0xFF)
+		return pg_cli_usage(argv[0], "--p2 is one byte of hex");
 	if (!reader)
 		return pg_cli_usage(argv[0], "--reader NAME is required");
 	if (aidh && (aid_len = pg_hex_decode(aid, sizeof(aid), aidh)) < 5)

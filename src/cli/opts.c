@@ -64,6 +64,22 @@ set_double(const char *argv0, const struct pg_opt *o, const char *arg, void *dst
 	return 0;
 }
 
+int
+pg_cli_u32(const char *argv0, const char *opt, const char *text, int base, uint32_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!text)
+		return 0;
+	errno = 0;
+	v = strtoull(text, &end, base);
+	if (!*text || *text == '-' || *end || errno || v > 0xFFFFFFFFull)
+		return pg_cli_usage(argv0, "bad --%s '%s'", opt, text);
+	*out = (uint32_t)v;
+	return 0;
+}
+
 /* Stores one option's value into the verb's struct at base. */
 static int
 set_value(const char *argv0, const struct pg_opt *o, const char *arg, char *base)
