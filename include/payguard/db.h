@@ -94,6 +94,37 @@ const char *pg_db_column_name(const struct pg_db_stmt *s, int i);
 int pg_db_checkpointer_open(struct pg_db **out, const char *url);
 int pg_db_checkpoint(struct pg_db *db);
 
+/*
+ * Bulk insert: many rows into one table in one call, all or none. Values
+ * are added row after row, each row's in the order of `cols` (a
+ * comma-separated column list), with the same types as binds; the other
+ * columns take their defaults. pg_db_bulk_write writes the rows added since
+ * the last write in one step and drops them from the buffer whatever the
+ * outcome: on PostgreSQL one COPY ... FROM STDIN (FORMAT binary), each
+ * value sent in its column's binary form (int64 into integer columns
+ * checked for range), so the server neither parses text nor plans a
+ * statement and inserts a page of rows at a time; on SQLite the prepared
+ * single-row INSERT per row inside a savepoint. Errors map as for
+ * statements; a row that breaks a unique key fails the whole write with
+ * PG_EUNIQUE and nothing is stored (a COPY has no ON CONFLICT: the caller
+ * falls back to an INSERT ... ON CONFLICT). Inside a transaction the rows
+ * commit with it (on PostgreSQL a failed write aborts the transaction).
+ * A bulk belongs to the connection, cached by table and columns, like
+ * statements. pg_db_bulk_write returns the number of rows written.
+ */
+struct pg_db_bulk;
+int pg_db_bulk_open(struct pg_db *db, const char *table, const char *cols, struct pg_db_bulk **out);
+int pg_db_bulk_int64(struct pg_db_bulk *b, int64_t v);
+int pg_db_bulk_double(struct pg_db_bulk *b, double v);
+/* len < 0: NUL-terminated. The text is copied. */
+int pg_db_bulk_text(struct pg_db_bulk *b, const char *v, long len);
+int pg_db_bulk_null(struct pg_db_bulk *b);
+/* Rows complete so far (values added / columns). */
+size_t pg_db_bulk_rows(const struct pg_db_bulk *b);
+/* Drops the rows added since the last write. */
+void pg_db_bulk_clear(struct pg_db_bulk *b);
+int64_t pg_db_bulk_write(struct pg_db_bulk *b);
+
 int pg_db_begin(struct pg_db *db);
 int pg_db_commit(struct pg_db *db);
 int pg_db_rollback(struct pg_db *db);

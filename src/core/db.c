@@ -9,6 +9,7 @@
 #include "payguard/error.h"
 #include "payguard/log.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -167,6 +168,8 @@ stmt_free(struct pg_db_stmt *s)
 	free(s);
 }
 
+static void bulk_free(struct pg_db_bulk *b);
+
 void
 pg_db_free(struct pg_db *db)
 {
@@ -177,6 +180,12 @@ pg_db_free(struct pg_db *db)
 	for (s = db->stmts; s; s = next) {
 		next = s->next;
 		stmt_free(s);
+	}
+	while (db->bulks) {
+		struct pg_db_bulk *b = db->bulks;
+
+		db->bulks = b->next;
+		bulk_free(b);
 	}
 	db->ops->close(db);
 	while (db->locks) {
@@ -696,4 +705,204 @@ pg_db_wait_notify(struct pg_db *db, int timeout_ms, char *channel, size_t clen, 
 		return db->ops->wait_notify(db, timeout_ms, channel, clen, payload, plen);
 	pause_ms(timeout_ms);
 	return 0;
+}
+
+/* ---- bulk insert ---- */
+
+static void
+bulk_free(struct pg_db_bulk *b)
+{
+	if (b->db->ops->bulk_free)
+		b->db->ops->bulk_free(b);
+	pg_buf_release(&b->text);
+	free(b->val);
+	free(b->table);
+	free(b->cols);
+	free(b);
+}
+
+int
+pg_db_bulk_open(struct pg_db *db, const char *table, const char *cols, struct pg_db_bulk **out)
+{
+	struct pg_db_bulk *b;
+
+	*out = NULL;
+	for (b = db->bulks; b; b = b->next)
+		if (strcmp(b->table, table) == 0 && strcmp(b->cols, cols) == 0) {
+			pg_db_bulk_clear(b);
+			*out = b;
+			return 0;
+		}
+	/* the names go into SQL text: plain identifiers only */
+	for (const char *p = table; *p; p++)
+		if (!(*p == '_' || *p == '.' || (*p >= 'a' && *p <= 'z') ||
+		      (*p >= '0' && *p <= '9')))
+			return pg_error(PG_EINVAL, "db", "bulk insert: table name '%s'", table);
+	for (const char *p = cols; *p; p++)
+		if (!(*p == '_' || *p == ',' || (*p >= 'a' && *p <= 'z') ||
+		      (*p >= '0' && *p <= '9')))
+			return pg_error(PG_EINVAL, "db", "bulk insert: column list '%s'", cols);
+	if (!*table || !*cols)
+		return pg_error(PG_EINVAL, "db", "bulk insert: no table or no columns");
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return PG_ENOMEM;
+	b->db = db;
+	b->table = strdup(table);
+	b->cols = strdup(cols);
+	b->ncols = 1;
+	for (const char *p = cols; *p; p++)
+		b->ncols += *p == ',';
+	pg_buf_init(&b->text, (size_t)-1);
+	if (!b->table || !b->cols) {
+		bulk_free(b);
+		return PG_ENOMEM;
+	}
+	b->next = db->bulks;
+	db->bulks = b;
+	*out = b;
+	return 0;
+}
+
+static struct pg_db_bulk_val *
+bulk_add(struct pg_db_bulk *b, enum pg_db_type t)
+{
+	if (b->nval == b->capval) {
+		size_t nc = b->capval ? 2 * b->capval : 1024;
+		struct pg_db_bulk_val *nv = realloc(b->val, nc * sizeof(*nv));
+
+		if (!nv)
+			return NULL;
+		b->val = nv;
+		b->capval = nc;
+	}
+	b->val[b->nval].type = t;
+	return &b->val[b->nval++];
+}
+
+int
+pg_db_bulk_int64(struct pg_db_bulk *b, int64_t v)
+{
+	struct pg_db_bulk_val *x = bulk_add(b, PG_DB_T_INT64);
+
+	if (!x)
+		return PG_ENOMEM;
+	x->v.i = v;
+	return 0;
+}
+
+int
+pg_db_bulk_double(struct pg_db_bulk *b, double v)
+{
+	struct pg_db_bulk_val *x = bulk_add(b, PG_DB_T_DOUBLE);
+
+	if (!x)
+		return PG_ENOMEM;
+	x->v.d = v;
+	return 0;
+}
+
+int
+pg_db_bulk_text(struct pg_db_bulk *b, const char *v, long len)
+{
+	size_t n = len < 0 ? strlen(v) : (size_t)len, off = b->text.len;
+	struct pg_db_bulk_val *x;
+
+	if (pg_buf_append(&b->text, v, n) < 0 || !(x = bulk_add(b, PG_DB_T_TEXT)))
+		return PG_ENOMEM;
+	x->v.t.off = off;
+	x->v.t.len = n;
+	return 0;
+}
+
+int
+pg_db_bulk_null(struct pg_db_bulk *b)
+{
+	return bulk_add(b, PG_DB_T_NULL) ? 0 : PG_ENOMEM;
+}
+
+size_t
+pg_db_bulk_rows(const struct pg_db_bulk *b)
+{
+	return b->nval / (size_t)b->ncols;
+}
+
+void
+pg_db_bulk_clear(struct pg_db_bulk *b)
+{
+	b->nval = 0;
+	pg_buf_reset(&b->text);
+}
+
+/* Binds value v as parameter i of s. */
+static int
+bind_val(struct pg_db_stmt *s, int i, const struct pg_db_bulk *b, const struct pg_db_bulk_val *v)
+{
+	switch (v->type) {
+	case PG_DB_T_INT64:
+		return pg_db_bind_int64(s, i, v->v.i);
+	case PG_DB_T_DOUBLE:
+		return pg_db_bind_double(s, i, v->v.d);
+	case PG_DB_T_TEXT:
+		return pg_db_bind_text(s, i, (const char *)b->text.data + v->v.t.off,
+				       (long)v->v.t.len);
+	default:
+		return pg_db_bind_null(s, i);
+	}
+}
+
+/* Without a driver's own way: one prepared INSERT per row in a savepoint. */
+static int64_t
+bulk_rows_one_by_one(struct pg_db_bulk *b, size_t nrows)
+{
+	struct pg_db_stmt *s;
+	char *sql = malloc(strlen(b->table) + strlen(b->cols) + 32 + 2 * (size_t)b->ncols);
+	char *p = sql;
+	int rc;
+
+	if (!sql)
+		return PG_ENOMEM;
+	p += sprintf(p, "INSERT INTO %s(%s) VALUES(", b->table, b->cols);
+	for (int c = 0; c < b->ncols; c++)
+		p += sprintf(p, "%s?", c ? "," : "");
+	strcpy(p, ")");
+	rc = pg_db_prepare(b->db, sql, &s);
+	free(sql);
+	if (rc < 0)
+		return rc;
+	rc = pg_db_exec(b->db, "SAVEPOINT pg_db_bulk");
+	for (size_t r = 0; rc >= 0 && r < nrows; r++) {
+		const struct pg_db_bulk_val *row = &b->val[r * (size_t)b->ncols];
+
+		for (int c = 0; rc >= 0 && c < b->ncols; c++)
+			rc = bind_val(s, c + 1, b, &row[c]);
+		if (rc >= 0)
+			rc = pg_db_step(s);
+		pg_db_reset(s);
+	}
+	if (rc < 0) {
+		(void)pg_db_exec(b->db, "ROLLBACK TO pg_db_bulk");
+		(void)pg_db_exec(b->db, "RELEASE pg_db_bulk");
+		return rc;
+	}
+	rc = pg_db_exec(b->db, "RELEASE pg_db_bulk");
+	return rc < 0 ? rc : (int64_t)nrows;
+}
+
+int64_t
+pg_db_bulk_write(struct pg_db_bulk *b)
+{
+	size_t nrows = pg_db_bulk_rows(b);
+	int64_t rc;
+
+	if (b->nval % (size_t)b->ncols) {
+		pg_db_bulk_clear(b);
+		return pg_error(PG_EINVAL, "db", "bulk insert into %s: %zu values for %d columns",
+				b->table, b->nval, b->ncols);
+	}
+	if (!nrows)
+		return 0;
+	rc = b->db->ops->bulk_write ? b->db->ops->bulk_write(b) : bulk_rows_one_by_one(b, nrows);
+	pg_db_bulk_clear(b);
+	return rc;
 }

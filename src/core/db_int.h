@@ -7,6 +7,7 @@
 #ifndef PG_CORE_DB_INT_H
 #define PG_CORE_DB_INT_H
 
+#include "payguard/buf.h"
 #include "payguard/db.h"
 
 #include <stddef.h>
@@ -48,6 +49,11 @@ struct pg_db_ops {
 	int (*notify)(struct pg_db *db, const char *channel, const char *payload);
 	int (*wait_notify)(struct pg_db *db, int timeout_ms, char *channel, size_t clen,
 			   char *payload, size_t plen);
+	/* Writes b's complete rows in one step (PostgreSQL: a binary COPY);
+	 * returns the rows written. NULL: db.c inserts them row by row with a
+	 * prepared statement inside a savepoint. */
+	int64_t (*bulk_write)(struct pg_db_bulk *b);
+	void (*bulk_free)(struct pg_db_bulk *b); /* b->drv; may be NULL */
 };
 
 struct pg_db_param {
@@ -73,11 +79,35 @@ struct pg_db_stmt {
 	struct pg_db_stmt *next;
 };
 
+/* One value of a bulk row: the number, or text/blob at off, len in b->text. */
+struct pg_db_bulk_val {
+	enum pg_db_type type;
+	union {
+		int64_t i;
+		double d;
+		struct {
+			size_t off, len;
+		} t;
+	} v;
+};
+
+struct pg_db_bulk {
+	struct pg_db *db;
+	char *table, *cols;
+	int ncols;
+	struct pg_db_bulk_val *val; /* row after row */
+	size_t nval, capval;
+	struct pg_buf text; /* the texts' bytes */
+	void *drv;	    /* the driver's cache (PostgreSQL: column types) */
+	struct pg_db_bulk *next;
+};
+
 struct pg_db {
 	const struct pg_db_ops *ops;
 	void *drv;
 	char *name;
 	struct pg_db_stmt *stmts;
+	struct pg_db_bulk *bulks;
 	/* a SQLite handle lent by store.c: closed by its owner, not here */
 	int borrowed;
 	/* lock names taken on an engine without advisory locks (SQLite) */

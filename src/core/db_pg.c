@@ -705,6 +705,264 @@ pq_wait_notify(struct pg_db *db, int timeout_ms, char *channel, size_t clen, cha
 	}
 }
 
+/* ---- bulk insert: COPY ... FROM STDIN (FORMAT binary) ---- */
+
+/* PostgreSQL's built-in type oids (pg_type.dat) a bulk value may go into */
+enum {
+	OID_BOOL = 16,
+	OID_BYTEA = 17,
+	OID_INT8 = 20,
+	OID_INT2 = 21,
+	OID_INT4 = 23,
+	OID_TEXT = 25,
+	OID_FLOAT4 = 700,
+	OID_FLOAT8 = 701,
+	OID_BPCHAR = 1042,
+	OID_VARCHAR = 1043
+};
+
+/* The column types of b's table, read once per bulk (they outlive sessions). */
+static int
+bulk_types(struct pg_db_bulk *b)
+{
+	struct pg_db *db = b->db;
+	size_t n = strlen(b->table) + strlen(b->cols) + 32;
+	char *sql = malloc(n);
+	unsigned *oid = calloc((size_t)b->ncols, sizeof(*oid));
+	PGresult *res;
+	int rc;
+
+	if (!sql || !oid) {
+		free(sql);
+		free(oid);
+		return PG_ENOMEM;
+	}
+	snprintf(sql, n, "SELECT %s FROM %s LIMIT 0", b->cols, b->table);
+	res = PQexec(conn_of(db), sql);
+	free(sql);
+	rc = check(db, res, "bulk columns");
+	if (rc == 0 && PQnfields(res) != b->ncols)
+		rc = pg_error(PG_ESTORE, "db", "bulk insert into %s: %d columns, %d expected",
+			      b->table, PQnfields(res), b->ncols);
+	for (int c = 0; rc == 0 && c < b->ncols; c++) {
+		oid[c] = (unsigned)PQftype(res, c);
+		switch (oid[c]) {
+		case OID_BOOL:
+		case OID_BYTEA:
+		case OID_INT8:
+		case OID_INT2:
+		case OID_INT4:
+		case OID_TEXT:
+		case OID_FLOAT4:
+		case OID_FLOAT8:
+		case OID_BPCHAR:
+		case OID_VARCHAR:
+			break;
+		default:
+			rc =
+			    pg_error(PG_ENOTSUP, "db", "bulk insert into %s: column %s has type %u",
+				     b->table, PQfname(res, c), oid[c]);
+		}
+	}
+	PQclear(res);
+	if (rc < 0) {
+		free(oid);
+		return rc;
+	}
+	b->drv = oid;
+	return 0;
+}
+
+static int
+put_be64(struct pg_buf *o, uint64_t v)
+{
+	uint8_t x[8];
+
+	for (int k = 0; k < 8; k++)
+		x[k] = (uint8_t)(v >> (56 - 8 * k));
+	return pg_buf_append(o, x, 8);
+}
+
+/* An integer into an integer or boolean column, its length first. */
+static int
+put_int(struct pg_buf *o, const struct pg_db_bulk *b, int64_t i, unsigned oid, int col)
+{
+	int rc = 1; /* 1: out of range; else what appending gave */
+
+	if (oid == OID_INT8 && (rc = pg_buf_append_be32(o, 8)) == 0)
+		rc = put_be64(o, (uint64_t)i);
+	else if (oid == OID_INT4 && i >= INT32_MIN && i <= INT32_MAX &&
+		 (rc = pg_buf_append_be32(o, 4)) == 0)
+		rc = pg_buf_append_be32(o, (uint32_t)i);
+	else if (oid == OID_INT2 && i >= INT16_MIN && i <= INT16_MAX &&
+		 (rc = pg_buf_append_be32(o, 2)) == 0)
+		rc = pg_buf_append_be16(o, (uint16_t)i);
+	else if (oid == OID_BOOL && (i == 0 || i == 1) && (rc = pg_buf_append_be32(o, 1)) == 0)
+		rc = pg_buf_append_byte(o, (uint8_t)i);
+	if (rc == 1)
+		return pg_error(PG_ERANGE, "db",
+				"bulk insert into %s: %lld out of column %d's range", b->table,
+				(long long)i, col + 1);
+	return rc;
+}
+
+/* A real number into a float8 or float4 column, its length first. */
+static int
+put_real(struct pg_buf *o, double d, unsigned oid)
+{
+	float f = (float)d;
+	uint64_t u8;
+	uint32_t u4;
+
+	if (oid == OID_FLOAT4) {
+		memcpy(&u4, &f, 4);
+		return pg_buf_append_be32(o, 4) < 0 ? PG_ENOMEM : pg_buf_append_be32(o, u4);
+	}
+	memcpy(&u8, &d, 8);
+	return pg_buf_append_be32(o, 8) < 0 ? PG_ENOMEM : put_be64(o, u8);
+}
+
+static int
+is_int_oid(unsigned oid)
+{
+	return oid == OID_INT8 || oid == OID_INT4 || oid == OID_INT2 || oid == OID_BOOL;
+}
+
+/* One field of a binary COPY row: its length, then the value in the column's binary form. */
+static int
+put_field(struct pg_buf *o, const struct pg_db_bulk *b, const struct pg_db_bulk_val *v,
+	  unsigned oid, int col)
+{
+	int rc;
+
+	switch (v->type) {
+	case PG_DB_T_NULL:
+		return pg_buf_append_be32(o, 0xffffffffu);
+	case PG_DB_T_TEXT:
+		if (oid != OID_TEXT && oid != OID_VARCHAR && oid != OID_BPCHAR && oid != OID_BYTEA)
+			break;
+		if (v->v.t.len > 0x7fffffffu)
+			return PG_ETOOBIG;
+		rc = pg_buf_append_be32(o, (uint32_t)v->v.t.len);
+		return rc < 0 ? rc : pg_buf_append(o, b->text.data + v->v.t.off, v->v.t.len);
+	case PG_DB_T_INT64:
+		if (is_int_oid(oid))
+			return put_int(o, b, v->v.i, oid, col);
+		if (oid == OID_FLOAT8 || oid == OID_FLOAT4)
+			return put_real(o, (double)v->v.i, oid);
+		break;
+	case PG_DB_T_DOUBLE:
+		if (oid == OID_FLOAT8 || oid == OID_FLOAT4)
+			return put_real(o, v->v.d, oid);
+		break;
+	default:
+		break;
+	}
+	return pg_error(PG_EINVAL, "db", "bulk insert into %s: column %d (type %u) takes no %s",
+			b->table, col + 1, oid,
+			v->type == PG_DB_T_TEXT	   ? "text"
+			: v->type == PG_DB_T_INT64 ? "integer"
+						   : "real number");
+}
+
+/* The rows of b as one binary COPY stream (header, rows, trailer). */
+static int
+copy_data(const struct pg_db_bulk *b, size_t nrows, struct pg_buf *o)
+{
+	static const uint8_t head[19] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r', '\n', 0};
+	const unsigned *oid = b->drv;
+	int rc = pg_buf_reserve(o, 21 + nrows * ((size_t)b->ncols * 12 + 2) + b->text.len);
+
+	if (rc == 0)
+		rc = pg_buf_append(o, head, sizeof(head)); /* signature, flags 0, no extension */
+	for (size_t r = 0; rc == 0 && r < nrows; r++) {
+		const struct pg_db_bulk_val *row = &b->val[r * (size_t)b->ncols];
+
+		rc = pg_buf_append_be16(o, (uint16_t)b->ncols);
+		for (int c = 0; rc == 0 && c < b->ncols; c++)
+			rc = put_field(o, b, &row[c], oid[c], c);
+	}
+	return rc < 0 ? rc : pg_buf_append_be16(o, 0xffff);
+}
+
+/* Ends a COPY: its result, then the connection ready for the next command. */
+static int
+copy_result(struct pg_db *db, int64_t *rows)
+{
+	PGresult *res;
+	int rc = 0, got = 0;
+
+	while ((res = PQgetResult(conn_of(db)))) {
+		if (!got) {
+			got = 1;
+			rc = check(db, res, "bulk insert");
+			if (rc == 0)
+				*rows = strtoll(PQcmdTuples(res), NULL, 10);
+		}
+		PQclear(res);
+		if (rc == PG_ECONNLOST)
+			break; /* reconnected: that session's results are gone */
+	}
+	return got || rc < 0 ? rc : fail(db, NULL, "bulk insert");
+}
+
+static int64_t
+pq_bulk_write(struct pg_db_bulk *b)
+{
+	struct pg_db *db = b->db;
+	struct pg_buf o = PG_BUF_INIT((size_t)-1);
+	size_t n = strlen(b->table) + strlen(b->cols) + 48;
+	char *sql = malloc(n);
+	int64_t rows = 0;
+	PGresult *res;
+	int rc;
+
+	if (!sql)
+		return PG_ENOMEM;
+	if (PQstatus(conn_of(db)) == CONNECTION_BAD) {
+		reconnect(db);
+		if (PQstatus(conn_of(db)) == CONNECTION_BAD) {
+			free(sql);
+			return fail(db, NULL, "reconnect");
+		}
+	}
+	rc = b->drv ? 0 : bulk_types(b);
+	if (rc == 0)
+		rc = copy_data(b, pg_db_bulk_rows(b), &o);
+	if (rc < 0) {
+		free(sql);
+		pg_buf_release(&o);
+		return rc;
+	}
+	snprintf(sql, n, "COPY %s(%s) FROM STDIN (FORMAT binary)", b->table, b->cols);
+	res = PQexec(conn_of(db), sql);
+	free(sql);
+	if (PQresultStatus(res) != PGRES_COPY_IN) {
+		rc = fail(db, res, "bulk insert");
+		PQclear(res);
+		pg_buf_release(&o);
+		return rc < 0 ? rc : PG_ESTORE;
+	}
+	PQclear(res);
+	/* one message for the whole stream; the server answers after CopyDone */
+	if (PQputCopyData(conn_of(db), (const char *)o.data, (int)o.len) != 1 ||
+	    PQputCopyEnd(conn_of(db), NULL) != 1) {
+		pg_buf_release(&o);
+		(void)copy_result(db, &rows);
+		return fail(db, NULL, "bulk insert");
+	}
+	pg_buf_release(&o);
+	rc = copy_result(db, &rows);
+	return rc < 0 ? rc : rows;
+}
+
+static void
+pq_bulk_free(struct pg_db_bulk *b)
+{
+	free(b->drv);
+	b->drv = NULL;
+}
+
 const struct pg_db_ops pgi_db_postgres_ops = {
     .engine = PG_DB_POSTGRES,
     .open = pq_open,
@@ -732,4 +990,6 @@ const struct pg_db_ops pgi_db_postgres_ops = {
     .listen = pq_listen,
     .notify = pq_notify,
     .wait_notify = pq_wait_notify,
+    .bulk_write = pq_bulk_write,
+    .bulk_free = pq_bulk_free,
 };

@@ -96,7 +96,7 @@ try:
                                     " WHERE table_name = 'pos_txn'"))
     check(types["ts"] == "bigint" and types["est_lat"] == "double precision" and types["id"] == "bigint",
           "64-bit times and ids, double positions: %s" % types)
-    check(psql("pos_pgtest", "SELECT version FROM pg_schema WHERE area = 'pos'") == [["6"]], "pos schema recorded")
+    check(psql("pos_pgtest", "SELECT version FROM pg_schema WHERE area = 'pos'") == [["7"]], "pos schema recorded")
     idx = psql("pos_pgtest", "SELECT indexdef FROM pg_indexes WHERE indexname = 'pos_alerts_one_open'")
     check(idx and "UNIQUE" in idx[0][0], "one open alert per terminal and reason is a constraint: %s" % idx)
 
@@ -177,6 +177,17 @@ try:
     check(int(dup[0]) == int(dup[1]) and 1 <= int(dup[0]) < 40,
           "one row per key, fewer than 40 (the duplicate path was taken): %s" % dup)
     check("commit failed" not in pg.server_log(), "no failed commit in the server log")
+    # schema step 7: no foreign key (a check trigger per inserted row) and no
+    # primary key (a second B-tree per row) on pos_txn; pos_txn_once is the
+    # one unique index, and ids stay unique (an identity)
+    keys = psql("pos_pgtest", "SELECT conname FROM pg_constraint WHERE contype IN ('f', 'p')"
+                              " AND conrelid IN (SELECT oid FROM pg_class WHERE relname LIKE 'pos_txn%')")
+    check(keys == [], "no foreign or primary key left on pos_txn or its partitions: %s" % keys)
+    uniq = psql("pos_pgtest", "SELECT indexdef FROM pg_indexes WHERE tablename = 'pos_txn'"
+                              " AND indexdef LIKE 'CREATE UNIQUE%'")
+    check(len(uniq) == 1 and "(ts, tid, stan, f7)" in uniq[0][0], "pos_txn_once the unique key: %s" % uniq)
+    ids = psql("pos_pgtest", "SELECT count(*), count(DISTINCT id) FROM pos_txn")[0]
+    check(ids[0] == ids[1] and int(ids[0]) > 0, "every row its own id: %s" % ids)
 
     # a store that cannot be reached is a clear error, not a crash
     p = run("alerts", "--db", "postgresql:///x?host=/nonexistent&connect_timeout=2", check_rc=False)

@@ -30,6 +30,7 @@ open_clean(void)
 
 	assert_int_equal(pg_db_open(&db, url), 0);
 	assert_int_equal(pg_db_exec(db, "DROP TABLE IF EXISTS t_kv; DROP TABLE IF EXISTS t_mig;"
+					"DROP TABLE IF EXISTS t_bulk;"
 					"DELETE FROM pg_schema WHERE area LIKE 'test%'"),
 			 0);
 	return db;
@@ -503,6 +504,130 @@ test_redact(void **state)
 	}
 }
 
+static int64_t
+count_bulk(struct pg_db *db)
+{
+	struct pg_db_stmt *s;
+	int64_t n;
+
+	assert_int_equal(pg_db_prepare(db, "SELECT count(*) FROM t_bulk", &s), 0);
+	assert_int_equal(pg_db_step(s), 1);
+	n = pg_db_column_int64(s, 0);
+	pg_db_reset(s);
+	return n;
+}
+
+/* Row r of the bulk test: key, a 64-bit and a 32-bit integer, a real, a text or NULL. */
+static void
+add_bulk_row(struct pg_db_bulk *b, int r)
+{
+	char key[16];
+
+	snprintf(key, sizeof(key), "b%05d", r);
+	assert_int_equal(pg_db_bulk_text(b, key, -1), 0);
+	assert_int_equal(pg_db_bulk_int64(b, INT64_MIN + r), 0);
+	assert_int_equal(pg_db_bulk_int64(b, r % 2 ? INT32_MAX - r : INT32_MIN + r), 0);
+	assert_int_equal(pg_db_bulk_double(b, 0.1 * r + 1e300 * (r == 7)), 0);
+	if (r % 3 == 0)
+		assert_int_equal(pg_db_bulk_null(b), 0);
+	else /* quotes, a backslash, UTF-8 and a length that cuts the text */
+		assert_int_equal(pg_db_bulk_text(b, "it's \"q\" \\ \xc3\xa9t\xc3\xa9 cut", 16), 0);
+}
+
+static void
+test_bulk_insert(void **state)
+{
+	struct pg_db *db = open_clean();
+	struct pg_db_bulk *b, *again;
+	struct pg_db_stmt *s;
+	const int n = 3000;
+
+	(void)state;
+	assert_int_equal(pg_db_exec(db, "CREATE TABLE t_bulk(k TEXT PRIMARY KEY, i BIGINT,"
+					" s INTEGER, d DOUBLE PRECISION, t TEXT,"
+					" dflt TEXT DEFAULT 'x')"),
+			 0);
+	assert_int_equal(pg_db_bulk_open(db, "t_bulk", "k,i,s,d,t", &b), 0);
+	assert_int_equal(pg_db_bulk_write(b), 0); /* nothing added: nothing written */
+	for (int r = 0; r < n; r++)
+		add_bulk_row(b, r);
+	assert_int_equal(pg_db_bulk_rows(b), (size_t)n);
+	assert_int_equal(pg_db_bulk_write(b), n);
+	assert_int_equal(pg_db_bulk_rows(b), 0);
+	assert_int_equal(count_bulk(db), n);
+	/* every value back exactly, the column left out at its default */
+	assert_int_equal(pg_db_prepare(db, "SELECT k, i, s, d, t, dflt FROM t_bulk ORDER BY k", &s),
+			 0);
+	for (int r = 0; r < n; r++) {
+		char key[16];
+
+		snprintf(key, sizeof(key), "b%05d", r);
+		assert_int_equal(pg_db_step(s), 1);
+		assert_string_equal(pg_db_column_text(s, 0), key);
+		assert_int_equal(pg_db_column_int64(s, 1), INT64_MIN + r);
+		assert_int_equal(pg_db_column_int64(s, 2), r % 2 ? INT32_MAX - r : INT32_MIN + r);
+		assert_true(pg_db_column_double(s, 3) == 0.1 * r + 1e300 * (r == 7));
+		assert_int_equal(pg_db_column_is_null(s, 4), r % 3 == 0);
+		if (r % 3)
+			assert_string_equal(pg_db_column_text(s, 4),
+					    "it's \"q\" \\ \xc3\xa9t\xc3\xa9");
+		assert_string_equal(pg_db_column_text(s, 5), "x");
+	}
+	assert_int_equal(pg_db_step(s), 0);
+	/* one bulk per table and columns, like statements */
+	assert_int_equal(pg_db_bulk_open(db, "t_bulk", "k,i,s,d,t", &again), 0);
+	assert_ptr_equal(b, again);
+	/* a row already there: the whole write refused, none of its rows stored */
+	add_bulk_row(b, n);
+	add_bulk_row(b, 5);
+	assert_int_equal(pg_db_bulk_write(b), PG_EUNIQUE);
+	assert_int_equal(count_bulk(db), n);
+	/* the connection goes on; rows written in a transaction go with it */
+	assert_int_equal(pg_db_begin(db), 0);
+	add_bulk_row(b, n);
+	assert_int_equal(pg_db_bulk_write(b), 1);
+	assert_int_equal(pg_db_rollback(db), 0);
+	assert_int_equal(count_bulk(db), n);
+	assert_int_equal(pg_db_begin(db), 0);
+	add_bulk_row(b, n);
+	add_bulk_row(b, n + 1);
+	assert_int_equal(pg_db_bulk_write(b), 2);
+	assert_int_equal(pg_db_commit(db), 0);
+	assert_int_equal(count_bulk(db), n + 2);
+	/* an incomplete row is refused and the buffer emptied */
+	add_bulk_row(b, n + 2);
+	assert_int_equal(pg_db_bulk_text(b, "extra", -1), 0);
+	assert_int_equal(pg_db_bulk_write(b), PG_EINVAL);
+	assert_int_equal(pg_db_bulk_rows(b), 0);
+	assert_int_equal(count_bulk(db), n + 2);
+	/* PostgreSQL sends each value in its column's binary form: a 64-bit
+	 * value that an INTEGER column cannot hold is refused before sending,
+	 * text into a number column too (SQLite stores what it is given) */
+	if (pg_db_engine_of(db) == PG_DB_POSTGRES) {
+		assert_int_equal(pg_db_bulk_text(b, "big", -1), 0);
+		assert_int_equal(pg_db_bulk_int64(b, 1), 0);
+		assert_int_equal(pg_db_bulk_int64(b, (int64_t)1 << 40), 0);
+		assert_int_equal(pg_db_bulk_double(b, 1), 0);
+		assert_int_equal(pg_db_bulk_null(b), 0);
+		assert_int_equal(pg_db_bulk_write(b), PG_ERANGE);
+		assert_int_equal(pg_db_bulk_text(b, "txt", -1), 0);
+		assert_int_equal(pg_db_bulk_text(b, "12", -1), 0);
+		assert_int_equal(pg_db_bulk_int64(b, 1), 0);
+		assert_int_equal(pg_db_bulk_double(b, 1), 0);
+		assert_int_equal(pg_db_bulk_null(b), 0);
+		assert_int_equal(pg_db_bulk_write(b), PG_EINVAL);
+		assert_int_equal(count_bulk(db), n + 2);
+	}
+	/* names go into SQL: only plain identifiers; a table that is not there fails */
+	assert_int_equal(pg_db_bulk_open(db, "t_bulk; DROP TABLE t_bulk", "k", &again), PG_EINVAL);
+	assert_int_equal(pg_db_bulk_open(db, "t_bulk", "k) --", &again), PG_EINVAL);
+	assert_int_equal(pg_db_bulk_open(db, "t_none", "k", &again), 0);
+	assert_int_equal(pg_db_bulk_text(again, "a", -1), 0);
+	assert_true(pg_db_bulk_write(again) < 0);
+	assert_int_equal(count_bulk(db), n + 2);
+	pg_db_free(db);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -518,6 +643,7 @@ main(int argc, char **argv)
 	    cmocka_unit_test(test_lock_lost_connection),
 	    cmocka_unit_test(test_notify),
 	    cmocka_unit_test(test_redact),
+	    cmocka_unit_test(test_bulk_insert),
 	};
 	char dir[] = "/tmp/pg-test-db-XXXXXX";
 	int rc;

@@ -1189,6 +1189,34 @@ test_intake_codec_once(void **state)
 	assert_int_equal(
 	    count_rows(&t.st, "SELECT count(*) FROM pos_txn WHERE alert_id IS NOT NULL"), 2);
 	assert_int_equal(count_rows(&t.st, "SELECT count(*) FROM event_outbox"), 1);
+	/* a batch of stored rows and a new one (PostgreSQL: its COPY refused,
+	 * written again skipping the stored ones): the new one alone is added */
+	{
+		struct pos_record r = *pgi_pos_batch_rec(got, 0);
+
+		memcpy(r.stan, "000005", 7);
+		assert_int_equal(pgi_pos_batch_push(got, &r), 0);
+	}
+	assert_int_equal(pg_pos_batch_write(w, got, NULL), 0);
+	assert_int_equal(count_rows(&t.st, "SELECT count(*) FROM pos_txn"), 5);
+	assert_int_equal(count_rows(&t.st, "SELECT count(*) FROM pos_txn WHERE stan='000005'"), 1);
+	assert_int_equal(count_rows(&t.st, "SELECT strikes FROM pos_alerts"), 1);
+	/* and in-place rows alone (PostgreSQL: the COPY is its own transaction) */
+	pgi_pos_batch_clear(got);
+	for (int k = 0; k < 3; k++) {
+		struct pos_record r = *pgi_pos_batch_rec(b, 0);
+
+		snprintf(r.stan, sizeof(r.stan), "%06d", 100 + k);
+		assert_int_equal(pgi_pos_batch_push(got, &r), 0);
+	}
+	assert_int_equal(pg_pos_batch_write(w, got, NULL), 0);
+	assert_int_equal(pg_pos_batch_write(w, got, NULL), 0);
+	assert_int_equal(count_rows(&t.st, "SELECT count(*) FROM pos_txn"), 8);
+	assert_int_equal(count_rows(&t.st,
+				    "SELECT count(*) FROM pos_txn WHERE stan='000101'"
+				    " AND decision='in_place' AND confidence='high'"
+				    " AND rc='00' AND cell=11001 AND distance_m IS NOT NULL"),
+			 1);
 	pg_buf_release(&buf);
 	pg_pos_engine_free(w);
 	pg_pos_engine_free(e);
