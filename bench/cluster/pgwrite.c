@@ -4,8 +4,10 @@
  * thread calls) directly with batches of realistic pos_txn rows, without the
  * event loop or a load generator, and reports per batch size what the store
  * costs: CPU microseconds per row of the connection's PostgreSQL backend and
- * of the whole server (every process of the postmaster), bytes of WAL per
- * row, and wall time per batch. run: bench/cluster/pgwrite.sh.
+ * of the whole server (every process of the postmaster), of this process
+ * (payguard's side: building and sending the batches, and making the test
+ * rows), bytes of WAL per row, and wall time per batch. Run it with
+ * bench/cluster/pgwrite.sh.
  *
  * Usage: pgwrite URL ROWS SIZE...   (one JSON line per size on stdout)
  * URL must be a fresh PostgreSQL database (it is migrated here); the day
@@ -21,6 +23,7 @@
 #include "payguard/store.h"
 
 #include <dirent.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +50,17 @@ cpu_ticks(long pid)
 	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld", &ut, &st) != 2)
 		return 0;
 	return ut + st;
+}
+
+/* This process's CPU time (the writer: building and sending batches), microseconds. */
+static double
+self_us(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return 1e6 * (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
 /* The CPU ticks of the postmaster pm and of every process whose parent it is. */
@@ -174,7 +188,7 @@ main(int argc, char **argv)
 		int64_t size = atoll(argv[a]), nb = (rows + size - 1) / size;
 		long long c0, s0, c1, s1;
 		int64_t w0, w1;
-		double t0, t1;
+		double t0, t1, u0, u1;
 
 		if (size <= 0)
 			continue;
@@ -191,6 +205,7 @@ main(int argc, char **argv)
 		w0 = wal_pos(st.pdb);
 		c0 = cpu_ticks(backend);
 		s0 = server_ticks(pm);
+		u0 = self_us();
 		t0 = (double)pg_mono_ns() / 1e3;
 		for (int64_t n = 0; rc >= 0 && n < nb; n++) {
 			for (int64_t i = 0; i < size; i++) {
@@ -204,6 +219,7 @@ main(int argc, char **argv)
 			pgi_pos_batch_clear(b);
 		}
 		t1 = (double)pg_mono_ns() / 1e3;
+		u1 = self_us();
 		c1 = cpu_ticks(backend);
 		s1 = server_ticks(pm);
 		w1 = wal_pos(st.pdb);
@@ -213,13 +229,14 @@ main(int argc, char **argv)
 			return 1;
 		}
 		printf("{\"batch\": %lld, \"rows\": %lld, \"backend_us_per_row\": %.2f,"
-		       " \"server_us_per_row\": %.2f, \"wal_bytes_per_row\": %.1f,"
+		       " \"server_us_per_row\": %.2f, \"writer_us_per_row\": %.2f,"
+		       " \"wal_bytes_per_row\": %.1f,"
 		       " \"ms_per_batch\": %.3f, \"rows_per_s\": %.0f}\n",
 		       (long long)size, (long long)(nb * size),
 		       1e6 * (double)(c1 - c0) / (double)hz / (double)(nb * size),
 		       1e6 * (double)(s1 - s0) / (double)hz / (double)(nb * size),
-		       (double)(w1 - w0) / (double)(nb * size), (t1 - t0) / 1e3 / (double)nb,
-		       (double)(nb * size) / ((t1 - t0) / 1e6));
+		       (u1 - u0) / (double)(nb * size), (double)(w1 - w0) / (double)(nb * size),
+		       (t1 - t0) / 1e3 / (double)nb, (double)(nb * size) / ((t1 - t0) / 1e6));
 		fflush(stdout);
 	}
 	pg_pos_engine_free(e);

@@ -4,11 +4,13 @@
 # batches of each SIZE into a fresh database of a private PostgreSQL 15
 # (tests/fixtures/postgres.sh, the settings of bench/cluster/run.sh,
 # synchronous_commit on) and prints, per size, the backend's and the whole
-# server's CPU microseconds per row, bytes of WAL per row and milliseconds
-# per batch. With PREV=path/to/an/older/pg_pgwrite the older build runs
+# server's CPU microseconds per row, the writer's own (payguard's side),
+# bytes of WAL per row and milliseconds per batch. With PREV=path/to/an/older/pg_pgwrite the older build runs
 # interleaved with this one, each on its own database (its own schema):
 # before and after in one run. REPEATS rounds; printed and written to
-# bench/results/pgwrite-DATE.json with the load average.
+# bench/results/pgwrite-DATE.json with the load average. An older build:
+# copy bench/cluster/{pgwrite.c,CMakeLists.txt} into a checkout of it (git
+# worktree add), build target pg_pgwrite there and pass it as PREV.
 # Usage: [PREV=BIN] bench/cluster/pgwrite.sh [REPEATS] [ROWS] [SIZE...]
 #        (defaults 3, 131072, 64 512 4096)
 set -euo pipefail
@@ -64,7 +66,7 @@ import sys, json, statistics
 lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 load, variants, sizes = sys.argv[2], sys.argv[3].split(), [int(s) for s in sys.argv[4:]]
 res = {"load_average": load, "repeats": max(l["repeat"] for l in lines), "medians": []}
-keys = ["backend_us_per_row", "server_us_per_row", "wal_bytes_per_row", "ms_per_batch", "rows_per_s"]
+keys = ["backend_us_per_row", "server_us_per_row", "writer_us_per_row", "wal_bytes_per_row", "ms_per_batch", "rows_per_s"]
 for s in sizes:
     for v in variants:
         xs = [l for l in lines if l["batch"] == s and l["variant"] == v]
@@ -77,8 +79,8 @@ PY
 import json, sys
 r = json.load(open(sys.argv[1]))
 print("load average", r["load_average"])
-print("%-6s %6s %12s %12s %10s %10s %10s" % ("code", "batch", "backend us/r", "server us/r", "WAL B/row", "ms/batch", "rows/s"))
+print("%-6s %6s %12s %12s %12s %10s %10s %10s" % ("code", "batch", "backend us/r", "server us/r", "writer us/r", "WAL B/row", "ms/batch", "rows/s"))
 for m in r["medians"]:
-    print("%-6s %6d %12.2f %12.2f %10.1f %10.3f %10.0f" % (m["variant"], m["batch"], m["backend_us_per_row"], m["server_us_per_row"], m["wal_bytes_per_row"], m["ms_per_batch"], m["rows_per_s"]))
+    print("%-6s %6d %12.2f %12.2f %12.2f %10.1f %10.3f %10.0f" % (m["variant"], m["batch"], m["backend_us_per_row"], m["server_us_per_row"], m["writer_us_per_row"], m["wal_bytes_per_row"], m["ms_per_batch"], m["rows_per_s"]))
 ' "$res"
 echo "written: $res"

@@ -97,7 +97,8 @@ int pg_db_checkpoint(struct pg_db *db);
 /*
  * Bulk insert: many rows into one table in one call, all or none. Values
  * are added row after row, each row's in the order of `cols` (a
- * comma-separated column list), with the same types as binds; the other
+ * comma-separated list of plain lower-case names, no spaces; the table's
+ * name is plain too), with the same types as binds; the other
  * columns take their defaults. pg_db_bulk_write writes the rows added since
  * the last write in one step and drops them from the buffer whatever the
  * outcome: on PostgreSQL one COPY ... FROM STDIN (FORMAT binary), each

@@ -944,14 +944,17 @@ pq_bulk_write(struct pg_db_bulk *b)
 		return rc < 0 ? rc : PG_ESTORE;
 	}
 	PQclear(res);
-	/* one message for the whole stream; the server answers after CopyDone */
-	if (PQputCopyData(conn_of(db), (const char *)o.data, (int)o.len) != 1 ||
-	    PQputCopyEnd(conn_of(db), NULL) != 1) {
-		pg_buf_release(&o);
-		(void)copy_result(db, &rows);
-		return fail(db, NULL, "bulk insert");
+	/* the stream in messages of at most 1 MiB; the server answers after CopyDone */
+	for (size_t off = 0; rc == 0 && off < o.len; off += 1u << 20) {
+		size_t k = o.len - off < (1u << 20) ? o.len - off : 1u << 20;
+
+		rc = PQputCopyData(conn_of(db), (const char *)o.data + off, (int)k) == 1 ? 0 : -1;
 	}
 	pg_buf_release(&o);
+	if (rc < 0 || PQputCopyEnd(conn_of(db), NULL) != 1) {
+		rc = copy_result(db, &rows);
+		return rc < 0 ? rc : fail(db, NULL, "bulk insert");
+	}
 	rc = copy_result(db, &rows);
 	return rc < 0 ? rc : rows;
 }

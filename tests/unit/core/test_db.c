@@ -618,13 +618,35 @@ test_bulk_insert(void **state)
 		assert_int_equal(pg_db_bulk_write(b), PG_EINVAL);
 		assert_int_equal(count_bulk(db), n + 2);
 	}
+	/* a write larger than one COPY message (1 MiB): sent in pieces, stored whole */
+	{
+		size_t big = (3u << 20) + 7;
+		char *txt = malloc(big);
+
+		assert_non_null(txt);
+		for (size_t k = 0; k < big; k++)
+			txt[k] = (char)('a' + k % 26);
+		assert_int_equal(pg_db_bulk_text(b, "big", -1), 0);
+		assert_int_equal(pg_db_bulk_null(b), 0);
+		assert_int_equal(pg_db_bulk_null(b), 0);
+		assert_int_equal(pg_db_bulk_null(b), 0);
+		assert_int_equal(pg_db_bulk_text(b, txt, (long)big), 0);
+		assert_int_equal(pg_db_bulk_write(b), 1);
+		assert_int_equal(pg_db_prepare(db, "SELECT t FROM t_bulk WHERE k = 'big'", &s), 0);
+		assert_int_equal(pg_db_step(s), 1);
+		assert_int_equal(strlen(pg_db_column_text(s, 0)), big);
+		assert_memory_equal(pg_db_column_text(s, 0), txt, big);
+		pg_db_reset(s);
+		free(txt);
+	}
+	assert_int_equal(count_bulk(db), n + 3);
 	/* names go into SQL: only plain identifiers; a table that is not there fails */
 	assert_int_equal(pg_db_bulk_open(db, "t_bulk; DROP TABLE t_bulk", "k", &again), PG_EINVAL);
 	assert_int_equal(pg_db_bulk_open(db, "t_bulk", "k) --", &again), PG_EINVAL);
 	assert_int_equal(pg_db_bulk_open(db, "t_none", "k", &again), 0);
 	assert_int_equal(pg_db_bulk_text(again, "a", -1), 0);
 	assert_true(pg_db_bulk_write(again) < 0);
-	assert_int_equal(count_bulk(db), n + 2);
+	assert_int_equal(count_bulk(db), n + 3);
 	pg_db_free(db);
 }
 
