@@ -1159,37 +1159,47 @@ needs_more(const struct pg_pos_engine *e, const struct pos_record *q, size_t n)
 }
 
 /*
+ * PostgreSQL: batches of fewer rows than this are written as the unnest()
+ * insert with ON CONFLICT DO NOTHING at once: a COPY's set-up and its second
+ * round trip cost more than it saves on a few rows (bench/cluster/pgwrite.sh:
+ * even at 4 rows, cheaper from 16).
+ */
+#define BULK_MIN_ROWS 8
+
+/*
  * Writes records [0, n) in one transaction, tried up to `tries` times on a
  * busy store or a lost connection. On PostgreSQL the rows go in as one
  * binary COPY (db.h bulk insert): no statement to parse or plan, no arrays
- * to take apart, and the server fills a page of rows at a time (a third of
- * the CPU and a tenth less WAL per row than an INSERT from unnest() arrays;
- * bench/cluster/pgwrite.sh). A batch with no moved and no reported
- * transaction is the COPY alone, its own transaction in one exchange. A
- * COPY has no ON CONFLICT: rows already stored only come from a retry after
- * a lost connection or a stream's redelivery, pos_txn_once refuses them and
- * the whole batch, rolled back, is written again as an INSERT from arrays
- * with ON CONFLICT DO NOTHING (RETURNING the new rows where alerts need
- * them), so each row is stored once either way.
+ * to take apart, and the server fills a page of rows at a time (less than
+ * half the CPU and a tenth less WAL per row than an INSERT from unnest()
+ * arrays; bench/cluster/pgwrite.sh). A batch with no moved and no reported
+ * transaction is the COPY alone, its own transaction. A COPY has no ON
+ * CONFLICT: rows already stored only come from a retry after a lost
+ * connection or a stream's redelivery, pos_txn_once refuses them and the
+ * whole batch, rolled back, is written again as an INSERT from arrays with
+ * ON CONFLICT DO NOTHING (RETURNING the new rows where alerts need them),
+ * so each row is stored once either way. A batch of a few rows is that
+ * INSERT from the start (BULK_MIN_ROWS).
  */
 static int
 write_records(struct pg_pos_engine *e, const struct pos_record *q, size_t n, int *abort, int tries)
 {
-	struct write_job j = {e, q, n, abort, 0};
+	int small = n < BULK_MIN_ROWS;
+	struct write_job j = {e, q, n, abort, small};
 	int rc;
 
 	if (!e->bulk)
 		return pg_db_transact(e->st->pdb, write_batch, &j, tries);
 	if (needs_more(e, q, n)) {
 		rc = pg_db_transact(e->st->pdb, write_batch, &j, tries);
-		if (rc == PG_EUNIQUE) {
+		if (rc == PG_EUNIQUE && !small) {
 			j.dedup = 1;
 			rc = pg_db_transact(e->st->pdb, write_batch, &j, tries);
 		}
 		return rc;
 	}
 	for (int t = 1, wait_ms = 5;; t++) {
-		rc = insert_bulk(e, q, n, NULL);
+		rc = small ? PG_EUNIQUE : insert_bulk(e, q, n, NULL);
 		if (rc == PG_EUNIQUE)
 			rc = insert_arrays(e, e->ins_arr_dedup, q, n, NULL);
 		if (rc >= 0 || (rc != PG_EBUSY && rc != PG_ECONNLOST) || t >= tries)

@@ -1189,29 +1189,34 @@ test_intake_codec_once(void **state)
 	assert_int_equal(
 	    count_rows(&t.st, "SELECT count(*) FROM pos_txn WHERE alert_id IS NOT NULL"), 2);
 	assert_int_equal(count_rows(&t.st, "SELECT count(*) FROM event_outbox"), 1);
-	/* a batch of stored rows and a new one (PostgreSQL: its COPY refused,
-	 * written again skipping the stored ones): the new one alone is added */
-	{
+	/* stored rows and new ones, enough for a COPY on PostgreSQL (8 or more):
+	 * the COPY refused, the batch written again skipping the stored rows,
+	 * and only the new ones stored; the alert is not struck again */
+	for (int k = 5; k < 10; k++) {
 		struct pos_record r = *pgi_pos_batch_rec(got, 0);
 
-		memcpy(r.stan, "000005", 7);
+		snprintf(r.stan, sizeof(r.stan), "%06d", k);
 		assert_int_equal(pgi_pos_batch_push(got, &r), 0);
 	}
+	assert_int_equal(pg_pos_batch_n(got), 9);
 	assert_int_equal(pg_pos_batch_write(w, got, NULL), 0);
-	assert_int_equal(count_rows(&t.st, "SELECT count(*) FROM pos_txn"), 5);
-	assert_int_equal(count_rows(&t.st, "SELECT count(*) FROM pos_txn WHERE stan='000005'"), 1);
+	assert_int_equal(count_rows(&t.st, "SELECT count(*) FROM pos_txn"), 9);
+	assert_int_equal(count_rows(&t.st, "SELECT count(*) FROM pos_txn WHERE stan='000009'"), 1);
 	assert_int_equal(count_rows(&t.st, "SELECT strikes FROM pos_alerts"), 1);
-	/* and in-place rows alone (PostgreSQL: the COPY is its own transaction) */
-	pgi_pos_batch_clear(got);
-	for (int k = 0; k < 3; k++) {
-		struct pos_record r = *pgi_pos_batch_rec(b, 0);
+	/* in-place rows alone (PostgreSQL: the COPY is its own transaction), as
+	 * a COPY (10 rows) and as a small batch (3), each written twice */
+	for (int size = 10, base = 100; size > 0; base += size, size = size == 10 ? 3 : 0) {
+		pgi_pos_batch_clear(got);
+		for (int k = 0; k < size; k++) {
+			struct pos_record r = *pgi_pos_batch_rec(b, 0);
 
-		snprintf(r.stan, sizeof(r.stan), "%06d", 100 + k);
-		assert_int_equal(pgi_pos_batch_push(got, &r), 0);
+			snprintf(r.stan, sizeof(r.stan), "%06d", base + k);
+			assert_int_equal(pgi_pos_batch_push(got, &r), 0);
+		}
+		assert_int_equal(pg_pos_batch_write(w, got, NULL), 0);
+		assert_int_equal(pg_pos_batch_write(w, got, NULL), 0);
 	}
-	assert_int_equal(pg_pos_batch_write(w, got, NULL), 0);
-	assert_int_equal(pg_pos_batch_write(w, got, NULL), 0);
-	assert_int_equal(count_rows(&t.st, "SELECT count(*) FROM pos_txn"), 8);
+	assert_int_equal(count_rows(&t.st, "SELECT count(*) FROM pos_txn"), 22);
 	assert_int_equal(count_rows(&t.st,
 				    "SELECT count(*) FROM pos_txn WHERE stan='000101'"
 				    " AND decision='in_place' AND confidence='high'"
@@ -1250,6 +1255,8 @@ main(int argc, char **argv)
 	const struct CMUnitTest pg_tests[] = {
 	    cmocka_unit_test(test_cells_import_estimate),
 	    cmocka_unit_test(test_policy_and_alerts),
+	    /* the sink's writer: PostgreSQL's COPY and its fallbacks */
+	    cmocka_unit_test(test_intake_codec_once),
 	};
 
 	if (argc == 2 && strcmp(argv[1], "--postgres") == 0) {
