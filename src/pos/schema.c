@@ -142,8 +142,8 @@ static const struct pg_db_migration migrations[] = {
      * - pos_txn loses its primary key (id, ts), one of the two B-trees every
      *   row went into (75 of 363 bytes of WAL per row). id stays, an
      *   identity, so unique without an index; no query of the intake looks
-     *   a row up by id, and the few that read id (serve's retention of the
-     *   newest rows, the terminal list's newest row) scan pos_txn anyway.
+     *   a row up by id. serve's retention (max(id) once a minute, then a
+     *   DELETE by id) and the terminal list (grouping all of pos_txn) scan.
      *   pos_txn_once (ts, tid, stan, f7) is the key rows are found by.
      * The constraints' names differ between stores that came through step
      * 4 and new ones: found by their table.
