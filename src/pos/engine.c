@@ -115,7 +115,8 @@ struct pg_pos_engine {
 	struct pg_db_stmt *ins_arr, *ins_arr_dedup;
 	struct pg_buf cols[TXN_COLS]; /* the array literals being built */
 	/* PostgreSQL: a batch as one binary COPY (db.h bulk insert), the first
-	 * try of every batch; the arrays only when it met a row already stored */
+	 * try of every batch of BULK_MIN_ROWS or more; the arrays when it met a
+	 * row already stored, or for a smaller batch */
 	struct pg_db_bulk *bulk;
 };
 
@@ -150,10 +151,11 @@ static const char *const txn_types[TXN_COLS] = {
     "float8", "float8", "float8", "text", "int",  "int",  "int",  "bigint", "bigint", "text"};
 
 /*
- * PostgreSQL: the binary COPY that writes every batch (write_records), and
- * for a batch it refused (a row stored already) one INSERT ... SELECT FROM
- * unnest() ... ON CONFLICT DO NOTHING, each column one array parameter: 20
- * parameters per batch whatever its size, one round trip.
+ * PostgreSQL: the binary COPY that writes a batch (write_records), and for
+ * a batch it refused (a row stored already) or a batch of a few rows one
+ * INSERT ... SELECT FROM unnest() ... ON CONFLICT DO NOTHING, each column
+ * one array parameter: 20 parameters per batch whatever its size, one round
+ * trip.
  */
 static int
 prepare_arrays(struct pg_pos_engine *e)
