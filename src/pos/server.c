@@ -1273,13 +1273,16 @@ serve_free(struct server *s)
  * journal of a few hundred kB after each multi-row insert of a group
  * commit; glibc gave it back to the kernel (brk) every time and the next
  * batch faulted the pages in again, 10-15 % of the server's CPU per
- * transaction (perf, issue 18). The heap's high-water mark stays instead.
+ * transaction (perf, issue 18). The heap's high-water mark stays instead,
+ * up to 64 MB of free memory at its top; blocks up to 4 MB come from the
+ * heap, not mmap (a fixed trim threshold would otherwise pin mmap's at
+ * 128 kB). It is process-wide: the daemon's POS worker sets it too.
  */
 static void
 heap_keep(void)
 {
-	mallopt(M_TRIM_THRESHOLD, 256 << 20);
-	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	mallopt(M_MMAP_THRESHOLD, 4 << 20);
 }
 
 int
