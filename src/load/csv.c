@@ -678,6 +678,41 @@ row_vm(char *line, size_t len, const char cur[128], char vm[128], int *same)
 	return comma;
 }
 
+/* More rows of out's VM in the bulk form (plain decimals, none below 0),
+ * once a row of it was read well: the rows taken; *err set when the series
+ * is full. */
+static size_t
+csv_bulk(struct load_csv_reader *r, struct pg_load_series *out, int *err)
+{
+	double bulk[FAST_ROWS * (CSV_COLS - 1)];
+	size_t got;
+
+	if (r->pending || r->eof || !r->rows_ok || *err || !out->vm[0])
+		return 0;
+	got = lines_fast(&r->lines, ',', out->vm, strlen(out->vm), 1, bulk, CSV_COLS - 1);
+
+	for (size_t i = 0; i < got; i++) {
+		const double *f = bulk + i * (CSV_COLS - 1);
+		struct pg_load_sample s;
+		int rc;
+
+		r->line++;
+		s.ts_ms = (int64_t)f[0]; /* below 10^15: the bulk path's numbers */
+		for (size_t m = 0; m < PG_LOAD_NMETRICS; m++)
+			s.v[m] = f[1 + m];
+		s.v[PG_LOAD_CPU] = load_pct(s.v[PG_LOAD_CPU]);
+		s.v[PG_LOAD_MEM] = load_pct(s.v[PG_LOAD_MEM]);
+		if (out->n < out->cap)
+			out->s[out->n++] = s;
+		else if ((rc = pg_load_series_push(out, &s)) < 0) {
+			*err = rc; /* the VM is rejected; its other rows skipped */
+			break;
+		}
+		r->rows_ok++;
+	}
+	return got;
+}
+
 int
 pgi_load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 {
@@ -691,32 +726,8 @@ pgi_load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 		size_t lineno, len;
 		char *comma;
 
-		if (!r->pending && !r->eof && r->rows_ok && !err && out->vm[0]) {
-			/* More rows of this VM, plain decimals, none below 0: in bulk. */
-			double bulk[FAST_ROWS * (CSV_COLS - 1)];
-			size_t got = lines_fast(&r->lines, ',', out->vm, strlen(out->vm), 1, bulk,
-						CSV_COLS - 1);
-
-			for (size_t i = 0; i < got; i++) {
-				const double *f = bulk + i * (CSV_COLS - 1);
-
-				r->line++;
-				s.ts_ms = (int64_t)f[0]; /* below 10^15: the bulk path's numbers */
-				for (size_t m = 0; m < PG_LOAD_NMETRICS; m++)
-					s.v[m] = f[1 + m];
-				s.v[PG_LOAD_CPU] = load_pct(s.v[PG_LOAD_CPU]);
-				s.v[PG_LOAD_MEM] = load_pct(s.v[PG_LOAD_MEM]);
-				if (out->n < out->cap)
-					out->s[out->n++] = s;
-				else if ((rc = pg_load_series_push(out, &s)) < 0) {
-					err = rc; /* the VM is rejected; its other rows skipped */
-					break;
-				}
-				r->rows_ok++;
-			}
-			if (got)
-				continue;
-		}
+		if (csv_bulk(r, out, &err))
+			continue;
 		if (r->pending) {
 			snprintf(pend, sizeof(pend), "%s", r->pending);
 			free(r->pending);

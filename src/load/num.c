@@ -582,6 +582,55 @@ same_prefix(const char *p, const char *prefix, size_t plen, __m128i pre, unsigne
 }
 
 #define CHUNK 1024 /* fields converted at once */
+
+/* Separators and newlines found 64 bytes at a time, taken in order. */
+struct seps {
+	const char *base, *lim;
+	uint64_t mask; /* those of [base, base + 64) not taken yet */
+	__m128i vs, vn;
+};
+
+/* The next separator or newline into *e; 0 where that needs a read past lim. */
+static inline __attribute__((always_inline)) int
+next_sep(struct seps *sc, const char **e)
+{
+	while (!sc->mask) {
+		sc->base += 64;
+		if (sc->base + 64 > sc->lim)
+			return 0;
+		sc->mask = block_mask(sc->base, sc->vs, sc->vn);
+	}
+	*e = sc->base + __builtin_ctzll(sc->mask);
+	sc->mask &= sc->mask - 1;
+	return 1;
+}
+
+/*
+ * The n fields of a row from s: their bits into o and divisors into dv, *neg
+ * set for a value below 0; past the row's newline, or NULL when a field is
+ * not in the bulk form or the row ends otherwise.
+ */
+static inline __attribute__((always_inline)) const char *
+bulk_fields(struct seps *sc, const char *s, const char *end, char sep, size_t n, double *o,
+	    uint8_t *dv, unsigned *neg)
+{
+	for (size_t j = 0; j < n; j++) {
+		const char *e, *fe;
+		uint64_t bits;
+
+		if (!next_sep(sc, &e) || e >= end || *e != (j + 1 < n ? sep : '\n'))
+			return NULL;
+		while (*s == ' ' || *s == '\t')
+			s++;
+		fe = e - (j + 1 == n && e > s && e[-1] == '\r');
+		if (s + 16 > sc->lim || !short_field(s, (size_t)(fe - s), &bits, &dv[j]))
+			return NULL;
+		memcpy(&o[j], &bits, sizeof(bits));
+		*neg |= (dv[j] >> 4) & (bits != 0); /* below 0: "-0" is not */
+		s = e + 1;
+	}
+	return s;
+}
 #endif
 
 const char *
@@ -590,76 +639,40 @@ pgi_load_fast_rows(const char *p, const char *end, const char *lim, char sep, co
 {
 	size_t r = 0;
 #ifdef __SSE2__
-	const __m128i vs = _mm_set1_epi8(sep), vn = _mm_set1_epi8('\n');
-	const char *base = p;
+	struct seps sc = {p, lim, 0, _mm_set1_epi8(sep), _mm_set1_epi8('\n')};
 	uint8_t div[CHUNK];
 	size_t r0 = 0, per = n ? CHUNK / n : 0; /* rows a chunk */
-	uint64_t mask;
 	char pre[16] = {0};
 	const unsigned pmask = plen < 16 ? 0xffffu & ~((1u << plen) - 1) : 0;
 	__m128i prev;
 
 	if (per == 0 || sep == ' ' || sep == '\t' || sep == '\r' || p + 64 > lim)
-		goto stop;
+		goto out;
 	if (plen)
 		memcpy(pre, prefix, plen < 16 ? plen : 16);
 	prev = _mm_loadu_si128((const __m128i *)(const void *)pre);
-	mask = block_mask(base, vs, vn);
-	/* The next separator or newline into e; the run stops before a read past lim. */
-#define NEXT_SEP(e)                                                                                \
-	do {                                                                                       \
-		while (!mask) {                                                                    \
-			base += 64;                                                                \
-			if (base + 64 > lim)                                                       \
-				goto flush;                                                        \
-			mask = block_mask(base, vs, vn);                                           \
-		}                                                                                  \
-		(e) = base + __builtin_ctzll(mask);                                                \
-		mask &= mask - 1;                                                                  \
-	} while (0)
+	sc.mask = block_mask(p, sc.vs, sc.vn);
 	while (r < max) {
 		const char *s = p, *e;
-		uint8_t *dv = div + (r - r0) * n;
-		double *o = v + r * n;
-		unsigned bad = 0;
+		unsigned neg = 0;
 
 		if (r - r0 == per) {
 			to_doubles(v + r0 * n, div, per * n);
 			r0 = r;
-			dv = div;
 		}
-		if (plen) {
-			NEXT_SEP(e);
-			if ((size_t)(e - p) != plen || e >= end || *e != sep || p + 16 > lim ||
-			    !same_prefix(p, prefix, plen, prev, pmask))
-				goto flush;
-			s = e + 1;
-		}
-		for (size_t j = 0; j < n; j++) {
-			const char *fe;
-			uint64_t bits;
-
-			NEXT_SEP(e);
-			if (e >= end || *e != (j + 1 < n ? sep : '\n'))
-				goto flush;
-			while (*s == ' ' || *s == '\t')
-				s++;
-			fe = e - (j + 1 == n && e > s && e[-1] == '\r');
-			if (s + 16 > lim || !short_field(s, (size_t)(fe - s), &bits, &dv[j]))
-				goto flush;
-			memcpy(&o[j], &bits, sizeof(bits));
-			bad |= (dv[j] >> 4) & (bits != 0); /* below 0: "-0" is not */
-			s = e + 1;
-		}
-		if ((nonneg && bad) || (size_t)(s - p) > LOAD_LINE_MAX - 1)
-			goto flush; /* the checking path says why, or takes the long line */
+		if (plen &&
+		    (!next_sep(&sc, &e) || (size_t)(e - p) != plen || e >= end || *e != sep ||
+		     p + 16 > lim || !same_prefix(p, prefix, plen, prev, pmask)))
+			break;
+		s = plen ? e + 1 : p;
+		s = bulk_fields(&sc, s, end, sep, n, v + r * n, div + (r - r0) * n, &neg);
+		if (!s || (nonneg && neg) || (size_t)(s - p) > LOAD_LINE_MAX - 1)
+			break; /* the checking path says why, or takes the long line */
 		r++;
 		p = s;
 	}
-#undef NEXT_SEP
-flush:
 	to_doubles(v + r0 * n, div, (r - r0) * n);
-stop:
+out:
 #else
 	(void)end;
 	(void)lim;
