@@ -389,8 +389,7 @@ FN(fused_body)(const T *restrict xt, size_t n, size_t D, const FN(vec) *restrict
 					nchg[0] += labels[o + l] != tmp[l];
 					if (incr && labels[o + l] != tmp[l])
 						FN(move_point)
-						(ps, D, k, blk + h * KM_L + l, KM_B, labels[o + l],
-						 tmp[l]);
+					(ps, D, k, blk + h * KM_L + l, KM_B, labels[o + l], tmp[l]);
 					labels[o + l] = tmp[l];
 				}
 			} else {
@@ -402,8 +401,7 @@ FN(fused_body)(const T *restrict xt, size_t n, size_t D, const FN(vec) *restrict
 					for (size_t l = 0; l < KM_L; l++)
 						if (ch[l])
 							FN(move_point)
-							(ps, D, k, blk + h * KM_L + l, KM_B, old[l],
-							 li[l]);
+				(ps, D, k, blk + h * KM_L + l, KM_B, old[l], li[l]);
 				memcpy(labels + o, &li, sizeof(li));
 			}
 		}
@@ -686,7 +684,7 @@ FN(chunk)(void *arg, size_t ci)
 				changed += m->labels[i + b] != bl[b];
 				if (incr && m->labels[i + b] != bl[b])
 					FN(move_point)
-					(ps, d, k, m->x + (i + b) * d, 1, m->labels[i + b], bl[b]);
+				(ps, d, k, m->x + (i + b) * d, 1, m->labels[i + b], bl[b]);
 				m->labels[i + b] = bl[b];
 				if (m->ub) {
 					m->ub[i + b] = sqrt((double)bd[b]);
@@ -709,7 +707,7 @@ FN(chunk)(void *arg, size_t ci)
 						changed++;
 						if (incr)
 							FN(move_point)
-							(ps, d, k, m->x + i * d, 1, a, bl[0]);
+						(ps, d, k, m->x + i * d, 1, a, bl[0]);
 						m->labels[i] = bl[0];
 					}
 					u = sqrt((double)bd[0]);
@@ -741,17 +739,67 @@ FN(chunk)(void *arg, size_t ci)
 	}
 }
 
+/* Transposing or summing one chunk of KM_CHUNK rows, on the threads. */
+struct FN(rows) {
+	const T *x, *xt, *c;
+	T *out;
+	const int32_t *labels;
+	size_t n, d;
+	double *part; /* per chunk: its inertia */
+};
+
+static void
+FN(transpose_chunk)(void *arg, size_t ci)
+{
+	struct FN(rows) *r = arg;
+	size_t lo = ci * KM_CHUNK, nr = r->n - lo < KM_CHUNK ? r->n - lo : KM_CHUNK;
+
+	FN(transpose)(r->x + lo * r->d, nr, r->d, r->out + (lo / KM_B) * r->d * KM_B);
+}
+
 /* The transposed copy used by the small-d kernels, or NULL for large d. */
 static int
-FN(make_xt)(const T *x, size_t n, size_t d, T **xt)
+FN(make_xt)(const T *x, size_t n, size_t d, size_t nthreads, T **xt)
 {
+	struct FN(rows) r = {.x = x, .n = n, .d = d};
+
 	*xt = NULL;
 	if (d > KM_XT_D)
 		return 0;
 	*xt = malloc(((n + KM_B - 1) / KM_B) * KM_B * d * sizeof(T));
 	if (!*xt)
 		return pg_error(PG_ENOMEM, "kmeans", "work space for %zu rows", n);
-	FN(transpose)(x, n, d, *xt);
+	r.out = *xt;
+	km_parallel(FN(transpose_chunk), &r, (n + KM_CHUNK - 1) / KM_CHUNK, nthreads);
+	return 0;
+}
+
+static void
+FN(inertia_chunk)(void *arg, size_t ci)
+{
+	struct FN(rows) *r = arg;
+	size_t lo = ci * KM_CHUNK, nr = r->n - lo < KM_CHUNK ? r->n - lo : KM_CHUNK;
+
+	r->part[ci] =
+	    FN(inertia_soa)(r->xt + (lo / KM_B) * r->d * KM_B, nr, r->d, r->c, r->labels + lo);
+}
+
+/* The final inertia over the threads: chunks' sums added in chunk order. */
+static int
+FN(inertia_par)(const T *xt, size_t n, size_t d, const T *c, const int32_t *labels, size_t nthreads,
+		double *out)
+{
+	size_t nchunks = (n + KM_CHUNK - 1) / KM_CHUNK;
+	struct FN(rows) r = {.xt = xt, .c = c, .labels = labels, .n = n, .d = d};
+
+	r.part = malloc(nchunks * sizeof(double));
+	if (!r.part)
+		return pg_error(PG_ENOMEM, "kmeans", "work space for %zu rows", n);
+	km_parallel(FN(inertia_chunk), &r, nchunks, nthreads);
+	*out = 0;
+	for (size_t i = 0; i < nchunks; i++)
+		*out += r.part[i];
+	free(r.part);
 	return 0;
 }
 
@@ -1328,7 +1376,9 @@ FN(single)(const T *x, const T *xt, size_t n, size_t d, const struct pg_kmeans_p
 	}
 	info->inertia = 0;
 	if (xt) {
-		info->inertia = FN(inertia_soa)(xt, n, d, m.c, labels);
+		rc = FN(inertia_par)(xt, n, d, m.c, labels, nthreads, &info->inertia);
+		if (rc < 0)
+			goto out;
 	} else {
 		for (size_t i = 0; i < n; i++)
 			info->inertia +=
@@ -1376,7 +1426,7 @@ FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_
 		rc = pg_error(PG_ENOMEM, "kmeans", "work space for %zu rows", n);
 		goto out;
 	}
-	rc = FN(make_xt)(x, n, d, &xt);
+	rc = FN(make_xt)(x, n, d, p->n_threads > 0 ? (size_t)p->n_threads : 1, &xt);
 	if (rc < 0)
 		goto out;
 	info->inertia = INFINITY;
@@ -1420,7 +1470,7 @@ FN(plusplus_alone)(const T *x, size_t n, size_t d, size_t k, struct km_rng *rng,
 		   double *centers)
 {
 	T *xt;
-	int rc = FN(make_xt)(x, n, d, &xt);
+	int rc = FN(make_xt)(x, n, d, n_threads > 0 ? (size_t)n_threads : 1, &xt);
 
 	if (rc == 0)
 		rc = FN(plusplus)(x, xt, n, d, k, rng, n_threads > 0 ? (size_t)n_threads : 1,
