@@ -23,8 +23,8 @@ already in memory).
 Single fits, float32 and float64, over issue 18's grid (n 100k-2M, d 2-64,
 k 4-64): 2,000,000 x 2, k = 4; 1,000,000 x 4, k = 8; 500,000 x 8, k = 16;
 100,000 x 16, k = 8; 200,000 x 32, k = 20; 100,000 x 64, k = 64; and with
-very unequal cluster sizes (weights 1, 1/4, 1/9, ...) 1,000,000 x 4, k = 8
-and 500,000 x 8, k = 16. scikit-learn's Lloyd and Elkan against payguard's
+very unequal cluster sizes (weights 1, 1/4, 1/9, ...) 500,000 x 4, k = 8
+and 200,000 x 8, k = 16. scikit-learn's Lloyd and Elkan against payguard's
 Lloyd and Hamerly, each side's best algorithm compared; the inertia of
 payguard's result is compared with that of scikit-learn's labels and centers
 recomputed in float64 (scikit-learn sums a float32 inertia in float32, which
@@ -177,7 +177,7 @@ def fit_case(bench, tmp, X, init, repeat):
 FIT_SHAPES = (  # n, d, k, cluster sizes
     (2_000_000, 2, 4, "even"), (1_000_000, 4, 8, "even"), (500_000, 8, 16, "even"),
     (100_000, 16, 8, "even"), (200_000, 32, 20, "even"), (100_000, 64, 64, "even"),
-    (1_000_000, 4, 8, "uneven"), (500_000, 8, 16, "uneven"))
+    (500_000, 4, 8, "uneven"), (200_000, 8, 16, "uneven"))
 
 
 def blobs(n, d, k, seed, sizes="even"):
