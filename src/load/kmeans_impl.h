@@ -826,21 +826,51 @@ FN(col_sqdev)(const T *restrict x, size_t n, size_t d, const double *restrict me
 		}
 }
 
-static int
-FN(mean_variance)(const T *x, size_t n, size_t d, double *out)
+/* One chunk of rows of either pass, into the chunk's d partial sums. */
+struct FN(mv) {
+	const T *x;
+	size_t n, d;
+	const double *mean; /* NULL: the first pass (sums) */
+	double *part;	    /* nchunks x d */
+};
+
+static void
+FN(mv_chunk)(void *arg, size_t ci)
 {
+	struct FN(mv) *s = arg;
+	size_t lo = ci * KM_CHUNK, nr = s->n - lo < KM_CHUNK ? s->n - lo : KM_CHUNK, d = s->d;
+	const T *x = s->x + lo * d;
+	double *ps = s->part + ci * d;
+
+	memset(ps, 0, d * sizeof(double));
+	if (!s->mean && d == 4)
+		FN(col_sums)(x, nr, 4, ps);
+	else if (!s->mean)
+		FN(col_sums)(x, nr, d, ps);
+	else if (d == 4)
+		FN(col_sqdev)(x, nr, 4, s->mean, ps);
+	else
+		FN(col_sqdev)(x, nr, d, s->mean, ps);
+}
+
+static int
+FN(mean_variance)(const T *x, size_t n, size_t d, size_t nthreads, double *out)
+{
+	size_t nchunks = (n + KM_CHUNK - 1) / KM_CHUNK;
 	double *mean = calloc(d, sizeof(double)), *var = calloc(d, sizeof(double)), tot = 0;
+	struct FN(mv) s = {.x = x, .n = n, .d = d};
 	int rc = 0;
 
-	if (!mean || !var) {
+	s.part = malloc(nchunks * d * sizeof(double));
+	if (!mean || !var || !s.part) {
 		rc = pg_error(PG_ENOMEM, "kmeans", "variance of %zu columns", d);
 		goto out;
 	}
-	/* Each column summed in row order, as before; a constant d vectorises over columns. */
-	if (d == 4)
-		FN(col_sums)(x, n, 4, mean);
-	else
-		FN(col_sums)(x, n, d, mean);
+	/* Per chunk of rows on the threads, the chunks' sums added in chunk order. */
+	km_parallel(FN(mv_chunk), &s, nchunks, nthreads);
+	for (size_t c = 0; c < nchunks; c++)
+		for (size_t j = 0; j < d; j++)
+			mean[j] += s.part[c * d + j];
 	for (size_t j = 0; j < d; j++) {
 		if (!isfinite(mean[j])) {
 			for (size_t i = 0; i < n; i++)
@@ -855,16 +885,18 @@ FN(mean_variance)(const T *x, size_t n, size_t d, double *out)
 		}
 		mean[j] /= (double)n;
 	}
-	if (d == 4)
-		FN(col_sqdev)(x, n, 4, mean, var);
-	else
-		FN(col_sqdev)(x, n, d, mean, var);
+	s.mean = mean;
+	km_parallel(FN(mv_chunk), &s, nchunks, nthreads);
+	for (size_t c = 0; c < nchunks; c++)
+		for (size_t j = 0; j < d; j++)
+			var[j] += s.part[c * d + j];
 	for (size_t j = 0; j < d; j++)
 		tot += var[j] / (double)n;
 	*out = tot / (double)d;
 out:
 	free(mean);
 	free(var);
+	free(s.part);
 	return rc;
 }
 
@@ -1414,7 +1446,7 @@ FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_
 	struct km_rng rng;
 	int rc;
 
-	rc = FN(mean_variance)(x, n, d, &tol_abs);
+	rc = FN(mean_variance)(x, n, d, p->n_threads > 0 ? (size_t)p->n_threads : 1, &tol_abs);
 	if (rc < 0)
 		return rc;
 	tol_abs = p->tol > 0 ? tol_abs * p->tol : 0;
