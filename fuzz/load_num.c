@@ -3,13 +3,59 @@
  * equal glibc's strtod bit for bit on every prefix it accepts, and accept
  * every plain decimal strtod reads (hex, inf and nan are refused by design);
  * and the row parser's fast path (16-byte reads, num.c short_num) must give
- * the same as strtod on a one-field line.
+ * the same as strtod on a one-field line; and every row the bulk path
+ * (pgi_load_fast_rows) takes from the input as text, with 1-3 fields after
+ * an optional VM name, must hold strtod's values and read nothing past end.
  */
 #include "load/load_int.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The bulk path over data as rows: what it takes is checked field by field. */
+static void
+bulk(const uint8_t *data, size_t size)
+{
+	size_t n = size ? 1 + data[0] % 3 : 1, plen = size && data[0] & 4 ? 2 : 0, got;
+	char *pad = calloc(1, size + 64);
+	double *v = malloc((size + 1) * 3 * sizeof(double));
+	const char *q, *p;
+
+	if (!pad || !v)
+		goto out;
+	memcpy(pad, data, size);
+	/* Stale newlines and digits past end, as in a reader's buffer: not to be taken. */
+	memset(pad + size, '\n', 64);
+	q = pgi_load_fast_rows(pad, pad + size, pad + size + 64, ',', "vm", plen, data[0] & 8, v, n,
+			       size + 1, &got);
+	if (q < pad || q > pad + size || (got && q[-1] != '\n'))
+		abort();
+	p = pad;
+	for (size_t r = 0; r < got; r++) {
+		if (plen && memcmp(p, "vm,", 3) != 0)
+			abort();
+		p += plen ? 3 : 0;
+		for (size_t j = 0; j < n; j++) {
+			char *e;
+			double want = strtod(p, &e);
+
+			if (e == p || memcmp(&want, &v[r * n + j], sizeof(want)) != 0 ||
+			    ((data[0] & 8) && want < 0))
+				abort();
+			if (*e == '\r')
+				e++;
+			if (*e != (j + 1 < n ? ',' : '\n'))
+				abort();
+			p = e + 1;
+		}
+	}
+	if (p != q)
+		abort();
+out:
+	free(pad);
+	free(v);
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -62,5 +108,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(pad);
 	}
 	free(s);
+	bulk(data, size);
 	return 0;
 }

@@ -10,13 +10,14 @@ Each case runs the peer and payguard interleaved (peer, payguard, peer, ...)
 over --repeat rounds (at least 5), so a change in the machine's load hits both
 sides alike; the load average is printed and stored with every section.
 
-Ingest: MB/s per core (bytes over the process's CPU seconds, steadier than
-wall time on a shared machine; wall MB/s beside it) of payguard's readers
-(`bench_load ingest`, one thread) beside pandas.read_csv (C engine, default
-and round_trip float precision) on the same files: a Bitbrains GWA-T-12
-folder (100 VMs x 8,640 rows), our plain CSV (200 VMs x 8,640 rows) and a
-numeric matrix CSV (1,000,000 x 4). End to end: `payguard load kmeans` on the
-matrix as CSV and as .npy (the whole process: read, fit, print) beside
+Ingest: MB/s per core (bytes over the CPU seconds of the read alone, taken
+inside each process on both sides, steadier than wall time on a shared
+machine; wall MB/s beside it) of payguard's readers (`bench_load ingest`, one
+thread) beside pandas.read_csv (its fastest set-up, PANDAS_SETUP below;
+default and round_trip float precision) on the same files: a Bitbrains
+GWA-T-12 folder (100 VMs x 8,640 rows), our plain CSV (200 VMs x 8,640 rows)
+and a numeric matrix CSV (4,000,000 x 4, ~150 MB). End to end: `payguard load
+kmeans` on a 1,000,000 x 4 matrix as CSV and as .npy (the whole process: read, fit, print) beside
 scikit-learn's fit alone (best of Lloyd and Elkan, same initial centers, data
 already in memory).
 
@@ -268,7 +269,10 @@ BB_HEADER = ("Timestamp [ms];\tCPU cores;\tCPU capacity provisioned [MHZ];\tCPU 
 def write_ingest_data(tmp, scale):
     """A Bitbrains folder, our plain CSV and a matrix CSV (+ .npy), in the published
     number formats (Bitbrains: 6 decimals as in fastStorage; ours: %.6g as
-    `payguard load export` writes; the matrix: float32 values, %.7g)."""
+    `payguard load export` writes; the matrix: float32 values, %.7g), and a
+    larger matrix CSV for the ingest rounds alone (4,000,000 x 4, ~150 MB: a
+    round of the 37 MB one took a tenth of a second, too short for a steady
+    median on shared cores)."""
     rng = np.random.default_rng(1)
     bb = os.path.join(tmp, "bitbrains")
     os.makedirs(bb, exist_ok=True)
@@ -298,7 +302,24 @@ def write_ingest_data(tmp, scale):
     mcsv, mnpy = os.path.join(tmp, "m.csv"), os.path.join(tmp, "m.npy")
     np.savetxt(mcsv, X, delimiter=",", fmt="%.7g")
     np.save(mnpy, X)
-    return bb, plain, mcsv, mnpy
+    big = os.path.join(tmp, "m_ingest.csv")
+    np.savetxt(big, blobs(4_000_000 // scale, 4, 8, 1).astype(np.float32), delimiter=",",
+               fmt="%.7g")
+    return bb, plain, mcsv, mnpy, big
+
+
+# pandas' fastest set-up here (measured with pandas 1.5.3): the C engine, the
+# numeric columns' dtypes given (float64; the timestamp int64), the VM name
+# column inferred (giving it str was slower), low_memory left on (off was
+# slower on the matrix). The default float_precision ("high", not always
+# correctly rounded) is the fast one; "round_trip" rounds correctly as payguard
+# does and is timed beside it for the matrix.
+PLAIN_DTYPES = {"timestamp_ms": np.int64, "cpu_pct": np.float64, "mem_pct": np.float64,
+                "disk_read_kbps": np.float64, "disk_write_kbps": np.float64,
+                "net_rx_kbps": np.float64, "net_tx_kbps": np.float64}
+PANDAS_SETUP = ("read_csv(engine='c'); Bitbrains: sep=';', skipinitialspace=True, "
+                "dtype=float64; plain: dtype float64 (timestamp int64), vm inferred; matrix: "
+                "header=None, dtype=float64, float_precision default ('high') and 'round_trip'")
 
 
 def pandas_read(kind, path):
@@ -308,24 +329,28 @@ def pandas_read(kind, path):
     rows = 0
     if kind == "bitbrains":
         for name in sorted(os.listdir(path)):
-            rows += len(pd.read_csv(os.path.join(path, name), sep=";", skipinitialspace=True))
+            rows += len(pd.read_csv(os.path.join(path, name), sep=";", skipinitialspace=True,
+                                    engine="c", dtype=np.float64))
     elif kind == "plain":
-        rows = len(pd.read_csv(path))
+        rows = len(pd.read_csv(path, engine="c", dtype=PLAIN_DTYPES))
     elif kind == "matrix":
-        rows = len(pd.read_csv(path, header=None, dtype=np.float64))
+        rows = len(pd.read_csv(path, header=None, engine="c", dtype=np.float64))
     else:  # matrix with correctly rounded floats, as payguard's parser gives
-        rows = len(pd.read_csv(path, header=None, dtype=np.float64,
+        rows = len(pd.read_csv(path, header=None, engine="c", dtype=np.float64,
                                float_precision="round_trip"))
     return time.process_time() - c0, time.perf_counter() - t0, rows
 
 
 def ingest(bench, tmp, scale, repeat):
-    bb, plain, mcsv, _ = write_ingest_data(tmp, scale)
+    bb, plain, _, _, big = write_ingest_data(tmp, scale)
     cases = [("bitbrains", bb, f"bitbrains:{bb}"), ("plain", plain, f"csv:{plain}"),
-             ("matrix", mcsv, f"matrix:{mcsv}")]
+             ("matrix", big, f"matrix:{big}")]
     out = {}
+    print(f"\npandas: {PANDAS_SETUP}")
+    print("MB per CPU second of the read alone, measured inside each process (payguard: "
+          "bench_load ingest; pandas: process_time around read_csv); rounds interleaved")
     print(f"\n{'ingest (MB/s per core)':<26}{'pandas':>10}{'pandas rt':>11}{'payguard':>10}"
-          f"{'ratio':>8}   wall MB/s pandas / payguard")
+          f"{'ratio':>8}   wall MB/s pandas / payguard   load avg")
     for name, path, spec in cases:
         size = (sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
                 if os.path.isdir(path) else os.path.getsize(path))
@@ -337,6 +362,7 @@ def ingest(bench, tmp, scale, repeat):
             r = json.loads(subprocess.run([bench, "ingest", spec, "1"], check=True,
                                           capture_output=True, text=True).stdout)
             pg_runs.append(r)
+        la = loadavg()
         mb = size / 1e6
         pd_cpu = median([r[0] for r in pd_runs])
         pd_wall = median([r[1] for r in pd_runs])
@@ -344,14 +370,15 @@ def ingest(bench, tmp, scale, repeat):
         pg_wall = median([r["seconds"] for r in pg_runs])
         rt = f"{mb / median([r[0] for r in rt_runs]):>11.0f}" if rt_runs else f"{'':>11}"
         print(f"{name + f' ({mb:.0f} MB)':<26}{mb / pd_cpu:>10.0f}{rt}{mb / pg_cpu:>10.0f}"
-              f"{pd_cpu / pg_cpu:>7.1f}x   {mb / pd_wall:.0f} / {mb / pg_wall:.0f}")
+              f"{pd_cpu / pg_cpu:>7.1f}x   {f'{mb / pd_wall:.0f} / {mb / pg_wall:.0f}':<30}"
+              f"{la[0]:.2f}")
         out[name] = {
             "bytes": size, "pandas_mb_per_cpu_s": mb / pd_cpu, "pandas_mb_per_s": mb / pd_wall,
             "payguard_mb_per_cpu_s": mb / pg_cpu, "payguard_mb_per_s": mb / pg_wall,
             "ratio_per_core": pd_cpu / pg_cpu,
             "pandas_rows": pd_runs[-1][2], "payguard_items": pg_runs[-1]["items"],
             "pandas_cpu_s": [r[0] for r in pd_runs],
-            "payguard_cpu_s": [r["cpu_seconds"] for r in pg_runs]}
+            "payguard_cpu_s": [r["cpu_seconds"] for r in pg_runs], "loadavg_after": la}
         if rt_runs:
             out[name]["pandas_round_trip_mb_per_cpu_s"] = mb / median([r[0] for r in rt_runs])
     return out
@@ -428,7 +455,8 @@ def main():
                     "coretype_probe": [{"coretype": c or "as set", "arch": arch,
                                         "seconds": t} for t, c, arch in CORETYPE_PROBE],
                     "sklearn_threads": "2 (OpenMP) for single fits; 2 processes x 1 thread "
-                                       "for the two-level job"},
+                                       "for the two-level job",
+                    "pandas": PANDAS_SETUP},
            "payguard_threads": 2, "sections": {}}
     print(f"scikit-learn {sklearn.__version__}, numpy {np.__version__}")
     print(f"BLAS used by scikit-learn: {res['peer']['blas']}")

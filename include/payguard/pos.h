@@ -337,6 +337,7 @@ struct pg_pos_load_cfg {
 	const struct pg_iso_dialect *dialect;
 	struct pg_iso_framing framing;
 	int conns;
+	int inflight; /* requests outstanding per connection (0 or 1: one at a time) */
 	int duration_ms;
 	struct pg_iso_msg **templates; /* each with a 6-digit field 11, rewritten per request */
 	int ntemplates;
@@ -345,6 +346,7 @@ struct pg_pos_load_cfg {
 };
 struct pg_pos_load_stats {
 	uint64_t sent, answered, errors;
+	uint64_t mismatched; /* answers whose STAN was not the oldest outstanding request's */
 	double seconds, tps, p50_us, p99_us, max_us; /* max: the slowest answer */
 };
 int pg_pos_load(const struct pg_pos_load_cfg *cfg, struct pg_pos_load_stats *st);

@@ -28,7 +28,8 @@ struct posopt {
 	int json, alert_n, window_s, mcc_strikes, cell_field;
 	const char *file, *out, *host, *port_file, *sync, *log, *state, *note;
 	int hex, dry, summary, keep, port, max_msg, idle_ms, frame_ms, max_conns, commit_us;
-	int timeout_ms, conns, duration_ms, stan_base, limit, commit_timeout_ms, keep_days;
+	int timeout_ms, conns, inflight, duration_ms, stan_base, limit, commit_timeout_ms,
+	    keep_days;
 	const char *intake, *nats, *node;
 	int no_sink, stream_max_mb, stream_max_age_s;
 };
@@ -131,8 +132,9 @@ static const struct pg_opt load_opts[] = {
     POS_COMMON,
     PG_STR(struct posopt, host, "host", "ADDR", "the server (127.0.0.1)"),
     PG_INT(struct posopt, port, "port", "N", 1, 65535, "its TCP port (8583)"),
-    PG_INT(struct posopt, conns, "conns", "N", 1, 10000,
-	   "connections, one request in flight on each (64)"),
+    PG_INT(struct posopt, conns, "conns", "N", 1, 10000, "connections (64)"),
+    PG_INT(struct posopt, inflight, "inflight", "N", 1, 4096,
+	   "requests outstanding on each connection, answers matched by STAN (1)"),
     PG_INT(struct posopt, duration_ms, "duration-ms", "N", 1, 3600000, "how long to send (3000)"),
     PG_STR(struct posopt, log, "log", "FILE", "write tid|stan|rc|decision for every answer"),
     PG_INT(struct posopt, stan_base, "stan-base", "N", 0, 999999, "first STAN (0)"),
@@ -859,6 +861,7 @@ cmd_pos_load(int argc, char **argv)
 	o.host = "127.0.0.1";
 	o.port = 8583;
 	o.conns = 64;
+	o.inflight = 1;
 	o.duration_ms = 3000;
 	if ((ex = parse_opts(argc, argv, load_opts, &o, &c, &first)))
 		return ex;
@@ -886,6 +889,7 @@ cmd_pos_load(int argc, char **argv)
 	cfg.dialect = &c.dialect;
 	cfg.framing = c.framing;
 	cfg.conns = (int)conns;
+	cfg.inflight = o.inflight;
 	cfg.duration_ms = (int)dur;
 	cfg.stan_base = (uint64_t)base;
 	rc = pg_pos_load(&cfg, &s);
@@ -895,15 +899,17 @@ cmd_pos_load(int argc, char **argv)
 	if (rc < 0)
 		return pg_cli_fail(rc, "load");
 	if (c.json)
-		return pg_cli_print_json(
-		    json_pack("{s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:i}", "sent", (json_int_t)s.sent,
-			      "answered", (json_int_t)s.answered, "errors", (json_int_t)s.errors,
-			      "seconds", s.seconds, "tps", s.tps, "p50_us", s.p50_us, "p99_us",
-			      s.p99_us, "max_us", s.max_us, "conns", (int)conns));
-	printf("%llu sent, %llu answered, %llu errors in %.2f s: %.0f tx/s, p50 %.0f us, p99 %.0f "
-	       "us (%ld connections)\n",
+		return pg_cli_print_json(json_pack(
+		    "{s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:i,s:i}", "sent", (json_int_t)s.sent,
+		    "answered", (json_int_t)s.answered, "errors", (json_int_t)s.errors,
+		    "mismatched", (json_int_t)s.mismatched, "seconds", s.seconds, "tps", s.tps,
+		    "p50_us", s.p50_us, "p99_us", s.p99_us, "max_us", s.max_us, "conns", (int)conns,
+		    "inflight", o.inflight));
+	printf("%llu sent, %llu answered, %llu errors (%llu mismatched) in %.2f s: %.0f tx/s, p50 "
+	       "%.0f us, p99 %.0f us (%ld connections, %d in flight on each)\n",
 	       (unsigned long long)s.sent, (unsigned long long)s.answered,
-	       (unsigned long long)s.errors, s.seconds, s.tps, s.p50_us, s.p99_us, conns);
+	       (unsigned long long)s.errors, (unsigned long long)s.mismatched, s.seconds, s.tps,
+	       s.p50_us, s.p99_us, conns, o.inflight);
 	return PG_EXIT_OK;
 }
 

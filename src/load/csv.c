@@ -83,7 +83,8 @@ pgi_load_set_name(char dst[128], const char *src, size_t len)
 }
 
 #define LINES_BUF (1u << 16)
-#define LINES_PAD 16 /* initialised bytes after the buffer, for 16-byte reads */
+#define LINES_PAD 64 /* initialised bytes after the buffer, for 64-byte reads */
+#define FAST_ROWS 64 /* rows a bulk call takes at most */
 
 /* How far the number scans may read from a line: into the buffer's padding
  * when the line is in the buffer (its bytes are all initialised), else to
@@ -110,6 +111,23 @@ pgi_load_lines_release(struct load_lines *l)
 		return;
 	free(l->buf);
 	l->buf = NULL;
+}
+
+/* The bulk path (pgi_load_fast_rows) over the whole lines in the buffer:
+ * the rows taken, consumed. */
+static size_t
+lines_fast(struct load_lines *l, char sep, const char *prefix, size_t plen, int nonneg, double *v,
+	   size_t n)
+{
+	const char *q;
+	size_t got;
+
+	if (!l->buf || l->end - l->beg < 64)
+		return 0;
+	q = pgi_load_fast_rows(l->buf + l->beg, l->buf + l->end, l->buf + LINES_BUF + LINES_PAD,
+			       sep, prefix, plen, nonneg, v, n, FAST_ROWS, &got);
+	l->beg = (size_t)(q - l->buf);
+	return got;
 }
 
 /* Drops the rest of a line too long to keep; 1 when its newline was found. */
@@ -198,6 +216,23 @@ pgi_load_is_blank(const char *s)
 	return 1;
 }
 
+/* A Bitbrains row's sample; v: its 11 values, none below 0, v[0] <= 9e15. */
+static void
+bb_sample(const double *v, struct pg_load_sample *s)
+{
+	/* The published files carry seconds despite the "[ms]" header. */
+	s->ts_ms = v[0] < 1e11 ? (int64_t)(v[0] * 1000.0) : (int64_t)v[0];
+	/* Shares above 100 % (a busy VM past its provisioned MHz) are clipped here. */
+	s->v[PG_LOAD_CPU] = v[4] > 100 ? 100 : v[4];
+	s->v[PG_LOAD_MEM] = v[5] > 0 ? 100.0 * v[6] / v[5] : 0;
+	if (s->v[PG_LOAD_MEM] > 100)
+		s->v[PG_LOAD_MEM] = 100;
+	s->v[PG_LOAD_DISK_RD] = v[7];
+	s->v[PG_LOAD_DISK_WR] = v[8];
+	s->v[PG_LOAD_NET_RX] = v[9];
+	s->v[PG_LOAD_NET_TX] = v[10];
+}
+
 static int
 bb_read_lines(struct load_lines *lines, const char *name, struct pg_load_series *out)
 {
@@ -217,11 +252,28 @@ bb_read_lines(struct load_lines *lines, const char *name, struct pg_load_series 
 	int rc;
 
 	/* Appends: a VM's month files are read one after the other. */
-	while ((rc = pgi_load_lines_next(lines, &line, &len)) > 0) {
-		double v[BB_COLS];
+	for (;;) {
+		double v[BB_COLS], bulk[FAST_ROWS * BB_COLS];
 		struct pg_load_sample s;
-		size_t nf;
+		size_t nf, got = lines_fast(lines, ';', NULL, 0, 1, bulk, BB_COLS);
 
+		/* Rows of plain decimals, none below 0, in bulk; the others one by one. */
+		for (size_t i = 0; i < got; i++) {
+			lineno++;
+			bb_sample(bulk + i * BB_COLS, &s);
+			if (out->n < out->cap) {
+				out->s[out->n++] = s;
+				continue;
+			}
+			rc = pg_load_series_push(out, &s);
+			if (rc < 0)
+				return pg_error(rc, "load", "%s:%zu: %s", name, lineno,
+						pg_last_error());
+		}
+		if (got)
+			continue;
+		if ((rc = pgi_load_lines_next(lines, &line, &len)) <= 0)
+			break;
 		lineno++;
 		if (pgi_load_parse_row(line, lines_lim(lines, line, len), ';', v, BB_COLS) == 0)
 			goto parsed; /* a good row in one pass */
@@ -254,17 +306,7 @@ bb_read_lines(struct load_lines *lines, const char *name, struct pg_load_series 
 		if (v[0] < 0 || v[0] > 9e15)
 			return pg_error(PG_EFORMAT, "load", "%s:%zu: timestamp %.17g out of range",
 					name, lineno, v[0]);
-		/* The published files carry seconds despite the "[ms]" header. */
-		s.ts_ms = v[0] < 1e11 ? (int64_t)(v[0] * 1000.0) : (int64_t)v[0];
-		/* Shares above 100 % (a busy VM past its provisioned MHz) are clipped here. */
-		s.v[PG_LOAD_CPU] = v[4] > 100 ? 100 : v[4];
-		s.v[PG_LOAD_MEM] = v[5] > 0 ? 100.0 * v[6] / v[5] : 0;
-		if (s.v[PG_LOAD_MEM] > 100)
-			s.v[PG_LOAD_MEM] = 100;
-		s.v[PG_LOAD_DISK_RD] = v[7];
-		s.v[PG_LOAD_DISK_WR] = v[8];
-		s.v[PG_LOAD_NET_RX] = v[9];
-		s.v[PG_LOAD_NET_TX] = v[10];
+		bb_sample(v, &s);
 		if (out->n < out->cap) {
 			out->s[out->n++] = s; /* room: no call */
 			continue;
@@ -636,6 +678,41 @@ row_vm(char *line, size_t len, const char cur[128], char vm[128], int *same)
 	return comma;
 }
 
+/* More rows of out's VM in the bulk form (plain decimals, none below 0),
+ * once a row of it was read well: the rows taken; *err set when the series
+ * is full. */
+static size_t
+csv_bulk(struct load_csv_reader *r, struct pg_load_series *out, int *err)
+{
+	double bulk[FAST_ROWS * (CSV_COLS - 1)];
+	size_t got;
+
+	if (r->pending || r->eof || !r->rows_ok || *err || !out->vm[0])
+		return 0;
+	got = lines_fast(&r->lines, ',', out->vm, strlen(out->vm), 1, bulk, CSV_COLS - 1);
+
+	for (size_t i = 0; i < got; i++) {
+		const double *f = bulk + i * (CSV_COLS - 1);
+		struct pg_load_sample s;
+		int rc;
+
+		r->line++;
+		s.ts_ms = (int64_t)f[0]; /* below 10^15: the bulk path's numbers */
+		for (size_t m = 0; m < PG_LOAD_NMETRICS; m++)
+			s.v[m] = f[1 + m];
+		s.v[PG_LOAD_CPU] = load_pct(s.v[PG_LOAD_CPU]);
+		s.v[PG_LOAD_MEM] = load_pct(s.v[PG_LOAD_MEM]);
+		if (out->n < out->cap)
+			out->s[out->n++] = s;
+		else if ((rc = pg_load_series_push(out, &s)) < 0) {
+			*err = rc; /* the VM is rejected; its other rows skipped */
+			break;
+		}
+		r->rows_ok++;
+	}
+	return got;
+}
+
 int
 pgi_load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 {
@@ -649,6 +726,8 @@ pgi_load_csv_next(struct load_csv_reader *r, struct pg_load_series *out)
 		size_t lineno, len;
 		char *comma;
 
+		if (csv_bulk(r, out, &err))
+			continue;
 		if (r->pending) {
 			snprintf(pend, sizeof(pend), "%s", r->pending);
 			free(r->pending);
@@ -817,8 +896,8 @@ static int parse_matrix_z(const char *text, size_t len, const char *lim, const c
 			  double **x, size_t *n, size_t *d);
 
 /* Bytes of zeros a matrix text is given after its end: the NUL the scanner
- * stops at, and room for its 16-byte reads (pgi_load_parse_row). */
-#define MATRIX_PAD 16
+ * stops at, and room for its 64-byte reads (pgi_load_fast_rows). */
+#define MATRIX_PAD 64
 
 int
 pg_load_parse_matrix(const char *text, size_t len, const char *name, double **x, size_t *n,
@@ -951,16 +1030,22 @@ parse_matrix_z(const char *text, size_t len, const char *lim, const char *name, 
 			/* Good rows in one pass, newlines included; any fault goes the
 			 * checking way below for its message. */
 			size_t got;
-			const char *q = pgi_load_parse_lines(p, lim, ',', m + rows * cols, cols,
-							     cap / cols - rows, &got);
-			if (got && (q == end || q[-1] == '\n')) {
+			const char *q =
+			    pgi_load_fast_rows(p, end, lim, ',', NULL, 0, 0, m + rows * cols, cols,
+					       cap / cols - rows, &got);
+			if (got) { /* plain short decimals, field ends found 64 bytes at a time */
 				p = q;
 				rows += got;
+				lineno += got - 1;
 				continue;
 			}
-			if (got > 1) { /* the last one ended at a NUL: the checks say so */
-				p = memrchr(p, '\n', (size_t)(q - p)) + 1;
-				rows += got - 1;
+			/* One row in another form (an exponent, a long number) in one
+			 * pass, then back to the bulk path; any fault goes the checking
+			 * way below for its message. */
+			q = pgi_load_parse_lines(p, lim, ',', m + rows * cols, cols, 1, &got);
+			if (got && (q == end || q[-1] == '\n')) {
+				p = q;
+				rows++;
 				continue;
 			}
 		}

@@ -465,3 +465,225 @@ pgi_load_parse_lines(const char *p, const char *lim, char sep, double *v, size_t
 	*rows = r;
 	return p;
 }
+
+/*
+ * The bulk row parser: the field ends of a run of rows come from a mask of
+ * 64 bytes at a time (sep and newline found at once), not from the end of
+ * each number, so nothing waits for a count of a field's bytes; each field's
+ * digits become an integer in a first pass over a chunk of rows, and a
+ * second pass turns the chunk's integers into doubles two at a time. Every
+ * field must be short_num's form; any other row ends the run for the
+ * caller's checking path.
+ */
+#ifdef __SSE2__
+static inline uint64_t
+block_mask(const char *p, __m128i vs, __m128i vn)
+{
+	uint64_t m = 0;
+
+	for (int i = 0; i < 4; i++) {
+		__m128i w = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * i));
+		unsigned b = (unsigned)_mm_movemask_epi8(
+		    _mm_or_si128(_mm_cmpeq_epi8(w, vs), _mm_cmpeq_epi8(w, vn)));
+
+		m |= (uint64_t)b << (16 * i);
+	}
+	return m;
+}
+
+/* 16 bytes from ones_then_zeros + 16 - n: 0xff in the first n (n <= 16). */
+static const uint8_t ones_then_zeros[32] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+					    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+
+static inline __m128i
+first_bytes(unsigned n)
+{
+	return _mm_loadu_si128((const __m128i *)(const void *)(ones_then_zeros + 16 - n));
+}
+
+/*
+ * The field of L bytes at p (16 readable) when it is short_num's form: 1,
+ * with *bits and *div such that its value is bits / pow10_signed[div], else
+ * 0. The digits go to 16 places from the top, a 0 first (where the sign
+ * was, or the integer digits moved up one place over the dot), bytes past
+ * the field 0: bits = the digits * 10^(15 - places) < 10^15, exact in a
+ * double, and the divisor 10^(15 - the dot's place) (10^(15 - L) without a
+ * dot) -- the same exact operands' quotient as Clinger's path 1 in scan(),
+ * so one IEEE division gives the same double. The 16 places become a number
+ * by SSE2 multiply-adds.
+ */
+static inline __attribute__((always_inline)) int
+short_field(const char *p, size_t L, uint64_t *bits, uint8_t *div)
+{
+	const __m128i w = _mm_loadu_si128((const __m128i *)(const void *)p);
+	__m128i t = _mm_sub_epi8(w, _mm_set1_epi8('0'));
+	const __m128i isd = _mm_cmpeq_epi8(_mm_min_epu8(t, _mm_set1_epi8(9)), t);
+	const unsigned fm = (1u << (L & 15)) - 1;
+	unsigned dig = (unsigned)_mm_movemask_epi8(isd) & fm;
+	unsigned dot = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(w, _mm_set1_epi8('.'))) & fm;
+	unsigned sgn = p[0] == '-' || p[0] == '+', neg = p[0] == '-', j;
+	__m128i under, y, pairs, quads, octs;
+
+	if (L - 1 >= 15 || (dig | dot | sgn) != fm || (dot & (dot - 1)) || !dig)
+		return 0;
+	j = dot ? (unsigned)__builtin_ctz(dot) : 16;
+	*div = (uint8_t)((dot ? 15 - j : 15 - (unsigned)L) | neg << 4);
+	t = _mm_and_si128(_mm_and_si128(t, isd), first_bytes((unsigned)L)); /* digits only */
+	under = first_bytes(dot ? j + 1 : 16);
+	y = _mm_or_si128(_mm_and_si128(under, _mm_slli_si128(t, 1)), _mm_andnot_si128(under, t));
+	pairs = _mm_add_epi16(
+	    _mm_mullo_epi16(_mm_and_si128(y, _mm_set1_epi16(0xff)), _mm_set1_epi16(10)),
+	    _mm_srli_epi16(y, 8));
+	quads = _mm_madd_epi16(pairs, _mm_setr_epi16(100, 1, 100, 1, 100, 1, 100, 1));
+	octs = _mm_madd_epi16(_mm_packs_epi32(quads, quads),
+			      _mm_setr_epi16(10000, 1, 10000, 1, 10000, 1, 10000, 1));
+	*bits = (uint64_t)(uint32_t)_mm_cvtsi128_si32(octs) * 100000000 +
+		(uint32_t)_mm_cvtsi128_si32(_mm_srli_si128(octs, 4));
+	return 1;
+}
+
+/*
+ * o[0..cnt) hold short_field's bits: each becomes bits / pow10_signed[div[i]].
+ * bits < 2^52: or-ed into the mantissa of 2^52, less 2^52, it is exact.
+ */
+static void
+to_doubles(double *o, const uint8_t *div, size_t cnt)
+{
+	const __m128i magic = _mm_set1_epi64x(0x4330000000000000ll);
+	const __m128d two52 = _mm_set1_pd(0x1p52);
+	size_t i = 0;
+
+	for (; i + 2 <= cnt; i += 2) {
+		__m128i b = _mm_loadu_si128((const __m128i *)(const void *)(o + i));
+		__m128d x = _mm_sub_pd(_mm_castsi128_pd(_mm_or_si128(b, magic)), two52);
+
+		_mm_storeu_pd(o + i, _mm_div_pd(x, _mm_setr_pd(pow10_signed[div[i]],
+							       pow10_signed[div[i + 1]])));
+	}
+	for (; i < cnt; i++) {
+		uint64_t b;
+
+		memcpy(&b, &o[i], sizeof(b));
+		o[i] = (double)(int64_t)b / pow10_signed[div[i]];
+	}
+}
+
+/* The first plen bytes at p are prefix's: pre, its first 16 bytes, and
+ * pmask, 1 bits past plen, made once for a run (p + 16 readable). */
+static inline int
+same_prefix(const char *p, const char *prefix, size_t plen, __m128i pre, unsigned pmask)
+{
+	if (plen <= 16) {
+		unsigned eq = (unsigned)_mm_movemask_epi8(
+		    _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)p), pre));
+		return (eq | pmask) == 0xffffu;
+	}
+	return memcmp(p, prefix, plen) == 0;
+}
+
+#define CHUNK 1024 /* fields converted at once */
+
+/* Separators and newlines found 64 bytes at a time, taken in order. */
+struct seps {
+	const char *base, *lim;
+	uint64_t mask; /* those of [base, base + 64) not taken yet */
+	__m128i vs, vn;
+};
+
+/* The next separator or newline into *e; 0 where that needs a read past lim. */
+static inline __attribute__((always_inline)) int
+next_sep(struct seps *sc, const char **e)
+{
+	while (!sc->mask) {
+		sc->base += 64;
+		if (sc->base + 64 > sc->lim)
+			return 0;
+		sc->mask = block_mask(sc->base, sc->vs, sc->vn);
+	}
+	*e = sc->base + __builtin_ctzll(sc->mask);
+	sc->mask &= sc->mask - 1;
+	return 1;
+}
+
+/*
+ * The n fields of a row from s: their bits into o and divisors into dv, *neg
+ * set for a value below 0; past the row's newline, or NULL when a field is
+ * not in the bulk form or the row ends otherwise.
+ */
+static inline __attribute__((always_inline)) const char *
+bulk_fields(struct seps *sc, const char *s, const char *end, char sep, size_t n, double *o,
+	    uint8_t *dv, unsigned *neg)
+{
+	for (size_t j = 0; j < n; j++) {
+		const char *e, *fe;
+		uint64_t bits;
+
+		if (!next_sep(sc, &e) || e >= end || *e != (j + 1 < n ? sep : '\n'))
+			return NULL;
+		while (*s == ' ' || *s == '\t')
+			s++;
+		fe = e - (j + 1 == n && e > s && e[-1] == '\r');
+		if (s + 16 > sc->lim || !short_field(s, (size_t)(fe - s), &bits, &dv[j]))
+			return NULL;
+		memcpy(&o[j], &bits, sizeof(bits));
+		*neg |= (dv[j] >> 4) & (bits != 0); /* below 0: "-0" is not */
+		s = e + 1;
+	}
+	return s;
+}
+#endif
+
+const char *
+pgi_load_fast_rows(const char *p, const char *end, const char *lim, char sep, const char *prefix,
+		   size_t plen, int nonneg, double *v, size_t n, size_t max, size_t *rows)
+{
+	size_t r = 0;
+#ifdef __SSE2__
+	struct seps sc = {p, lim, 0, _mm_set1_epi8(sep), _mm_set1_epi8('\n')};
+	uint8_t div[CHUNK];
+	size_t r0 = 0, per = n ? CHUNK / n : 0; /* rows a chunk */
+	char pre[16] = {0};
+	const unsigned pmask = plen < 16 ? 0xffffu & ~((1u << plen) - 1) : 0;
+	__m128i prev;
+
+	if (per == 0 || sep == ' ' || sep == '\t' || sep == '\r' || p + 64 > lim)
+		goto out;
+	if (plen)
+		memcpy(pre, prefix, plen < 16 ? plen : 16);
+	prev = _mm_loadu_si128((const __m128i *)(const void *)pre);
+	sc.mask = block_mask(p, sc.vs, sc.vn);
+	while (r < max) {
+		const char *s = p, *e;
+		unsigned neg = 0;
+
+		if (r - r0 == per) {
+			to_doubles(v + r0 * n, div, per * n);
+			r0 = r;
+		}
+		if (plen &&
+		    (!next_sep(&sc, &e) || (size_t)(e - p) != plen || e >= end || *e != sep ||
+		     p + 16 > lim || !same_prefix(p, prefix, plen, prev, pmask)))
+			break;
+		s = plen ? e + 1 : p;
+		s = bulk_fields(&sc, s, end, sep, n, v + r * n, div + (r - r0) * n, &neg);
+		if (!s || (nonneg && neg) || (size_t)(s - p) > LOAD_LINE_MAX - 1)
+			break; /* the checking path says why, or takes the long line */
+		r++;
+		p = s;
+	}
+	to_doubles(v + r0 * n, div, (r - r0) * n);
+out:
+#else
+	(void)end;
+	(void)lim;
+	(void)sep;
+	(void)prefix;
+	(void)plen;
+	(void)nonneg;
+	(void)v;
+	(void)n;
+	(void)max;
+#endif
+	*rows = r;
+	return p;
+}

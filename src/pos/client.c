@@ -1,7 +1,8 @@
 /*
  * Terminal side of the seed-4 link: a blocking client for tools and the demo,
- * and an epoll load generator (many connections, one request in flight on
- * each) that measures throughput and latency and can log every answer.
+ * and an epoll load generator (many connections, one or several requests in
+ * flight on each, as a concentrator multiplexes terminals) that measures
+ * throughput and latency per request and can log every answer.
  */
 #include "payguard/clock.h"
 #include "payguard/error.h"
@@ -143,14 +144,21 @@ pg_pos_client_exchange(struct pg_pos_client *c, const struct pg_iso_msg *req,
 
 /* ---- load generator ---- */
 
+/*
+ * One connection of the load: its request framed once (only field 11
+ * patched per request), and the requests it has outstanding, oldest first,
+ * in a ring of `inflight` slots: the server answers a connection's requests
+ * in order, so each answer belongs to the oldest one, and its STAN says so.
+ */
 struct lconn {
 	int fd;
 	int stan_kind; /* 0: pack each request; 1: ASCII digits; 2: BCD, patched in place */
-	uint64_t sent_ns;
 	struct pg_buf in;
 	uint8_t *frame; /* this connection's request, framed once */
 	size_t flen, stan_off;
-	char stan[7];
+	uint32_t *stan;	   /* the outstanding requests' STANs */
+	uint64_t *sent_ns; /* and when each was sent */
+	unsigned head, n;  /* ring: oldest slot, how many outstanding */
 };
 
 static int
@@ -224,43 +232,6 @@ load_prepare(const struct pg_pos_load_cfg *cfg, struct pg_iso_msg *m, struct lco
 	return 0;
 }
 
-static int
-load_send(const struct pg_pos_load_cfg *cfg, struct pg_iso_msg *m, struct lconn *c,
-	  uint64_t *counter, struct pg_buf *body, struct pg_buf *frame)
-{
-	const uint8_t *p;
-	size_t n;
-	int rc;
-
-	stan_digits(c->stan, *counter);
-	(*counter)++;
-	if (c->stan_kind) {
-		uint8_t *f = c->frame + c->stan_off;
-
-		if (c->stan_kind == 1)
-			memcpy(f, c->stan, 6);
-		else
-			for (int k = 0; k < 3; k++)
-				f[k] = (uint8_t)((c->stan[2 * k] - '0') << 4 |
-						 (c->stan[2 * k + 1] - '0'));
-		c->sent_ns = pg_mono_ns();
-		if (send(c->fd, c->frame, c->flen, MSG_NOSIGNAL) != (ssize_t)c->flen)
-			return PG_ECLOSED;
-		return 0;
-	}
-	/* templates carry a 6-digit field 11; it is rewritten in place */
-	rc = pack_framed(cfg, m, c->stan, body, frame);
-	if (rc < 0)
-		return rc;
-	p = frame->data;
-	n = frame->len;
-	c->sent_ns = pg_mono_ns();
-	/* a request is small; the socket buffer takes it whole or the peer is gone */
-	if (send(c->fd, p, n, MSG_NOSIGNAL) != (ssize_t)n)
-		return PG_ECLOSED;
-	return 0;
-}
-
 /* One load run: its connections, scratch buffers, latencies and counters. */
 struct load_run {
 	const struct pg_pos_load_cfg *cfg;
@@ -268,9 +239,11 @@ struct load_run {
 	struct lconn *cs;
 	struct pg_iso_msg *m; /* the last answer */
 	struct pg_buf body, frame;
-	uint32_t *lat; /* microseconds per answer, up to maxlat of them */
+	struct pg_buf out; /* the requests of one write */
+	uint32_t *lat;	   /* microseconds per answer, up to maxlat of them */
 	size_t nlat, maxlat;
 	uint64_t counter, end; /* the next STAN; when to stop sending (monotonic ns) */
+	unsigned inflight;     /* requests outstanding per connection */
 	int live;	       /* connections still open */
 };
 
@@ -282,20 +255,77 @@ load_drop(struct load_run *r, struct lconn *c, int error)
 		r->st->errors++;
 	close(c->fd);
 	c->fd = -1;
+	c->n = 0;
 	r->live--;
 }
 
-/* Sends connection i its next request, or drops it when that fails. */
+/* Appends connection c's next request to r->out and notes it outstanding. */
+static int
+load_queue(struct load_run *r, struct lconn *c, struct pg_iso_msg *m, uint64_t now)
+{
+	unsigned slot = (c->head + c->n) % r->inflight;
+	char stan[7];
+	int rc;
+
+	stan_digits(stan, r->counter);
+	c->stan[slot] = (uint32_t)(r->counter % 1000000);
+	c->sent_ns[slot] = now;
+	r->counter++;
+	if (c->stan_kind) {
+		uint8_t *f = c->frame + c->stan_off;
+
+		if (c->stan_kind == 1)
+			memcpy(f, stan, 6);
+		else
+			for (int k = 0; k < 3; k++)
+				f[k] =
+				    (uint8_t)((stan[2 * k] - '0') << 4 | (stan[2 * k + 1] - '0'));
+		rc = pg_buf_append(&r->out, c->frame, c->flen);
+	} else {
+		/* templates carry a 6-digit field 11; it is rewritten in place */
+		rc = pack_framed(r->cfg, m, stan, &r->body, &r->frame);
+		if (rc == 0)
+			rc = pg_buf_append(&r->out, r->frame.data, r->frame.len);
+	}
+	if (rc == 0)
+		c->n++;
+	return rc;
+}
+
+/*
+ * Tops connection i up to `inflight` outstanding requests, all in one
+ * write; drops the connection when that fails.
+ */
 static void
-load_next(struct load_run *r, int i)
+load_fill(struct load_run *r, int i, uint64_t now)
 {
 	const struct pg_pos_load_cfg *cfg = r->cfg;
+	struct lconn *c = &r->cs[i];
+	unsigned before = c->n;
+	const uint8_t *p;
+	size_t left;
 
-	if (load_send(cfg, cfg->templates[i % cfg->ntemplates], &r->cs[i], &r->counter, &r->body,
-		      &r->frame) < 0)
-		load_drop(r, &r->cs[i], 1);
-	else
-		r->st->sent++;
+	pg_buf_reset(&r->out);
+	while (c->n < r->inflight)
+		if (load_queue(r, c, cfg->templates[i % cfg->ntemplates], now) < 0) {
+			load_drop(r, c, 1);
+			return;
+		}
+	p = r->out.data;
+	left = r->out.len;
+	while (left) { /* a blocking socket: send returns short only on a signal */
+		ssize_t w = send(c->fd, p, left, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			load_drop(r, c, 1);
+			return;
+		}
+		p += w;
+		left -= (size_t)w;
+	}
+	r->st->sent += c->n - before;
 }
 
 /* One line per answer: terminal|STAN|response code|decision. */
@@ -309,23 +339,58 @@ load_log(const struct pg_pos_load_cfg *cfg, const struct pg_iso_msg *m)
 	pg_iso_get_str(cfg->dialect, m, 39, rcode, sizeof(rcode));
 	pg_iso_get_str(cfg->dialect, m, 44, dec, sizeof(dec));
 	fprintf(cfg->log, "%s|%s|%s|%s\n", tid, stan, rcode, dec);
-	fflush(cfg->log);
 }
 
-/* Connection i is readable: reads, and for a whole answer records its
- * latency and sends the next request (or closes past the end). */
+/*
+ * One answer of connection c (in r->m): it must carry the STAN of the
+ * oldest outstanding request (an answer without field 11, a format error,
+ * is matched by order). Returns 0, or -1 when it belongs to no request: the
+ * server dropped, reordered or invented one, and the connection is dropped.
+ */
+static int
+load_answer(struct load_run *r, struct lconn *c, uint64_t now)
+{
+	char stan[8], want[7];
+
+	if (!c->n) {
+		r->st->mismatched++;
+		return -1;
+	}
+	stan_digits(want, c->stan[c->head]);
+	if (pg_iso_has(r->m, 11) &&
+	    (pg_iso_get_str(r->cfg->dialect, r->m, 11, stan, sizeof(stan)) < 0 ||
+	     strcmp(stan, want) != 0)) {
+		r->st->mismatched++;
+		return -1;
+	}
+	if (r->nlat < r->maxlat)
+		r->lat[r->nlat++] = (uint32_t)((now - c->sent_ns[c->head]) / 1000);
+	c->head = (c->head + 1) % r->inflight;
+	c->n--;
+	r->st->answered++;
+	if (r->cfg->log)
+		load_log(r->cfg, r->m);
+	return 0;
+}
+
+/*
+ * Connection i is readable: one read takes every answer that arrived,
+ * each is matched to its request, then the connection is topped up with
+ * one write (or, past the end, closed once nothing is outstanding).
+ */
 static void
 load_readable(struct load_run *r, int i)
 {
 	const struct pg_pos_load_cfg *cfg = r->cfg;
 	struct lconn *c = &r->cs[i];
-	size_t hdr, blen;
+	size_t hdr, blen, pos = 0;
+	uint64_t now;
 	ssize_t n;
 	int rc;
 
 	if (c->fd < 0)
 		return;
-	if (pg_buf_reserve(&c->in, 4096) < 0)
+	if (pg_buf_reserve(&c->in, 16384) < 0)
 		n = -1;
 	else
 		n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
@@ -335,25 +400,27 @@ load_readable(struct load_run *r, int i)
 		return;
 	}
 	c->in.len += (size_t)n;
-	rc = pg_iso_frame_find(&cfg->framing, c->in.data, c->in.len, PG_ISO_MAX_MSG, &hdr, &blen);
-	if (rc == 0)
-		return;
-	if (rc == 1)
-		rc = pg_iso_unpack(cfg->dialect, c->in.data + hdr, blen, r->m);
-	if (rc < 0) {
-		load_drop(r, c, 1);
-		return;
+	now = pg_mono_ns();
+	for (;;) {
+		rc = pg_iso_frame_find(&cfg->framing, c->in.data + pos, c->in.len - pos,
+				       PG_ISO_MAX_MSG, &hdr, &blen);
+		if (rc == 0)
+			break;
+		if (rc == 1)
+			rc = pg_iso_unpack(cfg->dialect, c->in.data + pos + hdr, blen, r->m);
+		if (rc < 0 || load_answer(r, c, now) < 0) {
+			load_drop(r, c, 1);
+			return;
+		}
+		pos += hdr + blen;
 	}
-	pg_buf_consume(&c->in, hdr + blen);
-	if (r->nlat < r->maxlat)
-		r->lat[r->nlat++] = (uint32_t)((pg_mono_ns() - c->sent_ns) / 1000);
-	r->st->answered++;
-	if (cfg->log)
-		load_log(cfg, r->m);
-	if (pg_mono_ns() >= r->end)
+	pg_buf_consume(&c->in, pos);
+	if (cfg->log && pos)
+		fflush(cfg->log); /* the log grows as answers arrive (tests read it meanwhile) */
+	if (now < r->end)
+		load_fill(r, i, now);
+	else if (!c->n)
 		load_drop(r, c, 0);
-	else
-		load_next(r, i);
 }
 
 /* Opens every connection and prepares its request; 0 or a negative PG_E code. */
@@ -364,18 +431,22 @@ load_connect(struct load_run *r, int ep)
 
 	for (int i = 0; i < cfg->conns; i++) {
 		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+		struct lconn *c = &r->cs[i];
 		int fd = tcp_connect(cfg->host, cfg->port), rc;
 
 		if (fd < 0)
 			return fd;
-		r->cs[i].fd = fd;
-		pg_buf_init(&r->cs[i].in, PG_ISO_MAX_MSG + 16);
-		rc = load_prepare(cfg, cfg->templates[i % cfg->ntemplates], &r->cs[i], &r->body,
-				  &r->frame);
+		c->fd = fd;
+		r->live++;
+		pg_buf_init(&c->in, (size_t)1 << 24);
+		c->stan = malloc(r->inflight * sizeof(*c->stan));
+		c->sent_ns = malloc(r->inflight * sizeof(*c->sent_ns));
+		if (!c->stan || !c->sent_ns)
+			return PG_ENOMEM;
+		rc = load_prepare(cfg, cfg->templates[i % cfg->ntemplates], c, &r->body, &r->frame);
 		if (rc < 0)
 			return rc;
 		epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-		r->live++;
 	}
 	return 0;
 }
@@ -396,23 +467,46 @@ load_figures(struct load_run *r, uint64_t t0)
 	}
 }
 
+static void
+load_free(struct load_run *r)
+{
+	for (int i = 0; r->cs && i < r->cfg->conns; i++) {
+		if (r->cs[i].fd > 0)
+			close(r->cs[i].fd);
+		pg_buf_release(&r->cs[i].in);
+		free(r->cs[i].frame);
+		free(r->cs[i].stan);
+		free(r->cs[i].sent_ns);
+	}
+	pg_buf_release(&r->body);
+	pg_buf_release(&r->frame);
+	pg_buf_release(&r->out);
+	free(r->cs);
+	free(r->m);
+	free(r->lat);
+}
+
 int
 pg_pos_load(const struct pg_pos_load_cfg *cfg, struct pg_pos_load_stats *st)
 {
 	struct load_run r = {.cfg = cfg,
 			     .st = st,
-			     .cs = calloc((size_t)cfg->conns, sizeof(*r.cs)),
+			     .cs = calloc((size_t)(cfg->conns > 0 ? cfg->conns : 1), sizeof(*r.cs)),
 			     .m = malloc(sizeof(*r.m)),
 			     .body = PG_BUF_INIT(PG_ISO_ARENA),
 			     .frame = PG_BUF_INIT(PG_ISO_ARENA),
+			     .out = PG_BUF_INIT((size_t)-1),
 			     .maxlat = 1u << 23,
-			     .counter = cfg->stan_base};
+			     .counter = cfg->stan_base,
+			     .inflight = cfg->inflight > 1 ? (unsigned)cfg->inflight : 1};
 	uint64_t t0;
 	int ep = epoll_create1(EPOLL_CLOEXEC), rc = 0;
 	struct epoll_event evs[256];
 
 	r.lat = malloc(r.maxlat * sizeof(*r.lat));
 	memset(st, 0, sizeof(*st));
+	for (int i = 0; r.cs && i < cfg->conns; i++)
+		r.cs[i].fd = -1;
 	if (!r.cs || !r.m || !r.lat || ep < 0 || cfg->ntemplates < 1) {
 		rc = PG_ENOMEM;
 		goto out;
@@ -423,7 +517,7 @@ pg_pos_load(const struct pg_pos_load_cfg *cfg, struct pg_pos_load_stats *st)
 	t0 = pg_mono_ns();
 	r.end = t0 + (uint64_t)cfg->duration_ms * 1000000ull;
 	for (int i = 0; i < cfg->conns; i++)
-		load_next(&r, i);
+		load_fill(&r, i, pg_mono_ns());
 	while (r.live > 0) {
 		int n = epoll_wait(ep, evs, 256, 1000);
 
@@ -433,19 +527,11 @@ pg_pos_load(const struct pg_pos_load_cfg *cfg, struct pg_pos_load_stats *st)
 			load_readable(&r, (int)evs[k].data.u32);
 	}
 	load_figures(&r, t0);
+	if (cfg->log)
+		fflush(cfg->log);
 out:
-	for (int i = 0; r.cs && i < cfg->conns; i++) {
-		if (r.cs[i].fd > 0)
-			close(r.cs[i].fd);
-		pg_buf_release(&r.cs[i].in);
-		free(r.cs[i].frame);
-	}
 	if (ep >= 0)
 		close(ep);
-	pg_buf_release(&r.body);
-	pg_buf_release(&r.frame);
-	free(r.cs);
-	free(r.m);
-	free(r.lat);
+	load_free(&r);
 	return rc;
 }

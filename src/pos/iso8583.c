@@ -755,13 +755,14 @@ pack_field(const struct pg_iso_dialect *d, const struct pg_iso_msg *m, int f, st
 		return pg_error(PG_EINVAL, "iso8583",
 				"field %d: x+n needs C or D then digits (character %zu)", f,
 				first_bad_xn(v, len) + 1);
-	if (fd->type != B && fd->type != XN)
-		for (size_t i = 0; i < len; i++)
-			if (!char_ok(fd->type, v[i]))
-				return pg_error(PG_EINVAL, "iso8583",
-						"field %d: character 0x%02X at %zu not allowed in "
-						"type %s",
-						f, v[i], i + 1, type_name(fd->type));
+	if (fd->type != B && fd->type != XN) {
+		size_t i = first_bad_char(fd->type, v, len); /* one loop per type, as unpack */
+
+		if (i < len)
+			return pg_error(PG_EINVAL, "iso8583",
+					"field %d: character 0x%02X at %zu not allowed in type %s",
+					f, v[i], i + 1, type_name(fd->type));
+	}
 	if (fd->lenkind != PG_ISO_FIXED) {
 		int ld = fd->lenkind == PG_ISO_LL ? 2 : 3;
 
@@ -795,7 +796,8 @@ int
 pg_iso_pack(const struct pg_iso_dialect *d, const struct pg_iso_msg *m, struct pg_buf *out)
 {
 	uint8_t bm[16] = {0};
-	int rc, nbits = 64;
+	uint8_t fl[128]; /* the present fields, ascending */
+	int rc, nbits = 64, nf = 0;
 	size_t start = out->len;
 
 	if (strlen(m->mti) != 4 || strspn(m->mti, "0123456789") != 4)
@@ -804,8 +806,14 @@ pg_iso_pack(const struct pg_iso_dialect *d, const struct pg_iso_msg *m, struct p
 		return pg_error(PG_EINVAL, "iso8583",
 				"MTI %s: dialect '%s' takes version %c messages (%cxxx)", m->mti,
 				d->name, d->mti_version, d->mti_version);
-	for (int f = 2; f <= 128; f++)
-		if (pg_iso_has(m, f)) {
+	/* a byte of the presence map at a time: a response has a dozen fields of 128 */
+	for (int b = 0; b < 17; b++)
+		for (unsigned bits = m->present[b]; bits; bits &= bits - 1) {
+			int f = 8 * b + __builtin_ctz(bits);
+
+			if (f < 2 || f > 128)
+				continue;
+			fl[nf++] = (uint8_t)f;
 			bm[(f - 1) >> 3] |= (uint8_t)(0x80 >> ((f - 1) & 7));
 			if (f > 64)
 				nbits = 128;
@@ -823,9 +831,8 @@ pg_iso_pack(const struct pg_iso_dialect *d, const struct pg_iso_msg *m, struct p
 			rc = pg_buf_append(out, hex, 16);
 		}
 	}
-	for (int f = 2; rc == 0 && f <= nbits; f++)
-		if (pg_iso_has(m, f))
-			rc = pack_field(d, m, f, out);
+	for (int i = 0; rc == 0 && i < nf; i++)
+		rc = pack_field(d, m, fl[i], out);
 	if (rc < 0)
 		out->len = start;
 	return rc;

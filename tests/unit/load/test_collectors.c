@@ -224,6 +224,103 @@ test_matrix(void **state)
 	assert_non_null(strstr(pg_last_error(), "NUL byte"));
 }
 
+/*
+ * The readers' bulk path (pgi_load_fast_rows) on files long enough to use
+ * it: the same samples as the row-by-row path gives (values from strtod of
+ * each field), rows in another form among them, and a bad row far down
+ * reported at its own line, which the bulk path must count.
+ */
+static void
+test_bulk_readers(void **state)
+{
+	enum { N = 700 };
+	char *txt = malloc(N * 160 + 512), *o;
+	struct pg_load_series s;
+	struct load_csv_reader r;
+	double *x = NULL;
+	size_t n, d;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(txt);
+	/* A matrix: plain rows, an exponent and a 17-digit number every 97th row. */
+	o = txt;
+	for (int i = 0; i < N; i++)
+		o += i % 97 == 5 ? sprintf(o, "%d.5e-3,-0.12345678901234567,%d\r\n", i, -i)
+				 : sprintf(o, "%d.%03d,-%d.25,%d\n", i, i % 1000, i, i * 7);
+	assert_int_equal(pg_load_parse_matrix(txt, (size_t)(o - txt), "m", &x, &n, &d), 0);
+	assert_true(n == N && d == 3);
+	for (int i = 0; i < N; i++) {
+		char a[64], b[64], c[64];
+		if (i % 97 == 5) {
+			snprintf(a, sizeof(a), "%d.5e-3", i);
+			snprintf(b, sizeof(b), "-0.12345678901234567");
+			snprintf(c, sizeof(c), "%d", -i);
+		} else {
+			snprintf(a, sizeof(a), "%d.%03d", i, i % 1000);
+			snprintf(b, sizeof(b), "-%d.25", i);
+			snprintf(c, sizeof(c), "%d", i * 7);
+		}
+		assert_true(x[i * 3] == strtod(a, NULL) && x[i * 3 + 1] == strtod(b, NULL) &&
+			    x[i * 3 + 2] == strtod(c, NULL));
+	}
+	free(x);
+	x = NULL;
+	o += sprintf(o, "1,2,3x\n4,5,6\n");
+	assert_int_equal(pg_load_parse_matrix(txt, (size_t)(o - txt), "m", &x, &n, &d), PG_EFORMAT);
+	assert_non_null(strstr(pg_last_error(), "m:701: field 3 is not a finite number"));
+
+	/* Bitbrains: a header, then rows; a negative value on line 601. */
+	o = txt + sprintf(txt, "Timestamp [ms];\tCPU cores;b;c;d;e;f;g;h;i;j\n");
+	for (int i = 0; i < N; i++)
+		o += sprintf(
+		    o, "%d;\t2;\t5851.99912;\t%d.5;\t%d.25;\t8388608;\t%d.125;\t1;\t2;\t3;\t%s\n",
+		    1372629804 + 300 * i, i, i % 100, i * 1000, i == 599 ? "-4" : "4");
+	f = fmemopen(txt, (size_t)(o - txt), "r");
+	assert_non_null(f);
+	pg_load_series_init(&s, 0);
+	assert_int_equal(pgi_load_bitbrains_read(f, "b.csv", &s), PG_EFORMAT);
+	fclose(f);
+	assert_non_null(strstr(pg_last_error(), "b.csv:601: column 'Network transmitted"));
+	assert_int_equal(s.n, 599);
+	for (int i = 0; i < 599; i++)
+		assert_true(s.s[i].ts_ms == (1372629804LL + 300 * i) * 1000 &&
+			    s.s[i].v[PG_LOAD_CPU] == (i % 100) + 0.25 &&
+			    s.s[i].v[PG_LOAD_MEM] == 100.0 * (i * 1000 + 0.125) / 8388608 &&
+			    s.s[i].v[PG_LOAD_NET_TX] == 4);
+	pg_load_series_release(&s);
+
+	/* Our plain CSV: two VMs; the second has a bad field on line 1101. */
+	o = txt + sprintf(txt, "vm,timestamp_ms,cpu_pct,mem_pct,disk_read_kbps,"
+			       "disk_write_kbps,net_rx_kbps,net_tx_kbps\n");
+	for (int i = 0; i < 2 * N; i++)
+		o += sprintf(o, "vm-%d,%lld,%d.5,%s,1.25,2,3,4\n", i < N ? 1 : 22,
+			     1372629804000LL + 300000LL * i, i % 100,
+			     i == 1099	   ? "-7"
+			     : i % 50 == 3 ? "1e2"
+					   : "50.5");
+	f = fmemopen(txt, (size_t)(o - txt), "r");
+	assert_non_null(f);
+	pg_load_series_init(&s, 0);
+	pgi_load_csv_reader_init(&r, f, "p.csv");
+	assert_int_equal(pgi_load_csv_next(&r, &s), 1);
+	assert_string_equal(s.vm, "vm-1");
+	assert_int_equal(s.n, N);
+	for (int i = 0; i < N; i++)
+		assert_true(s.s[i].ts_ms == 1372629804000LL + 300000LL * i &&
+			    s.s[i].v[PG_LOAD_CPU] == (i % 100) + 0.5 &&
+			    s.s[i].v[PG_LOAD_MEM] == (i % 50 == 3 ? 100 : 50.5) &&
+			    s.s[i].v[PG_LOAD_DISK_RD] == 1.25 && s.s[i].v[PG_LOAD_NET_TX] == 4);
+	assert_int_equal(pgi_load_csv_next(&r, &s), PG_EFORMAT);
+	assert_string_equal(s.vm, "vm-22");
+	assert_non_null(strstr(pg_last_error(), "p.csv:1101: field 4 is negative"));
+	assert_int_equal(pgi_load_csv_next(&r, &s), 0);
+	pgi_load_csv_reader_release(&r);
+	fclose(f);
+	pg_load_series_release(&s);
+	free(txt);
+}
+
 static void
 put(const char *dir, const char *file, const char *text)
 {
@@ -510,17 +607,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_lines),
-	    cmocka_unit_test(test_bitbrains),
-	    cmocka_unit_test(test_plain_csv),
-	    cmocka_unit_test(test_prom_parse),
-	    cmocka_unit_test(test_matrix),
-	    cmocka_unit_test(test_cgroup_tree),
-	    cmocka_unit_test(test_libvirt_bulk_record),
-	    cmocka_unit_test(test_cgroup_names),
-	    cmocka_unit_test(test_cgroup_v1_refused),
-	    cmocka_unit_test(test_public_traces),
-	    cmocka_unit_test(test_prom_spec),
+	    cmocka_unit_test(test_lines),	  cmocka_unit_test(test_bitbrains),
+	    cmocka_unit_test(test_plain_csv),	  cmocka_unit_test(test_prom_parse),
+	    cmocka_unit_test(test_matrix),	  cmocka_unit_test(test_bulk_readers),
+	    cmocka_unit_test(test_cgroup_tree),	  cmocka_unit_test(test_libvirt_bulk_record),
+	    cmocka_unit_test(test_cgroup_names),  cmocka_unit_test(test_cgroup_v1_refused),
+	    cmocka_unit_test(test_public_traces), cmocka_unit_test(test_prom_spec),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

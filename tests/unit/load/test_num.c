@@ -398,13 +398,253 @@ test_fast_path_edges(void **state)
 	}
 }
 
+/*
+ * The bulk row parser (pgi_load_fast_rows: field ends from 64-byte masks,
+ * digits by SSE2 multiply-adds, a second pass dividing two at a time)
+ * against strtod, as the readers drive it: the bulk path where it takes
+ * rows, pgi_load_parse_line for the row it stops at, over random rows with
+ * blanks before fields, CRLF, exponents and long numbers among them. A
+ * wrong digit, place, sign or rounding in the bulk path fails the compare.
+ */
+static void
+test_bulk_rows_random(void **state)
+{
+	enum { ROWS = 20000, COLS = 4 };
+	char *text = malloc(ROWS * COLS * 26 + 128), field[COLS][40];
+	double *v = malloc((ROWS + 1) * COLS * sizeof(double)),
+	       *want = malloc(ROWS * COLS * sizeof(double));
+	size_t o = 0, rows = 0, r = 0, bulk = 0;
+	const char *q, *lim;
+
+	(void)state;
+	assert_non_null(text);
+	assert_non_null(v);
+	assert_non_null(want);
+	while (rows < ROWS) {
+		int good = 1, plain = next() % 4 != 0; /* mostly the bulk path's form */
+
+		for (int c = 0; c < COLS; c++) {
+			char *e;
+
+			if (plain) {
+				uint64_t x = next();
+				int len = 1 + (int)(x % 15), dot = (int)((x >> 8) % 18) - 1, k = 0;
+
+				if ((x >> 16) % 3 == 0)
+					field[c][k++] = (x >> 18) & 1 ? '-' : '+';
+				while (k < len)
+					field[c][k] = k == dot ? '.' : (char)('0' + next() % 10),
+					k++;
+				field[c][k] = 0;
+			} else {
+				random_field(field[c]);
+			}
+			want[rows * COLS + c] = strtod(field[c], &e);
+			good &= *e == 0 && e != field[c];
+		}
+		if (!good)
+			continue;
+		for (int c = 0; c < COLS; c++) {
+			uint64_t x = next();
+
+			if (x % 8 == 0)
+				o += (size_t)sprintf(text + o, "%s", (x >> 3) & 1 ? " " : "\t ");
+			o += (size_t)sprintf(text + o, "%s", field[c]);
+			if (c + 1 < COLS)
+				text[o++] = ',';
+			else
+				o += (size_t)sprintf(text + o, "%s",
+						     (x >> 4) % 8 == 0 ? "\r\n" : "\n");
+		}
+		rows++;
+	}
+	memset(text + o, 0, 128);
+	lim = text + o + 128;
+	for (q = text; r < rows;) {
+		size_t got;
+		const char *nq = pgi_load_fast_rows(q, text + o, lim, ',', NULL, 0, 0, v + r * COLS,
+						    COLS, rows - r, &got);
+
+		if (got) {
+			assert_true(nq > q && nq[-1] == '\n');
+			q = nq;
+			r += got;
+			bulk += got;
+			continue;
+		}
+		assert_ptr_equal(nq, q);
+		q = pgi_load_parse_line(q, lim, ',', v + r * COLS, COLS);
+		assert_non_null(q);
+		r++;
+	}
+	assert_ptr_equal(q, text + o);
+	for (size_t i = 0; i < rows * COLS; i++)
+		if (memcmp(&v[i], &want[i], sizeof(double)) != 0) {
+			print_error("row %zu field %zu: %.17g, strtod %.17g\n", i / COLS, i % COLS,
+				    v[i], want[i]);
+			fail();
+		}
+	assert_true(bulk > rows / 3); /* the bulk path did the most of it */
+	free(text);
+	free(v);
+	free(want);
+}
+
+/* One row through the bulk path: taken with its values bit for bit (ok), or
+ * left to the checking path (rows 0, where it started). */
+static void
+bulk_row(const char *row, size_t n, int nonneg, const char *prefix, int ok, const double *expect)
+{
+	char buf[256] = {0};
+	double v[8];
+	size_t got, len = strlen(row);
+	const char *q;
+
+	memcpy(buf, row, len);
+	q = pgi_load_fast_rows(buf, buf + len, buf + sizeof(buf), ',', prefix,
+			       prefix ? strlen(prefix) : 0, nonneg, v, n, 1, &got);
+	if (!ok) {
+		if (got || q != buf) {
+			print_error("'%s' taken (%zu rows)\n", row, got);
+			fail();
+		}
+		return;
+	}
+	if (got != 1 || q != buf + len || memcmp(v, expect, n * sizeof(double)) != 0) {
+		print_error("'%s': %zu rows, first %.17g, want %.17g\n", row, got, v[0], expect[0]);
+		fail();
+	}
+}
+
+static void
+bulk_field(const char *f, int ok, double expect)
+{
+	char row[64];
+
+	snprintf(row, sizeof(row), "%s\n", f);
+	bulk_row(row, 1, 0, NULL, ok, &expect);
+}
+
+static void
+test_bulk_rows_edges(void **state)
+{
+	(void)state;
+	bulk_field("0", 1, 0.0);
+	bulk_field("-0", 1, -0.0);
+	bulk_field("-0.000", 1, -0.0);
+	bulk_field("+0", 1, 0.0);
+	bulk_field(".5", 1, 0.5);
+	bulk_field("-.5", 1, -0.5);
+	bulk_field("5.", 1, 5.0);
+	bulk_field("+5.", 1, 5.0);
+	bulk_field("007.250", 1, 7.25);
+	bulk_field("999999999999999", 1, 999999999999999.0); /* 15 bytes */
+	bulk_field("-99999999999999", 1, -99999999999999.0);
+	bulk_field("+.9999999999999", 1, .9999999999999);
+	bulk_field("0.1234567890123", 1, 0.1234567890123);
+	bulk_field("1234567.8901234", 1, 1234567.8901234);
+	bulk_field("99999999999999.", 1, 99999999999999.0);
+	bulk_field(".00000000000001", 1, 1e-14);
+	bulk_field("0.3", 1, 0.3);
+	bulk_field("-2.675", 1, -2.675);
+	bulk_field("1372629804000", 1, 1372629804000.0);
+	bulk_field(" 2.5", 1, 2.5);
+	bulk_field("\t \t2.5", 1, 2.5);
+	bulk_field("2.5\r", 1, 2.5);
+	/* Left to the checking path: the long way, a fault, or a blank after. */
+	bulk_field("9999999999999999", 0, 0); /* 16 bytes */
+	bulk_field("0.12345678901234", 0, 0);
+	bulk_field("1e5", 0, 0);
+	bulk_field("1.5E-3", 0, 0);
+	bulk_field("2.5 ", 0, 0);
+	bulk_field("2.5\r\r", 0, 0);
+	bulk_field("", 0, 0);
+	bulk_field(" ", 0, 0);
+	bulk_field("-", 0, 0);
+	bulk_field("+", 0, 0);
+	bulk_field(".", 0, 0);
+	bulk_field("-.", 0, 0);
+	bulk_field("+-1", 0, 0);
+	bulk_field("1+", 0, 0);
+	bulk_field("1.2.3", 0, 0);
+	bulk_field("1..2", 0, 0);
+	bulk_field("1-2", 0, 0);
+	bulk_field("12x", 0, 0);
+	bulk_field("0x10", 0, 0);
+	bulk_field("inf", 0, 0);
+	bulk_field("1 2", 0, 0);
+	bulk_field("\r2", 0, 0);
+	{
+		char nul[] = "12\0003\n"; /* a NUL inside a field */
+		char buf[128] = {0};
+		double v;
+		size_t got;
+
+		memcpy(buf, nul, sizeof(nul) - 1);
+		pgi_load_fast_rows(buf, buf + 5, buf + sizeof(buf), ',', NULL, 0, 0, &v, 1, 1,
+				   &got);
+		assert_int_equal(got, 0);
+	}
+	{
+		const double a[3] = {1.5, -2, 0.25}, b[3] = {1.5, -0.0, 0.25}, c[2] = {3, 4};
+
+		bulk_row("1.5,-2,.25\n", 3, 0, NULL, 1, a);
+		bulk_row("1.5,-2,.25\n", 3, 1, NULL, 0, a);   /* below 0 with nonneg */
+		bulk_row("1.5,-0,.25\n", 3, 1, NULL, 1, b);   /* -0 is not below 0 */
+		bulk_row("1.5,-2\n", 3, 0, NULL, 0, a);	      /* too few fields */
+		bulk_row("1.5,-2,.25,1\n", 3, 0, NULL, 0, a); /* too many */
+		bulk_row("1.5,-2,.25", 3, 0, NULL, 0, a);     /* no newline: the checks say */
+		bulk_row("1.5,-2,,\n", 3, 0, NULL, 0, a);
+		bulk_row("vm-1,3,4\n", 2, 1, "vm-1", 1, c);
+		bulk_row("vm-2,3,4\n", 2, 1, "vm-1", 0, c);
+		bulk_row("vm-10,3,4\n", 2, 1, "vm-1", 0, c);
+		bulk_row("vm-,3,4\n", 2, 1, "vm-1", 0, c);
+		bulk_row("a-VM-name-of-20-bytes,3,4\n", 2, 1, "a-VM-name-of-20-bytes", 1, c);
+		bulk_row("a-VM-name-of-20-bytez,3,4\n", 2, 1, "a-VM-name-of-20-bytes", 0, c);
+		bulk_row("sixteen-bytes-vm,3,4\n", 2, 1, "sixteen-bytes-vm", 1, c);
+		bulk_row("sixteen-bytes-vX,3,4\n", 2, 1, "sixteen-bytes-vm", 0, c);
+	}
+	{
+		/* Rows past end are not taken, nor read past lim; max rows at most. */
+		char t[256] = "1,2\n3,4\n5,6\n7,8\n";
+		double v[8];
+		size_t got;
+		const char *q =
+		    pgi_load_fast_rows(t, t + 10, t + sizeof(t), ',', NULL, 0, 0, v, 2, 10, &got);
+
+		assert_int_equal(got, 2);
+		assert_ptr_equal(q, t + 8);
+		q = pgi_load_fast_rows(t, t + 16, t + sizeof(t), ',', NULL, 0, 0, v, 2, 3, &got);
+		assert_int_equal(got, 3);
+		assert_ptr_equal(q, t + 12);
+		assert_true(v[0] == 1 && v[3] == 4 && v[5] == 6);
+		q = pgi_load_fast_rows(t, t + 16, t + 63, ',', NULL, 0, 0, v, 2, 3, &got);
+		assert_int_equal(got, 0); /* fewer than 64 bytes readable */
+	}
+	{
+		/* A line of LOAD_LINE_MAX bytes or more is the checking path's. */
+		char *t = calloc(1, LOAD_LINE_MAX + 256);
+		double v;
+		size_t got;
+
+		assert_non_null(t);
+		memset(t, ' ', LOAD_LINE_MAX);
+		memcpy(t + LOAD_LINE_MAX, "1\n", 2);
+		pgi_load_fast_rows(t, t + LOAD_LINE_MAX + 2, t + LOAD_LINE_MAX + 256, ',', NULL, 0,
+				   0, &v, 1, 1, &got);
+		assert_int_equal(got, 0);
+		free(t);
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_edge_cases),	   cmocka_unit_test(test_random),
-	    cmocka_unit_test(test_halfway),	   cmocka_unit_test(test_reader_rules),
-	    cmocka_unit_test(test_rows_fast_path), cmocka_unit_test(test_fast_path_edges),
+	    cmocka_unit_test(test_edge_cases),	     cmocka_unit_test(test_random),
+	    cmocka_unit_test(test_halfway),	     cmocka_unit_test(test_reader_rules),
+	    cmocka_unit_test(test_rows_fast_path),   cmocka_unit_test(test_fast_path_edges),
+	    cmocka_unit_test(test_bulk_rows_random), cmocka_unit_test(test_bulk_rows_edges),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -402,6 +402,15 @@ test_strict_errors(void **state)
 		assert_int_equal(pg_iso_pack(bin, m, &out), PG_EINVAL);
 		assert_non_null(strstr(pg_last_error(), "field 3"));
 		assert_int_equal(out.len, 0);
+		/* pack: a character its type does not allow, named with its position */
+		pg_iso_set_str(m, 3, "12a456");
+		assert_int_equal(pg_iso_pack(bin, m, &out), PG_EINVAL);
+		assert_non_null(strstr(pg_last_error(), "field 3: character 0x61 at 3"));
+		pg_iso_set_str(m, 3, "123456");
+		pg_iso_set_str(m, 41, "T00\n0001");
+		assert_int_equal(pg_iso_pack(bin, m, &out), PG_EINVAL);
+		assert_non_null(strstr(pg_last_error(), "field 41: character 0x0A at 4"));
+		assert_int_equal(out.len, 0);
 		pg_buf_release(&out);
 	}
 	free(m);
