@@ -508,6 +508,8 @@ FN(inertia_soa)(const T *restrict xt, size_t n, size_t d, const T *restrict c,
 		return FN(inertia_body)(xt, n, 4, c, labels);
 	case 8:
 		return FN(inertia_body)(xt, n, 8, c, labels);
+	case 16:
+		return FN(inertia_body)(xt, n, 16, c, labels);
 	default:
 		return FN(inertia_body)(xt, n, d, c, labels);
 	}
@@ -576,6 +578,12 @@ FN(transpose)(const T *x, size_t n, size_t d, T *xt)
 		break;
 	case 8:
 		FN(transpose_body)(x, n, 8, xt);
+		break;
+	case 16:
+		FN(transpose_body)(x, n, 16, xt);
+		break;
+	case 32:
+		FN(transpose_body)(x, n, 32, xt);
 		break;
 	default:
 		FN(transpose_body)(x, n, d, xt);
