@@ -13,6 +13,7 @@
 #include <immintrin.h>
 #endif
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,11 +92,17 @@ km_rng_below(struct km_rng *r, size_t n)
 	return (size_t)(km_rng_double(r) * (double)n) % n;
 }
 
-/* Runs fn(arg, chunk) for every chunk; chunk c goes to thread c % nthreads. */
+/*
+ * Runs fn(arg, chunk) for every chunk; each thread takes the next chunk not yet
+ * taken, so a thread the (shared) machine holds back does not hold up the
+ * others. Each chunk writes only its own partial results, which are combined
+ * in chunk order: which thread ran a chunk never changes a result.
+ */
 struct km_worker {
 	void (*fn)(void *, size_t);
 	void *arg;
-	size_t nchunks, nthreads, tid;
+	size_t nchunks;
+	_Atomic size_t *next;
 };
 
 static void *
@@ -103,7 +110,8 @@ km_worker_main(void *a)
 {
 	struct km_worker *w = a;
 
-	for (size_t c = w->tid; c < w->nchunks; c += w->nthreads)
+	for (size_t c;
+	     (c = atomic_fetch_add_explicit(w->next, 1, memory_order_relaxed)) < w->nchunks;)
 		w->fn(w->arg, c);
 	return NULL;
 }
@@ -113,6 +121,7 @@ km_parallel(void (*fn)(void *, size_t), void *arg, size_t nchunks, size_t nthrea
 {
 	pthread_t th[16];
 	struct km_worker w[16];
+	_Atomic size_t next = 0;
 	size_t started = 0;
 
 	if (nthreads > 16)
@@ -125,15 +134,13 @@ km_parallel(void (*fn)(void *, size_t), void *arg, size_t nchunks, size_t nthrea
 		return;
 	}
 	for (size_t t = 0; t < nthreads; t++)
-		w[t] = (struct km_worker){fn, arg, nchunks, nthreads, t};
+		w[t] = (struct km_worker){fn, arg, nchunks, &next};
 	for (size_t t = 1; t < nthreads; t++) {
 		if (pthread_create(&th[t], NULL, km_worker_main, &w[t]) != 0)
 			break;
 		started = t;
 	}
-	/* Chunks of threads that failed to start run here: same result, slower. */
-	for (size_t t = started + 1; t < nthreads; t++)
-		km_worker_main(&w[t]);
+	/* Threads that failed to start leave their chunks to the others. */
 	km_worker_main(&w[0]);
 	for (size_t t = 1; t <= started; t++)
 		pthread_join(th[t], NULL);

@@ -276,16 +276,66 @@ FN(accum_soa)(const T *restrict xt, const int32_t *restrict lab, size_t n, size_
 	}
 }
 
+/* Whether any lane of a label-width mask is set. */
+static inline __attribute__((always_inline)) int
+FN(lany)(FN(lvec) m)
+{
+#if defined(__x86_64__) && defined(__AVX2__)
+	if (sizeof(m) == 32) {
+		__m256i v;
+		memcpy(&v, &m, sizeof(v));
+		return !_mm256_testz_si256(v, v);
+	}
+#endif
+#if defined(__x86_64__) && defined(__SSE2__)
+	if (sizeof(m) == 16) {
+		__m128i v;
+		memcpy(&v, &m, sizeof(v));
+		return _mm_movemask_epi8(v) != 0;
+	}
+#endif
+	{
+		int32_t l[KM_L], o = 0;
+		memcpy(l, &m, sizeof(l));
+		for (size_t i = 0; i < KM_L; i++)
+			o |= l[i];
+		return o != 0;
+	}
+}
+
+/*
+ * Moves one point from cluster `from` to cluster `to` in a chunk's double
+ * sums (ps: k * D sums, then k counts); its values are xs[j * stride].
+ */
+static inline __attribute__((always_inline)) void
+FN(move_point)(double *restrict ps, size_t D, size_t k, const T *restrict xs, size_t stride,
+	       int32_t from, int32_t to)
+{
+	double *a = ps + (size_t)from * D, *b = ps + (size_t)to * D;
+
+	for (size_t j = 0; j < D; j++) {
+		double v = (double)xs[j * stride];
+		a[j] -= v;
+		b[j] += v;
+	}
+	ps[k * D + (size_t)from] -= 1;
+	ps[k * D + (size_t)to] += 1;
+}
+
 /*
  * Lloyd's assignment and accumulation fused: each vector of points is loaded
  * once, given its nearest center (the same arithmetic as soa_body, ties to the
  * lower index) and added at once to that center's lane sums. Points from row
  * n on (the zero padding of the last block) get no label and add nothing.
+ * With incr (every iteration after the first) the chunk's double sums ps
+ * still hold the previous labelling, and only points whose label changed
+ * are moved: once few labels change, the sums cost next to nothing.
  * Returns how many labels changed.
  */
 static inline __attribute__((always_inline)) size_t
 FN(fused_body)(const T *restrict xt, size_t n, size_t D, const FN(vec) *restrict cv, size_t k,
-	       int32_t *restrict labels, FN(vec) *restrict acc, FN(ivec) *restrict cnt)
+	       int32_t *restrict labels, FN(vec) *restrict acc, FN(ivec) *restrict cnt,
+	       double *restrict ps, int incr)
 {
 #define KM_H (KM_B / KM_L)
 	FN(lvec) nchg = {0};
@@ -337,14 +387,26 @@ FN(fused_body)(const T *restrict xt, size_t n, size_t D, const FN(vec) *restrict
 				memcpy(tmp, &li, sizeof(tmp));
 				for (size_t l = 0; o + l < n && l < KM_L; l++) {
 					nchg[0] += labels[o + l] != tmp[l];
+					if (incr && labels[o + l] != tmp[l])
+						FN(move_point)
+					(ps, D, k, blk + h * KM_L + l, KM_B, labels[o + l], tmp[l]);
 					labels[o + l] = tmp[l];
 				}
 			} else {
+				FN(lvec) ch;
 				memcpy(&old, labels + o, sizeof(old));
-				nchg -= old != li;
+				ch = old != li;
+				nchg -= ch;
+				if (incr && FN(lany)(ch))
+					for (size_t l = 0; l < KM_L; l++)
+						if (ch[l])
+							FN(move_point)
+				(ps, D, k, blk + h * KM_L + l, KM_B, old[l], li[l]);
 				memcpy(labels + o, &li, sizeof(li));
 			}
 		}
+		if (incr)
+			continue;
 		for (size_t c = 0; c < k; c++) {
 			_Pragma("GCC unroll 16") for (size_t h = 0; h < KM_H; h++)
 			{
@@ -366,20 +428,28 @@ FN(fused_body)(const T *restrict xt, size_t n, size_t D, const FN(vec) *restrict
 
 KM_CLONES static size_t
 FN(fused_soa)(const T *restrict xt, size_t n, size_t d, const FN(vec) *restrict cv, size_t k,
-	      int32_t *restrict labels, FN(vec) *restrict acc, FN(ivec) *restrict cnt)
+	      int32_t *restrict labels, FN(vec) *restrict acc, FN(ivec) *restrict cnt,
+	      double *restrict ps)
 {
+	/* ps given: incremental sums (the call's acc and cnt are not used). */
+#define KM_FUSED(D)                                                                                \
+	(ps ? FN(fused_body)(xt, n, D, cv, k, labels, acc, cnt, ps, 1)                             \
+	    : FN(fused_body)(xt, n, D, cv, k, labels, acc, cnt, NULL, 0))
 	switch (d) {
 	case 2:
-		return FN(fused_body)(xt, n, 2, cv, k, labels, acc, cnt);
+		return KM_FUSED(2);
 	case 3:
-		return FN(fused_body)(xt, n, 3, cv, k, labels, acc, cnt);
+		return KM_FUSED(3);
 	case 4:
-		return FN(fused_body)(xt, n, 4, cv, k, labels, acc, cnt);
+		return KM_FUSED(4);
 	case 8:
-		return FN(fused_body)(xt, n, 8, cv, k, labels, acc, cnt);
+		return KM_FUSED(8);
+	case 16:
+		return KM_FUSED(16);
 	default:
-		return FN(fused_body)(xt, n, d, cv, k, labels, acc, cnt);
+		return KM_FUSED(d);
 	}
+#undef KM_FUSED
 }
 
 /* Sum over points of the squared distance to their labelled center (final inertia). */
@@ -438,6 +508,8 @@ FN(inertia_soa)(const T *restrict xt, size_t n, size_t d, const T *restrict c,
 		return FN(inertia_body)(xt, n, 4, c, labels);
 	case 8:
 		return FN(inertia_body)(xt, n, 8, c, labels);
+	case 16:
+		return FN(inertia_body)(xt, n, 16, c, labels);
 	default:
 		return FN(inertia_body)(xt, n, d, c, labels);
 	}
@@ -507,6 +579,12 @@ FN(transpose)(const T *x, size_t n, size_t d, T *xt)
 	case 8:
 		FN(transpose_body)(x, n, 8, xt);
 		break;
+	case 16:
+		FN(transpose_body)(x, n, 16, xt);
+		break;
+	case 32:
+		FN(transpose_body)(x, n, 32, xt);
+		break;
 	default:
 		FN(transpose_body)(x, n, d, xt);
 	}
@@ -527,6 +605,7 @@ struct FN(km) {
 	double *part;	 /* per chunk: k*d sums then k counts */
 	size_t *changed; /* per chunk */
 	int mode;	 /* KM_FULL, KM_HAMERLY, KM_ESTEP (assign only) */
+	int incr;	 /* part holds the sums of the current labels: update them */
 };
 
 /* Adds rows lo..hi to their cluster's sums (D constant at the common call). */
@@ -576,7 +655,15 @@ FN(chunk)(void *arg, size_t ci)
 	size_t changed = 0;
 	int32_t bl[KM_B];
 	T bd[KM_B], sd[KM_B];
+	/* After the first pass ps holds the last labelling: move changed points only. */
+	int incr = ps && m->incr;
 
+	if (m->mode == KM_FULL && m->xt && !m->ub && ps && d <= KM_SMALL_D && m->incr) {
+		/* Lloyd with small d after the first pass: assign, move changed points. */
+		m->changed[ci] = FN(fused_soa)(m->xt + (lo / KM_B) * d * KM_B, hi - lo, d, m->cv, k,
+					       m->labels + lo, NULL, NULL, ps);
+		return;
+	}
 	if (m->mode == KM_FULL && m->xt && !m->ub && ps && d <= KM_SMALL_D && k * d <= KM_ACC_MAX &&
 	    k <= KM_ACC_MAX / 4) {
 		/* Lloyd with small d: one pass assigns and sums (fused_soa). */
@@ -586,7 +673,7 @@ FN(chunk)(void *arg, size_t ci)
 		memset(acc, 0, k * d * sizeof(acc[0]));
 		memset(cnt, 0, k * sizeof(cnt[0]));
 		m->changed[ci] = FN(fused_soa)(m->xt + (lo / KM_B) * d * KM_B, hi - lo, d, m->cv, k,
-					       m->labels + lo, acc, cnt);
+					       m->labels + lo, acc, cnt, NULL);
 		FN(reduce_lanes)(acc, cnt, k, d, ps);
 		return;
 	}
@@ -603,6 +690,9 @@ FN(chunk)(void *arg, size_t ci)
 			}
 			for (size_t b = 0; b < nb; b++) {
 				changed += m->labels[i + b] != bl[b];
+				if (incr && m->labels[i + b] != bl[b])
+					FN(move_point)
+				(ps, d, k, m->x + (i + b) * d, 1, m->labels[i + b], bl[b]);
 				m->labels[i + b] = bl[b];
 				if (m->ub) {
 					m->ub[i + b] = sqrt((double)bd[b]);
@@ -623,6 +713,9 @@ FN(chunk)(void *arg, size_t ci)
 					FN(nearest_rows)(m->x + i * d, 1, d, m->c, k, bl, bd, sd);
 					if (bl[0] != a) {
 						changed++;
+						if (incr)
+							FN(move_point)
+						(ps, d, k, m->x + i * d, 1, a, bl[0]);
 						m->labels[i] = bl[0];
 					}
 					u = sqrt((double)bd[0]);
@@ -634,7 +727,7 @@ FN(chunk)(void *arg, size_t ci)
 		}
 	}
 	m->changed[ci] = changed;
-	if (!ps)
+	if (!ps || incr)
 		return;
 	memset(ps, 0, k * (d + 1) * sizeof(*ps));
 	if (m->xt && k * d <= KM_ACC_MAX && k <= KM_ACC_MAX / 4) {
@@ -654,17 +747,67 @@ FN(chunk)(void *arg, size_t ci)
 	}
 }
 
+/* Transposing or summing one chunk of KM_CHUNK rows, on the threads. */
+struct FN(rows) {
+	const T *x, *xt, *c;
+	T *out;
+	const int32_t *labels;
+	size_t n, d;
+	double *part; /* per chunk: its inertia */
+};
+
+static void
+FN(transpose_chunk)(void *arg, size_t ci)
+{
+	struct FN(rows) *r = arg;
+	size_t lo = ci * KM_CHUNK, nr = r->n - lo < KM_CHUNK ? r->n - lo : KM_CHUNK;
+
+	FN(transpose)(r->x + lo * r->d, nr, r->d, r->out + (lo / KM_B) * r->d * KM_B);
+}
+
 /* The transposed copy used by the small-d kernels, or NULL for large d. */
 static int
-FN(make_xt)(const T *x, size_t n, size_t d, T **xt)
+FN(make_xt)(const T *x, size_t n, size_t d, size_t nthreads, T **xt)
 {
+	struct FN(rows) r = {.x = x, .n = n, .d = d};
+
 	*xt = NULL;
 	if (d > KM_XT_D)
 		return 0;
 	*xt = malloc(((n + KM_B - 1) / KM_B) * KM_B * d * sizeof(T));
 	if (!*xt)
 		return pg_error(PG_ENOMEM, "kmeans", "work space for %zu rows", n);
-	FN(transpose)(x, n, d, *xt);
+	r.out = *xt;
+	km_parallel(FN(transpose_chunk), &r, (n + KM_CHUNK - 1) / KM_CHUNK, nthreads);
+	return 0;
+}
+
+static void
+FN(inertia_chunk)(void *arg, size_t ci)
+{
+	struct FN(rows) *r = arg;
+	size_t lo = ci * KM_CHUNK, nr = r->n - lo < KM_CHUNK ? r->n - lo : KM_CHUNK;
+
+	r->part[ci] =
+	    FN(inertia_soa)(r->xt + (lo / KM_B) * r->d * KM_B, nr, r->d, r->c, r->labels + lo);
+}
+
+/* The final inertia over the threads: chunks' sums added in chunk order. */
+static int
+FN(inertia_par)(const T *xt, size_t n, size_t d, const T *c, const int32_t *labels, size_t nthreads,
+		double *out)
+{
+	size_t nchunks = (n + KM_CHUNK - 1) / KM_CHUNK;
+	struct FN(rows) r = {.xt = xt, .c = c, .labels = labels, .n = n, .d = d};
+
+	r.part = malloc(nchunks * sizeof(double));
+	if (!r.part)
+		return pg_error(PG_ENOMEM, "kmeans", "work space for %zu rows", n);
+	km_parallel(FN(inertia_chunk), &r, nchunks, nthreads);
+	*out = 0;
+	for (size_t i = 0; i < nchunks; i++)
+		*out += r.part[i];
+	free(r.part);
 	return 0;
 }
 
@@ -691,21 +834,51 @@ FN(col_sqdev)(const T *restrict x, size_t n, size_t d, const double *restrict me
 		}
 }
 
-static int
-FN(mean_variance)(const T *x, size_t n, size_t d, double *out)
+/* One chunk of rows of either pass, into the chunk's d partial sums. */
+struct FN(mv) {
+	const T *x;
+	size_t n, d;
+	const double *mean; /* NULL: the first pass (sums) */
+	double *part;	    /* nchunks x d */
+};
+
+static void
+FN(mv_chunk)(void *arg, size_t ci)
 {
+	struct FN(mv) *s = arg;
+	size_t lo = ci * KM_CHUNK, nr = s->n - lo < KM_CHUNK ? s->n - lo : KM_CHUNK, d = s->d;
+	const T *x = s->x + lo * d;
+	double *ps = s->part + ci * d;
+
+	memset(ps, 0, d * sizeof(double));
+	if (!s->mean && d == 4)
+		FN(col_sums)(x, nr, 4, ps);
+	else if (!s->mean)
+		FN(col_sums)(x, nr, d, ps);
+	else if (d == 4)
+		FN(col_sqdev)(x, nr, 4, s->mean, ps);
+	else
+		FN(col_sqdev)(x, nr, d, s->mean, ps);
+}
+
+static int
+FN(mean_variance)(const T *x, size_t n, size_t d, size_t nthreads, double *out)
+{
+	size_t nchunks = (n + KM_CHUNK - 1) / KM_CHUNK;
 	double *mean = calloc(d, sizeof(double)), *var = calloc(d, sizeof(double)), tot = 0;
+	struct FN(mv) s = {.x = x, .n = n, .d = d};
 	int rc = 0;
 
-	if (!mean || !var) {
+	s.part = malloc(nchunks * d * sizeof(double));
+	if (!mean || !var || !s.part) {
 		rc = pg_error(PG_ENOMEM, "kmeans", "variance of %zu columns", d);
 		goto out;
 	}
-	/* Each column summed in row order, as before; a constant d vectorises over columns. */
-	if (d == 4)
-		FN(col_sums)(x, n, 4, mean);
-	else
-		FN(col_sums)(x, n, d, mean);
+	/* Per chunk of rows on the threads, the chunks' sums added in chunk order. */
+	km_parallel(FN(mv_chunk), &s, nchunks, nthreads);
+	for (size_t c = 0; c < nchunks; c++)
+		for (size_t j = 0; j < d; j++)
+			mean[j] += s.part[c * d + j];
 	for (size_t j = 0; j < d; j++) {
 		if (!isfinite(mean[j])) {
 			for (size_t i = 0; i < n; i++)
@@ -720,16 +893,18 @@ FN(mean_variance)(const T *x, size_t n, size_t d, double *out)
 		}
 		mean[j] /= (double)n;
 	}
-	if (d == 4)
-		FN(col_sqdev)(x, n, 4, mean, var);
-	else
-		FN(col_sqdev)(x, n, d, mean, var);
+	s.mean = mean;
+	km_parallel(FN(mv_chunk), &s, nchunks, nthreads);
+	for (size_t c = 0; c < nchunks; c++)
+		for (size_t j = 0; j < d; j++)
+			var[j] += s.part[c * d + j];
 	for (size_t j = 0; j < d; j++)
 		tot += var[j] / (double)n;
 	*out = tot / (double)d;
 out:
 	free(mean);
 	free(var);
+	free(s.part);
 	return rc;
 }
 
@@ -1164,6 +1339,7 @@ FN(single)(const T *x, const T *xt, size_t n, size_t d, const struct pg_kmeans_p
 		size_t nempty = 0;
 
 		m.mode = hamerly && it > 0 ? KM_HAMERLY : KM_FULL;
+		m.incr = it > 0;
 		km_parallel(FN(chunk), &m, nchunks, nthreads);
 		memset(sums, 0, k * (d + 1) * sizeof(double));
 		for (size_t ci = 0; ci < nchunks; ci++) {
@@ -1240,7 +1416,9 @@ FN(single)(const T *x, const T *xt, size_t n, size_t d, const struct pg_kmeans_p
 	}
 	info->inertia = 0;
 	if (xt) {
-		info->inertia = FN(inertia_soa)(xt, n, d, m.c, labels);
+		rc = FN(inertia_par)(xt, n, d, m.c, labels, nthreads, &info->inertia);
+		if (rc < 0)
+			goto out;
 	} else {
 		for (size_t i = 0; i < n; i++)
 			info->inertia +=
@@ -1276,7 +1454,7 @@ FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_
 	struct km_rng rng;
 	int rc;
 
-	rc = FN(mean_variance)(x, n, d, &tol_abs);
+	rc = FN(mean_variance)(x, n, d, p->n_threads > 0 ? (size_t)p->n_threads : 1, &tol_abs);
 	if (rc < 0)
 		return rc;
 	tol_abs = p->tol > 0 ? tol_abs * p->tol : 0;
@@ -1288,7 +1466,7 @@ FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_
 		rc = pg_error(PG_ENOMEM, "kmeans", "work space for %zu rows", n);
 		goto out;
 	}
-	rc = FN(make_xt)(x, n, d, &xt);
+	rc = FN(make_xt)(x, n, d, p->n_threads > 0 ? (size_t)p->n_threads : 1, &xt);
 	if (rc < 0)
 		goto out;
 	info->inertia = INFINITY;
@@ -1332,7 +1510,7 @@ FN(plusplus_alone)(const T *x, size_t n, size_t d, size_t k, struct km_rng *rng,
 		   double *centers)
 {
 	T *xt;
-	int rc = FN(make_xt)(x, n, d, &xt);
+	int rc = FN(make_xt)(x, n, d, n_threads > 0 ? (size_t)n_threads : 1, &xt);
 
 	if (rc == 0)
 		rc = FN(plusplus)(x, xt, n, d, k, rng, n_threads > 0 ? (size_t)n_threads : 1,

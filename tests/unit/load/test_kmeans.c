@@ -294,7 +294,13 @@ test_plusplus_reference(void **state)
  * Plain Lloyd with the engine's rules (strict stop on unchanged labels, else a
  * final assignment), tol = 0 and a fixed iteration budget: what the fused
  * small-d kernel (ragged last block) and the blocked large-d kernel (k not a
- * multiple of the centers per step) must reproduce.
+ * multiple of the centers per step) must reproduce, in the first pass (fresh
+ * sums) and in the later ones (only changed points moved in each chunk's
+ * sums), with Lloyd and with Hamerly. test_load_kmeans runs whichever variant
+ * its build has (the baseline one under the sanitizers);
+ * test_load_kmeans_simd and test_load_kmeans_simd_base run the same tests on the
+ * vector engine built without sanitizers, AVX2 and baseline chosen by
+ * PAYGUARD_KMEANS_ISA.
  */
 static double
 ref_lloyd(const double *x, size_t n, size_t d, size_t k, int iters, const double *init,
@@ -348,8 +354,13 @@ ref_lloyd(const double *x, size_t n, size_t d, size_t k, int iters, const double
 static void
 test_kernels_reference(void **state)
 {
-	static const size_t shapes[][3] = {{1443, 4, 3},   {1000, 2, 5},  {2001, 16, 8},
-					   {3001, 32, 20}, {2000, 40, 7}, {1500, 64, 13}};
+	/* Odd d (not a multiple of 4 or 8), k not a multiple of 4, n not a
+	 * multiple of the 16-point block nor of the 4096-row chunk; several chunks;
+	 * k * d past the vector lane sums (256) with d <= 16 and d > 16. */
+	static const size_t shapes[][3] = {
+	    {1443, 4, 3},   {1000, 2, 5},   {2001, 16, 8}, {3001, 32, 20}, {2000, 40, 7},
+	    {1500, 64, 13}, {9001, 5, 9},   {8203, 3, 6},  {5003, 8, 40},  {4099, 11, 6},
+	    {6007, 24, 10}, {4501, 16, 23}, {3003, 7, 64}};
 
 	(void)state;
 	for (size_t sh = 0; sh < sizeof(shapes) / sizeof(shapes[0]); sh++) {
@@ -377,6 +388,18 @@ test_kernels_reference(void **state)
 		for (size_t i = 0; i < k * d; i++)
 			assert_true(fabs(got[i] - want[i]) <= 1e-9 * (fabs(want[i]) + 1));
 		assert_true(fabs(info.inertia - ref) <= 1e-9 * ref);
+		/* Hamerly's bounds skip work, never change a label. */
+		p.algo = PG_KMEANS_HAMERLY;
+		p.n_threads = 2;
+		assert_int_equal(pg_kmeans_fit(x, PG_KMEANS_F64, n, d, &p, lg, got, &info), 0);
+		if (memcmp(lw, lg, n * sizeof(int32_t)) != 0)
+			fail_msg("Hamerly %zu x %zu, k = %zu: labels differ from the plain loop's",
+				 n, d, k);
+		for (size_t i = 0; i < k * d; i++)
+			assert_true(fabs(got[i] - want[i]) <= 1e-9 * (fabs(want[i]) + 1));
+		assert_true(fabs(info.inertia - ref) <= 1e-9 * ref);
+		p.algo = PG_KMEANS_LLOYD;
+		p.n_threads = 1;
 		/* float32 data: the same up to float rounding. */
 		for (size_t i = 0; i < n * d; i++) {
 			xf[i] = (float)x[i];
@@ -390,6 +413,8 @@ test_kernels_reference(void **state)
 			fail_msg("float32 Lloyd %zu x %zu, k = %zu: %zu of %zu labels agree", n, d,
 				 k, same, n);
 		assert_true(fabs(info.inertia - ref) <= 1e-4 * ref);
+		for (size_t i = 0; same == n && i < k * d; i++)
+			assert_true(fabs(got[i] - want[i]) <= 1e-4 * (fabs(want[i]) + 1));
 		free(x);
 		free(xf);
 		free(init);
