@@ -272,6 +272,17 @@ int pg_pos_partitions_ensure(struct pg_store *st, int64_t now_ms, int days_ahead
  */
 int pg_pos_retention(struct pg_store *st, int64_t now_ms, int keep_days, int64_t *dropped_days,
 		     int64_t *deleted_rows);
+/*
+ * As pg_pos_retention, and before rows go, gone(db, table, before_ms, arg)
+ * runs in the same transaction: the rows of table (a day partition, or
+ * pos_txn itself) whose ts < before_ms are removed when it returns >= 0, and
+ * kept when it fails. So a caller can count what it removes (serve's
+ * /metrics counters).
+ */
+typedef int (*pg_pos_gone_fn)(struct pg_db *db, const char *table, int64_t before_ms, void *arg);
+int pg_pos_retention_counted(struct pg_store *st, int64_t now_ms, int keep_days,
+			     pg_pos_gone_fn gone, void *arg, int64_t *dropped_days,
+			     int64_t *deleted_rows);
 
 /* ---- server ---- */
 

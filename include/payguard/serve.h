@@ -50,6 +50,8 @@ struct pg_serve_cfg {
 	int intake_jetstream;
 	/* POS decisions reported as events ("unregistered,undetermined"; NULL none) */
 	const char *pos_report;
+	/* PostgreSQL store: days of pos_txn kept (whole day partitions dropped) */
+	int pos_keep_days;
 };
 
 /* The configuration file (JSON object; docs/serve.md lists keys and defaults). */
@@ -70,10 +72,13 @@ enum {
 	PG_SERVE_KEY_WEBHOOK_SECRET = 1u << 13,
 	PG_SERVE_KEY_INTAKE = 1u << 14,
 	PG_SERVE_KEY_POS_REPORT = 1u << 15,
+	PG_SERVE_KEY_POS_KEEP_DAYS = 1u << 16,
 };
 #define PG_SERVE_MAX_WEBHOOKS 8
 /* A cluster node's name: 1..63 letters, digits, '.', '_' or '-'. */
 #define PG_SERVE_NODE_NAME 64
+/* pos_txn days a PostgreSQL store keeps unless told (pos_keep_days). */
+#define PG_SERVE_POS_KEEP_DAYS 7
 /* 0 when name is a valid node name, else PG_EINVAL with a message. */
 int pg_serve_check_node_name(const char *name);
 #define PG_SERVE_MAX_CONF 65536
@@ -98,6 +103,7 @@ struct pg_serve_conf {
 	char webhook_secret_file[512];
 	int intake_jetstream; /* intake: "jetstream" (1) or "store" (0) */
 	char pos_report[128]; /* pos_report: decisions reported as events ("" none) */
+	int pos_keep_days;    /* PostgreSQL: days of pos_txn kept */
 	unsigned keys;	      /* PG_SERVE_KEY_... bits present in the file */
 };
 void pg_serve_conf_default(struct pg_serve_conf *c);

@@ -20,7 +20,7 @@ struct serveopt {
 	const char *config, *data, *store, *listen, *port_file, *token_file, *load_source, *name,
 	    *node, *nats, *intake, *webhook_secret_file, *pos_report;
 	struct pg_opt_strings allow_host, webhooks;
-	int port, demo, load_period_ms, job;
+	int port, demo, load_period_ms, job, pos_keep_days;
 };
 
 #define S struct serveopt
@@ -61,6 +61,9 @@ static const struct pg_opt run_opts[] = {
 	   "POS intake: store (default) or jetstream (through the stream; needs --nats)"),
     PG_STR(S, pos_report, "pos-report", "LIST",
 	   "POS decisions also stored as events, e.g. unregistered,undetermined (default none)"),
+    PG_INT(S, pos_keep_days, "pos-keep-days", "N", 1, 3660,
+	   "PostgreSQL store: days of POS transactions kept; older day partitions are dropped "
+	   "(default 7)"),
     {0}};
 static const struct pg_opt worker_opts[] = {
     PG_STR(S, name, "name", "WORKER",
@@ -95,6 +98,7 @@ cli_keys(const struct serveopt *o)
 	k |= o->webhook_secret_file ? PG_SERVE_KEY_WEBHOOK_SECRET : 0;
 	k |= o->intake ? PG_SERVE_KEY_INTAKE : 0;
 	k |= o->pos_report ? PG_SERVE_KEY_POS_REPORT : 0;
+	k |= o->pos_keep_days >= 0 ? PG_SERVE_KEY_POS_KEEP_DAYS : 0;
 	return k;
 }
 
@@ -111,6 +115,7 @@ apply_cli(const char *argv0, const struct serveopt *o, struct pg_serve_cfg *cfg)
 	cfg->port_file = o->port_file;
 	cfg->demo = o->demo;
 	cfg->load_period_ms = o->load_period_ms >= 0 ? o->load_period_ms : 5000;
+	cfg->pos_keep_days = o->pos_keep_days >= 0 ? o->pos_keep_days : PG_SERVE_POS_KEEP_DAYS;
 	if (o->load_source && pg_serve_check_load_source(o->load_source) < 0)
 		return pg_cli_usage(argv0, "%s", pg_last_error());
 	cfg->load_source = o->load_source;
@@ -165,6 +170,8 @@ merge_conf(struct pg_serve_cfg *cfg, const struct pg_serve_conf *conf)
 		cfg->demo = conf->demo;
 	if (only_file & PG_SERVE_KEY_LOAD_PERIOD)
 		cfg->load_period_ms = conf->load_period_ms;
+	if (only_file & PG_SERVE_KEY_POS_KEEP_DAYS)
+		cfg->pos_keep_days = conf->pos_keep_days;
 	if (only_file & PG_SERVE_KEY_LOAD_SOURCE)
 		cfg->load_source = conf->load_source;
 	if (only_file & PG_SERVE_KEY_NODE)
@@ -276,7 +283,7 @@ check_events(const char *argv0, const struct pg_serve_cfg *cfg)
 static int
 cmd_serve_run(int argc, char **argv)
 {
-	struct serveopt o = {.port = -1, .load_period_ms = -1};
+	struct serveopt o = {.port = -1, .load_period_ms = -1, .pos_keep_days = -1};
 	struct pg_serve_cfg cfg = {0};
 	struct pg_serve_conf conf;
 	char exe[PATH_MAX], token[256], confpath[600];

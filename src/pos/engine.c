@@ -1506,12 +1506,78 @@ pg_pos_partitions_ensure(struct pg_store *st, int64_t now_ms, int days_ahead)
 	return rc;
 }
 
+/* One step of retention: gone() and the removal in one transaction (a
+ * statement with one ? for before and its changes counted, or DDL). */
+static int
+retire(struct pg_db *db, const char *sql, const char *table, int64_t before, pg_pos_gone_fn gone,
+       void *arg, int64_t *changed)
+{
+	struct pg_db_stmt *q = NULL;
+	int rc = gone ? pg_db_begin(db) : 0;
+
+	if (rc >= 0 && gone)
+		rc = gone(db, table, before, arg);
+	if (rc >= 0 && !changed) {
+		rc = pg_db_exec(db, sql); /* DDL: not kept as a prepared statement */
+	} else if (rc >= 0) {
+		rc = pg_db_prepare(db, sql, &q);
+		if (rc >= 0)
+			rc = pg_db_bind_int64(q, 1, before);
+		if (rc >= 0)
+			rc = pg_db_step(q);
+		if (rc >= 0)
+			*changed = pg_db_changes(q);
+	}
+	if (q)
+		pg_db_reset(q);
+	if (gone && rc >= 0)
+		rc = pg_db_commit(db);
+	else if (gone)
+		(void)pg_db_rollback(db);
+	return rc < 0 ? rc : 0;
+}
+
+/* The day partitions wholly before cut_day (names from the catalogue). */
+static int
+old_partitions(struct pg_db *db, int64_t cut_day, char ***out, size_t *nout)
+{
+	struct pg_db_stmt *q;
+	char last[24], **names = NULL;
+	size_t n = 0;
+	int rc;
+
+	day_name(cut_day, last);
+	rc = pg_db_prepare(db,
+			   "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON "
+			   "c.oid = i.inhrelid WHERE i.inhparent = 'pos_txn'::regclass AND "
+			   "c.relname LIKE 'pos\\_txn\\_________' AND c.relname < ? ORDER BY 1",
+			   &q);
+	if (rc < 0)
+		return rc;
+	pg_db_bind_text(q, 1, last, -1);
+	while ((rc = pg_db_step(q)) == 1) {
+		char **nn = realloc(names, (n + 1) * sizeof(*nn));
+
+		if (!nn || !(nn[n] = strdup(pg_db_column_text(q, 0)))) {
+			if (nn)
+				names = nn;
+			rc = PG_ENOMEM;
+			break;
+		}
+		names = nn;
+		n++;
+	}
+	pg_db_reset(q);
+	*out = names;
+	*nout = n;
+	return rc < 0 ? rc : 0;
+}
+
 int
-pg_pos_retention(struct pg_store *st, int64_t now_ms, int keep_days, int64_t *dropped_days,
-		 int64_t *deleted_rows)
+pg_pos_retention_counted(struct pg_store *st, int64_t now_ms, int keep_days, pg_pos_gone_fn gone,
+			 void *arg, int64_t *dropped_days, int64_t *deleted_rows)
 {
 	int64_t cut_day = now_ms / DAY_MS - keep_days, cut = cut_day * DAY_MS;
-	struct pg_db_stmt *q;
 	char **names = NULL;
 	size_t n = 0;
 	int rc;
@@ -1523,38 +1589,14 @@ pg_pos_retention(struct pg_store *st, int64_t now_ms, int keep_days, int64_t *dr
 	if (rc < 0)
 		return rc;
 	if (pg_db_engine_of(st->pdb) == PG_DB_POSTGRES) {
-		char last[24];
-
 		/* the day partitions wholly before the cut: dropped, not deleted row by row */
-		day_name(cut_day, last);
-		rc = pg_db_prepare(
-		    st->pdb,
-		    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON "
-		    "c.oid = i.inhrelid WHERE i.inhparent = 'pos_txn'::regclass AND "
-		    "c.relname LIKE 'pos\\_txn\\_________' AND c.relname < ? ORDER BY 1",
-		    &q);
-		if (rc < 0)
-			return rc;
-		pg_db_bind_text(q, 1, last, -1);
-		while ((rc = pg_db_step(q)) == 1) {
-			char **nn = realloc(names, (n + 1) * sizeof(*nn));
-
-			if (!nn || !(nn[n] = strdup(pg_db_column_text(q, 0)))) {
-				if (nn)
-					names = nn;
-				rc = PG_ENOMEM;
-				break;
-			}
-			names = nn;
-			n++;
-		}
-		pg_db_reset(q);
+		rc = old_partitions(st->pdb, cut_day, &names, &n);
 		for (size_t i = 0; rc >= 0 && i < n; i++) {
 			char sql[64];
 
 			/* names come from the catalogue and match pos_txn_YYYYMMDD */
 			snprintf(sql, sizeof(sql), "DROP TABLE %s", names[i]);
-			rc = pg_db_exec(st->pdb, sql);
+			rc = retire(st->pdb, sql, names[i], INT64_MAX, gone, arg, NULL);
 			if (rc >= 0) {
 				pg_info("pos", "retention: dropped partition %s", names[i]);
 				(*dropped_days)++;
@@ -1567,15 +1609,16 @@ pg_pos_retention(struct pg_store *st, int64_t now_ms, int keep_days, int64_t *dr
 			return rc;
 	}
 	/* SQLite, and stray old rows of the default partition: row by row */
-	rc = pg_db_prepare(st->pdb, "DELETE FROM pos_txn WHERE ts < ?", &q);
-	if (rc < 0)
-		return rc;
-	pg_db_bind_int64(q, 1, cut);
-	rc = pg_db_step(q);
-	if (rc >= 0)
-		*deleted_rows = pg_db_changes(q);
-	pg_db_reset(q);
-	return rc < 0 ? rc : 0;
+	return retire(st->pdb, "DELETE FROM pos_txn WHERE ts < ?", "pos_txn", cut, gone, arg,
+		      deleted_rows);
+}
+
+int
+pg_pos_retention(struct pg_store *st, int64_t now_ms, int keep_days, int64_t *dropped_days,
+		 int64_t *deleted_rows)
+{
+	return pg_pos_retention_counted(st, now_ms, keep_days, NULL, NULL, dropped_days,
+					deleted_rows);
 }
 
 /* ---- alert life cycle ---- */

@@ -27,6 +27,7 @@ pg_serve_conf_default(struct pg_serve_conf *c)
 	strcpy(c->listen, "127.0.0.1");
 	c->port = PG_SERVE_DEFAULT_PORT;
 	c->load_period_ms = 5000;
+	c->pos_keep_days = PG_SERVE_POS_KEEP_DAYS;
 	c->log_level = -1;
 }
 
@@ -236,6 +237,9 @@ pg_serve_conf_parse(const char *text, size_t len, struct pg_serve_conf *c)
 		} else if (strcmp(key, "load_period_ms") == 0) {
 			rc = get_int(v, key, 100, 3600000, &n.load_period_ms);
 			n.keys |= PG_SERVE_KEY_LOAD_PERIOD;
+		} else if (strcmp(key, "pos_keep_days") == 0) {
+			rc = get_int(v, key, 1, 3660, &n.pos_keep_days);
+			n.keys |= PG_SERVE_KEY_POS_KEEP_DAYS;
 		} else if (strcmp(key, "load_source") == 0) {
 			rc = get_str(v, key, n.load_source, sizeof(n.load_source));
 			if (rc == 0)

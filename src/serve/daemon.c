@@ -59,46 +59,10 @@ record_event(struct pg_serve_state *s, const char *svc, const char *event, const
 		pg_warn("serve", "cannot record event: %s", pg_last_error());
 }
 
-/*
- * Retention of pos_txn under steady traffic: rows beyond the newest
- * PG_SERVE_POS_KEEP that no alert cites are deleted, their decisions added
- * to serve_pos_pruned first (same transaction), so the /metrics counters
- * never go down.
- */
-#define PG_SERVE_POS_KEEP 100000
-
-static int
-prune_pos_tx(struct pg_db *db, void *arg)
-{
-	struct pg_db_stmt *q = NULL;
-	int64_t cut = 0;
-	int rc;
-
-	(void)arg;
-	rc = pg_db_prepare(db, "SELECT max(id) FROM pos_txn", &q);
-	if (rc >= 0 && (rc = pg_db_step(q)) > 0)
-		cut = pg_db_column_int64(q, 0) - PG_SERVE_POS_KEEP;
-	if (q)
-		pg_db_reset(q);
-	if (rc < 0 || cut <= 0)
-		return rc < 0 ? rc : 0;
-	rc = pg_db_run_json(
-	    db,
-	    "INSERT INTO serve_pos_pruned(decision, n)"
-	    " SELECT coalesce(decision, ''), count(*) FROM pos_txn"
-	    " WHERE id <= ? AND alert_id IS NULL GROUP BY 1"
-	    " ON CONFLICT(decision) DO UPDATE SET n = serve_pos_pruned.n + excluded.n",
-	    json_pack("[I]", (json_int_t)cut), NULL);
-	if (rc >= 0)
-		rc = pg_db_run_json(db, "DELETE FROM pos_txn WHERE id <= ? AND alert_id IS NULL",
-				    json_pack("[I]", (json_int_t)cut), NULL);
-	return rc;
-}
-
 static void
 prune_pos(struct pg_serve_state *s)
 {
-	if (pg_db_transact(s->st.pdb, prune_pos_tx, NULL, 3) < 0)
+	if (pgi_serve_retention(&s->st, pg_wall_ms(), s->pos_keep_days) < 0)
 		pg_warn("serve", "pos_txn retention: %s", pg_last_error());
 }
 
@@ -728,6 +692,7 @@ pg_serve_run(const struct pg_serve_cfg *cfg)
 		goto out;
 	s->started_ms = pg_wall_ms();
 	s->load_period_ms = cfg->load_period_ms;
+	s->pos_keep_days = cfg->pos_keep_days > 0 ? cfg->pos_keep_days : PG_SERVE_POS_KEEP_DAYS;
 	signals_install(&sigs);
 	rc = start_services(s, cfg->demo, &o);
 	if (rc >= 0)

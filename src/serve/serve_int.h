@@ -10,6 +10,15 @@
 #include <stdint.h>
 
 int pgi_serve_migrate(struct pg_store *st);
+/*
+ * pos_txn retention, once a minute on the node leading "retention": on
+ * PostgreSQL the day partitions older than keep_days are dropped (and stray
+ * old rows of the default partition deleted); on SQLite, one machine's
+ * embedded store, rows beyond the newest 100,000 that no alert cites are
+ * deleted. What goes is first added to serve_pos_pruned in the same
+ * transaction, so the /metrics counters never go down.
+ */
+int pgi_serve_retention(struct pg_store *st, int64_t now_ms, int keep_days);
 int pgi_serve_demo_pos_data(struct pg_store *st, const char *dir);
 
 /* The live APDU log (table serve_apdu, the last 500): data of secret-bearing
@@ -100,6 +109,7 @@ struct pg_serve_state {
 	const char *token; /* NULL: no token required */
 	int64_t started_ms;
 	int load_period_ms; /* current, after reloads */
+	int pos_keep_days;  /* PostgreSQL: days of pos_txn retention keeps */
 	unsigned reloads;
 	struct pg_store st; /* the supervisor's connection */
 	/* request counters by status class (2xx .. 5xx), added to atomically by

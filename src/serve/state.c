@@ -12,6 +12,7 @@
 #include "payguard/json.h"
 #include "payguard/log.h"
 #include "payguard/mem.h"
+#include "payguard/pos.h"
 #include "serve_int.h"
 
 #include <jansson.h>
@@ -58,6 +59,68 @@ pgi_serve_migrate(struct pg_store *st)
 {
 	return pg_db_migrate(st->pdb, "serve", serve_migrations,
 			     sizeof(serve_migrations) / sizeof(serve_migrations[0]));
+}
+
+/* SQLite: rows kept by the row-count retention */
+#define SERVE_POS_KEEP 100000
+
+static int
+prune_rows(struct pg_db *db, void *arg)
+{
+	struct pg_db_stmt *q = NULL;
+	int64_t cut = 0;
+	int rc;
+
+	(void)arg;
+	rc = pg_db_prepare(db, "SELECT max(id) FROM pos_txn", &q);
+	if (rc >= 0 && (rc = pg_db_step(q)) > 0)
+		cut = pg_db_column_int64(q, 0) - SERVE_POS_KEEP;
+	if (q)
+		pg_db_reset(q);
+	if (rc < 0 || cut <= 0)
+		return rc < 0 ? rc : 0;
+	rc = pg_db_run_json(
+	    db,
+	    "INSERT INTO serve_pos_pruned(decision, n)"
+	    " SELECT coalesce(decision, ''), count(*) FROM pos_txn"
+	    " WHERE id <= ? AND alert_id IS NULL GROUP BY 1"
+	    " ON CONFLICT(decision) DO UPDATE SET n = serve_pos_pruned.n + excluded.n",
+	    json_pack("[I]", (json_int_t)cut), NULL);
+	if (rc >= 0)
+		rc = pg_db_run_json(db, "DELETE FROM pos_txn WHERE id <= ? AND alert_id IS NULL",
+				    json_pack("[I]", (json_int_t)cut), NULL);
+	return rc;
+}
+
+/* Counts what a day's retention is about to remove (table: from the catalogue). */
+static int
+count_gone(struct pg_db *db, const char *table, int64_t before_ms, void *arg)
+{
+	char sql[320];
+
+	(void)arg;
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO serve_pos_pruned(decision, n)"
+		 " SELECT coalesce(decision, ''), count(*) FROM %s WHERE ts < ? GROUP BY 1"
+		 " ON CONFLICT(decision) DO UPDATE SET n = serve_pos_pruned.n + excluded.n",
+		 table);
+	return pg_db_run_json(db, sql, json_pack("[I]", (json_int_t)before_ms), NULL);
+}
+
+int
+pgi_serve_retention(struct pg_store *st, int64_t now_ms, int keep_days)
+{
+	int64_t days = 0, rows = 0;
+	int rc;
+
+	if (pg_db_engine_of(st->pdb) != PG_DB_POSTGRES)
+		return pg_db_transact(st->pdb, prune_rows, NULL, 3);
+	rc = pg_pos_retention_counted(st, now_ms, keep_days, count_gone, NULL, &days, &rows);
+	if (rc >= 0 && (days || rows))
+		pg_info("serve",
+			"pos_txn retention: %lld day partitions dropped, %lld rows deleted",
+			(long long)days, (long long)rows);
+	return rc;
 }
 
 int

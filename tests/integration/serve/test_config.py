@@ -26,6 +26,7 @@ def main():
                            ('[]', "object"), ('{"load_period_ms": 5}', "load_period_ms"),
                            ('{"node": "a b"}', "node name"), ('{"node": ""}', "node"),
                            ('{"store": ""}', "store"), ('{"store": 5}', "store"),
+                           ('{"pos_keep_days": 0}', "pos_keep_days"), ('{"pos_keep_days": "7"}', "pos_keep_days"),
                            # events (issue 15, docs/events.md)
                            ('{"nats": ""}', "nats"), ('{"webhooks": "http://x"}', "webhooks"),
                            ('{"webhooks": ["ftp://x/y"]}', "http"), ('{"intake": "kafka"}', "intake"),
