@@ -12,19 +12,34 @@ says bench/benchmark/measured/performance, or whose text says "measured" or
   * a time:         0.891 s, 114.3 s, 690 ms, 12.5 µs
 
 and the section must name at least one result file, `bench/results/NAME.json`.
-A goal is no measurement: a figure right after the word "target" ("target
-30×", "target: 500 MB/s") is not checked.
+Three kinds of figure are no measurement and are not checked; each is
+recognised only by the words right before it on its line (not_measured()):
+  * a goal: right after "target", "target:" or "target of" ("target 30×",
+    "the issue's target of 50,000 tx/s");
+  * a bound or a duration a test, a setting or a run imposes: right after
+    "within", "under", "up to", "at most", "at least", "every", "after",
+    "for", "timeout", "timeout of", or one of ≥ ≤ < > ("within 10 s",
+    "a new connection every 10 ms", "fuzzed for 60 s", "≥ 100 MB/s");
+  * the result of arithmetic written out on its line: right after "=" or "≈"
+    that follow a number, an operator (× / + −) and a number ("200,000 ×
+    287 B = 57 MB/s"); the operands are figures and are checked themselves.
+Anything else in a benchmark section is checked, so a page that quotes a
+measurement without a result file must drop it or say it differently (for
+a test's observed timing: drop it, the test's bound stays).
+
 A figure passes when one of the named files holds a number of the same kind
 that rounds to it at the precision printed (ratios: keys with "ratio";
-rates: "mb_per"/"tps" keys; times: keys with "seconds", ending in "_s" or
-"_us", or lists of runs under such keys). A section quoting figures without
-naming a file, a figure no named file holds, or a named file that does not
-exist fails the test, which prints the document, line and figure.
+rates: "mb_per"/"tps"/"_per_s" keys; times: keys whose name gives a time
+unit, converted from it: "_us" microseconds, "_ms" milliseconds, "_s" or
+"seconds" seconds, in "X_per_Y" X's unit, so p99_us_median 65300 is 65.3 ms
+and mb_per_cpu_s is no time). A section quoting figures without naming a
+file, a figure no named file holds, or a named file that does not exist
+fails the test, which prints the document, line and figure.
 
-Checked documents: CHECKED below. Other areas' pages (docs/pos.md,
-docs/serve.md, ...) are not checked yet: their helpers move their figures to
-result files and add their page here.
+Checked documents: README.md and every docs/*.md (CHECKED below), so a new
+page is checked without being added here.
 """
+import glob
 import json
 import os
 import re
@@ -32,7 +47,8 @@ import sys
 
 ROOT = os.environ.get("PG_SOURCE_DIR") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-CHECKED = ["README.md", "docs/load.md"]
+CHECKED = ["README.md"] + sorted(
+    os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
 
 NUM = r"(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?"
 FIGURE = re.compile(
@@ -73,32 +89,64 @@ def numbers(obj, path=""):
         yield path.lower(), float(obj)
 
 
+TIME_UNIT = re.compile(r"(?:^|[._])(?:(?P<us>us)|(?P<ms>ms)|(?P<s>s|seconds))(?:$|[._])")
+SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+def key_seconds(key):
+    """The factor that turns a time key's value into seconds, from the unit the key
+    names (the last of "_us", "_ms", "_s"/"seconds" in its path: p99_us_median is in
+    microseconds, fsync_ms_median in milliseconds, drain_s and seconds in seconds),
+    or None when the key names no time unit."""
+    # only the key's own name counts, and in "X_per_Y" only X: mb_per_cpu_s and
+    # stored_per_s are rates, server_cpu_us_per_tx a time in microseconds
+    name = key.rsplit(".", 1)[-1].split("_per_", 1)[0]
+    unit = None
+    for m in TIME_UNIT.finditer(name):
+        unit = m.lastgroup
+    return SCALE[unit] if unit else None
+
+
 def kind_keys(kind):
     if kind == "ratio":
         return lambda k: "ratio" in k
     if kind == "rate":
-        return lambda k: "mb_per" in k or "tps" in k
-    return lambda k: ("seconds" in k or re.search(r"_(s|us)(\.|$|_runs)", k) is not None
-                      or k.endswith("_s") or k.endswith("_runs") or "_us" in k)
+        return lambda k: "mb_per" in k or "tps" in k or "_per_s" in k
+    return lambda k: key_seconds(k) is not None
 
 
 def holds(values, kind, unit, thousands, value, decimals):
-    """A number of this kind in values that, in the printed unit, rounds to value."""
+    """A number of this kind in values that, in the printed unit, rounds to value.
+    Times are converted from the key's own unit to the printed one."""
     ok = kind_keys(kind)
     for k, v in values:
         if not ok(k):
             continue
         if unit == "GB/s":
             v = v / 1e3
-        elif unit == "ms":
-            v = v * 1e3
-        elif unit in ("µs", "us") and "_us" not in k:
-            v = v * 1e6
+        elif kind == "time":
+            printed = {"s": "s", "ms": "ms", "µs": "us", "us": "us"}[unit]
+            v = v * key_seconds(k) / SCALE[printed]
         if thousands:
             v = v / 1e3
         if round(v, decimals) == value:
             return True
     return False
+
+
+# What comes right before a figure that makes it no measurement (see the top of
+# this file): a goal, a limit or duration a test or a setting imposes, or the
+# result of arithmetic written out on the same line.
+GOAL = re.compile(r"\btargets?(?: of|:)?\s*$", re.I)
+BOUND = re.compile(r"(?:\b(?:within|under|up to|at most|at least|every|after|for|"
+                   r"timeout(?: of)?)|[≥≤<>])\s*$", re.I)
+ARITHMETIC = re.compile(r"\d[\d,.]*\s*[^\s=≈]*\s*[×/+−]\s*\d[^=≈]*[=≈]\s*$")
+
+
+def not_measured(before):
+    """True when the text before a figure on its line marks the figure as a goal,
+    a bound or a derived value, not a measurement."""
+    return bool(GOAL.search(before) or BOUND.search(before) or ARITHMETIC.search(before))
 
 
 def check_doc(rel, failures):
@@ -117,7 +165,7 @@ def check_doc(rel, failures):
             if fence:
                 continue
             for m in FIGURE.finditer(line):
-                if not re.search(r"\btargets?:?\s*$", line[:m.start()], re.I):
+                if not not_measured(line[:m.start()]):
                     figs.append((i, m))
         if not figs:
             continue
@@ -181,6 +229,44 @@ def self_test():
     assert holds(vals, "rate", "tx/s", False, 82587, 0)
     assert holds(vals, "rate", "tx/s", True, 82.6, 1)
     assert not holds(vals, "time", "s", False, 4.34, 2)  # a ratio is no time
+    # times are converted from the unit the key names, not assumed to be seconds
+    vals = list(numbers({"pg": {"p99_us_median": 65300.0, "fsync_ms_median": 0.18,
+                                "server_cpu_us_per_tx_median": 2.84},
+                         "load": {"mb_per_cpu_s": 511.6, "stored_per_s_median": 4773.9},
+                         "stream": {"result": {"seconds": 154.153}}}))
+    assert holds(vals, "time", "ms", False, 65.3, 1)
+    assert not holds(vals, "time", "s", False, 65.3, 1)
+    assert holds(vals, "time", "s", False, 0.07, 2)  # 65,300 µs is 0.07 s
+    assert holds(vals, "time", "ms", False, 0.18, 2)
+    assert holds(vals, "time", "µs", False, 180, 0)
+    assert not holds(vals, "time", "s", False, 0.18, 2)
+    assert holds(vals, "time", "µs", False, 2.8, 1)  # µs per transaction
+    assert holds(vals, "time", "s", False, 154.2, 1)
+    assert holds(vals, "time", "ms", False, 154153, 0)
+    assert holds(vals, "rate", "MB/s", False, 512, 0)
+    assert not holds(vals, "time", "s", False, 512, 0)  # a rate per CPU second is no time
+    assert holds(vals, "rate", "tx/s", False, 4774, 0)
+    for key, scale in [(".a.p99_us", 1e-6), (".a.fsync_ms_median", 1e-3), (".a.drain_s", 1.0),
+                       (".seconds", 1.0), (".a.cpu_us_per_tx", 1e-6), (".a.tps", None),
+                       (".a.mb_per_cpu_s", None), (".cpus", None), (".a.ratio", None)]:
+        assert key_seconds(key) == scale, (key, key_seconds(key))
+    # goals, bounds and written-out arithmetic are skipped, nothing else is
+    with tempfile.TemporaryDirectory() as d:
+        os.makedirs(os.path.join(d, "bench", "results"))
+        json.dump({"tps": 77616, "wal_bytes": 287},
+                  open(os.path.join(d, "bench", "results", "r.json"), "w"))
+        open(os.path.join(d, "a.md"), "w").write(
+            "# Benchmark\nMeasured (bench/results/r.json): 77,616 tx/s, the target of "
+            "50,000 tx/s;\ntakes over within 10 s, a probe every 10 ms, fuzzed for 60 s, "
+            "needs ≥ 100 MB/s, loses at most 0.6 s;\n200,000 × 287 B = 57 MB/s and "
+            "200,000 × 287 B ≈ 57 MB/s.\nBut throughput = 57 MB/s, and about 3 s, and "
+            "10 s measured.\n")
+        ROOT = d
+        fails = []
+        n = check_doc("a.md", fails)
+        ROOT = saved
+    assert n == 4 and len(fails) == 3, (n, fails)
+    assert all(f in " ".join(fails) for f in ("'57 MB/s'", "'3 s'", "'10 s'")), fails
 
 
 def main():
