@@ -129,7 +129,10 @@ def holds(values, kind, unit, thousands, value, decimals):
             v = v * key_seconds(k) / SCALE[printed]
         if thousands:
             v = v / 1e3
-        if round(v, decimals) == value:
+        # "rounds to": within half a unit of the last printed digit, a tie either
+        # way (9,050 µs is 9.05 ms, printed 9.1 or 9.0), with room for the
+        # binary error of the unit conversion
+        if abs(v - value) <= 0.5 * 10 ** -decimals + 1e-9 * max(1.0, abs(value)):
             return True
     return False
 
@@ -242,6 +245,10 @@ def self_test():
     assert not holds(vals, "time", "s", False, 0.18, 2)
     assert holds(vals, "time", "µs", False, 2.8, 1)  # µs per transaction
     assert holds(vals, "time", "s", False, 154.2, 1)
+    vals9 = [(".p99_us_median", 9050.0)]
+    assert holds(vals9, "time", "ms", False, 9.1, 1) and holds(vals9, "time", "ms", False, 9.0, 1)
+    assert not holds(vals9, "time", "ms", False, 9.2, 1)
+    assert not holds(vals9, "time", "ms", False, 9.06, 2)
     assert holds(vals, "time", "ms", False, 154153, 0)
     assert holds(vals, "rate", "MB/s", False, 512, 0)
     assert not holds(vals, "time", "s", False, 512, 0)  # a rate per CPU second is no time
