@@ -543,6 +543,56 @@ static inline __attribute__((always_inline)) FN(fvec)
 	return (FN(fvec))(((FN(fivec))a & mask) | ((FN(fivec))b & ~mask));
 }
 
+/* Lane-wise minimum and maximum (vminps / vmaxps; no NaN reaches them undetected). */
+static inline __attribute__((always_inline)) FN(fvec) FN(fmin)(FN(fvec) a, FN(fvec) b)
+{
+#if defined(__x86_64__) && KM_VBYTES == 32
+	return (FN(fvec))_mm256_min_ps((__m256)a, (__m256)b);
+#elif defined(__x86_64__) && KM_VBYTES == 16
+	return (FN(fvec))_mm_min_ps((__m128)a, (__m128)b);
+#else
+	return FN(fblend)(a < b, a, b);
+#endif
+}
+
+static inline __attribute__((always_inline)) FN(fvec) FN(fmax)(FN(fvec) a, FN(fvec) b)
+{
+#if defined(__x86_64__) && KM_VBYTES == 32
+	return (FN(fvec))_mm256_max_ps((__m256)a, (__m256)b);
+#elif defined(__x86_64__) && KM_VBYTES == 16
+	return (FN(fvec))_mm_max_ps((__m128)a, (__m128)b);
+#else
+	return FN(fblend)(a > b, a, b);
+#endif
+}
+
+/* Whether any lane of a float-width mask is set. */
+static inline __attribute__((always_inline)) int
+FN(fany)(FN(fivec) m)
+{
+#if defined(__x86_64__) && defined(__AVX2__)
+	if (sizeof(m) == 32) {
+		__m256i v;
+		memcpy(&v, &m, sizeof(v));
+		return !_mm256_testz_si256(v, v);
+	}
+#endif
+#if defined(__x86_64__) && defined(__SSE2__)
+	if (sizeof(m) == 16) {
+		__m128i v;
+		memcpy(&v, &m, sizeof(v));
+		return _mm_movemask_epi8(v) != 0;
+	}
+#endif
+	{
+		int32_t l[KM_LF], o = 0;
+		memcpy(l, &m, sizeof(l));
+		for (size_t i = 0; i < KM_LF; i++)
+			o |= l[i];
+		return o != 0;
+	}
+}
+
 /* Returns nonzero when some lane of the block was not decided (bl then partly unset). */
 static inline __attribute__((always_inline)) int
 FN(screen_body)(const float *restrict xf, size_t D, const FN(fvec) *restrict cf, size_t k,
@@ -554,9 +604,7 @@ FN(screen_body)(const float *restrict xf, size_t D, const FN(fvec) *restrict cf,
 	for (size_t h = 0; h < KM_B / KM_LF; h++) {
 		FN(fvec) best = (FN(fvec)){0} + INFINITY, second = best, lab = {0}, x2 = {0};
 		FN(fvec) xv[KM_SMALL_D], bound, gap;
-		FN(fivec) ok;
-		float labs[KM_LF];
-		int32_t oks[KM_LF];
+		FN(fivec) ok, li;
 
 		_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
 		{
@@ -565,7 +613,7 @@ FN(screen_body)(const float *restrict xf, size_t D, const FN(fvec) *restrict cf,
 		}
 		for (size_t ci = 0; ci < k; ci++) {
 			FN(fvec) a = {0};
-			FN(fivec) lt, lt2;
+			FN(fivec) lt;
 			const FN(fvec) *cc = cf + ci * D;
 
 			_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
@@ -574,8 +622,8 @@ FN(screen_body)(const float *restrict xf, size_t D, const FN(fvec) *restrict cf,
 				a += t * t;
 			}
 			lt = a < best;
-			lt2 = a < second;
-			second = FN(fblend)(lt, best, FN(fblend)(lt2, a, second));
+			/* second = min(second, max(a, best)): the old best when a beats it. */
+			second = FN(fmin)(second, FN(fmax)(a, best));
 			best = FN(fblend)(lt, a, best);
 			lab = FN(fblend)(lt, (FN(fvec)){0} + (float)ci, lab);
 		}
@@ -584,12 +632,9 @@ FN(screen_body)(const float *restrict xf, size_t D, const FN(fvec) *restrict cf,
 		gap = second - best;
 		/* NaN and out-of-range scales compare false: recomputed. */
 		ok = (gap > bound) & (x2 >= 1e-20f) & (x2 <= 1e37f);
-		memcpy(labs, &lab, sizeof(labs));
-		memcpy(oks, &ok, sizeof(oks));
-		for (size_t i = 0; i < KM_LF; i++) {
-			bl[h * KM_LF + i] = (int32_t)labs[i];
-			need |= !oks[i];
-		}
+		li = __builtin_convertvector(lab, FN(fivec));
+		memcpy(bl + h * KM_LF, &li, sizeof(li));
+		need |= FN(fany)(~ok);
 	}
 	return need;
 }
