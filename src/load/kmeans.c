@@ -151,10 +151,12 @@ km_parallel(void (*fn)(void *, size_t), void *arg, size_t nchunks, size_t nthrea
 #define T	  double
 #define ITYPE	  int64_t
 #define SFX	  f64
+#define KM_F64
 #include "kmeans_impl.h"
 #undef T
 #undef ITYPE
 #undef SFX
+#undef KM_F64
 
 #define T     float
 #define ITYPE int32_t
@@ -172,10 +174,12 @@ km_parallel(void (*fn)(void *, size_t), void *arg, size_t nchunks, size_t nthrea
 #define T	  double
 #define ITYPE	  int64_t
 #define SFX	  f64_avx2
+#define KM_F64
 #include "kmeans_impl.h"
 #undef T
 #undef ITYPE
 #undef SFX
+#undef KM_F64
 #define T     float
 #define ITYPE int32_t
 #define SFX   f32_avx2
@@ -192,10 +196,12 @@ km_parallel(void (*fn)(void *, size_t), void *arg, size_t nchunks, size_t nthrea
 #define T	  double
 #define ITYPE	  int64_t
 #define SFX	  f64_avx512
+#define KM_F64
 #include "kmeans_impl.h"
 #undef T
 #undef ITYPE
 #undef SFX
+#undef KM_F64
 #define T     float
 #define ITYPE int32_t
 #define SFX   f32_avx512

@@ -515,6 +515,162 @@ FN(inertia_soa)(const T *restrict xt, size_t n, size_t d, const T *restrict c,
 	}
 }
 
+#ifdef KM_F64
+/*
+ * Float32 pre-screen for float64 data (Lloyd, d <= KM_SMALL_D): each block's
+ * distances to all centers are first taken in float on twice the lanes, from
+ * float copies of the points and centers. A point whose float nearest center
+ * beats its float second-nearest by more than twice a rigorous bound on the
+ * float error (plus the float64 sum's own) has that center as its float64
+ * nearest as well, uniquely, so it is taken as is; any other block is
+ * recomputed in float64 (nearest_soa): labels equal the float64 path's.
+ * Bound: with u = 2^-24 and M_j = |x_j| + |c_j|, the float value differs from
+ * the exact sum of (x_j - c_j)^2 by at most (d + 6) u sum M_j^2
+ * <= 2 (d + 6) u (|x|^2 + |c|^2); KM_SCREEN_K over-covers twice that with margin
+ * for the float bound's own rounding. Blocks whose scale is outside
+ * [1e-20, 1e37] (float underflow or overflow) are always recomputed.
+ */
+typedef float FN(fvec) __attribute__((vector_size(KM_VBYTES)));
+typedef int32_t FN(fivec) __attribute__((vector_size(KM_VBYTES)));
+#define KM_LF (KM_VBYTES / sizeof(float))
+#ifndef KM_SCREEN_K
+#define KM_SCREEN_K 4.5f
+#endif
+
+static inline __attribute__((always_inline)) FN(fvec)
+    FN(fblend)(FN(fivec) mask, FN(fvec) a, FN(fvec) b)
+{
+	return (FN(fvec))(((FN(fivec))a & mask) | ((FN(fivec))b & ~mask));
+}
+
+/* Lane-wise minimum and maximum (vminps / vmaxps; no NaN reaches them undetected). */
+static inline __attribute__((always_inline)) FN(fvec) FN(fmin)(FN(fvec) a, FN(fvec) b)
+{
+#if defined(__x86_64__) && KM_VBYTES == 32
+	return (FN(fvec))_mm256_min_ps((__m256)a, (__m256)b);
+#elif defined(__x86_64__) && KM_VBYTES == 16
+	return (FN(fvec))_mm_min_ps((__m128)a, (__m128)b);
+#else
+	return FN(fblend)(a < b, a, b);
+#endif
+}
+
+static inline __attribute__((always_inline)) FN(fvec) FN(fmax)(FN(fvec) a, FN(fvec) b)
+{
+#if defined(__x86_64__) && KM_VBYTES == 32
+	return (FN(fvec))_mm256_max_ps((__m256)a, (__m256)b);
+#elif defined(__x86_64__) && KM_VBYTES == 16
+	return (FN(fvec))_mm_max_ps((__m128)a, (__m128)b);
+#else
+	return FN(fblend)(a > b, a, b);
+#endif
+}
+
+/* Whether any lane of a float-width mask is set. */
+static inline __attribute__((always_inline)) int
+FN(fany)(FN(fivec) m)
+{
+#if defined(__x86_64__) && defined(__AVX2__)
+	if (sizeof(m) == 32) {
+		__m256i v;
+		memcpy(&v, &m, sizeof(v));
+		return !_mm256_testz_si256(v, v);
+	}
+#endif
+#if defined(__x86_64__) && defined(__SSE2__)
+	if (sizeof(m) == 16) {
+		__m128i v;
+		memcpy(&v, &m, sizeof(v));
+		return _mm_movemask_epi8(v) != 0;
+	}
+#endif
+	{
+		int32_t l[KM_LF], o = 0;
+		memcpy(l, &m, sizeof(l));
+		for (size_t i = 0; i < KM_LF; i++)
+			o |= l[i];
+		return o != 0;
+	}
+}
+
+/* Returns nonzero when some lane of the block was not decided (bl then partly unset). */
+static inline __attribute__((always_inline)) int
+FN(screen_body)(const float *restrict xf, size_t D, const FN(fvec) *restrict cf, size_t k,
+		float cmax2, int32_t *restrict bl)
+{
+	const float kd = KM_SCREEN_K * (float)(D + 6) * 0x1p-24f;
+	int need = 0;
+
+	for (size_t h = 0; h < KM_B / KM_LF; h++) {
+		FN(fvec) best = (FN(fvec)){0} + INFINITY, second = best, lab = {0}, x2 = {0};
+		FN(fvec) xv[KM_SMALL_D], bound, gap;
+		FN(fivec) ok, li;
+
+		_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
+		{
+			memcpy(&xv[j], xf + j * KM_B + h * KM_LF, sizeof(xv[j]));
+			x2 += xv[j] * xv[j];
+		}
+		for (size_t ci = 0; ci < k; ci++) {
+			FN(fvec) a = {0};
+			FN(fivec) lt;
+			const FN(fvec) *cc = cf + ci * D;
+
+			_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
+			{
+				FN(fvec) t = xv[j] - cc[j];
+				a += t * t;
+			}
+			lt = a < best;
+			/* second = min(second, max(a, best)): the old best when a beats it. */
+			second = FN(fmin)(second, FN(fmax)(a, best));
+			best = FN(fblend)(lt, a, best);
+			lab = FN(fblend)(lt, (FN(fvec)){0} + (float)ci, lab);
+		}
+		x2 += cmax2;
+		bound = kd * x2;
+		gap = second - best;
+		/* NaN and out-of-range scales compare false: recomputed. */
+		ok = (gap > bound) & (x2 >= 1e-20f) & (x2 <= 1e37f);
+		li = __builtin_convertvector(lab, FN(fivec));
+		memcpy(bl + h * KM_LF, &li, sizeof(li));
+		need |= FN(fany)(~ok);
+	}
+	return need;
+}
+
+/* Nearest centers of one block of KM_B points, equal to nearest_soa's in float64. */
+KM_CLONES static void
+FN(nearest_screen)(const float *restrict xf, const T *restrict xt, size_t d,
+		   const FN(fvec) *restrict cf, const FN(vec) *restrict cv, size_t k, float cmax2,
+		   int32_t *restrict bl)
+{
+	int need;
+	T bd[KM_B], sd[KM_B];
+
+	switch (d) {
+	case 2:
+		need = FN(screen_body)(xf, 2, cf, k, cmax2, bl);
+		break;
+	case 3:
+		need = FN(screen_body)(xf, 3, cf, k, cmax2, bl);
+		break;
+	case 4:
+		need = FN(screen_body)(xf, 4, cf, k, cmax2, bl);
+		break;
+	case 8:
+		need = FN(screen_body)(xf, 8, cf, k, cmax2, bl);
+		break;
+	case 16:
+		need = FN(screen_body)(xf, 16, cf, k, cmax2, bl);
+		break;
+	default:
+		need = FN(screen_body)(xf, d, cf, k, cmax2, bl);
+	}
+	if (need)
+		FN(nearest_soa)(xt, d, cv, k, bl, bd, sd, 0);
+}
+#endif
 #pragma GCC diagnostic pop
 
 /* The same for nb row-major points (large d, or one point for Hamerly). */
@@ -606,6 +762,11 @@ struct FN(km) {
 	size_t *changed; /* per chunk */
 	int mode;	 /* KM_FULL, KM_HAMERLY, KM_ESTEP (assign only) */
 	int incr;	 /* part holds the sums of the current labels: update them */
+#ifdef KM_F64
+	const float *xtf; /* float copy of xt for the pre-screen, or NULL */
+	void *cvf;	  /* float centers splatted (FN(fvec)), with xtf */
+	float cmax2;	  /* largest squared norm of a center, rounded up */
+#endif
 };
 
 /* Adds rows lo..hi to their cluster's sums (D constant at the common call). */
@@ -658,14 +819,20 @@ FN(chunk)(void *arg, size_t ci)
 	/* After the first pass ps holds the last labelling: move changed points only. */
 	int incr = ps && m->incr;
 
-	if (m->mode == KM_FULL && m->xt && !m->ub && ps && d <= KM_SMALL_D && m->incr) {
+#ifdef KM_F64
+	const int screen = m->xtf && !m->ub;
+#else
+	const int screen = 0;
+#endif
+
+	if (m->mode == KM_FULL && m->xt && !m->ub && ps && d <= KM_SMALL_D && m->incr && !screen) {
 		/* Lloyd with small d after the first pass: assign, move changed points. */
 		m->changed[ci] = FN(fused_soa)(m->xt + (lo / KM_B) * d * KM_B, hi - lo, d, m->cv, k,
 					       m->labels + lo, NULL, NULL, ps);
 		return;
 	}
 	if (m->mode == KM_FULL && m->xt && !m->ub && ps && d <= KM_SMALL_D && k * d <= KM_ACC_MAX &&
-	    k <= KM_ACC_MAX / 4) {
+	    k <= KM_ACC_MAX / 4 && !screen) {
 		/* Lloyd with small d: one pass assigns and sums (fused_soa). */
 		FN(vec) acc[KM_ACC_MAX];
 		FN(ivec) cnt[KM_ACC_MAX / 4];
@@ -681,7 +848,14 @@ FN(chunk)(void *arg, size_t ci)
 		for (size_t i = lo; i < hi; i += KM_B) {
 			size_t nb = hi - i < KM_B ? hi - i : KM_B;
 
-			if (m->xt) {
+#ifdef KM_F64
+			if (screen) {
+				FN(nearest_screen)
+				(m->xtf + (i / KM_B) * d * KM_B, m->xt + (i / KM_B) * d * KM_B, d,
+				 m->cvf, m->cv, k, m->cmax2, bl);
+			} else
+#endif
+			    if (m->xt) {
 				FN(nearest_soa)
 				(m->xt + (i / KM_B) * d * KM_B, d, m->cv, k, bl, bd, sd,
 				 m->ub != NULL);
@@ -781,6 +955,38 @@ FN(make_xt)(const T *x, size_t n, size_t d, size_t nthreads, T **xt)
 	km_parallel(FN(transpose_chunk), &r, (n + KM_CHUNK - 1) / KM_CHUNK, nthreads);
 	return 0;
 }
+
+#ifdef KM_F64
+struct FN(conv) {
+	const double *in;
+	float *out;
+	size_t n; /* values */
+};
+
+static void
+FN(conv_chunk)(void *arg, size_t ci)
+{
+	struct FN(conv) *v = arg;
+	size_t lo = ci * KM_CHUNK * 8, hi = lo + KM_CHUNK * 8 < v->n ? lo + KM_CHUNK * 8 : v->n;
+
+	for (size_t i = lo; i < hi; i++)
+		v->out[i] = (float)v->in[i];
+}
+
+/* A float copy of the transposed blocks (same layout), for the pre-screen. */
+static int
+FN(make_xtf)(const double *xt, size_t n, size_t d, size_t nthreads, float **xtf)
+{
+	struct FN(conv) v = {.in = xt, .n = ((n + KM_B - 1) / KM_B) * KM_B * d};
+
+	*xtf = malloc(v.n * sizeof(float));
+	if (!*xtf)
+		return pg_error(PG_ENOMEM, "kmeans", "work space for %zu rows", n);
+	v.out = *xtf;
+	km_parallel(FN(conv_chunk), &v, (v.n + KM_CHUNK * 8 - 1) / (KM_CHUNK * 8), nthreads);
+	return 0;
+}
+#endif
 
 static void
 FN(inertia_chunk)(void *arg, size_t ci)
@@ -1289,13 +1495,29 @@ FN(splat)(struct FN(km) * m)
 		return;
 	for (size_t i = 0; i < m->k * m->d; i++)
 		m->cv[i] = (FN(vec)){0} + m->c[i];
+#ifdef KM_F64
+	if (m->cvf) {
+		FN(fvec) *cf = m->cvf;
+		double mx = 0;
+		for (size_t i = 0; i < m->k * m->d; i++)
+			cf[i] = (FN(fvec)){0} + (float)m->c[i];
+		for (size_t c = 0; c < m->k; c++) {
+			double s = 0;
+			for (size_t j = 0; j < m->d; j++)
+				s += m->c[c * m->d + j] * m->c[c * m->d + j];
+			mx = s > mx ? s : mx;
+		}
+		/* Rounded up; inf (the screen then never decides) when out of float range. */
+		m->cmax2 = mx * (1 + 0x1p-20) < 1e38 ? (float)(mx * (1 + 0x1p-20)) : INFINITY;
+	}
+#endif
 }
 
 /* One run from given initial centers; sklearn's convergence rules. */
 static int
-FN(single)(const T *x, const T *xt, size_t n, size_t d, const struct pg_kmeans_params *p,
-	   const double *init, double tol_abs, int32_t *labels, double *centers,
-	   struct pg_kmeans_info *info)
+FN(single)(const T *x, const T *xt, const float *xtf, size_t n, size_t d,
+	   const struct pg_kmeans_params *p, const double *init, double tol_abs, int32_t *labels,
+	   double *centers, struct pg_kmeans_info *info)
 {
 	struct FN(km) m = {.x = x, .n = n, .d = d, .k = p->k, .labels = labels};
 	size_t k = p->k, nchunks = (n + KM_CHUNK - 1) / KM_CHUNK;
@@ -1312,6 +1534,18 @@ FN(single)(const T *x, const T *xt, size_t n, size_t d, const struct pg_kmeans_p
 			goto out;
 		}
 	}
+#ifdef KM_F64
+	if (xt && xtf) {
+		m.cvf = aligned_alloc(KM_VBYTES, k * d * sizeof(FN(fvec)));
+		if (!m.cvf) {
+			rc = pg_error(PG_ENOMEM, "kmeans", "work space for %zu centers", k);
+			goto out;
+		}
+		m.xtf = xtf;
+	}
+#else
+	(void)xtf;
+#endif
 	m.c = malloc(k * d * sizeof(T));
 	sums = malloc(k * (d + 1) * sizeof(double));
 	m.part = malloc(nchunks * k * (d + 1) * sizeof(double));
@@ -1430,6 +1664,9 @@ FN(single)(const T *x, const T *xt, size_t n, size_t d, const struct pg_kmeans_p
 		centers[i] = (double)m.c[i];
 out:
 	free(m.cv);
+#ifdef KM_F64
+	free(m.cvf);
+#endif
 	free(m.c);
 	free(sums);
 	free(m.part);
@@ -1451,6 +1688,7 @@ FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_
 	int32_t *lab = NULL;
 	double *init = NULL, *cen = NULL;
 	T *xt = NULL;
+	float *xtf = NULL;
 	struct km_rng rng;
 	int rc;
 
@@ -1469,6 +1707,19 @@ FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_
 	rc = FN(make_xt)(x, n, d, p->n_threads > 0 ? (size_t)p->n_threads : 1, &xt);
 	if (rc < 0)
 		goto out;
+#ifdef KM_F64
+	/*
+	 * Lloyd on float64 at 6 <= d <= 12: the float pre-screen (PAYGUARD_KMEANS_SCREEN=0: off).
+	 * Below, the fused float64 kernel is as fast; above, the float copy and the
+	 * separate accumulation did not pay in same-run measurements.
+	 */
+	if (xt && d >= 6 && d <= 12 && p->algo != PG_KMEANS_HAMERLY &&
+	    !(getenv("PAYGUARD_KMEANS_SCREEN") && atoi(getenv("PAYGUARD_KMEANS_SCREEN")) == 0)) {
+		rc = FN(make_xtf)(xt, n, d, p->n_threads > 0 ? (size_t)p->n_threads : 1, &xtf);
+		if (rc < 0)
+			goto out;
+	}
+#endif
 	info->inertia = INFINITY;
 	for (int r = 0; r < n_init; r++) {
 		struct pg_kmeans_info ri;
@@ -1487,7 +1738,7 @@ FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_
 			if (rc < 0)
 				goto out;
 		}
-		rc = FN(single)(x, xt, n, d, p, init, tol_abs, lab, cen, &ri);
+		rc = FN(single)(x, xt, xtf, n, d, p, init, tol_abs, lab, cen, &ri);
 		if (rc < 0)
 			goto out;
 		if (ri.inertia < info->inertia) {
@@ -1498,6 +1749,7 @@ FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_
 	}
 out:
 	free(xt);
+	free(xtf);
 	free(lab);
 	free(init);
 	free(cen);
@@ -1521,5 +1773,8 @@ FN(plusplus_alone)(const T *x, size_t n, size_t d, size_t k, struct km_rng *rng,
 
 #undef FN
 #undef KM_L
+#ifdef KM_LF
+#undef KM_LF
+#endif
 #undef KM_CAT
 #undef KM_CAT2

@@ -438,6 +438,135 @@ test_silhouette(void **state)
 	assert_true(s < 0);
 }
 
+/*
+ * The float32 pre-screen of float64 Lloyd fits (6 <= d <= 12) must leave every
+ * result bit for bit as the plain float64 path gives it (PAYGUARD_KMEANS_SCREEN=0):
+ * points placed at the midpoints of two centers and nudged by amounts from
+ * 1e-1 down to 1e-13 of the centers' spacing, on offsets up to 1e6 where
+ * float32 loses most to cancellation, odd d, k not a multiple of 8. With
+ * max_iter 1 the centers returned are the means of the first assignment, so
+ * any label the screen got wrong there changes them.
+ */
+static uint64_t
+sc_next(uint64_t *s)
+{
+	*s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+	return *s >> 11;
+}
+
+static double
+sc_unif(uint64_t *s)
+{
+	return (double)sc_next(s) * 0x1.0p-53;
+}
+
+static void
+sc_fit_both(const double *x, size_t n, size_t d, size_t k, const double *init, int max_iter)
+{
+	struct pg_kmeans_params p;
+	struct pg_kmeans_info i1, i2;
+	int32_t *l1 = malloc(n * sizeof(int32_t)), *l2 = malloc(n * sizeof(int32_t));
+	double *c1 = malloc(k * d * sizeof(double)), *c2 = malloc(k * d * sizeof(double));
+
+	pg_kmeans_params_init(&p, k);
+	p.init = init;
+	p.max_iter = max_iter;
+	p.n_threads = 2;
+	assert_int_equal(setenv("PAYGUARD_KMEANS_SCREEN", "0", 1), 0);
+	assert_int_equal(pg_kmeans_fit(x, PG_KMEANS_F64, n, d, &p, l1, c1, &i1), 0);
+	assert_int_equal(unsetenv("PAYGUARD_KMEANS_SCREEN"), 0);
+	assert_int_equal(pg_kmeans_fit(x, PG_KMEANS_F64, n, d, &p, l2, c2, &i2), 0);
+	assert_memory_equal(l1, l2, n * sizeof(int32_t));
+	assert_memory_equal(c1, c2, k * d * sizeof(double));
+	assert_true(i1.inertia == i2.inertia);
+	assert_int_equal(i1.n_iter, i2.n_iter);
+	free(l1);
+	free(l2);
+	free(c1);
+	free(c2);
+}
+
+static void
+test_screen_near_ties(void **state)
+{
+	static const size_t shapes[][2] = {{7, 5}, {9, 13}, {8, 3}, {11, 11}, {6, 7}, {12, 9}};
+	static const double offsets[] = {0, 1e3, 1e6, -3e5};
+	size_t n = 3001;
+	uint64_t s = 42;
+
+	(void)state;
+	for (size_t sh = 0; sh < sizeof(shapes) / sizeof(shapes[0]); sh++)
+		for (size_t o = 0; o < sizeof(offsets) / sizeof(offsets[0]); o++) {
+			size_t d = shapes[sh][0], k = shapes[sh][1];
+			double *x = malloc(n * d * sizeof(double));
+			double *c = malloc(k * d * sizeof(double));
+
+			for (size_t i = 0; i < k * d; i++)
+				c[i] = offsets[o] + (sc_unif(&s) * 2 - 1) * (1 + (double)(i % 3));
+			for (size_t i = 0; i < n; i++) {
+				size_t a = sc_next(&s) % k, b = (a + 1 + sc_next(&s) % (k - 1)) % k;
+				double nudge = pow(10, -1 - 12 * sc_unif(&s));
+
+				for (size_t j = 0; j < d; j++)
+					x[i * d + j] = (c[a * d + j] + c[b * d + j]) / 2 +
+						       nudge * (sc_unif(&s) * 2 - 1);
+			}
+			sc_fit_both(x, n, d, k, c, 1);
+			sc_fit_both(x, n, d, k, c, 300);
+			free(x);
+			free(c);
+		}
+}
+
+/*
+ * Exact ties (integer centers, points at their exact midpoints) go to the lower
+ * center index with the screen on, as numpy's argmin does.
+ */
+static void
+test_screen_exact_ties(void **state)
+{
+	size_t n = 2003, d = 7, k = 6;
+	double *x = malloc(n * d * sizeof(double)), c[6 * 7];
+	int32_t *l = malloc(n * sizeof(int32_t));
+	double cen[6 * 7];
+	struct pg_kmeans_params p;
+	struct pg_kmeans_info info;
+	uint64_t s = 7;
+
+	(void)state;
+	for (size_t i = 0; i < k * d; i++)
+		c[i] = 2.0 * (double)(sc_next(&s) % 50);
+	for (size_t i = 0; i < n; i++) {
+		size_t a = sc_next(&s) % k, b = (a + 1 + sc_next(&s) % (k - 1)) % k;
+		for (size_t j = 0; j < d; j++)
+			x[i * d + j] = (c[a * d + j] + c[b * d + j]) / 2;
+	}
+	pg_kmeans_params_init(&p, k);
+	p.init = c;
+	p.max_iter = 1;
+	assert_int_equal(pg_kmeans_fit(x, PG_KMEANS_F64, n, d, &p, l, cen, &info), 0);
+	/* The labels are the returned centers' nearest, ties to the lower index. */
+	for (size_t i = 0; i < n; i++) {
+		double best = INFINITY;
+		int32_t bi = -1;
+		for (size_t ci = 0; ci < k; ci++) {
+			double a = 0;
+			for (size_t j = 0; j < d; j++)
+				a += (x[i * d + j] - cen[ci * d + j]) *
+				     (x[i * d + j] - cen[ci * d + j]);
+			if (a < best) {
+				best = a;
+				bi = (int32_t)ci;
+			}
+		}
+		assert_int_equal(l[i], bi);
+	}
+	sc_fit_both(x, n, d, k, c, 1);
+	sc_fit_both(x, n, d, k, c, 300);
+	free(x);
+	free(l);
+}
+
 int
 main(void)
 {
@@ -450,6 +579,8 @@ main(void)
 	    cmocka_unit_test(test_plusplus_reference),
 	    cmocka_unit_test(test_kernels_reference),
 	    cmocka_unit_test(test_silhouette),
+	    cmocka_unit_test(test_screen_near_ties),
+	    cmocka_unit_test(test_screen_exact_ties),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
