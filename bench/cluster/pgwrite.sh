@@ -30,17 +30,8 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
-bash tests/fixtures/postgres.sh start "$work/pgstate" >/dev/null
-pgdir=$(cat "$work/pgstate/postgres.dir")
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-psqlq() { psql -X -A -t -h "$pgdir" -U payguard -d payguard -c "$1"; }
-# as bench/cluster/run.sh
-psqlq "ALTER SYSTEM SET shared_buffers = '1GB'" >/dev/null
-psqlq "ALTER SYSTEM SET wal_buffers = '64MB'" >/dev/null
-psqlq "ALTER SYSTEM SET max_wal_size = '8GB'" >/dev/null
-psqlq "ALTER SYSTEM SET checkpoint_timeout = '30min'" >/dev/null
-bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
-as_pg "$bindir/pg_ctl" -D "$pgdir/data" -w restart -l "$pgdir/server.log" >/dev/null
+. bench/cluster/pgserver.sh
+pg_bench_start "$work"
 
 variants="this"
 [ -n "$prev" ] && variants="prev this"

@@ -51,18 +51,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-bash tests/fixtures/postgres.sh start "$work/pgstate" >/dev/null
-url=$(cat "$work/pgstate/postgres.url")
-pgdir=$(cat "$work/pgstate/postgres.dir")
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-psqlq() { psql -X -A -t -h "$pgdir" -U payguard -d payguard -c "$1"; }
-# PostgreSQL's own settings for a write-heavy load on this machine's memory
-psqlq "ALTER SYSTEM SET shared_buffers = '1GB'" >/dev/null
-psqlq "ALTER SYSTEM SET wal_buffers = '64MB'" >/dev/null
-psqlq "ALTER SYSTEM SET max_wal_size = '8GB'" >/dev/null
-psqlq "ALTER SYSTEM SET checkpoint_timeout = '30min'" >/dev/null
-bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
-as_pg "$bindir/pg_ctl" -D "$pgdir/data" -w restart -l "$pgdir/server.log" >/dev/null
+. bench/cluster/pgserver.sh
+pg_bench_start "$work"
 
 # OpenCellID-shaped cells and one terminal per tenth site (as bench/pos)
 /usr/bin/python3 - "$work" <<'PY'
