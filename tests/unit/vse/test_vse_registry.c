@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "payguard/db.h"
+#include "pg_testdb.h"
 #include "payguard/error.h"
 #include "payguard/log.h"
 #include "payguard/vse.h"
@@ -135,30 +136,7 @@ test_registry(void **state)
 static int
 postgres_db(const char *url_file)
 {
-	char base[4000], *q;
-	struct pg_db *db = NULL;
-	FILE *f = fopen(url_file, "r");
-
-	if (!f || !fgets(base, sizeof(base), f)) {
-		fprintf(stderr, "test_vse_registry: no PostgreSQL URL in %s\n", url_file);
-		if (f)
-			fclose(f);
-		return -1;
-	}
-	fclose(f);
-	base[strcspn(base, "\n")] = 0;
-	q = strstr(base, "/payguard?");
-	if (!q || pg_db_open(&db, base) < 0 ||
-	    pg_db_exec(db, "DROP DATABASE IF EXISTS vse_registry_unit") < 0 ||
-	    pg_db_exec(db, "CREATE DATABASE vse_registry_unit") < 0) {
-		fprintf(stderr, "test_vse_registry: cannot make a database: %s\n", pg_last_error());
-		pg_db_free(db);
-		return -1;
-	}
-	pg_db_free(db);
-	*q = '\0';
-	snprintf(url, sizeof(url), "%s/vse_registry_unit?%s", base, q + strlen("/payguard?"));
-	return 0;
+	return pg_testdb_make(url_file, "vse_registry_unit", url, sizeof(url));
 }
 
 int
