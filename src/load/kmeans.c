@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* Chunk of rows whose partial sums are kept apart: fixes the reduction order. */
 #define KM_CHUNK	 4096
@@ -24,6 +25,7 @@
 #define KM_SMALL_D	 16  /* d up to which a block's values are held in registers */
 #define KM_XT_D		 64  /* d up to which a transposed copy of the data is made */
 #define KM_ACC_MAX	 256 /* k * d up to which sums use vector lanes (16 KB of stack) */
+#define KM_DEFER	 8   /* blocks by which moving a relabelled point's row lags its prefetch */
 
 enum { KM_FULL, KM_HAMERLY, KM_ESTEP };
 
@@ -144,6 +146,27 @@ km_parallel(void (*fn)(void *, size_t), void *arg, size_t nchunks, size_t nthrea
 	km_worker_main(&w[0]);
 	for (size_t t = 1; t <= started; t++)
 		pthread_join(th[t], NULL);
+}
+
+/*
+ * Work space of several MB (the transposed copies): on 2 MB pages where the
+ * kernel allows it (transparent huge pages on madvise), so that touching it
+ * first costs a few faults instead of one per 4 KB page. free() releases it.
+ */
+static void *
+km_alloc_big(size_t size)
+{
+	const size_t huge = (size_t)2 << 20;
+	void *p;
+
+	if (size < 2 * huge)
+		return malloc(size);
+	p = aligned_alloc(huge, (size + huge - 1) / huge * huge);
+#ifdef MADV_HUGEPAGE
+	if (p)
+		(void)madvise(p, (size + huge - 1) / huge * huge, MADV_HUGEPAGE);
+#endif
+	return p;
 }
 
 /* Baseline: 16-byte vectors, what SSE2 (and any target) holds natively. */

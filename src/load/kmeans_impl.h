@@ -322,6 +322,99 @@ FN(move_point)(double *restrict ps, size_t D, size_t k, const T *restrict xs, si
 	ps[k * D + (size_t)to] += 1;
 }
 
+#ifndef KM_F64
+/*
+ * Expansion pre-screen of float32 Lloyd (d <= KM_SMALL_D), one vector of
+ * points: ||c||^2 - 2 x.c per center (||x||^2 is common to all centers), a
+ * chain of multiply-adds with nothing to subtract, as a matrix product takes
+ * it; ce holds per center ||c||^2 (rounded from double) then -2 c_j, splatted.
+ * It decides a point only when its nearest center beats the second-nearest by
+ * more than twice the sum of both ways' rounding errors, so the label is the
+ * direct kernel's (sum of (x_j - c_j)^2 in float, ties to the lower index),
+ * which recomputes any vector not decided. Bound: with u = 2^-24, the
+ * expansion's error is at most 2.02 (d + 2) u (|x|^2 + |c|^2) (d + 1 roundings
+ * of the sum in any order, one per product when not fused), the direct sum's at most as
+ * much; KM_XSCREEN_K (d + 6) u (|x|^2 + max |c|^2) covers twice their sum with
+ * margin for the bound's own rounding. Scales outside [1e-20, 1e37] are
+ * always recomputed. Returns nonzero when every lane was decided.
+ */
+#ifndef KM_XSCREEN_K
+#define KM_XSCREEN_K 10.0f
+#endif
+static inline __attribute__((always_inline)) FN(vec) FN(vmin)(FN(vec) a, FN(vec) b)
+{
+#if defined(__x86_64__) && KM_VBYTES == 64
+	return (FN(vec))_mm512_min_ps((__m512)a, (__m512)b);
+#elif defined(__x86_64__) && KM_VBYTES == 32
+	return (FN(vec))_mm256_min_ps((__m256)a, (__m256)b);
+#elif defined(__x86_64__) && KM_VBYTES == 16
+	return (FN(vec))_mm_min_ps((__m128)a, (__m128)b);
+#else
+	return FN(blend)(a < b, a, b);
+#endif
+}
+
+static inline __attribute__((always_inline)) FN(vec) FN(vmax)(FN(vec) a, FN(vec) b)
+{
+#if defined(__x86_64__) && KM_VBYTES == 64
+	return (FN(vec))_mm512_max_ps((__m512)a, (__m512)b);
+#elif defined(__x86_64__) && KM_VBYTES == 32
+	return (FN(vec))_mm256_max_ps((__m256)a, (__m256)b);
+#elif defined(__x86_64__) && KM_VBYTES == 16
+	return (FN(vec))_mm_max_ps((__m128)a, (__m128)b);
+#else
+	return FN(blend)(a > b, a, b);
+#endif
+}
+
+static inline __attribute__((always_inline)) int
+FN(expand_vec)(FN(vec) xv[][KM_B / KM_L], size_t h, size_t D, const FN(vec) *restrict ce, size_t k,
+	       T cmax2, FN(vec) * best, FN(vec) * lab)
+{
+	const T kd = KM_XSCREEN_K * (T)(D + 6) * 0x1p-24f;
+	FN(vec) b = (FN(vec)){0} + (T)INFINITY, s = b, l = {0}, x2 = {0};
+	FN(ivec) ok;
+
+	FN(vec) cf = {0};
+
+	_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++) x2 += xv[j][h] * xv[j][h];
+	/* Two centers a step, each sum in two halves: four independent chains. */
+	for (size_t ci = 0; ci < k; ci += 2) {
+		const FN(vec) *e = ce + ci * (D + 1);
+		const FN(vec) *f = ci + 1 < k ? e + (D + 1) : e;
+		FN(vec) a[2] = {e[0], f[0]}, a2[2] = {0};
+
+		_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j += 2)
+		{
+			a[0] += xv[j][h] * e[1 + j];
+			a[1] += xv[j][h] * f[1 + j];
+			if (j + 1 < D) {
+				a2[0] += xv[j + 1][h] * e[2 + j];
+				a2[1] += xv[j + 1][h] * f[2 + j];
+			}
+		}
+		_Pragma("GCC unroll 2") for (size_t q = 0; q < 2; q++)
+		{
+			FN(vec) v = a[q] + a2[q];
+			FN(ivec) lt = v < b;
+
+			if (ci + q >= k)
+				break;
+			/* second = min(second, max(v, best)): the old best when v beats it. */
+			s = FN(vmin)(s, FN(vmax)(v, b));
+			b = FN(blend)(lt, v, b);
+			l = FN(blend)(lt, cf, l);
+			cf += 1;
+		}
+	}
+	x2 += cmax2;
+	ok = (s - b > kd * x2) & (x2 >= 1e-20f) & (x2 <= 1e37f);
+	*best = b;
+	*lab = l;
+	return !FN(lany)((FN(lvec)) ~ok);
+}
+#endif
+
 /*
  * Lloyd's assignment and accumulation fused: each vector of points is loaded
  * once, given its nearest center (the same arithmetic as soa_body, ties to the
@@ -330,12 +423,14 @@ FN(move_point)(double *restrict ps, size_t D, size_t k, const T *restrict xs, si
  * With incr (every iteration after the first) the chunk's double sums ps
  * still hold the previous labelling, and only points whose label changed
  * are moved: once few labels change, the sums cost next to nothing.
+ * With ce (float32 only) the expansion pre-screen assigns first and the direct
+ * kernel only recomputes blocks it could not decide.
  * Returns how many labels changed.
  */
 static inline __attribute__((always_inline)) size_t
-FN(fused_body)(const T *restrict xt, size_t n, size_t D, const FN(vec) *restrict cv, size_t k,
-	       int32_t *restrict labels, FN(vec) *restrict acc, FN(ivec) *restrict cnt,
-	       double *restrict ps, int incr)
+FN(fused_body)(const T *restrict xt, size_t n, size_t D, const FN(vec) *restrict cv,
+	       const FN(vec) *restrict ce, T cmax2, size_t k, int32_t *restrict labels,
+	       FN(vec) *restrict acc, FN(ivec) *restrict cnt, double *restrict ps, int incr)
 {
 #define KM_H (KM_B / KM_L)
 	FN(lvec) nchg = {0};
@@ -351,12 +446,23 @@ FN(fused_body)(const T *restrict xt, size_t n, size_t D, const FN(vec) *restrict
 		_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
 		    _Pragma("GCC unroll 16") for (size_t h = 0; h < KM_H; h++)
 			memcpy(&xv[j][h], blk + j * KM_B + h * KM_L, sizeof(xv[j][h]));
-		_Pragma("GCC unroll 16") for (size_t h = 0; h < KM_H; h++)
+		int done = 0;
+#ifndef KM_F64
+		if (ce) {
+			done = 1;
+			_Pragma("GCC unroll 16") for (size_t h = 0; h < KM_H; h++) done &=
+			    FN(expand_vec)(xv, h, D, ce, k, cmax2, &best[h], &lab[h]);
+		}
+#else
+		(void)ce;
+		(void)cmax2;
+#endif
+		_Pragma("GCC unroll 16") for (size_t h = 0; !done && h < KM_H; h++)
 		{
 			best[h] = (FN(vec)){0} + (T)INFINITY;
 			lab[h] = (FN(vec)){0};
 		}
-		for (size_t ci = 0; ci < k; ci++) {
+		for (size_t ci = 0; !done && ci < k; ci++) {
 			const FN(vec) *cc = cv + ci * D;
 			const FN(vec) cf = (FN(vec)){0} + (T)ci;
 
@@ -427,14 +533,15 @@ FN(fused_body)(const T *restrict xt, size_t n, size_t D, const FN(vec) *restrict
 }
 
 KM_CLONES static size_t
-FN(fused_soa)(const T *restrict xt, size_t n, size_t d, const FN(vec) *restrict cv, size_t k,
-	      int32_t *restrict labels, FN(vec) *restrict acc, FN(ivec) *restrict cnt,
-	      double *restrict ps)
+FN(fused_soa)(const T *restrict xt, size_t n, size_t d, const FN(vec) *restrict cv,
+	      const FN(vec) *restrict ce, T cmax2, size_t k, int32_t *restrict labels,
+	      FN(vec) *restrict acc, FN(ivec) *restrict cnt, double *restrict ps)
 {
 	/* ps given: incremental sums (the call's acc and cnt are not used). */
-#define KM_FUSED(D)                                                                                \
-	(ps ? FN(fused_body)(xt, n, D, cv, k, labels, acc, cnt, ps, 1)                             \
-	    : FN(fused_body)(xt, n, D, cv, k, labels, acc, cnt, NULL, 0))
+#define KM_FUSED2(D, E)                                                                            \
+	(ps ? FN(fused_body)(xt, n, D, cv, E, cmax2, k, labels, acc, cnt, ps, 1)                   \
+	    : FN(fused_body)(xt, n, D, cv, E, cmax2, k, labels, acc, cnt, NULL, 0))
+#define KM_FUSED(D) (ce ? KM_FUSED2(D, ce) : KM_FUSED2(D, NULL))
 	switch (d) {
 	case 2:
 		return KM_FUSED(2);
@@ -450,6 +557,7 @@ FN(fused_soa)(const T *restrict xt, size_t n, size_t d, const FN(vec) *restrict 
 		return KM_FUSED(d);
 	}
 #undef KM_FUSED
+#undef KM_FUSED2
 }
 
 /* Sum over points of the squared distance to their labelled center (final inertia). */
@@ -519,16 +627,20 @@ FN(inertia_soa)(const T *restrict xt, size_t n, size_t d, const T *restrict c,
 /*
  * Float32 pre-screen for float64 data (Lloyd, d <= KM_SMALL_D): each block's
  * distances to all centers are first taken in float on twice the lanes, from
- * float copies of the points and centers. A point whose float nearest center
+ * float copies of the points and centers, by the expansion ||c||^2 - 2 x.c
+ * (||x||^2 is common to all centers; one multiply-add per value, as a matrix
+ * product takes it). A point whose float nearest center
  * beats its float second-nearest by more than twice a rigorous bound on the
  * float error (plus the float64 sum's own) has that center as its float64
  * nearest as well, uniquely, so it is taken as is; any other block is
  * recomputed in float64 (nearest_soa): labels equal the float64 path's.
- * Bound: with u = 2^-24 and M_j = |x_j| + |c_j|, the float value differs from
- * the exact sum of (x_j - c_j)^2 by at most (d + 6) u sum M_j^2
- * <= 2 (d + 6) u (|x|^2 + |c|^2); KM_SCREEN_K over-covers twice that with margin
- * for the float bound's own rounding. Blocks whose scale is outside
- * [1e-20, 1e37] (float underflow or overflow) are always recomputed.
+ * Bound: with u = 2^-24, rounding x and c to float moves the squared distance
+ * by at most 4 u (|x|^2 + |c|^2), and the expansion's sum of d + 1 terms (any
+ * order, products fused or not) errs by at most 1.01 (d + 2) u (|c|^2 + 2 |x||c|)
+ * <= 2.02 (d + 2) u (|x|^2 + |c|^2): a distance by (2.02 d + 8.1) u (|x|^2 + |c|^2)
+ * at most. KM_SCREEN_K (d + 6) u (|x|^2 + max |c|^2) covers twice that (and the
+ * float64 sum's own error) with margin for the float bound's own rounding. Blocks whose scale is
+ * outside [1e-20, 1e37] (float underflow or overflow) are always recomputed.
  */
 typedef float FN(fvec) __attribute__((vector_size(KM_VBYTES)));
 typedef int32_t FN(fivec) __attribute__((vector_size(KM_VBYTES)));
@@ -611,21 +723,36 @@ FN(screen_body)(const float *restrict xf, size_t D, const FN(fvec) *restrict cf,
 			memcpy(&xv[j], xf + j * KM_B + h * KM_LF, sizeof(xv[j]));
 			x2 += xv[j] * xv[j];
 		}
-		for (size_t ci = 0; ci < k; ci++) {
-			FN(fvec) a = {0};
-			FN(fivec) lt;
-			const FN(fvec) *cc = cf + ci * D;
+		FN(fvec) cl = {0};
+		/* Two centers a step, each sum in two halves: four independent chains. */
+		for (size_t ci = 0; ci < k; ci += 2) {
+			const FN(fvec) *e = cf + ci * (D + 1);
+			const FN(fvec) *f = ci + 1 < k ? e + (D + 1) : e;
+			FN(fvec) a[2] = {e[0], f[0]}, a2[2] = {0};
 
-			_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j++)
+			_Pragma("GCC unroll 16") for (size_t j = 0; j < D; j += 2)
 			{
-				FN(fvec) t = xv[j] - cc[j];
-				a += t * t;
+				a[0] += xv[j] * e[1 + j];
+				a[1] += xv[j] * f[1 + j];
+				if (j + 1 < D) {
+					a2[0] += xv[j + 1] * e[2 + j];
+					a2[1] += xv[j + 1] * f[2 + j];
+				}
 			}
-			lt = a < best;
-			/* second = min(second, max(a, best)): the old best when a beats it. */
-			second = FN(fmin)(second, FN(fmax)(a, best));
-			best = FN(fblend)(lt, a, best);
-			lab = FN(fblend)(lt, (FN(fvec)){0} + (float)ci, lab);
+			_Pragma("GCC unroll 2") for (size_t q = 0; q < 2; q++)
+			{
+				FN(fvec) v = a[q] + a2[q];
+				FN(fivec) lt = v < best;
+
+				if (ci + q >= k)
+					break;
+				/* second = min(second, max(v, best)): the old best when v beats it.
+				 */
+				second = FN(fmin)(second, FN(fmax)(v, best));
+				best = FN(fblend)(lt, v, best);
+				lab = FN(fblend)(lt, cl, lab);
+				cl += 1;
+			}
 		}
 		x2 += cmax2;
 		bound = kd * x2;
@@ -752,6 +879,8 @@ struct FN(km) {
 	size_t n, d, k;
 	T *c;		 /* current centers, k x d */
 	FN(vec) * cv;	 /* the same, each value splatted over a vector (with xt) */
+	FN(vec) * ce;	 /* float32 Lloyd: per center ||c||^2, -2 c_j splatted, or NULL */
+	T cemax2;	 /* with ce: largest ||c||^2, rounded up */
 	int32_t *labels; /* n */
 	double *ub, *lb; /* Hamerly bounds (distances, not squared) */
 	double *half;	 /* Hamerly: half the distance to the nearest other center */
@@ -764,7 +893,7 @@ struct FN(km) {
 	int incr;	 /* part holds the sums of the current labels: update them */
 #ifdef KM_F64
 	const float *xtf; /* float copy of xt for the pre-screen, or NULL */
-	void *cvf;	  /* float centers splatted (FN(fvec)), with xtf */
+	void *cvf;	  /* float centers (||c||^2, -2 c_j) splatted (FN(fvec)), with xtf */
 	float cmax2;	  /* largest squared norm of a center, rounded up */
 #endif
 };
@@ -827,8 +956,8 @@ FN(chunk)(void *arg, size_t ci)
 
 	if (m->mode == KM_FULL && m->xt && !m->ub && ps && d <= KM_SMALL_D && m->incr && !screen) {
 		/* Lloyd with small d after the first pass: assign, move changed points. */
-		m->changed[ci] = FN(fused_soa)(m->xt + (lo / KM_B) * d * KM_B, hi - lo, d, m->cv, k,
-					       m->labels + lo, NULL, NULL, ps);
+		m->changed[ci] = FN(fused_soa)(m->xt + (lo / KM_B) * d * KM_B, hi - lo, d, m->cv,
+					       m->ce, m->cemax2, k, m->labels + lo, NULL, NULL, ps);
 		return;
 	}
 	if (m->mode == KM_FULL && m->xt && !m->ub && ps && d <= KM_SMALL_D && k * d <= KM_ACC_MAX &&
@@ -839,14 +968,29 @@ FN(chunk)(void *arg, size_t ci)
 
 		memset(acc, 0, k * d * sizeof(acc[0]));
 		memset(cnt, 0, k * sizeof(cnt[0]));
-		m->changed[ci] = FN(fused_soa)(m->xt + (lo / KM_B) * d * KM_B, hi - lo, d, m->cv, k,
-					       m->labels + lo, acc, cnt, NULL);
+		m->changed[ci] = FN(fused_soa)(m->xt + (lo / KM_B) * d * KM_B, hi - lo, d, m->cv,
+					       m->ce, m->cemax2, k, m->labels + lo, acc, cnt, NULL);
 		FN(reduce_lanes)(acc, cnt, k, d, ps);
 		return;
 	}
 	if (m->mode != KM_HAMERLY) {
+		/*
+		 * A point whose label changed is moved in the chunk's sums a few
+		 * blocks later (in the same order: the same sums), its row
+		 * prefetched meanwhile; read at once, the row missed the cache.
+		 */
+		struct {
+			int32_t i, from, to;
+		} q[KM_DEFER * KM_B];
+		size_t qh = 0, qn = 0;
+
 		for (size_t i = lo; i < hi; i += KM_B) {
 			size_t nb = hi - i < KM_B ? hi - i : KM_B;
+
+			for (; incr && qn > (KM_DEFER - 1) * KM_B;
+			     qn--, qh = (qh + 1) % (KM_DEFER * KM_B))
+				FN(move_point)
+				(ps, d, k, m->x + (size_t)q[qh].i * d, 1, q[qh].from, q[qh].to);
 
 #ifdef KM_F64
 			if (screen) {
@@ -864,9 +1008,15 @@ FN(chunk)(void *arg, size_t ci)
 			}
 			for (size_t b = 0; b < nb; b++) {
 				changed += m->labels[i + b] != bl[b];
-				if (incr && m->labels[i + b] != bl[b])
-					FN(move_point)
-				(ps, d, k, m->x + (i + b) * d, 1, m->labels[i + b], bl[b]);
+				if (incr && m->labels[i + b] != bl[b]) {
+					const T *r = m->x + (i + b) * d;
+					__builtin_prefetch(r);
+					__builtin_prefetch(r + d - 1);
+					q[(qh + qn) % (KM_DEFER * KM_B)].i = (int32_t)(i + b);
+					q[(qh + qn) % (KM_DEFER * KM_B)].from = m->labels[i + b];
+					q[(qh + qn) % (KM_DEFER * KM_B)].to = bl[b];
+					qn++;
+				}
 				m->labels[i + b] = bl[b];
 				if (m->ub) {
 					m->ub[i + b] = sqrt((double)bd[b]);
@@ -874,6 +1024,9 @@ FN(chunk)(void *arg, size_t ci)
 				}
 			}
 		}
+		for (; qn > 0; qn--, qh = (qh + 1) % (KM_DEFER * KM_B))
+			FN(move_point)
+			(ps, d, k, m->x + (size_t)q[qh].i * d, 1, q[qh].from, q[qh].to);
 	} else {
 		for (size_t i = lo; i < hi; i++) {
 			int32_t a = m->labels[i];
@@ -948,7 +1101,7 @@ FN(make_xt)(const T *x, size_t n, size_t d, size_t nthreads, T **xt)
 	*xt = NULL;
 	if (d > KM_XT_D)
 		return 0;
-	*xt = malloc(((n + KM_B - 1) / KM_B) * KM_B * d * sizeof(T));
+	*xt = km_alloc_big(((n + KM_B - 1) / KM_B) * KM_B * d * sizeof(T));
 	if (!*xt)
 		return pg_error(PG_ENOMEM, "kmeans", "work space for %zu rows", n);
 	r.out = *xt;
@@ -979,7 +1132,7 @@ FN(make_xtf)(const double *xt, size_t n, size_t d, size_t nthreads, float **xtf)
 {
 	struct FN(conv) v = {.in = xt, .n = ((n + KM_B - 1) / KM_B) * KM_B * d};
 
-	*xtf = malloc(v.n * sizeof(float));
+	*xtf = km_alloc_big(v.n * sizeof(float));
 	if (!*xtf)
 		return pg_error(PG_ENOMEM, "kmeans", "work space for %zu rows", n);
 	v.out = *xtf;
@@ -1495,16 +1648,35 @@ FN(splat)(struct FN(km) * m)
 		return;
 	for (size_t i = 0; i < m->k * m->d; i++)
 		m->cv[i] = (FN(vec)){0} + m->c[i];
-#ifdef KM_F64
-	if (m->cvf) {
-		FN(fvec) *cf = m->cvf;
+	if (m->ce) {
 		double mx = 0;
-		for (size_t i = 0; i < m->k * m->d; i++)
-			cf[i] = (FN(fvec)){0} + (float)m->c[i];
 		for (size_t c = 0; c < m->k; c++) {
 			double s = 0;
-			for (size_t j = 0; j < m->d; j++)
+			for (size_t j = 0; j < m->d; j++) {
+				s += (double)m->c[c * m->d + j] * (double)m->c[c * m->d + j];
+				m->ce[c * (m->d + 1) + 1 + j] =
+				    (FN(vec)){0} - 2 * m->c[c * m->d + j];
+			}
+			m->ce[c * (m->d + 1)] = (FN(vec)){0} + (T)s;
+			mx = s > mx ? s : mx;
+		}
+		/* Rounded up; inf (the screen then never decides) when out of range. */
+		m->cemax2 = mx * (1 + 0x1p-20) < 1e37 ? (T)(mx * (1 + 0x1p-20)) : (T)INFINITY;
+	}
+#ifdef KM_F64
+	if (m->cvf) {
+		/* Per center ||c'||^2 (c' the float center), then -2 c'_j. */
+		FN(fvec) *cf = m->cvf;
+		double mx = 0;
+		for (size_t c = 0; c < m->k; c++) {
+			double s = 0, s2 = 0;
+			for (size_t j = 0; j < m->d; j++) {
+				float v = (float)m->c[c * m->d + j];
 				s += m->c[c * m->d + j] * m->c[c * m->d + j];
+				s2 += (double)v * (double)v;
+				cf[c * (m->d + 1) + 1 + j] = (FN(fvec)){0} - 2 * v;
+			}
+			cf[c * (m->d + 1)] = (FN(fvec)){0} + (float)s2;
 			mx = s > mx ? s : mx;
 		}
 		/* Rounded up; inf (the screen then never decides) when out of float range. */
@@ -1534,9 +1706,20 @@ FN(single)(const T *x, const T *xt, const float *xtf, size_t n, size_t d,
 			goto out;
 		}
 	}
+#ifndef KM_F64
+	/* float32 Lloyd at small d: the expansion pre-screen (PAYGUARD_KMEANS_SCREEN=0: off). */
+	if (xt && !hamerly && d <= KM_SMALL_D &&
+	    !(getenv("PAYGUARD_KMEANS_SCREEN") && atoi(getenv("PAYGUARD_KMEANS_SCREEN")) == 0)) {
+		m.ce = aligned_alloc(KM_VBYTES, k * (d + 1) * sizeof(FN(vec)));
+		if (!m.ce) {
+			rc = pg_error(PG_ENOMEM, "kmeans", "work space for %zu centers", k);
+			goto out;
+		}
+	}
+#endif
 #ifdef KM_F64
 	if (xt && xtf) {
-		m.cvf = aligned_alloc(KM_VBYTES, k * d * sizeof(FN(fvec)));
+		m.cvf = aligned_alloc(KM_VBYTES, k * (d + 1) * sizeof(FN(fvec)));
 		if (!m.cvf) {
 			rc = pg_error(PG_ENOMEM, "kmeans", "work space for %zu centers", k);
 			goto out;
@@ -1664,6 +1847,7 @@ FN(single)(const T *x, const T *xt, const float *xtf, size_t n, size_t d,
 		centers[i] = (double)m.c[i];
 out:
 	free(m.cv);
+	free(m.ce);
 #ifdef KM_F64
 	free(m.cvf);
 #endif
