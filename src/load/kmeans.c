@@ -159,7 +159,7 @@ km_alloc_big(size_t size)
 	const size_t huge = (size_t)2 << 20;
 	void *p;
 
-	if (size < 2 * huge)
+	if (size < huge)
 		return malloc(size);
 	p = aligned_alloc(huge, (size + huge - 1) / huge * huge);
 #ifdef MADV_HUGEPAGE

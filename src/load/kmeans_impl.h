@@ -493,7 +493,7 @@ FN(fused_body)(const T *restrict xt, size_t n, size_t D, const FN(vec) *restrict
 				memcpy(tmp, &li, sizeof(tmp));
 				for (size_t l = 0; o + l < n && l < KM_L; l++) {
 					nchg[0] += labels[o + l] != tmp[l];
-					if (incr && labels[o + l] != tmp[l])
+					if (incr && ps && labels[o + l] != tmp[l])
 						FN(move_point)
 					(ps, D, k, blk + h * KM_L + l, KM_B, labels[o + l], tmp[l]);
 					labels[o + l] = tmp[l];
@@ -503,7 +503,7 @@ FN(fused_body)(const T *restrict xt, size_t n, size_t D, const FN(vec) *restrict
 				memcpy(&old, labels + o, sizeof(old));
 				ch = old != li;
 				nchg -= ch;
-				if (incr && FN(lany)(ch))
+				if (incr && ps && FN(lany)(ch))
 					for (size_t l = 0; l < KM_L; l++)
 						if (ch[l])
 							FN(move_point)
@@ -538,9 +538,11 @@ FN(fused_soa)(const T *restrict xt, size_t n, size_t d, const FN(vec) *restrict 
 	      FN(vec) *restrict acc, FN(ivec) *restrict cnt, double *restrict ps)
 {
 	/* ps given: incremental sums (the call's acc and cnt are not used). */
+	/* Neither ps nor acc: labels only (the final E-step). */
 #define KM_FUSED2(D, E)                                                                            \
-	(ps ? FN(fused_body)(xt, n, D, cv, E, cmax2, k, labels, acc, cnt, ps, 1)                   \
-	    : FN(fused_body)(xt, n, D, cv, E, cmax2, k, labels, acc, cnt, NULL, 0))
+	(ps    ? FN(fused_body)(xt, n, D, cv, E, cmax2, k, labels, acc, cnt, ps, 1)                \
+	 : acc ? FN(fused_body)(xt, n, D, cv, E, cmax2, k, labels, acc, cnt, NULL, 0)              \
+	       : FN(fused_body)(xt, n, D, cv, E, cmax2, k, labels, NULL, NULL, NULL, 1))
 #define KM_FUSED(D) (ce ? KM_FUSED2(D, ce) : KM_FUSED2(D, NULL))
 	switch (d) {
 	case 2:
@@ -954,6 +956,13 @@ FN(chunk)(void *arg, size_t ci)
 	const int screen = 0;
 #endif
 
+	if (m->mode == KM_ESTEP && m->ce && d <= KM_SMALL_D) {
+		/* float32 Lloyd's final E-step: labels by the expansion pre-screen. */
+		m->changed[ci] =
+		    FN(fused_soa)(m->xt + (lo / KM_B) * d * KM_B, hi - lo, d, m->cv, m->ce,
+				  m->cemax2, k, m->labels + lo, NULL, NULL, NULL);
+		return;
+	}
 	if (m->mode == KM_FULL && m->xt && !m->ub && ps && d <= KM_SMALL_D && m->incr && !screen) {
 		/* Lloyd with small d after the first pass: assign, move changed points. */
 		m->changed[ci] = FN(fused_soa)(m->xt + (lo / KM_B) * d * KM_B, hi - lo, d, m->cv,
@@ -990,7 +999,7 @@ FN(chunk)(void *arg, size_t ci)
 			for (; incr && qn > (KM_DEFER - 1) * KM_B;
 			     qn--, qh = (qh + 1) % (KM_DEFER * KM_B))
 				FN(move_point)
-				(ps, d, k, m->x + (size_t)q[qh].i * d, 1, q[qh].from, q[qh].to);
+			(ps, d, k, m->x + (size_t)q[qh].i * d, 1, q[qh].from, q[qh].to);
 
 #ifdef KM_F64
 			if (screen) {
@@ -1026,7 +1035,7 @@ FN(chunk)(void *arg, size_t ci)
 		}
 		for (; qn > 0; qn--, qh = (qh + 1) % (KM_DEFER * KM_B))
 			FN(move_point)
-			(ps, d, k, m->x + (size_t)q[qh].i * d, 1, q[qh].from, q[qh].to);
+		(ps, d, k, m->x + (size_t)q[qh].i * d, 1, q[qh].from, q[qh].to);
 	} else {
 		for (size_t i = lo; i < hi; i++) {
 			int32_t a = m->labels[i];
@@ -1736,8 +1745,8 @@ FN(single)(const T *x, const T *xt, const float *xtf, size_t n, size_t d,
 	m.shift = calloc(k, sizeof(double));
 	m.half = calloc(k, sizeof(double));
 	if (hamerly) {
-		m.ub = malloc(n * sizeof(double));
-		m.lb = malloc(n * sizeof(double));
+		m.ub = km_alloc_big(n * sizeof(double));
+		m.lb = km_alloc_big(n * sizeof(double));
 	}
 	if (!m.c || !sums || !m.part || !m.changed || !m.shift || !m.half ||
 	    (hamerly && (!m.ub || !m.lb))) {
@@ -1897,7 +1906,7 @@ FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_
 	 * Below, the fused float64 kernel is as fast; above, the float copy and the
 	 * separate accumulation did not pay in same-run measurements.
 	 */
-	if (xt && d >= 6 && d <= 12 && p->algo != PG_KMEANS_HAMERLY &&
+	if (xt && d >= 6 && d <= 16 && p->algo != PG_KMEANS_HAMERLY &&
 	    !(getenv("PAYGUARD_KMEANS_SCREEN") && atoi(getenv("PAYGUARD_KMEANS_SCREEN")) == 0)) {
 		rc = FN(make_xtf)(xt, n, d, p->n_threads > 0 ? (size_t)p->n_threads : 1, &xtf);
 		if (rc < 0)

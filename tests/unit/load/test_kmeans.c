@@ -460,22 +460,33 @@ sc_unif(uint64_t *s)
 	return (double)sc_next(s) * 0x1.0p-53;
 }
 
+/* f32: the same on the data rounded to float32 (the expansion pre-screen of float32 Lloyd). */
 static void
-sc_fit_both(const double *x, size_t n, size_t d, size_t k, const double *init, int max_iter)
+sc_fit_both_t(const double *x, size_t n, size_t d, size_t k, const double *init, int max_iter,
+	      int f32)
 {
 	struct pg_kmeans_params p;
 	struct pg_kmeans_info i1, i2;
 	int32_t *l1 = malloc(n * sizeof(int32_t)), *l2 = malloc(n * sizeof(int32_t));
 	double *c1 = malloc(k * d * sizeof(double)), *c2 = malloc(k * d * sizeof(double));
+	float *xf = malloc(n * d * sizeof(float));
+	const void *data = x;
+	int dt = PG_KMEANS_F64;
 
+	if (f32) {
+		for (size_t i = 0; i < n * d; i++)
+			xf[i] = (float)x[i];
+		data = xf;
+		dt = PG_KMEANS_F32;
+	}
 	pg_kmeans_params_init(&p, k);
 	p.init = init;
 	p.max_iter = max_iter;
 	p.n_threads = 2;
 	assert_int_equal(setenv("PAYGUARD_KMEANS_SCREEN", "0", 1), 0);
-	assert_int_equal(pg_kmeans_fit(x, PG_KMEANS_F64, n, d, &p, l1, c1, &i1), 0);
+	assert_int_equal(pg_kmeans_fit(data, dt, n, d, &p, l1, c1, &i1), 0);
 	assert_int_equal(unsetenv("PAYGUARD_KMEANS_SCREEN"), 0);
-	assert_int_equal(pg_kmeans_fit(x, PG_KMEANS_F64, n, d, &p, l2, c2, &i2), 0);
+	assert_int_equal(pg_kmeans_fit(data, dt, n, d, &p, l2, c2, &i2), 0);
 	assert_memory_equal(l1, l2, n * sizeof(int32_t));
 	assert_memory_equal(c1, c2, k * d * sizeof(double));
 	assert_true(i1.inertia == i2.inertia);
@@ -484,12 +495,20 @@ sc_fit_both(const double *x, size_t n, size_t d, size_t k, const double *init, i
 	free(l2);
 	free(c1);
 	free(c2);
+	free(xf);
+}
+
+static void
+sc_fit_both(const double *x, size_t n, size_t d, size_t k, const double *init, int max_iter)
+{
+	sc_fit_both_t(x, n, d, k, init, max_iter, 0);
 }
 
 static void
 test_screen_near_ties(void **state)
 {
-	static const size_t shapes[][2] = {{7, 5}, {9, 13}, {8, 3}, {11, 11}, {6, 7}, {12, 9}};
+	static const size_t shapes[][2] = {{7, 5}, {9, 13}, {8, 3},  {11, 11},
+					   {6, 7}, {12, 9}, {14, 5}, {16, 8}};
 	static const double offsets[] = {0, 1e3, 1e6, -3e5};
 	size_t n = 3001;
 	uint64_t s = 42;
@@ -513,6 +532,46 @@ test_screen_near_ties(void **state)
 			}
 			sc_fit_both(x, n, d, k, c, 1);
 			sc_fit_both(x, n, d, k, c, 300);
+			free(x);
+			free(c);
+		}
+}
+
+/*
+ * The same for float32 data, whose Lloyd fits (d <= 16) assign by the
+ * expansion ||c||^2 - 2 x.c under an error bound: bit for bit the direct
+ * kernel's results (PAYGUARD_KMEANS_SCREEN=0), also where the nudges vanish
+ * in float32 and points tie exactly.
+ */
+static void
+test_xscreen_near_ties(void **state)
+{
+	static const size_t shapes[][2] = {{2, 3},  {3, 5},   {4, 9},  {5, 13},
+					   {8, 16}, {11, 11}, {16, 7}, {13, 4}};
+	static const double offsets[] = {0, 1e2, 1e4, -3e3};
+	size_t n = 3001;
+	uint64_t s = 43;
+
+	(void)state;
+	for (size_t sh = 0; sh < sizeof(shapes) / sizeof(shapes[0]); sh++)
+		for (size_t o = 0; o < sizeof(offsets) / sizeof(offsets[0]); o++) {
+			size_t d = shapes[sh][0], k = shapes[sh][1];
+			double *x = malloc(n * d * sizeof(double));
+			double *c = malloc(k * d * sizeof(double));
+
+			for (size_t i = 0; i < k * d; i++)
+				c[i] = (double)(float)(offsets[o] + (sc_unif(&s) * 2 - 1) *
+									(1 + (double)(i % 3)));
+			for (size_t i = 0; i < n; i++) {
+				size_t a = sc_next(&s) % k, b = (a + 1 + sc_next(&s) % (k - 1)) % k;
+				double nudge = pow(10, -1 - 8 * sc_unif(&s));
+
+				for (size_t j = 0; j < d; j++)
+					x[i * d + j] = (c[a * d + j] + c[b * d + j]) / 2 +
+						       nudge * (sc_unif(&s) * 2 - 1);
+			}
+			sc_fit_both_t(x, n, d, k, c, 1, 1);
+			sc_fit_both_t(x, n, d, k, c, 300, 1);
 			free(x);
 			free(c);
 		}
@@ -563,6 +622,8 @@ test_screen_exact_ties(void **state)
 	}
 	sc_fit_both(x, n, d, k, c, 1);
 	sc_fit_both(x, n, d, k, c, 300);
+	sc_fit_both_t(x, n, d, k, c, 1, 1);
+	sc_fit_both_t(x, n, d, k, c, 300, 1);
 	free(x);
 	free(l);
 }
@@ -580,6 +641,7 @@ main(void)
 	    cmocka_unit_test(test_kernels_reference),
 	    cmocka_unit_test(test_silhouette),
 	    cmocka_unit_test(test_screen_near_ties),
+	    cmocka_unit_test(test_xscreen_near_ties),
 	    cmocka_unit_test(test_screen_exact_ties),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
