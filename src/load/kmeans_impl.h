@@ -457,11 +457,12 @@ FN(fused_body)(const T *restrict xt, size_t n, size_t D, const FN(vec) *restrict
 		(void)ce;
 		(void)cmax2;
 #endif
-		_Pragma("GCC unroll 16") for (size_t h = 0; !done && h < KM_H; h++)
-		{
-			best[h] = (FN(vec)){0} + (T)INFINITY;
-			lab[h] = (FN(vec)){0};
-		}
+		if (!done)
+			_Pragma("GCC unroll 16") for (size_t h = 0; h < KM_H; h++)
+			{
+				best[h] = (FN(vec)){0} + (T)INFINITY;
+				lab[h] = (FN(vec)){0};
+			}
 		for (size_t ci = 0; !done && ci < k; ci++) {
 			const FN(vec) *cc = cv + ci * D;
 			const FN(vec) cf = (FN(vec)){0} + (T)ci;
@@ -1219,14 +1220,28 @@ FN(mv_chunk)(void *arg, size_t ci)
 	double *ps = s->part + ci * d;
 
 	memset(ps, 0, d * sizeof(double));
-	if (!s->mean && d == 4)
-		FN(col_sums)(x, nr, 4, ps);
-	else if (!s->mean)
-		FN(col_sums)(x, nr, d, ps);
-	else if (d == 4)
-		FN(col_sqdev)(x, nr, 4, s->mean, ps);
-	else
-		FN(col_sqdev)(x, nr, d, s->mean, ps);
+	/* A constant d lets the compiler keep the sums in vector registers. */
+#define KM_MV(D) (s->mean ? FN(col_sqdev)(x, nr, D, s->mean, ps) : FN(col_sums)(x, nr, D, ps))
+	switch (d) {
+	case 2:
+		KM_MV(2);
+		break;
+	case 4:
+		KM_MV(4);
+		break;
+	case 8:
+		KM_MV(8);
+		break;
+	case 16:
+		KM_MV(16);
+		break;
+	case 32:
+		KM_MV(32);
+		break;
+	default:
+		KM_MV(d);
+	}
+#undef KM_MV
 }
 
 static int
