@@ -1771,6 +1771,9 @@ FN(plusplus_alone)(const T *x, size_t n, size_t d, size_t k, struct km_rng *rng,
 	return rc;
 }
 
+/* The silhouette's kernels (float64 only) share this instantiation's names. */
+#include "kmeans_sil.h"
+
 #undef FN
 #undef KM_L
 #ifdef KM_LF

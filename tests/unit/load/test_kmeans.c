@@ -438,6 +438,82 @@ test_silhouette(void **state)
 	assert_true(s < 0);
 }
 
+/* The silhouette by its definition, one pair at a time (the reference). */
+static double
+silhouette_ref(const double *x, size_t n, size_t d, const int32_t *lab, size_t k)
+{
+	double tot = 0, sum[8];
+	size_t cnt[8] = {0};
+
+	for (size_t i = 0; i < n; i++)
+		cnt[lab[i]]++;
+	for (size_t i = 0; i < n; i++) {
+		double a, b = INFINITY;
+		size_t own = (size_t)lab[i];
+
+		memset(sum, 0, sizeof(sum));
+		for (size_t j = 0; j < n; j++) {
+			double dd = 0;
+			for (size_t t = 0; t < d; t++)
+				dd += (x[i * d + t] - x[j * d + t]) * (x[i * d + t] - x[j * d + t]);
+			sum[lab[j]] += sqrt(dd);
+		}
+		if (cnt[own] <= 1)
+			continue;
+		a = sum[own] / (double)(cnt[own] - 1);
+		for (size_t c = 0; c < k; c++)
+			if (c != own && cnt[c] > 0 && sum[c] / (double)cnt[c] < b)
+				b = sum[c] / (double)cnt[c];
+		if (isfinite(b) && (a > 0 || b > 0))
+			tot += (b - a) / (a > b ? a : b);
+	}
+	return tot / (double)n;
+}
+
+/*
+ * The vectorised, label-grouped silhouette against the definition: sizes that
+ * leave lane tails, d = 4 (the estimator's) and others, a singleton cluster
+ * (scores 0), an empty one (ignored), overlapping clusters; the same score on
+ * one thread and three; bad labels refused.
+ */
+static void
+test_silhouette_reference(void **state)
+{
+	static const size_t ns[] = {2, 7, 37, 500, 1203}, ds[] = {1, 3, 4, 9};
+	uint64_t r = 42;
+
+	(void)state;
+	for (size_t a = 0; a < sizeof(ns) / sizeof(ns[0]); a++)
+		for (size_t b = 0; b < sizeof(ds) / sizeof(ds[0]); b++) {
+			size_t n = ns[a], d = ds[b], k = 6;
+			double *x = malloc(n * d * sizeof(double)), s1, s3, want;
+			int32_t *lab = malloc(n * sizeof(int32_t));
+
+			for (size_t i = 0; i < n; i++) {
+				r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+				/* Label 4 stays empty; row 0 alone has label 5. */
+				lab[i] = i == 0 ? 5 : (int32_t)((r >> 33) % 4);
+				for (size_t j = 0; j < d; j++) {
+					r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+					x[i * d + j] =
+					    3.0 * lab[i] + (double)(r >> 11) * 0x1p-53 * 4;
+				}
+			}
+			want = silhouette_ref(x, n, d, lab, k);
+			assert_int_equal(pg_kmeans_silhouette(x, n, d, lab, k, &s1), 0);
+			assert_int_equal(pg_kmeans_silhouette_mt(x, n, d, lab, k, 3, &s3), 0);
+			assert_true(fabs(s1 - want) <= 1e-12 * (fabs(want) + 1e-3));
+			assert_true(s1 == s3);
+			lab[n - 1] = 6;
+			assert_int_equal(pg_kmeans_silhouette(x, n, d, lab, k, &s1), PG_EINVAL);
+			lab[n - 1] = -1;
+			assert_int_equal(pg_kmeans_silhouette_mt(x, n, d, lab, k, 2, &s1),
+					 PG_EINVAL);
+			free(x);
+			free(lab);
+		}
+}
+
 /*
  * The float32 pre-screen of float64 Lloyd fits (6 <= d <= 12) must leave every
  * result bit for bit as the plain float64 path gives it (PAYGUARD_KMEANS_SCREEN=0):
@@ -579,6 +655,7 @@ main(void)
 	    cmocka_unit_test(test_plusplus_reference),
 	    cmocka_unit_test(test_kernels_reference),
 	    cmocka_unit_test(test_silhouette),
+	    cmocka_unit_test(test_silhouette_reference),
 	    cmocka_unit_test(test_screen_near_ties),
 	    cmocka_unit_test(test_screen_exact_ties),
 	};
