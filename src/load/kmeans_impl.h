@@ -1708,6 +1708,9 @@ out:
 	return rc;
 }
 
+/* Fits of at most one chunk of rows, on the calling thread. */
+#include "kmeans_small.h"
+
 static int
 FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_t *labels,
 	double *centers, struct pg_kmeans_info *info)
@@ -1722,6 +1725,8 @@ FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_
 	struct km_rng rng;
 	int rc;
 
+	if (FN(small_ok)(n, d, p))
+		return FN(fit_small)(x, n, d, p, labels, centers, info);
 	rc = FN(mean_variance)(x, n, d, p->n_threads > 0 ? (size_t)p->n_threads : 1, &tol_abs);
 	if (rc < 0)
 		return rc;
