@@ -103,7 +103,7 @@ for r in $(seq 1 "$repeats"); do
 		for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.1; done
 		c0=$(awk '{print $14+$15}' /proc/$srv/stat)
 		$pg pos load --port "$(cat "$work/port")" --conns 64 --duration-ms $((secs * 1000)) \
-			--stan-base $(((r - 1) * 100000)) --json "$work/tpl.jsonl" >"$work/$sync$r.json"
+			--stan-base $((((r - 1) * 100000) % 1000000)) --json "$work/tpl.jsonl" >"$work/$sync$r.json"
 		c1=$(awk '{print $14+$15}' /proc/$srv/stat)
 		echo $(((c1 - c0) * 1000000 / $(getconf CLK_TCK))) >"$work/$sync$r.cpu_us"
 		kill "$srv"
