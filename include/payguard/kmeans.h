@@ -62,8 +62,12 @@ int pg_kmeans_plusplus(const void *x, int dtype, size_t n, size_t d, size_t k, u
 int pg_kmeans_plusplus_mt(const void *x, int dtype, size_t n, size_t d, size_t k, uint64_t seed,
 			  int n_threads, double *centers);
 
-/* Mean silhouette coefficient of a labelling (double rows); O(n^2). */
+/* Mean silhouette coefficient of a labelling (double rows, k <= 64); O(n^2). */
 int pg_kmeans_silhouette(const double *x, size_t n, size_t d, const int32_t *labels, size_t k,
 			 double *score);
+
+/* The same on n_threads threads (0 means 1); the score does not depend on it. */
+int pg_kmeans_silhouette_mt(const double *x, size_t n, size_t d, const int32_t *labels, size_t k,
+			    int n_threads, double *score);
 
 #endif

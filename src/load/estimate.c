@@ -1,6 +1,6 @@
 /*
  * The two-level estimator of seed 3: a first k-means over each VM's samples
- * (run as the VM arrives, in batches over threads, keeping only its
+ * (run as the VM arrives, on a pipeline of threads, keeping only its
  * characteristic value), then a second k-means over the fleet's
  * characteristic values, giving each VM a type and a load value.
  * docs/load.md gives the formulas and why.
@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BATCH	  256  /* VMs held at once before their first level runs */
+#define RING	  64   /* VMs held at once between the caller and the threads */
 #define SIL_MAX	  2000 /* VMs the silhouette is computed on */
 #define LIGHT_MAX 0.2  /* a type whose center stays below this everywhere is light */
 
@@ -131,20 +131,34 @@ pg_load_value(const double feat[PG_LOAD_NFEAT])
 	return 100.0 * clamp01(0.75 * mx + 0.25 * mean);
 }
 
+/*
+ * One VM waiting for, or done with, its first level. Slots form a ring the
+ * caller fills while worker threads empty it, so copying the next VMs in
+ * overlaps the fits of the last ones; a slot's buffer is kept for reuse.
+ */
+enum { SLOT_FREE, SLOT_READY, SLOT_BUSY, SLOT_DONE };
+
 struct pending {
 	float *f; /* n x NFEAT */
-	size_t n;
+	size_t n, fcap;
 	size_t vm; /* index into e->vms */
+	int state, rc;
+	double feat[PG_LOAD_NFEAT], load; /* the results, copied to vms[vm] on reclaim */
+	char err[256];
 };
 
 struct pg_load_est {
 	struct pg_load_params p;
-	struct pg_load_vm *vms;
+	struct pg_load_vm *vms; /* touched by the caller's thread only */
 	size_t nvms, cap;
-	struct pending batch[BATCH];
-	size_t nbatch;
-	int batch_rc[BATCH];
-	char batch_err[BATCH][256];
+	struct pending ring[RING];
+	/* Positions, ever increasing: reclaim <= claim <= fill <= reclaim + RING. */
+	size_t fill, claim, reclaim;
+	pthread_mutex_t mu;
+	pthread_cond_t work, done;
+	pthread_t th[7];
+	size_t nth;
+	int stop;
 	struct pg_load_type *types;
 	size_t ntypes;
 	double silhouette;
@@ -169,84 +183,137 @@ pg_load_est_new(struct pg_load_est **out, const struct pg_load_params *p)
 		e->p.n_threads = 1;
 	if (e->p.n_init2 < 1)
 		e->p.n_init2 = 1;
+	pthread_mutex_init(&e->mu, NULL);
+	pthread_cond_init(&e->work, NULL);
+	pthread_cond_init(&e->done, NULL);
 	*out = e;
 	return 0;
 }
+
+static void stop_threads(struct pg_load_est *e);
 
 void
 pg_load_est_free(struct pg_load_est *e)
 {
 	if (!e)
 		return;
-	for (size_t i = 0; i < e->nbatch; i++)
-		free(e->batch[i].f);
+	stop_threads(e);
+	for (size_t i = 0; i < RING; i++)
+		free(e->ring[i].f);
+	pthread_mutex_destroy(&e->mu);
+	pthread_cond_destroy(&e->work);
+	pthread_cond_destroy(&e->done);
 	free(e->vms);
 	free(e->types);
 	free(e);
 }
 
-struct batch_worker {
-	struct pg_load_est *e;
-	size_t *next; /* shared: the next VM of the batch to take */
-};
+/* Runs the first level of the next ready slot; called and returns with e->mu held. */
+static void
+run_one(struct pg_load_est *e)
+{
+	struct pending *b = &e->ring[e->claim % RING];
+
+	e->claim++;
+	b->state = SLOT_BUSY;
+	pthread_mutex_unlock(&e->mu);
+	/* Seeded per VM so the result does not depend on batching or threads. */
+	b->rc =
+	    characteristic_f32(b->f, b->n, e->p.k1, e->p.peak_share, e->p.seed + b->vm, b->feat);
+	if (b->rc < 0)
+		snprintf(b->err, sizeof(b->err), "%s", pg_last_error());
+	b->load = pg_load_value(b->feat);
+	pthread_mutex_lock(&e->mu);
+	b->state = SLOT_DONE;
+	pthread_cond_signal(&e->done);
+}
 
 static void *
-batch_main(void *arg)
+worker_main(void *arg)
 {
-	struct batch_worker *w = arg;
-	struct pg_load_est *e = w->e;
+	struct pg_load_est *e = arg;
 
 	/* VMs are taken one at a time: a thread the machine holds up delays nobody. */
+	pthread_mutex_lock(&e->mu);
 	for (;;) {
-		size_t i = __atomic_fetch_add(w->next, 1, __ATOMIC_RELAXED);
-		if (i >= e->nbatch)
+		while (e->claim == e->fill && !e->stop)
+			pthread_cond_wait(&e->work, &e->mu);
+		if (e->claim == e->fill)
 			break;
-		struct pending *b = &e->batch[i];
-		struct pg_load_vm *vm = &e->vms[b->vm];
-
-		/* Seeded per VM so the result does not depend on batching or threads. */
-		e->batch_rc[i] = characteristic_f32(b->f, b->n, e->p.k1, e->p.peak_share,
-						    e->p.seed + b->vm, vm->feat);
-		if (e->batch_rc[i] < 0)
-			snprintf(e->batch_err[i], sizeof(e->batch_err[i]), "%s", pg_last_error());
-		vm->load = pg_load_value(vm->feat);
+		run_one(e);
 	}
+	pthread_mutex_unlock(&e->mu);
 	return NULL;
 }
 
-/* Runs the first level of every VM held; returns the first failure. */
-static int
-flush_batch(struct pg_load_est *e)
+static void
+stop_threads(struct pg_load_est *e)
 {
-	struct batch_worker w[8];
-	pthread_t th[8];
-	size_t nt = (size_t)e->p.n_threads, started = 0, next = 0;
+	pthread_mutex_lock(&e->mu);
+	e->stop = 1;
+	pthread_cond_broadcast(&e->work);
+	pthread_mutex_unlock(&e->mu);
+	for (size_t t = 0; t < e->nth; t++)
+		pthread_join(e->th[t], NULL);
+	e->nth = 0;
+}
+
+/*
+ * With e->mu held: hands finished slots, oldest first, back to the ring and
+ * their results to e->vms; the first failure found is returned (the other
+ * VMs are kept).
+ */
+static int
+reclaim_done(struct pg_load_est *e)
+{
 	int rc = 0;
 
-	if (nt > 8)
-		nt = 8;
-	if (nt > e->nbatch)
-		nt = e->nbatch;
-	for (size_t t = 0; t < nt; t++)
-		w[t] = (struct batch_worker){e, &next};
-	for (size_t t = 1; t < nt; t++) {
-		if (pthread_create(&th[t], NULL, batch_main, &w[t]) != 0)
-			break;
-		started = t;
+	while (e->reclaim < e->fill && e->ring[e->reclaim % RING].state == SLOT_DONE) {
+		struct pending *b = &e->ring[e->reclaim % RING];
+		struct pg_load_vm *vm = &e->vms[b->vm];
+
+		memcpy(vm->feat, b->feat, sizeof(vm->feat));
+		vm->load = b->load;
+		if (b->rc < 0 && rc == 0)
+			rc = pg_error(b->rc, "load", "%s", b->err);
+		b->state = SLOT_FREE;
+		e->reclaim++;
 	}
-	for (size_t t = started + 1; t < nt; t++)
-		batch_main(&w[t]);
-	if (nt > 0)
-		batch_main(&w[0]);
-	for (size_t t = 1; t <= started; t++)
-		pthread_join(th[t], NULL);
-	for (size_t i = 0; i < e->nbatch; i++) {
-		if (e->batch_rc[i] < 0 && rc == 0)
-			rc = pg_error(e->batch_rc[i], "load", "%s", e->batch_err[i]);
-		free(e->batch[i].f);
-	}
-	e->nbatch = 0;
 	return rc;
+}
+
+/*
+ * Waits, with e->mu held, until at most `room` slots are in use, running
+ * ready slots on this thread meanwhile; returns the first failure reclaimed.
+ */
+static int
+drain(struct pg_load_est *e, size_t room)
+{
+	int rc = 0, r;
+
+	for (;;) {
+		r = reclaim_done(e);
+		rc = rc ? rc : r;
+		if (e->fill - e->reclaim <= room)
+			return rc;
+		if (e->claim < e->fill)
+			run_one(e);
+		else
+			pthread_cond_wait(&e->done, &e->mu);
+	}
+}
+
+/* Starts the worker threads beside the caller's, once. */
+static void
+start_threads(struct pg_load_est *e)
+{
+	size_t want = (size_t)e->p.n_threads - 1;
+
+	if (want > sizeof(e->th) / sizeof(e->th[0]))
+		want = sizeof(e->th) / sizeof(e->th[0]);
+	/* Fewer threads than asked only costs time: the caller's thread runs the rest. */
+	while (e->nth < want && pthread_create(&e->th[e->nth], NULL, worker_main, e) == 0)
+		e->nth++;
 }
 
 /* Adds one VM from double (f) or float (ff) features. */
@@ -255,6 +322,7 @@ add_features(struct pg_load_est *e, const char *vm, const double *f, const float
 {
 	struct pending *b;
 	size_t bad = SIZE_MAX;
+	int rc;
 
 	if (e->finished)
 		return pg_error(PG_ESTATE, "load", "estimator already finished");
@@ -294,10 +362,20 @@ add_features(struct pg_load_est *e, const char *vm, const double *f, const float
 		e->vms = p;
 		e->cap = ncap;
 	}
-	b = &e->batch[e->nbatch];
-	b->f = malloc(n * PG_LOAD_NFEAT * sizeof(float));
-	if (!b->f)
-		return pg_error(PG_ENOMEM, "load", "VM '%s': %zu samples", vm, n);
+	if (e->nvms == 0 && e->nth == 0)
+		start_threads(e);
+	pthread_mutex_lock(&e->mu);
+	rc = drain(e, RING - 1);
+	pthread_mutex_unlock(&e->mu);
+	/* Slot `fill` is free and no thread looks at it until fill moves on. */
+	b = &e->ring[e->fill % RING];
+	if (b->fcap < n) {
+		float *nf = realloc(b->f, n * PG_LOAD_NFEAT * sizeof(float));
+		if (!nf)
+			return pg_error(PG_ENOMEM, "load", "VM '%s': %zu samples", vm, n);
+		b->f = nf;
+		b->fcap = n;
+	}
 	if (f)
 		for (size_t i = 0; i < n * PG_LOAD_NFEAT; i++)
 			b->f[i] = (float)f[i];
@@ -305,13 +383,18 @@ add_features(struct pg_load_est *e, const char *vm, const double *f, const float
 		memcpy(b->f, ff, n * PG_LOAD_NFEAT * sizeof(float));
 	b->n = n;
 	b->vm = e->nvms;
+	b->state = SLOT_READY;
 	memset(&e->vms[e->nvms], 0, sizeof(e->vms[0]));
 	snprintf(e->vms[e->nvms].name, sizeof(e->vms[0].name), "%s", vm);
 	e->vms[e->nvms].nsamples = n;
 	e->vms[e->nvms].type = -1;
 	e->nvms++;
-	e->nbatch++;
-	return e->nbatch == BATCH ? flush_batch(e) : 0;
+	pthread_mutex_lock(&e->mu);
+	e->fill++;
+	pthread_cond_signal(&e->work);
+	pthread_mutex_unlock(&e->mu);
+	/* A failure of an earlier VM: this one is added all the same. */
+	return rc;
 }
 
 int
@@ -406,7 +489,8 @@ fit_best_k(const struct pg_load_est *e, const double *x, size_t n, size_t klo, s
 			return rc;
 		if (k > 1 && nsil > k) {
 			/* The first nsil VMs: arrival order is the only order we have. */
-			rc = pg_kmeans_silhouette(x, nsil, PG_LOAD_NFEAT, lab, k, &sil);
+			rc = pg_kmeans_silhouette_mt(x, nsil, PG_LOAD_NFEAT, lab, k, e->p.n_threads,
+						     &sil);
 			if (rc < 0)
 				return rc;
 		}
@@ -472,9 +556,12 @@ pg_load_est_finish(struct pg_load_est *e)
 
 	if (e->finished)
 		return 0;
-	rc = flush_batch(e);
+	pthread_mutex_lock(&e->mu);
+	rc = drain(e, 0);
+	pthread_mutex_unlock(&e->mu);
 	if (rc < 0)
 		return rc; /* the VM's error; the others are kept */
+	stop_threads(e);
 	n = e->nvms;
 	if (n == 0)
 		return pg_error(PG_EINVAL, "load", "no VM to estimate");

@@ -352,42 +352,24 @@ int
 pg_kmeans_silhouette(const double *x, size_t n, size_t d, const int32_t *labels, size_t k,
 		     double *score)
 {
-	double *sum = calloc(k, sizeof(double));
-	size_t *cnt = calloc(k, sizeof(size_t));
-	double total = 0;
-	int rc = 0;
+	return pg_kmeans_silhouette_mt(x, n, d, labels, k, 1, score);
+}
 
-	if (!sum || !cnt) {
-		rc = pg_error(PG_ENOMEM, "kmeans", "silhouette work space");
-		goto out;
-	}
+int
+pg_kmeans_silhouette_mt(const double *x, size_t n, size_t d, const int32_t *labels, size_t k,
+			int n_threads, double *score)
+{
+	size_t cnt[64] = {0};
+
+	if (n == 0 || d == 0 || k == 0 || k > 64)
+		return pg_error(PG_EINVAL, "kmeans", "silhouette of %zu rows, %zu columns, k %zu",
+				n, d, k);
 	for (size_t i = 0; i < n; i++) {
-		if (labels[i] < 0 || (size_t)labels[i] >= k) {
-			rc = pg_error(PG_EINVAL, "kmeans", "label %d of row %zu out of range",
-				      labels[i], i);
-			goto out;
-		}
+		if (labels[i] < 0 || (size_t)labels[i] >= k)
+			return pg_error(PG_EINVAL, "kmeans", "label %d of row %zu out of range",
+					labels[i], i);
 		cnt[labels[i]]++;
 	}
-	for (size_t i = 0; i < n; i++) {
-		double a, b = INFINITY;
-		size_t own = (size_t)labels[i];
-
-		memset(sum, 0, k * sizeof(double));
-		for (size_t j = 0; j < n; j++)
-			sum[labels[j]] += sqrt(sqdist_f64(x + i * d, x + j * d, d));
-		if (cnt[own] <= 1)
-			continue; /* scikit-learn: 0 for singletons */
-		a = sum[own] / (double)(cnt[own] - 1);
-		for (size_t c = 0; c < k; c++)
-			if (c != own && cnt[c] > 0 && sum[c] / (double)cnt[c] < b)
-				b = sum[c] / (double)cnt[c];
-		if (isfinite(b) && (a > 0 || b > 0))
-			total += (b - a) / (a > b ? a : b);
-	}
-	*score = total / (double)n;
-out:
-	free(sum);
-	free(cnt);
-	return rc;
+	KM_DISPATCH(silhouette_f64, x, n, d, labels, k, cnt, n_threads > 0 ? (size_t)n_threads : 1,
+		    score);
 }

@@ -276,30 +276,38 @@ FN(accum_soa)(const T *restrict xt, const int32_t *restrict lab, size_t n, size_
 	}
 }
 
-/* Whether any lane of a label-width mask is set. */
-static inline __attribute__((always_inline)) int
-FN(lany)(FN(lvec) m)
+/* The lanes of a label-width mask as bits (lane l: bit l). */
+static inline __attribute__((always_inline)) unsigned
+FN(lbits)(FN(lvec) m)
 {
+#if defined(__x86_64__) && defined(__AVX512DQ__)
+	if (sizeof(m) == 64) {
+		__m512i v;
+		memcpy(&v, &m, sizeof(v));
+		return (unsigned)_mm512_movepi32_mask(v);
+	}
+#endif
 #if defined(__x86_64__) && defined(__AVX2__)
 	if (sizeof(m) == 32) {
-		__m256i v;
+		__m256 v;
 		memcpy(&v, &m, sizeof(v));
-		return !_mm256_testz_si256(v, v);
+		return (unsigned)_mm256_movemask_ps(v);
 	}
 #endif
 #if defined(__x86_64__) && defined(__SSE2__)
 	if (sizeof(m) == 16) {
-		__m128i v;
+		__m128 v;
 		memcpy(&v, &m, sizeof(v));
-		return _mm_movemask_epi8(v) != 0;
+		return (unsigned)_mm_movemask_ps(v);
 	}
 #endif
 	{
-		int32_t l[KM_L], o = 0;
+		int32_t l[KM_L];
+		unsigned b = 0;
 		memcpy(l, &m, sizeof(l));
 		for (size_t i = 0; i < KM_L; i++)
-			o |= l[i];
-		return o != 0;
+			b |= (l[i] != 0) << i;
+		return b;
 	}
 }
 
@@ -411,7 +419,7 @@ FN(expand_vec)(FN(vec) xv[][KM_B / KM_L], size_t h, size_t D, const FN(vec) *res
 	ok = (s - b > kd * x2) & (x2 >= 1e-20f) & (x2 <= 1e37f);
 	*best = b;
 	*lab = l;
-	return !FN(lany)((FN(lvec)) ~ok);
+	return FN(lbits)((FN(lvec)) ~ok) == 0;
 }
 #endif
 
@@ -504,11 +512,13 @@ FN(fused_body)(const T *restrict xt, size_t n, size_t D, const FN(vec) *restrict
 				memcpy(&old, labels + o, sizeof(old));
 				ch = old != li;
 				nchg -= ch;
-				if (incr && ps && FN(lany)(ch))
-					for (size_t l = 0; l < KM_L; l++)
-						if (ch[l])
-							FN(move_point)
-				(ps, D, k, blk + h * KM_L + l, KM_B, old[l], li[l]);
+				/* Only the changed lanes, one per set bit (no sums: the E-step). */
+				for (unsigned bits = incr && ps ? FN(lbits)(ch) : 0; bits;
+				     bits &= bits - 1) {
+					unsigned l = (unsigned)__builtin_ctz(bits);
+					FN(move_point)
+					(ps, D, k, blk + h * KM_L + l, KM_B, old[l], li[l]);
+				}
 				memcpy(labels + o, &li, sizeof(li));
 			}
 		}
@@ -1344,6 +1354,27 @@ FN(any)(FN(ivec) m)
 #endif
 }
 
+/*
+ * Double sums of KM_L lanes of T, held as registers of doubles (two for float:
+ * a double vector wider than a register went through memory); lane l of the
+ * sum is register l / KM_DH, lane l % KM_DH, so each lane adds its values in
+ * the same order as a scalar per-lane sum.
+ */
+#define KM_DH (KM_VBYTES / sizeof(double))
+typedef double FN(dreg) __attribute__((vector_size(KM_VBYTES)));
+typedef T FN(tpart) __attribute__((vector_size(KM_DH * sizeof(T))));
+
+static inline __attribute__((always_inline)) void
+FN(dlanes_add)(FN(dreg) * acc, FN(vec) v)
+{
+	_Pragma("GCC unroll 4") for (size_t q = 0; q < KM_L / KM_DH; q++)
+	{
+		FN(tpart) part;
+		memcpy(&part, (const char *)&v + q * sizeof(part), sizeof(part));
+		acc[q] += __builtin_convertvector(part, FN(dreg));
+	}
+}
+
 /* One candidate over one chunk of transposed blocks; D constant at the calls. */
 static inline __attribute__((always_inline)) void
 FN(pp_soa)(struct FN(pp) * s, size_t lo, size_t hi, size_t D, const T *restrict p,
@@ -1351,8 +1382,8 @@ FN(pp_soa)(struct FN(pp) * s, size_t lo, size_t hi, size_t D, const T *restrict 
 {
 	FN(lvec) nc = (FN(lvec)){0} + (int32_t)s->ncent;
 	const FN(vec) inf = (FN(vec)){0} + (T)INFINITY;
-	double gl[KM_L]; /* scalar lanes: a double vector wider than a register went
-			  * through memory */
+	FN(dreg) gl[KM_L / KM_DH];
+
 	memcpy(gl, g, sizeof(gl));
 
 	for (size_t i = lo; i < hi; i += KM_B) {
@@ -1415,11 +1446,7 @@ FN(pp_soa)(struct FN(pp) * s, size_t lo, size_t hi, size_t D, const T *restrict 
 				    (a & ~(FN(lvec)) __builtin_convertvector(upd, FN(lvec))));
 				memcpy(s->asg + o, &a, sizeof(a));
 			} else {
-				T dl[KM_L];
-				FN(vec) dv = (FN(vec))((FN(ivec))(c - acc) & upd);
-				memcpy(dl, &dv, sizeof(dl));
-				for (size_t l = 0; l < KM_L; l++)
-					gl[l] += (double)dl[l];
+				FN(dlanes_add)(gl, (FN(vec))((FN(ivec))(c - acc) & upd));
 			}
 		}
 	}
@@ -1493,12 +1520,15 @@ FN(pp_chunk)(void *arg, size_t ci)
 	if (!s->apply)
 		return;
 	for (size_t b = lo; b < hi; b += KM_SB) {
-		/* KM_L running sums, lane l over points l, l + KM_L, ... (scalar
-		 * arrays: a double vector wider than a register went through memory) */
-		double lanes[KM_L] = {0}, sum = 0;
-		for (size_t i = b; i < b + KM_SB; i += KM_L)
-			for (size_t l = 0; l < KM_L; l++)
-				lanes[l] += (double)s->cl[i + l];
+		/* KM_L running sums, lane l over points l, l + KM_L, ... */
+		FN(dreg) acc[KM_L / KM_DH] = {{0}};
+		double lanes[KM_L], sum = 0;
+		for (size_t i = b; i < b + KM_SB; i += KM_L) {
+			FN(vec) v;
+			memcpy(&v, s->cl + i, sizeof(v));
+			FN(dlanes_add)(acc, v);
+		}
+		memcpy(lanes, acc, sizeof(lanes));
 		for (size_t l = 0; l < KM_L; l++)
 			sum += lanes[l];
 		s->sbsum[b / KM_SB] = sum;
@@ -1886,6 +1916,9 @@ out:
 	return rc;
 }
 
+/* Fits of at most one chunk of rows, on the calling thread. */
+#include "kmeans_small.h"
+
 static int
 FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_t *labels,
 	double *centers, struct pg_kmeans_info *info)
@@ -1900,6 +1933,8 @@ FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_
 	struct km_rng rng;
 	int rc;
 
+	if (FN(small_ok)(n, d, p))
+		return FN(fit_small)(x, n, d, p, labels, centers, info);
 	rc = FN(mean_variance)(x, n, d, p->n_threads > 0 ? (size_t)p->n_threads : 1, &tol_abs);
 	if (rc < 0)
 		return rc;
@@ -1979,8 +2014,12 @@ FN(plusplus_alone)(const T *x, size_t n, size_t d, size_t k, struct km_rng *rng,
 	return rc;
 }
 
+/* The silhouette's kernels (float64 only) share this instantiation's names. */
+#include "kmeans_sil.h"
+
 #undef FN
 #undef KM_L
+#undef KM_DH
 #ifdef KM_LF
 #undef KM_LF
 #endif

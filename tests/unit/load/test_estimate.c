@@ -209,6 +209,68 @@ test_features_f32(void **state)
 	free(ff);
 }
 
+/*
+ * The first level runs on a pipeline of threads while VMs are still being
+ * added: 1, 2 and 5 threads give the same characteristic values, types and
+ * silhouette, over more VMs than the pipeline holds and with sample counts
+ * that change from VM to VM (slot buffers grow). An estimator freed before
+ * finish stops its threads and leaks nothing (the sanitizer build checks).
+ */
+static void
+test_threads_same(void **state)
+{
+	static const int threads[] = {1, 2, 5};
+	size_t nvm = 200;
+	struct pg_load_est *e[3];
+	struct pg_load_series s;
+
+	(void)state;
+	pg_load_series_init(&s, 0);
+	for (size_t t = 0; t < 3; t++) {
+		struct pg_load_params p;
+		pg_load_params_init(&p);
+		p.n_threads = threads[t];
+		assert_int_equal(pg_load_est_new(&e[t], &p), 0);
+	}
+	for (size_t v = 0; v < nvm; v++) {
+		assert_int_equal(pg_load_gen_vm(5, v, 60 + (v * 37) % 400, &s, NULL, NULL), 0);
+		snprintf(s.vm, sizeof(s.vm), "vm-%zu", v);
+		for (size_t t = 0; t < 3; t++)
+			assert_int_equal(pg_load_est_add(e[t], &s), 0);
+	}
+	for (size_t t = 0; t < 3; t++)
+		assert_int_equal(pg_load_est_finish(e[t]), 0);
+	for (size_t t = 1; t < 3; t++) {
+		assert_true(pg_load_est_silhouette(e[t]) == pg_load_est_silhouette(e[0]));
+		for (size_t v = 0; v < nvm; v++) {
+			const struct pg_load_vm *a = pg_load_est_vm(e[0], v),
+						*b = pg_load_est_vm(e[t], v);
+			assert_memory_equal(a->feat, b->feat, sizeof(a->feat));
+			assert_true(a->load == b->load);
+			assert_int_equal(a->type, b->type);
+			assert_string_equal(a->name, b->name);
+			assert_int_equal(a->nsamples, b->nsamples);
+		}
+	}
+	/* Every VM got its first level: no characteristic value left at zero. */
+	for (size_t v = 0; v < nvm; v++)
+		assert_true(pg_load_est_vm(e[1], v)->load > 0);
+	for (size_t t = 0; t < 3; t++)
+		pg_load_est_free(e[t]);
+	/* Freed with VMs still in the pipeline. */
+	{
+		struct pg_load_params p;
+		pg_load_params_init(&p);
+		assert_int_equal(pg_load_est_new(&e[0], &p), 0);
+		for (size_t v = 0; v < 100; v++) {
+			assert_int_equal(pg_load_gen_vm(5, v, 300, &s, NULL, NULL), 0);
+			assert_int_equal(pg_load_est_add(e[0], &s), 0);
+		}
+		pg_load_est_free(e[0]);
+	}
+	pg_load_series_release(&s);
+}
+
 static void
 test_auto_k2(void **state)
 {
@@ -251,9 +313,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_measures),	    cmocka_unit_test(test_bad_vms),
-	    cmocka_unit_test(test_features_f32),    cmocka_unit_test(test_auto_k2),
-	    cmocka_unit_test(test_generated_fleet),
+	    cmocka_unit_test(test_measures),	 cmocka_unit_test(test_bad_vms),
+	    cmocka_unit_test(test_features_f32), cmocka_unit_test(test_threads_same),
+	    cmocka_unit_test(test_auto_k2),	 cmocka_unit_test(test_generated_fleet),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

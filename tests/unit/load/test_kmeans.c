@@ -438,6 +438,161 @@ test_silhouette(void **state)
 	assert_true(s < 0);
 }
 
+/* The silhouette by its definition, one pair at a time (the reference). */
+static double
+silhouette_ref(const double *x, size_t n, size_t d, const int32_t *lab, size_t k)
+{
+	double tot = 0, sum[8];
+	size_t cnt[8] = {0};
+
+	for (size_t i = 0; i < n; i++)
+		cnt[lab[i]]++;
+	for (size_t i = 0; i < n; i++) {
+		double a, b = INFINITY;
+		size_t own = (size_t)lab[i];
+
+		memset(sum, 0, sizeof(sum));
+		for (size_t j = 0; j < n; j++) {
+			double dd = 0;
+			for (size_t t = 0; t < d; t++)
+				dd += (x[i * d + t] - x[j * d + t]) * (x[i * d + t] - x[j * d + t]);
+			sum[lab[j]] += sqrt(dd);
+		}
+		if (cnt[own] <= 1)
+			continue;
+		a = sum[own] / (double)(cnt[own] - 1);
+		for (size_t c = 0; c < k; c++)
+			if (c != own && cnt[c] > 0 && sum[c] / (double)cnt[c] < b)
+				b = sum[c] / (double)cnt[c];
+		if (isfinite(b) && (a > 0 || b > 0))
+			tot += (b - a) / (a > b ? a : b);
+	}
+	return tot / (double)n;
+}
+
+/*
+ * The vectorised, label-grouped silhouette against the definition: sizes that
+ * leave lane tails, d = 4 (the estimator's) and others, a singleton cluster
+ * (scores 0), an empty one (ignored), overlapping clusters; the same score on
+ * one thread and three; bad labels refused.
+ */
+static void
+test_silhouette_reference(void **state)
+{
+	static const size_t ns[] = {2, 7, 37, 500, 1203}, ds[] = {1, 3, 4, 9};
+	uint64_t r = 42;
+
+	(void)state;
+	for (size_t a = 0; a < sizeof(ns) / sizeof(ns[0]); a++)
+		for (size_t b = 0; b < sizeof(ds) / sizeof(ds[0]); b++) {
+			size_t n = ns[a], d = ds[b], k = 6;
+			double *x = malloc(n * d * sizeof(double)), s1, s3, want;
+			int32_t *lab = malloc(n * sizeof(int32_t));
+
+			for (size_t i = 0; i < n; i++) {
+				r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+				/* Label 4 stays empty; row 0 alone has label 5. */
+				lab[i] = i == 0 ? 5 : (int32_t)((r >> 33) % 4);
+				for (size_t j = 0; j < d; j++) {
+					r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+					x[i * d + j] =
+					    3.0 * lab[i] + (double)(r >> 11) * 0x1p-53 * 4;
+				}
+			}
+			want = silhouette_ref(x, n, d, lab, k);
+			assert_int_equal(pg_kmeans_silhouette(x, n, d, lab, k, &s1), 0);
+			assert_int_equal(pg_kmeans_silhouette_mt(x, n, d, lab, k, 3, &s3), 0);
+			assert_true(fabs(s1 - want) <= 1e-12 * (fabs(want) + 1e-3));
+			assert_true(s1 == s3);
+			lab[n - 1] = 6;
+			assert_int_equal(pg_kmeans_silhouette(x, n, d, lab, k, &s1), PG_EINVAL);
+			lab[n - 1] = -1;
+			assert_int_equal(pg_kmeans_silhouette_mt(x, n, d, lab, k, 2, &s1),
+					 PG_EINVAL);
+			free(x);
+			free(lab);
+		}
+}
+
+/*
+ * Fits of at most 4,096 rows (the two-level job's per-VM fits) take their own
+ * path (kmeans_small.h): the same labels, centers and iteration count as the
+ * general path (PAYGUARD_KMEANS_SMALL=0), and the same inertia (n_init
+ * picks its run by it, so even its rounding must agree), for
+ * float32 and float64, d from 1 to 16, partial last blocks, k-means++ with
+ * restarts and given centers, a tol stop and strict convergence, and an
+ * empty cluster that must be relocated.
+ */
+static void
+test_small_path(void **state)
+{
+	static const size_t ns[] = {3, 17, 1440, 4096}, ds[] = {1, 2, 4, 5, 16}, ks[] = {1, 3, 8};
+	uint64_t r = 7;
+
+	(void)state;
+	for (size_t a = 0; a < 4; a++)
+		for (size_t b = 0; b < 5; b++)
+			for (size_t c = 0; c < 3; c++)
+				for (int f32 = 0; f32 < 2; f32++) {
+					size_t n = ns[a], d = ds[b], k = ks[c];
+					double *x = malloc(n * d * sizeof(double)), init[8 * 16];
+					float *xf = malloc(n * d * sizeof(float));
+					int32_t *l1 = malloc(n * sizeof(int32_t)),
+						*l2 = malloc(n * sizeof(int32_t));
+					double c1[8 * 16], c2[8 * 16];
+					struct pg_kmeans_params p;
+					struct pg_kmeans_info i1, i2;
+
+					if (k > n)
+						k = n;
+					for (size_t i = 0; i < n * d; i++) {
+						r = r * 6364136223846793005ULL +
+						    1442695040888963407ULL;
+						x[i] = (double)(i / d % 5) * 2 +
+						       (double)(r >> 11) * 0x1p-53;
+						xf[i] = (float)x[i];
+					}
+					pg_kmeans_params_init(&p, k);
+					p.n_init = 3;
+					p.seed = a * 100 + b * 10 + c;
+					if (c == 2 && n > 100) {
+						/* Given centers, one far away: its cluster empties.
+						 */
+						for (size_t i = 0; i < k * d; i++)
+							init[i] = x[i * 7 % (n * d)];
+						for (size_t j = 0; j < d; j++)
+							init[j] = 1e3;
+						p.init = init;
+					}
+					if (b == 1)
+						p.tol = 0; /* strict convergence only */
+					assert_int_equal(setenv("PAYGUARD_KMEANS_SMALL", "0", 1),
+							 0);
+					assert_int_equal(
+					    pg_kmeans_fit(f32 ? (void *)xf : (void *)x,
+							  f32 ? PG_KMEANS_F32 : PG_KMEANS_F64, n, d,
+							  &p, l1, c1, &i1),
+					    0);
+					assert_int_equal(unsetenv("PAYGUARD_KMEANS_SMALL"), 0);
+					assert_int_equal(
+					    pg_kmeans_fit(f32 ? (void *)xf : (void *)x,
+							  f32 ? PG_KMEANS_F32 : PG_KMEANS_F64, n, d,
+							  &p, l2, c2, &i2),
+					    0);
+					assert_memory_equal(l1, l2, n * sizeof(int32_t));
+					assert_memory_equal(c1, c2, k * d * sizeof(double));
+					assert_int_equal(i1.n_iter, i2.n_iter);
+					assert_int_equal(i1.relocated, i2.relocated);
+					assert_true(i1.inertia == i2.inertia);
+					if (c == 2 && n > 100)
+						assert_true(i2.relocated > 0);
+					free(x);
+					free(xf);
+					free(l1);
+					free(l2);
+				}
+}
+
 /*
  * The float32 pre-screen of float64 Lloyd fits (6 <= d <= 12) must leave every
  * result bit for bit as the plain float64 path gives it (PAYGUARD_KMEANS_SCREEN=0):
@@ -640,6 +795,8 @@ main(void)
 	    cmocka_unit_test(test_plusplus_reference),
 	    cmocka_unit_test(test_kernels_reference),
 	    cmocka_unit_test(test_silhouette),
+	    cmocka_unit_test(test_silhouette_reference),
+	    cmocka_unit_test(test_small_path),
 	    cmocka_unit_test(test_screen_near_ties),
 	    cmocka_unit_test(test_xscreen_near_ties),
 	    cmocka_unit_test(test_screen_exact_ties),
