@@ -1916,6 +1916,21 @@ out:
 	return rc;
 }
 
+/* A run's initial centers: the given ones (checked finite) or k-means++'s. */
+static int
+FN(run_init)(const struct pg_kmeans_params *p, const T *x, const T *xt, size_t n, size_t d,
+	     struct km_rng *rng, size_t nthreads, double *init)
+{
+	if (!p->init)
+		return FN(plusplus)(x, xt, n, d, p->k, rng, nthreads, init);
+	memcpy(init, p->init, p->k * d * sizeof(double));
+	for (size_t i = 0; i < p->k * d; i++)
+		if (!isfinite(init[i]))
+			return pg_error(PG_EINVAL, "kmeans",
+					"initial center value %zu is not finite", i);
+	return 0;
+}
+
 /* Fits of at most one chunk of rows, on the calling thread. */
 #include "kmeans_small.h"
 
@@ -1967,20 +1982,10 @@ FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_
 	for (int r = 0; r < n_init; r++) {
 		struct pg_kmeans_info ri;
 
-		if (p->init) {
-			memcpy(init, p->init, k * d * sizeof(double));
-			for (size_t i = 0; i < k * d; i++)
-				if (!isfinite(init[i]))
-					rc = pg_error(PG_EINVAL, "kmeans",
-						      "initial center value %zu is not finite", i);
-			if (rc < 0)
-				goto out;
-		} else {
-			rc = FN(plusplus)(x, xt, n, d, k, &rng,
-					  p->n_threads > 0 ? (size_t)p->n_threads : 1, init);
-			if (rc < 0)
-				goto out;
-		}
+		rc = FN(run_init)(p, x, xt, n, d, &rng, p->n_threads > 0 ? (size_t)p->n_threads : 1,
+				  init);
+		if (rc < 0)
+			goto out;
 		rc = FN(single)(x, xt, xtf, n, d, p, init, tol_abs, lab, cen, &ri);
 		if (rc < 0)
 			goto out;

@@ -217,19 +217,9 @@ FN(fit_small)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, 
 	for (int r = 0; r < n_init; r++) {
 		struct pg_kmeans_info ri;
 
-		if (p->init) {
-			memcpy(init, p->init, k * d * sizeof(double));
-			for (size_t i = 0; i < k * d; i++)
-				if (!isfinite(init[i])) {
-					rc = pg_error(PG_EINVAL, "kmeans",
-						      "initial center value %zu is not finite", i);
-					goto out;
-				}
-		} else {
-			rc = FN(plusplus)(x, m.xt, n, d, k, &rng, 1, init);
-			if (rc < 0)
-				goto out;
-		}
+		rc = FN(run_init)(p, x, m.xt, n, d, &rng, 1, init);
+		if (rc < 0)
+			goto out;
 		rc = FN(small_single)(&m, p, init, tol_abs, sums, ps, &ri);
 		if (rc < 0)
 			goto out;
