@@ -909,6 +909,9 @@ struct FN(km) {
 	void *cvf;	  /* float centers (||c||^2, -2 c_j) splatted (FN(fvec)), with xtf */
 	float cmax2;	  /* largest squared norm of a center, rounded up */
 #endif
+	void *cr;      /* row path: centers as FN(rv) vectors, k rounded up to KM_RL, or NULL */
+	double *inert; /* row path: per chunk, the inertia of its rows */
+	double *vpart; /* row path, first pass: per chunk, shifted sums for the variance */
 };
 
 /* Adds rows lo..hi to their cluster's sums (D constant at the common call). */
@@ -947,6 +950,321 @@ FN(reduce_lanes)(const FN(vec) * acc, const FN(ivec) * cnt, size_t k, size_t d, 
 	}
 }
 
+/*
+ * Row-major Lloyd at d = 16 (a row is four vectors of 4 doubles, or two of
+ * 8 floats): no transposed copy is made. A fit that converges in a few
+ * passes otherwise spends most of its time writing that copy (and, first,
+ * having the kernel zero the fresh pages under it). A point's squared
+ * distances to KM_RL centers are summed across lanes at once by rounds of
+ * shuffles, so each distance is the same pairwise sum of its lane sums,
+ * whichever center.
+ */
+#define KM_RD	 16
+#define KM_RKMAX 64
+#define KM_RL	 (32 / sizeof(T))	  /* lanes of a 32-byte vector */
+#define KM_RV	 (KM_RD * sizeof(T) / 32) /* vectors per row */
+typedef T FN(rv) __attribute__((vector_size(32)));
+typedef ITYPE FN(rvi) __attribute__((vector_size(32)));
+/* An unaligned view of one vector's worth of T: one 32-byte load (memcpy into
+ * a vector array went through the stack in halves, and reloading stalled). */
+typedef T FN(rvu) __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
+
+/* The row as four vectors of 4 doubles, for the double sums. */
+typedef double FN(rd) __attribute__((vector_size(32)));
+typedef double FN(rdu) __attribute__((vector_size(32), aligned(8), may_alias));
+#ifndef KM_F64
+typedef float FN(rf4) __attribute__((vector_size(16), aligned(4), may_alias));
+#endif
+
+static inline __attribute__((always_inline)) void
+FN(rrow_d)(FN(rd) * xd, const T *xi)
+{
+	for (size_t v = 0; v < 4; v++)
+#ifdef KM_F64
+		xd[v] = *(const FN(rdu) *)(xi + 4 * v);
+#else
+		xd[v] = __builtin_convertvector(*(const FN(rf4) *)(xi + 4 * v), FN(rd));
+#endif
+}
+
+/* Lane sums of s[0 .. KM_RL - 1] into the lanes of *out, pairwise. */
+static inline __attribute__((always_inline)) void
+FN(rhsum)(FN(rv) * out, const FN(rv) * s)
+{
+#ifdef KM_F64
+	FN(rv)
+	t0 = __builtin_shuffle(s[0], s[1], (FN(rvi)){0, 4, 2, 6}) +
+	     __builtin_shuffle(s[0], s[1], (FN(rvi)){1, 5, 3, 7});
+	FN(rv)
+	t1 = __builtin_shuffle(s[2], s[3], (FN(rvi)){0, 4, 2, 6}) +
+	     __builtin_shuffle(s[2], s[3], (FN(rvi)){1, 5, 3, 7});
+
+	*out = __builtin_shuffle(t0, t1, (FN(rvi)){0, 1, 4, 5}) +
+	       __builtin_shuffle(t0, t1, (FN(rvi)){2, 3, 6, 7});
+#else
+	FN(rv) t[4], u[2];
+
+	/* Interleaving shuffles (one instruction each): lanes 0+2, 1+3, 4+6, 5+7 first. */
+	for (size_t j = 0; j < 4; j++)
+		t[j] =
+		    __builtin_shuffle(s[2 * j], s[2 * j + 1], (FN(rvi)){0, 8, 1, 9, 4, 12, 5, 13}) +
+		    __builtin_shuffle(s[2 * j], s[2 * j + 1],
+				      (FN(rvi)){2, 10, 3, 11, 6, 14, 7, 15});
+	for (size_t j = 0; j < 2; j++)
+		u[j] =
+		    __builtin_shuffle(t[2 * j], t[2 * j + 1], (FN(rvi)){0, 1, 8, 9, 4, 5, 12, 13}) +
+		    __builtin_shuffle(t[2 * j], t[2 * j + 1],
+				      (FN(rvi)){2, 3, 10, 11, 6, 7, 14, 15});
+	*out = __builtin_shuffle(u[0], u[1], (FN(rvi)){0, 1, 2, 3, 8, 9, 10, 11}) +
+	       __builtin_shuffle(u[0], u[1], (FN(rvi)){4, 5, 6, 7, 12, 13, 14, 15});
+#endif
+}
+
+/* Squared differences of a row and a center, summed per lane. */
+static inline __attribute__((always_inline)) void
+FN(rsq)(FN(rv) * out, const FN(rv) * xv, const FN(rv) *restrict cc)
+{
+	FN(rv) t = xv[0] - cc[0], a = t * t;
+
+	for (size_t v = 1; v < KM_RV; v++) {
+		t = xv[v] - cc[v];
+		a += t * t;
+	}
+	*out = a;
+}
+
+/* Distances of a row to centers c .. c + KM_RL - 1. */
+static inline __attribute__((always_inline)) void
+FN(rdist)(FN(rv) * out, const FN(rv) * xv, const FN(rv) *restrict cr, size_t c)
+{
+	FN(rv) s[KM_RL];
+
+	for (size_t q = 0; q < KM_RL; q++)
+		FN(rsq)(&s[q], xv, cr + (c + q) * KM_RV);
+	FN(rhsum)(out, s);
+}
+
+/* Lane-wise a < b ? a : b (b where a is NaN). */
+static inline __attribute__((always_inline)) void
+FN(rmin)(FN(rv) * b, FN(rv) a)
+{
+	FN(rvi) lt = a < *b;
+
+	*b = (FN(rv))(((FN(rvi))a & lt) | ((FN(rvi)) * b & ~lt));
+}
+
+static inline __attribute__((always_inline)) void
+FN(rimin)(FN(rvi) * b, FN(rvi) a)
+{
+	FN(rvi) lt = a < *b;
+
+	*b = (a & lt) | (*b & ~lt);
+}
+
+/*
+ * Nearest of k centers (ties to the lower index), its squared distance in *bd.
+ * Lane l keeps the best of centers l, l + KM_RL, ... without branches (a
+ * branch per center mispredicts on most points); then the lanes are
+ * compared. Padding centers repeat center 0, so they never beat it.
+ */
+static inline __attribute__((always_inline)) int32_t
+FN(row_nearest)(const FN(rv) * xv, const FN(rv) *restrict cr, size_t k, T *bd)
+{
+	FN(rv) best, mn, sw;
+	FN(rvi) idx, gi, eq, sel, t;
+
+	for (size_t l = 0; l < KM_RL; l++)
+		idx[l] = (ITYPE)l;
+	gi = idx;
+	FN(rdist)(&best, xv, cr, 0);
+	for (size_t c = KM_RL; c < k; c += KM_RL) {
+		FN(rv) h;
+		FN(rvi) lt;
+
+		FN(rdist)(&h, xv, cr, c);
+		lt = h < best;
+		gi += (ITYPE)KM_RL;
+		best = (FN(rv))(((FN(rvi))h & lt) | ((FN(rvi))best & ~lt));
+		idx = (gi & lt) | (idx & ~lt);
+	}
+	/*
+	 * The smallest value in every lane, then the smallest index among the
+	 * lanes holding it (none when it is NaN: index KM_RKMAX, taken as 0).
+	 */
+	mn = best;
+#ifdef KM_F64
+	sw = __builtin_shuffle(mn, (FN(rvi)){1, 0, 3, 2});
+	FN(rmin)(&mn, sw);
+	sw = __builtin_shuffle(mn, (FN(rvi)){2, 3, 0, 1});
+	FN(rmin)(&mn, sw);
+	eq = best == mn;
+	sel = (idx & eq) | (((FN(rvi)){0} + KM_RKMAX) & ~eq);
+	t = __builtin_shuffle(sel, (FN(rvi)){1, 0, 3, 2});
+	FN(rimin)(&sel, t);
+	t = __builtin_shuffle(sel, (FN(rvi)){2, 3, 0, 1});
+	FN(rimin)(&sel, t);
+#else
+	sw = __builtin_shuffle(mn, (FN(rvi)){1, 0, 3, 2, 5, 4, 7, 6});
+	FN(rmin)(&mn, sw);
+	sw = __builtin_shuffle(mn, (FN(rvi)){2, 3, 0, 1, 6, 7, 4, 5});
+	FN(rmin)(&mn, sw);
+	sw = __builtin_shuffle(mn, (FN(rvi)){4, 5, 6, 7, 0, 1, 2, 3});
+	FN(rmin)(&mn, sw);
+	eq = best == mn;
+	sel = (idx & eq) | (((FN(rvi)){0} + KM_RKMAX) & ~eq);
+	t = __builtin_shuffle(sel, (FN(rvi)){1, 0, 3, 2, 5, 4, 7, 6});
+	FN(rimin)(&sel, t);
+	t = __builtin_shuffle(sel, (FN(rvi)){2, 3, 0, 1, 6, 7, 4, 5});
+	FN(rimin)(&sel, t);
+	t = __builtin_shuffle(sel, (FN(rvi)){4, 5, 6, 7, 0, 1, 2, 3});
+	FN(rimin)(&sel, t);
+#endif
+	*bd = mn[0];
+	return sel[0] < (ITYPE)k ? (int32_t)sel[0] : 0;
+}
+
+/*
+ * One chunk of a row-path pass. First pass: assign and sum per cluster (and,
+ * with vpart, sum the rows shifted by the first row and their squares, for
+ * the tolerance); later passes: move the points whose label changed; final
+ * E-step (no part): assign and sum the distances, the inertia.
+ */
+static void
+FN(row_chunk)(struct FN(km) * m, size_t ci)
+{
+	size_t k = m->k, lo = ci * KM_CHUNK, hi = lo + KM_CHUNK < m->n ? lo + KM_CHUNK : m->n;
+	double *ps = m->part ? m->part + ci * k * (KM_RD + 1) : NULL;
+	int incr = ps && m->incr, var = m->vpart != NULL;
+	const FN(rv) *cr = m->cr;
+	FN(rd) s1[4] = {{0}}, s2[4] = {{0}}, sh[4];
+	size_t changed = 0;
+	double inert = 0;
+
+	if (ps && !incr)
+		memset(ps, 0, k * (KM_RD + 1) * sizeof(*ps));
+	FN(rrow_d)(sh, m->x);
+	for (size_t i = lo; i < hi; i++) {
+		const T *xi = m->x + i * KM_RD;
+		FN(rv) xv[KM_RV];
+		T bd;
+		int32_t l, old = m->labels[i];
+
+		for (size_t v = 0; v < KM_RV; v++)
+			xv[v] = *(const FN(rvu) *)(xi + KM_RL * v);
+		l = FN(row_nearest)(xv, cr, k, &bd);
+		if (!ps) {
+			inert += (double)bd;
+		} else if (incr) {
+			if (l != old)
+				FN(move_point)(ps, KM_RD, k, xi, 1, old, l);
+		} else {
+			double *a = ps + (size_t)l * KM_RD;
+			FN(rd) xd[4];
+
+			FN(rrow_d)(xd, xi);
+			for (size_t v = 0; v < 4; v++)
+				*(FN(rdu) *)(a + 4 * v) += xd[v];
+			ps[k * KM_RD + (size_t)l] += 1;
+		}
+		if (var) {
+			FN(rd) xd[4];
+
+			FN(rrow_d)(xd, xi);
+			for (size_t v = 0; v < 4; v++) {
+				FN(rd) t = xd[v] - sh[v];
+				s1[v] += t;
+				s2[v] += t * t;
+			}
+		}
+		changed += l != old;
+		m->labels[i] = l;
+	}
+	m->changed[ci] = changed;
+	if (!ps)
+		m->inert[ci] = inert;
+	if (var) {
+		memcpy(m->vpart + ci * 2 * KM_RD, s1, sizeof(s1));
+		memcpy(m->vpart + ci * 2 * KM_RD + KM_RD, s2, sizeof(s2));
+	}
+}
+
+/* Strict convergence: the inertia of the labels kept, against the updated centers. */
+static void
+FN(row_inertia_chunk)(void *arg, size_t ci)
+{
+	struct FN(km) *m = arg;
+	size_t lo = ci * KM_CHUNK, hi = lo + KM_CHUNK < m->n ? lo + KM_CHUNK : m->n;
+	const FN(rv) *cr = m->cr;
+	double inert = 0;
+
+	for (size_t i = lo; i < hi; i++) {
+		FN(rv) xv[KM_RV], a[KM_RL], h;
+
+		for (size_t v = 0; v < KM_RV; v++)
+			xv[v] = *(const FN(rvu) *)(m->x + i * KM_RD + KM_RL * v);
+		FN(rsq)(&a[0], xv, cr + (size_t)m->labels[i] * KM_RV);
+		for (size_t q = 1; q < KM_RL; q++)
+			a[q] = a[0];
+		/* Summed across lanes in the E-step's order. */
+		FN(rhsum)(&h, a);
+		inert += (double)h[0];
+	}
+	m->inert[ci] = inert;
+}
+
+/*
+ * The tolerance's mean variance from the first pass's shifted sums (numpy's
+ * two-pass variance up to rounding: shifting by a row keeps the sums small),
+ * refusing NaN and infinity as FN(mean_variance) does.
+ */
+static int
+FN(shift_var)(const T *x, size_t n, size_t d, const double *vpart, size_t nchunks, double *out)
+{
+	double tot = 0;
+
+	for (size_t j = 0; j < d; j++) {
+		double a = 0, b = 0, v;
+
+		for (size_t c = 0; c < nchunks; c++) {
+			a += vpart[c * 2 * d + j];
+			b += vpart[c * 2 * d + d + j];
+		}
+		if (!isfinite(a)) {
+			for (size_t i = 0; i < n; i++)
+				if (!isfinite((double)x[i * d + j]))
+					return pg_error(
+					    PG_EINVAL, "kmeans",
+					    "value in row %zu, column %zu is not finite", i, j);
+			return pg_error(PG_ERANGE, "kmeans", "column %zu overflows", j);
+		}
+		v = (b - a * a / (double)n) / (double)n;
+		tot += v > 0 ? v : 0;
+	}
+	*out = tot / (double)d;
+	return 0;
+}
+
+static int
+FN(row_tol)(const struct FN(km) * m, size_t nchunks, double *out)
+{
+	return FN(shift_var)(m->x, m->n, KM_RD, m->vpart, nchunks, out);
+}
+
+/*
+ * Whether a fit takes the row path: float64, d = 16, Lloyd, more than one
+ * chunk. For float32 the kernels above compile but are not taken: measured
+ * at 100,000 x 16, k = 8, they were slower than the transposed path with its
+ * expansion pre-screen, whose copy is half as large.
+ */
+static int
+FN(rows_ok)(size_t n, size_t d, const struct pg_kmeans_params *p)
+{
+	const char *e = getenv("PAYGUARD_KMEANS_ROWS");
+
+	return sizeof(T) == 8 && d == KM_RD && n > KM_CHUNK && p->k <= KM_RKMAX &&
+	       p->algo != PG_KMEANS_HAMERLY && !(e && atoi(e) == 0);
+}
+
 /* One chunk of one iteration: assign, then add to this chunk's partial sums. */
 static void
 FN(chunk)(void *arg, size_t ci)
@@ -966,6 +1284,11 @@ FN(chunk)(void *arg, size_t ci)
 #else
 	const int screen = 0;
 #endif
+
+	if (m->cr) {
+		FN(row_chunk)(m, ci);
+		return;
+	}
 
 	if (m->mode == KM_ESTEP && m->ce && d <= KM_SMALL_D) {
 		/* float32 Lloyd's final E-step: labels by the expansion pre-screen. */
@@ -1100,33 +1423,83 @@ struct FN(rows) {
 	T *out;
 	const int32_t *labels;
 	size_t n, d;
-	double *part; /* per chunk: its inertia */
+	double *part; /* per chunk: its inertia, or (transposing) 2 d shifted sums */
 };
+
+/* A chunk's rows shifted by the first row: sums, then sums of squares. */
+static inline __attribute__((always_inline)) void
+FN(shift_sums)(const T *restrict x, size_t nr, size_t D, const T *restrict sh, double *restrict ps)
+{
+	for (size_t j = 0; j < 2 * D; j++)
+		ps[j] = 0;
+	for (size_t i = 0; i < nr; i++)
+		for (size_t j = 0; j < D; j++) {
+			double t = (double)x[i * D + j] - (double)sh[j];
+			ps[j] += t;
+			ps[D + j] += t * t;
+		}
+}
 
 static void
 FN(transpose_chunk)(void *arg, size_t ci)
 {
 	struct FN(rows) *r = arg;
-	size_t lo = ci * KM_CHUNK, nr = r->n - lo < KM_CHUNK ? r->n - lo : KM_CHUNK;
+	size_t lo = ci * KM_CHUNK, nr = r->n - lo < KM_CHUNK ? r->n - lo : KM_CHUNK, d = r->d;
 
-	FN(transpose)(r->x + lo * r->d, nr, r->d, r->out + (lo / KM_B) * r->d * KM_B);
+	FN(transpose)(r->x + lo * d, nr, d, r->out + (lo / KM_B) * d * KM_B);
+	if (!r->part)
+		return;
+	/* The rows were just read: their sums for the tolerance come from cache. */
+	double *ps = r->part + ci * 2 * d;
+	const T *x = r->x + lo * d;
+	switch (d) {
+	case 2:
+		FN(shift_sums)(x, nr, 2, r->x, ps);
+		break;
+	case 4:
+		FN(shift_sums)(x, nr, 4, r->x, ps);
+		break;
+	case 8:
+		FN(shift_sums)(x, nr, 8, r->x, ps);
+		break;
+	case 16:
+		FN(shift_sums)(x, nr, 16, r->x, ps);
+		break;
+	default:
+		FN(shift_sums)(x, nr, d, r->x, ps);
+	}
 }
 
-/* The transposed copy used by the small-d kernels, or NULL for large d. */
+static int FN(mean_variance)(const T *x, size_t n, size_t d, size_t nthreads, double *out);
+
+/*
+ * The transposed copy used by the small-d kernels, or NULL for large d.
+ * With var, also the tolerance's mean variance (FN(shift_var)), which
+ * refuses NaN and infinity before any kernel reads the data.
+ */
 static int
-FN(make_xt)(const T *x, size_t n, size_t d, size_t nthreads, T **xt)
+FN(make_xt)(const T *x, size_t n, size_t d, size_t nthreads, T **xt, double *var)
 {
 	struct FN(rows) r = {.x = x, .n = n, .d = d};
+	size_t nchunks = (n + KM_CHUNK - 1) / KM_CHUNK;
+	int rc = 0;
 
 	*xt = NULL;
 	if (d > KM_XT_D)
-		return 0;
+		return var ? FN(mean_variance)(x, n, d, nthreads, var) : 0;
 	*xt = km_alloc_big(((n + KM_B - 1) / KM_B) * KM_B * d * sizeof(T));
-	if (!*xt)
+	if (var)
+		r.part = malloc(nchunks * 2 * d * sizeof(double));
+	if (!*xt || (var && !r.part)) {
+		free(r.part);
 		return pg_error(PG_ENOMEM, "kmeans", "work space for %zu rows", n);
+	}
 	r.out = *xt;
-	km_parallel(FN(transpose_chunk), &r, (n + KM_CHUNK - 1) / KM_CHUNK, nthreads);
-	return 0;
+	km_parallel(FN(transpose_chunk), &r, nchunks, nthreads);
+	if (var)
+		rc = FN(shift_var)(x, n, d, r.part, nchunks, var);
+	free(r.part);
+	return rc;
 }
 
 #ifdef KM_F64
@@ -1698,6 +2071,13 @@ FN(relocate)(struct FN(km) * m, double *sums, double *cnt, size_t nempty)
 static void
 FN(splat)(struct FN(km) * m)
 {
+	if (m->cr) {
+		/* Rows past k repeat center 0: they tie with it, and lose. */
+		T *cr = m->cr;
+		for (size_t c = 0; c < (m->k + KM_RL - 1) / KM_RL * KM_RL; c++)
+			memcpy(cr + c * KM_RD, m->c + (c < m->k ? c : 0) * KM_RD,
+			       KM_RD * sizeof(T));
+	}
 	if (!m->cv)
 		return;
 	for (size_t i = 0; i < m->k * m->d; i++)
@@ -1739,6 +2119,58 @@ FN(splat)(struct FN(km) * m)
 #endif
 }
 
+/*
+ * A row-path fit still running after KM_ROW_PASSES passes goes on with the
+ * transposed kernels (faster per pass from k of about 16 on, and with the
+ * pre-screens): the copies are made now, from the rows or the caller's copy.
+ * The chunks' sums carry over, they hold the same labels' sums.
+ */
+#ifndef KM_ROW_PASSES
+#define KM_ROW_PASSES 3
+#endif
+static int
+FN(leave_rows)(struct FN(km) * m, const T *xt_in, int hamerly, size_t nthreads, T **own_xt,
+	       float **own_xtf)
+{
+	size_t n = m->n, d = m->d, k = m->k;
+	int screen = !hamerly && !(getenv("PAYGUARD_KMEANS_SCREEN") &&
+				   atoi(getenv("PAYGUARD_KMEANS_SCREEN")) == 0);
+	int rc;
+
+	if (!xt_in) {
+		rc = FN(make_xt)(m->x, n, d, nthreads, own_xt, NULL);
+		if (rc < 0)
+			return rc;
+		xt_in = *own_xt;
+	}
+	m->cv = aligned_alloc(KM_VBYTES, k * d * sizeof(FN(vec)));
+	if (!m->cv)
+		return pg_error(PG_ENOMEM, "kmeans", "work space for %zu centers", k);
+#ifdef KM_F64
+	if (screen) {
+		rc = FN(make_xtf)(xt_in, n, d, nthreads, own_xtf);
+		if (rc < 0)
+			return rc;
+		m->cvf = aligned_alloc(KM_VBYTES, k * (d + 1) * sizeof(FN(fvec)));
+		if (!m->cvf)
+			return pg_error(PG_ENOMEM, "kmeans", "work space for %zu centers", k);
+		m->xtf = *own_xtf;
+	}
+#else
+	(void)own_xtf;
+	if (screen) {
+		m->ce = aligned_alloc(KM_VBYTES, k * (d + 1) * sizeof(FN(vec)));
+		if (!m->ce)
+			return pg_error(PG_ENOMEM, "kmeans", "work space for %zu centers", k);
+	}
+#endif
+	m->xt = xt_in;
+	free(m->cr);
+	m->cr = NULL;
+	FN(splat)(m);
+	return 0;
+}
+
 /* One run from given initial centers; sklearn's convergence rules. */
 static int
 FN(single)(const T *x, const T *xt, const float *xtf, size_t n, size_t d,
@@ -1751,7 +2183,14 @@ FN(single)(const T *x, const T *xt, const float *xtf, size_t n, size_t d,
 	double *sums = NULL, *cnt;
 	int strict = 0, rc = 0, relocated = 0, it;
 	int hamerly = p->algo == PG_KMEANS_HAMERLY;
+	const T *xt_in = xt;
+	T *own_xt = NULL;
+	float *own_xtf = NULL;
 
+	/* The row path starts without the transposed copies (FN(leave_rows)). */
+	(void)xt_in;
+	if (FN(rows_ok)(n, d, p))
+		xt = NULL;
 	m.xt = xt;
 	if (xt) {
 		m.cv = aligned_alloc(KM_VBYTES, k * d * sizeof(FN(vec)));
@@ -1783,6 +2222,17 @@ FN(single)(const T *x, const T *xt, const float *xtf, size_t n, size_t d,
 #else
 	(void)xtf;
 #endif
+	if (FN(rows_ok)(n, d, p)) {
+		m.cr = aligned_alloc(32, (k + KM_RL - 1) / KM_RL * KM_RL * KM_RD * sizeof(T));
+		m.inert = malloc(nchunks * sizeof(double));
+		/* tol_abs NaN: the caller left the variance to the first pass. */
+		if (isnan(tol_abs))
+			m.vpart = malloc(nchunks * 2 * KM_RD * sizeof(double));
+		if (!m.cr || !m.inert || (isnan(tol_abs) && !m.vpart)) {
+			rc = pg_error(PG_ENOMEM, "kmeans", "work space for %zu rows", n);
+			goto out;
+		}
+	}
 	m.c = malloc(k * d * sizeof(T));
 	sums = malloc(k * (d + 1) * sizeof(double));
 	m.part = malloc(nchunks * k * (d + 1) * sizeof(double));
@@ -1809,9 +2259,22 @@ FN(single)(const T *x, const T *xt, const float *xtf, size_t n, size_t d,
 		double shift_tot = 0;
 		size_t nempty = 0;
 
+		if (m.cr && it == KM_ROW_PASSES) {
+			rc = FN(leave_rows)(&m, xt_in, hamerly, nthreads, &own_xt, &own_xtf);
+			if (rc < 0)
+				goto out;
+		}
 		m.mode = hamerly && it > 0 ? KM_HAMERLY : KM_FULL;
 		m.incr = it > 0;
 		km_parallel(FN(chunk), &m, nchunks, nthreads);
+		if (m.vpart) {
+			rc = FN(row_tol)(&m, nchunks, &tol_abs);
+			free(m.vpart);
+			m.vpart = NULL;
+			if (rc < 0)
+				goto out;
+			tol_abs = p->tol > 0 ? tol_abs * p->tol : 0;
+		}
 		memset(sums, 0, k * (d + 1) * sizeof(double));
 		for (size_t ci = 0; ci < nchunks; ci++) {
 			const double *ps = m.part + ci * k * (d + 1);
@@ -1886,8 +2349,13 @@ FN(single)(const T *x, const T *xt, const float *xtf, size_t n, size_t d,
 		m.lb = lb;
 	}
 	info->inertia = 0;
-	if (xt) {
-		rc = FN(inertia_par)(xt, n, d, m.c, labels, nthreads, &info->inertia);
+	if (m.cr) {
+		if (strict)
+			km_parallel(FN(row_inertia_chunk), &m, nchunks, nthreads);
+		for (size_t ci = 0; ci < nchunks; ci++)
+			info->inertia += m.inert[ci];
+	} else if (m.xt) {
+		rc = FN(inertia_par)(m.xt, n, d, m.c, labels, nthreads, &info->inertia);
 		if (rc < 0)
 			goto out;
 	} else {
@@ -1902,9 +2370,14 @@ FN(single)(const T *x, const T *xt, const float *xtf, size_t n, size_t d,
 out:
 	free(m.cv);
 	free(m.ce);
+	free(own_xt);
+	free(own_xtf);
 #ifdef KM_F64
 	free(m.cvf);
 #endif
+	free(m.cr);
+	free(m.inert);
+	free(m.vpart);
 	free(m.c);
 	free(sums);
 	free(m.part);
@@ -1946,14 +2419,11 @@ FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_
 	T *xt = NULL;
 	float *xtf = NULL;
 	struct km_rng rng;
-	int rc;
+	int rc, rows;
 
 	if (FN(small_ok)(n, d, p))
 		return FN(fit_small)(x, n, d, p, labels, centers, info);
-	rc = FN(mean_variance)(x, n, d, p->n_threads > 0 ? (size_t)p->n_threads : 1, &tol_abs);
-	if (rc < 0)
-		return rc;
-	tol_abs = p->tol > 0 ? tol_abs * p->tol : 0;
+	rows = FN(rows_ok)(n, d, p);
 	km_rng_seed(&rng, p->seed);
 	lab = malloc(n * sizeof(int32_t));
 	init = malloc(k * d * sizeof(double));
@@ -1962,16 +2432,26 @@ FN(fit)(const T *x, size_t n, size_t d, const struct pg_kmeans_params *p, int32_
 		rc = pg_error(PG_ENOMEM, "kmeans", "work space for %zu rows", n);
 		goto out;
 	}
-	rc = FN(make_xt)(x, n, d, p->n_threads > 0 ? (size_t)p->n_threads : 1, &xt);
-	if (rc < 0)
-		goto out;
+	/*
+	 * The tolerance's variance is taken while transposing, or (row path,
+	 * given centers: no copy at all) in the first pass.
+	 */
+	if (rows && p->init) {
+		tol_abs = NAN;
+	} else {
+		rc = FN(make_xt)(x, n, d, p->n_threads > 0 ? (size_t)p->n_threads : 1, &xt,
+				 &tol_abs);
+		if (rc < 0)
+			goto out;
+		tol_abs = p->tol > 0 ? tol_abs * p->tol : 0;
+	}
 #ifdef KM_F64
 	/*
-	 * Lloyd on float64 at 6 <= d <= 12: the float pre-screen (PAYGUARD_KMEANS_SCREEN=0: off).
+	 * Lloyd on float64 at 6 <= d <= 16: the float pre-screen (PAYGUARD_KMEANS_SCREEN=0: off).
 	 * Below, the fused float64 kernel is as fast; above, the float copy and the
 	 * separate accumulation did not pay in same-run measurements.
 	 */
-	if (xt && d >= 6 && d <= 16 && p->algo != PG_KMEANS_HAMERLY &&
+	if (xt && !rows && d >= 6 && d <= 16 && p->algo != PG_KMEANS_HAMERLY &&
 	    !(getenv("PAYGUARD_KMEANS_SCREEN") && atoi(getenv("PAYGUARD_KMEANS_SCREEN")) == 0)) {
 		rc = FN(make_xtf)(xt, n, d, p->n_threads > 0 ? (size_t)p->n_threads : 1, &xtf);
 		if (rc < 0)
@@ -2010,7 +2490,7 @@ FN(plusplus_alone)(const T *x, size_t n, size_t d, size_t k, struct km_rng *rng,
 		   double *centers)
 {
 	T *xt;
-	int rc = FN(make_xt)(x, n, d, n_threads > 0 ? (size_t)n_threads : 1, &xt);
+	int rc = FN(make_xt)(x, n, d, n_threads > 0 ? (size_t)n_threads : 1, &xt, NULL);
 
 	if (rc == 0)
 		rc = FN(plusplus)(x, xt, n, d, k, rng, n_threads > 0 ? (size_t)n_threads : 1,

@@ -594,6 +594,107 @@ test_small_path(void **state)
 }
 
 /*
+ * Float64 Lloyd at d = 16 over more than one chunk takes the row path (no
+ * transposed copy; PAYGUARD_KMEANS_ROWS=0 turns it off). Against the
+ * transposed kernels: the same labels, iteration count and relocations,
+ * centers and inertia to rounding (the distances sum in another order), for
+ * k from 1 to 64 (centers go four at a time, the last group padded), a tol
+ * stop, strict convergence (its inertia from the labels kept), fits long
+ * enough to leave the row path half-way, and two equal initial centers (ties
+ * to the lower index, then a relocation). Any thread count gives the same
+ * bits. NaN or infinity is refused with given centers too, which leave the
+ * variance to the row path's first pass.
+ */
+static void
+row_fit(const double *x, size_t n, const struct pg_kmeans_params *p, int rows, int32_t *l,
+	double *c, struct pg_kmeans_info *info)
+{
+	if (!rows)
+		assert_int_equal(setenv("PAYGUARD_KMEANS_ROWS", "0", 1), 0);
+	assert_int_equal(pg_kmeans_fit(x, PG_KMEANS_F64, n, 16, p, l, c, info), 0);
+	assert_int_equal(unsetenv("PAYGUARD_KMEANS_ROWS"), 0);
+}
+
+static void
+test_row_path(void **state)
+{
+	static const size_t ks[] = {1, 3, 4, 5, 8, 13, 64};
+	size_t n = 3 * 4096 + 123, d = 16;
+	double *x = blobs(n, d, 21), *init = malloc(64 * d * sizeof(double));
+	double *c1 = malloc(64 * d * sizeof(double)), *c2 = malloc(64 * d * sizeof(double));
+	int32_t *l1 = malloc(n * sizeof(int32_t)), *l2 = malloc(n * sizeof(int32_t));
+	struct pg_kmeans_params p;
+	struct pg_kmeans_info i1, i2;
+	int left = 0, strict = 0;
+
+	(void)state;
+	for (size_t a = 0; a < sizeof(ks) / sizeof(ks[0]); a++)
+		for (int v = 0; v < 4; v++) {
+			size_t k = ks[a];
+
+			pg_kmeans_params_init(&p, k);
+			p.max_iter = 40; /* past the row path's passes, and quick */
+			for (size_t i = 0; i < k * d; i++)
+				init[i] = x[(i / d * 97 + 5) % n * d + i % d];
+			p.init = init;
+			if (v == 1)
+				p.tol = 0; /* strict convergence only */
+			if (v == 2 && k > 1)
+				memcpy(init + d, init,
+				       d * sizeof(double)); /* a tie, an empty cluster */
+			if (v == 3) {
+				p.init = NULL; /* k-means++, the variance taken beforehand */
+				p.n_init = 2;
+				p.seed = k;
+			}
+			p.n_threads = 2;
+			row_fit(x, n, &p, 0, l1, c1, &i1);
+			row_fit(x, n, &p, 1, l2, c2, &i2);
+			assert_memory_equal(l1, l2, n * sizeof(int32_t));
+			assert_int_equal(i1.n_iter, i2.n_iter);
+			assert_int_equal(i1.relocated, i2.relocated);
+			assert_true(fabs(i1.inertia - i2.inertia) <= 1e-12 * i1.inertia);
+			for (size_t i = 0; i < k * d; i++)
+				assert_true(fabs(c1[i] - c2[i]) <= 1e-12 * (fabs(c1[i]) + 1));
+			strict += v == 1 && i2.n_iter < p.max_iter;
+			if (v == 2 && k > 1)
+				assert_true(i2.relocated > 0);
+			left += i2.n_iter > 3;
+			if (v != 0)
+				continue;
+			/* The thread count changes nothing. */
+			p.n_threads = 1;
+			row_fit(x, n, &p, 1, l1, c1, &i1);
+			p.n_threads = 5;
+			row_fit(x, n, &p, 1, l2, c2, &i2);
+			assert_memory_equal(l1, l2, n * sizeof(int32_t));
+			assert_memory_equal(c1, c2, k * d * sizeof(double));
+			assert_true(i1.inertia == i2.inertia);
+		}
+	/* Some fits ran past the row path's passes; some stopped on unchanged labels. */
+	assert_true(left > 0);
+	assert_true(strict > 0);
+	/* Refused in the row path's first pass, and (k-means++) while transposing. */
+	for (int v = 0; v < 4; v++) {
+		double keep = x[5000 * d + 7];
+
+		pg_kmeans_params_init(&p, 8);
+		p.init = v < 2 ? init : NULL;
+		x[5000 * d + 7] = v % 2 ? INFINITY : NAN;
+		assert_int_equal(pg_kmeans_fit(x, PG_KMEANS_F64, n, d, &p, l1, c1, NULL),
+				 PG_EINVAL);
+		assert_non_null(strstr(pg_last_error(), "row 5000, column 7 is not finite"));
+		x[5000 * d + 7] = keep;
+	}
+	free(x);
+	free(init);
+	free(c1);
+	free(c2);
+	free(l1);
+	free(l2);
+}
+
+/*
  * The float32 pre-screen of float64 Lloyd fits (6 <= d <= 12) must leave every
  * result bit for bit as the plain float64 path gives it (PAYGUARD_KMEANS_SCREEN=0):
  * points placed at the midpoints of two centers and nudged by amounts from
@@ -800,6 +901,7 @@ main(void)
 	    cmocka_unit_test(test_silhouette),
 	    cmocka_unit_test(test_silhouette_reference),
 	    cmocka_unit_test(test_small_path),
+	    cmocka_unit_test(test_row_path),
 	    cmocka_unit_test(test_screen_near_ties),
 	    cmocka_unit_test(test_xscreen_near_ties),
 	    cmocka_unit_test(test_screen_exact_ties),
