@@ -908,10 +908,10 @@ struct FN(km) {
 	const float *xtf; /* float copy of xt for the pre-screen, or NULL */
 	void *cvf;	  /* float centers (||c||^2, -2 c_j) splatted (FN(fvec)), with xtf */
 	float cmax2;	  /* largest squared norm of a center, rounded up */
+	void *cr;	  /* row path: centers as FN(rv) vectors, k rounded up to KM_RL, or NULL */
+	double *inert;	  /* row path: per chunk, the inertia of its rows */
+	double *vpart;	  /* row path, first pass: per chunk, shifted sums for the variance */
 #endif
-	void *cr;      /* row path: centers as FN(rv) vectors, k rounded up to KM_RL, or NULL */
-	double *inert; /* row path: per chunk, the inertia of its rows */
-	double *vpart; /* row path, first pass: per chunk, shifted sums for the variance */
 };
 
 /* Adds rows lo..hi to their cluster's sums (D constant at the common call). */
@@ -950,48 +950,31 @@ FN(reduce_lanes)(const FN(vec) * acc, const FN(ivec) * cnt, size_t k, size_t d, 
 	}
 }
 
+#ifdef KM_F64
 /*
- * Row-major Lloyd at d = 16 (a row is four vectors of 4 doubles, or two of
- * 8 floats): no transposed copy is made. A fit that converges in a few
- * passes otherwise spends most of its time writing that copy (and, first,
- * having the kernel zero the fresh pages under it). A point's squared
- * distances to KM_RL centers are summed across lanes at once by rounds of
- * shuffles, so each distance is the same pairwise sum of its lane sums,
- * whichever center.
+ * Row-major float64 Lloyd at d = 16 (a row is four vectors of 4 doubles):
+ * no transposed copy is made. A fit that converges in a few passes otherwise
+ * spends most of its time writing that copy (and, first, having the kernel
+ * zero the fresh pages under it). A point's squared distances to four
+ * centers are summed across lanes at once by two rounds of shuffles, so each
+ * distance is ((l0 + l1) + (l2 + l3)) of its lane sums, whichever center.
+ * (A float32 instantiation was slower than the float32 transposed path with
+ * its expansion screen, whose copy is half as large.)
  */
 #define KM_RD	 16
 #define KM_RKMAX 64
-#define KM_RL	 (32 / sizeof(T))	  /* lanes of a 32-byte vector */
-#define KM_RV	 (KM_RD * sizeof(T) / 32) /* vectors per row */
-typedef T FN(rv) __attribute__((vector_size(32)));
-typedef ITYPE FN(rvi) __attribute__((vector_size(32)));
-/* An unaligned view of one vector's worth of T: one 32-byte load (memcpy into
- * a vector array went through the stack in halves, and reloading stalled). */
-typedef T FN(rvu) __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
+#define KM_RL	 4 /* lanes of a 32-byte vector of doubles */
+#define KM_RV	 4 /* vectors per row */
+typedef double FN(rv) __attribute__((vector_size(32)));
+typedef int64_t FN(rvi) __attribute__((vector_size(32)));
+/* An unaligned view of four doubles: one 32-byte load (memcpy into a vector
+ * array went through the stack in halves, and reloading stalled). */
+typedef double FN(rvu) __attribute__((vector_size(32), aligned(8), may_alias));
 
-/* The row as four vectors of 4 doubles, for the double sums. */
-typedef double FN(rd) __attribute__((vector_size(32)));
-typedef double FN(rdu) __attribute__((vector_size(32), aligned(8), may_alias));
-#ifndef KM_F64
-typedef float FN(rf4) __attribute__((vector_size(16), aligned(4), may_alias));
-#endif
-
-static inline __attribute__((always_inline)) void
-FN(rrow_d)(FN(rd) * xd, const T *xi)
-{
-	for (size_t v = 0; v < 4; v++)
-#ifdef KM_F64
-		xd[v] = *(const FN(rdu) *)(xi + 4 * v);
-#else
-		xd[v] = __builtin_convertvector(*(const FN(rf4) *)(xi + 4 * v), FN(rd));
-#endif
-}
-
-/* Lane sums of s[0 .. KM_RL - 1] into the lanes of *out, pairwise. */
+/* Lane sums of s[0 .. 3] into the lanes of *out, pairwise. */
 static inline __attribute__((always_inline)) void
 FN(rhsum)(FN(rv) * out, const FN(rv) * s)
 {
-#ifdef KM_F64
 	FN(rv)
 	t0 = __builtin_shuffle(s[0], s[1], (FN(rvi)){0, 4, 2, 6}) +
 	     __builtin_shuffle(s[0], s[1], (FN(rvi)){1, 5, 3, 7});
@@ -1001,23 +984,6 @@ FN(rhsum)(FN(rv) * out, const FN(rv) * s)
 
 	*out = __builtin_shuffle(t0, t1, (FN(rvi)){0, 1, 4, 5}) +
 	       __builtin_shuffle(t0, t1, (FN(rvi)){2, 3, 6, 7});
-#else
-	FN(rv) t[4], u[2];
-
-	/* Interleaving shuffles (one instruction each): lanes 0+2, 1+3, 4+6, 5+7 first. */
-	for (size_t j = 0; j < 4; j++)
-		t[j] =
-		    __builtin_shuffle(s[2 * j], s[2 * j + 1], (FN(rvi)){0, 8, 1, 9, 4, 12, 5, 13}) +
-		    __builtin_shuffle(s[2 * j], s[2 * j + 1],
-				      (FN(rvi)){2, 10, 3, 11, 6, 14, 7, 15});
-	for (size_t j = 0; j < 2; j++)
-		u[j] =
-		    __builtin_shuffle(t[2 * j], t[2 * j + 1], (FN(rvi)){0, 1, 8, 9, 4, 5, 12, 13}) +
-		    __builtin_shuffle(t[2 * j], t[2 * j + 1],
-				      (FN(rvi)){2, 3, 10, 11, 6, 7, 14, 15});
-	*out = __builtin_shuffle(u[0], u[1], (FN(rvi)){0, 1, 2, 3, 8, 9, 10, 11}) +
-	       __builtin_shuffle(u[0], u[1], (FN(rvi)){4, 5, 6, 7, 12, 13, 14, 15});
-#endif
 }
 
 /* Squared differences of a row and a center, summed per lane. */
@@ -1092,7 +1058,6 @@ FN(row_nearest)(const FN(rv) * xv, const FN(rv) *restrict cr, size_t k, T *bd)
 	 * lanes holding it (none when it is NaN: index KM_RKMAX, taken as 0).
 	 */
 	mn = best;
-#ifdef KM_F64
 	sw = __builtin_shuffle(mn, (FN(rvi)){1, 0, 3, 2});
 	FN(rmin)(&mn, sw);
 	sw = __builtin_shuffle(mn, (FN(rvi)){2, 3, 0, 1});
@@ -1103,22 +1068,6 @@ FN(row_nearest)(const FN(rv) * xv, const FN(rv) *restrict cr, size_t k, T *bd)
 	FN(rimin)(&sel, t);
 	t = __builtin_shuffle(sel, (FN(rvi)){2, 3, 0, 1});
 	FN(rimin)(&sel, t);
-#else
-	sw = __builtin_shuffle(mn, (FN(rvi)){1, 0, 3, 2, 5, 4, 7, 6});
-	FN(rmin)(&mn, sw);
-	sw = __builtin_shuffle(mn, (FN(rvi)){2, 3, 0, 1, 6, 7, 4, 5});
-	FN(rmin)(&mn, sw);
-	sw = __builtin_shuffle(mn, (FN(rvi)){4, 5, 6, 7, 0, 1, 2, 3});
-	FN(rmin)(&mn, sw);
-	eq = best == mn;
-	sel = (idx & eq) | (((FN(rvi)){0} + KM_RKMAX) & ~eq);
-	t = __builtin_shuffle(sel, (FN(rvi)){1, 0, 3, 2, 5, 4, 7, 6});
-	FN(rimin)(&sel, t);
-	t = __builtin_shuffle(sel, (FN(rvi)){2, 3, 0, 1, 6, 7, 4, 5});
-	FN(rimin)(&sel, t);
-	t = __builtin_shuffle(sel, (FN(rvi)){4, 5, 6, 7, 0, 1, 2, 3});
-	FN(rimin)(&sel, t);
-#endif
 	*bd = mn[0];
 	return sel[0] < (ITYPE)k ? (int32_t)sel[0] : 0;
 }
@@ -1136,13 +1085,14 @@ FN(row_chunk)(struct FN(km) * m, size_t ci)
 	double *ps = m->part ? m->part + ci * k * (KM_RD + 1) : NULL;
 	int incr = ps && m->incr, var = m->vpart != NULL;
 	const FN(rv) *cr = m->cr;
-	FN(rd) s1[4] = {{0}}, s2[4] = {{0}}, sh[4];
+	FN(rv) s1[KM_RV] = {{0}}, s2[KM_RV] = {{0}}, sh[KM_RV];
 	size_t changed = 0;
 	double inert = 0;
 
 	if (ps && !incr)
 		memset(ps, 0, k * (KM_RD + 1) * sizeof(*ps));
-	FN(rrow_d)(sh, m->x);
+	for (size_t v = 0; v < KM_RV; v++)
+		sh[v] = *(const FN(rvu) *)(m->x + KM_RL * v);
 	for (size_t i = lo; i < hi; i++) {
 		const T *xi = m->x + i * KM_RD;
 		FN(rv) xv[KM_RV];
@@ -1159,23 +1109,17 @@ FN(row_chunk)(struct FN(km) * m, size_t ci)
 				FN(move_point)(ps, KM_RD, k, xi, 1, old, l);
 		} else {
 			double *a = ps + (size_t)l * KM_RD;
-			FN(rd) xd[4];
 
-			FN(rrow_d)(xd, xi);
-			for (size_t v = 0; v < 4; v++)
-				*(FN(rdu) *)(a + 4 * v) += xd[v];
+			for (size_t v = 0; v < KM_RV; v++)
+				*(FN(rvu) *)(a + KM_RL * v) += xv[v];
 			ps[k * KM_RD + (size_t)l] += 1;
 		}
-		if (var) {
-			FN(rd) xd[4];
-
-			FN(rrow_d)(xd, xi);
-			for (size_t v = 0; v < 4; v++) {
-				FN(rd) t = xd[v] - sh[v];
+		if (var)
+			for (size_t v = 0; v < KM_RV; v++) {
+				FN(rv) t = xv[v] - sh[v];
 				s1[v] += t;
 				s2[v] += t * t;
 			}
-		}
 		changed += l != old;
 		m->labels[i] = l;
 	}
@@ -1207,10 +1151,11 @@ FN(row_inertia_chunk)(void *arg, size_t ci)
 			a[q] = a[0];
 		/* Summed across lanes in the E-step's order. */
 		FN(rhsum)(&h, a);
-		inert += (double)h[0];
+		inert += h[0];
 	}
 	m->inert[ci] = inert;
 }
+#endif
 
 /*
  * The tolerance's mean variance from the first pass's shifted sums (numpy's
@@ -1244,25 +1189,21 @@ FN(shift_var)(const T *x, size_t n, size_t d, const double *vpart, size_t nchunk
 	return 0;
 }
 
-static int
-FN(row_tol)(const struct FN(km) * m, size_t nchunks, double *out)
-{
-	return FN(shift_var)(m->x, m->n, KM_RD, m->vpart, nchunks, out);
-}
-
-/*
- * Whether a fit takes the row path: float64, d = 16, Lloyd, more than one
- * chunk. For float32 the kernels above compile but are not taken: measured
- * at 100,000 x 16, k = 8, they were slower than the transposed path with its
- * expansion pre-screen, whose copy is half as large.
- */
+/* Whether a fit takes the row path: float64, d = 16, Lloyd, more than one chunk. */
 static int
 FN(rows_ok)(size_t n, size_t d, const struct pg_kmeans_params *p)
 {
+#ifdef KM_F64
 	const char *e = getenv("PAYGUARD_KMEANS_ROWS");
 
-	return sizeof(T) == 8 && d == KM_RD && n > KM_CHUNK && p->k <= KM_RKMAX &&
-	       p->algo != PG_KMEANS_HAMERLY && !(e && atoi(e) == 0);
+	return d == KM_RD && n > KM_CHUNK && p->k <= KM_RKMAX && p->algo != PG_KMEANS_HAMERLY &&
+	       !(e && atoi(e) == 0);
+#else
+	(void)n;
+	(void)d;
+	(void)p;
+	return 0;
+#endif
 }
 
 /* One chunk of one iteration: assign, then add to this chunk's partial sums. */
@@ -1281,14 +1222,14 @@ FN(chunk)(void *arg, size_t ci)
 
 #ifdef KM_F64
 	const int screen = m->xtf && !m->ub;
-#else
-	const int screen = 0;
-#endif
 
 	if (m->cr) {
 		FN(row_chunk)(m, ci);
 		return;
 	}
+#else
+	const int screen = 0;
+#endif
 
 	if (m->mode == KM_ESTEP && m->ce && d <= KM_SMALL_D) {
 		/* float32 Lloyd's final E-step: labels by the expansion pre-screen. */
@@ -2071,6 +2012,7 @@ FN(relocate)(struct FN(km) * m, double *sums, double *cnt, size_t nempty)
 static void
 FN(splat)(struct FN(km) * m)
 {
+#ifdef KM_F64
 	if (m->cr) {
 		/* Rows past k repeat center 0: they tie with it, and lose. */
 		T *cr = m->cr;
@@ -2078,6 +2020,7 @@ FN(splat)(struct FN(km) * m)
 			memcpy(cr + c * KM_RD, m->c + (c < m->k ? c : 0) * KM_RD,
 			       KM_RD * sizeof(T));
 	}
+#endif
 	if (!m->cv)
 		return;
 	for (size_t i = 0; i < m->k * m->d; i++)
@@ -2119,6 +2062,7 @@ FN(splat)(struct FN(km) * m)
 #endif
 }
 
+#ifdef KM_F64
 /*
  * A row-path fit still running after KM_ROW_PASSES passes goes on with the
  * transposed kernels (faster per pass from k of about 16 on, and with the
@@ -2129,12 +2073,11 @@ FN(splat)(struct FN(km) * m)
 #define KM_ROW_PASSES 3
 #endif
 static int
-FN(leave_rows)(struct FN(km) * m, const T *xt_in, int hamerly, size_t nthreads, T **own_xt,
-	       float **own_xtf)
+FN(leave_rows)(struct FN(km) * m, const T *xt_in, size_t nthreads, T **own_xt, float **own_xtf)
 {
 	size_t n = m->n, d = m->d, k = m->k;
-	int screen = !hamerly && !(getenv("PAYGUARD_KMEANS_SCREEN") &&
-				   atoi(getenv("PAYGUARD_KMEANS_SCREEN")) == 0);
+	int screen =
+	    !(getenv("PAYGUARD_KMEANS_SCREEN") && atoi(getenv("PAYGUARD_KMEANS_SCREEN")) == 0);
 	int rc;
 
 	if (!xt_in) {
@@ -2146,7 +2089,6 @@ FN(leave_rows)(struct FN(km) * m, const T *xt_in, int hamerly, size_t nthreads, 
 	m->cv = aligned_alloc(KM_VBYTES, k * d * sizeof(FN(vec)));
 	if (!m->cv)
 		return pg_error(PG_ENOMEM, "kmeans", "work space for %zu centers", k);
-#ifdef KM_F64
 	if (screen) {
 		rc = FN(make_xtf)(xt_in, n, d, nthreads, own_xtf);
 		if (rc < 0)
@@ -2156,20 +2098,13 @@ FN(leave_rows)(struct FN(km) * m, const T *xt_in, int hamerly, size_t nthreads, 
 			return pg_error(PG_ENOMEM, "kmeans", "work space for %zu centers", k);
 		m->xtf = *own_xtf;
 	}
-#else
-	(void)own_xtf;
-	if (screen) {
-		m->ce = aligned_alloc(KM_VBYTES, k * (d + 1) * sizeof(FN(vec)));
-		if (!m->ce)
-			return pg_error(PG_ENOMEM, "kmeans", "work space for %zu centers", k);
-	}
-#endif
 	m->xt = xt_in;
 	free(m->cr);
 	m->cr = NULL;
 	FN(splat)(m);
 	return 0;
 }
+#endif
 
 /* One run from given initial centers; sklearn's convergence rules. */
 static int
@@ -2219,9 +2154,6 @@ FN(single)(const T *x, const T *xt, const float *xtf, size_t n, size_t d,
 		}
 		m.xtf = xtf;
 	}
-#else
-	(void)xtf;
-#endif
 	if (FN(rows_ok)(n, d, p)) {
 		m.cr = aligned_alloc(32, (k + KM_RL - 1) / KM_RL * KM_RL * KM_RD * sizeof(T));
 		m.inert = malloc(nchunks * sizeof(double));
@@ -2233,6 +2165,9 @@ FN(single)(const T *x, const T *xt, const float *xtf, size_t n, size_t d,
 			goto out;
 		}
 	}
+#else
+	(void)xtf;
+#endif
 	m.c = malloc(k * d * sizeof(T));
 	sums = malloc(k * (d + 1) * sizeof(double));
 	m.part = malloc(nchunks * k * (d + 1) * sizeof(double));
@@ -2259,22 +2194,26 @@ FN(single)(const T *x, const T *xt, const float *xtf, size_t n, size_t d,
 		double shift_tot = 0;
 		size_t nempty = 0;
 
+#ifdef KM_F64
 		if (m.cr && it == KM_ROW_PASSES) {
-			rc = FN(leave_rows)(&m, xt_in, hamerly, nthreads, &own_xt, &own_xtf);
+			rc = FN(leave_rows)(&m, xt_in, nthreads, &own_xt, &own_xtf);
 			if (rc < 0)
 				goto out;
 		}
+#endif
 		m.mode = hamerly && it > 0 ? KM_HAMERLY : KM_FULL;
 		m.incr = it > 0;
 		km_parallel(FN(chunk), &m, nchunks, nthreads);
+#ifdef KM_F64
 		if (m.vpart) {
-			rc = FN(row_tol)(&m, nchunks, &tol_abs);
+			rc = FN(shift_var)(m.x, n, KM_RD, m.vpart, nchunks, &tol_abs);
 			free(m.vpart);
 			m.vpart = NULL;
 			if (rc < 0)
 				goto out;
 			tol_abs = p->tol > 0 ? tol_abs * p->tol : 0;
 		}
+#endif
 		memset(sums, 0, k * (d + 1) * sizeof(double));
 		for (size_t ci = 0; ci < nchunks; ci++) {
 			const double *ps = m.part + ci * k * (d + 1);
@@ -2349,12 +2288,15 @@ FN(single)(const T *x, const T *xt, const float *xtf, size_t n, size_t d,
 		m.lb = lb;
 	}
 	info->inertia = 0;
+#ifdef KM_F64
 	if (m.cr) {
 		if (strict)
 			km_parallel(FN(row_inertia_chunk), &m, nchunks, nthreads);
 		for (size_t ci = 0; ci < nchunks; ci++)
 			info->inertia += m.inert[ci];
-	} else if (m.xt) {
+	} else
+#endif
+	    if (m.xt) {
 		rc = FN(inertia_par)(m.xt, n, d, m.c, labels, nthreads, &info->inertia);
 		if (rc < 0)
 			goto out;
@@ -2374,10 +2316,10 @@ out:
 	free(own_xtf);
 #ifdef KM_F64
 	free(m.cvf);
-#endif
 	free(m.cr);
 	free(m.inert);
 	free(m.vpart);
+#endif
 	free(m.c);
 	free(sums);
 	free(m.part);
